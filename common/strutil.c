@@ -1,0 +1,163 @@
+/* strutil.c - see strutil.h. */
+#include "strutil.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+char *bfs_asprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    va_start(ap, fmt);
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    return n < 0 ? NULL : s;
+}
+
+static bool needs_escape(unsigned char c) { return c == '/' || c == '%' || c < 0x20 || c == 0x7f; }
+
+int bfs_name_escape(const char *in, char *out, size_t outsz)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const char *special = NULL;
+    size_t n = 0;
+
+    if (!strcmp(in, ""))
+        special = "%00";
+    else if (!strcmp(in, "."))
+        special = "%2E";
+    else if (!strcmp(in, ".."))
+        special = "%2E%2E";
+    if (special) {
+        if (strlen(special) + 1 > outsz)
+            goto toolong;
+        strcpy(out, special);
+        return (int)strlen(special);
+    }
+    for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+        if (needs_escape(*p)) {
+            if (n + 4 > outsz)
+                goto toolong;
+            out[n++] = '%';
+            out[n++] = hex[*p >> 4];
+            out[n++] = hex[*p & 15];
+        } else {
+            if (n + 2 > outsz)
+                goto toolong;
+            out[n++] = (char)*p;
+        }
+    }
+    out[n] = '\0';
+    return (int)n;
+toolong:
+    if (outsz)
+        out[0] = '\0';
+    return -ENAMETOOLONG;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int bfs_name_unescape(const char *in, char *out, size_t outsz)
+{
+    size_t n = 0;
+    if (!strcmp(in, "%00")) {
+        if (outsz < 1)
+            return -ENAMETOOLONG;
+        out[0] = '\0';
+        return 0;
+    }
+    for (const char *p = in; *p; p++) {
+        char c = *p;
+        if (c == '%') {
+            int hi = hexval(p[1]), lo = hi < 0 ? -1 : hexval(p[2]);
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+                return -EINVAL;
+            c = (char)(hi * 16 + lo);
+            p += 2;
+        }
+        if (n + 2 > outsz)
+            return -ENAMETOOLONG;
+        out[n++] = c;
+    }
+    out[n] = '\0';
+    return (int)n;
+}
+
+bool bfs_parse_i64(const char *s, int64_t *out)
+{
+    char *end;
+    if (!*s || (*s != '-' && *s != '+' && (*s < '0' || *s > '9')))
+        return false;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end)
+        return false;
+    *out = v;
+    return true;
+}
+
+bool bfs_startswith(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
+
+/* TAI-UTC (seconds) from each UTC Unix time on; IERS Bulletin C. Before
+ * 1972 the offset was fractional; 10 s is used, which is what matters for
+ * display of the 1970 "unbounded" calibration epoch. */
+static const struct {
+    int64_t since;
+    int offset;
+} leap_table[] = {
+    {63072000, 10},   {78796800, 11},   {94694400, 12},   {126230400, 13},  {157766400, 14},
+    {189302400, 15},  {220924800, 16},  {252460800, 17},  {283996800, 18},  {315532800, 19},
+    {362793600, 20},  {394329600, 21},  {425865600, 22},  {489024000, 23},  {567993600, 24},
+    {631152000, 25},  {662688000, 26},  {709948800, 27},  {741484800, 28},  {773020800, 29},
+    {820454400, 30},  {867715200, 31},  {915148800, 32},  {1136073600, 33}, {1230768000, 34},
+    {1341100800, 35}, {1435708800, 36}, {1483228800, 37},
+};
+
+static int leap_offset_utc(int64_t unix_sec)
+{
+    int off = 10;
+    for (size_t i = 0; i < sizeof leap_table / sizeof *leap_table; i++)
+        if (unix_sec >= leap_table[i].since)
+            off = leap_table[i].offset;
+    return off;
+}
+
+int64_t bfs_tai_ns_to_unix(int64_t tai_ns)
+{
+    int64_t tai_sec = tai_ns / 1000000000;
+    if (tai_ns < 0 && tai_ns % 1000000000)
+        tai_sec--;
+    /* The offset depends on UTC; evaluating it at TAI-offset is exact except
+     * inside the leap second itself. */
+    return tai_sec - leap_offset_utc(tai_sec - leap_offset_utc(tai_sec));
+}
+
+int64_t bfs_unix_to_tai_ns(int64_t unix_sec, long nsec)
+{
+    return (unix_sec + leap_offset_utc(unix_sec)) * 1000000000LL + nsec;
+}
+
+void bfs_tai_ns_format(int64_t tai_ns, char *buf, size_t bufsz)
+{
+    time_t t = (time_t)bfs_tai_ns_to_unix(tai_ns);
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0) {
+        snprintf(buf, bufsz, "%s", tai_ns > 0 ? "max" : "min");
+        return;
+    }
+    strftime(buf, bufsz, "%Y%m%dT%H%M%SZ", &tm);
+}

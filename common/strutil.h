@@ -1,0 +1,47 @@
+/*
+ * strutil.h - small string helpers shared by every module.
+ *
+ * Names that come from data (collection names, dataId values, dataset type
+ * names) become single path components through bfs_name_escape(): the result
+ * never contains '/', is never "." or "..", never empty, and never contains a
+ * control character, so no value can escape the directory it is shown in.
+ * Escaping is percent-encoding of exactly these bytes: '/', '%', bytes below
+ * 0x20 and 0x7f; "." and ".." are written "%2E" and "%2E%2E"; the empty
+ * string is written "%00".  bfs_name_unescape() inverts it exactly.
+ */
+#ifndef BFS_STRUTIL_H
+#define BFS_STRUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* malloc'd formatted string; NULL only when out of memory. Caller frees. */
+char *bfs_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Escape one name into out (size outsz). Returns the length written, or
+ * -ENAMETOOLONG when it does not fit (out is then an empty string). */
+int bfs_name_escape(const char *in, char *out, size_t outsz);
+
+/* Invert bfs_name_escape. Returns the length, -EINVAL for a malformed escape
+ * or an escape that decodes to '\0' (other than the whole-name "%00"),
+ * -ENAMETOOLONG when it does not fit. */
+int bfs_name_unescape(const char *in, char *out, size_t outsz);
+
+/* Parse a whole decimal int64 (optional sign, no trailing junk). */
+bool bfs_parse_i64(const char *s, int64_t *out);
+
+/* True when s begins with prefix. */
+bool bfs_startswith(const char *s, const char *prefix);
+
+/* Format TAI nanoseconds since 1970 as UTC "YYYYMMDDTHHMMSSZ" (buf >= 17).
+ * The leap-second offset of the date is applied, as astropy does. */
+void bfs_tai_ns_format(int64_t tai_ns, char *buf, size_t bufsz);
+
+/* Convert TAI nanoseconds since 1970 to a UTC Unix time in seconds. */
+int64_t bfs_tai_ns_to_unix(int64_t tai_ns);
+
+/* Inverse of bfs_tai_ns_to_unix for whole seconds plus nanoseconds. */
+int64_t bfs_unix_to_tai_ns(int64_t unix_sec, long nsec);
+
+#endif

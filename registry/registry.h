@@ -1,0 +1,274 @@
+/*
+ * registry.h - the daf_butler SQLite registry, read and written as the
+ * Python Butler does.  This module is the only code that includes sqlite3.
+ *
+ * A repository is a directory holding butler.yaml; that file names the
+ * SQLite database (registry.db) and the datastore root (datastore.root) and
+ * the datastore records table (datastore.records.table).  Nothing in the
+ * schema that the registry itself stores is hard-coded here: tag and
+ * calibration table names come from dataset_type, the dimension universe
+ * from butler_attributes' "config:dimensions.json", and dataset type
+ * dimensions from dimension_graph_definition.
+ *
+ * Errors: functions return 0 (or a count) on success and a negative errno
+ * on failure.  SQLite result codes are translated to errno in one place
+ * (registry_i.h: reg_errno()) where the detail is logged once.
+ *
+ * Threads: a bfs_registry is shared by all threads.  Each thread gets its
+ * own SQLite connection on first use (WAL readers never block each other);
+ * connections are closed by bfs_registry_close().  Catalog snapshots
+ * (collections and dataset types) are immutable; a refresh publishes a new
+ * one and keeps the old ones alive until close, so a pointer obtained from a
+ * catalog stays valid for the registry's lifetime.
+ *
+ * Ownership: strings in bfs_dataset_file passed to a callback are valid only
+ * during that callback.  Everything reached from a catalog or the universe
+ * is owned by the registry.
+ */
+#ifndef BFS_REGISTRY_H
+#define BFS_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BFS_MAX_DIMS 16     /* required dimensions of one dataset type */
+#define BFS_MAX_VALUE 256   /* longest dimension value, including NUL */
+
+typedef struct bfs_registry bfs_registry;
+
+enum bfs_open_flags {
+    BFS_REG_READONLY = 0,
+    BFS_REG_WRITE = 1,  /* open read-write (init, demo, ingest) */
+};
+
+/*
+ * Open the repository in directory repo.  On failure returns -errno and,
+ * when errmsg is not NULL, sets *errmsg to a malloc'd sentence naming the
+ * problem and what to do (caller frees).  Checks: the directory exists and
+ * is readable, butler.yaml parses and names an SQLite registry, the file is
+ * an SQLite database with a Butler schema and a dimension universe.
+ */
+int bfs_registry_open(const char *repo, int flags, bfs_registry **out, char **errmsg);
+void bfs_registry_close(bfs_registry *reg);
+
+/* Absolute path of the repository directory. */
+const char *bfs_registry_repo_dir(const bfs_registry *reg);
+/* Datastore root with <butlerRoot> expanded: an absolute directory, or a URI
+ * ("s3://...", "https://...") when the datastore is remote.  Ends in '/'. */
+const char *bfs_registry_datastore_root(const bfs_registry *reg);
+/* Path of the SQLite database file. */
+const char *bfs_registry_db_path(const bfs_registry *reg);
+
+/* ---- dimension universe ------------------------------------------------ */
+
+typedef enum { BFS_KEY_INT, BFS_KEY_STRING } bfs_key_type;
+
+typedef struct bfs_dimension {
+    const char *name;        /* "exposure" */
+    int index;               /* position in the universe's dimension order */
+    bfs_key_type type;       /* type of the primary key */
+    const char *key;         /* primary key column of its table: "id", "name" */
+    const char *alt_keys[4]; /* alternate unique keys: "obs_id", "full_name" */
+    int n_alt;
+    const struct bfs_dimension *requires[4]; /* dimensions that key its table */
+    int n_requires;
+    bool has_table;          /* false for skypix and view-only dimensions */
+} bfs_dimension;
+
+int bfs_registry_universe_version(const bfs_registry *reg);
+const char *bfs_registry_universe_namespace(const bfs_registry *reg);
+int bfs_registry_dimension_count(const bfs_registry *reg);
+const bfs_dimension *bfs_registry_dimension(const bfs_registry *reg, int i);
+const bfs_dimension *bfs_registry_dimension_by_name(const bfs_registry *reg, const char *name);
+
+/* ---- catalog: collections and dataset types ---------------------------- */
+
+typedef enum {
+    BFS_COLL_RUN = 1,
+    BFS_COLL_TAGGED = 2,
+    BFS_COLL_CHAINED = 3,
+    BFS_COLL_CALIBRATION = 4,
+} bfs_collection_type;
+
+typedef struct bfs_collection {
+    int64_t id;
+    const char *name;
+    bfs_collection_type type;
+    const char *doc;
+    /* For CHAINED: the children in search order; otherwise n_children is 0. */
+    const struct bfs_collection **children;
+    int n_children;
+} bfs_collection;
+
+typedef struct bfs_dataset_type {
+    int64_t id;
+    const char *name;
+    const char *storage_class;
+    int64_t dimensions_key;
+    int ndims;                               /* required dimensions ... */
+    const bfs_dimension *dims[BFS_MAX_DIMS]; /* ... in universe order */
+    const char *tags_table;
+    const char *calibs_table;                /* NULL when not a calibration type */
+} bfs_dataset_type;
+
+typedef struct bfs_catalog {
+    size_t ncollections;
+    const bfs_collection *collections;       /* sorted by name */
+    size_t ndataset_types;
+    const bfs_dataset_type *dataset_types;   /* sorted by name */
+    uint64_t generation;                     /* increases with each reload */
+} bfs_catalog;
+
+/* The current snapshot (never NULL after a successful open). */
+const bfs_catalog *bfs_registry_catalog(bfs_registry *reg);
+/* Reload the catalog when another process changed the database since the
+ * last load.  Returns 1 when a new snapshot was published, 0 when nothing
+ * changed, -errno on failure (the old snapshot stays current). */
+int bfs_registry_refresh(bfs_registry *reg);
+
+const bfs_collection *bfs_catalog_collection(const bfs_catalog *cat, const char *name);
+const bfs_collection *bfs_catalog_collection_by_id(const bfs_catalog *cat, int64_t id);
+const bfs_dataset_type *bfs_catalog_dataset_type(const bfs_catalog *cat, const char *name);
+
+/* ---- dataset queries ------------------------------------------------------
+ *
+ * A dataId is an array of BFS_MAX_DIMS value strings parallel to dt->dims;
+ * NULL entries are unconstrained.  Values are the dimension's primary key
+ * written as text (decimal for integer keys).
+ *
+ * CHAINED collections are searched in order and the first child collection
+ * holding a dataset with a given full dataId wins (Butler find-first).
+ * CALIBRATION collections may hold several datasets per dataId, told apart
+ * by their validity range.
+ */
+
+/* 1 when collection c holds at least one dataset of type dt, 0 when not. */
+int bfs_registry_collection_has(bfs_registry *reg, const bfs_collection *c,
+                                const bfs_dataset_type *dt);
+
+/* Call cb once per distinct value of dt->dims[k] among datasets of dt in c
+ * matching the constrained entries of values[], in ascending order.
+ * A non-zero return from cb stops the iteration and is returned. */
+typedef int (*bfs_value_cb)(void *ctx, const char *value);
+int bfs_registry_list_values(bfs_registry *reg, const bfs_collection *c,
+                             const bfs_dataset_type *dt, const char *const values[], int k,
+                             bfs_value_cb cb, void *ctx);
+
+typedef struct bfs_dataset_file {
+    char id[33];                /* dataset id, 32 lowercase hex */
+    int64_t collection_id;      /* the collection the match was found in */
+    int64_t run_id;
+    const char *values[BFS_MAX_DIMS]; /* full dataId, parallel to dt->dims */
+    const char *component;      /* NULL when the record has no component */
+    const char *path;           /* as stored: relative to the datastore root, or a URI */
+    int64_t file_size;          /* -1 when the registry does not know it */
+    const char *checksum;       /* NULL when none */
+    int64_t ingest_unix;        /* ingest time, Unix seconds (0 if unknown) */
+    bool has_timespan;          /* calibration validity (TAI ns) */
+    int64_t timespan_begin, timespan_end;
+} bfs_dataset_file;
+
+/* Call cb for every file record of every dataset of dt in c matching the
+ * constrained entries of values[] (find-first across chains per full
+ * dataId), ordered by dataId.  A dataset with several file records
+ * (disassembled components) gives one call per record. */
+typedef int (*bfs_file_cb)(void *ctx, const bfs_dataset_file *f);
+int bfs_registry_find_files(bfs_registry *reg, const bfs_collection *c,
+                            const bfs_dataset_type *dt, const char *const values[],
+                            bfs_file_cb cb, void *ctx);
+
+/* Resolve an alternate key (e.g. exposure obs_id "MC_O_20250415_000060",
+ * detector full_name "R22_S11") to the primary key value written into out.
+ * Entries of values[] that fix dimensions the dimension's table requires
+ * (instrument) narrow the search.  -ENOENT when nothing or more than one
+ * record matches. */
+int bfs_registry_resolve_alias(bfs_registry *reg, const bfs_dataset_type *dt,
+                               const char *const values[], const bfs_dimension *dim,
+                               const char *alias, char *out, size_t outsz);
+
+/* ---- creating repositories and writing records ---------------------------
+ *
+ * bfs_registry_init creates DIR (if needed), DIR/butler.yaml and
+ * DIR/gen3.sqlite3 holding the empty schema that the Python Butler creates
+ * for dimension universe 7 (namespace daf_butler), with the same manager
+ * versions.  -EEXIST when DIR already holds a butler.yaml.
+ *
+ * The write functions need a registry opened with BFS_REG_WRITE.  Each one is
+ * atomic on its own; bracket several with begin/commit for one transaction
+ * (rollback on any failure).  Re-adding an identical dimension record, run
+ * or dataset type is not an error (returns 0); a conflicting one is -EEXIST.
+ */
+int bfs_registry_init(const char *dir, char **errmsg);
+
+int bfs_registry_begin(bfs_registry *reg);
+int bfs_registry_commit(bfs_registry *reg);
+void bfs_registry_rollback(bfs_registry *reg);
+
+typedef struct bfs_instrument_record {
+    const char *name;
+    int64_t visit_max, exposure_max, detector_max, visit_system;
+    const char *class_name;
+} bfs_instrument_record;
+
+typedef struct bfs_detector_record {
+    const char *instrument;
+    int64_t id;
+    const char *full_name, *raft, *name_in_raft, *purpose;
+} bfs_detector_record;
+
+typedef struct bfs_exposure_record {
+    const char *instrument;
+    int64_t id;
+    const char *obs_id;
+    const char *physical_filter;
+    const char *group;          /* inserted into the group table when missing */
+    int64_t day_obs;            /* inserted into the day_obs table when missing */
+    int64_t seq_num;
+    double exposure_time, dark_time;
+    const char *observation_type, *observation_reason, *target_name, *science_program;
+    double tracking_ra, tracking_dec, sky_angle, azimuth, zenith_angle; /* NAN = NULL */
+    bool has_simulated, can_see_sky;
+    int64_t timespan_begin, timespan_end; /* TAI ns */
+} bfs_exposure_record;
+
+int bfs_registry_add_instrument(bfs_registry *reg, const bfs_instrument_record *r);
+int bfs_registry_add_detector(bfs_registry *reg, const bfs_detector_record *r);
+int bfs_registry_add_physical_filter(bfs_registry *reg, const char *instrument,
+                                     const char *name, const char *band);
+int bfs_registry_add_exposure(bfs_registry *reg, const bfs_exposure_record *r);
+
+/* Create a RUN collection (idempotent); *id_out gets its collection_id. */
+int bfs_registry_add_run(bfs_registry *reg, const char *name, int64_t *id_out);
+
+/* Register a dataset type with the given required dimension names (any
+ * order; stored in universe order), creating its tag (and, when
+ * is_calibration, calibration) tables as the Python Butler names them. */
+int bfs_registry_add_dataset_type(bfs_registry *reg, const char *name,
+                                  const char *storage_class, const char *const dims[],
+                                  int ndims, bool is_calibration);
+
+typedef struct bfs_new_dataset {
+    const char *dataset_type;
+    const char *run;
+    const char *const *dim_names;  /* ndims names ... */
+    const char *const *dim_values; /* ... and values (text) */
+    int ndims;
+    const char *path;          /* relative to the datastore root, or a URI */
+    const char *formatter;     /* e.g. "lsst.obs.lsst.rawFormatter.LsstCamRawFormatter" */
+    const char *storage_class; /* NULL: the dataset type's */
+    int64_t file_size;         /* -1 when unknown */
+    const char *checksum;      /* NULL when none */
+} bfs_new_dataset;
+
+/* Insert a dataset with a deterministic id (UUIDv5 over dataset type, run
+ * and dataId, as raw ingest does), its tag row, its file record, its
+ * dataset_location row and the collection summaries.  id_out (33 bytes)
+ * receives the id.  -EEXIST when that dataset already exists. */
+int bfs_registry_add_dataset(bfs_registry *reg, const bfs_new_dataset *d, char id_out[33]);
+
+/* The deterministic dataset id alone (no database access). */
+int bfs_dataset_id_v5(const char *dataset_type, const char *run, const char *const *dim_names,
+                      const char *const *dim_values, int ndims, char id_out[33]);
+
+#endif
