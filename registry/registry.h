@@ -147,6 +147,13 @@ const bfs_dataset_type *bfs_catalog_dataset_type(const bfs_catalog *cat, const c
 int bfs_registry_collection_has(bfs_registry *reg, const bfs_collection *c,
                                 const bfs_dataset_type *dt);
 
+/* Call cb, in name order, for each dataset type with at least one dataset
+ * in c.  The collection summary tables give the candidates; each one is
+ * then checked, so a stale summary never shows an empty directory. */
+typedef int (*bfs_dtype_cb)(void *ctx, const bfs_dataset_type *dt);
+int bfs_registry_dataset_types_in(bfs_registry *reg, const bfs_collection *c,
+                                  bfs_dtype_cb cb, void *ctx);
+
 /* Call cb once per distinct value of dt->dims[k] among datasets of dt in c
  * matching the constrained entries of values[], in ascending order.
  * A non-zero return from cb stops the iteration and is returned. */

@@ -22,7 +22,6 @@ struct reg_catalog {
     bfs_catalog pub;
     bfs_collection *colls;
     bfs_dataset_type *dtypes;
-    char *strings;                  /* unused: strings are individually malloc'd */
     struct reg_catalog *prev;
 };
 
@@ -45,8 +44,7 @@ struct bfs_registry {
     pthread_mutex_t lock;
     struct reg_conn *conns;          /* every connection opened, for close */
     struct reg_catalog *_Atomic catalog;
-    int64_t catalog_data_version;    /* PRAGMA data_version seen at last load */
-    struct reg_conn *catalog_conn;   /* the connection whose data_version is tracked */
+    char catalog_fp[256];            /* fingerprint of the tables at last load (under lock) */
 };
 
 /* The calling thread's connection (opened on first use); NULL when opening
@@ -69,6 +67,9 @@ int reg_universe_load(bfs_registry *reg, const char *json_text, char **errmsg);
 
 /* Load a new catalog snapshot from the database. */
 int reg_catalog_load(bfs_registry *reg, sqlite3 *db);
+
+/* Free every catalog snapshot (at close). */
+void reg_catalog_free_all(bfs_registry *reg);
 
 /* Quote an SQL identifier into a malloc'd string ("group" -> "\"group\""). */
 char *reg_quote_ident(const char *name);

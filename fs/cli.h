@@ -1,0 +1,16 @@
+/*
+ * cli.h - the subcommands of the butlerfs program (fs/main.c dispatches).
+ * Each returns the process exit status.
+ */
+#ifndef BFS_CLI_H
+#define BFS_CLI_H
+
+int bfs_cmd_mount(int argc, char **argv);
+int bfs_cmd_init(int argc, char **argv);
+int bfs_cmd_demo(int argc, char **argv, const char *self);
+
+/* Check a mountpoint before mounting: exists, is a directory, is empty and
+ * is not a dead FUSE mount.  Prints one message and returns false if not. */
+_Bool bfs_check_mountpoint(const char *mnt);
+
+#endif

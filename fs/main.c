@@ -1,0 +1,338 @@
+/*
+ * main.c - the butlerfs program: subcommand dispatch and the composition
+ * root of a mount.
+ *
+ * Mount start-up order, and why:
+ *   1. parse options, check the mountpoint      (clear messages, no side effects)
+ *   2. open the registry once to validate it    (every repository problem is
+ *      reported here, on the terminal, before anything is mounted)
+ *   3. create the FUSE session and mount
+ *   4. daemonize (unless -f)                    (SQLite connections must not
+ *      cross fork(), so the validating registry is closed before it)
+ *   5. open the registry for serving, build the tree, run the loop
+ * and the cleanup ladder undoes these in reverse order.
+ */
+#include "cli.h"
+#include "ops.h"
+
+#include "log.h"
+#include "strutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAIN_TAG "main"
+
+static const char usage_text[] =
+    "Usage: butlerfs COMMAND [ARGS]\n"
+    "\n"
+    "Expose a Rubin Observatory Data Butler repository as plain files.\n"
+    "\n"
+    "Commands:\n"
+    "  mount REPO MOUNTPOINT [-f] [-d] [-o OPT[,OPT...]]\n"
+    "        Mount the repository REPO (the directory holding butler.yaml) read-only\n"
+    "        at MOUNTPOINT (an empty directory).  Every dataset appears at\n"
+    "          MOUNTPOINT/<collection>/<datasetType>/<dim>=<value>/.../<file>\n"
+    "        Unmount with: fusermount3 -u MOUNTPOINT\n"
+    "  init REPO\n"
+    "        Create a new, empty repository (the universe-7 schema of the Python Butler).\n"
+    "  demo DIR [--keep-mounted]\n"
+    "        Build a small repository of synthetic LSSTCam raws in DIR, mount it at\n"
+    "        DIR/mnt and walk through it.\n"
+    "  help [COMMAND]   Show this text, or the options of COMMAND.\n"
+    "  --version        Print the version.\n"
+    "\n"
+    "See butlerfs(1), docs/paths.md and docs/architecture.md.\n";
+
+static const char mount_help[] =
+    "Usage: butlerfs mount REPO MOUNTPOINT [-f] [-d] [-o OPT[,OPT...]]\n"
+    "\n"
+    "  -f                 stay in the foreground (logs go to stderr)\n"
+    "  -d                 foreground with debug logging (FUSE requests too)\n"
+    "  -h, --help         this text\n"
+    "\n"
+    "butlerfs options (-o):\n"
+    "  file_timeout=SEC       kernel cache time of file entries and attributes (86400;\n"
+    "                         datasets are immutable)\n"
+    "  dir_timeout=SEC        same for directories (10; new datasets appear)\n"
+    "  negative_timeout=SEC   how long a missing name is remembered (1)\n"
+    "  listing_ttl=SEC        how long a directory's dataset list is reused (60)\n"
+    "  threads=N              maximum FUSE worker threads (16)\n"
+    "  log=FILE               log to FILE instead of syslog (daemon) or stderr (-f)\n"
+    "  loglevel=LEVEL         error, warning, notice (default), info or debug\n"
+    "  allow_other            let other users see the mount (needs user_allow_other\n"
+    "                         in /etc/fuse.conf when not root)\n"
+    "Other -o options are passed to FUSE (see mount.fuse3(8)).  The mount is always\n"
+    "read-only: writes fail with EROFS.\n";
+
+static void print_version(void) { printf("butlerfs %s\n", BFS_VERSION); }
+
+static void fuse_log_bridge(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    BFS_LOG((int)level, "fuse", "%s", msg);
+}
+
+bool bfs_check_mountpoint(const char *mnt)
+{
+    struct stat sb;
+    if (stat(mnt, &sb) < 0) {
+        if (errno == ENOTCONN)
+            fprintf(stderr, "butlerfs: mountpoint %s is a dead mount (transport endpoint not "
+                            "connected); run: fusermount3 -u %s\n", mnt, mnt);
+        else
+            fprintf(stderr, "butlerfs: mountpoint %s: %s\n", mnt, strerror(errno));
+        return false;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "butlerfs: mountpoint %s is not a directory\n", mnt);
+        return false;
+    }
+    DIR *d = opendir(mnt);
+    if (!d) {
+        fprintf(stderr, "butlerfs: mountpoint %s: %s\n", mnt, strerror(errno));
+        return false;
+    }
+    struct dirent *de;
+    bool empty = true;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            empty = false;
+    closedir(d);
+    if (!empty) {
+        fprintf(stderr, "butlerfs: mountpoint %s is not empty (mounting would hide its files); "
+                        "use an empty directory\n", mnt);
+        return false;
+    }
+    return true;
+}
+
+struct mount_opts {
+    double file_timeout, dir_timeout, negative_timeout, listing_ttl;
+    int threads;
+    char *log;
+    char *loglevel;
+    int show_help;
+    int foreground;
+    int debug;
+};
+
+#define MOPT(t, p) {t, offsetof(struct mount_opts, p), 1}
+static const struct fuse_opt mount_optspec[] = {
+    MOPT("file_timeout=%lf", file_timeout),
+    MOPT("dir_timeout=%lf", dir_timeout),
+    MOPT("negative_timeout=%lf", negative_timeout),
+    MOPT("listing_ttl=%lf", listing_ttl),
+    MOPT("threads=%d", threads),
+    MOPT("log=%s", log),
+    MOPT("loglevel=%s", loglevel),
+    MOPT("-h", show_help),
+    MOPT("--help", show_help),
+    MOPT("-f", foreground),
+    MOPT("-d", debug),
+    FUSE_OPT_END,
+};
+
+int bfs_cmd_mount(int argc, char **argv)
+{
+    /* argv: "mount" REPO MOUNTPOINT [options]; options may come anywhere */
+    struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+    struct mount_opts mo = {.file_timeout = 86400, .dir_timeout = 10, .negative_timeout = 1,
+                            .listing_ttl = 60, .threads = 16};
+    const char *pos[2] = {NULL, NULL};
+    int npos = 0, status = 1;
+
+    fuse_opt_add_arg(&args, "butlerfs");
+    for (int i = 1; i < argc; i++) {
+        if (argv[i][0] != '-' && npos < 2 && (i == 1 || strcmp(argv[i - 1], "-o") != 0)) {
+            pos[npos++] = argv[i];
+            continue;
+        }
+        fuse_opt_add_arg(&args, argv[i]);
+    }
+    if (fuse_opt_parse(&args, &mo, mount_optspec, NULL) == -1) {
+        fprintf(stderr, "butlerfs: bad mount options (see: butlerfs help mount)\n");
+        fuse_opt_free_args(&args);
+        return 2;
+    }
+    if (mo.show_help) {
+        fputs(mount_help, stdout);
+        fuse_opt_free_args(&args);
+        return 0;
+    }
+    if (npos != 2) {
+        fprintf(stderr, "butlerfs: mount needs a repository and a mountpoint\n%s", mount_help);
+        fuse_opt_free_args(&args);
+        return 2;
+    }
+    if (mo.debug) {
+        mo.foreground = 1;
+        bfs_log_set_level(LOG_DEBUG);
+    }
+    if (mo.loglevel) {
+        int lvl = bfs_log_level_from_name(mo.loglevel);
+        if (lvl < 0) {
+            fprintf(stderr, "butlerfs: unknown loglevel '%s' (error, warning, notice, info, debug)\n",
+                    mo.loglevel);
+            goto out_args;
+        }
+        bfs_log_set_level(lvl);
+    }
+    if (mo.threads < 1 || mo.threads > 1024) {
+        fprintf(stderr, "butlerfs: threads must be between 1 and 1024\n");
+        goto out_args;
+    }
+    const char *repo = pos[0], *mnt = pos[1];
+    char mnt_abs[4096];
+    if (!bfs_check_mountpoint(mnt))
+        goto out_args;
+    if (!realpath(mnt, mnt_abs))
+        snprintf(mnt_abs, sizeof mnt_abs, "%s", mnt);
+
+    /* 2. validate the repository while the user can still see messages */
+    bfs_registry *reg = NULL;
+    char *msg = NULL;
+    if (bfs_registry_open(repo, BFS_REG_READONLY, &reg, &msg) < 0) {
+        fprintf(stderr, "butlerfs: %s\n", msg ? msg : "cannot open repository");
+        free(msg);
+        goto out_args;
+    }
+    char *fsname = bfs_asprintf("-ofsname=butlerfs:%s,subtype=butlerfs,ro,default_permissions,max_read=%u",
+                                bfs_registry_repo_dir(reg), 1u << 20);
+    bfs_registry_close(reg);
+    reg = NULL;
+    if (!fsname)
+        goto out_args;
+    /* commas in the repository path would split the option: escape them */
+    fuse_opt_add_arg(&args, fsname);
+    free(fsname);
+
+    fuse_set_log_func(fuse_log_bridge);
+    bfs_fs fs = {.file_timeout = mo.file_timeout, .dir_timeout = mo.dir_timeout,
+                 .negative_timeout = mo.negative_timeout, .max_read = 1u << 20};
+    struct fuse_session *se = fuse_session_new(&args, &bfs_fuse_ops, sizeof bfs_fuse_ops, &fs);
+    if (!se) {
+        fprintf(stderr, "butlerfs: cannot create a FUSE session (bad -o option?)\n");
+        goto out_args;
+    }
+    if (fuse_set_signal_handlers(se) != 0)
+        goto out_session;
+    if (fuse_session_mount(se, mnt_abs) != 0) {
+        fprintf(stderr, "butlerfs: cannot mount on %s (is /dev/fuse available and fusermount3 installed?)\n",
+                mnt_abs);
+        goto out_signals;
+    }
+    if (mo.log) {
+        int r = bfs_log_to_file(mo.log);
+        if (r < 0) {
+            fprintf(stderr, "butlerfs: cannot open log file %s: %s\n", mo.log, strerror(-r));
+            goto out_unmount;
+        }
+    }
+    if (!mo.foreground) {
+        if (fuse_daemonize(0) != 0)
+            goto out_unmount;
+        if (!mo.log)
+            bfs_log_to_syslog("butlerfs");
+    }
+
+    /* 5. serve */
+    if (bfs_registry_open(repo, BFS_REG_READONLY, &reg, &msg) < 0) {
+        bfs_err(MAIN_TAG, "%s", msg ? msg : "cannot open repository");
+        free(msg);
+        goto out_unmount;
+    }
+    bfs_tree_opts topts = {.uid = getuid(), .gid = getgid(), .listing_ttl = mo.listing_ttl};
+    if (bfs_tree_new(reg, &topts, &fs.tree) < 0)
+        goto out_registry;
+    fs.reg = reg;
+    bfs_note(MAIN_TAG, "mounted %s on %s (universe %s v%d, %zu collections, %zu dataset types)",
+             bfs_registry_repo_dir(reg), mnt_abs, bfs_registry_universe_namespace(reg),
+             bfs_registry_universe_version(reg), bfs_registry_catalog(reg)->ncollections,
+             bfs_registry_catalog(reg)->ndataset_types);
+
+    struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_max_threads(cfg, (unsigned)mo.threads);
+    fuse_loop_cfg_set_idle_threads(cfg, (unsigned)(mo.threads / 2 > 0 ? mo.threads / 2 : 1));
+    fuse_loop_cfg_set_clone_fd(cfg, 0);
+    int loop = fuse_session_loop_mt(se, cfg);
+    fuse_loop_cfg_destroy(cfg);
+    status = loop == 0 ? 0 : 1;
+    bfs_note(MAIN_TAG, "unmounted %s", mnt_abs);
+
+    bfs_tree_free(fs.tree);
+out_registry:
+    bfs_registry_close(reg);
+out_unmount:
+    fuse_session_unmount(se);
+out_signals:
+    fuse_remove_signal_handlers(se);
+out_session:
+    fuse_session_destroy(se);
+out_args:
+    fuse_opt_free_args(&args);
+    free(mo.log);
+    free(mo.loglevel);
+    return status;
+}
+
+int bfs_cmd_init(int argc, char **argv)
+{
+    if (argc != 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        fprintf(argc == 2 ? stdout : stderr,
+                "Usage: butlerfs init REPO\n\nCreate an empty Butler repository in REPO (created if "
+                "missing): butler.yaml and gen3.sqlite3\nwith the schema the Python Butler creates for "
+                "dimension universe 7.\n");
+        return argc == 2 ? 0 : 2;
+    }
+    char *msg = NULL;
+    int ret = bfs_registry_init(argv[1], &msg);
+    if (ret < 0) {
+        fprintf(stderr, "butlerfs: %s\n", msg ? msg : strerror(-ret));
+        free(msg);
+        return 1;
+    }
+    printf("Created an empty Butler repository in %s\n", argv[1]);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage_text, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V") || !strcmp(cmd, "version")) {
+        print_version();
+        return 0;
+    }
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        if (argc > 2 && !strcmp(argv[2], "mount"))
+            fputs(mount_help, stdout);
+        else if (argc > 2 && strcmp(argv[2], "--help"))
+            printf("Run: butlerfs %s --help\n", argv[2]);
+        else
+            fputs(usage_text, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "mount"))
+        return bfs_cmd_mount(argc - 1, argv + 1);
+    if (!strcmp(cmd, "init"))
+        return bfs_cmd_init(argc - 1, argv + 1);
+    if (!strcmp(cmd, "demo"))
+        return bfs_cmd_demo(argc - 1, argv + 1, argv[0]);
+    fprintf(stderr, "butlerfs: unknown command '%s'\n\n%s", cmd, usage_text);
+    return 2;
+}

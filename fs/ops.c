@@ -1,0 +1,313 @@
+/*
+ * ops.c - the FUSE low-level callbacks of a read-only mount.
+ *
+ * Thin by design: translate FUSE arguments, call the tree, reply.  Errors
+ * from the tree are already negative errno.  Files get long entry/attr
+ * timeouts and keep_cache because a dataset's bytes never change;
+ * directories get shorter ones because new datasets arrive.  Reads reply
+ * with the datastore file's descriptor so libfuse can splice the bytes to
+ * the kernel without copying them through user space.
+ *
+ * Writes: the mount is made with MS_RDONLY, so the kernel answers EROFS for
+ * every modification before it reaches us; open() for writing is refused
+ * here too in case a caller mounted read-write by hand.
+ */
+#include "ops.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+#define OPS_TAG "fs"
+
+struct open_file {
+    bfs_node *node;
+    bfs_source *src;
+};
+
+static bfs_fs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
+
+static void fill_entry(const bfs_fs *fs, bfs_node *n, const struct stat *st, struct fuse_entry_param *e)
+{
+    memset(e, 0, sizeof *e);
+    e->ino = bfs_node_ino(n);
+    e->attr = *st;
+    double timeout = bfs_node_is_dir(n) ? fs->dir_timeout : fs->file_timeout;
+    e->attr_timeout = timeout;
+    e->entry_timeout = timeout;
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+    bfs_fs *fs = userdata;
+    /* READDIRPLUS always: `ls -l` and `find` then need no lookup per entry. */
+    if (conn->capable & FUSE_CAP_READDIRPLUS)
+        conn->want |= FUSE_CAP_READDIRPLUS;
+    conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+    if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+        conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+    if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+        conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+    conn->max_read = fs->max_read; /* must agree with -o max_read */
+    conn->max_readahead = fs->max_read;
+    conn->max_background = 64;
+    conn->congestion_threshold = 48;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    bfs_fs *fs = fs_of(req);
+    bfs_node *child;
+    struct stat st;
+    int ret = bfs_tree_lookup(fs->tree, bfs_tree_node(fs->tree, parent), name, &child, &st);
+    if (ret == -ENOENT && fs->negative_timeout > 0) {
+        /* ino 0: the kernel caches the miss for entry_timeout */
+        struct fuse_entry_param e = {.ino = 0, .entry_timeout = fs->negative_timeout};
+        fuse_reply_entry(req, &e);
+        return;
+    }
+    if (ret < 0) {
+        fuse_reply_err(req, -ret);
+        return;
+    }
+    struct fuse_entry_param e;
+    fill_entry(fs, child, &st, &e);
+    if (fuse_reply_entry(req, &e) != 0)
+        bfs_tree_forget(fs->tree, child, 1); /* the kernel never saw it */
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+    bfs_fs *fs = fs_of(req);
+    bfs_tree_forget(fs->tree, bfs_tree_node(fs->tree, ino), nlookup);
+    fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+    bfs_fs *fs = fs_of(req);
+    for (size_t i = 0; i < count; i++)
+        bfs_tree_forget(fs->tree, bfs_tree_node(fs->tree, forgets[i].ino), forgets[i].nlookup);
+    fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    bfs_fs *fs = fs_of(req);
+    bfs_node *n = bfs_tree_node(fs->tree, ino);
+    struct stat st;
+    bfs_tree_stat(fs->tree, n, &st);
+    fuse_reply_attr(req, &st, bfs_node_is_dir(n) ? fs->dir_timeout : fs->file_timeout);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    bfs_fs *fs = fs_of(req);
+    bfs_listing *l;
+    int ret = bfs_tree_opendir(fs->tree, bfs_tree_node(fs->tree, ino), &l);
+    if (ret < 0) {
+        fuse_reply_err(req, -ret);
+        return;
+    }
+    fi->fh = (uint64_t)(uintptr_t)l;
+    if (fuse_reply_open(req, fi) != 0)
+        bfs_listing_free(fs->tree, l);
+}
+
+static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, bool plus)
+{
+    bfs_fs *fs = fs_of(req);
+    bfs_listing *l = (bfs_listing *)(uintptr_t)fi->fh;
+    char *buf = malloc(size);
+    size_t used = 0;
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    for (size_t i = (size_t)off; i < bfs_listing_count(l); i++) {
+        struct stat st;
+        const char *name = bfs_listing_name(fs->tree, l, i, &st);
+        size_t need;
+        if (!plus) {
+            need = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)i + 1);
+            if (need > size - used)
+                break;
+            used += need;
+            continue;
+        }
+        struct fuse_entry_param e;
+        bfs_node *child = NULL;
+        if (i < 2) {
+            /* "." and "..": the kernel takes no lookup on these */
+            memset(&e, 0, sizeof e);
+            e.attr = st;
+        } else {
+            int ret = bfs_listing_materialize(fs->tree, l, i, &child, &st);
+            if (ret < 0) {
+                if (used == 0) {
+                    free(buf);
+                    fuse_reply_err(req, -ret);
+                    return;
+                }
+                break;
+            }
+            fill_entry(fs, child, &st, &e);
+        }
+        need = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)i + 1);
+        if (need > size - used) {
+            if (child)
+                bfs_tree_forget(fs->tree, child, 1);
+            break;
+        }
+        used += need;
+    }
+    fuse_reply_buf(req, buf, used);
+    free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    do_readdir(req, size, off, fi, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    do_readdir(req, size, off, fi, true);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    bfs_fs *fs = fs_of(req);
+    bfs_listing_free(fs->tree, (bfs_listing *)(uintptr_t)fi->fh);
+    fuse_reply_err(req, 0);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    bfs_fs *fs = fs_of(req);
+    bfs_node *n = bfs_tree_node(fs->tree, ino);
+    if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+        fuse_reply_err(req, EROFS);
+        return;
+    }
+    struct open_file *of = calloc(1, sizeof *of);
+    if (!of) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    int ret = bfs_tree_open(fs->tree, n, &of->src);
+    if (ret < 0) {
+        free(of);
+        fuse_reply_err(req, -ret);
+        return;
+    }
+    of->node = n;
+    bfs_node_hold(fs->tree, n);
+    fi->fh = (uint64_t)(uintptr_t)of;
+    fi->keep_cache = 1; /* immutable: page cache survives reopen */
+    fi->noflush = 1;
+    if (fuse_reply_open(req, fi) != 0) {
+        bfs_source_close(of->src);
+        bfs_node_release(fs->tree, n);
+        free(of);
+    }
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
+    int fd = bfs_source_fd(of->src);
+    if (fd >= 0) {
+        struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+        bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+        bv.buf[0].fd = fd;
+        bv.buf[0].pos = off;
+        fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+        return;
+    }
+    char *buf = malloc(size);
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    ssize_t n = bfs_source_pread(of->src, buf, size, off);
+    if (n < 0)
+        fuse_reply_err(req, (int)-n);
+    else
+        fuse_reply_buf(req, buf, (size_t)n);
+    free(buf);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    bfs_fs *fs = fs_of(req);
+    struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
+    bfs_source_close(of->src);
+    bfs_node_release(fs->tree, of->node);
+    free(of);
+    fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    struct statvfs sv = {.f_bsize = 4096, .f_frsize = 4096, .f_namemax = 255, .f_flag = ST_RDONLY};
+    fuse_reply_statfs(req, &sv);
+}
+
+/* user.butler.dataset_id and user.butler.location tell where a file comes from. */
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    bfs_fs *fs = fs_of(req);
+    bfs_node *n = bfs_tree_node(fs->tree, ino);
+    const char *value = NULL;
+    if (!strcmp(name, "user.butler.dataset_id"))
+        value = bfs_node_dataset_id(n);
+    else if (!strcmp(name, "user.butler.location"))
+        value = bfs_node_location(n);
+    if (!value) {
+        fuse_reply_err(req, ENODATA);
+        return;
+    }
+    size_t len = strlen(value);
+    if (size == 0)
+        fuse_reply_xattr(req, len);
+    else if (size < len)
+        fuse_reply_err(req, ERANGE);
+    else
+        fuse_reply_buf(req, value, len);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    bfs_fs *fs = fs_of(req);
+    static const char names[] = "user.butler.dataset_id\0user.butler.location";
+    size_t len = bfs_node_is_dir(bfs_tree_node(fs->tree, ino)) ? 0 : sizeof names;
+    if (size == 0)
+        fuse_reply_xattr(req, len);
+    else if (size < len)
+        fuse_reply_err(req, ERANGE);
+    else
+        fuse_reply_buf(req, names, len);
+}
+
+const struct fuse_lowlevel_ops bfs_fuse_ops = {
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .readdirplus = op_readdirplus,
+    .releasedir = op_releasedir,
+    .open = op_open,
+    .read = op_read,
+    .release = op_release,
+    .statfs = op_statfs,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+};

@@ -1,0 +1,25 @@
+/*
+ * ops.h - the FUSE low-level callbacks.  Each one finds its state through
+ * fuse_req_userdata(), asks the tree, and replies; no callback holds a lock
+ * while replying.
+ */
+#ifndef BFS_OPS_H
+#define BFS_OPS_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include "tree.h"
+
+typedef struct bfs_fs {
+    bfs_tree *tree;
+    bfs_registry *reg;
+    double file_timeout;     /* entry/attr timeout of files: datasets are immutable */
+    double dir_timeout;      /* entry/attr timeout of directories: new datasets appear */
+    double negative_timeout; /* how long "no such entry" is cached */
+    unsigned max_read;
+} bfs_fs;
+
+extern const struct fuse_lowlevel_ops bfs_fuse_ops;
+
+#endif

@@ -1,0 +1,1021 @@
+/*
+ * tree.c - the virtual tree (see tree.h).
+ *
+ * Design.  A lookup or a listing first builds "proto" nodes: complete
+ * descriptions of a child that are not yet in the node table.  Handing one
+ * to the kernel (lookup, READDIRPLUS) "materializes" it: under the table
+ * lock the (parent, name) pair is looked up, an existing node gains a
+ * lookup, otherwise a copy of the proto is inserted.  So a name always maps
+ * to one node while the kernel knows it, and the registry is queried with
+ * no lock held.
+ *
+ * The deepest dataId level is where almost every directory of a large
+ * repository is: one per dataset.  When a directory lists the last free
+ * dimension, one find_files query returns every file below it, grouped per
+ * value into "leaf sets" that the child nodes keep (for listing_ttl
+ * seconds), so `find` and `ls -lR` make one query per directory above the
+ * leaves and none per leaf.
+ *
+ * Lock order: t->lock only; it is never held across a registry call or
+ * any I/O.
+ */
+#include "tree.h"
+
+#include "log.h"
+#include "names.h"
+#include "strutil.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define TREE_TAG "fs"
+
+enum kind { K_COLL, K_DATA, K_FILE };
+
+struct file_info {
+    char *name;        /* leaf name as shown */
+    char id[33];
+    char *location;    /* as stored in the registry */
+    int64_t size;      /* -1: ask stat(2) */
+    int64_t mtime;
+};
+
+/* The files of one full dataId; shared by listings and nodes. */
+struct leaf_set {
+    atomic_int refs;
+    double built;      /* monotonic seconds */
+    size_t n;
+    struct file_info *files;
+};
+
+struct bfs_node {
+    bfs_node *parent;
+    char *name;
+    enum kind kind;
+    uint64_t nlookup;  /* under t->lock */
+    uint64_t pins;     /* live children + open handles, under t->lock */
+    bfs_node *hnext;   /* hash chain */
+
+    /* K_COLL */
+    char *prefix;                  /* full collection prefix, "" at the root */
+    const bfs_collection *coll;    /* the collection named prefix, if any */
+
+    /* K_DATA (and K_FILE for its dataset's context) */
+    const bfs_collection *c;
+    const bfs_dataset_type *dt;
+    char *values[BFS_MAX_DIMS];
+    struct leaf_set *leaves;       /* cached files when every dimension is fixed */
+
+    /* K_FILE */
+    struct file_info f;
+    atomic_bool missing_logged;
+};
+
+struct bfs_tree {
+    bfs_registry *reg;
+    bfs_tree_opts opts;
+    bfs_node root;
+    time_t mount_time;
+
+    pthread_mutex_t lock;
+    bfs_node **table;   /* hash on (parent, name) */
+    size_t nbuckets;
+    size_t nnodes;
+    double last_refresh;
+};
+
+struct bfs_listing {
+    bfs_node *dir;
+    size_t n;
+    bfs_node **protos;  /* [0], [1] are NULL: "." and ".." */
+};
+
+static void listing_destroy(bfs_listing *l);
+
+static double now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---- leaf sets ------------------------------------------------------------ */
+
+static void leaf_set_put(struct leaf_set *s)
+{
+    if (!s || atomic_fetch_sub(&s->refs, 1) != 1)
+        return;
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->files[i].name);
+        free(s->files[i].location);
+    }
+    free(s->files);
+    free(s);
+}
+
+static struct leaf_set *leaf_set_get(struct leaf_set *s)
+{
+    if (s)
+        atomic_fetch_add(&s->refs, 1);
+    return s;
+}
+
+static int leaf_set_add(struct leaf_set *s, const bfs_dataset_type *dt, const bfs_dataset_file *f)
+{
+    char name[BFS_NAME_MAX];
+    int ret = bfs_names_file(dt, f, name, sizeof name);
+    if (ret < 0) {
+        bfs_warn(TREE_TAG, "dataset %s: name too long to show, skipped", f->id);
+        return 0;
+    }
+    struct file_info *files = realloc(s->files, (s->n + 1) * sizeof *files);
+    if (!files)
+        return -ENOMEM;
+    s->files = files;
+    struct file_info *fi = &files[s->n];
+    memset(fi, 0, sizeof *fi);
+    /* Two records that would share a name in one directory both get the
+     * start of their dataset id: nothing is hidden. */
+    for (size_t i = 0; i < s->n; i++) {
+        if (!strcmp(files[i].name, name)) {
+            char *other = files[i].name;
+            char buf[BFS_NAME_MAX];
+            snprintf(buf, sizeof buf, "%s", other);
+            if (bfs_names_disambiguate(buf, sizeof buf, files[i].id, files[i].location) == 0) {
+                char *renamed = strdup(buf);
+                if (renamed) {
+                    free(other);
+                    files[i].name = renamed;
+                }
+            }
+            bfs_names_disambiguate(name, sizeof name, f->id, f->path);
+        }
+    }
+    fi->name = strdup(name);
+    fi->location = strdup(f->path);
+    if (!fi->name || !fi->location) {
+        free(fi->name);
+        free(fi->location);
+        return -ENOMEM;
+    }
+    snprintf(fi->id, sizeof fi->id, "%s", f->id);
+    fi->size = f->file_size;
+    fi->mtime = f->ingest_unix;
+    s->n++;
+    return 0;
+}
+
+static struct leaf_set *leaf_set_new(void)
+{
+    struct leaf_set *s = calloc(1, sizeof *s);
+    if (s) {
+        atomic_init(&s->refs, 1);
+        s->built = now_mono();
+    }
+    return s;
+}
+
+struct collect_one {
+    const bfs_dataset_type *dt;
+    struct leaf_set *set;
+    int err;
+};
+
+static int collect_one_cb(void *ctx, const bfs_dataset_file *f)
+{
+    struct collect_one *c = ctx;
+    return c->err = leaf_set_add(c->set, c->dt, f);
+}
+
+/* The files of a fully fixed dataId node: cached, or queried now. */
+static int node_leaves(bfs_tree *t, bfs_node *n, struct leaf_set **out)
+{
+    pthread_mutex_lock(&t->lock);
+    struct leaf_set *s = n->leaves;
+    if (s && now_mono() - s->built <= t->opts.listing_ttl) {
+        *out = leaf_set_get(s);
+        pthread_mutex_unlock(&t->lock);
+        return 0;
+    }
+    pthread_mutex_unlock(&t->lock);
+
+    struct collect_one c = {n->dt, leaf_set_new(), 0};
+    if (!c.set)
+        return -ENOMEM;
+    int ret = bfs_registry_find_files(t->reg, n->c, n->dt, (const char *const *)n->values, collect_one_cb, &c);
+    if (ret < 0) {
+        leaf_set_put(c.set);
+        return ret;
+    }
+    pthread_mutex_lock(&t->lock);
+    struct leaf_set *old = n->leaves;
+    n->leaves = leaf_set_get(c.set);
+    pthread_mutex_unlock(&t->lock);
+    leaf_set_put(old);
+    *out = c.set;
+    return 0;
+}
+
+/* ---- nodes ------------------------------------------------------------------ */
+
+static int nfixed(const bfs_node *n)
+{
+    int k = 0;
+    for (int i = 0; i < n->dt->ndims; i++)
+        k += n->values[i] != NULL;
+    return k;
+}
+
+static bool all_fixed(const bfs_node *n) { return n->kind == K_DATA && nfixed(n) == n->dt->ndims; }
+
+static void node_free(bfs_node *n)
+{
+    if (!n)
+        return;
+    free(n->name);
+    free(n->prefix);
+    for (int i = 0; i < BFS_MAX_DIMS; i++)
+        free(n->values[i]);
+    leaf_set_put(n->leaves);
+    free(n->f.name);
+    free(n->f.location);
+    free(n);
+}
+
+static bfs_node *proto_new(bfs_node *parent, const char *name, enum kind kind)
+{
+    bfs_node *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->parent = parent;
+    p->kind = kind;
+    p->name = strdup(name);
+    if (!p->name) {
+        free(p);
+        return NULL;
+    }
+    if (parent->kind == K_DATA) {
+        p->c = parent->c;
+        p->dt = parent->dt;
+        for (int i = 0; i < BFS_MAX_DIMS; i++)
+            if (parent->values[i] && !(p->values[i] = strdup(parent->values[i]))) {
+                node_free(p);
+                return NULL;
+            }
+    }
+    return p;
+}
+
+static bfs_node *proto_coll(bfs_node *parent, const char *name, const char *prefix, const bfs_collection *coll)
+{
+    bfs_node *p = proto_new(parent, name, K_COLL);
+    if (p && !(p->prefix = strdup(prefix))) {
+        node_free(p);
+        return NULL;
+    }
+    if (p)
+        p->coll = coll;
+    return p;
+}
+
+static bfs_node *proto_dtype(bfs_node *parent, const char *name, const bfs_dataset_type *dt)
+{
+    bfs_node *p = proto_new(parent, name, K_DATA);
+    if (p) {
+        p->c = parent->coll;
+        p->dt = dt;
+    }
+    return p;
+}
+
+static bfs_node *proto_value(bfs_node *parent, const char *name, int k, const char *value)
+{
+    bfs_node *p = proto_new(parent, name, K_DATA);
+    if (p && !(p->values[k] = strdup(value))) {
+        node_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static bfs_node *proto_file(bfs_node *parent, const struct file_info *fi)
+{
+    bfs_node *p = proto_new(parent, fi->name, K_FILE);
+    if (!p)
+        return NULL;
+    p->f = *fi;
+    p->f.name = strdup(fi->name);
+    p->f.location = strdup(fi->location);
+    if (!p->f.name || !p->f.location) {
+        node_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static size_t bucket_of(const bfs_tree *t, const bfs_node *parent, const char *name)
+{
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uintptr_t)parent;
+    for (const unsigned char *s = (const unsigned char *)name; *s; s++)
+        h = (h ^ *s) * 1099511628211ULL;
+    return (size_t)(h % t->nbuckets);
+}
+
+static void table_grow(bfs_tree *t)
+{
+    size_t nb = t->nbuckets * 2;
+    bfs_node **table = calloc(nb, sizeof *table);
+    if (!table)
+        return; /* keep the old, denser table */
+    bfs_node **old = t->table;
+    size_t ob = t->nbuckets;
+    t->table = table;
+    t->nbuckets = nb;
+    for (size_t i = 0; i < ob; i++) {
+        for (bfs_node *n = old[i], *next; n; n = next) {
+            next = n->hnext;
+            size_t b = bucket_of(t, n->parent, n->name);
+            n->hnext = table[b];
+            table[b] = n;
+        }
+    }
+    free(old);
+}
+
+/* Hand proto to the kernel: find-or-insert under the lock.  Consumes proto. */
+static bfs_node *materialize(bfs_tree *t, bfs_node *proto)
+{
+    pthread_mutex_lock(&t->lock);
+    size_t b = bucket_of(t, proto->parent, proto->name);
+    for (bfs_node *n = t->table[b]; n; n = n->hnext) {
+        if (n->parent == proto->parent && !strcmp(n->name, proto->name) && n->kind == proto->kind) {
+            n->nlookup++;
+            /* a fresher leaf set replaces a stale one */
+            if (proto->leaves && (!n->leaves || n->leaves->built < proto->leaves->built)) {
+                struct leaf_set *old = n->leaves;
+                n->leaves = proto->leaves;
+                proto->leaves = old;
+            }
+            pthread_mutex_unlock(&t->lock);
+            node_free(proto);
+            return n;
+        }
+    }
+    proto->nlookup = 1;
+    proto->hnext = t->table[b];
+    t->table[b] = proto;
+    proto->parent->pins++;
+    if (++t->nnodes > t->nbuckets)
+        table_grow(t);
+    pthread_mutex_unlock(&t->lock);
+    return proto;
+}
+
+/* Drop a node whose lookups and pins reached zero, then its parent's pin.
+ * Called with t->lock held. */
+static void maybe_free_locked(bfs_tree *t, bfs_node *n)
+{
+    while (n != &t->root && n->nlookup == 0 && n->pins == 0) {
+        size_t b = bucket_of(t, n->parent, n->name);
+        for (bfs_node **pp = &t->table[b]; *pp; pp = &(*pp)->hnext) {
+            if (*pp == n) {
+                *pp = n->hnext;
+                break;
+            }
+        }
+        t->nnodes--;
+        bfs_node *parent = n->parent;
+        parent->pins--;
+        node_free(n);
+        n = parent;
+    }
+}
+
+void bfs_tree_forget(bfs_tree *t, bfs_node *n, uint64_t nlookup)
+{
+    if (n == &t->root)
+        return;
+    pthread_mutex_lock(&t->lock);
+    n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
+    maybe_free_locked(t, n);
+    pthread_mutex_unlock(&t->lock);
+}
+
+void bfs_node_hold(bfs_tree *t, bfs_node *n)
+{
+    pthread_mutex_lock(&t->lock);
+    n->pins++;
+    pthread_mutex_unlock(&t->lock);
+}
+
+void bfs_node_release(bfs_tree *t, bfs_node *n)
+{
+    pthread_mutex_lock(&t->lock);
+    n->pins--;
+    maybe_free_locked(t, n);
+    pthread_mutex_unlock(&t->lock);
+}
+
+size_t bfs_tree_live_nodes(bfs_tree *t)
+{
+    pthread_mutex_lock(&t->lock);
+    size_t n = t->nnodes;
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}
+
+bfs_node *bfs_tree_node(bfs_tree *t, uint64_t ino)
+{
+    return ino == BFS_ROOT_INO ? &t->root : (bfs_node *)(uintptr_t)ino;
+}
+
+uint64_t bfs_node_ino(const bfs_node *n) { return n->parent ? (uint64_t)(uintptr_t)n : BFS_ROOT_INO; }
+bool bfs_node_is_dir(const bfs_node *n) { return n->kind != K_FILE; }
+const char *bfs_node_dataset_id(const bfs_node *n) { return n->kind == K_FILE ? n->f.id : NULL; }
+const char *bfs_node_location(const bfs_node *n) { return n->kind == K_FILE ? n->f.location : NULL; }
+
+/* st_ino of a file: stable across mounts (dataset id + location), with the
+ * top bit set so it never equals a directory's (an address). */
+static uint64_t file_ino(const struct file_info *fi)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *s = (const unsigned char *)fi->id; *s; s++)
+        h = (h ^ *s) * 1099511628211ULL;
+    for (const unsigned char *s = (const unsigned char *)fi->location; *s; s++)
+        h = (h ^ *s) * 1099511628211ULL;
+    return h | (1ULL << 63);
+}
+
+static int64_t file_size(bfs_tree *t, const struct file_info *fi)
+{
+    if (fi->size >= 0)
+        return fi->size;
+    int64_t size = 0;
+    if (bfs_source_stat_size(bfs_registry_datastore_root(t->reg), fi->location, &size) < 0)
+        return 0;
+    return size;
+}
+
+static void stat_file(bfs_tree *t, const struct file_info *fi, struct stat *st)
+{
+    memset(st, 0, sizeof *st);
+    st->st_ino = file_ino(fi);
+    st->st_mode = S_IFREG | 0444;
+    st->st_nlink = 1;
+    st->st_uid = t->opts.uid;
+    st->st_gid = t->opts.gid;
+    st->st_size = file_size(t, fi);
+    st->st_blksize = 1 << 20;
+    st->st_blocks = (st->st_size + 511) / 512;
+    st->st_mtime = st->st_ctime = st->st_atime = fi->mtime ? fi->mtime : t->mount_time;
+}
+
+static void stat_dir(bfs_tree *t, const bfs_node *n, struct stat *st)
+{
+    memset(st, 0, sizeof *st);
+    st->st_ino = bfs_node_ino(n);
+    st->st_mode = S_IFDIR | 0555;
+    st->st_nlink = 1; /* unknown subdirectory count: find(1) must not guess leaves */
+    st->st_uid = t->opts.uid;
+    st->st_gid = t->opts.gid;
+    st->st_size = 4096;
+    st->st_blksize = 4096;
+    st->st_mtime = st->st_ctime = st->st_atime = t->mount_time;
+}
+
+void bfs_tree_stat(bfs_tree *t, bfs_node *n, struct stat *st)
+{
+    if (n->kind == K_FILE)
+        stat_file(t, &n->f, st);
+    else
+        stat_dir(t, n, st);
+}
+
+/* ---- collection directories ------------------------------------------------ */
+
+static void maybe_refresh(bfs_tree *t)
+{
+    double now = now_mono();
+    pthread_mutex_lock(&t->lock);
+    bool due = now - t->last_refresh >= 1.0;
+    if (due)
+        t->last_refresh = now;
+    pthread_mutex_unlock(&t->lock);
+    if (due)
+        bfs_registry_refresh(t->reg);
+}
+
+/* The child segment of collection name under prefix, or NULL when name is
+ * not below prefix. */
+static const char *child_segment(const char *name, const char *prefix, size_t *len)
+{
+    const char *rest = name;
+    if (*prefix) {
+        size_t pl = strlen(prefix);
+        if (strncmp(name, prefix, pl) != 0 || name[pl] != '/')
+            return NULL;
+        rest = name + pl + 1;
+    }
+    const char *slash = strchr(rest, '/');
+    *len = slash ? (size_t)(slash - rest) : strlen(rest);
+    return rest;
+}
+
+static bool has_child_segment(const bfs_catalog *cat, const char *prefix, const char *seg)
+{
+    for (size_t i = 0; i < cat->ncollections; i++) {
+        size_t len;
+        const char *s = child_segment(cat->collections[i].name, prefix, &len);
+        if (s && strlen(seg) == len && !strncmp(s, seg, len))
+            return true;
+    }
+    return false;
+}
+
+static char *join_prefix(const char *prefix, const char *seg)
+{
+    return *prefix ? bfs_asprintf("%s/%s", prefix, seg) : strdup(seg);
+}
+
+static int resolve_in_coll(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **proto)
+{
+    const bfs_catalog *cat = bfs_registry_catalog(t->reg);
+    char seg[BFS_NAME_MAX];
+    size_t nl = strlen(name), sl = strlen(BFS_TYPE_SUFFIX);
+
+    /* "<type>@type": a dataset type shadowed by a child collection */
+    if (parent->coll && nl > sl && !strcmp(name + nl - sl, BFS_TYPE_SUFFIX)) {
+        char base[BFS_NAME_MAX];
+        snprintf(base, sizeof base, "%.*s", (int)(nl - sl), name);
+        const bfs_dataset_type *dt = bfs_name_unescape(base, seg, sizeof seg) >= 0
+            ? bfs_catalog_dataset_type(cat, seg) : NULL;
+        if (dt && bfs_registry_collection_has(t->reg, parent->coll, dt) == 1) {
+            *proto = proto_dtype(parent, name, dt);
+            return *proto ? 0 : -ENOMEM;
+        }
+        return -ENOENT;
+    }
+    if (bfs_name_unescape(name, seg, sizeof seg) < 0)
+        return -ENOENT;
+    if (has_child_segment(cat, parent->prefix, seg)) {
+        char *full = join_prefix(parent->prefix, seg);
+        if (!full)
+            return -ENOMEM;
+        *proto = proto_coll(parent, name, full, bfs_catalog_collection(cat, full));
+        free(full);
+        return *proto ? 0 : -ENOMEM;
+    }
+    if (parent->coll) {
+        const bfs_dataset_type *dt = bfs_catalog_dataset_type(cat, seg);
+        int has = dt ? bfs_registry_collection_has(t->reg, parent->coll, dt) : 0;
+        if (has < 0)
+            return has;
+        if (has) {
+            *proto = proto_dtype(parent, name, dt);
+            return *proto ? 0 : -ENOMEM;
+        }
+    }
+    return -ENOENT;
+}
+
+struct name_list {
+    char **names;
+    size_t n, cap;
+};
+
+static int name_list_add(struct name_list *l, const char *name)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 32;
+        char **names = realloc(l->names, cap * sizeof *names);
+        if (!names)
+            return -ENOMEM;
+        l->names = names;
+        l->cap = cap;
+    }
+    if (!(l->names[l->n] = strdup(name)))
+        return -ENOMEM;
+    l->n++;
+    return 0;
+}
+
+static void name_list_free(struct name_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->names[i]);
+    free(l->names);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+struct listing_builder {
+    bfs_tree *t;
+    bfs_listing *l;
+    size_t cap;
+    struct name_list segs;  /* collection segments, for the @type rule */
+    int k;                  /* dimension being listed */
+    int err;
+};
+
+static int listing_push(struct listing_builder *b, bfs_node *proto)
+{
+    if (!proto)
+        return -ENOMEM;
+    if (b->l->n == b->cap) {
+        size_t cap = b->cap * 2;
+        bfs_node **protos = realloc(b->l->protos, cap * sizeof *protos);
+        if (!protos) {
+            node_free(proto);
+            return -ENOMEM;
+        }
+        b->l->protos = protos;
+        b->cap = cap;
+    }
+    b->l->protos[b->l->n++] = proto;
+    return 0;
+}
+
+static int list_dtype_cb(void *ctx, const bfs_dataset_type *dt)
+{
+    struct listing_builder *b = ctx;
+    char name[BFS_NAME_MAX];
+    if (bfs_name_escape(dt->name, name, sizeof name) < 0)
+        return 0;
+    /* the collision rule: a child collection keeps the plain name */
+    if (b->segs.n && bsearch(&dt->name, b->segs.names, b->segs.n, sizeof *b->segs.names, cmp_str))
+        strncat(name, BFS_TYPE_SUFFIX, sizeof name - strlen(name) - 1);
+    return listing_push(b, proto_dtype(b->l->dir, name, dt));
+}
+
+static int list_coll(struct listing_builder *b)
+{
+    bfs_node *dir = b->l->dir;
+    if (dir == &b->t->root)
+        maybe_refresh(b->t);
+    const bfs_catalog *cat = bfs_registry_catalog(b->t->reg);
+    int ret = 0;
+    for (size_t i = 0; i < cat->ncollections && ret == 0; i++) {
+        size_t len;
+        const char *s = child_segment(cat->collections[i].name, dir->prefix, &len);
+        if (s) {
+            char seg[BFS_NAME_MAX];
+            snprintf(seg, sizeof seg, "%.*s", (int)len, s);
+            ret = name_list_add(&b->segs, seg);
+        }
+    }
+    if (ret)
+        return ret;
+    if (b->segs.n)
+        qsort(b->segs.names, b->segs.n, sizeof *b->segs.names, cmp_str);
+    for (size_t i = 0; i < b->segs.n && ret == 0; i++) {
+        if (i && !strcmp(b->segs.names[i], b->segs.names[i - 1]))
+            continue;
+        char name[BFS_NAME_MAX];
+        if (bfs_name_escape(b->segs.names[i], name, sizeof name) < 0)
+            continue;
+        char *full = join_prefix(dir->prefix, b->segs.names[i]);
+        if (!full)
+            return -ENOMEM;
+        ret = listing_push(b, proto_coll(dir, name, full, bfs_catalog_collection(cat, full)));
+        free(full);
+    }
+    if (ret == 0 && dir->coll)
+        ret = bfs_registry_dataset_types_in(b->t->reg, dir->coll, list_dtype_cb, b);
+    return ret;
+}
+
+/* ---- dataId directories ---------------------------------------------------- */
+
+static int first_free_dim(const bfs_node *n)
+{
+    for (int i = 0; i < n->dt->ndims; i++)
+        if (!n->values[i])
+            return i;
+    return -1;
+}
+
+static int dim_slot(const bfs_dataset_type *dt, const char *dim)
+{
+    for (int i = 0; i < dt->ndims; i++)
+        if (!strcmp(dt->dims[i]->name, dim))
+            return i;
+    return -1;
+}
+
+static int stop_at_first(void *ctx, const char *value) { return 1; }
+
+/* Is there any dataset with the partial dataId values plus values[k] = v? */
+static int value_exists(bfs_tree *t, bfs_node *n, int k, const char *v)
+{
+    const char *vals[BFS_MAX_DIMS];
+    for (int i = 0; i < BFS_MAX_DIMS; i++)
+        vals[i] = n->values[i];
+    vals[k] = v;
+    int r = bfs_registry_list_values(t->reg, n->c, n->dt, vals, k, stop_at_first, NULL);
+    return r < 0 ? r : r == 1;
+}
+
+static int resolve_in_data(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **proto)
+{
+    if (all_fixed(parent)) {
+        struct leaf_set *s;
+        int ret = node_leaves(t, parent, &s);
+        if (ret < 0)
+            return ret;
+        ret = -ENOENT;
+        for (size_t i = 0; i < s->n; i++) {
+            if (!strcmp(s->files[i].name, name)) {
+                *proto = proto_file(parent, &s->files[i]);
+                ret = *proto ? 0 : -ENOMEM;
+                break;
+            }
+        }
+        leaf_set_put(s);
+        return ret;
+    }
+    char dim[64], value[BFS_MAX_VALUE];
+    if (bfs_names_parse_dim(name, dim, sizeof dim, value, sizeof value) < 0)
+        return -ENOENT;
+    int k = dim_slot(parent->dt, dim);
+    if (k < 0 || parent->values[k])
+        return -ENOENT;
+    int ok = value_exists(t, parent, k, value);
+    if (ok < 0)
+        return ok;
+    if (!ok) {
+        /* an alternate key: exposure=MC_O_20250415_000060, detector=R22_S11 */
+        char primary[BFS_MAX_VALUE];
+        if (bfs_registry_resolve_alias(t->reg, parent->dt, (const char *const *)parent->values,
+                                       parent->dt->dims[k], value, primary, sizeof primary) < 0)
+            return -ENOENT;
+        ok = value_exists(t, parent, k, primary);
+        if (ok <= 0)
+            return ok < 0 ? ok : -ENOENT;
+        snprintf(value, sizeof value, "%s", primary);
+    }
+    *proto = proto_value(parent, name, k, value);
+    return *proto ? 0 : -ENOMEM;
+}
+
+static int list_value_cb(void *ctx, const char *value)
+{
+    struct listing_builder *b = ctx;
+    bfs_node *dir = b->l->dir;
+    char name[BFS_NAME_MAX];
+    if (bfs_names_dim_entry(dir->dt->dims[b->k]->name, value, name, sizeof name) < 0)
+        return 0;
+    return listing_push(b, proto_value(dir, name, b->k, value));
+}
+
+/* Last free dimension: one query gives the values and every file below. */
+static int list_last_cb(void *ctx, const bfs_dataset_file *f)
+{
+    struct listing_builder *b = ctx;
+    bfs_node *dir = b->l->dir;
+    const char *value = f->values[b->k];
+    bfs_node *last = b->l->n > 2 ? b->l->protos[b->l->n - 1] : NULL;
+    if (!last || strcmp(last->values[b->k], value) != 0) {
+        char name[BFS_NAME_MAX];
+        if (bfs_names_dim_entry(dir->dt->dims[b->k]->name, value, name, sizeof name) < 0)
+            return 0;
+        int ret = listing_push(b, proto_value(dir, name, b->k, value));
+        if (ret)
+            return ret;
+        last = b->l->protos[b->l->n - 1];
+        if (!(last->leaves = leaf_set_new()))
+            return -ENOMEM;
+    }
+    return leaf_set_add(last->leaves, dir->dt, f);
+}
+
+static int list_data(struct listing_builder *b)
+{
+    bfs_node *dir = b->l->dir;
+    if (all_fixed(dir)) {
+        struct leaf_set *s = NULL;
+        int ret = node_leaves(b->t, dir, &s);
+        if (ret < 0)
+            return ret;
+        for (size_t i = 0; ret == 0 && i < s->n; i++)
+            ret = listing_push(b, proto_file(dir, &s->files[i]));
+        leaf_set_put(s);
+        return ret;
+    }
+    b->k = first_free_dim(dir);
+    if (nfixed(dir) == dir->dt->ndims - 1)
+        return bfs_registry_find_files(b->t->reg, dir->c, dir->dt, (const char *const *)dir->values,
+                                       list_last_cb, b);
+    return bfs_registry_list_values(b->t->reg, dir->c, dir->dt, (const char *const *)dir->values, b->k,
+                                    list_value_cb, b);
+}
+
+/* ---- public: lookup, listing, open --------------------------------------- */
+
+int bfs_tree_lookup(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **child, struct stat *st)
+{
+    bfs_node *proto = NULL;
+    int ret;
+    if (parent->kind == K_FILE)
+        return -ENOTDIR;
+    if (strlen(name) >= BFS_NAME_MAX)
+        return -ENAMETOOLONG;
+    if (parent->kind == K_COLL) {
+        ret = resolve_in_coll(t, parent, name, &proto);
+        if (ret == -ENOENT && parent == &t->root) {
+            /* a collection created since the catalog was loaded */
+            maybe_refresh(t);
+            ret = resolve_in_coll(t, parent, name, &proto);
+        }
+    } else {
+        ret = resolve_in_data(t, parent, name, &proto);
+    }
+    if (ret < 0)
+        return ret;
+    *child = materialize(t, proto);
+    bfs_tree_stat(t, *child, st);
+    return 0;
+}
+
+int bfs_tree_opendir(bfs_tree *t, bfs_node *dir, bfs_listing **out)
+{
+    if (dir->kind == K_FILE)
+        return -ENOTDIR;
+    struct listing_builder b = {.t = t, .cap = 64};
+    b.l = calloc(1, sizeof *b.l);
+    if (!b.l)
+        return -ENOMEM;
+    b.l->dir = dir;
+    b.l->protos = calloc(b.cap, sizeof *b.l->protos);
+    if (!b.l->protos) {
+        free(b.l);
+        return -ENOMEM;
+    }
+    b.l->n = 2; /* "." and ".." */
+    int ret = dir->kind == K_COLL ? list_coll(&b) : list_data(&b);
+    name_list_free(&b.segs);
+    if (ret < 0) {
+        listing_destroy(b.l);
+        return ret;
+    }
+    bfs_node_hold(t, dir);
+    *out = b.l;
+    return 0;
+}
+
+size_t bfs_listing_count(const bfs_listing *l) { return l->n; }
+
+const char *bfs_listing_name(bfs_tree *t, bfs_listing *l, size_t i, struct stat *st)
+{
+    if (i < 2) {
+        bfs_node *n = i == 0 || !l->dir->parent ? l->dir : l->dir->parent;
+        stat_dir(t, n, st);
+        return i == 0 ? "." : "..";
+    }
+    bfs_node *p = l->protos[i];
+    if (p->kind == K_FILE) {
+        /* plain readdir reports only the type; no stat(2) for unknown sizes */
+        memset(st, 0, sizeof *st);
+        st->st_ino = file_ino(&p->f);
+        st->st_mode = S_IFREG;
+    } else {
+        memset(st, 0, sizeof *st);
+        st->st_ino = (ino_t)(uintptr_t)p; /* informational only in readdir */
+        st->st_mode = S_IFDIR;
+    }
+    return p->name;
+}
+
+static bfs_node *proto_clone(const bfs_node *p)
+{
+    bfs_node *c = proto_new(p->parent, p->name, p->kind);
+    if (!c)
+        return NULL;
+    c->c = p->c;
+    c->dt = p->dt;
+    c->coll = p->coll;
+    for (int i = 0; i < BFS_MAX_DIMS; i++) {
+        free(c->values[i]);
+        c->values[i] = p->values[i] ? strdup(p->values[i]) : NULL;
+        if (p->values[i] && !c->values[i])
+            goto fail;
+    }
+    if (p->prefix && !(c->prefix = strdup(p->prefix)))
+        goto fail;
+    c->leaves = leaf_set_get(p->leaves);
+    if (p->kind == K_FILE) {
+        c->f = p->f;
+        c->f.name = strdup(p->f.name);
+        c->f.location = strdup(p->f.location);
+        if (!c->f.name || !c->f.location)
+            goto fail;
+    }
+    return c;
+fail:
+    node_free(c);
+    return NULL;
+}
+
+int bfs_listing_materialize(bfs_tree *t, bfs_listing *l, size_t i, bfs_node **child, struct stat *st)
+{
+    if (i < 2 || i >= l->n)
+        return -EINVAL;
+    bfs_node *c = proto_clone(l->protos[i]);
+    if (!c)
+        return -ENOMEM;
+    *child = materialize(t, c);
+    bfs_tree_stat(t, *child, st);
+    return 0;
+}
+
+static void listing_destroy(bfs_listing *l)
+{
+    for (size_t i = 2; i < l->n; i++)
+        node_free(l->protos[i]);
+    free(l->protos);
+    free(l);
+}
+
+void bfs_listing_free(bfs_tree *t, bfs_listing *l)
+{
+    if (!l)
+        return;
+    bfs_node *dir = l->dir;
+    listing_destroy(l);
+    bfs_node_release(t, dir);
+}
+
+int bfs_tree_open(bfs_tree *t, bfs_node *n, bfs_source **out)
+{
+    if (n->kind != K_FILE)
+        return -EISDIR;
+    const char *root = bfs_registry_datastore_root(t->reg);
+    int ret = bfs_source_open(root, n->f.location, out);
+    if (ret == 0) {
+        int64_t actual = bfs_source_size(*out);
+        if (n->f.size >= 0 && actual != n->f.size && !atomic_exchange(&n->missing_logged, true))
+            bfs_warn(TREE_TAG, "dataset %s: registry says %lld bytes, datastore file %s has %lld; serving the file as stored",
+                     n->f.id, (long long)n->f.size, n->f.location, (long long)actual);
+        return 0;
+    }
+    if (!atomic_exchange(&n->missing_logged, true)) {
+        if (ret == -ENOENT)
+            bfs_warn(TREE_TAG, "dataset %s (%s): datastore file %s%s is missing", n->f.id, n->f.name,
+                     strstr(n->f.location, "://") ? "" : root, n->f.location);
+        else if (ret == -EPROTONOSUPPORT)
+            bfs_warn(TREE_TAG, "dataset %s: remote location %s cannot be read by this version", n->f.id,
+                     n->f.location);
+        else
+            bfs_warn(TREE_TAG, "dataset %s: cannot open %s: %s", n->f.id, n->f.location, strerror(-ret));
+    }
+    return ret == -EACCES ? -EACCES : -EIO;
+}
+
+int bfs_tree_new(bfs_registry *reg, const bfs_tree_opts *opts, bfs_tree **out)
+{
+    bfs_tree *t = calloc(1, sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    t->reg = reg;
+    t->opts = *opts;
+    if (t->opts.listing_ttl <= 0)
+        t->opts.listing_ttl = 60;
+    t->mount_time = time(NULL);
+    t->nbuckets = 4096;
+    t->table = calloc(t->nbuckets, sizeof *t->table);
+    t->root.kind = K_COLL;
+    t->root.prefix = strdup("");
+    t->root.name = strdup("");
+    t->last_refresh = now_mono();
+    if (!t->table || !t->root.prefix || !t->root.name) {
+        free(t->table);
+        free(t->root.prefix);
+        free(t->root.name);
+        free(t);
+        return -ENOMEM;
+    }
+    pthread_mutex_init(&t->lock, NULL);
+    *out = t;
+    return 0;
+}
+
+void bfs_tree_free(bfs_tree *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        for (bfs_node *n = t->table[i], *next; n; n = next) {
+            next = n->hnext;
+            node_free(n);
+        }
+    }
+    free(t->table);
+    free(t->root.prefix);
+    free(t->root.name);
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+}

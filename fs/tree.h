@@ -1,0 +1,98 @@
+/*
+ * tree.h - the virtual directory tree of a mount, without libfuse.
+ *
+ * Nodes are the inodes the kernel knows.  A node lives while the kernel
+ * holds lookups on it (nlookup, dropped by bfs_tree_forget), while one of
+ * its children lives (each child pins its parent), or while a handle is
+ * open on it.  The FUSE inode number of a node is its address (the root is
+ * 1); st_ino shown to users is stable across mounts for files (a hash of the
+ * dataset id and component).
+ *
+ * Node kinds:
+ *   collection directory  - the root, or a prefix of collection names split
+ *                           at '/', which may itself be a collection;
+ *                           lists child segments and, for a collection, its
+ *                           dataset types
+ *   dataId directory      - a collection + dataset type + some dimension
+ *                           values; lists the next required dimension's
+ *                           values, or the files once all are fixed
+ *   file                  - one file record of one dataset
+ *
+ * Everything is answered from the registry; no data file is opened for
+ * metadata (a file size the registry lacks is taken from stat(2)).
+ *
+ * Threads: every function may be called concurrently.  The node table lock
+ * is never held during a registry query.
+ */
+#ifndef BFS_TREE_H
+#define BFS_TREE_H
+
+#include "registry.h"
+#include "source.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+typedef struct bfs_tree bfs_tree;
+typedef struct bfs_node bfs_node;
+typedef struct bfs_listing bfs_listing;
+
+typedef struct bfs_tree_opts {
+    uid_t uid;           /* owner shown for every entry */
+    gid_t gid;
+    double listing_ttl;  /* seconds a directory's cached dataset list stays fresh */
+} bfs_tree_opts;
+
+/* reg stays owned by the caller and must outlive the tree. */
+int bfs_tree_new(bfs_registry *reg, const bfs_tree_opts *opts, bfs_tree **out);
+void bfs_tree_free(bfs_tree *t);
+
+#define BFS_ROOT_INO 1
+
+/* The node for a FUSE inode number (root for BFS_ROOT_INO).  The number
+ * must be one the tree handed out and that was not forgotten. */
+bfs_node *bfs_tree_node(bfs_tree *t, uint64_t ino);
+uint64_t bfs_node_ino(const bfs_node *n);
+bool bfs_node_is_dir(const bfs_node *n);
+
+/* Resolve name in directory parent.  On success *child has one more
+ * lookup (release with bfs_tree_forget) and *st its attributes.
+ * -ENOENT when nothing is there, -ENOTDIR when parent is a file. */
+int bfs_tree_lookup(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **child, struct stat *st);
+
+/* Drop nlookup lookups. */
+void bfs_tree_forget(bfs_tree *t, bfs_node *n, uint64_t nlookup);
+
+void bfs_tree_stat(bfs_tree *t, bfs_node *n, struct stat *st);
+
+/* ---- directory listings ----
+ * A listing is a snapshot taken at opendir; readdir pages through it. */
+int bfs_tree_opendir(bfs_tree *t, bfs_node *dir, bfs_listing **out);
+size_t bfs_listing_count(const bfs_listing *l);
+/* Name and attributes of entry i, without creating a node (plain readdir).
+ * Entries 0 and 1 are "." and "..". */
+const char *bfs_listing_name(bfs_tree *t, bfs_listing *l, size_t i, struct stat *st);
+/* Create (or find) the node of entry i >= 2: one more lookup on *child, as
+ * bfs_tree_lookup (for READDIRPLUS). */
+int bfs_listing_materialize(bfs_tree *t, bfs_listing *l, size_t i, bfs_node **child, struct stat *st);
+void bfs_listing_free(bfs_tree *t, bfs_listing *l);
+
+/* ---- files ---- */
+
+/* Open the bytes of a file node.  -EISDIR for directories; -EIO (logged
+ * once per node) when the registry names a file the datastore lacks. */
+int bfs_tree_open(bfs_tree *t, bfs_node *n, bfs_source **out);
+/* Pin/unpin a node for the lifetime of an open handle. */
+void bfs_node_hold(bfs_tree *t, bfs_node *n);
+void bfs_node_release(bfs_tree *t, bfs_node *n);
+
+/* The repository path of a file node's dataset (for the user.butler.*
+ * extended attributes): dataset id, run-relative datastore location. */
+const char *bfs_node_dataset_id(const bfs_node *n);
+const char *bfs_node_location(const bfs_node *n);
+
+/* Statistics for tests and --debug: live nodes. */
+size_t bfs_tree_live_nodes(bfs_tree *t);
+
+#endif

@@ -1,0 +1,285 @@
+/*
+ * catalog.c - collections (with their chains) and dataset types (with their
+ * required dimensions), loaded as one immutable snapshot.
+ *
+ * Both tables are small (hundreds to a few thousand rows) and read on every
+ * lookup of the top of the tree, so they are held in memory.  A snapshot is
+ * never modified after publication; a refresh builds a new one and links
+ * the old one behind it, so pointers handed out earlier stay valid until
+ * the registry is closed.  The cost is a little memory per refresh, and
+ * refreshes only happen when the tables' fingerprint changes.
+ */
+#include "registry_i.h"
+
+#include "log.h"
+#include "strutil.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *col_text(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+static int cmp_coll(const void *a, const void *b)
+{
+    return strcmp(((const bfs_collection *)a)->name, ((const bfs_collection *)b)->name);
+}
+
+static int cmp_dtype(const void *a, const void *b)
+{
+    return strcmp(((const bfs_dataset_type *)a)->name, ((const bfs_dataset_type *)b)->name);
+}
+
+static int cmp_dim_index(const void *a, const void *b)
+{
+    const bfs_dimension *x = *(const bfs_dimension *const *)a, *y = *(const bfs_dimension *const *)b;
+    return x->index - y->index;
+}
+
+/* A cheap summary of the catalog tables; a change means reload. */
+static int fingerprint(sqlite3 *db, char *out, size_t outsz)
+{
+    static const char *sql =
+        "SELECT (SELECT count(*) || ':' || ifnull(max(collection_id),0) FROM collection) || '/' ||"
+        " (SELECT count(*) || ':' || ifnull(sum(child * (position + 1) + parent),0) FROM collection_chain) || '/' ||"
+        " (SELECT count(*) || ':' || ifnull(max(id),0) FROM dataset_type)";
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        snprintf(out, outsz, "%s", (const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        return 0;
+    }
+    int e = reg_errno(db, rc, "catalog fingerprint");
+    sqlite3_finalize(st);
+    return e ? e : -EIO;
+}
+
+static const bfs_collection *coll_by_id(const bfs_collection *colls, size_t n, int64_t id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (colls[i].id == id)
+            return &colls[i];
+    return NULL;
+}
+
+static int load_collections(sqlite3 *db, struct reg_catalog *cat)
+{
+    sqlite3_stmt *st = NULL;
+    size_t cap = 64, n = 0;
+    int rc = sqlite3_prepare_v2(db, "SELECT collection_id, name, type, doc FROM collection", -1, &st, NULL);
+    if (rc != SQLITE_OK) /* very old schemas have no doc column */
+        rc = sqlite3_prepare_v2(db, "SELECT collection_id, name, type, NULL FROM collection", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return reg_errno(db, rc, "reading collections");
+    cat->colls = calloc(cap, sizeof *cat->colls);
+    while (cat->colls && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            bfs_collection *bigger = realloc(cat->colls, 2 * cap * sizeof *bigger);
+            if (!bigger)
+                break;
+            memset(bigger + cap, 0, cap * sizeof *bigger);
+            cat->colls = bigger;
+            cap *= 2;
+        }
+        bfs_collection *c = &cat->colls[n];
+        c->id = sqlite3_column_int64(st, 0);
+        c->name = col_text(st, 1);
+        c->type = (bfs_collection_type)sqlite3_column_int(st, 2);
+        c->doc = col_text(st, 3);
+        if (c->name)
+            n++;
+    }
+    sqlite3_finalize(st);
+    cat->pub.ncollections = n;
+    if (!cat->colls)
+        return -ENOMEM;
+    if (rc != SQLITE_DONE)
+        return rc == SQLITE_ROW ? -ENOMEM : reg_errno(db, rc, "reading collections");
+    qsort(cat->colls, n, sizeof *cat->colls, cmp_coll);
+
+    rc = sqlite3_prepare_v2(db, "SELECT parent, child FROM collection_chain ORDER BY parent, position",
+                            -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return reg_errno(db, rc, "reading collection chains");
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        bfs_collection *parent = (bfs_collection *)coll_by_id(cat->colls, n, sqlite3_column_int64(st, 0));
+        const bfs_collection *child = coll_by_id(cat->colls, n, sqlite3_column_int64(st, 1));
+        if (!parent || !child)
+            continue;
+        const bfs_collection **kids = realloc(parent->children, (parent->n_children + 1) * sizeof *kids);
+        if (!kids)
+            break;
+        kids[parent->n_children++] = child;
+        parent->children = kids;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : rc == SQLITE_ROW ? -ENOMEM : reg_errno(db, rc, "reading collection chains");
+}
+
+static int load_dataset_types(bfs_registry *reg, sqlite3 *db, struct reg_catalog *cat)
+{
+    sqlite3_stmt *st = NULL;
+    size_t cap = 64, n = 0;
+    int rc = sqlite3_prepare_v2(db,
+        "SELECT id, name, storage_class, dimensions_key, tag_association_table,"
+        " calibration_association_table FROM dataset_type", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return reg_errno(db, rc, "reading dataset types");
+    cat->dtypes = calloc(cap, sizeof *cat->dtypes);
+    while (cat->dtypes && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            bfs_dataset_type *bigger = realloc(cat->dtypes, 2 * cap * sizeof *bigger);
+            if (!bigger)
+                break;
+            memset(bigger + cap, 0, cap * sizeof *bigger);
+            cat->dtypes = bigger;
+            cap *= 2;
+        }
+        bfs_dataset_type *d = &cat->dtypes[n];
+        d->id = sqlite3_column_int64(st, 0);
+        d->name = col_text(st, 1);
+        d->storage_class = col_text(st, 2);
+        d->dimensions_key = sqlite3_column_int64(st, 3);
+        d->tags_table = col_text(st, 4);
+        d->calibs_table = col_text(st, 5);
+        if (d->name && d->tags_table)
+            n++;
+    }
+    sqlite3_finalize(st);
+    cat->pub.ndataset_types = n;
+    if (!cat->dtypes)
+        return -ENOMEM;
+    if (rc != SQLITE_DONE)
+        return rc == SQLITE_ROW ? -ENOMEM : reg_errno(db, rc, "reading dataset types");
+
+    rc = sqlite3_prepare_v2(db, "SELECT dimension_graph_id, dimension_name FROM dimension_graph_definition",
+                            -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return reg_errno(db, rc, "reading dimension groups");
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t key = sqlite3_column_int64(st, 0);
+        const char *dname = (const char *)sqlite3_column_text(st, 1);
+        const bfs_dimension *dim = dname ? bfs_registry_dimension_by_name(reg, dname) : NULL;
+        if (!dim) {
+            bfs_warn(REG_TAG, "dimension group %lld names unknown dimension '%s'",
+                     (long long)key, dname ? dname : "(null)");
+            continue;
+        }
+        for (size_t i = 0; i < n; i++) {
+            bfs_dataset_type *d = &cat->dtypes[i];
+            if (d->dimensions_key == key && d->ndims < BFS_MAX_DIMS)
+                d->dims[d->ndims++] = dim;
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return reg_errno(db, rc, "reading dimension groups");
+    for (size_t i = 0; i < n; i++)
+        qsort(cat->dtypes[i].dims, cat->dtypes[i].ndims, sizeof cat->dtypes[i].dims[0], cmp_dim_index);
+    qsort(cat->dtypes, n, sizeof *cat->dtypes, cmp_dtype);
+    return 0;
+}
+
+static void catalog_free(struct reg_catalog *cat)
+{
+    for (size_t i = 0; cat->colls && i < cat->pub.ncollections; i++) {
+        free((char *)cat->colls[i].name);
+        free((char *)cat->colls[i].doc);
+        free(cat->colls[i].children);
+    }
+    for (size_t i = 0; cat->dtypes && i < cat->pub.ndataset_types; i++) {
+        free((char *)cat->dtypes[i].name);
+        free((char *)cat->dtypes[i].storage_class);
+        free((char *)cat->dtypes[i].tags_table);
+        free((char *)cat->dtypes[i].calibs_table);
+    }
+    free(cat->colls);
+    free(cat->dtypes);
+    free(cat);
+}
+
+int reg_catalog_load(bfs_registry *reg, sqlite3 *db)
+{
+    struct reg_catalog *cat = calloc(1, sizeof *cat);
+    if (!cat)
+        return -ENOMEM;
+    /* One read transaction, so collections, chains and types agree. */
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    char fp[256] = "";
+    int ret = fingerprint(db, fp, sizeof fp);
+    if (ret == 0)
+        ret = load_collections(db, cat);
+    if (ret == 0)
+        ret = load_dataset_types(reg, db, cat);
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (ret < 0) {
+        catalog_free(cat);
+        return ret;
+    }
+    cat->pub.collections = cat->colls;
+    cat->pub.dataset_types = cat->dtypes;
+    pthread_mutex_lock(&reg->lock);
+    cat->prev = reg->catalog;
+    cat->pub.generation = cat->prev ? cat->prev->pub.generation + 1 : 1;
+    snprintf(reg->catalog_fp, sizeof reg->catalog_fp, "%s", fp);
+    atomic_store(&reg->catalog, cat);
+    pthread_mutex_unlock(&reg->lock);
+    bfs_info(REG_TAG, "catalog: %zu collections, %zu dataset types", cat->pub.ncollections,
+             cat->pub.ndataset_types);
+    return 0;
+}
+
+void reg_catalog_free_all(bfs_registry *reg)
+{
+    struct reg_catalog *cat = reg->catalog;
+    while (cat) {
+        struct reg_catalog *prev = cat->prev;
+        catalog_free(cat);
+        cat = prev;
+    }
+    reg->catalog = NULL;
+}
+
+const bfs_catalog *bfs_registry_catalog(bfs_registry *reg) { return &atomic_load(&reg->catalog)->pub; }
+
+int bfs_registry_refresh(bfs_registry *reg)
+{
+    sqlite3 *db = reg_db(reg);
+    char fp[256];
+    if (!db)
+        return -EIO;
+    int ret = fingerprint(db, fp, sizeof fp);
+    if (ret < 0)
+        return ret;
+    pthread_mutex_lock(&reg->lock);
+    bool same = !strcmp(fp, reg->catalog_fp);
+    pthread_mutex_unlock(&reg->lock);
+    if (same)
+        return 0;
+    ret = reg_catalog_load(reg, db);
+    return ret < 0 ? ret : 1;
+}
+
+const bfs_collection *bfs_catalog_collection(const bfs_catalog *cat, const char *name)
+{
+    bfs_collection key = {.name = name};
+    return bsearch(&key, cat->collections, cat->ncollections, sizeof key, cmp_coll);
+}
+
+const bfs_collection *bfs_catalog_collection_by_id(const bfs_catalog *cat, int64_t id)
+{
+    return coll_by_id(cat->collections, cat->ncollections, id);
+}
+
+const bfs_dataset_type *bfs_catalog_dataset_type(const bfs_catalog *cat, const char *name)
+{
+    bfs_dataset_type key = {.name = name};
+    return bsearch(&key, cat->dataset_types, cat->ndataset_types, sizeof key, cmp_dtype);
+}

@@ -1,0 +1,499 @@
+/*
+ * query.c - the queries behind directory listings and file lookups.
+ *
+ * Every query is built from what the schema stores: the dataset type's tag
+ * and calibration table names, its required dimensions (one column each,
+ * quoted because "group" is a reserved word) and the datastore records
+ * table named in butler.yaml.  A collection is first flattened into its
+ * leaf collections in search order (chains expanded depth-first, a
+ * collection reached twice keeps its first position); RUN and TAGGED
+ * members are found in the tag table, CALIBRATION members in the
+ * calibration table.
+ *
+ * Find-first across a chain is done in C on rows ordered by dataId and then
+ * by search position: the first position seen for a dataId wins and rows
+ * from later positions are dropped.  This keeps one SQL statement per
+ * listing whatever the chain length.
+ */
+#include "registry_i.h"
+
+#include "log.h"
+#include "strutil.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_LEAVES 4096
+
+struct leaves {
+    int n;
+    int64_t id[MAX_LEAVES];
+    bool calib[MAX_LEAVES];
+};
+
+static void flatten(const bfs_collection *c, struct leaves *out, int depth)
+{
+    if (depth > 64)
+        return; /* chains cannot be cyclic in a valid registry; stay finite anyway */
+    if (c->type == BFS_COLL_CHAINED) {
+        for (int i = 0; i < c->n_children; i++)
+            flatten(c->children[i], out, depth + 1);
+        return;
+    }
+    for (int i = 0; i < out->n; i++)
+        if (out->id[i] == c->id)
+            return;
+    if (out->n < MAX_LEAVES) {
+        out->id[out->n] = c->id;
+        out->calib[out->n] = c->type == BFS_COLL_CALIBRATION;
+        out->n++;
+    }
+}
+
+/* SQL text builder over open_memstream. */
+struct sql {
+    char *text;
+    size_t len;
+    FILE *f;
+};
+
+static void sql_init(struct sql *q) { q->text = NULL, q->len = 0, q->f = open_memstream(&q->text, &q->len); }
+static char *sql_finish(struct sql *q)
+{
+    if (!q->f)
+        return NULL;
+    fclose(q->f);
+    q->f = NULL;
+    return q->text;
+}
+
+static void sql_ident(struct sql *q, const char *name)
+{
+    fputc('"', q->f);
+    for (const char *p = name; *p; p++) {
+        if (*p == '"')
+            fputc('"', q->f);
+        fputc(*p, q->f);
+    }
+    fputc('"', q->f);
+}
+
+/* " AND collection_id IN (1,2,3)" over leaves of one kind; false when none. */
+static bool sql_collections(struct sql *q, const struct leaves *l, bool calib)
+{
+    int n = 0;
+    for (int i = 0; i < l->n; i++) {
+        if (l->calib[i] != calib)
+            continue;
+        fprintf(q->f, "%s%lld", n ? "," : " AND collection_id IN (", (long long)l->id[i]);
+        n++;
+    }
+    if (n)
+        fputc(')', q->f);
+    return n > 0;
+}
+
+/* Bind a dimension value with the dimension's key type.  false when the text
+ * cannot be a value of that type (then nothing can match). */
+static bool bind_value(sqlite3_stmt *st, int idx, const bfs_dimension *dim, const char *value)
+{
+    if (dim->type == BFS_KEY_INT) {
+        int64_t v;
+        if (!bfs_parse_i64(value, &v))
+            return false;
+        return sqlite3_bind_int64(st, idx, v) == SQLITE_OK;
+    }
+    return sqlite3_bind_text(st, idx, value, -1, SQLITE_TRANSIENT) == SQLITE_OK;
+}
+
+/* " AND "dim" = ?" for each constrained value; returns how many. */
+static int sql_constraints(struct sql *q, const bfs_dataset_type *dt, const char *const values[])
+{
+    int n = 0;
+    for (int i = 0; i < dt->ndims; i++) {
+        if (!values || !values[i])
+            continue;
+        fputs(" AND ", q->f);
+        sql_ident(q, dt->dims[i]->name);
+        fputs(" = ?", q->f);
+        n++;
+    }
+    return n;
+}
+
+/* Bind dataset_type_id and the constraints of one SELECT starting at idx.
+ * Returns the next index, or 0 when a value cannot match its type. */
+static int bind_select(sqlite3_stmt *st, int idx, const bfs_dataset_type *dt, const char *const values[])
+{
+    sqlite3_bind_int64(st, idx++, dt->id);
+    for (int i = 0; i < dt->ndims; i++) {
+        if (!values || !values[i])
+            continue;
+        if (!bind_value(st, idx++, dt->dims[i], values[i]))
+            return 0;
+    }
+    return idx;
+}
+
+static const char *table_of(const bfs_dataset_type *dt, bool calib)
+{
+    return calib ? dt->calibs_table : dt->tags_table;
+}
+
+/* Does the flattened collection have leaves whose members live in this table? */
+static bool has_leaves(const bfs_dataset_type *dt, const struct leaves *l, bool calib)
+{
+    if (!table_of(dt, calib))
+        return false;
+    for (int i = 0; i < l->n; i++)
+        if (l->calib[i] == calib)
+            return true;
+    return false;
+}
+
+int bfs_registry_collection_has(bfs_registry *reg, const bfs_collection *c, const bfs_dataset_type *dt)
+{
+    struct leaves *l = calloc(1, sizeof *l);
+    if (!l)
+        return -ENOMEM;
+    flatten(c, l, 0);
+    int found = 0;
+    for (int calib = 0; calib < 2 && !found; calib++) {
+        if (!has_leaves(dt, l, calib))
+            continue;
+        struct sql q;
+        sql_init(&q);
+        fputs("SELECT 1 FROM ", q.f);
+        sql_ident(&q, table_of(dt, calib));
+        fputs(" WHERE dataset_type_id = ?", q.f);
+        sql_collections(&q, l, calib);
+        fputs(" LIMIT 1", q.f);
+        char *text = sql_finish(&q);
+        if (text) {
+            sqlite3_stmt *st = reg_prepare(reg, text);
+            if (!st) {
+                found = -EIO;
+            } else {
+                sqlite3_bind_int64(st, 1, dt->id);
+                int rc = sqlite3_step(st);
+                found = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : reg_errno(reg_db(reg), rc, text);
+                sqlite3_reset(st);
+            }
+        }
+        free(text);
+    }
+    free(l);
+    return found;
+}
+
+int bfs_registry_dataset_types_in(bfs_registry *reg, const bfs_collection *c, bfs_dtype_cb cb, void *ctx)
+{
+    const bfs_catalog *cat = bfs_registry_catalog(reg);
+    struct leaves *l = calloc(1, sizeof *l);
+    bool *candidate = calloc(cat->ndataset_types + 1, sizeof *candidate);
+    int ret = 0;
+    if (!l || !candidate) {
+        free(l);
+        free(candidate);
+        return -ENOMEM;
+    }
+    flatten(c, l, 0);
+    /* Candidates from the summary table; if it cannot be read, every type is one. */
+    struct sql q;
+    sql_init(&q);
+    fputs("SELECT DISTINCT dataset_type_id FROM collection_summary_dataset_type WHERE collection_id IN (", q.f);
+    for (int i = 0; i < l->n; i++)
+        fprintf(q.f, "%s%lld", i ? "," : "", (long long)l->id[i]);
+    fputs(")", q.f);
+    char *text = sql_finish(&q);
+    bool any = l->n > 0;
+    sqlite3_stmt *st = any && text ? reg_prepare(reg, text) : NULL;
+    if (any && st) {
+        int rc;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            int64_t id = sqlite3_column_int64(st, 0);
+            for (size_t i = 0; i < cat->ndataset_types; i++)
+                if (cat->dataset_types[i].id == id)
+                    candidate[i] = true;
+        }
+        sqlite3_reset(st);
+    } else if (any) {
+        for (size_t i = 0; i < cat->ndataset_types; i++)
+            candidate[i] = true;
+    }
+    free(text);
+    for (size_t i = 0; i < cat->ndataset_types && ret == 0; i++) {
+        if (!candidate[i])
+            continue;
+        int has = bfs_registry_collection_has(reg, c, &cat->dataset_types[i]);
+        if (has < 0)
+            ret = has;
+        else if (has)
+            ret = cb(ctx, &cat->dataset_types[i]);
+    }
+    free(candidate);
+    free(l);
+    return ret;
+}
+
+int bfs_registry_list_values(bfs_registry *reg, const bfs_collection *c, const bfs_dataset_type *dt,
+                             const char *const values[], int k, bfs_value_cb cb, void *ctx)
+{
+    if (k < 0 || k >= dt->ndims)
+        return -EINVAL;
+    struct leaves *l = calloc(1, sizeof *l);
+    if (!l)
+        return -ENOMEM;
+    flatten(c, l, 0);
+
+    struct sql q;
+    sql_init(&q);
+    bool parts[2] = {false, false};
+    int nparts = 0;
+    for (int calib = 0; calib < 2; calib++) {
+        if (!has_leaves(dt, l, calib))
+            continue;
+        if (nparts)
+            fputs(" UNION ", q.f);
+        fputs("SELECT ", q.f);
+        sql_ident(&q, dt->dims[k]->name);
+        fputs(" FROM ", q.f);
+        sql_ident(&q, table_of(dt, calib));
+        fputs(" WHERE dataset_type_id = ?", q.f);
+        sql_collections(&q, l, calib);
+        sql_constraints(&q, dt, values);
+        parts[calib] = true;
+        nparts++;
+    }
+    fputs(" ORDER BY 1", q.f);
+    char *text = sql_finish(&q);
+    free(l);
+    if (!text)
+        return -ENOMEM;
+    if (!nparts) {
+        free(text);
+        return 0;
+    }
+    sqlite3_stmt *st = reg_prepare(reg, text);
+    int ret = 0;
+    if (!st) {
+        free(text);
+        return -EIO;
+    }
+    int idx = 1;
+    for (int calib = 0; calib < 2 && idx; calib++)
+        if (parts[calib])
+            idx = bind_select(st, idx, dt, values);
+    if (idx) {
+        int rc;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            const char *v = (const char *)sqlite3_column_text(st, 0);
+            if (v && (ret = cb(ctx, v)) != 0)
+                break;
+        }
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            ret = reg_errno(reg_db(reg), rc, text);
+    }
+    sqlite3_reset(st);
+    free(text);
+    return ret;
+}
+
+/* ingest_date: TAI nanoseconds (new schemas) or a UTC TIMESTAMP text (old). */
+static int64_t ingest_unix(sqlite3_stmt *st, int col)
+{
+    if (sqlite3_column_type(st, col) == SQLITE_INTEGER)
+        return bfs_tai_ns_to_unix(sqlite3_column_int64(st, col));
+    const char *t = (const char *)sqlite3_column_text(st, col);
+    struct tm tm = {0};
+    if (t && sscanf(t, "%d-%d-%d%*[ T]%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                    &tm.tm_min, &tm.tm_sec) == 6) {
+        tm.tm_year -= 1900;
+        tm.tm_mon -= 1;
+        return (int64_t)timegm(&tm);
+    }
+    return 0;
+}
+
+int bfs_registry_find_files(bfs_registry *reg, const bfs_collection *c, const bfs_dataset_type *dt,
+                            const char *const values[], bfs_file_cb cb, void *ctx)
+{
+    struct leaves *l = calloc(1, sizeof *l);
+    if (!l)
+        return -ENOMEM;
+    flatten(c, l, 0);
+
+    struct sql q;
+    sql_init(&q);
+    bool parts[2] = {false, false};
+    int nparts = 0;
+    for (int calib = 0; calib < 2; calib++) {
+        if (!has_leaves(dt, l, calib))
+            continue;
+        if (nparts)
+            fputs(" UNION ALL ", q.f);
+        fputs("SELECT t.dataset_id, t.collection_id, d.run_id, d.ingest_date, r.component, r.path,"
+              " r.file_size, r.checksum, ", q.f);
+        fputs(calib ? "t.timespan_begin, t.timespan_end" : "NULL, NULL", q.f);
+        fputs(", CASE t.collection_id", q.f);
+        for (int i = 0; i < l->n; i++)
+            if (l->calib[i] == (bool)calib)
+                fprintf(q.f, " WHEN %lld THEN %d", (long long)l->id[i], i);
+        fputs(" END AS pos", q.f);
+        for (int i = 0; i < dt->ndims; i++) {
+            fputs(", t.", q.f);
+            sql_ident(&q, dt->dims[i]->name);
+            fprintf(q.f, " AS v%d", i);
+        }
+        fputs(" FROM ", q.f);
+        sql_ident(&q, table_of(dt, calib));
+        fputs(" AS t JOIN dataset AS d ON d.id = t.dataset_id JOIN ", q.f);
+        sql_ident(&q, reg->records_table);
+        fputs(" AS r ON r.dataset_id = t.dataset_id WHERE t.dataset_type_id = ?", q.f);
+        sql_collections(&q, l, calib);
+        for (int i = 0; i < dt->ndims; i++) {
+            if (!values || !values[i])
+                continue;
+            fputs(" AND t.", q.f);
+            sql_ident(&q, dt->dims[i]->name);
+            fputs(" = ?", q.f);
+        }
+        parts[calib] = true;
+        nparts++;
+    }
+    fputs(" ORDER BY ", q.f);
+    for (int i = 0; i < dt->ndims; i++)
+        fprintf(q.f, "v%d, ", i);
+    fputs("pos, 9, 5", q.f);
+    char *text = sql_finish(&q);
+    free(l);
+    if (!text)
+        return -ENOMEM;
+    if (!nparts) {
+        free(text);
+        return 0;
+    }
+    sqlite3_stmt *st = reg_prepare(reg, text);
+    if (!st) {
+        free(text);
+        return -EIO;
+    }
+    int idx = 1, ret = 0;
+    for (int calib = 0; calib < 2 && idx; calib++)
+        if (parts[calib])
+            idx = bind_select(st, idx, dt, values);
+    if (!idx) {
+        sqlite3_reset(st);
+        free(text);
+        return 0;
+    }
+    /* find-first: remember the dataId of the previous row and its best position */
+    char prev_key[BFS_MAX_DIMS * BFS_MAX_VALUE] = "";
+    int best_pos = -1;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        bfs_dataset_file f = {0};
+        char key[sizeof prev_key];
+        size_t kl = 0;
+        key[0] = '\0';
+        for (int i = 0; i < dt->ndims; i++) {
+            f.values[i] = (const char *)sqlite3_column_text(st, 11 + i);
+            if (!f.values[i])
+                f.values[i] = "";
+            int w = snprintf(key + kl, sizeof key - kl, "%s\x1f", f.values[i]);
+            if (w > 0 && (size_t)w < sizeof key - kl)
+                kl += (size_t)w;
+        }
+        int pos = sqlite3_column_int(st, 10);
+        if (strcmp(key, prev_key) != 0) {
+            memcpy(prev_key, key, kl + 1);
+            best_pos = pos;
+        } else if (pos != best_pos) {
+            continue; /* a later collection in the chain: hidden by find-first */
+        }
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        snprintf(f.id, sizeof f.id, "%s", id ? id : "");
+        f.collection_id = sqlite3_column_int64(st, 1);
+        f.run_id = sqlite3_column_int64(st, 2);
+        f.ingest_unix = ingest_unix(st, 3);
+        f.component = (const char *)sqlite3_column_text(st, 4);
+        if (f.component && (!strcmp(f.component, "__NULL_STRING__") || !*f.component))
+            f.component = NULL;
+        f.path = (const char *)sqlite3_column_text(st, 5);
+        f.file_size = sqlite3_column_type(st, 6) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 6);
+        if (f.file_size < 0)
+            f.file_size = -1;
+        f.checksum = (const char *)sqlite3_column_text(st, 7);
+        if (sqlite3_column_type(st, 8) != SQLITE_NULL) {
+            f.has_timespan = true;
+            f.timespan_begin = sqlite3_column_int64(st, 8);
+            f.timespan_end = sqlite3_column_int64(st, 9);
+        }
+        if (!f.path)
+            continue;
+        if ((ret = cb(ctx, &f)) != 0)
+            break;
+    }
+    if (ret == 0 && rc != SQLITE_DONE)
+        ret = reg_errno(reg_db(reg), rc, text);
+    sqlite3_reset(st);
+    free(text);
+    return ret;
+}
+
+int bfs_registry_resolve_alias(bfs_registry *reg, const bfs_dataset_type *dt, const char *const values[],
+                               const bfs_dimension *dim, const char *alias, char *out, size_t outsz)
+{
+    if (!dim->has_table || dim->n_alt == 0)
+        return -ENOENT;
+    for (int a = 0; a < dim->n_alt; a++) {
+        struct sql q;
+        sql_init(&q);
+        fputs("SELECT ", q.f);
+        sql_ident(&q, dim->key);
+        fputs(" FROM ", q.f);
+        sql_ident(&q, dim->name);
+        fputs(" WHERE ", q.f);
+        sql_ident(&q, dim->alt_keys[a]);
+        fputs(" = ?", q.f);
+        const char *req_values[4] = {0};
+        for (int r = 0; r < dim->n_requires; r++) {
+            for (int i = 0; dt && values && i < dt->ndims; i++)
+                if (dt->dims[i] == dim->requires[r])
+                    req_values[r] = values[i];
+            if (!req_values[r])
+                continue;
+            fputs(" AND ", q.f);
+            sql_ident(&q, dim->requires[r]->name);
+            fputs(" = ?", q.f);
+        }
+        fputs(" LIMIT 2", q.f);
+        char *text = sql_finish(&q);
+        sqlite3_stmt *st = text ? reg_prepare(reg, text) : NULL;
+        free(text);
+        if (!st)
+            continue;
+        int idx = 1;
+        sqlite3_bind_text(st, idx++, alias, -1, SQLITE_TRANSIENT);
+        bool ok = true;
+        for (int r = 0; r < dim->n_requires; r++)
+            if (req_values[r])
+                ok &= bind_value(st, idx++, dim->requires[r], req_values[r]);
+        int found = 0;
+        if (ok) {
+            while (sqlite3_step(st) == SQLITE_ROW && found < 2) {
+                const char *v = (const char *)sqlite3_column_text(st, 0);
+                if (v && found == 0)
+                    snprintf(out, outsz, "%s", v);
+                found++;
+            }
+        }
+        sqlite3_reset(st);
+        if (found == 1)
+            return 0;
+    }
+    return -ENOENT;
+}

@@ -1,0 +1,465 @@
+/*
+ * registry.c - opening a repository: butler.yaml, the SQLite file, the
+ * per-thread connections and the one place SQLite codes become errno.
+ *
+ * Opening validates everything a mount needs before anything is mounted, so
+ * a bad repository gives one clear sentence instead of a broken mount:
+ * directory -> butler.yaml -> registry.db URL -> SQLite header -> Butler
+ * tables -> universe JSON -> catalog.  Each step has its own message.
+ *
+ * Connections: one per thread, created lazily through a pthread key and
+ * remembered in reg->conns so bfs_registry_close() can close them all (the
+ * key's destructor only runs for threads that exit first).  Each connection
+ * caches its prepared statements by SQL text: listing queries are built per
+ * dataset type and collection, and re-preparing them on every readdir would
+ * cost more than running them.
+ */
+#include "registry_i.h"
+
+#include "log.h"
+#include "strutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#define STMT_CACHE 128
+
+struct reg_stmt {
+    char *sql;
+    sqlite3_stmt *stmt;
+    uint64_t last_used;
+};
+
+struct reg_conn {
+    sqlite3 *db;
+    struct reg_stmt cache[STMT_CACHE];
+    uint64_t clock;
+    struct reg_conn *next;
+};
+
+static void set_err(char **errmsg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(char **errmsg, const char *fmt, ...)
+{
+    if (!errmsg)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    free(*errmsg);
+    if (vasprintf(errmsg, fmt, ap) < 0)
+        *errmsg = NULL;
+    va_end(ap);
+}
+
+int reg_errno(sqlite3 *db, int rc, const char *what)
+{
+    int e;
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE:
+        return 0;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        e = -EBUSY;
+        break;
+    case SQLITE_NOMEM:
+        e = -ENOMEM;
+        break;
+    case SQLITE_READONLY:
+        e = -EROFS;
+        break;
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+        e = -EACCES;
+        break;
+    case SQLITE_CANTOPEN:
+        e = -ENOENT;
+        break;
+    case SQLITE_FULL:
+        e = -ENOSPC;
+        break;
+    case SQLITE_CONSTRAINT:
+        e = -EEXIST;
+        break;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        e = -EBADMSG;
+        break;
+    case SQLITE_INTERRUPT:
+        e = -EINTR;
+        break;
+    default:
+        e = -EIO;
+        break;
+    }
+    /* A constraint violation is an expected answer to "insert if new". */
+    if ((rc & 0xff) == SQLITE_CONSTRAINT)
+        bfs_debug(REG_TAG, "%s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    else
+        bfs_err(REG_TAG, "%s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    return e;
+}
+
+char *reg_quote_ident(const char *name)
+{
+    size_t n = strlen(name);
+    char *q = malloc(2 * n + 3), *p = q;
+    if (!q)
+        return NULL;
+    *p++ = '"';
+    for (const char *s = name; *s; s++) {
+        if (*s == '"')
+            *p++ = '"';
+        *p++ = *s;
+    }
+    *p++ = '"';
+    *p = '\0';
+    return q;
+}
+
+int reg_open_db(const char *path, bool writable, sqlite3 **out, char **errmsg)
+{
+    sqlite3 *db = NULL;
+    int flags = (writable ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY) | SQLITE_OPEN_NOMUTEX;
+    int rc = sqlite3_open_v2(path, &db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        set_err(errmsg, "cannot open registry database %s: %s", path,
+                db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        sqlite3_close(db);
+        return rc == SQLITE_CANTOPEN ? -ENOENT : -EIO;
+    }
+    /* Writers in other processes (the Python Butler, ingest) hold the lock
+     * briefly; wait rather than fail a listing. */
+    sqlite3_busy_timeout(db, 10000);
+    sqlite3_extended_result_codes(db, 1);
+    if (writable)
+        sqlite3_exec(db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
+    *out = db;
+    return 0;
+}
+
+static void conn_free(struct reg_conn *c)
+{
+    for (int i = 0; i < STMT_CACHE; i++) {
+        sqlite3_finalize(c->cache[i].stmt);
+        free(c->cache[i].sql);
+    }
+    sqlite3_close(c->db);
+    free(c);
+}
+
+sqlite3 *reg_db(bfs_registry *reg)
+{
+    struct reg_conn *c = pthread_getspecific(reg->conn_key);
+    if (c)
+        return c->db;
+    c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    char *msg = NULL;
+    if (reg_open_db(reg->db_path, reg->writable, &c->db, &msg) < 0) {
+        bfs_err(REG_TAG, "%s", msg ? msg : "cannot open registry");
+        free(msg);
+        free(c);
+        return NULL;
+    }
+    pthread_mutex_lock(&reg->lock);
+    c->next = reg->conns;
+    reg->conns = c;
+    pthread_mutex_unlock(&reg->lock);
+    pthread_setspecific(reg->conn_key, c);
+    return c->db;
+}
+
+sqlite3_stmt *reg_prepare(bfs_registry *reg, const char *sql)
+{
+    if (!reg_db(reg))
+        return NULL;
+    struct reg_conn *c = pthread_getspecific(reg->conn_key);
+    struct reg_stmt *victim = &c->cache[0];
+    c->clock++;
+    for (int i = 0; i < STMT_CACHE; i++) {
+        struct reg_stmt *s = &c->cache[i];
+        if (s->sql && !strcmp(s->sql, sql)) {
+            s->last_used = c->clock;
+            sqlite3_reset(s->stmt);
+            sqlite3_clear_bindings(s->stmt);
+            return s->stmt;
+        }
+        if (s->last_used < victim->last_used)
+            victim = s;
+    }
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+    if (rc != SQLITE_OK) {
+        reg_errno(c->db, rc, sql);
+        return NULL;
+    }
+    sqlite3_finalize(victim->stmt);
+    free(victim->sql);
+    victim->sql = strdup(sql);
+    victim->stmt = st;
+    victim->last_used = c->clock;
+    if (!victim->sql) {
+        sqlite3_finalize(st);
+        victim->stmt = NULL;
+        return NULL;
+    }
+    return st;
+}
+
+/* ---- butler.yaml -------------------------------------------------------- */
+
+static yaml_node_t *yaml_get(yaml_document_t *doc, yaml_node_t *node, const char *key)
+{
+    if (!node || node->type != YAML_MAPPING_NODE)
+        return NULL;
+    for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(doc, p->key);
+        if (k && k->type == YAML_SCALAR_NODE && !strcmp((char *)k->data.scalar.value, key))
+            return yaml_document_get_node(doc, p->value);
+    }
+    return NULL;
+}
+
+static const char *yaml_scalar(yaml_document_t *doc, const char *path)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", path);
+    yaml_node_t *node = yaml_document_get_root_node(doc);
+    for (char *save = NULL, *tok = strtok_r(buf, ".", &save); tok && node; tok = strtok_r(NULL, ".", &save))
+        node = yaml_get(doc, node, tok);
+    return node && node->type == YAML_SCALAR_NODE ? (const char *)node->data.scalar.value : NULL;
+}
+
+/* Replace <butlerRoot> (and the older <butlerRoot>/ spelling) by dir. */
+static char *expand_root(const char *value, const char *dir)
+{
+    const char *tag = "<butlerRoot>";
+    const char *at = strstr(value, tag);
+    if (!at)
+        return strdup(value);
+    return bfs_asprintf("%.*s%s%s", (int)(at - value), value, dir, at + strlen(tag));
+}
+
+static int read_butler_yaml(bfs_registry *reg, char **errmsg)
+{
+    char *path = bfs_asprintf("%s/butler.yaml", reg->repo_dir);
+    FILE *f = path ? fopen(path, "r") : NULL;
+    int ret = 0;
+    if (!f) {
+        ret = -errno;
+        if (ret == -ENOENT)
+            set_err(errmsg, "%s is not a Butler repository: it has no butler.yaml "
+                    "(create one with 'butlerfs init %s')", reg->repo_dir, reg->repo_dir);
+        else
+            set_err(errmsg, "cannot read %s: %s", path, strerror(-ret));
+        free(path);
+        return ret;
+    }
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_file(&parser, f);
+    if (!yaml_parser_load(&parser, &doc)) {
+        set_err(errmsg, "%s is not valid YAML: %s at line %zu", path,
+                parser.problem ? parser.problem : "parse error", parser.problem_mark.line + 1);
+        yaml_parser_delete(&parser);
+        fclose(f);
+        free(path);
+        return -EINVAL;
+    }
+    const char *db = yaml_scalar(&doc, "registry.db");
+    const char *root = yaml_scalar(&doc, "datastore.root");
+    const char *records = yaml_scalar(&doc, "datastore.records.table");
+    if (!db) {
+        set_err(errmsg, "%s names no registry database (registry.db is missing)", path);
+        ret = -EINVAL;
+    } else if (!bfs_startswith(db, "sqlite:///")) {
+        set_err(errmsg, "%s: registry.db '%s' is not an SQLite URL (sqlite:///...); "
+                "butlerfs reads SQLite registries only", path, db);
+        ret = -EPROTONOSUPPORT;
+    } else {
+        /* SQLAlchemy URL: "sqlite:///" + path; "sqlite:////abs" is absolute,
+         * anything else relative (to the repository, as the Butler resolves it). */
+        char *p = expand_root(db + strlen("sqlite:///"), reg->repo_dir);
+        if (p && p[0] != '/') {
+            reg->db_path = bfs_asprintf("%s/%s", reg->repo_dir, p);
+            free(p);
+        } else {
+            reg->db_path = p;
+        }
+        char *r = expand_root(root ? root : "<butlerRoot>", reg->repo_dir);
+        if (r && bfs_startswith(r, "file://"))
+            memmove(r, r + 7, strlen(r + 7) + 1);
+        if (r && !strstr(r, "://") && r[0] != '/') {
+            char *abs = bfs_asprintf("%s/%s", reg->repo_dir, r);
+            free(r);
+            r = abs;
+        }
+        if (r) {
+            size_t n = strlen(r);
+            reg->datastore_root = n && r[n - 1] == '/' ? strdup(r) : bfs_asprintf("%s/", r);
+            free(r);
+        }
+        reg->records_table = strdup(records ? records : "file_datastore_records");
+        reg->datastore_name = strdup("FileDatastore@<butlerRoot>");
+        if (!reg->db_path || !reg->datastore_root || !reg->records_table || !reg->datastore_name)
+            ret = -ENOMEM;
+    }
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    fclose(f);
+    free(path);
+    return ret;
+}
+
+/* ---- open / close -------------------------------------------------------- */
+
+static void conn_key_destructor(void *p) { (void)p; /* closed in bfs_registry_close */ }
+
+static int check_sqlite_file(const char *path, char **errmsg)
+{
+    char magic[16];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = -errno;
+        set_err(errmsg, "cannot open registry database %s: %s", path, strerror(-e));
+        return e;
+    }
+    ssize_t n = read(fd, magic, sizeof magic);
+    close(fd);
+    if (n != (ssize_t)sizeof magic || memcmp(magic, "SQLite format 3", 16) != 0) {
+        set_err(errmsg, "%s is not an SQLite database (corrupt or wrong file)", path);
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+static int load_universe(bfs_registry *reg, sqlite3 *db, char **errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT value FROM butler_attributes WHERE name = 'config:dimensions.json'",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        set_err(errmsg, "%s is not a Butler registry (%s)", reg->db_path, sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        return rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT ? -EBADMSG : -EINVAL;
+    }
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        set_err(errmsg, "%s is not a Butler registry: %s", reg->db_path,
+                rc == SQLITE_DONE ? "butler_attributes holds no dimension universe"
+                                  : sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        return -EINVAL;
+    }
+    int ret = reg_universe_load(reg, (const char *)sqlite3_column_text(st, 0), errmsg);
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int bfs_registry_open(const char *repo, int flags, bfs_registry **out, char **errmsg)
+{
+    struct stat sb;
+    char real[PATH_MAX];
+    *out = NULL;
+    if (stat(repo, &sb) < 0) {
+        int e = -errno;
+        set_err(errmsg, "repository %s: %s", repo, strerror(-e));
+        return e;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        set_err(errmsg, "repository %s is not a directory (give the directory holding butler.yaml)", repo);
+        return -ENOTDIR;
+    }
+    if (access(repo, R_OK | X_OK) < 0) {
+        int e = -errno;
+        set_err(errmsg, "repository %s is not readable: %s", repo, strerror(-e));
+        return e;
+    }
+    if (!realpath(repo, real)) {
+        int e = -errno;
+        set_err(errmsg, "repository %s: %s", repo, strerror(-e));
+        return e;
+    }
+
+    bfs_registry *reg = calloc(1, sizeof *reg);
+    if (!reg)
+        return -ENOMEM;
+    reg->writable = flags & BFS_REG_WRITE;
+    reg->repo_dir = strdup(real);
+    pthread_mutex_init(&reg->lock, NULL);
+    int ret = pthread_key_create(&reg->conn_key, conn_key_destructor);
+    if (ret) {
+        pthread_mutex_destroy(&reg->lock);
+        free(reg->repo_dir);
+        free(reg);
+        return -ret;
+    }
+
+    ret = read_butler_yaml(reg, errmsg);
+    if (ret == 0)
+        ret = check_sqlite_file(reg->db_path, errmsg);
+    sqlite3 *db = NULL;
+    if (ret == 0 && !(db = reg_db(reg))) {
+        set_err(errmsg, "cannot open registry database %s", reg->db_path);
+        ret = -EIO;
+    }
+    if (ret == 0)
+        ret = load_universe(reg, db, errmsg);
+    if (ret == 0) {
+        ret = reg_catalog_load(reg, db);
+        if (ret < 0)
+            set_err(errmsg, "%s: cannot read collections and dataset types (%s); "
+                    "is this a daf_butler registry?", reg->db_path, strerror(-ret));
+    }
+    if (ret < 0) {
+        bfs_registry_close(reg);
+        return ret;
+    }
+    *out = reg;
+    return 0;
+}
+
+void bfs_registry_close(bfs_registry *reg)
+{
+    if (!reg)
+        return;
+    struct reg_conn *c = reg->conns;
+    while (c) {
+        struct reg_conn *next = c->next;
+        conn_free(c);
+        c = next;
+    }
+    pthread_key_delete(reg->conn_key);
+    reg_catalog_free_all(reg);
+    for (int i = 0; i < reg->ndims; i++) {
+        free((char *)reg->dims[i].name);
+        free((char *)reg->dims[i].key);
+        for (int j = 0; j < reg->dims[i].n_alt; j++)
+            free((char *)reg->dims[i].alt_keys[j]);
+    }
+    free(reg->dims);
+    json_decref(reg->universe_json);
+    free(reg->universe_namespace);
+    pthread_mutex_destroy(&reg->lock);
+    free(reg->repo_dir);
+    free(reg->db_path);
+    free(reg->datastore_root);
+    free(reg->records_table);
+    free(reg->datastore_name);
+    free(reg);
+}
+
+const char *bfs_registry_repo_dir(const bfs_registry *reg) { return reg->repo_dir; }
+const char *bfs_registry_datastore_root(const bfs_registry *reg) { return reg->datastore_root; }
+const char *bfs_registry_db_path(const bfs_registry *reg) { return reg->db_path; }
