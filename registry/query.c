@@ -258,7 +258,7 @@ int bfs_registry_list_values(bfs_registry *reg, const bfs_collection *c, const b
             continue;
         if (nparts)
             fputs(" UNION ", q.f);
-        fputs("SELECT ", q.f);
+        fputs("SELECT DISTINCT ", q.f);
         sql_ident(&q, dt->dims[k]->name);
         fputs(" FROM ", q.f);
         sql_ident(&q, table_of(dt, calib));
