@@ -1,0 +1,79 @@
+/* progress.c - see progress.h. */
+#include "progress.h"
+
+#include <time.h>
+#include <unistd.h>
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void human_bytes(double b, char *buf, size_t n)
+{
+    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (b >= 1024 && u < 4) {
+        b /= 1024;
+        u++;
+    }
+    snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", b, units[u]);
+}
+
+void bfs_progress_start(bfs_progress *p, FILE *out, const char *label, int64_t total_items)
+{
+    *p = (bfs_progress){.out = out, .label = label, .total_items = total_items, .last_decile = -1};
+    p->start = mono();
+    p->tty = isatty(fileno(out));
+}
+
+static void draw(bfs_progress *p, int final)
+{
+    double el = mono() - p->start;
+    double frac = p->total_items > 0 ? (double)p->items / (double)p->total_items : 0;
+    char bytes[32], rate[32], eta[32] = "";
+    human_bytes((double)p->bytes, bytes, sizeof bytes);
+    human_bytes(el > 0 ? (double)p->bytes / el : 0, rate, sizeof rate);
+    if (!final && frac > 0 && frac < 1)
+        snprintf(eta, sizeof eta, " ETA %.0fs", el / frac - el);
+    char bar[31];
+    int fill = (int)(frac * 30);
+    for (int i = 0; i < 30; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[30] = '\0';
+    fprintf(p->out, "%s%s [%s] %lld/%lld files", p->tty ? "\r\033[K" : "", p->label, bar,
+            (long long)p->items, (long long)p->total_items);
+    if (p->bytes > 0)
+        fprintf(p->out, ", %s, %s/s", bytes, rate);
+    else if (el > 0)
+        fprintf(p->out, ", %.0f files/s", (double)p->items / el);
+    fputs(eta, p->out);
+    if (final)
+        fprintf(p->out, " in %.1fs\n", el);
+    else if (!p->tty)
+        fputc('\n', p->out);
+    fflush(p->out);
+}
+
+void bfs_progress_update(bfs_progress *p, int64_t items, int64_t bytes)
+{
+    p->items = items;
+    p->bytes = bytes;
+    double now = mono();
+    if (p->tty) {
+        if (now - p->last_draw >= 0.1) {
+            p->last_draw = now;
+            draw(p, 0);
+        }
+        return;
+    }
+    int decile = p->total_items > 0 ? (int)(10 * items / p->total_items) : 0;
+    if (decile != p->last_decile && decile < 10) {
+        p->last_decile = decile;
+        draw(p, 0);
+    }
+}
+
+void bfs_progress_finish(bfs_progress *p) { draw(p, 1); }

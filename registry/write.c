@@ -1,0 +1,1220 @@
+/*
+ * write.c - the registry write API: dimension records, RUN collections,
+ * dataset types with their tag/calibration tables, and datasets with
+ * deterministic ids, written as the Python Butler writes them.
+ *
+ * Design.  Every write runs on the calling thread's connection (reg_db()),
+ * which is read-write with foreign keys enforced for a BFS_REG_WRITE
+ * registry, so the database itself rejects a dataset whose exposure or
+ * detector record is missing.  Each public function is atomic: outside an
+ * explicit transaction it takes its own BEGIN IMMEDIATE (the write lock up
+ * front, so two writers queue on the busy timeout instead of deadlocking on
+ * a lock upgrade); inside bfs_registry_begin/commit it runs under a
+ * SAVEPOINT, so a failed call leaves no partial rows and the caller may
+ * still commit the rest or roll everything back.  Transactions are per
+ * thread because connections are.
+ *
+ * "Identical is fine, different is -EEXIST": records are inserted with
+ * ON CONFLICT DO NOTHING (never INSERT OR IGNORE, which would also swallow
+ * CHECK and NOT NULL violations), and when nothing was inserted the
+ * existing row is compared column by column with IS (NULL-safe).
+ *
+ * Tag and calibration tables are shared by all dataset types with the same
+ * set of required dimensions, keyed by the dimension group id of
+ * dimension_graph_key (the empty group is key 0 and has no rows there), and
+ * are created with the DDL daf_butler emits for them (column types, length
+ * CHECKs, constraint and index names), taking key types and governor flags
+ * from the stored universe JSON.
+ *
+ * Catalog snapshots are not updated here: after adding runs or dataset types,
+ * callers that read through the catalog call bfs_registry_refresh() (or
+ * reopen).
+ */
+#include "registry_i.h"
+
+#include "log.h"
+#include "strutil.h"
+
+#include <errno.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- transactions -------------------------------------------------------- */
+
+struct wtx {
+    sqlite3 *db;
+    bool own;   /* true: we opened a transaction; false: a savepoint in the caller's */
+};
+
+static int exec_sql(sqlite3 *db, const char *sql)
+{
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : reg_errno(db, rc, sql);
+}
+
+static int wtx_begin(bfs_registry *reg, struct wtx *t)
+{
+    if (!reg->writable)
+        return -EROFS;
+    t->db = reg_db(reg);
+    if (!t->db)
+        return -EIO;
+    t->own = sqlite3_get_autocommit(t->db) != 0;
+    return exec_sql(t->db, t->own ? "BEGIN IMMEDIATE" : "SAVEPOINT bfs_write");
+}
+
+/* Finish what wtx_begin started: keep the work when ret is 0, undo it
+ * otherwise.  Returns ret, or the commit's error. */
+static int wtx_end(struct wtx *t, int ret)
+{
+    if (t->own) {
+        if (!ret)
+            ret = exec_sql(t->db, "COMMIT");
+        if (ret)
+            sqlite3_exec(t->db, "ROLLBACK", NULL, NULL, NULL);
+    } else {
+        if (ret)
+            sqlite3_exec(t->db, "ROLLBACK TO bfs_write", NULL, NULL, NULL);
+        int r2 = exec_sql(t->db, "RELEASE bfs_write");
+        if (!ret)
+            ret = r2;
+    }
+    return ret;
+}
+
+int bfs_registry_begin(bfs_registry *reg)
+{
+    if (!reg->writable)
+        return -EROFS;
+    sqlite3 *db = reg_db(reg);
+    if (!db)
+        return -EIO;
+    return exec_sql(db, "BEGIN IMMEDIATE");
+}
+
+int bfs_registry_commit(bfs_registry *reg)
+{
+    sqlite3 *db = reg_db(reg);
+    if (!db)
+        return -EIO;
+    int ret = exec_sql(db, "COMMIT");
+    if (ret)
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return ret;
+}
+
+void bfs_registry_rollback(bfs_registry *reg)
+{
+    sqlite3 *db = reg_db(reg);
+    if (db && !sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* ---- statement helpers --------------------------------------------------- */
+
+/* Run a statement that returns no row to completion; the cached statement
+ * is reset so it holds no lock afterwards. */
+static int step_done(bfs_registry *reg, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE)
+        return 0;
+    return reg_errno(reg_db(reg), rc, what);
+}
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static void bind_double_or_null(sqlite3_stmt *st, int i, double v)
+{
+    if (isnan(v))
+        sqlite3_bind_null(st, i);
+    else
+        sqlite3_bind_double(st, i, v);
+}
+
+/* One record for insert_same(): a table, its columns and a binder that
+ * binds parameters 1..ncols in column order. */
+struct record {
+    const char *table;
+    const char *const *cols;
+    int ncols;
+    void (*bind)(sqlite3_stmt *st, const void *ctx);
+    const void *ctx;
+};
+
+/* Insert rec unless an equal row exists.  0 when inserted or identical,
+ * -EEXIST when a row conflicts on a key but differs. */
+static int insert_same(bfs_registry *reg, const struct record *rec)
+{
+    char *ins = NULL, *sel = NULL;
+    size_t ins_len = 0, sel_len = 0;
+    FILE *fi = open_memstream(&ins, &ins_len);
+    FILE *fs = open_memstream(&sel, &sel_len);
+    int ret = fi && fs ? 0 : -ENOMEM;
+    char *qt = reg_quote_ident(rec->table);
+    if (fi && fs && qt) {
+        fprintf(fi, "INSERT INTO %s (", qt);
+        fprintf(fs, "SELECT 1 FROM %s WHERE ", qt);
+        for (int i = 0; i < rec->ncols; i++) {
+            char *qc = reg_quote_ident(rec->cols[i]);
+            if (!qc)
+                ret = -ENOMEM;
+            fprintf(fi, "%s%s", i ? ", " : "", qc ? qc : "");
+            fprintf(fs, "%s%s IS ?%d", i ? " AND " : "", qc ? qc : "", i + 1);
+            free(qc);
+        }
+        fputs(") VALUES (", fi);
+        for (int i = 0; i < rec->ncols; i++)
+            fprintf(fi, "%s?%d", i ? ", " : "", i + 1);
+        fputs(") ON CONFLICT DO NOTHING", fi);
+    } else {
+        ret = -ENOMEM;
+    }
+    if (fi && fclose(fi) != 0)
+        ret = -ENOMEM;
+    if (fs && fclose(fs) != 0)
+        ret = -ENOMEM;
+    free(qt);
+
+    sqlite3_stmt *st = ret ? NULL : reg_prepare(reg, ins);
+    if (!ret && !st)
+        ret = -EIO;
+    if (!ret) {
+        rec->bind(st, rec->ctx);
+        ret = step_done(reg, st, ins);
+    }
+    if (!ret && sqlite3_changes(reg_db(reg)) == 0) {
+        st = reg_prepare(reg, sel);
+        if (!st) {
+            ret = -EIO;
+        } else {
+            rec->bind(st, rec->ctx);
+            int rc = sqlite3_step(st);
+            sqlite3_reset(st);
+            if (rc == SQLITE_DONE) {
+                bfs_info(REG_TAG, "%s: a different record with the same key exists", rec->table);
+                ret = -EEXIST;
+            } else if (rc != SQLITE_ROW) {
+                ret = reg_errno(reg_db(reg), rc, sel);
+            }
+        }
+    }
+    free(ins);
+    free(sel);
+    return ret;
+}
+
+/* ---- dimension records ----------------------------------------------------- */
+
+static void bind_instrument(sqlite3_stmt *st, const void *ctx)
+{
+    const bfs_instrument_record *r = ctx;
+    bind_text_or_null(st, 1, r->name);
+    sqlite3_bind_int64(st, 2, r->visit_max);
+    sqlite3_bind_int64(st, 3, r->visit_system);
+    sqlite3_bind_int64(st, 4, r->exposure_max);
+    sqlite3_bind_int64(st, 5, r->detector_max);
+    bind_text_or_null(st, 6, r->class_name);
+}
+
+int bfs_registry_add_instrument(bfs_registry *reg, const bfs_instrument_record *r)
+{
+    static const char *const cols[] = {"name", "visit_max", "visit_system", "exposure_max",
+                                       "detector_max", "class_name"};
+    if (!r || !r->name)
+        return -EINVAL;
+    struct record rec = {"instrument", cols, 6, bind_instrument, r};
+    struct wtx t;
+    int ret = wtx_begin(reg, &t);
+    if (ret)
+        return ret;
+    return wtx_end(&t, insert_same(reg, &rec));
+}
+
+static void bind_detector(sqlite3_stmt *st, const void *ctx)
+{
+    const bfs_detector_record *r = ctx;
+    bind_text_or_null(st, 1, r->instrument);
+    sqlite3_bind_int64(st, 2, r->id);
+    bind_text_or_null(st, 3, r->full_name);
+    bind_text_or_null(st, 4, r->name_in_raft);
+    bind_text_or_null(st, 5, r->raft);
+    bind_text_or_null(st, 6, r->purpose);
+}
+
+int bfs_registry_add_detector(bfs_registry *reg, const bfs_detector_record *r)
+{
+    static const char *const cols[] = {"instrument", "id", "full_name", "name_in_raft", "raft",
+                                       "purpose"};
+    if (!r || !r->instrument)
+        return -EINVAL;
+    struct record rec = {"detector", cols, 6, bind_detector, r};
+    struct wtx t;
+    int ret = wtx_begin(reg, &t);
+    if (ret)
+        return ret;
+    return wtx_end(&t, insert_same(reg, &rec));
+}
+
+struct filter_args {
+    const char *instrument, *name, *band;
+};
+
+static void bind_filter(sqlite3_stmt *st, const void *ctx)
+{
+    const struct filter_args *a = ctx;
+    bind_text_or_null(st, 1, a->instrument);
+    bind_text_or_null(st, 2, a->name);
+    bind_text_or_null(st, 3, a->band);
+}
+
+/* band has no table of its own (it is a view of physical_filter), so the
+ * physical_filter row is all there is to write. */
+int bfs_registry_add_physical_filter(bfs_registry *reg, const char *instrument,
+                                     const char *name, const char *band)
+{
+    static const char *const cols[] = {"instrument", "name", "band"};
+    if (!instrument || !name || !band)
+        return -EINVAL;
+    struct filter_args a = {instrument, name, band};
+    struct record rec = {"physical_filter", cols, 3, bind_filter, &a};
+    struct wtx t;
+    int ret = wtx_begin(reg, &t);
+    if (ret)
+        return ret;
+    return wtx_end(&t, insert_same(reg, &rec));
+}
+
+struct day_obs_args {
+    const char *instrument;
+    int64_t id;
+};
+
+/* The day_obs validity range: the observing day YYYYMMDD rolls over at
+ * 12:00 on the TAI scale (UTC-12h, as for the LSST instruments), which
+ * obs_lsst records as [YYYY-MM-DDT12:00 TAI, +1 day).  A value that is not
+ * a date gets no range (NULL), which the Butler accepts. */
+static bool day_obs_span(int64_t day, int64_t *begin, int64_t *end)
+{
+    struct tm tm = {0};
+    tm.tm_year = (int)(day / 10000) - 1900;
+    tm.tm_mon = (int)(day / 100 % 100) - 1;
+    tm.tm_mday = (int)(day % 100);
+    if (day < 19000101 || day > 99991231 || tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 ||
+        tm.tm_mday > 31)
+        return false;
+    time_t t = timegm(&tm);
+    *begin = ((int64_t)t + 12 * 3600) * 1000000000LL;
+    *end = *begin + 86400LL * 1000000000LL;
+    return true;
+}
+
+static void bind_day_obs(sqlite3_stmt *st, const void *ctx)
+{
+    const struct day_obs_args *a = ctx;
+    int64_t b, e;
+    bind_text_or_null(st, 1, a->instrument);
+    sqlite3_bind_int64(st, 2, a->id);
+    if (day_obs_span(a->id, &b, &e)) {
+        sqlite3_bind_int64(st, 3, b);
+        sqlite3_bind_int64(st, 4, e);
+    }
+}
+
+static void bind_group(sqlite3_stmt *st, const void *ctx)
+{
+    const bfs_exposure_record *r = ctx;
+    bind_text_or_null(st, 1, r->instrument);
+    bind_text_or_null(st, 2, r->group);
+}
+
+static void bind_exposure(sqlite3_stmt *st, const void *ctx)
+{
+    const bfs_exposure_record *r = ctx;
+    int i = 1;
+    bind_text_or_null(st, i++, r->instrument);
+    sqlite3_bind_int64(st, i++, r->id);
+    sqlite3_bind_int64(st, i++, r->day_obs);
+    bind_text_or_null(st, i++, r->group);
+    bind_text_or_null(st, i++, r->physical_filter);
+    bind_text_or_null(st, i++, r->obs_id);
+    bind_double_or_null(st, i++, r->exposure_time);
+    bind_double_or_null(st, i++, r->dark_time);
+    bind_text_or_null(st, i++, r->observation_type);
+    bind_text_or_null(st, i++, r->observation_reason);
+    /* raw ingest sets seq_start and seq_end to seq_num for single exposures */
+    sqlite3_bind_int64(st, i++, r->seq_num);
+    sqlite3_bind_int64(st, i++, r->seq_num);
+    sqlite3_bind_int64(st, i++, r->seq_num);
+    bind_text_or_null(st, i++, r->target_name);
+    bind_text_or_null(st, i++, r->science_program);
+    bind_double_or_null(st, i++, r->tracking_ra);
+    bind_double_or_null(st, i++, r->tracking_dec);
+    bind_double_or_null(st, i++, r->sky_angle);
+    bind_double_or_null(st, i++, r->azimuth);
+    bind_double_or_null(st, i++, r->zenith_angle);
+    sqlite3_bind_int(st, i++, r->has_simulated);
+    sqlite3_bind_int(st, i++, r->can_see_sky);
+    sqlite3_bind_int64(st, i++, r->timespan_begin);
+    sqlite3_bind_int64(st, i++, r->timespan_end);
+}
+
+int bfs_registry_add_exposure(bfs_registry *reg, const bfs_exposure_record *r)
+{
+    static const char *const day_cols[] = {"instrument", "id", "timespan_begin", "timespan_end"};
+    static const char *const group_cols[] = {"instrument", "name"};
+    static const char *const cols[] = {
+        "instrument", "id", "day_obs", "group", "physical_filter", "obs_id", "exposure_time",
+        "dark_time", "observation_type", "observation_reason", "seq_num", "seq_start",
+        "seq_end", "target_name", "science_program", "tracking_ra", "tracking_dec",
+        "sky_angle", "azimuth", "zenith_angle", "has_simulated", "can_see_sky",
+        "timespan_begin", "timespan_end"};
+    if (!r || !r->instrument || !r->group || !r->physical_filter)
+        return -EINVAL;
+    struct day_obs_args day = {r->instrument, r->day_obs};
+    struct record day_rec = {"day_obs", day_cols, 4, bind_day_obs, &day};
+    struct record group_rec = {"group", group_cols, 2, bind_group, r};
+    struct record rec = {"exposure", cols, (int)(sizeof cols / sizeof cols[0]), bind_exposure, r};
+    struct wtx t;
+    int ret = wtx_begin(reg, &t);
+    if (ret)
+        return ret;
+    /* An existing day_obs row with another range (written by another tool)
+     * is still the same day: only the exposure itself must be identical. */
+    ret = insert_same(reg, &day_rec);
+    if (ret == -EEXIST)
+        ret = 0;
+    if (!ret)
+        ret = insert_same(reg, &group_rec);
+    if (!ret)
+        ret = insert_same(reg, &rec);
+    return wtx_end(&t, ret);
+}
+
+/* ---- runs ---------------------------------------------------------------- */
+
+static int run_id(bfs_registry *reg, const char *name, int64_t *id, int *type)
+{
+    sqlite3_stmt *st = reg_prepare(reg, "SELECT collection_id, type FROM collection WHERE name = ?1");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    int ret = 0;
+    if (rc == SQLITE_ROW) {
+        *id = sqlite3_column_int64(st, 0);
+        *type = sqlite3_column_int(st, 1);
+    } else {
+        ret = rc == SQLITE_DONE ? -ENOENT : reg_errno(reg_db(reg), rc, "look up collection");
+    }
+    sqlite3_reset(st);
+    return ret;
+}
+
+int bfs_registry_add_run(bfs_registry *reg, const char *name, int64_t *id_out)
+{
+    if (!name || !*name)
+        return -EINVAL;
+    struct wtx t;
+    int ret = wtx_begin(reg, &t);
+    if (ret)
+        return ret;
+    sqlite3_stmt *st = reg_prepare(reg, "INSERT INTO collection (name, type, doc) "
+                                        "VALUES (?1, 1, NULL) ON CONFLICT DO NOTHING");
+    ret = st ? 0 : -EIO;
+    if (!ret) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        ret = step_done(reg, st, "insert into collection");
+    }
+    int64_t id = 0;
+    int type = 0;
+    if (!ret)
+        ret = run_id(reg, name, &id, &type);
+    if (!ret && type != BFS_COLL_RUN) {
+        bfs_info(REG_TAG, "collection %s exists and is not a RUN", name);
+        ret = -EEXIST;
+    }
+    if (!ret) {
+        st = reg_prepare(reg, "INSERT INTO run (collection_id, host, timespan_begin, timespan_end) "
+                              "VALUES (?1, NULL, NULL, NULL) ON CONFLICT DO NOTHING");
+        ret = st ? 0 : -EIO;
+        if (!ret) {
+            sqlite3_bind_int64(st, 1, id);
+            ret = step_done(reg, st, "insert into run");
+        }
+    }
+    ret = wtx_end(&t, ret);
+    if (!ret && id_out)
+        *id_out = id;
+    return ret;
+}
+
+/* ---- dataset types ---------------------------------------------------------- */
+
+/* SQL facts about a dimension used as a column, from the stored universe:
+ * declared type, length CHECK (0: none), whether it is a governor. */
+struct dim_sql {
+    char type[24];
+    int check_len;
+    bool governor;
+};
+
+static void dim_sql_of(const bfs_registry *reg, const bfs_dimension *d, struct dim_sql *out)
+{
+    json_t *el = json_object_get(json_object_get(reg->universe_json, "elements"), d->name);
+    json_t *key = json_array_get(json_object_get(el, "keys"), 0);
+    const char *type = json_string_value(json_object_get(key, "type"));
+    json_int_t len = json_integer_value(json_object_get(key, "length"));
+    out->check_len = 0;
+    out->governor = json_is_true(json_object_get(el, "governor"));
+    if (type && !strcmp(type, "string")) {
+        /* daf_butler declares strings longer than 32 characters as TEXT */
+        if (len > 0 && len <= 32) {
+            snprintf(out->type, sizeof out->type, "VARCHAR(%d)", (int)len);
+            out->check_len = (int)len;
+        } else {
+            snprintf(out->type, sizeof out->type, "TEXT");
+        }
+    } else {
+        snprintf(out->type, sizeof out->type, "BIGINT");  /* int keys and skypix indices */
+    }
+}
+
+static int cmp_dim_index(const void *a, const void *b)
+{
+    const bfs_dimension *x = *(const bfs_dimension *const *)a, *y = *(const bfs_dimension *const *)b;
+    return x->index - y->index;
+}
+
+/* Add d and the dimensions it requires (transitively) to set. */
+static int add_closure(const bfs_dimension *d, const bfs_dimension **set, int *n)
+{
+    for (int i = 0; i < *n; i++)
+        if (set[i] == d)
+            return 0;
+    if (*n >= BFS_MAX_DIMS)
+        return -E2BIG;
+    set[(*n)++] = d;
+    for (int i = 0; i < d->n_requires; i++) {
+        int ret = add_closure(d->requires[i], set, n);
+        if (ret)
+            return ret;
+    }
+    return 0;
+}
+
+/* The dimension group key of exactly these dimensions, allocating one when
+ * none exists.  The empty group is 0 and is never stored. */
+static int dimension_group(bfs_registry *reg, const bfs_dimension *const *dims, int n, int64_t *key)
+{
+    *key = 0;
+    if (n == 0)
+        return 0;
+    sqlite3_stmt *st = reg_prepare(reg, "SELECT dimension_graph_id, dimension_name "
+                                        "FROM dimension_graph_definition "
+                                        "ORDER BY dimension_graph_id");
+    if (!st)
+        return -EIO;
+    int64_t cur = -1, found = -1;
+    int count = 0, matched = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && found < 0) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        const char *name = (const char *)sqlite3_column_text(st, 1);
+        if (id != cur) {
+            if (cur >= 0 && count == n && matched == n)
+                found = cur;
+            cur = id;
+            count = matched = 0;
+        }
+        count++;
+        for (int i = 0; name && i < n; i++)
+            if (!strcmp(dims[i]->name, name))
+                matched++;
+    }
+    if (rc == SQLITE_DONE && found < 0 && cur >= 0 && count == n && matched == n)
+        found = cur;
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return reg_errno(reg_db(reg), rc, "read dimension groups");
+    if (found >= 0) {
+        *key = found;
+        return 0;
+    }
+
+    st = reg_prepare(reg, "INSERT INTO dimension_graph_key DEFAULT VALUES");
+    int ret = st ? step_done(reg, st, "insert into dimension_graph_key") : -EIO;
+    if (ret)
+        return ret;
+    *key = sqlite3_last_insert_rowid(reg_db(reg));
+    for (int i = 0; !ret && i < n; i++) {
+        st = reg_prepare(reg, "INSERT INTO dimension_graph_definition "
+                              "(dimension_graph_id, dimension_name) VALUES (?1, ?2)");
+        if (!st)
+            return -EIO;
+        sqlite3_bind_int64(st, 1, *key);
+        sqlite3_bind_text(st, 2, dims[i]->name, -1, SQLITE_STATIC);
+        ret = step_done(reg, st, "insert into dimension_graph_definition");
+    }
+    return ret;
+}
+
+static void put_ident(FILE *f, const char *name)
+{
+    char *q = reg_quote_ident(name);
+    fputs(q ? q : name, f);
+    free(q);
+}
+
+static void put_cols(FILE *f, const char *const *cols, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (i)
+            fputs(", ", f);
+        put_ident(f, cols[i]);
+    }
+}
+
+static void put_joined(FILE *f, const char *const *cols, int n)
+{
+    for (int i = 0; i < n; i++)
+        fprintf(f, "_%s", cols[i]);
+}
+
+/* One foreign key of a tag/calib table, as daf_butler names it. */
+static void put_fk(FILE *f, const char *table, const char *target, const char *const *src,
+                   const char *const *dst, int n, bool cascade)
+{
+    fprintf(f, ", \n\tCONSTRAINT fkey_%s_%s", table, target);
+    put_joined(f, dst, n);
+    put_joined(f, src, n);
+    fputs(" FOREIGN KEY(", f);
+    put_cols(f, src, n);
+    fputs(") REFERENCES ", f);
+    put_ident(f, target);
+    fputs(" (", f);
+    put_cols(f, dst, n);
+    fprintf(f, ")%s", cascade ? " ON DELETE CASCADE" : "");
+}
+
+#define MAX_FK (4 + 2 * BFS_MAX_DIMS)
+
+/* DDL of a tag (calib = false) or calibration table for dims (universe
+ * order) into f. */
+static void tags_ddl(const bfs_registry *reg, FILE *f, const char *table,
+                     const bfs_dimension *const *dims, int n, bool calib)
+{
+    struct dim_sql info[BFS_MAX_DIMS];
+    for (int i = 0; i < n; i++)
+        dim_sql_of(reg, dims[i], &info[i]);
+
+    fprintf(f, "CREATE TABLE %s (\n", table);
+    if (calib)
+        fputs("\tid INTEGER NOT NULL, \n", f);
+    fputs("\tdataset_type_id BIGINT NOT NULL, \n\tdataset_id CHAR(32) NOT NULL, \n"
+          "\tcollection_id BIGINT NOT NULL, \n", f);
+    for (int i = 0; i < n; i++) {
+        fputc('\t', f);
+        put_ident(f, dims[i]->name);
+        fprintf(f, " %s NOT NULL, \n", info[i].type);
+    }
+    if (calib)
+        fputs("\ttimespan_begin BIGINT DEFAULT 0 NOT NULL, \n"
+              "\ttimespan_end BIGINT DEFAULT 4102444800000000000 NOT NULL, \n", f);
+    fputs(calib ? "\tPRIMARY KEY (id)" : "\tPRIMARY KEY (dataset_id, collection_id)", f);
+    for (int i = 0; i < n; i++)
+        if (info[i].check_len)
+            fprintf(f, ", \n\tCONSTRAINT %s_len_%s CHECK (length(\"%s\")<=%d AND length(\"%s\")>=1)",
+                    table, dims[i]->name, dims[i]->name, info[i].check_len, dims[i]->name);
+
+    const char *dimcols[2 + BFS_MAX_DIMS];
+    dimcols[0] = "dataset_type_id";
+    dimcols[1] = "collection_id";
+    for (int i = 0; i < n; i++)
+        dimcols[2 + i] = dims[i]->name;
+    if (!calib) {
+        /* one dataset per dataId and type in a RUN or TAGGED collection */
+        fprintf(f, ", \n\tCONSTRAINT %s_unq", table);
+        put_joined(f, dimcols, 2 + n);
+        fputs(" UNIQUE (", f);
+        put_cols(f, dimcols, 2 + n);
+        fputc(')', f);
+    }
+
+    /* Foreign keys, remembered for their indexes. */
+    struct { const char *cols[1 + 4]; int n; } fks[MAX_FK];
+    int nfk = 0;
+    static const char *const c_dt[] = {"dataset_type_id"}, *const c_id[] = {"id"};
+    static const char *const c_ds[] = {"dataset_id"}, *const c_coll[] = {"collection_id"};
+    static const char *const c_sum[] = {"collection_id", "dataset_type_id"};
+    put_fk(f, table, "dataset_type", c_dt, c_id, 1, false);
+    fks[nfk].cols[0] = "dataset_type_id"; fks[nfk++].n = 1;
+    put_fk(f, table, "dataset", c_ds, c_id, 1, true);
+    fks[nfk].cols[0] = "dataset_id"; fks[nfk++].n = 1;
+    put_fk(f, table, "collection", c_coll, c_coll, 1, true);
+    fks[nfk].cols[0] = "collection_id"; fks[nfk++].n = 1;
+    put_fk(f, table, "collection_summary_dataset_type", c_sum, c_sum, 2, false);
+    fks[nfk].cols[0] = "collection_id"; fks[nfk].cols[1] = "dataset_type_id"; fks[nfk++].n = 2;
+    for (int i = 0; i < n; i++) {
+        const bfs_dimension *d = dims[i];
+        if (!d->has_table)
+            continue;  /* band is a view, skypix has no table: nothing to reference */
+        /* columns of everything d requires, in universe order, then d */
+        const bfs_dimension *req[BFS_MAX_DIMS];
+        int nreq = 0;
+        for (int r = 0; r < d->n_requires; r++)
+            add_closure(d->requires[r], req, &nreq);
+        qsort(req, nreq, sizeof *req, cmp_dim_index);
+        const char *src[5], *dst[5];
+        int k = 0;
+        for (int r = 0; r < nreq && k < 4; r++) {
+            src[k] = dst[k] = req[r]->name;
+            k++;
+        }
+        src[k] = d->name;
+        dst[k++] = d->key;
+        put_fk(f, table, d->name, src, dst, k, false);
+        memcpy(fks[nfk].cols, src, sizeof src);
+        fks[nfk++].n = k;
+        if (info[i].governor) {
+            char target[128];
+            const char *s2[2] = {"collection_id", d->name};
+            snprintf(target, sizeof target, "collection_summary_%s", d->name);
+            put_fk(f, table, target, s2, s2, 2, false);
+            memcpy(fks[nfk].cols, s2, sizeof s2);
+            fks[nfk++].n = 2;
+        }
+    }
+    fputs("\n);\n", f);
+    for (int i = 0; i < nfk; i++) {
+        fprintf(f, "CREATE INDEX %s_fkidx", table);
+        put_joined(f, fks[i].cols, fks[i].n);
+        fprintf(f, " ON %s (", table);
+        put_cols(f, fks[i].cols, fks[i].n);
+        fputs(");\n", f);
+    }
+    if (calib) {
+        /* the temporal lookup of a calibration by dataId */
+        const char *ix[4 + BFS_MAX_DIMS];
+        int k = 0;
+        for (int i = 0; i < 2 + n; i++)
+            ix[k++] = dimcols[i];
+        ix[k++] = "timespan_begin";
+        ix[k++] = "timespan_end";
+        fprintf(f, "CREATE INDEX %s_idx", table);
+        put_joined(f, ix, k);
+        fprintf(f, " ON %s (", table);
+        put_cols(f, ix, k);
+        fputs(");\n", f);
+    }
+}
+
+static int table_exists(bfs_registry *reg, const char *name, bool *exists)
+{
+    sqlite3_stmt *st = reg_prepare(reg, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return reg_errno(reg_db(reg), rc, "look up table");
+    *exists = rc == SQLITE_ROW;
+    return 0;
+}
+
+static int ensure_tags_table(bfs_registry *reg, const char *table,
+                             const bfs_dimension *const *dims, int n, bool calib)
+{
+    bool exists;
+    int ret = table_exists(reg, table, &exists);
+    if (ret || exists)
+        return ret;
+    char *ddl = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&ddl, &len);
+    if (!f)
+        return -ENOMEM;
+    tags_ddl(reg, f, table, dims, n, calib);
+    if (fclose(f) != 0) {
+        free(ddl);
+        return -ENOMEM;
+    }
+    ret = exec_sql(reg_db(reg), ddl);
+    free(ddl);
+    return ret;
+}
+
+int bfs_registry_add_dataset_type(bfs_registry *reg, const char *name,
+                                  const char *storage_class, const char *const dims[],
+                                  int ndims, bool is_calibration)
+{
+    if (!name || !*name || !storage_class || ndims < 0 || ndims > BFS_MAX_DIMS || (ndims && !dims))
+        return -EINVAL;
+    const bfs_dimension *set[BFS_MAX_DIMS];
+    int n = 0;
+    for (int i = 0; i < ndims; i++) {
+        const bfs_dimension *d = dims[i] ? bfs_registry_dimension_by_name(reg, dims[i]) : NULL;
+        if (!d) {
+            bfs_info(REG_TAG, "dataset type %s: unknown dimension %s", name,
+                     dims[i] ? dims[i] : "(null)");
+            return -EINVAL;
+        }
+        /* The Butler's dimension groups always hold what their members
+         * require (detector brings instrument). */
+        int ret = add_closure(d, set, &n);
+        if (ret)
+            return ret;
+    }
+    qsort(set, n, sizeof *set, cmp_dim_index);
+
+    struct wtx t;
+    int ret = wtx_begin(reg, &t);
+    if (ret)
+        return ret;
+    int64_t key = 0;
+    ret = dimension_group(reg, set, n, &key);
+    char tags[40], calibs[40];
+    snprintf(tags, sizeof tags, "dataset_tags_%08lld", (long long)key);
+    snprintf(calibs, sizeof calibs, "dataset_calibs_%08lld", (long long)key);
+
+    sqlite3_stmt *st = NULL;
+    if (!ret) {
+        st = reg_prepare(reg, "SELECT storage_class, dimensions_key, calibration_association_table "
+                              "FROM dataset_type WHERE name = ?1");
+        ret = st ? 0 : -EIO;
+    }
+    if (!ret) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            const char *sc = (const char *)sqlite3_column_text(st, 0);
+            bool same = sc && !strcmp(sc, storage_class) && sqlite3_column_int64(st, 1) == key &&
+                        (sqlite3_column_type(st, 2) != SQLITE_NULL) == is_calibration;
+            ret = same ? 1 : -EEXIST;
+            if (!same)
+                bfs_info(REG_TAG, "dataset type %s exists with another definition", name);
+        } else if (rc != SQLITE_DONE) {
+            ret = reg_errno(reg_db(reg), rc, "look up dataset type");
+        }
+        sqlite3_reset(st);
+    }
+    if (ret == 1)
+        return wtx_end(&t, 0);  /* identical: the group rows above were found, not made */
+
+    if (!ret)
+        ret = ensure_tags_table(reg, tags, set, n, false);
+    if (!ret && is_calibration)
+        ret = ensure_tags_table(reg, calibs, set, n, true);
+    if (!ret) {
+        st = reg_prepare(reg, "INSERT INTO dataset_type (name, storage_class, dimensions_key, "
+                              "tag_association_table, calibration_association_table) "
+                              "VALUES (?1, ?2, ?3, ?4, ?5)");
+        ret = st ? 0 : -EIO;
+    }
+    if (!ret) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, storage_class, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, key);
+        sqlite3_bind_text(st, 4, tags, -1, SQLITE_STATIC);
+        bind_text_or_null(st, 5, is_calibration ? calibs : NULL);
+        ret = step_done(reg, st, "insert into dataset_type");
+    }
+    return wtx_end(&t, ret);
+}
+
+/* ---- datasets -------------------------------------------------------------- */
+
+/* "840b31d9-05cd-5161-b2c8-00d32b280d0f": daf_butler's DatasetIdFactory
+ * namespace, uuid5(NAMESPACE_DNS, "lsst.org"). */
+static const unsigned char dataset_ns[16] = {
+    0x84, 0x0b, 0x31, 0xd9, 0x05, 0xcd, 0x51, 0x61,
+    0xb2, 0xc8, 0x00, 0xd3, 0x2b, 0x28, 0x0d, 0x0f,
+};
+
+static int cmp_str_index(const void *a, const void *b, void *names)
+{
+    const char *const *n = names;
+    return strcmp(n[*(const int *)a], n[*(const int *)b]);
+}
+
+int bfs_dataset_id_v5(const char *dataset_type, const char *run, const char *const *dim_names,
+                      const char *const *dim_values, int ndims, char id_out[33])
+{
+    if (!dataset_type || !run || ndims < 0 || ndims > BFS_MAX_DIMS ||
+        (ndims && (!dim_names || !dim_values)))
+        return -EINVAL;
+    int order[BFS_MAX_DIMS];
+    for (int i = 0; i < ndims; i++) {
+        if (!dim_names[i] || !dim_values[i])
+            return -EINVAL;
+        order[i] = i;
+    }
+    /* Python sorts the names as str; byte order of UTF-8 is the same. */
+    qsort_r(order, ndims, sizeof *order, cmp_str_index, (void *)dim_names);
+    for (int i = 1; i < ndims; i++)
+        if (!strcmp(dim_names[order[i]], dim_names[order[i - 1]]))
+            return -EINVAL;
+
+    char *data = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&data, &len);
+    if (!f)
+        return -ENOMEM;
+    fprintf(f, "dataset_type=%s,run=%s", dataset_type, run);
+    for (int i = 0; i < ndims; i++)
+        fprintf(f, ",%s=%s", dim_names[order[i]], dim_values[order[i]]);
+    if (fclose(f) != 0) {
+        free(data);
+        return -ENOMEM;
+    }
+
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) &&
+             EVP_DigestUpdate(ctx, dataset_ns, sizeof dataset_ns) &&
+             EVP_DigestUpdate(ctx, data, len) && EVP_DigestFinal_ex(ctx, md, &mdlen) &&
+             mdlen >= 16;
+    EVP_MD_CTX_free(ctx);
+    free(data);
+    if (!ok) {
+        bfs_err(REG_TAG, "SHA-1 digest failed");
+        return -EIO;
+    }
+    md[6] = (md[6] & 0x0f) | 0x50;  /* version 5 */
+    md[8] = (md[8] & 0x3f) | 0x80;  /* RFC 4122 variant */
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        id_out[2 * i] = hex[md[i] >> 4];
+        id_out[2 * i + 1] = hex[md[i] & 15];
+    }
+    id_out[32] = '\0';
+    return 0;
+}
+
+/* A dataset type as the database holds it now (the catalog snapshot may
+ * predate it).  Strings are malloc'd; free with dtype_free. */
+struct dtype_row {
+    int64_t id, key;
+    char *storage_class, *tags;
+    const bfs_dimension *dims[BFS_MAX_DIMS];
+    int ndims;
+};
+
+static void dtype_free(struct dtype_row *r)
+{
+    free(r->storage_class);
+    free(r->tags);
+}
+
+static int dtype_load(bfs_registry *reg, const char *name, struct dtype_row *r)
+{
+    memset(r, 0, sizeof *r);
+    sqlite3_stmt *st = reg_prepare(reg, "SELECT id, storage_class, dimensions_key, "
+                                        "tag_association_table FROM dataset_type WHERE name = ?1");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    int ret = 0;
+    if (rc == SQLITE_ROW) {
+        r->id = sqlite3_column_int64(st, 0);
+        r->storage_class = strdup((const char *)sqlite3_column_text(st, 1));
+        r->key = sqlite3_column_int64(st, 2);
+        r->tags = strdup((const char *)sqlite3_column_text(st, 3));
+        if (!r->storage_class || !r->tags)
+            ret = -ENOMEM;
+    } else {
+        ret = rc == SQLITE_DONE ? -ENOENT : reg_errno(reg_db(reg), rc, "look up dataset type");
+    }
+    sqlite3_reset(st);
+    if (ret)
+        return ret;
+
+    st = reg_prepare(reg, "SELECT dimension_name FROM dimension_graph_definition "
+                          "WHERE dimension_graph_id = ?1");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, r->key);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && !ret) {
+        const char *dn = (const char *)sqlite3_column_text(st, 0);
+        const bfs_dimension *d = dn ? bfs_registry_dimension_by_name(reg, dn) : NULL;
+        if (!d || r->ndims >= BFS_MAX_DIMS) {
+            bfs_err(REG_TAG, "dataset type %s: dimension %s is not in the universe", name,
+                    dn ? dn : "(null)");
+            ret = -EBADMSG;
+        } else {
+            r->dims[r->ndims++] = d;
+        }
+    }
+    if (!ret && rc != SQLITE_DONE)
+        ret = reg_errno(reg_db(reg), rc, "read dataset type dimensions");
+    sqlite3_reset(st);
+    qsort(r->dims, r->ndims, sizeof *r->dims, cmp_dim_index);
+    return ret;
+}
+
+static int exec_bound(bfs_registry *reg, const char *sql, const char *what,
+                      void (*bind)(sqlite3_stmt *, const void *), const void *ctx)
+{
+    sqlite3_stmt *st = reg_prepare(reg, sql);
+    if (!st)
+        return -EIO;
+    bind(st, ctx);
+    return step_done(reg, st, what);
+}
+
+struct ds_ctx {
+    const bfs_new_dataset *d;
+    const struct dtype_row *dt;
+    const char *id;
+    int64_t run;
+    int64_t ingest;
+    const char *values[BFS_MAX_DIMS];  /* normalized, parallel to dt->dims */
+    int64_t ivalues[BFS_MAX_DIMS];
+    const char *datastore;             /* dataset_location.datastore_name */
+    int gov_index;                     /* for bind_summary_gov */
+};
+
+static void bind_summary_dt(sqlite3_stmt *st, const void *p)
+{
+    const struct ds_ctx *c = p;
+    sqlite3_bind_int64(st, 1, c->run);
+    sqlite3_bind_int64(st, 2, c->dt->id);
+}
+
+static void bind_summary_gov(sqlite3_stmt *st, const void *p)
+{
+    const struct ds_ctx *c = p;
+    sqlite3_bind_int64(st, 1, c->run);
+    sqlite3_bind_text(st, 2, c->values[c->gov_index], -1, SQLITE_STATIC);
+}
+
+static void bind_dataset(sqlite3_stmt *st, const void *p)
+{
+    const struct ds_ctx *c = p;
+    sqlite3_bind_text(st, 1, c->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, c->dt->id);
+    sqlite3_bind_int64(st, 3, c->ingest);
+    sqlite3_bind_int64(st, 4, c->run);
+}
+
+static void bind_tags(sqlite3_stmt *st, const void *p)
+{
+    const struct ds_ctx *c = p;
+    sqlite3_bind_int64(st, 1, c->dt->id);
+    sqlite3_bind_text(st, 2, c->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, c->run);
+    for (int i = 0; i < c->dt->ndims; i++) {
+        if (c->dt->dims[i]->type == BFS_KEY_INT)
+            sqlite3_bind_int64(st, 4 + i, c->ivalues[i]);
+        else
+            sqlite3_bind_text(st, 4 + i, c->values[i], -1, SQLITE_STATIC);
+    }
+}
+
+static void bind_record(sqlite3_stmt *st, const void *p)
+{
+    const struct ds_ctx *c = p;
+    sqlite3_bind_text(st, 1, c->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, c->d->path, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, c->d->formatter, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, c->d->storage_class ? c->d->storage_class : c->dt->storage_class,
+                      -1, SQLITE_STATIC);
+    /* daf_butler stores "no component" as this literal, not NULL, because
+     * component is part of the primary key */
+    sqlite3_bind_text(st, 5, "__NULL_STRING__", -1, SQLITE_STATIC);
+    bind_text_or_null(st, 6, c->d->checksum);
+    sqlite3_bind_int64(st, 7, c->d->file_size);
+}
+
+static void bind_location(sqlite3_stmt *st, const void *p)
+{
+    const struct ds_ctx *c = p;
+    sqlite3_bind_text(st, 1, c->datastore, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, c->id, -1, SQLITE_STATIC);
+}
+
+/* Match the caller's (name, value) pairs to the type's required dimensions;
+ * integer values are re-printed in canonical decimal, as Python's str(int)
+ * would give them for the id.  Names of other dimensions (implied values a
+ * caller passes along) are ignored; names outside the universe are not. */
+static int match_data_id(bfs_registry *reg, const bfs_new_dataset *d, struct ds_ctx *c,
+                         char buf[BFS_MAX_DIMS][24])
+{
+    for (int i = 0; i < c->dt->ndims; i++)
+        c->values[i] = NULL;
+    for (int j = 0; j < d->ndims; j++) {
+        if (!d->dim_names[j] || !d->dim_values[j])
+            return -EINVAL;
+        if (!bfs_registry_dimension_by_name(reg, d->dim_names[j])) {
+            bfs_info(REG_TAG, "%s: unknown dimension %s", d->dataset_type, d->dim_names[j]);
+            return -EINVAL;
+        }
+        for (int i = 0; i < c->dt->ndims; i++) {
+            if (strcmp(c->dt->dims[i]->name, d->dim_names[j]))
+                continue;
+            if (c->values[i])
+                return -EINVAL;  /* given twice */
+            c->values[i] = d->dim_values[j];
+            if (c->dt->dims[i]->type == BFS_KEY_INT) {
+                if (!bfs_parse_i64(d->dim_values[j], &c->ivalues[i])) {
+                    bfs_info(REG_TAG, "%s: %s=%s is not an integer", d->dataset_type,
+                             d->dim_names[j], d->dim_values[j]);
+                    return -EINVAL;
+                }
+                snprintf(buf[i], 24, "%lld", (long long)c->ivalues[i]);
+                c->values[i] = buf[i];
+            }
+        }
+    }
+    for (int i = 0; i < c->dt->ndims; i++)
+        if (!c->values[i]) {
+            bfs_info(REG_TAG, "%s: no value for dimension %s", d->dataset_type,
+                     c->dt->dims[i]->name);
+            return -EINVAL;
+        }
+    return 0;
+}
+
+/* INSERT INTO <table> (cols) VALUES (?1..?n), table and columns quoted. */
+static char *insert_sql(const char *table, const char *const *cols, int n, const char *tail)
+{
+    char *sql = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&sql, &len);
+    if (!f)
+        return NULL;
+    fputs("INSERT INTO ", f);
+    put_ident(f, table);
+    fputs(" (", f);
+    put_cols(f, cols, n);
+    fputs(") VALUES (", f);
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%s?%d", i ? ", " : "", i + 1);
+    fprintf(f, ")%s", tail);
+    if (fclose(f) != 0) {
+        free(sql);
+        return NULL;
+    }
+    return sql;
+}
+
+static int insert_dataset_rows(bfs_registry *reg, struct ds_ctx *c)
+{
+    const struct dtype_row *dt = c->dt;
+    int ret = exec_bound(reg, "INSERT INTO collection_summary_dataset_type "
+                              "(collection_id, dataset_type_id) VALUES (?1, ?2) "
+                              "ON CONFLICT DO NOTHING",
+                         "insert into collection_summary_dataset_type", bind_summary_dt, c);
+    for (int i = 0; !ret && i < dt->ndims; i++) {
+        struct dim_sql info;
+        dim_sql_of(reg, dt->dims[i], &info);
+        if (!info.governor)
+            continue;
+        char table[96];
+        const char *cols[2] = {"collection_id", dt->dims[i]->name};
+        snprintf(table, sizeof table, "collection_summary_%s", dt->dims[i]->name);
+        char *sql = insert_sql(table, cols, 2, " ON CONFLICT DO NOTHING");
+        c->gov_index = i;
+        ret = sql ? exec_bound(reg, sql, sql, bind_summary_gov, c) : -ENOMEM;
+        free(sql);
+    }
+    if (!ret)
+        ret = exec_bound(reg, "INSERT INTO dataset (id, dataset_type_id, ingest_date, run_id) "
+                              "VALUES (?1, ?2, ?3, ?4)",
+                         "insert into dataset", bind_dataset, c);
+    if (!ret) {
+        const char *cols[3 + BFS_MAX_DIMS] = {"dataset_type_id", "dataset_id", "collection_id"};
+        for (int i = 0; i < dt->ndims; i++)
+            cols[3 + i] = dt->dims[i]->name;
+        char *sql = insert_sql(dt->tags, cols, 3 + dt->ndims, "");
+        ret = sql ? exec_bound(reg, sql, sql, bind_tags, c) : -ENOMEM;
+        free(sql);
+    }
+    if (!ret) {
+        static const char *const cols[] = {"dataset_id", "path", "formatter", "storage_class",
+                                           "component", "checksum", "file_size"};
+        char *sql = insert_sql(reg->records_table, cols, 7, "");
+        ret = sql ? exec_bound(reg, sql, sql, bind_record, c) : -ENOMEM;
+        free(sql);
+    }
+    if (!ret) {
+        c->datastore = reg->datastore_name;
+        ret = exec_bound(reg, "INSERT INTO dataset_location (datastore_name, dataset_id) "
+                              "VALUES (?1, ?2)",
+                         "insert into dataset_location", bind_location, c);
+    }
+    return ret;
+}
+
+int bfs_registry_add_dataset(bfs_registry *reg, const bfs_new_dataset *d, char id_out[33])
+{
+    if (!d || !d->dataset_type || !d->run || !d->path || !d->formatter || d->ndims < 0 ||
+        d->ndims > BFS_MAX_DIMS || (d->ndims && (!d->dim_names || !d->dim_values)))
+        return -EINVAL;
+    struct wtx t;
+    int ret = wtx_begin(reg, &t);
+    if (ret)
+        return ret;
+
+    struct dtype_row dt;
+    struct ds_ctx c = {.d = d, .dt = &dt};
+    char buf[BFS_MAX_DIMS][24];
+    char id[33];
+    int type = 0;
+    ret = dtype_load(reg, d->dataset_type, &dt);
+    if (ret == -ENOENT)
+        bfs_info(REG_TAG, "dataset type %s is not registered", d->dataset_type);
+    if (!ret)
+        ret = match_data_id(reg, d, &c, buf);
+    if (!ret) {
+        ret = run_id(reg, d->run, &c.run, &type);
+        if (!ret && type != BFS_COLL_RUN)
+            ret = -ENOTDIR; /* a collection, but not one datasets can be written to */
+        if (ret)
+            bfs_info(REG_TAG, "%s: %s is not a RUN collection", d->dataset_type, d->run);
+    }
+    if (!ret) {
+        const char *names[BFS_MAX_DIMS];
+        for (int i = 0; i < dt.ndims; i++)
+            names[i] = dt.dims[i]->name;
+        ret = bfs_dataset_id_v5(d->dataset_type, d->run, names, c.values, dt.ndims, id);
+        c.id = id;
+    }
+    if (!ret) {
+        sqlite3_stmt *st = reg_prepare(reg, "SELECT 1 FROM dataset WHERE id = ?1");
+        ret = st ? 0 : -EIO;
+        if (st) {
+            sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+            int rc = sqlite3_step(st);
+            sqlite3_reset(st);
+            if (rc == SQLITE_ROW)
+                ret = -EEXIST;
+            else if (rc != SQLITE_DONE)
+                ret = reg_errno(reg_db(reg), rc, "look up dataset");
+        }
+    }
+    if (!ret) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        c.ingest = bfs_unix_to_tai_ns(now.tv_sec, now.tv_nsec);
+        ret = insert_dataset_rows(reg, &c);
+    }
+    dtype_free(&dt);
+    ret = wtx_end(&t, ret);
+    if (id_out && (ret == 0 || ret == -EEXIST) && c.id)
+        memcpy(id_out, id, 33);
+    return ret;
+}

@@ -1,0 +1,964 @@
+/*
+ * synth.c - synthetic LSSTCam-like raws: records through the registry write
+ * API, files through cfitsio (or plain write(2) for the opaque fast path).
+ *
+ * Design.  Everything about one raw follows from (options, exposure index,
+ * detector) through bfs_synth_describe(): ids, names, times, pointing, and
+ * the seed of the pixel noise.  Nothing is remembered between datasets, so a
+ * failed batch can be undone by recomputing its paths, and a test can
+ * predict any record or byte without running the generator.
+ *
+ * The night: exposures start at 23:45 UTC on day_obs and are spread over the
+ * twelve hours that still belong to that day_obs (it rolls over at UTC-12h,
+ * i.e. 12:00 UTC next day).  The normal cadence is 36 s (30 s exposure plus
+ * readout and slew); larger runs compress cadence and exposure times by the
+ * same factor rather than spill into the next day_obs.  Exposure index i
+ * is a bias when i % 10 == 0, a dome flat when i % 10 == 1, else a science
+ * exposure; the filter changes every ten exposures.
+ *
+ * The FITS geometry is the real LSSTCam amplifier layout (16 segments of
+ * 576 x 2048 with prescan, data and serial/parallel overscan; ITL and e2v
+ * sensors differ slightly) scaled down uniformly until the pixel data fit
+ * payload_bytes, so DATASEC/DETSEC/DETSIZE stay self-consistent and a viewer
+ * shows a plausible, if small, CCD.  Pixel values are a bias level per
+ * amplifier, a signal by image type (flat field, sky plus a few stars) and
+ * Gaussian-approximated read and shot noise from a splitmix64 stream.
+ *
+ * Writes go to "<final>.tmp" and are renamed into place only after their
+ * dataset record is in the open transaction; batches of BATCH datasets are
+ * committed together because one SQLite commit per dataset would make the
+ * 100 000-dataset benchmark take minutes.  When a batch fails it is rolled
+ * back and the files renamed during it are removed, so records and files
+ * never disagree.  Files are not fsync'ed: this is synthetic data, and
+ * speed matters more than surviving a power cut.
+ */
+#include "synth.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fitsio.h>
+
+#include "log.h"
+#include "strutil.h"
+
+#define TAG "writers"
+#define BATCH 1000
+#define NSEG 16
+#define DEFAULT_FITS_PAYLOAD (1 << 20)
+#define DEFAULT_OPAQUE_PAYLOAD 4096
+#define NS_PER_S 1000000000LL
+/* Seconds from 23:45 UTC to 11:45 UTC: the observing window of one day_obs. */
+#define NIGHT_SECONDS 43200.0
+#define CADENCE_S 36.0
+
+/* ---- the camera ---------------------------------------------------------- */
+
+/* LSSTCam science rafts in detector-id order (obs_lsst policy/rafts.yaml:
+ * raft id0 = 9 x position here) and whether the raft holds e2v sensors. */
+static const struct {
+    const char *name;
+    bool e2v;
+} rafts[] = {
+    {"R01", false}, {"R02", false}, {"R03", false},
+    {"R10", false}, {"R11", true},  {"R12", true},  {"R13", true},  {"R14", true},
+    {"R20", false}, {"R21", true},  {"R22", true},  {"R23", true},  {"R24", true},
+    {"R30", true},  {"R31", true},  {"R32", true},  {"R33", true},  {"R34", true},
+    {"R41", false}, {"R42", false}, {"R43", false},
+};
+#define NRAFTS ((int)(sizeof rafts / sizeof rafts[0]))
+
+static const char *const slots[9] = {"S00", "S01", "S02", "S10", "S11",
+                                     "S12", "S20", "S21", "S22"};
+
+static const struct {
+    const char *name, *band;
+} filters[] = {
+    {"u_24", "u"}, {"g_6", "g"}, {"r_57", "r"}, {"i_39", "i"}, {"z_20", "z"}, {"y_10", "y"},
+};
+#define NFILTERS ((int)(sizeof filters / sizeof filters[0]))
+
+int bfs_synth_detector_id(const char *full_name)
+{
+    if (!full_name || strlen(full_name) != 7 || full_name[3] != '_')
+        return -EINVAL;
+    for (int r = 0; r < NRAFTS; r++) {
+        if (strncmp(full_name, rafts[r].name, 3) != 0)
+            continue;
+        for (int s = 0; s < 9; s++)
+            if (strcmp(full_name + 4, slots[s]) == 0)
+                return r * 9 + s;
+        return -EINVAL;
+    }
+    return -EINVAL;
+}
+
+int bfs_synth_detector_name(int id, char out[8])
+{
+    if (id < 0 || id >= BFS_SYNTH_NUM_DETECTORS)
+        return -EINVAL;
+    snprintf(out, 8, "%s_%s", rafts[id / 9].name, slots[id % 9]);
+    return 0;
+}
+
+_Static_assert(NRAFTS * 9 == BFS_SYNTH_NUM_DETECTORS, "189 science detectors");
+
+/* ---- options and the description of one raw --------------------------------- */
+
+/* Copy in to out with defaults applied and ranges checked.  The default run
+ * name is built in runbuf. */
+static int resolve_opts(const bfs_synth_opts *in, bfs_synth_opts *out, char *runbuf,
+                        size_t runsz)
+{
+    *out = *in;
+    if (!out->instrument)
+        out->instrument = "LSSTCam";
+    size_t il = strlen(out->instrument);
+    if (il == 0 || il > 32) /* registry: VARCHAR(32), length >= 1 */
+        return -EINVAL;
+    if (out->day_obs == 0)
+        out->day_obs = 20250415;
+    if (out->n_exposures == 0)
+        out->n_exposures = 10;
+    if (out->first_seq == 0)
+        out->first_seq = 1;
+    if (out->n_detectors == 0)
+        out->n_detectors = BFS_SYNTH_NUM_DETECTORS;
+    if (out->payload_bytes == 0)
+        out->payload_bytes = out->fits ? DEFAULT_FITS_PAYLOAD : DEFAULT_OPAQUE_PAYLOAD;
+    if (out->n_exposures < 0 || out->first_seq < 0 || out->payload_bytes < 0 ||
+        out->n_detectors < 0 || out->n_detectors > BFS_SYNTH_NUM_DETECTORS ||
+        (int64_t)out->first_seq + out->n_exposures - 1 >= 100000) /* SEQNUM < 100000 */
+        return -EINVAL;
+    if (!out->run) {
+        if ((size_t)snprintf(runbuf, runsz, "%s/raw/all", out->instrument) >= runsz)
+            return -ENAMETOOLONG;
+        out->run = runbuf;
+    }
+    return out->run[0] ? 0 : -EINVAL;
+}
+
+/* Unix time of 00:00 UTC on day_obs, or -1 when it is not a calendar date. */
+static int64_t day_obs_unix(int64_t day_obs)
+{
+    if (day_obs < 19700101 || day_obs > 99991231)
+        return -1;
+    struct tm tm = {
+        .tm_year = (int)(day_obs / 10000) - 1900,
+        .tm_mon = (int)(day_obs / 100 % 100) - 1,
+        .tm_mday = (int)(day_obs % 100),
+    };
+    time_t t = timegm(&tm);
+    /* timegm normalizes 20250231 to March 3rd; a round trip rejects it. */
+    if (t == (time_t)-1 || tm.tm_mday != (int)(day_obs % 100) ||
+        tm.tm_mon != (int)(day_obs / 100 % 100) - 1)
+        return -1;
+    return (int64_t)t;
+}
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static uint64_t hash2(uint64_t a, uint64_t b)
+{
+    uint64_t s = a * 0x100000001b3ULL ^ b;
+    return splitmix64(&s);
+}
+
+/* TAI ns -> "YYYY-MM-DDTHH:MM:SS.sss" on the TAI time scale (as the
+ * LSSTCam headers, which say TIMESYS = 'TAI', write DATE-BEG). */
+static void tai_iso(int64_t tai_ns, char *buf, size_t bufsz)
+{
+    int64_t sec = tai_ns / NS_PER_S, ns = tai_ns % NS_PER_S;
+    if (ns < 0) {
+        sec--;
+        ns += NS_PER_S;
+    }
+    time_t t = (time_t)sec;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(buf, bufsz, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, bufsz - n, ".%03d", (int)(ns / 1000000));
+}
+
+static double tai_mjd(int64_t tai_ns)
+{
+    return 40587.0 + (double)tai_ns / (86400.0 * NS_PER_S);
+}
+
+int bfs_synth_describe(const bfs_synth_opts *opts, int index, int detector, bfs_synth_raw *r)
+{
+    bfs_synth_opts o;
+    char runbuf[64];
+    int rc = resolve_opts(opts, &o, runbuf, sizeof runbuf);
+    if (rc < 0 && rc != -ENAMETOOLONG) /* resolved last; the run does not matter here */
+        return rc;
+    if (index < 0 || index >= o.n_exposures || detector < 0 ||
+        detector >= BFS_SYNTH_NUM_DETECTORS)
+        return -EINVAL;
+    int64_t midnight = day_obs_unix(o.day_obs);
+    if (midnight < 0)
+        return -EINVAL;
+
+    memset(r, 0, sizeof *r);
+    snprintf(r->instrument, sizeof r->instrument, "%s", o.instrument);
+    r->day_obs = o.day_obs;
+    r->seq_num = o.first_seq + index;
+    r->exposure_id = o.day_obs * 100000 + r->seq_num; /* controller O */
+    snprintf(r->obs_id, sizeof r->obs_id, "MC_O_%08lld_%06d", (long long)o.day_obs, r->seq_num);
+
+    /* Compress the night uniformly when the run does not fit at 36 s. */
+    double scale = NIGHT_SECONDS / (CADENCE_S * o.n_exposures);
+    if (scale > 1.0)
+        scale = 1.0;
+    uint64_t h = hash2((uint64_t)r->exposure_id, 0x5e9);
+    int64_t start_tai = bfs_unix_to_tai_ns(midnight + 23 * 3600 + 45 * 60, 0);
+    int64_t begin = start_tai + (int64_t)llround(index * CADENCE_S * scale * NS_PER_S) +
+                    (int64_t)llround((double)(h % 1000) * 1e6 * scale); /* ms jitter */
+
+    int kind = index % 10; /* 0 bias, 1 flat, else science */
+    int block = index / 10;
+    r->physical_filter = filters[block % NFILTERS].name;
+    r->band = filters[block % NFILTERS].band;
+    if (kind == 0) {
+        r->observation_type = "bias";
+        r->img_type = "BIAS";
+        r->observation_reason = "bias";
+        r->science_program = "BLOCK-T249";
+        r->exposure_time = 0.0;
+    } else if (kind == 1) {
+        r->observation_type = "flat";
+        r->img_type = "FLAT";
+        r->observation_reason = "flat";
+        r->science_program = "BLOCK-T249";
+        r->exposure_time = 15.0 * scale;
+    } else {
+        r->observation_type = "science";
+        r->img_type = "OBJECT";
+        r->observation_reason = "field_survey_science";
+        r->science_program = "BLOCK-365";
+        r->exposure_time = 30.0 * scale;
+    }
+    /* Dark time exceeds exposure time by the shutter and clear overheads;
+     * the real timespan is DATE-BEG..DATE-END = dark time. */
+    r->dark_time = r->exposure_time + 0.9487 * scale;
+    r->begin_tai_ns = begin;
+    r->end_tai_ns = begin + (int64_t)llround(r->dark_time * NS_PER_S);
+    /* The group is created when the script starts, shortly before the
+     * shutter opens; half a cadence keeps groups distinct and ordered. */
+    tai_iso(begin - (int64_t)llround(CADENCE_S * scale * 0.5 * NS_PER_S), r->group,
+            sizeof r->group);
+
+    if (kind >= 2) {
+        double field_ra = fmod(150.0 + 2.5 * block, 360.0);
+        double field_dec = -30.0 + 4.0 * (block % 7 - 3);
+        snprintf(r->target_name, sizeof r->target_name, "Rubin_SV_%03d_%d", (int)field_ra,
+                 (int)field_dec);
+        r->ra = fmod(field_ra + 0.02 * (kind - 2), 360.0); /* small dithers */
+        r->dec = field_dec + 0.015 * (kind - 5);
+        r->rot_pa = fmod(90.0 + 13.0 * index, 360.0);
+        r->azimuth = fmod(40.0 + 3.7 * index, 360.0);
+        r->zenith_angle = 15.0 + 25.0 * (0.5 + 0.5 * sin(index * 0.05));
+        r->can_see_sky = true;
+    } else {
+        snprintf(r->target_name, sizeof r->target_name, "FlatField position");
+        r->ra = r->dec = r->rot_pa = r->azimuth = r->zenith_angle = NAN;
+        r->can_see_sky = false;
+    }
+
+    r->detector = detector;
+    bfs_synth_detector_name(detector, r->full_name);
+    snprintf(r->raft, sizeof r->raft, "%s", rafts[detector / 9].name);
+    snprintf(r->slot, sizeof r->slot, "%s", slots[detector % 9]);
+    r->e2v = rafts[detector / 9].e2v;
+    return 0;
+}
+
+int bfs_synth_raw_path(const bfs_synth_raw *r, const char *run, char *out, size_t outsz)
+{
+    /* The filename part of the template replaces '/' in the run by '_'. */
+    char flat_run[256];
+    size_t n = strlen(run);
+    if (n >= sizeof flat_run) {
+        if (outsz)
+            out[0] = '\0';
+        return -ENAMETOOLONG;
+    }
+    for (size_t i = 0; i <= n; i++)
+        flat_run[i] = run[i] == '/' ? '_' : run[i];
+    int len = snprintf(out, outsz, "%s/raw/%lld/%s/raw_%s_%s_%s_%s_%s.fits", run,
+                       (long long)r->day_obs, r->obs_id, r->instrument, r->physical_filter,
+                       r->obs_id, r->full_name, flat_run);
+    if (len < 0 || (size_t)len >= outsz) {
+        if (outsz)
+            out[0] = '\0';
+        return -ENAMETOOLONG;
+    }
+    return len;
+}
+
+/* ---- FITS ------------------------------------------------------------------ */
+
+/*
+ * The one place where a cfitsio status becomes an errno.  cfitsio keeps its
+ * own stack of messages; the first (most specific) is logged together with
+ * the status text, then the stack is cleared so the next failure does not
+ * repeat it.  sys_errno is errno as it was right after the failing call:
+ * cfitsio reports file-system failures as FILE_NOT_CREATED or WRITE_ERROR
+ * and loses the reason, which errno often still holds.
+ */
+static int fits_errno(int status, const char *path, int sys_errno)
+{
+    char text[FLEN_STATUS] = "", detail[FLEN_ERRMSG] = "";
+    fits_get_errstatus(status, text);
+    fits_read_errmsg(detail);
+    fits_clear_errmsg();
+    bfs_err(TAG, "cfitsio writing %s: %s (status %d)%s%s", path, text, status,
+            detail[0] ? ": " : "", detail);
+    switch (status) {
+    case MEMORY_ALLOCATION:
+        return -ENOMEM;
+    case FILE_NOT_CREATED:
+    case FILE_NOT_OPENED:
+    case WRITE_ERROR:
+    case FILE_NOT_CLOSED:
+        switch (sys_errno) {
+        case ENOSPC: case EDQUOT: case EACCES: case EPERM: case EROFS:
+        case ENOENT: case ENOTDIR: case EMFILE: case ENFILE: case ENAMETOOLONG:
+            return -sys_errno;
+        }
+        return -EIO;
+    default:
+        return -EIO;
+    }
+}
+
+/* One amplifier's geometry, in pixels. */
+typedef struct seg_geom {
+    int ncols, nrows; /* NAXIS1, NAXIS2 */
+    int pre;          /* serial prescan columns */
+    int w, h;         /* imaging columns and rows (DATASEC) */
+} seg_geom;
+
+/* The real segment (576 x 2048; ITL: prescan 3, 509 x 2000 imaging; e2v:
+ * prescan 10, 512 x 2002) scaled so 16 segments of 4-byte pixels hold about
+ * payload bytes, never above the real size and never below a few pixels. */
+static void seg_geometry(bool e2v, int64_t payload, seg_geom *g)
+{
+    const double real_cols = 576, real_rows = 2048;
+    double pix = (double)payload / (NSEG * 4.0);
+    double f = sqrt(pix / (real_cols * real_rows));
+    if (f > 1.0)
+        f = 1.0;
+    int pre0 = e2v ? 10 : 3, w0 = e2v ? 512 : 509, h0 = e2v ? 2002 : 2000;
+    g->ncols = (int)lround(real_cols * f);
+    g->nrows = (int)lround(real_rows * f);
+    if (g->ncols < 16)
+        g->ncols = 16;
+    if (g->nrows < 16)
+        g->nrows = 16;
+    g->pre = (int)lround(pre0 * f);
+    if (g->pre < 1)
+        g->pre = 1;
+    g->w = (int)lround(w0 * f);
+    if (g->w > g->ncols - g->pre - 1) /* keep at least one overscan column */
+        g->w = g->ncols - g->pre - 1;
+    g->h = (int)lround(h0 * f);
+    if (g->h > g->nrows - 1)
+        g->h = g->nrows - 1;
+    if (g->w < 8)
+        g->w = 8;
+    if (g->h < 8)
+        g->h = 8;
+}
+
+/* A standard normal deviate, approximated by the sum of four uniforms
+ * (Irwin-Hall): one PRNG call per pixel and nobody will fit the tails. */
+static double gauss(uint64_t *s)
+{
+    uint64_t v = splitmix64(s);
+    double sum = 0;
+    for (int i = 0; i < 4; i++, v >>= 16)
+        sum += (double)(v & 0xffff) / 65536.0;
+    return (sum - 2.0) * 1.7320508075688772;
+}
+
+/* Fill one segment's pixels.  Signal lives in the imaging area only; the
+ * prescan and overscan hold bias and read noise, as on the real camera. */
+static void fill_segment(const bfs_synth_raw *r, int seg, const seg_geom *g, int32_t *pix,
+                         float *sig)
+{
+    uint64_t s = hash2(hash2((uint64_t)r->exposure_id, (uint64_t)r->detector), (uint64_t)seg);
+    double bias = (r->e2v ? 23000.0 : 15000.0) + 300.0 * (double)(hash2(r->detector, seg) % 11) -
+                  1500.0;
+    double read_noise = r->e2v ? 4.5 : 6.0, gain = 1.6;
+    int npix = g->w * g->h;
+
+    double level = 0;
+    if (strcmp(r->img_type, "FLAT") == 0)
+        level = 18000.0;
+    else if (strcmp(r->img_type, "OBJECT") == 0)
+        level = 1200.0 * r->exposure_time / 30.0 + 50.0; /* sky; >0 even when compressed */
+    for (int y = 0; y < g->h; y++) {
+        /* A gentle gradient, so flats are not perfectly flat. */
+        double grad = 1.0 - 0.05 * (double)y / g->h;
+        for (int x = 0; x < g->w; x++)
+            sig[y * g->w + x] = (float)(level * grad);
+    }
+    if (r->can_see_sky) {
+        int nstars = 3 + npix / 20000;
+        for (int k = 0; k < nstars; k++) {
+            double cx = (double)(splitmix64(&s) % (uint64_t)g->w);
+            double cy = (double)(splitmix64(&s) % (uint64_t)g->h);
+            double peak = 300.0 * exp((double)(splitmix64(&s) % 1000) / 1000.0 * 4.5);
+            const double sigma = 1.6; /* ~0.7 arcsec seeing at 0.2 arcsec/pixel */
+            for (int y = (int)cy - 6; y <= (int)cy + 6; y++)
+                for (int x = (int)cx - 6; x <= (int)cx + 6; x++) {
+                    if (x < 0 || y < 0 || x >= g->w || y >= g->h)
+                        continue;
+                    double d2 = (x - cx) * (x - cx) + (y - cy) * (y - cy);
+                    sig[y * g->w + x] += (float)(peak * exp(-d2 / (2 * sigma * sigma)));
+                }
+        }
+    }
+    for (int y = 0; y < g->nrows; y++)
+        for (int x = 0; x < g->ncols; x++) {
+            double v = 0;
+            int dx = x - g->pre;
+            if (y < g->h && dx >= 0 && dx < g->w)
+                v = sig[y * g->w + dx];
+            double noise = sqrt(read_noise * read_noise + v / gain);
+            double adu = bias + v + noise * gauss(&s);
+            if (adu < 0)
+                adu = 0;
+            if (adu > 262143) /* 18-bit ADC */
+                adu = 262143;
+            pix[(size_t)y * g->ncols + x] = (int32_t)adu;
+        }
+}
+
+/* fits_write_chksum stamps the time of writing into the comments of the
+ * CHECKSUM/DATASUM cards, which would make every run's files differ.  So
+ * the sums are written with plain comments and CHECKSUM is then recomputed
+ * here the way fits_write_chksum does it (zeroed card, 1's complement sum
+ * of the HDU, encoded complement): the file bytes stay a function of the
+ * options only, and reruns and tests see identical files. */
+static void write_checksums(fitsfile *f, int *st)
+{
+    unsigned long datasum = 0, hdusum = 0;
+    char ascii[FLEN_VALUE];
+    fits_write_chksum(f, st);
+    fits_modify_comment(f, "DATASUM", "data unit checksum", st);
+    fits_modify_key_str(f, "CHECKSUM", "0000000000000000", "HDU checksum", st);
+    fits_get_chksum(f, &datasum, &hdusum, st);
+    if (*st)
+        return;
+    fits_encode_chksum(hdusum, 1, ascii);
+    fits_modify_key_str(f, "CHECKSUM", ascii, "&", st);
+}
+
+/* cfitsio calls are no-ops once *status is set, so each group of header
+ * writes is checked once by the caller. */
+static void key_str(fitsfile *f, const char *k, const char *v, const char *c, int *st)
+{
+    fits_write_key_str(f, k, v, c, st);
+}
+
+/* NAN (pointing of a calibration exposure) leaves the card out: an
+ * undefined value is legal FITS but fitsverify warns about it. */
+static void key_dbl(fitsfile *f, const char *k, double v, int decimals, const char *c, int *st)
+{
+    if (!isnan(v))
+        fits_write_key_fixdbl(f, k, v, decimals, c, st);
+}
+
+static void key_lng(fitsfile *f, const char *k, long long v, const char *c, int *st)
+{
+    fits_write_key_lng(f, k, (LONGLONG)v, c, st);
+}
+
+static void write_primary(fitsfile *f, const bfs_synth_raw *r, const seg_geom *g, int *st)
+{
+    char beg[32], end[32], dayobs[16], buf[80];
+    tai_iso(r->begin_tai_ns, beg, sizeof beg);
+    tai_iso(r->end_tai_ns, end, sizeof end);
+    snprintf(dayobs, sizeof dayobs, "%08lld", (long long)r->day_obs);
+
+    fits_create_img(f, SHORT_IMG, 0, NULL, st);
+    fits_write_comment(f, "Synthetic data written by butlerfs; not a real observation.", st);
+    key_str(f, "DATE", end, "Creation Date and Time of File", st);
+    key_dbl(f, "MJD", tai_mjd(r->end_tai_ns), 9, "Modified Julian Date of file creation", st);
+    key_str(f, "IMGTYPE", r->img_type, "BIAS, DARK, FLAT, OBJECT", st);
+    key_str(f, "DATE-OBS", beg, "TAI date of start of observation", st);
+    key_dbl(f, "MJD-OBS", tai_mjd(r->begin_tai_ns), 9, "MJD of start of observation", st);
+    key_str(f, "OBSID", r->obs_id, "ImageName from Camera StartIntegration", st);
+    key_str(f, "DATE-BEG", beg, "Time at the start of integration", st);
+    key_dbl(f, "MJD-BEG", tai_mjd(r->begin_tai_ns), 9, "Modified Julian Date derived from DATE-BEG", st);
+    key_str(f, "DATE-END", end, "End date of the observation", st);
+    key_dbl(f, "MJD-END", tai_mjd(r->end_tai_ns), 9, "Modified Julian Date derived from DATE-END", st);
+    key_str(f, "BUNIT", "adu", "Brightness units for pixel array", st);
+    key_str(f, "TIMESYS", "TAI", "The time scale used", st);
+    key_str(f, "GROUPID", r->group, "imageSequenceName from StartIntegration", st);
+    key_str(f, "INSTRUME", r->instrument, "Instrument including the Camera", st);
+    key_str(f, "TELESCOP", "Simonyi Survey Telescope", "Telescope name", st);
+    key_dbl(f, "OBS-LONG", -70.749417, 6, "[deg] Observatory east longitude", st);
+    key_dbl(f, "OBS-LAT", -30.244639, 6, "[deg] Observatory latitude", st);
+    key_dbl(f, "OBS-ELEV", 2663.0, 1, "[m] Observatory elevation", st);
+    key_dbl(f, "RA", r->ra, 9, "RA of commanded position", st);
+    key_dbl(f, "DEC", r->dec, 9, "Dec of commanded position", st);
+    key_dbl(f, "ROTPA", r->rot_pa, 6, "Rotation angle relative to the sky (deg)", st);
+    key_str(f, "ROTCOORD", "sky", "Telescope Rotation Coordinates", st);
+    double el = 90.0 - r->zenith_angle;
+    key_dbl(f, "ELSTART", el, 6, "[deg] Telescope elevation at start", st);
+    key_dbl(f, "AZSTART", r->azimuth, 6, "[deg] Telescope azimuth at start", st);
+    key_dbl(f, "AMSTART", isnan(el) ? NAN : 1.0 / cos(r->zenith_angle * M_PI / 180.0), 6,
+            "Airmass at start", st);
+    key_str(f, "TRACKSYS", r->can_see_sky ? "RADEC" : "LOCAL", "Tracking system", st);
+    key_str(f, "RADESYS", "ICRS", "Equatorial coordinate system", st);
+    key_str(f, "OBJECT", r->target_name, "Name of the observed object", st);
+    key_str(f, "CAMCODE", "MC", "Camera code", st);
+    key_str(f, "CONTRLLR", "O", "Controller (e.g. O for OCS, C for CCS)", st);
+    key_str(f, "DAYOBS", dayobs, "The observation day as defined in the image name", st);
+    key_lng(f, "SEQNUM", r->seq_num, "The sequence number from the image name", st);
+    key_str(f, "PROGRAM", r->science_program, "Name of the program", st);
+    key_str(f, "REASON", r->observation_reason, "Reason for the observation", st);
+    key_str(f, "CCD_MANU", r->e2v ? "E2V" : "ITL", "CCD Manufacturer", st);
+    key_str(f, "CCD_TYPE", r->e2v ? "CCD250" : "3800C", "CCD Model Number", st);
+    key_str(f, "CCDSLOT", r->slot, "The CCD Slot", st);
+    key_str(f, "RAFTBAY", r->raft, "The RAFT Bay", st);
+    /* Invented serial numbers: the real ones are camera data we do not need. */
+    snprintf(buf, sizeof buf, "%s-%03d", r->e2v ? "E2V-CCD250" : "ITL-3800C", 100 + r->detector);
+    key_str(f, "LSST_NUM", buf, "LSST Assigned CCD Number", st);
+    key_str(f, "FILTBAND", r->band, "Name of the filter band", st);
+    key_str(f, "FILTER", r->physical_filter, "Name of the filter", st);
+    key_dbl(f, "EXPTIME", r->exposure_time, 3, "Exposure time in seconds", st);
+    key_dbl(f, "DARKTIME", r->dark_time, 4, "Total time in seconds", st);
+    key_str(f, "OBSANNOT", r->target_name, "Observation annotation", st);
+    key_lng(f, "HEADVER", 2, "Version number of header", st);
+    snprintf(buf, sizeof buf, "%s_%s.fits", r->obs_id, r->full_name);
+    key_str(f, "FILENAME", buf, "Original name of the file", st);
+    snprintf(buf, sizeof buf, "[1:%d,1:%d]", 8 * g->w, 2 * g->h);
+    key_str(f, "DETSIZE", buf, "Size of sensor", st);
+    write_checksums(f, st);
+}
+
+/* Segment HDU number k (0..15) is amplifier Segment1k for k < 8 and
+ * Segment0(15-k) after: the order of a real LSSTCam raw.  The top row of
+ * amplifiers reads out flipped in x, the bottom row flipped in y. */
+static void write_segment(fitsfile *f, const bfs_synth_raw *r, int k, const seg_geom *g,
+                          int32_t *pix, float *sig, int *st)
+{
+    long naxes[2] = {g->ncols, g->nrows};
+    char name[24], datasec[48], detsec[48], detsize[48];
+    bool upper = k < 8;
+    int amp = upper ? k : 15 - k;
+    snprintf(name, sizeof name, "Segment%d%d", upper ? 1 : 0, amp);
+    snprintf(datasec, sizeof datasec, "[%d:%d,1:%d]", g->pre + 1, g->pre + g->w, g->h);
+    long dtv1, dtv2, dtm1, dtm2;
+    if (upper) {
+        snprintf(detsec, sizeof detsec, "[%d:%d,1:%d]", (amp + 1) * g->w, amp * g->w + 1, g->h);
+        dtm1 = -1, dtv1 = (long)(amp + 1) * g->w + g->pre + 1;
+        dtm2 = 1, dtv2 = 0;
+    } else {
+        int x0 = (7 - amp) * g->w;
+        snprintf(detsec, sizeof detsec, "[%d:%d,%d:%d]", x0 + 1, x0 + g->w, 2 * g->h, g->h + 1);
+        dtm1 = 1, dtv1 = x0 - g->pre;
+        dtm2 = -1, dtv2 = 2L * g->h + 1;
+    }
+    snprintf(detsize, sizeof detsize, "[1:%d,1:%d]", 8 * g->w, 2 * g->h);
+
+    fits_create_img(f, LONG_IMG, 2, naxes, st);
+    key_lng(f, "CHANNEL", k + 1, "Output channel", st);
+    key_str(f, "EXTNAME", name, "Extension name", st);
+    key_str(f, "CCDSUM", "1 1", NULL, st);
+    key_str(f, "DATASEC", datasec, "Pixel data section", st);
+    key_str(f, "DETSEC", detsec, "Detector section of this amplifier", st);
+    key_str(f, "DETSIZE", detsize, "Size of sensor", st);
+    key_lng(f, "DTV1", dtv1, "Detector transformation vector", st);
+    key_lng(f, "DTV2", dtv2, "Detector transformation vector", st);
+    key_dbl(f, "DTM1_1", (double)dtm1, 1, "Detector transformation matrix", st);
+    key_dbl(f, "DTM2_2", (double)dtm2, 1, "Detector transformation matrix", st);
+    key_dbl(f, "DTM1_2", 0.0, 1, "Detector transformation matrix", st);
+    key_dbl(f, "DTM2_1", 0.0, 1, "Detector transformation matrix", st);
+    key_str(f, "BUNIT", "adu", "Brightness units for pixel array", st);
+    fits_write_key_log(f, "INHERIT", 1, "Extension inherits values from primary header", st);
+    if (*st)
+        return;
+    fill_segment(r, k, g, pix, sig);
+    fits_write_img(f, TINT, 1, (LONGLONG)g->ncols * g->nrows, pix, st);
+    write_checksums(f, st);
+}
+
+int bfs_synth_write_raw_fits(const char *path, const bfs_synth_raw *r, int64_t payload_bytes)
+{
+    if (payload_bytes < 0)
+        return -EINVAL;
+    if (payload_bytes == 0)
+        payload_bytes = DEFAULT_FITS_PAYLOAD;
+    seg_geom g;
+    seg_geometry(r->e2v, payload_bytes, &g);
+    int32_t *pix = malloc((size_t)g.ncols * g.nrows * sizeof *pix);
+    float *sig = malloc((size_t)g.w * g.h * sizeof *sig);
+    if (!pix || !sig) {
+        free(pix);
+        free(sig);
+        return -ENOMEM;
+    }
+
+    /* fits_create_diskfile takes the name literally (no "!", "[...]" or
+     * compression syntax) and refuses an existing file. */
+    if (unlink(path) < 0 && errno != ENOENT) {
+        int e = errno;
+        bfs_err(TAG, "cannot replace %s: %s", path, strerror(e));
+        free(pix);
+        free(sig);
+        return -e;
+    }
+    fitsfile *f = NULL;
+    int st = 0, rc = 0;
+    errno = 0;
+    fits_create_diskfile(&f, path, &st);
+    if (!st)
+        write_primary(f, r, &g, &st);
+    for (int k = 0; k < NSEG && !st; k++)
+        write_segment(f, r, k, &g, pix, sig, &st);
+    int sys_errno = errno;
+    if (f) {
+        int cst = 0;
+        errno = 0;
+        fits_close_file(f, &cst); /* frees f even after a failure */
+        if (!st && cst) {
+            st = cst;
+            sys_errno = errno;
+        }
+    }
+    if (st) {
+        rc = fits_errno(st, path, sys_errno);
+        unlink(path);
+    } else if (chmod(path, 0644) < 0) { /* cfitsio creates with 0666 & ~umask */
+        rc = -errno;
+        bfs_err(TAG, "chmod %s: %s", path, strerror(errno));
+        unlink(path);
+    }
+    free(pix);
+    free(sig);
+    return rc;
+}
+
+/* ---- the opaque fast path ------------------------------------------------ */
+
+/* payload bytes: a line naming the dataset, then a splitmix64 stream seeded
+ * by it, so every file differs and a benchmark can check what it reads. */
+static int write_opaque(const char *path, const bfs_synth_raw *r, int64_t payload)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        int e = errno;
+        bfs_err(TAG, "cannot create %s: %s", path, strerror(e));
+        return -e;
+    }
+    static const size_t chunk = 65536;
+    uint64_t buf[65536 / 8];
+    uint64_t s = hash2((uint64_t)r->exposure_id, (uint64_t)r->detector);
+    int64_t left = payload;
+    bool first = true;
+    int rc = 0;
+    while (left > 0 && rc == 0) {
+        for (size_t i = 0; i < chunk / 8; i++)
+            buf[i] = splitmix64(&s);
+        if (first) {
+            char head[96];
+            int n = snprintf(head, sizeof head, "butlerfs synthetic raw %s %s %s\n",
+                             r->instrument, r->obs_id, r->full_name);
+            memcpy(buf, head, (size_t)n);
+            first = false;
+        }
+        size_t n = left < (int64_t)chunk ? (size_t)left : chunk;
+        const char *p = (const char *)buf;
+        while (n > 0) {
+            ssize_t w = write(fd, p, n);
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                rc = -errno;
+                bfs_err(TAG, "writing %s: %s", path, strerror(errno));
+                break;
+            }
+            p += w, n -= (size_t)w, left -= w;
+        }
+    }
+    if (rc == 0 && fchmod(fd, 0644) < 0) /* umask may have narrowed it */
+        rc = -errno;
+    if (close(fd) < 0 && rc == 0)
+        rc = -errno;
+    if (rc < 0)
+        unlink(path);
+    return rc;
+}
+
+/* ---- the repository ---------------------------------------------------------- */
+
+/* Create the directories of path (everything before its last '/') below the
+ * first `from` bytes, which must exist already.  New directories are 0755
+ * whatever the umask. */
+static int make_dirs(char *path, size_t from)
+{
+    for (char *p = path + from; (p = strchr(p, '/')) != NULL; p++) {
+        *p = '\0';
+        int rc = 0;
+        if (mkdir(path, 0755) == 0) {
+            if (chmod(path, 0755) < 0)
+                rc = -errno;
+        } else if (errno != EEXIST) {
+            rc = -errno;
+        }
+        if (rc < 0)
+            bfs_err(TAG, "cannot create directory %s: %s", path, strerror(-rc));
+        *p = '/';
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void fill_exposure(const bfs_synth_raw *r, bfs_exposure_record *e)
+{
+    *e = (bfs_exposure_record){
+        .instrument = r->instrument,
+        .id = r->exposure_id,
+        .obs_id = r->obs_id,
+        .physical_filter = r->physical_filter,
+        .group = r->group,
+        .day_obs = r->day_obs,
+        .seq_num = r->seq_num,
+        .exposure_time = r->exposure_time,
+        .dark_time = r->dark_time,
+        .observation_type = r->observation_type,
+        .observation_reason = r->observation_reason,
+        .target_name = r->target_name,
+        .science_program = r->science_program,
+        .tracking_ra = r->ra,
+        .tracking_dec = r->dec,
+        .sky_angle = r->rot_pa,
+        .azimuth = r->azimuth,
+        .zenith_angle = r->zenith_angle,
+        /* Synthetic, but the records mimic real controller-O data; tools
+         * that filter on has_simulated should see what they would at the
+         * summit. */
+        .has_simulated = false,
+        .can_see_sky = r->can_see_sky,
+        .timespan_begin = r->begin_tai_ns,
+        .timespan_end = r->end_tai_ns,
+    };
+}
+
+/* Instrument, detectors, filters, exposures, run and dataset type: one
+ * transaction, idempotent, so a second synth into the same repository
+ * only adds what is new. */
+static int add_dimension_records(bfs_registry *reg, const bfs_synth_opts *o)
+{
+    int rc = bfs_registry_begin(reg);
+    if (rc < 0)
+        return rc;
+    bfs_instrument_record inst = {
+        .name = o->instrument,
+        /* obs_lsst's LSSTCam limits in dimension universe 7. */
+        .visit_max = 7050123199999LL,
+        .exposure_max = 7050123199999LL,
+        .detector_max = 1000,
+        .visit_system = 2,
+        .class_name = "lsst.obs.lsst.LsstCam",
+    };
+    rc = bfs_registry_add_instrument(reg, &inst);
+    for (int i = 0; i < NFILTERS && rc == 0; i++)
+        rc = bfs_registry_add_physical_filter(reg, o->instrument, filters[i].name,
+                                              filters[i].band);
+    for (int id = 0; id < BFS_SYNTH_NUM_DETECTORS && rc == 0; id++) {
+        char full[8];
+        bfs_synth_detector_name(id, full);
+        bfs_detector_record d = {
+            .instrument = o->instrument, .id = id, .full_name = full,
+            .raft = rafts[id / 9].name, .name_in_raft = slots[id % 9], .purpose = "SCIENCE",
+        };
+        rc = bfs_registry_add_detector(reg, &d);
+    }
+    for (int i = 0; i < o->n_exposures && rc == 0; i++) {
+        bfs_synth_raw r;
+        bfs_exposure_record e;
+        rc = bfs_synth_describe(o, i, 0, &r);
+        if (rc == 0) {
+            fill_exposure(&r, &e);
+            rc = bfs_registry_add_exposure(reg, &e);
+        }
+    }
+    int64_t run_id;
+    if (rc == 0)
+        rc = bfs_registry_add_run(reg, o->run, &run_id);
+    static const char *const dims[] = {"instrument", "detector", "exposure"};
+    if (rc == 0)
+        rc = bfs_registry_add_dataset_type(reg, "raw", "Exposure", dims, 3, false);
+    if (rc == 0)
+        rc = bfs_registry_commit(reg);
+    if (rc < 0) {
+        bfs_registry_rollback(reg);
+        bfs_err(TAG, "synthetic %s: cannot add dimension records: %s", o->instrument,
+                strerror(-rc));
+    }
+    return rc;
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
+}
+
+/* Remove the files of datasets [from, to) of a rolled-back batch. */
+static void undo_files(const bfs_synth_opts *o, const char *root, int64_t from, int64_t to)
+{
+    char rel[PATH_MAX], full[PATH_MAX];
+    for (int64_t k = from; k < to; k++) {
+        bfs_synth_raw r;
+        if (bfs_synth_describe(o, (int)(k / o->n_detectors), (int)(k % o->n_detectors), &r) < 0 ||
+            bfs_synth_raw_path(&r, o->run, rel, sizeof rel) < 0)
+            continue;
+        if ((size_t)snprintf(full, sizeof full, "%s%s", root, rel) < sizeof full)
+            unlink(full);
+    }
+}
+
+int bfs_synth_raws(bfs_registry *reg, const bfs_synth_opts *opts)
+{
+    bfs_synth_opts o;
+    char runbuf[256];
+    int rc = resolve_opts(opts, &o, runbuf, sizeof runbuf);
+    if (rc == 0 && day_obs_unix(o.day_obs) < 0)
+        rc = -EINVAL;
+    if (rc < 0) {
+        bfs_err(TAG, "synthetic raws: invalid options (instrument, run, day_obs, "
+                     "sequence numbers below 100000, 1..189 detectors)");
+        return rc;
+    }
+    const char *root = bfs_registry_datastore_root(reg);
+    if (!root || root[0] != '/') {
+        bfs_err(TAG, "synthetic raws need a local datastore root, not %s; "
+                     "create the repository with a directory datastore",
+                root ? root : "(none)");
+        return -EOPNOTSUPP;
+    }
+    rc = add_dimension_records(reg, &o);
+    if (rc < 0)
+        return rc;
+
+    const int64_t total = (int64_t)o.n_exposures * o.n_detectors;
+    const size_t rootlen = strlen(root);
+    static const char *const dim_names[] = {"instrument", "detector", "exposure"};
+    char rel[PATH_MAX], full[PATH_MAX], tmp[PATH_MAX + 8];
+    int64_t done = 0, batch_start = 0, last_report = now_ns();
+    bool in_txn = false;
+
+    for (int i = 0; i < o.n_exposures; i++) {
+        for (int d = 0; d < o.n_detectors; d++) {
+            bfs_synth_raw r;
+            rc = bfs_synth_describe(&o, i, d, &r);
+            if (rc == 0 && bfs_synth_raw_path(&r, o.run, rel, sizeof rel) < 0)
+                rc = -ENAMETOOLONG;
+            if (rc == 0 && (size_t)snprintf(full, sizeof full, "%s%s", root, rel) >= sizeof full)
+                rc = -ENAMETOOLONG;
+            if (rc < 0)
+                goto fail;
+            snprintf(tmp, sizeof tmp, "%s.tmp", full);
+            if (d == 0 && (rc = make_dirs(full, rootlen)) < 0) /* one directory per exposure */
+                goto fail;
+            if (!in_txn) {
+                if ((rc = bfs_registry_begin(reg)) < 0)
+                    goto fail;
+                in_txn = true;
+            }
+
+            int64_t size = o.payload_bytes;
+            rc = o.fits ? bfs_synth_write_raw_fits(tmp, &r, o.payload_bytes)
+                        : write_opaque(tmp, &r, o.payload_bytes);
+            if (rc < 0)
+                goto fail;
+            if (o.fits) {
+                struct stat sb;
+                if (stat(tmp, &sb) < 0) {
+                    rc = -errno;
+                    unlink(tmp);
+                    goto fail;
+                }
+                size = (int64_t)sb.st_size;
+            }
+
+            char det[16], exp[24];
+            snprintf(det, sizeof det, "%d", r.detector);
+            snprintf(exp, sizeof exp, "%lld", (long long)r.exposure_id);
+            const char *const values[] = {r.instrument, det, exp};
+            bfs_new_dataset nd = {
+                .dataset_type = "raw",
+                .run = o.run,
+                .dim_names = dim_names,
+                .dim_values = values,
+                .ndims = 3,
+                .path = rel,
+                .formatter = "lsst.obs.lsst.rawFormatter.LsstCamRawFormatter",
+                .storage_class = NULL,
+                .file_size = size,
+                .checksum = NULL,
+            };
+            char id[33];
+            rc = bfs_registry_add_dataset(reg, &nd, id);
+            if (rc == 0 && rename(tmp, full) < 0) {
+                rc = -errno;
+                bfs_err(TAG, "rename %s: %s", tmp, strerror(errno));
+            }
+            if (rc < 0) {
+                unlink(tmp);
+                if (rc == -EEXIST)
+                    bfs_err(TAG, "dataset raw %s/%s in %s already exists; use a new run "
+                                 "or repository", r.obs_id, r.full_name, o.run);
+                goto fail;
+            }
+            done++;
+
+            if (done - batch_start >= BATCH || done == total) {
+                if ((rc = bfs_registry_commit(reg)) < 0)
+                    goto fail;
+                in_txn = false;
+                batch_start = done;
+            }
+            if (o.progress) {
+                int64_t now = now_ns();
+                if (done == total || now - last_report >= NS_PER_S / 10) {
+                    o.progress(o.progress_ctx, done, total);
+                    last_report = now;
+                }
+            }
+        }
+    }
+    return (int)done;
+
+fail:
+    if (in_txn)
+        bfs_registry_rollback(reg);
+    /* A failed commit also loses its batch; either way the batch's files go. */
+    undo_files(&o, root, batch_start, done);
+    bfs_err(TAG, "synthetic raws into %s stopped after %lld of %lld datasets: %s", o.run,
+            (long long)batch_start, (long long)total, strerror(-rc));
+    return rc;
+}
