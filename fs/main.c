@@ -46,6 +46,8 @@ static const char usage_text[] =
     "  demo DIR [--keep-mounted]\n"
     "        Build a small repository of synthetic LSSTCam raws in DIR, mount it at\n"
     "        DIR/mnt and walk through it.\n"
+    "  synth REPO [OPTIONS]\n"
+    "        Add synthetic LSSTCam raws to REPO (for tests and benchmarks).\n"
     "  help [COMMAND]   Show this text, or the options of COMMAND.\n"
     "  --version        Print the version.\n"
     "\n"
@@ -331,6 +333,8 @@ int main(int argc, char **argv)
         return bfs_cmd_mount(argc - 1, argv + 1);
     if (!strcmp(cmd, "init"))
         return bfs_cmd_init(argc - 1, argv + 1);
+    if (!strcmp(cmd, "synth"))
+        return bfs_cmd_synth(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo"))
         return bfs_cmd_demo(argc - 1, argv + 1, argv[0]);
     fprintf(stderr, "butlerfs: unknown command '%s'\n\n%s", cmd, usage_text);

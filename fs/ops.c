@@ -114,6 +114,12 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         return;
     }
     fi->fh = (uint64_t)(uintptr_t)l;
+    if (bfs_listing_immutable(l)) {
+        /* a RUN's files of one dataId never change: let the kernel keep
+         * the listing, so a second `find` asks nothing for leaf dirs */
+        fi->cache_readdir = 1;
+        fi->keep_cache = 1;
+    }
     if (fuse_reply_open(req, fi) != 0)
         bfs_listing_free(fs->tree, l);
 }

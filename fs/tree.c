@@ -869,6 +869,11 @@ int bfs_tree_opendir(bfs_tree *t, bfs_node *dir, bfs_listing **out)
 
 size_t bfs_listing_count(const bfs_listing *l) { return l->n; }
 
+bool bfs_listing_immutable(const bfs_listing *l)
+{
+    return all_fixed(l->dir) && l->dir->c->type == BFS_COLL_RUN;
+}
+
 const char *bfs_listing_name(bfs_tree *t, bfs_listing *l, size_t i, struct stat *st)
 {
     if (i < 2) {

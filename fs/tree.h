@@ -77,6 +77,9 @@ const char *bfs_listing_name(bfs_tree *t, bfs_listing *l, size_t i, struct stat 
  * bfs_tree_lookup (for READDIRPLUS). */
 int bfs_listing_materialize(bfs_tree *t, bfs_listing *l, size_t i, bfs_node **child, struct stat *st);
 void bfs_listing_free(bfs_tree *t, bfs_listing *l);
+/* True when the listing cannot change while the mount lives (the files of
+ * one dataId in a RUN collection), so the kernel may cache it. */
+bool bfs_listing_immutable(const bfs_listing *l);
 
 /* ---- files ---- */
 

@@ -124,6 +124,12 @@ static int step_done(bfs_registry *reg, sqlite3_stmt *st, const char *what)
     sqlite3_reset(st);
     if (rc == SQLITE_DONE)
         return 0;
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        /* a record this row refers to (exposure, detector, run...) is
+         * missing: not a duplicate, so not -EEXIST */
+        bfs_info(REG_TAG, "%s: a referenced record does not exist", what);
+        return -ENOENT;
+    }
     return reg_errno(reg_db(reg), rc, what);
 }
 
@@ -569,8 +575,18 @@ static int dimension_group(bfs_registry *reg, const bfs_dimension *const *dims, 
     return ret;
 }
 
+/* Quote only keywords ("group") and unusual names, as SQLAlchemy does, so
+ * the DDL text of our tables reads like the Python Butler's. */
 static void put_ident(FILE *f, const char *name)
 {
+    bool plain = *name && !sqlite3_keyword_check(name, (int)strlen(name)) &&
+                 !(*name >= '0' && *name <= '9');
+    for (const char *s = name; plain && *s; s++)
+        plain = (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_';
+    if (plain) {
+        fputs(name, f);
+        return;
+    }
     char *q = reg_quote_ident(name);
     fputs(q ? q : name, f);
     free(q);
@@ -1182,7 +1198,7 @@ int bfs_registry_add_dataset(bfs_registry *reg, const bfs_new_dataset *d, char i
     if (!ret) {
         ret = run_id(reg, d->run, &c.run, &type);
         if (!ret && type != BFS_COLL_RUN)
-            ret = -ENOTDIR; /* a collection, but not one datasets can be written to */
+            ret = -EINVAL; /* a collection, but not one datasets can be written to */
         if (ret)
             bfs_info(REG_TAG, "%s: %s is not a RUN collection", d->dataset_type, d->run);
     }

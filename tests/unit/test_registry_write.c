@@ -148,18 +148,21 @@ static void populate(const char *dir)
         print_error("open: %s\n", msg ? msg : "");
     assert_int_equal(rc, 0);
 
-    bfs_instrument_record ins = {"LSSTCam", 7050123199999, 7050123199999, 1000, 2,
-                                 "lsst.obs.lsst.LsstCam"};
+    bfs_instrument_record ins = {.name = "LSSTCam", .visit_max = 7050123199999,
+                                 .exposure_max = 7050123199999, .detector_max = 1000,
+                                 .visit_system = 2, .class_name = "lsst.obs.lsst.LsstCam"};
     assert_int_equal(bfs_registry_add_instrument(reg, &ins), 0);
     assert_int_equal(bfs_registry_add_instrument(reg, &ins), 0); /* identical again: fine */
     bfs_instrument_record other = ins;
     other.class_name = "lsst.obs.lsst.Other";
     assert_int_equal(bfs_registry_add_instrument(reg, &other), -EEXIST);
 
-    bfs_detector_record det = {"LSSTCam", 94, "R22_S11", "S11", "R22", "SCIENCE"};
+    bfs_detector_record det = {.instrument = "LSSTCam", .id = 94, .full_name = "R22_S11",
+                               .raft = "R22", .name_in_raft = "S11", .purpose = "SCIENCE"};
     assert_int_equal(bfs_registry_add_detector(reg, &det), 0);
     assert_int_equal(bfs_registry_add_detector(reg, &det), 0);
-    bfs_detector_record dup = {"LSSTCam", 95, "R22_S11", "S12", "R22", "SCIENCE"};
+    bfs_detector_record dup = det;
+    dup.id = 95;
     assert_int_equal(bfs_registry_add_detector(reg, &dup), -EEXIST); /* full_name is unique */
 
     assert_int_equal(bfs_registry_add_physical_filter(reg, "LSSTCam", "r_57", "r"), 0);
@@ -180,6 +183,11 @@ static void populate(const char *dir)
     bfs_exposure_record exp2 = exp;
     exp2.seq_num = 61;
     assert_int_equal(bfs_registry_add_exposure(reg, &exp2), -EEXIST);
+    bfs_exposure_record exp3 = exp;
+    exp3.id = 2025041500099;
+    exp3.obs_id = "MC_O_20250415_000099";
+    exp3.physical_filter = "no_such_filter";
+    assert_int_equal(bfs_registry_add_exposure(reg, &exp3), -ENOENT);
 
     int64_t run = 0, again = 0;
     assert_int_equal(bfs_registry_add_run(reg, "LSSTCam/raw/all", &run), 0);
@@ -213,7 +221,7 @@ static void populate(const char *dir)
      * foreign keys and leaves nothing behind. */
     const char *missing[] = {"2025041500061", "LSSTCam", "94"};
     ds.dim_values = missing;
-    assert_int_not_equal(bfs_registry_add_dataset(reg, &ds, id), 0);
+    assert_int_equal(bfs_registry_add_dataset(reg, &ds, id), -ENOENT);
     ds.dim_values = values;
 
     /* A dataId lacking a required dimension. */
@@ -291,7 +299,7 @@ static void test_write_records(void **state)
     populate(r->dir);
 
     expect_rows(r->db, "SELECT * FROM instrument;",
-                "LSSTCam|7050123199999|7050123199999|1000|2|lsst.obs.lsst.LsstCam");
+                "LSSTCam|7050123199999|2|7050123199999|1000|lsst.obs.lsst.LsstCam");
     expect_rows(r->db, "SELECT * FROM detector;", "LSSTCam|94|R22_S11|S11|R22|SCIENCE");
     expect_rows(r->db, "SELECT * FROM physical_filter;", "LSSTCam|r_57|r");
     expect_rows(r->db, "SELECT * FROM day_obs;",
