@@ -181,6 +181,7 @@ int bfs_cmd_mount(int argc, char **argv)
     if (mo.debug) {
         mo.foreground = 1;
         bfs_log_set_level(LOG_DEBUG);
+        fuse_opt_add_arg(&args, "-odebug"); /* libfuse's request trace */
     }
     if (mo.loglevel) {
         int lvl = bfs_log_level_from_name(mo.loglevel);

@@ -140,8 +140,12 @@ int reg_open_db(const char *path, bool writable, sqlite3 **out, char **errmsg)
      * briefly; wait rather than fail a listing. */
     sqlite3_busy_timeout(db, 10000);
     sqlite3_extended_result_codes(db, 1);
-    if (writable)
+    if (writable) {
         sqlite3_exec(db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
+        /* savepoint journals in memory: a file per savepoint cost ~46
+         * writes per dataset in bulk inserts */
+        sqlite3_exec(db, "PRAGMA temp_store=MEMORY", NULL, NULL, NULL);
+    }
     *out = db;
     return 0;
 }

@@ -201,10 +201,14 @@ int bfs_registry_resolve_alias(bfs_registry *reg, const bfs_dataset_type *dt,
  * for dimension universe 7 (namespace daf_butler), with the same manager
  * versions.  -EEXIST when DIR already holds a butler.yaml.
  *
- * The write functions need a registry opened with BFS_REG_WRITE.  Each one is
- * atomic on its own; bracket several with begin/commit for one transaction
- * (rollback on any failure).  Re-adding an identical dimension record, run
- * or dataset type is not an error (returns 0); a conflicting one is -EEXIST.
+ * The write functions need a registry opened with BFS_REG_WRITE (-EROFS
+ * otherwise).  Each one is atomic on its own; bracket several with
+ * begin/commit for one transaction (rollback on any failure).  Re-adding an
+ * identical dimension record, collection, chain, dataset type, association
+ * or certification is not an error (returns 0); a conflicting one is
+ * -EEXIST.  A record referred to that does not exist (collection, dataset,
+ * dimension record) is -ENOENT.  Catalog snapshots are not updated by
+ * writes: call bfs_registry_refresh() to see new collections and types.
  */
 int bfs_registry_init(const char *dir, char **errmsg);
 
@@ -245,8 +249,54 @@ int bfs_registry_add_physical_filter(bfs_registry *reg, const char *instrument,
                                      const char *name, const char *band);
 int bfs_registry_add_exposure(bfs_registry *reg, const bfs_exposure_record *r);
 
-/* Create a RUN collection (idempotent); *id_out gets its collection_id. */
+/* Create a RUN collection (idempotent); *id_out gets its collection_id.
+ * Same as bfs_registry_add_collection(reg, name, BFS_COLL_RUN, NULL, id_out). */
 int bfs_registry_add_run(bfs_registry *reg, const char *name, int64_t *id_out);
+
+/* Create a collection of any type with an optional doc string; *id_out
+ * (may be NULL) gets its collection_id.  A RUN also gets its run row.  A
+ * CHAINED collection starts with no children (bfs_registry_set_chain).
+ * Idempotent: 0 when a collection of that name and type exists and, when
+ * doc is not NULL, has the same doc (a NULL doc matches any); -EEXIST when
+ * its type or doc differs.  -EINVAL for an empty name or an unknown type. */
+int bfs_registry_add_collection(bfs_registry *reg, const char *name, bfs_collection_type type,
+                                const char *doc, int64_t *id_out);
+
+/* Replace the children of CHAINED collection parent with children[0..n-1]
+ * (search order; stored at positions 0..n-1; n may be 0).  A child named
+ * twice keeps its first position.  -ENOENT when parent or a child does not
+ * exist, -EINVAL when parent is not CHAINED, -ELOOP when a child is parent
+ * or reaches it through its own chains (the chain would be a cycle).
+ * Setting the chain it already has is 0 and changes nothing. */
+int bfs_registry_set_chain(bfs_registry *reg, const char *parent, const char *const *children,
+                           int n);
+
+/* Add an existing dataset (32 hex digits; dashes and upper case accepted)
+ * to TAGGED collection tagged, with the dataId it has in its run, and keep
+ * the collection summaries true.  0 when added or already a member;
+ * -EEXIST when another dataset of that type has the same dataId in tagged
+ * (one dataset per dataId and type, as in the Butler); -ENOENT when the
+ * collection or dataset does not exist; -EINVAL when tagged is not TAGGED
+ * or the id is malformed. */
+int bfs_registry_associate(bfs_registry *reg, const char *tagged, const char *dataset_id);
+
+/* Open ends of a validity range as daf_butler stores them (TAI ns): the
+ * epoch and 2100-01-01, the calibration table's column defaults. */
+#define BFS_TIMESPAN_UNBOUNDED_BEGIN INT64_C(0)
+#define BFS_TIMESPAN_UNBOUNDED_END INT64_C(4102444800000000000)
+
+/* Certify an existing dataset in CALIBRATION collection calib as valid over
+ * [begin_tai_ns, end_tai_ns) (TAI ns; the BFS_TIMESPAN_UNBOUNDED_* values
+ * for open ends): a row of its dataset type's calibration table with the
+ * dataId it has in its run, and the collection summaries kept true.  0 when
+ * certified, or already certified with exactly that range; -EEXIST when the
+ * range overlaps one already certified in calib for the same dataset type
+ * and dataId (the Butler allows one dataset per dataId at any time);
+ * -ENOENT when the collection or dataset does not exist; -EINVAL when calib
+ * is not CALIBRATION, the dataset type is not a calibration type, the id is
+ * malformed or begin_tai_ns >= end_tai_ns. */
+int bfs_registry_certify(bfs_registry *reg, const char *calib, const char *dataset_id,
+                         int64_t begin_tai_ns, int64_t end_tai_ns);
 
 /* Register a dataset type with the given required dimension names (any
  * order; stored in universe order), creating its tag (and, when
