@@ -408,9 +408,9 @@ int bfs_registry_add_exposure(bfs_registry *reg, const bfs_exposure_record *r)
     return wtx_end(&t, ret);
 }
 
-/* ---- runs ---------------------------------------------------------------- */
+/* ---- collections ----------------------------------------------------------- */
 
-static int run_id(bfs_registry *reg, const char *name, int64_t *id, int *type)
+static int collection_lookup(bfs_registry *reg, const char *name, int64_t *id, int *type)
 {
     sqlite3_stmt *st = reg_prepare(reg, "SELECT collection_id, type FROM collection WHERE name = ?1");
     if (!st)
@@ -428,42 +428,74 @@ static int run_id(bfs_registry *reg, const char *name, int64_t *id, int *type)
     return ret;
 }
 
-int bfs_registry_add_run(bfs_registry *reg, const char *name, int64_t *id_out)
+/* Inside a transaction: the collection name of type type, created when
+ * missing (see bfs_registry_add_collection for what "identical" means). */
+static int collection_ensure(bfs_registry *reg, const char *name, bfs_collection_type type,
+                             const char *doc, int64_t *id_out)
 {
-    if (!name || !*name)
+    sqlite3_stmt *st = reg_prepare(reg, "INSERT INTO collection (name, type, doc) "
+                                        "VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, (int)type);
+    bind_text_or_null(st, 3, doc);
+    int ret = step_done(reg, st, "insert into collection");
+    int64_t id = 0;
+    int have = 0;
+    if (!ret)
+        ret = collection_lookup(reg, name, &id, &have);
+    if (!ret && have != (int)type) {
+        bfs_info(REG_TAG, "collection %s exists with type %d, not %d", name, have, (int)type);
+        ret = -EEXIST;
+    }
+    if (!ret && doc) {
+        st = reg_prepare(reg, "SELECT 1 FROM collection WHERE collection_id = ?1 AND doc IS ?2");
+        if (!st)
+            return -EIO;
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_text(st, 2, doc, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc == SQLITE_DONE) {
+            bfs_info(REG_TAG, "collection %s exists with another doc", name);
+            ret = -EEXIST;
+        } else if (rc != SQLITE_ROW) {
+            ret = reg_errno(reg_db(reg), rc, "compare collection doc");
+        }
+    }
+    if (!ret && type == BFS_COLL_RUN) {
+        st = reg_prepare(reg, "INSERT INTO run (collection_id, host, timespan_begin, timespan_end) "
+                              "VALUES (?1, NULL, NULL, NULL) ON CONFLICT DO NOTHING");
+        if (!st)
+            return -EIO;
+        sqlite3_bind_int64(st, 1, id);
+        ret = step_done(reg, st, "insert into run");
+    }
+    if (!ret)
+        *id_out = id;
+    return ret;
+}
+
+int bfs_registry_add_collection(bfs_registry *reg, const char *name, bfs_collection_type type,
+                                const char *doc, int64_t *id_out)
+{
+    if (!name || !*name || type < BFS_COLL_RUN || type > BFS_COLL_CALIBRATION)
         return -EINVAL;
     struct wtx t;
     int ret = wtx_begin(reg, &t);
     if (ret)
         return ret;
-    sqlite3_stmt *st = reg_prepare(reg, "INSERT INTO collection (name, type, doc) "
-                                        "VALUES (?1, 1, NULL) ON CONFLICT DO NOTHING");
-    ret = st ? 0 : -EIO;
-    if (!ret) {
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-        ret = step_done(reg, st, "insert into collection");
-    }
     int64_t id = 0;
-    int type = 0;
-    if (!ret)
-        ret = run_id(reg, name, &id, &type);
-    if (!ret && type != BFS_COLL_RUN) {
-        bfs_info(REG_TAG, "collection %s exists and is not a RUN", name);
-        ret = -EEXIST;
-    }
-    if (!ret) {
-        st = reg_prepare(reg, "INSERT INTO run (collection_id, host, timespan_begin, timespan_end) "
-                              "VALUES (?1, NULL, NULL, NULL) ON CONFLICT DO NOTHING");
-        ret = st ? 0 : -EIO;
-        if (!ret) {
-            sqlite3_bind_int64(st, 1, id);
-            ret = step_done(reg, st, "insert into run");
-        }
-    }
-    ret = wtx_end(&t, ret);
+    ret = wtx_end(&t, collection_ensure(reg, name, type, doc, &id));
     if (!ret && id_out)
         *id_out = id;
     return ret;
+}
+
+int bfs_registry_add_run(bfs_registry *reg, const char *name, int64_t *id_out)
+{
+    return bfs_registry_add_collection(reg, name, BFS_COLL_RUN, NULL, id_out);
 }
 
 /* ---- dataset types ---------------------------------------------------------- */
@@ -924,6 +956,7 @@ int bfs_dataset_id_v5(const char *dataset_type, const char *run, const char *con
 struct dtype_row {
     int64_t id, key;
     char *storage_class, *tags;
+    char *calibs;  /* NULL when not a calibration type */
     const bfs_dimension *dims[BFS_MAX_DIMS];
     int ndims;
 };
@@ -932,13 +965,15 @@ static void dtype_free(struct dtype_row *r)
 {
     free(r->storage_class);
     free(r->tags);
+    free(r->calibs);
 }
 
 static int dtype_load(bfs_registry *reg, const char *name, struct dtype_row *r)
 {
     memset(r, 0, sizeof *r);
     sqlite3_stmt *st = reg_prepare(reg, "SELECT id, storage_class, dimensions_key, "
-                                        "tag_association_table FROM dataset_type WHERE name = ?1");
+                                        "tag_association_table, calibration_association_table "
+                                        "FROM dataset_type WHERE name = ?1");
     if (!st)
         return -EIO;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -949,7 +984,9 @@ static int dtype_load(bfs_registry *reg, const char *name, struct dtype_row *r)
         r->storage_class = strdup((const char *)sqlite3_column_text(st, 1));
         r->key = sqlite3_column_int64(st, 2);
         r->tags = strdup((const char *)sqlite3_column_text(st, 3));
-        if (!r->storage_class || !r->tags)
+        const char *calibs = (const char *)sqlite3_column_text(st, 4);
+        r->calibs = calibs ? strdup(calibs) : NULL;
+        if (!r->storage_class || !r->tags || (calibs && !r->calibs))
             ret = -ENOMEM;
     } else {
         ret = rc == SQLITE_DONE ? -ENOENT : reg_errno(reg_db(reg), rc, "look up dataset type");
@@ -1196,7 +1233,7 @@ int bfs_registry_add_dataset(bfs_registry *reg, const bfs_new_dataset *d, char i
     if (!ret)
         ret = match_data_id(reg, d, &c, buf);
     if (!ret) {
-        ret = run_id(reg, d->run, &c.run, &type);
+        ret = collection_lookup(reg, d->run, &c.run, &type);
         if (!ret && type != BFS_COLL_RUN)
             ret = -EINVAL; /* a collection, but not one datasets can be written to */
         if (ret)

@@ -82,8 +82,7 @@ pass()
     echo "ok: $*"
 }
 
-# check CONDITION-COMMAND... -- run a command, pass or fail with a message
-# usage: expect "message" cmd args...
+# expect MESSAGE CMD [ARGS...]: pass when the command succeeds, else fail.
 expect()
 {
     local msg=$1
