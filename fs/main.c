@@ -58,6 +58,8 @@ static const char mount_help[] =
     "\n"
     "  -f                 stay in the foreground (logs go to stderr)\n"
     "  -d                 foreground with debug logging (FUSE requests too)\n"
+    "  -s                 one thread serves every request (lowest latency for one\n"
+    "                     sequential client such as find; no parallel reads)\n"
     "  -h, --help         this text\n"
     "\n"
     "butlerfs options (-o):\n"
@@ -128,6 +130,7 @@ struct mount_opts {
     int show_help;
     int foreground;
     int debug;
+    int single;
 };
 
 #define MOPT(t, p) {t, offsetof(struct mount_opts, p), 1}
@@ -143,6 +146,7 @@ static const struct fuse_opt mount_optspec[] = {
     MOPT("--help", show_help),
     MOPT("-f", foreground),
     MOPT("-d", debug),
+    MOPT("-s", single),
     FUSE_OPT_END,
 };
 
@@ -269,7 +273,7 @@ int bfs_cmd_mount(int argc, char **argv)
     fuse_loop_cfg_set_max_threads(cfg, (unsigned)mo.threads);
     fuse_loop_cfg_set_idle_threads(cfg, (unsigned)(mo.threads / 2 > 0 ? mo.threads / 2 : 1));
     fuse_loop_cfg_set_clone_fd(cfg, 0);
-    int loop = fuse_session_loop_mt(se, cfg);
+    int loop = mo.single ? fuse_session_loop(se) : fuse_session_loop_mt(se, cfg);
     fuse_loop_cfg_destroy(cfg);
     status = loop == 0 ? 0 : 1;
     bfs_note(MAIN_TAG, "unmounted %s", mnt_abs);

@@ -11,6 +11,8 @@
 
 #include "tree.h"
 
+#include <stdbool.h>
+
 typedef struct bfs_fs {
     bfs_tree *tree;
     bfs_registry *reg;
@@ -18,6 +20,7 @@ typedef struct bfs_fs {
     double dir_timeout;      /* entry/attr timeout of directories: new datasets appear */
     double negative_timeout; /* how long "no such entry" is cached */
     unsigned max_read;
+    bool no_opendir;         /* kernel skips opendir/releasedir; listings page from the node */
 } bfs_fs;
 
 extern const struct fuse_lowlevel_ops bfs_fuse_ops;

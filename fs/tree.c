@@ -74,6 +74,8 @@ struct bfs_node {
     /* K_FILE */
     struct file_info f;
     atomic_bool missing_logged;
+
+    bfs_listing *paging;           /* listing paged through without opendir */
 };
 
 struct bfs_tree {
@@ -83,6 +85,8 @@ struct bfs_tree {
     time_t mount_time;
 
     pthread_mutex_t lock;
+    struct timespec db_mtime;  /* last registry change seen (under lock) */
+    double db_checked;         /* when db_mtime was last read (under lock) */
     bfs_node **table;   /* hash on (parent, name) */
     size_t nbuckets;
     size_t nnodes;
@@ -93,9 +97,17 @@ struct bfs_listing {
     bfs_node *dir;
     size_t n;
     bfs_node **protos;  /* [0], [1] are NULL: "." and ".." */
+    atomic_int refs;
+    bool pinned;        /* from opendir: holds a pin on dir */
 };
 
 static void listing_destroy(bfs_listing *l);
+
+static void listing_put(bfs_listing *l)
+{
+    if (l && atomic_fetch_sub(&l->refs, 1) == 1)
+        listing_destroy(l);
+}
 
 static double now_mono(void)
 {
@@ -242,6 +254,7 @@ static void node_free(bfs_node *n)
     for (int i = 0; i < BFS_MAX_DIMS; i++)
         free(n->values[i]);
     leaf_set_put(n->leaves);
+    listing_put(n->paging);
     free(n->f.name);
     free(n->f.location);
     free(n);
@@ -475,6 +488,42 @@ static void stat_file(bfs_tree *t, const struct file_info *fi, struct stat *st)
     st->st_mtime = st->st_ctime = st->st_atime = fi->mtime ? fi->mtime : t->mount_time;
 }
 
+static bool ts_after(struct timespec a, struct timespec b)
+{
+    return a.tv_sec > b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec > b.tv_nsec);
+}
+
+/* Directories show the time of the last registry commit as their mtime.
+ * The kernel keeps a directory's listing while its mtime is unchanged, so
+ * this is what makes new datasets appear once dir_timeout has passed.  The
+ * database file (and its WAL) is stat'ed at most once a second. */
+static struct timespec registry_mtime(bfs_tree *t)
+{
+    double now = now_mono();
+    pthread_mutex_lock(&t->lock);
+    struct timespec m = t->db_mtime;
+    bool due = now - t->db_checked >= 1.0;
+    if (due)
+        t->db_checked = now;
+    pthread_mutex_unlock(&t->lock);
+    if (!due)
+        return m;
+    const char *db = bfs_registry_db_path(t->reg);
+    char wal[4096];
+    struct stat sb;
+    snprintf(wal, sizeof wal, "%s-wal", db);
+    if (stat(db, &sb) == 0 && ts_after(sb.st_mtim, m))
+        m = sb.st_mtim;
+    if (stat(wal, &sb) == 0 && ts_after(sb.st_mtim, m))
+        m = sb.st_mtim;
+    pthread_mutex_lock(&t->lock);
+    if (ts_after(m, t->db_mtime))
+        t->db_mtime = m;
+    m = t->db_mtime;
+    pthread_mutex_unlock(&t->lock);
+    return m;
+}
+
 static void stat_dir(bfs_tree *t, const bfs_node *n, struct stat *st)
 {
     memset(st, 0, sizeof *st);
@@ -485,7 +534,7 @@ static void stat_dir(bfs_tree *t, const bfs_node *n, struct stat *st)
     st->st_gid = t->opts.gid;
     st->st_size = 4096;
     st->st_blksize = 4096;
-    st->st_mtime = st->st_ctime = st->st_atime = t->mount_time;
+    st->st_mtim = st->st_ctim = st->st_atim = registry_mtime(t);
 }
 
 void bfs_tree_stat(bfs_tree *t, bfs_node *n, struct stat *st)
@@ -841,7 +890,7 @@ int bfs_tree_lookup(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **
     return 0;
 }
 
-int bfs_tree_opendir(bfs_tree *t, bfs_node *dir, bfs_listing **out)
+static int listing_build(bfs_tree *t, bfs_node *dir, bfs_listing **out)
 {
     if (dir->kind == K_FILE)
         return -ENOTDIR;
@@ -850,6 +899,7 @@ int bfs_tree_opendir(bfs_tree *t, bfs_node *dir, bfs_listing **out)
     if (!b.l)
         return -ENOMEM;
     b.l->dir = dir;
+    atomic_init(&b.l->refs, 1);
     b.l->protos = calloc(b.cap, sizeof *b.l->protos);
     if (!b.l->protos) {
         free(b.l);
@@ -862,9 +912,59 @@ int bfs_tree_opendir(bfs_tree *t, bfs_node *dir, bfs_listing **out)
         listing_destroy(b.l);
         return ret;
     }
-    bfs_node_hold(t, dir);
     *out = b.l;
     return 0;
+}
+
+int bfs_tree_opendir(bfs_tree *t, bfs_node *dir, bfs_listing **out)
+{
+    int ret = listing_build(t, dir, out);
+    if (ret == 0) {
+        (*out)->pinned = true;
+        bfs_node_hold(t, dir);
+    }
+    return ret;
+}
+
+int bfs_tree_listing_at(bfs_tree *t, bfs_node *dir, uint64_t off, bfs_listing **out)
+{
+    if (off != 0) {
+        pthread_mutex_lock(&t->lock);
+        bfs_listing *l = dir->paging;
+        if (l)
+            atomic_fetch_add(&l->refs, 1);
+        pthread_mutex_unlock(&t->lock);
+        if (l) {
+            *out = l;
+            return 0;
+        }
+    }
+    bfs_listing *l;
+    int ret = listing_build(t, dir, &l);
+    if (ret < 0)
+        return ret;
+    atomic_fetch_add(&l->refs, 1); /* one for the node, one for the caller */
+    pthread_mutex_lock(&t->lock);
+    bfs_listing *old = dir->paging;
+    dir->paging = l;
+    pthread_mutex_unlock(&t->lock);
+    listing_put(old);
+    *out = l;
+    return 0;
+}
+
+void bfs_tree_listing_done(bfs_tree *t, bfs_node *dir, bfs_listing *l, bool eof)
+{
+    if (eof) {
+        pthread_mutex_lock(&t->lock);
+        bool mine = dir->paging == l;
+        if (mine)
+            dir->paging = NULL;
+        pthread_mutex_unlock(&t->lock);
+        if (mine)
+            listing_put(l);
+    }
+    listing_put(l);
 }
 
 size_t bfs_listing_count(const bfs_listing *l) { return l->n; }
@@ -950,8 +1050,10 @@ void bfs_listing_free(bfs_tree *t, bfs_listing *l)
     if (!l)
         return;
     bfs_node *dir = l->dir;
-    listing_destroy(l);
-    bfs_node_release(t, dir);
+    bool pinned = l->pinned;
+    listing_put(l);
+    if (pinned)
+        bfs_node_release(t, dir);
 }
 
 int bfs_tree_open(bfs_tree *t, bfs_node *n, bfs_source **out)
@@ -990,6 +1092,8 @@ int bfs_tree_new(bfs_registry *reg, const bfs_tree_opts *opts, bfs_tree **out)
     if (t->opts.listing_ttl <= 0)
         t->opts.listing_ttl = 60;
     t->mount_time = time(NULL);
+    t->db_mtime.tv_sec = t->mount_time;
+    t->db_checked = -1e9;
     t->nbuckets = 4096;
     t->table = calloc(t->nbuckets, sizeof *t->table);
     t->root.kind = K_COLL;

@@ -77,6 +77,14 @@ const char *bfs_listing_name(bfs_tree *t, bfs_listing *l, size_t i, struct stat 
  * bfs_tree_lookup (for READDIRPLUS). */
 int bfs_listing_materialize(bfs_tree *t, bfs_listing *l, size_t i, bfs_node **child, struct stat *st);
 void bfs_listing_free(bfs_tree *t, bfs_listing *l);
+/* Listings without opendir (the kernel's FUSE_CAP_NO_OPENDIR_SUPPORT): the
+ * directory node keeps the listing being paged through.  off == 0 builds a
+ * fresh one; a later offset reuses it (or builds one if it was dropped).
+ * Each call returns a reference for bfs_tree_listing_done, which also drops
+ * the node's copy once eof was reached. */
+int bfs_tree_listing_at(bfs_tree *t, bfs_node *dir, uint64_t off, bfs_listing **out);
+void bfs_tree_listing_done(bfs_tree *t, bfs_node *dir, bfs_listing *l, bool eof);
+
 /* True when the listing cannot change while the mount lives (the files of
  * one dataId in a RUN collection), so the kernel may cache it. */
 bool bfs_listing_immutable(const bfs_listing *l);

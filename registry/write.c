@@ -1,7 +1,8 @@
 /*
- * write.c - the registry write API: dimension records, RUN collections,
- * dataset types with their tag/calibration tables, and datasets with
- * deterministic ids, written as the Python Butler writes them.
+ * write.c - the registry write API: dimension records, collections of the
+ * four types and chains, dataset types with their tag/calibration tables,
+ * datasets with deterministic ids, TAGGED associations and CALIBRATION
+ * certifications, written as the Python Butler writes them.
  *
  * Design.  Every write runs on the calling thread's connection (reg_db()),
  * which is read-write with foreign keys enforced for a BFS_REG_WRITE
@@ -25,6 +26,11 @@
  * are created with the DDL daf_butler emits for them (column types, length
  * CHECKs, constraint and index names), taking key types and governor flags
  * from the stored universe JSON.
+ *
+ * Associations and certifications copy the dataset's dataId from its run's
+ * tag row inside the database (INSERT ... SELECT), so they cannot disagree
+ * with it; the collection summaries are written first because the tag and
+ * calibration tables' foreign keys point at them.
  *
  * Catalog snapshots are not updated here: after adding runs or dataset types,
  * callers that read through the catalog call bfs_registry_refresh() (or
@@ -1270,4 +1276,428 @@ int bfs_registry_add_dataset(bfs_registry *reg, const bfs_new_dataset *d, char i
     if (id_out && (ret == 0 || ret == -EEXIST) && c.id)
         memcpy(id_out, id, 33);
     return ret;
+}
+
+/* ---- chains, tags and certifications --------------------------------------- */
+
+/* A collection by name with the type the caller needs: -ENOENT when there is
+ * none, -EINVAL when it has another type. */
+static int collection_of_type(bfs_registry *reg, const char *name, bfs_collection_type want,
+                              int64_t *id)
+{
+    int type = 0;
+    int ret = collection_lookup(reg, name, id, &type);
+    if (ret == -ENOENT)
+        bfs_info(REG_TAG, "collection %s does not exist", name);
+    if (!ret && type != (int)want) {
+        bfs_info(REG_TAG, "collection %s has type %d, not %d", name, type, (int)want);
+        ret = -EINVAL;
+    }
+    return ret;
+}
+
+/* Is target reachable from start through collection_chain (start itself
+ * included)?  UNION keeps the walk finite even over a cyclic table. */
+static int chain_reaches(bfs_registry *reg, int64_t start, int64_t target, bool *found)
+{
+    sqlite3_stmt *st = reg_prepare(reg, "WITH RECURSIVE r(id) AS (SELECT ?1 UNION "
+                                        "SELECT c.child FROM collection_chain AS c JOIN r ON c.parent = r.id) "
+                                        "SELECT 1 FROM r WHERE id = ?2");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, start);
+    sqlite3_bind_int64(st, 2, target);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return reg_errno(reg_db(reg), rc, "walk collection chains");
+    *found = rc == SQLITE_ROW;
+    return 0;
+}
+
+int bfs_registry_set_chain(bfs_registry *reg, const char *parent, const char *const *children, int n)
+{
+    if (!parent || n < 0 || (n && !children))
+        return -EINVAL;
+    for (int i = 0; i < n; i++)
+        if (!children[i])
+            return -EINVAL;
+    int64_t *ids = calloc(n ? (size_t)n : 1, sizeof *ids);
+    if (!ids)
+        return -ENOMEM;
+    struct wtx t;
+    int ret = wtx_begin(reg, &t);
+    if (ret) {
+        free(ids);
+        return ret;
+    }
+    int64_t pid = 0;
+    int m = 0;  /* children kept after dropping repeats */
+    ret = collection_of_type(reg, parent, BFS_COLL_CHAINED, &pid);
+    for (int i = 0; !ret && i < n; i++) {
+        int64_t id = 0;
+        int type = 0;
+        ret = collection_lookup(reg, children[i], &id, &type);
+        if (ret == -ENOENT)
+            bfs_info(REG_TAG, "chain %s: child %s does not exist", parent, children[i]);
+        bool seen = false;
+        for (int j = 0; !ret && j < m; j++)
+            seen |= ids[j] == id;
+        if (ret || seen)
+            continue;
+        /* parent -> child -> ... -> parent would never end a search */
+        bool loop = false;
+        ret = chain_reaches(reg, id, pid, &loop);
+        if (!ret && loop) {
+            bfs_info(REG_TAG, "chain %s: child %s leads back to it", parent, children[i]);
+            ret = -ELOOP;
+        }
+        ids[m++] = id;
+    }
+    sqlite3_stmt *st = NULL;
+    if (!ret) {
+        st = reg_prepare(reg, "DELETE FROM collection_chain WHERE parent = ?1");
+        ret = st ? 0 : -EIO;
+    }
+    if (!ret) {
+        sqlite3_bind_int64(st, 1, pid);
+        ret = step_done(reg, st, "delete from collection_chain");
+    }
+    for (int i = 0; !ret && i < m; i++) {
+        st = reg_prepare(reg, "INSERT INTO collection_chain (parent, position, child) "
+                              "VALUES (?1, ?2, ?3)");
+        if (!st) {
+            ret = -EIO;
+            break;
+        }
+        sqlite3_bind_int64(st, 1, pid);
+        sqlite3_bind_int(st, 2, i);
+        sqlite3_bind_int64(st, 3, ids[i]);
+        ret = step_done(reg, st, "insert into collection_chain");
+    }
+    free(ids);
+    return wtx_end(&t, ret);
+}
+
+/* A dataset id as stored: 32 lowercase hex digits (a dashed or upper-case
+ * UUID is accepted). */
+static int normalize_dataset_id(const char *in, char out[33])
+{
+    int n = 0;
+    for (const char *p = in; p && *p; p++) {
+        char ch = *p;
+        if (ch == '-')
+            continue;
+        if (ch >= 'A' && ch <= 'F')
+            ch = (char)(ch - 'A' + 'a');
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')) || n == 32)
+            return -EINVAL;
+        out[n++] = ch;
+    }
+    out[n] = '\0';
+    return n == 32 ? 0 : -EINVAL;
+}
+
+/* What associate and certify need of an existing dataset: its type as the
+ * database holds it now and its run, whose tag row carries its dataId. */
+struct member {
+    char id[33];
+    int64_t coll;          /* the target collection */
+    int64_t run;
+    struct dtype_row dt;
+    const char *table;     /* tag or calibration table being written */
+    int gov;               /* dimension index, for member_summaries */
+    int64_t begin, end;    /* validity, for certify */
+};
+
+static int member_load(bfs_registry *reg, const char *dataset_id, struct member *m)
+{
+    memset(&m->dt, 0, sizeof m->dt);
+    if (!dataset_id || normalize_dataset_id(dataset_id, m->id) < 0) {
+        bfs_info(REG_TAG, "%s is not a dataset id", dataset_id ? dataset_id : "(null)");
+        return -EINVAL;
+    }
+    sqlite3_stmt *st = reg_prepare(reg, "SELECT t.name, d.run_id FROM dataset AS d "
+                                        "JOIN dataset_type AS t ON t.id = d.dataset_type_id "
+                                        "WHERE d.id = ?1");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_text(st, 1, m->id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    char *name = NULL;
+    int ret = 0;
+    if (rc == SQLITE_ROW) {
+        name = strdup((const char *)sqlite3_column_text(st, 0));
+        m->run = sqlite3_column_int64(st, 1);
+        ret = name ? 0 : -ENOMEM;
+    } else if (rc == SQLITE_DONE) {
+        bfs_info(REG_TAG, "dataset %s does not exist", m->id);
+        ret = -ENOENT;
+    } else {
+        ret = reg_errno(reg_db(reg), rc, "look up dataset");
+    }
+    sqlite3_reset(st);
+    if (!ret)
+        ret = dtype_load(reg, name, &m->dt);
+    free(name);
+    return ret;
+}
+
+static void bind_member_summary_dt(sqlite3_stmt *st, const void *p)
+{
+    const struct member *m = p;
+    sqlite3_bind_int64(st, 1, m->coll);
+    sqlite3_bind_int64(st, 2, m->dt.id);
+}
+
+/* ?1 target collection, ?2 dataset id, ?3 its run. */
+static void bind_member_copy(sqlite3_stmt *st, const void *p)
+{
+    const struct member *m = p;
+    sqlite3_bind_int64(st, 1, m->coll);
+    sqlite3_bind_text(st, 2, m->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, m->run);
+}
+
+/* ?1..?3 as bind_member_copy, ?4 ?5 the validity range. */
+static void bind_member_span(sqlite3_stmt *st, const void *p)
+{
+    const struct member *m = p;
+    bind_member_copy(st, p);
+    sqlite3_bind_int64(st, 4, m->begin);
+    sqlite3_bind_int64(st, 5, m->end);
+}
+
+/* Summaries of the target collection: the dataset type, and the governor
+ * values of the dataset's dataId (read from its run's tag row).  Written
+ * before the member row, whose foreign keys point at them. */
+static int member_summaries(bfs_registry *reg, struct member *m)
+{
+    int ret = exec_bound(reg, "INSERT INTO collection_summary_dataset_type "
+                              "(collection_id, dataset_type_id) VALUES (?1, ?2) "
+                              "ON CONFLICT DO NOTHING",
+                         "insert into collection_summary_dataset_type", bind_member_summary_dt, m);
+    for (int i = 0; !ret && i < m->dt.ndims; i++) {
+        struct dim_sql info;
+        dim_sql_of(reg, m->dt.dims[i], &info);
+        if (!info.governor)
+            continue;
+        char *sql = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&sql, &len);
+        if (!f)
+            return -ENOMEM;
+        char table[96];
+        snprintf(table, sizeof table, "collection_summary_%s", m->dt.dims[i]->name);
+        fputs("INSERT INTO ", f);
+        put_ident(f, table);
+        fputs(" (collection_id, ", f);
+        put_ident(f, m->dt.dims[i]->name);
+        fputs(") SELECT ?1, ", f);
+        put_ident(f, m->dt.dims[i]->name);
+        fputs(" FROM ", f);
+        put_ident(f, m->dt.tags);
+        /* the WHERE also settles SQLite's INSERT ... SELECT ... ON CONFLICT parse */
+        fputs(" WHERE dataset_id = ?2 AND collection_id = ?3 ON CONFLICT DO NOTHING", f);
+        if (fclose(f) != 0) {
+            free(sql);
+            return -ENOMEM;
+        }
+        ret = exec_bound(reg, sql, sql, bind_member_copy, m);
+        free(sql);
+    }
+    return ret;
+}
+
+/* INSERT INTO <m->table> (dataset_type_id, dataset_id, collection_id, dims
+ * [, timespan]) SELECT ... FROM the run's tag row, for associate (span
+ * false) and certify (span true). */
+static int member_insert(bfs_registry *reg, struct member *m, bool span)
+{
+    char *sql = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&sql, &len);
+    if (!f)
+        return -ENOMEM;
+    fputs("INSERT INTO ", f);
+    put_ident(f, m->table);
+    fputs(" (dataset_type_id, dataset_id, collection_id", f);
+    for (int i = 0; i < m->dt.ndims; i++) {
+        fputs(", ", f);
+        put_ident(f, m->dt.dims[i]->name);
+    }
+    fputs(span ? ", timespan_begin, timespan_end) " : ") ", f);
+    fputs("SELECT dataset_type_id, dataset_id, ?1", f);
+    for (int i = 0; i < m->dt.ndims; i++) {
+        fputs(", ", f);
+        put_ident(f, m->dt.dims[i]->name);
+    }
+    fputs(span ? ", ?4, ?5 FROM " : " FROM ", f);
+    put_ident(f, m->dt.tags);
+    fputs(" WHERE dataset_id = ?2 AND collection_id = ?3 ON CONFLICT DO NOTHING", f);
+    if (fclose(f) != 0) {
+        free(sql);
+        return -ENOMEM;
+    }
+    int ret = exec_bound(reg, sql, sql, span ? bind_member_span : bind_member_copy, m);
+    free(sql);
+    return ret;
+}
+
+/* 1 when the statement (bound by bind) yields a row, 0 when not. */
+static int exists_bound(bfs_registry *reg, const char *sql, void (*bind)(sqlite3_stmt *, const void *),
+                        const void *ctx)
+{
+    sqlite3_stmt *st = reg_prepare(reg, sql);
+    if (!st)
+        return -EIO;
+    bind(st, ctx);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    return rc == SQLITE_DONE ? 0 : reg_errno(reg_db(reg), rc, sql);
+}
+
+/* SELECT 1 FROM <table> WHERE <where>, table quoted; caller frees. */
+static char *select_one_sql(const char *table, const char *where)
+{
+    char *sql = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&sql, &len);
+    if (!f)
+        return NULL;
+    fputs("SELECT 1 FROM ", f);
+    put_ident(f, table);
+    fprintf(f, " WHERE %s", where);
+    if (fclose(f) != 0) {
+        free(sql);
+        return NULL;
+    }
+    return sql;
+}
+
+/* 1 when the dataset's run holds its tag row (always, in a sound registry). */
+static int member_has_run_row(bfs_registry *reg, struct member *m)
+{
+    char *sql = select_one_sql(m->dt.tags, "dataset_id = ?2 AND collection_id = ?3");
+    int r = sql ? exists_bound(reg, sql, bind_member_copy, m) : -ENOMEM;
+    free(sql);
+    if (r == 0)
+        bfs_err(REG_TAG, "dataset %s has no row for its run in %s", m->id, m->dt.tags);
+    return r;
+}
+
+int bfs_registry_associate(bfs_registry *reg, const char *tagged, const char *dataset_id)
+{
+    if (!tagged)
+        return -EINVAL;
+    struct wtx t;
+    int ret = wtx_begin(reg, &t);
+    if (ret)
+        return ret;
+    struct member m = {0};
+    ret = collection_of_type(reg, tagged, BFS_COLL_TAGGED, &m.coll);
+    if (!ret)
+        ret = member_load(reg, dataset_id, &m);
+    if (!ret) {
+        int has = member_has_run_row(reg, &m);
+        ret = has < 0 ? has : has ? 0 : -ENOENT;
+    }
+    m.table = m.dt.tags;
+    if (!ret)
+        ret = member_summaries(reg, &m);
+    if (!ret)
+        ret = member_insert(reg, &m, false);
+    if (!ret && sqlite3_changes(reg_db(reg)) == 0) {
+        /* nothing inserted: already a member (fine), or the dataId is taken
+         * by another dataset of the type (the table's unique constraint) */
+        char *sql = select_one_sql(m.dt.tags, "dataset_id = ?2 AND collection_id = ?1");
+        int member = sql ? exists_bound(reg, sql, bind_member_copy, &m) : -ENOMEM;
+        free(sql);
+        ret = member < 0 ? member : 0;
+        if (member == 0) {
+            bfs_info(REG_TAG, "%s: another dataset of the type of %s has its dataId there",
+                     tagged, m.id);
+            ret = -EEXIST;
+        }
+    }
+    dtype_free(&m.dt);
+    return wtx_end(&t, ret);
+}
+
+int bfs_registry_certify(bfs_registry *reg, const char *calib, const char *dataset_id,
+                         int64_t begin_tai_ns, int64_t end_tai_ns)
+{
+    if (!calib || begin_tai_ns >= end_tai_ns)
+        return -EINVAL;
+    struct wtx t;
+    int ret = wtx_begin(reg, &t);
+    if (ret)
+        return ret;
+    struct member m = {.begin = begin_tai_ns, .end = end_tai_ns};
+    ret = collection_of_type(reg, calib, BFS_COLL_CALIBRATION, &m.coll);
+    if (!ret)
+        ret = member_load(reg, dataset_id, &m);
+    if (!ret && !m.dt.calibs) {
+        bfs_info(REG_TAG, "dataset %s: its type is not a calibration type", m.id);
+        ret = -EINVAL;
+    }
+    if (!ret) {
+        int has = member_has_run_row(reg, &m);
+        ret = has < 0 ? has : has ? 0 : -ENOENT;
+    }
+    m.table = m.dt.calibs;
+    int same = 0;
+    if (!ret) {
+        char *sql = select_one_sql(m.dt.calibs, "dataset_id = ?2 AND collection_id = ?1 AND "
+                                                "timespan_begin = ?4 AND timespan_end = ?5");
+        same = sql ? exists_bound(reg, sql, bind_member_span, &m) : -ENOMEM;
+        free(sql);
+        if (same < 0)
+            ret = same;
+    }
+    if (!ret && !same) {
+        /* An overlapping range for the same dataId (half-open ranges, as the
+         * Butler's Timespan), whichever dataset it certifies. */
+        char *sql = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&sql, &len);
+        if (f) {
+            fputs("SELECT 1 FROM ", f);
+            put_ident(f, m.dt.calibs);
+            fputs(" AS c JOIN ", f);
+            put_ident(f, m.dt.tags);
+            fputs(" AS r ON r.dataset_id = ?2 AND r.collection_id = ?3 "
+                  "WHERE c.dataset_type_id = r.dataset_type_id AND c.collection_id = ?1", f);
+            for (int i = 0; i < m.dt.ndims; i++) {
+                fputs(" AND c.", f);
+                put_ident(f, m.dt.dims[i]->name);
+                fputs(" = r.", f);
+                put_ident(f, m.dt.dims[i]->name);
+            }
+            fputs(" AND c.timespan_begin < ?5 AND ?4 < c.timespan_end", f);
+        }
+        if (!f || fclose(f) != 0) {
+            ret = -ENOMEM;
+        } else {
+            int overlap = exists_bound(reg, sql, bind_member_span, &m);
+            if (overlap < 0)
+                ret = overlap;
+            else if (overlap) {
+                bfs_info(REG_TAG, "%s: dataset %s: a certification overlapping that range "
+                                  "exists for its dataId", calib, m.id);
+                ret = -EEXIST;
+            }
+        }
+        free(sql);
+        if (!ret)
+            ret = member_summaries(reg, &m);
+        if (!ret)
+            ret = member_insert(reg, &m, true);
+        if (!ret && sqlite3_changes(reg_db(reg)) != 1)
+            ret = -EIO;  /* the run row was there a moment ago, in this transaction */
+    }
+    dtype_free(&m.dt);
+    return wtx_end(&t, ret);
 }

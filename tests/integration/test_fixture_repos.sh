@@ -40,7 +40,7 @@ check_paths_and_sizes()   # MNT EXPECTED
         if ! st=$(stat -c '%F %s' -- "$mnt/$rel" 2>&1); then
             bad=$((bad + 1))
             [ $bad -le $MAX_REPORT ] && echo "  missing: $rel ($st)" >&2
-        elif [ "${st% *}" != "regular file" ]; then
+        elif [ "${st% *}" != "regular file" ] && [ "${st% *}" != "regular empty file" ]; then
             bad=$((bad + 1))
             [ $bad -le $MAX_REPORT ] && echo "  not a regular file: $rel (${st% *})" >&2
         elif [ "$size" != "?" ] && [ "${st##* }" != "$size" ]; then
@@ -79,7 +79,9 @@ check_contents()   # MNT EXPECTED
     while IFS=$'\t' read -r rel loc size id exists; do
         [ "$exists" = 1 ] || continue
         n=$((n + 1))
-        if ! cmp -s -- "$mnt/$rel" "$loc"; then
+        # through a pipe: cmp alone would compare st_size (the registry's
+        # file_size, which may differ from the bytes on disk) without reading
+        if ! cat -- "$mnt/$rel" | cmp -s - "$loc"; then
             bad=$((bad + 1))
             [ $bad -le $MAX_REPORT ] && echo "  content of $rel differs from $loc" >&2
         fi

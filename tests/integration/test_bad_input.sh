@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# test_bad_input.sh - bad repositories, mountpoints and options fail fast
+# (non-zero exit within 5 s) with exactly one clear line on stderr naming the
+# problem, and leave nothing mounted; a mounted repository refuses every
+# write with EROFS ("Read-only file system") and its files stay unchanged.
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+
+skip_unless_fuse
+
+fixture=$BFS_SHARED/fixtures/repos/comCam
+mnt=$BFS_TMP/mnt
+mkdir -p "$mnt"
+BFS_MOUNTS+=("$mnt")   # in case a bad case mounts after all: the trap unmounts it
+
+nothing_mounted()
+{
+    ! grep -qF " $BFS_TMP" /proc/mounts
+}
+
+# bad_case NAME REGEX [RUNNER...] -- ARGS...: run `butlerfs ARGS...` (through
+# RUNNER, e.g. setpriv, when given) and check exit status, time, stderr.
+bad_case()
+{
+    local name=$1 regex=$2 runner=() out err rc t0 t1 ms nlines
+    shift 2
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do
+        runner+=("$1")
+        shift
+    done
+    shift
+    out=$BFS_TMP/out
+    err=$BFS_TMP/err
+    t0=$(date +%s%N)
+    timeout 10 "${runner[@]}" "$BFS_BIN" "$@" </dev/null >"$out" 2>"$err"
+    rc=$?
+    t1=$(date +%s%N)
+    ms=$(((t1 - t0) / 1000000))
+    nlines=$(grep -c . "$err")
+    if [ $rc -eq 0 ]; then
+        fail "$name: exit status 0"
+    elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+        fail "$name: still running after 10 s"
+    elif [ $ms -gt 5000 ]; then
+        fail "$name: took $ms ms (more than 5 s)"
+    elif [ "$nlines" -ne 1 ]; then
+        fail "$name: expected exactly one line on stderr, got $nlines:"
+        sed 's/^/    | /' "$err" >&2
+    elif ! grep -Eiq -- "$regex" "$err"; then
+        fail "$name: the message does not name the problem (/$regex/): $(cat "$err")"
+    else
+        pass "$name: exit $rc in $ms ms: $(cat "$err")"
+    fi
+    if grep -Eq "$BFS_SANITIZER" "$err"; then
+        fail "$name: sanitizer report on stderr"
+        cat "$err" >&2
+    fi
+    if ! nothing_mounted; then
+        fail "$name: left a mount behind"
+        for m in $(awk -v t="$BFS_TMP" 'index($2, t) == 1 { print $2 }' /proc/mounts); do
+            fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m"
+        done
+    fi
+}
+
+# ---- repositories --------------------------------------------------------
+
+bad_case "missing repository dir" "$BFS_TMP/nonexistent.*(no such|not exist|missing)" \
+    -- mount "$BFS_TMP/nonexistent" "$mnt" -f
+
+mkdir "$BFS_TMP/no_yaml"
+bad_case "dir without butler.yaml" "butler\.yaml" \
+    -- mount "$BFS_TMP/no_yaml" "$mnt" -f
+
+mkdir "$BFS_TMP/no_db_key"
+printf 'datastore:\n  root: <butlerRoot>\n' >"$BFS_TMP/no_db_key/butler.yaml"
+bad_case "butler.yaml without registry.db" "registry" \
+    -- mount "$BFS_TMP/no_db_key" "$mnt" -f
+
+mkdir "$BFS_TMP/no_db_file"
+printf 'datastore:\n  root: <butlerRoot>\nregistry:\n  db: sqlite:///<butlerRoot>/gen3.sqlite3\n' \
+    >"$BFS_TMP/no_db_file/butler.yaml"
+bad_case "registry.db names a missing gen3.sqlite3" "gen3\.sqlite3" \
+    -- mount "$BFS_TMP/no_db_file" "$mnt" -f
+
+mkdir "$BFS_TMP/bad_yaml"
+printf 'datastore: [unclosed\n  root: : :\n\t- x\n' >"$BFS_TMP/bad_yaml/butler.yaml"
+bad_case "butler.yaml that is not YAML" "butler\.yaml.*YAML|YAML.*butler\.yaml" \
+    -- mount "$BFS_TMP/bad_yaml" "$mnt" -f
+
+mkdir "$BFS_TMP/garbage_db"
+cp "$BFS_TMP/no_db_file/butler.yaml" "$BFS_TMP/garbage_db/"
+head -c 65536 /dev/urandom >"$BFS_TMP/garbage_db/gen3.sqlite3"
+bad_case "gen3.sqlite3 of garbage bytes" "gen3\.sqlite3.*(not an SQLite|database|corrupt)" \
+    -- mount "$BFS_TMP/garbage_db" "$mnt" -f
+
+mkdir "$BFS_TMP/not_butler"
+cp "$BFS_TMP/no_db_file/butler.yaml" "$BFS_TMP/not_butler/"
+if command -v sqlite3 >/dev/null 2>&1; then
+    sqlite3 "$BFS_TMP/not_butler/gen3.sqlite3" 'CREATE TABLE unrelated (x INTEGER); INSERT INTO unrelated VALUES (1);'
+else
+    python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute("CREATE TABLE unrelated (x INTEGER)"); c.commit()' \
+        "$BFS_TMP/not_butler/gen3.sqlite3"
+fi
+bad_case "SQLite file without Butler tables" "gen3\.sqlite3.*(not a Butler|Butler registry|no such table)" \
+    -- mount "$BFS_TMP/not_butler" "$mnt" -f
+
+# An unreadable repository: as a non-root user a chmod 000 dir will do; as
+# root, run the binary as nobody when setpriv can and nobody can reach it.
+unreadable=$BFS_TMP/unreadable
+mkdir "$unreadable"
+cp "$BFS_TMP/no_db_file/butler.yaml" "$unreadable/"
+if [ "$(id -u)" -ne 0 ]; then
+    chmod 000 "$unreadable"
+    bad_case "repository dir not readable" "$unreadable.*(permission|not readable)" \
+        -- mount "$unreadable" "$mnt" -f
+    chmod 755 "$unreadable"
+elif command -v setpriv >/dev/null 2>&1 &&
+    setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$BFS_BIN" 2>/dev/null; then
+    chmod 711 "$BFS_TMP"
+    chmod 700 "$unreadable"
+    nobody_mnt=$BFS_TMP/nobody_mnt
+    mkdir -m 777 "$nobody_mnt"
+    BFS_MOUNTS+=("$nobody_mnt")
+    bad_case "repository dir not readable (as nobody)" "$unreadable.*(permission|not readable)" \
+        setpriv --reuid=65534 --regid=65534 --clear-groups -- mount "$unreadable" "$nobody_mnt" -f
+    chmod 700 "$BFS_TMP"
+else
+    echo "SKIP: repository dir not readable (root without a usable setpriv, or $BFS_BIN not executable by nobody)"
+fi
+
+# ---- mountpoints and options ---------------------------------------------
+
+if [ -d "$fixture" ]; then
+    repo=$fixture
+else
+    # any valid repository will do for these cases
+    repo=$BFS_TMP/initrepo
+    "$BFS_BIN" init "$repo" >/dev/null 2>&1 || repo=""
+fi
+if [ -n "$repo" ]; then
+    bad_case "mountpoint missing" "$BFS_TMP/nomnt.*(no such|not exist|missing)" \
+        -- mount "$repo" "$BFS_TMP/nomnt" -f
+    touch "$BFS_TMP/plainfile"
+    bad_case "mountpoint is a file" "$BFS_TMP/plainfile.*not a directory" \
+        -- mount "$repo" "$BFS_TMP/plainfile" -f
+    mkdir "$BFS_TMP/full"
+    touch "$BFS_TMP/full/something"
+    bad_case "mountpoint not empty" "$BFS_TMP/full.*not empty" \
+        -- mount "$repo" "$BFS_TMP/full" -f
+    bad_case "unknown -o option" "bogus_opt" \
+        -- mount "$repo" "$mnt" -f -o bogus_opt=1
+    bad_case "-o option with a bad value" "file_timeout" \
+        -- mount "$repo" "$mnt" -f -o file_timeout=abc
+    bad_case "-o loglevel= unknown level" "loglevel" \
+        -- mount "$repo" "$mnt" -f -o loglevel=bogus
+    bad_case "-o threads=0" "threads" \
+        -- mount "$repo" "$mnt" -f -o threads=0
+else
+    echo "SKIP: mountpoint/option cases (no fixture and butlerfs init failed)"
+fi
+
+# ---- writes are refused --------------------------------------------------
+
+# expect_erofs NAME CMD...: the command fails and says "Read-only file system"
+expect_erofs()
+{
+    local name=$1 err
+    shift
+    if err=$("$@" 2>&1); then
+        fail "write refused: $name: succeeded"
+    elif [[ $err != *"Read-only file system"* ]]; then
+        fail "write refused: $name: wrong error: $err"
+    else
+        pass "write refused: $name"
+    fi
+}
+
+# 1. an empty repository made by butlerfs init (a fixture copy if init fails)
+newrepo=$BFS_TMP/newrepo
+if ! "$BFS_BIN" init "$newrepo" >"$BFS_TMP/init.out" 2>&1; then
+    echo "note: butlerfs init failed ($(head -n 1 "$BFS_TMP/init.out")); using a fixture copy"
+    rm -rf "$newrepo"
+    if [ -d "$fixture" ]; then cp -r "$fixture" "$newrepo"; else newrepo=""; fi
+fi
+if [ -n "$newrepo" ]; then
+    rwmnt=$BFS_TMP/rwmnt
+    mkdir "$rwmnt"
+    if mount_repo "$newrepo" "$rwmnt"; then
+        expect_erofs "touch at the root" touch "$rwmnt/newfile"
+        expect_erofs "mkdir at the root" mkdir "$rwmnt/newdir"
+        expect_erofs "echo > new file" bash -c 'echo hi >"$1"' _ "$rwmnt/new.txt"
+        expect_erofs "ln -s at the root" ln -s target "$rwmnt/link"
+        expect "nothing was created in the empty repository" test -z "$(ls -A "$rwmnt")"
+        check_log
+    fi
+else
+    echo "SKIP: writes to an empty repository (butlerfs init failed and no fixture)"
+fi
+
+# 2. existing files and directories: a copy of a fixture repository
+if [ -d "$fixture" ]; then
+    copy=$BFS_TMP/repo-copy
+    cp -r "$fixture" "$copy"
+    cp "$copy/gen3.sqlite3" "$BFS_TMP/gen3.before"
+    rwmnt=$BFS_TMP/rwmnt2
+    mkdir "$rwmnt"
+    if mount_repo "$copy" "$rwmnt"; then
+        f=$(find "$rwmnt" -type f -name 'raw_*' | head -n 1)
+        if [ -z "$f" ]; then
+            fail "no raw file in the mounted $fixture"
+        else
+            d=$(dirname "$f")
+            cat "$f" >"$BFS_TMP/before"
+            expect_erofs "touch existing file" touch "$f"
+            expect_erofs "touch new file in a dataId dir" touch "$d/newfile"
+            expect_erofs "mkdir in a dataId dir" mkdir "$d/newdir"
+            expect_erofs "echo > existing file" bash -c 'echo hi >"$1"' _ "$f"
+            expect_erofs "echo >> existing file" bash -c 'echo hi >>"$1"' _ "$f"
+            expect_erofs "rm existing file" rm -f "$f"
+            expect_erofs "rmdir a directory" rmdir "$d"
+            expect_erofs "mv file within the mount" mv "$f" "$d/renamed"
+            expect_erofs "chmod file" chmod 644 "$f"
+            expect_erofs "truncate file" truncate -s 0 "$f"
+            expect_erofs "ln (hard link)" ln "$f" "$d/hardlink"
+            expect "the file is still there" test -f "$f"
+            expect "the file's bytes are unchanged" cmp -s "$f" "$BFS_TMP/before"
+            expect "no new names appeared" test "$(ls -A "$d" | wc -l)" -eq 1
+        fi
+        check_log
+        expect "the registry file is unchanged" cmp -s "$copy/gen3.sqlite3" "$BFS_TMP/gen3.before"
+    fi
+else
+    echo "SKIP: writes to existing files (no fixture at $fixture)"
+fi
+
+finish
