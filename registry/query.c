@@ -109,19 +109,16 @@ static bool bind_value(sqlite3_stmt *st, int idx, const bfs_dimension *dim, cons
     return sqlite3_bind_text(st, idx, value, -1, SQLITE_TRANSIENT) == SQLITE_OK;
 }
 
-/* " AND "dim" = ?" for each constrained value; returns how many. */
-static int sql_constraints(struct sql *q, const bfs_dataset_type *dt, const char *const values[])
+/* " AND <alias>"dim" = ?" for each constrained value. */
+static void sql_constraints(struct sql *q, const char *alias, const bfs_dataset_type *dt, const char *const values[])
 {
-    int n = 0;
     for (int i = 0; i < dt->ndims; i++) {
         if (!values || !values[i])
             continue;
-        fputs(" AND ", q->f);
+        fprintf(q->f, " AND %s", alias);
         sql_ident(q, dt->dims[i]->name);
         fputs(" = ?", q->f);
-        n++;
     }
-    return n;
 }
 
 /* Bind dataset_type_id and the constraints of one SELECT starting at idx.
@@ -154,39 +151,99 @@ static bool has_leaves(const bfs_dataset_type *dt, const struct leaves *l, bool 
     return false;
 }
 
+/* One query over a dataset type in a flattened collection: a SELECT per
+ * table that holds members (tags for RUN/TAGGED, calibrations for
+ * CALIBRATION), joined by UNION or UNION ALL, then a tail (ORDER BY ...). */
+struct union_query {
+    bfs_registry *reg;
+    const bfs_dataset_type *dt;
+    const char *const *values;
+    const struct leaves *l;
+    int k;          /* the dimension being listed, for list_values */
+    char *text;     /* the SQL, for error messages; freed by union_done */
+};
+
+/* Write the SELECT over one table; its parameters must be dataset_type_id
+ * then the constrained values, as bind_select binds them. */
+typedef void (*select_writer)(struct sql *q, const struct union_query *u, bool calib);
+
+/* Build, prepare and bind.  Returns the statement, or NULL with *err 0
+ * when nothing can match (no table, or a value of the wrong type) and
+ * -errno on failure. */
+static sqlite3_stmt *union_prepare(struct union_query *u, const char *joiner, select_writer w,
+                                   const char *tail, int *err)
+{
+    struct sql q;
+    bool parts[2] = {false, false};
+    int nparts = 0;
+    *err = 0;
+    sql_init(&q);
+    for (int calib = 0; calib < 2; calib++) {
+        if (!has_leaves(u->dt, u->l, calib))
+            continue;
+        if (nparts++)
+            fputs(joiner, q.f);
+        w(&q, u, calib);
+        parts[calib] = true;
+    }
+    fputs(tail, q.f);
+    u->text = sql_finish(&q);
+    if (!u->text) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    if (!nparts)
+        return NULL;
+    sqlite3_stmt *st = reg_prepare(u->reg, u->text);
+    if (!st) {
+        *err = -EIO;
+        return NULL;
+    }
+    int idx = 1;
+    for (int calib = 0; calib < 2 && idx; calib++)
+        if (parts[calib])
+            idx = bind_select(st, idx, u->dt, u->values);
+    if (!idx) {
+        sqlite3_reset(st);
+        return NULL;
+    }
+    return st;
+}
+
+/* Finish a query: the step loop's last code becomes 0 or -errno. */
+static int union_done(struct union_query *u, sqlite3_stmt *st, int rc, int ret)
+{
+    if (ret == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        ret = reg_errno(reg_db(u->reg), rc, u->text);
+    if (st)
+        sqlite3_reset(st);
+    free(u->text);
+    u->text = NULL;
+    return ret;
+}
+
+static void write_has(struct sql *q, const struct union_query *u, bool calib)
+{
+    fputs("SELECT 1 FROM ", q->f);
+    sql_ident(q, table_of(u->dt, calib));
+    fputs(" WHERE dataset_type_id = ?", q->f);
+    sql_collections(q, u->l, calib);
+}
+
 int bfs_registry_collection_has(bfs_registry *reg, const bfs_collection *c, const bfs_dataset_type *dt)
 {
     struct leaves *l = calloc(1, sizeof *l);
     if (!l)
         return -ENOMEM;
     flatten(c, l, 0);
-    int found = 0;
-    for (int calib = 0; calib < 2 && !found; calib++) {
-        if (!has_leaves(dt, l, calib))
-            continue;
-        struct sql q;
-        sql_init(&q);
-        fputs("SELECT 1 FROM ", q.f);
-        sql_ident(&q, table_of(dt, calib));
-        fputs(" WHERE dataset_type_id = ?", q.f);
-        sql_collections(&q, l, calib);
-        fputs(" LIMIT 1", q.f);
-        char *text = sql_finish(&q);
-        if (text) {
-            sqlite3_stmt *st = reg_prepare(reg, text);
-            if (!st) {
-                found = -EIO;
-            } else {
-                sqlite3_bind_int64(st, 1, dt->id);
-                int rc = sqlite3_step(st);
-                found = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : reg_errno(reg_db(reg), rc, text);
-                sqlite3_reset(st);
-            }
-        }
-        free(text);
-    }
+    struct union_query u = {.reg = reg, .dt = dt, .l = l};
+    int ret, rc = SQLITE_DONE;
+    sqlite3_stmt *st = union_prepare(&u, " UNION ALL ", write_has, " LIMIT 1", &ret);
+    if (st && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        ret = 1;
+    ret = union_done(&u, st, rc, ret);
     free(l);
-    return found;
+    return ret;
 }
 
 int bfs_registry_dataset_types_in(bfs_registry *reg, const bfs_collection *c, bfs_dtype_cb cb, void *ctx)
@@ -239,6 +296,17 @@ int bfs_registry_dataset_types_in(bfs_registry *reg, const bfs_collection *c, bf
     return ret;
 }
 
+static void write_values(struct sql *q, const struct union_query *u, bool calib)
+{
+    fputs("SELECT DISTINCT ", q->f);
+    sql_ident(q, u->dt->dims[u->k]->name);
+    fputs(" FROM ", q->f);
+    sql_ident(q, table_of(u->dt, calib));
+    fputs(" WHERE dataset_type_id = ?", q->f);
+    sql_collections(q, u->l, calib);
+    sql_constraints(q, "", u->dt, u->values);
+}
+
 int bfs_registry_list_values(bfs_registry *reg, const bfs_collection *c, const bfs_dataset_type *dt,
                              const char *const values[], int k, bfs_value_cb cb, void *ctx)
 {
@@ -248,57 +316,16 @@ int bfs_registry_list_values(bfs_registry *reg, const bfs_collection *c, const b
     if (!l)
         return -ENOMEM;
     flatten(c, l, 0);
-
-    struct sql q;
-    sql_init(&q);
-    bool parts[2] = {false, false};
-    int nparts = 0;
-    for (int calib = 0; calib < 2; calib++) {
-        if (!has_leaves(dt, l, calib))
-            continue;
-        if (nparts)
-            fputs(" UNION ", q.f);
-        fputs("SELECT DISTINCT ", q.f);
-        sql_ident(&q, dt->dims[k]->name);
-        fputs(" FROM ", q.f);
-        sql_ident(&q, table_of(dt, calib));
-        fputs(" WHERE dataset_type_id = ?", q.f);
-        sql_collections(&q, l, calib);
-        sql_constraints(&q, dt, values);
-        parts[calib] = true;
-        nparts++;
+    struct union_query u = {.reg = reg, .dt = dt, .values = values, .l = l, .k = k};
+    int ret, rc = SQLITE_DONE;
+    sqlite3_stmt *st = union_prepare(&u, " UNION ", write_values, " ORDER BY 1", &ret);
+    while (st && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(st, 0);
+        if (v && (ret = cb(ctx, v)) != 0)
+            break;
     }
-    fputs(" ORDER BY 1", q.f);
-    char *text = sql_finish(&q);
+    ret = union_done(&u, st, rc, ret);
     free(l);
-    if (!text)
-        return -ENOMEM;
-    if (!nparts) {
-        free(text);
-        return 0;
-    }
-    sqlite3_stmt *st = reg_prepare(reg, text);
-    int ret = 0;
-    if (!st) {
-        free(text);
-        return -EIO;
-    }
-    int idx = 1;
-    for (int calib = 0; calib < 2 && idx; calib++)
-        if (parts[calib])
-            idx = bind_select(st, idx, dt, values);
-    if (idx) {
-        int rc;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            const char *v = (const char *)sqlite3_column_text(st, 0);
-            if (v && (ret = cb(ctx, v)) != 0)
-                break;
-        }
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-            ret = reg_errno(reg_db(reg), rc, text);
-    }
-    sqlite3_reset(st);
-    free(text);
     return ret;
 }
 
@@ -318,6 +345,31 @@ static int64_t ingest_unix(sqlite3_stmt *st, int col)
     return 0;
 }
 
+static void write_files(struct sql *q, const struct union_query *u, bool calib)
+{
+    const bfs_dataset_type *dt = u->dt;
+    fputs("SELECT t.dataset_id, t.collection_id, d.run_id, d.ingest_date, r.component, r.path,"
+          " r.file_size, r.checksum, ", q->f);
+    fputs(calib ? "t.timespan_begin, t.timespan_end" : "NULL, NULL", q->f);
+    fputs(", CASE t.collection_id", q->f);
+    for (int i = 0; i < u->l->n; i++)
+        if (u->l->calib[i] == calib)
+            fprintf(q->f, " WHEN %lld THEN %d", (long long)u->l->id[i], i);
+    fputs(" END AS pos", q->f);
+    for (int i = 0; i < dt->ndims; i++) {
+        fputs(", t.", q->f);
+        sql_ident(q, dt->dims[i]->name);
+        fprintf(q->f, " AS v%d", i);
+    }
+    fputs(" FROM ", q->f);
+    sql_ident(q, table_of(dt, calib));
+    fputs(" AS t JOIN dataset AS d ON d.id = t.dataset_id JOIN ", q->f);
+    sql_ident(q, u->reg->records_table);
+    fputs(" AS r ON r.dataset_id = t.dataset_id WHERE t.dataset_type_id = ?", q->f);
+    sql_collections(q, u->l, calib);
+    sql_constraints(q, "t.", dt, u->values);
+}
+
 int bfs_registry_find_files(bfs_registry *reg, const bfs_collection *c, const bfs_dataset_type *dt,
                             const char *const values[], bfs_file_cb cb, void *ctx)
 {
@@ -325,75 +377,20 @@ int bfs_registry_find_files(bfs_registry *reg, const bfs_collection *c, const bf
     if (!l)
         return -ENOMEM;
     flatten(c, l, 0);
-
-    struct sql q;
-    sql_init(&q);
-    bool parts[2] = {false, false};
-    int nparts = 0;
-    for (int calib = 0; calib < 2; calib++) {
-        if (!has_leaves(dt, l, calib))
-            continue;
-        if (nparts)
-            fputs(" UNION ALL ", q.f);
-        fputs("SELECT t.dataset_id, t.collection_id, d.run_id, d.ingest_date, r.component, r.path,"
-              " r.file_size, r.checksum, ", q.f);
-        fputs(calib ? "t.timespan_begin, t.timespan_end" : "NULL, NULL", q.f);
-        fputs(", CASE t.collection_id", q.f);
-        for (int i = 0; i < l->n; i++)
-            if (l->calib[i] == (bool)calib)
-                fprintf(q.f, " WHEN %lld THEN %d", (long long)l->id[i], i);
-        fputs(" END AS pos", q.f);
-        for (int i = 0; i < dt->ndims; i++) {
-            fputs(", t.", q.f);
-            sql_ident(&q, dt->dims[i]->name);
-            fprintf(q.f, " AS v%d", i);
-        }
-        fputs(" FROM ", q.f);
-        sql_ident(&q, table_of(dt, calib));
-        fputs(" AS t JOIN dataset AS d ON d.id = t.dataset_id JOIN ", q.f);
-        sql_ident(&q, reg->records_table);
-        fputs(" AS r ON r.dataset_id = t.dataset_id WHERE t.dataset_type_id = ?", q.f);
-        sql_collections(&q, l, calib);
-        for (int i = 0; i < dt->ndims; i++) {
-            if (!values || !values[i])
-                continue;
-            fputs(" AND t.", q.f);
-            sql_ident(&q, dt->dims[i]->name);
-            fputs(" = ?", q.f);
-        }
-        parts[calib] = true;
-        nparts++;
-    }
-    fputs(" ORDER BY ", q.f);
+    /* ordered by dataId, then search position, validity start, component */
+    char tail[32 + 8 * BFS_MAX_DIMS] = " ORDER BY ";
     for (int i = 0; i < dt->ndims; i++)
-        fprintf(q.f, "v%d, ", i);
-    fputs("pos, 9, 5", q.f);
-    char *text = sql_finish(&q);
+        snprintf(tail + strlen(tail), sizeof tail - strlen(tail), "v%d, ", i);
+    strcat(tail, "pos, 9, 5");
+    struct union_query u = {.reg = reg, .dt = dt, .values = values, .l = l};
+    int ret, rc = SQLITE_DONE;
+    sqlite3_stmt *st = union_prepare(&u, " UNION ALL ", write_files, tail, &ret);
     free(l);
-    if (!text)
-        return -ENOMEM;
-    if (!nparts) {
-        free(text);
-        return 0;
-    }
-    sqlite3_stmt *st = reg_prepare(reg, text);
-    if (!st) {
-        free(text);
-        return -EIO;
-    }
-    int idx = 1, ret = 0;
-    for (int calib = 0; calib < 2 && idx; calib++)
-        if (parts[calib])
-            idx = bind_select(st, idx, dt, values);
-    if (!idx) {
-        sqlite3_reset(st);
-        free(text);
-        return 0;
-    }
+    if (!st)
+        return union_done(&u, st, rc, ret);
     /* find-first: remember the dataId of the previous row and its best position */
     char prev_key[BFS_MAX_DIMS * BFS_MAX_VALUE] = "";
     int best_pos = -1;
-    int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         bfs_dataset_file f = {0};
         char key[sizeof prev_key];
@@ -408,7 +405,7 @@ int bfs_registry_find_files(bfs_registry *reg, const bfs_collection *c, const bf
                 kl += (size_t)w;
         }
         int pos = sqlite3_column_int(st, 10);
-        if (strcmp(key, prev_key) != 0) {
+        if (best_pos < 0 || strcmp(key, prev_key) != 0) {
             memcpy(prev_key, key, kl + 1);
             best_pos = pos;
         } else if (pos != best_pos) {
@@ -437,11 +434,7 @@ int bfs_registry_find_files(bfs_registry *reg, const bfs_collection *c, const bf
         if ((ret = cb(ctx, &f)) != 0)
             break;
     }
-    if (ret == 0 && rc != SQLITE_DONE)
-        ret = reg_errno(reg_db(reg), rc, text);
-    sqlite3_reset(st);
-    free(text);
-    return ret;
+    return union_done(&u, st, rc, ret);
 }
 
 int bfs_registry_resolve_alias(bfs_registry *reg, const bfs_dataset_type *dt, const char *const values[],
