@@ -67,7 +67,7 @@ static const char mount_help[] =
     "                         datasets are immutable)\n"
     "  dir_timeout=SEC        same for directories (10; new datasets appear)\n"
     "  negative_timeout=SEC   how long a missing name is remembered (1)\n"
-    "  listing_ttl=SEC        how long a directory's dataset list is reused (60)\n"
+    "  listing_ttl=SEC        how long a directory's dataset list is reused (10)\n"
     "  threads=N              maximum FUSE worker threads (16)\n"
     "  log=FILE               log to FILE instead of syslog (daemon) or stderr (-f)\n"
     "  loglevel=LEVEL         error, warning, notice (default), info or debug\n"
@@ -155,7 +155,7 @@ int bfs_cmd_mount(int argc, char **argv)
     /* argv: "mount" REPO MOUNTPOINT [options]; options may come anywhere */
     struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
     struct mount_opts mo = {.file_timeout = 86400, .dir_timeout = 10, .negative_timeout = 1,
-                            .listing_ttl = 60, .threads = 16};
+                            .listing_ttl = 10, .threads = 16};
     const char *pos[2] = {NULL, NULL};
     int npos = 0, status = 1;
 

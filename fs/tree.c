@@ -1090,7 +1090,7 @@ int bfs_tree_new(bfs_registry *reg, const bfs_tree_opts *opts, bfs_tree **out)
     t->reg = reg;
     t->opts = *opts;
     if (t->opts.listing_ttl <= 0)
-        t->opts.listing_ttl = 60;
+        t->opts.listing_ttl = 10;
     t->mount_time = time(NULL);
     t->db_mtime.tv_sec = t->mount_time;
     t->db_checked = -1e9;
