@@ -78,14 +78,39 @@ static const char mount_help[] =
 
 static void print_version(void) { printf("butlerfs %s\n", BFS_VERSION); }
 
+/* libfuse may log one message in several calls (fragments without a
+ * newline); lines are assembled per thread and logged whole. */
+static _Thread_local char fuse_line[1024];
+
 static void fuse_log_bridge(enum fuse_log_level level, const char *fmt, va_list ap)
 {
-    char msg[1024];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    size_t n = strlen(msg);
-    while (n && msg[n - 1] == '\n')
-        msg[--n] = '\0';
-    BFS_LOG((int)level, "fuse", "%s", msg);
+    size_t used = strlen(fuse_line);
+    vsnprintf(fuse_line + used, sizeof fuse_line - used, fmt, ap);
+    size_t n = strlen(fuse_line);
+    if (n == 0 || (fuse_line[n - 1] != '\n' && n < sizeof fuse_line - 1))
+        return;
+    while (n && fuse_line[n - 1] == '\n')
+        fuse_line[--n] = '\0';
+    BFS_LOG((int)level, "fuse", "%s", fuse_line);
+    fuse_line[0] = '\0';
+}
+
+/* Before the mount, libfuse's complaints become part of one user message. */
+static void fuse_log_capture(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+    size_t used = strlen(fuse_line);
+    vsnprintf(fuse_line + used, sizeof fuse_line - used, fmt, ap);
+}
+
+/* The captured libfuse message without its "fuse: " prefix and newlines. */
+static const char *captured_fuse_message(void)
+{
+    size_t n = strlen(fuse_line);
+    while (n && fuse_line[n - 1] == '\n')
+        fuse_line[--n] = '\0';
+    for (char *p = fuse_line; (p = strchr(p, '\n')) != NULL;)
+        *p = ' ';
+    return bfs_startswith(fuse_line, "fuse: ") ? fuse_line + 6 : fuse_line;
 }
 
 bool bfs_check_mountpoint(const char *mnt)
@@ -160,6 +185,7 @@ int bfs_cmd_mount(int argc, char **argv)
     int npos = 0, status = 1;
 
     fuse_opt_add_arg(&args, "butlerfs");
+    fuse_set_log_func(fuse_log_capture);
     for (int i = 1; i < argc; i++) {
         if (argv[i][0] != '-' && npos < 2 && (i == 1 || strcmp(argv[i - 1], "-o") != 0)) {
             pos[npos++] = argv[i];
@@ -168,7 +194,8 @@ int bfs_cmd_mount(int argc, char **argv)
         fuse_opt_add_arg(&args, argv[i]);
     }
     if (fuse_opt_parse(&args, &mo, mount_optspec, NULL) == -1) {
-        fprintf(stderr, "butlerfs: bad mount options (see: butlerfs help mount)\n");
+        fprintf(stderr, "butlerfs: bad mount option: %s (see: butlerfs help mount)\n",
+                captured_fuse_message());
         fuse_opt_free_args(&args);
         return 2;
     }
@@ -225,14 +252,16 @@ int bfs_cmd_mount(int argc, char **argv)
     fuse_opt_add_arg(&args, fsname);
     free(fsname);
 
-    fuse_set_log_func(fuse_log_bridge);
     bfs_fs fs = {.file_timeout = mo.file_timeout, .dir_timeout = mo.dir_timeout,
                  .negative_timeout = mo.negative_timeout, .max_read = 1u << 20};
     struct fuse_session *se = fuse_session_new(&args, &bfs_fuse_ops, sizeof bfs_fuse_ops, &fs);
     if (!se) {
-        fprintf(stderr, "butlerfs: cannot create a FUSE session (bad -o option?)\n");
+        fprintf(stderr, "butlerfs: bad mount option: %s (see: butlerfs help mount)\n",
+                captured_fuse_message());
         goto out_args;
     }
+    fuse_line[0] = '\0';
+    fuse_set_log_func(fuse_log_bridge);
     if (fuse_set_signal_handlers(se) != 0)
         goto out_session;
     if (fuse_session_mount(se, mnt_abs) != 0) {

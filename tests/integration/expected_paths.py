@@ -104,7 +104,7 @@ def read_butler_yaml(repo):
                 root = m.group(2).strip().strip("'\"")
             elif m.group(1) == "table" and m.group(2):
                 table = m.group(2).strip().strip("'\"")
-    root = root.replace("<butlerRoot>", os.path.abspath(repo))
+    root = root.replace("<butlerRoot>", os.path.realpath(repo))
     if root.startswith("file://"):
         root = root[len("file://"):]
     return root, table

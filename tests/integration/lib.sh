@@ -42,10 +42,10 @@ bfs_is_mounted()
 
 bfs_cleanup()
 {
-    local m p i
+    local m p
     for m in "${BFS_MOUNTS[@]}"; do
         bfs_is_mounted "$m" || continue
-        for i in 1 2 3 4 5; do
+        for _ in 1 2 3 4 5; do
             fusermount3 -u -- "$m" 2>/dev/null && break
             sleep 0.2
         done
@@ -53,7 +53,7 @@ bfs_cleanup()
     done
     for p in "${BFS_PIDS[@]}"; do
         kill "$p" 2>/dev/null || continue
-        for i in $(seq 20); do
+        for _ in $(seq 20); do
             kill -0 "$p" 2>/dev/null || break
             sleep 0.1
         done
@@ -120,7 +120,7 @@ skip_unless_fuse()
 # come up.
 mount_repo()
 {
-    local repo=$1 mnt=$2 opts="" i
+    local repo=$1 mnt=$2 opts=""
     [ $# -ge 3 ] && opts=",$3"
     BFS_NMOUNT=$((BFS_NMOUNT + 1))
     BFS_LOG=$BFS_TMP/daemon.$BFS_NMOUNT.log
@@ -130,7 +130,7 @@ mount_repo()
     "$BFS_BIN" mount "$repo" "$mnt" -f -o "log=$BFS_LOG$opts" </dev/null >"$BFS_ERR" 2>&1 &
     BFS_PID=$!
     BFS_PIDS+=("$BFS_PID")
-    for i in $(seq 100); do
+    for _ in $(seq 100); do
         bfs_is_mounted "$mnt" && return 0
         if ! kill -0 "$BFS_PID" 2>/dev/null; then
             fail "mount of $repo on $mnt: the daemon exited before mounting"
@@ -144,13 +144,14 @@ mount_repo()
     return 1
 }
 
+# shellcheck disable=SC2120
 # unmount [MNT]: unmount (default: the last mount) and wait for the daemon
 # to exit; fails the test when it does not exit cleanly.
 unmount()
 {
-    local mnt=${1:-${BFS_MOUNTS[${#BFS_MOUNTS[@]}-1]}} i rc
+    local mnt=${1:-${BFS_MOUNTS[${#BFS_MOUNTS[@]}-1]}} rc
     if bfs_is_mounted "$mnt"; then
-        for i in $(seq 25); do
+        for _ in $(seq 25); do
             fusermount3 -u -- "$mnt" 2>/dev/null && break
             sleep 0.2
         done
@@ -160,7 +161,7 @@ unmount()
         fi
     fi
     if [ -n "$BFS_PID" ]; then
-        for i in $(seq 100); do
+        for _ in $(seq 100); do
             kill -0 "$BFS_PID" 2>/dev/null || break
             sleep 0.1
         done

@@ -34,8 +34,8 @@ report()
 
 check_paths_and_sizes()   # MNT EXPECTED
 {
-    local mnt=$1 exp=$2 rel loc size id exists st bad=0 n=0
-    while IFS=$'\t' read -r rel loc size id exists; do
+    local mnt=$1 exp=$2 rel loc size exists st bad=0 n=0
+    while IFS=$'\t' read -r rel loc size _ exists; do
         n=$((n + 1))
         if ! st=$(stat -c '%F %s' -- "$mnt/$rel" 2>&1); then
             bad=$((bad + 1))
@@ -75,13 +75,13 @@ check_listing()   # MNT EXPECTED
 
 check_contents()   # MNT EXPECTED
 {
-    local mnt=$1 exp=$2 rel loc size id exists bad=0 n=0
-    while IFS=$'\t' read -r rel loc size id exists; do
+    local mnt=$1 exp=$2 rel loc exists bad=0 n=0
+    while IFS=$'\t' read -r rel loc _ _ exists; do
         [ "$exists" = 1 ] || continue
         n=$((n + 1))
         # through a pipe: cmp alone would compare st_size (the registry's
         # file_size, which may differ from the bytes on disk) without reading
-        if ! cat -- "$mnt/$rel" | cmp -s - "$loc"; then
+        if ! cat -- "$mnt/$rel" 2>/dev/null | cmp -s - "$loc"; then
             bad=$((bad + 1))
             [ $bad -le $MAX_REPORT ] && echo "  content of $rel differs from $loc" >&2
         fi
@@ -91,8 +91,8 @@ check_contents()   # MNT EXPECTED
 
 check_missing()   # MNT EXPECTED
 {
-    local mnt=$1 exp=$2 rel loc size id exists bad=0 n=0 before err new
-    while IFS=$'\t' read -r rel loc size id exists; do
+    local mnt=$1 exp=$2 rel loc exists bad=0 n=0 before err new
+    while IFS=$'\t' read -r rel loc _ _ exists; do
         [ "$exists" = 0 ] || continue
         case $loc in *://*) continue ;; esac
         n=$((n + 1))
@@ -154,7 +154,7 @@ check_lsstcam_aliases()   # MNT EXPECTED
 nrepos=0
 for repo in "$repos_dir"/*/; do
     repo=${repo%/}
-    [ -f "$repo/gen3.sqlite3" ] && [ -f "$repo/butler.yaml" ] || continue
+    if [ ! -f "$repo/gen3.sqlite3" ] || [ ! -f "$repo/butler.yaml" ]; then continue; fi
     name=$(basename "$repo")
     nrepos=$((nrepos + 1))
     exp=$BFS_TMP/$name.tsv
