@@ -790,7 +790,7 @@ static int table_exists(bfs_registry *reg, const char *name, bool *exists)
 static int ensure_tags_table(bfs_registry *reg, const char *table,
                              const bfs_dimension *const *dims, int n, bool calib)
 {
-    bool exists;
+    bool exists = false;
     int ret = table_exists(reg, table, &exists);
     if (ret || exists)
         return ret;

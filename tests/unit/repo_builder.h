@@ -4,7 +4,8 @@
  * tree unit tests.  Included by one test file each, so everything is static.
  *
  * The repository (instrument LSSTCam, detectors 0..3 named R22_S00..R22_S03,
- * exposures 2025041500001..3 with obs_id MC_O_20250415_00000N):
+ * exposures 2025041500001..3 with obs_id MC_O_20250415_00000N; instrument
+ * LSSTComCam with one detector, 7, also named R22_S01, and no datasets):
  *
  *   A            RUN    raw (det, exp) (0,1) (1,1) (1,2) (2,2)
  *   B            RUN    raw (1,1) (1,2) (3,3)      -- (1,1) (1,2) also in A
@@ -170,6 +171,15 @@ static struct rb_repo *rb_build(void)
                                    .raft = "R22", .name_in_raft = nir, .purpose = "SCIENCE"};
         assert_int_equal(bfs_registry_add_detector(reg, &det), 0);
     }
+    /* a second instrument whose detector full_name R22_S01 repeats LSSTCam's:
+     * that alias is unique only once the instrument is known */
+    bfs_instrument_record ins2 = ins;
+    ins2.name = "LSSTComCam";
+    ins2.class_name = "lsst.obs.lsst.LsstComCam";
+    assert_int_equal(bfs_registry_add_instrument(reg, &ins2), 0);
+    bfs_detector_record det2 = {.instrument = "LSSTComCam", .id = 7, .full_name = "R22_S01",
+                                .raft = "R22", .name_in_raft = "S01", .purpose = "SCIENCE"};
+    assert_int_equal(bfs_registry_add_detector(reg, &det2), 0);
     assert_int_equal(bfs_registry_add_physical_filter(reg, "LSSTCam", "r_57", "r"), 0);
     assert_int_equal(bfs_registry_add_physical_filter(reg, "LSSTCam", "i/39", "i"), 0);
     for (int e = 1; e <= 3; e++) {

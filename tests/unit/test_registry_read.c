@@ -392,6 +392,14 @@ static void test_resolve_alias(void **state)
     assert_int_equal(bfs_registry_resolve_alias(c->reg, c->raw, NULL, exp, "MC_O_20250415_000003", out,
                                                 sizeof out), 0);
     assert_string_equal(out, "2025041500003");
+    /* R22_S01 names a detector of each instrument: ambiguous without one */
+    assert_int_equal(bfs_registry_resolve_alias(c->reg, c->raw, NULL, det, "R22_S01", out, sizeof out),
+                     -ENOENT);
+    const char *comcam[BFS_MAX_DIMS] = {"LSSTComCam"};
+    assert_int_equal(bfs_registry_resolve_alias(c->reg, c->raw, comcam, det, "R22_S01", out, sizeof out), 0);
+    assert_string_equal(out, "7");
+    assert_int_equal(bfs_registry_resolve_alias(c->reg, c->raw, NULL, det, "R22_S02", out, sizeof out), 0);
+    assert_string_equal(out, "2");
     assert_int_equal(bfs_registry_resolve_alias(c->reg, c->raw, v, det, "R22_S99", out, sizeof out),
                      -ENOENT);
     assert_int_equal(bfs_registry_resolve_alias(c->reg, c->raw, v, exp, "MC_O_20250415_000009", out,
@@ -442,6 +450,22 @@ static void test_refresh(void **state)
     const bfs_collection *chain = bfs_catalog_collection(bfs_registry_catalog(c->reg), "chain");
     assert_string_equal(chain->children[0]->name, "A");
     assert_string_equal(old_chain->children[0]->name, "B");
+
+    /* any reordering is seen, not only those that change a weighted sum:
+     * [B, A/raw, A] -> [A/raw, A, B] rotates three children */
+    static const char *const r1[] = {"B", "A/raw", "A"}, *const r2[] = {"A/raw", "A", "B"};
+    w = rb_open(c->repo, BFS_REG_WRITE);
+    assert_int_equal(bfs_registry_set_chain(w, "chain", r1, 3), 0);
+    bfs_registry_close(w);
+    assert_int_equal(bfs_registry_refresh(c->reg), 1);
+    w = rb_open(c->repo, BFS_REG_WRITE);
+    assert_int_equal(bfs_registry_set_chain(w, "chain", r2, 3), 0);
+    bfs_registry_close(w);
+    assert_int_equal(bfs_registry_refresh(c->reg), 1);
+    chain = bfs_catalog_collection(bfs_registry_catalog(c->reg), "chain");
+    assert_int_equal(chain->n_children, 3);
+    assert_string_equal(chain->children[0]->name, "A/raw");
+    assert_string_equal(chain->children[2]->name, "B");
 }
 
 /* ---- the write API for collections ------------------------------------------------ */

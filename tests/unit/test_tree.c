@@ -215,9 +215,15 @@ static void test_data_levels(void **state)
     /* non-universe order and aliases */
     bfs_node *x = walk(c, "chain/raw/exposure=2025041500002", NULL);
     assert_string_equal(ls(c, x), "instrument=LSSTCam"); /* next unset in universe order */
-    x = look(c, x, "detector=R22_S01", NULL);
+    x = look(c, x, "detector=R22_S02", NULL);
     assert_string_equal(ls(c, x), "instrument=LSSTCam");
     x = look(c, x, "instrument=LSSTCam", NULL);
+    assert_string_equal(ls(c, x), "raw_LSSTCam_2_2025041500002.fits");
+    expect_file(c, x, "raw_LSSTCam_2_2025041500002.fits", c->repo->raw_size[3], c->repo->raw_id[3]);
+    /* R22_S01 is also LSSTComCam's: it resolves once the instrument is set */
+    x = look(c, ins, "detector=R22_S01", NULL);
+    assert_string_equal(ls(c, x), "exposure=2025041500001,exposure=2025041500002");
+    x = look(c, x, "exposure=MC_O_20250415_000002", NULL);
     assert_string_equal(ls(c, x), "raw_LSSTCam_1_2025041500002.fits");
     expect_file(c, x, "raw_LSSTCam_1_2025041500002.fits", c->repo->raw_size[5], c->repo->raw_id[5]);
     x = walk(c, "nested/raw/instrument=LSSTCam/exposure=MC_O_20250415_000003", NULL);
@@ -230,6 +236,7 @@ static void test_data_levels(void **state)
     expect_err(c, ins, "detector=R22_S99", -ENOENT);
     expect_err(c, ins, "detector=R22_S02x", -ENOENT);
     expect_err(c, d1, "exposure=2025041500003", -ENOENT); /* exists, not with detector 1 */
+    expect_err(c, d1, "exposure=MC_O_20250415_000003", -ENOENT); /* the same by its alias */
     expect_err(c, ins, "instrument=LSSTCam", -ENOENT);    /* already fixed */
     expect_err(c, ins, "bogus=1", -ENOENT);
     expect_err(c, ins, "detector", -ENOENT);
