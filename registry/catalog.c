@@ -42,17 +42,33 @@ static int cmp_dim_index(const void *a, const void *b)
     return x->index - y->index;
 }
 
-/* A cheap summary of the catalog tables; a change means reload. */
+/* A cheap summary of the catalog tables; a change means reload.  Chains
+ * enter with every (parent, position, child) row in order, hashed, so any
+ * reordering or replacement is seen (a weighted sum missed rotations, and
+ * weighed position -1, which daf_butler's prepend writes, by zero). */
 static int fingerprint(sqlite3 *db, char *out, size_t outsz)
 {
     static const char *sql =
         "SELECT (SELECT count(*) || ':' || ifnull(max(collection_id),0) FROM collection) || '/' ||"
-        " (SELECT count(*) || ':' || ifnull(sum(child * (position + 1) + parent),0) FROM collection_chain) || '/' ||"
-        " (SELECT count(*) || ':' || ifnull(max(id),0) FROM dataset_type)";
+        " (SELECT count(*) || ':' || ifnull(max(id),0) FROM dataset_type) || '/' ||"
+        " (SELECT count(*) || ':' || ifnull(group_concat(parent || ',' || position || ',' || child, ';'), '')"
+        "  FROM (SELECT parent, position, child FROM collection_chain ORDER BY parent, position))";
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        snprintf(out, outsz, "%s", (const char *)sqlite3_column_text(st, 0));
+        /* "<collections>/<types>/<chain count>:<rows>": the rows can be
+         * long, so keep the counts as they are and the rows as a hash */
+        const char *text = (const char *)sqlite3_column_text(st, 0);
+        if (!text)
+            text = "";
+        const char *rows = strchr(text, ':');
+        for (int i = 0; i < 2 && rows; i++)
+            rows = strchr(rows + 1, ':');
+        rows = rows ? rows + 1 : text + strlen(text);
+        uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+        for (const unsigned char *p = (const unsigned char *)rows; *p; p++)
+            h = (h ^ *p) * 1099511628211ULL;
+        snprintf(out, outsz, "%.*s%016llx", (int)(rows - text), text, (unsigned long long)h);
         sqlite3_finalize(st);
         return 0;
     }
