@@ -41,7 +41,7 @@ trap cleanup EXIT INT TERM
 now() { date +%s.%N; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 mount_fs() {
-  "$BIN" mount "$WORK/repo" "$MNT" -f -o log="$LOG" & pid=$!
+  "$BIN" mount "$WORK/repo" "$MNT" -f -o log="$LOG" ${1:+-o "$1"} & pid=$!
   for _ in $(seq 100); do mountpoint -q "$MNT" && return 0; sleep 0.05; done
   echo "mount did not come up; log:" >&2; cat "$LOG" >&2; exit 1
 }
@@ -79,7 +79,7 @@ for op in find lslR; do
   R[$op.native]=$(printf '%s\n' "${nat[@]}" | median)
 done
 
-mount_fs
+mount_fs xattr
 mapfile -t big < <(cd "$MNT" && find LSSTCam/raw/big -type f | sort)
 declare -A SRC
 for f in "${big[@]}"; do   # the datastore file behind each mounted file, from its xattr
@@ -99,6 +99,25 @@ done
 R[cat.mount]=$(printf '%s\n' "${mnt_t[@]}" | median)
 R[cat.direct]=$(printf '%s\n' "${dir_t[@]}" | median)
 
+# mount start-up: the big repository vs a one-dataset one
+"$BIN" synth "$WORK/tiny" --exposures 1 --detectors 1 --payload 512 >/dev/null 2>&1
+mount_time() {
+  local t0 t1
+  t0=$(now)
+  "$BIN" mount "$1" "$MNT" -f -o log="$LOG" & pid=$!
+  while ! mountpoint -q "$MNT"; do sleep 0.002; done
+  t1=$(now)
+  unmount_fs
+  awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.4f\n", b-a}'
+}
+big_t=() tiny_t=()
+for _ in $(seq "$REPS"); do
+  big_t+=("$(mount_time "$WORK/repo")")
+  tiny_t+=("$(mount_time "$WORK/tiny")")
+done
+R[mount.big]=$(printf '%s\n' "${big_t[@]}" | median)
+R[mount.tiny]=$(printf '%s\n' "${tiny_t[@]}" | median)
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
 mibs() { awk -v s="$1" -v m="$BIG_MIB" 'BEGIN{printf "%.0f", m/s}'; }
 echo
@@ -109,5 +128,6 @@ printf '%-34s %9.3fs %9.3fs %8s\n' "find, cold mount vs native" "${R[find.cold]}
 printf '%-34s %9.3fs %9.3fs %8s\n' "find, warm mount vs native" "${R[find.warm]}" "${R[find.native]}" "$(ratio "${R[find.warm]}" "${R[find.native]}")x"
 printf '%-34s %9.3fs %9.3fs %8s\n' "ls -lR, cold mount vs native" "${R[lslR.cold]}" "${R[lslR.native]}" "$(ratio "${R[lslR.cold]}" "${R[lslR.native]}")x"
 printf '%-34s %9.3fs %9.3fs %8s\n' "ls -lR, warm mount vs native" "${R[lslR.warm]}" "${R[lslR.native]}" "$(ratio "${R[lslR.warm]}" "${R[lslR.native]}")x"
+printf '%-34s %9.3fs %9.3fs %8s\n' "mount, $((exps * det)) vs 1 dataset" "${R[mount.big]}" "${R[mount.tiny]}" "$(ratio "${R[mount.big]}" "${R[mount.tiny]}")x"
 printf '%-34s %7s MiB/s %5s MiB/s %8s\n' "cat ${BIG_MIB} MiB, mount vs direct" "$(mibs "${R[cat.mount]}")" "$(mibs "${R[cat.direct]}")" "$(ratio "${R[cat.direct]}" "${R[cat.mount]}")"
 echo "(time ratios: lower is better, 1.00 = as fast as the baseline; throughput ratio: mount/direct, 1.00 = as fast)"

@@ -1,17 +1,23 @@
 /*
- * source.c - local datastore files (see source.h).
+ * source.c - the fetcher: local files and the choice between replicas
+ * (see source.h).
  *
- * Reads go straight to pread(2) on a descriptor opened once per open file;
- * the descriptor is also handed to FUSE for splice so large sequential
- * reads copy no bytes through user space.
+ * Local reads go straight to pread(2) on a descriptor opened once per open
+ * file; the descriptor is also handed to FUSE for splice so large
+ * sequential reads copy no bytes through user space.  Remote reads go
+ * through remote.c.  The remote machinery (HTTP stack, cache, workers) is
+ * created on the first remote open, under the fetcher's lock.
  */
 #include "source.h"
 
 #include "log.h"
+#include "remote_i.h"
 #include "strutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -19,8 +25,17 @@
 
 #define SRC_TAG "fetch"
 
+struct bfs_fetcher {
+    const bfs_config *cfg;
+    bfs_config defaults;     /* used when cfg is NULL */
+    pthread_mutex_t lock;
+    bfs_remote *remote;      /* created on first use */
+    bool remote_failed;      /* logged once */
+};
+
 struct bfs_source {
-    int fd;
+    int fd;                  /* local: >= 0 */
+    bfs_robj *obj;           /* remote */
     int64_t size;
 };
 
@@ -35,60 +50,166 @@ static bool has_dotdot(const char *p)
     return false;
 }
 
-int bfs_source_local_path(const char *root, const char *location, char **out)
+int bfs_source_uri(const char *root, const char *location, char **out)
 {
     *out = NULL;
-    if (bfs_startswith(location, "file://")) {
-        const char *p = location + strlen("file://");
-        if (bfs_startswith(p, "localhost/"))
-            p += strlen("localhost");
-        if (p[0] != '/')
-            return -EPROTONOSUPPORT; /* file://otherhost/... */
-        *out = strdup(p);
+    if (strstr(location, "://")) {
+        *out = strdup(location);
         return *out ? 0 : -ENOMEM;
     }
-    if (strstr(location, "://"))
-        return -EPROTONOSUPPORT;
     if (location[0] == '/' || has_dotdot(location)) {
         bfs_warn(SRC_TAG, "refusing datastore location that leaves the datastore root: %s", location);
         return -EACCES;
     }
-    if (strstr(root, "://"))
-        return -EPROTONOSUPPORT;
     *out = bfs_asprintf("%s%s", root, location);
     return *out ? 0 : -ENOMEM;
 }
 
-int bfs_source_open(const char *root, const char *location, bfs_source **out)
+/* A local path for a replica URL, or NULL when it is remote. */
+static const char *local_of(const char *url)
 {
-    char *path;
-    int ret = bfs_source_local_path(root, location, &path);
+    if (bfs_startswith(url, "file://")) {
+        const char *p = url + strlen("file://");
+        if (bfs_startswith(p, "localhost/"))
+            p += strlen("localhost");
+        return p[0] == '/' ? p : NULL;
+    }
+    return strstr(url, "://") ? NULL : url;
+}
+
+int bfs_source_local_path(const char *root, const char *location, char **out)
+{
+    char *uri;
+    int ret = bfs_source_uri(root, location, &uri);
     if (ret < 0)
         return ret;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        ret = -errno;
-        free(path);
-        return ret;
+    const char *p = local_of(uri);
+    *out = p ? strdup(p) : NULL;
+    free(uri);
+    return p ? (*out ? 0 : -ENOMEM) : -EPROTONOSUPPORT;
+}
+
+int bfs_fetcher_new(const bfs_config *cfg, bfs_fetcher **out)
+{
+    bfs_fetcher *f = calloc(1, sizeof *f);
+    if (!f)
+        return -ENOMEM;
+    if (!cfg) {
+        bfs_config_defaults(&f->defaults);
+        cfg = &f->defaults;
     }
+    f->cfg = cfg;
+    pthread_mutex_init(&f->lock, NULL);
+    *out = f;
+    return 0;
+}
+
+void bfs_fetcher_free(bfs_fetcher *f)
+{
+    if (!f)
+        return;
+    bfs_remote_free(f->remote);
+    if (f->cfg == &f->defaults)
+        bfs_config_free(&f->defaults);
+    pthread_mutex_destroy(&f->lock);
+    free(f);
+}
+
+static bfs_remote *remote_of(bfs_fetcher *f)
+{
+    pthread_mutex_lock(&f->lock);
+    if (!f->remote && !f->remote_failed) {
+        char *msg = NULL;
+        if (bfs_remote_new(f->cfg, &f->remote, &msg) < 0) {
+            bfs_err(SRC_TAG, "remote reads unavailable: %s", msg ? msg : "cannot initialise");
+            f->remote_failed = true;
+        }
+        free(msg);
+    }
+    bfs_remote *r = f->remote;
+    pthread_mutex_unlock(&f->lock);
+    return r;
+}
+
+static int open_local(const char *path, bfs_source **out)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
     struct stat sb;
-    bfs_source *s = malloc(sizeof *s);
+    bfs_source *s = calloc(1, sizeof *s);
     if (!s || fstat(fd, &sb) < 0) {
-        ret = s ? -errno : -ENOMEM;
+        int ret = s ? -errno : -ENOMEM;
         free(s);
         close(fd);
-        free(path);
         return ret;
     }
-    free(path);
     s->fd = fd;
     s->size = sb.st_size;
     *out = s;
     return 0;
 }
 
+/* Replicas in chain order: local ones are tried at once; the remote ones
+ * from the first remote position on are handed together to the reader, so
+ * it can fail over among them during reads. */
+int bfs_source_open(bfs_fetcher *f, const char *root, const char *location, int64_t size_hint,
+                    bfs_source **out)
+{
+    char *uri;
+    int ret = bfs_source_uri(root, location, &uri);
+    if (ret < 0)
+        return ret;
+    char **urls = NULL;
+    int n = bfs_config_replicas(f->cfg, uri, &urls);
+    if (n < 0) {
+        free(uri);
+        return n;
+    }
+    ret = -ENOENT;
+    for (int i = 0; i < n; i++) {
+        const char *p = local_of(urls[i]);
+        if (p) {
+            int r = open_local(p, out);
+            if (r == 0 || r != -ENOENT) {
+                ret = r;
+                break;
+            }
+            continue;
+        }
+        /* remote: this and the later remote replicas */
+        char **remote_urls = calloc((size_t)(n - i), sizeof *remote_urls);
+        int nr = 0;
+        for (int j = i; remote_urls && j < n; j++)
+            if (!local_of(urls[j]))
+                remote_urls[nr++] = urls[j];
+        bfs_remote *r = remote_of(f);
+        bfs_robj *o = NULL;
+        ret = !remote_urls ? -ENOMEM : !r ? -EIO : bfs_robj_open(r, uri, remote_urls, nr, size_hint, &o);
+        free(remote_urls);
+        if (ret == 0) {
+            bfs_source *s = calloc(1, sizeof *s);
+            if (!s) {
+                bfs_robj_close(o);
+                ret = -ENOMEM;
+            } else {
+                s->fd = -1;
+                s->obj = o;
+                s->size = bfs_robj_size(o);
+                *out = s;
+            }
+        }
+        break;
+    }
+    bfs_config_free_urls(urls, n);
+    free(uri);
+    return ret;
+}
+
 ssize_t bfs_source_pread(bfs_source *s, void *buf, size_t n, off_t off)
 {
+    if (s->obj)
+        return bfs_robj_pread(s->obj, buf, n, off);
     size_t done = 0;
     while (done < n) {
         ssize_t r = pread(s->fd, (char *)buf + done, n - done, off + (off_t)done);
@@ -111,20 +232,42 @@ void bfs_source_close(bfs_source *s)
 {
     if (!s)
         return;
-    close(s->fd);
+    if (s->fd >= 0)
+        close(s->fd);
+    bfs_robj_close(s->obj);
     free(s);
 }
 
-int bfs_source_stat_size(const char *root, const char *location, int64_t *size)
+int bfs_source_stat_size(bfs_fetcher *f, const char *root, const char *location, int64_t *size)
 {
     char *path;
     int ret = bfs_source_local_path(root, location, &path);
-    if (ret < 0)
+    if (ret == 0) {
+        struct stat sb;
+        ret = stat(path, &sb) < 0 ? -errno : 0;
+        free(path);
+        if (ret == 0)
+            *size = sb.st_size;
         return ret;
-    struct stat sb;
-    ret = stat(path, &sb) < 0 ? -errno : 0;
-    free(path);
-    if (ret == 0)
-        *size = sb.st_size;
+    }
+    if (ret != -EPROTONOSUPPORT)
+        return ret;
+    /* remote: opening pins the object (cache record or HEAD) */
+    bfs_source *s;
+    ret = bfs_source_open(f, root, location, -1, &s);
+    if (ret == 0) {
+        *size = s->size;
+        bfs_source_close(s);
+    }
     return ret;
+}
+
+void bfs_fetcher_stats(bfs_fetcher *f, bfs_fetch_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    pthread_mutex_lock(&f->lock);
+    bfs_remote *r = f->remote;
+    pthread_mutex_unlock(&f->lock);
+    if (r)
+        bfs_remote_stats(r, st);
 }

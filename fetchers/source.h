@@ -1,34 +1,61 @@
 /*
- * source.h - where a dataset's bytes come from.
+ * source.h - where a dataset's bytes come from: the public face of the
+ * fetchers module.
  *
  * A location is what the registry stores in file_datastore_records.path:
- * either a path relative to the datastore root, or an absolute URI.  Today
- * local files are served: relative paths under a local datastore root and
- * file:// URIs.  Remote schemes (s3://, http(s)://) answer -EPROTONOSUPPORT
- * until the remote fetchers land.
+ * a path relative to the datastore root (itself a directory or a URI), or
+ * an absolute URI.  The location's URI is mapped by the source chains of
+ * the configuration (config.h) to an ordered list of replicas; the first
+ * replica that has the object serves it:
+ *
+ *   local replicas (a directory, file://)  -> read with pread/splice, no cache
+ *   remote replicas (http(s)://, s3://)    -> read block by block through the
+ *                                            verified persistent cache, with
+ *                                            read-ahead, retries, failover
  *
  * A relative location that would leave the datastore root (an absolute
  * path, or a ".." component) is refused with -EACCES: no value read from the
  * registry may point the mount outside the datastore.
  *
- * Errors: negative errno.  Threads: a bfs_source may be used by several
- * threads at once (pread has no shared offset); open/close are not
- * concurrent with use.
+ * Remote objects are pinned per open: size and validator (ETag) are taken
+ * at open (or from the cache's record of the object, so an open needs no
+ * network when the object was seen before) and every later range request
+ * must match, so a replaced object gives -EIO and a log line, never mixed
+ * bytes.
+ *
+ * Errors: negative errno.  Threads: a bfs_fetcher is shared by all threads;
+ * a bfs_source may be read by several threads at once.
  */
 #ifndef BFS_SOURCE_H
 #define BFS_SOURCE_H
 
+#include "config.h"
+
 #include <stdint.h>
 #include <sys/types.h>
 
+typedef struct bfs_fetcher bfs_fetcher;
 typedef struct bfs_source bfs_source;
+
+/* cfg may be NULL (defaults, no source chains); it is not copied and must
+ * outlive the fetcher.  The cache and the HTTP stack are created on the first
+ * remote open, so a purely local repository never touches the cache
+ * directory.  Create it after daemonizing (it owns threads and an LMDB env). */
+int bfs_fetcher_new(const bfs_config *cfg, bfs_fetcher **out);
+void bfs_fetcher_free(bfs_fetcher *f);
 
 /* Resolve location against root into a local path (malloc'd into *out).
  * -EPROTONOSUPPORT for remote locations, -EACCES for escaping ones. */
 int bfs_source_local_path(const char *root, const char *location, char **out);
 
-/* Open for reading.  -ENOENT when the file is missing. */
-int bfs_source_open(const char *root, const char *location, bfs_source **out);
+/* The absolute URI (or local path) of location: root + location for a
+ * relative one.  malloc'd into *out; -EACCES for escaping ones. */
+int bfs_source_uri(const char *root, const char *location, char **out);
+
+/* Open for reading.  size_hint is the registry's file_size (-1 unknown).
+ * -ENOENT when no replica has the object, -EIO when they all fail. */
+int bfs_source_open(bfs_fetcher *f, const char *root, const char *location, int64_t size_hint,
+                    bfs_source **out);
 
 /* Read up to n bytes at off; returns bytes read (0 at end) or -errno. */
 ssize_t bfs_source_pread(bfs_source *s, void *buf, size_t n, off_t off);
@@ -36,13 +63,23 @@ ssize_t bfs_source_pread(bfs_source *s, void *buf, size_t n, off_t off);
 /* The underlying descriptor, for zero-copy replies (splice); -1 if none. */
 int bfs_source_fd(const bfs_source *s);
 
-/* Current size of the object. */
+/* Size of the object as opened. */
 int64_t bfs_source_size(const bfs_source *s);
 
 void bfs_source_close(bfs_source *s);
 
-/* Size of the object without opening it (for registries that do not
- * record file_size); -errno when it cannot be found. */
-int bfs_source_stat_size(const char *root, const char *location, int64_t *size);
+/* Size of the object without reading it (registries without file_size):
+ * stat(2) locally, the cache's record or a HEAD remotely. */
+int bfs_source_stat_size(bfs_fetcher *f, const char *root, const char *location, int64_t *size);
+
+/* Counters for `butlerfs cache stats`, tests and benchmarks. */
+typedef struct bfs_fetch_stats {
+    uint64_t bytes_fetched;   /* bytes received from remote servers */
+    uint64_t blocks_fetched;
+    uint64_t cache_hits, cache_misses;
+    uint64_t failovers;       /* reads served by a later replica after a failure */
+    uint64_t errors;          /* reads that ended in -EIO */
+} bfs_fetch_stats;
+void bfs_fetcher_stats(bfs_fetcher *f, bfs_fetch_stats *st);
 
 #endif

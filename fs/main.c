@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "ops.h"
 
+#include "config.h"
 #include "log.h"
 #include "strutil.h"
 
@@ -46,6 +47,10 @@ static const char usage_text[] =
     "  demo DIR [--keep-mounted]\n"
     "        Build a small repository of synthetic LSSTCam raws in DIR, mount it at\n"
     "        DIR/mnt and walk through it.\n"
+    "  prefetch REPO PATH... [--jobs N] [--from FILE]\n"
+    "        Read the datasets below each PATH into the local cache (batch jobs).\n"
+    "  cache [--dir DIR] stats|evict|verify|clear\n"
+    "        Show or manage the local cache of remote data.\n"
     "  synth REPO [OPTIONS]\n"
     "        Add synthetic LSSTCam raws to REPO (for tests and benchmarks).\n"
     "  help [COMMAND]   Show this text, or the options of COMMAND.\n"
@@ -69,6 +74,10 @@ static const char mount_help[] =
     "  negative_timeout=SEC   how long a missing name is remembered (1)\n"
     "  listing_ttl=SEC        how long a directory's dataset list is reused (10)\n"
     "  threads=N              maximum FUSE worker threads (16)\n"
+    "  config=FILE            butlerfs configuration: cache, remote fetch policy, source\n"
+    "                         chains (default ~/.config/butlerfs/config.yaml; docs/config.md)\n"
+    "  xattr                  serve user.butler.dataset_id and user.butler.location on\n"
+    "                         files (off by default: ls -l then costs 2 requests per entry)\n"
     "  log=FILE               log to FILE instead of syslog (daemon) or stderr (-f)\n"
     "  loglevel=LEVEL         error, warning, notice (default), info or debug\n"
     "  allow_other            let other users see the mount (needs user_allow_other\n"
@@ -152,10 +161,12 @@ struct mount_opts {
     int threads;
     char *log;
     char *loglevel;
+    char *config;
     int show_help;
     int foreground;
     int debug;
     int single;
+    int xattr;
 };
 
 #define MOPT(t, p) {t, offsetof(struct mount_opts, p), 1}
@@ -167,11 +178,13 @@ static const struct fuse_opt mount_optspec[] = {
     MOPT("threads=%d", threads),
     MOPT("log=%s", log),
     MOPT("loglevel=%s", loglevel),
+    MOPT("config=%s", config),
     MOPT("-h", show_help),
     MOPT("--help", show_help),
     MOPT("-f", foreground),
     MOPT("-d", debug),
     MOPT("-s", single),
+    MOPT("xattr", xattr),
     FUSE_OPT_END,
 };
 
@@ -234,31 +247,41 @@ int bfs_cmd_mount(int argc, char **argv)
     if (!realpath(mnt, mnt_abs))
         snprintf(mnt_abs, sizeof mnt_abs, "%s", mnt);
 
-    /* 2. validate the repository while the user can still see messages */
+    /* 2. validate the configuration and the repository while the user can
+     * still see messages */
     bfs_registry *reg = NULL;
+    bfs_fetcher *fetcher = NULL;
     char *msg = NULL;
+    bfs_config config;
+    bfs_config_defaults(&config);
+    if (bfs_config_load(mo.config, &config, &msg) < 0) {
+        fprintf(stderr, "butlerfs: %s\n", msg ? msg : "cannot read the configuration");
+        free(msg);
+        goto out_config;
+    }
     if (bfs_registry_open(repo, BFS_REG_READONLY, &reg, &msg) < 0) {
         fprintf(stderr, "butlerfs: %s\n", msg ? msg : "cannot open repository");
         free(msg);
-        goto out_args;
+        goto out_config;
     }
     char *fsname = bfs_asprintf("-ofsname=butlerfs:%s,subtype=butlerfs,ro,default_permissions,max_read=%u",
                                 bfs_registry_repo_dir(reg), 1u << 20);
     bfs_registry_close(reg);
     reg = NULL;
     if (!fsname)
-        goto out_args;
+        goto out_config;
     /* commas in the repository path would split the option: escape them */
     fuse_opt_add_arg(&args, fsname);
     free(fsname);
 
     bfs_fs fs = {.file_timeout = mo.file_timeout, .dir_timeout = mo.dir_timeout,
-                 .negative_timeout = mo.negative_timeout, .max_read = 1u << 20};
+                 .negative_timeout = mo.negative_timeout, .max_read = 1u << 20,
+                 .xattr = mo.xattr != 0};
     struct fuse_session *se = fuse_session_new(&args, &bfs_fuse_ops, sizeof bfs_fuse_ops, &fs);
     if (!se) {
         fprintf(stderr, "butlerfs: bad mount option: %s (see: butlerfs help mount)\n",
                 captured_fuse_message());
-        goto out_args;
+        goto out_config;
     }
     fuse_line[0] = '\0';
     fuse_set_log_func(fuse_log_bridge);
@@ -289,9 +312,12 @@ int bfs_cmd_mount(int argc, char **argv)
         free(msg);
         goto out_unmount;
     }
-    bfs_tree_opts topts = {.uid = getuid(), .gid = getgid(), .listing_ttl = mo.listing_ttl};
-    if (bfs_tree_new(reg, &topts, &fs.tree) < 0)
+    if (bfs_fetcher_new(&config, &fetcher) < 0)
         goto out_registry;
+    bfs_tree_opts topts = {.uid = getuid(), .gid = getgid(), .listing_ttl = mo.listing_ttl,
+                           .fetcher = fetcher};
+    if (bfs_tree_new(reg, &topts, &fs.tree) < 0)
+        goto out_fetcher;
     fs.reg = reg;
     bfs_note(MAIN_TAG, "mounted %s on %s (universe %s v%d, %zu collections, %zu dataset types)",
              bfs_registry_repo_dir(reg), mnt_abs, bfs_registry_universe_namespace(reg),
@@ -308,6 +334,8 @@ int bfs_cmd_mount(int argc, char **argv)
     bfs_note(MAIN_TAG, "unmounted %s", mnt_abs);
 
     bfs_tree_free(fs.tree);
+out_fetcher:
+    bfs_fetcher_free(fetcher);
 out_registry:
     bfs_registry_close(reg);
 out_unmount:
@@ -316,10 +344,13 @@ out_signals:
     fuse_remove_signal_handlers(se);
 out_session:
     fuse_session_destroy(se);
+out_config:
+    bfs_config_free(&config);
 out_args:
     fuse_opt_free_args(&args);
     free(mo.log);
     free(mo.loglevel);
+    free(mo.config);
     return status;
 }
 
@@ -367,6 +398,10 @@ int main(int argc, char **argv)
         return bfs_cmd_mount(argc - 1, argv + 1);
     if (!strcmp(cmd, "init"))
         return bfs_cmd_init(argc - 1, argv + 1);
+    if (!strcmp(cmd, "prefetch"))
+        return bfs_cmd_prefetch(argc - 1, argv + 1);
+    if (!strcmp(cmd, "cache"))
+        return bfs_cmd_cache(argc - 1, argv + 1);
     if (!strcmp(cmd, "synth"))
         return bfs_cmd_synth(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo"))

@@ -288,10 +288,17 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
     fuse_reply_statfs(req, &sv);
 }
 
-/* user.butler.dataset_id and user.butler.location tell where a file comes from. */
+/* user.butler.dataset_id and user.butler.location tell where a file comes
+ * from, with -o xattr.  Without it the first getxattr answers ENOSYS and the
+ * kernel never asks again: `ls -l` otherwise costs two requests per entry
+ * (security.selinux and the POSIX ACL probe). */
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
     bfs_fs *fs = fs_of(req);
+    if (!fs->xattr) {
+        fuse_reply_err(req, ENOSYS);
+        return;
+    }
     bfs_node *n = bfs_tree_node(fs->tree, ino);
     const char *value = NULL;
     if (!strcmp(name, "user.butler.dataset_id"))
@@ -314,6 +321,10 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
     bfs_fs *fs = fs_of(req);
+    if (!fs->xattr) {
+        fuse_reply_err(req, ENOSYS);
+        return;
+    }
     static const char names[] = "user.butler.dataset_id\0user.butler.location";
     size_t len = bfs_node_is_dir(bfs_tree_node(fs->tree, ino)) ? 0 : sizeof names;
     if (size == 0)

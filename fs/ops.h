@@ -20,6 +20,7 @@ typedef struct bfs_fs {
     double dir_timeout;      /* entry/attr timeout of directories: new datasets appear */
     double negative_timeout; /* how long "no such entry" is cached */
     unsigned max_read;
+    bool xattr;              /* serve user.butler.* (else ENOSYS: ls -l asks nothing per file) */
     bool no_opendir;         /* kernel skips opendir/releasedir; listings page from the node */
 } bfs_fs;
 

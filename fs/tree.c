@@ -81,6 +81,7 @@ struct bfs_node {
 struct bfs_tree {
     bfs_registry *reg;
     bfs_tree_opts opts;
+    bfs_fetcher *own_fetcher; /* when opts.fetcher was NULL */
     bfs_node root;
     time_t mount_time;
 
@@ -469,7 +470,7 @@ static int64_t file_size(bfs_tree *t, const struct file_info *fi)
     if (fi->size >= 0)
         return fi->size;
     int64_t size = 0;
-    if (bfs_source_stat_size(bfs_registry_datastore_root(t->reg), fi->location, &size) < 0)
+    if (bfs_source_stat_size(t->opts.fetcher, bfs_registry_datastore_root(t->reg), fi->location, &size) < 0)
         return 0;
     return size;
 }
@@ -1061,7 +1062,7 @@ int bfs_tree_open(bfs_tree *t, bfs_node *n, bfs_source **out)
     if (n->kind != K_FILE)
         return -EISDIR;
     const char *root = bfs_registry_datastore_root(t->reg);
-    int ret = bfs_source_open(root, n->f.location, out);
+    int ret = bfs_source_open(t->opts.fetcher, root, n->f.location, n->f.size, out);
     if (ret == 0) {
         int64_t actual = bfs_source_size(*out);
         if (n->f.size >= 0 && actual != n->f.size && !atomic_exchange(&n->missing_logged, true))
@@ -1073,9 +1074,6 @@ int bfs_tree_open(bfs_tree *t, bfs_node *n, bfs_source **out)
         if (ret == -ENOENT)
             bfs_warn(TREE_TAG, "dataset %s (%s): datastore file %s%s is missing", n->f.id, n->f.name,
                      strstr(n->f.location, "://") ? "" : root, n->f.location);
-        else if (ret == -EPROTONOSUPPORT)
-            bfs_warn(TREE_TAG, "dataset %s: remote location %s cannot be read by this version", n->f.id,
-                     n->f.location);
         else
             bfs_warn(TREE_TAG, "dataset %s: cannot open %s: %s", n->f.id, n->f.location, strerror(-ret));
     }
@@ -1107,6 +1105,17 @@ int bfs_tree_new(bfs_registry *reg, const bfs_tree_opts *opts, bfs_tree **out)
         free(t);
         return -ENOMEM;
     }
+    if (!t->opts.fetcher) {
+        int ret = bfs_fetcher_new(NULL, &t->own_fetcher);
+        if (ret < 0) {
+            free(t->table);
+            free(t->root.prefix);
+            free(t->root.name);
+            free(t);
+            return ret;
+        }
+        t->opts.fetcher = t->own_fetcher;
+    }
     pthread_mutex_init(&t->lock, NULL);
     *out = t;
     return 0;
@@ -1125,6 +1134,7 @@ void bfs_tree_free(bfs_tree *t)
     free(t->table);
     free(t->root.prefix);
     free(t->root.name);
+    bfs_fetcher_free(t->own_fetcher);
     pthread_mutex_destroy(&t->lock);
     free(t);
 }

@@ -42,6 +42,7 @@ typedef struct bfs_tree_opts {
     uid_t uid;           /* owner shown for every entry */
     gid_t gid;
     double listing_ttl;  /* seconds a directory's cached dataset list stays fresh */
+    bfs_fetcher *fetcher; /* where bytes come from; NULL: a default one the tree owns */
 } bfs_tree_opts;
 
 /* reg stays owned by the caller and must outlive the tree. */

@@ -16,6 +16,7 @@
  */
 #include "registry_i.h"
 
+#include "config.h"
 #include "log.h"
 #include "strutil.h"
 
@@ -28,7 +29,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <yaml.h>
 
 #define STMT_CACHE 128
 
@@ -222,26 +222,10 @@ sqlite3_stmt *reg_prepare(bfs_registry *reg, const char *sql)
 
 /* ---- butler.yaml -------------------------------------------------------- */
 
-static yaml_node_t *yaml_get(yaml_document_t *doc, yaml_node_t *node, const char *key)
+/* The scalar at a dotted path, or NULL when missing or not a scalar. */
+static const char *yaml_scalar(const bfs_yaml *y, const char *path)
 {
-    if (!node || node->type != YAML_MAPPING_NODE)
-        return NULL;
-    for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = yaml_document_get_node(doc, p->key);
-        if (k && k->type == YAML_SCALAR_NODE && !strcmp((char *)k->data.scalar.value, key))
-            return yaml_document_get_node(doc, p->value);
-    }
-    return NULL;
-}
-
-static const char *yaml_scalar(yaml_document_t *doc, const char *path)
-{
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", path);
-    yaml_node_t *node = yaml_document_get_root_node(doc);
-    for (char *save = NULL, *tok = strtok_r(buf, ".", &save); tok && node; tok = strtok_r(NULL, ".", &save))
-        node = yaml_get(doc, node, tok);
-    return node && node->type == YAML_SCALAR_NODE ? (const char *)node->data.scalar.value : NULL;
+    return bfs_yaml_scalar(y, bfs_yaml_get(y, bfs_yaml_root(y), path));
 }
 
 /* Replace <butlerRoot> (and the older <butlerRoot>/ spelling) by dir. */
@@ -269,21 +253,18 @@ static int read_butler_yaml(bfs_registry *reg, char **errmsg)
         free(path);
         return ret;
     }
-    yaml_parser_t parser;
-    yaml_document_t doc;
-    yaml_parser_initialize(&parser);
-    yaml_parser_set_input_file(&parser, f);
-    if (!yaml_parser_load(&parser, &doc)) {
-        set_err(errmsg, "%s is not valid YAML: %s at line %zu", path,
-                parser.problem ? parser.problem : "parse error", parser.problem_mark.line + 1);
-        yaml_parser_delete(&parser);
+    bfs_yaml *doc = NULL;
+    bfs_yaml_error yerr;
+    ret = bfs_yaml_load_stream(f, path, &doc, NULL, &yerr);
+    if (ret < 0) {
+        set_err(errmsg, "%s is not valid YAML: %s at line %d", path, yerr.problem, yerr.line);
         fclose(f);
         free(path);
-        return -EINVAL;
+        return ret;
     }
-    const char *db = yaml_scalar(&doc, "registry.db");
-    const char *root = yaml_scalar(&doc, "datastore.root");
-    const char *records = yaml_scalar(&doc, "datastore.records.table");
+    const char *db = yaml_scalar(doc, "registry.db");
+    const char *root = yaml_scalar(doc, "datastore.root");
+    const char *records = yaml_scalar(doc, "datastore.records.table");
     if (!db) {
         set_err(errmsg, "%s names no registry database (registry.db is missing)", path);
         ret = -EINVAL;
@@ -319,8 +300,7 @@ static int read_butler_yaml(bfs_registry *reg, char **errmsg)
         if (!reg->db_path || !reg->datastore_root || !reg->records_table || !reg->datastore_name)
             ret = -ENOMEM;
     }
-    yaml_document_delete(&doc);
-    yaml_parser_delete(&parser);
+    bfs_yaml_free(doc);
     fclose(f);
     free(path);
     return ret;

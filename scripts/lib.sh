@@ -8,6 +8,7 @@ BFS_PACKAGES=(
     libsqlite3-dev sqlite3
     libcfitsio-dev libcfitsio-bin fitsverify
     libcmocka-dev libjansson-dev libyaml-dev libssl-dev
+    libcurl4-openssl-dev liblmdb-dev libxxhash-dev
     python3
 )
 
@@ -44,6 +45,19 @@ bfs_install_deps()
         apt-get -o DPkg::Lock::Timeout=300 update || return 1
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
         apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends "${missing[@]}"
+}
+
+# Node.js and npm (for the s3rver S3 test server) from Debian only when the
+# machine has none: a node installed another way must not be replaced.
+bfs_install_node()
+{
+    command -v npm >/dev/null 2>&1 && return 0
+    local sudo=()
+    [ "$(id -u)" -ne 0 ] && sudo=(sudo)
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends nodejs npm \
+        || echo "scripts: could not install nodejs/npm; the S3 tests will be skipped" >&2
+    return 0
 }
 
 # bfs_build DIR [cmake options...]: configure and build with -j2.

@@ -1,0 +1,124 @@
+/*
+ * cache.h - the persistent local block cache of remote objects.
+ *
+ * Objects are cut into blocks of block_size bytes (the last one shorter).
+ * Each block is stored as one file under DIR/blocks/, written to a temporary
+ * name, renamed to a name used only once, and recorded in an LMDB index
+ * (DIR/index.lmdb) in the same step, with its length, an XXH3-64 checksum of
+ * its bytes (seeded by the object key, block number and block size, so a
+ * block can never pass for another) and its last-use time.  A block is
+ * served only when its file exists, has the recorded length and the
+ * checksum matches; anything else is dropped (file and record), logged once,
+ * and reported as a miss so the caller fetches it again.  Nothing corrupt
+ * is ever returned.
+ *
+ * Keys: an object key names one version of one object, e.g.
+ * "<url without query>#<etag or size+mtime>", so a replaced object never
+ * reuses the old blocks.  Keys of any length are accepted (the index keys
+ * blocks by a 128-bit hash of the key and keeps the key itself to tell
+ * colliding keys apart).
+ *
+ * Limits: the total of block lengths stays under max_bytes, and the file
+ * system keeps min_free_bytes free; bfs_cache_put evicts least recently
+ * used blocks first.  Last use is recorded with a resolution of one minute
+ * (a block read again within a minute of its last recorded use costs no
+ * index write; later reads are batched), so LRU order is approximate at
+ * that scale.  A block being read is safe: readers open the file before
+ * reading and eviction only unlinks.
+ *
+ * Persistence and sharing: the cache survives unmount, remount and a
+ * daemon killed with SIGKILL (a block is visible only after its rename and
+ * its index commit; an orphan file without a record is removed by
+ * bfs_cache_verify).  Block files are not fsync'ed: after a power loss a
+ * recorded block may be short or garbled, which the per-read check catches.
+ * Several processes (mounts, prefetch, `butlerfs cache`) may use one cache
+ * directory at once: LMDB provides the locking.  The directory and its
+ * files are created 0700/0600.
+ *
+ * Errors: negative errno; LMDB codes are translated in one place.
+ * Threads: a bfs_cache is shared by all threads of a process; open it once
+ * per process (a second open of the same directory in one process gives
+ * -EBUSY), after daemonizing, and never use it in a child after fork().
+ */
+#ifndef BFS_CACHE_H
+#define BFS_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* A field left 0 selects its default. */
+typedef struct bfs_cache_cfg {
+    const char *dir;          /* NULL: $XDG_CACHE_HOME/butlerfs, else ~/.cache/butlerfs */
+    int64_t max_bytes;        /* 10 GiB */
+    int64_t min_free_bytes;   /* 1 GiB kept free on the file system */
+    uint32_t block_size;      /* 4 MiB; fixed per cache directory (stored at creation) */
+} bfs_cache_cfg;
+
+typedef struct bfs_cache_stats {
+    int64_t bytes;            /* sum of block lengths */
+    int64_t blocks;
+    int64_t objects;          /* distinct object keys */
+    uint64_t hits, misses, corrupt;  /* since this process opened the cache */
+    int64_t max_bytes, min_free_bytes;
+    uint32_t block_size;
+    /* All processes since the cache was created.  A process adds its hits
+     * and misses to the index when it next writes to it (a put, a batch of
+     * last-use updates, close), so a running mount's latest reads may be
+     * missing. */
+    int64_t all_hits, all_misses;
+    int64_t all_dropped;      /* corrupt or missing blocks dropped */
+    int64_t all_evicted;      /* blocks evicted */
+    int64_t fs_free_bytes;    /* free space of the file system now (statvfs) */
+} bfs_cache_stats;
+
+typedef struct bfs_cache bfs_cache;
+
+/* Create the directory if needed.  -errno and *errmsg (malloc'd) on failure. */
+int bfs_cache_open(const bfs_cache_cfg *cfg, bfs_cache **out, char **errmsg);
+/* Writes this process's pending last-use times and counters, then closes. */
+void bfs_cache_close(bfs_cache *c);
+
+uint32_t bfs_cache_block_size(const bfs_cache *c);
+const char *bfs_cache_dir(const bfs_cache *c);
+
+/* Read block number `block` of object key into buf (bufsz >= block size).
+ * Returns the block's length, or -ENOENT on a miss (including a dropped
+ * corrupt block).  Other negative errno values are failures of the cache
+ * itself (EMFILE, index errors); the caller treats them as a miss. */
+ssize_t bfs_cache_get(bfs_cache *c, const char *key, uint64_t block, void *buf, size_t bufsz);
+
+/* Store a block (evicting as needed).  1 <= len <= block size, else
+ * -EINVAL.  -ENOSPC when it cannot fit even after eviction (a block larger
+ * than max_bytes, a file system below its free-space floor with the cache
+ * empty, a full index).  Storing a block that is already recorded with the
+ * same bytes costs one index lookup. */
+int bfs_cache_put(bfs_cache *c, const char *key, uint64_t block, const void *buf, size_t len);
+
+/* True when the block is recorded (no verification; for prefetch planning). */
+bool bfs_cache_has(bfs_cache *c, const char *key, uint64_t block);
+
+int bfs_cache_stats_get(bfs_cache *c, bfs_cache_stats *st);
+
+/* Evict least recently used blocks until at most target_bytes remain. */
+int bfs_cache_evict(bfs_cache *c, int64_t target_bytes);
+
+/* Check every block (length and checksum), drop bad ones and orphan files
+ * (block files without a record, and temporary files of dead writers).
+ * *checked and *dropped (may be NULL) get counts: blocks checked, and
+ * blocks plus files dropped. */
+int bfs_cache_verify(bfs_cache *c, int64_t *checked, int64_t *dropped);
+
+/* The same, calling progress (may be NULL) after each checked block with
+ * the blocks checked so far, the blocks recorded at the start and the bytes
+ * read so far. */
+typedef void (*bfs_cache_progress_fn)(void *ctx, int64_t done, int64_t total, int64_t bytes);
+int bfs_cache_verify_progress(bfs_cache *c, bfs_cache_progress_fn progress, void *ctx,
+                              int64_t *checked, int64_t *dropped);
+
+/* Tests only: replace the clock (seconds since 1970) used for last-use
+ * times; NULL restores time(2).  Call before other threads use c. */
+void bfs_cache_set_clock(bfs_cache *c, int64_t (*now)(void));
+
+#endif

@@ -1,0 +1,980 @@
+/*
+ * http.c - one bounded request to a remote object over libcurl (HTTP(S),
+ * WebDAV, and S3 through s3.h).
+ *
+ * Design.  A bfs_http is shared by every thread, but a curl easy handle is
+ * not: each thread gets its own, created lazily through a pthread key and
+ * kept, because the handle owns the connection cache, so keeping it is what
+ * makes HTTP/1.1 keep-alive (and TLS session reuse) work from one read to
+ * the next.  Every handle ever created is on h->conns so bfs_http_free()
+ * can close them all; when a thread exits, the key's destructor puts its
+ * handle on h->idle for the next new thread, so a FUSE loop that starts and
+ * stops worker threads does not pile up handles.  The options that never
+ * change (timeouts, TLS, protocols, keep-alive, callbacks) are set once
+ * when a handle is made; a request sets only URL, method, Range and
+ * headers, so no curl_easy_reset() (which would also drop the enlarged
+ * receive buffer) is needed.
+ *
+ * A GET writes straight into the caller's buffer.  The header callback
+ * sees the whole reply head before the first body byte, so it decides
+ * there whether the reply is the one we asked for: exact Content-Range,
+ * the pinned ETag/Last-Modified/size, a 200 only for a whole object that
+ * fits.  A wrong reply is aborted before its body is read (a server that
+ * ignores Range must not stream a 10 GB object to serve 2880 bytes), and
+ * the write callback refuses any byte beyond what the head announced, so
+ * the buffer can never overflow whatever the server sends.
+ *
+ * Errors: the callbacks only record why they aborted; http_result() is the
+ * one place a CURLcode, an HTTP status or such a recorded reason becomes
+ * -errno (the table in http.h), and the one place a failed transfer is
+ * logged, with the URL cut at '?' and without userinfo, never with headers.
+ * Transient failures are logged at info only (remote.c retries them and
+ * logs the outcome), 404 and 416 at debug (failover and EOF are answers).
+ * A request that is never sent (unusable token file, S3 credentials) is
+ * logged where the problem is found, once per distinct problem.
+ *
+ * The bearer token is read from token_file when it changes (inode, size or
+ * mtime, checked at most once a second) so a rotated token is picked up
+ * without a remount; a missing or unusable file gives -EACCES and one log
+ * line naming the file (again only when the reason changes).
+ *
+ * Lock order: h->token_lock and h->lock are never held together; s3.h's
+ * locks are taken inside bfs_s3_prepare() with neither held.
+ */
+#include "http.h"
+
+#include "log.h"
+#include "s3.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TAG "http"
+
+/* Large enough that a 1 MiB block arrives in a handful of callbacks,
+ * small enough to keep one per thread. */
+#define RECV_BUFFER (256 * 1024)
+/* A token is a few KB (JWTs); anything bigger is the wrong file. */
+#define TOKEN_MAX (64 * 1024)
+/* Error bodies are read (to keep the connection) only up to this size. */
+#define ERROR_BODY_MAX (64 * 1024)
+#define URL_MAX 4096
+
+struct http_conn {
+    CURL *curl;
+    bfs_http *h;
+    struct http_conn *next;      /* h->conns */
+    struct http_conn *next_idle; /* h->idle */
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+struct bfs_http {
+    long connect_timeout_ms, request_timeout_ms, low_speed_bytes, low_speed_time_s;
+    bool tls_verify;
+    char *ca_file, *token_file;
+    bfs_s3 *s3;
+
+    pthread_key_t key;
+    pthread_mutex_t lock;        /* conns, idle */
+    struct http_conn *conns;     /* every handle, closed in bfs_http_free */
+    struct http_conn *idle;      /* handles of exited threads, for reuse */
+
+    _Atomic uint64_t bytes_received;
+
+    pthread_mutex_t token_lock;  /* everything below */
+    char *token;                 /* trimmed; NULL while the file is unusable */
+    bool token_seen;             /* the file was examined at least once */
+    struct timespec token_checked; /* CLOCK_MONOTONIC of the last stat */
+    dev_t token_dev;
+    ino_t token_ino;
+    off_t token_size;
+    struct timespec token_mtime;
+    char token_problem[160];     /* last reason logged, "" when fine */
+};
+
+/* One request: what we asked for, what the reply said, why we aborted. */
+struct req {
+    bfs_http *h;
+    struct http_conn *c;
+    const char *method;          /* "GET" / "HEAD" */
+    const char *url;             /* as given by the caller (logged stripped) */
+    const bfs_object *pin;
+    int64_t off, last;           /* requested range, inclusive */
+    char *buf;
+    size_t cap;                  /* bytes requested: last - off + 1 */
+    size_t got;                  /* body bytes copied into buf */
+    uint64_t wire;               /* body bytes received */
+    int64_t expect;              /* body bytes the head announced, -1 unknown */
+
+    long status;                 /* of the latest status line */
+    int64_t content_length;      /* -1 when absent */
+    bool have_range;
+    int64_t cr_first, cr_last, cr_total; /* cr_total -1 for '*' */
+    bool etag_too_long;
+    char etag[sizeof ((bfs_object *)0)->etag];
+    char last_modified[sizeof ((bfs_object *)0)->last_modified];
+    bool body_ok;                /* final 200/206 head accepted */
+
+    int reject;                  /* -errno recorded by a callback, 0 none */
+    char why[160];               /* its detail, for the log */
+};
+
+/* ---- curl_global_init, once ------------------------------------------------- */
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc = CURLE_FAILED_INIT;
+
+static void global_init(void) { global_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+/* ---- small helpers ------------------------------------------------------------ */
+
+static void set_err(char **errmsg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(char **errmsg, const char *fmt, ...)
+{
+    if (!errmsg)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(errmsg, fmt, ap) < 0)
+        *errmsg = NULL;
+    va_end(ap);
+}
+
+static void reject(struct req *r, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void reject(struct req *r, int err, const char *fmt, ...)
+{
+    if (r->reject)
+        return; /* the first reason is the real one */
+    r->reject = err;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->why, sizeof r->why, fmt, ap);
+    va_end(ap);
+}
+
+/* url without userinfo and without query or fragment (where signatures and
+ * tokens travel), truncated to fit out. */
+static bool is_s3(const char *url);
+
+static void url_for_log(const char *url, char *out, size_t outsz)
+{
+    const char *rest = url;
+    size_t pre = 0;
+    const char *s = strstr(url, "://");
+    /* s3://profile@bucket keeps its profile (a name, no secret); the
+     * user:password@ of http(s) goes. */
+    if (s && !is_s3(url)) {
+        const char *auth = s + 3;
+        size_t hostlen = strcspn(auth, "/?#");
+        const char *at = memrchr(auth, '@', hostlen);
+        pre = (size_t)(auth - url);
+        rest = at ? at + 1 : auth;
+    }
+    size_t keep = strcspn(rest, "?#");
+    if (keep > outsz)
+        keep = outsz;
+    snprintf(out, outsz, "%.*s%.*s%s", (int)pre, url, (int)keep, rest, rest[keep] ? "?..." : "");
+}
+
+static bool is_s3(const char *url) { return strncasecmp(url, "s3://", 5) == 0; }
+
+bool bfs_http_handles(const char *url)
+{
+    return url && (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0 ||
+                   is_s3(url));
+}
+
+static int64_t parse_i64(const char *s, const char **end)
+{
+    if (!isdigit((unsigned char)*s)) {
+        *end = s;
+        return -1;
+    }
+    int64_t v = 0;
+    while (isdigit((unsigned char)*s)) {
+        int d = *s++ - '0';
+        if (v > (INT64_MAX - d) / 10) {
+            *end = s;
+            return -1;
+        }
+        v = v * 10 + d;
+    }
+    *end = s;
+    return v;
+}
+
+/* "bytes FIRST-LAST/TOTAL" (TOTAL may be '*'). */
+static bool parse_content_range(const char *v, int64_t *first, int64_t *last, int64_t *total)
+{
+    if (strncasecmp(v, "bytes", 5) != 0)
+        return false;
+    v += 5;
+    while (*v == ' ')
+        v++;
+    const char *e;
+    *first = parse_i64(v, &e);
+    if (*first < 0 || *e != '-')
+        return false;
+    *last = parse_i64(e + 1, &e);
+    if (*last < *first || *e != '/')
+        return false;
+    if (e[1] == '*' && e[2] == '\0') {
+        *total = -1;
+        return true;
+    }
+    *total = parse_i64(e + 1, &e);
+    return *total > *last && *e == '\0';
+}
+
+/* ---- per-thread handles ------------------------------------------------------- */
+
+/* Runs when a thread that used h exits: hand its handle to the next thread.
+ * bfs_http_free() must not race with exiting threads (libfuse joins its
+ * workers before the session loop returns). */
+static void conn_release(void *p)
+{
+    struct http_conn *c = p;
+    pthread_mutex_lock(&c->h->lock);
+    c->next_idle = c->h->idle;
+    c->h->idle = c;
+    pthread_mutex_unlock(&c->h->lock);
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *ud);
+static size_t on_body(char *data, size_t size, size_t n, void *ud);
+
+static int conn_setup(bfs_http *h, struct http_conn *c)
+{
+    CURL *k = c->curl;
+    CURLcode rc = CURLE_OK;
+#define SET(opt, val) \
+    do { if (rc == CURLE_OK) rc = curl_easy_setopt(k, opt, val); } while (0)
+    SET(CURLOPT_NOSIGNAL, 1L);                   /* timeouts without SIGALRM: threads */
+    SET(CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms);
+    SET(CURLOPT_TIMEOUT_MS, h->request_timeout_ms);
+    SET(CURLOPT_LOW_SPEED_LIMIT, h->low_speed_bytes);
+    SET(CURLOPT_LOW_SPEED_TIME, h->low_speed_time_s);
+    SET(CURLOPT_SSL_VERIFYPEER, h->tls_verify ? 1L : 0L);
+    SET(CURLOPT_SSL_VERIFYHOST, h->tls_verify ? 2L : 0L);
+    if (h->ca_file)
+        SET(CURLOPT_CAINFO, h->ca_file);
+    SET(CURLOPT_TCP_KEEPALIVE, 1L);              /* notice a dead peer on an idle connection */
+    SET(CURLOPT_TCP_KEEPIDLE, 30L);
+    SET(CURLOPT_TCP_KEEPINTVL, 15L);
+    SET(CURLOPT_TCP_NODELAY, 1L);
+    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1); /* one stream per handle anyway */
+    /* A redirect may not take us to file://, ftp:// ...  Curl drops
+     * Authorization on a redirect to another host, port or scheme. */
+#if LIBCURL_VERSION_NUM >= 0x075500
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+    SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    SET(CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    SET(CURLOPT_FOLLOWLOCATION, 1L);
+    SET(CURLOPT_MAXREDIRS, 5L);
+    SET(CURLOPT_USERAGENT, "butlerfs/" BFS_VERSION);
+    SET(CURLOPT_BUFFERSIZE, (long)RECV_BUFFER);
+    SET(CURLOPT_ERRORBUFFER, c->errbuf);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_WRITEFUNCTION, on_body);
+    /* No Accept-Encoding: ranges are byte ranges of the stored object. */
+#undef SET
+    return rc == CURLE_OK ? 0 : -ENOMEM;
+}
+
+/* This thread's handle, or NULL when out of memory. */
+static struct http_conn *conn_get(bfs_http *h)
+{
+    struct http_conn *c = pthread_getspecific(h->key);
+    if (c)
+        return c;
+    pthread_mutex_lock(&h->lock);
+    c = h->idle;
+    if (c)
+        h->idle = c->next_idle;
+    pthread_mutex_unlock(&h->lock);
+    if (!c) {
+        c = calloc(1, sizeof *c);
+        if (!c)
+            return NULL;
+        c->h = h;
+        c->curl = curl_easy_init();
+        if (!c->curl || conn_setup(h, c) < 0) {
+            if (c->curl)
+                curl_easy_cleanup(c->curl);
+            free(c);
+            return NULL;
+        }
+        pthread_mutex_lock(&h->lock);
+        c->next = h->conns;
+        h->conns = c;
+        pthread_mutex_unlock(&h->lock);
+    }
+    c->next_idle = NULL;
+    if (pthread_setspecific(h->key, c) != 0) {
+        conn_release(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* ---- bearer token ------------------------------------------------------------- */
+
+/* Log the token file's problem once per distinct reason.  token_lock held. */
+static void token_problem(bfs_http *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void token_problem(bfs_http *h, const char *fmt, ...)
+{
+    char msg[sizeof h->token_problem];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (strcmp(msg, h->token_problem) != 0) {
+        snprintf(h->token_problem, sizeof h->token_problem, "%s", msg);
+        bfs_warn(TAG, "bearer token file %s %s; requests are refused (EACCES) until it is fixed",
+                 h->token_file, msg);
+    }
+    if (h->token) {
+        explicit_bzero(h->token, strlen(h->token));
+        free(h->token);
+        h->token = NULL;
+    }
+}
+
+/* Read the token file (token_lock held, st from fstat of the opened fd). */
+static void token_read(bfs_http *h, int fd, const struct stat *st)
+{
+    h->token_dev = st->st_dev;
+    h->token_ino = st->st_ino;
+    h->token_size = st->st_size;
+    h->token_mtime = st->st_mtim;
+    if (!S_ISREG(st->st_mode)) {
+        token_problem(h, "is not a regular file");
+        return;
+    }
+    if (st->st_size > TOKEN_MAX) {
+        token_problem(h, "is larger than %d bytes", TOKEN_MAX);
+        return;
+    }
+    char *buf = malloc(TOKEN_MAX + 1);
+    if (!buf) {
+        token_problem(h, "cannot be read: out of memory");
+        return;
+    }
+    size_t n = 0;
+    for (;;) {
+        ssize_t k = read(fd, buf + n, TOKEN_MAX + 1 - n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            int e = errno;
+            explicit_bzero(buf, n);
+            free(buf);
+            token_problem(h, "cannot be read: %s", strerror(e));
+            return;
+        }
+        if (k == 0 || (n += (size_t)k) > TOKEN_MAX)
+            break;
+    }
+    const char *problem = NULL;
+    size_t a = 0, b = n;
+    while (a < b && isspace((unsigned char)buf[a]))
+        a++;
+    while (b > a && isspace((unsigned char)buf[b - 1]))
+        b--;
+    if (n > TOKEN_MAX)
+        problem = "is too large";
+    else if (a == b)
+        problem = "is empty";
+    for (size_t i = a; !problem && i < b; i++)
+        if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+            problem = "holds more than one line or a control character";
+    if (problem) {
+        explicit_bzero(buf, n);
+        free(buf);
+        token_problem(h, "%s", problem);
+        return;
+    }
+    memmove(buf, buf + a, b - a);
+    buf[b - a] = '\0';
+    explicit_bzero(buf + (b - a), n - (b - a));
+    if (h->token) {
+        explicit_bzero(h->token, strlen(h->token));
+        free(h->token);
+    }
+    h->token = buf;
+    if (h->token_problem[0])
+        bfs_note(TAG, "bearer token file %s is usable again", h->token_file);
+    else
+        bfs_debug(TAG, "bearer token read from %s", h->token_file);
+    h->token_problem[0] = '\0';
+}
+
+/* Append "Authorization: Bearer <token>" to *hdrs, re-reading the file when
+ * it changed.  0, -EACCES (logged) or -ENOMEM. */
+static int token_header(bfs_http *h, struct curl_slist **hdrs)
+{
+    int ret = 0;
+    pthread_mutex_lock(&h->token_lock);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t since_ms = (now.tv_sec - h->token_checked.tv_sec) * 1000 +
+                       (now.tv_nsec - h->token_checked.tv_nsec) / 1000000;
+    if (!h->token_seen || since_ms >= 1000) {
+        h->token_seen = true;
+        h->token_checked = now;
+        struct stat st;
+        if (stat(h->token_file, &st) < 0) {
+            token_problem(h, "cannot be read: %s", strerror(errno));
+        } else if (h->token && st.st_dev == h->token_dev && st.st_ino == h->token_ino &&
+                   st.st_size == h->token_size && st.st_mtim.tv_sec == h->token_mtime.tv_sec &&
+                   st.st_mtim.tv_nsec == h->token_mtime.tv_nsec) {
+            /* unchanged */
+        } else {
+            int fd = open(h->token_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+            if (fd < 0 || fstat(fd, &st) < 0)
+                token_problem(h, "cannot be read: %s", strerror(errno));
+            else
+                token_read(h, fd, &st);
+            if (fd >= 0)
+                close(fd);
+        }
+    }
+    if (!h->token) {
+        ret = -EACCES;
+    } else {
+        static const char prefix[] = "Authorization: Bearer ";
+        size_t n = sizeof prefix + strlen(h->token);
+        char *line = malloc(n);
+        if (!line) {
+            ret = -ENOMEM;
+        } else {
+            snprintf(line, n, "%s%s", prefix, h->token);
+            struct curl_slist *l = curl_slist_append(*hdrs, line);
+            explicit_bzero(line, n);
+            free(line);
+            if (l)
+                *hdrs = l;
+            else
+                ret = -ENOMEM;
+        }
+    }
+    pthread_mutex_unlock(&h->token_lock);
+    return ret;
+}
+
+/* ---- callbacks ---------------------------------------------------------------- */
+
+/* Checks of a final 200/206 head against the request (GET only). */
+static void check_head(struct req *r)
+{
+    const bfs_object *pin = r->pin;
+    if (pin) {
+        if (r->etag_too_long) {
+            reject(r, -EPROTO, "ETag longer than %zu bytes", sizeof r->etag - 1);
+            return;
+        }
+        if (pin->etag[0] && r->etag[0] && strcmp(pin->etag, r->etag) != 0) {
+            reject(r, -ESTALE, "ETag is %s, was %s when opened", r->etag, pin->etag);
+            return;
+        }
+        if (!pin->etag[0] && pin->last_modified[0] && r->last_modified[0] &&
+            strcmp(pin->last_modified, r->last_modified) != 0) {
+            reject(r, -ESTALE, "Last-Modified is %s, was %s when opened", r->last_modified,
+                   pin->last_modified);
+            return;
+        }
+    }
+    if (r->status == 206) {
+        if (!r->have_range) {
+            reject(r, -EPROTO, "206 without a single-range Content-Range");
+            return;
+        }
+        if (r->cr_total < 0) {
+            reject(r, -EPROTO, "Content-Range without the object size");
+            return;
+        }
+        if (pin && r->cr_total != pin->size) {
+            reject(r, -ESTALE, "size is %" PRId64 ", was %" PRId64 " when opened", r->cr_total,
+                   pin->size);
+            return;
+        }
+        int64_t want_last = r->last < r->cr_total - 1 ? r->last : r->cr_total - 1;
+        if (r->cr_first != r->off || r->cr_last != want_last) {
+            reject(r, -EPROTO,
+                   "Content-Range %" PRId64 "-%" PRId64 "/%" PRId64 " for a request of %" PRId64
+                   "-%" PRId64,
+                   r->cr_first, r->cr_last, r->cr_total, r->off, r->last);
+            return;
+        }
+        r->expect = r->cr_last - r->cr_first + 1;
+        if (r->content_length >= 0 && r->content_length != r->expect) {
+            reject(r, -EPROTO, "Content-Length %" PRId64 " for a %" PRId64 "-byte range",
+                   r->content_length, r->expect);
+            return;
+        }
+    } else { /* 200: the whole object; only usable from offset 0 when it fits */
+        if (r->off != 0) {
+            reject(r, -EPROTO, "200 (whole object) for a range at offset %" PRId64
+                   ": the server ignores Range", r->off);
+            return;
+        }
+        if (r->content_length >= 0 && (uint64_t)r->content_length > r->cap) {
+            reject(r, -EPROTO, "200 with %" PRId64 " bytes for a %zu-byte range: "
+                   "the server ignores Range", r->content_length, r->cap);
+            return;
+        }
+        if (pin && r->content_length >= 0 && r->content_length != pin->size) {
+            reject(r, -ESTALE, "size is %" PRId64 ", was %" PRId64 " when opened",
+                   r->content_length, pin->size);
+            return;
+        }
+        r->expect = r->content_length;
+    }
+    r->body_ok = true;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *ud)
+{
+    struct req *r = ud;
+    size_t len = size * n;
+    if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+        /* A new reply (after a redirect or a 100): forget the previous head. */
+        const char *sp = memchr(data, ' ', len);
+        r->status = 0;
+        if (sp && (size_t)(sp - data) + 4 <= len && isdigit((unsigned char)sp[1]) &&
+            isdigit((unsigned char)sp[2]) && isdigit((unsigned char)sp[3]))
+            r->status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 + (sp[3] - '0');
+        r->content_length = -1;
+        r->have_range = false;
+        r->etag[0] = r->last_modified[0] = '\0';
+        r->etag_too_long = false;
+        r->body_ok = false;
+        return len;
+    }
+    if (len <= 2 && (data[0] == '\r' || data[0] == '\n')) {
+        /* End of a head.  Only the final reply of a GET is checked. */
+        if (r->buf && (r->status == 200 || r->status == 206)) {
+            check_head(r);
+            if (r->reject)
+                return 0; /* abort before the body */
+        }
+        return len;
+    }
+    const char *colon = memchr(data, ':', len);
+    if (!colon)
+        return len;
+    size_t nlen = (size_t)(colon - data);
+    const char *v = colon + 1, *end = data + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    size_t vlen = (size_t)(end - v);
+    char val[256];
+#define IS(name) (nlen == sizeof(name) - 1 && strncasecmp(data, name, nlen) == 0)
+    if (IS("Content-Length")) {
+        snprintf(val, sizeof val, "%.*s", (int)vlen, v);
+        const char *e;
+        int64_t x = parse_i64(val, &e);
+        r->content_length = (x >= 0 && *e == '\0') ? x : -1;
+    } else if (IS("Content-Range")) {
+        snprintf(val, sizeof val, "%.*s", (int)vlen, v);
+        r->have_range = parse_content_range(val, &r->cr_first, &r->cr_last, &r->cr_total);
+    } else if (IS("ETag")) {
+        if (vlen < sizeof r->etag)
+            snprintf(r->etag, sizeof r->etag, "%.*s", (int)vlen, v);
+        else
+            r->etag_too_long = true;
+    } else if (IS("Last-Modified")) {
+        if (vlen < sizeof r->last_modified)
+            snprintf(r->last_modified, sizeof r->last_modified, "%.*s", (int)vlen, v);
+    }
+#undef IS
+    return len;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *ud)
+{
+    struct req *r = ud;
+    size_t len = size * n;
+    r->wire += len;
+    atomic_fetch_add_explicit(&r->h->bytes_received, len, memory_order_relaxed);
+    if (!r->body_ok) {
+        /* An error page: drain a small one so the connection stays usable. */
+        return r->wire <= ERROR_BODY_MAX ? len : 0;
+    }
+    size_t limit = r->expect >= 0 ? (size_t)r->expect : r->cap;
+    if (len > limit - r->got) {
+        reject(r, -EPROTO, "body longer than the %zu bytes announced", limit);
+        return 0;
+    }
+    memcpy(r->buf + r->got, data, len);
+    r->got += len;
+    return len;
+}
+
+/* ---- the one translation to errno ----------------------------------------------- */
+
+static int status_errno(long status)
+{
+    switch (status) {
+    case 401: case 403: return -EACCES;
+    case 404: case 410: return -ENOENT;
+    case 412: return -ESTALE;
+    case 416: return -ERANGE;
+    case 408: return -ETIMEDOUT;
+    default: return -EIO;
+    }
+}
+
+static int curl_errno(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return -ETIMEDOUT; /* also the low-speed limit */
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_GOT_NOTHING:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_SSL_CONNECT_ERROR:
+        return -ECONNRESET;
+    case CURLE_PARTIAL_FILE:
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_BAD_CONTENT_ENCODING:
+    case CURLE_HTTP2:
+        return -EPROTO;
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        return -EACCES; /* this replica's certificate will not change on a retry */
+    case CURLE_URL_MALFORMAT:
+        return -EINVAL;
+    case CURLE_OUT_OF_MEMORY:
+        return -ENOMEM;
+    default:
+        return -EIO;
+    }
+}
+
+static int log_level_for(int err)
+{
+    switch (err) {
+    case -ENOENT: case -ERANGE: return LOG_DEBUG;   /* an answer, not a failure: failover, EOF */
+    case -EACCES: return LOG_WARNING;               /* needs the user: token, certificate */
+    case -ESTALE: return LOG_NOTICE;
+    default: return LOG_INFO;                       /* transient: remote.c retries and reports */
+    }
+}
+
+/* Decide the outcome of a performed request and log a failure once.
+ * Success is 200 for HEAD, 200 or 206 (checked by check_head) for GET. */
+static int http_result(struct req *r, CURLcode rc)
+{
+    int err = 0;
+    char detail[CURL_ERROR_SIZE + 64];
+    detail[0] = '\0';
+    bool get = r->buf != NULL;
+    if (r->reject) {
+        err = r->reject;
+        snprintf(detail, sizeof detail, "%s", r->why);
+    } else if (rc != CURLE_OK && r->status < 400) {
+        /* (A 4xx/5xx status line is the answer even when its body was cut
+         * short or drained by us.) */
+        err = curl_errno(rc);
+        snprintf(detail, sizeof detail, "%s", r->c->errbuf[0] ? r->c->errbuf : curl_easy_strerror(rc));
+    } else if (r->status == 200 || (get && r->status == 206)) {
+        if (get && r->expect >= 0 && r->got != (size_t)r->expect) {
+            err = -EPROTO;
+            snprintf(detail, sizeof detail, "body of %zu bytes, %" PRId64 " announced", r->got,
+                     r->expect);
+        } else if (get && r->pin && r->status == 200 && r->got != r->cap) {
+            /* A whole object without Content-Length, shorter than pinned. */
+            err = -ESTALE;
+            snprintf(detail, sizeof detail, "size is %zu, was %" PRId64 " when opened", r->got,
+                     r->pin->size);
+        } else if (!get && r->content_length < 0) {
+            err = -EPROTO;
+            snprintf(detail, sizeof detail, "no Content-Length");
+        } else if (!get && r->etag_too_long) {
+            err = -EPROTO;
+            snprintf(detail, sizeof detail, "ETag longer than %zu bytes", sizeof r->etag - 1);
+        }
+    } else {
+        err = r->status >= 200 && r->status < 300 ? -EPROTO : status_errno(r->status);
+        if (err == -EACCES && r->h->token_file && !is_s3(r->url))
+            snprintf(detail, sizeof detail, "HTTP %ld (refused the bearer token from %s)",
+                     r->status, r->h->token_file);
+        else
+            snprintf(detail, sizeof detail, "HTTP %ld", r->status);
+    }
+    if (err) {
+        int level = log_level_for(err);
+        if (level <= bfs_log_get_level()) {
+            char u[512];
+            url_for_log(r->url, u, sizeof u);
+            if (get)
+                bfs_log_write(level, TAG, "%s %s bytes %" PRId64 "-%" PRId64 ": %s (%s)", r->method,
+                              u, r->off, r->last, detail, strerror(-err));
+            else
+                bfs_log_write(level, TAG, "%s %s: %s (%s)", r->method, u, detail, strerror(-err));
+        }
+    }
+    return err;
+}
+
+/* ---- requests ----------------------------------------------------------------- */
+
+/* Fill url_out and *hdrs for url: an s3:// URI is signed by s3.h (which also
+ * carries Range and If-Match, as they must be signed); http(s) gets the
+ * bearer token and Range through curl.  Failures are logged by the callee. */
+static int prepare(struct req *r, const char *range, const char *if_match, char *url_out,
+                   size_t url_sz, struct curl_slist **hdrs)
+{
+    bfs_http *h = r->h;
+    if (is_s3(r->url)) {
+        char rh[64];
+        if (range)
+            snprintf(rh, sizeof rh, "bytes=%s", range);
+        int ret = bfs_s3_prepare(h->s3, r->method, r->url, range ? rh : NULL, if_match,
+                                 time(NULL), url_out, url_sz, hdrs);
+        /* Missing (-ENOENT) or unreadable credentials must not look like a
+         * missing object (remote.c would fail over and report "no such
+         * file"): like a refused token, the user has to act.  s3.c has
+         * logged the profile's problem once. */
+        if (ret == -ENOENT || ret == -EIO)
+            ret = -EACCES;
+        return ret;
+    }
+    if (snprintf(url_out, url_sz, "%s", r->url) >= (int)url_sz)
+        return -ENAMETOOLONG;
+    CURLcode rc = curl_easy_setopt(r->c->curl, CURLOPT_RANGE, range);
+    if (rc != CURLE_OK)
+        return -ENOMEM;
+    if (if_match) {
+        char line[sizeof r->pin->etag + 16];
+        snprintf(line, sizeof line, "If-Match: %s", if_match);
+        struct curl_slist *l = curl_slist_append(*hdrs, line);
+        if (!l)
+            return -ENOMEM;
+        *hdrs = l;
+    }
+    return h->token_file ? token_header(h, hdrs) : 0;
+}
+
+static int perform(struct req *r)
+{
+    bfs_http *h = r->h;
+    r->c = conn_get(h);
+    if (!r->c)
+        return -ENOMEM;
+    CURL *k = r->c->curl;
+    r->status = 0;
+    r->content_length = r->expect = -1;
+
+    char range[48];
+    const char *rangep = NULL;
+    if (r->buf) {
+        snprintf(range, sizeof range, "%" PRId64 "-%" PRId64, r->off, r->last);
+        rangep = range;
+    }
+    /* If-Match uses the strong comparison, which a weak ETag never passes;
+     * such a pin is checked against the reply's ETag only. */
+    const bfs_object *pin = r->pin;
+    const char *if_match = pin && pin->etag[0] && strncmp(pin->etag, "W/", 2) != 0 ? pin->etag : NULL;
+
+    char *url = malloc(URL_MAX);
+    if (!url)
+        return -ENOMEM;
+    struct curl_slist *hdrs = NULL;
+    int ret = prepare(r, rangep, if_match, url, URL_MAX, &hdrs);
+    if (ret == 0 && pin && !pin->etag[0] && pin->last_modified[0]) {
+        char line[sizeof pin->last_modified + 32];
+        snprintf(line, sizeof line, "If-Unmodified-Since: %s", pin->last_modified);
+        struct curl_slist *l = curl_slist_append(hdrs, line);
+        if (l)
+            hdrs = l;
+        else
+            ret = -ENOMEM;
+    }
+    if (ret < 0) {
+        /* A refused token or S3 profile was logged where it was found. */
+        if (ret != -EACCES) {
+            char u[512];
+            url_for_log(r->url, u, sizeof u);
+            bfs_info(TAG, "%s %s: cannot build the request: %s", r->method, u,
+                     ret == -ENAMETOOLONG ? "URL too long" : strerror(-ret));
+        }
+        curl_slist_free_all(hdrs);
+        free(url);
+        return ret;
+    }
+    if (is_s3(r->url))
+        curl_easy_setopt(k, CURLOPT_RANGE, NULL); /* Range is in the signed headers */
+
+    r->c->errbuf[0] = '\0';
+    curl_easy_setopt(k, CURLOPT_URL, url);
+    if (r->buf)
+        curl_easy_setopt(k, CURLOPT_HTTPGET, 1L);
+    else
+        curl_easy_setopt(k, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(k, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(k, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(k, CURLOPT_WRITEDATA, r);
+    CURLcode rc = curl_easy_perform(k);
+    /* The handle keeps pointers to these; clear them before freeing. */
+    curl_easy_setopt(k, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(k, CURLOPT_HEADERDATA, NULL);
+    curl_easy_setopt(k, CURLOPT_WRITEDATA, NULL);
+    curl_slist_free_all(hdrs);
+    free(url);
+    return http_result(r, rc);
+}
+
+int bfs_http_stat(bfs_http *h, const char *url, bfs_object *obj)
+{
+    memset(obj, 0, sizeof *obj);
+    if (!bfs_http_handles(url))
+        return -EPROTONOSUPPORT;
+    struct req r = {.h = h, .method = "HEAD", .url = url};
+    int ret = perform(&r);
+    if (ret < 0)
+        return ret;
+    obj->size = r.content_length;
+    snprintf(obj->etag, sizeof obj->etag, "%s", r.etag);
+    snprintf(obj->last_modified, sizeof obj->last_modified, "%s", r.last_modified);
+    return 0;
+}
+
+ssize_t bfs_http_get(bfs_http *h, const char *url, const bfs_object *pin, int64_t off, size_t len,
+                     void *buf, size_t *bytes_moved)
+{
+    if (bytes_moved)
+        *bytes_moved = 0;
+    if (!bfs_http_handles(url))
+        return -EPROTONOSUPPORT;
+    if (off < 0 || !buf)
+        return -EINVAL;
+    if (len > (size_t)SSIZE_MAX)
+        len = (size_t)SSIZE_MAX;
+    if (len > (uint64_t)(INT64_MAX - off))
+        len = (size_t)(INT64_MAX - off);
+    /* With a pin the size is known: no request past the end, and a range
+     * clipped to it so the reply must match exactly. */
+    if (pin) {
+        if (off >= pin->size)
+            return 0;
+        if ((uint64_t)len > (uint64_t)(pin->size - off))
+            len = (size_t)(pin->size - off);
+    }
+    if (len == 0)
+        return 0;
+    struct req r = {.h = h, .method = "GET", .url = url, .pin = pin, .off = off,
+                    .last = off + (int64_t)len - 1, .buf = buf, .cap = len};
+    int ret = perform(&r);
+    if (bytes_moved)
+        *bytes_moved = r.wire;
+    return ret < 0 ? ret : (ssize_t)r.got;
+}
+
+uint64_t bfs_http_bytes_received(const bfs_http *h)
+{
+    return atomic_load_explicit(&((bfs_http *)h)->bytes_received, memory_order_relaxed);
+}
+
+/* ---- lifecycle ---------------------------------------------------------------- */
+
+int bfs_http_new(const bfs_http_cfg *cfg, bfs_http **out, char **errmsg)
+{
+    *out = NULL;
+    if (errmsg)
+        *errmsg = NULL;
+    pthread_once(&global_once, global_init);
+    if (global_rc != CURLE_OK) {
+        set_err(errmsg, "cannot initialise libcurl: %s", curl_easy_strerror(global_rc));
+        return -EIO;
+    }
+    if (cfg->ca_file && access(cfg->ca_file, R_OK) < 0) {
+        int e = errno;
+        set_err(errmsg, "ca_file %s: %s (give a readable PEM bundle, or leave ca_file unset "
+                "for the system CAs)", cfg->ca_file, strerror(e));
+        return -e;
+    }
+    bfs_http *h = calloc(1, sizeof *h);
+    if (!h)
+        return -ENOMEM;
+    /* A request must always end: non-positive timeouts take the defaults. */
+    h->connect_timeout_ms = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 5000;
+    h->request_timeout_ms = cfg->request_timeout_ms > 0 ? cfg->request_timeout_ms : 30000;
+    h->low_speed_bytes = cfg->low_speed_bytes > 0 ? cfg->low_speed_bytes : 0;
+    h->low_speed_time_s = cfg->low_speed_time_s > 0 ? cfg->low_speed_time_s : 0;
+    h->tls_verify = cfg->tls_verify;
+    atomic_init(&h->bytes_received, 0);
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->token_lock, NULL);
+    int ret = pthread_key_create(&h->key, conn_release);
+    if (ret) {
+        pthread_mutex_destroy(&h->lock);
+        pthread_mutex_destroy(&h->token_lock);
+        free(h);
+        return -ret;
+    }
+    if ((cfg->ca_file && !(h->ca_file = strdup(cfg->ca_file))) ||
+        (cfg->token_file && !(h->token_file = strdup(cfg->token_file)))) {
+        bfs_http_free(h);
+        return -ENOMEM;
+    }
+    ret = bfs_s3_new(cfg->s3_profile, &h->s3);
+    if (ret < 0) {
+        set_err(errmsg, "cannot set up S3: %s", strerror(-ret));
+        bfs_http_free(h);
+        return ret;
+    }
+    if (!h->tls_verify)
+        bfs_warn(TAG, "TLS certificate verification is off (tls_verify: false)");
+    *out = h;
+    return 0;
+}
+
+void bfs_http_free(bfs_http *h)
+{
+    if (!h)
+        return;
+    /* Destructors no longer run for h's key, so the handles of live
+     * threads are closed here; none may be in use. */
+    pthread_key_delete(h->key);
+    struct http_conn *c = h->conns;
+    while (c) {
+        struct http_conn *next = c->next;
+        curl_easy_cleanup(c->curl);
+        free(c);
+        c = next;
+    }
+    bfs_s3_free(h->s3);
+    if (h->token) {
+        explicit_bzero(h->token, strlen(h->token));
+        free(h->token);
+    }
+    pthread_mutex_destroy(&h->lock);
+    pthread_mutex_destroy(&h->token_lock);
+    free(h->ca_file);
+    free(h->token_file);
+    free(h);
+}

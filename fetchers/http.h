@@ -1,0 +1,105 @@
+/*
+ * http.h - one request to a remote object: HTTP(S), WebDAV and S3 (path-style
+ * URLs signed with AWS Signature V4, see s3.h), through libcurl.
+ *
+ * This layer makes exactly one attempt per call, bounded in time by the
+ * configuration (connect timeout, low-speed limit, per-request timeout); the
+ * retry, backoff and replica failover policy lives in the reader
+ * (remote.c), so every transport gets the same one.  Errors are classified
+ * so that policy can decide:
+ *
+ *   -ENOENT     404/410: the object is not on this replica (permanent)
+ *   -EACCES     401/403 (permanent for this replica)
+ *   -ESTALE     412, or a validator that differs from the pinned one: the
+ *               object changed since it was opened (never retried)
+ *   -ERANGE     416: range outside the object
+ *   -ETIMEDOUT  connect/transfer timeout or below the low-speed limit (transient)
+ *   -ECONNRESET connection reset/refused, server vanished (transient)
+ *   -EPROTO     wrong Content-Range, short or overlong body, bad reply (transient)
+ *   -EIO        5xx and anything else (transient)
+ *
+ * Also -EACCES (permanent, logged once with what to fix) when the TLS
+ * certificate of the server fails verification, when token_file is missing,
+ * unreadable, empty or not one line (no request is sent), and when an s3://
+ * profile has no usable credentials; -EINVAL for a malformed URL or s3://
+ * URI; -ENOMEM.  -ENOENT therefore always means the server said the object
+ * is not there.
+ *
+ * Secrets (bearer tokens, S3 keys, signatures) never appear in logs or
+ * error messages: URLs are logged without query strings and headers are
+ * never logged.
+ *
+ * Threads: a bfs_http is shared; each thread uses its own curl easy handle
+ * (kept per thread for connection reuse).  All functions are thread-safe.
+ * bfs_http_free() must not run while another thread uses the bfs_http or
+ * is exiting after having used it (join the readers first; libfuse's loop
+ * does before it returns).
+ */
+#ifndef BFS_HTTP_H
+#define BFS_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* The values in comments are the recommended settings (config.c's
+ * defaults).  A request must always end, so a timeout <= 0 means the value
+ * shown, not "none"; low_speed_bytes or low_speed_time_s <= 0 turns the
+ * low-speed check off.  token_file is read before the first request and
+ * re-read when its inode, size or mtime changes (checked at most once a
+ * second); surrounding whitespace is trimmed; it is sent as
+ * "Authorization: Bearer <token>" on http(s) requests only. */
+typedef struct bfs_http_cfg {
+    long connect_timeout_ms;  /* 5000 */
+    long request_timeout_ms;  /* 30000: one whole request */
+    long low_speed_bytes;     /* 1024: below this many bytes/s ... */
+    long low_speed_time_s;    /* 10: ... for this long, the transfer failed */
+    bool tls_verify;          /* true */
+    const char *ca_file;      /* NULL: system CAs */
+    const char *token_file;   /* bearer token file, re-read when it changes; NULL: none */
+    const char *s3_profile;   /* default profile for s3:// URIs without one; NULL: env/default */
+} bfs_http_cfg;
+
+/* The version of an object, pinned at open. */
+typedef struct bfs_object {
+    int64_t size;
+    char etag[160];           /* "" when the server gave none */
+    char last_modified[64];   /* "" when none */
+} bfs_object;
+
+typedef struct bfs_http bfs_http;
+
+/* cfg is copied (strings too).  -errno and *errmsg (malloc'd) on failure
+ * (an unreadable ca_file is reported here, at start-up).  Nothing is read
+ * from the network, the token file or the S3 credentials until a request. */
+int bfs_http_new(const bfs_http_cfg *cfg, bfs_http **out, char **errmsg);
+void bfs_http_free(bfs_http *h);
+
+/* True for the URL schemes this layer serves: http://, https://, s3://. */
+bool bfs_http_handles(const char *url);
+
+/* HEAD: size and validators of url.  A reply without Content-Length is
+ * -EPROTO.  *obj is zeroed on error. */
+int bfs_http_stat(bfs_http *h, const char *url, bfs_object *obj);
+
+/* GET bytes [off, off + len) of url into buf.  When pin is not NULL the
+ * request carries If-Match (or If-Unmodified-Since when there is no ETag)
+ * and the reply's validators must equal pin's, else -ESTALE.  Returns the
+ * number of bytes, which is len unless the object ends first; *bytes_moved
+ * (may be NULL) gets the bytes received on the wire (for the transfer
+ * counters and tests).
+ *
+ * Bytes received means HTTP body bytes (headers are not counted), including
+ * those of a refused or cut-off reply; *bytes_moved is set on error too.
+ * With a pin, off >= pin->size returns 0 without a request and the range is
+ * clipped to pin->size.  Without a pin, a range that starts at or past the
+ * end is -ERANGE (the server's 416).  Nothing beyond the returned count is
+ * written to buf. */
+ssize_t bfs_http_get(bfs_http *h, const char *url, const bfs_object *pin, int64_t off, size_t len,
+                     void *buf, size_t *bytes_moved);
+
+/* Total bytes received by this bfs_http (all threads) since creation. */
+uint64_t bfs_http_bytes_received(const bfs_http *h);
+
+#endif

@@ -1,0 +1,785 @@
+/*
+ * remote.c - remote objects read block by block (see remote_i.h).
+ *
+ * Read path of one block b of an open object o:
+ *
+ *   1. o's hot block (the last block this object decoded, in memory);
+ *   2. the persistent cache (verified: length and checksum);
+ *   3. the in-flight table: if another thread or a read-ahead worker is
+ *      fetching (key, b), wait for it (concurrent readers cause one fetch);
+ *   4. fetch: replicas in chain order, skipping hosts marked down; each
+ *      attempt is one bounded request (http.c); transient failures retry
+ *      with full-jitter exponential backoff, permanent ones (404, 403) go to
+ *      the next replica at once; a changed object (-ESTALE) fails at once;
+ *      past the deadline the read fails with -EIO.  The fetched block goes
+ *      into the cache and to every waiter.
+ *
+ * Memory: every block buffer (hot blocks, fetches in flight) is taken from
+ * one process-wide budget.  A read that cannot get memory waits (within its
+ * deadline); read-ahead that cannot get memory is simply skipped.  So a
+ * thousand open files cannot exhaust memory.
+ *
+ * Read-ahead: while an object is read sequentially its window doubles from
+ * two blocks up to readahead bytes; a seek resets it.  Workers fetch the
+ * blocks of the window that are neither cached nor in flight, at most
+ * `parallel` at once per object.  A header read (the first 2880 bytes)
+ * fetches exactly one block.
+ *
+ * Versions: the pin (size, ETag) comes from the cache's record of the
+ * object when there is one, so opening a file seen before costs no network
+ * and works with every server down; else from a HEAD.  Requests to the
+ * replica that gave the pin carry If-Match; other replicas must agree on
+ * the size.  Cache keys include size and ETag, so blocks of a replaced
+ * object are never mixed with the new one.
+ *
+ * Lock order: r->lock, then o->lock is never taken while holding r->lock
+ * (they are independent leaf locks); no lock is held during I/O.
+ */
+#include "remote_i.h"
+
+#include "cache.h"
+#include "http.h"
+#include "log.h"
+#include "strutil.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define RTAG "fetch"
+#define MAX_HOSTS 64
+#define MAX_JOBS 1024
+
+struct inflight {
+    char *key;
+    uint64_t block;
+    bool done;
+    int err;          /* <0 on failure */
+    size_t len;
+    char *buf;        /* the block; freed (and budget returned) with the entry */
+    int refs;         /* the fetcher + waiters */
+    struct inflight *next;
+};
+
+struct host_health {
+    char host[256];
+    int64_t down_until_ms;
+};
+
+struct job {
+    bfs_robj *o;
+    uint64_t block;
+};
+
+struct bfs_remote {
+    const bfs_config *cfg;
+    bfs_http *http;
+    bfs_cache *cache;      /* NULL when the cache could not be opened */
+    uint32_t bs;
+
+    pthread_mutex_t lock;  /* everything below */
+    pthread_cond_t cond;   /* in-flight completion, budget returned */
+    struct inflight *inflight;
+    int64_t mem_used;
+    struct host_health hosts[MAX_HOSTS];
+    int nhosts;
+
+    pthread_cond_t jobs_cond;
+    struct job jobs[MAX_JOBS];
+    int jhead, jcount;
+    bool stop;
+    pthread_t *workers;
+    int nworkers;
+
+    atomic_uint_least64_t bytes_fetched, blocks_fetched, hits, misses, failovers, errors;
+};
+
+struct bfs_robj {
+    bfs_remote *r;
+    atomic_int refs;
+    char *logical;
+    char *key;             /* cache key: logical#size#etag */
+    char **urls;
+    int n;
+    int pin_replica;       /* index of the replica whose ETag is pinned */
+    bfs_object pin;
+
+    pthread_mutex_t lock;  /* below */
+    int64_t next_off;      /* where a sequential reader reads next */
+    int64_t window;        /* read-ahead window in bytes */
+    uint64_t ra_next;      /* first block not yet considered for read-ahead */
+    int outstanding;       /* read-ahead jobs queued or running */
+    char *hot;             /* last decoded block (budgeted), or NULL */
+    uint64_t hot_block;
+    size_t hot_len;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int64_t ms)
+{
+    if (ms <= 0)
+        return;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+static void deadline_ts(int64_t deadline, struct timespec *ts)
+{
+    /* condvars use CLOCK_REALTIME; convert the monotonic deadline */
+    int64_t left = deadline - now_ms();
+    clock_gettime(CLOCK_REALTIME, ts);
+    if (left < 0)
+        left = 0;
+    ts->tv_sec += left / 1000;
+    ts->tv_nsec += (left % 1000) * 1000000;
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
+/* ---- memory budget ---------------------------------------------------------- */
+
+/* Take len bytes of the budget.  wait: block until deadline; else fail
+ * at once.  Called with r->lock held. */
+static bool budget_take_locked(bfs_remote *r, size_t len, bool wait, int64_t deadline)
+{
+    while (r->mem_used + (int64_t)len > r->cfg->memory_budget && r->mem_used > 0) {
+        if (!wait || now_ms() >= deadline)
+            return false;
+        struct timespec ts;
+        deadline_ts(deadline, &ts);
+        pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+    }
+    r->mem_used += (int64_t)len;
+    return true;
+}
+
+static void budget_give_locked(bfs_remote *r, size_t len)
+{
+    r->mem_used -= (int64_t)len;
+    pthread_cond_broadcast(&r->cond);
+}
+
+/* ---- replica health ------------------------------------------------------- */
+
+static void host_of(const char *url, char *out, size_t outsz)
+{
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    size_t n = strcspn(p, "/");
+    if (bfs_startswith(url, "s3://")) /* the endpoint is shared by all buckets */
+        n = 0;
+    snprintf(out, outsz, "%.*s%.*s", (int)(strstr(url, "://") ? strstr(url, "://") - url : 0), url, (int)n, p);
+}
+
+static bool host_down(bfs_remote *r, const char *url)
+{
+    char h[256];
+    host_of(url, h, sizeof h);
+    int64_t now = now_ms();
+    bool down = false;
+    pthread_mutex_lock(&r->lock);
+    for (int i = 0; i < r->nhosts; i++)
+        if (!strcmp(r->hosts[i].host, h))
+            down = r->hosts[i].down_until_ms > now;
+    pthread_mutex_unlock(&r->lock);
+    return down;
+}
+
+static void host_mark(bfs_remote *r, const char *url, bool up)
+{
+    char h[256];
+    host_of(url, h, sizeof h);
+    pthread_mutex_lock(&r->lock);
+    int i;
+    for (i = 0; i < r->nhosts; i++)
+        if (!strcmp(r->hosts[i].host, h))
+            break;
+    if (i == r->nhosts && r->nhosts < MAX_HOSTS && !up)
+        snprintf(r->hosts[r->nhosts++].host, sizeof r->hosts[0].host, "%s", h);
+    if (i < r->nhosts) {
+        bool was_down = r->hosts[i].down_until_ms > 0;
+        r->hosts[i].down_until_ms = up ? 0 : now_ms() + r->cfg->replica_retry_ms;
+        if (!up && !was_down)
+            bfs_warn(RTAG, "replica %s is failing; skipping it for %lld ms", h,
+                     (long long)r->cfg->replica_retry_ms);
+        else if (up && was_down)
+            bfs_note(RTAG, "replica %s answers again", h);
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* ---- fetching one block --------------------------------------------------- */
+
+static bool transient(int err)
+{
+    return err == -ETIMEDOUT || err == -ECONNRESET || err == -EPROTO || err == -EIO || err == -EAGAIN;
+}
+
+/* Full-jitter backoff: uniform in [0, min(max, base * 2^attempt)]. */
+static int64_t backoff_ms(const bfs_config *c, int attempt, unsigned *seed)
+{
+    int64_t cap = c->backoff_base_ms << (attempt < 20 ? attempt : 20);
+    if (cap > c->backoff_max_ms || cap <= 0)
+        cap = c->backoff_max_ms;
+    return cap > 0 ? (int64_t)(rand_r(seed) % (unsigned)(cap + 1)) : 0;
+}
+
+static size_t block_len(const bfs_robj *o, uint64_t b)
+{
+    int64_t off = (int64_t)b * o->r->bs;
+    int64_t left = o->pin.size - off;
+    return left <= 0 ? 0 : left < (int64_t)o->r->bs ? (size_t)left : o->r->bs;
+}
+
+/* Fetch block b of o from the replicas into buf.  Returns its length or -errno. */
+static ssize_t fetch_block(bfs_robj *o, uint64_t b, char *buf, int64_t deadline)
+{
+    bfs_remote *r = o->r;
+    const bfs_config *c = r->cfg;
+    size_t len = block_len(o, b);
+    int64_t off = (int64_t)b * r->bs;
+    unsigned seed = (unsigned)(now_ms() ^ (uintptr_t)buf);
+    int last = -EIO;
+    for (int pass = 0; pass < 2; pass++) {
+        /* pass 0 skips hosts marked down; pass 1 tries them too, as a last resort */
+        for (int i = 0; i < o->n; i++) {
+            if (pass == 0 && host_down(r, o->urls[i]))
+                continue;
+            bfs_object pin = o->pin;
+            if (i != o->pin_replica)
+                pin.etag[0] = pin.last_modified[0] = '\0'; /* other replicas: size must agree */
+            for (int a = 0; a < c->max_attempts; a++) {
+                if (now_ms() >= deadline)
+                    goto out;
+                size_t moved = 0;
+                ssize_t got = bfs_http_get(r->http, o->urls[i], &pin, off, len, buf, &moved);
+                atomic_fetch_add(&r->bytes_fetched, moved);
+                if (got == (ssize_t)len) {
+                    host_mark(r, o->urls[i], true);
+                    atomic_fetch_add(&r->blocks_fetched, 1);
+                    if (i != 0 || pass)
+                        atomic_fetch_add(&r->failovers, 1);
+                    return got;
+                }
+                last = got < 0 ? (int)got : -EPROTO;
+                if (last == -ESTALE) {
+                    bfs_err(RTAG, "%s changed on the server while open (version mismatch); "
+                                  "refusing to mix versions", o->logical);
+                    return -EIO;
+                }
+                if (!transient(last))
+                    break; /* 404/403/416: this replica cannot serve it */
+                int64_t pause = backoff_ms(c, a, &seed);
+                if (now_ms() + pause >= deadline)
+                    pause = deadline - now_ms();
+                sleep_ms(pause);
+            }
+            if (transient(last))
+                host_mark(r, o->urls[i], false);
+        }
+        if (last == -ENOENT && pass == 0)
+            break; /* every reachable replica said 404 */
+    }
+out:
+    bfs_err(RTAG, "%s: block %llu could not be fetched from %d replica(s): %s", o->logical,
+            (unsigned long long)b, o->n, strerror(-last));
+    return last == -ENOENT ? -ENOENT : -EIO;
+}
+
+/* ---- single flight -------------------------------------------------------- */
+
+static void inflight_put_locked(bfs_remote *r, struct inflight *e)
+{
+    if (--e->refs > 0)
+        return;
+    for (struct inflight **pp = &r->inflight; *pp; pp = &(*pp)->next) {
+        if (*pp == e) {
+            *pp = e->next;
+            break;
+        }
+    }
+    if (e->buf)
+        budget_give_locked(r, r->bs);
+    free(e->buf);
+    free(e->key);
+    free(e);
+}
+
+/* Get block b into dst (capacity r->bs): cache, in-flight, or fetch.
+ * wait_mem false (read-ahead): give up with -EAGAIN rather than wait. */
+static ssize_t get_block(bfs_robj *o, uint64_t b, char *dst, int64_t deadline, bool sync)
+{
+    bfs_remote *r = o->r;
+    if (r->cache) {
+        ssize_t n = bfs_cache_get(r->cache, o->key, b, dst, r->bs);
+        if (n == (ssize_t)block_len(o, b)) {
+            atomic_fetch_add(&r->hits, 1);
+            return n;
+        }
+    }
+    pthread_mutex_lock(&r->lock);
+    struct inflight *e;
+    for (e = r->inflight; e; e = e->next)
+        if (e->block == b && !strcmp(e->key, o->key))
+            break;
+    bool leader = e == NULL;
+    if (leader) {
+        if (!budget_take_locked(r, r->bs, sync, deadline)) {
+            pthread_mutex_unlock(&r->lock);
+            return sync ? -EIO : -EAGAIN;
+        }
+        e = calloc(1, sizeof *e);
+        char *buf = malloc(r->bs);
+        char *key = strdup(o->key);
+        if (!e || !buf || !key) {
+            budget_give_locked(r, r->bs);
+            pthread_mutex_unlock(&r->lock);
+            free(e);
+            free(buf);
+            free(key);
+            return -ENOMEM;
+        }
+        e->key = key;
+        e->buf = buf;
+        e->block = b;
+        e->refs = 1;
+        e->next = r->inflight;
+        r->inflight = e;
+        atomic_fetch_add(&r->misses, 1);
+    } else {
+        if (!sync) { /* read-ahead: someone is already on it */
+            pthread_mutex_unlock(&r->lock);
+            return -EAGAIN;
+        }
+        e->refs++;
+    }
+    pthread_mutex_unlock(&r->lock);
+
+    if (leader) {
+        ssize_t got = fetch_block(o, b, e->buf, deadline);
+        if (got > 0 && r->cache)
+            bfs_cache_put(r->cache, o->key, b, e->buf, (size_t)got);
+        pthread_mutex_lock(&r->lock);
+        e->err = got < 0 ? (int)got : 0;
+        e->len = got < 0 ? 0 : (size_t)got;
+        e->done = true;
+        pthread_cond_broadcast(&r->cond);
+    } else {
+        pthread_mutex_lock(&r->lock);
+        while (!e->done) {
+            struct timespec ts;
+            deadline_ts(deadline, &ts);
+            if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == ETIMEDOUT && !e->done) {
+                inflight_put_locked(r, e);
+                pthread_mutex_unlock(&r->lock);
+                return -EIO;
+            }
+        }
+    }
+    ssize_t ret = e->err < 0 ? e->err : (ssize_t)e->len;
+    if (ret > 0 && dst)
+        memcpy(dst, e->buf, e->len);
+    inflight_put_locked(r, e);
+    pthread_mutex_unlock(&r->lock);
+    return ret;
+}
+
+/* ---- read-ahead workers --------------------------------------------------- */
+
+static void robj_put(bfs_robj *o);
+
+static void *worker_main(void *arg)
+{
+    bfs_remote *r = arg;
+    pthread_mutex_lock(&r->lock);
+    for (;;) {
+        while (!r->stop && r->jcount == 0)
+            pthread_cond_wait(&r->jobs_cond, &r->lock);
+        if (r->stop)
+            break;
+        struct job j = r->jobs[r->jhead];
+        r->jhead = (r->jhead + 1) % MAX_JOBS;
+        r->jcount--;
+        pthread_mutex_unlock(&r->lock);
+
+        bool cached = r->cache && bfs_cache_has(r->cache, j.o->key, j.block);
+        if (!cached)
+            get_block(j.o, j.block, NULL, now_ms() + r->cfg->deadline_ms, false);
+        pthread_mutex_lock(&j.o->lock);
+        j.o->outstanding--;
+        pthread_mutex_unlock(&j.o->lock);
+        robj_put(j.o);
+
+        pthread_mutex_lock(&r->lock);
+    }
+    pthread_mutex_unlock(&r->lock);
+    return NULL;
+}
+
+static bool enqueue(bfs_remote *r, bfs_robj *o, uint64_t b)
+{
+    pthread_mutex_lock(&r->lock);
+    bool ok = r->jcount < MAX_JOBS && !r->stop;
+    if (ok) {
+        atomic_fetch_add(&o->refs, 1);
+        r->jobs[(r->jhead + r->jcount) % MAX_JOBS] = (struct job){o, b};
+        r->jcount++;
+        pthread_cond_signal(&r->jobs_cond);
+    }
+    pthread_mutex_unlock(&r->lock);
+    return ok;
+}
+
+/* Called after serving [off, off+n): grow or reset the window, queue blocks. */
+static void readahead(bfs_robj *o, int64_t off, size_t n)
+{
+    bfs_remote *r = o->r;
+    const bfs_config *c = r->cfg;
+    uint64_t last_block = o->pin.size > 0 ? (uint64_t)((o->pin.size - 1) / r->bs) : 0;
+    pthread_mutex_lock(&o->lock);
+    if (off == o->next_off && off > 0) {
+        int64_t w = o->window ? o->window * 2 : 2 * (int64_t)r->bs;
+        o->window = w > c->readahead_max ? c->readahead_max : w;
+    } else if (off != o->next_off) {
+        o->window = 0; /* a seek */
+        o->ra_next = 0;
+    }
+    o->next_off = off + (int64_t)n;
+    uint64_t from = (uint64_t)(o->next_off / r->bs);
+    if (o->ra_next > from)
+        from = o->ra_next;
+    uint64_t to = (uint64_t)((o->next_off + o->window) / r->bs);
+    if (to > last_block)
+        to = last_block;
+    uint64_t b = from;
+    while (o->window > 0 && b <= to && o->outstanding < c->parallel) {
+        o->outstanding++;
+        pthread_mutex_unlock(&o->lock);
+        bool ok = enqueue(r, o, b);
+        pthread_mutex_lock(&o->lock);
+        if (!ok) {
+            o->outstanding--;
+            break;
+        }
+        b++;
+    }
+    if (b > o->ra_next)
+        o->ra_next = b;
+    pthread_mutex_unlock(&o->lock);
+}
+
+/* ---- objects ------------------------------------------------------------------- */
+
+static void robj_put(bfs_robj *o)
+{
+    if (atomic_fetch_sub(&o->refs, 1) != 1)
+        return;
+    if (o->hot) {
+        pthread_mutex_lock(&o->r->lock);
+        budget_give_locked(o->r, o->r->bs);
+        pthread_mutex_unlock(&o->r->lock);
+        free(o->hot);
+    }
+    for (int i = 0; i < o->n; i++)
+        free(o->urls[i]);
+    free(o->urls);
+    free(o->logical);
+    free(o->key);
+    pthread_mutex_destroy(&o->lock);
+    free(o);
+}
+
+/* The cache's record of an object: "size\netag\nlast_modified\nreplica\n". */
+static bool record_load(bfs_remote *r, const char *logical, bfs_object *pin, int *replica)
+{
+    if (!r->cache)
+        return false;
+    char *key = bfs_asprintf("obj:%s", logical);
+    char *buf = malloc(r->bs);
+    bool ok = false;
+    if (key && buf) {
+        ssize_t n = bfs_cache_get(r->cache, key, 0, buf, r->bs - 1);
+        if (n > 0) {
+            buf[n] = '\0';
+            long long size;
+            char etag[sizeof pin->etag] = "", lm[sizeof pin->last_modified] = "";
+            int rep = 0;
+            if (sscanf(buf, "%lld\n%159[^\n]\n%63[^\n]\n%d", &size, etag, lm, &rep) >= 1) {
+                pin->size = size;
+                snprintf(pin->etag, sizeof pin->etag, "%s", strcmp(etag, "-") ? etag : "");
+                snprintf(pin->last_modified, sizeof pin->last_modified, "%s", strcmp(lm, "-") ? lm : "");
+                *replica = rep;
+                ok = true;
+            }
+        }
+    }
+    free(key);
+    free(buf);
+    return ok;
+}
+
+static void record_store(bfs_remote *r, const char *logical, const bfs_object *pin, int replica)
+{
+    if (!r->cache)
+        return;
+    char *key = bfs_asprintf("obj:%s", logical);
+    char *text = bfs_asprintf("%lld\n%s\n%s\n%d\n", (long long)pin->size, pin->etag[0] ? pin->etag : "-",
+                              pin->last_modified[0] ? pin->last_modified : "-", replica);
+    if (key && text)
+        bfs_cache_put(r->cache, key, 0, text, strlen(text));
+    free(key);
+    free(text);
+}
+
+/* HEAD the replicas in order (retrying transient failures) for the pin. */
+static int pin_by_head(bfs_remote *r, char *const *urls, int n, bfs_object *pin, int *replica)
+{
+    const bfs_config *c = r->cfg;
+    int64_t deadline = now_ms() + c->deadline_ms;
+    unsigned seed = (unsigned)now_ms();
+    int last = -EIO;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < n; i++) {
+            if (pass == 0 && host_down(r, urls[i]))
+                continue;
+            for (int a = 0; a < c->max_attempts && now_ms() < deadline; a++) {
+                int ret = bfs_http_stat(r->http, urls[i], pin);
+                if (ret == 0) {
+                    host_mark(r, urls[i], true);
+                    *replica = i;
+                    return 0;
+                }
+                last = ret;
+                if (!transient(ret))
+                    break;
+                sleep_ms(backoff_ms(c, a, &seed));
+            }
+            if (transient(last))
+                host_mark(r, urls[i], false);
+        }
+        if (last == -ENOENT)
+            break;
+    }
+    return last == -ENOENT || last == -EACCES ? last : -EIO;
+}
+
+int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, int64_t size_hint,
+                  bfs_robj **out)
+{
+    bfs_robj *o = calloc(1, sizeof *o);
+    if (!o)
+        return -ENOMEM;
+    atomic_init(&o->refs, 1);
+    pthread_mutex_init(&o->lock, NULL);
+    o->r = r;
+    o->logical = strdup(logical);
+    o->urls = calloc((size_t)n, sizeof *o->urls);
+    o->n = n;
+    int ret = o->logical && o->urls ? 0 : -ENOMEM;
+    for (int i = 0; ret == 0 && i < n; i++)
+        if (!(o->urls[i] = strdup(urls[i])))
+            ret = -ENOMEM;
+    if (ret == 0 && !record_load(r, logical, &o->pin, &o->pin_replica)) {
+        ret = pin_by_head(r, urls, n, &o->pin, &o->pin_replica);
+        if (ret == 0)
+            record_store(r, logical, &o->pin, o->pin_replica);
+    }
+    if (ret == 0 && o->pin_replica >= n)
+        o->pin_replica = 0;
+    if (ret == 0 && size_hint >= 0 && size_hint != o->pin.size)
+        bfs_warn(RTAG, "%s: registry says %lld bytes, the object has %lld; serving the object",
+                 logical, (long long)size_hint, (long long)o->pin.size);
+    if (ret == 0) {
+        o->key = bfs_asprintf("%s#%lld#%s", logical, (long long)o->pin.size,
+                              o->pin.etag[0] ? o->pin.etag : o->pin.last_modified);
+        if (!o->key)
+            ret = -ENOMEM;
+    }
+    if (ret < 0) {
+        robj_put(o);
+        return ret;
+    }
+    *out = o;
+    return 0;
+}
+
+int64_t bfs_robj_size(const bfs_robj *o) { return o->pin.size; }
+
+/* Copy [off, off+n) of block b into dst, through o's hot block. */
+static ssize_t read_in_block(bfs_robj *o, uint64_t b, int64_t boff, char *dst, size_t n, int64_t deadline)
+{
+    bfs_remote *r = o->r;
+    pthread_mutex_lock(&o->lock);
+    if (o->hot && o->hot_block == b) {
+        size_t avail = o->hot_len > (size_t)boff ? o->hot_len - (size_t)boff : 0;
+        size_t k = n < avail ? n : avail;
+        memcpy(dst, o->hot + boff, k);
+        pthread_mutex_unlock(&o->lock);
+        return (ssize_t)k;
+    }
+    char *hot = o->hot;
+    o->hot = NULL; /* taken: another thread decodes into its own buffer meanwhile */
+    pthread_mutex_unlock(&o->lock);
+    if (!hot) {
+        pthread_mutex_lock(&r->lock);
+        bool got = budget_take_locked(r, r->bs, true, deadline);
+        pthread_mutex_unlock(&r->lock);
+        if (!got)
+            return -EIO;
+        if (!(hot = malloc(r->bs))) {
+            pthread_mutex_lock(&r->lock);
+            budget_give_locked(r, r->bs);
+            pthread_mutex_unlock(&r->lock);
+            return -ENOMEM;
+        }
+    }
+    ssize_t len = get_block(o, b, hot, deadline, true);
+    ssize_t k = 0;
+    if (len >= 0) {
+        size_t avail = (size_t)len > (size_t)boff ? (size_t)len - (size_t)boff : 0;
+        k = (ssize_t)(n < avail ? n : avail);
+        memcpy(dst, hot + boff, (size_t)k);
+    }
+    pthread_mutex_lock(&o->lock);
+    if (!o->hot && len >= 0) {
+        o->hot = hot;
+        o->hot_block = b;
+        o->hot_len = (size_t)len;
+        hot = NULL;
+    }
+    pthread_mutex_unlock(&o->lock);
+    if (hot) {
+        free(hot);
+        pthread_mutex_lock(&r->lock);
+        budget_give_locked(r, r->bs);
+        pthread_mutex_unlock(&r->lock);
+    }
+    return len < 0 ? len : k;
+}
+
+ssize_t bfs_robj_pread(bfs_robj *o, void *buf, size_t n, int64_t off)
+{
+    bfs_remote *r = o->r;
+    if (off >= o->pin.size || n == 0)
+        return 0;
+    if ((int64_t)n > o->pin.size - off)
+        n = (size_t)(o->pin.size - off);
+    int64_t deadline = now_ms() + r->cfg->deadline_ms;
+    size_t done = 0;
+    while (done < n) {
+        int64_t pos = off + (int64_t)done;
+        uint64_t b = (uint64_t)(pos / r->bs);
+        ssize_t k = read_in_block(o, b, pos % r->bs, (char *)buf + done, n - done, deadline);
+        if (k < 0) {
+            atomic_fetch_add(&r->errors, 1);
+            return k == -ENOENT ? -EIO : k;
+        }
+        if (k == 0)
+            break;
+        done += (size_t)k;
+    }
+    readahead(o, off, done);
+    return (ssize_t)done;
+}
+
+void bfs_robj_close(bfs_robj *o)
+{
+    if (o)
+        robj_put(o);
+}
+
+/* ---- the remote machinery ------------------------------------------------------ */
+
+int bfs_remote_new(const bfs_config *cfg, bfs_remote **out, char **errmsg)
+{
+    bfs_remote *r = calloc(1, sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    r->cfg = cfg;
+    bfs_http_cfg hc = {
+        .connect_timeout_ms = cfg->connect_timeout_ms,
+        .request_timeout_ms = cfg->request_timeout_ms,
+        .low_speed_bytes = cfg->low_speed_bytes,
+        .low_speed_time_s = (cfg->low_speed_time_ms + 999) / 1000,
+        .tls_verify = cfg->tls_verify,
+        .ca_file = cfg->ca_file,
+        .token_file = cfg->token_file,
+        .s3_profile = cfg->s3_profile,
+    };
+    int ret = bfs_http_new(&hc, &r->http, errmsg);
+    if (ret < 0) {
+        free(r);
+        return ret;
+    }
+    bfs_cache_cfg cc = {.dir = cfg->cache_dir, .max_bytes = cfg->cache_max_bytes,
+                        .min_free_bytes = cfg->cache_min_free, .block_size = (uint32_t)cfg->block_size};
+    char *cmsg = NULL;
+    if (bfs_cache_open(&cc, &r->cache, &cmsg) < 0) {
+        /* serving without a cache is slower but correct */
+        bfs_err(RTAG, "cache unavailable, reading remote data uncached: %s", cmsg ? cmsg : "?");
+        free(cmsg);
+        r->cache = NULL;
+    }
+    r->bs = r->cache ? bfs_cache_block_size(r->cache) : (uint32_t)cfg->block_size;
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->cond, NULL);
+    pthread_cond_init(&r->jobs_cond, NULL);
+    r->nworkers = cfg->parallel * 2;
+    r->workers = calloc((size_t)r->nworkers, sizeof *r->workers);
+    int started = 0;
+    for (int i = 0; r->workers && i < r->nworkers; i++)
+        if (pthread_create(&r->workers[i], NULL, worker_main, r) == 0)
+            started++;
+    r->nworkers = started;
+    *out = r;
+    return 0;
+}
+
+void bfs_remote_free(bfs_remote *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    r->stop = true;
+    pthread_cond_broadcast(&r->jobs_cond);
+    pthread_mutex_unlock(&r->lock);
+    for (int i = 0; i < r->nworkers; i++)
+        pthread_join(r->workers[i], NULL);
+    free(r->workers);
+    /* jobs never started hold object references */
+    while (r->jcount > 0) {
+        robj_put(r->jobs[r->jhead].o);
+        r->jhead = (r->jhead + 1) % MAX_JOBS;
+        r->jcount--;
+    }
+    bfs_cache_close(r->cache);
+    bfs_http_free(r->http);
+    pthread_cond_destroy(&r->jobs_cond);
+    pthread_cond_destroy(&r->cond);
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+}
+
+void bfs_remote_stats(bfs_remote *r, bfs_fetch_stats *st)
+{
+    st->bytes_fetched = atomic_load(&r->bytes_fetched);
+    st->blocks_fetched = atomic_load(&r->blocks_fetched);
+    st->cache_hits = atomic_load(&r->hits);
+    st->cache_misses = atomic_load(&r->misses);
+    st->failovers = atomic_load(&r->failovers);
+    st->errors = atomic_load(&r->errors);
+}

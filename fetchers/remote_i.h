@@ -1,0 +1,41 @@
+/*
+ * remote_i.h - remote objects read block by block (fetchers-internal).
+ *
+ * A bfs_remote is the process-wide machinery: the HTTP transport, the block
+ * cache, the table of in-flight block fetches (single flight), the global
+ * budget of in-flight buffer memory, the read-ahead workers and the health
+ * of each replica host.  A bfs_robj is one open object: its replica URLs
+ * in chain order, its pinned version and its sequential-read state.
+ *
+ * Ownership: urls and logical are copied.  A bfs_robj is reference counted
+ * internally so read-ahead jobs may outlive bfs_robj_close.
+ */
+#ifndef BFS_REMOTE_I_H
+#define BFS_REMOTE_I_H
+
+#include "config.h"
+#include "source.h"
+
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct bfs_remote bfs_remote;
+typedef struct bfs_robj bfs_robj;
+
+/* cfg must outlive the remote.  -errno and *errmsg on failure. */
+int bfs_remote_new(const bfs_config *cfg, bfs_remote **out, char **errmsg);
+void bfs_remote_free(bfs_remote *r);
+
+/* Open logical (the location's URI: the cache identity) served by the
+ * remote replica urls, in order.  The version comes from the cache's record
+ * of logical when it has one (no network), else from a HEAD of the first
+ * replica that answers. */
+int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, int64_t size_hint,
+                  bfs_robj **out);
+ssize_t bfs_robj_pread(bfs_robj *o, void *buf, size_t n, int64_t off);
+int64_t bfs_robj_size(const bfs_robj *o);
+void bfs_robj_close(bfs_robj *o);
+
+void bfs_remote_stats(bfs_remote *r, bfs_fetch_stats *st);
+
+#endif

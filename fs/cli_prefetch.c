@@ -1,0 +1,295 @@
+/*
+ * cli_prefetch.c - `butlerfs prefetch`: warm the cache for a set of
+ * datasets before a batch job runs, replacing the pre-copy step.
+ *
+ * It needs no mount: it opens the repository and walks the same virtual
+ * tree a mount shows (fs/tree.h), so a selection is written exactly as a
+ * path below a mountpoint: a collection, a dataset type, or a partial or
+ * full dataId (any order, aliases allowed).  Every file below each selected
+ * path is read whole through the fetcher, in parallel; remote blocks land in
+ * the persistent cache and later reads through a mount are local.  Local
+ * files are only counted.
+ */
+#include "cli.h"
+
+#include "config.h"
+#include "log.h"
+#include "progress.h"
+#include "registry.h"
+#include "strutil.h"
+#include "tree.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char prefetch_help[] =
+    "Usage: butlerfs prefetch REPO [--config FILE] [--jobs N] [--from FILE] [PATH...]\n"
+    "\n"
+    "Read every dataset below each PATH so its bytes are in the local cache before a\n"
+    "job needs them.  A PATH is written as below a mountpoint of REPO:\n"
+    "  LSSTCam/raw/all                                   a collection\n"
+    "  LSSTCam/raw/all/raw                               a dataset type in it\n"
+    "  LSSTCam/raw/all/raw/instrument=LSSTCam/exposure=MC_O_20250415_000060\n"
+    "                                                    a partial dataId (any order, aliases)\n"
+    "--from FILE reads more paths, one per line ('-' for standard input; # comments).\n"
+    "  --jobs N       files read in parallel (default 8)\n"
+    "  --config FILE  butlerfs configuration (cache, sources; docs/config.md)\n"
+    "Prints a progress bar and a summary; exits 1 when any file could not be read.\n";
+
+struct pf_file {
+    bfs_node *node;
+    char *path;
+};
+
+struct prefetch {
+    bfs_tree *tree;
+    struct pf_file *files;
+    size_t n, cap;
+    atomic_size_t next;
+    atomic_llong bytes, done, failed, local;
+    bfs_progress bar;
+    pthread_mutex_t bar_lock;
+};
+
+static int add_file(struct prefetch *p, bfs_node *n, const char *path)
+{
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? 2 * p->cap : 256;
+        struct pf_file *f = realloc(p->files, cap * sizeof *f);
+        if (!f)
+            return -ENOMEM;
+        p->files = f;
+        p->cap = cap;
+    }
+    p->files[p->n].node = n;
+    p->files[p->n].path = strdup(path);
+    if (!p->files[p->n].path)
+        return -ENOMEM;
+    p->n++;
+    return 0;
+}
+
+/* Collect every file below n (which carries one lookup, handed over). */
+static int collect(struct prefetch *p, bfs_node *n, const char *path)
+{
+    if (!bfs_node_is_dir(n))
+        return add_file(p, n, path);
+    bfs_listing *l;
+    int ret = bfs_tree_opendir(p->tree, n, &l);
+    if (ret < 0) {
+        fprintf(stderr, "butlerfs: prefetch: %s: %s\n", path, strerror(-ret));
+        bfs_tree_forget(p->tree, n, 1);
+        return ret;
+    }
+    for (size_t i = 2; ret == 0 && i < bfs_listing_count(l); i++) {
+        bfs_node *child;
+        struct stat st;
+        ret = bfs_listing_materialize(p->tree, l, i, &child, &st);
+        if (ret == 0) {
+            struct stat dummy;
+            char *sub = bfs_asprintf("%s/%s", path, bfs_listing_name(p->tree, l, i, &dummy));
+            ret = sub ? collect(p, child, sub) : -ENOMEM;
+            free(sub);
+        }
+    }
+    bfs_listing_free(p->tree, l);
+    bfs_tree_forget(p->tree, n, 1);
+    return ret;
+}
+
+/* Resolve a mount-style path from the root; *out carries one lookup. */
+static int resolve(bfs_tree *t, const char *path, bfs_node **out)
+{
+    char *copy = strdup(path), *save = NULL;
+    bfs_node *n = bfs_tree_node(t, BFS_ROOT_INO);
+    bool counted = false; /* the root has no lookup to hand over */
+    int ret = copy ? 0 : -ENOMEM;
+    for (char *c = copy ? strtok_r(copy, "/", &save) : NULL; c && ret == 0; c = strtok_r(NULL, "/", &save)) {
+        bfs_node *child;
+        struct stat st;
+        ret = bfs_tree_lookup(t, n, c, &child, &st);
+        if (counted)
+            bfs_tree_forget(t, n, 1);
+        if (ret == 0) {
+            n = child;
+            counted = true;
+        }
+    }
+    free(copy);
+    if (ret < 0)
+        return ret;
+    if (!counted)
+        return -EINVAL; /* the whole repository: refuse, it is almost never meant */
+    *out = n;
+    return 0;
+}
+
+static void *reader(void *arg)
+{
+    struct prefetch *p = arg;
+    size_t bufsz = 4 << 20;
+    char *buf = malloc(bufsz);
+    for (size_t i; buf && (i = atomic_fetch_add(&p->next, 1)) < p->n;) {
+        bfs_source *src;
+        int ret = bfs_tree_open(p->tree, p->files[i].node, &src);
+        bool src_open = ret == 0;
+        if (ret == 0 && bfs_source_fd(src) >= 0) {
+            atomic_fetch_add(&p->local, 1);
+        } else if (ret == 0) {
+            int64_t size = bfs_source_size(src);
+            for (int64_t off = 0; off < size && ret == 0;) {
+                ssize_t k = bfs_source_pread(src, buf, bufsz, off);
+                if (k <= 0)
+                    ret = k < 0 ? (int)k : -EIO;
+                else
+                    off += k, atomic_fetch_add(&p->bytes, k);
+            }
+        }
+        if (src_open)
+            bfs_source_close(src);
+        if (ret < 0) {
+            fprintf(stderr, "\nbutlerfs: prefetch: %s: %s\n", p->files[i].path, strerror(-ret));
+            atomic_fetch_add(&p->failed, 1);
+        }
+        long long d = atomic_fetch_add(&p->done, 1) + 1;
+        pthread_mutex_lock(&p->bar_lock);
+        bfs_progress_update(&p->bar, d, atomic_load(&p->bytes));
+        pthread_mutex_unlock(&p->bar_lock);
+    }
+    free(buf);
+    return NULL;
+}
+
+int bfs_cmd_prefetch(int argc, char **argv)
+{
+    const char *repo = NULL, *from = NULL, *config_path = NULL;
+    int jobs = 8;
+    char **paths = calloc((size_t)argc + 1, sizeof *paths);
+    int npaths = 0, status = 1;
+    if (!paths)
+        return 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(prefetch_help, stdout);
+            free(paths);
+            return 0;
+        } else if (v && !strcmp(a, "--jobs")) {
+            jobs = atoi(v), i++;
+        } else if (v && !strcmp(a, "--from")) {
+            from = v, i++;
+        } else if (v && !strcmp(a, "--config")) {
+            config_path = v, i++;
+        } else if (a[0] == '-' && strcmp(a, "-")) {
+            fprintf(stderr, "butlerfs: prefetch: unknown option '%s'\n%s", a, prefetch_help);
+            free(paths);
+            return 2;
+        } else if (!repo) {
+            repo = a;
+        } else {
+            paths[npaths++] = strdup(a);
+        }
+    }
+    if (!repo || jobs < 1 || jobs > 256) {
+        fputs(prefetch_help, stderr);
+        free(paths);
+        return 2;
+    }
+    if (from) {
+        FILE *f = strcmp(from, "-") ? fopen(from, "r") : stdin;
+        if (!f) {
+            fprintf(stderr, "butlerfs: prefetch: cannot read %s: %s\n", from, strerror(errno));
+            goto out_paths;
+        }
+        char line[4096];
+        while (fgets(line, sizeof line, f)) {
+            line[strcspn(line, "\r\n")] = '\0';
+            char *s = line + strspn(line, " \t");
+            if (!*s || *s == '#')
+                continue;
+            char **more = realloc(paths, (size_t)(npaths + 2) * sizeof *paths);
+            if (!more)
+                break;
+            paths = more;
+            paths[npaths++] = strdup(s);
+        }
+        if (f != stdin)
+            fclose(f);
+    }
+    if (npaths == 0) {
+        fprintf(stderr, "butlerfs: prefetch: nothing selected: give PATHs or --from FILE\n");
+        status = 2;
+        goto out_paths;
+    }
+
+    bfs_config cfg;
+    bfs_config_defaults(&cfg);
+    char *msg = NULL;
+    bfs_registry *reg = NULL;
+    bfs_fetcher *fetcher = NULL;
+    struct prefetch p = {0};
+    pthread_mutex_init(&p.bar_lock, NULL);
+    if (bfs_config_load(config_path, &cfg, &msg) < 0 || bfs_registry_open(repo, BFS_REG_READONLY, &reg, &msg) < 0) {
+        fprintf(stderr, "butlerfs: prefetch: %s\n", msg ? msg : "cannot start");
+        goto out;
+    }
+    if (bfs_fetcher_new(&cfg, &fetcher) < 0)
+        goto out;
+    bfs_tree_opts topts = {.uid = getuid(), .gid = getgid(), .listing_ttl = 60, .fetcher = fetcher};
+    if (bfs_tree_new(reg, &topts, &p.tree) < 0)
+        goto out;
+    for (int i = 0; i < npaths; i++) {
+        bfs_node *n;
+        int ret = resolve(p.tree, paths[i], &n);
+        if (ret < 0) {
+            fprintf(stderr, "butlerfs: prefetch: %s: %s\n", paths[i],
+                    ret == -EINVAL ? "select a collection or below, not the whole repository" : strerror(-ret));
+            goto out;
+        }
+        if (collect(&p, n, paths[i]) < 0)
+            goto out;
+    }
+    bfs_progress_start(&p.bar, stderr, "prefetch", (int64_t)p.n);
+    int nthreads = jobs < (int)p.n ? jobs : (int)p.n;
+    pthread_t *th = calloc((size_t)(nthreads > 0 ? nthreads : 1), sizeof *th);
+    int started = 0;
+    for (int i = 0; th && i < nthreads; i++)
+        if (pthread_create(&th[i], NULL, reader, &p) == 0)
+            started++;
+    if (started == 0 && p.n > 0)
+        reader(&p);
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    free(th);
+    bfs_progress_finish(&p.bar);
+    bfs_fetch_stats fs;
+    bfs_fetcher_stats(fetcher, &fs);
+    printf("prefetch: %zu files, %lld bytes read (%llu fetched from servers, %llu blocks already cached), "
+           "%lld local, %lld failed\n", p.n, (long long)atomic_load(&p.bytes),
+           (unsigned long long)fs.bytes_fetched, (unsigned long long)fs.cache_hits,
+           (long long)atomic_load(&p.local), (long long)atomic_load(&p.failed));
+    status = atomic_load(&p.failed) ? 1 : 0;
+out:
+    for (size_t i = 0; i < p.n; i++) {
+        bfs_tree_forget(p.tree, p.files[i].node, 1);
+        free(p.files[i].path);
+    }
+    free(p.files);
+    bfs_tree_free(p.tree);
+    bfs_fetcher_free(fetcher);
+    bfs_registry_close(reg);
+    bfs_config_free(&cfg);
+    free(msg);
+    pthread_mutex_destroy(&p.bar_lock);
+out_paths:
+    for (int i = 0; i < npaths; i++)
+        free(paths[i]);
+    free(paths);
+    return status;
+}

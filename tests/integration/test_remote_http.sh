@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# test_remote_http.sh - datasets whose bytes live on an HTTP/WebDAV server
+# (nginx on loopback), read lazily through the verified block cache.
+#
+# Checks: byte-identical reads (sequential, random offsets, many readers at
+# once); a header read moves at most one cache block; cache hits after a
+# remount with the server stopped; a corrupted cache block is detected and
+# fetched again; failover past a failing replica (503) and a local summit
+# cache replica; failure within the deadline when every replica stalls; a
+# bearer token never appears in any log.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/nginx.sh"
+skip_unless_fuse
+command -v nginx >/dev/null 2>&1 || skip "nginx is not installed"
+trap 'nginx_stop; bfs_cleanup' EXIT
+
+T=$BFS_TMP
+WWW=$T/www
+mkdir -p "$WWW" "$T/mnt" "$T/cache"
+nginx_start "$WWW" || skip "nginx would not start"
+
+# A repository whose datastore root is the server: build it locally, move
+# the data files to the server's document root, point butler.yaml at it.
+"$BFS_BIN" synth "$T/repo" --exposures 2 --detectors 3 --payload $((9 * 1024 * 1024 + 12345)) >/dev/null 2>&1 \
+    || { fail "synth"; finish; }
+mkdir -p "$WWW/repo"
+mv "$T/repo/LSSTCam" "$WWW/repo/"
+sed -i "s|^  root: <butlerRoot>|  root: $NGINX_URL/data/repo/|" "$T/repo/butler.yaml"
+grep -q "root: $NGINX_URL/data/repo/" "$T/repo/butler.yaml" || { fail "rewrite datastore root"; finish; }
+
+cat >"$T/config.yaml" <<EOF2
+cache:
+  dir: $T/cache
+  block_size: 1MiB
+  max_size: 1GiB
+  min_free: 1MiB
+fetch:
+  deadline: 20s
+  attempts: 2
+  backoff_base: 10ms
+  backoff_max: 50ms
+  connect_timeout: 2s
+  request_timeout: 5s
+EOF2
+
+RAW=LSSTCam/raw/all/raw/instrument=LSSTCam
+mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml,xattr" || finish
+mapfile -t FILES < <(cd "$T/mnt" && find "$RAW" -type f | sort)
+expect "six remote files listed" test "${#FILES[@]}" -eq 6
+f0=${FILES[0]}
+# the datastore file behind each mounted file, and its checksum
+declare -A SRC
+for f in "${FILES[@]}"; do
+    SRC[$f]=$WWW/repo/$(python3 -c 'import os,sys; print(os.getxattr(sys.argv[1], "user.butler.location").decode())' "$T/mnt/$f")
+    sha256sum "${SRC[$f]}" | cut -d' ' -f1 >"$T/$(basename "$f").sum"
+done
+
+# header read: at most one block (1 MiB) of body bytes may cross the network
+: >"$NGINX_DIR/access.log"
+head -c 2880 "$T/mnt/$f0" >"$T/head.bin"
+sleep 0.3
+moved=$(awk '{s += $10} END {print s + 0}' "$NGINX_DIR/access.log")
+expect "header read moved $moved bytes (at most one 1 MiB block)" test "$moved" -le $((1024 * 1024))
+expect "header bytes correct" cmp -s "$T/head.bin" <(head -c 2880 "${SRC[$f0]}")
+
+# every file byte-identical, several readers at once
+pids=()
+for f in "${FILES[@]}"; do
+    (cat "$T/mnt/$f" | sha256sum | cut -d' ' -f1 >"$T/$(basename "$f").got") & pids+=($!)
+done
+wait "${pids[@]}"
+ok=1
+for f in "${FILES[@]}"; do
+    cmp -s "$T/$(basename "$f").got" "$T/$(basename "$f").sum" || { ok=0; fail "content of $f differs"; }
+done
+[ $ok = 1 ] && pass "six files read concurrently, each byte-identical to its datastore file"
+
+# random offsets (python reads at odd offsets and lengths, compares)
+python3 - "$T/mnt/$f0" "${SRC[$f0]}" <<'PY' && pass "random-offset reads match" || fail "random-offset reads differ"
+import random, sys
+mnt, src = sys.argv[1], sys.argv[2]
+ref = open(src, "rb").read()
+random.seed(7)
+with open(mnt, "rb") as f:
+    for _ in range(200):
+        off = random.randrange(0, len(ref))
+        n = random.randrange(1, 3 * 1024 * 1024)
+        f.seek(off)
+        if f.read(n) != ref[off:off + n]:
+            sys.exit(1)
+PY
+unmount
+
+# corrupt one cached block: detected, dropped, fetched again
+blk=$(find "$T/cache" -path '*blocks*' -type f -size +100k | head -1)
+if [ -n "$blk" ]; then
+    printf 'X' | dd of="$blk" bs=1 seek=1000 conv=notrunc status=none
+    mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml" || finish
+    bad=0
+    for f in "${FILES[@]}"; do
+        cat "$T/mnt/$f" | sha256sum | cut -d' ' -f1 | cmp -s - "$T/$(basename "$f").sum" || bad=1
+    done
+    expect "after corrupting a cached block every file still reads correctly" test $bad -eq 0
+    expect "the corrupt block was reported" grep -q "dropped cached block" "$BFS_LOG"
+    unmount
+else
+    fail "no cached block file found under $T/cache"
+fi
+
+# remount with the server stopped: everything read before is served from the cache
+nginx_stop
+mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml" || finish
+bad=0
+for f in "${FILES[@]}"; do
+    cat "$T/mnt/$f" | sha256sum | cut -d' ' -f1 | cmp -s - "$T/$(basename "$f").sum" || bad=1
+done
+expect "every cached file readable with the server down" test $bad -eq 0
+unmount
+nginx_start "$WWW" || skip "nginx would not restart"
+sed -i "s|root: http://127.0.0.1:[0-9]*/data/repo/|root: $NGINX_URL/data/repo/|" "$T/repo/butler.yaml"
+
+# failover: the first replica answers 503, a summit cache directory lacks the
+# file, the last replica is the real server
+rm -rf "$T/cache"
+mkdir -p "$T/summit"
+cat >>"$T/config.yaml" <<EOF2
+sources:
+  - prefix: $NGINX_URL/data/
+    replicas:
+      - file://$T/summit/
+      - $NGINX_URL/fail503/
+      - $NGINX_URL/data/
+EOF2
+mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml" || finish
+expect "read through failover past a 503 replica" \
+    bash -c "cat '$T/mnt/$f0' | sha256sum | grep -q \"^\$(cat '$T/$(basename "$f0").sum') \""
+# a file present in the summit cache is served from there
+cp -a "$WWW/repo" "$T/summit/"
+f1=${FILES[1]}
+expect "summit cache replica serves its copy" \
+    bash -c "cat '$T/mnt/$f1' | sha256sum | grep -q \"^\$(cat '$T/$(basename "$f1").sum') \""
+unmount
+
+# bounded failure: every replica stalls; the read fails with EIO within the deadline
+rm -rf "$T/cache" "$T/summit"
+sed -i '/^sources:/,$d; s/deadline: 20s/deadline: 3s/; s/request_timeout: 5s/request_timeout: 1s/' "$T/config.yaml"
+cat >>"$T/config.yaml" <<EOF2
+sources:
+  - prefix: $NGINX_URL/data/
+    replicas:
+      - $NGINX_URL/stall/
+EOF2
+mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml" || finish
+t0=$(date +%s)
+if timeout 30 cat "$T/mnt/${FILES[2]}" >/dev/null 2>"$T/cat.err"; then
+    fail "read with every replica stalling succeeded?"
+else
+    t1=$(date +%s)
+    expect "stalled read failed within 10 s ($((t1 - t0)) s)" test $((t1 - t0)) -le 10
+    expect "stalled read reports EIO" grep -q "Input/output error" "$T/cat.err"
+fi
+unmount
+
+# bearer token: reads through /auth/ work, and the token appears in no log
+rm -rf "$T/cache"
+printf 'sekrit-token\n' >"$T/token"
+chmod 600 "$T/token"
+sed -i '/^sources:/,$d; s/deadline: 3s/deadline: 20s/; s/request_timeout: 1s/request_timeout: 5s/' "$T/config.yaml"
+cat >>"$T/config.yaml" <<EOF2
+  token_file: $T/token
+sources:
+  - prefix: $NGINX_URL/data/
+    replicas:
+      - $NGINX_URL/auth/
+EOF2
+# token_file belongs to fetch: move it under fetch:
+python3 - "$T/config.yaml" <<'PY'
+import sys
+p = sys.argv[1]
+lines = open(p).read().splitlines()
+tok = [l for l in lines if l.strip().startswith("token_file:")]
+lines = [l for l in lines if not l.strip().startswith("token_file:")]
+i = lines.index("fetch:")
+lines.insert(i + 1, "  " + tok[0].strip())
+open(p, "w").write("\n".join(lines) + "\n")
+PY
+mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml,loglevel=debug" || finish
+expect "read through a bearer-token replica" \
+    bash -c "cat '$T/mnt/$f0' | sha256sum | grep -q \"^\$(cat '$T/$(basename "$f0").sum') \""
+unmount
+if grep -rq "sekrit-token" "$T"/daemon.*.log "$T"/daemon.*.stderr 2>/dev/null; then
+    fail "the bearer token appears in a daemon log"
+else
+    pass "the bearer token appears in no daemon log"
+fi
+
+# no sanitizer report in any daemon's output
+if grep -Eq "$BFS_SANITIZER" "$T"/daemon.*.log "$T"/daemon.*.stderr 2>/dev/null; then
+    fail "sanitizer report in a daemon log"
+    cat "$T"/daemon.*.stderr >&2
+else
+    pass "no sanitizer report"
+fi
+finish

@@ -1,0 +1,623 @@
+/* Unit tests for the persistent block cache (fetchers/cache.c), against
+ * real LMDB files in temporary directories. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "cache.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BS 4096
+
+static char g_dir[256];
+static int64_t g_now = 1000000;
+
+static int64_t fake_clock(void)
+{
+    return g_now;
+}
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(p);
+}
+
+static int setup(void **state)
+{
+    strcpy(g_dir, "/tmp/bfs_test_cache.XXXXXX");
+    if (!mkdtemp(g_dir))
+        return -1;
+    strcat(g_dir, "/c");  /* let the cache create its own directory */
+    g_now = 1000000;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char *slash = strrchr(g_dir, '/');
+    *slash = '\0';
+    nftw(g_dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    return 0;
+}
+
+static bfs_cache *open_cache(uint32_t bs, int64_t max, int64_t min_free)
+{
+    bfs_cache_cfg cfg = {.dir = g_dir, .max_bytes = max, .min_free_bytes = min_free, .block_size = bs};
+    bfs_cache *c = NULL;
+    char *msg = NULL;
+    int rc = bfs_cache_open(&cfg, &c, &msg);
+    if (rc)
+        fprintf(stderr, "open: %d %s\n", rc, msg ? msg : "");
+    assert_int_equal(rc, 0);
+    assert_non_null(c);
+    free(msg);
+    return c;
+}
+
+/* Deterministic content of (key, block): differs by key and block. */
+static void fill(unsigned char *buf, size_t len, const char *key, uint64_t block)
+{
+    uint64_t x = 1469598103934665603ull ^ block;
+    for (const char *p = key; *p; p++)
+        x = (x ^ (unsigned char)*p) * 1099511628211ull;
+    for (size_t i = 0; i < len; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        buf[i] = (unsigned char)x;
+    }
+}
+
+static size_t len_of(uint64_t block)
+{
+    return block % 7 == 6 ? 1000 + block % 300 : BS;  /* some short "last" blocks */
+}
+
+/* Block files under DIR/blocks/XX/: count, total bytes, and the last path seen. */
+static int64_t g_files, g_file_bytes, g_tmp_files;
+static char g_last_file[512];
+static int count_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    if (flag != FTW_F)
+        return 0;
+    if (!strncmp(p + ftw->base, "tmp.", 4)) {
+        g_tmp_files++;
+        return 0;
+    }
+    if (ftw->level == 2) {
+        g_files++;
+        g_file_bytes += sb->st_size;
+        snprintf(g_last_file, sizeof g_last_file, "%s", p);
+    }
+    return 0;
+}
+
+static void count_files(void)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/blocks", g_dir);
+    g_files = g_file_bytes = g_tmp_files = 0;
+    g_last_file[0] = '\0';
+    nftw(p, count_cb, 16, FTW_PHYS);
+}
+
+static void assert_consistent(bfs_cache *c)
+{
+    bfs_cache_stats st;
+    assert_int_equal(bfs_cache_stats_get(c, &st), 0);
+    count_files();
+    assert_int_equal(st.bytes, g_file_bytes);
+    assert_int_equal(st.blocks, g_files);
+}
+
+static void test_roundtrip_and_miss(void **state)
+{
+    bfs_cache *c = open_cache(BS, 0, 1);
+    assert_int_equal(bfs_cache_block_size(c), BS);
+    assert_string_equal(bfs_cache_dir(c), g_dir);
+    unsigned char in[BS], out[BS];
+    fill(in, BS, "s3://b/x.fits#e1", 0);
+    assert_int_equal(bfs_cache_put(c, "s3://b/x.fits#e1", 0, in, BS), 0);
+    fill(in, 123, "s3://b/x.fits#e1", 1);
+    assert_int_equal(bfs_cache_put(c, "s3://b/x.fits#e1", 1, in, 123), 0);
+    /* again with the same bytes: no change */
+    assert_int_equal(bfs_cache_put(c, "s3://b/x.fits#e1", 1, in, 123), 0);
+
+    assert_int_equal(bfs_cache_get(c, "s3://b/x.fits#e1", 1, out, sizeof out), 123);
+    assert_memory_equal(in, out, 123);
+    assert_int_equal(bfs_cache_get(c, "s3://b/x.fits#e1", 0, out, sizeof out), BS);
+    fill(in, BS, "s3://b/x.fits#e1", 0);
+    assert_memory_equal(in, out, BS);
+    assert_true(bfs_cache_has(c, "s3://b/x.fits#e1", 0));
+
+    /* misses: another block, another version of the object */
+    assert_int_equal(bfs_cache_get(c, "s3://b/x.fits#e1", 2, out, sizeof out), -ENOENT);
+    assert_int_equal(bfs_cache_get(c, "s3://b/x.fits#e2", 0, out, sizeof out), -ENOENT);
+    assert_false(bfs_cache_has(c, "s3://b/x.fits#e2", 0));
+
+    /* a key longer than LMDB's key limit */
+    char longkey[3000];
+    memset(longkey, 'k', sizeof longkey - 1);
+    longkey[sizeof longkey - 1] = '\0';
+    fill(in, 500, longkey, 7);
+    assert_int_equal(bfs_cache_put(c, longkey, 7, in, 500), 0);
+    assert_int_equal(bfs_cache_get(c, longkey, 7, out, sizeof out), 500);
+    assert_memory_equal(in, out, 500);
+
+    /* bad sizes */
+    assert_int_equal(bfs_cache_put(c, "k", 0, in, 0), -EINVAL);
+    assert_int_equal(bfs_cache_put(c, "k", 0, in, BS + 1), -EINVAL);
+
+    bfs_cache_stats st;
+    assert_int_equal(bfs_cache_stats_get(c, &st), 0);
+    assert_int_equal(st.bytes, BS + 123 + 500);
+    assert_int_equal(st.blocks, 3);
+    assert_int_equal(st.objects, 2);
+    assert_int_equal(st.hits, 3);
+    assert_int_equal(st.misses, 2);
+    assert_int_equal(st.corrupt, 0);
+    assert_int_equal(st.block_size, BS);
+    assert_consistent(c);
+
+    /* one open per directory per process */
+    bfs_cache_cfg cfg = {.dir = g_dir};
+    bfs_cache *c2 = NULL;
+    char *msg = NULL;
+    assert_int_equal(bfs_cache_open(&cfg, &c2, &msg), -EBUSY);
+    assert_null(c2);
+    assert_non_null(msg);
+    free(msg);
+    bfs_cache_close(c);
+}
+
+static void test_persistence(void **state)
+{
+    bfs_cache *c = open_cache(BS, 0, 1);
+    unsigned char in[BS], out[BS];
+    for (uint64_t b = 0; b < 20; b++) {
+        fill(in, len_of(b), "obj", b);
+        assert_int_equal(bfs_cache_put(c, "obj", b, in, len_of(b)), 0);
+    }
+    assert_int_equal(bfs_cache_get(c, "obj", 3, out, sizeof out), BS);
+    bfs_cache_close(c);
+
+    /* reopen with another block size: the cache keeps its own */
+    c = open_cache(2 * BS, 0, 1);
+    assert_int_equal(bfs_cache_block_size(c), BS);
+    for (uint64_t b = 0; b < 20; b++) {
+        fill(in, len_of(b), "obj", b);
+        assert_int_equal(bfs_cache_get(c, "obj", b, out, sizeof out), (ssize_t)len_of(b));
+        assert_memory_equal(in, out, len_of(b));
+    }
+    bfs_cache_stats st;
+    assert_int_equal(bfs_cache_stats_get(c, &st), 0);
+    assert_int_equal(st.blocks, 20);
+    assert_int_equal(st.objects, 1);
+    /* the first process's hit was written at its close */
+    assert_int_equal(st.all_hits, 21);
+    assert_consistent(c);
+    int64_t checked = -1, dropped = -1;
+    assert_int_equal(bfs_cache_verify(c, &checked, &dropped), 0);
+    assert_int_equal(checked, 20);
+    assert_int_equal(dropped, 0);
+    bfs_cache_close(c);
+}
+
+enum damage { FLIP, TRUNCATE, DELETE, EXTEND, SWAP };
+
+static void damage_and_check(enum damage how)
+{
+    setup(NULL);
+    bfs_cache *c = open_cache(BS, 0, 1);
+    unsigned char in[BS], in2[BS], out[BS];
+    fill(in, BS, "obj", 0);
+    fill(in2, BS, "obj", 1);
+    assert_int_equal(bfs_cache_put(c, "obj", 0, in, BS), 0);
+    count_files();
+    char victim[512];
+    strcpy(victim, g_last_file);
+    assert_int_equal(bfs_cache_put(c, "obj", 1, in2, BS), 0);
+    count_files();
+    char other[512];
+    strcpy(other, strcmp(g_last_file, victim) ? g_last_file : "");
+    if (!other[0]) {
+        /* nftw order: find the other file by elimination */
+        char p[256];
+        snprintf(p, sizeof p, "%.*s", (int)(strrchr(victim, '/') - victim), victim);
+        DIR *d = opendir(p);
+        struct dirent *e;
+        while ((e = readdir(d)))
+            if (e->d_name[0] != '.' && !strstr(victim, e->d_name))
+                snprintf(other, sizeof other, "%s/%s", p, e->d_name);
+        closedir(d);
+    }
+    assert_true(other[0] != '\0');
+
+    int fd;
+    switch (how) {
+    case FLIP:
+        fd = open(victim, O_RDWR);
+        assert_true(fd >= 0);
+        unsigned char ch;
+        assert_int_equal(pread(fd, &ch, 1, 1234), 1);
+        ch ^= 0x10;
+        assert_int_equal(pwrite(fd, &ch, 1, 1234), 1);
+        close(fd);
+        break;
+    case TRUNCATE:
+        assert_int_equal(truncate(victim, 100), 0);
+        break;
+    case DELETE:
+        assert_int_equal(unlink(victim), 0);
+        break;
+    case EXTEND:
+        fd = open(victim, O_WRONLY | O_APPEND);
+        assert_int_equal(write(fd, "x", 1), 1);
+        close(fd);
+        break;
+    case SWAP:
+        /* a valid block under the wrong name must not pass */
+        assert_int_equal(rename(other, victim), 0);
+        break;
+    }
+    /* The victim is block 0 unless nftw listed it second: find out which
+     * block fails. */
+    ssize_t r0 = bfs_cache_get(c, "obj", 0, out, sizeof out);
+    ssize_t r1 = bfs_cache_get(c, "obj", 1, out, sizeof out);
+    if (how == SWAP) {
+        /* both blocks are bad now: one has the other's bytes, one is gone */
+        assert_int_equal(r0, -ENOENT);
+        assert_int_equal(r1, -ENOENT);
+    } else {
+        assert_true((r0 == -ENOENT) != (r1 == -ENOENT));
+        assert_true(r0 == BS || r1 == BS);
+    }
+    bfs_cache_stats st;
+    assert_int_equal(bfs_cache_stats_get(c, &st), 0);
+    assert_int_equal(st.corrupt, how == SWAP ? 2 : 1);
+    assert_int_equal(st.all_dropped, how == SWAP ? 2 : 1);
+    assert_int_equal(st.blocks, how == SWAP ? 0 : 1);
+    assert_int_equal(st.bytes, how == SWAP ? 0 : BS);
+    assert_consistent(c);
+    /* still a miss, no second warning or count */
+    uint64_t bad = r0 == -ENOENT ? 0 : 1;
+    assert_int_equal(bfs_cache_get(c, "obj", bad, out, sizeof out), -ENOENT);
+    assert_int_equal(bfs_cache_stats_get(c, &st), 0);
+    assert_int_equal(st.corrupt, how == SWAP ? 2 : 1);
+    /* the next put works */
+    unsigned char *again = bad == 0 ? in : in2;
+    assert_int_equal(bfs_cache_put(c, "obj", bad, again, BS), 0);
+    assert_int_equal(bfs_cache_get(c, "obj", bad, out, sizeof out), BS);
+    assert_memory_equal(again, out, BS);
+    assert_consistent(c);
+    bfs_cache_close(c);
+    teardown(NULL);
+}
+
+static void test_corruption(void **state)
+{
+    damage_and_check(FLIP);
+    damage_and_check(TRUNCATE);
+    damage_and_check(DELETE);
+    damage_and_check(EXTEND);
+    damage_and_check(SWAP);
+}
+
+static void test_verify_drops_bad_and_orphans(void **state)
+{
+    bfs_cache *c = open_cache(BS, 0, 1);
+    unsigned char in[BS];
+    for (uint64_t b = 0; b < 10; b++) {
+        fill(in, BS, "v", b);
+        assert_int_equal(bfs_cache_put(c, "v", b, in, BS), 0);
+    }
+    count_files();
+    assert_int_equal(truncate(g_last_file, 10), 0);  /* one bad block */
+    char p[600];
+    /* an orphan with a well-formed name, a stray file, a dead writer's tmp */
+    snprintf(p, sizeof p, "%.*s/%s", (int)(strrchr(g_last_file, '/') - g_last_file), g_last_file,
+             "00000000000000000000000000000000-0000000000000000-0000000000000001");
+    FILE *f = fopen(p, "w");
+    fputs("orphan", f);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/blocks/junk", g_dir);
+    fclose(fopen(p, "w"));
+    pid_t dead = fork();
+    if (dead == 0)
+        _exit(0);
+    waitpid(dead, NULL, 0);
+    snprintf(p, sizeof p, "%s/blocks/tmp.%ld.0123456789abcdef", g_dir, (long)dead);
+    fclose(fopen(p, "w"));
+    snprintf(p, sizeof p, "%s/blocks/tmp.%ld.0123456789abcdef", g_dir, (long)getpid());
+    fclose(fopen(p, "w"));  /* "ours, in progress": kept */
+
+    int64_t checked, dropped;
+    assert_int_equal(bfs_cache_verify(c, &checked, &dropped), 0);
+    assert_int_equal(checked, 10);
+    assert_int_equal(dropped, 4);
+    bfs_cache_stats st;
+    assert_int_equal(bfs_cache_stats_get(c, &st), 0);
+    assert_int_equal(st.blocks, 9);
+    assert_int_equal(st.corrupt, 1);
+    assert_consistent(c);
+    assert_int_equal(g_tmp_files, 1);
+    unlink(p);
+    bfs_cache_close(c);
+}
+
+static void test_lru_eviction(void **state)
+{
+    /* 10 blocks fit */
+    bfs_cache *c = open_cache(BS, 10 * BS, 1);
+    bfs_cache_set_clock(c, fake_clock);
+    unsigned char in[BS], out[BS];
+    for (uint64_t b = 0; b < 10; b++, g_now++) {
+        fill(in, BS, "lru", b);
+        assert_int_equal(bfs_cache_put(c, "lru", b, in, BS), 0);
+    }
+    /* block 0 is read a while later, so it is no longer the oldest */
+    g_now += 120;
+    assert_int_equal(bfs_cache_get(c, "lru", 0, out, sizeof out), BS);
+    fill(in, BS, "lru", 10);
+    assert_int_equal(bfs_cache_put(c, "lru", 10, in, BS), 0);
+    assert_true(bfs_cache_has(c, "lru", 0));
+    assert_false(bfs_cache_has(c, "lru", 1));
+    for (uint64_t b = 2; b <= 10; b++)
+        assert_true(bfs_cache_has(c, "lru", b));
+
+    /* many more puts; block 0 is read now and then and survives; the total
+     * never exceeds the limit */
+    for (uint64_t b = 11; b < 200; b++) {
+        g_now += 30;
+        fill(in, len_of(b), "lru", b);
+        assert_int_equal(bfs_cache_put(c, "lru", b, in, len_of(b)), 0);
+        if (b % 4 == 0) {
+            fill(in, BS, "lru", 0);
+            assert_int_equal(bfs_cache_get(c, "lru", 0, out, sizeof out), BS);
+            assert_memory_equal(in, out, BS);
+        }
+        bfs_cache_stats st;
+        assert_int_equal(bfs_cache_stats_get(c, &st), 0);
+        assert_true(st.bytes <= 10 * BS);
+    }
+    assert_true(bfs_cache_has(c, "lru", 0));
+    assert_true(bfs_cache_has(c, "lru", 199));
+    assert_false(bfs_cache_has(c, "lru", 150));
+    assert_consistent(c);
+
+    /* explicit eviction keeps the most recent */
+    assert_int_equal(bfs_cache_evict(c, 2 * BS), 0);
+    bfs_cache_stats st;
+    assert_int_equal(bfs_cache_stats_get(c, &st), 0);
+    assert_true(st.bytes <= 2 * BS);
+    assert_true(bfs_cache_has(c, "lru", 199));
+    assert_true(st.all_evicted > 180);
+    assert_consistent(c);
+    assert_int_equal(bfs_cache_evict(c, 0), 0);
+    assert_int_equal(bfs_cache_stats_get(c, &st), 0);
+    assert_int_equal(st.bytes, 0);
+    assert_int_equal(st.blocks, 0);
+    assert_int_equal(st.objects, 0);
+    assert_consistent(c);
+    bfs_cache_close(c);
+}
+
+static void test_too_big(void **state)
+{
+    bfs_cache *c = open_cache(BS, 3000, 1);
+    unsigned char in[BS];
+    fill(in, BS, "big", 0);
+    assert_int_equal(bfs_cache_put(c, "big", 0, in, 2000), 0);
+    assert_int_equal(bfs_cache_put(c, "big", 1, in, 4000), -ENOSPC);
+    assert_true(bfs_cache_has(c, "big", 0));  /* nothing evicted for nothing */
+    assert_consistent(c);
+    count_files();
+    assert_int_equal(g_tmp_files, 0);
+    bfs_cache_close(c);
+
+    /* a free-space floor the file system cannot meet even with the cache
+     * empty: refuse, keep the cache */
+    c = open_cache(BS, 0, INT64_C(1) << 60);
+    assert_int_equal(bfs_cache_put(c, "big", 2, in, 100), -ENOSPC);
+    assert_true(bfs_cache_has(c, "big", 0));
+    count_files();
+    assert_int_equal(g_tmp_files, 0);
+    bfs_cache_close(c);
+}
+
+static void test_modes(void **state)
+{
+    mode_t old = umask(0);
+    bfs_cache *c = open_cache(BS, 0, 1);
+    unsigned char in[BS];
+    fill(in, 100, "m", 0);
+    assert_int_equal(bfs_cache_put(c, "m", 0, in, 100), 0);
+    umask(old);
+    struct stat st;
+    char p[600];
+    assert_int_equal(stat(g_dir, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0700);
+    const char *names[] = {"blocks", "meta", "index.lmdb", "index.lmdb-lock"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", g_dir, names[i]);
+        assert_int_equal(stat(p, &st), 0);
+        assert_int_equal(st.st_mode & 07777, i == 0 ? 0700 : 0600);
+    }
+    count_files();
+    assert_int_equal(g_files, 1);
+    assert_int_equal(stat(g_last_file, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    snprintf(p, sizeof p, "%.*s", (int)(strrchr(g_last_file, '/') - g_last_file), g_last_file);
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0700);
+    bfs_cache_close(c);
+}
+
+/* A child: many puts and gets over a shared key space, checking every hit. */
+static int worker(int id, int rounds, int64_t max)
+{
+    bfs_cache *c;
+    bfs_cache_cfg cfg = {.dir = g_dir, .max_bytes = max, .min_free_bytes = 1, .block_size = BS};
+    char *msg;
+    if (bfs_cache_open(&cfg, &c, &msg))
+        return 10;
+    unsigned char in[BS], out[BS];
+    unsigned seed = (unsigned)id * 7919u + 1;
+    for (int i = 0; i < rounds; i++) {
+        seed = seed * 1103515245u + 12345u;
+        char key[32];
+        snprintf(key, sizeof key, "obj%u", (seed >> 8) % 7);
+        uint64_t b = (seed >> 16) % 40;
+        size_t len = len_of(b);
+        ssize_t n = bfs_cache_get(c, key, b, out, sizeof out);
+        fill(in, len, key, b);
+        if (n >= 0) {
+            if ((size_t)n != len || memcmp(in, out, len)) {
+                bfs_cache_close(c);
+                return 11;  /* wrong bytes served */
+            }
+        } else if (n != -ENOENT) {
+            bfs_cache_close(c);
+            return 12;
+        } else if (bfs_cache_put(c, key, b, in, len) != 0) {
+            bfs_cache_close(c);
+            return 13;
+        }
+    }
+    bfs_cache_close(c);
+    return 0;
+}
+
+static void test_two_processes(void **state)
+{
+    bfs_cache *c = open_cache(BS, 0, 1);  /* create, then hand over */
+    bfs_cache_close(c);
+    const int64_t max = 60 * BS;  /* fewer than the 280 blocks: eviction runs */
+    pid_t kids[3];
+    for (int k = 0; k < 3; k++) {
+        kids[k] = fork();
+        assert_true(kids[k] >= 0);
+        if (kids[k] == 0)
+            _exit(worker(k, 1500, max));
+    }
+    for (int k = 0; k < 3; k++) {
+        int status;
+        assert_int_equal(waitpid(kids[k], &status, 0), kids[k]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    c = open_cache(BS, max, 1);
+    assert_consistent(c);
+    bfs_cache_stats st;
+    assert_int_equal(bfs_cache_stats_get(c, &st), 0);
+    assert_true(st.bytes <= max);
+    assert_true(st.blocks > 0);
+    assert_int_equal(st.all_hits + st.all_misses, 3 * 1500);
+    int64_t checked, dropped;
+    assert_int_equal(bfs_cache_verify(c, &checked, &dropped), 0);
+    assert_int_equal(checked, st.blocks);
+    assert_int_equal(dropped, 0);
+    bfs_cache_close(c);
+}
+
+/* Threads of one process share one bfs_cache. */
+static bfs_cache *g_shared;
+static void *thread_main(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    unsigned char in[BS], out[BS];
+    for (int i = 0; i < 400; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "t%d", (i + id) % 5);
+        uint64_t b = (uint64_t)(i * 7 + id) % 30;
+        fill(in, len_of(b), key, b);
+        ssize_t n = bfs_cache_get(g_shared, key, b, out, sizeof out);
+        if (n >= 0 && ((size_t)n != len_of(b) || memcmp(in, out, (size_t)n)))
+            return (void *)1;
+        if (n < 0 && bfs_cache_put(g_shared, key, b, in, len_of(b)) != 0)
+            return (void *)2;
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    g_shared = open_cache(BS, 50 * BS, 1);
+    pthread_t th[6];
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, thread_main, (void *)(intptr_t)i), 0);
+    for (int i = 0; i < 6; i++) {
+        void *r;
+        pthread_join(th[i], &r);
+        assert_null(r);
+    }
+    assert_consistent(g_shared);
+    bfs_cache_close(g_shared);
+}
+
+static void test_kill9(void **state)
+{
+    bfs_cache *c = open_cache(BS, 0, 1);
+    bfs_cache_close(c);
+    const int64_t max = 50 * BS;
+    for (int round = 0; round < 8; round++) {
+        pid_t kid = fork();
+        assert_true(kid >= 0);
+        if (kid == 0)
+            _exit(worker(100 + round, 1000000, max));
+        struct timespec ts = {0, (3 + 4 * round) * 1000000L};
+        nanosleep(&ts, NULL);
+        kill(kid, SIGKILL);
+        int status;
+        assert_int_equal(waitpid(kid, &status, 0), kid);
+        assert_true(WIFSIGNALED(status));
+    }
+    c = open_cache(BS, max, 1);
+    bfs_cache_stats st;
+    assert_int_equal(bfs_cache_stats_get(c, &st), 0);
+    int64_t recorded = st.blocks;
+    int64_t checked, dropped;
+    assert_int_equal(bfs_cache_verify(c, &checked, &dropped), 0);
+    assert_int_equal(checked, recorded);
+    assert_int_equal(bfs_cache_stats_get(c, &st), 0);
+    assert_int_equal(st.corrupt, 0);       /* no recorded block was bad */
+    assert_int_equal(st.blocks, recorded); /* only orphans were dropped */
+    assert_true(st.bytes <= max);
+    assert_consistent(c);
+    assert_int_equal(g_tmp_files, 0);      /* dead writers' tmp files are gone */
+    bfs_cache_close(c);
+    /* and recorded blocks read back with the right bytes */
+    assert_int_equal(worker(999, 2000, max), 0);
+    fprintf(stderr, "kill9: %lld blocks recorded, %lld orphans dropped\n", (long long)recorded,
+            (long long)dropped);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_roundtrip_and_miss, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),
+        cmocka_unit_test(test_corruption),
+        cmocka_unit_test_setup_teardown(test_verify_drops_bad_and_orphans, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lru_eviction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_processes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill9, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

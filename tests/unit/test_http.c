@@ -1,0 +1,529 @@
+/* Unit tests for the HTTP transport (fetchers/http.c) against a real nginx
+ * on 127.0.0.1, started through tests/integration/nginx.sh (found next to
+ * this file, since unit tests get no BFS_SRC).  Skipped (77) when nginx is
+ * not installed.  The fault-injection locations of nginx.sh give the error
+ * classes of http.h; everything the library logs goes to a file that is
+ * checked at the end for the bearer tokens, which must never appear. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "http.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SMALL_SIZE 100000
+#define BIG_SIZE (10 * 1024 * 1024)
+#define GOOD_TOKEN "sekrit-token"
+#define BAD_TOKEN "wrong-token-0123"
+#define S3_SECRET "wJalrXUtnFEMI-secret-key"
+#define S3_SESSION "session-token-xyzzy"
+
+static char tmpdir[] = "/tmp/bfs_test_http.XXXXXX";
+static char docroot[512], logpath[512], tokenpath[512], base[128];
+static pid_t nginx_pid;
+static unsigned char *small_data;
+
+static char *url(const char *loc, const char *name)
+{
+    static __thread char buf[4][600];
+    static __thread int i;
+    char *u = buf[i++ % 4];
+    snprintf(u, sizeof buf[0], "%s/%s/%s", base, loc, name);
+    return u;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void write_file(const char *path, const void *data, size_t n)
+{
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(rename(tmp, path), 0);
+}
+
+static void write_text(const char *path, const char *text) { write_file(path, text, strlen(text)); }
+
+static bfs_http_cfg default_cfg(void)
+{
+    return (bfs_http_cfg){.connect_timeout_ms = 2000, .request_timeout_ms = 20000,
+                          .low_speed_bytes = 1024, .low_speed_time_s = 10, .tls_verify = true};
+}
+
+static bfs_http *new_http(const bfs_http_cfg *cfg)
+{
+    bfs_http *h = NULL;
+    char *msg = NULL;
+    int ret = bfs_http_new(cfg, &h, &msg);
+    if (ret < 0)
+        fprintf(stderr, "bfs_http_new: %s\n", msg ? msg : strerror(-ret));
+    assert_int_equal(ret, 0);
+    free(msg);
+    return h;
+}
+
+static bool nginx_installed(void)
+{
+    return access("/usr/sbin/nginx", X_OK) == 0 || system("command -v nginx >/dev/null 2>&1") == 0;
+}
+
+static int setup(void **state)
+{
+    if (!mkdtemp(tmpdir))
+        return -1;
+    snprintf(docroot, sizeof docroot, "%s/doc", tmpdir);
+    snprintf(logpath, sizeof logpath, "%s/test.log", tmpdir);
+    snprintf(tokenpath, sizeof tokenpath, "%s/token", tmpdir);
+    if (mkdir(docroot, 0755) < 0)
+        return -1;
+    if (bfs_log_to_file(logpath) < 0)
+        return -1;
+    bfs_log_set_level(LOG_DEBUG);
+
+    small_data = malloc(BIG_SIZE);
+    uint64_t x = 88172645463325252ULL;
+    for (size_t i = 0; i < BIG_SIZE; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        small_data[i] = (unsigned char)x;
+    }
+    char p[600];
+    snprintf(p, sizeof p, "%s/small.bin", docroot);
+    write_file(p, small_data, SMALL_SIZE);
+    snprintf(p, sizeof p, "%s/big.bin", docroot);
+    write_file(p, small_data, BIG_SIZE);
+
+    /* nginx.sh lives in tests/integration, next to this file's directory. */
+    char src[512];
+    snprintf(src, sizeof src, "%s", __FILE__);
+    char script[600], info[600], pidbuf[32];
+    snprintf(script, sizeof script, "%s/../integration/nginx.sh", dirname(src));
+    snprintf(info, sizeof info, "%s/nginx.info", tmpdir);
+    snprintf(pidbuf, sizeof pidbuf, "%d", (int)getpid());
+    setenv("T_NGINX_SH", script, 1);
+    setenv("T_DOCROOT", docroot, 1);
+    setenv("T_INFO", info, 1);
+    setenv("NGINX_OWNER_PID", pidbuf, 1); /* the watchdog stops nginx if we crash */
+    int rc = system("bash -c '. \"$T_NGINX_SH\" && nginx_start \"$T_DOCROOT\" && "
+                    "echo \"$NGINX_PORT $NGINX_PID\" > \"$T_INFO\"'");
+    FILE *f = fopen(info, "r");
+    int port = 0, pid = 0;
+    if (rc != 0 || !f || fscanf(f, "%d %d", &port, &pid) != 2) {
+        fprintf(stderr, "could not start nginx (rc %d)\n", rc);
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    fclose(f);
+    nginx_pid = pid;
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    if (nginx_pid > 0) {
+        kill(nginx_pid, SIGTERM);
+        for (int i = 0; i < 50 && kill(nginx_pid, 0) == 0; i++)
+            usleep(100000);
+        kill(nginx_pid, SIGKILL);
+    }
+    free(small_data);
+    if (getenv("BFS_TEST_KEEP")) { /* for debugging: keep docroot and test.log */
+        fprintf(stderr, "kept %s\n", tmpdir);
+        return 0;
+    }
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmpdir);
+    return 0;
+}
+
+static void test_handles(void **state)
+{
+    assert_true(bfs_http_handles("http://x/y"));
+    assert_true(bfs_http_handles("HTTPS://x/y"));
+    assert_true(bfs_http_handles("s3://bucket/key"));
+    assert_false(bfs_http_handles("file:///x"));
+    assert_false(bfs_http_handles("/local/path"));
+    assert_false(bfs_http_handles("ftp://x/y"));
+}
+
+static void test_stat(void **state)
+{
+    bfs_http_cfg cfg = default_cfg();
+    bfs_http *h = new_http(&cfg);
+    bfs_object o;
+    assert_int_equal(bfs_http_stat(h, url("data", "small.bin"), &o), 0);
+    assert_int_equal(o.size, SMALL_SIZE);
+    /* nginx's ETag is "<hex mtime>-<hex size>" */
+    char p[600], etag[64];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/small.bin", docroot);
+    assert_int_equal(stat(p, &st), 0);
+    snprintf(etag, sizeof etag, "\"%" PRIx64 "-%" PRIx64 "\"", (uint64_t)st.st_mtime,
+             (uint64_t)st.st_size);
+    assert_string_equal(o.etag, etag);
+    assert_true(o.last_modified[0] != '\0');
+    assert_int_equal(bfs_http_bytes_received(h), 0); /* HEAD moves no body */
+
+    assert_int_equal(bfs_http_stat(h, url("data", "missing.bin"), &o), -ENOENT);
+    assert_int_equal(bfs_http_stat(h, url("fail503", "small.bin"), &o), -EIO);
+    bfs_http_free(h);
+}
+
+static void test_ranges(void **state)
+{
+    bfs_http_cfg cfg = default_cfg();
+    bfs_http *h = new_http(&cfg);
+    unsigned char *buf = malloc(SMALL_SIZE + 100);
+    struct { int64_t off; size_t len; ssize_t want; } cases[] = {
+        {0, 2880, 2880},     {1, 1, 1},          {4095, 8193, 8193},   {50000, 50000, 50000},
+        {SMALL_SIZE - 1, 1, 1},                  /* the last byte */
+        {SMALL_SIZE - 10, 100, 10},              /* past EOF: a short count */
+        {0, SMALL_SIZE + 100, SMALL_SIZE},       /* everything and more */
+    };
+    uint64_t total = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        memset(buf, 0xAA, SMALL_SIZE + 100);
+        size_t moved = 12345;
+        ssize_t got = bfs_http_get(h, url("data", "small.bin"), NULL, cases[i].off, cases[i].len,
+                                   buf, &moved);
+        assert_int_equal(got, cases[i].want);
+        assert_memory_equal(buf, small_data + cases[i].off, (size_t)got);
+        assert_int_equal(moved, (size_t)got);
+        if ((size_t)got < cases[i].len)
+            assert_int_equal(buf[got], 0xAA); /* nothing written past the reply */
+        total += (uint64_t)got;
+    }
+    assert_int_equal(bfs_http_bytes_received(h), total);
+
+    /* Entirely past the end: 416 without a pin, EOF (no request) with one. */
+    assert_int_equal(bfs_http_get(h, url("data", "small.bin"), NULL, SMALL_SIZE, 10, buf, NULL),
+                     -ERANGE);
+    bfs_object pin;
+    assert_int_equal(bfs_http_stat(h, url("data", "small.bin"), &pin), 0);
+    assert_int_equal(bfs_http_get(h, url("data", "small.bin"), &pin, SMALL_SIZE, 10, buf, NULL), 0);
+    /* Pinned reads, including one clipped at the pinned size. */
+    assert_int_equal(bfs_http_get(h, url("data", "small.bin"), &pin, 777, 1000, buf, NULL), 1000);
+    assert_memory_equal(buf, small_data + 777, 1000);
+    assert_int_equal(bfs_http_get(h, url("data", "small.bin"), &pin, SMALL_SIZE - 5, 100, buf, NULL),
+                     5);
+    assert_int_equal(bfs_http_get(h, url("data", "small.bin"), NULL, 0, 0, buf, NULL), 0);
+    assert_int_equal(bfs_http_get(h, url("data", "missing.bin"), NULL, 0, 10, buf, NULL), -ENOENT);
+    free(buf);
+    bfs_http_free(h);
+}
+
+static void test_stale(void **state)
+{
+    bfs_http_cfg cfg = default_cfg();
+    bfs_http *h = new_http(&cfg);
+    char p[600];
+    unsigned char buf[4096];
+    snprintf(p, sizeof p, "%s/v.bin", docroot);
+    write_file(p, small_data, 1000);
+    bfs_object pin, lm_pin;
+    assert_int_equal(bfs_http_stat(h, url("data", "v.bin"), &pin), 0);
+    assert_int_equal(bfs_http_get(h, url("data", "v.bin"), &pin, 10, 100, buf, NULL), 100);
+    lm_pin = pin;
+    lm_pin.etag[0] = '\0'; /* a server without ETags: If-Unmodified-Since and the size */
+    assert_int_equal(bfs_http_get(h, url("data", "v.bin"), &lm_pin, 10, 100, buf, NULL), 100);
+
+    /* A different size, so the ETag differs even within the same second. */
+    write_file(p, small_data + 1, 2000);
+    assert_int_equal(bfs_http_get(h, url("data", "v.bin"), &pin, 10, 100, buf, NULL), -ESTALE);
+    assert_int_equal(bfs_http_get(h, url("data", "v.bin"), &lm_pin, 10, 100, buf, NULL), -ESTALE);
+    /* A pin whose ETag the server never gave (412 from If-Match). */
+    bfs_object fake = pin;
+    snprintf(fake.etag, sizeof fake.etag, "\"deadbeef-7d0\"");
+    fake.size = 2000;
+    assert_int_equal(bfs_http_get(h, url("data", "v.bin"), &fake, 0, 100, buf, NULL), -ESTALE);
+    bfs_http_free(h);
+}
+
+static void test_faults(void **state)
+{
+    bfs_http_cfg cfg = default_cfg();
+    bfs_http *h = new_http(&cfg);
+    unsigned char buf[1000];
+    assert_int_equal(bfs_http_get(h, url("fail503", "small.bin"), NULL, 0, 100, buf, NULL), -EIO);
+    ssize_t r = bfs_http_get(h, url("drop", "small.bin"), NULL, 0, 100, buf, NULL);
+    assert_true(r == -ECONNRESET || r == -EPROTO);
+    /* The handle is still good after a dropped connection. */
+    assert_int_equal(bfs_http_get(h, url("data", "small.bin"), NULL, 0, 100, buf, NULL), 100);
+    /* Nothing listens on port 1: refused. */
+    char u[64];
+    snprintf(u, sizeof u, "http://127.0.0.1:1/x");
+    assert_int_equal(bfs_http_get(h, u, NULL, 0, 100, buf, NULL), -ECONNRESET);
+    /* ~50 % 503s: every answer is either the bytes or -EIO. */
+    int ok = 0, fail = 0;
+    for (int i = 0; i < 40; i++) {
+        r = bfs_http_get(h, url("flaky", "small.bin"), NULL, 100, 100, buf, NULL);
+        if (r == 100) {
+            assert_memory_equal(buf, small_data + 100, 100);
+            ok++;
+        } else {
+            assert_int_equal(r, -EIO);
+            fail++;
+        }
+    }
+    assert_true(ok > 0 && fail > 0);
+    bfs_http_free(h);
+}
+
+/* A server that ignores Range: a whole object is fine from offset 0 when it
+ * fits; otherwise the reply is refused before its body is read. */
+static void test_range_ignored(void **state)
+{
+    bfs_http_cfg cfg = default_cfg();
+    bfs_http *h = new_http(&cfg);
+    unsigned char *buf = malloc(SMALL_SIZE + 10);
+    size_t moved = 1;
+    assert_int_equal(bfs_http_get(h, url("norange", "small.bin"), NULL, 0, SMALL_SIZE + 10, buf,
+                                  &moved), SMALL_SIZE);
+    assert_memory_equal(buf, small_data, SMALL_SIZE);
+    assert_int_equal(bfs_http_get(h, url("norange", "big.bin"), NULL, 0, 2880, buf, &moved),
+                     -EPROTO);
+    assert_int_equal(moved, 0);
+    assert_int_equal(bfs_http_get(h, url("norange", "small.bin"), NULL, 10, 100, buf, &moved),
+                     -EPROTO);
+    assert_int_equal(moved, 0);
+    /* The handle recovers from the aborted transfers. */
+    assert_int_equal(bfs_http_get(h, url("data", "small.bin"), NULL, 10, 100, buf, NULL), 100);
+    free(buf);
+    bfs_http_free(h);
+}
+
+static void test_stall_timeout(void **state)
+{
+    bfs_http_cfg cfg = default_cfg();
+    cfg.request_timeout_ms = 1000;
+    bfs_http *h = new_http(&cfg);
+    unsigned char buf[100];
+    double t0 = now_s();
+    assert_int_equal(bfs_http_get(h, url("stall", "x"), NULL, 0, 100, buf, NULL), -ETIMEDOUT);
+    double dt = now_s() - t0;
+    assert_true(dt >= 0.9 && dt < 2.0);
+    bfs_object o;
+    t0 = now_s();
+    assert_int_equal(bfs_http_stat(h, url("stall", "x"), &o), -ETIMEDOUT);
+    assert_true(now_s() - t0 < 2.0);
+    bfs_http_free(h);
+}
+
+static void test_low_speed(void **state)
+{
+    bfs_http_cfg cfg = default_cfg();
+    cfg.low_speed_bytes = 100000;
+    cfg.low_speed_time_s = 1;
+    bfs_http *h = new_http(&cfg);
+    unsigned char *buf = malloc(BIG_SIZE);
+    double t0 = now_s();
+    size_t moved = 0;
+    assert_int_equal(bfs_http_get(h, url("slow", "big.bin"), NULL, 0, BIG_SIZE, buf, &moved),
+                     -ETIMEDOUT);
+    double dt = now_s() - t0;
+    assert_true(dt < 5.0);
+    assert_true(moved < BIG_SIZE);
+    assert_int_equal(bfs_http_bytes_received(h), moved);
+    free(buf);
+    bfs_http_free(h);
+}
+
+static void test_bearer_token(void **state)
+{
+    unsigned char buf[1000];
+    bfs_http_cfg cfg = default_cfg();
+    bfs_http *h = new_http(&cfg);
+    assert_int_equal(bfs_http_get(h, url("auth", "small.bin"), NULL, 0, 100, buf, NULL), -EACCES);
+    bfs_http_free(h);
+
+    /* The file does not exist yet: refused without a request. */
+    unlink(tokenpath);
+    cfg.token_file = tokenpath;
+    h = new_http(&cfg);
+    assert_int_equal(bfs_http_get(h, url("auth", "small.bin"), NULL, 0, 100, buf, NULL), -EACCES);
+    bfs_http_free(h);
+
+    write_text(tokenpath, "  " GOOD_TOKEN " \n");
+    h = new_http(&cfg);
+    assert_int_equal(bfs_http_get(h, url("auth", "small.bin"), NULL, 0, 100, buf, NULL), 100);
+    assert_memory_equal(buf, small_data, 100);
+    bfs_object o;
+    assert_int_equal(bfs_http_stat(h, url("auth", "small.bin"), &o), 0);
+    assert_int_equal(o.size, SMALL_SIZE);
+
+    /* Rotation: a wrong token is picked up within about a second. */
+    write_text(tokenpath, BAD_TOKEN "\n");
+    usleep(1100 * 1000);
+    assert_int_equal(bfs_http_get(h, url("auth", "small.bin"), NULL, 0, 100, buf, NULL), -EACCES);
+    /* The file vanishes: refused; it comes back: accepted. */
+    unlink(tokenpath);
+    usleep(1100 * 1000);
+    assert_int_equal(bfs_http_get(h, url("auth", "small.bin"), NULL, 0, 100, buf, NULL), -EACCES);
+    write_text(tokenpath, GOOD_TOKEN);
+    usleep(1100 * 1000);
+    assert_int_equal(bfs_http_get(h, url("auth", "small.bin"), NULL, 0, 100, buf, NULL), 100);
+    /* An empty file is refused too. */
+    write_text(tokenpath, " \n");
+    usleep(1100 * 1000);
+    assert_int_equal(bfs_http_get(h, url("auth", "small.bin"), NULL, 0, 100, buf, NULL), -EACCES);
+    bfs_http_free(h);
+}
+
+static void test_header_read_moves_little(void **state)
+{
+    bfs_http_cfg cfg = default_cfg();
+    bfs_http *h = new_http(&cfg);
+    unsigned char buf[2880];
+    size_t moved = 0;
+    bfs_object pin;
+    assert_int_equal(bfs_http_stat(h, url("data", "big.bin"), &pin), 0);
+    assert_int_equal(pin.size, BIG_SIZE);
+    assert_int_equal(bfs_http_get(h, url("data", "big.bin"), &pin, 0, 2880, buf, &moved), 2880);
+    assert_memory_equal(buf, small_data, 2880);
+    assert_true(moved <= 2880);
+    assert_true(bfs_http_bytes_received(h) <= 2880);
+    bfs_http_free(h);
+}
+
+/* Many threads on one bfs_http: each uses its own handle; the bytes are right. */
+struct thr_arg { bfs_http *h; int seed; int errors; };
+
+static void *reader(void *p)
+{
+    struct thr_arg *a = p;
+    unsigned char buf[70000];
+    unsigned s = (unsigned)a->seed;
+    for (int i = 0; i < 40; i++) {
+        int64_t off = rand_r(&s) % BIG_SIZE;
+        size_t len = 1 + (size_t)rand_r(&s) % sizeof buf;
+        ssize_t want = (int64_t)len > BIG_SIZE - off ? BIG_SIZE - off : (ssize_t)len;
+        ssize_t got = bfs_http_get(a->h, url("data", "big.bin"), NULL, off, len, buf, NULL);
+        if (got != want || memcmp(buf, small_data + off, (size_t)want) != 0)
+            a->errors++;
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    bfs_http_cfg cfg = default_cfg();
+    bfs_http *h = new_http(&cfg);
+    for (int round = 0; round < 2; round++) { /* the second round reuses idle handles */
+        pthread_t t[6];
+        struct thr_arg a[6];
+        for (int i = 0; i < 6; i++) {
+            a[i] = (struct thr_arg){.h = h, .seed = i + 10 * round};
+            assert_int_equal(pthread_create(&t[i], NULL, reader, &a[i]), 0);
+        }
+        for (int i = 0; i < 6; i++) {
+            pthread_join(t[i], NULL);
+            assert_int_equal(a[i].errors, 0);
+        }
+    }
+    bfs_http_free(h);
+}
+
+/* s3:// through s3.h: path-style requests to an endpoint; nginx ignores the
+ * signature, so this checks the plumbing (URL, signed Range/If-Match, the
+ * reply checks), not SigV4 itself (s3.c has its own tests). */
+static void test_s3(void **state)
+{
+    char dir[600], p[700], endpoint[256];
+    snprintf(dir, sizeof dir, "%s/bkt", docroot);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(p, sizeof p, "%s/small.bin", dir);
+    write_file(p, small_data, SMALL_SIZE);
+    snprintf(endpoint, sizeof endpoint, "%s/data", base);
+    setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET, 1);
+    setenv("AWS_SESSION_TOKEN", S3_SESSION, 1);
+    setenv("AWS_REGION", "us-east-1", 1);
+    setenv("AWS_ENDPOINT_URL_S3", endpoint, 1);
+    setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials", 1);
+    setenv("AWS_CONFIG_FILE", "/nonexistent/config", 1);
+    unsetenv("AWS_PROFILE");
+
+    bfs_http_cfg cfg = default_cfg();
+    bfs_http *h = new_http(&cfg);
+    bfs_object pin;
+    unsigned char buf[1000];
+    assert_int_equal(bfs_http_stat(h, "s3://bkt/small.bin", &pin), 0);
+    assert_int_equal(pin.size, SMALL_SIZE);
+    assert_int_equal(bfs_http_get(h, "s3://bkt/small.bin", &pin, 5000, 1000, buf, NULL), 1000);
+    assert_memory_equal(buf, small_data + 5000, 1000);
+    assert_int_equal(bfs_http_get(h, "s3://bkt/small.bin", NULL, SMALL_SIZE - 3, 10, buf, NULL), 3);
+    assert_int_equal(bfs_http_stat(h, "s3://bkt/nope.bin", &pin), -ENOENT);
+    /* A profile without credentials is a refusal, not a missing object. */
+    assert_int_equal(bfs_http_get(h, "s3://noprofile@bkt/small.bin", NULL, 0, 10, buf, NULL),
+                     -EACCES);
+    bfs_http_free(h);
+}
+
+/* Last: nothing logged may contain a token; the token file is named. */
+static void test_log_has_no_secret(void **state)
+{
+    FILE *f = fopen(logpath, "r");
+    assert_non_null(f);
+    static char text[1 << 20];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    assert_true(n > 0);
+    assert_null(strstr(text, GOOD_TOKEN));
+    assert_null(strstr(text, BAD_TOKEN));
+    assert_null(strstr(text, "Bearer"));
+    assert_null(strstr(text, S3_SECRET));
+    assert_null(strstr(text, S3_SESSION));
+    assert_null(strstr(text, "Signature="));
+    assert_non_null(strstr(text, tokenpath));
+}
+
+int main(void)
+{
+    if (!nginx_installed()) {
+        fprintf(stderr, "nginx is not installed: skipped\n");
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_handles),
+        cmocka_unit_test(test_stat),
+        cmocka_unit_test(test_ranges),
+        cmocka_unit_test(test_stale),
+        cmocka_unit_test(test_faults),
+        cmocka_unit_test(test_range_ignored),
+        cmocka_unit_test(test_stall_timeout),
+        cmocka_unit_test(test_low_speed),
+        cmocka_unit_test(test_bearer_token),
+        cmocka_unit_test(test_header_read_moves_little),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_s3),
+        cmocka_unit_test(test_log_has_no_secret),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
