@@ -50,26 +50,13 @@ static yaml_node_t *doc_node(const bfs_yaml *y, int index)
     return yaml_document_get_node((yaml_document_t *)&y->doc, index);
 }
 
-static void set_msg(char **errmsg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_msg(char **errmsg, const char *fmt, ...)
-{
-    if (!errmsg)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    free(*errmsg);
-    if (vasprintf(errmsg, fmt, ap) < 0)
-        *errmsg = NULL;
-    va_end(ap);
-}
-
 static int load_with(yaml_parser_t *parser, const char *name, bfs_yaml **out, char **errmsg,
                      bfs_yaml_error *err)
 {
     bfs_yaml *y = calloc(1, sizeof *y);
     if (!y) {
         yaml_parser_delete(parser);
-        set_msg(errmsg, "%s: out of memory", name);
+        bfs_set_errmsg(errmsg, "%s: out of memory", name);
         return -ENOMEM;
     }
     if (!yaml_parser_load(parser, &y->doc)) {
@@ -81,10 +68,10 @@ static int load_with(yaml_parser_t *parser, const char *name, bfs_yaml **out, ch
             snprintf(err->problem, sizeof err->problem, "%s", problem);
         }
         if (parser->context)
-            set_msg(errmsg, "%s:%d: %s (%s at line %d)", name, line, problem, parser->context,
+            bfs_set_errmsg(errmsg, "%s:%d: %s (%s at line %d)", name, line, problem, parser->context,
                     (int)parser->context_mark.line + 1);
         else
-            set_msg(errmsg, "%s:%d: %s", name, line, problem);
+            bfs_set_errmsg(errmsg, "%s:%d: %s", name, line, problem);
         yaml_parser_delete(parser);
         free(y);
         return ret;
@@ -101,7 +88,7 @@ int bfs_yaml_load_stream(FILE *f, const char *name, bfs_yaml **out, char **errms
         *err = (bfs_yaml_error){.line = 0, .problem = "out of memory"};
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser)) {
-        set_msg(errmsg, "%s: out of memory", name);
+        bfs_set_errmsg(errmsg, "%s: out of memory", name);
         return -ENOMEM;
     }
     yaml_parser_set_input_file(&parser, f);
@@ -114,7 +101,7 @@ int bfs_yaml_load_file(const char *path, bfs_yaml **out, char **errmsg)
     FILE *f = fopen(path, "r");
     if (!f) {
         int ret = -errno;
-        set_msg(errmsg, "%s: cannot read: %s", path, strerror(-ret));
+        bfs_set_errmsg(errmsg, "%s: cannot read: %s", path, strerror(-ret));
         return ret;
     }
     int ret = bfs_yaml_load_stream(f, path, out, errmsg, NULL);
@@ -127,7 +114,7 @@ int bfs_yaml_load_string(const char *text, bfs_yaml **out, char **errmsg)
     *out = NULL;
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser)) {
-        set_msg(errmsg, "<string>: out of memory");
+        bfs_set_errmsg(errmsg, "<string>: out of memory");
         return -ENOMEM;
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
@@ -858,7 +845,7 @@ int bfs_config_load(const char *path, bfs_config *c, char **errmsg)
     if (explicit_path) {
         int ret = expand_tilde(path, &file);
         if (ret == -ENOENT)
-            set_msg(errmsg, "%s: cannot expand '~': no such user or no home directory", path);
+            bfs_set_errmsg(errmsg, "%s: cannot expand '~': no such user or no home directory", path);
         if (ret < 0)
             return ret;
     } else if (!(file = default_path())) {
@@ -876,7 +863,7 @@ int bfs_config_load(const char *path, bfs_config *c, char **errmsg)
             free(file);
             return 0;
         }
-        set_msg(errmsg, "%s: cannot read the configuration file: %s", file, strerror(-ret));
+        bfs_set_errmsg(errmsg, "%s: cannot read the configuration file: %s", file, strerror(-ret));
         free(file);
         return ret;
     }
@@ -895,7 +882,7 @@ int bfs_config_load(const char *path, bfs_config *c, char **errmsg)
     bfs_yaml_free(y);
     if (ret < 0) {
         if (ret == -ENOMEM)
-            set_msg(errmsg, "%s: out of memory", file);
+            bfs_set_errmsg(errmsg, "%s: out of memory", file);
         bfs_config_free(&tmp);
         free(file);
         return ret;

@@ -19,6 +19,19 @@ char *bfs_asprintf(const char *fmt, ...)
     return n < 0 ? NULL : s;
 }
 
+void bfs_set_errmsg(char **errmsg, const char *fmt, ...)
+{
+    if (!errmsg)
+        return;
+    free(*errmsg);
+    *errmsg = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(errmsg, fmt, ap) < 0)
+        *errmsg = NULL;
+    va_end(ap);
+}
+
 static bool needs_escape(unsigned char c) { return c == '/' || c == '%' || c < 0x20 || c == 0x7f; }
 
 int bfs_name_escape(const char *in, char *out, size_t outsz)
@@ -60,7 +73,7 @@ toolong:
     return -ENAMETOOLONG;
 }
 
-static int hexval(char c)
+int bfs_hexval(int c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -83,7 +96,7 @@ int bfs_name_unescape(const char *in, char *out, size_t outsz)
     for (const char *p = in; *p; p++) {
         char c = *p;
         if (c == '%') {
-            int hi = hexval(p[1]), lo = hi < 0 ? -1 : hexval(p[2]);
+            int hi = bfs_hexval(p[1]), lo = hi < 0 ? -1 : bfs_hexval(p[2]);
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
                 return -EINVAL;
             c = (char)(hi * 16 + lo);

@@ -19,6 +19,14 @@
 /* malloc'd formatted string; NULL only when out of memory. Caller frees. */
 char *bfs_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Replace *errmsg (when errmsg is not NULL) with a malloc'd formatted
+ * message, freeing the previous one.  For functions that report a
+ * user-facing sentence through a char ** out-parameter. */
+void bfs_set_errmsg(char **errmsg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Value of one hexadecimal digit, or -1. */
+int bfs_hexval(int c);
+
 /* Escape one name into out (size outsz). Returns the length written, or
  * -ENAMETOOLONG when it does not fit (out is then an empty string). */
 int bfs_name_escape(const char *in, char *out, size_t outsz);

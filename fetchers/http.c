@@ -44,6 +44,7 @@
 #include "http.h"
 
 #include "log.h"
+#include "strutil.h"
 #include "s3.h"
 
 #include <ctype.h>
@@ -140,18 +141,6 @@ static CURLcode global_rc = CURLE_FAILED_INIT;
 static void global_init(void) { global_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 /* ---- small helpers ------------------------------------------------------------ */
-
-static void set_err(char **errmsg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_err(char **errmsg, const char *fmt, ...)
-{
-    if (!errmsg)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    if (vasprintf(errmsg, fmt, ap) < 0)
-        *errmsg = NULL;
-    va_end(ap);
-}
 
 static void reject(struct req *r, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void reject(struct req *r, int err, const char *fmt, ...)
@@ -908,12 +897,12 @@ int bfs_http_new(const bfs_http_cfg *cfg, bfs_http **out, char **errmsg)
         *errmsg = NULL;
     pthread_once(&global_once, global_init);
     if (global_rc != CURLE_OK) {
-        set_err(errmsg, "cannot initialise libcurl: %s", curl_easy_strerror(global_rc));
+        bfs_set_errmsg(errmsg, "cannot initialise libcurl: %s", curl_easy_strerror(global_rc));
         return -EIO;
     }
     if (cfg->ca_file && access(cfg->ca_file, R_OK) < 0) {
         int e = errno;
-        set_err(errmsg, "ca_file %s: %s (give a readable PEM bundle, or leave ca_file unset "
+        bfs_set_errmsg(errmsg, "ca_file %s: %s (give a readable PEM bundle, or leave ca_file unset "
                 "for the system CAs)", cfg->ca_file, strerror(e));
         return -e;
     }
@@ -943,7 +932,7 @@ int bfs_http_new(const bfs_http_cfg *cfg, bfs_http **out, char **errmsg)
     }
     ret = bfs_s3_new(cfg->s3_profile, &h->s3);
     if (ret < 0) {
-        set_err(errmsg, "cannot set up S3: %s", strerror(-ret));
+        bfs_set_errmsg(errmsg, "cannot set up S3: %s", strerror(-ret));
         bfs_http_free(h);
         return ret;
     }

@@ -24,6 +24,7 @@
 #include "s3.h"
 
 #include "log.h"
+#include "strutil.h"
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -49,21 +50,6 @@
  * tokens); a failed resolution is retried after FAIL_TTL. */
 #define CREDS_TTL_S 60
 #define FAIL_TTL_S 5
-
-static void set_errmsg(char **errmsg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_errmsg(char **errmsg, const char *fmt, ...)
-{
-    if (!errmsg)
-        return;
-    free(*errmsg);
-    *errmsg = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    if (vasprintf(errmsg, fmt, ap) < 0)
-        *errmsg = NULL;
-    va_end(ap);
-}
 
 /* ---- growable buffer (canonical request) --------------------------------- */
 
@@ -394,17 +380,6 @@ bad:
     return -EINVAL;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decode %XX escapes of the URI-form key into out (same size as in is
  * enough).  A '%' without two hex digits stays literal; %00 is refused. */
 static int key_decode(const char *in, char *out, size_t *outlen)
@@ -412,7 +387,7 @@ static int key_decode(const char *in, char *out, size_t *outlen)
     size_t o = 0;
     for (const char *p = in; *p; p++) {
         int hi, lo;
-        if (*p == '%' && (hi = hexval(p[1])) >= 0 && (lo = hexval(p[2])) >= 0) {
+        if (*p == '%' && (hi = bfs_hexval(p[1])) >= 0 && (lo = bfs_hexval(p[2])) >= 0) {
             char c = (char)(hi * 16 + lo);
             if (c == '\0')
                 return -EINVAL;
@@ -632,7 +607,7 @@ int bfs_s3_load_creds(const char *profile, bfs_s3_creds *out, char **errmsg)
     char cred_path[4096], conf_path[4096];
     if (aws_file("AWS_SHARED_CREDENTIALS_FILE", "credentials", cred_path, sizeof cred_path) < 0 ||
         aws_file("AWS_CONFIG_FILE", "config", conf_path, sizeof conf_path) < 0) {
-        set_errmsg(errmsg, "S3: the path of the AWS credentials or config file is too long");
+        bfs_set_errmsg(errmsg, "S3: the path of the AWS credentials or config file is too long");
         return -ENAMETOOLONG;
     }
 
@@ -654,7 +629,7 @@ int bfs_s3_load_creds(const char *profile, bfs_s3_creds *out, char **errmsg)
         if (copy_setting(out->access_key, sizeof out->access_key, ek) < 0 ||
             copy_setting(out->secret_key, sizeof out->secret_key, es) < 0 ||
             (et && copy_setting(out->session_token, sizeof out->session_token, et) < 0)) {
-            set_errmsg(errmsg,
+            bfs_set_errmsg(errmsg,
                        "S3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or AWS_SESSION_TOKEN is "
                        "longer than butlerfs accepts");
             rc = -EINVAL;
@@ -677,14 +652,14 @@ int bfs_s3_load_creds(const char *profile, bfs_s3_creds *out, char **errmsg)
     cw[5].buf = ck.session_token, cw[5].sz = sizeof ck.session_token;
     int conf_rc = ini_read(conf_path, conf_sections, nconf_sections, cw, 6);
     if (conf_rc < 0 && conf_rc != -ENOENT) {
-        set_errmsg(errmsg, "S3: cannot read the AWS config file %s: %s", conf_path,
+        bfs_set_errmsg(errmsg, "S3: cannot read the AWS config file %s: %s", conf_path,
                    strerror(-conf_rc));
         rc = conf_rc;
         goto fail;
     }
     for (int i = 0; i < 6; i++) {
         if (cw[i].too_long) {
-            set_errmsg(errmsg, "S3 profile '%s': %s in %s is longer than butlerfs accepts", name,
+            bfs_set_errmsg(errmsg, "S3 profile '%s': %s in %s is longer than butlerfs accepts", name,
                        cw[i].key, conf_path);
             rc = -EINVAL;
             goto fail;
@@ -700,14 +675,14 @@ int bfs_s3_load_creds(const char *profile, bfs_s3_creds *out, char **errmsg)
         const char *cred_sections[1] = {name};
         int cred_rc = ini_read(cred_path, cred_sections, 1, fw, 3);
         if (cred_rc < 0 && cred_rc != -ENOENT) {
-            set_errmsg(errmsg, "S3: cannot read the AWS credentials file %s: %s", cred_path,
+            bfs_set_errmsg(errmsg, "S3: cannot read the AWS credentials file %s: %s", cred_path,
                        strerror(-cred_rc));
             rc = cred_rc;
             goto fail;
         }
         for (int i = 0; i < 3; i++) {
             if (fw[i].too_long) {
-                set_errmsg(errmsg, "S3 profile '%s': %s in %s is longer than butlerfs accepts",
+                bfs_set_errmsg(errmsg, "S3 profile '%s': %s in %s is longer than butlerfs accepts",
                            name, fw[i].key, cred_path);
                 rc = -EINVAL;
                 goto fail;
@@ -731,17 +706,17 @@ int bfs_s3_load_creds(const char *profile, bfs_s3_creds *out, char **errmsg)
                                   ? ""
                                   : " (or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)";
             if (cred_rc == -ENOENT)
-                set_errmsg(errmsg,
+                bfs_set_errmsg(errmsg,
                            "S3 profile '%s': no credentials: %s does not exist; create it with "
                            "a [%s] section holding aws_access_key_id and aws_secret_access_key%s",
                            name, cred_path, name, alt);
             else if (cred_rc == 0)
-                set_errmsg(errmsg,
+                bfs_set_errmsg(errmsg,
                            "S3 profile '%s': no credentials: %s has no [%s] section; add one "
                            "with aws_access_key_id and aws_secret_access_key%s",
                            name, cred_path, name, alt);
             else
-                set_errmsg(errmsg,
+                bfs_set_errmsg(errmsg,
                            "S3 profile '%s': the [%s] section of %s lacks aws_access_key_id or "
                            "aws_secret_access_key; add both%s",
                            name, name, cred_path, alt);
@@ -754,7 +729,7 @@ int bfs_s3_load_creds(const char *profile, bfs_s3_creds *out, char **errmsg)
      * pasted into a file or variable) is refused here, with its source. */
     if (!valid_scope_part(out->access_key) || !valid_header_value(out->secret_key) ||
         !valid_header_value(out->session_token)) {
-        set_errmsg(errmsg,
+        bfs_set_errmsg(errmsg,
                    "S3 profile '%s': the access key, secret key or session token from %s "
                    "contains a space, control character or separator",
                    name, keys_from);
@@ -772,7 +747,7 @@ int bfs_s3_load_creds(const char *profile, bfs_s3_creds *out, char **errmsg)
     if (!r)
         r = "us-east-1", rsrc = "the default";
     if (copy_setting(out->region, sizeof out->region, r) < 0 || !valid_scope_part(out->region)) {
-        set_errmsg(errmsg, "S3 profile '%s': the region from %s is not a valid region name", name,
+        bfs_set_errmsg(errmsg, "S3 profile '%s': the region from %s is not a valid region name", name,
                    rsrc);
         rc = -EINVAL;
         goto fail;
@@ -796,7 +771,7 @@ int bfs_s3_load_creds(const char *profile, bfs_s3_creds *out, char **errmsg)
     }
     if (copy_setting(out->endpoint, sizeof out->endpoint, ep) < 0 ||
         normalise_endpoint(out->endpoint) < 0) {
-        set_errmsg(errmsg,
+        bfs_set_errmsg(errmsg,
                    "S3 profile '%s': the endpoint from %s is not an http:// or https:// URL "
                    "(without user, query or fragment) of at most %zu bytes",
                    name, epsrc, sizeof out->endpoint - 1);

@@ -45,19 +45,6 @@ struct reg_conn {
     struct reg_conn *next;
 };
 
-static void set_err(char **errmsg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_err(char **errmsg, const char *fmt, ...)
-{
-    if (!errmsg)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    free(*errmsg);
-    if (vasprintf(errmsg, fmt, ap) < 0)
-        *errmsg = NULL;
-    va_end(ap);
-}
-
 int reg_errno(sqlite3 *db, int rc, const char *what)
 {
     int e;
@@ -131,7 +118,7 @@ int reg_open_db(const char *path, bool writable, sqlite3 **out, char **errmsg)
     int flags = (writable ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY) | SQLITE_OPEN_NOMUTEX;
     int rc = sqlite3_open_v2(path, &db, flags, NULL);
     if (rc != SQLITE_OK) {
-        set_err(errmsg, "cannot open registry database %s: %s", path,
+        bfs_set_errmsg(errmsg, "cannot open registry database %s: %s", path,
                 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
         sqlite3_close(db);
         return rc == SQLITE_CANTOPEN ? -ENOENT : -EIO;
@@ -246,10 +233,10 @@ static int read_butler_yaml(bfs_registry *reg, char **errmsg)
     if (!f) {
         ret = -errno;
         if (ret == -ENOENT)
-            set_err(errmsg, "%s is not a Butler repository: it has no butler.yaml "
+            bfs_set_errmsg(errmsg, "%s is not a Butler repository: it has no butler.yaml "
                     "(create one with 'butlerfs init %s')", reg->repo_dir, reg->repo_dir);
         else
-            set_err(errmsg, "cannot read %s: %s", path, strerror(-ret));
+            bfs_set_errmsg(errmsg, "cannot read %s: %s", path, strerror(-ret));
         free(path);
         return ret;
     }
@@ -257,7 +244,7 @@ static int read_butler_yaml(bfs_registry *reg, char **errmsg)
     bfs_yaml_error yerr;
     ret = bfs_yaml_load_stream(f, path, &doc, NULL, &yerr);
     if (ret < 0) {
-        set_err(errmsg, "%s is not valid YAML: %s at line %d", path, yerr.problem, yerr.line);
+        bfs_set_errmsg(errmsg, "%s is not valid YAML: %s at line %d", path, yerr.problem, yerr.line);
         fclose(f);
         free(path);
         return ret;
@@ -266,10 +253,10 @@ static int read_butler_yaml(bfs_registry *reg, char **errmsg)
     const char *root = yaml_scalar(doc, "datastore.root");
     const char *records = yaml_scalar(doc, "datastore.records.table");
     if (!db) {
-        set_err(errmsg, "%s names no registry database (registry.db is missing)", path);
+        bfs_set_errmsg(errmsg, "%s names no registry database (registry.db is missing)", path);
         ret = -EINVAL;
     } else if (!bfs_startswith(db, "sqlite:///")) {
-        set_err(errmsg, "%s: registry.db '%s' is not an SQLite URL (sqlite:///...); "
+        bfs_set_errmsg(errmsg, "%s: registry.db '%s' is not an SQLite URL (sqlite:///...); "
                 "butlerfs reads SQLite registries only", path, db);
         ret = -EPROTONOSUPPORT;
     } else {
@@ -316,13 +303,13 @@ static int check_sqlite_file(const char *path, char **errmsg)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = -errno;
-        set_err(errmsg, "cannot open registry database %s: %s", path, strerror(-e));
+        bfs_set_errmsg(errmsg, "cannot open registry database %s: %s", path, strerror(-e));
         return e;
     }
     ssize_t n = read(fd, magic, sizeof magic);
     close(fd);
     if (n != (ssize_t)sizeof magic || memcmp(magic, "SQLite format 3", 16) != 0) {
-        set_err(errmsg, "%s is not an SQLite database (corrupt or wrong file)", path);
+        bfs_set_errmsg(errmsg, "%s is not an SQLite database (corrupt or wrong file)", path);
         return -EBADMSG;
     }
     return 0;
@@ -334,13 +321,13 @@ static int load_universe(bfs_registry *reg, sqlite3 *db, char **errmsg)
     int rc = sqlite3_prepare_v2(db, "SELECT value FROM butler_attributes WHERE name = 'config:dimensions.json'",
                                 -1, &st, NULL);
     if (rc != SQLITE_OK) {
-        set_err(errmsg, "%s is not a Butler registry (%s)", reg->db_path, sqlite3_errmsg(db));
+        bfs_set_errmsg(errmsg, "%s is not a Butler registry (%s)", reg->db_path, sqlite3_errmsg(db));
         sqlite3_finalize(st);
         return rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT ? -EBADMSG : -EINVAL;
     }
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
-        set_err(errmsg, "%s is not a Butler registry: %s", reg->db_path,
+        bfs_set_errmsg(errmsg, "%s is not a Butler registry: %s", reg->db_path,
                 rc == SQLITE_DONE ? "butler_attributes holds no dimension universe"
                                   : sqlite3_errmsg(db));
         sqlite3_finalize(st);
@@ -358,21 +345,21 @@ int bfs_registry_open(const char *repo, int flags, bfs_registry **out, char **er
     *out = NULL;
     if (stat(repo, &sb) < 0) {
         int e = -errno;
-        set_err(errmsg, "repository %s: %s", repo, strerror(-e));
+        bfs_set_errmsg(errmsg, "repository %s: %s", repo, strerror(-e));
         return e;
     }
     if (!S_ISDIR(sb.st_mode)) {
-        set_err(errmsg, "repository %s is not a directory (give the directory holding butler.yaml)", repo);
+        bfs_set_errmsg(errmsg, "repository %s is not a directory (give the directory holding butler.yaml)", repo);
         return -ENOTDIR;
     }
     if (access(repo, R_OK | X_OK) < 0) {
         int e = -errno;
-        set_err(errmsg, "repository %s is not readable: %s", repo, strerror(-e));
+        bfs_set_errmsg(errmsg, "repository %s is not readable: %s", repo, strerror(-e));
         return e;
     }
     if (!realpath(repo, real)) {
         int e = -errno;
-        set_err(errmsg, "repository %s: %s", repo, strerror(-e));
+        bfs_set_errmsg(errmsg, "repository %s: %s", repo, strerror(-e));
         return e;
     }
 
@@ -395,7 +382,7 @@ int bfs_registry_open(const char *repo, int flags, bfs_registry **out, char **er
         ret = check_sqlite_file(reg->db_path, errmsg);
     sqlite3 *db = NULL;
     if (ret == 0 && !(db = reg_db(reg))) {
-        set_err(errmsg, "cannot open registry database %s", reg->db_path);
+        bfs_set_errmsg(errmsg, "cannot open registry database %s", reg->db_path);
         ret = -EIO;
     }
     if (ret == 0)
@@ -403,7 +390,7 @@ int bfs_registry_open(const char *repo, int flags, bfs_registry **out, char **er
     if (ret == 0) {
         ret = reg_catalog_load(reg, db);
         if (ret < 0)
-            set_err(errmsg, "%s: cannot read collections and dataset types (%s); "
+            bfs_set_errmsg(errmsg, "%s: cannot read collections and dataset types (%s); "
                     "is this a daf_butler registry?", reg->db_path, strerror(-ret));
     }
     if (ret < 0) {

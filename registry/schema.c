@@ -854,12 +854,14 @@ static int set_msg(char **errmsg, int err, const char *fmt, ...) __attribute__((
 static int set_msg(char **errmsg, int err, const char *fmt, ...)
 {
     if (errmsg) {
+        char *msg = NULL;
         va_list ap;
         va_start(ap, fmt);
-        free(*errmsg);
-        if (vasprintf(errmsg, fmt, ap) < 0)
-            *errmsg = NULL;
+        if (vasprintf(&msg, fmt, ap) < 0)
+            msg = NULL;
         va_end(ap);
+        free(*errmsg);
+        *errmsg = msg;
     }
     return err;
 }
