@@ -141,6 +141,24 @@ expect "summit cache replica serves its copy" \
     bash -c "cat '$T/mnt/$f1' | sha256sum | grep -q \"^\$(cat '$T/$(basename "$f1").sum') \""
 unmount
 
+# a replica that fails half of its requests (503): retries with backoff get every block
+rm -rf "$T/cache"
+sed -i '/^sources:/,$d; s/attempts: 2/attempts: 8/' "$T/config.yaml"
+cat >>"$T/config.yaml" <<EOF2
+sources:
+  - prefix: $NGINX_URL/data/
+    replicas:
+      - $NGINX_URL/flaky/
+EOF2
+mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml" || finish
+bad=0
+for f in "${FILES[@]:0:3}"; do
+    cat "$T/mnt/$f" | sha256sum | cut -d' ' -f1 | cmp -s - "$T/$(basename "$f").sum" || bad=1
+done
+expect "reads through a replica failing ~50% of requests are byte-identical" test $bad -eq 0
+unmount
+sed -i 's/attempts: 8/attempts: 2/' "$T/config.yaml"
+
 # bounded failure: every replica stalls; the read fails with EIO within the deadline
 rm -rf "$T/cache" "$T/summit"
 sed -i '/^sources:/,$d; s/deadline: 20s/deadline: 3s/; s/request_timeout: 5s/request_timeout: 1s/' "$T/config.yaml"
