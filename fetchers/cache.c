@@ -678,7 +678,7 @@ static int mkdir_p(char *path, mode_t mode)
     return 0;
 }
 
-static char *default_dir(void)
+char *bfs_cache_default_dir(void)
 {
     const char *x = getenv("XDG_CACHE_HOME");
     if (x && x[0] == '/') {
@@ -860,7 +860,7 @@ int bfs_cache_open(const bfs_cache_cfg *cfg, bfs_cache **out, char **errmsg)
     if (!c)
         return -ENOMEM;
     c->max_bytes = cfg && cfg->max_bytes > 0 ? cfg->max_bytes : DEF_MAX_BYTES;
-    c->min_free = cfg && cfg->min_free_bytes > 0 ? cfg->min_free_bytes : DEF_MIN_FREE;
+    c->min_free = cfg && cfg->min_free_bytes >= 0 ? cfg->min_free_bytes : DEF_MIN_FREE;
     uint32_t want = cfg && cfg->block_size ? cfg->block_size : DEF_BLOCK_SIZE;
     c->now = clock_real;
     pthread_rwlockattr_t ra;
@@ -878,7 +878,7 @@ int bfs_cache_open(const bfs_cache_cfg *cfg, bfs_cache **out, char **errmsg)
         *errmsg = strdup("block size must be at most 1 GiB");
         goto fail;
     }
-    c->dir = cfg && cfg->dir ? strdup(cfg->dir) : default_dir();
+    c->dir = cfg && cfg->dir ? strdup(cfg->dir) : bfs_cache_default_dir();
     if (!c->dir) {
         rc = cfg && cfg->dir ? -ENOMEM : -ENOENT;
         if (rc == -ENOENT)
@@ -1094,7 +1094,7 @@ ssize_t bfs_cache_get(bfs_cache *c, const char *key, uint64_t block, void *buf, 
             return -ENOENT;
         }
         if (r.len > bufsz)
-            return -EINVAL;
+            return -ERANGE;
         const char *why;
         ssize_t n = read_block(c, &k, &r, buf, &why);
         if (n >= 0) {
@@ -1215,6 +1215,11 @@ static int put_txn(bfs_cache *c, const char *key, const bkey *k, uint64_t csum, 
     if (mrc && mrc != MDB_NOTFOUND)
         goto mdb_fail;
     bool had_old = mrc == 0;
+    if (had_old && old.len == len && old.csum == csum) {
+        /* another thread or process stored the same bytes meanwhile */
+        txn_commit(c, t);
+        return 0;
+    }
     int64_t bytes;
     if ((mrc = info_get(c, t, "bytes", &bytes)))
         goto mdb_fail;
@@ -1351,8 +1356,7 @@ int bfs_cache_put(bfs_cache *c, const char *key, uint64_t block, const void *buf
         lmdb_errno(c, MDB_MAP_FULL, "record a block");
         rc = -ENOSPC;
     }
-    if (rc)
-        unlink(tmp);  /* ENOENT when it was placed */
+    unlink(tmp);  /* still there unless placed (names are never reused) */
     victims_unlink(c, &vs);
     free(vs.v);
     return rc;

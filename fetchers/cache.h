@@ -48,12 +48,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* A field left 0 selects its default. */
+/* Defaults in brackets. */
 typedef struct bfs_cache_cfg {
-    const char *dir;          /* NULL: $XDG_CACHE_HOME/butlerfs, else ~/.cache/butlerfs */
-    int64_t max_bytes;        /* 10 GiB */
-    int64_t min_free_bytes;   /* 1 GiB kept free on the file system */
-    uint32_t block_size;      /* 4 MiB; fixed per cache directory (stored at creation) */
+    const char *dir;          /* [NULL: bfs_cache_default_dir()] */
+    int64_t max_bytes;        /* [0: 10 GiB] */
+    int64_t min_free_bytes;   /* kept free on the file system [negative: 1 GiB; 0: no floor] */
+    uint32_t block_size;      /* [0: 4 MiB]; fixed per cache directory (stored at creation) */
 } bfs_cache_cfg;
 
 typedef struct bfs_cache_stats {
@@ -75,6 +75,10 @@ typedef struct bfs_cache_stats {
 
 typedef struct bfs_cache bfs_cache;
 
+/* $XDG_CACHE_HOME/butlerfs, else $HOME/.cache/butlerfs; malloc'd, NULL
+ * when neither variable is usable. */
+char *bfs_cache_default_dir(void);
+
 /* Create the directory if needed.  -errno and *errmsg (malloc'd) on failure. */
 int bfs_cache_open(const bfs_cache_cfg *cfg, bfs_cache **out, char **errmsg);
 /* Writes this process's pending last-use times and counters, then closes. */
@@ -85,15 +89,19 @@ const char *bfs_cache_dir(const bfs_cache *c);
 
 /* Read block number `block` of object key into buf (bufsz >= block size).
  * Returns the block's length, or -ENOENT on a miss (including a dropped
- * corrupt block).  Other negative errno values are failures of the cache
- * itself (EMFILE, index errors); the caller treats them as a miss. */
+ * corrupt block), -ERANGE when the block is longer than a smaller bufsz.
+ * Other negative errno values are failures of the cache itself (EMFILE,
+ * index errors); the caller treats them as a miss. */
 ssize_t bfs_cache_get(bfs_cache *c, const char *key, uint64_t block, void *buf, size_t bufsz);
 
 /* Store a block (evicting as needed).  1 <= len <= block size, else
  * -EINVAL.  -ENOSPC when it cannot fit even after eviction (a block larger
  * than max_bytes, a file system below its free-space floor with the cache
- * empty, a full index).  Storing a block that is already recorded with the
- * same bytes costs one index lookup. */
+ * empty, a full index).  -EEXIST (not cached) when key shares its 128-bit
+ * hash with another cached key, which in practice never happens.  Storing a
+ * block that is already recorded with the same bytes costs one index lookup.
+ * Cost: one LMDB commit (an fdatasync of the index) per stored block, so a
+ * caller on a latency-sensitive path should store from a worker thread. */
 int bfs_cache_put(bfs_cache *c, const char *key, uint64_t block, const void *buf, size_t len);
 
 /* True when the block is recorded (no verification; for prefetch planning). */

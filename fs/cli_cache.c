@@ -6,13 +6,16 @@
  * process; every process adds its counts to the index when it next writes
  * there, so `stats` shows the totals of all processes up to their last
  * write (a mount's most recent hits may be missing until it stores a block
- * or unmounts).  The limit shown is this command's (the default, or
- * --max); a mount may have been given another.
+ * or unmounts).  Directory and limits come from the configuration file
+ * (--config, else the default one), as for a mount; --dir overrides the
+ * directory.
  */
 #include "cli.h"
 
 #include "cache.h"
+#include "config.h"
 #include "progress.h"
+#include "strutil.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -22,9 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const char cache_help[] =
-    "Usage: butlerfs cache [--dir DIR] COMMAND\n"
+    "Usage: butlerfs cache [--dir DIR] [--config FILE] COMMAND\n"
     "\n"
     "Show or manage the local cache of remote data: blocks of remote files kept\n"
     "between mounts and shared by every butlerfs process of the user.  Safe to run\n"
@@ -33,46 +37,20 @@ static const char cache_help[] =
     "Commands:\n"
     "  stats              size and limit, blocks, objects, hit rate\n"
     "  evict [--to SIZE]  remove least recently used blocks until at most SIZE\n"
-    "                     remain (default: the limit, see --max)\n"
+    "                     remain (default: the configured limit)\n"
     "  verify             read every block and check its checksum; drop bad blocks\n"
     "                     and leftover files (orphans, unfinished writes)\n"
     "  clear              remove every block\n"
     "\n"
     "Options:\n"
-    "  --dir DIR          the cache directory (default: $XDG_CACHE_HOME/butlerfs,\n"
-    "                     else ~/.cache/butlerfs)\n"
-    "  --max SIZE         the size limit to report and evict to (default 10GiB)\n"
+    "  --dir DIR          the cache directory (default: cache.dir of the\n"
+    "                     configuration, else $XDG_CACHE_HOME/butlerfs, else\n"
+    "                     ~/.cache/butlerfs)\n"
+    "  --config FILE      the butlerfs configuration, for the directory and limits\n"
+    "                     (default: ~/.config/butlerfs/config.yaml when present)\n"
     "  -h, --help         show this text\n"
     "\n"
     "SIZE takes a suffix: 512k, 4MiB, 20GiB, 1G (powers of 1024), or plain bytes.\n";
-
-/* Local until common/config.c provides bfs_parse_size (declared in
- * config.h): "4MiB", "20GiB", "512k", "1G", "1048576". */
-static bool parse_size(const char *s, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || errno || v < 0)
-        return false;
-    while (*end == ' ')
-        end++;
-    static const struct { const char *suffix; double mult; } units[] = {
-        {"", 1}, {"b", 1}, {"k", 1024.0}, {"kb", 1024.0}, {"kib", 1024.0},
-        {"m", 1048576.0}, {"mb", 1048576.0}, {"mib", 1048576.0},
-        {"g", 1073741824.0}, {"gb", 1073741824.0}, {"gib", 1073741824.0},
-        {"t", 1099511627776.0}, {"tb", 1099511627776.0}, {"tib", 1099511627776.0},
-    };
-    for (size_t i = 0; i < sizeof units / sizeof *units; i++)
-        if (!strcasecmp(end, units[i].suffix)) {
-            double b = v * units[i].mult;
-            if (b >= 9.2e18)
-                return false;
-            *out = (int64_t)b;
-            return true;
-        }
-    return false;
-}
 
 static void human(int64_t b, char *buf, size_t n)
 {
@@ -128,8 +106,7 @@ static int print_stats(bfs_cache *c)
 
 int bfs_cmd_cache(int argc, char **argv)
 {
-    bfs_cache_cfg cfg = {0};
-    const char *cmd = NULL;
+    const char *cmd = NULL, *dir = NULL, *config = NULL;
     int64_t to = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -138,17 +115,14 @@ int bfs_cmd_cache(int argc, char **argv)
             fputs(cache_help, stdout);
             return 0;
         } else if (!strcmp(a, "--dir") && v) {
-            cfg.dir = v, i++;
-        } else if ((!strcmp(a, "--to") || !strcmp(a, "--max")) && v) {
-            int64_t n;
-            if (!parse_size(v, &n)) {
-                fprintf(stderr, "butlerfs: cache: %s: '%s' is not a size (try 20GiB, 512MiB)\n", a, v);
+            dir = v, i++;
+        } else if (!strcmp(a, "--config") && v) {
+            config = v, i++;
+        } else if (!strcmp(a, "--to") && v) {
+            if (!bfs_parse_size(v, &to)) {
+                fprintf(stderr, "butlerfs: cache: --to: '%s' is not a size (try 20GiB, 512MiB)\n", v);
                 return 2;
             }
-            if (!strcmp(a, "--to"))
-                to = n;
-            else if (n > 0)
-                cfg.max_bytes = n;
             i++;
         } else if (!cmd && a[0] != '-') {
             cmd = a;
@@ -172,15 +146,43 @@ int bfs_cmd_cache(int argc, char **argv)
         return 2;
     }
 
+    bfs_config conf;
+    char *msg = NULL;
+    if (bfs_config_load(config, &conf, &msg) < 0) {
+        fprintf(stderr, "butlerfs: cache: %s\n", msg ? msg : "cannot read the configuration");
+        free(msg);
+        bfs_config_free(&conf);
+        return 1;
+    }
+    msg = NULL;
+    char *def = NULL;
+    if (!dir)
+        dir = conf.cache_dir ? conf.cache_dir : (def = bfs_cache_default_dir());
+    if (!dir) {
+        fprintf(stderr, "butlerfs: cache: no cache directory: give --dir, or set HOME\n");
+        bfs_config_free(&conf);
+        return 1;
+    }
     /* Looking must not create a cache: say there is none instead. */
     struct stat dst;
-    if (cfg.dir && stat(cfg.dir, &dst) != 0 && errno == ENOENT) {
-        printf("no cache at %s\n", cfg.dir);
+    if (stat(dir, &dst) != 0 && errno == ENOENT) {
+        printf("no cache at %s\n", dir);
+        free(def);
+        bfs_config_free(&conf);
         return 0;
     }
+    bfs_cache_cfg cfg = {.dir = dir, .max_bytes = conf.cache_max_bytes,
+                         .min_free_bytes = conf.cache_min_free,
+                         .block_size = (uint32_t)conf.block_size};
+    /* an existing cache keeps its block size: no notice about it here */
+    char *meta = bfs_asprintf("%s/meta", dir);
+    if (meta && access(meta, F_OK) == 0)
+        cfg.block_size = 0;
+    free(meta);
     bfs_cache *c;
-    char *msg = NULL;
     int rc = bfs_cache_open(&cfg, &c, &msg);
+    free(def);
+    bfs_config_free(&conf);
     if (rc) {
         fprintf(stderr, "butlerfs: cache: %s\n", msg ? msg : strerror(-rc));
         free(msg);

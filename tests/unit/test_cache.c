@@ -157,16 +157,24 @@ static void test_roundtrip_and_miss(void **state)
     assert_int_equal(bfs_cache_get(c, longkey, 7, out, sizeof out), 500);
     assert_memory_equal(in, out, 500);
 
+    /* replacing a block with other bytes (a record that changed) */
+    assert_int_equal(bfs_cache_put(c, "obj:rec", 0, "1234\netag-a\n", 12), 0);
+    assert_int_equal(bfs_cache_put(c, "obj:rec", 0, "99\netag-b\n", 10), 0);
+    assert_int_equal(bfs_cache_get(c, "obj:rec", 0, out, sizeof out), 10);
+    assert_memory_equal(out, "99\netag-b\n", 10);
+    assert_int_equal(bfs_cache_get(c, "obj:rec", 0, out, 5), -ERANGE);
+    assert_consistent(c);
+
     /* bad sizes */
     assert_int_equal(bfs_cache_put(c, "k", 0, in, 0), -EINVAL);
     assert_int_equal(bfs_cache_put(c, "k", 0, in, BS + 1), -EINVAL);
 
     bfs_cache_stats st;
     assert_int_equal(bfs_cache_stats_get(c, &st), 0);
-    assert_int_equal(st.bytes, BS + 123 + 500);
-    assert_int_equal(st.blocks, 3);
-    assert_int_equal(st.objects, 2);
-    assert_int_equal(st.hits, 3);
+    assert_int_equal(st.bytes, BS + 123 + 500 + 10);
+    assert_int_equal(st.blocks, 4);
+    assert_int_equal(st.objects, 3);
+    assert_int_equal(st.hits, 4);
     assert_int_equal(st.misses, 2);
     assert_int_equal(st.corrupt, 0);
     assert_int_equal(st.block_size, BS);
@@ -521,6 +529,7 @@ static void test_two_processes(void **state)
     }
     c = open_cache(BS, max, 1);
     assert_consistent(c);
+    assert_int_equal(g_tmp_files, 0);
     bfs_cache_stats st;
     assert_int_equal(bfs_cache_stats_get(c, &st), 0);
     assert_true(st.bytes <= max);
@@ -565,6 +574,7 @@ static void test_threads(void **state)
         assert_null(r);
     }
     assert_consistent(g_shared);
+    assert_int_equal(g_tmp_files, 0);
     bfs_cache_close(g_shared);
 }
 
