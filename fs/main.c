@@ -49,7 +49,7 @@ static const char usage_text[] =
     "        DIR/mnt and walk through it.\n"
     "  prefetch REPO PATH... [--jobs N] [--from FILE]\n"
     "        Read the datasets below each PATH into the local cache (batch jobs).\n"
-    "  cache [--dir DIR] stats|evict|verify|clear\n"
+    "  cache [--dir DIR] [--config FILE] stats|evict|verify|clear\n"
     "        Show or manage the local cache of remote data.\n"
     "  synth REPO [OPTIONS]\n"
     "        Add synthetic LSSTCam raws to REPO (for tests and benchmarks).\n"
