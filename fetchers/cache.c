@@ -55,11 +55,14 @@
  *
  * Durability: block files are not fsync'ed (an fdatasync per 4 MiB block
  * costs more than the cache saves and is not needed for correctness: every
- * read checks length and checksum).  The index uses MDB_NOMETASYNC: each
- * commit syncs the data pages, the meta page is synced by the next commit, so
- * a system crash loses at most the last transaction and never corrupts the
- * index.  After a power loss a recorded block may be short or garbled; the
- * first read (or verify) drops it with a warning.
+ * read checks length and checksum).  The index uses MDB_NOSYNC: a commit
+ * is in the page cache when it returns, which a killed process does not
+ * lose, and no commit waits for the disk (an fdatasync per block put
+ * halved cold-read throughput).  A system crash or power loss can lose
+ * recent transactions or, on file systems that reorder writes, damage the
+ * index; bfs_cache_open then finds it unreadable, moves it aside and starts
+ * empty (it is a cache: the data are refetched).  A recorded block that
+ * comes back short or garbled is dropped by its first read (or verify).
  *
  * Last-use times (LRU): put records atime = now.  A hit whose recorded atime
  * is a minute old or more queues an update in memory; the queue is applied
@@ -789,7 +792,7 @@ static int open_index(bfs_cache *c, char **errmsg)
     if (rc == 0)
         rc = mdb_env_set_maxreaders(c->env, MAX_READERS);
     if (rc == 0)
-        rc = mdb_env_open(c->env, path, MDB_NOSUBDIR | MDB_NOTLS | MDB_NOMETASYNC, 0600);
+        rc = mdb_env_open(c->env, path, MDB_NOSUBDIR | MDB_NOTLS | MDB_NOSYNC, 0600);
     if (rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_VERSION_MISMATCH) {
         /* the index is only a cache: move it aside and start empty; the old
          * block files become orphans for verify */

@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# bench/bench_remote.sh - remote reads through a butlerfs mount whose datastore
+# root is an HTTP server (nginx on loopback), as ratios against baselines
+# measured in the same run.
+#
+#   cold read: sequential cat of a 256 MiB file through a fresh mount with an
+#     empty block cache, vs curl -s -o /dev/null of the same URL;
+#   warm read: the same file again through a FRESH mount (kernel page cache of
+#     the mount empty, block cache full), vs cat of a local copy;
+#   header reads: head -c 2880 of 100 files of ~8 MiB, fresh mount, empty
+#     cache: body bytes nginx sent (its access log) per header read, vs 2880
+#     and vs one cache block;
+#   prefetch: butlerfs prefetch of a collection of 1000 files of ~1 MiB, empty
+#     cache, vs curl of the same URLs with xargs -P 8.
+#
+# Usage: bench/bench_remote.sh [--reps R] [--keep] [--big-mib M] [--hdr-files N] [--pf-files N]
+# Env:   BFS_BIN (default build/fs/butlerfs), BENCH_DIR (default a new dir under /var/tmp)
+# Each figure is the median of R runs (default 5).  Needs nginx, curl, /dev/fuse.
+# The configuration is the defaults (docs/config.md) with the cache in BENCH_DIR.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${BFS_BIN:-$here/build/fs/butlerfs}
+REPS=5 KEEP=0 BIG_MIB=256 HDR_FILES=100 PF_FILES=1000
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --reps) REPS=$2; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    --big-mib) BIG_MIB=$2; shift 2 ;;
+    --hdr-files) HDR_FILES=$2; shift 2 ;;
+    --pf-files) PF_FILES=$2; shift 2 ;;
+    -h|--help) sed -n "2,19p" "$0"; exit 0 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ -x "$BIN" ] || { echo "no butlerfs binary at $BIN (build first, or set BFS_BIN)" >&2; exit 1; }
+command -v curl >/dev/null || { echo "curl is not installed" >&2; exit 1; }
+[ -e /dev/fuse ] || { echo "no /dev/fuse here" >&2; exit 1; }
+# shellcheck disable=SC1091  # nginx_start, nginx_stop; NGINX_URL, NGINX_DIR
+. "$here/tests/integration/nginx.sh"
+
+WORK=${BENCH_DIR:-$(mktemp -d /var/tmp/bfs-bench-remote.XXXXXX)}
+WWW=$WORK/www MNT=$WORK/mnt LOG=$WORK/butlerfs.log CFG=$WORK/config.yaml CACHE=$WORK/cache
+mkdir -p "$WWW" "$MNT" "$WORK/local"
+pid=
+cleanup() {
+  set +e   # nginx_stop's kill of an exited server fails; cleanup must go on
+  mountpoint -q "$MNT" 2>/dev/null && { fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null; }
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+  nginx_stop
+  if [ "$KEEP" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+now() { date +%s.%N; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+med() { printf '%s\n' "$@" | median; }
+mount_fs() {
+  "$BIN" mount "$WORK/repo" "$MNT" -f -o log="$LOG",config="$CFG"${1:+,$1} & pid=$!
+  for _ in $(seq 200); do mountpoint -q "$MNT" && return 0; sleep 0.05; done
+  echo "mount did not come up; log:" >&2; cat "$LOG" >&2; exit 1
+}
+unmount_fs() { fusermount3 -u "$MNT"; wait "$pid" 2>/dev/null || true; pid=; }
+# timed CMD...: print CMD's wall time; a failing CMD stops the benchmark (a
+# failed baseline would otherwise look very fast)
+timed() {
+  local t0 t1 rc=0
+  t0=$(now); "$@" >/dev/null 2>&1 || rc=$?; t1=$(now)
+  [ "$rc" = 0 ] || { echo "failed (exit $rc): $*" >&2; exit 1; }
+  awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.4f\n", b-a}'
+}
+empty_cache() { rm -rf "$CACHE"; }
+clear_log() { : >"$NGINX_DIR/access.log"; }
+# body bytes / requests nginx logged since clear_log (combined format: $10 = body bytes)
+log_bytes() { awk '{s += $10} END {printf "%.0f\n", s}' "$NGINX_DIR/access.log"; }
+log_reqs() { awk 'END {print NR}' "$NGINX_DIR/access.log"; }
+
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { echo "nginx is not installed" >&2; exit 1; }
+nginx_start "$WWW" || { echo "nginx would not start" >&2; exit 1; }
+
+BIG_RUN=LSSTCam/raw/big HDR_RUN=LSSTCam/raw/hdr PF_RUN=LSSTCam/raw/pf
+HDR_BYTES=$((8 * 1024 * 1024 + 12345)) PF_BYTES=$((1024 * 1024 + 4321))
+pf_det=$(( PF_FILES < 100 ? PF_FILES : 100 )); pf_exp=$(( (PF_FILES + pf_det - 1) / pf_det ))
+echo "== building the repository in $WORK/repo: 4 x $BIG_MIB MiB, $HDR_FILES x ~8 MiB, $((pf_exp * pf_det)) x ~1 MiB"
+"$BIN" synth "$WORK/repo" --run $BIG_RUN --day-obs 20250416 --exposures 4 --detectors 1 \
+  --payload $((BIG_MIB * 1024 * 1024)) >/dev/null 2>&1
+"$BIN" synth "$WORK/repo" --run $HDR_RUN --day-obs 20250417 --exposures "$HDR_FILES" --detectors 1 \
+  --payload $HDR_BYTES >/dev/null 2>&1
+"$BIN" synth "$WORK/repo" --run $PF_RUN --day-obs 20250418 --exposures "$pf_exp" --detectors "$pf_det" \
+  --payload $PF_BYTES >/dev/null 2>&1
+# the data files go to the server; butler.yaml's datastore root points at it
+mkdir -p "$WWW/repo"
+mv "$WORK/repo/LSSTCam" "$WWW/repo/"
+sed -i "s|^  root: <butlerRoot>|  root: $NGINX_URL/data/repo/|" "$WORK/repo/butler.yaml"
+grep -q "root: $NGINX_URL/data/repo/" "$WORK/repo/butler.yaml" || { echo "could not rewrite the datastore root" >&2; exit 1; }
+cat >"$CFG" <<EOF
+# every key but the cache directory at its default (docs/config.md)
+cache:
+  dir: $CACHE
+EOF
+
+# the mounted large files and their URLs (from user.butler.location)
+mount_fs xattr
+mapfile -t big < <(cd "$MNT" && find $BIG_RUN -type f | sort)
+mapfile -t hdr < <(cd "$MNT" && find $HDR_RUN -type f | sort)
+mapfile -t bigloc < <(cd "$MNT" && python3 -c '
+import os, sys
+for p in sys.argv[1:]:
+    print(os.getxattr(p, "user.butler.location").decode())' "${big[@]}")
+unmount_fs
+if [ "${#big[@]}" != 4 ] || [ "${#hdr[@]}" != "$HDR_FILES" ]; then
+  echo "unexpected file counts: ${#big[@]} big, ${#hdr[@]} header" >&2; exit 1
+fi
+mapfile -t pfurl < <(cd "$WWW" && find repo/$PF_RUN -type f | sort | sed "s|^|$NGINX_URL/data/|")
+[ "${#pfurl[@]}" = $((pf_exp * pf_det)) ] || { echo "found ${#pfurl[@]} prefetch files" >&2; exit 1; }
+printf '%s\n' "${pfurl[@]}" >"$WORK/pf.urls"
+for i in 0 1 2 3; do cp "$WWW/repo/${bigloc[$i]}" "$WORK/local/big$i"; done
+
+# the default block size (the configuration above sets none)
+BLOCK=$((4 * 1024 * 1024))
+
+declare -A R
+# --- a/b: cold and warm sequential reads of a large file --------------------
+echo "== cold/warm sequential reads ($REPS reps)"
+cold=() curlt=() warm=() loc=() cold_moved=()
+for r in $(seq "$REPS"); do
+  i=$(( (r - 1) % 4 ))
+  f=$MNT/${big[$i]} url=$NGINX_URL/data/repo/${bigloc[$i]}
+  cat "$WWW/repo/${bigloc[$i]}" >/dev/null          # the server reads from its page cache
+  empty_cache; mount_fs; clear_log
+  cold+=("$(timed cat "$f")")
+  unmount_fs; cold_moved+=("$(log_bytes)")
+  curlt+=("$(timed curl -sf -o /dev/null "$url")")
+  mount_fs                                           # fresh mount, full block cache
+  clear_log
+  warm+=("$(timed cat "$f")")
+  unmount_fs
+  [ "$(log_bytes)" = 0 ] || echo "   note: the warm read moved $(log_bytes) bytes from the server" >&2
+  cat "$WORK/local/big$i" >/dev/null                 # the local copy from the page cache
+  loc+=("$(timed cat "$WORK/local/big$i")")
+done
+R[cold]=$(med "${cold[@]}") R[curl]=$(med "${curlt[@]}")
+R[warm]=$(med "${warm[@]}") R[local]=$(med "${loc[@]}")
+R[cold.moved]=$(med "${cold_moved[@]}")
+
+# --- c: header reads ----------------------------------------------------------
+echo "== header reads: head -c 2880 of $HDR_FILES files ($REPS reps)"
+hb=() hr=() ht=()
+for _ in $(seq "$REPS"); do
+  empty_cache; mount_fs; clear_log
+  t0=$(now)
+  for f in "${hdr[@]}"; do head -c 2880 "$MNT/$f" >/dev/null; done
+  t1=$(now)
+  unmount_fs; sleep 0.3                              # every request the reads started is logged
+  hb+=("$(log_bytes)") hr+=("$(log_reqs)")
+  ht+=("$(awk -v a="$t0" -v b="$t1" -v n="$HDR_FILES" 'BEGIN{printf "%.5f\n", (b-a)/n}')")
+done
+R[hdr.bytes]=$(med "${hb[@]}") R[hdr.reqs]=$(med "${hr[@]}") R[hdr.time]=$(med "${ht[@]}")
+R[hdr.per]=$(awk -v b="${R[hdr.bytes]}" -v n="$HDR_FILES" 'BEGIN{printf "%.0f", b/n}')
+
+# --- d: prefetch --------------------------------------------------------------
+NPF=${#pfurl[@]}
+echo "== prefetch of $NPF files ($REPS reps)"
+(cd "$WWW" && find repo/$PF_RUN -type f -exec cat {} + >/dev/null)   # server page cache
+per=$(( (NPF + 7) / 8 ))
+curl_batch() {   # one curl per chunk of URLs (connections reused), 8 at once
+  # shellcheck disable=SC2016  # $@ and $u belong to the inner sh
+  xargs -P 8 -n "$per" sh -c 'for u; do set -- "$@" -o /dev/null "$u"; shift; done; exec curl -sf "$@"' _ <"$WORK/pf.urls"
+}
+pt=() pm=() pr=() c1=() cb=()
+for _ in $(seq "$REPS"); do
+  empty_cache; clear_log
+  pt+=("$(timed "$BIN" prefetch "$WORK/repo" --config "$CFG" $PF_RUN)")
+  pm+=("$(log_bytes)") pr+=("$(log_reqs)")
+  c1+=("$(timed sh -c "xargs -P 8 -n 1 curl -sf -o /dev/null <'$WORK/pf.urls'")")
+  cb+=("$(timed curl_batch)")
+  [ "$(log_bytes)" = $((3 * NPF * PF_BYTES)) ] ||   # prefetch + both curl baselines
+    { echo "prefetch and curl moved $(log_bytes) bytes, expected $((3 * NPF * PF_BYTES))" >&2; exit 1; }
+done
+R[pf]=$(med "${pt[@]}") R[pf.moved]=$(med "${pm[@]}") R[pf.reqs]=$(med "${pr[@]}")
+R[pf.curl1]=$(med "${c1[@]}") R[pf.curlb]=$(med "${cb[@]}")
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
+mibs() { awk -v s="$1" -v m="$2" 'BEGIN{printf "%.0f", m/s}'; }
+pf_mib=$(awk -v n="$NPF" -v b="$PF_BYTES" 'BEGIN{print n*b/1048576}')
+echo
+echo "machine: $(nproc) cores, $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ //'), $(free -g | awk '/Mem/{print $2}') GiB, kernel $(uname -r), $(nginx -v 2>&1 | sed 's|.*/||;s/^/nginx /'), $(curl --version | awk 'NR==1{print "curl", $2}'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "server: nginx on 127.0.0.1; config: defaults (block ${BLOCK} B, readahead 64MiB, parallel 4), cache in $CACHE; medians of $REPS runs"
+printf '%-44s %14s %14s %8s\n' "measure" "butlerfs" "baseline" "ratio"
+printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "cold read ${BIG_MIB} MiB, mount vs curl" \
+  "$(mibs "${R[cold]}" "$BIG_MIB")" "$(mibs "${R[curl]}" "$BIG_MIB")" "$(ratio "${R[curl]}" "${R[cold]}")"
+printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "warm read ${BIG_MIB} MiB, fresh mount vs local cat" \
+  "$(mibs "${R[warm]}" "$BIG_MIB")" "$(mibs "${R[local]}" "$BIG_MIB")" "$(ratio "${R[local]}" "${R[warm]}")"
+printf '%-44s %8.2f MiB %8.2f MiB %8s\n' "cold read: bytes from server vs file size" \
+  "$(awk -v b="${R[cold.moved]}" 'BEGIN{print b/1048576}')" "$BIG_MIB" "$(ratio "${R[cold.moved]}" $((BIG_MIB * 1048576)))"
+printf '%-44s %10s B %12s B %8s\n' "header read: bytes moved per read vs 2880" \
+  "${R[hdr.per]}" 2880 "$(ratio "${R[hdr.per]}" 2880)x"
+printf '%-44s %10s B %12s B %8s\n' "header read: bytes moved per read vs 1 block" \
+  "${R[hdr.per]}" "$BLOCK" "$(ratio "${R[hdr.per]}" "$BLOCK")"
+printf '%-44s %12s %14s %8s\n' "header read: requests per read, ms per read" \
+  "$(ratio "${R[hdr.reqs]}" "$HDR_FILES")" "$(awk -v t="${R[hdr.time]}" 'BEGIN{printf "%.1f ms", t*1000}')" ""
+printf '%-44s %6.0f files/s %6.0f files/s %8s\n' "prefetch $NPF x 1 MiB vs curl, xargs -P 8 -n 1" \
+  "$(awk -v t="${R[pf]}" -v n="$NPF" 'BEGIN{print n/t}')" "$(awk -v t="${R[pf.curl1]}" -v n="$NPF" 'BEGIN{print n/t}')" \
+  "$(ratio "${R[pf.curl1]}" "${R[pf]}")"
+printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "prefetch vs curl, xargs -P 8 -n $per (reuse)" \
+  "$(mibs "${R[pf]}" "$pf_mib")" "$(mibs "${R[pf.curlb]}" "$pf_mib")" "$(ratio "${R[pf.curlb]}" "${R[pf]}")"
+printf '%-44s %10.2f %14s %8s\n' "prefetch: bytes from server / data, reqs/file" \
+  "$(ratio "${R[pf.moved]}" "$((NPF * PF_BYTES))")" "$(ratio "${R[pf.reqs]}" "$NPF")" ""
+echo "(throughput ratios: butlerfs/baseline, 1.00 = as fast; byte ratios: moved/needed, lower is better)"
