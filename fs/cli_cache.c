@@ -163,9 +163,13 @@ int bfs_cmd_cache(int argc, char **argv)
         bfs_config_free(&conf);
         return 1;
     }
-    /* Looking must not create a cache: say there is none instead. */
+    /* Looking must not create a cache: say there is none instead (a
+     * directory without the index is not a cache yet). */
     struct stat dst;
-    if (stat(dir, &dst) != 0 && errno == ENOENT) {
+    char *index = bfs_asprintf("%s/index.lmdb", dir);
+    bool none = (stat(dir, &dst) != 0 && errno == ENOENT) || (index && access(index, F_OK) != 0);
+    free(index);
+    if (none) {
         printf("no cache at %s\n", dir);
         free(def);
         bfs_config_free(&conf);
