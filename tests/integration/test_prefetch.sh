@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# test_prefetch.sh - `butlerfs prefetch` warms the cache for a selection, and
+# `butlerfs cache` manages it.  The data are on nginx behind a bearer token.
+#
+# Checks: prefetch of a dataId selection exits 0 with a summary; a mount
+# with the server hung (SIGSTOP) then reads exactly the prefetched files,
+# byte-identical, and fails with EIO within the deadline for a file that was
+# not prefetched; a second prefetch of the same selection needs no server;
+# a bad selection exits non-zero with one clear message; --from FILE and
+# --from - work; cache stats|verify|evict --to 0|clear behave; the token
+# appears in no log or output.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/nginx.sh"
+skip_unless_fuse
+command -v nginx >/dev/null 2>&1 || skip "nginx is not installed"
+trap 'nginx_cont; nginx_stop; bfs_cleanup' EXIT
+
+T=$BFS_TMP
+WWW=$T/www
+mkdir -p "$WWW" "$T/mnt"    # the cache directory is created by the first prefetch
+nginx_start "$WWW" || skip "nginx would not start"
+NGINX_STOPPED=""
+nginx_hang() { kill -STOP "$NGINX_PID"; NGINX_STOPPED=$NGINX_PID; }
+nginx_cont() { [ -n "${NGINX_STOPPED:-}" ] && kill -CONT "$NGINX_STOPPED" 2>/dev/null; NGINX_STOPPED=""; return 0; }
+
+PAYLOAD=$((2 * 1024 * 1024 + 777))
+"$BFS_BIN" synth "$T/repo" --exposures 2 --detectors 3 --payload $PAYLOAD >/dev/null 2>&1 \
+    || { fail "synth"; finish; }
+mkdir -p "$WWW/repo"
+mv "$T/repo/LSSTCam" "$WWW/repo/"
+sed -i "s|^  root: <butlerRoot>|  root: $NGINX_URL/data/repo/|" "$T/repo/butler.yaml"
+grep -q "root: $NGINX_URL/data/repo/" "$T/repo/butler.yaml" || { fail "rewrite datastore root"; finish; }
+
+# nginx.sh's /auth/ location wants exactly this token
+TOKEN=sekrit-token
+code=$(curl -s -o /dev/null -w '%{http_code}' "$NGINX_URL/auth/repo/")
+expect "nginx /auth/ refuses a request without the token ($code)" test "$code" = 401
+printf '%s\n' "$TOKEN" >"$T/token"
+chmod 600 "$T/token"
+
+cat >"$T/config.yaml" <<EOF2
+cache:
+  dir: $T/cache
+  block_size: 1MiB
+  max_size: 1GiB
+  min_free: 1MiB
+fetch:
+  token_file: $T/token
+  deadline: 4s
+  attempts: 2
+  backoff_base: 10ms
+  backoff_max: 50ms
+  connect_timeout: 1s
+  request_timeout: 1s
+  replica_retry: 0
+sources:
+  - prefix: $NGINX_URL/data/
+    replicas:
+      - $NGINX_URL/auth/
+EOF2
+DEADLINE=4
+
+RAW=LSSTCam/raw/all/raw/instrument=LSSTCam
+C=$T/config.yaml
+n_out=0
+# prefetch ARGS...: run it, stdout to $T/pf.N.out, stderr to $T/pf.N.err
+prefetch() {
+    n_out=$((n_out + 1))
+    PF_OUT=$T/pf.$n_out.out
+    PF_ERR=$T/pf.$n_out.err
+    "$BFS_BIN" prefetch "$T/repo" "$@" --config "$C" >"$PF_OUT" 2>"$PF_ERR"
+}
+# mounted files of a detector, and their datastore files (sets DET_FILES, SRC)
+declare -A SRC
+files_of() {
+    local mnt=$1 det=$2 f loc
+    mapfile -t DET_FILES < <(cd "$mnt" && find "$RAW/detector=$det" -type f | sort)
+    while IFS=$'\t' read -r f loc; do
+        SRC[$f]=$WWW/repo/$loc
+    done < <(cd "$mnt" && python3 -c '
+import os, sys
+for f in sys.argv[1:]:
+    print(f + "\t" + os.getxattr(f, "user.butler.location").decode())' "${DET_FILES[@]}")
+}
+# same_files MNT FILE...: each byte-identical to its datastore file
+same_files() {
+    local mnt=$1 f bad=0
+    shift
+    for f in "$@"; do
+        cmp -s "$mnt/$f" "${SRC[$f]}" || { echo "differs or unreadable: $f" >&2; bad=1; }
+    done
+    return $bad
+}
+
+# ---- prefetch one detector --------------------------------------------------
+t0=$(date +%s)
+prefetch "$RAW/detector=1"
+rc=$?
+expect "prefetch detector=1 exits 0 (rc $rc)" test $rc -eq 0
+cat "$PF_OUT"
+expect "prefetch prints a summary: 2 files, $((2 * PAYLOAD)) bytes, 0 failed" \
+    grep -Eq "^prefetch: 2 files, $((2 * PAYLOAD)) bytes read \(([0-9]+) fetched from servers.*, 0 failed$" "$PF_OUT"
+fetched=$(sed -n 's/.*(\([0-9]*\) fetched from servers.*/\1/p' "$PF_OUT")
+expect "the first prefetch fetched the bytes from the server ($fetched)" test "${fetched:-0}" -ge $((2 * PAYLOAD))
+expect "requests carried the token (nginx served 206/200 on /auth/)" \
+    grep -Eq '"GET /auth/repo/[^ ]* HTTP/1.1" 20[06] ' "$NGINX_DIR/access.log"
+
+# ---- server hung: the prefetched files read, the others fail with EIO -------
+nginx_hang
+# a second prefetch of the same selection needs no server at all
+prefetch "$RAW/detector=1"
+rc=$?
+expect "prefetch again with the server hung exits 0 (rc $rc)" test $rc -eq 0
+expect "... and fetched nothing" grep -Eq "\(0 fetched from servers, [1-9][0-9]* blocks already cached\)" "$PF_OUT"
+
+mount_repo "$T/repo" "$T/mnt" "config=$C,xattr,loglevel=debug" || finish
+files_of "$T/mnt" 1
+D1=("${DET_FILES[@]}")
+expect "two files for detector=1" test "${#D1[@]}" -eq 2
+expect "server hung: the prefetched files read byte-identical" same_files "$T/mnt" "${D1[@]}"
+expect "file sizes intact" test "$(stat -c %s "$T/mnt/${D1[0]}")" -eq $PAYLOAD
+check_log
+
+mount_repo "$T/repo" "$T/mnt" "config=$C,xattr" || finish
+files_of "$T/mnt" 0
+D0=("${DET_FILES[@]}")
+t0=$(date +%s%N)
+if timeout 60 cat "$T/mnt/${D0[0]}" >/dev/null 2>"$T/cat.err"; then
+    fail "a file that was not prefetched read with the server hung?"
+else
+    secs=$(( ($(date +%s%N) - t0) / 1000000000 ))
+    expect "not prefetched: fails within the deadline ($secs s, deadline $DEADLINE s)" test "$secs" -le $((DEADLINE + 2))
+    expect "not prefetched: the error is EIO ($(cat "$T/cat.err"))" grep -q "Input/output error" "$T/cat.err"
+fi
+# the prefetched ones still read in the same mount
+expect "server hung: prefetched files still read in the same mount" same_files "$T/mnt" "${D1[@]}"
+unmount
+if grep -Eq "$BFS_SANITIZER" "$BFS_LOG" "$BFS_ERR"; then fail "sanitizer report"; bfs_show_log; fi
+nginx_cont
+
+# ---- bad selections -------------------------------------------------------
+for bad in "$RAW/detector=99" "NoSuchCollection/raw" "LSSTCam/raw/all/nosuchtype"; do
+    prefetch "$bad"
+    rc=$?
+    nl=$(grep -c . "$PF_ERR")
+    expect "prefetch '$bad' exits non-zero (rc $rc)" test $rc -ne 0
+    expect "... with one message naming the path ($(head -1 "$PF_ERR"))" \
+        bash -c "[ $nl -eq 1 ] && grep -qF -- '$bad' '$PF_ERR' && grep -q '^butlerfs: prefetch: ' '$PF_ERR'"
+done
+"$BFS_BIN" prefetch "$T/repo" --config "$C" >"$T/pf.none.out" 2>"$T/pf.none.err"
+rc=$?
+expect "prefetch with no path exits non-zero (rc $rc) with one message" \
+    bash -c "[ $rc -ne 0 ] && [ \$(grep -c . '$T/pf.none.err') -eq 1 ]"
+prefetch --from "$T/no-such-list"
+rc=$?
+expect "prefetch --from a missing file exits non-zero (rc $rc) with one message ($(head -1 "$PF_ERR"))" \
+    bash -c "[ $rc -ne 0 ] && [ \$(grep -c . '$PF_ERR') -eq 1 ] && grep -q 'no-such-list' '$PF_ERR'"
+
+# ---- --from FILE and --from - -----------------------------------------------
+printf '# detector 2, both exposures\n\n  %s\n' "$RAW/detector=2" >"$T/list"
+prefetch --from "$T/list"
+rc=$?
+expect "prefetch --from FILE exits 0 (rc $rc)" test $rc -eq 0
+expect "... 2 files" grep -Eq "^prefetch: 2 files, $((2 * PAYLOAD)) bytes read .*, 0 failed$" "$PF_OUT"
+n_out=$((n_out + 1))
+printf '%s\n' "$RAW/detector=0/exposure=2025041500001" |
+    "$BFS_BIN" prefetch "$T/repo" --from - --config "$C" >"$T/pf.$n_out.out" 2>"$T/pf.$n_out.err"
+rc=$?
+expect "prefetch --from - exits 0 (rc $rc)" test $rc -eq 0
+expect "... 1 file" grep -Eq "^prefetch: 1 files?, $PAYLOAD bytes read .*, 0 failed$" "$T/pf.$n_out.out"
+
+nginx_hang
+mount_repo "$T/repo" "$T/mnt" "config=$C,xattr" || finish
+files_of "$T/mnt" 2
+D2=("${DET_FILES[@]}")
+expect "server hung: the files prefetched --from FILE read byte-identical" same_files "$T/mnt" "${D2[@]}"
+files_of "$T/mnt" 0
+expect "server hung: the file prefetched --from - reads byte-identical" \
+    same_files "$T/mnt" "$RAW/detector=0/exposure=2025041500001/$(basename "$(cd "$T/mnt" && ls "$RAW/detector=0/exposure=2025041500001"/*)")"
+check_log
+nginx_cont
+
+# ---- butlerfs cache stats|verify|evict|clear ------------------------------
+cache() { "$BFS_BIN" cache --dir "$T/cache" "$@"; }
+cache stats >"$T/stats.out" 2>&1
+rc=$?
+cat "$T/stats.out"
+blocks=$(awk '$1 == "blocks" {print $2}' "$T/stats.out")
+# 5 files of 2 MiB + 777 bytes at 1 MiB blocks: 3 blocks each
+expect "cache stats exits 0 and shows at least 15 blocks ($blocks)" test $rc -eq 0 -a "${blocks:-0}" -ge 15
+cache verify >"$T/verify.out" 2>&1
+rc=$?
+cat "$T/verify.out"
+expect "cache verify exits 0, all blocks checked, none dropped" \
+    bash -c "[ $rc -eq 0 ] && grep -Eq '^checked $blocks blocks; dropped 0 .*; $blocks blocks remain' '$T/verify.out'"
+cache evict --to 0 >"$T/evict.out" 2>&1
+rc=$?
+cat "$T/evict.out"
+expect "cache evict --to 0 exits 0 and reports every block removed" \
+    bash -c "[ $rc -eq 0 ] && grep -Eq '^removed $blocks blocks .*; 0 B in 0 blocks remain' '$T/evict.out'"
+cache stats >"$T/stats.out" 2>&1
+expect "after evict --to 0 stats show 0 bytes" grep -Eq '^size +0 B of' "$T/stats.out"
+expect "after evict --to 0 stats show 0 blocks" grep -Eq '^blocks +0 of' "$T/stats.out"
+expect "no block files left after evict" test -z "$(find "$T/cache/blocks" -type f 2>/dev/null | head -1)"
+
+prefetch "$RAW/detector=1"
+expect "prefetch after evict exits 0" test $? -eq 0
+expect "... and fetched from the server again" grep -Eq "\([1-9][0-9]* fetched from servers" "$PF_OUT"
+cache clear >"$T/clear.out" 2>&1
+rc=$?
+cat "$T/clear.out"
+expect "cache clear exits 0" test $rc -eq 0
+cache stats >"$T/stats.out" 2>&1
+expect "after clear stats show 0 bytes in 0 blocks" \
+    bash -c "grep -Eq '^size +0 B of' '$T/stats.out' && grep -Eq '^blocks +0 of' '$T/stats.out'"
+"$BFS_BIN" cache --dir "$T/nocache" stats >"$T/stats.none" 2>&1
+expect "cache stats of a missing directory says so and creates nothing" \
+    bash -c "grep -q 'no cache at' '$T/stats.none' && [ ! -e '$T/nocache' ]"
+"$BFS_BIN" cache --dir "$T/cache" frobnicate >/dev/null 2>&1
+expect "cache with an unknown command exits non-zero" test $? -ne 0
+
+# ---- secrets and sanitizers -------------------------------------------------
+if grep -qF -- "$TOKEN" "$T"/daemon.*.log "$T"/daemon.*.stderr "$T"/pf.* 2>/dev/null; then
+    fail "the bearer token appears in a daemon log or prefetch output"
+else
+    pass "the bearer token appears in no daemon log and no prefetch output"
+fi
+if grep -Eq "$BFS_SANITIZER" "$T"/daemon.*.log "$T"/daemon.*.stderr "$T"/pf.*.err 2>/dev/null; then
+    fail "sanitizer report in a daemon log or prefetch output"
+    grep -El "$BFS_SANITIZER" "$T"/daemon.*.log "$T"/daemon.*.stderr "$T"/pf.*.err >&2
+else
+    pass "no sanitizer report"
+fi
+finish
