@@ -17,7 +17,11 @@
  * Memory: every block buffer (hot blocks, fetches in flight) is taken from
  * one process-wide budget.  A read that cannot get memory waits (within its
  * deadline); read-ahead that cannot get memory is simply skipped.  So a
- * thousand open files cannot exhaust memory.
+ * thousand open files cannot exhaust memory.  No thread waits for budget
+ * while holding budget (a synchronous read fetches into its own block
+ * buffer; the in-flight entry then borrows it), and hot blocks kept between
+ * reads may hold at most half of the budget, so idle open files can never
+ * starve the reads that need memory.
  *
  * Read-ahead: while an object is read sequentially its window doubles from
  * two blocks up to readahead bytes; a seek resets it.  Workers fetch the
@@ -61,7 +65,8 @@ struct inflight {
     bool done;
     int err;          /* <0 on failure */
     size_t len;
-    char *buf;        /* the block; freed (and budget returned) with the entry */
+    char *buf;        /* the block; freed (and budget returned) with the entry if owned */
+    bool owned;       /* false: buf is the synchronous leader's own buffer */
     int refs;         /* the fetcher + waiters */
     struct inflight *next;
 };
@@ -83,7 +88,7 @@ struct bfs_remote {
     uint32_t bs;
 
     pthread_mutex_t lock;  /* everything below */
-    pthread_cond_t cond;   /* in-flight completion, budget returned */
+    pthread_cond_t cond;   /* in-flight completion, budget returned (CLOCK_MONOTONIC) */
     struct inflight *inflight;
     int64_t mem_used;
     struct host_health hosts[MAX_HOSTS];
@@ -96,12 +101,17 @@ struct bfs_remote {
     pthread_t *workers;
     int nworkers;
 
+    /* The part of mem_used held by hot blocks between reads (o->hot); at
+     * most memory_budget / 2.  Atomic: changed under o->lock, not r->lock. */
+    atomic_int_least64_t hot_kept;
+
     atomic_uint_least64_t bytes_fetched, blocks_fetched, hits, misses, failovers, errors;
 };
 
 struct bfs_robj {
     bfs_remote *r;
     atomic_int refs;
+    atomic_bool closed;    /* queued read-ahead for it is skipped */
     char *logical;
     char *key;             /* cache key: logical#size#etag */
     char **urls;
@@ -135,19 +145,12 @@ static void sleep_ms(int64_t ms)
         ;
 }
 
+/* r->cond runs on CLOCK_MONOTONIC (see bfs_remote_new), like now_ms(), so a
+ * wall-clock step can neither stretch nor cut a wait. */
 static void deadline_ts(int64_t deadline, struct timespec *ts)
 {
-    /* condvars use CLOCK_REALTIME; convert the monotonic deadline */
-    int64_t left = deadline - now_ms();
-    clock_gettime(CLOCK_REALTIME, ts);
-    if (left < 0)
-        left = 0;
-    ts->tv_sec += left / 1000;
-    ts->tv_nsec += (left % 1000) * 1000000;
-    if (ts->tv_nsec >= 1000000000) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000;
-    }
+    ts->tv_sec = deadline / 1000;
+    ts->tv_nsec = (deadline % 1000) * 1000000;
 }
 
 /* ---- memory budget ---------------------------------------------------------- */
@@ -173,8 +176,20 @@ static void budget_give_locked(bfs_remote *r, size_t len)
     pthread_cond_broadcast(&r->cond);
 }
 
+/* Free a block buffer and return its budget; kept: it was an o->hot. */
+static void block_buf_free(bfs_remote *r, char *buf, bool kept)
+{
+    if (kept)
+        atomic_fetch_sub(&r->hot_kept, (int64_t)r->bs);
+    free(buf);
+    pthread_mutex_lock(&r->lock);
+    budget_give_locked(r, r->bs);
+    pthread_mutex_unlock(&r->lock);
+}
+
 /* ---- replica health ------------------------------------------------------- */
 
+/* "scheme://host[:port]" of url: the unit of replica health. */
 static void host_of(const char *url, char *out, size_t outsz)
 {
     const char *p = strstr(url, "://");
@@ -182,7 +197,7 @@ static void host_of(const char *url, char *out, size_t outsz)
     size_t n = strcspn(p, "/");
     if (bfs_startswith(url, "s3://")) /* the endpoint is shared by all buckets */
         n = 0;
-    snprintf(out, outsz, "%.*s%.*s", (int)(strstr(url, "://") ? strstr(url, "://") - url : 0), url, (int)n, p);
+    snprintf(out, outsz, "%.*s%.*s", (int)(p - url), url, (int)n, p);
 }
 
 static bool host_down(bfs_remote *r, const char *url)
@@ -245,7 +260,25 @@ static size_t block_len(const bfs_robj *o, uint64_t b)
     return left <= 0 ? 0 : left < (int64_t)o->r->bs ? (size_t)left : o->r->bs;
 }
 
-/* Fetch block b of o from the replicas into buf.  Returns its length or -errno. */
+static void record_forget(bfs_remote *r, const char *logical);
+
+/* Pass 0 skips replicas whose host is marked down; pass 1 tries exactly
+ * those, as a last resort (a replica is never tried twice in one call).
+ * Only the first 64 replicas can be skipped. */
+static bool skip_replica(bfs_remote *r, const char *url, int pass, int i, uint64_t *skipped)
+{
+    bool mine = i < 64 && (*skipped >> i & 1);
+    if (pass == 1)
+        return !mine;
+    if (i < 64 && host_down(r, url)) {
+        *skipped |= 1ULL << i;
+        return true;
+    }
+    return false;
+}
+
+/* Fetch block b of o from the replicas into buf.  Returns its length, or
+ * -ENOENT when every replica said the object is not there, else -EIO. */
 static ssize_t fetch_block(bfs_robj *o, uint64_t b, char *buf, int64_t deadline)
 {
     bfs_remote *r = o->r;
@@ -253,15 +286,16 @@ static ssize_t fetch_block(bfs_robj *o, uint64_t b, char *buf, int64_t deadline)
     size_t len = block_len(o, b);
     int64_t off = (int64_t)b * r->bs;
     unsigned seed = (unsigned)(now_ms() ^ (uintptr_t)buf);
-    int last = -EIO;
-    for (int pass = 0; pass < 2; pass++) {
-        /* pass 0 skips hosts marked down; pass 1 tries them too, as a last resort */
+    int last = -EIO, missing = 0;
+    uint64_t skipped = 0;
+    for (int pass = 0; pass < 2 && (pass == 0 || skipped); pass++) {
         for (int i = 0; i < o->n; i++) {
-            if (pass == 0 && host_down(r, o->urls[i]))
+            if (skip_replica(r, o->urls[i], pass, i, &skipped))
                 continue;
             bfs_object pin = o->pin;
             if (i != o->pin_replica)
                 pin.etag[0] = pin.last_modified[0] = '\0'; /* other replicas: size must agree */
+            last = -EIO;
             for (int a = 0; a < c->max_attempts; a++) {
                 if (now_ms() >= deadline)
                     goto out;
@@ -279,6 +313,8 @@ static ssize_t fetch_block(bfs_robj *o, uint64_t b, char *buf, int64_t deadline)
                 if (last == -ESTALE) {
                     bfs_err(RTAG, "%s changed on the server while open (version mismatch); "
                                   "refusing to mix versions", o->logical);
+                    /* the next open must not pin the old version again */
+                    record_forget(r, o->logical);
                     return -EIO;
                 }
                 if (!transient(last))
@@ -288,43 +324,50 @@ static ssize_t fetch_block(bfs_robj *o, uint64_t b, char *buf, int64_t deadline)
                     pause = deadline - now_ms();
                 sleep_ms(pause);
             }
+            if (last == -ENOENT)
+                missing++;
             if (transient(last))
                 host_mark(r, o->urls[i], false);
         }
-        if (last == -ENOENT && pass == 0)
-            break; /* every reachable replica said 404 */
     }
 out:
     bfs_err(RTAG, "%s: block %llu could not be fetched from %d replica(s): %s", o->logical,
             (unsigned long long)b, o->n, strerror(-last));
-    return last == -ENOENT ? -ENOENT : -EIO;
+    /* -ENOENT only when every replica answered 404 (none skipped, none failing) */
+    return missing == o->n && o->n > 0 ? -ENOENT : -EIO;
 }
 
 /* ---- single flight -------------------------------------------------------- */
 
 static void inflight_put_locked(bfs_remote *r, struct inflight *e)
 {
-    if (--e->refs > 0)
+    if (--e->refs > 0) {
+        if (!e->owned && e->refs == 1)
+            pthread_cond_broadcast(&r->cond); /* the leader waits to get its buffer back */
         return;
+    }
     for (struct inflight **pp = &r->inflight; *pp; pp = &(*pp)->next) {
         if (*pp == e) {
             *pp = e->next;
             break;
         }
     }
-    if (e->buf)
+    if (e->owned) {
         budget_give_locked(r, r->bs);
-    free(e->buf);
+        free(e->buf);
+    }
     free(e->key);
     free(e);
 }
 
-/* Get block b into dst (capacity r->bs): cache, in-flight, or fetch.
- * wait_mem false (read-ahead): give up with -EAGAIN rather than wait. */
+/* Get block b: cache, in-flight, or fetch.  sync (a read): into dst
+ * (capacity r->bs, budgeted by the caller), waiting for a fetch in flight.
+ * !sync (read-ahead, dst NULL): only make sure it gets fetched and cached;
+ * -EAGAIN when it is already in flight or there is no budget for it. */
 static ssize_t get_block(bfs_robj *o, uint64_t b, char *dst, int64_t deadline, bool sync)
 {
     bfs_remote *r = o->r;
-    if (r->cache) {
+    if (r->cache && dst) { /* read-ahead checked bfs_cache_has already */
         ssize_t n = bfs_cache_get(r->cache, o->key, b, dst, r->bs);
         if (n == (ssize_t)block_len(o, b)) {
             atomic_fetch_add(&r->hits, 1);
@@ -338,23 +381,29 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, char *dst, int64_t deadline, b
             break;
     bool leader = e == NULL;
     if (leader) {
-        if (!budget_take_locked(r, r->bs, sync, deadline)) {
+        /* A read fetches straight into dst, which it already holds budget
+         * for: waiting for more here while holding that would let a few
+         * readers deadlock the budget until their deadlines. */
+        if (!sync && !budget_take_locked(r, r->bs, false, deadline)) {
             pthread_mutex_unlock(&r->lock);
-            return sync ? -EIO : -EAGAIN;
+            return -EAGAIN;
         }
         e = calloc(1, sizeof *e);
-        char *buf = malloc(r->bs);
+        char *buf = sync ? dst : malloc(r->bs);
         char *key = strdup(o->key);
         if (!e || !buf || !key) {
-            budget_give_locked(r, r->bs);
+            if (!sync) {
+                budget_give_locked(r, r->bs);
+                free(buf);
+            }
             pthread_mutex_unlock(&r->lock);
             free(e);
-            free(buf);
             free(key);
             return -ENOMEM;
         }
         e->key = key;
         e->buf = buf;
+        e->owned = !sync;
         e->block = b;
         e->refs = 1;
         e->next = r->inflight;
@@ -378,6 +427,10 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, char *dst, int64_t deadline, b
         e->len = got < 0 ? 0 : (size_t)got;
         e->done = true;
         pthread_cond_broadcast(&r->cond);
+        /* e->buf is dst: the waiters copy it under r->lock as soon as they
+         * wake (no I/O), so this wait is short */
+        while (!e->owned && e->refs > 1)
+            pthread_cond_wait(&r->cond, &r->lock);
     } else {
         pthread_mutex_lock(&r->lock);
         while (!e->done) {
@@ -391,7 +444,7 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, char *dst, int64_t deadline, b
         }
     }
     ssize_t ret = e->err < 0 ? e->err : (ssize_t)e->len;
-    if (ret > 0 && dst)
+    if (ret > 0 && dst && dst != e->buf)
         memcpy(dst, e->buf, e->len);
     inflight_put_locked(r, e);
     pthread_mutex_unlock(&r->lock);
@@ -416,7 +469,8 @@ static void *worker_main(void *arg)
         r->jcount--;
         pthread_mutex_unlock(&r->lock);
 
-        bool cached = r->cache && bfs_cache_has(r->cache, j.o->key, j.block);
+        /* read-ahead for a closed object would only cost bandwidth and budget */
+        bool cached = atomic_load(&j.o->closed) || (r->cache && bfs_cache_has(r->cache, j.o->key, j.block));
         if (!cached)
             get_block(j.o, j.block, NULL, now_ms() + r->cfg->deadline_ms, false);
         pthread_mutex_lock(&j.o->lock);
@@ -433,7 +487,7 @@ static void *worker_main(void *arg)
 static bool enqueue(bfs_remote *r, bfs_robj *o, uint64_t b)
 {
     pthread_mutex_lock(&r->lock);
-    bool ok = r->jcount < MAX_JOBS && !r->stop;
+    bool ok = r->jcount < MAX_JOBS && !r->stop && r->nworkers > 0;
     if (ok) {
         atomic_fetch_add(&o->refs, 1);
         r->jobs[(r->jhead + r->jcount) % MAX_JOBS] = (struct job){o, b};
@@ -488,12 +542,8 @@ static void robj_put(bfs_robj *o)
 {
     if (atomic_fetch_sub(&o->refs, 1) != 1)
         return;
-    if (o->hot) {
-        pthread_mutex_lock(&o->r->lock);
-        budget_give_locked(o->r, o->r->bs);
-        pthread_mutex_unlock(&o->r->lock);
-        free(o->hot);
-    }
+    if (o->hot)
+        block_buf_free(o->r, o->hot, true);
     for (int i = 0; i < o->n; i++)
         free(o->urls[i]);
     free(o->urls);
@@ -532,6 +582,18 @@ static bool record_load(bfs_remote *r, const char *logical, bfs_object *pin, int
     return ok;
 }
 
+/* Overwrite the record with one record_load rejects, so the next open pins
+ * the object again by HEAD. */
+static void record_forget(bfs_remote *r, const char *logical)
+{
+    if (!r->cache)
+        return;
+    char *key = bfs_asprintf("obj:%s", logical);
+    if (key)
+        bfs_cache_put(r->cache, key, 0, "stale\n", strlen("stale\n"));
+    free(key);
+}
+
 static void record_store(bfs_remote *r, const char *logical, const bfs_object *pin, int replica)
 {
     if (!r->cache)
@@ -551,12 +613,16 @@ static int pin_by_head(bfs_remote *r, char *const *urls, int n, bfs_object *pin,
     const bfs_config *c = r->cfg;
     int64_t deadline = now_ms() + c->deadline_ms;
     unsigned seed = (unsigned)now_ms();
-    int last = -EIO;
-    for (int pass = 0; pass < 2; pass++) {
+    int last = -EIO, missing = 0;
+    uint64_t skipped = 0;
+    for (int pass = 0; pass < 2 && (pass == 0 || skipped); pass++) {
         for (int i = 0; i < n; i++) {
-            if (pass == 0 && host_down(r, urls[i]))
+            if (skip_replica(r, urls[i], pass, i, &skipped))
                 continue;
-            for (int a = 0; a < c->max_attempts && now_ms() < deadline; a++) {
+            if (now_ms() >= deadline)
+                goto out; /* not tried: neither missing nor failing */
+            last = -EIO;
+            for (int a = 0; a < c->max_attempts; a++) {
                 int ret = bfs_http_stat(r->http, urls[i], pin);
                 if (ret == 0) {
                     host_mark(r, urls[i], true);
@@ -566,15 +632,21 @@ static int pin_by_head(bfs_remote *r, char *const *urls, int n, bfs_object *pin,
                 last = ret;
                 if (!transient(ret))
                     break;
-                sleep_ms(backoff_ms(c, a, &seed));
+                int64_t pause = backoff_ms(c, a, &seed);
+                if (now_ms() + pause >= deadline)
+                    break;
+                sleep_ms(pause);
             }
+            if (last == -ENOENT)
+                missing++;
             if (transient(last))
                 host_mark(r, urls[i], false);
         }
-        if (last == -ENOENT)
-            break;
     }
-    return last == -ENOENT || last == -EACCES ? last : -EIO;
+out:
+    if (missing == n && n > 0)
+        return -ENOENT;
+    return last == -EACCES ? -EACCES : -EIO;
 }
 
 int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, int64_t size_hint,
@@ -584,6 +656,7 @@ int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, 
     if (!o)
         return -ENOMEM;
     atomic_init(&o->refs, 1);
+    atomic_init(&o->closed, false);
     pthread_mutex_init(&o->lock, NULL);
     o->r = r;
     o->logical = strdup(logical);
@@ -634,6 +707,8 @@ static ssize_t read_in_block(bfs_robj *o, uint64_t b, int64_t boff, char *dst, s
     char *hot = o->hot;
     o->hot = NULL; /* taken: another thread decodes into its own buffer meanwhile */
     pthread_mutex_unlock(&o->lock);
+    if (hot)
+        atomic_fetch_sub(&r->hot_kept, (int64_t)r->bs); /* now this read's buffer */
     if (!hot) {
         pthread_mutex_lock(&r->lock);
         bool got = budget_take_locked(r, r->bs, true, deadline);
@@ -641,9 +716,7 @@ static ssize_t read_in_block(bfs_robj *o, uint64_t b, int64_t boff, char *dst, s
         if (!got)
             return -EIO;
         if (!(hot = malloc(r->bs))) {
-            pthread_mutex_lock(&r->lock);
-            budget_give_locked(r, r->bs);
-            pthread_mutex_unlock(&r->lock);
+            block_buf_free(r, NULL, false);
             return -ENOMEM;
         }
     }
@@ -654,26 +727,33 @@ static ssize_t read_in_block(bfs_robj *o, uint64_t b, int64_t boff, char *dst, s
         k = (ssize_t)(n < avail ? n : avail);
         memcpy(dst, hot + boff, (size_t)k);
     }
-    pthread_mutex_lock(&o->lock);
-    if (!o->hot && len >= 0) {
-        o->hot = hot;
-        o->hot_block = b;
-        o->hot_len = (size_t)len;
-        hot = NULL;
+    /* Keep it as the hot block only while hot blocks hold at most half the
+     * budget: idle open files must not pin the memory other reads wait for. */
+    bool keep = len >= 0;
+    if (keep && atomic_fetch_add(&r->hot_kept, (int64_t)r->bs) + (int64_t)r->bs > r->cfg->memory_budget / 2) {
+        atomic_fetch_sub(&r->hot_kept, (int64_t)r->bs);
+        keep = false;
     }
-    pthread_mutex_unlock(&o->lock);
-    if (hot) {
-        free(hot);
-        pthread_mutex_lock(&r->lock);
-        budget_give_locked(r, r->bs);
-        pthread_mutex_unlock(&r->lock);
+    if (keep) {
+        pthread_mutex_lock(&o->lock);
+        if (!o->hot) {
+            o->hot = hot;
+            o->hot_block = b;
+            o->hot_len = (size_t)len;
+            hot = NULL;
+        }
+        pthread_mutex_unlock(&o->lock);
     }
+    if (hot)
+        block_buf_free(r, hot, keep);
     return len < 0 ? len : k;
 }
 
 ssize_t bfs_robj_pread(bfs_robj *o, void *buf, size_t n, int64_t off)
 {
     bfs_remote *r = o->r;
+    if (off < 0)
+        return -EINVAL;
     if (off >= o->pin.size || n == 0)
         return 0;
     if ((int64_t)n > o->pin.size - off)
@@ -696,10 +776,20 @@ ssize_t bfs_robj_pread(bfs_robj *o, void *buf, size_t n, int64_t off)
     return (ssize_t)done;
 }
 
+/* Queued read-ahead jobs may keep o alive a while; its hot block and the
+ * budget it holds are returned now. */
 void bfs_robj_close(bfs_robj *o)
 {
-    if (o)
-        robj_put(o);
+    if (!o)
+        return;
+    atomic_store(&o->closed, true);
+    pthread_mutex_lock(&o->lock);
+    char *hot = o->hot;
+    o->hot = NULL;
+    pthread_mutex_unlock(&o->lock);
+    if (hot)
+        block_buf_free(o->r, hot, true);
+    robj_put(o);
 }
 
 /* ---- the remote machinery ------------------------------------------------------ */
@@ -736,7 +826,11 @@ int bfs_remote_new(const bfs_config *cfg, bfs_remote **out, char **errmsg)
     }
     r->bs = r->cache ? bfs_cache_block_size(r->cache) : (uint32_t)cfg->block_size;
     pthread_mutex_init(&r->lock, NULL);
-    pthread_cond_init(&r->cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadline_ts() */
+    pthread_cond_init(&r->cond, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_cond_init(&r->jobs_cond, NULL);
     r->nworkers = cfg->parallel * 2;
     r->workers = calloc((size_t)r->nworkers, sizeof *r->workers);
@@ -782,4 +876,12 @@ void bfs_remote_stats(bfs_remote *r, bfs_fetch_stats *st)
     st->cache_misses = atomic_load(&r->misses);
     st->failovers = atomic_load(&r->failovers);
     st->errors = atomic_load(&r->errors);
+}
+
+int64_t bfs_remote_mem_used(bfs_remote *r)
+{
+    pthread_mutex_lock(&r->lock);
+    int64_t used = r->mem_used;
+    pthread_mutex_unlock(&r->lock);
+    return used;
 }

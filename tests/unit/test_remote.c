@@ -1,0 +1,835 @@
+/* Stress tests for the remote reader (fetchers/remote.c) against a real
+ * nginx on 127.0.0.1 (tests/integration/nginx.sh, found next to this file;
+ * skipped with 77 when nginx is not installed).  Meant to run under
+ * ThreadSanitizer and AddressSanitizer: many threads read the same and
+ * different objects through a tiny memory budget (4 blocks of 64 KiB) and
+ * every byte is compared with the file nginx serves; objects are opened and
+ * closed while their read-ahead is queued; a replica list starts with a
+ * dead port; a server is stopped mid-test.  After each test the whole
+ * budget must be back (every take matched by one give). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "config.h"
+#include "log.h"
+#include "remote_i.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BS (64 * 1024)
+#define BIG_SIZE (20 * 1024 * 1024)
+#define ODD_SIZE (5 * BS + 1234)
+#define HUGE_SIZE ((int64_t)4 * 1024 * 1024 * 1024 + 3 * BS + 99) /* sparse, past 4 GiB */
+#define NTHREADS 16
+
+static char tmpdir[] = "/tmp/bfs_test_remote.XXXXXX";
+static char docroot[512], logpath[512];
+static char base[128], base2[128]; /* http://127.0.0.1:PORT/data */
+static pid_t nginx_pid, nginx2_pid;
+static atomic_int failures;
+
+/* ---- helpers ------------------------------------------------------------- */
+
+#define FAIL(...)                                                  \
+    do {                                                           \
+        fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);       \
+        fprintf(stderr, __VA_ARGS__);                              \
+        fputc('\n', stderr);                                       \
+        atomic_fetch_add(&failures, 1);                            \
+    } while (0)
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+    *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+    return *s;
+}
+
+static void fill(unsigned char *p, size_t n, uint64_t seed)
+{
+    uint64_t x = seed | 1;
+    for (size_t i = 0; i < n; i++)
+        p[i] = (unsigned char)rnd(&x);
+}
+
+static void write_at(const char *name, int64_t size, int64_t off, size_t n, uint64_t seed)
+{
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", docroot, name);
+    int fd = open(p, O_WRONLY | O_CREAT, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, size), 0);
+    unsigned char *buf = malloc(n + 1);
+    fill(buf, n, seed);
+    assert_int_equal(pwrite(fd, buf, n, off), (ssize_t)n);
+    free(buf);
+    assert_int_equal(close(fd), 0);
+}
+
+static void write_file(const char *name, int64_t size, uint64_t seed)
+{
+    write_at(name, size, 0, (size_t)size, seed);
+}
+
+/* The local copy nginx serves, for comparison (pread is thread-safe). */
+struct ref {
+    const char *name;
+    int fd;
+    int64_t size;
+};
+static struct ref refs[] = {{"empty.bin", -1, 0}, {"two.bin", -1, 0}, {"odd.bin", -1, 0},
+                            {"big.bin", -1, 0},   {"huge.bin", -1, 0}};
+#define NREFS ((int)(sizeof refs / sizeof *refs))
+
+static void open_refs(void)
+{
+    for (int i = 0; i < NREFS; i++) {
+        char p[600];
+        snprintf(p, sizeof p, "%s/%s", docroot, refs[i].name);
+        refs[i].fd = open(p, O_RDONLY);
+        assert_true(refs[i].fd >= 0);
+        struct stat st;
+        assert_int_equal(fstat(refs[i].fd, &st), 0);
+        refs[i].size = st.st_size;
+    }
+}
+
+static char *url_of(const char *b, const char *name)
+{
+    static __thread char buf[4][700];
+    static __thread int i;
+    char *u = buf[i++ % 4];
+    snprintf(u, sizeof buf[0], "%s/%s", b, name);
+    return u;
+}
+
+static int start_nginx(const char *tag, pid_t *pid_out, char *base_out, size_t base_sz)
+{
+    char src[512], script[600], info[600], pidbuf[32];
+    snprintf(src, sizeof src, "%s", __FILE__);
+    snprintf(script, sizeof script, "%s/../integration/nginx.sh", dirname(src));
+    snprintf(info, sizeof info, "%s/nginx-%s.info", tmpdir, tag);
+    snprintf(pidbuf, sizeof pidbuf, "%d", (int)getpid());
+    setenv("T_NGINX_SH", script, 1);
+    setenv("T_DOCROOT", docroot, 1);
+    setenv("T_INFO", info, 1);
+    setenv("NGINX_OWNER_PID", pidbuf, 1); /* the watchdog stops nginx if we crash */
+    int rc = system("bash -c '. \"$T_NGINX_SH\" && nginx_start \"$T_DOCROOT\" && "
+                    "echo \"$NGINX_PORT $NGINX_PID\" > \"$T_INFO\"'");
+    FILE *f = fopen(info, "r");
+    int port = 0, pid = 0;
+    if (rc != 0 || !f || fscanf(f, "%d %d", &port, &pid) != 2) {
+        fprintf(stderr, "could not start nginx (rc %d)\n", rc);
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    fclose(f);
+    *pid_out = pid;
+    snprintf(base_out, base_sz, "http://127.0.0.1:%d/data", port);
+    return 0;
+}
+
+static void stop_nginx(pid_t *pid)
+{
+    if (*pid <= 0)
+        return;
+    kill(*pid, SIGTERM);
+    for (int i = 0; i < 50 && kill(*pid, 0) == 0; i++)
+        usleep(100000);
+    kill(*pid, SIGKILL);
+    *pid = 0;
+}
+
+/* A port nothing listens on: connections are refused at once. */
+static int dead_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(s, (struct sockaddr *)&a, &len), 0);
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+static void make_cfg(bfs_config *c, const char *name, int64_t deadline_ms)
+{
+    bfs_config_defaults(c);
+    char d[600];
+    snprintf(d, sizeof d, "%s/cache-%s", tmpdir, name);
+    c->cache_dir = strdup(d);
+    c->block_size = BS;
+    c->memory_budget = 4 * BS;
+    c->readahead_max = 16 * BS;
+    c->parallel = 4;
+    c->connect_timeout_ms = 1000;
+    c->request_timeout_ms = 10000;
+    c->max_attempts = 3;
+    c->backoff_base_ms = 10;
+    c->backoff_max_ms = 100;
+    c->deadline_ms = deadline_ms;
+    c->replica_retry_ms = 20000;
+}
+
+static bfs_remote *new_remote(const bfs_config *c)
+{
+    bfs_remote *r = NULL;
+    char *msg = NULL;
+    int ret = bfs_remote_new(c, &r, &msg);
+    if (ret < 0)
+        fprintf(stderr, "bfs_remote_new: %s\n", msg ? msg : strerror(-ret));
+    free(msg);
+    assert_int_equal(ret, 0);
+    return r;
+}
+
+/* Wait for queued read-ahead to drain: then the budget must be all back. */
+static void assert_budget_returned(bfs_remote *r)
+{
+    int64_t deadline = now_ms() + 60000;
+    while (bfs_remote_mem_used(r) != 0 && now_ms() < deadline)
+        usleep(10000);
+    assert_int_equal(bfs_remote_mem_used(r), 0);
+}
+
+static bfs_robj *open1(bfs_remote *r, const char *b, const char *name, int *ret)
+{
+    char *u = url_of(b, name);
+    char *urls[1] = {u};
+    bfs_robj *o = NULL;
+    *ret = bfs_robj_open(r, u, urls, 1, -1, &o);
+    return *ret == 0 ? o : NULL;
+}
+
+/* pread through o and compare with the local file; false (and a FAIL) on a mismatch. */
+static bool check_read(bfs_robj *o, const struct ref *f, int64_t off, size_t n, char *buf, char *want)
+{
+    ssize_t got = bfs_robj_pread(o, buf, n, off);
+    ssize_t exp = off >= f->size ? 0 : (ssize_t)((int64_t)n < f->size - off ? (int64_t)n : f->size - off);
+    if (got != exp) {
+        FAIL("%s: pread(%zu @ %lld) = %zd (%s), want %zd", f->name, n, (long long)off, got,
+             got < 0 ? strerror((int)-got) : "-", exp);
+        return false;
+    }
+    if (exp > 0 && pread(f->fd, want, (size_t)exp, off) != exp) {
+        FAIL("%s: local pread failed", f->name);
+        return false;
+    }
+    if (exp > 0 && memcmp(buf, want, (size_t)exp) != 0) {
+        FAIL("%s: bytes differ in pread(%zu @ %lld)", f->name, n, (long long)off);
+        return false;
+    }
+    return true;
+}
+
+/* An offset biased to the interesting places: block edges, EOF, 4 GiB. */
+static int64_t pick_off(uint64_t *s, int64_t size)
+{
+    if (size == 0)
+        return (int64_t)(rnd(s) % 3);
+    int64_t nblocks = (size + BS - 1) / BS;
+    int64_t off;
+    switch (rnd(s) % 6) {
+    case 0: /* around a block boundary */
+        off = (int64_t)(rnd(s) % (uint64_t)(nblocks + 1)) * BS + (int64_t)(rnd(s) % 64) - 32;
+        break;
+    case 1: /* around EOF, also past it */
+        off = size - (int64_t)(rnd(s) % (2 * BS)) + (int64_t)(rnd(s) % 8);
+        break;
+    case 2: /* around 4 GiB and 2 GiB (sign and truncation bugs) */
+        off = ((rnd(s) & 1) ? ((int64_t)1 << 32) : ((int64_t)1 << 31)) + (int64_t)(rnd(s) % (2 * BS)) - BS;
+        break;
+    default: /* in the first blocks of the huge file, elsewhere anywhere */
+        off = (int64_t)(rnd(s) % (uint64_t)(size < 64 * BS ? size : 64 * BS));
+        if (size <= BIG_SIZE)
+            off = (int64_t)(rnd(s) % (uint64_t)size);
+        break;
+    }
+    return off < 0 ? 0 : off;
+}
+
+/* ---- setup ------------------------------------------------------------------ */
+
+static bool nginx_installed(void)
+{
+    return access("/usr/sbin/nginx", X_OK) == 0 || system("command -v nginx >/dev/null 2>&1") == 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (!nginx_installed()) {
+        fprintf(stderr, "nginx not installed: skipping\n");
+        exit(77);
+    }
+    if (!mkdtemp(tmpdir))
+        return -1;
+    snprintf(docroot, sizeof docroot, "%s/doc", tmpdir);
+    snprintf(logpath, sizeof logpath, "%s/test.log", tmpdir);
+    if (mkdir(docroot, 0755) < 0)
+        return -1;
+    if (bfs_log_to_file(logpath) < 0)
+        return -1;
+    bfs_log_set_level(LOG_INFO);
+
+    write_file("empty.bin", 0, 1);
+    write_file("two.bin", 2 * BS, 2);
+    write_file("odd.bin", ODD_SIZE, 3);
+    write_file("big.bin", BIG_SIZE, 4);
+    /* sparse, with data where 32-bit offset math would break */
+    write_at("huge.bin", HUGE_SIZE, 0, 4 * BS, 5);
+    write_at("huge.bin", HUGE_SIZE, ((int64_t)1 << 31) - 3 * BS / 2, 3 * BS, 6);
+    write_at("huge.bin", HUGE_SIZE, ((int64_t)1 << 32) - 3 * BS / 2, 3 * BS, 7);
+    write_at("huge.bin", HUGE_SIZE, HUGE_SIZE - 3 * BS, 3 * BS, 8);
+    open_refs();
+
+    if (start_nginx("main", &nginx_pid, base, sizeof base) < 0)
+        return -1;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    stop_nginx(&nginx_pid);
+    stop_nginx(&nginx2_pid);
+    for (int i = 0; i < NREFS; i++)
+        if (refs[i].fd >= 0)
+            close(refs[i].fd);
+    if (getenv("BFS_TEST_KEEP")) {
+        fprintf(stderr, "kept %s\n", tmpdir);
+        return 0;
+    }
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmpdir);
+    return 0;
+}
+
+/* ---- single-threaded edge cases -------------------------------------------- */
+
+static void test_edges(void **state)
+{
+    (void)state;
+    bfs_config cfg;
+    make_cfg(&cfg, "edges", 20000);
+    bfs_remote *r = new_remote(&cfg);
+    char *buf = malloc(4 * BS), *want = malloc(4 * BS);
+    int ret;
+
+    for (int i = 0; i < NREFS; i++) {
+        bfs_robj *o = open1(r, base, refs[i].name, &ret);
+        assert_int_equal(ret, 0);
+        assert_int_equal(bfs_robj_size(o), refs[i].size);
+        int64_t s = refs[i].size;
+        int64_t offs[] = {0, 1, BS - 1, BS, BS + 1, 2 * BS - 1, 2 * BS, s - 1, s, s + 1, s - BS, s - BS - 1};
+        size_t lens[] = {1, 2880, BS - 1, BS, BS + 1, 3 * BS, 4 * BS};
+        for (size_t a = 0; a < sizeof offs / sizeof *offs; a++)
+            for (size_t b = 0; b < sizeof lens / sizeof *lens; b++)
+                if (offs[a] >= 0)
+                    check_read(o, &refs[i], offs[a], lens[b], buf, want);
+        assert_int_equal(bfs_robj_pread(o, buf, 0, 0), 0);
+        assert_int_equal(bfs_robj_pread(o, buf, 10, -1), -EINVAL);
+        bfs_robj_close(o);
+    }
+    /* the huge file around 2 GiB and 4 GiB, sequentially (read-ahead crosses 4 GiB) */
+    bfs_robj *o = open1(r, base, "huge.bin", &ret);
+    assert_int_equal(ret, 0);
+    for (int64_t off = ((int64_t)1 << 32) - 2 * BS; off < ((int64_t)1 << 32) + 2 * BS; off += 12345)
+        check_read(o, &refs[4], off, 20000, buf, want);
+    for (int64_t off = ((int64_t)1 << 31) - 2 * BS; off < ((int64_t)1 << 31) + 2 * BS; off += 23456)
+        check_read(o, &refs[4], off, 30000, buf, want);
+    bfs_robj_close(o);
+
+    /* a sequential scan of big.bin in FUSE-sized reads (read-ahead window grows) */
+    o = open1(r, base, "big.bin", &ret);
+    assert_int_equal(ret, 0);
+    for (int64_t off = 0; off < BIG_SIZE; off += 128 * 1024)
+        check_read(o, &refs[3], off, 128 * 1024, buf, want);
+    bfs_robj_close(o);
+
+    /* missing at open: ENOENT */
+    assert_null(open1(r, base, "nosuch.bin", &ret));
+    assert_int_equal(ret, -ENOENT);
+
+    /* missing by the time it is read (opened from the cache's record, no
+     * network): the read fails with EIO, cached blocks still read */
+    write_file("vanish.bin", 4 * BS, 9);
+    struct ref vanish = {"vanish.bin", -1, 4 * BS};
+    char p[600];
+    snprintf(p, sizeof p, "%s/vanish.bin", docroot);
+    vanish.fd = open(p, O_RDONLY);
+    o = open1(r, base, "vanish.bin", &ret);
+    assert_int_equal(ret, 0);
+    check_read(o, &vanish, 0, 100, buf, want);
+    bfs_robj_close(o);
+    assert_int_equal(unlink(p), 0);
+    o = open1(r, base, "vanish.bin", &ret);
+    assert_int_equal(ret, 0);
+    assert_int_equal(bfs_robj_size(o), 4 * BS);
+    check_read(o, &vanish, 10, 100, buf, want);
+    assert_int_equal(bfs_robj_pread(o, buf, 100, 2 * BS), -EIO);
+    bfs_robj_close(o);
+    close(vanish.fd);
+
+    /* replaced on the server (same size, new ETag): reads of uncached blocks
+     * fail with EIO and never mix versions; the next open pins the new one */
+    write_file("changes.bin", 4 * BS, 10);
+    o = open1(r, base, "changes.bin", &ret);
+    assert_int_equal(ret, 0);
+    struct ref chg = {"changes.bin", -1, 4 * BS};
+    snprintf(p, sizeof p, "%s/changes.bin", docroot);
+    chg.fd = open(p, O_RDONLY);
+    check_read(o, &chg, 0, 10, buf, want);
+    bfs_robj_close(o);
+    close(chg.fd);
+    write_file("changes.bin", 4 * BS, 11);
+    struct timeval tv[2] = {{1000000000, 0}, {1000000000, 0}}; /* another mtime: another ETag */
+    assert_int_equal(utimes(p, tv), 0);
+    chg.fd = open(p, O_RDONLY);
+    o = open1(r, base, "changes.bin", &ret);
+    assert_int_equal(ret, 0);
+    assert_int_equal(bfs_robj_pread(o, buf, 10, 3 * BS), -EIO);
+    bfs_robj_close(o);
+    o = open1(r, base, "changes.bin", &ret);
+    assert_int_equal(ret, 0);
+    check_read(o, &chg, 3 * BS, 10, buf, want);
+    check_read(o, &chg, 0, 4 * BS, buf, want);
+    bfs_robj_close(o);
+    close(chg.fd);
+
+    assert_budget_returned(r);
+    bfs_remote_free(r);
+    bfs_config_free(&cfg);
+    free(buf);
+    free(want);
+    assert_int_equal(atomic_exchange(&failures, 0), 0);
+}
+
+/* ---- 16 threads, shared and private objects ------------------------------- */
+
+struct stress {
+    bfs_remote *r;
+    bfs_robj *shared[NREFS];
+    const char *b;
+    int iters;
+    uint64_t seed;
+    pthread_barrier_t *go;
+};
+
+static void *stress_main(void *arg)
+{
+    struct stress *st = arg;
+    uint64_t s = st->seed;
+    char *buf = malloc(5 * BS), *want = malloc(5 * BS);
+    int pi = (int)(rnd(&s) % NREFS), ret;
+    bfs_robj *priv = open1(st->r, st->b, refs[pi].name, &ret);
+    if (!priv)
+        FAIL("open %s: %d", refs[pi].name, ret);
+    pthread_barrier_wait(st->go);
+    for (int it = 0; it < st->iters && priv; it++) {
+        uint64_t what = rnd(&s) % 10;
+        if (what < 6) { /* random read of a shared object */
+            int i = (int)(rnd(&s) % NREFS);
+            size_t n = (size_t)(rnd(&s) % (4 * BS + 1));
+            check_read(st->shared[i], &refs[i], pick_off(&s, refs[i].size), n, buf, want);
+        } else if (what < 8) { /* a sequential run on the private object (read-ahead) */
+            int64_t off = pick_off(&s, refs[pi].size);
+            for (int k = 0; k < 4; k++, off += 32 * 1024)
+                check_read(priv, &refs[pi], off, 32 * 1024, buf, want);
+        } else { /* churn: close (read-ahead may be queued) and open another */
+            bfs_robj_close(priv);
+            pi = (int)(rnd(&s) % NREFS);
+            priv = open1(st->r, st->b, refs[pi].name, &ret);
+            if (!priv)
+                FAIL("open %s: %d", refs[pi].name, ret);
+        }
+    }
+    bfs_robj_close(priv);
+    free(buf);
+    free(want);
+    return NULL;
+}
+
+static void run_stress(bfs_remote *r, const char *b, int iters)
+{
+    struct stress st[NTHREADS];
+    pthread_t t[NTHREADS];
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, NTHREADS);
+    bfs_robj *shared[NREFS];
+    for (int i = 0; i < NREFS; i++) {
+        int ret;
+        shared[i] = open1(r, b, refs[i].name, &ret);
+        assert_int_equal(ret, 0);
+    }
+    for (int i = 0; i < NTHREADS; i++) {
+        st[i] = (struct stress){.r = r, .b = b, .iters = iters, .seed = 0x9E3779B97F4A7C15ULL * (i + 1),
+                                .go = &go};
+        memcpy(st[i].shared, shared, sizeof shared);
+        assert_int_equal(pthread_create(&t[i], NULL, stress_main, &st[i]), 0);
+    }
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&go);
+    for (int i = 0; i < NREFS; i++)
+        bfs_robj_close(shared[i]);
+}
+
+static void test_stress(void **state)
+{
+    (void)state;
+    bfs_config cfg;
+    make_cfg(&cfg, "stress", 30000);
+    bfs_remote *r = new_remote(&cfg);
+    int64_t t0 = now_ms();
+    run_stress(r, base, 250);
+    bfs_fetch_stats s;
+    bfs_remote_stats(r, &s);
+    fprintf(stderr, "stress: %lld ms, %llu blocks fetched, %llu hits, %llu misses, %llu errors\n",
+            (long long)(now_ms() - t0), (unsigned long long)s.blocks_fetched,
+            (unsigned long long)s.cache_hits, (unsigned long long)s.cache_misses,
+            (unsigned long long)s.errors);
+    assert_int_equal(s.errors, 0);
+    assert_budget_returned(r);
+    bfs_remote_free(r);
+    bfs_config_free(&cfg);
+    assert_int_equal(atomic_exchange(&failures, 0), 0);
+}
+
+/* 16 threads read the same blocks at the same time: single flight. */
+struct same {
+    bfs_remote *r;
+    bfs_robj *o;
+    pthread_barrier_t *go;
+};
+
+static void *same_main(void *arg)
+{
+    struct same *sm = arg;
+    char *buf = malloc(BS), *want = malloc(BS);
+    pthread_barrier_wait(sm->go);
+    for (int64_t off = 0; off < 64 * BS; off += BS / 2)
+        check_read(sm->o, &refs[3], off, BS / 2, buf, want);
+    free(buf);
+    free(want);
+    return NULL;
+}
+
+static void test_single_flight(void **state)
+{
+    (void)state;
+    bfs_config cfg;
+    make_cfg(&cfg, "single", 30000);
+    cfg.readahead_max = 0; /* count only the reads' own fetches */
+    bfs_remote *r = new_remote(&cfg);
+    int ret;
+    bfs_robj *o = open1(r, base, "big.bin", &ret);
+    assert_int_equal(ret, 0);
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, NTHREADS);
+    struct same sm = {r, o, &go};
+    pthread_t t[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, same_main, &sm), 0);
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&go);
+    bfs_robj_close(o);
+    bfs_fetch_stats s;
+    bfs_remote_stats(r, &s);
+    fprintf(stderr, "single flight: 64 blocks, %llu fetched\n", (unsigned long long)s.blocks_fetched);
+    assert_true(s.blocks_fetched >= 64);
+    /* a reader that missed the cache just before the leader stored the block
+     * may fetch it again once the entry is gone; never one per thread */
+    assert_true(s.blocks_fetched <= 2 * 64);
+    assert_budget_returned(r);
+    bfs_remote_free(r);
+    bfs_config_free(&cfg);
+    assert_int_equal(atomic_exchange(&failures, 0), 0);
+}
+
+/* ---- open/close churn while read-ahead is queued -------------------------- */
+
+struct churn {
+    bfs_remote *r;
+    uint64_t seed;
+};
+
+static void *churn_main(void *arg)
+{
+    struct churn *c = arg;
+    uint64_t s = c->seed;
+    char *buf = malloc(BS), *want = malloc(BS);
+    for (int it = 0; it < 150; it++) {
+        int i = 3 + (int)(rnd(&s) % 2); /* big or huge */
+        int ret;
+        bfs_robj *o = open1(c->r, base, refs[i].name, &ret);
+        if (!o) {
+            FAIL("open: %d", ret);
+            break;
+        }
+        /* three sequential reads: the window opens and jobs are queued */
+        int64_t off = (int64_t)(rnd(&s) % 256) * BS;
+        for (int k = 0; k < 3; k++, off += BS / 2)
+            check_read(o, &refs[i], off, BS / 2, buf, want);
+        bfs_robj_close(o);
+    }
+    free(buf);
+    free(want);
+    return NULL;
+}
+
+static void churn(bfs_remote *r, uint64_t seed)
+{
+    pthread_t t[8];
+    struct churn c[8];
+    for (int i = 0; i < 8; i++) {
+        c[i] = (struct churn){r, seed * (uint64_t)(i + 7)};
+        assert_int_equal(pthread_create(&t[i], NULL, churn_main, &c[i]), 0);
+    }
+    for (int i = 0; i < 8; i++)
+        pthread_join(t[i], NULL);
+}
+
+static void test_churn(void **state)
+{
+    (void)state;
+    bfs_config cfg;
+    make_cfg(&cfg, "churn", 30000);
+    bfs_remote *r = new_remote(&cfg);
+    churn(r, 0x1234567);
+    assert_budget_returned(r);
+    churn(r, 0x7654321);
+    bfs_remote_free(r); /* at once: read-ahead still queued or running */
+    bfs_config_free(&cfg);
+    assert_int_equal(atomic_exchange(&failures, 0), 0);
+}
+
+/* ---- failover --------------------------------------------------------------- */
+
+static bfs_robj *open_chain(bfs_remote *r, const char *logical, const char *u0, const char *u1, int *ret)
+{
+    char *urls[2] = {(char *)u0, (char *)u1};
+    bfs_robj *o = NULL;
+    *ret = bfs_robj_open(r, logical, urls, 2, -1, &o);
+    return *ret == 0 ? o : NULL;
+}
+
+struct fo {
+    bfs_robj *o;
+    int ref;
+    uint64_t seed;
+};
+
+static void *fo_main(void *arg)
+{
+    struct fo *f = arg;
+    uint64_t s = f->seed;
+    char *buf = malloc(3 * BS), *want = malloc(3 * BS);
+    for (int i = 0; i < 60; i++)
+        check_read(f->o, &refs[f->ref], pick_off(&s, refs[f->ref].size), (size_t)(rnd(&s) % (2 * BS)), buf, want);
+    free(buf);
+    free(want);
+    return NULL;
+}
+
+static void test_failover(void **state)
+{
+    (void)state;
+    bfs_config cfg;
+    make_cfg(&cfg, "failover", 30000);
+    bfs_remote *r = new_remote(&cfg);
+    char dead[128];
+    snprintf(dead, sizeof dead, "http://127.0.0.1:%d/data", dead_port());
+    int ret;
+
+    bfs_robj *o = open_chain(r, "logical://big", url_of(dead, "big.bin"), url_of(base, "big.bin"), &ret);
+    assert_int_equal(ret, 0);
+    pthread_t t[4];
+    struct fo f[4];
+    for (int i = 0; i < 4; i++) {
+        f[i] = (struct fo){o, 3, 77 + (uint64_t)i};
+        assert_int_equal(pthread_create(&t[i], NULL, fo_main, &f[i]), 0);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    bfs_robj_close(o);
+    bfs_fetch_stats s;
+    bfs_remote_stats(r, &s);
+    assert_true(s.failovers > 0);
+    assert_int_equal(s.errors, 0);
+
+    /* the dead host is now marked down: a second object skips it at once */
+    int64_t t0 = now_ms();
+    o = open_chain(r, "logical://odd", url_of(dead, "odd.bin"), url_of(base, "odd.bin"), &ret);
+    assert_int_equal(ret, 0);
+    char *buf = malloc(ODD_SIZE), *want = malloc(ODD_SIZE);
+    check_read(o, &refs[2], 0, ODD_SIZE, buf, want);
+    assert_true(now_ms() - t0 < 1000);
+    bfs_robj_close(o);
+
+    /* the first replica lacks the object (404): the second serves it */
+    o = open_chain(r, "logical://two", url_of(base, "nosuch.bin"), url_of(base, "two.bin"), &ret);
+    assert_int_equal(ret, 0);
+    check_read(o, &refs[1], 0, 2 * BS, buf, want);
+    bfs_robj_close(o);
+
+    /* every replica says 404: ENOENT; one of them was never asked (down): EIO */
+    assert_null(open_chain(r, "logical://none", url_of(base, "nosuch.bin"), url_of(base, "nosuch2.bin"), &ret));
+    assert_int_equal(ret, -ENOENT);
+    assert_null(open_chain(r, "logical://none2", url_of(dead, "nosuch.bin"), url_of(base, "nosuch.bin"), &ret));
+    assert_int_equal(ret, -EIO);
+
+    free(buf);
+    free(want);
+    assert_budget_returned(r);
+    bfs_remote_free(r);
+    bfs_config_free(&cfg);
+    assert_int_equal(atomic_exchange(&failures, 0), 0);
+}
+
+/* ---- a server stopped mid-test ---------------------------------------------- */
+
+#define STOP_DEADLINE_MS 3000
+/* a read may overrun its deadline by at most one request in flight */
+#define STOP_BOUND_MS (STOP_DEADLINE_MS + 1000 + 2000)
+
+struct gone {
+    bfs_robj *o;
+    int64_t block;
+};
+
+static void *gone_main(void *arg)
+{
+    struct gone *g = arg;
+    char *buf = malloc(BS);
+    int64_t t0 = now_ms();
+    ssize_t got = bfs_robj_pread(g->o, buf, 100, g->block * BS + 7);
+    int64_t took = now_ms() - t0;
+    if (got != -EIO)
+        FAIL("uncached block %lld on a stopped server: %zd, want -EIO", (long long)g->block, got);
+    if (took > STOP_BOUND_MS)
+        FAIL("uncached block %lld: -EIO after %lld ms, deadline %d ms", (long long)g->block,
+             (long long)took, STOP_DEADLINE_MS);
+    free(buf);
+    return NULL;
+}
+
+static void test_server_stopped(void **state)
+{
+    (void)state;
+    assert_int_equal(start_nginx("second", &nginx2_pid, base2, sizeof base2), 0);
+    bfs_config cfg;
+    make_cfg(&cfg, "stopped", STOP_DEADLINE_MS);
+    cfg.request_timeout_ms = 2000;
+    cfg.replica_retry_ms = 500;
+    bfs_remote *r = new_remote(&cfg);
+    char *buf = malloc(2 * BS), *want = malloc(2 * BS);
+    int ret;
+
+    bfs_robj *o = open1(r, base2, "big.bin", &ret);
+    assert_int_equal(ret, 0);
+    for (int64_t off = 0; off < 8 * BS; off += BS / 4) /* blocks 0-7, read-ahead beyond */
+        check_read(o, &refs[3], off, BS / 4, buf, want);
+    bfs_robj_close(o);
+    assert_budget_returned(r); /* read-ahead done */
+
+    /* stop the server with an object open and its hot block in memory */
+    o = open1(r, base2, "big.bin", &ret);
+    assert_int_equal(ret, 0);
+    check_read(o, &refs[3], 3 * BS, 100, buf, want);
+    stop_nginx(&nginx2_pid);
+
+    for (int64_t off = 0; off < 8 * BS; off += 3000) /* cached: still served */
+        check_read(o, &refs[3], off, (size_t)(off + 3000 <= 8 * BS ? 3000 : 8 * BS - off), buf, want);
+    int64_t t0 = now_ms();
+    assert_int_equal(bfs_robj_pread(o, buf, 100, 200 * BS), -EIO);
+    assert_true(now_ms() - t0 <= STOP_BOUND_MS);
+
+    /* many readers of uncached blocks at once, several on the same block */
+    pthread_t t[8];
+    struct gone g[8];
+    for (int i = 0; i < 8; i++) {
+        g[i] = (struct gone){o, 100 + i % 3};
+        assert_int_equal(pthread_create(&t[i], NULL, gone_main, &g[i]), 0);
+    }
+    for (int i = 0; i < 8; i++)
+        pthread_join(t[i], NULL);
+    bfs_robj_close(o);
+
+    /* open from the cache's record works without the server */
+    o = open1(r, base2, "big.bin", &ret);
+    assert_int_equal(ret, 0);
+    check_read(o, &refs[3], BS - 10, 20, buf, want);
+    bfs_robj_close(o);
+
+    /* never seen: the server is gone, so EIO (not ENOENT), within the deadline */
+    t0 = now_ms();
+    assert_null(open1(r, base2, "odd.bin", &ret));
+    assert_int_equal(ret, -EIO);
+    assert_true(now_ms() - t0 <= STOP_BOUND_MS);
+
+    free(buf);
+    free(want);
+    assert_budget_returned(r);
+    t0 = now_ms();
+    bfs_remote_free(r);
+    assert_true(now_ms() - t0 <= STOP_BOUND_MS);
+    bfs_config_free(&cfg);
+    assert_int_equal(atomic_exchange(&failures, 0), 0);
+}
+
+/* No verified block was ever dropped: every block stored was good, and no
+ * reader may mistake a race for corruption. */
+static void test_log_clean(void **state)
+{
+    (void)state;
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "grep -q 'dropped cached block' '%s'", logpath);
+    if (system(cmd) == 0) {
+        snprintf(cmd, sizeof cmd, "grep 'dropped cached block' '%s' | head -5 >&2", logpath);
+        (void)!system(cmd);
+        fail_msg("the cache dropped blocks (see above)");
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_edges),
+        cmocka_unit_test(test_single_flight),
+        cmocka_unit_test(test_stress),
+        cmocka_unit_test(test_churn),
+        cmocka_unit_test(test_failover),
+        cmocka_unit_test(test_server_stopped),
+        cmocka_unit_test(test_log_clean),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
