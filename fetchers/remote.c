@@ -23,8 +23,8 @@
  * reads may hold at most half of the budget, so idle open files can never
  * starve the reads that need memory.
  *
- * Read-ahead: while an object is read sequentially its window doubles from
- * two blocks up to readahead bytes; a seek resets it.  Workers fetch the
+ * Read-ahead: each time a sequential reader enters a new block the window
+ * doubles, from two blocks up to readahead bytes; a seek resets it.  Workers fetch the
  * blocks of the window that are neither cached nor in flight, at most
  * `parallel` at once per object.  A header read (the first 2880 bytes)
  * fetches exactly one block.
@@ -123,6 +123,7 @@ struct bfs_robj {
     int64_t next_off;      /* where a sequential reader reads next */
     int64_t window;        /* read-ahead window in bytes */
     uint64_t ra_next;      /* first block not yet considered for read-ahead */
+    uint64_t seen_block;   /* last block a sequential reader has reached */
     int outstanding;       /* read-ahead jobs queued or running */
     char *hot;             /* last decoded block (budgeted), or NULL */
     uint64_t hot_block;
@@ -504,19 +505,27 @@ static void readahead(bfs_robj *o, int64_t off, size_t n)
     bfs_remote *r = o->r;
     const bfs_config *c = r->cfg;
     uint64_t last_block = o->pin.size > 0 ? (uint64_t)((o->pin.size - 1) / r->bs) : 0;
+    int64_t end = off + (int64_t)n;
+    uint64_t touched = (uint64_t)((n ? end - 1 : off) / r->bs);
     pthread_mutex_lock(&o->lock);
-    if (off == o->next_off && off > 0) {
-        int64_t w = o->window ? o->window * 2 : 2 * (int64_t)r->bs;
-        o->window = w > c->readahead_max ? c->readahead_max : w;
-    } else if (off != o->next_off) {
+    if (off != o->next_off) {
         o->window = 0; /* a seek */
         o->ra_next = 0;
+        o->seen_block = touched;
+    } else if (touched > o->seen_block) {
+        /* The window grows only when a sequential reader enters a new
+         * block: the kernel splits even a 100 kB read into several
+         * growing requests, and those must not fetch blocks nobody reads. */
+        int64_t w = o->window ? o->window * 2 : 2 * (int64_t)r->bs;
+        o->window = w > c->readahead_max ? c->readahead_max : w;
+        o->seen_block = touched;
     }
-    o->next_off = off + (int64_t)n;
-    uint64_t from = (uint64_t)(o->next_off / r->bs);
+    o->next_off = end;
+    /* the block being read is fetched by the reader; start after it */
+    uint64_t from = (uint64_t)((end + r->bs - 1) / r->bs);
     if (o->ra_next > from)
         from = o->ra_next;
-    uint64_t to = (uint64_t)((o->next_off + o->window) / r->bs);
+    uint64_t to = (uint64_t)((end + o->window) / r->bs);
     if (to > last_block)
         to = last_block;
     uint64_t b = from;
