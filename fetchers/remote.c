@@ -112,6 +112,7 @@ struct bfs_robj {
     bfs_remote *r;
     atomic_int refs;
     atomic_bool closed;    /* queued read-ahead for it is skipped */
+    atomic_bool failure_logged; /* a failed fetch was logged at error level */
     char *logical;
     char *key;             /* cache key: logical#size#etag */
     char **urls;
@@ -332,8 +333,14 @@ static ssize_t fetch_block(bfs_robj *o, uint64_t b, char *buf, int64_t deadline)
         }
     }
 out:
-    bfs_err(RTAG, "%s: block %llu could not be fetched from %d replica(s): %s", o->logical,
-            (unsigned long long)b, o->n, strerror(-last));
+    /* one error line per open object; the rest at debug, so thousands of
+     * jobs against a dead replica do not flood the log */
+    if (!atomic_exchange(&o->failure_logged, true))
+        bfs_err(RTAG, "%s: block %llu could not be fetched from %d replica(s): %s", o->logical,
+                (unsigned long long)b, o->n, strerror(-last));
+    else
+        bfs_debug(RTAG, "%s: block %llu could not be fetched: %s", o->logical, (unsigned long long)b,
+                  strerror(-last));
     /* -ENOENT only when every replica answered 404 (none skipped, none failing) */
     return missing == o->n && o->n > 0 ? -ENOENT : -EIO;
 }
@@ -421,13 +428,18 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, char *dst, int64_t deadline, b
 
     if (leader) {
         ssize_t got = fetch_block(o, b, e->buf, deadline);
-        if (got > 0 && r->cache)
-            bfs_cache_put(r->cache, o->key, b, e->buf, (size_t)got);
         pthread_mutex_lock(&r->lock);
         e->err = got < 0 ? (int)got : 0;
         e->len = got < 0 ? 0 : (size_t)got;
         e->done = true;
         pthread_cond_broadcast(&r->cond);
+        pthread_mutex_unlock(&r->lock);
+        /* The waiters copy the block now; storing it (an index write) is
+         * off their path.  The entry stays listed meanwhile, so a reader
+         * arriving late copies it rather than fetching it again. */
+        if (got > 0 && r->cache)
+            bfs_cache_put(r->cache, o->key, b, e->buf, (size_t)got);
+        pthread_mutex_lock(&r->lock);
         /* e->buf is dst: the waiters copy it under r->lock as soon as they
          * wake (no I/O), so this wait is short */
         while (!e->owned && e->refs > 1)
