@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "http.h"
+#include "nginx_fixture.h"
 #include "log.h"
 
 #include <errno.h>
@@ -115,29 +116,9 @@ static int setup(void **state)
     snprintf(p, sizeof p, "%s/big.bin", docroot);
     write_file(p, small_data, BIG_SIZE);
 
-    /* nginx.sh lives in tests/integration, next to this file's directory. */
-    char src[512];
-    snprintf(src, sizeof src, "%s", __FILE__);
-    char script[600], info[600], pidbuf[32];
-    snprintf(script, sizeof script, "%s/../integration/nginx.sh", dirname(src));
-    snprintf(info, sizeof info, "%s/nginx.info", tmpdir);
-    snprintf(pidbuf, sizeof pidbuf, "%d", (int)getpid());
-    setenv("T_NGINX_SH", script, 1);
-    setenv("T_DOCROOT", docroot, 1);
-    setenv("T_INFO", info, 1);
-    setenv("NGINX_OWNER_PID", pidbuf, 1); /* the watchdog stops nginx if we crash */
-    int rc = system("bash -c '. \"$T_NGINX_SH\" && nginx_start \"$T_DOCROOT\" && "
-                    "echo \"$NGINX_PORT $NGINX_PID\" > \"$T_INFO\"'");
-    FILE *f = fopen(info, "r");
-    int port = 0, pid = 0;
-    if (rc != 0 || !f || fscanf(f, "%d %d", &port, &pid) != 2) {
-        fprintf(stderr, "could not start nginx (rc %d)\n", rc);
-        if (f)
-            fclose(f);
+    int port;
+    if (bfs_test_nginx_start(__FILE__, tmpdir, docroot, "main", &nginx_pid, &port) < 0)
         return -1;
-    }
-    fclose(f);
-    nginx_pid = pid;
     snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
     return 0;
 }

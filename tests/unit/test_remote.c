@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "nginx_fixture.h"
 #include "remote_i.h"
 
 #include <arpa/inet.h>
@@ -129,27 +130,9 @@ static char *url_of(const char *b, const char *name)
 
 static int start_nginx(const char *tag, pid_t *pid_out, char *base_out, size_t base_sz)
 {
-    char src[512], script[600], info[600], pidbuf[32];
-    snprintf(src, sizeof src, "%s", __FILE__);
-    snprintf(script, sizeof script, "%s/../integration/nginx.sh", dirname(src));
-    snprintf(info, sizeof info, "%s/nginx-%s.info", tmpdir, tag);
-    snprintf(pidbuf, sizeof pidbuf, "%d", (int)getpid());
-    setenv("T_NGINX_SH", script, 1);
-    setenv("T_DOCROOT", docroot, 1);
-    setenv("T_INFO", info, 1);
-    setenv("NGINX_OWNER_PID", pidbuf, 1); /* the watchdog stops nginx if we crash */
-    int rc = system("bash -c '. \"$T_NGINX_SH\" && nginx_start \"$T_DOCROOT\" && "
-                    "echo \"$NGINX_PORT $NGINX_PID\" > \"$T_INFO\"'");
-    FILE *f = fopen(info, "r");
-    int port = 0, pid = 0;
-    if (rc != 0 || !f || fscanf(f, "%d %d", &port, &pid) != 2) {
-        fprintf(stderr, "could not start nginx (rc %d)\n", rc);
-        if (f)
-            fclose(f);
+    int port;
+    if (bfs_test_nginx_start(__FILE__, tmpdir, docroot, tag, pid_out, &port) < 0)
         return -1;
-    }
-    fclose(f);
-    *pid_out = pid;
     snprintf(base_out, base_sz, "http://127.0.0.1:%d/data", port);
     return 0;
 }
