@@ -211,3 +211,18 @@ check_log()
         bfs_show_log
     fi
 }
+
+# remote_repo REPO DATADIR ROOT_URI EXPOSURES DETECTORS PAYLOAD: a synthetic
+# repository in REPO whose data files are moved to DATADIR (a server's
+# document root, or a reference copy) and whose butler.yaml datastore root
+# becomes ROOT_URI.  Fails the test and returns 1 when a step fails.
+remote_repo()
+{
+    local repo=$1 data=$2 root=$3
+    "$BFS_BIN" synth "$repo" --exposures "$4" --detectors "$5" --payload "$6" >/dev/null 2>&1 \
+        || { fail "synth of $repo"; return 1; }
+    mkdir -p "$data"
+    mv "$repo/LSSTCam" "$data/"
+    sed -i "s|^  root: <butlerRoot>|  root: $root|" "$repo/butler.yaml"
+    grep -q "root: $root" "$repo/butler.yaml" || { fail "rewrite of the datastore root to $root"; return 1; }
+}

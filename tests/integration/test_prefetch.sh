@@ -24,12 +24,7 @@ nginx_hang() { kill -STOP "$NGINX_PID"; NGINX_STOPPED=$NGINX_PID; }
 nginx_cont() { [ -n "${NGINX_STOPPED:-}" ] && kill -CONT "$NGINX_STOPPED" 2>/dev/null; NGINX_STOPPED=""; return 0; }
 
 PAYLOAD=$((2 * 1024 * 1024 + 777))
-"$BFS_BIN" synth "$T/repo" --exposures 2 --detectors 3 --payload $PAYLOAD >/dev/null 2>&1 \
-    || { fail "synth"; finish; }
-mkdir -p "$WWW/repo"
-mv "$T/repo/LSSTCam" "$WWW/repo/"
-sed -i "s|^  root: <butlerRoot>|  root: $NGINX_URL/data/repo/|" "$T/repo/butler.yaml"
-grep -q "root: $NGINX_URL/data/repo/" "$T/repo/butler.yaml" || { fail "rewrite datastore root"; finish; }
+remote_repo "$T/repo" "$WWW/repo" "$NGINX_URL/data/repo/" 2 3 $PAYLOAD || finish
 
 # nginx.sh's /auth/ location wants exactly this token
 TOKEN=sekrit-token

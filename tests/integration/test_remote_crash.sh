@@ -43,12 +43,7 @@ nginx_hang() { kill -STOP "$NGINX_PID"; NGINX_STOPPED=$NGINX_PID; }
 nginx_cont() { [ -n "${NGINX_STOPPED:-}" ] && kill -CONT "$NGINX_STOPPED" 2>/dev/null; NGINX_STOPPED=""; return 0; }
 
 SIZE=$((64 * 1024 * 1024))
-"$BFS_BIN" synth "$T/repo" --exposures 2 --detectors 2 --payload $SIZE >/dev/null 2>&1 \
-    || { fail "synth"; finish; }
-mkdir -p "$WWW/repo"
-mv "$T/repo/LSSTCam" "$WWW/repo/"
-sed -i "s|^  root: <butlerRoot>|  root: $NGINX_URL/data/repo/|" "$T/repo/butler.yaml"
-grep -q "root: $NGINX_URL/data/repo/" "$T/repo/butler.yaml" || { fail "rewrite datastore root"; finish; }
+remote_repo "$T/repo" "$WWW/repo" "$NGINX_URL/data/repo/" 2 2 $SIZE || finish
 TOKEN=sekrit-token          # what nginx.sh's /auth/ location wants
 printf '%s\n' "$TOKEN" >"$T/token"
 chmod 600 "$T/token"

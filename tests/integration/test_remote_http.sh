@@ -21,12 +21,7 @@ nginx_start "$WWW" || skip "nginx would not start"
 
 # A repository whose datastore root is the server: build it locally, move
 # the data files to the server's document root, point butler.yaml at it.
-"$BFS_BIN" synth "$T/repo" --exposures 2 --detectors 3 --payload $((9 * 1024 * 1024 + 12345)) >/dev/null 2>&1 \
-    || { fail "synth"; finish; }
-mkdir -p "$WWW/repo"
-mv "$T/repo/LSSTCam" "$WWW/repo/"
-sed -i "s|^  root: <butlerRoot>|  root: $NGINX_URL/data/repo/|" "$T/repo/butler.yaml"
-grep -q "root: $NGINX_URL/data/repo/" "$T/repo/butler.yaml" || { fail "rewrite datastore root"; finish; }
+remote_repo "$T/repo" "$WWW/repo" "$NGINX_URL/data/repo/" 2 3 $((9 * 1024 * 1024 + 12345)) || finish
 
 cat >"$T/config.yaml" <<EOF2
 cache:
