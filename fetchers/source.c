@@ -150,9 +150,37 @@ static int open_local(const char *path, bfs_source **out)
     return 0;
 }
 
-/* Replicas in chain order: local ones are tried at once; the remote ones
- * from the first remote position on are handed together to the reader, so
- * it can fail over among them during reads. */
+/* Replicas in chain order; the first that opens serves.  Local ones are
+ * opened directly.  At the first remote one, it and every later remote
+ * replica are handed together to the reader, so it can fail over among them
+ * during reads; if none of them can serve, later local replicas are still
+ * tried.  -ENOENT only when every replica lacks the object. */
+static int open_remote(bfs_fetcher *f, const char *uri, char **urls, int n, int first, int64_t size_hint,
+                       bfs_source **out)
+{
+    char **remote_urls = calloc((size_t)(n - first), sizeof *remote_urls);
+    int nr = 0;
+    for (int j = first; remote_urls && j < n; j++)
+        if (!local_of(urls[j]))
+            remote_urls[nr++] = urls[j];
+    bfs_remote *r = remote_of(f);
+    bfs_robj *o = NULL;
+    int ret = !remote_urls ? -ENOMEM : !r ? -EIO : bfs_robj_open(r, uri, remote_urls, nr, size_hint, &o);
+    free(remote_urls);
+    if (ret < 0)
+        return ret;
+    bfs_source *s = calloc(1, sizeof *s);
+    if (!s) {
+        bfs_robj_close(o);
+        return -ENOMEM;
+    }
+    s->fd = -1;
+    s->obj = o;
+    s->size = bfs_robj_size(o);
+    *out = s;
+    return 0;
+}
+
 int bfs_source_open(bfs_fetcher *f, const char *root, const char *location, int64_t size_hint,
                     bfs_source **out)
 {
@@ -166,44 +194,25 @@ int bfs_source_open(bfs_fetcher *f, const char *root, const char *location, int6
         free(uri);
         return n;
     }
+    int worst = -ENOENT;
+    bool remote_tried = false;
     ret = -ENOENT;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && ret != 0; i++) {
         const char *p = local_of(urls[i]);
         if (p) {
-            int r = open_local(p, out);
-            if (r == 0 || r != -ENOENT) {
-                ret = r;
-                break;
-            }
+            ret = open_local(p, out);
+        } else if (!remote_tried) {
+            remote_tried = true;
+            ret = open_remote(f, uri, urls, n, i, size_hint, out);
+        } else {
             continue;
         }
-        /* remote: this and the later remote replicas */
-        char **remote_urls = calloc((size_t)(n - i), sizeof *remote_urls);
-        int nr = 0;
-        for (int j = i; remote_urls && j < n; j++)
-            if (!local_of(urls[j]))
-                remote_urls[nr++] = urls[j];
-        bfs_remote *r = remote_of(f);
-        bfs_robj *o = NULL;
-        ret = !remote_urls ? -ENOMEM : !r ? -EIO : bfs_robj_open(r, uri, remote_urls, nr, size_hint, &o);
-        free(remote_urls);
-        if (ret == 0) {
-            bfs_source *s = calloc(1, sizeof *s);
-            if (!s) {
-                bfs_robj_close(o);
-                ret = -ENOMEM;
-            } else {
-                s->fd = -1;
-                s->obj = o;
-                s->size = bfs_robj_size(o);
-                *out = s;
-            }
-        }
-        break;
+        if (ret < 0 && ret != -ENOENT && worst == -ENOENT)
+            worst = ret; /* a replica that has it but failed outranks "missing" */
     }
     bfs_config_free_urls(urls, n);
     free(uri);
-    return ret;
+    return ret == 0 ? 0 : worst;
 }
 
 ssize_t bfs_source_pread(bfs_source *s, void *buf, size_t n, off_t off)

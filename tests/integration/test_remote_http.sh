@@ -136,9 +136,23 @@ expect "summit cache replica serves its copy" \
     bash -c "cat '$T/mnt/$f1' | sha256sum | grep -q \"^\$(cat '$T/$(basename "$f1").sum') \""
 unmount
 
+# a local replica listed after a failing remote one is still tried
+sed -i '/^sources:/,$d' "$T/config.yaml"
+cat >>"$T/config.yaml" <<EOF2
+sources:
+  - prefix: $NGINX_URL/data/
+    replicas:
+      - $NGINX_URL/fail503/
+      - file://$T/summit/
+EOF2
+mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml" || finish
+expect "a local replica after a failing remote one serves the file" \
+    bash -c "cat '$T/mnt/$f1' | sha256sum | cut -d' ' -f1 | cmp -s - '$T/$(basename "$f1").sum'"
+unmount
+
 # a replica that fails half of its requests (503): retries with backoff get every block
 rm -rf "$T/cache"
-sed -i '/^sources:/,$d; s/attempts: 2/attempts: 8/' "$T/config.yaml"
+sed -i '/^sources:/,$d; s/attempts: 2/attempts: 20/' "$T/config.yaml"
 cat >>"$T/config.yaml" <<EOF2
 sources:
   - prefix: $NGINX_URL/data/
@@ -152,7 +166,7 @@ for f in "${FILES[@]:0:3}"; do
 done
 expect "reads through a replica failing ~50% of requests are byte-identical" test $bad -eq 0
 unmount
-sed -i 's/attempts: 8/attempts: 2/' "$T/config.yaml"
+sed -i "s/attempts: 20/attempts: 2/" "$T/config.yaml"
 
 # bounded failure: every replica stalls; the read fails with EIO within the deadline
 rm -rf "$T/cache" "$T/summit"
