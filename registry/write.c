@@ -229,6 +229,16 @@ static int insert_same(bfs_registry *reg, const struct record *rec)
 
 /* ---- dimension records ----------------------------------------------------- */
 
+/* insert_same as one atomic call (its own transaction or savepoint). */
+static int insert_same_atomic(bfs_registry *reg, const struct record *rec)
+{
+    struct wtx t;
+    int ret = wtx_begin(reg, &t);
+    if (ret)
+        return ret;
+    return wtx_end(&t, insert_same(reg, rec));
+}
+
 static void bind_instrument(sqlite3_stmt *st, const void *ctx)
 {
     const bfs_instrument_record *r = ctx;
@@ -247,11 +257,7 @@ int bfs_registry_add_instrument(bfs_registry *reg, const bfs_instrument_record *
     if (!r || !r->name)
         return -EINVAL;
     struct record rec = {"instrument", cols, 6, bind_instrument, r};
-    struct wtx t;
-    int ret = wtx_begin(reg, &t);
-    if (ret)
-        return ret;
-    return wtx_end(&t, insert_same(reg, &rec));
+    return insert_same_atomic(reg, &rec);
 }
 
 static void bind_detector(sqlite3_stmt *st, const void *ctx)
@@ -272,11 +278,7 @@ int bfs_registry_add_detector(bfs_registry *reg, const bfs_detector_record *r)
     if (!r || !r->instrument)
         return -EINVAL;
     struct record rec = {"detector", cols, 6, bind_detector, r};
-    struct wtx t;
-    int ret = wtx_begin(reg, &t);
-    if (ret)
-        return ret;
-    return wtx_end(&t, insert_same(reg, &rec));
+    return insert_same_atomic(reg, &rec);
 }
 
 struct filter_args {
@@ -301,11 +303,7 @@ int bfs_registry_add_physical_filter(bfs_registry *reg, const char *instrument,
         return -EINVAL;
     struct filter_args a = {instrument, name, band};
     struct record rec = {"physical_filter", cols, 3, bind_filter, &a};
-    struct wtx t;
-    int ret = wtx_begin(reg, &t);
-    if (ret)
-        return ret;
-    return wtx_end(&t, insert_same(reg, &rec));
+    return insert_same_atomic(reg, &rec);
 }
 
 struct day_obs_args {
