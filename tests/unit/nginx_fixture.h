@@ -12,6 +12,7 @@
 #define BFS_TEST_NGINX_FIXTURE_H
 
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/types.h>
@@ -43,6 +44,31 @@ static int bfs_test_nginx_start(const char *srcfile, const char *tmpdir, const c
     *pid = n;
     *port = p;
     return 0;
+}
+
+/* Stop the server started above (TERM, then KILL after 5 s); *pid becomes 0. */
+static void bfs_test_nginx_stop(pid_t *pid)
+{
+    if (*pid <= 0)
+        return;
+    kill(*pid, SIGTERM);
+    for (int i = 0; i < 50 && kill(*pid, 0) == 0; i++)
+        usleep(100000);
+    kill(*pid, SIGKILL);
+    *pid = 0;
+}
+
+/* Remove a test's temp dir, unless BFS_TEST_KEEP is set (for debugging). */
+static void bfs_test_remove_tmpdir(const char *tmpdir)
+{
+    if (getenv("BFS_TEST_KEEP")) {
+        fprintf(stderr, "kept %s\n", tmpdir);
+        return;
+    }
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmpdir);
 }
 
 #endif

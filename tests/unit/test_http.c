@@ -125,21 +125,9 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    if (nginx_pid > 0) {
-        kill(nginx_pid, SIGTERM);
-        for (int i = 0; i < 50 && kill(nginx_pid, 0) == 0; i++)
-            usleep(100000);
-        kill(nginx_pid, SIGKILL);
-    }
+    bfs_test_nginx_stop(&nginx_pid);
     free(small_data);
-    if (getenv("BFS_TEST_KEEP")) { /* for debugging: keep docroot and test.log */
-        fprintf(stderr, "kept %s\n", tmpdir);
-        return 0;
-    }
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmpdir);
+    bfs_test_remove_tmpdir(tmpdir); /* BFS_TEST_KEEP keeps docroot and test.log */
     return 0;
 }
 

@@ -137,17 +137,6 @@ static int start_nginx(const char *tag, pid_t *pid_out, char *base_out, size_t b
     return 0;
 }
 
-static void stop_nginx(pid_t *pid)
-{
-    if (*pid <= 0)
-        return;
-    kill(*pid, SIGTERM);
-    for (int i = 0; i < 50 && kill(*pid, 0) == 0; i++)
-        usleep(100000);
-    kill(*pid, SIGKILL);
-    *pid = 0;
-}
-
 /* A port nothing listens on: connections are refused at once. */
 static int dead_port(void)
 {
@@ -299,19 +288,12 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    stop_nginx(&nginx_pid);
-    stop_nginx(&nginx2_pid);
+    bfs_test_nginx_stop(&nginx_pid);
+    bfs_test_nginx_stop(&nginx2_pid);
     for (int i = 0; i < NREFS; i++)
         if (refs[i].fd >= 0)
             close(refs[i].fd);
-    if (getenv("BFS_TEST_KEEP")) {
-        fprintf(stderr, "kept %s\n", tmpdir);
-        return 0;
-    }
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmpdir);
+    bfs_test_remove_tmpdir(tmpdir);
     return 0;
 }
 
@@ -748,7 +730,7 @@ static void test_server_stopped(void **state)
     o = open1(r, base2, "big.bin", &ret);
     assert_int_equal(ret, 0);
     check_read(o, &refs[3], 3 * BS, 100, buf, want);
-    stop_nginx(&nginx2_pid);
+    bfs_test_nginx_stop(&nginx2_pid);
 
     for (int64_t off = 0; off < 8 * BS; off += 3000) /* cached: still served */
         check_read(o, &refs[3], off, (size_t)(off + 3000 <= 8 * BS ? 3000 : 8 * BS - off), buf, want);
