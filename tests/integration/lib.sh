@@ -226,3 +226,26 @@ remote_repo()
     sed -i "s|^  root: <butlerRoot>|  root: $root|" "$repo/butler.yaml"
     grep -q "root: $root" "$repo/butler.yaml" || { fail "rewrite of the datastore root to $root"; return 1; }
 }
+
+# expect_no_secret SECRET WHAT FILES...: fail when SECRET appears in any of FILES.
+expect_no_secret()
+{
+    local secret=$1 what=$2
+    shift 2
+    if grep -qF -- "$secret" "$@" 2>/dev/null; then
+        fail "the $what appears in ${*##*/}"
+    else
+        pass "the $what appears in no log or output"
+    fi
+}
+
+# expect_no_sanitizer FILES...: fail when any of FILES holds a sanitizer report.
+expect_no_sanitizer()
+{
+    if grep -Eq "$BFS_SANITIZER" "$@" 2>/dev/null; then
+        fail "sanitizer report in $(grep -El "$BFS_SANITIZER" "$@" 2>/dev/null | tr '\n' ' ')"
+        grep -Eh -A20 "$BFS_SANITIZER" "$@" >&2 2>/dev/null
+    else
+        pass "no sanitizer report"
+    fi
+}

@@ -215,15 +215,6 @@ expect "cache stats of a missing directory says so and creates nothing" \
 expect "cache with an unknown command exits non-zero" test $? -ne 0
 
 # ---- secrets and sanitizers -------------------------------------------------
-if grep -qF -- "$TOKEN" "$T"/daemon.*.log "$T"/daemon.*.stderr "$T"/pf.* 2>/dev/null; then
-    fail "the bearer token appears in a daemon log or prefetch output"
-else
-    pass "the bearer token appears in no daemon log and no prefetch output"
-fi
-if grep -Eq "$BFS_SANITIZER" "$T"/daemon.*.log "$T"/daemon.*.stderr "$T"/pf.*.err 2>/dev/null; then
-    fail "sanitizer report in a daemon log or prefetch output"
-    grep -El "$BFS_SANITIZER" "$T"/daemon.*.log "$T"/daemon.*.stderr "$T"/pf.*.err >&2
-else
-    pass "no sanitizer report"
-fi
+expect_no_secret "$TOKEN" "bearer token" "$T"/daemon.*.log "$T"/daemon.*.stderr "$T"/pf.*
+expect_no_sanitizer "$T"/daemon.*.log "$T"/daemon.*.stderr "$T"/pf.*.err
 finish

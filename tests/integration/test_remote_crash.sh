@@ -249,15 +249,6 @@ expect "(d) ... and no other GET: read-ahead adds nothing for 100 kB reads ($get
 check_log
 
 # ---- secrets and sanitizers ---------------------------------------------------
-if grep -qF -- "$TOKEN" "$T"/daemon.*.log "$T"/daemon.*.stderr "$T"/killed.*.log "$T"/pf.* 2>/dev/null; then
-    fail "the bearer token appears in a daemon log or prefetch output"
-else
-    pass "the bearer token appears in no daemon log and no prefetch output"
-fi
-if grep -Eq "$BFS_SANITIZER" "$T"/daemon.*.log "$T"/daemon.*.stderr "$T"/pf.*.err 2>/dev/null; then
-    fail "sanitizer report in a daemon log or prefetch output"
-    grep -El "$BFS_SANITIZER" "$T"/daemon.*.log "$T"/daemon.*.stderr "$T"/pf.*.err >&2
-else
-    pass "no sanitizer report"
-fi
+expect_no_secret "$TOKEN" "bearer token" "$T"/daemon.*.log "$T"/daemon.*.stderr "$T"/killed.*.log "$T"/pf.*
+expect_no_sanitizer "$T"/daemon.*.log "$T"/daemon.*.stderr "$T"/pf.*.err
 finish
