@@ -39,6 +39,15 @@ fetch:
 EOF2
 
 RAW=LSSTCam/raw/all/raw/instrument=LSSTCam
+
+# reads_match FILE...: every mounted FILE reads back with its datastore file's sha256
+reads_match()
+{
+    local f
+    for f in "$@"; do
+        cat "$T/mnt/$f" | sha256sum | cut -d' ' -f1 | cmp -s - "$T/$(basename "$f").sum" || return 1
+    done
+}
 mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml,xattr" || finish
 mapfile -t FILES < <(cd "$T/mnt" && find "$RAW" -type f | sort)
 expect "six remote files listed" test "${#FILES[@]}" -eq 6
@@ -91,11 +100,7 @@ blk=$(find "$T/cache" -path '*blocks*' -type f -size +100k | head -1)
 if [ -n "$blk" ]; then
     printf 'X' | dd of="$blk" bs=1 seek=1000 conv=notrunc status=none
     mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml" || finish
-    bad=0
-    for f in "${FILES[@]}"; do
-        cat "$T/mnt/$f" | sha256sum | cut -d' ' -f1 | cmp -s - "$T/$(basename "$f").sum" || bad=1
-    done
-    expect "after corrupting a cached block every file still reads correctly" test $bad -eq 0
+    expect "after corrupting a cached block every file still reads correctly" reads_match "${FILES[@]}"
     expect "the corrupt block was reported" grep -q "dropped cached block" "$BFS_LOG"
     unmount
 else
@@ -105,11 +110,7 @@ fi
 # remount with the server stopped: everything read before is served from the cache
 nginx_stop
 mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml" || finish
-bad=0
-for f in "${FILES[@]}"; do
-    cat "$T/mnt/$f" | sha256sum | cut -d' ' -f1 | cmp -s - "$T/$(basename "$f").sum" || bad=1
-done
-expect "every cached file readable with the server down" test $bad -eq 0
+expect "every cached file readable with the server down" reads_match "${FILES[@]}"
 unmount
 nginx_start "$WWW" || skip "nginx would not restart"
 sed -i "s|root: http://127.0.0.1:[0-9]*/data/repo/|root: $NGINX_URL/data/repo/|" "$T/repo/butler.yaml"
@@ -127,13 +128,11 @@ sources:
       - $NGINX_URL/data/
 EOF2
 mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml" || finish
-expect "read through failover past a 503 replica" \
-    bash -c "cat '$T/mnt/$f0' | sha256sum | grep -q \"^\$(cat '$T/$(basename "$f0").sum') \""
+expect "read through failover past a 503 replica" reads_match "$f0"
 # a file present in the summit cache is served from there
 cp -a "$WWW/repo" "$T/summit/"
 f1=${FILES[1]}
-expect "summit cache replica serves its copy" \
-    bash -c "cat '$T/mnt/$f1' | sha256sum | grep -q \"^\$(cat '$T/$(basename "$f1").sum') \""
+expect "summit cache replica serves its copy" reads_match "$f1"
 unmount
 
 # a local replica listed after a failing remote one is still tried
@@ -146,8 +145,7 @@ sources:
       - file://$T/summit/
 EOF2
 mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml" || finish
-expect "a local replica after a failing remote one serves the file" \
-    bash -c "cat '$T/mnt/$f1' | sha256sum | cut -d' ' -f1 | cmp -s - '$T/$(basename "$f1").sum'"
+expect "a local replica after a failing remote one serves the file" reads_match "$f1"
 unmount
 
 # a replica that fails half of its requests (503): retries with backoff get every block
@@ -160,11 +158,7 @@ sources:
       - $NGINX_URL/flaky/
 EOF2
 mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml" || finish
-bad=0
-for f in "${FILES[@]:0:3}"; do
-    cat "$T/mnt/$f" | sha256sum | cut -d' ' -f1 | cmp -s - "$T/$(basename "$f").sum" || bad=1
-done
-expect "reads through a replica failing ~50% of requests are byte-identical" test $bad -eq 0
+expect "reads through a replica failing ~50% of requests are byte-identical" reads_match "${FILES[@]:0:3}"
 unmount
 sed -i "s/attempts: 20/attempts: 2/" "$T/config.yaml"
 
@@ -212,8 +206,7 @@ lines.insert(i + 1, "  " + tok[0].strip())
 open(p, "w").write("\n".join(lines) + "\n")
 PY
 mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml,loglevel=debug" || finish
-expect "read through a bearer-token replica" \
-    bash -c "cat '$T/mnt/$f0' | sha256sum | grep -q \"^\$(cat '$T/$(basename "$f0").sum') \""
+expect "read through a bearer-token replica" reads_match "$f0"
 unmount
 expect_no_secret "sekrit-token" "bearer token" "$T"/daemon.*.log "$T"/daemon.*.stderr
 
