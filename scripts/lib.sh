@@ -10,6 +10,8 @@ BFS_PACKAGES=(
     libcmocka-dev libjansson-dev libyaml-dev libssl-dev
     libcurl4-openssl-dev liblmdb-dev libxxhash-dev
     python3
+    # test servers: nginx with WebDAV, PROPFIND and echo_sleep (stalls)
+    nginx-light libnginx-mod-http-dav-ext libnginx-mod-http-echo openssl
 )
 
 bfs_root_dir()
