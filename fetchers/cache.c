@@ -107,6 +107,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -1029,10 +1030,11 @@ static void queue_touch(bfs_cache *c, const bkey *k, uint64_t id, int64_t now)
         flush_now(c);
 }
 
-/* Read a recorded block's file and check it.  Returns len, or a negative
- * errno with *why set when the file is bad (as opposed to failing to open
- * for a reason unrelated to the block, *why NULL). */
-static ssize_t read_block(bfs_cache *c, const bkey *k, const rec *r, void *buf, const char **why)
+/* Read a recorded block's file into buf, or map it when map is not NULL
+ * (*map then holds the mapping on success), and check it.  Returns len, or
+ * a negative errno with *why set when the file is bad (as opposed to
+ * failing to open for a reason unrelated to the block, *why NULL). */
+static ssize_t read_block(bfs_cache *c, const bkey *k, const rec *r, void *buf, void **map, const char **why)
 {
     char path[PATH_MAX];
     block_path(c, k, r->id, path);
@@ -1051,6 +1053,20 @@ static ssize_t read_block(bfs_cache *c, const bkey *k, const rec *r, void *buf, 
     } else if (st.st_size != (off_t)r->len) {
         *why = st.st_size < (off_t)r->len ? "file truncated" : "file longer than recorded";
         rc = -EIO;
+    } else if (map) {
+        /* populated now, so the checksum pass and the reader touch page
+         * cache pages only; the cache never truncates a block file (it only
+         * unlinks), so the mapping stays valid */
+        void *m = mmap(NULL, r->len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+        if (m == MAP_FAILED) {
+            rc = -errno;
+        } else if (block_csum(c, k, m, r->len) != r->csum) {
+            munmap(m, r->len);
+            *why = "checksum mismatch";
+            rc = -EIO;
+        } else {
+            *map = m;
+        }
     } else {
         size_t got = 0;
         while (got < r->len) {
@@ -1073,7 +1089,8 @@ static ssize_t read_block(bfs_cache *c, const bkey *k, const rec *r, void *buf, 
     return rc < 0 ? rc : (ssize_t)r->len;
 }
 
-ssize_t bfs_cache_get(bfs_cache *c, const char *key, uint64_t block, void *buf, size_t bufsz)
+/* bfs_cache_get and bfs_cache_map: into buf, or mapped when map != NULL. */
+static ssize_t cache_read(bfs_cache *c, const char *key, uint64_t block, void *buf, size_t bufsz, void **map)
 {
     bkey k;
     make_bkey(key, block, &k);
@@ -1096,10 +1113,10 @@ ssize_t bfs_cache_get(bfs_cache *c, const char *key, uint64_t block, void *buf, 
             atomic_fetch_add(&c->misses, 1);
             return -ENOENT;
         }
-        if (r.len > bufsz)
+        if (!map && r.len > bufsz)
             return -ERANGE;
         const char *why;
-        ssize_t n = read_block(c, &k, &r, buf, &why);
+        ssize_t n = read_block(c, &k, &r, buf, map, &why);
         if (n >= 0) {
             atomic_fetch_add(&c->hits, 1);
             int64_t now = c->now();
@@ -1117,6 +1134,25 @@ ssize_t bfs_cache_get(bfs_cache *c, const char *key, uint64_t block, void *buf, 
     }
     atomic_fetch_add(&c->misses, 1);
     return -ENOENT;
+}
+
+ssize_t bfs_cache_get(bfs_cache *c, const char *key, uint64_t block, void *buf, size_t bufsz)
+{
+    return cache_read(c, key, block, buf, bufsz, NULL);
+}
+
+ssize_t bfs_cache_map(bfs_cache *c, const char *key, uint64_t block, const void **data)
+{
+    void *m = NULL;
+    ssize_t n = cache_read(c, key, block, NULL, 0, &m);
+    *data = n >= 0 ? m : NULL;
+    return n;
+}
+
+void bfs_cache_unmap(const void *data, size_t len)
+{
+    if (data)
+        munmap((void *)data, len);
 }
 
 bool bfs_cache_has(bfs_cache *c, const char *key, uint64_t block)
@@ -1479,7 +1515,7 @@ static void verify_records(bfs_cache *c, bfs_cache_progress_fn progress, void *c
             const char *why = NULL;
             if (rs[i].len == 0 || rs[i].len > c->block_size)
                 why = "impossible recorded length";
-            else if (read_block(c, &ks[i], &rs[i], buf, &why) >= 0)
+            else if (read_block(c, &ks[i], &rs[i], buf, NULL, &why) >= 0)
                 *bytes += rs[i].len;
             if (why && drop_if_unchanged(c, &ks[i], rs[i].id, why))
                 (*dropped)++;

@@ -94,6 +94,15 @@ const char *bfs_cache_dir(const bfs_cache *c);
  * index errors); the caller treats them as a miss. */
 ssize_t bfs_cache_get(bfs_cache *c, const char *key, uint64_t block, void *buf, size_t bufsz);
 
+/* The same as bfs_cache_get, without the copy: the verified block file is
+ * mapped read-only and *data points at its bytes until
+ * bfs_cache_unmap(*data, length).  The mapping stays valid after the block
+ * is evicted or dropped (the cache only ever unlinks block files); it does
+ * not count towards any memory budget (page cache pages).  *data is NULL on
+ * error. */
+ssize_t bfs_cache_map(bfs_cache *c, const char *key, uint64_t block, const void **data);
+void bfs_cache_unmap(const void *data, size_t len);
+
 /* Store a block (evicting as needed).  1 <= len <= block size, else
  * -EINVAL.  -ENOSPC when it cannot fit even after eviction (a block larger
  * than max_bytes, a file system below its free-space floor with the cache

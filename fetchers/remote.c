@@ -58,6 +58,7 @@
 #define RTAG "fetch"
 #define MAX_HOSTS 64
 #define MAX_JOBS 1024
+#define READY_MAX 16
 
 struct inflight {
     char *key;
@@ -65,10 +66,25 @@ struct inflight {
     bool done;
     int err;          /* <0 on failure */
     size_t len;
-    char *buf;        /* the block; freed (and budget returned) with the entry if owned */
-    bool owned;       /* false: buf is the synchronous leader's own buffer */
+    char *buf;        /* the leader's own buffer, borrowed until the waiters have copied it */
     int refs;         /* the fetcher + waiters */
     struct inflight *next;
+};
+
+/* A decoded block: reference counted, so a FUSE reply can be sent straight
+ * from it while the object moves on.  Its bytes are either its own memory
+ * (charge = r->bs bytes of budget, taken at creation and returned with the
+ * last reference) or a mapping of its verified cache file (charge 0: page
+ * cache, not process memory). */
+struct bblock {
+    bfs_remote *r;
+    atomic_int refs;
+    uint64_t block;
+    size_t len;
+    int64_t charge;
+    bool mapped;
+    char *data;
+    char mem[];
 };
 
 struct host_health {
@@ -101,9 +117,10 @@ struct bfs_remote {
     pthread_t *workers;
     int nworkers;
 
-    /* The part of mem_used held by hot blocks between reads (o->hot); at
-     * most memory_budget / 2.  Atomic: changed under o->lock, not r->lock. */
-    atomic_int_least64_t hot_kept;
+    /* The part of mem_used held by objects between reads (o->hot and
+     * o->ready); at most memory_budget / 2.  Atomic: changed under o->lock,
+     * not r->lock. */
+    atomic_int_least64_t kept;
 
     atomic_uint_least64_t bytes_fetched, blocks_fetched, hits, misses, failovers, errors;
 };
@@ -126,9 +143,9 @@ struct bfs_robj {
     uint64_t ra_next;      /* first block not yet considered for read-ahead */
     uint64_t seen_block;   /* last block a sequential reader has reached */
     int outstanding;       /* read-ahead jobs queued or running */
-    char *hot;             /* last decoded block (budgeted), or NULL */
-    uint64_t hot_block;
-    size_t hot_len;
+    struct bblock *hot;    /* last block a read decoded (kept), or NULL */
+    struct bblock *ready[READY_MAX]; /* blocks read-ahead fetched, not yet read (kept) */
+    int nready;
 };
 
 static int64_t now_ms(void)
@@ -178,15 +195,93 @@ static void budget_give_locked(bfs_remote *r, size_t len)
     pthread_cond_broadcast(&r->cond);
 }
 
-/* Free a block buffer and return its budget; kept: it was an o->hot. */
-static void block_buf_free(bfs_remote *r, char *buf, bool kept)
+/* A new block buffer with one reference, its budget taken (waiting until
+ * deadline when wait, else failing at once).  NULL: no budget or memory. */
+static struct bblock *bblock_new(bfs_remote *r, bool wait, int64_t deadline)
 {
-    if (kept)
-        atomic_fetch_sub(&r->hot_kept, (int64_t)r->bs);
-    free(buf);
     pthread_mutex_lock(&r->lock);
-    budget_give_locked(r, r->bs);
+    bool got = budget_take_locked(r, r->bs, wait, deadline);
     pthread_mutex_unlock(&r->lock);
+    if (!got)
+        return NULL;
+    struct bblock *bb = malloc(sizeof *bb + r->bs);
+    if (!bb) {
+        pthread_mutex_lock(&r->lock);
+        budget_give_locked(r, r->bs);
+        pthread_mutex_unlock(&r->lock);
+        return NULL;
+    }
+    *bb = (struct bblock){.r = r, .charge = r->bs, .data = bb->mem};
+    atomic_init(&bb->refs, 1);
+    return bb;
+}
+
+static size_t block_len(const bfs_robj *o, uint64_t b)
+{
+    int64_t off = (int64_t)b * o->r->bs;
+    int64_t left = o->pin.size - off;
+    return left <= 0 ? 0 : left < (int64_t)o->r->bs ? (size_t)left : o->r->bs;
+}
+
+/* Block b of o mapped from the cache (verified), or NULL on a miss. */
+static struct bblock *bblock_mapped(bfs_robj *o, uint64_t b)
+{
+    bfs_remote *r = o->r;
+    const void *m;
+    ssize_t len = r->cache ? bfs_cache_map(r->cache, o->key, b, &m) : -ENOENT;
+    if (len < 0)
+        return NULL;
+    struct bblock *bb = len == (ssize_t)block_len(o, b) ? malloc(sizeof *bb) : NULL;
+    if (!bb) { /* a block of another length belongs to no version of ours */
+        bfs_cache_unmap(m, (size_t)len);
+        return NULL;
+    }
+    *bb = (struct bblock){.r = r, .block = b, .len = (size_t)len, .mapped = true, .data = (char *)m};
+    atomic_init(&bb->refs, 1);
+    return bb;
+}
+
+static struct bblock *bblock_ref(struct bblock *bb)
+{
+    atomic_fetch_add(&bb->refs, 1);
+    return bb;
+}
+
+static void bblock_unref(struct bblock *bb)
+{
+    if (!bb || atomic_fetch_sub(&bb->refs, 1) != 1)
+        return;
+    bfs_remote *r = bb->r;
+    int64_t charge = bb->charge;
+    if (bb->mapped)
+        bfs_cache_unmap(bb->data, bb->len);
+    free(bb);
+    if (charge) {
+        pthread_mutex_lock(&r->lock);
+        budget_give_locked(r, (size_t)charge);
+        pthread_mutex_unlock(&r->lock);
+    }
+}
+
+/* Objects may keep blocks between reads (o->hot, o->ready) only while those
+ * hold at most half of the budget: idle open files must never pin the
+ * memory other reads wait for. */
+static bool keep_try(struct bblock *bb)
+{
+    bfs_remote *r = bb->r;
+    if (atomic_fetch_add(&r->kept, bb->charge) + bb->charge <= r->cfg->memory_budget / 2)
+        return true;
+    atomic_fetch_sub(&r->kept, bb->charge);
+    return false;
+}
+
+/* Drop a kept block: the reference o held and its share of r->kept. */
+static void keep_drop(struct bblock *bb)
+{
+    if (!bb)
+        return;
+    atomic_fetch_sub(&bb->r->kept, bb->charge);
+    bblock_unref(bb);
 }
 
 /* ---- replica health ------------------------------------------------------- */
@@ -253,13 +348,6 @@ static int64_t backoff_ms(const bfs_config *c, int attempt, unsigned *seed)
     if (cap > c->backoff_max_ms || cap <= 0)
         cap = c->backoff_max_ms;
     return cap > 0 ? (int64_t)(rand_r(seed) % (unsigned)(cap + 1)) : 0;
-}
-
-static size_t block_len(const bfs_robj *o, uint64_t b)
-{
-    int64_t off = (int64_t)b * o->r->bs;
-    int64_t left = o->pin.size - off;
-    return left <= 0 ? 0 : left < (int64_t)o->r->bs ? (size_t)left : o->r->bs;
 }
 
 static void record_forget(bfs_remote *r, const char *logical);
@@ -350,7 +438,7 @@ out:
 static void inflight_put_locked(bfs_remote *r, struct inflight *e)
 {
     if (--e->refs > 0) {
-        if (!e->owned && e->refs == 1)
+        if (e->refs == 1)
             pthread_cond_broadcast(&r->cond); /* the leader waits to get its buffer back */
         return;
     }
@@ -360,28 +448,17 @@ static void inflight_put_locked(bfs_remote *r, struct inflight *e)
             break;
         }
     }
-    if (e->owned) {
-        budget_give_locked(r, r->bs);
-        free(e->buf);
-    }
     free(e->key);
     free(e);
 }
 
-/* Get block b: cache, in-flight, or fetch.  sync (a read): into dst
- * (capacity r->bs, budgeted by the caller), waiting for a fetch in flight.
- * !sync (read-ahead, dst NULL): only make sure it gets fetched and cached;
- * -EAGAIN when it is already in flight or there is no budget for it. */
+/* Get block b into dst (capacity r->bs, budgeted by the caller), which the
+ * caller found neither in memory nor in the cache: from a fetch in flight,
+ * or fetched here.  sync (a read) waits for a fetch in flight; !sync
+ * (read-ahead) returns -EAGAIN when the block is in flight. */
 static ssize_t get_block(bfs_robj *o, uint64_t b, char *dst, int64_t deadline, bool sync)
 {
     bfs_remote *r = o->r;
-    if (r->cache && dst) { /* read-ahead checked bfs_cache_has already */
-        ssize_t n = bfs_cache_get(r->cache, o->key, b, dst, r->bs);
-        if (n == (ssize_t)block_len(o, b)) {
-            atomic_fetch_add(&r->hits, 1);
-            return n;
-        }
-    }
     pthread_mutex_lock(&r->lock);
     struct inflight *e;
     for (e = r->inflight; e; e = e->next)
@@ -389,29 +466,19 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, char *dst, int64_t deadline, b
             break;
     bool leader = e == NULL;
     if (leader) {
-        /* A read fetches straight into dst, which it already holds budget
-         * for: waiting for more here while holding that would let a few
-         * readers deadlock the budget until their deadlines. */
-        if (!sync && !budget_take_locked(r, r->bs, false, deadline)) {
-            pthread_mutex_unlock(&r->lock);
-            return -EAGAIN;
-        }
+        /* The leader fetches straight into dst, which it already holds
+         * budget for: waiting for more here while holding that would let a
+         * few readers deadlock the budget until their deadlines. */
         e = calloc(1, sizeof *e);
-        char *buf = sync ? dst : malloc(r->bs);
         char *key = strdup(o->key);
-        if (!e || !buf || !key) {
-            if (!sync) {
-                budget_give_locked(r, r->bs);
-                free(buf);
-            }
+        if (!e || !key) {
             pthread_mutex_unlock(&r->lock);
             free(e);
             free(key);
             return -ENOMEM;
         }
         e->key = key;
-        e->buf = buf;
-        e->owned = !sync;
+        e->buf = dst;
         e->block = b;
         e->refs = 1;
         e->next = r->inflight;
@@ -442,7 +509,7 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, char *dst, int64_t deadline, b
         pthread_mutex_lock(&r->lock);
         /* e->buf is dst: the waiters copy it under r->lock as soon as they
          * wake (no I/O), so this wait is short */
-        while (!e->owned && e->refs > 1)
+        while (e->refs > 1)
             pthread_cond_wait(&r->cond, &r->lock);
     } else {
         pthread_mutex_lock(&r->lock);
@@ -457,7 +524,7 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, char *dst, int64_t deadline, b
         }
     }
     ssize_t ret = e->err < 0 ? e->err : (ssize_t)e->len;
-    if (ret > 0 && dst && dst != e->buf)
+    if (ret > 0 && dst != e->buf)
         memcpy(dst, e->buf, e->len);
     inflight_put_locked(r, e);
     pthread_mutex_unlock(&r->lock);
@@ -467,6 +534,67 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, char *dst, int64_t deadline, b
 /* ---- read-ahead workers --------------------------------------------------- */
 
 static void robj_put(bfs_robj *o);
+
+/* Drop o's ready blocks below `below` (all of them for UINT64_MAX); called
+ * with o->lock held, the blocks are unreferenced into drop[]. */
+static int ready_take_below_locked(bfs_robj *o, uint64_t below, struct bblock **drop)
+{
+    int nd = 0, k = 0;
+    for (int i = 0; i < o->nready; i++) {
+        if (o->ready[i]->block < below)
+            drop[nd++] = o->ready[i];
+        else
+            o->ready[k++] = o->ready[i];
+    }
+    o->nready = k;
+    return nd;
+}
+
+/* Hand a block read-ahead fetched to o's readers, in memory: they take it
+ * without reading it back from the cache.  Consumes the caller's reference. */
+static void ready_add(bfs_robj *o, struct bblock *bb)
+{
+    struct bblock *drop = NULL;
+    pthread_mutex_lock(&o->lock);
+    bool dup = o->hot && o->hot->block == bb->block;
+    for (int i = 0; !dup && i < o->nready; i++)
+        dup = o->ready[i]->block == bb->block;
+    if (!dup && !atomic_load(&o->closed) && keep_try(bb)) {
+        if (o->nready == READY_MAX) { /* full: the lowest block goes */
+            int lo = 0;
+            for (int i = 1; i < o->nready; i++)
+                if (o->ready[i]->block < o->ready[lo]->block)
+                    lo = i;
+            drop = o->ready[lo];
+            o->ready[lo] = o->ready[--o->nready];
+        }
+        o->ready[o->nready++] = bb;
+        bb = NULL;
+    }
+    pthread_mutex_unlock(&o->lock);
+    keep_drop(drop);
+    bblock_unref(bb);
+}
+
+/* One read-ahead job: fetch block b of o into the cache and o->ready.  No
+ * budget means no read-ahead (never a wait). */
+static void readahead_block(bfs_robj *o, uint64_t b)
+{
+    bfs_remote *r = o->r;
+    if (atomic_load(&o->closed) || (r->cache && bfs_cache_has(r->cache, o->key, b)))
+        return; /* read-ahead for a closed object would only cost bandwidth and budget */
+    struct bblock *bb = bblock_new(r, false, 0);
+    if (!bb)
+        return;
+    ssize_t len = get_block(o, b, bb->data, now_ms() + r->cfg->deadline_ms, false);
+    if (len > 0) {
+        bb->block = b;
+        bb->len = (size_t)len;
+        ready_add(o, bb);
+    } else {
+        bblock_unref(bb);
+    }
+}
 
 static void *worker_main(void *arg)
 {
@@ -482,10 +610,7 @@ static void *worker_main(void *arg)
         r->jcount--;
         pthread_mutex_unlock(&r->lock);
 
-        /* read-ahead for a closed object would only cost bandwidth and budget */
-        bool cached = atomic_load(&j.o->closed) || (r->cache && bfs_cache_has(r->cache, j.o->key, j.block));
-        if (!cached)
-            get_block(j.o, j.block, NULL, now_ms() + r->cfg->deadline_ms, false);
+        readahead_block(j.o, j.block);
         pthread_mutex_lock(&j.o->lock);
         j.o->outstanding--;
         pthread_mutex_unlock(&j.o->lock);
@@ -563,8 +688,9 @@ static void robj_put(bfs_robj *o)
 {
     if (atomic_fetch_sub(&o->refs, 1) != 1)
         return;
-    if (o->hot)
-        block_buf_free(o->r, o->hot, true);
+    keep_drop(o->hot);
+    for (int i = 0; i < o->nready; i++)
+        keep_drop(o->ready[i]);
     for (int i = 0; i < o->n; i++)
         free(o->urls[i]);
     free(o->urls);
@@ -713,103 +839,173 @@ int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, 
 
 int64_t bfs_robj_size(const bfs_robj *o) { return o->pin.size; }
 
-/* Copy [off, off+n) of block b into dst, through o's hot block. */
-static ssize_t read_in_block(bfs_robj *o, uint64_t b, int64_t boff, char *dst, size_t n, int64_t deadline)
+/* A reference to block b, decoded: o's hot block, a block read-ahead
+ * fetched (o->ready), or one got now from the cache, a fetch in flight or
+ * the replicas.  The block becomes o's hot block when it may be kept.
+ * wait: wait for budget until deadline (-EIO then); else -ENOBUFS at once,
+ * for callers that already hold blocks. */
+static ssize_t block_ref(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, struct bblock **out)
 {
     bfs_remote *r = o->r;
+    struct bblock *drop[READY_MAX + 1];
+    int nd = 0;
     pthread_mutex_lock(&o->lock);
-    if (o->hot && o->hot_block == b) {
-        size_t avail = o->hot_len > (size_t)boff ? o->hot_len - (size_t)boff : 0;
-        size_t k = n < avail ? n : avail;
-        memcpy(dst, o->hot + boff, k);
+    if (o->hot && o->hot->block == b) {
+        *out = bblock_ref(o->hot);
         pthread_mutex_unlock(&o->lock);
-        return (ssize_t)k;
+        return (ssize_t)(*out)->len;
     }
-    char *hot = o->hot;
-    o->hot = NULL; /* taken: another thread decodes into its own buffer meanwhile */
+    struct bblock *bb = NULL;
+    for (int i = 0; i < o->nready; i++) {
+        if (o->ready[i]->block == b) {
+            bb = o->ready[i];
+            o->ready[i] = o->ready[--o->nready];
+            break;
+        }
+    }
+    if (bb) {
+        /* the reader has passed the ready blocks below b */
+        nd = ready_take_below_locked(o, b, drop);
+        if (o->hot)
+            drop[nd++] = o->hot;
+        o->hot = bb; /* stays kept: it was counted as ready */
+        *out = bblock_ref(bb);
+    }
     pthread_mutex_unlock(&o->lock);
-    if (hot)
-        atomic_fetch_sub(&r->hot_kept, (int64_t)r->bs); /* now this read's buffer */
-    if (!hot) {
-        pthread_mutex_lock(&r->lock);
-        bool got = budget_take_locked(r, r->bs, true, deadline);
-        pthread_mutex_unlock(&r->lock);
-        if (!got)
-            return -EIO;
-        if (!(hot = malloc(r->bs))) {
-            block_buf_free(r, NULL, false);
-            return -ENOMEM;
+    for (int i = 0; i < nd; i++)
+        keep_drop(drop[i]);
+    if (bb)
+        return (ssize_t)bb->len;
+
+    ssize_t len;
+    struct bblock *mem = NULL;
+    bb = bblock_mapped(o, b);
+    if (!bb && !(mem = bblock_new(r, false, 0)) && wait) {
+        /* While this waited for budget, the fetch of another reader may have
+         * stored the block and left the in-flight table: look again. */
+        mem = bblock_new(r, true, deadline);
+        if (mem && (bb = bblock_mapped(o, b))) {
+            bblock_unref(mem);
+            mem = NULL;
         }
     }
-    ssize_t len = get_block(o, b, hot, deadline, true);
-    ssize_t k = 0;
-    if (len >= 0) {
-        size_t avail = (size_t)len > (size_t)boff ? (size_t)len - (size_t)boff : 0;
-        k = (ssize_t)(n < avail ? n : avail);
-        memcpy(dst, hot + boff, (size_t)k);
-    }
-    /* Keep it as the hot block only while hot blocks hold at most half the
-     * budget: idle open files must not pin the memory other reads wait for. */
-    bool keep = len >= 0;
-    if (keep && atomic_fetch_add(&r->hot_kept, (int64_t)r->bs) + (int64_t)r->bs > r->cfg->memory_budget / 2) {
-        atomic_fetch_sub(&r->hot_kept, (int64_t)r->bs);
-        keep = false;
-    }
-    if (keep) {
-        pthread_mutex_lock(&o->lock);
-        if (!o->hot) {
-            o->hot = hot;
-            o->hot_block = b;
-            o->hot_len = (size_t)len;
-            hot = NULL;
+    if (bb) {
+        atomic_fetch_add(&r->hits, 1);
+        len = (ssize_t)bb->len;
+    } else {
+        if (!(bb = mem))
+            return wait ? -EIO : -ENOBUFS; /* no memory for it (before the deadline) */
+        len = get_block(o, b, bb->data, deadline, true);
+        if (len < 0) {
+            bblock_unref(bb);
+            return len;
         }
-        pthread_mutex_unlock(&o->lock);
+        bb->block = b;
+        bb->len = (size_t)len;
     }
-    if (hot)
-        block_buf_free(r, hot, keep);
-    return len < 0 ? len : k;
+    struct bblock *old = NULL;
+    pthread_mutex_lock(&o->lock);
+    if (!(o->hot && o->hot->block == b) && keep_try(bb)) {
+        old = o->hot;
+        o->hot = bblock_ref(bb);
+    }
+    pthread_mutex_unlock(&o->lock);
+    keep_drop(old);
+    *out = bb;
+    return len;
 }
 
-ssize_t bfs_robj_pread(bfs_robj *o, void *buf, size_t n, int64_t off)
+ssize_t bfs_robj_view(bfs_robj *o, size_t n, int64_t off, struct iovec *iov, void **refs, int max, int *count)
 {
     bfs_remote *r = o->r;
+    *count = 0;
     if (off < 0)
         return -EINVAL;
     if (off >= o->pin.size || n == 0)
         return 0;
     if ((int64_t)n > o->pin.size - off)
         n = (size_t)(o->pin.size - off);
+    if ((uint64_t)((off + (int64_t)n - 1) / r->bs - off / r->bs) >= (uint64_t)max)
+        return -E2BIG;
     int64_t deadline = now_ms() + r->cfg->deadline_ms;
     size_t done = 0;
     while (done < n) {
         int64_t pos = off + (int64_t)done;
-        uint64_t b = (uint64_t)(pos / r->bs);
-        ssize_t k = read_in_block(o, b, pos % r->bs, (char *)buf + done, n - done, deadline);
-        if (k < 0) {
-            atomic_fetch_add(&r->errors, 1);
-            return k == -ENOENT ? -EIO : k;
+        struct bblock *bb;
+        /* Only the first piece may wait for budget: waiting while holding
+         * blocks could deadlock a small budget among a few readers. */
+        ssize_t len = block_ref(o, (uint64_t)(pos / r->bs), *count == 0, deadline, &bb);
+        if (len < 0) {
+            if (len != -ENOBUFS)
+                atomic_fetch_add(&r->errors, 1);
+            bfs_robj_view_release(refs, *count);
+            *count = 0;
+            return len == -ENOENT ? -EIO : len;
         }
-        if (k == 0)
+        size_t boff = (size_t)(pos % r->bs);
+        size_t k = (size_t)len > boff ? (size_t)len - boff : 0;
+        if (k > n - done)
+            k = n - done;
+        if (k == 0) {
+            bblock_unref(bb);
             break;
-        done += (size_t)k;
+        }
+        iov[*count] = (struct iovec){bb->data + boff, k};
+        refs[(*count)++] = bb;
+        done += k;
     }
     readahead(o, off, done);
     return (ssize_t)done;
 }
 
-/* Queued read-ahead jobs may keep o alive a while; its hot block and the
- * budget it holds are returned now. */
+void bfs_robj_view_release(void **refs, int count)
+{
+    for (int i = 0; i < count; i++)
+        bblock_unref(refs[i]);
+}
+
+/* Block by block, so a read never holds one block while waiting for
+ * budget for the next. */
+ssize_t bfs_robj_pread(bfs_robj *o, void *buf, size_t n, int64_t off)
+{
+    size_t done = 0;
+    while (done < n) {
+        int64_t pos = off + (int64_t)done;
+        size_t part = o->r->bs - (size_t)(pos % o->r->bs);
+        if (part > n - done)
+            part = n - done;
+        struct iovec iov;
+        void *ref;
+        int count;
+        ssize_t k = bfs_robj_view(o, part, pos, &iov, &ref, 1, &count);
+        if (k < 0)
+            return k;
+        if (count)
+            memcpy((char *)buf + done, iov.iov_base, iov.iov_len);
+        bfs_robj_view_release(&ref, count);
+        if (k == 0)
+            break;
+        done += (size_t)k;
+    }
+    return (ssize_t)done;
+}
+
+/* Queued read-ahead jobs may keep o alive a while; its kept blocks and the
+ * budget they hold are returned now. */
 void bfs_robj_close(bfs_robj *o)
 {
     if (!o)
         return;
     atomic_store(&o->closed, true);
+    struct bblock *drop[READY_MAX + 1];
     pthread_mutex_lock(&o->lock);
-    char *hot = o->hot;
+    int nd = ready_take_below_locked(o, UINT64_MAX, drop);
+    if (o->hot)
+        drop[nd++] = o->hot;
     o->hot = NULL;
     pthread_mutex_unlock(&o->lock);
-    if (hot)
-        block_buf_free(o->r, hot, true);
+    for (int i = 0; i < nd; i++)
+        keep_drop(drop[i]);
     robj_put(o);
 }
 

@@ -18,6 +18,7 @@
 
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 typedef struct bfs_remote bfs_remote;
 typedef struct bfs_robj bfs_robj;
@@ -33,6 +34,13 @@ void bfs_remote_free(bfs_remote *r);
 int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, int64_t size_hint,
                   bfs_robj **out);
 ssize_t bfs_robj_pread(bfs_robj *o, void *buf, size_t n, int64_t off);
+/* Zero-copy read: [off, off+n) as at most max pieces pointing into o's
+ * decoded blocks (see bfs_source_view); each piece holds one reference in
+ * refs[], released by bfs_robj_view_release.  -E2BIG when the range spans
+ * more than max blocks; -ENOBUFS when a second block found no budget at once
+ * (use bfs_robj_pread, which needs one block at a time). */
+ssize_t bfs_robj_view(bfs_robj *o, size_t n, int64_t off, struct iovec *iov, void **refs, int max, int *count);
+void bfs_robj_view_release(void **refs, int count);
 int64_t bfs_robj_size(const bfs_robj *o);
 void bfs_robj_close(bfs_robj *o);
 

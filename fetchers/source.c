@@ -234,6 +234,20 @@ ssize_t bfs_source_pread(bfs_source *s, void *buf, size_t n, off_t off)
     return (ssize_t)done;
 }
 
+ssize_t bfs_source_view(bfs_source *s, size_t n, off_t off, bfs_view *v)
+{
+    v->n = 0;
+    if (!s->obj)
+        return -EOPNOTSUPP;
+    return bfs_robj_view(s->obj, n, off, v->iov, v->ref, BFS_VIEW_MAX, &v->n);
+}
+
+void bfs_view_release(bfs_view *v)
+{
+    bfs_robj_view_release(v->ref, v->n);
+    v->n = 0;
+}
+
 int bfs_source_fd(const bfs_source *s) { return s->fd; }
 int64_t bfs_source_size(const bfs_source *s) { return s->size; }
 

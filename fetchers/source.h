@@ -33,6 +33,7 @@
 
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 typedef struct bfs_fetcher bfs_fetcher;
 typedef struct bfs_source bfs_source;
@@ -59,6 +60,25 @@ int bfs_source_open(bfs_fetcher *f, const char *root, const char *location, int6
 
 /* Read up to n bytes at off; returns bytes read (0 at end) or -errno. */
 ssize_t bfs_source_pread(bfs_source *s, void *buf, size_t n, off_t off);
+
+/* A read without a copy: the bytes as pieces pointing into the fetcher's
+ * memory, valid until bfs_view_release.  BFS_VIEW_MAX pieces cover any
+ * range of up to BFS_VIEW_MAX - 1 blocks (16 MiB with the smallest block
+ * size, so any FUSE read). */
+#define BFS_VIEW_MAX 17
+typedef struct bfs_view {
+    struct iovec iov[BFS_VIEW_MAX];
+    int n;                       /* pieces in iov */
+    void *ref[BFS_VIEW_MAX];     /* internal: what keeps each piece alive */
+} bfs_view;
+
+/* Fill v with up to n bytes at off; returns their count (0 at end) or
+ * -errno.  -EOPNOTSUPP for a local source (use bfs_source_fd); -E2BIG when
+ * the range needs more than BFS_VIEW_MAX pieces and -ENOBUFS when the memory
+ * budget cannot hold all of them at once: bfs_source_pread serves both.  Release v with
+ * bfs_view_release in every case (a no-op after an error). */
+ssize_t bfs_source_view(bfs_source *s, size_t n, off_t off, bfs_view *v);
+void bfs_view_release(bfs_view *v);
 
 /* The underlying descriptor, for zero-copy replies (splice); -1 if none. */
 int bfs_source_fd(const bfs_source *s);

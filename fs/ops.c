@@ -259,12 +259,23 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
         return;
     }
+    bfs_view v;
+    ssize_t n = bfs_source_view(of->src, size, off, &v);
+    if (n >= 0) {
+        fuse_reply_iov(req, v.iov, v.n); /* one writev from the decoded blocks */
+        bfs_view_release(&v);
+        return;
+    }
+    if (n != -E2BIG && n != -ENOBUFS) {
+        fuse_reply_err(req, (int)-n);
+        return;
+    }
     char *buf = malloc(size);
     if (!buf) {
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    ssize_t n = bfs_source_pread(of->src, buf, size, off);
+    n = bfs_source_pread(of->src, buf, size, off);
     if (n < 0)
         fuse_reply_err(req, (int)-n);
     else
