@@ -31,7 +31,10 @@
  * Transient failures are logged at info only (remote.c retries them and
  * logs the outcome), 404 and 416 at debug (failover and EOF are answers).
  * A request that is never sent (unusable token file, S3 credentials) is
- * logged where the problem is found, once per distinct problem.
+ * logged where the problem is found, once per distinct problem; so is a
+ * server certificate that fails verification (once per server and reason,
+ * with what to fix; repeats at debug), since every request to that server
+ * would fail the same way until the user acts.
  *
  * The bearer token is read from token_file when it changes (inode, size or
  * mtime, checked at most once a second) so a rotated token is picked up
@@ -73,6 +76,8 @@
 /* Error bodies are read (to keep the connection) only up to this size. */
 #define ERROR_BODY_MAX (64 * 1024)
 #define URL_MAX 4096
+/* Distinct certificate refusals remembered, so each is logged once. */
+#define TLS_SEEN 8
 
 struct http_conn {
     CURL *curl;
@@ -89,9 +94,11 @@ struct bfs_http {
     bfs_s3 *s3;
 
     pthread_key_t key;
-    pthread_mutex_t lock;        /* conns, idle */
+    pthread_mutex_t lock;        /* conns, idle, tls_seen, tls_nseen */
     struct http_conn *conns;     /* every handle, closed in bfs_http_free */
     struct http_conn *idle;      /* handles of exited threads, for reuse */
+    char tls_seen[TLS_SEEN][320]; /* "origin reason" of certificate refusals logged */
+    unsigned tls_nseen;
 
     _Atomic uint64_t bytes_received;
 
@@ -663,6 +670,25 @@ static int curl_errno(CURLcode rc)
     }
 }
 
+/* True the first time url's origin (scheme://host:port) is refused with
+ * this reason; the last TLS_SEEN refusals are remembered. */
+static bool tls_problem_is_new(bfs_http *h, const char *url, const char *reason)
+{
+    char u[512], key[sizeof h->tls_seen[0]];
+    url_for_log(url, u, sizeof u);
+    const char *s = strstr(u, "://");
+    size_t origin = s ? (size_t)(s + 3 - u) + strcspn(s + 3, "/") : strlen(u);
+    snprintf(key, sizeof key, "%.*s %s", (int)origin, u, reason);
+    bool fresh = true;
+    pthread_mutex_lock(&h->lock);
+    for (unsigned i = 0; fresh && i < h->tls_nseen && i < TLS_SEEN; i++)
+        fresh = strcmp(h->tls_seen[i], key) != 0;
+    if (fresh)
+        snprintf(h->tls_seen[h->tls_nseen++ % TLS_SEEN], sizeof key, "%s", key);
+    pthread_mutex_unlock(&h->lock);
+    return fresh;
+}
+
 static int log_level_for(int err)
 {
     switch (err) {
@@ -680,7 +706,7 @@ static int http_result(struct req *r, CURLcode rc)
     int err = 0;
     char detail[CURL_ERROR_SIZE + 64];
     detail[0] = '\0';
-    bool get = r->buf != NULL;
+    bool get = r->buf != NULL, tls = false;
     if (r->reject) {
         err = r->reject;
         snprintf(detail, sizeof detail, "%s", r->why);
@@ -688,6 +714,7 @@ static int http_result(struct req *r, CURLcode rc)
         /* (A 4xx/5xx status line is the answer even when its body was cut
          * short or drained by us.) */
         err = curl_errno(rc);
+        tls = err == -EACCES; /* curl_errno's -EACCES: the certificate was refused */
         snprintf(detail, sizeof detail, "%s", r->c->errbuf[0] ? r->c->errbuf : curl_easy_strerror(rc));
     } else if (r->status == 200 || (get && r->status == 206)) {
         if (get && r->expect >= 0 && r->got != (size_t)r->expect) {
@@ -716,14 +743,21 @@ static int http_result(struct req *r, CURLcode rc)
     }
     if (err) {
         int level = log_level_for(err);
+        bool first_tls = tls && tls_problem_is_new(r->h, r->url, detail);
+        if (tls && !first_tls)
+            level = LOG_DEBUG;
         if (level <= bfs_log_get_level()) {
             char u[512];
             url_for_log(r->url, u, sizeof u);
+            const char *hint = !first_tls ? "" :
+                "; requests to this server fail until fetch.ca_file names the CA that signed its "
+                "certificate, or the URL names a host the certificate is for";
             if (get)
-                bfs_log_write(level, TAG, "%s %s bytes %" PRId64 "-%" PRId64 ": %s (%s)", r->method,
-                              u, r->off, r->last, detail, strerror(-err));
+                bfs_log_write(level, TAG, "%s %s bytes %" PRId64 "-%" PRId64 ": %s (%s)%s",
+                              r->method, u, r->off, r->last, detail, strerror(-err), hint);
             else
-                bfs_log_write(level, TAG, "%s %s: %s (%s)", r->method, u, detail, strerror(-err));
+                bfs_log_write(level, TAG, "%s %s: %s (%s)%s", r->method, u, detail,
+                              strerror(-err), hint);
         }
     }
     return err;

@@ -71,7 +71,8 @@ typedef struct bfs_object {
 typedef struct bfs_http bfs_http;
 
 /* cfg is copied (strings too).  -errno and *errmsg (malloc'd) on failure
- * (an unreadable ca_file is reported here, at start-up).  Nothing is read
+ * (an unreadable ca_file is reported here, at start-up; a readable one
+ * without a usable CA certificate makes every https:// request -EACCES).  Nothing is read
  * from the network, the token file or the S3 credentials until a request. */
 int bfs_http_new(const bfs_http_cfg *cfg, bfs_http **out, char **errmsg);
 void bfs_http_free(bfs_http *h);

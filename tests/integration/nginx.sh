@@ -15,6 +15,15 @@
 # watchdog stop the server when that process dies (used by the C tests,
 # which cannot run a shell trap when they crash).
 #
+# HTTPS (optional): nginx_make_certs DIR makes a throw-away CA and server
+# certificates in DIR (returns 77 when openssl is not installed); with
+# NGINX_TLS_DIR=DIR set at nginx_start every location below is served over
+# HTTPS too, on two more ports:
+#   NGINX_HTTPS_PORT, NGINX_HTTPS_URL  certificate for IP:127.0.0.1 and DNS:localhost
+#   NGINX_HTTPS_NAME_PORT              certificate for DNS:localhost only, so
+#                                      https://127.0.0.1:PORT is the wrong host name
+# Clients trust them with DIR/ca.pem.
+#
 # Locations (every one serves DOCROOT unless it injects a fault):
 #   /data/      DOCROOT with WebDAV PUT/DELETE/MKCOL/COPY/MOVE (parents created
 #               by PUT), PROPFIND/OPTIONS when dav-ext is installed, JSON listings
@@ -55,9 +64,32 @@ nginx_stop() {
     return 0
 }
 
-# Write the config for DOCROOT listening on PORT into NGINX_DIR/nginx.conf.
+# nginx_make_certs DIR: DIR/ca.pem (and ca.key), DIR/server.{pem,key} for
+# IP:127.0.0.1 and DNS:localhost, DIR/localhost.{pem,key} for DNS:localhost
+# only; EC keys, valid for two days.
+nginx_make_certs() {
+    local dir=$1 name san
+    command -v openssl >/dev/null 2>&1 || { echo "nginx_make_certs: openssl not installed" >&2; return 77; }
+    mkdir -p "$dir" || return 1
+    openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -days 2 \
+        -subj "/CN=butlerfs test CA" -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>"$dir/openssl.log" || {
+        cat "$dir/openssl.log" >&2; return 1; }
+    for name in server:IP:127.0.0.1,DNS:localhost localhost:DNS:localhost; do
+        san=${name#*:}
+        name=${name%%:*}
+        openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -days 2 \
+            -subj "/CN=$name" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+            -addext "subjectAltName=$san" -addext "basicConstraints=critical,CA:FALSE" \
+            -addext "extendedKeyUsage=serverAuth" \
+            -keyout "$dir/$name.key" -out "$dir/$name.pem" 2>"$dir/openssl.log" || {
+            cat "$dir/openssl.log" >&2; return 1; }
+    done
+}
+
+# Write the config for DOCROOT listening on PORT (and PORT+1, PORT+2 for
+# HTTPS when NGINX_TLS_DIR is set) into NGINX_DIR/nginx.conf.
 _nginx_conf() {
-    local docroot=$1 port=$2 dir=$NGINX_DIR mod dav_ext=
+    local docroot=$1 port=$2 dir=$NGINX_DIR tls=${NGINX_TLS_DIR:-} mod dav_ext=
     {
         for mod in ngx_http_echo_module ngx_http_dav_ext_module; do
             if [ -f "/usr/lib/nginx/modules/$mod.so" ]; then
@@ -89,9 +121,23 @@ http {
         *   "";
     }
 
+$( [ -n "$tls" ] && cat <<TLS
+    map \$server_port \$tls_cert {
+        $((port + 2)) localhost;
+        default server;
+    }
+TLS
+)
     server {
         listen 127.0.0.1:$port;
         server_name localhost;
+$( [ -n "$tls" ] && cat <<TLS
+        listen 127.0.0.1:$((port + 1)) ssl;
+        listen 127.0.0.1:$((port + 2)) ssl;
+        ssl_certificate $tls/\$tls_cert.pem;
+        ssl_certificate_key $tls/\$tls_cert.key;
+TLS
+)
 
         location /data/ {
             alias $docroot/;
@@ -159,6 +205,12 @@ nginx_start() {
             if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
                 NGINX_PORT=$port
                 NGINX_URL=http://127.0.0.1:$port
+                if [ -n "${NGINX_TLS_DIR:-}" ]; then
+                    NGINX_HTTPS_PORT=$((port + 1))
+                    NGINX_HTTPS_URL=https://127.0.0.1:$NGINX_HTTPS_PORT
+                    NGINX_HTTPS_NAME_PORT=$((port + 2))
+                    export NGINX_HTTPS_PORT NGINX_HTTPS_URL NGINX_HTTPS_NAME_PORT
+                fi
                 export NGINX_PORT NGINX_URL NGINX_PID NGINX_DIR
                 if [ -n "${NGINX_OWNER_PID:-}" ]; then
                     # Stop nginx (and clean up) if the owner dies without doing it.

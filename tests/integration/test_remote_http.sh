@@ -7,7 +7,9 @@
 # remount with the server stopped; a corrupted cache block is detected and
 # fetched again; failover past a failing replica (503) and a local summit
 # cache replica; failure within the deadline when every replica stalls; a
-# bearer token never appears in any log.
+# bearer token never appears in any log; HTTPS with a site CA (fetch.ca_file)
+# reads byte-identical data, and without it the refused certificate is not
+# retried (skipped when openssl is not installed).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/nginx.sh"
 skip_unless_fuse
@@ -17,6 +19,12 @@ trap 'nginx_stop; bfs_cleanup' EXIT
 T=$BFS_TMP
 WWW=$T/www
 mkdir -p "$WWW" "$T/mnt" "$T/cache"
+nginx_make_certs "$T/tls"
+case $? in
+    0) export NGINX_TLS_DIR=$T/tls ;;
+    77) echo "openssl is not installed: no https checks" ;;
+    *) fail "nginx_make_certs" ;;
+esac
 nginx_start "$WWW" || skip "nginx would not start"
 
 # A repository whose datastore root is the server: build it locally, move
@@ -209,6 +217,37 @@ mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml,loglevel=debug" || finish
 expect "read through a bearer-token replica" reads_match "$f0"
 unmount
 expect_no_secret "sekrit-token" "bearer token" "$T"/daemon.*.log "$T"/daemon.*.stderr
+
+# https with the test CA as fetch.ca_file: every file byte-identical.  Without
+# it the certificate is refused (EACCES), which is not retried: one TLS
+# handshake for the open, however many attempts are allowed.
+if [ -n "${NGINX_HTTPS_URL:-}" ]; then
+    rm -rf "$T/cache"
+    sed -i "/^sources:/,\$d; /token_file:/d; /^fetch:/a\\  ca_file: $T/tls/ca.pem" "$T/config.yaml"
+    cat >>"$T/config.yaml" <<EOF2
+sources:
+  - prefix: $NGINX_URL/data/
+    replicas:
+      - $NGINX_HTTPS_URL/data/
+EOF2
+    mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml" || finish
+    expect "every file read over https with ca_file is byte-identical" reads_match "${FILES[@]}"
+    unmount
+    rm -rf "$T/cache" # else the open is answered from the cache's record of the object
+    sed '/ca_file:/d; s/attempts: 2/attempts: 4/' "$T/config.yaml" >"$T/config-noca.yaml"
+    mount_repo "$T/repo" "$T/mnt" "config=$T/config-noca.yaml" || finish
+    refused() { grep -c "alert unknown ca" "$NGINX_DIR/error.log"; }
+    before=$(refused)
+    if cat "$T/mnt/$f0" >/dev/null 2>"$T/cat.err"; then
+        fail "read over https without the CA succeeded?"
+    else
+        sleep 0.3
+        n=$(($(refused) - before))
+        expect "a refused certificate is not retried ($n handshakes, 4 attempts allowed)" test "$n" -eq 1
+        expect "the daemon log says to set fetch.ca_file" grep -q "fetch.ca_file" "$BFS_LOG"
+    fi
+    unmount
+fi
 
 # no sanitizer report in any daemon's output
 expect_no_sanitizer "$T"/daemon.*.log "$T"/daemon.*.stderr

@@ -16,25 +16,55 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-static int bfs_test_nginx_start(const char *srcfile, const char *tmpdir, const char *docroot, const char *tag,
-                                pid_t *pid, int *port)
+/* Run "bash -c '. nginx.sh && CMD'" (nginx.sh next to srcfile); its exit status, -1 if none. */
+static int bfs_test_nginx_sh(const char *srcfile, const char *cmd)
 {
-    char src[512], script[600], info[600], pidbuf[32];
+    char src[512], script[600], line[1024];
     snprintf(src, sizeof src, "%s", srcfile);
     snprintf(script, sizeof script, "%s/../integration/nginx.sh", dirname(src));
+    setenv("T_NGINX_SH", script, 1);
+    snprintf(line, sizeof line, "bash -c '. \"$T_NGINX_SH\" && %s'", cmd);
+    int rc = system(line);
+    return rc != -1 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* A throw-away CA and server certificates in dir (nginx_make_certs in
+ * nginx.sh): dir/ca.pem signs dir/server.pem (IP:127.0.0.1, DNS:localhost)
+ * and dir/localhost.pem (DNS:localhost only).  0, 77 when openssl is not
+ * installed, else -1. */
+static inline int bfs_test_make_certs(const char *srcfile, const char *dir)
+{
+    setenv("T_CERTS", dir, 1);
+    int rc = bfs_test_nginx_sh(srcfile, "nginx_make_certs \"$T_CERTS\"");
+    return rc == 0 || rc == 77 ? rc : -1;
+}
+
+/* As bfs_test_nginx_start, and with tlsdir (from bfs_test_make_certs) not
+ * NULL the same locations over HTTPS too: https_port[0] presents
+ * server.pem, https_port[1] localhost.pem.  https_port may be NULL when
+ * tlsdir is. */
+static int bfs_test_nginx_start_tls(const char *srcfile, const char *tmpdir, const char *docroot,
+                                    const char *tag, const char *tlsdir, pid_t *pid, int *port,
+                                    int https_port[2])
+{
+    char info[600], pidbuf[32];
     snprintf(info, sizeof info, "%s/nginx-%s.info", tmpdir, tag);
     snprintf(pidbuf, sizeof pidbuf, "%d", (int)getpid());
-    setenv("T_NGINX_SH", script, 1);
     setenv("T_DOCROOT", docroot, 1);
     setenv("T_INFO", info, 1);
     setenv("NGINX_OWNER_PID", pidbuf, 1);
-    int rc = system("bash -c '. \"$T_NGINX_SH\" && nginx_start \"$T_DOCROOT\" && "
-                    "echo \"$NGINX_PORT $NGINX_PID\" > \"$T_INFO\"'");
+    if (tlsdir)
+        setenv("NGINX_TLS_DIR", tlsdir, 1);
+    else
+        unsetenv("NGINX_TLS_DIR");
+    int rc = bfs_test_nginx_sh(srcfile, "nginx_start \"$T_DOCROOT\" && echo \"$NGINX_PORT $NGINX_PID "
+                                        "${NGINX_HTTPS_PORT:-0} ${NGINX_HTTPS_NAME_PORT:-0}\" > \"$T_INFO\"");
     FILE *f = fopen(info, "r");
-    int p = 0, n = 0;
-    if (rc != 0 || !f || fscanf(f, "%d %d", &p, &n) != 2) {
+    int p = 0, n = 0, tp = 0, tn = 0;
+    if (rc != 0 || !f || fscanf(f, "%d %d %d %d", &p, &n, &tp, &tn) != 4 || (tlsdir && (!tp || !tn))) {
         fprintf(stderr, "could not start nginx (rc %d)\n", rc);
         if (f)
             fclose(f);
@@ -43,7 +73,17 @@ static int bfs_test_nginx_start(const char *srcfile, const char *tmpdir, const c
     fclose(f);
     *pid = n;
     *port = p;
+    if (https_port) {
+        https_port[0] = tp;
+        https_port[1] = tn;
+    }
     return 0;
+}
+
+static inline int bfs_test_nginx_start(const char *srcfile, const char *tmpdir, const char *docroot, const char *tag,
+                                       pid_t *pid, int *port)
+{
+    return bfs_test_nginx_start_tls(srcfile, tmpdir, docroot, tag, NULL, pid, port, NULL);
 }
 
 /* Stop the server started above (TERM, then KILL after 5 s); *pid becomes 0. */

@@ -3,7 +3,10 @@
  * this file, since unit tests get no BFS_SRC).  Skipped (77) when nginx is
  * not installed.  The fault-injection locations of nginx.sh give the error
  * classes of http.h; everything the library logs goes to a file that is
- * checked at the end for the bearer tokens, which must never appear. */
+ * checked at the end for the bearer tokens, which must never appear.  The
+ * same server speaks HTTPS with certificates from a CA made at start-up
+ * (nginx_make_certs); the test_tls_* tests are skipped when openssl is not
+ * installed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -36,16 +39,29 @@
 
 static char tmpdir[] = "/tmp/bfs_test_http.XXXXXX";
 static char docroot[512], logpath[512], tokenpath[512], base[128];
+static char tlsdir[512], ca_path[600];
+static int https_port[2]; /* 0 without openssl; see bfs_test_nginx_start_tls */
 static pid_t nginx_pid;
 static unsigned char *small_data;
 
-static char *url(const char *loc, const char *name)
+/* BASE/LOC/NAME, in one of four rotating buffers. */
+static char *url_at(const char *b, const char *loc, const char *name)
 {
     static __thread char buf[4][600];
     static __thread int i;
     char *u = buf[i++ % 4];
-    snprintf(u, sizeof buf[0], "%s/%s/%s", base, loc, name);
+    snprintf(u, sizeof buf[0], "%s/%s/%s", b, loc, name);
     return u;
+}
+
+static char *url(const char *loc, const char *name) { return url_at(base, loc, name); }
+
+/* https://HOST:PORT/data/NAME */
+static char *tls_url(const char *host, int port, const char *name)
+{
+    char b[128];
+    snprintf(b, sizeof b, "https://%s:%d", host, port);
+    return url_at(b, "data", name);
 }
 
 static double now_s(void)
@@ -116,8 +132,14 @@ static int setup(void **state)
     snprintf(p, sizeof p, "%s/big.bin", docroot);
     write_file(p, small_data, BIG_SIZE);
 
+    snprintf(tlsdir, sizeof tlsdir, "%s/tls", tmpdir);
+    snprintf(ca_path, sizeof ca_path, "%s/ca.pem", tlsdir);
+    int certs = bfs_test_make_certs(__FILE__, tlsdir);
+    if (certs < 0)
+        return -1;
     int port;
-    if (bfs_test_nginx_start(__FILE__, tmpdir, docroot, "main", &nginx_pid, &port) < 0)
+    if (bfs_test_nginx_start_tls(__FILE__, tmpdir, docroot, "main", certs == 0 ? tlsdir : NULL,
+                                 &nginx_pid, &port, https_port) < 0)
         return -1;
     snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
     return 0;
@@ -454,16 +476,166 @@ static void test_s3(void **state)
     bfs_http_free(h);
 }
 
-/* Last: nothing logged may contain a token; the token file is named. */
-static void test_log_has_no_secret(void **state)
+/* The whole log so far, NUL-terminated, in a static buffer. */
+static const char *read_log(void)
 {
+    static char text[1 << 20];
     FILE *f = fopen(logpath, "r");
     assert_non_null(f);
-    static char text[1 << 20];
     size_t n = fread(text, 1, sizeof text - 1, f);
     fclose(f);
     text[n] = '\0';
-    assert_true(n > 0);
+    return text;
+}
+
+/* Lines of the log holding both a and b. */
+static int log_lines_with(const char *a, const char *b)
+{
+    int count = 0;
+    for (const char *line = read_log(); *line;) {
+        const char *end = strchrnul(line, '\n');
+        size_t n = (size_t)(end - line);
+        count += memmem(line, n, a, strlen(a)) && memmem(line, n, b, strlen(b));
+        line = *end ? end + 1 : end;
+    }
+    return count;
+}
+
+/* ---- HTTPS: https_port[0] presents a certificate for 127.0.0.1 and
+ * localhost, https_port[1] one for localhost only, both signed by the CA at
+ * ca_path, which no system trusts. ---- */
+
+static void need_tls(void)
+{
+    if (!https_port[0]) {
+        fprintf(stderr, "openssl is not installed: skipped\n");
+        skip();
+    }
+}
+
+/* A bfs_http for the HTTPS tests (which it skips without openssl). */
+static bfs_http *tls_http(bool verify, const char *ca_file)
+{
+    need_tls();
+    bfs_http_cfg cfg = default_cfg();
+    cfg.tls_verify = verify;
+    cfg.ca_file = ca_file;
+    return new_http(&cfg);
+}
+
+/* stat and a pinned ranged read of small.bin at u: the object nginx serves over HTTP. */
+static void expect_tls_reads(bfs_http *h, const char *u)
+{
+    bfs_object o, plain;
+    unsigned char buf[8193];
+    assert_int_equal(bfs_http_stat(h, u, &o), 0);
+    assert_int_equal(o.size, SMALL_SIZE);
+    assert_int_equal(bfs_http_stat(h, url("data", "small.bin"), &plain), 0);
+    assert_string_equal(o.etag, plain.etag);
+    size_t moved = 0;
+    assert_int_equal(bfs_http_get(h, u, &o, 4095, sizeof buf, buf, &moved), (ssize_t)sizeof buf);
+    assert_memory_equal(buf, small_data + 4095, sizeof buf);
+    assert_int_equal(moved, sizeof buf);
+}
+
+/* A certificate that fails verification is -EACCES, a permanent failure
+ * (remote.c retries only -ETIMEDOUT, -ECONNRESET, -EPROTO, -EIO), for
+ * HEAD and GET alike, and no body byte arrives.  The refusal is logged
+ * once as a warning that says what to fix, not once per request. */
+static void expect_tls_refused(bfs_http *h, const char *u)
+{
+    char origin[128];
+    snprintf(origin, sizeof origin, "%.*s/", (int)(strchr(u + 8, '/') - u), u);
+    int warned = log_lines_with("warning http: ", origin);
+    bfs_object o;
+    unsigned char buf[100];
+    size_t moved = 1;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(bfs_http_stat(h, u, &o), -EACCES);
+        assert_int_equal(o.size, 0);
+        assert_int_equal(bfs_http_get(h, u, NULL, 0, sizeof buf, buf, &moved), -EACCES);
+        assert_int_equal(moved, 0);
+    }
+    assert_int_equal(log_lines_with("warning http: ", origin), warned + 1);
+    assert_int_equal(log_lines_with(origin, "fetch.ca_file"), warned + 1);
+}
+
+/* 1. Verification on, ca_file the test CA: by address and by name. */
+static void test_tls_ca_file(void **state)
+{
+    bfs_http *h = tls_http(true, ca_path);
+    expect_tls_reads(h, tls_url("127.0.0.1", https_port[0], "small.bin"));
+    expect_tls_reads(h, tls_url("localhost", https_port[0], "small.bin"));
+    expect_tls_reads(h, tls_url("localhost", https_port[1], "small.bin"));
+    /* One 4 MiB block (many TLS records) from an odd offset, on the kept connection. */
+    size_t n = 4 << 20;
+    unsigned char *buf = malloc(n);
+    int64_t off = 3 * 1024 * 1024 + 1;
+    assert_int_equal(bfs_http_get(h, tls_url("127.0.0.1", https_port[0], "big.bin"), NULL, off, n,
+                                  buf, NULL), (ssize_t)n);
+    assert_memory_equal(buf, small_data + off, n);
+    free(buf);
+    bfs_http_free(h);
+}
+
+/* 2. Verification on, the system CAs: the test CA is unknown. */
+static void test_tls_system_cas(void **state)
+{
+    bfs_http *h = tls_http(true, NULL);
+    expect_tls_refused(h, tls_url("127.0.0.1", https_port[0], "small.bin"));
+    /* The handle is still good for plain HTTP afterwards. */
+    unsigned char buf[100];
+    assert_int_equal(bfs_http_get(h, url("data", "small.bin"), NULL, 0, 100, buf, NULL), 100);
+    bfs_http_free(h);
+}
+
+/* 3. The right CA, but a certificate for another host name: localhost.pem
+ * reached as 127.0.0.1 (the same certificate is fine as localhost). */
+static void test_tls_wrong_host(void **state)
+{
+    bfs_http *h = tls_http(true, ca_path);
+    expect_tls_refused(h, tls_url("127.0.0.1", https_port[1], "small.bin"));
+    expect_tls_reads(h, tls_url("localhost", https_port[1], "small.bin"));
+    bfs_http_free(h);
+}
+
+/* 4. Verification off: no CA needed, and the host name is not checked either. */
+static void test_tls_verify_off(void **state)
+{
+    bfs_http *h = tls_http(false, NULL);
+    expect_tls_reads(h, tls_url("127.0.0.1", https_port[0], "small.bin"));
+    expect_tls_reads(h, tls_url("127.0.0.1", https_port[1], "small.bin"));
+    bfs_http_free(h);
+}
+
+/* 5. A ca_file that does not exist fails bfs_http_new, naming the file; a
+ * readable one without a CA certificate (a key; only readability is checked
+ * up front) refuses every https:// request. */
+static void test_tls_ca_file_bad(void **state)
+{
+    char bad[600];
+    snprintf(bad, sizeof bad, "%s/no-such-ca.pem", tmpdir);
+    bfs_http_cfg cfg = default_cfg();
+    cfg.ca_file = bad;
+    bfs_http *h = NULL;
+    char *msg = NULL;
+    assert_int_equal(bfs_http_new(&cfg, &h, &msg), -ENOENT);
+    assert_null(h);
+    assert_non_null(msg);
+    assert_non_null(strstr(msg, bad));
+    free(msg);
+
+    snprintf(bad, sizeof bad, "%s/server.key", tlsdir);
+    h = tls_http(true, bad);
+    expect_tls_refused(h, tls_url("127.0.0.1", https_port[0], "small.bin"));
+    bfs_http_free(h);
+}
+
+/* Last: nothing logged may contain a token; the token file is named. */
+static void test_log_has_no_secret(void **state)
+{
+    const char *text = read_log();
+    assert_true(text[0] != '\0');
     assert_null(strstr(text, GOOD_TOKEN));
     assert_null(strstr(text, BAD_TOKEN));
     assert_null(strstr(text, "Bearer"));
@@ -492,6 +664,11 @@ int main(void)
         cmocka_unit_test(test_header_read_moves_little),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_s3),
+        cmocka_unit_test(test_tls_ca_file),
+        cmocka_unit_test(test_tls_system_cas),
+        cmocka_unit_test(test_tls_wrong_host),
+        cmocka_unit_test(test_tls_verify_off),
+        cmocka_unit_test(test_tls_ca_file_bad),
         cmocka_unit_test(test_log_has_no_secret),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
