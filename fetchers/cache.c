@@ -1007,8 +1007,37 @@ static bool drop_if_unchanged(bfs_cache *c, const bkey *k, uint64_t id, const ch
     block_path(c, k, id, path);
     unlink(path);
     atomic_fetch_add(&c->corrupt, 1);
-    bfs_warn(TAG, "dropped cached block %s: %s", path, why);
+    if (why)
+        bfs_warn(TAG, "dropped cached block %s: %s", path, why);
     return true;
+}
+
+/* The record of block k of key: 0, -ENOENT (none, or the hash names
+ * another key) or another -errno. */
+static int lookup(bfs_cache *c, const char *key, const bkey *k, rec *r)
+{
+    MDB_txn *t;
+    int rc = txn_begin(c, MDB_RDONLY, &t);
+    if (rc)
+        return rc;
+    int mrc = object_check(c, t, k, key);
+    if (mrc == 0)
+        mrc = rec_get(c, t, k, r);
+    txn_abort(c, t);
+    if (mrc)
+        return mrc == 1 || mrc == MDB_NOTFOUND ? -ENOENT : lmdb_errno(c, mrc, "look up a block");
+    return 0;
+}
+
+int bfs_cache_drop(bfs_cache *c, const char *key, uint64_t block)
+{
+    bkey k;
+    make_bkey(key, block, &k);
+    rec r;
+    int rc = lookup(c, key, &k, &r);
+    if (rc < 0)
+        return rc;
+    return drop_if_unchanged(c, &k, r.id, NULL) ? 0 : -ENOENT;
 }
 
 static void queue_touch(bfs_cache *c, const bkey *k, uint64_t id, int64_t now)
@@ -1095,18 +1124,11 @@ static ssize_t cache_read(bfs_cache *c, const char *key, uint64_t block, void *b
     bkey k;
     make_bkey(key, block, &k);
     for (int attempt = 0; attempt < 2; attempt++) {
-        MDB_txn *t;
-        int rc = txn_begin(c, MDB_RDONLY, &t);
-        if (rc)
-            return rc;
         rec r;
-        int mrc = object_check(c, t, &k, key);
-        if (mrc == 0)
-            mrc = rec_get(c, t, &k, &r);
-        txn_abort(c, t);
-        if (mrc) {
+        int rc = lookup(c, key, &k, &r);
+        if (rc < 0) {
             atomic_fetch_add(&c->misses, 1);
-            return mrc == 1 || mrc == MDB_NOTFOUND ? -ENOENT : lmdb_errno(c, mrc, "look up a block");
+            return rc;
         }
         if (r.len == 0 || r.len > c->block_size) {
             drop_if_unchanged(c, &k, r.id, "impossible recorded length");

@@ -113,6 +113,11 @@ void bfs_cache_unmap(const void *data, size_t len);
  * caller on a latency-sensitive path should store from a worker thread. */
 int bfs_cache_put(bfs_cache *c, const char *key, uint64_t block, const void *buf, size_t len);
 
+/* Forget a block (record and file), without a log line: for blocks that
+ * are intact but belong to an object found bad as a whole.  -ENOENT when it
+ * is not recorded. */
+int bfs_cache_drop(bfs_cache *c, const char *key, uint64_t block);
+
 /* True when the block is recorded (no verification; for prefetch planning). */
 bool bfs_cache_has(bfs_cache *c, const char *key, uint64_t block);
 

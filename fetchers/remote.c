@@ -47,6 +47,7 @@
 #include "strutil.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -146,6 +147,15 @@ struct bfs_robj {
     struct bblock *hot;    /* last block a read decoded (kept), or NULL */
     struct bblock *ready[READY_MAX]; /* blocks read-ahead fetched, not yet read (kept) */
     int nready;
+
+    /* The whole-object check against the registry's checksum: BLAKE2b-512
+     * fed with the blocks in order as reads reach them. */
+    char *checksum;        /* lowercase hex, or NULL when there is none */
+    atomic_bool verifying; /* vctx is set */
+    atomic_bool bad;       /* failed the check: every further read is -EIO */
+    pthread_mutex_t vlock; /* below */
+    EVP_MD_CTX *vctx;
+    uint64_t v_next;       /* next block to feed */
 };
 
 static int64_t now_ms(void)
@@ -504,8 +514,13 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, char *dst, int64_t deadline, b
         /* The waiters copy the block now; storing it (an index write) is
          * off their path.  The entry stays listed meanwhile, so a reader
          * arriving late copies it rather than fetching it again. */
-        if (got > 0 && r->cache)
+        if (got > 0 && r->cache && !atomic_load(&o->bad)) {
             bfs_cache_put(r->cache, o->key, b, e->buf, (size_t)got);
+            /* the whole-object check failed meanwhile: verify_feed sets bad
+             * before it drops the blocks, so this block goes either way */
+            if (atomic_load(&o->bad))
+                bfs_cache_drop(r->cache, o->key, b);
+        }
         pthread_mutex_lock(&r->lock);
         /* e->buf is dst: the waiters copy it under r->lock as soon as they
          * wake (no I/O), so this wait is short */
@@ -696,12 +711,18 @@ static void robj_put(bfs_robj *o)
     free(o->urls);
     free(o->logical);
     free(o->key);
+    free(o->checksum);
+    EVP_MD_CTX_free(o->vctx);
     pthread_mutex_destroy(&o->lock);
+    pthread_mutex_destroy(&o->vlock);
     free(o);
 }
 
-/* The cache's record of an object: "size\netag\nlast_modified\nreplica\n". */
-static bool record_load(bfs_remote *r, const char *logical, bfs_object *pin, int *replica)
+/* The cache's record of an object:
+ * "size\netag\nlast_modified\nreplica\nverified\n", where verified is the
+ * registry checksum this version was found to match ("-": none). */
+static bool record_load(bfs_remote *r, const char *logical, bfs_object *pin, int *replica, char *verified,
+                        size_t vsz)
 {
     if (!r->cache)
         return false;
@@ -713,10 +734,11 @@ static bool record_load(bfs_remote *r, const char *logical, bfs_object *pin, int
         if (n > 0) {
             buf[n] = '\0';
             long long size;
-            char etag[sizeof pin->etag] = "", lm[sizeof pin->last_modified] = "";
+            char etag[sizeof pin->etag] = "", lm[sizeof pin->last_modified] = "", ver[160] = "";
             int rep = 0;
-            if (sscanf(buf, "%lld\n%159[^\n]\n%63[^\n]\n%d", &size, etag, lm, &rep) >= 1) {
+            if (sscanf(buf, "%lld\n%159[^\n]\n%63[^\n]\n%d\n%159[^\n]", &size, etag, lm, &rep, ver) >= 1) {
                 pin->size = size;
+                snprintf(verified, vsz, "%s", strcmp(ver, "-") ? ver : "");
                 snprintf(pin->etag, sizeof pin->etag, "%s", strcmp(etag, "-") ? etag : "");
                 snprintf(pin->last_modified, sizeof pin->last_modified, "%s", strcmp(lm, "-") ? lm : "");
                 *replica = rep;
@@ -741,13 +763,15 @@ static void record_forget(bfs_remote *r, const char *logical)
     free(key);
 }
 
-static void record_store(bfs_remote *r, const char *logical, const bfs_object *pin, int replica)
+static void record_store(bfs_remote *r, const char *logical, const bfs_object *pin, int replica,
+                         const char *verified)
 {
     if (!r->cache)
         return;
     char *key = bfs_asprintf("obj:%s", logical);
-    char *text = bfs_asprintf("%lld\n%s\n%s\n%d\n", (long long)pin->size, pin->etag[0] ? pin->etag : "-",
-                              pin->last_modified[0] ? pin->last_modified : "-", replica);
+    char *text = bfs_asprintf("%lld\n%s\n%s\n%d\n%s\n", (long long)pin->size, pin->etag[0] ? pin->etag : "-",
+                              pin->last_modified[0] ? pin->last_modified : "-", replica,
+                              verified && verified[0] ? verified : "-");
     if (key && text)
         bfs_cache_put(r->cache, key, 0, text, strlen(text));
     free(key);
@@ -796,15 +820,33 @@ out:
     return last == -EACCES ? -EACCES : -EIO;
 }
 
+/* A registry checksum butlerfs can check: the hex BLAKE2b-512 digest the
+ * Butler's file datastore records (128 hex digits); lowercased into out. */
+static bool checksum_usable(const char *checksum, char out[129])
+{
+    if (!checksum || strlen(checksum) != 128)
+        return false;
+    for (int i = 0; i < 128; i++) {
+        if (bfs_hexval((unsigned char)checksum[i]) < 0)
+            return false;
+        out[i] = (char)(checksum[i] | 0x20);
+    }
+    out[128] = '\0';
+    return true;
+}
+
 int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, int64_t size_hint,
-                  bfs_robj **out)
+                  const char *checksum, bfs_robj **out)
 {
     bfs_robj *o = calloc(1, sizeof *o);
     if (!o)
         return -ENOMEM;
     atomic_init(&o->refs, 1);
     atomic_init(&o->closed, false);
+    atomic_init(&o->verifying, false);
+    atomic_init(&o->bad, false);
     pthread_mutex_init(&o->lock, NULL);
+    pthread_mutex_init(&o->vlock, NULL);
     o->r = r;
     o->logical = strdup(logical);
     o->urls = calloc((size_t)n, sizeof *o->urls);
@@ -813,10 +855,22 @@ int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, 
     for (int i = 0; ret == 0 && i < n; i++)
         if (!(o->urls[i] = strdup(urls[i])))
             ret = -ENOMEM;
-    if (ret == 0 && !record_load(r, logical, &o->pin, &o->pin_replica)) {
+    char verified[160] = "";
+    if (ret == 0 && !record_load(r, logical, &o->pin, &o->pin_replica, verified, sizeof verified)) {
         ret = pin_by_head(r, urls, n, &o->pin, &o->pin_replica);
         if (ret == 0)
-            record_store(r, logical, &o->pin, o->pin_replica);
+            record_store(r, logical, &o->pin, o->pin_replica, NULL);
+    }
+    char want[129];
+    if (ret == 0 && checksum_usable(checksum, want) && strcmp(want, verified) != 0 && o->pin.size > 0) {
+        /* not yet found to match: check it as the blocks are read */
+        o->checksum = strdup(want);
+        o->vctx = EVP_MD_CTX_new();
+        if (!o->checksum || !o->vctx || EVP_DigestInit_ex(o->vctx, EVP_blake2b512(), NULL) != 1)
+            ret = -ENOMEM;
+        atomic_store(&o->verifying, ret == 0);
+    } else if (ret == 0 && checksum && checksum[0] && !checksum_usable(checksum, want)) {
+        bfs_debug(RTAG, "%s: registry checksum is not a BLAKE2b-512 digest; not checked", logical);
     }
     if (ret == 0 && o->pin_replica >= n)
         o->pin_replica = 0;
@@ -839,6 +893,65 @@ int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, 
 
 int64_t bfs_robj_size(const bfs_robj *o) { return o->pin.size; }
 
+/* Feed block bb to o's whole-object check if it is the next one in order
+ * (blocks reached out of order are not fed, and the check then waits for
+ * the missing block; an object never read whole in order is never found
+ * good or bad).  After the last block: a match is recorded with the
+ * object's version, so later opens skip the check; a mismatch marks o bad,
+ * drops its blocks from the cache and makes the next open pin it again.
+ * Returns -EIO for o bad. */
+static int verify_feed(bfs_robj *o, const struct bblock *bb)
+{
+    if (atomic_load(&o->bad))
+        return -EIO;
+    if (!atomic_load(&o->verifying))
+        return 0;
+    bfs_remote *r = o->r;
+    uint64_t nblocks = (uint64_t)((o->pin.size + r->bs - 1) / r->bs);
+    bool done = false, match = false;
+    pthread_mutex_lock(&o->vlock);
+    if (o->vctx && bb->block == o->v_next) {
+        unsigned char got[EVP_MAX_MD_SIZE];
+        unsigned int n = 0;
+        bool ok = EVP_DigestUpdate(o->vctx, bb->data, bb->len) == 1;
+        if (ok && ++o->v_next == nblocks) {
+            ok = EVP_DigestFinal_ex(o->vctx, got, &n) == 1 && n == 64;
+            char hex[129];
+            for (unsigned i = 0; ok && i < 64; i++)
+                snprintf(hex + 2 * i, 3, "%02x", got[i]);
+            match = ok && !memcmp(hex, o->checksum, 128);
+            done = ok;
+        }
+        if (!ok || done) { /* an OpenSSL failure ends the check, undecided */
+            EVP_MD_CTX_free(o->vctx);
+            o->vctx = NULL;
+            atomic_store(&o->verifying, false);
+        }
+    }
+    pthread_mutex_unlock(&o->vlock);
+    if (done && match) {
+        record_store(r, o->logical, &o->pin, o->pin_replica, o->checksum);
+    } else if (done && !atomic_exchange(&o->bad, true)) {
+        bfs_err(RTAG, "%s does not match the registry's checksum (BLAKE2b %.16s...): dropped from the "
+                      "cache; reads of it fail with EIO until a good copy is served", o->logical, o->checksum);
+        for (uint64_t b = 0; r->cache && b < nblocks; b++)
+            bfs_cache_drop(r->cache, o->key, b);
+        record_forget(r, o->logical);
+    }
+    return atomic_load(&o->bad) ? -EIO : 0;
+}
+
+/* bb's length once fed to the whole-object check; -EIO (bb released) when
+ * the object is bad. */
+static ssize_t verified_len(bfs_robj *o, struct bblock *bb)
+{
+    if (verify_feed(o, bb) < 0) {
+        bblock_unref(bb);
+        return -EIO;
+    }
+    return (ssize_t)bb->len;
+}
+
 /* A reference to block b, decoded: o's hot block, a block read-ahead
  * fetched (o->ready), or one got now from the cache, a fetch in flight or
  * the replicas.  The block becomes o's hot block when it may be kept.
@@ -853,7 +966,7 @@ static ssize_t block_ref(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, s
     if (o->hot && o->hot->block == b) {
         *out = bblock_ref(o->hot);
         pthread_mutex_unlock(&o->lock);
-        return (ssize_t)(*out)->len;
+        return verified_len(o, *out);
     }
     struct bblock *bb = NULL;
     for (int i = 0; i < o->nready; i++) {
@@ -875,7 +988,7 @@ static ssize_t block_ref(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, s
     for (int i = 0; i < nd; i++)
         keep_drop(drop[i]);
     if (bb)
-        return (ssize_t)bb->len;
+        return verified_len(o, bb);
 
     ssize_t len;
     struct bblock *mem = NULL;
@@ -912,7 +1025,7 @@ static ssize_t block_ref(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, s
     pthread_mutex_unlock(&o->lock);
     keep_drop(old);
     *out = bb;
-    return len;
+    return verified_len(o, bb);
 }
 
 ssize_t bfs_robj_view(bfs_robj *o, size_t n, int64_t off, struct iovec *iov, void **refs, int max, int *count)

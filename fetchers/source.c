@@ -156,7 +156,7 @@ static int open_local(const char *path, bfs_source **out)
  * during reads; if none of them can serve, later local replicas are still
  * tried.  -ENOENT only when every replica lacks the object. */
 static int open_remote(bfs_fetcher *f, const char *uri, char **urls, int n, int first, int64_t size_hint,
-                       bfs_source **out)
+                       const char *checksum, bfs_source **out)
 {
     char **remote_urls = calloc((size_t)(n - first), sizeof *remote_urls);
     int nr = 0;
@@ -165,7 +165,7 @@ static int open_remote(bfs_fetcher *f, const char *uri, char **urls, int n, int 
             remote_urls[nr++] = urls[j];
     bfs_remote *r = remote_of(f);
     bfs_robj *o = NULL;
-    int ret = !remote_urls ? -ENOMEM : !r ? -EIO : bfs_robj_open(r, uri, remote_urls, nr, size_hint, &o);
+    int ret = !remote_urls ? -ENOMEM : !r ? -EIO : bfs_robj_open(r, uri, remote_urls, nr, size_hint, checksum, &o);
     free(remote_urls);
     if (ret < 0)
         return ret;
@@ -182,7 +182,7 @@ static int open_remote(bfs_fetcher *f, const char *uri, char **urls, int n, int 
 }
 
 int bfs_source_open(bfs_fetcher *f, const char *root, const char *location, int64_t size_hint,
-                    bfs_source **out)
+                    const char *checksum, bfs_source **out)
 {
     char *uri;
     int ret = bfs_source_uri(root, location, &uri);
@@ -203,7 +203,7 @@ int bfs_source_open(bfs_fetcher *f, const char *root, const char *location, int6
             ret = open_local(p, out);
         } else if (!remote_tried) {
             remote_tried = true;
-            ret = open_remote(f, uri, urls, n, i, size_hint, out);
+            ret = open_remote(f, uri, urls, n, i, size_hint, checksum, out);
         } else {
             continue;
         }
@@ -277,7 +277,7 @@ int bfs_source_stat_size(bfs_fetcher *f, const char *root, const char *location,
         return ret;
     /* remote: opening pins the object (cache record or HEAD) */
     bfs_source *s;
-    ret = bfs_source_open(f, root, location, -1, &s);
+    ret = bfs_source_open(f, root, location, -1, NULL, &s);
     if (ret == 0) {
         *size = s->size;
         bfs_source_close(s);

@@ -53,10 +53,19 @@ int bfs_source_local_path(const char *root, const char *location, char **out);
  * relative one.  malloc'd into *out; -EACCES for escaping ones. */
 int bfs_source_uri(const char *root, const char *location, char **out);
 
-/* Open for reading.  size_hint is the registry's file_size (-1 unknown).
- * -ENOENT when no replica has the object, -EIO when they all fail. */
+/* Open for reading.  size_hint is the registry's file_size (-1 unknown);
+ * checksum is its file_datastore_records.checksum (NULL or "" for none).
+ * -ENOENT when no replica has the object, -EIO when they all fail.
+ *
+ * A remote object with a BLAKE2b-512 checksum (the Butler's format: 128 hex
+ * digits) is checked as a whole when an open reads it from start to end in
+ * order (sequential readers, `butlerfs prefetch`): the read that reaches
+ * the last block fails with -EIO on a mismatch, as does every later read of
+ * that open, and the object's blocks are dropped from the cache.  A match is
+ * remembered with the object's version, so it is checked once.  Local files
+ * are not checked (they are read in place, as the Butler does). */
 int bfs_source_open(bfs_fetcher *f, const char *root, const char *location, int64_t size_hint,
-                    bfs_source **out);
+                    const char *checksum, bfs_source **out);
 
 /* Read up to n bytes at off; returns bytes read (0 at end) or -errno. */
 ssize_t bfs_source_pread(bfs_source *s, void *buf, size_t n, off_t off);

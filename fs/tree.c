@@ -41,9 +41,32 @@ struct file_info {
     char *name;        /* leaf name as shown */
     char id[33];
     char *location;    /* as stored in the registry */
+    char *checksum;    /* the registry's, or NULL (most datastores record none) */
     int64_t size;      /* -1: ask stat(2) */
     int64_t mtime;
 };
+
+static void file_info_release(struct file_info *fi)
+{
+    free(fi->name);
+    free(fi->location);
+    free(fi->checksum);
+    fi->name = fi->location = fi->checksum = NULL;
+}
+
+/* Deep copy; -ENOMEM leaves dst holding nothing to free. */
+static int file_info_copy(struct file_info *dst, const struct file_info *src)
+{
+    *dst = *src;
+    dst->name = strdup(src->name);
+    dst->location = strdup(src->location);
+    dst->checksum = src->checksum ? strdup(src->checksum) : NULL;
+    if (!dst->name || !dst->location || (src->checksum && !dst->checksum)) {
+        file_info_release(dst);
+        return -ENOMEM;
+    }
+    return 0;
+}
 
 /* The files of one full dataId; shared by listings and nodes. */
 struct leaf_set {
@@ -124,8 +147,7 @@ static void leaf_set_put(struct leaf_set *s)
     if (!s || atomic_fetch_sub(&s->refs, 1) != 1)
         return;
     for (size_t i = 0; i < s->n; i++) {
-        free(s->files[i].name);
-        free(s->files[i].location);
+        file_info_release(&s->files[i]);
     }
     free(s->files);
     free(s);
@@ -171,9 +193,9 @@ static int leaf_set_add(struct leaf_set *s, const bfs_dataset_type *dt, const bf
     }
     fi->name = strdup(name);
     fi->location = strdup(f->path);
-    if (!fi->name || !fi->location) {
-        free(fi->name);
-        free(fi->location);
+    fi->checksum = f->checksum && f->checksum[0] ? strdup(f->checksum) : NULL;
+    if (!fi->name || !fi->location || (f->checksum && f->checksum[0] && !fi->checksum)) {
+        file_info_release(fi);
         return -ENOMEM;
     }
     snprintf(fi->id, sizeof fi->id, "%s", f->id);
@@ -256,8 +278,7 @@ static void node_free(bfs_node *n)
         free(n->values[i]);
     leaf_set_put(n->leaves);
     listing_put(n->paging);
-    free(n->f.name);
-    free(n->f.location);
+    file_info_release(&n->f);
     free(n);
 }
 
@@ -322,10 +343,7 @@ static bfs_node *proto_file(bfs_node *parent, const struct file_info *fi)
     bfs_node *p = proto_new(parent, fi->name, K_FILE);
     if (!p)
         return NULL;
-    p->f = *fi;
-    p->f.name = strdup(fi->name);
-    p->f.location = strdup(fi->location);
-    if (!p->f.name || !p->f.location) {
+    if (file_info_copy(&p->f, fi) < 0) {
         node_free(p);
         return NULL;
     }
@@ -1014,10 +1032,7 @@ static bfs_node *proto_clone(const bfs_node *p)
         goto fail;
     c->leaves = leaf_set_get(p->leaves);
     if (p->kind == K_FILE) {
-        c->f = p->f;
-        c->f.name = strdup(p->f.name);
-        c->f.location = strdup(p->f.location);
-        if (!c->f.name || !c->f.location)
+        if (file_info_copy(&c->f, &p->f) < 0)
             goto fail;
     }
     return c;
@@ -1062,7 +1077,7 @@ int bfs_tree_open(bfs_tree *t, bfs_node *n, bfs_source **out)
     if (n->kind != K_FILE)
         return -EISDIR;
     const char *root = bfs_registry_datastore_root(t->reg);
-    int ret = bfs_source_open(t->opts.fetcher, root, n->f.location, n->f.size, out);
+    int ret = bfs_source_open(t->opts.fetcher, root, n->f.location, n->f.size, n->f.checksum, out);
     if (ret == 0) {
         int64_t actual = bfs_source_size(*out);
         if (n->f.size >= 0 && actual != n->f.size && !atomic_exchange(&n->missing_logged, true))

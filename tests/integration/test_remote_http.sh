@@ -9,7 +9,8 @@
 # cache replica; failure within the deadline when every replica stalls; a
 # bearer token never appears in any log; HTTPS with a site CA (fetch.ca_file)
 # reads byte-identical data, and without it the refused certificate is not
-# retried (skipped when openssl is not installed).
+# retried (skipped when openssl is not installed); the registry's whole-file
+# checksum is checked.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/nginx.sh"
 skip_unless_fuse
@@ -248,6 +249,35 @@ EOF2
     fi
     unmount
 fi
+
+# the registry's whole-file checksum (BLAKE2b-512 hex, as the Butler records
+# it): a matching file reads whole; a file whose checksum does not match fails
+# with EIO at its end and is reported; its blocks leave the cache
+rm -rf "$T/cache"
+sed -i '/^sources:/,$d; /ca_file:/d' "$T/config.yaml"
+set_checksum() { # set_checksum FILE HEX: the registry row of mounted FILE
+    sqlite3 "$T/repo/gen3.sqlite3" "UPDATE file_datastore_records SET checksum = '$2' WHERE path = '${SRC[$1]#"$WWW/repo/"}'"
+}
+b2() { python3 -c 'import hashlib,sys; print(hashlib.blake2b(open(sys.argv[1],"rb").read()).hexdigest())' "$1"; }
+fg=${FILES[3]} fb=${FILES[4]}
+set_checksum "$fg" "$(b2 "${SRC[$fg]}")"
+set_checksum "$fb" "$(b2 "${SRC[$fg]}")" # another file's: a mismatch
+mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml" || finish
+expect "a file matching its registry checksum reads byte-identical" reads_match "$fg"
+if cat "$T/mnt/$fb" >"$T/bad.out" 2>"$T/cat.err"; then
+    fail "a file that does not match its registry checksum read without error"
+else
+    expect "the mismatch is EIO" grep -q "Input/output error" "$T/cat.err"
+    expect "the mismatch is logged" grep -q "does not match the registry's checksum" "$BFS_LOG"
+    got=$(stat -c %s "$T/bad.out") size=$(stat -c %s "${SRC[$fb]}")
+    expect "the read failed before the end ($got of $size bytes)" test "$got" -lt "$size"
+fi
+unmount
+cached=$(find "$T/cache" -path '*blocks*' -type f | wc -l)
+want=$(( ($(stat -c %s "${SRC[$fg]}") + 1048575) / 1048576 + 2 )) # + one record per object
+expect "only the good file's blocks stay cached ($cached files, want $want)" test "$cached" -eq "$want"
+
+sqlite3 "$T/repo/gen3.sqlite3" "UPDATE file_datastore_records SET checksum = NULL"
 
 # no sanitizer report in any daemon's output
 expect_no_sanitizer "$T"/daemon.*.log "$T"/daemon.*.stderr

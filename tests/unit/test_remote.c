@@ -19,6 +19,7 @@
 #include "remote_i.h"
 
 #include <arpa/inet.h>
+#include <openssl/evp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -194,7 +195,7 @@ static bfs_robj *open1(bfs_remote *r, const char *b, const char *name, int *ret)
     char *u = url_of(b, name);
     char *urls[1] = {u};
     bfs_robj *o = NULL;
-    *ret = bfs_robj_open(r, u, urls, 1, -1, &o);
+    *ret = bfs_robj_open(r, u, urls, 1, -1, NULL, &o);
     return *ret == 0 ? o : NULL;
 }
 
@@ -603,7 +604,7 @@ static bfs_robj *open_chain(bfs_remote *r, const char *logical, const char *u0, 
 {
     char *urls[2] = {(char *)u0, (char *)u1};
     bfs_robj *o = NULL;
-    *ret = bfs_robj_open(r, logical, urls, 2, -1, &o);
+    *ret = bfs_robj_open(r, logical, urls, 2, -1, NULL, &o);
     return *ret == 0 ? o : NULL;
 }
 
@@ -785,6 +786,126 @@ static void test_log_clean(void **state)
     }
 }
 
+/* ---- the registry's whole-file checksum ------------------------------------ */
+
+/* BLAKE2b-512 of docroot/name as 128 hex digits, as the Butler records it. */
+static void blake2b_hex(const char *name, char out[129])
+{
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", docroot, name);
+    FILE *f = fopen(p, "rb");
+    assert_non_null(f);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    assert_int_equal(EVP_DigestInit_ex(ctx, EVP_blake2b512(), NULL), 1);
+    unsigned char buf[65536], md[EVP_MAX_MD_SIZE];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        EVP_DigestUpdate(ctx, buf, n);
+    unsigned int mdlen = 0;
+    EVP_DigestFinal_ex(ctx, md, &mdlen);
+    EVP_MD_CTX_free(ctx);
+    fclose(f);
+    assert_int_equal(mdlen, 64);
+    for (int i = 0; i < 64; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* Read all of o in order, chunk bytes at a time; the first error, else 0,
+ * with the offset it happened at in *at. */
+static ssize_t read_through(bfs_robj *o, int64_t size, size_t chunk, int64_t *at)
+{
+    char *buf = malloc(chunk);
+    ssize_t ret = 0;
+    for (int64_t off = 0; off < size && ret >= 0; off += (int64_t)chunk) {
+        ret = bfs_robj_pread(o, buf, chunk, off);
+        *at = off;
+    }
+    free(buf);
+    return ret < 0 ? ret : 0;
+}
+
+static bfs_robj *open_ck(bfs_remote *r, const char *name, const char *checksum, int *ret)
+{
+    char *u = url_of(base, name);
+    char *urls[1] = {u};
+    bfs_robj *o = NULL;
+    *ret = bfs_robj_open(r, u, urls, 1, -1, checksum, &o);
+    return *ret == 0 ? o : NULL;
+}
+
+static void test_checksum(void **state)
+{
+    (void)state;
+    const int64_t size = 5 * BS + 77; /* 6 blocks */
+    write_file("ck.bin", size, 77);
+    char good[129], bad[129], upper[129];
+    blake2b_hex("ck.bin", good);
+    memcpy(bad, good, sizeof bad);
+    bad[100] = bad[100] == '0' ? '1' : '0';
+    for (int i = 0; i < 129; i++)
+        upper[i] = (char)(good[i] >= 'a' && good[i] <= 'f' ? good[i] - 32 : good[i]);
+
+    bfs_config cfg;
+    make_cfg(&cfg, "checksum", 30000);
+    cfg.readahead_max = 0; /* no fetch in flight when the blocks are dropped:
+                            * the fetch counts below are exact */
+    bfs_remote *r = new_remote(&cfg);
+    int ret;
+    int64_t at = -1;
+
+    /* a matching checksum (in either case): the whole read succeeds */
+    bfs_robj *o = open_ck(r, "ck.bin", upper, &ret);
+    assert_int_equal(ret, 0);
+    assert_int_equal(read_through(o, size, 32768, &at), 0);
+    bfs_robj_close(o);
+
+    /* a mismatch: every read up to the last block succeeds, the one that
+     * reaches it fails, and so does any later read of that open */
+    write_file("ck2.bin", size, 78);
+    o = open_ck(r, "ck2.bin", bad, &ret); /* bad is ck.bin's, changed */
+    assert_int_equal(ret, 0);
+    assert_int_equal(read_through(o, size, 32768, &at), -EIO);
+    assert_true(at >= 5 * BS && at < size);
+    char c;
+    assert_int_equal(bfs_robj_pread(o, &c, 1, 0), -EIO);
+    bfs_robj_close(o);
+
+    /* its blocks were dropped: opened with the right checksum it is fetched
+     * again, all 6 blocks, and reads whole */
+    char good2[129];
+    blake2b_hex("ck2.bin", good2);
+    bfs_fetch_stats before, after;
+    bfs_remote_stats(r, &before);
+    o = open_ck(r, "ck2.bin", good2, &ret);
+    assert_int_equal(ret, 0);
+    assert_int_equal(read_through(o, size, BS, &at), 0);
+    bfs_robj_close(o);
+    assert_budget_returned(r);
+    bfs_remote_stats(r, &after);
+    assert_int_equal(after.blocks_fetched - before.blocks_fetched, 6);
+
+    /* read out of order (block 4 before 0..3), nothing is decided: no error */
+    write_file("ck3.bin", size, 79);
+    o = open_ck(r, "ck3.bin", bad, &ret);
+    assert_int_equal(ret, 0);
+    char buf[100];
+    assert_int_equal(bfs_robj_pread(o, buf, sizeof buf, 4 * BS), (ssize_t)sizeof buf);
+    assert_int_equal(bfs_robj_pread(o, buf, sizeof buf, 0), (ssize_t)sizeof buf);
+    bfs_robj_close(o);
+
+    /* a checksum in another format (64 hex digits: not BLAKE2b-512) is not checked */
+    bad[64] = '\0';
+    write_file("ck4.bin", size, 80);
+    o = open_ck(r, "ck4.bin", bad, &ret);
+    assert_int_equal(ret, 0);
+    assert_int_equal(read_through(o, size, 32768, &at), 0);
+    bfs_robj_close(o);
+
+    assert_budget_returned(r);
+    bfs_remote_free(r);
+    bfs_config_free(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -795,6 +916,7 @@ int main(void)
         cmocka_unit_test(test_failover),
         cmocka_unit_test(test_server_stopped),
         cmocka_unit_test(test_log_clean),
+        cmocka_unit_test(test_checksum),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
