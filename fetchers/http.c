@@ -120,6 +120,7 @@ struct req {
     const char *method;          /* "GET" / "HEAD" */
     const char *url;             /* as given by the caller (logged stripped) */
     const bfs_object *pin;
+    long timeout_ms;             /* this request's bound: at most request_timeout_ms */
     int64_t off, last;           /* requested range, inclusive */
     char *buf;
     size_t cap;                  /* bytes requested: last - off + 1 */
@@ -853,6 +854,8 @@ static int perform(struct req *r)
         curl_easy_setopt(k, CURLOPT_RANGE, NULL); /* Range is in the signed headers */
 
     r->c->errbuf[0] = '\0';
+    long limit = r->timeout_ms > 0 && r->timeout_ms < h->request_timeout_ms ? r->timeout_ms : h->request_timeout_ms;
+    curl_easy_setopt(k, CURLOPT_TIMEOUT_MS, limit);
     curl_easy_setopt(k, CURLOPT_URL, url);
     if (r->buf)
         curl_easy_setopt(k, CURLOPT_HTTPGET, 1L);
@@ -873,10 +876,15 @@ static int perform(struct req *r)
 
 int bfs_http_stat(bfs_http *h, const char *url, bfs_object *obj)
 {
+    return bfs_http_stat_within(h, url, obj, 0);
+}
+
+int bfs_http_stat_within(bfs_http *h, const char *url, bfs_object *obj, long timeout_ms)
+{
     memset(obj, 0, sizeof *obj);
     if (!bfs_http_handles(url))
         return -EPROTONOSUPPORT;
-    struct req r = {.h = h, .method = "HEAD", .url = url};
+    struct req r = {.h = h, .method = "HEAD", .url = url, .timeout_ms = timeout_ms};
     int ret = perform(&r);
     if (ret < 0)
         return ret;
@@ -888,6 +896,12 @@ int bfs_http_stat(bfs_http *h, const char *url, bfs_object *obj)
 
 ssize_t bfs_http_get(bfs_http *h, const char *url, const bfs_object *pin, int64_t off, size_t len,
                      void *buf, size_t *bytes_moved)
+{
+    return bfs_http_get_within(h, url, pin, off, len, buf, bytes_moved, 0);
+}
+
+ssize_t bfs_http_get_within(bfs_http *h, const char *url, const bfs_object *pin, int64_t off, size_t len,
+                            void *buf, size_t *bytes_moved, long timeout_ms)
 {
     if (bytes_moved)
         *bytes_moved = 0;
@@ -909,7 +923,7 @@ ssize_t bfs_http_get(bfs_http *h, const char *url, const bfs_object *pin, int64_
     }
     if (len == 0)
         return 0;
-    struct req r = {.h = h, .method = "GET", .url = url, .pin = pin, .off = off,
+    struct req r = {.h = h, .method = "GET", .url = url, .pin = pin, .timeout_ms = timeout_ms, .off = off,
                     .last = off + (int64_t)len - 1, .buf = buf, .cap = len};
     int ret = perform(&r);
     if (bytes_moved)

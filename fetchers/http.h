@@ -100,6 +100,13 @@ int bfs_http_stat(bfs_http *h, const char *url, bfs_object *obj);
 ssize_t bfs_http_get(bfs_http *h, const char *url, const bfs_object *pin, int64_t off, size_t len,
                      void *buf, size_t *bytes_moved);
 
+/* The same, bounded by timeout_ms when that is shorter than the configured
+ * request timeout (<= 0: the configured one), so a caller with a deadline
+ * never waits past it for one request. */
+int bfs_http_stat_within(bfs_http *h, const char *url, bfs_object *obj, long timeout_ms);
+ssize_t bfs_http_get_within(bfs_http *h, const char *url, const bfs_object *pin, int64_t off, size_t len,
+                            void *buf, size_t *bytes_moved, long timeout_ms);
+
 /* Total bytes received by this bfs_http (all threads) since creation. */
 uint64_t bfs_http_bytes_received(const bfs_http *h);
 

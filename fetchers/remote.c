@@ -400,7 +400,8 @@ static ssize_t fetch_block(bfs_robj *o, uint64_t b, char *buf, int64_t deadline)
                 if (now_ms() >= deadline)
                     goto out;
                 size_t moved = 0;
-                ssize_t got = bfs_http_get(r->http, o->urls[i], &pin, off, len, buf, &moved);
+                ssize_t got = bfs_http_get_within(r->http, o->urls[i], &pin, off, len, buf, &moved,
+                                                  (long)(deadline - now_ms()));
                 atomic_fetch_add(&r->bytes_fetched, moved);
                 if (got == (ssize_t)len) {
                     host_mark(r, o->urls[i], true);
@@ -794,7 +795,8 @@ static int pin_by_head(bfs_remote *r, char *const *urls, int n, bfs_object *pin,
                 goto out; /* not tried: neither missing nor failing */
             last = -EIO;
             for (int a = 0; a < c->max_attempts; a++) {
-                int ret = bfs_http_stat(r->http, urls[i], pin);
+                int64_t left = deadline - now_ms();
+                int ret = bfs_http_stat_within(r->http, urls[i], pin, left > 0 ? (long)left : 1);
                 if (ret == 0) {
                     host_mark(r, urls[i], true);
                     *replica = i;

@@ -786,6 +786,33 @@ static void test_log_clean(void **state)
     }
 }
 
+/* ---- the deadline bounds every request ------------------------------------- */
+
+/* A server that stalls (nginx echo_sleep 30) with a request timeout longer
+ * than the deadline: the open (a HEAD) and a read of an object pinned from
+ * the cache's record both end near the deadline, not the request timeout. */
+static void test_deadline_beats_request_timeout(void **state)
+{
+    (void)state;
+    bfs_config cfg;
+    make_cfg(&cfg, "deadline", 1500);
+    cfg.request_timeout_ms = 20000;
+    cfg.max_attempts = 5;
+    bfs_remote *r = new_remote(&cfg);
+    char stall[160];
+    snprintf(stall, sizeof stall, "%.*s/stall", (int)(strlen(base) - strlen("/data")), base);
+    int ret;
+    int64_t t0 = now_ms();
+    bfs_robj *o = open1(r, stall, "two.bin", &ret);
+    int64_t took = now_ms() - t0;
+    assert_null(o);
+    assert_int_equal(ret, -EIO);
+    fprintf(stderr, "stalled open failed in %lld ms (deadline 1500, request timeout 20000)\n", (long long)took);
+    assert_true(took >= 1400 && took <= 4000);
+    bfs_remote_free(r);
+    bfs_config_free(&cfg);
+}
+
 /* ---- the registry's whole-file checksum ------------------------------------ */
 
 /* BLAKE2b-512 of docroot/name as 128 hex digits, as the Butler records it. */
@@ -917,6 +944,7 @@ int main(void)
         cmocka_unit_test(test_server_stopped),
         cmocka_unit_test(test_log_clean),
         cmocka_unit_test(test_checksum),
+        cmocka_unit_test(test_deadline_beats_request_timeout),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
