@@ -24,6 +24,7 @@
 #include "strutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -318,41 +319,51 @@ bool bfs_parse_duration_ms(const char *s, int64_t *out)
 #define HOUR (60 * MIN)
 #define DAY (24 * HOUR)
 
-enum kind { K_SIZE, K_DURATION, K_INT, K_BOOL, K_PATH, K_STRING };
+/* K_FILE: a path to a file that the daemon reads later (after
+ * daemonizing, where no one sees its errors), so it must be a readable
+ * regular file already when the configuration is loaded.  It is opened,
+ * never read: a token file is rotated by replacing it, and http.c reads
+ * and validates its content on every change. */
+enum kind { K_SIZE, K_DURATION, K_INT, K_BOOL, K_PATH, K_FILE, K_STRING };
 
 struct key {
     const char *name;
     enum kind kind;
     size_t off;            /* of the int64_t / int / bool / char * field */
     int64_t min, max;      /* bytes, milliseconds or a count */
+    const char *fix;       /* K_FILE: what to do when the file is unusable */
 };
 
 #define F(field) offsetof(bfs_config, field)
 
 static const struct key cache_keys[] = {
-    {"dir", K_PATH, F(cache_dir), 0, 0},
-    {"max_size", K_SIZE, F(cache_max_bytes), 1 * MiB, INT64_MAX},
-    {"min_free", K_SIZE, F(cache_min_free), 0, INT64_MAX},
-    {"block_size", K_SIZE, F(block_size), 64 * KiB, 64 * MiB},
+    {"dir", K_PATH, F(cache_dir), 0, 0, NULL},
+    {"max_size", K_SIZE, F(cache_max_bytes), 1 * MiB, INT64_MAX, NULL},
+    {"min_free", K_SIZE, F(cache_min_free), 0, INT64_MAX, NULL},
+    {"block_size", K_SIZE, F(block_size), 64 * KiB, 64 * MiB, NULL},
 };
 
 static const struct key fetch_keys[] = {
-    {"readahead", K_SIZE, F(readahead_max), 0, 4 * GiB},
-    {"parallel", K_INT, F(parallel), 1, 64},
-    {"memory_budget", K_SIZE, F(memory_budget), 1 * MiB, 1 * TiB},
-    {"connect_timeout", K_DURATION, F(connect_timeout_ms), 10, 10 * MIN},
-    {"request_timeout", K_DURATION, F(request_timeout_ms), 100, HOUR},
-    {"low_speed_limit", K_SIZE, F(low_speed_bytes), 0, INT64_MAX},
-    {"low_speed_time", K_DURATION, F(low_speed_time_ms), 1 * SEC, HOUR},
-    {"attempts", K_INT, F(max_attempts), 1, 20},
-    {"backoff_base", K_DURATION, F(backoff_base_ms), 1, MIN},
-    {"backoff_max", K_DURATION, F(backoff_max_ms), 1, HOUR},
-    {"deadline", K_DURATION, F(deadline_ms), 1 * SEC, DAY},
-    {"replica_retry", K_DURATION, F(replica_retry_ms), 0, DAY},
-    {"tls_verify", K_BOOL, F(tls_verify), 0, 0},
-    {"ca_file", K_PATH, F(ca_file), 0, 0},
-    {"token_file", K_PATH, F(token_file), 0, 0},
-    {"s3_profile", K_STRING, F(s3_profile), 0, 0},
+    {"readahead", K_SIZE, F(readahead_max), 0, 4 * GiB, NULL},
+    {"parallel", K_INT, F(parallel), 1, 64, NULL},
+    {"memory_budget", K_SIZE, F(memory_budget), 1 * MiB, 1 * TiB, NULL},
+    {"connect_timeout", K_DURATION, F(connect_timeout_ms), 10, 10 * MIN, NULL},
+    {"request_timeout", K_DURATION, F(request_timeout_ms), 100, HOUR, NULL},
+    {"low_speed_limit", K_SIZE, F(low_speed_bytes), 0, INT64_MAX, NULL},
+    {"low_speed_time", K_DURATION, F(low_speed_time_ms), 1 * SEC, HOUR, NULL},
+    {"attempts", K_INT, F(max_attempts), 1, 20, NULL},
+    {"backoff_base", K_DURATION, F(backoff_base_ms), 1, MIN, NULL},
+    {"backoff_max", K_DURATION, F(backoff_max_ms), 1, HOUR, NULL},
+    {"deadline", K_DURATION, F(deadline_ms), 1 * SEC, DAY, NULL},
+    {"replica_retry", K_DURATION, F(replica_retry_ms), 0, DAY, NULL},
+    {"tls_verify", K_BOOL, F(tls_verify), 0, 0, NULL},
+    {"ca_file", K_FILE, F(ca_file), 0, 0,
+     "give the PEM file of the CA that signed the servers' certificates, or remove the key to "
+     "use the system CAs"},
+    {"token_file", K_FILE, F(token_file), 0, 0,
+     "give the file that holds the bearer token for the http(s):// replicas, or remove the key "
+     "to send no token"},
+    {"s3_profile", K_STRING, F(s3_profile), 0, 0, NULL},
 };
 
 static const struct section {
@@ -503,6 +514,25 @@ static int expand_tilde(const char *s, char **out)
     return *out ? 0 : -ENOMEM;
 }
 
+/* Why path cannot be read as a K_FILE, or NULL when it can.  stat first, so
+ * a device or FIFO is refused without being opened; then open(2), not
+ * access(2): open checks the effective ids, as the later reads will. */
+static const char *file_problem(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return strerror(errno);
+    if (S_ISDIR(st.st_mode))
+        return strerror(EISDIR);
+    if (!S_ISREG(st.st_mode))
+        return "not a regular file";
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return strerror(errno);
+    close(fd);
+    return NULL;
+}
+
 static int set_key(struct loader *L, const char *section, const struct key *k, const bfs_yaml_node *v)
 {
     const bfs_yaml *y = L->y;
@@ -525,6 +555,7 @@ static int set_key(struct loader *L, const char *section, const struct key *k, c
         [K_INT] = "a whole number",
         [K_BOOL] = "true or false",
         [K_PATH] = "a path",
+        [K_FILE] = "a path",
         [K_STRING] = "a string",
     };
     if (!s)
@@ -552,17 +583,24 @@ static int set_key(struct loader *L, const char *section, const struct key *k, c
         return 0;
     }
     case K_PATH:
+    case K_FILE:
     case K_STRING: {
         if (!*s)
             return fail(L, v, "%s.%s: expected %s, found an empty string", section, k->name,
                         expect[k->kind]);
         char *copy = NULL;
-        int ret = k->kind == K_PATH ? expand_tilde(s, &copy) : ((copy = strdup(s)) ? 0 : -ENOMEM);
+        int ret = k->kind != K_STRING ? expand_tilde(s, &copy) : ((copy = strdup(s)) ? 0 : -ENOMEM);
         if (ret == -ENOENT)
             return fail(L, v, "%s.%s: cannot expand '%s': no such user or no home directory",
                         section, k->name, s);
         if (ret < 0)
             return ret;
+        const char *why = k->kind == K_FILE ? file_problem(copy) : NULL;
+        if (why) {
+            ret = fail(L, v, "%s.%s %s: %s; %s", section, k->name, copy, why, k->fix);
+            free(copy);
+            return ret;
+        }
         char **dst = (char **)field;
         free(*dst);
         *dst = copy;

@@ -126,7 +126,10 @@ void bfs_config_defaults(bfs_config *c);
  * -errno with *errmsg (malloc'd; errmsg may be NULL) = "FILE:LINE: what"
  * naming the key and, for a range error, the allowed range; on failure c
  * holds the defaults only (nothing to free).  -ENOENT (or the open(2)
- * errno) for an unreadable file, -EINVAL for anything wrong in it.
+ * errno) for an unreadable file, -EINVAL for anything wrong in it,
+ * including a fetch.ca_file or fetch.token_file that is not a readable
+ * regular file now (only opened, never read: the content is http.c's
+ * business at each request, since a token file is rotated by replacing it).
  *
  * Source rules are normalized: "~" expanded; a plain absolute path and
  * file://localhost/ written file:///...; prefix and replica bases end in

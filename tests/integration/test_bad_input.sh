@@ -157,6 +157,12 @@ if [ -n "$repo" ]; then
         -- mount "$repo" "$mnt" -f -o loglevel=bogus
     bad_case "-o threads=0" "threads" \
         -- mount "$repo" "$mnt" -f -o threads=0
+    # a configuration mistake is reported before mounting, with file:line,
+    # not at the first remote read; without -f, as a user would mount
+    printf 'fetch:\n  ca_file: %s\n' "$BFS_TMP/nope/ca.pem" >"$BFS_TMP/badca.yaml"
+    bad_case "config: fetch.ca_file missing" \
+        "badca\.yaml:2: fetch\.ca_file $BFS_TMP/nope/ca\.pem: No such file.*remove the key" \
+        -- mount "$repo" "$mnt" -o "config=$BFS_TMP/badca.yaml"
 else
     echo "SKIP: mountpoint/option cases (no fixture and butlerfs init failed)"
 fi

@@ -251,43 +251,55 @@ static void test_yaml_api(void **state)
 
 /* ---- loading -------------------------------------------------------------- */
 
-static const char *full_example =
-    "cache:\n"
-    "  dir: /var/cache/bfs\n"
-    "  max_size: 20GiB\n"
-    "  min_free: 2GiB\n"
-    "  block_size: 1MiB\n"
-    "fetch:\n"
-    "  readahead: 32MiB\n"
-    "  parallel: 8\n"
-    "  memory_budget: 512MiB\n"
-    "  connect_timeout: 2s\n"
-    "  request_timeout: 1m\n"
-    "  low_speed_limit: 4KiB\n"
-    "  low_speed_time: 20s\n"
-    "  attempts: 6\n"
-    "  backoff_base: 250ms\n"
-    "  backoff_max: 10s\n"
-    "  deadline: 2m\n"
-    "  replica_retry: 45s\n"
-    "  tls_verify: false\n"
-    "  ca_file: /etc/ssl/certs/ca-certificates.crt\n"
-    "  token_file: /run/secrets/token\n"
-    "  s3_profile: rubin\n"
-    "sources:\n"
-    "  - prefix: s3://rubin-summit/\n"
-    "    replicas:\n"
-    "      - file:///summit/cache/\n"
-    "      - https://mirror.example.org/rubin-summit/\n"
-    "      - s3://rubin-summit/\n"
-    "  - prefix: https://data.lsst.cloud/repo\n"
-    "    replicas: [/local/repo, 'https://data.lsst.cloud/repo']\n";
+/* The full example, naming ca.pem and token in dir (they must exist). */
+static char *full_example(const char *dir)
+{
+    char *text;
+    assert_true(asprintf(&text,
+                         "cache:\n"
+                         "  dir: /var/cache/bfs\n"
+                         "  max_size: 20GiB\n"
+                         "  min_free: 2GiB\n"
+                         "  block_size: 1MiB\n"
+                         "fetch:\n"
+                         "  readahead: 32MiB\n"
+                         "  parallel: 8\n"
+                         "  memory_budget: 512MiB\n"
+                         "  connect_timeout: 2s\n"
+                         "  request_timeout: 1m\n"
+                         "  low_speed_limit: 4KiB\n"
+                         "  low_speed_time: 20s\n"
+                         "  attempts: 6\n"
+                         "  backoff_base: 250ms\n"
+                         "  backoff_max: 10s\n"
+                         "  deadline: 2m\n"
+                         "  replica_retry: 45s\n"
+                         "  tls_verify: false\n"
+                         "  ca_file: %s/ca.pem\n"
+                         "  token_file: %s/token\n"
+                         "  s3_profile: rubin\n"
+                         "sources:\n"
+                         "  - prefix: s3://rubin-summit/\n"
+                         "    replicas:\n"
+                         "      - file:///summit/cache/\n"
+                         "      - https://mirror.example.org/rubin-summit/\n"
+                         "      - s3://rubin-summit/\n"
+                         "  - prefix: https://data.lsst.cloud/repo\n"
+                         "    replicas: [/local/repo, 'https://data.lsst.cloud/repo']\n",
+                         dir, dir) > 0);
+    return text;
+}
 
 static void test_load_full(void **state)
 {
+    const char *dir = *state;
+    free(write_file(dir, "ca.pem", "-----BEGIN CERTIFICATE-----\n"));
+    free(write_file(dir, "token", "t0ken\n"));
+    char *text = full_example(dir), *want;
     bfs_config c;
     char *msg;
-    assert_int_equal(load_text(*state, full_example, &c, &msg), 0);
+    assert_int_equal(load_text(dir, text, &c, &msg), 0);
+    free(text);
     assert_null(msg);
     assert_string_equal(c.cache_dir, "/var/cache/bfs");
     assert_int_equal(c.cache_max_bytes, 20 * GiB);
@@ -306,8 +318,12 @@ static void test_load_full(void **state)
     assert_int_equal(c.deadline_ms, 120000);
     assert_int_equal(c.replica_retry_ms, 45000);
     assert_false(c.tls_verify);
-    assert_string_equal(c.ca_file, "/etc/ssl/certs/ca-certificates.crt");
-    assert_string_equal(c.token_file, "/run/secrets/token");
+    assert_true(asprintf(&want, "%s/ca.pem", dir) > 0);
+    assert_string_equal(c.ca_file, want);
+    free(want);
+    assert_true(asprintf(&want, "%s/token", dir) > 0);
+    assert_string_equal(c.token_file, want);
+    free(want);
     assert_string_equal(c.s3_profile, "rubin");
     assert_int_equal(c.n_rules, 2);
     assert_string_equal(c.rules[0].prefix, "s3://rubin-summit/");
@@ -387,11 +403,13 @@ static void test_tilde(void **state)
     const char *dir = *state;
     char *old = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
     setenv("HOME", dir, 1);
+    free(write_file(dir, "ca.pem", ""));
+    free(write_file(dir, "token", ""));
     bfs_config c;
     char *msg;
     int ret = load_text(dir,
-                        "cache:\n  dir: ~/cache\nfetch:\n  token_file: ~/.config/butlerfs/token\n"
-                        "  ca_file: '~'\nsources:\n  - prefix: ~/repo\n    replicas: [~/mirror/]\n",
+                        "cache:\n  dir: '~'\nfetch:\n  token_file: ~/token\n"
+                        "  ca_file: ~/ca.pem\nsources:\n  - prefix: ~/repo\n    replicas: [~/mirror/]\n",
                         &c, &msg);
     /* the file name itself is expanded too */
     bfs_config c2;
@@ -408,11 +426,11 @@ static void test_tilde(void **state)
     assert_string_equal(c2.cache_dir, c.cache_dir);
     bfs_config_free(&c2);
     char want[PATH_MAX];
-    snprintf(want, sizeof want, "%s/cache", dir);
-    assert_string_equal(c.cache_dir, want);
-    snprintf(want, sizeof want, "%s/.config/butlerfs/token", dir);
+    assert_string_equal(c.cache_dir, dir);
+    snprintf(want, sizeof want, "%s/token", dir);
     assert_string_equal(c.token_file, want);
-    assert_string_equal(c.ca_file, dir);
+    snprintf(want, sizeof want, "%s/ca.pem", dir);
+    assert_string_equal(c.ca_file, want);
     snprintf(want, sizeof want, "file://%s/repo/", dir);
     assert_string_equal(c.rules[0].prefix, want);
     snprintf(want, sizeof want, "file://%s/mirror/", dir);
@@ -522,6 +540,65 @@ static void test_ranges(void **state)
     assert_int_equal(c.parallel, 64);
     assert_int_equal(c.replica_retry_ms, 0);
     bfs_config_free(&c);
+}
+
+/* ---- files the configuration names ---------------------------------------- */
+
+/* key (ca_file or token_file) set to path fails at line 3 with
+ * "fetch.KEY PATH: WHY; ...", and the advice that follows names fix. */
+static void expect_file_error(const char *dir, const char *key, const char *path, const char *why,
+                              const char *fix)
+{
+    char *text, *want;
+    assert_true(asprintf(&text, "fetch:\n  parallel: 2\n  %s: %s\n", key, path) > 0);
+    assert_true(asprintf(&want, "config.yaml:3: fetch.%s %s: %s; ", key, path, why) > 0);
+    expect_error(dir, text, want, fix, "or remove the key", NULL);
+    free(want);
+    free(text);
+}
+
+static void test_input_files(void **state)
+{
+    const char *dir = *state;
+    char *missing, *fifo, *ca, *token;
+    assert_true(asprintf(&missing, "%s/nope/ca.pem", dir) > 0);
+    assert_true(asprintf(&fifo, "%s/fifo", dir) > 0);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+
+    expect_file_error(dir, "ca_file", missing, "No such file or directory", "PEM file of the CA");
+    expect_file_error(dir, "ca_file", dir, "Is a directory", "PEM file of the CA");
+    /* a FIFO is refused without being opened (opening it would block) */
+    expect_file_error(dir, "ca_file", fifo, "not a regular file", "PEM file of the CA");
+    /* Unreadable token files: tests usually run as root, for whom chmod 000
+     * does not make a file unreadable, so a missing path and a directory
+     * stand in for one; only a non-root run also tries chmod 000. */
+    expect_file_error(dir, "token_file", missing, "No such file or directory", "bearer token");
+    expect_file_error(dir, "token_file", dir, "Is a directory", "bearer token");
+    if (geteuid() != 0) {
+        char *locked = write_file(dir, "locked", "t0ken\n");
+        assert_int_equal(chmod(locked, 0), 0);
+        expect_file_error(dir, "token_file", locked, "Permission denied", "bearer token");
+        free(locked);
+    }
+
+    /* good files load; the token's content is not looked at (an empty one
+     * is http.c's to refuse, request by request, since tokens rotate) */
+    ca = write_file(dir, "ca.pem", "-----BEGIN CERTIFICATE-----\n");
+    token = write_file(dir, "token", "");
+    char *text;
+    assert_true(asprintf(&text, "fetch:\n  ca_file: %s\n  token_file: %s\n", ca, token) > 0);
+    bfs_config c;
+    char *msg;
+    assert_int_equal(load_text(dir, text, &c, &msg), 0);
+    assert_null(msg);
+    assert_string_equal(c.ca_file, ca);
+    assert_string_equal(c.token_file, token);
+    bfs_config_free(&c);
+    free(text);
+    free(token);
+    free(ca);
+    free(fifo);
+    free(missing);
 }
 
 /* ---- source chains -------------------------------------------------------- */
@@ -683,6 +760,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_keys, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_wrong_types, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_ranges, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_input_files, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_replicas, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_missing_files, setup_dir, teardown_dir),
         cmocka_unit_test(test_example_file),
