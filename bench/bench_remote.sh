@@ -11,16 +11,20 @@
 #     cache: body bytes nginx sent (its access log) per header read, vs 2880
 #     and vs one cache block;
 #   prefetch: butlerfs prefetch of a collection of 1000 files of ~1 MiB, empty
-#     cache, vs curl of the same URLs with xargs -P 8.
+#     cache, vs curl of the same URLs with xargs -P 8;
+#   long fat pipe: the cold read again through nginx's /wan/ location, where
+#     each request (one TCP stream) is held to --wan-rate bytes/s as
+#     window/RTT holds one stream between continents, vs curl of the same URL.
 #
 # Usage: bench/bench_remote.sh [--reps R] [--keep] [--big-mib M] [--hdr-files N] [--pf-files N]
+#                              [--wan-rate RATE (nginx syntax, default 100m)]
 # Env:   BFS_BIN (default build/fs/butlerfs), BENCH_DIR (default a new dir under /var/tmp)
 # Each figure is the median of R runs (default 5).  Needs nginx, curl, /dev/fuse.
 # The configuration is the defaults (docs/config.md) with the cache in BENCH_DIR.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BFS_BIN:-$here/build/fs/butlerfs}
-REPS=5 KEEP=0 BIG_MIB=256 HDR_FILES=100 PF_FILES=1000
+REPS=5 KEEP=0 BIG_MIB=256 HDR_FILES=100 PF_FILES=1000 WAN_RATE=100m
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) REPS=$2; shift 2 ;;
@@ -28,7 +32,8 @@ while [ $# -gt 0 ]; do
     --big-mib) BIG_MIB=$2; shift 2 ;;
     --hdr-files) HDR_FILES=$2; shift 2 ;;
     --pf-files) PF_FILES=$2; shift 2 ;;
-    -h|--help) sed -n "2,19p" "$0"; exit 0 ;;
+    --wan-rate) WAN_RATE=$2; shift 2 ;;
+    -h|--help) sed -n "2,24p" "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -77,6 +82,7 @@ log_bytes() { awk '{s += $10} END {printf "%.0f\n", s}' "$NGINX_DIR/access.log";
 log_reqs() { awk 'END {print NR}' "$NGINX_DIR/access.log"; }
 
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { echo "nginx is not installed" >&2; exit 1; }
+export NGINX_WAN_RATE=$WAN_RATE
 nginx_start "$WWW" || { echo "nginx would not start" >&2; exit 1; }
 
 BIG_RUN=LSSTCam/raw/big HDR_RUN=LSSTCam/raw/hdr PF_RUN=LSSTCam/raw/pf
@@ -181,6 +187,22 @@ done
 R[pf]=$(med "${pt[@]}") R[pf.moved]=$(med "${pm[@]}") R[pf.reqs]=$(med "${pr[@]}")
 R[pf.curl1]=$(med "${c1[@]}") R[pf.curlb]=$(med "${cb[@]}")
 
+# --- e: a long fat pipe: every request held to WAN_RATE -------------------------
+echo "== long fat pipe: cold read of $BIG_MIB MiB, each request held to $WAN_RATE B/s ($REPS reps)"
+CFG_WAN=$WORK/config-wan.yaml
+{ cat "$CFG"; printf 'sources:\n  - prefix: %s/data/\n    replicas:\n      - %s/wan/\n' "$NGINX_URL" "$NGINX_URL"; } >"$CFG_WAN"
+wan=() wcurl=()
+for r in $(seq "$REPS"); do
+  i=$(( (r - 1) % 4 ))
+  empty_cache
+  "$BIN" mount "$WORK/repo" "$MNT" -f -o log="$LOG",config="$CFG_WAN" & pid=$!
+  for _ in $(seq 200); do mountpoint -q "$MNT" && break; sleep 0.05; done
+  wan+=("$(timed cat "$MNT/${big[$i]}")")
+  unmount_fs
+  wcurl+=("$(timed curl -sf -o /dev/null "$NGINX_URL/wan/repo/${bigloc[$i]}")")
+done
+R[wan]=$(med "${wan[@]}") R[wan.curl]=$(med "${wcurl[@]}")
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
 mibs() { awk -v s="$1" -v m="$2" 'BEGIN{printf "%.0f", m/s}'; }
 pf_mib=$(awk -v n="$NPF" -v b="$PF_BYTES" 'BEGIN{print n*b/1048576}')
@@ -207,4 +229,6 @@ printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "prefetch vs curl, xargs -P 8 -n $per (
   "$(mibs "${R[pf]}" "$pf_mib")" "$(mibs "${R[pf.curlb]}" "$pf_mib")" "$(ratio "${R[pf.curlb]}" "${R[pf]}")"
 printf '%-44s %10.2f %14s %8s\n' "prefetch: bytes from server / data, reqs/file" \
   "$(ratio "${R[pf.moved]}" "$((NPF * PF_BYTES))")" "$(ratio "${R[pf.reqs]}" "$NPF")" ""
+printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "long fat pipe ($WAN_RATE B/s a stream) vs curl" \
+  "$(mibs "${R[wan]}" "$BIG_MIB")" "$(mibs "${R[wan.curl]}" "$BIG_MIB")" "$(ratio "${R[wan.curl]}" "${R[wan]}")"
 echo "(throughput ratios: butlerfs/baseline, 1.00 = as fast; byte ratios: moved/needed, lower is better)"

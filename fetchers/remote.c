@@ -142,6 +142,7 @@ struct bfs_robj {
     int64_t next_off;      /* where a sequential reader reads next */
     int64_t window;        /* read-ahead window in bytes */
     uint64_t ra_next;      /* first block not yet considered for read-ahead */
+    uint64_t ra_to;        /* last block the window reaches now */
     uint64_t seen_block;   /* last block a sequential reader has reached */
     int outstanding;       /* read-ahead jobs queued or running */
     struct bblock *hot;    /* last block a read decoded (kept), or NULL */
@@ -612,6 +613,8 @@ static void readahead_block(bfs_robj *o, uint64_t b)
     }
 }
 
+static void ra_fill_locked(bfs_robj *o);
+
 static void *worker_main(void *arg)
 {
     bfs_remote *r = arg;
@@ -629,6 +632,9 @@ static void *worker_main(void *arg)
         readahead_block(j.o, j.block);
         pthread_mutex_lock(&j.o->lock);
         j.o->outstanding--;
+        /* keep `parallel` fetches going while the reader waits on one */
+        if (!atomic_load(&j.o->closed))
+            ra_fill_locked(j.o);
         pthread_mutex_unlock(&j.o->lock);
         robj_put(j.o);
 
@@ -660,8 +666,13 @@ static void readahead(bfs_robj *o, int64_t off, size_t n)
     uint64_t last_block = o->pin.size > 0 ? (uint64_t)((o->pin.size - 1) / r->bs) : 0;
     int64_t end = off + (int64_t)n;
     uint64_t touched = (uint64_t)((n ? end - 1 : off) / r->bs);
+    /* The kernel's own read-ahead sends a sequential reader's requests on
+     * several FUSE threads at once, so they arrive a little out of order:
+     * anything within one block of where the last read ended is sequential. */
+    int64_t tol = r->bs;
     pthread_mutex_lock(&o->lock);
-    if (off != o->next_off) {
+    bool seq = off >= o->next_off - tol && off <= o->next_off + tol;
+    if (!seq) {
         o->window = 0; /* a seek */
         o->ra_next = 0;
         o->seen_block = touched;
@@ -673,29 +684,37 @@ static void readahead(bfs_robj *o, int64_t off, size_t n)
         o->window = w > c->readahead_max ? c->readahead_max : w;
         o->seen_block = touched;
     }
-    o->next_off = end;
+    if (!seq || end > o->next_off)
+        o->next_off = end;
     /* the block being read is fetched by the reader; start after it */
     uint64_t from = (uint64_t)((end + r->bs - 1) / r->bs);
-    if (o->ra_next > from)
-        from = o->ra_next;
+    if (o->ra_next < from)
+        o->ra_next = from;
     uint64_t to = (uint64_t)((end + o->window) / r->bs);
-    if (to > last_block)
-        to = last_block;
-    uint64_t b = from;
-    while (o->window > 0 && b <= to && o->outstanding < c->parallel) {
+    o->ra_to = to > last_block ? last_block : to;
+    ra_fill_locked(o);
+    pthread_mutex_unlock(&o->lock);
+}
+
+/* Queue the blocks from ra_next to ra_to, at most `parallel` in flight.
+ * Called with o->lock held (dropped around each enqueue: o->lock and
+ * r->lock are never held together). */
+static void ra_fill_locked(bfs_robj *o)
+{
+    bfs_remote *r = o->r;
+    while (o->window > 0 && o->ra_next <= o->ra_to && o->outstanding < r->cfg->parallel) {
+        uint64_t b = o->ra_next++;
         o->outstanding++;
         pthread_mutex_unlock(&o->lock);
         bool ok = enqueue(r, o, b);
         pthread_mutex_lock(&o->lock);
         if (!ok) {
             o->outstanding--;
+            if (o->ra_next == b + 1)
+                o->ra_next = b; /* try it again at the next read */
             break;
         }
-        b++;
     }
-    if (b > o->ra_next)
-        o->ra_next = b;
-    pthread_mutex_unlock(&o->lock);
 }
 
 /* ---- objects ------------------------------------------------------------------- */

@@ -17,6 +17,11 @@
 #
 # HTTPS (optional): nginx_make_certs DIR makes a throw-away CA and server
 # certificates in DIR (returns 77 when openssl is not installed); with
+# Locations: /data/ (WebDAV), /fail503/, /drop/, /slow/ (20 kB/s), /stall/,
+# /flaky/ (503 for half the requests), /norange/, /auth/ (bearer token), /wan/
+# (each request held to NGINX_WAN_RATE, default 100m bytes/s: one TCP stream
+# across a long fat pipe).
+#
 # NGINX_TLS_DIR=DIR set at nginx_start every location below is served over
 # HTTPS too, on two more ports:
 #   NGINX_HTTPS_PORT, NGINX_HTTPS_URL  certificate for IP:127.0.0.1 and DNS:localhost
@@ -150,6 +155,12 @@ TLS
         }
         location /fail503/ { return 503; }
         location /drop/    { return 444; }
+        # a long fat pipe: each request (TCP stream) is held to a rate, as
+        # window/RTT limits one stream across an ocean; benchmarks only
+        location /wan/ {
+            alias $docroot/;
+            limit_rate ${NGINX_WAN_RATE:-100m};
+        }
         location /slow/ {
             alias $docroot/;
             limit_rate 20k;

@@ -190,6 +190,21 @@ static void assert_budget_returned(bfs_remote *r)
     assert_int_equal(bfs_remote_mem_used(r), 0);
 }
 
+/* Wait until no fetch is in flight: only kept blocks (hot, ready) hold
+ * budget then, at most half of it. */
+static void assert_budget_returned_or_kept(bfs_remote *r)
+{
+    int64_t deadline = now_ms() + 60000, last = -1;
+    for (;;) { /* settled: the same for 200 ms */
+        int64_t used = bfs_remote_mem_used(r);
+        if ((used == last && used <= 32 * BS) || now_ms() > deadline)
+            break;
+        last = used;
+        usleep(200000);
+    }
+    assert_true(bfs_remote_mem_used(r) <= 32 * BS);
+}
+
 static bfs_robj *open1(bfs_remote *r, const char *b, const char *name, int *ret)
 {
     char *u = url_of(b, name);
@@ -786,6 +801,41 @@ static void test_log_clean(void **state)
     }
 }
 
+/* ---- read-ahead for a reader whose requests arrive a little out of order --- */
+
+/* The kernel sends a sequential reader's requests on several FUSE threads,
+ * so they arrive slightly reordered: that is still a sequential reader, and
+ * read-ahead must fetch blocks it has not asked for yet. */
+static void test_readahead_reordered(void **state)
+{
+    (void)state;
+    bfs_config cfg;
+    make_cfg(&cfg, "reordered", 30000);
+    cfg.memory_budget = 64 * BS;
+    bfs_remote *r = new_remote(&cfg);
+    int ret;
+    bfs_robj *o = open1(r, base, "big.bin", &ret);
+    assert_int_equal(ret, 0);
+    char *buf = malloc(BS), *want = malloc(BS);
+    const size_t q = BS / 4;
+    for (int64_t pair = 0; pair < 3 * BS; pair += 2 * (int64_t)q) { /* blocks 0-2, each pair swapped */
+        check_read(o, &refs[3], pair + (int64_t)q, q, buf, want);
+        check_read(o, &refs[3], pair, q, buf, want);
+    }
+    assert_budget_returned_or_kept(r);
+    bfs_fetch_stats s;
+    bfs_remote_stats(r, &s);
+    fprintf(stderr, "reordered reader: 3 blocks read, %llu fetched\n", (unsigned long long)s.blocks_fetched);
+    assert_true(s.blocks_fetched > 3); /* read-ahead went past what was read */
+    bfs_robj_close(o);
+    assert_budget_returned(r);
+    free(buf);
+    free(want);
+    bfs_remote_free(r);
+    bfs_config_free(&cfg);
+    assert_int_equal(atomic_exchange(&failures, 0), 0);
+}
+
 /* ---- the deadline bounds every request ------------------------------------- */
 
 /* A server that stalls (nginx echo_sleep 30) with a request timeout longer
@@ -945,6 +995,7 @@ int main(void)
         cmocka_unit_test(test_log_clean),
         cmocka_unit_test(test_checksum),
         cmocka_unit_test(test_deadline_beats_request_timeout),
+        cmocka_unit_test(test_readahead_reordered),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
