@@ -514,6 +514,28 @@ static int expand_tilde(const char *s, char **out)
     return *out ? 0 : -ENOMEM;
 }
 
+/* A path value: "~" expanded, and a relative path taken relative to the
+ * directory of the configuration file (the daemon runs in "/", so a path
+ * relative to where `butlerfs mount` was started would break there). */
+static int resolve_path(const char *file, const char *s, char **out)
+{
+    int ret = expand_tilde(s, out);
+    if (ret < 0 || (*out)[0] == '/')
+        return ret;
+    const char *slash = strrchr(file, '/');
+    char dir[PATH_MAX];
+    if (slash && slash != file)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - file), file);
+    else
+        snprintf(dir, sizeof dir, "%s", slash ? "/" : ".");
+    char *abs = dir[0] == '/' ? strdup(dir) : realpath(dir, NULL);
+    char *joined = abs ? bfs_asprintf("%s/%s", strcmp(abs, "/") ? abs : "", *out) : NULL;
+    free(abs);
+    free(*out);
+    *out = joined;
+    return joined ? 0 : -ENOMEM;
+}
+
 /* Why path cannot be read as a K_FILE, or NULL when it can.  stat first, so
  * a device or FIFO is refused without being opened; then open(2), not
  * access(2): open checks the effective ids, as the later reads will. */
@@ -589,7 +611,7 @@ static int set_key(struct loader *L, const char *section, const struct key *k, c
             return fail(L, v, "%s.%s: expected %s, found an empty string", section, k->name,
                         expect[k->kind]);
         char *copy = NULL;
-        int ret = k->kind != K_STRING ? expand_tilde(s, &copy) : ((copy = strdup(s)) ? 0 : -ENOMEM);
+        int ret = k->kind != K_STRING ? resolve_path(L->file, s, &copy) : ((copy = strdup(s)) ? 0 : -ENOMEM);
         if (ret == -ENOENT)
             return fail(L, v, "%s.%s: cannot expand '%s': no such user or no home directory",
                         section, k->name, s);

@@ -438,6 +438,33 @@ static void test_tilde(void **state)
     bfs_config_free(&c);
 }
 
+/* Relative paths are relative to the configuration file's directory (the
+ * daemon runs in "/"), whatever the current directory is. */
+static void test_relative_paths(void **state)
+{
+    const char *dir = *state;
+    char sub[PATH_MAX];
+    snprintf(sub, sizeof sub, "%s/etc", dir);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    free(write_file(sub, "ca.pem", ""));
+    char *path = write_file(sub, "config.yaml", "cache:\n  dir: cache\nfetch:\n  ca_file: ./ca.pem\n");
+    char cwd[PATH_MAX];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(dir), 0);
+    bfs_config c;
+    char *msg = NULL;
+    int ret = bfs_config_load("etc/config.yaml", &c, &msg); /* a relative file name, too */
+    assert_int_equal(chdir(cwd), 0);
+    assert_int_equal(ret, 0);
+    char want[PATH_MAX + 16];
+    snprintf(want, sizeof want, "%s/cache", sub);
+    assert_string_equal(c.cache_dir, want);
+    snprintf(want, sizeof want, "%s/./ca.pem", sub);
+    assert_string_equal(c.ca_file, want);
+    bfs_config_free(&c);
+    free(path);
+}
+
 static void test_unknown_keys(void **state)
 {
     const char *dir = *state;
@@ -757,6 +784,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_full, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_defaults, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_tilde, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_relative_paths, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_unknown_keys, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_wrong_types, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_ranges, setup_dir, teardown_dir),
