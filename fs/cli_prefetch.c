@@ -144,7 +144,13 @@ static void *reader(void *arg)
         } else if (ret == 0) {
             int64_t size = bfs_source_size(src);
             for (int64_t off = 0; off < size && ret == 0;) {
-                ssize_t k = bfs_source_pread(src, buf, bufsz, off);
+                /* a view brings the blocks into the cache without copying
+                 * them out; the copy is only a fallback */
+                bfs_view v;
+                ssize_t k = bfs_source_view(src, bufsz, off, &v);
+                bfs_view_release(&v);
+                if (k == -E2BIG || k == -ENOBUFS)
+                    k = bfs_source_pread(src, buf, bufsz, off);
                 if (k <= 0)
                     ret = k < 0 ? (int)k : -EIO;
                 else
