@@ -10,12 +10,18 @@
  *                        XX = first byte of keyhash; id is random per put, so a
  *                        name is used once and never comes back
  *
- * The index has four named DBIs:
+ * The index has six named DBIs (maxdbs is 8):
  *
- *   blocks   keyhash(16) || be64(block)  -> rec {csum, id, atime, len}
- *   lru      be64(atime) || blocks key   -> (empty)      oldest first
- *   objects  keyhash(16)                 -> {nblocks, object key bytes}
- *   info     "bytes", "block_size", "hits", "misses", "dropped", "evicted" -> int64
+ *   blocks      keyhash(16) || be64(block)  -> rec {csum, id, atime, len}
+ *   lru         be64(atime) || blocks key   -> (empty)      oldest first
+ *   objects     keyhash(16)                 -> {nblocks, object key bytes}
+ *   records     keyhash(16)                 -> rhead {seq, klen, dlen}, key, data
+ *   record_age  be64(seq)                   -> keyhash(16)  oldest written first
+ *   info        "bytes", "block_size", "hits", "misses", "dropped", "evicted",
+ *               "record_seq", "record_bytes" -> int64
+ *
+ * records and record_age are younger than the other DBIs: open creates them
+ * in an index made without them (older binaries never open them).
  *
  * keyhash = XXH3-128 of the object key (LMDB keys are limited to 511 bytes;
  * URLs are not).  csum = XXH3-64 of the bytes, seeded by keyhash, block
@@ -34,6 +40,12 @@
  *       the LMDB write transaction that records it.  So whoever holds the
  *       write lock and finds a block file without a matching record knows it
  *       is an orphan, never a put in progress (bfs_cache_verify relies on it).
+ *   I6  every records entry has exactly one record_age entry, at its
+ *       rhead.seq; info.record_bytes = sum of klen + dlen over records;
+ *       info.record_seq >= every rhead.seq.  After a record put, at most
+ *       max_records records of at most max_records KiB remain (a single
+ *       larger record excepted) in the writer's limits.  Records have no
+ *       files and are independent of I1-I5.
  *
  * States of one block (key, block number) and the steps between them:
  *
@@ -128,6 +140,8 @@
 #define EVICT_BATCH     512     /* blocks per write transaction in bfs_cache_evict */
 #define VERIFY_BATCH    64      /* records read per read transaction in verify */
 #define PATH_ROOM       96      /* bytes after DIR for "/blocks/XX/NAME" */
+#define DEF_MAX_RECORDS 65536
+#define RECORD_BUDGET   1024    /* bytes of key + data per allowed record */
 
 typedef struct bkey {
     uint8_t kh[16];
@@ -146,6 +160,11 @@ typedef struct rec {
     uint32_t len;
     uint32_t reserved;
 } rec;
+
+typedef struct rhead {
+    uint64_t seq;              /* info.record_seq when written: write order */
+    uint32_t klen, dlen;       /* followed by klen key bytes, dlen data bytes */
+} rhead;
 
 typedef struct touch {
     bkey k;
@@ -167,13 +186,14 @@ struct bfs_cache {
     char *dir;
     size_t dirlen;
     int64_t max_bytes, min_free;
+    int64_t max_records;
     uint32_t block_size;
     dev_t dev;
     ino_t ino;
     int64_t (*now)(void);
 
     MDB_env *env;
-    MDB_dbi db_blocks, db_lru, db_objects, db_info;
+    MDB_dbi db_blocks, db_lru, db_objects, db_records, db_record_age, db_info;
     pthread_rwlock_t envlock;
 
     pthread_mutex_t mu;        /* guards touches, n_touch, touch_since, flushed_* */
@@ -251,12 +271,17 @@ static uint64_t get_be64(const uint8_t *p)
     return v;
 }
 
-static void make_bkey(const char *key, uint64_t block, bkey *k)
+static void key_hash(const char *key, uint8_t kh[16])
 {
     XXH128_hash_t h = XXH3_128bits(key, strlen(key));
     XXH128_canonical_t canon;
     XXH128_canonicalFromHash(&canon, h);
-    memcpy(k->kh, canon.digest, 16);
+    memcpy(kh, canon.digest, 16);
+}
+
+static void make_bkey(const char *key, uint64_t block, bkey *k)
+{
+    key_hash(key, k->kh);
     put_be64(k->blk, block);
 }
 
@@ -827,6 +852,10 @@ static int open_index(bfs_cache *c, char **errmsg)
     if (!mrc)
         mrc = mdb_dbi_open(t, "objects", MDB_CREATE, &c->db_objects);
     if (!mrc)
+        mrc = mdb_dbi_open(t, "records", MDB_CREATE, &c->db_records);
+    if (!mrc)
+        mrc = mdb_dbi_open(t, "record_age", MDB_CREATE, &c->db_record_age);
+    if (!mrc)
         mrc = mdb_dbi_open(t, "info", MDB_CREATE, &c->db_info);
     int64_t bs = 0;
     if (!mrc)
@@ -865,6 +894,7 @@ int bfs_cache_open(const bfs_cache_cfg *cfg, bfs_cache **out, char **errmsg)
         return -ENOMEM;
     c->max_bytes = cfg && cfg->max_bytes > 0 ? cfg->max_bytes : DEF_MAX_BYTES;
     c->min_free = cfg && cfg->min_free_bytes >= 0 ? cfg->min_free_bytes : DEF_MIN_FREE;
+    c->max_records = cfg && cfg->max_records ? cfg->max_records : DEF_MAX_RECORDS;
     uint32_t want = cfg && cfg->block_size ? cfg->block_size : DEF_BLOCK_SIZE;
     c->now = clock_real;
     pthread_rwlockattr_t ra;
@@ -1423,6 +1453,227 @@ int bfs_cache_put(bfs_cache *c, const char *key, uint64_t block, const void *buf
     return rc;
 }
 
+/* ---- object records ----------------------------------------------------- */
+
+/* A transaction looking at one key's record. */
+typedef struct rlook {
+    MDB_txn *t;
+    uint8_t kh[16];            /* the key's hash */
+    int found;                 /* 0; 1 when kh holds another key's record (a hash
+                                * collision); else an MDB code (MDB_NOTFOUND: none) */
+    rhead h;                   /* when found == 0 */
+    const void *data;          /* its bytes, until t ends */
+} rlook;
+
+/* Begin a transaction (flags) and look up key's record in it.  0 with l->t
+ * open, or -errno. */
+static int record_begin(bfs_cache *c, const char *key, unsigned flags, rlook *l)
+{
+    key_hash(key, l->kh);
+    int rc = txn_begin(c, flags, &l->t);
+    if (rc)
+        return rc;
+    MDB_val k = {16, l->kh}, d;
+    if ((l->found = mdb_get(l->t, c->db_records, &k, &d)))
+        return 0;
+    size_t kl = strlen(key);
+    const char *stored = (const char *)d.mv_data + sizeof l->h;
+    if (d.mv_size >= sizeof l->h)
+        memcpy(&l->h, d.mv_data, sizeof l->h);
+    if (d.mv_size < sizeof l->h || d.mv_size != sizeof l->h + (size_t)l->h.klen + l->h.dlen)
+        l->found = MDB_CORRUPTED;
+    else if (l->h.klen != kl || memcmp(stored, key, kl))
+        l->found = 1;
+    else
+        l->data = stored + kl;
+    return 0;
+}
+
+/* A failed lookup (rlook.found) as -errno: none, or another key's, is -ENOENT. */
+static int record_errno(bfs_cache *c, int mrc, const char *what)
+{
+    return mrc == 1 || mrc == MDB_NOTFOUND ? -ENOENT : lmdb_errno(c, mrc, what);
+}
+
+/* Remove the record at kh (header h) with its age entry and its bytes. */
+static int record_remove(bfs_cache *c, MDB_txn *t, const uint8_t kh[16], const rhead *h)
+{
+    uint8_t seq[8];
+    put_be64(seq, h->seq);
+    MDB_val k = {16, (void *)kh}, ak = {sizeof seq, seq};
+    int rc = mdb_del(t, c->db_records, &k, NULL);
+    if (rc == 0 && (rc = mdb_del(t, c->db_record_age, &ak, NULL)) == MDB_NOTFOUND)
+        rc = 0;
+    return rc ? rc : info_add(c, t, "record_bytes", -((int64_t)h->klen + h->dlen));
+}
+
+/* Remove least recently written records until the bound holds (I6); the
+ * newest record always stays. */
+static int record_trim(bfs_cache *c, MDB_txn *t)
+{
+    for (;;) {
+        MDB_stat ms;
+        int64_t bytes;
+        int rc = mdb_stat(t, c->db_records, &ms);
+        if (!rc)
+            rc = info_get(c, t, "record_bytes", &bytes);
+        if (rc)
+            return rc;
+        if (ms.ms_entries <= 1 ||
+            ((int64_t)ms.ms_entries <= c->max_records && bytes <= c->max_records * RECORD_BUDGET))
+            return 0;
+        MDB_cursor *cur;
+        if ((rc = mdb_cursor_open(t, c->db_record_age, &cur)))
+            return rc;
+        MDB_val ak, av;
+        uint8_t seq[8], kh[16];
+        rc = mdb_cursor_get(cur, &ak, &av, MDB_FIRST);
+        bool ours = rc == 0 && ak.mv_size == sizeof seq && av.mv_size == sizeof kh;
+        if (ours) {
+            memcpy(seq, ak.mv_data, sizeof seq);
+            memcpy(kh, av.mv_data, sizeof kh);
+        } else if (rc == 0) {
+            rc = mdb_cursor_del(cur, 0);  /* not ours: drop and go on */
+        }
+        mdb_cursor_close(cur);
+        if (rc)
+            return rc == MDB_NOTFOUND ? 0 : rc;  /* no age entries left (I6 broken) */
+        if (!ours)
+            continue;
+        MDB_val k = {sizeof kh, kh}, d;
+        rhead h;
+        if ((rc = mdb_get(t, c->db_records, &k, &d)) && rc != MDB_NOTFOUND)
+            return rc;
+        if (rc == 0 && d.mv_size >= sizeof h)
+            memcpy(&h, d.mv_data, sizeof h);
+        if (rc == 0 && d.mv_size >= sizeof h && h.seq == get_be64(seq)) {
+            rc = record_remove(c, t, kh, &h);
+        } else {
+            /* an age entry without its record: drop the entry */
+            MDB_val key = {sizeof seq, seq};
+            rc = mdb_del(t, c->db_record_age, &key, NULL);
+        }
+        if (rc)
+            return rc;
+    }
+}
+
+/* One attempt at storing a record.  0, a negative errno, or 1 for "index
+ * full, evict and retry". */
+static int record_put_txn(bfs_cache *c, const char *key, const void *data, size_t len)
+{
+    rlook l;
+    int rc = record_begin(c, key, 0, &l);
+    if (rc)
+        return rc;
+    MDB_txn *t = l.t;
+    int mrc = l.found;
+    if (mrc == 1) {
+        txn_abort(c, t);
+        bfs_debug(TAG, "record key hash collision for %s: not stored", key);
+        return -EEXIST;
+    }
+    if (mrc == 0)
+        mrc = record_remove(c, t, l.kh, &l.h);
+    else if (mrc == MDB_NOTFOUND)
+        mrc = 0;
+    int64_t seq = 0;
+    if (!mrc)
+        mrc = info_get(c, t, "record_seq", &seq);
+    if (!mrc)
+        mrc = info_set(c, t, "record_seq", ++seq);
+    size_t kl = strlen(key);
+    rhead h = {.seq = (uint64_t)seq, .klen = (uint32_t)kl, .dlen = (uint32_t)len};
+    uint8_t be[8];
+    put_be64(be, h.seq);
+    MDB_val k = {16, l.kh}, d = {sizeof h + kl + len, NULL};
+    MDB_val ak = {sizeof be, be}, av = {16, l.kh};
+    if (!mrc && !(mrc = mdb_put(t, c->db_records, &k, &d, MDB_RESERVE))) {
+        memcpy(d.mv_data, &h, sizeof h);
+        memcpy((char *)d.mv_data + sizeof h, key, kl);
+        if (len)
+            memcpy((char *)d.mv_data + sizeof h + kl, data, len);
+    }
+    if (!mrc)
+        mrc = mdb_put(t, c->db_record_age, &ak, &av, 0);
+    if (!mrc)
+        mrc = info_add(c, t, "record_bytes", (int64_t)(kl + len));
+    if (!mrc)
+        mrc = record_trim(c, t);
+    if (mrc) {
+        txn_abort(c, t);
+        if (mrc == MDB_MAP_FULL || mrc == MDB_TXN_FULL)
+            return 1;
+        return lmdb_errno(c, mrc, "store a record");
+    }
+    return txn_commit(c, t);
+}
+
+int bfs_cache_record_put(bfs_cache *c, const char *key, const void *data, size_t len)
+{
+    if (len > BFS_CACHE_RECORD_MAX || strlen(key) > UINT32_MAX)
+        return -EINVAL;
+    int rc = record_put_txn(c, key, data, len);
+    if (rc == 1 && relieve_map(c) == 0)
+        rc = record_put_txn(c, key, data, len);
+    return rc == 1 ? lmdb_errno(c, MDB_MAP_FULL, "store a record") : rc;
+}
+
+ssize_t bfs_cache_record_get(bfs_cache *c, const char *key, void *buf, size_t bufsz)
+{
+    rlook l;
+    int rc = record_begin(c, key, MDB_RDONLY, &l);
+    if (rc)
+        return rc;
+    ssize_t n = 0;
+    if (l.found == 0) {
+        n = l.h.dlen <= bufsz ? (ssize_t)l.h.dlen : -ERANGE;
+        if (n > 0)
+            memcpy(buf, l.data, (size_t)n);
+    }
+    txn_abort(c, l.t);
+    return l.found ? record_errno(c, l.found, "read a record") : n;
+}
+
+int bfs_cache_record_drop(bfs_cache *c, const char *key)
+{
+    rlook l;
+    int rc = record_begin(c, key, 0, &l);
+    if (rc)
+        return rc;
+    int mrc = l.found ? l.found : record_remove(c, l.t, l.kh, &l.h);
+    if (mrc) {
+        txn_abort(c, l.t);
+        return record_errno(c, mrc, "drop a record");
+    }
+    return txn_commit(c, l.t);
+}
+
+int bfs_cache_records_clear(bfs_cache *c, int64_t *removed)
+{
+    if (removed)
+        *removed = 0;
+    MDB_txn *t;
+    int rc = txn_begin(c, 0, &t);
+    if (rc)
+        return rc;
+    MDB_stat ms;
+    int mrc = mdb_stat(t, c->db_records, &ms);
+    if (!mrc)
+        mrc = mdb_drop(t, c->db_records, 0);
+    if (!mrc)
+        mrc = mdb_drop(t, c->db_record_age, 0);
+    if (!mrc)
+        mrc = info_set(c, t, "record_bytes", 0);
+    if (mrc) {
+        txn_abort(c, t);
+        return lmdb_errno(c, mrc, "clear records");
+    }
+    if ((rc = txn_commit(c, t)) == 0 && removed)
+        *removed = (int64_t)ms.ms_entries;
+    return rc;
+}
+
 /* ---- stats / evict / verify ---------------------------------------------- */
 
 int bfs_cache_stats_get(bfs_cache *c, bfs_cache_stats *st)
@@ -1440,10 +1691,12 @@ int bfs_cache_stats_get(bfs_cache *c, bfs_cache_stats *st)
     int rc = txn_begin(c, MDB_RDONLY, &t);
     if (rc)
         return rc;
-    MDB_stat sb, so;
+    MDB_stat sb, so, sr;
     int mrc = mdb_stat(t, c->db_blocks, &sb);
     if (!mrc)
         mrc = mdb_stat(t, c->db_objects, &so);
+    if (!mrc)
+        mrc = mdb_stat(t, c->db_records, &sr);
     if (!mrc)
         mrc = info_get(c, t, "bytes", &st->bytes);
     if (!mrc)
@@ -1459,6 +1712,7 @@ int bfs_cache_stats_get(bfs_cache *c, bfs_cache_stats *st)
         return lmdb_errno(c, mrc, "read statistics");
     st->blocks = (int64_t)sb.ms_entries;
     st->objects = (int64_t)so.ms_entries;
+    st->records = (int64_t)sr.ms_entries;
     /* the part of this process's counters not yet in the index */
     pthread_mutex_lock(&c->mu);
     st->all_hits += (int64_t)(st->hits - c->flushed_hits);

@@ -35,6 +35,23 @@
  * directory at once: LMDB provides the locking.  The directory and its
  * files are created 0700/0600.
  *
+ * Object records: besides blocks, a caller may keep one small record per
+ * object (the remote reader keeps an object's pinned size, ETag, replica and
+ * verified checksum there, so a cached object opens without the server).
+ * Records live in the index itself, not in block files: a record put is one
+ * index commit, crash-safe like a block's record, and costs no file.  They
+ * are not blocks: not counted in bytes, blocks, objects, hits or misses
+ * (stats.records counts them), not subject to max_bytes, min_free_bytes or
+ * block eviction, and not checked by verify.  Record keys are a namespace of
+ * their own (a record and a block may share a key); any length is accepted.
+ * Bound: a record put keeps at most max_records records whose keys and data
+ * total at most max_records KiB (64 Ki records, 64 MiB at the default),
+ * removing the least recently written records first (a get is not a write;
+ * a put of the same key again is).  So the index space of records is
+ * bounded whatever the callers store, and a record outlives its object's
+ * blocks only until newer records push it out.  The limits are those of the
+ * process that writes.
+ *
  * Errors: negative errno; LMDB codes are translated in one place.
  * Threads: a bfs_cache is shared by all threads of a process; open it once
  * per process (a second open of the same directory in one process gives
@@ -54,12 +71,14 @@ typedef struct bfs_cache_cfg {
     int64_t max_bytes;        /* [0: 10 GiB] */
     int64_t min_free_bytes;   /* kept free on the file system [negative: 1 GiB; 0: no floor] */
     uint32_t block_size;      /* [0: 4 MiB]; fixed per cache directory (stored at creation) */
+    uint32_t max_records;     /* object records kept [0: 65536]; see "Object records" above */
 } bfs_cache_cfg;
 
 typedef struct bfs_cache_stats {
     int64_t bytes;            /* sum of block lengths */
     int64_t blocks;
-    int64_t objects;          /* distinct object keys */
+    int64_t objects;          /* distinct object keys of blocks */
+    int64_t records;          /* object records (not blocks, not in bytes or objects) */
     uint64_t hits, misses, corrupt;  /* since this process opened the cache */
     int64_t max_bytes, min_free_bytes;
     uint32_t block_size;
@@ -138,6 +157,30 @@ int bfs_cache_verify(bfs_cache *c, int64_t *checked, int64_t *dropped);
 typedef void (*bfs_cache_progress_fn)(void *ctx, int64_t done, int64_t total, int64_t bytes);
 int bfs_cache_verify_progress(bfs_cache *c, bfs_cache_progress_fn progress, void *ctx,
                               int64_t *checked, int64_t *dropped);
+
+/* ---- object records (see "Object records" above) ---- */
+
+/* The largest record: an object's metadata, not its data. */
+#define BFS_CACHE_RECORD_MAX 2048
+
+/* Copy the record of key into buf.  Returns its length (0 for an empty
+ * record), -ENOENT when there is none, -ERANGE when it is longer than
+ * bufsz, other negative errno values for failures of the index. */
+ssize_t bfs_cache_record_get(bfs_cache *c, const char *key, void *buf, size_t bufsz);
+
+/* Store (or replace) the record of key: len <= BFS_CACHE_RECORD_MAX, else
+ * -EINVAL.  May remove the least recently written other records to stay
+ * within the bound.  -EEXIST (not stored) when key shares its 128-bit hash
+ * with another key's record; -ENOSPC when the index is full even after
+ * evicting blocks.  Cost: one index commit. */
+int bfs_cache_record_put(bfs_cache *c, const char *key, const void *data, size_t len);
+
+/* Forget the record of key.  -ENOENT when there is none. */
+int bfs_cache_record_drop(bfs_cache *c, const char *key);
+
+/* Forget every record (`butlerfs cache clear`; bfs_cache_evict leaves them).
+ * *removed (may be NULL) gets their number. */
+int bfs_cache_records_clear(bfs_cache *c, int64_t *removed);
 
 /* Tests only: replace the clock (seconds since 1970) used for last-use
  * times; NULL restores time(2).  Call before other threads use c. */

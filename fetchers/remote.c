@@ -738,7 +738,7 @@ static void robj_put(bfs_robj *o)
     free(o);
 }
 
-/* The cache's record of an object:
+/* The cache's record of an object, keyed by its logical URI:
  * "size\netag\nlast_modified\nreplica\nverified\n", where verified is the
  * registry checksum this version was found to match ("-": none). */
 static bool record_load(bfs_remote *r, const char *logical, bfs_object *pin, int *replica, char *verified,
@@ -746,41 +746,29 @@ static bool record_load(bfs_remote *r, const char *logical, bfs_object *pin, int
 {
     if (!r->cache)
         return false;
-    char *key = bfs_asprintf("obj:%s", logical);
-    char *buf = malloc(r->bs);
-    bool ok = false;
-    if (key && buf) {
-        ssize_t n = bfs_cache_get(r->cache, key, 0, buf, r->bs - 1);
-        if (n > 0) {
-            buf[n] = '\0';
-            long long size;
-            char etag[sizeof pin->etag] = "", lm[sizeof pin->last_modified] = "", ver[160] = "";
-            int rep = 0;
-            if (sscanf(buf, "%lld\n%159[^\n]\n%63[^\n]\n%d\n%159[^\n]", &size, etag, lm, &rep, ver) >= 1) {
-                pin->size = size;
-                snprintf(verified, vsz, "%s", strcmp(ver, "-") ? ver : "");
-                snprintf(pin->etag, sizeof pin->etag, "%s", strcmp(etag, "-") ? etag : "");
-                snprintf(pin->last_modified, sizeof pin->last_modified, "%s", strcmp(lm, "-") ? lm : "");
-                *replica = rep;
-                ok = true;
-            }
-        }
-    }
-    free(key);
-    free(buf);
-    return ok;
+    char buf[BFS_CACHE_RECORD_MAX + 1];
+    ssize_t n = bfs_cache_record_get(r->cache, logical, buf, sizeof buf - 1);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    long long size;
+    char etag[sizeof pin->etag] = "", lm[sizeof pin->last_modified] = "", ver[160] = "";
+    int rep = 0;
+    if (sscanf(buf, "%lld\n%159[^\n]\n%63[^\n]\n%d\n%159[^\n]", &size, etag, lm, &rep, ver) < 1)
+        return false;
+    pin->size = size;
+    snprintf(verified, vsz, "%s", strcmp(ver, "-") ? ver : "");
+    snprintf(pin->etag, sizeof pin->etag, "%s", strcmp(etag, "-") ? etag : "");
+    snprintf(pin->last_modified, sizeof pin->last_modified, "%s", strcmp(lm, "-") ? lm : "");
+    *replica = rep;
+    return true;
 }
 
-/* Overwrite the record with one record_load rejects, so the next open pins
- * the object again by HEAD. */
+/* Drop the record, so the next open pins the object again by HEAD. */
 static void record_forget(bfs_remote *r, const char *logical)
 {
-    if (!r->cache)
-        return;
-    char *key = bfs_asprintf("obj:%s", logical);
-    if (key)
-        bfs_cache_put(r->cache, key, 0, "stale\n", strlen("stale\n"));
-    free(key);
+    if (r->cache)
+        bfs_cache_record_drop(r->cache, logical);
 }
 
 static void record_store(bfs_remote *r, const char *logical, const bfs_object *pin, int replica,
@@ -788,13 +776,11 @@ static void record_store(bfs_remote *r, const char *logical, const bfs_object *p
 {
     if (!r->cache)
         return;
-    char *key = bfs_asprintf("obj:%s", logical);
     char *text = bfs_asprintf("%lld\n%s\n%s\n%d\n%s\n", (long long)pin->size, pin->etag[0] ? pin->etag : "-",
                               pin->last_modified[0] ? pin->last_modified : "-", replica,
                               verified && verified[0] ? verified : "-");
-    if (key && text)
-        bfs_cache_put(r->cache, key, 0, text, strlen(text));
-    free(key);
+    if (text)
+        bfs_cache_record_put(r->cache, logical, text, strlen(text));
     free(text);
 }
 

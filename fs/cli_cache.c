@@ -35,12 +35,12 @@ static const char cache_help[] =
     "while file systems are mounted.\n"
     "\n"
     "Commands:\n"
-    "  stats              size and limit, blocks, objects, hit rate\n"
+    "  stats              size and limit, blocks, objects, records, hit rate\n"
     "  evict [--to SIZE]  remove least recently used blocks until at most SIZE\n"
     "                     remain (default: the configured limit)\n"
     "  verify             read every block and check its checksum; drop bad blocks\n"
     "                     and leftover files (orphans, unfinished writes)\n"
-    "  clear              remove every block\n"
+    "  clear              remove every block and object record\n"
     "\n"
     "Options:\n"
     "  --dir DIR          the cache directory (default: cache.dir of the\n"
@@ -91,6 +91,8 @@ static int print_stats(bfs_cache *c)
            st.max_bytes > 0 ? 100.0 * (double)st.bytes / (double)st.max_bytes : 0.0);
     printf("blocks     %" PRId64 " of %s\n", st.blocks, bs);
     printf("objects    %" PRId64 "\n", st.objects);
+    printf("records    %" PRId64 " (size and version of remote objects, kept in the index)\n",
+           st.records);
     if (st.fs_free_bytes >= 0)
         printf("disk free  %s (kept free: %s)\n", fsfree, floor);
     int64_t looked = st.all_hits + st.all_misses;
@@ -202,7 +204,9 @@ int bfs_cmd_cache(int argc, char **argv)
             memset(&before, 0, sizeof before);
         int64_t target = is_clear ? 0 : to >= 0 ? to : before.max_bytes;
         rc = bfs_cache_evict(c, target);
-        int64_t checked = 0, dropped = 0;
+        int64_t checked = 0, dropped = 0, records = 0;
+        if (rc == 0 && is_clear)
+            rc = bfs_cache_records_clear(c, &records);
         if (rc == 0 && is_clear)
             rc = bfs_cache_verify(c, &checked, &dropped);  /* and leftover files */
         if (rc) {
@@ -214,6 +218,8 @@ int bfs_cmd_cache(int argc, char **argv)
             human(after.bytes, b2, sizeof b2);
             printf("removed %" PRId64 " blocks (%s); %s in %" PRId64 " blocks remain\n",
                    before.blocks - after.blocks, b1, b2, after.blocks);
+            if (is_clear && records)
+                printf("removed %" PRId64 " object records\n", records);
             if (is_clear && dropped)
                 printf("removed %" PRId64 " leftover files\n", dropped);
         }

@@ -180,9 +180,12 @@ cache() { "$BFS_BIN" cache --dir "$T/cache" "$@"; }
 cache stats >"$T/stats.out" 2>&1
 rc=$?
 cat "$T/stats.out"
-blocks=$(awk '$1 == "blocks" {print $2}' "$T/stats.out")
-# 5 files of 2 MiB + 777 bytes at 1 MiB blocks: 3 blocks each
-expect "cache stats exits 0 and shows at least 15 blocks ($blocks)" test $rc -eq 0 -a "${blocks:-0}" -ge 15
+stat_of() { awk -v k="$1" '$1 == k {print $2}' "$T/stats.out"; }
+blocks=$(stat_of blocks) objects=$(stat_of objects) records=$(stat_of records)
+# 5 files of 2 MiB + 777 bytes at 1 MiB blocks: 3 blocks each, and one object
+# record each (pinned size and version: in the index, not a block)
+expect "cache stats exits 0 and shows 15 blocks ($blocks) of 5 objects ($objects), 5 records ($records)" \
+    test $rc -eq 0 -a "${blocks:-0}" -eq 15 -a "${objects:-0}" -eq 5 -a "${records:-0}" -eq 5
 cache verify >"$T/verify.out" 2>&1
 rc=$?
 cat "$T/verify.out"
@@ -196,6 +199,7 @@ expect "cache evict --to 0 exits 0 and reports every block removed" \
 cache stats >"$T/stats.out" 2>&1
 expect "after evict --to 0 stats show 0 bytes" grep -Eq '^size +0 B of' "$T/stats.out"
 expect "after evict --to 0 stats show 0 blocks" grep -Eq '^blocks +0 of' "$T/stats.out"
+expect "... and keep the 5 object records ($(stat_of records))" test "$(stat_of records)" = 5
 expect "no block files left after evict" test -z "$(find "$T/cache/blocks" -type f 2>/dev/null | head -1)"
 
 prefetch "$RAW/detector=1"
@@ -204,10 +208,12 @@ expect "... and fetched from the server again" grep -Eq "\([1-9][0-9]* fetched f
 cache clear >"$T/clear.out" 2>&1
 rc=$?
 cat "$T/clear.out"
-expect "cache clear exits 0" test $rc -eq 0
+expect "cache clear exits 0 and reports the records removed" \
+    bash -c "[ $rc -eq 0 ] && grep -q '^removed 5 object records' '$T/clear.out'"
 cache stats >"$T/stats.out" 2>&1
-expect "after clear stats show 0 bytes in 0 blocks" \
-    bash -c "grep -Eq '^size +0 B of' '$T/stats.out' && grep -Eq '^blocks +0 of' '$T/stats.out'"
+expect "after clear stats show 0 bytes in 0 blocks, 0 records" \
+    bash -c "grep -Eq '^size +0 B of' '$T/stats.out' && grep -Eq '^blocks +0 of' '$T/stats.out' &&
+             grep -Eq '^records +0 ' '$T/stats.out'"
 "$BFS_BIN" cache --dir "$T/nocache" stats >"$T/stats.none" 2>&1
 expect "cache stats of a missing directory says so and creates nothing" \
     bash -c "grep -q 'no cache at' '$T/stats.none' && [ ! -e '$T/nocache' ]"

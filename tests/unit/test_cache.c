@@ -8,6 +8,8 @@
 
 #include "cache.h"
 
+#include <lmdb.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -55,18 +57,23 @@ static int teardown(void **state)
     return 0;
 }
 
-static bfs_cache *open_cache(uint32_t bs, int64_t max, int64_t min_free)
+static bfs_cache *open_cfg(const bfs_cache_cfg *cfg)
 {
-    bfs_cache_cfg cfg = {.dir = g_dir, .max_bytes = max, .min_free_bytes = min_free, .block_size = bs};
     bfs_cache *c = NULL;
     char *msg = NULL;
-    int rc = bfs_cache_open(&cfg, &c, &msg);
+    int rc = bfs_cache_open(cfg, &c, &msg);
     if (rc)
         fprintf(stderr, "open: %d %s\n", rc, msg ? msg : "");
     assert_int_equal(rc, 0);
     assert_non_null(c);
     free(msg);
     return c;
+}
+
+static bfs_cache *open_cache(uint32_t bs, int64_t max, int64_t min_free)
+{
+    bfs_cache_cfg cfg = {.dir = g_dir, .max_bytes = max, .min_free_bytes = min_free, .block_size = bs};
+    return open_cfg(&cfg);
 }
 
 /* Deterministic content of (key, block): differs by key and block. */
@@ -157,12 +164,12 @@ static void test_roundtrip_and_miss(void **state)
     assert_int_equal(bfs_cache_get(c, longkey, 7, out, sizeof out), 500);
     assert_memory_equal(in, out, 500);
 
-    /* replacing a block with other bytes (a record that changed) */
-    assert_int_equal(bfs_cache_put(c, "obj:rec", 0, "1234\netag-a\n", 12), 0);
-    assert_int_equal(bfs_cache_put(c, "obj:rec", 0, "99\netag-b\n", 10), 0);
-    assert_int_equal(bfs_cache_get(c, "obj:rec", 0, out, sizeof out), 10);
+    /* replacing a block with other bytes */
+    assert_int_equal(bfs_cache_put(c, "s3://b/r.fits", 0, "1234\netag-a\n", 12), 0);
+    assert_int_equal(bfs_cache_put(c, "s3://b/r.fits", 0, "99\netag-b\n", 10), 0);
+    assert_int_equal(bfs_cache_get(c, "s3://b/r.fits", 0, out, sizeof out), 10);
     assert_memory_equal(out, "99\netag-b\n", 10);
-    assert_int_equal(bfs_cache_get(c, "obj:rec", 0, out, 5), -ERANGE);
+    assert_int_equal(bfs_cache_get(c, "s3://b/r.fits", 0, out, 5), -ERANGE);
     assert_consistent(c);
 
     /* bad sizes */
@@ -615,6 +622,215 @@ static void test_kill9(void **state)
             (long long)dropped);
 }
 
+/* ---- object records ------------------------------------------------------ */
+
+static void assert_record(bfs_cache *c, const char *key, const char *want)
+{
+    char out[BFS_CACHE_RECORD_MAX];
+    ssize_t n = bfs_cache_record_get(c, key, out, sizeof out);
+    if (!want) {
+        assert_int_equal(n, -ENOENT);
+        return;
+    }
+    assert_int_equal(n, (ssize_t)strlen(want));
+    assert_memory_equal(out, want, (size_t)n);
+}
+
+static void assert_counts(bfs_cache *c, int64_t bytes, int64_t blocks, int64_t objects, int64_t records)
+{
+    bfs_cache_stats st;
+    assert_int_equal(bfs_cache_stats_get(c, &st), 0);
+    assert_int_equal(st.bytes, bytes);
+    assert_int_equal(st.blocks, blocks);
+    assert_int_equal(st.objects, objects);
+    assert_int_equal(st.records, records);
+}
+
+static void test_records(void **state)
+{
+    bfs_cache *c = open_cache(BS, 0, 1);
+    unsigned char in[BS];
+    char out[BFS_CACHE_RECORD_MAX + 1];
+    fill(in, BS, "s3://b/x.fits#e1", 0);
+    assert_int_equal(bfs_cache_put(c, "s3://b/x.fits#e1", 0, in, BS), 0);
+
+    assert_record(c, "s3://b/x.fits", NULL);
+    const char *rec1 = "4096\ne1\n-\n0\n-\n";
+    assert_int_equal(bfs_cache_record_put(c, "s3://b/x.fits", rec1, strlen(rec1)), 0);
+    assert_record(c, "s3://b/x.fits", rec1);
+    /* replaced, then shorter */
+    assert_int_equal(bfs_cache_record_put(c, "s3://b/x.fits", "4096\ne2\n", 8), 0);
+    assert_record(c, "s3://b/x.fits", "4096\ne2\n");
+    assert_int_equal(bfs_cache_record_get(c, "s3://b/x.fits", out, 7), -ERANGE);
+    /* a record key is not a block key: same string, separate things */
+    assert_int_equal(bfs_cache_record_put(c, "s3://b/x.fits#e1", "r", 1), 0);
+    assert_int_equal(bfs_cache_get(c, "s3://b/x.fits#e1", 0, in, sizeof in), BS);
+    assert_false(bfs_cache_has(c, "s3://b/x.fits", 0));
+    /* an empty record, a key longer than LMDB's key limit, the largest record */
+    assert_int_equal(bfs_cache_record_put(c, "empty", "", 0), 0);
+    assert_record(c, "empty", "");
+    char longkey[3000];
+    memset(longkey, 'k', sizeof longkey - 1);
+    longkey[sizeof longkey - 1] = '\0';
+    memset(out, 'x', BFS_CACHE_RECORD_MAX);
+    out[BFS_CACHE_RECORD_MAX] = '\0';
+    assert_int_equal(bfs_cache_record_put(c, longkey, out, BFS_CACHE_RECORD_MAX), 0);
+    assert_int_equal(bfs_cache_record_put(c, "big", out, BFS_CACHE_RECORD_MAX + 1), -EINVAL);
+    assert_record(c, "big", NULL);
+
+    /* not blocks: bytes, blocks, objects and block files unchanged */
+    assert_counts(c, BS, 1, 1, 4);
+    assert_consistent(c);
+    /* nor read hits or misses */
+    bfs_cache_stats st;
+    assert_int_equal(bfs_cache_stats_get(c, &st), 0);
+    assert_int_equal(st.hits, 1);
+    assert_int_equal(st.misses, 0);
+
+    /* drop */
+    assert_int_equal(bfs_cache_record_drop(c, "s3://b/x.fits#e1"), 0);
+    assert_int_equal(bfs_cache_record_drop(c, "s3://b/x.fits#e1"), -ENOENT);
+    assert_record(c, "s3://b/x.fits#e1", NULL);
+    assert_true(bfs_cache_has(c, "s3://b/x.fits#e1", 0));
+
+    /* block eviction and verify leave records alone */
+    assert_int_equal(bfs_cache_evict(c, 0), 0);
+    assert_counts(c, 0, 0, 0, 3);
+    int64_t checked = -1, dropped = -1;
+    assert_int_equal(bfs_cache_verify(c, &checked, &dropped), 0);
+    assert_int_equal(checked, 0);
+    assert_int_equal(dropped, 0);
+    assert_record(c, "empty", "");
+    bfs_cache_close(c);
+
+    /* persistent */
+    c = open_cache(BS, 0, 1);
+    assert_record(c, "s3://b/x.fits", "4096\ne2\n");
+    assert_int_equal(bfs_cache_record_get(c, longkey, out, sizeof out), BFS_CACHE_RECORD_MAX);
+    assert_counts(c, 0, 0, 0, 3);
+
+    /* clear removes them all */
+    int64_t removed = -1;
+    assert_int_equal(bfs_cache_records_clear(c, &removed), 0);
+    assert_int_equal(removed, 3);
+    assert_record(c, "s3://b/x.fits", NULL);
+    assert_record(c, longkey, NULL);
+    assert_counts(c, 0, 0, 0, 0);
+    assert_int_equal(bfs_cache_record_put(c, "again", "1\n", 2), 0);
+    assert_record(c, "again", "1\n");
+    bfs_cache_close(c);
+}
+
+static void put_numbered(bfs_cache *c, const char *prefix, int i, size_t len)
+{
+    char key[32], data[BFS_CACHE_RECORD_MAX];
+    snprintf(key, sizeof key, "%s-%d", prefix, i);
+    memset(data, 'a' + i % 26, len);
+    assert_int_equal(bfs_cache_record_put(c, key, data, len), 0);
+}
+
+static bool has_numbered(bfs_cache *c, const char *prefix, int i)
+{
+    char key[32], out[BFS_CACHE_RECORD_MAX];
+    snprintf(key, sizeof key, "%s-%d", prefix, i);
+    return bfs_cache_record_get(c, key, out, sizeof out) >= 0;
+}
+
+/* At most max_records records of at most max_records KiB: the least
+ * recently written go first; blocks and records never evict each other. */
+static void test_record_bound(void **state)
+{
+    bfs_cache_cfg cfg = {.dir = g_dir, .max_bytes = 4 * BS, .min_free_bytes = 1, .block_size = BS,
+                         .max_records = 10};
+    bfs_cache *c = open_cfg(&cfg);
+    bfs_cache_stats st;
+    for (int i = 0; i < 25; i++) {
+        put_numbered(c, "small", i, 10);
+        assert_int_equal(bfs_cache_stats_get(c, &st), 0);
+        assert_int_equal(st.records, i < 10 ? i + 1 : 10);
+    }
+    for (int i = 0; i < 25; i++)
+        assert_int_equal(has_numbered(c, "small", i), i >= 15);
+    /* writing a record again makes it the newest */
+    put_numbered(c, "small", 15, 10);
+    put_numbered(c, "small", 25, 10);
+    assert_true(has_numbered(c, "small", 15));
+    assert_false(has_numbered(c, "small", 16));
+
+    /* blocks fill and evict by bytes alone; the records stay */
+    unsigned char in[BS];
+    for (uint64_t b = 0; b < 12; b++) {
+        fill(in, BS, "data", b);
+        assert_int_equal(bfs_cache_put(c, "data", b, in, BS), 0);
+    }
+    assert_counts(c, 4 * BS, 4, 1, 10);
+    assert_true(has_numbered(c, "small", 25));
+    assert_int_equal(bfs_cache_evict(c, BS), 0);
+    assert_counts(c, BS, 1, 1, 10);
+    assert_consistent(c);
+
+    /* the byte bound (10 KiB here): four records of 2 KiB fit, a fifth
+     * pushes out every small record and the oldest large one */
+    for (int i = 0; i < 6; i++)
+        put_numbered(c, "large", i, BFS_CACHE_RECORD_MAX);
+    assert_int_equal(bfs_cache_stats_get(c, &st), 0);
+    assert_int_equal(st.records, 4);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(has_numbered(c, "large", i), i >= 2);
+    assert_false(has_numbered(c, "small", 25));
+    bfs_cache_close(c);
+
+    /* the newest record stays even when it alone exceeds the bound */
+    cfg.max_records = 1;
+    c = open_cfg(&cfg);
+    put_numbered(c, "large", 6, BFS_CACHE_RECORD_MAX);
+    assert_true(has_numbered(c, "large", 6));
+    assert_int_equal(bfs_cache_stats_get(c, &st), 0);
+    assert_int_equal(st.records, 1);
+    bfs_cache_close(c);
+}
+
+/* A cache made before records existed (an index without their DBIs) opens,
+ * keeps its blocks and takes records. */
+static void test_records_older_index(void **state)
+{
+    bfs_cache *c = open_cache(BS, 0, 1);
+    unsigned char in[BS], out[BS];
+    fill(in, BS, "old", 0);
+    assert_int_equal(bfs_cache_put(c, "old", 0, in, BS), 0);
+    bfs_cache_close(c);
+
+    /* remove the record DBIs, as the older code never made them */
+    char path[300];
+    snprintf(path, sizeof path, "%s/index.lmdb", g_dir);
+    MDB_env *env;
+    MDB_txn *t;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+    assert_int_equal(mdb_env_set_mapsize(env, (size_t)1 << 30), 0);
+    assert_int_equal(mdb_env_open(env, path, MDB_NOSUBDIR, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &t), 0);
+    const char *names[] = {"records", "record_age"};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(mdb_dbi_open(t, names[i], 0, &dbi), 0);
+        assert_int_equal(mdb_drop(t, dbi, 1), 0);
+        assert_int_equal(mdb_dbi_open(t, names[i], 0, &dbi), MDB_NOTFOUND);
+    }
+    assert_int_equal(mdb_txn_commit(t), 0);
+    mdb_env_close(env);
+
+    c = open_cache(BS, 0, 1);
+    assert_int_equal(bfs_cache_get(c, "old", 0, out, sizeof out), BS);
+    assert_memory_equal(in, out, BS);
+    assert_counts(c, BS, 1, 1, 0);
+    assert_record(c, "old", NULL);
+    assert_int_equal(bfs_cache_record_put(c, "old", "r\n", 2), 0);
+    assert_record(c, "old", "r\n");
+    assert_counts(c, BS, 1, 1, 1);
+    bfs_cache_close(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -628,6 +844,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_records_older_index, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
