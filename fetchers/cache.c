@@ -894,7 +894,12 @@ int bfs_cache_open(const bfs_cache_cfg *cfg, bfs_cache **out, char **errmsg)
         return -ENOMEM;
     c->max_bytes = cfg && cfg->max_bytes > 0 ? cfg->max_bytes : DEF_MAX_BYTES;
     c->min_free = cfg && cfg->min_free_bytes >= 0 ? cfg->min_free_bytes : DEF_MIN_FREE;
-    c->max_records = cfg && cfg->max_records ? cfg->max_records : DEF_MAX_RECORDS;
+    /* one record per object: by default enough for a cache full of 64 KiB objects */
+    c->max_records = c->max_bytes / (64 * 1024);
+    if (c->max_records < DEF_MAX_RECORDS)
+        c->max_records = DEF_MAX_RECORDS;
+    if (cfg && cfg->max_records)
+        c->max_records = cfg->max_records;
     uint32_t want = cfg && cfg->block_size ? cfg->block_size : DEF_BLOCK_SIZE;
     c->now = clock_real;
     pthread_rwlockattr_t ra;

@@ -45,7 +45,8 @@
  * block eviction, and not checked by verify.  Record keys are a namespace of
  * their own (a record and a block may share a key); any length is accepted.
  * Bound: a record put keeps at most max_records records whose keys and data
- * total at most max_records KiB (64 Ki records, 64 MiB at the default),
+ * total at most max_records KiB (by default one record per 64 KiB of max_bytes
+ * and at least 64 Ki records, 64 MiB),
  * removing the least recently written records first (a get is not a write;
  * a put of the same key again is).  So the index space of records is
  * bounded whatever the callers store, and a record outlives its object's
@@ -71,7 +72,7 @@ typedef struct bfs_cache_cfg {
     int64_t max_bytes;        /* [0: 10 GiB] */
     int64_t min_free_bytes;   /* kept free on the file system [negative: 1 GiB; 0: no floor] */
     uint32_t block_size;      /* [0: 4 MiB]; fixed per cache directory (stored at creation) */
-    uint32_t max_records;     /* object records kept [0: 65536]; see "Object records" above */
+    uint32_t max_records;     /* object records kept [0: max_bytes / 64 KiB, at least 65536]; see "Object records" above */
 } bfs_cache_cfg;
 
 typedef struct bfs_cache_stats {
