@@ -5,8 +5,9 @@
  * different objects through a tiny memory budget (4 blocks of 64 KiB) and
  * every byte is compared with the file nginx serves; objects are opened and
  * closed while their read-ahead is queued; a replica list starts with a
- * dead port; a server is stopped mid-test.  After each test the whole
- * budget must be back (every take matched by one give). */
+ * dead port; a server is stopped mid-test; a replica lies (liar_server.h:
+ * wrong Content-Range, short or overlong body, reset mid-body).  After each
+ * test the whole budget must be back (every take matched by one give). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "liar_server.h"
 #include "log.h"
 #include "nginx_fixture.h"
 #include "remote_i.h"
@@ -696,6 +698,164 @@ static void test_failover(void **state)
     assert_int_equal(atomic_exchange(&failures, 0), 0);
 }
 
+/* ---- a replica that lies (liar_server.h) ----------------------------------- */
+
+/* The liar serves liar_data, the bytes nginx serves as liar.bin: same size,
+ * its own ETag.  It is started and stopped around each test using it. */
+#define LIAR_SIZE (16 * BS + 1234)
+#define LIAR_SEED 12
+static struct bfs_test_liar liar;
+static unsigned char *liar_data;
+static struct ref liar_ref = {"liar.bin", -1, LIAR_SIZE};
+
+/* The lies a reader must step around: every ranged GET gets one. */
+static const enum bfs_test_lie transient_lies[] = {
+    LIE_WRONG_RANGE, LIE_SHORT_BODY, LIE_OVERLONG_BODY, LIE_RESET_MID_BODY, LIE_NO_CONTENT_RANGE,
+};
+#define NLIES (sizeof transient_lies / sizeof *transient_lies)
+
+static int liar_setup(void **state)
+{
+    (void)state;
+    write_file(liar_ref.name, LIAR_SIZE, LIAR_SEED);
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", docroot, liar_ref.name);
+    liar_ref.fd = open(p, O_RDONLY);
+    liar_data = malloc(LIAR_SIZE);
+    if (liar_ref.fd < 0 || !liar_data)
+        return -1;
+    fill(liar_data, LIAR_SIZE, LIAR_SEED);
+    return bfs_test_liar_start(&liar, liar_data, LIAR_SIZE) == 0 ? 0 : -1;
+}
+
+static int liar_teardown(void **state)
+{
+    (void)state;
+    bfs_test_liar_stop(&liar);
+    close(liar_ref.fd);
+    liar_ref.fd = -1;
+    free(liar_data);
+    return 0;
+}
+
+static char *liar_url(enum bfs_test_lie lie)
+{
+    char b[96];
+    return url_of(bfs_test_liar_base(&liar, lie, b, sizeof b), liar_ref.name);
+}
+
+/* The liar first (it answers HEAD truthfully, so the pin, ETag and all, is
+ * its), nginx second (it only has to agree on the size): every read is
+ * byte-identical, from nginx once the liar has failed max_attempts times
+ * and is marked down; no read fails.  A liar whose replies are right but
+ * leave junk on the connection (see test_http's test_lies) costs retries,
+ * never wrong bytes. */
+static void test_liar_failover(void **state)
+{
+    (void)state;
+    char *buf = malloc(2 * BS), *want = malloc(2 * BS);
+    for (size_t i = 0; i <= NLIES; i++) {
+        enum bfs_test_lie lie = i < NLIES ? transient_lies[i] : LIE_TRAILING_JUNK;
+        char name[64], logical[96];
+        snprintf(name, sizeof name, "liar-%s", bfs_test_lie_name[lie]);
+        snprintf(logical, sizeof logical, "logical://%s", name);
+        bfs_config cfg;
+        make_cfg(&cfg, name, 30000);
+        bfs_remote *r = new_remote(&cfg);
+        unsigned gets = atomic_load(&liar.gets);
+        int ret;
+        bfs_robj *o = open_chain(r, logical, liar_url(lie), url_of(base, liar_ref.name), &ret);
+        assert_int_equal(ret, 0);
+        assert_int_equal(bfs_robj_size(o), LIAR_SIZE);
+        for (int64_t off = 0; off < LIAR_SIZE; off += BS / 2 + 1000) /* sequential: read-ahead too */
+            check_read(o, &liar_ref, off, BS / 2 + 1000, buf, want);
+        check_read(o, &liar_ref, 0, 2 * BS, buf, want); /* from memory or the cache now */
+        bfs_robj_close(o);
+        assert_budget_returned(r);
+        bfs_fetch_stats s;
+        bfs_remote_stats(r, &s);
+        fprintf(stderr, "liar %-16s then nginx: %u GETs to the liar, %llu failovers, %llu read errors\n",
+                bfs_test_lie_name[lie], atomic_load(&liar.gets) - gets, (unsigned long long)s.failovers,
+                (unsigned long long)s.errors);
+        assert_true(atomic_load(&liar.gets) > gets);
+        if (lie != LIE_TRAILING_JUNK)
+            assert_true(s.failovers > 0);
+        assert_int_equal(s.errors, 0);
+        bfs_remote_free(r);
+        bfs_config_free(&cfg);
+        assert_int_equal(atomic_exchange(&failures, 0), 0);
+    }
+    free(buf);
+    free(want);
+}
+
+#define LIAR_DEADLINE_MS 1500
+/* a read may overrun its deadline by at most one request in flight */
+#define LIAR_BOUND_MS (LIAR_DEADLINE_MS + 2000)
+
+/* Only the liar: the read keeps retrying (more attempts than fit in the
+ * deadline) and fails with -EIO at the deadline, not later. */
+static void test_liar_deadline(void **state)
+{
+    (void)state;
+    char buf[100];
+    for (size_t i = 0; i < NLIES; i++) {
+        enum bfs_test_lie lie = transient_lies[i];
+        char name[64];
+        snprintf(name, sizeof name, "liar-only-%s", bfs_test_lie_name[lie]);
+        bfs_config cfg;
+        make_cfg(&cfg, name, LIAR_DEADLINE_MS);
+        cfg.max_attempts = 20;
+        cfg.backoff_base_ms = 50;
+        cfg.backoff_max_ms = 400;
+        bfs_remote *r = new_remote(&cfg);
+        unsigned gets = atomic_load(&liar.gets);
+        char b[96];
+        int ret;
+        bfs_robj *o = open1(r, bfs_test_liar_base(&liar, lie, b, sizeof b), liar_ref.name, &ret);
+        assert_int_equal(ret, 0);
+        int64_t t0 = now_ms();
+        ssize_t got = bfs_robj_pread(o, buf, sizeof buf, 3 * BS);
+        int64_t took = now_ms() - t0;
+        fprintf(stderr, "liar %-16s alone: %zd after %lld ms and %u GETs (deadline %d ms)\n",
+                bfs_test_lie_name[lie], got, (long long)took, atomic_load(&liar.gets) - gets,
+                LIAR_DEADLINE_MS);
+        assert_int_equal(got, -EIO);
+        assert_true(took <= LIAR_BOUND_MS);
+        assert_true(atomic_load(&liar.gets) - gets > 1); /* retried */
+        bfs_robj_close(o);
+        assert_budget_returned(r);
+        bfs_remote_free(r);
+        bfs_config_free(&cfg);
+    }
+}
+
+/* The replica that gave the pin now says the object has another size: it
+ * changed, so the read fails at once (-EIO, one GET: no retry, and no other
+ * replica may serve a version nobody pinned). */
+static void test_liar_changed(void **state)
+{
+    (void)state;
+    bfs_config cfg;
+    make_cfg(&cfg, "liar-changed", 30000);
+    cfg.readahead_max = 0; /* one GET per block read, none behind our back */
+    bfs_remote *r = new_remote(&cfg);
+    int ret;
+    bfs_robj *o = open_chain(r, "logical://liar-changed", liar_url(LIE_WRONG_TOTAL),
+                             url_of(base, liar_ref.name), &ret);
+    assert_int_equal(ret, 0);
+    unsigned gets = atomic_load(&liar.gets);
+    char buf[100];
+    int64_t t0 = now_ms();
+    assert_int_equal(bfs_robj_pread(o, buf, sizeof buf, 0), -EIO);
+    assert_true(now_ms() - t0 < 1000);
+    assert_int_equal(atomic_load(&liar.gets) - gets, 1);
+    bfs_robj_close(o);
+    assert_budget_returned(r);
+    bfs_remote_free(r);
+    bfs_config_free(&cfg);
+}
+
 /* ---- a server stopped mid-test ---------------------------------------------- */
 
 #define STOP_DEADLINE_MS 3000
@@ -991,6 +1151,9 @@ int main(void)
         cmocka_unit_test(test_stress),
         cmocka_unit_test(test_churn),
         cmocka_unit_test(test_failover),
+        cmocka_unit_test_setup_teardown(test_liar_failover, liar_setup, liar_teardown),
+        cmocka_unit_test_setup_teardown(test_liar_deadline, liar_setup, liar_teardown),
+        cmocka_unit_test_setup_teardown(test_liar_changed, liar_setup, liar_teardown),
         cmocka_unit_test(test_server_stopped),
         cmocka_unit_test(test_log_clean),
         cmocka_unit_test(test_checksum),
