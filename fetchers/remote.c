@@ -61,13 +61,15 @@
 #define MAX_JOBS 1024
 #define READY_MAX 16
 
+struct bblock;
+
 struct inflight {
     char *key;
     uint64_t block;
     bool done;
     int err;          /* <0 on failure */
     size_t len;
-    char *buf;        /* the leader's own buffer, borrowed until the waiters have copied it */
+    struct bblock *bb; /* the leader's block, shared with the waiters */
     int refs;         /* the fetcher + waiters */
     struct inflight *next;
 };
@@ -447,30 +449,43 @@ out:
 
 /* ---- single flight -------------------------------------------------------- */
 
-static void inflight_put_locked(bfs_remote *r, struct inflight *e)
+/* Drop a reference to e; returns the block to unreference (after r->lock
+ * is released: bblock_unref takes it) when e is gone, else NULL. */
+static struct bblock *inflight_put_locked(bfs_remote *r, struct inflight *e)
 {
-    if (--e->refs > 0) {
-        if (e->refs == 1)
-            pthread_cond_broadcast(&r->cond); /* the leader waits to get its buffer back */
-        return;
-    }
+    if (--e->refs > 0)
+        return NULL;
     for (struct inflight **pp = &r->inflight; *pp; pp = &(*pp)->next) {
         if (*pp == e) {
             *pp = e->next;
             break;
         }
     }
+    struct bblock *bb = e->bb;
     free(e->key);
     free(e);
+    return bb;
 }
 
-/* Get block b into dst (capacity r->bs, budgeted by the caller), which the
- * caller found neither in memory nor in the cache: from a fetch in flight,
- * or fetched here.  sync (a read) waits for a fetch in flight; !sync
+static void inflight_put(bfs_remote *r, struct inflight *e)
+{
+    pthread_mutex_lock(&r->lock);
+    struct bblock *bb = inflight_put_locked(r, e);
+    pthread_mutex_unlock(&r->lock);
+    bblock_unref(bb);
+}
+
+/* Get block b, which the caller found neither in memory nor in the cache:
+ * fetched here into mine (r->bs bytes, budgeted by the caller), or from a
+ * fetch in flight (then mine is not used).  *out gets a new reference to
+ * the block (mine or the leader's), NULL on error; the caller still drops
+ * its own reference to mine.  sync (a read) waits for a fetch in flight; !sync
  * (read-ahead) returns -EAGAIN when the block is in flight. */
-static ssize_t get_block(bfs_robj *o, uint64_t b, char *dst, int64_t deadline, bool sync)
+static ssize_t get_block(bfs_robj *o, uint64_t b, struct bblock *mine, int64_t deadline, bool sync,
+                         struct bblock **out)
 {
     bfs_remote *r = o->r;
+    *out = NULL;
     pthread_mutex_lock(&r->lock);
     struct inflight *e;
     for (e = r->inflight; e; e = e->next)
@@ -478,7 +493,7 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, char *dst, int64_t deadline, b
             break;
     bool leader = e == NULL;
     if (leader) {
-        /* The leader fetches straight into dst, which it already holds
+        /* The leader fetches straight into mine, which it already holds
          * budget for: waiting for more here while holding that would let a
          * few readers deadlock the budget until their deadlines. */
         e = calloc(1, sizeof *e);
@@ -490,7 +505,7 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, char *dst, int64_t deadline, b
             return -ENOMEM;
         }
         e->key = key;
-        e->buf = dst;
+        e->bb = bblock_ref(mine);
         e->block = b;
         e->refs = 1;
         e->next = r->inflight;
@@ -506,45 +521,47 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, char *dst, int64_t deadline, b
     pthread_mutex_unlock(&r->lock);
 
     if (leader) {
-        ssize_t got = fetch_block(o, b, e->buf, deadline);
+        ssize_t got = fetch_block(o, b, mine->data, deadline);
+        if (got > 0) {
+            mine->block = b;
+            mine->len = (size_t)got;
+        }
         pthread_mutex_lock(&r->lock);
         e->err = got < 0 ? (int)got : 0;
         e->len = got < 0 ? 0 : (size_t)got;
         e->done = true;
         pthread_cond_broadcast(&r->cond);
         pthread_mutex_unlock(&r->lock);
-        /* The waiters copy the block now; storing it (an index write) is
+        /* The waiters take the block now; storing it (an index write) is
          * off their path.  The entry stays listed meanwhile, so a reader
-         * arriving late copies it rather than fetching it again. */
+         * arriving late takes it rather than fetching it again. */
         if (got > 0 && r->cache && !atomic_load(&o->bad)) {
-            bfs_cache_put(r->cache, o->key, b, e->buf, (size_t)got);
+            bfs_cache_put(r->cache, o->key, b, mine->data, (size_t)got);
             /* the whole-object check failed meanwhile: verify_feed sets bad
              * before it drops the blocks, so this block goes either way */
             if (atomic_load(&o->bad))
                 bfs_cache_drop(r->cache, o->key, b);
         }
-        pthread_mutex_lock(&r->lock);
-        /* e->buf is dst: the waiters copy it under r->lock as soon as they
-         * wake (no I/O), so this wait is short */
-        while (e->refs > 1)
-            pthread_cond_wait(&r->cond, &r->lock);
-    } else {
-        pthread_mutex_lock(&r->lock);
-        while (!e->done) {
-            struct timespec ts;
-            deadline_ts(deadline, &ts);
-            if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == ETIMEDOUT && !e->done) {
-                inflight_put_locked(r, e);
-                pthread_mutex_unlock(&r->lock);
-                return -EIO;
-            }
+        inflight_put(r, e);
+        if (got >= 0)
+            *out = bblock_ref(mine);
+        return got;
+    }
+    pthread_mutex_lock(&r->lock);
+    while (!e->done) {
+        struct timespec ts;
+        deadline_ts(deadline, &ts);
+        if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == ETIMEDOUT && !e->done) {
+            pthread_mutex_unlock(&r->lock);
+            inflight_put(r, e);
+            return -EIO;
         }
     }
     ssize_t ret = e->err < 0 ? e->err : (ssize_t)e->len;
-    if (ret > 0 && dst != e->buf)
-        memcpy(dst, e->buf, e->len);
-    inflight_put_locked(r, e);
+    if (ret >= 0)
+        *out = bblock_ref(e->bb); /* no copy: the leader's block is ours too */
     pthread_mutex_unlock(&r->lock);
+    inflight_put(r, e);
     return ret;
 }
 
@@ -600,17 +617,15 @@ static void readahead_block(bfs_robj *o, uint64_t b)
     bfs_remote *r = o->r;
     if (atomic_load(&o->closed) || (r->cache && bfs_cache_has(r->cache, o->key, b)))
         return; /* read-ahead for a closed object would only cost bandwidth and budget */
-    struct bblock *bb = bblock_new(r, false, 0);
+    struct bblock *bb = bblock_new(r, false, 0), *got = NULL;
     if (!bb)
         return;
-    ssize_t len = get_block(o, b, bb->data, now_ms() + r->cfg->deadline_ms, false);
-    if (len > 0) {
-        bb->block = b;
-        bb->len = (size_t)len;
-        ready_add(o, bb);
-    } else {
-        bblock_unref(bb);
-    }
+    ssize_t len = get_block(o, b, bb, now_ms() + r->cfg->deadline_ms, false, &got);
+    bblock_unref(bb);
+    if (len > 0)
+        ready_add(o, got); /* got == bb: read-ahead only ever leads */
+    else
+        bblock_unref(got);
 }
 
 static void ra_fill_locked(bfs_robj *o);
@@ -1013,15 +1028,12 @@ static ssize_t block_ref(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, s
         atomic_fetch_add(&r->hits, 1);
         len = (ssize_t)bb->len;
     } else {
-        if (!(bb = mem))
+        if (!mem)
             return wait ? -EIO : -ENOBUFS; /* no memory for it (before the deadline) */
-        len = get_block(o, b, bb->data, deadline, true);
-        if (len < 0) {
-            bblock_unref(bb);
+        len = get_block(o, b, mem, deadline, true, &bb);
+        bblock_unref(mem); /* bb holds its own reference (to mem, or the leader's block) */
+        if (len < 0)
             return len;
-        }
-        bb->block = b;
-        bb->len = (size_t)len;
     }
     struct bblock *old = NULL;
     pthread_mutex_lock(&o->lock);
