@@ -10,8 +10,9 @@
  *
  *   -ENOENT     404/410: the object is not on this replica (permanent)
  *   -EACCES     401/403 (permanent for this replica)
- *   -ESTALE     412, or a validator that differs from the pinned one: the
- *               object changed since it was opened (never retried)
+ *   -ESTALE     412, or a validator or total size (Content-Range) that
+ *               differs from the pinned one: the object changed since it
+ *               was opened (never retried)
  *   -ERANGE     416: range outside the object
  *   -ETIMEDOUT  connect/transfer timeout or below the low-speed limit (transient)
  *   -ECONNRESET connection reset/refused, server vanished (transient)
@@ -96,7 +97,8 @@ int bfs_http_stat(bfs_http *h, const char *url, bfs_object *obj);
  * With a pin, off >= pin->size returns 0 without a request and the range is
  * clipped to pin->size.  Without a pin, a range that starts at or past the
  * end is -ERANGE (the server's 416).  Nothing beyond the returned count is
- * written to buf. */
+ * written to buf; after an error, buf may hold a prefix of the range (the
+ * object's bytes) and must be treated as garbage. */
 ssize_t bfs_http_get(bfs_http *h, const char *url, const bfs_object *pin, int64_t off, size_t len,
                      void *buf, size_t *bytes_moved);
 
