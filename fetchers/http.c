@@ -897,12 +897,14 @@ int bfs_http_stat_within(bfs_http *h, const char *url, bfs_object *obj, long tim
 ssize_t bfs_http_get(bfs_http *h, const char *url, const bfs_object *pin, int64_t off, size_t len,
                      void *buf, size_t *bytes_moved)
 {
-    return bfs_http_get_within(h, url, pin, off, len, buf, bytes_moved, 0);
+    return bfs_http_get_within(h, url, pin, off, len, buf, bytes_moved, 0, NULL);
 }
 
 ssize_t bfs_http_get_within(bfs_http *h, const char *url, const bfs_object *pin, int64_t off, size_t len,
-                            void *buf, size_t *bytes_moved, long timeout_ms)
+                            void *buf, size_t *bytes_moved, long timeout_ms, bfs_object *seen)
 {
+    if (seen)
+        memset(seen, 0, sizeof *seen);
     if (bytes_moved)
         *bytes_moved = 0;
     if (!bfs_http_handles(url))
@@ -928,6 +930,13 @@ ssize_t bfs_http_get_within(bfs_http *h, const char *url, const bfs_object *pin,
     int ret = perform(&r);
     if (bytes_moved)
         *bytes_moved = r.wire;
+    if (ret == 0 && seen) {
+        /* the object's size: Content-Range's total (a 206), else the whole
+         * body of a 200; -1 when a 206 said '*' */
+        seen->size = r.have_range ? r.cr_total : r.content_length;
+        snprintf(seen->etag, sizeof seen->etag, "%s", r.etag);
+        snprintf(seen->last_modified, sizeof seen->last_modified, "%s", r.last_modified);
+    }
     return ret < 0 ? ret : (ssize_t)r.got;
 }
 

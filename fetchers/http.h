@@ -104,10 +104,12 @@ ssize_t bfs_http_get(bfs_http *h, const char *url, const bfs_object *pin, int64_
 
 /* The same, bounded by timeout_ms when that is shorter than the configured
  * request timeout (<= 0: the configured one), so a caller with a deadline
- * never waits past it for one request. */
+ * never waits past it for one request.  seen (may be NULL) gets what a
+ * successful GET's reply said of the object: its size (-1 when unknown),
+ * ETag and Last-Modified; zeroed on error. */
 int bfs_http_stat_within(bfs_http *h, const char *url, bfs_object *obj, long timeout_ms);
 ssize_t bfs_http_get_within(bfs_http *h, const char *url, const bfs_object *pin, int64_t off, size_t len,
-                            void *buf, size_t *bytes_moved, long timeout_ms);
+                            void *buf, size_t *bytes_moved, long timeout_ms, bfs_object *seen);
 
 /* Total bytes received by this bfs_http (all threads) since creation. */
 uint64_t bfs_http_bytes_received(const bfs_http *h);

@@ -31,7 +31,9 @@
  *
  * Versions: the pin (size, ETag) comes from the cache's record of the
  * object when there is one, so opening a file seen before costs no network
- * and works with every server down; else from a HEAD.  Requests to the
+ * and works with every server down; else from the reply to a GET of block 0
+ * (one round trip for the pin and the first block; one such GET for all
+ * concurrent first opens of an object), else from a HEAD.  Requests to the
  * replica that gave the pin carry If-Match; other replicas must agree on
  * the size.  Cache keys include size and ETag, so blocks of a replaced
  * object are never mixed with the new one.
@@ -404,7 +406,7 @@ static ssize_t fetch_block(bfs_robj *o, uint64_t b, char *buf, int64_t deadline)
                     goto out;
                 size_t moved = 0;
                 ssize_t got = bfs_http_get_within(r->http, o->urls[i], &pin, off, len, buf, &moved,
-                                                  (long)(deadline - now_ms()));
+                                                  (long)(deadline - now_ms()), NULL);
                 atomic_fetch_add(&r->bytes_fetched, moved);
                 if (got == (ssize_t)len) {
                     host_mark(r, o->urls[i], true);
@@ -857,8 +859,117 @@ static bool checksum_usable(const char *checksum, char out[129])
     return true;
 }
 
+/* One GET of block 0 from the first replica not marked down, without a
+ * validator: its reply pins the object (total size, ETag) and brings the
+ * first block, which almost every reader reads first (FITS headers), in
+ * the same round trip.  Tried once: on a failure the caller pins by HEAD,
+ * with the whole retry and failover policy, except when the only replica
+ * refused for good (-EACCES, -ENOENT), which is returned as it is. */
+static int pin_by_get(bfs_remote *r, char *const *urls, int n, bfs_object *pin, int *replica,
+                      struct bblock *bb, int64_t deadline)
+{
+    for (int i = 0; i < n; i++) {
+        if (i < 64 && host_down(r, urls[i]))
+            continue;
+        size_t moved = 0;
+        int64_t left = deadline - now_ms();
+        ssize_t got = bfs_http_get_within(r->http, urls[i], NULL, 0, r->bs, bb->data, &moved,
+                                          left > 0 ? (long)left : 1, pin);
+        atomic_fetch_add(&r->bytes_fetched, moved);
+        int64_t want = pin->size < (int64_t)r->bs ? pin->size : (int64_t)r->bs;
+        if (n == 1 && (got == -EACCES || got == -ENOENT))
+            return (int)got; /* a HEAD would only be refused again */
+        if (got <= 0 || pin->size <= 0 || got != want)
+            return -EAGAIN; /* an empty object (416), a server ignoring Range, a failure */
+        atomic_fetch_add(&r->blocks_fetched, 1);
+        host_mark(r, urls[i], true);
+        bb->block = 0;
+        bb->len = (size_t)got;
+        *replica = i;
+        return 0;
+    }
+    return -EAGAIN;
+}
+
+static char *block_key(const char *logical, const bfs_object *pin)
+{
+    return bfs_asprintf("%s#%lld#%s", logical, (long long)pin->size, pin->etag[0] ? pin->etag : pin->last_modified);
+}
+
+/* Pin an object the cache has no record of, and store the record.  Unless
+ * stat_only, by GET of block 0 (returned in *block0, also cached), with one
+ * request for all opens of logical at once: the others wait for it, then
+ * read its record (and later its cached block).  By HEAD when stat_only,
+ * when that GET fails, or when a waited-for open left no record. */
+static int pin_first(bfs_remote *r, const char *logical, char *const *urls, int n, bool stat_only,
+                     bfs_object *pin, int *replica, struct bblock **block0)
+{
+    *block0 = NULL;
+    int64_t deadline = now_ms() + r->cfg->deadline_ms;
+    struct inflight *e = NULL;
+    if (!stat_only) {
+        char *fkey = bfs_asprintf("pin:%s", logical);
+        if (!fkey)
+            return -ENOMEM;
+        pthread_mutex_lock(&r->lock);
+        struct inflight *w;
+        for (w = r->inflight; w; w = w->next)
+            if (w->block == UINT64_MAX && !strcmp(w->key, fkey))
+                break;
+        if (w) {
+            w->refs++;
+            struct timespec ts;
+            deadline_ts(deadline, &ts);
+            while (!w->done && pthread_cond_timedwait(&r->cond, &r->lock, &ts) != ETIMEDOUT)
+                ;
+            pthread_mutex_unlock(&r->lock);
+            inflight_put(r, w);
+            free(fkey);
+            char verified[160];
+            if (record_load(r, logical, pin, replica, verified, sizeof verified))
+                return 0;
+            stat_only = true;
+        } else if ((e = calloc(1, sizeof *e))) {
+            *e = (struct inflight){.key = fkey, .block = UINT64_MAX, .refs = 1, .next = r->inflight};
+            r->inflight = e;
+            pthread_mutex_unlock(&r->lock);
+        } else {
+            pthread_mutex_unlock(&r->lock);
+            free(fkey);
+            stat_only = true;
+        }
+    }
+    int ret = -EAGAIN;
+    struct bblock *bb = stat_only ? NULL : bblock_new(r, true, deadline);
+    if (bb)
+        ret = pin_by_get(r, urls, n, pin, replica, bb, deadline);
+    if (ret == -EACCES || ret == -ENOENT) {
+        bblock_unref(bb);
+    } else if (ret == 0) {
+        char *key = block_key(logical, pin);
+        if (key && r->cache)
+            bfs_cache_put(r->cache, key, 0, bb->data, bb->len);
+        free(key);
+        record_store(r, logical, pin, *replica, NULL);
+        *block0 = bb;
+    } else {
+        bblock_unref(bb);
+        ret = pin_by_head(r, urls, n, pin, replica);
+        if (ret == 0)
+            record_store(r, logical, pin, *replica, NULL);
+    }
+    if (e) { /* the waiting opens read the record now */
+        pthread_mutex_lock(&r->lock);
+        e->done = true;
+        pthread_cond_broadcast(&r->cond);
+        pthread_mutex_unlock(&r->lock);
+        inflight_put(r, e);
+    }
+    return ret;
+}
+
 int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, int64_t size_hint,
-                  const char *checksum, bfs_robj **out)
+                  const char *checksum, unsigned flags, bfs_robj **out)
 {
     bfs_robj *o = calloc(1, sizeof *o);
     if (!o)
@@ -878,11 +989,9 @@ int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, 
         if (!(o->urls[i] = strdup(urls[i])))
             ret = -ENOMEM;
     char verified[160] = "";
-    if (ret == 0 && !record_load(r, logical, &o->pin, &o->pin_replica, verified, sizeof verified)) {
-        ret = pin_by_head(r, urls, n, &o->pin, &o->pin_replica);
-        if (ret == 0)
-            record_store(r, logical, &o->pin, o->pin_replica, NULL);
-    }
+    struct bblock *block0 = NULL;
+    if (ret == 0 && !record_load(r, logical, &o->pin, &o->pin_replica, verified, sizeof verified))
+        ret = pin_first(r, logical, urls, n, flags & BFS_ROBJ_STAT_ONLY, &o->pin, &o->pin_replica, &block0);
     char want[129];
     if (ret == 0 && checksum_usable(checksum, want) && strcmp(want, verified) != 0 && o->pin.size > 0) {
         /* not yet found to match: check it as the blocks are read */
@@ -900,10 +1009,15 @@ int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, 
         bfs_warn(RTAG, "%s: registry says %lld bytes, the object has %lld; serving the object",
                  logical, (long long)size_hint, (long long)o->pin.size);
     if (ret == 0) {
-        o->key = bfs_asprintf("%s#%lld#%s", logical, (long long)o->pin.size,
-                              o->pin.etag[0] ? o->pin.etag : o->pin.last_modified);
+        o->key = block_key(logical, &o->pin);
         if (!o->key)
             ret = -ENOMEM;
+    }
+    if (block0) { /* fetched with the pin: the first read needs no cache lookup */
+        if (ret == 0 && keep_try(block0))
+            o->hot = block0;
+        else
+            bblock_unref(block0);
     }
     if (ret < 0) {
         robj_put(o);

@@ -29,12 +29,15 @@ void bfs_remote_free(bfs_remote *r);
 
 /* Open logical (the location's URI: the cache identity) served by the
  * remote replica urls, in order.  The version comes from the cache's record
- * of logical when it has one (no network), else from a HEAD of the first
- * replica that answers.  checksum (may be NULL) is the registry's; a
+ * of logical when it has one (no network), else from a GET of the first
+ * block (one round trip for the pin and the block most readers read first;
+ * one such GET for all concurrent opens of logical), else from a HEAD of
+ * the first replica that answers (with BFS_ROBJ_STAT_ONLY, at once).  checksum (may be NULL) is the registry's; a
  * BLAKE2b-512 hex digest is checked when the object is read whole in order,
  * once per version (see source.h). */
+#define BFS_ROBJ_STAT_ONLY 1u /* flags: only the size is wanted (pin by HEAD, fetch nothing) */
 int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, int64_t size_hint,
-                  const char *checksum, bfs_robj **out);
+                  const char *checksum, unsigned flags, bfs_robj **out);
 ssize_t bfs_robj_pread(bfs_robj *o, void *buf, size_t n, int64_t off);
 /* Zero-copy read: [off, off+n) as at most max pieces pointing into o's
  * decoded blocks (see bfs_source_view); each piece holds one reference in

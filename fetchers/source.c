@@ -156,7 +156,7 @@ static int open_local(const char *path, bfs_source **out)
  * during reads; if none of them can serve, later local replicas are still
  * tried.  -ENOENT only when every replica lacks the object. */
 static int open_remote(bfs_fetcher *f, const char *uri, char **urls, int n, int first, int64_t size_hint,
-                       const char *checksum, bfs_source **out)
+                       const char *checksum, unsigned flags, bfs_source **out)
 {
     char **remote_urls = calloc((size_t)(n - first), sizeof *remote_urls);
     int nr = 0;
@@ -165,7 +165,7 @@ static int open_remote(bfs_fetcher *f, const char *uri, char **urls, int n, int 
             remote_urls[nr++] = urls[j];
     bfs_remote *r = remote_of(f);
     bfs_robj *o = NULL;
-    int ret = !remote_urls ? -ENOMEM : !r ? -EIO : bfs_robj_open(r, uri, remote_urls, nr, size_hint, checksum, &o);
+    int ret = !remote_urls ? -ENOMEM : !r ? -EIO : bfs_robj_open(r, uri, remote_urls, nr, size_hint, checksum, flags, &o);
     free(remote_urls);
     if (ret < 0)
         return ret;
@@ -181,8 +181,9 @@ static int open_remote(bfs_fetcher *f, const char *uri, char **urls, int n, int 
     return 0;
 }
 
-int bfs_source_open(bfs_fetcher *f, const char *root, const char *location, int64_t size_hint,
-                    const char *checksum, bfs_source **out)
+/* bfs_source_open, with bfs_robj_open's flags for remote replicas. */
+static int source_open(bfs_fetcher *f, const char *root, const char *location, int64_t size_hint,
+                       const char *checksum, unsigned flags, bfs_source **out)
 {
     char *uri;
     int ret = bfs_source_uri(root, location, &uri);
@@ -203,7 +204,7 @@ int bfs_source_open(bfs_fetcher *f, const char *root, const char *location, int6
             ret = open_local(p, out);
         } else if (!remote_tried) {
             remote_tried = true;
-            ret = open_remote(f, uri, urls, n, i, size_hint, checksum, out);
+            ret = open_remote(f, uri, urls, n, i, size_hint, checksum, flags, out);
         } else {
             continue;
         }
@@ -213,6 +214,12 @@ int bfs_source_open(bfs_fetcher *f, const char *root, const char *location, int6
     bfs_config_free_urls(urls, n);
     free(uri);
     return ret == 0 ? 0 : worst;
+}
+
+int bfs_source_open(bfs_fetcher *f, const char *root, const char *location, int64_t size_hint,
+                    const char *checksum, bfs_source **out)
+{
+    return source_open(f, root, location, size_hint, checksum, 0, out);
 }
 
 ssize_t bfs_source_pread(bfs_source *s, void *buf, size_t n, off_t off)
@@ -275,9 +282,9 @@ int bfs_source_stat_size(bfs_fetcher *f, const char *root, const char *location,
     }
     if (ret != -EPROTONOSUPPORT)
         return ret;
-    /* remote: opening pins the object (cache record or HEAD) */
+    /* remote: opening pins the object (cache record or HEAD; no data) */
     bfs_source *s;
-    ret = bfs_source_open(f, root, location, -1, NULL, &s);
+    ret = source_open(f, root, location, -1, NULL, BFS_ROBJ_STAT_ONLY, &s);
     if (ret == 0) {
         *size = s->size;
         bfs_source_close(s);

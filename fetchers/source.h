@@ -18,8 +18,9 @@
  * registry may point the mount outside the datastore.
  *
  * Remote objects are pinned per open: size and validator (ETag) are taken
- * at open (or from the cache's record of the object, so an open needs no
- * network when the object was seen before) and every later range request
+ * at open, from the reply to a GET of the first block (or from the cache's
+ * record of the object, so an open needs no network when the object was
+ * seen before) and every later range request
  * must match, so a replaced object gives -EIO and a log line, never mixed
  * bytes.
  *

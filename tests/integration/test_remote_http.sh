@@ -74,6 +74,9 @@ head -c 2880 "$T/mnt/$f0" >"$T/head.bin"
 sleep 0.3
 moved=$(awk '{s += $10} END {print s + 0}' "$NGINX_DIR/access.log")
 expect "header read moved $moved bytes (at most one 1 MiB block)" test "$moved" -le $((1024 * 1024))
+# the first open of a file is one request: the GET of its first block pins it
+reqs=$(grep -c . "$NGINX_DIR/access.log") heads=$(grep -c '"HEAD ' "$NGINX_DIR/access.log")
+expect "a header read of a file never opened before is one request ($reqs, $heads HEAD)" test "$reqs" -eq 1 -a "$heads" -eq 0
 expect "header bytes correct" cmp -s "$T/head.bin" <(head -c 2880 "${SRC[$f0]}")
 
 # every file byte-identical, several readers at once

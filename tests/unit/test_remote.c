@@ -212,7 +212,7 @@ static bfs_robj *open1(bfs_remote *r, const char *b, const char *name, int *ret)
     char *u = url_of(b, name);
     char *urls[1] = {u};
     bfs_robj *o = NULL;
-    *ret = bfs_robj_open(r, u, urls, 1, -1, NULL, &o);
+    *ret = bfs_robj_open(r, u, urls, 1, -1, NULL, 0, &o);
     return *ret == 0 ? o : NULL;
 }
 
@@ -621,7 +621,7 @@ static bfs_robj *open_chain(bfs_remote *r, const char *logical, const char *u0, 
 {
     char *urls[2] = {(char *)u0, (char *)u1};
     bfs_robj *o = NULL;
-    *ret = bfs_robj_open(r, logical, urls, 2, -1, NULL, &o);
+    *ret = bfs_robj_open(r, logical, urls, 2, -1, NULL, 0, &o);
     return *ret == 0 ? o : NULL;
 }
 
@@ -841,8 +841,13 @@ static void test_liar_changed(void **state)
     cfg.readahead_max = 0; /* one GET per block read, none behind our back */
     bfs_remote *r = new_remote(&cfg);
     int ret;
-    bfs_robj *o = open_chain(r, "logical://liar-changed", liar_url(LIE_WRONG_TOTAL),
-                             url_of(base, liar_ref.name), &ret);
+    /* pinned by HEAD (a stat-only open records the pin), so the first GET
+     * is the one that lies */
+    char *urls[2] = {liar_url(LIE_WRONG_TOTAL), url_of(base, liar_ref.name)};
+    bfs_robj *o = NULL;
+    assert_int_equal(bfs_robj_open(r, "logical://liar-changed", urls, 2, -1, NULL, BFS_ROBJ_STAT_ONLY, &o), 0);
+    bfs_robj_close(o);
+    o = open_chain(r, "logical://liar-changed", urls[0], urls[1], &ret);
     assert_int_equal(ret, 0);
     unsigned gets = atomic_load(&liar.gets);
     char buf[100];
@@ -996,6 +1001,60 @@ static void test_readahead_reordered(void **state)
     assert_int_equal(atomic_exchange(&failures, 0), 0);
 }
 
+/* ---- first opens: the pin comes with block 0, once for all ---------------- */
+
+struct opener {
+    bfs_remote *r;
+    pthread_barrier_t *go;
+    int ret;
+};
+
+static void *opener_main(void *arg)
+{
+    struct opener *op = arg;
+    char buf[2880], want[2880];
+    pthread_barrier_wait(op->go);
+    bfs_robj *o = open1(op->r, base, "odd.bin", &op->ret);
+    if (o && !check_read(o, &refs[2], 0, sizeof buf, buf, want))
+        op->ret = -EIO;
+    bfs_robj_close(o);
+    return NULL;
+}
+
+/* Eight opens at once of an object never seen: block 0 is fetched once in
+ * all (the GET that pins it; the others wait for its record), and every
+ * header read is right.  (That no HEAD is sent is checked against nginx's
+ * log in test_remote_http.sh.) */
+static void test_first_open_single_flight(void **state)
+{
+    (void)state;
+    bfs_config cfg;
+    make_cfg(&cfg, "firstopen", 30000);
+    cfg.readahead_max = 0;
+    bfs_remote *r = new_remote(&cfg);
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, 8);
+    pthread_t t[8];
+    struct opener op[8];
+    for (int i = 0; i < 8; i++) {
+        op[i] = (struct opener){r, &go, -1};
+        assert_int_equal(pthread_create(&t[i], NULL, opener_main, &op[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(op[i].ret, 0);
+    }
+    pthread_barrier_destroy(&go);
+    bfs_fetch_stats s;
+    bfs_remote_stats(r, &s);
+    assert_int_equal(s.blocks_fetched, 1);
+    assert_int_equal(s.bytes_fetched, BS); /* block 0 once, nothing else */
+    assert_budget_returned(r);
+    bfs_remote_free(r);
+    bfs_config_free(&cfg);
+    assert_int_equal(atomic_exchange(&failures, 0), 0);
+}
+
 /* ---- the deadline bounds every request ------------------------------------- */
 
 /* A server that stalls (nginx echo_sleep 30) with a request timeout longer
@@ -1066,7 +1125,7 @@ static bfs_robj *open_ck(bfs_remote *r, const char *name, const char *checksum, 
     char *u = url_of(base, name);
     char *urls[1] = {u};
     bfs_robj *o = NULL;
-    *ret = bfs_robj_open(r, u, urls, 1, -1, checksum, &o);
+    *ret = bfs_robj_open(r, u, urls, 1, -1, checksum, 0, &o);
     return *ret == 0 ? o : NULL;
 }
 
@@ -1159,6 +1218,7 @@ int main(void)
         cmocka_unit_test(test_checksum),
         cmocka_unit_test(test_deadline_beats_request_timeout),
         cmocka_unit_test(test_readahead_reordered),
+        cmocka_unit_test(test_first_open_single_flight),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
