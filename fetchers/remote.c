@@ -61,7 +61,9 @@
 #define RTAG "fetch"
 #define MAX_HOSTS 64
 #define MAX_JOBS 1024
-#define READY_MAX 16
+/* Blocks read-ahead may hand to one object; the window is held below it,
+ * so read-ahead never fetches a block there is no room to hand over. */
+#define READY_MAX 64
 
 struct bblock;
 
@@ -149,7 +151,8 @@ struct bfs_robj {
     uint64_t ra_to;        /* last block the window reaches now */
     uint64_t seen_block;   /* last block a sequential reader has reached */
     int outstanding;       /* read-ahead jobs queued or running */
-    struct bblock *hot;    /* last block a read decoded (kept), or NULL */
+    struct bblock *hot[2]; /* the blocks reads decoded last (kept): [0] the highest,
+                            * [1] the one before (requests arrive a little reordered) */
     struct bblock *ready[READY_MAX]; /* blocks read-ahead fetched, not yet read (kept) */
     int nready;
 
@@ -299,6 +302,47 @@ static void keep_drop(struct bblock *bb)
     bblock_unref(bb);
 }
 
+/* keep_try for bb taking the place of victim (NULL: none), which then goes
+ * with a plain bblock_unref: r->kept changes by the difference, so a swap
+ * at the cap is always allowed. */
+static bool keep_swap(struct bblock *bb, const struct bblock *victim)
+{
+    bfs_remote *r = bb->r;
+    int64_t delta = bb->charge - (victim ? victim->charge : 0);
+    if (delta <= 0 || atomic_fetch_add(&r->kept, delta) + delta <= r->cfg->memory_budget / 2) {
+        if (delta <= 0)
+            atomic_fetch_add(&r->kept, delta);
+        return true;
+    }
+    atomic_fetch_sub(&r->kept, delta);
+    return false;
+}
+
+/* o's hot block b, or NULL; o->lock held. */
+static struct bblock *hot_find_locked(bfs_robj *o, uint64_t b)
+{
+    for (int i = 0; i < 2; i++)
+        if (o->hot[i] && o->hot[i]->block == b)
+            return o->hot[i];
+    return NULL;
+}
+
+/* Put bb (one reference, already accounted in r->kept) among the hot
+ * blocks; returns the block it evicts, always the old hot[1] (still
+ * accounted), or NULL.  A block above hot[0] pushes hot[0] down; a lower
+ * one (the late tail of the previous block) takes hot[1].  o->lock held. */
+static struct bblock *hot_put_locked(bfs_robj *o, struct bblock *bb)
+{
+    struct bblock *out = o->hot[1];
+    if (!o->hot[0] || bb->block > o->hot[0]->block) {
+        o->hot[1] = o->hot[0];
+        o->hot[0] = bb;
+    } else {
+        o->hot[1] = bb;
+    }
+    return out;
+}
+
 /* ---- replica health ------------------------------------------------------- */
 
 /* "scheme://host[:port]" of url: the unit of replica health. */
@@ -402,11 +446,12 @@ static ssize_t fetch_block(bfs_robj *o, uint64_t b, char *buf, int64_t deadline)
                 pin.etag[0] = pin.last_modified[0] = '\0'; /* other replicas: size must agree */
             last = -EIO;
             for (int a = 0; a < c->max_attempts; a++) {
-                if (now_ms() >= deadline)
+                int64_t left = deadline - now_ms();
+                if (left <= 0)
                     goto out;
                 size_t moved = 0;
                 ssize_t got = bfs_http_get_within(r->http, o->urls[i], &pin, off, len, buf, &moved,
-                                                  (long)(deadline - now_ms()), NULL);
+                                                  (long)left, NULL);
                 atomic_fetch_add(&r->bytes_fetched, moved);
                 if (got == (ssize_t)len) {
                     host_mark(r, o->urls[i], true);
@@ -477,40 +522,60 @@ static void inflight_put(bfs_remote *r, struct inflight *e)
     bblock_unref(bb);
 }
 
-/* Get block b, which the caller found neither in memory nor in the cache:
- * fetched here into mine (r->bs bytes, budgeted by the caller), or from a
- * fetch in flight (then mine is not used).  *out gets a new reference to
- * the block (mine or the leader's), NULL on error; the caller still drops
- * its own reference to mine.  sync (a read) waits for a fetch in flight; !sync
- * (read-ahead) returns -EAGAIN when the block is in flight. */
-static ssize_t get_block(bfs_robj *o, uint64_t b, struct bblock *mine, int64_t deadline, bool sync,
-                         struct bblock **out)
+static void ready_add(bfs_robj *o, struct bblock *bb);
+
+/* Get block b, which the caller did not find in memory: from a fetch in
+ * flight (a new reference to the leader's block in *out), for a read from
+ * the cache (mapped; looked at after the fetches in flight, since a fetch
+ * stores its block before it leaves the table), or fetched here into a new
+ * block (budget taken at once when there is some).  No budget: -ENOBUFS when !wait; else a wait until some is free
+ * or the deadline, then -EINTR (look in memory and the cache again: the
+ * block may have arrived meanwhile) or -EIO.  sync (a read) waits for a
+ * fetch in flight; !sync (read-ahead) returns -EAGAIN when the block is in
+ * flight.  *out is NULL on error. */
+static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, bool sync, struct bblock **out)
 {
     bfs_remote *r = o->r;
     *out = NULL;
-    pthread_mutex_lock(&r->lock);
     struct inflight *e;
-    for (e = r->inflight; e; e = e->next)
-        if (e->block == b && !strcmp(e->key, o->key))
+    for (bool looked = !sync || !r->cache;; looked = true) {
+        pthread_mutex_lock(&r->lock);
+        for (e = r->inflight; e; e = e->next)
+            if (e->block == b && !strcmp(e->key, o->key))
+                break;
+        if (e || looked)
             break;
+        pthread_mutex_unlock(&r->lock);
+        if ((*out = bblock_mapped(o, b))) {
+            atomic_fetch_add(&r->hits, 1);
+            return (ssize_t)(*out)->len;
+        }
+    }
     bool leader = e == NULL;
     if (leader) {
-        /* The leader fetches straight into mine, which it already holds
-         * budget for: waiting for more here while holding that would let a
-         * few readers deadlock the budget until their deadlines. */
+        /* A waiter needs no budget (it shares the leader's block); the
+         * leader takes it before it starts, never while holding a block. */
+        if (!budget_take_locked(r, r->bs, false, 0)) {
+            bool free_now = wait && budget_take_locked(r, r->bs, true, deadline);
+            if (free_now)
+                budget_give_locked(r, r->bs);
+            pthread_mutex_unlock(&r->lock);
+            return !wait ? -ENOBUFS : free_now ? -EINTR : -EIO;
+        }
         e = calloc(1, sizeof *e);
         char *key = strdup(o->key);
-        if (!e || !key) {
+        struct bblock *mine = malloc(sizeof *mine + r->bs);
+        if (!e || !key || !mine) {
+            budget_give_locked(r, r->bs);
             pthread_mutex_unlock(&r->lock);
             free(e);
             free(key);
+            free(mine);
             return -ENOMEM;
         }
-        e->key = key;
-        e->bb = bblock_ref(mine);
-        e->block = b;
-        e->refs = 1;
-        e->next = r->inflight;
+        *mine = (struct bblock){.r = r, .charge = r->bs, .data = mine->mem};
+        atomic_init(&mine->refs, 1); /* the entry's; the caller's is added below */
+        *e = (struct inflight){.key = key, .bb = mine, .block = b, .refs = 1, .next = r->inflight};
         r->inflight = e;
         atomic_fetch_add(&r->misses, 1);
     } else {
@@ -523,6 +588,7 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, struct bblock *mine, int64_t d
     pthread_mutex_unlock(&r->lock);
 
     if (leader) {
+        struct bblock *mine = e->bb;
         ssize_t got = fetch_block(o, b, mine->data, deadline);
         if (got > 0) {
             mine->block = b;
@@ -544,9 +610,11 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, struct bblock *mine, int64_t d
             if (atomic_load(&o->bad))
                 bfs_cache_drop(r->cache, o->key, b);
         }
-        inflight_put(r, e);
-        if (got >= 0)
+        if (got > 0 && !sync)
+            ready_add(o, bblock_ref(mine)); /* before leaving the table: no reader misses it */
+        else if (got >= 0)
             *out = bblock_ref(mine);
+        inflight_put(r, e);
         return got;
     }
     pthread_mutex_lock(&r->lock);
@@ -592,18 +660,19 @@ static void ready_add(bfs_robj *o, struct bblock *bb)
 {
     struct bblock *drop = NULL;
     pthread_mutex_lock(&o->lock);
-    bool dup = o->hot && o->hot->block == bb->block;
+    bool dup = hot_find_locked(o, bb->block) != NULL;
     for (int i = 0; !dup && i < o->nready; i++)
         dup = o->ready[i]->block == bb->block;
-    if (!dup && !atomic_load(&o->closed) && keep_try(bb)) {
-        if (o->nready == READY_MAX) { /* full: the lowest block goes */
-            int lo = 0;
-            for (int i = 1; i < o->nready; i++)
-                if (o->ready[i]->block < o->ready[lo]->block)
-                    lo = i;
-            drop = o->ready[lo];
-            o->ready[lo] = o->ready[--o->nready];
+    if (!dup && o->nready == READY_MAX && o->hot[0]) {
+        /* full: blocks the reader has passed may go, never the ones it reads next */
+        for (int i = 0; !drop && i < o->nready; i++) {
+            if (o->ready[i]->block < o->hot[0]->block) {
+                drop = o->ready[i];
+                o->ready[i] = o->ready[--o->nready];
+            }
         }
+    }
+    if (!dup && o->nready < READY_MAX && !atomic_load(&o->closed) && keep_try(bb)) {
         o->ready[o->nready++] = bb;
         bb = NULL;
     }
@@ -617,17 +686,10 @@ static void ready_add(bfs_robj *o, struct bblock *bb)
 static void readahead_block(bfs_robj *o, uint64_t b)
 {
     bfs_remote *r = o->r;
-    if (atomic_load(&o->closed) || (r->cache && bfs_cache_has(r->cache, o->key, b)))
-        return; /* read-ahead for a closed object would only cost bandwidth and budget */
-    struct bblock *bb = bblock_new(r, false, 0), *got = NULL;
-    if (!bb)
-        return;
-    ssize_t len = get_block(o, b, bb, now_ms() + r->cfg->deadline_ms, false, &got);
-    bblock_unref(bb);
-    if (len > 0)
-        ready_add(o, got); /* got == bb: read-ahead only ever leads */
-    else
-        bblock_unref(got);
+    if (atomic_load(&o->closed) || atomic_load(&o->bad) || (r->cache && bfs_cache_has(r->cache, o->key, b)))
+        return; /* read-ahead for a closed or bad object would only cost bandwidth and budget */
+    struct bblock *unused = NULL; /* get_block hands the block to o->ready itself */
+    get_block(o, b, false, now_ms() + r->cfg->deadline_ms, false, &unused);
 }
 
 static void ra_fill_locked(bfs_robj *o);
@@ -698,7 +760,9 @@ static void readahead(bfs_robj *o, int64_t off, size_t n)
          * block: the kernel splits even a 100 kB read into several
          * growing requests, and those must not fetch blocks nobody reads. */
         int64_t w = o->window ? o->window * 2 : 2 * (int64_t)r->bs;
-        o->window = w > c->readahead_max ? c->readahead_max : w;
+        int64_t cap = c->readahead_max < (int64_t)(READY_MAX - 2) * r->bs ? c->readahead_max
+                                                                         : (int64_t)(READY_MAX - 2) * r->bs;
+        o->window = w > cap ? cap : w;
         o->seen_block = touched;
     }
     if (!seq || end > o->next_off)
@@ -740,7 +804,8 @@ static void robj_put(bfs_robj *o)
 {
     if (atomic_fetch_sub(&o->refs, 1) != 1)
         return;
-    keep_drop(o->hot);
+    keep_drop(o->hot[0]);
+    keep_drop(o->hot[1]);
     for (int i = 0; i < o->nready; i++)
         keep_drop(o->ready[i]);
     for (int i = 0; i < o->n; i++)
@@ -801,11 +866,12 @@ static void record_store(bfs_remote *r, const char *logical, const bfs_object *p
     free(text);
 }
 
-/* HEAD the replicas in order (retrying transient failures) for the pin. */
-static int pin_by_head(bfs_remote *r, char *const *urls, int n, bfs_object *pin, int *replica)
+/* HEAD the replicas in order (retrying transient failures) for the pin,
+ * until deadline. */
+static int pin_by_head(bfs_remote *r, char *const *urls, int n, bfs_object *pin, int *replica,
+                       int64_t deadline)
 {
     const bfs_config *c = r->cfg;
-    int64_t deadline = now_ms() + c->deadline_ms;
     unsigned seed = (unsigned)now_ms();
     int last = -EIO, missing = 0;
     uint64_t skipped = 0;
@@ -896,6 +962,16 @@ static char *block_key(const char *logical, const bfs_object *pin)
     return bfs_asprintf("%s#%lld#%s", logical, (long long)pin->size, pin->etag[0] ? pin->etag : pin->last_modified);
 }
 
+/* The pin entry e is done: the waiting opens read the record now. */
+static void pin_done(bfs_remote *r, struct inflight *e)
+{
+    pthread_mutex_lock(&r->lock);
+    e->done = true;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    inflight_put(r, e);
+}
+
 /* Pin an object the cache has no record of, and store the record.  Unless
  * stat_only, by GET of block 0 (returned in *block0, also cached), with one
  * request for all opens of logical at once: the others wait for it, then
@@ -933,6 +1009,12 @@ static int pin_first(bfs_remote *r, const char *logical, char *const *urls, int 
             *e = (struct inflight){.key = fkey, .block = UINT64_MAX, .refs = 1, .next = r->inflight};
             r->inflight = e;
             pthread_mutex_unlock(&r->lock);
+            /* a leader that finished just before this one started left a record */
+            char verified[160];
+            if (record_load(r, logical, pin, replica, verified, sizeof verified)) {
+                pin_done(r, e);
+                return 0;
+            }
         } else {
             pthread_mutex_unlock(&r->lock);
             free(fkey);
@@ -954,17 +1036,12 @@ static int pin_first(bfs_remote *r, const char *logical, char *const *urls, int 
         *block0 = bb;
     } else {
         bblock_unref(bb);
-        ret = pin_by_head(r, urls, n, pin, replica);
+        ret = pin_by_head(r, urls, n, pin, replica, deadline); /* what the GET left of the deadline */
         if (ret == 0)
             record_store(r, logical, pin, *replica, NULL);
     }
-    if (e) { /* the waiting opens read the record now */
-        pthread_mutex_lock(&r->lock);
-        e->done = true;
-        pthread_cond_broadcast(&r->cond);
-        pthread_mutex_unlock(&r->lock);
-        inflight_put(r, e);
-    }
+    if (e)
+        pin_done(r, e);
     return ret;
 }
 
@@ -1013,9 +1090,12 @@ int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, 
         if (!o->key)
             ret = -ENOMEM;
     }
-    if (block0) { /* fetched with the pin: the first read needs no cache lookup */
-        if (ret == 0 && keep_try(block0))
-            o->hot = block0;
+    if (block0) {
+        /* Kept only without a cache (else the first read maps it from the
+         * cache at no budget cost: an open file that read just its header
+         * must not hold budget). */
+        if (ret == 0 && !r->cache && keep_try(block0))
+            o->hot[0] = block0;
         else
             bblock_unref(block0);
     }
@@ -1088,77 +1168,62 @@ static ssize_t verified_len(bfs_robj *o, struct bblock *bb)
     return (ssize_t)bb->len;
 }
 
-/* A reference to block b, decoded: o's hot block, a block read-ahead
- * fetched (o->ready), or one got now from the cache, a fetch in flight or
- * the replicas.  The block becomes o's hot block when it may be kept.
+/* A reference to block b, decoded: one of o's hot blocks, a block
+ * read-ahead fetched (o->ready), or one got now from the cache, a fetch in
+ * flight or the replicas.  The block becomes hot when it may be kept.
  * wait: wait for budget until deadline (-EIO then); else -ENOBUFS at once,
  * for callers that already hold blocks. */
 static ssize_t block_ref(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, struct bblock **out)
 {
-    bfs_remote *r = o->r;
-    struct bblock *drop[READY_MAX + 1];
-    int nd = 0;
-    pthread_mutex_lock(&o->lock);
-    if (o->hot && o->hot->block == b) {
-        *out = bblock_ref(o->hot);
+    for (;;) {
+        struct bblock *drop[READY_MAX + 2];
+        int nd = 0;
+        pthread_mutex_lock(&o->lock);
+        struct bblock *bb = hot_find_locked(o, b);
+        if (bb) {
+            *out = bblock_ref(bb);
+            pthread_mutex_unlock(&o->lock);
+            return verified_len(o, *out);
+        }
+        for (int i = 0; i < o->nready; i++) {
+            if (o->ready[i]->block == b) {
+                bb = o->ready[i];
+                o->ready[i] = o->ready[--o->nready];
+                break;
+            }
+        }
+        if (bb) {
+            /* the reader has passed the ready blocks below the one before b */
+            nd = ready_take_below_locked(o, b ? b - 1 : 0, drop);
+            struct bblock *gone = hot_put_locked(o, bb); /* bb stays kept: it was counted as ready */
+            if (gone)
+                drop[nd++] = gone;
+            *out = bblock_ref(bb);
+        }
         pthread_mutex_unlock(&o->lock);
-        return verified_len(o, *out);
-    }
-    struct bblock *bb = NULL;
-    for (int i = 0; i < o->nready; i++) {
-        if (o->ready[i]->block == b) {
-            bb = o->ready[i];
-            o->ready[i] = o->ready[--o->nready];
-            break;
-        }
-    }
-    if (bb) {
-        /* the reader has passed the ready blocks below b */
-        nd = ready_take_below_locked(o, b, drop);
-        if (o->hot)
-            drop[nd++] = o->hot;
-        o->hot = bb; /* stays kept: it was counted as ready */
-        *out = bblock_ref(bb);
-    }
-    pthread_mutex_unlock(&o->lock);
-    for (int i = 0; i < nd; i++)
-        keep_drop(drop[i]);
-    if (bb)
-        return verified_len(o, bb);
+        for (int i = 0; i < nd; i++)
+            keep_drop(drop[i]);
+        if (bb)
+            return verified_len(o, bb);
 
-    ssize_t len;
-    struct bblock *mem = NULL;
-    bb = bblock_mapped(o, b);
-    if (!bb && !(mem = bblock_new(r, false, 0)) && wait) {
-        /* While this waited for budget, the fetch of another reader may have
-         * stored the block and left the in-flight table: look again. */
-        mem = bblock_new(r, true, deadline);
-        if (mem && (bb = bblock_mapped(o, b))) {
-            bblock_unref(mem);
-            mem = NULL;
-        }
-    }
-    if (bb) {
-        atomic_fetch_add(&r->hits, 1);
-        len = (ssize_t)bb->len;
-    } else {
-        if (!mem)
-            return wait ? -EIO : -ENOBUFS; /* no memory for it (before the deadline) */
-        len = get_block(o, b, mem, deadline, true, &bb);
-        bblock_unref(mem); /* bb holds its own reference (to mem, or the leader's block) */
+        ssize_t len = get_block(o, b, wait, deadline, true, &bb);
+        if (len == -EINTR)
+            continue; /* waited for budget: the block may be in memory or the cache now */
         if (len < 0)
             return len;
+        struct bblock *gone = NULL;
+        bool kept = false;
+        pthread_mutex_lock(&o->lock);
+        if (!hot_find_locked(o, b) && keep_swap(bb, o->hot[1])) {
+            gone = hot_put_locked(o, bblock_ref(bb));
+            kept = true;
+        }
+        pthread_mutex_unlock(&o->lock);
+        if (kept)
+            bblock_unref(gone); /* its share of r->kept went in keep_swap */
+        *out = bb;
+        return verified_len(o, bb);
     }
-    struct bblock *old = NULL;
-    pthread_mutex_lock(&o->lock);
-    if (!(o->hot && o->hot->block == b) && keep_try(bb)) {
-        old = o->hot;
-        o->hot = bblock_ref(bb);
-    }
-    pthread_mutex_unlock(&o->lock);
-    keep_drop(old);
-    *out = bb;
-    return verified_len(o, bb);
 }
 
 ssize_t bfs_robj_view(bfs_robj *o, size_t n, int64_t off, struct iovec *iov, void **refs, int max, int *count)
@@ -1243,12 +1308,14 @@ void bfs_robj_close(bfs_robj *o)
     if (!o)
         return;
     atomic_store(&o->closed, true);
-    struct bblock *drop[READY_MAX + 1];
+    struct bblock *drop[READY_MAX + 2];
     pthread_mutex_lock(&o->lock);
     int nd = ready_take_below_locked(o, UINT64_MAX, drop);
-    if (o->hot)
-        drop[nd++] = o->hot;
-    o->hot = NULL;
+    for (int i = 0; i < 2; i++) {
+        if (o->hot[i])
+            drop[nd++] = o->hot[i];
+        o->hot[i] = NULL;
+    }
     pthread_mutex_unlock(&o->lock);
     for (int i = 0; i < nd; i++)
         keep_drop(drop[i]);
