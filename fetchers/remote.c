@@ -1,33 +1,43 @@
 /*
  * remote.c - remote objects read block by block (see remote_i.h).
  *
+ * Blocks in memory are reference counted (struct bblock): a FUSE reply is
+ * written straight from them (bfs_robj_view) while the object moves on.
  * Read path of one block b of an open object o:
  *
- *   1. o's hot block (the last block this object decoded, in memory);
- *   2. the persistent cache (verified: length and checksum);
+ *   1. o's two hot blocks (the last ones reads decoded);
+ *   2. o->ready: blocks read-ahead fetched for o, handed over in memory;
  *   3. the in-flight table: if another thread or a read-ahead worker is
- *      fetching (key, b), wait for it (concurrent readers cause one fetch);
- *   4. fetch: replicas in chain order, skipping hosts marked down; each
- *      attempt is one bounded request (http.c); transient failures retry
- *      with full-jitter exponential backoff, permanent ones (404, 403) go to
- *      the next replica at once; a changed object (-ESTALE) fails at once;
- *      past the deadline the read fails with -EIO.  The fetched block goes
- *      into the cache and to every waiter.
+ *      fetching (key, b), share its block when it is done (concurrent
+ *      readers cause one fetch and no copy);
+ *   4. the persistent cache: the block file mapped, length and checksum
+ *      verified every time it is taken from the cache;
+ *   5. fetch: replicas in chain order, skipping hosts marked down; each
+ *      attempt is one request bounded by what is left of the deadline
+ *      (http.c); transient failures retry with full-jitter exponential
+ *      backoff, permanent ones (404, 403) go to the next replica at once; a
+ *      changed object (-ESTALE) fails at once; past the deadline the read
+ *      fails with -EIO.  The fetched block goes to every waiter, into the
+ *      cache, and (for read-ahead) into o->ready.
  *
- * Memory: every block buffer (hot blocks, fetches in flight) is taken from
- * one process-wide budget.  A read that cannot get memory waits (within its
- * deadline); read-ahead that cannot get memory is simply skipped.  So a
- * thousand open files cannot exhaust memory.  No thread waits for budget
- * while holding budget (a synchronous read fetches into its own block
- * buffer; the in-flight entry then borrows it), and hot blocks kept between
- * reads may hold at most half of the budget, so idle open files can never
- * starve the reads that need memory.
+ * Memory: every malloc'd block (hot, ready, fetches in flight, pieces of a
+ * reply being sent) is taken from one process-wide budget; mapped cache
+ * blocks are page cache and cost none.  A read that cannot get memory waits
+ * (within its deadline) and then looks in memory and the cache again;
+ * read-ahead that cannot get memory is simply skipped.  So a thousand open
+ * files cannot exhaust memory.  No thread waits for budget while holding
+ * a block (only a reply's first piece may wait; a waiter on a fetch needs
+ * none), and blocks kept between reads (hot and ready) may hold at most half
+ * of the budget, so idle open files can never starve the reads that need
+ * memory.
  *
  * Read-ahead: each time a sequential reader enters a new block the window
- * doubles, from two blocks up to readahead bytes; a seek resets it.  Workers fetch the
- * blocks of the window that are neither cached nor in flight, at most
- * `parallel` at once per object.  A header read (the first 2880 bytes)
- * fetches exactly one block.
+ * doubles, from two blocks up to readahead bytes (and below READY_MAX
+ * blocks); a seek resets it.  Requests within a block of the last one's end
+ * are sequential: the kernel sends them on several FUSE threads.  Workers
+ * keep up to `parallel` blocks of the window in flight per object, refilling
+ * as each completes.  A header read (the first 2880 bytes) fetches exactly
+ * one block.
  *
  * Versions: the pin (size, ETag) comes from the cache's record of the
  * object when there is one, so opening a file seen before costs no network
@@ -38,8 +48,13 @@
  * the size.  Cache keys include size and ETag, so blocks of a replaced
  * object are never mixed with the new one.
  *
- * Lock order: r->lock, then o->lock is never taken while holding r->lock
- * (they are independent leaf locks); no lock is held during I/O.
+ * Whole-object check: with a registry checksum, blocks are fed in order to
+ * BLAKE2b as reads reach them (verify_feed, under o->vlock).
+ *
+ * Locks: r->lock (in-flight table, budget, hosts, job queue), o->lock (hot,
+ * ready, read-ahead state) and o->vlock (the checksum state) are leaf
+ * locks: none is taken while another is held, and none is held during I/O
+ * or while a block is unreferenced (bblock_unref takes r->lock).
  */
 #include "remote_i.h"
 
@@ -846,7 +861,7 @@ static bool record_load(bfs_remote *r, const char *logical, bfs_object *pin, int
     return true;
 }
 
-/* Drop the record, so the next open pins the object again by HEAD. */
+/* Drop the record, so the next open pins the object again (GET or HEAD). */
 static void record_forget(bfs_remote *r, const char *logical)
 {
     if (r->cache)

@@ -73,8 +73,8 @@ ssize_t bfs_source_pread(bfs_source *s, void *buf, size_t n, off_t off);
 
 /* A read without a copy: the bytes as pieces pointing into the fetcher's
  * memory, valid until bfs_view_release.  BFS_VIEW_MAX pieces cover any
- * range of up to BFS_VIEW_MAX - 1 blocks (16 MiB with the smallest block
- * size, so any FUSE read). */
+ * range of up to BFS_VIEW_MAX - 1 blocks: 1 MiB with the smallest block
+ * size (64 KiB), so any FUSE read (the mount sets max_read to 1 MiB). */
 #define BFS_VIEW_MAX 17
 typedef struct bfs_view {
     struct iovec iov[BFS_VIEW_MAX];

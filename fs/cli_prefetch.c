@@ -133,7 +133,7 @@ static int resolve(bfs_tree *t, const char *path, bfs_node **out)
 static void *reader(void *arg)
 {
     struct prefetch *p = arg;
-    size_t bufsz = 4 << 20;
+    size_t bufsz = 1 << 20; /* a view of 1 MiB spans at most 17 blocks of the smallest size */
     char *buf = malloc(bufsz);
     for (size_t i; buf && (i = atomic_fetch_add(&p->next, 1)) < p->n;) {
         bfs_source *src;
