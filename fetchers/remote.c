@@ -1106,10 +1106,12 @@ int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, 
             ret = -ENOMEM;
     }
     if (block0) {
-        /* Kept only without a cache (else the first read maps it from the
-         * cache at no budget cost: an open file that read just its header
-         * must not hold budget). */
-        if (ret == 0 && !r->cache && keep_try(block0))
+        /* Kept as the hot block: the first read (a header, or prefetch
+         * reading the file) then needs no cache lookup.  Files left open
+         * after reading their header each keep one block, within the half
+         * of the budget kept blocks may hold; past it, blocks are mapped
+         * from the cache instead. */
+        if (ret == 0 && keep_try(block0))
             o->hot[0] = block0;
         else
             bblock_unref(block0);
