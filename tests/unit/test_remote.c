@@ -207,6 +207,16 @@ static void assert_budget_returned_or_kept(bfs_remote *r)
     assert_true(bfs_remote_mem_used(r) <= 32 * BS);
 }
 
+/* The end of a test: every byte of budget back, the remote freed, and no
+ * failure recorded by a reader thread. */
+static void finish_remote(bfs_remote *r, bfs_config *cfg)
+{
+    assert_budget_returned(r);
+    bfs_remote_free(r);
+    bfs_config_free(cfg);
+    assert_int_equal(atomic_exchange(&failures, 0), 0);
+}
+
 static bfs_robj *open1(bfs_remote *r, const char *b, const char *name, int *ret)
 {
     char *u = url_of(b, name);
@@ -235,6 +245,19 @@ static bool check_read(bfs_robj *o, const struct ref *f, int64_t off, size_t n, 
         return false;
     }
     return true;
+}
+
+/* Read [from, to) of o as a sequential reader whose requests arrive
+ * pairwise swapped (as FUSE threads deliver them), q bytes each. */
+static void read_swapped(bfs_robj *o, const struct ref *f, int64_t from, int64_t to, size_t q)
+{
+    char *buf = malloc(q), *want = malloc(q);
+    for (int64_t pair = from; pair < to; pair += 2 * (int64_t)q) {
+        check_read(o, f, pair + (int64_t)q, q, buf, want);
+        check_read(o, f, pair, q, buf, want);
+    }
+    free(buf);
+    free(want);
 }
 
 /* An offset biased to the interesting places: block edges, EOF, 4 GiB. */
@@ -981,24 +1004,14 @@ static void test_readahead_reordered(void **state)
     int ret;
     bfs_robj *o = open1(r, base, "big.bin", &ret);
     assert_int_equal(ret, 0);
-    char *buf = malloc(BS), *want = malloc(BS);
-    const size_t q = BS / 4;
-    for (int64_t pair = 0; pair < 3 * BS; pair += 2 * (int64_t)q) { /* blocks 0-2, each pair swapped */
-        check_read(o, &refs[3], pair + (int64_t)q, q, buf, want);
-        check_read(o, &refs[3], pair, q, buf, want);
-    }
+    read_swapped(o, &refs[3], 0, 3 * BS, BS / 4); /* blocks 0-2 */
     assert_budget_returned_or_kept(r);
     bfs_fetch_stats s;
     bfs_remote_stats(r, &s);
     fprintf(stderr, "reordered reader: 3 blocks read, %llu fetched\n", (unsigned long long)s.blocks_fetched);
     assert_true(s.blocks_fetched > 3); /* read-ahead went past what was read */
     bfs_robj_close(o);
-    assert_budget_returned(r);
-    free(buf);
-    free(want);
-    bfs_remote_free(r);
-    bfs_config_free(&cfg);
-    assert_int_equal(atomic_exchange(&failures, 0), 0);
+    finish_remote(r, &cfg);
 }
 
 /* ---- read-ahead hands blocks over in memory ---------------------------------- */
@@ -1019,14 +1032,9 @@ static void test_handover(void **state)
     int ret;
     bfs_robj *o = open1(r, base, "big.bin", &ret);
     assert_int_equal(ret, 0);
-    char *buf = malloc(BS), *want = malloc(BS);
-    const size_t q = BS / 4;
     /* pairs straddle block edges: the head of block b comes before the
      * tail of block b-1 */
-    for (int64_t pair = (int64_t)q; pair < 160 * BS; pair += 2 * (int64_t)q) {
-        check_read(o, &refs[3], pair + (int64_t)q, q, buf, want);
-        check_read(o, &refs[3], pair, q, buf, want);
-    }
+    read_swapped(o, &refs[3], BS / 4, 160 * BS, BS / 4);
     bfs_fetch_stats s;
     bfs_remote_stats(r, &s);
     fprintf(stderr, "handover: 160 blocks read, %llu fetched, %llu taken back from the cache\n",
@@ -1035,12 +1043,7 @@ static void test_handover(void **state)
      * and at most a rare block whose hand-over raced the reader's look */
     assert_true(s.cache_hits <= 3);
     bfs_robj_close(o);
-    assert_budget_returned(r);
-    free(buf);
-    free(want);
-    bfs_remote_free(r);
-    bfs_config_free(&cfg);
-    assert_int_equal(atomic_exchange(&failures, 0), 0);
+    finish_remote(r, &cfg);
 }
 
 /* ---- first opens: the pin comes with block 0, once for all ---------------- */
@@ -1091,10 +1094,7 @@ static void test_first_open_single_flight(void **state)
     bfs_remote_stats(r, &s);
     assert_int_equal(s.blocks_fetched, 1);
     assert_int_equal(s.bytes_fetched, BS); /* block 0 once, nothing else */
-    assert_budget_returned(r);
-    bfs_remote_free(r);
-    bfs_config_free(&cfg);
-    assert_int_equal(atomic_exchange(&failures, 0), 0);
+    finish_remote(r, &cfg);
 }
 
 /* ---- the deadline bounds every request ------------------------------------- */
