@@ -279,6 +279,13 @@ unmount
 cached=$(find "$T/cache" -path '*blocks*' -type f | wc -l)
 want=$(( ($(stat -c %s "${SRC[$fg]}") + 1048575) / 1048576 )) # object records are in the index, not files
 expect "only the good file's blocks stay cached ($cached files, want $want)" test "$cached" -eq "$want"
+# prefetch reads the bad file whole too: it fails, says which file, exits 1
+pfdir=$(dirname "$fb")
+if "$BFS_BIN" prefetch "$T/repo" --config "$T/config.yaml" "$pfdir" >"$T/pf.out" 2>"$T/pf.err"; then
+    fail "prefetch of a file that does not match its registry checksum succeeded"
+else
+    expect "prefetch names the bad file and says EIO" grep -q "$(basename "$fb").*Input/output error" "$T/pf.err"
+fi
 
 sqlite3 "$T/repo/gen3.sqlite3" "UPDATE file_datastore_records SET checksum = NULL"
 
