@@ -1006,7 +1006,12 @@ void bfs_http_free(bfs_http *h)
     /* Destructors no longer run for h's key, so the handles of live
      * threads are closed here; none may be in use. */
     pthread_key_delete(h->key);
+    /* Taken under the lock: libfuse's idle workers exit detached, and their
+     * handles came back through conn_release under this lock. */
+    pthread_mutex_lock(&h->lock);
     struct http_conn *c = h->conns;
+    h->conns = h->idle = NULL;
+    pthread_mutex_unlock(&h->lock);
     while (c) {
         struct http_conn *next = c->next;
         curl_easy_cleanup(c->curl);
