@@ -188,7 +188,7 @@ bfs_show_log()
 }
 
 BFS_ERROR_LINE='^[^ ]+ butlerfs\[[0-9]+\] (emerg|alert|crit|error) '
-BFS_SANITIZER='ERROR: AddressSanitizer|runtime error:|LeakSanitizer|ERROR: ThreadSanitizer|SUMMARY: UndefinedBehaviorSanitizer'
+BFS_SANITIZER='ERROR: AddressSanitizer|runtime error:|LeakSanitizer|ThreadSanitizer:|SUMMARY: UndefinedBehaviorSanitizer'
 
 # check_log: unmounts the last mount if it is still mounted (sanitizer leak
 # reports appear only when the daemon exits), then fails the test when its
