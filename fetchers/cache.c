@@ -1047,6 +1047,13 @@ static bool drop_if_unchanged(bfs_cache *c, const bkey *k, uint64_t id, const ch
     return true;
 }
 
+/* A failed lookup of a block or a record as -errno: none, or another key's
+ * (1: a hash collision), is -ENOENT. */
+static int miss_errno(bfs_cache *c, int mrc, const char *what)
+{
+    return mrc == 1 || mrc == MDB_NOTFOUND ? -ENOENT : lmdb_errno(c, mrc, what);
+}
+
 /* The record of block k of key: 0, -ENOENT (none, or the hash names
  * another key) or another -errno. */
 static int lookup(bfs_cache *c, const char *key, const bkey *k, rec *r)
@@ -1059,9 +1066,7 @@ static int lookup(bfs_cache *c, const char *key, const bkey *k, rec *r)
     if (mrc == 0)
         mrc = rec_get(c, t, k, r);
     txn_abort(c, t);
-    if (mrc)
-        return mrc == 1 || mrc == MDB_NOTFOUND ? -ENOENT : lmdb_errno(c, mrc, "look up a block");
-    return 0;
+    return mrc ? miss_errno(c, mrc, "look up a block") : 0;
 }
 
 int bfs_cache_drop(bfs_cache *c, const char *key, uint64_t block)
@@ -1494,11 +1499,6 @@ static int record_begin(bfs_cache *c, const char *key, unsigned flags, rlook *l)
     return 0;
 }
 
-/* A failed lookup (rlook.found) as -errno: none, or another key's, is -ENOENT. */
-static int record_errno(bfs_cache *c, int mrc, const char *what)
-{
-    return mrc == 1 || mrc == MDB_NOTFOUND ? -ENOENT : lmdb_errno(c, mrc, what);
-}
 
 /* Remove the record at kh (header h) with its age entry and its bytes. */
 static int record_remove(bfs_cache *c, MDB_txn *t, const uint8_t kh[16], const rhead *h)
@@ -1637,7 +1637,7 @@ ssize_t bfs_cache_record_get(bfs_cache *c, const char *key, void *buf, size_t bu
             memcpy(buf, l.data, (size_t)n);
     }
     txn_abort(c, l.t);
-    return l.found ? record_errno(c, l.found, "read a record") : n;
+    return l.found ? miss_errno(c, l.found, "read a record") : n;
 }
 
 int bfs_cache_record_drop(bfs_cache *c, const char *key)
@@ -1649,7 +1649,7 @@ int bfs_cache_record_drop(bfs_cache *c, const char *key)
     int mrc = l.found ? l.found : record_remove(c, l.t, l.kh, &l.h);
     if (mrc) {
         txn_abort(c, l.t);
-        return record_errno(c, mrc, "drop a record");
+        return miss_errno(c, mrc, "drop a record");
     }
     return txn_commit(c, l.t);
 }

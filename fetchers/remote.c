@@ -228,6 +228,19 @@ static void budget_give_locked(bfs_remote *r, size_t len)
     pthread_cond_broadcast(&r->cond);
 }
 
+/* A block buffer with one reference, whose r->bs bytes of budget the
+ * caller has taken (they come back with the last reference); NULL when out
+ * of memory (the budget is then the caller's to give back). */
+static struct bblock *bblock_alloc(bfs_remote *r)
+{
+    struct bblock *bb = malloc(sizeof *bb + r->bs);
+    if (bb) {
+        *bb = (struct bblock){.r = r, .charge = r->bs, .data = bb->mem};
+        atomic_init(&bb->refs, 1);
+    }
+    return bb;
+}
+
 /* A new block buffer with one reference, its budget taken (waiting until
  * deadline when wait, else failing at once).  NULL: no budget or memory. */
 static struct bblock *bblock_new(bfs_remote *r, bool wait, int64_t deadline)
@@ -235,17 +248,12 @@ static struct bblock *bblock_new(bfs_remote *r, bool wait, int64_t deadline)
     pthread_mutex_lock(&r->lock);
     bool got = budget_take_locked(r, r->bs, wait, deadline);
     pthread_mutex_unlock(&r->lock);
-    if (!got)
-        return NULL;
-    struct bblock *bb = malloc(sizeof *bb + r->bs);
-    if (!bb) {
+    struct bblock *bb = got ? bblock_alloc(r) : NULL;
+    if (got && !bb) {
         pthread_mutex_lock(&r->lock);
         budget_give_locked(r, r->bs);
         pthread_mutex_unlock(&r->lock);
-        return NULL;
     }
-    *bb = (struct bblock){.r = r, .charge = r->bs, .data = bb->mem};
-    atomic_init(&bb->refs, 1);
     return bb;
 }
 
@@ -299,13 +307,11 @@ static void bblock_unref(struct bblock *bb)
 /* Objects may keep blocks between reads (o->hot, o->ready) only while those
  * hold at most half of the budget: idle open files must never pin the
  * memory other reads wait for. */
+static bool keep_swap(struct bblock *bb, const struct bblock *victim);
+
 static bool keep_try(struct bblock *bb)
 {
-    bfs_remote *r = bb->r;
-    if (atomic_fetch_add(&r->kept, bb->charge) + bb->charge <= r->cfg->memory_budget / 2)
-        return true;
-    atomic_fetch_sub(&r->kept, bb->charge);
-    return false;
+    return keep_swap(bb, NULL);
 }
 
 /* Drop a kept block: the reference o held and its share of r->kept. */
@@ -324,11 +330,8 @@ static bool keep_swap(struct bblock *bb, const struct bblock *victim)
 {
     bfs_remote *r = bb->r;
     int64_t delta = bb->charge - (victim ? victim->charge : 0);
-    if (delta <= 0 || atomic_fetch_add(&r->kept, delta) + delta <= r->cfg->memory_budget / 2) {
-        if (delta <= 0)
-            atomic_fetch_add(&r->kept, delta);
+    if (atomic_fetch_add(&r->kept, delta) + delta <= r->cfg->memory_budget / 2 || delta <= 0)
         return true;
-    }
     atomic_fetch_sub(&r->kept, delta);
     return false;
 }
@@ -529,6 +532,17 @@ static struct bblock *inflight_put_locked(bfs_remote *r, struct inflight *e)
     return bb;
 }
 
+/* The in-flight entry for (key, block), or NULL; r->lock held.  Pins use
+ * block UINT64_MAX under a "pin:" key, so they never match a block. */
+static struct inflight *inflight_find_locked(bfs_remote *r, const char *key, uint64_t block)
+{
+    struct inflight *e;
+    for (e = r->inflight; e; e = e->next)
+        if (e->block == block && !strcmp(e->key, key))
+            break;
+    return e;
+}
+
 static void inflight_put(bfs_remote *r, struct inflight *e)
 {
     pthread_mutex_lock(&r->lock);
@@ -543,9 +557,10 @@ static void ready_add(bfs_robj *o, struct bblock *bb);
  * flight (a new reference to the leader's block in *out), for a read from
  * the cache (mapped; looked at after the fetches in flight, since a fetch
  * stores its block before it leaves the table), or fetched here into a new
- * block (budget taken at once when there is some).  No budget: -ENOBUFS when !wait; else a wait until some is free
- * or the deadline, then -EINTR (look in memory and the cache again: the
- * block may have arrived meanwhile) or -EIO.  sync (a read) waits for a
+ * block (budget taken at once when there is some).  No budget: -ENOBUFS
+ * when !wait; else a wait until some is free or the deadline, then -EINTR
+ * (look in memory and the cache again: the block may have arrived
+ * meanwhile) or -EIO.  sync (a read) waits for a
  * fetch in flight; !sync (read-ahead) returns -EAGAIN when the block is in
  * flight.  *out is NULL on error. */
 static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, bool sync, struct bblock **out)
@@ -555,9 +570,7 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
     struct inflight *e;
     for (bool looked = !sync || !r->cache;; looked = true) {
         pthread_mutex_lock(&r->lock);
-        for (e = r->inflight; e; e = e->next)
-            if (e->block == b && !strcmp(e->key, o->key))
-                break;
+        e = inflight_find_locked(r, o->key, b);
         if (e || looked)
             break;
         pthread_mutex_unlock(&r->lock);
@@ -579,7 +592,7 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
         }
         e = calloc(1, sizeof *e);
         char *key = strdup(o->key);
-        struct bblock *mine = malloc(sizeof *mine + r->bs);
+        struct bblock *mine = bblock_alloc(r); /* its reference is the entry's */
         if (!e || !key || !mine) {
             budget_give_locked(r, r->bs);
             pthread_mutex_unlock(&r->lock);
@@ -588,8 +601,6 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
             free(mine);
             return -ENOMEM;
         }
-        *mine = (struct bblock){.r = r, .charge = r->bs, .data = mine->mem};
-        atomic_init(&mine->refs, 1); /* the entry's; the caller's is added below */
         *e = (struct inflight){.key = key, .bb = mine, .block = b, .refs = 1, .next = r->inflight};
         r->inflight = e;
         atomic_fetch_add(&r->misses, 1);
@@ -1003,10 +1014,7 @@ static int pin_first(bfs_remote *r, const char *logical, char *const *urls, int 
         if (!fkey)
             return -ENOMEM;
         pthread_mutex_lock(&r->lock);
-        struct inflight *w;
-        for (w = r->inflight; w; w = w->next)
-            if (w->block == UINT64_MAX && !strcmp(w->key, fkey))
-                break;
+        struct inflight *w = inflight_find_locked(r, fkey, UINT64_MAX);
         if (w) {
             w->refs++;
             struct timespec ts;
