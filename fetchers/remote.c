@@ -71,6 +71,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #define RTAG "fetch"
@@ -94,10 +95,10 @@ struct inflight {
 };
 
 /* A decoded block: reference counted, so a FUSE reply can be sent straight
- * from it while the object moves on.  Its bytes are either its own memory
- * (charge = r->bs bytes of budget, taken at creation and returned with the
- * last reference) or a mapping of its verified cache file (charge 0: page
- * cache, not process memory). */
+ * from it while the object moves on.  Its bytes are either its own buffer
+ * (own; charge = r->bs bytes of budget, taken at creation and returned with
+ * the last reference, when the buffer goes back to r->spare) or a mapping
+ * of its verified cache file (charge 0: page cache, not process memory). */
 struct bblock {
     bfs_remote *r;
     atomic_int refs;
@@ -106,8 +107,24 @@ struct bblock {
     int64_t charge;
     bool mapped;
     char *data;
-    char mem[];
+    char *own;         /* the buffer data points into, when not mapped */
 };
+
+/* Idle block buffers kept for reuse.  A new buffer costs page faults and
+ * zeroed pages on first touch (a quarter of the daemon's CPU in a streaming
+ * read when every block was malloc'd afresh).  Enough are kept for one
+ * streaming reader's working set (its read-ahead window, the fetches in
+ * flight, its hot blocks), at most SPARE_MAX.  A spare keeps its budget, so
+ * the budget bounds all block memory, idle or not: a take that finds the
+ * budget short frees spares first.  Spares are freed when none has been
+ * used for SPARE_IDLE_MS, so an idle daemon holds no buffers. */
+#define SPARE_MAX 64
+#define SPARE_IDLE_MS 10000
+/* Buffers are page aligned, as O_DIRECT writes of them need. */
+#define BUF_ALIGN 4096
+/* Buffers of 2 MiB or more are aligned to and advised as transparent huge
+ * pages: two faults instead of 1024 for a 4 MiB block. */
+#define HUGE_PAGE (2u << 20)
 
 struct host_health {
     char host[256];
@@ -129,6 +146,9 @@ struct bfs_remote {
     pthread_cond_t cond;   /* in-flight completion, budget returned (CLOCK_MONOTONIC) */
     struct inflight *inflight;
     int64_t mem_used;
+    char *spare[SPARE_MAX]; /* idle block buffers (r->bs bytes each) */
+    int nspare, spare_max;
+    int64_t spare_used_ms;  /* when a buffer last went to or from spare */
     struct host_health hosts[MAX_HOSTS];
     int nhosts;
 
@@ -212,6 +232,11 @@ static void deadline_ts(int64_t deadline, struct timespec *ts)
 static bool budget_take_locked(bfs_remote *r, size_t len, bool wait, int64_t deadline)
 {
     while (r->mem_used + (int64_t)len > r->cfg->memory_budget && r->mem_used > 0) {
+        if (r->nspare > 0) { /* idle memory goes first */
+            free(r->spare[--r->nspare]);
+            r->mem_used -= r->bs;
+            continue;
+        }
         if (!wait || now_ms() >= deadline)
             return false;
         struct timespec ts;
@@ -228,32 +253,41 @@ static void budget_give_locked(bfs_remote *r, size_t len)
     pthread_cond_broadcast(&r->cond);
 }
 
-/* A block buffer with one reference, whose r->bs bytes of budget the
- * caller has taken (they come back with the last reference); NULL when out
- * of memory (the budget is then the caller's to give back). */
-static struct bblock *bblock_alloc(bfs_remote *r)
+/* A block with one reference and a buffer of r->bs bytes (a spare one
+ * when there is one), whose budget the caller has taken (it comes back with
+ * the last reference); NULL when out of memory (the budget is then the
+ * caller's to give back).  r->lock held. */
+static struct bblock *bblock_alloc_locked(bfs_remote *r)
 {
-    struct bblock *bb = malloc(sizeof *bb + r->bs);
-    if (bb) {
-        *bb = (struct bblock){.r = r, .charge = r->bs, .data = bb->mem};
-        atomic_init(&bb->refs, 1);
+    struct bblock *bb = malloc(sizeof *bb);
+    void *buf = NULL;
+    if (bb && r->nspare > 0) {
+        buf = r->spare[--r->nspare];
+        r->mem_used -= r->bs; /* the spare brings its budget: the caller's goes back */
+        r->spare_used_ms = now_ms();
     }
+    else if (bb && posix_memalign(&buf, r->bs >= HUGE_PAGE ? HUGE_PAGE : BUF_ALIGN, r->bs) != 0)
+        buf = NULL;
+    else if (bb && r->bs >= HUGE_PAGE)
+        madvise(buf, r->bs, MADV_HUGEPAGE); /* advice: may be off */
+    if (!buf) {
+        free(bb);
+        return NULL;
+    }
+    *bb = (struct bblock){.r = r, .charge = r->bs, .data = buf, .own = buf};
+    atomic_init(&bb->refs, 1);
     return bb;
 }
 
-/* A new block buffer with one reference, its budget taken (waiting until
+/* A new block with one reference, its budget taken (waiting until
  * deadline when wait, else failing at once).  NULL: no budget or memory. */
 static struct bblock *bblock_new(bfs_remote *r, bool wait, int64_t deadline)
 {
     pthread_mutex_lock(&r->lock);
-    bool got = budget_take_locked(r, r->bs, wait, deadline);
-    pthread_mutex_unlock(&r->lock);
-    struct bblock *bb = got ? bblock_alloc(r) : NULL;
-    if (got && !bb) {
-        pthread_mutex_lock(&r->lock);
+    struct bblock *bb = NULL;
+    if (budget_take_locked(r, r->bs, wait, deadline) && !(bb = bblock_alloc_locked(r)))
         budget_give_locked(r, r->bs);
-        pthread_mutex_unlock(&r->lock);
-    }
+    pthread_mutex_unlock(&r->lock);
     return bb;
 }
 
@@ -293,15 +327,23 @@ static void bblock_unref(struct bblock *bb)
     if (!bb || atomic_fetch_sub(&bb->refs, 1) != 1)
         return;
     bfs_remote *r = bb->r;
-    int64_t charge = bb->charge;
+    char *own = bb->own;
     if (bb->mapped)
         bfs_cache_unmap(bb->data, bb->len);
-    free(bb);
-    if (charge) {
+    if (own) { /* the buffer goes to spare with its budget, or both go */
         pthread_mutex_lock(&r->lock);
-        budget_give_locked(r, (size_t)charge);
+        if (r->nspare < r->spare_max) {
+            r->spare[r->nspare++] = own;
+            r->spare_used_ms = now_ms();
+            own = NULL;
+            pthread_cond_broadcast(&r->cond); /* a budget waiter may take its place */
+        } else {
+            budget_give_locked(r, (size_t)bb->charge);
+        }
         pthread_mutex_unlock(&r->lock);
+        free(own);
     }
+    free(bb);
 }
 
 /* Objects may keep blocks between reads (o->hot, o->ready) only while those
@@ -553,6 +595,42 @@ static void inflight_put(bfs_remote *r, struct inflight *e)
 
 static void ready_add(bfs_robj *o, struct bblock *bb);
 
+/* get_block's read-ahead of a block in the cache: listed in flight (no
+ * budget: the mapping is page cache), mapped and verified, handed to
+ * o->ready and to any reader that waited.  Called with r->lock held, which
+ * it releases.  The block's length, or -EINTR when the cached copy is gone
+ * or bad, -ENOMEM. */
+static ssize_t map_ahead_locked(bfs_robj *o, uint64_t b)
+{
+    bfs_remote *r = o->r;
+    struct inflight *e = calloc(1, sizeof *e);
+    char *key = strdup(o->key);
+    if (!e || !key) {
+        pthread_mutex_unlock(&r->lock);
+        free(e);
+        free(key);
+        return -ENOMEM;
+    }
+    *e = (struct inflight){.key = key, .block = b, .refs = 1, .next = r->inflight};
+    r->inflight = e;
+    pthread_mutex_unlock(&r->lock);
+    struct bblock *bb = bblock_mapped(o, b);
+    if (bb)
+        atomic_fetch_add(&r->hits, 1);
+    pthread_mutex_lock(&r->lock);
+    e->bb = bb;
+    e->err = bb ? 0 : -EINTR;
+    e->len = bb ? bb->len : 0;
+    e->done = true;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    ssize_t ret = bb ? (ssize_t)bb->len : -EINTR;
+    if (bb)
+        ready_add(o, bblock_ref(bb)); /* before leaving the table: no reader misses it */
+    inflight_put(r, e);
+    return ret;
+}
+
 /* Get block b, which the caller did not find in memory: from a fetch in
  * flight (a new reference to the leader's block in *out), for a read from
  * the cache (mapped; looked at after the fetches in flight, since a fetch
@@ -562,11 +640,15 @@ static void ready_add(bfs_robj *o, struct bblock *bb);
  * (look in memory and the cache again: the block may have arrived
  * meanwhile) or -EIO.  sync (a read) waits for a
  * fetch in flight; !sync (read-ahead) returns -EAGAIN when the block is in
- * flight.  *out is NULL on error. */
+ * flight.  Read-ahead of a cached block maps it into o->ready under an
+ * in-flight entry, so a reader arriving meanwhile waits for that mapping
+ * instead of mapping and checking the block too; -EINTR when the cached
+ * copy turned out bad (it is dropped: fetch it).  *out is NULL on error. */
 static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, bool sync, struct bblock **out)
 {
     bfs_remote *r = o->r;
     *out = NULL;
+    bool cached = !sync && r->cache && bfs_cache_has(r->cache, o->key, b);
     struct inflight *e;
     for (bool looked = !sync || !r->cache;; looked = true) {
         pthread_mutex_lock(&r->lock);
@@ -580,6 +662,8 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
         }
     }
     bool leader = e == NULL;
+    if (leader && cached)
+        return map_ahead_locked(o, b); /* unlocks */
     if (leader) {
         /* A waiter needs no budget (it shares the leader's block); the
          * leader takes it before it starts, never while holding a block. */
@@ -592,13 +676,12 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
         }
         e = calloc(1, sizeof *e);
         char *key = strdup(o->key);
-        struct bblock *mine = bblock_alloc(r); /* its reference is the entry's */
-        if (!e || !key || !mine) {
+        struct bblock *mine = e && key ? bblock_alloc_locked(r) : NULL; /* its reference is the entry's */
+        if (!mine) {
             budget_give_locked(r, r->bs);
             pthread_mutex_unlock(&r->lock);
             free(e);
             free(key);
-            free(mine);
             return -ENOMEM;
         }
         *e = (struct inflight){.key = key, .bb = mine, .block = b, .refs = 1, .next = r->inflight};
@@ -707,26 +790,48 @@ static void ready_add(bfs_robj *o, struct bblock *bb)
     bblock_unref(bb);
 }
 
-/* One read-ahead job: fetch block b of o into the cache and o->ready.  No
- * budget means no read-ahead (never a wait). */
+/* One read-ahead job: block b of o into o->ready, mapped (and verified)
+ * from the cache when it is there, else fetched into the cache and
+ * o->ready: a sequential reader of cached data finds its blocks mapped and
+ * checked ahead of it too.  No budget means no read-ahead (never a wait). */
 static void readahead_block(bfs_robj *o, uint64_t b)
 {
     bfs_remote *r = o->r;
-    if (atomic_load(&o->closed) || atomic_load(&o->bad) || (r->cache && bfs_cache_has(r->cache, o->key, b)))
+    if (atomic_load(&o->closed) || atomic_load(&o->bad))
         return; /* read-ahead for a closed or bad object would only cost bandwidth and budget */
     struct bblock *unused = NULL; /* get_block hands the block to o->ready itself */
-    get_block(o, b, false, now_ms() + r->cfg->deadline_ms, false, &unused);
+    if (get_block(o, b, false, now_ms() + r->cfg->deadline_ms, false, &unused) == -EINTR)
+        get_block(o, b, false, now_ms() + r->cfg->deadline_ms, false, &unused); /* the cached copy was bad */
 }
 
 static void ra_fill_locked(bfs_robj *o);
+
+/* Free the spare buffers and give back their budget; r->lock held
+ * (freeing is quick: munmap). */
+static void spares_free_locked(bfs_remote *r)
+{
+    while (r->nspare > 0) {
+        free(r->spare[--r->nspare]);
+        budget_give_locked(r, r->bs);
+    }
+}
 
 static void *worker_main(void *arg)
 {
     bfs_remote *r = arg;
     pthread_mutex_lock(&r->lock);
     for (;;) {
-        while (!r->stop && r->jcount == 0)
-            pthread_cond_wait(&r->jobs_cond, &r->lock);
+        while (!r->stop && r->jcount == 0) {
+            if (r->nspare == 0) {
+                pthread_cond_wait(&r->jobs_cond, &r->lock);
+                continue;
+            }
+            struct timespec ts;
+            deadline_ts(r->spare_used_ms + SPARE_IDLE_MS, &ts);
+            if (pthread_cond_timedwait(&r->jobs_cond, &r->lock, &ts) == ETIMEDOUT &&
+                now_ms() >= r->spare_used_ms + SPARE_IDLE_MS)
+                spares_free_locked(r);
+        }
         if (r->stop)
             break;
         struct job j = r->jobs[r->jhead];
@@ -1385,8 +1490,10 @@ int bfs_remote_new(const bfs_config *cfg, bfs_remote **out, char **errmsg)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadline_ts() */
     pthread_cond_init(&r->cond, &ca);
+    pthread_cond_init(&r->jobs_cond, &ca); /* the spares' idle timer */
     pthread_condattr_destroy(&ca);
-    pthread_cond_init(&r->jobs_cond, NULL);
+    int64_t spares = (cfg->readahead_max + r->bs - 1) / r->bs + cfg->parallel + 2;
+    r->spare_max = spares < SPARE_MAX ? (int)spares : SPARE_MAX;
     r->nworkers = cfg->parallel * 2;
     r->workers = calloc((size_t)r->nworkers, sizeof *r->workers);
     int started = 0;
@@ -1415,6 +1522,7 @@ void bfs_remote_free(bfs_remote *r)
         r->jhead = (r->jhead + 1) % MAX_JOBS;
         r->jcount--;
     }
+    spares_free_locked(r);
     bfs_cache_close(r->cache);
     bfs_http_free(r->http);
     pthread_cond_destroy(&r->jobs_cond);
@@ -1436,7 +1544,7 @@ void bfs_remote_stats(bfs_remote *r, bfs_fetch_stats *st)
 int64_t bfs_remote_mem_used(bfs_remote *r)
 {
     pthread_mutex_lock(&r->lock);
-    int64_t used = r->mem_used;
+    int64_t used = r->mem_used - (int64_t)r->nspare * r->bs;
     pthread_mutex_unlock(&r->lock);
     return used;
 }
