@@ -135,7 +135,6 @@
 #define MAX_READERS     510
 #define TOUCH_AFTER_S   60      /* a hit refreshes atime only when it is this old */
 #define TOUCH_QUEUE     256
-#define DIRECT_ALIGN    4096    /* O_DIRECT buffer and length alignment (safe for 512 and 4K disks) */
 #define TOUCH_FLUSH_S   30
 #define TMP_MAX_AGE_S   3600
 #define EVICT_BATCH     512     /* blocks per write transaction in bfs_cache_evict */
@@ -206,7 +205,6 @@ struct bfs_cache {
     atomic_uint_fast64_t hits, misses, corrupt;
     atomic_uchar logged[192];  /* LMDB/system error codes already logged */
     atomic_int enospc_noted;
-    atomic_bool no_direct;     /* the file system refused O_DIRECT */
 };
 
 /* ---- process registry: one open per directory ---------------------------- */
@@ -1235,52 +1233,23 @@ bool bfs_cache_has(bfs_cache *c, const char *key, uint64_t block)
 
 /* ---- put ----------------------------------------------------------------- */
 
-static int write_all(int fd, const char *buf, size_t len)
+static int write_tmp(const char *path, const void *buf, size_t len)
 {
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = write(fd, buf + done, len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return n < 0 ? -errno : -EIO;
-        done += (size_t)n;
-    }
-    return 0;
-}
-
-/* Write a new block file.  A page-aligned buffer is written with O_DIRECT
- * (its whole pages; a short tail after turning O_DIRECT off): the disk
- * takes the bytes from our memory, with no copy into the page cache and no
- * writeback later, and the bytes are not cached twice (the reader's page
- * cache has them).  Else, or where the file system refuses O_DIRECT
- * (tmpfs), a plain write. */
-static int write_tmp(bfs_cache *c, const char *path, const void *buf, size_t len)
-{
-    size_t direct = (uintptr_t)buf % DIRECT_ALIGN == 0 && !atomic_load(&c->no_direct)
-                        ? len / DIRECT_ALIGN * DIRECT_ALIGN : 0;
-    int fd = -1;
-    if (direct) {
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0600);
-        if (fd < 0 && errno == EINVAL) {
-            atomic_store(&c->no_direct, true);
-            direct = 0;
-        }
-    }
-    if (!direct)
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
-    int rc = direct ? write_all(fd, buf, direct) : 0;
-    if (rc == -EINVAL && direct) { /* O_DIRECT opened but refused writes */
-        atomic_store(&c->no_direct, true);
-        rc = lseek(fd, 0, SEEK_SET) == 0 ? 0 : -errno;
-        direct = 0;
+    size_t done = 0;
+    int rc = 0;
+    while (done < len) {
+        ssize_t n = write(fd, (const char *)buf + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? -errno : -EIO;
+            break;
+        }
+        done += (size_t)n;
     }
-    if (rc == 0 && direct && direct < len && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_DIRECT) != 0)
-        rc = -errno;
-    if (rc == 0)
-        rc = write_all(fd, (const char *)buf + direct, len - direct);
     if (close(fd) != 0 && rc == 0)
         rc = -errno;
     if (rc)
@@ -1467,14 +1436,14 @@ int bfs_cache_put(bfs_cache *c, const char *key, uint64_t block, const void *buf
 
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s/blocks/tmp.%ld.%016" PRIx64, c->dir, (long)getpid(), random_id());
-    rc = write_tmp(c, tmp, buf, len);
+    rc = write_tmp(tmp, buf, len);
     if (rc == -ENOSPC || rc == -EDQUOT) {
         /* the disk filled up behind our back: make room for one block
          * beyond the floor, then try once more */
         bfs_cache_stats st;
         if (bfs_cache_stats_get(c, &st) == 0)
             bfs_cache_evict(c, st.bytes - (int64_t)len - (c->min_free - fs_free(c)));
-        rc = write_tmp(c, tmp, buf, len);
+        rc = write_tmp(tmp, buf, len);
         if (rc == -EDQUOT)
             rc = -ENOSPC;
     }
