@@ -8,9 +8,7 @@
 #     -o FILE on the cache's file system (the download a pre-copy step makes:
 #     both end with the bytes on local disk);
 #   warm read: the same file again through a FRESH mount (kernel page cache of
-#     the mount empty, block cache full), vs cat of a local copy; first with
-#     the block files on disk only (the cache writes them with O_DIRECT),
-#     then again with them in the page cache;
+#     the mount empty, block cache full), vs cat of a local copy;
 #   header reads: head -c 2880 of 100 files of ~8 MiB, fresh mount, empty
 #     cache: body bytes nginx sent (its access log) per header read, vs 2880
 #     and vs one cache block;
@@ -133,7 +131,7 @@ BLOCK=$((4 * 1024 * 1024))
 declare -A R
 # --- a/b: cold and warm sequential reads of a large file --------------------
 echo "== cold/warm sequential reads ($REPS reps)"
-cold=() curlt=() curldl=() warm=() warm2=() loc=() cold_moved=()
+cold=() curlt=() curldl=() warm=() loc=() cold_moved=()
 for r in $(seq "$REPS"); do
   i=$(( (r - 1) % 4 ))
   f=$MNT/${big[$i]} url=$NGINX_URL/data/repo/${bigloc[$i]}
@@ -147,15 +145,12 @@ for r in $(seq "$REPS"); do
   clear_log
   warm+=("$(timed cat "$f")")
   unmount_fs
-  mount_fs                                           # again: block files now in the page cache
-  warm2+=("$(timed cat "$f")")
-  unmount_fs
   [ "$(log_bytes)" = 0 ] || echo "   note: the warm read moved $(log_bytes) bytes from the server" >&2
   cat "$WORK/local/big$i" >/dev/null                 # the local copy from the page cache
   loc+=("$(timed cat "$WORK/local/big$i")")
 done
 R[cold]=$(med "${cold[@]}") R[curl]=$(med "${curlt[@]}") R[curldl]=$(med "${curldl[@]}")
-R[warm]=$(med "${warm[@]}") R[warm2]=$(med "${warm2[@]}") R[local]=$(med "${loc[@]}")
+R[warm]=$(med "${warm[@]}") R[local]=$(med "${loc[@]}")
 R[cold.moved]=$(med "${cold_moved[@]}")
 
 # --- c: header reads ----------------------------------------------------------
@@ -222,10 +217,8 @@ printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "cold read ${BIG_MIB} MiB, mount vs cur
   "$(mibs "${R[cold]}" "$BIG_MIB")" "$(mibs "${R[curl]}" "$BIG_MIB")" "$(ratio "${R[curl]}" "${R[cold]}")"
 printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "cold read vs curl -o FILE (a download)" \
   "$(mibs "${R[cold]}" "$BIG_MIB")" "$(mibs "${R[curldl]}" "$BIG_MIB")" "$(ratio "${R[curldl]}" "${R[cold]}")"
-printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "warm read, cache on disk, vs local cat" \
+printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "warm read ${BIG_MIB} MiB, fresh mount vs local cat" \
   "$(mibs "${R[warm]}" "$BIG_MIB")" "$(mibs "${R[local]}" "$BIG_MIB")" "$(ratio "${R[local]}" "${R[warm]}")"
-printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "warm read, cache in page cache, vs local cat" \
-  "$(mibs "${R[warm2]}" "$BIG_MIB")" "$(mibs "${R[local]}" "$BIG_MIB")" "$(ratio "${R[local]}" "${R[warm2]}")"
 printf '%-44s %8.2f MiB %8.2f MiB %8s\n' "cold read: bytes from server vs file size" \
   "$(awk -v b="${R[cold.moved]}" 'BEGIN{print b/1048576}')" "$BIG_MIB" "$(ratio "${R[cold.moved]}" $((BIG_MIB * 1048576)))"
 printf '%-44s %10s B %12s B %8s\n' "header read: bytes moved per read vs 2880" \
