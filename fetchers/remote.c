@@ -227,24 +227,23 @@ static void deadline_ts(int64_t deadline, struct timespec *ts)
 
 /* ---- memory budget ---------------------------------------------------------- */
 
-/* Take len bytes of the budget.  wait: block until deadline; else fail
- * at once.  Called with r->lock held. */
-static bool budget_take_locked(bfs_remote *r, size_t len, bool wait, int64_t deadline)
+/* A buffer's worth of budget is there: a spare (which holds its own) or
+ * room under the limit.  r->lock held. */
+static bool budget_ready_locked(const bfs_remote *r)
 {
-    while (r->mem_used + (int64_t)len > r->cfg->memory_budget && r->mem_used > 0) {
-        if (r->nspare > 0) { /* idle memory goes first */
-            free(r->spare[--r->nspare]);
-            r->mem_used -= r->bs;
-            continue;
-        }
-        if (!wait || now_ms() >= deadline)
-            return false;
+    return r->nspare > 0 || r->mem_used + (int64_t)r->bs <= r->cfg->memory_budget || r->mem_used == 0;
+}
+
+/* Wait until budget_ready_locked or the deadline; whether it is.  r->lock
+ * held. */
+static bool budget_wait_locked(bfs_remote *r, int64_t deadline)
+{
+    while (!budget_ready_locked(r) && now_ms() < deadline) {
         struct timespec ts;
         deadline_ts(deadline, &ts);
         pthread_cond_timedwait(&r->cond, &r->lock, &ts);
     }
-    r->mem_used += (int64_t)len;
-    return true;
+    return budget_ready_locked(r);
 }
 
 static void budget_give_locked(bfs_remote *r, size_t len)
@@ -253,24 +252,32 @@ static void budget_give_locked(bfs_remote *r, size_t len)
     pthread_cond_broadcast(&r->cond);
 }
 
-/* A block with one reference and a buffer of r->bs bytes (a spare one
- * when there is one), whose budget the caller has taken (it comes back with
- * the last reference); NULL when out of memory (the budget is then the
- * caller's to give back).  r->lock held. */
-static struct bblock *bblock_alloc_locked(bfs_remote *r)
+/* A block with one reference and a buffer of r->bs bytes with its budget:
+ * a spare one when there is one, else a new one whose budget is taken here
+ * (the budget comes back with the last reference, unless the buffer stays
+ * a spare).  NULL with *err = -ENOBUFS when the budget is short (after
+ * waiting until deadline when wait), -ENOMEM.  r->lock held. */
+static struct bblock *bblock_take_locked(bfs_remote *r, bool wait, int64_t deadline, int *err)
 {
+    if (wait)
+        budget_wait_locked(r, deadline);
+    if (!budget_ready_locked(r)) {
+        *err = -ENOBUFS;
+        return NULL;
+    }
     struct bblock *bb = malloc(sizeof *bb);
     void *buf = NULL;
-    if (bb && r->nspare > 0) {
+    *err = -ENOMEM;
+    if (!bb)
+        return NULL;
+    if (r->nspare > 0) {
         buf = r->spare[--r->nspare];
-        r->mem_used -= r->bs; /* the spare brings its budget: the caller's goes back */
         r->spare_used_ms = now_ms();
-    }
-    else if (bb && posix_memalign(&buf, r->bs >= HUGE_PAGE ? HUGE_PAGE : BUF_ALIGN, r->bs) != 0)
-        buf = NULL;
-    else if (bb && r->bs >= HUGE_PAGE)
-        madvise(buf, r->bs, MADV_HUGEPAGE); /* advice: may be off */
-    if (!buf) {
+    } else if (posix_memalign(&buf, r->bs >= HUGE_PAGE ? HUGE_PAGE : BUF_ALIGN, r->bs) == 0) {
+        if (r->bs >= HUGE_PAGE)
+            madvise(buf, r->bs, MADV_HUGEPAGE); /* advice: may be off */
+        r->mem_used += r->bs;
+    } else {
         free(bb);
         return NULL;
     }
@@ -279,14 +286,13 @@ static struct bblock *bblock_alloc_locked(bfs_remote *r)
     return bb;
 }
 
-/* A new block with one reference, its budget taken (waiting until
- * deadline when wait, else failing at once).  NULL: no budget or memory. */
+/* A new block with one reference and its budget (waiting until deadline
+ * when wait, else failing at once).  NULL: no budget or memory. */
 static struct bblock *bblock_new(bfs_remote *r, bool wait, int64_t deadline)
 {
+    int err;
     pthread_mutex_lock(&r->lock);
-    struct bblock *bb = NULL;
-    if (budget_take_locked(r, r->bs, wait, deadline) && !(bb = bblock_alloc_locked(r)))
-        budget_give_locked(r, r->bs);
+    struct bblock *bb = bblock_take_locked(r, wait, deadline, &err);
     pthread_mutex_unlock(&r->lock);
     return bb;
 }
@@ -333,10 +339,12 @@ static void bblock_unref(struct bblock *bb)
     if (own) { /* the buffer goes to spare with its budget, or both go */
         pthread_mutex_lock(&r->lock);
         if (r->nspare < r->spare_max) {
-            r->spare[r->nspare++] = own;
+            if (r->nspare++ == 0)
+                pthread_cond_signal(&r->jobs_cond); /* a worker starts the idle timer */
+            r->spare[r->nspare - 1] = own;
             r->spare_used_ms = now_ms();
             own = NULL;
-            pthread_cond_broadcast(&r->cond); /* a budget waiter may take its place */
+            pthread_cond_broadcast(&r->cond); /* a budget waiter may take it */
         } else {
             budget_give_locked(r, (size_t)bb->charge);
         }
@@ -595,20 +603,22 @@ static void inflight_put(bfs_remote *r, struct inflight *e)
 
 static void ready_add(bfs_robj *o, struct bblock *bb);
 
-/* get_block's read-ahead of a block in the cache: listed in flight (no
- * budget: the mapping is page cache), mapped and verified, handed to
- * o->ready and to any reader that waited.  Called with r->lock held, which
- * it releases.  The block's length, or -EINTR when the cached copy is gone
- * or bad, -ENOMEM. */
-static ssize_t map_ahead_locked(bfs_robj *o, uint64_t b)
+/* get_block's read of a block in the cache: listed in flight (no budget:
+ * the mapping is page cache), so a reader or read-ahead arriving meanwhile
+ * waits for this mapping instead of mapping and checking the block too;
+ * mapped and verified; then handed to the caller (*out, sync) or to
+ * o->ready (read-ahead), and to every waiter.  Called with r->lock held,
+ * which it releases.  The block's length; -EINTR when the mapping failed
+ * (the cached copy was bad and is dropped, or could not be mapped: the
+ * entry leaves the table at once, so the retry fetches); -ENOMEM. */
+static ssize_t map_locked(bfs_robj *o, uint64_t b, bool sync, struct bblock **out)
 {
     bfs_remote *r = o->r;
     struct inflight *e = calloc(1, sizeof *e);
-    char *key = strdup(o->key);
-    if (!e || !key) {
+    char *key = e ? strdup(o->key) : NULL;
+    if (!key) {
         pthread_mutex_unlock(&r->lock);
         free(e);
-        free(key);
         return -ENOMEM;
     }
     *e = (struct inflight){.key = key, .block = b, .refs = 1, .next = r->inflight};
@@ -622,66 +632,74 @@ static ssize_t map_ahead_locked(bfs_robj *o, uint64_t b)
     e->err = bb ? 0 : -EINTR;
     e->len = bb ? bb->len : 0;
     e->done = true;
+    if (!bb) { /* unlisted now: nobody else waits on a failure */
+        for (struct inflight **pp = &r->inflight; *pp; pp = &(*pp)->next) {
+            if (*pp == e) {
+                *pp = e->next;
+                break;
+            }
+        }
+    }
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
     ssize_t ret = bb ? (ssize_t)bb->len : -EINTR;
-    if (bb)
+    if (bb && sync)
+        *out = bblock_ref(bb);
+    else if (bb)
         ready_add(o, bblock_ref(bb)); /* before leaving the table: no reader misses it */
-    inflight_put(r, e);
+    inflight_put(r, e); /* may drop the last reference to bb */
     return ret;
 }
 
-/* Get block b, which the caller did not find in memory: from a fetch in
- * flight (a new reference to the leader's block in *out), for a read from
- * the cache (mapped; looked at after the fetches in flight, since a fetch
- * stores its block before it leaves the table), or fetched here into a new
- * block (budget taken at once when there is some).  No budget: -ENOBUFS
- * when !wait; else a wait until some is free or the deadline, then -EINTR
- * (look in memory and the cache again: the block may have arrived
- * meanwhile) or -EIO.  sync (a read) waits for a
- * fetch in flight; !sync (read-ahead) returns -EAGAIN when the block is in
- * flight.  Read-ahead of a cached block maps it into o->ready under an
- * in-flight entry, so a reader arriving meanwhile waits for that mapping
- * instead of mapping and checking the block too; -EINTR when the cached
- * copy turned out bad (it is dropped: fetch it).  *out is NULL on error. */
+/* Get block b, which the caller did not find in memory: from a fetch or
+ * mapping in flight (a new reference to its block in *out), from the cache
+ * (map_locked; looked at after the table, since a fetch stores its block
+ * before it leaves the table; a block that fails to map is fetched), or
+ * fetched here into a new block (budget taken at once when there is some).
+ * No budget: -ENOBUFS when !wait; else a wait until some is free or the
+ * deadline, then -EINTR (look in memory and the cache again: the block may
+ * have arrived meanwhile) or -EIO.  sync (a read) waits for a fetch in
+ * flight; !sync (read-ahead) returns -EAGAIN when the block is in flight
+ * and hands what it gets to o->ready.  *out is NULL on error. */
 static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, bool sync, struct bblock **out)
 {
     bfs_remote *r = o->r;
     *out = NULL;
-    bool cached = !sync && r->cache && bfs_cache_has(r->cache, o->key, b);
     struct inflight *e;
-    for (bool looked = !sync || !r->cache;; looked = true) {
-        pthread_mutex_lock(&r->lock);
-        e = inflight_find_locked(r, o->key, b);
-        if (e || looked)
-            break;
-        pthread_mutex_unlock(&r->lock);
-        if ((*out = bblock_mapped(o, b))) {
-            atomic_fetch_add(&r->hits, 1);
-            return (ssize_t)(*out)->len;
+    bool cached = false;
+    for (bool mapped_once = false;; mapped_once = true) {
+        for (bool looked = !r->cache || mapped_once;; looked = true) {
+            pthread_mutex_lock(&r->lock);
+            e = inflight_find_locked(r, o->key, b);
+            if (e || looked)
+                break;
+            pthread_mutex_unlock(&r->lock);
+            cached = bfs_cache_has(r->cache, o->key, b);
         }
+        if (e || !cached || mapped_once)
+            break;
+        ssize_t got = map_locked(o, b, sync, out); /* unlocks */
+        if (got != -EINTR)
+            return got;
+        cached = false; /* the cached copy failed: fetch (or wait for a fetch) */
     }
     bool leader = e == NULL;
-    if (leader && cached)
-        return map_ahead_locked(o, b); /* unlocks */
     if (leader) {
         /* A waiter needs no budget (it shares the leader's block); the
          * leader takes it before it starts, never while holding a block. */
-        if (!budget_take_locked(r, r->bs, false, 0)) {
-            bool free_now = wait && budget_take_locked(r, r->bs, true, deadline);
-            if (free_now)
-                budget_give_locked(r, r->bs);
+        int err;
+        struct bblock *mine = bblock_take_locked(r, false, 0, &err); /* its reference is the entry's */
+        if (!mine && err == -ENOBUFS) {
+            bool free_now = wait && budget_wait_locked(r, deadline);
             pthread_mutex_unlock(&r->lock);
             return !wait ? -ENOBUFS : free_now ? -EINTR : -EIO;
         }
-        e = calloc(1, sizeof *e);
-        char *key = strdup(o->key);
-        struct bblock *mine = e && key ? bblock_alloc_locked(r) : NULL; /* its reference is the entry's */
-        if (!mine) {
-            budget_give_locked(r, r->bs);
+        e = mine ? calloc(1, sizeof *e) : NULL;
+        char *key = e ? strdup(o->key) : NULL;
+        if (!key) {
             pthread_mutex_unlock(&r->lock);
             free(e);
-            free(key);
+            bblock_unref(mine); /* takes r->lock */
             return -ENOMEM;
         }
         *e = (struct inflight){.key = key, .bb = mine, .block = b, .refs = 1, .next = r->inflight};
@@ -799,9 +817,13 @@ static void readahead_block(bfs_robj *o, uint64_t b)
     bfs_remote *r = o->r;
     if (atomic_load(&o->closed) || atomic_load(&o->bad))
         return; /* read-ahead for a closed or bad object would only cost bandwidth and budget */
+    pthread_mutex_lock(&o->lock);
+    bool passed = o->hot[0] && o->hot[0]->block >= b; /* the reader got there first */
+    pthread_mutex_unlock(&o->lock);
+    if (passed)
+        return;
     struct bblock *unused = NULL; /* get_block hands the block to o->ready itself */
-    if (get_block(o, b, false, now_ms() + r->cfg->deadline_ms, false, &unused) == -EINTR)
-        get_block(o, b, false, now_ms() + r->cfg->deadline_ms, false, &unused); /* the cached copy was bad */
+    get_block(o, b, false, now_ms() + r->cfg->deadline_ms, false, &unused);
 }
 
 static void ra_fill_locked(bfs_robj *o);
@@ -1539,6 +1561,14 @@ void bfs_remote_stats(bfs_remote *r, bfs_fetch_stats *st)
     st->cache_misses = atomic_load(&r->misses);
     st->failovers = atomic_load(&r->failovers);
     st->errors = atomic_load(&r->errors);
+}
+
+int64_t bfs_remote_spare_bytes(bfs_remote *r)
+{
+    pthread_mutex_lock(&r->lock);
+    int64_t bytes = (int64_t)r->nspare * r->bs;
+    pthread_mutex_unlock(&r->lock);
+    return bytes;
 }
 
 int64_t bfs_remote_mem_used(bfs_remote *r)

@@ -57,4 +57,8 @@ void bfs_remote_stats(bfs_remote *r, bfs_fetch_stats *st);
  * queue has drained. */
 int64_t bfs_remote_mem_used(bfs_remote *r);
 
+/* Tests: bytes of idle spare block buffers kept for reuse (within the
+ * budget: mem_used + spare bytes <= memory_budget). */
+int64_t bfs_remote_spare_bytes(bfs_remote *r);
+
 #endif

@@ -1046,6 +1046,56 @@ static void test_handover(void **state)
     finish_remote(r, &cfg);
 }
 
+/* ---- cached data: read-ahead maps it, buffers are reused --------------------- */
+
+/* A sequential reader of cached data, through a second remote (nothing in
+ * memory) on the same cache: nothing is fetched, and read-ahead maps and
+ * checks the blocks ahead of the reader, each once (a reader arriving at a
+ * block being mapped waits for that mapping rather than checking the block
+ * again; read-ahead skips blocks the reader got to first).  The first,
+ * fetching read leaves spare buffers for reuse, within the budget, and they
+ * are freed after 10 s without use. */
+static void test_cached_readahead(void **state)
+{
+    (void)state;
+    bfs_config cfg;
+    make_cfg(&cfg, "cachedra", 30000);
+    cfg.memory_budget = 64 * BS;
+    const int64_t nblocks = BIG_SIZE / BS;
+    bfs_remote *r = new_remote(&cfg);
+    int ret;
+    bfs_robj *o = open1(r, base, "big.bin", &ret);
+    assert_int_equal(ret, 0);
+    read_swapped(o, &refs[3], 0, BIG_SIZE, BS / 4);
+    bfs_robj_close(o);
+    assert_budget_returned(r);
+    int64_t spare = bfs_remote_spare_bytes(r);
+    fprintf(stderr, "cached read-ahead: %lld spare buffers after a fetching read\n", (long long)(spare / BS));
+    assert_true(spare > 0 && spare <= cfg.memory_budget);
+    bfs_fetch_stats s;
+    bfs_remote_stats(r, &s);
+    assert_int_equal(s.blocks_fetched, nblocks);
+    int64_t deadline = now_ms() + 15000;
+    while (bfs_remote_spare_bytes(r) > 0 && now_ms() < deadline)
+        usleep(100000);
+    assert_int_equal(bfs_remote_spare_bytes(r), 0);
+    bfs_remote_free(r); /* one cache handle per process at a time */
+
+    bfs_remote *r2 = new_remote(&cfg);
+    o = open1(r2, base, "big.bin", &ret);
+    assert_int_equal(ret, 0);
+    read_swapped(o, &refs[3], 0, BIG_SIZE, BS / 4);
+    bfs_robj_close(o);
+    assert_budget_returned(r2);
+    bfs_remote_stats(r2, &s);
+    fprintf(stderr, "cached read-ahead: %lld blocks read, %llu fetched, %llu mapped\n", (long long)nblocks,
+            (unsigned long long)s.blocks_fetched, (unsigned long long)s.cache_hits);
+    assert_int_equal(s.blocks_fetched, 0);
+    assert_true(s.cache_hits >= (uint64_t)nblocks);
+    assert_true(s.cache_hits <= (uint64_t)nblocks + 4); /* a rare race at a hand-over, no more */
+    finish_remote(r2, &cfg);
+}
+
 /* ---- first opens: the pin comes with block 0, once for all ---------------- */
 
 struct opener {
@@ -1262,6 +1312,7 @@ int main(void)
         cmocka_unit_test(test_readahead_reordered),
         cmocka_unit_test(test_first_open_single_flight),
         cmocka_unit_test(test_handover),
+        cmocka_unit_test(test_cached_readahead),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
