@@ -5,7 +5,9 @@
  *
  *   meta                 "block_size N": the block size chosen at creation
  *   index.lmdb(-lock)    the LMDB index (MDB_NOSUBDIR), 1 GiB sparse map
- *   blocks/tmp.PID.ID    a block being written (no lock held)
+ *   blocks/tmp.PID.ID    a block being written (no lock held), where unnamed
+ *                        files cannot be used; else the block being written is
+ *                        an O_TMPFILE file in blocks/XX/, with no name until placed
  *   blocks/XX/NAME       a block: NAME = hex(keyhash) "-" hex16(block) "-" hex16(id),
  *                        XX = first byte of keyhash; id is random per put, so a
  *                        name is used once and never comes back
@@ -36,7 +38,8 @@
  *   I4  a blocks entry's file blocks/XX/NAME(kh, block, id) exists, has
  *       rec.len bytes and rec.csum, except after a power loss (no fsync of
  *       block files; see below) or outside interference.  Reads check it.
- *   I5  a block file enters blocks/XX/ only by rename while its writer holds
+ *   I5  a block file enters blocks/XX/ only by rename or link (of an unnamed
+ *       file) while its writer holds
  *       the LMDB write transaction that records it.  So whoever holds the
  *       write lock and finds a block file without a matching record knows it
  *       is an orphan, never a put in progress (bfs_cache_verify relies on it).
@@ -49,12 +52,13 @@
  *
  * States of one block (key, block number) and the steps between them:
  *
- *   ABSENT --put: write tmp (no lock)--> TMP --write txn: evict, rename,
- *   record, commit--> PRESENT --evict / drop / replace: delete record in a
+ *   ABSENT --put: write tmp (no lock)--> TMP --write txn: evict, link or
+ *   rename, record, commit--> PRESENT --evict / drop / replace: delete record in a
  *   write txn, commit, then unlink the file--> ABSENT
  *
  * Crash story (kill -9 at any instruction):
- *   in TMP                  stale blocks/tmp.PID.*: removed at the next open
+ *   in TMP                  an unnamed file: gone with the process; a named
+ *                           stale blocks/tmp.PID.*: removed at the next open
  *                           or verify once PID is dead (or the file is 1 h old)
  *   renamed, not committed  orphan file without record: never served (reads
  *                           start from the record), removed by verify
@@ -210,6 +214,7 @@ struct bfs_cache {
     atomic_uint_fast64_t hits, misses, corrupt;
     atomic_uchar logged[192];  /* LMDB/system error codes already logged */
     atomic_int enospc_noted;
+    atomic_bool no_tmpfile;    /* unnamed tmp files (O_TMPFILE + /proc) unusable here */
 };
 
 /* ---- process registry: one open per directory ---------------------------- */
@@ -968,6 +973,8 @@ int bfs_cache_open(const bfs_cache_cfg *cfg, bfs_cache **out, char **errmsg)
                  cfg->block_size);
     if ((rc = open_index(c, errmsg)))
         goto fail;
+    /* unnamed tmp files are linked to their names through /proc/self/fd */
+    atomic_store(&c->no_tmpfile, cfg->named_tmp || access("/proc/self/fd", X_OK) != 0);
     int swept = sweep_tmp(c);
     if (swept)
         bfs_info(TAG, "%s: removed %d unfinished block files of dead processes", c->dir, swept);
@@ -1238,43 +1245,132 @@ bool bfs_cache_has(bfs_cache *c, const char *key, uint64_t block)
 
 /* ---- put ----------------------------------------------------------------- */
 
-static int write_tmp(const char *path, const void *buf, size_t len)
+/* A block's bytes before they are placed: an unnamed file (O_TMPFILE) in
+ * its bucket directory, linked to its name when placed; or, where the file
+ * system or a missing /proc does not allow that, blocks/tmp.PID.ID, renamed.
+ * The unnamed file takes no directory lock to create (named tmp files all
+ * in blocks/ made eight prefetch threads queue on that directory's lock and
+ * every rename lock two directories) and vanishes by itself if the writer
+ * dies. */
+typedef struct tmpblock {
+    int fd;               /* >= 0: the unnamed file, open */
+    char path[PATH_MAX];  /* else the named tmp file ("" when none) */
+} tmpblock;
+
+static int write_all(int fd, const void *buf, size_t len)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return -errno;
     size_t done = 0;
-    int rc = 0;
     while (done < len) {
         ssize_t n = write(fd, (const char *)buf + done, len - done);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0) {
-            rc = n < 0 ? -errno : -EIO;
-            break;
-        }
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO;
         done += (size_t)n;
     }
+    return 0;
+}
+
+/* DIR/blocks/XX, k's bucket directory, into out (PATH_MAX). */
+static void bucket_path(const bfs_cache *c, const bkey *k, char *out)
+{
+    char kh[33];
+    hex(k->kh, 16, kh);
+    snprintf(out, PATH_MAX, "%s/blocks/%.2s", c->dir, kh);
+}
+
+static int mkdir_exists(const char *dir)
+{
+    return mkdir(dir, 0700) == 0 || errno == EEXIST ? 0 : -errno;
+}
+
+/* The unnamed file for k with buf's bytes in t->fd; -EOPNOTSUPP when
+ * unnamed files cannot be used here (noted: the named way from then on). */
+static int tmp_write_unnamed(bfs_cache *c, const bkey *k, const void *buf, size_t len, tmpblock *t)
+{
+    char dir[PATH_MAX];
+    bucket_path(c, k, dir);
+    int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == ENOENT) { /* the bucket's first block */
+        int rc = mkdir_exists(dir);
+        if (rc)
+            return rc;
+        fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+    }
+    if (fd < 0) {
+        int rc = -errno;
+        if (rc == -EOPNOTSUPP || rc == -EISDIR || rc == -EINVAL) {
+            atomic_store(&c->no_tmpfile, true);
+            rc = -EOPNOTSUPP;
+        }
+        return rc;
+    }
+    int rc = write_all(fd, buf, len);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    t->fd = fd;
+    return 0;
+}
+
+static int tmp_write(bfs_cache *c, const bkey *k, const void *buf, size_t len, tmpblock *t)
+{
+    t->fd = -1;
+    t->path[0] = '\0';
+    if (!atomic_load(&c->no_tmpfile)) {
+        int rc = tmp_write_unnamed(c, k, buf, len, t);
+        if (rc != -EOPNOTSUPP)
+            return rc;
+    }
+    snprintf(t->path, sizeof t->path, "%s/blocks/tmp.%ld.%016" PRIx64, c->dir, (long)getpid(), random_id());
+    int fd = open(t->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        t->path[0] = '\0';
+        return -errno;
+    }
+    int rc = write_all(fd, buf, len);
     if (close(fd) != 0 && rc == 0)
         rc = -errno;
-    if (rc)
-        unlink(path);
+    if (rc) {
+        unlink(t->path);
+        t->path[0] = '\0';
+    }
     return rc;
 }
 
-/* Rename tmp to the block's final name, never replacing a file (ids are
- * random; on the rare clash pick another).  Creates the bucket directory. */
-static int place_block(bfs_cache *c, const char *tmp, const bkey *k, uint64_t *id, char *path)
+/* Drop what tmp_write made and place_block did not use. */
+static void tmp_discard(tmpblock *t)
+{
+    if (t->fd >= 0)
+        close(t->fd);
+    else if (t->path[0])
+        unlink(t->path);  /* still there unless placed (names are never reused) */
+    t->fd = -1;
+    t->path[0] = '\0';
+}
+
+/* Give t the block's final name, never replacing a file (ids are random; on
+ * the rare clash pick another): link the unnamed file, or rename the named
+ * one.  Creates the bucket directory. */
+static int place_block(bfs_cache *c, const tmpblock *t, const bkey *k, uint64_t *id, char *path)
 {
     for (int attempt = 0; attempt < 8; attempt++) {
         block_path(c, k, *id, path);
-        int r = renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE);
-        if (r != 0 && (errno == EINVAL || errno == ENOSYS)) {
-            /* no RENAME_NOREPLACE on this file system: link() also refuses
-             * to replace */
-            r = link(tmp, path);
-            if (r == 0)
-                unlink(tmp);
+        int r;
+        if (t->fd >= 0) {
+            char proc[64];
+            snprintf(proc, sizeof proc, "/proc/self/fd/%d", t->fd);
+            r = linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
+        } else {
+            r = renameat2(AT_FDCWD, t->path, AT_FDCWD, path, RENAME_NOREPLACE);
+            if (r != 0 && (errno == EINVAL || errno == ENOSYS)) {
+                /* no RENAME_NOREPLACE on this file system: link() also
+                 * refuses to replace */
+                r = link(t->path, path);
+                if (r == 0)
+                    unlink(t->path);
+            }
         }
         if (r == 0)
             return 0;
@@ -1285,12 +1381,13 @@ static int place_block(bfs_cache *c, const char *tmp, const bkey *k, uint64_t *i
         }
         if (e != ENOENT)
             return -e;
-        if (access(tmp, F_OK) != 0)
+        if (t->fd < 0 && access(t->path, F_OK) != 0)
             return -ENOENT;  /* our tmp file is gone (removed as stale?) */
         char dir[PATH_MAX];
-        snprintf(dir, sizeof dir, "%.*s", (int)(strrchr(path, '/') - path), path);
-        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-            return -errno;
+        bucket_path(c, k, dir);
+        int rc = mkdir_exists(dir);
+        if (rc)
+            return rc;
     }
     return -EEXIST;
 }
@@ -1298,7 +1395,7 @@ static int place_block(bfs_cache *c, const char *tmp, const bkey *k, uint64_t *i
 /* One attempt at recording a block whose bytes are in tmp.  Returns 0, a
  * negative errno, or 1 for "index full, evict and retry". */
 static int put_txn(bfs_cache *c, const char *key, const bkey *k, uint64_t csum, size_t len,
-                   const char *tmp, victims *vs)
+                   const tmpblock *tmp, victims *vs)
 {
     MDB_txn *t;
     int rc = txn_begin(c, 0, &t);
@@ -1439,16 +1536,15 @@ int bfs_cache_put(bfs_cache *c, const char *key, uint64_t block, const void *buf
     if (same)
         return 0;
 
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s/blocks/tmp.%ld.%016" PRIx64, c->dir, (long)getpid(), random_id());
-    rc = write_tmp(tmp, buf, len);
+    tmpblock tmp;
+    rc = tmp_write(c, &k, buf, len, &tmp);
     if (rc == -ENOSPC || rc == -EDQUOT) {
         /* the disk filled up behind our back: make room for one block
          * beyond the floor, then try once more */
         bfs_cache_stats st;
         if (bfs_cache_stats_get(c, &st) == 0)
             bfs_cache_evict(c, st.bytes - (int64_t)len - (c->min_free - fs_free(c)));
-        rc = write_tmp(tmp, buf, len);
+        rc = tmp_write(c, &k, buf, len, &tmp);
         if (rc == -EDQUOT)
             rc = -ENOSPC;
     }
@@ -1456,14 +1552,14 @@ int bfs_cache_put(bfs_cache *c, const char *key, uint64_t block, const void *buf
         return rc;
 
     victims vs = {0};
-    rc = put_txn(c, key, &k, csum, len, tmp, &vs);
+    rc = put_txn(c, key, &k, csum, len, &tmp, &vs);
     if (rc == 1 && relieve_map(c) == 0)
-        rc = put_txn(c, key, &k, csum, len, tmp, &vs);
+        rc = put_txn(c, key, &k, csum, len, &tmp, &vs);
     if (rc == 1) {
         lmdb_errno(c, MDB_MAP_FULL, "record a block");
         rc = -ENOSPC;
     }
-    unlink(tmp);  /* still there unless placed (names are never reused) */
+    tmp_discard(&tmp);
     victims_unlink(c, &vs);
     free(vs.v);
     return rc;

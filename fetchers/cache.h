@@ -73,6 +73,8 @@ typedef struct bfs_cache_cfg {
     int64_t min_free_bytes;   /* kept free on the file system [negative: 1 GiB; 0: no floor] */
     uint32_t block_size;      /* [0: 4 MiB]; fixed per cache directory (stored at creation) */
     uint32_t max_records;     /* object records kept [0: max_bytes / 64 KiB, at least 65536]; see "Object records" above */
+    bool named_tmp;           /* tests: write blocks to named tmp files, the way taken
+                               * where O_TMPFILE or /proc/self/fd is missing */
 } bfs_cache_cfg;
 
 typedef struct bfs_cache_stats {

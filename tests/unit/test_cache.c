@@ -481,11 +481,14 @@ static void test_modes(void **state)
     bfs_cache_close(c);
 }
 
+static bool g_named_tmp; /* workers write named tmp files (no O_TMPFILE) */
+
 /* A child: many puts and gets over a shared key space, checking every hit. */
 static int worker(int id, int rounds, int64_t max)
 {
     bfs_cache *c;
-    bfs_cache_cfg cfg = {.dir = g_dir, .max_bytes = max, .min_free_bytes = 1, .block_size = BS};
+    bfs_cache_cfg cfg = {.dir = g_dir, .max_bytes = max, .min_free_bytes = 1, .block_size = BS,
+                         .named_tmp = g_named_tmp};
     char *msg;
     if (bfs_cache_open(&cfg, &c, &msg))
         return 10;
@@ -585,8 +588,13 @@ static void test_threads(void **state)
     bfs_cache_close(g_shared);
 }
 
-static void test_kill9(void **state)
+/* kill -9 of writers at random points, then a reopen: every recorded block
+ * is whole, orphans are dropped, no tmp file is left.  Unnamed tmp files
+ * (O_TMPFILE, the default) vanish with their writer; named ones (where
+ * O_TMPFILE is missing) are swept by the next open. */
+static void kill9(bool named)
 {
+    g_named_tmp = named;
     bfs_cache *c = open_cache(BS, 0, 1);
     bfs_cache_close(c);
     const int64_t max = 50 * BS;
@@ -618,8 +626,21 @@ static void test_kill9(void **state)
     bfs_cache_close(c);
     /* and recorded blocks read back with the right bytes */
     assert_int_equal(worker(999, 2000, max), 0);
-    fprintf(stderr, "kill9: %lld blocks recorded, %lld orphans dropped\n", (long long)recorded,
-            (long long)dropped);
+    fprintf(stderr, "kill9 (%s tmp files): %lld blocks recorded, %lld orphans dropped\n",
+            named ? "named" : "unnamed", (long long)recorded, (long long)dropped);
+    g_named_tmp = false;
+}
+
+static void test_kill9(void **state)
+{
+    (void)state;
+    kill9(false);
+}
+
+static void test_kill9_named(void **state)
+{
+    (void)state;
+    kill9(true);
 }
 
 /* ---- object records ------------------------------------------------------ */
@@ -844,6 +865,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill9_named, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_older_index, setup, teardown),
