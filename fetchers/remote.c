@@ -89,6 +89,7 @@ struct inflight {
     bool done;
     int err;          /* <0 on failure */
     size_t len;
+    bool expired;     /* the leader failed because its deadline passed */
     struct bblock *bb; /* the leader's block, shared with the waiters */
     int refs;         /* the fetcher + waiters */
     struct inflight *next;
@@ -659,7 +660,9 @@ static ssize_t map_locked(bfs_robj *o, uint64_t b, bool sync, struct bblock **ou
  * No budget: -ENOBUFS when !wait; else a wait until some is free or the
  * deadline, then -EINTR (look in memory and the cache again: the block may
  * have arrived meanwhile) or -EIO.  sync (a read) waits for a fetch in
- * flight; !sync (read-ahead) returns -EAGAIN when the block is in flight
+ * flight, and gets -EINTR too when that fetch failed only because its
+ * leader's deadline passed while the caller's has not (so it tries in its
+ * own time); !sync (read-ahead) returns -EAGAIN when the block is in flight
  * and hands what it gets to o->ready.  *out is NULL on error. */
 static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, bool sync, struct bblock **out)
 {
@@ -724,6 +727,7 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
         pthread_mutex_lock(&r->lock);
         e->err = got < 0 ? (int)got : 0;
         e->len = got < 0 ? 0 : (size_t)got;
+        e->expired = got < 0 && now_ms() >= deadline;
         e->done = true;
         pthread_cond_broadcast(&r->cond);
         pthread_mutex_unlock(&r->lock);
@@ -755,6 +759,8 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
         }
     }
     ssize_t ret = e->err < 0 ? e->err : (ssize_t)e->len;
+    if (ret < 0 && e->expired && now_ms() < deadline)
+        ret = -EINTR; /* the leader ran out of its time, not us: look again, fetch if need be */
     if (ret >= 0)
         *out = bblock_ref(e->bb); /* no copy: the leader's block is ours too */
     pthread_mutex_unlock(&r->lock);

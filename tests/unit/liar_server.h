@@ -51,12 +51,14 @@ enum bfs_test_lie {
     LIE_WRONG_TOTAL,      /* the right range and bytes of an object twice the size */
     LIE_TRAILING_JUNK,    /* the truth, then BFS_LIAR_EXTRA bytes more on the kept
                            * connection once the client has had the reply */
+    LIE_STALL_FIRST,      /* the first GET of a range not at 0 gets no answer until
+                           * the client gives up (a stalled server); then the truth */
     LIE_COUNT
 };
 
 static const char *const bfs_test_lie_name[LIE_COUNT] = {
     "good", "wrong_range", "short_body", "overlong_body", "reset_mid_body", "no_content_range",
-    "wrong_total", "trailing_junk",
+    "wrong_total", "trailing_junk", "stall_first",
 };
 
 #define BFS_LIAR_CONNS 16      /* connections at once; more are closed at accept */
@@ -83,6 +85,7 @@ struct bfs_test_liar {
     pthread_t thread;
     atomic_bool stop;
     atomic_uint gets;          /* ranged GETs answered, lies and truths alike */
+    atomic_bool stalled;       /* LIE_STALL_FIRST has stalled its GET */
     struct bfs_test_liar_conn conn[BFS_LIAR_CONNS];
 };
 
@@ -166,6 +169,10 @@ static enum bfs_liar_after bfs_liar_answer(struct bfs_test_liar *s, int fd, cons
         return bfs_liar_status(fd, "416 Range Not Satisfiable", h, LIAR_KEEP);
     }
     atomic_fetch_add(&s->gets, 1);
+    if (lie == LIE_STALL_FIRST && a > 0 && !atomic_exchange(&s->stalled, true)) {
+        bfs_liar_readable(s, fd, BFS_LIAR_IDLE_MS); /* until the client closes */
+        return LIAR_CLOSE;
+    }
     if (b >= (int64_t)s->size)
         b = (int64_t)s->size - 1;
 

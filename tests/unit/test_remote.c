@@ -1174,6 +1174,60 @@ static void test_deadline_beats_request_timeout(void **state)
     bfs_config_free(&cfg);
 }
 
+/* ---- a waiter outlives the fetch it waited for ------------------------------ */
+
+struct late_read {
+    bfs_robj *o;
+    ssize_t got;
+    int64_t took;
+};
+
+static void *early_reader(void *arg)
+{
+    struct late_read *lr = arg;
+    char buf[100];
+    int64_t t0 = now_ms();
+    lr->got = bfs_robj_pread(lr->o, buf, sizeof buf, 4 * BS);
+    lr->took = now_ms() - t0;
+    return NULL;
+}
+
+/* Two readers of one block 0.6 s apart, the server stalling on the first
+ * GET of it: the first reader's fetch fails at its deadline (1.5 s); the
+ * second, which waited on that fetch, still has time and fetches the block
+ * itself instead of inheriting the failure. */
+static void test_waiter_outlives_leader(void **state)
+{
+    (void)state;
+    bfs_config cfg;
+    make_cfg(&cfg, "outlive", 1500);
+    cfg.request_timeout_ms = 20000;
+    cfg.readahead_max = 0; /* only the readers fetch */
+    bfs_remote *r = new_remote(&cfg);
+    atomic_store(&liar.stalled, false);
+    int ret;
+    bfs_robj *o = open1(r, bfs_test_liar_base(&liar, LIE_STALL_FIRST, (char[128]){0}, 128), liar_ref.name, &ret);
+    assert_int_equal(ret, 0); /* the pin's GET of block 0 is answered */
+    struct late_read early = {.o = o};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, early_reader, &early), 0);
+    usleep(600 * 1000);
+    char buf[100], want[100];
+    int64_t t0 = now_ms();
+    bool ok = check_read(o, &liar_ref, 4 * BS, sizeof buf, buf, want);
+    int64_t took = now_ms() - t0;
+    pthread_join(t, NULL);
+    fprintf(stderr, "outlive: first reader %zd after %lld ms; second %s after %lld ms\n", early.got,
+            (long long)early.took, ok ? "read the bytes" : "failed", (long long)took);
+    assert_int_equal(early.got, -EIO);
+    assert_true(ok);
+    assert_true(took < 1500);
+    bfs_robj_close(o);
+    bfs_remote_free(r);
+    bfs_config_free(&cfg);
+    atomic_store(&failures, 0); /* the first reader's failure was the point */
+}
+
 /* ---- the registry's whole-file checksum ------------------------------------ */
 
 /* BLAKE2b-512 of docroot/name as 128 hex digits, as the Butler records it. */
@@ -1313,6 +1367,7 @@ int main(void)
         cmocka_unit_test(test_first_open_single_flight),
         cmocka_unit_test(test_handover),
         cmocka_unit_test(test_cached_readahead),
+        cmocka_unit_test_setup_teardown(test_waiter_outlives_leader, liar_setup, liar_teardown),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
