@@ -1243,6 +1243,14 @@ bool bfs_cache_has(bfs_cache *c, const char *key, uint64_t block)
     return has;
 }
 
+bool bfs_cache_want(bfs_cache *c, const char *key, uint64_t block)
+{
+    bool has = bfs_cache_has(c, key, block);
+    if (!has)
+        atomic_fetch_add(&c->misses, 1);
+    return has;
+}
+
 /* ---- put ----------------------------------------------------------------- */
 
 /* A block's bytes before they are placed: an unnamed file (O_TMPFILE) in

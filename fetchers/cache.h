@@ -143,6 +143,11 @@ int bfs_cache_drop(bfs_cache *c, const char *key, uint64_t block);
 /* True when the block is recorded (no verification; for prefetch planning). */
 bool bfs_cache_has(bfs_cache *c, const char *key, uint64_t block);
 
+/* bfs_cache_has for a reader about to map the block or fetch it: when it is
+ * not recorded, that is a miss in the cache's statistics (as for
+ * bfs_cache_get and bfs_cache_map). */
+bool bfs_cache_want(bfs_cache *c, const char *key, uint64_t block);
+
 int bfs_cache_stats_get(bfs_cache *c, bfs_cache_stats *st);
 
 /* Evict least recently used blocks until at most target_bytes remain. */

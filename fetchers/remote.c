@@ -677,7 +677,7 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
             if (e || looked)
                 break;
             pthread_mutex_unlock(&r->lock);
-            cached = bfs_cache_has(r->cache, o->key, b);
+            cached = bfs_cache_want(r->cache, o->key, b);
         }
         if (e || !cached || mapped_once)
             break;
