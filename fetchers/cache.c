@@ -110,7 +110,7 @@
 
 #include <lmdb.h>
 #include <xxhash.h>
-#if defined(__x86_64__) || defined(__i386__)
+#ifdef BFS_HAVE_XXH_DISPATCH
 /* XXH3 with the widest vector unit this CPU has, chosen at run time by
  * libxxhash (same values; 2.3x the SSE2 default with AVX-512 here) */
 #include <xxh_x86dispatch.h>
@@ -1243,12 +1243,9 @@ bool bfs_cache_has(bfs_cache *c, const char *key, uint64_t block)
     return has;
 }
 
-bool bfs_cache_want(bfs_cache *c, const char *key, uint64_t block)
+void bfs_cache_count_miss(bfs_cache *c)
 {
-    bool has = bfs_cache_has(c, key, block);
-    if (!has)
-        atomic_fetch_add(&c->misses, 1);
-    return has;
+    atomic_fetch_add(&c->misses, 1);
 }
 
 /* ---- put ----------------------------------------------------------------- */
@@ -1287,11 +1284,6 @@ static void bucket_path(const bfs_cache *c, const bkey *k, char *out)
     snprintf(out, PATH_MAX, "%s/blocks/%.2s", c->dir, kh);
 }
 
-static int mkdir_exists(const char *dir)
-{
-    return mkdir(dir, 0700) == 0 || errno == EEXIST ? 0 : -errno;
-}
-
 /* The unnamed file for k with buf's bytes in t->fd; -EOPNOTSUPP when
  * unnamed files cannot be used here (noted: the named way from then on). */
 static int tmp_write_unnamed(bfs_cache *c, const bkey *k, const void *buf, size_t len, tmpblock *t)
@@ -1300,9 +1292,8 @@ static int tmp_write_unnamed(bfs_cache *c, const bkey *k, const void *buf, size_
     bucket_path(c, k, dir);
     int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
     if (fd < 0 && errno == ENOENT) { /* the bucket's first block */
-        int rc = mkdir_exists(dir);
-        if (rc)
-            return rc;
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+            return -errno;
         fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
     }
     if (fd < 0) {
@@ -1393,9 +1384,8 @@ static int place_block(bfs_cache *c, const tmpblock *t, const bkey *k, uint64_t 
             return -ENOENT;  /* our tmp file is gone (removed as stale?) */
         char dir[PATH_MAX];
         bucket_path(c, k, dir);
-        int rc = mkdir_exists(dir);
-        if (rc)
-            return rc;
+        if (mkdir(dir, 0700) != 0)  /* the bucket's first block */
+            return errno == EEXIST ? -ENOENT : -errno;  /* EEXIST: not the directory (/proc?) */
     }
     return -EEXIST;
 }
@@ -1561,8 +1551,20 @@ int bfs_cache_put(bfs_cache *c, const char *key, uint64_t block, const void *buf
 
     victims vs = {0};
     rc = put_txn(c, key, &k, csum, len, &tmp, &vs);
-    if (rc == 1 && relieve_map(c) == 0)
-        rc = put_txn(c, key, &k, csum, len, &tmp, &vs);
+    bool again = false;
+    if (rc == 1 && relieve_map(c) == 0) {
+        again = true; /* a file placed and unlinked again cannot be linked twice: write anew */
+    } else if (rc == -ENOENT && tmp.fd >= 0) {
+        atomic_store(&c->no_tmpfile, true); /* linking through /proc/self/fd failed: named from now on */
+        bfs_note(TAG, "%s: cannot link unnamed block files here; writing named ones", c->dir);
+        again = true;
+    }
+    if (again) {
+        tmp_discard(&tmp);
+        rc = tmp_write(c, &k, buf, len, &tmp);
+        if (rc == 0)
+            rc = put_txn(c, key, &k, csum, len, &tmp, &vs);
+    }
     if (rc == 1) {
         lmdb_errno(c, MDB_MAP_FULL, "record a block");
         rc = -ENOSPC;

@@ -143,10 +143,10 @@ int bfs_cache_drop(bfs_cache *c, const char *key, uint64_t block);
 /* True when the block is recorded (no verification; for prefetch planning). */
 bool bfs_cache_has(bfs_cache *c, const char *key, uint64_t block);
 
-/* bfs_cache_has for a reader about to map the block or fetch it: when it is
- * not recorded, that is a miss in the cache's statistics (as for
- * bfs_cache_get and bfs_cache_map). */
-bool bfs_cache_want(bfs_cache *c, const char *key, uint64_t block);
+/* Count a miss in the cache's statistics (as bfs_cache_get and
+ * bfs_cache_map do): for a caller that looked with bfs_cache_has, did not
+ * find the block, and fetches it. */
+void bfs_cache_count_miss(bfs_cache *c);
 
 int bfs_cache_stats_get(bfs_cache *c, bfs_cache_stats *st);
 

@@ -567,16 +567,22 @@ out:
 
 /* Drop a reference to e; returns the block to unreference (after r->lock
  * is released: bblock_unref takes it) when e is gone, else NULL. */
-static struct bblock *inflight_put_locked(bfs_remote *r, struct inflight *e)
+/* Take e out of the table (if it is still there); its holders keep it. */
+static void inflight_unlist_locked(bfs_remote *r, struct inflight *e)
 {
-    if (--e->refs > 0)
-        return NULL;
     for (struct inflight **pp = &r->inflight; *pp; pp = &(*pp)->next) {
         if (*pp == e) {
             *pp = e->next;
             break;
         }
     }
+}
+
+static struct bblock *inflight_put_locked(bfs_remote *r, struct inflight *e)
+{
+    if (--e->refs > 0)
+        return NULL;
+    inflight_unlist_locked(r, e);
     struct bblock *bb = e->bb;
     free(e->key);
     free(e);
@@ -633,14 +639,8 @@ static ssize_t map_locked(bfs_robj *o, uint64_t b, bool sync, struct bblock **ou
     e->err = bb ? 0 : -EINTR;
     e->len = bb ? bb->len : 0;
     e->done = true;
-    if (!bb) { /* unlisted now: nobody else waits on a failure */
-        for (struct inflight **pp = &r->inflight; *pp; pp = &(*pp)->next) {
-            if (*pp == e) {
-                *pp = e->next;
-                break;
-            }
-        }
-    }
+    if (!bb)
+        inflight_unlist_locked(r, e); /* nobody else waits on a failure */
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
     ssize_t ret = bb ? (ssize_t)bb->len : -EINTR;
@@ -677,7 +677,7 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
             if (e || looked)
                 break;
             pthread_mutex_unlock(&r->lock);
-            cached = bfs_cache_want(r->cache, o->key, b);
+            cached = bfs_cache_has(r->cache, o->key, b);
         }
         if (e || !cached || mapped_once)
             break;
@@ -708,6 +708,8 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
         *e = (struct inflight){.key = key, .bb = mine, .block = b, .refs = 1, .next = r->inflight};
         r->inflight = e;
         atomic_fetch_add(&r->misses, 1);
+        if (r->cache)
+            bfs_cache_count_miss(r->cache); /* neither in flight nor cached: fetched */
     } else {
         if (!sync) { /* read-ahead: someone is already on it */
             pthread_mutex_unlock(&r->lock);
@@ -729,6 +731,8 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
         e->len = got < 0 ? 0 : (size_t)got;
         e->expired = got < 0 && now_ms() >= deadline;
         e->done = true;
+        if (got < 0)
+            inflight_unlist_locked(r, e); /* waiters have it; later readers try afresh */
         pthread_cond_broadcast(&r->cond);
         pthread_mutex_unlock(&r->lock);
         /* The waiters take the block now; storing it (an index write) is
@@ -824,7 +828,7 @@ static void readahead_block(bfs_robj *o, uint64_t b)
     if (atomic_load(&o->closed) || atomic_load(&o->bad))
         return; /* read-ahead for a closed or bad object would only cost bandwidth and budget */
     pthread_mutex_lock(&o->lock);
-    bool passed = o->hot[0] && o->hot[0]->block >= b; /* the reader got there first */
+    bool passed = o->seen_block >= b; /* the reader got there (or past it) first */
     pthread_mutex_unlock(&o->lock);
     if (passed)
         return;

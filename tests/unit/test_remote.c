@@ -1176,6 +1176,35 @@ static void test_deadline_beats_request_timeout(void **state)
     bfs_config_free(&cfg);
 }
 
+/* ---- read-ahead after a backward seek ----------------------------------------- */
+
+/* A sequential read, a seek back, a sequential read again: read-ahead runs
+ * for the second run too (it once skipped every block below the highest
+ * the reader had ever reached, so the second run was all synchronous). */
+static void test_readahead_after_seek_back(void **state)
+{
+    (void)state;
+    bfs_config cfg;
+    make_cfg(&cfg, "seekback", 30000);
+    cfg.memory_budget = 64 * BS;
+    bfs_remote *r = new_remote(&cfg);
+    int ret;
+    bfs_robj *o = open1(r, base, "big.bin", &ret);
+    assert_int_equal(ret, 0);
+    read_swapped(o, &refs[3], 200 * BS, 240 * BS, BS / 4);
+    assert_budget_returned_or_kept(r);
+    bfs_fetch_stats s1, s2;
+    bfs_remote_stats(r, &s1);
+    read_swapped(o, &refs[3], 20 * BS, 60 * BS, BS / 4);
+    assert_budget_returned_or_kept(r);
+    bfs_remote_stats(r, &s2);
+    uint64_t fetched = s2.blocks_fetched - s1.blocks_fetched;
+    fprintf(stderr, "seek back: 40 blocks read again, %llu fetched\n", (unsigned long long)fetched);
+    assert_true(fetched > 42); /* read-ahead went past block 60 */
+    bfs_robj_close(o);
+    finish_remote(r, &cfg);
+}
+
 /* ---- a waiter outlives the fetch it waited for ------------------------------ */
 
 struct late_read {
@@ -1369,6 +1398,7 @@ int main(void)
         cmocka_unit_test(test_first_open_single_flight),
         cmocka_unit_test(test_handover),
         cmocka_unit_test(test_cached_readahead),
+        cmocka_unit_test(test_readahead_after_seek_back),
         cmocka_unit_test_setup_teardown(test_waiter_outlives_leader, liar_setup, liar_teardown),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
