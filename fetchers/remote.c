@@ -8,10 +8,13 @@
  *   1. o's two hot blocks (the last ones reads decoded);
  *   2. o->ready: blocks read-ahead fetched for o, handed over in memory;
  *   3. the in-flight table: if another thread or a read-ahead worker is
- *      fetching (key, b), share its block when it is done (concurrent
- *      readers cause one fetch and no copy);
+ *      fetching or mapping (key, b), share its block when it is done
+ *      (concurrent readers cause one fetch or one check, and no copy); a
+ *      failed fetch leaves the table at once, and a reader whose own
+ *      deadline outlasts the fetcher's tries again;
  *   4. the persistent cache: the block file mapped, length and checksum
- *      verified every time it is taken from the cache;
+ *      verified every time it is taken from the cache (listed in flight
+ *      meanwhile; read-ahead maps cached blocks ahead of the reader too);
  *   5. fetch: replicas in chain order, skipping hosts marked down; each
  *      attempt is one request bounded by what is left of the deadline
  *      (http.c); transient failures retry with full-jitter exponential
@@ -20,9 +23,9 @@
  *      fails with -EIO.  The fetched block goes to every waiter, into the
  *      cache, and (for read-ahead) into o->ready.
  *
- * Memory: every malloc'd block (hot, ready, fetches in flight, pieces of a
- * reply being sent) is taken from one process-wide budget; mapped cache
- * blocks are page cache and cost none.  A read that cannot get memory waits
+ * Memory: every block buffer (hot, ready, fetches in flight, pieces of a
+ * reply being sent, and idle spares kept for reuse) is taken from one
+ * process-wide budget; mapped cache blocks are page cache and cost none.  A read that cannot get memory waits
  * (within its deadline) and then looks in memory and the cache again;
  * read-ahead that cannot get memory is simply skipped.  So a thousand open
  * files cannot exhaust memory.  No thread waits for budget while holding
