@@ -149,6 +149,7 @@ struct bfs_remote {
     pthread_mutex_t lock;  /* everything below */
     pthread_cond_t cond;   /* in-flight completion, budget returned (CLOCK_MONOTONIC) */
     struct inflight *inflight;
+    uint64_t unlisted;     /* entries that have left the in-flight table */
     int64_t mem_used;
     char *spare[SPARE_MAX]; /* idle block buffers (r->bs bytes each) */
     int nspare, spare_max;
@@ -576,6 +577,7 @@ static void inflight_unlist_locked(bfs_remote *r, struct inflight *e)
     for (struct inflight **pp = &r->inflight; *pp; pp = &(*pp)->next) {
         if (*pp == e) {
             *pp = e->next;
+            r->unlisted++;
             break;
         }
     }
@@ -674,13 +676,20 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
     struct inflight *e;
     bool cached = false;
     for (bool mapped_once = false;; mapped_once = true) {
-        for (bool looked = !r->cache || mapped_once;; looked = true) {
-            pthread_mutex_lock(&r->lock);
-            e = inflight_find_locked(r, o->key, b);
-            if (e || looked)
-                break;
+        pthread_mutex_lock(&r->lock);
+        e = inflight_find_locked(r, o->key, b);
+        /* Not in flight: look in the cache, then in the table again.  A
+         * fetch that finished in between (it stores its block before it
+         * leaves the table) shows in r->unlisted: then look again, or this
+         * would fetch a block just stored. */
+        for (int tries = 0; !e && r->cache && !mapped_once && tries < 4; tries++) {
+            uint64_t gen = r->unlisted;
             pthread_mutex_unlock(&r->lock);
             cached = bfs_cache_has(r->cache, o->key, b);
+            pthread_mutex_lock(&r->lock);
+            e = inflight_find_locked(r, o->key, b);
+            if (cached || r->unlisted == gen)
+                break;
         }
         if (e || !cached || mapped_once)
             break;
