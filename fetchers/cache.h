@@ -2,8 +2,9 @@
  * cache.h - the persistent local block cache of remote objects.
  *
  * Objects are cut into blocks of block_size bytes (the last one shorter).
- * Each block is stored as one file under DIR/blocks/, written to a temporary
- * name, renamed to a name used only once, and recorded in an LMDB index
+ * Each block is stored as one file under DIR/blocks/XX/, written unnamed
+ * (O_TMPFILE; a temporary name where that is unavailable), given a name
+ * used only once (link, or rename), and recorded in an LMDB index
  * (DIR/index.lmdb) in the same step, with its length, an XXH3-64 checksum of
  * its bytes (seeded by the object key, block number and block size, so a
  * block can never pass for another) and its last-use time.  A block is
@@ -27,7 +28,7 @@
  * reading and eviction only unlinks.
  *
  * Persistence and sharing: the cache survives unmount, remount and a
- * daemon killed with SIGKILL (a block is visible only after its rename and
+ * daemon killed with SIGKILL (a block is visible only after it is named and
  * its index commit; an orphan file without a record is removed by
  * bfs_cache_verify).  Block files are not fsync'ed: after a power loss a
  * recorded block may be short or garbled, which the per-read check catches.
