@@ -330,13 +330,22 @@ static void hex(const uint8_t *p, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+/* DIR/blocks/XX, k's bucket directory, into out (PATH_MAX). */
+static void bucket_path(const bfs_cache *c, const bkey *k, char *out)
+{
+    char kh[33];
+    hex(k->kh, 16, kh);
+    snprintf(out, PATH_MAX, "%s/blocks/%.2s", c->dir, kh);
+}
+
 /* DIR/blocks/XX/NAME into out (PATH_MAX). */
 static void block_path(const bfs_cache *c, const bkey *k, uint64_t id, char *out)
 {
     char kh[33];
     hex(k->kh, 16, kh);
-    snprintf(out, PATH_MAX, "%s/blocks/%.2s/%s-%016" PRIx64 "-%016" PRIx64, c->dir, kh, kh,
-             get_be64(k->blk), id);
+    bucket_path(c, k, out);
+    size_t n = strlen(out);
+    snprintf(out + n, PATH_MAX - n, "/%s-%016" PRIx64 "-%016" PRIx64, kh, get_be64(k->blk), id);
 }
 
 /* Parse NAME back into key and id; false for any other name. */
@@ -1274,14 +1283,6 @@ static int write_all(int fd, const void *buf, size_t len)
         done += (size_t)n;
     }
     return 0;
-}
-
-/* DIR/blocks/XX, k's bucket directory, into out (PATH_MAX). */
-static void bucket_path(const bfs_cache *c, const bkey *k, char *out)
-{
-    char kh[33];
-    hex(k->kh, 16, kh);
-    snprintf(out, PATH_MAX, "%s/blocks/%.2s", c->dir, kh);
 }
 
 /* The unnamed file for k with buf's bytes in t->fd; -EOPNOTSUPP when

@@ -25,8 +25,9 @@
  *
  * Memory: every block buffer (hot, ready, fetches in flight, pieces of a
  * reply being sent, and idle spares kept for reuse) is taken from one
- * process-wide budget; mapped cache blocks are page cache and cost none.  A read that cannot get memory waits
- * (within its deadline) and then looks in memory and the cache again;
+ * process-wide budget; mapped cache blocks are page cache and cost none.
+ * A read that cannot get memory waits (within its deadline) and then looks
+ * in memory and the cache again;
  * read-ahead that cannot get memory is simply skipped.  So a thousand open
  * files cannot exhaust memory.  No thread waits for budget while holding
  * a block (only a reply's first piece may wait; a waiter on a fetch needs
@@ -119,8 +120,8 @@ struct bblock {
  * read when every block was malloc'd afresh).  Enough are kept for one
  * streaming reader's working set (its read-ahead window, the fetches in
  * flight, its hot blocks), at most SPARE_MAX.  A spare keeps its budget, so
- * the budget bounds all block memory, idle or not: a take that finds the
- * budget short frees spares first.  Spares are freed when none has been
+ * the budget bounds all block memory, idle or not, and a new block takes a
+ * spare before it looks at the budget.  Spares are freed when none has been
  * used for SPARE_IDLE_MS, so an idle daemon holds no buffers. */
 #define SPARE_MAX 64
 #define SPARE_IDLE_MS 10000
@@ -569,8 +570,21 @@ out:
 
 /* ---- single flight -------------------------------------------------------- */
 
-/* Drop a reference to e; returns the block to unreference (after r->lock
- * is released: bblock_unref takes it) when e is gone, else NULL. */
+/* A new entry for (key, block) holding bb (NULL: none yet), listed, with one
+ * reference, the caller's.  Takes key (malloc'd; NULL is out of memory).
+ * NULL when out of memory (key is freed).  r->lock held. */
+static struct inflight *inflight_add_locked(bfs_remote *r, char *key, uint64_t block, struct bblock *bb)
+{
+    struct inflight *e = key ? calloc(1, sizeof *e) : NULL;
+    if (!e) {
+        free(key);
+        return NULL;
+    }
+    *e = (struct inflight){.key = key, .bb = bb, .block = block, .refs = 1, .next = r->inflight};
+    r->inflight = e;
+    return e;
+}
+
 /* Take e out of the table (if it is still there); its holders keep it. */
 static void inflight_unlist_locked(bfs_remote *r, struct inflight *e)
 {
@@ -583,6 +597,8 @@ static void inflight_unlist_locked(bfs_remote *r, struct inflight *e)
     }
 }
 
+/* Drop a reference to e; returns the block to unreference (after r->lock
+ * is released: bblock_unref takes it) when e is gone, else NULL. */
 static struct bblock *inflight_put_locked(bfs_remote *r, struct inflight *e)
 {
     if (--e->refs > 0)
@@ -626,16 +642,10 @@ static void ready_add(bfs_robj *o, struct bblock *bb);
 static ssize_t map_locked(bfs_robj *o, uint64_t b, bool sync, struct bblock **out)
 {
     bfs_remote *r = o->r;
-    struct inflight *e = calloc(1, sizeof *e);
-    char *key = e ? strdup(o->key) : NULL;
-    if (!key) {
-        pthread_mutex_unlock(&r->lock);
-        free(e);
-        return -ENOMEM;
-    }
-    *e = (struct inflight){.key = key, .block = b, .refs = 1, .next = r->inflight};
-    r->inflight = e;
+    struct inflight *e = inflight_add_locked(r, strdup(o->key), b, NULL);
     pthread_mutex_unlock(&r->lock);
+    if (!e)
+        return -ENOMEM;
     struct bblock *bb = bblock_mapped(o, b);
     if (bb)
         atomic_fetch_add(&r->hits, 1);
@@ -709,16 +719,12 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
             pthread_mutex_unlock(&r->lock);
             return !wait ? -ENOBUFS : free_now ? -EINTR : -EIO;
         }
-        e = mine ? calloc(1, sizeof *e) : NULL;
-        char *key = e ? strdup(o->key) : NULL;
-        if (!key) {
+        e = mine ? inflight_add_locked(r, strdup(o->key), b, mine) : NULL;
+        if (!e) {
             pthread_mutex_unlock(&r->lock);
-            free(e);
             bblock_unref(mine); /* takes r->lock */
             return -ENOMEM;
         }
-        *e = (struct inflight){.key = key, .bb = mine, .block = b, .refs = 1, .next = r->inflight};
-        r->inflight = e;
         atomic_fetch_add(&r->misses, 1);
         if (r->cache)
             bfs_cache_count_miss(r->cache); /* neither in flight nor cached: fetched */
@@ -1177,9 +1183,7 @@ static int pin_first(bfs_remote *r, const char *logical, char *const *urls, int 
             if (record_load(r, logical, pin, replica, verified, sizeof verified))
                 return 0;
             stat_only = true;
-        } else if ((e = calloc(1, sizeof *e))) {
-            *e = (struct inflight){.key = fkey, .block = UINT64_MAX, .refs = 1, .next = r->inflight};
-            r->inflight = e;
+        } else if ((e = inflight_add_locked(r, fkey, UINT64_MAX, NULL))) {
             pthread_mutex_unlock(&r->lock);
             /* a leader that finished just before this one started left a record */
             char verified[160];
@@ -1187,9 +1191,8 @@ static int pin_first(bfs_remote *r, const char *logical, char *const *urls, int 
                 pin_done(r, e);
                 return 0;
             }
-        } else {
+        } else { /* out of memory (fkey went with the failed add) */
             pthread_mutex_unlock(&r->lock);
-            free(fkey);
             stat_only = true;
         }
     }
