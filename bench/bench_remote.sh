@@ -9,6 +9,9 @@
 #     both end with the bytes on local disk);
 #   warm read: the same file again through a FRESH mount (kernel page cache of
 #     the mount empty, block cache full), vs cat of a local copy;
+#   -o direct_io: the cold and warm reads again with the kernel page cache
+#     bypassed, and a quarter of the file read with dd bs=2880 (cfitsio's
+#     record size) on a fresh mount, vs the same dd without direct_io;
 #   header reads: head -c 2880 of 100 files of ~8 MiB, fresh mount, empty
 #     cache: body bytes nginx sent (its access log) per header read, vs 2880
 #     and vs one cache block;
@@ -35,7 +38,7 @@ while [ $# -gt 0 ]; do
     --hdr-files) HDR_FILES=$2; shift 2 ;;
     --pf-files) PF_FILES=$2; shift 2 ;;
     --wan-rate) WAN_RATE=$2; shift 2 ;;
-    -h|--help) sed -n "2,24p" "$0"; exit 0 ;;
+    -h|--help) sed -n "2,27p" "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -131,7 +134,8 @@ BLOCK=$((4 * 1024 * 1024))
 declare -A R
 # --- a/b: cold and warm sequential reads of a large file --------------------
 echo "== cold/warm sequential reads ($REPS reps)"
-cold=() curlt=() curldl=() warm=() loc=() cold_moved=()
+cold=() curlt=() curldl=() warm=() loc=() cold_moved=() small=() dcold=() dwarm=() dsmall=()
+SMALL_N=$(( BIG_MIB * 1048576 / 4 / 2880 ))             # a quarter of the file in 2880-byte reads
 for r in $(seq "$REPS"); do
   i=$(( (r - 1) % 4 ))
   f=$MNT/${big[$i]} url=$NGINX_URL/data/repo/${bigloc[$i]}
@@ -146,12 +150,18 @@ for r in $(seq "$REPS"); do
   warm+=("$(timed cat "$f")")
   unmount_fs
   [ "$(log_bytes)" = 0 ] || echo "   note: the warm read moved $(log_bytes) bytes from the server" >&2
+  mount_fs; small+=("$(timed dd if="$f" of=/dev/null bs=2880 count=$SMALL_N)"); unmount_fs
+  # the same with -o direct_io: cold, warm, small reads
+  empty_cache; mount_fs direct_io; dcold+=("$(timed cat "$f")"); unmount_fs
+  mount_fs direct_io; dwarm+=("$(timed cat "$f")"); unmount_fs
+  mount_fs direct_io; dsmall+=("$(timed dd if="$f" of=/dev/null bs=2880 count=$SMALL_N)"); unmount_fs
   cat "$WORK/local/big$i" >/dev/null                 # the local copy from the page cache
   loc+=("$(timed cat "$WORK/local/big$i")")
 done
 R[cold]=$(med "${cold[@]}") R[curl]=$(med "${curlt[@]}") R[curldl]=$(med "${curldl[@]}")
 R[warm]=$(med "${warm[@]}") R[local]=$(med "${loc[@]}")
 R[cold.moved]=$(med "${cold_moved[@]}")
+R[small]=$(med "${small[@]}") R[dcold]=$(med "${dcold[@]}") R[dwarm]=$(med "${dwarm[@]}") R[dsmall]=$(med "${dsmall[@]}")
 
 # --- c: header reads ----------------------------------------------------------
 echo "== header reads: head -c 2880 of $HDR_FILES files ($REPS reps)"
@@ -219,6 +229,15 @@ printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "cold read vs curl -o FILE (a download)
   "$(mibs "${R[cold]}" "$BIG_MIB")" "$(mibs "${R[curldl]}" "$BIG_MIB")" "$(ratio "${R[curldl]}" "${R[cold]}")"
 printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "warm read ${BIG_MIB} MiB, fresh mount vs local cat" \
   "$(mibs "${R[warm]}" "$BIG_MIB")" "$(mibs "${R[local]}" "$BIG_MIB")" "$(ratio "${R[local]}" "${R[warm]}")"
+printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "-o direct_io: cold read vs curl" \
+  "$(mibs "${R[dcold]}" "$BIG_MIB")" "$(mibs "${R[curl]}" "$BIG_MIB")" "$(ratio "${R[curl]}" "${R[dcold]}")"
+printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "-o direct_io: cold read vs curl -o FILE" \
+  "$(mibs "${R[dcold]}" "$BIG_MIB")" "$(mibs "${R[curldl]}" "$BIG_MIB")" "$(ratio "${R[curldl]}" "${R[dcold]}")"
+printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "-o direct_io: warm read vs local cat" \
+  "$(mibs "${R[dwarm]}" "$BIG_MIB")" "$(mibs "${R[local]}" "$BIG_MIB")" "$(ratio "${R[local]}" "${R[dwarm]}")"
+small_mib=$(awk -v n="$SMALL_N" 'BEGIN{print n*2880/1048576}')
+printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "-o direct_io: 2880-byte reads vs default" \
+  "$(mibs "${R[dsmall]}" "$small_mib")" "$(mibs "${R[small]}" "$small_mib")" "$(ratio "${R[small]}" "${R[dsmall]}")"
 printf '%-44s %8.2f MiB %8.2f MiB %8s\n' "cold read: bytes from server vs file size" \
   "$(awk -v b="${R[cold.moved]}" 'BEGIN{print b/1048576}')" "$BIG_MIB" "$(ratio "${R[cold.moved]}" $((BIG_MIB * 1048576)))"
 printf '%-44s %10s B %12s B %8s\n' "header read: bytes moved per read vs 2880" \

@@ -80,6 +80,9 @@ static const char mount_help[] =
     "                         files (off by default: ls -l then costs 2 requests per entry)\n"
     "  log=FILE               log to FILE instead of syslog (daemon) or stderr (-f)\n"
     "  loglevel=LEVEL         error, warning, notice (default), info or debug\n"
+    "  direct_io              file reads bypass the kernel page cache: large sequential\n"
+    "                         reads go faster (one copy fewer), small reads and re-reads\n"
+    "                         slower (each is a request); shared mmap may fail (ENODEV)\n"
     "  allow_other            let other users see the mount (needs user_allow_other\n"
     "                         in /etc/fuse.conf when not root)\n"
     "Other -o options are passed to FUSE (see mount.fuse3(8)).  The mount is always\n"
@@ -167,6 +170,7 @@ struct mount_opts {
     int debug;
     int single;
     int xattr;
+    int direct_io;
 };
 
 #define MOPT(t, p) {t, offsetof(struct mount_opts, p), 1}
@@ -185,6 +189,7 @@ static const struct fuse_opt mount_optspec[] = {
     MOPT("-d", debug),
     MOPT("-s", single),
     MOPT("xattr", xattr),
+    MOPT("direct_io", direct_io),
     FUSE_OPT_END,
 };
 
@@ -276,7 +281,7 @@ int bfs_cmd_mount(int argc, char **argv)
 
     bfs_fs fs = {.file_timeout = mo.file_timeout, .dir_timeout = mo.dir_timeout,
                  .negative_timeout = mo.negative_timeout, .max_read = 1u << 20,
-                 .xattr = mo.xattr != 0};
+                 .xattr = mo.xattr != 0, .direct_io = mo.direct_io != 0};
     struct fuse_session *se = fuse_session_new(&args, &bfs_fuse_ops, sizeof bfs_fuse_ops, &fs);
     if (!se) {
         fprintf(stderr, "butlerfs: bad mount option: %s (see: butlerfs help mount)\n",

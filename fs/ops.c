@@ -3,7 +3,8 @@
  *
  * Thin by design: translate FUSE arguments, call the tree, reply.  Errors
  * from the tree are already negative errno.  Files get long entry/attr
- * timeouts and keep_cache because a dataset's bytes never change;
+ * timeouts and keep_cache because a dataset's bytes never change (with
+ * -o direct_io they bypass the page cache instead: see docs/performance.md);
  * directories get shorter ones because new datasets arrive.  Reads reply
  * with the datastore file's descriptor so libfuse can splice the bytes to
  * the kernel without copying them through user space.
@@ -55,6 +56,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
     fs->no_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
     if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
         conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+#ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
+    /* libfuse >= 3.16 on Linux >= 6.6: shared mmap of a direct_io file
+     * works too (the kernel caches what the mapping touches) */
+    if (fs->direct_io && (conn->capable & FUSE_CAP_DIRECT_IO_ALLOW_MMAP))
+        conn->want |= FUSE_CAP_DIRECT_IO_ALLOW_MMAP;
+#endif
     conn->max_read = fs->max_read; /* must agree with -o max_read */
     conn->max_readahead = fs->max_read;
     conn->max_background = 64;
@@ -238,7 +245,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     of->node = n;
     bfs_node_hold(fs->tree, n);
     fi->fh = (uint64_t)(uintptr_t)of;
-    fi->keep_cache = 1; /* immutable: page cache survives reopen */
+    if (fs->direct_io)
+        fi->direct_io = 1; /* replies go straight to the reader's buffer */
+    else
+        fi->keep_cache = 1; /* immutable: page cache survives reopen */
     fi->noflush = 1;
     if (fuse_reply_open(req, fi) != 0) {
         bfs_source_close(of->src);

@@ -21,6 +21,7 @@ typedef struct bfs_fs {
     double negative_timeout; /* how long "no such entry" is cached */
     unsigned max_read;
     bool xattr;              /* serve user.butler.* (else ENOSYS: ls -l asks nothing per file) */
+    bool direct_io;          /* files bypass the kernel page cache (FOPEN_DIRECT_IO) */
     bool no_opendir;         /* kernel skips opendir/releasedir; listings page from the node */
 } bfs_fs;
 

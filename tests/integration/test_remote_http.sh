@@ -10,7 +10,8 @@
 # bearer token never appears in any log; HTTPS with a site CA (fetch.ca_file)
 # reads byte-identical data, and without it the refused certificate is not
 # retried (skipped when openssl is not installed); the registry's whole-file
-# checksum is checked.
+# checksum is checked; with -o direct_io reads are byte-identical, keep nothing
+# in the kernel page cache, and private mappings work.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/nginx.sh"
 skip_unless_fuse
@@ -56,6 +57,27 @@ reads_match()
     for f in "$@"; do
         cat "$T/mnt/$f" | sha256sum | cut -d' ' -f1 | cmp -s - "$T/$(basename "$f").sum" || return 1
     done
+}
+# resident_pages FILE most|none: FILE's pages in the kernel page cache (mincore
+# through a private mapping, which leaves the cache as it is without direct_io)
+resident_pages()
+{
+    python3 - "$@" <<'PY'
+import ctypes, mmap, os, sys
+path, want = sys.argv[1], sys.argv[2]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+size = os.path.getsize(path)
+pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) as m:
+    vec = ctypes.create_string_buffer(pages)
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    if libc.mincore(addr, size, vec) != 0:
+        sys.exit("mincore: " + os.strerror(ctypes.get_errno()))
+    n = sum(b & 1 for b in vec.raw)
+print(f"{n} of {pages} pages resident", file=sys.stderr)
+sys.exit(0 if (n == 0 if want == "none" else n >= pages // 2) else 1)
+PY
 }
 mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml,xattr" || finish
 mapfile -t FILES < <(cd "$T/mnt" && find "$RAW" -type f | sort)
@@ -105,6 +127,41 @@ with open(mnt, "rb") as f:
         if f.read(n) != ref[off:off + n]:
             sys.exit(1)
 PY
+expect "after a read the kernel page cache holds the file" resident_pages "$T/mnt/$f0" most
+unmount
+
+# -o direct_io: the same bytes, nothing kept in the kernel page cache (every
+# read reaches the daemon, from the block cache here), private mappings work
+mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml,direct_io" || finish
+expect "every file reads byte-identical with direct_io" reads_match "${FILES[@]}"
+expect "with direct_io a read leaves nothing in the kernel page cache" resident_pages "$T/mnt/$f0" none
+python3 - "$T/mnt/$f0" "${SRC[$f0]}" <<'PY' && pass "direct_io: private mmap reads the file's bytes; shared mmap works or fails with ENODEV" || fail "direct_io: mmap"
+import errno, mmap, sys
+mnt, src = sys.argv[1], sys.argv[2]
+ref = open(src, "rb").read()
+with open(mnt, "rb") as f:
+    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) as m:
+        if m[:] != ref:
+            sys.exit("private mapping differs")
+    try:
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            if m[:] != ref:
+                sys.exit("shared mapping differs")
+    except OSError as e:
+        if e.errno != errno.ENODEV:
+            raise
+PY
+unmount
+# a local repository's files (replies spliced from the datastore files) too:
+# the mounted files' checksums are the datastore files' checksums
+"$BFS_BIN" synth "$T/local" --exposures 1 --detectors 2 --payload 3000001 >/dev/null 2>&1 || fail "synth of $T/local"
+mkdir -p "$T/lmnt"
+mount_repo "$T/local" "$T/lmnt" "direct_io" || finish
+sums() { find "$1" -name '*.fits' -type f -exec sha256sum {} + | cut -d' ' -f1 | sort; }
+sums "$T/lmnt" >"$T/lmnt.sums"
+sums "$T/local/LSSTCam" >"$T/local.sums"
+expect "direct_io: two local files read byte-identical" test "$(wc -l <"$T/lmnt.sums")" -eq 2
+expect "direct_io: local files match their datastore files" cmp -s "$T/lmnt.sums" "$T/local.sums"
 unmount
 
 # corrupt one cached block: detected, dropped, fetched again
