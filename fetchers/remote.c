@@ -1203,7 +1203,11 @@ static int pin_first(bfs_remote *r, const char *logical, char *const *urls, int 
     if (ret == -EACCES || ret == -ENOENT) {
         bblock_unref(bb);
     } else if (ret == 0) {
+        /* block 0 came with the GET that pinned the object: fetched, a miss */
+        atomic_fetch_add(&r->misses, 1);
         char *key = block_key(logical, pin);
+        if (r->cache)
+            bfs_cache_count_miss(r->cache);
         if (key && r->cache)
             bfs_cache_put(r->cache, key, 0, bb->data, bb->len);
         free(key);

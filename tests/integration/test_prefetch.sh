@@ -187,9 +187,9 @@ blocks=$(stat_of blocks) objects=$(stat_of objects) records=$(stat_of records)
 expect "cache stats exits 0 and shows 15 blocks ($blocks) of 5 objects ($objects), 5 records ($records)" \
     test $rc -eq 0 -a "${blocks:-0}" -eq 15 -a "${objects:-0}" -eq 5 -a "${records:-0}" -eq 5
 misses=$(sed -n 's/^hit rate.*hits, \([0-9]*\) misses.*/\1/p' "$T/stats.out")
-# every block prefetch fetched was looked for in the cache first, a miss;
-# but block 0, which came with the GET that pinned the new object: 10
-expect "cache stats counts the fetched blocks as misses ($misses >= 10)" test "${misses:-0}" -ge 10
+# every block fetched is a miss, block 0 too (it came with the GET that
+# pinned the new object): at least the 15 blocks stored
+expect "cache stats counts the fetched blocks as misses ($misses >= 15)" test "${misses:-0}" -ge 15
 cache verify >"$T/verify.out" 2>&1
 rc=$?
 cat "$T/verify.out"
