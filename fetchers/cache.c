@@ -295,7 +295,8 @@ static void make_bkey(const char *key, uint64_t block, bkey *k)
     put_be64(k->blk, block);
 }
 
-static uint64_t block_csum(const bfs_cache *c, const bkey *k, const void *buf, size_t len)
+/* The seed of a block's checksum: its key and the cache's block size. */
+static uint64_t csum_seed(const bfs_cache *c, const bkey *k)
 {
     uint8_t s[28];
     memcpy(s, k, 24);
@@ -303,7 +304,12 @@ static uint64_t block_csum(const bfs_cache *c, const bkey *k, const void *buf, s
     s[25] = (uint8_t)(c->block_size >> 16);
     s[26] = (uint8_t)(c->block_size >> 8);
     s[27] = (uint8_t)c->block_size;
-    return XXH3_64bits_withSeed(buf, len, XXH3_64bits(s, sizeof s));
+    return XXH3_64bits(s, sizeof s);
+}
+
+static uint64_t block_csum(const bfs_cache *c, const bkey *k, const void *buf, size_t len)
+{
+    return XXH3_64bits_withSeed(buf, len, csum_seed(c, k));
 }
 
 static uint64_t random_id(void)
@@ -1285,9 +1291,9 @@ static int write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
-/* The unnamed file for k with buf's bytes in t->fd; -EOPNOTSUPP when
+/* A new unnamed file for k, open for writing, in t->fd; -EOPNOTSUPP when
  * unnamed files cannot be used here (noted: the named way from then on). */
-static int tmp_write_unnamed(bfs_cache *c, const bkey *k, const void *buf, size_t len, tmpblock *t)
+static int tmp_open_unnamed(bfs_cache *c, const bkey *k, tmpblock *t)
 {
     char dir[PATH_MAX];
     bucket_path(c, k, dir);
@@ -1305,37 +1311,55 @@ static int tmp_write_unnamed(bfs_cache *c, const bkey *k, const void *buf, size_
         }
         return rc;
     }
-    int rc = write_all(fd, buf, len);
-    if (rc) {
-        close(fd);
-        return rc;
-    }
     t->fd = fd;
     return 0;
 }
 
-static int tmp_write(bfs_cache *c, const bkey *k, const void *buf, size_t len, tmpblock *t)
+/* A new file for k's bytes, open for writing: *fd.  Unnamed (t->fd is *fd)
+ * where the file system allows, else named (t->path; t->fd is -1 and the
+ * caller closes *fd before the file is placed). */
+static int tmp_open(bfs_cache *c, const bkey *k, tmpblock *t, int *fd)
 {
     t->fd = -1;
     t->path[0] = '\0';
     if (!atomic_load(&c->no_tmpfile)) {
-        int rc = tmp_write_unnamed(c, k, buf, len, t);
-        if (rc != -EOPNOTSUPP)
+        int rc = tmp_open_unnamed(c, k, t);
+        if (rc != -EOPNOTSUPP) {
+            *fd = t->fd;
             return rc;
+        }
     }
     snprintf(t->path, sizeof t->path, "%s/blocks/tmp.%ld.%016" PRIx64, c->dir, (long)getpid(), random_id());
-    int fd = open(t->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
+    *fd = open(t->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (*fd < 0) {
         t->path[0] = '\0';
         return -errno;
     }
-    int rc = write_all(fd, buf, len);
-    if (close(fd) != 0 && rc == 0)
+    return 0;
+}
+
+/* Close a named tmp file's descriptor (an unnamed one stays open: it is
+ * linked through it); on error the file is discarded. */
+static int tmp_close_named(tmpblock *t, int fd, int rc);
+
+static void tmp_discard(tmpblock *t);
+
+/* A new file for k holding buf's bytes, ready for place_block. */
+static int tmp_write(bfs_cache *c, const bkey *k, const void *buf, size_t len, tmpblock *t)
+{
+    int fd;
+    int rc = tmp_open(c, k, t, &fd);
+    if (rc)
+        return rc;
+    return tmp_close_named(t, fd, write_all(fd, buf, len));
+}
+
+static int tmp_close_named(tmpblock *t, int fd, int rc)
+{
+    if (t->fd < 0 && close(fd) != 0 && rc == 0)
         rc = -errno;
-    if (rc) {
-        unlink(t->path);
-        t->path[0] = '\0';
-    }
+    if (rc)
+        tmp_discard(t);
     return rc;
 }
 
@@ -1513,45 +1537,54 @@ static int relieve_map(bfs_cache *c)
     return rc;
 }
 
-int bfs_cache_put(bfs_cache *c, const char *key, uint64_t block, const void *buf, size_t len)
+static int put_check(const bfs_cache *c, size_t len)
 {
     if (len == 0 || len > c->block_size)
         return -EINVAL;
-    if ((int64_t)len > c->max_bytes)
-        return -ENOSPC;
-    bkey k;
-    make_bkey(key, block, &k);
-    uint64_t csum = block_csum(c, &k, buf, len);
+    return (int64_t)len > c->max_bytes ? -ENOSPC : 0;
+}
 
+/* Store block k of key, whose bytes are buf[0..len) with checksum csum:
+ * from *given (a file that holds them already) when not NULL, else from a
+ * file written here.  *given is used up either way. */
+static int put_block(bfs_cache *c, const char *key, const bkey *k, uint64_t csum, const void *buf, size_t len,
+                     tmpblock *given)
+{
     /* already there with these bytes: nothing to write */
     MDB_txn *t;
     int rc = txn_begin(c, MDB_RDONLY, &t);
-    if (rc)
-        return rc;
     rec r;
-    bool same = object_check(c, t, &k, key) == 0 && rec_get(c, t, &k, &r) == 0 &&
-                r.len == len && r.csum == csum;
-    txn_abort(c, t);
-    if (same)
-        return 0;
+    bool same = rc == 0 && object_check(c, t, k, key) == 0 && rec_get(c, t, k, &r) == 0 && r.len == len &&
+                r.csum == csum;
+    if (rc == 0)
+        txn_abort(c, t);
+    if (rc || same) {
+        if (given)
+            tmp_discard(given);
+        return rc;
+    }
 
     tmpblock tmp;
-    rc = tmp_write(c, &k, buf, len, &tmp);
-    if (rc == -ENOSPC || rc == -EDQUOT) {
-        /* the disk filled up behind our back: make room for one block
-         * beyond the floor, then try once more */
-        bfs_cache_stats st;
-        if (bfs_cache_stats_get(c, &st) == 0)
-            bfs_cache_evict(c, st.bytes - (int64_t)len - (c->min_free - fs_free(c)));
-        rc = tmp_write(c, &k, buf, len, &tmp);
-        if (rc == -EDQUOT)
-            rc = -ENOSPC;
+    if (given) {
+        tmp = *given;
+    } else {
+        rc = tmp_write(c, k, buf, len, &tmp);
+        if (rc == -ENOSPC || rc == -EDQUOT) {
+            /* the disk filled up behind our back: make room for one block
+             * beyond the floor, then try once more */
+            bfs_cache_stats st;
+            if (bfs_cache_stats_get(c, &st) == 0)
+                bfs_cache_evict(c, st.bytes - (int64_t)len - (c->min_free - fs_free(c)));
+            rc = tmp_write(c, k, buf, len, &tmp);
+            if (rc == -EDQUOT)
+                rc = -ENOSPC;
+        }
+        if (rc)
+            return rc;
     }
-    if (rc)
-        return rc;
 
     victims vs = {0};
-    rc = put_txn(c, key, &k, csum, len, &tmp, &vs);
+    rc = put_txn(c, key, k, csum, len, &tmp, &vs);
     bool again = false;
     if (rc == 1 && relieve_map(c) == 0) {
         again = true; /* a file placed and unlinked again cannot be linked twice: write anew */
@@ -1562,9 +1595,9 @@ int bfs_cache_put(bfs_cache *c, const char *key, uint64_t block, const void *buf
     }
     if (again) {
         tmp_discard(&tmp);
-        rc = tmp_write(c, &k, buf, len, &tmp);
+        rc = tmp_write(c, k, buf, len, &tmp);
         if (rc == 0)
-            rc = put_txn(c, key, &k, csum, len, &tmp, &vs);
+            rc = put_txn(c, key, k, csum, len, &tmp, &vs);
     }
     if (rc == 1) {
         lmdb_errno(c, MDB_MAP_FULL, "record a block");
@@ -1574,6 +1607,129 @@ int bfs_cache_put(bfs_cache *c, const char *key, uint64_t block, const void *buf
     victims_unlink(c, &vs);
     free(vs.v);
     return rc;
+}
+
+int bfs_cache_put(bfs_cache *c, const char *key, uint64_t block, const void *buf, size_t len)
+{
+    int rc = put_check(c, len);
+    if (rc)
+        return rc;
+    bkey k;
+    make_bkey(key, block, &k);
+    return put_block(c, key, &k, block_csum(c, &k, buf, len), buf, len, NULL);
+}
+
+/* ---- writing a block while it arrives ------------------------------------ */
+
+/* Pieces are written once this many bytes wait (while still in the CPU's
+ * caches, as the checksum is taken on each piece). */
+#define WRITE_BATCH (256 * 1024)
+
+struct bfs_cache_writer {
+    bfs_cache *c;
+    char *key;
+    uint64_t block;
+    bkey k;
+    XXH3_state_t *hash;
+    tmpblock tmp;         /* the file, once opened */
+    int fd;               /* where the bytes go; -1: no file (not yet, or failed) */
+    bool failed;          /* a file could not be made or written: commit writes anew */
+    size_t hashed;        /* bytes of the block hashed ... */
+    size_t written;       /* ... and written */
+    size_t high;          /* most bytes ever written (an earlier attempt's) */
+};
+
+bfs_cache_writer *bfs_cache_writer_new(bfs_cache *c, const char *key, uint64_t block)
+{
+    bfs_cache_writer *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    *w = (bfs_cache_writer){.c = c, .key = strdup(key), .block = block, .hash = XXH3_createState(), .fd = -1,
+                            .tmp = {.fd = -1}};
+    if (!w->key || !w->hash) {
+        bfs_cache_writer_abort(w);
+        return NULL;
+    }
+    make_bkey(key, block, &w->k);
+    XXH3_64bits_reset_withSeed(w->hash, csum_seed(c, &w->k));
+    return w;
+}
+
+void bfs_cache_writer_restart(bfs_cache_writer *w)
+{
+    XXH3_64bits_reset_withSeed(w->hash, csum_seed(w->c, &w->k));
+    w->hashed = w->written = 0;
+}
+
+static void writer_flush(bfs_cache_writer *w, const char *data, size_t upto)
+{
+    if (w->failed || upto <= w->written)
+        return;
+    if (w->fd < 0 && tmp_open(w->c, &w->k, &w->tmp, &w->fd) != 0) {
+        w->failed = true;
+        return;
+    }
+    size_t n = upto - w->written;
+    ssize_t put;
+    do
+        put = pwrite(w->fd, data + w->written, n, (off_t)w->written);
+    while (put < 0 && errno == EINTR);
+    if (put != (ssize_t)n) { /* ENOSPC and the like (or short): commit writes anew */
+        w->failed = true;
+        return;
+    }
+    w->written = upto;
+    if (upto > w->high)
+        w->high = upto;
+}
+
+void bfs_cache_writer_feed(bfs_cache_writer *w, const void *data, size_t upto)
+{
+    if (upto < w->hashed)
+        bfs_cache_writer_restart(w); /* fewer bytes than before: the bytes started over */
+    if (upto == w->hashed)
+        return;
+    XXH3_64bits_update(w->hash, (const char *)data + w->hashed, upto - w->hashed);
+    w->hashed = upto;
+    if (upto - w->written >= WRITE_BATCH)
+        writer_flush(w, data, upto);
+}
+
+int bfs_cache_writer_commit(bfs_cache_writer *w, const void *buf, size_t len)
+{
+    int rc = put_check(w->c, len);
+    if (rc == 0 && !w->failed && w->hashed == len) {
+        writer_flush(w, buf, len); /* the rest (the file is made here when nothing was written yet) */
+        if (!w->failed && w->high > len && ftruncate(w->fd, (off_t)len) != 0)
+            w->failed = true;
+        if (!w->failed) {
+            int fd = w->fd;
+            w->fd = -1; /* a named file's descriptor is closed here, an unnamed one stays in tmp */
+            if (tmp_close_named(&w->tmp, fd, 0) == 0) {
+                tmpblock t = w->tmp;
+                w->tmp = (tmpblock){.fd = -1};
+                rc = put_block(w->c, w->key, &w->k, XXH3_64bits_digest(w->hash), buf, len, &t);
+                bfs_cache_writer_abort(w);
+                return rc;
+            }
+        }
+    }
+    if (rc == 0) /* the bytes again, the long way (it makes room when the disk is full) */
+        rc = bfs_cache_put(w->c, w->key, w->block, buf, len);
+    bfs_cache_writer_abort(w);
+    return rc;
+}
+
+void bfs_cache_writer_abort(bfs_cache_writer *w)
+{
+    if (!w)
+        return;
+    if (w->fd >= 0 && w->tmp.fd < 0)
+        close(w->fd); /* a named file's descriptor; tmp_discard unlinks it */
+    tmp_discard(&w->tmp);
+    XXH3_freeState(w->hash);
+    free(w->key);
+    free(w);
 }
 
 /* ---- object records ----------------------------------------------------- */

@@ -136,6 +136,33 @@ void bfs_cache_unmap(const void *data, size_t len);
  * caller on a latency-sensitive path should store from a worker thread. */
 int bfs_cache_put(bfs_cache *c, const char *key, uint64_t block, const void *buf, size_t len);
 
+/* A block stored while it arrives: its checksum is taken and its file
+ * written piece by piece as the bytes land in the caller's buffer (while
+ * they are still in the CPU's caches), so storing it afterwards costs no
+ * second pass over the bytes.  The result is exactly bfs_cache_put's.
+ *
+ *     w = bfs_cache_writer_new(c, key, block);     NULL: out of memory (use bfs_cache_put)
+ *     for each attempt at the bytes:
+ *         bfs_cache_writer_restart(w);             the attempt starts at the block's first byte
+ *         bfs_cache_writer_feed(w, buf, n);        after each piece: buf[0..n) have arrived
+ *     bfs_cache_writer_commit(w, buf, len);        stored (as bfs_cache_put(c, key, block, buf, len)); frees w
+ *  or bfs_cache_writer_abort(w);                   nothing stored, nothing left on disk; frees w
+ *
+ * The writer owns a copy of key and its file (unnamed where the file
+ * system allows, so a crash leaves nothing; else a named tmp file that
+ * verify sweeps); buf stays the caller's and must not change between a
+ * feed and the commit.  Feeding never fails: when the file cannot be made
+ * or written (a full disk), commit falls back to bfs_cache_put, which
+ * makes room.  Commit also falls back when what was fed is not all of
+ * buf[0..len).  A feed of fewer bytes than the one before starts over, as
+ * a restart does.  One writer is used by one thread at a time. */
+typedef struct bfs_cache_writer bfs_cache_writer;
+bfs_cache_writer *bfs_cache_writer_new(bfs_cache *c, const char *key, uint64_t block);
+void bfs_cache_writer_restart(bfs_cache_writer *w);
+void bfs_cache_writer_feed(bfs_cache_writer *w, const void *buf, size_t n);
+int bfs_cache_writer_commit(bfs_cache_writer *w, const void *buf, size_t len);
+void bfs_cache_writer_abort(bfs_cache_writer *w); /* NULL is fine */
+
 /* Forget a block (record and file), without a log line: for blocks that
  * are intact but belong to an object found bad as a whole.  -ENOENT when it
  * is not recorded. */

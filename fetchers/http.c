@@ -123,6 +123,7 @@ struct req {
     long timeout_ms;             /* this request's bound: at most request_timeout_ms */
     int64_t off, last;           /* requested range, inclusive */
     char *buf;
+    const bfs_http_sink *sink;   /* sees buf fill (NULL: nobody) */
     size_t cap;                  /* bytes requested: last - off + 1 */
     size_t got;                  /* body bytes copied into buf */
     uint64_t wire;               /* body bytes received */
@@ -623,6 +624,8 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
     }
     memcpy(r->buf + r->got, data, len);
     r->got += len;
+    if (r->sink)
+        r->sink->arrived(r->sink->ud, r->buf, r->got);
     return len;
 }
 
@@ -897,11 +900,12 @@ int bfs_http_stat_within(bfs_http *h, const char *url, bfs_object *obj, long tim
 ssize_t bfs_http_get(bfs_http *h, const char *url, const bfs_object *pin, int64_t off, size_t len,
                      void *buf, size_t *bytes_moved)
 {
-    return bfs_http_get_within(h, url, pin, off, len, buf, bytes_moved, 0, NULL);
+    return bfs_http_get_within(h, url, pin, off, len, buf, bytes_moved, 0, NULL, NULL);
 }
 
 ssize_t bfs_http_get_within(bfs_http *h, const char *url, const bfs_object *pin, int64_t off, size_t len,
-                            void *buf, size_t *bytes_moved, long timeout_ms, bfs_object *seen)
+                            void *buf, size_t *bytes_moved, long timeout_ms, bfs_object *seen,
+                            const bfs_http_sink *sink)
 {
     if (seen)
         memset(seen, 0, sizeof *seen);
@@ -926,7 +930,7 @@ ssize_t bfs_http_get_within(bfs_http *h, const char *url, const bfs_object *pin,
     if (len == 0)
         return 0;
     struct req r = {.h = h, .method = "GET", .url = url, .pin = pin, .timeout_ms = timeout_ms, .off = off,
-                    .last = off + (int64_t)len - 1, .buf = buf, .cap = len};
+                    .last = off + (int64_t)len - 1, .buf = buf, .sink = sink, .cap = len};
     int ret = perform(&r);
     if (bytes_moved)
         *bytes_moved = r.wire;

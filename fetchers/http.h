@@ -102,14 +102,24 @@ int bfs_http_stat(bfs_http *h, const char *url, bfs_object *obj);
 ssize_t bfs_http_get(bfs_http *h, const char *url, const bfs_object *pin, int64_t off, size_t len,
                      void *buf, size_t *bytes_moved);
 
+/* Sees a GET's body while it lands in buf: after each piece is copied,
+ * arrived(ud, buf, n), buf[0..n) being the range's bytes received so far
+ * (an error reply's body is never shown).  On the requesting thread. */
+typedef struct bfs_http_sink {
+    void (*arrived)(void *ud, const void *buf, size_t n);
+    void *ud;
+} bfs_http_sink;
+
 /* The same, bounded by timeout_ms when that is shorter than the configured
  * request timeout (<= 0: the configured one), so a caller with a deadline
  * never waits past it for one request.  seen (may be NULL) gets what a
  * successful GET's reply said of the object: its size (-1 when unknown),
- * ETag and Last-Modified; zeroed on error. */
+ * ETag and Last-Modified; zeroed on error.  sink (may be NULL) sees the
+ * body as it arrives. */
 int bfs_http_stat_within(bfs_http *h, const char *url, bfs_object *obj, long timeout_ms);
 ssize_t bfs_http_get_within(bfs_http *h, const char *url, const bfs_object *pin, int64_t off, size_t len,
-                            void *buf, size_t *bytes_moved, long timeout_ms, bfs_object *seen);
+                            void *buf, size_t *bytes_moved, long timeout_ms, bfs_object *seen,
+                            const bfs_http_sink *sink);
 
 /* Total bytes received by this bfs_http (all threads) since creation. */
 uint64_t bfs_http_bytes_received(const bfs_http *h);

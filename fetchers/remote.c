@@ -321,6 +321,7 @@ static struct bblock *bblock_mapped(bfs_robj *o, uint64_t b)
     struct bblock *bb = len == (ssize_t)block_len(o, b) ? malloc(sizeof *bb) : NULL;
     if (!bb) { /* a block of another length belongs to no version of ours */
         bfs_cache_unmap(m, (size_t)len);
+        bfs_cache_count_miss(r->cache); /* it will be fetched, not counted again */
         return NULL;
     }
     *bb = (struct bblock){.r = r, .block = b, .len = (size_t)len, .mapped = true, .data = (char *)m};
@@ -500,10 +501,17 @@ static bool skip_replica(bfs_remote *r, const char *url, int pass, int i, uint64
     return false;
 }
 
-/* Fetch block b of o from the replicas into buf.  Returns its length, or
- * -ENOENT when every replica said the object is not there, else -EIO. */
-static ssize_t fetch_block(bfs_robj *o, uint64_t b, char *buf, int64_t deadline)
+static void feed_writer(void *w, const void *buf, size_t n)
 {
+    bfs_cache_writer_feed(w, buf, n);
+}
+
+/* Fetch block b of o from the replicas into buf, fed to w (may be NULL) as
+ * it arrives.  Returns its length, or -ENOENT when every replica said the
+ * object is not there, else -EIO. */
+static ssize_t fetch_block(bfs_robj *o, uint64_t b, char *buf, int64_t deadline, bfs_cache_writer *w)
+{
+    const bfs_http_sink sink = {.arrived = feed_writer, .ud = w};
     bfs_remote *r = o->r;
     const bfs_config *c = r->cfg;
     size_t len = block_len(o, b);
@@ -524,8 +532,10 @@ static ssize_t fetch_block(bfs_robj *o, uint64_t b, char *buf, int64_t deadline)
                 if (left <= 0)
                     goto out;
                 size_t moved = 0;
+                if (w)
+                    bfs_cache_writer_restart(w);
                 ssize_t got = bfs_http_get_within(r->http, o->urls[i], &pin, off, len, buf, &moved,
-                                                  (long)left, NULL);
+                                                  (long)left, NULL, w ? &sink : NULL);
                 atomic_fetch_add(&r->bytes_fetched, moved);
                 if (got == (ssize_t)len) {
                     host_mark(r, o->urls[i], true);
@@ -684,7 +694,7 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
     bfs_remote *r = o->r;
     *out = NULL;
     struct inflight *e;
-    bool cached = false;
+    bool cached = false, map_failed = false;
     for (bool mapped_once = false;; mapped_once = true) {
         pthread_mutex_lock(&r->lock);
         e = inflight_find_locked(r, o->key, b);
@@ -707,6 +717,7 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
         if (got != -EINTR)
             return got;
         cached = false; /* the cached copy failed: fetch (or wait for a fetch) */
+        map_failed = true; /* and the cache counted the miss */
     }
     bool leader = e == NULL;
     if (leader) {
@@ -726,7 +737,7 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
             return -ENOMEM;
         }
         atomic_fetch_add(&r->misses, 1);
-        if (r->cache)
+        if (r->cache && !map_failed)
             bfs_cache_count_miss(r->cache); /* neither in flight nor cached: fetched */
     } else {
         if (!sync) { /* read-ahead: someone is already on it */
@@ -739,7 +750,9 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
 
     if (leader) {
         struct bblock *mine = e->bb;
-        ssize_t got = fetch_block(o, b, mine->data, deadline);
+        /* hashed and written to the cache as it arrives: no second pass */
+        bfs_cache_writer *w = r->cache && !atomic_load(&o->bad) ? bfs_cache_writer_new(r->cache, o->key, b) : NULL;
+        ssize_t got = fetch_block(o, b, mine->data, deadline, w);
         if (got > 0) {
             mine->block = b;
             mine->len = (size_t)got;
@@ -753,16 +766,22 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
             inflight_unlist_locked(r, e); /* waiters have it; later readers try afresh */
         pthread_cond_broadcast(&r->cond);
         pthread_mutex_unlock(&r->lock);
-        /* The waiters take the block now; storing it (an index write) is
-         * off their path.  The entry stays listed meanwhile, so a reader
-         * arriving late takes it rather than fetching it again. */
+        /* The waiters take the block now; storing it (the file's last
+         * piece, its link and an index write) is off their path.  The
+         * entry stays listed meanwhile, so a reader arriving late takes it
+         * rather than fetching it again. */
         if (got > 0 && r->cache && !atomic_load(&o->bad)) {
-            bfs_cache_put(r->cache, o->key, b, mine->data, (size_t)got);
+            if (w)
+                bfs_cache_writer_commit(w, mine->data, (size_t)got);
+            else
+                bfs_cache_put(r->cache, o->key, b, mine->data, (size_t)got);
+            w = NULL;
             /* the whole-object check failed meanwhile: verify_feed sets bad
              * before it drops the blocks, so this block goes either way */
             if (atomic_load(&o->bad))
                 bfs_cache_drop(r->cache, o->key, b);
         }
+        bfs_cache_writer_abort(w); /* the fetch failed, or the object was found bad */
         if (got > 0 && !sync)
             ready_add(o, bblock_ref(mine)); /* before leaving the table: no reader misses it */
         else if (got >= 0)
@@ -1121,7 +1140,7 @@ static int pin_by_get(bfs_remote *r, char *const *urls, int n, bfs_object *pin, 
         size_t moved = 0;
         int64_t left = deadline - now_ms();
         ssize_t got = bfs_http_get_within(r->http, urls[i], NULL, 0, r->bs, bb->data, &moved,
-                                          left > 0 ? (long)left : 1, pin);
+                                          left > 0 ? (long)left : 1, pin, NULL);
         atomic_fetch_add(&r->bytes_fetched, moved);
         int64_t want = pin->size < (int64_t)r->bs ? pin->size : (int64_t)r->bs;
         if (n == 1 && (got == -EACCES || got == -ENOENT))

@@ -28,6 +28,8 @@
 struct open_file {
     bfs_node *node;
     bfs_source *src;
+    int64_t size; /* direct_io: reads end here, at the size stat shows, as
+                   * the page cache would end them; else -1 */
 };
 
 static bfs_fs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
@@ -243,6 +245,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     of->node = n;
+    of->size = -1;
+    if (fs->direct_io) {
+        struct stat st;
+        bfs_tree_stat(fs->tree, n, &st);
+        of->size = st.st_size;
+    }
     bfs_node_hold(fs->tree, n);
     fi->fh = (uint64_t)(uintptr_t)of;
     if (fs->direct_io)
@@ -260,10 +268,19 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
     struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
+    if (of->size >= 0 && (int64_t)size > of->size - off) {
+        if (off >= of->size) {
+            fuse_reply_buf(req, NULL, 0);
+            return;
+        }
+        size = (size_t)(of->size - off);
+    }
     int fd = bfs_source_fd(of->src);
     if (fd >= 0) {
+        /* FD_RETRY: a short splice is retried, so a reply is short only at
+         * the file's end (with direct_io the reader sees it as it is) */
         struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
-        bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+        bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
         bv.buf[0].fd = fd;
         bv.buf[0].pos = off;
         fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);

@@ -373,6 +373,139 @@ static void test_verify_drops_bad_and_orphans(void **state)
     bfs_cache_close(c);
 }
 
+/* Feed w buf[0..len) in pieces of odd sizes, as a socket delivers them. */
+static void feed_pieces(bfs_cache_writer *w, const unsigned char *buf, size_t len)
+{
+    size_t n = 0, step = 1;
+    while (n < len) {
+        step = step * 7 % 150001 + 1; /* 8, 57, 400, ... up to ~150 KiB */
+        n = n + step < len ? n + step : len;
+        bfs_cache_writer_feed(w, buf, n);
+    }
+}
+
+static void check_block(bfs_cache *c, const char *key, uint64_t b, const unsigned char *want, size_t len)
+{
+    unsigned char *out = malloc(1 << 20);
+    assert_int_equal(bfs_cache_get(c, key, b, out, 1 << 20), (ssize_t)len);
+    assert_memory_equal(out, want, len);
+    free(out);
+}
+
+/* Descriptors of this process open on files under the cache directory. */
+static int fds_under_cache(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char link[300], target[512];
+        snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+        ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len > 0) {
+            target[len] = '\0';
+            n += !strncmp(target, g_dir, strlen(g_dir));
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+/* bfs_cache_writer: the block stored while it arrives is bfs_cache_put's
+ * (same checksum: bfs_cache_get verifies it), after restarts, with a feed
+ * that starts over, with a longer earlier attempt; an abort leaves nothing;
+ * a commit of bytes not all fed falls back to a put. */
+static void writer_cases(bool named)
+{
+    enum { MB = 1 << 20 };
+    bfs_cache_cfg cfg = {.dir = g_dir, .min_free_bytes = 1, .block_size = MB, .named_tmp = named};
+    bfs_cache *c = open_cfg(&cfg);
+    unsigned char *a = malloc(MB), *b = malloc(MB);
+    fill(a, MB, "wa", 0);
+    fill(b, MB, "wb", 0);
+
+    bfs_cache_writer *w = bfs_cache_writer_new(c, "k", 0);
+    assert_non_null(w);
+    feed_pieces(w, a, MB);
+    assert_int_equal(bfs_cache_writer_commit(w, a, MB), 0);
+    check_block(c, "k", 0, a, MB);
+
+    /* an attempt that failed after 600 KiB, then the whole block */
+    w = bfs_cache_writer_new(c, "k", 1);
+    bfs_cache_writer_restart(w);
+    feed_pieces(w, a, 600 * 1024);
+    bfs_cache_writer_restart(w);
+    feed_pieces(w, b, MB);
+    assert_int_equal(bfs_cache_writer_commit(w, b, MB), 0);
+    check_block(c, "k", 1, b, MB);
+
+    /* no restart: a feed of fewer bytes than before starts over */
+    w = bfs_cache_writer_new(c, "k", 2);
+    feed_pieces(w, b, 700 * 1024);
+    bfs_cache_writer_feed(w, a, 10);
+    feed_pieces(w, a, MB);
+    assert_int_equal(bfs_cache_writer_commit(w, a, MB), 0);
+    check_block(c, "k", 2, a, MB);
+
+    /* a short last block after a longer failed attempt: the file is cut */
+    w = bfs_cache_writer_new(c, "k", 3);
+    feed_pieces(w, a, 900 * 1024);
+    bfs_cache_writer_restart(w);
+    feed_pieces(w, b, 300001);
+    assert_int_equal(bfs_cache_writer_commit(w, b, 300001), 0);
+    check_block(c, "k", 3, b, 300001);
+
+    /* half fed: the commit writes the bytes anew */
+    w = bfs_cache_writer_new(c, "k", 4);
+    feed_pieces(w, b, MB / 2);
+    assert_int_equal(bfs_cache_writer_commit(w, b, MB), 0);
+    check_block(c, "k", 4, b, MB);
+
+    /* the same bytes again: nothing new */
+    w = bfs_cache_writer_new(c, "k", 0);
+    feed_pieces(w, a, MB);
+    assert_int_equal(bfs_cache_writer_commit(w, a, MB), 0);
+    check_block(c, "k", 0, a, MB);
+
+    /* abort after pieces were written: nothing stored, no file left */
+    int fds = fds_under_cache();
+    w = bfs_cache_writer_new(c, "k", 5);
+    feed_pieces(w, a, 800 * 1024);
+    assert_int_equal(fds_under_cache(), fds + 1); /* the block's file, written while fed */
+    count_files();
+    assert_int_equal(g_tmp_files, named ? 1 : 0);
+    bfs_cache_writer_abort(w);
+    assert_int_equal(fds_under_cache(), fds);
+    bfs_cache_writer_abort(NULL);
+    assert_false(bfs_cache_has(c, "k", 5));
+
+    /* bad length: as bfs_cache_put */
+    w = bfs_cache_writer_new(c, "k", 6);
+    assert_int_equal(bfs_cache_writer_commit(w, a, 0), -EINVAL);
+
+    bfs_cache_stats st;
+    assert_int_equal(bfs_cache_stats_get(c, &st), 0);
+    assert_int_equal(st.blocks, 5);
+    assert_int_equal(st.bytes, 4 * MB + 300001);
+    assert_int_equal(st.corrupt, 0);
+    assert_consistent(c);
+    assert_int_equal(g_tmp_files, 0);
+    free(a);
+    free(b);
+    bfs_cache_close(c);
+}
+
+static void test_writer(void **state)
+{
+    writer_cases(false);
+}
+
+static void test_writer_named(void **state)
+{
+    writer_cases(true);
+}
+
 static void test_lru_eviction(void **state)
 {
     /* 10 blocks fit */
@@ -859,6 +992,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),
         cmocka_unit_test(test_corruption),
         cmocka_unit_test_setup_teardown(test_verify_drops_bad_and_orphans, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writer_named, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lru_eviction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
         cmocka_unit_test_setup_teardown(test_modes, setup, teardown),
