@@ -1624,6 +1624,9 @@ int bfs_cache_put(bfs_cache *c, const char *key, uint64_t block, const void *buf
 /* Pieces are written once this many bytes wait (while still in the CPU's
  * caches, as the checksum is taken on each piece). */
 #define WRITE_BATCH (256 * 1024)
+/* A piece that took this long to write stops the writing while the bytes
+ * arrive (the rest is written at commit, off the fetch's path). */
+#define SLOW_WRITE_MS 20
 
 struct bfs_cache_writer {
     bfs_cache *c;
@@ -1670,11 +1673,19 @@ static void writer_flush(bfs_cache_writer *w, const char *data, size_t upto)
         return;
     }
     size_t n = upto - w->written;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     ssize_t put;
     do
         put = pwrite(w->fd, data + w->written, n, (off_t)w->written);
     while (put < 0 && errno == EINTR);
-    if (put != (ssize_t)n) { /* ENOSPC and the like (or short): commit writes anew */
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    /* ENOSPC and the like (or short): commit writes anew.  So also when the
+     * disk is slow (throttled, remote): the fetch, and whoever waits for
+     * it, must not wait for the cache's disk; the commit writes after the
+     * waiters have the block. */
+    int64_t ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    if (put != (ssize_t)n || ms >= SLOW_WRITE_MS) {
         w->failed = true;
         return;
     }
@@ -1687,8 +1698,8 @@ void bfs_cache_writer_feed(bfs_cache_writer *w, const void *data, size_t upto)
 {
     if (upto < w->hashed)
         bfs_cache_writer_restart(w); /* fewer bytes than before: the bytes started over */
-    if (upto == w->hashed)
-        return;
+    if (upto == w->hashed || w->failed)
+        return; /* failed: commit hashes and writes anew */
     XXH3_64bits_update(w->hash, (const char *)data + w->hashed, upto - w->hashed);
     w->hashed = upto;
     if (upto - w->written >= WRITE_BATCH)
@@ -1714,8 +1725,15 @@ int bfs_cache_writer_commit(bfs_cache_writer *w, const void *buf, size_t len)
             }
         }
     }
-    if (rc == 0) /* the bytes again, the long way (it makes room when the disk is full) */
+    if (rc == 0) {
+        /* the bytes again, the long way (it makes room when the disk is
+         * full, so the partial file goes first: it would count as used) */
+        if (w->fd >= 0 && w->tmp.fd < 0)
+            close(w->fd);
+        w->fd = -1;
+        tmp_discard(&w->tmp);
         rc = bfs_cache_put(w->c, w->key, w->block, buf, len);
+    }
     bfs_cache_writer_abort(w);
     return rc;
 }

@@ -152,8 +152,9 @@ int bfs_cache_put(bfs_cache *c, const char *key, uint64_t block, const void *buf
  * system allows, so a crash leaves nothing; else a named tmp file that
  * verify sweeps); buf stays the caller's and must not change between a
  * feed and the commit.  Feeding never fails: when the file cannot be made
- * or written (a full disk), commit falls back to bfs_cache_put, which
- * makes room.  Commit also falls back when what was fed is not all of
+ * or written (a full disk), or a piece takes 20 ms or more to write (a slow
+ * disk, which the fetch must not wait for), the writer stops and commit
+ * falls back to bfs_cache_put, which makes room.  Commit also falls back when what was fed is not all of
  * buf[0..len).  A feed of fewer bytes than the one before starts over, as
  * a restart does.  One writer is used by one thread at a time. */
 typedef struct bfs_cache_writer bfs_cache_writer;

@@ -29,7 +29,7 @@ struct open_file {
     bfs_node *node;
     bfs_source *src;
     int64_t size; /* direct_io: reads end here, at the size stat shows, as
-                   * the page cache would end them; else -1 */
+                   * the kernel ends them at i_size without it; else -1 */
 };
 
 static bfs_fs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
@@ -246,10 +246,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     of->node = n;
     of->size = -1;
-    if (fs->direct_io) {
-        struct stat st;
-        bfs_tree_stat(fs->tree, n, &st);
-        of->size = st.st_size;
+    if (fs->direct_io) { /* what stat shows: the registry's size, else the size as opened */
+        of->size = bfs_node_recorded_size(n);
+        if (of->size < 0)
+            of->size = bfs_source_size(of->src);
     }
     bfs_node_hold(fs->tree, n);
     fi->fh = (uint64_t)(uintptr_t)of;

@@ -104,6 +104,10 @@ void bfs_node_release(bfs_tree *t, bfs_node *n);
 const char *bfs_node_dataset_id(const bfs_node *n);
 const char *bfs_node_location(const bfs_node *n);
 
+/* The size the registry records for a file node's dataset (what stat
+ * shows), or -1 when it records none (stat then asks the datastore). */
+int64_t bfs_node_recorded_size(const bfs_node *n);
+
 /* Statistics for tests and --debug: live nodes. */
 size_t bfs_tree_live_nodes(bfs_tree *t);
 
