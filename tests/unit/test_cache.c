@@ -616,7 +616,20 @@ static void test_modes(void **state)
 
 static bool g_named_tmp; /* workers write named tmp files (no O_TMPFILE) */
 
-/* A child: many puts and gets over a shared key space, checking every hit. */
+/* Store a block with bfs_cache_put, or through a writer fed in pieces. */
+static int store(bfs_cache *c, const char *key, uint64_t b, const unsigned char *in, size_t len, bool writer)
+{
+    if (!writer)
+        return bfs_cache_put(c, key, b, in, len);
+    bfs_cache_writer *w = bfs_cache_writer_new(c, key, b);
+    if (!w)
+        return -ENOMEM;
+    feed_pieces(w, in, len);
+    return bfs_cache_writer_commit(w, in, len);
+}
+
+/* A child: many puts and gets over a shared key space, checking every hit;
+ * every other block is stored through a writer. */
 static int worker(int id, int rounds, int64_t max)
 {
     bfs_cache *c;
@@ -643,7 +656,7 @@ static int worker(int id, int rounds, int64_t max)
         } else if (n != -ENOENT) {
             bfs_cache_close(c);
             return 12;
-        } else if (bfs_cache_put(c, key, b, in, len) != 0) {
+        } else if (store(c, key, b, in, len, i & 1) != 0) {
             bfs_cache_close(c);
             return 13;
         }
