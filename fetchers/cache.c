@@ -1263,6 +1263,12 @@ void bfs_cache_count_miss(bfs_cache *c)
     atomic_fetch_add(&c->misses, 1);
 }
 
+void bfs_cache_count_refused(bfs_cache *c)
+{
+    atomic_fetch_sub(&c->hits, 1);
+    atomic_fetch_add(&c->misses, 1);
+}
+
 /* ---- put ----------------------------------------------------------------- */
 
 /* A block's bytes before they are placed: an unnamed file (O_TMPFILE) in

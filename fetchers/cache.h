@@ -177,6 +177,11 @@ bool bfs_cache_has(bfs_cache *c, const char *key, uint64_t block);
  * find the block, and fetches it. */
 void bfs_cache_count_miss(bfs_cache *c);
 
+/* Turn a hit this process just counted (a bfs_cache_get or bfs_cache_map
+ * that succeeded) into a miss: the caller could not use the block (it has
+ * another length than the caller's version of the object) and fetches it. */
+void bfs_cache_count_refused(bfs_cache *c);
+
 int bfs_cache_stats_get(bfs_cache *c, bfs_cache_stats *st);
 
 /* Evict least recently used blocks until at most target_bytes remain. */

@@ -321,7 +321,7 @@ static struct bblock *bblock_mapped(bfs_robj *o, uint64_t b)
     struct bblock *bb = len == (ssize_t)block_len(o, b) ? malloc(sizeof *bb) : NULL;
     if (!bb) { /* a block of another length belongs to no version of ours */
         bfs_cache_unmap(m, (size_t)len);
-        bfs_cache_count_miss(r->cache); /* it will be fetched, not counted again */
+        bfs_cache_count_refused(r->cache); /* it will be fetched, not counted again */
         return NULL;
     }
     *bb = (struct bblock){.r = r, .block = b, .len = (size_t)len, .mapped = true, .data = (char *)m};

@@ -186,6 +186,11 @@ static void test_roundtrip_and_miss(void **state)
     assert_int_equal(st.corrupt, 0);
     assert_int_equal(st.block_size, BS);
     assert_consistent(c);
+    /* a hit the caller could not use becomes a miss */
+    bfs_cache_count_refused(c);
+    assert_int_equal(bfs_cache_stats_get(c, &st), 0);
+    assert_int_equal(st.hits, 3);
+    assert_int_equal(st.misses, 3);
 
     /* one open per directory per process */
     bfs_cache_cfg cfg = {.dir = g_dir};
