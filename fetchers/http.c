@@ -111,6 +111,7 @@ struct bfs_http {
     off_t token_size;
     struct timespec token_mtime;
     char token_problem[160];     /* last reason logged, "" when fine */
+    atomic_bool token_http_refused; /* the refusal to send it over plain http was logged */
 };
 
 /* One request: what we asked for, what the reply said, why we aborted. */
@@ -421,6 +422,28 @@ static void token_read(bfs_http *h, int fd, const struct stat *st)
     else
         bfs_debug(TAG, "bearer token read from %s", h->token_file);
     h->token_problem[0] = '\0';
+}
+
+/* The bearer token travels encrypted (https://) or stays on this host
+ * (plain http:// to a loopback address, as a local proxy or a test
+ * server): never in clear text across a network.  A refusal is logged
+ * once. */
+static bool token_may_go(bfs_http *h, const char *url)
+{
+    if (!bfs_startswith(url, "http://"))
+        return true;
+    bool local = false;
+    char *host = NULL;
+    CURLU *u = curl_url();
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+        local = !strcmp(host, "localhost") || bfs_startswith(host, "127.") || !strcmp(host, "[::1]");
+    if (!local && !atomic_exchange(&h->token_http_refused, true))
+        bfs_err(TAG, "not sending the bearer token (fetch.token_file) in clear text to %s: "
+                     "use an https:// replica; requests to it are refused (EACCES)", host ? host : url);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return local;
 }
 
 /* Append "Authorization: Bearer <token>" to *hdrs, re-reading the file when
@@ -803,7 +826,11 @@ static int prepare(struct req *r, const char *range, const char *if_match, char 
             return -ENOMEM;
         *hdrs = l;
     }
-    return h->token_file ? token_header(h, hdrs) : 0;
+    if (!h->token_file)
+        return 0;
+    if (!token_may_go(h, r->url))
+        return -EACCES;
+    return token_header(h, hdrs);
 }
 
 static int perform(struct req *r)

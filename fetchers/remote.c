@@ -420,9 +420,23 @@ static struct bblock *hot_put_locked(bfs_robj *o, struct bblock *bb)
 
 /* ---- replica health ------------------------------------------------------- */
 
-/* "scheme://host[:port]" of url: the unit of replica health. */
-static void host_of(const char *url, char *out, size_t outsz)
+/* The unit of replica health for url: the longest replica base of the
+ * source chains that url starts with (two replicas on one server, say a
+ * mirror's two roots, are judged apart), else "scheme://host[:port]" (a
+ * location used as it is). */
+static void replica_of(const bfs_remote *r, const char *url, char *out, size_t outsz)
 {
+    const char *best = NULL;
+    for (int i = 0; i < r->cfg->n_rules; i++)
+        for (int j = 0; j < r->cfg->rules[i].n_replicas; j++) {
+            const char *base = r->cfg->rules[i].replicas[j];
+            if (bfs_startswith(url, base) && (!best || strlen(base) > strlen(best)))
+                best = base;
+        }
+    if (best) {
+        snprintf(out, outsz, "%s", best);
+        return;
+    }
     const char *p = strstr(url, "://");
     p = p ? p + 3 : url;
     size_t n = strcspn(p, "/");
@@ -431,10 +445,10 @@ static void host_of(const char *url, char *out, size_t outsz)
     snprintf(out, outsz, "%.*s%.*s", (int)(p - url), url, (int)n, p);
 }
 
-static bool host_down(bfs_remote *r, const char *url)
+static bool replica_down(bfs_remote *r, const char *url)
 {
     char h[256];
-    host_of(url, h, sizeof h);
+    replica_of(r, url, h, sizeof h);
     int64_t now = now_ms();
     bool down = false;
     pthread_mutex_lock(&r->lock);
@@ -445,10 +459,24 @@ static bool host_down(bfs_remote *r, const char *url)
     return down;
 }
 
-static void host_mark(bfs_remote *r, const char *url, bool up)
+/* What a transient failure (transient() below) says about a replica. */
+static const char *failure_words(int err)
+{
+    switch (err) {
+    case -ETIMEDOUT: return "timed out or too slow";
+    case -ECONNRESET: return "cannot connect, or the connection broke";
+    case -EPROTO: return "broken replies";
+    case -EIO: return "server errors";
+    default: return strerror(-err);
+    }
+}
+
+/* Mark url's replica as answering (err 0) or failing with err. */
+static void replica_mark(bfs_remote *r, const char *url, int err)
 {
     char h[256];
-    host_of(url, h, sizeof h);
+    replica_of(r, url, h, sizeof h);
+    bool up = err == 0;
     pthread_mutex_lock(&r->lock);
     int i;
     for (i = 0; i < r->nhosts; i++)
@@ -459,9 +487,10 @@ static void host_mark(bfs_remote *r, const char *url, bool up)
     if (i < r->nhosts) {
         bool was_down = r->hosts[i].down_until_ms > 0;
         r->hosts[i].down_until_ms = up ? 0 : now_ms() + r->cfg->replica_retry_ms;
+        int64_t ms = r->cfg->replica_retry_ms;
         if (!up && !was_down)
-            bfs_warn(RTAG, "replica %s is failing; skipping it for %lld ms", h,
-                     (long long)r->cfg->replica_retry_ms);
+            bfs_warn(RTAG, "replica %s is failing (%s); skipping it for %lld %s", h, failure_words(err),
+                     (long long)(ms % 1000 ? ms : ms / 1000), ms % 1000 ? "ms" : "s");
         else if (up && was_down)
             bfs_note(RTAG, "replica %s answers again", h);
     }
@@ -494,7 +523,7 @@ static bool skip_replica(bfs_remote *r, const char *url, int pass, int i, uint64
     bool mine = i < 64 && (*skipped >> i & 1);
     if (pass == 1)
         return !mine;
-    if (i < 64 && host_down(r, url)) {
+    if (i < 64 && replica_down(r, url)) {
         *skipped |= 1ULL << i;
         return true;
     }
@@ -538,7 +567,7 @@ static ssize_t fetch_block(bfs_robj *o, uint64_t b, char *buf, int64_t deadline,
                                                   (long)left, NULL, w ? &sink : NULL);
                 atomic_fetch_add(&r->bytes_fetched, moved);
                 if (got == (ssize_t)len) {
-                    host_mark(r, o->urls[i], true);
+                    replica_mark(r, o->urls[i], 0);
                     atomic_fetch_add(&r->blocks_fetched, 1);
                     if (i != 0 || pass)
                         atomic_fetch_add(&r->failovers, 1);
@@ -562,7 +591,7 @@ static ssize_t fetch_block(bfs_robj *o, uint64_t b, char *buf, int64_t deadline,
             if (last == -ENOENT)
                 missing++;
             if (transient(last))
-                host_mark(r, o->urls[i], false);
+                replica_mark(r, o->urls[i], last);
         }
     }
 out:
@@ -1086,7 +1115,7 @@ static int pin_by_head(bfs_remote *r, char *const *urls, int n, bfs_object *pin,
                 int64_t left = deadline - now_ms();
                 int ret = bfs_http_stat_within(r->http, urls[i], pin, left > 0 ? (long)left : 1);
                 if (ret == 0) {
-                    host_mark(r, urls[i], true);
+                    replica_mark(r, urls[i], 0);
                     *replica = i;
                     return 0;
                 }
@@ -1101,7 +1130,7 @@ static int pin_by_head(bfs_remote *r, char *const *urls, int n, bfs_object *pin,
             if (last == -ENOENT)
                 missing++;
             if (transient(last))
-                host_mark(r, urls[i], false);
+                replica_mark(r, urls[i], last);
         }
     }
 out:
@@ -1135,7 +1164,7 @@ static int pin_by_get(bfs_remote *r, char *const *urls, int n, bfs_object *pin, 
                       struct bblock *bb, int64_t deadline)
 {
     for (int i = 0; i < n; i++) {
-        if (i < 64 && host_down(r, urls[i]))
+        if (i < 64 && replica_down(r, urls[i]))
             continue;
         size_t moved = 0;
         int64_t left = deadline - now_ms();
@@ -1148,7 +1177,7 @@ static int pin_by_get(bfs_remote *r, char *const *urls, int n, bfs_object *pin, 
         if (got <= 0 || pin->size <= 0 || got != want)
             return -EAGAIN; /* an empty object (416), a server ignoring Range, a failure */
         atomic_fetch_add(&r->blocks_fetched, 1);
-        host_mark(r, urls[i], true);
+        replica_mark(r, urls[i], 0);
         bb->block = 0;
         bb->len = (size_t)got;
         *replica = i;
@@ -1524,6 +1553,22 @@ void bfs_robj_close(bfs_robj *o)
 
 /* ---- the remote machinery ------------------------------------------------------ */
 
+static bfs_cache_cfg cache_cfg_of(const bfs_config *cfg)
+{
+    return (bfs_cache_cfg){.dir = cfg->cache_dir, .max_bytes = cfg->cache_max_bytes,
+                           .min_free_bytes = cfg->cache_min_free, .block_size = (uint32_t)cfg->block_size};
+}
+
+int bfs_fetch_cache_check(const bfs_config *cfg, char **errmsg)
+{
+    bfs_cache_cfg cc = cache_cfg_of(cfg);
+    bfs_cache *c = NULL;
+    int rc = bfs_cache_open(&cc, &c, errmsg);
+    if (rc == 0)
+        bfs_cache_close(c);
+    return rc;
+}
+
 int bfs_remote_new(const bfs_config *cfg, bfs_remote **out, char **errmsg)
 {
     bfs_remote *r = calloc(1, sizeof *r);
@@ -1545,8 +1590,7 @@ int bfs_remote_new(const bfs_config *cfg, bfs_remote **out, char **errmsg)
         free(r);
         return ret;
     }
-    bfs_cache_cfg cc = {.dir = cfg->cache_dir, .max_bytes = cfg->cache_max_bytes,
-                        .min_free_bytes = cfg->cache_min_free, .block_size = (uint32_t)cfg->block_size};
+    bfs_cache_cfg cc = cache_cfg_of(cfg);
     char *cmsg = NULL;
     if (bfs_cache_open(&cc, &r->cache, &cmsg) < 0) {
         /* serving without a cache is slower but correct */

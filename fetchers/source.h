@@ -44,6 +44,14 @@ typedef struct bfs_source bfs_source;
  * remote open, so a purely local repository never touches the cache
  * directory.  Create it after daemonizing (it owns threads and an LMDB env). */
 int bfs_fetcher_new(const bfs_config *cfg, bfs_fetcher **out);
+
+/* Whether the configuration's block cache can be opened (it is created
+ * when missing), checked by opening and closing it: 0, or -errno with
+ * *errmsg (malloc'd) saying why.  Remote data is still served without a
+ * cache, uncached; callers that exist to fill it (prefetch) or that can
+ * still tell the user (mount, before it detaches) ask first.  Nothing
+ * stays open, so a process may fork afterwards. */
+int bfs_fetch_cache_check(const bfs_config *cfg, char **errmsg);
 void bfs_fetcher_free(bfs_fetcher *f);
 
 /* Resolve location against root into a local path (malloc'd into *out).

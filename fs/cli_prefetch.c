@@ -187,7 +187,9 @@ int bfs_cmd_prefetch(int argc, char **argv)
             free(paths);
             return 0;
         } else if (v && !strcmp(a, "--jobs")) {
-            jobs = atoi(v), i++;
+            char *end;
+            long j = strtol(v, &end, 10);
+            jobs = *v && !*end && j >= 1 && j <= 256 ? (int)j : 0, i++;
         } else if (v && !strcmp(a, "--from")) {
             from = v, i++;
         } else if (v && !strcmp(a, "--config")) {
@@ -203,7 +205,12 @@ int bfs_cmd_prefetch(int argc, char **argv)
         }
     }
     if (!repo || jobs < 1 || jobs > 256) {
-        fputs(prefetch_help, stderr);
+        if (!repo)
+            fprintf(stderr, "butlerfs: prefetch needs a repository\n%s", prefetch_help);
+        else
+            fprintf(stderr, "butlerfs: prefetch: --jobs must be a number from 1 to 256\n");
+        for (int i = 0; i < npaths; i++)
+            free(paths[i]);
         free(paths);
         return 2;
     }
@@ -243,6 +250,11 @@ int bfs_cmd_prefetch(int argc, char **argv)
     pthread_mutex_init(&p.bar_lock, NULL);
     if (bfs_config_load(config_path, &cfg, &msg) < 0 || bfs_registry_open(repo, BFS_REG_READONLY, &reg, &msg) < 0) {
         fprintf(stderr, "butlerfs: prefetch: %s\n", msg ? msg : "cannot start");
+        goto out;
+    }
+    if (bfs_fetch_cache_check(&cfg, &msg) < 0) {
+        fprintf(stderr, "butlerfs: prefetch: the cache cannot be used, so nothing would be kept: %s\n",
+                msg ? msg : "?");
         goto out;
     }
     if (bfs_fetcher_new(&cfg, &fetcher) < 0)

@@ -44,10 +44,10 @@ static const char usage_text[] =
     "        Unmount with: fusermount3 -u MOUNTPOINT\n"
     "  init REPO\n"
     "        Create a new, empty repository (the universe-7 schema of the Python Butler).\n"
-    "  demo DIR [--keep-mounted]\n"
-    "        Build a small repository of synthetic LSSTCam raws in DIR, mount it at\n"
-    "        DIR/mnt and walk through it.\n"
-    "  prefetch REPO PATH... [--jobs N] [--from FILE]\n"
+    "  demo DIR [--keep-mounted] [--exposures N] [--detectors N]\n"
+    "        Build a small repository of synthetic LSSTCam raws in DIR/repo, mount it\n"
+    "        at DIR/mnt and walk through it.\n"
+    "  prefetch REPO PATH... [--config FILE] [--jobs N] [--from FILE]\n"
     "        Read the datasets below each PATH into the local cache (batch jobs).\n"
     "  cache [--dir DIR] [--config FILE] stats|evict|verify|clear\n"
     "        Show or manage the local cache of remote data.\n"
@@ -85,8 +85,10 @@ static const char mount_help[] =
     "                         slower (each is a request); shared mmap may fail (ENODEV)\n"
     "  allow_other            let other users see the mount (needs user_allow_other\n"
     "                         in /etc/fuse.conf when not root)\n"
-    "Other -o options are passed to FUSE (see mount.fuse3(8)).  The mount is always\n"
-    "read-only: writes fail with EROFS.\n";
+    "Other -o options go to FUSE's kernel mount (mount.fuse3(8): allow_other,\n"
+    "max_read, ...); options of libfuse's high-level API (kernel_cache, auto_cache)\n"
+    "do not apply: butlerfs sets its own caching.  The mount is always read-only:\n"
+    "writes fail with EROFS.\n";
 
 static void print_version(void) { printf("butlerfs %s\n", BFS_VERSION); }
 
@@ -127,7 +129,7 @@ static const char *captured_fuse_message(void)
 
 bool bfs_check_mountpoint(const char *mnt)
 {
-    struct stat sb;
+    struct stat sb, up;
     if (stat(mnt, &sb) < 0) {
         if (errno == ENOTCONN)
             fprintf(stderr, "butlerfs: mountpoint %s is a dead mount (transport endpoint not "
@@ -138,6 +140,14 @@ bool bfs_check_mountpoint(const char *mnt)
     }
     if (!S_ISDIR(sb.st_mode)) {
         fprintf(stderr, "butlerfs: mountpoint %s is not a directory\n", mnt);
+        return false;
+    }
+    char *parent = bfs_asprintf("%s/..", mnt);
+    bool mounted = parent && stat(parent, &up) == 0 && (up.st_dev != sb.st_dev || up.st_ino == sb.st_ino);
+    free(parent);
+    if (mounted) {
+        fprintf(stderr, "butlerfs: %s is already a mount point; unmount it first (fusermount3 -u %s)\n",
+                mnt, mnt);
         return false;
     }
     DIR *d = opendir(mnt);
@@ -205,7 +215,13 @@ int bfs_cmd_mount(int argc, char **argv)
     fuse_opt_add_arg(&args, "butlerfs");
     fuse_set_log_func(fuse_log_capture);
     for (int i = 1; i < argc; i++) {
-        if (argv[i][0] != '-' && npos < 2 && (i == 1 || strcmp(argv[i - 1], "-o") != 0)) {
+        if (argv[i][0] != '-' && (i == 1 || strcmp(argv[i - 1], "-o") != 0)) {
+            if (npos == 2) {
+                fprintf(stderr, "butlerfs: mount: unexpected argument '%s' (after REPO and MOUNTPOINT; "
+                                "see: butlerfs help mount)\n", argv[i]);
+                fuse_opt_free_args(&args);
+                return 2;
+            }
             pos[npos++] = argv[i];
             continue;
         }
@@ -245,8 +261,16 @@ int bfs_cmd_mount(int argc, char **argv)
         fprintf(stderr, "butlerfs: threads must be between 1 and 1024\n");
         goto out_args;
     }
+    if (mo.config && !mo.config[0]) {
+        fprintf(stderr, "butlerfs: -o config= needs a file name\n");
+        status = 2;
+        goto out_args;
+    }
     const char *repo = pos[0], *mnt = pos[1];
-    char mnt_abs[4096];
+    /* the daemon runs in "/": a relative repository must be made absolute now */
+    char repo_abs[4096], mnt_abs[4096];
+    if (realpath(repo, repo_abs))
+        repo = repo_abs;
     if (!bfs_check_mountpoint(mnt))
         goto out_args;
     if (!realpath(mnt, mnt_abs))
@@ -269,6 +293,15 @@ int bfs_cmd_mount(int argc, char **argv)
         free(msg);
         goto out_config;
     }
+    /* remote data and a cache that cannot be used: say so while the user sees
+     * it (the mount still serves, uncached) */
+    const char *root = bfs_registry_datastore_root(reg);
+    if (root && strstr(root, "://") && !bfs_startswith(root, "file://") &&
+        bfs_fetch_cache_check(&config, &msg) < 0) {
+        fprintf(stderr, "butlerfs: warning: remote data will be read uncached: %s\n", msg ? msg : "?");
+        free(msg);
+        msg = NULL;
+    }
     char *fsname = bfs_asprintf("-ofsname=butlerfs:%s,subtype=butlerfs,ro,default_permissions,max_read=%u",
                                 bfs_registry_repo_dir(reg), 1u << 20);
     bfs_registry_close(reg);
@@ -286,6 +319,7 @@ int bfs_cmd_mount(int argc, char **argv)
     if (!se) {
         fprintf(stderr, "butlerfs: bad mount option: %s (see: butlerfs help mount)\n",
                 captured_fuse_message());
+        status = 2;
         goto out_config;
     }
     fuse_line[0] = '\0';
@@ -379,6 +413,26 @@ int bfs_cmd_init(int argc, char **argv)
     return 0;
 }
 
+/* Run the command argv[0] (self: how butlerfs was invoked). */
+static int run_command(const char *self, int argc, char **argv)
+{
+    const char *cmd = argv[0];
+    if (!strcmp(cmd, "mount"))
+        return bfs_cmd_mount(argc, argv);
+    if (!strcmp(cmd, "init"))
+        return bfs_cmd_init(argc, argv);
+    if (!strcmp(cmd, "prefetch"))
+        return bfs_cmd_prefetch(argc, argv);
+    if (!strcmp(cmd, "cache"))
+        return bfs_cmd_cache(argc, argv);
+    if (!strcmp(cmd, "synth"))
+        return bfs_cmd_synth(argc, argv);
+    if (!strcmp(cmd, "demo"))
+        return bfs_cmd_demo(argc, argv, self);
+    fprintf(stderr, "butlerfs: unknown command '%s'\n\n%s", cmd, usage_text);
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -391,26 +445,12 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
-        if (argc > 2 && !strcmp(argv[2], "mount"))
-            fputs(mount_help, stdout);
-        else if (argc > 2 && strcmp(argv[2], "--help"))
-            printf("Run: butlerfs %s --help\n", argv[2]);
-        else
+        if (argc <= 2 || !strcmp(argv[2], "--help")) {
             fputs(usage_text, stdout);
-        return 0;
+            return 0;
+        }
+        char *hargv[] = {argv[2], "--help", NULL}; /* help CMD is CMD --help */
+        return run_command(argv[0], 2, hargv);
     }
-    if (!strcmp(cmd, "mount"))
-        return bfs_cmd_mount(argc - 1, argv + 1);
-    if (!strcmp(cmd, "init"))
-        return bfs_cmd_init(argc - 1, argv + 1);
-    if (!strcmp(cmd, "prefetch"))
-        return bfs_cmd_prefetch(argc - 1, argv + 1);
-    if (!strcmp(cmd, "cache"))
-        return bfs_cmd_cache(argc - 1, argv + 1);
-    if (!strcmp(cmd, "synth"))
-        return bfs_cmd_synth(argc - 1, argv + 1);
-    if (!strcmp(cmd, "demo"))
-        return bfs_cmd_demo(argc - 1, argv + 1, argv[0]);
-    fprintf(stderr, "butlerfs: unknown command '%s'\n\n%s", cmd, usage_text);
-    return 2;
+    return run_command(argv[0], argc - 1, argv + 1);
 }

@@ -157,6 +157,16 @@ if [ -n "$repo" ]; then
         -- mount "$repo" "$mnt" -f -o loglevel=bogus
     bad_case "-o threads=0" "threads" \
         -- mount "$repo" "$mnt" -f -o threads=0
+    bad_case "an argument after the mountpoint" "unexpected argument 'extra'" \
+        -- mount "$repo" "$mnt" extra -f
+    bad_case "-o config= without a file" "config= needs a file" \
+        -- mount "$repo" "$mnt" -f -o config=
+    # usage errors exit 2 (the man page's EXIT STATUS), other failures 1
+    for args in "extra -f" "-f -o bogus_opt=1" "-f -o config="; do
+        # shellcheck disable=SC2086  # the words of args are the arguments
+        "$BFS_BIN" mount "$repo" "$mnt" $args </dev/null >/dev/null 2>&1
+        expect "mount $args: exit status 2 ($?)" test $? -eq 2
+    done
     # a configuration mistake is reported before mounting, with file:line,
     # not at the first remote read; without -f, as a user would mount
     printf 'fetch:\n  ca_file: %s\n' "$BFS_TMP/nope/ca.pem" >"$BFS_TMP/badca.yaml"
@@ -199,8 +209,25 @@ if [ -n "$newrepo" ]; then
         expect_erofs "echo > new file" bash -c 'echo hi >"$1"' _ "$rwmnt/new.txt"
         expect_erofs "ln -s at the root" ln -s target "$rwmnt/link"
         expect "nothing was created in the empty repository" test -z "$(ls -A "$rwmnt")"
+        if timeout 10 "$BFS_BIN" mount "$newrepo" "$rwmnt" -f </dev/null >/dev/null 2>"$BFS_TMP/twice.err"; then
+            fail "mounting twice on one mountpoint succeeded"
+        else
+            expect "mounting twice says the mountpoint is mounted: $(cat "$BFS_TMP/twice.err")" \
+                grep -q "already a mount point.*fusermount3 -u" "$BFS_TMP/twice.err"
+        fi
         check_log
     fi
+    # relative REPO and MOUNTPOINT, mounted in the background as a user
+    # would: the daemon runs in "/", so the repository must be found anyway
+    mkdir "$BFS_TMP/relmnt"
+    BFS_MOUNTS+=("$BFS_TMP/relmnt")
+    (cd "$(dirname "$newrepo")" && "$BFS_BIN" mount "$(basename "$newrepo")" relmnt -o "log=$BFS_TMP/rel.log") \
+        </dev/null >/dev/null 2>"$BFS_TMP/rel.err"
+    rc=$?
+    for _ in $(seq 50); do bfs_is_mounted "$BFS_TMP/relmnt" && break; sleep 0.1; done
+    expect "a relative repository mounts in the background (exit $rc, $(cat "$BFS_TMP/rel.err" "$BFS_TMP/rel.log" 2>/dev/null | tail -n 1))" \
+        bfs_is_mounted "$BFS_TMP/relmnt"
+    fusermount3 -u "$BFS_TMP/relmnt" 2>/dev/null
 else
     echo "SKIP: writes to an empty repository (butlerfs init failed and no fixture)"
 fi

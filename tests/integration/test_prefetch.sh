@@ -142,6 +142,20 @@ for bad in "$RAW/detector=99" "NoSuchCollection/raw" "LSSTCam/raw/all/nosuchtype
     expect "... with one message naming the path ($(head -1 "$PF_ERR"))" \
         bash -c "[ $nl -eq 1 ] && grep -qF -- '$bad' '$PF_ERR' && grep -q '^butlerfs: prefetch: ' '$PF_ERR'"
 done
+# a cache that cannot be used: prefetch would keep nothing, so it fails at once
+sed "s|^  dir: .*|  dir: /proc/no-cache-here|" "$C" >"$T/nocache.yaml"
+grep -q "dir: /proc/no-cache-here" "$T/nocache.yaml" || fail "could not write $T/nocache.yaml"
+"$BFS_BIN" prefetch "$T/repo" --config "$T/nocache.yaml" "$RAW" >"$T/pf.nocache.out" 2>"$T/pf.nocache.err"
+rc=$?
+expect "prefetch with an unusable cache exits 1 ($rc): $(tail -n 1 "$T/pf.nocache.err")" \
+    bash -c "[ $rc -eq 1 ] && grep -q 'cache cannot be used' '$T/pf.nocache.err'"
+expect "... and fetches nothing" test ! -s "$T/pf.nocache.out"
+for j in 0 abc 1000; do
+    "$BFS_BIN" prefetch "$T/repo" --jobs "$j" "$RAW" >/dev/null 2>"$T/pf.jobs.err"
+    rc=$?
+    expect "prefetch --jobs $j is a usage error (rc $rc): $(head -n 1 "$T/pf.jobs.err")" \
+        bash -c "[ $rc -eq 2 ] && grep -q -- '--jobs must be a number from 1 to 256' '$T/pf.jobs.err'"
+done
 "$BFS_BIN" prefetch "$T/repo" --config "$C" >"$T/pf.none.out" 2>"$T/pf.none.err"
 rc=$?
 expect "prefetch with no path exits non-zero (rc $rc) with one message" \

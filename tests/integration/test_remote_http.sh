@@ -229,7 +229,14 @@ sources:
       - $NGINX_URL/data/
 EOF2
 mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml" || finish
+: >"$NGINX_DIR/access.log"
 expect "read through failover past a 503 replica" reads_match "$f0"
+sleep 0.3
+n503=$(grep -c '/fail503/' "$NGINX_DIR/access.log")
+# the failing replica is skipped once it failed, though the good one is on
+# the same server: not tried again for each of the file's 10 blocks
+expect "the 503 replica was given up after a few requests ($n503)" test "$n503" -le 5
+expect "the log says why the replica is skipped" grep -q "fail503/ is failing (server errors); skipping it for 30 s" "$BFS_LOG"
 # a file present in the summit cache is served from there
 cp -a "$WWW/repo" "$T/summit/"
 f1=${FILES[1]}

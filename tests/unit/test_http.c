@@ -381,6 +381,20 @@ static void test_bearer_token(void **state)
     write_text(tokenpath, GOOD_TOKEN);
     usleep(1100 * 1000);
     assert_int_equal(bfs_http_get(h, url("auth", "small.bin"), NULL, 0, 100, buf, NULL), 100);
+    /* Never in clear text across a network: plain http to a host that is
+     * not loopback is refused before any connection (192.0.2.1 is
+     * TEST-NET-1, which nothing answers; a connection attempt would time
+     * out instead).  localhost is fine. */
+    size_t moved = 99;
+    assert_int_equal(bfs_http_get(h, "http://192.0.2.1/repo/small.bin", NULL, 0, 100, buf, &moved), -EACCES);
+    assert_int_equal(moved, 0);
+    char local[256];
+    snprintf(local, sizeof local, "%s", url("auth", "small.bin"));
+    char *host = strstr(local, "127.0.0.1");
+    assert_non_null(host);
+    char viahost[300];
+    snprintf(viahost, sizeof viahost, "%.*slocalhost%s", (int)(host - local), local, host + strlen("127.0.0.1"));
+    assert_int_equal(bfs_http_get(h, viahost, NULL, 0, 100, buf, NULL), 100);
     /* An empty file is refused too. */
     write_text(tokenpath, " \n");
     usleep(1100 * 1000);
