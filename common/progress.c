@@ -1,6 +1,8 @@
 /* progress.c - see progress.h. */
 #include "progress.h"
 
+#include "strutil.h"
+
 #include <time.h>
 #include <unistd.h>
 
@@ -9,17 +11,6 @@ static double mono(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void human_bytes(double b, char *buf, size_t n)
-{
-    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int u = 0;
-    while (b >= 1024 && u < 4) {
-        b /= 1024;
-        u++;
-    }
-    snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", b, units[u]);
 }
 
 void bfs_progress_start(bfs_progress *p, FILE *out, const char *label, int64_t total_items)
@@ -34,8 +25,8 @@ static void draw(bfs_progress *p, int final)
     double el = mono() - p->start;
     double frac = p->total_items > 0 ? (double)p->items / (double)p->total_items : 0;
     char bytes[32], rate[32], eta[32] = "";
-    human_bytes((double)p->bytes, bytes, sizeof bytes);
-    human_bytes(el > 0 ? (double)p->bytes / el : 0, rate, sizeof rate);
+    bfs_format_bytes((double)p->bytes, bytes, sizeof bytes);
+    bfs_format_bytes(el > 0 ? (double)p->bytes / el : 0, rate, sizeof rate);
     if (!final && frac > 0 && frac < 1)
         snprintf(eta, sizeof eta, " ETA %.0fs", el / frac - el);
     char bar[31];

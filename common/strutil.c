@@ -174,3 +174,14 @@ void bfs_tai_ns_format(int64_t tai_ns, char *buf, size_t bufsz)
     }
     strftime(buf, bufsz, "%Y%m%dT%H%M%SZ", &tm);
 }
+
+void bfs_format_bytes(double b, char *buf, size_t n)
+{
+    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    int u = 0;
+    while ((b >= 1024 || b <= -1024) && u < 5) {
+        b /= 1024;
+        u++;
+    }
+    snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", b, units[u]);
+}

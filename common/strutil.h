@@ -52,4 +52,7 @@ int64_t bfs_tai_ns_to_unix(int64_t tai_ns);
 /* Inverse of bfs_tai_ns_to_unix for whole seconds plus nanoseconds. */
 int64_t bfs_unix_to_tai_ns(int64_t unix_sec, long nsec);
 
+/* b bytes for people, in powers of 1024: "512 B", "4.0 MiB", "-1.5 GiB". */
+void bfs_format_bytes(double b, char *buf, size_t n);
+
 #endif

@@ -52,19 +52,8 @@ static const char cache_help[] =
     "                     (default: ~/.config/butlerfs/config.yaml when present)\n"
     "  -h, --help         show this text\n"
     "\n"
-    "SIZE takes a suffix: 512k, 4MiB, 20GiB, 1G (powers of 1024), or plain bytes.\n";
-
-static void human(int64_t b, char *buf, size_t n)
-{
-    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-    double v = (double)b;
-    int u = 0;
-    while ((v >= 1024 || v <= -1024) && u < 5) {
-        v /= 1024;
-        u++;
-    }
-    snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", v, units[u]);
-}
+    "SIZE takes a suffix: 512k, 4MiB, 20GiB, 1G (powers of 1024), 500MB, 2GB (powers\n"
+    "of 1000), or plain bytes.\n";
 
 static void verify_progress(void *ctx, int64_t done, int64_t total, int64_t bytes)
 {
@@ -83,15 +72,15 @@ static int print_stats(bfs_cache *c)
         return 1;
     }
     char used[32], limit[32], floor[32], fsfree[32], bs[32];
-    human(st.bytes, used, sizeof used);
-    human(st.max_bytes, limit, sizeof limit);
-    human(st.min_free_bytes, floor, sizeof floor);
-    human(st.fs_free_bytes, fsfree, sizeof fsfree);
-    human(st.block_size, bs, sizeof bs);
+    bfs_format_bytes((double)(st.bytes), used, sizeof used);
+    bfs_format_bytes((double)(st.max_bytes), limit, sizeof limit);
+    bfs_format_bytes((double)(st.min_free_bytes), floor, sizeof floor);
+    bfs_format_bytes((double)(st.fs_free_bytes), fsfree, sizeof fsfree);
+    bfs_format_bytes((double)(st.block_size), bs, sizeof bs);
     printf("cache      %s\n", bfs_cache_dir(c));
     printf("size       %s of %s (%.0f%%)\n", used, limit,
            st.max_bytes > 0 ? 100.0 * (double)st.bytes / (double)st.max_bytes : 0.0);
-    printf("blocks     %" PRId64 " of %s\n", st.blocks, bs);
+    printf("blocks     %" PRId64 " (%s each at most)\n", st.blocks, bs);
     printf("objects    %" PRId64 "\n", st.objects);
     printf("records    %" PRId64 " (size and version of remote objects, kept in the index)\n",
            st.records);
@@ -122,6 +111,9 @@ int bfs_cmd_cache(int argc, char **argv)
             dir = v, i++;
         } else if (!strcmp(a, "--config") && v) {
             config = v, i++;
+        } else if ((!strcmp(a, "--to") || !strcmp(a, "--dir") || !strcmp(a, "--config")) && !v) {
+            fprintf(stderr, "butlerfs: cache: %s needs a value\n", a);
+            return 2;
         } else if (!strcmp(a, "--to") && v) {
             if (!bfs_parse_size(v, &to)) {
                 fprintf(stderr, "butlerfs: cache: --to: '%s' is not a size (try 20GiB, 512MiB)\n", v);
@@ -216,8 +208,8 @@ int bfs_cmd_cache(int argc, char **argv)
             status = 1;
         } else {
             bfs_cache_stats_get(c, &after);
-            human(before.bytes - after.bytes, b1, sizeof b1);
-            human(after.bytes, b2, sizeof b2);
+            bfs_format_bytes((double)(before.bytes - after.bytes), b1, sizeof b1);
+            bfs_format_bytes((double)(after.bytes), b2, sizeof b2);
             printf("removed %" PRId64 " blocks (%s); %s in %" PRId64 " blocks remain\n",
                    before.blocks - after.blocks, b1, b2, after.blocks);
             if (is_clear && records)

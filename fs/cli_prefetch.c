@@ -288,8 +288,12 @@ int bfs_cmd_prefetch(int argc, char **argv)
     bfs_progress_finish(&p.bar);
     bfs_fetch_stats fs;
     bfs_fetcher_stats(fetcher, &fs);
-    printf("prefetch: %zu files, %lld bytes read (%llu fetched from servers, %llu blocks already cached), "
-           "%lld local, %lld failed\n", p.n, (long long)atomic_load(&p.bytes),
+    char done[32], moved[32];
+    bfs_format_bytes((double)atomic_load(&p.bytes), done, sizeof done);
+    bfs_format_bytes((double)fs.bytes_fetched, moved, sizeof moved);
+    /* received can exceed read: failed attempts and error replies count */
+    printf("prefetch: %zu files, %s read (%lld B); %s received from servers (%llu B), %llu blocks taken "
+           "from the cache; %lld local, %lld failed\n", p.n, done, (long long)atomic_load(&p.bytes), moved,
            (unsigned long long)fs.bytes_fetched, (unsigned long long)fs.cache_hits,
            (long long)atomic_load(&p.local), (long long)atomic_load(&p.failed));
     status = atomic_load(&p.failed) ? 1 : 0;

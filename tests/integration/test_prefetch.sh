@@ -94,8 +94,8 @@ rc=$?
 expect "prefetch detector=1 exits 0 (rc $rc)" test $rc -eq 0
 cat "$PF_OUT"
 expect "prefetch prints a summary: 2 files, $((2 * PAYLOAD)) bytes, 0 failed" \
-    grep -Eq "^prefetch: 2 files, $((2 * PAYLOAD)) bytes read \(([0-9]+) fetched from servers.*, 0 failed$" "$PF_OUT"
-fetched=$(sed -n 's/.*(\([0-9]*\) fetched from servers.*/\1/p' "$PF_OUT")
+    grep -Eq "^prefetch: 2 files, [0-9.]+ MiB read \($((2 * PAYLOAD)) B\); .* received from servers \([0-9]+ B\).*, 0 failed$" "$PF_OUT"
+fetched=$(sed -n 's/.*received from servers (\([0-9]*\) B).*/\1/p' "$PF_OUT")
 expect "the first prefetch fetched the bytes from the server ($fetched)" test "${fetched:-0}" -ge $((2 * PAYLOAD))
 expect "requests carried the token (nginx served 206/200 on /auth/)" \
     grep -Eq '"GET /auth/repo/[^ ]* HTTP/1.1" 20[06] ' "$NGINX_DIR/access.log"
@@ -106,7 +106,7 @@ nginx_hang
 prefetch "$RAW/detector=1"
 rc=$?
 expect "prefetch again with the server hung exits 0 (rc $rc)" test $rc -eq 0
-expect "... and fetched nothing" grep -Eq "\(0 fetched from servers, [1-9][0-9]* blocks already cached\)" "$PF_OUT"
+expect "... and fetched nothing" grep -Eq "; 0 B received from servers \(0 B\), [1-9][0-9]* blocks taken from the cache;" "$PF_OUT"
 
 mount_repo "$T/repo" "$T/mnt" "config=$C,xattr,loglevel=debug" || finish
 files_of "$T/mnt" 1
@@ -170,13 +170,13 @@ printf '# detector 2, both exposures\n\n  %s\n' "$RAW/detector=2" >"$T/list"
 prefetch --from "$T/list"
 rc=$?
 expect "prefetch --from FILE exits 0 (rc $rc)" test $rc -eq 0
-expect "... 2 files" grep -Eq "^prefetch: 2 files, $((2 * PAYLOAD)) bytes read .*, 0 failed$" "$PF_OUT"
+expect "... 2 files" grep -Eq "^prefetch: 2 files, .* read \($((2 * PAYLOAD)) B\); .*, 0 failed$" "$PF_OUT"
 n_out=$((n_out + 1))
 printf '%s\n' "$RAW/detector=0/exposure=2025041500001" |
     "$BFS_BIN" prefetch "$T/repo" --from - --config "$C" >"$T/pf.$n_out.out" 2>"$T/pf.$n_out.err"
 rc=$?
 expect "prefetch --from - exits 0 (rc $rc)" test $rc -eq 0
-expect "... 1 file" grep -Eq "^prefetch: 1 files?, $PAYLOAD bytes read .*, 0 failed$" "$T/pf.$n_out.out"
+expect "... 1 file" grep -Eq "^prefetch: 1 files?, .* read \($PAYLOAD B\); .*, 0 failed$" "$T/pf.$n_out.out"
 
 nginx_hang
 mount_repo "$T/repo" "$T/mnt" "config=$C,xattr" || finish
@@ -216,13 +216,13 @@ expect "cache evict --to 0 exits 0 and reports every block removed" \
     bash -c "[ $rc -eq 0 ] && grep -Eq '^removed $blocks blocks .*; 0 B in 0 blocks remain' '$T/evict.out'"
 cache stats >"$T/stats.out" 2>&1
 expect "after evict --to 0 stats show 0 bytes" grep -Eq '^size +0 B of' "$T/stats.out"
-expect "after evict --to 0 stats show 0 blocks" grep -Eq '^blocks +0 of' "$T/stats.out"
+expect "after evict --to 0 stats show 0 blocks" grep -Eq '^blocks +0 \(' "$T/stats.out"
 expect "... and keep the 5 object records ($(stat_of records))" test "$(stat_of records)" = 5
 expect "no block files left after evict" test -z "$(find "$T/cache/blocks" -type f 2>/dev/null | head -1)"
 
 prefetch "$RAW/detector=1"
 expect "prefetch after evict exits 0" test $? -eq 0
-expect "... and fetched from the server again" grep -Eq "\([1-9][0-9]* fetched from servers" "$PF_OUT"
+expect "... and fetched from the server again" grep -Eq "received from servers \([1-9][0-9]* B\)" "$PF_OUT"
 cache clear >"$T/clear.out" 2>&1
 rc=$?
 cat "$T/clear.out"
@@ -230,7 +230,7 @@ expect "cache clear exits 0 and reports the records removed" \
     bash -c "[ $rc -eq 0 ] && grep -q '^removed 5 object records' '$T/clear.out'"
 cache stats >"$T/stats.out" 2>&1
 expect "after clear stats show 0 bytes in 0 blocks, 0 records" \
-    bash -c "grep -Eq '^size +0 B of' '$T/stats.out' && grep -Eq '^blocks +0 of' '$T/stats.out' &&
+    bash -c "grep -Eq '^size +0 B of' '$T/stats.out' && grep -Eq '^blocks +0 \(' '$T/stats.out' &&
              grep -Eq '^records +0 ' '$T/stats.out'"
 "$BFS_BIN" cache --dir "$T/nocache" stats >"$T/stats.none" 2>&1
 expect "cache stats of a missing directory says so and creates nothing" \

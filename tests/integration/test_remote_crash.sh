@@ -141,7 +141,7 @@ for mib in 1 16 40; do
     cp "$BFS_LOG" "$T/killed.$mib.log"
 done
 expect "the kill -9 landed in the middle of the read ($mid of 3 times)" test $mid -ge 2
-expect "the cache has 64 KiB blocks (as configured)" bash -c "'$BFS_BIN' cache --dir '$T/cache' stats | grep -Eq '^blocks .* of 64.0 KiB'"
+expect "the cache has 64 KiB blocks (as configured)" bash -c "'$BFS_BIN' cache --dir '$T/cache' stats | grep -Eq '^blocks .*\(64.0 KiB each at most\)'"
 blocks=$(stat_field blocks)
 echo "after the kills: ${blocks:-?} blocks cached"
 mount_repo "$T/repo" "$T/mnt" "config=$C,loglevel=debug" || finish
@@ -173,9 +173,9 @@ rc=$?
 cat "$T/pf.2.out"
 expect "(b) prefetch again exits 0 (rc $rc)" test $rc -eq 0
 expect "(b) ... all four files, none failed" \
-    grep -Eq "^prefetch: 4 files, $((4 * SIZE)) bytes read .*, 0 failed$" "$T/pf.2.out"
+    grep -Eq "^prefetch: 4 files, .* read \($((4 * SIZE)) B\); .*, 0 failed$" "$T/pf.2.out"
 expect "(b) ... the blocks of the killed run were reused" \
-    grep -Eq ", [1-9][0-9]* blocks already cached\)" "$T/pf.2.out"
+    grep -Eq ", [1-9][0-9]* blocks taken from the cache;" "$T/pf.2.out"
 verify_clean "(b)"
 nginx_hang
 mount_repo "$T/repo" "$T/mnt" "config=$C" || finish
