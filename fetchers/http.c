@@ -672,6 +672,7 @@ static int curl_errno(CURLcode rc)
     case CURLE_OPERATION_TIMEDOUT:
         return -ETIMEDOUT; /* also the low-speed limit */
     case CURLE_COULDNT_CONNECT:
+        return -ECONNREFUSED; /* nothing listens, or the host is unreachable */
     case CURLE_GOT_NOTHING:
     case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR:

@@ -15,7 +15,8 @@
  *               was opened (never retried)
  *   -ERANGE     416: range outside the object
  *   -ETIMEDOUT  connect/transfer timeout or below the low-speed limit (transient)
- *   -ECONNRESET connection reset/refused, server vanished (transient)
+ *   -ECONNREFUSED no connection could be made (transient)
+ *   -ECONNRESET connection reset, server vanished (transient)
  *   -EPROTO     wrong Content-Range, short or overlong body, bad reply (transient)
  *   -EIO        5xx and anything else (transient)
  *

@@ -464,7 +464,8 @@ static const char *failure_words(int err)
 {
     switch (err) {
     case -ETIMEDOUT: return "timed out or too slow";
-    case -ECONNRESET: return "cannot connect, or the connection broke";
+    case -ECONNREFUSED: return "cannot connect";
+    case -ECONNRESET: return "connections break";
     case -EPROTO: return "broken replies";
     case -EIO: return "server errors";
     default: return strerror(-err);
@@ -501,7 +502,8 @@ static void replica_mark(bfs_remote *r, const char *url, int err)
 
 static bool transient(int err)
 {
-    return err == -ETIMEDOUT || err == -ECONNRESET || err == -EPROTO || err == -EIO || err == -EAGAIN;
+    return err == -ETIMEDOUT || err == -ECONNRESET || err == -ECONNREFUSED || err == -EPROTO || err == -EIO ||
+           err == -EAGAIN;
 }
 
 /* Full-jitter backoff: uniform in [0, min(max, base * 2^attempt)]. */

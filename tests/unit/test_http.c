@@ -271,7 +271,7 @@ static void test_faults(void **state)
     /* Nothing listens on port 1: refused. */
     char u[64];
     snprintf(u, sizeof u, "http://127.0.0.1:1/x");
-    assert_int_equal(bfs_http_get(h, u, NULL, 0, 100, buf, NULL), -ECONNRESET);
+    assert_int_equal(bfs_http_get(h, u, NULL, 0, 100, buf, NULL), -ECONNREFUSED);
     /* ~50 % 503s: every answer is either the bytes or -EIO. */
     int ok = 0, fail = 0;
     for (int i = 0; i < 40; i++) {
@@ -674,7 +674,7 @@ static void expect_tls_reads(bfs_http *h, const char *u)
 }
 
 /* A certificate that fails verification is -EACCES, a permanent failure
- * (remote.c retries only -ETIMEDOUT, -ECONNRESET, -EPROTO, -EIO), for
+ * (remote.c retries only -ETIMEDOUT, -ECONNRESET, -ECONNREFUSED, -EPROTO, -EIO), for
  * HEAD and GET alike, and no body byte arrives.  The refusal is logged
  * once as a warning that says what to fix, not once per request. */
 static void expect_tls_refused(bfs_http *h, const char *u)
