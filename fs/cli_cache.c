@@ -92,7 +92,7 @@ static int print_stats(bfs_cache *c)
                100.0 * (double)st.all_hits / (double)looked, st.all_hits, st.all_misses);
     else
         printf("hit rate   unknown (no reads recorded yet)\n");
-    printf("evicted    %" PRId64 " blocks; dropped as corrupt or missing: %" PRId64 "\n",
+    printf("evicted    %" PRId64 " blocks (limits, evict, clear); dropped as corrupt or missing: %" PRId64 "\n",
            st.all_evicted, st.all_dropped);
     return 0;
 }
