@@ -62,6 +62,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -430,20 +431,24 @@ static void token_read(bfs_http *h, int fd, const struct stat *st)
  * once. */
 static bool token_may_go(bfs_http *h, const char *url)
 {
-    if (!bfs_startswith(url, "http://"))
-        return true;
-    bool local = false;
-    char *host = NULL;
+    char *scheme = NULL, *host = NULL;
     CURLU *u = curl_url();
-    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
-        local = !strcmp(host, "localhost") || bfs_startswith(host, "127.") || !strcmp(host, "[::1]");
-    if (!local && !atomic_exchange(&h->token_http_refused, true))
+    bool parsed = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+                  curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK && /* lowercased */
+                  curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK;
+    bool ok = parsed && strcmp(scheme, "http") != 0; /* https (s3 URLs are signed, not here) */
+    if (parsed && !ok) {
+        struct in_addr a4;
+        ok = !strcasecmp(host, "localhost") || !strcasecmp(host, "localhost.") || !strcmp(host, "[::1]") ||
+             (inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127);
+    }
+    if (!ok && !atomic_exchange(&h->token_http_refused, true))
         bfs_err(TAG, "not sending the bearer token (fetch.token_file) in clear text to %s: "
-                     "use an https:// replica; requests to it are refused (EACCES)", host ? host : url);
+                     "use an https:// replica; requests to it are refused (EACCES)", host ? host : "this URL");
+    curl_free(scheme);
     curl_free(host);
     curl_url_cleanup(u);
-    return local;
+    return ok;
 }
 
 /* Append "Authorization: Bearer <token>" to *hdrs, re-reading the file when

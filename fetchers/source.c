@@ -77,6 +77,11 @@ static const char *local_of(const char *url)
     return strstr(url, "://") ? NULL : url;
 }
 
+bool bfs_source_is_remote(const char *uri)
+{
+    return uri && !local_of(uri);
+}
+
 int bfs_source_local_path(const char *root, const char *location, char **out)
 {
     char *uri;

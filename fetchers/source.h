@@ -32,6 +32,7 @@
 
 #include "config.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -52,6 +53,10 @@ int bfs_fetcher_new(const bfs_config *cfg, bfs_fetcher **out);
  * still tell the user (mount, before it detaches) ask first.  Nothing
  * stays open, so a process may fork afterwards. */
 int bfs_fetch_cache_check(const bfs_config *cfg, char **errmsg);
+
+/* True when uri (a datastore root or location) names remote bytes: a URI
+ * other than file:///path (NULL and local paths are local). */
+bool bfs_source_is_remote(const char *uri);
 void bfs_fetcher_free(bfs_fetcher *f);
 
 /* Resolve location against root into a local path (malloc'd into *out).

@@ -172,6 +172,13 @@ static void *reader(void *arg)
     return NULL;
 }
 
+static void free_paths(char **paths, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(paths[i]);
+    free(paths);
+}
+
 int bfs_cmd_prefetch(int argc, char **argv)
 {
     const char *repo = NULL, *from = NULL, *config_path = NULL;
@@ -184,8 +191,12 @@ int bfs_cmd_prefetch(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(prefetch_help, stdout);
-            free(paths);
+            free_paths(paths, npaths);
             return 0;
+        } else if (!v && (!strcmp(a, "--jobs") || !strcmp(a, "--from") || !strcmp(a, "--config"))) {
+            fprintf(stderr, "butlerfs: prefetch: %s needs a value\n", a);
+            free_paths(paths, npaths);
+            return 2;
         } else if (v && !strcmp(a, "--jobs")) {
             char *end;
             long j = strtol(v, &end, 10);
@@ -196,7 +207,7 @@ int bfs_cmd_prefetch(int argc, char **argv)
             config_path = v, i++;
         } else if (a[0] == '-' && strcmp(a, "-")) {
             fprintf(stderr, "butlerfs: prefetch: unknown option '%s'\n%s", a, prefetch_help);
-            free(paths);
+            free_paths(paths, npaths);
             return 2;
         } else if (!repo) {
             repo = a;
@@ -209,9 +220,7 @@ int bfs_cmd_prefetch(int argc, char **argv)
             fprintf(stderr, "butlerfs: prefetch needs a repository\n%s", prefetch_help);
         else
             fprintf(stderr, "butlerfs: prefetch: --jobs must be a number from 1 to 256\n");
-        for (int i = 0; i < npaths; i++)
-            free(paths[i]);
-        free(paths);
+        free_paths(paths, npaths);
         return 2;
     }
     if (from) {
@@ -252,7 +261,10 @@ int bfs_cmd_prefetch(int argc, char **argv)
         fprintf(stderr, "butlerfs: prefetch: %s\n", msg ? msg : "cannot start");
         goto out;
     }
-    if (bfs_fetch_cache_check(&cfg, &msg) < 0) {
+    /* remote data and no usable cache: nothing would be kept (the same
+     * test as mount's) */
+    const char *root = bfs_registry_datastore_root(reg);
+    if (bfs_source_is_remote(root) && bfs_fetch_cache_check(&cfg, &msg) < 0) {
         fprintf(stderr, "butlerfs: prefetch: the cache cannot be used, so nothing would be kept: %s\n",
                 msg ? msg : "?");
         goto out;

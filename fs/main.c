@@ -127,6 +127,58 @@ static const char *captured_fuse_message(void)
     return bfs_startswith(fuse_line, "fuse: ") ? fuse_line + 6 : fuse_line;
 }
 
+/* "a\040b" (mountinfo's escape of a space, tab, newline or backslash) to "a b", in place. */
+static void mountinfo_unescape(char *s)
+{
+    char *o = s;
+    for (char *p = s; *p; p++) {
+        if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' && p[3] >= '0' &&
+            p[3] <= '7') {
+            *o++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+            p += 3;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+}
+
+/* True when the top mount on mnt is a FUSE file system (its type, such as
+ * "fuse.butlerfs", in type): mounting there again needs fusermount3 -u
+ * first.  Other mount points (a tmpfs, a volume) are directories like any
+ * other here. */
+static bool fuse_mount_type(const char *mnt, char *type, size_t typesz)
+{
+    char want[4096];
+    FILE *f = realpath(mnt, want) ? fopen("/proc/self/mountinfo", "r") : NULL;
+    if (!f)
+        return false;
+    bool fuse = false;
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) {
+        /* id parent dev root MOUNTPOINT options [optional...] - TYPE source ... */
+        char *save, *field = strtok_r(line, " ", &save);
+        for (int i = 0; field && i < 4; i++)
+            field = strtok_r(NULL, " ", &save);
+        if (!field)
+            continue;
+        mountinfo_unescape(field);
+        bool here = !strcmp(field, want);
+        char *t = NULL;
+        while ((t = strtok_r(NULL, " ", &save)) && strcmp(t, "-"))
+            ;
+        t = t ? strtok_r(NULL, " ", &save) : NULL;
+        if (here && t) { /* the last entry for a path is the one on top */
+            fuse = bfs_startswith(t, "fuse");
+            snprintf(type, typesz, "%s", t);
+        }
+    }
+    free(line);
+    fclose(f);
+    return fuse;
+}
+
 bool bfs_check_mountpoint(const char *mnt)
 {
     struct stat sb, up;
@@ -143,11 +195,12 @@ bool bfs_check_mountpoint(const char *mnt)
         return false;
     }
     char *parent = bfs_asprintf("%s/..", mnt);
-    bool mounted = parent && stat(parent, &up) == 0 && (up.st_dev != sb.st_dev || up.st_ino == sb.st_ino);
+    bool mounted = parent && stat(parent, &up) == 0 && up.st_dev != sb.st_dev;
     free(parent);
-    if (mounted) {
-        fprintf(stderr, "butlerfs: %s is already a mount point; unmount it first (fusermount3 -u %s)\n",
-                mnt, mnt);
+    char fstype[64];
+    if (mounted && fuse_mount_type(mnt, fstype, sizeof fstype)) {
+        fprintf(stderr, "butlerfs: %s is already mounted (%s); unmount it first: fusermount3 -u %s\n",
+                mnt, fstype, mnt);
         return false;
     }
     DIR *d = opendir(mnt);
@@ -253,12 +306,14 @@ int bfs_cmd_mount(int argc, char **argv)
         if (lvl < 0) {
             fprintf(stderr, "butlerfs: unknown loglevel '%s' (error, warning, notice, info, debug)\n",
                     mo.loglevel);
+            status = 2;
             goto out_args;
         }
         bfs_log_set_level(lvl);
     }
     if (mo.threads < 1 || mo.threads > 1024) {
         fprintf(stderr, "butlerfs: threads must be between 1 and 1024\n");
+        status = 2;
         goto out_args;
     }
     if (mo.config && !mo.config[0]) {
@@ -296,8 +351,7 @@ int bfs_cmd_mount(int argc, char **argv)
     /* remote data and a cache that cannot be used: say so while the user sees
      * it (the mount still serves, uncached) */
     const char *root = bfs_registry_datastore_root(reg);
-    if (root && strstr(root, "://") && !bfs_startswith(root, "file://") &&
-        bfs_fetch_cache_check(&config, &msg) < 0) {
+    if (bfs_source_is_remote(root) && bfs_fetch_cache_check(&config, &msg) < 0) {
         fprintf(stderr, "butlerfs: warning: remote data will be read uncached: %s\n", msg ? msg : "?");
         free(msg);
         msg = NULL;
@@ -445,7 +499,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
-        if (argc <= 2 || !strcmp(argv[2], "--help")) {
+        if (argc <= 2 || !strcmp(argv[2], "--help") || !strcmp(argv[2], "-h") || !strcmp(argv[2], "help")) {
             fputs(usage_text, stdout);
             return 0;
         }

@@ -157,6 +157,16 @@ if [ -n "$repo" ]; then
         -- mount "$repo" "$mnt" -f -o loglevel=bogus
     bad_case "-o threads=0" "threads" \
         -- mount "$repo" "$mnt" -f -o threads=0
+    # an empty directory that is itself a mount point (a volume, a tmpfs) is
+    # fine: only a FUSE mount there is refused (when we may mount a tmpfs)
+    mkdir "$BFS_TMP/volmnt"
+    if mount -t tmpfs -o size=1m tmpfs "$BFS_TMP/volmnt" 2>/dev/null; then
+        timeout 10 "$BFS_BIN" mount "$repo" "$BFS_TMP/volmnt" -o "log=$BFS_TMP/vol.log" </dev/null >/dev/null 2>"$BFS_TMP/vol.err"
+        expect "an empty tmpfs mount point takes a mount: $(cat "$BFS_TMP/vol.err")" \
+            bash -c "for _ in \$(seq 50); do grep -q ' $BFS_TMP/volmnt fuse' /proc/mounts && exit 0; sleep 0.1; done; exit 1"
+        fusermount3 -u "$BFS_TMP/volmnt" 2>/dev/null
+        umount "$BFS_TMP/volmnt" 2>/dev/null || umount -l "$BFS_TMP/volmnt"
+    fi
     bad_case "an argument after the mountpoint" "unexpected argument 'extra'" \
         -- mount "$repo" "$mnt" extra -f
     bad_case "-o config= without a file" "config= needs a file" \
@@ -213,7 +223,7 @@ if [ -n "$newrepo" ]; then
             fail "mounting twice on one mountpoint succeeded"
         else
             expect "mounting twice says the mountpoint is mounted: $(cat "$BFS_TMP/twice.err")" \
-                grep -q "already a mount point.*fusermount3 -u" "$BFS_TMP/twice.err"
+                grep -q "already mounted (fuse.butlerfs); unmount it first: fusermount3 -u" "$BFS_TMP/twice.err"
         fi
         check_log
     fi

@@ -388,12 +388,15 @@ static void test_bearer_token(void **state)
     size_t moved = 99;
     assert_int_equal(bfs_http_get(h, "http://192.0.2.1/repo/small.bin", NULL, 0, 100, buf, &moved), -EACCES);
     assert_int_equal(moved, 0);
+    /* a name that only starts like a loopback address, an upper-case scheme */
+    assert_int_equal(bfs_http_get(h, "http://127.example.invalid/x", NULL, 0, 100, buf, NULL), -EACCES);
+    assert_int_equal(bfs_http_get(h, "HTTP://192.0.2.1/x", NULL, 0, 100, buf, NULL), -EACCES);
     char local[256];
     snprintf(local, sizeof local, "%s", url("auth", "small.bin"));
     char *host = strstr(local, "127.0.0.1");
     assert_non_null(host);
     char viahost[300];
-    snprintf(viahost, sizeof viahost, "%.*slocalhost%s", (int)(host - local), local, host + strlen("127.0.0.1"));
+    snprintf(viahost, sizeof viahost, "%.*sLocalHost%s", (int)(host - local), local, host + strlen("127.0.0.1"));
     assert_int_equal(bfs_http_get(h, viahost, NULL, 0, 100, buf, NULL), 100);
     /* An empty file is refused too. */
     write_text(tokenpath, " \n");
