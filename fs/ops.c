@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
@@ -30,7 +31,18 @@ struct open_file {
     bfs_source *src;
     int64_t size; /* direct_io: reads end here, at the size stat shows, as
                    * the kernel ends them at i_size without it; else -1 */
+    atomic_uint reads; /* see read_done */
 };
+
+/* The kernel sends RELEASE only after every READ of a handle has its reply,
+ * so op_release never frees what a read still uses.  ThreadSanitizer cannot
+ * see that order (it goes through the kernel): each read, done with the
+ * handle, says so with a release store just before it replies, and
+ * op_release reads it with acquire first. */
+static void read_done(struct open_file *of)
+{
+    atomic_fetch_add_explicit(&of->reads, 1, memory_order_release);
+}
 
 static bfs_fs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
 
@@ -270,6 +282,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
     if (of->size >= 0 && (int64_t)size > of->size - off) {
         if (off >= of->size) {
+            read_done(of);
             fuse_reply_buf(req, NULL, 0);
             return;
         }
@@ -283,11 +296,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
         bv.buf[0].fd = fd;
         bv.buf[0].pos = off;
+        read_done(of); /* the splice reads fd, not of */
         fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
         return;
     }
     bfs_view v;
     ssize_t n = bfs_source_view(of->src, size, off, &v);
+    if (n != -E2BIG && n != -ENOBUFS)
+        read_done(of); /* v holds its own references to the blocks */
     if (n >= 0) {
         fuse_reply_iov(req, v.iov, v.n); /* one writev from the decoded blocks */
         bfs_view_release(&v);
@@ -299,10 +315,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     }
     char *buf = malloc(size);
     if (!buf) {
+        read_done(of);
         fuse_reply_err(req, ENOMEM);
         return;
     }
     n = bfs_source_pread(of->src, buf, size, off);
+    read_done(of);
     if (n < 0)
         fuse_reply_err(req, (int)-n);
     else
@@ -314,6 +332,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
     bfs_fs *fs = fs_of(req);
     struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
+    (void)atomic_load_explicit(&of->reads, memory_order_acquire); /* see read_done */
     bfs_source_close(of->src);
     bfs_node_release(fs->tree, of->node);
     free(of);
