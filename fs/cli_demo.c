@@ -16,6 +16,7 @@
 #include "strutil.h"
 #include "synth.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -217,6 +218,20 @@ static const char synth_help[] =
     "is BYTES of deterministic data (fast; for benchmarks and tests); with --fits a\n"
     "real FITS raw made with cfitsio.  Prints the number of datasets added.\n";
 
+/* True when path does not exist or is an empty directory. */
+static bool dir_new_or_empty(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return errno == ENOENT;
+    bool empty = true;
+    struct dirent *de;
+    while (empty && (de = readdir(d)))
+        empty = !strcmp(de->d_name, ".") || !strcmp(de->d_name, "..");
+    closedir(d);
+    return empty;
+}
+
 int bfs_cmd_synth(int argc, char **argv)
 {
     bfs_synth_opts o = {.n_exposures = 10, .n_detectors = 9};
@@ -252,10 +267,19 @@ int bfs_cmd_synth(int argc, char **argv)
         fputs(synth_help, stderr);
         return 2;
     }
+    if (o.n_exposures < 1 || o.n_detectors < 1 || o.n_detectors > 189) {
+        fprintf(stderr, "butlerfs: synth: --exposures must be at least 1 and --detectors 1..189\n");
+        return 2;
+    }
     char *msg = NULL;
     char *yaml = bfs_asprintf("%s/butler.yaml", repo);
     bool exists = yaml && access(yaml, F_OK) == 0;
     free(yaml);
+    if (!exists && !dir_new_or_empty(repo)) {
+        fprintf(stderr, "butlerfs: synth: %s is not a repository (no butler.yaml) and not empty; give a "
+                        "repository, a new or empty directory, or run butlerfs init %s first\n", repo, repo);
+        return 1;
+    }
     if (!exists && bfs_registry_init(repo, &msg) < 0) {
         fprintf(stderr, "butlerfs: synth: %s\n", msg ? msg : "cannot create the repository");
         free(msg);

@@ -130,6 +130,15 @@ else
     echo "SKIP: repository dir not readable (root without a usable setpriv, or $BFS_BIN not executable by nobody)"
 fi
 
+# ---- synth never makes a repository among other files --------------------
+mkdir -p "$BFS_TMP/notrepo"
+touch "$BFS_TMP/notrepo/somefile"
+bad_case "synth into a directory that is neither a repository nor empty" \
+    "notrepo is not a repository .*not empty" -- synth "$BFS_TMP/notrepo" --exposures 1
+expect "... and wrote nothing there" test "$(ls -A "$BFS_TMP/notrepo")" = somefile
+bad_case "synth --exposures 0" "--exposures must be at least 1" -- synth "$BFS_TMP/newsynth" --exposures 0
+expect "... and made no repository" test ! -e "$BFS_TMP/newsynth"
+
 # ---- mountpoints and options ---------------------------------------------
 
 if [ -d "$fixture" ]; then
