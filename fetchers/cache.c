@@ -1712,6 +1712,15 @@ void bfs_cache_writer_feed(bfs_cache_writer *w, const void *data, size_t upto)
         writer_flush(w, data, upto);
 }
 
+/* Close and remove the writer's file, if any. */
+static void writer_drop_file(bfs_cache_writer *w)
+{
+    if (w->fd >= 0 && w->tmp.fd < 0)
+        close(w->fd); /* a named file's descriptor; tmp_discard unlinks it */
+    w->fd = -1;
+    tmp_discard(&w->tmp);
+}
+
 int bfs_cache_writer_commit(bfs_cache_writer *w, const void *buf, size_t len)
 {
     int rc = put_check(w->c, len);
@@ -1734,10 +1743,7 @@ int bfs_cache_writer_commit(bfs_cache_writer *w, const void *buf, size_t len)
     if (rc == 0) {
         /* the bytes again, the long way (it makes room when the disk is
          * full, so the partial file goes first: it would count as used) */
-        if (w->fd >= 0 && w->tmp.fd < 0)
-            close(w->fd);
-        w->fd = -1;
-        tmp_discard(&w->tmp);
+        writer_drop_file(w);
         rc = bfs_cache_put(w->c, w->key, w->block, buf, len);
     }
     bfs_cache_writer_abort(w);
@@ -1748,9 +1754,7 @@ void bfs_cache_writer_abort(bfs_cache_writer *w)
 {
     if (!w)
         return;
-    if (w->fd >= 0 && w->tmp.fd < 0)
-        close(w->fd); /* a named file's descriptor; tmp_discard unlinks it */
-    tmp_discard(&w->tmp);
+    writer_drop_file(w);
     XXH3_freeState(w->hash);
     free(w->key);
     free(w);

@@ -16,4 +16,8 @@ int bfs_cmd_cache(int argc, char **argv);
  * is not a dead FUSE mount.  Prints one message and returns false if not. */
 _Bool bfs_check_mountpoint(const char *mnt);
 
+/* 1 when path is a directory holding nothing but "." and "..", 0 when it
+ * holds more, -errno when it cannot be listed (-ENOENT: missing). */
+int bfs_dir_empty(const char *path);
+
 #endif

@@ -16,7 +16,6 @@
 #include "strutil.h"
 #include "synth.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -218,20 +217,6 @@ static const char synth_help[] =
     "is BYTES of deterministic data (fast; for benchmarks and tests); with --fits a\n"
     "real FITS raw made with cfitsio.  Prints the number of datasets added.\n";
 
-/* True when path does not exist or is an empty directory. */
-static bool dir_new_or_empty(const char *path)
-{
-    DIR *d = opendir(path);
-    if (!d)
-        return errno == ENOENT;
-    bool empty = true;
-    struct dirent *de;
-    while (empty && (de = readdir(d)))
-        empty = !strcmp(de->d_name, ".") || !strcmp(de->d_name, "..");
-    closedir(d);
-    return empty;
-}
-
 int bfs_cmd_synth(int argc, char **argv)
 {
     bfs_synth_opts o = {.n_exposures = 10, .n_detectors = 9};
@@ -275,7 +260,8 @@ int bfs_cmd_synth(int argc, char **argv)
     char *yaml = bfs_asprintf("%s/butler.yaml", repo);
     bool exists = yaml && access(yaml, F_OK) == 0;
     free(yaml);
-    if (!exists && !dir_new_or_empty(repo)) {
+    int empty = exists ? 1 : bfs_dir_empty(repo);
+    if (empty == 0 || (empty < 0 && empty != -ENOENT)) { /* a new or empty directory only */
         fprintf(stderr, "butlerfs: synth: %s is not a repository (no butler.yaml) and not empty; give a "
                         "repository, a new or empty directory, or run butlerfs init %s first\n", repo, repo);
         return 1;

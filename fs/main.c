@@ -179,6 +179,19 @@ static bool fuse_mount_type(const char *mnt, char *type, size_t typesz)
     return fuse;
 }
 
+int bfs_dir_empty(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return -errno;
+    int empty = 1;
+    struct dirent *de;
+    while (empty && (de = readdir(d)))
+        empty = !strcmp(de->d_name, ".") || !strcmp(de->d_name, "..");
+    closedir(d);
+    return empty;
+}
+
 bool bfs_check_mountpoint(const char *mnt)
 {
     struct stat sb, up;
@@ -203,17 +216,11 @@ bool bfs_check_mountpoint(const char *mnt)
                 mnt, fstype, mnt);
         return false;
     }
-    DIR *d = opendir(mnt);
-    if (!d) {
-        fprintf(stderr, "butlerfs: mountpoint %s: %s\n", mnt, strerror(errno));
+    int empty = bfs_dir_empty(mnt);
+    if (empty < 0) {
+        fprintf(stderr, "butlerfs: mountpoint %s: %s\n", mnt, strerror(-empty));
         return false;
     }
-    struct dirent *de;
-    bool empty = true;
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-            empty = false;
-    closedir(d);
     if (!empty) {
         fprintf(stderr, "butlerfs: mountpoint %s is not empty (mounting would hide its files); "
                         "use an empty directory\n", mnt);
