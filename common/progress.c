@@ -15,7 +15,8 @@ static double mono(void)
 
 void bfs_progress_start(bfs_progress *p, FILE *out, const char *label, int64_t total_items)
 {
-    *p = (bfs_progress){.out = out, .label = label, .total_items = total_items, .last_decile = -1};
+    *p = (bfs_progress){.out = out, .label = label, .unit = "files", .total_items = total_items,
+                        .last_decile = -1};
     p->start = mono();
     p->tty = isatty(fileno(out));
 }
@@ -34,12 +35,12 @@ static void draw(bfs_progress *p, int final)
     for (int i = 0; i < 30; i++)
         bar[i] = i < fill ? '#' : '.';
     bar[30] = '\0';
-    fprintf(p->out, "%s%s [%s] %lld/%lld files", p->tty ? "\r\033[K" : "", p->label, bar,
-            (long long)p->items, (long long)p->total_items);
+    fprintf(p->out, "%s%s [%s] %lld/%lld %s", p->tty ? "\r\033[K" : "", p->label, bar,
+            (long long)p->items, (long long)p->total_items, p->unit);
     if (p->bytes > 0)
         fprintf(p->out, ", %s, %s/s", bytes, rate);
     else if (el > 0)
-        fprintf(p->out, ", %.0f files/s", (double)p->items / el);
+        fprintf(p->out, ", %.0f %s/s", (double)p->items / el, p->unit);
     fputs(eta, p->out);
     if (final)
         fprintf(p->out, " in %.1fs\n", el);

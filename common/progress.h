@@ -15,6 +15,7 @@
 typedef struct bfs_progress {
     FILE *out;
     const char *label;
+    const char *unit; /* what an item is, plural: "files" unless set after start */
     int64_t total_items;
     int64_t items, bytes;
     double start, last_draw;

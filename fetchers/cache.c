@@ -2056,7 +2056,7 @@ int bfs_cache_evict(bfs_cache *c, int64_t target_bytes)
 
 /* Check the files of a batch of records. */
 static void verify_records(bfs_cache *c, bfs_cache_progress_fn progress, void *ctx, int64_t total,
-                           int64_t *checked, int64_t *dropped, int64_t *bytes, void *buf)
+                           bfs_cache_verified *v, int64_t *bytes, void *buf)
 {
     bkey last;
     bool have_last = false;
@@ -2096,17 +2096,17 @@ static void verify_records(bfs_cache *c, bfs_cache_progress_fn progress, void *c
             else if (read_block(c, &ks[i], &rs[i], buf, NULL, &why) >= 0)
                 *bytes += rs[i].len;
             if (why && drop_if_unchanged(c, &ks[i], rs[i].id, why))
-                (*dropped)++;
-            (*checked)++;
+                v->bad++;
+            v->checked++;
             if (progress)
-                progress(ctx, *checked, total, *bytes);
+                progress(ctx, v->checked, total, *bytes);
         }
     }
 }
 
 /* Remove orphans of one bucket directory: names are checked while holding
  * the write lock, so no put can be between its rename and its commit (I5). */
-static void verify_bucket(bfs_cache *c, int dfd, const char *bucket, int64_t *dropped)
+static void verify_bucket(bfs_cache *c, int dfd, const char *bucket, int64_t *removed)
 {
     int bfd = openat(dfd, bucket, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (bfd < 0)
@@ -2125,7 +2125,7 @@ static void verify_bucket(bfs_cache *c, int dfd, const char *bucket, int64_t *dr
         if (strlen(e->d_name) >= 72) {
             bfs_warn(TAG, "%s/blocks/%s: removing the unexpected file %s", c->dir, bucket, e->d_name);
             if (unlinkat(bfd, e->d_name, 0) == 0)
-                (*dropped)++;
+                (*removed)++;
             continue;
         }
         if (n == cap) {
@@ -2160,7 +2160,7 @@ static void verify_bucket(bfs_cache *c, int dfd, const char *bucket, int64_t *dr
                 bfs_info(TAG, "%s/blocks/%s: removing the orphan block file %s", c->dir, bucket,
                          names[i]);
             if (unlinkat(bfd, names[i], 0) == 0)
-                (*dropped)++;
+                (*removed)++;
         }
         txn_abort(c, t);
     }
@@ -2168,10 +2168,10 @@ static void verify_bucket(bfs_cache *c, int dfd, const char *bucket, int64_t *dr
     closedir(d);
 }
 
-int bfs_cache_verify_progress(bfs_cache *c, bfs_cache_progress_fn progress, void *ctx,
-                              int64_t *checked, int64_t *dropped)
+int bfs_cache_verify_progress(bfs_cache *c, bfs_cache_progress_fn progress, void *ctx, bfs_cache_verified *out)
 {
-    int64_t ck = 0, dr = 0, bytes = 0;
+    bfs_cache_verified v = {0};
+    int64_t bytes = 0;
     bfs_cache_stats st;
     int rc = bfs_cache_stats_get(c, &st);
     if (rc)
@@ -2179,7 +2179,7 @@ int bfs_cache_verify_progress(bfs_cache *c, bfs_cache_progress_fn progress, void
     void *buf = malloc(c->block_size);
     if (!buf)
         return -ENOMEM;
-    verify_records(c, progress, ctx, st.blocks, &ck, &dr, &bytes, buf);
+    verify_records(c, progress, ctx, st.blocks, &v, &bytes, buf);
     free(buf);
 
     char path[PATH_MAX];
@@ -2199,7 +2199,7 @@ int bfs_cache_verify_progress(bfs_cache *c, bfs_cache_progress_fn progress, void
                 continue;
             if (S_ISDIR(fst.st_mode)) {
                 if (strlen(nm) == 2 && strspn(nm, "0123456789abcdef") == 2)
-                    verify_bucket(c, dirfd(d), nm, &dr);
+                    verify_bucket(c, dirfd(d), nm, &v.leftovers);
                 continue;
             }
             if (!strncmp(nm, "tmp.", 4)) {
@@ -2210,7 +2210,7 @@ int bfs_cache_verify_progress(bfs_cache *c, bfs_cache_progress_fn progress, void
                 bfs_warn(TAG, "%s: removing the unexpected file %s", path, nm);
             }
             if (unlinkat(dirfd(d), nm, 0) == 0)
-                dr++;
+                v.leftovers++;
         }
         closedir(d);
     }
@@ -2222,11 +2222,11 @@ int bfs_cache_verify_progress(bfs_cache *c, bfs_cache_progress_fn progress, void
         MDB_cursor *cur;
         int mrc = mdb_cursor_open(t, c->db_blocks, &cur);
         if (!mrc) {
-            MDB_val k, v;
-            for (int r2 = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r2 == 0;
-                 r2 = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-                if (v.mv_size == sizeof(rec))
-                    sum += ((const rec *)v.mv_data)->len;
+            MDB_val k, val;
+            for (int r2 = mdb_cursor_get(cur, &k, &val, MDB_FIRST); r2 == 0;
+                 r2 = mdb_cursor_get(cur, &k, &val, MDB_NEXT))
+                if (val.mv_size == sizeof(rec))
+                    sum += ((const rec *)val.mv_data)->len;
             mdb_cursor_close(cur);
             mrc = info_get(c, t, "bytes", &recorded);
         }
@@ -2242,14 +2242,12 @@ int bfs_cache_verify_progress(bfs_cache *c, bfs_cache_progress_fn progress, void
             rc = txn_commit(c, t);
         }
     }
-    if (checked)
-        *checked = ck;
-    if (dropped)
-        *dropped = dr;
+    if (out)
+        *out = v;
     return rc;
 }
 
-int bfs_cache_verify(bfs_cache *c, int64_t *checked, int64_t *dropped)
+int bfs_cache_verify(bfs_cache *c, bfs_cache_verified *out)
 {
-    return bfs_cache_verify_progress(c, NULL, NULL, checked, dropped);
+    return bfs_cache_verify_progress(c, NULL, NULL, out);
 }

@@ -187,18 +187,24 @@ int bfs_cache_stats_get(bfs_cache *c, bfs_cache_stats *st);
 /* Evict least recently used blocks until at most target_bytes remain. */
 int bfs_cache_evict(bfs_cache *c, int64_t target_bytes);
 
-/* Check every block (length and checksum), drop bad ones and orphan files
- * (block files without a record, and temporary files of dead writers).
- * *checked and *dropped (may be NULL) get counts: blocks checked, and
- * blocks plus files dropped. */
-int bfs_cache_verify(bfs_cache *c, int64_t *checked, int64_t *dropped);
+/* What a verify found. */
+typedef struct {
+    int64_t checked;   /* recorded blocks read and checked */
+    int64_t bad;       /* of those, dropped: wrong length or checksum, or no file */
+    int64_t leftovers; /* files removed that no record owns: orphans, temporary
+                        * files of dead writers, unexpected files */
+} bfs_cache_verified;
+
+/* Check every block (length and checksum), drop bad ones and leftover files
+ * (block files without a record, temporary files of dead writers).  *out
+ * (may be NULL) gets the counts. */
+int bfs_cache_verify(bfs_cache *c, bfs_cache_verified *out);
 
 /* The same, calling progress (may be NULL) after each checked block with
  * the blocks checked so far, the blocks recorded at the start and the bytes
  * read so far. */
 typedef void (*bfs_cache_progress_fn)(void *ctx, int64_t done, int64_t total, int64_t bytes);
-int bfs_cache_verify_progress(bfs_cache *c, bfs_cache_progress_fn progress, void *ctx,
-                              int64_t *checked, int64_t *dropped);
+int bfs_cache_verify_progress(bfs_cache *c, bfs_cache_progress_fn progress, void *ctx, bfs_cache_verified *out);
 
 /* ---- object records (see "Object records" above) ---- */
 

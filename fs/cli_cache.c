@@ -40,8 +40,9 @@ static const char cache_help[] =
     "                     blocks read ahead and prefetched count too)\n"
     "  evict [--to SIZE]  remove least recently used blocks until at most SIZE\n"
     "                     remain (default: the configured limit)\n"
-    "  verify             read every block and check its checksum; drop bad blocks\n"
-    "                     and leftover files (orphans, unfinished writes)\n"
+    "  verify             read every block and check its length and checksum; drop\n"
+    "                     bad blocks (they are fetched again when read) and remove\n"
+    "                     leftover files (orphans, writes a crash interrupted)\n"
     "  clear              remove every block and object record\n"
     "\n"
     "Options:\n"
@@ -53,7 +54,11 @@ static const char cache_help[] =
     "  -h, --help         show this text\n"
     "\n"
     "SIZE takes a suffix: 512k, 4MiB, 20GiB, 1G (powers of 1024), 500MB, 2GB (powers\n"
-    "of 1000), or plain bytes.\n";
+    "of 1000), or plain bytes.\n"
+    "\n"
+    "Exit status: 0 done; 1 an error, or verify found bad blocks (dropped, so the\n"
+    "cache is sound again), or --dir names no cache; 2 a usage error.  With no\n"
+    "--dir, a cache not made yet is not an error: there is nothing to do.\n";
 
 static void verify_progress(void *ctx, int64_t done, int64_t total, int64_t bytes)
 {
@@ -152,6 +157,7 @@ int bfs_cmd_cache(int argc, char **argv)
     }
     msg = NULL;
     char *def = NULL;
+    bool dir_given = dir != NULL;
     if (!dir)
         dir = conf.cache_dir ? conf.cache_dir : (def = bfs_cache_default_dir());
     if (!dir) {
@@ -166,10 +172,17 @@ int bfs_cmd_cache(int argc, char **argv)
     bool none = (stat(dir, &dst) != 0 && errno == ENOENT) || (index && access(index, F_OK) != 0);
     free(index);
     if (none) {
-        printf("no cache at %s\n", dir);
+        /* --dir names a cache that should be there (a typo must not pass
+         * as "nothing to do"); the configured or default one may simply
+         * not have been made yet */
+        if (dir_given)
+            fprintf(stderr, "butlerfs: cache: no cache at %s (%s)\n", dir,
+                    stat(dir, &dst) != 0 ? "no such directory" : "no index.lmdb there");
+        else
+            printf("no cache at %s\n", dir);
         free(def);
         bfs_config_free(&conf);
-        return 0;
+        return dir_given ? 1 : 0;
     }
     bfs_cache_cfg cfg = {.dir = dir, .max_bytes = conf.cache_max_bytes,
                          .min_free_bytes = conf.cache_min_free,
@@ -198,11 +211,12 @@ int bfs_cmd_cache(int argc, char **argv)
             memset(&before, 0, sizeof before);
         int64_t target = is_clear ? 0 : to >= 0 ? to : before.max_bytes;
         rc = bfs_cache_evict(c, target);
-        int64_t checked = 0, dropped = 0, records = 0;
+        int64_t records = 0;
+        bfs_cache_verified v = {0};
         if (rc == 0 && is_clear)
             rc = bfs_cache_records_clear(c, &records);
         if (rc == 0 && is_clear)
-            rc = bfs_cache_verify(c, &checked, &dropped);  /* and leftover files */
+            rc = bfs_cache_verify(c, &v); /* and leftover files */
         if (rc) {
             fprintf(stderr, "butlerfs: cache: %s failed: %s\n", cmd, strerror(-rc));
             status = 1;
@@ -214,25 +228,31 @@ int bfs_cmd_cache(int argc, char **argv)
                    before.blocks - after.blocks, b1, b2, after.blocks);
             if (is_clear && records)
                 printf("removed %" PRId64 " object records\n", records);
-            if (is_clear && dropped)
-                printf("removed %" PRId64 " leftover files\n", dropped);
+            if (is_clear && v.leftovers)
+                printf("removed %" PRId64 " leftover files\n", v.leftovers);
         }
     } else {
         bfs_cache_stats st;
         bfs_cache_stats_get(c, &st);
         bfs_progress p;
-        bfs_progress_start(&p, stdout, "verify", st.blocks);
-        int64_t checked = 0, dropped = 0;
-        rc = bfs_cache_verify_progress(c, verify_progress, &p, &checked, &dropped);
+        bfs_progress_start(&p, stderr, "verify", st.blocks);
+        p.unit = "blocks";
+        bfs_cache_verified v = {0};
+        rc = bfs_cache_verify_progress(c, verify_progress, &p, &v);
         bfs_progress_finish(&p);
         if (rc) {
             fprintf(stderr, "butlerfs: cache: verify failed: %s\n", strerror(-rc));
             status = 1;
         } else {
             bfs_cache_stats_get(c, &st);
-            printf("checked %" PRId64 " blocks; dropped %" PRId64
-                   " (bad blocks and leftover files); %" PRId64 " blocks remain\n",
-                   checked, dropped, st.blocks);
+            printf("checked %" PRId64 " blocks: %" PRId64 " bad; removed %" PRId64
+                   " leftover files; %" PRId64 " blocks remain\n",
+                   v.checked, v.bad, v.leftovers, st.blocks);
+            if (v.bad > 0) {
+                fprintf(stderr, "butlerfs: cache: %" PRId64 " bad blocks were dropped (the log lines above "
+                                "say which); they are fetched again when read\n", v.bad);
+                status = 1;
+            }
         }
     }
     bfs_cache_close(c);

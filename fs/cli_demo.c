@@ -224,23 +224,37 @@ int bfs_cmd_synth(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        static const char *const numeric[] = {"--exposures", "--detectors", "--first-seq", "--day-obs",
+                                              "--payload"};
+        int which = -1;
+        for (int k = 0; k < 5; k++)
+            if (!strcmp(a, numeric[k]))
+                which = k;
+        int64_t num = 0;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(synth_help, stdout);
             return 0;
         } else if (!strcmp(a, "--fits")) {
             o.fits = true;
-        } else if (v && !strcmp(a, "--exposures")) {
-            o.n_exposures = atoi(v), i++;
-        } else if (v && !strcmp(a, "--detectors")) {
-            o.n_detectors = atoi(v), i++;
-        } else if (v && !strcmp(a, "--first-seq")) {
-            o.first_seq = atoi(v), i++;
-        } else if (v && !strcmp(a, "--day-obs")) {
-            o.day_obs = atoll(v), i++;
-        } else if (v && !strcmp(a, "--run")) {
+        } else if ((which >= 0 || !strcmp(a, "--run")) && !v) {
+            fprintf(stderr, "butlerfs: synth: %s needs a value\n", a);
+            return 2;
+        } else if (which >= 0) {
+            /* 0 means "the default" to the library: refuse it here */
+            if (!bfs_parse_i64(v, &num) || num < 1 || num > INT32_MAX) {
+                fprintf(stderr, "butlerfs: synth: %s: '%s' is not a positive whole number\n", a, v);
+                return 2;
+            }
+            int *ints[] = {&o.n_exposures, &o.n_detectors, &o.first_seq};
+            if (which < 3)
+                *ints[which] = (int)num;
+            else if (which == 3)
+                o.day_obs = num;
+            else
+                o.payload_bytes = num;
+            i++;
+        } else if (!strcmp(a, "--run")) {
             o.run = v, i++;
-        } else if (v && !strcmp(a, "--payload")) {
-            o.payload_bytes = atoll(v), i++;
         } else if (a[0] != '-' && !repo) {
             repo = a;
         } else {
@@ -252,8 +266,9 @@ int bfs_cmd_synth(int argc, char **argv)
         fputs(synth_help, stderr);
         return 2;
     }
-    if (o.n_exposures < 1 || o.n_detectors < 1 || o.n_detectors > 189) {
-        fprintf(stderr, "butlerfs: synth: --exposures must be at least 1 and --detectors 1..189\n");
+    const char *why = NULL;
+    if (bfs_synth_check(&o, &why) < 0) { /* before anything is created */
+        fprintf(stderr, "butlerfs: synth: %s\n", why ? why : "the run name is too long");
         return 2;
     }
     char *msg = NULL;
@@ -281,10 +296,12 @@ int bfs_cmd_synth(int argc, char **argv)
     bfs_progress_start(&bar, stderr, "synth", (int64_t)o.n_exposures * o.n_detectors);
     o.progress = synth_progress;
     o.progress_ctx = &bar;
+    unsigned long errors = bfs_log_error_count();
     int n = bfs_synth_raws(reg, &o);
     bfs_registry_close(reg);
     if (n < 0) {
-        fprintf(stderr, "\nbutlerfs: synth: %s\n", strerror(-n));
+        if (bfs_log_error_count() == errors) /* else the log said why */
+            fprintf(stderr, "\nbutlerfs: synth: %s\n", strerror(-n));
         return 1;
     }
     bfs_progress_finish(&bar);

@@ -115,15 +115,17 @@ _Static_assert(NRAFTS * 9 == BFS_SYNTH_NUM_DETECTORS, "189 science detectors");
 
 /* Copy in to out with defaults applied and ranges checked.  The default run
  * name is built in runbuf. */
-static int resolve_opts(const bfs_synth_opts *in, bfs_synth_opts *out, char *runbuf,
-                        size_t runsz)
+static int64_t day_obs_unix(int64_t day_obs);
+
+/* opts with defaults filled in (*out; the default run is written to
+ * runbuf), or -EINVAL with *why saying what is out of range. */
+static int resolve_opts(const bfs_synth_opts *in, bfs_synth_opts *out, char *runbuf, size_t runsz,
+                        const char **why)
 {
     *out = *in;
+    *why = NULL;
     if (!out->instrument)
         out->instrument = "LSSTCam";
-    size_t il = strlen(out->instrument);
-    if (il == 0 || il > 32) /* registry: VARCHAR(32), length >= 1 */
-        return -EINVAL;
     if (out->day_obs == 0)
         out->day_obs = 20250415;
     if (out->n_exposures == 0)
@@ -134,16 +136,36 @@ static int resolve_opts(const bfs_synth_opts *in, bfs_synth_opts *out, char *run
         out->n_detectors = BFS_SYNTH_NUM_DETECTORS;
     if (out->payload_bytes == 0)
         out->payload_bytes = out->fits ? DEFAULT_FITS_PAYLOAD : DEFAULT_OPAQUE_PAYLOAD;
-    if (out->n_exposures < 0 || out->first_seq < 0 || out->payload_bytes < 0 ||
-        out->n_detectors < 0 || out->n_detectors > BFS_SYNTH_NUM_DETECTORS ||
-        (int64_t)out->first_seq + out->n_exposures - 1 >= 100000) /* SEQNUM < 100000 */
+    size_t il = strlen(out->instrument);
+    if (il == 0 || il > 32) /* registry: VARCHAR(32), length >= 1 */
+        *why = "the instrument name must have 1 to 32 characters";
+    else if (out->n_exposures < 0)
+        *why = "the number of exposures must be at least 1";
+    else if (out->n_detectors < 0 || out->n_detectors > BFS_SYNTH_NUM_DETECTORS)
+        *why = "the number of detectors must be 1 to 189";
+    else if (out->first_seq < 0 || (int64_t)out->first_seq + out->n_exposures - 1 >= 100000)
+        *why = "sequence numbers (first-seq to first-seq + exposures - 1) must stay within 1..99999";
+    else if (out->payload_bytes < 0)
+        *why = "the payload size must not be negative";
+    else if (day_obs_unix(out->day_obs) < 0)
+        *why = "day_obs must be a calendar date written YYYYMMDD, 19700101 or later";
+    else if (out->run && !out->run[0])
+        *why = "the run name must not be empty";
+    if (*why)
         return -EINVAL;
     if (!out->run) {
         if ((size_t)snprintf(runbuf, runsz, "%s/raw/all", out->instrument) >= runsz)
             return -ENAMETOOLONG;
         out->run = runbuf;
     }
-    return out->run[0] ? 0 : -EINVAL;
+    return 0;
+}
+
+int bfs_synth_check(const bfs_synth_opts *opts, const char **why)
+{
+    bfs_synth_opts o;
+    char runbuf[64];
+    return resolve_opts(opts, &o, runbuf, sizeof runbuf, why);
 }
 
 /* Unix time of 00:00 UTC on day_obs, or -1 when it is not a calendar date. */
@@ -203,7 +225,8 @@ int bfs_synth_describe(const bfs_synth_opts *opts, int index, int detector, bfs_
 {
     bfs_synth_opts o;
     char runbuf[64];
-    int rc = resolve_opts(opts, &o, runbuf, sizeof runbuf);
+    const char *why;
+    int rc = resolve_opts(opts, &o, runbuf, sizeof runbuf, &why);
     if (rc < 0 && rc != -ENAMETOOLONG) /* resolved last; the run does not matter here */
         return rc;
     if (index < 0 || index >= o.n_exposures || detector < 0 ||
@@ -845,12 +868,10 @@ int bfs_synth_raws(bfs_registry *reg, const bfs_synth_opts *opts)
 {
     bfs_synth_opts o;
     char runbuf[256];
-    int rc = resolve_opts(opts, &o, runbuf, sizeof runbuf);
-    if (rc == 0 && day_obs_unix(o.day_obs) < 0)
-        rc = -EINVAL;
+    const char *why;
+    int rc = resolve_opts(opts, &o, runbuf, sizeof runbuf, &why);
     if (rc < 0) {
-        bfs_err(TAG, "synthetic raws: invalid options (instrument, run, day_obs, "
-                     "sequence numbers below 100000, 1..189 detectors)");
+        bfs_err(TAG, "synthetic raws: %s", why ? why : "the run name is too long");
         return rc;
     }
     const char *root = bfs_registry_datastore_root(reg);
@@ -868,6 +889,7 @@ int bfs_synth_raws(bfs_registry *reg, const bfs_synth_opts *opts)
     const size_t rootlen = strlen(root);
     static const char *const dim_names[] = {"instrument", "detector", "exposure"};
     char rel[PATH_MAX], full[PATH_MAX], tmp[PATH_MAX + 8];
+    char stopped[PATH_MAX + 200] = ""; /* what stopped the run, when more than an errno says */
     int64_t done = 0, batch_start = 0, last_report = now_ns();
     bool in_txn = false;
 
@@ -925,13 +947,13 @@ int bfs_synth_raws(bfs_registry *reg, const bfs_synth_opts *opts)
             rc = bfs_registry_add_dataset(reg, &nd, id);
             if (rc == 0 && rename(tmp, full) < 0) {
                 rc = -errno;
-                bfs_err(TAG, "rename %s: %s", tmp, strerror(errno));
+                snprintf(stopped, sizeof stopped, "rename %s: %s", tmp, strerror(errno));
             }
             if (rc < 0) {
                 unlink(tmp);
                 if (rc == -EEXIST)
-                    bfs_err(TAG, "dataset raw %s/%s in %s already exists; use a new run "
-                                 "or repository", r.obs_id, r.full_name, o.run);
+                    snprintf(stopped, sizeof stopped, "dataset raw %s/%s already exists; use a new run or repository",
+                             r.obs_id, r.full_name);
                 goto fail;
             }
             done++;
@@ -959,6 +981,6 @@ fail:
     /* A failed commit also loses its batch; either way the batch's files go. */
     undo_files(&o, root, batch_start, done);
     bfs_err(TAG, "synthetic raws into %s stopped after %lld of %lld datasets: %s", o.run,
-            (long long)batch_start, (long long)total, strerror(-rc));
+            (long long)batch_start, (long long)total, stopped[0] ? stopped : strerror(-rc));
     return rc;
 }

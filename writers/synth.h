@@ -128,6 +128,10 @@ int bfs_synth_raw_path(const bfs_synth_raw *r, const char *run, char *out, size_
  */
 int bfs_synth_write_raw_fits(const char *path, const bfs_synth_raw *r, int64_t payload_bytes);
 
+/* 0 when bfs_synth_raws() would accept opts' values, else -EINVAL with
+ * *why (a static string) saying which is out of range. */
+int bfs_synth_check(const bfs_synth_opts *opts, const char **why);
+
 /*
  * Write the whole synthetic run into reg (opened with BFS_REG_WRITE, with a
  * local datastore root): instrument, all 189 science detectors, filters,

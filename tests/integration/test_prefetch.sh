@@ -207,8 +207,28 @@ expect "cache stats counts the fetched blocks as misses ($misses >= 15)" test "$
 cache verify >"$T/verify.out" 2>&1
 rc=$?
 cat "$T/verify.out"
-expect "cache verify exits 0, all blocks checked, none dropped" \
-    bash -c "[ $rc -eq 0 ] && grep -Eq '^checked $blocks blocks; dropped 0 .*; $blocks blocks remain' '$T/verify.out'"
+expect "cache verify exits 0, all blocks checked, none bad" \
+    bash -c "[ $rc -eq 0 ] && grep -Eq '^checked $blocks blocks: 0 bad; .*; $blocks blocks remain' '$T/verify.out'"
+# a corrupted block (same length, one byte changed): verify drops it, says
+# so and exits 1; a second verify finds the cache sound; the data is
+# fetched again, byte-identical
+victim=$(find "$T/cache/blocks" -type f -name '*-*-*' | sort | head -1)
+printf 'X' | dd of="$victim" bs=1 seek=100 conv=notrunc status=none
+cache verify >"$T/verify.out" 2>&1
+rc=$?
+cat "$T/verify.out"
+expect "cache verify of a corrupted block exits 1 and reports 1 bad of $blocks" \
+    bash -c "[ $rc -eq 1 ] && grep -Eq '^checked $blocks blocks: 1 bad; ' '$T/verify.out' &&
+             grep -q '1 bad blocks were dropped' '$T/verify.out'"
+expect "... and removed the block file" test ! -e "$victim"
+cache verify >"$T/verify.out" 2>&1
+expect "a second verify exits 0 with $((blocks - 1)) blocks, none bad" \
+    bash -c "[ $? -eq 0 ] && grep -Eq '^checked $((blocks - 1)) blocks: 0 bad; ' '$T/verify.out'"
+prefetch "$RAW/detector=1" "$RAW/detector=2" "$RAW/detector=0/exposure=2025041500001"
+expect "prefetch after verify fetched the dropped block again" \
+    bash -c "[ $? -eq 0 ] && grep -Eq 'received from servers \([1-9][0-9]* B\)' '$PF_OUT'"
+cache stats >"$T/stats.out" 2>&1
+expect "... so the cache holds $blocks blocks again" test "$(stat_of blocks)" = "$blocks"
 cache evict --to 0 >"$T/evict.out" 2>&1
 rc=$?
 cat "$T/evict.out"
@@ -232,9 +252,18 @@ cache stats >"$T/stats.out" 2>&1
 expect "after clear stats show 0 bytes in 0 blocks, 0 records" \
     bash -c "grep -Eq '^size +0 B of' '$T/stats.out' && grep -Eq '^blocks +0 \(' '$T/stats.out' &&
              grep -Eq '^records +0 ' '$T/stats.out'"
-"$BFS_BIN" cache --dir "$T/nocache" stats >"$T/stats.none" 2>&1
-expect "cache stats of a missing directory says so and creates nothing" \
-    bash -c "grep -q 'no cache at' '$T/stats.none' && [ ! -e '$T/nocache' ]"
+for sub in stats verify clear "evict --to 0"; do
+    "$BFS_BIN" cache --dir "$T/nocache" $sub >"$T/stats.none" 2>&1
+    expect "cache --dir MISSING $sub exits 1, says so and creates nothing" \
+        bash -c "[ $? -eq 1 ] && grep -q 'no cache at .*no such directory' '$T/stats.none' && [ ! -e '$T/nocache' ]"
+done
+mkdir "$T/notcache"
+"$BFS_BIN" cache --dir "$T/notcache" clear >"$T/stats.none" 2>&1
+expect "cache --dir of a directory that is not a cache exits 1 and says why" \
+    bash -c "[ $? -eq 1 ] && grep -q 'no index.lmdb there' '$T/stats.none' && [ -z \"\$(ls -A '$T/notcache')\" ]"
+HOME="$T/home" XDG_CACHE_HOME="$T/xdg" "$BFS_BIN" cache stats >"$T/stats.none" 2>&1
+expect "cache stats with no cache made yet (default directory) exits 0 and says so" \
+    bash -c "[ $? -eq 0 ] && grep -q 'no cache at $T/xdg/butlerfs' '$T/stats.none' && [ ! -e '$T/xdg' ]"
 "$BFS_BIN" cache --dir "$T/cache" frobnicate >/dev/null 2>&1
 expect "cache with an unknown command exits non-zero" test $? -ne 0
 

@@ -111,7 +111,7 @@ verify_clean() {
     expect "$1: cache verify exits 0 ($out)" test $rc -eq 0
     expect "$1: verify found no bad block (dropped counter $d0 -> $d1)" test "${d0:-x}" = "${d1:-y}"
     expect "$1: nothing left for a second verify to drop" \
-        bash -c "'$BFS_BIN' cache --dir '$T/cache' verify 2>&1 | tail -1 | grep -q '; dropped 0 '"
+        bash -c "'$BFS_BIN' cache --dir '$T/cache' verify 2>&1 | tail -1 | grep -q ': 0 bad; removed 0 leftover'"
 }
 
 # ---- (a) kill -9 of the daemon mid-read ------------------------------------

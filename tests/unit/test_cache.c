@@ -229,10 +229,10 @@ static void test_persistence(void **state)
     /* the first process's hit was written at its close */
     assert_int_equal(st.all_hits, 21);
     assert_consistent(c);
-    int64_t checked = -1, dropped = -1;
-    assert_int_equal(bfs_cache_verify(c, &checked, &dropped), 0);
-    assert_int_equal(checked, 20);
-    assert_int_equal(dropped, 0);
+    bfs_cache_verified v = {-1, -1, -1};
+    assert_int_equal(bfs_cache_verify(c, &v), 0);
+    assert_int_equal(v.checked, 20);
+    assert_int_equal(v.bad + v.leftovers, 0);
     bfs_cache_close(c);
 }
 
@@ -364,10 +364,11 @@ static void test_verify_drops_bad_and_orphans(void **state)
     snprintf(p, sizeof p, "%s/blocks/tmp.%ld.0123456789abcdef", g_dir, (long)getpid());
     fclose(fopen(p, "w"));  /* "ours, in progress": kept */
 
-    int64_t checked, dropped;
-    assert_int_equal(bfs_cache_verify(c, &checked, &dropped), 0);
-    assert_int_equal(checked, 10);
-    assert_int_equal(dropped, 4);
+    bfs_cache_verified v;
+    assert_int_equal(bfs_cache_verify(c, &v), 0);
+    assert_int_equal(v.checked, 10);
+    assert_int_equal(v.bad, 1);       /* the truncated block */
+    assert_int_equal(v.leftovers, 3); /* the orphan, the stray, the dead writer's tmp */
     bfs_cache_stats st;
     assert_int_equal(bfs_cache_stats_get(c, &st), 0);
     assert_int_equal(st.blocks, 9);
@@ -696,10 +697,10 @@ static void test_two_processes(void **state)
     assert_true(st.bytes <= max);
     assert_true(st.blocks > 0);
     assert_int_equal(st.all_hits + st.all_misses, 3 * 1500);
-    int64_t checked, dropped;
-    assert_int_equal(bfs_cache_verify(c, &checked, &dropped), 0);
-    assert_int_equal(checked, st.blocks);
-    assert_int_equal(dropped, 0);
+    bfs_cache_verified v;
+    assert_int_equal(bfs_cache_verify(c, &v), 0);
+    assert_int_equal(v.checked, st.blocks);
+    assert_int_equal(v.bad + v.leftovers, 0);
     bfs_cache_close(c);
 }
 
@@ -765,9 +766,10 @@ static void kill9(bool named)
     bfs_cache_stats st;
     assert_int_equal(bfs_cache_stats_get(c, &st), 0);
     int64_t recorded = st.blocks;
-    int64_t checked, dropped;
-    assert_int_equal(bfs_cache_verify(c, &checked, &dropped), 0);
-    assert_int_equal(checked, recorded);
+    bfs_cache_verified v;
+    assert_int_equal(bfs_cache_verify(c, &v), 0);
+    assert_int_equal(v.checked, recorded);
+    assert_int_equal(v.bad, 0);
     assert_int_equal(bfs_cache_stats_get(c, &st), 0);
     assert_int_equal(st.corrupt, 0);       /* no recorded block was bad */
     assert_int_equal(st.blocks, recorded); /* only orphans were dropped */
@@ -778,7 +780,7 @@ static void kill9(bool named)
     /* and recorded blocks read back with the right bytes */
     assert_int_equal(worker(999, 2000, max), 0);
     fprintf(stderr, "kill9 (%s tmp files): %lld blocks recorded, %lld orphans dropped\n",
-            named ? "named" : "unnamed", (long long)recorded, (long long)dropped);
+            named ? "named" : "unnamed", (long long)recorded, (long long)v.leftovers);
     g_named_tmp = false;
 }
 
@@ -868,10 +870,9 @@ static void test_records(void **state)
     /* block eviction and verify leave records alone */
     assert_int_equal(bfs_cache_evict(c, 0), 0);
     assert_counts(c, 0, 0, 0, 3);
-    int64_t checked = -1, dropped = -1;
-    assert_int_equal(bfs_cache_verify(c, &checked, &dropped), 0);
-    assert_int_equal(checked, 0);
-    assert_int_equal(dropped, 0);
+    bfs_cache_verified v = {-1, -1, -1};
+    assert_int_equal(bfs_cache_verify(c, &v), 0);
+    assert_int_equal(v.checked + v.bad + v.leftovers, 0);
     assert_record(c, "empty", "");
     bfs_cache_close(c);
 
