@@ -678,6 +678,9 @@ static int curl_errno(CURLcode rc)
         return -ETIMEDOUT; /* also the low-speed limit */
     case CURLE_COULDNT_CONNECT:
         return -ECONNREFUSED; /* nothing listens, or the host is unreachable */
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return -EHOSTUNREACH;
     case CURLE_GOT_NOTHING:
     case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR:
@@ -747,6 +750,10 @@ static int http_result(struct req *r, CURLcode rc)
         /* (A 4xx/5xx status line is the answer even when its body was cut
          * short or drained by us.) */
         err = curl_errno(rc);
+        curl_off_t pre = 0;
+        if (rc == CURLE_OPERATION_TIMEDOUT && r->status == 0 &&
+            curl_easy_getinfo(r->c->curl, CURLINFO_PRETRANSFER_TIME_T, &pre) == CURLE_OK && pre == 0)
+            err = -EHOSTDOWN; /* no connection within connect_timeout: the host, not a transfer */
         tls = err == -EACCES; /* curl_errno's -EACCES: the certificate was refused */
         snprintf(detail, sizeof detail, "%s", r->c->errbuf[0] ? r->c->errbuf : curl_easy_strerror(rc));
     } else if (r->status == 200 || (get && r->status == 206)) {

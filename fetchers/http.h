@@ -14,8 +14,12 @@
  *               differs from the pinned one: the object changed since it
  *               was opened (never retried)
  *   -ERANGE     416: range outside the object
- *   -ETIMEDOUT  connect/transfer timeout or below the low-speed limit (transient)
- *   -ECONNREFUSED no connection could be made (transient)
+ *   -ETIMEDOUT  transfer timeout or below the low-speed limit (transient)
+ *   -EHOSTDOWN  no connection within connect_timeout (transient; the host,
+ *               not one replica: remote.c skips every replica there)
+ *   -EHOSTUNREACH the host name cannot be resolved (transient; the host too)
+ *   -ECONNREFUSED no connection could be made: nothing listens, no route
+ *               (transient; the host too)
  *   -ECONNRESET connection reset, server vanished (transient)
  *   -EPROTO     wrong Content-Range, short or overlong body, bad reply (transient)
  *   -EIO        5xx and anything else (transient)

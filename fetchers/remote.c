@@ -420,10 +420,22 @@ static struct bblock *hot_put_locked(bfs_robj *o, struct bblock *bb)
 
 /* ---- replica health ------------------------------------------------------- */
 
+/* "scheme://host[:port]" of url: where a connection goes (for s3:// the
+ * endpoint, shared by every bucket: "s3://"). */
+static void host_of(const char *url, char *out, size_t outsz)
+{
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    size_t n = strcspn(p, "/");
+    if (bfs_startswith(url, "s3://"))
+        n = 0;
+    snprintf(out, outsz, "%.*s%.*s", (int)(p - url), url, (int)n, p);
+}
+
 /* The unit of replica health for url: the longest replica base of the
  * source chains that url starts with (two replicas on one server, say a
- * mirror's two roots, are judged apart), else "scheme://host[:port]" (a
- * location used as it is). */
+ * mirror's two roots, are judged apart when the server answers), else its
+ * host (a location used as it is). */
 static void replica_of(const bfs_remote *r, const char *url, char *out, size_t outsz)
 {
     const char *best = NULL;
@@ -433,28 +445,38 @@ static void replica_of(const bfs_remote *r, const char *url, char *out, size_t o
             if (bfs_startswith(url, base) && (!best || strlen(base) > strlen(best)))
                 best = base;
         }
-    if (best) {
+    if (best)
         snprintf(out, outsz, "%s", best);
-        return;
-    }
-    const char *p = strstr(url, "://");
-    p = p ? p + 3 : url;
-    size_t n = strcspn(p, "/");
-    if (bfs_startswith(url, "s3://")) /* the endpoint is shared by all buckets */
-        n = 0;
-    snprintf(out, outsz, "%.*s%.*s", (int)(p - url), url, (int)n, p);
+    else
+        host_of(url, out, outsz);
 }
 
+/* A failure of the connection itself, not of the server's answer: every
+ * replica on that host fails the same way, so the host is skipped. */
+static bool host_failure(int err)
+{
+    return err == -ECONNREFUSED || err == -EHOSTDOWN || err == -EHOSTUNREACH;
+}
+
+/* Is the health entry for key (a replica base or a host) marked down?
+ * r->lock held. */
+static bool down_locked(const bfs_remote *r, const char *key, int64_t now)
+{
+    for (int i = 0; i < r->nhosts; i++)
+        if (!strcmp(r->hosts[i].host, key))
+            return r->hosts[i].down_until_ms > now;
+    return false;
+}
+
+/* url's replica, or its host, is marked down. */
 static bool replica_down(bfs_remote *r, const char *url)
 {
-    char h[256];
-    replica_of(r, url, h, sizeof h);
+    char rep[256], host[256];
+    replica_of(r, url, rep, sizeof rep);
+    host_of(url, host, sizeof host);
     int64_t now = now_ms();
-    bool down = false;
     pthread_mutex_lock(&r->lock);
-    for (int i = 0; i < r->nhosts; i++)
-        if (!strcmp(r->hosts[i].host, h))
-            down = r->hosts[i].down_until_ms > now;
+    bool down = down_locked(r, rep, now) || down_locked(r, host, now);
     pthread_mutex_unlock(&r->lock);
     return down;
 }
@@ -465,6 +487,8 @@ static const char *failure_words(int err)
     switch (err) {
     case -ETIMEDOUT: return "timed out or too slow";
     case -ECONNREFUSED: return "cannot connect";
+    case -EHOSTDOWN: return "no connection within connect_timeout";
+    case -EHOSTUNREACH: return "cannot resolve or reach the host";
     case -ECONNRESET: return "connections break";
     case -EPROTO: return "broken replies";
     case -EIO: return "server errors";
@@ -472,29 +496,43 @@ static const char *failure_words(int err)
     }
 }
 
-/* Mark url's replica as answering (err 0) or failing with err. */
-static void replica_mark(bfs_remote *r, const char *url, int err)
+/* Mark the health entry key as answering (err 0) or failing with err;
+ * what names the entry in the log ("replica", "host").  r->lock held. */
+static void mark_locked(bfs_remote *r, const char *key, const char *what, int err)
 {
-    char h[256];
-    replica_of(r, url, h, sizeof h);
     bool up = err == 0;
-    pthread_mutex_lock(&r->lock);
     int i;
     for (i = 0; i < r->nhosts; i++)
-        if (!strcmp(r->hosts[i].host, h))
+        if (!strcmp(r->hosts[i].host, key))
             break;
     if (i == r->nhosts && r->nhosts < MAX_HOSTS && !up)
-        snprintf(r->hosts[r->nhosts++].host, sizeof r->hosts[0].host, "%s", h);
-    if (i < r->nhosts) {
-        bool was_down = r->hosts[i].down_until_ms > 0;
-        r->hosts[i].down_until_ms = up ? 0 : now_ms() + r->cfg->replica_retry_ms;
-        int64_t ms = r->cfg->replica_retry_ms;
-        if (!up && !was_down)
-            bfs_warn(RTAG, "replica %s is failing (%s); skipping it for %lld %s", h, failure_words(err),
-                     (long long)(ms % 1000 ? ms : ms / 1000), ms % 1000 ? "ms" : "s");
-        else if (up && was_down)
-            bfs_note(RTAG, "replica %s answers again", h);
-    }
+        snprintf(r->hosts[r->nhosts++].host, sizeof r->hosts[0].host, "%s", key);
+    if (i == r->nhosts)
+        return;
+    bool was_down = r->hosts[i].down_until_ms > 0;
+    r->hosts[i].down_until_ms = up ? 0 : now_ms() + r->cfg->replica_retry_ms;
+    int64_t ms = r->cfg->replica_retry_ms;
+    if (!up && !was_down)
+        bfs_warn(RTAG, "%s %s is failing (%s); skipping %s for %lld %s", what, key, failure_words(err),
+                 strcmp(what, "host") ? "it" : "every replica there", (long long)(ms % 1000 ? ms : ms / 1000),
+                 ms % 1000 ? "ms" : "s");
+    else if (up && was_down)
+        bfs_note(RTAG, "%s %s answers again", what, key);
+}
+
+/* Mark url's replica as answering (err 0) or failing with err; a failure
+ * to connect marks its host, an answer clears both. */
+static void replica_mark(bfs_remote *r, const char *url, int err)
+{
+    char rep[256], host[256];
+    replica_of(r, url, rep, sizeof rep);
+    host_of(url, host, sizeof host);
+    bool same = !strcmp(rep, host);
+    pthread_mutex_lock(&r->lock);
+    if (err == 0 || !host_failure(err) || same)
+        mark_locked(r, rep, same ? "host" : "replica", err);
+    if (!same && (err == 0 || host_failure(err)))
+        mark_locked(r, host, "host", err);
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -502,8 +540,8 @@ static void replica_mark(bfs_remote *r, const char *url, int err)
 
 static bool transient(int err)
 {
-    return err == -ETIMEDOUT || err == -ECONNRESET || err == -ECONNREFUSED || err == -EPROTO || err == -EIO ||
-           err == -EAGAIN;
+    return err == -ETIMEDOUT || err == -ECONNRESET || err == -ECONNREFUSED || err == -EHOSTDOWN ||
+           err == -EHOSTUNREACH || err == -EPROTO || err == -EIO || err == -EAGAIN;
 }
 
 /* Full-jitter backoff: uniform in [0, min(max, base * 2^attempt)]. */
@@ -1176,6 +1214,8 @@ static int pin_by_get(bfs_remote *r, char *const *urls, int n, bfs_object *pin, 
         int64_t want = pin->size < (int64_t)r->bs ? pin->size : (int64_t)r->bs;
         if (n == 1 && (got == -EACCES || got == -ENOENT))
             return (int)got; /* a HEAD would only be refused again */
+        if (got < 0 && host_failure((int)got))
+            replica_mark(r, urls[i], (int)got); /* a HEAD there cannot connect either */
         if (got <= 0 || pin->size <= 0 || got != want)
             return -EAGAIN; /* an empty object (416), a server ignoring Range, a failure */
         atomic_fetch_add(&r->blocks_fetched, 1);

@@ -256,6 +256,53 @@ mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml" || finish
 expect "a local replica after a failing remote one serves the file" reads_match "$f1"
 unmount
 
+# a host that never answers (connections time out: a listener whose accept
+# queue is full drops every SYN) serving two replicas: the first connect
+# timeout marks the host, so its second replica is never tried
+python3 - 120 >"$T/blackhole.port" <<'PYEOF' &
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)
+port = s.getsockname()[1]
+held = []
+for _ in range(4):  # fill the accept queue; nothing is ever accepted
+    c = socket.socket(); c.setblocking(False)
+    try: c.connect(("127.0.0.1", port))
+    except BlockingIOError: pass
+    held.append(c)
+print(port, flush=True)
+time.sleep(float(sys.argv[1]))
+PYEOF
+BH_PID=$!
+for _ in $(seq 50); do [ -s "$T/blackhole.port" ] && break; sleep 0.1; done
+BH=http://127.0.0.1:$(cat "$T/blackhole.port")
+rm -rf "$T/cache"
+sed -i '/^sources:/,$d; s/connect_timeout: 2s/connect_timeout: 1s/' "$T/config.yaml"
+cat >>"$T/config.yaml" <<EOF2
+sources:
+  - prefix: $NGINX_URL/data/
+    replicas:
+      - $BH/a/
+      - $BH/b/
+      - $NGINX_URL/data/
+EOF2
+mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml,loglevel=debug" || finish
+t0=$(date +%s%N)
+expect "reads past a host that never answers are byte-identical" reads_match "${FILES[2]}"
+ms=$((($(date +%s%N) - t0) / 1000000))
+unmount
+na=$(grep -c "$BH/a/" "$BFS_LOG")
+nb=$(grep -c "$BH/b/" "$BFS_LOG")
+echo "dead host: read in $ms ms; log lines naming replica a: $na, b: $nb"
+expect "the dead host's first replica was tried ($na log lines)" test "$na" -ge 1
+expect "its second replica was never tried: the host was skipped ($nb log lines)" test "$nb" -eq 0
+# the pinning GET's connect timeout marked the host: no HEAD there after it
+expect "one connect timeout (1 s), not one per attempt and request: read in $ms ms" test "$ms" -lt 2500
+expect "the log says the host is skipped, and why" \
+    grep -q "host $BH is failing (no connection within connect_timeout); skipping every replica there for 30 s" "$BFS_LOG"
+kill "$BH_PID" 2>/dev/null
+wait "$BH_PID" 2>/dev/null
+sed -i 's/connect_timeout: 1s/connect_timeout: 2s/' "$T/config.yaml"
+
 # a replica that fails half of its requests (503): retries with backoff get every block
 rm -rf "$T/cache"
 sed -i '/^sources:/,$d; s/attempts: 2/attempts: 20/' "$T/config.yaml"
