@@ -420,8 +420,9 @@ static struct bblock *hot_put_locked(bfs_robj *o, struct bblock *bb)
 
 /* ---- replica health ------------------------------------------------------- */
 
-/* "scheme://host[:port]" of url: where a connection goes (for s3:// the
- * endpoint, shared by every bucket: "s3://"). */
+/* "scheme://host[:port]" of url: where a connection goes.  s3:// gives
+ * "s3://": the endpoint is not in the URI (each profile may have its own),
+ * so no host is judged for it, only the replica. */
 static void host_of(const char *url, char *out, size_t outsz)
 {
     const char *p = strstr(url, "://");
@@ -431,6 +432,8 @@ static void host_of(const char *url, char *out, size_t outsz)
         n = 0;
     snprintf(out, outsz, "%.*s%.*s", (int)(p - url), url, (int)n, p);
 }
+
+static bool host_known(const char *host) { return strcmp(host, "s3://") != 0; }
 
 /* The unit of replica health for url: the longest replica base of the
  * source chains that url starts with (two replicas on one server, say a
@@ -476,7 +479,7 @@ static bool replica_down(bfs_remote *r, const char *url)
     host_of(url, host, sizeof host);
     int64_t now = now_ms();
     pthread_mutex_lock(&r->lock);
-    bool down = down_locked(r, rep, now) || down_locked(r, host, now);
+    bool down = down_locked(r, rep, now) || (host_known(host) && down_locked(r, host, now));
     pthread_mutex_unlock(&r->lock);
     return down;
 }
@@ -527,11 +530,11 @@ static void replica_mark(bfs_remote *r, const char *url, int err)
     char rep[256], host[256];
     replica_of(r, url, rep, sizeof rep);
     host_of(url, host, sizeof host);
-    bool same = !strcmp(rep, host);
+    bool same = !strcmp(rep, host), by_host = host_known(host) && !same;
     pthread_mutex_lock(&r->lock);
-    if (err == 0 || !host_failure(err) || same)
-        mark_locked(r, rep, same ? "host" : "replica", err);
-    if (!same && (err == 0 || host_failure(err)))
+    if (err == 0 || !host_failure(err) || !by_host)
+        mark_locked(r, rep, same && host_known(host) ? "host" : "replica", err);
+    if (by_host && (err == 0 || host_failure(err)))
         mark_locked(r, host, "host", err);
     pthread_mutex_unlock(&r->lock);
 }
