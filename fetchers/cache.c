@@ -145,6 +145,9 @@
 #define TOUCH_AFTER_S   60      /* a hit refreshes atime only when it is this old */
 #define TOUCH_QUEUE     256
 #define TOUCH_FLUSH_S   30
+/* A writer's piece that took this long to write stops the writing while the
+ * bytes arrive (the rest is written at commit, off the fetch's path). */
+#define SLOW_WRITE_US   20000
 #define TMP_MAX_AGE_S   3600
 #define EVICT_BATCH     512     /* blocks per write transaction in bfs_cache_evict */
 #define VERIFY_BATCH    64      /* records read per read transaction in verify */
@@ -215,6 +218,7 @@ struct bfs_cache {
     atomic_uchar logged[192];  /* LMDB/system error codes already logged */
     atomic_int enospc_noted;
     atomic_bool no_tmpfile;    /* unnamed tmp files (O_TMPFILE + /proc) unusable here */
+    int64_t slow_write_us;     /* see bfs_cache_cfg */
 };
 
 /* ---- process registry: one open per directory ---------------------------- */
@@ -990,6 +994,7 @@ int bfs_cache_open(const bfs_cache_cfg *cfg, bfs_cache **out, char **errmsg)
         goto fail;
     /* unnamed tmp files are linked to their names through /proc/self/fd */
     atomic_store(&c->no_tmpfile, cfg->named_tmp || access("/proc/self/fd", X_OK) != 0);
+    c->slow_write_us = cfg->slow_write_us ? cfg->slow_write_us : SLOW_WRITE_US;
     int swept = sweep_tmp(c);
     if (swept)
         bfs_info(TAG, "%s: removed %d unfinished block files of dead processes", c->dir, swept);
@@ -1630,9 +1635,6 @@ int bfs_cache_put(bfs_cache *c, const char *key, uint64_t block, const void *buf
 /* Pieces are written once this many bytes wait (while still in the CPU's
  * caches, as the checksum is taken on each piece). */
 #define WRITE_BATCH (256 * 1024)
-/* A piece that took this long to write stops the writing while the bytes
- * arrive (the rest is written at commit, off the fetch's path). */
-#define SLOW_WRITE_MS 20
 
 struct bfs_cache_writer {
     bfs_cache *c;
@@ -1690,8 +1692,8 @@ static void writer_flush(bfs_cache_writer *w, const char *data, size_t upto)
      * disk is slow (throttled, remote): the fetch, and whoever waits for
      * it, must not wait for the cache's disk; the commit writes after the
      * waiters have the block. */
-    int64_t ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
-    if (put != (ssize_t)n || ms >= SLOW_WRITE_MS) {
+    int64_t us = (t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+    if (put != (ssize_t)n || us >= w->c->slow_write_us) {
         w->failed = true;
         return;
     }

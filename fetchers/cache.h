@@ -76,6 +76,9 @@ typedef struct bfs_cache_cfg {
     uint32_t max_records;     /* object records kept [0: max_bytes / 64 KiB, at least 65536]; see "Object records" above */
     bool named_tmp;           /* tests: write blocks to named tmp files, the way taken
                                * where O_TMPFILE or /proc/self/fd is missing */
+    uint32_t slow_write_us;   /* a writer's piece taking this long to write makes it stop
+                               * writing while the block arrives (a slow disk must not
+                               * delay the fetch) [0: 20 ms]; tests set 1 */
 } bfs_cache_cfg;
 
 typedef struct bfs_cache_stats {

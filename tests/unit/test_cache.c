@@ -512,6 +512,52 @@ static void test_writer_named(void **state)
     writer_cases(true);
 }
 
+/* Bytes of the largest named tmp file under blocks/ (a named writer's file). */
+static int64_t g_tmp_bytes;
+static int tmp_size_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)p;
+    if (flag == FTW_F && !strncmp(p + ftw->base, "tmp.", 4) && sb->st_size > g_tmp_bytes)
+        g_tmp_bytes = sb->st_size;
+    return 0;
+}
+
+/* A slow disk (every write counts as slow): the writer stops writing after
+ * its first piece, so the fetch never waits on the disk, and the commit
+ * stores the block the long way, byte-identical, with nothing left over. */
+static void test_writer_slow_disk(void **state)
+{
+    (void)state;
+    enum { MB = 1 << 20 };
+    bfs_cache_cfg cfg = {.dir = g_dir, .min_free_bytes = 1, .block_size = MB, .named_tmp = true,
+                         .slow_write_us = 1};
+    bfs_cache *c = open_cfg(&cfg);
+    unsigned char *a = malloc(MB);
+    fill(a, MB, "slow", 0);
+    int fds = fds_under_cache();
+    bfs_cache_writer *w = bfs_cache_writer_new(c, "k", 0);
+    assert_non_null(w);
+    feed_pieces(w, a, MB);
+    char p[512];
+    snprintf(p, sizeof p, "%s/blocks", g_dir);
+    g_tmp_bytes = 0;
+    nftw(p, tmp_size_cb, 16, FTW_PHYS);
+    /* one batch was written, then none: 256 KiB plus the piece that crossed it */
+    assert_true(g_tmp_bytes > 0);
+    assert_true(g_tmp_bytes < MB / 2);
+    assert_int_equal(bfs_cache_writer_commit(w, a, MB), 0);
+    check_block(c, "k", 0, a, MB);
+    assert_int_equal(fds_under_cache(), fds);
+    bfs_cache_stats st;
+    assert_int_equal(bfs_cache_stats_get(c, &st), 0);
+    assert_int_equal(st.blocks, 1);
+    assert_int_equal(st.bytes, MB);
+    assert_consistent(c);
+    assert_int_equal(g_tmp_files, 0); /* the partial file went before the put */
+    free(a);
+    bfs_cache_close(c);
+}
+
 static void test_lru_eviction(void **state)
 {
     /* 10 blocks fit */
@@ -1013,6 +1059,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_verify_drops_bad_and_orphans, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_named, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writer_slow_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lru_eviction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
         cmocka_unit_test_setup_teardown(test_modes, setup, teardown),
