@@ -735,6 +735,19 @@ static int log_level_for(int err)
     }
 }
 
+/* err for a log line: strerror, except for the two errnos this file gives
+ * a meaning of its own. */
+static const char *err_words(int err)
+{
+    return err == -EHOSTDOWN ? "the host did not answer" : err == -EHOSTUNREACH ? "host name not resolved" : strerror(-err);
+}
+
+/* The request's whole time bound: its own, at most request_timeout_ms. */
+static long req_limit(const struct req *r)
+{
+    return r->timeout_ms > 0 && r->timeout_ms < r->h->request_timeout_ms ? r->timeout_ms : r->h->request_timeout_ms;
+}
+
 /* Decide the outcome of a performed request and log a failure once.
  * Success is 200 for HEAD, 200 or 206 (checked by check_head) for GET. */
 static int http_result(struct req *r, CURLcode rc)
@@ -750,10 +763,21 @@ static int http_result(struct req *r, CURLcode rc)
         /* (A 4xx/5xx status line is the answer even when its body was cut
          * short or drained by us.) */
         err = curl_errno(rc);
+        /* No connection within connect_timeout: the host, not a transfer
+         * (the pre-transfer time is stamped once a connection is ready,
+         * new or reused).  Only when the request had the whole
+         * connect_timeout: a bound cut short by the read's deadline
+         * says nothing about the host. */
         curl_off_t pre = 0;
-        if (rc == CURLE_OPERATION_TIMEDOUT && r->status == 0 &&
+        if (rc == CURLE_OPERATION_TIMEDOUT && r->status == 0 && req_limit(r) >= r->h->connect_timeout_ms &&
             curl_easy_getinfo(r->c->curl, CURLINFO_PRETRANSFER_TIME_T, &pre) == CURLE_OK && pre == 0)
-            err = -EHOSTDOWN; /* no connection within connect_timeout: the host, not a transfer */
+            err = -EHOSTDOWN;
+        /* A redirect's target that cannot be reached (a dead pool node
+         * behind a door) is not the first host's fault. */
+        long redirects = 0;
+        if ((err == -EHOSTDOWN || err == -EHOSTUNREACH || err == -ECONNREFUSED) &&
+            curl_easy_getinfo(r->c->curl, CURLINFO_REDIRECT_COUNT, &redirects) == CURLE_OK && redirects > 0)
+            err = -ECONNRESET;
         tls = err == -EACCES; /* curl_errno's -EACCES: the certificate was refused */
         snprintf(detail, sizeof detail, "%s", r->c->errbuf[0] ? r->c->errbuf : curl_easy_strerror(rc));
     } else if (r->status == 200 || (get && r->status == 206)) {
@@ -794,10 +818,10 @@ static int http_result(struct req *r, CURLcode rc)
                 "certificate, or the URL names a host the certificate is for";
             if (get)
                 bfs_log_write(level, TAG, "%s %s bytes %" PRId64 "-%" PRId64 ": %s (%s)%s",
-                              r->method, u, r->off, r->last, detail, strerror(-err), hint);
+                              r->method, u, r->off, r->last, detail, err_words(err), hint);
             else
                 bfs_log_write(level, TAG, "%s %s: %s (%s)%s", r->method, u, detail,
-                              strerror(-err), hint);
+                              err_words(err), hint);
         }
     }
     return err;
@@ -897,8 +921,7 @@ static int perform(struct req *r)
         curl_easy_setopt(k, CURLOPT_RANGE, NULL); /* Range is in the signed headers */
 
     r->c->errbuf[0] = '\0';
-    long limit = r->timeout_ms > 0 && r->timeout_ms < h->request_timeout_ms ? r->timeout_ms : h->request_timeout_ms;
-    curl_easy_setopt(k, CURLOPT_TIMEOUT_MS, limit);
+    curl_easy_setopt(k, CURLOPT_TIMEOUT_MS, req_limit(r));
     curl_easy_setopt(k, CURLOPT_URL, url);
     if (r->buf)
         curl_easy_setopt(k, CURLOPT_HTTPGET, 1L);

@@ -420,21 +420,32 @@ static struct bblock *hot_put_locked(bfs_robj *o, struct bblock *bb)
 
 /* ---- replica health ------------------------------------------------------- */
 
-/* "scheme://host[:port]" of url: where a connection goes.  s3:// gives
- * "s3://": the endpoint is not in the URI (each profile may have its own),
- * so no host is judged for it, only the replica. */
+/* "scheme://host[:port]" of url: where a connection goes (no user:password@).
+ * s3:// gives "s3://": the endpoint is not in the URI (each profile may have
+ * its own), so no host is judged for it, only the replica. */
 static void host_of(const char *url, char *out, size_t outsz)
 {
     const char *p = strstr(url, "://");
     p = p ? p + 3 : url;
     size_t n = strcspn(p, "/");
+    const char *at = memchr(p, '@', n);
+    if (at) {
+        n -= (size_t)(at + 1 - p);
+        p = at + 1;
+    }
+    const char *scheme_end = strstr(url, "://");
+    size_t sl = scheme_end ? (size_t)(scheme_end + 3 - url) : 0;
     if (bfs_startswith(url, "s3://"))
         n = 0;
-    snprintf(out, outsz, "%.*s%.*s", (int)(p - url), url, (int)n, p);
+    snprintf(out, outsz, "%.*s%.*s", (int)sl, url, (int)n, p);
 }
 
 static bool host_known(const char *host) { return strcmp(host, "s3://") != 0; }
 
+/* Health entries of hosts are kept apart from those of replicas (a bare
+ * location's replica key is its host): only a failure to connect marks
+ * one, and its key is "host " + host. */
+#define HOST_KEY "host "
 /* The unit of replica health for url: the longest replica base of the
  * source chains that url starts with (two replicas on one server, say a
  * mirror's two roots, are judged apart when the server answers), else its
@@ -471,15 +482,25 @@ static bool down_locked(const bfs_remote *r, const char *key, int64_t now)
     return false;
 }
 
+/* The health key of url's host in hk (HOST_KEY + host); false when no host
+ * is judged for url (s3://). */
+static bool host_key(const char *url, char *hk, size_t hksz)
+{
+    char host[240];
+    host_of(url, host, sizeof host);
+    snprintf(hk, hksz, HOST_KEY "%s", host);
+    return host_known(host);
+}
+
 /* url's replica, or its host, is marked down. */
 static bool replica_down(bfs_remote *r, const char *url)
 {
-    char rep[256], host[256];
+    char rep[256], hk[256];
     replica_of(r, url, rep, sizeof rep);
-    host_of(url, host, sizeof host);
+    bool by_host = host_key(url, hk, sizeof hk);
     int64_t now = now_ms();
     pthread_mutex_lock(&r->lock);
-    bool down = down_locked(r, rep, now) || (host_known(host) && down_locked(r, host, now));
+    bool down = down_locked(r, rep, now) || (by_host && down_locked(r, hk, now));
     pthread_mutex_unlock(&r->lock);
     return down;
 }
@@ -499,9 +520,16 @@ static const char *failure_words(int err)
     }
 }
 
-/* Mark the health entry key as answering (err 0) or failing with err;
- * what names the entry in the log ("replica", "host").  r->lock held. */
-static void mark_locked(bfs_remote *r, const char *key, const char *what, int err)
+/* Why a fetch failed, for its log line: strerror, except where it would
+ * mislead ("No route to host" for a name that does not resolve). */
+static const char *last_words(int err)
+{
+    return err == -EHOSTDOWN || err == -EHOSTUNREACH ? failure_words(err) : strerror(-err);
+}
+
+/* Mark the health entry key as answering (err 0) or failing with err.
+ * r->lock held. */
+static void mark_locked(bfs_remote *r, const char *key, int err)
 {
     bool up = err == 0;
     int i;
@@ -515,27 +543,29 @@ static void mark_locked(bfs_remote *r, const char *key, const char *what, int er
     bool was_down = r->hosts[i].down_until_ms > 0;
     r->hosts[i].down_until_ms = up ? 0 : now_ms() + r->cfg->replica_retry_ms;
     int64_t ms = r->cfg->replica_retry_ms;
+    bool host = bfs_startswith(key, HOST_KEY);
+    const char *name = host ? key + strlen(HOST_KEY) : key;
     if (!up && !was_down)
-        bfs_warn(RTAG, "%s %s is failing (%s); skipping %s for %lld %s", what, key, failure_words(err),
-                 strcmp(what, "host") ? "it" : "every replica there", (long long)(ms % 1000 ? ms : ms / 1000),
+        bfs_warn(RTAG, "%s %s is failing (%s); skipping %s for %lld %s", host ? "host" : "replica", name,
+                 failure_words(err), host ? "every replica there" : "it", (long long)(ms % 1000 ? ms : ms / 1000),
                  ms % 1000 ? "ms" : "s");
     else if (up && was_down)
-        bfs_note(RTAG, "%s %s answers again", what, key);
+        bfs_note(RTAG, "%s %s answers again", host ? "host" : "replica", name);
 }
 
-/* Mark url's replica as answering (err 0) or failing with err; a failure
- * to connect marks its host, an answer clears both. */
+/* Mark url's replica as answering (err 0) or failing with err: a failure
+ * to connect marks its host (every replica there), any other failure the
+ * replica; a success clears both. */
 static void replica_mark(bfs_remote *r, const char *url, int err)
 {
-    char rep[256], host[256];
+    char rep[256], hk[256];
     replica_of(r, url, rep, sizeof rep);
-    host_of(url, host, sizeof host);
-    bool same = !strcmp(rep, host), by_host = host_known(host) && !same;
+    bool by_host = host_key(url, hk, sizeof hk);
     pthread_mutex_lock(&r->lock);
     if (err == 0 || !host_failure(err) || !by_host)
-        mark_locked(r, rep, same && host_known(host) ? "host" : "replica", err);
+        mark_locked(r, rep, err);
     if (by_host && (err == 0 || host_failure(err)))
-        mark_locked(r, host, "host", err);
+        mark_locked(r, hk, err);
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -642,10 +672,10 @@ out:
      * jobs against a dead replica do not flood the log */
     if (!atomic_exchange(&o->failure_logged, true))
         bfs_err(RTAG, "%s: block %llu could not be fetched from %d replica(s): %s", o->logical,
-                (unsigned long long)b, o->n, strerror(-last));
+                (unsigned long long)b, o->n, last_words(last));
     else
         bfs_debug(RTAG, "%s: block %llu could not be fetched: %s", o->logical, (unsigned long long)b,
-                  strerror(-last));
+                  last_words(last));
     /* -ENOENT only when every replica answered 404 (none skipped, none failing) */
     return missing == o->n && o->n > 0 ? -ENOENT : -EIO;
 }
@@ -1217,8 +1247,8 @@ static int pin_by_get(bfs_remote *r, char *const *urls, int n, bfs_object *pin, 
         int64_t want = pin->size < (int64_t)r->bs ? pin->size : (int64_t)r->bs;
         if (n == 1 && (got == -EACCES || got == -ENOENT))
             return (int)got; /* a HEAD would only be refused again */
-        if (got < 0 && host_failure((int)got))
-            replica_mark(r, urls[i], (int)got); /* a HEAD there cannot connect either */
+        if (got == -EHOSTDOWN)
+            replica_mark(r, urls[i], (int)got); /* a HEAD there would wait as long, in vain */
         if (got <= 0 || pin->size <= 0 || got != want)
             return -EAGAIN; /* an empty object (416), a server ignoring Range, a failure */
         atomic_fetch_add(&r->blocks_fetched, 1);

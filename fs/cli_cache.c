@@ -169,7 +169,8 @@ int bfs_cmd_cache(int argc, char **argv)
      * directory without the index is not a cache yet). */
     struct stat dst;
     char *index = bfs_asprintf("%s/index.lmdb", dir);
-    bool none = (stat(dir, &dst) != 0 && errno == ENOENT) || (index && access(index, F_OK) != 0);
+    bool no_dir = stat(dir, &dst) != 0 && errno == ENOENT;
+    bool none = no_dir || (index && access(index, F_OK) != 0 && errno == ENOENT);
     free(index);
     if (none) {
         /* --dir names a cache that should be there (a typo must not pass
@@ -177,7 +178,7 @@ int bfs_cmd_cache(int argc, char **argv)
          * not have been made yet */
         if (dir_given)
             fprintf(stderr, "butlerfs: cache: no cache at %s (%s)\n", dir,
-                    stat(dir, &dst) != 0 ? "no such directory" : "no index.lmdb there");
+                    no_dir ? "no such directory" : "no index.lmdb there");
         else
             printf("no cache at %s\n", dir);
         free(def);

@@ -241,7 +241,7 @@ int bfs_cmd_synth(int argc, char **argv)
             return 2;
         } else if (which >= 0) {
             /* 0 means "the default" to the library: refuse it here */
-            if (!bfs_parse_i64(v, &num) || num < 1 || num > INT32_MAX) {
+            if (!bfs_parse_i64(v, &num) || num < 1 || (which < 3 && num > INT32_MAX)) {
                 fprintf(stderr, "butlerfs: synth: %s: '%s' is not a positive whole number\n", a, v);
                 return 2;
             }

@@ -40,6 +40,8 @@ bad_case()
     nlines=$(grep -c . "$err")
     if [ $rc -eq 0 ]; then
         fail "$name: exit status 0"
+    elif [ -n "${WANT_RC:-}" ] && [ $rc -ne "$WANT_RC" ]; then
+        fail "$name: exit status $rc, want $WANT_RC"
     elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
         fail "$name: still running after 10 s"
     elif [ $ms -gt 5000 ]; then
@@ -136,17 +138,17 @@ touch "$BFS_TMP/notrepo/somefile"
 bad_case "synth into a directory that is neither a repository nor empty" \
     "notrepo is not a repository .*not empty" -- synth "$BFS_TMP/notrepo" --exposures 1
 expect "... and wrote nothing there" test "$(ls -A "$BFS_TMP/notrepo")" = somefile
-bad_case "synth --exposures 0" "--exposures: '0' is not a positive whole number" -- synth "$BFS_TMP/newsynth" --exposures 0
-bad_case "synth --exposures ten" "--exposures: 'ten' is not a positive" -- synth "$BFS_TMP/newsynth" --exposures ten
-bad_case "synth --detectors 190" "detectors must be 1 to 189" -- synth "$BFS_TMP/newsynth" --detectors 190
-bad_case "synth --first-seq past 99999" "sequence numbers .*1\.\.99999" -- \
+WANT_RC=2 bad_case "synth --exposures 0" "--exposures: '0' is not a positive whole number" -- synth "$BFS_TMP/newsynth" --exposures 0
+WANT_RC=2 bad_case "synth --exposures ten" "--exposures: 'ten' is not a positive" -- synth "$BFS_TMP/newsynth" --exposures ten
+WANT_RC=2 bad_case "synth --detectors 190" "detectors must be 1 to 189" -- synth "$BFS_TMP/newsynth" --detectors 190
+WANT_RC=2 bad_case "synth --first-seq past 99999" "sequence numbers .*1\.\.99999" -- \
     synth "$BFS_TMP/newsynth" --exposures 2 --first-seq 99999
-bad_case "synth --day-obs not a date" "day_obs must be a calendar date" -- synth "$BFS_TMP/newsynth" --day-obs 20251341
-bad_case "synth --run ''" "run name must not be empty" -- synth "$BFS_TMP/newsynth" --run ""
-bad_case "synth --payload with no value" "--payload needs a value" -- synth "$BFS_TMP/newsynth" --payload
+WANT_RC=2 bad_case "synth --day-obs not a date" "day_obs must be a calendar date" -- synth "$BFS_TMP/newsynth" --day-obs 20251341
+WANT_RC=2 bad_case "synth --run ''" "run name must not be empty" -- synth "$BFS_TMP/newsynth" --run ""
+WANT_RC=2 bad_case "synth --payload with no value" "--payload needs a value" -- synth "$BFS_TMP/newsynth" --payload
 expect "... and none of them made a repository" test ! -e "$BFS_TMP/newsynth"
 "$BFS_BIN" synth "$BFS_TMP/newsynth" --exposures 1 --detectors 1 >/dev/null 2>&1
-bad_case "synth of datasets that exist already" "already exists; use a new run or repository" -- \
+WANT_RC=1 bad_case "synth of datasets that exist already" "already exists; use a new run or repository" -- \
     synth "$BFS_TMP/newsynth" --exposures 1 --detectors 1
 
 # ---- mountpoints and options ---------------------------------------------

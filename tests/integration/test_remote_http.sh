@@ -273,7 +273,9 @@ print(port, flush=True)
 time.sleep(float(sys.argv[1]))
 PYEOF
 BH_PID=$!
+trap 'kill "$BH_PID" 2>/dev/null; nginx_stop; bfs_cleanup' EXIT
 for _ in $(seq 50); do [ -s "$T/blackhole.port" ] && break; sleep 0.1; done
+[ -s "$T/blackhole.port" ] || fail "the blackhole listener did not start"
 BH=http://127.0.0.1:$(cat "$T/blackhole.port")
 rm -rf "$T/cache"
 sed -i '/^sources:/,$d; s/connect_timeout: 2s/connect_timeout: 1s/' "$T/config.yaml"

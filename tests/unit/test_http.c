@@ -28,6 +28,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -325,6 +328,58 @@ static void test_stall_timeout(void **state)
     t0 = now_s();
     assert_int_equal(bfs_http_stat(h, url("stall", "x"), &o), -ETIMEDOUT);
     assert_true(now_s() - t0 < 2.0);
+    bfs_http_free(h);
+}
+
+/* A listener whose accept queue is full: the kernel drops every further
+ * SYN, so a connect to it never completes.  Returns the port; *fds gets the
+ * listener and the queued sockets (close them after). */
+static int blackhole(int fds[5])
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    fds[0] = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fds[0] >= 0);
+    assert_int_equal(bind(fds[0], (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fds[0], 0), 0);
+    assert_int_equal(getsockname(fds[0], (struct sockaddr *)&a, &al), 0);
+    for (int i = 1; i < 5; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        (void)connect(fds[i], (struct sockaddr *)&a, sizeof a); /* EINPROGRESS: queued, never accepted */
+    }
+    return ntohs(a.sin_port);
+}
+
+/* No connection within connect_timeout is -EHOSTDOWN (the host, which
+ * remote.c skips with every replica on it), but only when the request had
+ * all of connect_timeout: cut short by a deadline it is -ETIMEDOUT; a host
+ * name that does not resolve is -EHOSTUNREACH; a stalled transfer on a
+ * made connection stays -ETIMEDOUT (test_stall_timeout). */
+static void test_host_failures(void **state)
+{
+    bfs_http_cfg cfg = default_cfg();
+    cfg.connect_timeout_ms = 300;
+    bfs_http *h = new_http(&cfg);
+    int fds[5];
+    char u[128];
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/x", blackhole(fds));
+    unsigned char buf[100];
+    size_t moved;
+    double t0 = now_s();
+    assert_int_equal(bfs_http_get_within(h, u, NULL, 0, 100, buf, &moved, 5000, NULL, NULL), -EHOSTDOWN);
+    assert_true(now_s() - t0 < 2.0);
+    bfs_object o;
+    assert_int_equal(bfs_http_stat_within(h, u, &o, 5000), -EHOSTDOWN);
+    assert_int_equal(bfs_http_get_within(h, u, NULL, 0, 100, buf, &moved, 100, NULL, NULL), -ETIMEDOUT);
+    for (int i = 0; i < 5; i++)
+        close(fds[i]);
+    /* (a resolver that does not answer makes it a connect timeout instead) */
+    t0 = now_s();
+    ssize_t got = bfs_http_get_within(h, "http://no-such-host.invalid/x", NULL, 0, 100, buf, &moved, 5000, NULL, NULL);
+    if (got == -EHOSTDOWN && now_s() - t0 >= 0.29)
+        fprintf(stderr, "the resolver did not answer within connect_timeout: %zd\n", got);
+    else
+        assert_int_equal(got, -EHOSTUNREACH);
     bfs_http_free(h);
 }
 
@@ -677,7 +732,8 @@ static void expect_tls_reads(bfs_http *h, const char *u)
 }
 
 /* A certificate that fails verification is -EACCES, a permanent failure
- * (remote.c retries only -ETIMEDOUT, -ECONNRESET, -ECONNREFUSED, -EPROTO, -EIO), for
+ * (remote.c retries only transient errors: timeouts, resets, hosts it cannot
+ * connect to, broken replies, 5xx), for
  * HEAD and GET alike, and no body byte arrives.  The refusal is logged
  * once as a warning that says what to fix, not once per request. */
 static void expect_tls_refused(bfs_http *h, const char *u)
@@ -798,6 +854,7 @@ int main(void)
         cmocka_unit_test(test_range_ignored),
         cmocka_unit_test_setup_teardown(test_lies, liar_setup, liar_teardown),
         cmocka_unit_test(test_stall_timeout),
+        cmocka_unit_test(test_host_failures),
         cmocka_unit_test(test_low_speed),
         cmocka_unit_test(test_bearer_token),
         cmocka_unit_test(test_header_read_moves_little),
