@@ -9,6 +9,10 @@
 #     both end with the bytes on local disk);
 #   warm read: the same file again through a FRESH mount (kernel page cache of
 #     the mount empty, block cache full), vs cat of a local copy;
+#   ceiling: the same file through a mount of the same registry whose
+#     datastore is the server's document root on local disk (no network, no
+#     block cache; spliced from the page cache), vs curl -o /dev/null: what
+#     any read through FUSE can reach here;
 #   -o direct_io: the cold and warm reads again with the kernel page cache
 #     bypassed, and a quarter of the file read with dd bs=2880 (cfitsio's
 #     record size) on a fresh mount, vs the same dd without direct_io;
@@ -67,7 +71,7 @@ now() { date +%s.%N; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 med() { printf '%s\n' "$@" | median; }
 mount_fs() {
-  "$BIN" mount "$WORK/repo" "$MNT" -f -o log="$LOG",config="$CFG"${1:+,$1} & pid=$!
+  "$BIN" mount "${REPO:-$WORK/repo}" "$MNT" -f -o log="$LOG",config="$CFG"${1:+,$1} & pid=$!
   for _ in $(seq 200); do mountpoint -q "$MNT" && return 0; sleep 0.05; done
   echo "mount did not come up; log:" >&2; cat "$LOG" >&2; exit 1
 }
@@ -127,6 +131,11 @@ mapfile -t pfurl < <(cd "$WWW" && find repo/$PF_RUN -type f | sort | sed "s|^|$N
 [ "${#pfurl[@]}" = $((pf_exp * pf_det)) ] || { echo "found ${#pfurl[@]} prefetch files" >&2; exit 1; }
 printf '%s\n' "${pfurl[@]}" >"$WORK/pf.urls"
 for i in 0 1 2 3; do cp "$WWW/repo/${bigloc[$i]}" "$WORK/local/big$i"; done
+# the same registry with the server's document root as a local datastore:
+# the mount's own ceiling (no network, no block cache: reads spliced from
+# the page cache)
+cp -a "$WORK/repo" "$WORK/repo-local"
+sed -i "s|^  root: .*|  root: $WWW/repo/|" "$WORK/repo-local/butler.yaml"
 
 # the default block size (the configuration above sets none)
 BLOCK=$((4 * 1024 * 1024))
@@ -134,7 +143,7 @@ BLOCK=$((4 * 1024 * 1024))
 declare -A R
 # --- a/b: cold and warm sequential reads of a large file --------------------
 echo "== cold/warm sequential reads ($REPS reps)"
-cold=() curlt=() curldl=() warm=() loc=() cold_moved=() small=() dcold=() dwarm=() dsmall=()
+cold=() curlt=() curldl=() warm=() loc=() cold_moved=() small=() dcold=() dwarm=() dsmall=() ceil=()
 SMALL_N=$(( BIG_MIB * 1048576 / 4 / 2880 ))             # a quarter of the file in 2880-byte reads
 for r in $(seq "$REPS"); do
   i=$(( (r - 1) % 4 ))
@@ -157,9 +166,10 @@ for r in $(seq "$REPS"); do
   mount_fs direct_io; dsmall+=("$(timed dd if="$f" of=/dev/null bs=2880 count=$SMALL_N)"); unmount_fs
   cat "$WORK/local/big$i" >/dev/null                 # the local copy from the page cache
   loc+=("$(timed cat "$WORK/local/big$i")")
+  REPO=$WORK/repo-local mount_fs; ceil+=("$(timed cat "$f")"); unmount_fs
 done
 R[cold]=$(med "${cold[@]}") R[curl]=$(med "${curlt[@]}") R[curldl]=$(med "${curldl[@]}")
-R[warm]=$(med "${warm[@]}") R[local]=$(med "${loc[@]}")
+R[warm]=$(med "${warm[@]}") R[local]=$(med "${loc[@]}") R[ceil]=$(med "${ceil[@]}")
 R[cold.moved]=$(med "${cold_moved[@]}")
 R[small]=$(med "${small[@]}") R[dcold]=$(med "${dcold[@]}") R[dwarm]=$(med "${dwarm[@]}") R[dsmall]=$(med "${dsmall[@]}")
 
@@ -235,6 +245,8 @@ printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "-o direct_io: cold read vs curl -o FIL
   "$(mibs "${R[dcold]}" "$BIG_MIB")" "$(mibs "${R[curldl]}" "$BIG_MIB")" "$(ratio "${R[curldl]}" "${R[dcold]}")"
 printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "-o direct_io: warm read vs local cat" \
   "$(mibs "${R[dwarm]}" "$BIG_MIB")" "$(mibs "${R[local]}" "$BIG_MIB")" "$(ratio "${R[local]}" "${R[dwarm]}")"
+printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "ceiling: local datastore file via mount vs curl" \
+  "$(mibs "${R[ceil]}" "$BIG_MIB")" "$(mibs "${R[curl]}" "$BIG_MIB")" "$(ratio "${R[curl]}" "${R[ceil]}")"
 small_mib=$(awk -v n="$SMALL_N" 'BEGIN{print n*2880/1048576}')
 printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "-o direct_io: 2880-byte reads vs default" \
   "$(mibs "${R[dsmall]}" "$small_mib")" "$(mibs "${R[small]}" "$small_mib")" "$(ratio "${R[small]}" "${R[dsmall]}")"
