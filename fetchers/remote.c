@@ -132,8 +132,9 @@ struct bblock {
 #define HUGE_PAGE (2u << 20)
 
 struct host_health {
-    char host[256];
+    char host[256];        /* a replica base, or HOST_KEY + host */
     int64_t down_until_ms;
+    int err;               /* the failure that marked it */
 };
 
 struct job {
@@ -420,24 +421,30 @@ static struct bblock *hot_put_locked(bfs_robj *o, struct bblock *bb)
 
 /* ---- replica health ------------------------------------------------------- */
 
-/* "scheme://host[:port]" of url: where a connection goes (no user:password@).
- * s3:// gives "s3://": the endpoint is not in the URI (each profile may have
- * its own), so no host is judged for it, only the replica. */
-static void host_of(const char *url, char *out, size_t outsz)
+/* url without a user:password@ in its authority (into out). */
+static void url_redact(const char *url, char *out, size_t outsz)
 {
     const char *p = strstr(url, "://");
     p = p ? p + 3 : url;
     size_t n = strcspn(p, "/");
     const char *at = memchr(p, '@', n);
-    if (at) {
-        n -= (size_t)(at + 1 - p);
-        p = at + 1;
-    }
-    const char *scheme_end = strstr(url, "://");
-    size_t sl = scheme_end ? (size_t)(scheme_end + 3 - url) : 0;
-    if (bfs_startswith(url, "s3://"))
-        n = 0;
-    snprintf(out, outsz, "%.*s%.*s", (int)sl, url, (int)n, p);
+    if (at)
+        snprintf(out, outsz, "%.*s%s", (int)(p - url), url, at + 1);
+    else
+        snprintf(out, outsz, "%s", url);
+}
+
+/* "scheme://host[:port]" of url: where a connection goes (no user:password@).
+ * s3:// gives "s3://": the endpoint is not in the URI (each profile may have
+ * its own), so no host is judged for it, only the replica. */
+static void host_of(const char *url, char *out, size_t outsz)
+{
+    char u[1024];
+    url_redact(url, u, sizeof u);
+    const char *p = strstr(u, "://");
+    p = p ? p + 3 : u;
+    size_t n = bfs_startswith(u, "s3://") ? 0 : strcspn(p, "/");
+    snprintf(out, outsz, "%.*s%.*s", (int)(p - u), u, (int)n, p);
 }
 
 static bool host_known(const char *host) { return strcmp(host, "s3://") != 0; }
@@ -542,9 +549,11 @@ static void mark_locked(bfs_remote *r, const char *key, int err)
         return;
     bool was_down = r->hosts[i].down_until_ms > 0;
     r->hosts[i].down_until_ms = up ? 0 : now_ms() + r->cfg->replica_retry_ms;
+    r->hosts[i].err = err;
     int64_t ms = r->cfg->replica_retry_ms;
     bool host = bfs_startswith(key, HOST_KEY);
-    const char *name = host ? key + strlen(HOST_KEY) : key;
+    char name[256];
+    url_redact(host ? key + strlen(HOST_KEY) : key, name, sizeof name);
     if (!up && !was_down)
         bfs_warn(RTAG, "%s %s is failing (%s); skipping %s for %lld %s", host ? "host" : "replica", name,
                  failure_words(err), host ? "every replica there" : "it", (long long)(ms % 1000 ? ms : ms / 1000),
@@ -1728,6 +1737,32 @@ void bfs_remote_stats(bfs_remote *r, bfs_fetch_stats *st)
     st->cache_misses = atomic_load(&r->misses);
     st->failovers = atomic_load(&r->failovers);
     st->errors = atomic_load(&r->errors);
+    pthread_mutex_lock(&r->lock);
+    st->memory_used = r->mem_used;
+    pthread_mutex_unlock(&r->lock);
+    st->memory_budget = r->cfg->memory_budget;
+}
+
+int bfs_remote_skipped(bfs_remote *r, bfs_replica_state *out, int max)
+{
+    int n = 0;
+    int64_t now = now_ms();
+    pthread_mutex_lock(&r->lock);
+    for (int i = 0; i < r->nhosts; i++) {
+        const struct host_health *hh = &r->hosts[i];
+        if (hh->down_until_ms <= now)
+            continue;
+        if (n < max) {
+            bfs_replica_state *st = &out[n];
+            st->host = bfs_startswith(hh->host, HOST_KEY);
+            url_redact(st->host ? hh->host + strlen(HOST_KEY) : hh->host, st->name, sizeof st->name);
+            st->retry_in_ms = hh->down_until_ms - now;
+            snprintf(st->why, sizeof st->why, "%s", failure_words(hh->err));
+        }
+        n++;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return n;
 }
 
 int64_t bfs_remote_spare_bytes(bfs_remote *r)

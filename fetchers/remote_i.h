@@ -50,6 +50,7 @@ int64_t bfs_robj_size(const bfs_robj *o);
 void bfs_robj_close(bfs_robj *o);
 
 void bfs_remote_stats(bfs_remote *r, bfs_fetch_stats *st);
+int bfs_remote_skipped(bfs_remote *r, bfs_replica_state *out, int max); /* see bfs_fetcher_skipped */
 
 /* Tests: bytes of the memory budget in use now (malloc'd blocks: hot,
  * ready, in flight, or held by views; idle spare buffers not counted); 0

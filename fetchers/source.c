@@ -297,12 +297,27 @@ int bfs_source_stat_size(bfs_fetcher *f, const char *root, const char *location,
     return ret;
 }
 
-void bfs_fetcher_stats(bfs_fetcher *f, bfs_fetch_stats *st)
+/* f's remote reader, or NULL when nothing remote was opened yet. */
+static bfs_remote *remote_if_any(bfs_fetcher *f)
 {
-    memset(st, 0, sizeof *st);
     pthread_mutex_lock(&f->lock);
     bfs_remote *r = f->remote;
     pthread_mutex_unlock(&f->lock);
+    return r;
+}
+
+void bfs_fetcher_stats(bfs_fetcher *f, bfs_fetch_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    bfs_remote *r = remote_if_any(f);
     if (r)
         bfs_remote_stats(r, st);
+    else
+        st->memory_budget = f->cfg->memory_budget;
+}
+
+int bfs_fetcher_skipped(bfs_fetcher *f, bfs_replica_state *out, int max)
+{
+    bfs_remote *r = remote_if_any(f);
+    return r ? bfs_remote_skipped(r, out, max) : 0;
 }

@@ -122,7 +122,21 @@ typedef struct bfs_fetch_stats {
     uint64_t cache_hits, cache_misses;
     uint64_t failovers;       /* reads served by a later replica after a failure */
     uint64_t errors;          /* reads that ended in -EIO */
+    int64_t memory_used;      /* bytes of block buffers in use (in flight, held, idle spares) */
+    int64_t memory_budget;    /* their bound (fetch.memory_budget) */
 } bfs_fetch_stats;
 void bfs_fetcher_stats(bfs_fetcher *f, bfs_fetch_stats *st);
+
+/* A replica, or a whole host, skipped now after failures. */
+typedef struct bfs_replica_state {
+    char name[256];           /* replica base, or scheme://host[:port]; never user:password@ */
+    bool host;                /* the host (no connection could be made), else one replica */
+    int64_t retry_in_ms;      /* skipped for this much longer */
+    char why[64];             /* what its failures were: "server errors", ... */
+} bfs_replica_state;
+
+/* The replicas and hosts skipped now: up to max into out; returns how many
+ * there are (may be more than max). */
+int bfs_fetcher_skipped(bfs_fetcher *f, bfs_replica_state *out, int max);
 
 #endif

@@ -13,6 +13,7 @@
  * and the cleanup ladder undoes these in reverse order.
  */
 #include "cli.h"
+#include "status.h"
 #include "ops.h"
 
 #include "config.h"
@@ -51,6 +52,9 @@ static const char usage_text[] =
     "        Read the datasets below each PATH into the local cache (batch jobs).\n"
     "  cache [--dir DIR] [--config FILE] stats|evict|verify|clear\n"
     "        Show or manage the local cache of remote data.\n"
+    "  status [--json] [MOUNTPOINT...]\n"
+    "        What the running mounts are doing: bytes from servers, cache hits,\n"
+    "        failovers, failed reads, replicas skipped after failures.\n"
     "  synth REPO [OPTIONS]\n"
     "        Add synthetic LSSTCam raws to REPO (for tests and benchmarks).\n"
     "  help [COMMAND]   Show this text, or the options of COMMAND.\n"
@@ -428,7 +432,10 @@ int bfs_cmd_mount(int argc, char **argv)
     fuse_loop_cfg_set_max_threads(cfg, (unsigned)mo.threads);
     fuse_loop_cfg_set_idle_threads(cfg, (unsigned)(mo.threads / 2 > 0 ? mo.threads / 2 : 1));
     fuse_loop_cfg_set_clone_fd(cfg, 0);
+    /* after daemonizing: the file is named by the serving process's pid */
+    bfs_status *st = bfs_status_start(mnt_abs, bfs_registry_repo_dir(reg), fetcher, fs.direct_io);
     int loop = mo.single ? fuse_session_loop(se) : fuse_session_loop_mt(se, cfg);
+    bfs_status_stop(st);
     fuse_loop_cfg_destroy(cfg);
     status = loop == 0 ? 0 : 1;
     bfs_note(MAIN_TAG, "unmounted %s", mnt_abs);
@@ -486,6 +493,8 @@ static int run_command(const char *self, int argc, char **argv)
         return bfs_cmd_prefetch(argc, argv);
     if (!strcmp(cmd, "cache"))
         return bfs_cmd_cache(argc, argv);
+    if (!strcmp(cmd, "status"))
+        return bfs_cmd_status(argc, argv);
     if (!strcmp(cmd, "synth"))
         return bfs_cmd_synth(argc, argv);
     if (!strcmp(cmd, "demo"))

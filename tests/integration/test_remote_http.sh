@@ -21,6 +21,9 @@ trap 'nginx_stop; bfs_cleanup' EXIT
 T=$BFS_TMP
 WWW=$T/www
 mkdir -p "$WWW" "$T/mnt" "$T/cache"
+# the daemons' status files (butlerfs status) go here, not to the user's
+export XDG_RUNTIME_DIR=$T/run
+mkdir -m 700 "$XDG_RUNTIME_DIR"
 nginx_make_certs "$T/tls"
 case $? in
     0) export NGINX_TLS_DIR=$T/tls ;;
@@ -291,7 +294,28 @@ mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml,loglevel=debug" || finish
 t0=$(date +%s%N)
 expect "reads past a host that never answers are byte-identical" reads_match "${FILES[2]}"
 ms=$((($(date +%s%N) - t0) / 1000000))
+# butlerfs status: the mount, its traffic, and the host being skipped
+sleep 2.5 # one status period
+"$BFS_BIN" status >"$T/status.out" 2>&1
+expect "butlerfs status names the mount and says the dead host is skipped, and why" \
+    bash -c "grep -q '^$T/mnt: repository ' '$T/status.out' &&
+             grep -Eq 'skipping +host $BH for [0-9]+ s more \(no connection within connect_timeout\)' '$T/status.out'"
+sed 's/^/    | /' "$T/status.out"
+"$BFS_BIN" status --json "$T/mnt" >"$T/status.json"
+expect "butlerfs status --json MNT: bytes from servers, blocks, the skipped host" python3 - "$T/status.json" "$BH" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert len(s) == 1, s
+f = s[0]["fetch"]
+assert f["bytes_from_servers"] >= 9 * 1024 * 1024 and f["blocks_fetched"] >= 9, f
+assert f["cache_misses"] >= 9 and f["memory_budget"] > 0, f
+assert [(k["kind"], k["name"]) for k in s[0]["skipped"]] == [("host", sys.argv[2])], s[0]["skipped"]
+PY
+expect "the status file is private (mode 600)" test "$(stat -c %a "$XDG_RUNTIME_DIR"/butlerfs/mount.*.json)" = 600
+"$BFS_BIN" status "$T/repo" >/dev/null 2>&1
+expect "butlerfs status of a directory with no mount exits 1" test $? -eq 1
 unmount
+expect "unmounting removed the status file" test -z "$(ls "$XDG_RUNTIME_DIR/butlerfs")"
 na=$(grep -c "$BH/a/" "$BFS_LOG")
 nb=$(grep -c "$BH/b/" "$BFS_LOG")
 echo "dead host: read in $ms ms; log lines naming replica a: $na, b: $nb"
@@ -364,8 +388,19 @@ open(p, "w").write("\n".join(lines) + "\n")
 PY
 mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml,loglevel=debug" || finish
 expect "read through a bearer-token replica" reads_match "$f0"
-unmount
-expect_no_secret "sekrit-token" "bearer token" "$T"/daemon.*.log "$T"/daemon.*.stderr
+sleep 2.5 # one status period
+cp "$XDG_RUNTIME_DIR"/butlerfs/mount.*.json "$T/status.token.json"
+"$BFS_BIN" status >"$T/status.token.out" 2>&1
+# a daemon killed with -9 leaves its status file: status says it is gone and removes it
+kill -KILL "$BFS_PID"
+wait "$BFS_PID" 2>/dev/null
+"$BFS_BIN" status >"$T/status.dead.out" 2>&1
+expect "butlerfs status says a killed daemon is gone, and how to detach its mount" \
+    grep -q "pid $BFS_PID) is gone; .*fusermount3 -uz $T/mnt" "$T/status.dead.out"
+expect "... and removed its status file" test -z "$(ls "$XDG_RUNTIME_DIR/butlerfs")"
+fusermount3 -uz "$T/mnt" 2>/dev/null
+BFS_PID=""
+expect_no_secret "sekrit-token" "bearer token" "$T"/daemon.*.log "$T"/daemon.*.stderr "$T"/status.*
 
 # https with the test CA as fetch.ca_file: every file byte-identical.  Without
 # it the certificate is refused (EACCES), which is not retried: one TLS

@@ -1,0 +1,197 @@
+/*
+ * cli_status.c - `butlerfs status [--json] [MOUNTPOINT...]`: what each
+ * running mount of this user is doing, from the status files the daemons
+ * write (status.h).
+ */
+#include "cli.h"
+#include "status.h"
+#include "strutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+static const char status_help[] =
+    "Usage: butlerfs status [--json] [MOUNTPOINT...]\n"
+    "\n"
+    "Show what the running butlerfs mounts of this user are doing: the repository,\n"
+    "bytes read from servers, cache hits and misses, failovers, failed reads, the\n"
+    "memory in use, and the replicas or hosts being skipped after failures, with\n"
+    "why and for how long.  With MOUNTPOINTs, only those mounts.\n"
+    "\n"
+    "Each daemon rewrites its status every " STR(BFS_STATUS_PERIOD_S) " seconds in $XDG_RUNTIME_DIR/butlerfs\n"
+    "(else /tmp/butlerfs-UID).  A status not updated for 10 seconds is flagged: the\n"
+    "daemon may be hung.  The status of a daemon that died is removed, with a note.\n"
+    "\n"
+    "Options:\n"
+    "  --json      print the status objects as one JSON array (fields: butlerfs(1))\n"
+    "  -h, --help  show this text\n"
+    "\n"
+    "Exit status: 0 done (also when nothing is mounted); 1 a MOUNTPOINT given has no\n"
+    "running butlerfs mount; 2 a usage error.\n";
+
+#define STALE_S 10
+
+static void format_duration(int64_t s, char *out, size_t outsz)
+{
+    if (s < 0)
+        s = 0;
+    if (s >= 86400)
+        snprintf(out, outsz, "%lldd%02lldh", (long long)(s / 86400), (long long)(s % 86400 / 3600));
+    else if (s >= 3600)
+        snprintf(out, outsz, "%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+    else if (s >= 60)
+        snprintf(out, outsz, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
+    else
+        snprintf(out, outsz, "%llds", (long long)s);
+}
+
+static json_int_t int_of(json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
+static const char *str_of(json_t *o, const char *k)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+    return v ? v : "?";
+}
+
+static void print_human(json_t *j)
+{
+    time_t now = time(NULL);
+    char up[32], age[32], b1[32], b2[32], b3[32];
+    format_duration(now - (time_t)int_of(j, "started"), up, sizeof up);
+    printf("%s: repository %s (pid %lld, up %s%s)\n", str_of(j, "mountpoint"), str_of(j, "repository"),
+           (long long)int_of(j, "pid"), up, json_is_true(json_object_get(j, "direct_io")) ? ", direct_io" : "");
+    int64_t late = now - (time_t)int_of(j, "updated");
+    if (late >= STALE_S) {
+        format_duration(late, age, sizeof age);
+        printf("  warning      not updated for %s: the daemon may be hung\n", age);
+    }
+    json_t *f = json_object_get(j, "fetch");
+    json_int_t hits = int_of(f, "cache_hits"), misses = int_of(f, "cache_misses");
+    bfs_format_bytes((double)int_of(f, "bytes_from_servers"), b1, sizeof b1);
+    printf("  servers      %s (%lld B) received, %lld blocks fetched\n", b1,
+           (long long)int_of(f, "bytes_from_servers"), (long long)int_of(f, "blocks_fetched"));
+    if (hits + misses > 0)
+        printf("  cache        %lld hits, %lld misses (%.1f%% hits)\n", (long long)hits, (long long)misses,
+               100.0 * (double)hits / (double)(hits + misses));
+    else
+        printf("  cache        no remote block read yet\n");
+    bfs_format_bytes((double)int_of(f, "memory_used"), b2, sizeof b2);
+    bfs_format_bytes((double)int_of(f, "memory_budget"), b3, sizeof b3);
+    printf("  reads        %lld failovers, %lld failed; block memory %s of %s\n",
+           (long long)int_of(f, "failovers"), (long long)int_of(f, "failed_reads"), b2, b3);
+    json_t *sk = json_object_get(j, "skipped");
+    size_t i;
+    json_t *e;
+    if (json_array_size(sk) == 0)
+        printf("  skipping     nothing: every replica is in use\n");
+    json_array_foreach(sk, i, e) {
+        double left = json_number_value(json_object_get(e, "retry_in_s"));
+        printf("  skipping     %s %s for %.0f s more (%s)\n", str_of(e, "kind"), str_of(e, "name"), left,
+               str_of(e, "why"));
+    }
+}
+
+/* Is MOUNTPOINT (as given) the mount j describes? */
+static bool names_mount(const char *given, json_t *j)
+{
+    char abs[PATH_MAX];
+    const char *m = realpath(given, abs) ? abs : given;
+    return !strcmp(m, str_of(j, "mountpoint"));
+}
+
+int bfs_cmd_status(int argc, char **argv)
+{
+    bool as_json = false;
+    int nwanted = 0;
+    char **wanted = calloc((size_t)argc, sizeof *wanted);
+    if (!wanted)
+        return 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(status_help, stdout);
+            free(wanted);
+            return 0;
+        } else if (!strcmp(argv[i], "--json")) {
+            as_json = true;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "butlerfs: status: unknown option '%s'\n\n%s", argv[i], status_help);
+            free(wanted);
+            return 2;
+        } else {
+            wanted[nwanted++] = argv[i];
+        }
+    }
+    bool *found = calloc((size_t)nwanted + 1, sizeof *found);
+    json_t *all = json_array();
+    const char *why;
+    char *dir = bfs_status_dir(false, &why);
+    DIR *d = dir ? opendir(dir) : NULL;
+    struct dirent *de;
+    while (d && found && all && (de = readdir(d))) {
+        long pid;
+        char tail[8];
+        if (sscanf(de->d_name, "mount.%ld.%7s", &pid, tail) != 2 || strcmp(tail, "json") != 0)
+            continue;
+        char *path = bfs_asprintf("%s/%s", dir, de->d_name);
+        json_t *j = path ? json_load_file(path, 0, NULL) : NULL;
+        if (j && kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
+            /* killed (kill -9, a crash): its mount is dead too */
+            fprintf(stderr, "butlerfs: status: the daemon of %s (pid %ld) is gone; if the mount is still "
+                            "there, detach it: fusermount3 -uz %s\n",
+                    str_of(j, "mountpoint"), pid, str_of(j, "mountpoint"));
+            unlink(path);
+            json_decref(j);
+            j = NULL;
+        }
+        free(path);
+        if (!j)
+            continue;
+        bool keep = nwanted == 0;
+        for (int w = 0; w < nwanted; w++)
+            if (names_mount(wanted[w], j))
+                keep = found[w] = true;
+        if (keep)
+            json_array_append_new(all, j);
+        else
+            json_decref(j);
+    }
+    if (d)
+        closedir(d);
+    int status = 0;
+    for (int w = 0; w < nwanted; w++)
+        if (found && !found[w]) {
+            fprintf(stderr, "butlerfs: status: no running butlerfs mount on %s\n", wanted[w]);
+            status = 1;
+        }
+    if (as_json) {
+        char *text = all ? json_dumps(all, JSON_INDENT(2)) : NULL;
+        if (text)
+            puts(text);
+        free(text);
+    } else if (json_array_size(all) == 0 && nwanted == 0) {
+        printf("no butlerfs mounts of this user are running\n");
+    } else {
+        size_t i;
+        json_t *j;
+        json_array_foreach(all, i, j) {
+            if (i)
+                putchar('\n');
+            print_human(j);
+        }
+    }
+    json_decref(all);
+    free(found);
+    free(dir);
+    free(wanted);
+    return status;
+}
