@@ -101,6 +101,21 @@ static void print_human(json_t *j)
     }
 }
 
+/* Is pid a running butlerfs (not a process that took a dead one's pid)? */
+static bool daemon_alive(pid_t pid)
+{
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+        return false;
+    char path[64], comm[32] = "";
+    snprintf(path, sizeof path, "/proc/%ld/comm", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return true; /* no /proc to ask: kill(2) said it runs */
+    bool ours = fgets(comm, sizeof comm, f) && !strncmp(comm, "butlerfs", 8);
+    fclose(f);
+    return ours;
+}
+
 /* Is MOUNTPOINT (as given) the mount j describes? */
 static bool names_mount(const char *given, json_t *j)
 {
@@ -144,7 +159,7 @@ int bfs_cmd_status(int argc, char **argv)
             continue;
         char *path = bfs_asprintf("%s/%s", dir, de->d_name);
         json_t *j = path ? json_load_file(path, 0, NULL) : NULL;
-        if (j && kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
+        if (j && !daemon_alive((pid_t)pid)) {
             /* killed (kill -9, a crash): its mount is dead too */
             fprintf(stderr, "butlerfs: status: the daemon of %s (pid %ld) is gone; if the mount is still "
                             "there, detach it: fusermount3 -uz %s\n",

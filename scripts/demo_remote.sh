@@ -72,6 +72,9 @@ show "cat '$big' >/dev/null"
 t1=$(date +%s.%N)
 echo "   (the whole 256 MiB file: $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s, $(requests) ranged GETs, up to 4 at once with read-ahead)"
 show "sha256sum '$big' | cut -c1-16"
+sleep 2 # the daemon rewrites its status every 2 s
+show "'$BIN' status '$MNT'"
+echo "   (what a running mount is doing; --json for monitoring)"
 fusermount3 -u "$MNT"
 
 say "7. The cache outlives the mount and the server"

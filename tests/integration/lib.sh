@@ -30,6 +30,9 @@ BFS_LOG=""      # its log file (-o log=)
 BFS_ERR=""      # its stderr (sanitizer reports go here)
 
 BFS_TMP=$(mktemp -d "${TMPDIR:-/tmp}/bfs-test.XXXXXX") || { echo "cannot make a temp dir" >&2; exit 1; }
+# the daemons' status files (butlerfs status) stay in the test's own dir
+export XDG_RUNTIME_DIR=$BFS_TMP/run
+mkdir -m 700 "$XDG_RUNTIME_DIR"
 
 bfs_is_mounted()
 {

@@ -21,9 +21,6 @@ trap 'nginx_stop; bfs_cleanup' EXIT
 T=$BFS_TMP
 WWW=$T/www
 mkdir -p "$WWW" "$T/mnt" "$T/cache"
-# the daemons' status files (butlerfs status) go here, not to the user's
-export XDG_RUNTIME_DIR=$T/run
-mkdir -m 700 "$XDG_RUNTIME_DIR"
 nginx_make_certs "$T/tls"
 case $? in
     0) export NGINX_TLS_DIR=$T/tls ;;
