@@ -427,7 +427,10 @@ static void url_redact(const char *url, char *out, size_t outsz)
     const char *p = strstr(url, "://");
     p = p ? p + 3 : url;
     size_t n = strcspn(p, "/");
-    const char *at = memchr(p, '@', n);
+    const char *at = NULL; /* the last '@' of the authority: a password may hold one */
+    for (const char *q = p; q < p + n; q++)
+        if (*q == '@')
+            at = q;
     if (at)
         snprintf(out, outsz, "%.*s%s", (int)(p - url), url, at + 1);
     else

@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
 #include <signal.h>
@@ -77,19 +78,20 @@ static void print_human(json_t *j)
     }
     json_t *f = json_object_get(j, "fetch");
     json_int_t hits = int_of(f, "cache_hits"), misses = int_of(f, "cache_misses");
+    json_t *sk = json_object_get(j, "skipped");
+    if (hits + misses == 0 && json_array_size(sk) == 0) {
+        printf("  remote data  none read yet (a local datastore needs none)\n");
+        return;
+    }
     bfs_format_bytes((double)int_of(f, "bytes_from_servers"), b1, sizeof b1);
     printf("  servers      %s (%lld B) received, %lld blocks fetched\n", b1,
            (long long)int_of(f, "bytes_from_servers"), (long long)int_of(f, "blocks_fetched"));
-    if (hits + misses > 0)
-        printf("  cache        %lld hits, %lld misses (%.1f%% hits)\n", (long long)hits, (long long)misses,
-               100.0 * (double)hits / (double)(hits + misses));
-    else
-        printf("  cache        no remote block read yet\n");
+    printf("  cache        %lld hits, %lld misses (%.1f%% hits)\n", (long long)hits, (long long)misses,
+           hits + misses > 0 ? 100.0 * (double)hits / (double)(hits + misses) : 0.0);
     bfs_format_bytes((double)int_of(f, "memory_used"), b2, sizeof b2);
     bfs_format_bytes((double)int_of(f, "memory_budget"), b3, sizeof b3);
     printf("  reads        %lld failovers, %lld failed; block memory %s of %s\n",
            (long long)int_of(f, "failovers"), (long long)int_of(f, "failed_reads"), b2, b3);
-    json_t *sk = json_object_get(j, "skipped");
     size_t i;
     json_t *e;
     if (json_array_size(sk) == 0)
@@ -101,19 +103,86 @@ static void print_human(json_t *j)
     }
 }
 
-/* Is pid a running butlerfs (not a process that took a dead one's pid)? */
-static bool daemon_alive(pid_t pid)
+/* The status file name in dfd of a live daemon: its status (an object of
+ * version 1) or NULL, with a warning for a file that is not one. */
+static json_t *load_status(int dfd, const char *dir, const char *name)
 {
-    if (kill(pid, 0) != 0 && errno == ESRCH)
-        return false;
-    char path[64], comm[32] = "";
-    snprintf(path, sizeof path, "/proc/%ld/comm", (long)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return true; /* no /proc to ask: kill(2) said it runs */
-    bool ours = fgets(comm, sizeof comm, f) && !strncmp(comm, "butlerfs", 8);
-    fclose(f);
-    return ours;
+    int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    json_error_t err;
+    json_t *j = fd >= 0 ? json_loadfd(fd, 0, &err) : NULL;
+    if (fd >= 0)
+        close(fd);
+    if (j && json_is_object(j) && json_integer_value(json_object_get(j, "version")) == 1 &&
+        json_is_string(json_object_get(j, "mountpoint")))
+        return j;
+    fprintf(stderr, "butlerfs: status: %s/%s is not a status file of this version of butlerfs; "
+                    "ignored\n", dir, name);
+    json_decref(j);
+    return NULL;
+}
+
+static bool names_mount(const char *given, json_t *j);
+
+/* Add the status of each live daemon in dir to all (those named by
+ * wanted[], when any: found[] marks the ones seen); remove what dead
+ * daemons left (saying so for a status: its mount is dead too). */
+static void collect(const char *dir, json_t *all, char **wanted, int nwanted, bool *found)
+{
+    const char *why;
+    int dfd = bfs_status_open_dir(dir, false, &why);
+    if (dfd < 0) {
+        if (dfd != -ENOENT)
+            fprintf(stderr, "butlerfs: status: not reading %s: %s\n", dir, why);
+        return;
+    }
+    DIR *d = fdopendir(dup(dfd));
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        long pid;
+        int end = 0;
+        const char *nm = de->d_name;
+        if (sscanf(nm, ".mount.%ld.%*16[0-9a-f].tmp%n", &pid, &end) == 1 && end && !nm[end]) {
+            if (!bfs_status_daemon_alive(dfd, pid))
+                unlinkat(dfd, nm, 0); /* a write a dead daemon did not finish */
+            continue;
+        }
+        if (sscanf(nm, "mount.%ld.lock%n", &pid, &end) == 1 && end && !nm[end]) {
+            char json[64];
+            snprintf(json, sizeof json, "mount.%ld.json", pid);
+            if (faccessat(dfd, json, F_OK, AT_SYMLINK_NOFOLLOW) != 0 && !bfs_status_daemon_alive(dfd, pid))
+                unlinkat(dfd, nm, 0);
+            continue;
+        }
+        if (sscanf(nm, "mount.%ld.json%n", &pid, &end) != 1 || !end || nm[end])
+            continue;
+        json_t *j = load_status(dfd, dir, nm);
+        if (!bfs_status_daemon_alive(dfd, pid)) {
+            /* killed (kill -9, a crash): its mount is dead too */
+            const char *m = j ? str_of(j, "mountpoint") : NULL;
+            if (m)
+                fprintf(stderr, "butlerfs: status: the daemon of %s (pid %ld) is gone; if the mount is "
+                                "still there, detach it: fusermount3 -uz %s\n", m, pid, m);
+            char lock[64];
+            snprintf(lock, sizeof lock, "mount.%ld.lock", pid);
+            unlinkat(dfd, nm, 0);
+            unlinkat(dfd, lock, 0);
+            json_decref(j);
+            continue;
+        }
+        if (!j)
+            continue;
+        bool keep = nwanted == 0;
+        for (int w = 0; w < nwanted; w++)
+            if (names_mount(wanted[w], j))
+                keep = found[w] = true;
+        if (keep)
+            json_array_append_new(all, j);
+        else
+            json_decref(j);
+    }
+    if (d)
+        closedir(d);
+    close(dfd);
 }
 
 /* Is MOUNTPOINT (as given) the mount j describes? */
@@ -148,40 +217,13 @@ int bfs_cmd_status(int argc, char **argv)
     }
     bool *found = calloc((size_t)nwanted + 1, sizeof *found);
     json_t *all = json_array();
-    const char *why;
-    char *dir = bfs_status_dir(false, &why);
-    DIR *d = dir ? opendir(dir) : NULL;
-    struct dirent *de;
-    while (d && found && all && (de = readdir(d))) {
-        long pid;
-        char tail[8];
-        if (sscanf(de->d_name, "mount.%ld.%7s", &pid, tail) != 2 || strcmp(tail, "json") != 0)
-            continue;
-        char *path = bfs_asprintf("%s/%s", dir, de->d_name);
-        json_t *j = path ? json_load_file(path, 0, NULL) : NULL;
-        if (j && !daemon_alive((pid_t)pid)) {
-            /* killed (kill -9, a crash): its mount is dead too */
-            fprintf(stderr, "butlerfs: status: the daemon of %s (pid %ld) is gone; if the mount is still "
-                            "there, detach it: fusermount3 -uz %s\n",
-                    str_of(j, "mountpoint"), pid, str_of(j, "mountpoint"));
-            unlink(path);
-            json_decref(j);
-            j = NULL;
-        }
-        free(path);
-        if (!j)
-            continue;
-        bool keep = nwanted == 0;
-        for (int w = 0; w < nwanted; w++)
-            if (names_mount(wanted[w], j))
-                keep = found[w] = true;
-        if (keep)
-            json_array_append_new(all, j);
-        else
-            json_decref(j);
+    char *dirs[2];
+    int ndirs = bfs_status_candidates(dirs);
+    for (int k = 0; k < ndirs; k++) {
+        if (found && all)
+            collect(dirs[k], all, wanted, nwanted, found);
+        free(dirs[k]);
     }
-    if (d)
-        closedir(d);
     int status = 0;
     for (int w = 0; w < nwanted; w++)
         if (found && !found[w]) {
@@ -206,7 +248,6 @@ int bfs_cmd_status(int argc, char **argv)
     }
     json_decref(all);
     free(found);
-    free(dir);
     free(wanted);
     return status;
 }

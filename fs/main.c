@@ -403,6 +403,13 @@ int bfs_cmd_mount(int argc, char **argv)
             goto out_unmount;
         }
     }
+    char *sdir = NULL;
+    const char *swhy = NULL;
+    bool status_ok = bfs_status_check(&sdir, &swhy) == 0;
+    if (!status_ok) /* said while the user sees it */
+        fprintf(stderr, "butlerfs: warning: no status file for this mount (butlerfs status will not list it): "
+                        "%s: %s\n", sdir ? sdir : "the status directory", swhy);
+    free(sdir);
     if (!mo.foreground) {
         if (fuse_daemonize(0) != 0)
             goto out_unmount;
@@ -433,7 +440,7 @@ int bfs_cmd_mount(int argc, char **argv)
     fuse_loop_cfg_set_idle_threads(cfg, (unsigned)(mo.threads / 2 > 0 ? mo.threads / 2 : 1));
     fuse_loop_cfg_set_clone_fd(cfg, 0);
     /* after daemonizing: the file is named by the serving process's pid */
-    bfs_status *st = bfs_status_start(mnt_abs, bfs_registry_repo_dir(reg), fetcher, fs.direct_io);
+    bfs_status *st = status_ok ? bfs_status_start(mnt_abs, bfs_registry_repo_dir(reg), fetcher, fs.direct_io) : NULL;
     int loop = mo.single ? fuse_session_loop(se) : fuse_session_loop_mt(se, cfg);
     bfs_status_stop(st);
     fuse_loop_cfg_destroy(cfg);

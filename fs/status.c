@@ -10,9 +10,12 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,42 +24,129 @@
 #define MAX_SKIPPED 64
 
 struct bfs_status {
-    char *path, *tmp;
+    int dfd;              /* the status directory; -1 while there is none */
+    int lfd;              /* mount.PID.lock in it, flock'ed; -1 with dfd */
+    char *dir;            /* its path, for messages */
+    char name[64], lock[64];
     char *mountpoint, *repo;
     bfs_fetcher *f;
     bool direct_io;
     time_t started;
     pthread_t thread;
-    pthread_mutex_t lock;
+    pthread_mutex_t lock_m;
     pthread_cond_t cond; /* CLOCK_MONOTONIC */
     bool stop;
 };
 
-char *bfs_status_dir(bool create, const char **why)
+int bfs_status_candidates(char *out[2])
 {
+    int n = 0;
     const char *run = getenv("XDG_RUNTIME_DIR");
-    char *dir = run && run[0] == '/' ? bfs_asprintf("%s/butlerfs", run)
-                                     : bfs_asprintf("/tmp/butlerfs-%u", (unsigned)getuid());
-    *why = NULL;
-    if (!dir) {
-        *why = "out of memory";
-        return NULL;
-    }
+    struct stat st;
+    if (run && run[0] == '/' && stat(run, &st) == 0 && S_ISDIR(st.st_mode) && (out[n] = bfs_asprintf("%s/butlerfs", run)))
+        n++;
+    if ((out[n] = bfs_asprintf("/tmp/butlerfs-%u", (unsigned)getuid())))
+        n++;
+    return n;
+}
+
+int bfs_status_open_dir(const char *dir, bool create, const char **why)
+{
     if (create && mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        int e = errno;
         *why = "it cannot be created";
-    } else {
-        /* /tmp is shared: only a real directory of ours, closed to others */
-        struct stat st;
-        if (lstat(dir, &st) != 0)
-            *why = "it does not exist";
-        else if (!S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 077))
-            *why = "it is not a directory of this user's closed to others";
+        return -e;
     }
-    if (*why) {
-        free(dir);
-        return NULL;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        *why = e == ENOENT ? "it does not exist" : e == ELOOP || e == ENOTDIR ? "it is not a directory" : "it cannot be opened";
+        return -e;
     }
-    return dir;
+    /* /tmp is shared: only a directory of ours, closed to others */
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_uid != getuid() || (st.st_mode & 077)) {
+        close(fd);
+        *why = "it belongs to another user or others may enter it";
+        return -EPERM;
+    }
+    return fd;
+}
+
+/* Open the first usable status directory (made when missing): its fd, its
+ * path in *path (malloc'd); or -errno with the last path tried and *why. */
+static int open_first(char **path, const char **why)
+{
+    char *cand[2];
+    int n = bfs_status_candidates(cand), fd = -ENOMEM;
+    *path = NULL;
+    *why = "out of memory";
+    for (int i = 0; i < n; i++) {
+        if (fd < 0) {
+            free(*path);
+            *path = cand[i];
+            fd = bfs_status_open_dir(cand[i], true, why);
+        } else {
+            free(cand[i]);
+        }
+    }
+    return fd;
+}
+
+int bfs_status_check(char **dir, const char **why)
+{
+    int fd = open_first(dir, why);
+    if (fd < 0)
+        return fd;
+    close(fd);
+    return 0;
+}
+
+/* Lock file names of pid. */
+static void lock_name(long pid, char *out, size_t outsz) { snprintf(out, outsz, "mount.%ld.lock", pid); }
+
+bool bfs_status_daemon_alive(int dfd, long pid)
+{
+    char name[64];
+    lock_name(pid, name, sizeof name);
+    int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return false; /* every daemon makes its lock before its first status */
+    bool held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd);
+    return held;
+}
+
+/* Close s's directory and lock. */
+static void detach(bfs_status *s)
+{
+    if (s->lfd >= 0)
+        close(s->lfd);
+    if (s->dfd >= 0)
+        close(s->dfd);
+    s->lfd = s->dfd = -1;
+}
+
+/* (Re)open the status directory and take the lock in it: 0 or -errno. */
+static int attach(bfs_status *s, const char **why)
+{
+    detach(s);
+    free(s->dir);
+    int dfd = open_first(&s->dir, why);
+    if (dfd < 0)
+        return dfd;
+    int lfd = openat(dfd, s->lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        *why = "its lock file cannot be made or locked";
+        if (lfd >= 0)
+            close(lfd);
+        close(dfd);
+        return -e;
+    }
+    s->dfd = dfd;
+    s->lfd = lfd;
+    return 0;
 }
 
 static json_t *status_json(bfs_status *s)
@@ -90,22 +180,42 @@ static json_t *status_json(bfs_status *s)
                      "direct_io", s->direct_io, "fetch", fetch, "skipped", list);
 }
 
-/* Write the status file now: 0 or -errno. */
-static int status_write(bfs_status *s)
+/* Write j as s's status file: a new file of a random name, renamed over
+ * the old one.  0 or -errno. */
+static int write_file(bfs_status *s, json_t *j)
 {
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != sizeof r)
+        r = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)&r;
+    char tmp[96];
+    snprintf(tmp, sizeof tmp, ".mount.%ld.%016llx.tmp", (long)getpid(), (unsigned long long)r);
+    int fd = openat(s->dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    int rc = json_dumpfd(j, fd, JSON_INDENT(2)) != 0 ? -EIO : 0;
+    if (close(fd) != 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && renameat(s->dfd, tmp, s->dfd, s->name) != 0)
+        rc = -errno;
+    if (rc != 0)
+        unlinkat(s->dfd, tmp, 0);
+    return rc;
+}
+
+/* Write the status file now, making the directory again when it was
+ * removed: 0 or -errno with *why. */
+static int status_write(bfs_status *s, const char **why)
+{
+    struct stat st;
+    *why = NULL;
+    if ((s->dfd < 0 || fstat(s->dfd, &st) != 0 || st.st_nlink == 0) && attach(s, why) != 0)
+        return -ENOENT;
     json_t *j = status_json(s);
     if (!j)
         return -ENOMEM;
-    int fd = open(s->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    int rc = fd < 0 ? -errno : 0;
-    if (rc == 0 && json_dumpfd(j, fd, JSON_INDENT(2)) != 0)
-        rc = -EIO;
-    if (fd >= 0 && close(fd) != 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && rename(s->tmp, s->path) != 0)
-        rc = -errno;
-    if (rc != 0)
-        unlink(s->tmp);
+    int rc = write_file(s, j);
+    if (rc == -ENOENT && attach(s, why) == 0) /* removed just now */
+        rc = write_file(s, j);
     json_decref(j);
     return rc;
 }
@@ -113,29 +223,33 @@ static int status_write(bfs_status *s)
 static void *status_main(void *arg)
 {
     bfs_status *s = arg;
-    bool logged = false;
-    pthread_mutex_lock(&s->lock);
+    bool failing = false;
+    pthread_mutex_lock(&s->lock_m);
     while (!s->stop) {
-        pthread_mutex_unlock(&s->lock);
-        int rc = status_write(s);
-        if (rc != 0 && !logged)
-            bfs_warn(TAG, "cannot write the status file %s: %s", s->path, strerror(-rc));
-        logged = logged || rc != 0;
-        pthread_mutex_lock(&s->lock);
+        pthread_mutex_unlock(&s->lock_m);
+        const char *why;
+        int rc = status_write(s, &why);
+        if (rc != 0 && !failing)
+            bfs_warn(TAG, "cannot write the status file in %s: %s (butlerfs status will not list this mount)",
+                     s->dir ? s->dir : "the status directory", why ? why : strerror(-rc));
+        else if (rc == 0 && failing)
+            bfs_note(TAG, "the status file is written again, in %s", s->dir);
+        failing = rc != 0;
+        pthread_mutex_lock(&s->lock_m);
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_sec += BFS_STATUS_PERIOD_S;
-        while (!s->stop && pthread_cond_timedwait(&s->cond, &s->lock, &ts) != ETIMEDOUT)
+        while (!s->stop && pthread_cond_timedwait(&s->cond, &s->lock_m, &ts) != ETIMEDOUT)
             ;
     }
-    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&s->lock_m);
     return NULL;
 }
 
 static void status_free(bfs_status *s)
 {
-    free(s->path);
-    free(s->tmp);
+    detach(s);
+    free(s->dir);
     free(s->mountpoint);
     free(s->repo);
     free(s);
@@ -143,24 +257,22 @@ static void status_free(bfs_status *s)
 
 bfs_status *bfs_status_start(const char *mountpoint, const char *repo, bfs_fetcher *f, bool direct_io)
 {
+    bfs_status *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    *s = (bfs_status){.dfd = -1, .lfd = -1, .mountpoint = strdup(mountpoint), .repo = strdup(repo), .f = f,
+                      .direct_io = direct_io, .started = time(NULL)};
+    snprintf(s->name, sizeof s->name, "mount.%ld.json", (long)getpid());
+    lock_name(getpid(), s->lock, sizeof s->lock);
     const char *why;
-    char *dir = bfs_status_dir(true, &why);
-    if (!dir) {
-        bfs_warn(TAG, "no status file for this mount (butlerfs status will not list it): the status "
-                      "directory is unusable: %s", why);
+    if (!s->mountpoint || !s->repo) {
+        status_free(s);
         return NULL;
     }
-    bfs_status *s = calloc(1, sizeof *s);
-    if (s) {
-        *s = (bfs_status){.path = bfs_asprintf("%s/mount.%ld.json", dir, (long)getpid()),
-                          .tmp = bfs_asprintf("%s/.mount.%ld.json.tmp", dir, (long)getpid()),
-                          .mountpoint = strdup(mountpoint), .repo = strdup(repo), .f = f,
-                          .direct_io = direct_io, .started = time(NULL)};
-    }
-    free(dir);
-    if (!s || !s->path || !s->tmp || !s->mountpoint || !s->repo) {
-        if (s)
-            status_free(s);
+    if (attach(s, &why) != 0) {
+        bfs_warn(TAG, "no status file for this mount (butlerfs status will not list it): %s: %s",
+                 s->dir ? s->dir : "the status directory", why);
+        status_free(s);
         return NULL;
     }
     pthread_condattr_t ca;
@@ -168,10 +280,18 @@ bfs_status *bfs_status_start(const char *mountpoint, const char *repo, bfs_fetch
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->cond, &ca);
     pthread_condattr_destroy(&ca);
-    pthread_mutex_init(&s->lock, NULL);
-    if (pthread_create(&s->thread, NULL, status_main, s) != 0) {
+    pthread_mutex_init(&s->lock_m, NULL);
+    /* the thread inherits a mask with every signal blocked: they are the
+     * FUSE loop's to handle */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&s->thread, NULL, status_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
         pthread_cond_destroy(&s->cond);
-        pthread_mutex_destroy(&s->lock);
+        pthread_mutex_destroy(&s->lock_m);
+        unlinkat(s->dfd, s->lock, 0);
         status_free(s);
         return NULL;
     }
@@ -182,13 +302,16 @@ void bfs_status_stop(bfs_status *s)
 {
     if (!s)
         return;
-    pthread_mutex_lock(&s->lock);
+    pthread_mutex_lock(&s->lock_m);
     s->stop = true;
     pthread_cond_signal(&s->cond);
-    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&s->lock_m);
     pthread_join(s->thread, NULL);
-    unlink(s->path);
+    if (s->dfd >= 0) {
+        unlinkat(s->dfd, s->name, 0);
+        unlinkat(s->dfd, s->lock, 0);
+    }
     pthread_cond_destroy(&s->cond);
-    pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->lock_m);
     status_free(s);
 }

@@ -1,12 +1,19 @@
 /*
- * status.h - the status file of a running mount, and reading them back
- * (`butlerfs status`).
+ * status.h - the status file of a running mount, and finding them again
+ * (`butlerfs status`, cli_status.c).
  *
  * While it is mounted, a daemon rewrites DIR/mount.PID.json every
- * BFS_STATUS_PERIOD_S seconds (a temporary file renamed over it, mode 0600)
- * and removes it when it unmounts.  DIR is $XDG_RUNTIME_DIR/butlerfs, else
- * /tmp/butlerfs-UID; either is made 0700 and refused when it is not a
- * directory of this user's that no one else may enter.
+ * BFS_STATUS_PERIOD_S seconds (a new file with a random name, renamed over
+ * it; mode 0600) and removes it when it unmounts.  It holds an exclusive
+ * flock(2) on DIR/mount.PID.lock for as long as it runs, so a reader tells
+ * a live daemon from a dead one (kill -9, a crash) by trying that lock.
+ *
+ * DIR is the first usable of $XDG_RUNTIME_DIR/butlerfs (when XDG_RUNTIME_DIR
+ * names an existing directory) and /tmp/butlerfs-UID.  A usable DIR is a
+ * real directory (not a symlink) owned by this user that no one else may
+ * enter; it is made 0700 when missing, and made again when it is removed
+ * while mounted.  Files in it are opened relative to its descriptor, never
+ * following symlinks, and temporary files are created exclusively.
  *
  * The file is a JSON object:
  *   version 1; pid; mountpoint; repository; started and updated (Unix
@@ -19,7 +26,7 @@
  *
  * Ownership: bfs_status_start returns a writer owned by the caller, who
  * stops it with bfs_status_stop; the fetcher is borrowed and must outlive
- * it.  Threads: the writer runs on its own thread.
+ * it.  Threads: the writer runs on its own thread, with signals blocked.
  */
 #ifndef BFS_STATUS_H
 #define BFS_STATUS_H
@@ -32,16 +39,27 @@
 
 typedef struct bfs_status bfs_status;
 
+/* The places a status directory may be, in the order a daemon tries them
+ * (malloc'd paths into out); returns their count (0 only without memory). */
+int bfs_status_candidates(char *out[2]);
+
+/* Open dir as a status directory (made first when create and missing): its
+ * descriptor, or -errno with *why (static text) saying what is wrong. */
+int bfs_status_open_dir(const char *dir, bool create, const char **why);
+
+/* Before mounting: 0 when a status directory can be used, else -errno with
+ * the last one tried in *dir (malloc'd, may be NULL) and *why. */
+int bfs_status_check(char **dir, const char **why);
+
 /* Start writing the status of the mount of repo (absolute) on mountpoint
  * (absolute), whose bytes come from f.  NULL when there is no usable
  * status directory or no memory (logged; the mount serves regardless). */
 bfs_status *bfs_status_start(const char *mountpoint, const char *repo, bfs_fetcher *f, bool direct_io);
 
-/* Stop the writer and remove its file.  NULL is fine. */
+/* Stop the writer and remove its files.  NULL is fine. */
 void bfs_status_stop(bfs_status *s);
 
-/* The status directory (malloc'd), made when create and missing; NULL with
- * *why (static text) when there is none or it is not safe to use. */
-char *bfs_status_dir(bool create, const char **why);
+/* Does the daemon pid hold its lock in the status directory dfd (it runs)? */
+bool bfs_status_daemon_alive(int dfd, long pid);
 
 #endif
