@@ -546,10 +546,22 @@ static void mark_locked(bfs_remote *r, const char *key, int err)
     for (i = 0; i < r->nhosts; i++)
         if (!strcmp(r->hosts[i].host, key))
             break;
-    if (i == r->nhosts && r->nhosts < MAX_HOSTS && !up)
-        snprintf(r->hosts[r->nhosts++].host, sizeof r->hosts[0].host, "%s", key);
+    if (i == r->nhosts && !up) {
+        if (r->nhosts < MAX_HOSTS) {
+            r->nhosts++;
+        } else { /* full: take the entry of one that answers, else the longest out of its pause */
+            int64_t now = now_ms(), oldest = INT64_MAX;
+            for (int k = 0; k < r->nhosts; k++)
+                if (r->hosts[k].down_until_ms <= now && r->hosts[k].down_until_ms < oldest)
+                    oldest = r->hosts[k].down_until_ms, i = k;
+        }
+        if (i < r->nhosts) {
+            r->hosts[i] = (struct host_health){.down_until_ms = 0};
+            snprintf(r->hosts[i].host, sizeof r->hosts[i].host, "%s", key);
+        }
+    }
     if (i == r->nhosts)
-        return;
+        return; /* up and never down, or every entry is down now */
     bool was_down = r->hosts[i].down_until_ms > 0;
     r->hosts[i].down_until_ms = up ? 0 : now_ms() + r->cfg->replica_retry_ms;
     r->hosts[i].err = err;

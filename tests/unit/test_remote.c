@@ -721,6 +721,48 @@ static void test_failover(void **state)
     assert_int_equal(atomic_exchange(&failures, 0), 0);
 }
 
+/* The health table is bounded (64 replicas and hosts): when it is full of
+ * entries whose pause has ended, a newly failing host takes one of them, so
+ * it is still skipped (and listed by bfs_remote_skipped). */
+static void test_health_table_full(void **state)
+{
+    (void)state;
+    bfs_config cfg;
+    make_cfg(&cfg, "health", 30000);
+    cfg.max_attempts = 1;
+    cfg.replica_retry_ms = 300;
+    bfs_remote *r = new_remote(&cfg);
+    char dead[128], name[64];
+    int ret;
+    for (int i = 0; i < 70; i++) { /* 70 hosts that refuse connections */
+        snprintf(dead, sizeof dead, "http://127.0.0.1:%d/data", dead_port());
+        snprintf(name, sizeof name, "logical://h%d", i);
+        bfs_robj *o = open_chain(r, name, url_of(dead, "odd.bin"), url_of(base, "odd.bin"), &ret);
+        assert_int_equal(ret, 0);
+        bfs_robj_close(o);
+    }
+    bfs_replica_state st[80];
+    int n = bfs_remote_skipped(r, st, 80);
+    assert_true(n >= 1 && n <= 64);
+    usleep(400 * 1000); /* every pause has ended */
+    assert_int_equal(bfs_remote_skipped(r, st, 80), 0);
+    int port = dead_port();
+    snprintf(dead, sizeof dead, "http://127.0.0.1:%d/data", port);
+    bfs_robj *o = open_chain(r, "logical://late", url_of(dead, "odd.bin"), url_of(base, "odd.bin"), &ret);
+    assert_int_equal(ret, 0);
+    bfs_robj_close(o);
+    char want[64];
+    snprintf(want, sizeof want, "http://127.0.0.1:%d", port);
+    assert_int_equal(bfs_remote_skipped(r, st, 80), 1);
+    assert_true(st[0].host);
+    assert_string_equal(st[0].name, want);
+    assert_string_equal(st[0].why, "cannot connect");
+    assert_true(st[0].retry_in_ms > 0 && st[0].retry_in_ms <= 300);
+    bfs_remote_free(r);
+    bfs_config_free(&cfg);
+    assert_int_equal(atomic_exchange(&failures, 0), 0);
+}
+
 /* ---- a replica that lies (liar_server.h) ----------------------------------- */
 
 /* The liar serves liar_data, the bytes nginx serves as liar.bin: same size,
@@ -1387,6 +1429,7 @@ int main(void)
         cmocka_unit_test(test_stress),
         cmocka_unit_test(test_churn),
         cmocka_unit_test(test_failover),
+        cmocka_unit_test(test_health_table_full),
         cmocka_unit_test_setup_teardown(test_liar_failover, liar_setup, liar_teardown),
         cmocka_unit_test_setup_teardown(test_liar_deadline, liar_setup, liar_teardown),
         cmocka_unit_test_setup_teardown(test_liar_changed, liar_setup, liar_teardown),
