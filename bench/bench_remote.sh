@@ -20,7 +20,8 @@
 #     cache: body bytes nginx sent (its access log) per header read, vs 2880
 #     and vs one cache block;
 #   prefetch: butlerfs prefetch of a collection of 1000 files of ~1 MiB, empty
-#     cache, vs curl of the same URLs with xargs -P 8;
+#     cache, vs curl of the same URLs with xargs -P 8 (to /dev/null, and saved
+#     as files on the cache's file system: the pre-copy step prefetch replaces);
 #   long fat pipe: the cold read again through nginx's /wan/ location, where
 #     each request (one TCP stream) is held to --wan-rate bytes/s as
 #     window/RTT holds one stream between continents, vs curl of the same URL.
@@ -197,18 +198,25 @@ curl_batch() {   # one curl per chunk of URLs (connections reused), 8 at once
   # shellcheck disable=SC2016  # $@ and $u belong to the inner sh
   xargs -P 8 -n "$per" sh -c 'for u; do set -- "$@" -o /dev/null "$u"; shift; done; exec curl -sf "$@"' _ <"$WORK/pf.urls"
 }
-pt=() pm=() pr=() c1=() cb=()
+curl_files() {   # the same, each file saved on the cache's file system: a pre-copy step
+  rm -rf "$WORK/dl"; mkdir -p "$WORK/dl"
+  xargs -P 8 -n "$per" curl -sf --remote-name-all --output-dir "$WORK/dl" <"$WORK/pf.urls"
+}
+pt=() pm=() pr=() c1=() cb=() cf=()
 for _ in $(seq "$REPS"); do
   empty_cache; clear_log
   pt+=("$(timed "$BIN" prefetch "$WORK/repo" --config "$CFG" $PF_RUN)")
   pm+=("$(log_bytes)") pr+=("$(log_reqs)")
   c1+=("$(timed sh -c "xargs -P 8 -n 1 curl -sf -o /dev/null <'$WORK/pf.urls'")")
   cb+=("$(timed curl_batch)")
-  [ "$(log_bytes)" = $((3 * NPF * PF_BYTES)) ] ||   # prefetch + both curl baselines
-    { echo "prefetch and curl moved $(log_bytes) bytes, expected $((3 * NPF * PF_BYTES))" >&2; exit 1; }
+  cf+=("$(timed curl_files)")
+  [ "$(ls "$WORK/dl" | wc -l)" = "$NPF" ] || { echo "curl saved $(ls "$WORK/dl" | wc -l) of $NPF files" >&2; exit 1; }
+  rm -rf "$WORK/dl"
+  [ "$(log_bytes)" = $((4 * NPF * PF_BYTES)) ] ||   # prefetch + the three curl baselines
+    { echo "prefetch and curl moved $(log_bytes) bytes, expected $((4 * NPF * PF_BYTES))" >&2; exit 1; }
 done
 R[pf]=$(med "${pt[@]}") R[pf.moved]=$(med "${pm[@]}") R[pf.reqs]=$(med "${pr[@]}")
-R[pf.curl1]=$(med "${c1[@]}") R[pf.curlb]=$(med "${cb[@]}")
+R[pf.curl1]=$(med "${c1[@]}") R[pf.curlb]=$(med "${cb[@]}") R[pf.curlf]=$(med "${cf[@]}")
 
 # --- e: a long fat pipe: every request held to WAN_RATE -------------------------
 echo "== long fat pipe: cold read of $BIG_MIB MiB, each request held to $WAN_RATE B/s ($REPS reps)"
@@ -263,6 +271,8 @@ printf '%-44s %6.0f files/s %6.0f files/s %8s\n' "prefetch $NPF x 1 MiB vs curl,
   "$(ratio "${R[pf.curl1]}" "${R[pf]}")"
 printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "prefetch vs curl, xargs -P 8 -n $per (reuse)" \
   "$(mibs "${R[pf]}" "$pf_mib")" "$(mibs "${R[pf.curlb]}" "$pf_mib")" "$(ratio "${R[pf.curlb]}" "${R[pf]}")"
+printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "prefetch vs curl to files, -n $per (pre-copy)" \
+  "$(mibs "${R[pf]}" "$pf_mib")" "$(mibs "${R[pf.curlf]}" "$pf_mib")" "$(ratio "${R[pf.curlf]}" "${R[pf]}")"
 printf '%-44s %10.2f %14s %8s\n' "prefetch: bytes from server / data, reqs/file" \
   "$(ratio "${R[pf.moved]}" "$((NPF * PF_BYTES))")" "$(ratio "${R[pf.reqs]}" "$NPF")" ""
 printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "long fat pipe ($WAN_RATE B/s a stream) vs curl" \
