@@ -236,28 +236,25 @@ R[wan]=$(med "${wan[@]}") R[wan.curl]=$(med "${wcurl[@]}")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
 mibs() { awk -v s="$1" -v m="$2" 'BEGIN{printf "%.0f", m/s}'; }
+# rate_row LABEL KEY BASE MIB: a throughput row, R[KEY] against R[BASE] for MIB MiB
+rate_row() {
+  printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "$1" "$(mibs "${R[$2]}" "$4")" "$(mibs "${R[$3]}" "$4")" \
+    "$(ratio "${R[$3]}" "${R[$2]}")"
+}
 pf_mib=$(awk -v n="$NPF" -v b="$PF_BYTES" 'BEGIN{print n*b/1048576}')
 echo
 echo "machine: $(nproc) cores, $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ //'), $(free -g | awk '/Mem/{print $2}') GiB, kernel $(uname -r), $(nginx -v 2>&1 | sed 's|.*/||;s/^/nginx /'), $(curl --version | awk 'NR==1{print "curl", $2}'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "server: nginx on 127.0.0.1; config: defaults (block ${BLOCK} B, readahead 64MiB, parallel 4), cache in $CACHE; medians of $REPS runs"
 printf '%-44s %14s %14s %8s\n' "measure" "butlerfs" "baseline" "ratio"
-printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "cold read ${BIG_MIB} MiB, mount vs curl" \
-  "$(mibs "${R[cold]}" "$BIG_MIB")" "$(mibs "${R[curl]}" "$BIG_MIB")" "$(ratio "${R[curl]}" "${R[cold]}")"
-printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "cold read vs curl -o FILE (a download)" \
-  "$(mibs "${R[cold]}" "$BIG_MIB")" "$(mibs "${R[curldl]}" "$BIG_MIB")" "$(ratio "${R[curldl]}" "${R[cold]}")"
-printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "warm read ${BIG_MIB} MiB, fresh mount vs local cat" \
-  "$(mibs "${R[warm]}" "$BIG_MIB")" "$(mibs "${R[local]}" "$BIG_MIB")" "$(ratio "${R[local]}" "${R[warm]}")"
-printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "-o direct_io: cold read vs curl" \
-  "$(mibs "${R[dcold]}" "$BIG_MIB")" "$(mibs "${R[curl]}" "$BIG_MIB")" "$(ratio "${R[curl]}" "${R[dcold]}")"
-printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "-o direct_io: cold read vs curl -o FILE" \
-  "$(mibs "${R[dcold]}" "$BIG_MIB")" "$(mibs "${R[curldl]}" "$BIG_MIB")" "$(ratio "${R[curldl]}" "${R[dcold]}")"
-printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "-o direct_io: warm read vs local cat" \
-  "$(mibs "${R[dwarm]}" "$BIG_MIB")" "$(mibs "${R[local]}" "$BIG_MIB")" "$(ratio "${R[local]}" "${R[dwarm]}")"
-printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "ceiling: local datastore file via mount vs curl" \
-  "$(mibs "${R[ceil]}" "$BIG_MIB")" "$(mibs "${R[curl]}" "$BIG_MIB")" "$(ratio "${R[curl]}" "${R[ceil]}")"
+rate_row "cold read ${BIG_MIB} MiB, mount vs curl" cold curl "$BIG_MIB"
+rate_row "cold read vs curl -o FILE (a download)" cold curldl "$BIG_MIB"
+rate_row "warm read ${BIG_MIB} MiB, fresh mount vs local cat" warm local "$BIG_MIB"
+rate_row "-o direct_io: cold read vs curl" dcold curl "$BIG_MIB"
+rate_row "-o direct_io: cold read vs curl -o FILE" dcold curldl "$BIG_MIB"
+rate_row "-o direct_io: warm read vs local cat" dwarm local "$BIG_MIB"
+rate_row "ceiling: local datastore file via mount vs curl" ceil curl "$BIG_MIB"
 small_mib=$(awk -v n="$SMALL_N" 'BEGIN{print n*2880/1048576}')
-printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "-o direct_io: 2880-byte reads vs default" \
-  "$(mibs "${R[dsmall]}" "$small_mib")" "$(mibs "${R[small]}" "$small_mib")" "$(ratio "${R[small]}" "${R[dsmall]}")"
+rate_row "-o direct_io: 2880-byte reads vs default" dsmall small "$small_mib"
 printf '%-44s %8.2f MiB %8.2f MiB %8s\n' "cold read: bytes from server vs file size" \
   "$(awk -v b="${R[cold.moved]}" 'BEGIN{print b/1048576}')" "$BIG_MIB" "$(ratio "${R[cold.moved]}" $((BIG_MIB * 1048576)))"
 printf '%-44s %10s B %12s B %8s\n' "header read: bytes moved per read vs 2880" \
@@ -269,12 +266,9 @@ printf '%-44s %12s %14s %8s\n' "header read: requests per read, ms per read" \
 printf '%-44s %6.0f files/s %6.0f files/s %8s\n' "prefetch $NPF x 1 MiB vs curl, xargs -P 8 -n 1" \
   "$(awk -v t="${R[pf]}" -v n="$NPF" 'BEGIN{print n/t}')" "$(awk -v t="${R[pf.curl1]}" -v n="$NPF" 'BEGIN{print n/t}')" \
   "$(ratio "${R[pf.curl1]}" "${R[pf]}")"
-printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "prefetch vs curl, xargs -P 8 -n $per (reuse)" \
-  "$(mibs "${R[pf]}" "$pf_mib")" "$(mibs "${R[pf.curlb]}" "$pf_mib")" "$(ratio "${R[pf.curlb]}" "${R[pf]}")"
-printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "prefetch vs curl to files, -n $per (pre-copy)" \
-  "$(mibs "${R[pf]}" "$pf_mib")" "$(mibs "${R[pf.curlf]}" "$pf_mib")" "$(ratio "${R[pf.curlf]}" "${R[pf]}")"
+rate_row "prefetch vs curl, xargs -P 8 -n $per (reuse)" pf pf.curlb "$pf_mib"
+rate_row "prefetch vs curl to files, -n $per (pre-copy)" pf pf.curlf "$pf_mib"
 printf '%-44s %10.2f %14s %8s\n' "prefetch: bytes from server / data, reqs/file" \
   "$(ratio "${R[pf.moved]}" "$((NPF * PF_BYTES))")" "$(ratio "${R[pf.reqs]}" "$NPF")" ""
-printf '%-44s %8s MiB/s %8s MiB/s %8s\n' "long fat pipe ($WAN_RATE B/s a stream) vs curl" \
-  "$(mibs "${R[wan]}" "$BIG_MIB")" "$(mibs "${R[wan.curl]}" "$BIG_MIB")" "$(ratio "${R[wan.curl]}" "${R[wan]}")"
+rate_row "long fat pipe ($WAN_RATE B/s a stream) vs curl" wan wan.curl "$BIG_MIB"
 echo "(throughput ratios: butlerfs/baseline, 1.00 = as fast; byte ratios: moved/needed, lower is better)"
