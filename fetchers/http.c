@@ -735,11 +735,11 @@ static int log_level_for(int err)
     }
 }
 
-/* err for a log line: strerror, except for the two errnos this file gives
- * a meaning of its own. */
-static const char *err_words(int err)
+const char *bfs_http_strerror(int err)
 {
-    return err == -EHOSTDOWN ? "the host did not answer" : err == -EHOSTUNREACH ? "host name not resolved" : strerror(-err);
+    return err == -EHOSTDOWN      ? "no connection within connect_timeout"
+           : err == -EHOSTUNREACH ? "host name not resolved"
+                                  : strerror(-err);
 }
 
 /* The request's whole time bound: its own, at most request_timeout_ms. */
@@ -818,10 +818,10 @@ static int http_result(struct req *r, CURLcode rc)
                 "certificate, or the URL names a host the certificate is for";
             if (get)
                 bfs_log_write(level, TAG, "%s %s bytes %" PRId64 "-%" PRId64 ": %s (%s)%s",
-                              r->method, u, r->off, r->last, detail, err_words(err), hint);
+                              r->method, u, r->off, r->last, detail, bfs_http_strerror(err), hint);
             else
                 bfs_log_write(level, TAG, "%s %s: %s (%s)%s", r->method, u, detail,
-                              err_words(err), hint);
+                              bfs_http_strerror(err), hint);
         }
     }
     return err;

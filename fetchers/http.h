@@ -126,6 +126,10 @@ ssize_t bfs_http_get_within(bfs_http *h, const char *url, const bfs_object *pin,
                             void *buf, size_t *bytes_moved, long timeout_ms, bfs_object *seen,
                             const bfs_http_sink *sink);
 
+/* -errno in words: strerror, except for the two errnos given a meaning of
+ * their own here (EHOSTDOWN, EHOSTUNREACH), whose strerror misleads. */
+const char *bfs_http_strerror(int err);
+
 /* Total bytes received by this bfs_http (all threads) since creation. */
 uint64_t bfs_http_bytes_received(const bfs_http *h);
 

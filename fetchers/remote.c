@@ -521,20 +521,20 @@ static const char *failure_words(int err)
     switch (err) {
     case -ETIMEDOUT: return "timed out or too slow";
     case -ECONNREFUSED: return "cannot connect";
-    case -EHOSTDOWN: return "no connection within connect_timeout";
-    case -EHOSTUNREACH: return "cannot resolve or reach the host";
     case -ECONNRESET: return "connections break";
     case -EPROTO: return "broken replies";
     case -EIO: return "server errors";
-    default: return strerror(-err);
+    default: return bfs_http_strerror(err);
     }
 }
 
-/* Why a fetch failed, for its log line: strerror, except where it would
- * mislead ("No route to host" for a name that does not resolve). */
-static const char *last_words(int err)
+/* key's name for people: a host entry without HOST_KEY, any user:password@
+ * removed; true for a host. */
+static bool entry_name(const char *key, char *out, size_t outsz)
 {
-    return err == -EHOSTDOWN || err == -EHOSTUNREACH ? failure_words(err) : strerror(-err);
+    bool host = bfs_startswith(key, HOST_KEY);
+    url_redact(host ? key + strlen(HOST_KEY) : key, out, outsz);
+    return host;
 }
 
 /* Mark the health entry key as answering (err 0) or failing with err.
@@ -566,9 +566,8 @@ static void mark_locked(bfs_remote *r, const char *key, int err)
     r->hosts[i].down_until_ms = up ? 0 : now_ms() + r->cfg->replica_retry_ms;
     r->hosts[i].err = err;
     int64_t ms = r->cfg->replica_retry_ms;
-    bool host = bfs_startswith(key, HOST_KEY);
     char name[256];
-    url_redact(host ? key + strlen(HOST_KEY) : key, name, sizeof name);
+    bool host = entry_name(key, name, sizeof name);
     if (!up && !was_down)
         bfs_warn(RTAG, "%s %s is failing (%s); skipping %s for %lld %s", host ? "host" : "replica", name,
                  failure_words(err), host ? "every replica there" : "it", (long long)(ms % 1000 ? ms : ms / 1000),
@@ -696,10 +695,10 @@ out:
      * jobs against a dead replica do not flood the log */
     if (!atomic_exchange(&o->failure_logged, true))
         bfs_err(RTAG, "%s: block %llu could not be fetched from %d replica(s): %s", o->logical,
-                (unsigned long long)b, o->n, last_words(last));
+                (unsigned long long)b, o->n, bfs_http_strerror(last));
     else
         bfs_debug(RTAG, "%s: block %llu could not be fetched: %s", o->logical, (unsigned long long)b,
-                  last_words(last));
+                  bfs_http_strerror(last));
     /* -ENOENT only when every replica answered 404 (none skipped, none failing) */
     return missing == o->n && o->n > 0 ? -ENOENT : -EIO;
 }
@@ -1769,8 +1768,7 @@ int bfs_remote_skipped(bfs_remote *r, bfs_replica_state *out, int max)
             continue;
         if (n < max) {
             bfs_replica_state *st = &out[n];
-            st->host = bfs_startswith(hh->host, HOST_KEY);
-            url_redact(st->host ? hh->host + strlen(HOST_KEY) : hh->host, st->name, sizeof st->name);
+            st->host = entry_name(hh->host, st->name, sizeof st->name);
             st->retry_in_ms = hh->down_until_ms - now;
             snprintf(st->why, sizeof st->why, "%s", failure_words(hh->err));
         }
