@@ -227,7 +227,7 @@ int bfs_cmd_synth(int argc, char **argv)
         static const char *const numeric[] = {"--exposures", "--detectors", "--first-seq", "--day-obs",
                                               "--payload"};
         int which = -1;
-        for (int k = 0; k < 5; k++)
+        for (int k = 0; k < (int)(sizeof numeric / sizeof numeric[0]); k++)
             if (!strcmp(a, numeric[k]))
                 which = k;
         int64_t num = 0;

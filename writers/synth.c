@@ -113,12 +113,11 @@ _Static_assert(NRAFTS * 9 == BFS_SYNTH_NUM_DETECTORS, "189 science detectors");
 
 /* ---- options and the description of one raw --------------------------------- */
 
-/* Copy in to out with defaults applied and ranges checked.  The default run
- * name is built in runbuf. */
 static int64_t day_obs_unix(int64_t day_obs);
 
-/* opts with defaults filled in (*out; the default run is written to
- * runbuf), or -EINVAL with *why saying what is out of range. */
+/* Copy in to out with defaults applied and ranges checked: 0, or -EINVAL
+ * with *why saying what is out of range.  The default run name is built in
+ * runbuf. */
 static int resolve_opts(const bfs_synth_opts *in, bfs_synth_opts *out, char *runbuf, size_t runsz,
                         const char **why)
 {
