@@ -40,7 +40,7 @@ FOREIGN = {
     "lmdb": (("lmdb.h",), {"fetchers"}),
     "xxhash": (("xxhash.h", "xxh_"), {"fetchers"}),
     "openssl": (("openssl/",), {"registry", "fetchers"}),
-    "cfitsio": (("fitsio.h", "fitsio2.h", "longnam.h"), {"writers"}),
+    "cfitsio": (("fitsio.h", "fitsio2.h", "longnam.h"), {"writers/fits.c"}),
     "libfuse": (("fuse", "fuse3/"), {"fs/ops.c", "fs/ops.h", "fs/main.c"}),
 }
 
