@@ -93,4 +93,25 @@ expect "the log warns, at the default level, that the replica is degrading" \
     grep -Eq " warning fetch: replica $NGINX_URL/flaky/ is degrading: [0-9]+ of its last [0-9]+ requests failed \([0-9]+%, above fetch.warn_failure_rate 0.05\); since start: [0-9]+ http_5xx" "$BFS_LOG"
 expect "... once: the warning is rate-limited" test "$(grep -c 'is degrading' "$BFS_LOG")" -eq 1
 check_log
+
+# a replica that closes every connection without a reply: its resets are
+# counted against it, the next replica serves the data
+rm -rf "$T/cache"
+sed -i "s|$NGINX_URL/flaky/|$NGINX_URL/drop/\\n      - $NGINX_URL/data/|; s/attempts: 20/attempts: 3/" "$T/config.yaml"
+mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml" || finish
+find "$T/mnt" -type f -exec sha256sum {} + | cut -d' ' -f1 | sort -u >"$T/got.sums"
+expect "every file reads, byte-identical, past a replica that drops every connection" \
+    cmp -s "$T/want.sums" "$T/got.sums"
+sleep 2.5 # one status period
+"$BFS_BIN" status --json "$T/mnt" >"$T/status.json"
+expect "butlerfs status --json: the dropping replica's resets, the good one's clean requests" \
+    python3 - "$T/status.json" "$NGINX_URL" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+reps = {r["name"]: r for r in s[0]["replicas"]}
+drop, data = reps[sys.argv[2] + "/drop/"], reps[sys.argv[2] + "/data/"]
+assert drop["faults"]["reset"] == drop["requests"] >= 3 and drop["retries"] >= 2, drop
+assert data["requests"] >= 3 and sum(data["faults"].values()) == 0, data
+PY
+unmount
 finish
