@@ -137,7 +137,7 @@ static bool count_locked(bfs_faults *t, struct entry *e, int kind, bool request,
     return true;
 }
 
-static void warn(const bfs_faults *t, const struct warning *w)
+static void log_warning(const bfs_faults *t, const struct warning *w)
 {
     bfs_warn(TAG, "replica %s is degrading: %llu of its last %llu requests failed (%.0f%%, above "
                   "fetch.warn_failure_rate %g); since start: %s; reads are retried and fail over, "
@@ -162,7 +162,7 @@ bool bfs_faults_request(bfs_faults *t, const char *replica, int err, bool retry,
     bool warned = count_locked(t, e, kind, true, now_ms, &w);
     pthread_mutex_unlock(&t->lock);
     if (warned)
-        warn(t, &w);
+        log_warning(t, &w);
     return warned;
 }
 
@@ -175,7 +175,7 @@ bool bfs_faults_add(bfs_faults *t, const char *replica, bfs_fault kind, int64_t 
     bool warned = count_locked(t, entry_locked(t, replica), (int)kind, false, now_ms, &w);
     pthread_mutex_unlock(&t->lock);
     if (warned)
-        warn(t, &w);
+        log_warning(t, &w);
     return warned;
 }
 
