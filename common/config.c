@@ -324,7 +324,7 @@ bool bfs_parse_duration_ms(const char *s, int64_t *out)
  * regular file already when the configuration is loaded.  It is opened,
  * never read: a token file is rotated by replacing it, and http.c reads
  * and validates its content on every change. */
-enum kind { K_SIZE, K_DURATION, K_INT, K_BOOL, K_PATH, K_FILE, K_STRING };
+enum kind { K_SIZE, K_DURATION, K_INT, K_BOOL, K_PATH, K_FILE, K_STRING, K_RATE };
 
 struct key {
     const char *name;
@@ -335,6 +335,8 @@ struct key {
 };
 
 #define F(field) offsetof(bfs_config, field)
+/* K_RATE bounds are in millionths (the field is a double) */
+#define RATE_ONE 1000000
 
 static const struct key cache_keys[] = {
     {"dir", K_PATH, F(cache_dir), 0, 0, NULL},
@@ -356,6 +358,7 @@ static const struct key fetch_keys[] = {
     {"backoff_max", K_DURATION, F(backoff_max_ms), 1, HOUR, NULL},
     {"deadline", K_DURATION, F(deadline_ms), 1 * SEC, DAY, NULL},
     {"replica_retry", K_DURATION, F(replica_retry_ms), 0, DAY, NULL},
+    {"warn_failure_rate", K_RATE, F(warn_failure_rate), 0, RATE_ONE, NULL},
     {"tls_verify", K_BOOL, F(tls_verify), 0, 0, NULL},
     {"ca_file", K_FILE, F(ca_file), 0, 0,
      "give the PEM file of the CA that signed the servers' certificates, or remove the key to "
@@ -393,6 +396,7 @@ void bfs_config_defaults(bfs_config *c)
         .backoff_max_ms = 5 * SEC,
         .deadline_ms = 60 * SEC,
         .replica_retry_ms = 30 * SEC,
+        .warn_failure_rate = 0.05,
         .tls_verify = true,
     };
 }
@@ -414,12 +418,17 @@ void bfs_config_free(bfs_config *c)
 
 /* ---- the configuration: loading ------------------------------------------- */
 
+#define MAX_SECTION_KEYS 32
+_Static_assert(sizeof fetch_keys / sizeof *fetch_keys <= MAX_SECTION_KEYS &&
+                   sizeof cache_keys / sizeof *cache_keys <= MAX_SECTION_KEYS,
+               "struct loader's lines[] must hold every key of a section");
+
 struct loader {
     const bfs_yaml *y;
     const char *file;
     bfs_config *c;
     char **errmsg;
-    int lines[2][16];      /* line of each section key seen, 0 when absent */
+    int lines[2][MAX_SECTION_KEYS]; /* line of each section key seen, 0 when absent */
 };
 
 static int fail(struct loader *L, const bfs_yaml_node *n, const char *fmt, ...)
@@ -470,6 +479,8 @@ static void fmt_value(enum kind kind, int64_t v, char *buf, size_t sz)
         fmt_size(v, buf, sz);
     else if (kind == K_DURATION)
         fmt_duration(v, buf, sz);
+    else if (kind == K_RATE)
+        snprintf(buf, sz, "%g", (double)v / RATE_ONE);
     else
         snprintf(buf, sz, "%lld", (long long)v);
 }
@@ -579,6 +590,7 @@ static int set_key(struct loader *L, const char *section, const struct key *k, c
         [K_PATH] = "a path",
         [K_FILE] = "a path",
         [K_STRING] = "a string",
+        [K_RATE] = "a fraction such as 0.05 or 5%",
     };
     if (!s)
         return fail(L, v, "%s.%s: expected %s, found %s", section, k->name, expect[k->kind],
@@ -590,6 +602,18 @@ static int set_key(struct loader *L, const char *section, const struct key *k, c
     case K_SIZE: ok = bfs_parse_size(s, &n); break;
     case K_DURATION: ok = bfs_parse_duration_ms(s, &n); break;
     case K_INT: ok = bfs_parse_i64(s, &n); break;
+    case K_RATE: {
+        char *end;
+        errno = 0;
+        double x = strtod(s, &end);
+        if (end != s && *end == '%')
+            x /= 100, end++;
+        if (end == s || *end || errno || !(x >= 0 && x <= (double)k->max / RATE_ONE))
+            return fail(L, v, "%s.%s: expected %s%s, found '%s'", section, k->name, expect[k->kind],
+                        range, s);
+        *(double *)field = x;
+        return 0;
+    }
     case K_BOOL: {
         static const char *yes[] = {"true", "yes", "on"}, *no[] = {"false", "no", "off"};
         int b = -1;

@@ -106,6 +106,7 @@ typedef struct bfs_config {
     int64_t backoff_max_ms;      /* 5000 */
     int64_t deadline_ms;         /* 60000: a read fails with EIO after this, all replicas tried */
     int64_t replica_retry_ms;    /* 30000: a failed replica is skipped this long */
+    double warn_failure_rate;    /* 0.05: warn when a replica's recent requests fail more often; 0 never */
     bool tls_verify;             /* true */
     char *ca_file;               /* NULL */
     char *token_file;            /* NULL */

@@ -51,6 +51,13 @@ void bfs_robj_close(bfs_robj *o);
 
 void bfs_remote_stats(bfs_remote *r, bfs_fetch_stats *st);
 int bfs_remote_skipped(bfs_remote *r, bfs_replica_state *out, int max); /* see bfs_fetcher_skipped */
+int bfs_remote_faults(bfs_remote *r, bfs_replica_faults *out, int max);  /* see bfs_fetcher_faults */
+
+/* Count a fault found after a request ended (a checksum mismatch:
+ * BFS_FAULT_CHECKSUM) against the replica of url (one of an object's
+ * replica URLs); it counts in that replica's recent failure rate and may
+ * log the warning (faults_i.h). */
+void bfs_remote_count_fault(bfs_remote *r, const char *url, bfs_fault kind);
 
 /* Tests: bytes of the memory budget in use now (malloc'd blocks: hot,
  * ready, in flight, or held by views; idle spare buffers not counted); 0

@@ -321,3 +321,9 @@ int bfs_fetcher_skipped(bfs_fetcher *f, bfs_replica_state *out, int max)
     bfs_remote *r = remote_if_any(f);
     return r ? bfs_remote_skipped(r, out, max) : 0;
 }
+
+int bfs_fetcher_faults(bfs_fetcher *f, bfs_replica_faults *out, int max)
+{
+    bfs_remote *r = remote_if_any(f);
+    return r ? bfs_remote_faults(r, out, max) : 0;
+}

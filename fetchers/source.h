@@ -139,4 +139,37 @@ typedef struct bfs_replica_state {
  * there are (may be more than max). */
 int bfs_fetcher_skipped(bfs_fetcher *f, bfs_replica_state *out, int max);
 
+/* The kinds of failure counted per replica: what one request (or, for
+ * checksum, one whole-object check) ended with.  Retries hide most of them
+ * from readers; these counts show them to the operator. */
+typedef enum bfs_fault {
+    BFS_FAULT_HTTP_5XX,   /* a 5xx status, or a failure http.c could not classify (-EIO) */
+    BFS_FAULT_HTTP_4XX,   /* 401, 403, 416 (404 and 410 are counted as not_found) */
+    BFS_FAULT_RESET,      /* the connection broke (-ECONNRESET) */
+    BFS_FAULT_TIMEOUT,    /* a stall below the low-speed limit or a timeout (-ETIMEDOUT) */
+    BFS_FAULT_SHORT_BODY, /* a short, overlong or malformed reply (-EPROTO) */
+    BFS_FAULT_REFUSED,    /* no connection (-ECONNREFUSED, -EHOSTDOWN, -EHOSTUNREACH) */
+    BFS_FAULT_CHECKSUM,   /* the bytes served failed a checksum */
+    BFS_FAULT_OTHER,      /* anything else */
+    BFS_FAULT_N
+} bfs_fault;
+
+/* "http_5xx", "http_4xx", "reset", "timeout", "short_body", "refused",
+ * "checksum", "other": the names in the status file. */
+const char *bfs_fault_name(bfs_fault kind);
+
+/* What one replica's requests ended with since the mount started. */
+typedef struct bfs_replica_faults {
+    char name[256];           /* replica base, or scheme://host[:port] (as bfs_replica_state) */
+    uint64_t requests;        /* requests sent to it (every attempt) */
+    uint64_t retries;         /* of those, attempts after a transient failure there */
+    uint64_t not_found;       /* 404/410 answers (not faults: the next replica is asked) */
+    uint64_t faults[BFS_FAULT_N];
+    double recent_failure_rate; /* faults per request over the last minute or so */
+} bfs_replica_faults;
+
+/* The replicas requests went to, up to max into out, in the order they
+ * were first used; returns how many there are (may be more than max). */
+int bfs_fetcher_faults(bfs_fetcher *f, bfs_replica_faults *out, int max);
+
 #endif

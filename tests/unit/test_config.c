@@ -360,6 +360,7 @@ static void check_defaults(const bfs_config *c)
     assert_int_equal(c->backoff_max_ms, 5000);
     assert_int_equal(c->deadline_ms, 60000);
     assert_int_equal(c->replica_retry_ms, 30000);
+    assert_true(c->warn_failure_rate == 0.05);
     assert_true(c->tls_verify);
     assert_null(c->ca_file);
     assert_null(c->token_file);
@@ -566,6 +567,18 @@ static void test_ranges(void **state)
     assert_int_equal(c.block_size, 64 * MiB);
     assert_int_equal(c.parallel, 64);
     assert_int_equal(c.replica_retry_ms, 0);
+    bfs_config_free(&c);
+    /* a fraction, or a percentage */
+    expect_error(dir, "fetch:\n  warn_failure_rate: 1.5\n", ":2:", "fetch.warn_failure_rate",
+                 "a fraction such as 0.05 or 5%", "0..1", NULL);
+    expect_error(dir, "fetch:\n  warn_failure_rate: -0.1\n", "0..1", NULL);
+    expect_error(dir, "fetch:\n  warn_failure_rate: lots\n", "found 'lots'", NULL);
+    expect_error(dir, "fetch:\n  warn_failure_rate: nan\n", "0..1", NULL);
+    assert_int_equal(load_text(dir, "fetch:\n  warn_failure_rate: 10%\n", &c, &msg), 0);
+    assert_true(c.warn_failure_rate > 0.0999 && c.warn_failure_rate < 0.1001);
+    bfs_config_free(&c);
+    assert_int_equal(load_text(dir, "fetch:\n  warn_failure_rate: 0\n", &c, &msg), 0);
+    assert_true(c.warn_failure_rate == 0.0);
     bfs_config_free(&c);
 }
 
