@@ -119,7 +119,7 @@ static int mark_cycles(bfs_collection *colls, size_t n)
                 size_t j = (size_t)(kid - colls);
                 if ((state[j] & 3) == GREY) {
                     if (!(state[f->i] & LOGGED))
-                        bfs_warn(REG_TAG, "collection chain '%s' lists '%s', which leads back to it: "
+                        bfs_warn(REG_TAG, "collection chain '%s' lists '%s', which is it or contains it: "
                                  "a cycle; listings under either fail with ELOOP", c->name, kid->name);
                     state[f->i] |= LOGGED;
                     c->cyclic = true;
