@@ -210,8 +210,8 @@ static int load_collections(sqlite3 *db, struct reg_catalog *cat)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         bfs_collection *parent = find_id(by_id, n, sqlite3_column_int64(st, 0));
         const bfs_collection *child = find_id(by_id, n, sqlite3_column_int64(st, 1));
-        if (!parent || !child)
-            continue;
+        if (!parent || !child || parent->type != BFS_COLL_CHAINED)
+            continue; /* only a CHAINED collection has children (registry.h) */
         const bfs_collection **kids = realloc(parent->children, (parent->n_children + 1) * sizeof *kids);
         if (!kids)
             break;

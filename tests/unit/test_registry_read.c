@@ -644,7 +644,9 @@ static void test_chain_cycle(void **state)
               " SELECT collection_id, 11, collection_id FROM collection WHERE name = 'chain';"
               "INSERT INTO collection_chain (parent, position, child)"
               " SELECT p.collection_id, 12, c.collection_id FROM collection p, collection c"
-              " WHERE p.name = 'chain' AND c.name = 'nested';");
+              " WHERE p.name = 'chain' AND c.name = 'nested';"
+              "INSERT INTO collection_chain (parent, position, child)"
+              " SELECT collection_id, 0, collection_id FROM collection WHERE name = 'A';");
     assert_int_equal(bfs_registry_refresh(c->reg), 1);
     c->cat = bfs_registry_catalog(c->reg);
     c->raw = bfs_catalog_dataset_type(c->cat, "raw");
@@ -662,6 +664,7 @@ static void test_chain_cycle(void **state)
         assert_int_equal(s.n, 0);
     }
     assert_false(coll(c, "A")->cyclic);
+    assert_int_equal(coll(c, "A")->n_children, 0); /* chain rows of a RUN are ignored */
     assert_false(coll(c, "calib")->cyclic);
     struct strs s;
     assert_string_equal(list(c, &s, "A", c->raw, NULL, 1), "0,1,2");
