@@ -420,6 +420,7 @@ void bfs_registry_close(bfs_registry *reg)
             free((char *)reg->dims[i].alt_keys[j]);
     }
     free(reg->dims);
+    free(reg->dims_by_name);
     json_decref(reg->universe_json);
     free(reg->universe_namespace);
     pthread_mutex_destroy(&reg->lock);

@@ -102,6 +102,10 @@ typedef struct bfs_collection {
     /* For CHAINED: the children in search order; otherwise n_children is 0. */
     const struct bfs_collection **children;
     int n_children;
+    /* Its chain reaches a cycle (only a damaged or hostile registry has
+     * one; the catalog load logs each once): queries under it fail with
+     * -ELOOP. */
+    bool cyclic;
 } bfs_collection;
 
 typedef struct bfs_dataset_type {
