@@ -813,7 +813,10 @@ static int resolve_in_data(bfs_tree *t, bfs_node *parent, const char *name, bfs_
     int k = dim_slot(parent->dt, dim);
     if (k < 0 || parent->values[k])
         return -ENOENT;
-    int ok = value_exists(t, parent, k, value);
+    /* "detector=00" is no alias of detector=0 (docs/paths.md); it may
+     * still be an alternate key's text */
+    bool canonical = parent->dt->dims[k]->type != BFS_KEY_INT || bfs_names_int_canonical(value);
+    int ok = canonical ? value_exists(t, parent, k, value) : 0;
     if (ok < 0)
         return ok;
     if (!ok) {
