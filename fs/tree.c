@@ -1093,7 +1093,7 @@ int bfs_tree_open(bfs_tree *t, bfs_node *n, bfs_source **out)
         if (ret == -ENOENT)
             bfs_warn(TREE_TAG, "dataset %s (%s): datastore file %s%s is missing", n->f.id, n->f.name,
                      strstr(n->f.location, "://") ? "" : root, n->f.location);
-        else
+        else if (ret != -EACCES) /* refusals are logged by the fetcher, with the key to set */
             bfs_warn(TREE_TAG, "dataset %s: cannot open %s: %s", n->f.id, n->f.location, strerror(-ret));
     }
     return ret == -EACCES ? -EACCES : -EIO;

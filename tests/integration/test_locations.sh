@@ -85,6 +85,7 @@ expect "/etc/shadow is refused (EACCES), as file:///etc/shadow is" refused "$T/m
 expect "a symlink in the datastore leading out of it is refused (EACCES)" refused "$T/mnt" "$LINKED"
 expect "one log line per refused open (5), each naming allowed_roots" \
     test "$(grep -c "refusing datastore location .*allowed_roots" "$BFS_LOG")" -eq 5
+expect "... and no other line about them" test "$(grep -c "secret\|shadow\|S11" "$BFS_LOG")" -eq 5
 expect "file:///etc/shadow and /etc/shadow are logged alike" \
     test "$(grep -c "refusing datastore location /etc/shadow: it is outside" "$BFS_LOG")" -eq 2
 expect "the refusal of a symlink says so" grep -q "refusing datastore location .*symbolic link.*allowed_roots" "$BFS_LOG"
@@ -129,7 +130,7 @@ mount_repo "$T/rrepo" "$T/mnt" "config=$T/remote.yaml,xattr" || finish
 expect "a file under the root reads (the token goes there)" test "$(wc -c <"$(leaf "$T/mnt" "$GOOD")")" -eq 1000
 expect "%2e%2e/OUTSIDE.fits is refused (EACCES)" refused "$T/mnt" "%2e%2e/OUTSIDE.fits"
 expect "an absolute URI outside the root is refused (EACCES)" refused "$T/mnt" "$NGINX_URL/auth/OUTSIDE.fits"
-expect "the refusals are logged" test "$(grep -c "refusing datastore location" "$BFS_LOG")" -eq 2
+expect "each refusal is one log line" test "$(grep -c "refusing datastore location\|OUTSIDE" "$BFS_LOG")" -eq 2
 check_log
 ACCESS=$NGINX_DIR/access.log
 expect "the server logged the read under the root" grep -q "GET /auth/sec/" "$ACCESS"
