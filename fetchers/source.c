@@ -14,6 +14,7 @@
 #include "remote_i.h"
 #include "strutil.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -53,13 +54,25 @@ struct bfs_source {
  * resolved, under the datastore root, a local replica or an allowed_roots
  * directory. */
 
+/* The length of loc's "scheme://" (RFC 3986 scheme), 0 when it has none:
+ * then it is a path, relative or absolute, judged whole. */
+static size_t scheme_len(const char *loc)
+{
+    size_t n = 0;
+    if (!isalpha((unsigned char)loc[0]))
+        return 0;
+    while (isalnum((unsigned char)loc[n]) || loc[n] == '+' || loc[n] == '-' || loc[n] == '.')
+        n++;
+    return strncmp(loc + n, "://", 3) == 0 ? n + 3 : 0;
+}
+
 /* Why loc is refused on sight, or NULL. */
 static const char *location_problem(const char *loc)
 {
     const char *p = loc;
-    const char *sep = strstr(loc, "://");
-    if (sep)
-        p = sep + 3 + strcspn(sep + 3, "/"); /* the path, after the authority */
+    size_t sl = scheme_len(loc);
+    if (sl)
+        p = loc + sl + strcspn(loc + sl, "/"); /* the path, after the authority */
     size_t seg = 0, dots = 0;
     for (;; p++) {
         int c = (unsigned char)*p;
@@ -86,7 +99,7 @@ static const char *location_problem(const char *loc)
 /* loc for a log line: no user:password@ of an absolute URI. */
 static void location_for_log(const char *loc, char *out, size_t outsz)
 {
-    if (strstr(loc, "://"))
+    if (scheme_len(loc))
         bfs_url_redact(loc, out, outsz);
     else
         snprintf(out, outsz, "%s", loc);
@@ -103,7 +116,7 @@ int bfs_source_uri(const char *root, const char *location, char **out)
                  shown, why);
         return -EACCES;
     }
-    if (strstr(location, "://") || location[0] == '/')
+    if (scheme_len(location) || location[0] == '/')
         *out = strdup(location);
     else
         *out = bfs_asprintf("%s%s", root, location);

@@ -117,7 +117,7 @@ static void test_uri_judged_decoded(void **state)
     static const char *refused[] = {
         "%2e%2e/OUTSIDE.txt", "%2E%2E/x", "a/%2e%2E/b", ".%2e/x", "a/../b", "..", "a/.", "./a",
         "a/..\\b", "a\\..\\b", "..%2fx", "a%2Fb", "a%5cb", "a%5C..%5Cb", "a/%00.fits",
-        "http://h/data/sec/%2e%2e/x", "https://h/a/../b", "s3://b/p/%2E%2E/k", "file:///r/%2e%2e/etc",
+        "http://h/data/sec/%2e%2e/x", "https://h/a/../b", "x/%2e%2e/y://z", "../a://b", "s3://b/p/%2E%2E/k", "file:///r/%2e%2e/etc",
     };
     static const char *fine[] = {
         "a/b.fits", "a/..b/c", "a/b../c", "a/.../c", "a%20b.fits", "a/.hidden", "x%zz", "%2e%2e%2e/x",
