@@ -64,6 +64,14 @@ static bool escape_is_canonical(const char *esc, const char *value)
     return esc[i] == want[i];
 }
 
+int bfs_names_unescape(const char *name, char *out, size_t outsz)
+{
+    int n = bfs_name_unescape(name, out, outsz);
+    if (n >= 0 && !escape_is_canonical(name, out))
+        return -EINVAL;
+    return n;
+}
+
 int bfs_names_parse_dim(const char *name, char *dim_out, size_t dimsz, char *value_out, size_t valsz)
 {
     const char *eq = strchr(name, '=');
@@ -71,9 +79,7 @@ int bfs_names_parse_dim(const char *name, char *dim_out, size_t dimsz, char *val
         return -EINVAL;
     memcpy(dim_out, name, (size_t)(eq - name));
     dim_out[eq - name] = '\0';
-    int n = bfs_name_unescape(eq + 1, value_out, valsz);
-    if (n >= 0 && !escape_is_canonical(eq + 1, value_out))
-        return -EINVAL;
+    int n = bfs_names_unescape(eq + 1, value_out, valsz);
     return n < 0 ? n : 0;
 }
 

@@ -26,10 +26,14 @@ void bfs_names_extension(const char *location, char *out, size_t outsz);
 /* "<dim>=<escaped value>" into out; -ENAMETOOLONG if it does not fit. */
 int bfs_names_dim_entry(const char *dim, const char *value, char *out, size_t outsz);
 
-/* Split "<dim>=<escaped value>": dim into dim_out, unescaped value into
- * value_out.  -EINVAL when name has no '=', a bad escape, or an escape
- * bfs_name_escape would not write ("%30" for "0"; hex digits may be lower
- * case): each value has one name. */
+/* Decode one path component: bfs_name_unescape, but -EINVAL also for an
+ * escape bfs_name_escape would not write ("%30" for "0", "%41" for "A";
+ * hex digits may be lower case), so each value has one name. */
+int bfs_names_unescape(const char *name, char *out, size_t outsz);
+
+/* Split "<dim>=<escaped value>": dim into dim_out, value decoded by
+ * bfs_names_unescape into value_out.  -EINVAL when name has no '=' or the
+ * value no canonical escape. */
 int bfs_names_parse_dim(const char *name, char *dim_out, size_t dimsz, char *value_out, size_t valsz);
 
 /* False for a decimal integer in any form but the one the registry's value

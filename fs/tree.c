@@ -621,7 +621,7 @@ static int resolve_in_coll(bfs_tree *t, bfs_node *parent, const char *name, bfs_
     if (parent->coll && nl > sl && !strcmp(name + nl - sl, BFS_TYPE_SUFFIX)) {
         char base[BFS_NAME_MAX];
         snprintf(base, sizeof base, "%.*s", (int)(nl - sl), name);
-        const bfs_dataset_type *dt = bfs_name_unescape(base, seg, sizeof seg) >= 0
+        const bfs_dataset_type *dt = bfs_names_unescape(base, seg, sizeof seg) >= 0
             ? bfs_catalog_dataset_type(cat, seg) : NULL;
         if (dt && bfs_registry_collection_has(t->reg, parent->coll, dt) == 1) {
             *proto = proto_dtype(parent, name, dt);
@@ -629,7 +629,7 @@ static int resolve_in_coll(bfs_tree *t, bfs_node *parent, const char *name, bfs_
         }
         return -ENOENT;
     }
-    if (bfs_name_unescape(name, seg, sizeof seg) < 0)
+    if (bfs_names_unescape(name, seg, sizeof seg) < 0)
         return -ENOENT;
     if (has_child_segment(cat, parent->prefix, seg)) {
         char *full = join_prefix(parent->prefix, seg);

@@ -170,6 +170,8 @@ static void test_collections(void **state)
     expect_err(c, tags, "50%2", -ENOENT);
     expect_err(c, tags, "50%ZZ", -ENOENT);
     expect_err(c, root(c), "nope", -ENOENT);
+    expect_err(c, root(c), "%41", -ENOENT); /* "A" has one name */
+    expect_err(c, a, "r%61w", -ENOENT);
     expect_err(c, root(c), "a", -ENOENT);
     forget_all(c);
 }
