@@ -412,6 +412,7 @@ void bfs_config_free(bfs_config *c)
     for (int i = 0; i < c->n_rules; i++)
         bfs_config_free_urls(c->rules[i].replicas, c->rules[i].n_replicas), free(c->rules[i].prefix);
     free(c->rules);
+    bfs_config_free_urls(c->allowed_roots, c->n_allowed_roots);
     free(c->path);
     memset(c, 0, sizeof *c);
 }
@@ -837,6 +838,52 @@ static int load_sources(struct loader *L, const bfs_yaml_node *seq)
     return 0;
 }
 
+/* allowed_roots: a list of local directories (see config.h). */
+static int load_allowed_roots(struct loader *L, const bfs_yaml_node *seq)
+{
+    const bfs_yaml *y = L->y;
+    if (bfs_yaml_is_null(y, seq))
+        return 0;
+    if (!bfs_yaml_is_seq(y, seq))
+        return fail(L, seq, "allowed_roots: expected a list of directories, found %s", node_kind(y, seq));
+    size_t n = bfs_yaml_len(y, seq);
+    bfs_config *c = L->c;
+    c->allowed_roots = calloc(n ? n : 1, sizeof *c->allowed_roots);
+    if (!c->allowed_roots)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const bfs_yaml_node *v = bfs_yaml_item(y, seq, i);
+        const char *s = bfs_yaml_scalar(y, v);
+        if (!s || bfs_yaml_is_null(y, v) || !*s)
+            return fail(L, v, "allowed_roots[%zu]: expected a directory, found %s", i,
+                        s ? "nothing" : node_kind(y, v));
+        if (bfs_startswith(s, "file://")) {
+            const char *path = s + strlen("file://");
+            if (bfs_startswith(path, "localhost/"))
+                path += strlen("localhost");
+            if (path[0] != '/')
+                return fail(L, v, "allowed_roots[%zu] '%s': a file:// URI must name a local absolute "
+                            "path (file:///dir/)", i, s);
+            s = path;
+        } else if (strstr(s, "://")) {
+            return fail(L, v, "allowed_roots[%zu] '%s': expected a local directory; remote locations "
+                        "are allowed by mapping them under sources:", i, s);
+        }
+        char *dir = NULL;
+        int ret = resolve_path(L->file, s, &dir);
+        if (ret == -ENOENT)
+            return fail(L, v, "allowed_roots[%zu]: cannot expand '%s': no such user or no home directory",
+                        i, s);
+        if (ret < 0)
+            return ret;
+        size_t len = strlen(dir);
+        while (len > 1 && dir[len - 1] == '/')
+            dir[--len] = '\0';
+        c->allowed_roots[c->n_allowed_roots++] = dir;
+    }
+    return 0;
+}
+
 /* Index of key name in section si. */
 static size_t key_index(int si, const char *name)
 {
@@ -875,7 +922,7 @@ static int load_document(struct loader *L)
     if (!bfs_yaml_is_map(y, root))
         return fail(L, root, "expected a mapping with cache:, fetch: and sources:, found %s",
                     node_kind(y, root));
-    bool seen_sources = false;
+    bool seen_sources = false, seen_allowed = false;
     int seen[2] = {0, 0};
     for (size_t i = 0; i < bfs_yaml_len(y, root); i++) {
         const char *name = bfs_yaml_key(y, root, i);
@@ -886,6 +933,11 @@ static int load_document(struct loader *L)
                 return fail(L, yaml_key_node(y, root, i), "sources is given twice");
             seen_sources = true;
             ret = load_sources(L, v);
+        } else if (name && !strcmp(name, "allowed_roots")) {
+            if (seen_allowed)
+                return fail(L, yaml_key_node(y, root, i), "allowed_roots is given twice");
+            seen_allowed = true;
+            ret = load_allowed_roots(L, v);
         } else if (name && (!strcmp(name, "cache") || !strcmp(name, "fetch"))) {
             int si = !strcmp(name, "fetch");
             if (seen[si])
@@ -895,7 +947,7 @@ static int load_document(struct loader *L)
             ret = load_section(L, si, v);
         } else {
             return fail(L, yaml_key_node(y, root, i),
-                        "unknown key '%s' (the file takes: cache, fetch, sources)", name ? name : "?");
+                        "unknown key '%s' (the file takes: cache, fetch, sources, allowed_roots)", name ? name : "?");
         }
         if (ret < 0)
             return ret;

@@ -428,7 +428,7 @@ static struct bblock *hot_put_locked(bfs_robj *o, struct bblock *bb)
 /* ---- replica health ------------------------------------------------------- */
 
 /* url without a user:password@ in its authority (into out). */
-static void url_redact(const char *url, char *out, size_t outsz)
+void bfs_url_redact(const char *url, char *out, size_t outsz)
 {
     const char *p = strstr(url, "://");
     p = p ? p + 3 : url;
@@ -449,7 +449,7 @@ static void url_redact(const char *url, char *out, size_t outsz)
 static void host_of(const char *url, char *out, size_t outsz)
 {
     char u[1024];
-    url_redact(url, u, sizeof u);
+    bfs_url_redact(url, u, sizeof u);
     const char *p = strstr(u, "://");
     p = p ? p + 3 : u;
     size_t n = bfs_startswith(u, "s3://") ? 0 : strcspn(p, "/");
@@ -539,7 +539,7 @@ static const char *failure_words(int err)
 static bool entry_name(const char *key, char *out, size_t outsz)
 {
     bool host = bfs_startswith(key, HOST_KEY);
-    url_redact(host ? key + strlen(HOST_KEY) : key, out, outsz);
+    bfs_url_redact(host ? key + strlen(HOST_KEY) : key, out, outsz);
     return host;
 }
 

@@ -13,9 +13,20 @@
  *                                            verified persistent cache, with
  *                                            read-ahead, retries, failover
  *
- * A relative location that would leave the datastore root (an absolute
- * path, or a ".." component) is refused with -EACCES: no value read from the
- * registry may point the mount outside the datastore.
+ * No value read from the registry may point the mount outside what the
+ * configuration names; anything else is refused with -EACCES and one log
+ * line:
+ *   - any location, judged after percent-decoding, with a "." or ".."
+ *     segment, an encoded '/' or '\', or an encoded NUL;
+ *   - a remote URL (http(s)://, s3://) outside the datastore root and the
+ *     configured remote replicas: credentials (bearer token, S3 keys) go
+ *     only there, never to an absolute URI that merely appears in a row;
+ *     map its prefix under sources: to serve it;
+ *   - a local path (a relative location under a local root, a file:// URI
+ *     or an absolute path alike) that does not lie, both as written and
+ *     after resolving every symlink, under the datastore root, a local
+ *     replica or a directory of allowed_roots: (config.h).  It is opened
+ *     with O_NOFOLLOW, and only a regular file is served.
  *
  * Remote objects are pinned per open: size and validator (ETag) are taken
  * at open, from the reply to a GET of the first block (or from the cache's
@@ -59,12 +70,11 @@ int bfs_fetch_cache_check(const bfs_config *cfg, char **errmsg);
 bool bfs_source_is_remote(const char *uri);
 void bfs_fetcher_free(bfs_fetcher *f);
 
-/* Resolve location against root into a local path (malloc'd into *out).
- * -EPROTONOSUPPORT for remote locations, -EACCES for escaping ones. */
-int bfs_source_local_path(const char *root, const char *location, char **out);
-
 /* The absolute URI (or local path) of location: root + location for a
- * relative one.  malloc'd into *out; -EACCES for escaping ones. */
+ * relative one, an absolute one as it is.  malloc'd into *out; -EACCES (and
+ * a log line) for one refused on sight: a '.' or '..' segment, an encoded
+ * '/' or '\' or NUL, judged after percent-decoding.  Where an absolute one
+ * leads is judged at open (see the top of this file). */
 int bfs_source_uri(const char *root, const char *location, char **out);
 
 /* Open for reading.  size_hint is the registry's file_size (-1 unknown);

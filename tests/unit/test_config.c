@@ -716,6 +716,47 @@ static void test_replicas(void **state)
 
 /* ---- locations of the file ------------------------------------------------ */
 
+static void test_allowed_roots(void **state)
+{
+    const char *dir = *state;
+    bfs_config c;
+    char *msg = NULL, *want;
+    char *home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+    setenv("HOME", "/home/tester", 1);
+    assert_int_equal(load_text(dir, "allowed_roots:\n  - /sdf/data/rubin/\n  - file:///project//\n"
+                                    "  - file://localhost/scratch\n  - ~/repos\n  - rel/dir\n", &c, &msg), 0);
+    if (home)
+        setenv("HOME", home, 1);
+    free(home);
+    assert_int_equal(c.n_allowed_roots, 5);
+    assert_string_equal(c.allowed_roots[0], "/sdf/data/rubin");
+    assert_string_equal(c.allowed_roots[1], "/project");
+    assert_string_equal(c.allowed_roots[2], "/scratch");
+    assert_string_equal(c.allowed_roots[3], "/home/tester/repos");
+    assert_true(asprintf(&want, "%s/rel/dir", dir) > 0);
+    char *real = realpath(dir, NULL);
+    assert_true(!strcmp(c.allowed_roots[4], want) || (real && strstr(c.allowed_roots[4], real)));
+    free(real);
+    free(want);
+    bfs_config_free(&c);
+    assert_int_equal(load_text(dir, "allowed_roots:\n", &c, &msg), 0);
+    assert_int_equal(c.n_allowed_roots, 0);
+    bfs_config_free(&c);
+    static const char *bad[][2] = {
+        {"allowed_roots: /sdf\n", ":1: allowed_roots: expected a list of directories, found"},
+        {"allowed_roots:\n  - [a]\n", ":2: allowed_roots[0]: expected a directory"},
+        {"allowed_roots:\n  - s3://b/x/\n", "expected a local directory; remote locations are allowed by mapping them under sources:"},
+        {"allowed_roots:\n  - file://host/x/\n", "local absolute path"},
+        {"allowed_roots: []\nallowed_roots: []\n", ":2: allowed_roots is given twice"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(load_text(dir, bad[i][0], &c, &msg), -EINVAL);
+        if (!strstr(msg, bad[i][1]))
+            fail_msg("%s: message '%s' lacks '%s'", bad[i][0], msg, bad[i][1]);
+        free(msg);
+    }
+}
+
 static void test_missing_files(void **state)
 {
     const char *dir = *state;
@@ -804,6 +845,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_input_files, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_replicas, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_missing_files, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_allowed_roots, setup_dir, teardown_dir),
         cmocka_unit_test(test_example_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
