@@ -7,10 +7,13 @@ read whole files with read(2) calls of BYTES (default 1 MiB) and compare each
 chunk with the same range of SOURCE.  A read that fails stops that file; its
 errno is counted.  Prints (and writes to FILE) one JSON object:
 
-  files, bytes_read, bytes_expected, wrong_bytes (bytes returned with success
-  that differ from the source), files_wrong, short_files (files whose reads
-  ended early without an error), errors {errno name: count}, failed [files],
-  max_read_s (the longest single read(2) call), max_read_file, seconds
+  files, bytes_read, bytes_expected, wrong_bytes (bytes returned by a
+  successful read(2) that differ from the source), wrong_bytes_silent (those
+  of them in files that then read to the end without an error: wrong data
+  nothing flagged; a file checked whole at its end returns its bytes first and
+  fails at the end), files_wrong, short_files (files whose reads ended early
+  without an error), errors {errno name: count}, failed [files], max_read_s
+  (the longest single read(2) call), max_read_file, seconds
 
 Exits 0 when every file read whole and identical, 1 otherwise.
 """
@@ -64,6 +67,8 @@ def read_one(mounted, source, chunk, res, lock):
         res["bytes_read"] += got
         res["bytes_expected"] += size
         res["wrong_bytes"] += wrong
+        if err is None:
+            res["wrong_bytes_silent"] += wrong
         res["files_wrong"] += 1 if wrong else 0
         if err is not None:
             name = errno.errorcode.get(err, str(err))
@@ -85,7 +90,7 @@ def main():
     args = ap.parse_args()
     with open(args.pairs) as f:
         todo = [tuple(line.rstrip("\n").split("\t", 1)) for line in f if line.strip()]
-    res = {"files": 0, "bytes_read": 0, "bytes_expected": 0, "wrong_bytes": 0, "files_wrong": 0,
+    res = {"files": 0, "bytes_read": 0, "bytes_expected": 0, "wrong_bytes": 0, "wrong_bytes_silent": 0, "files_wrong": 0,
            "short_files": 0, "errors": {}, "failed": [], "max_read_s": 0.0, "max_read_file": None}
     lock = threading.Lock()
     it = iter(todo)
