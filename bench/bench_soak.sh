@@ -12,7 +12,7 @@
 #     (VmHWM) and its RSS once idle (polled for up to --idle-wait s, default
 #     60, until under 64 MiB) as ratios to fetch.memory_budget, the faults the
 #     proxy injected and the daemon's own counts (butlerfs status --json).
-#   flips: --flip-gib GiB (default 1) of the same files, half of them with
+#   flips: --flip-gib GiB (default 2) of the same files, half of them with
 #     their BLAKE2b-512 in the registry (as the Butler records it) and half
 #     without, read through the same faults plus flipped bytes (status and
 #     length kept), on a fresh cache: pass 1, pass 2 on the same mount (what
@@ -33,7 +33,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BFS_BIN:-$here/build/fs/butlerfs}
-REPS=1 GIB=4 FLIP_GIB=1 FILE_MIB=64 RATE=0.1 STALL=5 JOBS=4 BUDGET=256MiB IDLE_WAIT=60 SEED=1 KEEP=0
+REPS=1 GIB=4 FLIP_GIB=2 FILE_MIB=64 RATE=0.1 STALL=5 JOBS=4 BUDGET=256MiB IDLE_WAIT=60 SEED=1 KEEP=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) REPS=$2; shift 2 ;;
@@ -118,7 +118,7 @@ mount_fs
 done >"$WORK/pairs.all"
 unmount_fs
 head -n "$nfiles" "$WORK/pairs.all" >"$WORK/pairs"
-total_bytes=$(cut -f2 "$WORK/pairs" | xargs stat -c %s | awk '{s += $1} END {print s}')
+total_bytes=$(cut -f2 "$WORK/pairs" | xargs stat -c %s | awk '{s += $1} END {printf "%d", s}')
 echo "soak: $nfiles files, $((total_bytes >> 20)) MiB, $RATE faults (503, reset, stall ${STALL}s, truncate), $JOBS readers, budget $BUDGET"
 
 # one_run NAME PAIRS...: fresh cache and mount, each PAIRS file read in turn
@@ -128,6 +128,7 @@ one_run() {
   local name=$1 i=0 p t0 t1 rss idle_s
   shift
   rm -rf "$CACHE"
+  faultproxy_set "zero=1"
   mount_fs
   ( while kill -0 "$pid" 2>/dev/null; do rss_kib "$pid" VmRSS; sleep 0.5; done ) >"$OUT/$name.rss" 2>/dev/null &
   sampler=$!

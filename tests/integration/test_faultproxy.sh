@@ -84,6 +84,9 @@ expect "rate=0: every reply is 200" test "$codes" = 200
 expect "a bad mode is refused (400)" \
     test "$(curl -s -o /dev/null -w '%{http_code}' "$FAULTPROXY_URL/_faultproxy/set?faults=bogus")" = 400
 
+faultproxy_set 'zero=1' || fail "set zero=1"
+expect "zero=1 sets the counts to 0" test "$(faultproxy_count requests)" -eq 0
+
 # a mix at 20 %: every kind appears, and the counts match what curl saw
 faultproxy_set 'clear_rules=1&rate=0.2&faults=503,reset,stall,truncate,flip&stall=0.05' || fail "set the mix"
 before=$(faultproxy_stats)

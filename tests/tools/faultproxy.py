@@ -29,8 +29,8 @@ reply, stall = the pause before the reply, truncate and flip = no fault.
 Counts of requests, clean replies and each fault injected go to --stats
 (JSON, rewritten at most twice a second and on exit).  The control endpoint
 /_faultproxy/ answers: stats (the same JSON), and set?rate=P&faults=K,..&
-stall=S&rule=REGEX=KIND[*N]&clear_rules=1 (change the mode at run time;
-rules given replace the current ones).  SIGTERM and SIGINT stop the proxy
+stall=S&rule=REGEX=KIND[*N]&clear_rules=1&zero=1 (change the mode at run
+time; rules given replace the current ones; zero=1 sets every count to 0).  SIGTERM and SIGINT stop the proxy
 after writing the stats.
 
 Usage: faultproxy.py --upstream http://127.0.0.1:PORT [--listen 127.0.0.1:0]
@@ -93,9 +93,13 @@ class State:
         self.rules = [parse_rule(r) for r in args.rule]
         self.stats_path = args.stats
         self.log = open(args.log, "a", buffering=1) if args.log else None
-        self.counts = {"requests": 0, "clean": 0, "upstream_errors": 0, "client_gone": 0,
-                       "bytes_sent": 0, "faults": {k: 0 for k in KINDS}}
+        self.counts = self.zero_counts()
         self.dirty = True
+
+    @staticmethod
+    def zero_counts():
+        return {"requests": 0, "clean": 0, "upstream_errors": 0, "client_gone": 0,
+                "bytes_sent": 0, "faults": {k: 0 for k in KINDS}}
 
     def choose(self, path):
         """The fault for a request of path, or None; counts the request."""
@@ -160,6 +164,8 @@ class State:
                 self.stall = stall
             if "clear_rules" in q or rules:
                 self.rules = rules
+            if "zero" in q:
+                self.counts = self.zero_counts()
             self.dirty = True
 
     def write_stats(self, force=False):
