@@ -118,7 +118,7 @@ mount_fs
 done >"$WORK/pairs.all"
 unmount_fs
 head -n "$nfiles" "$WORK/pairs.all" >"$WORK/pairs"
-total_bytes=$(cut -f2 "$WORK/pairs" | xargs stat -c %s | awk '{s += $1} END {printf "%d", s}')
+total_bytes=$(cut -f2 "$WORK/pairs" | xargs stat -c %s | awk '{s += $1} END {printf "%.0f", s}')
 echo "soak: $nfiles files, $((total_bytes >> 20)) MiB, $RATE faults (503, reset, stall ${STALL}s, truncate), $JOBS readers, budget $BUDGET"
 
 # one_run NAME PAIRS...: fresh cache and mount, each PAIRS file read in turn
@@ -152,6 +152,8 @@ one_run() {
   fi
   kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true; sampler=
   unmount_fs
+  # what an operator saw: the daemon's log lines at its default level, by level
+  awk '{print $3}' "$LOG" | sort | uniq -c | awk '{printf "%s%s %s", sep, $1, $2; sep = ", "}' >"$OUT/$name.log"
 }
 
 # the faults phase, R times
@@ -217,6 +219,8 @@ row("longest single read (median of runs)", f"{ml:.2f} s = {ml / deadline:.3f} x
 row("peak RSS (median)", f"{med(peaks) / MiB:.0f} MiB = {med(peaks) / budget:.2f} x memory_budget ({budget_s}); worst {max(peaks) / MiB:.0f} MiB")
 row("idle RSS (median)", f"{med(idle_rss) / MiB:.0f} MiB = {med(idle_rss) / budget:.2f} x memory_budget, after {med(idle_s):.0f} s idle"
     + (" (under 64 MiB)" if max(idle_rss) < 64 * MiB else " (not under 64 MiB)"))
+logs = [open(f"{out}/faults{r}.log").read().strip() or "none" for r in range(1, reps + 1)]
+row("daemon log lines (default level), each run", "; ".join(logs))
 f0 = (stat[-1] or [{}])[0].get("fetch", {}) if isinstance(stat[-1], list) else {}
 row("daemon's counts (last run)", ", ".join(f"{k} {v}" for k, v in f0.items()
                                             if k not in ("memory_used", "memory_budget", "bytes_from_servers")))
