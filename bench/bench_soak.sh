@@ -66,7 +66,7 @@ WORK=${BENCH_DIR:-$(mktemp -d /var/tmp/bfs-bench-soak.XXXXXX)}
 WWW=$WORK/www MNT=$WORK/mnt LOG=$WORK/butlerfs.log CFG=$WORK/config.yaml CACHE=$WORK/cache
 REPO=$WORK/repo OUT=$WORK/results
 mkdir -p "$WWW" "$MNT" "$OUT"
-pid= sampler=
+pid='' sampler=''
 cleanup() {
   set +e
   [ -n "$sampler" ] && kill "$sampler" 2>/dev/null
@@ -125,7 +125,7 @@ echo "soak: $nfiles files, $((total_bytes >> 20)) MiB, $RATE faults (503, reset,
 # (as pass NAME.1, NAME.2, ...); RSS sampled; idle RSS polled after the
 # last pass unless NOIDLE=1; results in $OUT/NAME.*
 one_run() {
-  local name=$1 i=0 p t0 t1 rss idle_s
+  local name=$1 i=0 p t0 rss idle_s
   shift
   rm -rf "$CACHE"
   faultproxy_set "zero=1"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # faultproxy.sh - a fault-injecting proxy (tests/tools/faultproxy.py) on
 # 127.0.0.1 in front of a test server, for tests and benchmarks.
 #
@@ -28,8 +29,7 @@ FAULTPROXY_PY=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tools" && pwd)/faultproxy.
 faultproxy_stop() {
     if [ -n "${FAULTPROXY_PID:-}" ]; then
         kill "$FAULTPROXY_PID" 2>/dev/null
-        local i
-        for i in $(seq 50); do
+        for _ in $(seq 50); do
             kill -0 "$FAULTPROXY_PID" 2>/dev/null || break
             sleep 0.1
         done
@@ -38,6 +38,7 @@ faultproxy_stop() {
         FAULTPROXY_PID=
     fi
     if [ -n "${FAULTPROXY_DIR:-}" ] && [ -d "$FAULTPROXY_DIR" ]; then
+        # shellcheck disable=SC2034  # read by the sourcing script
         FAULTPROXY_FINAL_STATS=$(cat "$FAULTPROXY_STATS" 2>/dev/null)
         rm -rf "$FAULTPROXY_DIR"
     fi
@@ -47,7 +48,7 @@ faultproxy_stop() {
 
 # faultproxy_start UPSTREAM_URL [OPTIONS...]: see the top of this file.
 faultproxy_start() {
-    local upstream=$1 i
+    local upstream=$1
     shift
     command -v python3 >/dev/null 2>&1 || { echo "faultproxy_start: python3 not installed" >&2; return 77; }
     faultproxy_stop
@@ -57,7 +58,7 @@ faultproxy_start() {
         --stats "$FAULTPROXY_STATS" --log "$FAULTPROXY_DIR/faults.log" "$@" \
         </dev/null >"$FAULTPROXY_DIR/output.log" 2>&1 &
     FAULTPROXY_PID=$!
-    for i in $(seq 100); do
+    for _ in $(seq 100); do
         if [ -s "$FAULTPROXY_DIR/port" ]; then
             FAULTPROXY_PORT=$(cat "$FAULTPROXY_DIR/port")
             FAULTPROXY_URL=http://127.0.0.1:$FAULTPROXY_PORT

@@ -28,12 +28,12 @@ U=$FAULTPROXY_URL/data/big.bin
 
 # get QUERY [curl args]: body to $T/out, "HTTP_CODE SIZE CURL_EXIT SECONDS" on stdout
 get() {
-    local q=$1 rc out
+    local q=$1 rc out code size secs
     shift
     out=$(curl -s -o "$T/out" -w '%{http_code} %{size_download} %{time_total}' "$@" "$U$q")
     rc=$?
-    set -- $out
-    echo "$1 $2 $rc $3"
+    read -r code size secs <<<"$out"
+    echo "$code $size $rc $secs"
 }
 ndiff() { cmp -l "$1" "$2" 2>/dev/null | wc -l; }
 
