@@ -267,14 +267,31 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fi->fh = (uint64_t)(uintptr_t)of;
     if (fs->direct_io)
         fi->direct_io = 1; /* replies go straight to the reader's buffer */
-    else
+    else if (!bfs_source_check_pending(of->src))
         fi->keep_cache = 1; /* immutable: page cache survives reopen */
+    /* else its whole-file check has not passed yet: the pages an earlier
+     * open left (perhaps with bytes a later check found bad) are dropped by
+     * the kernel at this open, and this open's check sees a whole read */
     fi->noflush = 1;
     if (fuse_reply_open(req, fi) != 0) {
         bfs_source_close(of->src);
         bfs_node_release(fs->tree, n);
         free(of);
     }
+}
+
+/* Reply to a read that failed with err (negative errno).  When of's file
+ * failed its whole-file check, the pages earlier reads put in the kernel's
+ * cache hold bytes now known bad: they are dropped once the reply is out
+ * (see inval.h), so no later read is served them. */
+static void read_failed(fuse_req_t req, fuse_ino_t ino, struct open_file *of, int err)
+{
+    bfs_fs *fs = fs_of(req);
+    bool bad = bfs_source_check_failed(of->src);
+    read_done(of);
+    fuse_reply_err(req, -err);
+    if (bad)
+        bfs_inval_push(fs->inval, ino);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
@@ -302,15 +319,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     }
     bfs_view v;
     ssize_t n = bfs_source_view(of->src, size, off, &v);
-    if (n != -E2BIG && n != -ENOBUFS)
-        read_done(of); /* v holds its own references to the blocks */
     if (n >= 0) {
+        read_done(of); /* v holds its own references to the blocks */
         fuse_reply_iov(req, v.iov, v.n); /* one writev from the decoded blocks */
         bfs_view_release(&v);
         return;
     }
     if (n != -E2BIG && n != -ENOBUFS) {
-        fuse_reply_err(req, (int)-n);
+        read_failed(req, ino, of, (int)n);
         return;
     }
     char *buf = malloc(size);
@@ -320,11 +336,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         return;
     }
     n = bfs_source_pread(of->src, buf, size, off);
-    read_done(of);
-    if (n < 0)
-        fuse_reply_err(req, (int)-n);
-    else
+    if (n < 0) {
+        read_failed(req, ino, of, (int)n);
+    } else {
+        read_done(of);
         fuse_reply_buf(req, buf, (size_t)n);
+    }
     free(buf);
 }
 

@@ -9,6 +9,7 @@
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 
+#include "inval.h"
 #include "tree.h"
 
 #include <stdbool.h>
@@ -23,6 +24,7 @@ typedef struct bfs_fs {
     bool xattr;              /* serve user.butler.* (else ENOSYS: ls -l asks nothing per file) */
     bool direct_io;          /* files bypass the kernel page cache (FOPEN_DIRECT_IO) */
     bool no_opendir;         /* kernel skips opendir/releasedir; listings page from the node */
+    bfs_inval *inval;        /* drops the pages of files found bad (NULL: none are dropped) */
 } bfs_fs;
 
 extern const struct fuse_lowlevel_ops bfs_fuse_ops;
