@@ -199,12 +199,14 @@ struct bfs_robj {
     int nready;
 
     /* The whole-object check against the registry's checksum: BLAKE2b-512
-     * fed with the blocks in order as reads reach them.  While it is to be
+     * fed with the blocks in order as reads reach them (without one, MD5
+     * against an S3 ETag that is the object's MD5).  While it is to be
      * made (fresh), o takes no block from the persistent cache: a block
      * cached by an earlier partial read (perhaps while a server corrupted
      * it) is not known good, and a whole read must be served and checked
      * with what the servers hold now. */
     char *checksum;        /* lowercase hex, or NULL when there is none */
+    const char *ck_what;   /* where checksum comes from and its kind, for log lines */
     bool fresh;            /* set at open: fetch every block, never map a cached one */
     atomic_bool verifying; /* vctx is set */
     atomic_bool bad;       /* failed the check: every further read is -EIO */
@@ -1155,8 +1157,10 @@ static void robj_put(bfs_robj *o)
 }
 
 /* The cache's record of an object, keyed by its logical URI:
- * "size\netag\nlast_modified\nreplica\nverified\n", where verified is the
- * registry checksum this version was found to match ("-": none). */
+ * "size\netag\nlast_modified\nreplica\nverified\netag_md5\n", where
+ * verified is the checksum this version was found to match ("-": none) and
+ * etag_md5 is 1 when the ETag is the object's MD5 (absent in older records:
+ * not known to be). */
 static bool record_load(bfs_remote *r, const char *logical, bfs_object *pin, int *replica, char *verified,
                         size_t vsz)
 {
@@ -1169,10 +1173,11 @@ static bool record_load(bfs_remote *r, const char *logical, bfs_object *pin, int
     buf[n] = '\0';
     long long size;
     char etag[sizeof pin->etag] = "", lm[sizeof pin->last_modified] = "", ver[160] = "";
-    int rep = 0;
-    if (sscanf(buf, "%lld\n%159[^\n]\n%63[^\n]\n%d\n%159[^\n]", &size, etag, lm, &rep, ver) < 1)
+    int rep = 0, md5 = 0;
+    if (sscanf(buf, "%lld\n%159[^\n]\n%63[^\n]\n%d\n%159[^\n]\n%d", &size, etag, lm, &rep, ver, &md5) < 1)
         return false;
     pin->size = size;
+    pin->etag_md5 = md5 == 1;
     snprintf(verified, vsz, "%s", strcmp(ver, "-") ? ver : "");
     snprintf(pin->etag, sizeof pin->etag, "%s", strcmp(etag, "-") ? etag : "");
     snprintf(pin->last_modified, sizeof pin->last_modified, "%s", strcmp(lm, "-") ? lm : "");
@@ -1192,9 +1197,9 @@ static void record_store(bfs_remote *r, const char *logical, const bfs_object *p
 {
     if (!r->cache)
         return;
-    char *text = bfs_asprintf("%lld\n%s\n%s\n%d\n%s\n", (long long)pin->size, pin->etag[0] ? pin->etag : "-",
+    char *text = bfs_asprintf("%lld\n%s\n%s\n%d\n%s\n%d\n", (long long)pin->size, pin->etag[0] ? pin->etag : "-",
                               pin->last_modified[0] ? pin->last_modified : "-", replica,
-                              verified && verified[0] ? verified : "-");
+                              verified && verified[0] ? verified : "-", pin->etag_md5 ? 1 : 0);
     if (text)
         bfs_cache_record_put(r->cache, logical, text, strlen(text));
     free(text);
@@ -1256,6 +1261,21 @@ static bool checksum_usable(const char *checksum, char out[129])
         out[i] = (char)(checksum[i] | 0x20);
     }
     out[128] = '\0';
+    return true;
+}
+
+/* The MD5 of an object whose pin says its ETag is one, as lowercase hex
+ * into out (32 digits). */
+static bool etag_usable(const bfs_object *pin, char out[129])
+{
+    if (!pin->etag_md5 || strlen(pin->etag) != 34)
+        return false;
+    for (int i = 0; i < 32; i++) {
+        if (bfs_hexval((unsigned char)pin->etag[i + 1]) < 0)
+            return false;
+        out[i] = (char)(pin->etag[i + 1] | 0x20);
+    }
+    out[32] = '\0';
     return true;
 }
 
@@ -1404,16 +1424,25 @@ int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, 
     if (ret == 0 && !record_load(r, logical, &o->pin, &o->pin_replica, verified, sizeof verified))
         ret = pin_first(r, logical, urls, n, flags & BFS_ROBJ_STAT_ONLY, &o->pin, &o->pin_replica, &block0);
     char want[129];
-    if (ret == 0 && checksum_usable(checksum, want) && strcmp(want, verified) != 0 && o->pin.size > 0) {
+    const EVP_MD *md = NULL;
+    bool registry_ck = ret == 0 && checksum_usable(checksum, want);
+    if (ret == 0 && checksum && checksum[0] && !registry_ck)
+        bfs_debug(RTAG, "%s: registry checksum is not a BLAKE2b-512 digest; not checked", logical);
+    if (registry_ck) {
+        md = EVP_blake2b512();
+        o->ck_what = "the registry's checksum (BLAKE2b";
+    } else if (ret == 0 && etag_usable(&o->pin, want)) {
+        md = EVP_md5(); /* no registry checksum to check: the server's will do */
+        o->ck_what = "its S3 ETag (MD5";
+    }
+    if (md && strcmp(want, verified) != 0 && o->pin.size > 0) {
         /* not yet found to match: check it as the blocks are read */
         o->checksum = strdup(want);
         o->vctx = EVP_MD_CTX_new();
-        if (!o->checksum || !o->vctx || EVP_DigestInit_ex(o->vctx, EVP_blake2b512(), NULL) != 1)
+        if (!o->checksum || !o->vctx || EVP_DigestInit_ex(o->vctx, md, NULL) != 1)
             ret = -ENOMEM;
         atomic_store(&o->verifying, ret == 0);
         o->fresh = ret == 0;
-    } else if (ret == 0 && checksum && checksum[0] && !checksum_usable(checksum, want)) {
-        bfs_debug(RTAG, "%s: registry checksum is not a BLAKE2b-512 digest; not checked", logical);
     }
     if (ret == 0 && o->pin_replica >= n)
         o->pin_replica = 0;
@@ -1566,16 +1595,16 @@ static int verify_feed(bfs_robj *o, struct bblock **bbp, int64_t deadline)
     if (done && match) {
         record_store(r, o->logical, &o->pin, o->pin_replica, o->checksum);
     } else if (again) {
-        bfs_warn(RTAG, "%s: its last block did not match the registry's checksum (BLAKE2b %.16s...); "
-                       "fetched again, it does", o->logical, o->checksum);
+        bfs_warn(RTAG, "%s: its last block did not match %s %.16s...); fetched again, it does", o->logical,
+                 o->ck_what, o->checksum);
         if (r->cache)
             bfs_cache_drop(r->cache, o->key, again->block);
         kept_forget(o, again->block);
         bblock_unref(*bbp);
         *bbp = again;
     } else if (done && !atomic_exchange(&o->bad, true)) {
-        bfs_err(RTAG, "%s does not match the registry's checksum (BLAKE2b %.16s...): dropped from the "
-                      "cache; reads of it fail with EIO until a good copy is served", o->logical, o->checksum);
+        bfs_err(RTAG, "%s does not match %s %.16s...): dropped from the cache; reads of it fail with EIO "
+                      "until a good copy is served", o->logical, o->ck_what, o->checksum);
         for (uint64_t b = 0; r->cache && b < nblocks; b++)
             bfs_cache_drop(r->cache, o->key, b);
         record_forget(r, o->logical);
