@@ -200,11 +200,13 @@ struct bfs_robj {
 
     /* The whole-object check against the registry's checksum: BLAKE2b-512
      * fed with the blocks in order as reads reach them (without one, MD5
-     * against an S3 ETag that is the object's MD5).  While it is to be
-     * made (fresh), o takes no block from the persistent cache: a block
-     * cached by an earlier partial read (perhaps while a server corrupted
-     * it) is not known good, and a whole read must be served and checked
-     * with what the servers hold now. */
+     * against an S3 ETag that is the object's MD5).  While a registry
+     * checksum is to be checked (fresh), o takes no block from the
+     * persistent cache: a block cached by an earlier partial read (perhaps
+     * while a server corrupted it) is not known good, and a whole read must
+     * be served and checked with what the servers hold now.  An ETag check
+     * is opportunistic: it does not cost partial readers the cache (a
+     * poisoned cached block then fails one whole read, which drops it). */
     char *checksum;        /* lowercase hex, or NULL when there is none */
     const char *ck_what;   /* where checksum comes from and its kind, for log lines */
     bool fresh;            /* set at open: fetch every block, never map a cached one */
@@ -1442,7 +1444,7 @@ int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, 
         if (!o->checksum || !o->vctx || EVP_DigestInit_ex(o->vctx, md, NULL) != 1)
             ret = -ENOMEM;
         atomic_store(&o->verifying, ret == 0);
-        o->fresh = ret == 0;
+        o->fresh = ret == 0 && registry_ck;
     }
     if (ret == 0 && o->pin_replica >= n)
         o->pin_replica = 0;
@@ -1474,7 +1476,7 @@ int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, 
 }
 
 int64_t bfs_robj_size(const bfs_robj *o) { return o->pin.size; }
-bool bfs_robj_check_pending(const bfs_robj *o) { return o->fresh; }
+bool bfs_robj_check_pending(const bfs_robj *o) { return o->checksum != NULL; }
 bool bfs_robj_check_failed(bfs_robj *o) { return atomic_load(&o->bad); }
 
 /* Whether ctx (finished here) gives the hex digest want. */

@@ -81,7 +81,10 @@ int bfs_source_uri(const char *root, const char *location, char **out);
  * read that reaches the last block fails with -EIO, as does every later
  * read of that open, and every cached block of that version is dropped.  A
  * match is remembered with the object's version, so it is checked once.
- * Local files are not checked (they are read in place, as the Butler does). */
+ * Without a registry checksum, an S3 object whose ETag is its MD5 (one
+ * part, no SSE-KMS or SSE-C) is checked the same way against it, except
+ * that its opens still take blocks from the cache.  Local files are not
+ * checked (they are read in place, as the Butler does). */
 int bfs_source_open(bfs_fetcher *f, const char *root, const char *location, int64_t size_hint,
                     const char *checksum, bfs_source **out);
 
