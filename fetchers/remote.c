@@ -58,7 +58,10 @@
  * Locks: r->lock (in-flight table, budget, hosts, job queue), o->lock (hot,
  * ready, read-ahead state) and o->vlock (the checksum state) are leaf
  * locks: none is taken while another is held, and none is held during I/O
- * or while a block is unreferenced (bblock_unref takes r->lock).
+ * or while a block is unreferenced (bblock_unref takes r->lock).  A read of
+ * an object's last block may wait on o->vcond (releasing o->vlock) while
+ * another read fetches that block once more after a failed check; that
+ * fetch is bounded by its read's deadline.
  */
 #include "remote_i.h"
 
@@ -213,8 +216,12 @@ struct bfs_robj {
     atomic_bool verifying; /* vctx is set */
     atomic_bool bad;       /* failed the check: every further read is -EIO */
     pthread_mutex_t vlock; /* below */
+    pthread_cond_t vcond;  /* deciding ended */
     EVP_MD_CTX *vctx;
     uint64_t v_next;       /* next block to feed */
+    bool last_served;      /* a copy of the last block went out before the check reached it */
+    bool deciding;         /* the check failed; the last block is being fetched once more */
+    struct bblock *rescued; /* the copy of the last block that made the object match (a reference) */
 };
 
 static int64_t now_ms(void)
@@ -1153,8 +1160,10 @@ static void robj_put(bfs_robj *o)
     free(o->key);
     free(o->checksum);
     EVP_MD_CTX_free(o->vctx);
+    bblock_unref(o->rescued);
     pthread_mutex_destroy(&o->lock);
     pthread_mutex_destroy(&o->vlock);
+    pthread_cond_destroy(&o->vcond);
     free(o);
 }
 
@@ -1413,6 +1422,7 @@ int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, 
     atomic_init(&o->bad, false);
     pthread_mutex_init(&o->lock, NULL);
     pthread_mutex_init(&o->vlock, NULL);
+    pthread_cond_init(&o->vcond, NULL);
     o->r = r;
     o->logical = strdup(logical);
     o->urls = calloc((size_t)n, sizeof *o->urls);
@@ -1555,61 +1565,86 @@ static struct bblock *verify_retry_last(bfs_robj *o, uint64_t b, EVP_MD_CTX *pre
  * bytes), the bad copy leaves the cache and nothing is recorded (the next
  * open checks again).  Else o is bad: its blocks (every block of this
  * version, whichever open cached them) leave the cache, the next open pins
- * it again, and -EIO. */
+ * it again, and -EIO.  Other reads of the last block meanwhile wait for
+ * the verdict and get the same outcome; one that went out before the check
+ * reached the last block rules the second try out. */
 static int verify_feed(bfs_robj *o, struct bblock **bbp, int64_t deadline)
 {
     if (atomic_load(&o->bad))
         return -EIO;
-    if (!atomic_load(&o->verifying))
+    if (!o->checksum)
         return 0;
     bfs_remote *r = o->r;
-    const struct bblock *bb = *bbp;
     uint64_t nblocks = (uint64_t)((o->pin.size + r->bs - 1) / r->bs);
+    bool last = (*bbp)->block + 1 == nblocks;
+    if (!atomic_load(&o->verifying) && !last)
+        return 0; /* decided, or given up: only copies of the last block may still change */
     bool done = false, match = false;
     EVP_MD_CTX *pre = NULL;
+    struct bblock *swap = NULL;
     pthread_mutex_lock(&o->vlock);
-    if (o->vctx && bb->block == o->v_next) {
-        bool last = o->v_next + 1 == nblocks;
-        bool ok = true;
-        if (last && (pre = EVP_MD_CTX_new()) && EVP_MD_CTX_copy_ex(pre, o->vctx) != 1) {
+    if (o->vctx && (*bbp)->block == o->v_next) {
+        if (last && !o->last_served && (pre = EVP_MD_CTX_new()) && EVP_MD_CTX_copy_ex(pre, o->vctx) != 1) {
             EVP_MD_CTX_free(pre); /* no second try, the check itself goes on */
             pre = NULL;
         }
-        ok = EVP_DigestUpdate(o->vctx, bb->data, bb->len) == 1;
+        bool ok = EVP_DigestUpdate(o->vctx, (*bbp)->data, (*bbp)->len) == 1;
         if (ok && ++o->v_next == nblocks) {
             match = digest_matches(o->vctx, o->checksum);
             done = true;
+            o->deciding = !match; /* other reads of the last block wait for the verdict */
         }
         if (!ok || done) { /* an OpenSSL failure ends the check, undecided */
             EVP_MD_CTX_free(o->vctx);
             o->vctx = NULL;
             atomic_store(&o->verifying, false);
         }
+    } else if (last) {
+        /* Another read of the last block.  Before the check reached it,
+         * its bytes go out unchecked, so it may not be taken again later
+         * (the reader would have two versions of it).  While the verdict
+         * is out, wait: then the copy that matched, or -EIO. */
+        if (o->vctx && o->v_next + 1 < nblocks)
+            o->last_served = true;
+        while (o->deciding)
+            pthread_cond_wait(&o->vcond, &o->vlock);
+        if (o->rescued && o->rescued != *bbp)
+            swap = bblock_ref(o->rescued);
     }
     pthread_mutex_unlock(&o->vlock);
-    struct bblock *again = NULL;
-    if (done && !match) {
-        /* where a served object is found not to match its checksum */
-        again = verify_retry_last(o, bb->block, pre, deadline);
-        pre = NULL;
+    if (swap) {
+        bblock_unref(*bbp);
+        *bbp = swap;
     }
-    EVP_MD_CTX_free(pre);
+    if (!done || match)
+        EVP_MD_CTX_free(pre);
     if (done && match) {
         record_store(r, o->logical, &o->pin, o->pin_replica, o->checksum);
-    } else if (again) {
-        bfs_warn(RTAG, "%s: its last block did not match %s %.16s...); fetched again, it does", o->logical,
-                 o->ck_what, o->checksum);
-        if (r->cache)
-            bfs_cache_drop(r->cache, o->key, again->block);
-        kept_forget(o, again->block);
-        bblock_unref(*bbp);
-        *bbp = again;
-    } else if (done && !atomic_exchange(&o->bad, true)) {
-        bfs_err(RTAG, "%s does not match %s %.16s...): dropped from the cache; reads of it fail with EIO "
-                      "until a good copy is served", o->logical, o->ck_what, o->checksum);
-        for (uint64_t b = 0; r->cache && b < nblocks; b++)
-            bfs_cache_drop(r->cache, o->key, b);
-        record_forget(r, o->logical);
+    } else if (done) {
+        /* where a served object is found not to match its checksum */
+        struct bblock *again = verify_retry_last(o, (*bbp)->block, pre, deadline); /* consumes pre */
+        if (again) {
+            bfs_warn(RTAG, "%s: its last block did not match %s %.16s...); fetched again, it does",
+                     o->logical, o->ck_what, o->checksum);
+            if (r->cache)
+                bfs_cache_drop(r->cache, o->key, again->block);
+            kept_forget(o, again->block);
+        } else if (!atomic_exchange(&o->bad, true)) {
+            bfs_err(RTAG, "%s does not match %s %.16s...): dropped from the cache; reads of it fail with "
+                          "EIO until a good copy is served", o->logical, o->ck_what, o->checksum);
+            for (uint64_t b = 0; r->cache && b < nblocks; b++)
+                bfs_cache_drop(r->cache, o->key, b);
+            record_forget(r, o->logical);
+        }
+        pthread_mutex_lock(&o->vlock);
+        o->rescued = again ? bblock_ref(again) : NULL;
+        o->deciding = false;
+        pthread_cond_broadcast(&o->vcond);
+        pthread_mutex_unlock(&o->vlock);
+        if (again) {
+            bblock_unref(*bbp);
+            *bbp = again;
+        }
     }
     return atomic_load(&o->bad) ? -EIO : 0;
 }
