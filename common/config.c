@@ -324,7 +324,7 @@ bool bfs_parse_duration_ms(const char *s, int64_t *out)
  * regular file already when the configuration is loaded.  It is opened,
  * never read: a token file is rotated by replacing it, and http.c reads
  * and validates its content on every change. */
-enum kind { K_SIZE, K_DURATION, K_INT, K_BOOL, K_PATH, K_FILE, K_STRING };
+enum kind { K_SIZE, K_DURATION, K_INT, K_BOOL, K_PATH, K_FILE, K_STRING, K_RATE };
 
 struct key {
     const char *name;
@@ -335,6 +335,8 @@ struct key {
 };
 
 #define F(field) offsetof(bfs_config, field)
+/* K_RATE bounds are in millionths (the field is a double) */
+#define RATE_ONE 1000000
 
 static const struct key cache_keys[] = {
     {"dir", K_PATH, F(cache_dir), 0, 0, NULL},
@@ -356,6 +358,7 @@ static const struct key fetch_keys[] = {
     {"backoff_max", K_DURATION, F(backoff_max_ms), 1, HOUR, NULL},
     {"deadline", K_DURATION, F(deadline_ms), 1 * SEC, DAY, NULL},
     {"replica_retry", K_DURATION, F(replica_retry_ms), 0, DAY, NULL},
+    {"warn_failure_rate", K_RATE, F(warn_failure_rate), 0, RATE_ONE, NULL},
     {"tls_verify", K_BOOL, F(tls_verify), 0, 0, NULL},
     {"ca_file", K_FILE, F(ca_file), 0, 0,
      "give the PEM file of the CA that signed the servers' certificates, or remove the key to "
@@ -393,6 +396,7 @@ void bfs_config_defaults(bfs_config *c)
         .backoff_max_ms = 5 * SEC,
         .deadline_ms = 60 * SEC,
         .replica_retry_ms = 30 * SEC,
+        .warn_failure_rate = 0.05,
         .tls_verify = true,
     };
 }
@@ -408,18 +412,24 @@ void bfs_config_free(bfs_config *c)
     for (int i = 0; i < c->n_rules; i++)
         bfs_config_free_urls(c->rules[i].replicas, c->rules[i].n_replicas), free(c->rules[i].prefix);
     free(c->rules);
+    bfs_config_free_urls(c->allowed_roots, c->n_allowed_roots);
     free(c->path);
     memset(c, 0, sizeof *c);
 }
 
 /* ---- the configuration: loading ------------------------------------------- */
 
+#define MAX_SECTION_KEYS 32
+_Static_assert(sizeof fetch_keys / sizeof *fetch_keys <= MAX_SECTION_KEYS &&
+                   sizeof cache_keys / sizeof *cache_keys <= MAX_SECTION_KEYS,
+               "struct loader's lines[] must hold every key of a section");
+
 struct loader {
     const bfs_yaml *y;
     const char *file;
     bfs_config *c;
     char **errmsg;
-    int lines[2][16];      /* line of each section key seen, 0 when absent */
+    int lines[2][MAX_SECTION_KEYS]; /* line of each section key seen, 0 when absent */
 };
 
 static int fail(struct loader *L, const bfs_yaml_node *n, const char *fmt, ...)
@@ -470,6 +480,8 @@ static void fmt_value(enum kind kind, int64_t v, char *buf, size_t sz)
         fmt_size(v, buf, sz);
     else if (kind == K_DURATION)
         fmt_duration(v, buf, sz);
+    else if (kind == K_RATE)
+        snprintf(buf, sz, "%g", (double)v / RATE_ONE);
     else
         snprintf(buf, sz, "%lld", (long long)v);
 }
@@ -579,6 +591,7 @@ static int set_key(struct loader *L, const char *section, const struct key *k, c
         [K_PATH] = "a path",
         [K_FILE] = "a path",
         [K_STRING] = "a string",
+        [K_RATE] = "a fraction such as 0.05 or 5%",
     };
     if (!s)
         return fail(L, v, "%s.%s: expected %s, found %s", section, k->name, expect[k->kind],
@@ -590,6 +603,18 @@ static int set_key(struct loader *L, const char *section, const struct key *k, c
     case K_SIZE: ok = bfs_parse_size(s, &n); break;
     case K_DURATION: ok = bfs_parse_duration_ms(s, &n); break;
     case K_INT: ok = bfs_parse_i64(s, &n); break;
+    case K_RATE: {
+        char *end;
+        errno = 0;
+        double x = strtod(s, &end);
+        if (end != s && *end == '%')
+            x /= 100, end++;
+        if (end == s || *end || errno || !(x >= 0 && x <= (double)k->max / RATE_ONE))
+            return fail(L, v, "%s.%s: expected %s%s, found '%s'", section, k->name, expect[k->kind],
+                        range, s);
+        *(double *)field = x;
+        return 0;
+    }
     case K_BOOL: {
         static const char *yes[] = {"true", "yes", "on"}, *no[] = {"false", "no", "off"};
         int b = -1;
@@ -813,6 +838,52 @@ static int load_sources(struct loader *L, const bfs_yaml_node *seq)
     return 0;
 }
 
+/* allowed_roots: a list of local directories (see config.h). */
+static int load_allowed_roots(struct loader *L, const bfs_yaml_node *seq)
+{
+    const bfs_yaml *y = L->y;
+    if (bfs_yaml_is_null(y, seq))
+        return 0;
+    if (!bfs_yaml_is_seq(y, seq))
+        return fail(L, seq, "allowed_roots: expected a list of directories, found %s", node_kind(y, seq));
+    size_t n = bfs_yaml_len(y, seq);
+    bfs_config *c = L->c;
+    c->allowed_roots = calloc(n ? n : 1, sizeof *c->allowed_roots);
+    if (!c->allowed_roots)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const bfs_yaml_node *v = bfs_yaml_item(y, seq, i);
+        const char *s = bfs_yaml_scalar(y, v);
+        if (!s || bfs_yaml_is_null(y, v) || !*s)
+            return fail(L, v, "allowed_roots[%zu]: expected a directory, found %s", i,
+                        s ? "nothing" : node_kind(y, v));
+        if (bfs_startswith(s, "file://")) {
+            const char *path = s + strlen("file://");
+            if (bfs_startswith(path, "localhost/"))
+                path += strlen("localhost");
+            if (path[0] != '/')
+                return fail(L, v, "allowed_roots[%zu] '%s': a file:// URI must name a local absolute "
+                            "path (file:///dir/)", i, s);
+            s = path;
+        } else if (strstr(s, "://")) {
+            return fail(L, v, "allowed_roots[%zu] '%s': expected a local directory; remote locations "
+                        "are allowed by mapping them under sources:", i, s);
+        }
+        char *dir = NULL;
+        int ret = resolve_path(L->file, s, &dir);
+        if (ret == -ENOENT)
+            return fail(L, v, "allowed_roots[%zu]: cannot expand '%s': no such user or no home directory",
+                        i, s);
+        if (ret < 0)
+            return ret;
+        size_t len = strlen(dir);
+        while (len > 1 && dir[len - 1] == '/')
+            dir[--len] = '\0';
+        c->allowed_roots[c->n_allowed_roots++] = dir;
+    }
+    return 0;
+}
+
 /* Index of key name in section si. */
 static size_t key_index(int si, const char *name)
 {
@@ -851,7 +922,7 @@ static int load_document(struct loader *L)
     if (!bfs_yaml_is_map(y, root))
         return fail(L, root, "expected a mapping with cache:, fetch: and sources:, found %s",
                     node_kind(y, root));
-    bool seen_sources = false;
+    bool seen_sources = false, seen_allowed = false;
     int seen[2] = {0, 0};
     for (size_t i = 0; i < bfs_yaml_len(y, root); i++) {
         const char *name = bfs_yaml_key(y, root, i);
@@ -862,6 +933,11 @@ static int load_document(struct loader *L)
                 return fail(L, yaml_key_node(y, root, i), "sources is given twice");
             seen_sources = true;
             ret = load_sources(L, v);
+        } else if (name && !strcmp(name, "allowed_roots")) {
+            if (seen_allowed)
+                return fail(L, yaml_key_node(y, root, i), "allowed_roots is given twice");
+            seen_allowed = true;
+            ret = load_allowed_roots(L, v);
         } else if (name && (!strcmp(name, "cache") || !strcmp(name, "fetch"))) {
             int si = !strcmp(name, "fetch");
             if (seen[si])
@@ -871,7 +947,7 @@ static int load_document(struct loader *L)
             ret = load_section(L, si, v);
         } else {
             return fail(L, yaml_key_node(y, root, i),
-                        "unknown key '%s' (the file takes: cache, fetch, sources)", name ? name : "?");
+                        "unknown key '%s' (the file takes: cache, fetch, sources, allowed_roots)", name ? name : "?");
         }
         if (ret < 0)
             return ret;

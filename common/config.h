@@ -106,6 +106,7 @@ typedef struct bfs_config {
     int64_t backoff_max_ms;      /* 5000 */
     int64_t deadline_ms;         /* 60000: a read fails with EIO after this, all replicas tried */
     int64_t replica_retry_ms;    /* 30000: a failed replica is skipped this long */
+    double warn_failure_rate;    /* 0.05: warn when a replica's recent requests fail more often; 0 never */
     bool tls_verify;             /* true */
     char *ca_file;               /* NULL */
     char *token_file;            /* NULL */
@@ -113,6 +114,11 @@ typedef struct bfs_config {
     /* sources: */
     bfs_source_rule *rules;
     int n_rules;
+    /* allowed_roots: local directories (absolute, no trailing '/') outside
+     * the datastore root and the local replicas whose files absolute
+     * locations (file:///sdf/..., /project/...) may name (fetchers/source.h) */
+    char **allowed_roots;
+    int n_allowed_roots;
     char *path;                  /* the file read, or NULL for defaults only */
 } bfs_config;
 
@@ -133,7 +139,9 @@ void bfs_config_defaults(bfs_config *c);
  *
  * Source rules are normalized: "~" expanded; a plain absolute path and
  * file://localhost/ written file:///...; prefix and replica bases end in
- * '/'.  Replica schemes are file, http, https and s3. */
+ * '/'.  Replica schemes are file, http, https and s3.  allowed_roots are
+ * "~"-expanded absolute directories (a file:/// URI is taken as its path; a
+ * relative one is relative to the file's directory), without trailing '/'. */
 int bfs_config_load(const char *path, bfs_config *c, char **errmsg);
 /* Free what c owns and zero it; harmless on a zeroed or defaulted c. */
 void bfs_config_free(bfs_config *c);

@@ -65,17 +65,93 @@ int bfs_log_to_file(const char *path)
 
 unsigned long bfs_log_error_count(void) { return atomic_load(&log_errors); }
 
+/* The length of the valid UTF-8 character at s (n bytes left), or 0 when
+ * s does not start one (a stray continuation byte, an overlong form, a
+ * surrogate, a code point above U+10FFFF, a cut sequence). */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xbf; /* the allowed range of the second byte */
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+    else
+        return 0;
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    return len;
+}
+
+/* Valid UTF-8 that a terminal or a viewer acts on: the C1 controls
+ * (U+0080..U+009F, CSI among them), the line and paragraph separators
+ * (U+2028, U+2029) and the bidirectional embeddings, overrides and
+ * isolates (U+202A..U+202E, U+2066..U+2069), which reorder what is shown. */
+static bool utf8_active(const unsigned char *s, size_t len)
+{
+    if (len == 2)
+        return s[0] == 0xc2 && s[1] <= 0x9f;
+    if (len == 3 && s[0] == 0xe2 && s[1] == 0x80)
+        return s[2] >= 0xa8 && s[2] <= 0xae;
+    if (len == 3 && s[0] == 0xe2 && s[1] == 0x81)
+        return s[2] >= 0xa6 && s[2] <= 0xa9;
+    return false;
+}
+
+size_t bfs_log_escape(char *dst, size_t dstsz, const char *src, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)src;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_len(s + i, n - i);
+        bool escape = len == 0 || (len == 1 && (s[i] < 0x20 || s[i] == 0x7f)) || utf8_active(s + i, len);
+        if (len == 0)
+            len = 1;
+        size_t need = escape ? 4 * len : s[i] == '\\' ? 2 : len;
+        if (o + need >= dstsz)
+            break;
+        if (escape) {
+            for (size_t k = 0; k < len; k++) {
+                dst[o++] = '\\';
+                dst[o++] = 'x';
+                dst[o++] = hex[s[i + k] >> 4];
+                dst[o++] = hex[s[i + k] & 15];
+            }
+        } else if (s[i] == '\\') {
+            dst[o++] = '\\';
+            dst[o++] = '\\';
+        } else {
+            memcpy(dst + o, s + i, len);
+            o += len;
+        }
+        i += len;
+    }
+    dst[o] = '\0';
+    return o;
+}
+
 void bfs_log_write(int level, const char *tag, const char *fmt, ...)
 {
-    char msg[2048];
+    char raw[2048], msg[2048];
     int saved = errno;
     va_list ap;
 
     if (level <= LOG_ERR)
         atomic_fetch_add(&log_errors, 1);
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int len = vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    /* the whole message, not only its arguments: one place, nothing missed */
+    bfs_log_escape(msg, sizeof msg, raw, len < 0 ? 0 : (size_t)len < sizeof raw ? (size_t)len : sizeof raw - 1);
 
     if (atomic_load(&log_syslog)) {
         syslog(level, "%s: %s", tag, msg);

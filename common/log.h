@@ -10,12 +10,19 @@
  * Secrets must never be passed to the logger: callers log names and paths,
  * never credentials or tokens.
  *
+ * Strings that come from data (registry values, paths, server replies) may
+ * hold anything, so every message is passed through bfs_log_escape before
+ * it is written: one message is always one line, and no byte of it can
+ * reach a terminal as a control sequence.  Code that shows such strings
+ * elsewhere (`butlerfs status`) uses the same function.
+ *
  * Thread-safety: every function may be called from any thread.  Each message
  * is written with a single write(2) so lines from threads never interleave.
  */
 #ifndef BFS_LOG_H
 #define BFS_LOG_H
 
+#include <stddef.h>
 #include <syslog.h>
 
 /* Messages above this level (numerically greater) are dropped. Default LOG_NOTICE. */
@@ -33,6 +40,15 @@ int bfs_log_to_file(const char *path);
 
 /* Count of messages logged at LOG_ERR or worse since start (for tests and status). */
 unsigned long bfs_log_error_count(void);
+
+/* Copy src[0..n) into dst (dstsz bytes, at least 1) as printable text:
+ * control bytes (C0, DEL), the C1 controls and the bidirectional
+ * overrides and isolates (valid UTF-8 that a terminal acts on) and every
+ * byte that is not part of valid UTF-8 become \xNN, and a backslash
+ * becomes \\, so the original bytes can be told from the escapes.  Other
+ * valid UTF-8 is kept.  When dst is too small the text is cut before an
+ * escape or a character, never inside one.  Returns strlen(dst). */
+size_t bfs_log_escape(char *dst, size_t dstsz, const char *src, size_t n);
 
 void bfs_log_write(int level, const char *tag, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -1017,9 +1017,10 @@ ssize_t bfs_http_get_within(bfs_http *h, const char *url, const bfs_object *pin,
     if (bytes_moved)
         *bytes_moved = r.wire;
     if (ret == 0 && seen) {
-        /* the object's size: Content-Range's total (a 206), else the whole
-         * body of a 200; -1 when a 206 said '*' */
-        seen->size = r.have_range ? r.cr_total : r.content_length;
+        /* the object's size: Content-Range's total on a 206 (check_head
+         * refused one without it), else the whole body of a 200, whatever
+         * Content-Range a 200 also carries; -1 when that is unknown */
+        seen->size = r.status == 206 ? r.cr_total : r.content_length;
         snprintf(seen->etag, sizeof seen->etag, "%s", r.etag);
         snprintf(seen->last_modified, sizeof seen->last_modified, "%s", r.last_modified);
         seen->etag_md5 = etag_is_md5(&r);

@@ -55,9 +55,13 @@
  * Whole-object check: with a registry checksum, blocks are fed in order to
  * BLAKE2b as reads reach them (verify_feed, under o->vlock).
  *
+ * Faults: every request's result is counted per replica and kind in
+ * r->faults (faults_i.h), which warns when a replica's recent failure rate
+ * passes fetch.warn_failure_rate.
+ *
  * Locks: r->lock (in-flight table, budget, hosts, job queue), o->lock (hot,
- * ready, read-ahead state) and o->vlock (the checksum state) are leaf
- * locks: none is taken while another is held, and none is held during I/O
+ * ready, read-ahead state), o->vlock (the checksum state) and the lock of
+ * r->faults are leaf locks: none is taken while another is held, and none is held during I/O
  * or while a block is unreferenced (bblock_unref takes r->lock).  A read of
  * an object's last block may wait on o->vcond (releasing o->vlock) while
  * another read fetches that block once more after a failed check; that
@@ -66,6 +70,7 @@
 #include "remote_i.h"
 
 #include "cache.h"
+#include "faults_i.h"
 #include "http.h"
 #include "log.h"
 #include "strutil.h"
@@ -175,6 +180,7 @@ struct bfs_remote {
     atomic_int_least64_t kept;
 
     atomic_uint_least64_t bytes_fetched, blocks_fetched, hits, misses, failovers, errors;
+    bfs_faults *faults;    /* per replica; NULL without memory (nothing counted) */
 };
 
 struct bfs_robj {
@@ -438,7 +444,7 @@ static struct bblock *hot_put_locked(bfs_robj *o, struct bblock *bb)
 /* ---- replica health ------------------------------------------------------- */
 
 /* url without a user:password@ in its authority (into out). */
-static void url_redact(const char *url, char *out, size_t outsz)
+void bfs_url_redact(const char *url, char *out, size_t outsz)
 {
     const char *p = strstr(url, "://");
     p = p ? p + 3 : url;
@@ -459,7 +465,7 @@ static void url_redact(const char *url, char *out, size_t outsz)
 static void host_of(const char *url, char *out, size_t outsz)
 {
     char u[1024];
-    url_redact(url, u, sizeof u);
+    bfs_url_redact(url, u, sizeof u);
     const char *p = strstr(u, "://");
     p = p ? p + 3 : u;
     size_t n = bfs_startswith(u, "s3://") ? 0 : strcspn(p, "/");
@@ -549,8 +555,26 @@ static const char *failure_words(int err)
 static bool entry_name(const char *key, char *out, size_t outsz)
 {
     bool host = bfs_startswith(key, HOST_KEY);
-    url_redact(host ? key + strlen(HOST_KEY) : key, out, outsz);
+    bfs_url_redact(host ? key + strlen(HOST_KEY) : key, out, outsz);
     return host;
+}
+
+/* Count one request to url's replica that ended with err (0 or -errno);
+ * retry: an attempt after a transient failure of the same read there. */
+static void fault_note(bfs_remote *r, const char *url, int err, bool retry)
+{
+    char rep[256], name[256];
+    replica_of(r, url, rep, sizeof rep);
+    entry_name(rep, name, sizeof name);
+    bfs_faults_request(r->faults, name, err, retry, now_ms());
+}
+
+void bfs_remote_count_fault(bfs_remote *r, const char *url, bfs_fault kind)
+{
+    char rep[256], name[256];
+    replica_of(r, url, rep, sizeof rep);
+    entry_name(rep, name, sizeof name);
+    bfs_faults_add(r->faults, name, kind, now_ms());
 }
 
 /* Mark the health entry key as answering (err 0) or failing with err.
@@ -680,6 +704,7 @@ static ssize_t fetch_block(bfs_robj *o, uint64_t b, char *buf, int64_t deadline,
                 ssize_t got = bfs_http_get_within(r->http, o->urls[i], &pin, off, len, buf, &moved,
                                                   (long)left, NULL, w ? &sink : NULL);
                 atomic_fetch_add(&r->bytes_fetched, moved);
+                fault_note(r, o->urls[i], got == (ssize_t)len ? 0 : got < 0 ? (int)got : -EPROTO, a > 0);
                 if (got == (ssize_t)len) {
                     replica_mark(r, o->urls[i], 0);
                     atomic_fetch_add(&r->blocks_fetched, 1);
@@ -1235,6 +1260,7 @@ static int pin_by_head(bfs_remote *r, char *const *urls, int n, bfs_object *pin,
             for (int a = 0; a < c->max_attempts; a++) {
                 int64_t left = deadline - now_ms();
                 int ret = bfs_http_stat_within(r->http, urls[i], pin, left > 0 ? (long)left : 1);
+                fault_note(r, urls[i], ret, a > 0);
                 if (ret == 0) {
                     replica_mark(r, urls[i], 0);
                     *replica = i;
@@ -1307,6 +1333,7 @@ static int pin_by_get(bfs_remote *r, char *const *urls, int n, bfs_object *pin, 
         ssize_t got = bfs_http_get_within(r->http, urls[i], NULL, 0, r->bs, bb->data, &moved,
                                           left > 0 ? (long)left : 1, pin, NULL);
         atomic_fetch_add(&r->bytes_fetched, moved);
+        fault_note(r, urls[i], got < 0 ? (int)got : 0, false); /* a range ignored is not a fault */
         int64_t want = pin->size < (int64_t)r->bs ? pin->size : (int64_t)r->bs;
         if (n == 1 && (got == -EACCES || got == -ENOENT))
             return (int)got; /* a HEAD would only be refused again */
@@ -1621,7 +1648,10 @@ static int verify_feed(bfs_robj *o, struct bblock **bbp, int64_t deadline)
     if (done && match) {
         record_store(r, o->logical, &o->pin, o->pin_replica, o->checksum);
     } else if (done) {
-        /* where a served object is found not to match its checksum */
+        /* where a served object is found not to match its checksum: a
+         * fault of the replica that serves first (blocks are not tracked
+         * to the replica that sent them) */
+        bfs_remote_count_fault(r, o->urls[0], BFS_FAULT_CHECKSUM);
         struct bblock *again = verify_retry_last(o, (*bbp)->block, pre, deadline); /* consumes pre */
         if (again) {
             bfs_warn(RTAG, "%s: its last block did not match %s %.16s...); fetched again, it does",
@@ -1863,6 +1893,7 @@ int bfs_remote_new(const bfs_config *cfg, bfs_remote **out, char **errmsg)
         r->cache = NULL;
     }
     r->bs = r->cache ? bfs_cache_block_size(r->cache) : (uint32_t)cfg->block_size;
+    r->faults = bfs_faults_new(cfg->warn_failure_rate);
     pthread_mutex_init(&r->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -1903,6 +1934,7 @@ void bfs_remote_free(bfs_remote *r)
     spares_free_locked(r);
     bfs_cache_close(r->cache);
     bfs_http_free(r->http);
+    bfs_faults_free(r->faults);
     pthread_cond_destroy(&r->jobs_cond);
     pthread_cond_destroy(&r->cond);
     pthread_mutex_destroy(&r->lock);
@@ -1942,6 +1974,11 @@ int bfs_remote_skipped(bfs_remote *r, bfs_replica_state *out, int max)
     }
     pthread_mutex_unlock(&r->lock);
     return n;
+}
+
+int bfs_remote_faults(bfs_remote *r, bfs_replica_faults *out, int max)
+{
+    return bfs_faults_list(r->faults, out, max, now_ms());
 }
 
 int64_t bfs_remote_spare_bytes(bfs_remote *r)

@@ -55,6 +55,13 @@ void bfs_robj_close(bfs_robj *o);
 
 void bfs_remote_stats(bfs_remote *r, bfs_fetch_stats *st);
 int bfs_remote_skipped(bfs_remote *r, bfs_replica_state *out, int max); /* see bfs_fetcher_skipped */
+int bfs_remote_faults(bfs_remote *r, bfs_replica_faults *out, int max);  /* see bfs_fetcher_faults */
+
+/* Count a fault found after a request ended (a checksum mismatch:
+ * BFS_FAULT_CHECKSUM) against the replica of url (one of an object's
+ * replica URLs); it counts in that replica's recent failure rate and may
+ * log the warning (faults_i.h). */
+void bfs_remote_count_fault(bfs_remote *r, const char *url, bfs_fault kind);
 
 /* Tests: bytes of the memory budget in use now (malloc'd blocks: hot,
  * ready, in flight, or held by views; idle spare buffers not counted); 0
@@ -65,5 +72,8 @@ int64_t bfs_remote_mem_used(bfs_remote *r);
 /* Tests: bytes of idle spare block buffers kept for reuse (within the
  * budget: mem_used + spare bytes <= memory_budget). */
 int64_t bfs_remote_spare_bytes(bfs_remote *r);
+
+/* url without a user:password@ in its authority (into out), for logs. */
+void bfs_url_redact(const char *url, char *out, size_t outsz);
 
 #endif

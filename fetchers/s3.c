@@ -549,10 +549,42 @@ static int copy_setting(char *dst, size_t sz, const char *v)
     return 0;
 }
 
-/* Validate and normalise an endpoint in place: http(s)://authority[/path],
- * no userinfo, query or fragment; trailing '/' dropped; a default port
- * (:443 for https, :80 for http) dropped so Host matches what curl would
- * send. */
+/* Is auth[0, len) a host[:port] that may go into the signed Host header as
+ * it is: a DNS name or IPv4 address (letters, digits, '-', '.', '_'), or an
+ * IPv6 literal in brackets, then an optional port of 1 to 65535.  Anything
+ * else (raw bytes, spaces, '%', '@', a bare ':') is refused, not sent. */
+static bool valid_authority(const char *auth, size_t len)
+{
+    size_t i = 0;
+    if (len && auth[0] == '[') {
+        for (i = 1; i < len && (isxdigit((unsigned char)auth[i]) || auth[i] == ':' || auth[i] == '.'); i++)
+            ;
+        if (i == 1 || i == len || auth[i] != ']')
+            return false;
+        i++;
+    } else {
+        for (; i < len && (isalnum((unsigned char)auth[i]) || (auth[i] && strchr("-._", auth[i]))); i++)
+            ;
+        if (i == 0)
+            return false;
+    }
+    if (i == len)
+        return true;
+    if (auth[i] != ':' || len - i < 2 || len - i > 6)
+        return false;
+    unsigned port = 0;
+    for (i++; i < len; i++) {
+        if (!isdigit((unsigned char)auth[i]))
+            return false;
+        port = port * 10 + (unsigned)(auth[i] - '0');
+    }
+    return port >= 1 && port <= 65535;
+}
+
+/* Validate and normalise an endpoint in place: http(s)://host[:port][/path]
+ * (valid_authority), no userinfo, query or fragment; trailing '/' dropped;
+ * a default port (:443 for https, :80 for http) dropped so Host matches
+ * what curl would send. */
 static int normalise_endpoint(char *ep)
 {
     size_t skip;
@@ -570,7 +602,7 @@ static int normalise_endpoint(char *ep)
     if (strpbrk(ep, "?# \t\r\n"))
         return -EINVAL;
     size_t alen = strcspn(auth, "/");
-    if (alen == 0 || memchr(auth, '@', alen))
+    if (!valid_authority(auth, alen))
         return -EINVAL;
     const char *defport = https ? ":443" : ":80";
     size_t dl = strlen(defport);
@@ -773,7 +805,8 @@ int bfs_s3_load_creds(const char *profile, bfs_s3_creds *out, char **errmsg)
         normalise_endpoint(out->endpoint) < 0) {
         bfs_set_errmsg(errmsg,
                    "S3 profile '%s': the endpoint from %s is not an http:// or https:// URL "
-                   "(without user, query or fragment) of at most %zu bytes",
+                   "with a host[:port] of letters, digits, '-', '.', '_' (or [IPv6]) and no user, "
+                   "query or fragment, of at most %zu bytes",
                    name, epsrc, sizeof out->endpoint - 1);
         rc = -EINVAL;
         goto fail;

@@ -14,6 +14,7 @@
 #include "remote_i.h"
 #include "strutil.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -39,29 +40,86 @@ struct bfs_source {
     int64_t size;
 };
 
-static bool has_dotdot(const char *p)
+/* ---- judging a location --------------------------------------------------
+ *
+ * A location comes from the registry, so it is data, not configuration.  It
+ * is judged as the server (or the kernel) will read it: after
+ * percent-decoding.  Refused on sight: a "." or ".." segment (a server that
+ * normalises "%2e%2e" climbs out of the root with our credentials), an
+ * encoded '/' or '\' (a separator the prefix checks below cannot see) and an
+ * encoded NUL.  A raw '\' also ends a segment, as some servers read it so.
+ * Then where it leads is judged against what the configuration names: a
+ * remote URL must lie under the datastore root or a configured replica (the
+ * only places credentials go); a local path, once every symlink in it is
+ * resolved, under the datastore root, a local replica or an allowed_roots
+ * directory. */
+
+/* The length of loc's "scheme://" (RFC 3986 scheme), 0 when it has none:
+ * then it is a path, relative or absolute, judged whole. */
+static size_t scheme_len(const char *loc)
 {
-    for (const char *s = p; (s = strstr(s, "..")) != NULL; s += 2) {
-        bool starts = s == p || s[-1] == '/';
-        bool ends = s[2] == '\0' || s[2] == '/';
-        if (starts && ends)
-            return true;
+    size_t n = 0;
+    if (!isalpha((unsigned char)loc[0]))
+        return 0;
+    while (isalnum((unsigned char)loc[n]) || loc[n] == '+' || loc[n] == '-' || loc[n] == '.')
+        n++;
+    return strncmp(loc + n, "://", 3) == 0 ? n + 3 : 0;
+}
+
+/* Why loc is refused on sight, or NULL. */
+static const char *location_problem(const char *loc)
+{
+    const char *p = loc;
+    size_t sl = scheme_len(loc);
+    if (sl)
+        p = loc + sl + strcspn(loc + sl, "/"); /* the path, after the authority */
+    size_t seg = 0, dots = 0;
+    for (;; p++) {
+        int c = (unsigned char)*p;
+        if (c == '%' && bfs_hexval(p[1]) >= 0 && bfs_hexval(p[2]) >= 0) {
+            c = bfs_hexval(p[1]) * 16 + bfs_hexval(p[2]);
+            p += 2;
+            if (c == '/' || c == '\\')
+                return "it holds an encoded '/' or '\\'";
+            if (c == '\0')
+                return "it holds an encoded NUL";
+        } else if (c == '\0' || c == '/' || c == '\\') {
+            if (seg && seg == dots && seg <= 2)
+                return "it holds a '.' or '..' segment";
+            if (c == '\0')
+                return NULL;
+            seg = dots = 0;
+            continue;
+        }
+        seg++;
+        dots += c == '.';
     }
-    return false;
+}
+
+/* loc for a log line: no user:password@ of an absolute URI. */
+static void location_for_log(const char *loc, char *out, size_t outsz)
+{
+    if (scheme_len(loc))
+        bfs_url_redact(loc, out, outsz);
+    else
+        snprintf(out, outsz, "%s", loc);
 }
 
 int bfs_source_uri(const char *root, const char *location, char **out)
 {
     *out = NULL;
-    if (strstr(location, "://")) {
-        *out = strdup(location);
-        return *out ? 0 : -ENOMEM;
-    }
-    if (location[0] == '/' || has_dotdot(location)) {
-        bfs_warn(SRC_TAG, "refusing datastore location that leaves the datastore root: %s", location);
+    const char *why = location_problem(location);
+    if (why) {
+        char shown[1024];
+        location_for_log(location, shown, sizeof shown);
+        bfs_warn(SRC_TAG, "refusing datastore location %s: %s, which could leave the datastore root",
+                 shown, why);
         return -EACCES;
     }
-    *out = bfs_asprintf("%s%s", root, location);
+    if (scheme_len(location) || location[0] == '/')
+        *out = strdup(location);
+    else
+        *out = bfs_asprintf("%s%s", root, location);
     return *out ? 0 : -ENOMEM;
 }
 
@@ -82,16 +140,81 @@ bool bfs_source_is_remote(const char *uri)
     return uri && !local_of(uri);
 }
 
-int bfs_source_local_path(const char *root, const char *location, char **out)
+/* s lies under dir: dir itself or below it (dir may end in '/'). */
+static bool is_under(const char *s, const char *dir)
 {
-    char *uri;
-    int ret = bfs_source_uri(root, location, &uri);
-    if (ret < 0)
-        return ret;
-    const char *p = local_of(uri);
-    *out = p ? strdup(p) : NULL;
-    free(uri);
-    return p ? (*out ? 0 : -ENOMEM) : -EPROTONOSUPPORT;
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    if (n == 1 && dir[0] == '/')
+        return s[0] == '/';
+    return strncmp(s, dir, n) == 0 && (s[n] == '/' || s[n] == '\0');
+}
+
+/* The local directories a local path may lie under: the datastore root
+ * (when local), every local replica base, then allowed_roots.  The i-th into
+ * *dir (NULL for a remote one); false past the last. */
+static bool local_dir(const bfs_config *c, const char *root, int i, const char **dir)
+{
+    if (i == 0) {
+        *dir = local_of(root);
+        return true;
+    }
+    i--;
+    for (int r = 0; r < c->n_rules; r++) {
+        if (i < c->rules[r].n_replicas) {
+            *dir = local_of(c->rules[r].replicas[i]);
+            return true;
+        }
+        i -= c->rules[r].n_replicas;
+    }
+    if (i < c->n_allowed_roots) {
+        *dir = c->allowed_roots[i];
+        return true;
+    }
+    return false;
+}
+
+/* Whether path lies under an allowed directory as written (so a row cannot
+ * even probe for files elsewhere) and, given real (its realpath), also
+ * under that directory's realpath (so no symlink leads out). */
+static bool local_allowed(const bfs_config *c, const char *root, const char *path, const char *real)
+{
+    bool written = false;
+    const char *dir;
+    for (int i = 0; !written && local_dir(c, root, i, &dir); i++)
+        written = dir && is_under(path, dir);
+    if (!written || !real)
+        return written;
+    for (int i = 0; local_dir(c, root, i, &dir); i++) {
+        char *rd = dir ? realpath(dir, NULL) : NULL;
+        bool ok = rd && is_under(real, rd);
+        free(rd);
+        if (ok)
+            return true;
+    }
+    return false;
+}
+
+/* The one log line of a refused local path. */
+static int refuse_local(const char *path, const char *why)
+{
+    bfs_warn(SRC_TAG, "refusing datastore location %s: %s; to serve files there, list the directory "
+             "under allowed_roots: in the configuration file", path, why);
+    return -EACCES;
+}
+
+/* Whether a remote URL may be fetched (with credentials): under the
+ * datastore root (when remote) or a configured remote replica base. */
+static bool remote_allowed(const bfs_config *c, const char *root, const char *url)
+{
+    if (bfs_source_is_remote(root) && is_under(url, root))
+        return true;
+    for (int r = 0; r < c->n_rules; r++)
+        for (int i = 0; i < c->rules[r].n_replicas; i++)
+            if (bfs_source_is_remote(c->rules[r].replicas[i]) && is_under(url, c->rules[r].replicas[i]))
+                return true;
+    return false;
 }
 
 int bfs_fetcher_new(const bfs_config *cfg, bfs_fetcher **out)
@@ -136,16 +259,37 @@ static bfs_remote *remote_of(bfs_fetcher *f)
     return r;
 }
 
-static int open_local(const char *path, bfs_source **out)
+/* Open a local path if it lies under an allowed directory (local_allowed),
+ * judged on its realpath and opened by that path with O_NOFOLLOW, so the
+ * file opened is the file judged even if its last link is swapped; only a
+ * regular file is served (never a FIFO or a device).  -ENOENT when missing
+ * under an allowed directory, -EACCES when refused (logged once here). */
+static int open_local(const bfs_config *c, const char *root, const char *path, bfs_source **out)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (!local_allowed(c, root, path, NULL))
+        return refuse_local(path, "it is outside the datastore root and the configured local directories");
+    char *real = realpath(path, NULL);
+    if (!real)
         return -errno;
+    int ret = 0;
+    if (!local_allowed(c, root, path, real))
+        ret = refuse_local(path, "a symbolic link leads it out of the datastore root and the "
+                           "configured local directories");
+    int fd = ret < 0 ? -1 : open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    free(real);
+    if (ret < 0)
+        return ret;
+    if (fd < 0)
+        return errno == ELOOP ? refuse_local(path, "it was replaced by a symbolic link") : -errno;
     struct stat sb;
-    bfs_source *s = calloc(1, sizeof *s);
-    if (!s || fstat(fd, &sb) < 0) {
-        int ret = s ? -errno : -ENOMEM;
-        free(s);
+    bfs_source *s = NULL;
+    if (fstat(fd, &sb) < 0)
+        ret = -errno;
+    else if (!S_ISREG(sb.st_mode))
+        ret = refuse_local(path, "it is not a regular file");
+    else if (!(s = calloc(1, sizeof *s)))
+        ret = -ENOMEM;
+    if (ret < 0) {
         close(fd);
         return ret;
     }
@@ -200,13 +344,25 @@ static int source_open(bfs_fetcher *f, const char *root, const char *location, i
         free(uri);
         return n;
     }
+    for (int i = 0; i < n; i++) {
+        if (!local_of(urls[i]) && !remote_allowed(f->cfg, root, urls[i])) {
+            char shown[1024];
+            location_for_log(uri, shown, sizeof shown);
+            bfs_warn(SRC_TAG, "refusing datastore location %s: an absolute URI outside the datastore "
+                     "root and the configured replicas (credentials go nowhere else); to serve it, "
+                     "map its prefix under sources: in the configuration file", shown);
+            bfs_config_free_urls(urls, n);
+            free(uri);
+            return -EACCES;
+        }
+    }
     int worst = -ENOENT;
     bool remote_tried = false;
     ret = -ENOENT;
     for (int i = 0; i < n && ret != 0; i++) {
         const char *p = local_of(urls[i]);
         if (p) {
-            ret = open_local(p, out);
+            ret = open_local(f->cfg, root, p, out);
         } else if (!remote_tried) {
             remote_tried = true;
             ret = open_remote(f, uri, urls, n, i, size_hint, checksum, flags, out);
@@ -277,21 +433,10 @@ void bfs_source_close(bfs_source *s)
 
 int bfs_source_stat_size(bfs_fetcher *f, const char *root, const char *location, int64_t *size)
 {
-    char *path;
-    int ret = bfs_source_local_path(root, location, &path);
-    if (ret == 0) {
-        struct stat sb;
-        ret = stat(path, &sb) < 0 ? -errno : 0;
-        free(path);
-        if (ret == 0)
-            *size = sb.st_size;
-        return ret;
-    }
-    if (ret != -EPROTONOSUPPORT)
-        return ret;
-    /* remote: opening pins the object (cache record or HEAD; no data) */
+    /* local: the same judgement as a read; remote: opening pins the object
+     * (cache record or HEAD; no data) */
     bfs_source *s;
-    ret = source_open(f, root, location, -1, NULL, BFS_ROBJ_STAT_ONLY, &s);
+    int ret = source_open(f, root, location, -1, NULL, BFS_ROBJ_STAT_ONLY, &s);
     if (ret == 0) {
         *size = s->size;
         bfs_source_close(s);
@@ -322,4 +467,10 @@ int bfs_fetcher_skipped(bfs_fetcher *f, bfs_replica_state *out, int max)
 {
     bfs_remote *r = remote_if_any(f);
     return r ? bfs_remote_skipped(r, out, max) : 0;
+}
+
+int bfs_fetcher_faults(bfs_fetcher *f, bfs_replica_faults *out, int max)
+{
+    bfs_remote *r = remote_if_any(f);
+    return r ? bfs_remote_faults(r, out, max) : 0;
 }

@@ -13,9 +13,20 @@
  *                                            verified persistent cache, with
  *                                            read-ahead, retries, failover
  *
- * A relative location that would leave the datastore root (an absolute
- * path, or a ".." component) is refused with -EACCES: no value read from the
- * registry may point the mount outside the datastore.
+ * No value read from the registry may point the mount outside what the
+ * configuration names; anything else is refused with -EACCES and one log
+ * line:
+ *   - any location, judged after percent-decoding, with a "." or ".."
+ *     segment, an encoded '/' or '\', or an encoded NUL;
+ *   - a remote URL (http(s)://, s3://) outside the datastore root and the
+ *     configured remote replicas: credentials (bearer token, S3 keys) go
+ *     only there, never to an absolute URI that merely appears in a row;
+ *     map its prefix under sources: to serve it;
+ *   - a local path (a relative location under a local root, a file:// URI
+ *     or an absolute path alike) that does not lie, both as written and
+ *     after resolving every symlink, under the datastore root, a local
+ *     replica or a directory of allowed_roots: (config.h).  It is opened
+ *     with O_NOFOLLOW, and only a regular file is served.
  *
  * Remote objects are pinned per open: size and validator (ETag) are taken
  * at open, from the reply to a GET of the first block (or from the cache's
@@ -59,12 +70,11 @@ int bfs_fetch_cache_check(const bfs_config *cfg, char **errmsg);
 bool bfs_source_is_remote(const char *uri);
 void bfs_fetcher_free(bfs_fetcher *f);
 
-/* Resolve location against root into a local path (malloc'd into *out).
- * -EPROTONOSUPPORT for remote locations, -EACCES for escaping ones. */
-int bfs_source_local_path(const char *root, const char *location, char **out);
-
 /* The absolute URI (or local path) of location: root + location for a
- * relative one.  malloc'd into *out; -EACCES for escaping ones. */
+ * relative one, an absolute one as it is.  malloc'd into *out; -EACCES (and
+ * a log line) for one refused on sight: a '.' or '..' segment, an encoded
+ * '/' or '\' or NUL, judged after percent-decoding.  Where an absolute one
+ * leads is judged at open (see the top of this file). */
 int bfs_source_uri(const char *root, const char *location, char **out);
 
 /* Open for reading.  size_hint is the registry's file_size (-1 unknown);
@@ -155,5 +165,38 @@ typedef struct bfs_replica_state {
 /* The replicas and hosts skipped now: up to max into out; returns how many
  * there are (may be more than max). */
 int bfs_fetcher_skipped(bfs_fetcher *f, bfs_replica_state *out, int max);
+
+/* The kinds of failure counted per replica: what one request (or, for
+ * checksum, one whole-object check) ended with.  Retries hide most of them
+ * from readers; these counts show them to the operator. */
+typedef enum bfs_fault {
+    BFS_FAULT_HTTP_5XX,   /* a 5xx status, or a failure http.c could not classify (-EIO) */
+    BFS_FAULT_HTTP_4XX,   /* 401, 403, 416 (404 and 410 are counted as not_found) */
+    BFS_FAULT_RESET,      /* the connection broke (-ECONNRESET) */
+    BFS_FAULT_TIMEOUT,    /* a stall below the low-speed limit or a timeout (-ETIMEDOUT) */
+    BFS_FAULT_SHORT_BODY, /* a short, overlong or malformed reply (-EPROTO) */
+    BFS_FAULT_REFUSED,    /* no connection (-ECONNREFUSED, -EHOSTDOWN, -EHOSTUNREACH) */
+    BFS_FAULT_CHECKSUM,   /* the bytes served failed a checksum */
+    BFS_FAULT_OTHER,      /* anything else */
+    BFS_FAULT_N
+} bfs_fault;
+
+/* "http_5xx", "http_4xx", "reset", "timeout", "short_body", "refused",
+ * "checksum", "other": the names in the status file. */
+const char *bfs_fault_name(bfs_fault kind);
+
+/* What one replica's requests ended with since the mount started. */
+typedef struct bfs_replica_faults {
+    char name[256];           /* replica base, or scheme://host[:port] (as bfs_replica_state) */
+    uint64_t requests;        /* requests sent to it (every attempt) */
+    uint64_t retries;         /* of those, attempts after a transient failure there */
+    uint64_t not_found;       /* 404/410 answers (not faults: the next replica is asked) */
+    uint64_t faults[BFS_FAULT_N];
+    double recent_failure_rate; /* faults per request over the last minute or so */
+} bfs_replica_faults;
+
+/* The replicas requests went to, up to max into out, in the order they
+ * were first used; returns how many there are (may be more than max). */
+int bfs_fetcher_faults(bfs_fetcher *f, bfs_replica_faults *out, int max);
 
 #endif

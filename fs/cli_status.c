@@ -4,6 +4,7 @@
  * write (status.h).
  */
 #include "cli.h"
+#include "log.h"
 #include "status.h"
 #include "strutil.h"
 
@@ -27,8 +28,9 @@ static const char status_help[] =
     "\n"
     "Show what the running butlerfs mounts of this user are doing: the repository,\n"
     "bytes read from servers, cache hits and misses, failovers, failed reads, the\n"
-    "memory in use, and the replicas or hosts being skipped after failures, with\n"
-    "why and for how long.  With MOUNTPOINTs, only those mounts.\n"
+    "memory in use, the replicas or hosts being skipped after failures, with why\n"
+    "and for how long, and the requests, retries and faults (by kind) of each\n"
+    "replica.  With MOUNTPOINTs, only those mounts.\n"
     "\n"
     "Each daemon rewrites its status every " STR(BFS_STATUS_PERIOD_S) " seconds in $XDG_RUNTIME_DIR/butlerfs\n"
     "(else /tmp/butlerfs-UID).  A status not updated for 10 seconds is flagged: the\n"
@@ -64,12 +66,51 @@ static const char *str_of(json_t *o, const char *k)
     return v ? v : "?";
 }
 
+/* The string k of o for a terminal (into buf): a status file is data, and
+ * its strings reach the terminal escaped as log lines are. */
+static const char *shown(json_t *o, const char *k, char *buf, size_t bufsz)
+{
+    const char *v = str_of(o, k);
+    bfs_log_escape(buf, bufsz, v, strlen(v));
+    return buf;
+}
+
+/* One line per replica that was sent requests: how many, the retries, and
+ * the faults by kind. */
+static void print_replicas(json_t *reps)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(reps, i, e) {
+        char name[1024], faults[512] = "";
+        size_t len = 0;
+        const char *kind;
+        json_t *count;
+        json_object_foreach(json_object_get(e, "faults"), kind, count) {
+            if (json_integer_value(count) > 0 && len < sizeof faults) {
+                char k[64];
+                bfs_log_escape(k, sizeof k, kind, strlen(kind));
+                len += (size_t)snprintf(faults + len, sizeof faults - len, "%s%lld %s", len ? ", " : "",
+                                        (long long)json_integer_value(count), k);
+            }
+        }
+        double recent = json_number_value(json_object_get(e, "recent_failure_rate"));
+        printf("  replica      %s: %lld requests, %lld retries, %lld not found; faults: %s", shown(e, "name", name, sizeof name),
+               (long long)int_of(e, "requests"), (long long)int_of(e, "retries"), (long long)int_of(e, "not_found"),
+               len ? faults : "none");
+        if (recent > 0)
+            printf(" (%.1f%% of recent requests failed)", 100.0 * recent);
+        putchar('\n');
+    }
+}
+
 static void print_human(json_t *j)
 {
     time_t now = time(NULL);
-    char up[32], age[32], b1[32], b2[32], b3[32];
+    char up[32], age[32], b1[32], b2[32], b3[32], mnt[PATH_MAX], repo[PATH_MAX];
     format_duration(now - (time_t)int_of(j, "started"), up, sizeof up);
-    printf("%s: repository %s (pid %lld, up %s%s)\n", str_of(j, "mountpoint"), str_of(j, "repository"),
+    printf("%s: repository %s (pid %lld, up %s%s)\n", shown(j, "mountpoint", mnt, sizeof mnt),
+           shown(j, "repository", repo, sizeof repo),
            (long long)int_of(j, "pid"), up, json_is_true(json_object_get(j, "direct_io")) ? ", direct_io" : "");
     int64_t late = now - (time_t)int_of(j, "updated");
     if (late >= STALE_S) {
@@ -97,10 +138,12 @@ static void print_human(json_t *j)
     if (json_array_size(sk) == 0)
         printf("  skipping     nothing: every replica is in use\n");
     json_array_foreach(sk, i, e) {
+        char kind[64], name[1024], why[256];
         double left = json_number_value(json_object_get(e, "retry_in_s"));
-        printf("  skipping     %s %s for %.0f s more (%s)\n", str_of(e, "kind"), str_of(e, "name"), left,
-               str_of(e, "why"));
+        printf("  skipping     %s %s for %.0f s more (%s)\n", shown(e, "kind", kind, sizeof kind),
+               shown(e, "name", name, sizeof name), left, shown(e, "why", why, sizeof why));
     }
+    print_replicas(json_object_get(j, "replicas"));
 }
 
 /* The status file name in dfd of a live daemon: its status (an object of
@@ -158,7 +201,8 @@ static void collect(const char *dir, json_t *all, char **wanted, int nwanted, bo
         json_t *j = load_status(dfd, dir, nm);
         if (!bfs_status_daemon_alive(dfd, pid)) {
             /* killed (kill -9, a crash): its mount is dead too */
-            const char *m = j ? str_of(j, "mountpoint") : NULL;
+            char mbuf[PATH_MAX];
+            const char *m = j ? shown(j, "mountpoint", mbuf, sizeof mbuf) : NULL;
             if (m)
                 fprintf(stderr, "butlerfs: status: the daemon of %s (pid %ld) is gone; if the mount is "
                                 "still there, detach it: fusermount3 -uz %s\n", m, pid, m);

@@ -5,7 +5,10 @@
 
 #include "strutil.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -45,6 +48,30 @@ int bfs_names_dim_entry(const char *dim, const char *value, char *out, size_t ou
     return w < 0 || (size_t)w >= outsz ? -ENAMETOOLONG : w;
 }
 
+/* Whether esc is what bfs_name_escape makes of value, but for the case of
+ * hex digits: "%30" is not a spelling of "0". */
+static bool escape_is_canonical(const char *esc, const char *value)
+{
+    char want[BFS_NAME_MAX];
+    if (bfs_name_escape(value, want, sizeof want) < 0)
+        return false;
+    size_t i = 0;
+    for (; esc[i] && want[i]; i++) {
+        bool hex = (i >= 1 && want[i - 1] == '%') || (i >= 2 && want[i - 2] == '%');
+        if (esc[i] != want[i] && !(hex && toupper((unsigned char)esc[i]) == want[i]))
+            return false;
+    }
+    return esc[i] == want[i];
+}
+
+int bfs_names_unescape(const char *name, char *out, size_t outsz)
+{
+    int n = bfs_name_unescape(name, out, outsz);
+    if (n >= 0 && !escape_is_canonical(name, out))
+        return -EINVAL;
+    return n;
+}
+
 int bfs_names_parse_dim(const char *name, char *dim_out, size_t dimsz, char *value_out, size_t valsz)
 {
     const char *eq = strchr(name, '=');
@@ -52,8 +79,18 @@ int bfs_names_parse_dim(const char *name, char *dim_out, size_t dimsz, char *val
         return -EINVAL;
     memcpy(dim_out, name, (size_t)(eq - name));
     dim_out[eq - name] = '\0';
-    int n = bfs_name_unescape(eq + 1, value_out, valsz);
+    int n = bfs_names_unescape(eq + 1, value_out, valsz);
     return n < 0 ? n : 0;
+}
+
+bool bfs_names_int_canonical(const char *value)
+{
+    int64_t v;
+    char buf[32];
+    if (!bfs_parse_i64(value, &v))
+        return true; /* not an integer: an alternate key, perhaps */
+    snprintf(buf, sizeof buf, "%lld", (long long)v);
+    return strcmp(buf, value) == 0;
 }
 
 static void format_bound(int64_t tai_ns, bool is_end, char *buf, size_t bufsz)

@@ -12,6 +12,7 @@
 
 #include "registry.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define BFS_NAME_MAX 256        /* a path component, NUL included (NAME_MAX + 1) */
@@ -25,9 +26,21 @@ void bfs_names_extension(const char *location, char *out, size_t outsz);
 /* "<dim>=<escaped value>" into out; -ENAMETOOLONG if it does not fit. */
 int bfs_names_dim_entry(const char *dim, const char *value, char *out, size_t outsz);
 
-/* Split "<dim>=<escaped value>": dim into dim_out, unescaped value into
- * value_out.  -EINVAL when name has no '=' or a bad escape. */
+/* Decode one path component: bfs_name_unescape, but -EINVAL also for an
+ * escape bfs_name_escape would not write ("%30" for "0", "%41" for "A";
+ * hex digits may be lower case), so each value has one name. */
+int bfs_names_unescape(const char *name, char *out, size_t outsz);
+
+/* Split "<dim>=<escaped value>": dim into dim_out, value decoded by
+ * bfs_names_unescape into value_out.  -EINVAL when name has no '=' or the
+ * value no canonical escape. */
 int bfs_names_parse_dim(const char *name, char *dim_out, size_t dimsz, char *value_out, size_t valsz);
+
+/* False for a decimal integer in any form but the one the registry's value
+ * is listed in ("00", "+0", "-0", "007"); true for the canonical form and
+ * for text that is no integer (an alternate key such as R22_S11).  A
+ * lookup of a non-canonical integer is no alias of the canonical one. */
+bool bfs_names_int_canonical(const char *value);
 
 /* The leaf name of one file record:
  *   <datasetType>[.<component>]_<v1>_..._<vn>[_valid-<begin>-<end>]<ext>

@@ -22,6 +22,7 @@
 
 #define TAG "status"
 #define MAX_SKIPPED 64
+#define MAX_REPLICAS 65 /* BFS_FAULTS_MAX and "(other replicas)" */
 
 struct bfs_status {
     int dfd;              /* the status directory; -1 while there is none */
@@ -149,6 +150,36 @@ static int attach(bfs_status *s, const char **why)
     return 0;
 }
 
+/* A string from data (a replica or host name) for the status file:
+ * escaped as log lines are, so it is valid UTF-8 (jansson refuses anything
+ * else) and shows no control sequence when printed. */
+static json_t *data_string(const char *v)
+{
+    char esc[1024];
+    bfs_log_escape(esc, sizeof esc, v, strlen(v));
+    return json_string(esc);
+}
+
+/* The per-replica request and fault counts (bfs_fetcher_faults). */
+static json_t *replicas_json(bfs_fetcher *f)
+{
+    bfs_replica_faults *rf = calloc(MAX_REPLICAS, sizeof *rf);
+    int n = rf ? bfs_fetcher_faults(f, rf, MAX_REPLICAS) : 0;
+    json_t *list = json_array();
+    for (int i = 0; i < n && i < MAX_REPLICAS && list; i++) {
+        json_t *kinds = json_object();
+        for (int k = 0; k < BFS_FAULT_N && kinds; k++)
+            json_object_set_new(kinds, bfs_fault_name((bfs_fault)k), json_integer((json_int_t)rf[i].faults[k]));
+        json_array_append_new(list, json_pack("{s:o, s:I, s:I, s:I, s:o, s:f}", "name", data_string(rf[i].name),
+                                              "requests", (json_int_t)rf[i].requests,
+                                              "retries", (json_int_t)rf[i].retries,
+                                              "not_found", (json_int_t)rf[i].not_found, "faults", kinds,
+                                              "recent_failure_rate", rf[i].recent_failure_rate));
+    }
+    free(rf);
+    return list;
+}
+
 static json_t *status_json(bfs_status *s)
 {
     bfs_fetch_stats st;
@@ -157,7 +188,7 @@ static json_t *status_json(bfs_status *s)
     int n = bfs_fetcher_skipped(s->f, skipped, MAX_SKIPPED);
     json_t *list = json_array();
     for (int i = 0; i < n && i < MAX_SKIPPED && list; i++)
-        json_array_append_new(list, json_pack("{s:s, s:s, s:f, s:s}", "name", skipped[i].name, "kind",
+        json_array_append_new(list, json_pack("{s:o, s:s, s:f, s:s}", "name", data_string(skipped[i].name), "kind",
                                               skipped[i].host ? "host" : "replica", "retry_in_s",
                                               (double)skipped[i].retry_in_ms / 1000.0, "why", skipped[i].why));
     json_t *fetch = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
@@ -169,15 +200,17 @@ static json_t *status_json(bfs_status *s)
                               "failed_reads", (json_int_t)st.errors,
                               "memory_used", (json_int_t)st.memory_used,
                               "memory_budget", (json_int_t)st.memory_budget);
-    if (!list || !fetch) {
+    json_t *replicas = replicas_json(s->f);
+    if (!list || !fetch || !replicas) {
         json_decref(list);
         json_decref(fetch);
+        json_decref(replicas);
         return NULL;
     }
-    return json_pack("{s:i, s:I, s:s, s:s, s:I, s:I, s:b, s:o, s:o}", "version", 1,
+    return json_pack("{s:i, s:I, s:s, s:s, s:I, s:I, s:b, s:o, s:o, s:o}", "version", 1,
                      "pid", (json_int_t)getpid(), "mountpoint", s->mountpoint, "repository", s->repo,
                      "started", (json_int_t)s->started, "updated", (json_int_t)time(NULL),
-                     "direct_io", s->direct_io, "fetch", fetch, "skipped", list);
+                     "direct_io", s->direct_io, "fetch", fetch, "skipped", list, "replicas", replicas);
 }
 
 /* Write j as s's status file: a new file of a random name, renamed over

@@ -20,7 +20,11 @@
  *   seconds); direct_io; fetch {bytes_from_servers, blocks_fetched,
  *   cache_hits, cache_misses, failovers, failed_reads, memory_used,
  *   memory_budget}; skipped [{name, kind ("host" or "replica"), retry_in_s,
- *   why}].
+ *   why}]; replicas [{name, requests, retries, not_found, faults {http_5xx,
+ *   http_4xx, reset, timeout, short_body, refused, checksum, other},
+ *   recent_failure_rate}] (see bfs_fetcher_faults).
+ * Strings that come from data (replica and host names) are escaped with
+ * bfs_log_escape.
  * No secret is written: replica and host names lose any user:password@, and
  * nothing of the configuration but what is listed above.
  *

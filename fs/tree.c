@@ -621,7 +621,7 @@ static int resolve_in_coll(bfs_tree *t, bfs_node *parent, const char *name, bfs_
     if (parent->coll && nl > sl && !strcmp(name + nl - sl, BFS_TYPE_SUFFIX)) {
         char base[BFS_NAME_MAX];
         snprintf(base, sizeof base, "%.*s", (int)(nl - sl), name);
-        const bfs_dataset_type *dt = bfs_name_unescape(base, seg, sizeof seg) >= 0
+        const bfs_dataset_type *dt = bfs_names_unescape(base, seg, sizeof seg) >= 0
             ? bfs_catalog_dataset_type(cat, seg) : NULL;
         if (dt && bfs_registry_collection_has(t->reg, parent->coll, dt) == 1) {
             *proto = proto_dtype(parent, name, dt);
@@ -629,7 +629,7 @@ static int resolve_in_coll(bfs_tree *t, bfs_node *parent, const char *name, bfs_
         }
         return -ENOENT;
     }
-    if (bfs_name_unescape(name, seg, sizeof seg) < 0)
+    if (bfs_names_unescape(name, seg, sizeof seg) < 0)
         return -ENOENT;
     if (has_child_segment(cat, parent->prefix, seg)) {
         char *full = join_prefix(parent->prefix, seg);
@@ -813,7 +813,10 @@ static int resolve_in_data(bfs_tree *t, bfs_node *parent, const char *name, bfs_
     int k = dim_slot(parent->dt, dim);
     if (k < 0 || parent->values[k])
         return -ENOENT;
-    int ok = value_exists(t, parent, k, value);
+    /* "detector=00" is no alias of detector=0 (docs/paths.md); it may
+     * still be an alternate key's text */
+    bool canonical = parent->dt->dims[k]->type != BFS_KEY_INT || bfs_names_int_canonical(value);
+    int ok = canonical ? value_exists(t, parent, k, value) : 0;
     if (ok < 0)
         return ok;
     if (!ok) {
@@ -1090,7 +1093,7 @@ int bfs_tree_open(bfs_tree *t, bfs_node *n, bfs_source **out)
         if (ret == -ENOENT)
             bfs_warn(TREE_TAG, "dataset %s (%s): datastore file %s%s is missing", n->f.id, n->f.name,
                      strstr(n->f.location, "://") ? "" : root, n->f.location);
-        else
+        else if (ret != -EACCES) /* refusals are logged by the fetcher, with the key to set */
             bfs_warn(TREE_TAG, "dataset %s: cannot open %s: %s", n->f.id, n->f.location, strerror(-ret));
     }
     return ret == -EACCES ? -EACCES : -EIO;

@@ -85,6 +85,75 @@ static const bfs_collection *coll_by_id(const bfs_collection *colls, size_t n, i
     return NULL;
 }
 
+/* Set cyclic on every collection whose chain reaches a cycle.  daf_butler
+ * never writes a cycle, so one comes from a damaged or hostile registry;
+ * marking it here, once per load, keeps every later listing finite and
+ * logs each collection that closes a cycle once, not once per listing.
+ * Iterative depth-first search: each collection and each chain row is
+ * visited once, whatever the depth or the sharing of sub-chains. */
+static int mark_cycles(bfs_collection *colls, size_t n)
+{
+    enum { WHITE, GREY, BLACK, LOGGED = 4 };
+    struct frame {
+        size_t i;
+        int next;
+    };
+    unsigned char *state = calloc(n ? n : 1, 1);
+    struct frame *stack = malloc((n ? n : 1) * sizeof *stack);
+    if (!state || !stack) {
+        free(state);
+        free(stack);
+        return -ENOMEM;
+    }
+    for (size_t root = 0; root < n; root++) {
+        if (state[root] || colls[root].type != BFS_COLL_CHAINED)
+            continue;
+        size_t top = 0;
+        stack[top++] = (struct frame){root, 0};
+        state[root] = GREY;
+        while (top) {
+            struct frame *f = &stack[top - 1];
+            bfs_collection *c = &colls[f->i];
+            if (f->next < c->n_children) {
+                const bfs_collection *kid = c->children[f->next++];
+                size_t j = (size_t)(kid - colls);
+                if ((state[j] & 3) == GREY) {
+                    if (!(state[f->i] & LOGGED))
+                        bfs_warn(REG_TAG, "collection chain '%s' lists '%s', which is it or contains it: "
+                                 "a cycle; listings under either fail with ELOOP", c->name, kid->name);
+                    state[f->i] |= LOGGED;
+                    c->cyclic = true;
+                } else if ((state[j] & 3) == WHITE) {
+                    state[j] = GREY;
+                    stack[top++] = (struct frame){j, 0};
+                } else if (kid->cyclic) {
+                    c->cyclic = true;
+                }
+                continue;
+            }
+            state[f->i] = (unsigned char)((state[f->i] & LOGGED) | BLACK);
+            if (--top && c->cyclic)
+                colls[stack[top - 1].i].cyclic = true;
+        }
+    }
+    free(state);
+    free(stack);
+    return 0;
+}
+
+static int cmp_coll_id(const void *a, const void *b)
+{
+    const bfs_collection *x = *(bfs_collection *const *)a, *y = *(bfs_collection *const *)b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static bfs_collection *find_id(bfs_collection **by_id, size_t n, int64_t id)
+{
+    bfs_collection key = {.id = id}, *kp = &key;
+    bfs_collection **hit = bsearch(&kp, by_id, n, sizeof *by_id, cmp_coll_id);
+    return hit ? *hit : NULL;
+}
+
 static int load_collections(sqlite3 *db, struct reg_catalog *cat)
 {
     sqlite3_stmt *st = NULL;
@@ -109,8 +178,12 @@ static int load_collections(sqlite3 *db, struct reg_catalog *cat)
         c->name = col_text(st, 1);
         c->type = (bfs_collection_type)sqlite3_column_int(st, 2);
         c->doc = col_text(st, 3);
-        if (c->name)
+        if (c->name) {
             n++;
+        } else { /* a damaged row: the slot is reused (or not counted), so free it now */
+            free((char *)c->doc);
+            c->doc = NULL;
+        }
     }
     sqlite3_finalize(st);
     cat->pub.ncollections = n;
@@ -120,15 +193,25 @@ static int load_collections(sqlite3 *db, struct reg_catalog *cat)
         return rc == SQLITE_ROW ? -ENOMEM : reg_errno(db, rc, "reading collections");
     qsort(cat->colls, n, sizeof *cat->colls, cmp_coll);
 
+    /* chain rows name collections by id: a sorted index keeps a large
+     * registry from costing collections x rows */
+    bfs_collection **by_id = malloc((n ? n : 1) * sizeof *by_id);
+    if (!by_id)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        by_id[i] = &cat->colls[i];
+    qsort(by_id, n, sizeof *by_id, cmp_coll_id);
     rc = sqlite3_prepare_v2(db, "SELECT parent, child FROM collection_chain ORDER BY parent, position",
                             -1, &st, NULL);
-    if (rc != SQLITE_OK)
+    if (rc != SQLITE_OK) {
+        free(by_id);
         return reg_errno(db, rc, "reading collection chains");
+    }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        bfs_collection *parent = (bfs_collection *)coll_by_id(cat->colls, n, sqlite3_column_int64(st, 0));
-        const bfs_collection *child = coll_by_id(cat->colls, n, sqlite3_column_int64(st, 1));
-        if (!parent || !child)
-            continue;
+        bfs_collection *parent = find_id(by_id, n, sqlite3_column_int64(st, 0));
+        const bfs_collection *child = find_id(by_id, n, sqlite3_column_int64(st, 1));
+        if (!parent || !child || parent->type != BFS_COLL_CHAINED)
+            continue; /* only a CHAINED collection has children (registry.h) */
         const bfs_collection **kids = realloc(parent->children, (parent->n_children + 1) * sizeof *kids);
         if (!kids)
             break;
@@ -136,7 +219,10 @@ static int load_collections(sqlite3 *db, struct reg_catalog *cat)
         parent->children = kids;
     }
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc == SQLITE_ROW ? -ENOMEM : reg_errno(db, rc, "reading collection chains");
+    free(by_id);
+    if (rc != SQLITE_DONE)
+        return rc == SQLITE_ROW ? -ENOMEM : reg_errno(db, rc, "reading collection chains");
+    return mark_cycles(cat->colls, n);
 }
 
 static int load_dataset_types(bfs_registry *reg, sqlite3 *db, struct reg_catalog *cat)
@@ -165,8 +251,15 @@ static int load_dataset_types(bfs_registry *reg, sqlite3 *db, struct reg_catalog
         d->dimensions_key = sqlite3_column_int64(st, 3);
         d->tags_table = col_text(st, 4);
         d->calibs_table = col_text(st, 5);
-        if (d->name && d->tags_table)
+        if (d->name && d->tags_table) {
             n++;
+        } else { /* a damaged row: the slot is reused (or not counted), so free it now */
+            free((char *)d->name);
+            free((char *)d->storage_class);
+            free((char *)d->tags_table);
+            free((char *)d->calibs_table);
+            memset(d, 0, sizeof *d);
+        }
     }
     sqlite3_finalize(st);
     cat->pub.ndataset_types = n;

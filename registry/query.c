@@ -21,6 +21,7 @@
 #include "strutil.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,23 +35,108 @@ struct leaves {
     bool calib[MAX_LEAVES];
 };
 
-static void flatten(const bfs_collection *c, struct leaves *out, int depth)
+/* A set of collections (by address, within one catalog snapshot): open
+ * addressing, NULL for an empty slot, grown at half full. */
+struct coll_set {
+    const bfs_collection **slot;
+    size_t cap, n;
+};
+
+static size_t coll_hash(const bfs_collection *c, size_t cap)
 {
-    if (depth > 64)
-        return; /* chains cannot be cyclic in a valid registry; stay finite anyway */
-    if (c->type == BFS_COLL_CHAINED) {
-        for (int i = 0; i < c->n_children; i++)
-            flatten(c->children[i], out, depth + 1);
-        return;
+    return (size_t)(((uintptr_t)c >> 4) * UINT64_C(0x9E3779B97F4A7C15) >> 17) & (cap - 1);
+}
+
+/* 1 when c was added, 0 when it was there already, -ENOMEM. */
+static int coll_set_add(struct coll_set *s, const bfs_collection *c)
+{
+    if (2 * (s->n + 1) > s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 64;
+        const bfs_collection **slot = calloc(cap, sizeof *slot);
+        if (!slot)
+            return -ENOMEM;
+        for (size_t i = 0; i < s->cap; i++) {
+            if (!s->slot[i])
+                continue;
+            size_t h = coll_hash(s->slot[i], cap);
+            while (slot[h])
+                h = (h + 1) & (cap - 1);
+            slot[h] = s->slot[i];
+        }
+        free(s->slot);
+        s->slot = slot;
+        s->cap = cap;
     }
-    for (int i = 0; i < out->n; i++)
-        if (out->id[i] == c->id)
-            return;
-    if (out->n < MAX_LEAVES) {
+    size_t h = coll_hash(c, s->cap);
+    while (s->slot[h]) {
+        if (s->slot[h] == c)
+            return 0;
+        h = (h + 1) & (s->cap - 1);
+    }
+    s->slot[h] = c;
+    s->n++;
+    return 1;
+}
+
+/* The leaves of c in search order: chains expanded depth-first, each
+ * collection visited once (a sub-chain shared by several paths, or a leaf
+ * reached twice, keeps its first position), so the cost is one visit per
+ * collection and chain row.  Iterative, so a deep chain cannot exhaust the
+ * stack.  0, -ELOOP under a cyclic chain (marked when the catalog loaded),
+ * -ENOMEM. */
+static int flatten(const bfs_collection *c, struct leaves *out)
+{
+    struct frame {
+        const bfs_collection *c;
+        int next;
+    } *stack = NULL;
+    size_t top = 0, cap = 0;
+    struct coll_set seen = {0};
+    int ret = c->cyclic ? -ELOOP : coll_set_add(&seen, c);
+    if (ret > 0 && c->type == BFS_COLL_CHAINED) {
+        cap = 16;
+        if ((stack = malloc(cap * sizeof *stack)))
+            stack[top++] = (struct frame){c, 0};
+        else
+            ret = -ENOMEM;
+    } else if (ret > 0 && out->n < MAX_LEAVES) {
         out->id[out->n] = c->id;
-        out->calib[out->n] = c->type == BFS_COLL_CALIBRATION;
-        out->n++;
+        out->calib[out->n++] = c->type == BFS_COLL_CALIBRATION;
     }
+    while (ret >= 0 && top) {
+        struct frame *f = &stack[top - 1];
+        if (f->next == f->c->n_children) {
+            top--;
+            continue;
+        }
+        const bfs_collection *kid = f->c->children[f->next++];
+        if (kid->cyclic) {
+            ret = -ELOOP; /* not reached when the root is not cyclic; stay safe anyway */
+            break;
+        }
+        if ((ret = coll_set_add(&seen, kid)) <= 0)
+            continue;
+        if (kid->type != BFS_COLL_CHAINED) {
+            if (out->n < MAX_LEAVES) {
+                out->id[out->n] = kid->id;
+                out->calib[out->n++] = kid->type == BFS_COLL_CALIBRATION;
+            }
+            continue;
+        }
+        if (top == cap) {
+            struct frame *bigger = realloc(stack, 2 * cap * sizeof *stack);
+            if (!bigger) {
+                ret = -ENOMEM;
+                break;
+            }
+            stack = bigger;
+            cap *= 2;
+        }
+        stack[top++] = (struct frame){kid, 0};
+    }
+    free(stack);
+    free(seen.slot);
+    return ret < 0 ? ret : 0;
 }
 
 /* SQL text builder over open_memstream. */
@@ -235,9 +321,13 @@ int bfs_registry_collection_has(bfs_registry *reg, const bfs_collection *c, cons
     struct leaves *l = calloc(1, sizeof *l);
     if (!l)
         return -ENOMEM;
-    flatten(c, l, 0);
+    int ret = flatten(c, l);
+    if (ret < 0) {
+        free(l);
+        return ret;
+    }
     struct union_query u = {.reg = reg, .dt = dt, .l = l};
-    int ret, rc = SQLITE_DONE;
+    int rc = SQLITE_DONE;
     sqlite3_stmt *st = union_prepare(&u, " UNION ALL ", write_has, " LIMIT 1", &ret);
     if (st && (rc = sqlite3_step(st)) == SQLITE_ROW)
         ret = 1;
@@ -257,7 +347,11 @@ int bfs_registry_dataset_types_in(bfs_registry *reg, const bfs_collection *c, bf
         free(candidate);
         return -ENOMEM;
     }
-    flatten(c, l, 0);
+    if ((ret = flatten(c, l)) < 0) {
+        free(l);
+        free(candidate);
+        return ret;
+    }
     /* Candidates from the summary table; if it cannot be read, every type is one. */
     struct sql q;
     sql_init(&q);
@@ -315,9 +409,13 @@ int bfs_registry_list_values(bfs_registry *reg, const bfs_collection *c, const b
     struct leaves *l = calloc(1, sizeof *l);
     if (!l)
         return -ENOMEM;
-    flatten(c, l, 0);
+    int ret = flatten(c, l);
+    if (ret < 0) {
+        free(l);
+        return ret;
+    }
     struct union_query u = {.reg = reg, .dt = dt, .values = values, .l = l, .k = k};
-    int ret, rc = SQLITE_DONE;
+    int rc = SQLITE_DONE;
     sqlite3_stmt *st = union_prepare(&u, " UNION ", write_values, " ORDER BY 1", &ret);
     while (st && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *v = (const char *)sqlite3_column_text(st, 0);
@@ -336,13 +434,19 @@ static int64_t ingest_unix(sqlite3_stmt *st, int col)
         return bfs_tai_ns_to_unix(sqlite3_column_int64(st, col));
     const char *t = (const char *)sqlite3_column_text(st, col);
     struct tm tm = {0};
-    if (t && sscanf(t, "%d-%d-%d%*[ T]%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-                    &tm.tm_min, &tm.tm_sec) == 6) {
-        tm.tm_year -= 1900;
-        tm.tm_mon -= 1;
-        return (int64_t)timegm(&tm);
-    }
-    return 0;
+    /* Field widths keep sscanf's conversions in range (an out-of-range %d
+     * is undefined), and each field is checked before any arithmetic: a
+     * damaged row gives 0, as an unreadable one does. */
+    if (!t || sscanf(t, "%4d-%2d-%2d%*[ T]%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                     &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6)
+        return 0;
+    if (tm.tm_year < 1 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+        tm.tm_hour < 0 || tm.tm_hour > 23 || tm.tm_min < 0 || tm.tm_min > 59 || tm.tm_sec < 0 ||
+        tm.tm_sec > 60)
+        return 0;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm);
 }
 
 static void write_files(struct sql *q, const struct union_query *u, bool calib)
@@ -376,14 +480,18 @@ int bfs_registry_find_files(bfs_registry *reg, const bfs_collection *c, const bf
     struct leaves *l = calloc(1, sizeof *l);
     if (!l)
         return -ENOMEM;
-    flatten(c, l, 0);
+    int ret = flatten(c, l);
+    if (ret < 0) {
+        free(l);
+        return ret;
+    }
     /* ordered by dataId, then search position, validity start, component */
     char tail[32 + 8 * BFS_MAX_DIMS] = " ORDER BY ";
     for (int i = 0; i < dt->ndims; i++)
         snprintf(tail + strlen(tail), sizeof tail - strlen(tail), "v%d, ", i);
     strcat(tail, "pos, 9, 5");
     struct union_query u = {.reg = reg, .dt = dt, .values = values, .l = l};
-    int ret, rc = SQLITE_DONE;
+    int rc = SQLITE_DONE;
     sqlite3_stmt *st = union_prepare(&u, " UNION ALL ", write_files, tail, &ret);
     free(l);
     if (!st)

@@ -215,6 +215,13 @@ static const char *yaml_scalar(const bfs_yaml *y, const char *path)
     return bfs_yaml_scalar(y, bfs_yaml_get(y, bfs_yaml_root(y), path));
 }
 
+/* The node at a dotted path is there but is no scalar (a list, a mapping). */
+static bool wrong_type(const bfs_yaml *y, const char *path)
+{
+    const bfs_yaml_node *n = bfs_yaml_get(y, bfs_yaml_root(y), path);
+    return n && !bfs_yaml_is_null(y, n) && !bfs_yaml_scalar(y, n);
+}
+
 /* Replace <butlerRoot> (and the older <butlerRoot>/ spelling) by dir. */
 static char *expand_root(const char *value, const char *dir)
 {
@@ -252,7 +259,16 @@ static int read_butler_yaml(bfs_registry *reg, char **errmsg)
     const char *db = yaml_scalar(doc, "registry.db");
     const char *root = yaml_scalar(doc, "datastore.root");
     const char *records = yaml_scalar(doc, "datastore.records.table");
-    if (!db) {
+    const char *wrong = wrong_type(doc, "registry.db") ? "registry.db"
+                      : wrong_type(doc, "datastore.root") ? "datastore.root"
+                      : wrong_type(doc, "datastore.records.table") ? "datastore.records.table" : NULL;
+    if (wrong) {
+        const bfs_yaml_node *n = bfs_yaml_get(doc, bfs_yaml_root(doc), wrong);
+        bfs_set_errmsg(errmsg, "%s:%d: %s has the wrong type: expected a string, found %s", path,
+                       bfs_yaml_line(doc, n), wrong,
+                       bfs_yaml_is_seq(doc, n) ? "a list" : bfs_yaml_is_map(doc, n) ? "a mapping" : "a non-scalar");
+        ret = -EINVAL;
+    } else if (!db) {
         bfs_set_errmsg(errmsg, "%s names no registry database (registry.db is missing)", path);
         ret = -EINVAL;
     } else if (!bfs_startswith(db, "sqlite:///")) {
@@ -420,6 +436,7 @@ void bfs_registry_close(bfs_registry *reg)
             free((char *)reg->dims[i].alt_keys[j]);
     }
     free(reg->dims);
+    free(reg->dims_by_name);
     json_decref(reg->universe_json);
     free(reg->universe_namespace);
     pthread_mutex_destroy(&reg->lock);

@@ -15,8 +15,11 @@
  * (registry_i.h: reg_errno()) where the detail is logged once.
  *
  * Threads: a bfs_registry is shared by all threads.  Each thread gets its
- * own SQLite connection on first use (WAL readers never block each other);
- * connections are closed by bfs_registry_close().  Catalog snapshots
+ * own SQLite connection on first use; connections are closed by
+ * bfs_registry_close().  The journal mode is the repository's own and is
+ * never changed here: daf_butler's SQLite repositories use "delete", where
+ * a reader waits (busy_timeout, 10 s) while another process commits, so
+ * readers do block on writers (docs/ingest.md, "Journal mode").  Catalog snapshots
  * (collections and dataset types) are immutable; a refresh publishes a new
  * one and keeps the old ones alive until close, so a pointer obtained from a
  * catalog stays valid for the registry's lifetime.
@@ -99,6 +102,10 @@ typedef struct bfs_collection {
     /* For CHAINED: the children in search order; otherwise n_children is 0. */
     const struct bfs_collection **children;
     int n_children;
+    /* Its chain reaches a cycle (only a damaged or hostile registry has
+     * one; the catalog load logs each once): queries under it fail with
+     * -ELOOP. */
+    bool cyclic;
 } bfs_collection;
 
 typedef struct bfs_dataset_type {

@@ -38,6 +38,7 @@ struct bfs_registry {
     char *universe_namespace;
     int ndims;
     bfs_dimension *dims;   /* universe order */
+    const bfs_dimension **dims_by_name; /* the same, sorted by name (then universe order) */
     json_t *universe_json; /* as stored */
 
     pthread_key_t conn_key;

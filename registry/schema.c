@@ -37,7 +37,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -849,23 +848,6 @@ static const char static_ddl[] =
 
 /* ---- the database -------------------------------------------------------- */
 
-static int set_msg(char **errmsg, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int set_msg(char **errmsg, int err, const char *fmt, ...)
-{
-    if (errmsg) {
-        char *msg = NULL;
-        va_list ap;
-        va_start(ap, fmt);
-        if (vasprintf(&msg, fmt, ap) < 0)
-            msg = NULL;
-        va_end(ap);
-        free(*errmsg);
-        *errmsg = msg;
-    }
-    return err;
-}
-
 static int put_attribute(sqlite3 *db, const char *name, const char *value)
 {
     sqlite3_stmt *st = NULL;
@@ -918,7 +900,8 @@ static int create_schema(sqlite3 *db, char **errmsg)
     if (ret) {
         free(universe);
         free(ddl);
-        return set_msg(errmsg, ret, "out of memory while building the registry schema");
+        bfs_set_errmsg(errmsg, "out of memory while building the registry schema");
+        return ret;
     }
 
     char *err = NULL;
@@ -932,7 +915,7 @@ static int create_schema(sqlite3 *db, char **errmsg)
     if (rc != SQLITE_OK) {
         if (!ret)
             ret = reg_errno(db, rc, "create registry schema");
-        set_msg(errmsg, ret, "cannot create the registry schema: %s",
+        bfs_set_errmsg(errmsg, "cannot create the registry schema: %s",
                 err ? err : sqlite3_errmsg(db));
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     }
@@ -1020,8 +1003,10 @@ int bfs_registry_init(const char *dir, char **errmsg)
 {
     if (errmsg)
         *errmsg = NULL;
-    if (!dir || !*dir)
-        return set_msg(errmsg, -EINVAL, "no repository directory given");
+    if (!dir || !*dir) {
+        bfs_set_errmsg(errmsg, "no repository directory given");
+        return -EINVAL;
+    }
     char *yaml_path = bfs_asprintf("%s/butler.yaml", dir);
     char *db_path = bfs_asprintf("%s/gen3.sqlite3", dir);
     sqlite3 *db = NULL;
@@ -1029,34 +1014,39 @@ int bfs_registry_init(const char *dir, char **errmsg)
     int ret = yaml_path && db_path ? 0 : -ENOMEM;
     struct stat sb;
 
-    if (ret)
-        set_msg(errmsg, ret, "out of memory");
-    else if (stat(yaml_path, &sb) == 0)
-        ret = set_msg(errmsg, -EEXIST, "%s already exists: %s is a repository already; "
-                      "choose an empty directory", yaml_path, dir);
-    else if (stat(db_path, &sb) == 0)
-        ret = set_msg(errmsg, -EEXIST, "%s exists without a butler.yaml; remove it or choose "
-                      "another directory", db_path);
-    else if ((ret = make_dirs(dir)) < 0)
-        set_msg(errmsg, ret, "cannot create repository directory %s: %s", dir, strerror(-ret));
+    if (ret) {
+        bfs_set_errmsg(errmsg, "out of memory");
+    } else if (stat(yaml_path, &sb) == 0) {
+        ret = -EEXIST;
+        bfs_set_errmsg(errmsg, "%s already exists: %s is a repository already; "
+                       "choose an empty directory", yaml_path, dir);
+    } else if (stat(db_path, &sb) == 0) {
+        ret = -EEXIST;
+        bfs_set_errmsg(errmsg, "%s exists without a butler.yaml; remove it or choose "
+                       "another directory", db_path);
+    } else if ((ret = make_dirs(dir)) < 0) {
+        bfs_set_errmsg(errmsg, "cannot create repository directory %s: %s", dir, strerror(-ret));
+    }
 
     if (!ret) {
         int rc = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
         db_created = rc == SQLITE_OK;
         if (rc != SQLITE_OK) {
             ret = reg_errno(db, rc, db_path);
-            set_msg(errmsg, ret, "cannot create %s: %s", db_path,
-                    db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+            bfs_set_errmsg(errmsg, "cannot create %s: %s", db_path,
+                           db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
         }
     }
     if (!ret) {
         sqlite3_extended_result_codes(db, 1);
         ret = create_schema(db, errmsg);
     }
-    if (db && sqlite3_close(db) != SQLITE_OK && !ret)
-        ret = set_msg(errmsg, -EIO, "cannot close %s", db_path);
+    if (db && sqlite3_close(db) != SQLITE_OK && !ret) {
+        ret = -EIO;
+        bfs_set_errmsg(errmsg, "cannot close %s", db_path);
+    }
     if (!ret && (ret = write_butler_yaml(yaml_path)) < 0)
-        set_msg(errmsg, ret, "cannot write %s: %s", yaml_path, strerror(-ret));
+        bfs_set_errmsg(errmsg, "cannot write %s: %s", yaml_path, strerror(-ret));
     if (ret && db_created)
         remove_db(db_path);
     if (!ret)

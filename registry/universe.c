@@ -22,43 +22,122 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Real universes have about 30 elements (daf_butler's own has 27 at
+ * version 7); more than this is a damaged or hostile registry, refused
+ * before any work that grows with it. */
+#define REG_MAX_ELEMENTS 4096
+
 struct pending {
     const char *name;
     json_t *elem;      /* NULL for skypix */
     int layer;
+    int nwait;         /* dependencies not yet given a layer */
 };
 
-static int find_pending(struct pending *p, int n, const char *name)
+struct by_name {
+    const struct pending *p;
+    int index;
+};
+
+static int cmp_by_name(const void *a, const void *b)
 {
-    for (int i = 0; i < n; i++)
-        if (!strcmp(p[i].name, name))
-            return i;
-    return -1;
+    const struct by_name *x = a, *y = b;
+    int c = strcmp(x->p[x->index].name, y->p[y->index].name);
+    return c ? c : x->index - y->index;
 }
 
-static int layer_of(struct pending *p, int n, int i, int depth)
+/* The index in p of the first element named name, -1 if none. */
+static int find_pending(const struct by_name *idx, int n, const char *name)
 {
-    if (p[i].layer >= 0)
-        return p[i].layer;
-    if (depth > n)
-        return 0; /* a cycle cannot happen in a valid universe; don't recurse forever */
-    int layer = 0;
-    const char *lists[] = {"requires", "implies"};
-    for (int l = 0; l < 2 && p[i].elem; l++) {
-        json_t *arr = json_object_get(p[i].elem, lists[l]);
-        size_t k;
-        json_t *v;
-        json_array_foreach(arr, k, v) {
-            int j = json_is_string(v) ? find_pending(p, n, json_string_value(v)) : -1;
-            if (j >= 0) {
-                int dl = layer_of(p, n, j, depth + 1) + 1;
-                if (dl > layer)
-                    layer = dl;
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (strcmp(idx[mid].p[idx[mid].index].name, name) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && !strcmp(idx[lo].p[idx[lo].index].name, name) ? idx[lo].index : -1;
+}
+
+/* Give every element its layer: 0 without dependencies (requires and
+ * implies), else one more than its deepest dependency.  Kahn's algorithm
+ * over the dependency edges: each element and each edge is handled once,
+ * with no recursion, so a long chain of requires costs time in proportion
+ * to its length and no stack.  0, -EBADMSG with *bad naming an element
+ * when the dependencies form a cycle, -ENOMEM. */
+static int assign_layers(struct pending *p, int n, const char **bad)
+{
+    static const char *const lists[] = {"requires", "implies"};
+    struct by_name *idx = calloc((size_t)n + 1, sizeof *idx);
+    int *first = calloc((size_t)n + 2, sizeof *first); /* edges out of j: to[first[j]..first[j+1]) */
+    int *queue = calloc((size_t)n + 1, sizeof *queue);
+    int *to = NULL, ret = -ENOMEM;
+    size_t nedges = 0;
+    if (!idx || !first || !queue)
+        goto out;
+    for (int i = 0; i < n; i++)
+        idx[i] = (struct by_name){p, i};
+    qsort(idx, (size_t)n, sizeof *idx, cmp_by_name);
+    /* two passes over the dependency lists: count the edges out of each
+     * element, then place them */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < n; i++) {
+            for (int l = 0; l < 2 && p[i].elem; l++) {
+                size_t k;
+                json_t *v;
+                json_array_foreach(json_object_get(p[i].elem, lists[l]), k, v) {
+                    int j = json_is_string(v) ? find_pending(idx, n, json_string_value(v)) : -1;
+                    if (j < 0)
+                        continue;
+                    if (pass == 0) {
+                        first[j + 1]++;
+                        p[i].nwait++;
+                        nedges++;
+                    } else {
+                        to[first[j]++] = i;
+                    }
+                }
             }
         }
+        if (pass == 0) {
+            for (int j = 0; j < n; j++)
+                first[j + 1] += first[j];
+            if (!(to = malloc((nedges ? nedges : 1) * sizeof *to)))
+                goto out;
+        } else { /* placing moved each first[j] to the start of j + 1's edges */
+            memmove(first + 1, first, (size_t)n * sizeof *first);
+            first[0] = 0;
+        }
     }
-    p[i].layer = layer;
-    return layer;
+    int head = 0, tail = 0;
+    for (int i = 0; i < n; i++) {
+        p[i].layer = 0;
+        if (p[i].nwait == 0)
+            queue[tail++] = i;
+    }
+    while (head < tail) {
+        int j = queue[head++];
+        for (int e = first[j]; e < first[j + 1]; e++) {
+            struct pending *d = &p[to[e]];
+            if (d->layer < p[j].layer + 1)
+                d->layer = p[j].layer + 1;
+            if (--d->nwait == 0)
+                queue[tail++] = to[e];
+        }
+    }
+    ret = 0;
+    for (int i = 0; i < n && ret == 0; i++)
+        if (p[i].nwait > 0) {
+            *bad = p[i].name;
+            ret = -EBADMSG;
+        }
+out:
+    free(idx);
+    free(first);
+    free(queue);
+    free(to);
+    return ret;
 }
 
 static int cmp_pending(const void *a, const void *b)
@@ -67,6 +146,14 @@ static int cmp_pending(const void *a, const void *b)
     if (x->layer != y->layer)
         return x->layer - y->layer;
     return strcmp(x->name, y->name);
+}
+
+/* By name, then universe order (so the first of equal names comes first). */
+static int cmp_dim_name(const void *a, const void *b)
+{
+    const bfs_dimension *x = *(const bfs_dimension *const *)a, *y = *(const bfs_dimension *const *)b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : x->index - y->index;
 }
 
 static bool has_view(json_t *elem)
@@ -89,6 +176,14 @@ int reg_universe_load(bfs_registry *reg, const char *json_text, char **errmsg)
         json_decref(root);
         return -EBADMSG;
     }
+    if (json_object_size(elements) > REG_MAX_ELEMENTS) {
+        if (errmsg)
+            *errmsg = bfs_asprintf("%s: the stored dimension universe has %zu elements, more than "
+                                   "the %d a Butler universe can have: the registry is damaged",
+                                   reg->db_path, json_object_size(elements), REG_MAX_ELEMENTS);
+        json_decref(root);
+        return -EBADMSG;
+    }
     reg->universe_version = (int)json_integer_value(json_object_get(root, "version"));
     const char *ns = json_string_value(json_object_get(root, "namespace"));
     reg->universe_namespace = strdup(ns ? ns : "daf_butler");
@@ -108,7 +203,7 @@ int reg_universe_load(bfs_registry *reg, const char *json_text, char **errmsg)
     json_object_foreach(elements, name, elem) {
         if (json_array_size(json_object_get(elem, "keys")) == 0)
             continue; /* join-only element, not a dimension */
-        p[n++] = (struct pending){name, elem, -1};
+        p[n++] = (struct pending){name, elem, 0, 0};
     }
     /* skypix dimensions: <system><level> for every level up to max_level. */
     json_t *skypix = json_object_get(root, "skypix");
@@ -119,16 +214,30 @@ int reg_universe_load(bfs_registry *reg, const char *json_text, char **errmsg)
             continue;
         for (int lvl = 0; lvl <= json_integer_value(max) && nsky < 64 && n < cap; lvl++) {
             skypix_names[nsky] = bfs_asprintf("%s%d", name, lvl);
-            p[n++] = (struct pending){skypix_names[nsky++], NULL, 0};
+            p[n++] = (struct pending){skypix_names[nsky++], NULL, 0, 0};
         }
     }
-    for (size_t i = 0; i < n; i++)
-        layer_of(p, (int)n, (int)i, 0);
+    const char *bad = NULL;
+    int ret = assign_layers(p, (int)n, &bad);
+    if (ret < 0) {
+        if (ret == -EBADMSG && errmsg)
+            *errmsg = bfs_asprintf("%s: the stored dimension universe is not valid: the requires "
+                                   "and implies of '%s' lead back to it", reg->db_path, bad);
+        for (int i = 0; i < nsky; i++)
+            free(skypix_names[i]);
+        free(skypix_names);
+        free(p);
+        json_decref(root);
+        return ret;
+    }
     qsort(p, n, sizeof *p, cmp_pending);
 
-    reg->dims = calloc(n, sizeof *reg->dims);
-    reg->ndims = (int)n;
-    for (size_t i = 0; reg->dims && i < n; i++) {
+    reg->dims = calloc(n ? n : 1, sizeof *reg->dims);
+    reg->dims_by_name = calloc(n ? n : 1, sizeof *reg->dims_by_name);
+    reg->ndims = reg->dims && reg->dims_by_name ? (int)n : 0;
+    for (int i = 0; i < reg->ndims; i++)
+        reg->dims_by_name[i] = &reg->dims[i];
+    for (int i = 0; i < reg->ndims; i++) {
         bfs_dimension *d = &reg->dims[i];
         d->name = strdup(p[i].name);
         d->index = (int)i;
@@ -156,8 +265,9 @@ int reg_universe_load(bfs_registry *reg, const char *json_text, char **errmsg)
             }
         }
     }
+    qsort(reg->dims_by_name, (size_t)reg->ndims, sizeof *reg->dims_by_name, cmp_dim_name);
     /* requires pointers, now that every dimension has its final address */
-    for (size_t i = 0; reg->dims && i < n; i++) {
+    for (int i = 0; i < reg->ndims; i++) {
         if (!p[i].elem)
             continue;
         json_t *arr = json_object_get(p[i].elem, "requires");
@@ -175,7 +285,7 @@ int reg_universe_load(bfs_registry *reg, const char *json_text, char **errmsg)
     free(skypix_names);
     free(p);
     reg->universe_json = root;
-    if (!reg->dims)
+    if (reg->ndims != (int)n)
         return -ENOMEM;
     bfs_debug(REG_TAG, "universe %s v%d: %d dimensions", reg->universe_namespace,
               reg->universe_version, reg->ndims);
@@ -193,8 +303,14 @@ const bfs_dimension *bfs_registry_dimension(const bfs_registry *reg, int i)
 
 const bfs_dimension *bfs_registry_dimension_by_name(const bfs_registry *reg, const char *name)
 {
-    for (int i = 0; i < reg->ndims; i++)
-        if (!strcmp(reg->dims[i].name, name))
-            return &reg->dims[i];
-    return NULL;
+    /* the first of equal names in universe order, as a linear search would find */
+    int lo = 0, hi = reg->ndims;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (strcmp(reg->dims_by_name[mid]->name, name) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < reg->ndims && !strcmp(reg->dims_by_name[lo]->name, name) ? reg->dims_by_name[lo] : NULL;
 }

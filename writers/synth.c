@@ -45,8 +45,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <fitsio.h>
 
+#include "fits.h"
 #include "log.h"
 #include "strutil.h"
 
@@ -334,40 +334,6 @@ int bfs_synth_raw_path(const bfs_synth_raw *r, const char *run, char *out, size_
 
 /* ---- FITS ------------------------------------------------------------------ */
 
-/*
- * The one place where a cfitsio status becomes an errno.  cfitsio keeps its
- * own stack of messages; the first (most specific) is logged together with
- * the status text, then the stack is cleared so the next failure does not
- * repeat it.  sys_errno is errno as it was right after the failing call:
- * cfitsio reports file-system failures as FILE_NOT_CREATED or WRITE_ERROR
- * and loses the reason, which errno often still holds.
- */
-static int fits_errno(int status, const char *path, int sys_errno)
-{
-    char text[FLEN_STATUS] = "", detail[FLEN_ERRMSG] = "";
-    fits_get_errstatus(status, text);
-    fits_read_errmsg(detail);
-    fits_clear_errmsg();
-    bfs_err(TAG, "cfitsio writing %s: %s (status %d)%s%s", path, text, status,
-            detail[0] ? ": " : "", detail);
-    switch (status) {
-    case MEMORY_ALLOCATION:
-        return -ENOMEM;
-    case FILE_NOT_CREATED:
-    case FILE_NOT_OPENED:
-    case WRITE_ERROR:
-    case FILE_NOT_CLOSED:
-        switch (sys_errno) {
-        case ENOSPC: case EDQUOT: case EACCES: case EPERM: case EROFS:
-        case ENOENT: case ENOTDIR: case EMFILE: case ENFILE: case ENAMETOOLONG:
-            return -sys_errno;
-        }
-        return -EIO;
-    default:
-        return -EIO;
-    }
-}
-
 /* One amplifier's geometry, in pixels. */
 typedef struct seg_geom {
     int ncols, nrows; /* NAXIS1, NAXIS2 */
@@ -472,116 +438,76 @@ static void fill_segment(const bfs_synth_raw *r, int seg, const seg_geom *g, int
         }
 }
 
-/* fits_write_chksum stamps the time of writing into the comments of the
- * CHECKSUM/DATASUM cards, which would make every run's files differ.  So
- * the sums are written with plain comments and CHECKSUM is then recomputed
- * here the way fits_write_chksum does it (zeroed card, 1's complement sum
- * of the HDU, encoded complement): the file bytes stay a function of the
- * options only, and reruns and tests see identical files. */
-static void write_checksums(fitsfile *f, int *st)
-{
-    unsigned long datasum = 0, hdusum = 0;
-    char ascii[FLEN_VALUE];
-    fits_write_chksum(f, st);
-    fits_modify_comment(f, "DATASUM", "data unit checksum", st);
-    fits_modify_key_str(f, "CHECKSUM", "0000000000000000", "HDU checksum", st);
-    fits_get_chksum(f, &datasum, &hdusum, st);
-    if (*st)
-        return;
-    fits_encode_chksum(hdusum, 1, ascii);
-    fits_modify_key_str(f, "CHECKSUM", ascii, "&", st);
-}
-
-/* cfitsio calls are no-ops once *status is set, so each group of header
- * writes is checked once by the caller. */
-static void key_str(fitsfile *f, const char *k, const char *v, const char *c, int *st)
-{
-    fits_write_key_str(f, k, v, c, st);
-}
-
-/* NAN (pointing of a calibration exposure) leaves the card out: an
- * undefined value is legal FITS but fitsverify warns about it. */
-static void key_dbl(fitsfile *f, const char *k, double v, int decimals, const char *c, int *st)
-{
-    if (!isnan(v))
-        fits_write_key_fixdbl(f, k, v, decimals, c, st);
-}
-
-static void key_lng(fitsfile *f, const char *k, long long v, const char *c, int *st)
-{
-    fits_write_key_lng(f, k, (LONGLONG)v, c, st);
-}
-
-static void write_primary(fitsfile *f, const bfs_synth_raw *r, const seg_geom *g, int *st)
+static void write_primary(bfs_fits *f, const bfs_synth_raw *r, const seg_geom *g)
 {
     char beg[32], end[32], dayobs[16], buf[80];
     tai_iso(r->begin_tai_ns, beg, sizeof beg);
     tai_iso(r->end_tai_ns, end, sizeof end);
     snprintf(dayobs, sizeof dayobs, "%08lld", (long long)r->day_obs);
 
-    fits_create_img(f, SHORT_IMG, 0, NULL, st);
-    fits_write_comment(f, "Synthetic data written by butlerfs; not a real observation.", st);
-    key_str(f, "DATE", end, "Creation Date and Time of File", st);
-    key_dbl(f, "MJD", tai_mjd(r->end_tai_ns), 9, "Modified Julian Date of file creation", st);
-    key_str(f, "IMGTYPE", r->img_type, "BIAS, DARK, FLAT, OBJECT", st);
-    key_str(f, "DATE-OBS", beg, "TAI date of start of observation", st);
-    key_dbl(f, "MJD-OBS", tai_mjd(r->begin_tai_ns), 9, "MJD of start of observation", st);
-    key_str(f, "OBSID", r->obs_id, "ImageName from Camera StartIntegration", st);
-    key_str(f, "DATE-BEG", beg, "Time at the start of integration", st);
-    key_dbl(f, "MJD-BEG", tai_mjd(r->begin_tai_ns), 9, "Modified Julian Date derived from DATE-BEG", st);
-    key_str(f, "DATE-END", end, "End date of the observation", st);
-    key_dbl(f, "MJD-END", tai_mjd(r->end_tai_ns), 9, "Modified Julian Date derived from DATE-END", st);
-    key_str(f, "BUNIT", "adu", "Brightness units for pixel array", st);
-    key_str(f, "TIMESYS", "TAI", "The time scale used", st);
-    key_str(f, "GROUPID", r->group, "imageSequenceName from StartIntegration", st);
-    key_str(f, "INSTRUME", r->instrument, "Instrument including the Camera", st);
-    key_str(f, "TELESCOP", "Simonyi Survey Telescope", "Telescope name", st);
-    key_dbl(f, "OBS-LONG", -70.749417, 6, "[deg] Observatory east longitude", st);
-    key_dbl(f, "OBS-LAT", -30.244639, 6, "[deg] Observatory latitude", st);
-    key_dbl(f, "OBS-ELEV", 2663.0, 1, "[m] Observatory elevation", st);
-    key_dbl(f, "RA", r->ra, 9, "RA of commanded position", st);
-    key_dbl(f, "DEC", r->dec, 9, "Dec of commanded position", st);
-    key_dbl(f, "ROTPA", r->rot_pa, 6, "Rotation angle relative to the sky (deg)", st);
-    key_str(f, "ROTCOORD", "sky", "Telescope Rotation Coordinates", st);
+    bfs_fits_add_image(f, 16, 0, NULL);
+    bfs_fits_comment(f, "Synthetic data written by butlerfs; not a real observation.");
+    bfs_fits_key_str(f, "DATE", end, "Creation Date and Time of File");
+    bfs_fits_key_dbl(f, "MJD", tai_mjd(r->end_tai_ns), 9, "Modified Julian Date of file creation");
+    bfs_fits_key_str(f, "IMGTYPE", r->img_type, "BIAS, DARK, FLAT, OBJECT");
+    bfs_fits_key_str(f, "DATE-OBS", beg, "TAI date of start of observation");
+    bfs_fits_key_dbl(f, "MJD-OBS", tai_mjd(r->begin_tai_ns), 9, "MJD of start of observation");
+    bfs_fits_key_str(f, "OBSID", r->obs_id, "ImageName from Camera StartIntegration");
+    bfs_fits_key_str(f, "DATE-BEG", beg, "Time at the start of integration");
+    bfs_fits_key_dbl(f, "MJD-BEG", tai_mjd(r->begin_tai_ns), 9, "Modified Julian Date derived from DATE-BEG");
+    bfs_fits_key_str(f, "DATE-END", end, "End date of the observation");
+    bfs_fits_key_dbl(f, "MJD-END", tai_mjd(r->end_tai_ns), 9, "Modified Julian Date derived from DATE-END");
+    bfs_fits_key_str(f, "BUNIT", "adu", "Brightness units for pixel array");
+    bfs_fits_key_str(f, "TIMESYS", "TAI", "The time scale used");
+    bfs_fits_key_str(f, "GROUPID", r->group, "imageSequenceName from StartIntegration");
+    bfs_fits_key_str(f, "INSTRUME", r->instrument, "Instrument including the Camera");
+    bfs_fits_key_str(f, "TELESCOP", "Simonyi Survey Telescope", "Telescope name");
+    bfs_fits_key_dbl(f, "OBS-LONG", -70.749417, 6, "[deg] Observatory east longitude");
+    bfs_fits_key_dbl(f, "OBS-LAT", -30.244639, 6, "[deg] Observatory latitude");
+    bfs_fits_key_dbl(f, "OBS-ELEV", 2663.0, 1, "[m] Observatory elevation");
+    bfs_fits_key_dbl(f, "RA", r->ra, 9, "RA of commanded position");
+    bfs_fits_key_dbl(f, "DEC", r->dec, 9, "Dec of commanded position");
+    bfs_fits_key_dbl(f, "ROTPA", r->rot_pa, 6, "Rotation angle relative to the sky (deg)");
+    bfs_fits_key_str(f, "ROTCOORD", "sky", "Telescope Rotation Coordinates");
     double el = 90.0 - r->zenith_angle;
-    key_dbl(f, "ELSTART", el, 6, "[deg] Telescope elevation at start", st);
-    key_dbl(f, "AZSTART", r->azimuth, 6, "[deg] Telescope azimuth at start", st);
-    key_dbl(f, "AMSTART", isnan(el) ? NAN : 1.0 / cos(r->zenith_angle * M_PI / 180.0), 6,
-            "Airmass at start", st);
-    key_str(f, "TRACKSYS", r->can_see_sky ? "RADEC" : "LOCAL", "Tracking system", st);
-    key_str(f, "RADESYS", "ICRS", "Equatorial coordinate system", st);
-    key_str(f, "OBJECT", r->target_name, "Name of the observed object", st);
-    key_str(f, "CAMCODE", "MC", "Camera code", st);
-    key_str(f, "CONTRLLR", "O", "Controller (e.g. O for OCS, C for CCS)", st);
-    key_str(f, "DAYOBS", dayobs, "The observation day as defined in the image name", st);
-    key_lng(f, "SEQNUM", r->seq_num, "The sequence number from the image name", st);
-    key_str(f, "PROGRAM", r->science_program, "Name of the program", st);
-    key_str(f, "REASON", r->observation_reason, "Reason for the observation", st);
-    key_str(f, "CCD_MANU", r->e2v ? "E2V" : "ITL", "CCD Manufacturer", st);
-    key_str(f, "CCD_TYPE", r->e2v ? "CCD250" : "3800C", "CCD Model Number", st);
-    key_str(f, "CCDSLOT", r->slot, "The CCD Slot", st);
-    key_str(f, "RAFTBAY", r->raft, "The RAFT Bay", st);
+    bfs_fits_key_dbl(f, "ELSTART", el, 6, "[deg] Telescope elevation at start");
+    bfs_fits_key_dbl(f, "AZSTART", r->azimuth, 6, "[deg] Telescope azimuth at start");
+    bfs_fits_key_dbl(f, "AMSTART", isnan(el) ? NAN : 1.0 / cos(r->zenith_angle * M_PI / 180.0), 6,
+            "Airmass at start");
+    bfs_fits_key_str(f, "TRACKSYS", r->can_see_sky ? "RADEC" : "LOCAL", "Tracking system");
+    bfs_fits_key_str(f, "RADESYS", "ICRS", "Equatorial coordinate system");
+    bfs_fits_key_str(f, "OBJECT", r->target_name, "Name of the observed object");
+    bfs_fits_key_str(f, "CAMCODE", "MC", "Camera code");
+    bfs_fits_key_str(f, "CONTRLLR", "O", "Controller (e.g. O for OCS, C for CCS)");
+    bfs_fits_key_str(f, "DAYOBS", dayobs, "The observation day as defined in the image name");
+    bfs_fits_key_lng(f, "SEQNUM", r->seq_num, "The sequence number from the image name");
+    bfs_fits_key_str(f, "PROGRAM", r->science_program, "Name of the program");
+    bfs_fits_key_str(f, "REASON", r->observation_reason, "Reason for the observation");
+    bfs_fits_key_str(f, "CCD_MANU", r->e2v ? "E2V" : "ITL", "CCD Manufacturer");
+    bfs_fits_key_str(f, "CCD_TYPE", r->e2v ? "CCD250" : "3800C", "CCD Model Number");
+    bfs_fits_key_str(f, "CCDSLOT", r->slot, "The CCD Slot");
+    bfs_fits_key_str(f, "RAFTBAY", r->raft, "The RAFT Bay");
     /* Invented serial numbers: the real ones are camera data we do not need. */
     snprintf(buf, sizeof buf, "%s-%03d", r->e2v ? "E2V-CCD250" : "ITL-3800C", 100 + r->detector);
-    key_str(f, "LSST_NUM", buf, "LSST Assigned CCD Number", st);
-    key_str(f, "FILTBAND", r->band, "Name of the filter band", st);
-    key_str(f, "FILTER", r->physical_filter, "Name of the filter", st);
-    key_dbl(f, "EXPTIME", r->exposure_time, 3, "Exposure time in seconds", st);
-    key_dbl(f, "DARKTIME", r->dark_time, 4, "Total time in seconds", st);
-    key_str(f, "OBSANNOT", r->target_name, "Observation annotation", st);
-    key_lng(f, "HEADVER", 2, "Version number of header", st);
+    bfs_fits_key_str(f, "LSST_NUM", buf, "LSST Assigned CCD Number");
+    bfs_fits_key_str(f, "FILTBAND", r->band, "Name of the filter band");
+    bfs_fits_key_str(f, "FILTER", r->physical_filter, "Name of the filter");
+    bfs_fits_key_dbl(f, "EXPTIME", r->exposure_time, 3, "Exposure time in seconds");
+    bfs_fits_key_dbl(f, "DARKTIME", r->dark_time, 4, "Total time in seconds");
+    bfs_fits_key_str(f, "OBSANNOT", r->target_name, "Observation annotation");
+    bfs_fits_key_lng(f, "HEADVER", 2, "Version number of header");
     snprintf(buf, sizeof buf, "%s_%s.fits", r->obs_id, r->full_name);
-    key_str(f, "FILENAME", buf, "Original name of the file", st);
+    bfs_fits_key_str(f, "FILENAME", buf, "Original name of the file");
     snprintf(buf, sizeof buf, "[1:%d,1:%d]", 8 * g->w, 2 * g->h);
-    key_str(f, "DETSIZE", buf, "Size of sensor", st);
-    write_checksums(f, st);
+    bfs_fits_key_str(f, "DETSIZE", buf, "Size of sensor");
+    bfs_fits_checksum(f);
 }
 
 /* Segment HDU number k (0..15) is amplifier Segment1k for k < 8 and
  * Segment0(15-k) after: the order of a real LSSTCam raw.  The top row of
  * amplifiers reads out flipped in x, the bottom row flipped in y. */
-static void write_segment(fitsfile *f, const bfs_synth_raw *r, int k, const seg_geom *g,
-                          int32_t *pix, float *sig, int *st)
+static void write_segment(bfs_fits *f, const bfs_synth_raw *r, int k, const seg_geom *g,
+                          int32_t *pix, float *sig)
 {
     long naxes[2] = {g->ncols, g->nrows};
     char name[24], datasec[48], detsec[48], detsize[48];
@@ -602,26 +528,26 @@ static void write_segment(fitsfile *f, const bfs_synth_raw *r, int k, const seg_
     }
     snprintf(detsize, sizeof detsize, "[1:%d,1:%d]", 8 * g->w, 2 * g->h);
 
-    fits_create_img(f, LONG_IMG, 2, naxes, st);
-    key_lng(f, "CHANNEL", k + 1, "Output channel", st);
-    key_str(f, "EXTNAME", name, "Extension name", st);
-    key_str(f, "CCDSUM", "1 1", NULL, st);
-    key_str(f, "DATASEC", datasec, "Pixel data section", st);
-    key_str(f, "DETSEC", detsec, "Detector section of this amplifier", st);
-    key_str(f, "DETSIZE", detsize, "Size of sensor", st);
-    key_lng(f, "DTV1", dtv1, "Detector transformation vector", st);
-    key_lng(f, "DTV2", dtv2, "Detector transformation vector", st);
-    key_dbl(f, "DTM1_1", (double)dtm1, 1, "Detector transformation matrix", st);
-    key_dbl(f, "DTM2_2", (double)dtm2, 1, "Detector transformation matrix", st);
-    key_dbl(f, "DTM1_2", 0.0, 1, "Detector transformation matrix", st);
-    key_dbl(f, "DTM2_1", 0.0, 1, "Detector transformation matrix", st);
-    key_str(f, "BUNIT", "adu", "Brightness units for pixel array", st);
-    fits_write_key_log(f, "INHERIT", 1, "Extension inherits values from primary header", st);
-    if (*st)
+    bfs_fits_add_image(f, 32, 2, naxes);
+    bfs_fits_key_lng(f, "CHANNEL", k + 1, "Output channel");
+    bfs_fits_key_str(f, "EXTNAME", name, "Extension name");
+    bfs_fits_key_str(f, "CCDSUM", "1 1", NULL);
+    bfs_fits_key_str(f, "DATASEC", datasec, "Pixel data section");
+    bfs_fits_key_str(f, "DETSEC", detsec, "Detector section of this amplifier");
+    bfs_fits_key_str(f, "DETSIZE", detsize, "Size of sensor");
+    bfs_fits_key_lng(f, "DTV1", dtv1, "Detector transformation vector");
+    bfs_fits_key_lng(f, "DTV2", dtv2, "Detector transformation vector");
+    bfs_fits_key_dbl(f, "DTM1_1", (double)dtm1, 1, "Detector transformation matrix");
+    bfs_fits_key_dbl(f, "DTM2_2", (double)dtm2, 1, "Detector transformation matrix");
+    bfs_fits_key_dbl(f, "DTM1_2", 0.0, 1, "Detector transformation matrix");
+    bfs_fits_key_dbl(f, "DTM2_1", 0.0, 1, "Detector transformation matrix");
+    bfs_fits_key_str(f, "BUNIT", "adu", "Brightness units for pixel array");
+    bfs_fits_key_log(f, "INHERIT", true, "Extension inherits values from primary header");
+    if (bfs_fits_error(f))
         return;
     fill_segment(r, k, g, pix, sig);
-    fits_write_img(f, TINT, 1, (LONGLONG)g->ncols * g->nrows, pix, st);
-    write_checksums(f, st);
+    bfs_fits_write_i32(f, pix, (size_t)g->ncols * g->nrows);
+    bfs_fits_checksum(f);
 }
 
 int bfs_synth_write_raw_fits(const char *path, const bfs_synth_raw *r, int64_t payload_bytes)
@@ -640,40 +566,13 @@ int bfs_synth_write_raw_fits(const char *path, const bfs_synth_raw *r, int64_t p
         return -ENOMEM;
     }
 
-    /* fits_create_diskfile takes the name literally (no "!", "[...]" or
-     * compression syntax) and refuses an existing file. */
-    if (unlink(path) < 0 && errno != ENOENT) {
-        int e = errno;
-        bfs_err(TAG, "cannot replace %s: %s", path, strerror(e));
-        free(pix);
-        free(sig);
-        return -e;
-    }
-    fitsfile *f = NULL;
-    int st = 0, rc = 0;
-    errno = 0;
-    fits_create_diskfile(&f, path, &st);
-    if (!st)
-        write_primary(f, r, &g, &st);
-    for (int k = 0; k < NSEG && !st; k++)
-        write_segment(f, r, k, &g, pix, sig, &st);
-    int sys_errno = errno;
-    if (f) {
-        int cst = 0;
-        errno = 0;
-        fits_close_file(f, &cst); /* frees f even after a failure */
-        if (!st && cst) {
-            st = cst;
-            sys_errno = errno;
-        }
-    }
-    if (st) {
-        rc = fits_errno(st, path, sys_errno);
-        unlink(path);
-    } else if (chmod(path, 0644) < 0) { /* cfitsio creates with 0666 & ~umask */
-        rc = -errno;
-        bfs_err(TAG, "chmod %s: %s", path, strerror(errno));
-        unlink(path);
+    bfs_fits *f = NULL;
+    int rc = bfs_fits_create(path, &f);
+    if (!rc) {
+        write_primary(f, r, &g);
+        for (int k = 0; k < NSEG && !bfs_fits_error(f); k++)
+            write_segment(f, r, k, &g, pix, sig);
+        rc = bfs_fits_close(f);
     }
     free(pix);
     free(sig);

@@ -16,9 +16,8 @@
  * says so in a COMMENT card; nothing here is a real observation.
  *
  * Errors: functions return 0 (or a count) on success and a negative errno on
- * failure.  cfitsio status codes become errno in one place (synth.c:
- * fits_errno()), where the cfitsio message is logged once under the tag
- * "writers".
+ * failure.  Files are written through fits.h, where cfitsio status codes
+ * become errno and the cfitsio message is logged once under the tag "fits".
  *
  * Threads: the functions keep no global state.  bfs_synth_raws() holds the
  * registry's write transaction between batches; run one at a time per

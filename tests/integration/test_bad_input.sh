@@ -80,6 +80,11 @@ printf 'datastore:\n  root: <butlerRoot>\n' >"$BFS_TMP/no_db_key/butler.yaml"
 bad_case "butler.yaml without registry.db" "registry" \
     -- mount "$BFS_TMP/no_db_key" "$mnt" -f
 
+mkdir "$BFS_TMP/db_list"
+printf 'datastore:\n  root: <butlerRoot>\nregistry: {db: [a, b]}\n' >"$BFS_TMP/db_list/butler.yaml"
+bad_case "butler.yaml with registry.db a list" "butler\.yaml:3: registry\.db has the wrong type: expected a string, found a list" \
+    -- mount "$BFS_TMP/db_list" "$mnt" -f
+
 mkdir "$BFS_TMP/no_db_file"
 printf 'datastore:\n  root: <butlerRoot>\nregistry:\n  db: sqlite:///<butlerRoot>/gen3.sqlite3\n' \
     >"$BFS_TMP/no_db_file/butler.yaml"

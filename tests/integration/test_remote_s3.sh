@@ -7,7 +7,8 @@
 # read is correct, `butlerfs cache stats` shows the blocks, and a remount
 # with s3rver stopped is served from the cache.  Then the same for a
 # repository whose file records hold absolute s3:// URIs (the datastore root
-# a local directory without data).  The secret key (and any SigV4 signature)
+# a local directory without data): refused until sources: names their prefix,
+# then served.  The secret key (and any SigV4 signature)
 # never appears in a daemon log or stderr.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/s3rver.sh"
@@ -53,6 +54,13 @@ fetch:
   request_timeout: 5s
 EOF2
 sed "s|dir: $T/cache\$|dir: $T/cache2|" "$T/config.yaml" >"$T/config2.yaml"
+# absolute URIs receive the S3 keys only when the configuration names them
+cat >>"$T/config2.yaml" <<EOF2
+sources:
+  - prefix: s3://$BUCKET/repo/
+    replicas:
+      - s3://$BUCKET/repo/
+EOF2
 
 RAW=LSSTCam/raw/all/raw/instrument=LSSTCam
 
@@ -128,6 +136,16 @@ sqlite3 "$T/repo_abs/gen3.sqlite3" \
 n_abs=$(sqlite3 "$T/repo_abs/gen3.sqlite3" \
     "SELECT count(*) FROM file_datastore_records WHERE path LIKE 's3://$BUCKET/repo/LSSTCam/%';")
 expect "six records rewritten to absolute s3:// URIs ($n_abs)" test "$n_abs" -eq 6
+mount_repo "$T/repo_abs" "$T/mnt" "config=$T/config.yaml,xattr" || finish
+f0=$(cd "$T/mnt" && find "$RAW" -type f | sort | head -1)
+if cat "$T/mnt/$f0" >/dev/null 2>"$T/abs.err"; then
+    fail "an absolute s3:// URI the configuration does not name was read"
+else
+    expect "absolute s3:// URIs the configuration does not name are refused (EACCES)" \
+        grep -q "Permission denied" "$T/abs.err"
+fi
+expect "... with a log line saying to map them under sources:" grep -q "refusing datastore location s3://.*sources:" "$BFS_LOG"
+check_log
 mount_repo "$T/repo_abs" "$T/mnt" "config=$T/config2.yaml,xattr,loglevel=debug" || finish
 expect "absolute s3:// URIs: six files listed, each byte-identical" \
     read_all "$T/mnt" "s3://$BUCKET/repo/"

@@ -55,6 +55,9 @@ enum bfs_test_lie {
                            * connection once the client has had the reply */
     LIE_STALL_FIRST,      /* the first GET of a range not at 0 gets no answer until
                            * the client gives up (a stalled server); then the truth */
+    LIE_RANGE_ON_200,     /* a ranged GET answered 200 with the whole object, plus a
+                           * Content-Range giving twice its size (which a 200 does not
+                           * carry: the body is the whole object) */
     LIE_FLIP_BYTE,        /* the truth, except the byte at flip_at, inverted, in the
                            * replies that carry it while flips is not 0 (status,
                            * headers and length kept); each such reply takes one
@@ -64,7 +67,7 @@ enum bfs_test_lie {
 
 static const char *const bfs_test_lie_name[LIE_COUNT] = {
     "good", "wrong_range", "short_body", "overlong_body", "reset_mid_body", "no_content_range",
-    "wrong_total", "trailing_junk", "stall_first", "flip_byte",
+    "wrong_total", "trailing_junk", "stall_first", "range_on_200", "flip_byte",
 };
 
 #define BFS_LIAR_CONNS 16      /* connections at once; more are closed at accept */
@@ -210,6 +213,12 @@ static enum bfs_liar_after bfs_liar_answer(struct bfs_test_liar *s, int fd, cons
     if (lie == LIE_STALL_FIRST && a > 0 && !atomic_exchange(&s->stalled, true)) {
         bfs_liar_readable(s, fd, BFS_LIAR_IDLE_MS); /* until the client closes */
         return LIAR_CLOSE;
+    }
+    if (lie == LIE_RANGE_ON_200) {
+        hn = snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n"
+                                   "Content-Range: bytes 0-%zu/%zu\r\nETag: %s\r\n\r\n",
+                      s->size, s->size - 1, 2 * s->size, etag);
+        return bfs_liar_send(fd, h, (size_t)hn) && bfs_liar_send(fd, s->data, s->size) ? LIAR_KEEP : LIAR_CLOSE;
     }
     if (b >= (int64_t)s->size)
         b = (int64_t)s->size - 1;

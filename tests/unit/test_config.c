@@ -360,6 +360,7 @@ static void check_defaults(const bfs_config *c)
     assert_int_equal(c->backoff_max_ms, 5000);
     assert_int_equal(c->deadline_ms, 60000);
     assert_int_equal(c->replica_retry_ms, 30000);
+    assert_true(c->warn_failure_rate == 0.05);
     assert_true(c->tls_verify);
     assert_null(c->ca_file);
     assert_null(c->token_file);
@@ -567,6 +568,18 @@ static void test_ranges(void **state)
     assert_int_equal(c.parallel, 64);
     assert_int_equal(c.replica_retry_ms, 0);
     bfs_config_free(&c);
+    /* a fraction, or a percentage */
+    expect_error(dir, "fetch:\n  warn_failure_rate: 1.5\n", ":2:", "fetch.warn_failure_rate",
+                 "a fraction such as 0.05 or 5%", "0..1", NULL);
+    expect_error(dir, "fetch:\n  warn_failure_rate: -0.1\n", "0..1", NULL);
+    expect_error(dir, "fetch:\n  warn_failure_rate: lots\n", "found 'lots'", NULL);
+    expect_error(dir, "fetch:\n  warn_failure_rate: nan\n", "0..1", NULL);
+    assert_int_equal(load_text(dir, "fetch:\n  warn_failure_rate: 10%\n", &c, &msg), 0);
+    assert_true(c.warn_failure_rate > 0.0999 && c.warn_failure_rate < 0.1001);
+    bfs_config_free(&c);
+    assert_int_equal(load_text(dir, "fetch:\n  warn_failure_rate: 0\n", &c, &msg), 0);
+    assert_true(c.warn_failure_rate == 0.0);
+    bfs_config_free(&c);
 }
 
 /* ---- files the configuration names ---------------------------------------- */
@@ -703,6 +716,47 @@ static void test_replicas(void **state)
 
 /* ---- locations of the file ------------------------------------------------ */
 
+static void test_allowed_roots(void **state)
+{
+    const char *dir = *state;
+    bfs_config c;
+    char *msg = NULL, *want;
+    char *home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+    setenv("HOME", "/home/tester", 1);
+    assert_int_equal(load_text(dir, "allowed_roots:\n  - /sdf/data/rubin/\n  - file:///project//\n"
+                                    "  - file://localhost/scratch\n  - ~/repos\n  - rel/dir\n", &c, &msg), 0);
+    if (home)
+        setenv("HOME", home, 1);
+    free(home);
+    assert_int_equal(c.n_allowed_roots, 5);
+    assert_string_equal(c.allowed_roots[0], "/sdf/data/rubin");
+    assert_string_equal(c.allowed_roots[1], "/project");
+    assert_string_equal(c.allowed_roots[2], "/scratch");
+    assert_string_equal(c.allowed_roots[3], "/home/tester/repos");
+    assert_true(asprintf(&want, "%s/rel/dir", dir) > 0);
+    char *real = realpath(dir, NULL);
+    assert_true(!strcmp(c.allowed_roots[4], want) || (real && strstr(c.allowed_roots[4], real)));
+    free(real);
+    free(want);
+    bfs_config_free(&c);
+    assert_int_equal(load_text(dir, "allowed_roots:\n", &c, &msg), 0);
+    assert_int_equal(c.n_allowed_roots, 0);
+    bfs_config_free(&c);
+    static const char *bad[][2] = {
+        {"allowed_roots: /sdf\n", ":1: allowed_roots: expected a list of directories, found"},
+        {"allowed_roots:\n  - [a]\n", ":2: allowed_roots[0]: expected a directory"},
+        {"allowed_roots:\n  - s3://b/x/\n", "expected a local directory; remote locations are allowed by mapping them under sources:"},
+        {"allowed_roots:\n  - file://host/x/\n", "local absolute path"},
+        {"allowed_roots: []\nallowed_roots: []\n", ":2: allowed_roots is given twice"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(load_text(dir, bad[i][0], &c, &msg), -EINVAL);
+        if (!strstr(msg, bad[i][1]))
+            fail_msg("%s: message '%s' lacks '%s'", bad[i][0], msg, bad[i][1]);
+        free(msg);
+    }
+}
+
 static void test_missing_files(void **state)
 {
     const char *dir = *state;
@@ -791,6 +845,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_input_files, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_replicas, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_missing_files, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_allowed_roots, setup_dir, teardown_dir),
         cmocka_unit_test(test_example_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -605,6 +605,29 @@ static ssize_t lie_get(bfs_http *h, const char *u, const bfs_object *pin, unsign
     return got;
 }
 
+/* A 200 is the whole object whatever else its head says: the size seen is
+ * its body's, not a Content-Range's (which only a 206 carries). */
+static void test_range_on_200(void **state)
+{
+    bfs_http_cfg cfg = default_cfg();
+    bfs_http *h = new_http(&cfg);
+    unsigned char *buf = malloc(LIAR_SIZE);
+    assert_non_null(buf);
+    bfs_object seen;
+    size_t moved = 0;
+    ssize_t got = bfs_http_get_within(h, liar_url(LIE_RANGE_ON_200), NULL, 0, LIAR_SIZE, buf, &moved, 0,
+                                      &seen, NULL);
+    assert_int_equal(got, LIAR_SIZE);
+    assert_memory_equal(buf, small_data, LIAR_SIZE);
+    assert_int_equal(seen.size, LIAR_SIZE);
+    /* the truth (a 206) still takes the size from Content-Range */
+    got = bfs_http_get_within(h, liar_url(LIE_NONE), NULL, LIE_OFF, 100, buf, &moved, 0, &seen, NULL);
+    assert_int_equal(got, 100);
+    assert_int_equal(seen.size, LIAR_SIZE);
+    free(buf);
+    bfs_http_free(h);
+}
+
 /* Each lie gets the class http.h gives it, with and without a pin (the ETag
  * and size from the liar's own, truthful, HEAD): -EPROTO for a reply that
  * is not the one asked for, -ECONNRESET for a server that dies, -ESTALE for
@@ -853,6 +876,7 @@ int main(void)
         cmocka_unit_test(test_faults),
         cmocka_unit_test(test_range_ignored),
         cmocka_unit_test_setup_teardown(test_lies, liar_setup, liar_teardown),
+        cmocka_unit_test_setup_teardown(test_range_on_200, liar_setup, liar_teardown),
         cmocka_unit_test(test_stall_timeout),
         cmocka_unit_test(test_host_failures),
         cmocka_unit_test(test_low_speed),

@@ -76,6 +76,30 @@ static void test_dim_entry(void **state)
     /* a value may itself contain '=' */
     assert_int_equal(bfs_names_parse_dim("group=a=b", dim, sizeof dim, value, sizeof value), 0);
     assert_string_equal(value, "a=b");
+    /* one name per value: an escape bfs_name_escape would not write is no
+     * spelling of it (hex digits aside, which may be lower case) */
+    assert_int_equal(bfs_names_parse_dim("detector=%30", dim, sizeof dim, value, sizeof value), -EINVAL);
+    assert_int_equal(bfs_names_parse_dim("band=%61", dim, sizeof dim, value, sizeof value), -EINVAL);
+    assert_int_equal(bfs_names_parse_dim("band=a%2fb", dim, sizeof dim, value, sizeof value), 0);
+    assert_string_equal(value, "a/b");
+    assert_int_equal(bfs_names_parse_dim("band=%2e", dim, sizeof dim, value, sizeof value), 0);
+    assert_string_equal(value, ".");
+}
+
+static void test_int_canonical(void **state)
+{
+    (void)state;
+    assert_true(bfs_names_int_canonical("0"));
+    assert_true(bfs_names_int_canonical("94"));
+    assert_true(bfs_names_int_canonical("-5"));
+    assert_true(bfs_names_int_canonical("2025041500060"));
+    assert_true(bfs_names_int_canonical("R22_S11")); /* no integer: maybe an alternate key */
+    assert_true(bfs_names_int_canonical("MC_O_20250415_000060"));
+    assert_false(bfs_names_int_canonical("00"));
+    assert_false(bfs_names_int_canonical("+0"));
+    assert_false(bfs_names_int_canonical("-0"));
+    assert_false(bfs_names_int_canonical("094"));
+    assert_false(bfs_names_int_canonical("+94"));
 }
 
 static bfs_dimension d_instrument = {.name = "instrument"}, d_detector = {.name = "detector"},
@@ -153,6 +177,7 @@ int main(void)
         cmocka_unit_test(test_extension),        cmocka_unit_test(test_dim_entry),
         cmocka_unit_test(test_file_name),        cmocka_unit_test(test_disambiguate),
         cmocka_unit_test(test_tai),              cmocka_unit_test(test_parse_i64),
+        cmocka_unit_test(test_int_canonical),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -356,6 +356,28 @@ static void test_creds_env(void **state)
     assert_string_equal(c.access_key, "");
     free(msg);
 
+    /* The host goes into the signed Host header: only host[:port] characters. */
+    static const char *const bad_hosts[] = {
+        "https://bad\x01host", "https://bad\x7fhost", "https://ex\xc3\xa4mple.org",
+        "https://exa%6dple.org", "https://host:99999", "https://host:0", "https://host:",
+        "https://host:80x", "https://:9000", "https://[::1", "https://[]:9000",
+        "https://user@host", "https://host\\evil", "https://host;x=y",
+    };
+    for (size_t i = 0; i < sizeof bad_hosts / sizeof *bad_hosts; i++) {
+        setenv("AWS_ENDPOINT_URL_S3", bad_hosts[i], 1);
+        msg = NULL;
+        if (bfs_s3_load_creds(NULL, &c, &msg) != -EINVAL)
+            fail_msg("endpoint %s was accepted", bad_hosts[i]);
+        assert_non_null(strstr(msg, "AWS_ENDPOINT_URL_S3"));
+        free(msg);
+    }
+    setenv("AWS_ENDPOINT_URL_S3", "http://[::1]:9000/", 1);
+    assert_int_equal(bfs_s3_load_creds(NULL, &c, NULL), 0);
+    assert_string_equal(c.endpoint, "http://[::1]:9000");
+    setenv("AWS_ENDPOINT_URL_S3", "https://s3_1.Example-2.org:65535", 1);
+    assert_int_equal(bfs_s3_load_creds(NULL, &c, NULL), 0);
+    assert_string_equal(c.endpoint, "https://s3_1.Example-2.org:65535");
+
     /* A pasted newline in a token is refused with its source, not sent. */
     clear_env();
     setenv("AWS_ACCESS_KEY_ID", "ENVKEYID", 1);

@@ -170,6 +170,8 @@ static void test_collections(void **state)
     expect_err(c, tags, "50%2", -ENOENT);
     expect_err(c, tags, "50%ZZ", -ENOENT);
     expect_err(c, root(c), "nope", -ENOENT);
+    expect_err(c, root(c), "%41", -ENOENT); /* "A" has one name */
+    expect_err(c, a, "r%61w", -ENOENT);
     expect_err(c, root(c), "a", -ENOENT);
     forget_all(c);
 }
@@ -242,6 +244,12 @@ static void test_data_levels(void **state)
     expect_err(c, ins, "detector", -ENOENT);
     expect_err(c, ins, "detector=%G1", -ENOENT);
     expect_err(c, ins, "detector=1%", -ENOENT);
+    /* one name per value: non-canonical integers are no aliases (docs/paths.md) */
+    expect_err(c, ins, "detector=01", -ENOENT);
+    expect_err(c, ins, "detector=+1", -ENOENT);
+    expect_err(c, ins, "detector=%31", -ENOENT);
+    expect_err(c, d1, "exposure=02025041500001", -ENOENT);
+    expect_err(c, d1, "exposure=+2025041500001", -ENOENT);
     expect_err(c, raw, "instrument=LATISS", -ENOENT);
     expect_err(c, e1, "raw_LSSTCam_1_2025041500002.fits", -ENOENT);
     expect_err(c, e1, "detector=1", -ENOENT);

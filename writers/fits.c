@@ -1,0 +1,449 @@
+/*
+ * fits.c - the only cfitsio user (see fits.h).
+ *
+ * cfitsio reports through an int status that every call takes by pointer
+ * and that makes later calls no-ops once set; the writer handle keeps that
+ * style (a sticky status) so that a run of header writes is checked once.
+ * fits_errno() is the one place where a status becomes an errno.
+ */
+#include "fits.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fitsio.h>
+
+#include "log.h"
+#include "strutil.h"
+
+#define TAG "fits"
+#define DEFAULT_MAX_HDUS 10000
+
+_Static_assert(sizeof ((bfs_fits_card *)0)->key >= FLEN_KEYWORD, "card key too small");
+_Static_assert(sizeof ((bfs_fits_card *)0)->value >= FLEN_VALUE, "card value too small");
+_Static_assert(sizeof ((bfs_fits_card *)0)->comment >= FLEN_COMMENT, "card comment too small");
+
+struct bfs_fits {
+    fitsfile *f;
+    char *path;
+    int st;        /* cfitsio status of the first failure, 0 while all is well */
+    int sys_errno; /* errno right after that failure */
+    int err;       /* a negative errno that did not come from cfitsio */
+};
+
+/*
+ * The one translation of a cfitsio status.  cfitsio keeps a stack of
+ * messages; the first (most specific) is logged with the status text and
+ * the stack cleared, so the next failure does not repeat it.  sys_errno is
+ * errno as it was right after the failing call: cfitsio reports file-system
+ * failures as FILE_NOT_OPENED, WRITE_ERROR, ... and loses the reason, which
+ * errno often still holds.  When reading, every other status means the
+ * bytes are not valid FITS (-EBADMSG); when writing, it is an I/O failure.
+ * detail (size FLEN_ERRMSG, may be NULL) receives cfitsio's message.
+ */
+static int fits_errno(int status, const char *path, int sys_errno, bool reading, char *detail)
+{
+    char text[FLEN_STATUS] = "", msg[FLEN_ERRMSG] = "";
+    fits_get_errstatus(status, text);
+    fits_read_errmsg(msg);
+    fits_clear_errmsg();
+    bfs_err(TAG, "cfitsio %s %s: %s (status %d)%s%s", reading ? "reading" : "writing", path,
+            text, status, msg[0] ? ": " : "", msg);
+    if (detail)
+        snprintf(detail, FLEN_ERRMSG, "%s", msg[0] ? msg : text);
+    switch (status) {
+    case MEMORY_ALLOCATION:
+        return -ENOMEM;
+    case FILE_NOT_CREATED:
+    case FILE_NOT_OPENED:
+    case READ_ERROR:
+    case WRITE_ERROR:
+    case FILE_NOT_CLOSED:
+        switch (sys_errno) {
+        case ENOSPC: case EDQUOT: case EACCES: case EPERM: case EROFS: case EISDIR:
+        case ENOENT: case ENOTDIR: case EMFILE: case ENFILE: case ENAMETOOLONG: case EIO:
+            return -sys_errno;
+        }
+        return reading ? -EBADMSG : -EIO;
+    default:
+        return reading ? -EBADMSG : -EIO;
+    }
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+/* Record the first failure: called right after each cfitsio call. */
+static void note(bfs_fits *f)
+{
+    if (f->st && !f->sys_errno)
+        f->sys_errno = errno;
+}
+
+int bfs_fits_create(const char *path, bfs_fits **out)
+{
+    *out = NULL;
+    bfs_fits *f = calloc(1, sizeof *f);
+    if (!f || !(f->path = strdup(path))) {
+        free(f);
+        return -ENOMEM;
+    }
+    /* fits_create_diskfile takes the name literally and refuses an
+     * existing file. */
+    if (unlink(path) < 0 && errno != ENOENT) {
+        int e = errno;
+        bfs_err(TAG, "cannot replace %s: %s", path, strerror(e));
+        free(f->path);
+        free(f);
+        return -e;
+    }
+    errno = 0;
+    fits_create_diskfile(&f->f, path, &f->st);
+    if (f->st) {
+        int rc = fits_errno(f->st, path, errno, false, NULL);
+        free(f->path);
+        free(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
+void bfs_fits_add_image(bfs_fits *f, int bitpix, int naxis, const long *naxes)
+{
+    errno = 0;
+    fits_create_img(f->f, bitpix, naxis, (long *)naxes, &f->st);
+    note(f);
+}
+
+void bfs_fits_key_str(bfs_fits *f, const char *key, const char *value, const char *comment)
+{
+    errno = 0;
+    fits_write_key_str(f->f, key, value, comment, &f->st);
+    note(f);
+}
+
+void bfs_fits_key_dbl(bfs_fits *f, const char *key, double value, int decimals,
+                      const char *comment)
+{
+    if (isnan(value))
+        return;
+    errno = 0;
+    fits_write_key_fixdbl(f->f, key, value, decimals, comment, &f->st);
+    note(f);
+}
+
+void bfs_fits_key_lng(bfs_fits *f, const char *key, long long value, const char *comment)
+{
+    errno = 0;
+    fits_write_key_lng(f->f, key, (LONGLONG)value, comment, &f->st);
+    note(f);
+}
+
+void bfs_fits_key_log(bfs_fits *f, const char *key, bool value, const char *comment)
+{
+    errno = 0;
+    fits_write_key_log(f->f, key, value ? 1 : 0, comment, &f->st);
+    note(f);
+}
+
+void bfs_fits_comment(bfs_fits *f, const char *text)
+{
+    errno = 0;
+    fits_write_comment(f->f, text, &f->st);
+    note(f);
+}
+
+void bfs_fits_write_i32(bfs_fits *f, const int32_t *pix, size_t n)
+{
+    errno = 0;
+    fits_write_img(f->f, TINT, 1, (LONGLONG)n, (void *)pix, &f->st);
+    note(f);
+}
+
+/* fits_write_chksum stamps the time of writing into the comments of the
+ * CHECKSUM/DATASUM cards, which would make every run's files differ.  So
+ * the sums are written with plain comments and CHECKSUM is then recomputed
+ * the way fits_write_chksum does it (zeroed card, 1's complement sum of the
+ * HDU, encoded complement). */
+void bfs_fits_checksum(bfs_fits *f)
+{
+    unsigned long datasum = 0, hdusum = 0;
+    char ascii[FLEN_VALUE];
+    int *st = &f->st;
+    errno = 0;
+    fits_write_chksum(f->f, st);
+    fits_modify_comment(f->f, "DATASUM", "data unit checksum", st);
+    fits_modify_key_str(f->f, "CHECKSUM", "0000000000000000", "HDU checksum", st);
+    fits_get_chksum(f->f, &datasum, &hdusum, st);
+    if (!*st) {
+        fits_encode_chksum(hdusum, 1, ascii);
+        fits_modify_key_str(f->f, "CHECKSUM", ascii, "&", st);
+    }
+    note(f);
+}
+
+int bfs_fits_error(const bfs_fits *f)
+{
+    return f->err ? f->err : f->st ? -EIO : 0;
+}
+
+int bfs_fits_close(bfs_fits *f)
+{
+    if (!f)
+        return 0;
+    int cst = 0;
+    errno = 0;
+    fits_close_file(f->f, &cst); /* frees the fitsfile even after a failure */
+    if (!f->st && cst) {
+        f->st = cst;
+        f->sys_errno = errno;
+    }
+    int rc = f->err;
+    if (!rc && f->st)
+        rc = fits_errno(f->st, f->path, f->sys_errno, false, NULL);
+    if (!rc && chmod(f->path, 0644) < 0) { /* cfitsio creates with 0666 & ~umask */
+        rc = -errno;
+        bfs_err(TAG, "chmod %s: %s", f->path, strerror(errno));
+    }
+    if (rc)
+        unlink(f->path);
+    free(f->path);
+    free(f);
+    return rc;
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+/* Open path for reading, literally.  fits_open_diskfile skips the extended
+ * file-name syntax; cfitsio still recognises a gzip stream by its magic and
+ * gunzips it into memory. */
+static int open_read(const char *path, fitsfile **f, char **errmsg)
+{
+    int st = 0;
+    errno = 0;
+    fits_open_diskfile(f, path, READONLY, &st);
+    if (!st)
+        return 0;
+    char detail[FLEN_ERRMSG];
+    int rc = fits_errno(st, path, errno, true, detail);
+    if (rc == -EBADMSG)
+        bfs_set_errmsg(errmsg, "%s is not a FITS file: %s", path, detail);
+    else
+        bfs_set_errmsg(errmsg, "cannot open %s: %s", path, strerror(-rc));
+    *f = NULL;
+    return rc;
+}
+
+static bool is_gzip(const char *path)
+{
+    unsigned char magic[2] = {0, 0};
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    bool gz = read(fd, magic, 2) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+    close(fd);
+    return gz;
+}
+
+/* Decompress a tile-compressed image row by row (bounded memory): the
+ * tiles of a camera image are rows, so each tile is decompressed once. */
+static void read_compressed(fitsfile *f, int *st)
+{
+    int naxis = 0;
+    long naxes[9] = {0};
+    fits_get_img_dim(f, &naxis, st);
+    if (*st || naxis < 1 || naxis > 9)
+        return;
+    fits_get_img_size(f, naxis, naxes, st);
+    LONGLONG total = 1;
+    for (int i = 0; i < naxis; i++)
+        total *= naxes[i];
+    LONGLONG chunk = naxes[0] > 0 ? naxes[0] : 1;
+    double *buf = malloc((size_t)chunk * sizeof *buf);
+    if (!buf) {
+        *st = MEMORY_ALLOCATION;
+        return;
+    }
+    int anynul = 0;
+    for (LONGLONG first = 1; first <= total && !*st; first += chunk) {
+        LONGLONG n = total - first + 1 < chunk ? total - first + 1 : chunk;
+        fits_read_img(f, TDOUBLE, first, n, NULL, buf, &anynul, st);
+    }
+    free(buf);
+}
+
+int bfs_fits_validate(const char *path, const bfs_fits_rules *rules, bfs_fits_summary *out,
+                      char **errmsg)
+{
+    int max_hdus = rules && rules->max_hdus > 0 ? rules->max_hdus : DEFAULT_MAX_HDUS;
+    bool advisory = rules && rules->sums_advisory;
+    bfs_fits_summary sum = {.gzip = is_gzip(path)};
+    if (errmsg)
+        *errmsg = NULL;
+    if (out)
+        *out = sum;
+    fitsfile *f = NULL;
+    int rc = open_read(path, &f, errmsg);
+    if (rc)
+        return rc;
+
+    int st = 0, hdu = 0, type = 0;
+    char extname[FLEN_VALUE] = "";
+    const char *fault = NULL;
+    for (hdu = 1;; hdu++) {
+        errno = 0;
+        fits_movabs_hdu(f, hdu, &type, &st);
+        if (st == END_OF_FILE && hdu > 1) { /* past the last HDU */
+            st = 0;
+            fits_clear_errmsg();
+            break;
+        }
+        if (st)
+            break;
+        if (hdu > max_hdus) {
+            rc = -EFBIG;
+            bfs_set_errmsg(errmsg, "%s has more than %d HDUs", path, max_hdus);
+            break;
+        }
+        extname[0] = '\0';
+        int kst = 0;
+        fits_read_key(f, TSTRING, "EXTNAME", extname, NULL, &kst);
+        if (kst)
+            fits_clear_errmsg();
+        sum.n_hdus++;
+
+        int datastatus = 0, hdustatus = 0;
+        fits_verify_chksum(f, &datastatus, &hdustatus, &st);
+        if (st)
+            break;
+        if (datastatus < 0)
+            fault = "DATASUM does not match the data";
+        else if (hdustatus < 0)
+            fault = "CHECKSUM does not match the HDU";
+        if (fault && advisory) {
+            bfs_warn(TAG, "%s: HDU %d: %s (accepted: checksums are advisory)", path, hdu, fault);
+            sum.n_bad_sums++;
+            fault = NULL;
+        } else if (fault) {
+            break;
+        } else if (datastatus > 0 || hdustatus > 0) {
+            sum.n_checksums++;
+        }
+        /* Without sums nothing above read the data: read it to its end, so
+         * that a truncated file fails here. */
+        unsigned long datasum = 0, hdusum = 0;
+        if (datastatus == 0 && hdustatus == 0)
+            fits_get_chksum(f, &datasum, &hdusum, &st);
+        if (!st && type == IMAGE_HDU && fits_is_compressed_image(f, &st)) {
+            read_compressed(f, &st);
+            if (!st)
+                sum.n_compressed++;
+        }
+        if (st)
+            break;
+    }
+    if (st) {
+        char detail[FLEN_ERRMSG];
+        rc = fits_errno(st, path, errno, true, detail);
+        bfs_set_errmsg(errmsg, "%s: HDU %d%s%s%s: %s", path, hdu, extname[0] ? " (" : "",
+                       extname, extname[0] ? ")" : "", detail);
+    } else if (fault) {
+        rc = -EBADMSG;
+        bfs_info(TAG, "%s: HDU %d: %s", path, hdu, fault);
+        bfs_set_errmsg(errmsg, "%s: HDU %d%s%s%s: %s", path, hdu, extname[0] ? " (" : "",
+                       extname, extname[0] ? ")" : "", fault);
+    }
+    int cst = 0;
+    fits_close_file(f, &cst);
+    if (cst)
+        fits_clear_errmsg();
+    if (out)
+        *out = sum;
+    return rc;
+}
+
+/* A FITS string value: quoted, '' for a quote, trailing blanks not
+ * significant (FITS standard 4.2.1). */
+static void unquote(const char *in, char *out, size_t outsz)
+{
+    size_t o = 0;
+    if (*in == '\'')
+        in++;
+    for (; *in && o + 1 < outsz; in++) {
+        if (*in == '\'') {
+            if (in[1] != '\'')
+                break;
+            in++;
+        }
+        out[o++] = *in;
+    }
+    while (o > 0 && out[o - 1] == ' ')
+        o--;
+    out[o] = '\0';
+}
+
+int bfs_fits_read_header(const char *path, int hdu, bfs_fits_card **cards, size_t *n,
+                         char **errmsg)
+{
+    *cards = NULL;
+    *n = 0;
+    if (errmsg)
+        *errmsg = NULL;
+    fitsfile *f = NULL;
+    int rc = open_read(path, &f, errmsg);
+    if (rc)
+        return rc;
+    int st = 0, type = 0, nkeys = 0;
+    bfs_fits_card *c = NULL;
+    errno = 0;
+    fits_movabs_hdu(f, hdu, &type, &st);
+    if (!st)
+        fits_get_hdrspace(f, &nkeys, NULL, &st);
+    if (!st && nkeys > 0 && !(c = calloc((size_t)nkeys, sizeof *c)))
+        st = MEMORY_ALLOCATION;
+    for (int i = 0; i < nkeys && !st; i++) {
+        char value[FLEN_VALUE] = "", dtype = 'U';
+        fits_read_keyn(f, i + 1, c[i].key, value, c[i].comment, &st);
+        if (st)
+            break;
+        int tst = 0;
+        if (value[0] && fits_get_keytype(value, &dtype, &tst) == 0) {
+            if (dtype == 'C')
+                unquote(value, c[i].value, sizeof c[i].value);
+            else
+                snprintf(c[i].value, sizeof c[i].value, "%s", value);
+        } else {
+            dtype = 'U';
+        }
+        c[i].type = dtype;
+    }
+    if (st) {
+        char detail[FLEN_ERRMSG];
+        rc = fits_errno(st, path, errno, true, detail);
+        bfs_set_errmsg(errmsg, "%s: HDU %d header: %s", path, hdu, detail);
+        free(c);
+        c = NULL;
+        nkeys = 0;
+    }
+    int cst = 0;
+    fits_close_file(f, &cst);
+    if (cst)
+        fits_clear_errmsg();
+    *cards = c;
+    *n = (size_t)nkeys;
+    return rc;
+}
+
+const bfs_fits_card *bfs_fits_find(const bfs_fits_card *cards, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(cards[i].key, key) == 0)
+            return &cards[i];
+    return NULL;
+}
