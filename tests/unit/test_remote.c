@@ -1521,6 +1521,15 @@ static void test_flip_heals(void **state)
         assert_int_equal(bfs_robj_pread(o, buf, 1, 0), -EIO);
         bfs_robj_close(o);
     }
+    /* each mismatch counted as a checksum fault of the liar (the replica
+     * serving first), with the second tries of the cases above */
+    bfs_replica_faults rf[8];
+    int nrf = bfs_remote_faults(r, rf, 8);
+    uint64_t ck_faults = 0;
+    for (int i = 0; i < nrf && i < 8; i++)
+        if (strstr(rf[i].name, "127.0.0.1") && strstr(liar_url(LIE_FLIP_BYTE), rf[i].name))
+            ck_faults += rf[i].faults[BFS_FAULT_CHECKSUM];
+    assert_true(ck_faults >= 3);
     atomic_store(&liar.flips, 0);
     o = open_flip(r, "logical://flip-always", ck, false, &ret);
     assert_int_equal(ret, 0);
