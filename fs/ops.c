@@ -4,7 +4,9 @@
  * Thin by design: translate FUSE arguments, call the tree, reply.  Errors
  * from the tree are already negative errno.  Files get long entry/attr
  * timeouts and keep_cache because a dataset's bytes never change (with
- * -o direct_io they bypass the page cache instead: see docs/performance.md);
+ * -o direct_io they bypass the page cache instead: see docs/performance.md),
+ * except files whose whole-file check has not passed yet, and the pages of
+ * a file that fails it are invalidated (the invalidator at the end);
  * directories get shorter ones because new datasets arrive.  Reads reply
  * with the datastore file's descriptor so libfuse can splice the bytes to
  * the kernel without copying them through user space.
@@ -284,7 +286,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 /* Reply to a read that failed with err (negative errno).  When of's file
  * failed its whole-file check, the pages earlier reads put in the kernel's
  * cache hold bytes now known bad: they are dropped once the reply is out
- * (see inval.h), so no later read is served them. */
+ * (see ops.h), so no later read is served them. */
 static void read_failed(fuse_req_t req, fuse_ino_t ino, struct open_file *of, int err)
 {
     bfs_fs *fs = fs_of(req);
