@@ -136,6 +136,7 @@ struct req {
     bool have_range;
     int64_t cr_first, cr_last, cr_total; /* cr_total -1 for '*' */
     bool etag_too_long;
+    bool sse_opaque;             /* SSE-KMS or SSE-C: the ETag is not the MD5 */
     char etag[sizeof ((bfs_object *)0)->etag];
     char last_modified[sizeof ((bfs_object *)0)->last_modified];
     bool body_ok;                /* final 200/206 head accepted */
@@ -590,6 +591,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
         r->have_range = false;
         r->etag[0] = r->last_modified[0] = '\0';
         r->etag_too_long = false;
+        r->sse_opaque = false;
         r->body_ok = false;
         return len;
     }
@@ -630,6 +632,10 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
     } else if (IS("Last-Modified")) {
         if (vlen < sizeof r->last_modified)
             snprintf(r->last_modified, sizeof r->last_modified, "%.*s", (int)vlen, v);
+    } else if (IS("x-amz-server-side-encryption")) {
+        r->sse_opaque = r->sse_opaque || (vlen >= 7 && strncasecmp(v, "aws:kms", 7) == 0);
+    } else if (IS("x-amz-server-side-encryption-customer-algorithm")) {
+        r->sse_opaque = true;
     }
 #undef IS
     return len;
@@ -940,6 +946,18 @@ static int perform(struct req *r)
     return http_result(r, rc);
 }
 
+/* Whether r's ETag is its object's MD5: an S3 object uploaded in one part
+ * and not encrypted with SSE-KMS or SSE-C ("<32 hex digits>", quoted). */
+static bool etag_is_md5(const struct req *r)
+{
+    if (!is_s3(r->url) || r->sse_opaque || strlen(r->etag) != 34 || r->etag[0] != '"' || r->etag[33] != '"')
+        return false;
+    for (int i = 1; i < 33; i++)
+        if (!isxdigit((unsigned char)r->etag[i]))
+            return false;
+    return true;
+}
+
 int bfs_http_stat(bfs_http *h, const char *url, bfs_object *obj)
 {
     return bfs_http_stat_within(h, url, obj, 0);
@@ -957,6 +975,7 @@ int bfs_http_stat_within(bfs_http *h, const char *url, bfs_object *obj, long tim
     obj->size = r.content_length;
     snprintf(obj->etag, sizeof obj->etag, "%s", r.etag);
     snprintf(obj->last_modified, sizeof obj->last_modified, "%s", r.last_modified);
+    obj->etag_md5 = etag_is_md5(&r);
     return 0;
 }
 
@@ -1004,6 +1023,7 @@ ssize_t bfs_http_get_within(bfs_http *h, const char *url, const bfs_object *pin,
         seen->size = r.status == 206 ? r.cr_total : r.content_length;
         snprintf(seen->etag, sizeof seen->etag, "%s", r.etag);
         snprintf(seen->last_modified, sizeof seen->last_modified, "%s", r.last_modified);
+        seen->etag_md5 = etag_is_md5(&r);
     }
     return ret < 0 ? ret : (ssize_t)r.got;
 }

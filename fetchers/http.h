@@ -72,6 +72,8 @@ typedef struct bfs_object {
     int64_t size;
     char etag[160];           /* "" when the server gave none */
     char last_modified[64];   /* "" when none */
+    bool etag_md5;            /* the ETag is the object's MD5: an S3 reply with a single-part
+                               * ETag (32 hex digits) and no SSE-KMS or SSE-C encryption */
 } bfs_object;
 
 typedef struct bfs_http bfs_http;

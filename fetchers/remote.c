@@ -62,7 +62,10 @@
  * Locks: r->lock (in-flight table, budget, hosts, job queue), o->lock (hot,
  * ready, read-ahead state), o->vlock (the checksum state) and the lock of
  * r->faults are leaf locks: none is taken while another is held, and none is held during I/O
- * or while a block is unreferenced (bblock_unref takes r->lock).
+ * or while a block is unreferenced (bblock_unref takes r->lock).  A read of
+ * an object's last block may wait on o->vcond (releasing o->vlock) while
+ * another read fetches that block once more after a failed check; that
+ * fetch is bounded by its read's deadline.
  */
 #include "remote_i.h"
 
@@ -205,13 +208,26 @@ struct bfs_robj {
     int nready;
 
     /* The whole-object check against the registry's checksum: BLAKE2b-512
-     * fed with the blocks in order as reads reach them. */
+     * fed with the blocks in order as reads reach them (without one, MD5
+     * against an S3 ETag that is the object's MD5).  While a registry
+     * checksum is to be checked (fresh), o takes no block from the
+     * persistent cache: a block cached by an earlier partial read (perhaps
+     * while a server corrupted it) is not known good, and a whole read must
+     * be served and checked with what the servers hold now.  An ETag check
+     * is opportunistic: it does not cost partial readers the cache (a
+     * poisoned cached block then fails one whole read, which drops it). */
     char *checksum;        /* lowercase hex, or NULL when there is none */
+    const char *ck_what;   /* where checksum comes from and its kind, for log lines */
+    bool fresh;            /* set at open: fetch every block, never map a cached one */
     atomic_bool verifying; /* vctx is set */
     atomic_bool bad;       /* failed the check: every further read is -EIO */
     pthread_mutex_t vlock; /* below */
+    pthread_cond_t vcond;  /* deciding ended */
     EVP_MD_CTX *vctx;
     uint64_t v_next;       /* next block to feed */
+    bool last_served;      /* a copy of the last block went out before the check reached it */
+    bool deciding;         /* the check failed; the last block is being fetched once more */
+    struct bblock *rescued; /* the copy of the last block that made the object match (a reference) */
 };
 
 static int64_t now_ms(void)
@@ -656,9 +672,10 @@ static void feed_writer(void *w, const void *buf, size_t n)
 }
 
 /* Fetch block b of o from the replicas into buf, fed to w (may be NULL) as
- * it arrives.  Returns its length, or -ENOENT when every replica said the
- * object is not there, else -EIO. */
-static ssize_t fetch_block(bfs_robj *o, uint64_t b, char *buf, int64_t deadline, bfs_cache_writer *w)
+ * it arrives, trying them in chain order from replica `start` (wrapping
+ * round; 0 for chain order).  Returns its length, or -ENOENT when every
+ * replica said the object is not there, else -EIO. */
+static ssize_t fetch_block(bfs_robj *o, uint64_t b, char *buf, int64_t deadline, bfs_cache_writer *w, int start)
 {
     const bfs_http_sink sink = {.arrived = feed_writer, .ud = w};
     bfs_remote *r = o->r;
@@ -669,7 +686,8 @@ static ssize_t fetch_block(bfs_robj *o, uint64_t b, char *buf, int64_t deadline,
     int last = -EIO, missing = 0;
     uint64_t skipped = 0;
     for (int pass = 0; pass < 2 && (pass == 0 || skipped); pass++) {
-        for (int i = 0; i < o->n; i++) {
+        for (int k = 0; k < o->n; k++) {
+            int i = (start + k) % o->n;
             if (skip_replica(r, o->urls[i], pass, i, &skipped))
                 continue;
             bfs_object pin = o->pin;
@@ -690,7 +708,7 @@ static ssize_t fetch_block(bfs_robj *o, uint64_t b, char *buf, int64_t deadline,
                 if (got == (ssize_t)len) {
                     replica_mark(r, o->urls[i], 0);
                     atomic_fetch_add(&r->blocks_fetched, 1);
-                    if (i != 0 || pass)
+                    if (k != 0 || pass)
                         atomic_fetch_add(&r->failovers, 1);
                     return got;
                 }
@@ -852,7 +870,7 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
          * fetch that finished in between (it stores its block before it
          * leaves the table) shows in r->unlisted: then look again, or this
          * would fetch a block just stored. */
-        for (int tries = 0; !e && r->cache && !mapped_once && tries < 4; tries++) {
+        for (int tries = 0; !e && r->cache && !o->fresh && !mapped_once && tries < 4; tries++) {
             uint64_t gen = r->unlisted;
             pthread_mutex_unlock(&r->lock);
             cached = bfs_cache_has(r->cache, o->key, b);
@@ -902,7 +920,7 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
         struct bblock *mine = e->bb;
         /* hashed and written to the cache as it arrives: no second pass */
         bfs_cache_writer *w = r->cache && !atomic_load(&o->bad) ? bfs_cache_writer_new(r->cache, o->key, b) : NULL;
-        ssize_t got = fetch_block(o, b, mine->data, deadline, w);
+        ssize_t got = fetch_block(o, b, mine->data, deadline, w, 0);
         if (got > 0) {
             mine->block = b;
             mine->len = (size_t)got;
@@ -952,6 +970,8 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
     ssize_t ret = e->err < 0 ? e->err : (ssize_t)e->len;
     if (ret < 0 && e->expired && now_ms() < deadline)
         ret = -EINTR; /* the leader ran out of its time, not us: look again, fetch if need be */
+    if (ret >= 0 && o->fresh && e->bb->mapped)
+        ret = -EINTR; /* another open's cached copy: o wants the server's (it leaves the table now) */
     if (ret >= 0)
         *out = bblock_ref(e->bb); /* no copy: the leader's block is ours too */
     pthread_mutex_unlock(&r->lock);
@@ -1165,14 +1185,18 @@ static void robj_put(bfs_robj *o)
     free(o->key);
     free(o->checksum);
     EVP_MD_CTX_free(o->vctx);
+    bblock_unref(o->rescued);
     pthread_mutex_destroy(&o->lock);
     pthread_mutex_destroy(&o->vlock);
+    pthread_cond_destroy(&o->vcond);
     free(o);
 }
 
 /* The cache's record of an object, keyed by its logical URI:
- * "size\netag\nlast_modified\nreplica\nverified\n", where verified is the
- * registry checksum this version was found to match ("-": none). */
+ * "size\netag\nlast_modified\nreplica\nverified\netag_md5\n", where
+ * verified is the checksum this version was found to match ("-": none) and
+ * etag_md5 is 1 when the ETag is the object's MD5 (absent in older records:
+ * not known to be). */
 static bool record_load(bfs_remote *r, const char *logical, bfs_object *pin, int *replica, char *verified,
                         size_t vsz)
 {
@@ -1185,10 +1209,11 @@ static bool record_load(bfs_remote *r, const char *logical, bfs_object *pin, int
     buf[n] = '\0';
     long long size;
     char etag[sizeof pin->etag] = "", lm[sizeof pin->last_modified] = "", ver[160] = "";
-    int rep = 0;
-    if (sscanf(buf, "%lld\n%159[^\n]\n%63[^\n]\n%d\n%159[^\n]", &size, etag, lm, &rep, ver) < 1)
+    int rep = 0, md5 = 0;
+    if (sscanf(buf, "%lld\n%159[^\n]\n%63[^\n]\n%d\n%159[^\n]\n%d", &size, etag, lm, &rep, ver, &md5) < 1)
         return false;
     pin->size = size;
+    pin->etag_md5 = md5 == 1;
     snprintf(verified, vsz, "%s", strcmp(ver, "-") ? ver : "");
     snprintf(pin->etag, sizeof pin->etag, "%s", strcmp(etag, "-") ? etag : "");
     snprintf(pin->last_modified, sizeof pin->last_modified, "%s", strcmp(lm, "-") ? lm : "");
@@ -1208,9 +1233,9 @@ static void record_store(bfs_remote *r, const char *logical, const bfs_object *p
 {
     if (!r->cache)
         return;
-    char *text = bfs_asprintf("%lld\n%s\n%s\n%d\n%s\n", (long long)pin->size, pin->etag[0] ? pin->etag : "-",
+    char *text = bfs_asprintf("%lld\n%s\n%s\n%d\n%s\n%d\n", (long long)pin->size, pin->etag[0] ? pin->etag : "-",
                               pin->last_modified[0] ? pin->last_modified : "-", replica,
-                              verified && verified[0] ? verified : "-");
+                              verified && verified[0] ? verified : "-", pin->etag_md5 ? 1 : 0);
     if (text)
         bfs_cache_record_put(r->cache, logical, text, strlen(text));
     free(text);
@@ -1273,6 +1298,21 @@ static bool checksum_usable(const char *checksum, char out[129])
         out[i] = (char)(checksum[i] | 0x20);
     }
     out[128] = '\0';
+    return true;
+}
+
+/* The MD5 of an object whose pin says its ETag is one, as lowercase hex
+ * into out (32 digits). */
+static bool etag_usable(const bfs_object *pin, char out[129])
+{
+    if (!pin->etag_md5 || strlen(pin->etag) != 34)
+        return false;
+    for (int i = 0; i < 32; i++) {
+        if (bfs_hexval((unsigned char)pin->etag[i + 1]) < 0)
+            return false;
+        out[i] = (char)(pin->etag[i + 1] | 0x20);
+    }
+    out[32] = '\0';
     return true;
 }
 
@@ -1409,6 +1449,7 @@ int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, 
     atomic_init(&o->bad, false);
     pthread_mutex_init(&o->lock, NULL);
     pthread_mutex_init(&o->vlock, NULL);
+    pthread_cond_init(&o->vcond, NULL);
     o->r = r;
     o->logical = strdup(logical);
     o->urls = calloc((size_t)n, sizeof *o->urls);
@@ -1422,15 +1463,25 @@ int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, 
     if (ret == 0 && !record_load(r, logical, &o->pin, &o->pin_replica, verified, sizeof verified))
         ret = pin_first(r, logical, urls, n, flags & BFS_ROBJ_STAT_ONLY, &o->pin, &o->pin_replica, &block0);
     char want[129];
-    if (ret == 0 && checksum_usable(checksum, want) && strcmp(want, verified) != 0 && o->pin.size > 0) {
+    const EVP_MD *md = NULL;
+    bool registry_ck = ret == 0 && checksum_usable(checksum, want);
+    if (ret == 0 && checksum && checksum[0] && !registry_ck)
+        bfs_debug(RTAG, "%s: registry checksum is not a BLAKE2b-512 digest; not checked", logical);
+    if (registry_ck) {
+        md = EVP_blake2b512();
+        o->ck_what = "the registry's checksum (BLAKE2b";
+    } else if (ret == 0 && etag_usable(&o->pin, want)) {
+        md = EVP_md5(); /* no registry checksum to check: the server's will do */
+        o->ck_what = "its S3 ETag (MD5";
+    }
+    if (md && strcmp(want, verified) != 0 && o->pin.size > 0) {
         /* not yet found to match: check it as the blocks are read */
         o->checksum = strdup(want);
         o->vctx = EVP_MD_CTX_new();
-        if (!o->checksum || !o->vctx || EVP_DigestInit_ex(o->vctx, EVP_blake2b512(), NULL) != 1)
+        if (!o->checksum || !o->vctx || EVP_DigestInit_ex(o->vctx, md, NULL) != 1)
             ret = -ENOMEM;
         atomic_store(&o->verifying, ret == 0);
-    } else if (ret == 0 && checksum && checksum[0] && !checksum_usable(checksum, want)) {
-        bfs_debug(RTAG, "%s: registry checksum is not a BLAKE2b-512 digest; not checked", logical);
+        o->fresh = ret == 0 && registry_ck;
     }
     if (ret == 0 && o->pin_replica >= n)
         o->pin_replica = 0;
@@ -1462,64 +1513,182 @@ int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, 
 }
 
 int64_t bfs_robj_size(const bfs_robj *o) { return o->pin.size; }
+bool bfs_robj_check_pending(const bfs_robj *o) { return o->checksum != NULL; }
+bool bfs_robj_check_failed(bfs_robj *o) { return atomic_load(&o->bad); }
 
-/* Feed block bb to o's whole-object check if it is the next one in order
+/* Whether ctx (finished here) gives the hex digest want. */
+static bool digest_matches(EVP_MD_CTX *ctx, const char *want)
+{
+    unsigned char got[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (EVP_DigestFinal_ex(ctx, got, &n) != 1 || 2 * n != strlen(want))
+        return false;
+    char hex[2 * EVP_MAX_MD_SIZE + 1];
+    for (unsigned i = 0; i < n; i++)
+        snprintf(hex + 2 * i, 3, "%02x", got[i]);
+    return memcmp(hex, want, 2 * n) == 0;
+}
+
+/* Drop o's kept copies of block b (hot or ready). */
+static void kept_forget(bfs_robj *o, uint64_t b)
+{
+    struct bblock *drop[3];
+    int nd = 0;
+    pthread_mutex_lock(&o->lock);
+    for (int i = 0; i < 2; i++) {
+        if (o->hot[i] && o->hot[i]->block == b) {
+            drop[nd++] = o->hot[i];
+            o->hot[i] = NULL;
+        }
+    }
+    if (!o->hot[0]) { /* hot[0] is the highest, or NULL only with hot[1] NULL too */
+        o->hot[0] = o->hot[1];
+        o->hot[1] = NULL;
+    }
+    for (int i = 0; i < o->nready; i++) {
+        if (o->ready[i]->block == b) {
+            drop[nd++] = o->ready[i];
+            o->ready[i] = o->ready[--o->nready];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&o->lock);
+    for (int i = 0; i < nd; i++)
+        keep_drop(drop[i]);
+}
+
+/* One more try at o's last block b, whose copy failed the check: fetched
+ * again from the servers (the next replica first, when there is one),
+ * bypassing the cache, and fed to pre, the check as it stood before b
+ * (consumed).  The new block (one reference) when the object then matches,
+ * else NULL.  The blocks before b were served already, so only b can be
+ * taken again. */
+static struct bblock *verify_retry_last(bfs_robj *o, uint64_t b, EVP_MD_CTX *pre, int64_t deadline)
+{
+    bfs_remote *r = o->r;
+    struct bblock *bb = pre && now_ms() < deadline ? bblock_new(r, true, deadline) : NULL;
+    ssize_t got = bb ? fetch_block(o, b, bb->data, deadline, NULL, o->n > 1 ? 1 : 0) : -EIO;
+    if (bb) {
+        bb->block = b;
+        bb->len = got > 0 ? (size_t)got : 0;
+    }
+    bool match = got == (ssize_t)block_len(o, b) && EVP_DigestUpdate(pre, bb->data, bb->len) == 1 &&
+                 digest_matches(pre, o->checksum);
+    EVP_MD_CTX_free(pre);
+    if (!match) {
+        bblock_unref(bb);
+        return NULL;
+    }
+    return bb;
+}
+
+/* Feed *bbp to o's whole-object check if it is the next block in order
  * (blocks reached out of order are not fed, and the check then waits for
  * the missing block; an object never read whole in order is never found
  * good or bad).  After the last block: a match is recorded with the
- * object's version, so later opens skip the check; a mismatch marks o bad,
- * drops its blocks from the cache and makes the next open pin it again.
- * Returns -EIO for o bad. */
-static int verify_feed(bfs_robj *o, const struct bblock *bb)
+ * object's version, so later opens skip the check.  A mismatch gets one
+ * more try within deadline (verify_retry_last): when it matches, *bbp is
+ * replaced by the new copy of the last block (the reader gets the good
+ * bytes), the bad copy leaves the cache and nothing is recorded (the next
+ * open checks again).  Else o is bad: its blocks (every block of this
+ * version, whichever open cached them) leave the cache, the next open pins
+ * it again, and -EIO.  Other reads of the last block meanwhile wait for
+ * the verdict and get the same outcome; one that went out before the check
+ * reached the last block rules the second try out. */
+static int verify_feed(bfs_robj *o, struct bblock **bbp, int64_t deadline)
 {
     if (atomic_load(&o->bad))
         return -EIO;
-    if (!atomic_load(&o->verifying))
+    if (!o->checksum)
         return 0;
     bfs_remote *r = o->r;
     uint64_t nblocks = (uint64_t)((o->pin.size + r->bs - 1) / r->bs);
+    bool last = (*bbp)->block + 1 == nblocks;
+    if (!atomic_load(&o->verifying) && !last)
+        return 0; /* decided, or given up: only copies of the last block may still change */
     bool done = false, match = false;
+    EVP_MD_CTX *pre = NULL;
+    struct bblock *swap = NULL;
     pthread_mutex_lock(&o->vlock);
-    if (o->vctx && bb->block == o->v_next) {
-        unsigned char got[EVP_MAX_MD_SIZE];
-        unsigned int n = 0;
-        bool ok = EVP_DigestUpdate(o->vctx, bb->data, bb->len) == 1;
+    if (o->vctx && (*bbp)->block == o->v_next) {
+        if (last && !o->last_served && (pre = EVP_MD_CTX_new()) && EVP_MD_CTX_copy_ex(pre, o->vctx) != 1) {
+            EVP_MD_CTX_free(pre); /* no second try, the check itself goes on */
+            pre = NULL;
+        }
+        bool ok = EVP_DigestUpdate(o->vctx, (*bbp)->data, (*bbp)->len) == 1;
         if (ok && ++o->v_next == nblocks) {
-            ok = EVP_DigestFinal_ex(o->vctx, got, &n) == 1 && n == 64;
-            char hex[129];
-            for (unsigned i = 0; ok && i < 64; i++)
-                snprintf(hex + 2 * i, 3, "%02x", got[i]);
-            match = ok && !memcmp(hex, o->checksum, 128);
-            done = ok;
+            match = digest_matches(o->vctx, o->checksum);
+            done = true;
+            o->deciding = !match; /* other reads of the last block wait for the verdict */
         }
         if (!ok || done) { /* an OpenSSL failure ends the check, undecided */
             EVP_MD_CTX_free(o->vctx);
             o->vctx = NULL;
             atomic_store(&o->verifying, false);
         }
+    } else if (last) {
+        /* Another read of the last block.  Before the check reached it,
+         * its bytes go out unchecked, so it may not be taken again later
+         * (the reader would have two versions of it).  While the verdict
+         * is out, wait: then the copy that matched, or -EIO. */
+        if (o->vctx && o->v_next + 1 < nblocks)
+            o->last_served = true;
+        while (o->deciding)
+            pthread_cond_wait(&o->vcond, &o->vlock);
+        if (o->rescued && o->rescued != *bbp)
+            swap = bblock_ref(o->rescued);
     }
     pthread_mutex_unlock(&o->vlock);
+    if (swap) {
+        bblock_unref(*bbp);
+        *bbp = swap;
+    }
+    if (!done || match)
+        EVP_MD_CTX_free(pre);
     if (done && match) {
         record_store(r, o->logical, &o->pin, o->pin_replica, o->checksum);
-    } else if (done && !atomic_exchange(&o->bad, true)) {
-        bfs_err(RTAG, "%s does not match the registry's checksum (BLAKE2b %.16s...): dropped from the "
-                      "cache; reads of it fail with EIO until a good copy is served", o->logical, o->checksum);
-        for (uint64_t b = 0; r->cache && b < nblocks; b++)
-            bfs_cache_drop(r->cache, o->key, b);
-        record_forget(r, o->logical);
+    } else if (done) {
+        /* where a served object is found not to match its checksum: a
+         * fault of the replica that serves first (blocks are not tracked
+         * to the replica that sent them) */
+        bfs_remote_count_fault(r, o->urls[0], BFS_FAULT_CHECKSUM);
+        struct bblock *again = verify_retry_last(o, (*bbp)->block, pre, deadline); /* consumes pre */
+        if (again) {
+            bfs_warn(RTAG, "%s: its last block did not match %s %.16s...); fetched again, it does",
+                     o->logical, o->ck_what, o->checksum);
+            if (r->cache)
+                bfs_cache_drop(r->cache, o->key, again->block);
+            kept_forget(o, again->block);
+        } else if (!atomic_exchange(&o->bad, true)) {
+            bfs_err(RTAG, "%s does not match %s %.16s...): dropped from the cache; reads of it fail with "
+                          "EIO until a good copy is served", o->logical, o->ck_what, o->checksum);
+            for (uint64_t b = 0; r->cache && b < nblocks; b++)
+                bfs_cache_drop(r->cache, o->key, b);
+            record_forget(r, o->logical);
+        }
+        pthread_mutex_lock(&o->vlock);
+        o->rescued = again ? bblock_ref(again) : NULL;
+        o->deciding = false;
+        pthread_cond_broadcast(&o->vcond);
+        pthread_mutex_unlock(&o->vlock);
+        if (again) {
+            bblock_unref(*bbp);
+            *bbp = again;
+        }
     }
     return atomic_load(&o->bad) ? -EIO : 0;
 }
 
-/* bb's length once fed to the whole-object check; -EIO (bb released) when
- * the object is bad. */
-static ssize_t verified_len(bfs_robj *o, struct bblock *bb)
+/* *bbp's length once fed to the whole-object check (which may replace
+ * *bbp); -EIO (*bbp released, NULL) when the object is bad. */
+static ssize_t verified_len(bfs_robj *o, struct bblock **bbp, int64_t deadline)
 {
-    if (verify_feed(o, bb) < 0) {
-        bblock_unref(bb);
+    if (verify_feed(o, bbp, deadline) < 0) {
+        bblock_unref(*bbp);
+        *bbp = NULL;
         return -EIO;
     }
-    return (ssize_t)bb->len;
+    return (ssize_t)(*bbp)->len;
 }
 
 /* A reference to block b, decoded: one of o's hot blocks, a block
@@ -1537,7 +1706,7 @@ static ssize_t block_ref(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, s
         if (bb) {
             *out = bblock_ref(bb);
             pthread_mutex_unlock(&o->lock);
-            return verified_len(o, *out);
+            return verified_len(o, out, deadline);
         }
         for (int i = 0; i < o->nready; i++) {
             if (o->ready[i]->block == b) {
@@ -1558,7 +1727,7 @@ static ssize_t block_ref(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, s
         for (int i = 0; i < nd; i++)
             keep_drop(drop[i]);
         if (bb)
-            return verified_len(o, bb);
+            return verified_len(o, out, deadline);
 
         ssize_t len = get_block(o, b, wait, deadline, true, &bb);
         if (len == -EINTR)
@@ -1576,7 +1745,7 @@ static ssize_t block_ref(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, s
         if (kept)
             bblock_unref(gone); /* its share of r->kept went in keep_swap */
         *out = bb;
-        return verified_len(o, bb);
+        return verified_len(o, out, deadline);
     }
 }
 

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "source.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -47,6 +48,9 @@ ssize_t bfs_robj_pread(bfs_robj *o, void *buf, size_t n, int64_t off);
 ssize_t bfs_robj_view(bfs_robj *o, size_t n, int64_t off, struct iovec *iov, void **refs, int max, int *count);
 void bfs_robj_view_release(void **refs, int count);
 int64_t bfs_robj_size(const bfs_robj *o);
+/* See bfs_source_check_pending and bfs_source_check_failed. */
+bool bfs_robj_check_pending(const bfs_robj *o);
+bool bfs_robj_check_failed(bfs_robj *o);
 void bfs_robj_close(bfs_robj *o);
 
 void bfs_remote_stats(bfs_remote *r, bfs_fetch_stats *st);

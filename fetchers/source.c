@@ -418,6 +418,8 @@ void bfs_view_release(bfs_view *v)
 
 int bfs_source_fd(const bfs_source *s) { return s->fd; }
 int64_t bfs_source_size(const bfs_source *s) { return s->size; }
+bool bfs_source_check_pending(const bfs_source *s) { return s->obj && bfs_robj_check_pending(s->obj); }
+bool bfs_source_check_failed(bfs_source *s) { return s->obj && bfs_robj_check_failed(s->obj); }
 
 void bfs_source_close(bfs_source *s)
 {

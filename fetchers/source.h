@@ -83,11 +83,18 @@ int bfs_source_uri(const char *root, const char *location, char **out);
  *
  * A remote object with a BLAKE2b-512 checksum (the Butler's format: 128 hex
  * digits) is checked as a whole when an open reads it from start to end in
- * order (sequential readers, `butlerfs prefetch`): the read that reaches
- * the last block fails with -EIO on a mismatch, as does every later read of
- * that open, and the object's blocks are dropped from the cache.  A match is
- * remembered with the object's version, so it is checked once.  Local files
- * are not checked (they are read in place, as the Butler does). */
+ * order (sequential readers, `butlerfs prefetch`).  Until a whole read has
+ * matched, its opens take every block from the servers, none from the
+ * cache (a block cached by an earlier partial read is not known good).  On
+ * a mismatch the last block is fetched once more (the next replica first):
+ * if the object then matches, the read succeeds with the new copy; else the
+ * read that reaches the last block fails with -EIO, as does every later
+ * read of that open, and every cached block of that version is dropped.  A
+ * match is remembered with the object's version, so it is checked once.
+ * Without a registry checksum, an S3 object whose ETag is its MD5 (one
+ * part, no SSE-KMS or SSE-C) is checked the same way against it, except
+ * that its opens still take blocks from the cache.  Local files are not
+ * checked (they are read in place, as the Butler does). */
 int bfs_source_open(bfs_fetcher *f, const char *root, const char *location, int64_t size_hint,
                     const char *checksum, bfs_source **out);
 
@@ -118,6 +125,16 @@ int bfs_source_fd(const bfs_source *s);
 
 /* Size of the object as opened. */
 int64_t bfs_source_size(const bfs_source *s);
+
+/* True while s's whole-object check has yet to pass: bytes read from it
+ * are not known good, so a page cache must not keep them past this open
+ * (a later open may find them bad).  False for local sources and objects
+ * without a usable checksum. */
+bool bfs_source_check_pending(const bfs_source *s);
+
+/* True once s failed its whole-object check: every byte any open read of
+ * this object is suspect; a page cache holding them must drop them. */
+bool bfs_source_check_failed(bfs_source *s);
 
 void bfs_source_close(bfs_source *s);
 

@@ -441,7 +441,12 @@ int bfs_cmd_mount(int argc, char **argv)
     fuse_loop_cfg_set_clone_fd(cfg, 0);
     /* after daemonizing: the file is named by the serving process's pid */
     bfs_status *st = status_ok ? bfs_status_start(mnt_abs, bfs_registry_repo_dir(reg), fetcher, fs.direct_io) : NULL;
+    if (bfs_inval_start(se, &fs.inval) < 0)
+        bfs_warn(MAIN_TAG, "cannot start the page cache invalidator: files found bad are only dropped "
+                           "from the kernel's cache at their next open");
     int loop = mo.single ? fuse_session_loop(se) : fuse_session_loop_mt(se, cfg);
+    bfs_inval_stop(fs.inval);
+    fs.inval = NULL;
     bfs_status_stop(st);
     fuse_loop_cfg_destroy(cfg);
     status = loop == 0 ? 0 : 1;

@@ -4,7 +4,9 @@
  * Thin by design: translate FUSE arguments, call the tree, reply.  Errors
  * from the tree are already negative errno.  Files get long entry/attr
  * timeouts and keep_cache because a dataset's bytes never change (with
- * -o direct_io they bypass the page cache instead: see docs/performance.md);
+ * -o direct_io they bypass the page cache instead: see docs/performance.md),
+ * except files whose whole-file check has not passed yet, and the pages of
+ * a file that fails it are invalidated (the invalidator at the end);
  * directories get shorter ones because new datasets arrive.  Reads reply
  * with the datastore file's descriptor so libfuse can splice the bytes to
  * the kernel without copying them through user space.
@@ -19,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,14 +270,31 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fi->fh = (uint64_t)(uintptr_t)of;
     if (fs->direct_io)
         fi->direct_io = 1; /* replies go straight to the reader's buffer */
-    else
+    else if (!bfs_source_check_pending(of->src))
         fi->keep_cache = 1; /* immutable: page cache survives reopen */
+    /* else its whole-file check has not passed yet: the pages an earlier
+     * open left (perhaps with bytes a later check found bad) are dropped by
+     * the kernel at this open, and this open's check sees a whole read */
     fi->noflush = 1;
     if (fuse_reply_open(req, fi) != 0) {
         bfs_source_close(of->src);
         bfs_node_release(fs->tree, n);
         free(of);
     }
+}
+
+/* Reply to a read that failed with err (negative errno).  When of's file
+ * failed its whole-file check, the pages earlier reads put in the kernel's
+ * cache hold bytes now known bad: they are dropped once the reply is out
+ * (see ops.h), so no later read is served them. */
+static void read_failed(fuse_req_t req, fuse_ino_t ino, struct open_file *of, int err)
+{
+    bfs_fs *fs = fs_of(req);
+    bool bad = bfs_source_check_failed(of->src);
+    read_done(of);
+    fuse_reply_err(req, -err);
+    if (bad)
+        bfs_inval_push(fs->inval, ino);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
@@ -302,15 +322,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     }
     bfs_view v;
     ssize_t n = bfs_source_view(of->src, size, off, &v);
-    if (n != -E2BIG && n != -ENOBUFS)
-        read_done(of); /* v holds its own references to the blocks */
     if (n >= 0) {
+        read_done(of); /* v holds its own references to the blocks */
         fuse_reply_iov(req, v.iov, v.n); /* one writev from the decoded blocks */
         bfs_view_release(&v);
         return;
     }
     if (n != -E2BIG && n != -ENOBUFS) {
-        fuse_reply_err(req, (int)-n);
+        read_failed(req, ino, of, (int)n);
         return;
     }
     char *buf = malloc(size);
@@ -320,11 +339,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         return;
     }
     n = bfs_source_pread(of->src, buf, size, off);
-    read_done(of);
-    if (n < 0)
-        fuse_reply_err(req, (int)-n);
-    else
+    if (n < 0) {
+        read_failed(req, ino, of, (int)n);
+    } else {
+        read_done(of);
         fuse_reply_buf(req, buf, (size_t)n);
+    }
     free(buf);
 }
 
@@ -390,6 +410,97 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
         fuse_reply_err(req, ERANGE);
     else
         fuse_reply_buf(req, names, len);
+}
+
+/* ---- the page cache invalidator (see ops.h): a ring of inode numbers
+ * under one lock, drained by one thread that sends the notifications with
+ * no lock held ---- */
+
+struct bfs_inval {
+    struct fuse_session *se;
+    pthread_t thread;
+    pthread_mutex_t lock;  /* below */
+    pthread_cond_t cond;
+    fuse_ino_t ring[BFS_INVAL_MAX];
+    int head, count;
+    bool stop;
+};
+
+static void *inval_main(void *arg)
+{
+    bfs_inval *iv = arg;
+    pthread_mutex_lock(&iv->lock);
+    for (;;) {
+        while (iv->count == 0 && !iv->stop)
+            pthread_cond_wait(&iv->cond, &iv->lock);
+        if (iv->count == 0)
+            break; /* stopping, and everything queued was sent */
+        fuse_ino_t ino = iv->ring[iv->head];
+        iv->head = (iv->head + 1) % BFS_INVAL_MAX;
+        iv->count--;
+        pthread_mutex_unlock(&iv->lock);
+        /* off 0, len 0: every page.  -ENOENT: the kernel has no such inode
+         * now; -ENODEV: the mount is gone (nothing cached either way) */
+        int ret = fuse_lowlevel_notify_inval_inode(iv->se, ino, 0, 0);
+        if (ret < 0 && ret != -ENOENT && ret != -ENODEV)
+            bfs_warn(OPS_TAG, "cannot drop a file's pages from the kernel's cache: %s", strerror(-ret));
+        pthread_mutex_lock(&iv->lock);
+    }
+    pthread_mutex_unlock(&iv->lock);
+    return NULL;
+}
+
+int bfs_inval_start(struct fuse_session *se, bfs_inval **out)
+{
+    *out = NULL;
+    bfs_inval *iv = calloc(1, sizeof *iv);
+    if (!iv)
+        return -ENOMEM;
+    iv->se = se;
+    pthread_mutex_init(&iv->lock, NULL);
+    pthread_cond_init(&iv->cond, NULL);
+    int ret = pthread_create(&iv->thread, NULL, inval_main, iv);
+    if (ret != 0) {
+        pthread_cond_destroy(&iv->cond);
+        pthread_mutex_destroy(&iv->lock);
+        free(iv);
+        return -ret;
+    }
+    *out = iv;
+    return 0;
+}
+
+void bfs_inval_push(bfs_inval *iv, fuse_ino_t ino)
+{
+    if (!iv)
+        return;
+    pthread_mutex_lock(&iv->lock);
+    bool queued = false;
+    for (int i = 0; i < iv->count && !queued; i++)
+        queued = iv->ring[(iv->head + i) % BFS_INVAL_MAX] == ino;
+    bool full = !queued && iv->count == BFS_INVAL_MAX;
+    if (!queued && !full) {
+        iv->ring[(iv->head + iv->count) % BFS_INVAL_MAX] = ino;
+        iv->count++;
+        pthread_cond_signal(&iv->cond);
+    }
+    pthread_mutex_unlock(&iv->lock);
+    if (full)
+        bfs_warn(OPS_TAG, "too many files to drop from the kernel's cache at once; one is left");
+}
+
+void bfs_inval_stop(bfs_inval *iv)
+{
+    if (!iv)
+        return;
+    pthread_mutex_lock(&iv->lock);
+    iv->stop = true;
+    pthread_cond_signal(&iv->cond);
+    pthread_mutex_unlock(&iv->lock);
+    pthread_join(iv->thread, NULL);
+    pthread_cond_destroy(&iv->cond);
+    pthread_mutex_destroy(&iv->lock);
+    free(iv);
 }
 
 const struct fuse_lowlevel_ops bfs_fuse_ops = {

@@ -13,6 +13,26 @@
 
 #include <stdbool.h>
 
+/* Dropping a file's pages from the kernel's page cache, off the request
+ * path.  fuse_lowlevel_notify_inval_inode waits for the pages it drops, and
+ * a READ in progress holds its page locked until its reply is sent: called
+ * from a read handler of the same inode it can wait forever.  So a handler
+ * only queues the inode (bfs_inval_push, which never blocks) and one thread
+ * sends the notifications, after the handler has replied.  The queue holds
+ * BFS_INVAL_MAX inodes; a push beyond that is dropped with a log line
+ * (opens of a file whose check has not passed keep no pages anyway, see
+ * op_open).  The session is the caller's and must outlive the invalidator;
+ * push from any thread, start and stop from one. */
+#define BFS_INVAL_MAX 256
+typedef struct bfs_inval bfs_inval;
+/* Start the thread.  0, or -errno (then *out is NULL). */
+int bfs_inval_start(struct fuse_session *se, bfs_inval **out);
+/* Queue ino: all of its cached pages will be dropped.  iv may be NULL (a no-op). */
+void bfs_inval_push(bfs_inval *iv, fuse_ino_t ino);
+/* Send what is queued, join the thread and free iv (NULL is fine).  Call
+ * before the session is unmounted. */
+void bfs_inval_stop(bfs_inval *iv);
+
 typedef struct bfs_fs {
     bfs_tree *tree;
     bfs_registry *reg;
@@ -23,6 +43,7 @@ typedef struct bfs_fs {
     bool xattr;              /* serve user.butler.* (else ENOSYS: ls -l asks nothing per file) */
     bool direct_io;          /* files bypass the kernel page cache (FOPEN_DIRECT_IO) */
     bool no_opendir;         /* kernel skips opendir/releasedir; listings page from the node */
+    bfs_inval *inval;        /* drops the pages of files found bad (NULL: none are dropped) */
 } bfs_fs;
 
 extern const struct fuse_lowlevel_ops bfs_fuse_ops;

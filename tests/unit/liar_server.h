@@ -13,6 +13,8 @@
  * its path names.  HTTP/1.1 keep-alive works (one thread per connection),
  * so a lie can meet a client on a connection it has used before, and a
  * reply that leaves the connection in a bad state is not hidden by a close.
+ * LIE_FLIP_BYTE corrupts one byte in transit as many times as the test
+ * says, which it may change while the server runs (flips, flip_at).
  *
  * Bounded, so a test can never hang on it: it listens on 127.0.0.1 port 0
  * (the kernel picks); accept and every read wait at most
@@ -56,12 +58,16 @@ enum bfs_test_lie {
     LIE_RANGE_ON_200,     /* a ranged GET answered 200 with the whole object, plus a
                            * Content-Range giving twice its size (which a 200 does not
                            * carry: the body is the whole object) */
+    LIE_FLIP_BYTE,        /* the truth, except the byte at flip_at, inverted, in the
+                           * replies that carry it while flips is not 0 (status,
+                           * headers and length kept); each such reply takes one
+                           * from flips when it is above 0 (-1: flip for ever) */
     LIE_COUNT
 };
 
 static const char *const bfs_test_lie_name[LIE_COUNT] = {
     "good", "wrong_range", "short_body", "overlong_body", "reset_mid_body", "no_content_range",
-    "wrong_total", "trailing_junk", "stall_first", "range_on_200",
+    "wrong_total", "trailing_junk", "stall_first", "range_on_200", "flip_byte",
 };
 
 #define BFS_LIAR_CONNS 16      /* connections at once; more are closed at accept */
@@ -89,6 +95,10 @@ struct bfs_test_liar {
     atomic_bool stop;
     atomic_uint gets;          /* ranged GETs answered, lies and truths alike */
     atomic_bool stalled;       /* LIE_STALL_FIRST has stalled its GET */
+    atomic_int flips;          /* LIE_FLIP_BYTE: replies still to corrupt (-1: all); a
+                                * test sets it at any time, 0 makes the liar honest */
+    atomic_int_least64_t flip_at; /* LIE_FLIP_BYTE: the object offset of the byte flipped */
+    atomic_uint flipped;       /* replies LIE_FLIP_BYTE corrupted */
     struct bfs_test_liar_conn conn[BFS_LIAR_CONNS];
 };
 
@@ -119,6 +129,34 @@ static bool bfs_liar_send(int fd, const void *p, size_t n)
         n -= (size_t)k;
     }
     return true;
+}
+
+/* Send data[first, first + n), with the byte at flip_at inverted when
+ * flip (and in range). */
+static bool bfs_liar_send_body(struct bfs_test_liar *s, int fd, int64_t first, size_t n, bool flip)
+{
+    int64_t at = atomic_load(&s->flip_at);
+    if (!flip || at < first || at >= first + (int64_t)n)
+        return bfs_liar_send(fd, s->data + first, n);
+    size_t k = (size_t)(at - first);
+    unsigned char c = (unsigned char)~s->data[at];
+    return bfs_liar_send(fd, s->data + first, k) && bfs_liar_send(fd, &c, 1) &&
+           bfs_liar_send(fd, s->data + at + 1, n - k - 1);
+}
+
+/* Whether a LIE_FLIP_BYTE reply of [first, first + n) is to be corrupted
+ * (counted in flips and flipped). */
+static bool bfs_liar_flip_now(struct bfs_test_liar *s, int64_t first, size_t n)
+{
+    int64_t at = atomic_load(&s->flip_at);
+    if (at < first || at >= first + (int64_t)n)
+        return false;
+    int left = atomic_load(&s->flips);
+    while (left != 0 && !atomic_compare_exchange_weak(&s->flips, &left, left < 0 ? left : left - 1))
+        ;
+    if (left != 0)
+        atomic_fetch_add(&s->flipped, 1);
+    return left != 0;
 }
 
 /* How a connection goes on after a reply. */
@@ -210,7 +248,8 @@ static enum bfs_liar_after bfs_liar_answer(struct bfs_test_liar *s, int fd, cons
     if (with_length)
         snprintf(cl, sizeof cl, "Content-Length: %zu\r\n", n);
     hn = snprintf(h, sizeof h, "HTTP/1.1 206 Partial Content\r\n%s%sETag: %s\r\n\r\n", cr, cl, etag);
-    if (!bfs_liar_send(fd, h, (size_t)hn) || !bfs_liar_send(fd, s->data + first, body))
+    bool flip = lie == LIE_FLIP_BYTE && bfs_liar_flip_now(s, first, body);
+    if (!bfs_liar_send(fd, h, (size_t)hn) || !bfs_liar_send_body(s, fd, first, body, flip))
         return LIAR_CLOSE;
     if (after != LIAR_KEEP || extra)
         usleep(20 * 1000); /* the client has read what came so far and waits for more */

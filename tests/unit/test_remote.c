@@ -1421,6 +1421,127 @@ static void test_checksum(void **state)
     bfs_config_free(&cfg);
 }
 
+/* ---- a byte flipped in transit, against the registry's checksum ------------- */
+
+static bfs_robj *open_flip(bfs_remote *r, const char *logical, const char *checksum, bool with_nginx, int *ret)
+{
+    char *urls[2] = {liar_url(LIE_FLIP_BYTE), url_of(base, liar_ref.name)};
+    bfs_robj *o = NULL;
+    *ret = bfs_robj_open(r, logical, urls, with_nginx ? 2 : 1, -1, checksum, 0, &o);
+    return *ret == 0 ? o : NULL;
+}
+
+/* Read o (the liar's object) whole in order, 32 KiB at a time: 0, or the
+ * first error.  *wrong: a read that succeeded gave other bytes than the
+ * object's (allowed only when a later read of the same pass fails). */
+static ssize_t read_whole(bfs_robj *o, bool *wrong)
+{
+    char *buf = malloc(32768);
+    ssize_t ret = 0;
+    *wrong = false;
+    for (int64_t off = 0; off < LIAR_SIZE && ret >= 0; off += 32768) {
+        ret = bfs_robj_pread(o, buf, 32768, off);
+        if (ret > 0 && memcmp(buf, liar_data + off, (size_t)ret) != 0)
+            *wrong = true;
+    }
+    free(buf);
+    return ret < 0 ? ret : 0;
+}
+
+/* Issue 10, defects 1 and 2: a server corrupting one byte in transit
+ * (status and length kept) never gets its bytes served as good, and a
+ * transient corruption heals without an error once the server is clean. */
+static void test_flip_heals(void **state)
+{
+    (void)state;
+    char ck[129];
+    blake2b_hex(liar_ref.name, ck);
+    bfs_config cfg;
+    make_cfg(&cfg, "flip", 30000);
+    bfs_remote *r = new_remote(&cfg);
+    int ret;
+    bool wrong;
+    char buf[200];
+
+    /* a partial read while block 3 is corrupted (its bad copy is cached),
+     * then the server heals: a whole read gets the right bytes, no error */
+    atomic_store(&liar.flip_at, 3 * BS + 100);
+    atomic_store(&liar.flips, -1);
+    bfs_robj *o = open_flip(r, "logical://flip-partial", ck, false, &ret);
+    assert_int_equal(ret, 0);
+    assert_int_equal(bfs_robj_pread(o, buf, sizeof buf, 3 * BS + 50), (ssize_t)sizeof buf);
+    assert_memory_not_equal(buf, liar_data + 3 * BS + 50, sizeof buf); /* unverifiable: served */
+    bfs_robj_close(o);
+    atomic_store(&liar.flips, 0);
+    for (int i = 0; i < 2; i++) { /* checked, then from the cache (the good copy replaced the bad) */
+        o = open_flip(r, "logical://flip-partial", ck, false, &ret);
+        assert_int_equal(ret, 0);
+        assert_int_equal(read_whole(o, &wrong), 0);
+        assert_false(wrong);
+        bfs_robj_close(o);
+    }
+
+    /* the last block corrupted once: fetched once more, the read succeeds */
+    atomic_store(&liar.flip_at, 16 * BS + 10);
+    atomic_store(&liar.flips, 1);
+    unsigned flipped = atomic_load(&liar.flipped);
+    o = open_flip(r, "logical://flip-last", ck, false, &ret);
+    assert_int_equal(ret, 0);
+    assert_int_equal(read_whole(o, &wrong), 0);
+    assert_false(wrong);
+    bfs_robj_close(o);
+    assert_int_equal(atomic_load(&liar.flipped) - flipped, 1);
+
+    /* the same, but a read took the last block before the check reached
+     * it (its pages may be in a page cache now): no second try, EIO */
+    atomic_store(&liar.flips, 1);
+    o = open_flip(r, "logical://flip-last-early", ck, false, &ret);
+    assert_int_equal(ret, 0);
+    assert_int_equal(bfs_robj_pread(o, buf, sizeof buf, 16 * BS), (ssize_t)sizeof buf);
+    assert_int_equal(read_whole(o, &wrong), -EIO);
+    bfs_robj_close(o);
+
+    /* the last block always corrupted by the first replica: the second
+     * one's copy is taken */
+    atomic_store(&liar.flips, -1);
+    o = open_flip(r, "logical://flip-replica", ck, true, &ret);
+    assert_int_equal(ret, 0);
+    assert_int_equal(read_whole(o, &wrong), 0);
+    assert_false(wrong);
+    bfs_robj_close(o);
+
+    /* block 2 always corrupted: every whole read fails (and every later
+     * read of that open), none succeeds with the wrong bytes; once the
+     * server is clean, the right bytes */
+    atomic_store(&liar.flip_at, 2 * BS + 7);
+    for (int i = 0; i < 3; i++) {
+        o = open_flip(r, "logical://flip-always", ck, false, &ret);
+        assert_int_equal(ret, 0);
+        assert_int_equal(read_whole(o, &wrong), -EIO);
+        assert_int_equal(bfs_robj_pread(o, buf, 1, 0), -EIO);
+        bfs_robj_close(o);
+    }
+    /* each mismatch counted as a checksum fault of the liar (the replica
+     * serving first), with the second tries of the cases above */
+    bfs_replica_faults rf[8];
+    int nrf = bfs_remote_faults(r, rf, 8);
+    uint64_t ck_faults = 0;
+    for (int i = 0; i < nrf && i < 8; i++)
+        if (strstr(rf[i].name, "127.0.0.1") && strstr(liar_url(LIE_FLIP_BYTE), rf[i].name))
+            ck_faults += rf[i].faults[BFS_FAULT_CHECKSUM];
+    assert_true(ck_faults >= 3);
+    atomic_store(&liar.flips, 0);
+    o = open_flip(r, "logical://flip-always", ck, false, &ret);
+    assert_int_equal(ret, 0);
+    assert_int_equal(read_whole(o, &wrong), 0);
+    assert_false(wrong);
+    bfs_robj_close(o);
+
+    assert_budget_returned(r);
+    bfs_remote_free(r);
+    bfs_config_free(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1443,6 +1564,7 @@ int main(void)
         cmocka_unit_test(test_cached_readahead),
         cmocka_unit_test(test_readahead_after_seek_back),
         cmocka_unit_test_setup_teardown(test_waiter_outlives_leader, liar_setup, liar_teardown),
+        cmocka_unit_test_setup_teardown(test_flip_heals, liar_setup, liar_teardown),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
