@@ -52,8 +52,9 @@ void bfs_robj_close(bfs_robj *o);
 void bfs_remote_stats(bfs_remote *r, bfs_fetch_stats *st);
 int bfs_remote_skipped(bfs_remote *r, bfs_replica_state *out, int max); /* see bfs_fetcher_skipped */
 
-/* Tests: bytes of the memory budget in use now (malloc'd blocks: hot,
- * ready, in flight, or held by views; idle spare buffers not counted); 0
+/* Tests: bytes of the memory budget in use now (block buffers and mapped
+ * cache blocks: hot, ready, in flight, or held by views; idle spare buffers
+ * not counted); 0
  * once every object is closed, every view released and the read-ahead
  * queue has drained. */
 int64_t bfs_remote_mem_used(bfs_remote *r);
