@@ -30,7 +30,8 @@
 #     each reader dropping the mount's page cache of its file first
 #     (tests/integration/memload.sh): the daemon's peak RSS (VmHWM) and its
 #     RSS once idle (the first sample under 64 MiB within 60 s, else the
-#     60 s one), as ratios to memory_budget (256 MiB by default).
+#     60 s one), as ratios to memory_budget (256 MiB by default); with the
+#     default 4 MiB blocks, and again with 1 MiB blocks.
 #
 # Usage: bench/bench_remote.sh [--reps R] [--keep] [--big-mib M] [--hdr-files N] [--pf-files N]
 #                              [--wan-rate RATE (nginx syntax, default 100m)] [--mem-rounds N]
@@ -245,19 +246,27 @@ R[wan]=$(med "${wan[@]}") R[wan.curl]=$(med "${wcurl[@]}")
 
 # --- f: memory: peak and idle RSS against memory_budget ------------------------
 BUDGET=$((256 * 1024 * 1024))   # the default (the configuration sets none)
-echo "== memory: $MEM_ROUNDS rounds of 5 parallel readers over 4 x $BIG_MIB MiB ($REPS reps)"
-mpeak=() midle=() msecs=()
-for _ in $(seq "$REPS"); do
-  empty_cache; mount_fs
-  mem_rounds "$MEM_ROUNDS" 5 "${big[@]/#/$MNT/}" || { echo "a memory-workload read failed" >&2; exit 1; }
-  mpeak+=("$(hwm_kib "$pid")")
-  read -r kib secs < <(idle_rss_kib "$pid" 60 $((64 * 1024)))
-  midle+=("$kib") msecs+=("$secs")
-  unmount_fs
-done
 kib_b() { awk -v k="$1" 'BEGIN{printf "%.0f", k*1024}'; }
-R[mem.peak]=$(kib_b "$(med "${mpeak[@]}")") R[mem.idle]=$(kib_b "$(med "${midle[@]}")")
-R[mem.secs]=$(med "${msecs[@]}")
+# mem_runs TAG CONFIG: the workload REPS times, fresh mount and empty cache
+# each time; R[mem.TAG.peak], R[mem.TAG.idle] (bytes), R[mem.TAG.secs]
+mem_runs() {
+  local mpeak=() midle=() msecs=() kib secs
+  for _ in $(seq "$REPS"); do
+    empty_cache; CFG=$2 mount_fs
+    mem_rounds "$MEM_ROUNDS" 5 "${big[@]/#/$MNT/}" || { echo "a memory-workload read failed" >&2; exit 1; }
+    mpeak+=("$(hwm_kib "$pid")")
+    read -r kib secs < <(idle_rss_kib "$pid" 60 $((64 * 1024)))
+    midle+=("$kib") msecs+=("$secs")
+    unmount_fs
+  done
+  R[mem.$1.peak]=$(kib_b "$(med "${mpeak[@]}")") R[mem.$1.idle]=$(kib_b "$(med "${midle[@]}")")
+  R[mem.$1.secs]=$(med "${msecs[@]}")
+}
+echo "== memory: $MEM_ROUNDS rounds of 5 parallel readers over 4 x $BIG_MIB MiB, 4 MiB and 1 MiB blocks ($REPS reps)"
+CFG_1M=$WORK/config-1m.yaml
+printf 'cache:\n  dir: %s\n  block_size: 1MiB\n' "$CACHE" >"$CFG_1M"
+mem_runs 4m "$CFG"
+mem_runs 1m "$CFG_1M"
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
 mibs() { awk -v s="$1" -v m="$2" 'BEGIN{printf "%.0f", m/s}'; }
@@ -301,7 +310,9 @@ mem_row() {
   printf '%-44s %10.0f MiB %10.0f MiB %8s\n' "$1" "$(awk -v b="${R[$2]}" 'BEGIN{print b/1048576}')" \
     "$((BUDGET / 1048576))" "$(ratio "${R[$2]}" "$BUDGET")"
 }
-mem_row "peak RSS, $MEM_ROUNDS x 5 readers, vs memory_budget" mem.peak
-mem_row "idle RSS after ${R[mem.secs]} s vs memory_budget" mem.idle
+for b in 4m 1m; do
+  mem_row "peak RSS, $MEM_ROUNDS x 5 readers, block ${b^^}, vs budget" "mem.$b.peak"
+  mem_row "idle RSS after ${R[mem.$b.secs]} s, block ${b^^}, vs budget" "mem.$b.idle"
+done
 echo "(throughput ratios: butlerfs/baseline, 1.00 = as fast; byte ratios: moved/needed, lower is better;"
 echo " RSS ratios: RSS/memory_budget, bound 1 + (16 MiB + 2 MiB x (threads + 2 x parallel))/budget = 1.25)"
