@@ -72,6 +72,7 @@
 #include "strutil.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -79,7 +80,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <malloc.h>
 #include <sys/mman.h>
 #include <time.h>
 
