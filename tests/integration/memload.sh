@@ -53,5 +53,5 @@ idle_rss_kib()
         [ "$kib" -le "$bound" ] && break
         [ "$t" -lt "$secs" ] && sleep 1
     done
-    echo "$kib $t"
+    echo "$kib $((t > secs ? secs : t))"
 }
