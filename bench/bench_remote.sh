@@ -24,17 +24,24 @@
 #     as files on the cache's file system: the pre-copy step prefetch replaces);
 #   long fat pipe: the cold read again through nginx's /wan/ location, where
 #     each request (one TCP stream) is held to --wan-rate bytes/s as
-#     window/RTT holds one stream between continents, vs curl of the same URL.
+#     window/RTT holds one stream between continents, vs curl of the same URL;
+#   memory: --mem-rounds rounds (default 12) of 5 parallel readers over the
+#     four large files (1 GiB at the default size), fresh mount, empty cache,
+#     each reader dropping the mount's page cache of its file first
+#     (tests/integration/memload.sh): the daemon's peak RSS (VmHWM) and its
+#     RSS once idle (the first sample under 64 MiB within 60 s, else the
+#     60 s one), as ratios to memory_budget (256 MiB by default); with the
+#     default 4 MiB blocks, and again with 1 MiB blocks.
 #
 # Usage: bench/bench_remote.sh [--reps R] [--keep] [--big-mib M] [--hdr-files N] [--pf-files N]
-#                              [--wan-rate RATE (nginx syntax, default 100m)]
+#                              [--wan-rate RATE (nginx syntax, default 100m)] [--mem-rounds N]
 # Env:   BFS_BIN (default build/fs/butlerfs), BENCH_DIR (default a new dir under /var/tmp)
 # Each figure is the median of R runs (default 5).  Needs nginx, curl, /dev/fuse.
 # The configuration is the defaults (docs/config.md) with the cache in BENCH_DIR.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BFS_BIN:-$here/build/fs/butlerfs}
-REPS=5 KEEP=0 BIG_MIB=256 HDR_FILES=100 PF_FILES=1000 WAN_RATE=100m
+REPS=5 KEEP=0 BIG_MIB=256 HDR_FILES=100 PF_FILES=1000 WAN_RATE=100m MEM_ROUNDS=12
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) REPS=$2; shift 2 ;;
@@ -43,7 +50,8 @@ while [ $# -gt 0 ]; do
     --hdr-files) HDR_FILES=$2; shift 2 ;;
     --pf-files) PF_FILES=$2; shift 2 ;;
     --wan-rate) WAN_RATE=$2; shift 2 ;;
-    -h|--help) sed -n "2,27p" "$0"; exit 0 ;;
+    --mem-rounds) MEM_ROUNDS=$2; shift 2 ;;
+    -h|--help) sed -n "2,34p" "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -52,6 +60,8 @@ command -v curl >/dev/null || { echo "curl is not installed" >&2; exit 1; }
 [ -e /dev/fuse ] || { echo "no /dev/fuse here" >&2; exit 1; }
 # shellcheck disable=SC1091  # nginx_start, nginx_stop; NGINX_URL, NGINX_DIR
 . "$here/tests/integration/nginx.sh"
+# shellcheck disable=SC1091  # mem_rounds, hwm_kib, idle_rss_kib
+. "$here/tests/integration/memload.sh"
 
 WORK=${BENCH_DIR:-$(mktemp -d /var/tmp/bfs-bench-remote.XXXXXX)}
 WWW=$WORK/www MNT=$WORK/mnt LOG=$WORK/butlerfs.log CFG=$WORK/config.yaml CACHE=$WORK/cache
@@ -234,6 +244,30 @@ for r in $(seq "$REPS"); do
 done
 R[wan]=$(med "${wan[@]}") R[wan.curl]=$(med "${wcurl[@]}")
 
+# --- f: memory: peak and idle RSS against memory_budget ------------------------
+BUDGET=$((256 * 1024 * 1024))   # the default (the configuration sets none)
+kib_b() { awk -v k="$1" 'BEGIN{printf "%.0f", k*1024}'; }
+# mem_runs TAG CONFIG: the workload REPS times, fresh mount and empty cache
+# each time; R[mem.TAG.peak], R[mem.TAG.idle] (bytes), R[mem.TAG.secs]
+mem_runs() {
+  local mpeak=() midle=() msecs=() kib secs
+  for _ in $(seq "$REPS"); do
+    empty_cache; CFG=$2 mount_fs
+    mem_rounds "$MEM_ROUNDS" 5 "${big[@]/#/$MNT/}" || { echo "a memory-workload read failed" >&2; exit 1; }
+    mpeak+=("$(hwm_kib "$pid")")
+    read -r kib secs < <(idle_rss_kib "$pid" 60 $((64 * 1024)))
+    midle+=("$kib") msecs+=("$secs")
+    unmount_fs
+  done
+  R[mem.$1.peak]=$(kib_b "$(med "${mpeak[@]}")") R[mem.$1.idle]=$(kib_b "$(med "${midle[@]}")")
+  R[mem.$1.secs]=$(med "${msecs[@]}")
+}
+echo "== memory: $MEM_ROUNDS rounds of 5 parallel readers over 4 x $BIG_MIB MiB, 4 MiB and 1 MiB blocks ($REPS reps)"
+CFG_1M=$WORK/config-1m.yaml
+printf 'cache:\n  dir: %s\n  block_size: 1MiB\n' "$CACHE" >"$CFG_1M"
+mem_runs 4m "$CFG"
+mem_runs 1m "$CFG_1M"
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
 mibs() { awk -v s="$1" -v m="$2" 'BEGIN{printf "%.0f", m/s}'; }
 # rate_row LABEL KEY BASE MIB: a throughput row, R[KEY] against R[BASE] for MIB MiB
@@ -271,4 +305,14 @@ rate_row "prefetch vs curl to files, -n $per (pre-copy)" pf pf.curlf "$pf_mib"
 printf '%-44s %10.2f %14s %8s\n' "prefetch: bytes from server / data, reqs/file" \
   "$(ratio "${R[pf.moved]}" "$((NPF * PF_BYTES))")" "$(ratio "${R[pf.reqs]}" "$NPF")" ""
 rate_row "long fat pipe ($WAN_RATE B/s a stream) vs curl" wan wan.curl "$BIG_MIB"
-echo "(throughput ratios: butlerfs/baseline, 1.00 = as fast; byte ratios: moved/needed, lower is better)"
+# mem_row LABEL KEY: an RSS row, R[KEY] bytes against the memory budget
+mem_row() {
+  printf '%-44s %10.0f MiB %10.0f MiB %8s\n' "$1" "$(awk -v b="${R[$2]}" 'BEGIN{print b/1048576}')" \
+    "$((BUDGET / 1048576))" "$(ratio "${R[$2]}" "$BUDGET")"
+}
+for b in 4m 1m; do
+  mem_row "peak RSS, $MEM_ROUNDS x 5 readers, block ${b^^}, vs budget" "mem.$b.peak"
+  mem_row "idle RSS after ${R[mem.$b.secs]} s, block ${b^^}, vs budget" "mem.$b.idle"
+done
+echo "(throughput ratios: butlerfs/baseline, 1.00 = as fast; byte ratios: moved/needed, lower is better;"
+echo " RSS ratios: RSS/memory_budget, bound 1 + (16 MiB + 2 MiB x (threads + 2 x parallel))/budget = 1.25)"

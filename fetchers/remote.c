@@ -23,9 +23,13 @@
  *      fails with -EIO.  The fetched block goes to every waiter, into the
  *      cache, and (for read-ahead) into o->ready.
  *
- * Memory: every block buffer (hot, ready, fetches in flight, pieces of a
- * reply being sent, and idle spares kept for reuse) is taken from one
- * process-wide budget; mapped cache blocks are page cache and cost none.
+ * Memory: every block (hot, ready, fetches in flight, pieces of a reply
+ * being sent, and idle spare buffers kept for reuse) is taken from one
+ * process-wide budget, mapped cache blocks too: their pages are page cache,
+ * but they count in the daemon's resident set while mapped, and read-ahead
+ * keeps up to its window of them per object.  Buffers are mmap'd, not
+ * malloc'd, so a freed one leaves the process at once (glibc would keep it
+ * on a heap), and malloc_trim runs when the spares go idle.
  * A read that cannot get memory waits (within its deadline) and then looks
  * in memory and the cache again;
  * read-ahead that cannot get memory is simply skipped.  So a thousand open
@@ -76,6 +80,7 @@
 #include "strutil.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -111,7 +116,8 @@ struct inflight {
  * from it while the object moves on.  Its bytes are either its own buffer
  * (own; charge = r->bs bytes of budget, taken at creation and returned with
  * the last reference, when the buffer goes back to r->spare) or a mapping
- * of its verified cache file (charge 0: page cache, not process memory). */
+ * of its verified cache file (charge = len bytes of budget, returned with
+ * the last reference: the mapped pages are resident in this process). */
 struct bblock {
     bfs_remote *r;
     atomic_int refs;
@@ -133,10 +139,10 @@ struct bblock {
  * used for SPARE_IDLE_MS, so an idle daemon holds no buffers. */
 #define SPARE_MAX 64
 #define SPARE_IDLE_MS 10000
-/* Buffers are page aligned; those of 2 MiB or more are aligned to and
+/* Buffers are their own anonymous mappings (buf_alloc), so freeing one
+ * gives its memory back at once; those of 2 MiB or more are aligned to and
  * advised as transparent huge pages: two faults instead of 1024 for a new
  * 4 MiB block, and cheaper page pinning when the kernel copies a reply. */
-#define BUF_ALIGN 4096
 #define HUGE_PAGE (2u << 20)
 
 struct host_health {
@@ -281,6 +287,56 @@ static void budget_give_locked(bfs_remote *r, size_t len)
     pthread_cond_broadcast(&r->cond);
 }
 
+/* A block buffer of r->bs bytes, an anonymous mapping of its own (huge-page
+ * aligned from HUGE_PAGE up), or NULL.  Freed by buf_free. */
+static char *buf_alloc(const bfs_remote *r)
+{
+    size_t align = r->bs >= HUGE_PAGE ? HUGE_PAGE : 0;
+    char *m = mmap(NULL, r->bs + align, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return NULL;
+    if (!align)
+        return m;
+    char *buf = (char *)(((uintptr_t)m + align - 1) & ~(uintptr_t)(align - 1));
+    if (buf > m)
+        munmap(m, (size_t)(buf - m));
+    if (buf + r->bs < m + r->bs + align)
+        munmap(buf + r->bs, (size_t)(m + r->bs + align - (buf + r->bs)));
+    madvise(buf, r->bs, MADV_HUGEPAGE); /* advice: may be off */
+    return buf;
+}
+
+static void buf_free(const bfs_remote *r, char *buf)
+{
+    if (buf)
+        munmap(buf, r->bs);
+}
+
+/* Free the spare buffers and give back their budget; r->lock held
+ * (freeing is quick: munmap). */
+static void spares_free_locked(bfs_remote *r)
+{
+    while (r->nspare > 0) {
+        buf_free(r, r->spare[--r->nspare]);
+        budget_give_locked(r, r->bs);
+    }
+}
+
+/* Take len bytes of budget for a mapped cache block, freeing a spare buffer
+ * for it when that is what holds the room; whether it was taken.  r->lock
+ * held. */
+static bool budget_take_mapped_locked(bfs_remote *r, size_t len)
+{
+    if (r->mem_used + (int64_t)len > r->cfg->memory_budget && r->mem_used > 0 && r->nspare > 0) {
+        buf_free(r, r->spare[--r->nspare]);
+        r->mem_used -= r->bs;
+    }
+    if (r->mem_used + (int64_t)len > r->cfg->memory_budget && r->mem_used > 0)
+        return false;
+    r->mem_used += (int64_t)len;
+    return true;
+}
+
 /* A block with one reference and a buffer of r->bs bytes with its budget:
  * a spare one when there is one, else a new one whose budget is taken here
  * (the budget comes back with the last reference, unless the buffer stays
@@ -302,9 +358,7 @@ static struct bblock *bblock_take_locked(bfs_remote *r, bool wait, int64_t deadl
     if (r->nspare > 0) {
         buf = r->spare[--r->nspare];
         r->spare_used_ms = now_ms();
-    } else if (posix_memalign(&buf, r->bs >= HUGE_PAGE ? HUGE_PAGE : BUF_ALIGN, r->bs) == 0) {
-        if (r->bs >= HUGE_PAGE)
-            madvise(buf, r->bs, MADV_HUGEPAGE); /* advice: may be off */
+    } else if ((buf = buf_alloc(r))) {
         r->mem_used += r->bs;
     } else {
         free(bb);
@@ -333,7 +387,9 @@ static size_t block_len(const bfs_robj *o, uint64_t b)
     return left <= 0 ? 0 : left < (int64_t)o->r->bs ? (size_t)left : o->r->bs;
 }
 
-/* Block b of o mapped from the cache (verified), or NULL on a miss. */
+/* Block b of o mapped from the cache (verified), or NULL on a miss.  The
+ * caller took block_len(o, b) bytes of budget for it: the block's charge,
+ * which the caller gives back on NULL. */
 static struct bblock *bblock_mapped(bfs_robj *o, uint64_t b)
 {
     bfs_remote *r = o->r;
@@ -347,7 +403,7 @@ static struct bblock *bblock_mapped(bfs_robj *o, uint64_t b)
         bfs_cache_count_refused(r->cache); /* it will be fetched, not counted again */
         return NULL;
     }
-    *bb = (struct bblock){.r = r, .block = b, .len = (size_t)len, .mapped = true, .data = (char *)m};
+    *bb = (struct bblock){.r = r, .block = b, .len = (size_t)len, .charge = len, .mapped = true, .data = (char *)m};
     atomic_init(&bb->refs, 1);
     return bb;
 }
@@ -364,8 +420,12 @@ static void bblock_unref(struct bblock *bb)
         return;
     bfs_remote *r = bb->r;
     char *own = bb->own;
-    if (bb->mapped)
+    if (bb->mapped) {
         bfs_cache_unmap(bb->data, bb->len);
+        pthread_mutex_lock(&r->lock);
+        budget_give_locked(r, (size_t)bb->charge);
+        pthread_mutex_unlock(&r->lock);
+    }
     if (own) { /* the buffer goes to spare with its budget, or both go */
         pthread_mutex_lock(&r->lock);
         if (r->nspare < r->spare_max) {
@@ -379,7 +439,7 @@ static void bblock_unref(struct bblock *bb)
             budget_give_locked(r, (size_t)bb->charge);
         }
         pthread_mutex_unlock(&r->lock);
-        free(own);
+        buf_free(r, own);
     }
     free(bb);
 }
@@ -809,8 +869,8 @@ static void inflight_put(bfs_remote *r, struct inflight *e)
 
 static void ready_add(bfs_robj *o, struct bblock *bb);
 
-/* get_block's read of a block in the cache: listed in flight (no budget:
- * the mapping is page cache), so a reader or read-ahead arriving meanwhile
+/* get_block's read of a block in the cache: listed in flight (with the
+ * budget get_block took for it), so a reader or read-ahead arriving meanwhile
  * waits for this mapping instead of mapping and checking the block too;
  * mapped and verified; then handed to the caller (*out, sync) or to
  * o->ready (read-ahead), and to every waiter.  Called with r->lock held,
@@ -821,6 +881,8 @@ static ssize_t map_locked(bfs_robj *o, uint64_t b, bool sync, struct bblock **ou
 {
     bfs_remote *r = o->r;
     struct inflight *e = inflight_add_locked(r, strdup(o->key), b, NULL);
+    if (!e)
+        budget_give_locked(r, block_len(o, b));
     pthread_mutex_unlock(&r->lock);
     if (!e)
         return -ENOMEM;
@@ -828,6 +890,8 @@ static ssize_t map_locked(bfs_robj *o, uint64_t b, bool sync, struct bblock **ou
     if (bb)
         atomic_fetch_add(&r->hits, 1);
     pthread_mutex_lock(&r->lock);
+    if (!bb)
+        budget_give_locked(r, block_len(o, b));
     e->bb = bb;
     e->err = bb ? 0 : -EINTR;
     e->len = bb ? bb->len : 0;
@@ -881,6 +945,12 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
         }
         if (e || !cached || mapped_once)
             break;
+        /* a mapped block is resident too: it takes budget like a fetch */
+        if (!budget_take_mapped_locked(r, block_len(o, b))) {
+            bool free_now = wait && budget_wait_locked(r, deadline);
+            pthread_mutex_unlock(&r->lock);
+            return !wait ? -ENOBUFS : free_now ? -EINTR : -EIO;
+        }
         ssize_t got = map_locked(o, b, sync, out); /* unlocks */
         if (got != -EINTR)
             return got;
@@ -1045,16 +1115,6 @@ static void readahead_block(bfs_robj *o, uint64_t b)
 
 static void ra_fill_locked(bfs_robj *o);
 
-/* Free the spare buffers and give back their budget; r->lock held
- * (freeing is quick: munmap). */
-static void spares_free_locked(bfs_remote *r)
-{
-    while (r->nspare > 0) {
-        free(r->spare[--r->nspare]);
-        budget_give_locked(r, r->bs);
-    }
-}
-
 static void *worker_main(void *arg)
 {
     bfs_remote *r = arg;
@@ -1068,8 +1128,14 @@ static void *worker_main(void *arg)
             struct timespec ts;
             deadline_ts(r->spare_used_ms + SPARE_IDLE_MS, &ts);
             if (pthread_cond_timedwait(&r->jobs_cond, &r->lock, &ts) == ETIMEDOUT &&
-                now_ms() >= r->spare_used_ms + SPARE_IDLE_MS)
+                now_ms() >= r->spare_used_ms + SPARE_IDLE_MS && r->nspare > 0) {
+                /* idle: the spares go, and so does what the heap kept free
+                 * (curl's and sqlite's buffers of the busy time) */
                 spares_free_locked(r);
+                pthread_mutex_unlock(&r->lock);
+                malloc_trim(0);
+                pthread_mutex_lock(&r->lock);
+            }
         }
         if (r->stop)
             break;

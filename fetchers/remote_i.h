@@ -63,8 +63,9 @@ int bfs_remote_faults(bfs_remote *r, bfs_replica_faults *out, int max);  /* see 
  * log the warning (faults_i.h). */
 void bfs_remote_count_fault(bfs_remote *r, const char *url, bfs_fault kind);
 
-/* Tests: bytes of the memory budget in use now (malloc'd blocks: hot,
- * ready, in flight, or held by views; idle spare buffers not counted); 0
+/* Tests: bytes of the memory budget in use now (block buffers and mapped
+ * cache blocks: hot, ready, in flight, or held by views; idle spare buffers
+ * not counted); 0
  * once every object is closed, every view released and the read-ahead
  * queue has drained. */
 int64_t bfs_remote_mem_used(bfs_remote *r);

@@ -149,7 +149,7 @@ typedef struct bfs_fetch_stats {
     uint64_t cache_hits, cache_misses;
     uint64_t failovers;       /* reads served by a later replica after a failure */
     uint64_t errors;          /* reads that ended in -EIO */
-    int64_t memory_used;      /* bytes of block buffers in use (in flight, held, idle spares) */
+    int64_t memory_used;      /* bytes of blocks in use (buffers and mapped cache blocks: in flight, held, idle spares) */
     int64_t memory_budget;    /* their bound (fetch.memory_budget) */
 } bfs_fetch_stats;
 void bfs_fetcher_stats(bfs_fetcher *f, bfs_fetch_stats *st);

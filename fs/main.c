@@ -22,6 +22,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -517,6 +518,13 @@ static int run_command(const char *self, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* Before any thread: allocations from 128 KiB up get mappings of their
+     * own, so freeing them gives the memory back (glibc's default raises
+     * that threshold as large blocks are freed, and then keeps them on its
+     * heaps); and at most 4 heaps, not 8 per core, for the FUSE threads and
+     * fetch workers to leave free memory in.  See docs/performance.md. */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    mallopt(M_ARENA_MAX, 4);
     if (argc < 2) {
         fputs(usage_text, stderr);
         return 2;
