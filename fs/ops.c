@@ -392,6 +392,12 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
         fuse_reply_buf(req, names, len);
 }
 
+int bfs_ops_evict(void *ctx, uint64_t parent_ino, const char *name)
+{
+    bfs_fs *fs = ctx;
+    return fuse_lowlevel_notify_inval_entry(fs->se, (fuse_ino_t)parent_ino, name, strlen(name));
+}
+
 const struct fuse_lowlevel_ops bfs_fuse_ops = {
     .init = op_init,
     .lookup = op_lookup,

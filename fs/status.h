@@ -20,7 +20,8 @@
  *   seconds); direct_io; fetch {bytes_from_servers, blocks_fetched,
  *   cache_hits, cache_misses, failovers, failed_reads, memory_used,
  *   memory_budget}; skipped [{name, kind ("host" or "replica"), retry_in_s,
- *   why}].
+ *   why}]; nodes {live, max_nodes, trims, victims, invalidations,
+ *   inval_failed} (bfs_node_stats; null until bfs_status_watch_nodes).
  * No secret is written: replica and host names lose any user:password@, and
  * nothing of the configuration but what is listed above.
  *
@@ -32,6 +33,7 @@
 #define BFS_STATUS_H
 
 #include "source.h"
+#include "tree.h"
 
 #include <stdbool.h>
 
@@ -55,6 +57,10 @@ int bfs_status_check(char **dir, const char **why);
  * (absolute), whose bytes come from f.  NULL when there is no usable
  * status directory or no memory (logged; the mount serves regardless). */
 bfs_status *bfs_status_start(const char *mountpoint, const char *repo, bfs_fetcher *f, bool direct_io);
+
+/* Report t's node table (and cap) from now on; t is borrowed until
+ * bfs_status_stop.  NULL s is fine. */
+void bfs_status_watch_nodes(bfs_status *s, bfs_tree *t);
 
 /* Stop the writer and remove its files.  NULL is fine. */
 void bfs_status_stop(bfs_status *s);
