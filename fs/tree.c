@@ -433,6 +433,10 @@ static bfs_node *materialize(bfs_tree *t, bfs_node *proto)
     proto->hnext = t->table[b];
     t->table[b] = proto;
     proto->parent->pins++;
+    /* the kernel still uses what it was asked to drop (a cwd): count it as staying */
+    for (bfs_node *p = proto->parent; p; p = p->parent)
+        if (p->evicting)
+            p->evicting = false;
     if (++t->nnodes > t->nbuckets)
         table_grow(t);
     if (t->opts.max_nodes) {
