@@ -26,6 +26,9 @@
 #include "strutil.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -1249,6 +1252,13 @@ static unsigned age_of(const bfs_node *n, unsigned epoch)
     return epoch - atomic_load_explicit(&n->used, memory_order_relaxed);
 }
 
+static void bfs_release_free_memory(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
 #define TRIM_AGES 64 /* ages at or above TRIM_AGES - 1 share the oldest bin */
 
 int bfs_tree_trim(bfs_tree *t, size_t target, bfs_tree_evict_fn evict, void *ctx)
@@ -1366,6 +1376,13 @@ static void *trimmer_main(void *arg)
         pthread_mutex_lock(&t->lock);
         while (!t->trim_stop && pthread_cond_timedwait(&t->trim_cond, &t->lock, &ts) != ETIMEDOUT)
             ;
+        if (picked > 0) {
+            /* the forgotten nodes are scattered through every thread's
+             * heap: give their free pages back, or RSS keeps the peak */
+            pthread_mutex_unlock(&t->lock);
+            bfs_release_free_memory();
+            pthread_mutex_lock(&t->lock);
+        }
     }
     pthread_mutex_unlock(&t->lock);
     return NULL;
