@@ -1263,6 +1263,7 @@ static void bfs_release_free_memory(void)
 
 int bfs_tree_trim(bfs_tree *t, size_t target, bfs_tree_evict_fn evict, void *ctx)
 {
+    double t0 = now_mono();
     pthread_mutex_lock(&t->lock);
     if (t->nnodes <= target) {
         pthread_mutex_unlock(&t->lock);
@@ -1323,6 +1324,8 @@ int bfs_tree_trim(bfs_tree *t, size_t target, bfs_tree_evict_fn evict, void *ctx
             n->evicting = true;
         }
     }
+    size_t live = t->nnodes;
+    double picked_at = now_mono();
     if (nv == 0) {
         /* entries the kernel could not drop (a cwd, a mount below) may be
          * asked again next time */
@@ -1350,6 +1353,8 @@ int bfs_tree_trim(bfs_tree *t, size_t target, bfs_tree_evict_fn evict, void *ctx
     free(v);
     atomic_fetch_add(&t->trims, 1);
     atomic_fetch_add(&t->victims, nv);
+    bfs_debug(TREE_TAG, "trim: %zu live nodes, %zu to go, %zu entries dropped; picking took %.1f ms under the lock, dropping %.1f ms",
+              live, need, nv, (picked_at - t0) * 1e3, (now_mono() - picked_at) * 1e3);
     return ret < 0 ? ret : (int)(nv > INT32_MAX ? INT32_MAX : nv);
 }
 
