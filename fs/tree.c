@@ -1223,12 +1223,13 @@ void bfs_tree_free(bfs_tree *t)
  * One pass: a histogram of the stamps of the pickable nodes gives the
  * oldest epoch A such that the nodes stamped at or before A are enough to
  * come down to the target.  The victims are the roots of the subtrees made
- * of such nodes: a pickable old node whose parent is recent, busy or
- * already being evicted.  Dropping a directory entry drops everything the
- * kernel has below it, so `find` costs one request per finished directory
- * rather than one per dataset.  The trimmer thread runs a pass when the
- * table passes the cap and brings it to 7/8 of it (hysteresis: passes are
- * rare), then gives the kernel time to send its FORGETs. */
+ * of such nodes: a pickable old node whose parent is the root, recent or
+ * busy, and not below an entry already being dropped (those nodes count
+ * as going).  Dropping a directory entry drops everything the kernel has
+ * below it, so `find` costs one request per finished directory rather than
+ * one per dataset.  The trimmer thread runs a pass when the table passes
+ * the cap and brings it to 7/8 of it (hysteresis: passes are rare), gives
+ * the kernel time to send its FORGETs, then returns the free pages. */
 
 struct victim {
     bfs_node *node; /* pinned (and so its parent) from picking to the end of the pass */
