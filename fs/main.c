@@ -32,6 +32,8 @@
 #include <unistd.h>
 
 #define MAIN_TAG "main"
+#define BFS_STR_(x) #x
+#define BFS_STR(x) BFS_STR_(x)
 
 static const char usage_text[] =
     "Usage: butlerfs COMMAND [ARGS]\n"
@@ -85,6 +87,9 @@ static const char mount_help[] =
     "                         files (off by default: ls -l then costs 2 requests per entry)\n"
     "  log=FILE               log to FILE instead of syslog (daemon) or stderr (-f)\n"
     "  loglevel=LEVEL         error, warning, notice (default), info or debug\n"
+    "  max_nodes=N            at most about N files and directories known to the kernel\n"
+    "                         at once; past it the least recently used are dropped\n"
+    "                         (" BFS_STR(BFS_DEFAULT_MAX_NODES) "; 0: no limit)\n"
     "  direct_io              file reads bypass the kernel page cache: large sequential\n"
     "                         reads go faster (one copy fewer), small reads and re-reads\n"
     "                         slower (each is a request); shared mmap may fail (ENODEV)\n"
@@ -246,6 +251,7 @@ struct mount_opts {
     int single;
     int xattr;
     int direct_io;
+    unsigned long max_nodes;
 };
 
 #define MOPT(t, p) {t, offsetof(struct mount_opts, p), 1}
@@ -265,6 +271,7 @@ static const struct fuse_opt mount_optspec[] = {
     MOPT("-s", single),
     MOPT("xattr", xattr),
     MOPT("direct_io", direct_io),
+    MOPT("max_nodes=%lu", max_nodes),
     FUSE_OPT_END,
 };
 
@@ -273,7 +280,7 @@ int bfs_cmd_mount(int argc, char **argv)
     /* argv: "mount" REPO MOUNTPOINT [options]; options may come anywhere */
     struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
     struct mount_opts mo = {.file_timeout = 86400, .dir_timeout = 10, .negative_timeout = 1,
-                            .listing_ttl = 10, .threads = 16};
+                            .listing_ttl = 10, .threads = 16, .max_nodes = BFS_DEFAULT_MAX_NODES};
     const char *pos[2] = {NULL, NULL};
     int npos = 0, status = 1;
 
@@ -427,10 +434,13 @@ int bfs_cmd_mount(int argc, char **argv)
     if (bfs_fetcher_new(&config, &fetcher) < 0)
         goto out_registry;
     bfs_tree_opts topts = {.uid = getuid(), .gid = getgid(), .listing_ttl = mo.listing_ttl,
-                           .fetcher = fetcher};
+                           .fetcher = fetcher, .max_nodes = mo.max_nodes};
     if (bfs_tree_new(reg, &topts, &fs.tree) < 0)
         goto out_fetcher;
     fs.reg = reg;
+    fs.se = se;
+    if (bfs_tree_trimmer_start(fs.tree, bfs_ops_evict, &fs) < 0)
+        bfs_warn(MAIN_TAG, "cannot start the node trimmer: max_nodes=%lu will not be enforced", mo.max_nodes);
     bfs_note(MAIN_TAG, "mounted %s on %s (universe %s v%d, %zu collections, %zu dataset types)",
              bfs_registry_repo_dir(reg), mnt_abs, bfs_registry_universe_namespace(reg),
              bfs_registry_universe_version(reg), bfs_registry_catalog(reg)->ncollections,
@@ -445,10 +455,12 @@ int bfs_cmd_mount(int argc, char **argv)
     if (bfs_inval_start(se, &fs.inval) < 0)
         bfs_warn(MAIN_TAG, "cannot start the page cache invalidator: files found bad are only dropped "
                            "from the kernel's cache at their next open");
+    bfs_status_watch_nodes(st, fs.tree);
     int loop = mo.single ? fuse_session_loop(se) : fuse_session_loop_mt(se, cfg);
     bfs_inval_stop(fs.inval);
     fs.inval = NULL;
     bfs_status_stop(st);
+    bfs_tree_trimmer_stop(fs.tree); /* before the session goes */
     fuse_loop_cfg_destroy(cfg);
     status = loop == 0 ? 0 : 1;
     bfs_note(MAIN_TAG, "unmounted %s", mnt_abs);

@@ -503,6 +503,12 @@ void bfs_inval_stop(bfs_inval *iv)
     free(iv);
 }
 
+int bfs_ops_evict(void *ctx, uint64_t parent_ino, const char *name)
+{
+    bfs_fs *fs = ctx;
+    return fuse_lowlevel_notify_inval_entry(fs->se, (fuse_ino_t)parent_ino, name, strlen(name));
+}
+
 const struct fuse_lowlevel_ops bfs_fuse_ops = {
     .init = op_init,
     .lookup = op_lookup,

@@ -34,6 +34,7 @@ void bfs_inval_push(bfs_inval *iv, fuse_ino_t ino);
 void bfs_inval_stop(bfs_inval *iv);
 
 typedef struct bfs_fs {
+    struct fuse_session *se; /* for notifications to the kernel */
     bfs_tree *tree;
     bfs_registry *reg;
     double file_timeout;     /* entry/attr timeout of files: datasets are immutable */
@@ -47,5 +48,10 @@ typedef struct bfs_fs {
 } bfs_fs;
 
 extern const struct fuse_lowlevel_ops bfs_fuse_ops;
+
+/* The tree's bfs_tree_evict_fn (ctx: the bfs_fs): asks the kernel to drop
+ * an entry, so that it sends FORGET.  Never call it from a request handler:
+ * the kernel may wait for that request to finish first. */
+int bfs_ops_evict(void *ctx, uint64_t parent_ino, const char *name);
 
 #endif

@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,7 @@ struct bfs_status {
     pthread_mutex_t lock_m;
     pthread_cond_t cond; /* CLOCK_MONOTONIC */
     bool stop;
+    _Atomic(bfs_tree *) tree; /* bfs_status_watch_nodes */
 };
 
 int bfs_status_candidates(char *out[2])
@@ -180,6 +182,26 @@ static json_t *replicas_json(bfs_fetcher *f)
     return list;
 }
 
+void bfs_status_watch_nodes(bfs_status *s, bfs_tree *t)
+{
+    if (s)
+        atomic_store(&s->tree, t);
+}
+
+/* The "nodes" object: the node table against its cap (fs/tree.h). */
+static json_t *nodes_json(bfs_status *s)
+{
+    bfs_tree *t = atomic_load(&s->tree);
+    if (!t)
+        return json_null();
+    bfs_node_stats ns;
+    bfs_tree_node_stats(t, &ns);
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "live", (json_int_t)ns.nodes,
+                     "max_nodes", (json_int_t)ns.max_nodes, "trims", (json_int_t)ns.trims,
+                     "victims", (json_int_t)ns.victims, "invalidations", (json_int_t)ns.invalidations,
+                     "inval_failed", (json_int_t)ns.inval_failed);
+}
+
 static json_t *status_json(bfs_status *s)
 {
     bfs_fetch_stats st;
@@ -246,6 +268,7 @@ static int status_write(bfs_status *s, const char **why)
     json_t *j = status_json(s);
     if (!j)
         return -ENOMEM;
+    json_object_set_new(j, "nodes", nodes_json(s));
     int rc = write_file(s, j);
     if (rc == -ENOENT && attach(s, why) == 0) /* removed just now */
         rc = write_file(s, j);

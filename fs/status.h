@@ -22,7 +22,9 @@
  *   memory_budget}; skipped [{name, kind ("host" or "replica"), retry_in_s,
  *   why}]; replicas [{name, requests, retries, not_found, faults {http_5xx,
  *   http_4xx, reset, timeout, short_body, refused, checksum, other},
- *   recent_failure_rate}] (see bfs_fetcher_faults).
+ *   recent_failure_rate}] (see bfs_fetcher_faults); nodes {live, max_nodes,
+ *   trims, victims, invalidations, inval_failed} (bfs_node_stats; null until
+ *   bfs_status_watch_nodes).
  * Strings that come from data (replica and host names) are escaped with
  * bfs_log_escape.
  * No secret is written: replica and host names lose any user:password@, and
@@ -36,6 +38,7 @@
 #define BFS_STATUS_H
 
 #include "source.h"
+#include "tree.h"
 
 #include <stdbool.h>
 
@@ -59,6 +62,10 @@ int bfs_status_check(char **dir, const char **why);
  * (absolute), whose bytes come from f.  NULL when there is no usable
  * status directory or no memory (logged; the mount serves regardless). */
 bfs_status *bfs_status_start(const char *mountpoint, const char *repo, bfs_fetcher *f, bool direct_io);
+
+/* Report t's node table (and cap) from now on; t is borrowed until
+ * bfs_status_stop.  NULL s is fine. */
+void bfs_status_watch_nodes(bfs_status *s, bfs_tree *t);
 
 /* Stop the writer and remove its files.  NULL is fine. */
 void bfs_status_stop(bfs_status *s);

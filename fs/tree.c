@@ -26,7 +26,11 @@
 #include "strutil.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,20 +58,6 @@ static void file_info_release(struct file_info *fi)
     fi->name = fi->location = fi->checksum = NULL;
 }
 
-/* Deep copy; -ENOMEM leaves dst holding nothing to free. */
-static int file_info_copy(struct file_info *dst, const struct file_info *src)
-{
-    *dst = *src;
-    dst->name = strdup(src->name);
-    dst->location = strdup(src->location);
-    dst->checksum = src->checksum ? strdup(src->checksum) : NULL;
-    if (!dst->name || !dst->location || (src->checksum && !dst->checksum)) {
-        file_info_release(dst);
-        return -ENOMEM;
-    }
-    return 0;
-}
-
 /* The files of one full dataId; shared by listings and nodes. */
 struct leaf_set {
     atomic_int refs;
@@ -76,36 +66,45 @@ struct leaf_set {
     struct file_info *files;
 };
 
+/* A node is one malloc: its name follows it.  Directory fields and the file
+ * fields share storage, and a file node's strings belong to the leaf set it
+ * holds, so a file costs its node and its name (the leaf set is shared with
+ * its directory).  A dataId node keeps only the value it fixes; the others
+ * are its ancestors' (node_values). */
 struct bfs_node {
     bfs_node *parent;
-    char *name;
-    enum kind kind;
-    uint64_t nlookup;  /* under t->lock */
-    uint64_t pins;     /* live children + open handles, under t->lock */
     bfs_node *hnext;   /* hash chain */
-
-    /* K_COLL */
-    char *prefix;                  /* full collection prefix, "" at the root */
-    const bfs_collection *coll;    /* the collection named prefix, if any */
-
-    /* K_DATA (and K_FILE for its dataset's context) */
-    const bfs_collection *c;
-    const bfs_dataset_type *dt;
-    char *values[BFS_MAX_DIMS];
-    struct leaf_set *leaves;       /* cached files when every dimension is fixed */
-
-    /* K_FILE */
-    struct file_info f;
+    uint64_t nlookup;  /* under t->lock */
+    uint32_t pins;     /* live children + open handles, under t->lock */
+    uint32_t busy;     /* open handles in this subtree (trimming skips it), under t->lock */
+    atomic_uint used;  /* t->epoch when last used; an ancestor's is never older */
+    uint8_t kind;      /* enum kind */
+    int8_t k;          /* K_DATA: the dimension this node fixes, -1 for a dataset type */
+    bool evicting;     /* the kernel was asked to drop it (under t->lock) */
     atomic_bool missing_logged;
-
-    bfs_listing *paging;           /* listing paged through without opendir */
+    struct leaf_set *leaves;       /* K_DATA with every dimension fixed: cached files;
+                                    * K_FILE: the set that owns f's strings */
+    union {
+        struct {
+            /* K_COLL */
+            char *prefix;                  /* full collection prefix, "" at the root */
+            const bfs_collection *coll;    /* the collection named prefix, if any */
+            /* K_DATA */
+            const bfs_collection *c;
+            const bfs_dataset_type *dt;
+            char *value;                   /* of dimension k */
+            bfs_listing *paging;           /* listing paged through without opendir */
+        };
+        struct file_info f;                /* K_FILE: a shallow copy of leaves' entry */
+    };
+    char name[];
 };
 
 struct bfs_tree {
     bfs_registry *reg;
     bfs_tree_opts opts;
     bfs_fetcher *own_fetcher; /* when opts.fetcher was NULL */
-    bfs_node root;
+    bfs_node *root;
     time_t mount_time;
 
     pthread_mutex_t lock;
@@ -115,6 +114,17 @@ struct bfs_tree {
     size_t nbuckets;
     size_t nnodes;
     double last_refresh;
+
+    /* The node cap (see "trimming" below). */
+    atomic_uint epoch;         /* advances every tick_every new nodes */
+    size_t tick_every, ticks;  /* under lock */
+    pthread_cond_t trim_cond;  /* with lock: the table passed the cap, or stop */
+    bool trim_stop;            /* under lock */
+    bool trimmer_running;
+    pthread_t trimmer;
+    bfs_tree_evict_fn evict;
+    void *evict_ctx;
+    atomic_ullong trims, victims, invalidations, inval_failed;
 };
 
 struct bfs_listing {
@@ -126,6 +136,7 @@ struct bfs_listing {
 };
 
 static void listing_destroy(bfs_listing *l);
+static int node_values(const bfs_node *n, const char *vals[BFS_MAX_DIMS]);
 
 static void listing_put(bfs_listing *l)
 {
@@ -242,7 +253,9 @@ static int node_leaves(bfs_tree *t, bfs_node *n, struct leaf_set **out)
     struct collect_one c = {n->dt, leaf_set_new(), 0};
     if (!c.set)
         return -ENOMEM;
-    int ret = bfs_registry_find_files(t->reg, n->c, n->dt, (const char *const *)n->values, collect_one_cb, &c);
+    const char *vals[BFS_MAX_DIMS];
+    node_values(n, vals);
+    int ret = bfs_registry_find_files(t->reg, n->c, n->dt, vals, collect_one_cb, &c);
     if (ret < 0) {
         leaf_set_put(c.set);
         return ret;
@@ -258,50 +271,53 @@ static int node_leaves(bfs_tree *t, bfs_node *n, struct leaf_set **out)
 
 /* ---- nodes ------------------------------------------------------------------ */
 
-static int nfixed(const bfs_node *n)
+/* The dimension values a K_DATA node fixes: its own and its ancestors'
+ * (pointers into them, valid while n lives).  Returns how many are fixed. */
+static int node_values(const bfs_node *n, const char *vals[BFS_MAX_DIMS])
 {
     int k = 0;
-    for (int i = 0; i < n->dt->ndims; i++)
-        k += n->values[i] != NULL;
+    memset(vals, 0, BFS_MAX_DIMS * sizeof *vals);
+    for (const bfs_node *p = n; p && p->kind == K_DATA; p = p->parent) {
+        if (p->k >= 0) {
+            vals[p->k] = p->value;
+            k++;
+        }
+    }
     return k;
 }
 
-static bool all_fixed(const bfs_node *n) { return n->kind == K_DATA && nfixed(n) == n->dt->ndims; }
+static bool all_fixed(const bfs_node *n)
+{
+    const char *vals[BFS_MAX_DIMS];
+    return n->kind == K_DATA && node_values(n, vals) == n->dt->ndims;
+}
 
 static void node_free(bfs_node *n)
 {
     if (!n)
         return;
-    free(n->name);
-    free(n->prefix);
-    for (int i = 0; i < BFS_MAX_DIMS; i++)
-        free(n->values[i]);
     leaf_set_put(n->leaves);
-    listing_put(n->paging);
-    file_info_release(&n->f);
+    if (n->kind != K_FILE) {
+        free(n->prefix);
+        free(n->value);
+        listing_put(n->paging);
+    }
     free(n);
 }
 
 static bfs_node *proto_new(bfs_node *parent, const char *name, enum kind kind)
 {
-    bfs_node *p = calloc(1, sizeof *p);
+    size_t len = strlen(name) + 1;
+    bfs_node *p = calloc(1, sizeof *p + len);
     if (!p)
         return NULL;
     p->parent = parent;
-    p->kind = kind;
-    p->name = strdup(name);
-    if (!p->name) {
-        free(p);
-        return NULL;
-    }
-    if (parent->kind == K_DATA) {
+    p->kind = (uint8_t)kind;
+    p->k = -1;
+    memcpy(p->name, name, len);
+    if (parent->kind == K_DATA && kind == K_DATA) {
         p->c = parent->c;
         p->dt = parent->dt;
-        for (int i = 0; i < BFS_MAX_DIMS; i++)
-            if (parent->values[i] && !(p->values[i] = strdup(parent->values[i]))) {
-                node_free(p);
-                return NULL;
-            }
     }
     return p;
 }
@@ -331,21 +347,22 @@ static bfs_node *proto_dtype(bfs_node *parent, const char *name, const bfs_datas
 static bfs_node *proto_value(bfs_node *parent, const char *name, int k, const char *value)
 {
     bfs_node *p = proto_new(parent, name, K_DATA);
-    if (p && !(p->values[k] = strdup(value))) {
+    if (p && !(p->value = strdup(value))) {
         node_free(p);
         return NULL;
     }
+    if (p)
+        p->k = (int8_t)k;
     return p;
 }
 
-static bfs_node *proto_file(bfs_node *parent, const struct file_info *fi)
+/* The node of file i of set s (the node holds a reference to s). */
+static bfs_node *proto_file(bfs_node *parent, struct leaf_set *s, size_t i)
 {
-    bfs_node *p = proto_new(parent, fi->name, K_FILE);
-    if (!p)
-        return NULL;
-    if (file_info_copy(&p->f, fi) < 0) {
-        node_free(p);
-        return NULL;
+    bfs_node *p = proto_new(parent, s->files[i].name, K_FILE);
+    if (p) {
+        p->leaves = leaf_set_get(s);
+        p->f = s->files[i];
     }
     return p;
 }
@@ -379,6 +396,21 @@ static void table_grow(bfs_tree *t)
     free(old);
 }
 
+/* Mark n and its ancestors used in the current epoch.  Lock-free: an
+ * ancestor already marked in this epoch had its own ancestors marked when
+ * it was, so the walk stops there and a lookup usually writes one word. */
+static void touch(bfs_tree *t, bfs_node *n)
+{
+    if (!t->opts.max_nodes)
+        return;
+    unsigned e = atomic_load_explicit(&t->epoch, memory_order_relaxed);
+    for (bfs_node *p = n; p; p = p->parent) {
+        if (atomic_load_explicit(&p->used, memory_order_relaxed) == e)
+            break;
+        atomic_store_explicit(&p->used, e, memory_order_relaxed);
+    }
+}
+
 /* Hand proto to the kernel: find-or-insert under the lock.  Consumes proto. */
 static bfs_node *materialize(bfs_tree *t, bfs_node *proto)
 {
@@ -387,13 +419,15 @@ static bfs_node *materialize(bfs_tree *t, bfs_node *proto)
     for (bfs_node *n = t->table[b]; n; n = n->hnext) {
         if (n->parent == proto->parent && !strcmp(n->name, proto->name) && n->kind == proto->kind) {
             n->nlookup++;
-            /* a fresher leaf set replaces a stale one */
-            if (proto->leaves && (!n->leaves || n->leaves->built < proto->leaves->built)) {
+            n->evicting = false; /* the kernel has it (again) */
+            /* a fresher leaf set replaces a stale one (a file's set owns its strings) */
+            if (n->kind == K_DATA && proto->leaves && (!n->leaves || n->leaves->built < proto->leaves->built)) {
                 struct leaf_set *old = n->leaves;
                 n->leaves = proto->leaves;
                 proto->leaves = old;
             }
             pthread_mutex_unlock(&t->lock);
+            touch(t, n);
             node_free(proto);
             return n;
         }
@@ -402,9 +436,22 @@ static bfs_node *materialize(bfs_tree *t, bfs_node *proto)
     proto->hnext = t->table[b];
     t->table[b] = proto;
     proto->parent->pins++;
+    /* the kernel still uses what it was asked to drop (a cwd): count it as staying */
+    for (bfs_node *p = proto->parent; p; p = p->parent)
+        if (p->evicting)
+            p->evicting = false;
     if (++t->nnodes > t->nbuckets)
         table_grow(t);
+    if (t->opts.max_nodes) {
+        if (++t->ticks >= t->tick_every) {
+            t->ticks = 0;
+            atomic_fetch_add_explicit(&t->epoch, 1, memory_order_relaxed);
+        }
+        if (t->nnodes > t->opts.max_nodes && t->trimmer_running)
+            pthread_cond_signal(&t->trim_cond);
+    }
     pthread_mutex_unlock(&t->lock);
+    touch(t, proto);
     return proto;
 }
 
@@ -412,7 +459,7 @@ static bfs_node *materialize(bfs_tree *t, bfs_node *proto)
  * Called with t->lock held. */
 static void maybe_free_locked(bfs_tree *t, bfs_node *n)
 {
-    while (n != &t->root && n->nlookup == 0 && n->pins == 0) {
+    while (n != t->root && n->nlookup == 0 && n->pins == 0) {
         size_t b = bucket_of(t, n->parent, n->name);
         for (bfs_node **pp = &t->table[b]; *pp; pp = &(*pp)->hnext) {
             if (*pp == n) {
@@ -430,7 +477,7 @@ static void maybe_free_locked(bfs_tree *t, bfs_node *n)
 
 void bfs_tree_forget(bfs_tree *t, bfs_node *n, uint64_t nlookup)
 {
-    if (n == &t->root)
+    if (n == t->root)
         return;
     pthread_mutex_lock(&t->lock);
     n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
@@ -442,12 +489,17 @@ void bfs_node_hold(bfs_tree *t, bfs_node *n)
 {
     pthread_mutex_lock(&t->lock);
     n->pins++;
+    for (bfs_node *p = n; p; p = p->parent)
+        p->busy++;
     pthread_mutex_unlock(&t->lock);
+    touch(t, n);
 }
 
 void bfs_node_release(bfs_tree *t, bfs_node *n)
 {
     pthread_mutex_lock(&t->lock);
+    for (bfs_node *p = n; p; p = p->parent)
+        p->busy--;
     n->pins--;
     maybe_free_locked(t, n);
     pthread_mutex_unlock(&t->lock);
@@ -463,7 +515,7 @@ size_t bfs_tree_live_nodes(bfs_tree *t)
 
 bfs_node *bfs_tree_node(bfs_tree *t, uint64_t ino)
 {
-    return ino == BFS_ROOT_INO ? &t->root : (bfs_node *)(uintptr_t)ino;
+    return ino == BFS_ROOT_INO ? t->root : (bfs_node *)(uintptr_t)ino;
 }
 
 uint64_t bfs_node_ino(const bfs_node *n) { return n->parent ? (uint64_t)(uintptr_t)n : BFS_ROOT_INO; }
@@ -559,6 +611,7 @@ static void stat_dir(bfs_tree *t, const bfs_node *n, struct stat *st)
 
 void bfs_tree_stat(bfs_tree *t, bfs_node *n, struct stat *st)
 {
+    touch(t, n);
     if (n->kind == K_FILE)
         stat_file(t, &n->f, st);
     else
@@ -724,7 +777,7 @@ static int list_dtype_cb(void *ctx, const bfs_dataset_type *dt)
 static int list_coll(struct listing_builder *b)
 {
     bfs_node *dir = b->l->dir;
-    if (dir == &b->t->root)
+    if (dir == b->t->root)
         maybe_refresh(b->t);
     const bfs_catalog *cat = bfs_registry_catalog(b->t->reg);
     int ret = 0;
@@ -760,10 +813,10 @@ static int list_coll(struct listing_builder *b)
 
 /* ---- dataId directories ---------------------------------------------------- */
 
-static int first_free_dim(const bfs_node *n)
+static int first_free_dim(const bfs_node *n, const char *const vals[BFS_MAX_DIMS])
 {
     for (int i = 0; i < n->dt->ndims; i++)
-        if (!n->values[i])
+        if (!vals[i])
             return i;
     return -1;
 }
@@ -782,8 +835,7 @@ static int stop_at_first(void *ctx, const char *value) { return 1; }
 static int value_exists(bfs_tree *t, bfs_node *n, int k, const char *v)
 {
     const char *vals[BFS_MAX_DIMS];
-    for (int i = 0; i < BFS_MAX_DIMS; i++)
-        vals[i] = n->values[i];
+    node_values(n, vals);
     vals[k] = v;
     int r = bfs_registry_list_values(t->reg, n->c, n->dt, vals, k, stop_at_first, NULL);
     return r < 0 ? r : r == 1;
@@ -799,7 +851,7 @@ static int resolve_in_data(bfs_tree *t, bfs_node *parent, const char *name, bfs_
         ret = -ENOENT;
         for (size_t i = 0; i < s->n; i++) {
             if (!strcmp(s->files[i].name, name)) {
-                *proto = proto_file(parent, &s->files[i]);
+                *proto = proto_file(parent, s, i);
                 ret = *proto ? 0 : -ENOMEM;
                 break;
             }
@@ -811,7 +863,9 @@ static int resolve_in_data(bfs_tree *t, bfs_node *parent, const char *name, bfs_
     if (bfs_names_parse_dim(name, dim, sizeof dim, value, sizeof value) < 0)
         return -ENOENT;
     int k = dim_slot(parent->dt, dim);
-    if (k < 0 || parent->values[k])
+    const char *vals[BFS_MAX_DIMS];
+    node_values(parent, vals);
+    if (k < 0 || vals[k])
         return -ENOENT;
     /* "detector=00" is no alias of detector=0 (docs/paths.md); it may
      * still be an alternate key's text */
@@ -822,7 +876,7 @@ static int resolve_in_data(bfs_tree *t, bfs_node *parent, const char *name, bfs_
     if (!ok) {
         /* an alternate key: exposure=MC_O_20250415_000060, detector=R22_S11 */
         char primary[BFS_MAX_VALUE];
-        if (bfs_registry_resolve_alias(t->reg, parent->dt, (const char *const *)parent->values,
+        if (bfs_registry_resolve_alias(t->reg, parent->dt, vals,
                                        parent->dt->dims[k], value, primary, sizeof primary) < 0)
             return -ENOENT;
         ok = value_exists(t, parent, k, primary);
@@ -851,7 +905,7 @@ static int list_last_cb(void *ctx, const bfs_dataset_file *f)
     bfs_node *dir = b->l->dir;
     const char *value = f->values[b->k];
     bfs_node *last = b->l->n > 2 ? b->l->protos[b->l->n - 1] : NULL;
-    if (!last || strcmp(last->values[b->k], value) != 0) {
+    if (!last || strcmp(last->value, value) != 0) {
         char name[BFS_NAME_MAX];
         if (bfs_names_dim_entry(dir->dt->dims[b->k]->name, value, name, sizeof name) < 0)
             return 0;
@@ -874,16 +928,16 @@ static int list_data(struct listing_builder *b)
         if (ret < 0)
             return ret;
         for (size_t i = 0; ret == 0 && i < s->n; i++)
-            ret = listing_push(b, proto_file(dir, &s->files[i]));
+            ret = listing_push(b, proto_file(dir, s, i));
         leaf_set_put(s);
         return ret;
     }
-    b->k = first_free_dim(dir);
-    if (nfixed(dir) == dir->dt->ndims - 1)
-        return bfs_registry_find_files(b->t->reg, dir->c, dir->dt, (const char *const *)dir->values,
-                                       list_last_cb, b);
-    return bfs_registry_list_values(b->t->reg, dir->c, dir->dt, (const char *const *)dir->values, b->k,
-                                    list_value_cb, b);
+    const char *vals[BFS_MAX_DIMS];
+    int fixed = node_values(dir, vals);
+    b->k = first_free_dim(dir, vals);
+    if (fixed == dir->dt->ndims - 1)
+        return bfs_registry_find_files(b->t->reg, dir->c, dir->dt, vals, list_last_cb, b);
+    return bfs_registry_list_values(b->t->reg, dir->c, dir->dt, vals, b->k, list_value_cb, b);
 }
 
 /* ---- public: lookup, listing, open --------------------------------------- */
@@ -898,7 +952,7 @@ int bfs_tree_lookup(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **
         return -ENAMETOOLONG;
     if (parent->kind == K_COLL) {
         ret = resolve_in_coll(t, parent, name, &proto);
-        if (ret == -ENOENT && parent == &t->root) {
+        if (ret == -ENOENT && parent == t->root) {
             /* a collection created since the catalog was loaded */
             maybe_refresh(t);
             ret = resolve_in_coll(t, parent, name, &proto);
@@ -917,6 +971,7 @@ static int listing_build(bfs_tree *t, bfs_node *dir, bfs_listing **out)
 {
     if (dir->kind == K_FILE)
         return -ENOTDIR;
+    touch(t, dir);
     struct listing_builder b = {.t = t, .cap = 64};
     b.l = calloc(1, sizeof *b.l);
     if (!b.l)
@@ -1020,29 +1075,23 @@ const char *bfs_listing_name(bfs_tree *t, bfs_listing *l, size_t i, struct stat 
 
 static bfs_node *proto_clone(const bfs_node *p)
 {
-    bfs_node *c = proto_new(p->parent, p->name, p->kind);
+    bfs_node *c = proto_new(p->parent, p->name, (enum kind)p->kind);
     if (!c)
         return NULL;
+    c->k = p->k;
+    c->leaves = leaf_set_get(p->leaves);
+    if (p->kind == K_FILE) {
+        c->f = p->f;
+        return c;
+    }
     c->c = p->c;
     c->dt = p->dt;
     c->coll = p->coll;
-    for (int i = 0; i < BFS_MAX_DIMS; i++) {
-        free(c->values[i]);
-        c->values[i] = p->values[i] ? strdup(p->values[i]) : NULL;
-        if (p->values[i] && !c->values[i])
-            goto fail;
-    }
-    if (p->prefix && !(c->prefix = strdup(p->prefix)))
-        goto fail;
-    c->leaves = leaf_set_get(p->leaves);
-    if (p->kind == K_FILE) {
-        if (file_info_copy(&c->f, &p->f) < 0)
-            goto fail;
+    if ((p->value && !(c->value = strdup(p->value))) || (p->prefix && !(c->prefix = strdup(p->prefix)))) {
+        node_free(c);
+        return NULL;
     }
     return c;
-fail:
-    node_free(c);
-    return NULL;
 }
 
 int bfs_listing_materialize(bfs_tree *t, bfs_listing *l, size_t i, bfs_node **child, struct stat *st)
@@ -1108,42 +1157,45 @@ int bfs_tree_new(bfs_registry *reg, const bfs_tree_opts *opts, bfs_tree **out)
     t->opts = *opts;
     if (t->opts.listing_ttl <= 0)
         t->opts.listing_ttl = 10;
+    /* about 32 epochs span the cap, so trimming can tell old from new */
+    t->tick_every = t->opts.max_nodes / 32 > 1 ? t->opts.max_nodes / 32 : 1;
     t->mount_time = time(NULL);
     t->db_mtime.tv_sec = t->mount_time;
     t->db_checked = -1e9;
     t->nbuckets = 4096;
     t->table = calloc(t->nbuckets, sizeof *t->table);
-    t->root.kind = K_COLL;
-    t->root.prefix = strdup("");
-    t->root.name = strdup("");
-    t->last_refresh = now_mono();
-    if (!t->table || !t->root.prefix || !t->root.name) {
-        free(t->table);
-        free(t->root.prefix);
-        free(t->root.name);
-        free(t);
-        return -ENOMEM;
+    t->root = calloc(1, sizeof *t->root + 1);
+    if (t->root) {
+        t->root->kind = K_COLL;
+        t->root->k = -1;
+        t->root->prefix = strdup("");
     }
+    t->last_refresh = now_mono();
+    int ret = -ENOMEM;
+    if (!t->table || !t->root || !t->root->prefix)
+        goto fail;
     if (!t->opts.fetcher) {
-        int ret = bfs_fetcher_new(NULL, &t->own_fetcher);
-        if (ret < 0) {
-            free(t->table);
-            free(t->root.prefix);
-            free(t->root.name);
-            free(t);
-            return ret;
-        }
+        ret = bfs_fetcher_new(NULL, &t->own_fetcher);
+        if (ret < 0)
+            goto fail;
         t->opts.fetcher = t->own_fetcher;
     }
     pthread_mutex_init(&t->lock, NULL);
+    pthread_cond_init(&t->trim_cond, NULL);
     *out = t;
     return 0;
+fail:
+    free(t->table);
+    node_free(t->root);
+    free(t);
+    return ret;
 }
 
 void bfs_tree_free(bfs_tree *t)
 {
     if (!t)
         return;
+    bfs_tree_trimmer_stop(t);
     for (size_t i = 0; i < t->nbuckets; i++) {
         for (bfs_node *n = t->table[i], *next; n; n = next) {
             next = n->hnext;
@@ -1151,9 +1203,239 @@ void bfs_tree_free(bfs_tree *t)
         }
     }
     free(t->table);
-    free(t->root.prefix);
-    free(t->root.name);
+    node_free(t->root);
     bfs_fetcher_free(t->own_fetcher);
+    pthread_cond_destroy(&t->trim_cond);
     pthread_mutex_destroy(&t->lock);
     free(t);
+}
+
+/* ---- trimming ----------------------------------------------------------------
+ *
+ * The kernel keeps a dentry (and so our node) until memory pressure, so
+ * without a cap the table holds everything ever looked up.  Past the cap,
+ * the least recently used nodes are handed back: the kernel is asked to
+ * drop their entries (evict, i.e. FUSE_NOTIFY_INVAL_ENTRY) and it then
+ * sends FORGET, which frees them as usual.
+ *
+ * Recency is an epoch stamp per node, advanced every tick_every new nodes
+ * and written without the lock (touch); a directory's stamp is never older
+ * than anything below it.  A node is "busy" while an open handle (file or
+ * directory) is on it or below it; busy nodes are never picked.
+ *
+ * One pass: a histogram of the stamps of the pickable nodes gives the
+ * oldest epoch A such that the nodes stamped at or before A are enough to
+ * come down to the target.  The victims are the roots of the subtrees made
+ * of such nodes: a pickable old node whose parent is the root, recent or
+ * busy, and not below an entry already being dropped (those nodes count
+ * as going).  Dropping a directory entry drops everything the kernel has
+ * below it, so `find` costs one request per finished directory rather than
+ * one per dataset.  The trimmer thread runs a pass when the table passes
+ * the cap and brings it to 7/8 of it (hysteresis: passes are rare), gives
+ * the kernel time to send its FORGETs, then returns the free pages. */
+
+struct victim {
+    bfs_node *node; /* pinned (and so its parent) from picking to the end of the pass */
+    char *name;
+    int rc;
+};
+
+/* Is an ancestor of n on its way out?  Then n goes with it. */
+static bool ancestor_evicting(const bfs_node *n)
+{
+    for (const bfs_node *p = n->parent; p; p = p->parent)
+        if (p->evicting)
+            return true;
+    return false;
+}
+
+static bool pickable(const bfs_node *n) { return n->busy == 0 && !n->evicting; }
+
+static unsigned age_of(const bfs_node *n, unsigned epoch)
+{
+    return epoch - atomic_load_explicit(&n->used, memory_order_relaxed);
+}
+
+static void bfs_release_free_memory(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
+#define TRIM_AGES 64 /* ages at or above TRIM_AGES - 1 share the oldest bin */
+
+int bfs_tree_trim(bfs_tree *t, size_t target, bfs_tree_evict_fn evict, void *ctx)
+{
+    double t0 = now_mono();
+    pthread_mutex_lock(&t->lock);
+    if (t->nnodes <= target) {
+        pthread_mutex_unlock(&t->lock);
+        return 0;
+    }
+    /* nodes the kernel was already asked to drop will go: not counted */
+    unsigned epoch = atomic_load_explicit(&t->epoch, memory_order_relaxed);
+    size_t hist[TRIM_AGES] = {0}, going = 0;
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        for (bfs_node *n = t->table[i]; n; n = n->hnext) {
+            if (n->evicting || ancestor_evicting(n)) {
+                going++;
+            } else if (pickable(n)) {
+                unsigned a = age_of(n, epoch);
+                hist[a < TRIM_AGES ? a : TRIM_AGES - 1]++;
+            }
+        }
+    }
+    if (t->nnodes - going <= target) {
+        pthread_mutex_unlock(&t->lock);
+        return 0;
+    }
+    size_t need = t->nnodes - going - target;
+    unsigned min_age = TRIM_AGES - 1;
+    for (size_t sum = 0; min_age > 0; min_age--) {
+        sum += hist[min_age];
+        if (sum >= need)
+            break;
+    }
+    struct victim *v = NULL;
+    size_t nv = 0, cap = 0;
+    int ret = 0;
+    for (size_t i = 0; i < t->nbuckets && ret == 0; i++) {
+        for (bfs_node *n = t->table[i]; n; n = n->hnext) {
+            if (!pickable(n) || age_of(n, epoch) < min_age)
+                continue;
+            bfs_node *p = n->parent;
+            if (p != t->root && pickable(p) && age_of(p, epoch) >= min_age)
+                continue; /* goes with its parent */
+            if (ancestor_evicting(n))
+                continue;
+            if (nv == cap) {
+                size_t ncap = cap ? 2 * cap : 256;
+                struct victim *nvv = realloc(v, ncap * sizeof *v);
+                if (!nvv) {
+                    ret = -ENOMEM;
+                    break;
+                }
+                v = nvv;
+                cap = ncap;
+            }
+            if (!(v[nv].name = strdup(n->name))) {
+                ret = -ENOMEM;
+                break;
+            }
+            v[nv++].node = n;
+            n->pins++; /* inode numbers stay theirs until we are done */
+            n->evicting = true;
+        }
+    }
+    size_t live = t->nnodes;
+    double picked_at = now_mono();
+    if (nv == 0) {
+        /* entries the kernel could not drop (a cwd, a mount below) may be
+         * asked again next time */
+        for (size_t i = 0; i < t->nbuckets; i++)
+            for (bfs_node *n = t->table[i]; n; n = n->hnext)
+                n->evicting = false;
+    }
+    pthread_mutex_unlock(&t->lock);
+
+    /* No lock held: the kernel may need our workers to finish a request on
+     * the parent before it takes the entry away. */
+    for (size_t i = 0; i < nv; i++) {
+        v[i].rc = evict(ctx, bfs_node_ino(v[i].node->parent), v[i].name);
+        atomic_fetch_add(v[i].rc == 0 ? &t->invalidations : &t->inval_failed, 1);
+        free(v[i].name);
+    }
+    pthread_mutex_lock(&t->lock);
+    for (size_t i = 0; i < nv; i++) {
+        if (v[i].rc != 0) /* the kernel will not forget it: count it as staying */
+            v[i].node->evicting = false;
+        v[i].node->pins--;
+        maybe_free_locked(t, v[i].node);
+    }
+    pthread_mutex_unlock(&t->lock);
+    free(v);
+    atomic_fetch_add(&t->trims, 1);
+    atomic_fetch_add(&t->victims, nv);
+    bfs_debug(TREE_TAG, "trim: %zu live nodes, %zu to go, %zu entries dropped; picking took %.1f ms under the lock, dropping %.1f ms",
+              live, need, nv, (picked_at - t0) * 1e3, (now_mono() - picked_at) * 1e3);
+    return ret < 0 ? ret : (int)(nv > INT32_MAX ? INT32_MAX : nv);
+}
+
+static void *trimmer_main(void *arg)
+{
+    bfs_tree *t = arg;
+    size_t cap = t->opts.max_nodes, target = cap - cap / 8;
+    pthread_mutex_lock(&t->lock);
+    while (!t->trim_stop) {
+        if (t->nnodes <= cap) {
+            pthread_cond_wait(&t->trim_cond, &t->lock);
+            continue;
+        }
+        pthread_mutex_unlock(&t->lock);
+        int picked = bfs_tree_trim(t, target, t->evict, t->evict_ctx);
+        /* FORGETs come back within milliseconds; a pass that found nothing
+         * to pick (everything open) waits longer before looking again */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        long wait_ms = picked > 0 ? 20 : 1000;
+        ts.tv_nsec += wait_ms * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_mutex_lock(&t->lock);
+        while (!t->trim_stop && pthread_cond_timedwait(&t->trim_cond, &t->lock, &ts) != ETIMEDOUT)
+            ;
+        if (picked > 0) {
+            /* the forgotten nodes are scattered through every thread's
+             * heap: give their free pages back, or RSS keeps the peak */
+            pthread_mutex_unlock(&t->lock);
+            bfs_release_free_memory();
+            pthread_mutex_lock(&t->lock);
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    return NULL;
+}
+
+int bfs_tree_trimmer_start(bfs_tree *t, bfs_tree_evict_fn evict, void *ctx)
+{
+    if (!t->opts.max_nodes)
+        return 0;
+    pthread_mutex_lock(&t->lock);
+    t->evict = evict;
+    t->evict_ctx = ctx;
+    t->trim_stop = false;
+    /* signals belong to the FUSE loop */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&t->trimmer, NULL, trimmer_main, t);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    t->trimmer_running = rc == 0;
+    pthread_mutex_unlock(&t->lock);
+    return -rc;
+}
+
+void bfs_tree_trimmer_stop(bfs_tree *t)
+{
+    pthread_mutex_lock(&t->lock);
+    bool running = t->trimmer_running;
+    t->trim_stop = true;
+    t->trimmer_running = false;
+    pthread_cond_signal(&t->trim_cond);
+    pthread_mutex_unlock(&t->lock);
+    if (running)
+        pthread_join(t->trimmer, NULL);
+}
+
+void bfs_tree_node_stats(bfs_tree *t, bfs_node_stats *st)
+{
+    pthread_mutex_lock(&t->lock);
+    st->nodes = t->nnodes;
+    pthread_mutex_unlock(&t->lock);
+    st->max_nodes = t->opts.max_nodes;
+    st->trims = atomic_load(&t->trims);
+    st->victims = atomic_load(&t->victims);
+    st->invalidations = atomic_load(&t->invalidations);
+    st->inval_failed = atomic_load(&t->inval_failed);
 }

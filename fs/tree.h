@@ -43,6 +43,7 @@ typedef struct bfs_tree_opts {
     gid_t gid;
     double listing_ttl;  /* seconds a directory's cached dataset list stays fresh */
     bfs_fetcher *fetcher; /* where bytes come from; NULL: a default one the tree owns */
+    size_t max_nodes;    /* node cap (see bfs_tree_trimmer_start); 0: none */
 } bfs_tree_opts;
 
 /* reg stays owned by the caller and must outlive the tree. */
@@ -110,5 +111,43 @@ int64_t bfs_node_recorded_size(const bfs_node *n);
 
 /* Statistics for tests and --debug: live nodes. */
 size_t bfs_tree_live_nodes(bfs_tree *t);
+
+/* ---- the node cap ----
+ * The kernel keeps what it looked up until memory pressure, and each node
+ * it knows costs the daemon memory.  With opts.max_nodes set, the least
+ * recently used nodes that nothing is open on or below are handed back
+ * once the table passes the cap: evict is asked to make the kernel drop the
+ * entry name of directory parent (libfuse: fuse_lowlevel_notify_inval_entry),
+ * after which the kernel sends FORGET for it and everything it had below
+ * it.  evict runs with no tree lock held, never inside a request; it
+ * returns 0 or -errno (-ENOENT: the kernel did not have the entry). */
+/* The mount's default cap: a daemon that walked 1M datasets stays under
+ * 100 MiB RSS with it (docs/performance.md). */
+#define BFS_DEFAULT_MAX_NODES 65536
+
+typedef int (*bfs_tree_evict_fn)(void *ctx, uint64_t parent_ino, const char *name);
+
+/* One trimming pass, now, in the calling thread: pick victims enough to
+ * bring the table down to target nodes once the kernel forgets them, oldest
+ * first, and call evict for each.  Returns the number of victims, or
+ * -ENOMEM.  Victims are not picked again until they are looked up again. */
+int bfs_tree_trim(bfs_tree *t, size_t target, bfs_tree_evict_fn evict, void *ctx);
+
+/* Run trimming passes on a thread of the tree's while the table is above
+ * opts.max_nodes, down to 7/8 of it (nothing when max_nodes is 0).  ctx is
+ * borrowed until bfs_tree_trimmer_stop (also done by bfs_tree_free).
+ * 0 or -errno. */
+int bfs_tree_trimmer_start(bfs_tree *t, bfs_tree_evict_fn evict, void *ctx);
+void bfs_tree_trimmer_stop(bfs_tree *t);
+
+typedef struct bfs_node_stats {
+    size_t nodes;              /* live nodes (the root not counted) */
+    size_t max_nodes;          /* the cap; 0: none */
+    uint64_t trims;            /* trimming passes */
+    uint64_t victims;          /* entries the kernel was asked to drop */
+    uint64_t invalidations;    /* ... that it dropped */
+    uint64_t inval_failed;     /* ... that it no longer had, or could not drop */
+} bfs_node_stats;
+void bfs_tree_node_stats(bfs_tree *t, bfs_node_stats *st);
 
 #endif

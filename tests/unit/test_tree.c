@@ -2,7 +2,8 @@
  * test_tree.c - the virtual tree (fs/tree.h) driven directly, without FUSE,
  * over the repository of repo_builder.h: lookups (any order, aliases,
  * escapes, the @type rule), listings, file attributes and names
- * (docs/paths.md), node lifetimes, and open of a missing datastore file.
+ * (docs/paths.md), node lifetimes, open of a missing datastore file, and
+ * which nodes the node cap hands back to the kernel (bfs_tree_trim).
  *
  * Every lookup a test makes is remembered and forgotten at its end, after
  * which no node may be left alive.
@@ -367,6 +368,117 @@ static void test_forget(void **state)
     assert_int_equal(bfs_tree_live_nodes(c->t), 0);
 }
 
+/* ---- the node cap ------------------------------------------------------------ */
+
+#define CAP 8 /* small: the epoch then advances with every new node */
+
+static int setup_cap(void **state)
+{
+    struct tctx *c = calloc(1, sizeof *c);
+    c->repo = rb_build();
+    c->reg = rb_open(c->repo, BFS_REG_READONLY);
+    bfs_tree_opts opts = {.uid = getuid(), .gid = getgid(), .listing_ttl = 60, .max_nodes = CAP};
+    if (bfs_tree_new(c->reg, &opts, &c->t) != 0)
+        return -1;
+    *state = c;
+    return 0;
+}
+
+/* A kernel that only writes down what it was asked to drop. */
+struct fake_kernel {
+    int n;
+    uint64_t parent[16];
+    char name[16][64];
+};
+
+static int fake_evict(void *ctx, uint64_t parent_ino, const char *name)
+{
+    struct fake_kernel *k = ctx;
+    assert_true(k->n < 16);
+    k->parent[k->n] = parent_ino;
+    snprintf(k->name[k->n], sizeof k->name[k->n], "%s", name);
+    k->n++;
+    return 0;
+}
+
+/* What the kernel does after dropping an entry: forget the nodes held[from..to). */
+static void kernel_forgets(struct tctx *c, int from, int to)
+{
+    for (int i = from; i < to; i++) {
+        bfs_tree_forget(c->t, c->held[i], 1);
+        c->held[i] = NULL;
+    }
+}
+
+#define A_FILE "A/raw@type/instrument=LSSTCam/detector=1/exposure=2025041500001/raw_LSSTCam_1_2025041500001.fits"
+#define B_FILE "B/raw/instrument=LSSTCam/detector=1/exposure=2025041500001/raw_LSSTCam_1_2025041500001.fits"
+#define CHAIN_FILE "chain/raw/instrument=LSSTCam/detector=1/exposure=2025041500002/raw_LSSTCam_1_2025041500002.fits"
+
+static void test_trim_lru(void **state)
+{
+    struct tctx *c = *state;
+    struct fake_kernel k = {0};
+    walk(c, A_FILE, NULL);                     /* held[0..6): the oldest */
+    bfs_node *open_file = walk(c, CHAIN_FILE, NULL); /* held[6..12) */
+    bfs_node_hold(c->t, open_file);            /* as an open handle does */
+    walk(c, B_FILE, NULL);                     /* held[12..18): the newest */
+    assert_int_equal(bfs_tree_live_nodes(c->t), 18);
+
+    /* six to go: the oldest subtree, dropped whole by its top entry */
+    assert_int_equal(bfs_tree_trim(c->t, 12, fake_evict, &k), 1);
+    assert_int_equal(k.n, 1);
+    assert_int_equal(k.parent[0], BFS_ROOT_INO);
+    assert_string_equal(k.name[0], "A");
+    /* asked again before the kernel answers: nothing new is picked */
+    k.n = 0;
+    assert_int_equal(bfs_tree_trim(c->t, 12, fake_evict, &k), 0);
+    assert_int_equal(k.n, 0);
+    kernel_forgets(c, 0, 6);
+    assert_int_equal(bfs_tree_live_nodes(c->t), 12);
+
+    /* the chain's subtree is older than B's, but a file below it is open */
+    k.n = 0;
+    assert_int_equal(bfs_tree_trim(c->t, 6, fake_evict, &k), 1);
+    assert_string_equal(k.name[0], "B");
+    kernel_forgets(c, 12, 18);
+    k.n = 0;
+    assert_int_equal(bfs_tree_trim(c->t, 0, fake_evict, &k), 0); /* all of it is busy */
+    assert_int_equal(bfs_tree_live_nodes(c->t), 6);
+    bfs_node_release(c->t, open_file);
+    kernel_forgets(c, 6, 12);
+    c->nheld = 0;
+    assert_int_equal(bfs_tree_live_nodes(c->t), 0);
+}
+
+static void test_trim_recent_child(void **state)
+{
+    struct tctx *c = *state;
+    struct fake_kernel k = {0};
+    walk(c, A_FILE, NULL);  /* held[0..6) */
+    walk(c, B_FILE, NULL);  /* held[6..12) */
+    bfs_node *det = c->held[3];
+    /* a new child makes A's detector=1 and everything above it recent; its
+     * older exposure and file stay the least recently used */
+    look(c, det, "exposure=2025041500002", NULL); /* held[12] */
+    assert_int_equal(bfs_tree_live_nodes(c->t), 13);
+    assert_int_equal(bfs_tree_trim(c->t, 11, fake_evict, &k), 1);
+    assert_int_equal(k.parent[0], bfs_node_ino(det));
+    assert_string_equal(k.name[0], "exposure=2025041500001");
+    kernel_forgets(c, 4, 6);
+    assert_int_equal(bfs_tree_live_nodes(c->t), 11);
+    /* below the target: nothing to do */
+    assert_int_equal(bfs_tree_trim(c->t, 11, fake_evict, &k), 0);
+    kernel_forgets(c, 0, 4);
+    kernel_forgets(c, 6, 13);
+    c->nheld = 0;
+    assert_int_equal(bfs_tree_live_nodes(c->t), 0);
+    bfs_node_stats ns;
+    bfs_tree_node_stats(c->t, &ns);
+    assert_int_equal(ns.max_nodes, CAP);
+    assert_int_equal(ns.victims, 1);
+    assert_int_equal(ns.invalidations, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -376,6 +488,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_escaped_value, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trim_lru, setup_cap, teardown),
+        cmocka_unit_test_setup_teardown(test_trim_recent_child, setup_cap, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
