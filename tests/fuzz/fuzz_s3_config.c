@@ -7,7 +7,8 @@
  *   an S3 URI key (the request is for s3://bucket/<key>).
  * The environment points AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE at
  * the two files and holds no other AWS settings.  A signed request must
- * have a URL under the endpoint and no CR or LF in any header.
+ * have an http(s) URL whose host (the signed Host header) is visible
+ * ASCII, and no CR or LF in any header.
  */
 #include "s3.h"
 #include "fuzz_util.h"
@@ -15,6 +16,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <string.h>
+#include <strings.h>
 
 static char creds_path[128], config_path[128];
 
@@ -66,8 +68,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct curl_slist *hdrs = NULL;
         if (bfs_s3_prepare(s3, "GET", uri, "bytes=0-99", "\"etag\"", 1700000000, url, sizeof url,
                            &hdrs) == 0) {
-            if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+            if (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0)
                 abort();
+            /* the authority becomes the signed Host header: visible ASCII only */
+            for (const char *p = strstr(url, "://") + 3; *p && *p != '/'; p++)
+                if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
+                    abort();
             for (struct curl_slist *h = hdrs; h; h = h->next)
                 if (strpbrk(h->data, "\r\n"))
                     abort(); /* a header that would split the request */
