@@ -549,10 +549,41 @@ static int copy_setting(char *dst, size_t sz, const char *v)
     return 0;
 }
 
+/* The authority of an endpoint is sent, and signed, as the Host header: a
+ * host name or IPv4 address ([A-Za-z0-9._-]) or an IPv6 literal in
+ * brackets, then optionally ':' and a port of digits.  Nothing else, so no
+ * raw byte from a config file reaches a header. */
+static bool valid_authority(const char *a, size_t n)
+{
+    size_t i = 0;
+    if (n && a[0] == '[') {
+        for (i = 1; i < n && a[i] != ']'; i++)
+            if (!isxdigit((unsigned char)a[i]) && a[i] != ':' && a[i] != '.')
+                return false;
+        if (i == n || i == 1)
+            return false;
+        i++;
+    } else {
+        for (; i < n && a[i] != ':'; i++)
+            if (!isalnum((unsigned char)a[i]) && !strchr("._-", a[i]))
+                return false;
+        if (i == 0)
+            return false;
+    }
+    if (i == n)
+        return true;
+    if (a[i] != ':' || i + 1 == n || n - i - 1 > 5)
+        return false;
+    for (i++; i < n; i++)
+        if (!isdigit((unsigned char)a[i]))
+            return false;
+    return true;
+}
+
 /* Validate and normalise an endpoint in place: http(s)://authority[/path],
- * no userinfo, query or fragment; trailing '/' dropped; a default port
- * (:443 for https, :80 for http) dropped so Host matches what curl would
- * send. */
+ * no userinfo, query or fragment, an authority valid_authority() accepts;
+ * trailing '/' dropped; a default port (:443 for https, :80 for http)
+ * dropped so Host matches what curl would send. */
 static int normalise_endpoint(char *ep)
 {
     size_t skip;
@@ -570,7 +601,7 @@ static int normalise_endpoint(char *ep)
     if (strpbrk(ep, "?# \t\r\n"))
         return -EINVAL;
     size_t alen = strcspn(auth, "/");
-    if (alen == 0 || memchr(auth, '@', alen))
+    if (!valid_authority(auth, alen))
         return -EINVAL;
     const char *defport = https ? ":443" : ":80";
     size_t dl = strlen(defport);
@@ -773,7 +804,8 @@ int bfs_s3_load_creds(const char *profile, bfs_s3_creds *out, char **errmsg)
         normalise_endpoint(out->endpoint) < 0) {
         bfs_set_errmsg(errmsg,
                    "S3 profile '%s': the endpoint from %s is not an http:// or https:// URL "
-                   "(without user, query or fragment) of at most %zu bytes",
+                   "(a host name or address and an optional port, without user, query or "
+                   "fragment) of at most %zu bytes",
                    name, epsrc, sizeof out->endpoint - 1);
         rc = -EINVAL;
         goto fail;
