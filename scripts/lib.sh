@@ -113,7 +113,7 @@ bfs_fuzz_run()
         "build-fuzz/tests/fuzz/$name" "${args[@]}" "$work" "tests/fuzz/corpus/$name" \
         </dev/null >"$log" 2>&1 || rc=$?
     local stats
-    stats=$(grep -E '^(stat::number_of_executed_units|#[0-9]+ +DONE)' "$log" | tail -1)
+    stats=$(grep -E '^(stat::number_of_executed_units|#[0-9]+ +DONE|#[0-9]+: cov)' "$log" | tail -1)
     if [ $rc -ne 0 ]; then
         echo "FAILED $name (exit $rc): $(grep -m1 -E 'ERROR|SUMMARY|Test unit written' "$log")"
         echo "  log: $log; reproduce: build-fuzz/tests/fuzz/$name build-fuzz/artifacts/$name-*"
