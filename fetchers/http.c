@@ -44,7 +44,7 @@
  * Lock order: h->token_lock and h->lock are never held together; s3.h's
  * locks are taken inside bfs_s3_prepare() with neither held.
  */
-#include "http.h"
+#include "http_i.h"
 
 #include "log.h"
 #include "strutil.h"
@@ -1116,4 +1116,43 @@ void bfs_http_free(bfs_http *h)
     free(h->ca_file);
     free(h->token_file);
     free(h);
+}
+
+/* ---- replaying a reply through the callbacks (http_i.h) ------------------------- */
+
+int bfs_http_replay(const char *reply, size_t len, int64_t off, int64_t last,
+                    const bfs_object *pin, size_t chunk, void *buf,
+                    bfs_http_replay_result *out)
+{
+    bfs_http h = {0};
+    struct req r = {.h = &h, .method = "GET", .url = "http://replay/", .pin = pin, .off = off,
+                    .last = last, .buf = buf, .cap = (size_t)(last - off + 1),
+                    .content_length = -1, .expect = -1};
+    size_t at = 0;
+    bool in_head = true;
+    /* Head lines one by one, ending with the terminator as libcurl gives them;
+     * an interim 1xx head is followed by another head. */
+    while (in_head && at < len) {
+        const char *nl = memchr(reply + at, '\n', len - at);
+        size_t n = nl ? (size_t)(nl - (reply + at)) + 1 : len - at;
+        char line[1024];
+        if (n > sizeof line)
+            n = sizeof line; /* libcurl caps a header line too (CURL_MAX_HTTP_HEADER) */
+        memcpy(line, reply + at, n);
+        at += n;
+        if (on_header(line, 1, n, &r) != n)
+            break;
+        if (n <= 2 && (line[0] == '\r' || line[0] == '\n') && (r.status < 100 || r.status > 199))
+            in_head = false;
+    }
+    while (!in_head && !r.reject && at < len) {
+        size_t n = len - at < chunk ? len - at : chunk;
+        if (on_body((char *)reply + at, 1, n, &r) != n)
+            break;
+        at += n;
+    }
+    *out = (bfs_http_replay_result){.status = r.status, .content_length = r.content_length,
+                                    .expect = r.expect, .body_ok = r.body_ok, .got = r.got,
+                                    .reject = r.reject};
+    return r.reject;
 }

@@ -10,6 +10,8 @@ BFS_PACKAGES=(
     libcmocka-dev libjansson-dev libyaml-dev libssl-dev
     libcurl4-openssl-dev liblmdb-dev libxxhash-dev
     python3
+    # fuzzing (tests/fuzz, build-fuzz/): clang and its libFuzzer runtime
+    clang-14 libclang-rt-14-dev
     # test servers: nginx with WebDAV, PROPFIND and echo_sleep (stalls)
     nginx-light libnginx-mod-http-dav-ext libnginx-mod-http-echo openssl
 )
@@ -68,4 +70,54 @@ bfs_build()
     local dir=$1
     shift
     cmake -S . -B "$dir" "$@" && cmake --build "$dir" -j2
+}
+
+# ---- fuzzing (tests/fuzz): shared by scripts/fuzz and scripts/test ----------
+
+# Every harness, in the order they run.
+BFS_FUZZERS=(fuzz_config fuzz_butler_yaml fuzz_universe fuzz_names fuzz_http_head
+             fuzz_s3_config fuzz_registry)
+
+# The clang that builds build-fuzz/ (clang, else clang-14), or nothing.
+bfs_fuzz_cc()
+{
+    command -v clang 2>/dev/null || command -v clang-14 2>/dev/null
+}
+
+# bfs_fuzz_build: configure and build the harnesses in build-fuzz/.
+bfs_fuzz_build()
+{
+    local cc
+    cc=$(bfs_fuzz_cc) || { echo "scripts: no clang, cannot build the fuzzers" >&2; return 1; }
+    CC=$cc cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBFS_FUZZ=ON \
+        && cmake --build build-fuzz -j2 --target fuzzers
+}
+
+# bfs_fuzz_run NAME SECONDS JOBS: fuzz one harness from its seeds
+# (tests/fuzz/corpus/NAME, read only) and what earlier runs found
+# (build-fuzz/corpus/NAME, where new inputs go).  A crash, leak, timeout
+# (10 s for one input) or out-of-memory leaves its input in
+# build-fuzz/artifacts/ and fails.  Output: build-fuzz/logs/NAME.log.
+bfs_fuzz_run()
+{
+    local name=$1 seconds=$2 jobs=$3 short=${1#fuzz_}
+    local work=build-fuzz/corpus/$name log=build-fuzz/logs/$name.log
+    local args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+                -artifact_prefix="build-fuzz/artifacts/$name-")
+    mkdir -p "$work" build-fuzz/artifacts build-fuzz/logs
+    [ -f "tests/fuzz/dict/$short.dict" ] && args+=(-dict="tests/fuzz/dict/$short.dict")
+    [ "$jobs" -gt 1 ] && args+=(-fork="$jobs")
+    local rc=0
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        "build-fuzz/tests/fuzz/$name" "${args[@]}" "$work" "tests/fuzz/corpus/$name" \
+        </dev/null >"$log" 2>&1 || rc=$?
+    local stats
+    stats=$(grep -E '^(stat::number_of_executed_units|#[0-9]+ +DONE|#[0-9]+: cov)' "$log" | tail -1)
+    if [ $rc -ne 0 ]; then
+        echo "FAILED $name (exit $rc): $(grep -m1 -E 'ERROR|SUMMARY|Test unit written' "$log")"
+        echo "  log: $log; reproduce: build-fuzz/tests/fuzz/$name build-fuzz/artifacts/$name-*"
+        return 1
+    fi
+    echo "ok     $name ${seconds}s ${stats:+($stats)}"
 }

@@ -543,6 +543,45 @@ static void test_prepare(void **state)
     bfs_s3_free(s3);
 }
 
+/* The endpoint's authority is signed and sent as the Host header: raw
+ * bytes, spaces or a port that is not a number are refused at load, and
+ * the usual forms still load (found by tests/fuzz/fuzz_s3_config). */
+static void test_endpoint_host_checked(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "https://s3.example.org:\xc2\xaf" "00/base", "https://s3.ex\x01mple.org", "http://h\xffst",
+        "https://s3.example.org:90a0", "https://s3.example.org:", "https://:9000",
+        "https://[::1", "https://[zz]:80", "https://u@s3.example.org", "https://s3.example.org:1234567",
+    };
+    static const char *const good[][2] = {
+        {"https://s3.example.org:9000/base/", "https://s3.example.org:9000/base"},
+        {"http://127.0.0.1:80", "http://127.0.0.1"},
+        {"http://[::1]:9000", "http://[::1]:9000"},
+        {"https://ceph_rgw-1.example", "https://ceph_rgw-1.example"},
+    };
+    bfs_s3_creds c;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        clear_env();
+        setenv("AWS_ACCESS_KEY_ID", "ENVKEYID", 1);
+        setenv("AWS_SECRET_ACCESS_KEY", "envsecret", 1);
+        setenv("AWS_ENDPOINT_URL_S3", bad[i], 1);
+        char *msg = NULL;
+        int rc = bfs_s3_load_creds(NULL, &c, &msg);
+        if (rc != -EINVAL)
+            print_error("endpoint %zu accepted\n", i);
+        assert_int_equal(rc, -EINVAL);
+        assert_non_null(strstr(msg, "AWS_ENDPOINT_URL_S3"));
+        free(msg);
+    }
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        setenv("AWS_ENDPOINT_URL_S3", good[i][0], 1);
+        assert_int_equal(bfs_s3_load_creds(NULL, &c, NULL), 0);
+        assert_string_equal(c.endpoint, good[i][1]);
+    }
+    bfs_s3_creds_clear(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest sig_tests[] = {
@@ -559,6 +598,7 @@ int main(void)
         cmocka_unit_test(test_creds_named_profile),
         cmocka_unit_test(test_creds_env),
         cmocka_unit_test(test_creds_missing),
+        cmocka_unit_test(test_endpoint_host_checked),
         cmocka_unit_test(test_prepare),
     };
     int failed = cmocka_run_group_tests_name("sigv4 and URIs", sig_tests, NULL, NULL);
