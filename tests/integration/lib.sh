@@ -230,6 +230,28 @@ remote_repo()
     grep -q "root: $root" "$repo/butler.yaml" || { fail "rewrite of the datastore root to $root"; return 1; }
 }
 
+# remote_config FILE CACHE_DIR DEADLINE: the configuration the remote tests
+# share: a 1 MiB-block cache in CACHE_DIR, and fetches that give up fast (2
+# attempts, short backoff, 2 s connect and 5 s request timeouts) within
+# DEADLINE.  Tests append their own sections (sources:, ...) with >>.
+remote_config()
+{
+    cat >"$1" <<EOF_RC
+cache:
+  dir: $2
+  block_size: 1MiB
+  max_size: 1GiB
+  min_free: 1MiB
+fetch:
+  deadline: $3
+  attempts: 2
+  backoff_base: 10ms
+  backoff_max: 50ms
+  connect_timeout: 2s
+  request_timeout: 5s
+EOF_RC
+}
+
 # expect_no_secret SECRET WHAT FILES...: fail when SECRET appears in any of FILES.
 expect_no_secret()
 {

@@ -112,20 +112,7 @@ URL=http://127.0.0.1:$(cat "$T/port")
 sed -i "s|^  root: <butlerRoot>|  root: $URL/data/repo/|" "$T/repo/butler.yaml"
 grep -q "root: $URL/data/repo/" "$T/repo/butler.yaml" || { fail "rewrite of the datastore root"; finish; }
 
-cat >"$T/config.yaml" <<EOF2
-cache:
-  dir: $T/cache
-  block_size: 1MiB
-  max_size: 1GiB
-  min_free: 1MiB
-fetch:
-  deadline: 10s
-  attempts: 2
-  backoff_base: 10ms
-  backoff_max: 50ms
-  connect_timeout: 2s
-  request_timeout: 5s
-EOF2
+remote_config "$T/config.yaml" "$T/cache" 10s
 
 mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml,xattr" || finish
 # the mounted file of a datastore row

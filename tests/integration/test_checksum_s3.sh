@@ -49,20 +49,7 @@ with open(sys.argv[1], "r+b") as f:
     f.write(bytes([b[0] ^ 0xFF]))
 PY
 
-cat >"$T/config.yaml" <<EOF2
-cache:
-  dir: $T/cache
-  block_size: 1MiB
-  max_size: 1GiB
-  min_free: 1MiB
-fetch:
-  deadline: 10s
-  attempts: 2
-  backoff_base: 10ms
-  backoff_max: 50ms
-  connect_timeout: 2s
-  request_timeout: 5s
-EOF2
+remote_config "$T/config.yaml" "$T/cache" 10s
 
 mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml,xattr" || finish
 mounted_of()

@@ -33,20 +33,7 @@ nginx_start "$WWW" || skip "nginx would not start"
 # the data files to the server's document root, point butler.yaml at it.
 remote_repo "$T/repo" "$WWW/repo" "$NGINX_URL/data/repo/" 2 3 $((9 * 1024 * 1024 + 12345)) || finish
 
-cat >"$T/config.yaml" <<EOF2
-cache:
-  dir: $T/cache
-  block_size: 1MiB
-  max_size: 1GiB
-  min_free: 1MiB
-fetch:
-  deadline: 20s
-  attempts: 2
-  backoff_base: 10ms
-  backoff_max: 50ms
-  connect_timeout: 2s
-  request_timeout: 5s
-EOF2
+remote_config "$T/config.yaml" "$T/cache" 20s
 
 RAW=LSSTCam/raw/all/raw/instrument=LSSTCam
 

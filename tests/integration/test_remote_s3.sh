@@ -39,20 +39,7 @@ cp -a "$T/repo" "$T/repo_abs"       # for the absolute-URI variant below
 sed -i "s|^  root: <butlerRoot>|  root: s3://$BUCKET/repo/|" "$T/repo/butler.yaml"
 grep -q "root: s3://$BUCKET/repo/" "$T/repo/butler.yaml" || { fail "rewrite datastore root"; finish; }
 
-cat >"$T/config.yaml" <<EOF2
-cache:
-  dir: $T/cache
-  block_size: 1MiB
-  max_size: 1GiB
-  min_free: 1MiB
-fetch:
-  deadline: 10s
-  attempts: 2
-  backoff_base: 10ms
-  backoff_max: 50ms
-  connect_timeout: 2s
-  request_timeout: 5s
-EOF2
+remote_config "$T/config.yaml" "$T/cache" 10s
 sed "s|dir: $T/cache\$|dir: $T/cache2|" "$T/config.yaml" >"$T/config2.yaml"
 # absolute URIs receive the S3 keys only when the configuration names them
 cat >>"$T/config2.yaml" <<EOF2
