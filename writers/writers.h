@@ -1,0 +1,157 @@
+/*
+ * writers.h - the write side's one public header: bytes written into a
+ * mount become datasets (docs/ingest.md is the design; writers/ingest.c
+ * carries the state machine and the crash story at its top).
+ *
+ * Shape: a transaction per file.  bfs_upload_begin() when the writer
+ * creates a name, bfs_upload_pwrite() for its bytes, bfs_upload_seal() when
+ * it closes (FLUSH/FSYNC): the seal's outcome is what close(2) returns.
+ * bfs_upload_put() drops the caller's reference (RELEASE).
+ *
+ * No libfuse here and no path parsing: fs/ turns a path into a
+ * bfs_ingest_target (run, dataset type, dataId with the read side's aliases
+ * resolved) and replies to the kernel; writers/ never sees a mount path.
+ *
+ * Errors: negative errno, with the meanings of docs/ingest.md's outcome table
+ * (EINVAL bad input, EEXIST same dataId with other bytes, EROFS read-only
+ * collection, ENOENT unknown dataset type or instrument, ENOSPC, EIO).  The
+ * reason in words goes to the log and the event line.
+ *
+ * Threads: every function may be called from any thread.  Seal callbacks run
+ * on the ingest's worker threads.
+ */
+#ifndef BFS_WRITERS_H
+#define BFS_WRITERS_H
+
+#include "config.h"
+#include "registry.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ---- configuration: the `ingest:` section of the configuration file ---- */
+
+typedef struct bfs_ingest_config {
+    char **readonly_collections; /* globs (fnmatch); a create or mkdir there is EROFS */
+    int n_readonly_collections;
+    bool create_dataset_types;   /* path ingest may create an unknown dataset type (false) */
+    char *default_storage_class; /* for a created type when the extension says nothing (NULL) */
+    char **staging;              /* directories to hard-link ingested files into (none) */
+    int n_staging;
+    char *quarantine_dir;        /* NULL: REPO/.butlerfs/quarantine */
+    char *events_file;           /* NULL: REPO/.butlerfs/events.jsonl */
+    int64_t inbox_ttl_ms;        /* 60000: a written name stays listed in its run this long */
+    int64_t registry_deadline_ms; /* 30000: a busy registry past this is EIO */
+    int workers;                 /* 2 threads validate and register */
+} bfs_ingest_config;
+
+/* Fill c with the defaults above (c owns nothing afterwards). */
+void bfs_ingest_config_defaults(bfs_ingest_config *c);
+/* Parse the `ingest:` mapping node of y (file: the configuration's name, for
+ * messages) into c, which holds the defaults.  0, or -EINVAL with *errmsg =
+ * "FILE:LINE: what" naming the key, as common/config.h's rules say. */
+int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, const char *file,
+                            bfs_ingest_config *c, char **errmsg);
+void bfs_ingest_config_free(bfs_ingest_config *c);
+
+/* ---- the ingest of one repository ---- */
+
+typedef struct bfs_ingest bfs_ingest;
+
+/* Start ingest for the repository at repo_dir (the directory of
+ * butler.yaml), whose datastore root datastore_root is a local directory on
+ * the same file system as repo_dir/.butlerfs.  reg (opened with
+ * BFS_REG_WRITE) and cfg are borrowed and must outlive the ingest.  Takes the
+ * repository's rw lock (-EBUSY when another rw daemon holds it), creates
+ * REPO/.butlerfs (0700) and its spool, then finishes every upload a previous
+ * daemon left (the crash story) before returning.  0, or -errno with
+ * *errmsg one sentence. */
+int bfs_ingest_open(const char *repo_dir, const char *datastore_root, bfs_registry *reg,
+                    const bfs_ingest_config *cfg, bfs_ingest **out, char **errmsg);
+/* Wait for seals in progress, stop the workers, release the lock.  NULL is fine. */
+void bfs_ingest_close(bfs_ingest *ing);
+
+/* Create RUN collection run (mkdir).  0 when made or already a RUN;
+ * -EROFS in a read-only collection; -EEXIST when a collection of another
+ * type has that name. */
+int bfs_ingest_make_run(bfs_ingest *ing, const char *run);
+
+/* True when run matches ingest.readonly_collections. */
+bool bfs_ingest_readonly(const bfs_ingest *ing, const char *run);
+
+/* Where a file goes: a RUN collection, and either a dataset type with its
+ * full dataId (path ingest) or no dataset type (raw ingest: the dataId
+ * comes from the headers). */
+typedef struct bfs_ingest_target {
+    const char *run;
+    const char *dataset_type;        /* NULL: raw */
+    const char *const *dim_names;    /* ndims required dimensions of the type ... */
+    const char *const *dim_values;   /* ... and their values (aliases resolved) */
+    int ndims;
+    const char *name;                /* the file name the writer used (one component) */
+} bfs_ingest_target;
+
+/* ---- one upload: OPEN -> SEALED -> ... (ingest.c) ---- */
+
+typedef struct bfs_upload bfs_upload;
+
+/* A writer creates a name.  The spool file and its intent record exist
+ * durably when this returns 0; *out holds one reference.  -EROFS read-only
+ * collection, -ENOENT unknown run or dataset type (and types may not be
+ * created), -ETXTBSY when the same target name is being written already,
+ * -EEXIST when a dataset already exists at a path-ingest target. */
+int bfs_upload_begin(bfs_ingest *ing, const bfs_ingest_target *t, uid_t uid,
+                     bfs_upload **out);
+
+/* Find the upload of an inbox name (run + name) that is open, being
+ * ingested, or sealed within inbox_ttl; one more reference.  -ENOENT. */
+int bfs_upload_find(bfs_ingest *ing, const char *run, const char *name, bfs_upload **out);
+void bfs_upload_get(bfs_upload *u);
+/* Drop a reference.  The last one of an upload never sealed and never
+ * written is abandoned (its spool file removed: nothing was handed over);
+ * one written but never sealed is sealed first (a writer that died). */
+void bfs_upload_put(bfs_upload *u);
+
+/* Bytes of an upload that is not sealed, or whose last seal failed (a new
+ * attempt).  -EBADF once it was ingested (datasets are immutable). */
+ssize_t bfs_upload_pwrite(bfs_upload *u, const void *buf, size_t len, off_t off);
+/* Read back what was written (cfitsio rewrites earlier blocks), or the
+ * ingested file's bytes after a successful seal. */
+ssize_t bfs_upload_pread(bfs_upload *u, void *buf, size_t len, off_t off);
+int bfs_upload_truncate(bfs_upload *u, off_t size);
+
+typedef struct bfs_upload_info {
+    const char *run, *name;
+    off_t size;
+    int64_t mtime_ns;
+    bool sealed;       /* a seal has finished */
+    int outcome;       /* its result when sealed: 0 or -errno */
+    const char *dataset_id; /* 32 hex when ingested, else NULL */
+} bfs_upload_info;
+/* A snapshot of u (strings valid while the caller holds its reference). */
+void bfs_upload_stat(bfs_upload *u, bfs_upload_info *info);
+
+/* Seal: done(ctx, outcome) is called exactly once, from a worker thread (or
+ * this thread, when the outcome is already known), with 0 when the dataset
+ * is registered (or an identical one was) and -errno otherwise.  A seal with
+ * no write since the last one reports the last outcome again.  The upload is
+ * referenced until done has returned. */
+typedef void (*bfs_seal_done_fn)(void *ctx, int outcome);
+void bfs_upload_seal(bfs_upload *u, bfs_seal_done_fn done, void *ctx);
+/* The same, waiting for the outcome (tests, tools). */
+int bfs_upload_seal_wait(bfs_upload *u);
+
+/* Call cb for each inbox name of run (open, in flight, or sealed within
+ * inbox_ttl), in name order.  A non-zero return from cb stops and is returned. */
+typedef int (*bfs_inbox_cb)(void *ctx, const bfs_upload_info *info);
+int bfs_ingest_inbox(bfs_ingest *ing, const char *run, bfs_inbox_cb cb, void *ctx);
+
+/* Counters for the status file. */
+typedef struct bfs_ingest_stats {
+    uint64_t ingested, duplicates, quarantined, in_flight, recovered;
+} bfs_ingest_stats;
+void bfs_ingest_stats_get(bfs_ingest *ing, bfs_ingest_stats *st);
+
+#endif
