@@ -123,7 +123,7 @@ size_t bfs_tree_live_nodes(bfs_tree *t);
  * returns 0 or -errno (-ENOENT: the kernel did not have the entry). */
 /* The mount's default cap: a daemon that walked 1M datasets stays under
  * 100 MiB RSS with it (docs/performance.md). */
-#define BFS_DEFAULT_MAX_NODES 65536
+#define BFS_DEFAULT_MAX_NODES 49152
 
 typedef int (*bfs_tree_evict_fn)(void *ctx, uint64_t parent_ino, const char *name);
 
