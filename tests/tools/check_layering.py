@@ -35,7 +35,7 @@ FOREIGN = {
     "libyaml": (("yaml.h",), {"common"}),
     "sqlite3": (("sqlite3.h",), {"registry"}),
     "libpq": (("libpq-fe.h", "postgresql/"), {"registry"}),
-    "jansson": (("jansson.h",), {"registry", "fs"}),
+    "jansson": (("jansson.h",), {"registry", "writers", "fs"}),
     "libcurl": (("curl/",), {"fetchers"}),
     "lmdb": (("lmdb.h",), {"fetchers"}),
     "xxhash": (("xxhash.h", "xxh_"), {"fetchers"}),
