@@ -93,12 +93,16 @@ static const char mount_help[] =
     "  direct_io              file reads bypass the kernel page cache: large sequential\n"
     "                         reads go faster (one copy fewer), small reads and re-reads\n"
     "                         slower (each is a request); shared mmap may fail (ENODEV)\n"
+    "  rw                     writable: a file written into a RUN collection is ingested\n"
+    "                         when it is closed, and close() returns the outcome\n"
+    "                         (docs/ingest.md; the datastore root must be a local\n"
+    "                         directory; the config file's ingest: section applies)\n"
     "  allow_other            let other users see the mount (needs user_allow_other\n"
     "                         in /etc/fuse.conf when not root)\n"
     "Other -o options go to FUSE's kernel mount (mount.fuse3(8): allow_other,\n"
     "max_read, ...); options of libfuse's high-level API (kernel_cache, auto_cache)\n"
-    "do not apply: butlerfs sets its own caching.  The mount is always read-only:\n"
-    "writes fail with EROFS.\n";
+    "do not apply: butlerfs sets its own caching.  Without -o rw the mount is\n"
+    "read-only: writes fail with EROFS.\n";
 
 static void print_version(void) { printf("butlerfs %s\n", BFS_VERSION); }
 
@@ -251,6 +255,7 @@ struct mount_opts {
     int single;
     int xattr;
     int direct_io;
+    int rw;
     unsigned long max_nodes;
 };
 
@@ -271,9 +276,27 @@ static const struct fuse_opt mount_optspec[] = {
     MOPT("-s", single),
     MOPT("xattr", xattr),
     MOPT("direct_io", direct_io),
+    MOPT("rw", rw),
     MOPT("max_nodes=%lu", max_nodes),
     FUSE_OPT_END,
 };
+
+/* The configuration file's ingest: section (owned by writers/), read at an
+ * -o rw mount. */
+static int load_ingest_config(const bfs_config *config, bfs_ingest_config *icfg, char **msg)
+{
+    if (!config->path)
+        return 0;
+    bfs_yaml *y;
+    int ret = bfs_yaml_load_file(config->path, &y, msg);
+    if (ret < 0)
+        return ret;
+    const bfs_yaml_node *sec = bfs_yaml_get(y, bfs_yaml_root(y), "ingest");
+    if (sec)
+        ret = bfs_ingest_config_parse(y, sec, config->path, icfg, msg);
+    bfs_yaml_free(y);
+    return ret;
+}
 
 int bfs_cmd_mount(int argc, char **argv)
 {
@@ -357,6 +380,8 @@ int bfs_cmd_mount(int argc, char **argv)
     char *msg = NULL;
     bfs_config config;
     bfs_config_defaults(&config);
+    bfs_ingest_config icfg; /* the ingest: section, for -o rw */
+    bfs_ingest_config_defaults(&icfg);
     if (bfs_config_load(mo.config, &config, &msg) < 0) {
         fprintf(stderr, "butlerfs: %s\n", msg ? msg : "cannot read the configuration");
         free(msg);
@@ -375,8 +400,20 @@ int bfs_cmd_mount(int argc, char **argv)
         free(msg);
         msg = NULL;
     }
-    char *fsname = bfs_asprintf("-ofsname=butlerfs:%s,subtype=butlerfs,ro,default_permissions,max_read=%u",
-                                bfs_registry_repo_dir(reg), 1u << 20);
+    if (mo.rw && bfs_source_is_remote(root)) {
+        fprintf(stderr, "butlerfs: -o rw needs a repository whose datastore root is a local directory; "
+                        "%s's is %s\n", bfs_registry_repo_dir(reg), root);
+        bfs_registry_close(reg);
+        goto out_config;
+    }
+    if (mo.rw && load_ingest_config(&config, &icfg, &msg) < 0) {
+        fprintf(stderr, "butlerfs: %s\n", msg ? msg : "cannot read the ingest: section");
+        free(msg);
+        bfs_registry_close(reg);
+        goto out_config;
+    }
+    char *fsname = bfs_asprintf("-ofsname=butlerfs:%s,subtype=butlerfs,%sdefault_permissions,max_read=%u",
+                                bfs_registry_repo_dir(reg), mo.rw ? "" : "ro,", 1u << 20);
     bfs_registry_close(reg);
     reg = NULL;
     if (!fsname)
@@ -388,7 +425,10 @@ int bfs_cmd_mount(int argc, char **argv)
     bfs_fs fs = {.file_timeout = mo.file_timeout, .dir_timeout = mo.dir_timeout,
                  .negative_timeout = mo.negative_timeout, .max_read = 1u << 20,
                  .xattr = mo.xattr != 0, .direct_io = mo.direct_io != 0};
-    struct fuse_session *se = fuse_session_new(&args, &bfs_fuse_ops, sizeof bfs_fuse_ops, &fs);
+    struct fuse_lowlevel_ops ops = bfs_fuse_ops;
+    if (mo.rw)
+        bfs_ops_writable(&ops);
+    struct fuse_session *se = fuse_session_new(&args, &ops, sizeof ops, &fs);
     if (!se) {
         fprintf(stderr, "butlerfs: bad mount option: %s (see: butlerfs help mount)\n",
                 captured_fuse_message());
@@ -426,7 +466,7 @@ int bfs_cmd_mount(int argc, char **argv)
     }
 
     /* 5. serve */
-    if (bfs_registry_open(repo, BFS_REG_READONLY, &reg, &msg) < 0) {
+    if (bfs_registry_open(repo, mo.rw ? BFS_REG_WRITE : BFS_REG_READONLY, &reg, &msg) < 0) {
         bfs_err(MAIN_TAG, "%s", msg ? msg : "cannot open repository");
         free(msg);
         goto out_unmount;
@@ -434,9 +474,15 @@ int bfs_cmd_mount(int argc, char **argv)
     if (bfs_fetcher_new(&config, &fetcher) < 0)
         goto out_registry;
     bfs_tree_opts topts = {.uid = getuid(), .gid = getgid(), .listing_ttl = mo.listing_ttl,
-                           .fetcher = fetcher, .max_nodes = mo.max_nodes};
+                           .fetcher = fetcher, .max_nodes = mo.max_nodes, .writable = mo.rw != 0};
     if (bfs_tree_new(reg, &topts, &fs.tree) < 0)
         goto out_fetcher;
+    if (mo.rw && bfs_ingest_open(bfs_registry_repo_dir(reg), bfs_registry_datastore_root(reg), reg, &icfg,
+                                 &fs.ing, &msg) < 0) {
+        bfs_err(MAIN_TAG, "cannot serve writes: %s", msg ? msg : "ingest did not start");
+        free(msg);
+        goto out_tree;
+    }
     fs.reg = reg;
     fs.se = se;
     if (bfs_tree_trimmer_start(fs.tree, bfs_ops_evict, &fs) < 0)
@@ -465,6 +511,8 @@ int bfs_cmd_mount(int argc, char **argv)
     status = loop == 0 ? 0 : 1;
     bfs_note(MAIN_TAG, "unmounted %s", mnt_abs);
 
+    bfs_ingest_close(fs.ing); /* seals in flight finish; before the tree they hold nodes of */
+out_tree:
     bfs_tree_free(fs.tree);
 out_fetcher:
     bfs_fetcher_free(fetcher);
@@ -477,6 +525,7 @@ out_signals:
 out_session:
     fuse_session_destroy(se);
 out_config:
+    bfs_ingest_config_free(&icfg);
     bfs_config_free(&config);
 out_args:
     fuse_opt_free_args(&args);

@@ -11,9 +11,10 @@
  * with the datastore file's descriptor so libfuse can splice the bytes to
  * the kernel without copying them through user space.
  *
- * Writes: the mount is made with MS_RDONLY, so the kernel answers EROFS for
- * every modification before it reaches us; open() for writing is refused
- * here too in case a caller mounted read-write by hand.
+ * Writes: a read-only mount is made with MS_RDONLY, so the kernel answers
+ * EROFS for every modification before it reaches us; open() for writing is
+ * refused here too in case a caller mounted read-write by hand.  A mount
+ * with -o rw adds the callbacks of ops_write.c.
  */
 #include "ops.h"
 
@@ -91,6 +92,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     bfs_node *child;
     struct stat st;
     int ret = bfs_tree_lookup(fs->tree, bfs_tree_node(fs->tree, parent), name, &child, &st);
+    if (ret == -ENOENT && fs->ing && bfs_opsw_lookup_inbox(req, parent, name))
+        return;
     if (ret == -ENOENT && fs->negative_timeout > 0) {
         /* ino 0: the kernel caches the miss for entry_timeout */
         struct fuse_entry_param e = {.ino = 0, .entry_timeout = fs->negative_timeout};

@@ -10,6 +10,7 @@
 #include <fuse_lowlevel.h>
 
 #include "tree.h"
+#include "writers.h"
 
 #include <stdbool.h>
 
@@ -45,9 +46,19 @@ typedef struct bfs_fs {
     bool direct_io;          /* files bypass the kernel page cache (FOPEN_DIRECT_IO) */
     bool no_opendir;         /* kernel skips opendir/releasedir; listings page from the node */
     bfs_inval *inval;        /* drops the pages of files found bad (NULL: none are dropped) */
+    bfs_ingest *ing;         /* -o rw: where written files go (NULL: read-only mount) */
 } bfs_fs;
 
 extern const struct fuse_lowlevel_ops bfs_fuse_ops;
+
+/* The callbacks of a writable mount (ops_write.c): bfs_fuse_ops plus
+ * create, write, flush, fsync, mkdir, setattr, and files being written. */
+void bfs_ops_writable(struct fuse_lowlevel_ops *ops);
+
+/* Reply to a lookup of name in directory parent with a file being written
+ * there (an inbox name, writers.h) and return true; false (nothing replied)
+ * when there is none. */
+bool bfs_opsw_lookup_inbox(fuse_req_t req, fuse_ino_t parent, const char *name);
 
 /* The tree's bfs_tree_evict_fn (ctx: the bfs_fs): asks the kernel to drop
  * an entry, so that it sends FORGET.  Never call it from a request handler:

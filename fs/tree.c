@@ -81,6 +81,7 @@ struct bfs_node {
     uint8_t kind;      /* enum kind */
     int8_t k;          /* K_DATA: the dimension this node fixes, -1 for a dataset type */
     bool evicting;     /* the kernel was asked to drop it (under t->lock) */
+    bool made;         /* made by mkdir (-o rw): the tree pins it while it lives */
     atomic_bool missing_logged;
     struct leaf_set *leaves;       /* K_DATA with every dimension fixed: cached files;
                                     * K_FILE: the set that owns f's strings */
@@ -133,10 +134,12 @@ struct bfs_listing {
     bfs_node **protos;  /* [0], [1] are NULL: "." and ".." */
     atomic_int refs;
     bool pinned;        /* from opendir: holds a pin on dir */
+    bool writable;      /* the tree's opts.writable when built */
 };
 
 static void listing_destroy(bfs_listing *l);
 static int node_values(const bfs_node *n, const char *vals[BFS_MAX_DIMS]);
+static const bfs_collection *data_coll(bfs_tree *t, const bfs_node *n);
 
 static void listing_put(bfs_listing *l)
 {
@@ -255,7 +258,8 @@ static int node_leaves(bfs_tree *t, bfs_node *n, struct leaf_set **out)
         return -ENOMEM;
     const char *vals[BFS_MAX_DIMS];
     node_values(n, vals);
-    int ret = bfs_registry_find_files(t->reg, n->c, n->dt, vals, collect_one_cb, &c);
+    const bfs_collection *coll = data_coll(t, n);
+    int ret = coll ? bfs_registry_find_files(t->reg, coll, n->dt, vals, collect_one_cb, &c) : 0;
     if (ret < 0) {
         leaf_set_put(c.set);
         return ret;
@@ -334,11 +338,12 @@ static bfs_node *proto_coll(bfs_node *parent, const char *name, const char *pref
     return p;
 }
 
-static bfs_node *proto_dtype(bfs_node *parent, const char *name, const bfs_dataset_type *dt)
+static bfs_node *proto_dtype(bfs_node *parent, const bfs_collection *c, const char *name,
+                            const bfs_dataset_type *dt)
 {
     bfs_node *p = proto_new(parent, name, K_DATA);
     if (p) {
-        p->c = parent->coll;
+        p->c = c;
         p->dt = dt;
     }
     return p;
@@ -664,20 +669,51 @@ static char *join_prefix(const char *prefix, const char *seg)
     return *prefix ? bfs_asprintf("%s/%s", prefix, seg) : strdup(seg);
 }
 
+/* The collection a K_COLL node names.  A directory made by mkdir names
+ * none until its RUN is registered (bfs_tree_write_target); then it is
+ * found by name in the current catalog, so the node itself never changes. */
+static const bfs_collection *coll_of(bfs_tree *t, const bfs_node *n)
+{
+    if (n->coll || !n->made)
+        return n->coll;
+    return bfs_catalog_collection(bfs_registry_catalog(t->reg), n->prefix);
+}
+
+/* The directory of the collection a K_DATA node's datasets are in.  Its
+ * topmost K_DATA ancestor is a dataset type directory (k < 0) inside the
+ * collection's directory; or, below a path level made by mkdir and named
+ * like a dataset type (mkdir -p run/calexp/visit=1 before the RUN exists),
+ * a dimension value whose parent stands for the type. */
+static const bfs_node *data_coll_dir(const bfs_node *n)
+{
+    while (n->parent->kind == K_DATA)
+        n = n->parent;
+    return n->k < 0 ? n->parent : n->parent->parent;
+}
+
+/* The collection of a K_DATA node: fixed when the node was made, or, for
+ * one made before its RUN was registered, looked up by name (NULL until
+ * then: such a directory lists nothing but what mkdir made). */
+static const bfs_collection *data_coll(bfs_tree *t, const bfs_node *n)
+{
+    return n->c ? n->c : coll_of(t, data_coll_dir(n));
+}
+
 static int resolve_in_coll(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **proto)
 {
+    const bfs_collection *pcoll = coll_of(t, parent);
     const bfs_catalog *cat = bfs_registry_catalog(t->reg);
     char seg[BFS_NAME_MAX];
     size_t nl = strlen(name), sl = strlen(BFS_TYPE_SUFFIX);
 
     /* "<type>@type": a dataset type shadowed by a child collection */
-    if (parent->coll && nl > sl && !strcmp(name + nl - sl, BFS_TYPE_SUFFIX)) {
+    if (pcoll && nl > sl && !strcmp(name + nl - sl, BFS_TYPE_SUFFIX)) {
         char base[BFS_NAME_MAX];
         snprintf(base, sizeof base, "%.*s", (int)(nl - sl), name);
         const bfs_dataset_type *dt = bfs_names_unescape(base, seg, sizeof seg) >= 0
             ? bfs_catalog_dataset_type(cat, seg) : NULL;
-        if (dt && bfs_registry_collection_has(t->reg, parent->coll, dt) == 1) {
-            *proto = proto_dtype(parent, name, dt);
+        if (dt && bfs_registry_collection_has(t->reg, pcoll, dt) == 1) {
+            *proto = proto_dtype(parent, pcoll, name, dt);
             return *proto ? 0 : -ENOMEM;
         }
         return -ENOENT;
@@ -692,13 +728,13 @@ static int resolve_in_coll(bfs_tree *t, bfs_node *parent, const char *name, bfs_
         free(full);
         return *proto ? 0 : -ENOMEM;
     }
-    if (parent->coll) {
+    if (pcoll) {
         const bfs_dataset_type *dt = bfs_catalog_dataset_type(cat, seg);
-        int has = dt ? bfs_registry_collection_has(t->reg, parent->coll, dt) : 0;
+        int has = dt ? bfs_registry_collection_has(t->reg, pcoll, dt) : 0;
         if (has < 0)
             return has;
         if (has) {
-            *proto = proto_dtype(parent, name, dt);
+            *proto = proto_dtype(parent, pcoll, name, dt);
             return *proto ? 0 : -ENOMEM;
         }
     }
@@ -740,6 +776,7 @@ struct listing_builder {
     bfs_listing *l;
     size_t cap;
     struct name_list segs;  /* collection segments, for the @type rule */
+    const bfs_collection *coll; /* the collection listed (K_COLL), if any */
     int k;                  /* dimension being listed */
     int err;
 };
@@ -771,7 +808,7 @@ static int list_dtype_cb(void *ctx, const bfs_dataset_type *dt)
     /* the collision rule: a child collection keeps the plain name */
     if (b->segs.n && bsearch(&dt->name, b->segs.names, b->segs.n, sizeof *b->segs.names, cmp_str))
         strncat(name, BFS_TYPE_SUFFIX, sizeof name - strlen(name) - 1);
-    return listing_push(b, proto_dtype(b->l->dir, name, dt));
+    return listing_push(b, proto_dtype(b->l->dir, b->coll, name, dt));
 }
 
 static int list_coll(struct listing_builder *b)
@@ -806,8 +843,9 @@ static int list_coll(struct listing_builder *b)
         ret = listing_push(b, proto_coll(dir, name, full, bfs_catalog_collection(cat, full)));
         free(full);
     }
-    if (ret == 0 && dir->coll)
-        ret = bfs_registry_dataset_types_in(b->t->reg, dir->coll, list_dtype_cb, b);
+    b->coll = coll_of(b->t, dir);
+    if (ret == 0 && b->coll)
+        ret = bfs_registry_dataset_types_in(b->t->reg, b->coll, list_dtype_cb, b);
     return ret;
 }
 
@@ -837,7 +875,8 @@ static int value_exists(bfs_tree *t, bfs_node *n, int k, const char *v)
     const char *vals[BFS_MAX_DIMS];
     node_values(n, vals);
     vals[k] = v;
-    int r = bfs_registry_list_values(t->reg, n->c, n->dt, vals, k, stop_at_first, NULL);
+    const bfs_collection *coll = data_coll(t, n);
+    int r = coll ? bfs_registry_list_values(t->reg, coll, n->dt, vals, k, stop_at_first, NULL) : 0;
     return r < 0 ? r : r == 1;
 }
 
@@ -935,12 +974,32 @@ static int list_data(struct listing_builder *b)
     const char *vals[BFS_MAX_DIMS];
     int fixed = node_values(dir, vals);
     b->k = first_free_dim(dir, vals);
+    const bfs_collection *coll = data_coll(b->t, dir);
+    if (!coll)
+        return 0;
     if (fixed == dir->dt->ndims - 1)
-        return bfs_registry_find_files(b->t->reg, dir->c, dir->dt, vals, list_last_cb, b);
-    return bfs_registry_list_values(b->t->reg, dir->c, dir->dt, vals, b->k, list_value_cb, b);
+        return bfs_registry_find_files(b->t->reg, coll, dir->dt, vals, list_last_cb, b);
+    return bfs_registry_list_values(b->t->reg, coll, dir->dt, vals, b->k, list_value_cb, b);
 }
 
 /* ---- public: lookup, listing, open --------------------------------------- */
+
+/* A directory mkdir made under parent, with one more lookup; NULL when none. */
+static bfs_node *find_made(bfs_tree *t, bfs_node *parent, const char *name)
+{
+    pthread_mutex_lock(&t->lock);
+    bfs_node *n = t->table[bucket_of(t, parent, name)];
+    while (n && !(n->made && n->parent == parent && !strcmp(n->name, name)))
+        n = n->hnext;
+    if (n) {
+        n->nlookup++;
+        n->evicting = false;
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (n)
+        touch(t, n);
+    return n;
+}
 
 int bfs_tree_lookup(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **child, struct stat *st)
 {
@@ -959,6 +1018,10 @@ int bfs_tree_lookup(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **
         }
     } else {
         ret = resolve_in_data(t, parent, name, &proto);
+    }
+    if (ret == -ENOENT && t->opts.writable && (*child = find_made(t, parent, name)) != NULL) {
+        bfs_tree_stat(t, *child, st);
+        return 0;
     }
     if (ret < 0)
         return ret;
@@ -984,6 +1047,7 @@ static int listing_build(bfs_tree *t, bfs_node *dir, bfs_listing **out)
         return -ENOMEM;
     }
     b.l->n = 2; /* "." and ".." */
+    b.l->writable = t->opts.writable;
     int ret = dir->kind == K_COLL ? list_coll(&b) : list_data(&b);
     name_list_free(&b.segs);
     if (ret < 0) {
@@ -1049,7 +1113,8 @@ size_t bfs_listing_count(const bfs_listing *l) { return l->n; }
 
 bool bfs_listing_immutable(const bfs_listing *l)
 {
-    return all_fixed(l->dir) && l->dir->c->type == BFS_COLL_RUN;
+    /* on a writable mount a dataId's files grow as files are ingested */
+    return !l->writable && all_fixed(l->dir) && l->dir->c && l->dir->c->type == BFS_COLL_RUN;
 }
 
 const char *bfs_listing_name(bfs_tree *t, bfs_listing *l, size_t i, struct stat *st)
@@ -1438,4 +1503,142 @@ void bfs_tree_node_stats(bfs_tree *t, bfs_node_stats *st)
     st->victims = atomic_load(&t->victims);
     st->invalidations = atomic_load(&t->invalidations);
     st->inval_failed = atomic_load(&t->inval_failed);
+}
+
+/* ---- the write side (-o rw) ---------------------------------------------------
+ *
+ * mkdir makes directories that exist in this mount's memory only: a
+ * collection path level, a dataset type under a RUN, a dimension value under
+ * a dataset type.  The tree pins each one (it lives until unmount) and finds
+ * it by name when the registry does not know it.  A RUN collection is
+ * registered by the caller when a dataset type directory or a file is made
+ * inside a made path level (bfs_tree_write_target says when), so that
+ * `mkdir -p a/b/run` leaves no collections named a or a/b behind.
+ */
+
+static int made_insert(bfs_tree *t, bfs_node *proto, bfs_node **child, struct stat *st)
+{
+    proto->made = true;
+    uintptr_t want = (uintptr_t)proto;
+    bfs_node *n = materialize(t, proto);
+    if ((uintptr_t)n == want) { /* inserted, not found (a concurrent mkdir pinned that one) */
+        pthread_mutex_lock(&t->lock);
+        n->pins++; /* the tree's own pin: the directory lives until unmount */
+        pthread_mutex_unlock(&t->lock);
+    }
+    *child = n;
+    bfs_tree_stat(t, n, st);
+    return 0;
+}
+
+int bfs_tree_mkdir(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **child, struct stat *st)
+{
+    if (!t->opts.writable)
+        return -EROFS;
+    if (parent->kind == K_FILE)
+        return -ENOTDIR;
+    if (strlen(name) >= BFS_NAME_MAX)
+        return -ENAMETOOLONG;
+    bfs_node *existing;
+    if (bfs_tree_lookup(t, parent, name, &existing, st) == 0) {
+        bfs_tree_forget(t, existing, 1);
+        return -EEXIST;
+    }
+    const bfs_catalog *cat = bfs_registry_catalog(t->reg);
+    char seg[BFS_NAME_MAX];
+    bfs_node *proto = NULL;
+    const bfs_dataset_type *dt = NULL;
+    if (parent->kind == K_COLL) {
+        if (bfs_names_unescape(name, seg, sizeof seg) < 0 || !strcmp(seg, ".") || !strcmp(seg, ".."))
+            return -EINVAL;
+        const bfs_collection *pc = coll_of(t, parent);
+        dt = bfs_catalog_dataset_type(cat, seg);
+        if (dt && pc && pc->type == BFS_COLL_RUN) {
+            proto = proto_dtype(parent, pc, name, dt);
+        } else if (pc && pc->type != BFS_COLL_RUN) {
+            return -EACCES; /* nothing is made inside a CHAINED, TAGGED or CALIBRATION collection */
+        } else if (!strchr(seg, '=') || !parent->made || pc ||
+                   !(dt = bfs_catalog_dataset_type(cat, parent->name))) {
+            /* a path level, or the directory of a RUN to be */
+            char *full = join_prefix(parent->prefix, seg);
+            if (!full)
+                return -ENOMEM;
+            proto = proto_coll(parent, name, full, NULL);
+            free(full);
+        }
+        /* else "dim=value" below a made path level named like a dataset type:
+         * that level stands for the type, its parent for the RUN (below) */
+    } else {
+        if (all_fixed(parent))
+            return -EACCES; /* below a full dataId there are files only */
+        dt = parent->dt;
+    }
+    if (!proto) {
+        char dim[64], value[BFS_MAX_VALUE];
+        if (bfs_names_parse_dim(name, dim, sizeof dim, value, sizeof value) < 0)
+            return -EINVAL;
+        int k = dim_slot(dt, dim);
+        const char *vals[BFS_MAX_DIMS] = {0};
+        if (parent->kind == K_DATA)
+            node_values(parent, vals);
+        if (k < 0 || vals[k])
+            return -EINVAL; /* not a dimension of the type, or fixed already */
+        const bfs_dimension *d = dt->dims[k];
+        int64_t num;
+        if (d->type == BFS_KEY_INT && bfs_parse_i64(value, &num)) {
+            if (!bfs_names_int_canonical(value))
+                return -EINVAL; /* detector=094 is no name of detector 94 (docs/paths.md) */
+        } else if (d->type == BFS_KEY_INT) {
+            /* an alternate key (exposure=MC_O_..., detector=R22_S11) */
+            char primary[BFS_MAX_VALUE];
+            if (bfs_registry_resolve_alias(t->reg, dt, vals, d, value, primary, sizeof primary) < 0)
+                return -EINVAL;
+            snprintf(value, sizeof value, "%s", primary);
+        }
+        proto = proto_value(parent, name, k, value);
+        if (proto && parent->kind == K_COLL)
+            proto->dt = dt; /* c stays NULL: data_coll finds the RUN once registered */
+    }
+    if (!proto)
+        return -ENOMEM;
+    return made_insert(t, proto, child, st);
+}
+
+int bfs_tree_write_target(bfs_tree *t, bfs_node *dir, bfs_write_target *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!t->opts.writable)
+        return -EROFS;
+    if (dir->kind == K_FILE)
+        return -ENOTDIR;
+    const bfs_node *cn = dir->kind == K_COLL ? dir : data_coll_dir(dir);
+    const bfs_collection *c = coll_of(t, cn);
+    if (!c && !cn->made)
+        return -EACCES; /* the root, or a path level of existing collections */
+    if (c && c->type != BFS_COLL_RUN)
+        return -EACCES; /* CHAINED, TAGGED and CALIBRATION collections take no files */
+    out->run = cn->prefix;
+    out->run_exists = c != NULL;
+    if (dir->kind == K_COLL)
+        return 0; /* raw: the dataId comes from the headers */
+    if (!all_fixed(dir))
+        return -EACCES; /* a file needs its full dataId */
+    out->dataset_type = dir->dt->name;
+    out->ndims = dir->dt->ndims;
+    node_values(dir, out->dim_values);
+    for (int i = 0; i < out->ndims; i++)
+        out->dim_names[i] = dir->dt->dims[i]->name;
+    return 0;
+}
+
+void bfs_tree_changed(bfs_tree *t, bfs_node *dir)
+{
+    bfs_registry_refresh(t->reg);
+    pthread_mutex_lock(&t->lock);
+    t->last_refresh = now_mono();
+    struct leaf_set *old = dir->kind == K_DATA ? dir->leaves : NULL;
+    if (old)
+        dir->leaves = NULL;
+    pthread_mutex_unlock(&t->lock);
+    leaf_set_put(old);
 }

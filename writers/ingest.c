@@ -1,0 +1,1381 @@
+/*
+ * ingest.c - files written into a mount become datasets (writers.h).
+ *
+ * On disk, all on the datastore root's file system (every move is a rename):
+ *
+ *   REPO/.butlerfs/            0700; never shown in the mount
+ *     lock                     flock held by the one -o rw daemon of REPO
+ *     spool/U.data             the bytes being written (0600), U = 32 random hex
+ *     spool/U.intent           the upload's intent record (JSON, below)
+ *     quarantine/YYYY-MM-DD/U.data, U.reason   rejected bytes and why
+ *     events.jsonl             one line per outcome
+ *
+ * The state machine of one upload (docs/ingest.md explains the choices):
+ *
+ *   OPEN --seal--> SEALED --check, decide--> PREPARED --rename--> PLACED
+ *     --one registry transaction--> REGISTERED --links, event--> ANNOUNCED --> (intent removed)
+ *   any rejection: --> QUARANTINED --move, reason, event--> ANNOUNCED
+ *
+ * Write-ahead: the intent record names the state an upload is in, and it is
+ * written (tmp file, fdatasync, rename, fsync of the spool directory) before
+ * the side effect that leads out of that state.  Every step is idempotent,
+ * so recovery is "take steps until there are none left" (step_all).
+ *
+ * | state       | what holds on disk                          | the step out                      |
+ * | OPEN        | U.data, maybe incomplete                    | seal: fdatasync -> SEALED         |
+ * | SEALED      | U.data complete and durable                 | validate, id, path -> PREPARED, or QUARANTINED |
+ * | PREPARED    | intent has id, path, size; bytes in U.data  | rename (no replace) to the path, fsync dir -> PLACED |
+ * | PLACED      | the file at its path; maybe no registry row | add the dataset (EEXIST: it is ours) -> REGISTERED |
+ * | REGISTERED  | the dataset is registered                   | staging links, event -> ANNOUNCED |
+ * | QUARANTINED | the reason is in the intent                 | move U.data to quarantine, U.reason, event -> ANNOUNCED |
+ * | ANNOUNCED   | everything done                             | unlink the intent                 |
+ *
+ * The writer's seal is answered when REGISTERED (0) or a quarantine is
+ * complete (-errno): what was promised is on disk by then.
+ *
+ * Crash story (kill -9 anywhere, then a new -o rw mount): bfs_ingest_open
+ * takes the lock and, before anything is served, steps every intent record
+ * to its end.  OPEN: the writer never closed; quarantined ("the daemon
+ * stopped before the writer closed the file").  PREPARED after the rename:
+ * U.data is gone and the file at the path has the intent's size: the step is
+ * taken as done.  PLACED after the commit: adding the dataset says EEXIST,
+ * which is success (the path's bytes are this upload's: the rename refuses
+ * to replace).  A U.data with no intent (killed inside bfs_upload_begin) is
+ * quarantined.  So every byte handed over is registered or quarantined, no
+ * dataset is half-registered, and links and events are completed; an event
+ * may be written twice (at-least-once, keyed by dataset id).
+ *
+ * Test hook: with BFS_INGEST_KILL_AT=<STATE> in the environment the daemon
+ * kills itself (SIGKILL) right after writing an intent in that state
+ * (tests/unit/test_ingest.c proves the crash story with it).
+ *
+ * Locks: ing->lock guards the upload list, the queue, every upload's
+ * refs/state flags and the stats; it is never held during I/O or a
+ * registry call.  A worker owns an upload's steps while it is queued.
+ */
+
+#include "writers.h"
+
+#include "fits.h"
+#include "log.h"
+#include "strutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TAG "ingest"
+
+enum state { S_OPEN, S_SEALED, S_PREPARED, S_PLACED, S_REGISTERED, S_QUARANTINED, S_ANNOUNCED, S_DONE };
+static const char *const state_names[] = {"OPEN", "SEALED", "PREPARED", "PLACED",
+                                          "REGISTERED", "QUARANTINED", "ANNOUNCED", "DONE"};
+
+struct waiter {
+    bfs_seal_done_fn done;
+    void *ctx;
+    struct waiter *next;
+};
+
+struct bfs_upload {
+    bfs_ingest *ing;
+    struct bfs_upload *next;  /* ing->uploads */
+    struct bfs_upload *qnext; /* ing->queue */
+    int refs;                 /* under ing->lock */
+    char u[33];               /* upload id */
+    char *run, *dtype, *name; /* dtype NULL: raw */
+    char *dim_names[BFS_MAX_DIMS], *dim_values[BFS_MAX_DIMS];
+    int ndims;
+    uid_t uid;
+    int fd;                   /* U.data (follows it when it moves); -1 when recovered without one */
+    char *data_path, *intent_path;
+    off_t size;
+    int64_t mtime_ns;
+    /* under ing->lock: */
+    bool written;             /* since the last seal */
+    bool written_ever;
+    bool busy;                /* queued or being stepped by a worker */
+    bool finished;            /* a seal's outcome is known */
+    int outcome;
+    double finished_at;       /* monotonic seconds */
+    struct waiter *waiters;
+    /* owned by the stepping thread: */
+    enum state st;
+    char dataset_id[33];
+    char *rel;                /* datastore path, relative to the root */
+    char *reason;
+    int err;                  /* with QUARANTINED */
+    bool duplicate;
+};
+
+struct bfs_ingest {
+    char *repo, *root, *dir, *spool, *quarantine, *events;
+    bfs_registry *reg;
+    const bfs_ingest_config *cfg;
+    int lock_fd, spool_fd;
+    const char *kill_at;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct bfs_upload *uploads, *qhead, *qtail;
+    pthread_t *workers;
+    int nworkers;
+    bool stop;
+    bfs_ingest_stats stats;
+};
+
+static double now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- configuration -------------------------------------------------------- */
+
+void bfs_ingest_config_defaults(bfs_ingest_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->inbox_ttl_ms = 60000;
+    c->registry_deadline_ms = 30000;
+    c->workers = 2;
+}
+
+void bfs_ingest_config_free(bfs_ingest_config *c)
+{
+    for (int i = 0; i < c->n_readonly_collections; i++)
+        free(c->readonly_collections[i]);
+    free(c->readonly_collections);
+    for (int i = 0; i < c->n_staging; i++)
+        free(c->staging[i]);
+    free(c->staging);
+    free(c->default_storage_class);
+    free(c->quarantine_dir);
+    free(c->events_file);
+    bfs_ingest_config_defaults(c);
+}
+
+static int cfg_fail(char **errmsg, const char *file, const bfs_yaml *y, const bfs_yaml_node *n,
+                    const char *what, const char *key)
+{
+    bfs_set_errmsg(errmsg, "%s:%d: ingest.%s %s", file, bfs_yaml_line(y, n), key, what);
+    return -EINVAL;
+}
+
+static int cfg_strings(const bfs_yaml *y, const bfs_yaml_node *v, const char *file, const char *key,
+                       char ***out, int *n, char **errmsg)
+{
+    if (!bfs_yaml_is_seq(y, v))
+        return cfg_fail(errmsg, file, y, v, "must be a list of strings", key);
+    size_t len = bfs_yaml_len(y, v);
+    char **list = calloc(len ? len : 1, sizeof *list);
+    if (!list)
+        return -ENOMEM;
+    for (size_t i = 0; i < len; i++) {
+        const char *s = bfs_yaml_scalar(y, bfs_yaml_item(y, v, i));
+        if (!s || !*s || !(list[i] = strdup(s))) {
+            for (size_t k = 0; k < i; k++)
+                free(list[k]);
+            free(list);
+            return s && *s ? -ENOMEM : cfg_fail(errmsg, file, y, v, "must hold non-empty strings", key);
+        }
+    }
+    *out = list;
+    *n = (int)len;
+    return 0;
+}
+
+int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, const char *file,
+                            bfs_ingest_config *c, char **errmsg)
+{
+    if (bfs_yaml_is_null(y, section))
+        return 0;
+    if (!bfs_yaml_is_map(y, section))
+        return cfg_fail(errmsg, file, y, section, "must be a mapping", "(section)");
+    for (size_t i = 0; i < bfs_yaml_len(y, section); i++) {
+        const char *key = bfs_yaml_key(y, section, i);
+        const bfs_yaml_node *v = bfs_yaml_item(y, section, i);
+        const char *s = bfs_yaml_scalar(y, v);
+        int ret = 0;
+        int64_t n;
+        if (!key) {
+            ret = cfg_fail(errmsg, file, y, v, "has a key that is not a string", "?");
+        } else if (!strcmp(key, "readonly_collections")) {
+            ret = cfg_strings(y, v, file, key, &c->readonly_collections, &c->n_readonly_collections, errmsg);
+        } else if (!strcmp(key, "staging")) {
+            ret = cfg_strings(y, v, file, key, &c->staging, &c->n_staging, errmsg);
+            for (int k = 0; ret == 0 && k < c->n_staging; k++)
+                if (c->staging[k][0] != '/')
+                    ret = cfg_fail(errmsg, file, y, v, "must hold absolute directories", key);
+        } else if (!strcmp(key, "create_dataset_types")) {
+            if (!s || (strcmp(s, "true") && strcmp(s, "false")))
+                ret = cfg_fail(errmsg, file, y, v, "must be true or false", key);
+            else
+                c->create_dataset_types = !strcmp(s, "true");
+        } else if (!strcmp(key, "default_storage_class") || !strcmp(key, "quarantine") ||
+                   !strcmp(key, "events")) {
+            char **dst = key[0] == 'd' ? &c->default_storage_class
+                       : key[0] == 'q' ? &c->quarantine_dir : &c->events_file;
+            if (!s || !*s)
+                ret = cfg_fail(errmsg, file, y, v, "must be a non-empty string", key);
+            else if (key[0] != 'd' && s[0] != '/')
+                ret = cfg_fail(errmsg, file, y, v, "must be an absolute path", key);
+            else if (!(free(*dst), *dst = strdup(s)))
+                ret = -ENOMEM;
+        } else if (!strcmp(key, "inbox_ttl") || !strcmp(key, "registry_deadline")) {
+            if (!s || !bfs_parse_duration_ms(s, &n) || n < 0 || n > 86400000)
+                ret = cfg_fail(errmsg, file, y, v, "must be a duration from 0 to 1d (e.g. 60s)", key);
+            else
+                *(key[0] == 'i' ? &c->inbox_ttl_ms : &c->registry_deadline_ms) = n;
+        } else if (!strcmp(key, "workers")) {
+            if (!s || !bfs_parse_i64(s, &n) || n < 1 || n > 64)
+                ret = cfg_fail(errmsg, file, y, v, "must be a whole number from 1 to 64", key);
+            else
+                c->workers = (int)n;
+        } else {
+            bfs_set_errmsg(errmsg, "%s:%d: unknown key 'ingest.%s' (ingest takes: readonly_collections, "
+                                   "create_dataset_types, default_storage_class, staging, quarantine, "
+                                   "events, inbox_ttl, registry_deadline, workers)",
+                           file, bfs_yaml_line(y, v), key);
+            ret = -EINVAL;
+        }
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+/* ---- small file-system helpers -------------------------------------------- */
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int ret = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return ret;
+}
+
+/* mkdir -p of the directories above path (mode 0755; 0700 when private). */
+static int make_parents(const char *path, bool private_dirs)
+{
+    char *p = strdup(path);
+    if (!p)
+        return -ENOMEM;
+    int ret = 0;
+    for (char *s = strchr(p + 1, '/'); s && ret == 0; s = strchr(s + 1, '/')) {
+        *s = '\0';
+        if (mkdir(p, private_dirs ? 0700 : 0755) < 0 && errno != EEXIST)
+            ret = -errno;
+        *s = '/';
+    }
+    free(p);
+    return ret;
+}
+
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
+}
+
+/* 1 when the two files hold the same bytes, 0 when not, -errno. */
+static int same_bytes(const char *a, const char *b)
+{
+    int fa = open(a, O_RDONLY | O_CLOEXEC), fb = open(b, O_RDONLY | O_CLOEXEC);
+    int ret = fa < 0 || fb < 0 ? -errno : 1;
+    struct stat sa, sb;
+    if (ret == 1 && (fstat(fa, &sa) < 0 || fstat(fb, &sb) < 0))
+        ret = -errno;
+    if (ret == 1 && sa.st_size != sb.st_size)
+        ret = 0;
+    static const size_t chunk = 1 << 16;
+    char *x = ret == 1 ? malloc(2 * chunk) : NULL;
+    if (ret == 1 && !x)
+        ret = -ENOMEM;
+    while (ret == 1) {
+        ssize_t na = read(fa, x, chunk), nb = read(fb, x + chunk, chunk);
+        if (na < 0 || nb < 0)
+            ret = -EIO;
+        else if (na != nb || memcmp(x, x + chunk, (size_t)na) != 0)
+            ret = 0;
+        else if (na == 0)
+            break;
+    }
+    free(x);
+    if (fa >= 0)
+        close(fa);
+    if (fb >= 0)
+        close(fb);
+    return ret;
+}
+
+/* A name or value that may become one path component: not empty, '.' or
+ * '..', no '/', no control character (docs/ingest.md, "Bad input"). */
+static bool one_component(const char *s)
+{
+    if (!*s || !strcmp(s, ".") || !strcmp(s, ".."))
+        return false;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p == '/' || *p < 0x20 || *p == 0x7f)
+            return false;
+    return true;
+}
+
+/* ---- intent records ------------------------------------------------------- */
+
+static json_t *strings_json(char *const *v, int n)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(a, json_string(v[i]));
+    return a;
+}
+
+static int write_intent(bfs_ingest *ing, struct bfs_upload *u)
+{
+    json_t *j = json_pack("{s:s, s:s, s:s?, s:s, s:o, s:o, s:I, s:s?, s:s?, s:I, s:s?, s:i, s:b}",
+                          "state", state_names[u->st], "run", u->run, "dataset_type", u->dtype,
+                          "name", u->name, "dim_names", strings_json(u->dim_names, u->ndims),
+                          "dim_values", strings_json(u->dim_values, u->ndims), "uid", (json_int_t)u->uid,
+                          "dataset_id", u->dataset_id[0] ? u->dataset_id : NULL, "path", u->rel,
+                          "size", (json_int_t)u->size, "reason", u->reason, "errno", u->err,
+                          "duplicate", u->duplicate);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!text)
+        return -ENOMEM;
+    char *tmp = bfs_asprintf("%s.tmp", u->intent_path);
+    int ret = tmp ? 0 : -ENOMEM;
+    int fd = tmp ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+    if (ret == 0 && fd < 0)
+        ret = -errno;
+    size_t len = strlen(text);
+    if (ret == 0 && (write(fd, text, len) != (ssize_t)len || fdatasync(fd) < 0))
+        ret = errno ? -errno : -EIO;
+    if (fd >= 0)
+        close(fd);
+    if (ret == 0 && rename(tmp, u->intent_path) < 0)
+        ret = -errno;
+    if (ret == 0 && fsync(ing->spool_fd) < 0)
+        ret = -errno;
+    if (ret < 0 && tmp)
+        unlink(tmp);
+    free(tmp);
+    free(text);
+    if (ret == 0 && ing->kill_at && !strcmp(ing->kill_at, state_names[u->st]))
+        raise(SIGKILL); /* the test hook: see the top of this file */
+    return ret;
+}
+
+static char *json_str(json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? strdup(s) : NULL;
+}
+
+/* ---- uploads -------------------------------------------------------------- */
+
+static void upload_free(struct bfs_upload *u)
+{
+    if (!u)
+        return;
+    if (u->fd >= 0)
+        close(u->fd);
+    free(u->run);
+    free(u->dtype);
+    free(u->name);
+    for (int i = 0; i < u->ndims; i++) {
+        free(u->dim_names[i]);
+        free(u->dim_values[i]);
+    }
+    free(u->data_path);
+    free(u->intent_path);
+    free(u->rel);
+    free(u->reason);
+    free(u);
+}
+
+static struct bfs_upload *upload_new(bfs_ingest *ing, const char *uid_hex)
+{
+    struct bfs_upload *u = calloc(1, sizeof *u);
+    if (!u)
+        return NULL;
+    u->ing = ing;
+    u->fd = -1;
+    snprintf(u->u, sizeof u->u, "%s", uid_hex);
+    u->data_path = bfs_asprintf("%s/%s.data", ing->spool, u->u);
+    u->intent_path = bfs_asprintf("%s/%s.intent", ing->spool, u->u);
+    if (!u->data_path || !u->intent_path) {
+        upload_free(u);
+        return NULL;
+    }
+    return u;
+}
+
+static void quarantine_as(struct bfs_upload *u, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void quarantine_as(struct bfs_upload *u, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *r = NULL;
+    if (vasprintf(&r, fmt, ap) < 0)
+        r = NULL;
+    va_end(ap);
+    free(u->reason);
+    u->reason = r;
+    u->err = err;
+    u->st = S_QUARANTINED;
+}
+
+/* The datastore path of a path-ingested dataset, relative to the root:
+ * <run>/<type>/<value>/.../<type>_<value>_..._<run with '/' as '_'><ext>.
+ * -EINVAL when a value could leave its directory. */
+static int decide_path(struct bfs_upload *u)
+{
+    for (int i = 0; i < u->ndims; i++) {
+        if (!one_component(u->dim_values[i])) {
+            quarantine_as(u, EINVAL, "the %s value '%s' cannot be part of a file name", u->dim_names[i],
+                          u->dim_values[i]);
+            return -EINVAL;
+        }
+    }
+    const char *ext = strchr(u->name[0] == '.' ? u->name + 1 : u->name, '.');
+    size_t cap = 4096;
+    char *p = malloc(cap), *flat = strdup(u->run);
+    if (!p || !flat) {
+        free(p);
+        free(flat);
+        return -ENOMEM;
+    }
+    for (char *s = flat; *s; s++)
+        if (*s == '/')
+            *s = '_';
+    size_t len = (size_t)snprintf(p, cap, "%s/%s", u->run, u->dtype);
+    for (int i = 0; i < u->ndims && len < cap; i++)
+        len += (size_t)snprintf(p + len, cap - len, "/%s", u->dim_values[i]);
+    if (len < cap)
+        len += (size_t)snprintf(p + len, cap - len, "/%s", u->dtype);
+    for (int i = 0; i < u->ndims && len < cap; i++)
+        len += (size_t)snprintf(p + len, cap - len, "_%s", u->dim_values[i]);
+    if (len < cap)
+        len += (size_t)snprintf(p + len, cap - len, "_%s%s", flat, ext ? ext : "");
+    free(flat);
+    if (len >= cap) {
+        free(p);
+        quarantine_as(u, ENAMETOOLONG, "the datastore path of this dataset would be too long");
+        return -ENAMETOOLONG;
+    }
+    free(u->rel);
+    u->rel = p;
+    return 0;
+}
+
+/* The formatter recorded with a path-ingested file, by its extension. */
+static const char *formatter_of(const char *rel)
+{
+    const char *ext = strrchr(rel, '.');
+    if (ext && (!strcmp(ext, ".fits") || !strcmp(ext, ".fz") || !strcmp(ext, ".fit")))
+        return "lsst.obs.base.formatters.fitsExposure.FitsExposureFormatter";
+    if (ext && !strcmp(ext, ".json"))
+        return "lsst.daf.butler.formatters.json.JsonFormatter";
+    if (ext && (!strcmp(ext, ".yaml") || !strcmp(ext, ".yml")))
+        return "lsst.daf.butler.formatters.yaml.YamlFormatter";
+    return "lsst.daf.butler.formatters.file.FileFormatter";
+}
+
+static void append_event(bfs_ingest *ing, struct bfs_upload *u)
+{
+    json_t *id = json_object();
+    for (int i = 0; i < u->ndims; i++)
+        json_object_set_new(id, u->dim_names[i], json_string(u->dim_values[i]));
+    char when[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+    bool ok = u->err == 0;
+    const char *errname = ok ? NULL : strerrorname_np(u->err);
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s?, s:o, s:s?, s:s?, s:s?, s:s, s:s?, s:s}", "time", when,
+                          "outcome", ok ? (u->duplicate ? "duplicate" : "ingested") : "quarantined",
+                          "run", u->run, "dataset_type", u->dtype, "data_id", id,
+                          "dataset_id", ok && u->dataset_id[0] ? u->dataset_id : NULL,
+                          "path", ok ? u->rel : NULL, "reason", ok ? NULL : u->reason, "name", u->name,
+                          "errno", ok ? NULL : (errname ? errname : "?"), "upload", u->u);
+    char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    int fd = line ? open(ing->events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600) : -1;
+    if (fd >= 0) {
+        size_t len = strlen(line);
+        line[len] = '\n'; /* json_dumps leaves room: the NUL */
+        if (write(fd, line, len + 1) != (ssize_t)len + 1 || fdatasync(fd) < 0)
+            bfs_warn(TAG, "cannot append to %s: %s", ing->events, strerror(errno));
+        close(fd);
+    } else {
+        bfs_warn(TAG, "cannot write an event to %s: %s", ing->events, strerror(errno));
+    }
+    free(line);
+}
+
+/* ---- the steps -------------------------------------------------------------- */
+
+static bool is_fits(int fd)
+{
+    char magic[9] = {0};
+    return pread(fd, magic, 9, 0) == 9 && !memcmp(magic, "SIMPLE  =", 9);
+}
+
+static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
+{
+    struct stat sb;
+    if (u->fd < 0 || fstat(u->fd, &sb) < 0) {
+        quarantine_as(u, EIO, "the spool file is gone");
+        return 0;
+    }
+    u->size = sb.st_size;
+    if (!u->dtype) {
+        quarantine_as(u, EINVAL, "raw ingest (a file written in a RUN's own directory) needs the header "
+                                 "translation, which this build does not have yet; write it at its "
+                                 "dataId path instead");
+        return 0;
+    }
+    if (is_fits(u->fd)) {
+        char *msg = NULL;
+        int ret = bfs_fits_validate(u->data_path, NULL, NULL, &msg);
+        if (ret < 0) {
+            quarantine_as(u, EINVAL, "not a valid FITS file: %s", msg ? msg : strerror(-ret));
+            free(msg);
+            return 0;
+        }
+    }
+    const char *names[BFS_MAX_DIMS], *values[BFS_MAX_DIMS];
+    for (int i = 0; i < u->ndims; i++) {
+        names[i] = u->dim_names[i];
+        values[i] = u->dim_values[i];
+    }
+    int ret = bfs_dataset_id_v5(u->dtype, u->run, names, values, u->ndims, u->dataset_id);
+    if (ret < 0) {
+        quarantine_as(u, EINVAL, "no dataset id for this dataId: %s", strerror(-ret));
+        return 0;
+    }
+    if (decide_path(u) < 0)
+        return 0;
+    u->st = S_PREPARED;
+    return 0;
+}
+
+static int step_prepared(bfs_ingest *ing, struct bfs_upload *u)
+{
+    char *dst = bfs_asprintf("%s%s", ing->root, u->rel);
+    if (!dst)
+        return -ENOMEM;
+    int ret = make_parents(dst, false);
+    if (ret == 0 && renameat2(AT_FDCWD, u->data_path, AT_FDCWD, dst, RENAME_NOREPLACE) < 0)
+        ret = -errno;
+    if (ret == -ENOENT) {
+        /* the rename happened before a crash: the file is in place */
+        struct stat sb;
+        ret = stat(dst, &sb) == 0 && sb.st_size == u->size ? 0 : -EIO;
+        if (ret < 0)
+            quarantine_as(u, EIO, "the spool file vanished and %s is not it", u->rel);
+    } else if (ret == -EEXIST) {
+        int same = same_bytes(u->data_path, dst);
+        if (same == 1) {
+            u->duplicate = true; /* registered (or about to be) with these bytes */
+            ret = 0;
+        } else {
+            quarantine_as(u, EEXIST, "a different file is already at %s", u->rel);
+            free(dst);
+            return 0;
+        }
+    }
+    if (ret == 0) {
+        char *d = dir_of(dst);
+        ret = d ? fsync_dir(d) : -ENOMEM;
+        free(d);
+    }
+    free(dst);
+    if (ret == 0)
+        u->st = S_PLACED;
+    else if (u->st == S_PREPARED)
+        quarantine_as(u, -ret, "cannot place the file at %s: %s", u->rel, strerror(-ret));
+    return 0;
+}
+
+static int step_placed(bfs_ingest *ing, struct bfs_upload *u)
+{
+    const char *names[BFS_MAX_DIMS], *values[BFS_MAX_DIMS];
+    for (int i = 0; i < u->ndims; i++) {
+        names[i] = u->dim_names[i];
+        values[i] = u->dim_values[i];
+    }
+    bfs_new_dataset d = {.dataset_type = u->dtype, .run = u->run, .dim_names = names,
+                         .dim_values = values, .ndims = u->ndims, .path = u->rel,
+                         .formatter = formatter_of(u->rel), .file_size = u->size};
+    char id[33];
+    double deadline = now_mono() + ing->cfg->registry_deadline_ms / 1000.0;
+    int ret;
+    for (;;) {
+        ret = bfs_registry_add_dataset(ing->reg, &d, id);
+        if (ret != -EBUSY && ret != -EAGAIN)
+            break;
+        if (now_mono() > deadline)
+            return -EIO; /* stays PLACED: retried at the next mount */
+        usleep(50000);
+    }
+    if (ret == -EEXIST)
+        ret = 0; /* the file at rel is this upload's bytes (step_prepared) */
+    if (ret == -ENOENT) {
+        /* an unknown dimension value or dataset type: the file goes back */
+        char *dst = bfs_asprintf("%s%s", ing->root, u->rel);
+        if (dst && !u->duplicate)
+            rename(dst, u->data_path);
+        free(dst);
+        quarantine_as(u, ENOENT, "the registry has no record for part of this dataId, or no such "
+                                 "dataset type");
+        return 0;
+    }
+    if (ret < 0)
+        return ret;
+    u->st = S_REGISTERED;
+    return 0;
+}
+
+static int step_registered(bfs_ingest *ing, struct bfs_upload *u)
+{
+    const bfs_ingest_config *c = ing->cfg;
+    char *src = bfs_asprintf("%s%s", ing->root, u->rel);
+    for (int i = 0; src && i < c->n_staging; i++) {
+        char *dst = bfs_asprintf("%s/%s", c->staging[i], u->rel);
+        int ret = dst ? make_parents(dst, false) : -ENOMEM;
+        if (ret == 0 && link(src, dst) < 0 && errno != EEXIST)
+            ret = -errno;
+        if (ret == 0) {
+            char *d = dir_of(dst);
+            fsync_dir(d);
+            free(d);
+        } else {
+            bfs_warn(TAG, "cannot link %s into staging tree %s: %s", u->rel, c->staging[i], strerror(-ret));
+        }
+        free(dst);
+    }
+    free(src);
+    if (u->duplicate)
+        unlink(u->data_path); /* the copy of bytes already registered */
+    append_event(ing, u);
+    u->st = S_ANNOUNCED;
+    return 0;
+}
+
+static int step_quarantined(bfs_ingest *ing, struct bfs_upload *u)
+{
+    char day[16];
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(day, sizeof day, "%Y-%m-%d", gmtime_r(&now, &tm));
+    char *qd = bfs_asprintf("%s/%s/%s.data", ing->quarantine, day, u->u);
+    char *qr = bfs_asprintf("%s/%s/%s.reason", ing->quarantine, day, u->u);
+    int ret = qd && qr ? make_parents(qd, true) : -ENOMEM;
+    if (ret == 0 && rename(u->data_path, qd) < 0 && errno != ENOENT)
+        ret = -errno;
+    if (ret == 0) {
+        int fd = open(qr, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        char *text = bfs_asprintf("%s\nrun: %s\ndataset type: %s\nname: %s\n", u->reason ? u->reason : "?",
+                                  u->run, u->dtype ? u->dtype : "raw", u->name);
+        if (fd < 0 || !text || write(fd, text, strlen(text)) < 0 || fdatasync(fd) < 0)
+            ret = -EIO;
+        if (fd >= 0)
+            close(fd);
+        free(text);
+    }
+    if (ret == 0) {
+        char *d = dir_of(qd);
+        ret = fsync_dir(d);
+        free(d);
+    }
+    if (ret == 0) {
+        bfs_warn(TAG, "quarantined %s written as %s in %s: %s", u->u, u->name, u->run,
+                 u->reason ? u->reason : "?");
+        append_event(ing, u);
+        u->st = S_ANNOUNCED;
+    }
+    free(qd);
+    free(qr);
+    return ret;
+}
+
+/* One step out of u->st; the new state is durable when it returns 0. */
+static int step(bfs_ingest *ing, struct bfs_upload *u)
+{
+    enum state from = u->st;
+    int ret;
+    switch (u->st) {
+    case S_OPEN:
+        quarantine_as(u, EIO, "the daemon stopped before the writer closed the file");
+        ret = 0;
+        break;
+    case S_SEALED: ret = step_sealed(ing, u); break;
+    case S_PREPARED: ret = step_prepared(ing, u); break;
+    case S_PLACED: ret = step_placed(ing, u); break;
+    case S_REGISTERED: ret = step_registered(ing, u); break;
+    case S_QUARANTINED: ret = step_quarantined(ing, u); break;
+    case S_ANNOUNCED:
+        ret = unlink(u->intent_path) < 0 && errno != ENOENT ? -errno : 0;
+        if (ret == 0)
+            u->st = S_DONE;
+        return ret;
+    default: return 0;
+    }
+    if (ret == 0 && u->st != from)
+        ret = write_intent(ing, u);
+    return ret;
+}
+
+/* The outcome a writer gets once u is REGISTERED or its quarantine done. */
+static bool outcome_known(const struct bfs_upload *u, int *outcome)
+{
+    if (u->st == S_REGISTERED || (u->st >= S_ANNOUNCED && u->err == 0)) {
+        *outcome = 0;
+        return true;
+    }
+    if (u->st >= S_ANNOUNCED) {
+        *outcome = -u->err;
+        return true;
+    }
+    return false;
+}
+
+/* Step u to its end.  done_cb is told the outcome as soon as it is known. */
+static void step_all(bfs_ingest *ing, struct bfs_upload *u, void (*told)(struct bfs_upload *, int))
+{
+    bool said = false;
+    int guard = 0;
+    while (u->st != S_DONE && guard++ < 16) {
+        int ret = step(ing, u);
+        int outcome;
+        if (!said && outcome_known(u, &outcome)) {
+            said = true;
+            if (told)
+                told(u, outcome);
+        }
+        if (ret < 0) {
+            bfs_err(TAG, "upload %s (%s in %s) stopped in state %s: %s; it is finished at the next mount",
+                    u->u, u->name, u->run, state_names[u->st], strerror(-ret));
+            if (!said && told)
+                told(u, ret == -ENOSPC ? -ENOSPC : -EIO);
+            return;
+        }
+    }
+}
+
+/* ---- workers ---------------------------------------------------------------- */
+
+static void tell_waiters(struct bfs_upload *u, int outcome)
+{
+    bfs_ingest *ing = u->ing;
+    pthread_mutex_lock(&ing->lock);
+    struct waiter *w = u->waiters;
+    u->waiters = NULL;
+    u->finished = true;
+    u->outcome = outcome;
+    u->finished_at = now_mono();
+    if (outcome == 0 && !u->duplicate)
+        ing->stats.ingested++;
+    else if (outcome == 0)
+        ing->stats.duplicates++;
+    else
+        ing->stats.quarantined++;
+    pthread_mutex_unlock(&ing->lock);
+    while (w) {
+        struct waiter *next = w->next;
+        w->done(w->ctx, outcome);
+        free(w);
+        w = next;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    bfs_ingest *ing = arg;
+    pthread_mutex_lock(&ing->lock);
+    for (;;) {
+        while (!ing->qhead && !ing->stop)
+            pthread_cond_wait(&ing->cond, &ing->lock);
+        if (!ing->qhead)
+            break;
+        struct bfs_upload *u = ing->qhead;
+        ing->qhead = u->qnext;
+        if (!ing->qhead)
+            ing->qtail = NULL;
+        ing->stats.in_flight++;
+        pthread_mutex_unlock(&ing->lock);
+
+        int ret = fdatasync(u->fd) < 0 ? -errno : 0;
+        u->st = S_SEALED;
+        if (ret == 0)
+            ret = write_intent(ing, u);
+        if (ret < 0) {
+            bfs_err(TAG, "cannot seal upload %s: %s", u->u, strerror(-ret));
+            tell_waiters(u, ret == -ENOSPC ? -ENOSPC : -EIO);
+        } else {
+            step_all(ing, u, tell_waiters);
+        }
+        pthread_mutex_lock(&ing->lock);
+        ing->stats.in_flight--;
+        u->busy = false;
+        pthread_cond_broadcast(&ing->cond);
+        pthread_mutex_unlock(&ing->lock);
+        bfs_upload_put(u); /* the queue's reference */
+        pthread_mutex_lock(&ing->lock);
+    }
+    pthread_mutex_unlock(&ing->lock);
+    return NULL;
+}
+
+/* Queue u for sealing (under ing->lock); takes a reference. */
+static void enqueue_locked(bfs_ingest *ing, struct bfs_upload *u)
+{
+    u->busy = true;
+    u->written = false;
+    u->refs++;
+    u->qnext = NULL;
+    if (ing->qtail)
+        ing->qtail->qnext = u;
+    else
+        ing->qhead = u;
+    ing->qtail = u;
+    pthread_cond_signal(&ing->cond);
+}
+
+/* ---- recovery ---------------------------------------------------------------- */
+
+static int recover_one(bfs_ingest *ing, const char *uhex)
+{
+    struct bfs_upload *u = upload_new(ing, uhex);
+    if (!u)
+        return -ENOMEM;
+    json_error_t jerr;
+    json_t *j = json_load_file(u->intent_path, 0, &jerr);
+    const char *st = j ? json_string_value(json_object_get(j, "state")) : NULL;
+    int ret = 0;
+    u->st = S_OPEN;
+    for (int s = 0; st && s <= S_DONE; s++)
+        if (!strcmp(st, state_names[s]))
+            u->st = (enum state)s;
+    u->run = j ? json_str(j, "run") : NULL;
+    u->dtype = j ? json_str(j, "dataset_type") : NULL;
+    u->name = j ? json_str(j, "name") : NULL;
+    u->rel = j ? json_str(j, "path") : NULL;
+    u->reason = j ? json_str(j, "reason") : NULL;
+    const char *id = j ? json_string_value(json_object_get(j, "dataset_id")) : NULL;
+    if (id)
+        snprintf(u->dataset_id, sizeof u->dataset_id, "%s", id);
+    u->size = j ? (off_t)json_integer_value(json_object_get(j, "size")) : 0;
+    u->err = j ? (int)json_integer_value(json_object_get(j, "errno")) : 0;
+    u->duplicate = j && json_is_true(json_object_get(j, "duplicate"));
+    json_t *dn = j ? json_object_get(j, "dim_names") : NULL, *dv = j ? json_object_get(j, "dim_values") : NULL;
+    u->ndims = (int)json_array_size(dn);
+    if (u->ndims > BFS_MAX_DIMS || json_array_size(dv) != (size_t)u->ndims)
+        u->ndims = 0;
+    for (int i = 0; i < u->ndims; i++) {
+        const char *a = json_string_value(json_array_get(dn, (size_t)i));
+        const char *b = json_string_value(json_array_get(dv, (size_t)i));
+        u->dim_names[i] = strdup(a ? a : "?");
+        u->dim_values[i] = strdup(b ? b : "?");
+    }
+    json_decref(j);
+    if (!u->run || !u->name) {
+        /* an intent that cannot be read: keep the bytes, say why */
+        free(u->run);
+        free(u->name);
+        u->run = strdup("?");
+        u->name = strdup("?");
+        quarantine_as(u, EIO, "its intent record could not be read (%s)", j ? "fields missing" : jerr.text);
+    }
+    u->fd = open(u->data_path, O_RDWR | O_CLOEXEC);
+    bfs_note(TAG, "finishing upload %s (%s in %s), left in state %s by an earlier daemon", u->u, u->name,
+             u->run, state_names[u->st]);
+    step_all(ing, u, NULL);
+    if (u->st != S_DONE)
+        ret = -EIO;
+    ing->stats.recovered++;
+    upload_free(u);
+    return ret;
+}
+
+static int recover(bfs_ingest *ing)
+{
+    DIR *d = opendir(ing->spool);
+    if (!d)
+        return -errno;
+    struct dirent *de;
+    int ret = 0, n = 0;
+    while ((de = readdir(d)) != NULL && n < 100000) {
+        size_t len = strlen(de->d_name);
+        if (len == 32 + 7 && !strcmp(de->d_name + 32, ".intent")) {
+            char u[33];
+            snprintf(u, sizeof u, "%.32s", de->d_name);
+            if (recover_one(ing, u) < 0)
+                ret = -EIO;
+            n++;
+        }
+    }
+    /* bytes with no intent: killed inside bfs_upload_begin */
+    rewinddir(d);
+    while ((de = readdir(d)) != NULL && n < 200000) {
+        size_t len = strlen(de->d_name);
+        if (len == 32 + 5 && !strcmp(de->d_name + 32, ".data")) {
+            struct bfs_upload *u = upload_new(ing, (char[33]){0});
+            if (!u)
+                break;
+            snprintf(u->u, sizeof u->u, "%.32s", de->d_name);
+            free(u->data_path);
+            free(u->intent_path);
+            u->data_path = bfs_asprintf("%s/%s", ing->spool, de->d_name);
+            u->intent_path = bfs_asprintf("%s/%.32s.intent", ing->spool, de->d_name);
+            struct stat sb;
+            if (u->data_path && u->intent_path && stat(u->intent_path, &sb) < 0) {
+                u->run = strdup("?");
+                u->name = strdup("?");
+                quarantine_as(u, EIO, "no intent record (the daemon stopped while the file was created)");
+                step_all(ing, u, NULL);
+            }
+            upload_free(u);
+            n++;
+        }
+    }
+    closedir(d);
+    return ret;
+}
+
+/* ---- public ---------------------------------------------------------------- */
+
+int bfs_ingest_open(const char *repo_dir, const char *datastore_root, bfs_registry *reg,
+                    const bfs_ingest_config *cfg, bfs_ingest **out, char **errmsg)
+{
+    *out = NULL;
+    bfs_ingest *ing = calloc(1, sizeof *ing);
+    if (!ing)
+        return -ENOMEM;
+    ing->reg = reg;
+    ing->cfg = cfg;
+    ing->lock_fd = ing->spool_fd = -1;
+    ing->kill_at = getenv("BFS_INGEST_KILL_AT");
+    pthread_mutex_init(&ing->lock, NULL);
+    pthread_cond_init(&ing->cond, NULL);
+    size_t rl = strlen(datastore_root);
+    ing->repo = strdup(repo_dir);
+    ing->root = rl && datastore_root[rl - 1] == '/' ? strdup(datastore_root) : bfs_asprintf("%s/", datastore_root);
+    ing->dir = bfs_asprintf("%s/.butlerfs", repo_dir);
+    ing->spool = bfs_asprintf("%s/.butlerfs/spool", repo_dir);
+    ing->quarantine = cfg->quarantine_dir ? strdup(cfg->quarantine_dir) : bfs_asprintf("%s/.butlerfs/quarantine", repo_dir);
+    ing->events = cfg->events_file ? strdup(cfg->events_file) : bfs_asprintf("%s/.butlerfs/events.jsonl", repo_dir);
+    int ret = 0;
+    if (!ing->repo || !ing->root || !ing->dir || !ing->spool || !ing->quarantine || !ing->events) {
+        ret = -ENOMEM;
+        goto fail;
+    }
+    if ((mkdir(ing->dir, 0700) < 0 && errno != EEXIST) || (mkdir(ing->spool, 0700) < 0 && errno != EEXIST)) {
+        ret = -errno;
+        bfs_set_errmsg(errmsg, "cannot make the spool directory %s: %s", ing->spool, strerror(-ret));
+        goto fail;
+    }
+    chmod(ing->dir, 0700);
+    char *lock = bfs_asprintf("%s/lock", ing->dir);
+    ing->lock_fd = lock ? open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
+    free(lock);
+    if (ing->lock_fd < 0 || flock(ing->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        bfs_set_errmsg(errmsg, ret == -EBUSY ? "another butlerfs -o rw mount serves %s; only one may write "
+                                               "to a repository at a time"
+                                             : "cannot lock %s: %s",
+                       repo_dir, strerror(-ret));
+        goto fail;
+    }
+    struct stat a, b;
+    if (stat(ing->spool, &a) < 0 || stat(ing->root, &b) < 0 || a.st_dev != b.st_dev) {
+        ret = -EXDEV;
+        bfs_set_errmsg(errmsg, "the spool %s and the datastore root %s are not on one file system "
+                               "(ingest moves files with rename)", ing->spool, ing->root);
+        goto fail;
+    }
+    ing->spool_fd = open(ing->spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (ing->spool_fd < 0) {
+        ret = -errno;
+        goto fail;
+    }
+    if (recover(ing) < 0)
+        bfs_warn(TAG, "some uploads left by an earlier daemon could not be finished; they stay in %s",
+                 ing->spool);
+    ing->nworkers = cfg->workers > 0 ? cfg->workers : 1;
+    ing->workers = calloc((size_t)ing->nworkers, sizeof *ing->workers);
+    if (!ing->workers) {
+        ret = -ENOMEM;
+        goto fail;
+    }
+    for (int i = 0; i < ing->nworkers; i++) {
+        if ((ret = -pthread_create(&ing->workers[i], NULL, worker_main, ing)) != 0) {
+            ing->nworkers = i;
+            bfs_ingest_close(ing);
+            return ret;
+        }
+    }
+    *out = ing;
+    return 0;
+fail:
+    if (errmsg && !*errmsg)
+        bfs_set_errmsg(errmsg, "cannot start ingest in %s: %s", repo_dir, strerror(-ret));
+    ing->nworkers = 0;
+    bfs_ingest_close(ing);
+    return ret;
+}
+
+void bfs_ingest_close(bfs_ingest *ing)
+{
+    if (!ing)
+        return;
+    pthread_mutex_lock(&ing->lock);
+    ing->stop = true;
+    pthread_cond_broadcast(&ing->cond);
+    pthread_mutex_unlock(&ing->lock);
+    for (int i = 0; i < ing->nworkers; i++)
+        pthread_join(ing->workers[i], NULL);
+    /* uploads the kernel still references: their spool and intent stay
+     * for the next mount */
+    for (struct bfs_upload *u = ing->uploads, *next; u; u = next) {
+        next = u->next;
+        upload_free(u);
+    }
+    if (ing->lock_fd >= 0)
+        close(ing->lock_fd); /* releases the flock */
+    if (ing->spool_fd >= 0)
+        close(ing->spool_fd);
+    pthread_cond_destroy(&ing->cond);
+    pthread_mutex_destroy(&ing->lock);
+    free(ing->workers);
+    free(ing->repo);
+    free(ing->root);
+    free(ing->dir);
+    free(ing->spool);
+    free(ing->quarantine);
+    free(ing->events);
+    free(ing);
+}
+
+bool bfs_ingest_readonly(const bfs_ingest *ing, const char *run)
+{
+    for (int i = 0; i < ing->cfg->n_readonly_collections; i++)
+        if (fnmatch(ing->cfg->readonly_collections[i], run, 0) == 0)
+            return true;
+    return false;
+}
+
+int bfs_ingest_make_run(bfs_ingest *ing, const char *run)
+{
+    if (bfs_ingest_readonly(ing, run))
+        return -EROFS;
+    int ret = bfs_registry_add_run(ing->reg, run, NULL);
+    return ret == -EEXIST ? -EEXIST : ret;
+}
+
+static bool same_target(const struct bfs_upload *u, const bfs_ingest_target *t)
+{
+    if (strcmp(u->run, t->run) || strcmp(u->name, t->name) || !u->dtype != !t->dataset_type ||
+        (u->dtype && strcmp(u->dtype, t->dataset_type)) || u->ndims != t->ndims)
+        return false;
+    for (int i = 0; i < u->ndims; i++)
+        if (strcmp(u->dim_values[i], t->dim_values[i]))
+            return false;
+    return true;
+}
+
+/* Free uploads nobody references whose inbox time is over (under ing->lock). */
+static void purge_locked(bfs_ingest *ing)
+{
+    double now = now_mono();
+    for (struct bfs_upload **pp = &ing->uploads; *pp;) {
+        struct bfs_upload *u = *pp;
+        if (u->refs == 0 && !u->busy && u->finished && now - u->finished_at > ing->cfg->inbox_ttl_ms / 1000.0) {
+            *pp = u->next;
+            upload_free(u);
+        } else {
+            pp = &u->next;
+        }
+    }
+}
+
+int bfs_upload_begin(bfs_ingest *ing, const bfs_ingest_target *t, uid_t uid, bfs_upload **out)
+{
+    *out = NULL;
+    if (bfs_ingest_readonly(ing, t->run))
+        return -EROFS;
+    if (!one_component(t->name) || t->ndims < 0 || t->ndims > BFS_MAX_DIMS)
+        return -EINVAL;
+    if (t->dataset_type && !bfs_catalog_dataset_type(bfs_registry_catalog(ing->reg), t->dataset_type))
+        return -ENOENT; /* creating types from a path is not built */
+    pthread_mutex_lock(&ing->lock);
+    purge_locked(ing);
+    bool busy = false;
+    for (struct bfs_upload *u = ing->uploads; u && !busy; u = u->next)
+        busy = !u->finished && same_target(u, t);
+    pthread_mutex_unlock(&ing->lock);
+    if (busy)
+        return -ETXTBSY;
+    unsigned char rnd[16];
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+        return -EIO;
+    char hex[33];
+    for (int i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
+    struct bfs_upload *u = upload_new(ing, hex);
+    if (!u)
+        return -ENOMEM;
+    u->run = strdup(t->run);
+    u->name = strdup(t->name);
+    u->dtype = t->dataset_type ? strdup(t->dataset_type) : NULL;
+    u->ndims = t->ndims;
+    bool oom = !u->run || !u->name || (t->dataset_type && !u->dtype);
+    for (int i = 0; i < t->ndims; i++) {
+        u->dim_names[i] = strdup(t->dim_names[i]);
+        u->dim_values[i] = strdup(t->dim_values[i]);
+        oom |= !u->dim_names[i] || !u->dim_values[i];
+    }
+    u->uid = uid;
+    u->mtime_ns = now_ns();
+    u->st = S_OPEN;
+    int ret = oom ? -ENOMEM : 0;
+    if (ret == 0 && (u->fd = open(u->data_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
+        ret = -errno;
+    if (ret == 0)
+        ret = write_intent(ing, u);
+    if (ret < 0) {
+        if (u->fd >= 0)
+            unlink(u->data_path);
+        upload_free(u);
+        return ret;
+    }
+    u->refs = 1;
+    pthread_mutex_lock(&ing->lock);
+    u->next = ing->uploads;
+    ing->uploads = u;
+    pthread_mutex_unlock(&ing->lock);
+    *out = u;
+    return 0;
+}
+
+int bfs_upload_find(bfs_ingest *ing, const char *run, const char *name, bfs_upload **out)
+{
+    pthread_mutex_lock(&ing->lock);
+    purge_locked(ing);
+    struct bfs_upload *found = NULL;
+    for (struct bfs_upload *u = ing->uploads; u && !found; u = u->next)
+        if (!u->dtype && !strcmp(u->run, run) && !strcmp(u->name, name))
+            found = u;
+    if (found)
+        found->refs++;
+    pthread_mutex_unlock(&ing->lock);
+    *out = found;
+    return found ? 0 : -ENOENT;
+}
+
+void bfs_upload_get(bfs_upload *u)
+{
+    pthread_mutex_lock(&u->ing->lock);
+    u->refs++;
+    pthread_mutex_unlock(&u->ing->lock);
+}
+
+void bfs_upload_put(bfs_upload *u)
+{
+    if (!u)
+        return;
+    bfs_ingest *ing = u->ing;
+    pthread_mutex_lock(&ing->lock);
+    bool abandon = false;
+    if (--u->refs == 0 && !u->busy && !u->finished) {
+        if (u->written_ever)
+            enqueue_locked(ing, u); /* a writer that died: sealed as it is */
+        else
+            abandon = true;
+    }
+    if (abandon) {
+        for (struct bfs_upload **pp = &ing->uploads; *pp; pp = &(*pp)->next) {
+            if (*pp == u) {
+                *pp = u->next;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&ing->lock);
+    if (abandon) {
+        /* nothing was handed over: no bytes, no seal */
+        unlink(u->data_path);
+        unlink(u->intent_path);
+        upload_free(u);
+    }
+}
+
+ssize_t bfs_upload_pwrite(bfs_upload *u, const void *buf, size_t len, off_t off)
+{
+    pthread_mutex_lock(&u->ing->lock);
+    bool ok = !u->finished && !u->busy;
+    if (ok) {
+        u->written = true;
+        u->written_ever = true;
+    }
+    pthread_mutex_unlock(&u->ing->lock);
+    if (!ok)
+        return -EBADF; /* sealed: an ingested or quarantined file does not change */
+    ssize_t n = pwrite(u->fd, buf, len, off);
+    if (n < 0)
+        return -errno;
+    pthread_mutex_lock(&u->ing->lock);
+    if (off + n > u->size)
+        u->size = off + n;
+    u->mtime_ns = now_ns();
+    pthread_mutex_unlock(&u->ing->lock);
+    return n;
+}
+
+ssize_t bfs_upload_pread(bfs_upload *u, void *buf, size_t len, off_t off)
+{
+    ssize_t n = u->fd >= 0 ? pread(u->fd, buf, len, off) : -1;
+    return n < 0 ? -errno : n;
+}
+
+int bfs_upload_truncate(bfs_upload *u, off_t size)
+{
+    pthread_mutex_lock(&u->ing->lock);
+    bool ok = !u->finished && !u->busy;
+    if (ok) {
+        u->written = u->written_ever = true;
+        u->size = size;
+        u->mtime_ns = now_ns();
+    }
+    pthread_mutex_unlock(&u->ing->lock);
+    if (!ok)
+        return -EPERM;
+    return ftruncate(u->fd, size) < 0 ? -errno : 0;
+}
+
+void bfs_upload_stat(bfs_upload *u, bfs_upload_info *info)
+{
+    pthread_mutex_lock(&u->ing->lock);
+    *info = (bfs_upload_info){.run = u->run, .name = u->name, .size = u->size, .mtime_ns = u->mtime_ns,
+                              .sealed = u->finished, .outcome = u->outcome,
+                              .dataset_id = u->finished && u->outcome == 0 ? u->dataset_id : NULL};
+    pthread_mutex_unlock(&u->ing->lock);
+}
+
+void bfs_upload_seal(bfs_upload *u, bfs_seal_done_fn done, void *ctx)
+{
+    bfs_ingest *ing = u->ing;
+    struct waiter *w = calloc(1, sizeof *w);
+    if (!w) {
+        done(ctx, -ENOMEM);
+        return;
+    }
+    w->done = done;
+    w->ctx = ctx;
+    pthread_mutex_lock(&ing->lock);
+    if (u->finished && !u->written) {
+        int outcome = u->outcome;
+        pthread_mutex_unlock(&ing->lock);
+        free(w);
+        done(ctx, outcome); /* nothing written since: the same outcome */
+        return;
+    }
+    w->next = u->waiters;
+    u->waiters = w;
+    if (!u->busy)
+        enqueue_locked(ing, u);
+    pthread_mutex_unlock(&ing->lock);
+}
+
+struct seal_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    int outcome;
+};
+
+static void seal_wait_done(void *arg, int outcome)
+{
+    struct seal_wait *w = arg;
+    pthread_mutex_lock(&w->lock);
+    w->done = true;
+    w->outcome = outcome;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+int bfs_upload_seal_wait(bfs_upload *u)
+{
+    struct seal_wait w = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    bfs_upload_seal(u, seal_wait_done, &w);
+    pthread_mutex_lock(&w.lock);
+    while (!w.done)
+        pthread_cond_wait(&w.cond, &w.lock);
+    pthread_mutex_unlock(&w.lock);
+    pthread_cond_destroy(&w.cond);
+    pthread_mutex_destroy(&w.lock);
+    return w.outcome;
+}
+
+int bfs_ingest_inbox(bfs_ingest *ing, const char *run, bfs_inbox_cb cb, void *ctx)
+{
+    /* a snapshot under the lock, then the callbacks without it */
+    pthread_mutex_lock(&ing->lock);
+    purge_locked(ing);
+    size_t n = 0;
+    for (struct bfs_upload *u = ing->uploads; u; u = u->next)
+        n += !u->dtype && !strcmp(u->run, run);
+    struct bfs_upload **list = calloc(n ? n : 1, sizeof *list);
+    size_t k = 0;
+    for (struct bfs_upload *u = ing->uploads; list && u; u = u->next) {
+        if (!u->dtype && !strcmp(u->run, run)) {
+            u->refs++;
+            list[k++] = u;
+        }
+    }
+    pthread_mutex_unlock(&ing->lock);
+    if (!list)
+        return -ENOMEM;
+    int ret = 0;
+    for (size_t i = 0; i < k; i++) {
+        bfs_upload_info info;
+        if (ret == 0) {
+            bfs_upload_stat(list[i], &info);
+            ret = cb(ctx, &info);
+        }
+        bfs_upload_put(list[i]);
+    }
+    free(list);
+    return ret;
+}
+
+void bfs_ingest_stats_get(bfs_ingest *ing, bfs_ingest_stats *st)
+{
+    pthread_mutex_lock(&ing->lock);
+    *st = ing->stats;
+    pthread_mutex_unlock(&ing->lock);
+}
