@@ -117,6 +117,18 @@ static void print_human(json_t *j)
         format_duration(late, age, sizeof age);
         printf("  warning      not updated for %s: the daemon may be hung\n", age);
     }
+    json_t *n = json_object_get(j, "nodes");
+    if (json_is_object(n))
+        printf("  nodes        %lld known to the kernel (cap %lld); %lld trimming passes dropped %lld\n",
+               (long long)int_of(n, "live"), (long long)int_of(n, "max_nodes"), (long long)int_of(n, "trims"),
+               (long long)int_of(n, "invalidations"));
+    json_t *in = json_object_get(j, "ingest");
+    if (json_is_object(in))
+        printf("  ingest       %lld ingested, %lld duplicates, %lld quarantined, %lld in progress; "
+               "%lld finished after a restart\n",
+               (long long)int_of(in, "ingested"), (long long)int_of(in, "duplicates"),
+               (long long)int_of(in, "quarantined"), (long long)int_of(in, "in_flight"),
+               (long long)int_of(in, "recovered"));
     json_t *f = json_object_get(j, "fetch");
     json_int_t hits = int_of(f, "cache_hits"), misses = int_of(f, "cache_misses");
     json_t *sk = json_object_get(j, "skipped");

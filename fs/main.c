@@ -502,6 +502,7 @@ int bfs_cmd_mount(int argc, char **argv)
         bfs_warn(MAIN_TAG, "cannot start the page cache invalidator: files found bad are only dropped "
                            "from the kernel's cache at their next open");
     bfs_status_watch_nodes(st, fs.tree);
+    bfs_status_watch_ingest(st, fs.ing);
     int loop = mo.single ? fuse_session_loop(se) : fuse_session_loop_mt(se, cfg);
     bfs_inval_stop(fs.inval);
     fs.inval = NULL;

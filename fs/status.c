@@ -39,6 +39,7 @@ struct bfs_status {
     pthread_cond_t cond; /* CLOCK_MONOTONIC */
     bool stop;
     _Atomic(bfs_tree *) tree; /* bfs_status_watch_nodes */
+    _Atomic(bfs_ingest *) ing; /* bfs_status_watch_ingest */
 };
 
 int bfs_status_candidates(char *out[2])
@@ -188,6 +189,25 @@ void bfs_status_watch_nodes(bfs_status *s, bfs_tree *t)
         atomic_store(&s->tree, t);
 }
 
+void bfs_status_watch_ingest(bfs_status *s, bfs_ingest *ing)
+{
+    if (s)
+        atomic_store(&s->ing, ing);
+}
+
+/* The "ingest" object: outcomes of files written into an -o rw mount. */
+static json_t *ingest_json(bfs_status *s)
+{
+    bfs_ingest *ing = atomic_load(&s->ing);
+    if (!ing)
+        return json_null();
+    bfs_ingest_stats st;
+    bfs_ingest_stats_get(ing, &st);
+    return json_pack("{s:I, s:I, s:I, s:I, s:I}", "ingested", (json_int_t)st.ingested, "duplicates",
+                     (json_int_t)st.duplicates, "quarantined", (json_int_t)st.quarantined, "in_flight",
+                     (json_int_t)st.in_flight, "recovered", (json_int_t)st.recovered);
+}
+
 /* The "nodes" object: the node table against its cap (fs/tree.h). */
 static json_t *nodes_json(bfs_status *s)
 {
@@ -269,6 +289,7 @@ static int status_write(bfs_status *s, const char **why)
     if (!j)
         return -ENOMEM;
     json_object_set_new(j, "nodes", nodes_json(s));
+    json_object_set_new(j, "ingest", ingest_json(s));
     int rc = write_file(s, j);
     if (rc == -ENOENT && attach(s, why) == 0) /* removed just now */
         rc = write_file(s, j);

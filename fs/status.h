@@ -24,7 +24,8 @@
  *   http_4xx, reset, timeout, short_body, refused, checksum, other},
  *   recent_failure_rate}] (see bfs_fetcher_faults); nodes {live, max_nodes,
  *   trims, victims, invalidations, inval_failed} (bfs_node_stats; null until
- *   bfs_status_watch_nodes).
+ *   bfs_status_watch_nodes); ingest {ingested, duplicates, quarantined,
+ *   in_flight, recovered} (bfs_ingest_stats; null on a read-only mount).
  * Strings that come from data (replica and host names) are escaped with
  * bfs_log_escape.
  * No secret is written: replica and host names lose any user:password@, and
@@ -39,6 +40,7 @@
 
 #include "source.h"
 #include "tree.h"
+#include "writers.h"
 
 #include <stdbool.h>
 
@@ -66,6 +68,10 @@ bfs_status *bfs_status_start(const char *mountpoint, const char *repo, bfs_fetch
 /* Report t's node table (and cap) from now on; t is borrowed until
  * bfs_status_stop.  NULL s is fine. */
 void bfs_status_watch_nodes(bfs_status *s, bfs_tree *t);
+
+/* Report ing's counters from now on (-o rw); ing is borrowed until
+ * bfs_status_stop.  NULL s or ing is fine. */
+void bfs_status_watch_ingest(bfs_status *s, bfs_ingest *ing);
 
 /* Stop the writer and remove its files.  NULL is fine. */
 void bfs_status_stop(bfs_status *s);

@@ -10,7 +10,7 @@
 # fails with EINVAL and is quarantined; a CHAINED collection takes no files;
 # rm of a dataset is refused; an event line is written per outcome; a second
 # -o rw daemon on the same repository is refused; after a remount the
-# dataset is still there.
+# dataset is still there; butlerfs status counts the outcomes.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
 command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
@@ -57,6 +57,19 @@ expect "rejected bytes are quarantined with a reason" \
 expect "the quarantine is private" test "$(stat -c %a "$T/repo/.butlerfs")" = 700
 expect "an event line per outcome" \
     bash -c "test \$(wc -l <'$T/repo/.butlerfs/events.jsonl') -ge 3 && python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' '$T/repo/.butlerfs/events.jsonl'"
+for _ in $(seq 30); do   # the status file is rewritten every few seconds
+    "$BFS_BIN" status --json "$T/mnt" >"$T/s.json" 2>/dev/null
+    grep -q '"quarantined": *2' "$T/s.json" && break
+    sleep 0.2
+done
+expect "status --json counts the outcomes (1 ingested, 1 duplicate, 2 quarantined)" python3 - "$T/s.json" <<'PY'
+import json, sys
+i = json.load(open(sys.argv[1]))[0]["ingest"]
+assert (i["ingested"], i["duplicates"], i["quarantined"], i["in_flight"]) == (1, 1, 2, 0), i
+PY
+expect "... and butlerfs status says it in words" \
+    bash -c "'$BFS_BIN' status '$T/mnt' | grep -q '^  ingest       1 ingested, 1 duplicates, 2 quarantined'"
+expect "... with the node table" bash -c "'$BFS_BIN' status '$T/mnt' | grep -q '^  nodes        [0-9]* known to the kernel (cap 49152)'"
 rm -f "$F" 2>"$T/err.txt"
 expect "rm of a dataset is refused" test -e "$F"
 
