@@ -406,7 +406,8 @@ int bfs_cmd_mount(int argc, char **argv)
         bfs_registry_close(reg);
         goto out_config;
     }
-    if (mo.rw && load_ingest_config(&config, &icfg, &msg) < 0) {
+    if (mo.rw && (load_ingest_config(&config, &icfg, &msg) < 0 ||
+                  bfs_ingest_check(bfs_registry_repo_dir(reg), root, &msg) < 0)) {
         fprintf(stderr, "butlerfs: %s\n", msg ? msg : "cannot read the ingest: section");
         free(msg);
         bfs_registry_close(reg);

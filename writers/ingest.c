@@ -969,6 +969,54 @@ static int recover(bfs_ingest *ing)
 
 /* ---- public ---------------------------------------------------------------- */
 
+/* Make REPO/.butlerfs (0700) and its spool, take the rw lock and check that
+ * the spool and the datastore root share a file system.  The lock's
+ * descriptor (>= 0; closing it releases the lock), or -errno with *errmsg. */
+static int lock_repo(const char *repo_dir, const char *dir, const char *spool, const char *root, char **errmsg)
+{
+    if ((mkdir(dir, 0700) < 0 && errno != EEXIST) || (mkdir(spool, 0700) < 0 && errno != EEXIST)) {
+        int ret = -errno;
+        bfs_set_errmsg(errmsg, "cannot make the spool directory %s: %s", spool, strerror(-ret));
+        return ret;
+    }
+    chmod(dir, 0700);
+    char *lock = bfs_asprintf("%s/lock", dir);
+    int fd = lock ? open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
+    free(lock);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        if (fd >= 0)
+            close(fd);
+        if (ret == -EBUSY)
+            bfs_set_errmsg(errmsg, "another butlerfs -o rw mount serves %s; only one may write to a "
+                                   "repository at a time", repo_dir);
+        else
+            bfs_set_errmsg(errmsg, "cannot lock %s: %s", repo_dir, strerror(-ret));
+        return ret;
+    }
+    struct stat a, b;
+    if (stat(spool, &a) < 0 || stat(root, &b) < 0 || a.st_dev != b.st_dev) {
+        close(fd);
+        bfs_set_errmsg(errmsg, "the spool %s and the datastore root %s are not on one file system "
+                               "(ingest moves files with rename)", spool, root);
+        return -EXDEV;
+    }
+    return fd;
+}
+
+int bfs_ingest_check(const char *repo_dir, const char *datastore_root, char **errmsg)
+{
+    char *dir = bfs_asprintf("%s/.butlerfs", repo_dir), *spool = bfs_asprintf("%s/.butlerfs/spool", repo_dir);
+    int ret = dir && spool ? lock_repo(repo_dir, dir, spool, datastore_root, errmsg) : -ENOMEM;
+    if (ret >= 0) {
+        close(ret);
+        ret = 0;
+    }
+    free(dir);
+    free(spool);
+    return ret;
+}
+
 int bfs_ingest_open(const char *repo_dir, const char *datastore_root, bfs_registry *reg,
                     const bfs_ingest_config *cfg, bfs_ingest **out, char **errmsg)
 {
@@ -994,28 +1042,9 @@ int bfs_ingest_open(const char *repo_dir, const char *datastore_root, bfs_regist
         ret = -ENOMEM;
         goto fail;
     }
-    if ((mkdir(ing->dir, 0700) < 0 && errno != EEXIST) || (mkdir(ing->spool, 0700) < 0 && errno != EEXIST)) {
-        ret = -errno;
-        bfs_set_errmsg(errmsg, "cannot make the spool directory %s: %s", ing->spool, strerror(-ret));
-        goto fail;
-    }
-    chmod(ing->dir, 0700);
-    char *lock = bfs_asprintf("%s/lock", ing->dir);
-    ing->lock_fd = lock ? open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
-    free(lock);
-    if (ing->lock_fd < 0 || flock(ing->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
-        bfs_set_errmsg(errmsg, ret == -EBUSY ? "another butlerfs -o rw mount serves %s; only one may write "
-                                               "to a repository at a time"
-                                             : "cannot lock %s: %s",
-                       repo_dir, strerror(-ret));
-        goto fail;
-    }
-    struct stat a, b;
-    if (stat(ing->spool, &a) < 0 || stat(ing->root, &b) < 0 || a.st_dev != b.st_dev) {
-        ret = -EXDEV;
-        bfs_set_errmsg(errmsg, "the spool %s and the datastore root %s are not on one file system "
-                               "(ingest moves files with rename)", ing->spool, ing->root);
+    ing->lock_fd = lock_repo(repo_dir, ing->dir, ing->spool, ing->root, errmsg);
+    if (ing->lock_fd < 0) {
+        ret = ing->lock_fd;
         goto fail;
     }
     ing->spool_fd = open(ing->spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -70,6 +70,13 @@ typedef struct bfs_ingest bfs_ingest;
  * *errmsg one sentence. */
 int bfs_ingest_open(const char *repo_dir, const char *datastore_root, bfs_registry *reg,
                     const bfs_ingest_config *cfg, bfs_ingest **out, char **errmsg);
+/* What bfs_ingest_open would refuse, checked without keeping anything
+ * (for the terminal, before a mount daemonizes): the spool cannot be made,
+ * another rw daemon holds the lock (-EBUSY), or the spool and the datastore
+ * root are on different file systems (-EXDEV).  0, or -errno with *errmsg
+ * one sentence.  The lock is taken for real by bfs_ingest_open. */
+int bfs_ingest_check(const char *repo_dir, const char *datastore_root, char **errmsg);
+
 /* Wait for seals in progress, stop the workers, release the lock.  NULL is fine. */
 void bfs_ingest_close(bfs_ingest *ing);
 

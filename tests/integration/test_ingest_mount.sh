@@ -77,7 +77,8 @@ expect "rm of a dataset is refused" test -e "$F"
 timeout 20 "$BFS_BIN" mount "$T/repo" "$T/mnt2" -f -o rw,log="$T/second.log" </dev/null >"$T/second.err" 2>&1
 rc=$?
 expect "a second -o rw daemon on the repository exits non-zero, by itself" test "$rc" -ne 0 -a "$rc" -ne 124
-expect "... and says another mount serves it" grep -qi "another" "$T/second.log" "$T/second.err"
+expect "... on the terminal, in one sentence, before mounting" \
+    bash -c "grep -q '^butlerfs: another butlerfs -o rw mount serves $T/repo' '$T/second.err' && ! mountpoint -q '$T/mnt2'"
 fusermount3 -u "$T/mnt2" 2>/dev/null
 unmount
 
