@@ -1009,6 +1009,14 @@ int bfs_tree_lookup(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **
         return -ENOTDIR;
     if (strlen(name) >= BFS_NAME_MAX)
         return -ENAMETOOLONG;
+    /* a directory mkdir made stays the one that name means, also once the
+     * registry knows a node of another kind there (the RUN it stood for is
+     * registered: "raw" then resolves to the dataset type, whose made
+     * children hang below the made node) */
+    if (t->opts.writable && (*child = find_made(t, parent, name)) != NULL) {
+        bfs_tree_stat(t, *child, st);
+        return 0;
+    }
     if (parent->kind == K_COLL) {
         ret = resolve_in_coll(t, parent, name, &proto);
         if (ret == -ENOENT && parent == t->root) {
@@ -1018,10 +1026,6 @@ int bfs_tree_lookup(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **
         }
     } else {
         ret = resolve_in_data(t, parent, name, &proto);
-    }
-    if (ret == -ENOENT && t->opts.writable && (*child = find_made(t, parent, name)) != NULL) {
-        bfs_tree_stat(t, *child, st);
-        return 0;
     }
     if (ret < 0)
         return ret;

@@ -49,7 +49,8 @@
  * kills itself (SIGKILL) right after writing an intent in that state
  * (tests/unit/test_ingest.c proves the crash story with it).
  *
- * Locks: ing->lock guards the upload list, the queue, every upload's
+ * Locks: ing->reg_lock serializes this daemon's registry writes (SQLite has
+ * one writer; two threads adding the same RUN must not race).  ing->lock guards the upload list, the queue, every upload's
  * refs/state flags and the stats; it is never held during I/O or a
  * registry call.  A worker owns an upload's steps while it is queued.
  */
@@ -128,6 +129,7 @@ struct bfs_ingest {
     const char *kill_at;
     pthread_mutex_t lock;
     pthread_cond_t cond;
+    pthread_mutex_t reg_lock;  /* one registry write at a time (SQLite has one writer) */
     struct bfs_upload *uploads, *qhead, *qtail;
     pthread_t *workers;
     int nworkers;
@@ -635,7 +637,9 @@ static int step_placed(bfs_ingest *ing, struct bfs_upload *u)
     double deadline = now_mono() + ing->cfg->registry_deadline_ms / 1000.0;
     int ret;
     for (;;) {
+        pthread_mutex_lock(&ing->reg_lock);
         ret = bfs_registry_add_dataset(ing->reg, &d, id);
+        pthread_mutex_unlock(&ing->reg_lock);
         if (ret != -EBUSY && ret != -EAGAIN)
             break;
         if (now_mono() > deadline)
@@ -1029,6 +1033,7 @@ int bfs_ingest_open(const char *repo_dir, const char *datastore_root, bfs_regist
     ing->lock_fd = ing->spool_fd = -1;
     ing->kill_at = getenv("BFS_INGEST_KILL_AT");
     pthread_mutex_init(&ing->lock, NULL);
+    pthread_mutex_init(&ing->reg_lock, NULL);
     pthread_cond_init(&ing->cond, NULL);
     size_t rl = strlen(datastore_root);
     ing->repo = strdup(repo_dir);
@@ -1099,6 +1104,7 @@ void bfs_ingest_close(bfs_ingest *ing)
     if (ing->spool_fd >= 0)
         close(ing->spool_fd);
     pthread_cond_destroy(&ing->cond);
+    pthread_mutex_destroy(&ing->reg_lock);
     pthread_mutex_destroy(&ing->lock);
     free(ing->workers);
     free(ing->repo);
@@ -1122,8 +1128,12 @@ int bfs_ingest_make_run(bfs_ingest *ing, const char *run)
 {
     if (bfs_ingest_readonly(ing, run))
         return -EROFS;
+    pthread_mutex_lock(&ing->reg_lock);
     int ret = bfs_registry_add_run(ing->reg, run, NULL);
-    return ret == -EEXIST ? -EEXIST : ret;
+    pthread_mutex_unlock(&ing->reg_lock);
+    if (ret < 0 && ret != -EEXIST)
+        bfs_warn(TAG, "cannot create RUN collection %s: %s", run, strerror(-ret));
+    return ret;
 }
 
 static bool same_target(const struct bfs_upload *u, const bfs_ingest_target *t)

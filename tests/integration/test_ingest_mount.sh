@@ -73,6 +73,20 @@ expect "... with the node table" bash -c "'$BFS_BIN' status '$T/mnt' | grep -q '
 rm -f "$F" 2>"$T/err.txt"
 expect "rm of a dataset is refused" test -e "$F"
 
+# writers at once into RUNs that do not exist yet: each RUN is made once, every close is 0
+DETS=$(sqlite3 "$T/repo/gen3.sqlite3" "SELECT DISTINCT detector FROM dataset_tags_00000001")
+par_ok=1
+for k in 1 2 3 4 5; do
+    pids=()
+    for det in $DETS; do
+        pd="$T/mnt/par/$k/raw/instrument=LSSTCam/detector=$det/exposure=$EXP"
+        mkdir -p "$pd" && { cp "$T/raw.fits" "$pd/x.fits" & pids+=($!); }
+    done
+    for p in "${pids[@]}"; do wait "$p" || par_ok=0; done
+    [ "$(count "par/$k")" = "$(echo "$DETS" | wc -w)" ] || par_ok=0
+done
+expect "parallel writers into new RUNs: every cp succeeds and every file is registered" test "$par_ok" = 1
+
 # a second writer daemon on the same repository
 timeout 20 "$BFS_BIN" mount "$T/repo" "$T/mnt2" -f -o rw,log="$T/second.log" </dev/null >"$T/second.err" 2>&1
 rc=$?

@@ -582,6 +582,18 @@ static void test_write_targets(void **state)
     assert_int_equal(bfs_tree_write_target(c->t, run1, &wt), 0);
     assert_true(wt.run_exists);
 
+    /* once a dataset is registered there, "flat" names the dataset type in
+     * the registry too; the made directories below stay reachable by name */
+    static const char *const fdims[] = {"instrument", "detector", "physical_filter"};
+    static const char *const fvals[] = {"LSSTCam", "3", "r_57"};
+    bfs_new_dataset nd = {.dataset_type = "flat", .run = "u/run1", .dim_names = fdims, .dim_values = fvals,
+                          .ndims = 3, .path = "u/run1/flat/3.fits", .formatter = "F", .file_size = 1};
+    char nid[33];
+    assert_int_equal(bfs_registry_add_dataset(c->reg, &nd, nid), 0);
+    bfs_tree_changed(c->t, d3);
+    bfs_node *w = walk(c, "u/run1/flat/instrument=LSSTCam/detector=R22_S01/physical_filter=r_57", NULL);
+    assert_ptr_equal(w, d3);
+
     /* a dataset type directory inside an existing RUN that has none of it */
     bfs_node *af = mk(c, walk(c, "A", NULL), "flat", 0);
     bfs_node *a1 = mk(c, mk(c, af, "instrument=LSSTCam", 0), "detector=0", 0);

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# bench/bench_ingest.sh - writing through an -o rw mount (path ingest), as
+# ratios against the same copies to the same local disk, in one run.
+#
+#   cp of one focal plane (N files of M MiB, one per detector, one exposure)
+#   into full dataId paths of the mount, one cp after another, vs cp of the
+#   same files into a directory on the datastore's disk;
+#   the same focal plane with all N cps at once;
+#   per-file cp time (its close returns once the dataset is registered), p50/p99;
+#   the daemon's peak RSS (VmHWM) over the run.
+#
+# Usage: bench/bench_ingest.sh [--files N] [--mib M] [--reps R] [--keep]
+# Env:   BFS_BIN (default build/fs/butlerfs), BENCH_DIR (default a new dir under /var/tmp)
+# Each figure is the median of R runs (default 3); each run ingests into a new RUN.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${BFS_BIN:-$here/build/fs/butlerfs}
+FILES=189 MIB=32 REPS=3 KEEP=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --files) FILES=$2; shift 2 ;;
+    --mib) MIB=$2; shift 2 ;;
+    --reps) REPS=$2; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ -x "$BIN" ] || { echo "no butlerfs binary at $BIN (build first, or set BFS_BIN)" >&2; exit 1; }
+command -v sqlite3 >/dev/null || { echo "bench_ingest needs the sqlite3 CLI" >&2; exit 1; }
+WORK=${BENCH_DIR:-$(mktemp -d /var/tmp/bfs-bench-ingest.XXXXXX)}
+MNT=$WORK/mnt SRC=$WORK/src
+mkdir -p "$MNT" "$SRC"
+pid=
+cleanup() {
+  [ -n "$pid" ] && { fusermount3 -u "$MNT" 2>/dev/null || true; }
+  [ "$KEEP" = 1 ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+now() { date +%s.%N; }
+
+echo "== building a repository with $FILES detectors and $FILES files of $MIB MiB"
+"$BIN" synth "$WORK/repo" --exposures 1 --detectors "$FILES" >/dev/null
+DB=$WORK/repo/gen3.sqlite3
+EXP=$(sqlite3 "$DB" "SELECT exposure FROM dataset_tags_00000001 LIMIT 1")
+mapfile -t DETS < <(sqlite3 "$DB" "SELECT DISTINCT detector FROM dataset_tags_00000001 ORDER BY detector")
+for i in $(seq 0 $((FILES - 1))); do head -c $((MIB << 20)) /dev/urandom >"$SRC/f$i.dat"; done
+sync
+
+"$BIN" mount "$WORK/repo" "$MNT" -o rw,log="$WORK/butlerfs.log"
+pid=$(pgrep -n -f "butlerfs mount $WORK/repo")
+
+# one pass: cp every file (serial or parallel) to DEST_OF(i); prints seconds
+pass() {
+  local mode=$1 kind=$2 run=$3 t0 t1
+  t0=$(now)
+  for i in $(seq 0 $((FILES - 1))); do
+    if [ "$kind" = mount ]; then
+      d="$MNT/$run/raw/instrument=LSSTCam/detector=${DETS[$i]}/exposure=$EXP"
+    else
+      d="$WORK/repo/native-$run/$i"
+    fi
+    mkdir -p "$d"
+    if [ "$mode" = serial ]; then
+      s=$(now); cp "$SRC/f$i.dat" "$d/"; e=$(now)
+      echo "$e - $s" | bc >>"$WORK/percp.$kind"
+    else
+      cp "$SRC/f$i.dat" "$d/" &
+    fi
+  done
+  wait
+  t1=$(now)
+  echo "$t1 - $t0" | bc
+}
+
+: >"$WORK/percp.mount"; : >"$WORK/percp.native"
+declare -a sm sn pm pn
+for r in $(seq "$REPS"); do
+  sn+=("$(pass serial native "s$r")"); sm+=("$(pass serial mount "bench/s$r")")
+  pn+=("$(pass parallel native "p$r")"); pm+=("$(pass parallel mount "bench/p$r")")
+  n=$(sqlite3 "$DB" "SELECT count(*) FROM dataset d JOIN collection c ON c.collection_id = d.run_id WHERE c.name IN ('bench/s$r', 'bench/p$r')")
+  [ "$n" = $((2 * FILES)) ] || { echo "run $r: $n datasets registered, want $((2 * FILES))" >&2; exit 1; }
+done
+hwm=$(awk '/VmHWM/{print int($2/1024)}' "/proc/$pid/status")
+mb=$((FILES * MIB))
+S_N=$(printf '%s\n' "${sn[@]}" | median); S_M=$(printf '%s\n' "${sm[@]}" | median)
+P_N=$(printf '%s\n' "${pn[@]}" | median); P_M=$(printf '%s\n' "${pm[@]}" | median)
+p() { sort -n "$1" | awk -v q="$2" '{a[NR]=$1} END {i=int(NR*q); if (i<1) i=1; printf "%.1f", a[i]*1000}'; }
+echo
+echo "machine: $(nproc) cores $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r)"
+printf "focal plane, %d files x %d MiB, median of %d\n" "$FILES" "$MIB" "$REPS"
+printf "  cp one after another: mount %.2f s (%.0f MiB/s), local disk %.2f s (%.0f MiB/s): ratio %.2f\n" \
+  "$S_M" "$(echo "$mb / $S_M" | bc -l)" "$S_N" "$(echo "$mb / $S_N" | bc -l)" "$(echo "$S_N / $S_M" | bc -l)"
+printf "  all cps at once:      mount %.2f s (%.0f MiB/s), local disk %.2f s (%.0f MiB/s): ratio %.2f\n" \
+  "$P_M" "$(echo "$mb / $P_M" | bc -l)" "$P_N" "$(echo "$mb / $P_N" | bc -l)" "$(echo "$P_N / $P_M" | bc -l)"
+printf "  one cp (write + close until registered): mount p50 %s ms p99 %s ms; local p50 %s ms p99 %s ms\n" \
+  "$(p "$WORK/percp.mount" 0.5)" "$(p "$WORK/percp.mount" 0.99)" "$(p "$WORK/percp.native" 0.5)" "$(p "$WORK/percp.native" 0.99)"
+printf "  daemon peak RSS over the run: %d MiB (target < 100 MiB)\n" "$hwm"
