@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 
+#include "camera.h"
 #include "fits.h"
 #include "log.h"
 #include "strutil.h"
@@ -62,54 +63,36 @@
 
 /* ---- the camera ---------------------------------------------------------- */
 
-/* LSSTCam science rafts in detector-id order (obs_lsst policy/rafts.yaml:
- * raft id0 = 9 x position here) and whether the raft holds e2v sensors. */
-static const struct {
-    const char *name;
-    bool e2v;
-} rafts[] = {
-    {"R01", false}, {"R02", false}, {"R03", false},
-    {"R10", false}, {"R11", true},  {"R12", true},  {"R13", true},  {"R14", true},
-    {"R20", false}, {"R21", true},  {"R22", true},  {"R23", true},  {"R24", true},
-    {"R30", true},  {"R31", true},  {"R32", true},  {"R33", true},  {"R34", true},
-    {"R41", false}, {"R42", false}, {"R43", false},
-};
-#define NRAFTS ((int)(sizeof rafts / sizeof rafts[0]))
+/* The detectors, their sensor types, the bands and the record values are
+ * camera.c's LSSTCam; synth only chooses what to use of it. */
+static const bfs_camera *lsstcam(void)
+{
+    return bfs_camera_find("LSSTCam");
+}
 
-static const char *const slots[9] = {"S00", "S01", "S02", "S10", "S11",
-                                     "S12", "S20", "S21", "S22"};
-
-static const struct {
-    const char *name, *band;
-} filters[] = {
-    {"u_24", "u"}, {"g_6", "g"}, {"r_57", "r"}, {"i_39", "i"}, {"z_20", "z"}, {"y_10", "y"},
-};
-#define NFILTERS ((int)(sizeof filters / sizeof filters[0]))
+/* The filters the exposures cycle through: the on-sky ones, u to y. */
+static const char *const cycle_filters[] = {"u_24", "g_6", "r_57", "i_39", "z_20", "y_10"};
+#define NFILTERS ((int)(sizeof cycle_filters / sizeof cycle_filters[0]))
 
 int bfs_synth_detector_id(const char *full_name)
 {
     if (!full_name || strlen(full_name) != 7 || full_name[3] != '_')
         return -EINVAL;
-    for (int r = 0; r < NRAFTS; r++) {
-        if (strncmp(full_name, rafts[r].name, 3) != 0)
-            continue;
-        for (int s = 0; s < 9; s++)
-            if (strcmp(full_name + 4, slots[s]) == 0)
-                return r * 9 + s;
-        return -EINVAL;
-    }
-    return -EINVAL;
+    char raft[4];
+    memcpy(raft, full_name, 3);
+    raft[3] = '\0';
+    int id = bfs_camera_detector_id(lsstcam(), raft, full_name + 4);
+    return id >= 0 && id < BFS_SYNTH_NUM_DETECTORS ? id : -EINVAL;
 }
 
 int bfs_synth_detector_name(int id, char out[8])
 {
-    if (id < 0 || id >= BFS_SYNTH_NUM_DETECTORS)
+    bfs_detector_record d;
+    if (id < 0 || id >= BFS_SYNTH_NUM_DETECTORS || bfs_camera_detector(lsstcam(), id, &d) < 0)
         return -EINVAL;
-    snprintf(out, 8, "%s_%s", rafts[id / 9].name, slots[id % 9]);
+    snprintf(out, 8, "%s", d.full_name);
     return 0;
 }
-
-_Static_assert(NRAFTS * 9 == BFS_SYNTH_NUM_DETECTORS, "189 science detectors");
 
 /* ---- options and the description of one raw --------------------------------- */
 
@@ -240,7 +223,8 @@ int bfs_synth_describe(const bfs_synth_opts *opts, int index, int detector, bfs_
     r->day_obs = o.day_obs;
     r->seq_num = o.first_seq + index;
     r->exposure_id = o.day_obs * 100000 + r->seq_num; /* controller O */
-    snprintf(r->obs_id, sizeof r->obs_id, "MC_O_%08lld_%06d", (long long)o.day_obs, r->seq_num);
+    snprintf(r->obs_id, sizeof r->obs_id, "%s_O_%08lld_%06d", bfs_camera_obs_prefix(lsstcam()),
+             (long long)o.day_obs, r->seq_num);
 
     /* Compress the night uniformly when the run does not fit at 36 s. */
     double scale = NIGHT_SECONDS / (CADENCE_S * o.n_exposures);
@@ -253,8 +237,8 @@ int bfs_synth_describe(const bfs_synth_opts *opts, int index, int detector, bfs_
 
     int kind = index % 10; /* 0 bias, 1 flat, else science */
     int block = index / 10;
-    r->physical_filter = filters[block % NFILTERS].name;
-    r->band = filters[block % NFILTERS].band;
+    r->physical_filter = cycle_filters[block % NFILTERS];
+    r->band = bfs_camera_band(lsstcam(), r->physical_filter);
     if (kind == 0) {
         r->observation_type = "bias";
         r->img_type = "BIAS";
@@ -301,11 +285,14 @@ int bfs_synth_describe(const bfs_synth_opts *opts, int index, int detector, bfs_
         r->can_see_sky = false;
     }
 
+    bfs_detector_record d;
+    if (bfs_camera_detector(lsstcam(), detector, &d) < 0)
+        return -EINVAL;
     r->detector = detector;
-    bfs_synth_detector_name(detector, r->full_name);
-    snprintf(r->raft, sizeof r->raft, "%s", rafts[detector / 9].name);
-    snprintf(r->slot, sizeof r->slot, "%s", slots[detector % 9]);
-    r->e2v = rafts[detector / 9].e2v;
+    snprintf(r->full_name, sizeof r->full_name, "%s", d.full_name);
+    snprintf(r->raft, sizeof r->raft, "%s", d.raft);
+    snprintf(r->slot, sizeof r->slot, "%s", d.name_in_raft);
+    r->e2v = strcmp(bfs_camera_detector_type(lsstcam(), detector), "E2V") == 0;
     return 0;
 }
 
@@ -694,27 +681,21 @@ static int add_dimension_records(bfs_registry *reg, const bfs_synth_opts *o)
     int rc = bfs_registry_begin(reg);
     if (rc < 0)
         return rc;
-    bfs_instrument_record inst = {
-        .name = o->instrument,
-        /* obs_lsst's LSSTCam limits in dimension universe 7. */
-        .visit_max = 7050123199999LL,
-        .exposure_max = 7050123199999LL,
-        .detector_max = 1000,
-        .visit_system = 2,
-        .class_name = "lsst.obs.lsst.LsstCam",
-    };
+    /* LSSTCam's records under the instrument name of the options, with
+     * only the filters and detectors synth uses (not bfs_camera_register). */
+    bfs_instrument_record inst;
+    bfs_camera_instrument(lsstcam(), &inst);
+    inst.name = o->instrument;
     rc = bfs_registry_add_instrument(reg, &inst);
     for (int i = 0; i < NFILTERS && rc == 0; i++)
-        rc = bfs_registry_add_physical_filter(reg, o->instrument, filters[i].name,
-                                              filters[i].band);
+        rc = bfs_registry_add_physical_filter(reg, o->instrument, cycle_filters[i],
+                                              bfs_camera_band(lsstcam(), cycle_filters[i]));
     for (int id = 0; id < BFS_SYNTH_NUM_DETECTORS && rc == 0; id++) {
-        char full[8];
-        bfs_synth_detector_name(id, full);
-        bfs_detector_record d = {
-            .instrument = o->instrument, .id = id, .full_name = full,
-            .raft = rafts[id / 9].name, .name_in_raft = slots[id % 9], .purpose = "SCIENCE",
-        };
-        rc = bfs_registry_add_detector(reg, &d);
+        bfs_detector_record d;
+        rc = bfs_camera_detector(lsstcam(), id, &d);
+        d.instrument = o->instrument;
+        if (rc == 0)
+            rc = bfs_registry_add_detector(reg, &d);
     }
     for (int i = 0; i < o->n_exposures && rc == 0; i++) {
         bfs_synth_raw r;
@@ -836,7 +817,7 @@ int bfs_synth_raws(bfs_registry *reg, const bfs_synth_opts *opts)
                 .dim_values = values,
                 .ndims = 3,
                 .path = rel,
-                .formatter = "lsst.obs.lsst.rawFormatter.LsstCamRawFormatter",
+                .formatter = bfs_camera_raw_formatter(lsstcam()),
                 .storage_class = NULL,
                 .file_size = size,
                 .checksum = NULL,
