@@ -51,7 +51,9 @@ const char *bfs_camera_name(const bfs_camera *c);
  * "<code>_<controller>_<day_obs>_<seq_num>", e.g. "MC_O_20250415_000060"):
  * "MC" for LSSTCam and LSSTCamSim, "CC" for LSSTComCam and LSSTComCamSim,
  * "AT" for LATISS.  The simulated cameras share the real camera's code and
- * differ in the controller letter ("MC_S_...", "CC_S_..."). */
+ * differ in the controller letter ("MC_S_...", "CC_S_...").  A convention,
+ * not a guarantee: one early ComCamSim header in obs_lsst's tests says
+ * OBSID = 'IM_P_20240117_000000'. */
 const char *bfs_camera_obs_prefix(const bfs_camera *c);
 
 /* The instrument record obs_lsst's Instrument.register() writes today
