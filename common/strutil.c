@@ -185,3 +185,13 @@ void bfs_format_bytes(double b, char *buf, size_t n)
     }
     snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", b, units[u]);
 }
+
+bool bfs_is_one_component(const char *s)
+{
+    if (!*s || !strcmp(s, ".") || !strcmp(s, ".."))
+        return false;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p == '/' || *p < 0x20 || *p == 0x7f)
+            return false;
+    return true;
+}

@@ -36,6 +36,11 @@ int bfs_name_escape(const char *in, char *out, size_t outsz);
  * -ENAMETOOLONG when it does not fit. */
 int bfs_name_unescape(const char *in, char *out, size_t outsz);
 
+/* True when s may become one path component as it is: not empty, "." or
+ * "..", no '/', no control character (0x00-0x1f, 0x7f).  Values from data
+ * that are stored literally (not escaped) must pass it. */
+bool bfs_is_one_component(const char *s);
+
 /* Parse a whole decimal int64 (optional sign, no trailing junk). */
 bool bfs_parse_i64(const char *s, int64_t *out);
 

@@ -387,7 +387,10 @@ int bfs_cmd_mount(int argc, char **argv)
         free(msg);
         goto out_config;
     }
-    if (bfs_registry_open(repo, BFS_REG_READONLY, &reg, &msg) < 0) {
+    /* -o rw opens for writing already here: a transaction a killed writer
+     * left in the rollback journal is undone by the first writable open,
+     * and a read-only open could not read past it */
+    if (bfs_registry_open(repo, mo.rw ? BFS_REG_WRITE : BFS_REG_READONLY, &reg, &msg) < 0) {
         fprintf(stderr, "butlerfs: %s\n", msg ? msg : "cannot open repository");
         free(msg);
         goto out_config;
@@ -407,7 +410,7 @@ int bfs_cmd_mount(int argc, char **argv)
         goto out_config;
     }
     if (mo.rw && (load_ingest_config(&config, &icfg, &msg) < 0 ||
-                  bfs_ingest_check(bfs_registry_repo_dir(reg), root, &msg) < 0)) {
+                  bfs_ingest_check(bfs_registry_repo_dir(reg), root, &icfg, &msg) < 0)) {
         fprintf(stderr, "butlerfs: %s\n", msg ? msg : "cannot read the ingest: section");
         free(msg);
         bfs_registry_close(reg);

@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
@@ -72,13 +73,23 @@ static void upload_entry(bfs_fs *fs, bfs_upload *u, struct fuse_entry_param *e)
     e->attr_timeout = 0;  /* the size changes while it is written */
 }
 
+/* The upload written as name in directory dir (one reference), or NULL. */
+static bfs_upload *upload_at(bfs_fs *fs, bfs_node *dir, const char *name)
+{
+    bfs_write_target wt;
+    bfs_upload *u;
+    if (!fs->ing || bfs_tree_write_target(fs->tree, dir, &wt) < 0)
+        return NULL;
+    bfs_ingest_target it = {.run = wt.run, .dataset_type = wt.dataset_type, .dim_names = wt.dim_names,
+                            .dim_values = wt.dim_values, .ndims = wt.ndims, .name = name};
+    return bfs_upload_find(fs->ing, &it, &u) == 0 ? u : NULL;
+}
+
 bool bfs_opsw_lookup_inbox(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     bfs_fs *fs = fs_of(req);
-    bfs_write_target wt;
-    bfs_upload *u;
-    if (!fs->ing || bfs_tree_write_target(fs->tree, bfs_tree_node(fs->tree, parent), &wt) < 0 ||
-        wt.dataset_type || bfs_upload_find(fs->ing, wt.run, name, &u) < 0)
+    bfs_upload *u = upload_at(fs, bfs_tree_node(fs->tree, parent), name);
+    if (!u)
         return false;
     struct fuse_entry_param e;
     upload_entry(fs, u, &e);
@@ -412,6 +423,24 @@ static void opw_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     fuse_reply_err(req, EPERM); /* datasets are removed through the Butler, not rm */
 }
 
+/* rename of a name just written, within its directory: what rsync does
+ * with its temporary file after the close that ingested it.  Datasets and
+ * directories are not renamed (EPERM): their names come from the registry. */
+static void opw_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                       const char *newname, unsigned int flags)
+{
+    bfs_fs *fs = fs_of(req);
+    if (flags & RENAME_EXCHANGE) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    bfs_upload *u = upload_at(fs, bfs_tree_node(fs->tree, parent), name);
+    int ret = !u ? -EPERM : newparent != parent ? -EXDEV : bfs_upload_rename(u, newname);
+    if (u)
+        bfs_upload_put(u);
+    fuse_reply_err(req, -ret);
+}
+
 void bfs_ops_writable(struct fuse_lowlevel_ops *ops)
 {
     *ops = bfs_fuse_ops;
@@ -433,4 +462,5 @@ void bfs_ops_writable(struct fuse_lowlevel_ops *ops)
     ops->statfs = opw_statfs;
     ops->unlink = opw_unlink;
     ops->rmdir = opw_unlink;
+    ops->rename = opw_rename;
 }

@@ -336,6 +336,14 @@ static int load_universe(bfs_registry *reg, sqlite3 *db, char **errmsg)
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, "SELECT value FROM butler_attributes WHERE name = 'config:dimensions.json'",
                                 -1, &st, NULL);
+    if ((rc & 0xff) == SQLITE_READONLY || (sqlite3_extended_errcode(db) & 0xff) == SQLITE_READONLY) {
+        bfs_set_errmsg(errmsg, "%s has a transaction that a writer left unfinished when it stopped (a "
+                               "hot journal); a read-only open cannot undo it: open the repository once "
+                               "for writing (butlerfs mount -o rw, or the Python Butler), or give this "
+                               "user write access to its directory", reg->db_path);
+        sqlite3_finalize(st);
+        return -EROFS;
+    }
     if (rc != SQLITE_OK) {
         bfs_set_errmsg(errmsg, "%s is not a Butler registry (%s)", reg->db_path, sqlite3_errmsg(db));
         sqlite3_finalize(st);

@@ -243,12 +243,21 @@ typedef struct bfs_exposure_record {
     const char *group;          /* inserted into the group table when missing */
     int64_t day_obs;            /* inserted into the day_obs table when missing */
     int64_t seq_num;
-    double exposure_time, dark_time;
+    int64_t seq_start, seq_end; /* the sequence's first and last seq_num; both 0: seq_num */
+    double exposure_time, dark_time; /* dark_time NAN = NULL */
     const char *observation_type, *observation_reason, *target_name, *science_program;
     double tracking_ra, tracking_dec, sky_angle, azimuth, zenith_angle; /* NAN = NULL */
-    bool has_simulated, can_see_sky;
+    bool has_simulated;
+    int can_see_sky;            /* 1 yes, 0 no, -1 unknown (NULL) */
     int64_t timespan_begin, timespan_end; /* TAI ns */
 } bfs_exposure_record;
+
+/* Whether a dimension record exists: element "instrument" (key = its name,
+ * instrument NULL), "detector" or "exposure" (key = the id, decimal) or
+ * "physical_filter" (key = the name), of instrument.  1 when it exists, 0
+ * when not, -EINVAL for another element, negative errno on failure. */
+int bfs_registry_has_record(bfs_registry *reg, const char *element, const char *instrument,
+                            const char *key);
 
 int bfs_registry_add_instrument(bfs_registry *reg, const bfs_instrument_record *r);
 int bfs_registry_add_detector(bfs_registry *reg, const bfs_detector_record *r);

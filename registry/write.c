@@ -250,6 +250,35 @@ static void bind_instrument(sqlite3_stmt *st, const void *ctx)
     bind_text_or_null(st, 6, r->class_name);
 }
 
+int bfs_registry_has_record(bfs_registry *reg, const char *element, const char *instrument,
+                            const char *key)
+{
+    static const struct {
+        const char *element, *sql;
+    } q[] = {
+        {"instrument", "SELECT 1 FROM instrument WHERE name = ?2"},
+        {"detector", "SELECT 1 FROM detector WHERE instrument = ?1 AND id = CAST(?2 AS INTEGER)"},
+        {"exposure", "SELECT 1 FROM exposure WHERE instrument = ?1 AND id = CAST(?2 AS INTEGER)"},
+        {"physical_filter", "SELECT 1 FROM physical_filter WHERE instrument = ?1 AND name = ?2"},
+    };
+    if (!element || !key)
+        return -EINVAL;
+    for (size_t i = 0; i < sizeof q / sizeof *q; i++) {
+        if (strcmp(element, q[i].element))
+            continue;
+        sqlite3_stmt *st = reg_prepare(reg, q[i].sql);
+        if (!st)
+            return -EIO;
+        bind_text_or_null(st, 1, instrument);
+        sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        int ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : reg_errno(reg_db(reg), rc, "look up a record");
+        sqlite3_reset(st);
+        return ret;
+    }
+    return -EINVAL;
+}
+
 int bfs_registry_add_instrument(bfs_registry *reg, const bfs_instrument_record *r)
 {
     static const char *const cols[] = {"name", "visit_max", "visit_system", "exposure_max",
@@ -363,10 +392,10 @@ static void bind_exposure(sqlite3_stmt *st, const void *ctx)
     bind_double_or_null(st, i++, r->dark_time);
     bind_text_or_null(st, i++, r->observation_type);
     bind_text_or_null(st, i++, r->observation_reason);
-    /* raw ingest sets seq_start and seq_end to seq_num for single exposures */
     sqlite3_bind_int64(st, i++, r->seq_num);
-    sqlite3_bind_int64(st, i++, r->seq_num);
-    sqlite3_bind_int64(st, i++, r->seq_num);
+    bool seq = r->seq_start || r->seq_end; /* else a single exposure: its own sequence */
+    sqlite3_bind_int64(st, i++, seq ? r->seq_start : r->seq_num);
+    sqlite3_bind_int64(st, i++, seq ? r->seq_end : r->seq_num);
     bind_text_or_null(st, i++, r->target_name);
     bind_text_or_null(st, i++, r->science_program);
     bind_double_or_null(st, i++, r->tracking_ra);
@@ -375,7 +404,10 @@ static void bind_exposure(sqlite3_stmt *st, const void *ctx)
     bind_double_or_null(st, i++, r->azimuth);
     bind_double_or_null(st, i++, r->zenith_angle);
     sqlite3_bind_int(st, i++, r->has_simulated);
-    sqlite3_bind_int(st, i++, r->can_see_sky);
+    if (r->can_see_sky < 0)
+        sqlite3_bind_null(st, i++);
+    else
+        sqlite3_bind_int(st, i++, r->can_see_sky != 0);
     sqlite3_bind_int64(st, i++, r->timespan_begin);
     sqlite3_bind_int64(st, i++, r->timespan_end);
 }

@@ -9,7 +9,7 @@ BFS_PACKAGES=(
     libcfitsio-dev libcfitsio-bin fitsverify
     libcmocka-dev libjansson-dev libyaml-dev libssl-dev
     libcurl4-openssl-dev liblmdb-dev libxxhash-dev
-    python3
+    python3 rsync
     # fuzzing (tests/fuzz, build-fuzz/): clang and its libFuzzer runtime
     clang-14 libclang-rt-14-dev
     # test servers: nginx with WebDAV, PROPFIND and echo_sleep (stalls)

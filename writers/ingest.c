@@ -57,9 +57,11 @@
 
 #include "writers.h"
 
+#include "camera.h"
 #include "fits.h"
 #include "log.h"
 #include "strutil.h"
+#include "translate.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -96,7 +98,11 @@ struct bfs_upload {
     struct bfs_upload *qnext; /* ing->queue */
     int refs;                 /* under ing->lock */
     char u[33];               /* upload id */
-    char *run, *dtype, *name; /* dtype NULL: raw */
+    char *run, *dtype, *name; /* dtype NULL: raw, not translated yet */
+    bool inbox;               /* written in a RUN's own directory (raw ingest) */
+    char *shown;              /* under ing->lock: the name after a rename, or NULL */
+    char *shown_old;          /* the one before (a stat snapshot may still point to it) */
+    char *obs_id, *raft, *sensor; /* a raw's, from its headers (events), or NULL */
     char *dim_names[BFS_MAX_DIMS], *dim_values[BFS_MAX_DIMS];
     int ndims;
     uid_t uid;
@@ -111,6 +117,7 @@ struct bfs_upload {
     bool finished;            /* a seal's outcome is known */
     int outcome;
     double finished_at;       /* monotonic seconds */
+    double sealed_at;         /* monotonic seconds of the first seal; 0 after a restart */
     struct waiter *waiters;
     /* owned by the stepping thread: */
     enum state st;
@@ -232,6 +239,11 @@ int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, con
                 ret = cfg_fail(errmsg, file, y, v, "must be true or false", key);
             else
                 c->create_dataset_types = !strcmp(s, "true");
+        } else if (!strcmp(key, "checksums")) {
+            if (!s || (strcmp(s, "strict") && strcmp(s, "advisory")))
+                ret = cfg_fail(errmsg, file, y, v, "must be strict or advisory", key);
+            else
+                c->checksums_advisory = !strcmp(s, "advisory");
         } else if (!strcmp(key, "default_storage_class") || !strcmp(key, "quarantine") ||
                    !strcmp(key, "events")) {
             char **dst = key[0] == 'd' ? &c->default_storage_class
@@ -254,8 +266,8 @@ int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, con
                 c->workers = (int)n;
         } else {
             bfs_set_errmsg(errmsg, "%s:%d: unknown key 'ingest.%s' (ingest takes: readonly_collections, "
-                                   "create_dataset_types, default_storage_class, staging, quarantine, "
-                                   "events, inbox_ttl, registry_deadline, workers)",
+                                   "create_dataset_types, default_storage_class, checksums, staging, "
+                                   "quarantine, events, inbox_ttl, registry_deadline, workers)",
                            file, bfs_yaml_line(y, v), key);
             ret = -EINVAL;
         }
@@ -331,18 +343,6 @@ static int same_bytes(const char *a, const char *b)
     return ret;
 }
 
-/* A name or value that may become one path component: not empty, '.' or
- * '..', no '/', no control character (docs/ingest.md, "Bad input"). */
-static bool one_component(const char *s)
-{
-    if (!*s || !strcmp(s, ".") || !strcmp(s, ".."))
-        return false;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if (*p == '/' || *p < 0x20 || *p == 0x7f)
-            return false;
-    return true;
-}
-
 /* ---- intent records ------------------------------------------------------- */
 
 static json_t *strings_json(char *const *v, int n)
@@ -355,8 +355,10 @@ static json_t *strings_json(char *const *v, int n)
 
 static int write_intent(bfs_ingest *ing, struct bfs_upload *u)
 {
-    json_t *j = json_pack("{s:s, s:s, s:s?, s:s, s:o, s:o, s:I, s:s?, s:s?, s:I, s:s?, s:i, s:b}",
+    json_t *j = json_pack("{s:s, s:s, s:s?, s:b, s:s?, s:s?, s:s?, s:s, s:o, s:o, s:I, s:s?, s:s?, s:I, "
+                          "s:s?, s:i, s:b}",
                           "state", state_names[u->st], "run", u->run, "dataset_type", u->dtype,
+                          "inbox", u->inbox, "obs_id", u->obs_id, "raft", u->raft, "sensor", u->sensor,
                           "name", u->name, "dim_names", strings_json(u->dim_names, u->ndims),
                           "dim_values", strings_json(u->dim_values, u->ndims), "uid", (json_int_t)u->uid,
                           "dataset_id", u->dataset_id[0] ? u->dataset_id : NULL, "path", u->rel,
@@ -406,6 +408,11 @@ static void upload_free(struct bfs_upload *u)
     free(u->run);
     free(u->dtype);
     free(u->name);
+    free(u->shown);
+    free(u->shown_old);
+    free(u->obs_id);
+    free(u->raft);
+    free(u->sensor);
     for (int i = 0; i < u->ndims; i++) {
         free(u->dim_names[i]);
         free(u->dim_values[i]);
@@ -450,19 +457,45 @@ static void quarantine_as(struct bfs_upload *u, int err, const char *fmt, ...)
     u->st = S_QUARANTINED;
 }
 
+/* The extension a written name gives its dataset ("x.fits.fz" -> ".fits.fz";
+ * none -> ""), ignoring a leading '.' and the random suffix of rsync's
+ * temporary names (".x.fits.Ab3dE9" -> ".fits"), since rsync renames its
+ * file only after the close that ingested it. */
+static void extension_of(const char *name, char *out, size_t n)
+{
+    bool hidden = name[0] == '.';
+    const char *base = hidden ? name + 1 : name;
+    size_t len = strlen(base);
+    const char *last = strrchr(base, '.');
+    if (hidden && last && last != base && strlen(last + 1) == 6) {
+        bool random = true;
+        for (const char *c = last + 1; *c; c++)
+            random &= (*c >= '0' && *c <= '9') || (*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z');
+        if (random)
+            len = (size_t)(last - base);
+    }
+    const char *dot = memchr(base, '.', len);
+    size_t elen = dot ? len - (size_t)(dot - base) : 0;
+    if (elen >= n)
+        elen = 0; /* an absurdly long "extension" is none */
+    memcpy(out, dot ? dot : "", elen);
+    out[elen] = 0;
+}
+
 /* The datastore path of a path-ingested dataset, relative to the root:
  * <run>/<type>/<value>/.../<type>_<value>_..._<run with '/' as '_'><ext>.
  * -EINVAL when a value could leave its directory. */
 static int decide_path(struct bfs_upload *u)
 {
     for (int i = 0; i < u->ndims; i++) {
-        if (!one_component(u->dim_values[i])) {
+        if (!bfs_is_one_component(u->dim_values[i])) {
             quarantine_as(u, EINVAL, "the %s value '%s' cannot be part of a file name", u->dim_names[i],
                           u->dim_values[i]);
             return -EINVAL;
         }
     }
-    const char *ext = strchr(u->name[0] == '.' ? u->name + 1 : u->name, '.');
+    char ext[64];
+    extension_of(u->name, ext, sizeof ext);
     size_t cap = 4096;
     char *p = malloc(cap), *flat = strdup(u->run);
     if (!p || !flat) {
@@ -481,7 +514,7 @@ static int decide_path(struct bfs_upload *u)
     for (int i = 0; i < u->ndims && len < cap; i++)
         len += (size_t)snprintf(p + len, cap - len, "_%s", u->dim_values[i]);
     if (len < cap)
-        len += (size_t)snprintf(p + len, cap - len, "_%s%s", flat, ext ? ext : "");
+        len += (size_t)snprintf(p + len, cap - len, "_%s%s", flat, ext);
     free(flat);
     if (len >= cap) {
         free(p);
@@ -493,10 +526,16 @@ static int decide_path(struct bfs_upload *u)
     return 0;
 }
 
-/* The formatter recorded with a path-ingested file, by its extension. */
-static const char *formatter_of(const char *rel)
+/* The formatter recorded with an ingested file: a raw's camera's raw
+ * formatter, else by the file's extension. */
+static const char *formatter_of(const struct bfs_upload *u)
 {
-    const char *ext = strrchr(rel, '.');
+    if (u->inbox && u->dtype && !strcmp(u->dtype, "raw") && u->ndims > 0) {
+        const bfs_camera *cam = bfs_camera_find(u->dim_values[0]);
+        if (cam)
+            return bfs_camera_raw_formatter(cam);
+    }
+    const char *ext = strrchr(u->rel, '.');
     if (ext && (!strcmp(ext, ".fits") || !strcmp(ext, ".fz") || !strcmp(ext, ".fit")))
         return "lsst.obs.base.formatters.fitsExposure.FitsExposureFormatter";
     if (ext && !strcmp(ext, ".json"))
@@ -517,12 +556,26 @@ static void append_event(bfs_ingest *ing, struct bfs_upload *u)
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
     bool ok = u->err == 0;
     const char *errname = ok ? NULL : strerrorname_np(u->err);
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s?, s:o, s:s?, s:s?, s:s?, s:s, s:s?, s:s}", "time", when,
-                          "outcome", ok ? (u->duplicate ? "duplicate" : "ingested") : "quarantined",
-                          "run", u->run, "dataset_type", u->dtype, "data_id", id,
-                          "dataset_id", ok && u->dataset_id[0] ? u->dataset_id : NULL,
-                          "path", ok ? u->rel : NULL, "reason", ok ? NULL : u->reason, "name", u->name,
-                          "errno", ok ? NULL : (errname ? errname : "?"), "upload", u->u);
+    const char *outcome = ok ? (u->duplicate ? "duplicate" : "ingested") : "quarantined";
+    const char *instrument = NULL;
+    for (int i = 0; i < u->ndims; i++)
+        if (!strcmp(u->dim_names[i], "instrument"))
+            instrument = u->dim_values[i];
+    char *description = ok ? bfs_asprintf("%s %s as %s", outcome, u->name, u->rel)
+                           : bfs_asprintf("%s: %s", outcome, u->reason ? u->reason : "?");
+    /* latency from the writer's close; unknown for an upload finished after a restart */
+    json_t *latency = u->sealed_at > 0 ? json_integer((json_int_t)((now_mono() - u->sealed_at) * 1000.0))
+                                       : json_null();
+    json_t *j = json_pack("{s:s, s:i, s:s?, s:s, s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:o, s:O, s:s?, s:s?, "
+                          "s:s, s:s?, s:s, s:o}",
+                          "time", when, "status", ok ? 0 : 1, "description", description, "outcome", outcome,
+                          "run", u->run, "dataset_type", u->dtype, "instrument", instrument,
+                          "obs_id", u->obs_id, "raft", u->raft, "sensor", u->sensor, "dataId", id,
+                          "data_id", id, "dataset_id", ok && u->dataset_id[0] ? u->dataset_id : NULL,
+                          "path", ok ? u->rel : NULL, "name", u->name,
+                          "errno", ok ? NULL : (errname ? errname : "?"), "upload", u->u,
+                          "latency_ms", latency);
+    free(description);
     char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     int fd = line ? open(ing->events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600) : -1;
@@ -540,10 +593,161 @@ static void append_event(bfs_ingest *ing, struct bfs_upload *u)
 
 /* ---- the steps -------------------------------------------------------------- */
 
-static bool is_fits(int fd)
+/* Whether u's bytes are to be read as FITS: they start as FITS does, or
+ * they are gzip-wrapped (as many real raws are, whatever their name) and
+ * either are meant as a raw or have a FITS name. */
+static bool is_fits(const struct bfs_upload *u)
 {
-    char magic[9] = {0};
-    return pread(fd, magic, 9, 0) == 9 && !memcmp(magic, "SIMPLE  =", 9);
+    unsigned char magic[9] = {0};
+    if (pread(u->fd, magic, 9, 0) != 9)
+        return false;
+    if (!memcmp(magic, "SIMPLE  =", 9))
+        return true;
+    if (magic[0] != 0x1f || magic[1] != 0x8b)
+        return false;
+    char ext[64];
+    extension_of(u->name, ext, sizeof ext);
+    return u->inbox || bfs_startswith(ext, ".fits") || bfs_startswith(ext, ".fit") || !strcmp(ext, ".fz");
+}
+
+/* Run fn(ing, ctx) under the registry lock, again while the database is
+ * busy, until the configured deadline: -EIO after it (the upload keeps its
+ * state and is finished at the next mount). */
+static int with_registry(bfs_ingest *ing, int (*fn)(bfs_ingest *, void *), void *ctx)
+{
+    double deadline = now_mono() + ing->cfg->registry_deadline_ms / 1000.0;
+    for (;;) {
+        pthread_mutex_lock(&ing->reg_lock);
+        int ret = fn(ing, ctx);
+        pthread_mutex_unlock(&ing->reg_lock);
+        if (ret != -EBUSY && ret != -EAGAIN)
+            return ret;
+        if (now_mono() > deadline)
+            return -EIO;
+        usleep(50000);
+    }
+}
+
+struct raw_records {
+    const bfs_raw_translation *t;
+    char *why; /* set when a record refuses the file */
+};
+
+/* In one transaction: the camera when the repository has no such instrument
+ * yet, the exposure record, and the raw dataset type.  A detector or filter
+ * the repository's own instrument lacks is refused (the repository's records
+ * are the camera's truth once it has them). */
+static int raw_records_tx(bfs_ingest *ing, void *ctx)
+{
+    struct raw_records *rr = ctx;
+    const bfs_raw_translation *t = rr->t;
+    bfs_registry *reg = ing->reg;
+    char key[32];
+    int ret = bfs_registry_begin(reg);
+    if (ret)
+        return ret;
+    int have = bfs_registry_has_record(reg, "instrument", NULL, t->instrument);
+    if (have == 0) {
+        ret = bfs_camera_register(reg, t->camera);
+        if (ret == 0)
+            bfs_info(TAG, "registered instrument %s (detectors and filters) from butlerfs's own camera "
+                          "description", t->instrument);
+    } else if (have < 0) {
+        ret = have;
+    }
+    snprintf(key, sizeof key, "%lld", (long long)t->detector);
+    if (ret == 0 && (have = bfs_registry_has_record(reg, "detector", t->instrument, key)) <= 0) {
+        ret = have < 0 ? have : -ENOENT;
+        if (have == 0)
+            rr->why = bfs_asprintf("the repository's %s has no detector %s", t->instrument, key);
+    }
+    const char *filter = t->exposure.physical_filter;
+    if (ret == 0 && (have = bfs_registry_has_record(reg, "physical_filter", t->instrument, filter)) <= 0) {
+        ret = have < 0 ? have : -ENOENT;
+        if (have == 0)
+            rr->why = bfs_asprintf("the repository's %s has no physical filter '%s'", t->instrument, filter);
+    }
+    if (ret == 0) {
+        ret = bfs_registry_add_exposure(reg, &t->exposure);
+        if (ret == -EEXIST)
+            rr->why = bfs_asprintf("the repository's record of %s exposure %lld differs from this file's "
+                                   "headers", t->instrument, (long long)t->exposure_id);
+    }
+    if (ret == 0) {
+        static const char *const dims[] = {"instrument", "detector", "exposure"};
+        ret = bfs_registry_add_dataset_type(reg, "raw", "Exposure", dims, 3, false);
+        if (ret == -EEXIST)
+            rr->why = bfs_asprintf("the repository's dataset type raw has other dimensions or another "
+                                   "storage class than instrument, detector, exposure and Exposure");
+    }
+    if (ret == 0)
+        ret = bfs_registry_commit(reg);
+    else
+        bfs_registry_rollback(reg);
+    return ret;
+}
+
+/* SEALED, for a file written in a RUN's own directory: its dataId and
+ * dimension records from its primary header (writers/translate.c), then on
+ * as a dataset of type raw.  The records are registered before the file is
+ * placed and are idempotent, so a crash between the two, and the step run
+ * again at the next mount, leave nothing half-done. */
+static int prepare_raw(bfs_ingest *ing, struct bfs_upload *u)
+{
+    bfs_fits_card *cards = NULL;
+    size_t n = 0;
+    char *msg = NULL;
+    int ret = bfs_fits_read_header(u->data_path, 1, &cards, &n, &msg);
+    if (ret < 0) {
+        quarantine_as(u, EINVAL, "cannot read the primary header: %s", msg ? msg : strerror(-ret));
+        free(msg);
+        return 0;
+    }
+    bfs_raw_translation *t = malloc(sizeof *t);
+    ret = t ? bfs_translate_raw(cards, n, u->name, t, &msg) : -ENOMEM;
+    if (ret < 0 && ret != -ENOMEM)
+        quarantine_as(u, -ret, "raw ingest: %s", msg ? msg : strerror(-ret));
+    free(msg);
+    if (ret < 0) {
+        free(cards);
+        free(t);
+        return ret == -ENOMEM ? ret : 0;
+    }
+    struct raw_records rr = {t, NULL};
+    ret = with_registry(ing, raw_records_tx, &rr);
+    if (ret == -ENOENT || ret == -EEXIST || ret == -EINVAL) {
+        quarantine_as(u, -ret, "raw ingest: %s", rr.why ? rr.why : strerror(-ret));
+        ret = 0;
+    } else if (ret == 0) {
+        char det[32], exp[32];
+        snprintf(det, sizeof det, "%lld", (long long)t->detector);
+        snprintf(exp, sizeof exp, "%lld", (long long)t->exposure_id);
+        const char *values[3] = {t->instrument, det, exp};
+        static const char *const names[3] = {"instrument", "detector", "exposure"};
+        free(u->dtype);
+        u->dtype = strdup("raw");
+        const bfs_fits_card *rb = bfs_fits_find(cards, n, "RAFTBAY"), *cs = bfs_fits_find(cards, n, "CCDSLOT");
+        u->obs_id = strdup(t->exposure.obs_id);
+        u->raft = rb ? strdup(rb->value) : NULL;
+        u->sensor = cs ? strdup(cs->value) : NULL;
+        for (int i = 0; i < u->ndims; i++) {
+            free(u->dim_names[i]);
+            free(u->dim_values[i]);
+        }
+        u->ndims = 3;
+        for (int i = 0; i < 3; i++) {
+            u->dim_names[i] = strdup(names[i]);
+            u->dim_values[i] = strdup(values[i]);
+            if (!u->dim_names[i] || !u->dim_values[i])
+                ret = -ENOMEM;
+        }
+        if (!u->dtype)
+            ret = -ENOMEM;
+    }
+    free(rr.why);
+    free(cards);
+    free(t);
+    return ret;
 }
 
 static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
@@ -554,20 +758,26 @@ static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
         return 0;
     }
     u->size = sb.st_size;
-    if (!u->dtype) {
-        quarantine_as(u, EINVAL, "raw ingest (a file written in a RUN's own directory) needs the header "
-                                 "translation, which this build does not have yet; write it at its "
-                                 "dataId path instead");
+    bool fits = is_fits(u);
+    if (!u->dtype && !fits) {
+        quarantine_as(u, EINVAL, "a file written in a RUN's own directory is ingested as a raw, and this "
+                                 "one is not a FITS file; write it at its dataId path instead");
         return 0;
     }
-    if (is_fits(u->fd)) {
+    if (fits) {
         char *msg = NULL;
-        int ret = bfs_fits_validate(u->data_path, NULL, NULL, &msg);
+        bfs_fits_rules rules = {.sums_advisory = ing->cfg->checksums_advisory};
+        int ret = bfs_fits_validate(u->data_path, &rules, NULL, &msg);
         if (ret < 0) {
             quarantine_as(u, EINVAL, "not a valid FITS file: %s", msg ? msg : strerror(-ret));
             free(msg);
             return 0;
         }
+    }
+    if (!u->dtype) {
+        int ret = prepare_raw(ing, u);
+        if (ret < 0 || u->st == S_QUARANTINED)
+            return ret;
     }
     const char *names[BFS_MAX_DIMS], *values[BFS_MAX_DIMS];
     for (int i = 0; i < u->ndims; i++) {
@@ -623,6 +833,17 @@ static int step_prepared(bfs_ingest *ing, struct bfs_upload *u)
     return 0;
 }
 
+struct add_dataset {
+    const bfs_new_dataset *d;
+    char id[33];
+};
+
+static int add_dataset_tx(bfs_ingest *ing, void *ctx)
+{
+    struct add_dataset *ad = ctx;
+    return bfs_registry_add_dataset(ing->reg, ad->d, ad->id);
+}
+
 static int step_placed(bfs_ingest *ing, struct bfs_upload *u)
 {
     const char *names[BFS_MAX_DIMS], *values[BFS_MAX_DIMS];
@@ -632,20 +853,9 @@ static int step_placed(bfs_ingest *ing, struct bfs_upload *u)
     }
     bfs_new_dataset d = {.dataset_type = u->dtype, .run = u->run, .dim_names = names,
                          .dim_values = values, .ndims = u->ndims, .path = u->rel,
-                         .formatter = formatter_of(u->rel), .file_size = u->size};
-    char id[33];
-    double deadline = now_mono() + ing->cfg->registry_deadline_ms / 1000.0;
-    int ret;
-    for (;;) {
-        pthread_mutex_lock(&ing->reg_lock);
-        ret = bfs_registry_add_dataset(ing->reg, &d, id);
-        pthread_mutex_unlock(&ing->reg_lock);
-        if (ret != -EBUSY && ret != -EAGAIN)
-            break;
-        if (now_mono() > deadline)
-            return -EIO; /* stays PLACED: retried at the next mount */
-        usleep(50000);
-    }
+                         .formatter = formatter_of(u), .file_size = u->size};
+    struct add_dataset ad = {&d, {0}};
+    int ret = with_registry(ing, add_dataset_tx, &ad); /* -EIO: stays PLACED, retried at the next mount */
     if (ret == -EEXIST)
         ret = 0; /* the file at rel is this upload's bytes (step_prepared) */
     if (ret == -ENOENT) {
@@ -668,8 +878,14 @@ static int step_registered(bfs_ingest *ing, struct bfs_upload *u)
 {
     const bfs_ingest_config *c = ing->cfg;
     char *src = bfs_asprintf("%s%s", ing->root, u->rel);
+    /* <tree>/<observing day: UTC now - 12 h>/<file>, as the summit's staging trees are */
+    char day[16];
+    time_t then = time(NULL) - 12 * 3600;
+    struct tm tm;
+    strftime(day, sizeof day, "%Y-%m-%d", gmtime_r(&then, &tm));
+    const char *base = strrchr(u->rel, '/') ? strrchr(u->rel, '/') + 1 : u->rel;
     for (int i = 0; src && i < c->n_staging; i++) {
-        char *dst = bfs_asprintf("%s/%s", c->staging[i], u->rel);
+        char *dst = bfs_asprintf("%s/%s/%s", c->staging[i], day, base);
         int ret = dst ? make_parents(dst, false) : -ENOMEM;
         if (ret == 0 && link(src, dst) < 0 && errno != EEXIST)
             ret = -errno;
@@ -887,7 +1103,12 @@ static int recover_one(bfs_ingest *ing, const char *uhex)
             u->st = (enum state)s;
     u->run = j ? json_str(j, "run") : NULL;
     u->dtype = j ? json_str(j, "dataset_type") : NULL;
+    json_t *inbox = j ? json_object_get(j, "inbox") : NULL;
+    u->inbox = inbox ? json_is_true(inbox) : !u->dtype; /* intents written before the key */
     u->name = j ? json_str(j, "name") : NULL;
+    u->obs_id = j ? json_str(j, "obs_id") : NULL;
+    u->raft = j ? json_str(j, "raft") : NULL;
+    u->sensor = j ? json_str(j, "sensor") : NULL;
     u->rel = j ? json_str(j, "path") : NULL;
     u->reason = j ? json_str(j, "reason") : NULL;
     const char *id = j ? json_string_value(json_object_get(j, "dataset_id")) : NULL;
@@ -1008,13 +1229,42 @@ static int lock_repo(const char *repo_dir, const char *dir, const char *spool, c
     return fd;
 }
 
-int bfs_ingest_check(const char *repo_dir, const char *datastore_root, char **errmsg)
+/* Each staging tree exists (made if missing) on the datastore's file
+ * system: hard links cannot cross file systems. */
+static int check_staging(const bfs_ingest_config *cfg, const char *datastore_root, char **errmsg)
+{
+    struct stat root;
+    if (stat(datastore_root, &root) < 0)
+        return -errno;
+    for (int i = 0; cfg && i < cfg->n_staging; i++) {
+        char *probe = bfs_asprintf("%s/x", cfg->staging[i]);
+        int ret = probe ? make_parents(probe, false) : -ENOMEM;
+        free(probe);
+        struct stat st;
+        if (ret == 0 && stat(cfg->staging[i], &st) < 0)
+            ret = -errno;
+        if (ret < 0) {
+            bfs_set_errmsg(errmsg, "cannot make staging tree %s: %s", cfg->staging[i], strerror(-ret));
+            return ret;
+        }
+        if (st.st_dev != root.st_dev) {
+            bfs_set_errmsg(errmsg, "staging tree %s is on another file system than the datastore %s "
+                                   "(files are hard-linked into staging trees, and links cannot cross "
+                                   "file systems)", cfg->staging[i], datastore_root);
+            return -EXDEV;
+        }
+    }
+    return 0;
+}
+
+int bfs_ingest_check(const char *repo_dir, const char *datastore_root, const bfs_ingest_config *cfg,
+                     char **errmsg)
 {
     char *dir = bfs_asprintf("%s/.butlerfs", repo_dir), *spool = bfs_asprintf("%s/.butlerfs/spool", repo_dir);
     int ret = dir && spool ? lock_repo(repo_dir, dir, spool, datastore_root, errmsg) : -ENOMEM;
     if (ret >= 0) {
         close(ret);
-        ret = 0;
+        ret = check_staging(cfg, datastore_root, errmsg);
     }
     free(dir);
     free(spool);
@@ -1136,10 +1386,22 @@ int bfs_ingest_make_run(bfs_ingest *ing, const char *run)
     return ret;
 }
 
+/* The name the writer sees now (a rename changes it; u->name stays the
+ * name the upload was created with, for its records).  Under ing->lock. */
+static const char *shown_name(const struct bfs_upload *u)
+{
+    return u->shown ? u->shown : u->name;
+}
+
+/* Whether u was created at target t (its name included), under ing->lock.
+ * A raw's dimensions come from its headers later: only run and name count. */
 static bool same_target(const struct bfs_upload *u, const bfs_ingest_target *t)
 {
-    if (strcmp(u->run, t->run) || strcmp(u->name, t->name) || !u->dtype != !t->dataset_type ||
-        (u->dtype && strcmp(u->dtype, t->dataset_type)) || u->ndims != t->ndims)
+    if (strcmp(u->run, t->run) || strcmp(shown_name(u), t->name) || u->inbox != !t->dataset_type)
+        return false;
+    if (u->inbox)
+        return true;
+    if (strcmp(u->dtype, t->dataset_type) || u->ndims != t->ndims)
         return false;
     for (int i = 0; i < u->ndims; i++)
         if (strcmp(u->dim_values[i], t->dim_values[i]))
@@ -1167,7 +1429,7 @@ int bfs_upload_begin(bfs_ingest *ing, const bfs_ingest_target *t, uid_t uid, bfs
     *out = NULL;
     if (bfs_ingest_readonly(ing, t->run))
         return -EROFS;
-    if (!one_component(t->name) || t->ndims < 0 || t->ndims > BFS_MAX_DIMS)
+    if (!bfs_is_one_component(t->name) || t->ndims < 0 || t->ndims > BFS_MAX_DIMS)
         return -EINVAL;
     if (t->dataset_type && !bfs_catalog_dataset_type(bfs_registry_catalog(ing->reg), t->dataset_type))
         return -ENOENT; /* creating types from a path is not built */
@@ -1191,6 +1453,7 @@ int bfs_upload_begin(bfs_ingest *ing, const bfs_ingest_target *t, uid_t uid, bfs
     u->run = strdup(t->run);
     u->name = strdup(t->name);
     u->dtype = t->dataset_type ? strdup(t->dataset_type) : NULL;
+    u->inbox = !t->dataset_type;
     u->ndims = t->ndims;
     bool oom = !u->run || !u->name || (t->dataset_type && !u->dtype);
     for (int i = 0; i < t->ndims; i++) {
@@ -1221,19 +1484,34 @@ int bfs_upload_begin(bfs_ingest *ing, const bfs_ingest_target *t, uid_t uid, bfs
     return 0;
 }
 
-int bfs_upload_find(bfs_ingest *ing, const char *run, const char *name, bfs_upload **out)
+int bfs_upload_find(bfs_ingest *ing, const bfs_ingest_target *t, bfs_upload **out)
 {
     pthread_mutex_lock(&ing->lock);
     purge_locked(ing);
     struct bfs_upload *found = NULL;
     for (struct bfs_upload *u = ing->uploads; u && !found; u = u->next)
-        if (!u->dtype && !strcmp(u->run, run) && !strcmp(u->name, name))
-            found = u;
+        if (same_target(u, t))
+            found = u; /* the newest of that name: the list is newest first */
     if (found)
         found->refs++;
     pthread_mutex_unlock(&ing->lock);
     *out = found;
     return found ? 0 : -ENOENT;
+}
+
+int bfs_upload_rename(bfs_upload *u, const char *name)
+{
+    if (!bfs_is_one_component(name))
+        return -EINVAL;
+    char *copy = strdup(name);
+    if (!copy)
+        return -ENOMEM;
+    pthread_mutex_lock(&u->ing->lock);
+    free(u->shown_old);
+    u->shown_old = u->shown;
+    u->shown = copy;
+    pthread_mutex_unlock(&u->ing->lock);
+    return 0;
 }
 
 void bfs_upload_get(bfs_upload *u)
@@ -1319,7 +1597,7 @@ int bfs_upload_truncate(bfs_upload *u, off_t size)
 void bfs_upload_stat(bfs_upload *u, bfs_upload_info *info)
 {
     pthread_mutex_lock(&u->ing->lock);
-    *info = (bfs_upload_info){.run = u->run, .name = u->name, .size = u->size, .mtime_ns = u->mtime_ns,
+    *info = (bfs_upload_info){.run = u->run, .name = shown_name(u), .size = u->size, .mtime_ns = u->mtime_ns,
                               .sealed = u->finished, .outcome = u->outcome,
                               .dataset_id = u->finished && u->outcome == 0 ? u->dataset_id : NULL};
     pthread_mutex_unlock(&u->ing->lock);
@@ -1345,6 +1623,8 @@ void bfs_upload_seal(bfs_upload *u, bfs_seal_done_fn done, void *ctx)
     }
     w->next = u->waiters;
     u->waiters = w;
+    if (u->sealed_at == 0)
+        u->sealed_at = now_mono();
     if (!u->busy)
         enqueue_locked(ing, u);
     pthread_mutex_unlock(&ing->lock);
@@ -1387,11 +1667,11 @@ int bfs_ingest_inbox(bfs_ingest *ing, const char *run, bfs_inbox_cb cb, void *ct
     purge_locked(ing);
     size_t n = 0;
     for (struct bfs_upload *u = ing->uploads; u; u = u->next)
-        n += !u->dtype && !strcmp(u->run, run);
+        n += u->inbox && !strcmp(u->run, run);
     struct bfs_upload **list = calloc(n ? n : 1, sizeof *list);
     size_t k = 0;
     for (struct bfs_upload *u = ing->uploads; list && u; u = u->next) {
-        if (!u->dtype && !strcmp(u->run, run)) {
+        if (u->inbox && !strcmp(u->run, run)) {
             u->refs++;
             list[k++] = u;
         }

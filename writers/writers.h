@@ -37,6 +37,7 @@ typedef struct bfs_ingest_config {
     char **readonly_collections; /* globs (fnmatch); a create or mkdir there is EROFS */
     int n_readonly_collections;
     bool create_dataset_types;   /* path ingest may create an unknown dataset type (false) */
+    bool checksums_advisory;     /* a CHECKSUM/DATASUM mismatch is logged, not refused (false) */
     char *default_storage_class; /* for a created type when the extension says nothing (NULL) */
     char **staging;              /* directories to hard-link ingested files into (none) */
     int n_staging;
@@ -73,9 +74,12 @@ int bfs_ingest_open(const char *repo_dir, const char *datastore_root, bfs_regist
 /* What bfs_ingest_open would refuse, checked without keeping anything
  * (for the terminal, before a mount daemonizes): the spool cannot be made,
  * another rw daemon holds the lock (-EBUSY), or the spool and the datastore
- * root are on different file systems (-EXDEV).  0, or -errno with *errmsg
- * one sentence.  The lock is taken for real by bfs_ingest_open. */
-int bfs_ingest_check(const char *repo_dir, const char *datastore_root, char **errmsg);
+ * root are on different file systems (-EXDEV), a staging tree of cfg (may
+ * be NULL) cannot be made or is on another file system than the datastore
+ * (-EXDEV).  0, or -errno with *errmsg one sentence.  The lock is taken for
+ * real by bfs_ingest_open. */
+int bfs_ingest_check(const char *repo_dir, const char *datastore_root, const bfs_ingest_config *cfg,
+                     char **errmsg);
 
 /* Wait for seals in progress, stop the workers, release the lock.  NULL is fine. */
 void bfs_ingest_close(bfs_ingest *ing);
@@ -112,9 +116,15 @@ typedef struct bfs_upload bfs_upload;
 int bfs_upload_begin(bfs_ingest *ing, const bfs_ingest_target *t, uid_t uid,
                      bfs_upload **out);
 
-/* Find the upload of an inbox name (run + name) that is open, being
- * ingested, or sealed within inbox_ttl; one more reference.  -ENOENT. */
-int bfs_upload_find(bfs_ingest *ing, const char *run, const char *name, bfs_upload **out);
+/* Find the upload created at target t under the name t->name (or renamed
+ * to it) that is open, being ingested, or sealed within inbox_ttl; the
+ * newest of that name; one more reference.  -ENOENT. */
+int bfs_upload_find(bfs_ingest *ing, const bfs_ingest_target *t, bfs_upload **out);
+/* Show u under another name in its directory (rsync renames its temporary
+ * file after the close that ingested it).  Only the name changes: the
+ * dataset, its datastore path and its records stay as they are.  -EINVAL
+ * for a name that cannot be one path component. */
+int bfs_upload_rename(bfs_upload *u, const char *name);
 void bfs_upload_get(bfs_upload *u);
 /* Drop a reference.  The last one of an upload never sealed and never
  * written is abandoned (its spool file removed: nothing was handed over);

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# test_ingest_raw.sh - raw ingest: a FITS file copied into a RUN's own
+# directory of an -o rw mount gets its dataId and exposure record from its
+# headers (writers/translate.c), as the Python Butler's raw ingest does.
+#
+# Checks, into a repository made by `butlerfs init` (no instrument yet):
+# mkdir -p of LSSTCam/raw/all; cp of synthetic LSSTCam raws under any name
+# succeeds; LSSTCam is registered from butlerfs's camera description (205
+# detectors, 276 filters); each raw shows at its dataId path with the written
+# bytes; its dataset id equals the one the synthetic repository gave the same
+# file (deterministic UUIDv5 over type, run and dataId); the exposure rows
+# hold the header's values.  Refused, quarantined with the reason, nothing
+# outside the datastore: a camera butlerfs does not know (ENOENT), a RAFTBAY
+# of '../x' (ENOENT, no such detector), a non-FITS file (EINVAL), a checksum
+# that does not match (EINVAL) unless `checksums: advisory`.  rsync (a
+# temporary name renamed after its close) works.  With the
+# fixtures present: the real LSSTComCam raw of ../shared/fixtures is ingested
+# and its exposure row equals the one the Python Butler wrote for it.
+. "$(dirname "$0")/lib.sh"
+skip_unless_fuse
+command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
+command -v python3 >/dev/null || skip "python3 not installed"
+T=$BFS_TMP
+"$BFS_BIN" synth "$T/src" --exposures 2 --detectors 2 --fits >/dev/null 2>&1 || fail "synth"
+"$BFS_BIN" init "$T/repo" >/dev/null 2>&1 || fail "butlerfs init"
+mkdir -p "$T/mnt"
+q() { sqlite3 "$1/gen3.sqlite3" "$2"; }
+
+printf 'ingest:\n  staging: [%s]\n' "$T/staging" >"$T/stage.yaml"
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/stage.yaml" || finish
+expect "mkdir -p of a new RUN collection" mkdir -p "$T/mnt/LSSTCam/raw/all"
+n=0
+for f in $(find "$T/src/LSSTCam/raw/all" -name '*.fits' | sort); do
+    n=$((n + 1))
+    cp "$f" "$T/mnt/LSSTCam/raw/all/upload$n.fits" 2>"$T/err.txt" ||
+        { fail "cp of synthetic raw $n into the RUN's directory: $(cat "$T/err.txt")"; bfs_show_log; }
+done
+expect "four raws copied" test "$n" = 4
+expect "LSSTCam was registered with its 205 detectors" test "$(q "$T/repo" "SELECT count(*) FROM detector WHERE instrument='LSSTCam'")" = 205
+expect "... and its 276 physical filters" test "$(q "$T/repo" "SELECT count(*) FROM physical_filter WHERE instrument='LSSTCam'")" = 276
+expect "two exposure records" test "$(q "$T/repo" "SELECT count(*) FROM exposure")" = 2
+expect "four raw datasets in LSSTCam/raw/all" test "$(q "$T/repo" "SELECT count(*) FROM dataset d JOIN collection c ON c.collection_id = d.run_id JOIN dataset_type t ON t.id = d.dataset_type_id WHERE c.name = 'LSSTCam/raw/all' AND t.name = 'raw'")" = 4
+ids_src=$(q "$T/src" "SELECT lower(hex(id)) FROM dataset ORDER BY 1")
+ids_new=$(q "$T/repo" "SELECT lower(hex(id)) FROM dataset ORDER BY 1")
+expect "dataset ids equal those the synthetic repository gave the same raws (UUIDv5)" test "$ids_src" = "$ids_new"
+cols="id, obs_id, physical_filter, day_obs, \"group\", seq_num, observation_type, observation_reason, target_name, science_program, exposure_time"
+expect "exposure rows hold the headers' values" test "$(q "$T/src" "SELECT $cols FROM exposure ORDER BY id")" = "$(q "$T/repo" "SELECT $cols FROM exposure ORDER BY id")"
+sleep 1.2 # the tree refreshes its catalog once a second
+src1=$(find "$T/src/LSSTCam/raw/all" -name '*.fits' | sort | head -1)
+det=$(q "$T/src" "SELECT detector FROM dataset_tags_00000001 ORDER BY detector LIMIT 1")
+exp=$(q "$T/src" "SELECT exposure FROM dataset_tags_00000001 ORDER BY exposure LIMIT 1")
+F=$(find "$T/mnt/LSSTCam/raw/all/raw/instrument=LSSTCam/detector=$det/exposure=$exp" -type f 2>/dev/null | head -1)
+expect "a raw shows at its dataId path" test -n "$F"
+expect "... with the bytes written" cmp "$src1" "$F"
+expect "the formatter recorded is the camera's raw formatter" test "$(q "$T/repo" "SELECT DISTINCT formatter FROM file_datastore_records")" = "lsst.obs.lsst.rawFormatter.LsstCamRawFormatter"
+
+day=$(date -u -d '12 hours ago' +%Y-%m-%d)
+stored=$(find "$T/repo/LSSTCam" -type f -name '*.fits' | head -1)
+expect "each raw is hard-linked into the staging tree as <tree>/<day>/<file>" \
+    test "$(stat -c %i "$stored")" = "$(stat -c %i "$T/staging/$day/$(basename "$stored")" 2>/dev/null)"
+expect "an event line per raw with the keys operators rely on" python3 - "$T/repo/.butlerfs/events.jsonl" <<'PY'
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+raws = [e for e in ev if e.get("dataset_type") == "raw"]
+assert len(raws) == 4, raws
+for e in raws:
+    for k in ("status", "description", "instrument", "obs_id", "raft", "sensor", "dataset_id", "dataId", "path", "latency_ms"):
+        assert k in e, (k, e)
+    assert e["status"] == 0 and e["instrument"] == "LSSTCam" and e["obs_id"].startswith("MC_O_"), e
+    assert set(e["dataId"]) == {"instrument", "detector", "exposure"}, e
+    assert isinstance(e["latency_ms"], int) and e["latency_ms"] < 60000, e
+PY
+if command -v fitsverify >/dev/null; then
+    expect "fitsverify passes every stored raw" \
+        bash -c "for f in \$(find '$T/repo/LSSTCam' -type f -name '*.fits'); do fitsverify -q -e \"\$f\" >/dev/null || exit 1; done"
+fi
+
+# rsync writes a temporary ".name.XXXXXX", closes it (the ingest) and renames it
+if command -v rsync >/dev/null; then
+    src2=$(find "$T/src/LSSTCam/raw/all" -name '*.fits' | sort | tail -1)
+    expect "rsync of a raw into the RUN's directory succeeds" rsync "$src2" "$T/mnt/LSSTCam/raw/all/"
+    expect "... its name shows after rsync's rename" stat "$T/mnt/LSSTCam/raw/all/$(basename "$src2")"
+    expect "... and the datastore names carry no temporary suffix" \
+        bash -c "test -z \"\$(find '$T/repo/LSSTCam' -type f ! -name '*.fits')\""
+    mv "$T/mnt/LSSTCam/raw/all/$(basename "$src2")" "$T/mnt/elsewhere.fits" 2>"$T/err.txt"
+    expect "a rename into another directory is refused" test -s "$T/err.txt"
+fi
+
+# refusals: one bytes-edited copy per fault (same length: the cards stay 80 bytes)
+# overwrite the bytes from where `at` starts with `new` (a card keeps its 80 bytes)
+edit() { python3 - "$src1" "$1" "$2" "$3" <<'PY'
+import sys
+src, dst, at, new = sys.argv[1:]
+b = bytearray(open(src, 'rb').read())
+i = b.find(at.encode())
+assert i >= 0, at
+b[i:i + len(new)] = new.encode()
+open(dst, 'wb').write(bytes(b))
+PY
+}
+edit "$T/hsc.fits" "INSTRUME= '" "INSTRUME= 'HSC     '"
+edit "$T/raft.fits" "RAFTBAY = '" "RAFTBAY = '../x    '"
+cp "$T/hsc.fits" "$T/mnt/LSSTCam/raw/all/hsc.fits" 2>"$T/err.txt"
+expect "an edited header fails the checksum check (EINVAL)" grep -q "Invalid argument" "$T/err.txt"
+printf 'not a FITS file\n' >"$T/text.txt"
+cp "$T/text.txt" "$T/mnt/LSSTCam/raw/all/notes.txt" 2>"$T/err.txt"
+expect "a non-FITS file in a RUN's directory fails (EINVAL)" grep -q "Invalid argument" "$T/err.txt"
+unmount
+
+printf 'ingest:\n  checksums: advisory\n' >"$T/bfs.yaml"
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/bfs.yaml" || finish
+cp "$T/hsc.fits" "$T/mnt/LSSTCam/raw/all/hsc.fits" 2>"$T/err.txt"
+expect "with checksums advisory, a camera butlerfs does not know fails (ENOENT)" grep -q "No such file" "$T/err.txt"
+cp "$T/raft.fits" "$T/mnt/LSSTCam/raw/all/raft.fits" 2>"$T/err.txt"
+expect "a RAFTBAY of '../x...' is no detector (ENOENT)" grep -q "No such file" "$T/err.txt"
+expect "nothing was placed outside the runs' directories" \
+    bash -c "! find '$T/repo' -name '*raw_*' | grep -v '^$T/repo/LSSTCam/raw/all/raw/' | grep -q ."
+reasons=$(cat "$T"/repo/.butlerfs/quarantine/*/*.reason)
+expect "the quarantine says why: INSTRUME named" grep -q "INSTRUME = 'HSC'" <<<"$reasons"
+expect "... RAFTBAY named" grep -q "RAFTBAY/CCDSLOT" <<<"$reasons"
+expect "... the checksum named" grep -qi "sum" <<<"$reasons"
+expect "... not FITS named" grep -q "not a FITS file" <<<"$reasons"
+expect "still four datasets" test "$(q "$T/repo" "SELECT count(*) FROM dataset")" = 4
+
+# the real LSSTComCam raw the Python Butler ingested into the comCam fixture
+REAL=$BFS_SHARED/fixtures/repos/comCam/raw/2019-05-30/3019053000001/3019053000001-R22-S00-det000.fits
+if [ -r "$REAL" ]; then
+    mkdir -p "$T/mnt/LSSTComCam/raw/all"
+    cp "$REAL" "$T/mnt/LSSTComCam/raw/all/" 2>"$T/err.txt" ||
+        { cat "$T/err.txt"; tail -3 "$BFS_LOG"; }
+    expect "the real LSSTComCam raw (gzip-wrapped FITS) is ingested" test ! -s "$T/err.txt"
+    cols="id, physical_filter, obs_id, exposure_time, dark_time, observation_type, observation_reason, day_obs, seq_num, target_name, science_program, timespan_begin, timespan_end"
+    expect "its exposure row equals the one the Python Butler wrote" \
+        test "$(q "$BFS_SHARED/fixtures/repos/comCam" "SELECT $cols FROM exposure")" = "$(q "$T/repo" "SELECT $cols FROM exposure WHERE instrument = 'LSSTComCam'")"
+    expect "LSSTComCam was registered with its 9 detectors" test "$(q "$T/repo" "SELECT count(*) FROM detector WHERE instrument='LSSTComCam'")" = 9
+else
+    echo "fixtures absent: the real-raw checks are skipped"
+fi
+unmount
+
+# an existing repository of universe 7 written by the Python Butler (prompt_processing)
+PP=$BFS_SHARED/fixtures/repos/prompt_processing_central
+if [ -r "$PP/gen3.sqlite3" ]; then
+    cp -r "$PP" "$T/pp"
+    before="$(q "$T/pp" "SELECT count(*) FROM detector")|$(q "$T/pp" "SELECT count(*) FROM physical_filter")"
+    mount_repo "$T/pp" "$T/mnt" rw || finish
+    mkdir -p "$T/mnt/LSSTCam/raw/all"
+    expect "a raw copied into the prompt_processing repository (universe 7) is ingested" \
+        cp "$src1" "$T/mnt/LSSTCam/raw/all/"
+    expect "... with its exposure record" test "$(q "$T/pp" "SELECT count(*) FROM exposure WHERE id = $exp")" = 1
+    expect "... under the repository's own raw dataset type" \
+        test "$(q "$T/pp" "SELECT count(*) FROM dataset_type WHERE name = 'raw'")" = 1
+    expect "... the repository's camera records untouched" \
+        test "$(q "$T/pp" "SELECT count(*) FROM detector")|$(q "$T/pp" "SELECT count(*) FROM physical_filter")" = "$before"
+    id=$(q "$T/src" "SELECT lower(hex(dataset_id)) FROM dataset_tags_00000001 WHERE exposure = $exp AND detector = $det")
+    expect "... and the same dataset id as in the synthetic repository" \
+        test "$(q "$T/pp" "SELECT count(*) FROM dataset WHERE lower(hex(id)) = '$id'")" = 1
+    unmount
+fi
+check_log
+expect_no_sanitizer
+finish

@@ -1,0 +1,67 @@
+/*
+ * translate.h - a raw's primary header -> its dataId and exposure record, as
+ * the Python Butler's raw ingest computes them (obs_base's RawIngestTask on
+ * obs_lsst's translators on astro_metadata_translator).
+ *
+ * Cameras: LSSTCam, LSSTComCam, LATISS, LSSTCamSim and LSSTComCamSim,
+ * recognised by the rules of each translator's can_translate (INSTRUME,
+ * TELESCOP, TELCODE, DETNAME).  The header is first corrected as each
+ * translator's fix_header does (the date- and sequence-dependent fixes coded
+ * in obs_lsst), then translated.  docs/ingest.md "Header translation" lists
+ * the rules, where each comes from, and what is not implemented.
+ *
+ * As in obs_base, a property the exposure record needs (instrument, exposure
+ * id, detector, obs_id, observation type, day_obs, physical filter, group,
+ * exposure time, timespan) that cannot be computed is an error; an optional
+ * one (dark time, reason, target, program, pointing, can_see_sky) that
+ * cannot be computed is NULL.
+ *
+ * Every header string that will be shown as a name (obs_id, group, physical
+ * filter, observation type) must be usable as one path component as it is
+ * (bfs_is_one_component) and fit its registry column; otherwise the file is
+ * refused, with the keyword named.
+ *
+ * Errors: -EINVAL (a keyword missing or unusable) or -ENOENT (a camera or
+ * detector butlerfs does not know), with *errmsg (when errmsg is not NULL)
+ * a malloc'd sentence naming the keyword and value; the caller frees it.
+ *
+ * Ownership: a bfs_raw_translation is filled in place; its exposure record's
+ * strings point into the struct itself, so it must not be copied by value
+ * (pass it by pointer) and lives as long as the caller keeps it.
+ * Threads: no shared state; any thread.
+ */
+#ifndef BFS_TRANSLATE_H
+#define BFS_TRANSLATE_H
+
+#include "camera.h"
+#include "fits.h"
+#include "registry.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct bfs_raw_translation {
+    const bfs_camera *camera;     /* the instrument's facts (detectors, filters) */
+    const char *instrument;       /* registry instrument name, e.g. "LSSTCam" */
+    int64_t exposure_id;
+    int64_t detector;
+    bfs_exposure_record exposure; /* every column; strings point into buf below */
+    char buf[6][80];              /* obs_id, physical_filter, group, type, reason, program */
+    char target[80];
+} bfs_raw_translation;
+
+/* Translate the primary-HDU cards[0..n-1] of a raw.  name (may be NULL) is
+ * the file's name, used as the observation id when a LATISS header has none
+ * (as astro_metadata_translator does with the file name). */
+int bfs_translate_raw(const bfs_fits_card *cards, size_t n, const char *name,
+                      bfs_raw_translation *out, char **errmsg);
+
+/* TAI nanoseconds since 1970 of an ISO-8601 date "YYYY-MM-DD[THH:MM:SS[.f]]"
+ * in scale TAI (utc false) or UTC (utc true), rounded to the nearest
+ * nanosecond as daf_butler rounds; -EINVAL when s is not such a date. */
+int bfs_translate_iso_ns(const char *s, bool utc, int64_t *ns);
+
+/* The same for a floating-point MJD in TAI. */
+int bfs_translate_mjd_ns(double mjd, int64_t *ns);
+
+#endif
