@@ -259,6 +259,15 @@ typedef struct bfs_exposure_record {
 int bfs_registry_has_record(bfs_registry *reg, const char *element, const char *instrument,
                             const char *key);
 
+/* One column of a dimension record of instrument, as text, into out:
+ * element "exposure" or "visit" (key = the id; columns obs_id, group,
+ * day_obs, physical_filter, where the universe has them), "detector" (key =
+ * the id; full_name, raft, name_in_raft) or "physical_filter" (key = the
+ * name; band).  0, -ENOENT when the record or column is not there, -EINVAL
+ * for another element or column, -ENAMETOOLONG when it does not fit. */
+int bfs_registry_record_text(bfs_registry *reg, const char *element, const char *instrument,
+                             const char *key, const char *column, char *out, size_t outsz);
+
 int bfs_registry_add_instrument(bfs_registry *reg, const bfs_instrument_record *r);
 int bfs_registry_add_detector(bfs_registry *reg, const bfs_detector_record *r);
 int bfs_registry_add_physical_filter(bfs_registry *reg, const char *instrument,

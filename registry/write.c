@@ -279,6 +279,49 @@ int bfs_registry_has_record(bfs_registry *reg, const char *element, const char *
     return -EINVAL;
 }
 
+int bfs_registry_record_text(bfs_registry *reg, const char *element, const char *instrument,
+                             const char *key, const char *column, char *out, size_t outsz)
+{
+    static const struct {
+        const char *element, *key, *columns[5];
+    } allowed[] = {
+        {"exposure", "id", {"obs_id", "group", "day_obs", "physical_filter", NULL}},
+        {"visit", "id", {"day_obs", "physical_filter", NULL}},
+        {"detector", "id", {"full_name", "raft", "name_in_raft", NULL}},
+        {"physical_filter", "name", {"band", NULL}},
+    };
+    if (!element || !instrument || !key || !column || !outsz)
+        return -EINVAL;
+    for (size_t i = 0; i < sizeof allowed / sizeof *allowed; i++) {
+        if (strcmp(element, allowed[i].element))
+            continue;
+        for (int c = 0; allowed[i].columns[c]; c++) {
+            if (strcmp(column, allowed[i].columns[c]))
+                continue;
+            char sql[160];
+            snprintf(sql, sizeof sql, "SELECT \"%s\" FROM %s WHERE instrument = ?1 AND %s = ?2", column,
+                     element, allowed[i].key);
+            sqlite3_stmt *st = reg_prepare(reg, sql);
+            if (!st)
+                return -ENOENT; /* this universe has no such column */
+            sqlite3_bind_text(st, 1, instrument, -1, SQLITE_STATIC);
+            if (!strcmp(allowed[i].key, "id"))
+                sqlite3_bind_int64(st, 2, strtoll(key, NULL, 10));
+            else
+                sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+            int rc = sqlite3_step(st), ret = 0;
+            const unsigned char *v = rc == SQLITE_ROW ? sqlite3_column_text(st, 0) : NULL;
+            if (rc == SQLITE_ROW && v)
+                ret = snprintf(out, outsz, "%s", (const char *)v) >= (int)outsz ? -ENAMETOOLONG : 0;
+            else
+                ret = rc == SQLITE_ROW || rc == SQLITE_DONE ? -ENOENT : reg_errno(reg_db(reg), rc, "read a record");
+            sqlite3_reset(st);
+            return ret;
+        }
+    }
+    return -EINVAL;
+}
+
 int bfs_registry_add_instrument(bfs_registry *reg, const bfs_instrument_record *r)
 {
     static const char *const cols[] = {"name", "visit_max", "visit_system", "exposure_max",

@@ -61,12 +61,14 @@
 #include "fits.h"
 #include "log.h"
 #include "strutil.h"
+#include "template.h"
 #include "translate.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <limits.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
@@ -485,7 +487,88 @@ static void extension_of(const char *name, char *out, size_t n)
 /* The datastore path of a path-ingested dataset, relative to the root:
  * <run>/<type>/<value>/.../<type>_<value>_..._<run with '/' as '_'><ext>.
  * -EINVAL when a value could leave its directory. */
-static int decide_path(struct bfs_upload *u)
+/* Values a file template can name (template.h), gathered for one upload. */
+struct tvals {
+    bfs_template_value v[40];
+    char text[40][96];
+    size_t n;
+};
+
+static void tv_add(struct tvals *t, const char *name, const char *value)
+{
+    if (t->n >= sizeof t->v / sizeof *t->v || !value)
+        return;
+    snprintf(t->text[t->n], sizeof t->text[t->n], "%s", value);
+    t->v[t->n] = (bfs_template_value){name, t->text[t->n]};
+    t->n++;
+}
+
+static const char *tv_get(const struct tvals *t, const char *name)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (!strcmp(t->v[i].name, name))
+            return t->v[i].value;
+    return NULL;
+}
+
+/* A path-ingested dataset's implied values and record attributes, read
+ * from the registry as daf_butler's expanded dataId would carry them. */
+static void tv_from_registry(bfs_ingest *ing, struct tvals *t)
+{
+    const char *instrument = tv_get(t, "instrument");
+    char buf[96];
+    if (!instrument)
+        return;
+    static const struct {
+        const char *element, *column, *as_record, *as_implied;
+    } reads[] = {
+        {"exposure", "obs_id", "exposure.obs_id", NULL},
+        {"exposure", "group", "exposure.group", "group"},
+        {"exposure", "day_obs", "exposure.day_obs", "day_obs"},
+        {"exposure", "physical_filter", "exposure.physical_filter", "physical_filter"},
+        {"visit", "day_obs", "visit.day_obs", "day_obs"},
+        {"visit", "physical_filter", "visit.physical_filter", "physical_filter"},
+        {"detector", "full_name", "detector.full_name", NULL},
+    };
+    for (size_t i = 0; i < sizeof reads / sizeof *reads; i++) {
+        const char *key = tv_get(t, reads[i].element);
+        if (!key || bfs_registry_record_text(ing->reg, reads[i].element, instrument, key, reads[i].column,
+                                             buf, sizeof buf) < 0)
+            continue;
+        tv_add(t, reads[i].as_record, buf);
+        if (reads[i].as_implied && !tv_get(t, reads[i].as_implied))
+            tv_add(t, reads[i].as_implied, buf);
+    }
+    const char *pf = tv_get(t, "physical_filter");
+    if (pf && !tv_get(t, "band") &&
+        bfs_registry_record_text(ing->reg, "physical_filter", instrument, pf, "band", buf, sizeof buf) == 0)
+        tv_add(t, "band", buf);
+}
+
+/* Whether every dimension of u shows in path (its value, or an attribute of
+ * its record): two datasets must never share a path. */
+static bool path_is_unique(const struct bfs_upload *u, const struct tvals *t, const char *path)
+{
+    for (int i = 0; i < u->ndims; i++) {
+        if (!strcmp(u->dim_names[i], "instrument") || strstr(path, u->dim_values[i]))
+            continue;
+        bool shown = false;
+        size_t len = strlen(u->dim_names[i]);
+        for (size_t k = 0; k < t->n && !shown; k++)
+            shown = !strncmp(t->v[k].name, u->dim_names[i], len) && t->v[k].name[len] == '.' &&
+                    strstr(path, t->v[k].value);
+        if (!shown)
+            return false;
+    }
+    return true;
+}
+
+/* The datastore path of u (relative to the root, with the written name's
+ * extension): the repository's file template (template.h), with the values
+ * of t (NULL: the dataId and what the registry's records add).  A template
+ * that would not tell two datasets apart falls back to
+ * <run>/<type>/<value>/.../<type>_<value>_..._<run>, which always does. */
+static int decide_path(bfs_ingest *ing, struct bfs_upload *u, struct tvals *t)
 {
     for (int i = 0; i < u->ndims; i++) {
         if (!bfs_is_one_component(u->dim_values[i])) {
@@ -494,35 +577,76 @@ static int decide_path(struct bfs_upload *u)
             return -EINVAL;
         }
     }
+    struct tvals own;
+    if (!t) {
+        own.n = 0;
+        for (int i = 0; i < u->ndims; i++)
+            tv_add(&own, u->dim_names[i], u->dim_values[i]);
+        tv_from_registry(ing, &own);
+        t = &own;
+    }
+    if (strlen(u->dataset_id) == 32) {
+        const char *h = u->dataset_id;
+        char uuid[40]; /* as Python's str(uuid.UUID) */
+        snprintf(uuid, sizeof uuid, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
+        tv_add(t, "id", uuid);
+    }
     char ext[64];
     extension_of(u->name, ext, sizeof ext);
-    size_t cap = 4096;
-    char *p = malloc(cap), *flat = strdup(u->run);
-    if (!p || !flat) {
+    char *tmpl = NULL, *path = NULL, *msg = NULL;
+    bool raw = t != &own;
+    int ret = bfs_template_for(ing->repo, u->dtype, raw ? "Exposure" : NULL, &tmpl, &msg);
+    if (ret == 0)
+        ret = bfs_template_format(tmpl, u->dtype, u->run, t->v, t->n, &path, &msg);
+    if (ret == 0 && !path_is_unique(u, t, path)) {
+        bfs_info(TAG, "the file template %s does not name every dimension of %s; using butlerfs's layout",
+                 tmpl, u->dtype);
+        ret = -EINVAL;
+    }
+    if (ret < 0 && ret != -ENOMEM) {
+        free(path);
+        path = NULL;
+        size_t cap = 4096;
+        char *p = malloc(cap), *flat = strdup(u->run);
+        if (p && flat) {
+            for (char *c = flat; *c; c++)
+                if (*c == '/')
+                    *c = '_';
+            size_t len = (size_t)snprintf(p, cap, "%s/%s", u->run, u->dtype);
+            for (int i = 0; i < u->ndims && len < cap; i++)
+                len += (size_t)snprintf(p + len, cap - len, "/%s", u->dim_values[i]);
+            if (len < cap)
+                len += (size_t)snprintf(p + len, cap - len, "/%s", u->dtype);
+            for (int i = 0; i < u->ndims && len < cap; i++)
+                len += (size_t)snprintf(p + len, cap - len, "_%s", u->dim_values[i]);
+            if (len < cap)
+                len += (size_t)snprintf(p + len, cap - len, "_%s", flat);
+            ret = len < cap ? 0 : -ENAMETOOLONG;
+        } else {
+            ret = -ENOMEM;
+        }
+        if (ret == 0) {
+            path = p;
+            p = NULL;
+        }
         free(p);
         free(flat);
-        return -ENOMEM;
     }
-    for (char *s = flat; *s; s++)
-        if (*s == '/')
-            *s = '_';
-    size_t len = (size_t)snprintf(p, cap, "%s/%s", u->run, u->dtype);
-    for (int i = 0; i < u->ndims && len < cap; i++)
-        len += (size_t)snprintf(p + len, cap - len, "/%s", u->dim_values[i]);
-    if (len < cap)
-        len += (size_t)snprintf(p + len, cap - len, "/%s", u->dtype);
-    for (int i = 0; i < u->ndims && len < cap; i++)
-        len += (size_t)snprintf(p + len, cap - len, "_%s", u->dim_values[i]);
-    if (len < cap)
-        len += (size_t)snprintf(p + len, cap - len, "_%s%s", flat, ext);
-    free(flat);
-    if (len >= cap) {
-        free(p);
+    free(tmpl);
+    free(msg);
+    char *rel = ret == 0 ? bfs_asprintf("%s%s", path, ext) : NULL;
+    free(path);
+    if (ret == 0 && !rel)
+        ret = -ENOMEM;
+    if (ret == -ENAMETOOLONG || (ret == 0 && strlen(rel) > PATH_MAX - 256)) {
+        free(rel);
         quarantine_as(u, ENAMETOOLONG, "the datastore path of this dataset would be too long");
         return -ENAMETOOLONG;
     }
+    if (ret < 0)
+        return ret;
     free(u->rel);
-    u->rel = p;
+    u->rel = rel;
     return 0;
 }
 
@@ -692,7 +816,7 @@ static int raw_records_tx(bfs_ingest *ing, void *ctx)
  * as a dataset of type raw.  The records are registered before the file is
  * placed and are idempotent, so a crash between the two, and the step run
  * again at the next mount, leave nothing half-done. */
-static int prepare_raw(bfs_ingest *ing, struct bfs_upload *u)
+static int prepare_raw(bfs_ingest *ing, struct bfs_upload *u, struct tvals *tv)
 {
     bfs_fits_card *cards = NULL;
     size_t n = 0;
@@ -727,6 +851,31 @@ static int prepare_raw(bfs_ingest *ing, struct bfs_upload *u)
         free(u->dtype);
         u->dtype = strdup("raw");
         const bfs_fits_card *rb = bfs_fits_find(cards, n, "RAFTBAY"), *cs = bfs_fits_find(cards, n, "CCDSLOT");
+        /* what the file template may name: the expanded dataId of a raw */
+        const bfs_exposure_record *e = &t->exposure;
+        char day[24];
+        snprintf(day, sizeof day, "%lld", (long long)e->day_obs);
+        char band[64] = "", full[64] = "";
+        if (bfs_registry_record_text(ing->reg, "physical_filter", t->instrument, e->physical_filter, "band",
+                                     band, sizeof band) < 0 && bfs_camera_band(t->camera, e->physical_filter))
+            snprintf(band, sizeof band, "%s", bfs_camera_band(t->camera, e->physical_filter));
+        if (bfs_registry_record_text(ing->reg, "detector", t->instrument, det, "full_name", full, sizeof full) < 0) {
+            bfs_detector_record dr;
+            for (int i = 0; i < bfs_camera_n_detectors(t->camera); i++)
+                if (bfs_camera_detector(t->camera, i, &dr) == 0 && dr.id == t->detector)
+                    snprintf(full, sizeof full, "%s", dr.full_name);
+        }
+        for (int i = 0; i < 3; i++)
+            tv_add(tv, names[i], values[i]);
+        tv_add(tv, "physical_filter", e->physical_filter);
+        tv_add(tv, "band", band[0] ? band : NULL);
+        tv_add(tv, "day_obs", day);
+        tv_add(tv, "group", e->group);
+        tv_add(tv, "exposure.obs_id", e->obs_id);
+        tv_add(tv, "exposure.day_obs", day);
+        tv_add(tv, "exposure.group", e->group);
+        tv_add(tv, "exposure.physical_filter", e->physical_filter);
+        tv_add(tv, "detector.full_name", full[0] ? full : NULL);
         u->obs_id = strdup(t->exposure.obs_id);
         u->raft = rb ? strdup(rb->value) : NULL;
         u->sensor = cs ? strdup(cs->value) : NULL;
@@ -774,10 +923,13 @@ static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
             return 0;
         }
     }
+    struct tvals raw_tv, *raw_values = NULL;
     if (!u->dtype) {
-        int ret = prepare_raw(ing, u);
+        raw_tv.n = 0;
+        int ret = prepare_raw(ing, u, &raw_tv);
         if (ret < 0 || u->st == S_QUARANTINED)
             return ret;
+        raw_values = &raw_tv;
     }
     const char *names[BFS_MAX_DIMS], *values[BFS_MAX_DIMS];
     for (int i = 0; i < u->ndims; i++) {
@@ -789,8 +941,8 @@ static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
         quarantine_as(u, EINVAL, "no dataset id for this dataId: %s", strerror(-ret));
         return 0;
     }
-    if (decide_path(u) < 0)
-        return 0;
+    if (decide_path(ing, u, raw_values) < 0)
+        return u->st == S_QUARANTINED ? 0 : -ENOMEM;
     u->st = S_PREPARED;
     return 0;
 }
