@@ -7,22 +7,27 @@
 #   same files into a directory on the datastore's disk;
 #   the same focal plane with all N cps at once;
 #   per-file cp time (its close returns once the dataset is registered), p50/p99;
-#   the daemon's peak RSS (VmHWM) over the run.
+#   the daemon's peak RSS (VmHWM) over the run;
+#   raw ingest (headers translated, records registered) of L synthetic FITS
+#   raws of ~1 MiB copied into a RUN's directory: close -> event latency
+#   (the event's latency_ms: from the writer's close to the event line),
+#   one writer (p50/p99, target p99 < 50 ms) and all L at once.
 #
-# Usage: bench/bench_ingest.sh [--files N] [--mib M] [--reps R] [--keep]
+# Usage: bench/bench_ingest.sh [--files N] [--mib M] [--reps R] [--raws L] [--keep]
 # Env:   BFS_BIN (default build/fs/butlerfs), BENCH_DIR (default a new dir under /var/tmp)
 # Each figure is the median of R runs (default 3); each run ingests into a new RUN.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BFS_BIN:-$here/build/fs/butlerfs}
-FILES=189 MIB=32 REPS=3 KEEP=0
+FILES=189 MIB=32 REPS=3 RAWS=50 KEEP=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --files) FILES=$2; shift 2 ;;
     --mib) MIB=$2; shift 2 ;;
     --reps) REPS=$2; shift 2 ;;
+    --raws) RAWS=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -82,6 +87,22 @@ for r in $(seq "$REPS"); do
   n=$(sqlite3 "$DB" "SELECT count(*) FROM dataset d JOIN collection c ON c.collection_id = d.run_id WHERE c.name IN ('bench/s$r', 'bench/p$r')")
   [ "$n" = $((2 * FILES)) ] || { echo "run $r: $n datasets registered, want $((2 * FILES))" >&2; exit 1; }
 done
+# raw ingest latency: synthetic raws of another day (their exposures are new)
+"$BIN" synth "$WORK/rawsrc" --day-obs 20250416 --exposures $(( (RAWS + 9) / 10 )) --detectors 10 --fits >/dev/null
+mapfile -t RAWF < <(find "$WORK/rawsrc/LSSTCam" -name '*.fits' | sort | head -n "$RAWS")
+mkdir -p "$MNT/bench/raw-serial" "$MNT/bench/raw-parallel"
+for f in "${RAWF[@]}"; do cp "$f" "$MNT/bench/raw-serial/"; done
+for f in "${RAWF[@]}"; do cp "$f" "$MNT/bench/raw-parallel/" & done
+wait
+lat() { python3 - "$WORK/repo/.butlerfs/events.jsonl" "$1" <<'PY'
+import json, sys
+lat = sorted(e["latency_ms"] for e in map(json.loads, open(sys.argv[1]))
+             if e.get("run") == sys.argv[2] and e.get("status") == 0 and e.get("latency_ms") is not None)
+q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else -1
+print(f"n {len(lat)} p50 {q(0.5)} ms p99 {q(0.99)} ms")
+PY
+}
+LAT_S=$(lat bench/raw-serial) LAT_P=$(lat bench/raw-parallel)
 hwm=$(awk '/VmHWM/{print int($2/1024)}' "/proc/$pid/status")
 mb=$((FILES * MIB))
 S_N=$(printf '%s\n' "${sn[@]}" | median); S_M=$(printf '%s\n' "${sm[@]}" | median)
@@ -97,3 +118,5 @@ printf "  all cps at once:      mount %.2f s (%.0f MiB/s), local disk %.2f s (%.
 printf "  one cp (write + close until registered): mount p50 %s ms p99 %s ms; local p50 %s ms p99 %s ms\n" \
   "$(p "$WORK/percp.mount" 0.5)" "$(p "$WORK/percp.mount" 0.99)" "$(p "$WORK/percp.native" 0.5)" "$(p "$WORK/percp.native" 0.99)"
 printf "  daemon peak RSS over the run: %d MiB (target < 100 MiB)\n" "$hwm"
+printf "  raw ingest, close -> event (%d synthetic FITS raws of ~1 MiB): one writer %s (target p99 < 50 ms); all at once %s\n" \
+  "${#RAWF[@]}" "$LAT_S" "$LAT_P"
