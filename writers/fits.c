@@ -53,8 +53,12 @@ static int fits_errno(int status, const char *path, int sys_errno, bool reading,
     fits_get_errstatus(status, text);
     fits_read_errmsg(msg);
     fits_clear_errmsg();
-    bfs_err(TAG, "cfitsio %s %s: %s (status %d)%s%s", reading ? "reading" : "writing", path,
-            text, status, msg[0] ? ": " : "", msg);
+    /* bytes that are not FITS are bad input (the caller says what it does
+     * about them); a failure to write is the daemon's own */
+    if (reading)
+        bfs_info(TAG, "cfitsio reading %s: %s (status %d)%s%s", path, text, status, msg[0] ? ": " : "", msg);
+    else
+        bfs_err(TAG, "cfitsio writing %s: %s (status %d)%s%s", path, text, status, msg[0] ? ": " : "", msg);
     if (detail)
         snprintf(detail, FLEN_ERRMSG, "%s", msg[0] ? msg : text);
     switch (status) {

@@ -1766,6 +1766,16 @@ void bfs_upload_seal(bfs_upload *u, bfs_seal_done_fn done, void *ctx)
     w->done = done;
     w->ctx = ctx;
     pthread_mutex_lock(&ing->lock);
+    if (!u->written_ever && !u->finished) {
+        /* a close before any write: the close of one descriptor of several
+         * (a shell's `>file` and dd open, dup2 and close the original before
+         * writing); the file is sealed by a close after its bytes, or, if
+         * none come, dropped when its last reference goes */
+        pthread_mutex_unlock(&ing->lock);
+        free(w);
+        done(ctx, 0);
+        return;
+    }
     if (u->finished && !u->written) {
         int outcome = u->outcome;
         pthread_mutex_unlock(&ing->lock);
