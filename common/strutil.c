@@ -19,16 +19,21 @@ char *bfs_asprintf(const char *fmt, ...)
     return n < 0 ? NULL : s;
 }
 
-void bfs_set_errmsg(char **errmsg, const char *fmt, ...)
+void bfs_set_errmsgv(char **errmsg, const char *fmt, va_list ap)
 {
     if (!errmsg)
         return;
     free(*errmsg);
     *errmsg = NULL;
-    va_list ap;
-    va_start(ap, fmt);
     if (vasprintf(errmsg, fmt, ap) < 0)
         *errmsg = NULL;
+}
+
+void bfs_set_errmsg(char **errmsg, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    bfs_set_errmsgv(errmsg, fmt, ap);
     va_end(ap);
 }
 

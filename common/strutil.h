@@ -12,6 +12,7 @@
 #ifndef BFS_STRUTIL_H
 #define BFS_STRUTIL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -23,6 +24,8 @@ char *bfs_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * message, freeing the previous one.  For functions that report a
  * user-facing sentence through a char ** out-parameter. */
 void bfs_set_errmsg(char **errmsg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same with a va_list (for functions that take a format of their own). */
+void bfs_set_errmsgv(char **errmsg, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 /* Value of one hexadecimal digit, or -1. */
 int bfs_hexval(int c);

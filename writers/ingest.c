@@ -168,6 +168,7 @@ void bfs_ingest_config_defaults(bfs_ingest_config *c)
     c->inbox_ttl_ms = 60000;
     c->registry_deadline_ms = 30000;
     c->workers = 2;
+    c->hs_wait_ms = 10000;
 }
 
 void bfs_ingest_config_free(bfs_ingest_config *c)
@@ -181,6 +182,8 @@ void bfs_ingest_config_free(bfs_ingest_config *c)
     free(c->default_storage_class);
     free(c->quarantine_dir);
     free(c->events_file);
+    free(c->hs_dir);
+    free(c->hs_url);
     bfs_ingest_config_defaults(c);
 }
 
@@ -211,6 +214,45 @@ static int cfg_strings(const bfs_yaml *y, const bfs_yaml_node *v, const char *fi
     }
     *out = list;
     *n = (int)len;
+    return 0;
+}
+
+/* header_service: {dir: DIR | url: TEMPLATE, wait: DURATION} */
+static int cfg_header_service(const bfs_yaml *y, const bfs_yaml_node *v, const char *file,
+                              bfs_ingest_config *c, char **errmsg)
+{
+    if (!bfs_yaml_is_map(y, v))
+        return cfg_fail(errmsg, file, y, v, "must be a mapping with dir or url, and wait", "header_service");
+    for (size_t i = 0; i < bfs_yaml_len(y, v); i++) {
+        const char *key = bfs_yaml_key(y, v, i);
+        const bfs_yaml_node *n = bfs_yaml_item(y, v, i);
+        const char *s = bfs_yaml_scalar(y, n);
+        int64_t ms;
+        if (key && !strcmp(key, "dir")) {
+            if (!s || s[0] != '/')
+                return cfg_fail(errmsg, file, y, n, "must be an absolute directory", "header_service.dir");
+            free(c->hs_dir);
+            if (!(c->hs_dir = strdup(s)))
+                return -ENOMEM;
+        } else if (key && !strcmp(key, "url")) {
+            if (!s || (!bfs_startswith(s, "http://") && !bfs_startswith(s, "https://")) || !strstr(s, "{obsid}"))
+                return cfg_fail(errmsg, file, y, n, "must be an http(s) URL holding {obsid}", "header_service.url");
+            free(c->hs_url);
+            if (!(c->hs_url = strdup(s)))
+                return -ENOMEM;
+        } else if (key && !strcmp(key, "wait")) {
+            if (!s || !bfs_parse_duration_ms(s, &ms) || ms < 0 || ms > 3600000)
+                return cfg_fail(errmsg, file, y, n, "must be a duration from 0 to 1h (e.g. 10s)",
+                                "header_service.wait");
+            c->hs_wait_ms = ms;
+        } else {
+            bfs_set_errmsg(errmsg, "%s:%d: unknown key 'ingest.header_service.%s' (it takes: dir, url, wait)",
+                           file, bfs_yaml_line(y, n), key ? key : "?");
+            return -EINVAL;
+        }
+    }
+    if (!c->hs_dir == !c->hs_url)
+        return cfg_fail(errmsg, file, y, v, "needs exactly one of dir and url", "header_service");
     return 0;
 }
 
@@ -261,6 +303,8 @@ int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, con
                 ret = cfg_fail(errmsg, file, y, v, "must be a duration from 0 to 1d (e.g. 60s)", key);
             else
                 *(key[0] == 'i' ? &c->inbox_ttl_ms : &c->registry_deadline_ms) = n;
+        } else if (!strcmp(key, "header_service")) {
+            ret = cfg_header_service(y, v, file, c, errmsg);
         } else if (!strcmp(key, "workers")) {
             if (!s || !bfs_parse_i64(s, &n) || n < 1 || n > 64)
                 ret = cfg_fail(errmsg, file, y, v, "must be a whole number from 1 to 64", key);
@@ -269,7 +313,8 @@ int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, con
         } else {
             bfs_set_errmsg(errmsg, "%s:%d: unknown key 'ingest.%s' (ingest takes: readonly_collections, "
                                    "create_dataset_types, default_storage_class, checksums, staging, "
-                                   "quarantine, events, inbox_ttl, registry_deadline, workers)",
+                                   "quarantine, events, header_service, inbox_ttl, registry_deadline, "
+                                   "workers)",
                            file, bfs_yaml_line(y, v), key);
             ret = -EINVAL;
         }
@@ -449,12 +494,8 @@ static void quarantine_as(struct bfs_upload *u, int err, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *r = NULL;
-    if (vasprintf(&r, fmt, ap) < 0)
-        r = NULL;
+    bfs_set_errmsgv(&u->reason, fmt, ap);
     va_end(ap);
-    free(u->reason);
-    u->reason = r;
     u->err = err;
     u->st = S_QUARANTINED;
 }

@@ -67,16 +67,10 @@ static void fail(struct tx *t, int err, const char *fmt, ...)
     if (t->err)
         return;
     t->err = err;
-    if (t->errmsg) {
-        va_list ap;
-        va_start(ap, fmt);
-        char *m = NULL;
-        if (vasprintf(&m, fmt, ap) < 0)
-            m = NULL;
-        va_end(ap);
-        free(*t->errmsg);
-        *t->errmsg = m;
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    bfs_set_errmsgv(t->errmsg, fmt, ap);
+    va_end(ap);
 }
 
 static struct hv *find(const struct tx *t, const char *key)

@@ -46,6 +46,10 @@ typedef struct bfs_ingest_config {
     int64_t inbox_ttl_ms;        /* 60000: a written name stays listed in its run this long */
     int64_t registry_deadline_ms; /* 30000: a busy registry past this is EIO */
     int workers;                 /* 2 threads validate and register */
+    /* header_service: the per-image YAML merged into raws (docs/ingest.md) */
+    char *hs_dir;                /* a directory holding <OBSID>.header (or .yaml), or NULL */
+    char *hs_url;                /* an http(s) URL template with {obsid}, or NULL */
+    int64_t hs_wait_ms;          /* 10000: how long to wait for the document */
 } bfs_ingest_config;
 
 /* Fill c with the defaults above (c owns nothing afterwards). */

@@ -25,6 +25,8 @@
 
 #include <cmocka.h>
 
+#include "sqlshell.h"
+
 #include "camera.h"
 #include "registry.h"
 
@@ -388,45 +390,6 @@ static int rm_entry(const char *path, const struct stat *sb, int type, struct FT
 {
     (void)sb, (void)type, (void)ftw;
     return remove(path);
-}
-
-static bool have_program(const char *name)
-{
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", name);
-    return system(cmd) == 0;
-}
-
-/* Output of `sqlite3 db sql`, rows on lines, without the final newline.
- * Caller frees. */
-static char *sql_query(const char *db, const char *sql)
-{
-    char *cmd;
-    assert_true(asprintf(&cmd, "sqlite3 -batch -readonly '%s' \"%s\"", db, sql) > 0);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    char *out = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&out, &len);
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-        fwrite(buf, 1, n, m);
-    assert_int_equal(pclose(p), 0);
-    fclose(m);
-    free(cmd);
-    while (len && out[len - 1] == '\n')
-        out[--len] = '\0';
-    return out;
-}
-
-static void expect_rows(const char *db, const char *sql, const char *want)
-{
-    char *got = sql_query(db, sql);
-    if (strcmp(got, want))
-        print_error("query: %s\n got: %s\nwant: %s\n", sql, got, want);
-    assert_string_equal(got, want);
-    free(got);
 }
 
 static void register_all(const char *dir)

@@ -55,6 +55,25 @@ static void test_config(void **state)
     expect_bad("ingest:\n  workers: 0\n", "ingest.workers must be a whole number from 1 to 64");
     expect_bad("ingest:\n  staging: [relative/dir]\n", "must hold absolute directories");
     expect_bad("ingest:\n  readonly_collections: A\n", "must be a list of strings");
+    /* the Header Service document: a directory or a URL template, and a wait */
+    assert_int_equal(parse("ingest:\n  header_service:\n    dir: /data/hs\n    wait: 30s\n"
+                           "  checksums: advisory\n", &c, &msg), 0);
+    assert_string_equal(c.hs_dir, "/data/hs");
+    assert_null(c.hs_url);
+    assert_int_equal(c.hs_wait_ms, 30000);
+    assert_true(c.checksums_advisory);
+    bfs_ingest_config_free(&c);
+    assert_int_equal(parse("ingest:\n  header_service: {url: \"https://hs.example.org/{obsid}.header\"}\n",
+                           &c, &msg), 0);
+    assert_string_equal(c.hs_url, "https://hs.example.org/{obsid}.header");
+    assert_int_equal(c.hs_wait_ms, 10000); /* the default */
+    bfs_ingest_config_free(&c);
+    expect_bad("ingest:\n  header_service: {url: \"https://x/y\"}\n", "holding {obsid}");
+    expect_bad("ingest:\n  header_service: {dir: rel}\n", "must be an absolute directory");
+    expect_bad("ingest:\n  header_service: {wait: 5s}\n", "needs exactly one of dir and url");
+    expect_bad("ingest:\n  header_service: {dir: /a, url: \"http://h/{obsid}\"}\n", "exactly one");
+    expect_bad("ingest:\n  header_service: {dir: /a, timeout: 3s}\n", "'ingest.header_service.timeout'");
+    expect_bad("ingest:\n  checksums: maybe\n", "must be strict or advisory");
 }
 
 struct ictx {

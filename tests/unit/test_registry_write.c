@@ -27,6 +27,8 @@
 
 #include <cmocka.h>
 
+#include "sqlshell.h"
+
 #include "registry.h"
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -40,52 +42,6 @@ static int rm_entry(const char *path, const struct stat *sb, int type, struct FT
 static void rm_tree(const char *dir)
 {
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static bool have_program(const char *name)
-{
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", name);
-    return system(cmd) == 0;
-}
-
-/* Output of `sqlite3 db sql` (rows on lines, columns joined by '|'),
- * without the final newline.  Caller frees. */
-static char *sql_query(const char *db, const char *sql)
-{
-    char path[] = "/tmp/bfs_sqlXXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    FILE *f = fdopen(fd, "w");
-    fputs(sql, f);
-    fclose(f);
-    char *cmd;
-    assert_true(asprintf(&cmd, "sqlite3 -batch -readonly '%s' < '%s'", db, path) > 0);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    char *out = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&out, &len);
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-        fwrite(buf, 1, n, m);
-    assert_int_equal(pclose(p), 0);
-    fclose(m);
-    unlink(path);
-    free(cmd);
-    while (len && out[len - 1] == '\n')
-        out[--len] = '\0';
-    return out;
-}
-
-static void expect_rows(const char *db, const char *sql, const char *want)
-{
-    char *got = sql_query(db, sql);
-    if (strcmp(got, want))
-        print_error("query: %s\n got: %s\nwant: %s\n", sql, got, want);
-    assert_string_equal(got, want);
-    free(got);
 }
 
 struct repo {

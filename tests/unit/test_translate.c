@@ -27,6 +27,8 @@
 
 #include <cmocka.h>
 
+#include "sqlshell.h"
+
 #include "config.h"
 #include "translate.h"
 
@@ -588,24 +590,6 @@ static void test_fixture_headers(void **state)
 
 /* ---- real raw files through cfitsio, and a row the Python Butler wrote --- */
 
-static char *sh(const char *fmt, ...)
-{
-    char *cmd = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    assert_true(vasprintf(&cmd, fmt, ap) > 0);
-    va_end(ap);
-    FILE *p = popen(cmd, "r");
-    free(cmd);
-    assert_non_null(p);
-    static char out[4096];
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = 0;
-    while (n && out[n - 1] == '\n')
-        out[--n] = 0;
-    pclose(p);
-    return strdup(out);
-}
 
 /* A double as the sqlite3 shell prints a REAL: 15 digits, ".0" if whole. */
 static void real(double v, char out[32])
@@ -672,11 +656,12 @@ static void test_fixture_fits(void **state)
         snprintf(db, sizeof db, "%s/fixtures/repos/%s/gen3.sqlite3", shared_dir(),
                  cases[i].repo ? cases[i].repo : "-");
         if (cases[i].repo && access(db, R_OK) == 0) {
-            char *row = sh("sqlite3 -readonly '%s' \"select physical_filter, obs_id, exposure_time, "
-                           "dark_time, observation_type, observation_reason, day_obs, seq_num, "
-                           "group_name, target_name, science_program, timespan_begin, timespan_end "
-                           "from exposure where instrument = '%s' and id = %lld\"",
-                           db, t.instrument, cases[i].exposure);
+            char sql[512];
+            snprintf(sql, sizeof sql, "select physical_filter, obs_id, exposure_time, dark_time, "
+                     "observation_type, observation_reason, day_obs, seq_num, group_name, target_name, "
+                     "science_program, timespan_begin, timespan_end from exposure where instrument = '%s' "
+                     "and id = %lld;", t.instrument, cases[i].exposure);
+            char *row = sql_query(db, sql);
             const bfs_exposure_record *r = &t.exposure;
             char mine[2048], exptime[32], dark[32];
             real(r->exposure_time, exptime);
