@@ -7,7 +7,9 @@
 # byte read equals the datastore file's, no read fails, the whole read ends
 # within a bound and no single read(2) takes as long as the deadline; the
 # proxy injected every kind; a file whose every request fails (a rule) fails
-# with EIO within the deadline, and only that file.
+# with EIO within the deadline, and only that file.  butlerfs status counts
+# every injected fault by kind and replica (503, reset, truncation; checksum
+# failures in the flip case).
 # The flip case (BFS_TEST_FLIP=0 leaves it out): with registry checksums and 30 % of
 # replies carrying one inverted byte, a file read either fails (EIO, at the
 # latest at its end, where the whole-file checksum is checked) or returns the
@@ -82,6 +84,25 @@ f = json.loads(sys.argv[1])["faults"]
 assert all(f[k] >= 1 for k in ("503", "reset", "stall", "truncate")) and f["flip"] == 0, f' "$stats"
 expect "no error-level line in the daemon log after faults that all recovered" \
     bash -c "! grep -Eq '$BFS_ERROR_LINE' '$BFS_LOG'"
+sleep 2.5 # the status file is rewritten every 2 s
+"$BFS_BIN" status --json "$T/mnt" >"$T/status.json" 2>/dev/null
+"$BFS_BIN" status "$T/mnt" >"$T/status.txt" 2>/dev/null
+grep "replica" "$T/status.txt"
+expect "butlerfs status counts each fault the proxy injected, by kind (503 as http_5xx, resets, truncations)" \
+    python3 - "$T/status.json" "$stats" <<'PY'
+import json, sys
+st = json.load(open(sys.argv[1]))[0]
+proxy = json.loads(sys.argv[2])["faults"]
+reps = [r for r in st["replicas"] if r["faults"]]
+assert reps, st["replicas"]
+f = {k: sum(r["faults"].get(k, 0) for r in reps) for k in ("http_5xx", "reset", "short_body", "timeout")}
+# every 503 the proxy sent was seen; a reset or a truncation is seen as one or the other
+# every 503 the proxy sent is one http_5xx; every reset and truncation one reset or short_body
+assert f["http_5xx"] == proxy["503"] >= 1, (f, proxy)
+assert f["reset"] + f["short_body"] == proxy["reset"] + proxy["truncate"] >= 2, (f, proxy)
+assert sum(r["retries"] for r in reps) >= f["http_5xx"], reps
+PY
+expect "... and the human status lists them per replica" grep -Eq "replica .*faults: .*http_5xx" "$T/status.txt"
 unmount
 
 # EIO where designed: every request for one file fails; that read fails
@@ -122,6 +143,12 @@ if [ "${BFS_TEST_FLIP:-1}" = 1 ]; then
             python3 -c 'import json,sys; r = json.load(open(sys.argv[1])); assert r["wrong_bytes_silent"] == 0, r' "$T/flip$pass.json"
     done
     echo "proxy: $(faultproxy_stats)"
+    sleep 2.5 # the status file is rewritten every 2 s
+    expect "butlerfs status counts the whole-file checksum failures of the flips" python3 -c '
+import json, subprocess, sys
+st = json.loads(subprocess.run([sys.argv[1], "status", "--json", sys.argv[2]], capture_output=True).stdout)[0]
+n = sum(r["faults"].get("checksum", 0) for r in st["replicas"])
+assert n >= 1, st["replicas"]' "$BFS_BIN" "$T/mnt"
     faultproxy_set "rate=0" || fail "set clean"
     timeout 110 python3 "$READCMP" --jobs 2 --json "$T/healed.json" "$T/pairs.flip" >/dev/null
     rc=$?
