@@ -256,7 +256,7 @@ static bool tai_from_mjd(double mjd, tai *out)
 {
     __int128 ip;
     double frac;
-    if (!(mjd > 1000 && mjd < 200000) || !scale_exact(mjd, NS_PER_DAY, &ip, &frac))
+    if (!(mjd > 15020 && mjd < 88069) || !scale_exact(mjd, NS_PER_DAY, &ip, &frac)) /* 1900..2100 */
         return false;
     *out = tai_norm(ip - (__int128)MJD_1970 * NS_PER_DAY, frac);
     return true;
@@ -276,6 +276,12 @@ static int64_t tai_round(tai a)
     if (a.frac > 0.5 || (a.frac == 0.5 && (a.ns & 1)))
         return a.ns + 1;
     return a.ns;
+}
+
+static int64_t clip_ns(int64_t v)
+{
+    return v < BFS_TIMESPAN_UNBOUNDED_BEGIN ? BFS_TIMESPAN_UNBOUNDED_BEGIN
+         : v > BFS_TIMESPAN_UNBOUNDED_END ? BFS_TIMESPAN_UNBOUNDED_END : v;
 }
 
 static int tai_cmp(tai a, tai b)
@@ -324,7 +330,8 @@ static bool tai_from_iso(const char *s, bool utc, tai *out)
                 subns *= 10;
         }
     }
-    if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+    /* years that fit int64 nanoseconds since 1970 (the record clips to 1970..2100 anyway) */
+    if (*p || y < 1900 || y > 2200 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
         return false;
     int64_t days = days_from_civil(y, mo, d);
     int64_t unix_sec = days * 86400 + h * 3600 + mi * 60 + sec;
@@ -752,10 +759,12 @@ static double rotation_angle(struct tx *t, const char *obstype)
 
 /* ---- fix_header, per translator ------------------------------------------ */
 
+/* A header number as an integer (Python's int()), when it is one that fits
+ * comfortably (|value| < 1e15); else dflt. */
 static int64_t int_of(struct tx *t, const char *key, int64_t dflt)
 {
     double d;
-    return num(t, key, &d) ? (int64_t)d : dflt;
+    return num(t, key, &d) && isfinite(d) && fabs(d) < 1e15 ? (int64_t)d : dflt;
 }
 
 static void fix_lsstcam(struct tx *t)
@@ -1100,13 +1109,16 @@ static int translate(struct tx *t, bfs_raw_translation *out)
     if (!exposure_id(t, &out->exposure_id))
         return t->err;
     r->id = out->exposure_id;
-    r->day_obs = int_of(t, "DAYOBS", 0);
+    r->day_obs = int_of(t, "DAYOBS", -1); /* Python's int(DAYOBS): "2025-04-15" fails there too */
+    if (r->day_obs < 0) {
+        fail(t, -EINVAL, "DAYOBS = '%s' is not a whole number (YYYYMMDD)", find(t, "DAYOBS")->s);
+        return t->err;
+    }
     r->seq_num = int_of(t, "SEQNUM", 0);
-    double cur, max;
-    if (num(t, "CURINDEX", &cur)) {
-        r->seq_start = r->seq_num - (int64_t)cur + 1;
-        r->seq_end = num(t, "MAXINDEX", &max) ? r->seq_num + (int64_t)max - (int64_t)cur
-                                              : (r->seq_num ? r->seq_num : out->exposure_id);
+    int64_t cur = int_of(t, "CURINDEX", INT64_MIN), max = int_of(t, "MAXINDEX", INT64_MIN);
+    if (cur != INT64_MIN) {
+        r->seq_start = r->seq_num - cur + 1;
+        r->seq_end = max != INT64_MIN ? r->seq_num + max - cur : (r->seq_num ? r->seq_num : out->exposure_id);
     } else {
         r->seq_start = r->seq_end = r->seq_num ? r->seq_num : out->exposure_id;
     }
@@ -1165,11 +1177,17 @@ static int translate(struct tx *t, bfs_raw_translation *out)
     } else {
         end = act < 0.0 ? begin : tai_add_s(begin, act);
     }
+    if (begin.ns < BFS_TIMESPAN_UNBOUNDED_BEGIN || begin.ns >= BFS_TIMESPAN_UNBOUNDED_END) {
+        fail(t, -EINVAL, "the start time of the exposure (MJD-BEG, DATE-BEG, MJD-OBS or DATE-OBS) is "
+                         "outside 1970-2100, the times a Butler registry holds");
+        return t->err;
+    }
     if (tai_cmp(end, begin) < 0)
         end = begin;
-    r->timespan_begin = tai_round(begin);
-    r->timespan_end = tai_round(end);
-    if (r->timespan_end == r->timespan_begin)
+    /* daf_butler's TimeConverter clips to [1970-01-01, 2100-01-01] TAI */
+    r->timespan_begin = clip_ns(tai_round(begin));
+    r->timespan_end = clip_ns(tai_round(end));
+    if (r->timespan_end == r->timespan_begin && r->timespan_end < BFS_TIMESPAN_UNBOUNDED_END)
         r->timespan_end++; /* daf_butler's Timespan of one instant */
     /* target, program */
     const char *objv = str(t, "OBJECT");
