@@ -638,6 +638,31 @@ static void read_value(fitsfile *ff, const char *key, char *text, char *type, ch
     }
 }
 
+/* The comment of a long string (CONTINUE convention): cfitsio writes it on
+ * the last card of the value, so it is the last non-empty comment of the
+ * keyword's card and the CONTINUE cards after it.  comment keeps the first
+ * card's when there is no other. */
+static void longstr_comment(fitsfile *ff, const char *key, char *comment, int *st)
+{
+    char card[FLEN_CARD], val[FLEN_VALUE], cm[FLEN_COMMENT];
+    int nkeys = 0, pos = 0;
+    fits_read_card(ff, (char *)key, card, st); /* leaves the position after it */
+    fits_get_hdrpos(ff, &nkeys, &pos, st);
+    for (; !*st && pos <= nkeys; pos++) {
+        fits_read_record(ff, pos, card, st);
+        if (*st || strncmp(card, "CONTINUE", 8))
+            break;
+        /* cfitsio parses a CONTINUE card as commentary: parse its value
+         * field (column 11 on) as that of an ordinary card */
+        char as_key[FLEN_CARD];
+        snprintf(as_key, sizeof as_key, "CONTVAL = %s", card + 10);
+        cm[0] = '\0';
+        fits_parse_value(as_key, val, cm, st);
+        if (!*st && cm[0])
+            snprintf(comment, FLEN_COMMENT, "%s", cm);
+    }
+}
+
 int bfs_fits_update_key(bfs_fits *f, const char *key, const bfs_fits_value *v,
                         const char *comment, char *old, char *new_)
 {
@@ -678,6 +703,7 @@ int bfs_fits_update_key(bfs_fits *f, const char *key, const bfs_fits_value *v,
             if (otype == 'C') {
                 char *ls = NULL;
                 fits_read_key_longstr(f->f, (char *)key, &ls, NULL, &st);
+                longstr_comment(f->f, key, ocomm, &st);
                 if (!st) {
                     char *a = strdup(ls), *b = strdup(v->s);
                     if (a && b) {

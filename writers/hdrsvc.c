@@ -321,6 +321,30 @@ static bool structural(const char *key)
     return false;
 }
 
+/* Keywords whose value type the FITS standard fixes (general descriptive,
+ * WCS and time keywords, as fitsverify checks them): an undefined value
+ * would make the file fail verification, so a null for one of them is not
+ * written (the file keeps what it has) and counts as invalid. */
+static bool typed_by_standard(const char *key)
+{
+    static const char *const exact[] = {
+        "DATE", "DATE-OBS", "DATE-BEG", "DATE-END", "DATE-AVG", "ORIGIN", "TELESCOP",
+        "INSTRUME", "OBSERVER", "OBJECT", "AUTHOR", "REFERENC", "BUNIT", "RADESYS", "RADECSYS",
+        "TIMESYS", "EQUINOX", "EPOCH", "MJD-OBS", "MJD-BEG", "MJD-END", "MJD-AVG", "DATAMAX",
+        "DATAMIN", "EXTVER", "EXTLEVEL",
+    };
+    static const char *const indexed[] = {"CTYPE", "CUNIT", "CRVAL", "CRPIX", "CDELT", "CROTA"};
+    for (size_t i = 0; i < sizeof exact / sizeof *exact; i++)
+        if (!strcmp(key, exact[i]))
+            return true;
+    for (size_t i = 0; i < sizeof indexed / sizeof *indexed; i++) {
+        size_t n = strlen(indexed[i]);
+        if (!strncmp(key, indexed[i], n) && isdigit((unsigned char)key[n]))
+            return true;
+    }
+    return false;
+}
+
 /* "RxxSyy" (S followed by two digits or letters: S11, SG0, SW1). */
 static bool sensor_like(const char *s, size_t n)
 {
@@ -489,6 +513,11 @@ static int merge_entry(struct merge *m, int hdu, const bfs_yaml_node *item)
         v.s = yv.s;
         break;
     }
+    if (v.type == 'U' && typed_by_standard(key)) {
+        note_invalid(m, hdu, key, "the FITS standard gives it a value type, so it cannot be "
+                     "undefined");
+        return 0;
+    }
     if (v.type == 'U')
         r->undefined++;
 
@@ -509,6 +538,8 @@ static int merge_entry(struct merge *m, int hdu, const bfs_yaml_node *item)
         break;
     case BFS_FITS_REWRITTEN:
         r->replaced++;
+        bfs_debug(TAG, "%s: HDU %d: %s rewritten (same value %s, other comment or type)", m->path,
+                  hdu, key, newv);
         break;
     case BFS_FITS_CHANGED:
         r->replaced++;
