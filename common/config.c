@@ -26,7 +26,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
+#include <pthread.h>
 #include <pwd.h>
+#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,6 +123,19 @@ int bfs_yaml_load_string(const char *text, bfs_yaml **out, char **errmsg)
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
     return load_with(&parser, "<string>", out, errmsg, NULL);
+}
+
+int bfs_yaml_load_mem(const void *buf, size_t len, const char *name, bfs_yaml **out,
+                      char **errmsg)
+{
+    *out = NULL;
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) {
+        bfs_set_errmsg(errmsg, "%s: out of memory", name);
+        return -ENOMEM;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+    return load_with(&parser, name, out, errmsg, NULL);
 }
 
 void bfs_yaml_free(bfs_yaml *y)
@@ -237,6 +253,172 @@ bool bfs_yaml_is_null(const bfs_yaml *y, const bfs_yaml_node *n)
     const char *v = (const char *)node->data.scalar.value;
     return !strcmp(v, "") || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") ||
            !strcmp(v, "NULL");
+}
+
+/*
+ * YAML 1.1 implicit resolution: PyYAML's resolver patterns (resolver.py),
+ * written as POSIX extended expressions and compiled once.
+ */
+enum { RX_NULL, RX_BOOL, RX_INT, RX_FLOAT, RX_N };
+static const char *const rx_src[RX_N] = {
+    [RX_NULL] = "^(~|null|Null|NULL)?$",
+    [RX_BOOL] = "^(yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$",
+    [RX_INT] = "^([-+]?0b[01_]+|[-+]?0[0-7_]+|[-+]?(0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+"
+               "|[-+]?[1-9][0-9_]*(:[0-5]?[0-9])+)$",
+    [RX_FLOAT] = "^([-+]?[0-9][0-9_]*\\.[0-9_]*([eE][-+][0-9]+)?|\\.[0-9_]+([eE][-+][0-9]+)?"
+                 "|[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+\\.[0-9_]*|[-+]?\\.(inf|Inf|INF)|\\.(nan|NaN|NAN))$",
+};
+static regex_t rx[RX_N];
+static bool rx_ok;
+static pthread_once_t rx_once = PTHREAD_ONCE_INIT;
+
+static void rx_compile(void)
+{
+    for (int i = 0; i < RX_N; i++)
+        if (regcomp(&rx[i], rx_src[i], REG_EXTENDED | REG_NOSUB) != 0)
+            return; /* a bug in the patterns above; every scalar is then a string */
+    rx_ok = true;
+}
+
+static bool rx_match(int which, const char *s)
+{
+    return rx_ok && regexec(&rx[which], s, 0, NULL, 0) == 0;
+}
+
+/* s without '_' and the sign into buf; *neg.  False when it does not fit. */
+static bool strip_number(const char *s, char *buf, size_t size, bool *neg)
+{
+    *neg = false;
+    if (*s == '-' || *s == '+')
+        *neg = *s++ == '-';
+    size_t o = 0;
+    for (; *s; s++) {
+        if (*s == '_')
+            continue;
+        if (o + 1 >= size)
+            return false;
+        buf[o++] = *s;
+    }
+    buf[o] = '\0';
+    return true;
+}
+
+/* An int matched by RX_INT; -ERANGE beyond int64. */
+static int yaml_int(const char *s, int64_t *out)
+{
+    char buf[128];
+    bool neg;
+    if (!strip_number(s, buf, sizeof buf, &neg))
+        return -ERANGE;
+    uint64_t v = 0, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    const char *p = buf;
+    unsigned base = 10;
+    if (strchr(p, ':')) {
+        base = 60; /* "1:30" = 90: each part is a base-60 digit */
+        for (const char *part = p; part; part = strchr(part, ':') ? strchr(part, ':') + 1 : NULL) {
+            uint64_t d = strtoull(part, NULL, 10);
+            if (v > (limit - d) / 60)
+                return -ERANGE;
+            v = v * 60 + d;
+        }
+    } else {
+        if (p[0] == '0' && p[1] == 'b')
+            base = 2, p += 2;
+        else if (p[0] == '0' && p[1] == 'x')
+            base = 16, p += 2;
+        else if (p[0] == '0' && p[1])
+            base = 8, p += 1;
+        for (; *p; p++) {
+            unsigned d = (unsigned)bfs_hexval((unsigned char)*p);
+            if (v > (limit - d) / base)
+                return -ERANGE;
+            v = v * base + d;
+        }
+    }
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return 0;
+}
+
+/* A float matched by RX_FLOAT (or an int's text under an explicit !!float). */
+static double yaml_float(const char *s)
+{
+    char buf[512];
+    bool neg;
+    if (!strip_number(s, buf, sizeof buf, &neg))
+        return NAN;
+    double v;
+    if (!strcasecmp(buf, ".inf"))
+        v = INFINITY;
+    else if (!strcasecmp(buf, ".nan"))
+        return NAN;
+    else if (strchr(buf, ':')) {
+        v = 0;
+        for (const char *part = buf; part; part = strchr(part, ':') ? strchr(part, ':') + 1 : NULL)
+            v = v * 60 + strtod(part, NULL); /* the last part keeps its fraction */
+    } else {
+        v = strtod(buf, NULL);
+    }
+    return neg ? -v : v;
+}
+
+#define YAML_TAG(t) "tag:yaml.org,2002:" t
+
+int bfs_yaml_resolve(const bfs_yaml *y, const bfs_yaml_node *n, bfs_yaml_value *v)
+{
+    (void)y;
+    *v = (bfs_yaml_value){.type = BFS_YAML_NOT_SCALAR};
+    const yaml_node_t *node = ynode(n);
+    if (!node || node->type != YAML_SCALAR_NODE)
+        return 0;
+    pthread_once(&rx_once, rx_compile);
+    const char *s = (const char *)node->data.scalar.value;
+    const char *tag = node->tag ? (const char *)node->tag : YAML_DEFAULT_SCALAR_TAG;
+    v->s = s;
+    v->len = node->data.scalar.length;
+    v->type = BFS_YAML_STR;
+    bool has_nul = strlen(s) != v->len;
+    bool plain = node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+    bool implicit = plain && !strcmp(tag, YAML_DEFAULT_SCALAR_TAG);
+    if (has_nul)
+        return implicit || !strcmp(tag, YAML_TAG("str")) ? 0 : -EINVAL;
+    if (implicit) {
+        if (rx_match(RX_NULL, s))
+            v->type = BFS_YAML_NULL;
+        else if (rx_match(RX_BOOL, s))
+            v->type = BFS_YAML_BOOL;
+        else if (rx_match(RX_INT, s))
+            v->type = BFS_YAML_INT;
+        else if (rx_match(RX_FLOAT, s))
+            v->type = BFS_YAML_FLOAT;
+    } else if (!strcmp(tag, YAML_TAG("null"))) {
+        v->type = BFS_YAML_NULL; /* PyYAML's constructor ignores the text */
+    } else if (!strcmp(tag, YAML_TAG("bool"))) {
+        if (!rx_match(RX_BOOL, s))
+            return -EINVAL;
+        v->type = BFS_YAML_BOOL;
+    } else if (!strcmp(tag, YAML_TAG("int"))) {
+        if (!rx_match(RX_INT, s))
+            return -EINVAL;
+        v->type = BFS_YAML_INT;
+    } else if (!strcmp(tag, YAML_TAG("float"))) {
+        if (!rx_match(RX_FLOAT, s) && !rx_match(RX_INT, s))
+            return -EINVAL;
+        v->type = BFS_YAML_FLOAT;
+    } else if (strcmp(tag, YAML_TAG("str")) && strcmp(tag, YAML_TAG("timestamp"))) {
+        return -EINVAL;
+    }
+    switch (v->type) {
+    case BFS_YAML_BOOL:
+        v->b = strchr("yYtToO", s[0]) && strcasecmp(s, "off");
+        return 0;
+    case BFS_YAML_INT:
+        return yaml_int(s, &v->i);
+    case BFS_YAML_FLOAT:
+        v->f = yaml_float(s);
+        return 0;
+    default:
+        return 0;
+    }
 }
 
 /* ---- sizes and durations -------------------------------------------------- */

@@ -43,6 +43,10 @@ typedef struct bfs_yaml_error {
  * "out of memory" when the parser never ran).  *out is NULL on failure. */
 int bfs_yaml_load_file(const char *path, bfs_yaml **out, char **errmsg);
 int bfs_yaml_load_string(const char *text, bfs_yaml **out, char **errmsg);
+/* The same for len bytes at buf (not NUL-terminated; a NUL byte inside is
+ * a syntax error, as YAML forbids it); name stands for FILE in messages. */
+int bfs_yaml_load_mem(const void *buf, size_t len, const char *name, bfs_yaml **out,
+                      char **errmsg);
 int bfs_yaml_load_stream(FILE *f, const char *name, bfs_yaml **out, char **errmsg,
                          bfs_yaml_error *err);
 void bfs_yaml_free(bfs_yaml *y);
@@ -68,6 +72,43 @@ int bfs_yaml_line(const bfs_yaml *y, const bfs_yaml_node *n);
 /* True for a missing node and for a YAML null: an unquoted "", "~" or
  * "null" ("key:" with no value).  A quoted "~" is a string. */
 bool bfs_yaml_is_null(const bfs_yaml *y, const bfs_yaml_node *n);
+
+/* The type a scalar has under YAML 1.1's implicit resolution as PyYAML
+ * (which writes the Header Service's documents) applies it: an unquoted
+ * scalar is null ("", ~, null, Null, NULL), bool (true/false, yes/no,
+ * on/off in the three casings), int (decimal, 0b, 0x, leading-0 octal,
+ * base-60 "1:30", '_' separators), float ("1.5", "1.0e+5", ".5", base
+ * 60, .inf, .nan; "1e5" has no dot and stays a string, as in PyYAML) or
+ * else a string (timestamps included: their text is kept).  A quoted or
+ * block scalar is a string, unless it carries an explicit tag (!!int "5",
+ * !!null "", !!bool, !!float, !!str), which then decides.  libyaml's
+ * document loader gives an untagged scalar the str tag, so an explicit
+ * !!str on an unquoted scalar is not seen (PyYAML never writes one: it
+ * quotes instead). */
+typedef enum bfs_yaml_type {
+    BFS_YAML_NOT_SCALAR,   /* a mapping, a sequence or a missing node */
+    BFS_YAML_NULL,
+    BFS_YAML_BOOL,
+    BFS_YAML_INT,
+    BFS_YAML_FLOAT,
+    BFS_YAML_STR,
+} bfs_yaml_type;
+
+typedef struct bfs_yaml_value {
+    bfs_yaml_type type;
+    bool b;                /* BFS_YAML_BOOL */
+    int64_t i;             /* BFS_YAML_INT */
+    double f;              /* BFS_YAML_FLOAT (inf and nan included) */
+    const char *s;         /* every scalar: its text (belongs to y), else NULL */
+    size_t len;            /* bytes of s (a "\0" escape can put a NUL inside) */
+} bfs_yaml_value;
+
+/* Resolve n into *v.  0; -ERANGE for an int beyond int64 (v->type is
+ * BFS_YAML_INT, v->s its text); -EINVAL for an explicitly tagged scalar
+ * whose text is not of that type (!!int "x") or an unknown tag on a
+ * scalar (v->type is BFS_YAML_STR).  Never fails for a mapping or a
+ * sequence: their type is BFS_YAML_NOT_SCALAR. */
+int bfs_yaml_resolve(const bfs_yaml *y, const bfs_yaml_node *n, bfs_yaml_value *v);
 
 /* Parse "4MiB", "20GiB", "512k", "1G", "1048576" -> bytes; false if
  * malformed, negative or beyond int64.  A whole number, optionally a space,

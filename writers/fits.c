@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <fitsio.h>
+#include <fitsio2.h> /* uncompress2file: a byte-exact gunzip */
 
 #include "log.h"
 #include "strutil.h"
@@ -35,6 +36,7 @@ struct bfs_fits {
     int st;        /* cfitsio status of the first failure, 0 while all is well */
     int sys_errno; /* errno right after that failure */
     int err;       /* a negative errno that did not come from cfitsio */
+    bool created;  /* by bfs_fits_create: chmod at close, removed after an error */
 };
 
 /*
@@ -108,6 +110,7 @@ int bfs_fits_create(const char *path, bfs_fits **out)
     }
     errno = 0;
     fits_create_diskfile(&f->f, path, &f->st);
+    f->created = true;
     if (f->st) {
         int rc = fits_errno(f->st, path, errno, false, NULL);
         free(f->path);
@@ -211,11 +214,11 @@ int bfs_fits_close(bfs_fits *f)
     int rc = f->err;
     if (!rc && f->st)
         rc = fits_errno(f->st, f->path, f->sys_errno, false, NULL);
-    if (!rc && chmod(f->path, 0644) < 0) { /* cfitsio creates with 0666 & ~umask */
+    if (!rc && f->created && chmod(f->path, 0644) < 0) { /* cfitsio creates with 0666 & ~umask */
         rc = -errno;
         bfs_err(TAG, "chmod %s: %s", f->path, strerror(errno));
     }
-    if (rc)
+    if (rc && f->created)
         unlink(f->path);
     free(f->path);
     free(f);
@@ -450,4 +453,404 @@ const bfs_fits_card *bfs_fits_find(const bfs_fits_card *cards, size_t n, const c
         if (strcmp(cards[i].key, key) == 0)
             return &cards[i];
     return NULL;
+}
+
+/* ---- updating ------------------------------------------------------------ */
+
+int bfs_fits_open_update(const char *path, bfs_fits **out, char **errmsg)
+{
+    *out = NULL;
+    if (errmsg)
+        *errmsg = NULL;
+    if (is_gzip(path)) {
+        bfs_set_errmsg(errmsg, "%s is gzip-wrapped: cfitsio cannot update it in place", path);
+        return -EBADMSG;
+    }
+    bfs_fits *f = calloc(1, sizeof *f);
+    if (!f || !(f->path = strdup(path))) {
+        free(f);
+        return -ENOMEM;
+    }
+    int st = 0;
+    errno = 0;
+    fits_open_diskfile(&f->f, path, READWRITE, &st);
+    if (st) {
+        char detail[FLEN_ERRMSG];
+        int rc = fits_errno(st, path, errno, true, detail);
+        if (rc == -EBADMSG)
+            bfs_set_errmsg(errmsg, "%s is not a FITS file: %s", path, detail);
+        else
+            bfs_set_errmsg(errmsg, "cannot open %s for update: %s", path, strerror(-rc));
+        free(f->path);
+        free(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
+int bfs_fits_gunzip(const char *src, const char *dst, char **errmsg)
+{
+    if (errmsg)
+        *errmsg = NULL;
+    if (!is_gzip(src)) {
+        bfs_set_errmsg(errmsg, "%s is not gzip-wrapped", src);
+        return -EBADMSG;
+    }
+    FILE *in = fopen(src, "rbe");
+    if (!in) {
+        int e = errno;
+        bfs_set_errmsg(errmsg, "cannot open %s: %s", src, strerror(e));
+        return -e;
+    }
+    int fd = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    FILE *out = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (!out) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        fclose(in);
+        bfs_set_errmsg(errmsg, "cannot create %s: %s", dst, strerror(e));
+        return -e;
+    }
+    int st = 0;
+    errno = 0;
+    uncompress2file((char *)src, in, out, &st);
+    int sys = errno;
+    fclose(in);
+    int rc = 0;
+    if (fclose(out) != 0 && !st) {
+        rc = -errno;
+        bfs_set_errmsg(errmsg, "cannot write %s: %s", dst, strerror(-rc));
+    } else if (st) {
+        /* cfitsio reports a full disk like a corrupt stream; errno tells */
+        if (sys == ENOSPC || sys == EDQUOT || sys == EIO) {
+            fits_clear_errmsg();
+            rc = -sys;
+            bfs_set_errmsg(errmsg, "cannot write %s: %s", dst, strerror(sys));
+        } else {
+            char detail[FLEN_ERRMSG];
+            rc = fits_errno(st, src, sys, true, detail);
+            bfs_set_errmsg(errmsg, "%s does not decompress: %s", src, detail);
+        }
+    }
+    if (rc)
+        unlink(dst);
+    return rc;
+}
+
+int bfs_fits_hdu_count(bfs_fits *f)
+{
+    int n = 0, st = 0;
+    if (f->st)
+        return bfs_fits_error(f);
+    fits_get_num_hdus(f->f, &n, &st);
+    if (st)
+        return fits_errno(st, f->path, errno, true, NULL);
+    return n;
+}
+
+int bfs_fits_select(bfs_fits *f, int hdu, char *extname, size_t size)
+{
+    if (f->st)
+        return bfs_fits_error(f);
+    int st = 0, type = 0;
+    char name[FLEN_VALUE] = "";
+    errno = 0;
+    fits_movabs_hdu(f->f, hdu, &type, &st);
+    if (st == END_OF_FILE || st == BAD_HDU_NUM) {
+        fits_clear_errmsg();
+        return -ENOENT;
+    }
+    if (st)
+        return fits_errno(st, f->path, errno, true, NULL);
+    fits_read_key(f->f, TSTRING, "EXTNAME", name, NULL, &st);
+    if (st) {
+        name[0] = '\0';
+        fits_clear_errmsg();
+    }
+    if (extname)
+        snprintf(extname, size, "%s", name);
+    return 0;
+}
+
+/* A cfitsio status from a card's content (the keyword or value we asked
+ * for), not from the file: the call is refused, nothing was written. */
+static bool card_status(int st)
+{
+    return (st >= KEY_NO_EXIST && st <= BAD_ORDER) || (st >= BAD_F2C && st <= BAD_DECIM);
+}
+
+/* A number's text as FITS writes it ("1.5D3" is 1.5E3). */
+static bool fits_number(const char *text, double *out)
+{
+    char buf[FLEN_VALUE], *end;
+    snprintf(buf, sizeof buf, "%s", text);
+    for (char *p = buf; *p; p++)
+        if (*p == 'D' || *p == 'd')
+            *p = 'E';
+    *out = strtod(buf, &end);
+    while (*end == ' ')
+        end++;
+    return end != buf && !*end;
+}
+
+static void trim_right(char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0 && s[n - 1] == ' ')
+        s[--n] = '\0';
+}
+
+/* The fewest significant digits (15..17) whose %G text reads back as d. */
+static int shortest_digits(double d)
+{
+    char buf[64];
+    for (int p = 15; p < 17; p++) {
+        snprintf(buf, sizeof buf, "%.*G", p, d);
+        if (strtod(buf, NULL) == d)
+            return p;
+    }
+    return 17;
+}
+
+/* The value field of the card key in the current HDU into text ("" when
+ * absent or undefined) and its type ('\0' when absent). */
+static void read_value(fitsfile *ff, const char *key, char *text, char *type, char *comment,
+                       int *st)
+{
+    char card[FLEN_CARD] = "";
+    text[0] = '\0';
+    *type = '\0';
+    if (comment)
+        comment[0] = '\0';
+    fits_read_card(ff, (char *)key, card, st);
+    if (*st == KEY_NO_EXIST) {
+        *st = 0;
+        fits_clear_errmsg();
+        return;
+    }
+    char cm[FLEN_COMMENT] = "";
+    fits_parse_value(card, text, cm, st);
+    if (comment)
+        snprintf(comment, FLEN_COMMENT, "%s", cm);
+    *type = 'U';
+    int tst = 0;
+    if (!*st && text[0] && fits_get_keytype(text, type, &tst) != 0) {
+        *type = 'U';
+        fits_clear_errmsg();
+    }
+}
+
+/* The comment of a long string (CONTINUE convention): cfitsio writes it on
+ * the last card of the value, so it is the last non-empty comment of the
+ * keyword's card and the CONTINUE cards after it.  comment keeps the first
+ * card's when there is no other. */
+static void longstr_comment(fitsfile *ff, const char *key, char *comment, int *st)
+{
+    char card[FLEN_CARD], val[FLEN_VALUE], cm[FLEN_COMMENT];
+    int nkeys = 0, pos = 0;
+    fits_read_card(ff, (char *)key, card, st); /* leaves the position after it */
+    fits_get_hdrpos(ff, &nkeys, &pos, st);
+    for (; !*st && pos <= nkeys; pos++) {
+        fits_read_record(ff, pos, card, st);
+        if (*st || strncmp(card, "CONTINUE", 8))
+            break;
+        /* cfitsio parses a CONTINUE card as commentary: parse its value
+         * field (column 11 on) as that of an ordinary card */
+        char as_key[FLEN_CARD];
+        snprintf(as_key, sizeof as_key, "CONTVAL = %s", card + 10);
+        cm[0] = '\0';
+        fits_parse_value(as_key, val, cm, st);
+        if (!*st && cm[0])
+            snprintf(comment, FLEN_COMMENT, "%s", cm);
+    }
+}
+
+int bfs_fits_update_key(bfs_fits *f, const char *key, const bfs_fits_value *v,
+                        const char *comment, char *old, char *new_)
+{
+    if (old)
+        old[0] = '\0';
+    if (new_)
+        new_[0] = '\0';
+    if (f->st)
+        return bfs_fits_error(f);
+    if (comment && !comment[0])
+        comment = NULL;
+    int st = 0;
+    char otext[FLEN_VALUE], otype, ocomm[FLEN_COMMENT];
+    errno = 0;
+    read_value(f->f, key, otext, &otype, ocomm, &st);
+    if (st && card_status(st)) {
+        char msg[FLEN_ERRMSG] = "";
+        fits_read_errmsg(msg);
+        fits_clear_errmsg();
+        bfs_debug(TAG, "%s: keyword %s refused: %s", f->path, key, msg);
+        return -EINVAL;
+    }
+    if (st) {
+        f->st = st;
+        note(f);
+        return fits_errno(st, f->path, f->sys_errno, true, NULL);
+    }
+    if (old)
+        snprintf(old, BFS_FITS_VALUE_TEXT, "%s", otext);
+
+    /* Compare as values: the outcome if something is written. */
+    bfs_fits_update what = BFS_FITS_ADDED;
+    if (otype) {
+        bool same_value = false, same_type = otype == v->type;
+        double od = 0;
+        switch (v->type) {
+        case 'C':
+            if (otype == 'C') {
+                char *ls = NULL;
+                fits_read_key_longstr(f->f, (char *)key, &ls, NULL, &st);
+                longstr_comment(f->f, key, ocomm, &st);
+                if (!st) {
+                    char *a = strdup(ls), *b = strdup(v->s);
+                    if (a && b) {
+                        trim_right(a);
+                        trim_right(b);
+                        same_value = !strcmp(a, b);
+                    }
+                    free(a);
+                    free(b);
+                }
+                if (ls)
+                    fits_free_memory(ls, &st);
+                if (st) {
+                    fits_clear_errmsg();
+                    st = 0;
+                }
+            }
+            break;
+        case 'I':
+        case 'F':
+            if ((otype == 'I' || otype == 'F') && fits_number(otext, &od))
+                same_value = v->type == 'I' ? od == (double)v->i &&
+                                                  (otype == 'F' || strtoll(otext, NULL, 10) == v->i)
+                                            : od == v->d;
+            break;
+        case 'L':
+            same_value = otype == 'L' && (otext[0] == 'T') == v->b;
+            break;
+        case 'U':
+            same_value = otype == 'U';
+            break;
+        }
+        trim_right(ocomm);
+        char ncomm[FLEN_COMMENT];
+        snprintf(ncomm, sizeof ncomm, "%s", comment ? comment : "");
+        trim_right(ncomm);
+        bool same_comment = !comment || !strcmp(ocomm, ncomm);
+        if (same_value && same_type && same_comment) {
+            if (new_)
+                snprintf(new_, BFS_FITS_VALUE_TEXT, "%s", otext);
+            return BFS_FITS_SAME;
+        }
+        what = same_value ? BFS_FITS_REWRITTEN : BFS_FITS_CHANGED;
+    }
+
+    errno = 0;
+    switch (v->type) {
+    case 'C':
+        fits_update_key_longstr(f->f, (char *)key, (char *)v->s, (char *)comment, &st);
+        break;
+    case 'I':
+        fits_update_key_lng(f->f, (char *)key, (LONGLONG)v->i, (char *)comment, &st);
+        break;
+    case 'F':
+        fits_update_key_dbl(f->f, (char *)key, v->d, -shortest_digits(v->d), (char *)comment, &st);
+        break;
+    case 'L':
+        fits_update_key_log(f->f, (char *)key, v->b ? 1 : 0, (char *)comment, &st);
+        break;
+    case 'U':
+        fits_update_key_null(f->f, (char *)key, (char *)comment, &st);
+        break;
+    default:
+        return -EINVAL;
+    }
+    if (st && card_status(st)) {
+        char msg[FLEN_ERRMSG] = "";
+        fits_read_errmsg(msg);
+        fits_clear_errmsg();
+        bfs_debug(TAG, "%s: keyword %s refused: %s", f->path, key, msg);
+        return -EINVAL;
+    }
+    if (st) {
+        f->st = st;
+        note(f);
+        return fits_errno(st, f->path, f->sys_errno, false, NULL);
+    }
+    if (new_) {
+        char ntext[FLEN_VALUE], ntype;
+        read_value(f->f, key, ntext, &ntype, NULL, &st);
+        if (st) {
+            fits_clear_errmsg();
+            ntext[0] = '\0';
+        }
+        snprintf(new_, BFS_FITS_VALUE_TEXT, "%s", ntext);
+    }
+    return what;
+}
+
+static bool printable(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p > 0x7e)
+            return false;
+    return true;
+}
+
+int bfs_fits_add_commentary(bfs_fits *f, const char *key, const char *text)
+{
+    if (f->st)
+        return bfs_fits_error(f);
+    if (strlen(key) > 8 || !printable(key) || !printable(text))
+        return -EINVAL;
+    /* the cards to find or write: key in columns 1-8, 72 characters of text */
+    size_t len = strlen(text);
+    while (len > 0 && text[len - 1] == ' ')
+        len--;
+    size_t n = len ? (len + 71) / 72 : 1;
+    char (*want)[FLEN_CARD] = calloc(n, sizeof *want);
+    if (!want)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        size_t off = i * 72, k = len - off < 72 ? len - off : 72;
+        if (!len)
+            k = 0;
+        snprintf(want[i], FLEN_CARD, "%-8s%.*s", key, (int)k, text + off);
+        trim_right(want[i]);
+    }
+    int st = 0, nkeys = 0, rc = 1;
+    fits_get_hdrspace(f->f, &nkeys, NULL, &st);
+    for (int i = 1; !st && i + (int)n - 1 <= nkeys && rc == 1; i++) {
+        size_t j = 0;
+        for (; j < n && !st; j++) {
+            char card[FLEN_CARD] = "";
+            fits_read_record(f->f, i + (int)j, card, &st);
+            trim_right(card);
+            if (strcmp(card, want[j]))
+                break;
+        }
+        if (!st && j == n)
+            rc = 0;
+    }
+    for (size_t i = 0; !st && rc == 1 && i < n; i++)
+        fits_write_record(f->f, want[i], &st);
+    free(want);
+    if (st && card_status(st)) {
+        fits_clear_errmsg();
+        return -EINVAL;
+    }
+    if (st) {
+        f->st = st;
+        note(f);
+        return fits_errno(st, f->path, f->sys_errno, false, NULL);
+    }
+    return rc;
 }

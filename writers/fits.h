@@ -14,6 +14,13 @@
  *    says in one sentence what is wrong; bfs_fits_read_header() hands out the
  *    cards of one HDU.
  *
+ *  - Updating (the Header Service merge, hdrsvc.h): bfs_fits_open_update()
+ *    opens an existing plain file read-write; bfs_fits_select() moves between
+ *    its HDUs; bfs_fits_update_key() and bfs_fits_add_commentary() change
+ *    cards and say what they changed; bfs_fits_checksum() restamps the sums.
+ *    bfs_fits_gunzip() makes the plain copy of a gzip-wrapped file that
+ *    cfitsio cannot update in place.
+ *
  * Names are taken literally: cfitsio's extended file-name syntax ("file.fits[1]",
  * "!file", "mem://", compression suffixes) is never interpreted, so a name
  * that comes from a user or a header cannot make cfitsio open something else.
@@ -70,7 +77,8 @@ void bfs_fits_checksum(bfs_fits *f);
 int bfs_fits_error(const bfs_fits *f);
 
 /* Close and free f.  Returns the first error of the handle's life; after an
- * error the file is removed. */
+ * error a file made by bfs_fits_create() is removed (one opened by
+ * bfs_fits_open_update() is left to its owner). */
 int bfs_fits_close(bfs_fits *f);
 
 /* ---- reading ------------------------------------------------------------ */
@@ -119,5 +127,75 @@ int bfs_fits_read_header(const char *path, int hdu, bfs_fits_card **cards, size_
 /* The first card named key (case-sensitive, as FITS keywords are upper
  * case), or NULL. */
 const bfs_fits_card *bfs_fits_find(const bfs_fits_card *cards, size_t n, const char *key);
+
+/* ---- updating ----------------------------------------------------------- */
+
+/* Open the existing plain FITS file path read-write, literally.  A
+ * gzip-wrapped file is -EBADMSG (cfitsio cannot write it back: make a plain
+ * copy with bfs_fits_gunzip()).  On success *out is positioned at HDU 1
+ * and must be passed to bfs_fits_close(); writes reach the file at the
+ * latest there (no fsync: the caller syncs).  *errmsg as for
+ * bfs_fits_validate(). */
+int bfs_fits_open_update(const char *path, bfs_fits **out, char **errmsg);
+
+/* Write the decompressed bytes of the gzip-wrapped file src to dst
+ * (replaced, mode 0644, not synced): byte for byte what gunzip(1) writes.
+ * -EBADMSG when src is not gzip or does not inflate; dst is removed on
+ * failure. */
+int bfs_fits_gunzip(const char *src, const char *dst, char **errmsg);
+
+/* The number of HDUs (>= 1), or -errno. */
+int bfs_fits_hdu_count(bfs_fits *f);
+
+/* Make HDU hdu (1 = primary) current; extname (size bytes, may be NULL)
+ * gets its EXTNAME, "" when it has none.  -ENOENT past the last HDU. */
+int bfs_fits_select(bfs_fits *f, int hdu, char *extname, size_t size);
+
+/* A value for bfs_fits_update_key.  type as in bfs_fits_card: 'C' string s
+ * (printable ASCII; longer than one card: CONTINUE cards, as cfitsio's long
+ * string convention writes them), 'I' integer i, 'F' floating point d
+ * (finite; written with the fewest of 15-17 significant digits that give d
+ * back), 'L' logical b, 'U' undefined (the value field left blank). */
+typedef struct bfs_fits_value {
+    char type;
+    const char *s;
+    long long i;
+    double d;
+    bool b;
+} bfs_fits_value;
+
+/* What bfs_fits_update_key did. */
+typedef enum bfs_fits_update {
+    BFS_FITS_SAME,       /* the card already said it: nothing written */
+    BFS_FITS_ADDED,      /* the keyword was not there: appended */
+    BFS_FITS_REWRITTEN,  /* same value, other comment or other type of the same
+                          * number (3 written where 3. was): card rewritten */
+    BFS_FITS_CHANGED,    /* the value differed: replaced */
+} bfs_fits_update;
+
+/* The room bfs_fits_update_key needs for a value's text (a FITS value field). */
+#define BFS_FITS_VALUE_TEXT 72
+
+/* Set keyword key of the current HDU to v, in place when it exists (else
+ * appended at the end of the header).  comment NULL or "": the card keeps
+ * its comment.  Values compare as values: strings without trailing blanks
+ * (FITS 4.2.1), numbers numerically (3 equals 3. and 3.0E0), so a rewrite
+ * happens only when something would read differently.  old and new_ (may
+ * be NULL; BFS_FITS_VALUE_TEXT bytes) get the value fields as FITS writes
+ * them ("'LATISS  '", "3.35", "T", "" when undefined or absent) before and
+ * after.  Returns a bfs_fits_update (>= 0) or: -EINVAL when cfitsio refuses
+ * the keyword or value (illegal characters, too long for a card: logged at
+ * debug; the handle stays usable), another -errno for a failed write (the
+ * handle's sticky error). */
+int bfs_fits_update_key(bfs_fits *f, const char *key, const bfs_fits_value *v,
+                        const char *comment, char *old, char *new_);
+
+/* Append commentary card(s) to the current HDU unless the same text is
+ * already there verbatim: key is "COMMENT", "HISTORY" or "" (a blank
+ * keyword); text (printable ASCII) fills columns 9-80, and text longer than
+ * 72 characters takes consecutive cards, which must all be there, in order,
+ * to count as present.  Trailing blanks do not count.  1 appended, 0
+ * already there, -EINVAL for a bad text, another -errno for a failed write. */
+int bfs_fits_add_commentary(bfs_fits *f, const char *key, const char *text);
 
 #endif

@@ -1,0 +1,894 @@
+/*
+ * hdrsvc.c - the Header Service merge (see hdrsvc.h for the rules).
+ *
+ * Design.  The document is parsed whole (common/config.h, libyaml) and
+ * checked for shape before the FITS file is touched, so a malformed
+ * document never costs a copy.  The merge then runs on a working copy,
+ * `<path>.merge`, through fits.c's update calls (cfitsio is fits.c's
+ * alone): every card is compared as a value before anything is written, so
+ * the second merge of a document finds every card SAME, changes no HDU and
+ * leaves path alone — which is what makes the merge idempotent byte for
+ * byte.  Only a copy that changed replaces path: fsync(copy), rename,
+ * fsync(directory), the usual crash-atomic replacement.
+ *
+ * The fetch polls a directory and/or GETs a URL until a deadline; it keeps
+ * no state between calls and creates its own bfs_http, so it may run on any
+ * thread.
+ */
+#include "hdrsvc.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "fits.h"
+#include "http.h"
+#include "log.h"
+#include "strutil.h"
+
+#define TAG "hdrsvc"
+#define POLL_MS 100
+#define HTTP_BACKOFF_MAX_MS 1000
+
+/* ---- fetch ---------------------------------------------------------------- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int64_t ms)
+{
+    if (ms <= 0)
+        return;
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* Read the document at path: 0 and *text, *len; -ENOENT when it is absent or
+ * still empty; -EAGAIN while it grows; -EFBIG; another -errno with *errmsg. */
+static int read_doc(const char *path, char **text, size_t *len, char **errmsg)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT)
+            return -ENOENT;
+        bfs_set_errmsg(errmsg, "cannot open the Header Service document %s: %s", path, strerror(e));
+        return -e;
+    }
+    struct stat sb;
+    int rc = 0;
+    char *buf = NULL;
+    size_t n = 0;
+    if (fstat(fd, &sb) < 0) {
+        rc = -errno;
+        bfs_set_errmsg(errmsg, "cannot stat %s: %s", path, strerror(-rc));
+    } else if (!S_ISREG(sb.st_mode)) {
+        rc = -EINVAL;
+        bfs_set_errmsg(errmsg, "the Header Service document %s is not a regular file", path);
+    } else if (sb.st_size > (off_t)BFS_HS_MAX_DOC) {
+        rc = -EFBIG;
+    } else if (sb.st_size == 0) {
+        rc = -ENOENT;
+    } else if (!(buf = malloc((size_t)sb.st_size + 2))) {
+        rc = -ENOMEM;
+    } else {
+        /* read one byte more than stat said, to see a file still growing */
+        size_t want = (size_t)sb.st_size + 1;
+        while (n < want) {
+            ssize_t r = read(fd, buf + n, want - n);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0) {
+                rc = -errno;
+                bfs_set_errmsg(errmsg, "cannot read %s: %s", path, strerror(-rc));
+                break;
+            }
+            if (r == 0)
+                break;
+            n += (size_t)r;
+        }
+        if (!rc && n > (size_t)sb.st_size)
+            rc = -EAGAIN; /* being written: read it on the next round */
+        else if (!rc && n == 0)
+            rc = -ENOENT;
+    }
+    close(fd);
+    if (rc == -EFBIG)
+        bfs_set_errmsg(errmsg, "the Header Service document %s is larger than %u bytes", path,
+                       BFS_HS_MAX_DOC);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    buf[n] = '\0';
+    *text = buf;
+    *len = n;
+    return 0;
+}
+
+/* url_template with every "{obsid}" replaced; malloc'd, or NULL. */
+static char *expand_url(const char *tmpl, const char *obsid)
+{
+    static const char mark[] = "{obsid}";
+    size_t ml = sizeof mark - 1, ol = strlen(obsid), n = 0;
+    for (const char *p = strstr(tmpl, mark); p; p = strstr(p + ml, mark))
+        n++;
+    char *out = malloc(strlen(tmpl) + n * ol + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (const char *p = tmpl;;) {
+        const char *m = strstr(p, mark);
+        size_t k = m ? (size_t)(m - p) : strlen(p);
+        memcpy(o, p, k);
+        o += k;
+        if (!m)
+            break;
+        memcpy(o, obsid, ol);
+        o += ol;
+        p = m + ml;
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Errors of a GET that a later attempt may not see. */
+static bool http_transient(int e)
+{
+    switch (e) {
+    case ENOENT: case ERANGE: case ETIMEDOUT: case EHOSTDOWN: case EHOSTUNREACH:
+    case ECONNREFUSED: case ECONNRESET: case EPROTO: case EIO: case ESTALE:
+        return true;
+    }
+    return false;
+}
+
+int bfs_hs_fetch(const char *dir, const char *url_template, const char *obsid, int64_t wait_ms,
+                 char **text, size_t *len, char **errmsg)
+{
+    *text = NULL;
+    *len = 0;
+    if (errmsg)
+        *errmsg = NULL;
+    if (!obsid || !bfs_is_one_component(obsid)) {
+        bfs_set_errmsg(errmsg, "the OBSID '%s' is not one path component, so no Header Service "
+                       "document is looked for", obsid ? obsid : "(none)");
+        return -EINVAL;
+    }
+    if (!dir && !url_template) {
+        bfs_set_errmsg(errmsg, "no Header Service directory or URL is configured");
+        return -EINVAL;
+    }
+    char *url = NULL, *shown = NULL, *buf = NULL;
+    bfs_http *h = NULL;
+    if (url_template) {
+        if (!(url = expand_url(url_template, obsid)) || !(shown = strdup(url))) {
+            free(url);
+            return -ENOMEM;
+        }
+        shown[strcspn(shown, "?")] = '\0'; /* a query string may carry a secret */
+        if (!bfs_http_handles(url)) {
+            bfs_set_errmsg(errmsg, "the Header Service URL %s is not http://, https:// or s3://",
+                           shown);
+            free(url);
+            free(shown);
+            return -EINVAL;
+        }
+    }
+
+    int64_t start = now_ms(), deadline = start + (wait_ms > 0 ? wait_ms : 0);
+    int64_t next_http = start, backoff = POLL_MS;
+    int rc = -ETIMEDOUT, last_http = 0;
+    for (;;) {
+        for (int i = 0; dir && i < 3; i++) {
+            static const char *const ext[] = {"header", "yaml", "yml"};
+            char *path = bfs_asprintf("%s/%s.%s", dir, obsid, ext[i]);
+            if (!path) {
+                rc = -ENOMEM;
+                goto out;
+            }
+            int r = read_doc(path, text, len, errmsg);
+            free(path);
+            if (r == 0) {
+                rc = 0;
+                goto out;
+            }
+            if (r != -ENOENT && r != -EAGAIN) {
+                rc = r;
+                goto out;
+            }
+        }
+        int64_t t = now_ms();
+        if (url && t >= next_http) {
+            if (!h) {
+                bfs_http_cfg cfg = {.tls_verify = true};
+                int r = bfs_http_new(&cfg, &h, errmsg);
+                if (r < 0) {
+                    rc = r;
+                    goto out;
+                }
+            }
+            if (!buf && !(buf = malloc(BFS_HS_MAX_DOC + 1))) {
+                rc = -ENOMEM;
+                goto out;
+            }
+            long budget = deadline - t > POLL_MS ? (long)(deadline - t) : POLL_MS;
+            ssize_t n = bfs_http_get_within(h, url, NULL, 0, BFS_HS_MAX_DOC + 1, buf, NULL, budget,
+                                            NULL, NULL);
+            if (n > (ssize_t)BFS_HS_MAX_DOC) {
+                rc = -EFBIG;
+                bfs_set_errmsg(errmsg, "the Header Service document %s is larger than %u bytes",
+                               shown, BFS_HS_MAX_DOC);
+                goto out;
+            }
+            if (n > 0) {
+                char *doc = realloc(buf, (size_t)n + 1);
+                if (doc)
+                    buf = doc;
+                buf[n] = '\0';
+                *text = buf;
+                *len = (size_t)n;
+                buf = NULL;
+                rc = 0;
+                goto out;
+            }
+            last_http = n == 0 ? -ERANGE : (int)n; /* 0 bytes: an empty object */
+            if (!http_transient(-last_http)) {
+                rc = last_http;
+                bfs_set_errmsg(errmsg, "cannot fetch the Header Service document %s: %s", shown,
+                               bfs_http_strerror(last_http));
+                goto out;
+            }
+            bfs_debug(TAG, "%s: %s; retrying", shown, bfs_http_strerror(last_http));
+            t = now_ms();
+            next_http = t + backoff;
+            backoff = backoff * 2 < HTTP_BACKOFF_MAX_MS ? backoff * 2 : HTTP_BACKOFF_MAX_MS;
+        }
+        if (t >= deadline)
+            break;
+        int64_t nap = dir ? POLL_MS : next_http - t;
+        sleep_ms(nap < deadline - t ? nap : deadline - t);
+    }
+
+    /* nothing in time */
+    {
+        char *where_dir = dir ? bfs_asprintf("%s/%s.{header,yaml,yml}", dir, obsid) : NULL;
+        char *where_url = NULL;
+        if (url)
+            where_url = last_http ? bfs_asprintf("%s (last: %s)", shown,
+                                                 last_http == -ERANGE ? "an empty document"
+                                                                      : bfs_http_strerror(last_http))
+                                  : strdup(shown);
+        bfs_set_errmsg(errmsg, "no Header Service document for %s within %lld ms: looked for %s%s%s",
+                       obsid, (long long)(wait_ms > 0 ? wait_ms : 0), where_dir ? where_dir : "",
+                       where_dir && where_url ? " and " : "", where_url ? where_url : "");
+        free(where_dir);
+        free(where_url);
+        rc = -ETIMEDOUT;
+    }
+out:
+    bfs_http_free(h);
+    free(buf);
+    free(url);
+    free(shown);
+    return rc;
+}
+
+/* ---- the merge -------------------------------------------------------------- */
+
+/* Keywords that describe the structure of an HDU or its checks: the
+ * Header Service may list them (its PRIMARY block starts with SIMPLE,
+ * BITPIX, NAXIS, EXTEND, EXTNAME), the file's own are kept. */
+static bool structural(const char *key)
+{
+    static const char *const exact[] = {
+        "SIMPLE", "BITPIX", "NAXIS", "EXTEND", "XTENSION", "PCOUNT", "GCOUNT", "EXTNAME",
+        "TFIELDS", "THEAP", "ZIMAGE", "ZBITPIX", "ZNAXIS", "ZCMPTYPE", "ZQUANTIZ", "ZDITHER0",
+        "ZSIMPLE", "ZEXTEND", "ZTENSION", "ZPCOUNT", "ZGCOUNT", "ZHECKSUM", "ZDATASUM", "ZBLANK",
+        "BSCALE", "BZERO", "BLANK", "CHECKSUM", "DATASUM", "END", "CONTINUE",
+    };
+    /* followed by a column or axis number */
+    static const char *const indexed[] = {
+        "NAXIS", "TTYPE", "TFORM", "TUNIT", "TDIM", "TSCAL", "TZERO", "TNULL", "TBCOL",
+        "ZNAXIS", "ZTILE", "ZNAME", "ZVAL",
+    };
+    for (size_t i = 0; i < sizeof exact / sizeof *exact; i++)
+        if (!strcmp(key, exact[i]))
+            return true;
+    for (size_t i = 0; i < sizeof indexed / sizeof *indexed; i++) {
+        size_t n = strlen(indexed[i]);
+        if (!strncmp(key, indexed[i], n) && key[n]) {
+            const char *p = key + n;
+            while (isdigit((unsigned char)*p))
+                p++;
+            if (!*p)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Keywords whose value type the FITS standard fixes (general descriptive,
+ * WCS and time keywords, as fitsverify checks them): an undefined value
+ * would make the file fail verification, so a null for one of them is not
+ * written (the file keeps what it has) and counts as invalid. */
+static bool typed_by_standard(const char *key)
+{
+    static const char *const exact[] = {
+        "DATE", "DATE-OBS", "DATE-BEG", "DATE-END", "DATE-AVG", "ORIGIN", "TELESCOP",
+        "INSTRUME", "OBSERVER", "OBJECT", "AUTHOR", "REFERENC", "BUNIT", "RADESYS", "RADECSYS",
+        "TIMESYS", "EQUINOX", "EPOCH", "MJD-OBS", "MJD-BEG", "MJD-END", "MJD-AVG", "DATAMAX",
+        "DATAMIN", "EXTVER", "EXTLEVEL",
+    };
+    static const char *const indexed[] = {"CTYPE", "CUNIT", "CRVAL", "CRPIX", "CDELT", "CROTA"};
+    for (size_t i = 0; i < sizeof exact / sizeof *exact; i++)
+        if (!strcmp(key, exact[i]))
+            return true;
+    for (size_t i = 0; i < sizeof indexed / sizeof *indexed; i++) {
+        size_t n = strlen(indexed[i]);
+        if (!strncmp(key, indexed[i], n) && isdigit((unsigned char)key[n]))
+            return true;
+    }
+    return false;
+}
+
+/* "RxxSyy" (S followed by two digits or letters: S11, SG0, SW1). */
+static bool sensor_like(const char *s, size_t n)
+{
+    return n == 6 && s[0] == 'R' && isdigit((unsigned char)s[1]) && isdigit((unsigned char)s[2]) &&
+           s[3] == 'S' && isalnum((unsigned char)s[4]) && isalnum((unsigned char)s[5]);
+}
+
+enum block_kind { B_PRIMARY, B_SENSOR_PRIMARY, B_EXT, B_OTHER };
+
+/* What block name is for sensor; *ext: the EXTNAME of a B_EXT block. */
+static enum block_kind classify(const char *name, const char *sensor, const char **ext)
+{
+    *ext = name;
+    if (!strcmp(name, "PRIMARY"))
+        return B_PRIMARY;
+    size_t sl = sensor ? strlen(sensor) : 0;
+    if (sensor) {
+        if (!strncmp(name, sensor, sl) && name[sl] == '_') {
+            *ext = name + sl + 1;
+            return strcmp(*ext, "PRIMARY") ? B_EXT : B_SENSOR_PRIMARY;
+        }
+        if (!strncmp(name, "PRIMARY_", 8) && !strcmp(name + 8, sensor))
+            return B_SENSOR_PRIMARY;
+    }
+    const char *us = strchr(name, '_');
+    if (us && sensor_like(name, (size_t)(us - name)))
+        return B_OTHER;
+    if (!strncmp(name, "PRIMARY_", 8) && sensor_like(name + 8, strlen(name + 8)))
+        return B_OTHER;
+    return B_EXT;
+}
+
+struct merge {
+    const char *path;      /* the file merged into (for messages) */
+    const bfs_yaml *y;
+    bfs_fits *f;
+    int n_hdus;
+    char (*extname)[72];   /* [n_hdus], index hdu - 1 */
+    bool *changed;         /* [n_hdus] */
+    bfs_hs_report *r;
+};
+
+static bool printable(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p > 0x7e)
+            return false;
+    return true;
+}
+
+/* A comment for a card: printable ASCII (others become '?', as the Header
+ * Service's own FITS writer does), at most a card's room; "" for none. */
+static void card_comment(const bfs_yaml *y, const bfs_yaml_node *n, char *out, size_t size)
+{
+    out[0] = '\0';
+    if (!n || bfs_yaml_is_null(y, n))
+        return;
+    const char *s = bfs_yaml_scalar(y, n);
+    if (!s)
+        return;
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p && o + 1 < size; p++) {
+        if (*p >= 0x80) { /* one '?' per UTF-8 character */
+            while ((p[1] & 0xc0) == 0x80)
+                p++;
+            out[o++] = '?';
+        } else {
+            out[o++] = *p < 0x20 || *p == 0x7f ? '?' : (char)*p;
+        }
+    }
+    out[o] = '\0';
+}
+
+static void note_invalid(struct merge *m, int hdu, const char *key, const char *why)
+{
+    m->r->invalid++;
+    bfs_info(TAG, "%s: HDU %d: Header Service keyword %s not merged: %s", m->path, hdu,
+             key && key[0] ? key : "(blank)", why);
+}
+
+/* Merge one {keyword, value, comment} entry into the current HDU hdu. */
+static int merge_entry(struct merge *m, int hdu, const bfs_yaml_node *item)
+{
+    const bfs_yaml *y = m->y;
+    bfs_hs_report *r = m->r;
+    const bfs_yaml_node *kn = bfs_yaml_get(y, item, "keyword");
+    const bfs_yaml_node *vn = bfs_yaml_get(y, item, "value");
+    const bfs_yaml_node *cn = bfs_yaml_get(y, item, "comment");
+    char key[72] = "", comment[80];
+    if (kn && !bfs_yaml_is_null(y, kn)) {
+        const char *k = bfs_yaml_scalar(y, kn);
+        if (!k || !*k || strlen(k) >= sizeof key || !printable(k)) {
+            note_invalid(m, hdu, k ? "(unprintable)" : "(not a scalar)", "bad keyword");
+            return 0;
+        }
+        snprintf(key, sizeof key, "%s", k);
+        if (strlen(key) <= 8)
+            for (char *p = key; *p; p++)
+                *p = (char)toupper((unsigned char)*p);
+    }
+    card_comment(y, cn, comment, sizeof comment);
+
+    /* commentary: appended unless present verbatim */
+    if (!key[0] || !strcmp(key, "COMMENT") || !strcmp(key, "HISTORY")) {
+        const char *textv = comment;
+        if (!textv[0] && vn && !bfs_yaml_is_null(y, vn) && bfs_yaml_scalar(y, vn))
+            textv = bfs_yaml_scalar(y, vn);
+        int rc = bfs_fits_add_commentary(m->f, key, textv);
+        if (rc == -EINVAL) {
+            note_invalid(m, hdu, key, "text is not printable ASCII");
+            return 0;
+        }
+        if (rc < 0)
+            return rc;
+        if (rc == 1) {
+            r->commentary++;
+            m->changed[hdu - 1] = true;
+        } else {
+            r->unchanged++;
+        }
+        return 0;
+    }
+    if (structural(key)) {
+        r->skipped_structural++;
+        return 0;
+    }
+
+    bfs_yaml_value yv;
+    int vr = vn ? bfs_yaml_resolve(y, vn, &yv) : 0;
+    if (!vn)
+        yv.type = BFS_YAML_NULL; /* an entry without a value: undefined */
+    bfs_fits_value v = {0};
+    if (vr == -ERANGE) {
+        note_invalid(m, hdu, key, "the integer does not fit in 64 bits");
+        return 0;
+    }
+    if (vr < 0) {
+        note_invalid(m, hdu, key, "the value's tag does not match its text");
+        return 0;
+    }
+    switch (yv.type) {
+    case BFS_YAML_NOT_SCALAR:
+        note_invalid(m, hdu, key, "the value is a list or a mapping");
+        return 0;
+    case BFS_YAML_NULL:
+        v.type = 'U';
+        break;
+    case BFS_YAML_BOOL:
+        v.type = 'L';
+        v.b = yv.b;
+        break;
+    case BFS_YAML_INT:
+        v.type = 'I';
+        v.i = yv.i;
+        break;
+    case BFS_YAML_FLOAT:
+        v.type = isfinite(yv.f) ? 'F' : 'U'; /* FITS has no inf or nan value */
+        v.d = yv.f;
+        break;
+    case BFS_YAML_STR:
+        if (strlen(yv.s) != yv.len || !printable(yv.s)) {
+            note_invalid(m, hdu, key, "the string is not printable ASCII");
+            return 0;
+        }
+        v.type = 'C';
+        v.s = yv.s;
+        break;
+    }
+    if (v.type == 'U' && typed_by_standard(key)) {
+        note_invalid(m, hdu, key, "the FITS standard gives it a value type, so it cannot be "
+                     "undefined");
+        return 0;
+    }
+    if (v.type == 'U')
+        r->undefined++;
+
+    char oldv[BFS_FITS_VALUE_TEXT], newv[BFS_FITS_VALUE_TEXT];
+    int rc = bfs_fits_update_key(m->f, key, &v, comment, oldv, newv);
+    if (rc == -EINVAL) {
+        note_invalid(m, hdu, key, "cfitsio refuses the keyword or value");
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    switch ((bfs_fits_update)rc) {
+    case BFS_FITS_SAME:
+        r->unchanged++;
+        return 0;
+    case BFS_FITS_ADDED:
+        r->added++;
+        break;
+    case BFS_FITS_REWRITTEN:
+        r->replaced++;
+        bfs_debug(TAG, "%s: HDU %d: %s rewritten (same value %s, other comment or type)", m->path,
+                  hdu, key, newv);
+        break;
+    case BFS_FITS_CHANGED:
+        r->replaced++;
+        r->conflicts++;
+        bfs_debug(TAG, "%s: HDU %d: %s = %s replaced by the Header Service's %s", m->path, hdu, key,
+                  oldv, newv);
+        if (r->n_listed < BFS_HS_MAX_CONFLICTS) {
+            bfs_hs_conflict *c = &r->conflict[r->n_listed++];
+            snprintf(c->keyword, sizeof c->keyword, "%s", key);
+            c->hdu = hdu;
+            snprintf(c->extname, sizeof c->extname, "%s", m->extname[hdu - 1]);
+            snprintf(c->old_value, sizeof c->old_value, "%s", oldv);
+            snprintf(c->new_value, sizeof c->new_value, "%s", newv);
+        }
+        break;
+    }
+    m->changed[hdu - 1] = true;
+    return 0;
+}
+
+static int merge_block(struct merge *m, int hdu, const bfs_yaml_node *list)
+{
+    int rc = bfs_fits_select(m->f, hdu, NULL, 0);
+    if (rc < 0)
+        return rc;
+    m->r->blocks_merged++;
+    for (size_t i = 0; i < bfs_yaml_len(m->y, list); i++)
+        if ((rc = merge_entry(m, hdu, bfs_yaml_item(m->y, list, i))) < 0)
+            return rc;
+    return 0;
+}
+
+/* The document's shape: a mapping of block names to lists (or null) of
+ * mappings.  -EINVAL with a sentence naming the line otherwise. */
+static int check_shape(const bfs_yaml *y, char **errmsg)
+{
+    const bfs_yaml_node *root = bfs_yaml_root(y);
+    if (!bfs_yaml_is_map(y, root)) {
+        bfs_set_errmsg(errmsg, "the Header Service document is not a mapping of extension names "
+                       "to card lists (line %d)", bfs_yaml_line(y, root));
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < bfs_yaml_len(y, root); i++) {
+        const bfs_yaml_node *list = bfs_yaml_item(y, root, i);
+        const char *name = bfs_yaml_key(y, root, i);
+        if (!name) {
+            bfs_set_errmsg(errmsg, "the Header Service document has a key that is not a name "
+                           "(line %d)", bfs_yaml_line(y, list));
+            return -EINVAL;
+        }
+        if (bfs_yaml_is_null(y, list))
+            continue;
+        if (!bfs_yaml_is_seq(y, list)) {
+            bfs_set_errmsg(errmsg, "the Header Service document's %s is not a list of cards "
+                           "(line %d)", name, bfs_yaml_line(y, list));
+            return -EINVAL;
+        }
+        for (size_t j = 0; j < bfs_yaml_len(y, list); j++) {
+            const bfs_yaml_node *item = bfs_yaml_item(y, list, j);
+            if (!bfs_yaml_is_map(y, item)) {
+                bfs_set_errmsg(errmsg, "the Header Service document's %s has a card that is not "
+                               "a {keyword, value, comment} mapping (line %d)", name,
+                               bfs_yaml_line(y, item));
+                return -EINVAL;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Copy src to dst (created or truncated, mode 0600 until the caller sets
+ * the final one). */
+static int copy_file(const char *src, const char *dst, char **errmsg)
+{
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        int e = errno;
+        bfs_set_errmsg(errmsg, "cannot open %s: %s", src, strerror(e));
+        return -e;
+    }
+    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (out < 0) {
+        int e = errno;
+        close(in);
+        bfs_set_errmsg(errmsg, "cannot create %s: %s", dst, strerror(e));
+        return -e;
+    }
+    enum { CHUNK = 1 << 20 };
+    char *buf = malloc(CHUNK);
+    int rc = buf ? 0 : -ENOMEM;
+    while (!rc) {
+        ssize_t n = read(in, buf, CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = -errno;
+            bfs_set_errmsg(errmsg, "cannot read %s: %s", src, strerror(-rc));
+            break;
+        }
+        if (n == 0)
+            break;
+        for (ssize_t o = 0; o < n && !rc;) {
+            ssize_t w = write(out, buf + o, (size_t)(n - o));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0) {
+                rc = -errno;
+                bfs_set_errmsg(errmsg, "cannot write %s: %s", dst, strerror(-rc));
+            } else {
+                o += w;
+            }
+        }
+    }
+    free(buf);
+    close(in);
+    if (close(out) < 0 && !rc) {
+        rc = -errno;
+        bfs_set_errmsg(errmsg, "cannot write %s: %s", dst, strerror(-rc));
+    }
+    if (rc)
+        unlink(dst);
+    return rc;
+}
+
+/* fsync path (a file, or a directory when dir). */
+static int sync_path(const char *path, bool dir)
+{
+    int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_WRONLY) | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) < 0 ? -errno : 0;
+    if (close(fd) < 0 && !rc)
+        rc = -errno;
+    return rc;
+}
+
+/* Normalize "R22_S00" to "R22S00" into out. */
+static void normalize_sensor(const char *in, char *out, size_t size)
+{
+    if (strlen(in) == 7 && in[3] == '_')
+        snprintf(out, size, "%.3s%s", in, in + 4);
+    else
+        snprintf(out, size, "%s", in);
+}
+
+/* Run the blocks of the document over the open copy. */
+static int merge_blocks(struct merge *m, const char *sensor)
+{
+    const bfs_yaml *y = m->y;
+    const bfs_yaml_node *root = bfs_yaml_root(y);
+    size_t nb = bfs_yaml_len(y, root);
+    int rc = 0;
+    /* PRIMARY first, then the sensor's primary, then the rest in order */
+    for (int pass = 0; pass < 3 && !rc; pass++) {
+        for (size_t i = 0; i < nb && !rc; i++) {
+            const char *name = bfs_yaml_key(y, root, i), *ext;
+            const bfs_yaml_node *list = bfs_yaml_item(y, root, i);
+            enum block_kind k = classify(name, sensor, &ext);
+            if ((pass == 0) != (k == B_PRIMARY) || (pass == 1) != (k == B_SENSOR_PRIMARY))
+                continue;
+            if (k == B_OTHER) {
+                m->r->blocks_other++;
+                continue;
+            }
+            int hdu = 1;
+            if (k == B_EXT) {
+                for (hdu = 1; hdu <= m->n_hdus && strcmp(m->extname[hdu - 1], ext); hdu++)
+                    ;
+                if (hdu > m->n_hdus) {
+                    m->r->blocks_without_hdu++;
+                    if (!m->r->first_missing[0])
+                        snprintf(m->r->first_missing, sizeof m->r->first_missing, "%s", name);
+                    bfs_info(TAG, "%s: no HDU with EXTNAME %s for the Header Service's %s", m->path,
+                             ext, name);
+                    continue;
+                }
+            }
+            rc = merge_block(m, hdu, list);
+        }
+    }
+    return rc;
+}
+
+int bfs_hs_merge(const char *path, const char *text, size_t len, const char *sensor,
+                 bfs_hs_report *report, char **errmsg)
+{
+    bfs_hs_report scratch;
+    bfs_hs_report *r = report ? report : &scratch;
+    memset(r, 0, sizeof *r);
+    if (errmsg)
+        *errmsg = NULL;
+    if (!path || !text) {
+        bfs_set_errmsg(errmsg, "no file or no Header Service document to merge");
+        return -EINVAL;
+    }
+    char sens[32] = "";
+    if (sensor) {
+        normalize_sensor(sensor, sens, sizeof sens);
+        if (!sens[0] || strlen(sensor) >= sizeof sens || !printable(sens)) {
+            bfs_set_errmsg(errmsg, "'%s' is not a sensor name like R22S00", sensor);
+            return -EINVAL;
+        }
+    }
+
+    bfs_yaml *y = NULL;
+    int rc = bfs_yaml_load_mem(text, len, "the Header Service document", &y, errmsg);
+    if (rc < 0)
+        return rc;
+    if ((rc = check_shape(y, errmsg)) < 0) {
+        bfs_yaml_free(y);
+        return rc;
+    }
+
+    struct stat sb;
+    char *copy = bfs_asprintf("%s.merge", path);
+    struct merge m = {.path = path, .y = y, .r = r};
+    if (!copy) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if (stat(path, &sb) < 0) {
+        rc = -errno;
+        bfs_set_errmsg(errmsg, "cannot merge into %s: %s", path, strerror(-rc));
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        rc = -EINVAL;
+        bfs_set_errmsg(errmsg, "cannot merge into %s: not a regular file", path);
+        goto out;
+    }
+
+    /* the working copy, plain FITS */
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    unsigned char magic[2] = {0, 0};
+    bool gz = fd >= 0 && read(fd, magic, 2) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+    if (fd >= 0)
+        close(fd);
+    rc = gz ? bfs_fits_gunzip(path, copy, errmsg) : copy_file(path, copy, errmsg);
+    if (rc < 0)
+        goto out;
+    char *fmsg = NULL;
+    if ((rc = bfs_fits_open_update(copy, &m.f, &fmsg)) < 0) {
+        /* name the file merged into, not the copy */
+        bfs_set_errmsg(errmsg, "cannot merge into %s: %s", path, fmsg ? fmsg : strerror(-rc));
+        free(fmsg);
+        goto out;
+    }
+    if ((rc = bfs_fits_hdu_count(m.f)) < 0)
+        goto fits_failed;
+    m.n_hdus = rc;
+    rc = 0;
+    m.extname = calloc((size_t)m.n_hdus, sizeof *m.extname);
+    m.changed = calloc((size_t)m.n_hdus, sizeof *m.changed);
+    if (!m.extname || !m.changed) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (int h = 1; h <= m.n_hdus && !rc; h++)
+        rc = bfs_fits_select(m.f, h, m.extname[h - 1], sizeof m.extname[h - 1]);
+    if (!rc)
+        rc = merge_blocks(&m, sensor ? sens : NULL);
+    for (int h = 1; h <= m.n_hdus && !rc; h++) {
+        if (!m.changed[h - 1])
+            continue;
+        r->hdus_changed++;
+        if (!(rc = bfs_fits_select(m.f, h, NULL, 0))) {
+            bfs_fits_checksum(m.f);
+            rc = bfs_fits_error(m.f);
+        }
+    }
+fits_failed:;
+    int crc = bfs_fits_close(m.f);
+    m.f = NULL;
+    if (!rc)
+        rc = crc;
+    if (rc < 0) {
+        if (errmsg && !*errmsg)
+            bfs_set_errmsg(errmsg, "merging the Header Service document into %s failed: %s", path,
+                           strerror(-rc));
+        goto out;
+    }
+    r->decompressed = gz;
+    if (!r->hdus_changed && !gz) {
+        unlink(copy); /* nothing to write: path stays as it was, byte for byte */
+        goto out;
+    }
+
+    /* replace path by the copy: data first, then the name, then the name's
+     * directory entry */
+    if (chmod(copy, sb.st_mode & 07777) < 0 || (rc = sync_path(copy, false)) < 0 ||
+        rename(copy, path) < 0) {
+        rc = rc ? rc : -errno;
+        bfs_set_errmsg(errmsg, "cannot replace %s by its merged copy: %s", path, strerror(-rc));
+        goto out;
+    }
+    r->rewritten = true;
+    char *d = strdup(path);
+    if (d) {
+        int src = sync_path(dirname(d), true);
+        if (src < 0)
+            bfs_warn(TAG, "fsync of the directory of %s: %s", path, strerror(-src));
+        free(d);
+    }
+    if (gz)
+        bfs_info(TAG, "%s was gzip-wrapped: it is now plain FITS", path);
+
+out:
+    if (m.f)
+        bfs_fits_close(m.f);
+    if (rc < 0 && copy) {
+        unlink(copy);
+        r->decompressed = false;
+        r->rewritten = false;
+    }
+    free(m.extname);
+    free(m.changed);
+    free(copy);
+    bfs_yaml_free(y);
+    return rc;
+}
+
+void bfs_hs_report_format(const bfs_hs_report *r, char *buf, size_t size)
+{
+    if (!size)
+        return;
+    size_t o = 0;
+#define PUT(...)                                                                       \
+    do {                                                                               \
+        if (o < size) {                                                                \
+            int k_ = snprintf(buf + o, size - o, __VA_ARGS__);                          \
+            o = k_ < 0 ? size : o + (size_t)k_;                                        \
+        }                                                                              \
+    } while (0)
+    PUT("%d added, %d replaced (%d conflict%s", r->added, r->replaced, r->conflicts,
+        r->conflicts == 1 ? "" : "s");
+    for (int i = 0; i < r->n_listed; i++) {
+        const bfs_hs_conflict *c = &r->conflict[i];
+        PUT("%s %s in HDU %d%s%s%s %s -> %s", i ? "," : ":", c->keyword, c->hdu,
+            c->extname[0] ? " (" : "", c->extname, c->extname[0] ? ")" : "",
+            c->old_value[0] ? c->old_value : "undefined", c->new_value[0] ? c->new_value : "undefined");
+    }
+    if (r->conflicts > r->n_listed)
+        PUT(", ...");
+    PUT("), %d unchanged, %d undefined, %d commentary, %d structural skipped, %d invalid; "
+        "%d blocks merged, %d without an HDU%s%s%s, %d of other sensors; %d HDUs changed%s%s",
+        r->unchanged, r->undefined, r->commentary, r->skipped_structural, r->invalid,
+        r->blocks_merged, r->blocks_without_hdu, r->first_missing[0] ? " (first: " : "",
+        r->first_missing, r->first_missing[0] ? ")" : "", r->blocks_other, r->hdus_changed,
+        r->decompressed ? "; gzip-wrapped input decompressed" : "",
+        r->rewritten ? "" : "; file not rewritten");
+#undef PUT
+}
