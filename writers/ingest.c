@@ -59,6 +59,7 @@
 
 #include "camera.h"
 #include "fits.h"
+#include "hdrsvc.h"
 #include "log.h"
 #include "strutil.h"
 #include "template.h"
@@ -105,6 +106,7 @@ struct bfs_upload {
     char *shown;              /* under ing->lock: the name after a rename, or NULL */
     char *shown_old;          /* the one before (a stat snapshot may still point to it) */
     char *obs_id, *raft, *sensor; /* a raw's, from its headers (events), or NULL */
+    char *hs_note;            /* what the Header Service merge did (events), or NULL */
     char *dim_names[BFS_MAX_DIMS], *dim_values[BFS_MAX_DIMS];
     int ndims;
     uid_t uid;
@@ -460,6 +462,7 @@ static void upload_free(struct bfs_upload *u)
     free(u->obs_id);
     free(u->raft);
     free(u->sensor);
+    free(u->hs_note);
     for (int i = 0; i < u->ndims; i++) {
         free(u->dim_names[i]);
         free(u->dim_values[i]);
@@ -740,6 +743,8 @@ static void append_event(bfs_ingest *ing, struct bfs_upload *u)
                           "path", ok ? u->rel : NULL, "name", u->name,
                           "errno", ok ? NULL : (errname ? errname : "?"), "upload", u->u,
                           "latency_ms", latency);
+    if (j && u->hs_note)
+        json_object_set_new(j, "header_service", json_string(u->hs_note));
     free(description);
     char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
@@ -852,6 +857,83 @@ static int raw_records_tx(bfs_ingest *ing, void *ctx)
     return ret;
 }
 
+/* The Header Service document of u's OBSID merged into the spool file
+ * (hdrsvc.h), waiting up to ingest.header_service.wait for it; then the
+ * primary header read again (*cards) so the translation sees the merged
+ * cards.  A document that does not arrive in time, or that cannot be
+ * merged, does not stop the ingest: the file is stored as written, and the
+ * log and the event say so (u->hs_note).  The merge replaces the spool file
+ * by rename, so u->fd is reopened.  It is idempotent: a crash after it
+ * and the step run again at the next mount change nothing more.  Negative
+ * errno only for what must stop the step (memory, the spool file gone). */
+static int merge_header_service(bfs_ingest *ing, struct bfs_upload *u, bfs_fits_card **cards, size_t *n)
+{
+    const bfs_fits_card *o = bfs_fits_find(*cards, *n, "OBSID");
+    const bfs_fits_card *rb = bfs_fits_find(*cards, *n, "RAFTBAY"), *cs = bfs_fits_find(*cards, *n, "CCDSLOT");
+    char sensor[160] = "";
+    if (rb && cs)
+        snprintf(sensor, sizeof sensor, "%s%s", rb->value, cs->value);
+    free(u->hs_note);
+    u->hs_note = NULL;
+    if (!o || !o->value[0]) {
+        u->hs_note = strdup("not merged: the file has no OBSID");
+        return 0;
+    }
+    char obsid[80], *text = NULL, *msg = NULL;
+    snprintf(obsid, sizeof obsid, "%s", o->value);
+    size_t len = 0;
+    const bfs_ingest_config *c = ing->cfg;
+    int ret = bfs_hs_fetch(c->hs_dir, c->hs_url, obsid, c->hs_wait_ms, &text, &len, &msg);
+    if (ret < 0) {
+        u->hs_note = bfs_asprintf("not merged: %s", msg ? msg : strerror(-ret));
+        bfs_warn(TAG, "%s (%s in %s) is stored without its Header Service document: %s", obsid, u->name,
+                 u->run, msg ? msg : strerror(-ret));
+        free(msg);
+        return ret == -ENOMEM ? ret : 0;
+    }
+    bfs_hs_report rep;
+    ret = bfs_hs_merge(u->data_path, text, len, sensor[0] ? sensor : NULL, &rep, &msg);
+    free(text);
+    if (ret < 0) {
+        u->hs_note = bfs_asprintf("not merged: %s", msg ? msg : strerror(-ret));
+        bfs_warn(TAG, "%s (%s in %s): the Header Service document could not be merged: %s", obsid, u->name,
+                 u->run, msg ? msg : strerror(-ret));
+        free(msg);
+        return ret == -ENOMEM ? ret : 0;
+    }
+    char summary[512];
+    bfs_hs_report_format(&rep, summary, sizeof summary);
+    u->hs_note = bfs_asprintf("merged: %s", summary);
+    bfs_info(TAG, "%s: Header Service document merged: %s", obsid, summary);
+    for (int i = 0; i < rep.n_listed; i++)
+        bfs_note(TAG, "%s: Header Service replaced %s in HDU %d%s%s: '%s' -> '%s'", obsid, rep.conflict[i].keyword,
+                 rep.conflict[i].hdu, rep.conflict[i].extname[0] ? " " : "", rep.conflict[i].extname,
+                 rep.conflict[i].old_value, rep.conflict[i].new_value);
+    if (!rep.rewritten)
+        return 0;
+    /* the spool file was replaced: follow it, and read the merged header */
+    int fd = open(u->data_path, O_RDWR | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -EIO;
+    }
+    if (u->fd >= 0)
+        close(u->fd);
+    u->fd = fd;
+    u->size = sb.st_size;
+    bfs_fits_card *merged = NULL;
+    size_t m = 0;
+    if (bfs_fits_read_header(u->data_path, 1, &merged, &m, &msg) == 0) {
+        free(*cards);
+        *cards = merged;
+        *n = m;
+    }
+    free(msg);
+    return 0;
+}
+
 /* SEALED, for a file written in a RUN's own directory: its dataId and
  * dimension records from its primary header (writers/translate.c), then on
  * as a dataset of type raw.  The records are registered before the file is
@@ -867,6 +949,13 @@ static int prepare_raw(bfs_ingest *ing, struct bfs_upload *u, struct tvals *tv)
         quarantine_as(u, EINVAL, "cannot read the primary header: %s", msg ? msg : strerror(-ret));
         free(msg);
         return 0;
+    }
+    if (ing->cfg->hs_dir || ing->cfg->hs_url) {
+        ret = merge_header_service(ing, u, &cards, &n);
+        if (ret < 0) {
+            free(cards);
+            return ret;
+        }
     }
     bfs_raw_translation *t = malloc(sizeof *t);
     ret = t ? bfs_translate_raw(cards, n, u->name, t, &msg) : -ENOMEM;
