@@ -58,6 +58,7 @@
 #include "writers.h"
 
 #include "camera.h"
+#include "durable.h"
 #include "fits.h"
 #include "hdrsvc.h"
 #include "log.h"
@@ -328,38 +329,8 @@ int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, con
 
 /* ---- small file-system helpers -------------------------------------------- */
 
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int ret = fsync(fd) < 0 ? -errno : 0;
-    close(fd);
-    return ret;
-}
 
-/* mkdir -p of the directories above path (mode 0755; 0700 when private). */
-static int make_parents(const char *path, bool private_dirs)
-{
-    char *p = strdup(path);
-    if (!p)
-        return -ENOMEM;
-    int ret = 0;
-    for (char *s = strchr(p + 1, '/'); s && ret == 0; s = strchr(s + 1, '/')) {
-        *s = '\0';
-        if (mkdir(p, private_dirs ? 0700 : 0755) < 0 && errno != EEXIST)
-            ret = -errno;
-        *s = '/';
-    }
-    free(p);
-    return ret;
-}
 
-static char *dir_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    return slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
-}
 
 /* 1 when the two files hold the same bytes, 0 when not, -errno. */
 static int same_bytes(const char *a, const char *b)
@@ -417,23 +388,7 @@ static int write_intent(bfs_ingest *ing, struct bfs_upload *u)
     json_decref(j);
     if (!text)
         return -ENOMEM;
-    char *tmp = bfs_asprintf("%s.tmp", u->intent_path);
-    int ret = tmp ? 0 : -ENOMEM;
-    int fd = tmp ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
-    if (ret == 0 && fd < 0)
-        ret = -errno;
-    size_t len = strlen(text);
-    if (ret == 0 && (write(fd, text, len) != (ssize_t)len || fdatasync(fd) < 0))
-        ret = errno ? -errno : -EIO;
-    if (fd >= 0)
-        close(fd);
-    if (ret == 0 && rename(tmp, u->intent_path) < 0)
-        ret = -errno;
-    if (ret == 0 && fsync(ing->spool_fd) < 0)
-        ret = -errno;
-    if (ret < 0 && tmp)
-        unlink(tmp);
-    free(tmp);
+    int ret = bfs_durable_write(u->intent_path, text, strlen(text));
     free(text);
     if (ret == 0 && ing->kill_at && !strcmp(ing->kill_at, state_names[u->st]))
         raise(SIGKILL); /* the test hook: see the top of this file */
@@ -1082,7 +1037,7 @@ static int step_prepared(bfs_ingest *ing, struct bfs_upload *u)
     char *dst = bfs_asprintf("%s%s", ing->root, u->rel);
     if (!dst)
         return -ENOMEM;
-    int ret = make_parents(dst, false);
+    int ret = bfs_make_parents(dst, false);
     if (ret == 0 && renameat2(AT_FDCWD, u->data_path, AT_FDCWD, dst, RENAME_NOREPLACE) < 0)
         ret = -errno;
     if (ret == -ENOENT) {
@@ -1103,8 +1058,8 @@ static int step_prepared(bfs_ingest *ing, struct bfs_upload *u)
         }
     }
     if (ret == 0) {
-        char *d = dir_of(dst);
-        ret = d ? fsync_dir(d) : -ENOMEM;
+        char *d = bfs_dir_of(dst);
+        ret = d ? bfs_fsync_dir(d) : -ENOMEM;
         free(d);
     }
     free(dst);
@@ -1168,12 +1123,12 @@ static int step_registered(bfs_ingest *ing, struct bfs_upload *u)
     const char *base = strrchr(u->rel, '/') ? strrchr(u->rel, '/') + 1 : u->rel;
     for (int i = 0; src && i < c->n_staging; i++) {
         char *dst = bfs_asprintf("%s/%s/%s", c->staging[i], day, base);
-        int ret = dst ? make_parents(dst, false) : -ENOMEM;
+        int ret = dst ? bfs_make_parents(dst, false) : -ENOMEM;
         if (ret == 0 && link(src, dst) < 0 && errno != EEXIST)
             ret = -errno;
         if (ret == 0) {
-            char *d = dir_of(dst);
-            fsync_dir(d);
+            char *d = bfs_dir_of(dst);
+            bfs_fsync_dir(d);
             free(d);
         } else {
             bfs_warn(TAG, "cannot link %s into staging tree %s: %s", u->rel, c->staging[i], strerror(-ret));
@@ -1196,7 +1151,7 @@ static int step_quarantined(bfs_ingest *ing, struct bfs_upload *u)
     strftime(day, sizeof day, "%Y-%m-%d", gmtime_r(&now, &tm));
     char *qd = bfs_asprintf("%s/%s/%s.data", ing->quarantine, day, u->u);
     char *qr = bfs_asprintf("%s/%s/%s.reason", ing->quarantine, day, u->u);
-    int ret = qd && qr ? make_parents(qd, true) : -ENOMEM;
+    int ret = qd && qr ? bfs_make_parents(qd, true) : -ENOMEM;
     if (ret == 0 && rename(u->data_path, qd) < 0 && errno != ENOENT)
         ret = -errno;
     if (ret == 0) {
@@ -1210,8 +1165,8 @@ static int step_quarantined(bfs_ingest *ing, struct bfs_upload *u)
         free(text);
     }
     if (ret == 0) {
-        char *d = dir_of(qd);
-        ret = fsync_dir(d);
+        char *d = bfs_dir_of(qd);
+        ret = bfs_fsync_dir(d);
         free(d);
     }
     if (ret == 0) {
@@ -1520,7 +1475,7 @@ static int check_staging(const bfs_ingest_config *cfg, const char *datastore_roo
         return -errno;
     for (int i = 0; cfg && i < cfg->n_staging; i++) {
         char *probe = bfs_asprintf("%s/x", cfg->staging[i]);
-        int ret = probe ? make_parents(probe, false) : -ENOMEM;
+        int ret = probe ? bfs_make_parents(probe, false) : -ENOMEM;
         free(probe);
         struct stat st;
         if (ret == 0 && stat(cfg->staging[i], &st) < 0)
