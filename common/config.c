@@ -1127,12 +1127,12 @@ static int load_document(struct loader *L)
                             seen[si]);
             seen[si] = bfs_yaml_line(y, yaml_key_node(y, root, i));
             ret = load_section(L, si, v);
-        } else if (name && !strcmp(name, "ingest")) {
-            ret = 0; /* owned by writers/: bfs_ingest_config_parse reads it at an -o rw mount */
+        } else if (name && (!strcmp(name, "ingest") || !strcmp(name, "transfer"))) {
+            ret = 0; /* owned by writers/ (ingest.c, transfer.c), read at an -o rw mount */
         } else {
             return fail(L, yaml_key_node(y, root, i),
-                        "unknown key '%s' (the file takes: cache, fetch, sources, allowed_roots, ingest)",
-                        name ? name : "?");
+                        "unknown key '%s' (the file takes: cache, fetch, sources, allowed_roots, ingest, "
+                        "transfer)", name ? name : "?");
         }
         if (ret < 0)
             return ret;

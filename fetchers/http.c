@@ -46,6 +46,8 @@
  */
 #include "http_i.h"
 
+#include "config.h"
+
 #include "log.h"
 #include "strutil.h"
 #include "s3.h"
@@ -143,6 +145,12 @@ struct req {
 
     int reject;                  /* -errno recorded by a callback, 0 none */
     char why[160];               /* its detail, for the log */
+
+    /* writes (PUT, MOVE, DELETE): success is any 2xx */
+    bool write;
+    int upload_fd;               /* PUT: the body, read with pread (with write; -1 none) */
+    int64_t upload_size, upload_pos;
+    const char *extra[2];        /* further header lines ("Destination: ...") */
 };
 
 /* ---- curl_global_init, once ------------------------------------------------- */
@@ -663,6 +671,24 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
     return len;
 }
 
+/* A PUT's body, straight from the file (no copy of it in memory). */
+static size_t on_upload(char *buf, size_t size, size_t n, void *ud)
+{
+    struct req *r = ud;
+    int64_t left = r->upload_size - r->upload_pos;
+    size_t want = size * n < (uint64_t)left ? size * n : (size_t)left;
+    if (want == 0)
+        return 0;
+    ssize_t got = pread(r->upload_fd, buf, want, r->upload_pos);
+    if (got <= 0) {
+        reject(r, -EIO, "reading the file to upload at offset %lld: %s", (long long)r->upload_pos,
+               got < 0 ? strerror(errno) : "it ended early");
+        return CURL_READFUNC_ABORT;
+    }
+    r->upload_pos += got;
+    return (size_t)got;
+}
+
 /* ---- the one translation to errno ----------------------------------------------- */
 
 static int status_errno(long status)
@@ -786,6 +812,11 @@ static int http_result(struct req *r, CURLcode rc)
             err = -ECONNRESET;
         tls = err == -EACCES; /* curl_errno's -EACCES: the certificate was refused */
         snprintf(detail, sizeof detail, "%s", r->c->errbuf[0] ? r->c->errbuf : curl_easy_strerror(rc));
+    } else if (r->write) {
+        if (r->status < 200 || r->status >= 300) {
+            err = status_errno(r->status);
+            snprintf(detail, sizeof detail, "HTTP %ld", r->status);
+        }
     } else if (r->status == 200 || (get && r->status == 206)) {
         if (get && r->expect >= 0 && r->got != (size_t)r->expect) {
             err = -EPROTO;
@@ -926,17 +957,41 @@ static int perform(struct req *r)
     if (is_s3(r->url))
         curl_easy_setopt(k, CURLOPT_RANGE, NULL); /* Range is in the signed headers */
 
+    for (int i = 0; ret == 0 && i < 2 && r->extra[i]; i++) {
+        struct curl_slist *l = curl_slist_append(hdrs, r->extra[i]);
+        if (!l) {
+            curl_slist_free_all(hdrs);
+            free(url);
+            return -ENOMEM;
+        }
+        hdrs = l;
+    }
     r->c->errbuf[0] = '\0';
     curl_easy_setopt(k, CURLOPT_TIMEOUT_MS, req_limit(r));
     curl_easy_setopt(k, CURLOPT_URL, url);
-    if (r->buf)
+    if (r->write && r->upload_fd >= 0) {
+        curl_easy_setopt(k, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(k, CURLOPT_READFUNCTION, on_upload);
+        curl_easy_setopt(k, CURLOPT_READDATA, r);
+        curl_easy_setopt(k, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->upload_size);
+    } else if (r->write) {
+        curl_easy_setopt(k, CURLOPT_CUSTOMREQUEST, r->method);
+    } else if (r->buf) {
         curl_easy_setopt(k, CURLOPT_HTTPGET, 1L);
-    else
+    } else {
         curl_easy_setopt(k, CURLOPT_NOBODY, 1L);
+    }
     curl_easy_setopt(k, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(k, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(k, CURLOPT_WRITEDATA, r);
     CURLcode rc = curl_easy_perform(k);
+    if (r->write) { /* the handle is reused by this thread's next read */
+        curl_easy_setopt(k, CURLOPT_UPLOAD, 0L);
+        curl_easy_setopt(k, CURLOPT_READFUNCTION, NULL);
+        curl_easy_setopt(k, CURLOPT_READDATA, NULL);
+        curl_easy_setopt(k, CURLOPT_INFILESIZE_LARGE, (curl_off_t)-1);
+        curl_easy_setopt(k, CURLOPT_CUSTOMREQUEST, NULL);
+    }
     /* The handle keeps pointers to these; clear them before freeing. */
     curl_easy_setopt(k, CURLOPT_HTTPHEADER, NULL);
     curl_easy_setopt(k, CURLOPT_HEADERDATA, NULL);
@@ -1034,6 +1089,45 @@ uint64_t bfs_http_bytes_received(const bfs_http *h)
 }
 
 /* ---- lifecycle ---------------------------------------------------------------- */
+
+int bfs_http_put_file(bfs_http *h, const char *url, int fd, int64_t size, long timeout_ms, bfs_object *result)
+{
+    if (result)
+        memset(result, 0, sizeof *result);
+    if (!bfs_http_handles(url) || is_s3(url))
+        return is_s3(url) ? -EOPNOTSUPP : -EPROTONOSUPPORT;
+    if (fd < 0 || size < 0)
+        return -EINVAL;
+    struct req r = {.h = h, .method = "PUT", .url = url, .timeout_ms = timeout_ms, .write = true,
+                    .upload_fd = fd, .upload_size = size};
+    int ret = perform(&r);
+    if (ret == 0 && r.upload_pos != size)
+        ret = -EPROTO;
+    if (ret == 0 && result)
+        snprintf(result->etag, sizeof result->etag, "%s", r.etag);
+    return ret;
+}
+
+int bfs_http_move(bfs_http *h, const char *from_url, const char *to_url, bool overwrite, long timeout_ms)
+{
+    if (!bfs_http_handles(from_url) || is_s3(from_url) || is_s3(to_url))
+        return -EOPNOTSUPP;
+    char dest[URL_MAX + 16];
+    if (snprintf(dest, sizeof dest, "Destination: %s", to_url) >= (int)sizeof dest)
+        return -ENAMETOOLONG;
+    struct req r = {.h = h, .method = "MOVE", .url = from_url, .timeout_ms = timeout_ms, .write = true,
+                    .upload_fd = -1, .extra = {dest, overwrite ? "Overwrite: T" : "Overwrite: F"}};
+    return perform(&r);
+}
+
+int bfs_http_delete(bfs_http *h, const char *url, long timeout_ms)
+{
+    if (!bfs_http_handles(url) || is_s3(url))
+        return -EOPNOTSUPP;
+    struct req r = {.h = h, .method = "DELETE", .url = url, .timeout_ms = timeout_ms, .write = true,
+                    .upload_fd = -1};
+    return perform(&r);
+}
 
 int bfs_http_new(const bfs_http_cfg *cfg, bfs_http **out, char **errmsg)
 {
@@ -1155,4 +1249,18 @@ int bfs_http_replay(const char *reply, size_t len, int64_t off, int64_t last,
                                     .expect = r.expect, .body_ok = r.body_ok, .got = r.got,
                                     .reject = r.reject};
     return r.reject;
+}
+
+void bfs_http_cfg_from(const struct bfs_config *cfg, bfs_http_cfg *out)
+{
+    *out = (bfs_http_cfg){
+        .connect_timeout_ms = cfg->connect_timeout_ms,
+        .request_timeout_ms = cfg->request_timeout_ms,
+        .low_speed_bytes = cfg->low_speed_bytes,
+        .low_speed_time_s = (cfg->low_speed_time_ms + 999) / 1000,
+        .tls_verify = cfg->tls_verify,
+        .ca_file = cfg->ca_file,
+        .token_file = cfg->token_file,
+        .s3_profile = cfg->s3_profile,
+    };
 }

@@ -85,6 +85,12 @@ typedef struct bfs_http bfs_http;
 int bfs_http_new(const bfs_http_cfg *cfg, bfs_http **out, char **errmsg);
 void bfs_http_free(bfs_http *h);
 
+struct bfs_config;
+/* The http settings of a configuration file's fetch: section (timeouts,
+ * TLS, token file, S3 profile), for every bfs_http the daemon makes.  The
+ * strings point into cfg. */
+void bfs_http_cfg_from(const struct bfs_config *cfg, bfs_http_cfg *out);
+
 /* True for the URL schemes this layer serves: http://, https://, s3://. */
 bool bfs_http_handles(const char *url);
 
@@ -127,6 +133,19 @@ int bfs_http_stat_within(bfs_http *h, const char *url, bfs_object *obj, long tim
 ssize_t bfs_http_get_within(bfs_http *h, const char *url, const bfs_object *pin, int64_t off, size_t len,
                             void *buf, size_t *bytes_moved, long timeout_ms, bfs_object *seen,
                             const bfs_http_sink *sink);
+
+/* ---- writes (WebDAV; the transfer queue) ----
+ * Success is any 2xx.  Bounded by timeout_ms like the reads.  s3:// URIs
+ * are -EOPNOTSUPP here (S3 uploads are not built yet). */
+
+/* PUT size bytes of fd (read with pread from offset 0, never held in
+ * memory whole) to url.  result (may be NULL) gets the reply's ETag. */
+int bfs_http_put_file(bfs_http *h, const char *url, int fd, int64_t size, long timeout_ms, bfs_object *result);
+/* WebDAV MOVE of from_url onto to_url (Destination, Overwrite: T or F);
+ * an existing to_url with overwrite false is the server's 412: -ESTALE. */
+int bfs_http_move(bfs_http *h, const char *from_url, const char *to_url, bool overwrite, long timeout_ms);
+/* DELETE; -ENOENT when the server has no such object. */
+int bfs_http_delete(bfs_http *h, const char *url, long timeout_ms);
 
 /* -errno in words: strerror, except for the two errnos given a meaning of
  * their own here (EHOSTDOWN, EHOSTUNREACH), whose strerror misleads. */

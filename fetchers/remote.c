@@ -1935,16 +1935,8 @@ int bfs_remote_new(const bfs_config *cfg, bfs_remote **out, char **errmsg)
     if (!r)
         return -ENOMEM;
     r->cfg = cfg;
-    bfs_http_cfg hc = {
-        .connect_timeout_ms = cfg->connect_timeout_ms,
-        .request_timeout_ms = cfg->request_timeout_ms,
-        .low_speed_bytes = cfg->low_speed_bytes,
-        .low_speed_time_s = (cfg->low_speed_time_ms + 999) / 1000,
-        .tls_verify = cfg->tls_verify,
-        .ca_file = cfg->ca_file,
-        .token_file = cfg->token_file,
-        .s3_profile = cfg->s3_profile,
-    };
+    bfs_http_cfg hc;
+    bfs_http_cfg_from(cfg, &hc);
     int ret = bfs_http_new(&hc, &r->http, errmsg);
     if (ret < 0) {
         free(r);

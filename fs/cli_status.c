@@ -129,6 +129,11 @@ static void print_human(json_t *j)
                (long long)int_of(in, "ingested"), (long long)int_of(in, "duplicates"),
                (long long)int_of(in, "quarantined"), (long long)int_of(in, "in_flight"),
                (long long)int_of(in, "recovered"));
+    json_t *tq = json_object_get(j, "transfer");
+    if (json_is_object(tq))
+        printf("  transfer     %lld pending (oldest %.0f s), %lld in flight, %lld done, %lld parked\n",
+               (long long)int_of(tq, "pending"), json_number_value(json_object_get(tq, "oldest_pending_s")),
+               (long long)int_of(tq, "in_flight"), (long long)int_of(tq, "done"), (long long)int_of(tq, "parked"));
     json_t *f = json_object_get(j, "fetch");
     json_int_t hits = int_of(f, "cache_hits"), misses = int_of(f, "cache_misses");
     json_t *sk = json_object_get(j, "skipped");

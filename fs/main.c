@@ -19,6 +19,7 @@
 #include "config.h"
 #include "log.h"
 #include "strutil.h"
+#include "transfer.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -58,6 +59,8 @@ static const char usage_text[] =
     "  status [--json] [MOUNTPOINT...]\n"
     "        What the running mounts are doing: bytes from servers, cache hits,\n"
     "        failovers, failed reads, replicas skipped after failures.\n"
+    "  queue [--json] REPO | queue retry REPO | queue drop-parked REPO\n"
+    "        The uploads of ingested files to the Data Backbone (transfer: section).\n"
     "  synth REPO [OPTIONS]\n"
     "        Add synthetic LSSTCam raws to REPO (for tests and benchmarks).\n"
     "  help [COMMAND]   Show this text, or the options of COMMAND.\n"
@@ -281,9 +284,10 @@ static const struct fuse_opt mount_optspec[] = {
     FUSE_OPT_END,
 };
 
-/* The configuration file's ingest: section (owned by writers/), read at an
- * -o rw mount. */
-static int load_ingest_config(const bfs_config *config, bfs_ingest_config *icfg, char **msg)
+/* The configuration file's ingest: and transfer: sections (owned by
+ * writers/), read at an -o rw mount. */
+static int load_write_config(const bfs_config *config, bfs_ingest_config *icfg, bfs_transfer_config *tcfg,
+                             char **msg)
 {
     if (!config->path)
         return 0;
@@ -294,6 +298,9 @@ static int load_ingest_config(const bfs_config *config, bfs_ingest_config *icfg,
     const bfs_yaml_node *sec = bfs_yaml_get(y, bfs_yaml_root(y), "ingest");
     if (sec)
         ret = bfs_ingest_config_parse(y, sec, config->path, icfg, msg);
+    sec = ret == 0 ? bfs_yaml_get(y, bfs_yaml_root(y), "transfer") : NULL;
+    if (sec)
+        ret = bfs_transfer_config_parse(y, sec, config->path, tcfg, msg);
     bfs_yaml_free(y);
     return ret;
 }
@@ -382,6 +389,10 @@ int bfs_cmd_mount(int argc, char **argv)
     bfs_config_defaults(&config);
     bfs_ingest_config icfg; /* the ingest: section, for -o rw */
     bfs_ingest_config_defaults(&icfg);
+    bfs_transfer_config tcfg; /* the transfer: section, for -o rw */
+    bfs_transfer_config_defaults(&tcfg);
+    bfs_http *thttp = NULL;
+    bfs_transfer *transfer = NULL;
     if (bfs_config_load(mo.config, &config, &msg) < 0) {
         fprintf(stderr, "butlerfs: %s\n", msg ? msg : "cannot read the configuration");
         free(msg);
@@ -409,7 +420,7 @@ int bfs_cmd_mount(int argc, char **argv)
         bfs_registry_close(reg);
         goto out_config;
     }
-    if (mo.rw && (load_ingest_config(&config, &icfg, &msg) < 0 ||
+    if (mo.rw && (load_write_config(&config, &icfg, &tcfg, &msg) < 0 ||
                   bfs_ingest_check(bfs_registry_repo_dir(reg), root, &icfg, &msg) < 0)) {
         fprintf(stderr, "butlerfs: %s\n", msg ? msg : "cannot read the ingest: section");
         free(msg);
@@ -481,8 +492,19 @@ int bfs_cmd_mount(int argc, char **argv)
                            .fetcher = fetcher, .max_nodes = mo.max_nodes, .writable = mo.rw != 0};
     if (bfs_tree_new(reg, &topts, &fs.tree) < 0)
         goto out_fetcher;
+    if (mo.rw && tcfg.n_dests) {
+        bfs_http_cfg hc;
+        bfs_http_cfg_from(&config, &hc);
+        if (bfs_http_new(&hc, &thttp, &msg) < 0 ||
+            bfs_transfer_open(bfs_registry_repo_dir(reg), bfs_registry_datastore_root(reg), &tcfg, thttp,
+                              &transfer, &msg) < 0) {
+            bfs_err(MAIN_TAG, "cannot start the transfer queue: %s", msg ? msg : "?");
+            free(msg);
+            goto out_tree;
+        }
+    }
     if (mo.rw && bfs_ingest_open(bfs_registry_repo_dir(reg), bfs_registry_datastore_root(reg), reg, &icfg,
-                                 &fs.ing, &msg) < 0) {
+                                 transfer, &fs.ing, &msg) < 0) {
         bfs_err(MAIN_TAG, "cannot serve writes: %s", msg ? msg : "ingest did not start");
         free(msg);
         goto out_tree;
@@ -507,6 +529,7 @@ int bfs_cmd_mount(int argc, char **argv)
                            "from the kernel's cache at their next open");
     bfs_status_watch_nodes(st, fs.tree);
     bfs_status_watch_ingest(st, fs.ing);
+    bfs_status_watch_transfer(st, transfer);
     int loop = mo.single ? fuse_session_loop(se) : fuse_session_loop_mt(se, cfg);
     bfs_inval_stop(fs.inval);
     fs.inval = NULL;
@@ -518,6 +541,8 @@ int bfs_cmd_mount(int argc, char **argv)
 
     bfs_ingest_close(fs.ing); /* seals in flight finish; before the tree they hold nodes of */
 out_tree:
+    bfs_transfer_close(transfer); /* after the ingest that enqueues; pending jobs stay on disk */
+    bfs_http_free(thttp);
     bfs_tree_free(fs.tree);
 out_fetcher:
     bfs_fetcher_free(fetcher);
@@ -530,6 +555,7 @@ out_signals:
 out_session:
     fuse_session_destroy(se);
 out_config:
+    bfs_transfer_config_free(&tcfg);
     bfs_ingest_config_free(&icfg);
     bfs_config_free(&config);
 out_args:
@@ -574,6 +600,8 @@ static int run_command(const char *self, int argc, char **argv)
         return bfs_cmd_cache(argc, argv);
     if (!strcmp(cmd, "status"))
         return bfs_cmd_status(argc, argv);
+    if (!strcmp(cmd, "queue"))
+        return bfs_cmd_queue(argc, argv);
     if (!strcmp(cmd, "synth"))
         return bfs_cmd_synth(argc, argv);
     if (!strcmp(cmd, "demo"))

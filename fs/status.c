@@ -40,6 +40,7 @@ struct bfs_status {
     bool stop;
     _Atomic(bfs_tree *) tree; /* bfs_status_watch_nodes */
     _Atomic(bfs_ingest *) ing; /* bfs_status_watch_ingest */
+    _Atomic(bfs_transfer *) transfer; /* bfs_status_watch_transfer */
 };
 
 int bfs_status_candidates(char *out[2])
@@ -195,6 +196,25 @@ void bfs_status_watch_ingest(bfs_status *s, bfs_ingest *ing)
         atomic_store(&s->ing, ing);
 }
 
+void bfs_status_watch_transfer(bfs_status *s, bfs_transfer *t)
+{
+    if (s)
+        atomic_store(&s->transfer, t);
+}
+
+/* The "transfer" object: the queue to the Data Backbone (transfer.h). */
+static json_t *transfer_json(bfs_status *s)
+{
+    bfs_transfer *t = atomic_load(&s->transfer);
+    if (!t)
+        return json_null();
+    bfs_queue_stats st;
+    bfs_transfer_stats(t, &st);
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:f}", "pending", (json_int_t)st.pending, "in_flight",
+                     (json_int_t)st.inflight, "done", (json_int_t)st.done, "parked", (json_int_t)st.parked,
+                     "bytes_pending", (json_int_t)st.bytes_pending, "oldest_pending_s", st.oldest_pending_s);
+}
+
 /* The "ingest" object: outcomes of files written into an -o rw mount. */
 static json_t *ingest_json(bfs_status *s)
 {
@@ -290,6 +310,7 @@ static int status_write(bfs_status *s, const char **why)
         return -ENOMEM;
     json_object_set_new(j, "nodes", nodes_json(s));
     json_object_set_new(j, "ingest", ingest_json(s));
+    json_object_set_new(j, "transfer", transfer_json(s));
     int rc = write_file(s, j);
     if (rc == -ENOENT && attach(s, why) == 0) /* removed just now */
         rc = write_file(s, j);

@@ -25,7 +25,9 @@
  *   recent_failure_rate}] (see bfs_fetcher_faults); nodes {live, max_nodes,
  *   trims, victims, invalidations, inval_failed} (bfs_node_stats; null until
  *   bfs_status_watch_nodes); ingest {ingested, duplicates, quarantined,
- *   in_flight, recovered} (bfs_ingest_stats; null on a read-only mount).
+ *   in_flight, recovered} (bfs_ingest_stats; null on a read-only mount);
+ *   transfer {pending, in_flight, done, parked, bytes_pending,
+ *   oldest_pending_s} (this daemon's queue; null without a transfer: section).
  * Strings that come from data (replica and host names) are escaped with
  * bfs_log_escape.
  * No secret is written: replica and host names lose any user:password@, and
@@ -40,6 +42,7 @@
 
 #include "source.h"
 #include "tree.h"
+#include "transfer.h"
 #include "writers.h"
 
 #include <stdbool.h>
@@ -72,6 +75,8 @@ void bfs_status_watch_nodes(bfs_status *s, bfs_tree *t);
 /* Report ing's counters from now on (-o rw); ing is borrowed until
  * bfs_status_stop.  NULL s or ing is fine. */
 void bfs_status_watch_ingest(bfs_status *s, bfs_ingest *ing);
+/* The same for the transfer queue (done and parked count this daemon's). */
+void bfs_status_watch_transfer(bfs_status *s, bfs_transfer *t);
 
 /* Stop the writer and remove its files.  NULL is fine. */
 void bfs_status_stop(bfs_status *s);

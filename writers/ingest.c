@@ -64,6 +64,7 @@
 #include "log.h"
 #include "strutil.h"
 #include "template.h"
+#include "transfer.h"
 #include "translate.h"
 
 #include <dirent.h>
@@ -137,6 +138,7 @@ struct bfs_ingest {
     char *repo, *root, *dir, *spool, *quarantine, *events;
     bfs_registry *reg;
     const bfs_ingest_config *cfg;
+    struct bfs_transfer *transfer; /* NULL: no transfer: section */
     int lock_fd, spool_fd;
     const char *kill_at;
     pthread_mutex_t lock;
@@ -1095,6 +1097,17 @@ static int step_placed(bfs_ingest *ing, struct bfs_upload *u)
     int ret = with_registry(ing, add_dataset_tx, &ad); /* -EIO: stays PLACED, retried at the next mount */
     if (ret == -EEXIST)
         ret = 0; /* the file at rel is this upload's bytes (step_prepared) */
+    if (ret == 0 && ing->transfer) {
+        /* the jobs before REGISTERED: a crash in between replays this step (docs/transfer.md) */
+        bfs_transfer_item item = {.dataset_id = u->dataset_id, .run = u->run, .dataset_type = u->dtype,
+                                  .rel = u->rel, .size = u->size};
+        ret = bfs_transfer_enqueue(ing->transfer, &item);
+        if (ret < 0) {
+            bfs_warn(TAG, "cannot queue the transfer of %s: %s; the upload stays PLACED and is retried at the "
+                          "next mount", u->rel, strerror(-ret));
+            return ret == -ENOMEM ? ret : -EIO;
+        }
+    }
     if (ret == -ENOENT) {
         /* an unknown dimension value or dataset type: the file goes back */
         char *dst = bfs_asprintf("%s%s", ing->root, u->rel);
@@ -1509,7 +1522,8 @@ int bfs_ingest_check(const char *repo_dir, const char *datastore_root, const bfs
 }
 
 int bfs_ingest_open(const char *repo_dir, const char *datastore_root, bfs_registry *reg,
-                    const bfs_ingest_config *cfg, bfs_ingest **out, char **errmsg)
+                    const bfs_ingest_config *cfg, struct bfs_transfer *transfer, bfs_ingest **out,
+                    char **errmsg)
 {
     *out = NULL;
     bfs_ingest *ing = calloc(1, sizeof *ing);
@@ -1517,6 +1531,7 @@ int bfs_ingest_open(const char *repo_dir, const char *datastore_root, bfs_regist
         return -ENOMEM;
     ing->reg = reg;
     ing->cfg = cfg;
+    ing->transfer = transfer;
     ing->lock_fd = ing->spool_fd = -1;
     ing->kill_at = getenv("BFS_INGEST_KILL_AT");
     pthread_mutex_init(&ing->lock, NULL);

@@ -71,10 +71,14 @@ typedef struct bfs_ingest bfs_ingest;
  * BFS_REG_WRITE) and cfg are borrowed and must outlive the ingest.  Takes the
  * repository's rw lock (-EBUSY when another rw daemon holds it), creates
  * REPO/.butlerfs (0700) and its spool, then finishes every upload a previous
- * daemon left (the crash story) before returning.  0, or -errno with
+ * daemon left (the crash story) before returning.  transfer (may be NULL)
+ * gets the jobs of every dataset registered, before it counts as
+ * REGISTERED (transfer.h); it must outlive the ingest.  0, or -errno with
  * *errmsg one sentence. */
+struct bfs_transfer;
 int bfs_ingest_open(const char *repo_dir, const char *datastore_root, bfs_registry *reg,
-                    const bfs_ingest_config *cfg, bfs_ingest **out, char **errmsg);
+                    const bfs_ingest_config *cfg, struct bfs_transfer *transfer, bfs_ingest **out,
+                    char **errmsg);
 /* What bfs_ingest_open would refuse, checked without keeping anything
  * (for the terminal, before a mount daemonizes): the spool cannot be made,
  * another rw daemon holds the lock (-EBUSY), or the spool and the datastore

@@ -197,6 +197,44 @@ class Handler(BaseHTTPRequestHandler):
     def do_HEAD(self):
         self.proxy(False)
 
+    # Writes (WebDAV uploads) pass through unharmed: faults are for replies
+    # to reads.  The body is read whole (test files are small), and a MOVE's
+    # Destination is rewritten to name the server, as the server expects.
+    def do_PUT(self):
+        self.passthrough()
+
+    def do_MOVE(self):
+        self.passthrough()
+
+    def do_DELETE(self):
+        self.passthrough()
+
+    def passthrough(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers["Host"] = self.server.up_netloc
+        if "Destination" in headers:
+            d = urllib.parse.urlsplit(headers["Destination"])
+            headers["Destination"] = urllib.parse.urlunsplit(d._replace(netloc=self.server.up_netloc))
+        conn = http.client.HTTPConnection(self.server.up_host, self.server.up_port, timeout=120)
+        try:
+            conn.request(self.command, self.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        except (OSError, http.client.HTTPException) as e:
+            self.server.state.bump("upstream_errors")
+            data, resp = f"faultproxy: the server failed: {e}\n".encode(), None
+        finally:
+            conn.close()
+        self.send_response_only(resp.status if resp else 502, resp.reason if resp else "Bad Gateway")
+        for k, v in (resp.getheaders() if resp else []):
+            if k.lower() not in HOP_BY_HOP and k.lower() != "content-length":
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def control(self):
         state = self.server.state
         url = urllib.parse.urlsplit(self.path)

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# test_transfer.sh - the transfer queue (docs/transfer.md) against nginx
+# WebDAV on loopback: every raw ingested through an -o rw mount is uploaded
+# (PUT to a temporary name, MOVE), verified by reading it back, and counted
+# done; the objects equal the datastore files and no temporary object is
+# left.  The destination down (nginx stopped with SIGSTOP): writes to the
+# mount still succeed at once, the queue grows; back up: it drains.  kill -9
+# of the daemon with jobs queued, remount: they are done, none twice.  A
+# destination that refuses everything: jobs are parked with the reason;
+# `butlerfs queue retry` and `drop-parked`.  An upload whose read-back
+# differs (a proxy flipping bytes) is never counted done.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/nginx.sh"
+. "$(dirname "$0")/faultproxy.sh"
+skip_unless_fuse
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || skip "nginx is not installed"
+command -v python3 >/dev/null || skip "python3 not installed"
+trap 'kill -CONT "${NGINX_PID:-0}" 2>/dev/null; faultproxy_stop; nginx_stop; bfs_cleanup' EXIT
+T=$BFS_TMP
+mkdir -p "$T/www/archive" "$T/mnt"
+nginx_start "$T/www" || skip "nginx would not start"
+"$BFS_BIN" synth "$T/src" --exposures 4 --detectors 3 --fits >/dev/null 2>&1 || fail "synth"
+mapfile -t RAWS < <(find "$T/src/LSSTCam/raw/all" -name '*.fits' | sort)
+"$BFS_BIN" init "$T/repo" >/dev/null 2>&1 || fail "butlerfs init"
+cat >"$T/bfs.yaml" <<YAML
+transfer:
+  destinations:
+    - name: dbb
+      uri: $NGINX_URL/data/archive/
+      collections: ["LSSTCam/*"]
+  concurrency: 2
+  request_timeout: 2s
+  backoff_max: 2s
+  max_attempts: 100
+YAML
+qjson() { "$BFS_BIN" queue --json "$T/repo"; }
+qfield() { qjson | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+# wait_done N [SECONDS]: until N jobs are done and none pending or in flight
+wait_done() {
+    local i
+    for i in $(seq $((${2:-30} * 5))); do
+        [ "$(qjson | python3 -c 'import json,sys; q = json.load(sys.stdin); print(q["done"], q["pending"] + q["inflight"])')" = "$1 0" ] && return 0
+        sleep 0.2
+    done
+    qjson
+    return 1
+}
+same_objects() { # every datastore raw is in the archive, byte for byte; no temporary objects
+    local f n=0
+    while read -r f; do
+        rel=${f#"$T/repo/"}
+        cmp -s "$f" "$T/www/archive/$rel" || { echo "differs or missing: $rel"; return 1; }
+        n=$((n + 1))
+    done < <(find "$T/repo/LSSTCam" -type f -name '*.fits')
+    [ "$n" -ge 1 ] && ! find "$T/www/archive" -name '*.butlerfs-*' | grep -q .
+}
+
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/bfs.yaml" || finish
+mkdir -p "$T/mnt/LSSTCam/raw/all"
+for i in 0 1 2; do cp "${RAWS[$i]}" "$T/mnt/LSSTCam/raw/all/" || fail "cp $i"; done
+expect "three ingested raws are uploaded and verified (3 jobs done)" wait_done 3
+expect "... the archive holds them byte for byte, with no temporary object left" same_objects
+expect "... under <uri><path relative to the datastore root>" \
+    test -n "$(find "$T/www/archive/LSSTCam/raw/all/raw" -name 'raw_LSSTCam_*.fits' | head -1)"
+expect "the daemon logs one line per completed transfer" test "$(grep -c '"transfer":"done"' "$BFS_LOG")" = 3
+
+# the destination goes down: writes still succeed at once, the queue grows
+kill -STOP "$NGINX_PID"
+t0=$(date +%s)
+for i in 3 4 5 6; do cp "${RAWS[$i]}" "$T/mnt/LSSTCam/raw/all/" || fail "cp $i while the destination is down"; done
+secs=$(($(date +%s) - t0))
+expect "with the destination down, 4 writes still succeed at once (${secs} s)" test "$secs" -le 5
+sleep 3
+expect "... and the queue holds them (pending or in flight: 4)" \
+    test "$(qjson | python3 -c 'import json,sys; q = json.load(sys.stdin); print(q["pending"] + q["inflight"])')" = 4
+"$BFS_BIN" queue "$T/repo" >"$T/q.txt"
+cat "$T/q.txt"
+expect "butlerfs queue says it in words" grep -q "^  pending      [0-9]" "$T/q.txt"
+sleep 2 # the status file is rewritten every 2 s
+expect "butlerfs status counts the queue" bash -c "'$BFS_BIN' status '$T/mnt' | grep -Eq '^  transfer     [0-9]+ pending .*3 done, 0 parked'"
+kill -CONT "$NGINX_PID"
+expect "the destination back: the queue drains (7 done)" wait_done 7 60
+expect "... byte for byte" same_objects
+
+# kill -9 with jobs queued (destination down again), then remount
+kill -STOP "$NGINX_PID"
+for i in 7 8; do cp "${RAWS[$i]}" "$T/mnt/LSSTCam/raw/all/" || fail "cp $i"; done
+sleep 1
+kill -9 "$BFS_PID"
+sleep 0.5
+fusermount3 -u "$T/mnt" 2>/dev/null || true
+kill -CONT "$NGINX_PID"
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/bfs.yaml" || finish
+expect "after kill -9 and a remount, the queued jobs are done (9)" wait_done 9 60
+expect "... each object once, byte for byte, no temporary object" same_objects
+expect "... and nothing is left in flight" test -z "$(ls "$T/repo/.butlerfs/queue/inflight")"
+unmount
+
+# a destination that refuses everything: parked, then retried, then dropped
+cat >"$T/bad.yaml" <<YAML
+transfer:
+  destinations:
+    - {name: nowhere, uri: "$NGINX_URL/fail503/", collections: ["LSSTCam/*"]}
+  request_timeout: 2s
+  backoff_max: 1s
+  max_attempts: 2
+YAML
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/bad.yaml" || finish
+cp "${RAWS[9]}" "$T/mnt/LSSTCam/raw/all/" || fail "cp 9"
+for _ in $(seq 50); do [ "$(qfield parked)" = 1 ] && break; sleep 0.2; done
+expect "a job that keeps failing is parked" test "$(qfield parked)" = 1
+expect "... with its last error" bash -c "'$BFS_BIN' queue '$T/repo' | grep -q 'parked: .* -> nowhere after 2 attempts: PUT .*: '"
+expect "... and one warning line" grep -q '"transfer":"parked"' "$BFS_LOG"
+unmount
+expect "queue retry puts it back" bash -c "'$BFS_BIN' queue retry '$T/repo' | grep -q '^1 parked job back in the queue'"
+expect "... as a pending job" test "$(qfield pending)" = 1
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/bad.yaml" || finish
+for _ in $(seq 50); do [ "$(qfield parked)" = 1 ] && break; sleep 0.2; done
+unmount
+expect "drop-parked deletes it" bash -c "'$BFS_BIN' queue drop-parked '$T/repo' | grep -q '^1 parked job dropped'"
+expect "... and the queue is empty" test "$(qfield parked)$(qfield pending)" = 00
+
+# a read-back that differs (bytes flipped on the way back) is never counted done
+faultproxy_start "$NGINX_URL" --rate 1 --faults flip --seed 3 || fail "the fault proxy did not start"
+sed "s|$NGINX_URL/data/archive/|$FAULTPROXY_URL/data/archive2/|; s/max_attempts: 100/max_attempts: 2/" \
+    "$T/bfs.yaml" >"$T/flip.yaml"
+sed -i 's/name: dbb/name: flipped/' "$T/flip.yaml"
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/flip.yaml" || finish
+cp "${RAWS[10]}" "$T/mnt/LSSTCam/raw/all/" || fail "cp 10"
+for _ in $(seq 50); do [ "$(qfield parked)" = 1 ] && break; sleep 0.2; done
+expect "an upload whose read-back differs is parked, not done" test "$(qfield parked)" = 1
+expect "... with a reason naming the difference" bash -c "'$BFS_BIN' queue '$T/repo' | grep -q 'differs\|reading the object back'"
+unmount
+faultproxy_stop
+check_log
+expect_no_sanitizer
+finish

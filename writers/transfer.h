@@ -1,0 +1,115 @@
+/*
+ * transfer.h - the durable queue that takes every ingested file to the Data
+ * Backbone (issue 12).  docs/transfer.md is the design: the store (one file
+ * per job under REPO/.butlerfs/queue/{pending,inflight,parked,done}), the
+ * state machine of a job and its crash story (also at the top of
+ * transfer.c).
+ *
+ * The ingest calls bfs_transfer_enqueue() for each dataset it registers,
+ * before it records the dataset as REGISTERED, so nothing ingested can miss
+ * its jobs (a crash in between replays the step, and enqueueing is
+ * idempotent).  Worker threads upload: WebDAV PUT to a temporary name, MOVE
+ * onto the final name, then verification before the job is done.
+ *
+ * The `butlerfs queue` command reads and changes the store without a
+ * running daemon (bfs_queue_*); a running daemon picks up a `queue retry`
+ * at its next scan.
+ *
+ * Errors: negative errno; sentences through char **errmsg (malloc'd, the
+ * caller frees).  Threads: every function may be called from any thread.
+ */
+#ifndef BFS_TRANSFER_H
+#define BFS_TRANSFER_H
+
+#include "config.h"
+#include "http.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- configuration: the `transfer:` section ---- */
+
+typedef struct bfs_transfer_dest {
+    char *name;            /* unique, one path component */
+    char *uri;             /* http(s)://host/prefix/ (ends with '/') */
+    char **collections;    /* globs (fnmatch) of RUN names; a dataset matches one */
+    int n_collections;
+    char **dataset_types;  /* globs; none: every type */
+    int n_dataset_types;
+} bfs_transfer_dest;
+
+typedef struct bfs_transfer_config {
+    bfs_transfer_dest *dests;
+    int n_dests;
+    int concurrency;        /* 4 uploads at once, over all destinations */
+    int max_attempts;       /* 10: then the job is parked */
+    int64_t backoff_max_ms; /* 300000: the longest wait after failures */
+    int64_t request_timeout_ms; /* 600000: one PUT, MOVE or verification */
+    bool verify_readback;   /* true: read the object back and compare every byte */
+} bfs_transfer_config;
+
+void bfs_transfer_config_defaults(bfs_transfer_config *c);
+/* Parse the `transfer:` mapping (file: the configuration's name, for
+ * messages) into c, which holds the defaults.  0, or -EINVAL with
+ * *errmsg = "FILE:LINE: what". */
+int bfs_transfer_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, const char *file,
+                              bfs_transfer_config *c, char **errmsg);
+void bfs_transfer_config_free(bfs_transfer_config *c);
+
+/* ---- the queue of one repository (a running daemon) ---- */
+
+typedef struct bfs_transfer bfs_transfer;
+
+/* Open the store under repo_dir/.butlerfs/queue (made if missing), put every
+ * inflight job back to pending (the crash story), and start the workers,
+ * which read files under datastore_root and talk HTTP through http (shared,
+ * owned by the caller, outliving the queue).  cfg must outlive the queue. */
+int bfs_transfer_open(const char *repo_dir, const char *datastore_root, const bfs_transfer_config *cfg,
+                      bfs_http *http, bfs_transfer **out, char **errmsg);
+/* Stop the workers (uploads in progress are abandoned and stay pending). */
+void bfs_transfer_close(bfs_transfer *t);
+
+typedef struct bfs_transfer_item {
+    const char *dataset_id; /* 32 hex digits */
+    const char *run, *dataset_type;
+    const char *rel;        /* path relative to the datastore root */
+    int64_t size;
+} bfs_transfer_item;
+
+/* Make a durable pending job for each destination whose rules match it (0
+ * when none does).  Idempotent: a job of that dataset and destination that
+ * exists in any state is left as it is. */
+int bfs_transfer_enqueue(bfs_transfer *t, const bfs_transfer_item *item);
+
+/* ---- the store, read and changed from outside (the `queue` command) ---- */
+
+typedef struct bfs_queue_stats {
+    int64_t pending, inflight, parked, done;
+    int64_t bytes_pending;
+    double oldest_pending_s; /* age of the oldest pending job, 0 when none */
+    double done_last_hour;   /* jobs done in the last hour */
+} bfs_queue_stats;
+
+typedef struct bfs_queue_job {
+    const char *name;        /* <dataset id>.<destination> */
+    const char *state;       /* "pending", "inflight", "parked", "done" */
+    const char *destination, *rel, *last_error;
+    int attempts;
+    int64_t size;
+    double created, next_try; /* Unix seconds */
+} bfs_queue_job;
+typedef int (*bfs_queue_cb)(void *ctx, const bfs_queue_job *job);
+
+/* Count the jobs of repo_dir's queue; cb (may be NULL) sees every parked
+ * and pending job.  -ENOENT when the repository has no queue. */
+int bfs_queue_read(const char *repo_dir, bfs_queue_stats *st, bfs_queue_cb cb, void *ctx);
+/* Parked jobs back to pending with no attempts (retry), or deleted
+ * (drop).  *n gets how many. */
+int bfs_queue_retry_parked(const char *repo_dir, int64_t *n);
+int bfs_queue_drop_parked(const char *repo_dir, int64_t *n);
+
+/* Live counts of a running queue (for butlerfs status). */
+void bfs_transfer_stats(bfs_transfer *t, bfs_queue_stats *st);
+
+#endif
