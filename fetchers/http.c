@@ -149,6 +149,8 @@ struct req {
     /* writes (PUT, MOVE, DELETE): success is any 2xx */
     bool write;
     int upload_fd;               /* PUT: the body, read with pread (with write; -1 none) */
+    const char *post;            /* POST: a small body in memory */
+    size_t post_len;
     int64_t upload_size, upload_pos;
     const char *extra[2];        /* further header lines ("Destination: ...") */
 };
@@ -974,6 +976,10 @@ static int perform(struct req *r)
         curl_easy_setopt(k, CURLOPT_READFUNCTION, on_upload);
         curl_easy_setopt(k, CURLOPT_READDATA, r);
         curl_easy_setopt(k, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->upload_size);
+    } else if (r->write && r->post) {
+        curl_easy_setopt(k, CURLOPT_POST, 1L);
+        curl_easy_setopt(k, CURLOPT_POSTFIELDS, r->post);
+        curl_easy_setopt(k, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->post_len);
     } else if (r->write) {
         curl_easy_setopt(k, CURLOPT_CUSTOMREQUEST, r->method);
     } else if (r->buf) {
@@ -991,6 +997,8 @@ static int perform(struct req *r)
         curl_easy_setopt(k, CURLOPT_READDATA, NULL);
         curl_easy_setopt(k, CURLOPT_INFILESIZE_LARGE, (curl_off_t)-1);
         curl_easy_setopt(k, CURLOPT_CUSTOMREQUEST, NULL);
+        curl_easy_setopt(k, CURLOPT_POSTFIELDS, NULL);
+        curl_easy_setopt(k, CURLOPT_POST, 0L);
     }
     /* The handle keeps pointers to these; clear them before freeing. */
     curl_easy_setopt(k, CURLOPT_HTTPHEADER, NULL);
@@ -1117,6 +1125,18 @@ int bfs_http_move(bfs_http *h, const char *from_url, const char *to_url, bool ov
         return -ENAMETOOLONG;
     struct req r = {.h = h, .method = "MOVE", .url = from_url, .timeout_ms = timeout_ms, .write = true,
                     .upload_fd = -1, .extra = {dest, overwrite ? "Overwrite: T" : "Overwrite: F"}};
+    return perform(&r);
+}
+
+int bfs_http_post(bfs_http *h, const char *url, const char *content_type, const void *body, size_t len,
+                  long timeout_ms)
+{
+    if (!bfs_http_handles(url) || is_s3(url))
+        return -EOPNOTSUPP;
+    char ct[128];
+    snprintf(ct, sizeof ct, "Content-Type: %s", content_type ? content_type : "application/octet-stream");
+    struct req r = {.h = h, .method = "POST", .url = url, .timeout_ms = timeout_ms, .write = true,
+                    .upload_fd = -1, .post = len ? body : "", .post_len = len, .extra = {ct}};
     return perform(&r);
 }
 

@@ -144,6 +144,9 @@ int bfs_http_put_file(bfs_http *h, const char *url, int fd, int64_t size, long t
 /* WebDAV MOVE of from_url onto to_url (Destination, Overwrite: T or F);
  * an existing to_url with overwrite false is the server's 412: -ESTALE. */
 int bfs_http_move(bfs_http *h, const char *from_url, const char *to_url, bool overwrite, long timeout_ms);
+/* POST of a small body held in memory (an event line to a webhook). */
+int bfs_http_post(bfs_http *h, const char *url, const char *content_type, const void *body, size_t len,
+                  long timeout_ms);
 /* DELETE; -ENOENT when the server has no such object. */
 int bfs_http_delete(bfs_http *h, const char *url, long timeout_ms);
 

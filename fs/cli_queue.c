@@ -2,8 +2,9 @@
  * cli_queue.c - `butlerfs queue [--json] REPO`, `queue retry REPO`,
  * `queue drop-parked REPO`: the transfer queue of a repository
  * (writers/transfer.h), read from its store, with or without a running
- * mount.  The drain rate is the jobs done in the last hour; the time to
- * empty is the pending jobs at that rate.
+ * mount.  The drain rate is the jobs done in the last hour per time since
+ * the first of them (a minute at least); the time to empty is the pending
+ * jobs at that rate.
  */
 #include "cli.h"
 
@@ -114,7 +115,9 @@ int bfs_cmd_queue(int argc, char **argv)
             fprintf(stderr, "butlerfs: cannot read the transfer queue of %s: %s\n", repo, strerror(-ret));
         return 1;
     }
-    double rate_h = st.done_last_hour; /* jobs per hour */
+    /* jobs per hour, over the time since the first job done in the last hour (a minute at least) */
+    double window = st.done_window_s > 60 ? st.done_window_s : 60;
+    double rate_h = st.done_last_hour * 3600.0 / window;
     double empty_s = rate_h > 0 ? st.pending / rate_h * 3600 : -1;
     if (json) {
         json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:o, s:o}", "repository", repo, "pending",
@@ -140,7 +143,8 @@ int bfs_cmd_queue(int argc, char **argv)
            st.pending ? age : "");
     printf("  in flight    %lld\n", (long long)st.inflight);
     printf("  parked       %lld%s\n", (long long)st.parked, st.parked ? " (butlerfs queue retry REPO to try again)" : "");
-    printf("  done         %lld (%.0f in the last hour)\n", (long long)st.done, rate_h);
+    printf("  done         %lld (%.0f in the last hour; drain rate %.0f/h)\n", (long long)st.done, st.done_last_hour,
+           rate_h);
     if (st.pending)
         printf("  to empty     %s\n", empty_s >= 0 ? eta : "unknown (nothing done in the last hour)");
     size_t i;

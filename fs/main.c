@@ -492,19 +492,20 @@ int bfs_cmd_mount(int argc, char **argv)
                            .fetcher = fetcher, .max_nodes = mo.max_nodes, .writable = mo.rw != 0};
     if (bfs_tree_new(reg, &topts, &fs.tree) < 0)
         goto out_fetcher;
-    if (mo.rw && tcfg.n_dests) {
+    if (mo.rw && (tcfg.n_dests || icfg.webhook || icfg.hs_url)) {
+        /* uploads, webhook POSTs and Header Service GETs, with the fetch: section's settings */
         bfs_http_cfg hc;
         bfs_http_cfg_from(&config, &hc);
         if (bfs_http_new(&hc, &thttp, &msg) < 0 ||
-            bfs_transfer_open(bfs_registry_repo_dir(reg), bfs_registry_datastore_root(reg), &tcfg, thttp,
-                              &transfer, &msg) < 0) {
+            (tcfg.n_dests && bfs_transfer_open(bfs_registry_repo_dir(reg), bfs_registry_datastore_root(reg),
+                                               &tcfg, thttp, &transfer, &msg) < 0)) {
             bfs_err(MAIN_TAG, "cannot start the transfer queue: %s", msg ? msg : "?");
             free(msg);
             goto out_tree;
         }
     }
     if (mo.rw && bfs_ingest_open(bfs_registry_repo_dir(reg), bfs_registry_datastore_root(reg), reg, &icfg,
-                                 transfer, &fs.ing, &msg) < 0) {
+                                 transfer, thttp, &fs.ing, &msg) < 0) {
         bfs_err(MAIN_TAG, "cannot serve writes: %s", msg ? msg : "ingest did not start");
         free(msg);
         goto out_tree;

@@ -159,6 +159,12 @@ static bool http_transient(int e)
 int bfs_hs_fetch(const char *dir, const char *url_template, const char *obsid, int64_t wait_ms,
                  char **text, size_t *len, char **errmsg)
 {
+    return bfs_hs_fetch_with(NULL, dir, url_template, obsid, wait_ms, text, len, errmsg);
+}
+
+int bfs_hs_fetch_with(bfs_http *shared, const char *dir, const char *url_template, const char *obsid,
+                      int64_t wait_ms, char **text, size_t *len, char **errmsg)
+{
     *text = NULL;
     *len = 0;
     if (errmsg)
@@ -173,7 +179,7 @@ int bfs_hs_fetch(const char *dir, const char *url_template, const char *obsid, i
         return -EINVAL;
     }
     char *url = NULL, *shown = NULL, *buf = NULL;
-    bfs_http *h = NULL;
+    bfs_http *h = shared;
     if (url_template) {
         if (!(url = expand_url(url_template, obsid)) || !(shown = strdup(url))) {
             free(url);
@@ -280,7 +286,8 @@ int bfs_hs_fetch(const char *dir, const char *url_template, const char *obsid, i
         rc = -ETIMEDOUT;
     }
 out:
-    bfs_http_free(h);
+    if (h != shared)
+        bfs_http_free(h);
     free(buf);
     free(url);
     free(shown);

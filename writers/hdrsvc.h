@@ -61,6 +61,8 @@
 #ifndef BFS_HDRSVC_H
 #define BFS_HDRSVC_H
 
+#include "http.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -97,6 +99,11 @@
  * error. */
 int bfs_hs_fetch(const char *dir, const char *url_template, const char *obsid, int64_t wait_ms,
                  char **text, size_t *len, char **errmsg);
+/* The same through http (the daemon's, configured by the fetch: section:
+ * timeouts, CA file, bearer token); NULL: a bfs_http of default settings
+ * made for the call. */
+int bfs_hs_fetch_with(bfs_http *http, const char *dir, const char *url_template, const char *obsid,
+                      int64_t wait_ms, char **text, size_t *len, char **errmsg);
 
 #define BFS_HS_MAX_CONFLICTS 8
 

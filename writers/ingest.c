@@ -66,6 +66,7 @@
 #include "template.h"
 #include "transfer.h"
 #include "translate.h"
+#include "webhook.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -139,6 +140,8 @@ struct bfs_ingest {
     bfs_registry *reg;
     const bfs_ingest_config *cfg;
     struct bfs_transfer *transfer; /* NULL: no transfer: section */
+    bfs_webhook *webhook;          /* NULL: no ingest.webhook */
+    struct bfs_http *http;         /* borrowed: webhook POSTs and Header Service GETs, or NULL */
     int lock_fd, spool_fd;
     const char *kill_at;
     pthread_mutex_t lock;
@@ -174,6 +177,7 @@ void bfs_ingest_config_defaults(bfs_ingest_config *c)
     c->registry_deadline_ms = 30000;
     c->workers = 2;
     c->hs_wait_ms = 10000;
+    c->webhook_queue = 10000;
 }
 
 void bfs_ingest_config_free(bfs_ingest_config *c)
@@ -189,6 +193,7 @@ void bfs_ingest_config_free(bfs_ingest_config *c)
     free(c->events_file);
     free(c->hs_dir);
     free(c->hs_url);
+    free(c->webhook);
     bfs_ingest_config_defaults(c);
 }
 
@@ -308,6 +313,16 @@ int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, con
                 ret = cfg_fail(errmsg, file, y, v, "must be a duration from 0 to 1d (e.g. 60s)", key);
             else
                 *(key[0] == 'i' ? &c->inbox_ttl_ms : &c->registry_deadline_ms) = n;
+        } else if (!strcmp(key, "webhook")) {
+            if (!s || (!bfs_startswith(s, "http://") && !bfs_startswith(s, "https://")))
+                ret = cfg_fail(errmsg, file, y, v, "must be an http(s) URL", key);
+            else if (!(free(c->webhook), c->webhook = strdup(s)))
+                ret = -ENOMEM;
+        } else if (!strcmp(key, "webhook_queue")) {
+            if (!s || !bfs_parse_i64(s, &n) || n < 1 || n > 10000000)
+                ret = cfg_fail(errmsg, file, y, v, "must be a whole number from 1 to 10000000", key);
+            else
+                c->webhook_queue = n;
         } else if (!strcmp(key, "header_service")) {
             ret = cfg_header_service(y, v, file, c, errmsg);
         } else if (!strcmp(key, "workers")) {
@@ -318,8 +333,8 @@ int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, con
         } else {
             bfs_set_errmsg(errmsg, "%s:%d: unknown key 'ingest.%s' (ingest takes: readonly_collections, "
                                    "create_dataset_types, default_storage_class, checksums, staging, "
-                                   "quarantine, events, header_service, inbox_ttl, registry_deadline, "
-                                   "workers)",
+                                   "quarantine, events, webhook, webhook_queue, header_service, inbox_ttl, "
+                                   "registry_deadline, workers)",
                            file, bfs_yaml_line(y, v), key);
             ret = -EINVAL;
         }
@@ -706,6 +721,8 @@ static void append_event(bfs_ingest *ing, struct bfs_upload *u)
     char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     int fd = line ? open(ing->events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600) : -1;
+    if (line)
+        bfs_webhook_post(ing->webhook, line);
     if (fd >= 0) {
         size_t len = strlen(line);
         line[len] = '\n'; /* json_dumps leaves room: the NUL */
@@ -840,7 +857,7 @@ static int merge_header_service(bfs_ingest *ing, struct bfs_upload *u, bfs_fits_
     snprintf(obsid, sizeof obsid, "%s", o->value);
     size_t len = 0;
     const bfs_ingest_config *c = ing->cfg;
-    int ret = bfs_hs_fetch(c->hs_dir, c->hs_url, obsid, c->hs_wait_ms, &text, &len, &msg);
+    int ret = bfs_hs_fetch_with(ing->http, c->hs_dir, c->hs_url, obsid, c->hs_wait_ms, &text, &len, &msg);
     if (ret < 0) {
         u->hs_note = bfs_asprintf("not merged: %s", msg ? msg : strerror(-ret));
         bfs_warn(TAG, "%s (%s in %s) is stored without its Header Service document: %s", obsid, u->name,
@@ -1522,8 +1539,8 @@ int bfs_ingest_check(const char *repo_dir, const char *datastore_root, const bfs
 }
 
 int bfs_ingest_open(const char *repo_dir, const char *datastore_root, bfs_registry *reg,
-                    const bfs_ingest_config *cfg, struct bfs_transfer *transfer, bfs_ingest **out,
-                    char **errmsg)
+                    const bfs_ingest_config *cfg, struct bfs_transfer *transfer, struct bfs_http *http,
+                    bfs_ingest **out, char **errmsg)
 {
     *out = NULL;
     bfs_ingest *ing = calloc(1, sizeof *ing);
@@ -1532,6 +1549,10 @@ int bfs_ingest_open(const char *repo_dir, const char *datastore_root, bfs_regist
     ing->reg = reg;
     ing->cfg = cfg;
     ing->transfer = transfer;
+    ing->http = http;
+    if (cfg->webhook && http && bfs_webhook_new(cfg->webhook, http, (size_t)cfg->webhook_queue, 10000,
+                                                &ing->webhook) < 0)
+        bfs_warn(TAG, "cannot start the webhook: events are only written to the events file");
     ing->lock_fd = ing->spool_fd = -1;
     ing->kill_at = getenv("BFS_INGEST_KILL_AT");
     pthread_mutex_init(&ing->lock, NULL);
@@ -1595,6 +1616,7 @@ void bfs_ingest_close(bfs_ingest *ing)
     pthread_mutex_unlock(&ing->lock);
     for (int i = 0; i < ing->nworkers; i++)
         pthread_join(ing->workers[i], NULL);
+    bfs_webhook_free(ing->webhook); /* after the workers that post to it */
     /* uploads the kernel still references: their spool and intent stay
      * for the next mount */
     for (struct bfs_upload *u = ing->uploads, *next; u; u = next) {

@@ -886,8 +886,11 @@ static int read_one(void *arg, const char *name)
     case ST_PARKED: st->parked++; break;
     default:
         st->done++;
-        if (c->now - j.done_at < 3600)
+        if (c->now - j.done_at < 3600) {
             st->done_last_hour++;
+            if (c->now - j.done_at > st->done_window_s)
+                st->done_window_s = c->now - j.done_at;
+        }
     }
     if (c->cb && c->state != ST_DONE) {
         bfs_queue_job q = {.name = j.name, .state = state_dirs[c->state], .destination = dname, .rel = j.rel,

@@ -89,6 +89,7 @@ typedef struct bfs_queue_stats {
     int64_t bytes_pending;
     double oldest_pending_s; /* age of the oldest pending job, 0 when none */
     double done_last_hour;   /* jobs done in the last hour */
+    double done_window_s;    /* since the first of those (at most 3600), 0 when none */
 } bfs_queue_stats;
 
 typedef struct bfs_queue_job {

@@ -43,6 +43,8 @@ typedef struct bfs_ingest_config {
     int n_staging;
     char *quarantine_dir;        /* NULL: REPO/.butlerfs/quarantine */
     char *events_file;           /* NULL: REPO/.butlerfs/events.jsonl */
+    char *webhook;               /* an http(s) URL each event line is POSTed to, or NULL */
+    int64_t webhook_queue;       /* 10000 lines at most waiting for the webhook */
     int64_t inbox_ttl_ms;        /* 60000: a written name stays listed in its run this long */
     int64_t registry_deadline_ms; /* 30000: a busy registry past this is EIO */
     int workers;                 /* 2 threads validate and register */
@@ -73,12 +75,14 @@ typedef struct bfs_ingest bfs_ingest;
  * REPO/.butlerfs (0700) and its spool, then finishes every upload a previous
  * daemon left (the crash story) before returning.  transfer (may be NULL)
  * gets the jobs of every dataset registered, before it counts as
- * REGISTERED (transfer.h); it must outlive the ingest.  0, or -errno with
+ * REGISTERED (transfer.h); http (may be NULL) carries the webhook's POSTs;
+ * both must outlive the ingest.  0, or -errno with
  * *errmsg one sentence. */
 struct bfs_transfer;
+struct bfs_http;
 int bfs_ingest_open(const char *repo_dir, const char *datastore_root, bfs_registry *reg,
-                    const bfs_ingest_config *cfg, struct bfs_transfer *transfer, bfs_ingest **out,
-                    char **errmsg);
+                    const bfs_ingest_config *cfg, struct bfs_transfer *transfer, struct bfs_http *http,
+                    bfs_ingest **out, char **errmsg);
 /* What bfs_ingest_open would refuse, checked without keeping anything
  * (for the terminal, before a mount daemonizes): the spool cannot be made,
  * another rw daemon holds the lock (-EBUSY), or the spool and the datastore

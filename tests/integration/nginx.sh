@@ -33,6 +33,7 @@
 #   /data/      DOCROOT with WebDAV PUT/DELETE/MKCOL/COPY/MOVE (parents created
 #               by PUT), PROPFIND/OPTIONS when dav-ext is installed, JSON listings
 #   /fail503/   always 503                  /drop/   always 444 (connection closed)
+#   /hook/      204 to anything (a webhook that accepts every POST)
 #   /slow/      DOCROOT at 20 KB/s          /stall/  sleeps 30 s, then a tiny body
 #   /flaky/     ~50 % of requests 503, the rest DOCROOT
 #   /auth/      DOCROOT, but 401 unless "Authorization: Bearer sekrit-token"
@@ -154,6 +155,7 @@ TLS
             autoindex_format json;
         }
         location /fail503/ { return 503; }
+        location /hook/    { return 204; }
         location /drop/    { return 444; }
         # a long fat pipe: each request (TCP stream) is held to a rate, as
         # window/RTT limits one stream across an ocean; benchmarks only

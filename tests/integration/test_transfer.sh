@@ -23,6 +23,8 @@ nginx_start "$T/www" || skip "nginx would not start"
 mapfile -t RAWS < <(find "$T/src/LSSTCam/raw/all" -name '*.fits' | sort)
 "$BFS_BIN" init "$T/repo" >/dev/null 2>&1 || fail "butlerfs init"
 cat >"$T/bfs.yaml" <<YAML
+ingest:
+  webhook: $NGINX_URL/hook/events
 transfer:
   destinations:
     - name: dbb
@@ -63,6 +65,8 @@ expect "... the archive holds them byte for byte, with no temporary object left"
 expect "... under <uri><path relative to the datastore root>" \
     test -n "$(find "$T/www/archive/LSSTCam/raw/all/raw" -name 'raw_LSSTCam_*.fits' | head -1)"
 expect "the daemon logs one line per completed transfer" test "$(grep -c '"transfer":"done"' "$BFS_LOG")" = 3
+expect "each event line was POSTed to the webhook (3)" \
+    bash -c "test \$(grep -c 'POST /hook/events' '$NGINX_DIR/access.log') = 3"
 
 # the destination goes down: writes still succeed at once, the queue grows
 kill -STOP "$NGINX_PID"

@@ -93,7 +93,7 @@ static int setup(void **state)
     c->cfg.readonly_collections[0] = strdup("frozen*");
     c->cfg.n_readonly_collections = 1;
     char *msg = NULL;
-    if (bfs_ingest_open(c->repo->dir, bfs_registry_datastore_root(c->reg), c->reg, &c->cfg, NULL, &c->ing, &msg) != 0) {
+    if (bfs_ingest_open(c->repo->dir, bfs_registry_datastore_root(c->reg), c->reg, &c->cfg, NULL, NULL, &c->ing, &msg) != 0) {
         print_error("%s\n", msg ? msg : "?");
         return -1;
     }
@@ -234,7 +234,7 @@ static void test_lock(void **state)
     struct ictx *c = *state;
     bfs_ingest *second = NULL;
     char *msg = NULL;
-    assert_int_equal(bfs_ingest_open(c->repo->dir, bfs_registry_datastore_root(c->reg), c->reg, &c->cfg, NULL,
+    assert_int_equal(bfs_ingest_open(c->repo->dir, bfs_registry_datastore_root(c->reg), c->reg, &c->cfg, NULL, NULL,
                                      &second, &msg), -EBUSY);
     assert_null(second);
     assert_non_null(strstr(msg, "another butlerfs -o rw mount serves"));

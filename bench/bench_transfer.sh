@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# bench/bench_transfer.sh - the transfer queue's drain (docs/transfer.md) as
+# a ratio against `curl -T` of the same files to the same server, in one run.
+#
+#   baseline: curl -T of each file, one after another, to nginx WebDAV on
+#             loopback (what a simple script would do);
+#   queue:    the same files ingested through an -o rw mount while the
+#             destination is stopped (SIGSTOP), so they all wait in the queue;
+#             then the destination resumes and the drain is timed until every
+#             job is done.  Once with verify: size (PUT + MOVE + HEAD) and once
+#             with verify: readback (the object read back and compared), each
+#             with the configured concurrency.
+#
+# Usage: bench/bench_transfer.sh [--files N] [--mib M] [--concurrency C] [--reps R] [--keep]
+# Env:   BFS_BIN (default build/fs/butlerfs), BENCH_DIR (default a new dir under /var/tmp)
+# Each figure is the median of R runs (default 3).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${BFS_BIN:-$here/build/fs/butlerfs}
+FILES=40 MIB=16 CONC=4 REPS=3 KEEP=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --files) FILES=$2; shift 2 ;;
+    --mib) MIB=$2; shift 2 ;;
+    --concurrency) CONC=$2; shift 2 ;;
+    --reps) REPS=$2; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ -x "$BIN" ] || { echo "no butlerfs binary at $BIN (build first, or set BFS_BIN)" >&2; exit 1; }
+for c in sqlite3 curl python3; do command -v "$c" >/dev/null || { echo "bench_transfer needs $c" >&2; exit 1; }; done
+# shellcheck source=../tests/integration/nginx.sh
+. "$here/tests/integration/nginx.sh"
+WORK=${BENCH_DIR:-$(mktemp -d /var/tmp/bfs-bench-transfer.XXXXXX)}
+MNT=$WORK/mnt SRC=$WORK/src WWW=$WORK/www
+mkdir -p "$MNT" "$SRC" "$WWW"
+cleanup() {
+  kill -CONT "${NGINX_PID:-0}" 2>/dev/null || true
+  mountpoint -q "$MNT" && fusermount3 -u "$MNT"
+  nginx_stop
+  [ "$KEEP" = 1 ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+now() { date +%s.%N; }
+
+nginx_start "$WWW" || { echo "nginx would not start" >&2; exit 1; }
+echo "== $FILES files of $MIB MiB, concurrency $CONC, $REPS repetitions"
+"$BIN" synth "$WORK/repo" --exposures 1 --detectors "$FILES" >/dev/null
+DB=$WORK/repo/gen3.sqlite3
+EXP=$(sqlite3 "$DB" "SELECT exposure FROM dataset_tags_00000001 LIMIT 1")
+mapfile -t DETS < <(sqlite3 "$DB" "SELECT DISTINCT detector FROM dataset_tags_00000001 ORDER BY detector")
+for i in $(seq 0 $((FILES - 1))); do head -c $((MIB << 20)) /dev/urandom >"$SRC/f$i.dat"; done
+sync
+
+curl_pass() { # seconds for curl -T of every file, one after another
+  local t0 t1 i
+  t0=$(now)
+  for i in $(seq 0 $((FILES - 1))); do
+    curl -sf -T "$SRC/f$i.dat" "$NGINX_URL/data/curl/$1/f$i.dat" -o /dev/null --create-dirs
+  done
+  t1=$(now)
+  echo "$t1 - $t0" | bc
+}
+
+queue_pass() { # queue_pass RUN VERIFY: seconds from the destination's return to an empty queue
+  local run=$1 verify=$2 t0 t1
+  cat >"$WORK/bfs.yaml" <<YAML
+transfer:
+  destinations:
+    - {name: dbb, uri: "$NGINX_URL/data/archive/", collections: ["bench/*"]}
+  concurrency: $CONC
+  verify: $verify
+  backoff_max: 1s
+YAML
+  "$BIN" mount "$WORK/repo" "$MNT" -o "rw,config=$WORK/bfs.yaml,log=$WORK/butlerfs.log"
+  kill -STOP "$NGINX_PID"
+  for i in $(seq 0 $((FILES - 1))); do
+    d="$MNT/$run/raw/instrument=LSSTCam/detector=${DETS[$i]}/exposure=$EXP"
+    mkdir -p "$d"
+    cp "$SRC/f$i.dat" "$d/"
+  done
+  sleep 1.5 # every worker has a job in flight against the stopped server
+  t0=$(now)
+  kill -CONT "$NGINX_PID"
+  while :; do
+    state=$("$BIN" queue --json "$WORK/repo" | python3 -c 'import json,sys; q = json.load(sys.stdin); print(q["pending"] + q["inflight"], q["parked"])')
+    [ "${state% *}" = 0 ] && break
+    [ "${state#* }" = 0 ] || { echo "jobs parked: see $WORK/butlerfs.log" >&2; exit 1; }
+    sleep 0.05
+  done
+  t1=$(now)
+  fusermount3 -u "$MNT"
+  echo "$t1 - $t0" | bc
+}
+
+declare -a cu qs qr
+for r in $(seq "$REPS"); do
+  cu+=("$(curl_pass "c$r")")
+  qs+=("$(queue_pass "bench/s$r" size)")
+  qr+=("$(queue_pass "bench/r$r" readback)")
+done
+mb=$((FILES * MIB))
+C=$(printf '%s\n' "${cu[@]}" | median); S=$(printf '%s\n' "${qs[@]}" | median); R=$(printf '%s\n' "${qr[@]}" | median)
+echo
+echo "machine: $(nproc) cores $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r)"
+printf "%d files x %d MiB to nginx WebDAV on loopback, median of %d\n" "$FILES" "$MIB" "$REPS"
+printf "  curl -T, one after another:        %.2f s (%.0f MiB/s)\n" "$C" "$(echo "$mb / $C" | bc -l)"
+printf "  queue drain, verify size:          %.2f s (%.0f MiB/s): ratio %.2f (target >= 0.9)\n" \
+  "$S" "$(echo "$mb / $S" | bc -l)" "$(echo "$C / $S" | bc -l)"
+printf "  queue drain, verify readback:      %.2f s (%.0f MiB/s): ratio %.2f\n" \
+  "$R" "$(echo "$mb / $R" | bc -l)" "$(echo "$C / $R" | bc -l)"
