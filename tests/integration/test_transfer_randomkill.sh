@@ -36,7 +36,7 @@ for i in $(seq "$ROUNDS"); do
     d="$T/mnt/rk/$i/raw/instrument=LSSTCam/detector=${DETS[$((i % 16))]}/exposure=$EXP"
     mkdir -p "$d"
     cp "$T/f$i.dat" "$d/" || fail "round $i: cp"
-    sleep "0.$(printf "%03d" $((RANDOM % 150)))"  # an upload of 16 MiB + its read-back: ~0.1 s here
+    sleep "0.$(printf "%03d" $((RANDOM % 60)))"  # an upload of 16 MiB + its read-back: ~0.05-0.1 s here
     kill -9 "$BFS_PID"
     wait "$BFS_PID" 2>/dev/null
     fusermount3 -u "$T/mnt" 2>/dev/null || fusermount3 -uz "$T/mnt" 2>/dev/null || true
