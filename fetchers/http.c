@@ -139,6 +139,7 @@ struct req {
     int64_t cr_first, cr_last, cr_total; /* cr_total -1 for '*' */
     bool etag_too_long;
     bool sse_opaque;             /* SSE-KMS or SSE-C: the ETag is not the MD5 */
+    char sum_alg[8], sum_hex[65]; /* x-amz-checksum-sha256 / -sha1 of the whole object */
     char etag[sizeof ((bfs_object *)0)->etag];
     char last_modified[sizeof ((bfs_object *)0)->last_modified];
     bool body_ok;                /* final 200/206 head accepted */
@@ -586,6 +587,32 @@ static void check_head(struct req *r)
     r->body_ok = true;
 }
 
+/* Standard base64 (with or without padding) into out; the decoded length,
+ * or 0 when s is not base64 or does not fit. */
+static size_t base64_decode(const char *s, size_t n, unsigned char *out, size_t cap)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '=')
+            break;
+        const char *p = memchr(alphabet, s[i], 64);
+        if (!p || !s[i])
+            return 0;
+        acc = acc << 6 | (uint32_t)(p - alphabet);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (len == cap)
+                return 0;
+            out[len++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return len;
+}
+
 static size_t on_header(char *data, size_t size, size_t n, void *ud)
 {
     struct req *r = ud;
@@ -600,6 +627,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
         r->content_length = -1;
         r->have_range = false;
         r->etag[0] = r->last_modified[0] = '\0';
+        r->sum_alg[0] = r->sum_hex[0] = '\0';
         r->etag_too_long = false;
         r->sse_opaque = false;
         r->body_ok = false;
@@ -642,6 +670,15 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
     } else if (IS("Last-Modified")) {
         if (vlen < sizeof r->last_modified)
             snprintf(r->last_modified, sizeof r->last_modified, "%.*s", (int)vlen, v);
+    } else if (IS("x-amz-checksum-sha256") || IS("x-amz-checksum-sha1")) {
+        /* base64 of the digest; a composite one (multipart: "...-N") is not the whole object's */
+        size_t want = IS("x-amz-checksum-sha256") ? 32 : 20;
+        unsigned char d[32];
+        if (!memchr(v, '-', vlen) && base64_decode(v, vlen, d, sizeof d) == want) {
+            snprintf(r->sum_alg, sizeof r->sum_alg, "%s", want == 32 ? "sha256" : "sha1");
+            for (size_t i = 0; i < want; i++)
+                snprintf(r->sum_hex + 2 * i, 3, "%02x", d[i]);
+        }
     } else if (IS("x-amz-server-side-encryption")) {
         r->sse_opaque = r->sse_opaque || (vlen >= 7 && strncasecmp(v, "aws:kms", 7) == 0);
     } else if (IS("x-amz-server-side-encryption-customer-algorithm")) {
@@ -1021,6 +1058,15 @@ static bool etag_is_md5(const struct req *r)
     return true;
 }
 
+/* The reply's whole-object checksum into obj (S3 replies only). */
+static void copy_sum(const struct req *r, bfs_object *obj)
+{
+    if (!is_s3(r->url) || !r->sum_alg[0])
+        return;
+    snprintf(obj->sum_alg, sizeof obj->sum_alg, "%s", r->sum_alg);
+    snprintf(obj->sum_hex, sizeof obj->sum_hex, "%s", r->sum_hex);
+}
+
 int bfs_http_stat(bfs_http *h, const char *url, bfs_object *obj)
 {
     return bfs_http_stat_within(h, url, obj, 0);
@@ -1039,6 +1085,7 @@ int bfs_http_stat_within(bfs_http *h, const char *url, bfs_object *obj, long tim
     snprintf(obj->etag, sizeof obj->etag, "%s", r.etag);
     snprintf(obj->last_modified, sizeof obj->last_modified, "%s", r.last_modified);
     obj->etag_md5 = etag_is_md5(&r);
+    copy_sum(&r, obj);
     return 0;
 }
 
@@ -1087,6 +1134,7 @@ ssize_t bfs_http_get_within(bfs_http *h, const char *url, const bfs_object *pin,
         snprintf(seen->etag, sizeof seen->etag, "%s", r.etag);
         snprintf(seen->last_modified, sizeof seen->last_modified, "%s", r.last_modified);
         seen->etag_md5 = etag_is_md5(&r);
+        copy_sum(&r, seen);
     }
     return ret < 0 ? ret : (ssize_t)r.got;
 }

@@ -72,6 +72,9 @@ typedef struct bfs_object {
     int64_t size;
     char etag[160];           /* "" when the server gave none */
     char last_modified[64];   /* "" when none */
+    char sum_alg[8];          /* "sha256" or "sha1": an S3 x-amz-checksum-* of the whole object
+                               * (composite checksums of multipart objects are not kept); "" none */
+    char sum_hex[65];         /* that checksum, lowercase hex */
     bool etag_md5;            /* the ETag is the object's MD5: an S3 reply with a single-part
                                * ETag (32 hex digits) and no SSE-KMS or SSE-C encryption */
 } bfs_object;

@@ -1259,10 +1259,11 @@ static void robj_put(bfs_robj *o)
 }
 
 /* The cache's record of an object, keyed by its logical URI:
- * "size\netag\nlast_modified\nreplica\nverified\netag_md5\n", where
- * verified is the checksum this version was found to match ("-": none) and
+ * "size\netag\nlast_modified\nreplica\nverified\netag_md5\nsum\n", where
+ * verified is the checksum this version was found to match ("-": none),
  * etag_md5 is 1 when the ETag is the object's MD5 (absent in older records:
- * not known to be). */
+ * not known to be) and sum is the server's "alg:hex" checksum ("-": none;
+ * absent in older records). */
 static bool record_load(bfs_remote *r, const char *logical, bfs_object *pin, int *replica, char *verified,
                         size_t vsz)
 {
@@ -1275,11 +1276,18 @@ static bool record_load(bfs_remote *r, const char *logical, bfs_object *pin, int
     buf[n] = '\0';
     long long size;
     char etag[sizeof pin->etag] = "", lm[sizeof pin->last_modified] = "", ver[160] = "";
+    char sum[80] = "";
     int rep = 0, md5 = 0;
-    if (sscanf(buf, "%lld\n%159[^\n]\n%63[^\n]\n%d\n%159[^\n]\n%d", &size, etag, lm, &rep, ver, &md5) < 1)
+    if (sscanf(buf, "%lld\n%159[^\n]\n%63[^\n]\n%d\n%159[^\n]\n%d\n%79[^\n]", &size, etag, lm, &rep, ver, &md5,
+               sum) < 1)
         return false;
     pin->size = size;
     pin->etag_md5 = md5 == 1;
+    const char *colon = strchr(sum, ':');
+    if (colon && colon - sum < (ptrdiff_t)sizeof pin->sum_alg && strlen(colon + 1) < sizeof pin->sum_hex) {
+        snprintf(pin->sum_alg, sizeof pin->sum_alg, "%.*s", (int)(colon - sum), sum);
+        snprintf(pin->sum_hex, sizeof pin->sum_hex, "%s", colon + 1);
+    }
     snprintf(verified, vsz, "%s", strcmp(ver, "-") ? ver : "");
     snprintf(pin->etag, sizeof pin->etag, "%s", strcmp(etag, "-") ? etag : "");
     snprintf(pin->last_modified, sizeof pin->last_modified, "%s", strcmp(lm, "-") ? lm : "");
@@ -1299,9 +1307,10 @@ static void record_store(bfs_remote *r, const char *logical, const bfs_object *p
 {
     if (!r->cache)
         return;
-    char *text = bfs_asprintf("%lld\n%s\n%s\n%d\n%s\n%d\n", (long long)pin->size, pin->etag[0] ? pin->etag : "-",
-                              pin->last_modified[0] ? pin->last_modified : "-", replica,
-                              verified && verified[0] ? verified : "-", pin->etag_md5 ? 1 : 0);
+    char *text = bfs_asprintf("%lld\n%s\n%s\n%d\n%s\n%d\n%s%s%s\n", (long long)pin->size,
+                              pin->etag[0] ? pin->etag : "-", pin->last_modified[0] ? pin->last_modified : "-",
+                              replica, verified && verified[0] ? verified : "-", pin->etag_md5 ? 1 : 0,
+                              pin->sum_alg[0] ? pin->sum_alg : "-", pin->sum_alg[0] ? ":" : "", pin->sum_hex);
     if (text)
         bfs_cache_record_put(r->cache, logical, text, strlen(text));
     free(text);
@@ -1364,6 +1373,24 @@ static bool checksum_usable(const char *checksum, char out[129])
         out[i] = (char)(checksum[i] | 0x20);
     }
     out[128] = '\0';
+    return true;
+}
+
+/* The server's whole-object checksum of a pin (x-amz-checksum-sha256, else
+ * -sha1), as lowercase hex into out, with its digest. */
+static bool sum_usable(const bfs_object *pin, char out[129], const EVP_MD **md)
+{
+    size_t n = strlen(pin->sum_hex);
+    if (!strcmp(pin->sum_alg, "sha256") && n == 64)
+        *md = EVP_sha256();
+    else if (!strcmp(pin->sum_alg, "sha1") && n == 40)
+        *md = EVP_sha1();
+    else
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (bfs_hexval((unsigned char)pin->sum_hex[i]) < 0)
+            return false;
+    snprintf(out, 129, "%s", pin->sum_hex);
     return true;
 }
 
@@ -1536,8 +1563,11 @@ int bfs_robj_open(bfs_remote *r, const char *logical, char *const *urls, int n, 
     if (registry_ck) {
         md = EVP_blake2b512();
         o->ck_what = "the registry's checksum (BLAKE2b";
+    } else if (ret == 0 && sum_usable(&o->pin, want, &md)) {
+        /* no registry checksum to check: the server's will do, the strongest first */
+        o->ck_what = !strcmp(o->pin.sum_alg, "sha256") ? "its S3 checksum (SHA-256" : "its S3 checksum (SHA-1";
     } else if (ret == 0 && etag_usable(&o->pin, want)) {
-        md = EVP_md5(); /* no registry checksum to check: the server's will do */
+        md = EVP_md5();
         o->ck_what = "its S3 ETag (MD5";
     }
     if (md && strcmp(want, verified) != 0 && o->pin.size > 0) {

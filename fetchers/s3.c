@@ -1072,15 +1072,19 @@ int bfs_s3_prepare(bfs_s3 *s3, const char *method, const char *s3_uri, const cha
     const bool no_body = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     const char *payload = no_body ? BFS_S3_EMPTY_SHA256 : "UNSIGNED-PAYLOAD";
 
-    /* Sorted: host < if-match < range < x-amz-content-sha256 < x-amz-date <
-     * x-amz-security-token. */
-    const char *names[6], *values[6];
+    /* Sorted: host < if-match < range < x-amz-checksum-mode <
+     * x-amz-content-sha256 < x-amz-date < x-amz-security-token.  A GET or
+     * HEAD asks for the object's checksums (x-amz-checksum-mode), which S3
+     * returns only when asked, so a whole read can be checked against them. */
+    const char *names[7], *values[7];
     int nh = 0;
     names[nh] = "host", values[nh++] = host;
     if (if_match)
         names[nh] = "if-match", values[nh++] = if_match;
     if (range_header)
         names[nh] = "range", values[nh++] = range_header;
+    if (no_body)
+        names[nh] = "x-amz-checksum-mode", values[nh++] = "ENABLED";
     names[nh] = "x-amz-content-sha256", values[nh++] = payload;
     names[nh] = "x-amz-date", values[nh++] = amz_date;
     if (c.session_token[0])
@@ -1093,10 +1097,10 @@ int bfs_s3_prepare(bfs_s3 *s3, const char *method, const char *s3_uri, const cha
         goto out;
     }
 
-    static const char *const wire[] = {"Host", "If-Match", "Range", "x-amz-content-sha256",
-                                       "x-amz-date", "x-amz-security-token"};
-    static const char *const lower[] = {"host", "if-match", "range", "x-amz-content-sha256",
-                                        "x-amz-date", "x-amz-security-token"};
+    static const char *const wire[] = {"Host", "If-Match", "Range", "x-amz-checksum-mode",
+                                       "x-amz-content-sha256", "x-amz-date", "x-amz-security-token"};
+    static const char *const lower[] = {"host", "if-match", "range", "x-amz-checksum-mode",
+                                        "x-amz-content-sha256", "x-amz-date", "x-amz-security-token"};
     for (int i = 0; i < nh; i++) {
         const char *w = names[i];
         for (size_t j = 0; j < sizeof lower / sizeof lower[0]; j++)

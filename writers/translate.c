@@ -605,7 +605,7 @@ static void physical_filter(struct tx *t, char *out)
         len -= 6;
         joined[len] = 0;
     }
-    snprintf(out, 80, "%s", joined);
+    snprintf(out, 80, "%.79s", joined); /* longer fails its 32-character check */
 }
 
 static void observation_reason(struct tx *t, const char *obstype, char *out)

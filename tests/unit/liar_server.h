@@ -99,6 +99,9 @@ struct bfs_test_liar {
                                 * test sets it at any time, 0 makes the liar honest */
     atomic_int_least64_t flip_at; /* LIE_FLIP_BYTE: the object offset of the byte flipped */
     atomic_uint flipped;       /* replies LIE_FLIP_BYTE corrupted */
+    char extra_head[192];      /* header lines ("Name: value\r\n"...) added to every HEAD
+                                * and GET reply: an S3 x-amz-checksum-*, say; set before
+                                * the requests that should see it */
     struct bfs_test_liar_conn conn[BFS_LIAR_CONNS];
 };
 
@@ -186,13 +189,13 @@ static enum bfs_liar_after bfs_liar_answer(struct bfs_test_liar *s, int fd, cons
             lie = i;
     char etag[64];
     snprintf(etag, sizeof etag, "\"liar-%zx\"", s->size);
-    char h[512];
+    char h[768];
     int hn;
     if (lie == LIE_COUNT)
         return bfs_liar_status(fd, "404 Not Found", "", LIAR_KEEP);
     if (strcmp(method, "HEAD") == 0) {
         hn = snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nETag: %s\r\n"
-                                   "Accept-Ranges: bytes\r\n\r\n", s->size, etag);
+                                   "Accept-Ranges: bytes\r\n%s\r\n", s->size, etag, s->extra_head);
         return bfs_liar_send(fd, h, (size_t)hn) ? LIAR_KEEP : LIAR_CLOSE;
     }
     if (strcmp(method, "GET") != 0)
@@ -201,7 +204,8 @@ static enum bfs_liar_after bfs_liar_answer(struct bfs_test_liar *s, int fd, cons
     const char *range = strcasestr(head, "\r\nRange:");
     int64_t a = 0, b = (int64_t)s->size - 1;
     if (!range) {
-        hn = snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nETag: %s\r\n\r\n", s->size, etag);
+        hn = snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nETag: %s\r\n%s\r\n", s->size, etag,
+                      s->extra_head);
         return bfs_liar_send(fd, h, (size_t)hn) && bfs_liar_send(fd, s->data, s->size) ? LIAR_KEEP : LIAR_CLOSE;
     }
     int got = sscanf(range + 8, " bytes=%" SCNd64 "-%" SCNd64, &a, &b);
@@ -247,7 +251,8 @@ static enum bfs_liar_after bfs_liar_answer(struct bfs_test_liar *s, int fd, cons
         snprintf(cr, sizeof cr, "Content-Range: bytes %" PRId64 "-%" PRId64 "/%" PRId64 "\r\n", first, last, total);
     if (with_length)
         snprintf(cl, sizeof cl, "Content-Length: %zu\r\n", n);
-    hn = snprintf(h, sizeof h, "HTTP/1.1 206 Partial Content\r\n%s%sETag: %s\r\n\r\n", cr, cl, etag);
+    hn = snprintf(h, sizeof h, "HTTP/1.1 206 Partial Content\r\n%s%sETag: %s\r\n%s\r\n", cr, cl, etag,
+                  s->extra_head);
     bool flip = lie == LIE_FLIP_BYTE && bfs_liar_flip_now(s, first, body);
     if (!bfs_liar_send(fd, h, (size_t)hn) || !bfs_liar_send_body(s, fd, first, body, flip))
         return LIAR_CLOSE;

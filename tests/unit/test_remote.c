@@ -1542,6 +1542,73 @@ static void test_flip_heals(void **state)
     bfs_config_free(&cfg);
 }
 
+/* Issue 10, defect 2: with no registry checksum, an S3 object's own
+ * x-amz-checksum-sha256 (which S3 sends when asked, x-amz-checksum-mode)
+ * catches a byte flipped in transit; without it the flip cannot be seen,
+ * and a composite (multipart) checksum is not mistaken for the object's. */
+static void test_s3_checksum(void **state)
+{
+    (void)state;
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d", liar.port);
+    setenv("AWS_ENDPOINT_URL", endpoint, 1);
+    setenv("AWS_ACCESS_KEY_ID", "LIARKEY", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "liarsecret", 1);
+    setenv("AWS_REGION", "us-east-1", 1);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    assert_int_equal(EVP_Digest(liar_data, LIAR_SIZE, md, &mdlen, EVP_sha256(), NULL), 1);
+    unsigned char b64[64];
+    EVP_EncodeBlock(b64, md, (int)mdlen);
+    bfs_config cfg;
+    make_cfg(&cfg, "s3sum", 30000);
+    bfs_remote *r = new_remote(&cfg);
+    int ret;
+    bool wrong;
+    static const struct {
+        bool header, composite, detected;
+    } cases[] = {
+        {true, false, true},  /* the object's checksum: the flip is caught */
+        {false, false, false}, /* none: undetectable */
+        {true, true, false},  /* composite ("...-3", multipart): not the object's, not used */
+    };
+    atomic_store(&liar.flip_at, 2 * BS + 7);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        liar.extra_head[0] = '\0';
+        if (cases[i].header)
+            snprintf(liar.extra_head, sizeof liar.extra_head, "x-amz-checksum-sha256: %s%s\r\n",
+                     (const char *)b64, cases[i].composite ? "-3" : "");
+        char logical[64], url[128];
+        snprintf(logical, sizeof logical, "logical://s3sum-%zu", i);
+        snprintf(url, sizeof url, "s3://flip_byte/s3sum-%zu.bin", i);
+        char *urls[1] = {url};
+        atomic_store(&liar.flips, -1);
+        bfs_robj *o = NULL;
+        ret = bfs_robj_open(r, logical, urls, 1, -1, NULL, 0, &o);
+        assert_int_equal(ret, 0);
+        ssize_t rc = read_whole(o, &wrong);
+        fprintf(stderr, "s3 checksum case %zu: read %zd, wrong bytes %d\n", i, rc, wrong);
+        if (cases[i].detected)
+            assert_int_equal(rc, -EIO);
+        else
+            assert_true(rc == 0 && wrong);
+        bfs_robj_close(o);
+    }
+    /* the server clean again: the checksum passes and the read succeeds */
+    snprintf(liar.extra_head, sizeof liar.extra_head, "x-amz-checksum-sha256: %s\r\n", (const char *)b64);
+    atomic_store(&liar.flips, 0);
+    char *urls[1] = {"s3://flip_byte/s3sum-clean.bin"};
+    bfs_robj *o = NULL;
+    assert_int_equal(bfs_robj_open(r, "logical://s3sum-clean", urls, 1, -1, NULL, 0, &o), 0);
+    assert_int_equal(read_whole(o, &wrong), 0);
+    assert_false(wrong);
+    bfs_robj_close(o);
+    liar.extra_head[0] = '\0';
+    bfs_remote_free(r);
+    bfs_config_free(&cfg);
+    unsetenv("AWS_ENDPOINT_URL");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1557,6 +1624,7 @@ int main(void)
         cmocka_unit_test(test_server_stopped),
         cmocka_unit_test(test_log_clean),
         cmocka_unit_test(test_checksum),
+        cmocka_unit_test_setup_teardown(test_s3_checksum, liar_setup, liar_teardown),
         cmocka_unit_test(test_deadline_beats_request_timeout),
         cmocka_unit_test(test_readahead_reordered),
         cmocka_unit_test(test_first_open_single_flight),

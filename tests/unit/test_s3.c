@@ -499,13 +499,14 @@ static void test_prepare(void **state)
     assert_string_equal(find_header(h, "x-amz-security-token"), "envtoken");
 
     /* The Authorization header is the core's signature over exactly these. */
-    const char *names[] = {"host", "if-match", "range", "x-amz-content-sha256", "x-amz-date",
-                           "x-amz-security-token"};
-    const char *values[] = {"127.0.0.1:9000", "\"abc\"", "bytes=0-2879", BFS_S3_EMPTY_SHA256,
+    const char *names[] = {"host", "if-match", "range", "x-amz-checksum-mode", "x-amz-content-sha256",
+                           "x-amz-date", "x-amz-security-token"};
+    const char *values[] = {"127.0.0.1:9000", "\"abc\"", "bytes=0-2879", "ENABLED", BFS_S3_EMPTY_SHA256,
                             "20130524T000000Z", "envtoken"};
+    assert_string_equal(find_header(h, "x-amz-checksum-mode"), "ENABLED"); /* S3 sends checksums only when asked */
     char expect[512];
     assert_int_equal(bfs_sigv4_sign("GET", "/bucket/dir/a%20b%20c/%E1%88%B4.fits", "", names,
-                                     values, 6, BFS_S3_EMPTY_SHA256, "20130524T000000Z",
+                                     values, 7, BFS_S3_EMPTY_SHA256, "20130524T000000Z",
                                      "us-east-1", "s3", "ENVKEYID", "envsecret", expect,
                                      sizeof expect),
                      0);
