@@ -1150,8 +1150,8 @@ int bfs_http_put_file(bfs_http *h, const char *url, int fd, int64_t size, long t
 {
     if (result)
         memset(result, 0, sizeof *result);
-    if (!bfs_http_handles(url) || is_s3(url))
-        return is_s3(url) ? -EOPNOTSUPP : -EPROTONOSUPPORT;
+    if (!bfs_http_handles(url))
+        return -EPROTONOSUPPORT;
     if (fd < 0 || size < 0)
         return -EINVAL;
     struct req r = {.h = h, .method = "PUT", .url = url, .timeout_ms = timeout_ms, .write = true,

@@ -137,12 +137,14 @@ ssize_t bfs_http_get_within(bfs_http *h, const char *url, const bfs_object *pin,
                             void *buf, size_t *bytes_moved, long timeout_ms, bfs_object *seen,
                             const bfs_http_sink *sink);
 
-/* ---- writes (WebDAV; the transfer queue) ----
- * Success is any 2xx.  Bounded by timeout_ms like the reads.  s3:// URIs
- * are -EOPNOTSUPP here (S3 uploads are not built yet). */
+/* ---- writes (WebDAV and S3; the transfer queue) ----
+ * Success is any 2xx.  Bounded by timeout_ms like the reads. */
 
 /* PUT size bytes of fd (read with pread from offset 0, never held in
- * memory whole) to url.  result (may be NULL) gets the reply's ETag. */
+ * memory whole) to url: a WebDAV PUT, or for s3:// a signed PutObject
+ * (UNSIGNED-PAYLOAD; one request, so at most 5 GiB).  result (may be NULL)
+ * gets the reply's ETag.  MOVE, DELETE and POST below are http(s) only
+ * (-EOPNOTSUPP for s3://). */
 int bfs_http_put_file(bfs_http *h, const char *url, int fd, int64_t size, long timeout_ms, bfs_object *result);
 /* WebDAV MOVE of from_url onto to_url (Destination, Overwrite: T or F);
  * an existing to_url with overwrite false is the server's 412: -ESTALE. */

@@ -22,6 +22,10 @@
  * DONE, the object is at its final name and verified.  PARKED, it failed
  * max_attempts times and waits for a person.
  *
+ * An s3:// destination gets a PutObject to the final key instead of the
+ * temporary name and MOVE: S3 makes an object visible only once it is
+ * complete.
+ *
  * Crash story (kill -9 anywhere, then a new daemon): a job file is either
  * in the old state's directory or the new one's (one rename).  At open,
  * every INFLIGHT job goes back to PENDING and is uploaded again from the
@@ -148,9 +152,10 @@ static int cfg_dest(const bfs_yaml *y, const bfs_yaml_node *m, const char *file,
                                 "must be a plain name (no '/', '.' or control characters)");
             ret = (d->name = strdup(s)) ? 0 : -ENOMEM;
         } else if (key && !strcmp(key, "uri")) {
-            if (!s || (!bfs_startswith(s, "http://") && !bfs_startswith(s, "https://")))
+            if (!s || (!bfs_startswith(s, "http://") && !bfs_startswith(s, "https://") &&
+                       !bfs_startswith(s, "s3://")))
                 return cfg_fail(errmsg, file, y, v, "destinations.uri",
-                                "must be an http(s):// prefix (s3:// destinations are not built yet)");
+                                "must be an http(s):// (WebDAV) or s3:// prefix");
             size_t l = strlen(s);
             ret = (d->uri = l && s[l - 1] == '/' ? strdup(s) : bfs_asprintf("%s/", s)) ? 0 : -ENOMEM;
         } else if (key && !strcmp(key, "collections")) {
@@ -454,10 +459,13 @@ static int load_one(void *ctx, const char *name)
     return ret;
 }
 
-/* URL of a datastore path under a destination: each byte outside
- * unreserved characters and '/' percent-encoded. */
+/* URL of a datastore path under a destination: for http(s), each byte
+ * outside unreserved characters and '/' percent-encoded; an s3:// URI
+ * names the key as it is (s3.c encodes it when signing). */
 static char *object_url(const char *prefix, const char *rel, const char *suffix)
 {
+    if (bfs_startswith(prefix, "s3://"))
+        return bfs_asprintf("%s%s%s", prefix, rel, suffix ? suffix : "");
     size_t n = strlen(prefix) + 3 * strlen(rel) + (suffix ? strlen(suffix) : 0) + 1;
     char *u = malloc(n), *w;
     if (!u)
@@ -528,9 +536,12 @@ static int upload(bfs_transfer *t, const struct job *j, char **why)
                             (long long)j->size);
     }
     long tmo = (long)t->cfg->request_timeout_ms;
-    if (ret == 0 && (ret = bfs_http_put_file(t->http, tmp, fd, sb.st_size, tmo, NULL)) < 0)
+    /* S3: a PutObject is visible only once complete, so it goes to the final
+     * key at once; WebDAV: a temporary name, then MOVE */
+    bool s3 = bfs_startswith(d->uri, "s3://");
+    if (ret == 0 && (ret = bfs_http_put_file(t->http, s3 ? final : tmp, fd, sb.st_size, tmo, NULL)) < 0)
         *why = bfs_asprintf("PUT %s: %s", j->rel, bfs_http_strerror(ret));
-    if (ret == 0 && (ret = bfs_http_move(t->http, tmp, final, true, tmo)) < 0)
+    if (ret == 0 && !s3 && (ret = bfs_http_move(t->http, tmp, final, true, tmo)) < 0)
         *why = bfs_asprintf("MOVE onto %s: %s", j->rel, bfs_http_strerror(ret));
     bfs_object obj;
     if (ret == 0 && (ret = bfs_http_stat_within(t->http, final, &obj, tmo)) < 0)

@@ -32,7 +32,7 @@
 
 typedef struct bfs_transfer_dest {
     char *name;            /* unique, one path component */
-    char *uri;             /* http(s)://host/prefix/ (ends with '/') */
+    char *uri;             /* http(s)://host/prefix/ or s3://[profile@]bucket/prefix/ (ends with '/') */
     char **collections;    /* globs (fnmatch) of RUN names; a dataset matches one */
     int n_collections;
     char **dataset_types;  /* globs; none: every type */
