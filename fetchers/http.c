@@ -150,6 +150,7 @@ struct req {
     /* writes (PUT, MOVE, DELETE): success is any 2xx */
     bool write;
     int upload_fd;               /* PUT: the body, read with pread (with write; -1 none) */
+    int64_t max_send_bps;        /* PUT: bytes per second at most (0: no cap) */
     const char *post;            /* POST: a small body in memory */
     size_t post_len;
     int64_t upload_size, upload_pos;
@@ -1013,6 +1014,7 @@ static int perform(struct req *r)
         curl_easy_setopt(k, CURLOPT_READFUNCTION, on_upload);
         curl_easy_setopt(k, CURLOPT_READDATA, r);
         curl_easy_setopt(k, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->upload_size);
+        curl_easy_setopt(k, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)r->max_send_bps);
     } else if (r->write && r->post) {
         curl_easy_setopt(k, CURLOPT_POST, 1L);
         curl_easy_setopt(k, CURLOPT_POSTFIELDS, r->post);
@@ -1033,6 +1035,7 @@ static int perform(struct req *r)
         curl_easy_setopt(k, CURLOPT_READFUNCTION, NULL);
         curl_easy_setopt(k, CURLOPT_READDATA, NULL);
         curl_easy_setopt(k, CURLOPT_INFILESIZE_LARGE, (curl_off_t)-1);
+        curl_easy_setopt(k, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)0);
         curl_easy_setopt(k, CURLOPT_CUSTOMREQUEST, NULL);
         curl_easy_setopt(k, CURLOPT_POSTFIELDS, NULL);
         curl_easy_setopt(k, CURLOPT_POST, 0L);
@@ -1148,6 +1151,12 @@ uint64_t bfs_http_bytes_received(const bfs_http *h)
 
 int bfs_http_put_file(bfs_http *h, const char *url, int fd, int64_t size, long timeout_ms, bfs_object *result)
 {
+    return bfs_http_put_file_capped(h, url, fd, size, 0, timeout_ms, result);
+}
+
+int bfs_http_put_file_capped(bfs_http *h, const char *url, int fd, int64_t size, int64_t max_bps,
+                             long timeout_ms, bfs_object *result)
+{
     if (result)
         memset(result, 0, sizeof *result);
     if (!bfs_http_handles(url))
@@ -1155,7 +1164,7 @@ int bfs_http_put_file(bfs_http *h, const char *url, int fd, int64_t size, long t
     if (fd < 0 || size < 0)
         return -EINVAL;
     struct req r = {.h = h, .method = "PUT", .url = url, .timeout_ms = timeout_ms, .write = true,
-                    .upload_fd = fd, .upload_size = size};
+                    .upload_fd = fd, .upload_size = size, .max_send_bps = max_bps > 0 ? max_bps : 0};
     int ret = perform(&r);
     if (ret == 0 && r.upload_pos != size)
         ret = -EPROTO;

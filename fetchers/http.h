@@ -146,6 +146,9 @@ ssize_t bfs_http_get_within(bfs_http *h, const char *url, const bfs_object *pin,
  * gets the reply's ETag.  MOVE, DELETE and POST below are http(s) only
  * (-EOPNOTSUPP for s3://). */
 int bfs_http_put_file(bfs_http *h, const char *url, int fd, int64_t size, long timeout_ms, bfs_object *result);
+/* The same, sending at most max_bps bytes per second (0: no cap). */
+int bfs_http_put_file_capped(bfs_http *h, const char *url, int fd, int64_t size, int64_t max_bps,
+                             long timeout_ms, bfs_object *result);
 /* WebDAV MOVE of from_url onto to_url (Destination, Overwrite: T or F);
  * an existing to_url with overwrite false is the server's 412: -ESTALE. */
 int bfs_http_move(bfs_http *h, const char *from_url, const char *to_url, bool overwrite, long timeout_ms);

@@ -211,6 +211,10 @@ int bfs_transfer_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, c
             if (!s || !bfs_parse_duration_ms(s, &n) || n < 1000 || n > 86400000)
                 return cfg_fail(errmsg, file, y, v, key, "must be a duration from 1s to 1d");
             *(key[0] == 'b' ? &c->backoff_max_ms : &c->request_timeout_ms) = n;
+        } else if (key && !strcmp(key, "bandwidth")) {
+            if (!s || !bfs_parse_size(s, &n) || n < 0)
+                return cfg_fail(errmsg, file, y, v, key, "must be a size per second (e.g. 100MB, 1GiB; 0: no cap)");
+            c->bandwidth = n;
         } else if (key && !strcmp(key, "verify")) {
             if (!s || (strcmp(s, "size") && strcmp(s, "readback")))
                 return cfg_fail(errmsg, file, y, v, key, "must be size or readback");
@@ -539,7 +543,11 @@ static int upload(bfs_transfer *t, const struct job *j, char **why)
     /* S3: a PutObject is visible only once complete, so it goes to the final
      * key at once; WebDAV: a temporary name, then MOVE */
     bool s3 = bfs_startswith(d->uri, "s3://");
-    if (ret == 0 && (ret = bfs_http_put_file(t->http, s3 ? final : tmp, fd, sb.st_size, tmo, NULL)) < 0)
+    /* the cap shared evenly by the workers (each upload its share) */
+    int64_t cap = t->cfg->bandwidth > 0 ? t->cfg->bandwidth / t->cfg->concurrency : 0;
+    if (cap == 0 && t->cfg->bandwidth > 0)
+        cap = 1;
+    if (ret == 0 && (ret = bfs_http_put_file_capped(t->http, s3 ? final : tmp, fd, sb.st_size, cap, tmo, NULL)) < 0)
         *why = bfs_asprintf("PUT %s: %s", j->rel, bfs_http_strerror(ret));
     if (ret == 0 && !s3 && (ret = bfs_http_move(t->http, tmp, final, true, tmo)) < 0)
         *why = bfs_asprintf("MOVE onto %s: %s", j->rel, bfs_http_strerror(ret));

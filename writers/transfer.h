@@ -47,6 +47,7 @@ typedef struct bfs_transfer_config {
     int64_t backoff_max_ms; /* 300000: the longest wait after failures */
     int64_t request_timeout_ms; /* 600000: one PUT, MOVE or verification */
     bool verify_readback;   /* true: read the object back and compare every byte */
+    int64_t bandwidth;      /* bytes per second over all uploads; 0: no cap */
 } bfs_transfer_config;
 
 void bfs_transfer_config_defaults(bfs_transfer_config *c);

@@ -124,6 +124,17 @@ unmount
 expect "drop-parked deletes it" bash -c "'$BFS_BIN' queue drop-parked '$T/repo' | grep -q '^1 parked job dropped'"
 expect "... and the queue is empty" test "$(qfield parked)$(qfield pending)" = 00
 
+# the bandwidth cap: 500 kB/s for one worker, a raw of ~1.1 MB takes >= 1.5 s to upload
+sed 's/concurrency: 2/concurrency: 1\n  bandwidth: 500kB/; s/name: dbb/name: capped/' "$T/bfs.yaml" >"$T/cap.yaml"
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cap.yaml" || finish
+t0=$(date +%s.%N)
+cp "${RAWS[11]}" "$T/mnt/LSSTCam/raw/all/" || fail "cp 11"
+for _ in $(seq 100); do [ "$(qfield pending)$(qfield inflight)" = 00 ] && break; sleep 0.1; done
+secs=$(echo "$(date +%s.%N) - $t0" | bc)
+expect "with bandwidth 500kB, a $(stat -c %s "${RAWS[11]}")-byte upload takes at least 1.5 s (${secs} s)" \
+    python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) >= 1.5 else 1)" "$secs"
+unmount
+
 # a read-back that differs (bytes flipped on the way back) is never counted done
 faultproxy_start "$NGINX_URL" --rate 1 --faults flip --seed 3 || fail "the fault proxy did not start"
 sed "s|$NGINX_URL/data/archive/|$FAULTPROXY_URL/data/archive2/|; s/max_attempts: 100/max_attempts: 2/" \
