@@ -125,7 +125,7 @@ expect "drop-parked deletes it" bash -c "'$BFS_BIN' queue drop-parked '$T/repo' 
 expect "... and the queue is empty" test "$(qfield parked)$(qfield pending)" = 00
 
 # the bandwidth cap: 500 kB/s for one worker, a raw of ~1.1 MB takes >= 1.5 s to upload
-sed 's/concurrency: 2/concurrency: 1\n  bandwidth: 500kB/; s/name: dbb/name: capped/' "$T/bfs.yaml" >"$T/cap.yaml"
+sed 's/concurrency: 2/concurrency: 1\n  bandwidth: 500kB/; s/name: dbb/name: capped/; s/request_timeout: 2s/request_timeout: 30s/' "$T/bfs.yaml" >"$T/cap.yaml"
 mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cap.yaml" || finish
 t0=$(date +%s.%N)
 cp "${RAWS[11]}" "$T/mnt/LSSTCam/raw/all/" || fail "cp 11"
