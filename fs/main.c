@@ -61,6 +61,8 @@ static const char usage_text[] =
     "        failovers, failed reads, replicas skipped after failures.\n"
     "  queue [--json] REPO | queue retry REPO | queue drop-parked REPO\n"
     "        The uploads of ingested files to the Data Backbone (transfer: section).\n"
+    "  catchup REPO --collection GLOB [--since DATE] [--until DATE] [--check-sizes]\n"
+    "        Queue the uploads of datasets the destinations do not hold.\n"
     "  synth REPO [OPTIONS]\n"
     "        Add synthetic LSSTCam raws to REPO (for tests and benchmarks).\n"
     "  help [COMMAND]   Show this text, or the options of COMMAND.\n"
@@ -603,6 +605,8 @@ static int run_command(const char *self, int argc, char **argv)
         return bfs_cmd_status(argc, argv);
     if (!strcmp(cmd, "queue"))
         return bfs_cmd_queue(argc, argv);
+    if (!strcmp(cmd, "catchup"))
+        return bfs_cmd_catchup(argc, argv);
     if (!strcmp(cmd, "synth"))
         return bfs_cmd_synth(argc, argv);
     if (!strcmp(cmd, "demo"))

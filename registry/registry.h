@@ -268,6 +268,19 @@ int bfs_registry_has_record(bfs_registry *reg, const char *element, const char *
 int bfs_registry_record_text(bfs_registry *reg, const char *element, const char *instrument,
                              const char *key, const char *column, char *out, size_t outsz);
 
+/* Every dataset file of the RUN collections whose names match run_glob
+ * (SQLite GLOB: *, ?, [...]), in no particular order: its id (32 lowercase
+ * hex digits), run, dataset type, datastore path (relative, or a URI),
+ * recorded size (-1 unknown) and ingest time (TAI ns; 0 unknown).  cb's
+ * non-zero return stops the walk and is returned.  Negative errno on a
+ * database error.  Strings are valid during the callback only. */
+typedef struct bfs_run_file {
+    const char *dataset_id, *run, *dataset_type, *path;
+    int64_t size, ingest_ns;
+} bfs_run_file;
+typedef int (*bfs_run_file_cb)(void *ctx, const bfs_run_file *f);
+int bfs_registry_each_run_file(bfs_registry *reg, const char *run_glob, bfs_run_file_cb cb, void *ctx);
+
 int bfs_registry_add_instrument(bfs_registry *reg, const bfs_instrument_record *r);
 int bfs_registry_add_detector(bfs_registry *reg, const bfs_detector_record *r);
 int bfs_registry_add_physical_filter(bfs_registry *reg, const char *instrument,

@@ -279,6 +279,40 @@ int bfs_registry_has_record(bfs_registry *reg, const char *element, const char *
     return -EINVAL;
 }
 
+int bfs_registry_each_run_file(bfs_registry *reg, const char *run_glob, bfs_run_file_cb cb, void *ctx)
+{
+    /* ids are BLOBs (UUID managers) or 32-character text (older ones);
+     * ingest_date is TAI ns (universe 6+) or a TIMESTAMP text (older) */
+    sqlite3_stmt *st = reg_prepare(
+        reg, "SELECT CASE WHEN typeof(d.id) = 'blob' THEN lower(hex(d.id)) ELSE lower(replace(d.id, '-', '')) END, "
+             "c.name, t.name, r.path, coalesce(r.file_size, -1), "
+             "CASE WHEN typeof(d.ingest_date) = 'integer' THEN d.ingest_date "
+             "ELSE coalesce(CAST(strftime('%s', d.ingest_date) AS INTEGER), 0) * 1000000000 END "
+             "FROM dataset d JOIN collection c ON c.collection_id = d.run_id "
+             "JOIN dataset_type t ON t.id = d.dataset_type_id "
+             "JOIN file_datastore_records r ON r.dataset_id = d.id WHERE c.name GLOB ?1");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_text(st, 1, run_glob, -1, SQLITE_STATIC);
+    int rc, ret = 0;
+    while (ret == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        bfs_run_file f = {
+            .dataset_id = (const char *)sqlite3_column_text(st, 0),
+            .run = (const char *)sqlite3_column_text(st, 1),
+            .dataset_type = (const char *)sqlite3_column_text(st, 2),
+            .path = (const char *)sqlite3_column_text(st, 3),
+            .size = sqlite3_column_int64(st, 4),
+            .ingest_ns = sqlite3_column_int64(st, 5),
+        };
+        if (f.dataset_id && f.run && f.dataset_type && f.path)
+            ret = cb(ctx, &f);
+    }
+    if (ret == 0 && rc != SQLITE_DONE)
+        ret = reg_errno(reg_db(reg), rc, "list the files of runs");
+    sqlite3_reset(st);
+    return ret;
+}
+
 int bfs_registry_record_text(bfs_registry *reg, const char *element, const char *instrument,
                              const char *key, const char *column, char *out, size_t outsz)
 {

@@ -815,39 +815,73 @@ static bool matches(char *const *globs, int n, const char *s)
     return false;
 }
 
+bool bfs_transfer_matches(const bfs_transfer_dest *dest, const char *run, const char *dataset_type)
+{
+    return matches(dest->collections, dest->n_collections, run) &&
+           (!dest->n_dataset_types || matches(dest->dataset_types, dest->n_dataset_types, dataset_type));
+}
+
+/* The pending job of item for destination d when no job of that name
+ * exists in any state (idempotent).  1 made, 0 there already, -errno.
+ * *made (may be NULL) gets the job to keep in memory. */
+static int new_job(const char *qdir, const bfs_transfer_config *cfg, int d, const bfs_transfer_item *item,
+                   bool redo_done, struct job *made)
+{
+    const bfs_transfer_dest *dest = &cfg->dests[d];
+    struct job j = {.dest = d, .size = item->size, .created = now_real()};
+    snprintf(j.name, sizeof j.name, "%s.%s", item->dataset_id, dest->name);
+    for (int s = 0; s < STATES; s++) {
+        char *p = job_path(qdir, s, j.name);
+        bool exists = p && access(p, F_OK) == 0;
+        if (exists && s == ST_DONE && redo_done)
+            exists = unlink(p) < 0; /* done, but the object is gone: again */
+        free(p);
+        if (exists)
+            return 0;
+    }
+    j.rel = strdup(item->rel);
+    j.run = item->run ? strdup(item->run) : NULL;
+    j.dtype = item->dataset_type ? strdup(item->dataset_type) : NULL;
+    int ret = j.rel ? job_write(qdir, ST_PENDING, &j, dest->name) : -ENOMEM;
+    if (ret == 0 && made)
+        *made = j;
+    else
+        job_clear(&j);
+    return ret < 0 ? ret : 1;
+}
+
 int bfs_transfer_enqueue(bfs_transfer *t, const bfs_transfer_item *item)
 {
     int ret = 0;
-    for (int d = 0; ret == 0 && d < t->cfg->n_dests; d++) {
-        const bfs_transfer_dest *dest = &t->cfg->dests[d];
-        if (!matches(dest->collections, dest->n_collections, item->run) ||
-            (dest->n_dataset_types && !matches(dest->dataset_types, dest->n_dataset_types, item->dataset_type)))
+    for (int d = 0; ret >= 0 && d < t->cfg->n_dests; d++) {
+        if (!bfs_transfer_matches(&t->cfg->dests[d], item->run, item->dataset_type))
             continue;
-        struct job j = {.dest = d, .size = item->size, .created = now_real()};
-        snprintf(j.name, sizeof j.name, "%s.%s", item->dataset_id, dest->name);
-        /* idempotent: a job of this name in any state stays as it is */
-        bool exists = false;
-        for (int s = 0; s < STATES && !exists; s++) {
-            char *p = job_path(t->qdir, s, j.name);
-            exists = p && access(p, F_OK) == 0;
-            free(p);
-        }
-        if (exists)
-            continue;
-        j.rel = strdup(item->rel);
-        j.run = item->run ? strdup(item->run) : NULL;
-        j.dtype = item->dataset_type ? strdup(item->dataset_type) : NULL;
-        ret = j.rel ? job_write(t->qdir, ST_PENDING, &j, dest->name) : -ENOMEM;
-        if (ret == 0) {
+        struct job j;
+        ret = new_job(t->qdir, t->cfg, d, item, false, &j);
+        if (ret == 1) {
             pthread_mutex_lock(&t->lock);
-            if (!find_job_locked(t, j.name))
-                ret = add_job_locked(t, &j);
+            ret = find_job_locked(t, j.name) ? 0 : add_job_locked(t, &j);
             pthread_cond_signal(&t->cond);
             pthread_mutex_unlock(&t->lock);
+            job_clear(&j);
         }
-        job_clear(&j);
     }
+    return ret < 0 ? ret : 0;
+}
+
+int bfs_queue_add(const char *repo_dir, const bfs_transfer_config *cfg, int dest, const bfs_transfer_item *item)
+{
+    char *qdir = queue_dir(repo_dir);
+    int ret = qdir ? make_store(qdir) : -ENOMEM;
+    if (ret == 0)
+        ret = new_job(qdir, cfg, dest, item, true, NULL);
+    free(qdir);
     return ret;
+}
+
+char *bfs_transfer_object_url(const bfs_transfer_dest *dest, const char *rel)
+{
+    return object_url(dest->uri, rel, NULL);
 }
 
 void bfs_transfer_stats(bfs_transfer *t, bfs_queue_stats *st)

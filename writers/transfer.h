@@ -111,6 +111,18 @@ int bfs_queue_read(const char *repo_dir, bfs_queue_stats *st, bfs_queue_cb cb, v
 int bfs_queue_retry_parked(const char *repo_dir, int64_t *n);
 int bfs_queue_drop_parked(const char *repo_dir, int64_t *n);
 
+/* Whether a dataset of run and dataset_type goes to dest. */
+bool bfs_transfer_matches(const bfs_transfer_dest *dest, const char *run, const char *dataset_type);
+/* The URL of a datastore path at dest (malloc'd; NULL when out of memory). */
+char *bfs_transfer_object_url(const bfs_transfer_dest *dest, const char *rel);
+/* A pending job of item for cfg->dests[dest], written into repo_dir's
+ * store from outside a daemon (`butlerfs catchup`, which has found the
+ * object missing; a running daemon picks it up within 10 s).  1 made (a
+ * done job of it is replaced: the object went missing after all), 0 when
+ * a job of that dataset and destination is pending, in flight or parked,
+ * negative errno. */
+int bfs_queue_add(const char *repo_dir, const bfs_transfer_config *cfg, int dest, const bfs_transfer_item *item);
+
 /* Live counts of a running queue (for butlerfs status). */
 void bfs_transfer_stats(bfs_transfer *t, bfs_queue_stats *st);
 

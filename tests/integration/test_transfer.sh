@@ -19,7 +19,7 @@ trap 'kill -CONT "${NGINX_PID:-0}" 2>/dev/null; faultproxy_stop; nginx_stop; bfs
 T=$BFS_TMP
 mkdir -p "$T/www/archive" "$T/mnt"
 nginx_start "$T/www" || skip "nginx would not start"
-"$BFS_BIN" synth "$T/src" --exposures 4 --detectors 3 --fits >/dev/null 2>&1 || fail "synth"
+"$BFS_BIN" synth "$T/src" --exposures 5 --detectors 3 --fits >/dev/null 2>&1 || fail "synth"
 mapfile -t RAWS < <(find "$T/src/LSSTCam/raw/all" -name '*.fits' | sort)
 "$BFS_BIN" init "$T/repo" >/dev/null 2>&1 || fail "butlerfs init"
 cat >"$T/bfs.yaml" <<YAML
@@ -98,6 +98,26 @@ mount_repo "$T/repo" "$T/mnt" "rw,config=$T/bfs.yaml" || finish
 expect "after kill -9 and a remount, the queued jobs are done (9)" wait_done 9 60
 expect "... each object once, byte for byte, no temporary object" same_objects
 expect "... and nothing is left in flight" test -z "$(ls "$T/repo/.butlerfs/queue/inflight")"
+unmount
+
+# catch-up: an object lost at the destination (its job long done), and
+# datasets ingested by a mount without a transfer: section are queued by
+# `butlerfs catchup`, once, and drained by the next mount
+rel=$(find "$T/www/archive" -type f -name '*.fits' | sort | head -1)
+rm "$rel"
+printf 'ingest: {}\n' >"$T/none.yaml"
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/none.yaml" || finish
+cp "${RAWS[12]}" "$T/mnt/LSSTCam/raw/all/" || fail "cp 12 without a transfer section"
+unmount
+"$BFS_BIN" catchup "$T/repo" --collection 'LSSTCam/*' --config "$T/bfs.yaml" >"$T/catchup.txt" 2>"$T/catchup.err"
+cat "$T/catchup.txt"
+expect "catchup finds the lost object and the never-queued dataset (2 queued)" grep -q "^  queued       2" "$T/catchup.txt"
+expect "... and the rest present (8)" grep -q "^  present      8" "$T/catchup.txt"
+"$BFS_BIN" catchup "$T/repo" --collection 'LSSTCam/*' --config "$T/bfs.yaml" >"$T/catchup2.txt" 2>/dev/null
+expect "a second catchup queues nothing twice" grep -q "^  queued before 2" "$T/catchup2.txt"
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/bfs.yaml" || finish
+expect "the next mount drains them: every ingested file is in the archive" wait_done 10 60
+expect "... byte for byte" same_objects
 unmount
 
 # a destination that refuses everything: parked, then retried, then dropped
