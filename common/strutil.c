@@ -200,3 +200,18 @@ bool bfs_is_one_component(const char *s)
             return false;
     return true;
 }
+
+int bfs_grow(void **items, size_t *cap, size_t n, size_t elem)
+{
+    if (n <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : 16;
+    while (c < n)
+        c *= 2;
+    void *v = realloc(*items, c * elem);
+    if (!v)
+        return -ENOMEM;
+    *items = v;
+    *cap = c;
+    return 0;
+}

@@ -44,6 +44,10 @@ int bfs_name_unescape(const char *in, char *out, size_t outsz);
  * that are stored literally (not escaped) must pass it. */
 bool bfs_is_one_component(const char *s);
 
+/* Make room for n elements of elem bytes in the array *items of capacity
+ * *cap (doubling, from 16): 0, or -ENOMEM with *items untouched. */
+int bfs_grow(void **items, size_t *cap, size_t n, size_t elem);
+
 /* Parse a whole decimal int64 (optional sign, no trailing junk). */
 bool bfs_parse_i64(const char *s, int64_t *out);
 

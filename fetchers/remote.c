@@ -74,6 +74,7 @@
 #include "remote_i.h"
 
 #include "cache.h"
+#include "clock.h"
 #include "faults_i.h"
 #include "http.h"
 #include "log.h"
@@ -236,23 +237,8 @@ struct bfs_robj {
     struct bblock *rescued; /* the copy of the last block that made the object match (a reference) */
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
-static void sleep_ms(int64_t ms)
-{
-    if (ms <= 0)
-        return;
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
-
-/* r->cond runs on CLOCK_MONOTONIC (see bfs_remote_new), like now_ms(), so a
+/* r->cond runs on CLOCK_MONOTONIC (see bfs_remote_new), like bfs_mono_ms(), so a
  * wall-clock step can neither stretch nor cut a wait. */
 static void deadline_ts(int64_t deadline, struct timespec *ts)
 {
@@ -273,7 +259,7 @@ static bool budget_ready_locked(const bfs_remote *r)
  * held. */
 static bool budget_wait_locked(bfs_remote *r, int64_t deadline)
 {
-    while (!budget_ready_locked(r) && now_ms() < deadline) {
+    while (!budget_ready_locked(r) && bfs_mono_ms() < deadline) {
         struct timespec ts;
         deadline_ts(deadline, &ts);
         pthread_cond_timedwait(&r->cond, &r->lock, &ts);
@@ -357,7 +343,7 @@ static struct bblock *bblock_take_locked(bfs_remote *r, bool wait, int64_t deadl
         return NULL;
     if (r->nspare > 0) {
         buf = r->spare[--r->nspare];
-        r->spare_used_ms = now_ms();
+        r->spare_used_ms = bfs_mono_ms();
     } else if ((buf = buf_alloc(r))) {
         r->mem_used += r->bs;
     } else {
@@ -432,7 +418,7 @@ static void bblock_unref(struct bblock *bb)
             if (r->nspare++ == 0)
                 pthread_cond_signal(&r->jobs_cond); /* a worker starts the idle timer */
             r->spare[r->nspare - 1] = own;
-            r->spare_used_ms = now_ms();
+            r->spare_used_ms = bfs_mono_ms();
             own = NULL;
             pthread_cond_broadcast(&r->cond); /* a budget waiter may take it */
         } else {
@@ -590,7 +576,7 @@ static bool replica_down(bfs_remote *r, const char *url)
     char rep[256], hk[256];
     replica_of(r, url, rep, sizeof rep);
     bool by_host = host_key(url, hk, sizeof hk);
-    int64_t now = now_ms();
+    int64_t now = bfs_mono_ms();
     pthread_mutex_lock(&r->lock);
     bool down = down_locked(r, rep, now) || (by_host && down_locked(r, hk, now));
     pthread_mutex_unlock(&r->lock);
@@ -626,7 +612,7 @@ static void fault_note(bfs_remote *r, const char *url, int err, bool retry)
     char rep[256], name[256];
     replica_of(r, url, rep, sizeof rep);
     entry_name(rep, name, sizeof name);
-    bfs_faults_request(r->faults, name, err, retry, now_ms());
+    bfs_faults_request(r->faults, name, err, retry, bfs_mono_ms());
 }
 
 void bfs_remote_count_fault(bfs_remote *r, const char *url, bfs_fault kind)
@@ -634,7 +620,7 @@ void bfs_remote_count_fault(bfs_remote *r, const char *url, bfs_fault kind)
     char rep[256], name[256];
     replica_of(r, url, rep, sizeof rep);
     entry_name(rep, name, sizeof name);
-    bfs_faults_add(r->faults, name, kind, now_ms());
+    bfs_faults_add(r->faults, name, kind, bfs_mono_ms());
 }
 
 /* Mark the health entry key as answering (err 0) or failing with err.
@@ -650,7 +636,7 @@ static void mark_locked(bfs_remote *r, const char *key, int err)
         if (r->nhosts < MAX_HOSTS) {
             r->nhosts++;
         } else { /* full: take the entry of one that answers, else the longest out of its pause */
-            int64_t now = now_ms(), oldest = INT64_MAX;
+            int64_t now = bfs_mono_ms(), oldest = INT64_MAX;
             for (int k = 0; k < r->nhosts; k++)
                 if (r->hosts[k].down_until_ms <= now && r->hosts[k].down_until_ms < oldest)
                     oldest = r->hosts[k].down_until_ms, i = k;
@@ -663,7 +649,7 @@ static void mark_locked(bfs_remote *r, const char *key, int err)
     if (i == r->nhosts)
         return; /* up and never down, or every entry is down now */
     bool was_down = r->hosts[i].down_until_ms > 0;
-    r->hosts[i].down_until_ms = up ? 0 : now_ms() + r->cfg->replica_retry_ms;
+    r->hosts[i].down_until_ms = up ? 0 : bfs_mono_ms() + r->cfg->replica_retry_ms;
     r->hosts[i].err = err;
     int64_t ms = r->cfg->replica_retry_ms;
     char name[256];
@@ -742,7 +728,7 @@ static ssize_t fetch_block(bfs_robj *o, uint64_t b, char *buf, int64_t deadline,
     const bfs_config *c = r->cfg;
     size_t len = block_len(o, b);
     int64_t off = (int64_t)b * r->bs;
-    unsigned seed = (unsigned)(now_ms() ^ (uintptr_t)buf);
+    unsigned seed = (unsigned)(bfs_mono_ms() ^ (uintptr_t)buf);
     int last = -EIO, missing = 0;
     uint64_t skipped = 0;
     for (int pass = 0; pass < 2 && (pass == 0 || skipped); pass++) {
@@ -755,7 +741,7 @@ static ssize_t fetch_block(bfs_robj *o, uint64_t b, char *buf, int64_t deadline,
                 pin.etag[0] = pin.last_modified[0] = '\0'; /* other replicas: size must agree */
             last = -EIO;
             for (int a = 0; a < c->max_attempts; a++) {
-                int64_t left = deadline - now_ms();
+                int64_t left = deadline - bfs_mono_ms();
                 if (left <= 0)
                     goto out;
                 size_t moved = 0;
@@ -783,9 +769,9 @@ static ssize_t fetch_block(bfs_robj *o, uint64_t b, char *buf, int64_t deadline,
                 if (!transient(last))
                     break; /* 404/403/416: this replica cannot serve it */
                 int64_t pause = backoff_ms(c, a, &seed);
-                if (now_ms() + pause >= deadline)
-                    pause = deadline - now_ms();
-                sleep_ms(pause);
+                if (bfs_mono_ms() + pause >= deadline)
+                    pause = deadline - bfs_mono_ms();
+                bfs_sleep_ms(pause);
             }
             if (last == -ENOENT)
                 missing++;
@@ -998,7 +984,7 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
         pthread_mutex_lock(&r->lock);
         e->err = got < 0 ? (int)got : 0;
         e->len = got < 0 ? 0 : (size_t)got;
-        e->expired = got < 0 && now_ms() >= deadline;
+        e->expired = got < 0 && bfs_mono_ms() >= deadline;
         e->done = true;
         if (got < 0)
             inflight_unlist_locked(r, e); /* waiters have it; later readers try afresh */
@@ -1038,7 +1024,7 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
         }
     }
     ssize_t ret = e->err < 0 ? e->err : (ssize_t)e->len;
-    if (ret < 0 && e->expired && now_ms() < deadline)
+    if (ret < 0 && e->expired && bfs_mono_ms() < deadline)
         ret = -EINTR; /* the leader ran out of its time, not us: look again, fetch if need be */
     if (ret >= 0 && o->fresh && e->bb->mapped)
         ret = -EINTR; /* another open's cached copy: o wants the server's (it leaves the table now) */
@@ -1110,7 +1096,7 @@ static void readahead_block(bfs_robj *o, uint64_t b)
     if (passed)
         return;
     struct bblock *unused = NULL; /* get_block hands the block to o->ready itself */
-    get_block(o, b, false, now_ms() + r->cfg->deadline_ms, false, &unused);
+    get_block(o, b, false, bfs_mono_ms() + r->cfg->deadline_ms, false, &unused);
 }
 
 static void ra_fill_locked(bfs_robj *o);
@@ -1128,7 +1114,7 @@ static void *worker_main(void *arg)
             struct timespec ts;
             deadline_ts(r->spare_used_ms + SPARE_IDLE_MS, &ts);
             if (pthread_cond_timedwait(&r->jobs_cond, &r->lock, &ts) == ETIMEDOUT &&
-                now_ms() >= r->spare_used_ms + SPARE_IDLE_MS && r->nspare > 0) {
+                bfs_mono_ms() >= r->spare_used_ms + SPARE_IDLE_MS && r->nspare > 0) {
                 /* idle: the spares go, and so does what the heap kept free
                  * (curl's and sqlite's buffers of the busy time) */
                 spares_free_locked(r);
@@ -1322,18 +1308,18 @@ static int pin_by_head(bfs_remote *r, char *const *urls, int n, bfs_object *pin,
                        int64_t deadline)
 {
     const bfs_config *c = r->cfg;
-    unsigned seed = (unsigned)now_ms();
+    unsigned seed = (unsigned)bfs_mono_ms();
     int last = -EIO, missing = 0;
     uint64_t skipped = 0;
     for (int pass = 0; pass < 2 && (pass == 0 || skipped); pass++) {
         for (int i = 0; i < n; i++) {
             if (skip_replica(r, urls[i], pass, i, &skipped))
                 continue;
-            if (now_ms() >= deadline)
+            if (bfs_mono_ms() >= deadline)
                 goto out; /* not tried: neither missing nor failing */
             last = -EIO;
             for (int a = 0; a < c->max_attempts; a++) {
-                int64_t left = deadline - now_ms();
+                int64_t left = deadline - bfs_mono_ms();
                 int ret = bfs_http_stat_within(r->http, urls[i], pin, left > 0 ? (long)left : 1);
                 fault_note(r, urls[i], ret, a > 0);
                 if (ret == 0) {
@@ -1345,9 +1331,9 @@ static int pin_by_head(bfs_remote *r, char *const *urls, int n, bfs_object *pin,
                 if (!transient(ret))
                     break;
                 int64_t pause = backoff_ms(c, a, &seed);
-                if (now_ms() + pause >= deadline)
+                if (bfs_mono_ms() + pause >= deadline)
                     break;
-                sleep_ms(pause);
+                bfs_sleep_ms(pause);
             }
             if (last == -ENOENT)
                 missing++;
@@ -1422,7 +1408,7 @@ static int pin_by_get(bfs_remote *r, char *const *urls, int n, bfs_object *pin, 
         if (i < 64 && replica_down(r, urls[i]))
             continue;
         size_t moved = 0;
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - bfs_mono_ms();
         ssize_t got = bfs_http_get_within(r->http, urls[i], NULL, 0, r->bs, bb->data, &moved,
                                           left > 0 ? (long)left : 1, pin, NULL);
         atomic_fetch_add(&r->bytes_fetched, moved);
@@ -1468,7 +1454,7 @@ static int pin_first(bfs_remote *r, const char *logical, char *const *urls, int 
                      bfs_object *pin, int *replica, struct bblock **block0)
 {
     *block0 = NULL;
-    int64_t deadline = now_ms() + r->cfg->deadline_ms;
+    int64_t deadline = bfs_mono_ms() + r->cfg->deadline_ms;
     struct inflight *e = NULL;
     if (!stat_only) {
         char *fkey = bfs_asprintf("pin:%s", logical);
@@ -1662,7 +1648,7 @@ static void kept_forget(bfs_robj *o, uint64_t b)
 static struct bblock *verify_retry_last(bfs_robj *o, uint64_t b, EVP_MD_CTX *pre, int64_t deadline)
 {
     bfs_remote *r = o->r;
-    struct bblock *bb = pre && now_ms() < deadline ? bblock_new(r, true, deadline) : NULL;
+    struct bblock *bb = pre && bfs_mono_ms() < deadline ? bblock_new(r, true, deadline) : NULL;
     ssize_t got = bb ? fetch_block(o, b, bb->data, deadline, NULL, o->n > 1 ? 1 : 0) : -EIO;
     if (bb) {
         bb->block = b;
@@ -1857,7 +1843,7 @@ ssize_t bfs_robj_view(bfs_robj *o, size_t n, int64_t off, struct iovec *iov, voi
         n = (size_t)(o->pin.size - off);
     if ((uint64_t)((off + (int64_t)n - 1) / r->bs - off / r->bs) >= (uint64_t)max)
         return -E2BIG;
-    int64_t deadline = now_ms() + r->cfg->deadline_ms;
+    int64_t deadline = bfs_mono_ms() + r->cfg->deadline_ms;
     size_t done = 0;
     while (done < n) {
         int64_t pos = off + (int64_t)done;
@@ -2046,7 +2032,7 @@ void bfs_remote_stats(bfs_remote *r, bfs_fetch_stats *st)
 int bfs_remote_skipped(bfs_remote *r, bfs_replica_state *out, int max)
 {
     int n = 0;
-    int64_t now = now_ms();
+    int64_t now = bfs_mono_ms();
     pthread_mutex_lock(&r->lock);
     for (int i = 0; i < r->nhosts; i++) {
         const struct host_health *hh = &r->hosts[i];
@@ -2066,7 +2052,7 @@ int bfs_remote_skipped(bfs_remote *r, bfs_replica_state *out, int max)
 
 int bfs_remote_faults(bfs_remote *r, bfs_replica_faults *out, int max)
 {
-    return bfs_faults_list(r->faults, out, max, now_ms());
+    return bfs_faults_list(r->faults, out, max, bfs_mono_ms());
 }
 
 int64_t bfs_remote_spare_bytes(bfs_remote *r)

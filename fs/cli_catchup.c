@@ -78,14 +78,8 @@ static int collect(void *ctx, const bfs_run_file *f)
         c->skipped_date++;
         return 0;
     }
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 256;
-        struct item *v = realloc(c->items, cap * sizeof *v);
-        if (!v)
-            return -ENOMEM;
-        c->items = v;
-        c->cap = cap;
-    }
+    if (bfs_grow((void **)&c->items, &c->cap, c->n + 1, sizeof *c->items) < 0)
+        return -ENOMEM;
     struct item *it = &c->items[c->n];
     *it = (struct item){strdup(f->dataset_id), strdup(f->run), strdup(f->dataset_type), strdup(f->path), f->size};
     if (!it->id || !it->run || !it->dtype || !it->path) {

@@ -667,6 +667,23 @@ static void longstr_comment(fitsfile *ff, const char *key, char *comment, int *s
     }
 }
 
+/* A keyword read or write that failed with st: a card cfitsio refuses
+ * (bad characters, a value that does not fit) is -EINVAL for that key
+ * alone; anything else sticks to the handle like every other failure. */
+static int key_failed(bfs_fits *f, const char *key, int st, bool reading)
+{
+    if (card_status(st)) {
+        char msg[FLEN_ERRMSG] = "";
+        fits_read_errmsg(msg);
+        fits_clear_errmsg();
+        bfs_debug(TAG, "%s: keyword %s refused: %s", f->path, key, msg);
+        return -EINVAL;
+    }
+    f->st = st;
+    note(f);
+    return fits_errno(st, f->path, f->sys_errno, reading, NULL);
+}
+
 int bfs_fits_update_key(bfs_fits *f, const char *key, const bfs_fits_value *v,
                         const char *comment, char *old, char *new_)
 {
@@ -682,18 +699,8 @@ int bfs_fits_update_key(bfs_fits *f, const char *key, const bfs_fits_value *v,
     char otext[FLEN_VALUE], otype, ocomm[FLEN_COMMENT];
     errno = 0;
     read_value(f->f, key, otext, &otype, ocomm, &st);
-    if (st && card_status(st)) {
-        char msg[FLEN_ERRMSG] = "";
-        fits_read_errmsg(msg);
-        fits_clear_errmsg();
-        bfs_debug(TAG, "%s: keyword %s refused: %s", f->path, key, msg);
-        return -EINVAL;
-    }
-    if (st) {
-        f->st = st;
-        note(f);
-        return fits_errno(st, f->path, f->sys_errno, true, NULL);
-    }
+    if (st)
+        return key_failed(f, key, st, true);
     if (old)
         snprintf(old, BFS_FITS_VALUE_TEXT, "%s", otext);
 
@@ -773,18 +780,8 @@ int bfs_fits_update_key(bfs_fits *f, const char *key, const bfs_fits_value *v,
     default:
         return -EINVAL;
     }
-    if (st && card_status(st)) {
-        char msg[FLEN_ERRMSG] = "";
-        fits_read_errmsg(msg);
-        fits_clear_errmsg();
-        bfs_debug(TAG, "%s: keyword %s refused: %s", f->path, key, msg);
-        return -EINVAL;
-    }
-    if (st) {
-        f->st = st;
-        note(f);
-        return fits_errno(st, f->path, f->sys_errno, false, NULL);
-    }
+    if (st)
+        return key_failed(f, key, st, false);
     if (new_) {
         char ntext[FLEN_VALUE], ntype;
         read_value(f->f, key, ntext, &ntype, NULL, &st);

@@ -32,6 +32,7 @@
 #include "config.h"
 #include "fits.h"
 #include "http.h"
+#include "clock.h"
 #include "log.h"
 #include "strutil.h"
 
@@ -41,21 +42,6 @@
 
 /* ---- fetch ---------------------------------------------------------------- */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int64_t ms)
-{
-    if (ms <= 0)
-        return;
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
 
 /* Read the document at path: 0 and *text, *len; -ENOENT when it is absent or
  * still empty; -EAGAIN while it grows; -EFBIG; another -errno with *errmsg. */
@@ -195,7 +181,7 @@ int bfs_hs_fetch_with(bfs_http *shared, const char *dir, const char *url_templat
         }
     }
 
-    int64_t start = now_ms(), deadline = start + (wait_ms > 0 ? wait_ms : 0);
+    int64_t start = bfs_mono_ms(), deadline = start + (wait_ms > 0 ? wait_ms : 0);
     int64_t next_http = start, backoff = POLL_MS;
     int rc = -ETIMEDOUT, last_http = 0;
     for (;;) {
@@ -217,7 +203,7 @@ int bfs_hs_fetch_with(bfs_http *shared, const char *dir, const char *url_templat
                 goto out;
             }
         }
-        int64_t t = now_ms();
+        int64_t t = bfs_mono_ms();
         if (url && t >= next_http) {
             if (!h) {
                 bfs_http_cfg cfg = {.tls_verify = true};
@@ -259,14 +245,14 @@ int bfs_hs_fetch_with(bfs_http *shared, const char *dir, const char *url_templat
                 goto out;
             }
             bfs_debug(TAG, "%s: %s; retrying", shown, bfs_http_strerror(last_http));
-            t = now_ms();
+            t = bfs_mono_ms();
             next_http = t + backoff;
             backoff = backoff * 2 < HTTP_BACKOFF_MAX_MS ? backoff * 2 : HTTP_BACKOFF_MAX_MS;
         }
         if (t >= deadline)
             break;
         int64_t nap = dir ? POLL_MS : next_http - t;
-        sleep_ms(nap < deadline - t ? nap : deadline - t);
+        bfs_sleep_ms(nap < deadline - t ? nap : deadline - t);
     }
 
     /* nothing in time */

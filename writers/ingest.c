@@ -61,6 +61,7 @@
 #include "durable.h"
 #include "fits.h"
 #include "hdrsvc.h"
+#include "clock.h"
 #include "log.h"
 #include "strutil.h"
 #include "template.h"
@@ -154,12 +155,6 @@ struct bfs_ingest {
     bfs_ingest_stats stats;
 };
 
-static double now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static int64_t now_ns(void)
 {
@@ -704,7 +699,7 @@ static void append_event(bfs_ingest *ing, struct bfs_upload *u)
     char *description = ok ? bfs_asprintf("%s %s as %s", outcome, u->name, u->rel)
                            : bfs_asprintf("%s: %s", outcome, u->reason ? u->reason : "?");
     /* latency from the writer's close; unknown for an upload finished after a restart */
-    json_t *latency = u->sealed_at > 0 ? json_integer((json_int_t)((now_mono() - u->sealed_at) * 1000.0))
+    json_t *latency = u->sealed_at > 0 ? json_integer((json_int_t)((bfs_mono_s() - u->sealed_at) * 1000.0))
                                        : json_null();
     json_t *j = json_pack("{s:s, s:i, s:s?, s:s, s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:o, s:O, s:s?, s:s?, "
                           "s:s, s:s?, s:s, s:o}",
@@ -759,14 +754,14 @@ static bool is_fits(const struct bfs_upload *u)
  * state and is finished at the next mount). */
 static int with_registry(bfs_ingest *ing, int (*fn)(bfs_ingest *, void *), void *ctx)
 {
-    double deadline = now_mono() + ing->cfg->registry_deadline_ms / 1000.0;
+    double deadline = bfs_mono_s() + ing->cfg->registry_deadline_ms / 1000.0;
     for (;;) {
         pthread_mutex_lock(&ing->reg_lock);
         int ret = fn(ing, ctx);
         pthread_mutex_unlock(&ing->reg_lock);
         if (ret != -EBUSY && ret != -EAGAIN)
             return ret;
-        if (now_mono() > deadline)
+        if (bfs_mono_s() > deadline)
             return -EIO;
         usleep(50000);
     }
@@ -1284,7 +1279,7 @@ static void tell_waiters(struct bfs_upload *u, int outcome)
     u->waiters = NULL;
     u->finished = true;
     u->outcome = outcome;
-    u->finished_at = now_mono();
+    u->finished_at = bfs_mono_s();
     if (outcome == 0 && !u->duplicate)
         ing->stats.ingested++;
     else if (outcome == 0)
@@ -1686,7 +1681,7 @@ static bool same_target(const struct bfs_upload *u, const bfs_ingest_target *t)
 /* Free uploads nobody references whose inbox time is over (under ing->lock). */
 static void purge_locked(bfs_ingest *ing)
 {
-    double now = now_mono();
+    double now = bfs_mono_s();
     for (struct bfs_upload **pp = &ing->uploads; *pp;) {
         struct bfs_upload *u = *pp;
         if (u->refs == 0 && !u->busy && u->finished && now - u->finished_at > ing->cfg->inbox_ttl_ms / 1000.0) {
@@ -1908,7 +1903,7 @@ void bfs_upload_seal(bfs_upload *u, bfs_seal_done_fn done, void *ctx)
     w->next = u->waiters;
     u->waiters = w;
     if (u->sealed_at == 0)
-        u->sealed_at = now_mono();
+        u->sealed_at = bfs_mono_s();
     if (!u->busy)
         enqueue_locked(ing, u);
     pthread_mutex_unlock(&ing->lock);

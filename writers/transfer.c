@@ -46,6 +46,7 @@
 #include "transfer.h"
 
 #include "durable.h"
+#include "clock.h"
 #include "log.h"
 #include "strutil.h"
 
@@ -243,12 +244,6 @@ struct job {
     bool busy;
 };
 
-static double now_real(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static char *job_path(const char *qdir, int state, const char *name)
 {
@@ -380,12 +375,6 @@ struct bfs_transfer {
     double last_scan;
 };
 
-static double now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static int dest_index(const bfs_transfer_config *cfg, const char *name)
 {
@@ -406,14 +395,8 @@ static struct job *find_job_locked(bfs_transfer *t, const char *name)
 /* Take ownership of *j into the in-memory list (under t->lock). */
 static int add_job_locked(bfs_transfer *t, struct job *j)
 {
-    if (t->njobs == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 64;
-        struct job *v = realloc(t->jobs, cap * sizeof *v);
-        if (!v)
-            return -ENOMEM;
-        t->jobs = v;
-        t->cap = cap;
-    }
+    if (bfs_grow((void **)&t->jobs, &t->cap, t->njobs + 1, sizeof *t->jobs) < 0)
+        return -ENOMEM;
     t->jobs[t->njobs++] = *j;
     memset(j, 0, sizeof *j);
     return 0;
@@ -572,7 +555,7 @@ static int upload(bfs_transfer *t, const struct job *j, char **why)
 /* The next due job (busy from now on), or NULL; under t->lock. */
 static struct job *next_job_locked(bfs_transfer *t, double *wait_s)
 {
-    double real = now_real(), mono = now_mono();
+    double real = bfs_real_s(), mono = bfs_mono_s();
     struct job *best = NULL;
     *wait_s = 1.0;
     for (size_t i = 0; i < t->njobs; i++) {
@@ -615,7 +598,7 @@ static int prune_one(void *ctx, const char *name)
     bfs_transfer *t = ctx;
     char *p = job_path(t->qdir, ST_DONE, name);
     struct stat sb;
-    if (p && stat(p, &sb) == 0 && now_real() - (double)sb.st_mtime > DONE_KEEP_S)
+    if (p && stat(p, &sb) == 0 && bfs_real_s() - (double)sb.st_mtime > DONE_KEEP_S)
         unlink(p);
     free(p);
     return 0;
@@ -626,7 +609,7 @@ static int prune_one(void *ctx, const char *name)
  * DONE_KEEP_S are removed, so the store does not grow without bound. */
 static void maybe_rescan_locked(bfs_transfer *t)
 {
-    double now = now_mono();
+    double now = bfs_mono_s();
     if (now - t->last_scan < RESCAN_S)
         return;
     t->last_scan = now;
@@ -655,11 +638,7 @@ static void *worker(void *arg)
             maybe_rescan_locked(t);
             if (t->stop)
                 break;
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            double at = (double)ts.tv_sec + ts.tv_nsec / 1e9 + wait_s;
-            ts.tv_sec = (time_t)at;
-            ts.tv_nsec = (long)((at - floor(at)) * 1e9);
+            struct timespec ts = bfs_real_in(wait_s);
             pthread_cond_timedwait(&t->cond, &t->lock, &ts);
             continue;
         }
@@ -678,7 +657,7 @@ static void *worker(void *arg)
             ret = upload(t, &w, &why);
         int state;
         if (ret == 0) {
-            w.done_at = now_real();
+            w.done_at = bfs_real_s();
             state = ST_DONE;
         } else {
             w.attempts++;
@@ -695,8 +674,8 @@ static void *worker(void *arg)
         } else {
             ds->failures++;
             double back = fmin(t->cfg->backoff_max_ms / 1000.0, ldexp(1.0, ds->failures > 20 ? 20 : ds->failures - 1));
-            ds->backoff_until = now_mono() + back * jitter();
-            w.next_try = now_real() + back * jitter();
+            ds->backoff_until = bfs_mono_s() + back * jitter();
+            w.next_try = bfs_real_s() + back * jitter();
         }
         pthread_mutex_unlock(&t->lock);
         /* record the outcome: the job file moves to its new state */
@@ -711,7 +690,7 @@ static void *worker(void *arg)
                      w.name, dname, w.attempts, w.last_error);
         else
             bfs_info(TAG, "%s to %s failed (attempt %d of %d, next in %.0f s): %s", w.rel, dname, w.attempts,
-                     t->cfg->max_attempts, w.next_try - now_real(), w.last_error);
+                     t->cfg->max_attempts, w.next_try - bfs_real_s(), w.last_error);
         free(from);
         free(to);
         pthread_mutex_lock(&t->lock);
@@ -828,7 +807,7 @@ static int new_job(const char *qdir, const bfs_transfer_config *cfg, int d, cons
                    bool redo_done, struct job *made)
 {
     const bfs_transfer_dest *dest = &cfg->dests[d];
-    struct job j = {.dest = d, .size = item->size, .created = now_real()};
+    struct job j = {.dest = d, .size = item->size, .created = bfs_real_s()};
     snprintf(j.name, sizeof j.name, "%s.%s", item->dataset_id, dest->name);
     for (int s = 0; s < STATES; s++) {
         char *p = job_path(qdir, s, j.name);
@@ -887,7 +866,7 @@ char *bfs_transfer_object_url(const bfs_transfer_dest *dest, const char *rel)
 void bfs_transfer_stats(bfs_transfer *t, bfs_queue_stats *st)
 {
     memset(st, 0, sizeof *st);
-    double real = now_real();
+    double real = bfs_real_s();
     pthread_mutex_lock(&t->lock);
     for (size_t i = 0; i < t->njobs; i++) {
         const struct job *j = &t->jobs[i];
@@ -964,7 +943,7 @@ int bfs_queue_read(const char *repo_dir, bfs_queue_stats *st, bfs_queue_cb cb, v
     struct stat sb;
     int ret = stat(qdir, &sb) == 0 ? 0 : -ENOENT;
     for (int s = 0; ret == 0 && s < STATES; s++) {
-        struct read_ctx c = {qdir, s, st, cb, ctx, now_real()};
+        struct read_ctx c = {qdir, s, st, cb, ctx, bfs_real_s()};
         ret = each_job(qdir, s, read_one, &c);
     }
     free(qdir);

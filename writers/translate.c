@@ -132,15 +132,9 @@ static struct hv *slot(struct tx *t, const char *key)
     struct hv *h = find(t, key);
     if (h)
         return h;
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 64;
-        struct hv *v = realloc(t->v, cap * sizeof *v);
-        if (!v) {
-            fail(t, -ENOMEM, "out of memory");
-            return NULL;
-        }
-        t->v = v;
-        t->cap = cap;
+    if (bfs_grow((void **)&t->v, &t->cap, t->n + 1, sizeof *t->v) < 0) {
+        fail(t, -ENOMEM, "out of memory");
+        return NULL;
     }
     h = &t->v[t->n++];
     memset(h, 0, sizeof *h);

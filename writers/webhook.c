@@ -1,6 +1,7 @@
 /* webhook.c - see webhook.h. */
 #include "webhook.h"
 
+#include "clock.h"
 #include "log.h"
 
 #include <errno.h>
@@ -26,12 +27,6 @@ struct bfs_webhook {
     bfs_webhook_stats st;
 };
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void *sender(void *arg)
 {
@@ -39,14 +34,9 @@ static void *sender(void *arg)
     double backoff = 0, next_try = 0;
     pthread_mutex_lock(&w->lock);
     while (!w->stop) {
-        double now = mono();
+        double now = bfs_mono_s();
         if (!w->n || now < next_try) {
-            double wait = !w->n ? 3600 : next_try - now;
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            double at = (double)ts.tv_sec + ts.tv_nsec / 1e9 + wait;
-            ts.tv_sec = (time_t)at;
-            ts.tv_nsec = (long)((at - floor(at)) * 1e9);
+            struct timespec ts = bfs_real_in(!w->n ? 3600 : next_try - now);
             pthread_cond_timedwait(&w->cond, &w->lock, &ts);
             continue;
         }
@@ -74,7 +64,7 @@ static void *sender(void *arg)
         }
         w->st.failures++;
         backoff = backoff > 0 ? fmin(60.0, backoff * 2) : 1.0;
-        next_try = mono() + backoff;
+        next_try = bfs_mono_s() + backoff;
         if (w->st.failures == 1 || w->st.failures % 100 == 0)
             bfs_warn(TAG, "POST of an event to the webhook failed (%s); %zu lines waiting, next try in %.0f s",
                      bfs_http_strerror(ret), w->n, backoff);
