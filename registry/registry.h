@@ -362,6 +362,11 @@ typedef struct bfs_new_dataset {
  * receives the id.  -EEXIST when that dataset already exists. */
 int bfs_registry_add_dataset(bfs_registry *reg, const bfs_new_dataset *d, char id_out[33]);
 
+/* The checksum daf_butler's file datastore records for a file (its
+ * `checksum` column: BLAKE2b-512, 128 lowercase hex digits) of the size
+ * bytes of fd, read with pread from offset 0.  0 or negative errno. */
+int bfs_file_checksum(int fd, int64_t size, char out[129]);
+
 /* The deterministic dataset id alone (no database access). */
 int bfs_dataset_id_v5(const char *dataset_type, const char *run, const char *const *dim_names,
                       const char *const *dim_values, int ndims, char id_out[33]);

@@ -46,6 +46,7 @@
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -1807,4 +1808,31 @@ int bfs_registry_certify(bfs_registry *reg, const char *calib, const char *datas
     }
     dtype_free(&m.dt);
     return wtx_end(&t, ret);
+}
+
+int bfs_file_checksum(int fd, int64_t size, char out[129])
+{
+    enum { CHUNK = 1 << 20 };
+    unsigned char *buf = malloc(CHUNK);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ret = buf && ctx && EVP_DigestInit_ex(ctx, EVP_blake2b512(), NULL) == 1 ? 0 : -ENOMEM;
+    for (int64_t off = 0; ret == 0 && off < size;) {
+        size_t want = (size_t)(size - off < CHUNK ? size - off : CHUNK);
+        ssize_t n = pread(fd, buf, want, off);
+        if (n <= 0)
+            ret = n < 0 ? -errno : -EIO;
+        else if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1)
+            ret = -ENOMEM;
+        else
+            off += n;
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (ret == 0 && (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 64))
+        ret = -EIO;
+    for (unsigned i = 0; ret == 0 && i < mdlen; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    EVP_MD_CTX_free(ctx);
+    free(buf);
+    return ret;
 }

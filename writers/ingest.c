@@ -110,6 +110,7 @@ struct bfs_upload {
     char *shown;              /* under ing->lock: the name after a rename, or NULL */
     char *shown_old;          /* the one before (a stat snapshot may still point to it) */
     char *obs_id, *raft, *sensor; /* a raw's, from its headers (events), or NULL */
+    char checksum[129];       /* BLAKE2b-512 of the bytes as placed ("" before SEALED is done) */
     char *hs_note;            /* what the Header Service merge did (events), or NULL */
     char *dim_names[BFS_MAX_DIMS], *dim_values[BFS_MAX_DIMS];
     int ndims;
@@ -387,10 +388,10 @@ static json_t *strings_json(char *const *v, int n)
 
 static int write_intent(bfs_ingest *ing, struct bfs_upload *u)
 {
-    json_t *j = json_pack("{s:s, s:s, s:s?, s:b, s:s?, s:s?, s:s?, s:s, s:o, s:o, s:I, s:s?, s:s?, s:I, "
+    json_t *j = json_pack("{s:s, s:s, s:s?, s:s?, s:b, s:s?, s:s?, s:s?, s:s, s:o, s:o, s:I, s:s?, s:s?, s:I, "
                           "s:s?, s:i, s:b}",
                           "state", state_names[u->st], "run", u->run, "dataset_type", u->dtype,
-                          "inbox", u->inbox, "obs_id", u->obs_id, "raft", u->raft, "sensor", u->sensor,
+                          "checksum", u->checksum[0] ? u->checksum : NULL, "inbox", u->inbox, "obs_id", u->obs_id, "raft", u->raft, "sensor", u->sensor,
                           "name", u->name, "dim_names", strings_json(u->dim_names, u->ndims),
                           "dim_values", strings_json(u->dim_values, u->ndims), "uid", (json_int_t)u->uid,
                           "dataset_id", u->dataset_id[0] ? u->dataset_id : NULL, "path", u->rel,
@@ -1042,6 +1043,13 @@ static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
     }
     if (decide_path(ing, u, raw_values) < 0)
         return u->st == S_QUARANTINED ? 0 : -ENOMEM;
+    /* the checksum daf_butler records, of the bytes as they will be placed
+     * (after a Header Service merge), so readers of any copy can verify */
+    ret = bfs_file_checksum(u->fd, u->size, u->checksum);
+    if (ret < 0) {
+        u->checksum[0] = '\0';
+        bfs_warn(TAG, "cannot checksum %s: %s; registered without a checksum", u->name, strerror(-ret));
+    }
     u->st = S_PREPARED;
     return 0;
 }
@@ -1104,7 +1112,8 @@ static int step_placed(bfs_ingest *ing, struct bfs_upload *u)
     }
     bfs_new_dataset d = {.dataset_type = u->dtype, .run = u->run, .dim_names = names,
                          .dim_values = values, .ndims = u->ndims, .path = u->rel,
-                         .formatter = formatter_of(u), .file_size = u->size};
+                         .formatter = formatter_of(u), .file_size = u->size,
+                         .checksum = u->checksum[0] ? u->checksum : NULL};
     struct add_dataset ad = {&d, {0}};
     int ret = with_registry(ing, add_dataset_tx, &ad); /* -EIO: stays PLACED, retried at the next mount */
     if (ret == -EEXIST)
@@ -1369,6 +1378,9 @@ static int recover_one(bfs_ingest *ing, const char *uhex)
     u->inbox = inbox ? json_is_true(inbox) : !u->dtype; /* intents written before the key */
     u->name = j ? json_str(j, "name") : NULL;
     u->obs_id = j ? json_str(j, "obs_id") : NULL;
+    const char *ck = j ? json_string_value(json_object_get(j, "checksum")) : NULL;
+    if (ck && strlen(ck) == 128)
+        snprintf(u->checksum, sizeof u->checksum, "%s", ck);
     u->raft = j ? json_str(j, "raft") : NULL;
     u->sensor = j ? json_str(j, "sensor") : NULL;
     u->rel = j ? json_str(j, "path") : NULL;

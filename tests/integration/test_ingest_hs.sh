@@ -64,6 +64,10 @@ expect "... and the amplifier block in Segment10's HDU" bash -c "fold -w 80 '$st
 if command -v fitsverify >/dev/null; then
     expect "the merged file passes fitsverify (checksums restamped)" fitsverify -q -e "$stored"
 fi
+expect "the file record's checksum is that of the merged file" python3 -c "
+import hashlib, sqlite3, sys
+ck = sqlite3.connect(sys.argv[1]).execute('SELECT checksum FROM file_datastore_records WHERE path = ?', (sys.argv[2],)).fetchone()[0]
+assert ck == hashlib.blake2b(open(sys.argv[3], 'rb').read()).hexdigest()" "$T/repo/gen3.sqlite3" "$path" "$stored"
 expect "the translation saw the merged header (target_name from the document)" \
     test "$(q "SELECT target_name FROM exposure WHERE obs_id = '$obs1'")" = merged-target
 expect "the event says the document was merged" python3 - "$T/repo/.butlerfs/events.jsonl" "$obs1" <<'PY'

@@ -55,6 +55,14 @@ expect "... with the bytes written" cmp "$src1" "$F"
 want=$(q "$T/repo" "SELECT e.day_obs || '/' || f.band || '/' || e.physical_filter || '/' || e.obs_id || '/raw_LSSTCam_' || f.band || '_' || e.physical_filter || '_' || e.obs_id || '_' || d.full_name || '_LSSTCam_raw_all.fits' FROM exposure e JOIN physical_filter f ON f.instrument = e.instrument AND f.name = e.physical_filter JOIN detector d ON d.instrument = e.instrument AND d.id = $det WHERE e.id = $exp")
 expect "the file lies where daf_butler's default file template puts it (LSSTCam/raw/all/raw/$want)" \
     test -n "$(q "$T/repo" "SELECT 1 FROM file_datastore_records WHERE path = 'LSSTCam/raw/all/raw/$want'")"
+expect "each file record holds the BLAKE2b-512 of the stored bytes (daf_butler's checksum)" python3 - "$T/repo" <<'PY'
+import hashlib, sqlite3, sys
+repo = sys.argv[1]
+rows = sqlite3.connect(f"{repo}/gen3.sqlite3").execute("SELECT path, checksum FROM file_datastore_records").fetchall()
+assert rows
+for path, ck in rows:
+    assert ck == hashlib.blake2b(open(f"{repo}/{path}", "rb").read()).hexdigest(), path
+PY
 expect "the formatter recorded is the camera's raw formatter" test "$(q "$T/repo" "SELECT DISTINCT formatter FROM file_datastore_records")" = "lsst.obs.lsst.rawFormatter.LsstCamRawFormatter"
 
 day=$(date -u -d '12 hours ago' +%Y-%m-%d)
