@@ -180,14 +180,18 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    for (size_t i = (size_t)off; i < bfs_listing_count(l); i++) {
+    bool full = false;
+    size_t count = bfs_listing_count(l);
+    for (size_t i = (size_t)off; i < count; i++) {
         struct stat st;
         const char *name = bfs_listing_name(fs->tree, l, i, &st);
         size_t need;
         if (!plus) {
             need = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)i + 1);
-            if (need > size - used)
+            if (need > size - used) {
+                full = true;
                 break;
+            }
             used += need;
             continue;
         }
@@ -207,6 +211,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
                     fuse_reply_err(req, -ret);
                     return;
                 }
+                full = true;
                 break;
             }
             fill_entry(fs, child, &st, &e);
@@ -215,10 +220,14 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
         if (need > size - used) {
             if (child)
                 bfs_tree_forget(fs->tree, child, 1);
+            full = true;
             break;
         }
         used += need;
     }
+    /* a RUN's own directory of a writable mount: the names just written there */
+    if (!full && fs->ing)
+        used = bfs_opsw_readdir_inbox(req, ino, buf, size, used, (off_t)count, off, plus);
     if (paged)
         bfs_tree_listing_done(fs->tree, dir, l, used == 0);
     fuse_reply_buf(req, buf, used);

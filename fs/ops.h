@@ -60,6 +60,14 @@ void bfs_ops_writable(struct fuse_lowlevel_ops *ops);
  * when there is none. */
 bool bfs_opsw_lookup_inbox(fuse_req_t req, fuse_ino_t parent, const char *name);
 
+/* After the tree's entries of directory ino (their offsets 1..base), the
+ * inbox names of the RUN it is (a writable mount), at offsets base+1...:
+ * those from offset off on are added to buf[used..size) as readdir (plus:
+ * readdirplus, each entry taking a lookup reference) would; returns the new
+ * used.  A directory that is not a RUN's own adds nothing. */
+size_t bfs_opsw_readdir_inbox(fuse_req_t req, fuse_ino_t ino, char *buf, size_t size, size_t used, off_t base,
+                              off_t off, bool plus);
+
 /* The tree's bfs_tree_evict_fn (ctx: the bfs_fs): asks the kernel to drop
  * an entry, so that it sends FORGET.  Never call it from a request handler:
  * the kernel may wait for that request to finish first. */

@@ -99,6 +99,57 @@ bool bfs_opsw_lookup_inbox(fuse_req_t req, fuse_ino_t parent, const char *name)
     return true;
 }
 
+struct inbox_fill {
+    fuse_req_t req;
+    bfs_fs *fs;
+    char *buf;
+    size_t size, used;
+    off_t next;   /* the offset of the entry being added */
+    off_t skip;   /* entries before the one asked for */
+    bool plus, full;
+};
+
+static int inbox_one(void *ctx, const bfs_upload_info *info)
+{
+    struct inbox_fill *f = ctx;
+    if (f->full)
+        return 0;
+    f->next++;
+    if (f->skip > 0) {
+        f->skip--;
+        return 0;
+    }
+    size_t need, room = f->size - f->used;
+    if (f->plus) {
+        struct fuse_entry_param e;
+        upload_entry(f->fs, info->upload, &e); /* the entry's lookup reference */
+        need = fuse_add_direntry_plus(f->req, f->buf + f->used, room, info->name, &e, f->next);
+        if (need > room)
+            bfs_upload_put(info->upload);
+    } else {
+        struct stat st;
+        upload_attr(f->fs, info->upload, &st);
+        need = fuse_add_direntry(f->req, f->buf + f->used, room, info->name, &st, f->next);
+    }
+    if (need > room)
+        f->full = true;
+    else
+        f->used += need;
+    return 0;
+}
+
+size_t bfs_opsw_readdir_inbox(fuse_req_t req, fuse_ino_t ino, char *buf, size_t size, size_t used, off_t base,
+                              off_t off, bool plus)
+{
+    bfs_fs *fs = fs_of(req);
+    bfs_write_target wt;
+    if (!fs->ing || bfs_tree_write_target(fs->tree, bfs_tree_node(fs->tree, ino), &wt) < 0 || wt.dataset_type)
+        return used;
+    struct inbox_fill f = {req, fs, buf, size, used, base, off > base ? off - base : 0, plus, false};
+    bfs_ingest_inbox(fs->ing, wt.run, inbox_one, &f);
+    return f.used;
+}
+
 static void opw_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
     if (!is_upload(ino)) {

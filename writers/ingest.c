@@ -1878,7 +1878,7 @@ int bfs_upload_truncate(bfs_upload *u, off_t size)
 void bfs_upload_stat(bfs_upload *u, bfs_upload_info *info)
 {
     pthread_mutex_lock(&u->ing->lock);
-    *info = (bfs_upload_info){.run = u->run, .name = shown_name(u), .size = u->size, .mtime_ns = u->mtime_ns,
+    *info = (bfs_upload_info){.upload = u, .run = u->run, .name = shown_name(u), .size = u->size, .mtime_ns = u->mtime_ns,
                               .sealed = u->finished, .outcome = u->outcome,
                               .dataset_id = u->finished && u->outcome == 0 ? u->dataset_id : NULL};
     pthread_mutex_unlock(&u->ing->lock);

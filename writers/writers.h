@@ -152,6 +152,7 @@ ssize_t bfs_upload_pread(bfs_upload *u, void *buf, size_t len, off_t off);
 int bfs_upload_truncate(bfs_upload *u, off_t size);
 
 typedef struct bfs_upload_info {
+    bfs_upload *upload;
     const char *run, *name;
     off_t size;
     int64_t mtime_ns;
