@@ -120,7 +120,8 @@ int bfs_cmd_queue(int argc, char **argv)
     double rate_h = st.done_last_hour * 3600.0 / window;
     double empty_s = rate_h > 0 ? st.pending / rate_h * 3600 : -1;
     if (json) {
-        json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:o, s:o}", "repository", repo, "pending",
+        json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:o, s:o}", "repository", repo,
+                              "store_bytes", (json_int_t)st.store_bytes, "disk_free", (json_int_t)st.disk_free, "pending",
                               (json_int_t)st.pending, "inflight", (json_int_t)st.inflight, "parked",
                               (json_int_t)st.parked, "done", (json_int_t)st.done, "bytes_pending",
                               (json_int_t)st.bytes_pending, "oldest_pending_s", st.oldest_pending_s,
@@ -147,6 +148,11 @@ int bfs_cmd_queue(int argc, char **argv)
            rate_h);
     if (st.pending)
         printf("  to empty     %s\n", empty_s >= 0 ? eta : "unknown (nothing done in the last hour)");
+    char store[32], free_b[32];
+    bfs_format_bytes((double)st.store_bytes, store, sizeof store);
+    bfs_format_bytes((double)st.disk_free, free_b, sizeof free_b);
+    printf("  store        %s of job files; %s free for the queue and the spool\n", store,
+           st.disk_free >= 0 ? free_b : "unknown");
     size_t i;
     json_t *e;
     json_array_foreach(l.parked, i, e) {

@@ -500,7 +500,7 @@ int bfs_cmd_mount(int argc, char **argv)
         bfs_http_cfg_from(&config, &hc);
         if (bfs_http_new(&hc, &thttp, &msg) < 0 ||
             (tcfg.n_dests && bfs_transfer_open(bfs_registry_repo_dir(reg), bfs_registry_datastore_root(reg),
-                                               &tcfg, thttp, &transfer, &msg) < 0)) {
+                                               &tcfg, thttp, icfg.events_file, &transfer, &msg) < 0)) {
             bfs_err(MAIN_TAG, "cannot start the transfer queue: %s", msg ? msg : "?");
             free(msg);
             goto out_tree;

@@ -62,6 +62,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -361,6 +362,7 @@ struct dest_state {
 
 struct bfs_transfer {
     char *qdir, *root;
+    char *events;     /* the events file, or NULL */
     const bfs_transfer_config *cfg;
     bfs_http *http;
     pthread_mutex_t lock;
@@ -619,6 +621,37 @@ static void maybe_rescan_locked(bfs_transfer *t)
     pthread_mutex_lock(&t->lock);
 }
 
+/* One event line per completed or parked transfer: appended to the events
+ * file (the ingest's, ingest.events) and written to the log. */
+static void transfer_event(bfs_transfer *t, const struct job *w, const char *dest, bool done)
+{
+    char when[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+    json_t *j = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:I, s:i, s:s?}", "time", when, "transfer",
+                          done ? "done" : "parked", "status", done ? 0 : 1, "job", w->name, "destination", dest,
+                          "path", w->rel, "bytes", (json_int_t)w->size, "attempts", w->attempts + (done ? 1 : 0),
+                          "error", done ? NULL : w->last_error);
+    char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!line)
+        return;
+    if (done)
+        bfs_note(TAG, "%s", line);
+    else
+        bfs_warn(TAG, "%s", line);
+    int fd = t->events ? open(t->events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600) : -1;
+    if (fd >= 0) {
+        size_t len = strlen(line);
+        line[len] = '\n'; /* json_dumps leaves room: the NUL */
+        if (write(fd, line, len + 1) != (ssize_t)len + 1 || fdatasync(fd) < 0)
+            bfs_warn(TAG, "cannot append to %s: %s", t->events, strerror(errno));
+        close(fd);
+    }
+    free(line);
+}
+
 static double jitter(void)
 {
     unsigned r = 0;
@@ -682,12 +715,8 @@ static void *worker(void *arg)
         int wr = job_write(t->qdir, state, &w, dname);
         if (wr == 0 && to)
             unlink(to);
-        if (ret == 0)
-            bfs_note(TAG, "{\"transfer\":\"done\",\"job\":\"%s\",\"destination\":\"%s\",\"path\":\"%s\",\"bytes\":%lld}",
-                     w.name, dname, w.rel, (long long)w.size);
-        else if (state == ST_PARKED)
-            bfs_warn(TAG, "{\"transfer\":\"parked\",\"job\":\"%s\",\"destination\":\"%s\",\"attempts\":%d,\"error\":\"%s\"}",
-                     w.name, dname, w.attempts, w.last_error);
+        if (ret == 0 || state == ST_PARKED)
+            transfer_event(t, &w, dname, ret == 0);
         else
             bfs_info(TAG, "%s to %s failed (attempt %d of %d, next in %.0f s): %s", w.rel, dname, w.attempts,
                      t->cfg->max_attempts, w.next_try - bfs_real_s(), w.last_error);
@@ -718,7 +747,7 @@ static void *worker(void *arg)
 }
 
 int bfs_transfer_open(const char *repo_dir, const char *datastore_root, const bfs_transfer_config *cfg,
-                      bfs_http *http, bfs_transfer **out, char **errmsg)
+                      bfs_http *http, const char *events_file, bfs_transfer **out, char **errmsg)
 {
     *out = NULL;
     bfs_transfer *t = calloc(1, sizeof *t);
@@ -728,6 +757,7 @@ int bfs_transfer_open(const char *repo_dir, const char *datastore_root, const bf
     t->http = http;
     size_t rl = strlen(datastore_root);
     t->qdir = queue_dir(repo_dir);
+    t->events = events_file ? strdup(events_file) : bfs_asprintf("%s/.butlerfs/events.jsonl", repo_dir);
     t->root = rl && datastore_root[rl - 1] == '/' ? strdup(datastore_root) : bfs_asprintf("%s/", datastore_root);
     t->dests = calloc(cfg->n_dests ? (size_t)cfg->n_dests : 1, sizeof *t->dests);
     pthread_mutex_init(&t->lock, NULL);
@@ -783,6 +813,7 @@ void bfs_transfer_close(bfs_transfer *t)
     pthread_mutex_destroy(&t->lock);
     free(t->qdir);
     free(t->root);
+    free(t->events);
     free(t);
 }
 
@@ -901,6 +932,9 @@ static int read_one(void *arg, const char *name)
     char *path = job_path(c->qdir, c->state, name), dname[64];
     struct job j;
     int ret = path ? job_read(path, &j, dname, sizeof dname) : -ENOMEM;
+    struct stat sb;
+    if (path && stat(path, &sb) == 0)
+        c->st->store_bytes += (int64_t)sb.st_blocks * 512;
     free(path);
     if (ret == -EBADMSG)
         return 0;
@@ -942,6 +976,8 @@ int bfs_queue_read(const char *repo_dir, bfs_queue_stats *st, bfs_queue_cb cb, v
         return -ENOMEM;
     struct stat sb;
     int ret = stat(qdir, &sb) == 0 ? 0 : -ENOENT;
+    struct statvfs vf;
+    st->disk_free = ret == 0 && statvfs(qdir, &vf) == 0 ? (int64_t)vf.f_bavail * (int64_t)vf.f_frsize : -1;
     for (int s = 0; ret == 0 && s < STATES; s++) {
         struct read_ctx c = {qdir, s, st, cb, ctx, bfs_real_s()};
         ret = each_job(qdir, s, read_one, &c);

@@ -65,9 +65,12 @@ typedef struct bfs_transfer bfs_transfer;
 /* Open the store under repo_dir/.butlerfs/queue (made if missing), put every
  * inflight job back to pending (the crash story), and start the workers,
  * which read files under datastore_root and talk HTTP through http (shared,
- * owned by the caller, outliving the queue).  cfg must outlive the queue. */
+ * owned by the caller, outliving the queue).  cfg must outlive the queue.
+ * Each completed or parked transfer is one JSON line appended to
+ * events_file (NULL: REPO/.butlerfs/events.jsonl, the ingest's default)
+ * and written to the log. */
 int bfs_transfer_open(const char *repo_dir, const char *datastore_root, const bfs_transfer_config *cfg,
-                      bfs_http *http, bfs_transfer **out, char **errmsg);
+                      bfs_http *http, const char *events_file, bfs_transfer **out, char **errmsg);
 /* Stop the workers (uploads in progress are abandoned and stay pending). */
 void bfs_transfer_close(bfs_transfer *t);
 
@@ -91,6 +94,8 @@ typedef struct bfs_queue_stats {
     double oldest_pending_s; /* age of the oldest pending job, 0 when none */
     double done_last_hour;   /* jobs done in the last hour */
     double done_window_s;    /* since the first of those (at most 3600), 0 when none */
+    int64_t store_bytes;     /* the job files' own size on disk (bfs_queue_read) */
+    int64_t disk_free;       /* bytes free for the queue and the spool (its file system); -1 unknown */
 } bfs_queue_stats;
 
 typedef struct bfs_queue_job {

@@ -65,6 +65,8 @@ expect "... the archive holds them byte for byte, with no temporary object left"
 expect "... under <uri><path relative to the datastore root>" \
     test -n "$(find "$T/www/archive/LSSTCam/raw/all/raw" -name 'raw_LSSTCam_*.fits' | head -1)"
 expect "the daemon logs one line per completed transfer" test "$(grep -c '"transfer":"done"' "$BFS_LOG")" = 3
+expect "... and appends one event line each to the events file" \
+    test "$(grep -c '"transfer":"done"' "$T/repo/.butlerfs/events.jsonl")" = 3
 expect "each event line was POSTed to the webhook (3)" \
     bash -c "test \$(grep -c 'POST /hook/events' '$NGINX_DIR/access.log') = 3"
 
@@ -135,6 +137,10 @@ for _ in $(seq 50); do [ "$(qfield parked)" = 1 ] && break; sleep 0.2; done
 expect "a job that keeps failing is parked" test "$(qfield parked)" = 1
 expect "... with its last error" bash -c "'$BFS_BIN' queue '$T/repo' | grep -q 'parked: .* -> nowhere after 2 attempts: PUT .*: '"
 expect "... and one warning line" grep -q '"transfer":"parked"' "$BFS_LOG"
+expect "... and an event line with the reason" python3 -c "
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1]) if '\"transfer\":\"parked\"' in l]
+assert ev and ev[-1]['status'] == 1 and ev[-1]['error'].startswith('PUT '), ev" "$T/repo/.butlerfs/events.jsonl"
 unmount
 expect "queue retry puts it back" bash -c "'$BFS_BIN' queue retry '$T/repo' | grep -q '^1 parked job back in the queue'"
 expect "... as a pending job" test "$(qfield pending)" = 1
