@@ -13,6 +13,7 @@
  * and the cleanup ladder undoes these in reverse order.
  */
 #include "cli.h"
+#include "mount.h"
 #include "status.h"
 #include "ops.h"
 
@@ -286,27 +287,6 @@ static const struct fuse_opt mount_optspec[] = {
     FUSE_OPT_END,
 };
 
-/* The configuration file's ingest: and transfer: sections (owned by
- * writers/), read at an -o rw mount. */
-static int load_write_config(const bfs_config *config, bfs_ingest_config *icfg, bfs_transfer_config *tcfg,
-                             char **msg)
-{
-    if (!config->path)
-        return 0;
-    bfs_yaml *y;
-    int ret = bfs_yaml_load_file(config->path, &y, msg);
-    if (ret < 0)
-        return ret;
-    const bfs_yaml_node *sec = bfs_yaml_get(y, bfs_yaml_root(y), "ingest");
-    if (sec)
-        ret = bfs_ingest_config_parse(y, sec, config->path, icfg, msg);
-    sec = ret == 0 ? bfs_yaml_get(y, bfs_yaml_root(y), "transfer") : NULL;
-    if (sec)
-        ret = bfs_transfer_config_parse(y, sec, config->path, tcfg, msg);
-    bfs_yaml_free(y);
-    return ret;
-}
-
 int bfs_cmd_mount(int argc, char **argv)
 {
     /* argv: "mount" REPO MOUNTPOINT [options]; options may come anywhere */
@@ -384,8 +364,6 @@ int bfs_cmd_mount(int argc, char **argv)
 
     /* 2. validate the configuration and the repository while the user can
      * still see messages */
-    bfs_registry *reg = NULL;
-    bfs_fetcher *fetcher = NULL;
     char *msg = NULL;
     bfs_config config;
     bfs_config_defaults(&config);
@@ -393,52 +371,22 @@ int bfs_cmd_mount(int argc, char **argv)
     bfs_ingest_config_defaults(&icfg);
     bfs_transfer_config tcfg; /* the transfer: section, for -o rw */
     bfs_transfer_config_defaults(&tcfg);
-    bfs_http *thttp = NULL;
-    bfs_transfer *transfer = NULL;
+    bfs_mount_plan plan = {.repo = repo, .mnt = mnt_abs, .rw = mo.rw != 0, .single_thread = mo.single != 0,
+                           .threads = mo.threads, .listing_ttl = mo.listing_ttl, .max_nodes = mo.max_nodes,
+                           .config = &config, .ingest = &icfg, .transfer = &tcfg};
+    char *fsname = NULL;
     if (bfs_config_load(mo.config, &config, &msg) < 0) {
         fprintf(stderr, "butlerfs: %s\n", msg ? msg : "cannot read the configuration");
         free(msg);
         goto out_config;
     }
-    /* -o rw opens for writing already here: a transaction a killed writer
-     * left in the rollback journal is undone by the first writable open,
-     * and a read-only open could not read past it */
-    if (bfs_registry_open(repo, mo.rw ? BFS_REG_WRITE : BFS_REG_READONLY, &reg, &msg) < 0) {
-        fprintf(stderr, "butlerfs: %s\n", msg ? msg : "cannot open repository");
-        free(msg);
-        goto out_config;
-    }
-    /* remote data and a cache that cannot be used: say so while the user sees
-     * it (the mount still serves, uncached) */
-    const char *root = bfs_registry_datastore_root(reg);
-    if (bfs_source_is_remote(root) && bfs_fetch_cache_check(&config, &msg) < 0) {
-        fprintf(stderr, "butlerfs: warning: remote data will be read uncached: %s\n", msg ? msg : "?");
-        free(msg);
-        msg = NULL;
-    }
-    if (mo.rw && bfs_source_is_remote(root)) {
-        fprintf(stderr, "butlerfs: -o rw needs a repository whose datastore root is a local directory; "
-                        "%s's is %s\n", bfs_registry_repo_dir(reg), root);
-        bfs_registry_close(reg);
-        goto out_config;
-    }
-    if (mo.rw && (load_write_config(&config, &icfg, &tcfg, &msg) < 0 ||
-                  bfs_ingest_check(bfs_registry_repo_dir(reg), root, &icfg, &msg) < 0)) {
-        fprintf(stderr, "butlerfs: %s\n", msg ? msg : "cannot read the ingest: section");
-        free(msg);
-        bfs_registry_close(reg);
-        goto out_config;
-    }
-    char *fsname = bfs_asprintf("-ofsname=butlerfs:%s,subtype=butlerfs,%sdefault_permissions,max_read=%u",
-                                bfs_registry_repo_dir(reg), mo.rw ? "" : "ro,", 1u << 20);
-    bfs_registry_close(reg);
-    reg = NULL;
-    if (!fsname)
+    if (bfs_mount_check(&plan, &icfg, &tcfg, &fsname) < 0)
         goto out_config;
     /* commas in the repository path would split the option: escape them */
     fuse_opt_add_arg(&args, fsname);
     free(fsname);
 
+    /* 3. mount, while the user still sees the terminal */
     bfs_fs fs = {.file_timeout = mo.file_timeout, .dir_timeout = mo.dir_timeout,
                  .negative_timeout = mo.negative_timeout, .max_read = 1u << 20,
                  .xattr = mo.xattr != 0, .direct_io = mo.direct_io != 0};
@@ -470,8 +418,8 @@ int bfs_cmd_mount(int argc, char **argv)
     }
     char *sdir = NULL;
     const char *swhy = NULL;
-    bool status_ok = bfs_status_check(&sdir, &swhy) == 0;
-    if (!status_ok) /* said while the user sees it */
+    plan.status_file = bfs_status_check(&sdir, &swhy) == 0;
+    if (!plan.status_file) /* said while the user sees it */
         fprintf(stderr, "butlerfs: warning: no status file for this mount (butlerfs status will not list it): "
                         "%s: %s\n", sdir ? sdir : "the status directory", swhy);
     free(sdir);
@@ -482,75 +430,8 @@ int bfs_cmd_mount(int argc, char **argv)
             bfs_log_to_syslog("butlerfs");
     }
 
-    /* 5. serve */
-    if (bfs_registry_open(repo, mo.rw ? BFS_REG_WRITE : BFS_REG_READONLY, &reg, &msg) < 0) {
-        bfs_err(MAIN_TAG, "%s", msg ? msg : "cannot open repository");
-        free(msg);
-        goto out_unmount;
-    }
-    if (bfs_fetcher_new(&config, &fetcher) < 0)
-        goto out_registry;
-    bfs_tree_opts topts = {.uid = getuid(), .gid = getgid(), .listing_ttl = mo.listing_ttl,
-                           .fetcher = fetcher, .max_nodes = mo.max_nodes, .writable = mo.rw != 0};
-    if (bfs_tree_new(reg, &topts, &fs.tree) < 0)
-        goto out_fetcher;
-    if (mo.rw && (tcfg.n_dests || icfg.webhook || icfg.hs_url)) {
-        /* uploads, webhook POSTs and Header Service GETs, with the fetch: section's settings */
-        bfs_http_cfg hc;
-        bfs_http_cfg_from(&config, &hc);
-        if (bfs_http_new(&hc, &thttp, &msg) < 0 ||
-            (tcfg.n_dests && bfs_transfer_open(bfs_registry_repo_dir(reg), bfs_registry_datastore_root(reg),
-                                               &tcfg, thttp, icfg.events_file, &transfer, &msg) < 0)) {
-            bfs_err(MAIN_TAG, "cannot start the transfer queue: %s", msg ? msg : "?");
-            free(msg);
-            goto out_tree;
-        }
-    }
-    if (mo.rw && bfs_ingest_open(bfs_registry_repo_dir(reg), bfs_registry_datastore_root(reg), reg, &icfg,
-                                 transfer, thttp, &fs.ing, &msg) < 0) {
-        bfs_err(MAIN_TAG, "cannot serve writes: %s", msg ? msg : "ingest did not start");
-        free(msg);
-        goto out_tree;
-    }
-    fs.reg = reg;
-    fs.se = se;
-    if (bfs_tree_trimmer_start(fs.tree, bfs_ops_evict, &fs) < 0)
-        bfs_warn(MAIN_TAG, "cannot start the node trimmer: max_nodes=%lu will not be enforced", mo.max_nodes);
-    bfs_note(MAIN_TAG, "mounted %s on %s (universe %s v%d, %zu collections, %zu dataset types)",
-             bfs_registry_repo_dir(reg), mnt_abs, bfs_registry_universe_namespace(reg),
-             bfs_registry_universe_version(reg), bfs_registry_catalog(reg)->ncollections,
-             bfs_registry_catalog(reg)->ndataset_types);
-
-    struct fuse_loop_config *cfg = fuse_loop_cfg_create();
-    fuse_loop_cfg_set_max_threads(cfg, (unsigned)mo.threads);
-    fuse_loop_cfg_set_idle_threads(cfg, (unsigned)(mo.threads / 2 > 0 ? mo.threads / 2 : 1));
-    fuse_loop_cfg_set_clone_fd(cfg, 0);
-    /* after daemonizing: the file is named by the serving process's pid */
-    bfs_status *st = status_ok ? bfs_status_start(mnt_abs, bfs_registry_repo_dir(reg), fetcher, fs.direct_io) : NULL;
-    if (bfs_inval_start(se, &fs.inval) < 0)
-        bfs_warn(MAIN_TAG, "cannot start the page cache invalidator: files found bad are only dropped "
-                           "from the kernel's cache at their next open");
-    bfs_status_watch_nodes(st, fs.tree);
-    bfs_status_watch_ingest(st, fs.ing);
-    bfs_status_watch_transfer(st, transfer);
-    int loop = mo.single ? fuse_session_loop(se) : fuse_session_loop_mt(se, cfg);
-    bfs_inval_stop(fs.inval);
-    fs.inval = NULL;
-    bfs_status_stop(st);
-    bfs_tree_trimmer_stop(fs.tree); /* before the session goes */
-    fuse_loop_cfg_destroy(cfg);
-    status = loop == 0 ? 0 : 1;
-    bfs_note(MAIN_TAG, "unmounted %s", mnt_abs);
-
-    bfs_ingest_close(fs.ing); /* seals in flight finish; before the tree they hold nodes of */
-out_tree:
-    bfs_transfer_close(transfer); /* after the ingest that enqueues; pending jobs stay on disk */
-    bfs_http_free(thttp);
-    bfs_tree_free(fs.tree);
-out_fetcher:
-    bfs_fetcher_free(fetcher);
-out_registry:
-    bfs_registry_close(reg);
+    /* 4. build everything and serve (fs/mount.c, the composition root) */
+    status = bfs_mount_serve(&plan, se, &fs);
 out_unmount:
     fuse_session_unmount(se);
 out_signals:

@@ -41,7 +41,7 @@ FOREIGN = {
     "xxhash": (("xxhash.h", "xxh_"), {"fetchers"}),
     "openssl": (("openssl/",), {"registry", "fetchers"}),
     "cfitsio": (("fitsio.h", "fitsio2.h", "longnam.h"), {"writers/fits.c"}),
-    "libfuse": (("fuse", "fuse3/"), {"fs/ops.c", "fs/ops.h", "fs/ops_write.c", "fs/main.c"}),
+    "libfuse": (("fuse", "fuse3/"), {"fs/ops.c", "fs/ops.h", "fs/ops_write.c", "fs/main.c", "fs/mount.c", "fs/mount.h"}),
 }
 
 # project headers that carry a foreign library with them
