@@ -81,6 +81,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -689,6 +690,8 @@ static const char *formatter_of(const struct bfs_upload *u)
     const char *ext = strrchr(u->rel, '.');
     if (ext && (!strcmp(ext, ".fits") || !strcmp(ext, ".fz") || !strcmp(ext, ".fit")))
         return "lsst.obs.base.formatters.fitsExposure.FitsExposureFormatter";
+    if (ext && (!strcmp(ext, ".parq") || !strcmp(ext, ".parquet")))
+        return "lsst.daf.butler.formatters.parquet.ParquetFormatter";
     if (ext && !strcmp(ext, ".json"))
         return "lsst.daf.butler.formatters.json.JsonFormatter";
     if (ext && (!strcmp(ext, ".yaml") || !strcmp(ext, ".yml")))
@@ -1779,6 +1782,61 @@ void bfs_ingest_close(bfs_ingest *ing)
     free(ing->quarantine);
     free(ing->events);
     free(ing);
+}
+
+/* The storage class of a created dataset type holding file name, and the
+ * formatter of its file records (formatter_of), by extension. */
+static const struct {
+    const char *ext, *storage_class;
+} class_by_ext[] = {
+    {".fits", "ExposureF"}, {".fit", "ExposureF"}, {".fz", "ExposureF"},
+    {".json", "StructuredDataDict"}, {".yaml", "StructuredDataDict"}, {".yml", "StructuredDataDict"},
+    {".parq", "DataFrame"}, {".parquet", "DataFrame"},
+};
+
+int bfs_ingest_make_dataset_type(bfs_ingest *ing, const char *name, const char *const dims[], int ndims,
+                                 const char *file_name)
+{
+    if (!ing->cfg->create_dataset_types)
+        return -EPERM;
+    /* the Butler keys a dataset by all its type's required dimensions */
+    for (int i = 0; i < ndims; i++) {
+        const bfs_dimension *d = bfs_registry_dimension_by_name(ing->reg, dims[i]);
+        for (int r = 0; d && r < d->n_requires; r++) {
+            bool have = false;
+            for (int j = 0; j < ndims && !have; j++)
+                have = !strcmp(dims[j], d->requires[r]->name);
+            if (!have) {
+                bfs_warn(TAG, "dataset type %s not created: its path gives %s but not %s, which %s requires",
+                         name, d->name, d->requires[r]->name, d->name);
+                return -EINVAL;
+            }
+        }
+    }
+    const char *ext = strrchr(file_name, '.'), *sc = ing->cfg->default_storage_class;
+    for (size_t i = 0; ext && i < sizeof class_by_ext / sizeof *class_by_ext; i++)
+        if (!strcasecmp(ext, class_by_ext[i].ext))
+            sc = class_by_ext[i].storage_class;
+    if (!sc) {
+        bfs_warn(TAG, "dataset type %s not created: no storage class for a file named %s (set "
+                      "ingest.default_storage_class)", name, file_name);
+        return -EINVAL;
+    }
+    pthread_mutex_lock(&ing->reg_lock);
+    int ret = bfs_registry_add_dataset_type(ing->reg, name, sc, dims, ndims, false);
+    if (ret == 0)
+        ret = bfs_registry_refresh(ing->reg) < 0 ? -EIO : 0;
+    pthread_mutex_unlock(&ing->reg_lock);
+    if (ret == -EEXIST) {
+        bfs_warn(TAG, "dataset type %s not created: it is defined already, with other dimensions or "
+                      "another storage class than %s", name, sc);
+        return -EINVAL;
+    }
+    if (ret < 0)
+        bfs_warn(TAG, "cannot create dataset type %s: %s", name, strerror(-ret));
+    else
+        bfs_note(TAG, "created dataset type %s (storage class %s)", name, sc);
+    return ret;
 }
 
 bool bfs_ingest_readonly(const bfs_ingest *ing, const char *run)
