@@ -61,6 +61,10 @@ transfer:
   multipart_threshold: 8MiB
   multipart_part_size: 5MiB
 YAML
+sed 's/multipart_part_size: 5MiB/multipart_part_size: 1MiB/' "$T/mp.yaml" >"$T/small.yaml"
+"$BFS_BIN" catchup "$T/big" --collection 'LSSTCam/*' --config "$T/small.yaml" >"$T/small.txt" 2>&1
+expect "a part size below S3's 5 MiB minimum is refused with file:line" \
+    grep -q "small.yaml:7: transfer.multipart_part_size must be a size from 5MiB" "$T/small.txt"
 "$BFS_BIN" catchup "$T/big" --collection 'LSSTCam/*' --config "$T/mp.yaml" >"$T/catchup.txt" 2>&1 ||
     { cat "$T/catchup.txt"; fail "catchup of the 12 MiB dataset"; }
 mkdir -p "$T/mnt2"
