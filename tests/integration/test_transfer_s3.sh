@@ -7,10 +7,11 @@
 # multipart upload.  Skips (77) when s3rver cannot be installed or run.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/s3rver.sh"
+. "$(dirname "$0")/faultproxy.sh"
 skip_unless_fuse
 command -v python3 >/dev/null || skip "python3 not installed"
 command -v curl >/dev/null || skip "curl not installed"
-trap 's3rver_stop; bfs_cleanup' EXIT
+trap 'faultproxy_stop; s3rver_stop; bfs_cleanup' EXIT
 T=$BFS_TMP
 s3rver_start dbb || skip "s3rver is not available (node/npm or the npm registry)"
 "$BFS_BIN" synth "$T/src" --exposures 1 --detectors 3 --fits >/dev/null 2>&1 || fail "synth"
@@ -89,5 +90,31 @@ expect "... it went up as a multipart upload (s3rver made its uploads directory)
 expect "... and no multipart upload is left in progress" test -z "$(ls -A "$uploads" 2>/dev/null)"
 unmount
 check_log
+
+# A part that fails is sent again alone: the fault proxy (in front of
+# s3rver) answers the first UploadPart of part 2 with a 503; the upload
+# still succeeds in the job's first attempt, and the object is whole.
+if faultproxy_start "$S3RVER_ENDPOINT" --rule 'partNumber=2&uploadId=503*1'; then
+    sed -e 's/name: s3,/name: retry,/' -e 's#/big/#/retry/#' "$T/mp.yaml" >"$T/retry.yaml"
+    "$BFS_BIN" catchup "$T/big" --collection 'LSSTCam/*' --config "$T/retry.yaml" >"$T/catchup2.txt" 2>&1 ||
+        { cat "$T/catchup2.txt"; fail "catchup to the second destination"; }
+    AWS_ENDPOINT_URL=$FAULTPROXY_URL mount_repo "$T/big" "$T/mnt2" "rw,config=$T/retry.yaml" || finish
+    for _ in $(seq 150); do
+        grep -q '"transfer":"done".*"destination":"retry"' "$T/big/.butlerfs/events.jsonl" 2>/dev/null && break
+        sleep 0.2
+    done
+    expect "an UploadPart answered 503 was sent again alone: done in the job's first attempt" \
+        grep -q '"transfer":"done".*"destination":"retry".*"attempts":1' "$T/big/.butlerfs/events.jsonl"
+    expect "... the proxy did inject that one 503" test "$(faultproxy_count 503)" = 1
+    curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+        -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' \
+        "$S3RVER_ENDPOINT/$S3RVER_BUCKET/retry/$(s3_key_encode "$rel")" -o "$T/got.retry"
+    expect "... and the object equals the file byte for byte" cmp -s "$big" "$T/got.retry"
+    expect "... no multipart upload left in progress" test -z "$(ls -A "$uploads" 2>/dev/null)"
+    unmount
+    check_log
+else
+    echo "skipped: the fault proxy did not start (python3)"
+fi
 expect_no_sanitizer
 finish
