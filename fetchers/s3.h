@@ -29,9 +29,9 @@
  *             https://s3.<region>.amazonaws.com.
  *
  * Signing: every request carries host, x-amz-date, x-amz-content-sha256
- * (the SHA-256 of the empty body for GET and HEAD, UNSIGNED-PAYLOAD for any
- * other method; some servers, s3rver among them, refuse a request without
- * it), x-amz-security-token when the credentials have a session token, and
+ * (the SHA-256 of the empty body for GET and HEAD, of the body for a request
+ * whose body is in memory (bfs_s3_prepare_request), else UNSIGNED-PAYLOAD;
+ * some servers, s3rver among them, refuse a request without it), x-amz-security-token when the credentials have a session token, and
  * the Authorization header.  Range and If-Match are signed when given.  Any
  * other header http.c adds itself (If-Unmodified-Since, User-Agent, Accept)
  * is sent unsigned, which SigV4 allows for every header but host and x-amz-*.
@@ -53,7 +53,9 @@
 #ifndef BFS_S3_H
 #define BFS_S3_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 struct curl_slist;
@@ -165,9 +167,6 @@ int bfs_sigv4_sign(const char *method, const char *canonical_uri, const char *ca
 #define BFS_S3_EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 /* ---- query strings and multipart uploads (pure; no network I/O) ---- */
-
-#include <stdbool.h>
-#include <stdint.h>
 
 /* S3's limits on a multipart upload: at most 10000 parts, each at least
  * 5 MiB except the last, at most 5 GiB. */
