@@ -165,4 +165,35 @@ const char *bfs_http_strerror(int err);
 /* Total bytes received by this bfs_http (all threads) since creation. */
 uint64_t bfs_http_bytes_received(const bfs_http *h);
 
+/* ---- S3 requests beyond GET/HEAD/PutObject (the multipart upload of s3_multipart.h) ---- */
+
+struct bfs_s3_param;
+
+/* One signed S3 request with a query string (s3.h's bfs_s3_param), a body
+ * from a byte range of a file or from memory, and its reply body kept. */
+typedef struct bfs_http_s3_req {
+    const char *method;       /* "PUT", "POST" or "DELETE" */
+    const struct bfs_s3_param *query; /* nquery of them, signed (NULL when 0) */
+    int nquery;
+    int fd;                   /* PUT: the body is len bytes of fd from off (pread, streamed);
+                               * -1 for POST and DELETE */
+    int64_t off, len;
+    const char *body;         /* POST: a small body in memory, its SHA-256 signed (NULL: empty) */
+    size_t body_len;
+    const char *content_md5;  /* base64 MD5 of the body, sent as Content-MD5; NULL: none */
+    int64_t max_bps;          /* PUT: bytes per second at most (0: no cap) */
+    long timeout_ms;          /* bounded like every request here (<= 0: request_timeout_ms) */
+    char *reply;              /* the reply's body (any status), NUL-terminated, cut at
+                               * reply_cap - 1 bytes; NULL: not kept.  Owned by the caller. */
+    size_t reply_cap;
+    size_t reply_len;         /* out: bytes kept in reply */
+    char etag[160];           /* out: the reply's ETag ("" when none) */
+} bfs_http_s3_req;
+
+/* Perform rq on s3_uri (s3://[profile@]bucket/key): success is any 2xx
+ * (a 200 may still carry an S3 <Error> body: the caller looks at reply);
+ * the errors of the writes above, -EPROTONOSUPPORT for a URL that is not
+ * s3://, -EINVAL for a request that does not fit its method. */
+int bfs_http_s3_request(bfs_http *h, const char *s3_uri, bfs_http_s3_req *rq);
+
 #endif
