@@ -384,6 +384,7 @@ struct seal_ctx {
     bfs_node *dir; /* held until the reply, or NULL */
     uint64_t type_parent;
     const char *type_entry; /* the handle's (it lives until RELEASE, after this reply) */
+    char *name;             /* the file's name in dir (owned), or NULL */
 };
 
 static void seal_done(void *arg, int outcome)
@@ -395,9 +396,14 @@ static void seal_done(void *arg, int outcome)
      * asks again (no lock of that directory is held here) */
     if (outcome == 0 && c->type_entry)
         bfs_ops_evict(c->fs, c->type_parent, c->type_entry);
+    /* a refused file's name is gone (its bytes are in quarantine): the
+     * kernel forgets it too, so the writer can write that name again now */
+    if (outcome < 0 && c->dir && c->name)
+        bfs_ops_evict(c->fs, bfs_node_ino(c->dir), c->name);
     if (c->dir)
         bfs_node_release(c->fs->tree, c->dir);
     fuse_reply_err(c->req, -outcome);
+    free(c->name);
     free(c);
 }
 
@@ -420,6 +426,11 @@ static void seal(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     c->dir = h->dir;
     c->type_parent = h->type_parent;
     c->type_entry = h->type_entry;
+    if (h->dir) {
+        bfs_upload_info info;
+        bfs_upload_stat(h->u, &info);
+        c->name = strdup(info.name); /* NULL: the entry times out instead */
+    }
     if (c->dir)
         bfs_node_hold(c->fs->tree, c->dir);
     bfs_upload_seal(h->u, seal_done, c);

@@ -1868,6 +1868,13 @@ static const char *shown_name(const struct bfs_upload *u)
 
 /* Whether u was created at target t (its name included), under ing->lock.
  * A raw's dimensions come from its headers later: only run and name count. */
+/* A refused file leaves its name at once: its bytes are in quarantine, and
+ * the writer may write that name again (under ing->lock). */
+static bool refused(const struct bfs_upload *u)
+{
+    return u->finished && u->outcome != 0;
+}
+
 static bool same_target(const struct bfs_upload *u, const bfs_ingest_target *t)
 {
     if (strcmp(u->run, t->run) || strcmp(shown_name(u), t->name) || u->inbox != !t->dataset_type)
@@ -1905,7 +1912,7 @@ int bfs_upload_begin(bfs_ingest *ing, const bfs_ingest_target *t, uid_t uid, bfs
     if (!bfs_is_one_component(t->name) || t->ndims < 0 || t->ndims > BFS_MAX_DIMS)
         return -EINVAL;
     if (t->dataset_type && !bfs_catalog_dataset_type(bfs_registry_catalog(ing->reg), t->dataset_type))
-        return -ENOENT; /* creating types from a path is not built */
+        return -ENOENT; /* a type the path creates is made before (bfs_ingest_make_dataset_type) */
     pthread_mutex_lock(&ing->lock);
     purge_locked(ing);
     bool busy = false;
@@ -1963,7 +1970,7 @@ int bfs_upload_find(bfs_ingest *ing, const bfs_ingest_target *t, bfs_upload **ou
     purge_locked(ing);
     struct bfs_upload *found = NULL;
     for (struct bfs_upload *u = ing->uploads; u && !found; u = u->next)
-        if (same_target(u, t))
+        if (!refused(u) && same_target(u, t))
             found = u; /* the newest of that name: the list is newest first */
     if (found)
         found->refs++;
@@ -2154,11 +2161,11 @@ int bfs_ingest_inbox(bfs_ingest *ing, const char *run, bfs_inbox_cb cb, void *ct
     purge_locked(ing);
     size_t n = 0;
     for (struct bfs_upload *u = ing->uploads; u; u = u->next)
-        n += u->inbox && !strcmp(u->run, run);
+        n += u->inbox && !refused(u) && !strcmp(u->run, run);
     struct bfs_upload **list = calloc(n ? n : 1, sizeof *list);
     size_t k = 0;
     for (struct bfs_upload *u = ing->uploads; list && u; u = u->next) {
-        if (u->inbox && !strcmp(u->run, run)) {
+        if (u->inbox && !refused(u) && !strcmp(u->run, run)) {
             u->refs++;
             list[k++] = u;
         }

@@ -140,7 +140,8 @@ int bfs_upload_begin(bfs_ingest *ing, const bfs_ingest_target *t, uid_t uid,
                      bfs_upload **out);
 
 /* Find the upload created at target t under the name t->name (or renamed
- * to it) that is open, being ingested, or sealed within inbox_ttl; the
+ * to it) that is open, being ingested, or ingested within inbox_ttl (a
+ * refused one is not found: its name may be written again at once); the
  * newest of that name; one more reference.  -ENOENT. */
 int bfs_upload_find(bfs_ingest *ing, const bfs_ingest_target *t, bfs_upload **out);
 /* Show u under another name in its directory (rsync renames its temporary
@@ -184,8 +185,8 @@ void bfs_upload_seal(bfs_upload *u, bfs_seal_done_fn done, void *ctx);
 /* The same, waiting for the outcome (tests, tools). */
 int bfs_upload_seal_wait(bfs_upload *u);
 
-/* Call cb for each inbox name of run (open, in flight, or sealed within
- * inbox_ttl), in name order.  A non-zero return from cb stops and is returned. */
+/* Call cb for each inbox name of run (open, in flight, or ingested within
+ * inbox_ttl; not a refused one), in name order.  A non-zero return from cb stops and is returned. */
 typedef int (*bfs_inbox_cb)(void *ctx, const bfs_upload_info *info);
 int bfs_ingest_inbox(bfs_ingest *ing, const char *run, bfs_inbox_cb cb, void *ctx);
 

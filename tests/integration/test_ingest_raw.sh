@@ -12,7 +12,8 @@
 # hold the header's values.  Refused, quarantined with the reason, nothing
 # outside the datastore: a camera butlerfs does not know (ENOENT), a RAFTBAY
 # of '../x' (ENOENT, no such detector), a non-FITS file (EINVAL), a checksum
-# that does not match (EINVAL) unless `checksums: advisory`.  rsync (a
+# that does not match (EINVAL) unless `checksums: advisory`; a refused name
+# can be written again at once (a retry after a failed close).  rsync (a
 # temporary name renamed after its close) works.  With the
 # fixtures present: the real LSSTComCam raw of ../shared/fixtures is ingested
 # and its exposure row equals the one the Python Butler wrote for it.
@@ -120,6 +121,15 @@ expect "an edited header fails the checksum check (EINVAL)" grep -q "Invalid arg
 printf 'not a FITS file\n' >"$T/text.txt"
 cp "$T/text.txt" "$T/mnt/LSSTCam/raw/all/notes.txt" 2>"$T/err.txt"
 expect "a non-FITS file in a RUN's directory fails (EINVAL)" grep -q "Invalid argument" "$T/err.txt"
+# a refused file's name is free again at once: the writer fixes it and retries
+head -c 10000 "$src1" >"$T/cut.fits"
+cp "$T/cut.fits" "$T/mnt/LSSTCam/raw/all/retry.fits" 2>"$T/err.txt"
+expect "a truncated raw fails (EINVAL)" grep -q "Invalid argument" "$T/err.txt"
+expect "... and its name is not listed (its bytes are in quarantine)" \
+    bash -c "! ls '$T/mnt/LSSTCam/raw/all' | grep -qx retry.fits"
+expect "cp of the whole file to the same name right away succeeds (the same bytes as upload1: a duplicate)" \
+    cp "$src1" "$T/mnt/LSSTCam/raw/all/retry.fits"
+expect "... and the name is listed now" bash -c "ls '$T/mnt/LSSTCam/raw/all' | grep -qx retry.fits"
 unmount
 
 printf 'ingest:\n  checksums: advisory\n' >"$T/bfs.yaml"
