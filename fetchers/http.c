@@ -155,6 +155,9 @@ struct req {
     size_t post_len;
     int64_t upload_size, upload_pos;
     const char *extra[2];        /* further header lines ("Destination: ...") */
+
+    /* a reply streamed to the caller (bfs_http_call; with write) */
+    bfs_http_call *call;
 };
 
 /* ---- curl_global_init, once ------------------------------------------------- */
@@ -635,7 +638,10 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
         return len;
     }
     if (len <= 2 && (data[0] == '\r' || data[0] == '\n')) {
-        /* End of a head.  Only the final reply of a GET is checked. */
+        /* End of a head.  Only the final reply of a GET is checked; a
+         * streamed call takes the body of any final 2xx. */
+        if (r->call && r->status >= 200 && r->status < 300)
+            r->body_ok = true;
         if (r->buf && (r->status == 200 || r->status == 206)) {
             check_head(r);
             if (r->reject)
@@ -698,6 +704,19 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
     if (!r->body_ok) {
         /* An error page: drain a small one so the connection stays usable. */
         return r->wire <= ERROR_BODY_MAX ? len : 0;
+    }
+    if (r->call) {
+        if (r->call->max_reply > 0 && len > (uint64_t)r->call->max_reply - r->got) {
+            reject(r, -EFBIG, "reply longer than %lld bytes", (long long)r->call->max_reply);
+            return 0;
+        }
+        r->got += len;
+        int e = r->call->on_body(r->call->ud, data, len);
+        if (e < 0) {
+            reject(r, e, "the reply cannot be used: %s", strerror(-e));
+            return 0;
+        }
+        return len;
     }
     size_t limit = r->expect >= 0 ? (size_t)r->expect : r->cap;
     if (len > limit - r->got) {
@@ -917,8 +936,11 @@ static int prepare(struct req *r, const char *range, const char *if_match, char 
         char rh[64];
         if (range)
             snprintf(rh, sizeof rh, "bytes=%s", range);
-        int ret = bfs_s3_prepare(h->s3, r->method, r->url, range ? rh : NULL, if_match,
-                                 time(NULL), url_out, url_sz, hdrs);
+        int ret = r->call && r->call->query
+                      ? bfs_s3_prepare_query(h->s3, r->method, r->url, r->call->query, time(NULL), url_out,
+                                             url_sz, hdrs)
+                      : bfs_s3_prepare(h->s3, r->method, r->url, range ? rh : NULL, if_match,
+                                       time(NULL), url_out, url_sz, hdrs);
         /* Missing (-ENOENT) or unreadable credentials must not look like a
          * missing object (remote.c would fail over and report "no such
          * file"): like a refused token, the user has to act.  s3.c has
@@ -927,7 +949,8 @@ static int prepare(struct req *r, const char *range, const char *if_match, char 
             ret = -EACCES;
         return ret;
     }
-    if (snprintf(url_out, url_sz, "%s", r->url) >= (int)url_sz)
+    const char *query = r->call ? r->call->query : NULL;
+    if (snprintf(url_out, url_sz, "%s%s%s", r->url, query ? "?" : "", query ? query : "") >= (int)url_sz)
         return -ENAMETOOLONG;
     CURLcode rc = curl_easy_setopt(r->c->curl, CURLOPT_RANGE, range);
     if (rc != CURLE_OK)
@@ -1019,7 +1042,11 @@ static int perform(struct req *r)
         curl_easy_setopt(k, CURLOPT_POST, 1L);
         curl_easy_setopt(k, CURLOPT_POSTFIELDS, r->post);
         curl_easy_setopt(k, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->post_len);
+        if (strcmp(r->method, "POST") != 0) /* a body with another method (PROPFIND) */
+            curl_easy_setopt(k, CURLOPT_CUSTOMREQUEST, r->method);
     } else if (r->write) {
+        if (r->call) /* its reply has a body: not NOBODY from a previous HEAD */
+            curl_easy_setopt(k, CURLOPT_HTTPGET, 1L);
         curl_easy_setopt(k, CURLOPT_CUSTOMREQUEST, r->method);
     } else if (r->buf) {
         curl_easy_setopt(k, CURLOPT_HTTPGET, 1L);
@@ -1340,4 +1367,30 @@ void bfs_http_cfg_from(const struct bfs_config *cfg, bfs_http_cfg *out)
         .token_file = cfg->token_file,
         .s3_profile = cfg->s3_profile,
     };
+}
+
+/* ---- a reply streamed to the caller (listings) ---------------------------------- */
+
+int bfs_http_call_stream(bfs_http *h, bfs_http_call *call)
+{
+    call->status = 0;
+    if (!bfs_http_handles(call->url))
+        return -EPROTONOSUPPORT;
+    if (!call->method || !call->on_body)
+        return -EINVAL;
+    for (int i = 0; i < 2; i++)
+        if (call->headers[i] && strpbrk(call->headers[i], "\r\n"))
+            return -EINVAL;
+    struct req r = {.h = h, .method = call->method, .url = call->url, .timeout_ms = call->timeout_ms,
+                    .write = true, .upload_fd = -1, .post = call->body,
+                    .post_len = call->body ? call->body_len : 0,
+                    .extra = {call->headers[0], call->headers[0] ? call->headers[1] : NULL}, .call = call};
+    int ret = perform(&r);
+    call->status = r.status;
+    return ret;
+}
+
+void bfs_http_url_for_log(const char *url, char *out, size_t outsz)
+{
+    url_for_log(url, out, outsz);
 }

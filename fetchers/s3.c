@@ -384,22 +384,7 @@ bad:
  * enough).  A '%' without two hex digits stays literal; %00 is refused. */
 static int key_decode(const char *in, char *out, size_t *outlen)
 {
-    size_t o = 0;
-    for (const char *p = in; *p; p++) {
-        int hi, lo;
-        if (*p == '%' && (hi = bfs_hexval(p[1])) >= 0 && (lo = bfs_hexval(p[2])) >= 0) {
-            char c = (char)(hi * 16 + lo);
-            if (c == '\0')
-                return -EINVAL;
-            out[o++] = c;
-            p += 2;
-        } else {
-            out[o++] = *p;
-        }
-    }
-    out[o] = '\0';
-    *outlen = o;
-    return 0;
+    return bfs_uri_decode(in, strlen(in), out, outlen);
 }
 
 /* ---- credentials ---------------------------------------------------------- */
@@ -993,9 +978,11 @@ static bool add_header(struct curl_slist **list, const char *name, const char *v
     return true;
 }
 
-int bfs_s3_prepare(bfs_s3 *s3, const char *method, const char *s3_uri, const char *range_header,
-                   const char *if_match, time_t now, char *url_out, size_t url_sz,
-                   struct curl_slist **headers)
+/* bfs_s3_prepare with a canonical query string (NULL: none; then the key
+ * may be empty, a request on the bucket): bfs_s3_prepare_query. */
+static int prepare_request(bfs_s3 *s3, const char *method, const char *s3_uri, const char *range_header,
+                           const char *if_match, const char *query, time_t now, char *url_out,
+                           size_t url_sz, struct curl_slist **headers)
 {
     if (url_out && url_sz)
         url_out[0] = '\0';
@@ -1010,7 +997,7 @@ int bfs_s3_prepare(bfs_s3 *s3, const char *method, const char *s3_uri, const cha
     int rc = bfs_s3_parse_uri(s3_uri, profile, sizeof profile, bucket, sizeof bucket, &key);
     if (rc < 0)
         return rc;
-    if (!*key)
+    if (!*key && !query)
         return -EINVAL;
 
     size_t klen = strlen(key);
@@ -1050,7 +1037,8 @@ int bfs_s3_prepare(bfs_s3 *s3, const char *method, const char *s3_uri, const cha
     memcpy(host, hoststart, hostlen);
     host[hostlen] = '\0';
 
-    int n = snprintf(url_out, url_sz, "%s/%s/%s", c.endpoint, ebucket, ekey);
+    int n = snprintf(url_out, url_sz, "%s/%s/%s%s%s", c.endpoint, ebucket, ekey, query ? "?" : "",
+                     query ? query : "");
     if (n < 0 || (size_t)n >= url_sz) {
         url_out[0] = '\0';
         rc = -ENAMETOOLONG;
@@ -1083,14 +1071,14 @@ int bfs_s3_prepare(bfs_s3 *s3, const char *method, const char *s3_uri, const cha
         names[nh] = "if-match", values[nh++] = if_match;
     if (range_header)
         names[nh] = "range", values[nh++] = range_header;
-    if (no_body)
+    if (no_body && *key)
         names[nh] = "x-amz-checksum-mode", values[nh++] = "ENABLED";
     names[nh] = "x-amz-content-sha256", values[nh++] = payload;
     names[nh] = "x-amz-date", values[nh++] = amz_date;
     if (c.session_token[0])
         names[nh] = "x-amz-security-token", values[nh++] = c.session_token;
 
-    rc = bfs_sigv4_sign(method, curi, "", names, values, nh, payload, amz_date, c.region, "s3",
+    rc = bfs_sigv4_sign(method, curi, query ? query : "", names, values, nh, payload, amz_date, c.region, "s3",
                         c.access_key, c.secret_key, auth, sizeof auth);
     if (rc < 0) {
         url_out[0] = '\0';
@@ -1137,4 +1125,74 @@ out:
     free(dkey);
     free(ekey);
     return rc;
+}
+
+int bfs_s3_prepare(bfs_s3 *s3, const char *method, const char *s3_uri, const char *range_header,
+                   const char *if_match, time_t now, char *url_out, size_t url_sz,
+                   struct curl_slist **headers)
+{
+    return prepare_request(s3, method, s3_uri, range_header, if_match, NULL, now, url_out, url_sz, headers);
+}
+
+/* ---- query strings (ListObjectsV2) ----------------------------------------- */
+
+struct qparam {
+    char *name, *value; /* UriEncoded */
+};
+
+static int qparam_cmp(const void *a, const void *b)
+{
+    const struct qparam *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : strcmp(x->value, y->value);
+}
+
+int bfs_s3_query(const char *const *names, const char *const *values, int n, char *out, size_t out_sz)
+{
+    if (!out || !out_sz || n < 0 || (n && (!names || !values)))
+        return -EINVAL;
+    out[0] = '\0';
+    struct qparam *q = calloc(n ? (size_t)n : 1, sizeof *q);
+    if (!q)
+        return -ENOMEM;
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        size_t nl = strlen(names[i]), vl = strlen(values[i]);
+        if (!nl) {
+            rc = -EINVAL;
+            break;
+        }
+        q[i].name = malloc(3 * nl + 1);
+        q[i].value = malloc(3 * vl + 1);
+        if (!q[i].name || !q[i].value)
+            rc = -ENOMEM;
+        else if (bfs_s3_uri_encode(names[i], nl, 0, q[i].name, 3 * nl + 1) < 0 ||
+                 bfs_s3_uri_encode(values[i], vl, 0, q[i].value, 3 * vl + 1) < 0)
+            rc = -EINVAL;
+    }
+    if (rc == 0) {
+        qsort(q, (size_t)n, sizeof *q, qparam_cmp);
+        size_t len = 0;
+        for (int i = 0; rc == 0 && i < n; i++) {
+            int k = snprintf(out + len, out_sz - len, "%s%s=%s", i ? "&" : "", q[i].name, q[i].value);
+            if (k < 0 || (size_t)k >= out_sz - len)
+                rc = -ENAMETOOLONG;
+            else
+                len += (size_t)k;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        free(q[i].name), free(q[i].value);
+    free(q);
+    if (rc < 0)
+        out[0] = '\0';
+    return rc;
+}
+
+int bfs_s3_prepare_query(bfs_s3 *s3, const char *method, const char *s3_uri, const char *query, time_t now,
+                         char *url_out, size_t url_sz, struct curl_slist **headers)
+{
+    if (!query || strpbrk(query, "# \r\n"))
+        return -EINVAL;
+    return prepare_request(s3, method, s3_uri, NULL, NULL, query, now, url_out, url_sz, headers);
 }

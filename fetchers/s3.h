@@ -161,6 +161,25 @@ int bfs_sigv4_sign(const char *method, const char *canonical_uri, const char *ca
                    const char *region, const char *service, const char *access_key,
                    const char *secret_key, char *authorization_out, size_t out_sz);
 
+/* ---- query strings (bucket listings) ----
+ *
+ * bfs_s3_query builds a SigV4 canonical query string from n name/value pairs
+ * (values may be ""): each name and value UriEncoded ('/' too), the pairs
+ * sorted by encoded name, then by encoded value, joined as
+ * "name=value&name=value".  The same string is the URL's query, so what is
+ * signed is what is sent.  -EINVAL for an empty name, -ENAMETOOLONG when
+ * out_sz is too small (out is then ""), -ENOMEM.
+ *
+ * bfs_s3_prepare_query is bfs_s3_prepare (no Range, no If-Match) for a
+ * request carrying query, a string from bfs_s3_query: the URL gets
+ * "?query" and the canonical request its canonical query.  The key may be
+ * empty ("s3://bucket/"): a request on the bucket, as ListObjectsV2 is.
+ * The errors of bfs_s3_prepare; -EINVAL for a query with '#', a space or
+ * CR/LF. */
+int bfs_s3_query(const char *const *names, const char *const *values, int n, char *out, size_t out_sz);
+int bfs_s3_prepare_query(bfs_s3 *s3, const char *method, const char *s3_uri, const char *query, time_t now,
+                         char *url_out, size_t url_sz, struct curl_slist **headers);
+
 /* Hex SHA-256 of the empty string: the payload hash of a request without a body. */
 #define BFS_S3_EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
