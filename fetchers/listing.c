@@ -611,6 +611,8 @@ static int list_dav(bfs_http *h, const char *url, bfs_list_cb cb, void *ctx, lon
         bfs_set_errmsg(errmsg, "PROPFIND %s: the reply is longer than %lld bytes", u, (long long)max_reply);
     else if (ret == -EPROTO)
         bfs_set_errmsg(errmsg, "PROPFIND %s: the reply is not a WebDAV multistatus", u);
+    else if (ret < 0 && call.status >= 300)
+        bfs_set_errmsg(errmsg, "PROPFIND %s: HTTP %ld (%s)", u, call.status, bfs_http_strerror(ret));
     else if (ret < 0)
         bfs_set_errmsg(errmsg, "PROPFIND %s: %s", u, bfs_http_strerror(ret));
     return ret;
@@ -642,6 +644,7 @@ static int list_s3(bfs_http *h, const char *url, bfs_list_cb cb, void *ctx, long
     char mk[16];
     snprintf(mk, sizeof mk, "%d", max_keys());
     char *token = NULL, *query = NULL;
+    long status = 0;
     if (!prefix || !bucket_uri) {
         ret = prefix ? -ENOMEM : err;
         bfs_set_errmsg(errmsg, "%s: %s", u, ret == -ENOMEM ? strerror(ENOMEM) : "the prefix cannot be decoded");
@@ -664,6 +667,7 @@ static int list_s3(bfs_http *h, const char *url, bfs_list_cb cb, void *ctx, long
         bfs_http_call call = {.method = "GET", .url = bucket_uri, .query = query, .on_body = parser_feed,
                               .ud = &p, .max_reply = max_reply, .timeout_ms = timeout_ms};
         ret = bfs_http_call_stream(h, &call);
+        status = call.status;
         if (st) {
             st->requests++;
             st->status = call.status;
@@ -689,6 +693,8 @@ static int list_s3(bfs_http *h, const char *url, bfs_list_cb cb, void *ctx, long
         bfs_set_errmsg(errmsg, "listing %s: a page is longer than %lld bytes", u, (long long)max_reply);
     else if (ret == -EPROTO)
         bfs_set_errmsg(errmsg, "listing %s: a reply is not a ListBucketResult", u);
+    else if (ret < 0 && status >= 300)
+        bfs_set_errmsg(errmsg, "listing %s: HTTP %ld (%s)", u, status, bfs_http_strerror(ret));
     else if (ret < 0)
         bfs_set_errmsg(errmsg, "listing %s: %s", u, bfs_http_strerror(ret));
 out:

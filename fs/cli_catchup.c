@@ -375,7 +375,7 @@ int bfs_cmd_catchup(int argc, char **argv)
            (long long)c.checked, tcfg.n_dests, tcfg.n_dests == 1 ? "" : "s");
     printf("  present      %lld\n", (long long)c.present);
     printf("  queued       %lld%s\n", (long long)c.queued,
-           c.resized && c.check_sizes ? " (some for a size that differs)" : "");
+           c.resized && c.check_sizes && c.queued ? " (some for a size that differs)" : "");
     printf("  queued before %lld (a job already exists)\n", (long long)c.already);
     if (c.resized && !c.check_sizes)
         printf("  size differs %lld (counted present; --check-sizes queues them)\n", (long long)c.resized);
