@@ -154,10 +154,16 @@ struct req {
     const char *post;            /* POST: a small body in memory */
     size_t post_len;
     int64_t upload_size, upload_pos;
+    int64_t upload_base;         /* PUT: file offset of the body's first byte */
     const char *extra[2];        /* further header lines ("Destination: ...") */
 
     /* a reply streamed to the caller (bfs_http_call; with write) */
     bfs_http_call *call;
+    /* S3 requests beyond GET/HEAD/PutObject (bfs_http_s3_request) */
+    const bfs_s3_param *s3_query;
+    int s3_nquery;
+    char *reply;                 /* a write's reply body, cut at reply_cap - 1 (NULL: drained) */
+    size_t reply_cap, reply_len;
 };
 
 /* ---- curl_global_init, once ------------------------------------------------- */
@@ -701,6 +707,15 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
     size_t len = size * n;
     r->wire += len;
     atomic_fetch_add_explicit(&r->h->bytes_received, len, memory_order_relaxed);
+    if (r->reply && !r->buf) {
+        /* A write's reply kept for the caller (S3's XML), what fits. */
+        size_t room = r->reply_len + 1 < r->reply_cap ? r->reply_cap - 1 - r->reply_len : 0;
+        room = room < len ? room : len;
+        memcpy(r->reply + r->reply_len, data, room);
+        r->reply_len += room;
+        r->reply[r->reply_len] = '\0';
+        return len;
+    }
     if (!r->body_ok) {
         /* An error page: drain a small one so the connection stays usable. */
         return r->wire <= ERROR_BODY_MAX ? len : 0;
@@ -738,7 +753,7 @@ static size_t on_upload(char *buf, size_t size, size_t n, void *ud)
     size_t want = size * n < (uint64_t)left ? size * n : (size_t)left;
     if (want == 0)
         return 0;
-    ssize_t got = pread(r->upload_fd, buf, want, r->upload_pos);
+    ssize_t got = pread(r->upload_fd, buf, want, r->upload_base + r->upload_pos);
     if (got <= 0) {
         reject(r, -EIO, "reading the file to upload at offset %lld: %s", (long long)r->upload_pos,
                got < 0 ? strerror(errno) : "it ended early");
@@ -936,11 +951,10 @@ static int prepare(struct req *r, const char *range, const char *if_match, char 
         char rh[64];
         if (range)
             snprintf(rh, sizeof rh, "bytes=%s", range);
-        int ret = r->call && r->call->query
-                      ? bfs_s3_prepare_query(h->s3, r->method, r->url, r->call->query, time(NULL), url_out,
-                                             url_sz, hdrs)
-                      : bfs_s3_prepare(h->s3, r->method, r->url, range ? rh : NULL, if_match,
-                                       time(NULL), url_out, url_sz, hdrs);
+        bfs_s3_request rq = {.method = r->method, .s3_uri = r->url, .query = r->s3_query,
+                             .nquery = r->s3_nquery, .range_header = range ? rh : NULL,
+                             .if_match = if_match, .body = r->post, .body_len = r->post_len};
+        int ret = bfs_s3_prepare_request(h->s3, &rq, time(NULL), url_out, url_sz, hdrs);
         /* Missing (-ENOENT) or unreadable credentials must not look like a
          * missing object (remote.c would fail over and report "no such
          * file"): like a refused token, the user has to act.  s3.c has
@@ -949,8 +963,7 @@ static int prepare(struct req *r, const char *range, const char *if_match, char 
             ret = -EACCES;
         return ret;
     }
-    const char *query = r->call ? r->call->query : NULL;
-    if (snprintf(url_out, url_sz, "%s%s%s", r->url, query ? "?" : "", query ? query : "") >= (int)url_sz)
+    if (snprintf(url_out, url_sz, "%s", r->url) >= (int)url_sz)
         return -ENAMETOOLONG;
     CURLcode rc = curl_easy_setopt(r->c->curl, CURLOPT_RANGE, range);
     if (rc != CURLE_OK)
@@ -1369,6 +1382,37 @@ void bfs_http_cfg_from(const struct bfs_config *cfg, bfs_http_cfg *out)
     };
 }
 
+/* ---- S3 requests beyond GET/HEAD/PutObject (multipart uploads) ------------------ */
+
+int bfs_http_s3_request(bfs_http *h, const char *s3_uri, bfs_http_s3_req *rq)
+{
+    rq->reply_len = 0;
+    rq->etag[0] = '\0';
+    if (rq->reply && rq->reply_cap)
+        rq->reply[0] = '\0';
+    if (!is_s3(s3_uri))
+        return -EPROTONOSUPPORT;
+    bool put = strcmp(rq->method, "PUT") == 0, post = strcmp(rq->method, "POST") == 0;
+    if ((!put && !post && strcmp(rq->method, "DELETE")) || (put && (rq->fd < 0 || rq->off < 0 || rq->len < 0)) ||
+        (!put && rq->fd >= 0) || (rq->reply && !rq->reply_cap))
+        return -EINVAL;
+    char md5[64];
+    if (rq->content_md5 && snprintf(md5, sizeof md5, "Content-MD5: %s", rq->content_md5) >= (int)sizeof md5)
+        return -EINVAL;
+    struct req r = {.h = h, .method = rq->method, .url = s3_uri, .timeout_ms = rq->timeout_ms, .write = true,
+                    .upload_fd = put ? rq->fd : -1, .upload_base = rq->off, .upload_size = put ? rq->len : 0,
+                    .max_send_bps = rq->max_bps > 0 ? rq->max_bps : 0,
+                    .post = post ? (rq->body ? rq->body : "") : NULL, .post_len = post ? rq->body_len : 0,
+                    .extra = {rq->content_md5 ? md5 : NULL}, .s3_query = rq->query, .s3_nquery = rq->nquery,
+                    .reply = rq->reply, .reply_cap = rq->reply ? rq->reply_cap : 0};
+    int ret = perform(&r);
+    if (ret == 0 && put && r.upload_pos != rq->len)
+        ret = -EPROTO;
+    rq->reply_len = r.reply_len;
+    snprintf(rq->etag, sizeof rq->etag, "%s", r.etag);
+    return ret;
+}
+
 /* ---- a reply streamed to the caller (listings) ---------------------------------- */
 
 int bfs_http_call_stream(bfs_http *h, bfs_http_call *call)
@@ -1381,10 +1425,13 @@ int bfs_http_call_stream(bfs_http *h, bfs_http_call *call)
     for (int i = 0; i < 2; i++)
         if (call->headers[i] && strpbrk(call->headers[i], "\r\n"))
             return -EINVAL;
+    if (call->nquery && !is_s3(call->url))
+        return -EINVAL;
     struct req r = {.h = h, .method = call->method, .url = call->url, .timeout_ms = call->timeout_ms,
                     .write = true, .upload_fd = -1, .post = call->body,
                     .post_len = call->body ? call->body_len : 0,
-                    .extra = {call->headers[0], call->headers[0] ? call->headers[1] : NULL}, .call = call};
+                    .extra = {call->headers[0], call->headers[0] ? call->headers[1] : NULL},
+                    .s3_query = call->query, .s3_nquery = call->nquery, .call = call};
     int ret = perform(&r);
     call->status = r.status;
     return ret;

@@ -166,10 +166,9 @@ int bfs_http_delete(bfs_http *h, const char *url, long timeout_ms);
  * abort the request (that errno is the result).  A reply body longer than
  * max_reply bytes (> 0) aborts it with -EFBIG, so a listing cannot grow
  * without bound.  Bounded by timeout_ms like the reads (the whole request,
- * body included).  query (NULL: none) is a query string without '?',
- * already encoded: for s3:// URIs a canonical one from bfs_s3_query (s3.h),
- * signed, and the key may then be empty ("s3://bucket/"); for http(s) it
- * is appended as it is.  headers: up to two more header lines
+ * body included).  query: nquery parameters (s3.h's bfs_s3_param), s3://
+ * URIs only (-EINVAL otherwise), signed in the canonical query; with them
+ * the key may be empty ("s3://bucket/", a request on the bucket).  headers: up to two more header lines
  * ("Depth: 1"), http(s) only, no CR/LF.  Success is any 2xx; status gets
  * the final reply's HTTP status (0 when none arrived), so a caller can tell
  * a method the server refuses (405, 501) from other errors, which are those
@@ -177,7 +176,8 @@ int bfs_http_delete(bfs_http *h, const char *url, long timeout_ms);
 typedef struct bfs_http_call {
     const char *method;              /* "PROPFIND", "GET" */
     const char *url;
-    const char *query;
+    const struct bfs_s3_param *query;
+    int nquery;
     const char *headers[2];
     const char *body;                /* NULL: no body */
     size_t body_len;
@@ -199,5 +199,36 @@ const char *bfs_http_strerror(int err);
 
 /* Total bytes received by this bfs_http (all threads) since creation. */
 uint64_t bfs_http_bytes_received(const bfs_http *h);
+
+/* ---- S3 requests beyond GET/HEAD/PutObject (the multipart upload of s3_multipart.h) ---- */
+
+struct bfs_s3_param;
+
+/* One signed S3 request with a query string (s3.h's bfs_s3_param), a body
+ * from a byte range of a file or from memory, and its reply body kept. */
+typedef struct bfs_http_s3_req {
+    const char *method;       /* "PUT", "POST" or "DELETE" */
+    const struct bfs_s3_param *query; /* nquery of them, signed (NULL when 0) */
+    int nquery;
+    int fd;                   /* PUT: the body is len bytes of fd from off (pread, streamed);
+                               * -1 for POST and DELETE */
+    int64_t off, len;
+    const char *body;         /* POST: a small body in memory, its SHA-256 signed (NULL: empty) */
+    size_t body_len;
+    const char *content_md5;  /* base64 MD5 of the body, sent as Content-MD5; NULL: none */
+    int64_t max_bps;          /* PUT: bytes per second at most (0: no cap) */
+    long timeout_ms;          /* bounded like every request here (<= 0: request_timeout_ms) */
+    char *reply;              /* the reply's body (any status), NUL-terminated, cut at
+                               * reply_cap - 1 bytes; NULL: not kept.  Owned by the caller. */
+    size_t reply_cap;
+    size_t reply_len;         /* out: bytes kept in reply */
+    char etag[160];           /* out: the reply's ETag ("" when none) */
+} bfs_http_s3_req;
+
+/* Perform rq on s3_uri (s3://[profile@]bucket/key): success is any 2xx
+ * (a 200 may still carry an S3 <Error> body: the caller looks at reply);
+ * the errors of the writes above, -EPROTONOSUPPORT for a URL that is not
+ * s3://, -EINVAL for a request that does not fit its method. */
+int bfs_http_s3_request(bfs_http *h, const char *s3_uri, bfs_http_s3_req *rq);
 
 #endif

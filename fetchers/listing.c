@@ -643,7 +643,7 @@ static int list_s3(bfs_http *h, const char *url, bfs_list_cb cb, void *ctx, long
     char *bucket_uri = strndup(url, (size_t)(key - url));
     char mk[16];
     snprintf(mk, sizeof mk, "%d", max_keys());
-    char *token = NULL, *query = NULL;
+    char *token = NULL;
     long status = 0;
     if (!prefix || !bucket_uri) {
         ret = prefix ? -ENOMEM : err;
@@ -651,20 +651,14 @@ static int list_s3(bfs_http *h, const char *url, bfs_list_cb cb, void *ctx, long
         goto out;
     }
     for (;;) {
-        const char *names[] = {"list-type", "prefix", "delimiter", "encoding-type", "max-keys", "continuation-token"};
-        const char *values[] = {"2", prefix, "/", "url", mk, token ? token : ""};
-        size_t qsz = 3 * (strlen(prefix) + (token ? strlen(token) : 0)) + 256;
-        free(query);
-        if (!(query = malloc(qsz))) {
-            ret = -ENOMEM;
-            break;
-        }
-        if ((ret = bfs_s3_query(names, values, token ? 6 : 5, query, qsz)) < 0)
-            break;
+        /* signed in canonical order by s3.c (bfs_s3_canonical_query) */
+        const bfs_s3_param query[] = {{"list-type", "2"}, {"prefix", prefix},     {"delimiter", "/"},
+                                      {"encoding-type", "url"}, {"max-keys", mk}, {"continuation-token", token}};
         struct parser p;
         if ((ret = parser_init(&p, BFS_LIST_S3, prefix, cb, ctx, st)) < 0)
             break;
-        bfs_http_call call = {.method = "GET", .url = bucket_uri, .query = query, .on_body = parser_feed,
+        bfs_http_call call = {.method = "GET", .url = bucket_uri, .query = query, .nquery = token ? 6 : 5,
+                              .on_body = parser_feed,
                               .ud = &p, .max_reply = max_reply, .timeout_ms = timeout_ms};
         ret = bfs_http_call_stream(h, &call);
         status = call.status;
@@ -698,7 +692,6 @@ static int list_s3(bfs_http *h, const char *url, bfs_list_cb cb, void *ctx, long
     else if (ret < 0)
         bfs_set_errmsg(errmsg, "listing %s: %s", u, bfs_http_strerror(ret));
 out:
-    free(query);
     free(token);
     free(prefix);
     free(bucket_uri);

@@ -978,11 +978,12 @@ static bool add_header(struct curl_slist **list, const char *name, const char *v
     return true;
 }
 
-/* bfs_s3_prepare with a canonical query string (NULL: none; then the key
- * may be empty, a request on the bucket): bfs_s3_prepare_query. */
-static int prepare_request(bfs_s3 *s3, const char *method, const char *s3_uri, const char *range_header,
-                           const char *if_match, const char *query, time_t now, char *url_out,
-                           size_t url_sz, struct curl_slist **headers)
+/* bfs_s3_prepare with a canonical query (bfs_s3_canonical_query; "" for
+ * none) and the payload hash to sign (NULL: the empty body's for GET and
+ * HEAD, UNSIGNED-PAYLOAD otherwise); the wrappers are at the end. */
+static int prepare_signed(bfs_s3 *s3, const char *method, const char *s3_uri, const char *query,
+                          const char *payload_hash, const char *range_header, const char *if_match,
+                          time_t now, char *url_out, size_t url_sz, struct curl_slist **headers)
 {
     if (url_out && url_sz)
         url_out[0] = '\0';
@@ -997,7 +998,7 @@ static int prepare_request(bfs_s3 *s3, const char *method, const char *s3_uri, c
     int rc = bfs_s3_parse_uri(s3_uri, profile, sizeof profile, bucket, sizeof bucket, &key);
     if (rc < 0)
         return rc;
-    if (!*key && !query)
+    if (!*key && !*query) /* a request on the bucket itself carries a query (ListObjectsV2) */
         return -EINVAL;
 
     size_t klen = strlen(key);
@@ -1037,8 +1038,8 @@ static int prepare_request(bfs_s3 *s3, const char *method, const char *s3_uri, c
     memcpy(host, hoststart, hostlen);
     host[hostlen] = '\0';
 
-    int n = snprintf(url_out, url_sz, "%s/%s/%s%s%s", c.endpoint, ebucket, ekey, query ? "?" : "",
-                     query ? query : "");
+    int n = snprintf(url_out, url_sz, "%s/%s/%s%s%s", c.endpoint, ebucket, ekey, *query ? "?" : "",
+                     query);
     if (n < 0 || (size_t)n >= url_sz) {
         url_out[0] = '\0';
         rc = -ENAMETOOLONG;
@@ -1058,7 +1059,9 @@ static int prepare_request(bfs_s3 *s3, const char *method, const char *s3_uri, c
         goto out;
     }
     const bool no_body = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-    const char *payload = no_body ? BFS_S3_EMPTY_SHA256 : "UNSIGNED-PAYLOAD";
+    const char *payload = payload_hash ? payload_hash
+                          : no_body    ? BFS_S3_EMPTY_SHA256
+                                       : "UNSIGNED-PAYLOAD";
 
     /* Sorted: host < if-match < range < x-amz-checksum-mode <
      * x-amz-content-sha256 < x-amz-date < x-amz-security-token.  A GET or
@@ -1078,7 +1081,7 @@ static int prepare_request(bfs_s3 *s3, const char *method, const char *s3_uri, c
     if (c.session_token[0])
         names[nh] = "x-amz-security-token", values[nh++] = c.session_token;
 
-    rc = bfs_sigv4_sign(method, curi, query ? query : "", names, values, nh, payload, amz_date, c.region, "s3",
+    rc = bfs_sigv4_sign(method, curi, query, names, values, nh, payload, amz_date, c.region, "s3",
                         c.access_key, c.secret_key, auth, sizeof auth);
     if (rc < 0) {
         url_out[0] = '\0';
@@ -1131,68 +1134,171 @@ int bfs_s3_prepare(bfs_s3 *s3, const char *method, const char *s3_uri, const cha
                    const char *if_match, time_t now, char *url_out, size_t url_sz,
                    struct curl_slist **headers)
 {
-    return prepare_request(s3, method, s3_uri, range_header, if_match, NULL, now, url_out, url_sz, headers);
+    return prepare_signed(s3, method, s3_uri, "", NULL, range_header, if_match, now, url_out, url_sz,
+                          headers);
 }
 
-/* ---- query strings (ListObjectsV2) ----------------------------------------- */
+/* ---- query strings, multipart uploads -------------------------------------------- */
 
-struct qparam {
-    char *name, *value; /* UriEncoded */
-};
+typedef struct enc_param {
+    char name[128], value[1024];
+} enc_param;
 
-static int qparam_cmp(const void *a, const void *b)
+static int enc_param_cmp(const void *a, const void *b)
 {
-    const struct qparam *x = a, *y = b;
+    const enc_param *x = a, *y = b;
     int c = strcmp(x->name, y->name);
     return c ? c : strcmp(x->value, y->value);
 }
 
-int bfs_s3_query(const char *const *names, const char *const *values, int n, char *out, size_t out_sz)
+int bfs_s3_canonical_query(const bfs_s3_param *params, int n, char *out, size_t out_sz)
 {
-    if (!out || !out_sz || n < 0 || (n && (!names || !values)))
-        return -EINVAL;
+    if (!out || !out_sz)
+        return -ENAMETOOLONG;
     out[0] = '\0';
-    struct qparam *q = calloc(n ? (size_t)n : 1, sizeof *q);
-    if (!q)
-        return -ENOMEM;
-    int rc = 0;
-    for (int i = 0; rc == 0 && i < n; i++) {
-        size_t nl = strlen(names[i]), vl = strlen(values[i]);
-        if (!nl) {
-            rc = -EINVAL;
-            break;
-        }
-        q[i].name = malloc(3 * nl + 1);
-        q[i].value = malloc(3 * vl + 1);
-        if (!q[i].name || !q[i].value)
-            rc = -ENOMEM;
-        else if (bfs_s3_uri_encode(names[i], nl, 0, q[i].name, 3 * nl + 1) < 0 ||
-                 bfs_s3_uri_encode(values[i], vl, 0, q[i].value, 3 * vl + 1) < 0)
-            rc = -EINVAL;
+    if (n < 0 || n > BFS_S3_MAX_PARAMS || (n && !params))
+        return -EINVAL;
+    enc_param enc[BFS_S3_MAX_PARAMS];
+    for (int i = 0; i < n; i++) {
+        const char *v = params[i].value ? params[i].value : "";
+        if (!params[i].name || !*params[i].name)
+            return -EINVAL;
+        if (bfs_s3_uri_encode(params[i].name, strlen(params[i].name), 0, enc[i].name, sizeof enc[i].name) < 0 ||
+            bfs_s3_uri_encode(v, strlen(v), 0, enc[i].value, sizeof enc[i].value) < 0)
+            return -ENAMETOOLONG;
     }
-    if (rc == 0) {
-        qsort(q, (size_t)n, sizeof *q, qparam_cmp);
-        size_t len = 0;
-        for (int i = 0; rc == 0 && i < n; i++) {
-            int k = snprintf(out + len, out_sz - len, "%s%s=%s", i ? "&" : "", q[i].name, q[i].value);
-            if (k < 0 || (size_t)k >= out_sz - len)
-                rc = -ENAMETOOLONG;
-            else
-                len += (size_t)k;
+    qsort(enc, (size_t)n, sizeof *enc, enc_param_cmp);
+    size_t o = 0;
+    for (int i = 0; i < n; i++) {
+        int w = snprintf(out + o, out_sz - o, "%s%s=%s", i ? "&" : "", enc[i].name, enc[i].value);
+        if (w < 0 || (size_t)w >= out_sz - o) {
+            out[0] = '\0';
+            return -ENAMETOOLONG;
         }
+        o += (size_t)w;
     }
-    for (int i = 0; i < n; i++)
-        free(q[i].name), free(q[i].value);
-    free(q);
-    if (rc < 0)
-        out[0] = '\0';
-    return rc;
+    return (int)o;
 }
 
-int bfs_s3_prepare_query(bfs_s3 *s3, const char *method, const char *s3_uri, const char *query, time_t now,
-                         char *url_out, size_t url_sz, struct curl_slist **headers)
+int bfs_s3_prepare_request(bfs_s3 *s3, const bfs_s3_request *rq, time_t now, char *url_out, size_t url_sz,
+                           struct curl_slist **headers)
 {
-    if (!query || strpbrk(query, "# \r\n"))
+    if (url_out && url_sz)
+        url_out[0] = '\0';
+    if (!rq)
         return -EINVAL;
-    return prepare_request(s3, method, s3_uri, NULL, NULL, query, now, url_out, url_sz, headers);
+    char query[2048], body_hash[65];
+    int rc = bfs_s3_canonical_query(rq->query, rq->nquery, query, sizeof query);
+    if (rc < 0)
+        return rc;
+    if (rq->body && (rc = sha256_hex(rq->body, rq->body_len, body_hash)) < 0)
+        return rc;
+    return prepare_signed(s3, rq->method, rq->s3_uri, query, rq->body ? body_hash : NULL, rq->range_header,
+                          rq->if_match, now, url_out, url_sz, headers);
+}
+
+/* The text between <tag> and </tag> (the first such element) of a bounded
+ * reply, without entity decoding: [*start, *start + *len).  False when absent. */
+static bool xml_find(const char *xml, size_t len, const char *tag, const char **start, size_t *n)
+{
+    char open[80], close[82];
+    int ol = snprintf(open, sizeof open, "<%s>", tag), cl = snprintf(close, sizeof close, "</%s>", tag);
+    if (ol <= 0 || (size_t)ol >= sizeof open || cl <= 0 || (size_t)cl >= sizeof close)
+        return false;
+    const char *s = memmem(xml, len, open, (size_t)ol);
+    if (!s)
+        return false;
+    s += ol;
+    const char *e = memmem(s, len - (size_t)(s - xml), close, (size_t)cl);
+    if (!e)
+        return false;
+    *start = s;
+    *n = (size_t)(e - s);
+    return true;
+}
+
+int bfs_s3_xml_text(const char *xml, size_t len, const char *tag, char *out, size_t out_sz)
+{
+    static const struct { const char *ent; char c; } ents[] = {
+        {"&quot;", '"'}, {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&apos;", '\''}, {"&#34;", '"'}};
+    if (!out || !out_sz)
+        return -ENAMETOOLONG;
+    out[0] = '\0';
+    const char *s;
+    size_t n, o = 0;
+    if (!xml || !tag || !xml_find(xml, len, tag, &s, &n))
+        return -ENOENT;
+    for (size_t i = 0; i < n;) {
+        char c = s[i];
+        size_t step = 1;
+        for (size_t k = 0; c == '&' && k < sizeof ents / sizeof ents[0]; k++) {
+            size_t el = strlen(ents[k].ent);
+            if (n - i >= el && memcmp(s + i, ents[k].ent, el) == 0) {
+                c = ents[k].c;
+                step = el;
+                break;
+            }
+        }
+        if (o + 1 >= out_sz) {
+            out[0] = '\0';
+            return -ENAMETOOLONG;
+        }
+        out[o++] = c;
+        i += step;
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+bool bfs_s3_xml_error(const char *xml, size_t len, char *code, size_t code_sz)
+{
+    const char *s;
+    size_t n;
+    if (code && code_sz)
+        code[0] = '\0';
+    if (!xml || !xml_find(xml, len, "Error", &s, &n))
+        return false;
+    if (code && code_sz && bfs_s3_xml_text(s, n, "Code", code, code_sz) < 0)
+        snprintf(code, code_sz, "%s", "(no code)");
+    return true;
+}
+
+char *bfs_s3_complete_body(const char *const *etags, int nparts)
+{
+    if (!etags || nparts < 1 || nparts > BFS_S3_MAX_PARTS)
+        return NULL;
+    sbuf b = {0};
+    sb_add(&b, "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    for (int i = 0; i < nparts; i++) {
+        char num[32];
+        snprintf(num, sizeof num, "%d", i + 1);
+        sb_add(&b, "<Part><PartNumber>");
+        sb_add(&b, num);
+        sb_add(&b, "</PartNumber><ETag>");
+        for (const char *p = etags[i] ? etags[i] : ""; *p; p++) {
+            const char *esc = *p == '&' ? "&amp;" : *p == '<' ? "&lt;" : *p == '>' ? "&gt;"
+                              : *p == '"' ? "&quot;" : NULL;
+            if (esc)
+                sb_add(&b, esc);
+            else
+                sb_addc(&b, *p);
+        }
+        sb_add(&b, "</ETag></Part>");
+    }
+    sb_add(&b, "</CompleteMultipartUpload>");
+    if (b.oom) {
+        sb_release(&b);
+        return NULL;
+    }
+    return b.p; /* holds no secret: plain free() is fine */
+}
+
+int64_t bfs_s3_part_size(int64_t size, int64_t wanted)
+{
+    int64_t p = wanted < BFS_S3_MIN_PART ? BFS_S3_MIN_PART : wanted > BFS_S3_MAX_PART ? BFS_S3_MAX_PART : wanted;
+    if (size > 0 && (size + p - 1) / p > BFS_S3_MAX_PARTS) {
+        p = (size + BFS_S3_MAX_PARTS - 1) / BFS_S3_MAX_PARTS;
+        p = (p + (1 << 20) - 1) / (1 << 20) * (1 << 20); /* whole MiB */
+    }
+    return p;
 }

@@ -29,9 +29,9 @@
  *             https://s3.<region>.amazonaws.com.
  *
  * Signing: every request carries host, x-amz-date, x-amz-content-sha256
- * (the SHA-256 of the empty body for GET and HEAD, UNSIGNED-PAYLOAD for any
- * other method; some servers, s3rver among them, refuse a request without
- * it), x-amz-security-token when the credentials have a session token, and
+ * (the SHA-256 of the empty body for GET and HEAD, of the body for a request
+ * whose body is in memory (bfs_s3_prepare_request), else UNSIGNED-PAYLOAD;
+ * some servers, s3rver among them, refuse a request without it), x-amz-security-token when the credentials have a session token, and
  * the Authorization header.  Range and If-Match are signed when given.  Any
  * other header http.c adds itself (If-Unmodified-Since, User-Agent, Accept)
  * is sent unsigned, which SigV4 allows for every header but host and x-amz-*.
@@ -53,7 +53,9 @@
 #ifndef BFS_S3_H
 #define BFS_S3_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 struct curl_slist;
@@ -161,26 +163,79 @@ int bfs_sigv4_sign(const char *method, const char *canonical_uri, const char *ca
                    const char *region, const char *service, const char *access_key,
                    const char *secret_key, char *authorization_out, size_t out_sz);
 
-/* ---- query strings (bucket listings) ----
- *
- * bfs_s3_query builds a SigV4 canonical query string from n name/value pairs
- * (values may be ""): each name and value UriEncoded ('/' too), the pairs
- * sorted by encoded name, then by encoded value, joined as
- * "name=value&name=value".  The same string is the URL's query, so what is
- * signed is what is sent.  -EINVAL for an empty name, -ENAMETOOLONG when
- * out_sz is too small (out is then ""), -ENOMEM.
- *
- * bfs_s3_prepare_query is bfs_s3_prepare (no Range, no If-Match) for a
- * request carrying query, a string from bfs_s3_query: the URL gets
- * "?query" and the canonical request its canonical query.  The key may be
- * empty ("s3://bucket/"): a request on the bucket, as ListObjectsV2 is.
- * The errors of bfs_s3_prepare; -EINVAL for a query with '#', a space or
- * CR/LF. */
-int bfs_s3_query(const char *const *names, const char *const *values, int n, char *out, size_t out_sz);
-int bfs_s3_prepare_query(bfs_s3 *s3, const char *method, const char *s3_uri, const char *query, time_t now,
-                         char *url_out, size_t url_sz, struct curl_slist **headers);
-
 /* Hex SHA-256 of the empty string: the payload hash of a request without a body. */
 #define BFS_S3_EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+/* ---- query strings and multipart uploads (pure; no network I/O) ---- */
+
+/* S3's limits on a multipart upload: at most 10000 parts, each at least
+ * 5 MiB except the last, at most 5 GiB. */
+#define BFS_S3_MAX_PARTS 10000
+#define BFS_S3_MIN_PART (5LL << 20)
+#define BFS_S3_MAX_PART (5LL << 30)
+/* Query parameters of one request at most. */
+#define BFS_S3_MAX_PARAMS 8
+
+/* One query parameter, raw (not encoded).  value NULL or "" gives "name=",
+ * the form SigV4 signs for a parameter without a value ("uploads="). */
+typedef struct bfs_s3_param {
+    const char *name, *value;
+} bfs_s3_param;
+
+/* The SigV4 canonical query string of params: each name and value
+ * UriEncoded (bfs_s3_uri_encode, '/' encoded too), the "name=value" pairs
+ * sorted by encoded name, then by encoded value (byte order), joined by
+ * '&'.  The same string is the URL's query.  n == 0 gives "".  Returns the
+ * length; -EINVAL for an empty name or n outside 0..BFS_S3_MAX_PARAMS,
+ * -ENAMETOOLONG when a name (127), a value (1023 encoded) or out does not
+ * fit (out is then ""). */
+int bfs_s3_canonical_query(const bfs_s3_param *params, int n, char *out, size_t out_sz);
+
+/* One request for bfs_s3_prepare_request: bfs_s3_prepare's arguments, and
+ * further query parameters and the body's hash. */
+typedef struct bfs_s3_request {
+    const char *method;        /* "GET", "PUT", "POST", "DELETE", ... */
+    const char *s3_uri;        /* as for bfs_s3_prepare */
+    const bfs_s3_param *query; /* nquery of them (NULL when 0) */
+    int nquery;
+    const char *range_header, *if_match; /* as for bfs_s3_prepare, or NULL */
+    const void *body;          /* a body held in memory: its SHA-256 is signed; NULL: no body
+                                * in memory (the empty body's hash for GET/HEAD, else
+                                * UNSIGNED-PAYLOAD, e.g. a part streamed from a file) */
+    size_t body_len;
+} bfs_s3_request;
+
+/* bfs_s3_prepare for rq: the URL gets "?<canonical query>" and the query
+ * is signed; with a query the key may be empty ("s3://bucket/": a request on
+ * the bucket, as ListObjectsV2 is).  Errors as bfs_s3_prepare, and those of
+ * bfs_s3_canonical_query. */
+int bfs_s3_prepare_request(bfs_s3 *s3, const bfs_s3_request *rq, time_t now, char *url_out, size_t url_sz,
+                           struct curl_slist **headers);
+
+/* A minimal reader for S3's small XML replies (no XML library is in the
+ * stack; the replies it reads are flat and machine-made): the text of the
+ * first <tag>...</tag> in xml[0, len), with the five XML entities and
+ * &#34; decoded, into out.  Attributes on the tag, CDATA and nested
+ * elements of the same name are not handled (S3 sends none in the
+ * elements read: UploadId, ETag, Code, Message).  Returns the length;
+ * -ENOENT when there is no such element, -ENAMETOOLONG when out is too
+ * small (out is then ""). */
+int bfs_s3_xml_text(const char *xml, size_t len, const char *tag, char *out, size_t out_sz);
+
+/* Whether xml[0, len) is (or holds) an <Error> element, as
+ * CompleteMultipartUpload may answer with a 200 status; its <Code> goes
+ * into code (may be NULL; "(no code)" when it has none). */
+bool bfs_s3_xml_error(const char *xml, size_t len, char *code, size_t code_sz);
+
+/* The body of CompleteMultipartUpload for parts 1..nparts with those ETags
+ * (as the UploadPart replies gave them, quotes included; XML-escaped here).
+ * malloc'd, the caller frees; NULL when out of memory or nparts is not
+ * 1..BFS_S3_MAX_PARTS. */
+char *bfs_s3_complete_body(const char *const *etags, int nparts);
+
+/* The part size for an object of size bytes: wanted, raised to
+ * BFS_S3_MIN_PART, lowered to BFS_S3_MAX_PART, and grown (to whole MiB) so
+ * the object needs at most BFS_S3_MAX_PARTS parts. */
+int64_t bfs_s3_part_size(int64_t size, int64_t wanted);
 
 #endif

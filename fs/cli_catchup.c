@@ -247,12 +247,13 @@ static void check_dir(struct catchup *c, const struct check *a, const struct che
         return;
     }
     free(msg);
-    if (r == 0)
+    if (r == 0 && c->nmembers)
         qsort(c->members, c->nmembers, sizeof *c->members, member_cmp);
     for (const struct check *k = a; k < b; k++) {
         struct member key = {k->name, 0};
         const struct member *m =
-            r == 0 ? bsearch(&key, c->members, c->nmembers, sizeof *c->members, member_cmp) : NULL;
+            r == 0 && c->nmembers ? bsearch(&key, c->members, c->nmembers, sizeof *c->members, member_cmp)
+                                  : NULL;
         verdict(c, k, m ? 0 : -ENOENT, m ? m->size : -1);
     }
 }
@@ -283,7 +284,8 @@ static int plan(struct catchup *c)
             c->nchecks++;
         }
     }
-    qsort(c->checks, c->nchecks, sizeof *c->checks, check_cmp);
+    if (c->nchecks)
+        qsort(c->checks, c->nchecks, sizeof *c->checks, check_cmp);
     return 0;
 }
 

@@ -41,6 +41,10 @@ struct upload_handle {
     bfs_upload *u;    /* one reference */
     bfs_node *dir;    /* held: the directory the file was created in (NULL when opened by name) */
     bool writable;
+    /* a file of a dataset type its path created: the kernel's entry of the
+     * level made for the type, dropped once the file is ingested */
+    uint64_t type_parent;
+    char *type_entry; /* owned, or NULL */
 };
 
 static void upload_attr(bfs_fs *fs, bfs_upload *u, struct stat *st)
@@ -245,6 +249,17 @@ static int ensure_run(bfs_fs *fs, bfs_node *dir, const bfs_write_target *wt)
     return 0;
 }
 
+/* Create the dataset type a path names (wt->new_type), unless it exists. */
+static int ensure_type(bfs_fs *fs, bfs_node *dir, const bfs_write_target *wt, const char *name)
+{
+    if (!wt->new_type || bfs_catalog_dataset_type(bfs_registry_catalog(fs->reg), wt->dataset_type))
+        return 0;
+    int ret = bfs_ingest_make_dataset_type(fs->ing, wt->dataset_type, wt->dim_names, wt->ndims, name);
+    if (ret == 0)
+        bfs_tree_changed(fs->tree, dir);
+    return ret == -EPERM ? -EACCES : ret;
+}
+
 static void opw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                        struct fuse_file_info *fi)
 {
@@ -256,6 +271,8 @@ static void opw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
         ret = -EROFS;
     if (ret == 0)
         ret = ensure_run(fs, dir, &wt);
+    if (ret == 0)
+        ret = ensure_type(fs, dir, &wt, name);
     struct upload_handle *h = NULL;
     if (ret == 0)
         ret = (h = calloc(1, sizeof *h)) ? 0 : -ENOMEM;
@@ -271,6 +288,10 @@ static void opw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
     }
     h->writable = true;
     h->dir = dir;
+    if (wt.new_type) {
+        h->type_parent = wt.type_parent_ino;
+        h->type_entry = strdup(wt.type_entry); /* NULL: the entry times out instead */
+    }
     bfs_node_hold(fs->tree, dir);
     struct fuse_entry_param e;
     upload_entry(fs, h->u, &e);
@@ -361,6 +382,8 @@ struct seal_ctx {
     fuse_req_t req;
     bfs_fs *fs;
     bfs_node *dir; /* held until the reply, or NULL */
+    uint64_t type_parent;
+    const char *type_entry; /* the handle's (it lives until RELEASE, after this reply) */
 };
 
 static void seal_done(void *arg, int outcome)
@@ -368,6 +391,10 @@ static void seal_done(void *arg, int outcome)
     struct seal_ctx *c = arg;
     if (outcome == 0 && c->dir)
         bfs_tree_changed(c->fs->tree, c->dir); /* the new file shows at once */
+    /* the type's own directory replaces the level made for it: the kernel
+     * asks again (no lock of that directory is held here) */
+    if (outcome == 0 && c->type_entry)
+        bfs_ops_evict(c->fs, c->type_parent, c->type_entry);
     if (c->dir)
         bfs_node_release(c->fs->tree, c->dir);
     fuse_reply_err(c->req, -outcome);
@@ -391,6 +418,8 @@ static void seal(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     c->req = req;
     c->fs = fs_of(req);
     c->dir = h->dir;
+    c->type_parent = h->type_parent;
+    c->type_entry = h->type_entry;
     if (c->dir)
         bfs_node_hold(c->fs->tree, c->dir);
     bfs_upload_seal(h->u, seal_done, c);
@@ -425,6 +454,7 @@ static void opw_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
     bfs_upload_put(h->u);
     if (h->dir)
         bfs_node_release(fs->tree, h->dir);
+    free(h->type_entry);
     free(h);
     fuse_reply_err(req, 0);
 }

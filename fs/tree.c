@@ -1014,6 +1014,17 @@ int bfs_tree_lookup(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **
      * registered: "raw" then resolves to the dataset type, whose made
      * children hang below the made node) */
     if (t->opts.writable && (*child = find_made(t, parent, name)) != NULL) {
+        /* except a level made for a dataset type to be, once that type
+         * has datasets in the RUN: the type's directory replaces it */
+        if (t->opts.create_types && (*child)->kind == K_COLL && parent->kind == K_COLL &&
+            !strchr(name, '=') && resolve_in_coll(t, parent, name, &proto) == 0) {
+            if (proto->kind == K_DATA) {
+                bfs_tree_forget(t, *child, 1);
+                *child = materialize(t, proto);
+            } else {
+                node_free(proto);
+            }
+        }
         bfs_tree_stat(t, *child, st);
         return 0;
     }
@@ -1608,6 +1619,63 @@ int bfs_tree_mkdir(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **c
     return made_insert(t, proto, child, st);
 }
 
+/* Whether dir ends a chain of made levels RUN/<type>/<dim>=<value>/... that
+ * stands for a dataset type to be (see bfs_write_target): 1 and out filled,
+ * 0 when it does not, -EINVAL when it does but cannot be one. */
+static int made_type_chain(bfs_tree *t, const bfs_node *dir, bfs_write_target *out)
+{
+    const bfs_node *n = dir;
+    int k = 0;
+    const bfs_dimension *dims[BFS_MAX_DIMS];
+    char dim[64], value[BFS_MAX_VALUE];
+    for (; n && n->kind == K_COLL && n->made && !coll_of(t, n) && strchr(n->name, '='); n = n->parent) {
+        if (k == BFS_MAX_DIMS || bfs_names_parse_dim(n->name, dim, sizeof dim, value, sizeof value) < 0 ||
+            !(dims[k] = bfs_registry_dimension_by_name(t->reg, dim)))
+            return 0;
+        for (int i = 0; i < k; i++)
+            if (dims[i] == dims[k])
+                return -EINVAL; /* detector=1/detector=2 */
+        snprintf(out->value_buf[k], sizeof out->value_buf[k], "%s", value);
+        k++;
+    }
+    const bfs_node *tn = n, *rn = n ? n->parent : NULL;
+    if (k == 0 || !tn || tn->kind != K_COLL || !tn->made || coll_of(t, tn) || !rn || rn == t->root ||
+        rn->kind != K_COLL || bfs_names_unescape(tn->name, out->type_buf, sizeof out->type_buf) < 0)
+        return 0;
+    const bfs_collection *rc = coll_of(t, rn);
+    if (rc ? rc->type != BFS_COLL_RUN : !rn->made)
+        return 0;
+    /* the dimensions in the universe's order, as a dataset type has them */
+    int order[BFS_MAX_DIMS];
+    for (int i = 0; i < k; i++)
+        order[i] = i;
+    for (int i = 1; i < k; i++)
+        for (int j = i; j > 0 && dims[order[j]]->index < dims[order[j - 1]]->index; j--) {
+            int tmp = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = tmp;
+        }
+    const bfs_dataset_type *dt = bfs_catalog_dataset_type(bfs_registry_catalog(t->reg), out->type_buf);
+    if (dt && dt->ndims != k)
+        return -EINVAL;
+    for (int i = 0; i < k; i++) {
+        const bfs_dimension *d = dims[order[i]];
+        if (dt && dt->dims[i] != d)
+            return -EINVAL;
+        snprintf(out->name_buf[i], sizeof out->name_buf[i], "%s", d->name);
+        out->dim_names[i] = out->name_buf[i];
+        out->dim_values[i] = out->value_buf[order[i]];
+    }
+    out->ndims = k;
+    out->run = rn->prefix;
+    out->run_exists = rc != NULL;
+    out->dataset_type = out->type_buf;
+    out->new_type = true;
+    out->type_parent_ino = bfs_node_ino(rn);
+    out->type_entry = tn->name;
+    return 1;
+}
+
 int bfs_tree_write_target(bfs_tree *t, bfs_node *dir, bfs_write_target *out)
 {
     memset(out, 0, sizeof *out);
@@ -1615,6 +1683,14 @@ int bfs_tree_write_target(bfs_tree *t, bfs_node *dir, bfs_write_target *out)
         return -EROFS;
     if (dir->kind == K_FILE)
         return -ENOTDIR;
+    if (dir->kind == K_COLL) {
+        int ret = made_type_chain(t, dir, out);
+        if (ret == 1 && !t->opts.create_types)
+            ret = -EACCES; /* an unknown dataset type, and none may be made (not a RUN named a=b) */
+        if (ret != 0)
+            return ret < 0 ? ret : 0;
+        memset(out, 0, sizeof *out);
+    }
     const bfs_node *cn = dir->kind == K_COLL ? dir : data_coll_dir(dir);
     const bfs_collection *c = coll_of(t, cn);
     if (!c && !cn->made)

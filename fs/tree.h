@@ -27,6 +27,7 @@
 #ifndef BFS_TREE_H
 #define BFS_TREE_H
 
+#include "names.h"
 #include "registry.h"
 #include "source.h"
 
@@ -45,6 +46,7 @@ typedef struct bfs_tree_opts {
     bfs_fetcher *fetcher; /* where bytes come from; NULL: a default one the tree owns */
     size_t max_nodes;    /* node cap (see bfs_tree_trimmer_start); 0: none */
     bool writable;       /* -o rw: mkdir and write targets (below); listings never immutable */
+    bool create_types;   /* ingest.create_dataset_types: made levels may stand for a new dataset type */
 } bfs_tree_opts;
 
 /* reg stays owned by the caller and must outlive the tree. */
@@ -178,10 +180,21 @@ typedef struct bfs_write_target {
     const char *dim_names[BFS_MAX_DIMS];
     const char *dim_values[BFS_MAX_DIMS]; /* aliases resolved */
     int ndims;
+    /* a dataset type to be (opts.create_types): levels made by mkdir,
+     * RUN/<type>/<dim>=<value>/..., the type unknown to the catalog (or
+     * made since, with these dimensions); the strings above then point
+     * into the buffers below */
+    bool new_type;
+    uint64_t type_parent_ino;   /* the RUN's directory, and ... */
+    const char *type_entry;     /* ... the type's entry in it: drop it from the kernel's cache once real */
+    char type_buf[BFS_NAME_MAX];
+    char name_buf[BFS_MAX_DIMS][64];
+    char value_buf[BFS_MAX_DIMS][BFS_MAX_VALUE];
 } bfs_write_target;
 /* 0, -EACCES when dir takes no files (the root, a path level that is no
  * collection, a collection that is not a RUN, a partial dataId), -ENOTDIR,
- * -EROFS when the tree is not writable. */
+ * -EROFS when the tree is not writable, -EINVAL for a dataset type to be
+ * whose levels repeat a dimension or differ from the type made since. */
 int bfs_tree_write_target(bfs_tree *t, bfs_node *dir, bfs_write_target *out);
 
 /* The registry changed below dir (a RUN was registered, a file ingested):

@@ -367,6 +367,20 @@ int bfs_registry_add_dataset(bfs_registry *reg, const bfs_new_dataset *d, char i
  * bytes of fd, read with pread from offset 0.  0 or negative errno. */
 int bfs_file_checksum(int fd, int64_t size, char out[129]);
 
+/* The same checksum built piece by piece, as the bytes arrive: bytes
+ * appended in order with bfs_checksum_update, then bfs_checksum_hex.
+ * new: NULL when out of memory; free: NULL is fine.  update and add:
+ * 0, -ENOMEM (the state is then unusable: start again).  bfs_checksum_add
+ * appends bytes [from, from + size) of fd, read with pread.  hex: 0, or
+ * negative errno; the state is finished either way (only free is left).
+ * One thread at a time per state. */
+typedef struct bfs_checksum bfs_checksum;
+bfs_checksum *bfs_checksum_new(void);
+int bfs_checksum_update(bfs_checksum *c, const void *buf, size_t len);
+int bfs_checksum_add(bfs_checksum *c, int fd, int64_t from, int64_t size);
+int bfs_checksum_hex(bfs_checksum *c, char out[129]);
+void bfs_checksum_free(bfs_checksum *c);
+
 /* The deterministic dataset id alone (no database access). */
 int bfs_dataset_id_v5(const char *dataset_type, const char *run, const char *const *dim_names,
                       const char *const *dim_values, int ndims, char id_out[33]);

@@ -1810,29 +1810,67 @@ int bfs_registry_certify(bfs_registry *reg, const char *calib, const char *datas
     return wtx_end(&t, ret);
 }
 
-int bfs_file_checksum(int fd, int64_t size, char out[129])
+struct bfs_checksum {
+    EVP_MD_CTX *md;
+};
+
+bfs_checksum *bfs_checksum_new(void)
+{
+    bfs_checksum *c = calloc(1, sizeof *c);
+    if (c && (!(c->md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(c->md, EVP_blake2b512(), NULL) != 1)) {
+        bfs_checksum_free(c);
+        c = NULL;
+    }
+    return c;
+}
+
+void bfs_checksum_free(bfs_checksum *c)
+{
+    if (c) {
+        EVP_MD_CTX_free(c->md);
+        free(c);
+    }
+}
+
+int bfs_checksum_update(bfs_checksum *c, const void *buf, size_t len)
+{
+    return EVP_DigestUpdate(c->md, buf, len) == 1 ? 0 : -ENOMEM;
+}
+
+int bfs_checksum_add(bfs_checksum *c, int fd, int64_t from, int64_t size)
 {
     enum { CHUNK = 1 << 20 };
     unsigned char *buf = malloc(CHUNK);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ret = buf && ctx && EVP_DigestInit_ex(ctx, EVP_blake2b512(), NULL) == 1 ? 0 : -ENOMEM;
-    for (int64_t off = 0; ret == 0 && off < size;) {
-        size_t want = (size_t)(size - off < CHUNK ? size - off : CHUNK);
+    int ret = buf ? 0 : -ENOMEM;
+    for (int64_t off = from; ret == 0 && off < from + size;) {
+        size_t want = (size_t)(from + size - off < CHUNK ? from + size - off : CHUNK);
         ssize_t n = pread(fd, buf, want, off);
         if (n <= 0)
             ret = n < 0 ? -errno : -EIO;
-        else if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1)
-            ret = -ENOMEM;
-        else
+        else if ((ret = bfs_checksum_update(c, buf, (size_t)n)) == 0)
             off += n;
     }
+    free(buf);
+    return ret;
+}
+
+int bfs_checksum_hex(bfs_checksum *c, char out[129])
+{
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    if (ret == 0 && (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 64))
-        ret = -EIO;
-    for (unsigned i = 0; ret == 0 && i < mdlen; i++)
+    if (EVP_DigestFinal_ex(c->md, md, &mdlen) != 1 || mdlen != 64)
+        return -EIO;
+    for (unsigned i = 0; i < mdlen; i++)
         snprintf(out + 2 * i, 3, "%02x", md[i]);
-    EVP_MD_CTX_free(ctx);
-    free(buf);
+    return 0;
+}
+
+int bfs_file_checksum(int fd, int64_t size, char out[129])
+{
+    bfs_checksum *c = bfs_checksum_new();
+    int ret = c ? bfs_checksum_add(c, fd, 0, size) : -ENOMEM;
+    if (ret == 0)
+        ret = bfs_checksum_hex(c, out);
+    bfs_checksum_free(c);
     return ret;
 }

@@ -81,6 +81,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -111,6 +112,16 @@ struct bfs_upload {
     char *shown_old;          /* the one before (a stat snapshot may still point to it) */
     char *obs_id, *raft, *sensor; /* a raw's, from its headers (events), or NULL */
     char checksum[129];       /* BLAKE2b-512 of the bytes as placed ("" before SEALED is done) */
+    /* the checksum built while the bytes arrive, by the hasher thread
+     * (under ing->lock, except hash itself: the hasher's while hashing,
+     * then the stepping thread's once hash_taken) */
+    bfs_checksum *hash;       /* of bytes [0, hashed), or NULL */
+    off_t hashed;
+    off_t hash_claim;         /* end of the range being read: a write below it breaks the hash */
+    bool hash_broken;         /* a write or truncate behind the hasher: recomputed at SEALED */
+    bool hash_queued, hashing, hash_taken;
+    struct bfs_upload *hnext; /* ing->hhead */
+    bool rewritten;           /* stepping thread: the Header Service merge replaced the bytes */
     char *hs_note;            /* what the Header Service merge did (events), or NULL */
     char *dim_names[BFS_MAX_DIMS], *dim_values[BFS_MAX_DIMS];
     int ndims;
@@ -152,6 +163,10 @@ struct bfs_ingest {
     struct bfs_upload *uploads, *qhead, *qtail;
     pthread_t *workers;
     int nworkers;
+    struct bfs_upload *hhead, *htail; /* uploads with bytes not hashed yet */
+    pthread_cond_t hwake, hdone;      /* the hasher has work; it put an upload down */
+    pthread_t hasher;
+    bool hasher_running;
     bool stop;
     bfs_ingest_stats stats;
 };
@@ -439,6 +454,7 @@ static void upload_free(struct bfs_upload *u)
     free(u->intent_path);
     free(u->rel);
     free(u->reason);
+    bfs_checksum_free(u->hash);
     free(u);
 }
 
@@ -674,6 +690,8 @@ static const char *formatter_of(const struct bfs_upload *u)
     const char *ext = strrchr(u->rel, '.');
     if (ext && (!strcmp(ext, ".fits") || !strcmp(ext, ".fz") || !strcmp(ext, ".fit")))
         return "lsst.obs.base.formatters.fitsExposure.FitsExposureFormatter";
+    if (ext && (!strcmp(ext, ".parq") || !strcmp(ext, ".parquet")))
+        return "lsst.daf.butler.formatters.parquet.ParquetFormatter";
     if (ext && !strcmp(ext, ".json"))
         return "lsst.daf.butler.formatters.json.JsonFormatter";
     if (ext && (!strcmp(ext, ".yaml") || !strcmp(ext, ".yml")))
@@ -893,6 +911,7 @@ static int merge_header_service(bfs_ingest *ing, struct bfs_upload *u, bfs_fits_
         close(u->fd);
     u->fd = fd;
     u->size = sb.st_size;
+    u->rewritten = true;
     bfs_fits_card *merged = NULL;
     size_t m = 0;
     if (bfs_fits_read_header(u->data_path, 1, &merged, &m, &msg) == 0) {
@@ -999,8 +1018,117 @@ static int prepare_raw(bfs_ingest *ing, struct bfs_upload *u, struct tvals *tv)
     return ret;
 }
 
+/* ---- the checksum, built while the bytes arrive -------------------------------
+ *
+ * The file record's checksum (BLAKE2b-512) would cost a second pass over
+ * the bytes at the seal, on the writer's critical path.  Instead one hasher
+ * thread follows every upload's bytes as they are written (read back from
+ * the spool file, in the page cache), on the core the writer leaves idle;
+ * the seal waits for it and hashes only what it had not reached.  A write
+ * or truncate behind the hasher (below hash_claim: bytes it may already
+ * have read), an error, or a Header Service merge (new bytes) breaks the
+ * running hash, and the seal hashes the whole file instead.  Nothing of it
+ * is on disk: after a restart the seal hashes the whole file. */
+
+enum { HASH_CHUNK = 4 << 20 };
+
+/* A write or truncate of u just completed: bytes from off on changed
+ * (under ing->lock). */
+static void hash_note_change_locked(bfs_ingest *ing, struct bfs_upload *u, off_t off)
+{
+    if (off < u->hash_claim)
+        u->hash_broken = true;
+    if (u->hash_broken || u->hash_taken || u->hash_queued || u->hashing || u->size <= u->hashed ||
+        !ing->hasher_running)
+        return;
+    u->hash_queued = true;
+    u->refs++; /* the hasher's */
+    u->hnext = NULL;
+    if (ing->htail)
+        ing->htail->hnext = u;
+    else
+        ing->hhead = u;
+    ing->htail = u;
+    pthread_cond_signal(&ing->hwake);
+}
+
+/* Hash what u has that the hasher has not (under ing->lock, dropped while
+ * reading). */
+static void hash_follow_locked(bfs_ingest *ing, struct bfs_upload *u)
+{
+    u->hashing = true;
+    while (!u->hash_broken && !u->hash_taken && !ing->stop && u->hashed < u->size) {
+        off_t from = u->hashed, n = u->size - from < HASH_CHUNK ? u->size - from : HASH_CHUNK;
+        u->hash_claim = from + n;
+        pthread_mutex_unlock(&ing->lock);
+        if (!u->hash)
+            u->hash = bfs_checksum_new();
+        int ret = u->hash ? bfs_checksum_add(u->hash, u->fd, from, n) : -ENOMEM;
+        /* and start writing those bytes out, so the seal's fdatasync
+         * finds little left to wait for (a hint: errors are the seal's) */
+        (void)sync_file_range(u->fd, from, n, SYNC_FILE_RANGE_WRITE);
+        pthread_mutex_lock(&ing->lock);
+        if (ret < 0)
+            u->hash_broken = true;
+        else
+            u->hashed = from + n;
+    }
+    u->hashing = false;
+    pthread_cond_broadcast(&ing->hdone);
+}
+
+static void *hasher_main(void *arg)
+{
+    bfs_ingest *ing = arg;
+    pthread_mutex_lock(&ing->lock);
+    while (!ing->stop) {
+        struct bfs_upload *u = ing->hhead;
+        if (!u) {
+            pthread_cond_wait(&ing->hwake, &ing->lock);
+            continue;
+        }
+        ing->hhead = u->hnext;
+        if (!ing->hhead)
+            ing->htail = NULL;
+        u->hash_queued = false;
+        hash_follow_locked(ing, u);
+        pthread_mutex_unlock(&ing->lock);
+        bfs_upload_put(u);
+        pthread_mutex_lock(&ing->lock);
+    }
+    pthread_mutex_unlock(&ing->lock);
+    return NULL;
+}
+
+/* SEALED: the hasher lets go of u; from now on u->hash is the stepping
+ * thread's. */
+static void hash_take(bfs_ingest *ing, struct bfs_upload *u)
+{
+    pthread_mutex_lock(&ing->lock);
+    u->hash_taken = true;
+    while (u->hashing)
+        pthread_cond_wait(&ing->hdone, &ing->lock);
+    pthread_mutex_unlock(&ing->lock);
+}
+
+/* The checksum of u's bytes as they will be placed, into u->checksum:
+ * the running hash finished, or the whole file hashed. */
+static int hash_finish(struct bfs_upload *u)
+{
+    int ret = -EAGAIN;
+    if (u->hash && !u->hash_broken && !u->rewritten && u->hashed <= u->size &&
+        bfs_checksum_add(u->hash, u->fd, u->hashed, u->size - u->hashed) == 0)
+        ret = bfs_checksum_hex(u->hash, u->checksum);
+    bfs_checksum_free(u->hash);
+    u->hash = NULL;
+    if (ret < 0)
+        ret = bfs_file_checksum(u->fd, u->size, u->checksum);
+    return ret;
+}
+
 static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
 {
+    hash_take(ing, u);
     struct stat sb;
     if (u->fd < 0 || fstat(u->fd, &sb) < 0) {
         quarantine_as(u, EIO, "the spool file is gone");
@@ -1045,7 +1173,7 @@ static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
         return u->st == S_QUARANTINED ? 0 : -ENOMEM;
     /* the checksum daf_butler records, of the bytes as they will be placed
      * (after a Header Service merge), so readers of any copy can verify */
-    ret = bfs_file_checksum(u->fd, u->size, u->checksum);
+    ret = hash_finish(u);
     if (ret < 0) {
         u->checksum[0] = '\0';
         bfs_warn(TAG, "cannot checksum %s: %s; registered without a checksum", u->name, strerror(-ret));
@@ -1565,6 +1693,8 @@ int bfs_ingest_open(const char *repo_dir, const char *datastore_root, bfs_regist
     pthread_mutex_init(&ing->lock, NULL);
     pthread_mutex_init(&ing->reg_lock, NULL);
     pthread_cond_init(&ing->cond, NULL);
+    pthread_cond_init(&ing->hwake, NULL);
+    pthread_cond_init(&ing->hdone, NULL);
     size_t rl = strlen(datastore_root);
     ing->repo = strdup(repo_dir);
     ing->root = rl && datastore_root[rl - 1] == '/' ? strdup(datastore_root) : bfs_asprintf("%s/", datastore_root);
@@ -1596,6 +1726,8 @@ int bfs_ingest_open(const char *repo_dir, const char *datastore_root, bfs_regist
         ret = -ENOMEM;
         goto fail;
     }
+    /* without the hasher, seals hash the whole file */
+    ing->hasher_running = pthread_create(&ing->hasher, NULL, hasher_main, ing) == 0;
     for (int i = 0; i < ing->nworkers; i++) {
         if ((ret = -pthread_create(&ing->workers[i], NULL, worker_main, ing)) != 0) {
             ing->nworkers = i;
@@ -1620,9 +1752,12 @@ void bfs_ingest_close(bfs_ingest *ing)
     pthread_mutex_lock(&ing->lock);
     ing->stop = true;
     pthread_cond_broadcast(&ing->cond);
+    pthread_cond_broadcast(&ing->hwake);
     pthread_mutex_unlock(&ing->lock);
     for (int i = 0; i < ing->nworkers; i++)
         pthread_join(ing->workers[i], NULL);
+    if (ing->hasher_running)
+        pthread_join(ing->hasher, NULL);
     bfs_webhook_free(ing->webhook); /* after the workers that post to it */
     /* uploads the kernel still references: their spool and intent stay
      * for the next mount */
@@ -1635,6 +1770,8 @@ void bfs_ingest_close(bfs_ingest *ing)
     if (ing->spool_fd >= 0)
         close(ing->spool_fd);
     pthread_cond_destroy(&ing->cond);
+    pthread_cond_destroy(&ing->hwake);
+    pthread_cond_destroy(&ing->hdone);
     pthread_mutex_destroy(&ing->reg_lock);
     pthread_mutex_destroy(&ing->lock);
     free(ing->workers);
@@ -1645,6 +1782,61 @@ void bfs_ingest_close(bfs_ingest *ing)
     free(ing->quarantine);
     free(ing->events);
     free(ing);
+}
+
+/* The storage class of a created dataset type holding file name, and the
+ * formatter of its file records (formatter_of), by extension. */
+static const struct {
+    const char *ext, *storage_class;
+} class_by_ext[] = {
+    {".fits", "ExposureF"}, {".fit", "ExposureF"}, {".fz", "ExposureF"},
+    {".json", "StructuredDataDict"}, {".yaml", "StructuredDataDict"}, {".yml", "StructuredDataDict"},
+    {".parq", "DataFrame"}, {".parquet", "DataFrame"},
+};
+
+int bfs_ingest_make_dataset_type(bfs_ingest *ing, const char *name, const char *const dims[], int ndims,
+                                 const char *file_name)
+{
+    if (!ing->cfg->create_dataset_types)
+        return -EPERM;
+    /* the Butler keys a dataset by all its type's required dimensions */
+    for (int i = 0; i < ndims; i++) {
+        const bfs_dimension *d = bfs_registry_dimension_by_name(ing->reg, dims[i]);
+        for (int r = 0; d && r < d->n_requires; r++) {
+            bool have = false;
+            for (int j = 0; j < ndims && !have; j++)
+                have = !strcmp(dims[j], d->requires[r]->name);
+            if (!have) {
+                bfs_warn(TAG, "dataset type %s not created: its path gives %s but not %s, which %s requires",
+                         name, d->name, d->requires[r]->name, d->name);
+                return -EINVAL;
+            }
+        }
+    }
+    const char *ext = strrchr(file_name, '.'), *sc = ing->cfg->default_storage_class;
+    for (size_t i = 0; ext && i < sizeof class_by_ext / sizeof *class_by_ext; i++)
+        if (!strcasecmp(ext, class_by_ext[i].ext))
+            sc = class_by_ext[i].storage_class;
+    if (!sc) {
+        bfs_warn(TAG, "dataset type %s not created: no storage class for a file named %s (set "
+                      "ingest.default_storage_class)", name, file_name);
+        return -EINVAL;
+    }
+    pthread_mutex_lock(&ing->reg_lock);
+    int ret = bfs_registry_add_dataset_type(ing->reg, name, sc, dims, ndims, false);
+    if (ret == 0)
+        ret = bfs_registry_refresh(ing->reg) < 0 ? -EIO : 0;
+    pthread_mutex_unlock(&ing->reg_lock);
+    if (ret == -EEXIST) {
+        bfs_warn(TAG, "dataset type %s not created: it is defined already, with other dimensions or "
+                      "another storage class than %s", name, sc);
+        return -EINVAL;
+    }
+    if (ret < 0)
+        bfs_warn(TAG, "cannot create dataset type %s: %s", name, strerror(-ret));
+    else
+        bfs_note(TAG, "created dataset type %s (storage class %s)", name, sc);
+    return ret;
 }
 
 bool bfs_ingest_readonly(const bfs_ingest *ing, const char *run)
@@ -1850,6 +2042,7 @@ ssize_t bfs_upload_pwrite(bfs_upload *u, const void *buf, size_t len, off_t off)
     if (off + n > u->size)
         u->size = off + n;
     u->mtime_ns = now_ns();
+    hash_note_change_locked(u->ing, u, off);
     pthread_mutex_unlock(&u->ing->lock);
     return n;
 }
@@ -1868,6 +2061,9 @@ int bfs_upload_truncate(bfs_upload *u, off_t size)
         u->written = u->written_ever = true;
         u->size = size;
         u->mtime_ns = now_ns();
+        /* the hasher reads only up to the size, so a shrink behind it
+         * (under hash_claim) is a change there */
+        hash_note_change_locked(u->ing, u, size);
     }
     pthread_mutex_unlock(&u->ing->lock);
     if (!ok)

@@ -47,6 +47,7 @@
 
 #include "durable.h"
 #include "clock.h"
+#include "s3_multipart.h"
 #include "log.h"
 #include "strutil.h"
 
@@ -83,6 +84,8 @@ void bfs_transfer_config_defaults(bfs_transfer_config *c)
     c->backoff_max_ms = 300000;
     c->request_timeout_ms = 600000;
     c->verify_readback = true;
+    c->multipart_threshold = 64LL << 20;
+    c->multipart_part_size = 16LL << 20;
 }
 
 static void free_strings(char **v, int n)
@@ -217,13 +220,20 @@ int bfs_transfer_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, c
             if (!s || !bfs_parse_size(s, &n) || n < 0)
                 return cfg_fail(errmsg, file, y, v, key, "must be a size per second (e.g. 100MB, 1GiB; 0: no cap)");
             c->bandwidth = n;
+        } else if (key && (!strcmp(key, "multipart_threshold") || !strcmp(key, "multipart_part_size"))) {
+            bool thr = key[10] == 't';
+            if (!s || !bfs_parse_size(s, &n) || n < (thr ? 0 : 5LL << 20) || n > 5LL << 30)
+                return cfg_fail(errmsg, file, y, v, key, thr ? "must be a size from 0 to 5GiB (e.g. 64MiB)"
+                                                             : "must be a size from 5MiB to 5GiB (e.g. 16MiB)");
+            *(thr ? &c->multipart_threshold : &c->multipart_part_size) = n;
         } else if (key && !strcmp(key, "verify")) {
             if (!s || (strcmp(s, "size") && strcmp(s, "readback")))
                 return cfg_fail(errmsg, file, y, v, key, "must be size or readback");
             c->verify_readback = !strcmp(s, "readback");
         } else {
             bfs_set_errmsg(errmsg, "%s:%d: unknown key 'transfer.%s' (transfer takes: destinations, concurrency, "
-                                   "max_attempts, backoff_max, request_timeout, verify)",
+                                   "max_attempts, backoff_max, request_timeout, verify, bandwidth, multipart_threshold, "
+                                   "multipart_part_size)",
                            file, bfs_yaml_line(y, v), key ? key : "?");
             return -EINVAL;
         }
@@ -503,6 +513,39 @@ static int verify_readback(bfs_transfer *t, const char *url, int fd, int64_t siz
     return ret;
 }
 
+/* Whether the queue is closing (asked between the parts of an upload). */
+static bool closing(void *ud)
+{
+    bfs_transfer *t = ud;
+    pthread_mutex_lock(&t->lock);
+    bool stop = t->stop;
+    pthread_mutex_unlock(&t->lock);
+    return stop;
+}
+
+/* Send the file to dest's URL: to S3, one PutObject, or above
+ * multipart_threshold a multipart upload (s3_multipart.h); to WebDAV, a
+ * PUT (to the temporary name).  0, or -errno with *why a sentence. */
+static int send_file(bfs_transfer *t, const char *url, const char *rel, int fd, int64_t size, int64_t cap,
+                     char **why)
+{
+    long tmo = (long)t->cfg->request_timeout_ms;
+    if (bfs_startswith(url, "s3://") && size > t->cfg->multipart_threshold) {
+        bfs_s3_multipart_cfg mc = {.part_size = t->cfg->multipart_part_size, .max_bps = cap, .timeout_ms = tmo,
+                                   .cancelled = closing, .ud = t};
+        char *detail = NULL;
+        int ret = bfs_s3_multipart_put(t->http, url, fd, size, &mc, &detail);
+        if (ret < 0)
+            *why = bfs_asprintf("multipart upload of %s: %s", rel, detail ? detail : bfs_http_strerror(ret));
+        free(detail);
+        return ret;
+    }
+    int ret = bfs_http_put_file_capped(t->http, url, fd, size, cap, tmo, NULL);
+    if (ret < 0)
+        *why = bfs_asprintf("PUT %s: %s", rel, bfs_http_strerror(ret));
+    return ret;
+}
+
 /* One upload attempt of j: PUT to the temporary name, MOVE onto the final
  * name, verify.  0, or -errno with *why a sentence. */
 static int upload(bfs_transfer *t, const struct job *j, char **why)
@@ -532,8 +575,8 @@ static int upload(bfs_transfer *t, const struct job *j, char **why)
     int64_t cap = t->cfg->bandwidth > 0 ? t->cfg->bandwidth / t->cfg->concurrency : 0;
     if (cap == 0 && t->cfg->bandwidth > 0)
         cap = 1;
-    if (ret == 0 && (ret = bfs_http_put_file_capped(t->http, s3 ? final : tmp, fd, sb.st_size, cap, tmo, NULL)) < 0)
-        *why = bfs_asprintf("PUT %s: %s", j->rel, bfs_http_strerror(ret));
+    if (ret == 0)
+        ret = send_file(t, s3 ? final : tmp, j->rel, fd, sb.st_size, cap, why);
     if (ret == 0 && !s3 && (ret = bfs_http_move(t->http, tmp, final, true, tmo)) < 0)
         *why = bfs_asprintf("MOVE onto %s: %s", j->rel, bfs_http_strerror(ret));
     bfs_object obj;
@@ -693,7 +736,8 @@ static void *worker(void *arg)
             w.done_at = bfs_real_s();
             state = ST_DONE;
         } else {
-            w.attempts++;
+            if (ret != -ECANCELED) /* stopped by close: not a failure of the job */
+                w.attempts++;
             free(w.last_error);
             w.last_error = why ? why : strdup(strerror(-ret));
             why = NULL;

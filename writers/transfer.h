@@ -48,6 +48,8 @@ typedef struct bfs_transfer_config {
     int64_t request_timeout_ms; /* 600000: one PUT, MOVE or verification */
     bool verify_readback;   /* true: read the object back and compare every byte */
     int64_t bandwidth;      /* bytes per second over all uploads; 0: no cap */
+    int64_t multipart_threshold; /* 64 MiB: S3 objects larger than this go up in parts */
+    int64_t multipart_part_size; /* 16 MiB: the part size wanted (grown to fit 10000 parts) */
 } bfs_transfer_config;
 
 void bfs_transfer_config_defaults(bfs_transfer_config *c);

@@ -101,6 +101,17 @@ void bfs_ingest_close(bfs_ingest *ing);
  * type has that name. */
 int bfs_ingest_make_run(bfs_ingest *ing, const char *run);
 
+/* Create dataset type name with dimensions dims (universe order, every
+ * dimension a member requires among them: the path that names the type
+ * gives its whole dataId), when ingest.create_dataset_types allows; the
+ * storage class follows the extension of file_name (the table in
+ * docs/ingest.md), else ingest.default_storage_class.  0 when made or
+ * already defined so; -EPERM when the configuration does not allow it;
+ * -EINVAL (with a log line saying why) for a dimension missing from the
+ * path, no storage class, or a type defined otherwise. */
+int bfs_ingest_make_dataset_type(bfs_ingest *ing, const char *name, const char *const dims[], int ndims,
+                                 const char *file_name);
+
 /* True when run matches ingest.readonly_collections. */
 bool bfs_ingest_readonly(const bfs_ingest *ing, const char *run);
 

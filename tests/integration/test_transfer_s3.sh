@@ -3,17 +3,19 @@
 # loopback): raws ingested through an -o rw mount are uploaded with a signed
 # PutObject straight to their final key (S3 shows an object only once it is
 # complete), read back and compared, and counted done; the objects equal
-# the datastore files.  `butlerfs catchup` lists the bucket (ListObjectsV2,
+# the datastore files; a file above transfer.multipart_threshold goes up by a
+# multipart upload.  `butlerfs catchup` lists the bucket (ListObjectsV2,
 # paged: BFS_LIST_MAX_KEYS=2 forces pages of two keys) instead of asking for
 # each object, queues exactly what is missing, --check-sizes finds an
 # object cut short, and a second run queues nothing twice.  Skips (77) when
 # s3rver cannot be installed or run.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/s3rver.sh"
+. "$(dirname "$0")/faultproxy.sh"
 skip_unless_fuse
 command -v python3 >/dev/null || skip "python3 not installed"
 command -v curl >/dev/null || skip "curl not installed"
-trap 's3rver_stop; bfs_cleanup' EXIT
+trap 'faultproxy_stop; s3rver_stop; bfs_cleanup' EXIT
 T=$BFS_TMP
 S3RVER_LOG_REQUESTS=1 s3rver_start dbb || skip "s3rver is not available (node/npm or the npm registry)"
 "$BFS_BIN" synth "$T/src" --exposures 1 --detectors 3 --fits >/dev/null 2>&1 || fail "synth"
@@ -99,5 +101,75 @@ unmount
 catchup "$T/c5.txt" --check-sizes
 expect "after the next mount uploads them, catchup finds all present" grep -q "^  present      3" "$T/c5.txt"
 check_log
+
+# Multipart: a 12 MiB dataset (thresholds made small) goes up in 5 MiB parts
+# (5, 5, 2: s3rver does not enforce the 5 MiB minimum, but the parts keep it
+# anyway).  It is queued by `butlerfs catchup` (a synthetic repository,
+# not a FITS ingest) and drained by a mount of that repository.
+"$BFS_BIN" synth "$T/big" --exposures 1 --detectors 1 --payload $((12 * 1024 * 1024 + 4321)) >/dev/null 2>&1 ||
+    fail "synth of the 12 MiB dataset"
+cat >"$T/mp.yaml" <<YAML
+transfer:
+  destinations:
+    - {name: s3, uri: "s3://$S3RVER_BUCKET/big/", collections: ["LSSTCam/*"]}
+  request_timeout: 20s
+  backoff_max: 1s
+  multipart_threshold: 8MiB
+  multipart_part_size: 5MiB
+YAML
+sed 's/multipart_part_size: 5MiB/multipart_part_size: 1MiB/' "$T/mp.yaml" >"$T/small.yaml"
+"$BFS_BIN" catchup "$T/big" --collection 'LSSTCam/*' --config "$T/small.yaml" >"$T/small.txt" 2>&1
+expect "a part size below S3's 5 MiB minimum is refused with file:line" \
+    grep -q "small.yaml:7: transfer.multipart_part_size must be a size from 5MiB" "$T/small.txt"
+"$BFS_BIN" catchup "$T/big" --collection 'LSSTCam/*' --config "$T/mp.yaml" >"$T/catchup.txt" 2>&1 ||
+    { cat "$T/catchup.txt"; fail "catchup of the 12 MiB dataset"; }
+mkdir -p "$T/mnt2"
+mount_repo "$T/big" "$T/mnt2" "rw,config=$T/mp.yaml" || finish
+for _ in $(seq 150); do
+    q=$("$BFS_BIN" queue --json "$T/big" | python3 -c 'import json,sys; q = json.load(sys.stdin); print(q["done"], q["pending"] + q["inflight"] + q["parked"])')
+    [ "$q" = "1 0" ] && break
+    sleep 0.2
+done
+expect "a 12 MiB dataset uploaded by multipart and verified by reading it back ($q)" test "$q" = "1 0"
+big=$(find "$T/big/LSSTCam" -type f | head -1)
+rel=${big#"$T/big/"}
+curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+    -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' \
+    "$S3RVER_ENDPOINT/$S3RVER_BUCKET/big/$(s3_key_encode "$rel")" -o "$T/got.big"
+expect "... the object equals the 12 MiB file byte for byte" cmp -s "$big" "$T/got.big"
+# s3rver has no ListMultipartUploads (GET bucket?uploads is NotImplemented)
+# nor AbortMultipartUpload; it keeps each upload in progress as a directory
+# of its data dir (<bucket>/._S3rver_uploads/<UploadId>/), removed by Complete.
+uploads="$S3RVER_DIR/data/$S3RVER_BUCKET/._S3rver_uploads"
+expect "... it went up as a multipart upload (s3rver made its uploads directory)" test -d "$uploads"
+expect "... and no multipart upload is left in progress" test -z "$(ls -A "$uploads" 2>/dev/null)"
+unmount
+check_log
+
+# A part that fails is sent again alone: the fault proxy (in front of
+# s3rver) answers the first UploadPart of part 2 with a 503; the upload
+# still succeeds in the job's first attempt, and the object is whole.
+if faultproxy_start "$S3RVER_ENDPOINT" --rule 'partNumber=2&uploadId=503*1'; then
+    sed -e 's/name: s3,/name: retry,/' -e 's#/big/#/retry/#' "$T/mp.yaml" >"$T/retry.yaml"
+    "$BFS_BIN" catchup "$T/big" --collection 'LSSTCam/*' --config "$T/retry.yaml" >"$T/catchup2.txt" 2>&1 ||
+        { cat "$T/catchup2.txt"; fail "catchup to the second destination"; }
+    AWS_ENDPOINT_URL=$FAULTPROXY_URL mount_repo "$T/big" "$T/mnt2" "rw,config=$T/retry.yaml" || finish
+    for _ in $(seq 150); do
+        grep -q '"transfer":"done".*"destination":"retry"' "$T/big/.butlerfs/events.jsonl" 2>/dev/null && break
+        sleep 0.2
+    done
+    expect "an UploadPart answered 503 was sent again alone: done in the job's first attempt" \
+        grep -q '"transfer":"done".*"destination":"retry".*"attempts":1' "$T/big/.butlerfs/events.jsonl"
+    expect "... the proxy did inject that one 503" test "$(faultproxy_count 503)" = 1
+    curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+        -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' \
+        "$S3RVER_ENDPOINT/$S3RVER_BUCKET/retry/$(s3_key_encode "$rel")" -o "$T/got.retry"
+    expect "... and the object equals the file byte for byte" cmp -s "$big" "$T/got.retry"
+    expect "... no multipart upload left in progress" test -z "$(ls -A "$uploads" 2>/dev/null)"
+    unmount
+    check_log
+else
+    echo "skipped: the fault proxy did not start (python3)"
+fi
 expect_no_sanitizer
 finish

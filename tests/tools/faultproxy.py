@@ -22,6 +22,9 @@ Which request gets which fault:
                           that has matches left decides.  Rules come first.
   --rate P --faults K,..  otherwise, with probability P, one of the kinds K
                           (uniformly); --seed makes the sequence repeatable.
+Writes (PUT, POST, MOVE, DELETE) pass through unharmed, except that a rule
+of kind 503 applies to them too (the body is read, the server not asked):
+how a test makes one S3 UploadPart fail ("partNumber=2=503*1").
 A fault that needs a body (reset, truncate, flip, stall) on a reply without
 one (HEAD, empty file) becomes: reset = the connection reset before any
 reply, stall = the pause before the reply, truncate and flip = no fault.
@@ -132,6 +135,18 @@ class State:
         if kind is not None and self.log:
             self.log.write(f"{time.strftime('%H:%M:%S')} {kind} {path} {detail}\n")
 
+    def choose_write(self, path):
+        """For a write: "503" when a 503 rule with matches left matches path."""
+        with self.lock:  # (a write passed through is not counted, as before)
+            for rule in self.rules:
+                if rule[1] == "503" and rule[0].search(path) and (rule[2] is None or rule[2] > 0):
+                    if rule[2] is not None:
+                        rule[2] -= 1
+                    self.counts["requests"] += 1
+                    self.dirty = True
+                    return "503"
+            return None
+
     def bump(self, key):
         with self.lock:
             self.counts[key] += 1
@@ -209,9 +224,21 @@ class Handler(BaseHTTPRequestHandler):
     def do_DELETE(self):
         self.passthrough()
 
+    def do_POST(self):
+        self.passthrough()
+
     def passthrough(self):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else None
+        if self.server.state.choose_write(self.path) == "503":
+            data = b"faultproxy: 503 injected\n"
+            self.send_response(503)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            self.server.state.done("503", self.path)
+            return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         headers["Host"] = self.server.up_netloc
         if "Destination" in headers:

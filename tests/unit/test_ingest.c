@@ -229,6 +229,78 @@ static void test_path_ingest(void **state)
     assert_int_equal(st.quarantined, 2);
 }
 
+struct collect_ck {
+    char checksum[129];
+    char path[512];
+};
+
+static int collect_ck_cb(void *ctx, const bfs_dataset_file *f)
+{
+    struct collect_ck *g = ctx;
+    snprintf(g->checksum, sizeof g->checksum, "%s", f->checksum ? f->checksum : "");
+    snprintf(g->path, sizeof g->path, "%s", f->path);
+    return 0;
+}
+
+enum { CK_SIZE = 11 << 20, CK_WRITE = 128 << 10 };
+
+/* Write buf into detector det as pattern says, seal, and check that the
+ * registered checksum is the placed file's. */
+static void put_and_check(struct ictx *c, const char *det, const unsigned char *buf, int pattern)
+{
+    const char *values[] = {"LSSTCam", det, "r_57"};
+    bfs_ingest_target t = {.run = "ck", .dataset_type = "flat", .dim_names = flat_dims, .dim_values = values,
+                           .ndims = 3, .name = "flat.dat"};
+    bfs_upload *u = NULL;
+    assert_int_equal(bfs_upload_begin(c->ing, &t, getuid(), &u), 0);
+    for (off_t off = 0; off < CK_SIZE; off += CK_WRITE) {
+        if (pattern == 1 && off == CK_SIZE / 2)
+            usleep(200000); /* the hasher catches up, then ... */
+        assert_int_equal(bfs_upload_pwrite(u, buf + off, CK_WRITE, off), CK_WRITE);
+    }
+    if (pattern == 1) {
+        /* ... a write behind it (bytes it has hashed) */
+        usleep(200000);
+        assert_int_equal(bfs_upload_pwrite(u, "changed", 7, 4096), 7);
+    } else if (pattern == 2) {
+        /* a shrink, then the tail written again */
+        usleep(200000);
+        assert_int_equal(bfs_upload_truncate(u, 1000), 0);
+        assert_int_equal(bfs_upload_pwrite(u, buf + 1000, CK_SIZE - 1000, 1000), CK_SIZE - 1000);
+    }
+    assert_int_equal(bfs_upload_seal_wait(u), 0);
+    bfs_upload_put(u);
+
+    struct collect_ck got = {0};
+    assert_true(bfs_registry_refresh(c->reg) >= 0);
+    const bfs_catalog *cat = bfs_registry_catalog(c->reg);
+    assert_int_equal(bfs_registry_find_files(c->reg, bfs_catalog_collection(cat, "ck"),
+                                             bfs_catalog_dataset_type(cat, "flat"), values, collect_ck_cb, &got), 0);
+    char *full = bfs_asprintf("%s%s", bfs_registry_datastore_root(c->reg), got.path);
+    int fd = open(full, O_RDONLY);
+    assert_true(fd >= 0);
+    char want[129];
+    assert_int_equal(bfs_file_checksum(fd, CK_SIZE, want), 0);
+    close(fd);
+    free(full);
+    assert_string_equal(got.checksum, want);
+}
+
+/* The checksum built while the bytes arrive equals the file's, whichever
+ * way they arrived. */
+static void test_streamed_checksum(void **state)
+{
+    struct ictx *c = *state;
+    unsigned char *buf = malloc(CK_SIZE);
+    for (size_t i = 0; i < CK_SIZE; i++)
+        buf[i] = (unsigned char)(i * 2654435761u >> 13);
+    assert_true(bfs_ingest_make_run(c->ing, "ck") >= 0);
+    put_and_check(c, "1", buf, 0); /* in order */
+    put_and_check(c, "2", buf, 1); /* a write behind the hasher */
+    put_and_check(c, "3", buf, 2); /* truncated and written again */
+    free(buf);
+}
+
 static void test_lock(void **state)
 {
     struct ictx *c = *state;
@@ -251,6 +323,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config),
         cmocka_unit_test_setup_teardown(test_path_ingest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_streamed_checksum, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

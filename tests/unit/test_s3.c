@@ -119,6 +119,128 @@ static void test_sigv4_s3_get_object_range(void **state)
                               "036bdb41");
 }
 
+/* AWS's "Example: GET Bucket Lifecycle" and "Example: Get Bucket (List
+ * Objects)" (same page as the GET Object example above: examplebucket,
+ * 20130524T000000Z, the same keys): a query parameter without a value
+ * ("lifecycle=") and two parameters, given here out of order, that the
+ * canonical query sorts ("max-keys=2&prefix=J").  Published signatures
+ * fea454ca... and 34b48302.... */
+static void test_sigv4_s3_query_vectors(void **state)
+{
+    const char *names[] = {"host", "x-amz-content-sha256", "x-amz-date"};
+    const char *values[] = {"examplebucket.s3.amazonaws.com", BFS_S3_EMPTY_SHA256, "20130524T000000Z"};
+    static const struct {
+        bfs_s3_param params[2];
+        int n;
+        const char *canonical, *signature;
+    } v[] = {
+        {{{"lifecycle", NULL}}, 1, "lifecycle=",
+         "fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543"},
+        {{{"prefix", "J"}, {"max-keys", "2"}}, 2, "max-keys=2&prefix=J",
+         "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        char q[256], auth[512];
+        assert_int_equal(bfs_s3_canonical_query(v[i].params, v[i].n, q, sizeof q), (int)strlen(v[i].canonical));
+        assert_string_equal(q, v[i].canonical);
+        assert_int_equal(bfs_sigv4_sign("GET", "/", q, names, values, 3, BFS_S3_EMPTY_SHA256, "20130524T000000Z",
+                                        "us-east-1", "s3", "AKIAIOSFODNN7EXAMPLE",
+                                        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", auth, sizeof auth),
+                         0);
+        const char *sig = strstr(auth, "Signature=");
+        assert_non_null(sig);
+        assert_string_equal(sig + 10, v[i].signature);
+    }
+}
+
+/* The multipart requests' queries: sorted by encoded name (byte order, so
+ * upper case first), every byte outside the unreserved set encoded in
+ * names and values alike, '/' too; "uploads" without a value. */
+static void test_canonical_query(void **state)
+{
+    char q[256];
+    bfs_s3_param up[] = {{"uploads", ""}};
+    assert_int_equal(bfs_s3_canonical_query(up, 1, q, sizeof q), 8);
+    assert_string_equal(q, "uploads=");
+    bfs_s3_param part[] = {{"uploadId", "2~a/b+c=d e"}, {"partNumber", "17"}};
+    assert_true(bfs_s3_canonical_query(part, 2, q, sizeof q) > 0);
+    assert_string_equal(q, "partNumber=17&uploadId=2~a%2Fb%2Bc%3Dd%20e");
+    bfs_s3_param mixed[] = {{"b", "2"}, {"a", "z"}, {"a", "y"}, {"Z", ""}, {"\xc3\xa9", "\xe2\x82\xac"}};
+    assert_true(bfs_s3_canonical_query(mixed, 5, q, sizeof q) > 0);
+    assert_string_equal(q, "%C3%A9=%E2%82%AC&Z=&a=y&a=z&b=2");
+    assert_int_equal(bfs_s3_canonical_query(NULL, 0, q, sizeof q), 0);
+    assert_string_equal(q, "");
+    bfs_s3_param empty_name[] = {{"", "x"}};
+    assert_int_equal(bfs_s3_canonical_query(empty_name, 1, q, sizeof q), -EINVAL);
+    assert_int_equal(bfs_s3_canonical_query(part, 2, q, 20), -ENAMETOOLONG);
+    assert_string_equal(q, "");
+}
+
+/* S3's replies as the API reference shows them (CreateMultipartUpload,
+ * CompleteMultipartUpload's result and its 200-with-Error case). */
+static void test_xml_replies(void **state)
+{
+    const char *init = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<InitiateMultipartUploadResult "
+                       "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Bucket>example-bucket</Bucket>"
+                       "<Key>example-object</Key><UploadId>VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA"
+                       "</UploadId></InitiateMultipartUploadResult>";
+    char out[128], code[32];
+    assert_int_equal(bfs_s3_xml_text(init, strlen(init), "UploadId", out, sizeof out), 58);
+    assert_string_equal(out, "VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA");
+    assert_false(bfs_s3_xml_error(init, strlen(init), code, sizeof code));
+    assert_int_equal(bfs_s3_xml_text(init, strlen(init), "ETag", out, sizeof out), -ENOENT);
+    assert_int_equal(bfs_s3_xml_text(init, strlen(init), "UploadId", out, 10), -ENAMETOOLONG);
+    /* bounded: an element cut off by len is absent */
+    assert_int_equal(bfs_s3_xml_text(init, strlen(init) - 50, "UploadId", out, sizeof out), -ENOENT);
+
+    const char *done = "  \n<CompleteMultipartUploadResult><Location>http://x/y</Location><ETag>&quot;3858f62230ac3c9"
+                       "15f300c664312c11f-9&quot;</ETag></CompleteMultipartUploadResult>";
+    assert_true(bfs_s3_xml_text(done, strlen(done), "ETag", out, sizeof out) > 0);
+    assert_string_equal(out, "\"3858f62230ac3c915f300c664312c11f-9\"");
+    assert_false(bfs_s3_xml_error(done, strlen(done), NULL, 0));
+
+    const char *err = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\n<Error><Code>InternalError</Code><Message>"
+                      "We encountered an internal error. Please try again.</Message><RequestId>656c76696e6727732072"
+                      "657175657374</RequestId></Error>";
+    assert_true(bfs_s3_xml_error(err, strlen(err), code, sizeof code));
+    assert_string_equal(code, "InternalError");
+    const char *bare = "<Error></Error>";
+    assert_true(bfs_s3_xml_error(bare, strlen(bare), code, sizeof code));
+    assert_string_equal(code, "(no code)");
+}
+
+static void test_complete_body(void **state)
+{
+    const char *etags[] = {"\"a54357aff0632cce46d942af68356b38\"", "\"0c78aef83f66abc1fa1e8477f296d394\"",
+                           "x&<y>"};
+    char *b = bfs_s3_complete_body(etags, 3);
+    assert_non_null(b);
+    assert_string_equal(b, "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                           "<Part><PartNumber>1</PartNumber><ETag>&quot;a54357aff0632cce46d942af68356b38&quot;</ETag>"
+                           "</Part><Part><PartNumber>2</PartNumber><ETag>&quot;0c78aef83f66abc1fa1e8477f296d394&quot;"
+                           "</ETag></Part><Part><PartNumber>3</PartNumber><ETag>x&amp;&lt;y&gt;</ETag></Part>"
+                           "</CompleteMultipartUpload>");
+    /* what it writes, the reader gives back */
+    char out[64];
+    assert_true(bfs_s3_xml_text(b, strlen(b), "ETag", out, sizeof out) > 0);
+    assert_string_equal(out, etags[0]);
+    free(b);
+    assert_null(bfs_s3_complete_body(etags, 0));
+}
+
+static void test_part_size(void **state)
+{
+    const int64_t MiB = 1 << 20;
+    assert_int_equal(bfs_s3_part_size(100 * MiB, 16 * MiB), 16 * MiB);
+    assert_int_equal(bfs_s3_part_size(100 * MiB, 1 * MiB), 5 * MiB);        /* S3's minimum */
+    assert_int_equal(bfs_s3_part_size(100 * MiB, 8 * 1024 * MiB), 5 * 1024 * MiB); /* and maximum */
+    /* 10000 parts at most: 1 TiB in 16 MiB parts would be 65536 of them */
+    int64_t p = bfs_s3_part_size(1024 * 1024 * MiB, 16 * MiB);
+    assert_int_equal(p % MiB, 0);
+    assert_true((1024 * 1024 * MiB + p - 1) / p <= BFS_S3_MAX_PARTS);
+    assert_true((1024 * 1024 * MiB + p - MiB - 1) / (p - MiB) > BFS_S3_MAX_PARTS); /* the least such */
+}
+
 static void test_sigv4_rejects(void **state)
 {
     const char *sorted[] = {"host", "x-amz-date"};
@@ -541,6 +663,33 @@ static void test_prepare(void **state)
     assert_int_equal(bfs_s3_prepare(s3, "GET", "s3://bucket/k", NULL, NULL, t, url, 20, &h),
                      -ENAMETOOLONG);
     assert_null(h);
+
+    /* CompleteMultipartUpload: the query in the URL and signed, the body's
+     * SHA-256 as the payload hash; no x-amz-checksum-mode on a POST. */
+    const char body[] = "<CompleteMultipartUpload></CompleteMultipartUpload>";
+    const char *hash = "6e842b84ed8c34f3a66be9ed68a3e53471da531989f7efd4dbaf7bc54b0e1f31"; /* sha256sum */
+    bfs_s3_param q[] = {{"uploadId", "a/b"}};
+    bfs_s3_request rq = {.method = "POST", .s3_uri = "s3://bucket/k", .query = q, .nquery = 1, .body = body,
+                         .body_len = strlen(body)};
+    assert_int_equal(bfs_s3_prepare_request(s3, &rq, t, url, sizeof url, &h), 0);
+    assert_string_equal(url, "http://127.0.0.1:9000/bucket/k?uploadId=a%2Fb");
+    assert_string_equal(find_header(h, "x-amz-content-sha256"), hash);
+    assert_null(find_header(h, "x-amz-checksum-mode"));
+    const char *pn[] = {"host", "x-amz-content-sha256", "x-amz-date", "x-amz-security-token"};
+    const char *pv[] = {"127.0.0.1:9000", hash, "20130524T000000Z", "envtoken"};
+    assert_int_equal(bfs_sigv4_sign("POST", "/bucket/k", "uploadId=a%2Fb", pn, pv, 4, hash, "20130524T000000Z",
+                                    "us-east-1", "s3", "ENVKEYID", "envsecret", expect, sizeof expect),
+                     0);
+    assert_string_equal(find_header(h, "Authorization"), expect);
+    curl_slist_free_all(h);
+    h = NULL;
+    /* UploadPart streamed from a file: UNSIGNED-PAYLOAD, as PutObject */
+    bfs_s3_param pq[] = {{"uploadId", "X"}, {"partNumber", "2"}};
+    bfs_s3_request part = {.method = "PUT", .s3_uri = "s3://bucket/k", .query = pq, .nquery = 2};
+    assert_int_equal(bfs_s3_prepare_request(s3, &part, t, url, sizeof url, &h), 0);
+    assert_string_equal(url, "http://127.0.0.1:9000/bucket/k?partNumber=2&uploadId=X");
+    assert_string_equal(find_header(h, "x-amz-content-sha256"), "UNSIGNED-PAYLOAD");
+    curl_slist_free_all(h);
     bfs_s3_free(s3);
 }
 
@@ -590,6 +739,11 @@ int main(void)
         cmocka_unit_test(test_sigv4_get_utf8),
         cmocka_unit_test(test_sigv4_header_value_trim),
         cmocka_unit_test(test_sigv4_s3_get_object_range),
+        cmocka_unit_test(test_sigv4_s3_query_vectors),
+        cmocka_unit_test(test_canonical_query),
+        cmocka_unit_test(test_xml_replies),
+        cmocka_unit_test(test_complete_body),
+        cmocka_unit_test(test_part_size),
         cmocka_unit_test(test_sigv4_rejects),
         cmocka_unit_test(test_parse_uri),
         cmocka_unit_test(test_uri_encode),

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# test_ingest_newtype.sh - path ingest of a dataset type the repository does
+# not have (ingest.create_dataset_types, docs/ingest.md).
+#
+# Checks: without the key, a file at RUN/<new type>/<dim>=<value>/... is
+# refused (EACCES) and no type appears; with it, mkdir -p and a write there
+# create the type (dimensions from the path, storage class from the file's
+# extension), register the dataset, and the file lists and reads back at once
+# under the type's own directory; a second file of the type goes through the
+# real type's directory; a path that lacks a required dimension (detector
+# without instrument) and a file of an extension with no storage class are
+# refused with EINVAL and a log line naming the fix; default_storage_class
+# then admits it; a path whose dimensions differ from the type's is
+# refused; after a remount, read-only, everything is there; the type's row
+# has the dimension group and storage class the Butler would give it.
+. "$(dirname "$0")/lib.sh"
+skip_unless_fuse
+command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
+T=$BFS_TMP
+"$BFS_BIN" synth "$T/repo" --exposures 1 --detectors 2 >/dev/null 2>&1 || fail "synth"
+DB=$T/repo/gen3.sqlite3
+EXP=$(sqlite3 "$DB" "SELECT exposure FROM dataset_tags_00000001 LIMIT 1")
+mkdir -p "$T/mnt"
+types() { sqlite3 "$DB" "SELECT name FROM dataset_type ORDER BY name" | tr '\n' ' '; }
+
+# not allowed by default
+mount_repo "$T/repo" "$T/mnt" rw || finish
+P="$T/mnt/run1/mycat/instrument=LSSTCam/detector=1/exposure=$EXP"
+mkdir -p "$P"
+echo "a: 1" 2>"$T/err0" >"$P/c.yaml"
+expect "without create_dataset_types, a file of an unknown type is refused (EACCES)" grep -q "Permission denied" "$T/err0"
+expect "... and no type is made" test "$(types)" = "raw "
+expect "... nor a RUN named after the path" test "$(sqlite3 "$DB" "SELECT count(*) FROM collection WHERE name LIKE '%=%'")" = 0
+unmount
+
+cat >"$T/cfg.yaml" <<YAML
+ingest:
+  create_dataset_types: true
+YAML
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || finish
+P="$T/mnt/run2/mycat/instrument=LSSTCam/detector=1/exposure=$EXP"
+mkdir -p "$P"
+expect "a YAML file at a new type's dataId path is ingested (close returns 0)" \
+    bash -c "echo 'a: 1' >'$P/c.yaml'"
+expect "the type exists" test "$(types)" = "mycat raw "
+expect "its storage class comes from the extension" \
+    test "$(sqlite3 "$DB" "SELECT storage_class FROM dataset_type WHERE name = 'mycat'")" = StructuredDataDict
+expect "its dimensions are raw's (instrument, detector, exposure: the same group)" \
+    test "$(sqlite3 "$DB" "SELECT count(DISTINCT dimensions_key) FROM dataset_type")" = 1
+F=$(find "$P" -type f | head -1)
+expect "the file lists at once under its dataId" test -n "$F"
+expect "... and reads back" test "$(cat "$F" 2>/dev/null)" = "a: 1"
+expect "ls of the RUN shows the type" bash -c "ls '$T/mnt/run2' | grep -qx mycat"
+P2="$T/mnt/run2/mycat/instrument=LSSTCam/detector=2/exposure=$EXP"
+mkdir -p "$P2"
+expect "a second file of the type, through the type's real directory" bash -c "echo 'b: 2' >'$P2/d.yaml'"
+expect "two datasets of mycat" \
+    test "$(sqlite3 "$DB" "SELECT count(*) FROM dataset d JOIN dataset_type t ON t.id = d.dataset_type_id WHERE t.name = 'mycat'")" = 2
+mkdir -p "$T/mnt/run2/bad/detector=1"
+echo x 2>"$T/err1" >"$T/mnt/run2/bad/detector=1/x.yaml"
+expect "a path without a required dimension is refused (EINVAL)" grep -q "Invalid argument" "$T/err1"
+expect "... and the log says which" grep -q "its path gives detector but not instrument" "$BFS_LOG"
+mkdir -p "$T/mnt/run2/blob/instrument=LSSTCam/detector=1"
+echo x 2>"$T/err2" >"$T/mnt/run2/blob/instrument=LSSTCam/detector=1/x.bin"
+expect "an extension with no storage class is refused (EINVAL)" grep -q "Invalid argument" "$T/err2"
+expect "... and the log names the key to set" grep -q "set ingest.default_storage_class" "$BFS_LOG"
+mkdir -p "$T/mnt/run3/mycat/instrument=LSSTCam/detector=1"
+echo x 2>"$T/err3" >"$T/mnt/run3/mycat/instrument=LSSTCam/detector=1/x.yaml"
+expect "a path whose dimensions differ from the type's is refused" test -s "$T/err3"
+expect "no type was made by the refusals" test "$(types)" = "mycat raw "
+unmount
+
+cat >"$T/cfg2.yaml" <<YAML
+ingest:
+  create_dataset_types: true
+  default_storage_class: Blob
+YAML
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg2.yaml" || finish
+P3="$T/mnt/run2/blob/instrument=LSSTCam/detector=1"
+mkdir -p "$P3"
+expect "with default_storage_class, the file of an unknown extension is ingested" bash -c "echo x >'$P3/x.bin'"
+expect "... as that storage class" \
+    test "$(sqlite3 "$DB" "SELECT storage_class FROM dataset_type WHERE name = 'blob'")" = Blob
+unmount
+
+mount_repo "$T/repo" "$T/mnt" || finish
+expect "after a remount (read-only), the files of the created types read back" \
+    test "$(find "$T/mnt/run2" -type f | wc -l)" = 3
+unmount
+expect_no_sanitizer
+finish
