@@ -215,3 +215,25 @@ int bfs_grow(void **items, size_t *cap, size_t n, size_t elem)
     *cap = c;
     return 0;
 }
+
+int bfs_uri_decode(const char *in, size_t n, char *out, size_t *outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        char c = in[i];
+        if (c == '%' && i + 2 < n && (hi = bfs_hexval(in[i + 1])) >= 0 && (lo = bfs_hexval(in[i + 2])) >= 0) {
+            c = (char)(hi * 16 + lo);
+            i += 2;
+        }
+        if (c == '\0') {
+            out[0] = '\0';
+            *outlen = 0;
+            return -EINVAL;
+        }
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    *outlen = o;
+    return 0;
+}

@@ -67,4 +67,11 @@ int64_t bfs_unix_to_tai_ns(int64_t unix_sec, long nsec);
 /* b bytes for people, in powers of 1024: "512 B", "4.0 MiB", "-1.5 GiB". */
 void bfs_format_bytes(double b, char *buf, size_t n);
 
+/* Decode the %XX escapes of n bytes of a URI path (or an S3 key in URI
+ * form) into out, which needs n + 1 bytes; *outlen gets the length (out is
+ * NUL-terminated).  Lenient as lsst.resources is: a '%' not followed by two
+ * hex digits stays literal.  -EINVAL (out "") when an escape decodes to
+ * '\0', which no path or key may hold. */
+int bfs_uri_decode(const char *in, size_t n, char *out, size_t *outlen);
+
 #endif

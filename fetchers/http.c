@@ -157,6 +157,8 @@ struct req {
     int64_t upload_base;         /* PUT: file offset of the body's first byte */
     const char *extra[2];        /* further header lines ("Destination: ...") */
 
+    /* a reply streamed to the caller (bfs_http_call; with write) */
+    bfs_http_call *call;
     /* S3 requests beyond GET/HEAD/PutObject (bfs_http_s3_request) */
     const bfs_s3_param *s3_query;
     int s3_nquery;
@@ -642,7 +644,10 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
         return len;
     }
     if (len <= 2 && (data[0] == '\r' || data[0] == '\n')) {
-        /* End of a head.  Only the final reply of a GET is checked. */
+        /* End of a head.  Only the final reply of a GET is checked; a
+         * streamed call takes the body of any final 2xx. */
+        if (r->call && r->status >= 200 && r->status < 300)
+            r->body_ok = true;
         if (r->buf && (r->status == 200 || r->status == 206)) {
             check_head(r);
             if (r->reject)
@@ -714,6 +719,19 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
     if (!r->body_ok) {
         /* An error page: drain a small one so the connection stays usable. */
         return r->wire <= ERROR_BODY_MAX ? len : 0;
+    }
+    if (r->call) {
+        if (r->call->max_reply > 0 && len > (uint64_t)r->call->max_reply - r->got) {
+            reject(r, -EFBIG, "reply longer than %lld bytes", (long long)r->call->max_reply);
+            return 0;
+        }
+        r->got += len;
+        int e = r->call->on_body(r->call->ud, data, len);
+        if (e < 0) {
+            reject(r, e, "the reply cannot be used: %s", strerror(-e));
+            return 0;
+        }
+        return len;
     }
     size_t limit = r->expect >= 0 ? (size_t)r->expect : r->cap;
     if (len > limit - r->got) {
@@ -1037,7 +1055,11 @@ static int perform(struct req *r)
         curl_easy_setopt(k, CURLOPT_POST, 1L);
         curl_easy_setopt(k, CURLOPT_POSTFIELDS, r->post);
         curl_easy_setopt(k, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->post_len);
+        if (strcmp(r->method, "POST") != 0) /* a body with another method (PROPFIND) */
+            curl_easy_setopt(k, CURLOPT_CUSTOMREQUEST, r->method);
     } else if (r->write) {
+        if (r->call) /* its reply has a body: not NOBODY from a previous HEAD */
+            curl_easy_setopt(k, CURLOPT_HTTPGET, 1L);
         curl_easy_setopt(k, CURLOPT_CUSTOMREQUEST, r->method);
     } else if (r->buf) {
         curl_easy_setopt(k, CURLOPT_HTTPGET, 1L);
@@ -1389,4 +1411,33 @@ int bfs_http_s3_request(bfs_http *h, const char *s3_uri, bfs_http_s3_req *rq)
     rq->reply_len = r.reply_len;
     snprintf(rq->etag, sizeof rq->etag, "%s", r.etag);
     return ret;
+}
+
+/* ---- a reply streamed to the caller (listings) ---------------------------------- */
+
+int bfs_http_call_stream(bfs_http *h, bfs_http_call *call)
+{
+    call->status = 0;
+    if (!bfs_http_handles(call->url))
+        return -EPROTONOSUPPORT;
+    if (!call->method || !call->on_body)
+        return -EINVAL;
+    for (int i = 0; i < 2; i++)
+        if (call->headers[i] && strpbrk(call->headers[i], "\r\n"))
+            return -EINVAL;
+    if (call->nquery && !is_s3(call->url))
+        return -EINVAL;
+    struct req r = {.h = h, .method = call->method, .url = call->url, .timeout_ms = call->timeout_ms,
+                    .write = true, .upload_fd = -1, .post = call->body,
+                    .post_len = call->body ? call->body_len : 0,
+                    .extra = {call->headers[0], call->headers[0] ? call->headers[1] : NULL},
+                    .s3_query = call->query, .s3_nquery = call->nquery, .call = call};
+    int ret = perform(&r);
+    call->status = r.status;
+    return ret;
+}
+
+void bfs_http_url_for_log(const char *url, char *out, size_t outsz)
+{
+    url_for_log(url, out, outsz);
 }

@@ -158,6 +158,41 @@ int bfs_http_post(bfs_http *h, const char *url, const char *content_type, const 
 /* DELETE; -ENOENT when the server has no such object. */
 int bfs_http_delete(bfs_http *h, const char *url, long timeout_ms);
 
+/* ---- a request whose reply body streams to the caller (listing.c) ----
+ *
+ * method with an optional small body held in memory (PROPFIND's XML), the
+ * reply body of a final 2xx handed to on_body piece by piece as it arrives
+ * (never held here), on the calling thread.  on_body returns 0, or -errno to
+ * abort the request (that errno is the result).  A reply body longer than
+ * max_reply bytes (> 0) aborts it with -EFBIG, so a listing cannot grow
+ * without bound.  Bounded by timeout_ms like the reads (the whole request,
+ * body included).  query: nquery parameters (s3.h's bfs_s3_param), s3://
+ * URIs only (-EINVAL otherwise), signed in the canonical query; with them
+ * the key may be empty ("s3://bucket/", a request on the bucket).  headers: up to two more header lines
+ * ("Depth: 1"), http(s) only, no CR/LF.  Success is any 2xx; status gets
+ * the final reply's HTTP status (0 when none arrived), so a caller can tell
+ * a method the server refuses (405, 501) from other errors, which are those
+ * of the table above (-EFBIG too).  The strings are borrowed for the call. */
+typedef struct bfs_http_call {
+    const char *method;              /* "PROPFIND", "GET" */
+    const char *url;
+    const struct bfs_s3_param *query;
+    int nquery;
+    const char *headers[2];
+    const char *body;                /* NULL: no body */
+    size_t body_len;
+    int (*on_body)(void *ud, const char *data, size_t n);
+    void *ud;
+    int64_t max_reply;               /* bytes; <= 0: no bound but the time */
+    long timeout_ms;
+    long status;                     /* out */
+} bfs_http_call;
+int bfs_http_call_stream(bfs_http *h, bfs_http_call *call);
+
+/* url as it may be logged or shown: without http(s) userinfo, query or
+ * fragment (where passwords, tokens and signatures travel), cut to outsz. */
+void bfs_http_url_for_log(const char *url, char *out, size_t outsz);
+
 /* -errno in words: strerror, except for the two errnos given a meaning of
  * their own here (EHOSTDOWN, EHOSTUNREACH), whose strerror misleads. */
 const char *bfs_http_strerror(int err);

@@ -384,22 +384,7 @@ bad:
  * enough).  A '%' without two hex digits stays literal; %00 is refused. */
 static int key_decode(const char *in, char *out, size_t *outlen)
 {
-    size_t o = 0;
-    for (const char *p = in; *p; p++) {
-        int hi, lo;
-        if (*p == '%' && (hi = bfs_hexval(p[1])) >= 0 && (lo = bfs_hexval(p[2])) >= 0) {
-            char c = (char)(hi * 16 + lo);
-            if (c == '\0')
-                return -EINVAL;
-            out[o++] = c;
-            p += 2;
-        } else {
-            out[o++] = *p;
-        }
-    }
-    out[o] = '\0';
-    *outlen = o;
-    return 0;
+    return bfs_uri_decode(in, strlen(in), out, outlen);
 }
 
 /* ---- credentials ---------------------------------------------------------- */
@@ -1013,7 +998,7 @@ static int prepare_signed(bfs_s3 *s3, const char *method, const char *s3_uri, co
     int rc = bfs_s3_parse_uri(s3_uri, profile, sizeof profile, bucket, sizeof bucket, &key);
     if (rc < 0)
         return rc;
-    if (!*key)
+    if (!*key && !*query) /* a request on the bucket itself carries a query (ListObjectsV2) */
         return -EINVAL;
 
     size_t klen = strlen(key);
@@ -1089,7 +1074,7 @@ static int prepare_signed(bfs_s3 *s3, const char *method, const char *s3_uri, co
         names[nh] = "if-match", values[nh++] = if_match;
     if (range_header)
         names[nh] = "range", values[nh++] = range_header;
-    if (no_body)
+    if (no_body && *key)
         names[nh] = "x-amz-checksum-mode", values[nh++] = "ENABLED";
     names[nh] = "x-amz-content-sha256", values[nh++] = payload;
     names[nh] = "x-amz-date", values[nh++] = amz_date;

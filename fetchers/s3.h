@@ -206,7 +206,8 @@ typedef struct bfs_s3_request {
 } bfs_s3_request;
 
 /* bfs_s3_prepare for rq: the URL gets "?<canonical query>" and the query
- * is signed.  Errors as bfs_s3_prepare, and those of
+ * is signed; with a query the key may be empty ("s3://bucket/": a request on
+ * the bucket, as ListObjectsV2 is).  Errors as bfs_s3_prepare, and those of
  * bfs_s3_canonical_query. */
 int bfs_s3_prepare_request(bfs_s3 *s3, const bfs_s3_request *rq, time_t now, char *url_out, size_t url_sz,
                            struct curl_slist **headers);

@@ -90,6 +90,30 @@ def http_head():
          b"HTTP/1.1 206 Partial\nContent-Range: bytes 0-15/16\n\n0123456789abcdef")
 
 
+def listing():
+    def case(flags, chunk, reply):
+        put("fuzz_listing", bytes([flags, chunk - 1]) + reply)
+    dav = (b'<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">'
+           b'<D:response><D:href>/data/d/</D:href><D:propstat><D:prop><D:resourcetype><D:collection/>'
+           b'</D:resourcetype></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>'
+           b'<D:response><D:href>http://h/data/d/a%20b.fits</D:href><D:propstat><D:prop><D:resourcetype/>'
+           b'<D:getcontentlength>2880</D:getcontentlength></D:prop><D:status>HTTP/1.1 200 OK</D:status>'
+           b'</D:propstat></D:response>'
+           b'<D:response><D:href>/data/d/gone</D:href><D:status>HTTP/1.1 404 Not Found</D:status>'
+           b'</D:response></D:multistatus>\n')
+    case(0, 256, dav)
+    case(0, 7, dav)
+    case(2, 256, b'<?xml version="1.0"?><!DOCTYPE m [<!ENTITY e "x">]><D:multistatus xmlns:D="DAV:">'
+         b'<D:response><D:href>/&e;</D:href></D:response></D:multistatus>')
+    s3 = (b'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/'
+          b'2006-03-01/"><Name>b</Name><Prefix>d/</Prefix><IsTruncated>true</IsTruncated>'
+          b'<Contents><Key>d/a+b%2B.fits</Key><Size>2880</Size></Contents>'
+          b'<CommonPrefixes><Prefix>d/sub/</Prefix></CommonPrefixes><EncodingType>url</EncodingType>'
+          b'<NextContinuationToken>abc=</NextContinuationToken></ListBucketResult>')
+    case(1, 256, s3)
+    case(3, 13, s3.replace(b"d/", b""))
+
+
 def s3_config():
     creds = ("[default]\naws_access_key_id = AKIDEXAMPLE\n"
              "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY\n"
@@ -138,5 +162,6 @@ if __name__ == "__main__":
     universe(repo)
     names()
     http_head()
+    listing()
     s3_config()
     registry()

@@ -14,6 +14,9 @@
 #                          S3RVER_PID S3RVER_PORT S3RVER_ENDPOINT S3RVER_BUCKET
 #                          S3RVER_DIR and the AWS environment of the client
 #                          (keys S3RVER/S3RVER, AWS_ENDPOINT_URL, us-east-1)
+#                          With S3RVER_LOG_REQUESTS=1 it logs each request
+#                          (and each bucket listing: "Fetched bucket") to
+#                          $S3RVER_DIR/s3rver.log
 #   s3_put FILE KEY [BUCKET]  upload FILE as KEY (a plain key, encoded here)
 #   s3rver_stop            stop it (by pid) and remove its data dir
 #
@@ -62,7 +65,14 @@ s3rver_start()
     log=$S3RVER_DIR/s3rver.log
     mkdir "$S3RVER_DIR/data"
     # -p 0: the kernel picks the port, s3rver prints it; no race with other tests.
-    "$S3RVER_BIN" --silent -d "$S3RVER_DIR/data" -a 127.0.0.1 -p 0 \
+    local quiet=--silent node_options=${NODE_OPTIONS:-}
+    [ "${S3RVER_LOG_REQUESTS:-}" = 1 ] && quiet=
+    # s3rver makes ListObjectsV2 continuation tokens with DES, which a Node
+    # on OpenSSL 3 offers only with the legacy provider (else every truncated
+    # listing is a 500)
+    node --openssl-legacy-provider -e 0 >/dev/null 2>&1 &&
+        node_options="--openssl-legacy-provider${node_options:+ $node_options}"
+    NODE_OPTIONS=$node_options "$S3RVER_BIN" $quiet -d "$S3RVER_DIR/data" -a 127.0.0.1 -p 0 \
         --configure-bucket "$bucket" </dev/null >"$log" 2>&1 &
     S3RVER_PID=$!
     S3RVER_PORT=""

@@ -111,15 +111,58 @@ printf 'ingest: {}\n' >"$T/none.yaml"
 mount_repo "$T/repo" "$T/mnt" "rw,config=$T/none.yaml" || finish
 cp "${RAWS[12]}" "$T/mnt/LSSTCam/raw/all/" || fail "cp 12 without a transfer section"
 unmount
+lost=${rel#"$T/www/archive/"}
+new_rel=$(cd "$T/repo" && find LSSTCam -name "$(basename "${RAWS[12]}" .fits)*" -type f | head -1)
+log_mark=$(wc -l <"$NGINX_DIR/access.log")
 "$BFS_BIN" catchup "$T/repo" --collection 'LSSTCam/*' --config "$T/bfs.yaml" >"$T/catchup.txt" 2>"$T/catchup.err"
 cat "$T/catchup.txt"
+tail -n +"$((log_mark + 1))" "$NGINX_DIR/access.log" >"$T/catchup.access"
 expect "catchup finds the lost object and the never-queued dataset (2 queued)" grep -q "^  queued       2" "$T/catchup.txt"
 expect "... and the rest present (8)" grep -q "^  present      8" "$T/catchup.txt"
+expect "... with a summary line" grep -Eq "^checked 10 files in [0-9]+ directories \([0-9]+ requests\): 2 missing, queued 2, 0 size mismatches" "$T/catchup.txt"
+expect "... by listing directories (PROPFIND), not one HEAD per object" \
+    bash -c "grep -q '\"PROPFIND /data/archive/' '$T/catchup.access' && ! grep -q '\"HEAD ' '$T/catchup.access'"
+expect "... in fewer requests than files ($(wc -l <"$T/catchup.access") for 10)" test "$(wc -l <"$T/catchup.access")" -lt 10
+expect "... and queued exactly the missing ones" bash -c "'$BFS_BIN' queue --json '$T/repo' | python3 -c '
+import json, sys
+q = json.load(sys.stdin)
+print(q)' >/dev/null && ls '$T/repo/.butlerfs/queue/pending' | wc -l | grep -qx 2"
+expect "... (the lost object and the new dataset)" bash -c "cat '$T/repo/.butlerfs/queue/pending/'* | grep -qF '$lost' && cat '$T/repo/.butlerfs/queue/pending/'* | grep -qF '$new_rel'"
 "$BFS_BIN" catchup "$T/repo" --collection 'LSSTCam/*' --config "$T/bfs.yaml" >"$T/catchup2.txt" 2>/dev/null
 expect "a second catchup queues nothing twice" grep -q "^  queued before 2" "$T/catchup2.txt"
+expect "... (queued 0)" grep -q "^  queued       0" "$T/catchup2.txt"
 mount_repo "$T/repo" "$T/mnt" "rw,config=$T/bfs.yaml" || finish
 expect "the next mount drains them: every ingested file is in the archive" wait_done 10 60
 expect "... byte for byte" same_objects
+unmount
+
+# --check-sizes: an object cut short at the destination is found and queued
+# (without the option it is only reported); a server without PROPFIND
+# (nginx's /norange/ location serves the same files read-only) is checked
+# with one HEAD per object, and catchup says so
+short=$(find "$T/www/archive" -type f -name '*.fits' | sort | tail -1)
+truncate -s 1000 "$short"
+"$BFS_BIN" catchup "$T/repo" --collection 'LSSTCam/*' --config "$T/bfs.yaml" >"$T/catchup3.txt" 2>/dev/null
+expect "without --check-sizes a truncated object is reported, not queued" \
+    bash -c "grep -q '^  size differs: .* is 1000 bytes' '$T/catchup3.txt' && grep -q '^  queued       0' '$T/catchup3.txt'"
+"$BFS_BIN" catchup "$T/repo" --collection 'LSSTCam/*' --config "$T/bfs.yaml" --check-sizes >"$T/catchup4.txt" 2>/dev/null
+cat "$T/catchup4.txt"
+expect "catchup --check-sizes queues the truncated object" \
+    grep -Eq "^checked 10 files in .*: 0 missing, queued 1, 1 size mismatches" "$T/catchup4.txt"
+"$BFS_BIN" catchup "$T/repo" --collection 'LSSTCam/*' --config "$T/bfs.yaml" --check-sizes >"$T/catchup5.txt" 2>/dev/null
+expect "... once (run again: queued before 1)" \
+    bash -c "grep -q '^  queued before 1' '$T/catchup5.txt' && grep -q '^  queued       0' '$T/catchup5.txt'"
+sed "s|$NGINX_URL/data/archive/|$NGINX_URL/norange/archive/|" "$T/bfs.yaml" >"$T/nodav.yaml"
+log_mark=$(wc -l <"$NGINX_DIR/access.log")
+"$BFS_BIN" catchup "$T/repo" --collection 'LSSTCam/*' --config "$T/nodav.yaml" --check-sizes >"$T/catchup6.txt" 2>"$T/catchup6.err"
+cat "$T/catchup6.err"
+expect "a server that refuses PROPFIND: catchup says so once, and uses HEAD" \
+    bash -c "test \$(grep -c 'refuses PROPFIND (HTTP 405); checking each object with HEAD' '$T/catchup6.err') = 1 &&
+             test \$(tail -n +$((log_mark + 1)) '$NGINX_DIR/access.log' | grep -c '\"HEAD /norange/archive/') = 10"
+expect "... with the same verdicts (9 present, the truncated one already queued)" \
+    bash -c "grep -q '^  present      9' '$T/catchup6.txt' && grep -q '^  queued before 1' '$T/catchup6.txt'"
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/bfs.yaml" || finish
+expect "the next mount uploads it again: byte for byte" bash -c "for i in \$(seq 150); do cmp -s '$short' '$T/repo/${short#"$T/www/archive/"}' && exit 0; sleep 0.2; done; exit 1"
 unmount
 
 # a destination that refuses everything: parked, then retried, then dropped

@@ -38,6 +38,7 @@ FOREIGN = {
     "jansson": (("jansson.h",), {"registry", "writers", "fs"}),
     "libcurl": (("curl/",), {"fetchers"}),
     "lmdb": (("lmdb.h",), {"fetchers"}),
+    "libxml2": (("libxml/",), {"fetchers/listing.c"}),
     "xxhash": (("xxhash.h", "xxh_"), {"fetchers"}),
     "openssl": (("openssl/",), {"registry", "fetchers"}),
     "cfitsio": (("fitsio.h", "fitsio2.h", "longnam.h"), {"writers/fits.c"}),
