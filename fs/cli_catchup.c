@@ -90,19 +90,6 @@ static int collect(void *ctx, const bfs_run_file *f)
     return 0;
 }
 
-static int load_transfer(const char *path, bfs_transfer_config *t, char **msg)
-{
-    bfs_yaml *y;
-    int ret = bfs_yaml_load_file(path, &y, msg);
-    if (ret < 0)
-        return ret;
-    const bfs_yaml_node *sec = bfs_yaml_get(y, bfs_yaml_root(y), "transfer");
-    if (sec)
-        ret = bfs_transfer_config_parse(y, sec, path, t, msg);
-    bfs_yaml_free(y);
-    return ret;
-}
-
 int bfs_cmd_catchup(int argc, char **argv)
 {
     const char *repo = NULL, *glob = NULL, *since = NULL, *until = NULL, *config_path = NULL;
@@ -150,7 +137,7 @@ int bfs_cmd_catchup(int argc, char **argv)
         free(msg);
         return 1;
     }
-    if (!cfg.path || load_transfer(cfg.path, &tcfg, &msg) < 0 || !tcfg.n_dests) {
+    if (!cfg.path || bfs_transfer_config_load(cfg.path, &tcfg, &msg) < 0 || !tcfg.n_dests) {
         fprintf(stderr, "butlerfs: catchup: %s\n",
                 msg ? msg : "the configuration has no transfer: section with destinations (--config FILE)");
         goto out;
@@ -177,9 +164,17 @@ int bfs_cmd_catchup(int argc, char **argv)
             if (!bfs_transfer_matches(&tcfg.dests[d], it->run, it->dtype))
                 continue;
             checked++;
-            char *url = bfs_transfer_object_url(&tcfg.dests[d], it->path);
+            bfs_transfer_item ti = {it->id, it->run, it->dtype, it->path, it->size};
+            char *url = NULL, *why = NULL;
+            int r = bfs_transfer_object_url(&tcfg.dests[d], &ti, &url, &why);
+            if (r < 0) {
+                fprintf(stderr, "butlerfs: catchup: %s\n", why ? why : strerror(-r));
+                free(why);
+                errors++;
+                continue;
+            }
             bfs_object obj;
-            int r = url ? bfs_http_stat_within(c.http, url, &obj, (long)tcfg.request_timeout_ms) : -ENOMEM;
+            r = bfs_http_stat_within(c.http, url, &obj, (long)tcfg.request_timeout_ms);
             free(url);
             bool want = r == -ENOENT || (r == 0 && check_sizes && it->size >= 0 && obj.size != it->size);
             if (r == 0 && !want) {
@@ -191,7 +186,6 @@ int bfs_cmd_catchup(int argc, char **argv)
                 continue;
             }
             resized += r == 0;
-            bfs_transfer_item ti = {it->id, it->run, it->dtype, it->path, it->size};
             int q = bfs_queue_add(repo, &tcfg, d, &ti);
             if (q < 0)
                 errors++;
