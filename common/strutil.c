@@ -201,6 +201,24 @@ bool bfs_is_one_component(const char *s)
     return true;
 }
 
+bool bfs_is_relative_path(const char *s)
+{
+    if (!s || !*s || *s == '/')
+        return false;
+    for (const char *p = s;;) {
+        size_t l = strcspn(p, "/");
+        if (l == 0 || (l == 1 && p[0] == '.') || (l == 2 && p[0] == '.' && p[1] == '.'))
+            return false;
+        for (size_t i = 0; i < l; i++)
+            if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
+                return false;
+        p += l;
+        if (!*p)
+            return true;
+        p++; /* the '/': a segment must follow */
+    }
+}
+
 int bfs_grow(void **items, size_t *cap, size_t n, size_t elem)
 {
     if (n <= *cap)

@@ -44,6 +44,12 @@ int bfs_name_unescape(const char *in, char *out, size_t outsz);
  * that are stored literally (not escaped) must pass it. */
 bool bfs_is_one_component(const char *s);
 
+/* True when s is a relative path of plain names: not empty, no leading or
+ * trailing '/', and every '/'-separated segment passes
+ * bfs_is_one_component (so no "", "." or ".." segment: it cannot climb
+ * out of the directory it is taken relative to). */
+bool bfs_is_relative_path(const char *s);
+
 /* Make room for n elements of elem bytes in the array *items of capacity
  * *cap (doubling, from 16): 0, or -ENOMEM with *items untouched. */
 int bfs_grow(void **items, size_t *cap, size_t n, size_t elem);

@@ -114,19 +114,6 @@ static int collect(void *ctx, const bfs_run_file *f)
     return 0;
 }
 
-static int load_transfer(const char *path, bfs_transfer_config *t, char **msg)
-{
-    bfs_yaml *y;
-    int ret = bfs_yaml_load_file(path, &y, msg);
-    if (ret < 0)
-        return ret;
-    const bfs_yaml_node *sec = bfs_yaml_get(y, bfs_yaml_root(y), "transfer");
-    if (sec)
-        ret = bfs_transfer_config_parse(y, sec, path, t, msg);
-    bfs_yaml_free(y);
-    return ret;
-}
-
 static int check_cmp(const void *a, const void *b)
 {
     const struct check *x = a, *y = b;
@@ -205,9 +192,13 @@ static void verdict(struct catchup *c, const struct check *k, int err, int64_t r
 /* One HEAD per object (a server without PROPFIND). */
 static void check_by_head(struct catchup *c, const struct check *k)
 {
-    char *url = bfs_transfer_object_url(&c->tcfg->dests[k->dest], c->items[k->item].path);
-    bfs_object obj;
-    int r = url ? bfs_http_stat_within(c->http, url, &obj, (long)c->tcfg->request_timeout_ms) : -ENOMEM;
+    const struct item *it = &c->items[k->item];
+    bfs_transfer_item ti = {it->id, it->run, it->dtype, it->path, it->size};
+    char *url = NULL;
+    bfs_object obj = {.size = -1};
+    int r = bfs_transfer_object_url(&c->tcfg->dests[k->dest], &ti, &url, NULL);
+    if (r == 0)
+        r = bfs_http_stat_within(c->http, url, &obj, (long)c->tcfg->request_timeout_ms);
     free(url);
     c->requests++;
     verdict(c, k, r, obj.size);
@@ -270,14 +261,20 @@ static int plan(struct catchup *c)
                 return -ENOMEM;
             struct check *k = &c->checks[c->nchecks];
             *k = (struct check){.item = i, .dest = d};
-            char *url = bfs_transfer_object_url(&c->tcfg->dests[d], it->path);
-            int r = url ? bfs_list_split_url(url, &k->dir, &k->name) : -ENOMEM;
+            bfs_transfer_item ti = {it->id, it->run, it->dtype, it->path, it->size};
+            char *url = NULL, *why = NULL;
+            int r = bfs_transfer_object_url(&c->tcfg->dests[d], &ti, &url, &why);
+            if (r == 0)
+                r = bfs_list_split_url(url, &k->dir, &k->name);
             free(url);
-            if (r == -ENOMEM)
+            if (r == -ENOMEM) {
+                free(why);
                 return r;
+            }
             if (r < 0) {
-                fprintf(stderr, "butlerfs: catchup: %s has no object name at %s; not checked\n", it->path,
-                        c->tcfg->dests[d].name);
+                fprintf(stderr, "butlerfs: catchup: %s has no object name at %s%s%s; not checked\n", it->path,
+                        c->tcfg->dests[d].name, why ? ": " : "", why ? why : "");
+                free(why);
                 c->errors++;
                 continue;
             }
@@ -336,7 +333,7 @@ int bfs_cmd_catchup(int argc, char **argv)
         free(msg);
         return 1;
     }
-    if (!cfg.path || load_transfer(cfg.path, &tcfg, &msg) < 0 || !tcfg.n_dests) {
+    if (!cfg.path || bfs_transfer_config_load(cfg.path, &tcfg, &msg) < 0 || !tcfg.n_dests) {
         fprintf(stderr, "butlerfs: catchup: %s\n",
                 msg ? msg : "the configuration has no transfer: section with destinations (--config FILE)");
         goto out;

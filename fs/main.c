@@ -64,6 +64,8 @@ static const char usage_text[] =
     "        The uploads of ingested files to the Data Backbone (transfer: section).\n"
     "  catchup REPO --collection GLOB [--since DATE] [--until DATE] [--check-sizes]\n"
     "        Queue the uploads of datasets the destinations do not hold.\n"
+    "  retention REPO [--dry-run] [--json]\n"
+    "        Remove local datasets past their retention age once transferred.\n"
     "  synth REPO [OPTIONS]\n"
     "        Add synthetic LSSTCam raws to REPO (for tests and benchmarks).\n"
     "  help [COMMAND]   Show this text, or the options of COMMAND.\n"
@@ -488,6 +490,8 @@ static int run_command(const char *self, int argc, char **argv)
         return bfs_cmd_queue(argc, argv);
     if (!strcmp(cmd, "catchup"))
         return bfs_cmd_catchup(argc, argv);
+    if (!strcmp(cmd, "retention"))
+        return bfs_cmd_retention(argc, argv);
     if (!strcmp(cmd, "synth"))
         return bfs_cmd_synth(argc, argv);
     if (!strcmp(cmd, "demo"))

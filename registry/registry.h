@@ -281,6 +281,24 @@ typedef struct bfs_run_file {
 typedef int (*bfs_run_file_cb)(void *ctx, const bfs_run_file *f);
 int bfs_registry_each_run_file(bfs_registry *reg, const char *run_glob, bfs_run_file_cb cb, void *ctx);
 
+/* Remove a dataset (32 hex digits; dashes and upper case accepted) from
+ * the registry, as the Butler's prune does with its records: its
+ * dataset_location rows and file records (the datastore records table),
+ * then its dataset row, whose tag and calibration rows go with it (their
+ * foreign keys cascade).  The files are not touched (the caller unlinks
+ * them after the commit: a file without a record is garbage, a record
+ * without its file a broken dataset).  Collection summaries are left as
+ * they are (they may over-state; readers check).  0, -ENOENT when there is
+ * no such dataset, -EINVAL for a malformed id, -EBUSY when another row
+ * still refers to it (a table with a foreign key that does not cascade).
+ * Atomic; inside begin/commit a savepoint. */
+int bfs_registry_remove_dataset(bfs_registry *reg, const char *dataset_id);
+/* 1 when the dataset exists, 0 when not, negative errno. */
+int bfs_registry_has_dataset(bfs_registry *reg, const char *dataset_id);
+/* 1 when a file record of any dataset has this datastore path, 0 when
+ * none, negative errno. */
+int bfs_registry_path_referenced(bfs_registry *reg, const char *path);
+
 int bfs_registry_add_instrument(bfs_registry *reg, const bfs_instrument_record *r);
 int bfs_registry_add_detector(bfs_registry *reg, const bfs_detector_record *r);
 int bfs_registry_add_physical_filter(bfs_registry *reg, const char *instrument,

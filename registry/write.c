@@ -1685,6 +1685,64 @@ static char *select_one_sql(const char *table, const char *where)
     return sql;
 }
 
+/* ---- removing datasets ---------------------------------------------------- */
+
+static void bind_id(sqlite3_stmt *st, const void *p)
+{
+    sqlite3_bind_text(st, 1, p, -1, SQLITE_STATIC);
+}
+
+int bfs_registry_has_dataset(bfs_registry *reg, const char *dataset_id)
+{
+    char id[33];
+    if (!dataset_id || normalize_dataset_id(dataset_id, id) < 0)
+        return -EINVAL;
+    return exists_bound(reg, "SELECT 1 FROM dataset WHERE id = ?1", bind_id, id);
+}
+
+int bfs_registry_path_referenced(bfs_registry *reg, const char *path)
+{
+    if (!path)
+        return -EINVAL;
+    char *sql = select_one_sql(reg->records_table, "path = ?1");
+    int ret = sql ? exists_bound(reg, sql, bind_id, path) : -ENOMEM;
+    free(sql);
+    return ret;
+}
+
+int bfs_registry_remove_dataset(bfs_registry *reg, const char *dataset_id)
+{
+    char id[33];
+    if (!dataset_id || normalize_dataset_id(dataset_id, id) < 0)
+        return -EINVAL;
+    struct wtx t;
+    int ret = wtx_begin(reg, &t);
+    if (ret)
+        return ret;
+    ret = exec_bound(reg, "DELETE FROM dataset_location WHERE dataset_id = ?1", "delete from dataset_location",
+                     bind_id, id);
+    if (!ret) {
+        char *sql = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&sql, &len);
+        if (f) {
+            fputs("DELETE FROM ", f);
+            put_ident(f, reg->records_table);
+            fputs(" WHERE dataset_id = ?1", f);
+        }
+        ret = f && fclose(f) == 0 ? exec_bound(reg, sql, "delete file records", bind_id, id) : -ENOMEM;
+        free(sql);
+    }
+    if (!ret) {
+        ret = exec_bound(reg, "DELETE FROM dataset WHERE id = ?1", "delete from dataset", bind_id, id);
+        if (ret == -ENOENT) /* step_done's word for a foreign key: a row that does not cascade refers to it */
+            ret = -EBUSY;
+        if (!ret && sqlite3_changes(reg_db(reg)) == 0)
+            ret = -ENOENT;
+    }
+    return wtx_end(&t, ret);
+}
+
 /* 1 when the dataset's run holds its tag row (always, in a sound registry). */
 static int member_has_run_row(bfs_registry *reg, struct member *m)
 {

@@ -102,8 +102,14 @@ void bfs_transfer_config_free(bfs_transfer_config *c)
         free(c->dests[i].uri);
         free_strings(c->dests[i].collections, c->dests[i].n_collections);
         free_strings(c->dests[i].dataset_types, c->dests[i].n_dataset_types);
+        free(c->dests[i].template);
     }
     free(c->dests);
+    for (int i = 0; i < c->n_retention; i++) {
+        free_strings(c->retention[i].collections, c->retention[i].n_collections);
+        free_strings(c->retention[i].dataset_types, c->retention[i].n_dataset_types);
+    }
+    free(c->retention);
     bfs_transfer_config_defaults(c);
 }
 
@@ -168,9 +174,18 @@ static int cfg_dest(const bfs_yaml *y, const bfs_yaml_node *m, const char *file,
         } else if (key && !strcmp(key, "dataset_types")) {
             ret = cfg_globs(y, v, file, "destinations.dataset_types", &d->dataset_types, &d->n_dataset_types,
                             errmsg);
+        } else if (key && !strcmp(key, "template")) {
+            char *why = NULL;
+            if (!s || bfs_transfer_template_check(s, &why) < 0) {
+                ret = cfg_fail(errmsg, file, y, v, "destinations.template", why ? why : "must be a string");
+                free(why);
+                return ret;
+            }
+            ret = (d->template = strdup(s)) ? 0 : -ENOMEM;
         } else {
             bfs_set_errmsg(errmsg, "%s:%d: unknown key 'transfer.destinations.%s' (a destination takes: name, uri, "
-                                   "collections, dataset_types)", file, bfs_yaml_line(y, v), key ? key : "?");
+                                   "collections, dataset_types, template)", file, bfs_yaml_line(y, v),
+                           key ? key : "?");
             return -EINVAL;
         }
         if (ret < 0)
@@ -178,6 +193,40 @@ static int cfg_dest(const bfs_yaml *y, const bfs_yaml_node *m, const char *file,
     }
     if (!d->name || !d->uri || !d->n_collections)
         return cfg_fail(errmsg, file, y, m, "destinations", "each need a name, a uri and collections");
+    return 0;
+}
+
+static int cfg_retention(const bfs_yaml *y, const bfs_yaml_node *m, const char *file, bfs_retention_rule *r,
+                         char **errmsg)
+{
+    if (!bfs_yaml_is_map(y, m))
+        return cfg_fail(errmsg, file, y, m, "retention", "must hold mappings (collections, age)");
+    bool has_age = false;
+    for (size_t i = 0; i < bfs_yaml_len(y, m); i++) {
+        const char *key = bfs_yaml_key(y, m, i);
+        const bfs_yaml_node *v = bfs_yaml_item(y, m, i);
+        const char *s = bfs_yaml_scalar(y, v);
+        int ret = 0;
+        if (key && !strcmp(key, "collections")) {
+            ret = cfg_globs(y, v, file, "retention.collections", &r->collections, &r->n_collections, errmsg);
+        } else if (key && !strcmp(key, "dataset_types")) {
+            ret = cfg_globs(y, v, file, "retention.dataset_types", &r->dataset_types, &r->n_dataset_types, errmsg);
+        } else if (key && !strcmp(key, "age")) {
+            int64_t n;
+            if (!s || !bfs_parse_duration_ms(s, &n) || n < 0 || n > 3650LL * 86400000)
+                return cfg_fail(errmsg, file, y, v, "retention.age", "must be a duration from 0 to 3650d (e.g. 30d)");
+            r->age_ms = n;
+            has_age = true;
+        } else {
+            bfs_set_errmsg(errmsg, "%s:%d: unknown key 'transfer.retention.%s' (a retention rule takes: collections, "
+                                   "dataset_types, age)", file, bfs_yaml_line(y, v), key ? key : "?");
+            return -EINVAL;
+        }
+        if (ret < 0)
+            return ret;
+    }
+    if (!r->n_collections || !has_age)
+        return cfg_fail(errmsg, file, y, m, "retention", "rules each need collections and an age");
     return 0;
 }
 
@@ -226,6 +275,16 @@ int bfs_transfer_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, c
                 return cfg_fail(errmsg, file, y, v, key, thr ? "must be a size from 0 to 5GiB (e.g. 64MiB)"
                                                              : "must be a size from 5MiB to 5GiB (e.g. 16MiB)");
             *(thr ? &c->multipart_threshold : &c->multipart_part_size) = n;
+        } else if (key && !strcmp(key, "retention")) {
+            if (!bfs_yaml_is_seq(y, v) || !bfs_yaml_len(y, v))
+                return cfg_fail(errmsg, file, y, v, key, "must be a non-empty list of rules");
+            size_t len = bfs_yaml_len(y, v);
+            c->retention = calloc(len, sizeof *c->retention);
+            if (!c->retention)
+                return -ENOMEM;
+            c->n_retention = (int)len;
+            for (size_t k = 0; k < len && ret == 0; k++)
+                ret = cfg_retention(y, bfs_yaml_item(y, v, k), file, &c->retention[k], errmsg);
         } else if (key && !strcmp(key, "verify")) {
             if (!s || (strcmp(s, "size") && strcmp(s, "readback")))
                 return cfg_fail(errmsg, file, y, v, key, "must be size or readback");
@@ -233,7 +292,7 @@ int bfs_transfer_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, c
         } else {
             bfs_set_errmsg(errmsg, "%s:%d: unknown key 'transfer.%s' (transfer takes: destinations, concurrency, "
                                    "max_attempts, backoff_max, request_timeout, verify, bandwidth, multipart_threshold, "
-                                   "multipart_part_size)",
+                                   "multipart_part_size, retention)",
                            file, bfs_yaml_line(y, v), key ? key : "?");
             return -EINVAL;
         }
@@ -241,6 +300,114 @@ int bfs_transfer_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, c
             return ret;
     }
     return 0;
+}
+
+int bfs_transfer_config_load(const char *path, bfs_transfer_config *c, char **errmsg)
+{
+    bfs_yaml *y;
+    int ret = bfs_yaml_load_file(path, &y, errmsg);
+    if (ret < 0)
+        return ret;
+    const bfs_yaml_node *sec = bfs_yaml_get(y, bfs_yaml_root(y), "transfer");
+    if (sec)
+        ret = bfs_transfer_config_parse(y, sec, path, c, errmsg);
+    bfs_yaml_free(y);
+    return ret;
+}
+
+/* ---- object names ----------------------------------------------------------- */
+
+enum { F_PATH, F_RUN, F_DTYPE, F_ID, F_NAME, NFIELDS };
+static const char *const field_names[NFIELDS] = {"path", "run", "dataset_type", "id", "name"};
+
+/* Expand tmpl (NULL: "{path}") with values[NFIELDS] (NULL: none) into *out. */
+static int expand(const char *tmpl, const char *const values[NFIELDS], char **out, char **errmsg)
+{
+    if (!tmpl)
+        tmpl = "{path}";
+    *out = NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return -ENOMEM;
+    int ret = 0;
+    bool unique = false;
+    for (const char *p = tmpl; *p && ret == 0;) {
+        if (*p == '}') {
+            bfs_set_errmsg(errmsg, "has a '}' without its '{'");
+            ret = -EINVAL;
+        } else if (*p != '{') {
+            size_t l = strcspn(p, "{}");
+            fwrite(p, 1, l, f);
+            p += l;
+        } else {
+            const char *end = strchr(p, '}');
+            size_t l = end ? (size_t)(end - p - 1) : 0;
+            int k = 0;
+            while (end && k < NFIELDS && !(strlen(field_names[k]) == l && !strncmp(p + 1, field_names[k], l)))
+                k++;
+            if (!end || k == NFIELDS) {
+                bfs_set_errmsg(errmsg, "has an unknown field %.*s (fields: {path}, {run}, {dataset_type}, {id}, "
+                                       "{name})", end ? (int)(l + 2) : (int)strlen(p), p);
+                ret = -EINVAL;
+            } else if (!values[k] || !*values[k]) {
+                bfs_set_errmsg(errmsg, "needs {%s}, which this dataset has not", field_names[k]);
+                ret = -EINVAL;
+            } else if (k != F_PATH && k != F_RUN && strchr(values[k], '/')) {
+                bfs_set_errmsg(errmsg, "{%s} is '%s', which holds a '/'", field_names[k], values[k]);
+                ret = -EINVAL;
+            } else {
+                fputs(values[k], f);
+                unique |= k == F_PATH || k == F_ID || k == F_NAME;
+                p = end + 1;
+            }
+        }
+    }
+    if (fclose(f) != 0 && ret == 0)
+        ret = -ENOMEM;
+    if (ret == 0 && !unique) {
+        bfs_set_errmsg(errmsg, "must name {path}, {id} or {name} (else every dataset gets the same key)");
+        ret = -EINVAL;
+    }
+    if (ret == 0 && !bfs_is_relative_path(buf)) {
+        bfs_set_errmsg(errmsg, "gives '%s', which is not a relative key of plain names (no leading '/', no empty, "
+                               "'.' or '..' segments, no control characters)", buf);
+        ret = -EINVAL;
+    }
+    if (ret == 0)
+        *out = buf;
+    else
+        free(buf);
+    return ret;
+}
+
+int bfs_transfer_template_check(const char *tmpl, char **errmsg)
+{
+    /* expanded with plain sample values: what remains wrong is the template's */
+    static const char *const sample[NFIELDS] = {"a/b.fits", "r", "t", "0123456789abcdef0123456789abcdef", "b.fits"};
+    char *out = NULL, *why = NULL;
+    int ret = expand(tmpl, sample, &out, &why);
+    if (ret == -EINVAL)
+        bfs_set_errmsg(errmsg, "'%s' %s", tmpl, why ? why : "is malformed");
+    free(why);
+    free(out);
+    return ret;
+}
+
+int bfs_transfer_object_key(const bfs_transfer_dest *dest, const bfs_transfer_item *item, char **out,
+                            char **errmsg)
+{
+    const char *base = item->rel ? strrchr(item->rel, '/') : NULL;
+    const char *values[NFIELDS] = {item->rel, item->run, item->dataset_type, item->dataset_id,
+                                   base ? base + 1 : item->rel};
+    char *why = NULL;
+    int ret = expand(dest->template, values, out, &why);
+    if (ret == -EINVAL)
+        bfs_set_errmsg(errmsg, "the object name of %s at %s: template '%s' %s", item->rel ? item->rel : "?",
+                       dest->name, dest->template ? dest->template : "{path}", why ? why : "is malformed");
+    free(why);
+    return ret;
 }
 
 /* ---- job files ------------------------------------------------------------- */
@@ -551,12 +718,23 @@ static int send_file(bfs_transfer *t, const char *url, const char *rel, int fd, 
 static int upload(bfs_transfer *t, const struct job *j, char **why)
 {
     const bfs_transfer_dest *d = &t->cfg->dests[j->dest];
-    char suffix[32];
+    char suffix[32], id[sizeof j->name];
     snprintf(suffix, sizeof suffix, ".butlerfs-%.8s", j->name);
+    snprintf(id, sizeof id, "%.*s", (int)strcspn(j->name, "."), j->name); /* J = <id>.<destination> */
+    bfs_transfer_item item = {.dataset_id = id, .run = j->run, .dataset_type = j->dtype, .rel = j->rel,
+                              .size = j->size};
+    char *key = NULL;
+    int ret = bfs_transfer_object_key(d, &item, &key, why);
+    if (ret < 0) {
+        if (ret == -EINVAL)
+            ret = -EIO; /* the job fails (and is parked in the end) with the sentence */
+        return ret;
+    }
     char *src = bfs_asprintf("%s%s", t->root, j->rel);
-    char *final = object_url(d->uri, j->rel, NULL), *tmp = object_url(d->uri, j->rel, suffix);
+    char *final = object_url(d->uri, key, NULL), *tmp = object_url(d->uri, key, suffix);
+    free(key);
     int fd = src ? open(src, O_RDONLY | O_CLOEXEC) : -1;
-    int ret = src && final && tmp ? 0 : -ENOMEM;
+    ret = src && final && tmp ? 0 : -ENOMEM;
     struct stat sb;
     if (ret == 0 && (fd < 0 || fstat(fd, &sb) < 0)) {
         ret = -errno;
@@ -643,7 +821,18 @@ static int prune_one(void *ctx, const char *name)
     bfs_transfer *t = ctx;
     char *p = job_path(t->qdir, ST_DONE, name);
     struct stat sb;
-    if (p && stat(p, &sb) == 0 && bfs_real_s() - (double)sb.st_mtime > DONE_KEEP_S)
+    bool old = p && stat(p, &sb) == 0 && bfs_real_s() - (double)sb.st_mtime > DONE_KEEP_S;
+    if (old && t->cfg->n_retention) {
+        /* local retention needs the record of a dataset it will remove
+         * (its run and type match a rule); it removes the record with it */
+        struct job j;
+        char dname[64];
+        if (job_read(p, &j, dname, sizeof dname) == 0) {
+            old = !bfs_retention_match(t->cfg, j.run, j.dtype);
+            job_clear(&j);
+        }
+    }
+    if (old)
         unlink(p);
     free(p);
     return 0;
@@ -875,6 +1064,18 @@ bool bfs_transfer_matches(const bfs_transfer_dest *dest, const char *run, const 
            (!dest->n_dataset_types || matches(dest->dataset_types, dest->n_dataset_types, dataset_type));
 }
 
+const bfs_retention_rule *bfs_retention_match(const bfs_transfer_config *c, const char *run,
+                                              const char *dataset_type)
+{
+    for (int i = 0; i < c->n_retention; i++) {
+        const bfs_retention_rule *r = &c->retention[i];
+        if (matches(r->collections, r->n_collections, run) &&
+            (!r->n_dataset_types || matches(r->dataset_types, r->n_dataset_types, dataset_type)))
+            return r;
+    }
+    return NULL;
+}
+
 /* The pending job of item for destination d when no job of that name
  * exists in any state (idempotent).  1 made, 0 there already, -errno.
  * *made (may be NULL) gets the job to keep in memory. */
@@ -933,9 +1134,14 @@ int bfs_queue_add(const char *repo_dir, const bfs_transfer_config *cfg, int dest
     return ret;
 }
 
-char *bfs_transfer_object_url(const bfs_transfer_dest *dest, const char *rel)
+int bfs_transfer_object_url(const bfs_transfer_dest *dest, const bfs_transfer_item *item, char **out,
+                            char **errmsg)
 {
-    return object_url(dest->uri, rel, NULL);
+    char *key = NULL;
+    int ret = bfs_transfer_object_key(dest, item, &key, errmsg);
+    *out = ret == 0 ? object_url(dest->uri, key, NULL) : NULL;
+    free(key);
+    return ret == 0 && !*out ? -ENOMEM : ret;
 }
 
 void bfs_transfer_stats(bfs_transfer *t, bfs_queue_stats *st)
@@ -1083,3 +1289,54 @@ static int parked_all(const char *repo_dir, bool retry, int64_t *n)
 
 int bfs_queue_retry_parked(const char *repo_dir, int64_t *n) { return parked_all(repo_dir, true, n); }
 int bfs_queue_drop_parked(const char *repo_dir, int64_t *n) { return parked_all(repo_dir, false, n); }
+
+/* The job name of a dataset and destination: -EINVAL when either is not a
+ * plain name (so no path from outside climbs out of the store). */
+static int job_name_of(const char *dataset_id, const char *dest_name, char name[96])
+{
+    if (!bfs_is_one_component(dataset_id) || strchr(dataset_id, '.') || !bfs_is_one_component(dest_name) ||
+        strchr(dest_name, '.'))
+        return -EINVAL;
+    int n = snprintf(name, 96, "%s.%s", dataset_id, dest_name);
+    return n > 0 && n < 96 ? 0 : -ENAMETOOLONG;
+}
+
+int bfs_queue_job_state(const char *repo_dir, const char *dataset_id, const char *dest_name)
+{
+    static const int public_state[STATES] = {BFS_JOB_PENDING, BFS_JOB_INFLIGHT, BFS_JOB_PARKED, BFS_JOB_DONE};
+    char name[96];
+    int ret = job_name_of(dataset_id, dest_name, name);
+    char *qdir = ret == 0 ? queue_dir(repo_dir) : NULL;
+    if (ret == 0 && !qdir)
+        ret = -ENOMEM;
+    /* done first: a job moves pending -> inflight -> done, and a done one
+     * is the answer that matters */
+    for (int s = STATES - 1; ret == 0 && s >= 0; s--) {
+        char *p = job_path(qdir, s, name);
+        if (!p) {
+            ret = -ENOMEM;
+        } else if (access(p, F_OK) == 0) {
+            ret = public_state[s];
+            free(p);
+            break;
+        } else if (errno != ENOENT) {
+            ret = -errno;
+        }
+        free(p);
+    }
+    free(qdir);
+    return ret;
+}
+
+int bfs_queue_forget_done(const char *repo_dir, const char *dataset_id, const char *dest_name)
+{
+    char name[96];
+    int ret = job_name_of(dataset_id, dest_name, name);
+    char *qdir = ret == 0 ? queue_dir(repo_dir) : NULL;
+    char *p = qdir ? job_path(qdir, ST_DONE, name) : NULL;
+    if (ret == 0)
+        ret = !p ? -ENOMEM : unlink(p) < 0 && errno != ENOENT ? -errno : 0;
+    free(p);
+    free(qdir);
+    return ret;
+}

@@ -37,7 +37,20 @@ typedef struct bfs_transfer_dest {
     int n_collections;
     char **dataset_types;  /* globs; none: every type */
     int n_dataset_types;
+    char *template;        /* the object key (bfs_transfer_object_key); NULL: "{path}" */
 } bfs_transfer_dest;
+
+/* One rule of `transfer: retention:` (docs/transfer.md, "Local
+ * retention"): datasets of RUN collections matching collections (and, when
+ * given, dataset_types) are removed locally age_ms after their ingest, once
+ * every destination they go to has a done job for them. */
+typedef struct bfs_retention_rule {
+    char **collections;    /* globs (fnmatch) of RUN names */
+    int n_collections;
+    char **dataset_types;  /* globs; none: every type */
+    int n_dataset_types;
+    int64_t age_ms;
+} bfs_retention_rule;
 
 typedef struct bfs_transfer_config {
     bfs_transfer_dest *dests;
@@ -50,6 +63,8 @@ typedef struct bfs_transfer_config {
     int64_t bandwidth;      /* bytes per second over all uploads; 0: no cap */
     int64_t multipart_threshold; /* 64 MiB: S3 objects larger than this go up in parts */
     int64_t multipart_part_size; /* 16 MiB: the part size wanted (grown to fit 10000 parts) */
+    bfs_retention_rule *retention; /* none: local retention is off */
+    int n_retention;
 } bfs_transfer_config;
 
 void bfs_transfer_config_defaults(bfs_transfer_config *c);
@@ -59,6 +74,15 @@ void bfs_transfer_config_defaults(bfs_transfer_config *c);
 int bfs_transfer_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, const char *file,
                               bfs_transfer_config *c, char **errmsg);
 void bfs_transfer_config_free(bfs_transfer_config *c);
+/* The `transfer:` section of the configuration file at path into c (which
+ * holds the defaults; left so when the file has no such section).  0, or
+ * negative errno with *errmsg a sentence. */
+int bfs_transfer_config_load(const char *path, bfs_transfer_config *c, char **errmsg);
+
+/* The first retention rule matching a dataset of run and dataset_type, or
+ * NULL (the dataset is kept). */
+const bfs_retention_rule *bfs_retention_match(const bfs_transfer_config *c, const char *run,
+                                              const char *dataset_type);
 
 /* ---- the queue of one repository (a running daemon) ---- */
 
@@ -82,6 +106,25 @@ typedef struct bfs_transfer_item {
     const char *rel;        /* path relative to the datastore root */
     int64_t size;
 } bfs_transfer_item;
+
+/* Object names.  A destination's template is literal text and fields:
+ * {path} (the path relative to the datastore root: the default template),
+ * {run}, {dataset_type}, {id} (the dataset id, 32 hex digits) and {name}
+ * (the file's base name).  dataId values are not fields (the datastore path
+ * holds them already).  A template names at least one of {path}, {id} and
+ * {name} (else every dataset would land on one key); a result is a
+ * relative key whose every '/'-separated segment is a plain name (not
+ * empty, ".", ".." or holding control characters), so no value can climb
+ * out of the destination's prefix.
+ *
+ * Check a template (at configuration time): 0, or -EINVAL with *errmsg
+ * saying what is wrong (no file:line; the caller adds it). */
+int bfs_transfer_template_check(const char *tmpl, char **errmsg);
+/* The key of item at dest, relative to dest->uri, into *out (malloc'd):
+ * dest's template expanded.  -EINVAL with *errmsg when a field has no value
+ * or the result is not a safe relative key; -ENOMEM. */
+int bfs_transfer_object_key(const bfs_transfer_dest *dest, const bfs_transfer_item *item, char **out,
+                            char **errmsg);
 
 /* Make a durable pending job for each destination whose rules match it (0
  * when none does).  Idempotent: a job of that dataset and destination that
@@ -120,8 +163,11 @@ int bfs_queue_drop_parked(const char *repo_dir, int64_t *n);
 
 /* Whether a dataset of run and dataset_type goes to dest. */
 bool bfs_transfer_matches(const bfs_transfer_dest *dest, const char *run, const char *dataset_type);
-/* The URL of a datastore path at dest (malloc'd; NULL when out of memory). */
-char *bfs_transfer_object_url(const bfs_transfer_dest *dest, const char *rel);
+/* The URL of item's object at dest (dest->uri + bfs_transfer_object_key,
+ * percent-encoded for http(s)) into *out (malloc'd); errors as
+ * bfs_transfer_object_key. */
+int bfs_transfer_object_url(const bfs_transfer_dest *dest, const bfs_transfer_item *item, char **out,
+                            char **errmsg);
 /* A pending job of item for cfg->dests[dest], written into repo_dir's
  * store from outside a daemon (`butlerfs catchup`, which has found the
  * object missing; a running daemon picks it up within 10 s).  1 made (a
@@ -129,6 +175,15 @@ char *bfs_transfer_object_url(const bfs_transfer_dest *dest, const char *rel);
  * a job of that dataset and destination is pending, in flight or parked,
  * negative errno. */
 int bfs_queue_add(const char *repo_dir, const bfs_transfer_config *cfg, int dest, const bfs_transfer_item *item);
+
+/* The state of the job of dataset_id for destination dest_name in
+ * repo_dir's store: BFS_JOB_PENDING .. BFS_JOB_DONE, BFS_JOB_NONE when
+ * there is none, negative errno. */
+enum { BFS_JOB_NONE = 0, BFS_JOB_PENDING, BFS_JOB_INFLIGHT, BFS_JOB_PARKED, BFS_JOB_DONE };
+int bfs_queue_job_state(const char *repo_dir, const char *dataset_id, const char *dest_name);
+/* Remove the done record of that job (local retention, once the dataset is
+ * gone): 0, also when there is none; negative errno. */
+int bfs_queue_forget_done(const char *repo_dir, const char *dataset_id, const char *dest_name);
 
 /* Live counts of a running queue (for butlerfs status). */
 void bfs_transfer_stats(bfs_transfer *t, bfs_queue_stats *st);

@@ -216,6 +216,34 @@ expect "an upload whose read-back differs is parked, not done" test "$(qfield pa
 expect "... with a reason naming the difference" bash -c "'$BFS_BIN' queue '$T/repo' | grep -q 'differs\|reading the object back'"
 unmount
 faultproxy_stop
+
+# an object-name template: the object lands at <uri><template expanded>,
+# and catchup looks for it there
+cat >"$T/tmpl.yaml" <<YAML
+transfer:
+  destinations:
+    - name: tmpl
+      uri: $NGINX_URL/data/templated/
+      collections: ["LSSTCam/*"]
+      template: "summit/{run}/{id}-{name}"
+  request_timeout: 5s
+YAML
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/tmpl.yaml" || finish
+cp "${RAWS[13]}" "$T/mnt/LSSTCam/raw/all/" || fail "cp 13"
+base=$(basename "${RAWS[13]}" .fits)
+for _ in $(seq 100); do [ -n "$(find "$T/www/templated" -type f -name "*-raw_*" 2>/dev/null)" ] && break; sleep 0.2; done
+for _ in $(seq 50); do [ "$(qfield pending)$(qfield inflight)" = 00 ] && break; sleep 0.2; done
+unmount
+obj=$(find "$T/www/templated" -type f | head -1)
+expect "with template summit/{run}/{id}-{name}, the object lands at summit/LSSTCam/raw/all/<id>-<file name>" \
+    bash -c "[[ '${obj#"$T/www/templated/"}' =~ ^summit/LSSTCam/raw/all/[0-9a-f]{32}-raw_LSSTCam_.*\.fits$ ]]"
+expect "... one object, and nothing at the plain datastore path" \
+    test "$(find "$T/www/templated" -type f | wc -l)$(find "$T/www/templated" -path '*raw/all/raw/*' | wc -l)" = 10
+expect "... byte for byte the datastore file" cmp -s "$obj" "$(find "$T/repo/LSSTCam" -type f -name "$(basename "$obj" | cut -c34-)")"
+"$BFS_BIN" catchup "$T/repo" --collection 'LSSTCam/*' --config "$T/tmpl.yaml" >"$T/catchup3.txt" 2>/dev/null
+cat "$T/catchup3.txt"
+expect "catchup looks for objects at their templated keys: the uploaded one is present (1)" \
+    grep -q "^  present      1$" "$T/catchup3.txt"
 check_log
 expect_no_sanitizer
 finish

@@ -360,6 +360,44 @@ static void test_find_written_file(void **state)
     bfs_registry_close(reg);
 }
 
+/* Removing a dataset (local retention): its rows go, a TAGGED membership
+ * with them (the tag table's foreign key cascades), other datasets stay. */
+static void test_remove_dataset(void **state)
+{
+    struct repo *r = *state;
+    char *msg = NULL;
+    assert_int_equal(bfs_registry_init(r->dir, &msg), 0);
+    populate(r->dir);
+    bfs_registry *reg = NULL;
+    assert_int_equal(bfs_registry_open(r->dir, BFS_REG_WRITE, &reg, &msg), 0);
+    const char *raw_path = "LSSTCam/20250415/MC_O_20250415_000060/MC_O_20250415_000060_R22_S11.fits";
+    assert_int_equal(bfs_registry_add_collection(reg, "tagged", BFS_COLL_TAGGED, NULL, NULL), 0);
+    assert_int_equal(bfs_registry_associate(reg, "tagged", RAW_ID), 0);
+    assert_int_equal(bfs_registry_has_dataset(reg, RAW_ID), 1);
+    assert_int_equal(bfs_registry_path_referenced(reg, raw_path), 1);
+
+    assert_int_equal(bfs_registry_remove_dataset(reg, RAW_ID), 0);
+    assert_int_equal(bfs_registry_has_dataset(reg, RAW_ID), 0);
+    assert_int_equal(bfs_registry_path_referenced(reg, raw_path), 0);
+    assert_int_equal(bfs_registry_has_dataset(reg, PACKAGES_ID), 1); /* the other one stays */
+    assert_int_equal(bfs_registry_path_referenced(reg, "LSSTCam/runs/x/packages.yaml"), 1);
+    assert_int_equal(bfs_registry_remove_dataset(reg, RAW_ID), -ENOENT);
+    assert_int_equal(bfs_registry_remove_dataset(reg, "not-an-id"), -EINVAL);
+    assert_int_equal(bfs_registry_associate(reg, "tagged", RAW_ID), -ENOENT);
+
+    /* inside a transaction that is rolled back, nothing goes */
+    assert_int_equal(bfs_registry_begin(reg), 0);
+    assert_int_equal(bfs_registry_remove_dataset(reg, PACKAGES_ID), 0);
+    bfs_registry_rollback(reg);
+    assert_int_equal(bfs_registry_has_dataset(reg, PACKAGES_ID), 1);
+    bfs_registry_close(reg);
+
+    /* read-only: refused */
+    assert_int_equal(bfs_registry_open(r->dir, BFS_REG_READONLY, &reg, &msg), 0);
+    assert_int_equal(bfs_registry_remove_dataset(reg, PACKAGES_ID), -EROFS);
+    bfs_registry_close(reg);
+}
+
 static void test_dataset_id_v5(void **state)
 {
     (void)state;
@@ -433,6 +471,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_init_creates_repo, repo_setup, repo_teardown),
         cmocka_unit_test_setup_teardown(test_write_records, repo_setup, repo_teardown),
         cmocka_unit_test_setup_teardown(test_find_written_file, repo_setup, repo_teardown),
+        cmocka_unit_test_setup_teardown(test_remove_dataset, repo_setup, repo_teardown),
         cmocka_unit_test(test_dataset_id_v5),
         cmocka_unit_test_setup_teardown(test_schema_matches_python_butler, repo_setup,
                                         repo_teardown),

@@ -1,0 +1,90 @@
+/*
+ * retention.h - local retention, the OODS role (issue 12; docs/transfer.md,
+ * "Local retention"): datasets older than their rule's age are removed from
+ * the local repository, registry and files, but only once every transfer
+ * destination they go to has a done job for them.  Off unless the
+ * `transfer:` section has `retention:` rules (transfer.h).
+ *
+ * Which datasets go.  A dataset of a RUN collection falls under the first
+ * rule whose collections (and dataset_types, when given) match it; it is
+ * eligible when its ingest date (the registry's dataset.ingest_date) is at
+ * least the rule's age ago, each destination whose rules match it holds a
+ * done job of it (REPO/.butlerfs/queue/done), at least one destination
+ * matches it, and each of its files is a relative path under the datastore
+ * root.  A dataset pending, in flight or parked anywhere, going nowhere, of
+ * unknown ingest date or with a file outside the root is kept.
+ *
+ * How it goes, in batches of up to 256 datasets, in crash-safe order:
+ *   1. a journal, REPO/.butlerfs/retention.journal, lists the batch
+ *      (dataset ids, their paths and destinations), written durably;
+ *   2. one registry transaction removes the batch's datasets
+ *      (bfs_registry_remove_dataset);
+ *   3. for each dataset gone from the registry, each of its files that no
+ *      other file record names is unlinked (after checking that its real
+ *      directory is under the datastore root), the directories are synced,
+ *      and its done records are forgotten;
+ *   4. the journal is removed.
+ * kill -9 before 2 commits: the registry is as it was, and the next run
+ * finishes the journal, which removes nothing of a dataset still
+ * registered.  Between 2 and 4: the next run finishes the journal (step 3
+ * again; a missing file is fine), so no orphan file stays behind.
+ *
+ * The registry is written through its own connection with SQLite's locking
+ * (a busy timeout of 10 s), so a run may go while an -o rw mount of the
+ * repository ingests.
+ *
+ * Errors: negative errno, sentences through char **errmsg (malloc'd, the
+ * caller frees).  Threads: one run at a time per repository (the journal
+ * is per repository; the CLI is the only caller).
+ */
+#ifndef BFS_RETENTION_H
+#define BFS_RETENTION_H
+
+#include "transfer.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct bfs_retention_opts {
+    bool dry_run;   /* list what would go; change nothing (the journal of an interrupted run is left too) */
+    FILE *progress; /* a progress bar (progress.h) over the datasets examined; NULL: none */
+} bfs_retention_opts;
+
+/* One eligible dataset, as the callback sees it (valid during the call). */
+typedef struct bfs_retention_dataset {
+    const char *dataset_id, *run, *dataset_type;
+    const char *const *paths; /* relative to the datastore root */
+    int npaths;
+    int64_t bytes;            /* the recorded sizes summed (unknown ones count 0) */
+    int64_t ingest_unix;      /* Unix seconds */
+    bool removed;             /* gone from the registry (false in a dry run, or when it failed) */
+    int files_removed;        /* of its paths, how many were unlinked */
+} bfs_retention_dataset;
+typedef void (*bfs_retention_cb)(void *ctx, const bfs_retention_dataset *d);
+
+typedef struct bfs_retention_stats {
+    int64_t examined;         /* datasets under a rule */
+    int64_t eligible;         /* ... that are due and safely transferred */
+    int64_t removed, bytes_removed, files_removed;
+    int64_t files_shared;     /* files kept: another record names the same path */
+    int64_t too_young;        /* not yet their age (or of unknown ingest date) */
+    int64_t not_transferred;  /* a destination's job is not done: pending, in flight, parked or never made */
+    int64_t parked;           /* ... of which some job is parked */
+    int64_t no_destination;   /* no destination's rules match them: never removed */
+    int64_t outside_root;     /* a file is a URI, absolute, or climbs out of the root */
+    int64_t recovered;        /* datasets finished from an interrupted run's journal */
+    int64_t journal_pending;  /* dry run: datasets an interrupted run's journal still lists */
+    int64_t errors;           /* datasets that could not be removed (see the log) */
+} bfs_retention_stats;
+
+/* Apply cfg's retention rules to the repository at repo_dir.  cb (may be
+ * NULL) sees each eligible dataset once: after its removal, or in a dry
+ * run as it would go.  0 (even when some datasets failed: st->errors), or
+ * negative errno with *errmsg when the run could not start or the
+ * registry could not be read.  -ENOENT with a sentence when cfg has no
+ * retention rules. */
+int bfs_retention_run(const char *repo_dir, const bfs_transfer_config *cfg, const bfs_retention_opts *opts,
+                      bfs_retention_cb cb, void *ctx, bfs_retention_stats *st, char **errmsg);
+
+#endif
