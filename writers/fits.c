@@ -395,23 +395,13 @@ static void unquote(const char *in, char *out, size_t outsz)
     out[o] = '\0';
 }
 
-int bfs_fits_read_header(const char *path, int hdu, bfs_fits_card **cards, size_t *n,
-                         char **errmsg)
+/* The cards of the current HDU of f into a malloc'd array: 0 or a cfitsio
+ * status (nothing allocated then). */
+static int read_cards(fitsfile *f, bfs_fits_card **cards, size_t *n)
 {
-    *cards = NULL;
-    *n = 0;
-    if (errmsg)
-        *errmsg = NULL;
-    fitsfile *f = NULL;
-    int rc = open_read(path, &f, errmsg);
-    if (rc)
-        return rc;
-    int st = 0, type = 0, nkeys = 0;
+    int st = 0, nkeys = 0;
     bfs_fits_card *c = NULL;
-    errno = 0;
-    fits_movabs_hdu(f, hdu, &type, &st);
-    if (!st)
-        fits_get_hdrspace(f, &nkeys, NULL, &st);
+    fits_get_hdrspace(f, &nkeys, NULL, &st);
     if (!st && nkeys > 0 && !(c = calloc((size_t)nkeys, sizeof *c)))
         st = MEMORY_ALLOCATION;
     for (int i = 0; i < nkeys && !st; i++) {
@@ -431,19 +421,77 @@ int bfs_fits_read_header(const char *path, int hdu, bfs_fits_card **cards, size_
         c[i].type = dtype;
     }
     if (st) {
-        char detail[FLEN_ERRMSG];
-        rc = fits_errno(st, path, errno, true, detail);
-        bfs_set_errmsg(errmsg, "%s: HDU %d header: %s", path, hdu, detail);
         free(c);
-        c = NULL;
-        nkeys = 0;
+        return st;
     }
+    *cards = c;
+    *n = (size_t)nkeys;
+    return 0;
+}
+
+static void close_read(fitsfile *f)
+{
     int cst = 0;
     fits_close_file(f, &cst);
     if (cst)
         fits_clear_errmsg();
-    *cards = c;
-    *n = (size_t)nkeys;
+}
+
+int bfs_fits_read_header(const char *path, int hdu, bfs_fits_card **cards, size_t *n,
+                         char **errmsg)
+{
+    *cards = NULL;
+    *n = 0;
+    if (errmsg)
+        *errmsg = NULL;
+    fitsfile *f = NULL;
+    int rc = open_read(path, &f, errmsg);
+    if (rc)
+        return rc;
+    int st = 0, type = 0;
+    errno = 0;
+    fits_movabs_hdu(f, hdu, &type, &st);
+    if (!st)
+        st = read_cards(f, cards, n);
+    if (st) {
+        char detail[FLEN_ERRMSG];
+        rc = fits_errno(st, path, errno, true, detail);
+        bfs_set_errmsg(errmsg, "%s: HDU %d header: %s", path, hdu, detail);
+    }
+    close_read(f);
+    return rc;
+}
+
+int bfs_fits_each_header(const char *path, bfs_fits_header_cb cb, void *ctx, char **errmsg)
+{
+    if (errmsg)
+        *errmsg = NULL;
+    fitsfile *f = NULL;
+    int rc = open_read(path, &f, errmsg);
+    if (rc)
+        return rc;
+    for (int hdu = 1; !rc; hdu++) {
+        int st = 0, type = 0;
+        errno = 0;
+        fits_movabs_hdu(f, hdu, &type, &st);
+        if (st == END_OF_FILE && hdu > 1) {
+            fits_clear_errmsg();
+            break;
+        }
+        bfs_fits_card *cards = NULL;
+        size_t n = 0;
+        if (!st)
+            st = read_cards(f, &cards, &n);
+        if (st) {
+            char detail[FLEN_ERRMSG];
+            rc = fits_errno(st, path, errno, true, detail);
+            bfs_set_errmsg(errmsg, "%s: HDU %d header: %s", path, hdu, detail);
+            break;
+        }
+        rc = cb(ctx, hdu, cards, n);
+        free(cards);
+    }
+    close_read(f);
     return rc;
 }
 

@@ -124,6 +124,15 @@ typedef struct bfs_fits_card {
 int bfs_fits_read_header(const char *path, int hdu, bfs_fits_card **cards, size_t *n,
                          char **errmsg);
 
+/* Every HDU's cards of path, in HDU order (1 = primary), the file opened
+ * once: cb gets each HDU's cards (valid during the call only).  A non-zero
+ * return of cb stops the walk and is returned.  Otherwise 0, or -errno as
+ * bfs_fits_read_header (an unreadable header stops the walk, *errmsg names
+ * the HDU).  The data units are not read or checked (bfs_fits_validate does
+ * that).  A gzip-wrapped file is inflated once, not once per HDU. */
+typedef int (*bfs_fits_header_cb)(void *ctx, int hdu, const bfs_fits_card *cards, size_t n);
+int bfs_fits_each_header(const char *path, bfs_fits_header_cb cb, void *ctx, char **errmsg);
+
 /* The first card named key (case-sensitive, as FITS keywords are upper
  * case), or NULL. */
 const bfs_fits_card *bfs_fits_find(const bfs_fits_card *cards, size_t n, const char *key);

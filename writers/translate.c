@@ -193,10 +193,7 @@ static int load(struct tx *t, const bfs_fits_card *cards, size_t n)
 /* ---- times ----------------------------------------------------------------
  * A TAI time as ns since 1970-01-01 TAI plus a fraction in [0, 1). */
 
-typedef struct {
-    int64_t ns;
-    double frac;
-} tai;
+typedef bfs_tai tai;
 
 #define NS_PER_DAY 86400000000000LL
 #define MJD_1970 40587
@@ -350,6 +347,38 @@ int bfs_translate_mjd_ns(double mjd, int64_t *ns)
         return -EINVAL;
     *ns = tai_round(t);
     return 0;
+}
+
+bool bfs_tai_from_iso(const char *s, bool utc, bfs_tai *out)
+{
+    return s && tai_from_iso(s, utc, out);
+}
+
+bool bfs_tai_from_mjd(double mjd, bool utc, bfs_tai *out)
+{
+    if (!tai_from_mjd(mjd, out))
+        return false;
+    if (utc) {
+        /* the MJD counted UTC days: add TAI-UTC of that second */
+        int64_t sec = out->ns / 1000000000LL - (out->ns % 1000000000LL < 0);
+        out->ns += bfs_unix_to_tai_ns(sec, 0) - sec * 1000000000LL;
+    }
+    return true;
+}
+
+bfs_tai bfs_tai_add_s(bfs_tai a, double s)
+{
+    return tai_add_s(a, s);
+}
+
+int64_t bfs_tai_round(bfs_tai a)
+{
+    return clip_ns(tai_round(a));
+}
+
+int bfs_tai_cmp(bfs_tai a, bfs_tai b)
+{
+    return tai_cmp(a, b);
 }
 
 /* A UTC date constant of the translators, as TAI. */

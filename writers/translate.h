@@ -37,6 +37,7 @@
 #include "fits.h"
 #include "registry.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,5 +64,26 @@ int bfs_translate_iso_ns(const char *s, bool utc, int64_t *ns);
 
 /* The same for a floating-point MJD in TAI. */
 int bfs_translate_mjd_ns(double mjd, int64_t *ns);
+
+/* ---- exact times (shared with translate_decam.c) ---------------------------
+ * A time as astropy holds it closely enough for daf_butler's rounding: whole
+ * nanoseconds since 1970-01-01 TAI plus a fraction in [0, 1).  An ISO date or
+ * an MJD double converts exactly; bfs_tai_add_s adds a double of seconds
+ * exactly; bfs_tai_round rounds once, half to even, and clips to the
+ * registry's range [1970, 2100) as daf_butler's TimeConverter does. */
+typedef struct bfs_tai {
+    int64_t ns;
+    double frac;
+} bfs_tai;
+
+/* s as bfs_translate_iso_ns reads it; false when it is not such a date. */
+bool bfs_tai_from_iso(const char *s, bool utc, bfs_tai *out);
+/* An MJD (1900..2100) counted in TAI days (utc false) or UTC days (utc true:
+ * TAI-UTC of that second is added); false when out of range. */
+bool bfs_tai_from_mjd(double mjd, bool utc, bfs_tai *out);
+bfs_tai bfs_tai_add_s(bfs_tai a, double s);
+int64_t bfs_tai_round(bfs_tai a);
+/* -1, 0 or 1 as a is before, at or after b. */
+int bfs_tai_cmp(bfs_tai a, bfs_tai b);
 
 #endif

@@ -9,13 +9,19 @@
  * registry columns, a timespan with end > begin, can_see_sky in {-1,0,1};
  * and the default file template over those values must give a relative
  * path with no "." or ".." component.  A failure must carry a message.
+ * The same cards go through the DECam path too (translate_decam.h): the
+ * cards before an XTENSION line are the primary, those after it the CCD
+ * extension; a success must give the same kind of record, and the CCD's
+ * detector must be 1..62 unless it was skipped.
  */
 #include "template.h"
 #include "translate.h"
+#include "translate_decam.h"
 #include "strutil.h"
 #include "fuzz_util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 
 static void safe(const char *s, size_t max)
@@ -75,6 +81,41 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         free(path);
         free(tmsg);
+    }
+    free(msg);
+    /* DECam: split at XTENSION into primary and CCD extension */
+    size_t split = n;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(cards[i].key, "XTENSION")) {
+            split = i;
+            break;
+        }
+    (void)bfs_decam_is(cards, split);
+    int64_t det;
+    char pos[16];
+    msg = NULL;
+    rc = bfs_decam_detector(cards + split, n - split, &det, pos, &msg);
+    if (rc != 0 && rc != BFS_DECAM_SKIPPED && rc != -EINVAL)
+        abort();
+    if ((rc == 0 && (det > BFS_DECAM_MAX_SCIENCE_CCD || strlen(pos) > 15)) || (rc && !msg))
+        abort();
+    free(msg);
+    msg = NULL;
+    rc = bfs_decam_translate(cards, split, split < n ? cards + split : NULL, n - split, &t, &msg);
+    if (rc < 0 && !msg && rc != -ENOMEM)
+        abort();
+    if (rc == 0) {
+        const bfs_exposure_record *r = &t.exposure;
+        if (t.exposure_id < 0 || r->timespan_end <= r->timespan_begin || r->can_see_sky < -1 ||
+            r->can_see_sky > 1 || strcmp(t.instrument, "DECam"))
+            abort();
+        safe(r->obs_id, 0);
+        safe(r->physical_filter, 32);
+        safe(r->group, 0);
+        safe(r->observation_type, 16);
+        if (!isnan(r->tracking_ra) && (r->tracking_ra < 0 || r->tracking_ra >= 360 ||
+                                       fabs(r->tracking_dec) > 90))
+            abort();
     }
     free(msg);
     free(text);
