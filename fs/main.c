@@ -64,6 +64,9 @@ static const char usage_text[] =
     "        The uploads of ingested files to the Data Backbone (transfer: section).\n"
     "  catchup REPO --collection GLOB [--since DATE] [--until DATE] [--check-sizes]\n"
     "        Queue the uploads of datasets the destinations do not hold.\n"
+    "  export REPO [PATH...] --to DIR [--collection GLOB] [--dataset-type GLOB] [--dry-run]\n"
+    "        Copy dataset files into DIR, each with a sidecar (DIR/<path>.butler.json)\n"
+    "        holding its id, run, dataId and checksums, for another site to ingest.\n"
     "  synth REPO [OPTIONS]\n"
     "        Add synthetic LSSTCam raws to REPO (for tests and benchmarks).\n"
     "  help [COMMAND]   Show this text, or the options of COMMAND.\n"
@@ -488,6 +491,8 @@ static int run_command(const char *self, int argc, char **argv)
         return bfs_cmd_queue(argc, argv);
     if (!strcmp(cmd, "catchup"))
         return bfs_cmd_catchup(argc, argv);
+    if (!strcmp(cmd, "export"))
+        return bfs_cmd_export(argc, argv);
     if (!strcmp(cmd, "synth"))
         return bfs_cmd_synth(argc, argv);
     if (!strcmp(cmd, "demo"))

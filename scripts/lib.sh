@@ -8,7 +8,7 @@ BFS_PACKAGES=(
     libsqlite3-dev sqlite3
     libcfitsio-dev libcfitsio-bin fitsverify
     libcmocka-dev libjansson-dev libyaml-dev libssl-dev
-    libcurl4-openssl-dev liblmdb-dev libxxhash-dev
+    libcurl4-openssl-dev liblmdb-dev libxxhash-dev zlib1g-dev
     python3 rsync
     # fuzzing (tests/fuzz, build-fuzz/): clang and its libFuzzer runtime
     clang-14 libclang-rt-14-dev
