@@ -136,10 +136,13 @@ static int keep_record(void *ctx, const bfs_dataset_record *r)
     return ok ? 0 : -ENOMEM;
 }
 
-/* DIR made when missing; refused when it is the datastore root or inside it. */
-static int check_dest(const char *dir, const char *root)
+/* DIR made when missing (not in a dry run); refused when it is the
+ * datastore root or inside it. */
+static int check_dest(const char *dir, const char *root, bool dry_run)
 {
     struct stat st;
+    if (dry_run && stat(dir, &st) < 0 && errno == ENOENT)
+        return 0;
     if (stat(dir, &st) < 0 && (errno != ENOENT || (mkdir(dir, 0755) < 0 && errno != EEXIST))) {
         fprintf(stderr, "butlerfs: export: cannot make %s: %s\n", dir, strerror(errno));
         return -1;
@@ -212,7 +215,7 @@ int bfs_cmd_export(int argc, char **argv)
         fprintf(stderr, "butlerfs: export: %s\n", msg ? msg : "cannot start");
         goto out;
     }
-    if (check_dest(to, bfs_registry_datastore_root(reg)) < 0 || bfs_fetcher_new(&cfg, &fetcher) < 0)
+    if (check_dest(to, bfs_registry_datastore_root(reg), dry_run) < 0 || bfs_fetcher_new(&cfg, &fetcher) < 0)
         goto out;
     if (npaths) {
         bfs_tree_opts topts = {.uid = getuid(), .gid = getgid(), .listing_ttl = 60, .fetcher = fetcher};
