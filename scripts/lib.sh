@@ -76,7 +76,7 @@ bfs_build()
 
 # Every harness, in the order they run.
 BFS_FUZZERS=(fuzz_config fuzz_butler_yaml fuzz_universe fuzz_names fuzz_http_head
-             fuzz_s3_config fuzz_registry fuzz_translate)
+             fuzz_s3_config fuzz_registry fuzz_translate fuzz_sidecar)
 
 # The clang that builds build-fuzz/ (clang, else clang-14), or nothing.
 bfs_fuzz_cc()
