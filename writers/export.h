@@ -36,8 +36,8 @@ enum bfs_export_outcome {
  * through fetcher f, below directory dir (which must exist).  *bytes gets
  * the bytes written (dry run: that would be; skipped: 0).  dry_run writes
  * nothing, but reads an existing file to tell a skip from a conflict.
- * Returns a bfs_export_outcome, or: -EINVAL (a component record, a path
- * that is not plain relative, a remote location), -EEXIST (a different
+ * Returns a bfs_export_outcome, or: -EINVAL (a component record, a
+ * location that is no plain relative path: an absolute URI, '..'), -EEXIST (a different
  * file or sidecar is in the way), -EIO (the bytes disagree with the
  * registry's size or checksum), or the errors of reading and writing. */
 int bfs_export_record(bfs_registry *reg, bfs_fetcher *f, const char *dir, const bfs_dataset_record *r,
