@@ -75,59 +75,13 @@ static int add_file(struct prefetch *p, bfs_node *n, const char *path)
     return 0;
 }
 
-/* Collect every file below n (which carries one lookup, handed over). */
-static int collect(struct prefetch *p, bfs_node *n, const char *path)
+/* bfs_tree_collect_files callback: keep the file and its lookup. */
+static int collect_file(void *ctx, bfs_node *n, const char *path)
 {
-    if (!bfs_node_is_dir(n))
-        return add_file(p, n, path);
-    bfs_listing *l;
-    int ret = bfs_tree_opendir(p->tree, n, &l);
-    if (ret < 0) {
-        fprintf(stderr, "butlerfs: prefetch: %s: %s\n", path, strerror(-ret));
-        bfs_tree_forget(p->tree, n, 1);
-        return ret;
-    }
-    for (size_t i = 2; ret == 0 && i < bfs_listing_count(l); i++) {
-        bfs_node *child;
-        struct stat st;
-        ret = bfs_listing_materialize(p->tree, l, i, &child, &st);
-        if (ret == 0) {
-            struct stat dummy;
-            char *sub = bfs_asprintf("%s/%s", path, bfs_listing_name(p->tree, l, i, &dummy));
-            ret = sub ? collect(p, child, sub) : -ENOMEM;
-            free(sub);
-        }
-    }
-    bfs_listing_free(p->tree, l);
-    bfs_tree_forget(p->tree, n, 1);
-    return ret;
-}
-
-/* Resolve a mount-style path from the root; *out carries one lookup. */
-static int resolve(bfs_tree *t, const char *path, bfs_node **out)
-{
-    char *copy = strdup(path), *save = NULL;
-    bfs_node *n = bfs_tree_node(t, BFS_ROOT_INO);
-    bool counted = false; /* the root has no lookup to hand over */
-    int ret = copy ? 0 : -ENOMEM;
-    for (char *c = copy ? strtok_r(copy, "/", &save) : NULL; c && ret == 0; c = strtok_r(NULL, "/", &save)) {
-        bfs_node *child;
-        struct stat st;
-        ret = bfs_tree_lookup(t, n, c, &child, &st);
-        if (counted)
-            bfs_tree_forget(t, n, 1);
-        if (ret == 0) {
-            n = child;
-            counted = true;
-        }
-    }
-    free(copy);
+    int ret = add_file(ctx, n, path);
     if (ret < 0)
-        return ret;
-    if (!counted)
-        return -EINVAL; /* the whole repository: refuse, it is almost never meant */
-    *out = n;
-    return 0;
+        bfs_tree_forget(((struct prefetch *)ctx)->tree, n, 1);
+    return ret;
 }
 
 static void *reader(void *arg)
@@ -276,14 +230,19 @@ int bfs_cmd_prefetch(int argc, char **argv)
         goto out;
     for (int i = 0; i < npaths; i++) {
         bfs_node *n;
-        int ret = resolve(p.tree, paths[i], &n);
+        int ret = bfs_tree_resolve(p.tree, paths[i], &n);
         if (ret < 0) {
             fprintf(stderr, "butlerfs: prefetch: %s: %s\n", paths[i],
                     ret == -EINVAL ? "select a collection or below, not the whole repository" : strerror(-ret));
             goto out;
         }
-        if (collect(&p, n, paths[i]) < 0)
+        char *bad = NULL;
+        ret = bfs_tree_collect_files(p.tree, n, paths[i], collect_file, &p, &bad);
+        if (ret < 0) {
+            fprintf(stderr, "butlerfs: prefetch: %s: %s\n", bad ? bad : paths[i], strerror(-ret));
+            free(bad);
             goto out;
+        }
     }
     bfs_progress_start(&p.bar, stderr, "prefetch", (int64_t)p.n);
     int nthreads = jobs < (int)p.n ? jobs : (int)p.n;

@@ -64,6 +64,9 @@ static const char usage_text[] =
     "        The uploads of ingested files to the Data Backbone (transfer: section).\n"
     "  catchup REPO --collection GLOB [--since DATE] [--until DATE] [--check-sizes]\n"
     "        Queue the uploads of datasets the destinations do not hold.\n"
+    "  export REPO [PATH...] --to DIR [--collection GLOB] [--dataset-type GLOB] [--dry-run]\n"
+    "        Copy dataset files into DIR, each with a sidecar (DIR/<path>.butler.json)\n"
+    "        holding its id, run, dataId and checksums, for another site to ingest.\n"
     "  retention REPO [--dry-run] [--json]\n"
     "        Remove local datasets past their retention age once transferred.\n"
     "  synth REPO [OPTIONS]\n"
@@ -490,6 +493,8 @@ static int run_command(const char *self, int argc, char **argv)
         return bfs_cmd_queue(argc, argv);
     if (!strcmp(cmd, "catchup"))
         return bfs_cmd_catchup(argc, argv);
+    if (!strcmp(cmd, "export"))
+        return bfs_cmd_export(argc, argv);
     if (!strcmp(cmd, "retention"))
         return bfs_cmd_retention(argc, argv);
     if (!strcmp(cmd, "synth"))

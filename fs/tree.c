@@ -1722,3 +1722,65 @@ void bfs_tree_changed(bfs_tree *t, bfs_node *dir)
     pthread_mutex_unlock(&t->lock);
     leaf_set_put(old);
 }
+
+/* ---- selections written as mount paths ---- */
+
+int bfs_tree_resolve(bfs_tree *t, const char *path, bfs_node **out)
+{
+    char *copy = strdup(path), *save = NULL;
+    bfs_node *n = bfs_tree_node(t, BFS_ROOT_INO);
+    bool counted = false; /* the root has no lookup to hand over */
+    int ret = copy ? 0 : -ENOMEM;
+    for (char *c = copy ? strtok_r(copy, "/", &save) : NULL; c && ret == 0; c = strtok_r(NULL, "/", &save)) {
+        bfs_node *child;
+        struct stat st;
+        ret = bfs_tree_lookup(t, n, c, &child, &st);
+        if (counted)
+            bfs_tree_forget(t, n, 1);
+        if (ret == 0) {
+            n = child;
+            counted = true;
+        }
+    }
+    free(copy);
+    if (ret < 0)
+        return ret;
+    if (!counted)
+        return -EINVAL;
+    *out = n;
+    return 0;
+}
+
+int bfs_tree_collect_files(bfs_tree *t, bfs_node *n, const char *path, bfs_tree_file_cb cb, void *ctx,
+                           char **errpath)
+{
+    if (!bfs_node_is_dir(n))
+        return cb(ctx, n, path);
+    bfs_listing *l;
+    int ret = bfs_tree_opendir(t, n, &l);
+    if (ret < 0) {
+        if (errpath && !*errpath)
+            *errpath = strdup(path);
+        bfs_tree_forget(t, n, 1);
+        return ret;
+    }
+    /* bounded by the listing, taken once; depth by the path grammar
+     * (collection levels, the dataset type, one level per dimension) */
+    for (size_t i = 2; ret == 0 && i < bfs_listing_count(l); i++) {
+        bfs_node *child;
+        struct stat st;
+        ret = bfs_listing_materialize(t, l, i, &child, &st);
+        if (ret == 0) {
+            struct stat dummy;
+            char *sub = bfs_asprintf("%s/%s", path, bfs_listing_name(t, l, i, &dummy));
+            if (sub)
+                ret = bfs_tree_collect_files(t, child, sub, cb, ctx, errpath);
+            else
+                ret = -ENOMEM, bfs_tree_forget(t, child, 1);
+            free(sub);
+        }
+    }
+    bfs_listing_free(t, l);
+    bfs_tree_forget(t, n, 1);
+    return ret;
+}

@@ -112,6 +112,25 @@ const char *bfs_node_location(const bfs_node *n);
  * shows), or -1 when it records none (stat then asks the datastore). */
 int64_t bfs_node_recorded_size(const bfs_node *n);
 
+/* ---- selections written as mount paths (prefetch, export) ---- */
+
+/* Resolve a path below the mountpoint ("LSSTCam/raw/all/raw/detector=94",
+ * components separated by '/', aliases allowed) from the root; *out carries
+ * one lookup (release with bfs_tree_forget).  -EINVAL for the root itself
+ * (an empty path: the whole repository is almost never meant), else the
+ * errors of bfs_tree_lookup. */
+int bfs_tree_resolve(bfs_tree *t, const char *path, bfs_node **out);
+
+/* Call cb for every file at or below n, which carries one lookup that this
+ * call takes over; path is n's path, to which each file's names are
+ * appended.  cb takes over the file's lookup (and must release it, or keep
+ * the node) and sees its path (valid during the call).  Stops at the first
+ * failure or non-zero cb return, which is returned; *errpath (may be NULL)
+ * then gets the malloc'd path of the directory that could not be listed. */
+typedef int (*bfs_tree_file_cb)(void *ctx, bfs_node *file, const char *path);
+int bfs_tree_collect_files(bfs_tree *t, bfs_node *n, const char *path, bfs_tree_file_cb cb, void *ctx,
+                           char **errpath);
+
 /* Statistics for tests and --debug: live nodes. */
 size_t bfs_tree_live_nodes(bfs_tree *t);
 

@@ -201,6 +201,50 @@ int bfs_registry_resolve_alias(bfs_registry *reg, const bfs_dataset_type *dt,
                                const char *const values[], const bfs_dimension *dim,
                                const char *alias, char *out, size_t outsz);
 
+/* ---- one dataset by its id (export, docs/transfer.md "Sidecars") ------ */
+
+/* One file record of a dataset, with what a sidecar needs.  Strings are
+ * valid during the callback only; dt is the catalog's (registry-owned). */
+typedef struct bfs_dataset_record {
+    char id[33];                      /* 32 lowercase hex */
+    const bfs_dataset_type *dt;
+    const char *run;                  /* its RUN collection */
+    const char *values[BFS_MAX_DIMS]; /* required dataId, parallel to dt->dims */
+    const char *component;           /* NULL when the record has none */
+    const char *path;                 /* as stored: relative to the datastore root, or a URI */
+    const char *formatter;            /* "" when the record has none */
+    const char *storage_class;        /* the record's; "" when none */
+    const char *checksum;             /* NULL when none */
+    int64_t file_size;                /* -1 unknown */
+} bfs_dataset_record;
+typedef int (*bfs_dataset_record_cb)(void *ctx, const bfs_dataset_record *r);
+
+/* Call cb for each file record of dataset id (32 hex digits; dashes and
+ * upper case accepted; ids stored as text or as 16-byte BLOBs), in
+ * component order.  cb's non-zero return stops and is returned.  -EINVAL
+ * for a malformed id, -ENOENT when there is no such dataset (or it has no
+ * file record, or its type or run is not in the catalog even after a
+ * refresh), negative errno on a database error. */
+int bfs_registry_dataset_records(bfs_registry *reg, const char *id, bfs_dataset_record_cb cb, void *ctx);
+
+/* The dataId of a dataset of dt with the required values values[]
+ * (parallel to dt->dims), expanded as daf_butler's
+ * DataCoordinate.to_simple() writes it (SerializedDataCoordinate), into
+ * *json_out (malloc'd JSON text, caller frees):
+ *   {"dataId": {dim: value, ...}, "records": {element: {"definition":
+ *    element, "record": {column: value, ...}}, ...}}
+ * dataId: the required dimensions (dt order), then the implied ones found
+ * in the records (universe order); integer keys as JSON integers, string
+ * keys as strings.  records: one per dimension of the dataId that has a
+ * table (every column, typed by the universe; a temporal element's
+ * timespan as [begin, end] TAI ns, or null; a region as hex), and for a
+ * dimension that is a view (band) the record {key: value}.  Skypix
+ * dimensions and join-only elements get no record.  A record the registry
+ * lacks is left out.  0, -ENOMEM, -EILSEQ (a text column that is not
+ * UTF-8), negative errno on a database error. */
+int bfs_registry_data_coordinate_json(bfs_registry *reg, const bfs_dataset_type *dt,
+                                      const char *const values[], char **json_out);
+
 /* ---- creating repositories and writing records ---------------------------
  *
  * bfs_registry_init creates DIR (if needed), DIR/butler.yaml and

@@ -1487,9 +1487,7 @@ int bfs_registry_set_chain(bfs_registry *reg, const char *parent, const char *co
     return wtx_end(&t, ret);
 }
 
-/* A dataset id as stored: 32 lowercase hex digits (a dashed or upper-case
- * UUID is accepted). */
-static int normalize_dataset_id(const char *in, char out[33])
+int reg_normalize_dataset_id(const char *in, char out[33])
 {
     int n = 0;
     for (const char *p = in; p && *p; p++) {
@@ -1521,7 +1519,7 @@ struct member {
 static int member_load(bfs_registry *reg, const char *dataset_id, struct member *m)
 {
     memset(&m->dt, 0, sizeof m->dt);
-    if (!dataset_id || normalize_dataset_id(dataset_id, m->id) < 0) {
+    if (!dataset_id || reg_normalize_dataset_id(dataset_id, m->id) < 0) {
         bfs_info(REG_TAG, "%s is not a dataset id", dataset_id ? dataset_id : "(null)");
         return -EINVAL;
     }

@@ -8,7 +8,7 @@ BFS_PACKAGES=(
     libsqlite3-dev sqlite3
     libcfitsio-dev libcfitsio-bin fitsverify
     libcmocka-dev libjansson-dev libyaml-dev libssl-dev
-    libcurl4-openssl-dev liblmdb-dev libxxhash-dev libxml2-dev
+    libcurl4-openssl-dev liblmdb-dev libxxhash-dev libxml2-dev zlib1g-dev
     python3 rsync
     # fuzzing (tests/fuzz, build-fuzz/): clang and its libFuzzer runtime
     clang-14 libclang-rt-14-dev
@@ -76,7 +76,7 @@ bfs_build()
 
 # Every harness, in the order they run.
 BFS_FUZZERS=(fuzz_config fuzz_butler_yaml fuzz_universe fuzz_names fuzz_http_head
-             fuzz_s3_config fuzz_registry fuzz_translate fuzz_listing)
+             fuzz_s3_config fuzz_registry fuzz_translate fuzz_listing fuzz_sidecar)
 
 # The clang that builds build-fuzz/ (clang, else clang-14), or nothing.
 bfs_fuzz_cc()

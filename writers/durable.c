@@ -53,11 +53,16 @@ static int fsync_parent(const char *path)
 
 int bfs_durable_write(const char *path, const char *text, size_t len)
 {
+    return bfs_durable_write_mode(path, text, len, 0600);
+}
+
+int bfs_durable_write_mode(const char *path, const char *text, size_t len, mode_t mode)
+{
     char *tmp = bfs_asprintf("%s.tmp", path);
     if (!tmp)
         return -ENOMEM;
     int ret = 0;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
     if (fd < 0)
         ret = -errno;
     if (ret == 0 && (write(fd, text, len) != (ssize_t)len || fdatasync(fd) < 0))

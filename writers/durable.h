@@ -16,8 +16,11 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 int bfs_durable_write(const char *path, const char *text, size_t len);
+/* The same with the file's mode (before the umask) instead of 0600. */
+int bfs_durable_write_mode(const char *path, const char *text, size_t len, mode_t mode);
 int bfs_durable_move(const char *from, const char *to);
 /* fsync of a directory; 0 or -errno. */
 int bfs_fsync_dir(const char *dir);

@@ -9,6 +9,7 @@ they are.  Seeds are small, hand-made and cover each parser's grammar; the
 fuzzer finds the rest.  Nothing is copied from ../shared/fixtures.
 """
 import hashlib
+import json
 import os
 import sqlite3
 import struct
@@ -155,6 +156,29 @@ def registry():
                                          0x64, 0x20, 0x01, 0x40]))
 
 
+def sidecar():
+    """Export sidecars (writers/sidecar.c, docs/transfer.md "Sidecars")."""
+    ref = {"id": "84cb0107-04eb-5dad-a023-cc027e09552f", "run": "LSSTCam/raw/all", "component": None,
+           "datasetType": {"name": "raw", "storageClass": "Exposure",
+                           "dimensions": ["instrument", "detector", "exposure"],
+                           "parentStorageClass": None, "isCalibration": False},
+           "dataId": {"dataId": {"instrument": "LSSTCam", "detector": 94, "exposure": 2025041500060,
+                                 "physical_filter": "r_57", "band": "r"},
+                      "records": {"band": {"definition": "band", "record": {"name": "r"}},
+                                  "exposure": {"definition": "exposure",
+                                               "record": {"instrument": "LSSTCam", "id": 2025041500060,
+                                                          "timespan": [1744760737650000000,
+                                                                       1744760738598700000]}}}}}
+    doc = {"ref": ref, "size": 1111680, "adler32": "e568e492", "md5": "9a5d9d4850a0b89e7317cf2e43aceb4d",
+           "checksum": "ab" * 64, "formatter": "lsst.obs.lsst.rawFormatter.LsstCamRawFormatter",
+           "path": "LSSTCam/raw/all/raw/20250415/MC_O_20250415_000060/raw.fits"}
+    put("fuzz_sidecar", json.dumps(doc, indent=2) + "\n")
+    doc["ref"]["datasetType"]["isCalibration"] = True
+    doc["ref"]["dataId"]["records"] = None
+    del doc["checksum"]
+    put("fuzz_sidecar", json.dumps(doc))
+
+
 if __name__ == "__main__":
     repo = sys.argv[1] if len(sys.argv) > 1 else None
     config()
@@ -165,3 +189,4 @@ if __name__ == "__main__":
     listing()
     s3_config()
     registry()
+    sidecar()

@@ -40,7 +40,8 @@ FOREIGN = {
     "lmdb": (("lmdb.h",), {"fetchers"}),
     "libxml2": (("libxml/",), {"fetchers/listing.c"}),
     "xxhash": (("xxhash.h", "xxh_"), {"fetchers"}),
-    "openssl": (("openssl/",), {"registry", "fetchers"}),
+    "openssl": (("openssl/",), {"registry", "fetchers", "writers/sidecar.c"}),
+    "zlib": (("zlib.h",), {"writers/sidecar.c"}),
     "cfitsio": (("fitsio.h", "fitsio2.h", "longnam.h"), {"writers/fits.c"}),
     "libfuse": (("fuse", "fuse3/"), {"fs/ops.c", "fs/ops.h", "fs/ops_write.c", "fs/main.c", "fs/mount.c", "fs/mount.h"}),
 }
