@@ -1693,7 +1693,7 @@ static void bind_id(sqlite3_stmt *st, const void *p)
 int bfs_registry_has_dataset(bfs_registry *reg, const char *dataset_id)
 {
     char id[33];
-    if (!dataset_id || normalize_dataset_id(dataset_id, id) < 0)
+    if (!dataset_id || reg_normalize_dataset_id(dataset_id, id) < 0)
         return -EINVAL;
     return exists_bound(reg, "SELECT 1 FROM dataset WHERE id = ?1", bind_id, id);
 }
@@ -1711,7 +1711,7 @@ int bfs_registry_path_referenced(bfs_registry *reg, const char *path)
 int bfs_registry_remove_dataset(bfs_registry *reg, const char *dataset_id)
 {
     char id[33];
-    if (!dataset_id || normalize_dataset_id(dataset_id, id) < 0)
+    if (!dataset_id || reg_normalize_dataset_id(dataset_id, id) < 0)
         return -EINVAL;
     struct wtx t;
     int ret = wtx_begin(reg, &t);
