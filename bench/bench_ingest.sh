@@ -6,6 +6,8 @@
 #   into full dataId paths of the mount, one cp after another, vs cp of the
 #   same files into a directory on the datastore's disk;
 #   the same focal plane with all N cps at once;
+#   a ceiling row for both: local cp + b2sum + sync of each file, the work a
+#   close in the mount promises (checksum known, bytes durable) on the same disk;
 #   per-file cp time (its close returns once the dataset is registered), p50/p99;
 #   the daemon's peak RSS (VmHWM) over the run;
 #   raw ingest (headers translated, records registered) of L synthetic FITS
@@ -56,9 +58,18 @@ sync
 "$BIN" mount "$WORK/repo" "$MNT" -o rw,log="$WORK/butlerfs.log"
 pid=$(pgrep -n -f "butlerfs mount $WORK/repo")
 
+# one copy: cp; for "ceiling", cp with the promises a close in the mount
+# makes (the BLAKE2b-512 of the bytes known, and the bytes durable): cp, b2sum
+# of the copy (page cache), sync of the file
+copy() {
+  cp "$2" "$3/"
+  if [ "$1" = ceiling ]; then b2sum "$3/$(basename "$2")" >/dev/null; sync "$3/$(basename "$2")"; fi
+}
+
 # one pass: cp every file (serial or parallel) to DEST_OF(i); prints seconds
 pass() {
   local mode=$1 kind=$2 run=$3 t0 t1
+  sync # every pass starts with no dirty pages of the one before (untimed)
   t0=$(now)
   for i in $(seq 0 $((FILES - 1))); do
     if [ "$kind" = mount ]; then
@@ -68,10 +79,10 @@ pass() {
     fi
     mkdir -p "$d"
     if [ "$mode" = serial ]; then
-      s=$(now); cp "$SRC/f$i.dat" "$d/"; e=$(now)
+      s=$(now); copy "$kind" "$SRC/f$i.dat" "$d"; e=$(now)
       echo "$e - $s" | bc >>"$WORK/percp.$kind"
     else
-      cp "$SRC/f$i.dat" "$d/" &
+      copy "$kind" "$SRC/f$i.dat" "$d" &
     fi
   done
   wait
@@ -79,11 +90,13 @@ pass() {
   echo "$t1 - $t0" | bc
 }
 
-: >"$WORK/percp.mount"; : >"$WORK/percp.native"
-declare -a sm sn pm pn
+: >"$WORK/percp.mount"; : >"$WORK/percp.native"; : >"$WORK/percp.ceiling"
+declare -a sm sn pm pn sc pc
 for r in $(seq "$REPS"); do
   sn+=("$(pass serial native "s$r")"); sm+=("$(pass serial mount "bench/s$r")")
+  sc+=("$(pass serial ceiling "cs$r")")
   pn+=("$(pass parallel native "p$r")"); pm+=("$(pass parallel mount "bench/p$r")")
+  pc+=("$(pass parallel ceiling "cp$r")")
   n=$(sqlite3 "$DB" "SELECT count(*) FROM dataset d JOIN collection c ON c.collection_id = d.run_id WHERE c.name IN ('bench/s$r', 'bench/p$r')")
   [ "$n" = $((2 * FILES)) ] || { echo "run $r: $n datasets registered, want $((2 * FILES))" >&2; exit 1; }
 done
@@ -107,6 +120,7 @@ hwm=$(awk '/VmHWM/{print int($2/1024)}' "/proc/$pid/status")
 mb=$((FILES * MIB))
 S_N=$(printf '%s\n' "${sn[@]}" | median); S_M=$(printf '%s\n' "${sm[@]}" | median)
 P_N=$(printf '%s\n' "${pn[@]}" | median); P_M=$(printf '%s\n' "${pm[@]}" | median)
+S_C=$(printf '%s\n' "${sc[@]}" | median); P_C=$(printf '%s\n' "${pc[@]}" | median)
 p() { sort -n "$1" | awk -v q="$2" '{a[NR]=$1} END {i=int(NR*q); if (i<1) i=1; printf "%.1f", a[i]*1000}'; }
 echo
 echo "machine: $(nproc) cores $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r)"
@@ -115,6 +129,11 @@ printf "  cp one after another: mount %.2f s (%.0f MiB/s), local disk %.2f s (%.
   "$S_M" "$(echo "$mb / $S_M" | bc -l)" "$S_N" "$(echo "$mb / $S_N" | bc -l)" "$(echo "$S_N / $S_M" | bc -l)"
 printf "  all cps at once:      mount %.2f s (%.0f MiB/s), local disk %.2f s (%.0f MiB/s): ratio %.2f\n" \
   "$P_M" "$(echo "$mb / $P_M" | bc -l)" "$P_N" "$(echo "$mb / $P_N" | bc -l)" "$(echo "$P_N / $P_M" | bc -l)"
+printf "  ceiling (local cp + b2sum + sync of each file: a mount close's promises, without FUSE or registry):\n"
+printf "    one after another %.2f s: ratio to local cp %.2f, mount to ceiling %.2f\n" \
+  "$S_C" "$(echo "$S_N / $S_C" | bc -l)" "$(echo "$S_C / $S_M" | bc -l)"
+printf "    all at once %.2f s: ratio to local cp %.2f, mount to ceiling %.2f\n" \
+  "$P_C" "$(echo "$P_N / $P_C" | bc -l)" "$(echo "$P_C / $P_M" | bc -l)"
 printf "  one cp (write + close until registered): mount p50 %s ms p99 %s ms; local p50 %s ms p99 %s ms\n" \
   "$(p "$WORK/percp.mount" 0.5)" "$(p "$WORK/percp.mount" 0.99)" "$(p "$WORK/percp.native" 0.5)" "$(p "$WORK/percp.native" 0.99)"
 printf "  daemon peak RSS over the run: %d MiB (target < 100 MiB)\n" "$hwm"

@@ -128,6 +128,12 @@ bool bfs_parse_i64(const char *s, int64_t *out)
     return true;
 }
 
+bool bfs_endswith(const char *s, const char *suffix)
+{
+    size_t n = s ? strlen(s) : 0, m = strlen(suffix);
+    return s && n >= m && !strcmp(s + n - m, suffix);
+}
+
 bool bfs_startswith(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
 
 /* TAI-UTC (seconds) from each UTC Unix time on; IERS Bulletin C. Before

@@ -59,6 +59,8 @@ bool bfs_parse_i64(const char *s, int64_t *out);
 
 /* True when s begins with prefix. */
 bool bfs_startswith(const char *s, const char *prefix);
+/* Whether s ends with suffix (false for NULL s). */
+bool bfs_endswith(const char *s, const char *suffix);
 
 /* Format TAI nanoseconds since 1970 as UTC "YYYYMMDDTHHMMSSZ" (buf >= 17).
  * The leap-second offset of the date is applied, as astropy does. */

@@ -90,8 +90,9 @@ int bfs_mount_serve(const bfs_mount_plan *p, struct fuse_session *se, bfs_fs *fs
         goto out;
     bfs_tree_opts topts = {.uid = getuid(), .gid = getgid(), .listing_ttl = p->listing_ttl,
                            .fetcher = fetcher, .max_nodes = p->max_nodes, .writable = p->rw,
-                           .create_types = p->rw && p->ingest->create_dataset_types};
-    if (bfs_tree_new(reg, &topts, &fs->tree) < 0)
+                           .create_types = p->rw && p->ingest->create_dataset_types,
+                           .replica_dir = p->rw ? BFS_REPLICA_DIR : NULL};
+    if (bfs_tree_new(reg, &topts, &fs->tree) < 0 || bfs_tree_make_replica_dir(fs->tree) < 0)
         goto out;
     const char *repo_dir = bfs_registry_repo_dir(reg), *root = bfs_registry_datastore_root(reg);
     if (p->rw && (p->transfer->n_dests || p->ingest->webhook || p->ingest->hs_url)) {

@@ -19,6 +19,7 @@
 #include "ops.h"
 
 #include "log.h"
+#include "sidecar.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -85,7 +86,8 @@ static bfs_upload *upload_at(bfs_fs *fs, bfs_node *dir, const char *name)
     if (!fs->ing || bfs_tree_write_target(fs->tree, dir, &wt) < 0)
         return NULL;
     bfs_ingest_target it = {.run = wt.run, .dataset_type = wt.dataset_type, .dim_names = wt.dim_names,
-                            .dim_values = wt.dim_values, .ndims = wt.ndims, .name = name};
+                            .dim_values = wt.dim_values, .ndims = wt.ndims, .name = name,
+                                .replica = wt.replica};
     return bfs_upload_find(fs->ing, &it, &u) == 0 ? u : NULL;
 }
 
@@ -278,7 +280,8 @@ static void opw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
         ret = (h = calloc(1, sizeof *h)) ? 0 : -ENOMEM;
     if (ret == 0) {
         bfs_ingest_target it = {.run = wt.run, .dataset_type = wt.dataset_type, .dim_names = wt.dim_names,
-                                .dim_values = wt.dim_values, .ndims = wt.ndims, .name = name};
+                                .dim_values = wt.dim_values, .ndims = wt.ndims, .name = name,
+                                .replica = wt.replica};
         ret = bfs_upload_begin(fs->ing, &it, fuse_req_ctx(req)->uid, &h->u);
     }
     if (ret < 0) {
@@ -385,6 +388,7 @@ struct seal_ctx {
     uint64_t type_parent;
     const char *type_entry; /* the handle's (it lives until RELEASE, after this reply) */
     char *name;             /* the file's name in dir (owned), or NULL */
+    bool replica;           /* dir is the replica directory */
 };
 
 static void seal_done(void *arg, int outcome)
@@ -398,8 +402,15 @@ static void seal_done(void *arg, int outcome)
         bfs_ops_evict(c->fs, c->type_parent, c->type_entry);
     /* a refused file's name is gone (its bytes are in quarantine): the
      * kernel forgets it too, so the writer can write that name again now */
-    if (outcome < 0 && c->dir && c->name)
+    if (outcome < 0 && c->dir && c->name) {
         bfs_ops_evict(c->fs, bfs_node_ino(c->dir), c->name);
+        /* a refused sidecar takes its replica with it (into quarantine) */
+        size_t n = strlen(c->name), k = strlen(BFS_SIDECAR_SUFFIX);
+        if (c->replica && n > k && !strcmp(c->name + n - k, BFS_SIDECAR_SUFFIX)) {
+            c->name[n - k] = '\0';
+            bfs_ops_evict(c->fs, bfs_node_ino(c->dir), c->name);
+        }
+    }
     if (c->dir)
         bfs_node_release(c->fs->tree, c->dir);
     fuse_reply_err(c->req, -outcome);
@@ -430,6 +441,8 @@ static void seal(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         bfs_upload_info info;
         bfs_upload_stat(h->u, &info);
         c->name = strdup(info.name); /* NULL: the entry times out instead */
+        bfs_write_target wt;
+        c->replica = bfs_tree_write_target(c->fs->tree, h->dir, &wt) == 0 && wt.replica;
     }
     if (c->dir)
         bfs_node_hold(c->fs->tree, c->dir);

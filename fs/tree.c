@@ -1546,6 +1546,12 @@ static int made_insert(bfs_tree *t, bfs_node *proto, bfs_node **child, struct st
     return 0;
 }
 
+static bool is_replica_dir(const bfs_tree *t, const bfs_node *n)
+{
+    return t->opts.replica_dir && n->kind == K_COLL && n->parent == t->root && n->made &&
+           !strcmp(n->prefix, t->opts.replica_dir);
+}
+
 int bfs_tree_mkdir(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **child, struct stat *st)
 {
     if (!t->opts.writable)
@@ -1554,6 +1560,8 @@ int bfs_tree_mkdir(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **c
         return -ENOTDIR;
     if (strlen(name) >= BFS_NAME_MAX)
         return -ENAMETOOLONG;
+    if (is_replica_dir(t, parent))
+        return -EACCES; /* replicas arrive flat, each beside its sidecar */
     bfs_node *existing;
     if (bfs_tree_lookup(t, parent, name, &existing, st) == 0) {
         bfs_tree_forget(t, existing, 1);
@@ -1617,6 +1625,18 @@ int bfs_tree_mkdir(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **c
     if (!proto)
         return -ENOMEM;
     return made_insert(t, proto, child, st);
+}
+
+int bfs_tree_make_replica_dir(bfs_tree *t)
+{
+    if (!t->opts.writable || !t->opts.replica_dir)
+        return 0;
+    bfs_node *n;
+    struct stat st;
+    int ret = bfs_tree_mkdir(t, t->root, t->opts.replica_dir, &n, &st);
+    if (ret == 0)
+        bfs_tree_forget(t, n, 1); /* the lookup mkdir counts for the kernel; the tree's pin stays */
+    return ret == -EEXIST ? 0 : ret;
 }
 
 /* Whether dir ends a chain of made levels RUN/<type>/<dim>=<value>/... that
@@ -1683,6 +1703,12 @@ int bfs_tree_write_target(bfs_tree *t, bfs_node *dir, bfs_write_target *out)
         return -EROFS;
     if (dir->kind == K_FILE)
         return -ENOTDIR;
+    if (is_replica_dir(t, dir)) {
+        out->run = dir->prefix;
+        out->run_exists = true; /* no RUN of that name is made: each sidecar names its own */
+        out->replica = true;
+        return 0;
+    }
     if (dir->kind == K_COLL) {
         int ret = made_type_chain(t, dir, out);
         if (ret == 1 && !t->opts.create_types)

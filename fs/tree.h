@@ -47,6 +47,7 @@ typedef struct bfs_tree_opts {
     size_t max_nodes;    /* node cap (see bfs_tree_trimmer_start); 0: none */
     bool writable;       /* -o rw: mkdir and write targets (below); listings never immutable */
     bool create_types;   /* ingest.create_dataset_types: made levels may stand for a new dataset type */
+    const char *replica_dir; /* a top-level directory taking replicas with sidecars (-o rw), or NULL */
 } bfs_tree_opts;
 
 /* reg stays owned by the caller and must outlive the tree. */
@@ -189,6 +190,10 @@ void bfs_tree_node_stats(bfs_tree *t, bfs_node_stats *st);
  * RUN); -EROFS when the tree is not writable. */
 int bfs_tree_mkdir(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **child, struct stat *st);
 
+/* Make opts.replica_dir at the root (at mount time), so that it is there
+ * without a mkdir; nothing is made inside it.  0 or negative errno. */
+int bfs_tree_make_replica_dir(bfs_tree *t);
+
 /* Where a file created in dir goes.  Strings are borrowed from dir and its
  * ancestors and from the registry's catalog: valid while the caller holds
  * dir (a FUSE request on it does). */
@@ -196,6 +201,7 @@ typedef struct bfs_write_target {
     const char *run;            /* the RUN collection's name */
     bool run_exists;            /* false: a path level made by mkdir; register the RUN first */
     const char *dataset_type;   /* NULL: dir is the run's own directory (raw ingest) */
+    bool replica;               /* dir is opts.replica_dir (run is its name): replicas and their sidecars */
     const char *dim_names[BFS_MAX_DIMS];
     const char *dim_values[BFS_MAX_DIMS]; /* aliases resolved */
     int ndims;

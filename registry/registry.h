@@ -312,6 +312,23 @@ int bfs_registry_has_record(bfs_registry *reg, const char *element, const char *
 int bfs_registry_record_text(bfs_registry *reg, const char *element, const char *instrument,
                              const char *key, const char *column, char *out, size_t outsz);
 
+/* One column's value of a record for bfs_registry_add_record. */
+typedef struct bfs_record_value {
+    const char *column;
+    enum { BFS_VAL_NULL, BFS_VAL_INT, BFS_VAL_REAL, BFS_VAL_TEXT } type;
+    int64_t i;
+    double f;
+    const char *s;
+} bfs_record_value;
+
+/* Insert a record of dimension element (a dimension of the universe with
+ * a table of its own) from n column values, unless an equal row exists:
+ * records that travel with a replica (writers/sidecar.h).  0 when inserted
+ * or identical; -EEXIST when a row with the same key differs (the
+ * repository's record is kept); -EINVAL for another element or a column
+ * its table does not have (logged); negative errno. */
+int bfs_registry_add_record(bfs_registry *reg, const char *element, const bfs_record_value *v, int n);
+
 /* Every dataset file of the RUN collections whose names match run_glob
  * (SQLite GLOB: *, ?, [...]), in no particular order: its id (32 lowercase
  * hex digits), run, dataset type, datastore path (relative, or a URI),
@@ -416,10 +433,11 @@ typedef struct bfs_new_dataset {
     const char *storage_class; /* NULL: the dataset type's */
     int64_t file_size;         /* -1 when unknown */
     const char *checksum;      /* NULL when none */
+    const char *id;            /* 32 lowercase hex digits: this id (a replica's); NULL: the UUIDv5 */
 } bfs_new_dataset;
 
 /* Insert a dataset with a deterministic id (UUIDv5 over dataset type, run
- * and dataId, as raw ingest does), its tag row, its file record, its
+ * and dataId, as raw ingest does; or d->id), its tag row, its file record, its
  * dataset_location row and the collection summaries.  id_out (33 bytes)
  * receives the id.  -EEXIST when that dataset already exists. */
 int bfs_registry_add_dataset(bfs_registry *reg, const bfs_new_dataset *d, char id_out[33]);

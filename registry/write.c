@@ -240,6 +240,67 @@ static int insert_same_atomic(bfs_registry *reg, const struct record *rec)
     return wtx_end(&t, insert_same(reg, rec));
 }
 
+struct value_list {
+    const bfs_record_value *v;
+    int n;
+};
+
+static void bind_values(sqlite3_stmt *st, const void *ctx)
+{
+    const struct value_list *l = ctx;
+    for (int i = 0; i < l->n; i++) {
+        const bfs_record_value *v = &l->v[i];
+        if (v->type == BFS_VAL_INT)
+            sqlite3_bind_int64(st, i + 1, v->i);
+        else if (v->type == BFS_VAL_REAL)
+            bind_double_or_null(st, i + 1, v->f);
+        else if (v->type == BFS_VAL_TEXT)
+            bind_text_or_null(st, i + 1, v->s);
+        else
+            sqlite3_bind_null(st, i + 1);
+    }
+}
+
+/* Whether table has column (a cheap PRAGMA; tables are few and small). */
+static int table_has_column(bfs_registry *reg, const char *table, const char *column)
+{
+    char *qt = reg_quote_ident(table);
+    char *sql = qt ? bfs_asprintf("SELECT 1 FROM pragma_table_info(%s) WHERE name = ?1", qt) : NULL;
+    free(qt);
+    sqlite3_stmt *st = sql ? reg_prepare(reg, sql) : NULL;
+    int ret = st ? 0 : -ENOMEM;
+    if (st) {
+        sqlite3_bind_text(st, 1, column, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : reg_errno(reg_db(reg), rc, "read a table's columns");
+    }
+    free(sql);
+    return ret;
+}
+
+int bfs_registry_add_record(bfs_registry *reg, const char *element, const bfs_record_value *v, int n)
+{
+    const bfs_dimension *d = element ? bfs_registry_dimension_by_name(reg, element) : NULL;
+    if (!d || !d->has_table || n <= 0 || n > 64) {
+        bfs_info(REG_TAG, "no records of %s can be added", element ? element : "(null)");
+        return -EINVAL;
+    }
+    const char *cols[64];
+    for (int i = 0; i < n; i++) {
+        int has = v[i].column ? table_has_column(reg, element, v[i].column) : 0;
+        if (has <= 0) {
+            if (has == 0)
+                bfs_info(REG_TAG, "%s records have no column %s", element, v[i].column ? v[i].column : "(null)");
+            return has < 0 ? has : -EINVAL;
+        }
+        cols[i] = v[i].column;
+    }
+    struct value_list l = {v, n};
+    struct record rec = {element, cols, n, bind_values, &l};
+    return insert_same_atomic(reg, &rec);
+}
+
 static void bind_instrument(sqlite3_stmt *st, const void *ctx)
 {
     const bfs_instrument_record *r = ctx;
@@ -1353,7 +1414,14 @@ int bfs_registry_add_dataset(bfs_registry *reg, const bfs_new_dataset *d, char i
         if (ret)
             bfs_info(REG_TAG, "%s: %s is not a RUN collection", d->dataset_type, d->run);
     }
-    if (!ret) {
+    if (!ret && d->id) {
+        bool hex = strlen(d->id) == 32;
+        for (int i = 0; hex && i < 32; i++)
+            hex = (d->id[i] >= '0' && d->id[i] <= '9') || (d->id[i] >= 'a' && d->id[i] <= 'f');
+        ret = hex ? 0 : -EINVAL;
+        memcpy(id, d->id, hex ? 33 : 0);
+        c.id = hex ? id : NULL;
+    } else if (!ret) {
         const char *names[BFS_MAX_DIMS];
         for (int i = 0; i < dt.ndims; i++)
             names[i] = dt.dims[i]->name;

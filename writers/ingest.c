@@ -61,6 +61,7 @@
 #include "durable.h"
 #include "fits.h"
 #include "hdrsvc.h"
+#include "sidecar.h"
 #include "clock.h"
 #include "log.h"
 #include "strutil.h"
@@ -90,8 +91,8 @@
 
 #define TAG "ingest"
 
-enum state { S_OPEN, S_SEALED, S_PREPARED, S_PLACED, S_REGISTERED, S_QUARANTINED, S_ANNOUNCED, S_DONE };
-static const char *const state_names[] = {"OPEN", "SEALED", "PREPARED", "PLACED",
+enum state { S_OPEN, S_SEALED, S_WAITING, S_PREPARED, S_PLACED, S_REGISTERED, S_QUARANTINED, S_ANNOUNCED, S_DONE };
+static const char *const state_names[] = {"OPEN", "SEALED", "WAITING", "PREPARED", "PLACED",
                                           "REGISTERED", "QUARANTINED", "ANNOUNCED", "DONE"};
 
 struct waiter {
@@ -122,6 +123,14 @@ struct bfs_upload {
     bool hash_queued, hashing, hash_taken;
     struct bfs_upload *hnext; /* ing->hhead */
     bool rewritten;           /* stepping thread: the Header Service merge replaced the bytes */
+    /* replica ingest (written in BFS_REPLICA_DIR) */
+    bool replica;
+    bool waiting;             /* under ing->lock: WAITING for its partner (the sidecar, or the file) */
+    bool held;                /* under ing->lock: a sidecar taken by its file's steps */
+    bool expired;             /* under ing->lock: its partner never came; quarantine it */
+    double waiting_since;     /* Unix seconds */
+    char pair[33];            /* a replica: its sidecar's upload id, once paired ("" before) */
+    char *formatter;          /* a replica: its sidecar's formatter, or NULL */
     char *hs_note;            /* what the Header Service merge did (events), or NULL */
     char *dim_names[BFS_MAX_DIMS], *dim_values[BFS_MAX_DIMS];
     int ndims;
@@ -167,6 +176,7 @@ struct bfs_ingest {
     pthread_cond_t hwake, hdone;      /* the hasher has work; it put an upload down */
     pthread_t hasher;
     bool hasher_running;
+    pthread_mutex_t pair_lock; /* one pairing decision at a time (a partner found, or WAITING) */
     bool stop;
     bfs_ingest_stats stats;
 };
@@ -185,6 +195,7 @@ void bfs_ingest_config_defaults(bfs_ingest_config *c)
 {
     memset(c, 0, sizeof *c);
     c->inbox_ttl_ms = 60000;
+    c->replica_wait_ms = 3600000;
     c->registry_deadline_ms = 30000;
     c->workers = 2;
     c->hs_wait_ms = 10000;
@@ -319,11 +330,12 @@ int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, con
                 ret = cfg_fail(errmsg, file, y, v, "must be an absolute path", key);
             else if (!(free(*dst), *dst = strdup(s)))
                 ret = -ENOMEM;
-        } else if (!strcmp(key, "inbox_ttl") || !strcmp(key, "registry_deadline")) {
+        } else if (!strcmp(key, "inbox_ttl") || !strcmp(key, "registry_deadline") || !strcmp(key, "replica_wait")) {
             if (!s || !bfs_parse_duration_ms(s, &n) || n < 0 || n > 86400000)
                 ret = cfg_fail(errmsg, file, y, v, "must be a duration from 0 to 1d (e.g. 60s)", key);
             else
-                *(key[0] == 'i' ? &c->inbox_ttl_ms : &c->registry_deadline_ms) = n;
+                *(key[0] == 'i' ? &c->inbox_ttl_ms : key[0] == 'r' && key[2] == 'g' ? &c->registry_deadline_ms
+                                                                                   : &c->replica_wait_ms) = n;
         } else if (!strcmp(key, "webhook")) {
             if (!s || (!bfs_startswith(s, "http://") && !bfs_startswith(s, "https://")))
                 ret = cfg_fail(errmsg, file, y, v, "must be an http(s) URL", key);
@@ -345,7 +357,7 @@ int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, con
             bfs_set_errmsg(errmsg, "%s:%d: unknown key 'ingest.%s' (ingest takes: readonly_collections, "
                                    "create_dataset_types, default_storage_class, checksums, staging, "
                                    "quarantine, events, webhook, webhook_queue, header_service, inbox_ttl, "
-                                   "registry_deadline, workers)",
+                                   "registry_deadline, replica_wait, workers)",
                            file, bfs_yaml_line(y, v), key);
             ret = -EINVAL;
         }
@@ -404,14 +416,15 @@ static json_t *strings_json(char *const *v, int n)
 static int write_intent(bfs_ingest *ing, struct bfs_upload *u)
 {
     json_t *j = json_pack("{s:s, s:s, s:s?, s:s?, s:b, s:s?, s:s?, s:s?, s:s, s:o, s:o, s:I, s:s?, s:s?, s:I, "
-                          "s:s?, s:i, s:b}",
+                          "s:s?, s:i, s:b, s:b, s:s?, s:f, s:s?}",
                           "state", state_names[u->st], "run", u->run, "dataset_type", u->dtype,
                           "checksum", u->checksum[0] ? u->checksum : NULL, "inbox", u->inbox, "obs_id", u->obs_id, "raft", u->raft, "sensor", u->sensor,
                           "name", u->name, "dim_names", strings_json(u->dim_names, u->ndims),
                           "dim_values", strings_json(u->dim_values, u->ndims), "uid", (json_int_t)u->uid,
                           "dataset_id", u->dataset_id[0] ? u->dataset_id : NULL, "path", u->rel,
                           "size", (json_int_t)u->size, "reason", u->reason, "errno", u->err,
-                          "duplicate", u->duplicate);
+                          "duplicate", u->duplicate, "replica", u->replica, "pair", u->pair[0] ? u->pair : NULL,
+                          "waiting_since", u->waiting_since, "formatter", u->formatter);
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!text)
@@ -455,6 +468,7 @@ static void upload_free(struct bfs_upload *u)
     free(u->rel);
     free(u->reason);
     bfs_checksum_free(u->hash);
+    free(u->formatter);
     free(u);
 }
 
@@ -682,6 +696,8 @@ static int decide_path(bfs_ingest *ing, struct bfs_upload *u, struct tvals *t)
  * formatter, else by the file's extension. */
 static const char *formatter_of(const struct bfs_upload *u)
 {
+    if (u->formatter)
+        return u->formatter;
     if (u->inbox && u->dtype && !strcmp(u->dtype, "raw") && u->ndims > 0) {
         const bfs_camera *cam = bfs_camera_find(u->dim_values[0]);
         if (cam)
@@ -1126,6 +1142,413 @@ static int hash_finish(struct bfs_upload *u)
     return ret;
 }
 
+/* ---- replica ingest: a file and its sidecar (docs/transfer.md) ---------------
+ *
+ * A replica (a file from another site) and its sidecar (NAME + ".butler.json":
+ * the dataset's ref, size and checksums) are written into BFS_REPLICA_DIR in
+ * either order.  The first one sealed goes to WAITING (durable, close() 0);
+ * the seal of the second pairs them: the replica's dataId, id and run come
+ * from the sidecar (pair_prepare), and the replica goes on as any upload
+ * (PREPARED ... ANNOUNCED); its end finishes the sidecar too (finish_pair):
+ * removed after a registration, quarantined with the replica's reason after
+ * a refusal.  The sidecar's writer, when it closed second, gets the pair's
+ * outcome.  One nobody pairs within ingest.replica_wait is quarantined.
+ * Crash story: WAITING intents are kept by the next mount (and paired then);
+ * a replica past WAITING names its sidecar in its intent ("pair"), so its
+ * recovery finishes the sidecar as well. */
+
+static bool is_sidecar(const struct bfs_upload *u)
+{
+    return bfs_endswith(u->name, BFS_SIDECAR_SUFFIX);
+}
+
+/* The waiting partner of u, taken (held, one more reference), or NULL
+ * (under ing->lock). */
+static int step_sealed_tail(bfs_ingest *ing, struct bfs_upload *u, struct tvals *raw_values);
+static void step_all(bfs_ingest *ing, struct bfs_upload *u, void (*told)(struct bfs_upload *, int));
+static const char *shown_name(const struct bfs_upload *u);
+static void enqueue_locked(bfs_ingest *ing, struct bfs_upload *u);
+
+/* The waiting partner of u (a replica's sidecar, a sidecar's replica), or
+ * NULL (under ing->lock). */
+static struct bfs_upload *waiting_partner_locked(bfs_ingest *ing, const struct bfs_upload *u)
+{
+    for (struct bfs_upload *p = ing->uploads; p; p = p->next) {
+        if (p == u || !p->replica || !p->waiting || p->busy || is_sidecar(p) == is_sidecar(u))
+            continue;
+        const char *sn = shown_name(is_sidecar(u) ? u : p), *dn = shown_name(is_sidecar(u) ? p : u);
+        if (strlen(sn) == strlen(dn) + strlen(BFS_SIDECAR_SUFFIX) && !strncmp(sn, dn, strlen(dn)))
+            return p;
+    }
+    return NULL;
+}
+
+/* The waiting partner of u, taken (held, one more reference), or NULL
+ * (under ing->lock). */
+static struct bfs_upload *take_partner_locked(bfs_ingest *ing, const struct bfs_upload *u)
+{
+    struct bfs_upload *p = waiting_partner_locked(ing, u);
+    if (p) {
+        p->waiting = false;
+        p->held = true;
+        p->refs++;
+    }
+    return p;
+}
+
+
+/* The end of a held sidecar (err 0: its replica was registered). */
+static void finish_sidecar(bfs_ingest *ing, struct bfs_upload *side, const struct bfs_upload *data)
+{
+    if (data->err == 0) {
+        unlink(side->data_path);
+        side->st = S_ANNOUNCED;
+        side->err = 0;
+    } else {
+        quarantine_as(side, data->err, "its file %s was refused: %s", data->name, data->reason ? data->reason : "?");
+    }
+}
+
+/* A replica's end (REGISTERED or quarantined): its held sidecar's too. */
+static void finish_pair(bfs_ingest *ing, struct bfs_upload *data)
+{
+    if (!data->pair[0])
+        return;
+    pthread_mutex_lock(&ing->lock);
+    struct bfs_upload *side = NULL;
+    for (struct bfs_upload *p = ing->uploads; p && !side; p = p->next)
+        if (!strcmp(p->u, data->pair))
+            side = p;
+    bool mine = side && side->held;
+    if (side && !side->held && side->waiting && !side->busy) {
+        side->waiting = false; /* recovered WAITING: this replica's, taken now */
+        side->held = mine = true;
+        side->refs++;
+    }
+    pthread_mutex_unlock(&ing->lock);
+    if (side && !mine)
+        return; /* its own seal steps it (it closed second), or it is finished */
+    bool temp = !side;
+    if (temp) {
+        /* not in memory (recovery): its spool files, by id */
+        side = upload_new(ing, data->pair);
+        if (!side)
+            return;
+        side->run = strdup(data->run);
+        side->name = bfs_asprintf("%s%s", data->name, BFS_SIDECAR_SUFFIX);
+        side->replica = side->inbox = true;
+        struct stat sb;
+        if (!side->run || !side->name || stat(side->intent_path, &sb) < 0) {
+            upload_free(side);
+            return; /* finished already */
+        }
+    }
+    finish_sidecar(ing, side, data);
+    if (write_intent(ing, side) == 0)
+        step_all(ing, side, NULL);
+    if (temp) {
+        upload_free(side);
+        return;
+    }
+    pthread_mutex_lock(&ing->lock);
+    side->held = false;
+    side->finished = true;
+    side->outcome = -data->err;
+    side->finished_at = bfs_mono_s();
+    pthread_mutex_unlock(&ing->lock);
+    bfs_upload_put(side);
+}
+
+/* u is WAITING and its worker lets go of it (under ing->pair_lock and
+ * ing->lock): it may be paired from now on, and if its partner went
+ * WAITING meanwhile (their seals crossed), it is sealed again to pair. */
+static void settle_waiting_locked(bfs_ingest *ing, struct bfs_upload *u)
+{
+    u->waiting = true;
+    if (waiting_partner_locked(ing, u)) {
+        u->waiting = false;
+        enqueue_locked(ing, u);
+    }
+}
+
+/* The sidecar's bytes, whole (its size is bounded), malloc'd into *out. */
+static int read_sidecar(const struct bfs_upload *side, char **out, size_t *len)
+{
+    if (side->size > BFS_SIDECAR_MAX_BYTES)
+        return -E2BIG;
+    char *buf = malloc((size_t)side->size + 1);
+    ssize_t n = buf ? pread(side->fd, buf, (size_t)side->size, 0) : -1;
+    if (n != side->size) {
+        free(buf);
+        return buf ? -EIO : -ENOMEM;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = (size_t)n;
+    return 0;
+}
+
+/* Whether data's bytes have the sidecar's size and checksums; *why says
+ * which differs. */
+static int check_sums(const struct bfs_upload *data, const bfs_sidecar *sc, char **why)
+{
+    if (sc->size != data->size) {
+        *why = bfs_asprintf("it is %lld bytes, its sidecar says %lld", (long long)data->size, (long long)sc->size);
+        return -EBADMSG;
+    }
+    bfs_sums *sums = bfs_sums_new();
+    enum { CHUNK = 1 << 20 };
+    char *buf = malloc(CHUNK);
+    int ret = sums && buf ? 0 : -ENOMEM;
+    for (off_t off = 0; ret == 0 && off < data->size;) {
+        ssize_t n = pread(data->fd, buf, CHUNK, off);
+        if (n <= 0)
+            ret = n < 0 ? -errno : -EIO;
+        else if ((ret = bfs_sums_update(sums, buf, (size_t)n)) == 0)
+            off += n;
+    }
+    bfs_file_sums got;
+    if (ret == 0)
+        ret = bfs_sums_final(sums, &got);
+    bfs_sums_free(sums);
+    free(buf);
+    if (ret == 0 && sc->adler32[0] && strcmp(sc->adler32, got.adler32)) {
+        *why = bfs_asprintf("its adler32 is %s, its sidecar says %s", got.adler32, sc->adler32);
+        ret = -EBADMSG;
+    } else if (ret == 0 && sc->md5[0] && strcmp(sc->md5, got.md5)) {
+        *why = bfs_asprintf("its MD5 is %s, its sidecar says %s", got.md5, sc->md5);
+        ret = -EBADMSG;
+    }
+    return ret;
+}
+
+/* The dataset type a sidecar names, made from it when the repository lacks
+ * it; *why when it cannot be used. */
+static int ensure_sidecar_type(bfs_ingest *ing, const bfs_sidecar *sc, char **why)
+{
+    const bfs_dataset_type *dt = bfs_catalog_dataset_type(bfs_registry_catalog(ing->reg), sc->dataset_type);
+    if (!dt) {
+        const char *dims[BFS_MAX_DIMS];
+        for (int i = 0; i < sc->ndims; i++)
+            dims[i] = sc->dims[i];
+        pthread_mutex_lock(&ing->reg_lock);
+        int ret = bfs_registry_add_dataset_type(ing->reg, sc->dataset_type, sc->storage_class, dims, sc->ndims,
+                                                sc->is_calibration);
+        if (ret == 0 && bfs_registry_refresh(ing->reg) < 0)
+            ret = -EIO;
+        pthread_mutex_unlock(&ing->reg_lock);
+        if (ret < 0) {
+            *why = bfs_asprintf("its dataset type %s cannot be created from the sidecar: %s", sc->dataset_type,
+                                strerror(-ret));
+            return ret == -EEXIST ? -EEXIST : -EINVAL;
+        }
+        bfs_note(TAG, "created dataset type %s (storage class %s) from a replica's sidecar", sc->dataset_type,
+                 sc->storage_class);
+        dt = bfs_catalog_dataset_type(bfs_registry_catalog(ing->reg), sc->dataset_type);
+        if (!dt)
+            return -EIO;
+    }
+    bool same = dt->ndims == sc->ndims && !strcmp(dt->storage_class, sc->storage_class);
+    for (int i = 0; same && i < dt->ndims; i++) {
+        bool found = false;
+        for (int k = 0; k < sc->ndims && !found; k++)
+            found = !strcmp(dt->dims[i]->name, sc->dims[k]);
+        same = found;
+    }
+    if (!same) {
+        *why = bfs_asprintf("the repository's dataset type %s (storage class %s) differs from the sidecar's "
+                            "(storage class %s)", dt->name, dt->storage_class, sc->storage_class);
+        return -EEXIST;
+    }
+    return 0;
+}
+
+/* The dimension records a sidecar carries that the repository lacks, in
+ * the universe's order (what a record requires comes before it).  A record
+ * the repository holds otherwise is kept as it is; one that cannot be
+ * added is left to the registration, which then names what is missing. */
+static void add_sidecar_records(bfs_ingest *ing, const bfs_sidecar *sc)
+{
+    const bfs_dimension *dims[BFS_SIDECAR_MAX_DATAID];
+    const bfs_sidecar_record *recs[BFS_SIDECAR_MAX_DATAID];
+    int n = 0;
+    for (int i = 0; i < sc->n_records; i++) {
+        const bfs_dimension *d = bfs_registry_dimension_by_name(ing->reg, sc->records[i].element);
+        if (!d || !d->has_table)
+            continue; /* a view (band) or an element of another universe */
+        int k = n++;
+        for (; k > 0 && dims[k - 1]->index > d->index; k--) {
+            dims[k] = dims[k - 1];
+            recs[k] = recs[k - 1];
+        }
+        dims[k] = d;
+        recs[k] = &sc->records[i];
+    }
+    pthread_mutex_lock(&ing->reg_lock);
+    for (int i = 0; i < n; i++) {
+        int ret = bfs_registry_add_record(ing->reg, recs[i]->element, recs[i]->v, recs[i]->n);
+        if (ret == -EEXIST)
+            bfs_note(TAG, "the repository's %s record for %s differs from its sidecar's; the repository's is kept",
+                     recs[i]->element, sc->id);
+        else if (ret < 0)
+            bfs_info(TAG, "the %s record of %s's sidecar cannot be added: %s", recs[i]->element, sc->id,
+                     strerror(-ret));
+    }
+    pthread_mutex_unlock(&ing->reg_lock);
+}
+
+/* A replica and its sidecar, paired: the replica's run, dataset type,
+ * dataId and id from the sidecar, its bytes checked against the sidecar's
+ * size and checksums, its type and RUN made when missing; then on as any
+ * upload (step_sealed_tail).  A refusal quarantines the replica (and, at
+ * its end, the sidecar). */
+static int pair_prepare(bfs_ingest *ing, struct bfs_upload *data, struct bfs_upload *side)
+{
+    struct stat sb;
+    if (data->fd < 0 || fstat(data->fd, &sb) < 0 || side->fd < 0 || fstat(side->fd, &sb) < 0) {
+        quarantine_as(data, EIO, "the spool file of the replica or of its sidecar is gone");
+        return 0;
+    }
+    char *text = NULL, *msg = NULL, *why = NULL;
+    size_t len = 0;
+    bfs_sidecar sc;
+    memset(&sc, 0, sizeof sc);
+    int ret = read_sidecar(side, &text, &len);
+    if (ret == 0)
+        ret = bfs_sidecar_parse(text, len, &sc, &msg);
+    free(text);
+    if (ret < 0) {
+        quarantine_as(data, EINVAL, "its sidecar %s cannot be used: %s", side->name, msg ? msg : strerror(-ret));
+        goto out;
+    }
+    if ((ret = check_sums(data, &sc, &why)) < 0) {
+        quarantine_as(data, -ret, "%s", why ? why : strerror(-ret));
+        goto out;
+    }
+    if (bfs_ingest_readonly(ing, sc.run)) {
+        quarantine_as(data, EROFS, "its run %s is a read-only collection (ingest.readonly_collections)", sc.run);
+        goto out;
+    }
+    pthread_mutex_lock(&ing->reg_lock);
+    ret = bfs_registry_add_run(ing->reg, sc.run, NULL);
+    pthread_mutex_unlock(&ing->reg_lock);
+    if (ret < 0 && ret != -EEXIST) {
+        quarantine_as(data, -ret, "its run %s cannot be made: %s", sc.run, strerror(-ret));
+        goto out;
+    }
+    add_sidecar_records(ing, &sc);
+    if ((ret = ensure_sidecar_type(ing, &sc, &why)) < 0) {
+        quarantine_as(data, -ret, "%s", why ? why : strerror(-ret));
+        goto out;
+    }
+    /* the dataId: the type's required dimensions, in its order */
+    const bfs_dataset_type *dt = bfs_catalog_dataset_type(bfs_registry_catalog(ing->reg), sc.dataset_type);
+    char *names[BFS_MAX_DIMS] = {0}, *values[BFS_MAX_DIMS] = {0};
+    int nd = dt ? dt->ndims : 0;
+    bool oom = false;
+    for (int i = 0; i < nd; i++) {
+        const char *v = NULL;
+        for (int k = 0; k < sc.n_data_id && !v; k++)
+            if (!strcmp(sc.data_id_names[k], dt->dims[i]->name))
+                v = sc.data_id_values[k];
+        if (!v) {
+            quarantine_as(data, EINVAL, "its sidecar's dataId has no %s", dt->dims[i]->name);
+            nd = i;
+            goto free_dims;
+        }
+        names[i] = strdup(dt->dims[i]->name);
+        values[i] = strdup(v);
+        oom |= !names[i] || !values[i];
+    }
+    char *run = strdup(sc.run), *dtype = strdup(sc.dataset_type);
+    char *fmt = sc.formatter ? strdup(sc.formatter) : NULL;
+    oom |= !run || !dtype || (sc.formatter && !fmt);
+    if (!oom) {
+        /* swapped under the lock: listings and lookups read them */
+        pthread_mutex_lock(&ing->lock);
+        char *old_run = data->run, *old_dtype = data->dtype;
+        data->run = run;
+        data->dtype = dtype;
+        data->inbox = false;
+        for (int i = 0; i < data->ndims; i++) {
+            free(data->dim_names[i]);
+            free(data->dim_values[i]);
+        }
+        for (int i = 0; i < nd; i++) {
+            data->dim_names[i] = names[i];
+            data->dim_values[i] = values[i];
+        }
+        data->ndims = nd;
+        pthread_mutex_unlock(&ing->lock);
+        free(old_run);
+        free(old_dtype);
+        free(data->formatter);
+        data->formatter = fmt;
+        nd = 0;
+        run = dtype = fmt = NULL;
+    }
+    free(run);
+    free(dtype);
+    free(fmt);
+free_dims:
+    for (int i = 0; i < nd; i++) {
+        free(names[i]);
+        free(values[i]);
+    }
+    if (oom)
+        ret = -ENOMEM;
+    if (oom || data->st == S_QUARANTINED)
+        goto out;
+    snprintf(data->dataset_id, sizeof data->dataset_id, "%s", sc.id);
+    ret = step_sealed_tail(ing, data, NULL);
+    if (ret == 0 && data->st == S_PREPARED && sc.checksum[0] && strcmp(sc.checksum, data->checksum))
+        quarantine_as(data, EBADMSG, "its BLAKE2b-512 differs from its sidecar's checksum");
+out:
+    free(msg);
+    free(why);
+    bfs_sidecar_free(&sc);
+    return ret;
+}
+
+/* SEALED, for a file written in the replica directory. */
+static int step_replica(bfs_ingest *ing, struct bfs_upload *u)
+{
+    pthread_mutex_lock(&ing->pair_lock);
+    pthread_mutex_lock(&ing->lock);
+    struct bfs_upload *p = take_partner_locked(ing, u);
+    pthread_mutex_unlock(&ing->lock);
+    pthread_mutex_unlock(&ing->pair_lock);
+    if (!p) {
+        /* WAITING (the intent is written by step()); settle_waiting marks
+         * it so once its worker lets go of it */
+        u->st = S_WAITING;
+        u->waiting_since = bfs_real_s();
+        return 0;
+    }
+    struct bfs_upload *data = is_sidecar(u) ? p : u, *side = is_sidecar(u) ? u : p;
+    snprintf(data->pair, sizeof data->pair, "%s", side->u);
+    int ret = pair_prepare(ing, data, side);
+    if (ret < 0 && data->st != S_QUARANTINED)
+        return ret;
+    if (data == u)
+        return 0; /* stepped on by our caller; finish_pair at its end */
+    /* the sidecar closed second: step its replica to the end here, and
+     * answer the sidecar's writer with the pair's outcome */
+    write_intent(ing, data);
+    step_all(ing, data, NULL);
+    finish_sidecar(ing, u, data);
+    pthread_mutex_lock(&ing->lock);
+    data->held = false;
+    data->outcome = data->st == S_DONE ? -data->err : -EIO;
+    if (data->outcome == 0)
+        ing->stats.ingested++;
+    else
+        ing->stats.quarantined++;
+    pthread_mutex_unlock(&ing->lock);
+    bfs_upload_put(data);
+    return 0;
+}
+
 static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
 {
     hash_take(ing, u);
@@ -1135,6 +1558,8 @@ static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
         return 0;
     }
     u->size = sb.st_size;
+    if (u->replica)
+        return step_replica(ing, u);
     bool fits = is_fits(u);
     if (!u->dtype && !fits) {
         quarantine_as(u, EINVAL, "a file written in a RUN's own directory is ingested as a raw, and this "
@@ -1159,12 +1584,19 @@ static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
             return ret;
         raw_values = &raw_tv;
     }
+    return step_sealed_tail(ing, u, raw_values);
+}
+
+/* SEALED, once u's dataset type, run and dataId are known: its id (the
+ * UUIDv5, or a replica's own), its datastore path and checksum. */
+static int step_sealed_tail(bfs_ingest *ing, struct bfs_upload *u, struct tvals *raw_values)
+{
     const char *names[BFS_MAX_DIMS], *values[BFS_MAX_DIMS];
     for (int i = 0; i < u->ndims; i++) {
         names[i] = u->dim_names[i];
         values[i] = u->dim_values[i];
     }
-    int ret = bfs_dataset_id_v5(u->dtype, u->run, names, values, u->ndims, u->dataset_id);
+    int ret = u->replica ? 0 : bfs_dataset_id_v5(u->dtype, u->run, names, values, u->ndims, u->dataset_id);
     if (ret < 0) {
         quarantine_as(u, EINVAL, "no dataset id for this dataId: %s", strerror(-ret));
         return 0;
@@ -1241,7 +1673,8 @@ static int step_placed(bfs_ingest *ing, struct bfs_upload *u)
     bfs_new_dataset d = {.dataset_type = u->dtype, .run = u->run, .dim_names = names,
                          .dim_values = values, .ndims = u->ndims, .path = u->rel,
                          .formatter = formatter_of(u), .file_size = u->size,
-                         .checksum = u->checksum[0] ? u->checksum : NULL};
+                         .checksum = u->checksum[0] ? u->checksum : NULL,
+                         .id = u->replica ? u->dataset_id : NULL};
     struct add_dataset ad = {&d, {0}};
     int ret = with_registry(ing, add_dataset_tx, &ad); /* -EIO: stays PLACED, retried at the next mount */
     if (ret == -EEXIST)
@@ -1301,6 +1734,8 @@ static int step_registered(bfs_ingest *ing, struct bfs_upload *u)
     if (u->duplicate)
         unlink(u->data_path); /* the copy of bytes already registered */
     append_event(ing, u);
+    if (u->replica)
+        finish_pair(ing, u);
     u->st = S_ANNOUNCED;
     return 0;
 }
@@ -1335,6 +1770,8 @@ static int step_quarantined(bfs_ingest *ing, struct bfs_upload *u)
         bfs_warn(TAG, "quarantined %s written as %s in %s: %s", u->u, u->name, u->run,
                  u->reason ? u->reason : "?");
         append_event(ing, u);
+        if (u->replica && !is_sidecar(u))
+            finish_pair(ing, u);
         u->st = S_ANNOUNCED;
     }
     free(qd);
@@ -1353,6 +1790,7 @@ static int step(bfs_ingest *ing, struct bfs_upload *u)
         ret = 0;
         break;
     case S_SEALED: ret = step_sealed(ing, u); break;
+    case S_WAITING: return 0; /* its partner's seal takes it on */
     case S_PREPARED: ret = step_prepared(ing, u); break;
     case S_PLACED: ret = step_placed(ing, u); break;
     case S_REGISTERED: ret = step_registered(ing, u); break;
@@ -1372,6 +1810,10 @@ static int step(bfs_ingest *ing, struct bfs_upload *u)
 /* The outcome a writer gets once u is REGISTERED or its quarantine done. */
 static bool outcome_known(const struct bfs_upload *u, int *outcome)
 {
+    if (u->st == S_WAITING) {
+        *outcome = 0; /* accepted: durable, waiting for its partner (docs/transfer.md) */
+        return true;
+    }
     if (u->st == S_REGISTERED || (u->st >= S_ANNOUNCED && u->err == 0)) {
         *outcome = 0;
         return true;
@@ -1388,7 +1830,7 @@ static void step_all(bfs_ingest *ing, struct bfs_upload *u, void (*told)(struct 
 {
     bool said = false;
     int guard = 0;
-    while (u->st != S_DONE && guard++ < 16) {
+    while (u->st != S_DONE && u->st != S_WAITING && guard++ < 16) {
         int ret = step(ing, u);
         int outcome;
         if (!said && outcome_known(u, &outcome)) {
@@ -1417,7 +1859,9 @@ static void tell_waiters(struct bfs_upload *u, int outcome)
     u->finished = true;
     u->outcome = outcome;
     u->finished_at = bfs_mono_s();
-    if (outcome == 0 && !u->duplicate)
+    if (u->st == S_WAITING)
+        ; /* accepted, not ingested yet: settle_waiting_locked */
+    else if (outcome == 0 && !u->duplicate)
         ing->stats.ingested++;
     else if (outcome == 0)
         ing->stats.duplicates++;
@@ -1448,6 +1892,15 @@ static void *worker_main(void *arg)
         ing->stats.in_flight++;
         pthread_mutex_unlock(&ing->lock);
 
+        if (u->expired) {
+            if (is_sidecar(u))
+                quarantine_as(u, ETIMEDOUT, "its file did not arrive within ingest.replica_wait");
+            else
+                quarantine_as(u, ETIMEDOUT, "its sidecar %s%s did not arrive within ingest.replica_wait", u->name,
+                              BFS_SIDECAR_SUFFIX);
+            step_all(ing, u, tell_waiters);
+            goto stepped;
+        }
         int ret = fdatasync(u->fd) < 0 ? -errno : 0;
         u->st = S_SEALED;
         if (ret == 0)
@@ -1458,11 +1911,19 @@ static void *worker_main(void *arg)
         } else {
             step_all(ing, u, tell_waiters);
         }
+    stepped:;
+        bool wait = u->st == S_WAITING;
+        if (wait)
+            pthread_mutex_lock(&ing->pair_lock);
         pthread_mutex_lock(&ing->lock);
         ing->stats.in_flight--;
         u->busy = false;
+        if (wait)
+            settle_waiting_locked(ing, u);
         pthread_cond_broadcast(&ing->cond);
         pthread_mutex_unlock(&ing->lock);
+        if (wait)
+            pthread_mutex_unlock(&ing->pair_lock);
         bfs_upload_put(u); /* the queue's reference */
         pthread_mutex_lock(&ing->lock);
     }
@@ -1492,6 +1953,11 @@ static int recover_one(bfs_ingest *ing, const char *uhex)
     struct bfs_upload *u = upload_new(ing, uhex);
     if (!u)
         return -ENOMEM;
+    struct stat isb;
+    if (stat(u->intent_path, &isb) < 0 && errno == ENOENT) {
+        upload_free(u); /* a sidecar its file's recovery finished already */
+        return 0;
+    }
     json_error_t jerr;
     json_t *j = json_load_file(u->intent_path, 0, &jerr);
     const char *st = j ? json_string_value(json_object_get(j, "state")) : NULL;
@@ -1519,6 +1985,12 @@ static int recover_one(bfs_ingest *ing, const char *uhex)
     u->size = j ? (off_t)json_integer_value(json_object_get(j, "size")) : 0;
     u->err = j ? (int)json_integer_value(json_object_get(j, "errno")) : 0;
     u->duplicate = j && json_is_true(json_object_get(j, "duplicate"));
+    u->replica = j && json_is_true(json_object_get(j, "replica"));
+    const char *pair = j ? json_string_value(json_object_get(j, "pair")) : NULL;
+    if (pair && strlen(pair) == 32)
+        snprintf(u->pair, sizeof u->pair, "%s", pair);
+    u->waiting_since = j ? json_number_value(json_object_get(j, "waiting_since")) : 0;
+    u->formatter = j ? json_str(j, "formatter") : NULL;
     json_t *dn = j ? json_object_get(j, "dim_names") : NULL, *dv = j ? json_object_get(j, "dim_values") : NULL;
     u->ndims = (int)json_array_size(dn);
     if (u->ndims > BFS_MAX_DIMS || json_array_size(dv) != (size_t)u->ndims)
@@ -1542,9 +2014,19 @@ static int recover_one(bfs_ingest *ing, const char *uhex)
     bfs_note(TAG, "finishing upload %s (%s in %s), left in state %s by an earlier daemon", u->u, u->name,
              u->run, state_names[u->st]);
     step_all(ing, u, NULL);
+    ing->stats.recovered++;
+    if (u->st == S_WAITING) {
+        /* still waiting for its partner: kept, listed, paired or expired later */
+        u->waiting = u->finished = true;
+        u->finished_at = bfs_mono_s();
+        pthread_mutex_lock(&ing->lock);
+        u->next = ing->uploads;
+        ing->uploads = u;
+        pthread_mutex_unlock(&ing->lock);
+        return 0;
+    }
     if (u->st != S_DONE)
         ret = -EIO;
-    ing->stats.recovered++;
     upload_free(u);
     return ret;
 }
@@ -1692,6 +2174,7 @@ int bfs_ingest_open(const char *repo_dir, const char *datastore_root, bfs_regist
     ing->kill_at = getenv("BFS_INGEST_KILL_AT");
     pthread_mutex_init(&ing->lock, NULL);
     pthread_mutex_init(&ing->reg_lock, NULL);
+    pthread_mutex_init(&ing->pair_lock, NULL);
     pthread_cond_init(&ing->cond, NULL);
     pthread_cond_init(&ing->hwake, NULL);
     pthread_cond_init(&ing->hdone, NULL);
@@ -1720,6 +2203,14 @@ int bfs_ingest_open(const char *repo_dir, const char *datastore_root, bfs_regist
     if (recover(ing) < 0)
         bfs_warn(TAG, "some uploads left by an earlier daemon could not be finished; they stay in %s",
                  ing->spool);
+    /* replicas and sidecars left WAITING whose partners are here too */
+    pthread_mutex_lock(&ing->pair_lock);
+    pthread_mutex_lock(&ing->lock);
+    for (struct bfs_upload *u = ing->uploads; u; u = u->next)
+        if (u->waiting)
+            settle_waiting_locked(ing, u);
+    pthread_mutex_unlock(&ing->lock);
+    pthread_mutex_unlock(&ing->pair_lock);
     ing->nworkers = cfg->workers > 0 ? cfg->workers : 1;
     ing->workers = calloc((size_t)ing->nworkers, sizeof *ing->workers);
     if (!ing->workers) {
@@ -1773,6 +2264,7 @@ void bfs_ingest_close(bfs_ingest *ing)
     pthread_cond_destroy(&ing->hwake);
     pthread_cond_destroy(&ing->hdone);
     pthread_mutex_destroy(&ing->reg_lock);
+    pthread_mutex_destroy(&ing->pair_lock);
     pthread_mutex_destroy(&ing->lock);
     free(ing->workers);
     free(ing->repo);
@@ -1892,10 +2384,16 @@ static bool same_target(const struct bfs_upload *u, const bfs_ingest_target *t)
 /* Free uploads nobody references whose inbox time is over (under ing->lock). */
 static void purge_locked(bfs_ingest *ing)
 {
-    double now = bfs_mono_s();
+    double now = bfs_mono_s(), real = bfs_real_s();
     for (struct bfs_upload **pp = &ing->uploads; *pp;) {
         struct bfs_upload *u = *pp;
-        if (u->refs == 0 && !u->busy && u->finished && now - u->finished_at > ing->cfg->inbox_ttl_ms / 1000.0) {
+        if (u->waiting && !u->busy && real - u->waiting_since > ing->cfg->replica_wait_ms / 1000.0) {
+            u->waiting = false;
+            u->expired = true;
+            enqueue_locked(ing, u); /* a worker quarantines it */
+        }
+        if (u->refs == 0 && !u->busy && !u->waiting && !u->held && u->finished &&
+            now - u->finished_at > ing->cfg->inbox_ttl_ms / 1000.0) {
             *pp = u->next;
             upload_free(u);
         } else {
@@ -1934,6 +2432,7 @@ int bfs_upload_begin(bfs_ingest *ing, const bfs_ingest_target *t, uid_t uid, bfs
     u->name = strdup(t->name);
     u->dtype = t->dataset_type ? strdup(t->dataset_type) : NULL;
     u->inbox = !t->dataset_type;
+    u->replica = t->replica && !t->dataset_type;
     u->ndims = t->ndims;
     bool oom = !u->run || !u->name || (t->dataset_type && !u->dtype);
     for (int i = 0; i < t->ndims; i++) {

@@ -287,6 +287,72 @@ static void parse_dataset_type(struct parse *p, json_t *dt, bfs_sidecar *out)
     }
 }
 
+/* A string of r (owned by r), or NULL when out of memory. */
+static const char *record_str(struct parse *p, bfs_sidecar_record *r, const char *s)
+{
+    char *d = dup_checked(p, s);
+    if (d)
+        r->strs[r->nstrs++] = d;
+    return d;
+}
+
+static void record_value(struct parse *p, bfs_sidecar_record *r, const char *column, int type, int64_t i,
+                         double f, const char *s)
+{
+    if (r->n == BFS_SIDECAR_MAX_COLUMNS) {
+        fail(p, "sidecar: record %s has more than %d columns", r->element, BFS_SIDECAR_MAX_COLUMNS);
+        return;
+    }
+    bfs_record_value *v = &r->v[r->n++];
+    v->column = record_str(p, r, column);
+    v->type = type;
+    v->i = i;
+    v->f = f;
+    v->s = s ? record_str(p, r, s) : NULL;
+}
+
+/* One record object of element k into r: scalar columns as they are, the
+ * timespan pair as its two columns, the region left out. */
+static void parse_record(struct parse *p, const char *k, json_t *rec, bfs_sidecar_record *r)
+{
+    r->element = dup_checked(p, k);
+    const char *col;
+    json_t *v;
+    json_object_foreach(rec, col, v) {
+        if (p->ret)
+            return;
+        if (!ident_ok(col, false, 64)) {
+            fail(p, "sidecar: record %.64s has a column '%.64s' that is no column name", k, col);
+        } else if (!strcmp(col, "region")) {
+            continue; /* encoded differently per registry; a visit's region is recomputed there */
+        } else if (!strcmp(col, "timespan")) {
+            json_t *b = json_array_get(v, 0), *e = json_array_get(v, 1);
+            if (json_is_null(v)) {
+                record_value(p, r, "timespan_begin", BFS_VAL_NULL, 0, 0, NULL);
+                record_value(p, r, "timespan_end", BFS_VAL_NULL, 0, 0, NULL);
+            } else if (json_array_size(v) == 2 && json_is_integer(b) && json_is_integer(e)) {
+                record_value(p, r, "timespan_begin", BFS_VAL_INT, json_integer_value(b), 0, NULL);
+                record_value(p, r, "timespan_end", BFS_VAL_INT, json_integer_value(e), 0, NULL);
+            } else {
+                fail(p, "sidecar: record %.64s: timespan needs [begin, end] in nanoseconds, or null", k);
+            }
+        } else if (json_is_integer(v)) {
+            record_value(p, r, col, BFS_VAL_INT, json_integer_value(v), 0, NULL);
+        } else if (json_is_boolean(v)) {
+            record_value(p, r, col, BFS_VAL_INT, json_is_true(v), 0, NULL);
+        } else if (json_is_real(v)) {
+            record_value(p, r, col, BFS_VAL_REAL, 0, json_real_value(v), NULL);
+        } else if (json_is_null(v)) {
+            record_value(p, r, col, BFS_VAL_NULL, 0, 0, NULL);
+        } else if (json_is_string(v) && json_string_length(v) < 4096 &&
+                   strlen(json_string_value(v)) == json_string_length(v)) {
+            record_value(p, r, col, BFS_VAL_TEXT, 0, 0, json_string_value(v));
+        } else {
+            fail(p, "sidecar: record %.64s: column %.64s needs a number, a string, true/false or null", k, col);
+        }
+    }
+}
+
 static void parse_data_id(struct parse *p, json_t *coord, bfs_sidecar *out)
 {
     json_t *ids = json_object_get(coord, "dataId");
@@ -329,6 +395,13 @@ static void parse_data_id(struct parse *p, json_t *coord, bfs_sidecar *out)
             !json_is_object(json_object_get(v, "record")))
             return (void)fail(p, "sidecar: dimension record '%.64s' needs {\"definition\": \"%.64s\", \"record\": {...}}",
                               k, k);
+        if (out->n_records == BFS_SIDECAR_MAX_DATAID)
+            return (void)fail(p, "sidecar: more than %d dimension records", BFS_SIDECAR_MAX_DATAID);
+        if (!ident_ok(k, false, 64))
+            return (void)fail(p, "sidecar: dimension record '%.64s' is not an element name", k);
+        parse_record(p, k, json_object_get(v, "record"), &out->records[out->n_records++]);
+        if (p->ret)
+            return;
     }
 }
 
@@ -417,5 +490,10 @@ void bfs_sidecar_free(bfs_sidecar *s)
         free(s->data_id_names[i]), free(s->data_id_values[i]);
     free(s->formatter);
     free(s->path);
+    for (int i = 0; i < s->n_records; i++) {
+        free(s->records[i].element);
+        for (int k = 0; k < s->records[i].nstrs; k++)
+            free(s->records[i].strs[k]);
+    }
     memset(s, 0, sizeof *s);
 }

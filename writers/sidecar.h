@@ -60,6 +60,20 @@ bool bfs_sidecar_path_ok(const char *rel);
 
 /* ---- reading ---- */
 
+#define BFS_SIDECAR_MAX_COLUMNS 48       /* columns of one dimension record */
+
+/* One dimension record a sidecar carries (ref.dataId.records), as column
+ * values for bfs_registry_add_record: a "timespan" pair becomes the columns
+ * timespan_begin and timespan_end (TAI ns), true/false 1/0; a "region"
+ * (encoded differently in each registry) is left out. */
+typedef struct bfs_sidecar_record {
+    char *element;
+    bfs_record_value v[BFS_SIDECAR_MAX_COLUMNS];
+    int n;
+    char *strs[2 * BFS_SIDECAR_MAX_COLUMNS]; /* what v's strings point to (owned) */
+    int nstrs;
+} bfs_sidecar_record;
+
 typedef struct bfs_sidecar {
     char id[33];              /* the dataset id, 32 lowercase hex (the sidecar writes it dashed) */
     char *run;
@@ -76,6 +90,8 @@ typedef struct bfs_sidecar {
     char checksum[129];       /* "" when the sidecar has none */
     char *formatter;
     char *path;               /* relative to the source datastore root; passed bfs_sidecar_path_ok */
+    bfs_sidecar_record records[BFS_SIDECAR_MAX_DATAID]; /* in the sidecar's order */
+    int n_records;
 } bfs_sidecar;
 
 /* Parse and validate len bytes of sidecar JSON into *out (zeroed first;

@@ -48,6 +48,7 @@ typedef struct bfs_ingest_config {
     int64_t inbox_ttl_ms;        /* 60000: a written name stays listed in its run this long */
     int64_t registry_deadline_ms; /* 30000: a busy registry past this is EIO */
     int workers;                 /* 2 threads validate and register */
+    int64_t replica_wait_ms;     /* 3600000: a replica or sidecar whose partner has not come by then is quarantined */
     /* header_service: the per-image YAML merged into raws (docs/ingest.md) */
     char *hs_dir;                /* a directory holding <OBSID>.header (or .yaml), or NULL */
     char *hs_url;                /* an http(s) URL template with {obsid}, or NULL */
@@ -125,7 +126,13 @@ typedef struct bfs_ingest_target {
     const char *const *dim_values;   /* ... and their values (aliases resolved) */
     int ndims;
     const char *name;                /* the file name the writer used (one component) */
+    bool replica;                    /* written in BFS_REPLICA_DIR (run is that name): a replica,
+                                      * or its sidecar NAME.butler.json (sidecar.h) */
 } bfs_ingest_target;
+
+/* The top-level directory of an -o rw mount that takes replicas from other
+ * sites, each with its sidecar (docs/transfer.md, "Replica ingest"). */
+#define BFS_REPLICA_DIR ".replicas"
 
 /* ---- one upload: OPEN -> SEALED -> ... (ingest.c) ---- */
 

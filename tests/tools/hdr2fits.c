@@ -13,8 +13,11 @@
  * tile-compression cards; the dumps merge the first extension's cards into
  * the primary's) are not copied.
  * KEY=VALUE arguments replace or add string cards (a focal plane is one
- * header with RAFTBAY/CCDSLOT varied).  Exit 0, or 1 with a message.
+ * header with RAFTBAY/CCDSLOT varied).  @N:NAME arguments replace the two
+ * segments with one extension each, EXTNAME and DETPOS NAME and CCDNUM N
+ * (a DECam multi-extension raw).  Exit 0, or 1 with a message.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +94,8 @@ int main(int argc, char **argv)
         }
     }
     for (int i = 3; i < argc; i++) { /* overrides of keys the dump lacks */
+        if (argv[i][0] == '@')
+            continue;
         char key[16];
         const char *eq = strchr(argv[i], '=');
         if (!eq || eq - argv[i] >= (long)sizeof key)
@@ -100,14 +105,30 @@ int main(int argc, char **argv)
             bfs_fits_key_str(f, key, eq + 1, NULL);
     }
     bfs_fits_checksum(f);
-    static const char *const segs[] = {"Segment10", "Segment11"};
-    for (int s = 0; s < 2; s++) {
+    const char *segs[64] = {"Segment10", "Segment11"};
+    long ccds[64] = {0};
+    int nsegs = 0;
+    for (int i = 3; i < argc && nsegs < 64; i++) {
+        const char *colon = argv[i][0] == '@' ? strchr(argv[i], ':') : NULL;
+        if (colon) {
+            ccds[nsegs] = strtol(argv[i] + 1, NULL, 10);
+            segs[nsegs++] = colon + 1;
+        }
+    }
+    bool decam = nsegs > 0;
+    if (!decam)
+        nsegs = 2;
+    for (int s = 0; s < nsegs; s++) {
         long naxes[2] = {16, 8};
         int32_t pix[16 * 8];
         for (int p = 0; p < 16 * 8; p++)
             pix[p] = 15000 + (p * 7 + s * 13) % 101;
         bfs_fits_add_image(f, 32, 2, naxes);
         bfs_fits_key_str(f, "EXTNAME", segs[s], NULL);
+        if (decam) {
+            bfs_fits_key_lng(f, "CCDNUM", ccds[s], NULL);
+            bfs_fits_key_str(f, "DETPOS", segs[s], NULL);
+        }
         bfs_fits_write_i32(f, pix, 16 * 8);
         bfs_fits_checksum(f);
     }
