@@ -68,6 +68,7 @@
 #include "template.h"
 #include "transfer.h"
 #include "translate.h"
+#include "translate_decam.h"
 #include "webhook.h"
 
 #include <dirent.h>
@@ -131,6 +132,10 @@ struct bfs_upload {
     double waiting_since;     /* Unix seconds */
     char pair[33];            /* a replica: its sidecar's upload id, once paired ("" before) */
     char *formatter;          /* a replica: its sidecar's formatter, or NULL */
+    /* a DECam raw: one dataset per CCD, all of this file; dim_values hold the
+     * first, more_dets the others (CCDNUMs) */
+    int64_t *more_dets;
+    int n_more;
     char *hs_note;            /* what the Header Service merge did (events), or NULL */
     char *dim_names[BFS_MAX_DIMS], *dim_values[BFS_MAX_DIMS];
     int ndims;
@@ -413,10 +418,18 @@ static json_t *strings_json(char *const *v, int n)
     return a;
 }
 
+static json_t *ints_json(const int64_t *v, int n)
+{
+    json_t *a = json_array();
+    for (int i = 0; a && i < n; i++)
+        json_array_append_new(a, json_integer((json_int_t)v[i]));
+    return a;
+}
+
 static int write_intent(bfs_ingest *ing, struct bfs_upload *u)
 {
     json_t *j = json_pack("{s:s, s:s, s:s?, s:s?, s:b, s:s?, s:s?, s:s?, s:s, s:o, s:o, s:I, s:s?, s:s?, s:I, "
-                          "s:s?, s:i, s:b, s:b, s:s?, s:f, s:s?}",
+                          "s:s?, s:i, s:b, s:b, s:s?, s:f, s:s?, s:o}",
                           "state", state_names[u->st], "run", u->run, "dataset_type", u->dtype,
                           "checksum", u->checksum[0] ? u->checksum : NULL, "inbox", u->inbox, "obs_id", u->obs_id, "raft", u->raft, "sensor", u->sensor,
                           "name", u->name, "dim_names", strings_json(u->dim_names, u->ndims),
@@ -424,7 +437,8 @@ static int write_intent(bfs_ingest *ing, struct bfs_upload *u)
                           "dataset_id", u->dataset_id[0] ? u->dataset_id : NULL, "path", u->rel,
                           "size", (json_int_t)u->size, "reason", u->reason, "errno", u->err,
                           "duplicate", u->duplicate, "replica", u->replica, "pair", u->pair[0] ? u->pair : NULL,
-                          "waiting_since", u->waiting_since, "formatter", u->formatter);
+                          "waiting_since", u->waiting_since, "formatter", u->formatter,
+                          "more_detectors", ints_json(u->more_dets, u->n_more));
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!text)
@@ -469,6 +483,7 @@ static void upload_free(struct bfs_upload *u)
     free(u->reason);
     bfs_checksum_free(u->hash);
     free(u->formatter);
+    free(u->more_dets);
     free(u);
 }
 
@@ -702,6 +717,8 @@ static const char *formatter_of(const struct bfs_upload *u)
         const bfs_camera *cam = bfs_camera_find(u->dim_values[0]);
         if (cam)
             return bfs_camera_raw_formatter(cam);
+        if (!strcmp(u->dim_values[0], BFS_DECAM_INSTRUMENT))
+            return "lsst.obs.decam.rawFormatter.DarkEnergyCameraRawFormatter";
     }
     const char *ext = strrchr(u->rel, '.');
     if (ext && (!strcmp(ext, ".fits") || !strcmp(ext, ".fz") || !strcmp(ext, ".fit")))
@@ -747,6 +764,8 @@ static void append_event(bfs_ingest *ing, struct bfs_upload *u)
                           "latency_ms", latency);
     if (j && u->hs_note)
         json_object_set_new(j, "header_service", json_string(u->hs_note));
+    if (j && u->n_more)
+        json_object_set_new(j, "datasets", json_integer(1 + u->n_more)); /* one per CCD, one file */
     free(description);
     char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
@@ -804,7 +823,9 @@ static int with_registry(bfs_ingest *ing, int (*fn)(bfs_ingest *, void *), void 
 
 struct raw_records {
     const bfs_raw_translation *t;
-    char *why; /* set when a record refuses the file */
+    const bfs_decam_file *decam; /* a DECam raw: the repository must hold its records */
+    char band[64];               /* ... and gives the filter's band here */
+    char *why;                   /* set when a record refuses the file */
 };
 
 /* In one transaction: the camera when the repository has no such instrument
@@ -820,8 +841,16 @@ static int raw_records_tx(bfs_ingest *ing, void *ctx)
     int ret = bfs_registry_begin(reg);
     if (ret)
         return ret;
-    int have = bfs_registry_has_record(reg, "instrument", NULL, t->instrument);
-    if (have == 0) {
+    int have = rr->decam ? 1 : bfs_registry_has_record(reg, "instrument", NULL, t->instrument);
+    if (rr->decam) {
+        /* butlerfs has no DECam description: the repository's records or nothing */
+        char *msg = NULL;
+        ret = bfs_decam_check_repository(reg, rr->decam, rr->band, sizeof rr->band, &msg);
+        if (ret == -ENOENT)
+            rr->why = msg ? msg : strdup("the repository lacks DECam's records");
+        else
+            free(msg);
+    } else if (have == 0) {
         ret = bfs_camera_register(reg, t->camera);
         if (ret == 0)
             bfs_info(TAG, "registered instrument %s (detectors and filters) from butlerfs's own camera "
@@ -830,13 +859,14 @@ static int raw_records_tx(bfs_ingest *ing, void *ctx)
         ret = have;
     }
     snprintf(key, sizeof key, "%lld", (long long)t->detector);
-    if (ret == 0 && (have = bfs_registry_has_record(reg, "detector", t->instrument, key)) <= 0) {
+    if (ret == 0 && !rr->decam && (have = bfs_registry_has_record(reg, "detector", t->instrument, key)) <= 0) {
         ret = have < 0 ? have : -ENOENT;
         if (have == 0)
             rr->why = bfs_asprintf("the repository's %s has no detector %s", t->instrument, key);
     }
     const char *filter = t->exposure.physical_filter;
-    if (ret == 0 && (have = bfs_registry_has_record(reg, "physical_filter", t->instrument, filter)) <= 0) {
+    if (ret == 0 && !rr->decam &&
+        (have = bfs_registry_has_record(reg, "physical_filter", t->instrument, filter)) <= 0) {
         ret = have < 0 ? have : -ENOENT;
         if (have == 0)
             rr->why = bfs_asprintf("the repository's %s has no physical filter '%s'", t->instrument, filter);
@@ -955,49 +985,59 @@ static int prepare_raw(bfs_ingest *ing, struct bfs_upload *u, struct tvals *tv)
         free(msg);
         return 0;
     }
-    if (ing->cfg->hs_dir || ing->cfg->hs_url) {
+    bool decam = bfs_decam_is(cards, n);
+    if (!decam && (ing->cfg->hs_dir || ing->cfg->hs_url)) {
         ret = merge_header_service(ing, u, &cards, &n);
         if (ret < 0) {
             free(cards);
             return ret;
         }
     }
-    bfs_raw_translation *t = malloc(sizeof *t);
-    ret = t ? bfs_translate_raw(cards, n, u->name, t, &msg) : -ENOMEM;
+    /* DECam: one exposure, a dataset per science CCD (translate_decam.h) */
+    bfs_decam_file *df = decam ? calloc(1, sizeof *df) : NULL;
+    bfs_raw_translation *t = decam ? NULL : malloc(sizeof *t);
+    if (decam)
+        ret = df ? bfs_decam_read_file(u->data_path, df, &msg) : -ENOMEM;
+    else
+        ret = t ? bfs_translate_raw(cards, n, u->name, t, &msg) : -ENOMEM;
     if (ret < 0 && ret != -ENOMEM)
         quarantine_as(u, -ret, "raw ingest: %s", msg ? msg : strerror(-ret));
     free(msg);
     if (ret < 0) {
         free(cards);
         free(t);
+        free(df);
         return ret == -ENOMEM ? ret : 0;
     }
-    struct raw_records rr = {t, NULL};
+    const bfs_raw_translation *tr = decam ? &df->raw : t;
+    struct raw_records rr = {.t = tr, .decam = df};
     ret = with_registry(ing, raw_records_tx, &rr);
     if (ret == -ENOENT || ret == -EEXIST || ret == -EINVAL) {
         quarantine_as(u, -ret, "raw ingest: %s", rr.why ? rr.why : strerror(-ret));
         ret = 0;
     } else if (ret == 0) {
         char det[32], exp[32];
-        snprintf(det, sizeof det, "%lld", (long long)t->detector);
-        snprintf(exp, sizeof exp, "%lld", (long long)t->exposure_id);
-        const char *values[3] = {t->instrument, det, exp};
+        snprintf(det, sizeof det, "%lld", (long long)tr->detector);
+        snprintf(exp, sizeof exp, "%lld", (long long)tr->exposure_id);
+        const char *values[3] = {tr->instrument, det, exp};
         static const char *const names[3] = {"instrument", "detector", "exposure"};
         free(u->dtype);
         u->dtype = strdup("raw");
         const bfs_fits_card *rb = bfs_fits_find(cards, n, "RAFTBAY"), *cs = bfs_fits_find(cards, n, "CCDSLOT");
         /* what the file template may name: the expanded dataId of a raw */
-        const bfs_exposure_record *e = &t->exposure;
+        const bfs_exposure_record *e = &tr->exposure;
         char day[24];
         snprintf(day, sizeof day, "%lld", (long long)e->day_obs);
         char band[64] = "", full[64] = "";
-        if (bfs_registry_record_text(ing->reg, "physical_filter", t->instrument, e->physical_filter, "band",
-                                     band, sizeof band) < 0 && bfs_camera_band(t->camera, e->physical_filter))
-            snprintf(band, sizeof band, "%s", bfs_camera_band(t->camera, e->physical_filter));
-        if (bfs_registry_record_text(ing->reg, "detector", t->instrument, det, "full_name", full, sizeof full) < 0) {
+        if (decam)
+            snprintf(band, sizeof band, "%s", rr.band);
+        else if (bfs_registry_record_text(ing->reg, "physical_filter", tr->instrument, e->physical_filter, "band",
+                                          band, sizeof band) < 0 && bfs_camera_band(tr->camera, e->physical_filter))
+            snprintf(band, sizeof band, "%s", bfs_camera_band(tr->camera, e->physical_filter));
+        if (bfs_registry_record_text(ing->reg, "detector", tr->instrument, det, "full_name", full, sizeof full) < 0) {
             bfs_detector_record dr;
-            for (int i = 0; i < bfs_camera_n_detectors(t->camera); i++)
-                if (bfs_camera_detector(t->camera, i, &dr) == 0 && dr.id == t->detector)
+            for (int i = 0; i < bfs_camera_n_detectors(tr->camera); i++)
+                if (bfs_camera_detector(tr->camera, i, &dr) == 0 && dr.id == tr->detector)
                     snprintf(full, sizeof full, "%s", dr.full_name);
         }
         for (int i = 0; i < 3; i++)
@@ -1011,7 +1051,7 @@ static int prepare_raw(bfs_ingest *ing, struct bfs_upload *u, struct tvals *tv)
         tv_add(tv, "exposure.group", e->group);
         tv_add(tv, "exposure.physical_filter", e->physical_filter);
         tv_add(tv, "detector.full_name", full[0] ? full : NULL);
-        u->obs_id = strdup(t->exposure.obs_id);
+        u->obs_id = strdup(tr->exposure.obs_id);
         u->raft = rb ? strdup(rb->value) : NULL;
         u->sensor = cs ? strdup(cs->value) : NULL;
         for (int i = 0; i < u->ndims; i++) {
@@ -1027,10 +1067,23 @@ static int prepare_raw(bfs_ingest *ing, struct bfs_upload *u, struct tvals *tv)
         }
         if (!u->dtype)
             ret = -ENOMEM;
+        if (decam && df->n_ccds > 1) {
+            /* the other CCDs: datasets of the same file (step_placed) */
+            free(u->more_dets);
+            u->n_more = 0;
+            if (!(u->more_dets = calloc(df->n_ccds - 1, sizeof *u->more_dets)))
+                ret = -ENOMEM;
+            for (size_t i = 1; u->more_dets && i < df->n_ccds; i++)
+                u->more_dets[u->n_more++] = df->ccds[i].detector;
+        }
     }
     free(rr.why);
     free(cards);
     free(t);
+    if (df) {
+        bfs_decam_file_free(df);
+        free(df);
+    }
     return ret;
 }
 
@@ -1679,6 +1732,20 @@ static int step_placed(bfs_ingest *ing, struct bfs_upload *u)
     int ret = with_registry(ing, add_dataset_tx, &ad); /* -EIO: stays PLACED, retried at the next mount */
     if (ret == -EEXIST)
         ret = 0; /* the file at rel is this upload's bytes (step_prepared) */
+    /* a DECam raw: the other CCDs' datasets, of the same file (each is
+     * idempotent, so a crash between them replays this step whole) */
+    int det = -1;
+    for (int i = 0; i < u->ndims; i++)
+        if (!strcmp(u->dim_names[i], "detector"))
+            det = i;
+    for (int k = 0; ret == 0 && det >= 0 && k < u->n_more; k++) {
+        char dv[32];
+        snprintf(dv, sizeof dv, "%lld", (long long)u->more_dets[k]);
+        values[det] = dv;
+        ret = with_registry(ing, add_dataset_tx, &ad);
+        if (ret == -EEXIST)
+            ret = 0;
+    }
     if (ret == 0 && ing->transfer) {
         /* the jobs before REGISTERED: a crash in between replays this step (docs/transfer.md) */
         bfs_transfer_item item = {.dataset_id = u->dataset_id, .run = u->run, .dataset_type = u->dtype,
@@ -1991,6 +2058,13 @@ static int recover_one(bfs_ingest *ing, const char *uhex)
         snprintf(u->pair, sizeof u->pair, "%s", pair);
     u->waiting_since = j ? json_number_value(json_object_get(j, "waiting_since")) : 0;
     u->formatter = j ? json_str(j, "formatter") : NULL;
+    json_t *more = j ? json_object_get(j, "more_detectors") : NULL;
+    size_t nmore = json_array_size(more);
+    if (nmore > 0 && nmore <= 1024 && (u->more_dets = calloc(nmore, sizeof *u->more_dets)) != NULL) {
+        for (size_t i = 0; i < nmore; i++)
+            u->more_dets[i] = (int64_t)json_integer_value(json_array_get(more, i));
+        u->n_more = (int)nmore;
+    }
     json_t *dn = j ? json_object_get(j, "dim_names") : NULL, *dv = j ? json_object_get(j, "dim_values") : NULL;
     u->ndims = (int)json_array_size(dn);
     if (u->ndims > BFS_MAX_DIMS || json_array_size(dv) != (size_t)u->ndims)
