@@ -21,7 +21,7 @@
  *
  * Not implemented (the record gets NULL where obs_base would compute a
  * value; docs/ingest.md lists them): tracking RA/Dec in frames other than
- * ICRS (FK5 needs a precession and frame-bias rotation), RA/Dec derived from
+ * ICRS and FK5 (J2000, turned to ICRS by the frame bias), RA/Dec derived from
  * Alt/Az when DATE-OBS equals DATE, and the per-observation correction files
  * of obs_lsst's resources/corrections/.
  */
@@ -689,7 +689,46 @@ static bool has_simulated(struct tx *t)
     return c && !c[1] && strchr("HPQS", c[0]);
 }
 
-static double wrap360(double deg)
+/* astropy's rotation_matrix(angle, axis): the frame rotated by angle deg. */
+static void rot(double deg, int axis, double r[3][3])
+{
+    double a = deg * M_PI / 180.0, c = cos(a), s = sin(a);
+    memset(r, 0, 9 * sizeof(double));
+    int a1 = (axis + 1) % 3, a2 = (axis + 2) % 3;
+    r[axis][axis] = 1;
+    r[a1][a1] = c;
+    r[a1][a2] = s;
+    r[a2][a1] = -s;
+    r[a2][a2] = c;
+}
+
+static void matmul(const double a[3][3], const double b[3][3], double out[3][3])
+{
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            out[i][j] = a[i][0] * b[0][j] + a[i][1] * b[1][j] + a[i][2] * b[2][j];
+}
+
+/* FK5 (equinox J2000, astropy's default) -> ICRS: the transpose of the
+ * frame-bias B matrix of USNO Circular 179 (eta0 = -19.9 mas, xi0 = 9.1 mas,
+ * da0 = -22.9 mas), as astropy applies it. */
+void bfs_translate_fk5_to_icrs(double *ra, double *dec)
+{
+    double rx[3][3], ry[3][3], rz[3][3], t[3][3], b[3][3];
+    rot(19.9 / 3600000.0, 0, rx);
+    rot(9.1 / 3600000.0, 1, ry);
+    rot(-22.9 / 3600000.0, 2, rz);
+    matmul(rx, ry, t);
+    matmul(t, rz, b);
+    double a = *ra * M_PI / 180.0, dl = *dec * M_PI / 180.0;
+    double v[3] = {cos(dl) * cos(a), cos(dl) * sin(a), sin(dl)}, w[3];
+    for (int i = 0; i < 3; i++)
+        w[i] = b[0][i] * v[0] + b[1][i] * v[1] + b[2][i] * v[2];
+    *ra = atan2(w[1], w[0]) * 180.0 / M_PI;
+    *dec = atan2(w[2], hypot(w[0], w[1])) * 180.0 / M_PI;
+}
+
+double bfs_translate_wrap360(double deg)
 {
     if (deg >= 0 && deg < 360)
         return deg;
@@ -698,6 +737,7 @@ static double wrap360(double deg)
         w += 360.0;
     return w >= 360.0 ? 0.0 : w;
 }
+
 
 /* tracking RA/Dec (to_tracking_radec in lsst.py, tracking_from_degree_headers). */
 static void tracking_radec(struct tx *t, const char *obstype, double *ra, double *dec)
@@ -714,6 +754,7 @@ static void tracking_radec(struct tx *t, const char *obstype, double *ra, double
     if (!date || (dobs && dobs->type == date->type && !strcmp(dobs->s, date->s)))
         return;
     const char *frame = str(t, "RADESYS");
+    bool fk5 = false; /* astropy's FK5, equinox J2000: ICRS after the frame bias */
     if (frame) {
         char f[72];
         snprintf(f, sizeof f, "%s", frame);
@@ -723,8 +764,9 @@ static void tracking_radec(struct tx *t, const char *obstype, double *ra, double
             b++;
         while (e > b && e[-1] == ' ')
             *--e = 0;
-        if (strcmp(b, "icrs"))
-            return; /* gappt means none; FK5 and others: not implemented */
+        if (strcmp(b, "icrs") && strcmp(b, "fk5"))
+            return; /* gappt means none; other frames: not implemented */
+        fk5 = !strcmp(b, "fk5");
     }
     static const char *const pairs[2][2] = {{"RASTART", "DECSTART"}, {"RA", "DEC"}};
     for (int i = 0; i < 2; i++) {
@@ -732,7 +774,9 @@ static void tracking_radec(struct tx *t, const char *obstype, double *ra, double
         if (ok(t, pairs[i][0]) && ok(t, pairs[i][1])) {
             if (!num(t, pairs[i][0], &r) || !num(t, pairs[i][1], &d) || !isfinite(r) || fabs(d) > 90)
                 return;
-            *ra = wrap360(r);
+            if (fk5)
+                bfs_translate_fk5_to_icrs(&r, &d);
+            *ra = bfs_translate_wrap360(r);
             *dec = d;
             return;
         }
@@ -767,7 +811,7 @@ static void altaz_begin(struct tx *t, const char *obstype, double *az, double *z
         alt = 90.0;
     else if (alt < -5.55)
         alt = -5.55;
-    *az = wrap360(a);
+    *az = bfs_translate_wrap360(a);
     *zen = 90.0 - alt;
 }
 

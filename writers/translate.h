@@ -65,6 +65,12 @@ int bfs_translate_iso_ns(const char *s, bool utc, int64_t *ns);
 /* The same for a floating-point MJD in TAI. */
 int bfs_translate_mjd_ns(double mjd, int64_t *ns);
 
+/* Angles as astropy gives them: deg wrapped to [0, 360); an FK5 position
+ * (equinox J2000, astropy's default) turned to ICRS in place by the frame
+ * bias (USNO Circular 179), in degrees. */
+double bfs_translate_wrap360(double deg);
+void bfs_translate_fk5_to_icrs(double *ra, double *dec);
+
 /* ---- exact times (shared with translate_decam.c) ---------------------------
  * A time as astropy holds it closely enough for daf_butler's rounding: whole
  * nanoseconds since 1970-01-01 TAI plus a fraction in [0, 1).  An ISO date or

@@ -294,53 +294,6 @@ static void fix_header(struct dx *d)
 
 /* ---- pointing ------------------------------------------------------------- */
 
-/* astropy's rotation_matrix(angle, axis): the frame rotated by angle deg. */
-static void rot(double deg, int axis, double r[3][3])
-{
-    double a = deg * M_PI / 180.0, c = cos(a), s = sin(a);
-    memset(r, 0, 9 * sizeof(double));
-    int a1 = (axis + 1) % 3, a2 = (axis + 2) % 3;
-    r[axis][axis] = 1;
-    r[a1][a1] = c;
-    r[a1][a2] = s;
-    r[a2][a1] = -s;
-    r[a2][a2] = c;
-}
-
-static void matmul(const double a[3][3], const double b[3][3], double out[3][3])
-{
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++)
-            out[i][j] = a[i][0] * b[0][j] + a[i][1] * b[1][j] + a[i][2] * b[2][j];
-}
-
-/* FK5 (equinox J2000, astropy's default) -> ICRS: the transpose of the
- * frame-bias B matrix of USNO Circular 179 (eta0 = -19.9 mas, xi0 = 9.1 mas,
- * da0 = -22.9 mas), as astropy applies it. */
-static void fk5_to_icrs(double *ra, double *dec)
-{
-    double rx[3][3], ry[3][3], rz[3][3], t[3][3], b[3][3];
-    rot(19.9 / 3600000.0, 0, rx);
-    rot(9.1 / 3600000.0, 1, ry);
-    rot(-22.9 / 3600000.0, 2, rz);
-    matmul(rx, ry, t);
-    matmul(t, rz, b);
-    double a = *ra * M_PI / 180.0, dl = *dec * M_PI / 180.0;
-    double v[3] = {cos(dl) * cos(a), cos(dl) * sin(a), sin(dl)}, w[3];
-    for (int i = 0; i < 3; i++)
-        w[i] = b[0][i] * v[0] + b[1][i] * v[1] + b[2][i] * v[2];
-    *ra = atan2(w[1], w[0]) * 180.0 / M_PI;
-    *dec = atan2(w[2], hypot(w[0], w[1])) * 180.0 / M_PI;
-}
-
-static double wrap360(double deg)
-{
-    double w = fmod(deg, 360.0);
-    if (w < 0)
-        w += 360.0;
-    return w >= 360.0 ? 0.0 : w;
-}
-
 /* to_tracking_radec: TELRA (hours) and TELDEC (degrees) in the RADESYS frame
  * (ICRS without one; GAPPT is a moving target: none), as ICRS degrees.  A
  * missing or unreadable value is no position (an optional property). */
@@ -360,10 +313,10 @@ static void tracking_radec(struct dx *d, double *ra, double *dec)
         return;
     double r = h * 15.0, dl = dg;
     if (!strcmp(frame, "fk5"))
-        fk5_to_icrs(&r, &dl);
+        bfs_translate_fk5_to_icrs(&r, &dl);
     else if (strcmp(frame, "icrs"))
         return; /* FK4 and others: not implemented */
-    *ra = wrap360(r);
+    *ra = bfs_translate_wrap360(r);
     *dec = dl;
 }
 
@@ -381,7 +334,7 @@ static void altaz_begin(struct dx *d, double *az, double *zen)
         alt = 90.0;
     else if (alt < 0.0)
         alt = 0.0;
-    *az = wrap360(a);
+    *az = bfs_translate_wrap360(a);
     *zen = 90.0 - alt;
 }
 

@@ -167,6 +167,31 @@ static void test_lsstcam_science(void **state)
     free(msg);
 }
 
+/* RADESYS FK5 (astropy's FK5, equinox J2000): the position is turned to
+ * ICRS by the frame bias, as obs_base's exposure record takes it (.icrs). */
+static void test_fk5_tracking(void **state)
+{
+    (void)state;
+    struct hdr h;
+    lsstcam(&h);
+    S(&h, "RADESYS", "FK5");
+    bfs_raw_translation t;
+    char *msg = NULL;
+    assert_int_equal(run(&h, &t, &msg), 0);
+    double ra = 349.5, dec = -38.6;
+    bfs_translate_fk5_to_icrs(&ra, &dec);
+    ra = bfs_translate_wrap360(ra);
+    assert_true(fabs(t.exposure.tracking_ra - ra) < 1e-9 && fabs(t.exposure.tracking_dec - dec) < 1e-9);
+    /* the frame bias is tens of milliarcseconds: moved, but not far */
+    double dra = (t.exposure.tracking_ra - 349.5) * cos(dec * M_PI / 180.0) * 3600e3;
+    double ddec = (t.exposure.tracking_dec + 38.6) * 3600e3;
+    assert_true(hypot(dra, ddec) > 1.0 && hypot(dra, ddec) < 50.0);
+    /* a frame that is not ICRS or FK5: no position, as before */
+    S(&h, "RADESYS", "GAPPT");
+    assert_int_equal(run(&h, &t, &msg), 0);
+    assert_true(isnan(t.exposure.tracking_ra));
+}
+
 static void test_exposure_id_controllers(void **state)
 {
     (void)state;
@@ -699,6 +724,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lsstcam_science),
+        cmocka_unit_test(test_fk5_tracking),
         cmocka_unit_test(test_exposure_id_controllers),
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_filters),
