@@ -137,6 +137,7 @@ struct bfs_upload {
     int64_t *more_dets;
     int n_more;
     char *hs_note;            /* what the Header Service merge did (events), or NULL */
+    char *corrections;        /* the header corrections file applied (events), or NULL */
     char *dim_names[BFS_MAX_DIMS], *dim_values[BFS_MAX_DIMS];
     int ndims;
     uid_t uid;
@@ -215,6 +216,9 @@ void bfs_ingest_config_free(bfs_ingest_config *c)
     for (int i = 0; i < c->n_staging; i++)
         free(c->staging[i]);
     free(c->staging);
+    for (int i = 0; i < c->n_corrections; i++)
+        free(c->corrections[i]);
+    free(c->corrections);
     free(c->default_storage_class);
     free(c->quarantine_dir);
     free(c->events_file);
@@ -310,10 +314,12 @@ int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, con
             ret = cfg_fail(errmsg, file, y, v, "has a key that is not a string", "?");
         } else if (!strcmp(key, "readonly_collections")) {
             ret = cfg_strings(y, v, file, key, &c->readonly_collections, &c->n_readonly_collections, errmsg);
-        } else if (!strcmp(key, "staging")) {
-            ret = cfg_strings(y, v, file, key, &c->staging, &c->n_staging, errmsg);
-            for (int k = 0; ret == 0 && k < c->n_staging; k++)
-                if (c->staging[k][0] != '/')
+        } else if (!strcmp(key, "staging") || !strcmp(key, "corrections")) {
+            char ***list = key[0] == 's' ? &c->staging : &c->corrections;
+            int *nl = key[0] == 's' ? &c->n_staging : &c->n_corrections;
+            ret = cfg_strings(y, v, file, key, list, nl, errmsg);
+            for (int k = 0; ret == 0 && k < *nl; k++)
+                if ((*list)[k][0] != '/')
                     ret = cfg_fail(errmsg, file, y, v, "must hold absolute directories", key);
         } else if (!strcmp(key, "create_dataset_types")) {
             if (!s || (strcmp(s, "true") && strcmp(s, "false")))
@@ -360,7 +366,7 @@ int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, con
                 c->workers = (int)n;
         } else {
             bfs_set_errmsg(errmsg, "%s:%d: unknown key 'ingest.%s' (ingest takes: readonly_collections, "
-                                   "create_dataset_types, default_storage_class, checksums, staging, "
+                                   "create_dataset_types, default_storage_class, checksums, corrections, staging, "
                                    "quarantine, events, webhook, webhook_queue, header_service, inbox_ttl, "
                                    "registry_deadline, replica_wait, workers)",
                            file, bfs_yaml_line(y, v), key);
@@ -473,6 +479,7 @@ static void upload_free(struct bfs_upload *u)
     free(u->raft);
     free(u->sensor);
     free(u->hs_note);
+    free(u->corrections);
     for (int i = 0; i < u->ndims; i++) {
         free(u->dim_names[i]);
         free(u->dim_values[i]);
@@ -764,6 +771,8 @@ static void append_event(bfs_ingest *ing, struct bfs_upload *u)
                           "latency_ms", latency);
     if (j && u->hs_note)
         json_object_set_new(j, "header_service", json_string(u->hs_note));
+    if (j && u->corrections)
+        json_object_set_new(j, "header_corrections", json_string(u->corrections));
     if (j && u->n_more)
         json_object_set_new(j, "datasets", json_integer(1 + u->n_more)); /* one per CCD, one file */
     free(description);
@@ -992,6 +1001,23 @@ static int prepare_raw(bfs_ingest *ing, struct bfs_upload *u, struct tvals *tv)
             free(cards);
             return ret;
         }
+    }
+    /* obs_lsst's per-observation correction files, as fix_header applies
+     * them: to the header the translation reads, not to the file */
+    char *applied = NULL;
+    ret = decam ? 0 : bfs_translate_corrections(&cards, &n, (const char *const *)ing->cfg->corrections,
+                                                ing->cfg->n_corrections, &applied, &msg);
+    if (ret < 0) {
+        if (ret != -ENOMEM)
+            quarantine_as(u, EINVAL, "raw ingest: header corrections: %s", msg ? msg : strerror(-ret));
+        free(msg);
+        free(cards);
+        return ret == -ENOMEM ? ret : 0;
+    }
+    if (applied) {
+        bfs_info(TAG, "%s: header corrections from %s", u->name, applied);
+        free(u->corrections);
+        u->corrections = applied;
     }
     /* DECam: one exposure, a dataset per science CCD (translate_decam.h) */
     bfs_decam_file *df = decam ? calloc(1, sizeof *df) : NULL;

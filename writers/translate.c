@@ -22,8 +22,8 @@
  * Not implemented (the record gets NULL where obs_base would compute a
  * value; docs/ingest.md lists them): tracking RA/Dec in frames other than
  * ICRS and FK5 (J2000, turned to ICRS by the frame bias), RA/Dec derived from
- * Alt/Az when DATE-OBS equals DATE, and the per-observation correction files
- * of obs_lsst's resources/corrections/.
+ * Alt/Az when DATE-OBS equals DATE.  obs_lsst's per-observation correction
+ * files are applied by bfs_translate_corrections, before this translation.
  */
 #include "translate.h"
 
@@ -34,7 +34,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
+#include "config.h"
 #include "strutil.h"
 
 /* ---- a mutable copy of the header ------------------------------------- */
@@ -1284,6 +1286,94 @@ static int translate(struct tx *t, bfs_raw_translation *out)
     r->has_simulated = has_simulated(t);
     r->can_see_sky = can_see_sky(t, type);
     return t->err;
+}
+
+/* ---- per-observation corrections (fix_header's correction files) -------- */
+
+/* Set card key of *cards to the YAML value v (replacing or appending). */
+static int set_card(bfs_fits_card **cards, size_t *n, const char *key, const bfs_yaml_value *v)
+{
+    size_t i = 0;
+    while (i < *n && strcmp((*cards)[i].key, key))
+        i++;
+    if (i == *n) {
+        bfs_fits_card *g = realloc(*cards, (*n + 1) * sizeof **cards);
+        if (!g)
+            return -ENOMEM;
+        *cards = g;
+        memset(&g[i], 0, sizeof g[i]);
+        snprintf(g[i].key, sizeof g[i].key, "%s", key);
+        (*n)++;
+    }
+    bfs_fits_card *c = &(*cards)[i];
+    switch (v->type) {
+    case BFS_YAML_NULL: c->type = 'U'; c->value[0] = 0; break;
+    case BFS_YAML_BOOL: c->type = 'L'; snprintf(c->value, sizeof c->value, "%s", v->b ? "T" : "F"); break;
+    case BFS_YAML_INT: c->type = 'I'; snprintf(c->value, sizeof c->value, "%lld", (long long)v->i); break;
+    case BFS_YAML_FLOAT: c->type = 'F'; snprintf(c->value, sizeof c->value, "%.17g", v->f); break;
+    default: c->type = 'C'; snprintf(c->value, sizeof c->value, "%.*s", (int)v->len, v->s); break;
+    }
+    return 0;
+}
+
+/* Apply the corrections file at path to *cards: 1, 0 when it is not there. */
+static int apply_corrections(const char *path, bfs_fits_card **cards, size_t *n, char **errmsg)
+{
+    if (access(path, F_OK) < 0)
+        return 0;
+    bfs_yaml *y = NULL;
+    int ret = bfs_yaml_load_file(path, &y, errmsg);
+    if (ret < 0)
+        return ret;
+    const bfs_yaml_node *root = bfs_yaml_root(y);
+    if (!bfs_yaml_is_map(y, root)) {
+        bfs_set_errmsg(errmsg, "%s is not a mapping of header keywords", path);
+        ret = -EINVAL;
+    }
+    for (size_t i = 0; ret == 0 && i < bfs_yaml_len(y, root); i++) {
+        const char *key = bfs_yaml_key(y, root, i);
+        bfs_yaml_value v;
+        if (!key || strlen(key) >= sizeof((*cards)->key) || bfs_yaml_resolve(y, bfs_yaml_item(y, root, i), &v) < 0 ||
+            v.type == BFS_YAML_NOT_SCALAR) {
+            bfs_set_errmsg(errmsg, "%s: the value of %s is not a header value", path, key ? key : "?");
+            ret = -EINVAL;
+        } else {
+            ret = set_card(cards, n, key, &v);
+        }
+    }
+    bfs_yaml_free(y);
+    return ret < 0 ? ret : 1;
+}
+
+int bfs_translate_corrections(bfs_fits_card **cards, size_t *n, const char *const *dirs, int ndirs,
+                              char **applied, char **errmsg)
+{
+    *applied = NULL;
+    const bfs_fits_card *ins = bfs_fits_find(*cards, *n, "INSTRUME"), *obs = bfs_fits_find(*cards, *n, "OBSID");
+    const bfs_camera *cam = ins && ins->type == 'C' ? bfs_camera_find(ins->value) : NULL;
+    if (!cam || !obs || obs->type != 'C' || !bfs_is_one_component(obs->value))
+        return 0;
+    char file[200];
+    snprintf(file, sizeof file, "%s-%s.yaml", bfs_camera_name(cam), obs->value);
+    /* the configured directories, then $METADATA_CORRECTIONS_PATH's */
+    const char *env = getenv("METADATA_CORRECTIONS_PATH");
+    char *envcopy = env && *env ? strdup(env) : NULL, *save = NULL;
+    int ret = 0;
+    for (int i = 0; ret == 0; i++) {
+        if (i >= ndirs && !envcopy)
+            break;
+        const char *dir = i < ndirs ? dirs[i] : strtok_r(i == ndirs ? envcopy : NULL, ":", &save);
+        if (!dir)
+            break;
+        char *path = bfs_asprintf("%s/%s", dir, file);
+        ret = path ? apply_corrections(path, cards, n, errmsg) : -ENOMEM;
+        if (ret == 1)
+            *applied = path;
+        else
+            free(path);
+    }
+    free(envcopy);
+    return ret;
 }
 
 int bfs_translate_raw(const bfs_fits_card *cards, size_t n, const char *name,

@@ -57,6 +57,21 @@ typedef struct bfs_raw_translation {
 int bfs_translate_raw(const bfs_fits_card *cards, size_t n, const char *name,
                       bfs_raw_translation *out, char **errmsg);
 
+/* Per-observation header corrections, as astro_metadata_translator's
+ * fix_header applies them before a translator's own fixes: the file
+ * <dir>/<instrument>-<obsid>.yaml (e.g. obs_lsst's corrections/
+ * LATISS-AT_O_20190308_000139.yaml), looked for in dirs in order, then in
+ * the directories of $METADATA_CORRECTIONS_PATH; the first found is used.
+ * instrument is the camera's registry name (from INSTRUME), obsid the OBSID
+ * card; without either nothing is done.  Each key: value of the file's
+ * mapping replaces (or adds) that card, typed as PyYAML reads the value
+ * (null: undefined).  *cards (n of them, malloc'd) may be reallocated.
+ * 1 and *applied (malloc'd) the file's path when one was applied; 0 when
+ * none was found; negative errno (-ENOMEM, or -EINVAL for a file that is
+ * not a mapping of scalars, with *errmsg). */
+int bfs_translate_corrections(bfs_fits_card **cards, size_t *n, const char *const *dirs, int ndirs,
+                              char **applied, char **errmsg);
+
 /* TAI nanoseconds since 1970 of an ISO-8601 date "YYYY-MM-DD[THH:MM:SS[.f]]"
  * in scale TAI (utc false) or UTC (utc true), rounded to the nearest
  * nanosecond as daf_butler rounds; -EINVAL when s is not such a date. */

@@ -39,6 +39,9 @@ typedef struct bfs_ingest_config {
     bool create_dataset_types;   /* path ingest may create an unknown dataset type (false) */
     bool checksums_advisory;     /* a CHECKSUM/DATASUM mismatch is logged, not refused (false) */
     char *default_storage_class; /* for a created type when the extension says nothing (NULL) */
+    char **corrections;          /* directories of <instrument>-<obsid>.yaml header corrections (none;
+                                  * $METADATA_CORRECTIONS_PATH is searched after them) */
+    int n_corrections;
     char **staging;              /* directories to hard-link ingested files into (none) */
     int n_staging;
     char *quarantine_dir;        /* NULL: REPO/.butlerfs/quarantine */
