@@ -305,8 +305,9 @@ int bfs_registry_has_record(bfs_registry *reg, const char *element, const char *
 
 /* One column of a dimension record of instrument, as text, into out:
  * element "exposure" or "visit" (key = the id; columns obs_id, group,
- * day_obs, physical_filter, where the universe has them), "detector" (key =
- * the id; full_name, raft, name_in_raft) or "physical_filter" (key = the
+ * day_obs, physical_filter, where the universe has them), "exposure" by
+ * obs_id (key = the obs_id; column id), "detector" (key = the id;
+ * full_name, raft, name_in_raft, purpose) or "physical_filter" (key = the
  * name; band).  0, -ENOENT when the record or column is not there, -EINVAL
  * for another element or column, -ENAMETOOLONG when it does not fit. */
 int bfs_registry_record_text(bfs_registry *reg, const char *element, const char *instrument,

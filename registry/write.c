@@ -382,8 +382,9 @@ int bfs_registry_record_text(bfs_registry *reg, const char *element, const char 
         const char *element, *key, *columns[5];
     } allowed[] = {
         {"exposure", "id", {"obs_id", "group", "day_obs", "physical_filter", NULL}},
+        {"exposure", "obs_id", {"id", NULL}}, /* an exposure's id by its obs_id */
         {"visit", "id", {"day_obs", "physical_filter", NULL}},
-        {"detector", "id", {"full_name", "raft", "name_in_raft", NULL}},
+        {"detector", "id", {"full_name", "raft", "name_in_raft", "purpose", NULL}},
         {"physical_filter", "name", {"band", NULL}},
     };
     if (!element || !instrument || !key || !column || !outsz)

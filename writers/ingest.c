@@ -71,6 +71,7 @@
 #include "translate_decam.h"
 #include "webhook.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -658,8 +659,10 @@ static int decide_path(bfs_ingest *ing, struct bfs_upload *u, struct tvals *t)
     char ext[64];
     extension_of(u->name, ext, sizeof ext);
     char *tmpl = NULL, *path = NULL, *msg = NULL;
-    bool raw = t != &own;
-    int ret = bfs_template_for(ing->repo, u->dtype, raw ? "Exposure" : NULL, &tmpl, &msg);
+    /* the storage class picks a template when the type has none of its own */
+    const bfs_dataset_type *dt = bfs_catalog_dataset_type(bfs_registry_catalog(ing->reg), u->dtype);
+    const char *sc = dt ? dt->storage_class : t != &own ? "Exposure" : NULL; /* a raw's type may be new */
+    int ret = bfs_template_for(ing->repo, u->dtype, sc, &tmpl, &msg);
     if (ret == 0)
         ret = bfs_template_format(tmpl, u->dtype, u->run, t->v, t->n, &path, &msg);
     if (ret == 0 && !path_is_unique(u, t, path)) {
@@ -727,6 +730,8 @@ static const char *formatter_of(const struct bfs_upload *u)
         if (!strcmp(u->dim_values[0], BFS_DECAM_INSTRUMENT))
             return "lsst.obs.decam.rawFormatter.DarkEnergyCameraRawFormatter";
     }
+    if (u->inbox && u->dtype && !strcmp(u->dtype, "guider_raw"))
+        return "lsst.obs.base.formatters.fitsGeneric.FitsGenericFormatter"; /* as ingest_guider */
     const char *ext = strrchr(u->rel, '.');
     if (ext && (!strcmp(ext, ".fits") || !strcmp(ext, ".fz") || !strcmp(ext, ".fit")))
         return "lsst.obs.base.formatters.fitsExposure.FitsExposureFormatter";
@@ -978,6 +983,114 @@ static int merge_header_service(bfs_ingest *ing, struct bfs_upload *u, bfs_fits_
     return 0;
 }
 
+/* ---- guider files (obs_lsst's ingest_guider) --------------------------------
+ *
+ * A file named like "..SG.._guider.fits" written in a RUN's directory is a
+ * guider_raw of an exposure that must already be registered (its raws came
+ * first), as obs_lsst's ingest_guider does: only the instrument (INSTRUME),
+ * the detector (RAFTBAY/CCDSLOT, which must be a GUIDER detector in the
+ * repository) and the observation id (OBSID, the exposure's obs_id) are
+ * read; no header fix-up, no exposure record.  The dataset type is
+ * {instrument, detector, exposure} of storage class Stamps; it is made when
+ * ingest.create_dataset_types allows (ingest_guider's register_dataset_type),
+ * else it must exist. */
+
+static bool is_guider_name(const char *name)
+{
+    const char *g = bfs_endswith(name, "_guider.fits") ? strstr(name, "SG") : NULL;
+    return g && g < name + strlen(name) - strlen("_guider.fits");
+}
+
+struct guider_check {
+    const char *instrument, *obs_id;
+    char det[32];
+    char exposure[32];  /* out: the exposure's id */
+    char *why;
+};
+
+static int guider_tx(bfs_ingest *ing, void *ctx)
+{
+    struct guider_check *g = ctx;
+    char purpose[32];
+    int ret = bfs_registry_record_text(ing->reg, "detector", g->instrument, g->det, "purpose", purpose,
+                                       sizeof purpose);
+    if (ret == -ENOENT || (ret == 0 && strcmp(purpose, "GUIDER"))) {
+        g->why = bfs_asprintf("detector %s of %s is not a GUIDER detector in the repository", g->det,
+                              g->instrument);
+        return ret == 0 ? -EINVAL : ret;
+    }
+    if (ret == 0)
+        ret = bfs_registry_record_text(ing->reg, "exposure", g->instrument, g->obs_id, "id", g->exposure,
+                                       sizeof g->exposure);
+    if (ret == -ENOENT)
+        g->why = bfs_asprintf("the repository has no exposure of OBSID %s yet (its raws are ingested "
+                              "first)", g->obs_id);
+    if (ret == 0 && !bfs_catalog_dataset_type(bfs_registry_catalog(ing->reg), "guider_raw")) {
+        static const char *const dims[] = {"instrument", "detector", "exposure"};
+        if (!ing->cfg->create_dataset_types) {
+            g->why = strdup("the repository has no dataset type guider_raw (made when "
+                            "ingest.create_dataset_types is true)");
+            return -ENOENT;
+        }
+        ret = bfs_registry_add_dataset_type(ing->reg, "guider_raw", "Stamps", dims, 3, false);
+        if (ret == 0 && bfs_registry_refresh(ing->reg) < 0)
+            ret = -EIO;
+        if (ret == -EEXIST)
+            g->why = strdup("the repository's dataset type guider_raw is defined otherwise");
+    }
+    return ret;
+}
+
+/* SEALED, for a guider file: its dataId; tv gets what its file template
+ * may name. */
+static int prepare_guider(bfs_ingest *ing, struct bfs_upload *u, const bfs_fits_card *cards, size_t n,
+                          struct tvals *tv)
+{
+    const bfs_fits_card *ins = bfs_fits_find(cards, n, "INSTRUME"), *obs = bfs_fits_find(cards, n, "OBSID");
+    const bfs_fits_card *rb = bfs_fits_find(cards, n, "RAFTBAY"), *cs = bfs_fits_find(cards, n, "CCDSLOT");
+    const bfs_camera *cam = ins ? bfs_camera_find(ins->value) : NULL;
+    int det = cam && rb && cs ? bfs_camera_detector_id(cam, rb->value, cs->value) : -ENOENT;
+    if (!cam || det < 0 || !obs || obs->type != 'C' || !bfs_is_one_component(obs->value)) {
+        quarantine_as(u, !cam || det < 0 ? ENOENT : EINVAL,
+                      "guider ingest: %s", !cam ? "INSTRUME names no camera butlerfs knows"
+                                         : det < 0 ? "RAFTBAY/CCDSLOT name no detector of the camera"
+                                                   : "OBSID is missing or cannot be a name");
+        return 0;
+    }
+    struct guider_check g = {.instrument = bfs_camera_name(cam), .obs_id = obs->value};
+    snprintf(g.det, sizeof g.det, "%d", det);
+    int ret = with_registry(ing, guider_tx, &g);
+    if (ret == -ENOENT || ret == -EINVAL || ret == -EEXIST) {
+        quarantine_as(u, -ret, "guider ingest: %s", g.why ? g.why : strerror(-ret));
+        ret = 0;
+    } else if (ret == 0) {
+        static const char *const names[3] = {"instrument", "detector", "exposure"};
+        const char *values[3] = {g.instrument, g.det, g.exposure};
+        free(u->dtype);
+        u->dtype = strdup("guider_raw");
+        u->obs_id = strdup(obs->value);
+        u->raft = strdup(rb->value);
+        u->sensor = strdup(cs->value);
+        for (int i = 0; i < u->ndims; i++) {
+            free(u->dim_names[i]);
+            free(u->dim_values[i]);
+        }
+        u->ndims = 3;
+        for (int i = 0; i < 3; i++) {
+            u->dim_names[i] = strdup(names[i]);
+            u->dim_values[i] = strdup(values[i]);
+            tv_add(tv, names[i], values[i]);
+            if (!u->dim_names[i] || !u->dim_values[i])
+                ret = -ENOMEM;
+        }
+        tv_from_registry(ing, tv);
+        if (!u->dtype)
+            ret = -ENOMEM;
+    }
+    free(g.why);
+    return ret;
+}
+
 /* SEALED, for a file written in a RUN's own directory: its dataId and
  * dimension records from its primary header (writers/translate.c), then on
  * as a dataset of type raw.  The records are registered before the file is
@@ -993,6 +1106,11 @@ static int prepare_raw(bfs_ingest *ing, struct bfs_upload *u, struct tvals *tv)
         quarantine_as(u, EINVAL, "cannot read the primary header: %s", msg ? msg : strerror(-ret));
         free(msg);
         return 0;
+    }
+    if (is_guider_name(u->name)) {
+        ret = prepare_guider(ing, u, cards, n, tv);
+        free(cards);
+        return ret;
     }
     bool decam = bfs_decam_is(cards, n);
     if (!decam && (ing->cfg->hs_dir || ing->cfg->hs_url)) {
@@ -1167,6 +1285,7 @@ static void hash_follow_locked(bfs_ingest *ing, struct bfs_upload *u)
             u->hash_broken = true;
         else
             u->hashed = from + n;
+        assert(u->hashed <= u->hash_claim);
     }
     u->hashing = false;
     pthread_cond_broadcast(&ing->hdone);
@@ -1895,6 +2014,11 @@ static int step(bfs_ingest *ing, struct bfs_upload *u)
         return ret;
     default: return 0;
     }
+    /* the invariants of the table at the top of this file (debug builds) */
+    assert(u->st >= from || ret < 0);
+    assert(u->st != S_PREPARED || (u->rel && strlen(u->dataset_id) == 32));
+    assert(u->st != S_PLACED || u->rel);
+    assert(u->st != S_QUARANTINED || (u->err != 0 && u->reason));
     if (ret == 0 && u->st != from)
         ret = write_intent(ing, u);
     return ret;

@@ -1129,12 +1129,6 @@ static bool check_name(struct tx *t, const char *what, const char *key, const ch
 
 static int translate(struct tx *t, bfs_raw_translation *out)
 {
-    if (t->name && strstr(t->name, "_guider.fits")) {
-        /* obs_lsst ingests these separately, as guider_raw of an exposure */
-        fail(t, -EINVAL, "%s is a guider file (dataset type guider_raw), not a raw; guider ingest "
-                         "is not built", t->name);
-        return t->err;
-    }
     if (!pick_family(t))
         return t->err;
     switch (t->fam) {
