@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "dbauth.h"
+#include "registry.h"
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -487,6 +488,59 @@ static void test_dbauth_file_rules(void **state)
     free(later);
 }
 
+/* ---- the registry today: PostgreSQL is refused in one sentence ---------- */
+
+static int open_repo(const char *yaml, char **msg)
+{
+    char *path = write_file("repo/butler.yaml", yaml, 0644);
+    char *repo = strdup(path);
+    *strrchr(repo, '/') = '\0';
+    bfs_registry *reg = NULL;
+    *msg = NULL;
+    int ret = bfs_registry_open(repo, 0, &reg, msg);
+    assert_null(reg);
+    free(repo);
+    free(path);
+    return ret;
+}
+
+static void test_registry_refuses_postgresql(void **state)
+{
+    (void)state;
+    char *msg;
+    /* a credential file is not even read (no password is needed to refuse) */
+    free(write_file(".lsst/db-auth.yaml", "- url: postgresql://*\n  password: fromfile\n", 0644));
+    assert_int_equal(open_repo("registry:\n  db: postgresql://butler:Zq9secret@db.example.org:5432/butler\n"
+                               "  namespace: main_20250601\ndatastore:\n  root: s3://rubin-main/\n", &msg),
+                     -EPROTONOSUPPORT);
+    char *want;
+    assert_true(asprintf(&want, "%s/repo: registry.db is a PostgreSQL URL (postgresql://butler@db.example.org:"
+                         "5432/butler, namespace main_20250601); PostgreSQL registries are not supported by "
+                         "this version of butlerfs yet (issue 13)", g_dir) > 0);
+    assert_string_equal(msg, want);
+    free(want);
+    free(msg);
+
+    /* no namespace; the database from registry.database */
+    assert_int_equal(open_repo("registry:\n  db: postgresql+psycopg2://db.example.org\n"
+                               "  database: butler\n", &msg), -EPROTONOSUPPORT);
+    assert_non_null(strstr(msg, "(postgresql+psycopg2://db.example.org, no namespace); PostgreSQL registries"));
+    free(msg);
+
+    /* a malformed URL is named as such, without its password */
+    assert_int_equal(open_repo("registry:\n  db: postgresql://u:Zq9secret@h/d?sslmod=require\n", &msg), -EINVAL);
+    assert_non_null(strstr(msg, "butler.yaml: registry.db: 'postgresql://u@h/d?sslmod=require': unknown query "
+                                "parameter 'sslmod'"));
+    assert_null(strstr(msg, "Zq9secret"));
+    free(msg);
+
+    /* other databases: not SQLite, not PostgreSQL, password hidden too */
+    assert_int_equal(open_repo("registry:\n  db: mysql://root:Zq9secret@h/d\n", &msg), -EPROTONOSUPPORT);
+    assert_non_null(strstr(msg, "registry.db 'mysql://root@h/d' is neither an SQLite URL"));
+    assert_null(strstr(msg, "Zq9secret"));
+    free(msg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -496,6 +550,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_redact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dbauth_match, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dbauth_file_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry_refuses_postgresql, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
