@@ -95,8 +95,8 @@ _pg_exec()
 # callers retry on "Address already in use").
 _pg_free_port()
 {
-    local port i
-    for i in $(seq 50); do
+    local port
+    for _ in $(seq 50); do
         port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return 0; }
     done
@@ -106,8 +106,8 @@ _pg_free_port()
 # _pg_wait_gone PID SECONDS: true once PID is gone (reaped if our child).
 _pg_wait_gone()
 {
-    local pid=$1 n=$(( $2 * 20 )) i
-    for i in $(seq "$n"); do
+    local pid=$1 n=$(( $2 * 20 ))
+    for _ in $(seq "$n"); do
         kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
         sleep 0.05
     done
@@ -190,7 +190,7 @@ _pg_pick_user()
 
 pg_start()
 {
-    local base=${1:-${TMPDIR:-/tmp}} rc attempt i port log
+    local base=${1:-${TMPDIR:-/tmp}} rc port log
     pg_stop
     PG_BINDIR=$(_pg_bindir)
     if [ -z "$PG_BINDIR" ] || [ ! -x "$PG_BINDIR/initdb" ] || [ ! -x "$PG_BINDIR/postgres" ] ||
@@ -227,7 +227,7 @@ host    all      all  127.0.0.1/32  scram-sha-256
 EOF
     PG_SOCKET_DIR=$PG_DIR/sock
     log=$PG_DIR/postgres.log
-    for attempt in $(seq 10); do
+    for _ in $(seq 10); do
         port=$(_pg_free_port) || break
         : >"$log"
         [ -n "$_PG_SETPRIV" ] && chown "$_PG_UID:$_PG_GID" "$log"
@@ -238,7 +238,7 @@ EOF
             -c shared_buffers=32MB -c password_encryption=scram-sha-256 \
             </dev/null >>"$log" 2>&1 &
         PG_PID=$!
-        for i in $(seq 200); do
+        for _ in $(seq 200); do
             kill -0 "$PG_PID" 2>/dev/null || break
             if [ -S "$PG_SOCKET_DIR/.s.PGSQL.$port" ] &&
                 "$PG_BINDIR/pg_isready" -q -h "$PG_SOCKET_DIR" -p "$port" -t 1 2>/dev/null; then
@@ -304,7 +304,7 @@ EOF
 
 pgbouncer_start()
 {
-    local bin attempt i port log
+    local bin port log
     if [ -z "${PG_PID:-}" ]; then
         echo "pgbouncer_start: start PostgreSQL first (pg_start)" >&2
         return 1
@@ -320,7 +320,7 @@ pgbouncer_start()
     # plain text: PgBouncer then speaks SCRAM to the client and to the server
     ( umask 077; printf '"%s" "%s"\n' "$PG_USER" "$PG_PASSWORD" >"$PGBOUNCER_DIR/userlist.txt" )
     log=$PGBOUNCER_DIR/pgbouncer.log
-    for attempt in $(seq 10); do
+    for _ in $(seq 10); do
         port=$(_pg_free_port) || break
         cat >"$PGBOUNCER_DIR/pgbouncer.ini" <<EOF
 [databases]
@@ -344,7 +344,7 @@ EOF
         [ -n "$_PG_SETPRIV" ] && chown -R "$_PG_UID:$_PG_GID" "$PGBOUNCER_DIR"
         _pg_exec "$bin" -q "$PGBOUNCER_DIR/pgbouncer.ini" </dev/null >>"$PGBOUNCER_DIR/stderr.log" 2>&1 &
         PGBOUNCER_PID=$!
-        for i in $(seq 200); do
+        for _ in $(seq 200); do
             kill -0 "$PGBOUNCER_PID" 2>/dev/null || break
             if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
                 PGBOUNCER_PORT=$port
