@@ -14,6 +14,10 @@ BFS_PACKAGES=(
     clang-14 libclang-rt-14-dev
     # test servers: nginx with WebDAV, PROPFIND and echo_sleep (stalls)
     nginx-light libnginx-mod-http-dav-ext libnginx-mod-http-echo openssl
+    # PostgreSQL registries (issue 13): the server (btree_gist is in
+    # postgresql-15 itself, no contrib package), PgBouncer and libpq; the
+    # tests run them from tests/integration/pg.sh, never as system services
+    postgresql pgbouncer libpq-dev
 )
 
 bfs_root_dir()

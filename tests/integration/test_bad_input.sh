@@ -96,6 +96,26 @@ printf 'datastore: [unclosed\n  root: : :\n\t- x\n' >"$BFS_TMP/bad_yaml/butler.y
 bad_case "butler.yaml that is not YAML" "butler\.yaml.*YAML|YAML.*butler\.yaml" \
     -- mount "$BFS_TMP/bad_yaml" "$mnt" -f
 
+# PostgreSQL registries (issue 13): one sentence, the URL without its password
+mkdir "$BFS_TMP/pg_db"
+printf 'registry:\n  db: postgresql://butler:Zq9secret@db.example.org:5432/butler\n  namespace: main_20250601\ndatastore:\n  root: s3://rubin-main/\n' \
+    >"$BFS_TMP/pg_db/butler.yaml"
+bad_case "registry.db a PostgreSQL URL" \
+    "^butlerfs: $BFS_TMP/pg_db: registry\.db is a PostgreSQL URL \(postgresql://butler@db\.example\.org:5432/butler, namespace main_20250601\); PostgreSQL registries are not supported by this version of butlerfs yet \(issue 13\)\$" \
+    -- mount "$BFS_TMP/pg_db" "$mnt" -f
+expect_no_secret Zq9secret "database password" "$BFS_TMP/err"
+printf 'registry:\n  db: postgresql+psycopg2://butler:Zq9secret@db.example.org:99999/butler\n' \
+    >"$BFS_TMP/pg_db/butler.yaml"
+bad_case "registry.db a malformed PostgreSQL URL" \
+    "registry\.db: 'postgresql\+psycopg2://butler@db\.example\.org:99999/butler' is not a database URL: its port '99999'" \
+    -- mount "$BFS_TMP/pg_db" "$mnt" -f
+expect_no_secret Zq9secret "database password" "$BFS_TMP/err"
+printf 'registry:\n  db: mysql://root:Zq9secret@db.example.org/butler\n' >"$BFS_TMP/pg_db/butler.yaml"
+bad_case "registry.db of another database" \
+    "registry\.db 'mysql://root@db\.example\.org/butler' is neither an SQLite URL" \
+    -- mount "$BFS_TMP/pg_db" "$mnt" -f
+expect_no_secret Zq9secret "database password" "$BFS_TMP/err"
+
 mkdir "$BFS_TMP/garbage_db"
 cp "$BFS_TMP/no_db_file/butler.yaml" "$BFS_TMP/garbage_db/"
 head -c 65536 /dev/urandom >"$BFS_TMP/garbage_db/gen3.sqlite3"
