@@ -164,6 +164,18 @@ struct bfs_upload {
     bool duplicate;
 };
 
+/* Append u to the queue head..tail linked through u->next (the worker and
+ * the hasher queues), under ing->lock. */
+#define QUEUE_PUSH(head, tail, u, next)                                                                      \
+    do {                                                                                                     \
+        (u)->next = NULL;                                                                                    \
+        if (tail)                                                                                            \
+            (tail)->next = (u);                                                                              \
+        else                                                                                                 \
+            (head) = (u);                                                                                    \
+        (tail) = (u);                                                                                        \
+    } while (0)
+
 struct bfs_ingest {
     char *repo, *root, *dir, *spool, *quarantine, *events;
     bfs_registry *reg;
@@ -1256,12 +1268,7 @@ static void hash_note_change_locked(bfs_ingest *ing, struct bfs_upload *u, off_t
         return;
     u->hash_queued = true;
     u->refs++; /* the hasher's */
-    u->hnext = NULL;
-    if (ing->htail)
-        ing->htail->hnext = u;
-    else
-        ing->hhead = u;
-    ing->htail = u;
+    QUEUE_PUSH(ing->hhead, ing->htail, u, hnext);
     pthread_cond_signal(&ing->hwake);
 }
 
@@ -2154,12 +2161,7 @@ static void enqueue_locked(bfs_ingest *ing, struct bfs_upload *u)
     u->busy = true;
     u->written = false;
     u->refs++;
-    u->qnext = NULL;
-    if (ing->qtail)
-        ing->qtail->qnext = u;
-    else
-        ing->qhead = u;
-    ing->qtail = u;
+    QUEUE_PUSH(ing->qhead, ing->qtail, u, qnext);
     pthread_cond_signal(&ing->cond);
 }
 

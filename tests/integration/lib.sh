@@ -107,6 +107,15 @@ skip()
 }
 
 # Skip (77) only when FUSE cannot work here at all.
+# skip_unless_hdr2fits: H2F is the test tool that builds FITS raws from
+# header dumps (tests/tools/hdr2fits.c), and sqlite3 is there to check rows
+skip_unless_hdr2fits()
+{
+    command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
+    H2F=${BFS_HDR2FITS:-}
+    [ -x "$H2F" ] || skip "hdr2fits was not built"
+}
+
 skip_unless_fuse()
 {
     [ -e /dev/fuse ] || skip "no /dev/fuse"

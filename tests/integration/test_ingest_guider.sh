@@ -13,9 +13,7 @@
 # detector is refused (EINVAL, "not a GUIDER detector").
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
-command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
-H2F=${BFS_HDR2FITS:-}
-[ -x "$H2F" ] || skip "hdr2fits was not built"
+skip_unless_hdr2fits
 T=$BFS_TMP
 "$BFS_BIN" synth "$T/src" --exposures 1 --detectors 1 --fits >/dev/null 2>&1 || fail "synth"
 "$BFS_BIN" init "$T/repo" >/dev/null 2>&1 || fail "butlerfs init"

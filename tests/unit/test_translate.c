@@ -34,38 +34,7 @@
 
 /* ---- building headers ------------------------------------------------------ */
 
-struct hdr {
-    bfs_fits_card c[400];
-    size_t n;
-};
-
-static void put(struct hdr *h, const char *key, char type, const char *value)
-{
-    for (size_t i = 0; i < h->n; i++)
-        if (!strcmp(h->c[i].key, key)) {
-            h->c[i].type = type;
-            snprintf(h->c[i].value, sizeof h->c[i].value, "%s", value);
-            return;
-        }
-    assert_true(h->n < sizeof h->c / sizeof *h->c);
-    bfs_fits_card *c = &h->c[h->n++];
-    memset(c, 0, sizeof *c);
-    snprintf(c->key, sizeof c->key, "%s", key);
-    snprintf(c->value, sizeof c->value, "%s", value);
-    c->type = type;
-}
-
-static void drop(struct hdr *h, const char *key)
-{
-    for (size_t i = 0; i < h->n; i++)
-        if (!strcmp(h->c[i].key, key)) {
-            h->c[i] = h->c[--h->n];
-            return;
-        }
-}
-
-#define S(h, k, v) put(h, k, 'C', v)
-#define N(h, k, v) put(h, k, strchr(v, '.') ? 'F' : 'I', v)
+#include "hdr_builder.h"
 
 /* A modern LSSTCam science header (the keywords of a 2025 raw). */
 static void lsstcam(struct hdr *h)
