@@ -25,44 +25,29 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The query keys accepted, each a libpq keyword, and where they go. */
+/* Every libpq keyword of a bfs_dburl, in the order bfs_dburl_params gives
+ * them; query: a URL's query may give it (not dbname, user, password). */
 static const struct {
     const char *key;
     size_t off;
-} QUERY_KEYS[] = {
-    {"host", offsetof(bfs_dburl, host)},
-    {"port", offsetof(bfs_dburl, port)},
-    {"sslmode", offsetof(bfs_dburl, sslmode)},
-    {"sslrootcert", offsetof(bfs_dburl, sslrootcert)},
-    {"sslcert", offsetof(bfs_dburl, sslcert)},
-    {"sslkey", offsetof(bfs_dburl, sslkey)},
-    {"sslcrl", offsetof(bfs_dburl, sslcrl)},
-    {"connect_timeout", offsetof(bfs_dburl, connect_timeout)},
-    {"application_name", offsetof(bfs_dburl, application_name)},
-    {"target_session_attrs", offsetof(bfs_dburl, target_session_attrs)},
-    {"service", offsetof(bfs_dburl, service)},
-};
-
-/* Every libpq keyword of a bfs_dburl, in the order bfs_dburl_params gives them. */
-static const struct {
-    const char *key;
-    size_t off;
+    bool query;
 } PARAMS[] = {
-    {"host", offsetof(bfs_dburl, host)},
-    {"port", offsetof(bfs_dburl, port)},
-    {"dbname", offsetof(bfs_dburl, dbname)},
-    {"user", offsetof(bfs_dburl, user)},
-    {"password", offsetof(bfs_dburl, password)},
-    {"sslmode", offsetof(bfs_dburl, sslmode)},
-    {"sslrootcert", offsetof(bfs_dburl, sslrootcert)},
-    {"sslcert", offsetof(bfs_dburl, sslcert)},
-    {"sslkey", offsetof(bfs_dburl, sslkey)},
-    {"sslcrl", offsetof(bfs_dburl, sslcrl)},
-    {"connect_timeout", offsetof(bfs_dburl, connect_timeout)},
-    {"application_name", offsetof(bfs_dburl, application_name)},
-    {"target_session_attrs", offsetof(bfs_dburl, target_session_attrs)},
-    {"service", offsetof(bfs_dburl, service)},
+    {"host", offsetof(bfs_dburl, host), true},
+    {"port", offsetof(bfs_dburl, port), true},
+    {"dbname", offsetof(bfs_dburl, dbname), false},
+    {"user", offsetof(bfs_dburl, user), false},
+    {"password", offsetof(bfs_dburl, password), false},
+    {"sslmode", offsetof(bfs_dburl, sslmode), true},
+    {"sslrootcert", offsetof(bfs_dburl, sslrootcert), true},
+    {"sslcert", offsetof(bfs_dburl, sslcert), true},
+    {"sslkey", offsetof(bfs_dburl, sslkey), true},
+    {"sslcrl", offsetof(bfs_dburl, sslcrl), true},
+    {"connect_timeout", offsetof(bfs_dburl, connect_timeout), true},
+    {"application_name", offsetof(bfs_dburl, application_name), true},
+    {"target_session_attrs", offsetof(bfs_dburl, target_session_attrs), true},
+    {"service", offsetof(bfs_dburl, service), true},
 };
+#define NPARAMS (sizeof PARAMS / sizeof PARAMS[0])
 
 #define FIELD(u, off) ((char **)((char *)(u) + (off)))
 
@@ -296,10 +281,10 @@ static int parse(const char *url, bool pattern, bfs_dburl *u, const char *shown,
             const char *eq = memchr(s, '=', len);
             size_t klen = eq ? (size_t)(eq - s) : len;
             size_t i;
-            for (i = 0; i < sizeof QUERY_KEYS / sizeof QUERY_KEYS[0]; i++)
-                if (strlen(QUERY_KEYS[i].key) == klen && strncmp(QUERY_KEYS[i].key, s, klen) == 0)
+            for (i = 0; i < NPARAMS; i++)
+                if (PARAMS[i].query && strlen(PARAMS[i].key) == klen && strncmp(PARAMS[i].key, s, klen) == 0)
                     break;
-            if (len && (i == sizeof QUERY_KEYS / sizeof QUERY_KEYS[0] || !eq)) {
+            if (len && (i == NPARAMS || !eq)) {
                 if (klen == 8 && strncmp(s, "password", 8) == 0)
                     bfs_set_errmsg(errmsg, "'%s': a password may not be given in the query; "
                                    "put it in ~/.lsst/db-auth.yaml or ~/.pgpass", shown);
@@ -315,18 +300,18 @@ static int parse(const char *url, bool pattern, bfs_dburl *u, const char *shown,
                 goto fail;
             }
             if (len) {
-                char **f = FIELD(u, QUERY_KEYS[i].off);
+                char **f = FIELD(u, PARAMS[i].off);
                 if (*f) {
                     bfs_set_errmsg(errmsg, "'%s' gives %s twice (in the query%s)", shown,
-                                   QUERY_KEYS[i].key,
-                                   QUERY_KEYS[i].off == offsetof(bfs_dburl, host) ||
-                                   QUERY_KEYS[i].off == offsetof(bfs_dburl, port) ? " and before it" : "");
+                                   PARAMS[i].key,
+                                   PARAMS[i].off == offsetof(bfs_dburl, host) ||
+                                   PARAMS[i].off == offsetof(bfs_dburl, port) ? " and before it" : "");
                     err = -EINVAL;
                     goto fail;
                 }
                 if (!(*f = decode(eq + 1, len - klen - 1, &err)))
                     goto bad_escape;
-                if (QUERY_KEYS[i].off == offsetof(bfs_dburl, port) && !all_digits(*f)) {
+                if (PARAMS[i].off == offsetof(bfs_dburl, port) && !all_digits(*f)) {
                     bfs_set_errmsg(errmsg, "'%s': its port '%s' is not a number", shown, *f);
                     err = -EINVAL;
                     goto fail;

@@ -995,6 +995,36 @@ static int merge_header_service(bfs_ingest *ing, struct bfs_upload *u, bfs_fits_
     return 0;
 }
 
+/* u's dataId := names/values (n of them), with the dataset type dtype and
+ * the raft and sensor an event names (NULL when none): a raw's, a guider
+ * file's.  0 or -ENOMEM. */
+static int set_raw_data_id(struct bfs_upload *u, const char *dtype, const char *const *names,
+                           const char *const *values, int n, const char *obs_id, const char *raft,
+                           const char *sensor)
+{
+    free(u->dtype);
+    free(u->obs_id);
+    free(u->raft);
+    free(u->sensor);
+    u->dtype = strdup(dtype);
+    u->obs_id = obs_id ? strdup(obs_id) : NULL;
+    u->raft = raft ? strdup(raft) : NULL;
+    u->sensor = sensor ? strdup(sensor) : NULL;
+    for (int i = 0; i < u->ndims; i++) {
+        free(u->dim_names[i]);
+        free(u->dim_values[i]);
+    }
+    u->ndims = n;
+    int ret = u->dtype ? 0 : -ENOMEM;
+    for (int i = 0; i < n; i++) {
+        u->dim_names[i] = strdup(names[i]);
+        u->dim_values[i] = strdup(values[i]);
+        if (!u->dim_names[i] || !u->dim_values[i])
+            ret = -ENOMEM;
+    }
+    return ret;
+}
+
 /* ---- guider files (obs_lsst's ingest_guider) --------------------------------
  *
  * A file named like "..SG.._guider.fits" written in a RUN's directory is a
@@ -1078,26 +1108,10 @@ static int prepare_guider(bfs_ingest *ing, struct bfs_upload *u, const bfs_fits_
     } else if (ret == 0) {
         static const char *const names[3] = {"instrument", "detector", "exposure"};
         const char *values[3] = {g.instrument, g.det, g.exposure};
-        free(u->dtype);
-        u->dtype = strdup("guider_raw");
-        u->obs_id = strdup(obs->value);
-        u->raft = strdup(rb->value);
-        u->sensor = strdup(cs->value);
-        for (int i = 0; i < u->ndims; i++) {
-            free(u->dim_names[i]);
-            free(u->dim_values[i]);
-        }
-        u->ndims = 3;
-        for (int i = 0; i < 3; i++) {
-            u->dim_names[i] = strdup(names[i]);
-            u->dim_values[i] = strdup(values[i]);
+        ret = set_raw_data_id(u, "guider_raw", names, values, 3, obs->value, rb->value, cs->value);
+        for (int i = 0; i < 3; i++)
             tv_add(tv, names[i], values[i]);
-            if (!u->dim_names[i] || !u->dim_values[i])
-                ret = -ENOMEM;
-        }
         tv_from_registry(ing, tv);
-        if (!u->dtype)
-            ret = -ENOMEM;
     }
     free(g.why);
     return ret;
@@ -1177,8 +1191,6 @@ static int prepare_raw(bfs_ingest *ing, struct bfs_upload *u, struct tvals *tv)
         snprintf(exp, sizeof exp, "%lld", (long long)tr->exposure_id);
         const char *values[3] = {tr->instrument, det, exp};
         static const char *const names[3] = {"instrument", "detector", "exposure"};
-        free(u->dtype);
-        u->dtype = strdup("raw");
         const bfs_fits_card *rb = bfs_fits_find(cards, n, "RAFTBAY"), *cs = bfs_fits_find(cards, n, "CCDSLOT");
         /* what the file template may name: the expanded dataId of a raw */
         const bfs_exposure_record *e = &tr->exposure;
@@ -1207,22 +1219,8 @@ static int prepare_raw(bfs_ingest *ing, struct bfs_upload *u, struct tvals *tv)
         tv_add(tv, "exposure.group", e->group);
         tv_add(tv, "exposure.physical_filter", e->physical_filter);
         tv_add(tv, "detector.full_name", full[0] ? full : NULL);
-        u->obs_id = strdup(tr->exposure.obs_id);
-        u->raft = rb ? strdup(rb->value) : NULL;
-        u->sensor = cs ? strdup(cs->value) : NULL;
-        for (int i = 0; i < u->ndims; i++) {
-            free(u->dim_names[i]);
-            free(u->dim_values[i]);
-        }
-        u->ndims = 3;
-        for (int i = 0; i < 3; i++) {
-            u->dim_names[i] = strdup(names[i]);
-            u->dim_values[i] = strdup(values[i]);
-            if (!u->dim_names[i] || !u->dim_values[i])
-                ret = -ENOMEM;
-        }
-        if (!u->dtype)
-            ret = -ENOMEM;
+        ret = set_raw_data_id(u, "raw", names, values, 3, tr->exposure.obs_id, rb ? rb->value : NULL,
+                              cs ? cs->value : NULL);
         if (decam && df->n_ccds > 1) {
             /* the other CCDs: datasets of the same file (step_placed) */
             free(u->more_dets);

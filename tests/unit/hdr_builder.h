@@ -2,7 +2,8 @@
  * hdr_builder.h - headers built card by card for the translation tests
  * (test_translate.c, test_translate_decam.c): put() sets or appends a card,
  * drop() removes one keeping the order, S() and N() put a string or a
- * number (floating when it has a dot).  Include after <cmocka.h>.
+ * number (floating when it has a dot); shared_dir() and classify() for the
+ * fixture header dumps.  Include after <cmocka.h>.
  */
 #ifndef BFS_TEST_HDR_BUILDER_H
 #define BFS_TEST_HDR_BUILDER_H
@@ -10,6 +11,7 @@
 #include "fits.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct hdr {
@@ -41,6 +43,30 @@ static inline void drop(struct hdr *h, const char *key)
             h->n--;
             return;
         }
+}
+
+/* ../shared, or $BFS_SHARED: where the fixtures are */
+static inline const char *shared_dir(void)
+{
+    const char *s = getenv("BFS_SHARED");
+    return s ? s : "../shared";
+}
+
+/* The FITS card type a dumped value has by its look: 'L', 'I', 'F' or 'C'. */
+static inline char classify(const char *v)
+{
+    if (!strcmp(v, "true") || !strcmp(v, "false"))
+        return 'L';
+    char *end;
+    if (*v) {
+        strtoll(v, &end, 10);
+        if (!*end)
+            return 'I';
+        strtod(v, &end);
+        if (!*end)
+            return 'F';
+    }
+    return 'C';
 }
 
 #define S(h, k, v) put(h, k, 'C', v)

@@ -456,27 +456,6 @@ static void test_sequences_and_sky(void **state)
 
 /* ---- the fixture header dumps -------------------------------------------- */
 
-static const char *shared_dir(void)
-{
-    const char *s = getenv("BFS_SHARED");
-    return s ? s : "../shared";
-}
-
-static char classify(const char *v)
-{
-    if (!strcmp(v, "true") || !strcmp(v, "false"))
-        return 'L';
-    char *end;
-    if (*v) {
-        strtoll(v, &end, 10);
-        if (!*end)
-            return 'I';
-        strtod(v, &end);
-        if (!*end)
-            return 'F';
-    }
-    return 'C';
-}
 
 /* The plain-mapping YAML dump of a header -> cards (values typed by their
  * look, as astropy would have read the FITS cards). */

@@ -340,27 +340,6 @@ static void test_times(void **state)
 
 /* ---- the fixture header dumps -------------------------------------------- */
 
-static const char *shared_dir(void)
-{
-    const char *s = getenv("BFS_SHARED");
-    return s ? s : "../shared";
-}
-
-static char classify(const char *v)
-{
-    if (!strcmp(v, "true") || !strcmp(v, "false"))
-        return 'L';
-    char *end;
-    if (*v) {
-        strtoll(v, &end, 10);
-        if (!*end)
-            return 'I';
-        strtod(v, &end);
-        if (!*end)
-            return 'F';
-    }
-    return 'C';
-}
 
 /* One card into the primary or, from XTENSION on, the extension. */
 static void add_card(struct hdr *p, struct hdr *e, bool *in_ext, const char *k, char type,
