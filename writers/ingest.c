@@ -9,6 +9,7 @@
  *     spool/U.intent           the upload's intent record (JSON, below)
  *     quarantine/YYYY-MM-DD/U.data, U.reason   rejected bytes and why
  *     events.jsonl             one line per outcome
+ *     reserve                  1 MiB held back for intents and quarantines on a full disk
  *
  * The state machine of one upload (docs/ingest.md explains the choices):
  *
@@ -23,7 +24,10 @@
  *
  * | state       | what holds on disk                          | the step out                      |
  * | OPEN        | U.data, maybe incomplete                    | seal: fdatasync -> SEALED         |
- * | SEALED      | U.data complete and durable                 | validate, id, path -> PREPARED, or QUARANTINED |
+ * | SEALED      | U.data complete and durable (a failed write | validate, id, path -> PREPARED, or QUARANTINED; |
+ * |             | is in the intent: never ingested)           | a replica or sidecar -> WAITING, or paired      |
+ * | WAITING     | a replica or sidecar whose partner has not  | the partner's seal pairs them (-> PREPARED or   |
+ * |             | been sealed yet (close() was told 0)        | QUARANTINED); replica_wait -> QUARANTINED        |
  * | PREPARED    | intent has id, path, size; bytes in U.data  | rename (no replace) to the path, fsync dir -> PLACED |
  * | PLACED      | the file at its path; maybe no registry row | add the dataset (EEXIST: it is ours) -> REGISTERED |
  * | REGISTERED  | the dataset is registered                   | staging links, event -> ANNOUNCED |
@@ -149,6 +153,7 @@ struct bfs_upload {
     /* under ing->lock: */
     bool written;             /* since the last seal */
     bool written_ever;
+    int write_err;            /* a write or truncate that failed (ENOSPC, EIO): the bytes are not whole */
     bool busy;                /* queued or being stepped by a worker */
     bool finished;            /* a seal's outcome is known */
     int outcome;
@@ -184,6 +189,7 @@ struct bfs_ingest {
     bfs_webhook *webhook;          /* NULL: no ingest.webhook */
     struct bfs_http *http;         /* borrowed: webhook POSTs and Header Service GETs, or NULL */
     int lock_fd, spool_fd;
+    char *reserve;             /* REPO/.butlerfs/reserve: space held back for intents and quarantines */
     const char *kill_at;
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -445,10 +451,47 @@ static json_t *ints_json(const int64_t *v, int n)
     return a;
 }
 
+/* ---- the space reserve ----------------------------------------------------------
+ *
+ * On a full disk the intent that leads a refused upload into quarantine, and
+ * the quarantine's reason file, need a few blocks that a writer may just have
+ * taken.  REPO/.butlerfs/reserve keeps RESERVE_BYTES allocated (on the
+ * spool's file system); a
+ * durable write that fails with ENOSPC frees it and tries once more, and the
+ * reserve is made again once space allows (at mount and after each upload). */
+
+enum { RESERVE_BYTES = 1 << 20 };
+
+static void reserve_make(bfs_ingest *ing)
+{
+    struct stat sb;
+    if (!ing->reserve || stat(ing->reserve, &sb) == 0)
+        return;
+    int fd = open(ing->reserve, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    int err = posix_fallocate(fd, 0, RESERVE_BYTES);
+    close(fd);
+    if (err)
+        unlink(ing->reserve); /* no room yet: the next try */
+}
+
+/* A durable write of text to path, the reserve spent when the disk is full. */
+static int durable_write_reserved(bfs_ingest *ing, const char *path, const char *text)
+{
+    int ret = bfs_durable_write(path, text, strlen(text));
+    if (ret == -ENOSPC && ing->reserve && unlink(ing->reserve) == 0) {
+        bfs_warn(TAG, "the disk of %s is full: the space reserve is spent on recording what happened",
+                 ing->spool);
+        ret = bfs_durable_write(path, text, strlen(text));
+    }
+    return ret;
+}
+
 static int write_intent(bfs_ingest *ing, struct bfs_upload *u)
 {
     json_t *j = json_pack("{s:s, s:s, s:s?, s:s?, s:b, s:s?, s:s?, s:s?, s:s, s:o, s:o, s:I, s:s?, s:s?, s:I, "
-                          "s:s?, s:i, s:b, s:b, s:s?, s:f, s:s?, s:o}",
+                          "s:s?, s:i, s:b, s:b, s:s?, s:f, s:s?, s:o, s:i}",
                           "state", state_names[u->st], "run", u->run, "dataset_type", u->dtype,
                           "checksum", u->checksum[0] ? u->checksum : NULL, "inbox", u->inbox, "obs_id", u->obs_id, "raft", u->raft, "sensor", u->sensor,
                           "name", u->name, "dim_names", strings_json(u->dim_names, u->ndims),
@@ -457,12 +500,12 @@ static int write_intent(bfs_ingest *ing, struct bfs_upload *u)
                           "size", (json_int_t)u->size, "reason", u->reason, "errno", u->err,
                           "duplicate", u->duplicate, "replica", u->replica, "pair", u->pair[0] ? u->pair : NULL,
                           "waiting_since", u->waiting_since, "formatter", u->formatter,
-                          "more_detectors", ints_json(u->more_dets, u->n_more));
+                          "more_detectors", ints_json(u->more_dets, u->n_more), "write_errno", u->write_err);
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!text)
         return -ENOMEM;
-    int ret = bfs_durable_write(u->intent_path, text, strlen(text));
+    int ret = durable_write_reserved(ing, u->intent_path, text);
     free(text);
     if (ret == 0 && ing->kill_at && !strcmp(ing->kill_at, state_names[u->st]))
         raise(SIGKILL); /* the test hook: see the top of this file */
@@ -1755,6 +1798,13 @@ static int step_replica(bfs_ingest *ing, struct bfs_upload *u)
 static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
 {
     hash_take(ing, u);
+    pthread_mutex_lock(&ing->lock);
+    int werr = u->write_err;
+    pthread_mutex_unlock(&ing->lock);
+    if (werr) {
+        quarantine_as(u, werr, "a write into it failed (%s): the file is not whole", strerror(werr));
+        return 0;
+    }
     struct stat sb;
     if (u->fd < 0 || fstat(u->fd, &sb) < 0) {
         quarantine_as(u, EIO, "the spool file is gone");
@@ -1969,13 +2019,9 @@ static int step_quarantined(bfs_ingest *ing, struct bfs_upload *u)
     if (ret == 0 && rename(u->data_path, qd) < 0 && errno != ENOENT)
         ret = -errno;
     if (ret == 0) {
-        int fd = open(qr, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         char *text = bfs_asprintf("%s\nrun: %s\ndataset type: %s\nname: %s\n", u->reason ? u->reason : "?",
                                   u->run, u->dtype ? u->dtype : "raw", u->name);
-        if (fd < 0 || !text || write(fd, text, strlen(text)) < 0 || fdatasync(fd) < 0)
-            ret = -EIO;
-        if (fd >= 0)
-            close(fd);
+        ret = text ? durable_write_reserved(ing, qr, text) : -ENOMEM;
         free(text);
     }
     if (ret == 0) {
@@ -2147,6 +2193,7 @@ static void *worker_main(void *arg)
         if (wait)
             pthread_mutex_unlock(&ing->pair_lock);
         bfs_upload_put(u); /* the queue's reference */
+        reserve_make(ing); /* spent on a full disk: made again when there is room */
         pthread_mutex_lock(&ing->lock);
     }
     pthread_mutex_unlock(&ing->lock);
@@ -2208,6 +2255,7 @@ static int recover_one(bfs_ingest *ing, const char *uhex)
         snprintf(u->pair, sizeof u->pair, "%s", pair);
     u->waiting_since = j ? json_number_value(json_object_get(j, "waiting_since")) : 0;
     u->formatter = j ? json_str(j, "formatter") : NULL;
+    u->write_err = j ? (int)json_integer_value(json_object_get(j, "write_errno")) : 0;
     json_t *more = j ? json_object_get(j, "more_detectors") : NULL;
     size_t nmore = json_array_size(more);
     if (nmore > 0 && nmore <= 1024 && (u->more_dets = calloc(nmore, sizeof *u->more_dets)) != NULL) {
@@ -2407,10 +2455,11 @@ int bfs_ingest_open(const char *repo_dir, const char *datastore_root, bfs_regist
     ing->root = rl && datastore_root[rl - 1] == '/' ? strdup(datastore_root) : bfs_asprintf("%s/", datastore_root);
     ing->dir = bfs_asprintf("%s/.butlerfs", repo_dir);
     ing->spool = bfs_asprintf("%s/.butlerfs/spool", repo_dir);
+    ing->reserve = bfs_asprintf("%s/.butlerfs/reserve", repo_dir);
     ing->quarantine = cfg->quarantine_dir ? strdup(cfg->quarantine_dir) : bfs_asprintf("%s/.butlerfs/quarantine", repo_dir);
     ing->events = cfg->events_file ? strdup(cfg->events_file) : bfs_asprintf("%s/.butlerfs/events.jsonl", repo_dir);
     int ret = 0;
-    if (!ing->repo || !ing->root || !ing->dir || !ing->spool || !ing->quarantine || !ing->events) {
+    if (!ing->repo || !ing->root || !ing->dir || !ing->spool || !ing->reserve || !ing->quarantine || !ing->events) {
         ret = -ENOMEM;
         goto fail;
     }
@@ -2427,6 +2476,7 @@ int bfs_ingest_open(const char *repo_dir, const char *datastore_root, bfs_regist
     if (recover(ing) < 0)
         bfs_warn(TAG, "some uploads left by an earlier daemon could not be finished; they stay in %s",
                  ing->spool);
+    reserve_make(ing);
     /* replicas and sidecars left WAITING whose partners are here too */
     pthread_mutex_lock(&ing->pair_lock);
     pthread_mutex_lock(&ing->lock);
@@ -2495,6 +2545,7 @@ void bfs_ingest_close(bfs_ingest *ing)
     free(ing->root);
     free(ing->dir);
     free(ing->spool);
+    free(ing->reserve);
     free(ing->quarantine);
     free(ing->events);
     free(ing);
@@ -2766,8 +2817,16 @@ ssize_t bfs_upload_pwrite(bfs_upload *u, const void *buf, size_t len, off_t off)
     if (!ok)
         return -EBADF; /* sealed: an ingested or quarantined file does not change */
     ssize_t n = pwrite(u->fd, buf, len, off);
-    if (n < 0)
-        return -errno;
+    if (n < 0 || (size_t)n < len) {
+        /* a short or failed write (a full disk): the writer is told, and the
+         * file can never be ingested as it is (the seal quarantines it) */
+        int err = n < 0 ? errno : ENOSPC;
+        pthread_mutex_lock(&u->ing->lock);
+        if (!u->write_err)
+            u->write_err = err;
+        pthread_mutex_unlock(&u->ing->lock);
+        return -err;
+    }
     pthread_mutex_lock(&u->ing->lock);
     if (off + n > u->size)
         u->size = off + n;
@@ -2798,7 +2857,14 @@ int bfs_upload_truncate(bfs_upload *u, off_t size)
     pthread_mutex_unlock(&u->ing->lock);
     if (!ok)
         return -EPERM;
-    return ftruncate(u->fd, size) < 0 ? -errno : 0;
+    if (ftruncate(u->fd, size) == 0)
+        return 0;
+    int err = errno;
+    pthread_mutex_lock(&u->ing->lock);
+    if (!u->write_err)
+        u->write_err = err;
+    pthread_mutex_unlock(&u->ing->lock);
+    return -err;
 }
 
 void bfs_upload_stat(bfs_upload *u, bfs_upload_info *info)
