@@ -63,9 +63,12 @@
  * r->faults (faults_i.h), which warns when a replica's recent failure rate
  * passes fetch.warn_failure_rate.
  *
- * Locks: r->lock (in-flight table, budget, hosts, job queue), o->lock (hot,
- * ready, read-ahead state), o->vlock (the checksum state) and the lock of
- * r->faults are leaf locks: none is taken while another is held, and none is held during I/O
+ * Replica health: replicas and hosts marked down are kept in r->health
+ * (health.h); retries wait bfs_backoff_ms (full jitter).
+ *
+ * Locks: r->lock (in-flight table, budget, job queue), o->lock (hot,
+ * ready, read-ahead state), o->vlock (the checksum state) and the locks of
+ * r->faults and r->health are leaf locks: none is taken while another is held, and none is held during I/O
  * or while a block is unreferenced (bblock_unref takes r->lock).  A read of
  * an object's last block may wait on o->vcond (releasing o->vlock) while
  * another read fetches that block once more after a failed check; that
@@ -76,6 +79,7 @@
 #include "cache.h"
 #include "clock.h"
 #include "faults_i.h"
+#include "health.h"
 #include "http.h"
 #include "log.h"
 #include "strutil.h"
@@ -93,7 +97,7 @@
 #include <time.h>
 
 #define RTAG "fetch"
-#define MAX_HOSTS 64
+#define MAX_HOSTS 64 /* replicas and hosts in the health table */
 #define MAX_JOBS 1024
 /* Blocks read-ahead may hand to one object; the window is held below it,
  * so read-ahead never fetches a block there is no room to hand over. */
@@ -146,12 +150,6 @@ struct bblock {
  * 4 MiB block, and cheaper page pinning when the kernel copies a reply. */
 #define HUGE_PAGE (2u << 20)
 
-struct host_health {
-    char host[256];        /* a replica base, or HOST_KEY + host */
-    int64_t down_until_ms;
-    int err;               /* the failure that marked it */
-};
-
 struct job {
     bfs_robj *o;
     uint64_t block;
@@ -171,8 +169,6 @@ struct bfs_remote {
     char *spare[SPARE_MAX]; /* idle block buffers (r->bs bytes each) */
     int nspare, spare_max;
     int64_t spare_used_ms;  /* when a buffer last went to or from spare */
-    struct host_health hosts[MAX_HOSTS];
-    int nhosts;
 
     pthread_cond_t jobs_cond;
     struct job jobs[MAX_JOBS];
@@ -188,6 +184,7 @@ struct bfs_remote {
 
     atomic_uint_least64_t bytes_fetched, blocks_fetched, hits, misses, failovers, errors;
     bfs_faults *faults;    /* per replica; NULL without memory (nothing counted) */
+    bfs_health *health;    /* replicas and hosts marked down (its own lock) */
 };
 
 struct bfs_robj {
@@ -487,47 +484,12 @@ static struct bblock *hot_put_locked(bfs_robj *o, struct bblock *bb)
     return out;
 }
 
-/* ---- replica health ------------------------------------------------------- */
+/* ---- replica health (health.h) -------------------------------------------- */
 
-/* url without a user:password@ in its authority (into out). */
-void bfs_url_redact(const char *url, char *out, size_t outsz)
-{
-    const char *p = strstr(url, "://");
-    p = p ? p + 3 : url;
-    size_t n = strcspn(p, "/");
-    const char *at = NULL; /* the last '@' of the authority: a password may hold one */
-    for (const char *q = p; q < p + n; q++)
-        if (*q == '@')
-            at = q;
-    if (at)
-        snprintf(out, outsz, "%.*s%s", (int)(p - url), url, at + 1);
-    else
-        snprintf(out, outsz, "%s", url);
-}
-
-/* "scheme://host[:port]" of url: where a connection goes (no user:password@).
- * s3:// gives "s3://": the endpoint is not in the URI (each profile may have
- * its own), so no host is judged for it, only the replica. */
-static void host_of(const char *url, char *out, size_t outsz)
-{
-    char u[1024];
-    bfs_url_redact(url, u, sizeof u);
-    const char *p = strstr(u, "://");
-    p = p ? p + 3 : u;
-    size_t n = bfs_startswith(u, "s3://") ? 0 : strcspn(p, "/");
-    snprintf(out, outsz, "%.*s%.*s", (int)(p - u), u, (int)n, p);
-}
-
-static bool host_known(const char *host) { return strcmp(host, "s3://") != 0; }
-
-/* Health entries of hosts are kept apart from those of replicas (a bare
- * location's replica key is its host): only a failure to connect marks
- * one, and its key is "host " + host. */
-#define HOST_KEY "host "
-/* The unit of replica health for url: the longest replica base of the
- * source chains that url starts with (two replicas on one server, say a
- * mirror's two roots, are judged apart when the server answers), else its
- * host (a location used as it is). */
+/* The replica of url, the unit of replica health: the longest replica base
+ * of the source chains that url starts with (two replicas on one server,
+ * say a mirror's two roots, are judged apart when the server answers), else
+ * its host (a location used as it is).  Into out, without user:password@. */
 static void replica_of(const bfs_remote *r, const char *url, char *out, size_t outsz)
 {
     const char *best = NULL;
@@ -538,144 +500,70 @@ static void replica_of(const bfs_remote *r, const char *url, char *out, size_t o
                 best = base;
         }
     if (best)
-        snprintf(out, outsz, "%s", best);
+        bfs_health_key(BFS_HEALTH_REPLICA, best, out, outsz);
     else
-        host_of(url, out, outsz);
-}
-
-/* A failure of the connection itself, not of the server's answer: every
- * replica on that host fails the same way, so the host is skipped. */
-static bool host_failure(int err)
-{
-    return err == -ECONNREFUSED || err == -EHOSTDOWN || err == -EHOSTUNREACH;
-}
-
-/* Is the health entry for key (a replica base or a host) marked down?
- * r->lock held. */
-static bool down_locked(const bfs_remote *r, const char *key, int64_t now)
-{
-    for (int i = 0; i < r->nhosts; i++)
-        if (!strcmp(r->hosts[i].host, key))
-            return r->hosts[i].down_until_ms > now;
-    return false;
-}
-
-/* The health key of url's host in hk (HOST_KEY + host); false when no host
- * is judged for url (s3://). */
-static bool host_key(const char *url, char *hk, size_t hksz)
-{
-    char host[240];
-    host_of(url, host, sizeof host);
-    snprintf(hk, hksz, HOST_KEY "%s", host);
-    return host_known(host);
+        bfs_health_key(BFS_HEALTH_HOST, url, out, outsz);
 }
 
 /* url's replica, or its host, is marked down. */
 static bool replica_down(bfs_remote *r, const char *url)
 {
-    char rep[256], hk[256];
+    char rep[BFS_HEALTH_KEY_MAX];
     replica_of(r, url, rep, sizeof rep);
-    bool by_host = host_key(url, hk, sizeof hk);
     int64_t now = bfs_mono_ms();
-    pthread_mutex_lock(&r->lock);
-    bool down = down_locked(r, rep, now) || (by_host && down_locked(r, hk, now));
-    pthread_mutex_unlock(&r->lock);
-    return down;
-}
-
-/* What a transient failure (transient() below) says about a replica. */
-static const char *failure_words(int err)
-{
-    switch (err) {
-    case -ETIMEDOUT: return "timed out or too slow";
-    case -ECONNREFUSED: return "cannot connect";
-    case -ECONNRESET: return "connections break";
-    case -EPROTO: return "broken replies";
-    case -EIO: return "server errors";
-    default: return bfs_http_strerror(err);
-    }
-}
-
-/* key's name for people: a host entry without HOST_KEY, any user:password@
- * removed; true for a host. */
-static bool entry_name(const char *key, char *out, size_t outsz)
-{
-    bool host = bfs_startswith(key, HOST_KEY);
-    bfs_url_redact(host ? key + strlen(HOST_KEY) : key, out, outsz);
-    return host;
+    return bfs_health_down(r->health, BFS_HEALTH_REPLICA, rep, now) ||
+           bfs_health_down(r->health, BFS_HEALTH_HOST, url, now);
 }
 
 /* Count one request to url's replica that ended with err (0 or -errno);
  * retry: an attempt after a transient failure of the same read there. */
 static void fault_note(bfs_remote *r, const char *url, int err, bool retry)
 {
-    char rep[256], name[256];
+    char rep[BFS_HEALTH_KEY_MAX];
     replica_of(r, url, rep, sizeof rep);
-    entry_name(rep, name, sizeof name);
-    bfs_faults_request(r->faults, name, err, retry, bfs_mono_ms());
+    bfs_faults_request(r->faults, rep, err, retry, bfs_mono_ms());
 }
 
 void bfs_remote_count_fault(bfs_remote *r, const char *url, bfs_fault kind)
 {
-    char rep[256], name[256];
+    char rep[BFS_HEALTH_KEY_MAX];
     replica_of(r, url, rep, sizeof rep);
-    entry_name(rep, name, sizeof name);
-    bfs_faults_add(r->faults, name, kind, bfs_mono_ms());
+    bfs_faults_add(r->faults, rep, kind, bfs_mono_ms());
 }
 
-/* Mark the health entry key as answering (err 0) or failing with err.
- * r->lock held. */
-static void mark_locked(bfs_remote *r, const char *key, int err)
+/* Mark the (kind, key) entry as answering (err 0) or failing with err for
+ * replica_retry, and say so when that changes its state. */
+static void health_mark(bfs_remote *r, bfs_health_kind kind, const char *key, int err)
 {
-    bool up = err == 0;
-    int i;
-    for (i = 0; i < r->nhosts; i++)
-        if (!strcmp(r->hosts[i].host, key))
-            break;
-    if (i == r->nhosts && !up) {
-        if (r->nhosts < MAX_HOSTS) {
-            r->nhosts++;
-        } else { /* full: take the entry of one that answers, else the longest out of its pause */
-            int64_t now = bfs_mono_ms(), oldest = INT64_MAX;
-            for (int k = 0; k < r->nhosts; k++)
-                if (r->hosts[k].down_until_ms <= now && r->hosts[k].down_until_ms < oldest)
-                    oldest = r->hosts[k].down_until_ms, i = k;
-        }
-        if (i < r->nhosts) {
-            r->hosts[i] = (struct host_health){.down_until_ms = 0};
-            snprintf(r->hosts[i].host, sizeof r->hosts[i].host, "%s", key);
-        }
-    }
-    if (i == r->nhosts)
-        return; /* up and never down, or every entry is down now */
-    bool was_down = r->hosts[i].down_until_ms > 0;
-    r->hosts[i].down_until_ms = up ? 0 : bfs_mono_ms() + r->cfg->replica_retry_ms;
-    r->hosts[i].err = err;
     int64_t ms = r->cfg->replica_retry_ms;
-    char name[256];
-    bool host = entry_name(key, name, sizeof name);
-    if (!up && !was_down)
+    bfs_health_change change = bfs_health_mark(r->health, kind, key, err, ms, bfs_mono_ms());
+    if (change == BFS_HEALTH_SAME)
+        return;
+    char name[BFS_HEALTH_KEY_MAX];
+    bool host = kind == BFS_HEALTH_HOST;
+    bfs_health_key(kind, key, name, sizeof name);
+    if (change == BFS_HEALTH_FAILING)
         bfs_warn(RTAG, "%s %s is failing (%s); skipping %s for %lld %s", host ? "host" : "replica", name,
-                 failure_words(err), host ? "every replica there" : "it", (long long)(ms % 1000 ? ms : ms / 1000),
+                 bfs_health_why(err), host ? "every replica there" : "it", (long long)(ms % 1000 ? ms : ms / 1000),
                  ms % 1000 ? "ms" : "s");
-    else if (up && was_down)
+    else
         bfs_note(RTAG, "%s %s answers again", host ? "host" : "replica", name);
 }
 
 /* Mark url's replica as answering (err 0) or failing with err: a failure
  * to connect marks its host (every replica there), any other failure the
- * replica; a success clears both. */
+ * replica; a success clears both.  s3:// URLs have no host entry: their
+ * replica takes every failure. */
 static void replica_mark(bfs_remote *r, const char *url, int err)
 {
-    char rep[256], hk[256];
+    char rep[BFS_HEALTH_KEY_MAX], host[BFS_HEALTH_KEY_MAX];
     replica_of(r, url, rep, sizeof rep);
-    bool by_host = host_key(url, hk, sizeof hk);
-    pthread_mutex_lock(&r->lock);
-    if (err == 0 || !host_failure(err) || !by_host)
-        mark_locked(r, rep, err);
-    if (by_host && (err == 0 || host_failure(err)))
-        mark_locked(r, hk, err);
-    pthread_mutex_unlock(&r->lock);
+    bool by_host = bfs_health_key(BFS_HEALTH_HOST, url, host, sizeof host);
+    bool host_wide = bfs_health_host_failure(err);
+    if (err == 0 || !host_wide || !by_host)
+        health_mark(r, BFS_HEALTH_REPLICA, rep, err);
+    if (by_host && (err == 0 || host_wide))
+        health_mark(r, BFS_HEALTH_HOST, url, err);
 }
 
 /* ---- fetching one block --------------------------------------------------- */
@@ -686,13 +574,10 @@ static bool transient(int err)
            err == -EHOSTUNREACH || err == -EPROTO || err == -EIO || err == -EAGAIN;
 }
 
-/* Full-jitter backoff: uniform in [0, min(max, base * 2^attempt)]. */
-static int64_t backoff_ms(const bfs_config *c, int attempt, unsigned *seed)
+/* Full-jitter backoff before the retry after attempt a (health.h). */
+static int64_t backoff_ms(const bfs_config *c, int a, unsigned *seed)
 {
-    int64_t cap = c->backoff_base_ms << (attempt < 20 ? attempt : 20);
-    if (cap > c->backoff_max_ms || cap <= 0)
-        cap = c->backoff_max_ms;
-    return cap > 0 ? (int64_t)(rand_r(seed) % (unsigned)(cap + 1)) : 0;
+    return bfs_backoff_ms(c->backoff_base_ms, c->backoff_max_ms, a, BFS_JITTER_FULL, seed);
 }
 
 static void record_forget(bfs_remote *r, const char *logical);
@@ -1951,10 +1836,16 @@ int bfs_remote_new(const bfs_config *cfg, bfs_remote **out, char **errmsg)
     if (!r)
         return -ENOMEM;
     r->cfg = cfg;
+    r->health = bfs_health_new(MAX_HOSTS);
+    if (!r->health) {
+        free(r);
+        return -ENOMEM;
+    }
     bfs_http_cfg hc;
     bfs_http_cfg_from(cfg, &hc);
     int ret = bfs_http_new(&hc, &r->http, errmsg);
     if (ret < 0) {
+        bfs_health_free(r->health);
         free(r);
         return ret;
     }
@@ -2009,6 +1900,7 @@ void bfs_remote_free(bfs_remote *r)
     bfs_cache_close(r->cache);
     bfs_http_free(r->http);
     bfs_faults_free(r->faults);
+    bfs_health_free(r->health);
     pthread_cond_destroy(&r->jobs_cond);
     pthread_cond_destroy(&r->cond);
     pthread_mutex_destroy(&r->lock);
@@ -2031,23 +1923,7 @@ void bfs_remote_stats(bfs_remote *r, bfs_fetch_stats *st)
 
 int bfs_remote_skipped(bfs_remote *r, bfs_replica_state *out, int max)
 {
-    int n = 0;
-    int64_t now = bfs_mono_ms();
-    pthread_mutex_lock(&r->lock);
-    for (int i = 0; i < r->nhosts; i++) {
-        const struct host_health *hh = &r->hosts[i];
-        if (hh->down_until_ms <= now)
-            continue;
-        if (n < max) {
-            bfs_replica_state *st = &out[n];
-            st->host = entry_name(hh->host, st->name, sizeof st->name);
-            st->retry_in_ms = hh->down_until_ms - now;
-            snprintf(st->why, sizeof st->why, "%s", failure_words(hh->err));
-        }
-        n++;
-    }
-    pthread_mutex_unlock(&r->lock);
-    return n;
+    return bfs_health_list(r->health, out, max, bfs_mono_ms());
 }
 
 int bfs_remote_faults(bfs_remote *r, bfs_replica_faults *out, int max)

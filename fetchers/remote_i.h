@@ -74,7 +74,4 @@ int64_t bfs_remote_mem_used(bfs_remote *r);
  * budget: mem_used + spare bytes <= memory_budget). */
 int64_t bfs_remote_spare_bytes(bfs_remote *r);
 
-/* url without a user:password@ in its authority (into out), for logs. */
-void bfs_url_redact(const char *url, char *out, size_t outsz);
-
 #endif

@@ -10,6 +10,7 @@
  */
 #include "source.h"
 
+#include "health.h"
 #include "log.h"
 #include "remote_i.h"
 #include "strutil.h"

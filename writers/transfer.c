@@ -39,14 +39,16 @@
  * Workers: cfg->concurrency threads.  Each takes the oldest due job whose
  * destination is not backing off, marks it busy (in memory) and renames it
  * to inflight/.  Backoff is per destination: after a failure its next
- * request waits min(backoff_max, 1 s * 2^failures), with +-50 % jitter; a
- * success resets it.  Lock order: t->lock only; no I/O under it except the
+ * request waits min(backoff_max, 1 s * 2^(failures - 1)), with +-50 % jitter
+ * (bfs_backoff_ms of fetchers/health.h, BFS_JITTER_SPREAD); a success
+ * resets it.  Lock order: t->lock only; no I/O under it except the
  * renames of job files, which are small and local.
  */
 #include "transfer.h"
 
 #include "durable.h"
 #include "clock.h"
+#include "health.h"
 #include "s3_multipart.h"
 #include "log.h"
 #include "strutil.h"
@@ -56,7 +58,6 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <jansson.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -532,6 +533,9 @@ static int make_store(const char *qdir)
 
 /* ---- the running queue ---------------------------------------------------- */
 
+/* The first wait after a destination fails; it doubles with each failure. */
+#define BACKOFF_BASE_MS 1000
+
 struct dest_state {
     int failures;
     double backoff_until; /* monotonic seconds */
@@ -547,6 +551,7 @@ struct bfs_transfer {
     struct job *jobs; /* pending and inflight, in memory */
     size_t njobs, cap;
     struct dest_state *dests;
+    unsigned seed;    /* the backoff's jitter (rand_r) */
     pthread_t *workers;
     int nworkers;
     bool stop;
@@ -884,12 +889,12 @@ static void transfer_event(bfs_transfer *t, const struct job *w, const char *des
     free(line);
 }
 
-static double jitter(void)
+/* The wait after a destination's failures-th failure in a row, in seconds
+ * (+-50 % jitter: each call draws anew).  Under t->lock (t->seed). */
+static double backoff_s(bfs_transfer *t, int failures)
 {
-    unsigned r = 0;
-    if (getrandom(&r, sizeof r, 0) != sizeof r)
-        r = (unsigned)time(NULL);
-    return 0.5 + (r % 1000) / 1000.0; /* 0.5 .. 1.5 */
+    return (double)bfs_backoff_ms(BACKOFF_BASE_MS, t->cfg->backoff_max_ms, failures - 1, BFS_JITTER_SPREAD, &t->seed) /
+           1000.0;
 }
 
 static void *worker(void *arg)
@@ -939,9 +944,8 @@ static void *worker(void *arg)
             ds->backoff_until = 0;
         } else {
             ds->failures++;
-            double back = fmin(t->cfg->backoff_max_ms / 1000.0, ldexp(1.0, ds->failures > 20 ? 20 : ds->failures - 1));
-            ds->backoff_until = bfs_mono_s() + back * jitter();
-            w.next_try = bfs_real_s() + back * jitter();
+            ds->backoff_until = bfs_mono_s() + backoff_s(t, ds->failures);
+            w.next_try = bfs_real_s() + backoff_s(t, ds->failures);
         }
         pthread_mutex_unlock(&t->lock);
         /* record the outcome: the job file moves to its new state */
@@ -993,6 +997,8 @@ int bfs_transfer_open(const char *repo_dir, const char *datastore_root, const bf
     t->events = events_file ? strdup(events_file) : bfs_asprintf("%s/.butlerfs/events.jsonl", repo_dir);
     t->root = rl && datastore_root[rl - 1] == '/' ? strdup(datastore_root) : bfs_asprintf("%s/", datastore_root);
     t->dests = calloc(cfg->n_dests ? (size_t)cfg->n_dests : 1, sizeof *t->dests);
+    if (getrandom(&t->seed, sizeof t->seed, 0) != sizeof t->seed)
+        t->seed = (unsigned)time(NULL);
     pthread_mutex_init(&t->lock, NULL);
     pthread_cond_init(&t->cond, NULL);
     int ret = t->qdir && t->root && t->dests ? make_store(t->qdir) : -ENOMEM;
