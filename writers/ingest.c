@@ -1477,13 +1477,15 @@ static void finish_pair(bfs_ingest *ing, struct bfs_upload *data)
 /* u is WAITING and its worker lets go of it (under ing->pair_lock and
  * ing->lock): it may be paired from now on, and if its partner went
  * WAITING meanwhile (their seals crossed), it is sealed again to pair. */
-static void settle_waiting_locked(bfs_ingest *ing, struct bfs_upload *u)
+static bool settle_waiting_locked(bfs_ingest *ing, struct bfs_upload *u)
 {
     u->waiting = true;
     if (waiting_partner_locked(ing, u)) {
         u->waiting = false;
         enqueue_locked(ing, u);
+        return false;
     }
+    return true;
 }
 
 /* The sidecar's bytes, whole (its size is bounded), malloc'd into *out. */
@@ -2053,10 +2055,8 @@ static int step(bfs_ingest *ing, struct bfs_upload *u)
 /* The outcome a writer gets once u is REGISTERED or its quarantine done. */
 static bool outcome_known(const struct bfs_upload *u, int *outcome)
 {
-    if (u->st == S_WAITING) {
-        *outcome = 0; /* accepted: durable, waiting for its partner (docs/transfer.md) */
-        return true;
-    }
+    if (u->st == S_WAITING)
+        return false; /* told by worker_main once it stays WAITING (settle_waiting_locked) */
     if (u->st == S_REGISTERED || (u->st >= S_ANNOUNCED && u->err == 0)) {
         *outcome = 0;
         return true;
@@ -2156,17 +2156,32 @@ static void *worker_main(void *arg)
         }
     stepped:;
         bool wait = u->st == S_WAITING;
+        struct waiter *accepted = NULL;
         if (wait)
             pthread_mutex_lock(&ing->pair_lock);
         pthread_mutex_lock(&ing->lock);
         ing->stats.in_flight--;
         u->busy = false;
-        if (wait)
-            settle_waiting_locked(ing, u);
+        if (wait && settle_waiting_locked(ing, u)) {
+            /* accepted (durable, waiting for its partner): close() 0.  Had
+             * its partner gone WAITING meanwhile (their seals crossed), it
+             * is sealed again and its writer gets the pair's outcome. */
+            accepted = u->waiters;
+            u->waiters = NULL;
+            u->finished = true;
+            u->outcome = 0;
+            u->finished_at = bfs_mono_s();
+        }
         pthread_cond_broadcast(&ing->cond);
         pthread_mutex_unlock(&ing->lock);
         if (wait)
             pthread_mutex_unlock(&ing->pair_lock);
+        while (accepted) {
+            struct waiter *next = accepted->next;
+            accepted->done(accepted->ctx, 0);
+            free(accepted);
+            accepted = next;
+        }
         bfs_upload_put(u); /* the queue's reference */
         pthread_mutex_lock(&ing->lock);
     }
