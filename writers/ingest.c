@@ -1403,9 +1403,21 @@ static int hash_finish(struct bfs_upload *u)
  * a replica past WAITING names its sidecar in its intent ("pair"), so its
  * recovery finishes the sidecar as well. */
 
-static bool is_sidecar(const struct bfs_upload *u)
+/* Whether u is a sidecar, by the name the writer sees now: rsync writes
+ * .NAME.butler.json.XXXXXX and renames it after the close (under ing->lock;
+ * is_sidecar takes it). */
+static const char *shown_name(const struct bfs_upload *u);
+static bool is_sidecar_locked(const struct bfs_upload *u)
 {
-    return bfs_endswith(u->name, BFS_SIDECAR_SUFFIX);
+    return bfs_endswith(shown_name(u), BFS_SIDECAR_SUFFIX);
+}
+
+static bool is_sidecar(bfs_ingest *ing, const struct bfs_upload *u)
+{
+    pthread_mutex_lock(&ing->lock);
+    bool side = is_sidecar_locked(u);
+    pthread_mutex_unlock(&ing->lock);
+    return side;
 }
 
 /* The waiting partner of u, taken (held, one more reference), or NULL
@@ -1420,9 +1432,9 @@ static void enqueue_locked(bfs_ingest *ing, struct bfs_upload *u);
 static struct bfs_upload *waiting_partner_locked(bfs_ingest *ing, const struct bfs_upload *u)
 {
     for (struct bfs_upload *p = ing->uploads; p; p = p->next) {
-        if (p == u || !p->replica || !p->waiting || p->busy || is_sidecar(p) == is_sidecar(u))
+        if (p == u || !p->replica || !p->waiting || p->busy || is_sidecar_locked(p) == is_sidecar_locked(u))
             continue;
-        const char *sn = shown_name(is_sidecar(u) ? u : p), *dn = shown_name(is_sidecar(u) ? p : u);
+        const char *sn = shown_name(is_sidecar_locked(u) ? u : p), *dn = shown_name(is_sidecar_locked(u) ? p : u);
         if (strlen(sn) == strlen(dn) + strlen(BFS_SIDECAR_SUFFIX) && !strncmp(sn, dn, strlen(dn)))
             return p;
     }
@@ -1508,13 +1520,15 @@ static void finish_pair(bfs_ingest *ing, struct bfs_upload *data)
 /* u is WAITING and its worker lets go of it (under ing->pair_lock and
  * ing->lock): it may be paired from now on, and if its partner went
  * WAITING meanwhile (their seals crossed), it is sealed again to pair. */
-static void settle_waiting_locked(bfs_ingest *ing, struct bfs_upload *u)
+static bool settle_waiting_locked(bfs_ingest *ing, struct bfs_upload *u)
 {
     u->waiting = true;
     if (waiting_partner_locked(ing, u)) {
         u->waiting = false;
         enqueue_locked(ing, u);
+        return false;
     }
+    return true;
 }
 
 /* The sidecar's bytes, whole (its size is bounded), malloc'd into *out. */
@@ -1762,6 +1776,7 @@ static int step_replica(bfs_ingest *ing, struct bfs_upload *u)
     pthread_mutex_lock(&ing->pair_lock);
     pthread_mutex_lock(&ing->lock);
     struct bfs_upload *p = take_partner_locked(ing, u);
+    bool u_side = is_sidecar_locked(u); /* the roles are fixed from here on */
     pthread_mutex_unlock(&ing->lock);
     pthread_mutex_unlock(&ing->pair_lock);
     if (!p) {
@@ -1771,7 +1786,7 @@ static int step_replica(bfs_ingest *ing, struct bfs_upload *u)
         u->waiting_since = bfs_real_s();
         return 0;
     }
-    struct bfs_upload *data = is_sidecar(u) ? p : u, *side = is_sidecar(u) ? u : p;
+    struct bfs_upload *data = u_side ? p : u, *side = u_side ? u : p;
     snprintf(data->pair, sizeof data->pair, "%s", side->u);
     int ret = pair_prepare(ing, data, side);
     if (ret < 0 && data->st != S_QUARANTINED)
@@ -1780,19 +1795,27 @@ static int step_replica(bfs_ingest *ing, struct bfs_upload *u)
         return 0; /* stepped on by our caller; finish_pair at its end */
     /* the sidecar closed second: step its replica to the end here, and
      * answer the sidecar's writer with the pair's outcome */
-    write_intent(ing, data);
-    step_all(ing, data, NULL);
-    finish_sidecar(ing, u, data);
+    ret = write_intent(ing, data); /* PREPARED with its pair, before the replica moves */
+    if (ret == 0)
+        step_all(ing, data, NULL);
+    /* the replica stopped short of its end (a registry past its deadline, a
+     * transfer job that cannot be written, a full disk): it is finished at
+     * the next mount, whose recovery of it finishes this sidecar too
+     * (finish_pair); until then the sidecar stays SEALED, its bytes kept,
+     * and its writer is told the replica is not registered */
+    bool ended = ret == 0 && data->st == S_DONE;
+    if (ended)
+        finish_sidecar(ing, u, data);
     pthread_mutex_lock(&ing->lock);
     data->held = false;
-    data->outcome = data->st == S_DONE ? -data->err : -EIO;
+    data->outcome = ended ? -data->err : -EIO;
     if (data->outcome == 0)
         ing->stats.ingested++;
-    else
+    else if (ended)
         ing->stats.quarantined++;
     pthread_mutex_unlock(&ing->lock);
     bfs_upload_put(data);
-    return 0;
+    return ended ? 0 : -EIO;
 }
 
 static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
@@ -2033,7 +2056,7 @@ static int step_quarantined(bfs_ingest *ing, struct bfs_upload *u)
         bfs_warn(TAG, "quarantined %s written as %s in %s: %s", u->u, u->name, u->run,
                  u->reason ? u->reason : "?");
         append_event(ing, u);
-        if (u->replica && !is_sidecar(u))
+        if (u->replica && u->pair[0]) /* a paired replica (a sidecar has no pair) */
             finish_pair(ing, u);
         u->st = S_ANNOUNCED;
     }
@@ -2078,10 +2101,8 @@ static int step(bfs_ingest *ing, struct bfs_upload *u)
 /* The outcome a writer gets once u is REGISTERED or its quarantine done. */
 static bool outcome_known(const struct bfs_upload *u, int *outcome)
 {
-    if (u->st == S_WAITING) {
-        *outcome = 0; /* accepted: durable, waiting for its partner (docs/transfer.md) */
-        return true;
-    }
+    if (u->st == S_WAITING)
+        return false; /* told by worker_main once it stays WAITING (settle_waiting_locked) */
     if (u->st == S_REGISTERED || (u->st >= S_ANNOUNCED && u->err == 0)) {
         *outcome = 0;
         return true;
@@ -2161,7 +2182,7 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&ing->lock);
 
         if (u->expired) {
-            if (is_sidecar(u))
+            if (is_sidecar(ing, u))
                 quarantine_as(u, ETIMEDOUT, "its file did not arrive within ingest.replica_wait");
             else
                 quarantine_as(u, ETIMEDOUT, "its sidecar %s%s did not arrive within ingest.replica_wait", u->name,
@@ -2181,17 +2202,32 @@ static void *worker_main(void *arg)
         }
     stepped:;
         bool wait = u->st == S_WAITING;
+        struct waiter *accepted = NULL;
         if (wait)
             pthread_mutex_lock(&ing->pair_lock);
         pthread_mutex_lock(&ing->lock);
         ing->stats.in_flight--;
         u->busy = false;
-        if (wait)
-            settle_waiting_locked(ing, u);
+        if (wait && settle_waiting_locked(ing, u)) {
+            /* accepted (durable, waiting for its partner): close() 0.  Had
+             * its partner gone WAITING meanwhile (their seals crossed), it
+             * is sealed again and its writer gets the pair's outcome. */
+            accepted = u->waiters;
+            u->waiters = NULL;
+            u->finished = true;
+            u->outcome = 0;
+            u->finished_at = bfs_mono_s();
+        }
         pthread_cond_broadcast(&ing->cond);
         pthread_mutex_unlock(&ing->lock);
         if (wait)
             pthread_mutex_unlock(&ing->pair_lock);
+        while (accepted) {
+            struct waiter *next = accepted->next;
+            accepted->done(accepted->ctx, 0);
+            free(accepted);
+            accepted = next;
+        }
         bfs_upload_put(u); /* the queue's reference */
         reserve_make(ing); /* spent on a full disk: made again when there is room */
         pthread_mutex_lock(&ing->lock);
@@ -2760,11 +2796,18 @@ int bfs_upload_rename(bfs_upload *u, const char *name)
     char *copy = strdup(name);
     if (!copy)
         return -ENOMEM;
-    pthread_mutex_lock(&u->ing->lock);
+    bfs_ingest *ing = u->ing;
+    pthread_mutex_lock(&ing->pair_lock); /* a replica's new name may pair it */
+    pthread_mutex_lock(&ing->lock);
     free(u->shown_old);
     u->shown_old = u->shown;
     u->shown = copy;
-    pthread_mutex_unlock(&u->ing->lock);
+    /* rsync renames .NAME.XXXXXX after the close that made it WAITING: the
+     * partner it waits for is looked for again under the new name */
+    if (u->replica && u->waiting && !u->busy)
+        settle_waiting_locked(ing, u);
+    pthread_mutex_unlock(&ing->lock);
+    pthread_mutex_unlock(&ing->pair_lock);
     return 0;
 }
 
