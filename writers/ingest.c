@@ -1931,12 +1931,41 @@ static int step_prepared(bfs_ingest *ing, struct bfs_upload *u)
 struct add_dataset {
     const bfs_new_dataset *d;
     char id[33];
+    /* a DECam raw: the other CCDs, each a dataset of the same file, with
+     * their detector in dim_values[det] */
+    const char **values;
+    int det, n_more;
+    const int64_t *more;
 };
 
+/* Every dataset of the upload in one transaction, so a file is never
+ * registered for some of its CCDs only; each one that exists already
+ * (EEXIST: a replay after a crash) is success. */
 static int add_dataset_tx(bfs_ingest *ing, void *ctx)
 {
     struct add_dataset *ad = ctx;
-    return bfs_registry_add_dataset(ing->reg, ad->d, ad->id);
+    int ret = bfs_registry_begin(ing->reg);
+    if (ret)
+        return ret;
+    ret = bfs_registry_add_dataset(ing->reg, ad->d, ad->id);
+    if (ret == -EEXIST)
+        ret = 0;
+    const char *first = ad->det >= 0 ? ad->values[ad->det] : NULL;
+    for (int k = 0; ret == 0 && ad->det >= 0 && k < ad->n_more; k++) {
+        char dv[32];
+        snprintf(dv, sizeof dv, "%lld", (long long)ad->more[k]);
+        ad->values[ad->det] = dv;
+        ret = bfs_registry_add_dataset(ing->reg, ad->d, NULL);
+        if (ret == -EEXIST)
+            ret = 0;
+    }
+    if (ad->det >= 0)
+        ad->values[ad->det] = first;
+    if (ret == 0)
+        ret = bfs_registry_commit(ing->reg);
+    else
+        bfs_registry_rollback(ing->reg);
+    return ret;
 }
 
 static int step_placed(bfs_ingest *ing, struct bfs_upload *u)
@@ -1951,24 +1980,15 @@ static int step_placed(bfs_ingest *ing, struct bfs_upload *u)
                          .formatter = formatter_of(u), .file_size = u->size,
                          .checksum = u->checksum[0] ? u->checksum : NULL,
                          .id = u->replica ? u->dataset_id : NULL};
-    struct add_dataset ad = {&d, {0}};
-    int ret = with_registry(ing, add_dataset_tx, &ad); /* -EIO: stays PLACED, retried at the next mount */
-    if (ret == -EEXIST)
-        ret = 0; /* the file at rel is this upload's bytes (step_prepared) */
-    /* a DECam raw: the other CCDs' datasets, of the same file (each is
-     * idempotent, so a crash between them replays this step whole) */
     int det = -1;
     for (int i = 0; i < u->ndims; i++)
         if (!strcmp(u->dim_names[i], "detector"))
             det = i;
-    for (int k = 0; ret == 0 && det >= 0 && k < u->n_more; k++) {
-        char dv[32];
-        snprintf(dv, sizeof dv, "%lld", (long long)u->more_dets[k]);
-        values[det] = dv;
-        ret = with_registry(ing, add_dataset_tx, &ad);
-        if (ret == -EEXIST)
-            ret = 0;
-    }
+    struct add_dataset ad = {.d = &d, .values = values, .det = u->n_more ? det : -1, .n_more = u->n_more,
+                             .more = u->more_dets};
+    int ret = with_registry(ing, add_dataset_tx, &ad); /* -EIO: stays PLACED, retried at the next mount */
+    if (ret == -EEXIST)
+        ret = 0; /* the file at rel is this upload's bytes (step_prepared) */
     if (ret == 0 && ing->transfer) {
         /* the jobs before REGISTERED: a crash in between replays this step (docs/transfer.md) */
         bfs_transfer_item item = {.dataset_id = u->dataset_id, .run = u->run, .dataset_type = u->dtype,
