@@ -551,6 +551,8 @@ class Handler(BaseHTTPRequestHandler):
             state.bump("client_gone")  # the client went away (a cancelled request)
             self.drop_upstream()
             self.close_connection = True
+            if kind == "stall":  # a stall the client gave up on (its timeout): injected all the same
+                state.done("stall", self.command, self.path, "the client left")
 
     def relay(self, resp, kind, with_body):
         state, stall = self.server.state, self.server.state.stall
