@@ -10,14 +10,21 @@
 #             job is done.  Once with verify: size (PUT + MOVE + HEAD) and once
 #             with verify: readback (the object read back and compared), each
 #             with the configured concurrency.
+#   long fat pipe: both again through the fault proxy (tests/tools/faultproxy.py,
+#             no faults) holding each connection to --wan-rate bytes/s in each
+#             direction, as window/RTT holds one TCP stream across a long
+#             link (nginx's limit_rate, the read side's /wan/, limits replies
+#             only, not request bodies): curl -T one after another gets one
+#             stream, the queue one per worker.  --wan-rate 0 skips it.
 #
 # Usage: bench/bench_transfer.sh [--files N] [--mib M] [--concurrency C] [--reps R] [--keep]
+#                                [--wan-rate BYTES_PER_SECOND (default 100000000)]
 # Env:   BFS_BIN (default build/fs/butlerfs), BENCH_DIR (default a new dir under /var/tmp)
 # Each figure is the median of R runs (default 3).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BFS_BIN:-$here/build/fs/butlerfs}
-FILES=40 MIB=16 CONC=4 REPS=3 KEEP=0
+FILES=40 MIB=16 CONC=4 REPS=3 KEEP=0 WAN_RATE=100000000
 while [ $# -gt 0 ]; do
   case "$1" in
     --files) FILES=$2; shift 2 ;;
@@ -25,7 +32,8 @@ while [ $# -gt 0 ]; do
     --concurrency) CONC=$2; shift 2 ;;
     --reps) REPS=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --wan-rate) WAN_RATE=$2; shift 2 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -33,12 +41,15 @@ done
 for c in sqlite3 curl python3; do command -v "$c" >/dev/null || { echo "bench_transfer needs $c" >&2; exit 1; }; done
 # shellcheck source=../tests/integration/nginx.sh
 . "$here/tests/integration/nginx.sh"
+# shellcheck source=../tests/integration/faultproxy.sh
+. "$here/tests/integration/faultproxy.sh"
 WORK=${BENCH_DIR:-$(mktemp -d /var/tmp/bfs-bench-transfer.XXXXXX)}
 MNT=$WORK/mnt SRC=$WORK/src WWW=$WORK/www
 mkdir -p "$MNT" "$SRC" "$WWW"
 cleanup() {
   kill -CONT "${NGINX_PID:-0}" 2>/dev/null || true
   mountpoint -q "$MNT" && fusermount3 -u "$MNT"
+  faultproxy_stop
   nginx_stop
   [ "$KEEP" = 1 ] || rm -rf "$WORK"
 }
@@ -47,6 +58,9 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 now() { date +%s.%N; }
 
 nginx_start "$WWW" || { echo "nginx would not start" >&2; exit 1; }
+if [ "$WAN_RATE" != 0 ]; then
+  faultproxy_start "$NGINX_URL" --rate-limit "$WAN_RATE" || { echo "the proxy would not start" >&2; exit 1; }
+fi
 echo "== $FILES files of $MIB MiB, concurrency $CONC, $REPS repetitions"
 "$BIN" synth "$WORK/repo" --exposures 1 --detectors "$FILES" >/dev/null
 DB=$WORK/repo/gen3.sqlite3
@@ -55,22 +69,22 @@ mapfile -t DETS < <(sqlite3 "$DB" "SELECT DISTINCT detector FROM dataset_tags_00
 for i in $(seq 0 $((FILES - 1))); do head -c $((MIB << 20)) /dev/urandom >"$SRC/f$i.dat"; done
 sync
 
-curl_pass() { # seconds for curl -T of every file, one after another
+curl_pass() { # curl_pass RUN BASE_URL: seconds for curl -T of every file, one after another
   local t0 t1 i
   t0=$(now)
   for i in $(seq 0 $((FILES - 1))); do
-    curl -sf -T "$SRC/f$i.dat" "$NGINX_URL/data/curl/$1/f$i.dat" -o /dev/null --create-dirs
+    curl -sf -T "$SRC/f$i.dat" "$2/data/curl/$1/f$i.dat" -o /dev/null --create-dirs
   done
   t1=$(now)
   echo "$t1 - $t0" | bc
 }
 
-queue_pass() { # queue_pass RUN VERIFY: seconds from the destination's return to an empty queue
+queue_pass() { # queue_pass RUN VERIFY BASE_URL: seconds from the destination's return to an empty queue
   local run=$1 verify=$2 t0 t1
   cat >"$WORK/bfs.yaml" <<YAML
 transfer:
   destinations:
-    - {name: dbb, uri: "$NGINX_URL/data/archive/", collections: ["bench/*"]}
+    - {name: dbb, uri: "$3/data/archive/", collections: ["bench/*"]}
   concurrency: $CONC
   verify: $verify
   backoff_max: 1s
@@ -96,11 +110,16 @@ YAML
   echo "$t1 - $t0" | bc
 }
 
-declare -a cu qs qr
+declare -a cu qs qr wanc ws wr
 for r in $(seq "$REPS"); do
-  cu+=("$(curl_pass "c$r")")
-  qs+=("$(queue_pass "bench/s$r" size)")
-  qr+=("$(queue_pass "bench/r$r" readback)")
+  cu+=("$(curl_pass "c$r" "$NGINX_URL")")
+  qs+=("$(queue_pass "bench/s$r" size "$NGINX_URL")")
+  qr+=("$(queue_pass "bench/r$r" readback "$NGINX_URL")")
+  if [ "$WAN_RATE" != 0 ]; then
+    wanc+=("$(curl_pass "w$r" "$FAULTPROXY_URL")")
+    ws+=("$(queue_pass "bench/ws$r" size "$FAULTPROXY_URL")")
+    wr+=("$(queue_pass "bench/wr$r" readback "$FAULTPROXY_URL")")
+  fi
 done
 mb=$((FILES * MIB))
 C=$(printf '%s\n' "${cu[@]}" | median); S=$(printf '%s\n' "${qs[@]}" | median); R=$(printf '%s\n' "${qr[@]}" | median)
@@ -112,3 +131,13 @@ printf "  queue drain, verify size:          %.2f s (%.0f MiB/s): ratio %.2f (ta
   "$S" "$(echo "$mb / $S" | bc -l)" "$(echo "$C / $S" | bc -l)"
 printf "  queue drain, verify readback:      %.2f s (%.0f MiB/s): ratio %.2f\n" \
   "$R" "$(echo "$mb / $R" | bc -l)" "$(echo "$C / $R" | bc -l)"
+if [ "$WAN_RATE" != 0 ]; then
+  WC=$(printf '%s\n' "${wanc[@]}" | median); WS=$(printf '%s\n' "${ws[@]}" | median); WR=$(printf '%s\n' "${wr[@]}" | median)
+  printf "through a link held to %s B/s per connection and direction (the proxy; long fat pipe):\n" "$WAN_RATE"
+  printf "  curl -T, one after another:        %.2f s (%.0f MiB/s)\n" "$WC" "$(echo "$mb / $WC" | bc -l)"
+  printf "  queue drain, verify size:          %.2f s (%.0f MiB/s): ratio %.2f (expect ~%d, the concurrency)\n" \
+    "$WS" "$(echo "$mb / $WS" | bc -l)" "$(echo "$WC / $WS" | bc -l)" "$CONC"
+  printf "  queue drain, verify readback:      %.2f s (%.0f MiB/s): ratio %.2f\n" \
+    "$WR" "$(echo "$mb / $WR" | bc -l)" "$(echo "$WC / $WR" | bc -l)"
+fi
+echo "runs (s): curl ${cu[*]}; size ${qs[*]}; readback ${qr[*]}${wanc:+; wan curl ${wanc[*]}; wan size ${ws[*]}; wan readback ${wr[*]}}"

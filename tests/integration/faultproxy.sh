@@ -13,6 +13,10 @@
 #     faultproxy_set 'rate=0'                    # all clean from now on
 #     faultproxy_count reset                     # resets injected so far
 #
+# Writes (PUT, MOVE, POST, DELETE, PROPFIND, ...) pass through unharmed unless
+# --methods names them (--methods all: every request is fair game); and
+# --rate-limit B holds each connection to B bytes/s each way (a long fat pipe).
+#
 # faultproxy_start UPSTREAM [faultproxy.py options] sets FAULTPROXY_PORT,
 # FAULTPROXY_URL, FAULTPROXY_PID, FAULTPROXY_DIR (its temp dir) and
 # FAULTPROXY_STATS (its JSON stats file, kept up to date within 0.5 s and

@@ -5,7 +5,12 @@
 # mid-body; a stall that still delivers every byte; a short body under a kept
 # Content-Length; one inverted byte with status and length kept); the control
 # endpoint switches modes; a 10 % mix injects every kind it is given; the
-# stats file counts what curl saw.  No FUSE needed.
+# stats file counts what curl saw.  Writes (--methods all): a PUT cut
+# mid-body by a reset or a stall the client gives up on leaves nothing at
+# the server; a truncated reply to a PUT or MOVE fails at the client though
+# the server did it; a flipped PUT stores one byte inverted; a truncated
+# HEAD fails; counts per method.  --rate-limit holds a PUT and a GET to the
+# rate.  No FUSE needed.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/nginx.sh"
 . "$(dirname "$0")/faultproxy.sh"
@@ -113,4 +118,69 @@ assert d["reset"] + d["truncate"] == int(sys.argv[4]), (d, sys.argv[4])
 assert d["flip"] == int(sys.argv[5]), (d, sys.argv[5])
 assert a["requests"] - b["requests"] == 150, a
 PY
+
+# writes: every method faulted by a rule of its own, the body cut, held or changed
+faultproxy_start "$NGINX_URL" --methods all --stall-seconds 2 \
+    --rule 'PUT /reset\.bin$=reset' --rule 'PUT /stall\.bin$=stall*1' --rule 'PUT /stall2\.bin$=stall' \
+    --rule 'PUT /trunc\.bin$=truncate' --rule 'PUT /flip\.bin$=flip' --rule 'PUT /503\.bin$=503' \
+    --rule 'MOVE /trunc\.bin$=truncate' --rule 'HEAD /trunc\.bin$=truncate' ||
+    fail "the proxy did not start for writes"
+W=$FAULTPROXY_URL/data/w
+mkdir -p "$T/www/w"
+# put NAME [curl args]: "HTTP_CODE CURL_EXIT" for a PUT of big.bin to w/NAME
+put() {
+    local n=$1 out
+    shift
+    out=$(curl -s -o /dev/null -w '%{http_code}' "$@" -T "$T/www/big.bin" "$W/$n")
+    echo "$out $?"
+}
+expect "a clean PUT passes through (201, curl exit 0)" test "$(put clean.bin)" = "201 0"
+expect "... byte-identical at the server" cmp -s "$T/www/w/clean.bin" "$T/www/big.bin"
+expect "PUT, 503: the status is 503" test "$(put 503.bin)" = "503 0"
+expect "... and the server was not asked" test ! -e "$T/www/w/503.bin"
+read -r _ rc < <(put reset.bin)
+expect "PUT, reset: the connection is reset mid-body (curl exit $rc: 55 send or 56 receive failure)" \
+    test "$rc" = 55 -o "$rc" = 56
+read -r _ rc < <(put stall.bin -m 1)
+expect "PUT, a stall longer than the client's timeout: curl times out (exit $rc)" test "$rc" = 28
+sleep 2.5 # the stall ends: the proxy finds the client gone
+expect "... and neither cut request left an object" test ! -e "$T/www/w/reset.bin" -a ! -e "$T/www/w/stall.bin"
+read -r code rc < <(put stall2.bin -m 6)
+expect "PUT, a stall shorter than the client's timeout: slow but correct ($code, exit $rc)" test "$code $rc" = "201 0"
+expect "... byte-identical" cmp -s "$T/www/w/stall2.bin" "$T/www/big.bin"
+read -r _ rc < <(put trunc.bin)
+expect "PUT, truncate: the reply is cut (curl exit $rc, 52 = empty reply)" test "$rc" = 52
+expect "... though the server stored the object whole" cmp -s "$T/www/w/trunc.bin" "$T/www/big.bin"
+expect "PUT, flip: accepted (201 0)" test "$(put flip.bin)" = "201 0"
+expect "... the server stores exactly one byte inverted" test "$(ndiff "$T/www/w/flip.bin" "$T/www/big.bin")" -eq 1
+rc=$(curl -s -o /dev/null -X MOVE -H "Destination: $W/moved.bin" "$W/trunc.bin"; echo $?)
+expect "MOVE, truncate: the reply is cut (curl exit $rc)" test "$rc" = 52
+expect "... though the server moved it" test -e "$T/www/w/moved.bin" -a ! -e "$T/www/w/trunc.bin"
+code=$(curl -s -o /dev/null -w "%{http_code}" -X MOVE -H "Destination: $W/trunc.bin" "$W/moved.bin")
+expect "a clean MOVE passes through, its Destination rewritten for the server ($code)" \
+    test -e "$T/www/w/trunc.bin" -a \( "$code" = 201 -o "$code" = 204 \)
+rc=$(curl -s -I -o /dev/null "$W/trunc.bin"; echo $?)
+expect "HEAD, truncate: the status line is cut (curl exit $rc)" test "$rc" = 52
+python3 - "$(faultproxy_stats)" <<'PY' && pass "the stats count each fault under its method" || fail "per-method stats"
+import json, sys
+m = json.loads(sys.argv[1])["methods"]
+print({k: {c: n for c, n in v.items() if n} for k, v in m.items()})
+want = {"PUT": {"requests": 7, "503": 1, "reset": 1, "stall": 2, "truncate": 1, "flip": 1, "clean": 1},
+        "MOVE": {"requests": 2, "truncate": 1, "clean": 1}, "HEAD": {"requests": 1, "truncate": 1}}
+for meth, counts in want.items():
+    for c, n in counts.items():
+        assert m[meth][c] == n, (meth, c, m[meth])
+PY
+faultproxy_stop
+
+# --rate-limit: each connection held to 2 MB/s, in both directions
+faultproxy_start "$NGINX_URL" --rate-limit 2000000 || fail "the proxy did not start with --rate-limit"
+W=$FAULTPROXY_URL/data/w
+within() { python3 -c "import sys; c, t = sys.argv[2].split(); sys.exit(not (c == sys.argv[1] and 1.4 <= float(t) < 4))" "$@"; }
+out=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' -T "$T/www/big.bin" "$W/limited.bin")
+expect "--rate-limit 2000000: a PUT of $SIZE bytes takes 1.4 to 4 s (status, seconds: $out)" within 201 "$out"
+out=$(curl -s -o "$T/out" -w '%{http_code} %{time_total}' "$W/limited.bin")
+expect "... and its GET too ($out)" within 200 "$out"
+expect "... byte-identical" cmp -s "$T/out" "$T/www/big.bin"
+faultproxy_stop
 finish
