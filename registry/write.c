@@ -4,16 +4,17 @@
  * datasets with deterministic ids, TAGGED associations and CALIBRATION
  * certifications, written as the Python Butler writes them.
  *
- * Design.  Every write runs on the calling thread's connection (reg_db()),
+ * Design.  Every write runs on the calling thread's handle (reg_db(), db.h),
  * which is read-write with foreign keys enforced for a BFS_REG_WRITE
  * registry, so the database itself rejects a dataset whose exposure or
- * detector record is missing.  Each public function is atomic: outside an
- * explicit transaction it takes its own BEGIN IMMEDIATE (the write lock up
+ * detector record is missing (-ENOENT from the engine).  Each public
+ * function is atomic: outside an explicit transaction it takes its own
+ * write transaction (db_begin DB_TX_WRITE: in SQLite the write lock up
  * front, so two writers queue on the busy timeout instead of deadlocking on
  * a lock upgrade); inside bfs_registry_begin/commit it runs under a
- * SAVEPOINT, so a failed call leaves no partial rows and the caller may
+ * savepoint, so a failed call leaves no partial rows and the caller may
  * still commit the rest or roll everything back.  Transactions are per
- * thread because connections are.
+ * thread because handles are.
  *
  * "Identical is fine, different is -EEXIST": records are inserted with
  * ON CONFLICT DO NOTHING (never INSERT OR IGNORE, which would also swallow
