@@ -131,6 +131,18 @@ static int step_done(db_stmt *st, const char *what)
     return rc;
 }
 
+/* Prepare sql, built from the dialect fragments a and b; all three are
+ * freed (any may be NULL: out of memory).  NULL when out of memory or when
+ * the prepare fails (logged). */
+static db_stmt *prepare_built(db_conn *db, char *sql, char *a, char *b)
+{
+    free(a);
+    free(b);
+    db_stmt *st = sql ? db_prepare(db, sql) : NULL;
+    free(sql);
+    return st;
+}
+
 static void bind_text_or_null(db_stmt *st, int i, const char *s)
 {
     if (s)
@@ -329,22 +341,19 @@ int bfs_registry_each_run_file(bfs_registry *reg, const char *run_glob, bfs_run_
      * engine: the ingest_date CASE (typeof, strftime) is SQLite's; a
      * PostgreSQL registry of universe 6+ stores TAI ns only. */
     db_conn *db = reg_db(reg);
-    char *id = db ? db_sql_id_hex(db, "d.id") : NULL;
-    char *glob = db ? db_sql_glob(db, "c.name", "?1") : NULL;
-    char *sql = id && glob
-        ? bfs_asprintf("SELECT %s, c.name, t.name, r.path, coalesce(r.file_size, -1), "
-                       "CASE WHEN typeof(d.ingest_date) = 'integer' THEN d.ingest_date "
-                       "ELSE coalesce(CAST(strftime('%%s', d.ingest_date) AS INTEGER), 0) * 1000000000 END "
-                       "FROM dataset d JOIN collection c ON c.collection_id = d.run_id "
-                       "JOIN dataset_type t ON t.id = d.dataset_type_id "
-                       "JOIN file_datastore_records r ON r.dataset_id = d.id WHERE %s", id, glob)
-        : NULL;
-    free(id);
-    free(glob);
-    db_stmt *st = sql ? db_prepare(db, sql) : NULL;
-    free(sql);
+    if (!db)
+        return -EIO;
+    char *id = db_sql_id_hex(db, "d.id"), *glob = db_sql_glob(db, "c.name", "?1");
+    db_stmt *st = prepare_built(db, !id || !glob ? NULL :
+        bfs_asprintf("SELECT %s, c.name, t.name, r.path, coalesce(r.file_size, -1), "
+                     "CASE WHEN typeof(d.ingest_date) = 'integer' THEN d.ingest_date "
+                     "ELSE coalesce(CAST(strftime('%%s', d.ingest_date) AS INTEGER), 0) * 1000000000 END "
+                     "FROM dataset d JOIN collection c ON c.collection_id = d.run_id "
+                     "JOIN dataset_type t ON t.id = d.dataset_type_id "
+                     "JOIN file_datastore_records r ON r.dataset_id = d.id WHERE %s", id, glob),
+        id, glob);
     if (!st)
-        return !db ? -EIO : !sql ? -ENOMEM : -EIO;
+        return -EIO;
     db_bind_text(st, 1, run_glob, -1);
     int rc, ret = 0;
     while (ret == 0 && (rc = db_step(st)) == DB_ROW) {
@@ -601,15 +610,11 @@ static int collection_lookup(bfs_registry *reg, const char *name, int64_t *id, i
 static int run_insert(bfs_registry *reg, int64_t id)
 {
     db_conn *db = reg_db(reg);
-    char *cols = db_sql_span_columns(db, "");
-    char *vals = db_sql_span_values(db, "NULL", "NULL");
-    char *sql = cols && vals ? bfs_asprintf("INSERT INTO run (collection_id, host, %s) "
-                                            "VALUES (?1, NULL, %s) ON CONFLICT DO NOTHING", cols, vals)
-                             : NULL;
-    free(cols);
-    free(vals);
-    db_stmt *st = sql ? db_prepare(db, sql) : NULL;
-    free(sql);
+    char *cols = db_sql_span_columns(db, ""), *vals = db_sql_span_values(db, "NULL", "NULL");
+    db_stmt *st = prepare_built(db, !cols || !vals ? NULL :
+        bfs_asprintf("INSERT INTO run (collection_id, host, %s) VALUES (?1, NULL, %s) ON CONFLICT DO NOTHING",
+                     cols, vals),
+        cols, vals);
     if (!st)
         return -EIO;
     db_bind_int64(st, 1, id);
@@ -622,7 +627,7 @@ static int collection_ensure(bfs_registry *reg, const char *name, bfs_collection
                              const char *doc, int64_t *id_out)
 {
     db_stmt *st = reg_prepare(reg, "INSERT INTO collection (name, type, doc) "
-                                        "VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING");
+                                   "VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING");
     if (!st)
         return -EIO;
     db_bind_text(st, 1, name, -1);
@@ -742,8 +747,8 @@ static int dimension_group(bfs_registry *reg, const bfs_dimension *const *dims, 
     if (n == 0)
         return 0;
     db_stmt *st = reg_prepare(reg, "SELECT dimension_graph_id, dimension_name "
-                                        "FROM dimension_graph_definition "
-                                        "ORDER BY dimension_graph_id");
+                                   "FROM dimension_graph_definition "
+                                   "ORDER BY dimension_graph_id");
     if (!st)
         return -EIO;
     int64_t cur = -1, found = -1;
@@ -1141,8 +1146,8 @@ static int dtype_load(bfs_registry *reg, const char *name, struct dtype_row *r)
 {
     memset(r, 0, sizeof *r);
     db_stmt *st = reg_prepare(reg, "SELECT id, storage_class, dimensions_key, "
-                                        "tag_association_table, calibration_association_table "
-                                        "FROM dataset_type WHERE name = ?1");
+                                   "tag_association_table, calibration_association_table "
+                                   "FROM dataset_type WHERE name = ?1");
     if (!st)
         return -EIO;
     db_bind_text(st, 1, name, -1);
@@ -1471,8 +1476,8 @@ static int collection_of_type(bfs_registry *reg, const char *name, bfs_collectio
 static int chain_reaches(bfs_registry *reg, int64_t start, int64_t target, bool *found)
 {
     db_stmt *st = reg_prepare(reg, "WITH RECURSIVE r(id) AS (SELECT ?1 UNION "
-                                        "SELECT c.child FROM collection_chain AS c JOIN r ON c.parent = r.id) "
-                                        "SELECT 1 FROM r WHERE id = ?2");
+                                   "SELECT c.child FROM collection_chain AS c JOIN r ON c.parent = r.id) "
+                                   "SELECT 1 FROM r WHERE id = ?2");
     if (!st)
         return -EIO;
     db_bind_int64(st, 1, start);
@@ -1586,8 +1591,8 @@ static int member_load(bfs_registry *reg, const char *dataset_id, struct member 
         return -EINVAL;
     }
     db_stmt *st = reg_prepare(reg, "SELECT t.name, d.run_id FROM dataset AS d "
-                                        "JOIN dataset_type AS t ON t.id = d.dataset_type_id "
-                                        "WHERE d.id = ?1");
+                                   "JOIN dataset_type AS t ON t.id = d.dataset_type_id "
+                                   "WHERE d.id = ?1");
     if (!st)
         return -EIO;
     db_bind_text(st, 1, m->id, -1);
