@@ -20,10 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *col_text(sqlite3_stmt *st, int i)
+static char *col_text(db_stmt *st, int i)
 {
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? strdup((const char *)t) : NULL;
+    const char *t = db_column_text(st, i);
+    return t ? strdup(t) : NULL;
 }
 
 static int cmp_coll(const void *a, const void *b)
@@ -46,19 +46,21 @@ static int cmp_dim_index(const void *a, const void *b)
  * enter with every (parent, position, child) row in order, hashed, so any
  * reordering or replacement is seen (a weighted sum missed rotations, and
  * weighed position -1, which daf_butler's prepend writes, by zero). */
-static int fingerprint(sqlite3 *db, char *out, size_t outsz)
+static int fingerprint(db_conn *db, char *out, size_t outsz)
 {
+    /* engine: group_concat is SQLite's (PostgreSQL: string_agg, which
+     * SQLite has only from 3.44) */
     static const char *sql =
-        "SELECT (SELECT count(*) || ':' || ifnull(max(collection_id),0) FROM collection) || '/' ||"
-        " (SELECT count(*) || ':' || ifnull(max(id),0) FROM dataset_type) || '/' ||"
-        " (SELECT count(*) || ':' || ifnull(group_concat(parent || ',' || position || ',' || child, ';'), '')"
+        "SELECT (SELECT count(*) || ':' || coalesce(max(collection_id),0) FROM collection) || '/' ||"
+        " (SELECT count(*) || ':' || coalesce(max(id),0) FROM dataset_type) || '/' ||"
+        " (SELECT count(*) || ':' || coalesce(group_concat(parent || ',' || position || ',' || child, ';'), '')"
         "  FROM (SELECT parent, position, child FROM collection_chain ORDER BY parent, position))";
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    db_stmt *st = db_prepare(db, sql);
+    int rc = st ? db_step(st) : -EIO;
+    if (rc == DB_ROW) {
         /* "<collections>/<types>/<chain count>:<rows>": the rows can be
          * long, so keep the counts as they are and the rows as a hash */
-        const char *text = (const char *)sqlite3_column_text(st, 0);
+        const char *text = db_column_text(st, 0);
         if (!text)
             text = "";
         const char *rows = strchr(text, ':');
@@ -69,12 +71,10 @@ static int fingerprint(sqlite3 *db, char *out, size_t outsz)
         for (const unsigned char *p = (const unsigned char *)rows; *p; p++)
             h = (h ^ *p) * 1099511628211ULL;
         snprintf(out, outsz, "%.*s%016llx", (int)(rows - text), text, (unsigned long long)h);
-        sqlite3_finalize(st);
+        db_reset(st);  /* one row read of one: the statement must not hold the read lock */
         return 0;
     }
-    int e = reg_errno(db, rc, "catalog fingerprint");
-    sqlite3_finalize(st);
-    return e ? e : -EIO;
+    return rc < 0 ? rc : -EIO;
 }
 
 static const bfs_collection *coll_by_id(const bfs_collection *colls, size_t n, int64_t id)
@@ -154,17 +154,29 @@ static bfs_collection *find_id(bfs_collection **by_id, size_t n, int64_t id)
     return hit ? *hit : NULL;
 }
 
-static int load_collections(sqlite3 *db, struct reg_catalog *cat)
+/* Step st to its end (DB_DONE), or stop early on a row when out of memory:
+ * DB_ROW, reset so the statement holds no lock.  -errno from db_step. */
+static int step_end(db_stmt *st, int rc)
 {
-    sqlite3_stmt *st = NULL;
+    if (rc == DB_ROW)
+        db_reset(st);
+    return rc;
+}
+
+static int load_collections(db_conn *db, struct reg_catalog *cat)
+{
     size_t cap = 64, n = 0;
-    int rc = sqlite3_prepare_v2(db, "SELECT collection_id, name, type, doc FROM collection", -1, &st, NULL);
-    if (rc != SQLITE_OK) /* very old schemas have no doc column */
-        rc = sqlite3_prepare_v2(db, "SELECT collection_id, name, type, NULL FROM collection", -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return reg_errno(db, rc, "reading collections");
+    /* very old schemas have no doc column */
+    int has_doc = db_column_exists(db, "collection", "doc");
+    if (has_doc < 0)
+        return has_doc;
+    db_stmt *st = db_prepare(db, has_doc ? "SELECT collection_id, name, type, doc FROM collection"
+                                         : "SELECT collection_id, name, type, NULL FROM collection");
+    if (!st)
+        return -EIO;
+    int rc = DB_DONE;
     cat->colls = calloc(cap, sizeof *cat->colls);
-    while (cat->colls && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (cat->colls && (rc = db_step(st)) == DB_ROW) {
         if (n == cap) {
             bfs_collection *bigger = realloc(cat->colls, 2 * cap * sizeof *bigger);
             if (!bigger)
@@ -174,9 +186,9 @@ static int load_collections(sqlite3 *db, struct reg_catalog *cat)
             cap *= 2;
         }
         bfs_collection *c = &cat->colls[n];
-        c->id = sqlite3_column_int64(st, 0);
+        c->id = db_column_int64(st, 0);
         c->name = col_text(st, 1);
-        c->type = (bfs_collection_type)sqlite3_column_int(st, 2);
+        c->type = (bfs_collection_type)db_column_int64(st, 2);
         c->doc = col_text(st, 3);
         if (c->name) {
             n++;
@@ -185,12 +197,12 @@ static int load_collections(sqlite3 *db, struct reg_catalog *cat)
             c->doc = NULL;
         }
     }
-    sqlite3_finalize(st);
+    rc = step_end(st, rc);
     cat->pub.ncollections = n;
     if (!cat->colls)
         return -ENOMEM;
-    if (rc != SQLITE_DONE)
-        return rc == SQLITE_ROW ? -ENOMEM : reg_errno(db, rc, "reading collections");
+    if (rc != DB_DONE)
+        return rc == DB_ROW ? -ENOMEM : rc;
     qsort(cat->colls, n, sizeof *cat->colls, cmp_coll);
 
     /* chain rows name collections by id: a sorted index keeps a large
@@ -201,15 +213,14 @@ static int load_collections(sqlite3 *db, struct reg_catalog *cat)
     for (size_t i = 0; i < n; i++)
         by_id[i] = &cat->colls[i];
     qsort(by_id, n, sizeof *by_id, cmp_coll_id);
-    rc = sqlite3_prepare_v2(db, "SELECT parent, child FROM collection_chain ORDER BY parent, position",
-                            -1, &st, NULL);
-    if (rc != SQLITE_OK) {
+    st = db_prepare(db, "SELECT parent, child FROM collection_chain ORDER BY parent, position");
+    if (!st) {
         free(by_id);
-        return reg_errno(db, rc, "reading collection chains");
+        return -EIO;
     }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        bfs_collection *parent = find_id(by_id, n, sqlite3_column_int64(st, 0));
-        const bfs_collection *child = find_id(by_id, n, sqlite3_column_int64(st, 1));
+    while ((rc = db_step(st)) == DB_ROW) {
+        bfs_collection *parent = find_id(by_id, n, db_column_int64(st, 0));
+        const bfs_collection *child = find_id(by_id, n, db_column_int64(st, 1));
         if (!parent || !child || parent->type != BFS_COLL_CHAINED)
             continue; /* only a CHAINED collection has children (registry.h) */
         const bfs_collection **kids = realloc(parent->children, (parent->n_children + 1) * sizeof *kids);
@@ -218,24 +229,24 @@ static int load_collections(sqlite3 *db, struct reg_catalog *cat)
         kids[parent->n_children++] = child;
         parent->children = kids;
     }
-    sqlite3_finalize(st);
+    rc = step_end(st, rc);
     free(by_id);
-    if (rc != SQLITE_DONE)
-        return rc == SQLITE_ROW ? -ENOMEM : reg_errno(db, rc, "reading collection chains");
+    if (rc != DB_DONE)
+        return rc == DB_ROW ? -ENOMEM : rc;
     return mark_cycles(cat->colls, n);
 }
 
-static int load_dataset_types(bfs_registry *reg, sqlite3 *db, struct reg_catalog *cat)
+static int load_dataset_types(bfs_registry *reg, db_conn *db, struct reg_catalog *cat)
 {
-    sqlite3_stmt *st = NULL;
     size_t cap = 64, n = 0;
-    int rc = sqlite3_prepare_v2(db,
+    db_stmt *st = db_prepare(db,
         "SELECT id, name, storage_class, dimensions_key, tag_association_table,"
-        " calibration_association_table FROM dataset_type", -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return reg_errno(db, rc, "reading dataset types");
+        " calibration_association_table FROM dataset_type");
+    if (!st)
+        return -EIO;
+    int rc = DB_DONE;
     cat->dtypes = calloc(cap, sizeof *cat->dtypes);
-    while (cat->dtypes && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (cat->dtypes && (rc = db_step(st)) == DB_ROW) {
         if (n == cap) {
             bfs_dataset_type *bigger = realloc(cat->dtypes, 2 * cap * sizeof *bigger);
             if (!bigger)
@@ -245,10 +256,10 @@ static int load_dataset_types(bfs_registry *reg, sqlite3 *db, struct reg_catalog
             cap *= 2;
         }
         bfs_dataset_type *d = &cat->dtypes[n];
-        d->id = sqlite3_column_int64(st, 0);
+        d->id = db_column_int64(st, 0);
         d->name = col_text(st, 1);
         d->storage_class = col_text(st, 2);
-        d->dimensions_key = sqlite3_column_int64(st, 3);
+        d->dimensions_key = db_column_int64(st, 3);
         d->tags_table = col_text(st, 4);
         d->calibs_table = col_text(st, 5);
         if (d->name && d->tags_table) {
@@ -261,20 +272,19 @@ static int load_dataset_types(bfs_registry *reg, sqlite3 *db, struct reg_catalog
             memset(d, 0, sizeof *d);
         }
     }
-    sqlite3_finalize(st);
+    rc = step_end(st, rc);
     cat->pub.ndataset_types = n;
     if (!cat->dtypes)
         return -ENOMEM;
-    if (rc != SQLITE_DONE)
-        return rc == SQLITE_ROW ? -ENOMEM : reg_errno(db, rc, "reading dataset types");
+    if (rc != DB_DONE)
+        return rc == DB_ROW ? -ENOMEM : rc;
 
-    rc = sqlite3_prepare_v2(db, "SELECT dimension_graph_id, dimension_name FROM dimension_graph_definition",
-                            -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return reg_errno(db, rc, "reading dimension groups");
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t key = sqlite3_column_int64(st, 0);
-        const char *dname = (const char *)sqlite3_column_text(st, 1);
+    st = db_prepare(db, "SELECT dimension_graph_id, dimension_name FROM dimension_graph_definition");
+    if (!st)
+        return -EIO;
+    while ((rc = db_step(st)) == DB_ROW) {
+        int64_t key = db_column_int64(st, 0);
+        const char *dname = db_column_text(st, 1);
         const bfs_dimension *dim = dname ? bfs_registry_dimension_by_name(reg, dname) : NULL;
         if (!dim) {
             bfs_warn(REG_TAG, "dimension group %lld names unknown dimension '%s'",
@@ -287,9 +297,8 @@ static int load_dataset_types(bfs_registry *reg, sqlite3 *db, struct reg_catalog
                 d->dims[d->ndims++] = dim;
         }
     }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return reg_errno(db, rc, "reading dimension groups");
+    if (rc != DB_DONE)
+        return rc;
     for (size_t i = 0; i < n; i++)
         qsort(cat->dtypes[i].dims, cat->dtypes[i].ndims, sizeof cat->dtypes[i].dims[0], cmp_dim_index);
     qsort(cat->dtypes, n, sizeof *cat->dtypes, cmp_dtype);
@@ -314,20 +323,22 @@ static void catalog_free(struct reg_catalog *cat)
     free(cat);
 }
 
-int reg_catalog_load(bfs_registry *reg, sqlite3 *db)
+int reg_catalog_load(bfs_registry *reg, db_conn *db)
 {
     struct reg_catalog *cat = calloc(1, sizeof *cat);
     if (!cat)
         return -ENOMEM;
-    /* One read transaction, so collections, chains and types agree. */
-    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    /* One read transaction, so collections, chains and types agree; inside
+     * a caller's transaction that one serves. */
+    bool own = !db_in_transaction(db) && db_begin(db, DB_TX_READ) == 0;
     char fp[256] = "";
     int ret = fingerprint(db, fp, sizeof fp);
     if (ret == 0)
         ret = load_collections(db, cat);
     if (ret == 0)
         ret = load_dataset_types(reg, db, cat);
-    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (own && db_commit(db) < 0)
+        db_rollback(db);
     if (ret < 0) {
         catalog_free(cat);
         return ret;
@@ -360,7 +371,7 @@ const bfs_catalog *bfs_registry_catalog(bfs_registry *reg) { return &atomic_load
 
 int bfs_registry_refresh(bfs_registry *reg)
 {
-    sqlite3 *db = reg_db(reg);
+    db_conn *db = reg_db(reg);
     char fp[256];
     if (!db)
         return -EIO;

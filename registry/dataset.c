@@ -12,6 +12,10 @@
  * dimensions, metadata), plus "timespan" for a temporal element (a
  * Timespan serializes as its nsec pair, [begin, end]) and "region" for a
  * spatial one (the encoded region as hex).
+ *
+ * A dataset id is looked for in both forms daf_butler's SQLite registries
+ * have stored over the years (32 hex digits, or a 16-byte BLOB), which
+ * PostgreSQL, where ids are uuid, answers alike.
  */
 #include "registry_i.h"
 
@@ -24,13 +28,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Bind the id at ?1 as text and at ?2 as the 16-byte BLOB it would be. */
-static void bind_id(sqlite3_stmt *st, const char hex[33], unsigned char blob[16])
+/* Bind the id at ?1 as text and at ?2 as the id (SQLite: the 16-byte BLOB
+ * it would be), for "id IN (?1, ?2)". */
+static void bind_id(db_stmt *st, const char hex[33])
 {
+    uint8_t blob[16];
     for (int i = 0; i < 16; i++)
-        blob[i] = (unsigned char)(bfs_hexval(hex[2 * i]) << 4 | bfs_hexval(hex[2 * i + 1]));
-    sqlite3_bind_text(st, 1, hex, 32, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 2, blob, 16, SQLITE_STATIC);
+        blob[i] = (uint8_t)(bfs_hexval(hex[2 * i]) << 4 | bfs_hexval(hex[2 * i + 1]));
+    db_bind_text(st, 1, hex, 32);
+    db_bind_id(st, 2, blob);
 }
 
 static const bfs_dataset_type *dtype_by_id(const bfs_catalog *cat, int64_t id)
@@ -63,25 +69,24 @@ static int load_values(bfs_registry *reg, const bfs_dataset_type *dt, const char
     fprintf(f, " FROM %s WHERE dataset_id IN (?1, ?2) AND collection_id = ?3", t ? t : "\"\"");
     free(t);
     fclose(f);
-    sqlite3_stmt *st = sql ? reg_prepare(reg, sql) : NULL;
+    db_stmt *st = sql ? reg_prepare(reg, sql) : NULL;
     if (!st) {
         free(sql);
         return -EIO;
     }
-    unsigned char blob[16];
-    bind_id(st, hex, blob);
-    sqlite3_bind_int64(st, 3, run);
-    int rc = sqlite3_step(st), ret = 0;
-    if (rc == SQLITE_ROW) {
+    bind_id(st, hex);
+    db_bind_int64(st, 3, run);
+    int rc = db_step(st), ret = 0;
+    if (rc == DB_ROW) {
         for (int i = 0; i < dt->ndims && ret == 0; i++) {
-            const char *v = (const char *)sqlite3_column_text(st, i);
+            const char *v = db_column_text(st, i);
             if (!v || snprintf(vals[i], BFS_MAX_VALUE, "%s", v) >= BFS_MAX_VALUE)
                 ret = -EBADMSG;
         }
     } else {
-        ret = rc == SQLITE_DONE ? -ENOENT : reg_errno(reg_db(reg), rc, sql);
+        ret = rc == DB_DONE ? -ENOENT : rc;
     }
-    sqlite3_reset(st);
+    db_reset(st);
     free(sql);
     return ret;
 }
@@ -91,20 +96,19 @@ int bfs_registry_dataset_records(bfs_registry *reg, const char *id, bfs_dataset_
     char hex[33];
     if (!id || reg_normalize_dataset_id(id, hex) < 0)
         return -EINVAL;
-    sqlite3_stmt *st = reg_prepare(reg, "SELECT dataset_type_id, run_id FROM dataset WHERE id IN (?1, ?2)");
+    db_stmt *st = reg_prepare(reg, "SELECT dataset_type_id, run_id FROM dataset WHERE id IN (?1, ?2)");
     if (!st)
         return -EIO;
-    unsigned char blob[16];
-    bind_id(st, hex, blob);
-    int rc = sqlite3_step(st);
+    bind_id(st, hex);
+    int rc = db_step(st);
     int64_t type_id = 0, run_id = 0;
-    if (rc == SQLITE_ROW) {
-        type_id = sqlite3_column_int64(st, 0);
-        run_id = sqlite3_column_int64(st, 1);
+    if (rc == DB_ROW) {
+        type_id = db_column_int64(st, 0);
+        run_id = db_column_int64(st, 1);
     }
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW)
-        return rc == SQLITE_DONE ? -ENOENT : reg_errno(reg_db(reg), rc, "look up a dataset by id");
+    db_reset(st);
+    if (rc != DB_ROW)
+        return rc == DB_DONE ? -ENOENT : rc;
     const bfs_catalog *cat = bfs_registry_catalog(reg);
     const bfs_dataset_type *dt = dtype_by_id(cat, type_id);
     const bfs_collection *run = bfs_catalog_collection_by_id(cat, run_id);
@@ -130,22 +134,22 @@ int bfs_registry_dataset_records(bfs_registry *reg, const char *id, bfs_dataset_
     }
     int nfiles = 0;
     if (ret == 0) {
-        bind_id(st, hex, blob);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        bind_id(st, hex);
+        while ((rc = db_step(st)) == DB_ROW) {
             bfs_dataset_record r = {.dt = dt, .run = run->name};
             memcpy(r.id, hex, sizeof r.id);
             for (int i = 0; i < dt->ndims; i++)
                 r.values[i] = vals[i];
-            r.component = (const char *)sqlite3_column_text(st, 0);
+            r.component = db_column_text(st, 0);
             if (r.component && (!*r.component || !strcmp(r.component, "__NULL_STRING__")))
                 r.component = NULL;
-            r.path = (const char *)sqlite3_column_text(st, 1);
-            r.formatter = (const char *)sqlite3_column_text(st, 2);
-            r.storage_class = (const char *)sqlite3_column_text(st, 3);
-            r.checksum = (const char *)sqlite3_column_text(st, 4);
+            r.path = db_column_text(st, 1);
+            r.formatter = db_column_text(st, 2);
+            r.storage_class = db_column_text(st, 3);
+            r.checksum = db_column_text(st, 4);
             if (r.checksum && !*r.checksum)
                 r.checksum = NULL;
-            r.file_size = sqlite3_column_type(st, 5) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 5);
+            r.file_size = db_column_type(st, 5) == DB_NULL ? -1 : db_column_int64(st, 5);
             if (r.file_size < 0)
                 r.file_size = -1;
             if (!r.formatter)
@@ -158,9 +162,9 @@ int bfs_registry_dataset_records(bfs_registry *reg, const char *id, bfs_dataset_
             if ((ret = cb(ctx, &r)) != 0)
                 break;
         }
-        if (ret == 0 && rc != SQLITE_DONE)
-            ret = reg_errno(reg_db(reg), rc, sql);
-        sqlite3_reset(st);
+        if (ret == 0 && rc < 0)
+            ret = rc;
+        db_reset(st);
         if (ret == 0 && nfiles == 0)
             ret = -ENOENT;
     }
@@ -232,12 +236,12 @@ static json_t *hex_json(const unsigned char *b, size_t n)
 
 /* A region column: daf_butler's SQLite stores the encoded region as base64
  * text; a BLOB is taken as the encoded bytes. */
-static json_t *region_json(sqlite3_stmt *st, int i)
+static json_t *region_json(db_stmt *st, int i)
 {
-    int n = sqlite3_column_bytes(st, i);
-    if (sqlite3_column_type(st, i) == SQLITE_BLOB)
-        return hex_json(sqlite3_column_blob(st, i), (size_t)n);
-    const unsigned char *t = sqlite3_column_text(st, i);
+    int n = db_column_bytes(st, i);
+    if (db_column_type(st, i) == DB_BLOB)
+        return hex_json(db_column_blob(st, i), (size_t)n);
+    const unsigned char *t = (const unsigned char *)db_column_text(st, i);
     unsigned char *raw = malloc((size_t)n / 4 * 3 + 3);
     int m = raw && t ? EVP_DecodeBlock(raw, t, n) : -1;
     for (int k = n - 1; m > 0 && k >= 0 && t[k] == '='; k--)
@@ -247,30 +251,30 @@ static json_t *region_json(sqlite3_stmt *st, int i)
     return j;
 }
 
-static json_t *column_json(sqlite3_stmt *st, int i, enum col_kind k)
+static json_t *column_json(db_stmt *st, int i, enum col_kind k)
 {
-    int type = sqlite3_column_type(st, i);
-    if (type == SQLITE_NULL)
+    enum db_type type = db_column_type(st, i);
+    if (type == DB_NULL)
         return json_null();
     if (k == K_GUESS)
-        k = type == SQLITE_INTEGER ? K_INT : type == SQLITE_FLOAT ? K_FLOAT : type == SQLITE_BLOB ? K_HASH : K_STRING;
+        k = type == DB_INTEGER ? K_INT : type == DB_FLOAT ? K_FLOAT : type == DB_BLOB ? K_HASH : K_STRING;
     switch (k) {
     case K_INT:
-        return json_integer(sqlite3_column_int64(st, i));
+        return json_integer(db_column_int64(st, i));
     case K_FLOAT:
-        return json_real(sqlite3_column_double(st, i));
+        return json_real(db_column_double(st, i));
     case K_BOOL:
-        return json_boolean(sqlite3_column_int64(st, i) != 0);
+        return json_boolean(db_column_int64(st, i) != 0);
     case K_HASH:
-        if (type == SQLITE_BLOB)
-            return hex_json(sqlite3_column_blob(st, i), (size_t)sqlite3_column_bytes(st, i));
+        if (type == DB_BLOB)
+            return hex_json(db_column_blob(st, i), (size_t)db_column_bytes(st, i));
         break;
     case K_REGION:
         return region_json(st, i);
     default:
         break;
     }
-    return json_stringn((const char *)sqlite3_column_text(st, i), (size_t)sqlite3_column_bytes(st, i));
+    return json_stringn(db_column_text(st, i), (size_t)db_column_bytes(st, i));
 }
 
 /* A dimension value as the JSON its key type makes. */
@@ -293,12 +297,12 @@ static bool in_list(json_t *list, const char *name)
     return false;
 }
 
-static bool bind_key(sqlite3_stmt *st, int idx, const bfs_dimension *d, const char *v)
+static bool bind_key(db_stmt *st, int idx, const bfs_dimension *d, const char *v)
 {
     int64_t n;
     if (d->type == BFS_KEY_INT)
-        return bfs_parse_i64(v, &n) && sqlite3_bind_int64(st, idx, n) == SQLITE_OK;
-    return sqlite3_bind_text(st, idx, v, -1, SQLITE_TRANSIENT) == SQLITE_OK;
+        return bfs_parse_i64(v, &n) && db_bind_int64(st, idx, n) == 0;
+    return db_bind_text(st, idx, v, -1) == 0;
 }
 
 /* The record of dimension d (with a table) whose keys are in val[] (by
@@ -333,7 +337,7 @@ static int load_record(bfs_registry *reg, json_t *elem, const bfs_dimension *d, 
         free(q.s);
         return 0;
     }
-    sqlite3_stmt *st = reg_prepare(reg, q.s);
+    db_stmt *st = reg_prepare(reg, q.s);
     if (!st) {
         free(q.s);
         return 0; /* no such table in this repository: no record */
@@ -341,14 +345,17 @@ static int load_record(bfs_registry *reg, json_t *elem, const bfs_dimension *d, 
     bool ok = bind_key(st, 1, d, val[d->index]);
     for (int r = 0; r < d->n_requires && ok; r++)
         ok = bind_key(st, r + 2, d->requires[r], val[d->requires[r]->index]);
-    int rc = ok ? sqlite3_step(st) : SQLITE_DONE, ret = 0;
+    int rc = ok ? db_step(st) : DB_DONE, ret = 0;
     json_t *rec = NULL;
-    if (rc == SQLITE_ROW) {
+    if (rc == DB_ROW) {
         rec = json_object();
-        int ncols = sqlite3_column_count(st);
+        int ncols = db_column_count(st);
         int tb = -1, te = -1;
+        /* engine: SQLite's two timespan columns; PostgreSQL stores one
+         * "timespan" range, which a temporal element's record must then
+         * read through db_sql_span_select instead of SELECT * */
         for (int i = 0; i < ncols && rec && ret == 0; i++) {
-            const char *col = sqlite3_column_name(st, i);
+            const char *col = db_column_name(st, i);
             if (!col)
                 continue;
             if (!strcmp(col, "timespan_begin")) {
@@ -364,23 +371,23 @@ static int load_record(bfs_registry *reg, json_t *elem, const bfs_dimension *d, 
                 ret = -EILSEQ;
             const bfs_dimension *imp = in_list(json_object_get(elem, "implies"), col)
                 ? bfs_registry_dimension_by_name(reg, col) : NULL;
-            const unsigned char *txt = sqlite3_column_text(st, i);
-            if (ret == 0 && imp && imp != d && txt && !val[imp->index] && !(val[imp->index] = strdup((const char *)txt)))
+            const char *txt = db_column_text(st, i);
+            if (ret == 0 && imp && imp != d && txt && !val[imp->index] && !(val[imp->index] = strdup(txt)))
                 ret = -ENOMEM;
         }
         if (ret == 0 && rec && tb >= 0 && te >= 0) {
-            json_t *span = sqlite3_column_type(st, tb) == SQLITE_NULL || sqlite3_column_type(st, te) == SQLITE_NULL
+            json_t *span = db_column_type(st, tb) == DB_NULL || db_column_type(st, te) == DB_NULL
                 ? json_null()
-                : json_pack("[II]", (json_int_t)sqlite3_column_int64(st, tb), (json_int_t)sqlite3_column_int64(st, te));
+                : json_pack("[II]", (json_int_t)db_column_int64(st, tb), (json_int_t)db_column_int64(st, te));
             if (!span || json_object_set_new(rec, "timespan", span) < 0)
                 ret = -ENOMEM;
         }
         if (!rec)
             ret = -ENOMEM;
-    } else if (rc != SQLITE_DONE) {
-        ret = reg_errno(reg_db(reg), rc, q.s);
+    } else if (rc < 0) {
+        ret = rc;
     }
-    sqlite3_reset(st);
+    db_reset(st);
     free(q.s);
     if (ret == 0 && rec)
         *out = json_pack("{s:s, s:o}", "definition", d->name, "record", rec);

@@ -32,7 +32,7 @@
  * writable, SET LOCAL search_path, statement_timeout and TIME ZONE 0, the
  * statement, COMMIT; all rows are fetched before db_step returns the first).
  * db_begin starts an explicit transaction on this thread's db_conn (SQLite:
- * BEGIN IMMEDIATE for BFS_TX_WRITE, BEGIN for BFS_TX_READ; PostgreSQL: a
+ * BEGIN IMMEDIATE for DB_TX_WRITE, BEGIN for DB_TX_READ; PostgreSQL: a
  * pooled connection is held until commit/rollback).  db_savepoint /
  * db_release / db_rollback_to nest inside one.  Nothing keeps session state
  * between transactions (PgBouncer in transaction pooling mode).
@@ -40,7 +40,9 @@
  * Errors: negative errno, translated from the engine's codes in one place
  * per engine (db_sqlite.c, db_pg.c), which also logs the detail once with
  * the statement named: -EEXIST for a unique/primary key/exclusion violation
- * (logged at debug level: "insert if new" expects it), -EBUSY for a lock
+ * (logged at debug level: "insert if new" expects it), -ENOENT for a foreign
+ * key violation (a referenced row is missing; also at debug level: the
+ * write API answers it as such), -EBUSY for a lock
  * timeout, -EROFS for a write to a read-only database, -EACCES for
  * authentication, -ETIMEDOUT for a deadline passed (statement timeout,
  * connect timeout, no pooled connection free in time), -ECONNRESET for a

@@ -14,6 +14,9 @@
  * by search position: the first position seen for a dataId wins and rows
  * from later positions are dropped.  This keeps one SQL statement per
  * listing whatever the chain length.
+ *
+ * Parameters are numbered (?1, ?2...) as they are written, so one SELECT
+ * per table joined by UNION binds in the order the text was built.
  */
 #include "registry_i.h"
 
@@ -139,14 +142,21 @@ static int flatten(const bfs_collection *c, struct leaves *out)
     return ret < 0 ? ret : 0;
 }
 
-/* SQL text builder over open_memstream. */
+/* SQL text builder over open_memstream; nparam numbers the parameters. */
 struct sql {
     char *text;
     size_t len;
     FILE *f;
+    int nparam;
 };
 
-static void sql_init(struct sql *q) { q->text = NULL, q->len = 0, q->f = open_memstream(&q->text, &q->len); }
+static void sql_init(struct sql *q)
+{
+    q->text = NULL, q->len = 0, q->nparam = 0, q->f = open_memstream(&q->text, &q->len);
+}
+
+/* The next parameter, "?<n>". */
+static void sql_param(struct sql *q) { fprintf(q->f, "?%d", ++q->nparam); }
 static char *sql_finish(struct sql *q)
 {
     if (!q->f)
@@ -184,18 +194,18 @@ static bool sql_collections(struct sql *q, const struct leaves *l, bool calib)
 
 /* Bind a dimension value with the dimension's key type.  false when the text
  * cannot be a value of that type (then nothing can match). */
-static bool bind_value(sqlite3_stmt *st, int idx, const bfs_dimension *dim, const char *value)
+static bool bind_value(db_stmt *st, int idx, const bfs_dimension *dim, const char *value)
 {
     if (dim->type == BFS_KEY_INT) {
         int64_t v;
         if (!bfs_parse_i64(value, &v))
             return false;
-        return sqlite3_bind_int64(st, idx, v) == SQLITE_OK;
+        return db_bind_int64(st, idx, v) == 0;
     }
-    return sqlite3_bind_text(st, idx, value, -1, SQLITE_TRANSIENT) == SQLITE_OK;
+    return db_bind_text(st, idx, value, -1) == 0;
 }
 
-/* " AND <alias>"dim" = ?" for each constrained value. */
+/* " AND <alias>"dim" = ?<n>" for each constrained value. */
 static void sql_constraints(struct sql *q, const char *alias, const bfs_dataset_type *dt, const char *const values[])
 {
     for (int i = 0; i < dt->ndims; i++) {
@@ -203,15 +213,16 @@ static void sql_constraints(struct sql *q, const char *alias, const bfs_dataset_
             continue;
         fprintf(q->f, " AND %s", alias);
         sql_ident(q, dt->dims[i]->name);
-        fputs(" = ?", q->f);
+        fputs(" = ", q->f);
+        sql_param(q);
     }
 }
 
 /* Bind dataset_type_id and the constraints of one SELECT starting at idx.
  * Returns the next index, or 0 when a value cannot match its type. */
-static int bind_select(sqlite3_stmt *st, int idx, const bfs_dataset_type *dt, const char *const values[])
+static int bind_select(db_stmt *st, int idx, const bfs_dataset_type *dt, const char *const values[])
 {
-    sqlite3_bind_int64(st, idx++, dt->id);
+    db_bind_int64(st, idx++, dt->id);
     for (int i = 0; i < dt->ndims; i++) {
         if (!values || !values[i])
             continue;
@@ -246,7 +257,8 @@ struct union_query {
     const char *const *values;
     const struct leaves *l;
     int k;          /* the dimension being listed, for list_values */
-    char *text;     /* the SQL, for error messages; freed by union_done */
+    const char *span; /* a calibration's validity columns, for find_files */
+    char *text;     /* the SQL; freed by union_done */
 };
 
 /* Write the SELECT over one table; its parameters must be dataset_type_id
@@ -256,7 +268,7 @@ typedef void (*select_writer)(struct sql *q, const struct union_query *u, bool c
 /* Build, prepare and bind.  Returns the statement, or NULL with *err 0
  * when nothing can match (no table, or a value of the wrong type) and
  * -errno on failure. */
-static sqlite3_stmt *union_prepare(struct union_query *u, const char *joiner, select_writer w,
+static db_stmt *union_prepare(struct union_query *u, const char *joiner, select_writer w,
                                    const char *tail, int *err)
 {
     struct sql q;
@@ -280,7 +292,7 @@ static sqlite3_stmt *union_prepare(struct union_query *u, const char *joiner, se
     }
     if (!nparts)
         return NULL;
-    sqlite3_stmt *st = reg_prepare(u->reg, u->text);
+    db_stmt *st = reg_prepare(u->reg, u->text);
     if (!st) {
         *err = -EIO;
         return NULL;
@@ -290,19 +302,20 @@ static sqlite3_stmt *union_prepare(struct union_query *u, const char *joiner, se
         if (parts[calib])
             idx = bind_select(st, idx, u->dt, u->values);
     if (!idx) {
-        sqlite3_reset(st);
+        db_reset(st);
         return NULL;
     }
     return st;
 }
 
-/* Finish a query: the step loop's last code becomes 0 or -errno. */
-static int union_done(struct union_query *u, sqlite3_stmt *st, int rc, int ret)
+/* Finish a query: the step loop's last answer becomes 0 or -errno (logged
+ * by the engine). */
+static int union_done(struct union_query *u, db_stmt *st, int rc, int ret)
 {
-    if (ret == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW)
-        ret = reg_errno(reg_db(u->reg), rc, u->text);
+    if (ret == 0 && rc < 0)
+        ret = rc;
     if (st)
-        sqlite3_reset(st);
+        db_reset(st);
     free(u->text);
     u->text = NULL;
     return ret;
@@ -312,7 +325,8 @@ static void write_has(struct sql *q, const struct union_query *u, bool calib)
 {
     fputs("SELECT 1 FROM ", q->f);
     sql_ident(q, table_of(u->dt, calib));
-    fputs(" WHERE dataset_type_id = ?", q->f);
+    fputs(" WHERE dataset_type_id = ", q->f);
+    sql_param(q);
     sql_collections(q, u->l, calib);
 }
 
@@ -327,9 +341,9 @@ int bfs_registry_collection_has(bfs_registry *reg, const bfs_collection *c, cons
         return ret;
     }
     struct union_query u = {.reg = reg, .dt = dt, .l = l};
-    int rc = SQLITE_DONE;
-    sqlite3_stmt *st = union_prepare(&u, " UNION ALL ", write_has, " LIMIT 1", &ret);
-    if (st && (rc = sqlite3_step(st)) == SQLITE_ROW)
+    int rc = DB_DONE;
+    db_stmt *st = union_prepare(&u, " UNION ALL ", write_has, " LIMIT 1", &ret);
+    if (st && (rc = db_step(st)) == DB_ROW)
         ret = 1;
     ret = union_done(&u, st, rc, ret);
     free(l);
@@ -361,16 +375,15 @@ int bfs_registry_dataset_types_in(bfs_registry *reg, const bfs_collection *c, bf
     fputs(")", q.f);
     char *text = sql_finish(&q);
     bool any = l->n > 0;
-    sqlite3_stmt *st = any && text ? reg_prepare(reg, text) : NULL;
+    db_stmt *st = any && text ? reg_prepare(reg, text) : NULL;
     if (any && st) {
-        int rc;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            int64_t id = sqlite3_column_int64(st, 0);
+        while (db_step(st) == DB_ROW) {
+            int64_t id = db_column_int64(st, 0);
             for (size_t i = 0; i < cat->ndataset_types; i++)
                 if (cat->dataset_types[i].id == id)
                     candidate[i] = true;
         }
-        sqlite3_reset(st);
+        db_reset(st);
     } else if (any) {
         for (size_t i = 0; i < cat->ndataset_types; i++)
             candidate[i] = true;
@@ -396,7 +409,8 @@ static void write_values(struct sql *q, const struct union_query *u, bool calib)
     sql_ident(q, u->dt->dims[u->k]->name);
     fputs(" FROM ", q->f);
     sql_ident(q, table_of(u->dt, calib));
-    fputs(" WHERE dataset_type_id = ?", q->f);
+    fputs(" WHERE dataset_type_id = ", q->f);
+    sql_param(q);
     sql_collections(q, u->l, calib);
     sql_constraints(q, "", u->dt, u->values);
 }
@@ -415,10 +429,10 @@ int bfs_registry_list_values(bfs_registry *reg, const bfs_collection *c, const b
         return ret;
     }
     struct union_query u = {.reg = reg, .dt = dt, .values = values, .l = l, .k = k};
-    int rc = SQLITE_DONE;
-    sqlite3_stmt *st = union_prepare(&u, " UNION ", write_values, " ORDER BY 1", &ret);
-    while (st && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *v = (const char *)sqlite3_column_text(st, 0);
+    int rc = DB_DONE;
+    db_stmt *st = union_prepare(&u, " UNION ", write_values, " ORDER BY 1", &ret);
+    while (st && (rc = db_step(st)) == DB_ROW) {
+        const char *v = db_column_text(st, 0);
         if (v && (ret = cb(ctx, v)) != 0)
             break;
     }
@@ -428,11 +442,11 @@ int bfs_registry_list_values(bfs_registry *reg, const bfs_collection *c, const b
 }
 
 /* ingest_date: TAI nanoseconds (new schemas) or a UTC TIMESTAMP text (old). */
-static int64_t ingest_unix(sqlite3_stmt *st, int col)
+static int64_t ingest_unix(db_stmt *st, int col)
 {
-    if (sqlite3_column_type(st, col) == SQLITE_INTEGER)
-        return bfs_tai_ns_to_unix(sqlite3_column_int64(st, col));
-    const char *t = (const char *)sqlite3_column_text(st, col);
+    if (db_column_type(st, col) == DB_INTEGER)
+        return bfs_tai_ns_to_unix(db_column_int64(st, col));
+    const char *t = db_column_text(st, col);
     struct tm tm = {0};
     /* Field widths keep sscanf's conversions in range (an out-of-range %d
      * is undefined), and each field is checked before any arithmetic: a
@@ -454,7 +468,7 @@ static void write_files(struct sql *q, const struct union_query *u, bool calib)
     const bfs_dataset_type *dt = u->dt;
     fputs("SELECT t.dataset_id, t.collection_id, d.run_id, d.ingest_date, r.component, r.path,"
           " r.file_size, r.checksum, ", q->f);
-    fputs(calib ? "t.timespan_begin, t.timespan_end" : "NULL, NULL", q->f);
+    fputs(calib ? u->span : "NULL, NULL", q->f);
     fputs(", CASE t.collection_id", q->f);
     for (int i = 0; i < u->l->n; i++)
         if (u->l->calib[i] == calib)
@@ -469,7 +483,8 @@ static void write_files(struct sql *q, const struct union_query *u, bool calib)
     sql_ident(q, table_of(dt, calib));
     fputs(" AS t JOIN dataset AS d ON d.id = t.dataset_id JOIN ", q->f);
     sql_ident(q, u->reg->records_table);
-    fputs(" AS r ON r.dataset_id = t.dataset_id WHERE t.dataset_type_id = ?", q->f);
+    fputs(" AS r ON r.dataset_id = t.dataset_id WHERE t.dataset_type_id = ", q->f);
+    sql_param(q);
     sql_collections(q, u->l, calib);
     sql_constraints(q, "t.", dt, u->values);
 }
@@ -490,52 +505,59 @@ int bfs_registry_find_files(bfs_registry *reg, const bfs_collection *c, const bf
     for (int i = 0; i < dt->ndims; i++)
         snprintf(tail + strlen(tail), sizeof tail - strlen(tail), "v%d, ", i);
     strcat(tail, "pos, 9, 5");
-    struct union_query u = {.reg = reg, .dt = dt, .values = values, .l = l};
-    int rc = SQLITE_DONE;
-    sqlite3_stmt *st = union_prepare(&u, " UNION ALL ", write_files, tail, &ret);
+    db_conn *db = reg_db(reg);
+    char *span = db ? db_sql_span_select(db, "t") : NULL;
+    if (!span) {
+        free(l);
+        return db ? -ENOMEM : -EIO;
+    }
+    struct union_query u = {.reg = reg, .dt = dt, .values = values, .l = l, .span = span};
+    int rc = DB_DONE;
+    db_stmt *st = union_prepare(&u, " UNION ALL ", write_files, tail, &ret);
     free(l);
+    free(span);
     if (!st)
         return union_done(&u, st, rc, ret);
     /* find-first: remember the dataId of the previous row and its best position */
     char prev_key[BFS_MAX_DIMS * BFS_MAX_VALUE] = "";
     int best_pos = -1;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = db_step(st)) == DB_ROW) {
         bfs_dataset_file f = {0};
         char key[sizeof prev_key];
         size_t kl = 0;
         key[0] = '\0';
         for (int i = 0; i < dt->ndims; i++) {
-            f.values[i] = (const char *)sqlite3_column_text(st, 11 + i);
+            f.values[i] = db_column_text(st, 11 + i);
             if (!f.values[i])
                 f.values[i] = "";
             int w = snprintf(key + kl, sizeof key - kl, "%s\x1f", f.values[i]);
             if (w > 0 && (size_t)w < sizeof key - kl)
                 kl += (size_t)w;
         }
-        int pos = sqlite3_column_int(st, 10);
+        int pos = (int)db_column_int64(st, 10);
         if (best_pos < 0 || strcmp(key, prev_key) != 0) {
             memcpy(prev_key, key, kl + 1);
             best_pos = pos;
         } else if (pos != best_pos) {
             continue; /* a later collection in the chain: hidden by find-first */
         }
-        const char *id = (const char *)sqlite3_column_text(st, 0);
+        const char *id = db_column_text(st, 0);
         snprintf(f.id, sizeof f.id, "%s", id ? id : "");
-        f.collection_id = sqlite3_column_int64(st, 1);
-        f.run_id = sqlite3_column_int64(st, 2);
+        f.collection_id = db_column_int64(st, 1);
+        f.run_id = db_column_int64(st, 2);
         f.ingest_unix = ingest_unix(st, 3);
-        f.component = (const char *)sqlite3_column_text(st, 4);
+        f.component = db_column_text(st, 4);
         if (f.component && (!strcmp(f.component, "__NULL_STRING__") || !*f.component))
             f.component = NULL;
-        f.path = (const char *)sqlite3_column_text(st, 5);
-        f.file_size = sqlite3_column_type(st, 6) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 6);
+        f.path = db_column_text(st, 5);
+        f.file_size = db_column_type(st, 6) == DB_NULL ? -1 : db_column_int64(st, 6);
         if (f.file_size < 0)
             f.file_size = -1;
-        f.checksum = (const char *)sqlite3_column_text(st, 7);
-        if (sqlite3_column_type(st, 8) != SQLITE_NULL) {
+        f.checksum = db_column_text(st, 7);
+        if (db_column_type(st, 8) != DB_NULL) {
             f.has_timespan = true;
-            f.timespan_begin = sqlite3_column_int64(st, 8);
-            f.timespan_end = sqlite3_column_int64(st, 9);
+            f.timespan_begin = db_column_int64(st, 8);
+            f.timespan_end = db_column_int64(st, 9);
         }
         if (!f.path)
             continue;
@@ -559,7 +581,8 @@ int bfs_registry_resolve_alias(bfs_registry *reg, const bfs_dataset_type *dt, co
         sql_ident(&q, dim->name);
         fputs(" WHERE ", q.f);
         sql_ident(&q, dim->alt_keys[a]);
-        fputs(" = ?", q.f);
+        fputs(" = ", q.f);
+        sql_param(&q);
         const char *req_values[4] = {0};
         for (int r = 0; r < dim->n_requires; r++) {
             for (int i = 0; dt && values && i < dt->ndims; i++)
@@ -569,30 +592,31 @@ int bfs_registry_resolve_alias(bfs_registry *reg, const bfs_dataset_type *dt, co
                 continue;
             fputs(" AND ", q.f);
             sql_ident(&q, dim->requires[r]->name);
-            fputs(" = ?", q.f);
+            fputs(" = ", q.f);
+            sql_param(&q);
         }
         fputs(" LIMIT 2", q.f);
         char *text = sql_finish(&q);
-        sqlite3_stmt *st = text ? reg_prepare(reg, text) : NULL;
+        db_stmt *st = text ? reg_prepare(reg, text) : NULL;
         free(text);
         if (!st)
             continue;
         int idx = 1;
-        sqlite3_bind_text(st, idx++, alias, -1, SQLITE_TRANSIENT);
+        db_bind_text(st, idx++, alias, -1);
         bool ok = true;
         for (int r = 0; r < dim->n_requires; r++)
             if (req_values[r])
                 ok &= bind_value(st, idx++, dim->requires[r], req_values[r]);
         int found = 0;
         if (ok) {
-            while (sqlite3_step(st) == SQLITE_ROW && found < 2) {
-                const char *v = (const char *)sqlite3_column_text(st, 0);
+            while (db_step(st) == DB_ROW && found < 2) {
+                const char *v = db_column_text(st, 0);
                 if (v && found == 0)
                     snprintf(out, outsz, "%s", v);
                 found++;
             }
         }
-        sqlite3_reset(st);
+        db_reset(st);
         if (found == 1)
             return 0;
     }

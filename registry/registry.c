@@ -1,18 +1,18 @@
 /*
- * registry.c - opening a repository: butler.yaml, the SQLite file, the
- * per-thread connections and the one place SQLite codes become errno.
+ * registry.c - opening a repository: butler.yaml, the database engine
+ * (db.h) and the per-thread handles the other files query through.
  *
  * Opening validates everything a mount needs before anything is mounted, so
  * a bad repository gives one clear sentence instead of a broken mount:
- * directory -> butler.yaml -> registry.db URL -> SQLite header -> Butler
- * tables -> universe JSON -> catalog.  Each step has its own message.
+ * directory -> butler.yaml -> registry.db URL -> SQLite header -> engine
+ * (the file opens and reads) -> Butler tables -> universe JSON -> catalog.
+ * Each step has its own message.
  *
- * Connections: one per thread, created lazily through a pthread key and
- * remembered in reg->conns so bfs_registry_close() can close them all (the
- * key's destructor only runs for threads that exit first).  Each connection
- * caches its prepared statements by SQL text: listing queries are built per
- * dataset type and collection, and re-preparing them on every readdir would
- * cost more than running them.
+ * Handles: one per thread, created lazily by the engine (db.c), which also
+ * caches each handle's prepared statements by SQL text: listing queries are
+ * built per dataset type and collection, and re-preparing them on every
+ * readdir would cost more than running them.  SQLite codes become errno in
+ * db_sqlite.c, not here.
  */
 #include "registry_i.h"
 
@@ -31,71 +31,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define STMT_CACHE 128
-
-struct reg_stmt {
-    char *sql;
-    sqlite3_stmt *stmt;
-    uint64_t last_used;
-};
-
-struct reg_conn {
-    sqlite3 *db;
-    struct reg_stmt cache[STMT_CACHE];
-    uint64_t clock;
-    struct reg_conn *next;
-};
-
-int reg_errno(sqlite3 *db, int rc, const char *what)
-{
-    int e;
-    switch (rc & 0xff) {
-    case SQLITE_OK:
-    case SQLITE_ROW:
-    case SQLITE_DONE:
-        return 0;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        e = -EBUSY;
-        break;
-    case SQLITE_NOMEM:
-        e = -ENOMEM;
-        break;
-    case SQLITE_READONLY:
-        e = -EROFS;
-        break;
-    case SQLITE_PERM:
-    case SQLITE_AUTH:
-        e = -EACCES;
-        break;
-    case SQLITE_CANTOPEN:
-        e = -ENOENT;
-        break;
-    case SQLITE_FULL:
-        e = -ENOSPC;
-        break;
-    case SQLITE_CONSTRAINT:
-        e = -EEXIST;
-        break;
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-        e = -EBADMSG;
-        break;
-    case SQLITE_INTERRUPT:
-        e = -EINTR;
-        break;
-    default:
-        e = -EIO;
-        break;
-    }
-    /* A constraint violation is an expected answer to "insert if new". */
-    if ((rc & 0xff) == SQLITE_CONSTRAINT)
-        bfs_debug(REG_TAG, "%s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-    else
-        bfs_err(REG_TAG, "%s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-    return e;
-}
-
 char *reg_quote_ident(const char *name)
 {
     size_t n = strlen(name);
@@ -113,99 +48,12 @@ char *reg_quote_ident(const char *name)
     return q;
 }
 
-int reg_open_db(const char *path, bool writable, sqlite3 **out, char **errmsg)
-{
-    sqlite3 *db = NULL;
-    int flags = (writable ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY) | SQLITE_OPEN_NOMUTEX;
-    int rc = sqlite3_open_v2(path, &db, flags, NULL);
-    if (rc != SQLITE_OK) {
-        bfs_set_errmsg(errmsg, "cannot open registry database %s: %s", path,
-                db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-        sqlite3_close(db);
-        return rc == SQLITE_CANTOPEN ? -ENOENT : -EIO;
-    }
-    /* Writers in other processes (the Python Butler, ingest) hold the lock
-     * briefly; wait rather than fail a listing. */
-    sqlite3_busy_timeout(db, 10000);
-    sqlite3_extended_result_codes(db, 1);
-    if (writable) {
-        sqlite3_exec(db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
-        /* savepoint journals in memory: a file per savepoint cost ~46
-         * writes per dataset in bulk inserts */
-        sqlite3_exec(db, "PRAGMA temp_store=MEMORY", NULL, NULL, NULL);
-    }
-    *out = db;
-    return 0;
-}
+db_conn *reg_db(bfs_registry *reg) { return reg->db ? db_engine_conn(reg->db) : NULL; }
 
-static void conn_free(struct reg_conn *c)
+db_stmt *reg_prepare(bfs_registry *reg, const char *sql)
 {
-    for (int i = 0; i < STMT_CACHE; i++) {
-        sqlite3_finalize(c->cache[i].stmt);
-        free(c->cache[i].sql);
-    }
-    sqlite3_close(c->db);
-    free(c);
-}
-
-sqlite3 *reg_db(bfs_registry *reg)
-{
-    struct reg_conn *c = pthread_getspecific(reg->conn_key);
-    if (c)
-        return c->db;
-    c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
-    char *msg = NULL;
-    if (reg_open_db(reg->db_path, reg->writable, &c->db, &msg) < 0) {
-        bfs_err(REG_TAG, "%s", msg ? msg : "cannot open registry");
-        free(msg);
-        free(c);
-        return NULL;
-    }
-    pthread_mutex_lock(&reg->lock);
-    c->next = reg->conns;
-    reg->conns = c;
-    pthread_mutex_unlock(&reg->lock);
-    pthread_setspecific(reg->conn_key, c);
-    return c->db;
-}
-
-sqlite3_stmt *reg_prepare(bfs_registry *reg, const char *sql)
-{
-    if (!reg_db(reg))
-        return NULL;
-    struct reg_conn *c = pthread_getspecific(reg->conn_key);
-    struct reg_stmt *victim = &c->cache[0];
-    c->clock++;
-    for (int i = 0; i < STMT_CACHE; i++) {
-        struct reg_stmt *s = &c->cache[i];
-        if (s->sql && !strcmp(s->sql, sql)) {
-            s->last_used = c->clock;
-            sqlite3_reset(s->stmt);
-            sqlite3_clear_bindings(s->stmt);
-            return s->stmt;
-        }
-        if (s->last_used < victim->last_used)
-            victim = s;
-    }
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
-    if (rc != SQLITE_OK) {
-        reg_errno(c->db, rc, sql);
-        return NULL;
-    }
-    sqlite3_finalize(victim->stmt);
-    free(victim->sql);
-    victim->sql = strdup(sql);
-    victim->stmt = st;
-    victim->last_used = c->clock;
-    if (!victim->sql) {
-        sqlite3_finalize(st);
-        victim->stmt = NULL;
-        return NULL;
-    }
-    return st;
+    db_conn *c = reg_db(reg);
+    return c ? db_prepare(c, sql) : NULL;
 }
 
 /* ---- butler.yaml -------------------------------------------------------- */
@@ -349,8 +197,9 @@ static int read_butler_yaml(bfs_registry *reg, char **errmsg)
 
 /* ---- open / close -------------------------------------------------------- */
 
-static void conn_key_destructor(void *p) { (void)p; /* closed in bfs_registry_close */ }
-
+/* engine: SQLite only.  A file that is not an SQLite database at all is
+ * named as such before SQLite opens it (SQLite would open it and fail later,
+ * with a less clear message). */
 static int check_sqlite_file(const char *path, char **errmsg)
 {
     char magic[16];
@@ -369,34 +218,28 @@ static int check_sqlite_file(const char *path, char **errmsg)
     return 0;
 }
 
-static int load_universe(bfs_registry *reg, sqlite3 *db, char **errmsg)
+/* The universe, after asking whether the table exists at all, so that a
+ * database of something else is named in one sentence and no error is
+ * logged for it. */
+static int load_universe(bfs_registry *reg, db_conn *db, char **errmsg)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, "SELECT value FROM butler_attributes WHERE name = 'config:dimensions.json'",
-                                -1, &st, NULL);
-    if ((rc & 0xff) == SQLITE_READONLY || (sqlite3_extended_errcode(db) & 0xff) == SQLITE_READONLY) {
-        bfs_set_errmsg(errmsg, "%s has a transaction that a writer left unfinished when it stopped (a "
-                               "hot journal); a read-only open cannot undo it: open the repository once "
-                               "for writing (butlerfs mount -o rw, or the Python Butler), or give this "
-                               "user write access to its directory", reg->db_path);
-        sqlite3_finalize(st);
-        return -EROFS;
+    int has = db_table_exists(db, "butler_attributes");
+    if (has <= 0) {
+        bfs_set_errmsg(errmsg, "%s is not a Butler registry (%s)", reg->db_path,
+                       has < 0 ? strerror(-has) : "no such table: butler_attributes");
+        return has < 0 ? has : -EINVAL;
     }
-    if (rc != SQLITE_OK) {
-        bfs_set_errmsg(errmsg, "%s is not a Butler registry (%s)", reg->db_path, sqlite3_errmsg(db));
-        sqlite3_finalize(st);
-        return rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT ? -EBADMSG : -EINVAL;
-    }
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
+    db_stmt *st = db_prepare(db, "SELECT value FROM butler_attributes WHERE name = 'config:dimensions.json'");
+    int rc = st ? db_step(st) : -EIO;
+    if (rc != DB_ROW) {
         bfs_set_errmsg(errmsg, "%s is not a Butler registry: %s", reg->db_path,
-                rc == SQLITE_DONE ? "butler_attributes holds no dimension universe"
-                                  : sqlite3_errmsg(db));
-        sqlite3_finalize(st);
+                rc == DB_DONE ? "butler_attributes holds no dimension universe" : strerror(-rc));
+        if (st)
+            db_reset(st);
         return -EINVAL;
     }
-    int ret = reg_universe_load(reg, (const char *)sqlite3_column_text(st, 0), errmsg);
-    sqlite3_finalize(st);
+    int ret = reg_universe_load(reg, db_column_text(st, 0), errmsg);
+    db_reset(st);
     return ret;
 }
 
@@ -431,18 +274,15 @@ int bfs_registry_open(const char *repo, int flags, bfs_registry **out, char **er
     reg->writable = flags & BFS_REG_WRITE;
     reg->repo_dir = strdup(real);
     pthread_mutex_init(&reg->lock, NULL);
-    int ret = pthread_key_create(&reg->conn_key, conn_key_destructor);
-    if (ret) {
-        pthread_mutex_destroy(&reg->lock);
-        free(reg->repo_dir);
-        free(reg);
-        return -ret;
-    }
 
-    ret = read_butler_yaml(reg, errmsg);
+    int ret = read_butler_yaml(reg, errmsg);
     if (ret == 0)
         ret = check_sqlite_file(reg->db_path, errmsg);
-    sqlite3 *db = NULL;
+    if (ret == 0) {
+        struct db_options o = {.kind = DB_SQLITE, .sqlite_path = reg->db_path, .writable = reg->writable};
+        ret = db_engine_open(&o, &reg->db, errmsg);
+    }
+    db_conn *db = NULL;
     if (ret == 0 && !(db = reg_db(reg))) {
         bfs_set_errmsg(errmsg, "cannot open registry database %s", reg->db_path);
         ret = -EIO;
@@ -467,13 +307,7 @@ void bfs_registry_close(bfs_registry *reg)
 {
     if (!reg)
         return;
-    struct reg_conn *c = reg->conns;
-    while (c) {
-        struct reg_conn *next = c->next;
-        conn_free(c);
-        c = next;
-    }
-    pthread_key_delete(reg->conn_key);
+    db_engine_close(reg->db);
     reg_catalog_free_all(reg);
     for (int i = 0; i < reg->ndims; i++) {
         free((char *)reg->dims[i].name);

@@ -1,21 +1,22 @@
 /*
  * registry_i.h - internals shared by the files of the registry module.
  *
- * Lock order: reg->lock (catalog publication, connection list) is a leaf
- * lock; it is never held while a query runs.
+ * Every file reaches the database through the engine seam (db.h); none
+ * knows which engine is below.
+ *
+ * Lock order: reg->lock (catalog publication) is a leaf lock; it is never
+ * held while a query runs.  The engine's own lock (db.c) is a leaf too.
  */
 #ifndef BFS_REGISTRY_I_H
 #define BFS_REGISTRY_I_H
 
+#include "db.h"
 #include "registry.h"
 
 #include <jansson.h>
 #include <pthread.h>
-#include <sqlite3.h>
 
 #define REG_TAG "registry"
-
-struct reg_conn;
 
 /* One loaded catalog snapshot; older ones are chained through prev. */
 struct reg_catalog {
@@ -27,7 +28,7 @@ struct reg_catalog {
 
 struct bfs_registry {
     char *repo_dir;        /* absolute, no trailing slash */
-    char *db_path;
+    char *db_path;         /* the SQLite file */
     char *datastore_root;  /* absolute dir or URI, with trailing '/' */
     char *records_table;   /* datastore records table, from butler.yaml */
     char *datastore_name;  /* for dataset_location rows ("FileDatastore@<butlerRoot>") */
@@ -41,33 +42,26 @@ struct bfs_registry {
     const bfs_dimension **dims_by_name; /* the same, sorted by name (then universe order) */
     json_t *universe_json; /* as stored */
 
-    pthread_key_t conn_key;
+    db_engine *db;         /* owned; per-thread handles through reg_db() */
     pthread_mutex_t lock;
-    struct reg_conn *conns;          /* every connection opened, for close */
     struct reg_catalog *_Atomic catalog;
     char catalog_fp[256];            /* fingerprint of the tables at last load (under lock) */
 };
 
-/* The calling thread's connection (opened on first use); NULL when opening
- * failed (logged). */
-sqlite3 *reg_db(bfs_registry *reg);
+/* The calling thread's handle (opened on first use, owned by the engine);
+ * NULL when opening failed (logged). */
+db_conn *reg_db(bfs_registry *reg);
 
-/* Prepare (or fetch from the per-connection cache) a statement for sql.
- * The statement is reset and its bindings cleared.  Do not finalize it. */
-sqlite3_stmt *reg_prepare(bfs_registry *reg, const char *sql);
-
-/* Translate an SQLite result code into -errno, logging the detail once
- * with the statement or action named in what. */
-int reg_errno(sqlite3 *db, int rc, const char *what);
-
-/* Open a connection to path with flags; -errno and a message on failure. */
-int reg_open_db(const char *path, bool writable, sqlite3 **out, char **errmsg);
+/* db_prepare on the calling thread's handle: the statement is reset, its
+ * bindings cleared, and it stays owned by the handle's cache (never freed
+ * by the caller).  NULL on failure (logged). */
+db_stmt *reg_prepare(bfs_registry *reg, const char *sql);
 
 /* Parse the universe JSON (config:dimensions.json) into reg->dims. */
 int reg_universe_load(bfs_registry *reg, const char *json_text, char **errmsg);
 
 /* Load a new catalog snapshot from the database. */
-int reg_catalog_load(bfs_registry *reg, sqlite3 *db);
+int reg_catalog_load(bfs_registry *reg, db_conn *db);
 
 /* Free every catalog snapshot (at close). */
 void reg_catalog_free_all(bfs_registry *reg);

@@ -25,10 +25,12 @@
  * Universe order is the layered topological sort universe.c also uses, so a
  * table generated here and a dataId read there list dimensions alike.
  *
- * Everything happens in one transaction on a connection of our own (the
- * registry's connections need an existing file).  butler.yaml is written
- * last, with O_EXCL, so that a repository directory holds butler.yaml only
- * when its database is complete; on failure the new database is removed.
+ * Everything happens in one transaction on an engine of our own (db.h;
+ * the registry's open needs a repository that exists).  butler.yaml is
+ * written last, with O_EXCL, so that a repository directory holds
+ * butler.yaml only when its database is complete; on failure the new
+ * database is removed.  engine: the new repository is SQLite (an empty
+ * file, which SQLite takes as an empty database).
  */
 #include "registry_i.h"
 
@@ -624,6 +626,7 @@ static void build_element_table(struct tb *t, int e)
         tb_typed_col(t, el->meta[k].name, &el->meta[k], false);
     if (u_in_family(e, "spatial"))
         tb_col(t, "region", "TEXT", 0, false);
+    /* engine: SQLite's two timespan columns (PostgreSQL: one int8range) */
     if (u_in_family(e, "temporal")) {
         tb_col(t, "timespan_begin", "BIGINT", 0, false);
         tb_col(t, "timespan_end", "BIGINT", 0, false);
@@ -848,21 +851,19 @@ static const char static_ddl[] =
 
 /* ---- the database -------------------------------------------------------- */
 
-static int put_attribute(sqlite3 *db, const char *name, const char *value)
+static int put_attribute(db_conn *db, const char *name, const char *value)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, "INSERT INTO butler_attributes (name, value) VALUES (?1, ?2)",
-                                -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : reg_errno(db, rc, "insert into butler_attributes");
+    db_stmt *st = db_prepare(db, "INSERT INTO butler_attributes (name, value) VALUES (?1, ?2)");
+    if (!st)
+        return -EIO;
+    db_bind_text(st, 1, name, -1);
+    db_bind_text(st, 2, value, -1);
+    int rc = db_step(st);
+    db_reset(st);
+    return rc == DB_DONE ? 0 : rc < 0 ? rc : -EIO;
 }
 
-static int put_attributes(sqlite3 *db, const char *universe)
+static int put_attributes(db_conn *db, const char *universe)
 {
     int ret = 0;
     for (size_t i = 0; !ret && i < sizeof u_managers / sizeof u_managers[0]; i++) {
@@ -878,7 +879,7 @@ static int put_attributes(sqlite3 *db, const char *universe)
 }
 
 /* Create the schema in db inside one transaction. */
-static int create_schema(sqlite3 *db, char **errmsg)
+static int create_schema(db_conn *db, char **errmsg)
 {
     char *universe = universe_json_text();
     char *ddl = NULL;
@@ -904,22 +905,18 @@ static int create_schema(sqlite3 *db, char **errmsg)
         return ret;
     }
 
-    char *err = NULL;
-    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &err);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(db, ddl, NULL, NULL, &err);
-    if (rc == SQLITE_OK) {
+    ret = db_begin(db, DB_TX_WRITE);
+    if (!ret)
+        ret = db_exec(db, ddl);
+    if (!ret)
         ret = put_attributes(db, universe);
-        rc = ret ? SQLITE_ERROR : sqlite3_exec(db, "COMMIT", NULL, NULL, &err);
+    if (!ret)
+        ret = db_commit(db);
+    if (ret) {
+        /* the engine logged SQL and detail */
+        bfs_set_errmsg(errmsg, "cannot create the registry schema: %s", strerror(-ret));
+        db_rollback(db);
     }
-    if (rc != SQLITE_OK) {
-        if (!ret)
-            ret = reg_errno(db, rc, "create registry schema");
-        bfs_set_errmsg(errmsg, "cannot create the registry schema: %s",
-                err ? err : sqlite3_errmsg(db));
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    }
-    sqlite3_free(err);
     free(universe);
     free(ddl);
     return ret;
@@ -999,6 +996,16 @@ static void remove_db(const char *db_path)
     }
 }
 
+/* An empty file for the new database, never an existing one: 0, or -errno. */
+static int create_db_file(const char *db_path)
+{
+    int fd = open(db_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    close(fd);
+    return 0;
+}
+
 int bfs_registry_init(const char *dir, char **errmsg)
 {
     if (errmsg)
@@ -1009,7 +1016,8 @@ int bfs_registry_init(const char *dir, char **errmsg)
     }
     char *yaml_path = bfs_asprintf("%s/butler.yaml", dir);
     char *db_path = bfs_asprintf("%s/gen3.sqlite3", dir);
-    sqlite3 *db = NULL;
+    db_engine *engine = NULL;
+    db_conn *db = NULL;
     bool db_created = false;
     int ret = yaml_path && db_path ? 0 : -ENOMEM;
     struct stat sb;
@@ -1029,22 +1037,22 @@ int bfs_registry_init(const char *dir, char **errmsg)
     }
 
     if (!ret) {
-        int rc = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-        db_created = rc == SQLITE_OK;
-        if (rc != SQLITE_OK) {
-            ret = reg_errno(db, rc, db_path);
-            bfs_set_errmsg(errmsg, "cannot create %s: %s", db_path,
-                           db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-        }
+        ret = create_db_file(db_path);
+        db_created = ret == 0;
+        if (ret)
+            bfs_set_errmsg(errmsg, "cannot create %s: %s", db_path, strerror(-ret));
     }
     if (!ret) {
-        sqlite3_extended_result_codes(db, 1);
-        ret = create_schema(db, errmsg);
+        struct db_options o = {.kind = DB_SQLITE, .sqlite_path = db_path, .writable = true};
+        ret = db_engine_open(&o, &engine, errmsg);
     }
-    if (db && sqlite3_close(db) != SQLITE_OK && !ret) {
+    if (!ret && !(db = db_engine_conn(engine))) {
         ret = -EIO;
-        bfs_set_errmsg(errmsg, "cannot close %s", db_path);
+        bfs_set_errmsg(errmsg, "cannot open %s", db_path);
     }
+    if (!ret)
+        ret = create_schema(db, errmsg);
+    db_engine_close(engine);
     if (!ret && (ret = write_butler_yaml(yaml_path)) < 0)
         bfs_set_errmsg(errmsg, "cannot write %s: %s", yaml_path, strerror(-ret));
     if (ret && db_created)

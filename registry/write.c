@@ -4,16 +4,17 @@
  * datasets with deterministic ids, TAGGED associations and CALIBRATION
  * certifications, written as the Python Butler writes them.
  *
- * Design.  Every write runs on the calling thread's connection (reg_db()),
+ * Design.  Every write runs on the calling thread's handle (reg_db(), db.h),
  * which is read-write with foreign keys enforced for a BFS_REG_WRITE
  * registry, so the database itself rejects a dataset whose exposure or
- * detector record is missing.  Each public function is atomic: outside an
- * explicit transaction it takes its own BEGIN IMMEDIATE (the write lock up
+ * detector record is missing (-ENOENT from the engine).  Each public
+ * function is atomic: outside an explicit transaction it takes its own
+ * write transaction (db_begin DB_TX_WRITE: in SQLite the write lock up
  * front, so two writers queue on the busy timeout instead of deadlocking on
  * a lock upgrade); inside bfs_registry_begin/commit it runs under a
- * SAVEPOINT, so a failed call leaves no partial rows and the caller may
+ * savepoint, so a failed call leaves no partial rows and the caller may
  * still commit the rest or roll everything back.  Transactions are per
- * thread because connections are.
+ * thread because handles are.
  *
  * "Identical is fine, different is -EEXIST": records are inserted with
  * ON CONFLICT DO NOTHING (never INSERT OR IGNORE, which would also swallow
@@ -53,15 +54,9 @@
 /* ---- transactions -------------------------------------------------------- */
 
 struct wtx {
-    sqlite3 *db;
+    db_conn *db;
     bool own;   /* true: we opened a transaction; false: a savepoint in the caller's */
 };
-
-static int exec_sql(sqlite3 *db, const char *sql)
-{
-    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? 0 : reg_errno(db, rc, sql);
-}
 
 static int wtx_begin(bfs_registry *reg, struct wtx *t)
 {
@@ -70,8 +65,8 @@ static int wtx_begin(bfs_registry *reg, struct wtx *t)
     t->db = reg_db(reg);
     if (!t->db)
         return -EIO;
-    t->own = sqlite3_get_autocommit(t->db) != 0;
-    return exec_sql(t->db, t->own ? "BEGIN IMMEDIATE" : "SAVEPOINT bfs_write");
+    t->own = !db_in_transaction(t->db);
+    return t->own ? db_begin(t->db, DB_TX_WRITE) : db_savepoint(t->db, "bfs_write");
 }
 
 /* Finish what wtx_begin started: keep the work when ret is 0, undo it
@@ -80,13 +75,13 @@ static int wtx_end(struct wtx *t, int ret)
 {
     if (t->own) {
         if (!ret)
-            ret = exec_sql(t->db, "COMMIT");
+            ret = db_commit(t->db);
         if (ret)
-            sqlite3_exec(t->db, "ROLLBACK", NULL, NULL, NULL);
+            db_rollback(t->db);
     } else {
         if (ret)
-            sqlite3_exec(t->db, "ROLLBACK TO bfs_write", NULL, NULL, NULL);
-        int r2 = exec_sql(t->db, "RELEASE bfs_write");
+            db_rollback_to(t->db, "bfs_write");
+        int r2 = db_release(t->db, "bfs_write");
         if (!ret)
             ret = r2;
     }
@@ -97,63 +92,71 @@ int bfs_registry_begin(bfs_registry *reg)
 {
     if (!reg->writable)
         return -EROFS;
-    sqlite3 *db = reg_db(reg);
+    db_conn *db = reg_db(reg);
     if (!db)
         return -EIO;
-    return exec_sql(db, "BEGIN IMMEDIATE");
+    return db_begin(db, DB_TX_WRITE);
 }
 
 int bfs_registry_commit(bfs_registry *reg)
 {
-    sqlite3 *db = reg_db(reg);
+    db_conn *db = reg_db(reg);
     if (!db)
         return -EIO;
-    int ret = exec_sql(db, "COMMIT");
+    int ret = db_commit(db);
     if (ret)
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        db_rollback(db);
     return ret;
 }
 
 void bfs_registry_rollback(bfs_registry *reg)
 {
-    sqlite3 *db = reg_db(reg);
-    if (db && !sqlite3_get_autocommit(db))
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    db_conn *db = reg_db(reg);
+    if (db)
+        db_rollback(db);
 }
 
 /* ---- statement helpers --------------------------------------------------- */
 
 /* Run a statement that returns no row to completion; the cached statement
  * is reset so it holds no lock afterwards. */
-static int step_done(bfs_registry *reg, sqlite3_stmt *st, const char *what)
+static int step_done(db_stmt *st, const char *what)
 {
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc == SQLITE_DONE)
+    int rc = db_step(st);
+    db_reset(st);
+    if (rc == DB_DONE || rc == DB_ROW)
         return 0;
-    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
-        /* a record this row refers to (exposure, detector, run...) is
-         * missing: not a duplicate, so not -EEXIST */
+    if (rc == -ENOENT)  /* the engine's word for a foreign key violation */
         bfs_info(REG_TAG, "%s: a referenced record does not exist", what);
-        return -ENOENT;
-    }
-    return reg_errno(reg_db(reg), rc, what);
+    return rc;
 }
 
-static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
+/* Prepare sql, built from the dialect fragments a and b; all three are
+ * freed (any may be NULL: out of memory).  NULL when out of memory or when
+ * the prepare fails (logged). */
+static db_stmt *prepare_built(db_conn *db, char *sql, char *a, char *b)
+{
+    free(a);
+    free(b);
+    db_stmt *st = sql ? db_prepare(db, sql) : NULL;
+    free(sql);
+    return st;
+}
+
+static void bind_text_or_null(db_stmt *st, int i, const char *s)
 {
     if (s)
-        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+        db_bind_text(st, i, s, -1);
     else
-        sqlite3_bind_null(st, i);
+        db_bind_null(st, i);
 }
 
-static void bind_double_or_null(sqlite3_stmt *st, int i, double v)
+static void bind_double_or_null(db_stmt *st, int i, double v)
 {
     if (isnan(v))
-        sqlite3_bind_null(st, i);
+        db_bind_null(st, i);
     else
-        sqlite3_bind_double(st, i, v);
+        db_bind_double(st, i, v);
 }
 
 /* One record for insert_same(): a table, its columns and a binder that
@@ -162,7 +165,7 @@ struct record {
     const char *table;
     const char *const *cols;
     int ncols;
-    void (*bind)(sqlite3_stmt *st, const void *ctx);
+    void (*bind)(db_stmt *st, const void *ctx);
     const void *ctx;
 };
 
@@ -200,26 +203,26 @@ static int insert_same(bfs_registry *reg, const struct record *rec)
         ret = -ENOMEM;
     free(qt);
 
-    sqlite3_stmt *st = ret ? NULL : reg_prepare(reg, ins);
+    db_stmt *st = ret ? NULL : reg_prepare(reg, ins);
     if (!ret && !st)
         ret = -EIO;
     if (!ret) {
         rec->bind(st, rec->ctx);
-        ret = step_done(reg, st, ins);
+        ret = step_done(st, ins);
     }
-    if (!ret && sqlite3_changes(reg_db(reg)) == 0) {
+    if (!ret && db_changes(reg_db(reg)) == 0) {
         st = reg_prepare(reg, sel);
         if (!st) {
             ret = -EIO;
         } else {
             rec->bind(st, rec->ctx);
-            int rc = sqlite3_step(st);
-            sqlite3_reset(st);
-            if (rc == SQLITE_DONE) {
+            int rc = db_step(st);
+            db_reset(st);
+            if (rc == DB_DONE) {
                 bfs_info(REG_TAG, "%s: a different record with the same key exists", rec->table);
                 ret = -EEXIST;
-            } else if (rc != SQLITE_ROW) {
-                ret = reg_errno(reg_db(reg), rc, sel);
+            } else if (rc != DB_ROW) {
+                ret = rc;
             }
         }
     }
@@ -245,38 +248,28 @@ struct value_list {
     int n;
 };
 
-static void bind_values(sqlite3_stmt *st, const void *ctx)
+static void bind_values(db_stmt *st, const void *ctx)
 {
     const struct value_list *l = ctx;
     for (int i = 0; i < l->n; i++) {
         const bfs_record_value *v = &l->v[i];
         if (v->type == BFS_VAL_INT)
-            sqlite3_bind_int64(st, i + 1, v->i);
+            db_bind_int64(st, i + 1, v->i);
         else if (v->type == BFS_VAL_REAL)
             bind_double_or_null(st, i + 1, v->f);
         else if (v->type == BFS_VAL_TEXT)
             bind_text_or_null(st, i + 1, v->s);
         else
-            sqlite3_bind_null(st, i + 1);
+            db_bind_null(st, i + 1);
     }
 }
 
-/* Whether table has column (a cheap PRAGMA; tables are few and small). */
+/* Whether table has column (a cheap catalog question; tables are few and
+ * small).  1, 0 or -errno. */
 static int table_has_column(bfs_registry *reg, const char *table, const char *column)
 {
-    char *qt = reg_quote_ident(table);
-    char *sql = qt ? bfs_asprintf("SELECT 1 FROM pragma_table_info(%s) WHERE name = ?1", qt) : NULL;
-    free(qt);
-    sqlite3_stmt *st = sql ? reg_prepare(reg, sql) : NULL;
-    int ret = st ? 0 : -ENOMEM;
-    if (st) {
-        sqlite3_bind_text(st, 1, column, -1, SQLITE_STATIC);
-        int rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : reg_errno(reg_db(reg), rc, "read a table's columns");
-    }
-    free(sql);
-    return ret;
+    db_conn *db = reg_db(reg);
+    return db ? db_column_exists(db, table, column) : -EIO;
 }
 
 int bfs_registry_add_record(bfs_registry *reg, const char *element, const bfs_record_value *v, int n)
@@ -301,14 +294,14 @@ int bfs_registry_add_record(bfs_registry *reg, const char *element, const bfs_re
     return insert_same_atomic(reg, &rec);
 }
 
-static void bind_instrument(sqlite3_stmt *st, const void *ctx)
+static void bind_instrument(db_stmt *st, const void *ctx)
 {
     const bfs_instrument_record *r = ctx;
     bind_text_or_null(st, 1, r->name);
-    sqlite3_bind_int64(st, 2, r->visit_max);
-    sqlite3_bind_int64(st, 3, r->visit_system);
-    sqlite3_bind_int64(st, 4, r->exposure_max);
-    sqlite3_bind_int64(st, 5, r->detector_max);
+    db_bind_int64(st, 2, r->visit_max);
+    db_bind_int64(st, 3, r->visit_system);
+    db_bind_int64(st, 4, r->exposure_max);
+    db_bind_int64(st, 5, r->detector_max);
     bind_text_or_null(st, 6, r->class_name);
 }
 
@@ -319,8 +312,8 @@ int bfs_registry_has_record(bfs_registry *reg, const char *element, const char *
         const char *element, *sql;
     } q[] = {
         {"instrument", "SELECT 1 FROM instrument WHERE name = ?2"},
-        {"detector", "SELECT 1 FROM detector WHERE instrument = ?1 AND id = CAST(?2 AS INTEGER)"},
-        {"exposure", "SELECT 1 FROM exposure WHERE instrument = ?1 AND id = CAST(?2 AS INTEGER)"},
+        {"detector", "SELECT 1 FROM detector WHERE instrument = ?1 AND id = CAST(?2 AS BIGINT)"},
+        {"exposure", "SELECT 1 FROM exposure WHERE instrument = ?1 AND id = CAST(?2 AS BIGINT)"},
         {"physical_filter", "SELECT 1 FROM physical_filter WHERE instrument = ?1 AND name = ?2"},
     };
     if (!element || !key)
@@ -328,14 +321,14 @@ int bfs_registry_has_record(bfs_registry *reg, const char *element, const char *
     for (size_t i = 0; i < sizeof q / sizeof *q; i++) {
         if (strcmp(element, q[i].element))
             continue;
-        sqlite3_stmt *st = reg_prepare(reg, q[i].sql);
+        db_stmt *st = reg_prepare(reg, q[i].sql);
         if (!st)
             return -EIO;
         bind_text_or_null(st, 1, instrument);
-        sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-        int rc = sqlite3_step(st);
-        int ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : reg_errno(reg_db(reg), rc, "look up a record");
-        sqlite3_reset(st);
+        db_bind_text(st, 2, key, -1);
+        int rc = db_step(st);
+        int ret = rc == DB_ROW ? 1 : rc == DB_DONE ? 0 : rc;
+        db_reset(st);
         return ret;
     }
     return -EINVAL;
@@ -343,35 +336,41 @@ int bfs_registry_has_record(bfs_registry *reg, const char *element, const char *
 
 int bfs_registry_each_run_file(bfs_registry *reg, const char *run_glob, bfs_run_file_cb cb, void *ctx)
 {
-    /* ids are BLOBs (UUID managers) or 32-character text (older ones);
-     * ingest_date is TAI ns (universe 6+) or a TIMESTAMP text (older) */
-    sqlite3_stmt *st = reg_prepare(
-        reg, "SELECT CASE WHEN typeof(d.id) = 'blob' THEN lower(hex(d.id)) ELSE lower(replace(d.id, '-', '')) END, "
-             "c.name, t.name, r.path, coalesce(r.file_size, -1), "
-             "CASE WHEN typeof(d.ingest_date) = 'integer' THEN d.ingest_date "
-             "ELSE coalesce(CAST(strftime('%s', d.ingest_date) AS INTEGER), 0) * 1000000000 END "
-             "FROM dataset d JOIN collection c ON c.collection_id = d.run_id "
-             "JOIN dataset_type t ON t.id = d.dataset_type_id "
-             "JOIN file_datastore_records r ON r.dataset_id = d.id WHERE c.name GLOB ?1");
+    /* ids in whichever form the registry stores them (db_sql_id_hex);
+     * ingest_date is TAI ns (universe 6+) or a TIMESTAMP text (older).
+     * engine: the ingest_date CASE (typeof, strftime) is SQLite's; a
+     * PostgreSQL registry of universe 6+ stores TAI ns only. */
+    db_conn *db = reg_db(reg);
+    if (!db)
+        return -EIO;
+    char *id = db_sql_id_hex(db, "d.id"), *glob = db_sql_glob(db, "c.name", "?1");
+    db_stmt *st = prepare_built(db, !id || !glob ? NULL :
+        bfs_asprintf("SELECT %s, c.name, t.name, r.path, coalesce(r.file_size, -1), "
+                     "CASE WHEN typeof(d.ingest_date) = 'integer' THEN d.ingest_date "
+                     "ELSE coalesce(CAST(strftime('%%s', d.ingest_date) AS INTEGER), 0) * 1000000000 END "
+                     "FROM dataset d JOIN collection c ON c.collection_id = d.run_id "
+                     "JOIN dataset_type t ON t.id = d.dataset_type_id "
+                     "JOIN file_datastore_records r ON r.dataset_id = d.id WHERE %s", id, glob),
+        id, glob);
     if (!st)
         return -EIO;
-    sqlite3_bind_text(st, 1, run_glob, -1, SQLITE_STATIC);
+    db_bind_text(st, 1, run_glob, -1);
     int rc, ret = 0;
-    while (ret == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (ret == 0 && (rc = db_step(st)) == DB_ROW) {
         bfs_run_file f = {
-            .dataset_id = (const char *)sqlite3_column_text(st, 0),
-            .run = (const char *)sqlite3_column_text(st, 1),
-            .dataset_type = (const char *)sqlite3_column_text(st, 2),
-            .path = (const char *)sqlite3_column_text(st, 3),
-            .size = sqlite3_column_int64(st, 4),
-            .ingest_ns = sqlite3_column_int64(st, 5),
+            .dataset_id = db_column_text(st, 0),
+            .run = db_column_text(st, 1),
+            .dataset_type = db_column_text(st, 2),
+            .path = db_column_text(st, 3),
+            .size = db_column_int64(st, 4),
+            .ingest_ns = db_column_int64(st, 5),
         };
         if (f.dataset_id && f.run && f.dataset_type && f.path)
             ret = cb(ctx, &f);
     }
-    if (ret == 0 && rc != SQLITE_DONE)
-        ret = reg_errno(reg_db(reg), rc, "list the files of runs");
-    sqlite3_reset(st);
+    if (ret == 0 && rc != DB_DONE)
+        ret = rc;
+    db_reset(st);
     return ret;
 }
 
@@ -398,21 +397,21 @@ int bfs_registry_record_text(bfs_registry *reg, const char *element, const char 
             char sql[160];
             snprintf(sql, sizeof sql, "SELECT \"%s\" FROM %s WHERE instrument = ?1 AND %s = ?2", column,
                      element, allowed[i].key);
-            sqlite3_stmt *st = reg_prepare(reg, sql);
+            db_stmt *st = reg_prepare(reg, sql);
             if (!st)
                 return -ENOENT; /* this universe has no such column */
-            sqlite3_bind_text(st, 1, instrument, -1, SQLITE_STATIC);
+            db_bind_text(st, 1, instrument, -1);
             if (!strcmp(allowed[i].key, "id"))
-                sqlite3_bind_int64(st, 2, strtoll(key, NULL, 10));
+                db_bind_int64(st, 2, strtoll(key, NULL, 10));
             else
-                sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-            int rc = sqlite3_step(st), ret = 0;
-            const unsigned char *v = rc == SQLITE_ROW ? sqlite3_column_text(st, 0) : NULL;
-            if (rc == SQLITE_ROW && v)
+                db_bind_text(st, 2, key, -1);
+            int rc = db_step(st), ret = 0;
+            const char *v = rc == DB_ROW ? db_column_text(st, 0) : NULL;
+            if (rc == DB_ROW && v)
                 ret = snprintf(out, outsz, "%s", (const char *)v) >= (int)outsz ? -ENAMETOOLONG : 0;
             else
-                ret = rc == SQLITE_ROW || rc == SQLITE_DONE ? -ENOENT : reg_errno(reg_db(reg), rc, "read a record");
-            sqlite3_reset(st);
+                ret = rc == DB_ROW || rc == DB_DONE ? -ENOENT : rc;
+            db_reset(st);
             return ret;
         }
     }
@@ -429,11 +428,11 @@ int bfs_registry_add_instrument(bfs_registry *reg, const bfs_instrument_record *
     return insert_same_atomic(reg, &rec);
 }
 
-static void bind_detector(sqlite3_stmt *st, const void *ctx)
+static void bind_detector(db_stmt *st, const void *ctx)
 {
     const bfs_detector_record *r = ctx;
     bind_text_or_null(st, 1, r->instrument);
-    sqlite3_bind_int64(st, 2, r->id);
+    db_bind_int64(st, 2, r->id);
     bind_text_or_null(st, 3, r->full_name);
     bind_text_or_null(st, 4, r->name_in_raft);
     bind_text_or_null(st, 5, r->raft);
@@ -454,7 +453,7 @@ struct filter_args {
     const char *instrument, *name, *band;
 };
 
-static void bind_filter(sqlite3_stmt *st, const void *ctx)
+static void bind_filter(db_stmt *st, const void *ctx)
 {
     const struct filter_args *a = ctx;
     bind_text_or_null(st, 1, a->instrument);
@@ -499,32 +498,32 @@ static bool day_obs_span(int64_t day, int64_t *begin, int64_t *end)
     return true;
 }
 
-static void bind_day_obs(sqlite3_stmt *st, const void *ctx)
+static void bind_day_obs(db_stmt *st, const void *ctx)
 {
     const struct day_obs_args *a = ctx;
     int64_t b, e;
     bind_text_or_null(st, 1, a->instrument);
-    sqlite3_bind_int64(st, 2, a->id);
+    db_bind_int64(st, 2, a->id);
     if (day_obs_span(a->id, &b, &e)) {
-        sqlite3_bind_int64(st, 3, b);
-        sqlite3_bind_int64(st, 4, e);
+        db_bind_int64(st, 3, b);
+        db_bind_int64(st, 4, e);
     }
 }
 
-static void bind_group(sqlite3_stmt *st, const void *ctx)
+static void bind_group(db_stmt *st, const void *ctx)
 {
     const bfs_exposure_record *r = ctx;
     bind_text_or_null(st, 1, r->instrument);
     bind_text_or_null(st, 2, r->group);
 }
 
-static void bind_exposure(sqlite3_stmt *st, const void *ctx)
+static void bind_exposure(db_stmt *st, const void *ctx)
 {
     const bfs_exposure_record *r = ctx;
     int i = 1;
     bind_text_or_null(st, i++, r->instrument);
-    sqlite3_bind_int64(st, i++, r->id);
-    sqlite3_bind_int64(st, i++, r->day_obs);
+    db_bind_int64(st, i++, r->id);
+    db_bind_int64(st, i++, r->day_obs);
     bind_text_or_null(st, i++, r->group);
     bind_text_or_null(st, i++, r->physical_filter);
     bind_text_or_null(st, i++, r->obs_id);
@@ -532,10 +531,10 @@ static void bind_exposure(sqlite3_stmt *st, const void *ctx)
     bind_double_or_null(st, i++, r->dark_time);
     bind_text_or_null(st, i++, r->observation_type);
     bind_text_or_null(st, i++, r->observation_reason);
-    sqlite3_bind_int64(st, i++, r->seq_num);
+    db_bind_int64(st, i++, r->seq_num);
     bool seq = r->seq_start || r->seq_end; /* else a single exposure: its own sequence */
-    sqlite3_bind_int64(st, i++, seq ? r->seq_start : r->seq_num);
-    sqlite3_bind_int64(st, i++, seq ? r->seq_end : r->seq_num);
+    db_bind_int64(st, i++, seq ? r->seq_start : r->seq_num);
+    db_bind_int64(st, i++, seq ? r->seq_end : r->seq_num);
     bind_text_or_null(st, i++, r->target_name);
     bind_text_or_null(st, i++, r->science_program);
     bind_double_or_null(st, i++, r->tracking_ra);
@@ -543,15 +542,18 @@ static void bind_exposure(sqlite3_stmt *st, const void *ctx)
     bind_double_or_null(st, i++, r->sky_angle);
     bind_double_or_null(st, i++, r->azimuth);
     bind_double_or_null(st, i++, r->zenith_angle);
-    sqlite3_bind_int(st, i++, r->has_simulated);
+    db_bind_int64(st, i++, r->has_simulated);
     if (r->can_see_sky < 0)
-        sqlite3_bind_null(st, i++);
+        db_bind_null(st, i++);
     else
-        sqlite3_bind_int(st, i++, r->can_see_sky != 0);
-    sqlite3_bind_int64(st, i++, r->timespan_begin);
-    sqlite3_bind_int64(st, i++, r->timespan_end);
+        db_bind_int64(st, i++, r->can_see_sky != 0);
+    db_bind_int64(st, i++, r->timespan_begin);
+    db_bind_int64(st, i++, r->timespan_end);
 }
 
+/* engine: day_obs and exposure records name SQLite's two timespan
+ * columns; insert_same would need the span helpers for PostgreSQL's one
+ * range column. */
 int bfs_registry_add_exposure(bfs_registry *reg, const bfs_exposure_record *r)
 {
     static const char *const day_cols[] = {"instrument", "id", "timespan_begin", "timespan_end"};
@@ -588,20 +590,35 @@ int bfs_registry_add_exposure(bfs_registry *reg, const bfs_exposure_record *r)
 
 static int collection_lookup(bfs_registry *reg, const char *name, int64_t *id, int *type)
 {
-    sqlite3_stmt *st = reg_prepare(reg, "SELECT collection_id, type FROM collection WHERE name = ?1");
+    db_stmt *st = reg_prepare(reg, "SELECT collection_id, type FROM collection WHERE name = ?1");
     if (!st)
         return -EIO;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
+    db_bind_text(st, 1, name, -1);
+    int rc = db_step(st);
     int ret = 0;
-    if (rc == SQLITE_ROW) {
-        *id = sqlite3_column_int64(st, 0);
-        *type = sqlite3_column_int(st, 1);
+    if (rc == DB_ROW) {
+        *id = db_column_int64(st, 0);
+        *type = (int)db_column_int64(st, 1);
     } else {
-        ret = rc == SQLITE_DONE ? -ENOENT : reg_errno(reg_db(reg), rc, "look up collection");
+        ret = rc == DB_DONE ? -ENOENT : rc;
     }
-    sqlite3_reset(st);
+    db_reset(st);
     return ret;
+}
+
+/* The run row of a new RUN collection, with no host and no timespan. */
+static int run_insert(bfs_registry *reg, int64_t id)
+{
+    db_conn *db = reg_db(reg);
+    char *cols = db_sql_span_columns(db, ""), *vals = db_sql_span_values(db, "NULL", "NULL");
+    db_stmt *st = prepare_built(db, !cols || !vals ? NULL :
+        bfs_asprintf("INSERT INTO run (collection_id, host, %s) VALUES (?1, NULL, %s) ON CONFLICT DO NOTHING",
+                     cols, vals),
+        cols, vals);
+    if (!st)
+        return -EIO;
+    db_bind_int64(st, 1, id);
+    return step_done(st, "insert into run");
 }
 
 /* Inside a transaction: the collection name of type type, created when
@@ -609,14 +626,14 @@ static int collection_lookup(bfs_registry *reg, const char *name, int64_t *id, i
 static int collection_ensure(bfs_registry *reg, const char *name, bfs_collection_type type,
                              const char *doc, int64_t *id_out)
 {
-    sqlite3_stmt *st = reg_prepare(reg, "INSERT INTO collection (name, type, doc) "
-                                        "VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING");
+    db_stmt *st = reg_prepare(reg, "INSERT INTO collection (name, type, doc) "
+                                   "VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING");
     if (!st)
         return -EIO;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, (int)type);
+    db_bind_text(st, 1, name, -1);
+    db_bind_int64(st, 2, (int)type);
     bind_text_or_null(st, 3, doc);
-    int ret = step_done(reg, st, "insert into collection");
+    int ret = step_done(st, "insert into collection");
     int64_t id = 0;
     int have = 0;
     if (!ret)
@@ -629,25 +646,19 @@ static int collection_ensure(bfs_registry *reg, const char *name, bfs_collection
         st = reg_prepare(reg, "SELECT 1 FROM collection WHERE collection_id = ?1 AND doc IS ?2");
         if (!st)
             return -EIO;
-        sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_text(st, 2, doc, -1, SQLITE_STATIC);
-        int rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (rc == SQLITE_DONE) {
+        db_bind_int64(st, 1, id);
+        db_bind_text(st, 2, doc, -1);
+        int rc = db_step(st);
+        db_reset(st);
+        if (rc == DB_DONE) {
             bfs_info(REG_TAG, "collection %s exists with another doc", name);
             ret = -EEXIST;
-        } else if (rc != SQLITE_ROW) {
-            ret = reg_errno(reg_db(reg), rc, "compare collection doc");
+        } else if (rc != DB_ROW) {
+            ret = rc;
         }
     }
-    if (!ret && type == BFS_COLL_RUN) {
-        st = reg_prepare(reg, "INSERT INTO run (collection_id, host, timespan_begin, timespan_end) "
-                              "VALUES (?1, NULL, NULL, NULL) ON CONFLICT DO NOTHING");
-        if (!st)
-            return -EIO;
-        sqlite3_bind_int64(st, 1, id);
-        ret = step_done(reg, st, "insert into run");
-    }
+    if (!ret && type == BFS_COLL_RUN)
+        ret = run_insert(reg, id);
     if (!ret)
         *id_out = id;
     return ret;
@@ -735,16 +746,16 @@ static int dimension_group(bfs_registry *reg, const bfs_dimension *const *dims, 
     *key = 0;
     if (n == 0)
         return 0;
-    sqlite3_stmt *st = reg_prepare(reg, "SELECT dimension_graph_id, dimension_name "
-                                        "FROM dimension_graph_definition "
-                                        "ORDER BY dimension_graph_id");
+    db_stmt *st = reg_prepare(reg, "SELECT dimension_graph_id, dimension_name "
+                                   "FROM dimension_graph_definition "
+                                   "ORDER BY dimension_graph_id");
     if (!st)
         return -EIO;
     int64_t cur = -1, found = -1;
     int count = 0, matched = 0, rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW && found < 0) {
-        int64_t id = sqlite3_column_int64(st, 0);
-        const char *name = (const char *)sqlite3_column_text(st, 1);
+    while ((rc = db_step(st)) == DB_ROW && found < 0) {
+        int64_t id = db_column_int64(st, 0);
+        const char *name = db_column_text(st, 1);
         if (id != cur) {
             if (cur >= 0 && count == n && matched == n)
                 found = cur;
@@ -756,42 +767,41 @@ static int dimension_group(bfs_registry *reg, const bfs_dimension *const *dims, 
             if (!strcmp(dims[i]->name, name))
                 matched++;
     }
-    if (rc == SQLITE_DONE && found < 0 && cur >= 0 && count == n && matched == n)
+    if (rc == DB_DONE && found < 0 && cur >= 0 && count == n && matched == n)
         found = cur;
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return reg_errno(reg_db(reg), rc, "read dimension groups");
+    db_reset(st);
+    if (rc != DB_DONE && rc != DB_ROW)
+        return rc;
     if (found >= 0) {
         *key = found;
         return 0;
     }
 
-    st = reg_prepare(reg, "INSERT INTO dimension_graph_key DEFAULT VALUES");
-    int ret = st ? step_done(reg, st, "insert into dimension_graph_key") : -EIO;
-    if (ret)
-        return ret;
-    *key = sqlite3_last_insert_rowid(reg_db(reg));
+    st = reg_prepare(reg, "INSERT INTO dimension_graph_key DEFAULT VALUES RETURNING id");
+    if (!st)
+        return -EIO;
+    rc = db_step(st);
+    if (rc == DB_ROW)
+        *key = db_column_int64(st, 0);
+    db_reset(st);
+    int ret = rc == DB_ROW ? 0 : rc < 0 ? rc : -EIO;
     for (int i = 0; !ret && i < n; i++) {
         st = reg_prepare(reg, "INSERT INTO dimension_graph_definition "
                               "(dimension_graph_id, dimension_name) VALUES (?1, ?2)");
         if (!st)
             return -EIO;
-        sqlite3_bind_int64(st, 1, *key);
-        sqlite3_bind_text(st, 2, dims[i]->name, -1, SQLITE_STATIC);
-        ret = step_done(reg, st, "insert into dimension_graph_definition");
+        db_bind_int64(st, 1, *key);
+        db_bind_text(st, 2, dims[i]->name, -1);
+        ret = step_done(st, "insert into dimension_graph_definition");
     }
     return ret;
 }
 
 /* Quote only keywords ("group") and unusual names, as SQLAlchemy does, so
  * the DDL text of our tables reads like the Python Butler's. */
-static void put_ident(FILE *f, const char *name)
+static void put_ident(const db_conn *db, FILE *f, const char *name)
 {
-    bool plain = *name && !sqlite3_keyword_check(name, (int)strlen(name)) &&
-                 !(*name >= '0' && *name <= '9');
-    for (const char *s = name; plain && *s; s++)
-        plain = (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_';
-    if (plain) {
+    if (!db_ident_needs_quotes(db, name)) {
         fputs(name, f);
         return;
     }
@@ -800,12 +810,12 @@ static void put_ident(FILE *f, const char *name)
     free(q);
 }
 
-static void put_cols(FILE *f, const char *const *cols, int n)
+static void put_cols(const db_conn *db, FILE *f, const char *const *cols, int n)
 {
     for (int i = 0; i < n; i++) {
         if (i)
             fputs(", ", f);
-        put_ident(f, cols[i]);
+        put_ident(db, f, cols[i]);
     }
 }
 
@@ -816,18 +826,18 @@ static void put_joined(FILE *f, const char *const *cols, int n)
 }
 
 /* One foreign key of a tag/calib table, as daf_butler names it. */
-static void put_fk(FILE *f, const char *table, const char *target, const char *const *src,
+static void put_fk(const db_conn *db, FILE *f, const char *table, const char *target, const char *const *src,
                    const char *const *dst, int n, bool cascade)
 {
     fprintf(f, ", \n\tCONSTRAINT fkey_%s_%s", table, target);
     put_joined(f, dst, n);
     put_joined(f, src, n);
     fputs(" FOREIGN KEY(", f);
-    put_cols(f, src, n);
+    put_cols(db, f, src, n);
     fputs(") REFERENCES ", f);
-    put_ident(f, target);
+    put_ident(db, f, target);
     fputs(" (", f);
-    put_cols(f, dst, n);
+    put_cols(db, f, dst, n);
     fprintf(f, ")%s", cascade ? " ON DELETE CASCADE" : "");
 }
 
@@ -835,7 +845,7 @@ static void put_fk(FILE *f, const char *table, const char *target, const char *c
 
 /* DDL of a tag (calib = false) or calibration table for dims (universe
  * order) into f. */
-static void tags_ddl(const bfs_registry *reg, FILE *f, const char *table,
+static void tags_ddl(const bfs_registry *reg, const db_conn *db, FILE *f, const char *table,
                      const bfs_dimension *const *dims, int n, bool calib)
 {
     struct dim_sql info[BFS_MAX_DIMS];
@@ -849,9 +859,12 @@ static void tags_ddl(const bfs_registry *reg, FILE *f, const char *table,
           "\tcollection_id BIGINT NOT NULL, \n", f);
     for (int i = 0; i < n; i++) {
         fputc('\t', f);
-        put_ident(f, dims[i]->name);
+        put_ident(db, f, dims[i]->name);
         fprintf(f, " %s NOT NULL, \n", info[i].type);
     }
+    /* engine: SQLite's DDL (CHAR(32) ids, two timespan columns); a
+     * PostgreSQL table has uuid ids, one int8range and an exclusion
+     * constraint, so its DDL is the engine's own */
     if (calib)
         fputs("\ttimespan_begin BIGINT DEFAULT 0 NOT NULL, \n"
               "\ttimespan_end BIGINT DEFAULT 4102444800000000000 NOT NULL, \n", f);
@@ -871,7 +884,7 @@ static void tags_ddl(const bfs_registry *reg, FILE *f, const char *table,
         fprintf(f, ", \n\tCONSTRAINT %s_unq", table);
         put_joined(f, dimcols, 2 + n);
         fputs(" UNIQUE (", f);
-        put_cols(f, dimcols, 2 + n);
+        put_cols(db, f, dimcols, 2 + n);
         fputc(')', f);
     }
 
@@ -881,13 +894,13 @@ static void tags_ddl(const bfs_registry *reg, FILE *f, const char *table,
     static const char *const c_dt[] = {"dataset_type_id"}, *const c_id[] = {"id"};
     static const char *const c_ds[] = {"dataset_id"}, *const c_coll[] = {"collection_id"};
     static const char *const c_sum[] = {"collection_id", "dataset_type_id"};
-    put_fk(f, table, "dataset_type", c_dt, c_id, 1, false);
+    put_fk(db, f, table, "dataset_type", c_dt, c_id, 1, false);
     fks[nfk].cols[0] = "dataset_type_id"; fks[nfk++].n = 1;
-    put_fk(f, table, "dataset", c_ds, c_id, 1, true);
+    put_fk(db, f, table, "dataset", c_ds, c_id, 1, true);
     fks[nfk].cols[0] = "dataset_id"; fks[nfk++].n = 1;
-    put_fk(f, table, "collection", c_coll, c_coll, 1, true);
+    put_fk(db, f, table, "collection", c_coll, c_coll, 1, true);
     fks[nfk].cols[0] = "collection_id"; fks[nfk++].n = 1;
-    put_fk(f, table, "collection_summary_dataset_type", c_sum, c_sum, 2, false);
+    put_fk(db, f, table, "collection_summary_dataset_type", c_sum, c_sum, 2, false);
     fks[nfk].cols[0] = "collection_id"; fks[nfk].cols[1] = "dataset_type_id"; fks[nfk++].n = 2;
     for (int i = 0; i < n; i++) {
         const bfs_dimension *d = dims[i];
@@ -907,14 +920,14 @@ static void tags_ddl(const bfs_registry *reg, FILE *f, const char *table,
         }
         src[k] = d->name;
         dst[k++] = d->key;
-        put_fk(f, table, d->name, src, dst, k, false);
+        put_fk(db, f, table, d->name, src, dst, k, false);
         memcpy(fks[nfk].cols, src, sizeof src);
         fks[nfk++].n = k;
         if (info[i].governor) {
             char target[128];
             const char *s2[2] = {"collection_id", d->name};
             snprintf(target, sizeof target, "collection_summary_%s", d->name);
-            put_fk(f, table, target, s2, s2, 2, false);
+            put_fk(db, f, table, target, s2, s2, 2, false);
             memcpy(fks[nfk].cols, s2, sizeof s2);
             fks[nfk++].n = 2;
         }
@@ -924,7 +937,7 @@ static void tags_ddl(const bfs_registry *reg, FILE *f, const char *table,
         fprintf(f, "CREATE INDEX %s_fkidx", table);
         put_joined(f, fks[i].cols, fks[i].n);
         fprintf(f, " ON %s (", table);
-        put_cols(f, fks[i].cols, fks[i].n);
+        put_cols(db, f, fks[i].cols, fks[i].n);
         fputs(");\n", f);
     }
     if (calib) {
@@ -938,43 +951,28 @@ static void tags_ddl(const bfs_registry *reg, FILE *f, const char *table,
         fprintf(f, "CREATE INDEX %s_idx", table);
         put_joined(f, ix, k);
         fprintf(f, " ON %s (", table);
-        put_cols(f, ix, k);
+        put_cols(db, f, ix, k);
         fputs(");\n", f);
     }
-}
-
-static int table_exists(bfs_registry *reg, const char *name, bool *exists)
-{
-    sqlite3_stmt *st = reg_prepare(reg, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1");
-    if (!st)
-        return -EIO;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return reg_errno(reg_db(reg), rc, "look up table");
-    *exists = rc == SQLITE_ROW;
-    return 0;
 }
 
 static int ensure_tags_table(bfs_registry *reg, const char *table,
                              const bfs_dimension *const *dims, int n, bool calib)
 {
-    bool exists = false;
-    int ret = table_exists(reg, table, &exists);
-    if (ret || exists)
-        return ret;
+    int exists = db_table_exists(reg_db(reg), table);
+    if (exists)
+        return exists < 0 ? exists : 0;
     char *ddl = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&ddl, &len);
     if (!f)
         return -ENOMEM;
-    tags_ddl(reg, f, table, dims, n, calib);
+    tags_ddl(reg, reg_db(reg), f, table, dims, n, calib);
     if (fclose(f) != 0) {
         free(ddl);
         return -ENOMEM;
     }
-    ret = exec_sql(reg_db(reg), ddl);
+    int ret = db_exec(reg_db(reg), ddl);
     free(ddl);
     return ret;
 }
@@ -1012,26 +1010,26 @@ int bfs_registry_add_dataset_type(bfs_registry *reg, const char *name,
     snprintf(tags, sizeof tags, "dataset_tags_%08lld", (long long)key);
     snprintf(calibs, sizeof calibs, "dataset_calibs_%08lld", (long long)key);
 
-    sqlite3_stmt *st = NULL;
+    db_stmt *st = NULL;
     if (!ret) {
         st = reg_prepare(reg, "SELECT storage_class, dimensions_key, calibration_association_table "
                               "FROM dataset_type WHERE name = ?1");
         ret = st ? 0 : -EIO;
     }
     if (!ret) {
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-        int rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            const char *sc = (const char *)sqlite3_column_text(st, 0);
-            bool same = sc && !strcmp(sc, storage_class) && sqlite3_column_int64(st, 1) == key &&
-                        (sqlite3_column_type(st, 2) != SQLITE_NULL) == is_calibration;
+        db_bind_text(st, 1, name, -1);
+        int rc = db_step(st);
+        if (rc == DB_ROW) {
+            const char *sc = db_column_text(st, 0);
+            bool same = sc && !strcmp(sc, storage_class) && db_column_int64(st, 1) == key &&
+                        (db_column_type(st, 2) != DB_NULL) == is_calibration;
             ret = same ? 1 : -EEXIST;
             if (!same)
                 bfs_info(REG_TAG, "dataset type %s exists with another definition", name);
-        } else if (rc != SQLITE_DONE) {
-            ret = reg_errno(reg_db(reg), rc, "look up dataset type");
+        } else if (rc != DB_DONE) {
+            ret = rc;
         }
-        sqlite3_reset(st);
+        db_reset(st);
     }
     if (ret == 1)
         return wtx_end(&t, 0);  /* identical: the group rows above were found, not made */
@@ -1047,12 +1045,12 @@ int bfs_registry_add_dataset_type(bfs_registry *reg, const char *name,
         ret = st ? 0 : -EIO;
     }
     if (!ret) {
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, storage_class, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, key);
-        sqlite3_bind_text(st, 4, tags, -1, SQLITE_STATIC);
+        db_bind_text(st, 1, name, -1);
+        db_bind_text(st, 2, storage_class, -1);
+        db_bind_int64(st, 3, key);
+        db_bind_text(st, 4, tags, -1);
         bind_text_or_null(st, 5, is_calibration ? calibs : NULL);
-        ret = step_done(reg, st, "insert into dataset_type");
+        ret = step_done(st, "insert into dataset_type");
     }
     return wtx_end(&t, ret);
 }
@@ -1147,27 +1145,27 @@ static void dtype_free(struct dtype_row *r)
 static int dtype_load(bfs_registry *reg, const char *name, struct dtype_row *r)
 {
     memset(r, 0, sizeof *r);
-    sqlite3_stmt *st = reg_prepare(reg, "SELECT id, storage_class, dimensions_key, "
-                                        "tag_association_table, calibration_association_table "
-                                        "FROM dataset_type WHERE name = ?1");
+    db_stmt *st = reg_prepare(reg, "SELECT id, storage_class, dimensions_key, "
+                                   "tag_association_table, calibration_association_table "
+                                   "FROM dataset_type WHERE name = ?1");
     if (!st)
         return -EIO;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
+    db_bind_text(st, 1, name, -1);
+    int rc = db_step(st);
     int ret = 0;
-    if (rc == SQLITE_ROW) {
-        r->id = sqlite3_column_int64(st, 0);
-        r->storage_class = strdup((const char *)sqlite3_column_text(st, 1));
-        r->key = sqlite3_column_int64(st, 2);
-        r->tags = strdup((const char *)sqlite3_column_text(st, 3));
-        const char *calibs = (const char *)sqlite3_column_text(st, 4);
+    if (rc == DB_ROW) {
+        r->id = db_column_int64(st, 0);
+        r->storage_class = strdup(db_column_text(st, 1));
+        r->key = db_column_int64(st, 2);
+        r->tags = strdup(db_column_text(st, 3));
+        const char *calibs = db_column_text(st, 4);
         r->calibs = calibs ? strdup(calibs) : NULL;
         if (!r->storage_class || !r->tags || (calibs && !r->calibs))
             ret = -ENOMEM;
     } else {
-        ret = rc == SQLITE_DONE ? -ENOENT : reg_errno(reg_db(reg), rc, "look up dataset type");
+        ret = rc == DB_DONE ? -ENOENT : rc;
     }
-    sqlite3_reset(st);
+    db_reset(st);
     if (ret)
         return ret;
 
@@ -1175,9 +1173,9 @@ static int dtype_load(bfs_registry *reg, const char *name, struct dtype_row *r)
                           "WHERE dimension_graph_id = ?1");
     if (!st)
         return -EIO;
-    sqlite3_bind_int64(st, 1, r->key);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW && !ret) {
-        const char *dn = (const char *)sqlite3_column_text(st, 0);
+    db_bind_int64(st, 1, r->key);
+    while ((rc = db_step(st)) == DB_ROW && !ret) {
+        const char *dn = db_column_text(st, 0);
         const bfs_dimension *d = dn ? bfs_registry_dimension_by_name(reg, dn) : NULL;
         if (!d || r->ndims >= BFS_MAX_DIMS) {
             bfs_err(REG_TAG, "dataset type %s: dimension %s is not in the universe", name,
@@ -1187,21 +1185,21 @@ static int dtype_load(bfs_registry *reg, const char *name, struct dtype_row *r)
             r->dims[r->ndims++] = d;
         }
     }
-    if (!ret && rc != SQLITE_DONE)
-        ret = reg_errno(reg_db(reg), rc, "read dataset type dimensions");
-    sqlite3_reset(st);
+    if (!ret && rc != DB_DONE)
+        ret = rc;
+    db_reset(st);
     qsort(r->dims, r->ndims, sizeof *r->dims, cmp_dim_index);
     return ret;
 }
 
 static int exec_bound(bfs_registry *reg, const char *sql, const char *what,
-                      void (*bind)(sqlite3_stmt *, const void *), const void *ctx)
+                      void (*bind)(db_stmt *, const void *), const void *ctx)
 {
-    sqlite3_stmt *st = reg_prepare(reg, sql);
+    db_stmt *st = reg_prepare(reg, sql);
     if (!st)
         return -EIO;
     bind(st, ctx);
-    return step_done(reg, st, what);
+    return step_done(st, what);
 }
 
 struct ds_ctx {
@@ -1216,63 +1214,62 @@ struct ds_ctx {
     int gov_index;                     /* for bind_summary_gov */
 };
 
-static void bind_summary_dt(sqlite3_stmt *st, const void *p)
+static void bind_summary_dt(db_stmt *st, const void *p)
 {
     const struct ds_ctx *c = p;
-    sqlite3_bind_int64(st, 1, c->run);
-    sqlite3_bind_int64(st, 2, c->dt->id);
+    db_bind_int64(st, 1, c->run);
+    db_bind_int64(st, 2, c->dt->id);
 }
 
-static void bind_summary_gov(sqlite3_stmt *st, const void *p)
+static void bind_summary_gov(db_stmt *st, const void *p)
 {
     const struct ds_ctx *c = p;
-    sqlite3_bind_int64(st, 1, c->run);
-    sqlite3_bind_text(st, 2, c->values[c->gov_index], -1, SQLITE_STATIC);
+    db_bind_int64(st, 1, c->run);
+    db_bind_text(st, 2, c->values[c->gov_index], -1);
 }
 
-static void bind_dataset(sqlite3_stmt *st, const void *p)
+static void bind_dataset(db_stmt *st, const void *p)
 {
     const struct ds_ctx *c = p;
-    sqlite3_bind_text(st, 1, c->id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, c->dt->id);
-    sqlite3_bind_int64(st, 3, c->ingest);
-    sqlite3_bind_int64(st, 4, c->run);
+    db_bind_text(st, 1, c->id, -1);
+    db_bind_int64(st, 2, c->dt->id);
+    db_bind_int64(st, 3, c->ingest);
+    db_bind_int64(st, 4, c->run);
 }
 
-static void bind_tags(sqlite3_stmt *st, const void *p)
+static void bind_tags(db_stmt *st, const void *p)
 {
     const struct ds_ctx *c = p;
-    sqlite3_bind_int64(st, 1, c->dt->id);
-    sqlite3_bind_text(st, 2, c->id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, c->run);
+    db_bind_int64(st, 1, c->dt->id);
+    db_bind_text(st, 2, c->id, -1);
+    db_bind_int64(st, 3, c->run);
     for (int i = 0; i < c->dt->ndims; i++) {
         if (c->dt->dims[i]->type == BFS_KEY_INT)
-            sqlite3_bind_int64(st, 4 + i, c->ivalues[i]);
+            db_bind_int64(st, 4 + i, c->ivalues[i]);
         else
-            sqlite3_bind_text(st, 4 + i, c->values[i], -1, SQLITE_STATIC);
+            db_bind_text(st, 4 + i, c->values[i], -1);
     }
 }
 
-static void bind_record(sqlite3_stmt *st, const void *p)
+static void bind_record(db_stmt *st, const void *p)
 {
     const struct ds_ctx *c = p;
-    sqlite3_bind_text(st, 1, c->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, c->d->path, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, c->d->formatter, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, c->d->storage_class ? c->d->storage_class : c->dt->storage_class,
-                      -1, SQLITE_STATIC);
+    db_bind_text(st, 1, c->id, -1);
+    db_bind_text(st, 2, c->d->path, -1);
+    db_bind_text(st, 3, c->d->formatter, -1);
+    db_bind_text(st, 4, c->d->storage_class ? c->d->storage_class : c->dt->storage_class, -1);
     /* daf_butler stores "no component" as this literal, not NULL, because
      * component is part of the primary key */
-    sqlite3_bind_text(st, 5, "__NULL_STRING__", -1, SQLITE_STATIC);
+    db_bind_text(st, 5, "__NULL_STRING__", -1);
     bind_text_or_null(st, 6, c->d->checksum);
-    sqlite3_bind_int64(st, 7, c->d->file_size);
+    db_bind_int64(st, 7, c->d->file_size);
 }
 
-static void bind_location(sqlite3_stmt *st, const void *p)
+static void bind_location(db_stmt *st, const void *p)
 {
     const struct ds_ctx *c = p;
-    sqlite3_bind_text(st, 1, c->datastore, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, c->id, -1, SQLITE_STATIC);
+    db_bind_text(st, 1, c->datastore, -1);
+    db_bind_text(st, 2, c->id, -1);
 }
 
 /* Match the caller's (name, value) pairs to the type's required dimensions;
@@ -1318,7 +1315,8 @@ static int match_data_id(bfs_registry *reg, const bfs_new_dataset *d, struct ds_
 }
 
 /* INSERT INTO <table> (cols) VALUES (?1..?n), table and columns quoted. */
-static char *insert_sql(const char *table, const char *const *cols, int n, const char *tail)
+static char *insert_sql(const db_conn *db, const char *table, const char *const *cols, int n,
+                        const char *tail)
 {
     char *sql = NULL;
     size_t len = 0;
@@ -1326,9 +1324,9 @@ static char *insert_sql(const char *table, const char *const *cols, int n, const
     if (!f)
         return NULL;
     fputs("INSERT INTO ", f);
-    put_ident(f, table);
+    put_ident(db, f, table);
     fputs(" (", f);
-    put_cols(f, cols, n);
+    put_cols(db, f, cols, n);
     fputs(") VALUES (", f);
     for (int i = 0; i < n; i++)
         fprintf(f, "%s?%d", i ? ", " : "", i + 1);
@@ -1355,7 +1353,7 @@ static int insert_dataset_rows(bfs_registry *reg, struct ds_ctx *c)
         char table[96];
         const char *cols[2] = {"collection_id", dt->dims[i]->name};
         snprintf(table, sizeof table, "collection_summary_%s", dt->dims[i]->name);
-        char *sql = insert_sql(table, cols, 2, " ON CONFLICT DO NOTHING");
+        char *sql = insert_sql(reg_db(reg), table, cols, 2, " ON CONFLICT DO NOTHING");
         c->gov_index = i;
         ret = sql ? exec_bound(reg, sql, sql, bind_summary_gov, c) : -ENOMEM;
         free(sql);
@@ -1368,14 +1366,14 @@ static int insert_dataset_rows(bfs_registry *reg, struct ds_ctx *c)
         const char *cols[3 + BFS_MAX_DIMS] = {"dataset_type_id", "dataset_id", "collection_id"};
         for (int i = 0; i < dt->ndims; i++)
             cols[3 + i] = dt->dims[i]->name;
-        char *sql = insert_sql(dt->tags, cols, 3 + dt->ndims, "");
+        char *sql = insert_sql(reg_db(reg), dt->tags, cols, 3 + dt->ndims, "");
         ret = sql ? exec_bound(reg, sql, sql, bind_tags, c) : -ENOMEM;
         free(sql);
     }
     if (!ret) {
         static const char *const cols[] = {"dataset_id", "path", "formatter", "storage_class",
                                            "component", "checksum", "file_size"};
-        char *sql = insert_sql(reg->records_table, cols, 7, "");
+        char *sql = insert_sql(reg_db(reg), reg->records_table, cols, 7, "");
         ret = sql ? exec_bound(reg, sql, sql, bind_record, c) : -ENOMEM;
         free(sql);
     }
@@ -1430,16 +1428,16 @@ int bfs_registry_add_dataset(bfs_registry *reg, const bfs_new_dataset *d, char i
         c.id = id;
     }
     if (!ret) {
-        sqlite3_stmt *st = reg_prepare(reg, "SELECT 1 FROM dataset WHERE id = ?1");
+        db_stmt *st = reg_prepare(reg, "SELECT 1 FROM dataset WHERE id = ?1");
         ret = st ? 0 : -EIO;
         if (st) {
-            sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-            int rc = sqlite3_step(st);
-            sqlite3_reset(st);
-            if (rc == SQLITE_ROW)
+            db_bind_text(st, 1, id, -1);
+            int rc = db_step(st);
+            db_reset(st);
+            if (rc == DB_ROW)
                 ret = -EEXIST;
-            else if (rc != SQLITE_DONE)
-                ret = reg_errno(reg_db(reg), rc, "look up dataset");
+            else if (rc != DB_DONE)
+                ret = rc;
         }
     }
     if (!ret) {
@@ -1477,18 +1475,18 @@ static int collection_of_type(bfs_registry *reg, const char *name, bfs_collectio
  * included)?  UNION keeps the walk finite even over a cyclic table. */
 static int chain_reaches(bfs_registry *reg, int64_t start, int64_t target, bool *found)
 {
-    sqlite3_stmt *st = reg_prepare(reg, "WITH RECURSIVE r(id) AS (SELECT ?1 UNION "
-                                        "SELECT c.child FROM collection_chain AS c JOIN r ON c.parent = r.id) "
-                                        "SELECT 1 FROM r WHERE id = ?2");
+    db_stmt *st = reg_prepare(reg, "WITH RECURSIVE r(id) AS (SELECT ?1 UNION "
+                                   "SELECT c.child FROM collection_chain AS c JOIN r ON c.parent = r.id) "
+                                   "SELECT 1 FROM r WHERE id = ?2");
     if (!st)
         return -EIO;
-    sqlite3_bind_int64(st, 1, start);
-    sqlite3_bind_int64(st, 2, target);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return reg_errno(reg_db(reg), rc, "walk collection chains");
-    *found = rc == SQLITE_ROW;
+    db_bind_int64(st, 1, start);
+    db_bind_int64(st, 2, target);
+    int rc = db_step(st);
+    db_reset(st);
+    if (rc != DB_ROW && rc != DB_DONE)
+        return rc;
+    *found = rc == DB_ROW;
     return 0;
 }
 
@@ -1531,14 +1529,14 @@ int bfs_registry_set_chain(bfs_registry *reg, const char *parent, const char *co
         }
         ids[m++] = id;
     }
-    sqlite3_stmt *st = NULL;
+    db_stmt *st = NULL;
     if (!ret) {
         st = reg_prepare(reg, "DELETE FROM collection_chain WHERE parent = ?1");
         ret = st ? 0 : -EIO;
     }
     if (!ret) {
-        sqlite3_bind_int64(st, 1, pid);
-        ret = step_done(reg, st, "delete from collection_chain");
+        db_bind_int64(st, 1, pid);
+        ret = step_done(st, "delete from collection_chain");
     }
     for (int i = 0; !ret && i < m; i++) {
         st = reg_prepare(reg, "INSERT INTO collection_chain (parent, position, child) "
@@ -1547,10 +1545,10 @@ int bfs_registry_set_chain(bfs_registry *reg, const char *parent, const char *co
             ret = -EIO;
             break;
         }
-        sqlite3_bind_int64(st, 1, pid);
-        sqlite3_bind_int(st, 2, i);
-        sqlite3_bind_int64(st, 3, ids[i]);
-        ret = step_done(reg, st, "insert into collection_chain");
+        db_bind_int64(st, 1, pid);
+        db_bind_int64(st, 2, i);
+        db_bind_int64(st, 3, ids[i]);
+        ret = step_done(st, "insert into collection_chain");
     }
     free(ids);
     return wtx_end(&t, ret);
@@ -1592,55 +1590,55 @@ static int member_load(bfs_registry *reg, const char *dataset_id, struct member 
         bfs_info(REG_TAG, "%s is not a dataset id", dataset_id ? dataset_id : "(null)");
         return -EINVAL;
     }
-    sqlite3_stmt *st = reg_prepare(reg, "SELECT t.name, d.run_id FROM dataset AS d "
-                                        "JOIN dataset_type AS t ON t.id = d.dataset_type_id "
-                                        "WHERE d.id = ?1");
+    db_stmt *st = reg_prepare(reg, "SELECT t.name, d.run_id FROM dataset AS d "
+                                   "JOIN dataset_type AS t ON t.id = d.dataset_type_id "
+                                   "WHERE d.id = ?1");
     if (!st)
         return -EIO;
-    sqlite3_bind_text(st, 1, m->id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
+    db_bind_text(st, 1, m->id, -1);
+    int rc = db_step(st);
     char *name = NULL;
     int ret = 0;
-    if (rc == SQLITE_ROW) {
-        name = strdup((const char *)sqlite3_column_text(st, 0));
-        m->run = sqlite3_column_int64(st, 1);
+    if (rc == DB_ROW) {
+        name = strdup(db_column_text(st, 0));
+        m->run = db_column_int64(st, 1);
         ret = name ? 0 : -ENOMEM;
-    } else if (rc == SQLITE_DONE) {
+    } else if (rc == DB_DONE) {
         bfs_info(REG_TAG, "dataset %s does not exist", m->id);
         ret = -ENOENT;
     } else {
-        ret = reg_errno(reg_db(reg), rc, "look up dataset");
+        ret = rc;
     }
-    sqlite3_reset(st);
+    db_reset(st);
     if (!ret)
         ret = dtype_load(reg, name, &m->dt);
     free(name);
     return ret;
 }
 
-static void bind_member_summary_dt(sqlite3_stmt *st, const void *p)
+static void bind_member_summary_dt(db_stmt *st, const void *p)
 {
     const struct member *m = p;
-    sqlite3_bind_int64(st, 1, m->coll);
-    sqlite3_bind_int64(st, 2, m->dt.id);
+    db_bind_int64(st, 1, m->coll);
+    db_bind_int64(st, 2, m->dt.id);
 }
 
 /* ?1 target collection, ?2 dataset id, ?3 its run. */
-static void bind_member_copy(sqlite3_stmt *st, const void *p)
+static void bind_member_copy(db_stmt *st, const void *p)
 {
     const struct member *m = p;
-    sqlite3_bind_int64(st, 1, m->coll);
-    sqlite3_bind_text(st, 2, m->id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, m->run);
+    db_bind_int64(st, 1, m->coll);
+    db_bind_text(st, 2, m->id, -1);
+    db_bind_int64(st, 3, m->run);
 }
 
 /* ?1..?3 as bind_member_copy, ?4 ?5 the validity range. */
-static void bind_member_span(sqlite3_stmt *st, const void *p)
+static void bind_member_span(db_stmt *st, const void *p)
 {
     const struct member *m = p;
     bind_member_copy(st, p);
-    sqlite3_bind_int64(st, 4, m->begin);
-    sqlite3_bind_int64(st, 5, m->end);
+    db_bind_int64(st, 4, m->begin);
+    db_bind_int64(st, 5, m->end);
 }
 
 /* Summaries of the target collection: the dataset type, and the governor
@@ -1648,6 +1646,7 @@ static void bind_member_span(sqlite3_stmt *st, const void *p)
  * before the member row, whose foreign keys point at them. */
 static int member_summaries(bfs_registry *reg, struct member *m)
 {
+    const db_conn *db = reg_db(reg);
     int ret = exec_bound(reg, "INSERT INTO collection_summary_dataset_type "
                               "(collection_id, dataset_type_id) VALUES (?1, ?2) "
                               "ON CONFLICT DO NOTHING",
@@ -1665,13 +1664,13 @@ static int member_summaries(bfs_registry *reg, struct member *m)
         char table[96];
         snprintf(table, sizeof table, "collection_summary_%s", m->dt.dims[i]->name);
         fputs("INSERT INTO ", f);
-        put_ident(f, table);
+        put_ident(db, f, table);
         fputs(" (collection_id, ", f);
-        put_ident(f, m->dt.dims[i]->name);
+        put_ident(db, f, m->dt.dims[i]->name);
         fputs(") SELECT ?1, ", f);
-        put_ident(f, m->dt.dims[i]->name);
+        put_ident(db, f, m->dt.dims[i]->name);
         fputs(" FROM ", f);
-        put_ident(f, m->dt.tags);
+        put_ident(db, f, m->dt.tags);
         /* the WHERE also settles SQLite's INSERT ... SELECT ... ON CONFLICT parse */
         fputs(" WHERE dataset_id = ?2 AND collection_id = ?3 ON CONFLICT DO NOTHING", f);
         if (fclose(f) != 0) {
@@ -1689,27 +1688,39 @@ static int member_summaries(bfs_registry *reg, struct member *m)
  * false) and certify (span true). */
 static int member_insert(bfs_registry *reg, struct member *m, bool span)
 {
+    const db_conn *db = reg_db(reg);
+    char *cols = span ? db_sql_span_columns(db, "") : NULL;
+    char *vals = span ? db_sql_span_values(db, "?4", "?5") : NULL;
     char *sql = NULL;
     size_t len = 0;
-    FILE *f = open_memstream(&sql, &len);
-    if (!f)
+    FILE *f = !span || (cols && vals) ? open_memstream(&sql, &len) : NULL;
+    if (!f) {
+        free(cols);
+        free(vals);
         return -ENOMEM;
+    }
     fputs("INSERT INTO ", f);
-    put_ident(f, m->table);
+    put_ident(db, f, m->table);
     fputs(" (dataset_type_id, dataset_id, collection_id", f);
     for (int i = 0; i < m->dt.ndims; i++) {
         fputs(", ", f);
-        put_ident(f, m->dt.dims[i]->name);
+        put_ident(db, f, m->dt.dims[i]->name);
     }
-    fputs(span ? ", timespan_begin, timespan_end) " : ") ", f);
+    if (span)
+        fprintf(f, ", %s", cols);
+    fputs(") ", f);
     fputs("SELECT dataset_type_id, dataset_id, ?1", f);
     for (int i = 0; i < m->dt.ndims; i++) {
         fputs(", ", f);
-        put_ident(f, m->dt.dims[i]->name);
+        put_ident(db, f, m->dt.dims[i]->name);
     }
-    fputs(span ? ", ?4, ?5 FROM " : " FROM ", f);
-    put_ident(f, m->dt.tags);
+    if (span)
+        fprintf(f, ", %s", vals);
+    fputs(" FROM ", f);
+    put_ident(db, f, m->dt.tags);
     fputs(" WHERE dataset_id = ?2 AND collection_id = ?3 ON CONFLICT DO NOTHING", f);
+    free(cols);
+    free(vals);
     if (fclose(f) != 0) {
         free(sql);
         return -ENOMEM;
@@ -1720,22 +1731,22 @@ static int member_insert(bfs_registry *reg, struct member *m, bool span)
 }
 
 /* 1 when the statement (bound by bind) yields a row, 0 when not. */
-static int exists_bound(bfs_registry *reg, const char *sql, void (*bind)(sqlite3_stmt *, const void *),
+static int exists_bound(bfs_registry *reg, const char *sql, void (*bind)(db_stmt *, const void *),
                         const void *ctx)
 {
-    sqlite3_stmt *st = reg_prepare(reg, sql);
+    db_stmt *st = reg_prepare(reg, sql);
     if (!st)
         return -EIO;
     bind(st, ctx);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc == SQLITE_ROW)
+    int rc = db_step(st);
+    db_reset(st);
+    if (rc == DB_ROW)
         return 1;
-    return rc == SQLITE_DONE ? 0 : reg_errno(reg_db(reg), rc, sql);
+    return rc == DB_DONE ? 0 : rc;
 }
 
 /* SELECT 1 FROM <table> WHERE <where>, table quoted; caller frees. */
-static char *select_one_sql(const char *table, const char *where)
+static char *select_one_sql(const db_conn *db, const char *table, const char *where)
 {
     char *sql = NULL;
     size_t len = 0;
@@ -1743,7 +1754,7 @@ static char *select_one_sql(const char *table, const char *where)
     if (!f)
         return NULL;
     fputs("SELECT 1 FROM ", f);
-    put_ident(f, table);
+    put_ident(db, f, table);
     fprintf(f, " WHERE %s", where);
     if (fclose(f) != 0) {
         free(sql);
@@ -1754,9 +1765,9 @@ static char *select_one_sql(const char *table, const char *where)
 
 /* ---- removing datasets ---------------------------------------------------- */
 
-static void bind_id(sqlite3_stmt *st, const void *p)
+static void bind_id(db_stmt *st, const void *p)
 {
-    sqlite3_bind_text(st, 1, p, -1, SQLITE_STATIC);
+    db_bind_text(st, 1, p, -1);
 }
 
 int bfs_registry_has_dataset(bfs_registry *reg, const char *dataset_id)
@@ -1771,7 +1782,10 @@ int bfs_registry_path_referenced(bfs_registry *reg, const char *path)
 {
     if (!path)
         return -EINVAL;
-    char *sql = select_one_sql(reg->records_table, "path = ?1");
+    db_conn *db = reg_db(reg);
+    if (!db)
+        return -EIO;
+    char *sql = select_one_sql(db, reg->records_table, "path = ?1");
     int ret = sql ? exists_bound(reg, sql, bind_id, path) : -ENOMEM;
     free(sql);
     return ret;
@@ -1794,7 +1808,7 @@ int bfs_registry_remove_dataset(bfs_registry *reg, const char *dataset_id)
         FILE *f = open_memstream(&sql, &len);
         if (f) {
             fputs("DELETE FROM ", f);
-            put_ident(f, reg->records_table);
+            put_ident(t.db, f, reg->records_table);
             fputs(" WHERE dataset_id = ?1", f);
         }
         ret = f && fclose(f) == 0 ? exec_bound(reg, sql, "delete file records", bind_id, id) : -ENOMEM;
@@ -1804,7 +1818,7 @@ int bfs_registry_remove_dataset(bfs_registry *reg, const char *dataset_id)
         ret = exec_bound(reg, "DELETE FROM dataset WHERE id = ?1", "delete from dataset", bind_id, id);
         if (ret == -ENOENT) /* step_done's word for a foreign key: a row that does not cascade refers to it */
             ret = -EBUSY;
-        if (!ret && sqlite3_changes(reg_db(reg)) == 0)
+        if (!ret && db_changes(reg_db(reg)) == 0)
             ret = -ENOENT;
     }
     return wtx_end(&t, ret);
@@ -1813,7 +1827,7 @@ int bfs_registry_remove_dataset(bfs_registry *reg, const char *dataset_id)
 /* 1 when the dataset's run holds its tag row (always, in a sound registry). */
 static int member_has_run_row(bfs_registry *reg, struct member *m)
 {
-    char *sql = select_one_sql(m->dt.tags, "dataset_id = ?2 AND collection_id = ?3");
+    char *sql = select_one_sql(reg_db(reg), m->dt.tags, "dataset_id = ?2 AND collection_id = ?3");
     int r = sql ? exists_bound(reg, sql, bind_member_copy, m) : -ENOMEM;
     free(sql);
     if (r == 0)
@@ -1842,10 +1856,10 @@ int bfs_registry_associate(bfs_registry *reg, const char *tagged, const char *da
         ret = member_summaries(reg, &m);
     if (!ret)
         ret = member_insert(reg, &m, false);
-    if (!ret && sqlite3_changes(reg_db(reg)) == 0) {
+    if (!ret && db_changes(reg_db(reg)) == 0) {
         /* nothing inserted: already a member (fine), or the dataId is taken
          * by another dataset of the type (the table's unique constraint) */
-        char *sql = select_one_sql(m.dt.tags, "dataset_id = ?2 AND collection_id = ?1");
+        char *sql = select_one_sql(t.db, m.dt.tags, "dataset_id = ?2 AND collection_id = ?1");
         int member = sql ? exists_bound(reg, sql, bind_member_copy, &m) : -ENOMEM;
         free(sql);
         ret = member < 0 ? member : 0;
@@ -1883,7 +1897,9 @@ int bfs_registry_certify(bfs_registry *reg, const char *calib, const char *datas
     m.table = m.dt.calibs;
     int same = 0;
     if (!ret) {
-        char *sql = select_one_sql(m.dt.calibs, "dataset_id = ?2 AND collection_id = ?1 AND "
+        /* engine: the same validity compared column by column (SQLite's two
+         * timespan columns; PostgreSQL's range compares with =) */
+        char *sql = select_one_sql(t.db, m.dt.calibs, "dataset_id = ?2 AND collection_id = ?1 AND "
                                                 "timespan_begin = ?4 AND timespan_end = ?5");
         same = sql ? exists_bound(reg, sql, bind_member_span, &m) : -ENOMEM;
         free(sql);
@@ -1893,24 +1909,26 @@ int bfs_registry_certify(bfs_registry *reg, const char *calib, const char *datas
     if (!ret && !same) {
         /* An overlapping range for the same dataId (half-open ranges, as the
          * Butler's Timespan), whichever dataset it certifies. */
+        char *overlaps = db_sql_span_overlaps(t.db, "c", "?4", "?5");
         char *sql = NULL;
         size_t len = 0;
-        FILE *f = open_memstream(&sql, &len);
+        FILE *f = overlaps ? open_memstream(&sql, &len) : NULL;
         if (f) {
             fputs("SELECT 1 FROM ", f);
-            put_ident(f, m.dt.calibs);
+            put_ident(t.db, f, m.dt.calibs);
             fputs(" AS c JOIN ", f);
-            put_ident(f, m.dt.tags);
+            put_ident(t.db, f, m.dt.tags);
             fputs(" AS r ON r.dataset_id = ?2 AND r.collection_id = ?3 "
                   "WHERE c.dataset_type_id = r.dataset_type_id AND c.collection_id = ?1", f);
             for (int i = 0; i < m.dt.ndims; i++) {
                 fputs(" AND c.", f);
-                put_ident(f, m.dt.dims[i]->name);
+                put_ident(t.db, f, m.dt.dims[i]->name);
                 fputs(" = r.", f);
-                put_ident(f, m.dt.dims[i]->name);
+                put_ident(t.db, f, m.dt.dims[i]->name);
             }
-            fputs(" AND c.timespan_begin < ?5 AND ?4 < c.timespan_end", f);
+            fprintf(f, " AND %s", overlaps);
         }
+        free(overlaps);
         if (!f || fclose(f) != 0) {
             ret = -ENOMEM;
         } else {
@@ -1928,7 +1946,7 @@ int bfs_registry_certify(bfs_registry *reg, const char *calib, const char *datas
             ret = member_summaries(reg, &m);
         if (!ret)
             ret = member_insert(reg, &m, true);
-        if (!ret && sqlite3_changes(reg_db(reg)) != 1)
+        if (!ret && db_changes(reg_db(reg)) != 1)
             ret = -EIO;  /* the run row was there a moment ago, in this transaction */
     }
     dtype_free(&m.dt);

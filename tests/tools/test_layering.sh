@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_layering: the include fence of docs/architecture.md holds on the tree,
-# and the checker does catch a wrong include (a copy of the tree with three
+# and the checker does catch a wrong include (a copy of the tree with four
 # planted violations must fail, naming each).
 set -uo pipefail
 src=${BFS_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -19,13 +19,14 @@ for d in common registry fetchers writers fs; do
     cp "$src/$d"/*.[ch] "$tmp/$d/"
 done
 printf '#include <sqlite3.h>\n' >>"$tmp/fs/names.c"
+printf '#include <sqlite3.h>\n' >>"$tmp/registry/catalog.c"
 printf '#include "registry_i.h"\n' >>"$tmp/writers/synth.c"
 printf '#include "tree.h"\n' >>"$tmp/fetchers/cache.c"
 out=$(python3 "$check" "$tmp" 2>&1)
 rc=$?
 fail=0
 [ $rc -eq 1 ] || { echo "FAIL: planted violations gave exit $rc, not 1"; fail=1; }
-for want in "fs/names.c:.*sqlite3" "writers/synth.c:.*internal to registry" \
+for want in "fs/names.c:.*sqlite3" "registry/catalog.c:.*sqlite3" "writers/synth.c:.*internal to registry" \
             "fetchers/cache.c:.*may not include fs/tree.h"; do
     grep -q "$want" <<<"$out" || { echo "FAIL: no report matching '$want'"; fail=1; }
 done
