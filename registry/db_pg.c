@@ -225,13 +225,23 @@ static int state_errno(const char *st)
     return -EIO;
 }
 
-/* A libpq message without its trailing newline(s), in buf. */
+/* A libpq message on one line (its lines joined with "; "), in buf. */
 static const char *pq_text(const char *msg, char *buf, size_t n)
 {
-    snprintf(buf, n, "%s", msg ? msg : "");
-    size_t len = strlen(buf);
-    while (len && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
-        buf[--len] = '\0';
+    size_t o = 0;
+    for (const char *p = msg ? msg : ""; *p && o + 3 < n; p++) {
+        if (*p != '\n') {
+            buf[o++] = *p;
+            continue;
+        }
+        while (p[1] == '\t' || p[1] == ' ')
+            p++;
+        if (p[1]) {
+            buf[o++] = ';';
+            buf[o++] = ' ';
+        }
+    }
+    buf[o] = '\0';
     return buf;
 }
 
@@ -1449,8 +1459,8 @@ static char *pg_span_overlaps(const db_conn *c, const char *alias, const char *b
  * regex metacharacter.  As in SQLite: case-sensitive; * any run of
  * characters (newlines too), ? one character; [abc], [a-z], [^...] (not
  * [!...]: '!' is a member), ']' first in a set is a member, '-' first or
- * last or right after a range is a member, a reversed range matches
- * nothing; an unclosed '[' makes the pattern match nothing; a NULL
+ * last or right after a range is a member, a reversed range [c-a] matches
+ * its first character only (SQLite tests it before it sees the '-'); an unclosed '[' makes the pattern match nothing; a NULL
  * pattern matches nothing.  The subquery does not depend on the row: the
  * server computes it once per statement. */
 #define GLOB_ESC(x) "(E'\\\\U' || lpad(to_hex(ascii(" x ")), 8, '0'))"
@@ -1470,7 +1480,7 @@ static char *pg_glob(const db_conn *c, const char *expr, const char *param)
         "coalesce((SELECT string_agg(CASE WHEN r.x[2] IS NULL THEN " GLOB_ESC("r.x[1]") " "
         "WHEN r.x[1] COLLATE \"C\" <= r.x[2] COLLATE \"C\" THEN " GLOB_ESC("r.x[1]") " || '-' || " GLOB_ESC(
             "r.x[2]") " "
-                      "ELSE '' END, '' ORDER BY r.k) "
+                      "ELSE " GLOB_ESC("r.x[1]") " END, '' ORDER BY r.k) "
                       "FROM regexp_matches(CASE WHEN left(b.body, 1) = ']' THEN substr(b.body, 2) ELSE b.body END, "
                       "'(.)(?:-(.))?', 'g') WITH ORDINALITY AS r(x, k)), '') AS members "
                       "FROM (SELECT coalesce(g.m[1], g.m[2]) AS body) b) s) "

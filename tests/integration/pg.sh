@@ -39,7 +39,7 @@
 #                 port and PgBouncer: an outage.  pg_up starts it again on
 #                 the same port (PG_PID is the new server).  Both work from
 #                 a child shell too (a C test: bash -c '. pg.sh; pg_down'),
-#                 given the exported PG_* variables: the server's pid is
+#                 given the exported PG_* variables and PG_ADOPT=1: the server's pid is
 #                 read from its postmaster.pid.
 # pg_freeze, pg_thaw   SIGSTOP / SIGCONT the server and all its processes
 #                 (postmaster and backends, by pid): a server that accepts
@@ -56,9 +56,14 @@
 # when that process dies (for C tests, which cannot run a shell trap when
 # they crash).  Facts this relies on: ../shared/docs/test-servers.md.
 
-PG_PID=""
-PG_DIR=""
-PGBOUNCER_PID=""
+# PG_ADOPT=1: a child shell of the test that started the servers (pg_down,
+# pg_up, pg_freeze, pg_thaw from a C test) keeps the exported PG_*; else
+# nothing inherited is taken for ours (pg_stop removes PG_DIR).
+if [ "${PG_ADOPT:-}" != 1 ]; then
+    PG_PID=""
+    PG_DIR=""
+    PGBOUNCER_PID=""
+fi
 PG_WATCHDOG_PID=""
 
 # The directory of the newest installed PostgreSQL's binaries, or nothing.
@@ -438,6 +443,9 @@ default_pool_size = ${PGBOUNCER_POOL_SIZE:-20}
 max_client_conn = 1000
 server_lifetime = 3600
 server_idle_timeout = 60
+# retry a server login 1 s after a failed one (default 15 s): the tests
+# restart the server
+server_login_retry = 1
 logfile = $log
 pidfile = $PGBOUNCER_DIR/pgbouncer.pid
 EOF
