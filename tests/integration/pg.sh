@@ -35,6 +35,15 @@
 #                 PGBOUNCER_PID PGBOUNCER_PORT PGBOUNCER_DIR PGBOUNCER_URL.
 #                 Returns 77 when pgbouncer is not installed, 1 when it would
 #                 not start.
+# pg_down         stop the server (fast shutdown) and keep its data dir,
+#                 port and PgBouncer: an outage.  pg_up starts it again on
+#                 the same port (PG_PID is the new server).  Both work from
+#                 a child shell too (a C test: bash -c '. pg.sh; pg_down'),
+#                 given the exported PG_* variables and PG_ADOPT=1: the server's pid is
+#                 read from its postmaster.pid.
+# pg_freeze, pg_thaw   SIGSTOP / SIGCONT the server and all its processes
+#                 (postmaster and backends, by pid): a server that accepts
+#                 connections but never answers.
 # pgbouncer_stop, pg_stop   stop by process id (SIGTERM, then SIGKILL after
 #                 5 s), wait, remove the temp dir; idempotent.  pg_stop also
 #                 stops PgBouncer.
@@ -47,9 +56,14 @@
 # when that process dies (for C tests, which cannot run a shell trap when
 # they crash).  Facts this relies on: ../shared/docs/test-servers.md.
 
-PG_PID=""
-PG_DIR=""
-PGBOUNCER_PID=""
+# PG_ADOPT=1: a child shell of the test that started the servers (pg_down,
+# pg_up, pg_freeze, pg_thaw from a C test) keeps the exported PG_*; else
+# nothing inherited is taken for ours (pg_stop removes PG_DIR).
+if [ "${PG_ADOPT:-}" != 1 ]; then
+    PG_PID=""
+    PG_DIR=""
+    PGBOUNCER_PID=""
+fi
 PG_WATCHDOG_PID=""
 
 # The directory of the newest installed PostgreSQL's binaries, or nothing.
@@ -124,6 +138,98 @@ _pg_kill()
     _pg_wait_gone "$pid" 5
 }
 
+# _pg_alive PID: the process runs (exists and is no zombie).
+_pg_alive()
+{
+    kill -0 "$1" 2>/dev/null || return 1
+    case $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) in
+        Z|X) return 1 ;;
+    esac
+    return 0
+}
+
+# The running server's pid: from its postmaster.pid (pg_up may have started
+# it from another shell), else PG_PID; nothing when none runs.
+_pg_server_pid()
+{
+    local pid=""
+    [ -n "${PG_DIR:-}" ] && [ -r "$PG_DIR/data/postmaster.pid" ] && pid=$(head -1 "$PG_DIR/data/postmaster.pid")
+    if [ -n "$pid" ] && _pg_alive "$pid"; then
+        echo "$pid"
+    elif [ -n "${PG_PID:-}" ] && _pg_alive "$PG_PID"; then
+        echo "$PG_PID"
+    fi
+}
+
+# _pg_launch PORT LOG: start the server in the background on PORT; sets
+# PG_PID.
+_pg_launch()
+{
+    # durability is not what these tests are about: no fsync
+    _pg_exec "$PG_BINDIR/postgres" -D "$PG_DIR/data" -p "$1" -k "$PG_SOCKET_DIR" \
+        -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+        -c full_page_writes=off -c max_connections="${PG_MAX_CONNECTIONS:-100}" \
+        -c shared_buffers=32MB -c password_encryption=scram-sha-256 \
+        </dev/null >>"$2" 2>&1 &
+    PG_PID=$!
+}
+
+pg_down()
+{
+    local pid
+    pid=$(_pg_server_pid)
+    [ -n "$pid" ] || return 0
+    kill -CONT "$pid" $(ps -o pid= --ppid "$pid") 2>/dev/null
+    kill -INT "$pid" 2>/dev/null
+    for _ in $(seq 200); do
+        _pg_alive "$pid" || { wait "$pid" 2>/dev/null; return 0; }
+        sleep 0.05
+    done
+    echo "pg_down: the server ($pid) did not stop within 10 s" >&2
+    return 1
+}
+
+pg_up()
+{
+    [ -n "$(_pg_server_pid)" ] && return 0
+    _pg_pick_user || return $?
+    local log=$PG_DIR/postgres.log
+    _pg_launch "$PG_PORT" "$log"
+    for _ in $(seq 200); do
+        _pg_alive "$PG_PID" || break
+        if "$PG_BINDIR/pg_isready" -q -h "$PG_SOCKET_DIR" -p "$PG_PORT" -t 1 2>/dev/null; then
+            export PG_PID
+            return 0
+        fi
+        sleep 0.05
+    done
+    echo "pg_up: the server did not start again; its log:" >&2
+    tail -20 "$log" >&2
+    return 1
+}
+
+# The server's processes: the postmaster and its children.
+_pg_all_pids()
+{
+    local pid
+    pid=$(_pg_server_pid)
+    [ -n "$pid" ] && echo "$pid" $(ps -o pid= --ppid "$pid")
+}
+
+pg_freeze()
+{
+    local pids
+    pids=$(_pg_all_pids)
+    [ -n "$pids" ] && kill -STOP $pids
+}
+
+pg_thaw()
+{
+    local pids
+    pids=$(_pg_all_pids)
+    [ -n "$pids" ] && kill -CONT $pids
+}
+
 pg_psql()
 {
     PGCONNECT_TIMEOUT=5 "$PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -p "$PG_PORT" \
@@ -151,7 +257,11 @@ pg_stop()
         wait "$PG_WATCHDOG_PID" 2>/dev/null
         PG_WATCHDOG_PID=""
     fi
+    local cur
+    cur=$(_pg_server_pid)
+    [ -n "$cur" ] && PG_PID=$cur
     if [ -n "${PG_PID:-}" ]; then
+        kill -CONT "$PG_PID" $(ps -o pid= --ppid "$PG_PID") 2>/dev/null
         # SIGTERM is PostgreSQL's "smart" shutdown, which waits for clients
         # to leave; SIGINT ("fast") ends their sessions.  Its children exit
         # with the postmaster.
@@ -231,13 +341,7 @@ EOF
         port=$(_pg_free_port) || break
         : >"$log"
         [ -n "$_PG_SETPRIV" ] && chown "$_PG_UID:$_PG_GID" "$log"
-        # durability is not what these tests are about: no fsync
-        _pg_exec "$PG_BINDIR/postgres" -D "$PG_DIR/data" -p "$port" -k "$PG_SOCKET_DIR" \
-            -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-            -c full_page_writes=off -c max_connections="${PG_MAX_CONNECTIONS:-100}" \
-            -c shared_buffers=32MB -c password_encryption=scram-sha-256 \
-            </dev/null >>"$log" 2>&1 &
-        PG_PID=$!
+        _pg_launch "$port" "$log"
         for _ in $(seq 200); do
             kill -0 "$PG_PID" 2>/dev/null || break
             if [ -S "$PG_SOCKET_DIR/.s.PGSQL.$port" ] &&
@@ -289,12 +393,14 @@ EOF
     fi
     if [ -n "${PG_OWNER_PID:-}" ]; then
         ( trap '' HUP
-          while kill -0 "$PG_OWNER_PID" 2>/dev/null && kill -0 "$PG_PID" 2>/dev/null; do
+          # (not while the server runs: pg_down/pg_up restart it)
+          while kill -0 "$PG_OWNER_PID" 2>/dev/null && [ -d "$PG_DIR/data" ]; do
               sleep 1
           done
+          PG_PID=$(_pg_server_pid)
           [ -n "$PGBOUNCER_PID" ] && kill -TERM "$PGBOUNCER_PID" 2>/dev/null
           [ -f "$PG_DIR/pgbouncer/pgbouncer.pid" ] && kill -TERM "$(cat "$PG_DIR/pgbouncer/pgbouncer.pid")" 2>/dev/null
-          kill -INT "$PG_PID" 2>/dev/null
+          [ -n "$PG_PID" ] && kill -CONT "$PG_PID" && kill -INT "$PG_PID" 2>/dev/null
           sleep 2
           rm -rf -- "$PG_DIR" ) </dev/null >/dev/null 2>&1 &
         PG_WATCHDOG_PID=$!
@@ -337,6 +443,9 @@ default_pool_size = ${PGBOUNCER_POOL_SIZE:-20}
 max_client_conn = 1000
 server_lifetime = 3600
 server_idle_timeout = 60
+# retry a server login 1 s after a failed one (default 15 s): the tests
+# restart the server
+server_login_retry = 1
 logfile = $log
 pidfile = $PGBOUNCER_DIR/pgbouncer.pid
 EOF
