@@ -42,7 +42,8 @@
  * the statement named: -EEXIST for a unique/primary key/exclusion violation
  * (logged at debug level: "insert if new" expects it), -ENOENT for a foreign
  * key violation (a referenced row is missing; also at debug level: the
- * write API answers it as such), -EBUSY for a lock
+ * write API answers it as such), -EINVAL for a NOT NULL or CHECK violation,
+ * -EBUSY for a lock
  * timeout, -EROFS for a write to a read-only database, -EACCES for
  * authentication, -ETIMEDOUT for a deadline passed (statement timeout,
  * connect timeout, no pooled connection free in time), -ECONNRESET for a

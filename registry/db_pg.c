@@ -65,8 +65,8 @@
  * Errors.  SQLSTATEs and libpq failures become -errno in pg_errno only,
  * which logs the detail once, naming the statement (cut to PG_LOG_SQL
  * bytes); the logger escapes the server's text.  The choices besides
- * db.h's: foreign key, NOT NULL and CHECK violations (23503, 23502, 23514)
- * are -EINVAL (the caller's data is wrong; nothing "exists"), undefined
+ * db.h's: NOT NULL and CHECK violations (23502, 23514) are -EINVAL (the
+ * caller's data is wrong; nothing "exists"), undefined
  * table and invalid schema (42P01, 3F000) -ENOENT, serialization failure
  * and deadlock (40001, 40P01) -EBUSY, a statement in an already failed
  * transaction (25P02) -EIO.  Inside an explicit transaction a failed
@@ -206,7 +206,8 @@ static int state_errno(const char *st)
         int err;
     } map[] = {
         {"23505", -EEXIST}, {"23P01", -EEXIST},                        /* unique, exclusion */
-        {"23503", -EINVAL}, {"23502", -EINVAL}, {"23514", -EINVAL},    /* fk, not null, check */
+        {"23503", -ENOENT},                                            /* fk: a referenced row is missing */
+        {"23502", -EINVAL}, {"23514", -EINVAL},                        /* not null, check */
         {"25006", -EROFS},                                             /* read-only transaction */
         {"28P01", -EACCES}, {"28000", -EACCES}, {"42501", -EACCES},    /* auth, privilege */
         {"57014", -ETIMEDOUT},                                         /* statement timeout */
@@ -263,7 +264,7 @@ static int pg_errno(const PGresult *r, PGconn *pq, int local, const char *sql)
         pq_text(pq ? PQerrorMessage(pq) : NULL, text, sizeof text);
     }
     int len = (int)strlen(sql ? sql : "");
-    int level = err == -EEXIST ? LOG_DEBUG
+    int level = err == -EEXIST || (st && !strcmp(st, "23503")) ? LOG_DEBUG
                 : err == -EIO || err == -ENOMEM || err == -ENOSPC || err == -EBADMSG ? LOG_ERR
                                                                                         : LOG_WARNING;
     BFS_LOG(level, TAG, "PostgreSQL: %s (SQLSTATE %s, %s) in: %.*s%s", text, st ? st : "none",

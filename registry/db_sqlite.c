@@ -51,6 +51,9 @@ static int code_errno(int rc)
     switch (rc) {
     case SQLITE_CONSTRAINT_FOREIGNKEY:
         return -ENOENT;  /* a referenced row is missing: not a duplicate */
+    case SQLITE_CONSTRAINT_NOTNULL:
+    case SQLITE_CONSTRAINT_CHECK:
+        return -EINVAL;  /* the caller's data is wrong (as db_pg.c) */
     default:
         break;
     }
