@@ -643,7 +643,7 @@ int bfs_registry_copy(const char *src_repo, const char *dst_dir, const char *db_
     int ret = bfs_registry_open(src_repo, BFS_REG_READONLY, &src, errmsg);
     if (ret < 0)
         return ret;
-    if (db_engine_kind(src->engine) != DB_SQLITE) {
+    if (db_engine_kind(src->db) != DB_SQLITE) {
         bfs_registry_close(src);
         bfs_set_errmsg(errmsg, "%s: the source must be an SQLite repository", src_repo);
         return -EINVAL;
