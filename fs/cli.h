@@ -16,6 +16,7 @@ int bfs_cmd_queue(int argc, char **argv);
 int bfs_cmd_catchup(int argc, char **argv);
 int bfs_cmd_retention(int argc, char **argv);
 int bfs_cmd_export(int argc, char **argv);
+int bfs_cmd_copy_registry(int argc, char **argv);
 
 /* Check a mountpoint before mounting: exists, is a directory, is empty and
  * is not a dead FUSE mount.  Prints one message and returns false if not. */

@@ -48,8 +48,11 @@ static const char usage_text[] =
     "        at MOUNTPOINT (an empty directory).  Every dataset appears at\n"
     "          MOUNTPOINT/<collection>/<datasetType>/<dim>=<value>/.../<file>\n"
     "        Unmount with: fusermount3 -u MOUNTPOINT\n"
-    "  init REPO\n"
-    "        Create a new, empty repository (the universe-7 schema of the Python Butler).\n"
+    "  init [--db URL [--namespace NS]] REPO\n"
+    "        Create a new, empty repository (the universe-7 schema of the Python Butler),\n"
+    "        its registry in REPO/gen3.sqlite3 or in the PostgreSQL database URL.\n"
+    "  copy-registry SRC DST --db URL [--namespace NS] [--root ROOT]\n"
+    "        Copy SRC's SQLite registry into PostgreSQL; DST is a repository using it.\n"
     "  demo DIR [--keep-mounted] [--exposures N] [--detectors N]\n"
     "        Build a small repository of synthetic LSSTCam raws in DIR/repo, mount it\n"
     "        at DIR/mnt and walk through it.\n"
@@ -455,26 +458,6 @@ out_args:
     return status;
 }
 
-int bfs_cmd_init(int argc, char **argv)
-{
-    if (argc != 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        fprintf(argc == 2 ? stdout : stderr,
-                "Usage: butlerfs init REPO\n\nCreate an empty Butler repository in REPO (created if "
-                "missing): butler.yaml and gen3.sqlite3\nwith the schema the Python Butler creates for "
-                "dimension universe 7.\n");
-        return argc == 2 ? 0 : 2;
-    }
-    char *msg = NULL;
-    int ret = bfs_registry_init(argv[1], &msg);
-    if (ret < 0) {
-        fprintf(stderr, "butlerfs: %s\n", msg ? msg : strerror(-ret));
-        free(msg);
-        return 1;
-    }
-    printf("Created an empty Butler repository in %s\n", argv[1]);
-    return 0;
-}
-
 /* Run the command argv[0] (self: how butlerfs was invoked). */
 static int run_command(const char *self, int argc, char **argv)
 {
@@ -483,6 +466,8 @@ static int run_command(const char *self, int argc, char **argv)
         return bfs_cmd_mount(argc, argv);
     if (!strcmp(cmd, "init"))
         return bfs_cmd_init(argc, argv);
+    if (!strcmp(cmd, "copy-registry"))
+        return bfs_cmd_copy_registry(argc, argv);
     if (!strcmp(cmd, "prefetch"))
         return bfs_cmd_prefetch(argc, argv);
     if (!strcmp(cmd, "cache"))

@@ -466,4 +466,23 @@ void bfs_checksum_free(bfs_checksum *c);
 int bfs_dataset_id_v5(const char *dataset_type, const char *run, const char *const *dim_names,
                       const char *const *dim_values, int ndims, char id_out[33]);
 
+/* ---- copying a registry into PostgreSQL (registry/copy.c) --------------
+ *
+ * bfs_registry_copy copies the SQLite registry of the repository src_repo,
+ * schema and rows, into the namespace ns (a PostgreSQL schema, made when
+ * missing; NULL = "public") of the database db_url, in the form daf_butler
+ * gives PostgreSQL (uuid ids, int8range timespans, the calibration
+ * exclusion constraints), in one transaction; then writes dst_dir/butler.yaml
+ * naming that database (without any password) and namespace, with datastore
+ * root `root` (NULL: the source's root as an absolute location, so both
+ * repositories share the files).  The password comes from db_url, the
+ * Butler's db-auth.yaml or libpq's conventions (registry/dbauth.h).
+ * progress, when not NULL, is called after each table.  -EEXIST when
+ * dst_dir/butler.yaml exists or the namespace already holds a registry;
+ * other -errno with *errmsg a sentence.
+ */
+typedef void (*bfs_copy_progress_cb)(void *ctx, const char *table, int done, int total, int64_t rows);
+int bfs_registry_copy(const char *src_repo, const char *dst_dir, const char *db_url, const char *ns,
+                      const char *root, bfs_copy_progress_cb progress, void *ctx, char **errmsg);
+
 #endif
