@@ -551,6 +551,13 @@ static const struct key fetch_keys[] = {
     {"s3_profile", K_STRING, F(s3_profile), 0, 0, NULL},
 };
 
+static const struct key registry_keys[] = {
+    {"connections", K_INT, F(reg_connections), 1, 64, NULL},
+    {"idle_close", K_DURATION, F(reg_idle_close_ms), 1 * SEC, DAY, NULL},
+    {"connect_timeout", K_DURATION, F(reg_connect_timeout_ms), 100, 10 * MIN, NULL},
+    {"statement_timeout", K_DURATION, F(reg_statement_timeout_ms), 100, HOUR, NULL},
+};
+
 static const struct section {
     const char *name;
     const struct key *keys;
@@ -558,6 +565,7 @@ static const struct section {
 } sections[] = {
     {"cache", cache_keys, sizeof cache_keys / sizeof cache_keys[0]},
     {"fetch", fetch_keys, sizeof fetch_keys / sizeof fetch_keys[0]},
+    {"registry", registry_keys, sizeof registry_keys / sizeof registry_keys[0]},
 };
 
 void bfs_config_defaults(bfs_config *c)
@@ -580,6 +588,10 @@ void bfs_config_defaults(bfs_config *c)
         .replica_retry_ms = 30 * SEC,
         .warn_failure_rate = 0.05,
         .tls_verify = true,
+        .reg_connections = 4,
+        .reg_idle_close_ms = 60 * SEC,
+        .reg_connect_timeout_ms = 10 * SEC,
+        .reg_statement_timeout_ms = 30 * SEC,
     };
 }
 
@@ -603,7 +615,8 @@ void bfs_config_free(bfs_config *c)
 
 #define MAX_SECTION_KEYS 32
 _Static_assert(sizeof fetch_keys / sizeof *fetch_keys <= MAX_SECTION_KEYS &&
-                   sizeof cache_keys / sizeof *cache_keys <= MAX_SECTION_KEYS,
+                   sizeof cache_keys / sizeof *cache_keys <= MAX_SECTION_KEYS &&
+                   sizeof registry_keys / sizeof *registry_keys <= MAX_SECTION_KEYS,
                "struct loader's lines[] must hold every key of a section");
 
 struct loader {
@@ -611,7 +624,7 @@ struct loader {
     const char *file;
     bfs_config *c;
     char **errmsg;
-    int lines[2][MAX_SECTION_KEYS]; /* line of each section key seen, 0 when absent */
+    int lines[sizeof sections / sizeof sections[0]][MAX_SECTION_KEYS]; /* line of each key seen, 0 when absent */
 };
 
 static int fail(struct loader *L, const bfs_yaml_node *n, const char *fmt, ...)
@@ -1095,6 +1108,14 @@ static int check_at_least(struct loader *L, const bfs_yaml_node *root, int sa, c
                 sections[sb].name, b, sb_buf);
 }
 
+static int section_index(const char *name)
+{
+    for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++)
+        if (!strcmp(sections[i].name, name))
+            return (int)i;
+    return -1;
+}
+
 static int load_document(struct loader *L)
 {
     const bfs_yaml *y = L->y;
@@ -1105,7 +1126,7 @@ static int load_document(struct loader *L)
         return fail(L, root, "expected a mapping with cache:, fetch: and sources:, found %s",
                     node_kind(y, root));
     bool seen_sources = false, seen_allowed = false;
-    int seen[2] = {0, 0};
+    int seen[sizeof sections / sizeof sections[0]] = {0};
     for (size_t i = 0; i < bfs_yaml_len(y, root); i++) {
         const char *name = bfs_yaml_key(y, root, i);
         const bfs_yaml_node *v = bfs_yaml_item(y, root, i);
@@ -1120,8 +1141,8 @@ static int load_document(struct loader *L)
                 return fail(L, yaml_key_node(y, root, i), "allowed_roots is given twice");
             seen_allowed = true;
             ret = load_allowed_roots(L, v);
-        } else if (name && (!strcmp(name, "cache") || !strcmp(name, "fetch"))) {
-            int si = !strcmp(name, "fetch");
+        } else if (name && section_index(name) >= 0) {
+            int si = section_index(name);
             if (seen[si])
                 return fail(L, yaml_key_node(y, root, i), "%s is given twice (first at line %d)", name,
                             seen[si]);
@@ -1131,8 +1152,8 @@ static int load_document(struct loader *L)
             ret = 0; /* owned by writers/ (ingest.c, transfer.c), read at an -o rw mount */
         } else {
             return fail(L, yaml_key_node(y, root, i),
-                        "unknown key '%s' (the file takes: cache, fetch, sources, allowed_roots, ingest, "
-                        "transfer)", name ? name : "?");
+                        "unknown key '%s' (the file takes: cache, fetch, registry, sources, allowed_roots, "
+                        "ingest, transfer)", name ? name : "?");
         }
         if (ret < 0)
             return ret;

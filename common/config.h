@@ -152,6 +152,11 @@ typedef struct bfs_config {
     char *ca_file;               /* NULL */
     char *token_file;            /* NULL */
     char *s3_profile;            /* NULL */
+    /* registry: (PostgreSQL registries; registry/db.h) */
+    int reg_connections;         /* 4 server connections per mount at most */
+    int64_t reg_idle_close_ms;   /* 60000: a connection idle this long is closed */
+    int64_t reg_connect_timeout_ms;   /* 10000 */
+    int64_t reg_statement_timeout_ms; /* 30000: each query, and each wait for a connection */
     /* sources: */
     bfs_source_rule *rules;
     int n_rules;

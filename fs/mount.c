@@ -35,6 +35,18 @@ static int load_write_config(const bfs_config *config, bfs_ingest_config *icfg, 
     return ret;
 }
 
+/* The configuration's registry: section (PostgreSQL connections). */
+static int open_registry(const bfs_mount_plan *p, bfs_registry **reg, char **msg)
+{
+    const bfs_config *c = p->config;
+    bfs_registry_opts o = {0};
+    if (c)
+        o = (bfs_registry_opts){.connections = c->reg_connections, .idle_close_ms = c->reg_idle_close_ms,
+                                .connect_timeout_ms = c->reg_connect_timeout_ms,
+                                .statement_timeout_ms = c->reg_statement_timeout_ms};
+    return bfs_registry_open_opts(p->repo, p->rw ? BFS_REG_WRITE : BFS_REG_READONLY, &o, reg, msg);
+}
+
 int bfs_mount_check(const bfs_mount_plan *p, bfs_ingest_config *icfg, bfs_transfer_config *tcfg, char **fsname)
 {
     bfs_registry *reg = NULL;
@@ -43,7 +55,7 @@ int bfs_mount_check(const bfs_mount_plan *p, bfs_ingest_config *icfg, bfs_transf
     /* -o rw opens for writing already here: a transaction a killed writer
      * left in the rollback journal is undone by the first writable open,
      * and a read-only open could not read past it */
-    if (bfs_registry_open(p->repo, p->rw ? BFS_REG_WRITE : BFS_REG_READONLY, &reg, &msg) < 0) {
+    if (open_registry(p, &reg, &msg) < 0) {
         fprintf(stderr, "butlerfs: %s\n", msg ? msg : "cannot open repository");
         free(msg);
         return -1;
@@ -82,7 +94,7 @@ int bfs_mount_serve(const bfs_mount_plan *p, struct fuse_session *se, bfs_fs *fs
     bfs_transfer *transfer = NULL;
     char *msg = NULL;
     int status = 1;
-    if (bfs_registry_open(p->repo, p->rw ? BFS_REG_WRITE : BFS_REG_READONLY, &reg, &msg) < 0) {
+    if (open_registry(p, &reg, &msg) < 0) {
         bfs_err(TAG, "%s", msg ? msg : "cannot open repository");
         goto out;
     }

@@ -48,33 +48,34 @@ static int cmp_dim_index(const void *a, const void *b)
  * weighed position -1, which daf_butler's prepend writes, by zero). */
 static int fingerprint(db_conn *db, char *out, size_t outsz)
 {
-    /* engine: group_concat is SQLite's (PostgreSQL: string_agg, which
-     * SQLite has only from 3.44) */
-    static const char *sql =
-        "SELECT (SELECT count(*) || ':' || coalesce(max(collection_id),0) FROM collection) || '/' ||"
-        " (SELECT count(*) || ':' || coalesce(max(id),0) FROM dataset_type) || '/' ||"
-        " (SELECT count(*) || ':' || coalesce(group_concat(parent || ',' || position || ',' || child, ';'), '')"
-        "  FROM (SELECT parent, position, child FROM collection_chain ORDER BY parent, position))";
-    db_stmt *st = db_prepare(db, sql);
+    /* the counts in SQL, the chain rows hashed here: both engines, and no
+     * string of every row built in the server */
+    static const char *counts =
+        "SELECT (SELECT count(*) || ':' || coalesce(max(collection_id), 0) FROM collection) || '/' ||"
+        " (SELECT count(*) || ':' || coalesce(max(id), 0) FROM dataset_type) || '/' ||"
+        " (SELECT count(*) FROM collection_chain) || ':'";
+    static const char *rows = "SELECT parent, position, child FROM collection_chain ORDER BY parent, position";
+    db_stmt *st = db_prepare(db, counts);
     int rc = st ? db_step(st) : -EIO;
-    if (rc == DB_ROW) {
-        /* "<collections>/<types>/<chain count>:<rows>": the rows can be
-         * long, so keep the counts as they are and the rows as a hash */
-        const char *text = db_column_text(st, 0);
-        if (!text)
-            text = "";
-        const char *rows = strchr(text, ':');
-        for (int i = 0; i < 2 && rows; i++)
-            rows = strchr(rows + 1, ':');
-        rows = rows ? rows + 1 : text + strlen(text);
-        uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-        for (const unsigned char *p = (const unsigned char *)rows; *p; p++)
+    if (rc != DB_ROW)
+        return rc < 0 ? rc : -EIO;
+    char head[160];
+    snprintf(head, sizeof head, "%s", db_column_text(st, 0) ? db_column_text(st, 0) : "");
+    db_reset(st); /* one row read of one: the statement must not hold the read lock */
+    if (!(st = db_prepare(db, rows)))
+        return -EIO;
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a over "parent,position,child;" */
+    char row[64];
+    while ((rc = db_step(st)) == DB_ROW) {
+        snprintf(row, sizeof row, "%lld,%lld,%lld;", (long long)db_column_int64(st, 0),
+                 (long long)db_column_int64(st, 1), (long long)db_column_int64(st, 2));
+        for (const unsigned char *p = (const unsigned char *)row; *p; p++)
             h = (h ^ *p) * 1099511628211ULL;
-        snprintf(out, outsz, "%.*s%016llx", (int)(rows - text), text, (unsigned long long)h);
-        db_reset(st);  /* one row read of one: the statement must not hold the read lock */
-        return 0;
     }
-    return rc < 0 ? rc : -EIO;
+    if (rc < 0)
+        return rc;
+    snprintf(out, outsz, "%s%016llx", head, (unsigned long long)h);
+    return 0;
 }
 
 static const bfs_collection *coll_by_id(const bfs_collection *colls, size_t n, int64_t id)

@@ -182,7 +182,7 @@ static int load_tables(db_conn *src, struct table **out, int *n)
     for (int i = 0; i < *n && !ret; i++) {
         if (!plain_name((*out)[i].name)) {
             bfs_err(REG_TAG, "copy: the source has a table named %s, which daf_butler never makes",
-                    (*out[i].name));
+                    (*out)[i].name);
             return -EBADMSG;
         }
         ret = load_columns(src, &(*out)[i]);
@@ -246,12 +246,12 @@ static int put_index_cols(db_conn *src, FILE *f, const char *index)
     int rc, n = 0;
     fputc('(', f);
     while ((rc = db_step(st)) == DB_ROW) {
-        if (n++)
-            fputs(", ", f);
         const char *col = db_column_text(st, 0);
         /* the pair is one column in PostgreSQL */
         if (col && !strcmp(col, "timespan_end"))
             continue;
+        if (n++)
+            fputs(", ", f);
         put_ident(f, col && !strcmp(col, "timespan_begin") ? "timespan" : col);
     }
     fputc(')', f);

@@ -378,6 +378,15 @@ static int connect_errno(const char *msg)
     return -EIO;
 }
 
+/* The server's notices (NOTICE: schema ... already exists, skipping) go
+ * to the debug log, not to the process's stderr as libpq's default does. */
+static void notice_to_log(void *arg, const char *message)
+{
+    (void)arg;
+    char text[512];
+    bfs_debug(TAG, "PostgreSQL: %s", pq_text(message, text, sizeof text));
+}
+
 /* Connect a new link within connect_timeout_ms.  0, or -errno with the
  * escaped libpq text in why (why_n bytes). */
 static int link_connect(struct pg_engine *pe, struct pg_link **out, char *why, size_t why_n)
@@ -408,6 +417,8 @@ static int link_connect(struct pg_engine *pe, struct pg_link **out, char *why, s
         }
         st = PQconnectPoll(pq);
     }
+    if (!err)
+        PQsetNoticeProcessor(pq, notice_to_log, NULL);
     if (!err && PQsetnonblocking(pq, 1) != 0) {
         snprintf(why, why_n, "cannot make the connection non-blocking");
         err = -EIO;

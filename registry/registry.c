@@ -5,7 +5,9 @@
  * Opening validates everything a mount needs before anything is mounted, so
  * a bad repository gives one clear sentence instead of a broken mount:
  * directory -> butler.yaml -> registry.db URL -> SQLite header -> engine
- * (the file opens and reads) -> Butler tables -> universe JSON -> catalog.
+ * (the file opens and reads; PostgreSQL: the server answers, the
+ * credentials are good, the namespace exists) -> Butler tables -> universe
+ * JSON -> catalog.
  * Each step has its own message.
  *
  * Handles: one per thread, created lazily by the engine (db.c), which also
@@ -81,11 +83,12 @@ static char *expand_root(const char *value, const char *dir)
     return bfs_asprintf("%.*s%s%s", (int)(at - value), value, dir, at + strlen(tag));
 }
 
-/* registry.db is a PostgreSQL URL: a malformed one is named as such, a good
- * one is refused in one sentence until the engine exists (issue 13).  The
- * URL is only shown without its password. */
-static int refuse_postgresql(const bfs_registry *reg, const bfs_yaml *doc, const char *path,
-                             const char *db, char **errmsg)
+/* registry.db is a PostgreSQL URL: parsed with butler.yaml's
+ * registry.username/password/host/port/database filling gaps, the password
+ * looked up (dbauth.h), the namespace taken (default "public").  The URL is
+ * only ever shown without its password. */
+static int read_postgresql(bfs_registry *reg, const bfs_yaml *doc, const char *path, const char *db,
+                           char **errmsg)
 {
     const char *ns = yaml_scalar(doc, "registry.namespace");
     bfs_dburl_config cfg = {
@@ -95,23 +98,21 @@ static int refuse_postgresql(const bfs_registry *reg, const bfs_yaml *doc, const
         .port = yaml_scalar(doc, "registry.port"),
         .database = yaml_scalar(doc, "registry.database"),
     };
-    bfs_dburl u;
+    reg->pg_url = calloc(1, sizeof *reg->pg_url);
+    if (!reg->pg_url)
+        return -ENOMEM;
     char *why = NULL;
-    int ret = bfs_dburl_parse(db, &cfg, &u, &why);
+    int ret = bfs_dburl_resolve(db, &cfg, reg->pg_url, &why);
     if (ret < 0) {
         bfs_set_errmsg(errmsg, "%s: registry.db: %s", path, why ? why : strerror(-ret));
         free(why);
         return ret;
     }
-    bfs_dburl_free(&u);
     char *shown = bfs_dburl_redact(db);
-    if (!shown)
-        return -ENOMEM;
-    bfs_set_errmsg(errmsg, "%s: registry.db is a PostgreSQL URL (%s, %s%s); PostgreSQL registries are "
-                   "not supported by this version of butlerfs yet (issue 13)",
-                   reg->repo_dir, shown, ns && *ns ? "namespace " : "no namespace", ns && *ns ? ns : "");
+    reg->pg_namespace = strdup(ns && *ns ? ns : "public");
+    reg->db_path = shown && reg->pg_namespace ? bfs_asprintf("%s (namespace %s)", shown, reg->pg_namespace) : NULL;
     free(shown);
-    return -EPROTONOSUPPORT;
+    return reg->db_path ? 0 : -ENOMEM;
 }
 
 static int read_butler_yaml(bfs_registry *reg, char **errmsg)
@@ -153,23 +154,25 @@ static int read_butler_yaml(bfs_registry *reg, char **errmsg)
     } else if (!db) {
         bfs_set_errmsg(errmsg, "%s names no registry database (registry.db is missing)", path);
         ret = -EINVAL;
-    } else if (bfs_dburl_is_postgresql(db)) {
-        ret = refuse_postgresql(reg, doc, path, db, errmsg);
-    } else if (!bfs_startswith(db, "sqlite:///")) {
+    } else if (!bfs_dburl_is_postgresql(db) && !bfs_startswith(db, "sqlite:///")) {
         char *shown = bfs_dburl_redact(db);
         bfs_set_errmsg(errmsg, "%s: registry.db '%s' is neither an SQLite URL (sqlite:///...) nor a "
                 "PostgreSQL one (postgresql://...)", path, shown ? shown : "?");
         free(shown);
         ret = -EPROTONOSUPPORT;
+    } else if (bfs_dburl_is_postgresql(db) && (ret = read_postgresql(reg, doc, path, db, errmsg)) < 0) {
+        /* named */
     } else {
-        /* SQLAlchemy URL: "sqlite:///" + path; "sqlite:////abs" is absolute,
-         * anything else relative (to the repository, as the Butler resolves it). */
-        char *p = expand_root(db + strlen("sqlite:///"), reg->repo_dir);
-        if (p && p[0] != '/') {
-            reg->db_path = bfs_asprintf("%s/%s", reg->repo_dir, p);
-            free(p);
-        } else {
-            reg->db_path = p;
+        if (!reg->pg_url) {
+            /* SQLAlchemy URL: "sqlite:///" + path; "sqlite:////abs" is absolute,
+             * anything else relative (to the repository, as the Butler resolves it). */
+            char *p = expand_root(db + strlen("sqlite:///"), reg->repo_dir);
+            if (p && p[0] != '/') {
+                reg->db_path = bfs_asprintf("%s/%s", reg->repo_dir, p);
+                free(p);
+            } else {
+                reg->db_path = p;
+            }
         }
         char *r = expand_root(root ? root : "<butlerRoot>", reg->repo_dir);
         if (r && bfs_startswith(r, "file://"))
@@ -245,6 +248,12 @@ static int load_universe(bfs_registry *reg, db_conn *db, char **errmsg)
 
 int bfs_registry_open(const char *repo, int flags, bfs_registry **out, char **errmsg)
 {
+    return bfs_registry_open_opts(repo, flags, NULL, out, errmsg);
+}
+
+int bfs_registry_open_opts(const char *repo, int flags, const bfs_registry_opts *opts, bfs_registry **out,
+                           char **errmsg)
+{
     struct stat sb;
     char real[PATH_MAX];
     *out = NULL;
@@ -276,10 +285,17 @@ int bfs_registry_open(const char *repo, int flags, bfs_registry **out, char **er
     pthread_mutex_init(&reg->lock, NULL);
 
     int ret = read_butler_yaml(reg, errmsg);
-    if (ret == 0)
+    if (ret == 0 && !reg->pg_url)
         ret = check_sqlite_file(reg->db_path, errmsg);
     if (ret == 0) {
-        struct db_options o = {.kind = DB_SQLITE, .sqlite_path = reg->db_path, .writable = reg->writable};
+        struct db_options o = {.kind = reg->pg_url ? DB_POSTGRESQL : DB_SQLITE, .sqlite_path = reg->db_path,
+                               .url = reg->pg_url, .namespace = reg->pg_namespace, .writable = reg->writable};
+        if (opts) {
+            o.max_connections = opts->connections;
+            o.idle_close_ms = (int)opts->idle_close_ms;
+            o.connect_timeout_ms = (int)opts->connect_timeout_ms;
+            o.statement_timeout_ms = (int)opts->statement_timeout_ms;
+        }
         ret = db_engine_open(&o, &reg->db, errmsg);
     }
     db_conn *db = NULL;
@@ -322,6 +338,9 @@ void bfs_registry_close(bfs_registry *reg)
     pthread_mutex_destroy(&reg->lock);
     free(reg->repo_dir);
     free(reg->db_path);
+    bfs_dburl_free(reg->pg_url);
+    free(reg->pg_url);
+    free(reg->pg_namespace);
     free(reg->datastore_root);
     free(reg->records_table);
     free(reg->datastore_name);

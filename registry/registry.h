@@ -53,6 +53,24 @@ enum bfs_open_flags {
  * an SQLite database with a Butler schema and a dimension universe.
  */
 int bfs_registry_open(const char *repo, int flags, bfs_registry **out, char **errmsg);
+
+/* Limits of a PostgreSQL registry's connections (the configuration's
+ * registry: section, docs/config.md); a 0 field takes the default. */
+typedef struct bfs_registry_opts {
+    int connections;              /* server connections at most (4) */
+    int64_t idle_close_ms;        /* a connection idle this long is closed (60 s) */
+    int64_t connect_timeout_ms;   /* (10 s) */
+    int64_t statement_timeout_ms; /* each query and each wait for a connection (30 s) */
+} bfs_registry_opts;
+
+/* bfs_registry_open with those limits (o may be NULL: the defaults).  The
+ * registry may also be PostgreSQL: registry.db a postgresql:// URL and
+ * registry.namespace the schema, as daf_butler writes them; the password
+ * from the URL, the Butler's db-auth.yaml or libpq's conventions
+ * (registry/dbauth.h).  The checks then are: the server answers and the
+ * credentials are good, the namespace exists, it holds a Butler registry. */
+int bfs_registry_open_opts(const char *repo, int flags, const bfs_registry_opts *o, bfs_registry **out,
+                           char **errmsg);
 void bfs_registry_close(bfs_registry *reg);
 
 /* Absolute path of the repository directory. */
@@ -60,7 +78,8 @@ const char *bfs_registry_repo_dir(const bfs_registry *reg);
 /* Datastore root with <butlerRoot> expanded: an absolute directory, or a URI
  * ("s3://...", "https://...") when the datastore is remote.  Ends in '/'. */
 const char *bfs_registry_datastore_root(const bfs_registry *reg);
-/* Path of the SQLite database file. */
+/* Path of the SQLite database file; for a PostgreSQL registry, its URL
+ * (never with a password) and namespace, which names no file. */
 const char *bfs_registry_db_path(const bfs_registry *reg);
 
 /* ---- dimension universe ------------------------------------------------ */

@@ -28,7 +28,10 @@ struct reg_catalog {
 
 struct bfs_registry {
     char *repo_dir;        /* absolute, no trailing slash */
-    char *db_path;         /* the SQLite file */
+    char *db_path;         /* the SQLite file; for PostgreSQL the URL without
+                              password and the namespace, for messages */
+    struct bfs_dburl *pg_url;  /* PostgreSQL: the resolved URL (owned), else NULL */
+    char *pg_namespace;        /* PostgreSQL: the namespace (schema) */
     char *datastore_root;  /* absolute dir or URI, with trailing '/' */
     char *records_table;   /* datastore records table, from butler.yaml */
     char *datastore_name;  /* for dataset_location rows ("FileDatastore@<butlerRoot>") */
