@@ -262,7 +262,16 @@ static int node_leaves(bfs_tree *t, bfs_node *n, struct leaf_set **out)
     int ret = coll ? bfs_registry_find_files(t->reg, coll, n->dt, vals, collect_one_cb, &c) : 0;
     if (ret < 0) {
         leaf_set_put(c.set);
-        return ret;
+        /* the registry unreachable (a database outage): the files known
+         * before are still the dataset's (datasets are immutable; a removal
+         * shows once the registry answers again) */
+        pthread_mutex_lock(&t->lock);
+        s = n->leaves ? leaf_set_get(n->leaves) : NULL;
+        pthread_mutex_unlock(&t->lock);
+        if (!s)
+            return ret;
+        *out = s;
+        return 0;
     }
     pthread_mutex_lock(&t->lock);
     struct leaf_set *old = n->leaves;
@@ -985,11 +994,13 @@ static int list_data(struct listing_builder *b)
 /* ---- public: lookup, listing, open --------------------------------------- */
 
 /* A directory mkdir made under parent, with one more lookup; NULL when none. */
-static bfs_node *find_made(bfs_tree *t, bfs_node *parent, const char *name)
+/* The node named name below parent that the kernel was given before
+ * (only one mkdir made, when made_only), counted as looked up again. */
+static bfs_node *find_known(bfs_tree *t, bfs_node *parent, const char *name, bool made_only)
 {
     pthread_mutex_lock(&t->lock);
     bfs_node *n = t->table[bucket_of(t, parent, name)];
-    while (n && !(n->made && n->parent == parent && !strcmp(n->name, name)))
+    while (n && !((n->made || !made_only) && n->parent == parent && !strcmp(n->name, name)))
         n = n->hnext;
     if (n) {
         n->nlookup++;
@@ -1013,7 +1024,7 @@ int bfs_tree_lookup(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **
      * registry knows a node of another kind there (the RUN it stood for is
      * registered: "raw" then resolves to the dataset type, whose made
      * children hang below the made node) */
-    if (t->opts.writable && (*child = find_made(t, parent, name)) != NULL) {
+    if (t->opts.writable && (*child = find_known(t, parent, name, true)) != NULL) {
         /* except a level made for a dataset type to be, once that type
          * has datasets in the RUN: the type's directory replaces it */
         if (t->opts.create_types && (*child)->kind == K_COLL && parent->kind == K_COLL &&
@@ -1037,6 +1048,13 @@ int bfs_tree_lookup(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **
         }
     } else {
         ret = resolve_in_data(t, parent, name, &proto);
+    }
+    /* the registry unreachable (a database outage, logged by the engine):
+     * a name it confirmed before still means what it meant (datasets are
+     * immutable), so paths the kernel walked before keep working */
+    if (ret < 0 && ret != -ENOENT && ret != -ENOMEM && (*child = find_known(t, parent, name, false)) != NULL) {
+        bfs_tree_stat(t, *child, st);
+        return 0;
     }
     if (ret < 0)
         return ret;

@@ -153,6 +153,7 @@ struct pg_engine {
     struct pg_link *idle;  /* most recently returned first */
     int open, in_use;
     bool stopping, reaper_started, down;
+    int64_t quiet_until;   /* no new attempt before (mono ms): the server gave no answer in time */
     pthread_t reaper;
 };
 
@@ -519,12 +520,28 @@ static void *reaper_main(void *p)
     return NULL;
 }
 
+/* After a server gave no answer in time (frozen, or a black-holed network),
+ * statements fail at once for this long instead of each waiting out its
+ * own deadline: a listing that needs ten lookups must not take ten
+ * timeouts.  The first statement after it tries again. */
+static void go_quiet(struct pg_engine *pe)
+{
+    int64_t ms = pe->connect_ms < 1000 ? 1000 : pe->connect_ms > 5000 ? 5000 : pe->connect_ms;
+    pthread_mutex_lock(&pe->mu);
+    pe->quiet_until = bfs_mono_ms() + ms;
+    pthread_mutex_unlock(&pe->mu);
+}
+
 /* Log the start and the end of an outage once each. */
 static void note_reachable(struct pg_engine *pe, int err, const char *why)
 {
+    if (err == -ETIMEDOUT)
+        go_quiet(pe);
     pthread_mutex_lock(&pe->mu);
     bool was = pe->down;
     pe->down = err < 0;
+    if (err == 0)
+        pe->quiet_until = 0;
     pthread_mutex_unlock(&pe->mu);
     if (err < 0 && !was)
         bfs_warn(TAG, "PostgreSQL registry %s: cannot connect (%s): %s; statements fail until it can",
@@ -541,6 +558,11 @@ static int pool_get(struct pg_engine *pe, bool fresh, struct pg_link **out)
     int64_t deadline = bfs_mono_ms() + pe->stmt_ms;
     *out = NULL;
     pthread_mutex_lock(&pe->mu);
+    if (pe->quiet_until > bfs_mono_ms()) {
+        pthread_mutex_unlock(&pe->mu);
+        bfs_debug(TAG, "PostgreSQL registry %s: no answer in time a moment ago; not trying yet", pe->url_shown);
+        return -ETIMEDOUT;
+    }
     for (;;) {
         struct pg_link *dead = NULL, *l = NULL;
         reap_locked(pe, bfs_mono_ms(), fresh, &dead);
@@ -790,6 +812,8 @@ static int run_auto(struct pg_engine *pe, const struct pg_q *q, PGresult **out)
             }
         }
         ret = outcome(l->pq, local, err, q->sql, &broken);
+        if (local == -ETIMEDOUT && !err)
+            go_quiet(pe);
         pool_put(pe, l, broken || local < 0);
         PQclear(err);
         if (ret < 0) {
