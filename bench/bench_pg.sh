@@ -118,7 +118,7 @@ row "1000 random stat, p99" st99 ms
 
 # row 5: many mounts at once through PgBouncer
 echo "== $MOUNTS mounts at once through PgBouncer"
-exp_dirs=$(cd "$WORK" && awk -F/ '{print $4}' paths | sort -u | head -"$MOUNTS")
+exp_dirs=$(cd "$WORK" && awk -F/ '{print $4"/"$5"/"$6}' paths | sort -u | head -"$MOUNTS")
 for i in $(seq "$MOUNTS"); do mkdir -p "$WORK/m$i"; done
 for i in $(seq "$MOUNTS"); do mount_at "$WORK/repo-bouncer" "$WORK/m$i" >/dev/null & done; wait
 peak_file=$WORK/peak; echo 0 >"$peak_file"
