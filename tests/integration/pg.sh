@@ -25,6 +25,8 @@
 #                 the newest /usr/lib/postgresql/*/bin) or no unprivileged user
 #                 can run them, 1 when the server would not start (its log is
 #                 printed).
+#                 PG_EXTRA_ARGS: more postgres options (-c name=value ...),
+#                 e.g. auto_explain for bench/explain_pg.sh.
 # pg_psql ARGS    psql as the superuser over the socket, ON_ERROR_STOP set,
 #                 to the test database unless ARGS name another (-d).
 # pgbouncer_start PgBouncer in transaction pooling mode on 127.0.0.1:
@@ -170,7 +172,7 @@ _pg_launch()
         -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
         -c full_page_writes=off -c max_connections="${PG_MAX_CONNECTIONS:-100}" \
         -c shared_buffers=32MB -c password_encryption=scram-sha-256 \
-        </dev/null >>"$2" 2>&1 &
+        ${PG_EXTRA_ARGS:-} </dev/null >>"$2" 2>&1 &
     PG_PID=$!
 }
 
