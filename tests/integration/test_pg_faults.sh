@@ -87,11 +87,21 @@ for _ in $(seq 20); do
     sleep 0.5
 done
 expect "after the server thaws, lookups work" [ $ok -eq 1 ]
+
+# 4. another client adds a RUN collection: the mount shows it without a remount
+pg_psql -q -c "WITH c AS (INSERT INTO faults.collection (name, type) VALUES ('u/other/run1', 1) RETURNING collection_id)
+               INSERT INTO faults.run (collection_id) SELECT collection_id FROM c" >/dev/null
+ok=0
+for _ in $(seq 30); do
+    [ -d "$mnt/u/other/run1" ] && { ok=1; break; }
+    sleep 0.5
+done
+expect "a collection another client added appears without a remount" [ $ok -eq 1 ]
 unmount
 expect "the mount's log holds no password" bash -c "! grep -qF -- '$PG_PASSWORD' '$log'"
 expect_no_sanitizer "$log" "$BFS_ERR"
 
-# 4. refused before mounting, one sentence each
+# 5. refused before mounting, one sentence each
 refused() { # LABEL REPO PATTERN [VAR=VALUE...]
     local label=$1 repo=$2 pat=$3 out st m
     shift 3
