@@ -36,12 +36,9 @@ WORK=${BENCH_DIR:-$(mktemp -d /var/tmp/bfs-bench-pg.XXXXXX)}
 chmod 755 "$WORK"
 MNT=$WORK/mnt
 mkdir -p "$MNT"
-pids=()
 . "$here/tests/integration/pg.sh"
 cleanup() {
   for m in "$WORK"/m*; do mountpoint -q "$m" 2>/dev/null && { fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m"; }; done
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null || true
   pg_stop
   [ "$KEEP" = 1 ] || rm -rf "$WORK"
 }
@@ -52,12 +49,17 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 pct() { sort -g | awk -v p="$1" '{a[NR]=$1} END {i=int(NR*p/100+0.999); if(i<1)i=1; print a[i]}'; }
 mount_at() { # REPO MNT: echo seconds until mounted
   local t0 t1; t0=$(now)
-  "$BIN" mount "$1" "$2" -f -o log="$WORK/log.$(basename "$2")" & pids+=($!)
+  "$BIN" mount "$1" "$2" -f -o log="$WORK/log.$(basename "$2")" </dev/null >/dev/null 2>&1 &
   for _ in $(seq 400); do mountpoint -q "$2" && break; sleep 0.01; done
   mountpoint -q "$2" || { echo "mount of $1 did not come up" >&2; cat "$WORK/log.$(basename "$2")" >&2; exit 1; }
   t1=$(now); awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.4f\n", b-a}'
 }
-unmount_at() { fusermount3 -u "$1" 2>/dev/null || fusermount3 -uz "$1"; }
+# the daemons run detached from this shell (mount_at is called in $(...)),
+# so no `wait`: that would also wait for the servers pg.sh started
+unmount_at() {
+  fusermount3 -u "$1" 2>/dev/null || fusermount3 -uz "$1"
+  for _ in $(seq 100); do mountpoint -q "$1" || return 0; sleep 0.05; done
+}
 timed() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.4f\n", b-a}'; }
 # stat each path of file $2 below $1, one after the other: ms per stat
 stat_each() { python3 - "$1" "$2" <<'PY'
@@ -85,16 +87,16 @@ echo "== copy-registry of $n datasets: $t s"
 TREE=LSSTCam/raw/all
 mount_at "$WORK/repo" "$MNT" >/dev/null
 (cd "$MNT" && find "$TREE" -type f) | shuf -n 1000 --random-source=<(yes) >"$WORK/paths"
-unmount_at "$MNT"; wait
+unmount_at "$MNT"
 
 declare -A R
 for eng in sqlite pg bouncer; do
   case $eng in sqlite) repo=$WORK/repo ;; pg) repo=$WORK/repo-pg ;; bouncer) repo=$WORK/repo-bouncer ;; esac
   up=() fi=() ls=() st50=() st99=()
   for _ in $(seq "$REPS"); do
-    up+=("$(mount_at "$repo" "$MNT")"); fi+=("$(timed find "$MNT/$TREE")"); unmount_at "$MNT"; wait
-    mount_at "$repo" "$MNT" >/dev/null; ls+=("$(timed ls -lR "$MNT/$TREE")"); unmount_at "$MNT"; wait
-    mount_at "$repo" "$MNT" >/dev/null; stat_each "$MNT" "$WORK/paths" >"$WORK/st"; unmount_at "$MNT"; wait
+    up+=("$(mount_at "$repo" "$MNT")"); fi+=("$(timed find "$MNT/$TREE")"); unmount_at "$MNT"
+    mount_at "$repo" "$MNT" >/dev/null; ls+=("$(timed ls -lR "$MNT/$TREE")"); unmount_at "$MNT"
+    mount_at "$repo" "$MNT" >/dev/null; stat_each "$MNT" "$WORK/paths" >"$WORK/st"; unmount_at "$MNT"
     st50+=("$(pct 50 <"$WORK/st")"); st99+=("$(pct 99 <"$WORK/st")")
   done
   R[$eng.up]=$(printf '%s\n' "${up[@]}" | median); R[$eng.find]=$(printf '%s\n' "${fi[@]}" | median)
@@ -120,19 +122,24 @@ row "1000 random stat, p99" st99 ms
 echo "== $MOUNTS mounts at once through PgBouncer"
 exp_dirs=$(cd "$WORK" && awk -F/ '{print $4"/"$5"/"$6}' paths | sort -u | head -"$MOUNTS")
 for i in $(seq "$MOUNTS"); do mkdir -p "$WORK/m$i"; done
-for i in $(seq "$MOUNTS"); do mount_at "$WORK/repo-bouncer" "$WORK/m$i" >/dev/null & done; wait
+mpids=()
+for i in $(seq "$MOUNTS"); do mount_at "$WORK/repo-bouncer" "$WORK/m$i" >/dev/null & mpids+=($!); done
+wait "${mpids[@]}"
 peak_file=$WORK/peak; echo 0 >"$peak_file"
 ( while :; do c=$(pg_psql -At -c "SELECT count(*) FROM pg_stat_activity WHERE usename = '$PG_USER'" 2>/dev/null || echo 0)
     p=$(cat "$peak_file"); [ "${c:-0}" -gt "$p" ] && echo "$c" >"$peak_file"; sleep 0.1; done ) & sampler=$!
+wpids=()
 for i in $(seq "$MOUNTS"); do
   ( d=$(sed -n "${i}p" <<<"$exp_dirs"); ls -l "$WORK/m$i/$TREE/${d:-.}" >/dev/null 2>&1
-    shuf -n 40 "$WORK/paths" >"$WORK/p$i"; stat_each "$WORK/m$i" "$WORK/p$i" >"$WORK/lat$i" ) &
+    shuf -n 40 "$WORK/paths" >"$WORK/p$i"; stat_each "$WORK/m$i" "$WORK/p$i" >"$WORK/lat$i" ) & wpids+=($!)
 done
-wait $(jobs -p | grep -v "^$sampler$") 2>/dev/null || true
+wait "${wpids[@]}"
 kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
 cat "$WORK"/lat* >"$WORK/lat"
 conns=$(awk '/^ *connections:/{print $2}' "$WORK/repo-bouncer/butler.yaml" 2>/dev/null); conns=${conns:-4}
 printf '  %d mounts, %d lookups: p50 %s ms, p99 %s ms; server connections peak %s (PgBouncer pool %s; without it up to %d)\n' \
   "$MOUNTS" "$(wc -l <"$WORK/lat")" "$(pct 50 <"$WORK/lat")" "$(pct 99 <"$WORK/lat")" "$(cat "$peak_file")" \
   "${PGBOUNCER_POOL_SIZE:-20}" "$((MOUNTS * conns))"
-for i in $(seq "$MOUNTS"); do unmount_at "$WORK/m$i" & done; wait
+upids=()
+for i in $(seq "$MOUNTS"); do unmount_at "$WORK/m$i" & upids+=($!); done
+wait "${upids[@]}"

@@ -115,6 +115,25 @@ refused() { # LABEL REPO PATTERN [VAR=VALUE...]
     if grep -qF -- "$PG_PASSWORD" <<<"$out"; then fail "$label: the password is in it"; else pass "$label: no password in it"; fi
 }
 refused "wrong password" "$BFS_TMP/repo" "password|authentication" PGPASSWORD=not-the-password
+
+# the Butler's credential file instead of PGPASSWORD: used when private,
+# refused in one sentence when others may read it
+home=$BFS_TMP/home
+mkdir -p "$home/.lsst"
+printf -- '- url: postgresql://%s@127.0.0.1/%s\n  password: %s\n' "$PG_USER" "$PG_DATABASE" "$PG_PASSWORD" \
+    >"$home/.lsst/db-auth.yaml"
+chmod 600 "$home/.lsst/db-auth.yaml"
+m=$(mktemp -d "$BFS_TMP/m.XXXXXX")
+if env -u PGPASSWORD HOME="$home" "$BFS_BIN" mount "$BFS_TMP/repo" "$m" >"$BFS_TMP/auth.out" 2>&1; then
+    n=$(find "$m" -type f | wc -l)
+    expect "a mount with the password from ~/.lsst/db-auth.yaml (0600) lists the tree ($n files)" [ "$n" -eq 12 ]
+    fusermount3 -u "$m"
+else
+    cat "$BFS_TMP/auth.out" >&2
+    fail "a mount with the password from ~/.lsst/db-auth.yaml (0600)"
+fi
+chmod 644 "$home/.lsst/db-auth.yaml"
+refused "a db-auth.yaml others can read" "$BFS_TMP/repo" "db-auth|permission|0600|readable" -u PGPASSWORD HOME="$home"
 mkdir -p "$BFS_TMP/badport"
 sed "s|:$PG_PORT/|:1/|" "$BFS_TMP/repo/butler.yaml" >"$BFS_TMP/badport/butler.yaml"
 refused "unreachable port" "$BFS_TMP/badport" "connect|refused|reach"
