@@ -96,12 +96,13 @@ printf 'datastore: [unclosed\n  root: : :\n\t- x\n' >"$BFS_TMP/bad_yaml/butler.y
 bad_case "butler.yaml that is not YAML" "butler\.yaml.*YAML|YAML.*butler\.yaml" \
     -- mount "$BFS_TMP/bad_yaml" "$mnt" -f
 
-# PostgreSQL registries (issue 13): one sentence, the URL without its password
+# PostgreSQL registries (issue 13): a server that cannot be reached is one
+# sentence, the URL without its password (port 1 on loopback: refused at once)
 mkdir "$BFS_TMP/pg_db"
-printf 'registry:\n  db: postgresql://butler:Zq9secret@db.example.org:5432/butler\n  namespace: main_20250601\ndatastore:\n  root: s3://rubin-main/\n' \
+printf 'registry:\n  db: postgresql://butler:Zq9secret@127.0.0.1:1/butler\n  namespace: main_20250601\ndatastore:\n  root: s3://rubin-main/\n' \
     >"$BFS_TMP/pg_db/butler.yaml"
-bad_case "registry.db a PostgreSQL URL" \
-    "^butlerfs: $BFS_TMP/pg_db: registry\.db is a PostgreSQL URL \(postgresql://butler@db\.example\.org:5432/butler, namespace main_20250601\); PostgreSQL registries are not supported by this version of butlerfs yet \(issue 13\)\$" \
+bad_case "registry.db a PostgreSQL server that cannot be reached" \
+    "^butlerfs: cannot reach the PostgreSQL server of postgresql://butler@127\.0\.0\.1:1/butler: .*refused" \
     -- mount "$BFS_TMP/pg_db" "$mnt" -f
 expect_no_secret Zq9secret "database password" "$BFS_TMP/err"
 printf 'registry:\n  db: postgresql+psycopg2://butler:Zq9secret@db.example.org:99999/butler\n' \

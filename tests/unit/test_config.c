@@ -466,13 +466,39 @@ static void test_relative_paths(void **state)
     free(path);
 }
 
+/* registry: (PostgreSQL registries): defaults, values with units, ranges */
+static void test_registry_section(void **state)
+{
+    bfs_config c;
+    char *msg;
+    bfs_config_defaults(&c);
+    assert_int_equal(c.reg_connections, 4);
+    assert_int_equal(c.reg_idle_close_ms, 60000);
+    assert_int_equal(c.reg_connect_timeout_ms, 10000);
+    assert_int_equal(c.reg_statement_timeout_ms, 30000);
+    bfs_config_free(&c);
+    assert_int_equal(load_text(*state,
+                               "registry:\n  connections: 2\n  idle_close: 5m\n  connect_timeout: 1500ms\n"
+                               "  statement_timeout: 3s\n", &c, &msg), 0);
+    assert_int_equal(c.reg_connections, 2);
+    assert_int_equal(c.reg_idle_close_ms, 300000);
+    assert_int_equal(c.reg_connect_timeout_ms, 1500);
+    assert_int_equal(c.reg_statement_timeout_ms, 3000);
+    bfs_config_free(&c);
+    const char *dir = *state;
+    expect_error(dir, "registry:\n  connections: 0\n", "config.yaml:2:", "registry.connections", "range", NULL);
+    expect_error(dir, "registry:\n  statement_timeout: forever\n", "config.yaml:2:", "registry.statement_timeout",
+                 NULL);
+    expect_error(dir, "registry:\n  pool: 3\n", "config.yaml:2:", "'registry.pool'", NULL);
+}
+
 static void test_unknown_keys(void **state)
 {
     const char *dir = *state;
     expect_error(dir, "cache:\n  dir: /x\n  max_sise: 1GiB\n", "config.yaml:3:", "'cache.max_sise'",
                  "max_size", NULL);
     expect_error(dir, "# comment\n\nfetchh:\n  parallel: 2\n", "config.yaml:3:", "'fetchh'",
-                 "cache, fetch, sources", NULL);
+                 "cache, fetch, registry, sources", NULL);
     expect_error(dir, "fetch:\n  parallel: 2\n  retries: 3\n", ":3:", "'fetch.retries'", "attempts",
                  NULL);
     expect_error(dir,
@@ -839,6 +865,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_defaults, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_tilde, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_relative_paths, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_registry_section, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_unknown_keys, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_wrong_types, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_ranges, setup_dir, teardown_dir),
