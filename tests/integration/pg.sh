@@ -46,6 +46,10 @@
 # pg_freeze, pg_thaw   SIGSTOP / SIGCONT the server and all its processes
 #                 (postmaster and backends, by pid): a server that accepts
 #                 connections but never answers.
+# pg_test_servers [bouncer]   for tests that source lib.sh: pg_start (and
+#                 pgbouncer_start with "bouncer"), skipping the test (77)
+#                 when PostgreSQL is not installed or will not start here,
+#                 failing it when PgBouncer will not start.
 # pgbouncer_stop, pg_stop   stop by process id (SIGTERM, then SIGKILL after
 #                 5 s), wait, remove the temp dir; idempotent.  pg_stop also
 #                 stops PgBouncer.
@@ -482,4 +486,22 @@ EOF
     echo "pgbouncer_start: no free port for PgBouncer" >&2
     pgbouncer_stop
     return 1
+}
+
+pg_test_servers()
+{
+    local err=${BFS_TMP:-${TMPDIR:-/tmp}}/pg_start.err
+    pg_start 2>"$err"
+    case $? in
+        0) ;;
+        77) skip "$(head -1 "$err")" ;;
+        *) cat "$err" >&2; skip "PostgreSQL would not start here (its log is above)" ;;
+    esac
+    [ "${1:-}" = bouncer ] || return 0
+    pgbouncer_start 2>"$err"
+    case $? in
+        0) ;;
+        77) skip "$(head -1 "$err")" ;;
+        *) cat "$err" >&2; fail "PgBouncer would not start"; finish ;;
+    esac
 }

@@ -13,18 +13,7 @@ trap 'pg_thaw 2>/dev/null; pg_stop; bfs_cleanup' EXIT
 bin=${BFS_TEST_DB_PG:-$BFS_SRC/build/tests/test_db_pg}
 [ -x "$bin" ] || skip "test_db_pg was not built ($bin)"
 
-pg_start 2>"$BFS_TMP/pg_start.err"
-case $? in
-    0) ;;
-    77) skip "$(head -1 "$BFS_TMP/pg_start.err")" ;;
-    *) cat "$BFS_TMP/pg_start.err" >&2; skip "PostgreSQL would not start here (its log is above)" ;;
-esac
-pgbouncer_start 2>"$BFS_TMP/pgbouncer_start.err"
-case $? in
-    0) ;;
-    77) skip "$(head -1 "$BFS_TMP/pgbouncer_start.err")" ;;
-    *) cat "$BFS_TMP/pgbouncer_start.err" >&2; fail "PgBouncer would not start"; finish ;;
-esac
+pg_test_servers bouncer
 export BFS_PG_SH=$BFS_LIB_DIR/pg.sh
 
 for mode in direct bouncer; do

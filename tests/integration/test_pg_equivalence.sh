@@ -17,17 +17,7 @@ trap 'pg_stop; bfs_cleanup' EXIT
 skip_unless_fuse
 repos_dir=$BFS_SHARED/fixtures/repos
 [ -d "$repos_dir" ] || skip "no fixture repositories at $repos_dir"
-pg_start 2>"$BFS_TMP/pg_start.err"
-case $? in
-    0) ;;
-    77) skip "$(head -1 "$BFS_TMP/pg_start.err")" ;;
-    *) cat "$BFS_TMP/pg_start.err" >&2; skip "PostgreSQL would not start here (its log is above)" ;;
-esac
-pgbouncer_start 2>"$BFS_TMP/pgbouncer_start.err" || {
-    cat "$BFS_TMP/pgbouncer_start.err" >&2
-    fail "PgBouncer would not start"
-    finish
-}
+pg_test_servers bouncer
 # libpq's own convention; the password is never on a command line
 export PGPASSWORD=$PG_PASSWORD
 

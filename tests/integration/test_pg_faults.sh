@@ -18,12 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 trap 'pg_thaw 2>/dev/null; pg_stop; bfs_cleanup' EXIT
 
 skip_unless_fuse
-pg_start 2>"$BFS_TMP/pg_start.err"
-case $? in
-    0) ;;
-    77) skip "$(head -1 "$BFS_TMP/pg_start.err")" ;;
-    *) cat "$BFS_TMP/pg_start.err" >&2; skip "PostgreSQL would not start here (its log is above)" ;;
-esac
+pg_test_servers
 export PGPASSWORD=$PG_PASSWORD
 
 # a small repository (3 exposures x 4 detectors) copied into PostgreSQL
@@ -50,6 +45,14 @@ n=$(find "$base/${exps[1]}" -type f | wc -l)
 expect "after the server killed the pool's connections, a new lookup works ($n files)" [ "$n" -ge 1 ]
 
 # elapsed_ms CMD...: run CMD, print its run time in ms; its status in $rc
+# whole_tree: the 12 files list within 10 s (0), or not (1)
+whole_tree() {
+    for _ in $(seq 20); do
+        [ "$(find "$base" -type f 2>/dev/null | wc -l)" -eq 12 ] && return 0
+        sleep 0.5
+    done
+    return 1
+}
 rc=0
 elapsed_ms() { local t0; t0=$(date +%s%N); "$@" >/dev/null 2>&1; rc=$?; echo $(( ($(date +%s%N) - t0) / 1000000 )); }
 
@@ -64,12 +67,7 @@ expect "during the outage a listing returns within 12 s ($ms ms)" [ "$ms" -lt 12
 sum1=$(sha256sum <"$first" 2>/dev/null | cut -d' ' -f1)
 expect "during the outage, a file read before still reads the same" [ "$sum1" = "$sum0" ]
 pg_up || fail "pg_up"
-ok=0
-for _ in $(seq 20); do
-    [ "$(find "$base" -type f 2>/dev/null | wc -l)" -eq 12 ] && { ok=1; break; }
-    sleep 0.5
-done
-expect "after the server is back, the whole tree (12 files) without a remount" [ $ok -eq 1 ]
+expect "after the server is back, the whole tree (12 files) without a remount" whole_tree
 expect "the outage left a line in the log" grep -Eqi "registry|postgres|connect" "$log"
 
 # 3. a frozen server
@@ -81,12 +79,7 @@ pg_thaw
 expect "against a frozen server a listing returns within 12 s ($ms ms)" [ "$ms" -lt 12000 ]
 expect "against a frozen server a lookup returns within 12 s ($ms2 ms)" [ "$ms2" -lt 12000 ]
 sleep 1.2
-ok=0
-for _ in $(seq 20); do
-    [ "$(find "$base" -type f 2>/dev/null | wc -l)" -eq 12 ] && { ok=1; break; }
-    sleep 0.5
-done
-expect "after the server thaws, lookups work" [ $ok -eq 1 ]
+expect "after the server thaws, lookups work" whole_tree
 
 # 4. another client adds a RUN collection: the mount shows it without a remount
 pg_psql -q -c "WITH c AS (INSERT INTO faults.collection (name, type) VALUES ('u/other/run1', 1) RETURNING collection_id)

@@ -16,18 +16,7 @@ trap 'pg_stop; bfs_cleanup' EXIT
 
 t0=$(date +%s%N)
 # the server's user must reach its dir: not under $BFS_TMP (0700, ours)
-pg_start 2>"$BFS_TMP/pg_start.err"
-case $? in
-    0) ;;
-    77) skip "$(head -1 "$BFS_TMP/pg_start.err")" ;;
-    *) cat "$BFS_TMP/pg_start.err" >&2; skip "PostgreSQL would not start here (its log is above)" ;;
-esac
-pgbouncer_start 2>"$BFS_TMP/pgbouncer_start.err"
-case $? in
-    0) ;;
-    77) skip "$(head -1 "$BFS_TMP/pgbouncer_start.err")" ;;
-    *) cat "$BFS_TMP/pgbouncer_start.err" >&2; fail "PgBouncer would not start"; finish ;;
-esac
+pg_test_servers bouncer
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 echo "servers up in ${ms} ms (PostgreSQL :$PG_PORT, PgBouncer :$PGBOUNCER_PORT)"
 expect "both servers start within 10 s" [ "$ms" -lt 10000 ]

@@ -32,12 +32,7 @@ if [ "$(id -u)" -eq 0 ]; then
     chown "$u" "$tls/server.key" "$tls/server.pem"
 fi
 export PG_EXTRA_ARGS="-c ssl=on -c ssl_cert_file=$tls/server.pem -c ssl_key_file=$tls/server.key"
-pg_start 2>"$BFS_TMP/pg_start.err"
-case $? in
-    0) ;;
-    77) skip "$(head -1 "$BFS_TMP/pg_start.err")" ;;
-    *) cat "$BFS_TMP/pg_start.err" >&2; skip "PostgreSQL would not start here with TLS (its log is above)" ;;
-esac
+pg_test_servers
 export PGPASSWORD=$PG_PASSWORD
 
 "$BFS_BIN" synth "$BFS_TMP/src" --exposures 2 --detectors 3 --payload 1024 >/dev/null || { fail "synth"; finish; }
