@@ -91,7 +91,7 @@ for m in re.finditer(r"duration: ([0-9.]+) ms  plan:\n(.*?)(?=\n\S.*?LOG:|\Z)", 
     q = " ".join(doc.get("Query Text", "").split())
     if q.upper().startswith(("BEGIN", "SET ", "COMMIT", "ROLLBACK")):
         continue
-    shape = re.sub(r"\$\d+", "?", q)[:110]
+    shape = re.sub(r"\$\d+", "?", q)
     seq = set()
     def walk(node):
         if node.get("Node Type") == "Seq Scan" and big.match(node.get("Relation Name", "")):
@@ -108,6 +108,6 @@ for shape, s in sorted(shapes.items(), key=lambda kv: -max(kv[1]["ms"])):
     flag = ("SEQ SCAN " + ", ".join(sorted(s["seq"]))) if s["seq"] else "indexed"
     bad += bool(s["seq"])
     print("  %5d  %8.2f / %8.2f ms  %-16s %s\n         %s" % (len(s["ms"]), statistics.median(s["ms"]), max(s["ms"]),
-          s["top"], flag, shape))
+          s["top"], flag, shape if len(shape) <= 160 else shape[:100] + " ... " + shape[-55:]))
 print("%d statement shapes, %d with a sequential scan of a big table" % (len(shapes), bad))
 PY

@@ -403,16 +403,55 @@ int bfs_registry_dataset_types_in(bfs_registry *reg, const bfs_collection *c, bf
     return ret;
 }
 
-static void write_values(struct sql *q, const struct union_query *u, bool calib)
+/* " FROM <table> WHERE dataset_type_id = ?first AND collection_id IN (...)
+ * AND <fixed dims> = ?first+1 ...", numbered from first, so that the same
+ * filter can be written twice with the same parameters. */
+static void sql_value_filter(struct sql *q, const struct union_query *u, bool calib, int first)
 {
-    fputs("SELECT DISTINCT ", q->f);
-    sql_ident(q, u->dt->dims[u->k]->name);
+    int n = first;
     fputs(" FROM ", q->f);
     sql_ident(q, table_of(u->dt, calib));
-    fputs(" WHERE dataset_type_id = ", q->f);
-    sql_param(q);
+    fprintf(q->f, " WHERE dataset_type_id = ?%d", n++);
     sql_collections(q, u->l, calib);
-    sql_constraints(q, "", u->dt, u->values);
+    for (int i = 0; i < u->dt->ndims; i++) {
+        if (!u->values || !u->values[i])
+            continue;
+        fputs(" AND ", q->f);
+        sql_ident(q, u->dt->dims[i]->name);
+        fprintf(q->f, " = ?%d", n++);
+    }
+    q->nparam = n - 1;
+}
+
+/* The distinct values of dimension k.  SELECT DISTINCT reads every row
+ * that matches, which for the first levels of a dataset type is the whole
+ * tags table (a million rows to list 189 detectors).  For a tags table the
+ * values are found by walking its unique index (dataset_type_id,
+ * collection_id, dimensions...) instead: each step asks for the smallest
+ * value above the last one, one index probe per distinct value (a skip
+ * scan, written as a recursive CTE, which both engines run from the index).
+ * Calibration tables have no such index and stay small: DISTINCT. */
+static void write_values(struct sql *q, const struct union_query *u, bool calib)
+{
+    const char *col = u->dt->dims[u->k]->name;
+    int first = q->nparam + 1;
+    if (calib) {
+        fputs("SELECT DISTINCT ", q->f);
+        sql_ident(q, col);
+        sql_value_filter(q, u, calib, first);
+        return;
+    }
+    fputs("SELECT v FROM (WITH RECURSIVE s(v) AS (SELECT min(", q->f);
+    sql_ident(q, col);
+    fputs(")", q->f);
+    sql_value_filter(q, u, calib, first);
+    fputs(" UNION ALL SELECT (SELECT min(", q->f);
+    sql_ident(q, col);
+    fputs(")", q->f);
+    sql_value_filter(q, u, calib, first);
+    fputs(" AND ", q->f);
+    sql_ident(q, col);
+    fputs(" > s.v) FROM s WHERE s.v IS NOT NULL) SELECT v FROM s WHERE v IS NOT NULL) AS walk", q->f);
 }
 
 int bfs_registry_list_values(bfs_registry *reg, const bfs_collection *c, const bfs_dataset_type *dt,
