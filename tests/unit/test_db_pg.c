@@ -349,7 +349,7 @@ static void test_writes(void **state)
     assert_int_equal(db_step(s), -EEXIST);
     s = db_prepare(c, "INSERT INTO ds VALUES (?1, 1)");
     db_bind_int64(s, 1, 999);
-    assert_int_equal(db_step(s), -EINVAL); /* foreign key */
+    assert_int_equal(db_step(s), -ENOENT); /* foreign key (db.h) */
     s = db_prepare(c, "UPDATE coll SET name = name || 'x'");
     assert_int_equal(db_step(s), DB_DONE);
     assert_int_equal(db_changes(c), 2);
