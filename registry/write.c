@@ -304,18 +304,48 @@ int bfs_registry_add_record(bfs_registry *reg, const char *element, const bfs_re
         bfs_info(REG_TAG, "no records of %s can be added", element ? element : "(null)");
         return -EINVAL;
     }
+    /* The timespan travels as SQLite's pair of columns; it is written in
+     * the engine's form (insert_same), after the other columns. */
     const char *cols[64];
+    bfs_record_value ordered[64];
+    int k = 0, ib = -1, ie = -1;
     for (int i = 0; i < n; i++) {
+        if (v[i].column && !strcmp(v[i].column, "timespan_begin")) {
+            ib = i;
+            continue;
+        }
+        if (v[i].column && !strcmp(v[i].column, "timespan_end")) {
+            ie = i;
+            continue;
+        }
         int has = v[i].column ? table_has_column(reg, element, v[i].column) : 0;
         if (has <= 0) {
             if (has == 0)
                 bfs_info(REG_TAG, "%s records have no column %s", element, v[i].column ? v[i].column : "(null)");
             return has < 0 ? has : -EINVAL;
         }
-        cols[i] = v[i].column;
+        cols[k] = v[i].column;
+        ordered[k++] = v[i];
     }
-    struct value_list l = {v, n};
-    struct record rec = {element, cols, n, bind_values, &l, false};
+    bool span = ib >= 0 || ie >= 0;
+    if (span) {
+        char *sc = db_sql_span_columns(reg_db(reg), "");
+        char *comma = sc ? strchr(sc, ',') : NULL;
+        if (comma)
+            *comma = '\0'; /* SQLite's timespan_begin, PostgreSQL's timespan */
+        int has = sc ? table_has_column(reg, element, sc) : -ENOMEM;
+        free(sc);
+        if (has <= 0 || ib < 0 || ie < 0) {
+            if (has == 0 || (has > 0 && (ib < 0 || ie < 0)))
+                bfs_info(REG_TAG, "%s records: a timespan needs both timespan_begin and timespan_end, in a "
+                                  "table that has one", element);
+            return has < 0 ? has : -EINVAL;
+        }
+        ordered[k] = v[ib];
+        ordered[k + 1] = v[ie];
+    }
+    struct value_list l = {ordered, k + (span ? 2 : 0)};
+    struct record rec = {element, cols, k, bind_values, &l, span};
     return insert_same_atomic(reg, &rec);
 }
 

@@ -15,6 +15,10 @@
 # raws), tag rows (dataId), exposure and day_obs records with their
 # timespans (int8range on PostgreSQL), file records.
 #
+# Part 1b: the PostgreSQL repository's export (files and sidecars) ingested
+# as replicas into another PostgreSQL repository: the same ids, and the
+# exposure and day_obs records with their timespans from the sidecars.
+#
 # Part 2, two mounts of one PostgreSQL repository (two repository
 # directories, each with its own spool and lock, one namespace and one
 # datastore root, as two nodes would have), starting from an empty
@@ -157,12 +161,58 @@ r_pg=$(cat "$T"/pg/.butlerfs/quarantine/*/*.reason 2>/dev/null | sed "s|$T/pg||g
 expect "the non-FITS file is quarantined with the same reason on both" \
     bash -c "[ -n \"\$1\" ] && [ \"\$1\" = \"\$2\" ]" _ "$r_sq" "$r_pg"
 
+# the export's sidecars: dataId, ids and the dimension records (the exposure
+# and day_obs timespans read from PostgreSQL's int8range) as from SQLite
+for side in sq pg; do
+    "$BFS_BIN" export "$T/$side" --collection 'LSSTCam/*' --to "$T/out-$side" >"$T/exp-$side.out" 2>&1 ||
+        { fail "$side: butlerfs export"; cat "$T/exp-$side.out" >&2; }
+done
+n_side=$(find "$T/out-sq" -name '*.butler.json' | wc -l)
+if [ "$n_side" -gt 0 ] && diff -r "$T/out-sq" "$T/out-pg" >"$T/exp.diff"; then
+    pass "export from PostgreSQL writes the files and sidecars SQLite's does ($n_side sidecars)"
+else
+    fail "the exports differ ($n_side sidecars from SQLite)"
+    head -20 "$T/exp.diff" >&2
+fi
+expect "... whose records hold the exposure's and day_obs's timespans" python3 - "$T/out-pg" <<'PY'
+import json, pathlib, sys
+for p in pathlib.Path(sys.argv[1]).rglob("*.butler.json"):
+    rec = json.load(open(p))["ref"]["dataId"]["records"]
+    for el in ("exposure", "day_obs"):
+        b, e = rec[el]["record"]["timespan"]
+        assert 1.7e18 < b < e < 1.8e18, (p, el, b, e)
+PY
+
 # check_log unmounts the last mount made: each in turn, explicitly
 for side in sq pg; do
     eval "BFS_PID=\$pid_$side BFS_LOG=\$log_$side BFS_ERR=\$err_$side"
     unmount "$T/mnt-$side"
     check_log
 done
+
+# ---- part 1b: the exported files as replicas into another PostgreSQL repository
+# (records from the sidecars: the timespan pair written as the int8range)
+if "$BFS_BIN" init --db "$PGBOUNCER_URL" --namespace rep "$T/rep" >"$T/init-rep.out" 2>&1; then
+    mkdir -p "$T/mnt-rep"
+    mount_repo "$T/rep" "$T/mnt-rep" rw || finish
+    ok=0 n=0
+    while IFS= read -r f; do
+        n=$((n + 1))
+        cp "$f" "$T/mnt-rep/.replicas/" && cp "$f.butler.json" "$T/mnt-rep/.replicas/" && ok=$((ok + 1))
+    done < <(find "$T/out-pg" -name '*.fits' | sort)
+    expect "replica ingest into PostgreSQL: every pair's close returned 0 ($ok of $n)" [ "$ok" = "$n" ]
+    expect "... under the exporting repository's ids" \
+        [ "$(pq rep "SELECT replace(id::text, '-', '') FROM dataset ORDER BY 1")" = \
+          "$(pq ing "SELECT replace(d.id::text, '-', '') FROM dataset d JOIN collection c ON c.collection_id = d.run_id WHERE c.name LIKE 'LSSTCam/%' ORDER BY 1")" ]
+    expect "... with the exposure and day_obs records and their timespans" \
+        [ "$(pq rep "SELECT id, obs_id, timespan FROM exposure UNION ALL SELECT id, NULL, timespan FROM day_obs ORDER BY 1")" = \
+          "$(pq ing "SELECT id, obs_id, timespan FROM exposure UNION ALL SELECT id, NULL, timespan FROM day_obs ORDER BY 1")" ]
+    unmount "$T/mnt-rep"
+    check_log
+else
+    cat "$T/init-rep.out" >&2
+    fail "butlerfs init --db (namespace rep)"
+fi
 
 # ---- part 2: two mounts of one PostgreSQL repository at once -----------------
 "$BFS_BIN" synth "$T/src2" --exposures 2 --detectors 8 --first-seq 50 --fits >/dev/null 2>&1 || fail "synth 2"
