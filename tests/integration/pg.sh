@@ -25,6 +25,10 @@
 #                 the newest /usr/lib/postgresql/*/bin) or no unprivileged user
 #                 can run them, 1 when the server would not start (its log is
 #                 printed).
+# pg_start_or_skip [bouncer]   for a test sourced with lib.sh: pg_start,
+#                 skipping the test (77) when the server cannot run here;
+#                 with "bouncer" also pgbouncer_start, failing the test when it
+#                 would not start.
 # pg_psql ARGS    psql as the superuser over the socket, ON_ERROR_STOP set,
 #                 to the test database unless ARGS name another (-d).
 # pgbouncer_start PgBouncer in transaction pooling mode on 127.0.0.1:
@@ -228,6 +232,22 @@ pg_thaw()
     local pids
     pids=$(_pg_all_pids)
     [ -n "$pids" ] && kill -CONT $pids
+}
+
+pg_start_or_skip()
+{
+    pg_start 2>"$BFS_TMP/pg_start.err"
+    case $? in
+        0) ;;
+        77) skip "$(head -1 "$BFS_TMP/pg_start.err")" ;;
+        *) cat "$BFS_TMP/pg_start.err" >&2; skip "PostgreSQL would not start here (its log is above)" ;;
+    esac
+    [ "${1:-}" = bouncer ] || return 0
+    pgbouncer_start 2>"$BFS_TMP/pgbouncer_start.err" || {
+        cat "$BFS_TMP/pgbouncer_start.err" >&2
+        fail "PgBouncer would not start"
+        finish
+    }
 }
 
 pg_psql()

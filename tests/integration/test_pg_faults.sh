@@ -18,12 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 trap 'pg_thaw 2>/dev/null; pg_stop; bfs_cleanup' EXIT
 
 skip_unless_fuse
-pg_start 2>"$BFS_TMP/pg_start.err"
-case $? in
-    0) ;;
-    77) skip "$(head -1 "$BFS_TMP/pg_start.err")" ;;
-    *) cat "$BFS_TMP/pg_start.err" >&2; skip "PostgreSQL would not start here (its log is above)" ;;
-esac
+pg_start_or_skip
 export PGPASSWORD=$PG_PASSWORD
 
 # a small repository (3 exposures x 4 detectors) copied into PostgreSQL

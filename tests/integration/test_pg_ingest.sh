@@ -34,31 +34,12 @@ trap 'pg_stop; bfs_cleanup' EXIT
 
 skip_unless_fuse
 command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
-pg_start 2>"$BFS_TMP/pg_start.err"
-case $? in
-    0) ;;
-    77) skip "$(head -1 "$BFS_TMP/pg_start.err")" ;;
-    *) cat "$BFS_TMP/pg_start.err" >&2; skip "PostgreSQL would not start here (its log is above)" ;;
-esac
-pgbouncer_start 2>"$BFS_TMP/pgbouncer_start.err" || {
-    cat "$BFS_TMP/pgbouncer_start.err" >&2
-    fail "PgBouncer would not start"
-    finish
-}
+pg_start_or_skip bouncer
 # libpq's own convention; the password is never on a command line
 export PGPASSWORD=$PG_PASSWORD
 T=$BFS_TMP
 sq() { sqlite3 "$1/gen3.sqlite3" "$2"; }
 pq() { pg_psql -At -F '|' -c "SET search_path TO $1; $2"; }
-
-# tree MNT OUT: type, size and path of every entry, then each file's sha256
-tree()
-{
-    (cd "$1" && find . -printf '%y %s %P\n' | LC_ALL=C sort) >"$2"
-    (cd "$1" && find . -type f -printf '%P\n' | LC_ALL=C sort | while IFS= read -r f; do
-        h=$(sha256sum -- "$f" 2>/dev/null) && echo "${h%% *} $f" || echo "ERR $f"
-    done) >>"$2"
-}
 
 # ---- part 1: the same files into SQLite and PostgreSQL ----------------------
 "$BFS_BIN" synth "$T/src" --exposures 2 --detectors 3 --fits >/dev/null 2>&1 || fail "synth"
@@ -103,16 +84,8 @@ for side in sq pg; do
 done
 sleep 1.5 # the trees refresh their catalogs once a second
 
-tree "$T/mnt-sq" "$T/tree-sq"
-tree "$T/mnt-pg" "$T/tree-pg"
-nf=$(grep -c '^f ' "$T/tree-sq")
-if cmp -s "$T/tree-sq" "$T/tree-pg"; then
-    pass "the PostgreSQL mount lists what the SQLite mount lists ($nf files: paths, sizes, bytes)"
-else
-    fail "the mounted trees differ"
-    diff "$T/tree-sq" "$T/tree-pg" | head -20 >&2
-fi
-expect "... which holds the raws and the path-ingested file" [ "$nf" -ge $((n_raws + 1)) ]
+expect_same_trees "the PostgreSQL mount lists what the SQLite mount lists" "$T/mnt-sq" "$T/mnt-pg" "$T/tree"
+expect "... which holds the raws and the path-ingested file" [ "$TREE_FILES" -ge $((n_raws + 1)) ]
 
 # the registries' rows
 cmp_rows()   # WHAT SQLITE_SQL PG_SQL
