@@ -281,6 +281,11 @@ int db_column_exists(db_conn *c, const char *table, const char *column)
     return c->engine->ops->column_exists(c, table, column);
 }
 
+int db_column_takes_timestamp(db_conn *c, const char *table, const char *column)
+{
+    return c->engine->ops->column_takes_timestamp(c, table, column);
+}
+
 char *db_sql_span_columns(const db_conn *c, const char *prefix)
 {
     return c->engine->ops->span_columns(c, prefix);

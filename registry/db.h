@@ -160,6 +160,10 @@ void db_rollback_to(db_conn *c, const char *name);
  * information_schema in the namespace: 1 yes, 0 no, -errno. */
 int db_table_exists(db_conn *c, const char *table);
 int db_column_exists(db_conn *c, const char *table, const char *column);
+/* Whether a value written to the column must be a timestamp: PostgreSQL's
+ * TIMESTAMP (daf_butler's ingest_date before TAI ns); SQLite stores any
+ * value in any column (0).  1 yes, 0 no, -errno. */
+int db_column_takes_timestamp(db_conn *c, const char *table, const char *column);
 
 /* Dialect fragments, written into malloc'd strings (NULL: out of memory).
  *

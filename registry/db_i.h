@@ -86,6 +86,7 @@ struct db_ops {
 
     int (*table_exists)(db_conn *c, const char *table);
     int (*column_exists)(db_conn *c, const char *table, const char *column);
+    int (*column_takes_timestamp)(db_conn *c, const char *table, const char *column);
 
     char *(*span_columns)(const db_conn *c, const char *prefix);
     char *(*span_values)(const db_conn *c, const char *b, const char *e);

@@ -1441,6 +1441,14 @@ static int pg_column_exists(db_conn *c, const char *table, const char *column)
                       table, column);
 }
 
+static int pg_column_takes_timestamp(db_conn *c, const char *table, const char *column)
+{
+    return one_answer(c,
+                      "SELECT 1 FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 "
+                      "AND column_name = $3 AND data_type LIKE 'timestamp%'",
+                      table, column);
+}
+
 /* ---- dialect ------------------------------------------------------------------ */
 
 #define MAX_NS "4102444800000000000" /* BFS_TIMESPAN_UNBOUNDED_END */
@@ -1886,6 +1894,7 @@ const struct db_ops db_pg_ops = {
     .in_transaction = pg_in_transaction,
     .table_exists = pg_table_exists,
     .column_exists = pg_column_exists,
+    .column_takes_timestamp = pg_column_takes_timestamp,
     .span_columns = pg_span_columns,
     .span_values = pg_span_values,
     .span_select = pg_span_select,

@@ -44,6 +44,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -451,12 +452,17 @@ int bfs_registry_record_text(bfs_registry *reg, const char *element, const char 
         for (int c = 0; allowed[i].columns[c]; c++) {
             if (strcmp(column, allowed[i].columns[c]))
                 continue;
+            /* asked first: PostgreSQL prepares when the statement runs, and
+             * a missing column would be a failed statement */
+            int has = table_has_column(reg, element, column);
+            if (has <= 0)
+                return has < 0 ? has : -ENOENT; /* this universe has no such column */
             char sql[160];
             snprintf(sql, sizeof sql, "SELECT \"%s\" FROM %s WHERE instrument = ?1 AND %s = ?2", column,
                      element, allowed[i].key);
             db_stmt *st = reg_prepare(reg, sql);
             if (!st)
-                return -ENOENT; /* this universe has no such column */
+                return -ENOENT;
             db_bind_text(st, 1, instrument, -1);
             if (!strcmp(allowed[i].key, "id"))
                 db_bind_int64(st, 2, strtoll(key, NULL, 10));
@@ -1308,6 +1314,7 @@ struct ds_ctx {
     const char *id;
     int64_t run;
     int64_t ingest;
+    const char *ingest_text;           /* instead, for a TIMESTAMP column: UTC text */
     const char *values[BFS_MAX_DIMS];  /* normalized, parallel to dt->dims */
     int64_t ivalues[BFS_MAX_DIMS];
     const char *datastore;             /* dataset_location.datastore_name */
@@ -1333,7 +1340,10 @@ static void bind_dataset(db_stmt *st, const void *p)
     const struct ds_ctx *c = p;
     db_bind_text(st, 1, c->id, -1);
     db_bind_int64(st, 2, c->dt->id);
-    db_bind_int64(st, 3, c->ingest);
+    if (c->ingest_text)
+        db_bind_text(st, 3, c->ingest_text, -1);
+    else
+        db_bind_int64(st, 3, c->ingest);
     db_bind_int64(st, 4, c->run);
 }
 
@@ -1540,10 +1550,27 @@ int bfs_registry_add_dataset(bfs_registry *reg, const bfs_new_dataset *d, char i
                 ret = rc;
         }
     }
+    /* ingest_date: TAI ns (universe 6+ schemas, and any SQLite column), or
+     * on PostgreSQL a TIMESTAMP (older daf_butler repositories): UTC text */
+    int ts = atomic_load(&reg->ingest_ts);
+    if (!ret && !ts) {
+        int r = db_column_takes_timestamp(t.db, "dataset", "ingest_date");
+        if (r < 0)
+            ret = r;
+        else
+            atomic_store(&reg->ingest_ts, ts = r ? 2 : 1);
+    }
+    char when[40];
     if (!ret) {
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         c.ingest = bfs_unix_to_tai_ns(now.tv_sec, now.tv_nsec);
+        struct tm tm;
+        if (ts == 2 && gmtime_r(&now.tv_sec, &tm)) {
+            size_t k = strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+            snprintf(when + k, sizeof when - k, ".%06ld", now.tv_nsec / 1000);
+            c.ingest_text = when;
+        }
         ret = insert_dataset_rows(reg, &c);
     }
     dtype_free(&dt);

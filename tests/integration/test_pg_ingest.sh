@@ -19,6 +19,10 @@
 # as replicas into another PostgreSQL repository: the same ids, and the
 # exposure and day_obs records with their timespans from the sidecars.
 #
+# Part 1c: the lsstCam fixture (the Python Butler's; ingest_date a
+# TIMESTAMP) copied into PostgreSQL takes a path-ingested raw as its SQLite
+# original does.
+#
 # Part 2, two mounts of one PostgreSQL repository (two repository
 # directories, each with its own spool and lock, one namespace and one
 # datastore root, as two nodes would have), starting from an empty
@@ -185,6 +189,39 @@ if "$BFS_BIN" init --db "$PGBOUNCER_URL" --namespace rep "$T/rep" >"$T/init-rep.
 else
     cat "$T/init-rep.out" >&2
     fail "butlerfs init --db (namespace rep)"
+fi
+
+# ---- part 1c: a repository of the Python Butler (ingest_date a TIMESTAMP,
+# an older universe) copied into PostgreSQL takes a path-ingested file as
+# its SQLite original does
+fx=$BFS_SHARED/fixtures/repos/lsstCam
+if [ -f "$fx/butler.yaml" ]; then
+    cp -r "$fx" "$T/fx-sq"
+    mkdir -p "$T/fx-root" "$T/mnt-fx-sq" "$T/mnt-fx-pg"
+    "$BFS_BIN" copy-registry "$fx" "$T/fx-pg" --db "$PGBOUNCER_URL" --namespace fx --root "$T/fx-root" \
+        >"$T/fx-copy.out" 2>&1 || { cat "$T/fx-copy.out" >&2; fail "copy-registry of the lsstCam fixture"; }
+    mount_repo "$T/fx-sq" "$T/mnt-fx-sq" rw || finish
+    pid_fs=$BFS_PID log_fs=$BFS_LOG err_fs=$BFS_ERR
+    mount_repo "$T/fx-pg" "$T/mnt-fx-pg" rw || finish
+    pid_fp=$BFS_PID log_fp=$BFS_LOG err_fp=$BFS_ERR
+    for side in sq pg; do
+        d=$T/mnt-fx-$side/u/test/run1/raw/instrument=LSSTCam/detector=1/exposure=3019031900001
+        mkdir -p "$d"
+        expect "fixture $side: a path-ingested raw at an existing exposure's dataId" cp "$first" "$d/x.fits"
+    done
+    expect "fixture: the same dataset id on both" \
+        [ "$(sq "$T/fx-sq" "SELECT $hexid FROM dataset d JOIN collection c ON c.collection_id = d.run_id WHERE c.name = 'u/test/run1'")" = \
+          "$(pq fx "SELECT replace(d.id::text, '-', '') FROM dataset d JOIN collection c ON c.collection_id = d.run_id WHERE c.name = 'u/test/run1'")" ]
+    expect "fixture: ingest_date written as a TIMESTAMP (UTC, now)" \
+        [ "$(pq fx "SELECT count(*) FROM dataset WHERE ingest_date > now() AT TIME ZONE 'UTC' - interval '5 minutes'")" = 1 ]
+    sleep 1.2
+    expect_same_trees "fixture: the new RUN lists the same from both" "$T/mnt-fx-sq/u/test/run1" \
+        "$T/mnt-fx-pg/u/test/run1" "$T/fx-tree"
+    for side in fs fp; do
+        eval "BFS_PID=\$pid_$side BFS_LOG=\$log_$side BFS_ERR=\$err_$side"
+        [ $side = fs ] && unmount "$T/mnt-fx-sq" || unmount "$T/mnt-fx-pg"
+        check_log
+    done
 fi
 
 # ---- part 2: two mounts of one PostgreSQL repository at once -----------------
