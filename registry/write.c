@@ -16,6 +16,19 @@
  * still commit the rest or roll everything back.  Transactions are per
  * thread because handles are.
  *
+ * PostgreSQL (several mounts of one repository write at once, READ
+ * COMMITTED): a failed statement aborts the whole transaction, so every
+ * call that can expect a failure (-EEXIST, a missing record) runs under its
+ * own transaction or savepoint, as above; an INSERT ... ON CONFLICT DO
+ * NOTHING that meets another writer's uncommitted row waits for it, and the
+ * check after it sees the committed row, so two mounts writing one record,
+ * collection or dataset end with one row and one -EEXIST.  Registering a
+ * new dataset type locks the dataset_type table first (db_lock_table), so
+ * two mounts do not both make a dimension group and tables for one type;
+ * its tag table's foreign keys lock the record tables, so a transaction
+ * that registers a type does it before writing records (ingest.c).  A
+ * deadlock or serialization failure is -EBUSY, which the ingest retries.
+ *
  * "Identical is fine, different is -EEXIST": records are inserted with
  * ON CONFLICT DO NOTHING (never INSERT OR IGNORE, which would also swallow
  * CHECK and NOT NULL violations), and when nothing was inserted the
