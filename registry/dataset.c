@@ -351,13 +351,19 @@ static int load_record(bfs_registry *reg, json_t *elem, const bfs_dimension *d, 
         rec = json_object();
         int ncols = db_column_count(st);
         int tb = -1, te = -1;
-        /* engine: SQLite's two timespan columns; PostgreSQL stores one
-         * "timespan" range, which a temporal element's record must then
-         * read through db_sql_span_select instead of SELECT * */
+        json_t *span = NULL; /* PostgreSQL's one "timespan" range column */
         for (int i = 0; i < ncols && rec && ret == 0; i++) {
             const char *col = db_column_name(st, i);
             if (!col)
                 continue;
+            int64_t b, e;
+            int is_span = !strcmp(col, "timespan") ? db_column_span(st, i, &b, &e) : -EINVAL;
+            if (is_span >= 0) {
+                span = is_span ? json_pack("[II]", (json_int_t)b, (json_int_t)e) : json_null();
+                if (!span)
+                    ret = -ENOMEM;
+                continue;
+            }
             if (!strcmp(col, "timespan_begin")) {
                 tb = i;
                 continue;
@@ -375,12 +381,18 @@ static int load_record(bfs_registry *reg, json_t *elem, const bfs_dimension *d, 
             if (ret == 0 && imp && imp != d && txt && !val[imp->index] && !(val[imp->index] = strdup(txt)))
                 ret = -ENOMEM;
         }
-        if (ret == 0 && rec && tb >= 0 && te >= 0) {
-            json_t *span = db_column_type(st, tb) == DB_NULL || db_column_type(st, te) == DB_NULL
+        if (ret == 0 && rec && !span && tb >= 0 && te >= 0) {
+            span = db_column_type(st, tb) == DB_NULL || db_column_type(st, te) == DB_NULL
                 ? json_null()
                 : json_pack("[II]", (json_int_t)db_column_int64(st, tb), (json_int_t)db_column_int64(st, te));
-            if (!span || json_object_set_new(rec, "timespan", span) < 0)
+            if (!span)
                 ret = -ENOMEM;
+        }
+        if (span && ret == 0 && rec) {
+            if (json_object_set_new(rec, "timespan", span) < 0) /* takes span either way */
+                ret = -ENOMEM;
+        } else {
+            json_decref(span);
         }
         if (!rec)
             ret = -ENOMEM;

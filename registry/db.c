@@ -13,7 +13,54 @@
 
 #define TAG "registry"
 
-static void key_destructor(void *p) { (void)p; /* freed in db_engine_close */ }
+/* A thread that exits (libfuse ends idle workers) takes its db_conn along:
+ * rolled back and freed, with its statements and, on PostgreSQL, any link
+ * it held.  The destructor may run while db_engine_close runs on another
+ * thread, so which of them frees a db_conn is settled under open_lock: the
+ * destructor frees it only when it finds it in a still open engine's list
+ * (and counts itself in e->dying, which close waits for before freeing the
+ * engine); otherwise close has taken it.  pthread_key_delete (first in
+ * close) stops destructors that have not started. */
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t open_cond = PTHREAD_COND_INITIALIZER;
+static db_engine *open_engines;
+
+static void conn_free(db_conn *c);
+
+/* Unlink c from e's list: true when it was there. */
+static bool conn_unlink(db_engine *e, db_conn *c)
+{
+    bool found = false;
+    pthread_mutex_lock(&e->lock);
+    for (db_conn **pp = &e->conns; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            found = true;
+            break;
+        }
+    pthread_mutex_unlock(&e->lock);
+    return found;
+}
+
+static void key_destructor(void *p)
+{
+    db_conn *c = p;
+    db_engine *owner = NULL;
+    pthread_mutex_lock(&open_lock);
+    for (db_engine *e = open_engines; e && !owner; e = e->next_open)
+        if (conn_unlink(e, c))
+            owner = e;
+    if (owner)
+        owner->dying++;
+    pthread_mutex_unlock(&open_lock);
+    if (!owner)
+        return; /* db_engine_close has it */
+    conn_free(c);
+    pthread_mutex_lock(&open_lock);
+    owner->dying--;
+    pthread_cond_broadcast(&open_cond);
+    pthread_mutex_unlock(&open_lock);
+}
 
 int db_engine_open(const struct db_options *o, db_engine **out, char **errmsg)
 {
@@ -46,6 +93,11 @@ int db_engine_open(const struct db_options *o, db_engine **out, char **errmsg)
         bfs_set_errmsg(errmsg, "out of thread resources opening the registry");
         return -ENOMEM;
     }
+    e->dying = 0;
+    pthread_mutex_lock(&open_lock);
+    e->next_open = open_engines;
+    open_engines = e;
+    pthread_mutex_unlock(&open_lock);
     *out = e;
     return 0;
 }
@@ -67,13 +119,22 @@ void db_engine_close(db_engine *e)
 {
     if (!e)
         return;
-    db_conn *c = e->conns;
+    pthread_key_delete(e->key);
+    pthread_mutex_lock(&open_lock);
+    for (db_engine **pp = &open_engines; *pp; pp = &(*pp)->next_open)
+        if (*pp == e) {
+            *pp = e->next_open;
+            break;
+        }
+    while (e->dying > 0)
+        pthread_cond_wait(&open_cond, &open_lock);
+    pthread_mutex_unlock(&open_lock);
+    db_conn *c = e->conns; /* no destructor can reach them now */
     while (c) {
         db_conn *next = c->next;
         conn_free(c);
         c = next;
     }
-    pthread_key_delete(e->key);
     pthread_mutex_destroy(&e->lock);
     e->ops->close(e);
 }
@@ -220,6 +281,11 @@ int db_column_exists(db_conn *c, const char *table, const char *column)
     return c->engine->ops->column_exists(c, table, column);
 }
 
+int db_column_takes_timestamp(db_conn *c, const char *table, const char *column)
+{
+    return c->engine->ops->column_takes_timestamp(c, table, column);
+}
+
 char *db_sql_span_columns(const db_conn *c, const char *prefix)
 {
     return c->engine->ops->span_columns(c, prefix);
@@ -238,6 +304,18 @@ char *db_sql_glob(const db_conn *c, const char *expr, const char *param)
     return c->engine->ops->glob(c, expr, param);
 }
 char *db_sql_id_hex(const db_conn *c, const char *expr) { return c->engine->ops->id_hex(c, expr); }
+char *db_sql_span_same(const db_conn *c, const char *alias, const char *b, const char *e)
+{
+    return c->engine->ops->span_same(c, alias, b, e);
+}
+char *db_sql_span_ddl(const db_conn *c) { return c->engine->ops->span_ddl(c); }
+char *db_sql_time_ns(const db_conn *c, const char *expr) { return c->engine->ops->time_ns(c, expr); }
+const char *db_sql_word(const db_conn *c, enum db_word w) { return c->engine->ops->word(c, w); }
+int db_column_span(db_stmt *s, int i, int64_t *begin, int64_t *end)
+{
+    return s->conn->engine->ops->column_span(s, i, begin, end);
+}
+int db_lock_table(db_conn *c, const char *table) { return c->engine->ops->lock_table(c, table); }
 bool db_ident_needs_quotes(const db_conn *c, const char *name)
 {
     return c->engine->ops->ident_needs_quotes(c, name);

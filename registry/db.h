@@ -160,6 +160,10 @@ void db_rollback_to(db_conn *c, const char *name);
  * information_schema in the namespace: 1 yes, 0 no, -errno. */
 int db_table_exists(db_conn *c, const char *table);
 int db_column_exists(db_conn *c, const char *table, const char *column);
+/* Whether a value written to the column must be a timestamp: PostgreSQL's
+ * TIMESTAMP (daf_butler's ingest_date before TAI ns); SQLite stores any
+ * value in any column (0).  1 yes, 0 no, -errno. */
+int db_column_takes_timestamp(db_conn *c, const char *table, const char *column);
 
 /* Dialect fragments, written into malloc'd strings (NULL: out of memory).
  *
@@ -172,7 +176,15 @@ int db_column_exists(db_conn *c, const char *table, const char *column);
  * db_sql_span_overlaps(c, "t", "?4", "?5"): a condition, true when the
  * row's timespan overlaps [?4, ?5).
  * db_sql_glob(c, "c.name", "?1"): a condition, shell-glob match.
- * db_sql_id_hex(c, "d.id"): a result column of the id as 32 hex digits. */
+ * db_sql_id_hex(c, "d.id"): a result column of the id as 32 hex digits.
+ * db_sql_span_same(c, "", "?3", "?4"): a condition, true when the row's
+ * timespan is [?3, ?4), NULL-safe (a NULL pair matches no timespan).
+ * db_sql_span_ddl(c): the timespan column(s) of a calibration table's
+ * CREATE TABLE, NOT NULL and unbounded by default (no leading tab, no
+ * trailing comma; SQLite's two are separated by ", \n\t").
+ * db_sql_time_ns(c, "d.ingest_date"): a result column of a column holding
+ * TAI ns (BIGINT) or a TIMESTAMP as an integer (a TIMESTAMP: its whole UTC
+ * seconds times 1e9, as older repositories were read). */
 char *db_sql_span_columns(const db_conn *c, const char *prefix);
 char *db_sql_span_values(const db_conn *c, const char *p_begin, const char *p_end);
 char *db_sql_span_select(const db_conn *c, const char *alias);
@@ -180,6 +192,31 @@ char *db_sql_span_overlaps(const db_conn *c, const char *alias, const char *p_be
                            const char *p_end);
 char *db_sql_glob(const db_conn *c, const char *expr, const char *pattern_param);
 char *db_sql_id_hex(const db_conn *c, const char *expr);
+char *db_sql_span_same(const db_conn *c, const char *alias, const char *p_begin, const char *p_end);
+char *db_sql_span_ddl(const db_conn *c);
+char *db_sql_time_ns(const db_conn *c, const char *expr);
+
+/* Static dialect words (never NULL):
+ * DB_WORD_IS: NULL-safe equality between an expression and a parameter
+ *   ("IS" / "IS NOT DISTINCT FROM");
+ * DB_WORD_ID_TYPE: a dataset id column's type in DDL ("CHAR(32)" / "UUID");
+ * DB_WORD_SERIAL: an autoincrement key's type in DDL ("INTEGER", which with
+ *   PRIMARY KEY is SQLite's rowid / "BIGSERIAL"). */
+enum db_word { DB_WORD_IS, DB_WORD_ID_TYPE, DB_WORD_SERIAL };
+const char *db_sql_word(const db_conn *c, enum db_word w);
+
+/* A timespan column of the current row (PostgreSQL's int8range; SQLite has
+ * none, its pair are two integer columns): 1 with *begin and *end in TAI ns
+ * (unbounded ends as 0 and BFS_TIMESPAN_UNBOUNDED_END, the empty range as
+ * (max, 0), as db_sql_span_select), 0 when NULL, -EINVAL when column i is
+ * not a timespan. */
+int db_column_span(db_stmt *s, int i, int64_t *begin, int64_t *end);
+
+/* Inside a write transaction: hold off every other writer of table until
+ * it ends (schema changes that must not race: a dataset type and its
+ * tables).  SQLite: nothing to do, its one writer holds the database;
+ * PostgreSQL: LOCK TABLE ... IN SHARE ROW EXCLUSIVE MODE (readers go on). */
+int db_lock_table(db_conn *c, const char *table);
 
 /* Tell whether name would need quoting as an identifier (a keyword of the
  * engine, or not [a-z_][a-z0-9_]*). */

@@ -30,6 +30,11 @@ struct db_engine {
     pthread_key_t key;
     pthread_mutex_t lock;      /* leaf lock: the conns list */
     db_conn *conns;
+    /* db.c's, under its process-wide lock (taken before lock): the open
+     * engines, and the thread exit destructors freeing a db_conn of this
+     * one right now (db_engine_close waits for them) */
+    db_engine *next_open;
+    int dying;
 };
 
 struct db_conn {
@@ -81,6 +86,7 @@ struct db_ops {
 
     int (*table_exists)(db_conn *c, const char *table);
     int (*column_exists)(db_conn *c, const char *table, const char *column);
+    int (*column_takes_timestamp)(db_conn *c, const char *table, const char *column);
 
     char *(*span_columns)(const db_conn *c, const char *prefix);
     char *(*span_values)(const db_conn *c, const char *b, const char *e);
@@ -88,6 +94,12 @@ struct db_ops {
     char *(*span_overlaps)(const db_conn *c, const char *alias, const char *b, const char *e);
     char *(*glob)(const db_conn *c, const char *expr, const char *param);
     char *(*id_hex)(const db_conn *c, const char *expr);
+    char *(*span_same)(const db_conn *c, const char *alias, const char *b, const char *e);
+    char *(*span_ddl)(const db_conn *c);
+    char *(*time_ns)(const db_conn *c, const char *expr);
+    const char *(*word)(const db_conn *c, enum db_word w);
+    int (*column_span)(db_stmt *s, int i, int64_t *begin, int64_t *end);
+    int (*lock_table)(db_conn *c, const char *table);
     bool (*ident_needs_quotes)(const db_conn *c, const char *name);
 
     const char *(*describe)(const db_engine *e);

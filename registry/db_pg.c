@@ -125,6 +125,7 @@
 #define OID_FLOAT8 701
 #define OID_NUMERIC 1700
 #define OID_UUID 2950
+#define OID_INT8RANGE 3926
 
 /* One server connection. */
 struct pg_link {
@@ -1440,6 +1441,14 @@ static int pg_column_exists(db_conn *c, const char *table, const char *column)
                       table, column);
 }
 
+static int pg_column_takes_timestamp(db_conn *c, const char *table, const char *column)
+{
+    return one_answer(c,
+                      "SELECT 1 FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 "
+                      "AND column_name = $3 AND data_type LIKE 'timestamp%'",
+                      table, column);
+}
+
 /* ---- dialect ------------------------------------------------------------------ */
 
 #define MAX_NS "4102444800000000000" /* BFS_TIMESPAN_UNBOUNDED_END */
@@ -1530,6 +1539,87 @@ static char *pg_glob(const db_conn *c, const char *expr, const char *param)
 static char *pg_id_hex(const db_conn *c, const char *expr)
 {
     return bfs_asprintf("replace(CAST(%s AS text), '-', '')", expr);
+}
+
+static char *pg_span_same(const db_conn *c, const char *alias, const char *b, const char *e)
+{
+    char *v = pg_span_values(c, b, e);
+    char *s = v ? bfs_asprintf("%s%stimespan IS NOT DISTINCT FROM %s", nz(alias), dot(alias), v) : NULL;
+    free(v);
+    return s;
+}
+
+/* as copy.c makes a NOT NULL pair: unbounded both ways by default */
+static char *pg_span_ddl(const db_conn *c)
+{
+    (void)c;
+    return bfs_asprintf("timespan INT8RANGE NOT NULL DEFAULT '(,)'::int8range");
+}
+
+/* A BIGINT (butlerfs init, TAI ns) or a TIMESTAMP (copied from an older
+ * repository): the type is known only to the server, so the value goes
+ * through its text, which tells them apart. */
+static char *pg_time_ns(const db_conn *c, const char *expr)
+{
+    (void)c;
+    return bfs_asprintf("CASE WHEN CAST(%s AS text) ~ '^-?[0-9]+$' THEN CAST(CAST(%s AS text) AS bigint) "
+                        "ELSE coalesce(CAST(floor(extract(epoch FROM CAST(CAST(%s AS text) AS timestamp))) "
+                        "AS bigint), 0) * 1000000000 END",
+                        expr, expr, expr);
+}
+
+static const char *pg_word(const db_conn *c, enum db_word w)
+{
+    (void)c;
+    switch (w) {
+    case DB_WORD_IS:
+        return "IS NOT DISTINCT FROM";
+    case DB_WORD_ID_TYPE:
+        return "UUID";
+    case DB_WORD_SERIAL:
+        return "BIGSERIAL";
+    }
+    return "";
+}
+
+/* One bound of an int8range's text ("" is unbounded): 0, or -EINVAL. */
+static int range_bound(const char *p, size_t n, int64_t unbounded, int64_t *out)
+{
+    if (n == 0) {
+        *out = unbounded;
+        return 0;
+    }
+    char buf[24];
+    if (n >= sizeof buf)
+        return -EINVAL;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    return bfs_parse_i64(buf, out) ? 0 : -EINVAL;
+}
+
+/* int8range's canonical text is "[a,b)" with either bound empty when
+ * unbounded, or "empty". */
+static int pg_column_span(db_stmt *st, int i, int64_t *begin, int64_t *end)
+{
+    struct pg_stmt *s = (struct pg_stmt *)st;
+    if (!has_cell(s, i) || PQftype(s->res, i) != OID_INT8RANGE)
+        return -EINVAL;
+    if (PQgetisnull(s->res, s->row, i))
+        return 0;
+    const char *v = PQgetvalue(s->res, s->row, i);
+    if (!strcmp(v, "empty")) {
+        *begin = BFS_TIMESPAN_UNBOUNDED_END;
+        *end = BFS_TIMESPAN_UNBOUNDED_BEGIN;
+        return 1;
+    }
+    size_t n = strlen(v);
+    const char *comma = strchr(v, ',');
+    if (n < 3 || !comma || (v[0] != '[' && v[0] != '(') || (v[n - 1] != ')' && v[n - 1] != ']'))
+        return -EINVAL;
+    int ret = range_bound(v + 1, (size_t)(comma - v - 1), BFS_TIMESPAN_UNBOUNDED_BEGIN, begin);
+    if (ret == 0)
+        ret = range_bound(comma + 1, (size_t)(v + n - 1 - comma - 1), BFS_TIMESPAN_UNBOUNDED_END, end);
+    return ret < 0 ? ret : 1;
 }
 
 /* PostgreSQL's reserved keywords, and those that cannot be a function or
@@ -1759,6 +1849,19 @@ static int pg_open(const struct db_options *o, db_engine **out, char **errmsg)
     return 0;
 }
 
+/* SHARE ROW EXCLUSIVE conflicts with itself and with every INSERT, UPDATE
+ * and DELETE of the table, not with reads nor with foreign key checks
+ * (ROW SHARE) of rows that reference it. */
+static int pg_lock_table(db_conn *c, const char *table)
+{
+    char *q = quote_ident(table);
+    char *sql = q ? bfs_asprintf("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE", q) : NULL;
+    int ret = sql ? pg_exec(c, sql) : -ENOMEM;
+    free(sql);
+    free(q);
+    return ret;
+}
+
 const struct db_ops db_pg_ops = {
     .open = pg_open,
     .close = pg_close,
@@ -1791,12 +1894,19 @@ const struct db_ops db_pg_ops = {
     .in_transaction = pg_in_transaction,
     .table_exists = pg_table_exists,
     .column_exists = pg_column_exists,
+    .column_takes_timestamp = pg_column_takes_timestamp,
     .span_columns = pg_span_columns,
     .span_values = pg_span_values,
     .span_select = pg_span_select,
     .span_overlaps = pg_span_overlaps,
     .glob = pg_glob,
     .id_hex = pg_id_hex,
+    .span_same = pg_span_same,
+    .span_ddl = pg_span_ddl,
+    .time_ns = pg_time_ns,
+    .word = pg_word,
+    .column_span = pg_column_span,
+    .lock_table = pg_lock_table,
     .ident_needs_quotes = pg_ident_needs_quotes,
     .describe = pg_describe,
     .pool_stats = pg_pool_stats,

@@ -18,6 +18,7 @@
 #include "db_i.h"
 
 #include "log.h"
+#include "registry.h"
 #include "strutil.h"
 
 #include <errno.h>
@@ -335,6 +336,12 @@ static int sq_column_exists(db_conn *c, const char *table, const char *column)
     return any_row(c, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", table, column);
 }
 
+static int sq_column_takes_timestamp(db_conn *c, const char *table, const char *column)
+{
+    (void)c, (void)table, (void)column;
+    return 0; /* any value goes in any column: ingest writes TAI ns, as always */
+}
+
 static const char *or_empty(const char *s) { return s ? s : ""; }
 
 static char *sq_span_columns(const db_conn *c, const char *prefix)
@@ -378,6 +385,59 @@ static char *sq_id_hex(const db_conn *c, const char *expr)
     (void)c;
     return bfs_asprintf("CASE WHEN typeof(%s) = 'blob' THEN lower(hex(%s)) ELSE lower(replace(%s, '-', '')) END",
                         expr, expr, expr);
+}
+
+static char *sq_span_same(const db_conn *c, const char *alias, const char *b, const char *e)
+{
+    (void)c;
+    const char *dot = alias && *alias ? "." : "";
+    return bfs_asprintf("%s%stimespan_begin IS %s AND %s%stimespan_end IS %s", or_empty(alias), dot, b,
+                        or_empty(alias), dot, e);
+}
+
+/* daf_butler's SQLite calibration tables: unbounded is 0 and max_nsec */
+static char *sq_span_ddl(const db_conn *c)
+{
+    (void)c;
+    return bfs_asprintf("timespan_begin BIGINT DEFAULT %lld NOT NULL, \n"
+                        "\ttimespan_end BIGINT DEFAULT %lld NOT NULL",
+                        (long long)BFS_TIMESPAN_UNBOUNDED_BEGIN, (long long)BFS_TIMESPAN_UNBOUNDED_END);
+}
+
+/* The column's storage class tells: an integer is TAI ns, else a
+ * TIMESTAMP text (older repositories). */
+static char *sq_time_ns(const db_conn *c, const char *expr)
+{
+    (void)c;
+    return bfs_asprintf("CASE WHEN typeof(%s) = 'integer' THEN %s "
+                        "ELSE coalesce(CAST(strftime('%%s', %s) AS INTEGER), 0) * 1000000000 END",
+                        expr, expr, expr);
+}
+
+static const char *sq_word(const db_conn *c, enum db_word w)
+{
+    (void)c;
+    switch (w) {
+    case DB_WORD_IS:
+        return "IS";
+    case DB_WORD_ID_TYPE:
+        return "CHAR(32)";
+    case DB_WORD_SERIAL:
+        return "INTEGER";
+    }
+    return "";
+}
+
+static int sq_column_span(db_stmt *s, int i, int64_t *begin, int64_t *end)
+{
+    (void)s, (void)i, (void)begin, (void)end;
+    return -EINVAL; /* SQLite's timespans are two integer columns */
+}
+
+static int sq_lock_table(db_conn *c, const char *table)
+{
+    (void)c, (void)table;
+    return 0; /* BEGIN IMMEDIATE: the one writer holds the whole database */
 }
 
 static bool sq_ident_needs_quotes(const db_conn *c, const char *name)
@@ -438,12 +498,19 @@ const struct db_ops db_sqlite_ops = {
     .in_transaction = sq_in_transaction,
     .table_exists = sq_table_exists,
     .column_exists = sq_column_exists,
+    .column_takes_timestamp = sq_column_takes_timestamp,
     .span_columns = sq_span_columns,
     .span_values = sq_span_values,
     .span_select = sq_span_select,
     .span_overlaps = sq_span_overlaps,
     .glob = sq_glob,
     .id_hex = sq_id_hex,
+    .span_same = sq_span_same,
+    .span_ddl = sq_span_ddl,
+    .time_ns = sq_time_ns,
+    .word = sq_word,
+    .column_span = sq_column_span,
+    .lock_table = sq_lock_table,
     .ident_needs_quotes = sq_ident_needs_quotes,
     .describe = sq_describe,
     .pool_stats = sq_pool_stats,

@@ -49,6 +49,8 @@ struct bfs_registry {
     pthread_mutex_t lock;
     struct reg_catalog *_Atomic catalog;
     char catalog_fp[256];            /* fingerprint of the tables at last load (under lock) */
+    _Atomic int ingest_ts;           /* dataset.ingest_date takes a timestamp (write.c):
+                                        0 not asked yet, 1 no (TAI ns), 2 yes */
 };
 
 /* The calling thread's handle (opened on first use, owned by the engine);

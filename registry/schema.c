@@ -30,7 +30,8 @@
  * written last, with O_EXCL, so that a repository directory holds
  * butler.yaml only when its database is complete; on failure the new
  * database is removed.  engine: the new repository is SQLite (an empty
- * file, which SQLite takes as an empty database).
+ * file, which SQLite takes as an empty database); init --db copies it into
+ * PostgreSQL (copy.c).
  */
 #include "registry_i.h"
 
@@ -626,7 +627,7 @@ static void build_element_table(struct tb *t, int e)
         tb_typed_col(t, el->meta[k].name, &el->meta[k], false);
     if (u_in_family(e, "spatial"))
         tb_col(t, "region", "TEXT", 0, false);
-    /* engine: SQLite's two timespan columns (PostgreSQL: one int8range) */
+    /* SQLite's two timespan columns (init --db: copy.c makes them one int8range) */
     if (u_in_family(e, "temporal")) {
         tb_col(t, "timespan_begin", "BIGINT", 0, false);
         tb_col(t, "timespan_end", "BIGINT", 0, false);

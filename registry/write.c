@@ -16,6 +16,19 @@
  * still commit the rest or roll everything back.  Transactions are per
  * thread because handles are.
  *
+ * PostgreSQL (several mounts of one repository write at once, READ
+ * COMMITTED): a failed statement aborts the whole transaction, so every
+ * call that can expect a failure (-EEXIST, a missing record) runs under its
+ * own transaction or savepoint, as above; an INSERT ... ON CONFLICT DO
+ * NOTHING that meets another writer's uncommitted row waits for it, and the
+ * check after it sees the committed row, so two mounts writing one record,
+ * collection or dataset end with one row and one -EEXIST.  Registering a
+ * new dataset type locks the dataset_type table first (db_lock_table), so
+ * two mounts do not both make a dimension group and tables for one type;
+ * its tag table's foreign keys lock the record tables, so a transaction
+ * that registers a type does it before writing records (ingest.c).  A
+ * deadlock or serialization failure is -EBUSY, which the ingest retries.
+ *
  * "Identical is fine, different is -EEXIST": records are inserted with
  * ON CONFLICT DO NOTHING (never INSERT OR IGNORE, which would also swallow
  * CHECK and NOT NULL violations), and when nothing was inserted the
@@ -44,6 +57,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,25 +174,41 @@ static void bind_double_or_null(db_stmt *st, int i, double v)
 }
 
 /* One record for insert_same(): a table, its columns and a binder that
- * binds parameters 1..ncols in column order. */
+ * binds parameters 1..ncols in column order, and with span the timespan's
+ * begin and end as ncols + 1 and ncols + 2 (written in the engine's form,
+ * db_sql_span_values). */
 struct record {
     const char *table;
     const char *const *cols;
     int ncols;
     void (*bind)(db_stmt *st, const void *ctx);
     const void *ctx;
+    bool span;
 };
 
 /* Insert rec unless an equal row exists.  0 when inserted or identical,
  * -EEXIST when a row conflicts on a key but differs. */
 static int insert_same(bfs_registry *reg, const struct record *rec)
 {
+    db_conn *db = reg_db(reg);
+    if (!db)
+        return -EIO;
     char *ins = NULL, *sel = NULL;
     size_t ins_len = 0, sel_len = 0;
     FILE *fi = open_memstream(&ins, &ins_len);
     FILE *fs = open_memstream(&sel, &sel_len);
     int ret = fi && fs ? 0 : -ENOMEM;
     char *qt = reg_quote_ident(rec->table);
+    /* the span's parameters follow the columns' */
+    char pb[16], pe[16];
+    snprintf(pb, sizeof pb, "?%d", rec->ncols + 1);
+    snprintf(pe, sizeof pe, "?%d", rec->ncols + 2);
+    char *scols = rec->span ? db_sql_span_columns(db, "") : NULL;
+    char *svals = rec->span ? db_sql_span_values(db, pb, pe) : NULL;
+    char *ssame = rec->span ? db_sql_span_same(db, "", pb, pe) : NULL;
+    if (rec->span && (!scols || !svals || !ssame))
+        ret = -ENOMEM;
+    const char *is = db_sql_word(db, DB_WORD_IS);
     if (fi && fs && qt) {
         fprintf(fi, "INSERT INTO %s (", qt);
         fprintf(fs, "SELECT 1 FROM %s WHERE ", qt);
@@ -187,12 +217,18 @@ static int insert_same(bfs_registry *reg, const struct record *rec)
             if (!qc)
                 ret = -ENOMEM;
             fprintf(fi, "%s%s", i ? ", " : "", qc ? qc : "");
-            fprintf(fs, "%s%s IS ?%d", i ? " AND " : "", qc ? qc : "", i + 1);
+            fprintf(fs, "%s%s %s ?%d", i ? " AND " : "", qc ? qc : "", is, i + 1);
             free(qc);
+        }
+        if (rec->span && !ret) {
+            fprintf(fi, ", %s", scols);
+            fprintf(fs, " AND %s", ssame);
         }
         fputs(") VALUES (", fi);
         for (int i = 0; i < rec->ncols; i++)
             fprintf(fi, "%s?%d", i ? ", " : "", i + 1);
+        if (rec->span && !ret)
+            fprintf(fi, ", %s", svals);
         fputs(") ON CONFLICT DO NOTHING", fi);
     } else {
         ret = -ENOMEM;
@@ -202,6 +238,9 @@ static int insert_same(bfs_registry *reg, const struct record *rec)
     if (fs && fclose(fs) != 0)
         ret = -ENOMEM;
     free(qt);
+    free(scols);
+    free(svals);
+    free(ssame);
 
     db_stmt *st = ret ? NULL : reg_prepare(reg, ins);
     if (!ret && !st)
@@ -210,7 +249,7 @@ static int insert_same(bfs_registry *reg, const struct record *rec)
         rec->bind(st, rec->ctx);
         ret = step_done(st, ins);
     }
-    if (!ret && db_changes(reg_db(reg)) == 0) {
+    if (!ret && db_changes(db) == 0) {
         st = reg_prepare(reg, sel);
         if (!st) {
             ret = -EIO;
@@ -279,18 +318,48 @@ int bfs_registry_add_record(bfs_registry *reg, const char *element, const bfs_re
         bfs_info(REG_TAG, "no records of %s can be added", element ? element : "(null)");
         return -EINVAL;
     }
+    /* The timespan travels as SQLite's pair of columns; it is written in
+     * the engine's form (insert_same), after the other columns. */
     const char *cols[64];
+    bfs_record_value ordered[64];
+    int k = 0, ib = -1, ie = -1;
     for (int i = 0; i < n; i++) {
+        if (v[i].column && !strcmp(v[i].column, "timespan_begin")) {
+            ib = i;
+            continue;
+        }
+        if (v[i].column && !strcmp(v[i].column, "timespan_end")) {
+            ie = i;
+            continue;
+        }
         int has = v[i].column ? table_has_column(reg, element, v[i].column) : 0;
         if (has <= 0) {
             if (has == 0)
                 bfs_info(REG_TAG, "%s records have no column %s", element, v[i].column ? v[i].column : "(null)");
             return has < 0 ? has : -EINVAL;
         }
-        cols[i] = v[i].column;
+        cols[k] = v[i].column;
+        ordered[k++] = v[i];
     }
-    struct value_list l = {v, n};
-    struct record rec = {element, cols, n, bind_values, &l};
+    bool span = ib >= 0 || ie >= 0;
+    if (span) {
+        char *sc = db_sql_span_columns(reg_db(reg), "");
+        char *comma = sc ? strchr(sc, ',') : NULL;
+        if (comma)
+            *comma = '\0'; /* SQLite's timespan_begin, PostgreSQL's timespan */
+        int has = sc ? table_has_column(reg, element, sc) : -ENOMEM;
+        free(sc);
+        if (has <= 0 || ib < 0 || ie < 0) {
+            if (has == 0 || (has > 0 && (ib < 0 || ie < 0)))
+                bfs_info(REG_TAG, "%s records: a timespan needs both timespan_begin and timespan_end, in a "
+                                  "table that has one", element);
+            return has < 0 ? has : -EINVAL;
+        }
+        ordered[k] = v[ib];
+        ordered[k + 1] = v[ie];
+    }
+    struct value_list l = {ordered, k + (span ? 2 : 0)};
+    struct record rec = {element, cols, k, bind_values, &l, span};
     return insert_same_atomic(reg, &rec);
 }
 
@@ -308,13 +377,15 @@ static void bind_instrument(db_stmt *st, const void *ctx)
 int bfs_registry_has_record(bfs_registry *reg, const char *element, const char *instrument,
                             const char *key)
 {
+    /* every bound parameter is used: PostgreSQL cannot type one that is not */
     static const struct {
         const char *element, *sql;
+        bool by_instrument;  /* ?1 the instrument, ?2 the key; else ?1 the key */
     } q[] = {
-        {"instrument", "SELECT 1 FROM instrument WHERE name = ?2"},
-        {"detector", "SELECT 1 FROM detector WHERE instrument = ?1 AND id = CAST(?2 AS BIGINT)"},
-        {"exposure", "SELECT 1 FROM exposure WHERE instrument = ?1 AND id = CAST(?2 AS BIGINT)"},
-        {"physical_filter", "SELECT 1 FROM physical_filter WHERE instrument = ?1 AND name = ?2"},
+        {"instrument", "SELECT 1 FROM instrument WHERE name = ?1", false},
+        {"detector", "SELECT 1 FROM detector WHERE instrument = ?1 AND id = CAST(?2 AS BIGINT)", true},
+        {"exposure", "SELECT 1 FROM exposure WHERE instrument = ?1 AND id = CAST(?2 AS BIGINT)", true},
+        {"physical_filter", "SELECT 1 FROM physical_filter WHERE instrument = ?1 AND name = ?2", true},
     };
     if (!element || !key)
         return -EINVAL;
@@ -324,8 +395,9 @@ int bfs_registry_has_record(bfs_registry *reg, const char *element, const char *
         db_stmt *st = reg_prepare(reg, q[i].sql);
         if (!st)
             return -EIO;
-        bind_text_or_null(st, 1, instrument);
-        db_bind_text(st, 2, key, -1);
+        if (q[i].by_instrument)
+            bind_text_or_null(st, 1, instrument);
+        db_bind_text(st, q[i].by_instrument ? 2 : 1, key, -1);
         int rc = db_step(st);
         int ret = rc == DB_ROW ? 1 : rc == DB_DONE ? 0 : rc;
         db_reset(st);
@@ -337,21 +409,20 @@ int bfs_registry_has_record(bfs_registry *reg, const char *element, const char *
 int bfs_registry_each_run_file(bfs_registry *reg, const char *run_glob, bfs_run_file_cb cb, void *ctx)
 {
     /* ids in whichever form the registry stores them (db_sql_id_hex);
-     * ingest_date is TAI ns (universe 6+) or a TIMESTAMP text (older).
-     * engine: the ingest_date CASE (typeof, strftime) is SQLite's; a
-     * PostgreSQL registry of universe 6+ stores TAI ns only. */
+     * ingest_date is TAI ns (universe 6+) or a TIMESTAMP (older), read by
+     * db_sql_time_ns. */
     db_conn *db = reg_db(reg);
     if (!db)
         return -EIO;
     char *id = db_sql_id_hex(db, "d.id"), *glob = db_sql_glob(db, "c.name", "?1");
-    db_stmt *st = prepare_built(db, !id || !glob ? NULL :
-        bfs_asprintf("SELECT %s, c.name, t.name, r.path, coalesce(r.file_size, -1), "
-                     "CASE WHEN typeof(d.ingest_date) = 'integer' THEN d.ingest_date "
-                     "ELSE coalesce(CAST(strftime('%%s', d.ingest_date) AS INTEGER), 0) * 1000000000 END "
+    char *when = db_sql_time_ns(db, "d.ingest_date");
+    db_stmt *st = prepare_built(db, !id || !glob || !when ? NULL :
+        bfs_asprintf("SELECT %s, c.name, t.name, r.path, coalesce(r.file_size, -1), %s "
                      "FROM dataset d JOIN collection c ON c.collection_id = d.run_id "
                      "JOIN dataset_type t ON t.id = d.dataset_type_id "
-                     "JOIN file_datastore_records r ON r.dataset_id = d.id WHERE %s", id, glob),
+                     "JOIN file_datastore_records r ON r.dataset_id = d.id WHERE %s", id, when, glob),
         id, glob);
+    free(when);
     if (!st)
         return -EIO;
     db_bind_text(st, 1, run_glob, -1);
@@ -394,12 +465,17 @@ int bfs_registry_record_text(bfs_registry *reg, const char *element, const char 
         for (int c = 0; allowed[i].columns[c]; c++) {
             if (strcmp(column, allowed[i].columns[c]))
                 continue;
+            /* asked first: PostgreSQL prepares when the statement runs, and
+             * a missing column would be a failed statement */
+            int has = table_has_column(reg, element, column);
+            if (has <= 0)
+                return has < 0 ? has : -ENOENT; /* this universe has no such column */
             char sql[160];
             snprintf(sql, sizeof sql, "SELECT \"%s\" FROM %s WHERE instrument = ?1 AND %s = ?2", column,
                      element, allowed[i].key);
             db_stmt *st = reg_prepare(reg, sql);
             if (!st)
-                return -ENOENT; /* this universe has no such column */
+                return -ENOENT;
             db_bind_text(st, 1, instrument, -1);
             if (!strcmp(allowed[i].key, "id"))
                 db_bind_int64(st, 2, strtoll(key, NULL, 10));
@@ -424,7 +500,7 @@ int bfs_registry_add_instrument(bfs_registry *reg, const bfs_instrument_record *
                                        "detector_max", "class_name"};
     if (!r || !r->name)
         return -EINVAL;
-    struct record rec = {"instrument", cols, 6, bind_instrument, r};
+    struct record rec = {"instrument", cols, 6, bind_instrument, r, false};
     return insert_same_atomic(reg, &rec);
 }
 
@@ -445,7 +521,7 @@ int bfs_registry_add_detector(bfs_registry *reg, const bfs_detector_record *r)
                                        "purpose"};
     if (!r || !r->instrument)
         return -EINVAL;
-    struct record rec = {"detector", cols, 6, bind_detector, r};
+    struct record rec = {"detector", cols, 6, bind_detector, r, false};
     return insert_same_atomic(reg, &rec);
 }
 
@@ -470,7 +546,7 @@ int bfs_registry_add_physical_filter(bfs_registry *reg, const char *instrument,
     if (!instrument || !name || !band)
         return -EINVAL;
     struct filter_args a = {instrument, name, band};
-    struct record rec = {"physical_filter", cols, 3, bind_filter, &a};
+    struct record rec = {"physical_filter", cols, 3, bind_filter, &a, false};
     return insert_same_atomic(reg, &rec);
 }
 
@@ -551,25 +627,21 @@ static void bind_exposure(db_stmt *st, const void *ctx)
     db_bind_int64(st, i++, r->timespan_end);
 }
 
-/* engine: day_obs and exposure records name SQLite's two timespan
- * columns; insert_same would need the span helpers for PostgreSQL's one
- * range column. */
 int bfs_registry_add_exposure(bfs_registry *reg, const bfs_exposure_record *r)
 {
-    static const char *const day_cols[] = {"instrument", "id", "timespan_begin", "timespan_end"};
+    static const char *const day_cols[] = {"instrument", "id"}; /* and the timespan */
     static const char *const group_cols[] = {"instrument", "name"};
     static const char *const cols[] = {
         "instrument", "id", "day_obs", "group", "physical_filter", "obs_id", "exposure_time",
         "dark_time", "observation_type", "observation_reason", "seq_num", "seq_start",
         "seq_end", "target_name", "science_program", "tracking_ra", "tracking_dec",
-        "sky_angle", "azimuth", "zenith_angle", "has_simulated", "can_see_sky",
-        "timespan_begin", "timespan_end"};
+        "sky_angle", "azimuth", "zenith_angle", "has_simulated", "can_see_sky"}; /* and the timespan */
     if (!r || !r->instrument || !r->group || !r->physical_filter)
         return -EINVAL;
     struct day_obs_args day = {r->instrument, r->day_obs};
-    struct record day_rec = {"day_obs", day_cols, 4, bind_day_obs, &day};
-    struct record group_rec = {"group", group_cols, 2, bind_group, r};
-    struct record rec = {"exposure", cols, (int)(sizeof cols / sizeof cols[0]), bind_exposure, r};
+    struct record day_rec = {"day_obs", day_cols, 2, bind_day_obs, &day, true};
+    struct record group_rec = {"group", group_cols, 2, bind_group, r, false};
+    struct record rec = {"exposure", cols, (int)(sizeof cols / sizeof cols[0]), bind_exposure, r, true};
     struct wtx t;
     int ret = wtx_begin(reg, &t);
     if (ret)
@@ -643,7 +715,7 @@ static int collection_ensure(bfs_registry *reg, const char *name, bfs_collection
         ret = -EEXIST;
     }
     if (!ret && doc) {
-        st = reg_prepare(reg, "SELECT 1 FROM collection WHERE collection_id = ?1 AND doc IS ?2");
+        st = reg_prepare(reg, "SELECT 1 FROM collection WHERE collection_id = ?1 AND doc = ?2");
         if (!st)
             return -EIO;
         db_bind_int64(st, 1, id);
@@ -846,28 +918,27 @@ static void put_fk(const db_conn *db, FILE *f, const char *table, const char *ta
 /* DDL of a tag (calib = false) or calibration table for dims (universe
  * order) into f. */
 static void tags_ddl(const bfs_registry *reg, const db_conn *db, FILE *f, const char *table,
-                     const bfs_dimension *const *dims, int n, bool calib)
+                     const bfs_dimension *const *dims, int n, bool calib, const char *span_ddl,
+                     const char *span_cols)
 {
     struct dim_sql info[BFS_MAX_DIMS];
     for (int i = 0; i < n; i++)
         dim_sql_of(reg, dims[i], &info[i]);
 
+    /* the engine's types: SQLite's CHAR(32) ids and rowid key, PostgreSQL's
+     * uuid and BIGSERIAL (as copy.c makes them) */
     fprintf(f, "CREATE TABLE %s (\n", table);
     if (calib)
-        fputs("\tid INTEGER NOT NULL, \n", f);
-    fputs("\tdataset_type_id BIGINT NOT NULL, \n\tdataset_id CHAR(32) NOT NULL, \n"
-          "\tcollection_id BIGINT NOT NULL, \n", f);
+        fprintf(f, "\tid %s NOT NULL, \n", db_sql_word(db, DB_WORD_SERIAL));
+    fprintf(f, "\tdataset_type_id BIGINT NOT NULL, \n\tdataset_id %s NOT NULL, \n"
+               "\tcollection_id BIGINT NOT NULL, \n", db_sql_word(db, DB_WORD_ID_TYPE));
     for (int i = 0; i < n; i++) {
         fputc('\t', f);
         put_ident(db, f, dims[i]->name);
         fprintf(f, " %s NOT NULL, \n", info[i].type);
     }
-    /* engine: SQLite's DDL (CHAR(32) ids, two timespan columns); a
-     * PostgreSQL table has uuid ids, one int8range and an exclusion
-     * constraint, so its DDL is the engine's own */
-    if (calib)
-        fputs("\ttimespan_begin BIGINT DEFAULT 0 NOT NULL, \n"
-              "\ttimespan_end BIGINT DEFAULT 4102444800000000000 NOT NULL, \n", f);
+    if (calib && span_ddl)
+        fprintf(f, "\t%s, \n", span_ddl);
     fputs(calib ? "\tPRIMARY KEY (id)" : "\tPRIMARY KEY (dataset_id, collection_id)", f);
     for (int i = 0; i < n; i++)
         if (info[i].check_len)
@@ -879,6 +950,17 @@ static void tags_ddl(const bfs_registry *reg, const db_conn *db, FILE *f, const 
     dimcols[1] = "collection_id";
     for (int i = 0; i < n; i++)
         dimcols[2 + i] = dims[i]->name;
+    if (calib && db_kind_of(db) == DB_POSTGRESQL) {
+        /* daf_butler's exclusion on PostgreSQL (btree_gist; SQLite has no
+         * such constraint): no two certifications of one dataId and type
+         * in a collection overlap in time */
+        fprintf(f, ", \n\tCONSTRAINT %s_excl EXCLUDE USING gist (", table);
+        for (int i = 0; i < 2 + n; i++) {
+            put_ident(db, f, dimcols[i]);
+            fputs(" WITH =, ", f);
+        }
+        fputs("timespan WITH &&)", f);
+    }
     if (!calib) {
         /* one dataset per dataId and type in a RUN or TAGGED collection */
         fprintf(f, ", \n\tCONSTRAINT %s_unq", table);
@@ -951,8 +1033,8 @@ static void tags_ddl(const bfs_registry *reg, const db_conn *db, FILE *f, const 
         fprintf(f, "CREATE INDEX %s_idx", table);
         put_joined(f, ix, k);
         fprintf(f, " ON %s (", table);
-        put_cols(db, f, ix, k);
-        fputs(");\n", f);
+        put_cols(db, f, ix, k - 2);
+        fprintf(f, ", %s);\n", span_cols ? span_cols : "");
     }
 }
 
@@ -964,11 +1046,13 @@ static int ensure_tags_table(bfs_registry *reg, const char *table,
         return exists < 0 ? exists : 0;
     char *ddl = NULL;
     size_t len = 0;
-    FILE *f = open_memstream(&ddl, &len);
-    if (!f)
-        return -ENOMEM;
-    tags_ddl(reg, reg_db(reg), f, table, dims, n, calib);
-    if (fclose(f) != 0) {
+    char *span_ddl = db_sql_span_ddl(reg_db(reg)), *span_cols = db_sql_span_columns(reg_db(reg), "");
+    FILE *f = span_ddl && span_cols ? open_memstream(&ddl, &len) : NULL;
+    if (f)
+        tags_ddl(reg, reg_db(reg), f, table, dims, n, calib, span_ddl, span_cols);
+    free(span_ddl);
+    free(span_cols);
+    if (!f || fclose(f) != 0) {
         free(ddl);
         return -ENOMEM;
     }
@@ -976,6 +1060,11 @@ static int ensure_tags_table(bfs_registry *reg, const char *table,
     free(ddl);
     return ret;
 }
+
+/* Whether the dataset type name exists with this definition: 1 yes, 0 no
+ * such type, -EEXIST another definition (logged). */
+static int dtype_same(bfs_registry *reg, const char *name, const char *storage_class,
+                      const bfs_dimension *const *dims, int n, bool is_calibration);
 
 int bfs_registry_add_dataset_type(bfs_registry *reg, const char *name,
                                   const char *storage_class, const char *const dims[],
@@ -1004,8 +1093,18 @@ int bfs_registry_add_dataset_type(bfs_registry *reg, const char *name,
     int ret = wtx_begin(reg, &t);
     if (ret)
         return ret;
+    /* Two writers registering one type at once (mounts of one PostgreSQL
+     * repository) would each make a dimension group and tables and one would
+     * then fail on the name: the first to get here finishes first.  An
+     * existing identical type (the usual case) takes no lock. */
+    ret = dtype_same(reg, name, storage_class, set, n, is_calibration);
+    if (ret == 1)
+        return wtx_end(&t, 0);
+    if (!ret)
+        ret = db_lock_table(t.db, "dataset_type");
     int64_t key = 0;
-    ret = dimension_group(reg, set, n, &key);
+    if (!ret)
+        ret = dimension_group(reg, set, n, &key);
     char tags[40], calibs[40];
     snprintf(tags, sizeof tags, "dataset_tags_%08lld", (long long)key);
     snprintf(calibs, sizeof calibs, "dataset_calibs_%08lld", (long long)key);
@@ -1192,6 +1291,26 @@ static int dtype_load(bfs_registry *reg, const char *name, struct dtype_row *r)
     return ret;
 }
 
+static int dtype_same(bfs_registry *reg, const char *name, const char *storage_class,
+                      const bfs_dimension *const *dims, int n, bool is_calibration)
+{
+    struct dtype_row r;
+    int ret = dtype_load(reg, name, &r);
+    if (ret == -ENOENT)
+        ret = 0;
+    else if (ret == 0) {
+        bool same = !strcmp(r.storage_class, storage_class) && (r.calibs != NULL) == is_calibration &&
+                    r.ndims == n;
+        for (int i = 0; same && i < n; i++)
+            same = r.dims[i] == dims[i]; /* both in universe order */
+        if (!same)
+            bfs_info(REG_TAG, "dataset type %s exists with another definition", name);
+        ret = same ? 1 : -EEXIST;
+    }
+    dtype_free(&r);
+    return ret;
+}
+
 static int exec_bound(bfs_registry *reg, const char *sql, const char *what,
                       void (*bind)(db_stmt *, const void *), const void *ctx)
 {
@@ -1208,6 +1327,7 @@ struct ds_ctx {
     const char *id;
     int64_t run;
     int64_t ingest;
+    const char *ingest_text;           /* instead, for a TIMESTAMP column: UTC text */
     const char *values[BFS_MAX_DIMS];  /* normalized, parallel to dt->dims */
     int64_t ivalues[BFS_MAX_DIMS];
     const char *datastore;             /* dataset_location.datastore_name */
@@ -1233,7 +1353,10 @@ static void bind_dataset(db_stmt *st, const void *p)
     const struct ds_ctx *c = p;
     db_bind_text(st, 1, c->id, -1);
     db_bind_int64(st, 2, c->dt->id);
-    db_bind_int64(st, 3, c->ingest);
+    if (c->ingest_text)
+        db_bind_text(st, 3, c->ingest_text, -1);
+    else
+        db_bind_int64(st, 3, c->ingest);
     db_bind_int64(st, 4, c->run);
 }
 
@@ -1440,10 +1563,27 @@ int bfs_registry_add_dataset(bfs_registry *reg, const bfs_new_dataset *d, char i
                 ret = rc;
         }
     }
+    /* ingest_date: TAI ns (universe 6+ schemas, and any SQLite column), or
+     * on PostgreSQL a TIMESTAMP (older daf_butler repositories): UTC text */
+    int ts = atomic_load(&reg->ingest_ts);
+    if (!ret && !ts) {
+        int r = db_column_takes_timestamp(t.db, "dataset", "ingest_date");
+        if (r < 0)
+            ret = r;
+        else
+            atomic_store(&reg->ingest_ts, ts = r ? 2 : 1);
+    }
+    char when[40];
     if (!ret) {
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         c.ingest = bfs_unix_to_tai_ns(now.tv_sec, now.tv_nsec);
+        struct tm tm;
+        if (ts == 2 && gmtime_r(&now.tv_sec, &tm)) {
+            size_t k = strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+            snprintf(when + k, sizeof when - k, ".%06ld", now.tv_nsec / 1000);
+            c.ingest_text = when;
+        }
         ret = insert_dataset_rows(reg, &c);
     }
     dtype_free(&dt);
@@ -1475,7 +1615,7 @@ static int collection_of_type(bfs_registry *reg, const char *name, bfs_collectio
  * included)?  UNION keeps the walk finite even over a cyclic table. */
 static int chain_reaches(bfs_registry *reg, int64_t start, int64_t target, bool *found)
 {
-    db_stmt *st = reg_prepare(reg, "WITH RECURSIVE r(id) AS (SELECT ?1 UNION "
+    db_stmt *st = reg_prepare(reg, "WITH RECURSIVE r(id) AS (SELECT CAST(?1 AS BIGINT) UNION "
                                    "SELECT c.child FROM collection_chain AS c JOIN r ON c.parent = r.id) "
                                    "SELECT 1 FROM r WHERE id = ?2");
     if (!st)
@@ -1630,6 +1770,24 @@ static void bind_member_copy(db_stmt *st, const void *p)
     db_bind_int64(st, 1, m->coll);
     db_bind_text(st, 2, m->id, -1);
     db_bind_int64(st, 3, m->run);
+}
+
+/* ?1 the dataset id, ?2 its run: its run's tag row. */
+static void bind_member_run(db_stmt *st, const void *p)
+{
+    const struct member *m = p;
+    db_bind_text(st, 1, m->id, -1);
+    db_bind_int64(st, 2, m->run);
+}
+
+/* ?1 target collection, ?2 dataset id, ?3 ?4 the validity range. */
+static void bind_member_validity(db_stmt *st, const void *p)
+{
+    const struct member *m = p;
+    db_bind_int64(st, 1, m->coll);
+    db_bind_text(st, 2, m->id, -1);
+    db_bind_int64(st, 3, m->begin);
+    db_bind_int64(st, 4, m->end);
 }
 
 /* ?1..?3 as bind_member_copy, ?4 ?5 the validity range. */
@@ -1827,8 +1985,8 @@ int bfs_registry_remove_dataset(bfs_registry *reg, const char *dataset_id)
 /* 1 when the dataset's run holds its tag row (always, in a sound registry). */
 static int member_has_run_row(bfs_registry *reg, struct member *m)
 {
-    char *sql = select_one_sql(reg_db(reg), m->dt.tags, "dataset_id = ?2 AND collection_id = ?3");
-    int r = sql ? exists_bound(reg, sql, bind_member_copy, m) : -ENOMEM;
+    char *sql = select_one_sql(reg_db(reg), m->dt.tags, "dataset_id = ?1 AND collection_id = ?2");
+    int r = sql ? exists_bound(reg, sql, bind_member_run, m) : -ENOMEM;
     free(sql);
     if (r == 0)
         bfs_err(REG_TAG, "dataset %s has no row for its run in %s", m->id, m->dt.tags);
@@ -1897,11 +2055,12 @@ int bfs_registry_certify(bfs_registry *reg, const char *calib, const char *datas
     m.table = m.dt.calibs;
     int same = 0;
     if (!ret) {
-        /* engine: the same validity compared column by column (SQLite's two
-         * timespan columns; PostgreSQL's range compares with =) */
-        char *sql = select_one_sql(t.db, m.dt.calibs, "dataset_id = ?2 AND collection_id = ?1 AND "
-                                                "timespan_begin = ?4 AND timespan_end = ?5");
-        same = sql ? exists_bound(reg, sql, bind_member_span, &m) : -ENOMEM;
+        char *span = db_sql_span_same(t.db, "", "?3", "?4");
+        char *where = span ? bfs_asprintf("dataset_id = ?2 AND collection_id = ?1 AND %s", span) : NULL;
+        char *sql = where ? select_one_sql(t.db, m.dt.calibs, where) : NULL;
+        same = sql ? exists_bound(reg, sql, bind_member_validity, &m) : -ENOMEM;
+        free(span);
+        free(where);
         free(sql);
         if (same < 0)
             ret = same;

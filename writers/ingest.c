@@ -897,8 +897,8 @@ struct raw_records {
     char *why;                   /* set when a record refuses the file */
 };
 
-/* In one transaction: the camera when the repository has no such instrument
- * yet, the exposure record, and the raw dataset type.  A detector or filter
+/* In one transaction: the raw dataset type, the camera when the repository
+ * has no such instrument yet, and the exposure record.  A detector or filter
  * the repository's own instrument lacks is refused (the repository's records
  * are the camera's truth once it has them). */
 static int raw_records_tx(bfs_ingest *ing, void *ctx)
@@ -910,8 +910,19 @@ static int raw_records_tx(bfs_ingest *ing, void *ctx)
     int ret = bfs_registry_begin(reg);
     if (ret)
         return ret;
-    int have = rr->decam ? 1 : bfs_registry_has_record(reg, "instrument", NULL, t->instrument);
-    if (rr->decam) {
+    /* The dataset type first: making it makes its tag table, whose foreign
+     * keys lock the record tables against writes (PostgreSQL), so it must
+     * come before this transaction writes records another mount's
+     * transaction may be waiting for (else the two deadlock). */
+    static const char *const raw_dims[] = {"instrument", "detector", "exposure"};
+    ret = bfs_registry_add_dataset_type(reg, "raw", "Exposure", raw_dims, 3, false);
+    if (ret == -EEXIST)
+        rr->why = bfs_asprintf("the repository's dataset type raw has other dimensions or another "
+                               "storage class than instrument, detector, exposure and Exposure");
+    int have = ret ? 0 : rr->decam ? 1 : bfs_registry_has_record(reg, "instrument", NULL, t->instrument);
+    if (ret) {
+        /* refused above */
+    } else if (rr->decam) {
         /* butlerfs has no DECam description: the repository's records or nothing */
         char *msg = NULL;
         ret = bfs_decam_check_repository(reg, rr->decam, rr->band, sizeof rr->band, &msg);
@@ -945,13 +956,6 @@ static int raw_records_tx(bfs_ingest *ing, void *ctx)
         if (ret == -EEXIST)
             rr->why = bfs_asprintf("the repository's record of %s exposure %lld differs from this file's "
                                    "headers", t->instrument, (long long)t->exposure_id);
-    }
-    if (ret == 0) {
-        static const char *const dims[] = {"instrument", "detector", "exposure"};
-        ret = bfs_registry_add_dataset_type(reg, "raw", "Exposure", dims, 3, false);
-        if (ret == -EEXIST)
-            rr->why = bfs_asprintf("the repository's dataset type raw has other dimensions or another "
-                                   "storage class than instrument, detector, exposure and Exposure");
     }
     if (ret == 0)
         ret = bfs_registry_commit(reg);

@@ -261,6 +261,32 @@ fetch:
 EOF_RC
 }
 
+# tree_listing DIR OUT: one line per entry below DIR: type, size, path; then
+# per file its sha256, or ERR when it cannot be read
+tree_listing()
+{
+    (cd "$1" && find . -printf '%y %s %P\n' | LC_ALL=C sort) >"$2"
+    (cd "$1" && find . -type f -printf '%P\n' | LC_ALL=C sort | while IFS= read -r f; do
+        h=$(sha256sum -- "$f" 2>/dev/null) && echo "${h%% *} $f" || echo "ERR $f"
+    done) >>"$2"
+}
+
+# expect_same_trees WHAT A B OUT: pass when the trees below A and B list the
+# same (tree_listing, kept in OUT.a and OUT.b), else fail with the first
+# differences.  Sets TREE_FILES to the number of files below A.
+expect_same_trees()
+{
+    tree_listing "$2" "$4.a"
+    tree_listing "$3" "$4.b"
+    TREE_FILES=$(grep -c '^f ' "$4.a")
+    if cmp -s "$4.a" "$4.b"; then
+        pass "$1 ($TREE_FILES files: paths, sizes, bytes)"
+    else
+        fail "$1: the trees differ"
+        diff "$4.a" "$4.b" | head -20 >&2
+    fi
+}
+
 # expect_no_secret SECRET WHAT FILES...: fail when SECRET appears in any of FILES.
 expect_no_secret()
 {

@@ -21,16 +21,6 @@ pg_test_servers bouncer
 # libpq's own convention; the password is never on a command line
 export PGPASSWORD=$PG_PASSWORD
 
-# tree MNT OUT: one line per entry: type, size, path; then per file its
-# sha256 or ERR when it cannot be read
-tree()
-{
-    (cd "$1" && find . -printf '%y %s %P\n' | LC_ALL=C sort) >"$2"
-    (cd "$1" && find . -type f -printf '%P\n' | LC_ALL=C sort | while IFS= read -r f; do
-        h=$(sha256sum -- "$f" 2>/dev/null) && echo "${h%% *} $f" || echo "ERR $f"
-    done) >>"$2"
-}
-
 i=0
 for repo in "$repos_dir"/*/; do
     repo=${repo%/}
@@ -68,16 +58,9 @@ for repo in "$repos_dir"/*/; do
     log_s=$BFS_LOG
     mount_repo "$dst" "$mnt_p" || { unmount "$mnt_s"; continue; }
     log_p=$BFS_LOG
-    tree "$mnt_s" "$BFS_TMP/$name.tree-sqlite"
-    tree "$mnt_p" "$BFS_TMP/$name.tree-pg"
-    n=$(grep -c '^f ' "$BFS_TMP/$name.tree-sqlite")
-    if cmp -s "$BFS_TMP/$name.tree-sqlite" "$BFS_TMP/$name.tree-pg"; then
-        pass "$name: the PostgreSQL mount ($via) equals the SQLite mount ($n files: paths, sizes, bytes)"
-    else
-        fail "$name: the trees differ"
-        diff "$BFS_TMP/$name.tree-sqlite" "$BFS_TMP/$name.tree-pg" | head -20 >&2
-    fi
-    expect "$name: the tree is not empty" [ "$n" -gt 0 ]
+    expect_same_trees "$name: the PostgreSQL mount ($via) equals the SQLite mount" "$mnt_s" "$mnt_p" \
+        "$BFS_TMP/$name.tree"
+    expect "$name: the tree is not empty" [ "$TREE_FILES" -gt 0 ]
     check_log
     BFS_PID=""
     unmount "$mnt_s"

@@ -645,6 +645,146 @@ static void test_restart(void **state)
 
 /* ---- dialect ------------------------------------------------------------------ */
 
+/* The write side's helpers: a range column read back as SQLite's pair
+ * (db_column_span), NULL-safe span equality, ingest_date from BIGINT or
+ * TIMESTAMP, NOT DISTINCT, and a table lock that holds off a second writer. */
+static void test_write_helpers(void **state)
+{
+    (void)state;
+    db_engine *e = engine(NULL);
+    db_conn *c = db_engine_conn(e);
+    const int64_t MAX = BFS_TIMESPAN_UNBOUNDED_END;
+    char *ddl = db_sql_span_ddl(c);
+    char *sql = NULL;
+    assert_true(asprintf(&sql, "CREATE TABLE sp (k int PRIMARY KEY, %s, n bigint, ts timestamp)", ddl) > 0);
+    assert_int_equal(db_exec(c, sql), 0);
+    free(sql);
+    free(ddl);
+    char *vals = db_sql_span_values(c, "?2", "?3");
+    assert_true(asprintf(&sql, "INSERT INTO sp (k, timespan) VALUES (?1, %s)", vals) > 0);
+    struct {
+        int k;
+        int64_t b, e;
+    } rows[] = {{1, 0, MAX}, {2, 100, 200}, {3, 0, 500}, {4, 300, MAX}, {5, MAX, 0}};
+    db_stmt *s = db_prepare(c, sql);
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        db_bind_int64(s, 1, rows[i].k);
+        db_bind_int64(s, 2, rows[i].b);
+        db_bind_int64(s, 3, rows[i].e);
+        assert_int_equal(db_step(s), DB_DONE);
+    }
+    free(sql);
+    free(vals);
+    s = db_prepare(c, "SELECT k, timespan, n FROM sp ORDER BY k");
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        int64_t b = -1, en = -1;
+        assert_int_equal(db_step(s), DB_ROW);
+        assert_int_equal(db_column_span(s, 1, &b, &en), 1);
+        assert_true(b == rows[i].b && en == rows[i].e);
+        assert_int_equal(db_column_span(s, 0, &b, &en), -EINVAL); /* not a range */
+    }
+    assert_int_equal(db_step(s), DB_DONE);
+    assert_int_equal(db_exec(c, "INSERT INTO sp (k, timespan) VALUES (6, NULL)"), -EINVAL); /* NOT NULL */
+
+    char *same = db_sql_span_same(c, "", "?1", "?2");
+    assert_true(asprintf(&sql, "SELECT count(*) FROM sp WHERE %s", same) > 0);
+    s = db_prepare(c, sql);
+    db_bind_int64(s, 1, 100);
+    db_bind_int64(s, 2, 200);
+    assert_int_equal(db_step(s), DB_ROW);
+    assert_int_equal(db_column_int64(s, 0), 1);
+    db_reset(s);
+    db_bind_int64(s, 1, 0);
+    db_bind_int64(s, 2, MAX);
+    assert_int_equal(db_step(s), DB_ROW);
+    assert_int_equal(db_column_int64(s, 0), 1);
+    db_reset(s);
+    db_bind_null(s, 1);
+    db_bind_null(s, 2);
+    assert_int_equal(db_step(s), DB_ROW);
+    assert_int_equal(db_column_int64(s, 0), 0);
+    free(sql);
+    free(same);
+
+    /* ingest_date: TAI ns as they are; a TIMESTAMP as its whole UTC seconds */
+    assert_int_equal(db_exec(c, "UPDATE sp SET n = 1700000000123456789 WHERE k = 1;"
+                                "UPDATE sp SET ts = '2023-11-14 22:13:20.5' WHERE k = 2"),
+                     0);
+    char *tn = db_sql_time_ns(c, "n"), *tt = db_sql_time_ns(c, "ts");
+    assert_true(asprintf(&sql, "SELECT %s, %s FROM sp WHERE k IN (1, 2) ORDER BY k", tn, tt) > 0);
+    s = db_prepare(c, sql);
+    assert_int_equal(db_step(s), DB_ROW);
+    assert_true(db_column_int64(s, 0) == INT64_C(1700000000123456789));
+    assert_int_equal(db_step(s), DB_ROW);
+    assert_true(db_column_int64(s, 1) == INT64_C(1700000000) * 1000000000);
+    free(sql);
+    free(tn);
+    free(tt);
+
+    assert_true(asprintf(&sql, "SELECT count(*) FROM sp WHERE n %s ?1", db_sql_word(c, DB_WORD_IS)) > 0);
+    s = db_prepare(c, sql);
+    db_bind_null(s, 1);
+    assert_int_equal(db_step(s), DB_ROW);
+    assert_int_equal(db_column_int64(s, 0), 4);
+    free(sql);
+
+    /* the lock holds a second writer off until the first commits */
+    assert_int_equal(db_begin(c, DB_TX_WRITE), 0);
+    assert_int_equal(db_lock_table(c, "sp"), 0);
+    assert_non_null(g_obs);
+    PGresult *r = PQexec(g_obs, "SET lock_timeout = 200; "
+                                "INSERT INTO bfs_test.sp (k, timespan) VALUES (9, '(,)')");
+    assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR); /* 55P03 lock_not_available */
+    PQclear(r);
+    db_rollback(c);
+    r = PQexec(g_obs, "SET lock_timeout = 0; SELECT 1");
+    PQclear(r);
+    db_engine_close(e);
+}
+
+struct exiting {
+    db_engine *e;
+    bool in_tx;
+    int ret;  /* checked by the main thread: cmocka asserts only there */
+};
+
+static void *exiting_thread(void *p)
+{
+    struct exiting *x = p;
+    db_conn *c = db_engine_conn(x->e);
+    x->ret = !c ? -ENOMEM : x->in_tx ? db_begin(c, DB_TX_WRITE) : 0;
+    db_stmt *s = x->ret ? NULL : db_prepare(c, "SELECT 1");
+    if (!x->ret)
+        x->ret = s && db_step(s) == DB_ROW ? 0 : -EIO;
+    return NULL; /* exits with its db_conn, inside a transaction or not */
+}
+
+/* A thread that exits takes its db_conn along, and a link it held inside a
+ * transaction goes back to the pool (rolled back). */
+static void test_thread_exit(void **state)
+{
+    (void)state;
+    db_engine *e = engine(NULL);
+    for (int round = 0; round < 2; round++) {
+        pthread_t t[4];
+        struct exiting x[4];
+        for (int i = 0; i < 4; i++) {
+            x[i] = (struct exiting){e, (i + round) % 2 == 0, -1};
+            assert_int_equal(pthread_create(&t[i], NULL, exiting_thread, &x[i]), 0);
+        }
+        for (int i = 0; i < 4; i++) {
+            pthread_join(t[i], NULL);
+            assert_int_equal(x[i].ret, 0);
+        }
+        int open = 0, in_use = -1, max = 0;
+        db_engine_pool_stats(e, &open, &in_use, &max);
+        assert_int_equal(in_use, 0);
+    }
+    db_conn *c = db_engine_conn(e); /* the pool still serves */
+    assert_int_equal(one_int(c, "SELECT 2"), 2);
+    db_engine_close(e);
+}
+
 static void test_timespans(void **state)
 {
     (void)state;
@@ -973,6 +1113,8 @@ int main(void)
         cmocka_unit_test_setup(test_idle_close, setup),
         cmocka_unit_test_setup(test_statement_timeout, setup),
         cmocka_unit_test_setup(test_timespans, setup),
+        cmocka_unit_test_setup(test_write_helpers, setup),
+        cmocka_unit_test_setup(test_thread_exit, setup),
         cmocka_unit_test_setup(test_glob, setup),
         cmocka_unit_test_setup(test_latency, setup),
         cmocka_unit_test_setup(test_terminated, setup),
