@@ -441,17 +441,18 @@ static void write_values(struct sql *q, const struct union_query *u, bool calib)
         sql_value_filter(q, u, calib, first);
         return;
     }
-    fputs("SELECT v FROM (WITH RECURSIVE s(v) AS (SELECT min(", q->f);
+    /* "ORDER BY col LIMIT 1" rather than min(col): PostgreSQL's planner
+     * took a sequential scan for min() with a bound below it */
+    fputs("SELECT v FROM (WITH RECURSIVE s(v) AS (SELECT (SELECT ", q->f);
     sql_ident(q, col);
-    fputs(")", q->f);
     sql_value_filter(q, u, calib, first);
-    fputs(" UNION ALL SELECT (SELECT min(", q->f);
+    fputs(" ORDER BY 1 LIMIT 1) UNION ALL SELECT (SELECT ", q->f);
     sql_ident(q, col);
-    fputs(")", q->f);
     sql_value_filter(q, u, calib, first);
     fputs(" AND ", q->f);
     sql_ident(q, col);
-    fputs(" > s.v) FROM s WHERE s.v IS NOT NULL) SELECT v FROM s WHERE v IS NOT NULL) AS walk", q->f);
+    fputs(" > s.v ORDER BY 1 LIMIT 1) FROM s WHERE s.v IS NOT NULL) SELECT v FROM s WHERE v IS NOT NULL) AS walk",
+          q->f);
 }
 
 int bfs_registry_list_values(bfs_registry *reg, const bfs_collection *c, const bfs_dataset_type *dt,
