@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,8 +92,17 @@ static void note(bfs_fits *f)
         f->sys_errno = errno;
 }
 
+/* cfitsio makes its global lock on first use without a lock of its own
+ * (fitsio_init_lock): two threads opening their first files at once race
+ * on it (ThreadSanitizer saw two ingest workers do so).  Every entry point
+ * that opens a file initializes the library once first. */
+static pthread_once_t cfitsio_ready = PTHREAD_ONCE_INIT;
+static void cfitsio_init(void) { (void)fits_init_cfitsio(); }
+static void cfitsio_once(void) { pthread_once(&cfitsio_ready, cfitsio_init); }
+
 int bfs_fits_create(const char *path, bfs_fits **out)
 {
+    cfitsio_once();
     *out = NULL;
     bfs_fits *f = calloc(1, sizeof *f);
     if (!f || !(f->path = strdup(path))) {
@@ -233,6 +243,7 @@ int bfs_fits_close(bfs_fits *f)
 static int open_read(const char *path, fitsfile **f, char **errmsg)
 {
     int st = 0;
+    cfitsio_once();
     errno = 0;
     fits_open_diskfile(f, path, READONLY, &st);
     if (!st)
@@ -521,6 +532,7 @@ int bfs_fits_open_update(const char *path, bfs_fits **out, char **errmsg)
     }
     int st = 0;
     errno = 0;
+    cfitsio_once();
     fits_open_diskfile(&f->f, path, READWRITE, &st);
     if (st) {
         char detail[FLEN_ERRMSG];
@@ -539,6 +551,7 @@ int bfs_fits_open_update(const char *path, bfs_fits **out, char **errmsg)
 
 int bfs_fits_gunzip(const char *src, const char *dst, char **errmsg)
 {
+    cfitsio_once();
     if (errmsg)
         *errmsg = NULL;
     if (!is_gzip(src)) {
