@@ -17,14 +17,7 @@
 # written then pairs with it. mkdir inside .replicas is refused.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
-command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
-T=$BFS_TMP
-"$BFS_BIN" synth "$T/src" --exposures 1 --detectors 4 --fits >/dev/null 2>&1 || fail "synth"
-"$BFS_BIN" export "$T/src" LSSTCam/raw/all --to "$T/out" >"$T/export.txt" 2>&1 || { cat "$T/export.txt"; fail "export"; }
-"$BFS_BIN" init "$T/repo" >/dev/null 2>&1 || fail "butlerfs init"
-mkdir -p "$T/mnt"
-q() { sqlite3 "$1/gen3.sqlite3" "$2"; }
-mapfile -t FILES < <(find "$T/out" -type f -name '*.fits' | sort)
+replica_fixture
 expect "four files exported, each with its sidecar" \
     test "${#FILES[@]}" = 4 -a "$(find "$T/out" -name '*.butler.json' | wc -l)" = 4
 printf 'ingest:\n  replica_wait: 3s\n' >"$T/cfg.yaml"
