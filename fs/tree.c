@@ -912,7 +912,7 @@ static int resolve_in_data(bfs_tree *t, bfs_node *parent, const char *name, bfs_
         return -ENOENT;
     int k = dim_slot(parent->dt, dim);
     const char *vals[BFS_MAX_DIMS];
-    node_values(parent, vals);
+    int fixed = node_values(parent, vals);
     if (k < 0 || vals[k])
         return -ENOENT;
     /* "detector=00" is no alias of detector=0 (docs/paths.md); it may
@@ -921,7 +921,7 @@ static int resolve_in_data(bfs_tree *t, bfs_node *parent, const char *name, bfs_
     /* the value that completes the dataId: the query for its files answers
      * "does it exist" too, and the node keeps them, so a path looked up
      * for the first time costs one query less (a round trip, on PostgreSQL) */
-    if (canonical && node_values(parent, vals) == parent->dt->ndims - 1) {
+    if (canonical && fixed == parent->dt->ndims - 1) {
         bfs_node *p = proto_value(parent, name, k, value);
         struct leaf_set *s = NULL;
         int ret = p ? node_leaves(t, p, &s) : -ENOMEM;

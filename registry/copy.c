@@ -303,6 +303,39 @@ static void put_exclusion(FILE *f, const struct table *t)
     fputs(", timespan WITH &&)", f);
 }
 
+/* The names of table's indexes of one origin ('u': UNIQUE constraints,
+ * 'c': CREATE INDEX) in order, into a malloc'd array of malloc'd strings
+ * (free with free_names).  0 or -errno. */
+static int index_names(db_conn *src, const char *table, const char *origin, char ***names, size_t *n)
+{
+    db_stmt *st = db_prepare(src, "SELECT name FROM pragma_index_list(?1) WHERE origin = ?2 ORDER BY seq");
+    size_t cap = 0;
+    int rc;
+    *names = NULL;
+    *n = 0;
+    if (!st)
+        return -EIO;
+    db_bind_text(st, 1, table, -1);
+    db_bind_text(st, 2, origin, -1);
+    while ((rc = db_step(st)) == DB_ROW) {
+        char *name = strdup(db_column_text(st, 0));
+        if (!name || bfs_grow((void **)names, &cap, *n + 1, sizeof **names) < 0) {
+            free(name);
+            db_reset(st);
+            return -ENOMEM;
+        }
+        (*names)[(*n)++] = name;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+static void free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
 static int create_sql(db_conn *src, const struct table *t, char **out)
 {
     size_t len = 0;
@@ -339,23 +372,14 @@ static int create_sql(db_conn *src, const struct table *t, char **out)
     if (npk)
         fputc(')', f);
     /* unique constraints, from SQLite's automatic indexes */
-    db_stmt *st = db_prepare(src, "SELECT name FROM pragma_index_list(?1) WHERE origin = 'u' ORDER BY seq");
-    int rc = st ? 0 : -EIO, k = 0;
-    char **names = NULL;
-    size_t nnames = 0, cap = 0;
-    if (st) {
-        db_bind_text(st, 1, t->name, -1);
-        while ((rc = db_step(st)) == DB_ROW)
-            if (bfs_grow((void **)&names, &cap, nnames + 1, sizeof *names) == 0)
-                names[nnames++] = strdup(db_column_text(st, 0));
-    }
+    char **names;
+    size_t nnames;
+    int rc = index_names(src, t->name, "u", &names, &nnames);
     for (size_t i = 0; rc >= 0 && i < nnames; i++) {
-        fprintf(f, ",\n  CONSTRAINT \"%.45s_unq%d\" UNIQUE ", t->name, ++k);
-        rc = names[i] ? put_index_cols(src, f, names[i]) : -ENOMEM;
+        fprintf(f, ",\n  CONSTRAINT \"%.45s_unq%zu\" UNIQUE ", t->name, i + 1);
+        rc = put_index_cols(src, f, names[i]);
     }
-    for (size_t i = 0; i < nnames; i++)
-        free(names[i]);
-    free(names);
+    free_names(names, nnames);
     put_checks(f, t);
     if (is_calibs(t))
         put_exclusion(f, t);
@@ -422,26 +446,17 @@ static int constraint_sql(db_conn *src, const struct table *t, char **out)
         }
     }
     if (rc >= 0) {
-        st = db_prepare(src, "SELECT name FROM pragma_index_list(?1) WHERE origin = 'c' ORDER BY seq");
-        rc = st ? 0 : -EIO;
-        char **names = NULL;
-        size_t n = 0, cap = 0;
-        if (st) {
-            db_bind_text(st, 1, t->name, -1);
-            while ((rc = db_step(st)) == DB_ROW)
-                if (bfs_grow((void **)&names, &cap, n + 1, sizeof *names) == 0)
-                    names[n++] = strdup(db_column_text(st, 0));
-        }
+        char **names;
+        size_t n;
+        rc = index_names(src, t->name, "c", &names, &n);
         for (size_t i = 0; rc >= 0 && i < n; i++) {
             fprintf(f, "CREATE INDEX \"%.45s_idx%zu\" ON ", t->name, i + 1);
             put_ident(f, t->name);
             fputc(' ', f);
-            rc = names[i] ? put_index_cols(src, f, names[i]) : -ENOMEM;
+            rc = put_index_cols(src, f, names[i]);
             fputs(";\n", f);
         }
-        for (size_t i = 0; i < n; i++)
-            free(names[i]);
-        free(names);
+        free_names(names, n);
     }
     for (int i = 0; rc >= 0 && i < t->ncols; i++)
         if (t->cols[i].serial) {
