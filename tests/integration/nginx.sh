@@ -29,6 +29,9 @@
 #                                      https://127.0.0.1:PORT is the wrong host name
 # Clients trust them with DIR/ca.pem.
 #
+# NGINX_LOG_FORMAT='...' set at nginx_start: the access log's format (nginx
+# variables, e.g. '$request $status range=$http_range'); default "combined".
+#
 # Locations (every one serves DOCROOT unless it injects a fault):
 #   /data/      DOCROOT with WebDAV PUT/DELETE/MKCOL/COPY/MOVE (parents created
 #               by PUT), PROPFIND/OPTIONS when dav-ext is installed, JSON listings
@@ -111,7 +114,8 @@ pid $dir/nginx.pid;
 error_log $dir/error.log info;
 events { worker_connections 256; }
 http {
-    access_log $dir/access.log;
+$( [ -n "${NGINX_LOG_FORMAT:-}" ] && printf "    log_format custom '%s';\n" "$NGINX_LOG_FORMAT" )
+    access_log $dir/access.log${NGINX_LOG_FORMAT:+ custom};
     client_body_temp_path $dir/body;
     proxy_temp_path $dir/proxy;
     fastcgi_temp_path $dir/fastcgi;
