@@ -1634,5 +1634,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_waiter_outlives_leader, liar_setup, liar_teardown),
         cmocka_unit_test_setup_teardown(test_flip_heals, liar_setup, liar_teardown),
     };
+    if (getenv("BFS_TEST_FILTER")) /* one test, e.g. looped to chase a rare failure */
+        cmocka_set_test_filter(getenv("BFS_TEST_FILTER"));
     return cmocka_run_group_tests(tests, setup, teardown);
 }
