@@ -114,6 +114,7 @@ struct inflight {
     bool expired;     /* the leader failed because its deadline passed */
     struct bblock *bb; /* the leader's block, shared with the waiters */
     int refs;         /* the fetcher + waiters */
+    int64_t since;    /* bfs_mono_ms() when listed (bfs_remote_dump) */
     struct inflight *next;
 };
 
@@ -183,6 +184,10 @@ struct bfs_remote {
     atomic_int_least64_t kept;
 
     atomic_uint_least64_t bytes_fetched, blocks_fetched, hits, misses, failovers, errors;
+    /* Every live block and its charge, whoever holds it (bfs_remote_dump):
+     * with nothing in flight and no object open they are zero. */
+    atomic_int_least64_t live_blocks, live_charge;
+    int running;           /* read-ahead jobs being worked on (under lock) */
     bfs_faults *faults;    /* per replica; NULL without memory (nothing counted) */
     bfs_health *health;    /* replicas and hosts marked down (its own lock) */
 };
@@ -295,6 +300,13 @@ static void buf_free(const bfs_remote *r, char *buf)
         munmap(buf, r->bs);
 }
 
+/* bb (its charge) is born (+1) or gone (-1), for bfs_remote_dump. */
+static void live_count(const struct bblock *bb, int d)
+{
+    atomic_fetch_add(&bb->r->live_blocks, d);
+    atomic_fetch_add(&bb->r->live_charge, d * bb->charge);
+}
+
 /* Free the spare buffers and give back their budget; r->lock held
  * (freeing is quick: munmap). */
 static void spares_free_locked(bfs_remote *r)
@@ -349,6 +361,7 @@ static struct bblock *bblock_take_locked(bfs_remote *r, bool wait, int64_t deadl
     }
     *bb = (struct bblock){.r = r, .charge = r->bs, .data = buf, .own = buf};
     atomic_init(&bb->refs, 1);
+    live_count(bb, 1);
     return bb;
 }
 
@@ -388,6 +401,7 @@ static struct bblock *bblock_mapped(bfs_robj *o, uint64_t b)
     }
     *bb = (struct bblock){.r = r, .block = b, .len = (size_t)len, .charge = len, .mapped = true, .data = (char *)m};
     atomic_init(&bb->refs, 1);
+    live_count(bb, 1);
     return bb;
 }
 
@@ -424,6 +438,7 @@ static void bblock_unref(struct bblock *bb)
         pthread_mutex_unlock(&r->lock);
         buf_free(r, own);
     }
+    live_count(bb, -1);
     free(bb);
 }
 
@@ -689,7 +704,7 @@ static struct inflight *inflight_add_locked(bfs_remote *r, char *key, uint64_t b
         free(key);
         return NULL;
     }
-    *e = (struct inflight){.key = key, .bb = bb, .block = block, .refs = 1, .next = r->inflight};
+    *e = (struct inflight){.key = key, .bb = bb, .block = block, .refs = 1, .since = bfs_mono_ms(), .next = r->inflight};
     r->inflight = e;
     return e;
 }
@@ -893,8 +908,8 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
         bfs_cache_writer_abort(w); /* the fetch failed, or the object was found bad */
         if (got > 0 && !sync)
             ready_add(o, bblock_ref(mine)); /* before leaving the table: no reader misses it */
-        else if (got >= 0)
-            *out = bblock_ref(mine);
+        else if (got >= 0 && sync)
+            *out = bblock_ref(mine); /* (read-ahead has no *out to release) */
         inflight_put(r, e);
         return got;
     }
@@ -1013,6 +1028,7 @@ static void *worker_main(void *arg)
         struct job j = r->jobs[r->jhead];
         r->jhead = (r->jhead + 1) % MAX_JOBS;
         r->jcount--;
+        r->running++;
         pthread_mutex_unlock(&r->lock);
 
         readahead_block(j.o, j.block);
@@ -1025,6 +1041,7 @@ static void *worker_main(void *arg)
         robj_put(j.o);
 
         pthread_mutex_lock(&r->lock);
+        r->running--;
     }
     pthread_mutex_unlock(&r->lock);
     return NULL;
@@ -1937,6 +1954,21 @@ int64_t bfs_remote_spare_bytes(bfs_remote *r)
     int64_t bytes = (int64_t)r->nspare * r->bs;
     pthread_mutex_unlock(&r->lock);
     return bytes;
+}
+
+void bfs_remote_dump(bfs_remote *r, FILE *f)
+{
+    pthread_mutex_lock(&r->lock);
+    int64_t now = bfs_mono_ms();
+    fprintf(f, "remote: budget used %lld B (%d spare buffers of %u B), kept %lld B, live blocks %lld (%lld B), "
+               "jobs queued %d, running %d\n",
+            (long long)r->mem_used, r->nspare, r->bs, (long long)atomic_load(&r->kept),
+            (long long)atomic_load(&r->live_blocks), (long long)atomic_load(&r->live_charge), r->jcount, r->running);
+    for (const struct inflight *e = r->inflight; e; e = e->next)
+        fprintf(f, "  in flight: %s block %llu, %d holder(s), %s, listed %lld ms ago, block %s\n", e->key,
+                (unsigned long long)e->block, e->refs, e->done ? "done" : "running", (long long)(now - e->since),
+                e->bb ? "held" : "none");
+    pthread_mutex_unlock(&r->lock);
 }
 
 int64_t bfs_remote_mem_used(bfs_remote *r)

@@ -189,6 +189,8 @@ static void assert_budget_returned(bfs_remote *r)
     int64_t deadline = now_ms() + 60000;
     while (bfs_remote_mem_used(r) != 0 && now_ms() < deadline)
         usleep(10000);
+    if (bfs_remote_mem_used(r) != 0)
+        bfs_remote_dump(r, stderr); /* who holds it */
     assert_int_equal(bfs_remote_mem_used(r), 0);
 }
 
