@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# test_pg_dns.sh - PostgreSQL host names are looked up within the registry's
+# connect_timeout (issue 13: "a lookup during the outage fails within a
+# bounded time"; libpq alone waits out the resolver: timeout x attempts x
+# name servers).  A dead name server is simulated without touching the
+# machine's: a UDP/TCP socket on a loopback address that reads and never
+# answers, named by a resolv.conf bind-mounted over /etc/resolv.conf in a
+# private mount namespace (unshare -m; root only) where butlerfs runs.
+#   - a registry whose host name only that server could answer: the mount is
+#     refused in one sentence naming connect_timeout and the host, within
+#     connect_timeout (2 s) + slack, not after the resolver's 10 s;
+#   - a host name /etc/hosts answers (localhost) still works there, through
+#     the looked-up address (libpq's hostaddr beside host), and so does an
+#     IP literal;
+#   - with the machine's resolver, a host list whose first name does not
+#     exist and whose second is localhost works (the failed name is
+#     skipped, as libpq does).
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+. "$here/pg.sh"
+dns_pid=""
+trap '[ -n "$dns_pid" ] && kill "$dns_pid" 2>/dev/null; pg_stop; bfs_cleanup' EXIT
+
+[ "$(id -u)" -eq 0 ] || skip "needs root (a mount namespace with its own /etc/resolv.conf)"
+command -v unshare >/dev/null 2>&1 || skip "unshare is not installed"
+command -v python3 >/dev/null 2>&1 || skip "python3 is not installed (the silent name server)"
+command -v getent >/dev/null 2>&1 || skip "getent is not installed"
+unshare -m true 2>/dev/null || skip "unshare -m is not permitted here"
+skip_unless_fuse
+
+# the silent name server, on a loopback address of its own
+for _ in 1 2 3 4 5; do
+    ns=127.$((RANDOM % 200 + 20)).$((RANDOM % 250 + 1)).$((RANDOM % 250 + 1))
+    python3 - "$ns" >"$BFS_TMP/ns.out" 2>&1 <<'PY' &
+import socket, sys, time
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind((sys.argv[1], 53))
+t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind((sys.argv[1], 53))
+t.listen(16)
+print("ready", flush=True)
+time.sleep(600)
+PY
+    dns_pid=$!
+    for _ in $(seq 50); do
+        grep -q ready "$BFS_TMP/ns.out" 2>/dev/null && break
+        kill -0 "$dns_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    grep -q ready "$BFS_TMP/ns.out" && break
+    kill "$dns_pid" 2>/dev/null
+    dns_pid=""
+done
+[ -n "$dns_pid" ] || skip "could not bind a silent name server on a loopback address"
+rc=$BFS_TMP/resolv.conf
+printf 'nameserver %s\noptions timeout:5 attempts:2\n' "$ns" >"$rc"
+# dead_dns CMD...: run CMD with that resolv.conf
+dead_dns() { unshare -m sh -c 'mount --bind "$0" /etc/resolv.conf && exec "$@"' "$rc" "$@"; }
+name=bfs-dns-test-$RANDOM.invalid
+if dead_dns timeout 2 getent ahosts "$name" >/dev/null 2>&1 || [ $? -ne 124 ]; then
+    skip "the bind-mounted resolv.conf does not make name lookups hang here"
+fi
+pass "with the silent name server, getent ahosts $name hangs"
+
+pg_test_servers
+export PGPASSWORD=$PG_PASSWORD
+"$BFS_BIN" synth "$BFS_TMP/src" --exposures 2 --detectors 2 --payload 1024 >/dev/null || { fail "synth"; finish; }
+"$BFS_BIN" copy-registry "$BFS_TMP/src" "$BFS_TMP/repo" --db "postgresql://$PG_USER@127.0.0.1:$PG_PORT/$PG_DATABASE" \
+    --namespace dns >"$BFS_TMP/copy.out" 2>&1 || { cat "$BFS_TMP/copy.out" >&2; fail "copy-registry"; finish; }
+export XDG_CONFIG_HOME=$BFS_TMP/xdg
+mkdir -p "$XDG_CONFIG_HOME/butlerfs"
+printf 'registry:\n  connect_timeout: 2s\n' >"$XDG_CONFIG_HOME/butlerfs/config.yaml"
+# repo_at LABEL URL: a copy of the repository whose registry URL is URL
+repo_at() {
+    mkdir -p "$BFS_TMP/$1"
+    sed "s|^  db: .*|  db: '${2//&/\\&}'|" "$BFS_TMP/repo/butler.yaml" >"$BFS_TMP/$1/butler.yaml"
+    echo "$BFS_TMP/$1"
+}
+elapsed_ms() { local t0; t0=$(date +%s%N); "$@"; rc_=$?; ms=$(( ($(date +%s%N) - t0) / 1000000 )); return $rc_; }
+
+# 1. a host name only the dead name server could answer
+repo=$(repo_at dead "postgresql://$PG_USER@$name:$PG_PORT/$PG_DATABASE")
+m=$BFS_TMP/m1
+mkdir -p "$m"
+elapsed_ms dead_dns timeout 60 "$BFS_BIN" mount "$repo" "$m" -f >"$BFS_TMP/dead.out" 2>&1
+st=$rc_
+out=$(cat "$BFS_TMP/dead.out")
+echo "mount with a dead name server: status $st after $ms ms: $out"
+expect "refused (status $st)" bash -c "[ $st -ne 0 ] && [ $st -ne 124 ]"
+expect "not mounted" bash -c "! mountpoint -q '$m'"
+expect "refused within connect_timeout (2 s) + 2 s, not the resolver's 10 s ($ms ms)" [ "$ms" -lt 4000 ]
+expect "in one sentence" [ "$(printf '%s\n' "$out" | grep -c .)" -le 2 ]
+expect "the sentence names connect_timeout" grep -q "connect_timeout" <<<"$out"
+expect "the sentence names the host" grep -qF "$name" <<<"$out"
+
+# 2. names the dead name server is not asked for
+lists() { # LABEL URL [RUNNER]: export --dry-run reads the registry (under RUNNER)
+    local repo
+    repo=$(repo_at "$1" "$2")
+    elapsed_ms ${3:-} timeout 60 "$BFS_BIN" export "$repo" --collection '*' --to "$BFS_TMP/$1.out" --dry-run \
+        >"$BFS_TMP/$1.log" 2>&1
+    expect "$1: the registry is read${3:+ with a dead name server} (status $rc_, $ms ms)" [ "$rc_" -eq 0 ]
+    [ "$rc_" -eq 0 ] || cat "$BFS_TMP/$1.log" >&2
+}
+lists localhost "postgresql://$PG_USER@localhost:$PG_PORT/$PG_DATABASE" dead_dns
+lists literal "postgresql://$PG_USER@127.0.0.1:$PG_PORT/$PG_DATABASE" dead_dns
+# 3. a host list (with the machine's own resolver): a name that does not
+# exist is skipped, the next host is used
+lists list "postgresql://$PG_USER@/$PG_DATABASE?host=no-such-host-$RANDOM.invalid,localhost&port=$PG_PORT"
+finish
