@@ -660,9 +660,13 @@ static int resolve_hosts(const char *hosts, const char *ports, int64_t deadline,
             const struct pg_lookup *l = &s->item[failed < 0 ? 0 : failed];
             char esc[256];
             bfs_log_escape(esc, sizeof esc, l->name ? l->name : "", l->name ? strlen(l->name) : 0);
-            snprintf(why, why_n, "could not translate host name \"%s\" to address: %s", esc, gai_strerror(l->err));
+            snprintf(why, why_n, "could not translate host name \"%s\" to address: %s", esc,
+                     l->err ? gai_strerror(l->err) : "no usable address");
             ret = -EIO;
         } else {
+            if (failed >= 0)
+                bfs_debug(TAG, "PostgreSQL host name %s: %s; trying the other hosts", s->item[failed].name,
+                          gai_strerror(s->item[failed].err));
             t->host = hl, t->hostaddr = al, hl = al = NULL;
             if (np > 1)
                 t->port = pl, pl = NULL;
@@ -704,6 +708,8 @@ static int connect_target(const struct pg_engine *pe, int64_t deadline, struct p
         t->vals[n++] = pe->vals[i];
     }
     if (t->host) {
+        bfs_debug(TAG, "PostgreSQL registry %s: connecting to host %s at hostaddr %s", pe->url_shown, t->host,
+                  t->hostaddr);
         t->keys[n] = "host", t->vals[n++] = t->host;
         t->keys[n] = "hostaddr", t->vals[n++] = t->hostaddr;
         if (t->port)
