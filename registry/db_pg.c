@@ -38,8 +38,10 @@
  *
  * Deadlines.  Every wait on the network is bounded: links are connected
  * with PQconnectStartParams/PQconnectPoll and poll() against
- * connect_timeout_ms (name resolution, getaddrinfo, is the one blocking
- * step libpq does not offer asynchronously); queries are sent with the
+ * connect_timeout_ms, host name lookups included (libpq's own getaddrinfo
+ * blocks, so the names are looked up here first, each by a detached
+ * thread waited for until that deadline, and libpq gets the addresses as
+ * hostaddr: see "host names" below); queries are sent with the
  * link in non-blocking mode and their results awaited with poll() against
  * statement_timeout_ms + PG_GRACE_MS.  The server's own statement_timeout
  * normally ends a slow statement first (SQLSTATE 57014, -ETIMEDOUT, the

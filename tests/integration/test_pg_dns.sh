@@ -8,10 +8,11 @@
 # private mount namespace (unshare -m; root only) where butlerfs runs.
 #   - a registry whose host name only that server could answer: the mount is
 #     refused in one sentence naming connect_timeout and the host, within
-#     connect_timeout (2 s) + slack, not after the resolver's 10 s;
+#     connect_timeout (2 s) + slack, not after the resolver's 10 s.
+#     The host is given by the URL, by PGHOST, by a service file;
 #   - a host name /etc/hosts answers (localhost) still works there, through
-#     the looked-up address (libpq's hostaddr beside host), and so does an
-#     IP literal;
+#     the looked-up address (libpq's hostaddr beside host), given by the URL
+#     or by a service file, and so does an IP literal;
 #   - with the machine's resolver, a host list whose first name does not
 #     exist and whose second is localhost works (the failed name is
 #     skipped, as libpq does).
@@ -79,20 +80,35 @@ repo_at() {
 }
 elapsed_ms() { local t0; t0=$(date +%s%N); "$@"; rc_=$?; ms=$(( ($(date +%s%N) - t0) / 1000000 )); return $rc_; }
 
-# 1. a host name only the dead name server could answer
-repo=$(repo_at dead "postgresql://$PG_USER@$name:$PG_PORT/$PG_DATABASE")
-m=$BFS_TMP/m1
-mkdir -p "$m"
-elapsed_ms dead_dns timeout 60 "$BFS_BIN" mount "$repo" "$m" -f >"$BFS_TMP/dead.out" 2>&1
-st=$rc_
-out=$(cat "$BFS_TMP/dead.out")
-echo "mount with a dead name server: status $st after $ms ms: $out"
-expect "refused (status $st)" bash -c "[ $st -ne 0 ] && [ $st -ne 124 ]"
-expect "not mounted" bash -c "! mountpoint -q '$m'"
-expect "refused within connect_timeout (2 s) + 2 s, not the resolver's 10 s ($ms ms)" [ "$ms" -lt 4000 ]
-expect "in one sentence" [ "$(printf '%s\n' "$out" | grep -c .)" -le 2 ]
-expect "the sentence names connect_timeout" grep -q "connect_timeout" <<<"$out"
-expect "the sentence names the host" grep -qF "$name" <<<"$out"
+# refused_fast LABEL URL [VAR=VALUE...]: with the dead name server, a mount of
+# a repository whose registry is URL is refused in one sentence naming
+# connect_timeout and the host, within connect_timeout + slack
+refused_fast() {
+    local label=$1 repo m out st
+    repo=$(repo_at "$1" "$2")
+    shift 2
+    m=$BFS_TMP/$label.mnt
+    mkdir -p "$m"
+    elapsed_ms dead_dns env "$@" timeout 60 "$BFS_BIN" mount "$repo" "$m" -f >"$BFS_TMP/$label.out" 2>&1
+    st=$rc_
+    out=$(cat "$BFS_TMP/$label.out")
+    echo "$label: status $st after $ms ms: $out"
+    expect "$label: refused (status $st)" bash -c "[ $st -ne 0 ] && [ $st -ne 124 ]"
+    expect "$label: not mounted" bash -c "! mountpoint -q '$m'"
+    expect "$label: refused within connect_timeout (2 s) + 2 s, not the resolver's 10 s ($ms ms)" [ "$ms" -lt 4000 ]
+    expect "$label: in one sentence" [ "$(printf '%s\n' "$out" | grep -c .)" -le 2 ]
+    expect "$label: the sentence names connect_timeout" grep -q "connect_timeout" <<<"$out"
+    expect "$label: the sentence names the host" grep -qF "$name" <<<"$out"
+}
+
+# 1. a host name only the dead name server could answer: in the URL, in
+# PGHOST, in a service file
+refused_fast dead "postgresql://$PG_USER@$name:$PG_PORT/$PG_DATABASE"
+refused_fast pghost "postgresql://$PG_USER@/$PG_DATABASE?port=$PG_PORT" PGHOST="$name"
+printf '[dead]\nhost=%s\nport=%s\n[local]\nhost=localhost\nport=%s\n' "$name" "$PG_PORT" "$PG_PORT" \
+    >"$BFS_TMP/pg_service.conf"
+export PGSERVICEFILE=$BFS_TMP/pg_service.conf
+refused_fast service "postgresql://$PG_USER@/$PG_DATABASE?service=dead"
 
 # 2. names the dead name server is not asked for
 lists() { # LABEL URL [RUNNER]: export --dry-run reads the registry (under RUNNER)
@@ -105,6 +121,7 @@ lists() { # LABEL URL [RUNNER]: export --dry-run reads the registry (under RUNNE
 }
 lists localhost "postgresql://$PG_USER@localhost:$PG_PORT/$PG_DATABASE" dead_dns
 lists literal "postgresql://$PG_USER@127.0.0.1:$PG_PORT/$PG_DATABASE" dead_dns
+lists service-local "postgresql://$PG_USER@/$PG_DATABASE?service=local" dead_dns
 # 3. a host list (with the machine's own resolver): a name that does not
 # exist is skipped, the next host is used
 lists list "postgresql://$PG_USER@/$PG_DATABASE?host=no-such-host-$RANDOM.invalid,localhost&port=$PG_PORT"
