@@ -588,94 +588,145 @@ static void target_release(struct pg_target *t)
     free(t->port);
 }
 
-/* Append one item to a comma-separated list being written. */
-static void list_add(FILE *f, bool first, const char *item)
+/* The host, hostaddr and port lists written for libpq, one entry each. */
+struct pg_lists {
+    FILE *f[3];
+    char *s[3]; /* host, hostaddr, port once closed; owned */
+    size_t n[3];
+    int entries;
+};
+
+/* Close the streams.  0, or -ENOMEM with nothing left to free. */
+static int lists_close(struct pg_lists *L)
 {
-    if (!first)
-        fputc(',', f);
-    fputs(item, f);
+    int ret = 0;
+    for (int i = 0; i < 3; i++) {
+        if (!L->f[i] || fclose(L->f[i]) != 0)
+            ret = -ENOMEM;
+        L->f[i] = NULL;
+    }
+    for (int i = 0; i < 3 && ret < 0; i++) {
+        free(L->s[i]);
+        L->s[i] = NULL;
+    }
+    return ret;
 }
 
-/* Look up the names of the host list hosts (ports: libpq's port option,
- * one port or one per host) until deadline and write the lists libpq gets
- * instead: one entry per address of a name (at most PG_MAX_ADDRS), its
- * hostaddr beside it; an item that needs no lookup keeps an empty hostaddr
- * (libpq then treats it as before).  A name that does not resolve is left
- * out, as libpq would skip it.  0 (t->host NULL when nothing needed a
- * lookup, or the lists are beyond what is handled here: libpq does it), or
- * -ETIMEDOUT, -EIO (no name resolved and nothing else to try), -ENOMEM,
- * with why. */
+/* Open the streams.  0 or -ENOMEM. */
+static int lists_open(struct pg_lists *L)
+{
+    memset(L, 0, sizeof *L);
+    for (int i = 0; i < 3; i++)
+        if (!(L->f[i] = open_memstream(&L->s[i], &L->n[i]))) {
+            lists_close(L);
+            return -ENOMEM;
+        }
+    return 0;
+}
+
+static void lists_add(struct pg_lists *L, const char *host, const char *hostaddr, const char *port)
+{
+    const char *item[3] = {host, hostaddr, port};
+    for (int i = 0; i < 3; i++) {
+        if (L->entries)
+            fputc(',', L->f[i]);
+        fputs(item[i], L->f[i]);
+    }
+    L->entries++;
+}
+
+/* Write the entries of the host list h (ports p: one, or one per host) for
+ * libpq: an item that needed no lookup (which[i] < 0) as it is, with an
+ * empty hostaddr (libpq treats it as before); a name once per address (at
+ * most PG_MAX_ADDRS), in the resolver's order; a name that did not resolve
+ * not at all, as libpq skips it (*failed: the first such lookup, or -1). */
+static void lists_write(struct pg_lists *L, char *const *h, int nh, char *const *p, int np, const int *which,
+                        const struct pg_lookups *s, int *failed)
+{
+    *failed = -1;
+    for (int i = 0; i < nh; i++) {
+        const char *port = p[np > 1 ? i : 0];
+        if (which[i] < 0) {
+            lists_add(L, h[i], "", port);
+            continue;
+        }
+        const struct pg_lookup *l = &s->item[which[i]];
+        if (l->err && *failed < 0)
+            *failed = which[i];
+        int k = 0;
+        char addr[NI_MAXHOST];
+        for (const struct addrinfo *ai = l->res; ai && k < PG_MAX_ADDRS; ai = ai->ai_next) {
+            if (getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof addr, NULL, 0, NI_NUMERICHOST) != 0)
+                continue;
+            lists_add(L, h[i], addr, port);
+            k++;
+        }
+    }
+}
+
+/* Look up the names of the host list hosts (ports: libpq's port option)
+ * until deadline and set t's host, hostaddr (and port, when one per host)
+ * to the lists libpq gets instead.  0 (t untouched when nothing needs a
+ * lookup, or the lists do not match: libpq then does as it does), or
+ * -ETIMEDOUT (a lookup still running at the deadline), -EIO (no name
+ * resolved and no other host to try), -ENOMEM; with why. */
 static int resolve_hosts(const char *hosts, const char *ports, int64_t deadline, struct pg_target *t, char *why,
                          size_t why_n)
 {
     char *hs = strdup(hosts), *ps = strdup(ports ? ports : "");
-    char *h[PG_MAX_HOSTS], *p[PG_MAX_HOSTS], *names[PG_MAX_HOSTS];
-    int which[PG_MAX_HOSTS];
     if (!hs || !ps) {
         free(hs);
         free(ps);
         return -ENOMEM;
     }
+    char *h[PG_MAX_HOSTS], *p[PG_MAX_HOSTS], *names[PG_MAX_HOSTS];
+    int which[PG_MAX_HOSTS];
     int nh = split_list(hs, h, PG_MAX_HOSTS), np = split_list(ps, p, PG_MAX_HOSTS), nn = 0;
-    if (nh > 0 && (np == 1 || np == nh)) /* else libpq reports the mismatch */
-        for (int i = 0; i < nh; i++)
-            which[i] = needs_lookup(h[i]) ? (names[nn] = h[i], nn++) : -1;
-    int ret = 0, late;
+    if (nh > 0 && (np == 1 || np == nh)) { /* else libpq reports the mismatch */
+        for (int i = 0; i < nh; i++) {
+            which[i] = -1;
+            if (needs_lookup(h[i])) {
+                which[i] = nn;
+                names[nn++] = h[i];
+            }
+        }
+    }
     struct pg_lookups *s = nn ? lookups_start(names, nn) : NULL;
-    if (nn && !s) {
+    struct pg_lists L;
+    int ret = 0, late, failed;
+    char esc[256];
+    if (!nn) {
+        /* nothing to look up */
+    } else if (!s) {
         ret = -ENOMEM;
-    } else if (s && lookups_wait(s, deadline, &late) < 0) {
-        char esc[256];
+    } else if (lookups_wait(s, deadline, &late) < 0) {
         bfs_log_escape(esc, sizeof esc, names[late], strlen(names[late]));
         snprintf(why, why_n, "the lookup of host name \"%s\" did not finish (is a name server reachable?)", esc);
         ret = -ETIMEDOUT;
-    } else if (s) {
-        char *hl = NULL, *al = NULL, *pl = NULL, addr[NI_MAXHOST];
-        size_t hn, an, pn;
-        FILE *hf = open_memstream(&hl, &hn), *af = open_memstream(&al, &an), *pf = open_memstream(&pl, &pn);
-        int entries = 0, failed = -1;
-        for (int i = 0; i < nh && hf && af && pf; i++) {
-            const struct pg_lookup *l = which[i] >= 0 ? &s->item[which[i]] : NULL;
-            if (l && l->err && failed < 0)
-                failed = which[i];
-            int k = 0;
-            for (const struct addrinfo *ai = l ? l->res : NULL; ai && k < PG_MAX_ADDRS; ai = ai->ai_next) {
-                if (getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof addr, NULL, 0, NI_NUMERICHOST) != 0)
-                    continue;
-                list_add(hf, !entries, h[i]);
-                list_add(af, !entries, addr);
-                list_add(pf, !entries, p[np > 1 ? i : 0]);
-                entries++, k++;
-            }
-            if (!l) {
-                list_add(hf, !entries, h[i]);
-                list_add(af, !entries, "");
-                list_add(pf, !entries, p[np > 1 ? i : 0]);
-                entries++;
-            }
-        }
-        bool oom = !hf || !af || !pf;
-        oom |= (hf && fclose(hf) != 0) | (af && fclose(af) != 0) | (pf && fclose(pf) != 0);
-        if (oom) {
-            ret = -ENOMEM;
-        } else if (!entries) {
-            const struct pg_lookup *l = &s->item[failed < 0 ? 0 : failed];
-            char esc[256];
+    } else if ((ret = lists_open(&L)) == 0) {
+        lists_write(&L, h, nh, p, np, which, s, &failed);
+        int entries = L.entries;
+        const struct pg_lookup *l = &s->item[failed < 0 ? 0 : failed];
+        ret = lists_close(&L);
+        if (ret == 0 && entries == 0) {
             bfs_log_escape(esc, sizeof esc, l->name ? l->name : "", l->name ? strlen(l->name) : 0);
             snprintf(why, why_n, "could not translate host name \"%s\" to address: %s", esc,
                      l->err ? gai_strerror(l->err) : "no usable address");
             ret = -EIO;
-        } else {
-            if (failed >= 0)
-                bfs_debug(TAG, "PostgreSQL host name %s: %s; trying the other hosts", s->item[failed].name,
-                          gai_strerror(s->item[failed].err));
-            t->host = hl, t->hostaddr = al, hl = al = NULL;
-            if (np > 1)
-                t->port = pl, pl = NULL;
+        } else if (ret == 0 && failed >= 0) {
+            bfs_debug(TAG, "PostgreSQL host name %s: %s; trying the other hosts", l->name ? l->name : "",
+                      gai_strerror(l->err));
         }
-        free(hl);
-        free(al);
-        free(pl);
+        if (ret == 0) {
+            t->host = L.s[0];
+            t->hostaddr = L.s[1];
+            t->port = np > 1 ? L.s[2] : NULL;
+            if (np <= 1)
+                free(L.s[2]);
+        } else {
+            for (int i = 0; i < 3; i++)
+                free(L.s[i]);
+        }
     }
     if (s) {
         pthread_mutex_lock(&s->mu);
@@ -702,22 +753,27 @@ static int connect_target(const struct pg_engine *pe, int64_t deadline, struct p
         target_release(t);
         return ret;
     }
+    /* the engine's keywords but those replaced, then the replacements */
+    const char *const mine[] = {"host", t->host, "hostaddr", t->hostaddr, "port", t->port};
     int n = 0;
     for (int i = 0; pe->keys[i]; i++) {
-        if (t->host && (!strcmp(pe->keys[i], "host") || (t->port && !strcmp(pe->keys[i], "port"))))
-            continue;
-        t->keys[n] = pe->keys[i];
-        t->vals[n++] = pe->vals[i];
+        bool replaced = false;
+        for (size_t j = 0; j < sizeof mine / sizeof mine[0]; j += 2)
+            replaced |= mine[j + 1] && !strcmp(pe->keys[i], mine[j]);
+        if (!replaced) {
+            t->keys[n] = pe->keys[i];
+            t->vals[n++] = pe->vals[i];
+        }
     }
-    if (t->host) {
+    for (size_t j = 0; j < sizeof mine / sizeof mine[0]; j += 2)
+        if (mine[j + 1]) {
+            t->keys[n] = mine[j];
+            t->vals[n++] = mine[j + 1];
+        }
+    t->keys[n] = t->vals[n] = NULL;
+    if (t->host)
         bfs_debug(TAG, "PostgreSQL registry %s: connecting to host %s at hostaddr %s", pe->url_shown, t->host,
                   t->hostaddr);
-        t->keys[n] = "host", t->vals[n++] = t->host;
-        t->keys[n] = "hostaddr", t->vals[n++] = t->hostaddr;
-        if (t->port)
-            t->keys[n] = "port", t->vals[n++] = t->port;
-    }
-    t->keys[n] = t->vals[n] = NULL;
     return 0;
 }
 
