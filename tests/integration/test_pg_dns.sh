@@ -15,7 +15,8 @@
 #     or by a service file, and so does an IP literal;
 #   - with the machine's resolver, a host list whose first name does not
 #     exist and whose second is localhost works (the failed name is
-#     skipped, as libpq does).
+#     skipped, as libpq does), and a daemonized mount (it forks after the
+#     registry was opened once) looks localhost up again when it reconnects.
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 . "$here/pg.sh"
@@ -71,7 +72,7 @@ export PGPASSWORD=$PG_PASSWORD
     --namespace dns >"$BFS_TMP/copy.out" 2>&1 || { cat "$BFS_TMP/copy.out" >&2; fail "copy-registry"; finish; }
 export XDG_CONFIG_HOME=$BFS_TMP/xdg
 mkdir -p "$XDG_CONFIG_HOME/butlerfs"
-printf 'registry:\n  connect_timeout: 2s\n' >"$XDG_CONFIG_HOME/butlerfs/config.yaml"
+printf 'registry:\n  connect_timeout: 2s\n  idle_close: 1s\n' >"$XDG_CONFIG_HOME/butlerfs/config.yaml"
 # repo_at LABEL URL: a copy of the repository whose registry URL is URL
 repo_at() {
     mkdir -p "$BFS_TMP/$1"
@@ -125,6 +126,23 @@ lists service-local "postgresql://$PG_USER@/$PG_DATABASE?service=local" dead_dns
 # 3. a host list (with the machine's own resolver): a name that does not
 # exist is skipped, the next host is used
 lists list "postgresql://$PG_USER@/$PG_DATABASE?host=no-such-host-$RANDOM.invalid,localhost&port=$PG_PORT"
+# 4. a daemonized mount: the daemon forks after the registry was opened once
+# (a lookup machinery whose threads do not survive fork(), as glibc's
+# getaddrinfo_a, would leave every later lookup hanging until the deadline)
+repo=$(repo_at daemon "postgresql://$PG_USER@localhost:$PG_PORT/$PG_DATABASE")
+m=$BFS_TMP/daemon.mnt
+mkdir -p "$m"
+BFS_MOUNTS+=("$m")
+if "$BFS_BIN" mount "$repo" "$m" -o "log=$BFS_TMP/daemon.log" >"$BFS_TMP/daemon.out" 2>&1; then
+    sleep 2.5 # past idle_close (1 s): the next lookups connect (and look localhost up) again
+    n=$(timeout 20 find "$m" -type f | wc -l)
+    expect "a daemonized mount whose registry host is localhost lists the tree after reconnecting ($n files)" \
+        [ "$n" -eq 4 ]
+    fusermount3 -u "$m"
+else
+    cat "$BFS_TMP/daemon.out" >&2
+    fail "a daemonized mount whose registry host is localhost"
+fi
 # (a lookup thread still blocked when the refused mount exits, above, is no report either)
 expect_no_sanitizer "$BFS_TMP"/*.out "$BFS_TMP"/*.log
 finish
