@@ -12,7 +12,8 @@
 #     The host is given by the URL, by PGHOST, by a service file;
 #   - a host name /etc/hosts answers (localhost) still works there, through
 #     the looked-up address (libpq's hostaddr beside host), given by the URL
-#     or by a service file, and so does an IP literal;
+#     or by a service file, and so do an IP literal and a host name beside
+#     the user's own hostaddr (PGHOSTADDR: kept, nothing looked up);
 #   - with the machine's resolver, a host list whose first name does not
 #     exist and whose second is localhost works (the failed name is
 #     skipped, as libpq does), and a daemonized mount (it forks after the
@@ -123,6 +124,8 @@ lists() { # LABEL URL [RUNNER]: export --dry-run reads the registry (under RUNNE
 lists localhost "postgresql://$PG_USER@localhost:$PG_PORT/$PG_DATABASE" dead_dns
 lists literal "postgresql://$PG_USER@127.0.0.1:$PG_PORT/$PG_DATABASE" dead_dns
 lists service-local "postgresql://$PG_USER@/$PG_DATABASE?service=local" dead_dns
+# a hostaddr of the user's is kept: nothing is looked up, libpq connects there
+lists hostaddr "postgresql://$PG_USER@$name:$PG_PORT/$PG_DATABASE" "dead_dns env PGHOSTADDR=127.0.0.1"
 # 3. a host list (with the machine's own resolver): a name that does not
 # exist is skipped, the next host is used
 lists list "postgresql://$PG_USER@/$PG_DATABASE?host=no-such-host-$RANDOM.invalid,localhost&port=$PG_PORT"
