@@ -38,8 +38,10 @@
  *
  * Deadlines.  Every wait on the network is bounded: links are connected
  * with PQconnectStartParams/PQconnectPoll and poll() against
- * connect_timeout_ms (name resolution, getaddrinfo, is the one blocking
- * step libpq does not offer asynchronously); queries are sent with the
+ * connect_timeout_ms, host name lookups included (libpq's own getaddrinfo
+ * blocks, so the names are looked up here first, each by a detached
+ * thread waited for until that deadline, and libpq gets the addresses as
+ * hostaddr: see "host names" below); queries are sent with the
  * link in non-blocking mode and their results awaited with poll() against
  * statement_timeout_ms + PG_GRACE_MS.  The server's own statement_timeout
  * normally ends a slow statement first (SQLSTATE 57014, -ETIMEDOUT, the
@@ -100,11 +102,13 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define TAG "registry"
 
@@ -113,6 +117,9 @@
 #define PG_MAX_CANCELS 8       /* cancel threads in flight per process */
 #define PG_LOG_SQL 200         /* bytes of a statement shown in a log line */
 #define PG_MAX_PARAMS 65535    /* the protocol's limit */
+#define PG_MAX_HOSTS 16        /* entries of a host list looked up here (more: left to libpq) */
+#define PG_MAX_ADDRS 4         /* addresses of one host name handed to libpq */
+#define PG_MAX_LOOKUPS 16      /* host name lookup threads in flight per process */
 
 /* pg_type OIDs (catalog/pg_type_d.h; fixed since PostgreSQL 7) */
 #define OID_BOOL 16
@@ -190,6 +197,7 @@ struct pg_q {
 };
 
 static atomic_int pg_cancels;
+static atomic_int pg_lookups;
 
 static struct pg_engine *eng(const db_conn *c) { return (struct pg_engine *)c->engine; }
 
@@ -360,6 +368,415 @@ static void cancel_async(PGconn *pq)
     }
 }
 
+/* ---- host names ------------------------------------------------------------ */
+
+/* libpq looks a host name up with a blocking getaddrinfo() inside
+ * PQconnectStartParams/PQconnectPoll, which no deadline bounds: with a dead
+ * name server it waits timeout x attempts x servers of resolv.conf.  So
+ * the names are looked up here, each by a short-lived detached thread,
+ * waited for until the connect deadline, and libpq is given each address
+ * as hostaddr beside its host (it then connects to hostaddr and still uses
+ * host to verify the server's certificate, sslmode=verify-full, and to
+ * find the ~/.pgpass line).  A lookup still running at the deadline is
+ * left to its thread, which frees it.  (glibc's getaddrinfo_a would do the
+ * same, but its helper threads do not survive fork(): the daemon forks
+ * after the registry was opened once, and its lookups would then never
+ * finish.)  Lookups are made again at every connect: addresses change. */
+
+static struct timespec mono_ts(int64_t ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+    return ts;
+}
+
+/* The lookups of one connect.  Freed by whoever drops the last reference:
+ * the waiter or the last thread still running. */
+struct pg_lookups {
+    pthread_mutex_t mu;  /* leaf: everything below */
+    pthread_cond_t done; /* CLOCK_MONOTONIC: a lookup finished */
+    int refs;            /* the waiter and every thread still running */
+    int pending;
+    int n;
+    struct pg_lookup {
+        struct pg_lookups *set;
+        char *name;
+        bool done;
+        int err;         /* getaddrinfo's (EAI_*), 0 with res */
+        struct addrinfo *res;
+    } item[PG_MAX_HOSTS];
+};
+
+/* Drop a reference; called with s->mu held, returns with it released. */
+static void lookups_unref(struct pg_lookups *s)
+{
+    bool last = --s->refs == 0;
+    pthread_mutex_unlock(&s->mu);
+    if (!last)
+        return;
+    for (int i = 0; i < s->n; i++) {
+        free(s->item[i].name);
+        if (s->item[i].res)
+            freeaddrinfo(s->item[i].res);
+    }
+    pthread_cond_destroy(&s->done);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+static void *lookup_main(void *p)
+{
+    struct pg_lookup *l = p;
+    struct pg_lookups *s = l->set;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    int err = getaddrinfo(l->name, NULL, &hints, &res);
+    pthread_mutex_lock(&s->mu);
+    l->err = err;
+    l->res = err ? NULL : res;
+    l->done = true;
+    s->pending--;
+    pthread_cond_signal(&s->done);
+    lookups_unref(s);
+    atomic_fetch_sub(&pg_lookups, 1);
+    return NULL;
+}
+
+/* Start looking up names[0..n-1] (n <= PG_MAX_HOSTS), one thread each.  A
+ * lookup that cannot start (PG_MAX_LOOKUPS in flight: the name server is
+ * not answering) is done at once with EAI_AGAIN.  NULL: out of memory. */
+static struct pg_lookups *lookups_start(char *const *names, int n)
+{
+    struct pg_lookups *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->done, &ca);
+    pthread_condattr_destroy(&ca);
+    s->refs = 1;
+    s->n = n;
+    for (int i = 0; i < n; i++) {
+        struct pg_lookup *l = &s->item[i];
+        l->set = s;
+        l->name = strdup(names[i]);
+        l->done = true;
+        l->err = l->name ? EAI_AGAIN : EAI_MEMORY;
+    }
+    pthread_attr_t a;
+    if (pthread_attr_init(&a) != 0)
+        return s;
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&a, 256 * 1024); /* getaddrinfo and NSS modules */
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < n; i++) {
+        struct pg_lookup *l = &s->item[i];
+        if (!l->name || atomic_fetch_add(&pg_lookups, 1) >= PG_MAX_LOOKUPS) {
+            if (l->name)
+                atomic_fetch_sub(&pg_lookups, 1);
+            continue;
+        }
+        pthread_t t;
+        l->done = false;
+        if (pthread_create(&t, &a, lookup_main, l) == 0) {
+            s->refs++;
+            s->pending++;
+        } else {
+            l->done = true;
+            atomic_fetch_sub(&pg_lookups, 1);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    pthread_attr_destroy(&a);
+    return s;
+}
+
+/* Wait until every lookup is done (0) or the deadline passed (-ETIMEDOUT,
+ * *late: the index of one still running). */
+static int lookups_wait(struct pg_lookups *s, int64_t deadline, int *late)
+{
+    struct timespec ts = mono_ts(deadline);
+    pthread_mutex_lock(&s->mu);
+    int r = 0;
+    while (s->pending > 0 && r != ETIMEDOUT)
+        r = pthread_cond_timedwait(&s->done, &s->mu, &ts);
+    *late = -1;
+    for (int i = 0; i < s->n && s->pending > 0; i++)
+        if (!s->item[i].done) {
+            *late = i;
+            break;
+        }
+    pthread_mutex_unlock(&s->mu);
+    return *late >= 0 ? -ETIMEDOUT : 0;
+}
+
+/* Split a comma-separated libpq list in place (empty items kept, as libpq
+ * keeps them).  The number of items, or -1 when more than max. */
+static int split_list(char *s, char **out, int max)
+{
+    int n = 0;
+    for (;;) {
+        if (n == max)
+            return -1;
+        out[n++] = s;
+        char *c = strchr(s, ',');
+        if (!c)
+            return n;
+        *c = '\0';
+        s = c + 1;
+    }
+}
+
+/* A host list item libpq would look up: not empty (the default socket),
+ * not a Unix-domain socket directory ('/', or '@' for an abstract one), not
+ * a numeric address. */
+static bool needs_lookup(const char *h)
+{
+    if (!*h || *h == '/' || *h == '@')
+        return false;
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo(h, NULL, &hints, &res) != 0)
+        return true;
+    freeaddrinfo(res);
+    return false;
+}
+
+/* The host, hostaddr and port options libpq would use: the URL's, else a
+ * service file's (service=, PGSERVICE), else the environment's (PGHOST,
+ * PGHOSTADDR, PGPORT).  libpq merges them only when it connects, so it is
+ * asked to start a connection it refuses before any lookup or socket (an
+ * invalid target_session_attrs, appended: a later keyword wins), and
+ * PQconninfo reads the merged options back.  NULL: not known (then libpq
+ * is left to do its own lookups). */
+static PQconninfoOption *merged_options(const struct pg_engine *pe)
+{
+    const char *keys[sizeof pe->keys / sizeof pe->keys[0] + 1], *vals[sizeof keys / sizeof keys[0]];
+    int n = 0;
+    for (; pe->keys[n]; n++) {
+        keys[n] = pe->keys[n];
+        vals[n] = pe->vals[n];
+    }
+    keys[n] = "target_session_attrs";
+    vals[n++] = "butlerfs-options-only";
+    keys[n] = vals[n] = NULL;
+    PGconn *pq = PQconnectStartParams(keys, vals, 0);
+    PQconninfoOption *o = pq && PQstatus(pq) == CONNECTION_BAD ? PQconninfo(pq) : NULL;
+    PQfinish(pq);
+    return o;
+}
+
+static const char *option_value(const PQconninfoOption *o, const char *key)
+{
+    for (; o && o->keyword; o++)
+        if (!strcmp(o->keyword, key))
+            return o->val;
+    return NULL;
+}
+
+/* The libpq keywords of one connect: the engine's, with host, hostaddr and
+ * port replaced when host names were looked up here. */
+struct pg_target {
+    const char *keys[sizeof ((struct pg_engine *)0)->keys / sizeof(char *) + 3];
+    const char *vals[sizeof ((struct pg_engine *)0)->keys / sizeof(char *) + 3];
+    char *host, *hostaddr, *port; /* owned; NULL: not replaced */
+};
+
+static void target_release(struct pg_target *t)
+{
+    free(t->host);
+    free(t->hostaddr);
+    free(t->port);
+}
+
+/* The host, hostaddr and port lists written for libpq, one entry each. */
+struct pg_lists {
+    FILE *f[3];
+    char *s[3]; /* host, hostaddr, port once closed; owned */
+    size_t n[3];
+    int entries;
+};
+
+/* Close the streams.  0, or -ENOMEM with nothing left to free. */
+static int lists_close(struct pg_lists *L)
+{
+    int ret = 0;
+    for (int i = 0; i < 3; i++) {
+        if (!L->f[i] || fclose(L->f[i]) != 0)
+            ret = -ENOMEM;
+        L->f[i] = NULL;
+    }
+    for (int i = 0; i < 3 && ret < 0; i++) {
+        free(L->s[i]);
+        L->s[i] = NULL;
+    }
+    return ret;
+}
+
+/* Open the streams.  0 or -ENOMEM. */
+static int lists_open(struct pg_lists *L)
+{
+    memset(L, 0, sizeof *L);
+    for (int i = 0; i < 3; i++)
+        if (!(L->f[i] = open_memstream(&L->s[i], &L->n[i]))) {
+            lists_close(L);
+            return -ENOMEM;
+        }
+    return 0;
+}
+
+static void lists_add(struct pg_lists *L, const char *host, const char *hostaddr, const char *port)
+{
+    const char *item[3] = {host, hostaddr, port};
+    for (int i = 0; i < 3; i++) {
+        if (L->entries)
+            fputc(',', L->f[i]);
+        fputs(item[i], L->f[i]);
+    }
+    L->entries++;
+}
+
+/* Write the entries of the host list h (ports p: one, or one per host) for
+ * libpq: an item that needed no lookup (which[i] < 0) as it is, with an
+ * empty hostaddr (libpq treats it as before); a name once per address (at
+ * most PG_MAX_ADDRS), in the resolver's order; a name that did not resolve
+ * not at all, as libpq skips it (*failed: the first such lookup, or -1). */
+static void lists_write(struct pg_lists *L, char *const *h, int nh, char *const *p, int np, const int *which,
+                        const struct pg_lookups *s, int *failed)
+{
+    *failed = -1;
+    for (int i = 0; i < nh; i++) {
+        const char *port = p[np > 1 ? i : 0];
+        if (which[i] < 0) {
+            lists_add(L, h[i], "", port);
+            continue;
+        }
+        const struct pg_lookup *l = &s->item[which[i]];
+        if (l->err && *failed < 0)
+            *failed = which[i];
+        int k = 0;
+        char addr[NI_MAXHOST];
+        for (const struct addrinfo *ai = l->res; ai && k < PG_MAX_ADDRS; ai = ai->ai_next) {
+            if (getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof addr, NULL, 0, NI_NUMERICHOST) != 0)
+                continue;
+            lists_add(L, h[i], addr, port);
+            k++;
+        }
+    }
+}
+
+/* Look up the names of the host list hosts (ports: libpq's port option)
+ * until deadline and set t's host, hostaddr (and port, when one per host)
+ * to the lists libpq gets instead.  0 (t untouched when nothing needs a
+ * lookup, or the lists do not match: libpq then does as it does), or
+ * -ETIMEDOUT (a lookup still running at the deadline), -EIO (no name
+ * resolved and no other host to try), -ENOMEM; with why. */
+static int resolve_hosts(const char *hosts, const char *ports, int64_t deadline, struct pg_target *t, char *why,
+                         size_t why_n)
+{
+    char *hs = strdup(hosts), *ps = strdup(ports ? ports : "");
+    if (!hs || !ps) {
+        free(hs);
+        free(ps);
+        return -ENOMEM;
+    }
+    char *h[PG_MAX_HOSTS], *p[PG_MAX_HOSTS], *names[PG_MAX_HOSTS];
+    int which[PG_MAX_HOSTS];
+    int nh = split_list(hs, h, PG_MAX_HOSTS), np = split_list(ps, p, PG_MAX_HOSTS), nn = 0;
+    if (nh > 0 && (np == 1 || np == nh)) { /* else libpq reports the mismatch */
+        for (int i = 0; i < nh; i++) {
+            which[i] = -1;
+            if (needs_lookup(h[i])) {
+                which[i] = nn;
+                names[nn++] = h[i];
+            }
+        }
+    }
+    struct pg_lookups *s = nn ? lookups_start(names, nn) : NULL;
+    struct pg_lists L;
+    int ret = 0, late, failed;
+    char esc[256];
+    if (!nn) {
+        /* nothing to look up */
+    } else if (!s) {
+        ret = -ENOMEM;
+    } else if (lookups_wait(s, deadline, &late) < 0) {
+        bfs_log_escape(esc, sizeof esc, names[late], strlen(names[late]));
+        snprintf(why, why_n, "the lookup of host name \"%s\" did not finish (is a name server reachable?)", esc);
+        ret = -ETIMEDOUT;
+    } else if ((ret = lists_open(&L)) == 0) {
+        lists_write(&L, h, nh, p, np, which, s, &failed);
+        int entries = L.entries;
+        const struct pg_lookup *l = &s->item[failed < 0 ? 0 : failed];
+        ret = lists_close(&L);
+        if (ret == 0 && entries == 0) {
+            bfs_log_escape(esc, sizeof esc, l->name ? l->name : "", l->name ? strlen(l->name) : 0);
+            snprintf(why, why_n, "could not translate host name \"%s\" to address: %s", esc,
+                     l->err ? gai_strerror(l->err) : "no usable address");
+            ret = -EIO;
+        } else if (ret == 0 && failed >= 0) {
+            bfs_debug(TAG, "PostgreSQL host name %s: %s; trying the other hosts", l->name ? l->name : "",
+                      gai_strerror(l->err));
+        }
+        if (ret == 0) {
+            t->host = L.s[0];
+            t->hostaddr = L.s[1];
+            t->port = np > 1 ? L.s[2] : NULL;
+            if (np <= 1)
+                free(L.s[2]);
+        } else {
+            for (int i = 0; i < 3; i++)
+                free(L.s[i]);
+        }
+    }
+    if (s) {
+        pthread_mutex_lock(&s->mu);
+        lookups_unref(s);
+    }
+    free(hs);
+    free(ps);
+    return ret;
+}
+
+/* The keywords of a connect made now (deadline: its end).  0 or -errno
+ * with why; release t after PQconnectStartParams (libpq copies). */
+static int connect_target(const struct pg_engine *pe, int64_t deadline, struct pg_target *t, char *why,
+                          size_t why_n)
+{
+    memset(t, 0, sizeof *t);
+    PQconninfoOption *o = merged_options(pe);
+    const char *host = option_value(o, "host"), *hostaddr = option_value(o, "hostaddr");
+    int ret = 0;
+    if (host && *host && !(hostaddr && *hostaddr)) /* a hostaddr given is the user's: kept */
+        ret = resolve_hosts(host, option_value(o, "port"), deadline, t, why, why_n);
+    PQconninfoFree(o);
+    if (ret < 0) {
+        target_release(t);
+        return ret;
+    }
+    /* the engine's keywords but those replaced, then the replacements */
+    const char *const mine[] = {"host", t->host, "hostaddr", t->hostaddr, "port", t->port};
+    int n = 0;
+    for (int i = 0; pe->keys[i]; i++) {
+        bool replaced = false;
+        for (size_t j = 0; j < sizeof mine / sizeof mine[0]; j += 2)
+            replaced |= mine[j + 1] && !strcmp(pe->keys[i], mine[j]);
+        if (!replaced) {
+            t->keys[n] = pe->keys[i];
+            t->vals[n++] = pe->vals[i];
+        }
+    }
+    for (size_t j = 0; j < sizeof mine / sizeof mine[0]; j += 2)
+        if (mine[j + 1]) {
+            t->keys[n] = mine[j];
+            t->vals[n++] = mine[j + 1];
+        }
+    t->keys[n] = t->vals[n] = NULL;
+    if (t->host)
+        bfs_debug(TAG, "PostgreSQL registry %s: connecting to host %s at hostaddr %s", pe->url_shown, t->host,
+                  t->hostaddr);
+    return 0;
+}
+
 /* ---- connecting ----------------------------------------------------------- */
 
 /* Classify a failed connection by libpq's text (libpq 15 gives no SQLSTATE
@@ -396,10 +813,14 @@ static int link_connect(struct pg_engine *pe, struct pg_link **out, char *why, s
     *out = NULL;
     why[0] = '\0';
     int64_t deadline = bfs_mono_ms() + pe->connect_ms;
-    PGconn *pq = PQconnectStartParams(pe->keys, (const char *const *)pe->vals, 0);
+    struct pg_target t;
+    int err = connect_target(pe, deadline, &t, why, why_n);
+    if (err < 0)
+        return err;
+    PGconn *pq = PQconnectStartParams(t.keys, t.vals, 0);
+    target_release(&t);
     if (!pq)
         return -ENOMEM;
-    int err = 0;
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
     if (PQstatus(pq) == CONNECTION_BAD)
         st = PGRES_POLLING_FAILED;
@@ -413,7 +834,7 @@ static int link_connect(struct pg_engine *pe, struct pg_link **out, char *why, s
         }
         int w = wait_fd(PQsocket(pq), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline);
         if (w == 0) {
-            snprintf(why, why_n, "no answer within %d ms", pe->connect_ms);
+            snprintf(why, why_n, "the server did not answer");
             err = -ETIMEDOUT;
             break;
         }
@@ -467,12 +888,6 @@ static void link_free(struct pg_link *l)
 }
 
 /* ---- the pool --------------------------------------------------------------- */
-
-static struct timespec mono_ts(int64_t ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-    return ts;
-}
 
 /* Move idle links expired at now (all when all) to *dead.  Under mu. */
 static void reap_locked(struct pg_engine *pe, int64_t now, bool all, struct pg_link **dead)
@@ -1806,8 +2221,8 @@ static int pg_open(const struct db_options *o, db_engine **out, char **errmsg)
         else if (ret == -ENOENT)
             bfs_set_errmsg(errmsg, "the PostgreSQL server of %s has no such database: %s", pe->url_shown, why);
         else if (ret == -ETIMEDOUT)
-            bfs_set_errmsg(errmsg, "the PostgreSQL server of %s did not answer within %d ms (connect_timeout)",
-                           pe->url_shown, pe->connect_ms);
+            bfs_set_errmsg(errmsg, "cannot reach the PostgreSQL server of %s within %d ms (connect_timeout): %s",
+                           pe->url_shown, pe->connect_ms, why);
         else
             bfs_set_errmsg(errmsg, "cannot reach the PostgreSQL server of %s: %s", pe->url_shown, why);
         pg_close(&pe->base);

@@ -88,6 +88,7 @@ static void pgsh(const char *fn)
 
 struct eopts {
     int port;
+    const char *hosts; /* a libpq host list (URL query); NULL: 127.0.0.1 */
     const char *password;
     const char *ns;
     bool readonly;
@@ -97,7 +98,11 @@ struct eopts {
 static int open_engine(const struct eopts *x, db_engine **e, char **msg)
 {
     char url[256];
-    snprintf(url, sizeof url, "postgresql://%s@127.0.0.1:%d/%s", g_user, x->port ? x->port : g_port, g_db);
+    if (x->hosts)
+        snprintf(url, sizeof url, "postgresql://%s@/%s?host=%s&port=%d", g_user, g_db, x->hosts,
+                 x->port ? x->port : g_port);
+    else
+        snprintf(url, sizeof url, "postgresql://%s@127.0.0.1:%d/%s", g_user, x->port ? x->port : g_port, g_db);
     bfs_dburl_config cfg = {.password = x->password ? x->password : g_pass};
     bfs_dburl u;
     char *perr = NULL;
@@ -490,6 +495,49 @@ static void test_pool_bound(void **state)
             bfs_sleep_ms(20);
     if (g_direct)
         assert_int_equal(role_backends(), 0); /* close leaves nothing */
+}
+
+/* Host names are looked up by the engine within connect_timeout, each by a
+ * thread of its own, and handed to libpq as hostaddr beside host
+ * (db_pg.c, "host names"): a name, a list whose first name does not exist
+ * (skipped, as libpq does), a list mixing an address and a name; threads
+ * connecting at once (each connect looks up again); a name that does not
+ * resolve is one sentence naming it. */
+static void test_host_names(void **state)
+{
+    (void)state;
+    const char *lists[] = {"localhost", "no-such-host-bfs.invalid,localhost", "127.0.0.1,localhost"};
+    for (size_t k = 0; k < sizeof lists / sizeof lists[0]; k++) {
+        struct eopts x = {.hosts = lists[k], .max = 4, .connect_ms = 5000, .idle_ms = 50};
+        db_engine *e = engine(&x);
+        enum { NT = 4, N = 6 };
+        pthread_t t[NT];
+        struct worker w[NT];
+        for (int i = 0; i < NT; i++) {
+            w[i] = (struct worker){.e = e, .n = N};
+            assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+        }
+        int ok = 0;
+        for (int i = 0; i < NT; i++) {
+            pthread_join(t[i], NULL);
+            ok += w[i].ok;
+        }
+        printf("  host=%s: %d of %d statements\n", lists[k], ok, NT * N);
+        assert_int_equal(ok, NT * N);
+        db_engine_close(e);
+    }
+    struct eopts bad = {.hosts = "no-such-host-bfs.invalid", .connect_ms = 3000};
+    db_engine *e = NULL;
+    char *msg = NULL;
+    int64_t t0 = bfs_mono_ms();
+    int ret = open_engine(&bad, &e, &msg);
+    printf("  a name that does not resolve: %s (%lld ms)\n", msg ? msg : "?", (long long)(bfs_mono_ms() - t0));
+    assert_true(ret == -EIO || ret == -ETIMEDOUT); /* -ETIMEDOUT: this machine's name server is slow */
+    assert_null(e);
+    assert_non_null(strstr(msg, "cannot reach"));
+    assert_non_null(strstr(msg, "no-such-host-bfs.invalid"));
+    assert_true(bfs_mono_ms() - t0 < 3000 + 1000);
+    free(msg);
 }
 
 static void test_idle_close(void **state)
@@ -1110,6 +1158,7 @@ int main(void)
         cmocka_unit_test_setup(test_writes, setup),
         cmocka_unit_test_setup(test_transactions, setup),
         cmocka_unit_test_setup(test_pool_bound, setup),
+        cmocka_unit_test_setup(test_host_names, setup),
         cmocka_unit_test_setup(test_idle_close, setup),
         cmocka_unit_test_setup(test_statement_timeout, setup),
         cmocka_unit_test_setup(test_timespans, setup),
