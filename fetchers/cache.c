@@ -5,6 +5,8 @@
  *
  *   meta                 "block_size N": the block size chosen at creation
  *   index.lmdb(-lock)    the LMDB index (MDB_NOSUBDIR), 1 GiB sparse map
+ *   place.lock           flock()ed shared by puts between placing a block file
+ *                        and committing its record, exclusive by verify (I5)
  *   blocks/tmp.PID.ID    a block being written (no lock held), where unnamed
  *                        files cannot be used; else the block being written is
  *                        an O_TMPFILE file in blocks/XX/, with no name until placed
@@ -39,10 +41,15 @@
  *       rec.len bytes and rec.csum, except after a power loss (no fsync of
  *       block files; see below) or outside interference.  Reads check it.
  *   I5  a block file enters blocks/XX/ only by rename or link (of an unnamed
- *       file) while its writer holds
- *       the LMDB write transaction that records it.  So whoever holds the
- *       write lock and finds a block file without a matching record knows it
- *       is an orphan, never a put in progress (bfs_cache_verify relies on it).
+ *       file) while its writer holds place.lock shared, and keeps holding it
+ *       until the write transaction that records it has ended.  So whoever
+ *       holds place.lock exclusive (and the write lock) and finds a block
+ *       file without a matching record knows it is an orphan, never a put in
+ *       progress (bfs_cache_verify relies on it).  The link is not made
+ *       inside the write transaction: the index has one writer at a time,
+ *       and a file system call that stalls (a busy or failing disk) there
+ *       would stall every put of every thread behind it, a read fetching its
+ *       own block among them.
  *   I6  every records entry has exactly one record_age entry, at its
  *       rhead.seq; info.record_bytes = sum of klen + dlen over records;
  *       info.record_seq >= every rhead.seq.  After a record put, at most
@@ -52,8 +59,8 @@
  *
  * States of one block (key, block number) and the steps between them:
  *
- *   ABSENT --put: write tmp (no lock)--> TMP --write txn: evict, link or
- *   rename, record, commit--> PRESENT --evict / drop / replace: delete record in a
+ *   ABSENT --put: write tmp (no lock)--> TMP --place.lock shared: link or
+ *   rename; write txn: evict, record, commit--> PRESENT --evict / drop / replace: delete record in a
  *   write txn, commit, then unlink the file--> ABSENT
  *
  * Crash story (kill -9 at any instruction):
@@ -129,6 +136,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/mman.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -218,6 +226,10 @@ struct bfs_cache {
     atomic_uchar logged[192];  /* LMDB/system error codes already logged */
     atomic_int enospc_noted;
     atomic_bool no_tmpfile;    /* unnamed tmp files (O_TMPFILE + /proc) unusable here */
+    int place_fd;              /* place.lock (I5), or -1 before it is open */
+    pthread_mutex_t place_mu;  /* guards placing */
+    int placing;               /* puts of this process between link and commit: the
+                                * flock belongs to place_fd's open file, not to a thread */
     int64_t slow_write_us;     /* see bfs_cache_cfg */
 };
 
@@ -374,6 +386,16 @@ static bool parse_block_name(const char *name, bkey *k, uint64_t *id)
     put_be64(k->blk, strtoull(name + 33, NULL, 16));
     *id = strtoull(name + 50, NULL, 16);
     return true;
+}
+
+/* A new open file of DIR/place.lock (0600): its own open file, so its
+ * flock excludes this process's other opens too.  The fd, or -errno. */
+static int open_place_lock(const bfs_cache *c)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/place.lock", c->dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    return fd < 0 ? -errno : fd;
 }
 
 static int64_t fs_free(const bfs_cache *c)
@@ -939,6 +961,8 @@ int bfs_cache_open(const bfs_cache_cfg *cfg, bfs_cache **out, char **errmsg)
     pthread_rwlock_init(&c->envlock, &ra);
     pthread_rwlockattr_destroy(&ra);
     pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->place_mu, NULL);
+    c->place_fd = -1;
 
     int rc;
     if (want > MAX_BLOCK_SIZE) {
@@ -992,6 +1016,12 @@ int bfs_cache_open(const bfs_cache_cfg *cfg, bfs_cache **out, char **errmsg)
                  cfg->block_size);
     if ((rc = open_index(c, errmsg)))
         goto fail;
+    if ((c->place_fd = open_place_lock(c)) < 0) {
+        rc = c->place_fd;
+        if (asprintf(errmsg, "cannot create %s/place.lock: %s", c->dir, strerror(-rc)) < 0)
+            *errmsg = NULL;
+        goto fail;
+    }
     /* unnamed tmp files are linked to their names through /proc/self/fd */
     atomic_store(&c->no_tmpfile, cfg->named_tmp || access("/proc/self/fd", X_OK) != 0);
     c->slow_write_us = cfg->slow_write_us ? cfg->slow_write_us : SLOW_WRITE_US;
@@ -1027,8 +1057,11 @@ void bfs_cache_close(bfs_cache *c)
     }
     if (c->dev || c->ino)
         reg_del(c->dev, c->ino);
+    if (c->place_fd >= 0)
+        close(c->place_fd);
     pthread_rwlock_destroy(&c->envlock);
     pthread_mutex_destroy(&c->mu);
+    pthread_mutex_destroy(&c->place_mu);
     free(c->dir);
     free(c);
 }
@@ -1385,6 +1418,26 @@ static void tmp_discard(tmpblock *t)
     t->path[0] = '\0';
 }
 
+/* A put is about to place a block file / has ended the transaction that
+ * records it (I5): the first of this process's puts in between takes
+ * place.lock shared (waiting while a verify holds it), the last lets go. */
+static void placing_begin(bfs_cache *c)
+{
+    pthread_mutex_lock(&c->place_mu);
+    if (c->placing++ == 0)
+        while (flock(c->place_fd, LOCK_SH) != 0 && errno == EINTR)
+            ;
+    pthread_mutex_unlock(&c->place_mu);
+}
+
+static void placing_end(bfs_cache *c)
+{
+    pthread_mutex_lock(&c->place_mu);
+    if (--c->placing == 0)
+        flock(c->place_fd, LOCK_UN);
+    pthread_mutex_unlock(&c->place_mu);
+}
+
 /* Give t the block's final name, never replacing a file (ids are random; on
  * the rare clash pick another): link the unnamed file, or rename the named
  * one.  Creates the bucket directory. */
@@ -1426,21 +1479,32 @@ static int place_block(bfs_cache *c, const tmpblock *t, const bkey *k, uint64_t 
     return -EEXIST;
 }
 
-/* One attempt at recording a block whose bytes are in tmp.  Returns 0, a
- * negative errno, or 1 for "index full, evict and retry". */
-static int put_txn(bfs_cache *c, const char *key, const bkey *k, uint64_t csum, size_t len,
-                   const tmpblock *tmp, victims *vs)
+/* put_txn's work, place.lock held.  The file gets its final name (a link,
+ * perhaps a bucket's mkdir) and the free space is read before the write
+ * transaction begins, not inside it (I5).  A file placed but not recorded
+ * is the orphan of the crash story above; every way out but the commit
+ * unlinks it. */
+static int put_txn_placed(bfs_cache *c, const char *key, const bkey *k, uint64_t csum, size_t len,
+                          const tmpblock *tmp, victims *vs)
 {
-    MDB_txn *t;
-    int rc = txn_begin(c, 0, &t);
+    rec r = {.csum = csum, .id = random_id(), .len = (uint32_t)len};
+    char path[PATH_MAX];
+    int rc = place_block(c, tmp, k, &r.id, path); /* the id changes on a name clash */
     if (rc)
         return rc;
+    int64_t free_now = fs_free(c);
+    MDB_txn *t;
+    if ((rc = txn_begin(c, 0, &t))) {
+        unlink(path);
+        return rc;
+    }
     int mrc = flush_in_txn(c, t);
     if (mrc)
         goto mdb_fail;
     mrc = object_check(c, t, k, key);
     if (mrc == 1) {
         txn_commit(c, t);  /* keeps the flushed touches */
+        unlink(path);
         bfs_debug(TAG, "object key hash collision for %s: not cached", key);
         return -EEXIST;
     }
@@ -1456,13 +1520,13 @@ static int put_txn(bfs_cache *c, const char *key, const bkey *k, uint64_t csum, 
     if (had_old && old.len == len && old.csum == csum) {
         /* another thread or process stored the same bytes meanwhile */
         txn_commit(c, t);
+        unlink(path);
         return 0;
     }
     int64_t bytes;
     if ((mrc = info_get(c, t, "bytes", &bytes)))
         goto mdb_fail;
     int64_t need = bytes - (had_old ? old.len : 0) + (int64_t)len - c->max_bytes;
-    int64_t free_now = fs_free(c);
     int64_t floor_need = free_now == INT64_MAX ? 0 : c->min_free - free_now;
     if (floor_need > need)
         need = floor_need;
@@ -1472,6 +1536,7 @@ static int put_txn(bfs_cache *c, const char *key, const bkey *k, uint64_t csum, 
             /* even an empty cache would not do: keep what we have (and
              * the flushed touches) */
             txn_commit(c, t);
+            unlink(path);
             if (!atomic_exchange(&c->enospc_noted, 1))
                 bfs_note(TAG, "%s: no room for a %zu-byte block (limit %" PRId64 ", %" PRId64
                          " bytes free, floor %" PRId64 ")", c->dir, len, c->max_bytes,
@@ -1490,22 +1555,13 @@ static int put_txn(bfs_cache *c, const char *key, const bkey *k, uint64_t csum, 
             goto mdb_fail;
     }
 
-    rec r = {.csum = csum, .id = random_id(), .atime = c->now(), .len = (uint32_t)len};
+    r.atime = c->now();
     lkey l;
     MDB_val bk = {sizeof *k, (void *)k}, d = {sizeof r, &r}, lk = {sizeof l, &l}, empty = {0, NULL};
-    char path[PATH_MAX];
-    /* rename before writing the record: the id may change on a name clash */
-    if ((rc = place_block(c, tmp, k, &r.id, path))) {
-        txn_abort(c, t);
-        vs->n = 0;  /* nothing was removed */
-        return rc;
-    }
     make_lkey(r.atime, k, &l);
     if ((mrc = mdb_put(t, c->db_blocks, &bk, &d, 0)) || (mrc = mdb_put(t, c->db_lru, &lk, &empty, 0)) ||
-        (mrc = object_add(c, t, k, key, +1)) || (mrc = info_add(c, t, "bytes", (int64_t)len))) {
-        unlink(path);
+        (mrc = object_add(c, t, k, key, +1)) || (mrc = info_add(c, t, "bytes", (int64_t)len)))
         goto mdb_fail;
-    }
     if ((rc = txn_commit(c, t))) {
         unlink(path);  /* unrecorded: an orphan otherwise */
         vs->n = 0;
@@ -1515,10 +1571,22 @@ static int put_txn(bfs_cache *c, const char *key, const bkey *k, uint64_t csum, 
 
 mdb_fail:
     txn_abort(c, t);
+    unlink(path);
     vs->n = 0;
     if (mrc == MDB_MAP_FULL || mrc == MDB_TXN_FULL)
         return 1;
     return lmdb_errno(c, mrc, "record a block");
+}
+
+/* One attempt at recording a block whose bytes are in tmp.  Returns 0, a
+ * negative errno, or 1 for "index full, evict and retry". */
+static int put_txn(bfs_cache *c, const char *key, const bkey *k, uint64_t csum, size_t len,
+                   const tmpblock *tmp, victims *vs)
+{
+    placing_begin(c);
+    int rc = put_txn_placed(c, key, k, csum, len, tmp, vs);
+    placing_end(c);
+    return rc;
 }
 
 /* The index map is full: evict an eighth of the blocks in their own
@@ -2106,16 +2174,23 @@ static void verify_records(bfs_cache *c, bfs_cache_progress_fn progress, void *c
     }
 }
 
-/* Remove orphans of one bucket directory: names are checked while holding
- * the write lock, so no put can be between its rename and its commit (I5). */
+/* Remove orphans of one bucket directory: names are listed and checked
+ * while holding place.lock exclusive (on an open file of its own, so puts
+ * of this process are excluded too), so no put can be between its link
+ * and its commit (I5). */
 static void verify_bucket(bfs_cache *c, int dfd, const char *bucket, int64_t *removed)
 {
-    int bfd = openat(dfd, bucket, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (bfd < 0)
+    int lfd = open_place_lock(c);
+    if (lfd < 0)
         return;
-    DIR *d = fdopendir(bfd);
+    while (flock(lfd, LOCK_EX) != 0 && errno == EINTR)
+        ;
+    int bfd = openat(dfd, bucket, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = bfd < 0 ? NULL : fdopendir(bfd);
     if (!d) {
-        close(bfd);
+        if (bfd >= 0)
+            close(bfd);
+        close(lfd); /* and its lock */
         return;
     }
     char (*names)[72] = NULL;
@@ -2168,6 +2243,7 @@ static void verify_bucket(bfs_cache *c, int dfd, const char *bucket, int64_t *re
     }
     free(names);
     closedir(d);
+    close(lfd);
 }
 
 int bfs_cache_verify_progress(bfs_cache *c, bfs_cache_progress_fn progress, void *ctx, bfs_cache_verified *out)

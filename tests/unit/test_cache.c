@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <cmocka.h>
 
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1050,6 +1052,114 @@ static void test_records_older_index(void **state)
     bfs_cache_close(c);
 }
 
+/* ---- a stalled placement stalls only its own put ---------------------------- */
+
+/* cache.c's linkat and renameat2 land here (this executable's definitions
+ * come first): the real call, then, in a thread that set t_stall, a stall
+ * until the test lets go (at most 5 s): a disk that does not answer right
+ * after a block file got its name, before its record is committed. */
+static __thread bool t_stall;
+static pthread_mutex_t stall_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t stall_cv = PTHREAD_COND_INITIALIZER;
+enum { STALL_IDLE, STALL_HELD, STALL_LET_GO, STALL_TIMED_OUT };
+static int stall_state;
+
+static void stall_here(void)
+{
+    if (!t_stall)
+        return;
+    t_stall = false;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    pthread_mutex_lock(&stall_mu);
+    stall_state = STALL_HELD;
+    pthread_cond_broadcast(&stall_cv);
+    while (stall_state == STALL_HELD)
+        if (pthread_cond_timedwait(&stall_cv, &stall_mu, &until) == ETIMEDOUT)
+            stall_state = STALL_TIMED_OUT;
+    pthread_mutex_unlock(&stall_mu);
+}
+
+int linkat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, int flags)
+{
+    int r = (int)syscall(SYS_linkat, olddirfd, oldpath, newdirfd, newpath, flags);
+    int e = errno;
+    stall_here();
+    errno = e;
+    return r;
+}
+
+int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags)
+{
+    int r = (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, flags);
+    int e = errno;
+    stall_here();
+    errno = e;
+    return r;
+}
+
+static void *stalled_put_main(void *arg)
+{
+    bfs_cache *c = arg;
+    unsigned char in[BS];
+    fill(in, BS, "s3://b/slow#e", 0);
+    t_stall = true;
+    return (void *)(intptr_t)bfs_cache_put(c, "s3://b/slow#e", 0, in, BS);
+}
+
+static void *verify_main(void *arg)
+{
+    static bfs_cache_verified v;
+    v = (bfs_cache_verified){0};
+    return bfs_cache_verify(arg, &v) == 0 ? &v : NULL;
+}
+
+/* One put stalls between naming its block file and recording it: another
+ * thread's put finishes meanwhile (it once waited for the index's write
+ * lock, which the stalled put held across the link), and a verify waits
+ * for the stalled put instead of removing its file as an orphan. */
+static void test_stalled_placement(void **state)
+{
+    (void)state;
+    bfs_cache *c = open_cache(BS, 0, 1);
+    stall_state = STALL_IDLE;
+    pthread_t slow, ver;
+    assert_int_equal(pthread_create(&slow, NULL, stalled_put_main, c), 0);
+    pthread_mutex_lock(&stall_mu);
+    while (stall_state == STALL_IDLE)
+        pthread_cond_wait(&stall_cv, &stall_mu);
+    pthread_mutex_unlock(&stall_mu);
+
+    unsigned char in[BS], out[BS];
+    fill(in, BS, "s3://b/fast#e", 0);
+    assert_int_equal(bfs_cache_put(c, "s3://b/fast#e", 0, in, BS), 0);
+    pthread_mutex_lock(&stall_mu);
+    int during = stall_state;
+    pthread_mutex_unlock(&stall_mu);
+    assert_int_equal(during, STALL_HELD); /* done while the other put was stalled */
+    assert_int_equal(bfs_cache_get(c, "s3://b/fast#e", 0, out, sizeof out), BS);
+    assert_memory_equal(in, out, BS);
+
+    assert_int_equal(pthread_create(&ver, NULL, verify_main, c), 0);
+    usleep(200000); /* let the verify reach the stalled put's bucket, if it would */
+    pthread_mutex_lock(&stall_mu);
+    stall_state = STALL_LET_GO;
+    pthread_cond_broadcast(&stall_cv);
+    pthread_mutex_unlock(&stall_mu);
+    void *rc, *vr;
+    pthread_join(slow, &rc);
+    pthread_join(ver, &vr);
+    assert_int_equal((int)(intptr_t)rc, 0);
+    assert_non_null(vr);
+    assert_int_equal(((bfs_cache_verified *)vr)->leftovers, 0); /* the stalled put's file stayed */
+    fill(in, BS, "s3://b/slow#e", 0);
+    assert_int_equal(bfs_cache_get(c, "s3://b/slow#e", 0, out, sizeof out), BS);
+    assert_memory_equal(in, out, BS);
+    assert_consistent(c);
+    bfs_cache_close(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1065,6 +1175,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_placement, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_named, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records, setup, teardown),
