@@ -73,6 +73,21 @@ nginx_stop() {
     return 0
 }
 
+# nginx_log_settled: wait (at most 3 s) until the access log has stopped
+# growing.  nginx writes a request's line after its response has gone, so a
+# client can be done before the line is there: call this before reading the
+# log after a client ran.
+nginx_log_settled() {
+    local last=-1 size
+    for _ in $(seq 30); do
+        size=$(stat -c %s "$NGINX_DIR/access.log" 2>/dev/null || echo 0)
+        [ "$size" = "$last" ] && return 0
+        last=$size
+        sleep 0.1
+    done
+    return 0
+}
+
 # nginx_make_certs DIR: DIR/ca.pem (and ca.key), DIR/server.{pem,key} for
 # IP:127.0.0.1 and DNS:localhost, DIR/localhost.{pem,key} for DNS:localhost
 # only; EC keys, valid for two days.

@@ -133,6 +133,7 @@ expect "an absolute URI outside the root is refused (EACCES)" refused "$T/mnt" "
 expect "each refusal is one log line" test "$(grep -c "refusing datastore location\|OUTSIDE" "$BFS_LOG")" -eq 2
 check_log
 ACCESS=$NGINX_DIR/access.log
+nginx_log_settled
 expect "the server logged the read under the root" grep -q "GET /auth/sec/" "$ACCESS"
 if grep -q "OUTSIDE" "$ACCESS"; then
     fail "the server saw a request for OUTSIDE.fits: $(grep OUTSIDE "$ACCESS" | head -2)"

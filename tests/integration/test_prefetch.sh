@@ -97,6 +97,7 @@ expect "prefetch prints a summary: 2 files, $((2 * PAYLOAD)) bytes, 0 failed" \
     grep -Eq "^prefetch: 2 files, [0-9.]+ MiB read \($((2 * PAYLOAD)) B\); .* received from servers \([0-9]+ B\).*, 0 failed$" "$PF_OUT"
 fetched=$(sed -n 's/.*received from servers (\([0-9]*\) B).*/\1/p' "$PF_OUT")
 expect "the first prefetch fetched the bytes from the server ($fetched)" test "${fetched:-0}" -ge $((2 * PAYLOAD))
+nginx_log_settled
 expect "requests carried the token (nginx served 206/200 on /auth/)" \
     grep -Eq '"GET /auth/repo/[^ ]* HTTP/1.1" 20[06] ' "$NGINX_DIR/access.log"
 

@@ -217,7 +217,8 @@ S=${FILES[2]}
 Sname=$(basename "${SRC[$S]}")
 : >"$NGINX_DIR/access.log"
 head -c 100000 "$T/mnt/$S" >"$T/s.out"
-sleep 0.5
+sleep 0.3 # read-ahead, if any, starts
+nginx_log_settled
 expect "(d) one reader: the first 100000 bytes are right" cmp -s "$T/s.out" <(head -c 100000 "${SRC[$S]}")
 gets=$(grep -c "^GET [^ ]*$Sname " "$NGINX_DIR/access.log")
 echo "(d) one reader, $Sname: $(grep "^GET [^ ]*$Sname " "$NGINX_DIR/access.log" | sed 's/.*range=//' | tr '\n' ' ')"
@@ -230,7 +231,8 @@ for i in 1 2 3 4 5 6 7 8; do
     pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p"; done
-sleep 0.5
+sleep 0.3 # read-ahead, if any, starts
+nginx_log_settled
 ok=1
 for i in 1 2 3 4 5 6 7 8; do cmp -s "$T/d.$i" <(head -c 100000 "${SRC[$D]}") || ok=0; done
 expect "(d) eight concurrent readers got the right 100000 bytes" test $ok -eq 1

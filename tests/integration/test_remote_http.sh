@@ -106,7 +106,7 @@ done
 # header read: at most one block (1 MiB) of body bytes may cross the network
 : >"$NGINX_DIR/access.log"
 head -c 2880 "$T/mnt/$f0" >"$T/head.bin"
-sleep 0.3
+nginx_log_settled
 moved=$(awk '{s += $10} END {print s + 0}' "$NGINX_DIR/access.log")
 expect "header read moved $moved bytes (at most one 1 MiB block)" test "$moved" -le $((1024 * 1024))
 # the first open of a file is one request: the GET of its first block pins it
@@ -218,7 +218,7 @@ EOF2
 mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml" || finish
 : >"$NGINX_DIR/access.log"
 expect "read through failover past a 503 replica" reads_match "$f0"
-sleep 0.3
+nginx_log_settled
 n503=$(grep -c '/fail503/' "$NGINX_DIR/access.log")
 # the failing replica is skipped once it failed, though the good one is on
 # the same server: not tried again for each of the file's 10 blocks

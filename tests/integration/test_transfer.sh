@@ -67,6 +67,7 @@ expect "... under <uri><path relative to the datastore root>" \
 expect "the daemon logs one line per completed transfer" test "$(grep -c '"transfer":"done"' "$BFS_LOG")" = 3
 expect "... and appends one event line each to the events file" \
     test "$(grep -c '"transfer":"done"' "$T/repo/.butlerfs/events.jsonl")" = 3
+nginx_log_settled
 expect "each event line was POSTed to the webhook (3)" \
     bash -c "test \$(grep -c 'POST /hook/events' '$NGINX_DIR/access.log') = 3"
 
@@ -116,6 +117,7 @@ new_rel=$(cd "$T/repo" && find LSSTCam -name "$(basename "${RAWS[12]}" .fits)*" 
 log_mark=$(wc -l <"$NGINX_DIR/access.log")
 "$BFS_BIN" catchup "$T/repo" --collection 'LSSTCam/*' --config "$T/bfs.yaml" >"$T/catchup.txt" 2>"$T/catchup.err"
 cat "$T/catchup.txt"
+nginx_log_settled
 tail -n +"$((log_mark + 1))" "$NGINX_DIR/access.log" >"$T/catchup.access"
 expect "catchup finds the lost object and the never-queued dataset (2 queued)" grep -q "^  queued       2" "$T/catchup.txt"
 expect "... and the rest present (8)" grep -q "^  present      8" "$T/catchup.txt"
@@ -156,6 +158,7 @@ sed "s|$NGINX_URL/data/archive/|$NGINX_URL/norange/archive/|" "$T/bfs.yaml" >"$T
 log_mark=$(wc -l <"$NGINX_DIR/access.log")
 "$BFS_BIN" catchup "$T/repo" --collection 'LSSTCam/*' --config "$T/nodav.yaml" --check-sizes >"$T/catchup6.txt" 2>"$T/catchup6.err"
 cat "$T/catchup6.err"
+nginx_log_settled
 expect "a server that refuses PROPFIND: catchup says so once, and uses HEAD" \
     bash -c "test \$(grep -c 'refuses PROPFIND (HTTP 405); checking each object with HEAD' '$T/catchup6.err') = 1 &&
              test \$(tail -n +$((log_mark + 1)) '$NGINX_DIR/access.log' | grep -c '\"HEAD /norange/archive/') = 10"
