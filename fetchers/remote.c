@@ -1956,7 +1956,7 @@ int64_t bfs_remote_spare_bytes(bfs_remote *r)
     return bytes;
 }
 
-void bfs_remote_dump(bfs_remote *r, FILE *f)
+int bfs_remote_dump(bfs_remote *r, FILE *f)
 {
     pthread_mutex_lock(&r->lock);
     int64_t now = bfs_mono_ms();
@@ -1968,7 +1968,11 @@ void bfs_remote_dump(bfs_remote *r, FILE *f)
         fprintf(f, "  in flight: %s block %llu, %d holder(s), %s, listed %lld ms ago, block %s\n", e->key,
                 (unsigned long long)e->block, e->refs, e->done ? "done" : "running", (long long)(now - e->since),
                 e->bb ? "held" : "none");
+    int busy = r->running;
+    for (const struct inflight *e = r->inflight; e; e = e->next)
+        busy++;
     pthread_mutex_unlock(&r->lock);
+    return busy;
 }
 
 int64_t bfs_remote_mem_used(bfs_remote *r)

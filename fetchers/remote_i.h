@@ -75,8 +75,9 @@ int64_t bfs_remote_mem_used(bfs_remote *r);
  * and running read-ahead jobs, and each in-flight fetch with its holders
  * and age.  A block that outlives every holder shows as live with nothing
  * in flight and no job running.  Keys are printed as they are (a URI may
- * hold credentials): never to a log. */
-void bfs_remote_dump(bfs_remote *r, FILE *f);
+ * hold credentials): never to a log.  Returns the work in progress: jobs
+ * running plus fetches in flight. */
+int bfs_remote_dump(bfs_remote *r, FILE *f);
 
 /* Tests: bytes of idle spare block buffers kept for reuse (within the
  * budget: mem_used + spare bytes <= memory_budget). */

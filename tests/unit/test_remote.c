@@ -184,13 +184,25 @@ static bfs_remote *new_remote(const bfs_config *c)
 }
 
 /* Wait for queued read-ahead to drain: then the budget must be all back. */
-static void assert_budget_returned(bfs_remote *r)
+static void wait_budget_returned(bfs_remote *r, int64_t ms)
 {
-    int64_t deadline = now_ms() + 60000;
+    int64_t deadline = now_ms() + ms;
     while (bfs_remote_mem_used(r) != 0 && now_ms() < deadline)
         usleep(10000);
-    if (bfs_remote_mem_used(r) != 0)
-        bfs_remote_dump(r, stderr); /* who holds it */
+}
+
+/* The budget comes back once the work in flight ends.  A block whose cache
+ * store is stuck on the disk is still held (a read-ahead worker's file link
+ * stalled past 60 s once, in a loaded CI run): while work is in progress
+ * the wait goes on two more minutes; what holds the budget is printed. */
+static void assert_budget_returned(bfs_remote *r)
+{
+    wait_budget_returned(r, 60000);
+    if (bfs_remote_mem_used(r) != 0 && bfs_remote_dump(r, stderr) > 0) {
+        wait_budget_returned(r, 120000);
+        if (bfs_remote_mem_used(r) != 0)
+            bfs_remote_dump(r, stderr);
+    }
     assert_int_equal(bfs_remote_mem_used(r), 0);
 }
 
