@@ -321,13 +321,41 @@ static int union_done(struct union_query *u, db_stmt *st, int rc, int ret)
     return ret;
 }
 
+/* " ORDER BY" the dimensions values[] leaves free, for a probe (LIMIT 1)
+ * of a tags table whose members live in one collection.  The rows of one
+ * collection are in its unique index (dataset_type_id, collection_id,
+ * dimensions...) in that order, so the index answers at its first entry;
+ * without an order PostgreSQL's planner expects a sequential scan to meet a
+ * matching row at once when its statistics say most rows match (one RUN in
+ * the table), which reads the whole table when none does.  Several
+ * collections are left unordered: the index's order then holds per
+ * collection only, and an ORDER BY would sort every matching row. */
+static void sql_probe_order(struct sql *q, const struct union_query *u, bool calib)
+{
+    int leaves = 0;
+    for (int i = 0; i < u->l->n; i++)
+        leaves += u->l->calib[i] == calib;
+    if (calib || leaves != 1)
+        return;
+    const char *sep = " ORDER BY ";
+    for (int i = 0; i < u->dt->ndims; i++) {
+        if (u->values && u->values[i])
+            continue;
+        fputs(sep, q->f);
+        sql_ident(q, u->dt->dims[i]->name);
+        sep = ", ";
+    }
+}
+
 static void write_has(struct sql *q, const struct union_query *u, bool calib)
 {
-    fputs("SELECT 1 FROM ", q->f);
+    fputs("SELECT 1 FROM (SELECT 1 AS one FROM ", q->f);
     sql_ident(q, table_of(u->dt, calib));
     fputs(" WHERE dataset_type_id = ", q->f);
     sql_param(q);
     sql_collections(q, u->l, calib);
+    sql_probe_order(q, u, calib);
+    fputs(" LIMIT 1) AS probe", q->f);
 }
 
 int bfs_registry_collection_has(bfs_registry *reg, const bfs_collection *c, const bfs_dataset_type *dt)
@@ -441,6 +469,18 @@ static void write_values(struct sql *q, const struct union_query *u, bool calib)
         sql_value_filter(q, u, calib, first);
         return;
     }
+    if (u->values && u->values[u->k]) {
+        /* the value is given (does it exist?): one probe, no walk; a walk's
+         * step "col > s.v" next to "col = ?" made PostgreSQL's planner
+         * expect a row at once and scan the whole table for none */
+        fputs("SELECT v FROM (SELECT ", q->f);
+        sql_ident(q, col);
+        fputs(" AS v", q->f);
+        sql_value_filter(q, u, calib, first);
+        sql_probe_order(q, u, calib);
+        fputs(" LIMIT 1) AS probe", q->f);
+        return;
+    }
     /* "ORDER BY col LIMIT 1" rather than min(col): PostgreSQL's planner
      * took a sequential scan for min() with a bound below it */
     fputs("SELECT v FROM (WITH RECURSIVE s(v) AS (SELECT (SELECT ", q->f);
@@ -503,11 +543,22 @@ static int64_t ingest_unix(db_stmt *st, int col)
     return (int64_t)timegm(&tm);
 }
 
+/* The files of the datasets that match.  The dataset row (run, ingest date)
+ * is read by two correlated subqueries on its primary key rather than a
+ * join: for a partial dataId with thousands of datasets PostgreSQL's
+ * planner hashed the whole dataset table for a join (a sequential scan of
+ * it, 0.3 s at a million datasets), as its cost model prices a
+ * sequential page far below a random one; a subquery is one index probe
+ * per row on every engine, so the time grows with the answer.  A tags row
+ * has its dataset row (a foreign key); one without is skipped as the join
+ * did (run_id NULL, see bfs_registry_find_files). */
 static void write_files(struct sql *q, const struct union_query *u, bool calib)
 {
     const bfs_dataset_type *dt = u->dt;
-    fputs("SELECT t.dataset_id, t.collection_id, d.run_id, d.ingest_date, r.component, r.path,"
-          " r.file_size, r.checksum, ", q->f);
+    fputs("SELECT t.dataset_id, t.collection_id,"
+          " (SELECT d.run_id FROM dataset AS d WHERE d.id = t.dataset_id),"
+          " (SELECT d.ingest_date FROM dataset AS d WHERE d.id = t.dataset_id),"
+          " r.component, r.path, r.file_size, r.checksum, ", q->f);
     fputs(calib ? u->span : "NULL, NULL", q->f);
     fputs(", CASE t.collection_id", q->f);
     for (int i = 0; i < u->l->n; i++)
@@ -521,7 +572,7 @@ static void write_files(struct sql *q, const struct union_query *u, bool calib)
     }
     fputs(" FROM ", q->f);
     sql_ident(q, table_of(dt, calib));
-    fputs(" AS t JOIN dataset AS d ON d.id = t.dataset_id JOIN ", q->f);
+    fputs(" AS t JOIN ", q->f);
     sql_ident(q, u->reg->records_table);
     fputs(" AS r ON r.dataset_id = t.dataset_id WHERE t.dataset_type_id = ", q->f);
     sql_param(q);
@@ -562,6 +613,8 @@ int bfs_registry_find_files(bfs_registry *reg, const bfs_collection *c, const bf
     char prev_key[BFS_MAX_DIMS * BFS_MAX_VALUE] = "";
     int best_pos = -1;
     while ((rc = db_step(st)) == DB_ROW) {
+        if (db_column_type(st, 2) == DB_NULL)
+            continue; /* no dataset row: not a dataset (write_files) */
         bfs_dataset_file f = {0};
         char key[sizeof prev_key];
         size_t kl = 0;
