@@ -322,28 +322,35 @@ static int union_done(struct union_query *u, db_stmt *st, int rc, int ret)
 }
 
 /* " ORDER BY" the dimensions values[] leaves free, for a probe (LIMIT 1)
- * of a tags table whose members live in one collection.  The rows of one
- * collection are in its unique index (dataset_type_id, collection_id,
- * dimensions...) in that order, so the index answers at its first entry;
- * without an order PostgreSQL's planner expects a sequential scan to meet a
- * matching row at once when its statistics say most rows match (one RUN in
- * the table), which reads the whole table when none does.  Several
- * collections are left unordered: the index's order then holds per
- * collection only, and an ORDER BY would sort every matching row. */
+ * of a tags table whose members live in one collection, when the given
+ * values are the first dimensions.  The rows of one collection are in its
+ * unique index (dataset_type_id, collection_id, dimensions...) in that
+ * order, so the index answers at its first entry; without an order
+ * PostgreSQL's planner expects a sequential scan to meet a matching row at
+ * once when its statistics say most rows match (one RUN in the table),
+ * which reads the whole table when none does.  Left unordered: several
+ * collections (the index's order then holds per collection only, and an
+ * ORDER BY would sort every matching row), and given values after a free
+ * dimension (not a prefix of the index: the order would make the planner
+ * read the index past every row of the free dimension's first values
+ * instead of using an index that starts with the given ones). */
 static void sql_probe_order(struct sql *q, const struct union_query *u, bool calib)
 {
-    int leaves = 0;
+    int leaves = 0, first_free = u->dt->ndims;
     for (int i = 0; i < u->l->n; i++)
         leaves += u->l->calib[i] == calib;
     if (calib || leaves != 1)
         return;
-    const char *sep = " ORDER BY ";
     for (int i = 0; i < u->dt->ndims; i++) {
-        if (u->values && u->values[i])
-            continue;
-        fputs(sep, q->f);
+        bool given = u->values && u->values[i];
+        if (given && first_free < i)
+            return; /* a given value after a free dimension */
+        if (!given && first_free > i)
+            first_free = i;
+    }
+    for (int i = first_free; i < u->dt->ndims; i++) {
+        fputs(i == first_free ? " ORDER BY " : ", ", q->f);
         sql_ident(q, u->dt->dims[i]->name);
-        sep = ", ";
     }
 }
 
