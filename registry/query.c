@@ -550,22 +550,19 @@ static int64_t ingest_unix(db_stmt *st, int col)
     return (int64_t)timegm(&tm);
 }
 
-/* The files of the datasets that match.  The dataset row (run, ingest date)
- * is read by two correlated subqueries on its primary key rather than a
- * join: for a partial dataId with thousands of datasets PostgreSQL's
- * planner hashed the whole dataset table for a join (a sequential scan of
- * it, 0.3 s at a million datasets), as its cost model prices a
- * sequential page far below a random one; a subquery is one index probe
- * per row on every engine, so the time grows with the answer.  A tags row
- * has its dataset row (a foreign key); one without is skipped as the join
- * did (run_id NULL, see bfs_registry_find_files). */
+/* The files of the datasets that match: tags (or calibration) rows joined
+ * with their dataset row and their records.  For a partial dataId whose
+ * datasets are a large share of the dataset table PostgreSQL's planner may
+ * hash the dataset table (a sequential scan) rather than probe its primary
+ * key per row; measured (docs/performance.md, bench/explain_pg.sh) it is
+ * its break-even choice, and it probes once the table is larger than the
+ * answer.  Correlated subqueries (always probes) were slower: two probes
+ * per row, run serially above a parallel plan. */
 static void write_files(struct sql *q, const struct union_query *u, bool calib)
 {
     const bfs_dataset_type *dt = u->dt;
-    fputs("SELECT t.dataset_id, t.collection_id,"
-          " (SELECT d.run_id FROM dataset AS d WHERE d.id = t.dataset_id),"
-          " (SELECT d.ingest_date FROM dataset AS d WHERE d.id = t.dataset_id),"
-          " r.component, r.path, r.file_size, r.checksum, ", q->f);
+    fputs("SELECT t.dataset_id, t.collection_id, d.run_id, d.ingest_date, r.component, r.path,"
+          " r.file_size, r.checksum, ", q->f);
     fputs(calib ? u->span : "NULL, NULL", q->f);
     fputs(", CASE t.collection_id", q->f);
     for (int i = 0; i < u->l->n; i++)
@@ -579,7 +576,7 @@ static void write_files(struct sql *q, const struct union_query *u, bool calib)
     }
     fputs(" FROM ", q->f);
     sql_ident(q, table_of(dt, calib));
-    fputs(" AS t JOIN ", q->f);
+    fputs(" AS t JOIN dataset AS d ON d.id = t.dataset_id JOIN ", q->f);
     sql_ident(q, u->reg->records_table);
     fputs(" AS r ON r.dataset_id = t.dataset_id WHERE t.dataset_type_id = ", q->f);
     sql_param(q);
@@ -620,8 +617,6 @@ int bfs_registry_find_files(bfs_registry *reg, const bfs_collection *c, const bf
     char prev_key[BFS_MAX_DIMS * BFS_MAX_VALUE] = "";
     int best_pos = -1;
     while ((rc = db_step(st)) == DB_ROW) {
-        if (db_column_type(st, 2) == DB_NULL)
-            continue; /* no dataset row: not a dataset (write_files) */
         bfs_dataset_file f = {0};
         char key[sizeof prev_key];
         size_t kl = 0;
