@@ -321,13 +321,48 @@ static int union_done(struct union_query *u, db_stmt *st, int rc, int ret)
     return ret;
 }
 
+/* " ORDER BY" the dimensions values[] leaves free, for a probe (LIMIT 1)
+ * of a tags table whose members live in one collection, when the given
+ * values are the first dimensions.  The rows of one collection are in its
+ * unique index (dataset_type_id, collection_id, dimensions...) in that
+ * order, so the index answers at its first entry; without an order
+ * PostgreSQL's planner expects a sequential scan to meet a matching row at
+ * once when its statistics say most rows match (one RUN in the table),
+ * which reads the whole table when none does.  Left unordered: several
+ * collections (the index's order then holds per collection only, and an
+ * ORDER BY would sort every matching row), and given values after a free
+ * dimension (not a prefix of the index: the order would make the planner
+ * read the index past every row of the free dimension's first values
+ * instead of using an index that starts with the given ones). */
+static void sql_probe_order(struct sql *q, const struct union_query *u, bool calib)
+{
+    int leaves = 0, first_free = u->dt->ndims;
+    for (int i = 0; i < u->l->n; i++)
+        leaves += u->l->calib[i] == calib;
+    if (calib || leaves != 1)
+        return;
+    for (int i = 0; i < u->dt->ndims; i++) {
+        bool given = u->values && u->values[i];
+        if (given && first_free < i)
+            return; /* a given value after a free dimension */
+        if (!given && first_free > i)
+            first_free = i;
+    }
+    for (int i = first_free; i < u->dt->ndims; i++) {
+        fputs(i == first_free ? " ORDER BY " : ", ", q->f);
+        sql_ident(q, u->dt->dims[i]->name);
+    }
+}
+
 static void write_has(struct sql *q, const struct union_query *u, bool calib)
 {
-    fputs("SELECT 1 FROM ", q->f);
+    fputs("SELECT 1 FROM (SELECT 1 AS one FROM ", q->f);
     sql_ident(q, table_of(u->dt, calib));
     fputs(" WHERE dataset_type_id = ", q->f);
     sql_param(q);
     sql_collections(q, u->l, calib);
+    sql_probe_order(q, u, calib);
+    fputs(" LIMIT 1) AS probe", q->f);
 }
 
 int bfs_registry_collection_has(bfs_registry *reg, const bfs_collection *c, const bfs_dataset_type *dt)
@@ -441,6 +476,18 @@ static void write_values(struct sql *q, const struct union_query *u, bool calib)
         sql_value_filter(q, u, calib, first);
         return;
     }
+    if (u->values && u->values[u->k]) {
+        /* the value is given (does it exist?): one probe, no walk; a walk's
+         * step "col > s.v" next to "col = ?" made PostgreSQL's planner
+         * expect a row at once and scan the whole table for none */
+        fputs("SELECT v FROM (SELECT ", q->f);
+        sql_ident(q, col);
+        fputs(" AS v", q->f);
+        sql_value_filter(q, u, calib, first);
+        sql_probe_order(q, u, calib);
+        fputs(" LIMIT 1) AS probe", q->f);
+        return;
+    }
     /* "ORDER BY col LIMIT 1" rather than min(col): PostgreSQL's planner
      * took a sequential scan for min() with a bound below it */
     fputs("SELECT v FROM (WITH RECURSIVE s(v) AS (SELECT (SELECT ", q->f);
@@ -503,6 +550,14 @@ static int64_t ingest_unix(db_stmt *st, int col)
     return (int64_t)timegm(&tm);
 }
 
+/* The files of the datasets that match: tags (or calibration) rows joined
+ * with their dataset row and their records.  For a partial dataId whose
+ * datasets are a large share of the dataset table PostgreSQL's planner may
+ * hash the dataset table (a sequential scan) rather than probe its primary
+ * key per row; measured (docs/performance.md, bench/explain_pg.sh) it is
+ * its break-even choice, and it probes once the table is larger than the
+ * answer.  Correlated subqueries (always probes) were slower: two probes
+ * per row, run serially above a parallel plan. */
 static void write_files(struct sql *q, const struct union_query *u, bool calib)
 {
     const bfs_dataset_type *dt = u->dt;

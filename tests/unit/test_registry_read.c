@@ -251,6 +251,24 @@ static void test_list_values(void **state)
     const char *exp3[BFS_MAX_DIMS] = {NULL, NULL, "2025041500003"};
     assert_string_equal(list(c, &s, "nested", c->raw, exp3, 1), "3");
     assert_string_equal(list(c, &s, "A", c->raw, exp3, 1), "");
+    /* the listed dimension given (does the value exist?): one probe, in one
+     * RUN or a chain, the given values a prefix of the dimensions or not */
+    const char *inst[BFS_MAX_DIMS] = {"LSSTCam"};
+    assert_string_equal(list(c, &s, "A", c->raw, inst, 0), "LSSTCam");
+    assert_string_equal(list(c, &s, "chain", c->raw, inst, 0), "LSSTCam");
+    const char *other[BFS_MAX_DIMS] = {"LATISS"};
+    assert_string_equal(list(c, &s, "A", c->raw, other, 0), "");
+    const char *det3[BFS_MAX_DIMS] = {"LSSTCam", "3"};
+    assert_string_equal(list(c, &s, "B", c->raw, det3, 1), "3");
+    assert_string_equal(list(c, &s, "A", c->raw, det3, 1), "");
+    assert_string_equal(list(c, &s, "chain", c->raw, det3, 1), "3");
+    const char *exp2[BFS_MAX_DIMS] = {"LSSTCam", NULL, "2025041500002"};
+    assert_string_equal(list(c, &s, "B", c->raw, exp2, 2), "2025041500002");
+    const char *det3exp2[BFS_MAX_DIMS] = {NULL, "3", "2025041500002"};
+    assert_string_equal(list(c, &s, "B", c->raw, det3exp2, 2), "");
+    assert_string_equal(list(c, &s, "tags/50%", c->raw, det1, 1), "1");
+    const char *bias1[BFS_MAX_DIMS] = {NULL, "1"};
+    assert_string_equal(list(c, &s, "defaults", c->bias, bias1, 1), "1");
     /* a value that cannot be of the dimension's type matches nothing */
     const char *bad[BFS_MAX_DIMS] = {NULL, "one"};
     assert_string_equal(list(c, &s, "A", c->raw, bad, 2), "");
