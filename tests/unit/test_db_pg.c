@@ -450,6 +450,28 @@ static void *worker_main(void *p)
     return NULL;
 }
 
+/* Start nt workers of n statements each on e, into t[] and w[]. */
+static void workers_start(db_engine *e, int nt, int n, pthread_t *t, struct worker *w)
+{
+    for (int i = 0; i < nt; i++) {
+        w[i] = (struct worker){.e = e, .n = n};
+        assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+    }
+}
+
+/* Join them: the statements that worked; those that failed into *failed. */
+static int workers_join(int nt, pthread_t *t, struct worker *w, int *failed)
+{
+    int ok = 0;
+    *failed = 0;
+    for (int i = 0; i < nt; i++) {
+        pthread_join(t[i], NULL);
+        ok += w[i].ok;
+        *failed += w[i].failed;
+    }
+    return ok;
+}
+
 static void test_pool_bound(void **state)
 {
     (void)state;
@@ -458,10 +480,7 @@ static void test_pool_bound(void **state)
     enum { NT = 12, N = 25 };
     pthread_t t[NT];
     struct worker w[NT];
-    for (int i = 0; i < NT; i++) {
-        w[i] = (struct worker){.e = e, .n = N};
-        assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
-    }
+    workers_start(e, NT, N, t, w);
     long peak = 0;
     int peak_open = 0;
     for (int k = 0; k < 40; k++) {
@@ -474,12 +493,8 @@ static void test_pool_bound(void **state)
             peak_open = open;
         bfs_sleep_ms(10);
     }
-    int ok = 0, failed = 0;
-    for (int i = 0; i < NT; i++) {
-        pthread_join(t[i], NULL);
-        ok += w[i].ok;
-        failed += w[i].failed;
-    }
+    int failed;
+    int ok = workers_join(NT, t, w, &failed);
     printf("  %d threads x %d: %d ok, %d failed; peak %d open, %ld server backends\n", NT, N, ok, failed,
            peak_open, peak);
     assert_int_equal(failed, 0);
@@ -513,15 +528,9 @@ static void test_host_names(void **state)
         enum { NT = 4, N = 6 };
         pthread_t t[NT];
         struct worker w[NT];
-        for (int i = 0; i < NT; i++) {
-            w[i] = (struct worker){.e = e, .n = N};
-            assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
-        }
-        int ok = 0;
-        for (int i = 0; i < NT; i++) {
-            pthread_join(t[i], NULL);
-            ok += w[i].ok;
-        }
+        workers_start(e, NT, N, t, w);
+        int failed;
+        int ok = workers_join(NT, t, w, &failed);
         printf("  host=%s: %d of %d statements\n", lists[k], ok, NT * N);
         assert_int_equal(ok, NT * N);
         db_engine_close(e);
