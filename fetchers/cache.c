@@ -5,8 +5,6 @@
  *
  *   meta                 "block_size N": the block size chosen at creation
  *   index.lmdb(-lock)    the LMDB index (MDB_NOSUBDIR), 1 GiB sparse map
- *   place.lock           flock()ed shared by puts between placing a block file
- *                        and committing its record, exclusive by verify (I5)
  *   blocks/tmp.PID.ID    a block being written (no lock held), where unnamed
  *                        files cannot be used; else the block being written is
  *                        an O_TMPFILE file in blocks/XX/, with no name until placed
@@ -41,15 +39,16 @@
  *       rec.len bytes and rec.csum, except after a power loss (no fsync of
  *       block files; see below) or outside interference.  Reads check it.
  *   I5  a block file enters blocks/XX/ only by rename or link (of an unnamed
- *       file) while its writer holds place.lock shared, and keeps holding it
- *       until the write transaction that records it has ended.  So whoever
- *       holds place.lock exclusive (and the write lock) and finds a block
- *       file without a matching record knows it is an orphan, never a put in
- *       progress (bfs_cache_verify relies on it).  The link is not made
- *       inside the write transaction: the index has one writer at a time,
- *       and a file system call that stalls (a busy or failing disk) there
- *       would stall every put of every thread behind it, a read fetching its
- *       own block among them.
+ *       file), just before the write transaction that records it; the link
+ *       sets its ctime.  A block file without a matching record is an orphan
+ *       once its ctime is orphan_grace old (10 min): a put in progress would
+ *       have committed or given up by then, barring a disk that stalls that
+ *       long (then its record names a missing file, which the first read
+ *       drops: I4's exception).  bfs_cache_verify removes only such orphans.
+ *       The link is not made inside the write transaction: the index has one
+ *       writer at a time, and a file system call that stalls there (a busy
+ *       or failing disk) would stall every put of every thread behind it, a
+ *       read storing the block it fetched among them.
  *   I6  every records entry has exactly one record_age entry, at its
  *       rhead.seq; info.record_bytes = sum of klen + dlen over records;
  *       info.record_seq >= every rhead.seq.  After a record put, at most
@@ -59,8 +58,8 @@
  *
  * States of one block (key, block number) and the steps between them:
  *
- *   ABSENT --put: write tmp (no lock)--> TMP --place.lock shared: link or
- *   rename; write txn: evict, record, commit--> PRESENT --evict / drop / replace: delete record in a
+ *   ABSENT --put: write tmp (no lock)--> TMP --link or rename; write txn:
+ *   evict, record, commit--> PRESENT --evict / drop / replace: delete record in a
  *   write txn, commit, then unlink the file--> ABSENT
  *
  * Crash story (kill -9 at any instruction):
@@ -107,9 +106,9 @@
  * LMDB serialises writers across threads and processes.  envlock is taken
  * shared around every transaction and exclusively only to adopt a map size
  * grown by another process (MDB_MAP_RESIZED).  mu guards the touch queue.
- * Lock order: envlock (shared) -> LMDB write lock -> mu.  No file I/O of
- * block contents happens inside a write transaction; renames and
- * directory scans of verify do.
+ * Lock order: envlock (shared) -> LMDB write lock -> mu.  No file system
+ * call of a put happens inside a write transaction (I5); evictions unlink
+ * after their commit; verify's scan of a bucket's names does.
  */
 #include "cache.h"
 
@@ -136,7 +135,6 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/mman.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -157,6 +155,7 @@
  * bytes arrive (the rest is written at commit, off the fetch's path). */
 #define SLOW_WRITE_US   20000
 #define TMP_MAX_AGE_S   3600
+#define ORPHAN_GRACE_S  600  /* I5 */
 #define EVICT_BATCH     512     /* blocks per write transaction in bfs_cache_evict */
 #define VERIFY_BATCH    64      /* records read per read transaction in verify */
 #define PATH_ROOM       96      /* bytes after DIR for "/blocks/XX/NAME" */
@@ -226,10 +225,7 @@ struct bfs_cache {
     atomic_uchar logged[192];  /* LMDB/system error codes already logged */
     atomic_int enospc_noted;
     atomic_bool no_tmpfile;    /* unnamed tmp files (O_TMPFILE + /proc) unusable here */
-    int place_fd;              /* place.lock (I5), or -1 before it is open */
-    pthread_mutex_t place_mu;  /* guards placing */
-    int placing;               /* puts of this process between link and commit: the
-                                * flock belongs to place_fd's open file, not to a thread */
+    int64_t orphan_grace_s;    /* I5; <= 0: none */
     int64_t slow_write_us;     /* see bfs_cache_cfg */
 };
 
@@ -386,16 +382,6 @@ static bool parse_block_name(const char *name, bkey *k, uint64_t *id)
     put_be64(k->blk, strtoull(name + 33, NULL, 16));
     *id = strtoull(name + 50, NULL, 16);
     return true;
-}
-
-/* A new open file of DIR/place.lock (0600): its own open file, so its
- * flock excludes this process's other opens too.  The fd, or -errno. */
-static int open_place_lock(const bfs_cache *c)
-{
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/place.lock", c->dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    return fd < 0 ? -errno : fd;
 }
 
 static int64_t fs_free(const bfs_cache *c)
@@ -961,8 +947,6 @@ int bfs_cache_open(const bfs_cache_cfg *cfg, bfs_cache **out, char **errmsg)
     pthread_rwlock_init(&c->envlock, &ra);
     pthread_rwlockattr_destroy(&ra);
     pthread_mutex_init(&c->mu, NULL);
-    pthread_mutex_init(&c->place_mu, NULL);
-    c->place_fd = -1;
 
     int rc;
     if (want > MAX_BLOCK_SIZE) {
@@ -1016,15 +1000,10 @@ int bfs_cache_open(const bfs_cache_cfg *cfg, bfs_cache **out, char **errmsg)
                  cfg->block_size);
     if ((rc = open_index(c, errmsg)))
         goto fail;
-    if ((c->place_fd = open_place_lock(c)) < 0) {
-        rc = c->place_fd;
-        if (asprintf(errmsg, "cannot create %s/place.lock: %s", c->dir, strerror(-rc)) < 0)
-            *errmsg = NULL;
-        goto fail;
-    }
     /* unnamed tmp files are linked to their names through /proc/self/fd */
     atomic_store(&c->no_tmpfile, cfg->named_tmp || access("/proc/self/fd", X_OK) != 0);
     c->slow_write_us = cfg->slow_write_us ? cfg->slow_write_us : SLOW_WRITE_US;
+    c->orphan_grace_s = cfg->orphan_grace_s ? cfg->orphan_grace_s : ORPHAN_GRACE_S;
     int swept = sweep_tmp(c);
     if (swept)
         bfs_info(TAG, "%s: removed %d unfinished block files of dead processes", c->dir, swept);
@@ -1057,11 +1036,8 @@ void bfs_cache_close(bfs_cache *c)
     }
     if (c->dev || c->ino)
         reg_del(c->dev, c->ino);
-    if (c->place_fd >= 0)
-        close(c->place_fd);
     pthread_rwlock_destroy(&c->envlock);
     pthread_mutex_destroy(&c->mu);
-    pthread_mutex_destroy(&c->place_mu);
     free(c->dir);
     free(c);
 }
@@ -1418,26 +1394,6 @@ static void tmp_discard(tmpblock *t)
     t->path[0] = '\0';
 }
 
-/* A put is about to place a block file / has ended the transaction that
- * records it (I5): the first of this process's puts in between takes
- * place.lock shared (waiting while a verify holds it), the last lets go. */
-static void placing_begin(bfs_cache *c)
-{
-    pthread_mutex_lock(&c->place_mu);
-    if (c->placing++ == 0)
-        while (flock(c->place_fd, LOCK_SH) != 0 && errno == EINTR)
-            ;
-    pthread_mutex_unlock(&c->place_mu);
-}
-
-static void placing_end(bfs_cache *c)
-{
-    pthread_mutex_lock(&c->place_mu);
-    if (--c->placing == 0)
-        flock(c->place_fd, LOCK_UN);
-    pthread_mutex_unlock(&c->place_mu);
-}
-
 /* Give t the block's final name, never replacing a file (ids are random; on
  * the rare clash pick another): link the unnamed file, or rename the named
  * one.  Creates the bucket directory. */
@@ -1479,13 +1435,14 @@ static int place_block(bfs_cache *c, const tmpblock *t, const bkey *k, uint64_t 
     return -EEXIST;
 }
 
-/* put_txn's work, place.lock held.  The file gets its final name (a link,
- * perhaps a bucket's mkdir) and the free space is read before the write
- * transaction begins, not inside it (I5).  A file placed but not recorded
- * is the orphan of the crash story above; every way out but the commit
+/* One attempt at recording a block whose bytes are in tmp.  Returns 0, a
+ * negative errno, or 1 for "index full, evict and retry".  The file gets
+ * its final name (a link, perhaps a bucket's mkdir) and the free space is
+ * read before the write transaction begins, not inside it (I5).  A file
+ * placed but not recorded is an orphan; every way out but the commit
  * unlinks it. */
-static int put_txn_placed(bfs_cache *c, const char *key, const bkey *k, uint64_t csum, size_t len,
-                          const tmpblock *tmp, victims *vs)
+static int put_txn(bfs_cache *c, const char *key, const bkey *k, uint64_t csum, size_t len,
+                   const tmpblock *tmp, victims *vs)
 {
     rec r = {.csum = csum, .id = random_id(), .len = (uint32_t)len};
     char path[PATH_MAX];
@@ -1576,17 +1533,6 @@ mdb_fail:
     if (mrc == MDB_MAP_FULL || mrc == MDB_TXN_FULL)
         return 1;
     return lmdb_errno(c, mrc, "record a block");
-}
-
-/* One attempt at recording a block whose bytes are in tmp.  Returns 0, a
- * negative errno, or 1 for "index full, evict and retry". */
-static int put_txn(bfs_cache *c, const char *key, const bkey *k, uint64_t csum, size_t len,
-                   const tmpblock *tmp, victims *vs)
-{
-    placing_begin(c);
-    int rc = put_txn_placed(c, key, k, csum, len, tmp, vs);
-    placing_end(c);
-    return rc;
 }
 
 /* The index map is full: evict an eighth of the blocks in their own
@@ -2174,23 +2120,18 @@ static void verify_records(bfs_cache *c, bfs_cache_progress_fn progress, void *c
     }
 }
 
-/* Remove orphans of one bucket directory: names are listed and checked
- * while holding place.lock exclusive (on an open file of its own, so puts
- * of this process are excluded too), so no put can be between its link
- * and its commit (I5). */
+/* Remove orphans of one bucket directory: a block file whose name no
+ * record matches once its ctime is orphan_grace old (a younger one may be
+ * a put between its link and its commit: I5), and any file whose name is
+ * not a block's. */
 static void verify_bucket(bfs_cache *c, int dfd, const char *bucket, int64_t *removed)
 {
-    int lfd = open_place_lock(c);
-    if (lfd < 0)
-        return;
-    while (flock(lfd, LOCK_EX) != 0 && errno == EINTR)
-        ;
     int bfd = openat(dfd, bucket, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *d = bfd < 0 ? NULL : fdopendir(bfd);
+    if (bfd < 0)
+        return;
+    DIR *d = fdopendir(bfd);
     if (!d) {
-        if (bfd >= 0)
-            close(bfd);
-        close(lfd); /* and its lock */
+        close(bfd);
         return;
     }
     char (*names)[72] = NULL;
@@ -2214,6 +2155,7 @@ static void verify_bucket(bfs_cache *c, int dfd, const char *bucket, int64_t *re
         }
         strcpy(names[n++], e->d_name);
     }
+    int64_t now = clock_real();
     MDB_txn *t;
     if (n && txn_begin(c, 0, &t) == 0) {
         for (size_t i = 0; i < n; i++) {
@@ -2231,6 +2173,8 @@ static void verify_bucket(bfs_cache *c, int dfd, const char *bucket, int64_t *re
             struct stat st;
             if (fstatat(bfd, names[i], &st, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode))
                 continue;
+            if (parsed && c->orphan_grace_s > 0 && now - st.st_ctime < c->orphan_grace_s)
+                continue; /* perhaps a put between its link and its commit */
             if (!parsed)
                 bfs_warn(TAG, "%s/blocks/%s: removing the unexpected file %s", c->dir, bucket, names[i]);
             else
@@ -2243,7 +2187,6 @@ static void verify_bucket(bfs_cache *c, int dfd, const char *bucket, int64_t *re
     }
     free(names);
     closedir(d);
-    close(lfd);
 }
 
 int bfs_cache_verify_progress(bfs_cache *c, bfs_cache_progress_fn progress, void *ctx, bfs_cache_verified *out)

@@ -79,6 +79,10 @@ typedef struct bfs_cache_cfg {
     uint32_t slow_write_us;   /* a writer's piece taking this long to write makes it stop
                                * writing while the block arrives (a slow disk must not
                                * delay the fetch) [0: 20 ms]; tests set 1 */
+    int32_t orphan_grace_s;   /* verify removes a block file no record names only once
+                               * it is this old: younger, it may be a put between its
+                               * link and its record [0: 10 min; negative: at once,
+                               * for tests whose writers are done or dead] */
 } bfs_cache_cfg;
 
 typedef struct bfs_cache_stats {

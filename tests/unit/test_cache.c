@@ -59,11 +59,18 @@ static int teardown(void **state)
     return 0;
 }
 
-static bfs_cache *open_cfg(const bfs_cache_cfg *cfg)
+/* Opens with no orphan_grace_s given get this one: verify removes orphans at
+ * once, as these tests' writers are done or dead when they verify. */
+static const int32_t g_orphan_grace = -1;
+
+static bfs_cache *open_cfg(const bfs_cache_cfg *given)
 {
+    bfs_cache_cfg cfg = *given;
+    if (!cfg.orphan_grace_s)
+        cfg.orphan_grace_s = g_orphan_grace;
     bfs_cache *c = NULL;
     char *msg = NULL;
-    int rc = bfs_cache_open(cfg, &c, &msg);
+    int rc = bfs_cache_open(&cfg, &c, &msg);
     if (rc)
         fprintf(stderr, "open: %d %s\n", rc, msg ? msg : "");
     assert_int_equal(rc, 0);
@@ -1117,12 +1124,14 @@ static void *verify_main(void *arg)
 
 /* One put stalls between naming its block file and recording it: another
  * thread's put finishes meanwhile (it once waited for the index's write
- * lock, which the stalled put held across the link), and a verify waits
- * for the stalled put instead of removing its file as an orphan. */
+ * lock, which the stalled put held across the link), and a verify leaves
+ * the stalled put's file alone (younger than the orphan grace, the
+ * default) instead of removing it as an orphan. */
 static void test_stalled_placement(void **state)
 {
     (void)state;
-    bfs_cache *c = open_cache(BS, 0, 1);
+    bfs_cache_cfg cfg = {.dir = g_dir, .min_free_bytes = 1, .block_size = BS, .orphan_grace_s = 600};
+    bfs_cache *c = open_cfg(&cfg);
     stall_state = STALL_IDLE;
     pthread_t slow, ver;
     assert_int_equal(pthread_create(&slow, NULL, stalled_put_main, c), 0);
@@ -1141,15 +1150,15 @@ static void test_stalled_placement(void **state)
     assert_int_equal(bfs_cache_get(c, "s3://b/fast#e", 0, out, sizeof out), BS);
     assert_memory_equal(in, out, BS);
 
+    void *vr;
     assert_int_equal(pthread_create(&ver, NULL, verify_main, c), 0);
-    usleep(200000); /* let the verify reach the stalled put's bucket, if it would */
+    pthread_join(ver, &vr); /* while the put is stalled */
     pthread_mutex_lock(&stall_mu);
     stall_state = STALL_LET_GO;
     pthread_cond_broadcast(&stall_cv);
     pthread_mutex_unlock(&stall_mu);
-    void *rc, *vr;
+    void *rc;
     pthread_join(slow, &rc);
-    pthread_join(ver, &vr);
     assert_int_equal((int)(intptr_t)rc, 0);
     assert_non_null(vr);
     assert_int_equal(((bfs_cache_verified *)vr)->leftovers, 0); /* the stalled put's file stayed */
