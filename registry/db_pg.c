@@ -197,7 +197,31 @@ struct pg_q {
 };
 
 static atomic_int pg_cancels;
-static atomic_int pg_lookups;
+/* Host name lookup threads in flight in this process (at most
+ * PG_MAX_LOOKUPS), under pg_lookup_mu; pg_lookup_freed: one ended. */
+static pthread_mutex_t pg_lookup_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pg_lookup_freed;
+static int pg_lookups_running;
+static pthread_once_t pg_lookup_once = PTHREAD_ONCE_INIT;
+
+/* A forked child has none of its parent's threads: none of their lookups
+ * (or cancels) is in flight there, and the lock may have been held. */
+static void pg_after_fork_child(void)
+{
+    pthread_mutex_init(&pg_lookup_mu, NULL);
+    pg_lookups_running = 0;
+    atomic_store(&pg_cancels, 0);
+}
+
+static void pg_lookup_init(void)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&pg_lookup_freed, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_atfork(NULL, NULL, pg_after_fork_child);
+}
 
 static struct pg_engine *eng(const db_conn *c) { return (struct pg_engine *)c->engine; }
 
@@ -423,12 +447,38 @@ static void lookups_unref(struct pg_lookups *s)
     free(s);
 }
 
+/* A lookup thread slot, waiting for one until deadline; whether there is. */
+static bool lookup_slot(int64_t deadline)
+{
+    pthread_once(&pg_lookup_once, pg_lookup_init);
+    struct timespec ts = mono_ts(deadline);
+    pthread_mutex_lock(&pg_lookup_mu);
+    int r = 0;
+    while (pg_lookups_running >= PG_MAX_LOOKUPS && r != ETIMEDOUT)
+        r = pthread_cond_timedwait(&pg_lookup_freed, &pg_lookup_mu, &ts);
+    bool got = pg_lookups_running < PG_MAX_LOOKUPS;
+    if (got)
+        pg_lookups_running++;
+    pthread_mutex_unlock(&pg_lookup_mu);
+    return got;
+}
+
+/* Give a slot back (its thread ended, or never started). */
+static void lookup_slot_give(void)
+{
+    pthread_mutex_lock(&pg_lookup_mu);
+    pg_lookups_running--;
+    pthread_cond_signal(&pg_lookup_freed);
+    pthread_mutex_unlock(&pg_lookup_mu);
+}
+
 static void *lookup_main(void *p)
 {
     struct pg_lookup *l = p;
     struct pg_lookups *s = l->set;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
     int err = getaddrinfo(l->name, NULL, &hints, &res);
+    lookup_slot_give(); /* first: nothing of it is left running when anyone hears of it */
     pthread_mutex_lock(&s->mu);
     l->err = err;
     l->res = err ? NULL : res;
@@ -436,14 +486,15 @@ static void *lookup_main(void *p)
     s->pending--;
     pthread_cond_signal(&s->done);
     lookups_unref(s);
-    atomic_fetch_sub(&pg_lookups, 1);
     return NULL;
 }
 
-/* Start looking up names[0..n-1] (n <= PG_MAX_HOSTS), one thread each.  A
- * lookup that cannot start (PG_MAX_LOOKUPS in flight: the name server is
- * not answering) is done at once with EAI_AGAIN.  NULL: out of memory. */
-static struct pg_lookups *lookups_start(char *const *names, int n)
+/* Start looking up names[0..n-1] (n <= PG_MAX_HOSTS), one thread each,
+ * each waiting for a thread slot until deadline when PG_MAX_LOOKUPS are in
+ * flight (a burst of connects); one that found none by then (lookups stuck
+ * on a name server that does not answer) is done with EAI_AGAIN.  NULL:
+ * out of memory. */
+static struct pg_lookups *lookups_start(char *const *names, int n, int64_t deadline)
 {
     struct pg_lookups *s = calloc(1, sizeof *s);
     if (!s)
@@ -468,25 +519,22 @@ static struct pg_lookups *lookups_start(char *const *names, int n)
         return s;
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&a, 256 * 1024); /* getaddrinfo and NSS modules */
-    pthread_mutex_lock(&s->mu);
     for (int i = 0; i < n; i++) {
         struct pg_lookup *l = &s->item[i];
-        if (!l->name || atomic_fetch_add(&pg_lookups, 1) >= PG_MAX_LOOKUPS) {
-            if (l->name)
-                atomic_fetch_sub(&pg_lookups, 1);
+        if (!l->name || !lookup_slot(deadline))
             continue;
-        }
         pthread_t t;
+        pthread_mutex_lock(&s->mu);
         l->done = false;
         if (pthread_create(&t, &a, lookup_main, l) == 0) {
             s->refs++;
             s->pending++;
         } else {
             l->done = true;
-            atomic_fetch_sub(&pg_lookups, 1);
+            lookup_slot_give();
         }
+        pthread_mutex_unlock(&s->mu);
     }
-    pthread_mutex_unlock(&s->mu);
     pthread_attr_destroy(&a);
     return s;
 }
@@ -635,6 +683,38 @@ static void lists_add(struct pg_lists *L, const char *host, const char *hostaddr
     L->entries++;
 }
 
+/* Up to PG_MAX_ADDRS addresses of res into pick, in the resolver's order,
+ * with the first of each address family among them: a name with many IPv6
+ * addresses still offers libpq an IPv4 one (a node may have no IPv6
+ * route).  Their number. */
+static int addrs_pick(const struct addrinfo *res, const struct addrinfo **pick)
+{
+    bool taken[64] = {false};
+    int fams[8], nf = 0, k = 0, i = 0;
+    for (const struct addrinfo *ai = res; ai && i < 64 && k < PG_MAX_ADDRS; ai = ai->ai_next, i++) {
+        bool seen = false;
+        for (int f = 0; f < nf; f++)
+            seen = seen || fams[f] == ai->ai_family;
+        if (!seen && nf < 8) {
+            fams[nf++] = ai->ai_family;
+            taken[i] = true;
+            k++;
+        }
+    }
+    i = 0;
+    for (const struct addrinfo *ai = res; ai && i < 64 && k < PG_MAX_ADDRS; ai = ai->ai_next, i++)
+        if (!taken[i]) {
+            taken[i] = true;
+            k++;
+        }
+    k = 0;
+    i = 0;
+    for (const struct addrinfo *ai = res; ai && i < 64; ai = ai->ai_next, i++)
+        if (taken[i])
+            pick[k++] = ai;
+    return k;
+}
+
 /* Write the entries of the host list h (ports p: one, or one per host) for
  * libpq: an item that needed no lookup (which[i] < 0) as it is, with an
  * empty hostaddr (libpq treats it as before); a name once per address (at
@@ -653,14 +733,12 @@ static void lists_write(struct pg_lists *L, char *const *h, int nh, char *const 
         const struct pg_lookup *l = &s->item[which[i]];
         if (l->err && *failed < 0)
             *failed = which[i];
-        int k = 0;
+        const struct addrinfo *pick[PG_MAX_ADDRS];
+        int k = addrs_pick(l->res, pick);
         char addr[NI_MAXHOST];
-        for (const struct addrinfo *ai = l->res; ai && k < PG_MAX_ADDRS; ai = ai->ai_next) {
-            if (getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof addr, NULL, 0, NI_NUMERICHOST) != 0)
-                continue;
-            lists_add(L, h[i], addr, port);
-            k++;
-        }
+        for (int j = 0; j < k; j++)
+            if (getnameinfo(pick[j]->ai_addr, pick[j]->ai_addrlen, addr, sizeof addr, NULL, 0, NI_NUMERICHOST) == 0)
+                lists_add(L, h[i], addr, port);
     }
 }
 
@@ -691,7 +769,7 @@ static int resolve_hosts(const char *hosts, const char *ports, int64_t deadline,
             }
         }
     }
-    struct pg_lookups *s = nn ? lookups_start(names, nn) : NULL;
+    struct pg_lookups *s = nn ? lookups_start(names, nn, deadline) : NULL;
     struct pg_lists L;
     int ret = 0, late, failed;
     char esc[256];
