@@ -144,12 +144,16 @@ static struct hv *slot(struct tx *t, const char *key)
     return h;
 }
 
+/* s may be another card's value, in t->v, which slot() may move: it is
+ * copied first. */
 static void set_str(struct tx *t, const char *key, const char *s)
 {
+    char v[sizeof t->v->s];
+    snprintf(v, sizeof v, "%s", s);
     struct hv *h = slot(t, key);
     if (h) {
         h->type = 'C';
-        snprintf(h->s, sizeof h->s, "%s", s);
+        memcpy(h->s, v, sizeof v);
         h->d = 0;
     }
 }

@@ -95,6 +95,38 @@ static void expect_fail(const struct hdr *h, int err, const char *word)
 
 /* ---- rules, without fixtures -------------------------------------------- */
 
+/* A LATISS header without DAYOBS takes it from OBS-NITE (its OBSID has no
+ * day in it).  The new card was once written from a pointer into the card
+ * array that adding it moved (a use after free, found by fuzz_translate):
+ * headers of every size from 9 to 72 cards, so the array grows at that
+ * card for some of them. */
+static void test_latiss_day_obs_from_obs_nite(void **state)
+{
+    (void)state;
+    bfs_raw_translation t;
+    char *msg = NULL;
+    for (int pad = 0; pad < 64; pad++) {
+        struct hdr l = {.n = 0};
+        S(&l, "INSTRUME", "LATISS");
+        S(&l, "OBSID", "AT_O_2024062_000106");
+        S(&l, "OBS-NITE", "20240624");
+        N(&l, "SEQNUM", "106");
+        S(&l, "IMGTYPE", "CWFS");
+        N(&l, "EXPTIME", "30.0");
+        S(&l, "DATE-BEG", "2024-06-25T01:27:55.160");
+        S(&l, "FILTER", "empty_1");
+        S(&l, "GRATING", "EMPTY_4");
+        for (int i = 0; i < pad; i++) {
+            char key[16];
+            snprintf(key, sizeof key, "PAD%d", i);
+            N(&l, key, "1");
+        }
+        assert_int_equal(run(&l, &t, &msg), 0);
+        assert_int_equal(t.exposure.day_obs, 20240624);
+    }
+    free(msg);
+}
+
 static void test_lsstcam_science(void **state)
 {
     (void)state;
@@ -675,6 +707,7 @@ int main(void)
         cmocka_unit_test(test_exposure_id_controllers),
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_filters),
+        cmocka_unit_test(test_latiss_day_obs_from_obs_nite),
         cmocka_unit_test(test_times),
         cmocka_unit_test(test_sequences_and_sky),
         cmocka_unit_test(test_fixture_headers),
