@@ -613,6 +613,15 @@ static PQconninfoOption *merged_options(const struct pg_engine *pe)
     return o;
 }
 
+/* PQconninfoFree, with the password's copy wiped first. */
+static void options_free(PQconninfoOption *o)
+{
+    for (PQconninfoOption *p = o; p && p->keyword; p++)
+        if (p->val && !strcmp(p->keyword, "password"))
+            explicit_bzero(p->val, strlen(p->val));
+    PQconninfoFree(o);
+}
+
 static const char *option_value(const PQconninfoOption *o, const char *key)
 {
     for (; o && o->keyword; o++)
@@ -826,7 +835,7 @@ static int connect_target(const struct pg_engine *pe, int64_t deadline, struct p
     int ret = 0;
     if (host && *host && !(hostaddr && *hostaddr)) /* a hostaddr given is the user's: kept */
         ret = resolve_hosts(host, option_value(o, "port"), deadline, t, why, why_n);
-    PQconninfoFree(o);
+    options_free(o);
     if (ret < 0) {
         target_release(t);
         return ret;
