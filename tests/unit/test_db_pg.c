@@ -25,6 +25,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <netdb.h>
+#include <dlfcn.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -547,6 +550,49 @@ static void test_host_names(void **state)
     assert_non_null(strstr(msg, "no-such-host-bfs.invalid"));
     assert_true(bfs_mono_ms() - t0 < 3000 + 1000);
     free(msg);
+}
+
+/* getaddrinfo, as db_pg.c calls it, lands here (this executable's definition
+ * comes first): a host name (not an address) takes g_gai_delay_ms first, a
+ * name server that answers slowly. */
+static atomic_int g_gai_delay_ms;
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res)
+{
+    static int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+    if (!real)
+        real = (int (*)(const char *, const char *, const struct addrinfo *, struct addrinfo **))dlsym(
+            RTLD_NEXT, "getaddrinfo");
+    int ms = atomic_load(&g_gai_delay_ms);
+    if (ms && node && !strcmp(node, "localhost"))
+        bfs_sleep_ms(ms);
+    return real(node, service, hints, res);
+}
+
+/* A burst of connects, each looking its host name up for 300 ms: 24 at once
+ * are more than the 16 lookups a process runs at a time; the others wait
+ * for one to end, within connect_timeout (they once failed at once with
+ * "could not translate host name" while the name server worked). */
+static void test_lookup_burst(void **state)
+{
+    (void)state;
+    atomic_store(&g_gai_delay_ms, 300);
+    struct eopts x = {.hosts = "localhost", .max = 24, .connect_ms = 5000, .idle_ms = 50};
+    db_engine *e = engine(&x);
+    enum { NT = 24, N = 2 };
+    pthread_t t[NT];
+    struct worker w[NT];
+    workers_start(e, NT, N, t, w);
+    int failed;
+    int ok = workers_join(NT, t, w, &failed);
+    int open;
+    db_engine_pool_stats(e, &open, NULL, NULL);
+    printf("  %d threads, lookups of 300 ms: %d of %d statements, %d failed; %d connections\n", NT, ok, NT * N,
+           failed, open);
+    atomic_store(&g_gai_delay_ms, 0);
+    assert_int_equal(failed, 0);
+    assert_int_equal(ok, NT * N);
+    db_engine_close(e);
 }
 
 static void test_idle_close(void **state)
@@ -1168,6 +1214,7 @@ int main(void)
         cmocka_unit_test_setup(test_transactions, setup),
         cmocka_unit_test_setup(test_pool_bound, setup),
         cmocka_unit_test_setup(test_host_names, setup),
+        cmocka_unit_test_setup(test_lookup_burst, setup),
         cmocka_unit_test_setup(test_idle_close, setup),
         cmocka_unit_test_setup(test_statement_timeout, setup),
         cmocka_unit_test_setup(test_timespans, setup),
