@@ -184,9 +184,6 @@ struct bfs_remote {
     atomic_int_least64_t kept;
 
     atomic_uint_least64_t bytes_fetched, blocks_fetched, hits, misses, failovers, errors;
-    /* Every live block and its charge, whoever holds it (bfs_remote_dump):
-     * with nothing in flight and no object open they are zero. */
-    atomic_int_least64_t live_blocks, live_charge;
     int running;           /* read-ahead jobs being worked on (under lock) */
     bfs_faults *faults;    /* per replica; NULL without memory (nothing counted) */
     bfs_health *health;    /* replicas and hosts marked down (its own lock) */
@@ -300,13 +297,6 @@ static void buf_free(const bfs_remote *r, char *buf)
         munmap(buf, r->bs);
 }
 
-/* bb (its charge) is born (+1) or gone (-1), for bfs_remote_dump. */
-static void live_count(const struct bblock *bb, int d)
-{
-    atomic_fetch_add(&bb->r->live_blocks, d);
-    atomic_fetch_add(&bb->r->live_charge, d * bb->charge);
-}
-
 /* Free the spare buffers and give back their budget; r->lock held
  * (freeing is quick: munmap). */
 static void spares_free_locked(bfs_remote *r)
@@ -361,7 +351,6 @@ static struct bblock *bblock_take_locked(bfs_remote *r, bool wait, int64_t deadl
     }
     *bb = (struct bblock){.r = r, .charge = r->bs, .data = buf, .own = buf};
     atomic_init(&bb->refs, 1);
-    live_count(bb, 1);
     return bb;
 }
 
@@ -401,7 +390,6 @@ static struct bblock *bblock_mapped(bfs_robj *o, uint64_t b)
     }
     *bb = (struct bblock){.r = r, .block = b, .len = (size_t)len, .charge = len, .mapped = true, .data = (char *)m};
     atomic_init(&bb->refs, 1);
-    live_count(bb, 1);
     return bb;
 }
 
@@ -438,7 +426,6 @@ static void bblock_unref(struct bblock *bb)
         pthread_mutex_unlock(&r->lock);
         buf_free(r, own);
     }
-    live_count(bb, -1);
     free(bb);
 }
 
@@ -1960,17 +1947,16 @@ int bfs_remote_dump(bfs_remote *r, FILE *f)
 {
     pthread_mutex_lock(&r->lock);
     int64_t now = bfs_mono_ms();
-    fprintf(f, "remote: budget used %lld B (%d spare buffers of %u B), kept %lld B, live blocks %lld (%lld B), "
+    /* blocks hold what spares do not (mem_used counts both) */
+    fprintf(f, "remote: budget used %lld B, %lld B of it by blocks (%d spare buffers of %u B), kept %lld B, "
                "jobs queued %d, running %d\n",
-            (long long)r->mem_used, r->nspare, r->bs, (long long)atomic_load(&r->kept),
-            (long long)atomic_load(&r->live_blocks), (long long)atomic_load(&r->live_charge), r->jcount, r->running);
-    for (const struct inflight *e = r->inflight; e; e = e->next)
+            (long long)r->mem_used, (long long)(r->mem_used - (int64_t)r->nspare * r->bs), r->nspare, r->bs,
+            (long long)atomic_load(&r->kept), r->jcount, r->running);
+    int busy = r->running;
+    for (const struct inflight *e = r->inflight; e; e = e->next, busy++)
         fprintf(f, "  in flight: %s block %llu, %d holder(s), %s, listed %lld ms ago, block %s\n", e->key,
                 (unsigned long long)e->block, e->refs, e->done ? "done" : "running", (long long)(now - e->since),
                 e->bb ? "held" : "none");
-    int busy = r->running;
-    for (const struct inflight *e = r->inflight; e; e = e->next)
-        busy++;
     pthread_mutex_unlock(&r->lock);
     return busy;
 }

@@ -70,11 +70,11 @@ void bfs_remote_count_fault(bfs_remote *r, const char *url, bfs_fault kind);
  * once every object is closed, every view released and the read-ahead
  * queue has drained. */
 int64_t bfs_remote_mem_used(bfs_remote *r);
-/* The budget's state to f, for tests and debugging: budget used, spares,
- * kept bytes, every live block (count and charge, whoever holds it), queued
- * and running read-ahead jobs, and each in-flight fetch with its holders
- * and age.  A block that outlives every holder shows as live with nothing
- * in flight and no job running.  Keys are printed as they are (a URI may
+/* The budget's state to f, for tests and debugging: budget used (and the
+ * part blocks hold, spares apart), kept bytes, queued and running read-ahead
+ * jobs, and each in-flight fetch with its holders and age.  A block that
+ * outlives every holder shows as budget held by blocks with nothing in
+ * flight and no job running.  Keys are printed as they are (a URI may
  * hold credentials): never to a log.  Returns the work in progress: jobs
  * running plus fetches in flight. */
 int bfs_remote_dump(bfs_remote *r, FILE *f);
