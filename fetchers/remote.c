@@ -237,13 +237,6 @@ struct bfs_robj {
 };
 
 
-/* r->cond runs on CLOCK_MONOTONIC (see bfs_remote_new), like bfs_mono_ms(), so a
- * wall-clock step can neither stretch nor cut a wait. */
-static void deadline_ts(int64_t deadline, struct timespec *ts)
-{
-    ts->tv_sec = deadline / 1000;
-    ts->tv_nsec = (deadline % 1000) * 1000000;
-}
 
 /* ---- memory budget ---------------------------------------------------------- */
 
@@ -259,8 +252,7 @@ static bool budget_ready_locked(const bfs_remote *r)
 static bool budget_wait_locked(bfs_remote *r, int64_t deadline)
 {
     while (!budget_ready_locked(r) && bfs_mono_ms() < deadline) {
-        struct timespec ts;
-        deadline_ts(deadline, &ts);
+        struct timespec ts = bfs_mono_at(deadline);
         pthread_cond_timedwait(&r->cond, &r->lock, &ts);
     }
     return budget_ready_locked(r);
@@ -902,8 +894,7 @@ static ssize_t get_block(bfs_robj *o, uint64_t b, bool wait, int64_t deadline, b
     }
     pthread_mutex_lock(&r->lock);
     while (!e->done) {
-        struct timespec ts;
-        deadline_ts(deadline, &ts);
+        struct timespec ts = bfs_mono_at(deadline);
         if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == ETIMEDOUT && !e->done) {
             pthread_mutex_unlock(&r->lock);
             inflight_put(r, e);
@@ -998,8 +989,7 @@ static void *worker_main(void *arg)
                 pthread_cond_wait(&r->jobs_cond, &r->lock);
                 continue;
             }
-            struct timespec ts;
-            deadline_ts(r->spare_used_ms + SPARE_IDLE_MS, &ts);
+            struct timespec ts = bfs_mono_at(r->spare_used_ms + SPARE_IDLE_MS);
             if (pthread_cond_timedwait(&r->jobs_cond, &r->lock, &ts) == ETIMEDOUT &&
                 bfs_mono_ms() >= r->spare_used_ms + SPARE_IDLE_MS && r->nspare > 0) {
                 /* idle: the spares go, and so does what the heap kept free
@@ -1353,8 +1343,7 @@ static int pin_first(bfs_remote *r, const char *logical, char *const *urls, int 
         struct inflight *w = inflight_find_locked(r, fkey, UINT64_MAX);
         if (w) {
             w->refs++;
-            struct timespec ts;
-            deadline_ts(deadline, &ts);
+            struct timespec ts = bfs_mono_at(deadline);
             while (!w->done && pthread_cond_timedwait(&r->cond, &r->lock, &ts) != ETIMEDOUT)
                 ;
             pthread_mutex_unlock(&r->lock);
@@ -1864,12 +1853,10 @@ int bfs_remote_new(const bfs_config *cfg, bfs_remote **out, char **errmsg)
     r->bs = r->cache ? bfs_cache_block_size(r->cache) : (uint32_t)cfg->block_size;
     r->faults = bfs_faults_new(cfg->warn_failure_rate);
     pthread_mutex_init(&r->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadline_ts() */
-    pthread_cond_init(&r->cond, &ca);
-    pthread_cond_init(&r->jobs_cond, &ca); /* the spares' idle timer */
-    pthread_condattr_destroy(&ca);
+    /* on CLOCK_MONOTONIC, like bfs_mono_ms(): a wall-clock step can neither
+     * stretch nor cut a wait */
+    bfs_cond_init_mono(&r->cond);
+    bfs_cond_init_mono(&r->jobs_cond); /* the spares' idle timer */
     int64_t spares = (cfg->readahead_max + r->bs - 1) / r->bs + cfg->parallel + 2;
     r->spare_max = spares < SPARE_MAX ? (int)spares : SPARE_MAX;
     r->nworkers = cfg->parallel * 2;

@@ -3,6 +3,7 @@
  */
 #include "status.h"
 
+#include "clock.h"
 #include "log.h"
 #include "strutil.h"
 
@@ -334,9 +335,7 @@ static void *status_main(void *arg)
             bfs_note(TAG, "the status file is written again, in %s", s->dir);
         failing = rc != 0;
         pthread_mutex_lock(&s->lock_m);
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += BFS_STATUS_PERIOD_S;
+        struct timespec ts = bfs_mono_at(bfs_mono_ms() + BFS_STATUS_PERIOD_S * 1000);
         while (!s->stop && pthread_cond_timedwait(&s->cond, &s->lock_m, &ts) != ETIMEDOUT)
             ;
     }
@@ -373,11 +372,7 @@ bfs_status *bfs_status_start(const char *mountpoint, const char *repo, bfs_fetch
         status_free(s);
         return NULL;
     }
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    bfs_cond_init_mono(&s->cond);
     pthread_mutex_init(&s->lock_m, NULL);
     /* the thread inherits a mask with every signal blocked: they are the
      * FUSE loop's to handle */

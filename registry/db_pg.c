@@ -215,11 +215,7 @@ static void pg_after_fork_child(void)
 
 static void pg_lookup_init(void)
 {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&pg_lookup_freed, &ca);
-    pthread_condattr_destroy(&ca);
+    bfs_cond_init_mono(&pg_lookup_freed);
     pthread_atfork(NULL, NULL, pg_after_fork_child);
 }
 
@@ -407,12 +403,6 @@ static void cancel_async(PGconn *pq)
  * after the registry was opened once, and its lookups would then never
  * finish.)  Lookups are made again at every connect: addresses change. */
 
-static struct timespec mono_ts(int64_t ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-    return ts;
-}
-
 /* The lookups of one connect.  Freed by whoever drops the last reference:
  * the waiter or the last thread still running. */
 struct pg_lookups {
@@ -451,7 +441,7 @@ static void lookups_unref(struct pg_lookups *s)
 static bool lookup_slot(int64_t deadline)
 {
     pthread_once(&pg_lookup_once, pg_lookup_init);
-    struct timespec ts = mono_ts(deadline);
+    struct timespec ts = bfs_mono_at(deadline);
     pthread_mutex_lock(&pg_lookup_mu);
     int r = 0;
     while (pg_lookups_running >= PG_MAX_LOOKUPS && r != ETIMEDOUT)
@@ -499,12 +489,8 @@ static struct pg_lookups *lookups_start(char *const *names, int n, int64_t deadl
     struct pg_lookups *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->done, &ca);
-    pthread_condattr_destroy(&ca);
+    bfs_cond_init_mono(&s->done);
     s->refs = 1;
     s->n = n;
     for (int i = 0; i < n; i++) {
@@ -543,7 +529,7 @@ static struct pg_lookups *lookups_start(char *const *names, int n, int64_t deadl
  * *late: the index of one still running). */
 static int lookups_wait(struct pg_lookups *s, int64_t deadline, int *late)
 {
-    struct timespec ts = mono_ts(deadline);
+    struct timespec ts = bfs_mono_at(deadline);
     pthread_mutex_lock(&s->mu);
     int r = 0;
     while (s->pending > 0 && r != ETIMEDOUT)
@@ -1015,7 +1001,7 @@ static void *reaper_main(void *p)
         if (oldest == INT64_MAX) {
             pthread_cond_wait(&pe->reap, &pe->mu);
         } else {
-            struct timespec ts = mono_ts(oldest + pe->idle_ms + 1);
+            struct timespec ts = bfs_mono_at(oldest + pe->idle_ms + 1);
             pthread_cond_timedwait(&pe->reap, &pe->mu, &ts);
         }
     }
@@ -1120,7 +1106,7 @@ static int pool_get(struct pg_engine *pe, bool fresh, struct pg_link **out)
                      pe->url_shown, open, pe->stmt_ms);
             return -ETIMEDOUT;
         }
-        struct timespec ts = mono_ts(deadline);
+        struct timespec ts = bfs_mono_at(deadline);
         pthread_cond_timedwait(&pe->freed, &pe->mu, &ts);
     }
 }
@@ -2284,13 +2270,9 @@ static int pg_open(const struct db_options *o, db_engine **out, char **errmsg)
         engine_free(pe);
         return -ENOMEM;
     }
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&pe->mu, NULL);
-    pthread_cond_init(&pe->freed, &ca);
-    pthread_cond_init(&pe->reap, &ca);
-    pthread_condattr_destroy(&ca);
+    bfs_cond_init_mono(&pe->freed);
+    bfs_cond_init_mono(&pe->reap);
     pe->base.kind = DB_POSTGRESQL;
 
     /* one connection now, so that a wrong URL is told at open */
