@@ -1101,6 +1101,21 @@ static bool etag_is_md5(const struct req *r)
     return true;
 }
 
+/* N of an S3 multipart ETag ("<32 hex>-N", quotes included) of an object
+ * not encrypted with SSE-KMS or SSE-C, else 0. */
+static int etag_multipart_parts(const struct req *r)
+{
+    const char *e = r->etag;
+    if (!is_s3(r->url) || r->sse_opaque || e[0] != '"' || strlen(e) < 37 || e[33] != '-')
+        return 0;
+    for (int i = 1; i < 33; i++)
+        if (!isxdigit((unsigned char)e[i]))
+            return 0;
+    char *end;
+    long n = strtol(e + 34, &end, 10);
+    return end != e + 34 && !strcmp(end, "\"") && n >= 1 && n <= 10000 ? (int)n : 0;
+}
+
 /* The reply's whole-object checksum into obj (S3 replies only). */
 static void copy_sum(const struct req *r, bfs_object *obj)
 {
@@ -1128,6 +1143,7 @@ int bfs_http_stat_within(bfs_http *h, const char *url, bfs_object *obj, long tim
     snprintf(obj->etag, sizeof obj->etag, "%s", r.etag);
     snprintf(obj->last_modified, sizeof obj->last_modified, "%s", r.last_modified);
     obj->etag_md5 = etag_is_md5(&r);
+    obj->etag_parts = etag_multipart_parts(&r);
     copy_sum(&r, obj);
     return 0;
 }

@@ -77,6 +77,8 @@ typedef struct bfs_object {
     char sum_hex[65];         /* that checksum, lowercase hex */
     bool etag_md5;            /* the ETag is the object's MD5: an S3 reply with a single-part
                                * ETag (32 hex digits) and no SSE-KMS or SSE-C encryption */
+    int etag_parts;           /* > 0: the ETag is S3's multipart form "<32 hex>-N" (the MD5 of
+                               * the N parts' binary MD5s), no SSE-KMS or SSE-C; N here */
 } bfs_object;
 
 typedef struct bfs_http bfs_http;

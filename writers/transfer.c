@@ -49,7 +49,9 @@
 #include "durable.h"
 #include "clock.h"
 #include "health.h"
+#include "s3.h"
 #include "s3_multipart.h"
+#include "sidecar.h"
 #include "log.h"
 #include "strutil.h"
 
@@ -62,6 +64,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -685,6 +688,83 @@ static int verify_readback(bfs_transfer *t, const char *url, int fd, int64_t siz
     return ret;
 }
 
+/* The MD5 (hex) of size bytes of fd from off: 0 or -errno. */
+static int md5_range(int fd, int64_t off, int64_t size, char hex[33])
+{
+    enum { CHUNK = 1 << 20 };
+    char *buf = malloc(CHUNK);
+    bfs_sums *sums = bfs_sums_new();
+    int ret = buf && sums ? 0 : -ENOMEM;
+    for (int64_t done = 0; ret == 0 && done < size;) {
+        size_t want = (size_t)(size - done < CHUNK ? size - done : CHUNK);
+        ssize_t got = pread(fd, buf, want, off + done);
+        if (got <= 0)
+            ret = got < 0 ? -errno : -EIO;
+        else if ((ret = bfs_sums_update(sums, buf, (size_t)got)) == 0)
+            done += got;
+    }
+    bfs_file_sums out;
+    if (ret == 0 && (ret = bfs_sums_final(sums, &out)) == 0)
+        memcpy(hex, out.md5, 33);
+    bfs_sums_free(sums);
+    free(buf);
+    return ret;
+}
+
+/* Check an S3 object's ETag against the file (verify: size): S3 computes
+ * it from the bytes it stored, as the MD5 of a single-part object or, for a
+ * multipart one, the MD5 of its parts' binary MD5s followed by "-N".  So
+ * the bytes the server stored are checked without reading them back.  An
+ * ETag of another form (SSE-KMS, SSE-C, a server that does not follow S3)
+ * leaves the size check alone.  0, or -errno with *why a sentence. */
+static int verify_etag(bfs_transfer *t, const bfs_object *obj, int fd, int64_t size, const char *rel,
+                       char **why)
+{
+    if (!obj->etag_md5 && obj->etag_parts <= 0)
+        return 0;
+    char want[48];
+    int ret = 0;
+    if (obj->etag_md5) {
+        ret = md5_range(fd, 0, size, want);
+    } else {
+        int64_t part = bfs_s3_part_size(size, t->cfg->multipart_part_size);
+        int n = (int)((size + part - 1) / part);
+        if (n != obj->etag_parts) {
+            *why = bfs_asprintf("the object %s has an ETag of %d parts, this upload sent %d", rel, obj->etag_parts, n);
+            return -EIO;
+        }
+        /* the MD5 of the parts' MD5s, as bytes */
+        bfs_sums *outer = bfs_sums_new();
+        ret = outer ? 0 : -ENOMEM;
+        for (int i = 0; ret == 0 && i < n; i++) {
+            int64_t off = (int64_t)i * part;
+            char hex[33];
+            unsigned char md[16];
+            if ((ret = md5_range(fd, off, size - off < part ? size - off : part, hex)) < 0)
+                break;
+            for (int k = 0; k < 16; k++)
+                sscanf(hex + 2 * k, "%2hhx", &md[k]);
+            ret = bfs_sums_update(outer, md, sizeof md);
+        }
+        bfs_file_sums out;
+        if (ret == 0 && (ret = bfs_sums_final(outer, &out)) == 0)
+            snprintf(want, sizeof want, "%s-%d", out.md5, n);
+        bfs_sums_free(outer);
+    }
+    if (ret < 0) {
+        *why = bfs_asprintf("the MD5 of %s: %s", rel, strerror(-ret));
+        return ret;
+    }
+    /* the ETag is quoted: compare what is between the quotes */
+    size_t len = strlen(want);
+    if (strlen(obj->etag) != len + 2 || strncasecmp(obj->etag + 1, want, len)) {
+        *why = bfs_asprintf("the object %s has ETag %s, the file's bytes give \"%s\": the server stored other bytes",
+                            rel, obj->etag, want);
+        return -EIO;
+    }
+    return 0;
+}
+
 /* Whether the queue is closing (asked between the parts of an upload). */
 static bool closing(void *ud)
 {
@@ -772,6 +852,8 @@ static int upload(bfs_transfer *t, const struct job *j, char **why)
     }
     if (ret == 0 && t->cfg->verify_readback)
         ret = verify_readback(t, final, fd, sb.st_size, why);
+    else if (ret == 0 && s3)
+        ret = verify_etag(t, &obj, fd, sb.st_size, j->rel, why);
     if (fd >= 0)
         close(fd);
     free(src);

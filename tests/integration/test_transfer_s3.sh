@@ -171,5 +171,44 @@ if faultproxy_start "$S3RVER_ENDPOINT" --rule 'partNumber=2&uploadId=503*1'; the
 else
     echo "skipped: the fault proxy did not start (python3)"
 fi
+# verify: size checks the ETag S3 computed from the bytes it stored.  The
+# proxy inverts one byte of the first PutObject's body (a server storing
+# other bytes than were sent: no Content-MD5 on a single PutObject, and
+# s3rver does not check an UNSIGNED-PAYLOAD): the size is right, the ETag
+# is not the file's MD5, so that attempt fails and the next one is done.
+# Then a clean multipart upload with verify: size: its "<md5 of the parts'
+# MD5s>-3" ETag must equal what the file gives.
+faultproxy_stop
+if faultproxy_start "$S3RVER_ENDPOINT" --methods PUT --rule "PUT /$S3RVER_BUCKET/etag/=flip*1"; then
+    sed -e 's/name: s3,/name: etag,/' -e 's#/big/#/etag/#' -e 's/multipart_threshold: 8MiB/multipart_threshold: 64MiB/' \
+        "$T/mp.yaml" >"$T/etag.yaml"
+    echo "  verify: size" >>"$T/etag.yaml"
+    sed -e 's/name: etag,/name: etagmp,/' -e 's#/etag/#/etagmp/#' -e 's/multipart_threshold: 64MiB/multipart_threshold: 8MiB/' \
+        "$T/etag.yaml" >"$T/etagmp.yaml"
+    for c in etag etagmp; do
+        "$BFS_BIN" catchup "$T/big" --collection 'LSSTCam/*' --config "$T/$c.yaml" >"$T/catchup-$c.txt" 2>&1 ||
+            { cat "$T/catchup-$c.txt"; fail "catchup to $c"; }
+        AWS_ENDPOINT_URL=$FAULTPROXY_URL mount_repo "$T/big" "$T/mnt2" "rw,loglevel=info,config=$T/$c.yaml" || finish
+        for _ in $(seq 150); do
+            grep -q "\"transfer\":\"done\".*\"destination\":\"$c\"" "$T/big/.butlerfs/events.jsonl" 2>/dev/null && break
+            sleep 0.2
+        done
+        unmount
+    done
+    expect "a PutObject whose stored bytes differ (one byte flipped on the way) is caught by its ETag" \
+        grep -q 'has ETag .*the server stored other bytes' "$T"/daemon.*.log
+    expect "... the proxy did flip that one body" test "$(faultproxy_count flip)" = 1
+    expect "... and the next attempt is done" \
+        grep -q '"transfer":"done".*"destination":"etag".*"attempts":2' "$T/big/.butlerfs/events.jsonl"
+    curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+        -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' \
+        "$S3RVER_ENDPOINT/$S3RVER_BUCKET/etag/$(s3_key_encode "$rel")" -o "$T/got.etag"
+    expect "... and the object equals the file byte for byte" cmp -s "$big" "$T/got.etag"
+    expect "a multipart upload is verified by its composite ETag, done in its first attempt" \
+        grep -q '"transfer":"done".*"destination":"etagmp".*"attempts":1' "$T/big/.butlerfs/events.jsonl"
+    check_log
+else
+    echo "skipped: the fault proxy did not start (python3)"
+fi
 expect_no_sanitizer
 finish
