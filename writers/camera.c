@@ -40,6 +40,14 @@
  *                      "R22_S11" into raft and name_in_raft; purpose is the
  *                      cameraGeom type (GUIDER for ITL_G, WAVEFRONT for ITL_WF);
  *                      Latiss overrides raft = None, name_in_raft = full_name.
+ *   amplifiers         policy/cameraHeader.yaml: CCD_E2V and CCD_ITL list 16
+ *                      amplifiers (C10..C17, C07..C00, hdu 1..16); CCD_ITL_G
+ *                      (guider) inherits CCD_ITL's 16; CCD_ITL_WF (wavefront
+ *                      half-sensor) lists 8 (C10..C17, hdu 1..8, where C14's
+ *                      "hdu : 4" is a typo for 5).  rawFormatter.py and
+ *                      assembly.py readRawAmps() read the n-th amplifier from the
+ *                      n-th extension after the primary HDU and expect its
+ *                      EXTNAME to be "Segment" + the amplifier's digits.
  *   physical filters   filters.py: LSSTCAM_FILTER_DEFINITIONS (LSSTCam,
  *                      LSSTCamSim), COMCAM_FILTER_DEFINITIONS (LSSTComCam,
  *                      LSSTComCamSim), LATISS_FILTER_DEFINITIONS; "~" is
@@ -538,6 +546,21 @@ const char *bfs_camera_detector_type(const bfs_camera *c, int i)
     if (!c || i < 0 || i >= bfs_camera_n_detectors(c))
         return NULL;
     return c->fp->det[i].type;
+}
+
+/* The amplifiers of each detectorType (policy/cameraHeader.yaml, above). */
+static const struct {
+    const char *type;
+    int n;
+} amplifiers[] = {{"E2V", 16}, {"ITL", 16}, {"ITL_G", 16}, {"ITL_WF", 8}};
+
+int bfs_camera_n_amplifiers(const bfs_camera *c, int i)
+{
+    const char *type = bfs_camera_detector_type(c, i);
+    for (int k = 0; type && k < NELEM(amplifiers); k++)
+        if (strcmp(amplifiers[k].type, type) == 0)
+            return amplifiers[k].n;
+    return -ENOENT;
 }
 
 int bfs_camera_detector_id(const bfs_camera *c, const char *raftbay, const char *ccdslot)

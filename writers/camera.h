@@ -77,6 +77,12 @@ int bfs_camera_detector(const bfs_camera *c, int i, bfs_detector_record *out);
  * a registry column; the synthetic raws use it for the amplifier layout. */
 const char *bfs_camera_detector_type(const bfs_camera *c, int i);
 
+/* How many amplifiers detector i reads out, each one image extension of its
+ * raw (obs_lsst's raw formatter reads the n-th amplifier from the n-th
+ * extension after the primary HDU): 16 for "E2V", "ITL" and "ITL_G", 8 for
+ * "ITL_WF" (a wavefront half-sensor).  -ENOENT when i is out of range. */
+int bfs_camera_n_amplifiers(const bfs_camera *c, int i);
+
 /* The detector id of a RAFTBAY/CCDSLOT header pair ("R22", "S11" -> 94;
  * "R00", "SG0" -> 189), -ENOENT when the camera has no such detector,
  * -EINVAL when c, raftbay or ccdslot is NULL.  Values are compared exactly

@@ -225,6 +225,7 @@ void bfs_ingest_config_defaults(bfs_ingest_config *c)
     c->workers = 2;
     c->hs_wait_ms = 10000;
     c->webhook_queue = 10000;
+    c->check_amplifiers = true;
 }
 
 void bfs_ingest_config_free(bfs_ingest_config *c)
@@ -340,11 +341,11 @@ int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, con
             for (int k = 0; ret == 0 && k < *nl; k++)
                 if ((*list)[k][0] != '/')
                     ret = cfg_fail(errmsg, file, y, v, "must hold absolute directories", key);
-        } else if (!strcmp(key, "create_dataset_types")) {
+        } else if (!strcmp(key, "create_dataset_types") || !strcmp(key, "check_amplifiers")) {
             if (!s || (strcmp(s, "true") && strcmp(s, "false")))
                 ret = cfg_fail(errmsg, file, y, v, "must be true or false", key);
             else
-                c->create_dataset_types = !strcmp(s, "true");
+                *(key[1] == 'r' ? &c->create_dataset_types : &c->check_amplifiers) = !strcmp(s, "true");
         } else if (!strcmp(key, "checksums")) {
             if (!s || (strcmp(s, "strict") && strcmp(s, "advisory")))
                 ret = cfg_fail(errmsg, file, y, v, "must be strict or advisory", key);
@@ -385,9 +386,9 @@ int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, con
                 c->workers = (int)n;
         } else {
             bfs_set_errmsg(errmsg, "%s:%d: unknown key 'ingest.%s' (ingest takes: readonly_collections, "
-                                   "create_dataset_types, default_storage_class, checksums, corrections, staging, "
-                                   "quarantine, events, webhook, webhook_queue, header_service, inbox_ttl, "
-                                   "registry_deadline, replica_wait, workers)",
+                                   "create_dataset_types, default_storage_class, checksums, check_amplifiers, "
+                                   "corrections, staging, quarantine, events, webhook, webhook_queue, "
+                                   "header_service, inbox_ttl, registry_deadline, replica_wait, workers)",
                            file, bfs_yaml_line(y, v), key);
             ret = -EINVAL;
         }
@@ -1164,21 +1165,53 @@ static int prepare_guider(bfs_ingest *ing, struct bfs_upload *u, const bfs_fits_
     return ret;
 }
 
+/* What prepare_raw reads of a raw in one pass over its headers: a copy of
+ * the primary's cards and the number of amplifier HDUs (translate.h).  The
+ * walk stops after the primary when the amplifiers are not counted (a
+ * guider file, a DECam raw, ingest.check_amplifiers false). */
+struct raw_headers {
+    bool count_amps;
+    bfs_fits_card *cards;
+    size_t n;
+    int n_amps;
+};
+
+static int raw_headers_cb(void *ctx, int hdu, const bfs_fits_card *cards, size_t n)
+{
+    struct raw_headers *h = ctx;
+    if (hdu > 1) {
+        h->n_amps += bfs_translate_is_amp_hdu(cards, n);
+        return 0;
+    }
+    if (!(h->cards = malloc((n ? n : 1) * sizeof *cards)))
+        return -ENOMEM;
+    memcpy(h->cards, cards, n * sizeof *cards);
+    h->n = n;
+    return h->count_amps && !bfs_decam_is(cards, n) ? 0 : 1; /* 1: stop here */
+}
+
 /* SEALED, for a file written in a RUN's own directory: its dataId and
  * dimension records from its primary header (writers/translate.c), then on
- * as a dataset of type raw.  The records are registered before the file is
+ * as a dataset of type raw.  A raw of a Rubin camera must carry its
+ * detector's amplifier HDUs (unless ingest.check_amplifiers is false): a
+ * writer killed after some of them leaves a valid FITS file that would
+ * otherwise be registered, and its complete retry refused as a different
+ * file under the same dataId.  The records are registered before the file is
  * placed and are idempotent, so a crash between the two, and the step run
  * again at the next mount, leave nothing half-done. */
 static int prepare_raw(bfs_ingest *ing, struct bfs_upload *u, struct tvals *tv)
 {
-    bfs_fits_card *cards = NULL;
-    size_t n = 0;
     char *msg = NULL;
-    int ret = bfs_fits_read_header(u->data_path, 1, &cards, &n, &msg);
-    if (ret < 0) {
-        quarantine_as(u, EINVAL, "cannot read the primary header: %s", msg ? msg : strerror(-ret));
+    struct raw_headers h = {.count_amps = ing->cfg->check_amplifiers && !is_guider_name(u->name)};
+    int ret = bfs_fits_each_header(u->data_path, raw_headers_cb, &h, &msg);
+    bfs_fits_card *cards = h.cards;
+    size_t n = h.n;
+    if (ret < 0 || !cards) {
+        free(cards);
+        if (ret != -ENOMEM)
+            quarantine_as(u, EINVAL, "cannot read its headers: %s", msg ? msg : strerror(ret < 0 ? -ret : EIO));
         free(msg);
-        return 0;
+        return ret == -ENOMEM ? ret : 0;
     }
     if (is_guider_name(u->name)) {
         ret = prepare_guider(ing, u, cards, n, tv);
@@ -1217,6 +1250,8 @@ static int prepare_raw(bfs_ingest *ing, struct bfs_upload *u, struct tvals *tv)
         ret = df ? bfs_decam_read_file(u->data_path, df, &msg) : -ENOMEM;
     else
         ret = t ? bfs_translate_raw(cards, n, u->name, t, &msg) : -ENOMEM;
+    if (ret == 0 && h.count_amps && !decam)
+        ret = bfs_translate_check_amplifiers(t, h.n_amps, &msg);
     if (ret < 0 && ret != -ENOMEM)
         quarantine_as(u, -ret, "raw ingest: %s", msg ? msg : strerror(-ret));
     free(msg);

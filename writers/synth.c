@@ -53,7 +53,7 @@
 
 #define TAG "writers"
 #define BATCH 1000
-#define NSEG 16
+#define NSEG 16 /* amplifiers of a science sensor (bfs_camera_n_amplifiers) */
 #define DEFAULT_FITS_PAYLOAD (1 << 20)
 #define DEFAULT_OPAQUE_PAYLOAD 4096
 #define NS_PER_S 1000000000LL
@@ -293,6 +293,10 @@ int bfs_synth_describe(const bfs_synth_opts *opts, int index, int detector, bfs_
     snprintf(r->raft, sizeof r->raft, "%s", d.raft);
     snprintf(r->slot, sizeof r->slot, "%s", d.name_in_raft);
     r->e2v = strcmp(bfs_camera_detector_type(lsstcam(), detector), "E2V") == 0;
+    /* the file holds a science sensor's NSEG amplifiers (two rows of
+     * eight), as many as raw ingest requires of this detector */
+    if (bfs_camera_n_amplifiers(lsstcam(), detector) != NSEG)
+        return -EINVAL;
     return 0;
 }
 

@@ -1385,3 +1385,54 @@ int bfs_translate_raw(const bfs_fits_card *cards, size_t n, const char *name,
     free(t.v);
     return ret;
 }
+
+/* ---- the amplifier HDUs of a raw ----------------------------------------- */
+
+/* Whether cards say "<naxis> >= 1 and every <naxis>N >= 1" (NAXIS or ZNAXIS). */
+static bool has_pixels(const bfs_fits_card *cards, size_t n, const char *naxis)
+{
+    const bfs_fits_card *c = bfs_fits_find(cards, n, naxis);
+    int64_t dims = 0;
+    if (!c || c->type != 'I' || !bfs_parse_i64(c->value, &dims) || dims < 1 || dims > 999)
+        return false;
+    for (int k = 1; k <= dims; k++) {
+        char key[16];
+        int64_t len = 0;
+        snprintf(key, sizeof key, "%s%d", naxis, k);
+        c = bfs_fits_find(cards, n, key);
+        if (!c || c->type != 'I' || !bfs_parse_i64(c->value, &len) || len < 1)
+            return false;
+    }
+    return true;
+}
+
+bool bfs_translate_is_amp_hdu(const bfs_fits_card *cards, size_t n)
+{
+    const bfs_fits_card *xt = bfs_fits_find(cards, n, "XTENSION");
+    const bfs_fits_card *name = bfs_fits_find(cards, n, "EXTNAME");
+    const bfs_fits_card *z = bfs_fits_find(cards, n, "ZIMAGE");
+    if (!xt || xt->type != 'C' || !name || name->type != 'C')
+        return false;
+    const char *e = name->value;
+    if (strncmp(e, "Segment", 7) != 0 || e[7] < '0' || e[7] > '9' || e[8] < '0' || e[8] > '9' || e[9])
+        return false;
+    if (strcmp(xt->value, "IMAGE") == 0)
+        return has_pixels(cards, n, "NAXIS");
+    return strcmp(xt->value, "BINTABLE") == 0 && z && z->type == 'L' && strcmp(z->value, "T") == 0 &&
+           has_pixels(cards, n, "ZNAXIS");
+}
+
+int bfs_translate_check_amplifiers(const bfs_raw_translation *t, int n_amp_hdus, char **errmsg)
+{
+    int want = bfs_camera_n_amplifiers(t->camera, (int)t->detector);
+    bfs_detector_record d;
+    if (want < 0 || bfs_camera_detector(t->camera, (int)t->detector, &d) < 0) {
+        bfs_set_errmsg(errmsg, "%s has no detector %lld", t->instrument, (long long)t->detector);
+        return -ENOENT;
+    }
+    if (n_amp_hdus >= want)
+        return 0;
+    bfs_set_errmsg(errmsg, "incomplete raw: %d of %d amplifier HDUs (detector %s, %s)", n_amp_hdus, want,
+                   d.full_name, bfs_camera_detector_type(t->camera, (int)t->detector));
+    return -EINVAL;
+}

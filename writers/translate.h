@@ -57,6 +57,30 @@ typedef struct bfs_raw_translation {
 int bfs_translate_raw(const bfs_fits_card *cards, size_t n, const char *name,
                       bfs_raw_translation *out, char **errmsg);
 
+/* ---- the amplifier HDUs of a raw -------------------------------------------
+ * A raw of an LSST camera holds one image extension per amplifier right
+ * after its primary HDU (obs_lsst's raw formatter reads the n-th amplifier
+ * from the n-th extension), as many as the detector has
+ * (bfs_camera_n_amplifiers).  A file cut at an HDU boundary (a writer
+ * killed after some amplifiers) is still valid FITS, so raw ingest counts
+ * them.
+ *
+ * bfs_translate_is_amp_hdu: whether the header cards[0..n-1] of an
+ * extension are an amplifier's: an image with pixels (XTENSION 'IMAGE' with
+ * NAXIS >= 1 and every NAXISn >= 1, or a tile-compressed image: 'BINTABLE'
+ * with ZIMAGE = T and the same of ZNAXIS and ZNAXISn) whose EXTNAME is
+ * "Segment" and two digits, the name obs_lsst expects for an amplifier
+ * (Segment10 for C10).  The primary HDU never is (no XTENSION).
+ *
+ * bfs_translate_check_amplifiers: 0 when a raw translated into t carries
+ * at least the detector's number of amplifier HDUs (n_amp_hdus counted with
+ * bfs_translate_is_amp_hdu; more are not refused: obs_lsst reads the first
+ * ones), else -EINVAL with *errmsg (when errmsg is not NULL) a malloc'd
+ * sentence, e.g. "incomplete raw: 9 of 16 amplifier HDUs (detector R22_S11,
+ * E2V)".  -ENOENT for a detector the camera does not have. */
+bool bfs_translate_is_amp_hdu(const bfs_fits_card *cards, size_t n);
+int bfs_translate_check_amplifiers(const bfs_raw_translation *t, int n_amp_hdus, char **errmsg);
+
 /* Per-observation header corrections, as astro_metadata_translator's
  * fix_header applies them before a translator's own fixes: the file
  * <dir>/<instrument>-<obsid>.yaml (e.g. obs_lsst's corrections/

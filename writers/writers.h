@@ -38,6 +38,8 @@ typedef struct bfs_ingest_config {
     int n_readonly_collections;
     bool create_dataset_types;   /* path ingest may create an unknown dataset type (false) */
     bool checksums_advisory;     /* a CHECKSUM/DATASUM mismatch is logged, not refused (false) */
+    bool check_amplifiers;       /* a Rubin raw with fewer amplifier HDUs than its detector has is
+                                  * refused (true; translate.h) */
     char *default_storage_class; /* for a created type when the extension says nothing (NULL) */
     char **corrections;          /* directories of <instrument>-<obsid>.yaml header corrections (none;
                                   * $METADATA_CORRECTIONS_PATH is searched after them) */

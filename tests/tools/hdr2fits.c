@@ -6,14 +6,16 @@
  * HEADER.yaml is a plain-mapping dump of a raw's header, as in
  * ../shared/fixtures/headers (KEY: value per card).  OUT.fits gets a primary
  * HDU holding every card of it with the type its YAML value has (integer,
- * floating, logical, string; null and list values are left out), then two
- * small 32-bit image extensions Segment10 and Segment11, with CHECKSUM and
+ * floating, logical, string; null and list values are left out), then the
+ * 16 amplifiers of a science sensor as small 32-bit image extensions, in a
+ * real raw's order (Segment10..Segment17, Segment07..Segment00: raw ingest
+ * refuses a raw with fewer than its detector has), with CHECKSUM and
  * DATASUM on every HDU.  Structural cards of the dump (SIMPLE, BITPIX, NAXIS*,
  * EXTEND, XTENSION, PCOUNT, GCOUNT, EXTNAME, CHECKSUM, DATASUM, table and
  * tile-compression cards; the dumps merge the first extension's cards into
  * the primary's) are not copied.
  * KEY=VALUE arguments replace or add string cards (a focal plane is one
- * header with RAFTBAY/CCDSLOT varied).  @N:NAME arguments replace the two
+ * header with RAFTBAY/CCDSLOT varied).  @N:NAME arguments replace the 16
  * segments with one extension each, EXTNAME and DETPOS NAME and CCDNUM N
  * (a DECam multi-extension raw).  Exit 0, or 1 with a message.
  */
@@ -105,7 +107,9 @@ int main(int argc, char **argv)
             bfs_fits_key_str(f, key, eq + 1, NULL);
     }
     bfs_fits_checksum(f);
-    const char *segs[64] = {"Segment10", "Segment11"};
+    const char *segs[64] = {"Segment10", "Segment11", "Segment12", "Segment13", "Segment14", "Segment15",
+                            "Segment16", "Segment17", "Segment07", "Segment06", "Segment05", "Segment04",
+                            "Segment03", "Segment02", "Segment01", "Segment00"};
     long ccds[64] = {0};
     int nsegs = 0;
     for (int i = 3; i < argc && nsegs < 64; i++) {
@@ -117,7 +121,7 @@ int main(int argc, char **argv)
     }
     bool decam = nsegs > 0;
     if (!decam)
-        nsegs = 2;
+        nsegs = 16;
     for (int s = 0; s < nsegs; s++) {
         long naxes[2] = {16, 8};
         int32_t pix[16 * 8];

@@ -164,6 +164,12 @@ static void test_detector_ids(void **state)
         assert_int_equal(bfs_camera_detector(c, n, &d), -ENOENT);
         assert_int_equal(bfs_camera_detector(c, -1, &d), -ENOENT);
         assert_null(bfs_camera_detector_type(c, n));
+        assert_int_equal(bfs_camera_n_amplifiers(c, n), -ENOENT);
+        assert_int_equal(bfs_camera_n_amplifiers(c, -1), -ENOENT);
+        /* policy/cameraHeader.yaml: 16 amplifiers, 8 on a wavefront half-sensor */
+        for (int i = 0; i < n; i++)
+            assert_int_equal(bfs_camera_n_amplifiers(c, i),
+                             strcmp(bfs_camera_detector_type(c, i), "ITL_WF") == 0 ? 8 : 16);
     }
 
     bfs_detector_record d;
@@ -178,6 +184,11 @@ static void test_detector_ids(void **state)
     assert_string_equal(bfs_camera_detector_type(mc, 189), "ITL_G");
     assert_string_equal(bfs_camera_detector_type(mc, 204), "ITL_WF");
     assert_string_equal(bfs_camera_detector_type(at, 0), "ITL");
+    assert_int_equal(bfs_camera_n_amplifiers(mc, 94), 16);
+    assert_int_equal(bfs_camera_n_amplifiers(mc, 189), 16);
+    assert_int_equal(bfs_camera_n_amplifiers(mc, 191), 8);
+    assert_int_equal(bfs_camera_n_amplifiers(at, 0), 16);
+    assert_int_equal(bfs_camera_n_amplifiers(NULL, 0), -ENOENT);
 }
 
 static void test_filters(void **state)

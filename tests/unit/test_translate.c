@@ -608,6 +608,143 @@ static void test_fixture_headers(void **state)
         skip();
 }
 
+/* ---- the amplifier HDUs of a raw ----------------------------------------- */
+
+/* An amplifier's extension header: an image of 2 axes named name. */
+static void amp_hdr(struct hdr *h, const char *name)
+{
+    h->n = 0;
+    S(h, "XTENSION", "IMAGE");
+    N(h, "BITPIX", "32");
+    N(h, "NAXIS", "2");
+    N(h, "NAXIS1", "576");
+    N(h, "NAXIS2", "2048");
+    N(h, "PCOUNT", "0");
+    N(h, "GCOUNT", "1");
+    if (name)
+        S(h, "EXTNAME", name);
+}
+
+static void test_amp_hdu_rule(void **state)
+{
+    (void)state;
+    struct hdr h;
+    amp_hdr(&h, "Segment10");
+    assert_true(bfs_translate_is_amp_hdu(h.c, h.n));
+    amp_hdr(&h, "Segment07");
+    assert_true(bfs_translate_is_amp_hdu(h.c, h.n));
+    /* not an amplifier's name: none, REB_COND, other lengths, a stamp */
+    static const char *const names[] = {NULL, "REB_COND", "CONFIG_COND", "Segment1", "Segment100",
+                                        "segment10", "Segment1x", "IMAGE", ""};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        amp_hdr(&h, names[i]);
+        assert_false(bfs_translate_is_amp_hdu(h.c, h.n));
+    }
+    /* an image without pixels */
+    amp_hdr(&h, "Segment10");
+    N(&h, "NAXIS", "0");
+    assert_false(bfs_translate_is_amp_hdu(h.c, h.n));
+    amp_hdr(&h, "Segment10");
+    N(&h, "NAXIS2", "0");
+    assert_false(bfs_translate_is_amp_hdu(h.c, h.n));
+    amp_hdr(&h, "Segment10");
+    drop(&h, "NAXIS2");
+    assert_false(bfs_translate_is_amp_hdu(h.c, h.n));
+    /* the primary HDU (no XTENSION) never is */
+    amp_hdr(&h, "Segment10");
+    drop(&h, "XTENSION");
+    put(&h, "SIMPLE", 'L', "T");
+    assert_false(bfs_translate_is_amp_hdu(h.c, h.n));
+    /* a tile-compressed image is an image; a plain binary table is not */
+    h.n = 0;
+    S(&h, "XTENSION", "BINTABLE");
+    N(&h, "NAXIS", "2");
+    N(&h, "NAXIS1", "8");
+    N(&h, "NAXIS2", "2048");
+    S(&h, "EXTNAME", "Segment00");
+    assert_false(bfs_translate_is_amp_hdu(h.c, h.n));
+    put(&h, "ZIMAGE", 'L', "T");
+    N(&h, "ZNAXIS", "2");
+    N(&h, "ZNAXIS1", "576");
+    N(&h, "ZNAXIS2", "2048");
+    assert_true(bfs_translate_is_amp_hdu(h.c, h.n));
+    put(&h, "ZIMAGE", 'L', "F");
+    assert_false(bfs_translate_is_amp_hdu(h.c, h.n));
+    put(&h, "ZIMAGE", 'L', "T");
+    N(&h, "ZNAXIS1", "0");
+    assert_false(bfs_translate_is_amp_hdu(h.c, h.n));
+}
+
+/* The count each detector type needs (obs_lsst's policy/cameraHeader.yaml):
+ * one short is refused with the detector and type named, the full set and
+ * more pass. */
+static void test_amp_count_per_type(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *camera;
+        int detector;
+        const char *full_name, *type;
+        int amps;
+    } cases[] = {
+        {"LSSTCam", 94, "R22_S11", "E2V", 16},       {"LSSTCam", 0, "R01_S00", "ITL", 16},
+        {"LSSTCam", 189, "R00_SG0", "ITL_G", 16},    {"LSSTCam", 191, "R00_SW0", "ITL_WF", 8},
+        {"LSSTCam", 204, "R44_SW1", "ITL_WF", 8},    {"LSSTCamSim", 195, "R04_SW0", "ITL_WF", 8},
+        {"LSSTCamSim", 98, "R22_S22", "E2V", 16},    {"LSSTComCam", 4, "R22_S11", "ITL", 16},
+        {"LSSTComCamSim", 1, "R22_S01", "ITL", 16},  {"LATISS", 0, "RXX_S00", "ITL", 16},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        bfs_raw_translation t;
+        memset(&t, 0, sizeof t);
+        t.camera = bfs_camera_find(cases[i].camera);
+        assert_non_null(t.camera);
+        t.instrument = bfs_camera_name(t.camera);
+        t.detector = cases[i].detector;
+        assert_string_equal(bfs_camera_detector_type(t.camera, cases[i].detector), cases[i].type);
+        char *msg = NULL;
+        assert_int_equal(bfs_translate_check_amplifiers(&t, cases[i].amps, &msg), 0);
+        assert_null(msg);
+        assert_int_equal(bfs_translate_check_amplifiers(&t, cases[i].amps + 1, &msg), 0);
+        int cuts[] = {0, 1, cases[i].amps - 1};
+        for (size_t k = 0; k < sizeof cuts / sizeof *cuts; k++) {
+            assert_int_equal(bfs_translate_check_amplifiers(&t, cuts[k], &msg), -EINVAL);
+            char want[128];
+            snprintf(want, sizeof want, "incomplete raw: %d of %d amplifier HDUs (detector %s, %s)", cuts[k],
+                     cases[i].amps, cases[i].full_name, cases[i].type);
+            assert_non_null(msg);
+            assert_string_equal(msg, want);
+            free(msg);
+            msg = NULL;
+        }
+    }
+    /* a detector the camera does not have */
+    bfs_raw_translation t;
+    memset(&t, 0, sizeof t);
+    t.camera = bfs_camera_find("LSSTComCam");
+    t.instrument = "LSSTComCam";
+    t.detector = 9;
+    char *msg = NULL;
+    assert_int_equal(bfs_translate_check_amplifiers(&t, 16, &msg), -ENOENT);
+    free(msg);
+}
+
+/* The amplifier HDUs of the file at path, counted as raw ingest does. */
+static int count_amps_cb(void *ctx, int hdu, const bfs_fits_card *cards, size_t n)
+{
+    (void)hdu;
+    *(int *)ctx += bfs_translate_is_amp_hdu(cards, n);
+    return 0;
+}
+
+static int count_amps(const char *path)
+{
+    int n = 0;
+    char *msg = NULL;
+    assert_int_equal(bfs_fits_each_header(path, count_amps_cb, &n, &msg), 0);
+    free(msg);
+    return n;
+}
+
 /* ---- real raw files through cfitsio, and a row the Python Butler wrote --- */
 
 
@@ -633,6 +770,10 @@ static void test_fixture_fits(void **state)
          3021121200310, 98, NULL},
         {"fits/obs_lsst/comCamSim/CC_S_20240404_000780_R22_S01.fits", "LSSTComCamSim", 7024040400780, 1, NULL},
         {"fits/obs_lsst/guider/MC_C_20240918_000013_R00_SG0_guider.fits", NULL, 0, 0, NULL},
+        /* an older guider file, named without "_guider": written in a RUN's
+         * directory it is taken for a raw and refused here, before its
+         * amplifiers (none: it holds stamps) are counted */
+        {"fits/obs_lsst/guider/MC_C_20230616_000013_R04_SG0.fits", NULL, 0, 0, NULL},
         /* the raws of the fixture registries: their exposure rows are what
          * the Python Butler's raw ingest wrote for these very files */
         {"repos/comCam/raw/2019-05-30/3019053000001/3019053000001-R22-S00-det000.fits", "LSSTComCam",
@@ -671,6 +812,11 @@ static void test_fixture_fits(void **state)
         assert_string_equal(t.instrument, cases[i].instrument);
         assert_int_equal(t.exposure_id, cases[i].exposure);
         assert_int_equal(t.detector, cases[i].detector);
+        /* every real raw carries its detector's full set of amplifier HDUs */
+        int amps = count_amps(path);
+        print_message("%d amplifier HDUs\n", amps);
+        assert_int_equal(amps, bfs_camera_n_amplifiers(t.camera, (int)t.detector));
+        assert_int_equal(bfs_translate_check_amplifiers(&t, amps, &msg), 0);
         char db[1024];
         snprintf(db, sizeof db, "%s/fixtures/repos/%s/gen3.sqlite3", shared_dir(),
                  cases[i].repo ? cases[i].repo : "-");
@@ -713,6 +859,8 @@ int main(void)
         cmocka_unit_test(test_times),
         cmocka_unit_test(test_sequences_and_sky),
         cmocka_unit_test(test_fixture_headers),
+        cmocka_unit_test(test_amp_hdu_rule),
+        cmocka_unit_test(test_amp_count_per_type),
         cmocka_unit_test(test_fixture_fits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
