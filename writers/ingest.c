@@ -1046,18 +1046,25 @@ static int merge_header_service(bfs_ingest *ing, struct bfs_upload *u, bfs_fits_
 /* u's dataId := names/values (n of them), with the dataset type dtype and
  * the raft and sensor an event names (NULL when none): a raw's, a guider
  * file's.  0 or -ENOMEM. */
+/* The obs_id, raft and sensor u's events name (NULL: none); a failed copy
+ * leaves NULL (the event then lacks it). */
+static void set_event_names(struct bfs_upload *u, const char *obs_id, const char *raft, const char *sensor)
+{
+    free(u->obs_id);
+    free(u->raft);
+    free(u->sensor);
+    u->obs_id = obs_id ? strdup(obs_id) : NULL;
+    u->raft = raft ? strdup(raft) : NULL;
+    u->sensor = sensor ? strdup(sensor) : NULL;
+}
+
 static int set_raw_data_id(struct bfs_upload *u, const char *dtype, const char *const *names,
                            const char *const *values, int n, const char *obs_id, const char *raft,
                            const char *sensor)
 {
     free(u->dtype);
-    free(u->obs_id);
-    free(u->raft);
-    free(u->sensor);
     u->dtype = strdup(dtype);
-    u->obs_id = obs_id ? strdup(obs_id) : NULL;
-    u->raft = raft ? strdup(raft) : NULL;
-    u->sensor = sensor ? strdup(sensor) : NULL;
+    set_event_names(u, obs_id, raft, sensor);
     for (int i = 0; i < u->ndims; i++) {
         free(u->dim_names[i]);
         free(u->dim_values[i]);
@@ -1250,6 +1257,12 @@ static int prepare_raw(bfs_ingest *ing, struct bfs_upload *u, struct tvals *tv)
         ret = df ? bfs_decam_read_file(u->data_path, df, &msg) : -ENOMEM;
     else
         ret = t ? bfs_translate_raw(cards, n, u->name, t, &msg) : -ENOMEM;
+    const bfs_fits_card *rb = bfs_fits_find(cards, n, "RAFTBAY"), *cs = bfs_fits_find(cards, n, "CCDSLOT");
+    /* from here a refusal's event names the image, so an operator can match
+     * it with the writer's retry */
+    if (ret == 0)
+        set_event_names(u, decam ? df->raw.exposure.obs_id : t->exposure.obs_id, rb ? rb->value : NULL,
+                        cs ? cs->value : NULL);
     if (ret == 0 && h.count_amps && !decam)
         ret = bfs_translate_check_amplifiers(t, h.n_amps, &msg);
     if (ret < 0 && ret != -ENOMEM)
@@ -1273,7 +1286,6 @@ static int prepare_raw(bfs_ingest *ing, struct bfs_upload *u, struct tvals *tv)
         snprintf(exp, sizeof exp, "%lld", (long long)tr->exposure_id);
         const char *values[3] = {tr->instrument, det, exp};
         static const char *const names[3] = {"instrument", "detector", "exposure"};
-        const bfs_fits_card *rb = bfs_fits_find(cards, n, "RAFTBAY"), *cs = bfs_fits_find(cards, n, "CCDSLOT");
         /* what the file template may name: the expanded dataId of a raw */
         const bfs_exposure_record *e = &tr->exposure;
         char day[24];

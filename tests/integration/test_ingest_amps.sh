@@ -95,12 +95,14 @@ for amps in 0 9 15; do
     expect "... next to the bytes as written" bash -c "for r in '$T'/repo/.butlerfs/quarantine/*/*.reason; do
         grep -qF 'incomplete raw: $amps of' \"\$r\" && cmp -s \"\${r%.reason}.data\" '$T/cut$amps.fits' && exit 0; done; exit 1"
 done
-expect "three event lines with status 1, EINVAL, naming the count" python3 - "$T/repo/.butlerfs/events.jsonl" <<'PY'
+expect "three event lines with status 1, EINVAL, naming the count and the image (obs_id, raft, sensor)" python3 - "$T/repo/.butlerfs/events.jsonl" <<'PY'
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1])]
 bad = [e for e in ev if 'incomplete raw' in e['description']]
 assert len(bad) == 3 and len(ev) == 3, ev
 assert all(e['status'] == 1 and e['errno'] == 'EINVAL' and e['outcome'] == 'quarantined' for e in bad), bad
+# each names the image (translated before the count), to match it with the retry
+assert all(e.get('obs_id') and e.get('raft') and e.get('sensor') for e in bad), bad
 PY
 expect "three log lines say so" test "$(grep -c 'quarantined .*incomplete raw: [0-9]* of 16 amplifier HDUs' "$BFS_LOG")" = 3
 expect "nothing was registered: no dataset" test "$(q "SELECT count(*) FROM dataset")" = 0
