@@ -188,6 +188,17 @@ unmount()
     fi
 }
 
+# kill_daemon [MNT]: a crash: kill -9 the last daemon, wait for it and
+# detach its mount (default: the last mount), for a mount_repo again.
+kill_daemon()
+{
+    local mnt=${1:-${BFS_MOUNTS[${#BFS_MOUNTS[@]}-1]}}
+    kill -9 "$BFS_PID" 2>/dev/null
+    wait "$BFS_PID" 2>/dev/null
+    fusermount3 -uz -- "$mnt" 2>/dev/null
+    BFS_PID=""
+}
+
 bfs_show_log()
 {
     echo "---- daemon log ($BFS_LOG) ----" >&2
