@@ -1528,6 +1528,33 @@ static void finish_pair(bfs_ingest *ing, struct bfs_upload *data)
     bfs_upload_put(side);
 }
 
+/* A replica that stopped short of its end (not a refusal: it is finished
+ * at the next mount, whose recovery of it finishes its sidecar) lets go of
+ * the sidecar it holds, which is then as the sidecar closed second is in
+ * that case (step_replica): finished with -EIO for now, so its name leaves
+ * the replica directory with the replica's and either can be written and
+ * paired again; its spool files stay for that recovery.  By the thread
+ * that stepped data. */
+static void release_pair(bfs_ingest *ing, struct bfs_upload *data)
+{
+    if (!data->replica || !data->pair[0] || data->st == S_DONE)
+        return;
+    pthread_mutex_lock(&ing->lock);
+    struct bfs_upload *side = NULL;
+    for (struct bfs_upload *p = ing->uploads; p && !side; p = p->next)
+        if (p->held && !strcmp(p->u, data->pair))
+            side = p;
+    if (side) {
+        side->held = false;
+        side->finished = true;
+        side->outcome = -EIO;
+        side->finished_at = bfs_mono_s();
+    }
+    pthread_mutex_unlock(&ing->lock);
+    if (side)
+        bfs_upload_put(side); /* take_partner_locked's reference */
+}
+
 /* u is WAITING and its worker lets go of it (under ing->pair_lock and
  * ing->lock): it may be paired from now on, and if its partner went
  * WAITING meanwhile (their seals crossed), it is sealed again to pair. */
@@ -1800,19 +1827,19 @@ static int step_replica(bfs_ingest *ing, struct bfs_upload *u)
     struct bfs_upload *data = u_side ? p : u, *side = u_side ? u : p;
     snprintf(data->pair, sizeof data->pair, "%s", side->u);
     int ret = pair_prepare(ing, data, side);
-    if (ret < 0 && data->st != S_QUARANTINED)
-        return ret;
-    if (data == u)
-        return 0; /* stepped on by our caller; finish_pair at its end */
+    if (data == u) /* stepped on by our caller; finish_pair at its end, release_pair if it stops short */
+        return ret < 0 && data->st != S_QUARANTINED ? ret : 0;
     /* the sidecar closed second: step its replica to the end here, and
      * answer the sidecar's writer with the pair's outcome */
-    ret = write_intent(ing, data); /* PREPARED with its pair, before the replica moves */
+    if (ret == 0 || data->st == S_QUARANTINED)
+        ret = write_intent(ing, data); /* PREPARED with its pair, before the replica moves */
     if (ret == 0)
         step_all(ing, data, NULL);
     /* the replica stopped short of its end (a registry past its deadline, a
-     * transfer job that cannot be written, a full disk): it is finished at
-     * the next mount, whose recovery of it finishes this sidecar too
-     * (finish_pair); until then the sidecar stays SEALED, its bytes kept,
+     * transfer job that cannot be written, a full disk, no memory to pair):
+     * it is finished at the next mount, whose recovery of it finishes this
+     * sidecar too (finish_pair, or a new pairing when it stopped before its
+     * PREPARED intent); until then the sidecar stays SEALED, its bytes kept,
      * and its writer is told the replica is not registered */
     bool ended = ret == 0 && data->st == S_DONE;
     if (ended)
@@ -2236,7 +2263,8 @@ static void *worker_main(void *arg)
         } else {
             step_all(ing, u, tell_waiters);
         }
-    stepped:;
+    stepped:
+        release_pair(ing, u);
         bool wait = u->st == S_WAITING;
         struct waiter *accepted = NULL;
         if (wait)

@@ -321,15 +321,16 @@ expect_no_sanitizer()
     fi
 }
 
-# replica_fixture: for the replica tests, in T=$BFS_TMP: four real FITS raws
-# of one exposure synthesized in $T/src and exported with their sidecars to
-# $T/out, an empty repository $T/repo and a mountpoint $T/mnt; FILES holds
-# the exported raws (sorted) and q REPO SQL queries a repository's SQLite.
+# replica_fixture [N]: for the replica tests, in T=$BFS_TMP: N (default 4)
+# real FITS raws of one exposure synthesized in $T/src and exported with
+# their sidecars to $T/out, an empty repository $T/repo and a mountpoint
+# $T/mnt; FILES holds the exported raws (sorted) and q REPO SQL queries a
+# repository's SQLite.
 replica_fixture()
 {
     command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
     T=$BFS_TMP
-    "$BFS_BIN" synth "$T/src" --exposures 1 --detectors 4 --fits >/dev/null 2>&1 || fail "synth"
+    "$BFS_BIN" synth "$T/src" --exposures 1 --detectors "${1:-4}" --fits >/dev/null 2>&1 || fail "synth"
     "$BFS_BIN" export "$T/src" LSSTCam/raw/all --to "$T/out" >"$T/export.txt" 2>&1 || { cat "$T/export.txt"; fail "export"; }
     "$BFS_BIN" init "$T/repo" >/dev/null 2>&1 || fail "butlerfs init"
     mkdir -p "$T/mnt"
