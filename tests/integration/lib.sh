@@ -310,9 +310,11 @@ expect_no_secret()
     fi
 }
 
-# expect_no_sanitizer FILES...: fail when any of FILES holds a sanitizer report.
+# expect_no_sanitizer [FILES...]: fail when any of FILES (by default every
+# log and stderr of the daemons this test started) holds a sanitizer report.
 expect_no_sanitizer()
 {
+    [ $# -gt 0 ] || set -- "$BFS_TMP"/daemon.*.log "$BFS_TMP"/daemon.*.stderr
     if grep -Eq "$BFS_SANITIZER" "$@" 2>/dev/null; then
         fail "sanitizer report in $(grep -El "$BFS_SANITIZER" "$@" 2>/dev/null | tr '\n' ' ')"
         grep -Eh -A20 "$BFS_SANITIZER" "$@" >&2 2>/dev/null
