@@ -40,7 +40,10 @@
  * Crash story (kill -9 anywhere, then a new -o rw mount): bfs_ingest_open
  * takes the lock and, before anything is served, steps every intent record
  * to its end.  OPEN: the writer never closed; quarantined ("the daemon
- * stopped before the writer closed the file").  PREPARED after the rename:
+ * stopped before the writer closed the file").  WAITING: kept, under the
+ * name its intent holds (a rename of a replica or sidecar in SEALED or
+ * WAITING is written there before it is answered), and paired or expired
+ * later.  PREPARED after the rename:
  * U.data is gone and the file at the path has the intent's size: the step is
  * taken as done.  PLACED after the commit: adding the dataset says EEXIST,
  * which is success (the path's bytes are this upload's: the rename refuses
@@ -115,8 +118,9 @@ struct bfs_upload {
     char u[33];               /* upload id */
     char *run, *dtype, *name; /* dtype NULL: raw, not translated yet */
     bool inbox;               /* written in a RUN's own directory (raw ingest) */
-    char *shown;              /* under ing->lock: the name after a rename, or NULL */
+    char *shown;              /* under ing->lock: the name after a rename, or NULL (in the intent as "shown") */
     char *shown_old;          /* the one before (a stat snapshot may still point to it) */
+    bool renaming;            /* under ing->lock: bfs_upload_rename is writing its intent */
     char *obs_id, *raft, *sensor; /* a raw's, from its headers (events), or NULL */
     char checksum[129];       /* BLAKE2b-512 of the bytes as placed ("" before SEALED is done) */
     /* the checksum built while the bytes arrive, by the hasher thread
@@ -491,11 +495,18 @@ static int durable_write_reserved(bfs_ingest *ing, const char *path, const char 
 
 static int write_intent(bfs_ingest *ing, struct bfs_upload *u)
 {
-    json_t *j = json_pack("{s:s, s:s, s:s?, s:s?, s:b, s:s?, s:s?, s:s?, s:s, s:o, s:o, s:I, s:s?, s:s?, s:I, "
+    /* the name shown is the renamer's to change (bfs_upload_rename) */
+    pthread_mutex_lock(&ing->lock);
+    char *shown = u->shown ? strdup(u->shown) : NULL;
+    bool oom = u->shown && !shown;
+    pthread_mutex_unlock(&ing->lock);
+    if (oom)
+        return -ENOMEM;
+    json_t *j = json_pack("{s:s, s:s, s:s?, s:s?, s:b, s:s?, s:s?, s:s?, s:s, s:s?, s:o, s:o, s:I, s:s?, s:s?, s:I, "
                           "s:s?, s:i, s:b, s:b, s:s?, s:f, s:s?, s:o, s:i}",
                           "state", state_names[u->st], "run", u->run, "dataset_type", u->dtype,
                           "checksum", u->checksum[0] ? u->checksum : NULL, "inbox", u->inbox, "obs_id", u->obs_id, "raft", u->raft, "sensor", u->sensor,
-                          "name", u->name, "dim_names", strings_json(u->dim_names, u->ndims),
+                          "name", u->name, "shown", shown, "dim_names", strings_json(u->dim_names, u->ndims),
                           "dim_values", strings_json(u->dim_values, u->ndims), "uid", (json_int_t)u->uid,
                           "dataset_id", u->dataset_id[0] ? u->dataset_id : NULL, "path", u->rel,
                           "size", (json_int_t)u->size, "reason", u->reason, "errno", u->err,
@@ -504,6 +515,7 @@ static int write_intent(bfs_ingest *ing, struct bfs_upload *u)
                           "more_detectors", ints_json(u->more_dets, u->n_more), "write_errno", u->write_err);
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
+    free(shown);
     if (!text)
         return -ENOMEM;
     int ret = durable_write_reserved(ing, u->intent_path, text);
@@ -1452,23 +1464,18 @@ static int hash_finish(struct bfs_upload *u)
  * outcome.  One nobody pairs within ingest.replica_wait is quarantined.
  * Crash story: WAITING intents are kept by the next mount (and paired then);
  * a replica past WAITING names its sidecar in its intent ("pair"), so its
- * recovery finishes the sidecar as well. */
+ * recovery finishes the sidecar as well.  Pairing goes by the name the
+ * writer sees: a rename in SEALED or WAITING (rsync's) writes the new name
+ * into the intent ("shown") before it is answered (bfs_upload_rename), so
+ * a kill -9 leaves the old name (the writer was not told the rename
+ * happened) or the new one, never a name the writer does not know. */
 
 /* Whether u is a sidecar, by the name the writer sees now: rsync writes
- * .NAME.butler.json.XXXXXX and renames it after the close (under ing->lock;
- * is_sidecar takes it). */
+ * .NAME.butler.json.XXXXXX and renames it after the close (under ing->lock). */
 static const char *shown_name(const struct bfs_upload *u);
 static bool is_sidecar_locked(const struct bfs_upload *u)
 {
     return bfs_endswith(shown_name(u), BFS_SIDECAR_SUFFIX);
-}
-
-static bool is_sidecar(bfs_ingest *ing, const struct bfs_upload *u)
-{
-    pthread_mutex_lock(&ing->lock);
-    bool side = is_sidecar_locked(u);
-    pthread_mutex_unlock(&ing->lock);
-    return side;
 }
 
 /* The waiting partner of u, taken (held, one more reference), or NULL
@@ -1566,6 +1573,33 @@ static void finish_pair(bfs_ingest *ing, struct bfs_upload *data)
     side->finished_at = bfs_mono_s();
     pthread_mutex_unlock(&ing->lock);
     bfs_upload_put(side);
+}
+
+/* A replica that stopped short of its end (not a refusal: it is finished
+ * at the next mount, whose recovery of it finishes its sidecar) lets go of
+ * the sidecar it holds, which is then as the sidecar closed second is in
+ * that case (step_replica): finished with -EIO for now, so its name leaves
+ * the replica directory with the replica's and either can be written and
+ * paired again; its spool files stay for that recovery.  By the thread
+ * that stepped data. */
+static void release_pair(bfs_ingest *ing, struct bfs_upload *data)
+{
+    if (!data->replica || !data->pair[0] || data->st == S_DONE)
+        return;
+    pthread_mutex_lock(&ing->lock);
+    struct bfs_upload *side = NULL;
+    for (struct bfs_upload *p = ing->uploads; p && !side; p = p->next)
+        if (p->held && !strcmp(p->u, data->pair))
+            side = p;
+    if (side) {
+        side->held = false;
+        side->finished = true;
+        side->outcome = -EIO;
+        side->finished_at = bfs_mono_s();
+    }
+    pthread_mutex_unlock(&ing->lock);
+    if (side)
+        bfs_upload_put(side); /* take_partner_locked's reference */
 }
 
 /* u is WAITING and its worker lets go of it (under ing->pair_lock and
@@ -1840,19 +1874,19 @@ static int step_replica(bfs_ingest *ing, struct bfs_upload *u)
     struct bfs_upload *data = u_side ? p : u, *side = u_side ? u : p;
     snprintf(data->pair, sizeof data->pair, "%s", side->u);
     int ret = pair_prepare(ing, data, side);
-    if (ret < 0 && data->st != S_QUARANTINED)
-        return ret;
-    if (data == u)
-        return 0; /* stepped on by our caller; finish_pair at its end */
+    if (data == u) /* stepped on by our caller; finish_pair at its end, release_pair if it stops short */
+        return ret < 0 && data->st != S_QUARANTINED ? ret : 0;
     /* the sidecar closed second: step its replica to the end here, and
      * answer the sidecar's writer with the pair's outcome */
-    ret = write_intent(ing, data); /* PREPARED with its pair, before the replica moves */
+    if (ret == 0 || data->st == S_QUARANTINED)
+        ret = write_intent(ing, data); /* PREPARED with its pair, before the replica moves */
     if (ret == 0)
         step_all(ing, data, NULL);
     /* the replica stopped short of its end (a registry past its deadline, a
-     * transfer job that cannot be written, a full disk): it is finished at
-     * the next mount, whose recovery of it finishes this sidecar too
-     * (finish_pair); until then the sidecar stays SEALED, its bytes kept,
+     * transfer job that cannot be written, a full disk, no memory to pair):
+     * it is finished at the next mount, whose recovery of it finishes this
+     * sidecar too (finish_pair, or a new pairing when it stopped before its
+     * PREPARED intent); until then the sidecar stays SEALED, its bytes kept,
      * and its writer is told the replica is not registered */
     bool ended = ret == 0 && data->st == S_DONE;
     if (ended)
@@ -2253,11 +2287,16 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&ing->lock);
 
         if (u->expired) {
-            if (is_sidecar(ing, u))
+            pthread_mutex_lock(&ing->lock);
+            bool side = is_sidecar_locked(u);
+            char *shown = strdup(shown_name(u)); /* the name it waited under (rsync's after its rename) */
+            pthread_mutex_unlock(&ing->lock);
+            if (side)
                 quarantine_as(u, ETIMEDOUT, "its file did not arrive within ingest.replica_wait");
             else
-                quarantine_as(u, ETIMEDOUT, "its sidecar %s%s did not arrive within ingest.replica_wait", u->name,
-                              BFS_SIDECAR_SUFFIX);
+                quarantine_as(u, ETIMEDOUT, "its sidecar %s%s did not arrive within ingest.replica_wait",
+                              shown ? shown : u->name, BFS_SIDECAR_SUFFIX);
+            free(shown);
             step_all(ing, u, tell_waiters);
             goto stepped;
         }
@@ -2271,7 +2310,8 @@ static void *worker_main(void *arg)
         } else {
             step_all(ing, u, tell_waiters);
         }
-    stepped:;
+    stepped:
+        release_pair(ing, u);
         bool wait = u->st == S_WAITING;
         struct waiter *accepted = NULL;
         if (wait)
@@ -2342,6 +2382,7 @@ static int recover_one(bfs_ingest *ing, const char *uhex)
     json_t *inbox = j ? json_object_get(j, "inbox") : NULL;
     u->inbox = inbox ? json_is_true(inbox) : !u->dtype; /* intents written before the key */
     u->name = j ? json_str(j, "name") : NULL;
+    u->shown = j ? json_str(j, "shown") : NULL; /* renamed after the upload was made */
     u->obs_id = j ? json_str(j, "obs_id") : NULL;
     const char *ck = j ? json_string_value(json_object_get(j, "checksum")) : NULL;
     if (ck && strlen(ck) == 128)
@@ -2860,6 +2901,15 @@ int bfs_upload_find(bfs_ingest *ing, const bfs_ingest_target *t, bfs_upload **ou
     return found ? 0 : -ENOENT;
 }
 
+/* A replica's or sidecar's name decides its pairing, at a recovery too: one
+ * renamed in SEALED or WAITING has the new name written into its intent
+ * before the rename is answered.  rsync renames .NAME.XXXXXX after the close
+ * that made it WAITING; a kill -9 before the intent is written leaves the
+ * old name, and the writer was not told the rename happened.  A replica
+ * whose seal or pairing is under way (a worker owns its intent) is not
+ * renamed: EBUSY.  Waiting for that worker could deadlock, since the kernel
+ * holds the directory's lock during the rename and a refused seal's reply
+ * invalidates a name in that directory (fs/ops_write.c, seal_done). */
 int bfs_upload_rename(bfs_upload *u, const char *name)
 {
     if (!bfs_is_one_component(name))
@@ -2868,18 +2918,41 @@ int bfs_upload_rename(bfs_upload *u, const char *name)
     if (!copy)
         return -ENOMEM;
     bfs_ingest *ing = u->ing;
-    pthread_mutex_lock(&ing->pair_lock); /* a replica's new name may pair it */
     pthread_mutex_lock(&ing->lock);
+    if (u->replica && (u->busy || u->held || u->renaming)) {
+        pthread_mutex_unlock(&ing->lock);
+        free(copy);
+        return -EBUSY;
+    }
+    /* no worker steps u (not busy, not held): its state is settled */
+    bool durable = u->replica && (u->st == S_SEALED || u->st == S_WAITING);
+    bool waiting = u->waiting;
     free(u->shown_old);
     u->shown_old = u->shown;
     u->shown = copy;
-    /* rsync renames .NAME.XXXXXX after the close that made it WAITING: the
-     * partner it waits for is looked for again under the new name */
-    if (u->replica && u->waiting && !u->busy)
+    if (durable) {
+        /* not WAITING while its intent is written: nobody pairs it or
+         * expires it (both would write that intent too) */
+        u->renaming = true;
+        u->waiting = false;
+    }
+    pthread_mutex_unlock(&ing->lock);
+    int ret = durable ? write_intent(ing, u) : 0;
+    pthread_mutex_lock(&ing->pair_lock); /* the new name may pair it */
+    pthread_mutex_lock(&ing->lock);
+    if (ret < 0) {
+        /* not renamed: the intent keeps the old name, and so does the mount */
+        char *tried = u->shown;
+        u->shown = u->shown_old;
+        u->shown_old = tried;
+    }
+    u->renaming = false;
+    /* the partner it waits for is looked for again under the new name */
+    if (waiting)
         settle_waiting_locked(ing, u);
     pthread_mutex_unlock(&ing->lock);
     pthread_mutex_unlock(&ing->pair_lock);
-    return 0;
+    return ret;
 }
 
 void bfs_upload_get(bfs_upload *u)

@@ -158,8 +158,13 @@ int bfs_upload_begin(bfs_ingest *ing, const bfs_ingest_target *t, uid_t uid,
 int bfs_upload_find(bfs_ingest *ing, const bfs_ingest_target *t, bfs_upload **out);
 /* Show u under another name in its directory (rsync renames its temporary
  * file after the close that ingested it).  Only the name changes: the
- * dataset, its datastore path and its records stay as they are.  -EINVAL
- * for a name that cannot be one path component. */
+ * dataset, its datastore path and its records stay as they are.  A replica
+ * or sidecar (BFS_REPLICA_DIR) pairs by that name: when it is sealed but
+ * not yet paired (WAITING) the new name is in its intent before this
+ * returns 0, and it pairs with a partner waiting under the matching name.
+ * -EINVAL for a name that cannot be one path component; -EBUSY for a
+ * replica or sidecar whose seal or pairing is under way; the errno of the
+ * intent's write (the old name stays). */
 int bfs_upload_rename(bfs_upload *u, const char *name);
 void bfs_upload_get(bfs_upload *u);
 /* Drop a reference.  The last one of an upload never sealed and never

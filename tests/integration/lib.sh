@@ -188,6 +188,17 @@ unmount()
     fi
 }
 
+# kill_daemon [MNT]: a crash: kill -9 the last daemon, wait for it and
+# detach its mount (default: the last mount), for a mount_repo again.
+kill_daemon()
+{
+    local mnt=${1:-${BFS_MOUNTS[${#BFS_MOUNTS[@]}-1]}}
+    kill -9 "$BFS_PID" 2>/dev/null
+    wait "$BFS_PID" 2>/dev/null
+    fusermount3 -uz -- "$mnt" 2>/dev/null
+    BFS_PID=""
+}
+
 bfs_show_log()
 {
     echo "---- daemon log ($BFS_LOG) ----" >&2
@@ -299,9 +310,11 @@ expect_no_secret()
     fi
 }
 
-# expect_no_sanitizer FILES...: fail when any of FILES holds a sanitizer report.
+# expect_no_sanitizer [FILES...]: fail when any of FILES (by default every
+# log and stderr of the daemons this test started) holds a sanitizer report.
 expect_no_sanitizer()
 {
+    [ $# -gt 0 ] || set -- "$BFS_TMP"/daemon.*.log "$BFS_TMP"/daemon.*.stderr
     if grep -Eq "$BFS_SANITIZER" "$@" 2>/dev/null; then
         fail "sanitizer report in $(grep -El "$BFS_SANITIZER" "$@" 2>/dev/null | tr '\n' ' ')"
         grep -Eh -A20 "$BFS_SANITIZER" "$@" >&2 2>/dev/null
@@ -310,15 +323,16 @@ expect_no_sanitizer()
     fi
 }
 
-# replica_fixture: for the replica tests, in T=$BFS_TMP: four real FITS raws
-# of one exposure synthesized in $T/src and exported with their sidecars to
-# $T/out, an empty repository $T/repo and a mountpoint $T/mnt; FILES holds
-# the exported raws (sorted) and q REPO SQL queries a repository's SQLite.
+# replica_fixture [N]: for the replica tests, in T=$BFS_TMP: N (default 4)
+# real FITS raws of one exposure synthesized in $T/src and exported with
+# their sidecars to $T/out, an empty repository $T/repo and a mountpoint
+# $T/mnt; FILES holds the exported raws (sorted) and q REPO SQL queries a
+# repository's SQLite.
 replica_fixture()
 {
     command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
     T=$BFS_TMP
-    "$BFS_BIN" synth "$T/src" --exposures 1 --detectors 4 --fits >/dev/null 2>&1 || fail "synth"
+    "$BFS_BIN" synth "$T/src" --exposures 1 --detectors "${1:-4}" --fits >/dev/null 2>&1 || fail "synth"
     "$BFS_BIN" export "$T/src" LSSTCam/raw/all --to "$T/out" >"$T/export.txt" 2>&1 || { cat "$T/export.txt"; fail "export"; }
     "$BFS_BIN" init "$T/repo" >/dev/null 2>&1 || fail "butlerfs init"
     mkdir -p "$T/mnt"

@@ -81,9 +81,7 @@ unmount
 printf 'ingest:\n  replica_wait: 1h\n' >"$T/cfg2.yaml"
 mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg2.yaml" || finish
 cp "$f" "$R/" || fail "cp of a replica"
-kill -9 "$BFS_PID"
-wait "$BFS_PID" 2>/dev/null
-fusermount3 -uz "$T/mnt" 2>/dev/null
+kill_daemon
 mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg2.yaml" || finish
 expect "after kill -9 and a remount the waiting replica is still listed" test -e "$R/$(basename "$f")"
 expect "... and its sidecar, written now, pairs with it" cp "$f.butler.json" "$R/"

@@ -11,10 +11,16 @@
 #   cannot be registered now (here: its transfer job cannot be written, so it
 #   stays PLACED for the next mount) that close is an error, and the sidecar
 #   is not removed before its replica is registered; the next mount finishes
-#   both.
+#   both;
+# - the other way round (the sidecar waiting, its replica closed second and
+#   stopping short), the sidecar its replica held is let go with it: its
+#   name leaves the replica directory with the replica's (on the code
+#   before, it stayed listed and held until the next mount, so a replica
+#   written again waited for a sidecar that was there), and the next mount
+#   finishes both.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
-replica_fixture
+replica_fixture 5
 printf 'ingest:\n  replica_wait: 1h\n' >"$T/cfg.yaml"
 mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || finish
 R=$T/mnt/.replicas
@@ -71,12 +77,21 @@ fi
 kept=0
 for d in "$T"/repo/.butlerfs/spool/*.data; do cmp -s "$d" "$f.butler.json" && kept=1; done
 expect "... and the sidecar's bytes stay in the spool for the next mount" test "$kept" = 1
+# the sidecar first (waiting), its replica second, stopping short the same way
+g=${FILES[4]}
+gb=$(basename "$g")
+cp "$g.butler.json" "$R/" || fail "cp of a sidecar"
+expect "the replica's close is an error when it cannot be registered now" \
+    bash -c "! cp '$g' '$R/' 2>/dev/null"
+sleep 1.2 # the kernel's entries live 1 s
+expect "... and the sidecar it held leaves the replica directory with it" \
+    bash -c "! ls '$R' | grep -qxF '$gb.butler.json'"
 rm -f "$Q/pending" && mv "$Q/pending.away" "$Q/pending"
 unmount
 mount_repo "$T/repo" "$T/mnt" "rw,config=$T/xfer.yaml" || finish
-expect "the next mount registers it" test "$(q "$T/repo" "SELECT count(*) FROM dataset")" = $((before + 1))
-expect "... and finishes its sidecar: nothing of the pair is left in the spool" \
-    bash -c "! grep -l '$b' '$T'/repo/.butlerfs/spool/*.intent 2>/dev/null | grep -q ."
+expect "the next mount registers both replicas" test "$(q "$T/repo" "SELECT count(*) FROM dataset")" = $((before + 2))
+expect "... and finishes their sidecars: nothing of the pairs is left in the spool" \
+    bash -c "! grep -l -e '$b' -e '$gb' '$T'/repo/.butlerfs/spool/*.intent 2>/dev/null | grep -q ."
 unmount
 expect_no_sanitizer
 finish
