@@ -2431,6 +2431,11 @@ static int recover_one(bfs_ingest *ing, const char *uhex)
         quarantine_as(u, EIO, "its intent record could not be read (%s)", j ? "fields missing" : jerr.text);
     }
     u->fd = open(u->data_path, O_RDWR | O_CLOEXEC);
+    /* the time the mount shows for it is its bytes' (what the writer's last
+     * write or utimens set), not 1970: rsync compares it to skip a file */
+    struct stat sb;
+    if (u->fd >= 0 && fstat(u->fd, &sb) == 0)
+        u->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
     bfs_note(TAG, "finishing upload %s (%s in %s), left in state %s by an earlier daemon", u->u, u->name,
              u->run, state_names[u->st]);
     step_all(ing, u, NULL);

@@ -35,6 +35,8 @@ kill_daemon
 mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || finish
 expect "after kill -9 and a remount the renamed replica waits under its new name" test -e "$R/$b"
 expect "... not under its temporary one" test ! -e "$R/.$b.Xy12Zq"
+# its time is its bytes' (rsync compares size and time to skip a file), not 1970
+expect "... with the time it was written, not the epoch" test "$(stat -c %Y "$R/$b")" -gt $(($(date +%s) - 3600))
 expect "its sidecar written now pairs with it (close 0)" cp "$f.butler.json" "$R/"
 expect "... and the dataset is registered under the sidecar's id" registered "$f"
 
