@@ -21,6 +21,10 @@
  * written (tmp file, fdatasync, rename, fsync of the spool directory) before
  * the side effect that leads out of that state.  Every step is idempotent,
  * so recovery is "take steps until there are none left" (step_all).
+ * PLACED and ANNOUNCED are not written (durable_state): recovery from the
+ * state before each finds its side effect done (below), so the record
+ * says PREPARED until REGISTERED, and REGISTERED or QUARANTINED until it
+ * is removed.
  *
  * | state       | what holds on disk                          | the step out                      |
  * | OPEN        | U.data, maybe incomplete                    | seal: fdatasync -> SEALED         |
@@ -45,7 +49,7 @@
  * WAITING is written there before it is answered), and paired or expired
  * later.  PREPARED after the rename:
  * U.data is gone and the file at the path has the intent's size: the step is
- * taken as done.  PLACED after the commit: adding the dataset says EEXIST,
+ * taken as done (PLACED).  PLACED after the commit: adding the dataset says EEXIST,
  * which is success (the path's bytes are this upload's: the rename refuses
  * to replace).  A U.data with no intent (killed inside bfs_upload_begin) is
  * quarantined.  So every byte handed over is registered or quarantined, no
@@ -53,7 +57,8 @@
  * may be written twice (at-least-once, keyed by dataset id).
  *
  * Test hook: with BFS_INGEST_KILL_AT=<STATE> in the environment the daemon
- * kills itself (SIGKILL) right after writing an intent in that state
+ * kills itself (SIGKILL) right after entering that state (its intent
+ * written, for a state that has one)
  * (tests/unit/test_ingest.c proves the crash story with it).
  *
  * Locks: ing->reg_lock serializes this daemon's registry writes (SQLite has
@@ -493,6 +498,14 @@ static int durable_write_reserved(bfs_ingest *ing, const char *path, const char 
     return ret;
 }
 
+/* The test hook (see the top of this file): SIGKILL once u is in the
+ * state BFS_INGEST_KILL_AT names, its intent written if the state has one. */
+static void kill_hook(const bfs_ingest *ing, const struct bfs_upload *u)
+{
+    if (ing->kill_at && !strcmp(ing->kill_at, state_names[u->st]))
+        raise(SIGKILL);
+}
+
 static int write_intent(bfs_ingest *ing, struct bfs_upload *u)
 {
     /* the name shown is the renamer's to change (bfs_upload_rename) */
@@ -520,9 +533,19 @@ static int write_intent(bfs_ingest *ing, struct bfs_upload *u)
         return -ENOMEM;
     int ret = durable_write_reserved(ing, u->intent_path, text);
     free(text);
-    if (ret == 0 && ing->kill_at && !strcmp(ing->kill_at, state_names[u->st]))
-        raise(SIGKILL); /* the test hook: see the top of this file */
+    if (ret == 0)
+        kill_hook(ing, u);
     return ret;
+}
+
+/* Whether entering state s writes the intent.  PLACED and ANNOUNCED do
+ * not: recovery from the state before them finds their side effect done
+ * (PREPARED: the spool file gone and the file at its path; REGISTERED or
+ * QUARANTINED: links, quarantine move and event are idempotent), so each
+ * would cost three syncs on every file and buy nothing. */
+static bool durable_state(enum state s)
+{
+    return s != S_PLACED && s != S_ANNOUNCED;
 }
 
 static char *json_str(json_t *o, const char *key)
@@ -2198,8 +2221,10 @@ static int step(bfs_ingest *ing, struct bfs_upload *u)
     assert(u->st != S_PREPARED || (u->rel && strlen(u->dataset_id) == 32));
     assert(u->st != S_PLACED || u->rel);
     assert(u->st != S_QUARANTINED || (u->err != 0 && u->reason));
-    if (ret == 0 && u->st != from)
+    if (ret == 0 && u->st != from && durable_state(u->st))
         ret = write_intent(ing, u);
+    else if (ret == 0 && u->st != from)
+        kill_hook(ing, u);
     return ret;
 }
 
