@@ -149,15 +149,22 @@ check_log
 # A part that fails is sent again alone: the fault proxy (in front of
 # s3rver) answers the first UploadPart of part 2 with a 503; the upload
 # still succeeds in the job's first attempt, and the object is whole.
-if faultproxy_start "$S3RVER_ENDPOINT" --rule 'partNumber=2&uploadId=503*1'; then
-    sed -e 's/name: s3,/name: retry,/' -e 's#/big/#/retry/#' "$T/mp.yaml" >"$T/retry.yaml"
-    "$BFS_BIN" catchup "$T/big" --collection 'LSSTCam/*' --config "$T/retry.yaml" >"$T/catchup2.txt" 2>&1 ||
-        { cat "$T/catchup2.txt"; fail "catchup to the second destination"; }
-    AWS_ENDPOINT_URL=$FAULTPROXY_URL mount_repo "$T/big" "$T/mnt2" "rw,config=$T/retry.yaml" || finish
+# drain_via_proxy NAME: queue $T/big's dataset for the destination NAME of
+# $T/NAME.yaml (catchup), then mount through the fault proxy until NAME's
+# transfer is done (or 30 s)
+drain_via_proxy() {
+    local c=$1
+    "$BFS_BIN" catchup "$T/big" --collection 'LSSTCam/*' --config "$T/$c.yaml" >"$T/catchup-$c.txt" 2>&1 ||
+        { cat "$T/catchup-$c.txt"; fail "catchup to $c"; }
+    AWS_ENDPOINT_URL=$FAULTPROXY_URL mount_repo "$T/big" "$T/mnt2" "rw,loglevel=info,config=$T/$c.yaml" || finish
     for _ in $(seq 150); do
-        grep -q '"transfer":"done".*"destination":"retry"' "$T/big/.butlerfs/events.jsonl" 2>/dev/null && break
+        grep -q "\"transfer\":\"done\".*\"destination\":\"$c\"" "$T/big/.butlerfs/events.jsonl" 2>/dev/null && break
         sleep 0.2
     done
+}
+if faultproxy_start "$S3RVER_ENDPOINT" --rule 'partNumber=2&uploadId=503*1'; then
+    sed -e 's/name: s3,/name: retry,/' -e 's#/big/#/retry/#' "$T/mp.yaml" >"$T/retry.yaml"
+    drain_via_proxy retry
     expect "an UploadPart answered 503 was sent again alone: done in the job's first attempt" \
         grep -q '"transfer":"done".*"destination":"retry".*"attempts":1' "$T/big/.butlerfs/events.jsonl"
     expect "... the proxy did inject that one 503" test "$(faultproxy_count 503)" = 1
@@ -186,13 +193,7 @@ if faultproxy_start "$S3RVER_ENDPOINT" --methods PUT --rule "PUT /$S3RVER_BUCKET
     sed -e 's/name: etag,/name: etagmp,/' -e 's#/etag/#/etagmp/#' -e 's/multipart_threshold: 64MiB/multipart_threshold: 8MiB/' \
         "$T/etag.yaml" >"$T/etagmp.yaml"
     for c in etag etagmp; do
-        "$BFS_BIN" catchup "$T/big" --collection 'LSSTCam/*' --config "$T/$c.yaml" >"$T/catchup-$c.txt" 2>&1 ||
-            { cat "$T/catchup-$c.txt"; fail "catchup to $c"; }
-        AWS_ENDPOINT_URL=$FAULTPROXY_URL mount_repo "$T/big" "$T/mnt2" "rw,loglevel=info,config=$T/$c.yaml" || finish
-        for _ in $(seq 150); do
-            grep -q "\"transfer\":\"done\".*\"destination\":\"$c\"" "$T/big/.butlerfs/events.jsonl" 2>/dev/null && break
-            sleep 0.2
-        done
+        drain_via_proxy "$c"
         unmount
     done
     expect "a PutObject whose stored bytes differ (one byte flipped on the way) is caught by its ETag" \
