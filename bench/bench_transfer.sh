@@ -10,6 +10,8 @@
 #             job is done.  Once with verify: size (PUT + MOVE + HEAD) and once
 #             with verify: readback (the object read back and compared), each
 #             with the configured concurrency.
+#   ceiling of readback: curl -T, then GET and cmp of each file, one after
+#             another: the promise of verify: readback done by hand;
 #   long fat pipe: both again through the fault proxy (tests/tools/faultproxy.py,
 #             no faults) holding each connection to --wan-rate bytes/s in each
 #             direction, as window/RTT holds one TCP stream across a long
@@ -80,6 +82,20 @@ curl_pass() { # curl_pass RUN BASE_URL: seconds for curl -T of every file, one a
   echo "$t1 - $t0" | bc
 }
 
+# curl_check_pass RUN BASE_URL: seconds for curl -T of every file, each then
+# read back (curl GET) and compared with cmp, one after another: what
+# `verify: readback` promises, done by hand (its ceiling on one stream)
+curl_check_pass() {
+  local t0 t1 i
+  t0=$(now)
+  for i in $(seq 0 $((FILES - 1))); do
+    curl -sf -T "$SRC/f$i.dat" "$2/data/curl/$1/f$i.dat" -o /dev/null --create-dirs
+    curl -sf "$2/data/curl/$1/f$i.dat" | cmp -s - "$SRC/f$i.dat" || { echo "read-back of f$i.dat differs" >&2; exit 1; }
+  done
+  t1=$(now)
+  echo "$t1 - $t0" | bc
+}
+
 queue_pass() { # queue_pass RUN VERIFY BASE_URL: seconds from the destination's return to an empty queue
   local run=$1 verify=$2 t0 t1
   cat >"$WORK/bfs.yaml" <<YAML
@@ -111,9 +127,10 @@ YAML
   echo "$t1 - $t0" | bc
 }
 
-declare -a cu qs qr wanc ws wr
+declare -a cu cc qs qr wanc ws wr
 for r in $(seq "$REPS"); do
   cu+=("$(curl_pass "c$r" "$NGINX_URL")")
+  cc+=("$(curl_check_pass "k$r" "$NGINX_URL")")
   qs+=("$(queue_pass "bench/s$r" size "$NGINX_URL")")
   qr+=("$(queue_pass "bench/r$r" readback "$NGINX_URL")")
   if [ "$WAN_RATE" != 0 ]; then
@@ -123,7 +140,7 @@ for r in $(seq "$REPS"); do
   fi
 done
 mb=$((FILES * MIB))
-C=$(printf '%s\n' "${cu[@]}" | median); S=$(printf '%s\n' "${qs[@]}" | median); R=$(printf '%s\n' "${qr[@]}" | median)
+K=$(printf '%s\n' "${cc[@]}" | median); C=$(printf '%s\n' "${cu[@]}" | median); S=$(printf '%s\n' "${qs[@]}" | median); R=$(printf '%s\n' "${qr[@]}" | median)
 echo
 echo "machine: $(nproc) cores $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r)"
 printf "%d files x %d MiB to nginx WebDAV on loopback, median of %d\n" "$FILES" "$MIB" "$REPS"
@@ -132,6 +149,8 @@ printf "  queue drain, verify size:          %.2f s (%.0f MiB/s): ratio %.2f (ta
   "$S" "$(echo "$mb / $S" | bc -l)" "$(echo "$C / $S" | bc -l)"
 printf "  queue drain, verify readback:      %.2f s (%.0f MiB/s): ratio %.2f\n" \
   "$R" "$(echo "$mb / $R" | bc -l)" "$(echo "$C / $R" | bc -l)"
+printf "  ceiling of readback: curl -T + GET + cmp, one after another: %.2f s: ratio to curl -T %.2f, drain to it %.2f\n" \
+  "$K" "$(echo "$C / $K" | bc -l)" "$(echo "$K / $R" | bc -l)"
 if [ "$WAN_RATE" != 0 ]; then
   WC=$(printf '%s\n' "${wanc[@]}" | median); WS=$(printf '%s\n' "${ws[@]}" | median); WR=$(printf '%s\n' "${wr[@]}" | median)
   printf "through a link held to %s B/s per connection and direction (the proxy; long fat pipe):\n" "$WAN_RATE"
@@ -141,4 +160,4 @@ if [ "$WAN_RATE" != 0 ]; then
   printf "  queue drain, verify readback:      %.2f s (%.0f MiB/s): ratio %.2f\n" \
     "$WR" "$(echo "$mb / $WR" | bc -l)" "$(echo "$WC / $WR" | bc -l)"
 fi
-echo "runs (s): curl ${cu[*]}; size ${qs[*]}; readback ${qr[*]}${wanc:+; wan curl ${wanc[*]}; wan size ${ws[*]}; wan readback ${wr[*]}}"
+echo "runs (s): curl ${cu[*]}; curl+check ${cc[*]}; size ${qs[*]}; readback ${qr[*]}${wanc:+; wan curl ${wanc[*]}; wan size ${ws[*]}; wan readback ${wr[*]}}"
