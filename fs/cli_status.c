@@ -134,6 +134,12 @@ static void print_human(json_t *j)
         printf("  transfer     %lld pending (oldest %.0f s), %lld in flight, %lld done, %lld parked\n",
                (long long)int_of(tq, "pending"), json_number_value(json_object_get(tq, "oldest_pending_s")),
                (long long)int_of(tq, "in_flight"), (long long)int_of(tq, "done"), (long long)int_of(tq, "parked"));
+    json_t *rt = json_object_get(j, "retention");
+    if (json_is_object(rt)) {
+        const char *err = json_string_value(json_object_get(rt, "last_error"));
+        printf("  retention    %lld datasets removed in %lld passes%s%s\n", (long long)int_of(rt, "removed"),
+               (long long)int_of(rt, "passes"), err ? "; last pass: " : "", err ? err : "");
+    }
     json_t *f = json_object_get(j, "fetch");
     json_int_t hits = int_of(f, "cache_hits"), misses = int_of(f, "cache_misses");
     json_t *sk = json_object_get(j, "skipped");

@@ -92,6 +92,7 @@ int bfs_mount_serve(const bfs_mount_plan *p, struct fuse_session *se, bfs_fs *fs
     bfs_fetcher *fetcher = NULL;
     bfs_http *http = NULL;
     bfs_transfer *transfer = NULL;
+    bfs_retention_daemon *retention = NULL;
     char *msg = NULL;
     int status = 1;
     if (open_registry(p, &reg, &msg) < 0) {
@@ -122,6 +123,11 @@ int bfs_mount_serve(const bfs_mount_plan *p, struct fuse_session *se, bfs_fs *fs
         bfs_err(TAG, "cannot serve writes: %s", msg ? msg : "ingest did not start");
         goto out;
     }
+    /* after ingest: a retention pass must not start before an interrupted
+     * upload of the last daemon is finished */
+    if (p->rw && p->transfer->retention_interval_ms > 0 &&
+        bfs_retention_start(repo_dir, p->transfer, &retention) < 0)
+        bfs_warn(TAG, "cannot start the periodic retention: `butlerfs retention` still works");
     fs->reg = reg;
     fs->se = se;
     if (bfs_tree_trimmer_start(fs->tree, bfs_ops_evict, fs) < 0)
@@ -142,6 +148,7 @@ int bfs_mount_serve(const bfs_mount_plan *p, struct fuse_session *se, bfs_fs *fs
     bfs_status_watch_nodes(st, fs->tree);
     bfs_status_watch_ingest(st, fs->ing);
     bfs_status_watch_transfer(st, transfer);
+    bfs_status_watch_retention(st, retention);
     int loop = p->single_thread ? fuse_session_loop(se) : fuse_session_loop_mt(se, lcfg);
     bfs_inval_stop(fs->inval);
     fs->inval = NULL;
@@ -151,6 +158,7 @@ int bfs_mount_serve(const bfs_mount_plan *p, struct fuse_session *se, bfs_fs *fs
     status = loop == 0 ? 0 : 1;
     bfs_note(TAG, "unmounted %s", p->mnt);
 out:
+    bfs_retention_stop(retention); /* ends its pass after the current batch */
     bfs_ingest_close(fs->ing); /* seals in flight finish; before the tree they hold nodes of */
     fs->ing = NULL;
     bfs_transfer_close(transfer); /* after the ingest that enqueues; pending jobs stay on disk */

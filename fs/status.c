@@ -42,6 +42,7 @@ struct bfs_status {
     _Atomic(bfs_tree *) tree; /* bfs_status_watch_nodes */
     _Atomic(bfs_ingest *) ing; /* bfs_status_watch_ingest */
     _Atomic(bfs_transfer *) transfer; /* bfs_status_watch_transfer */
+    _Atomic(bfs_retention_daemon *) retention; /* bfs_status_watch_retention */
 };
 
 int bfs_status_candidates(char *out[2])
@@ -203,6 +204,25 @@ void bfs_status_watch_transfer(bfs_status *s, bfs_transfer *t)
         atomic_store(&s->transfer, t);
 }
 
+void bfs_status_watch_retention(bfs_status *s, bfs_retention_daemon *r)
+{
+    if (s)
+        atomic_store(&s->retention, r);
+}
+
+/* The "retention" object: the mount's periodic local retention. */
+static json_t *retention_json(bfs_status *s)
+{
+    bfs_retention_daemon *r = atomic_load(&s->retention);
+    if (!r)
+        return json_null();
+    bfs_retention_status st;
+    bfs_retention_get_status(r, &st);
+    return json_pack("{s:I, s:I, s:I, s:f, s:s?}", "passes", (json_int_t)st.passes, "removed",
+                     (json_int_t)st.removed, "bytes_removed", (json_int_t)st.bytes_removed, "last_pass",
+                     st.last_pass, "last_error", st.last_error[0] ? st.last_error : NULL);
+}
+
 /* The "transfer" object: the queue to the Data Backbone (transfer.h). */
 static json_t *transfer_json(bfs_status *s)
 {
@@ -312,6 +332,7 @@ static int status_write(bfs_status *s, const char **why)
     json_object_set_new(j, "nodes", nodes_json(s));
     json_object_set_new(j, "ingest", ingest_json(s));
     json_object_set_new(j, "transfer", transfer_json(s));
+    json_object_set_new(j, "retention", retention_json(s));
     int rc = write_file(s, j);
     if (rc == -ENOENT && attach(s, why) == 0) /* removed just now */
         rc = write_file(s, j);

@@ -42,6 +42,7 @@
 
 #include "source.h"
 #include "tree.h"
+#include "retention.h"
 #include "transfer.h"
 #include "writers.h"
 
@@ -77,6 +78,8 @@ void bfs_status_watch_nodes(bfs_status *s, bfs_tree *t);
 void bfs_status_watch_ingest(bfs_status *s, bfs_ingest *ing);
 /* The same for the transfer queue (done and parked count this daemon's). */
 void bfs_status_watch_transfer(bfs_status *s, bfs_transfer *t);
+/* The same for the mount's periodic retention (retention.h). */
+void bfs_status_watch_retention(bfs_status *s, bfs_retention_daemon *r);
 
 /* Stop the writer and remove its files.  NULL is fine. */
 void bfs_status_stop(bfs_status *s);

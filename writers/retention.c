@@ -9,6 +9,7 @@
  */
 #include "retention.h"
 
+#include "clock.h"
 #include "durable.h"
 #include "log.h"
 #include "progress.h"
@@ -16,10 +17,15 @@
 #include "strutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -322,14 +328,10 @@ static int judge(struct run *r, size_t a, size_t b, int64_t now_ns, struct entry
     return 1;
 }
 
-int bfs_retention_run(const char *repo_dir, const bfs_transfer_config *cfg, const bfs_retention_opts *opts,
+/* The run, under the lock (a dry run takes none: it changes nothing). */
+static int run_locked(const char *repo_dir, const bfs_transfer_config *cfg, const bfs_retention_opts *opts,
                       bfs_retention_cb cb, void *ctx, bfs_retention_stats *st, char **errmsg)
 {
-    memset(st, 0, sizeof *st);
-    if (!cfg->n_retention) {
-        bfs_set_errmsg(errmsg, "the configuration has no transfer: retention: rules (local retention is off)");
-        return -ENOENT;
-    }
     struct run r = {.repo = repo_dir, .cfg = cfg, .opts = opts, .cb = cb, .ctx = ctx, .st = st};
     int ret = bfs_registry_open(repo_dir, opts->dry_run ? BFS_REG_READONLY : BFS_REG_WRITE, &r.reg, errmsg);
     if (ret < 0)
@@ -377,6 +379,8 @@ int bfs_retention_run(const char *repo_dir, const bfs_transfer_config *cfg, cons
             else if (j == 1 && ++nb == BATCH) {
                 ret = remove_batch(&r, batch, nb);
                 nb = 0;
+                if (ret == 0 && opts->stop && opts->stop(opts->stop_ud))
+                    break; /* asked to end: the rest waits for the next run */
             }
             if (opts->progress)
                 bfs_progress_update(&bar, (int64_t)b, 0);
@@ -395,4 +399,168 @@ int bfs_retention_run(const char *repo_dir, const bfs_transfer_config *cfg, cons
     free(r.journal);
     bfs_registry_close(r.reg);
     return ret;
+}
+
+/* REPO/.butlerfs/retention.lock, held exclusively (not waited for): the
+ * descriptor into *fd, or -EBUSY with a sentence. */
+static int take_lock(const char *repo_dir, int *fd, char **errmsg)
+{
+    char *path = bfs_asprintf("%s/.butlerfs/retention.lock", repo_dir);
+    if (!path)
+        return -ENOMEM;
+    char *dir = bfs_dir_of(path);
+    if (dir)
+        (void)mkdir(dir, 0700); /* a repository no -o rw mount has made it in yet */
+    free(dir);
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int ret = *fd < 0 ? -errno : 0;
+    if (ret < 0)
+        bfs_set_errmsg(errmsg, "cannot open %s: %s", path, strerror(-ret));
+    else if (flock(*fd, LOCK_EX | LOCK_NB) < 0) {
+        ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        bfs_set_errmsg(errmsg, "%s", ret == -EBUSY ? "another retention run of this repository is in progress"
+                                                  : strerror(-ret));
+        close(*fd);
+        *fd = -1;
+    }
+    free(path);
+    return ret;
+}
+
+int bfs_retention_run(const char *repo_dir, const bfs_transfer_config *cfg, const bfs_retention_opts *opts,
+                      bfs_retention_cb cb, void *ctx, bfs_retention_stats *st, char **errmsg)
+{
+    memset(st, 0, sizeof *st);
+    if (!cfg->n_retention) {
+        bfs_set_errmsg(errmsg, "the configuration has no transfer: retention: rules (local retention is off)");
+        return -ENOENT;
+    }
+    int lock = -1;
+    int ret = opts->dry_run ? 0 : take_lock(repo_dir, &lock, errmsg);
+    if (ret == 0)
+        ret = run_locked(repo_dir, cfg, opts, cb, ctx, st, errmsg);
+    if (lock >= 0)
+        close(lock);
+    return ret;
+}
+
+/* ---- a mount's periodic run ------------------------------------------------ */
+
+struct bfs_retention_daemon {
+    const char *repo;
+    const bfs_transfer_config *cfg;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake; /* CLOCK_MONOTONIC */
+    bool stop;
+    bfs_retention_status status; /* under lock */
+};
+
+static bool daemon_stopping(void *ud)
+{
+    bfs_retention_daemon *d = ud;
+    pthread_mutex_lock(&d->lock);
+    bool stop = d->stop;
+    pthread_mutex_unlock(&d->lock);
+    return stop;
+}
+
+static void daemon_pass(bfs_retention_daemon *d)
+{
+    bfs_retention_opts opts = {.stop = daemon_stopping, .stop_ud = d};
+    bfs_retention_stats st;
+    char *msg = NULL;
+    int ret = bfs_retention_run(d->repo, d->cfg, &opts, NULL, NULL, &st, &msg);
+    if (ret == -EBUSY)
+        bfs_info(TAG, "periodic run skipped: %s", msg ? msg : strerror(EBUSY));
+    else if (ret < 0)
+        bfs_warn(TAG, "periodic run failed: %s", msg ? msg : strerror(-ret));
+    else if (st.removed || st.errors || st.recovered) {
+        char size[32];
+        bfs_format_bytes((double)st.bytes_removed, size, sizeof size);
+        bfs_note(TAG, "removed %lld dataset%s (%lld files, %s) of %lld under a rule; %lld too young, %lld not "
+                      "transferred (%lld parked), %lld going nowhere%s",
+                 (long long)st.removed, st.removed == 1 ? "" : "s", (long long)st.files_removed, size,
+                 (long long)st.examined,
+                 (long long)st.too_young, (long long)st.not_transferred, (long long)st.parked,
+                 (long long)st.no_destination, st.errors ? "; some could not be removed (see above)" : "");
+    }
+    pthread_mutex_lock(&d->lock);
+    bfs_retention_status *s = &d->status;
+    s->passes++;
+    s->last_pass = bfs_real_s();
+    if (ret == 0) {
+        s->removed += st.removed;
+        s->bytes_removed += st.bytes_removed;
+    }
+    s->last_errno = ret < 0 ? -ret : st.errors ? EIO : 0;
+    snprintf(s->last_error, sizeof s->last_error, "%s",
+             ret < 0 ? (msg ? msg : strerror(-ret)) : st.errors ? "some datasets could not be removed" : "");
+    pthread_mutex_unlock(&d->lock);
+    free(msg);
+}
+
+static void *daemon_main(void *arg)
+{
+    bfs_retention_daemon *d = arg;
+    int64_t every = d->cfg->retention_interval_ms;
+    int64_t next = bfs_mono_ms() + (every < 60000 ? every : 60000);
+    pthread_mutex_lock(&d->lock);
+    while (!d->stop) {
+        if (bfs_mono_ms() < next) {
+            struct timespec at = bfs_mono_at(next);
+            pthread_cond_timedwait(&d->wake, &d->lock, &at);
+            continue;
+        }
+        pthread_mutex_unlock(&d->lock);
+        daemon_pass(d);
+        next = bfs_mono_ms() + every;
+        pthread_mutex_lock(&d->lock);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return NULL;
+}
+
+int bfs_retention_start(const char *repo_dir, const bfs_transfer_config *cfg, bfs_retention_daemon **out)
+{
+    *out = NULL;
+    if (cfg->retention_interval_ms <= 0 || !cfg->n_retention)
+        return -EINVAL;
+    bfs_retention_daemon *d = calloc(1, sizeof *d);
+    if (!d)
+        return -ENOMEM;
+    d->repo = repo_dir;
+    d->cfg = cfg;
+    pthread_mutex_init(&d->lock, NULL);
+    int ret = bfs_cond_init_mono(&d->wake);
+    if (ret == 0)
+        ret = -pthread_create(&d->thread, NULL, daemon_main, d);
+    if (ret < 0) {
+        pthread_mutex_destroy(&d->lock);
+        free(d);
+        return ret;
+    }
+    *out = d;
+    return 0;
+}
+
+void bfs_retention_stop(bfs_retention_daemon *d)
+{
+    if (!d)
+        return;
+    pthread_mutex_lock(&d->lock);
+    d->stop = true;
+    pthread_cond_broadcast(&d->wake);
+    pthread_mutex_unlock(&d->lock);
+    pthread_join(d->thread, NULL);
+    pthread_cond_destroy(&d->wake);
+    pthread_mutex_destroy(&d->lock);
+    free(d);
+}
+
+void bfs_retention_get_status(bfs_retention_daemon *d, bfs_retention_status *out)
+{
+    pthread_mutex_lock(&d->lock);
+    *out = d->status;
+    pthread_mutex_unlock(&d->lock);
 }

@@ -33,9 +33,14 @@
  * (a busy timeout of 10 s), so a run may go while an -o rw mount of the
  * repository ingests.
  *
+ * One run at a time per repository: a run holds an flock on
+ * REPO/.butlerfs/retention.lock (the journal is per repository), and a run
+ * that finds it held returns -EBUSY at once.  Callers: the CLI (`butlerfs
+ * retention`) and, with transfer.retention_interval, an -o rw mount's
+ * retention thread (bfs_retention_start below).
+ *
  * Errors: negative errno, sentences through char **errmsg (malloc'd, the
- * caller frees).  Threads: one run at a time per repository (the journal
- * is per repository; the CLI is the only caller).
+ * caller frees).
  */
 #ifndef BFS_RETENTION_H
 #define BFS_RETENTION_H
@@ -49,6 +54,8 @@
 typedef struct bfs_retention_opts {
     bool dry_run;   /* list what would go; change nothing (the journal of an interrupted run is left too) */
     FILE *progress; /* a progress bar (progress.h) over the datasets examined; NULL: none */
+    bool (*stop)(void *ud); /* asked between batches: true ends the run early (0); NULL: never */
+    void *stop_ud;
 } bfs_retention_opts;
 
 /* One eligible dataset, as the callback sees it (valid during the call). */
@@ -86,5 +93,30 @@ typedef struct bfs_retention_stats {
  * retention rules. */
 int bfs_retention_run(const char *repo_dir, const bfs_transfer_config *cfg, const bfs_retention_opts *opts,
                       bfs_retention_cb cb, void *ctx, bfs_retention_stats *st, char **errmsg);
+
+/* ---- a mount's periodic run (transfer.retention_interval) ----
+ *
+ * A thread runs bfs_retention_run every cfg->retention_interval_ms, the
+ * first time min(interval, 60 s) after the start (so a mount restarted
+ * more often than the interval still runs it).  A pass that removed
+ * something or failed logs one line; -EBUSY (a CLI run in progress) is
+ * logged at info and the next pass tries again.  Stop asks the running
+ * pass to end after its current batch and joins the thread. */
+typedef struct bfs_retention_daemon bfs_retention_daemon;
+
+typedef struct bfs_retention_status {
+    int64_t passes;           /* finished passes */
+    int64_t removed;          /* datasets removed over all passes */
+    int64_t bytes_removed;
+    double last_pass;         /* Unix time the last pass ended; 0: none yet */
+    int last_errno;           /* of the last pass; 0: it succeeded */
+    char last_error[256];     /* its sentence ("" when none) */
+} bfs_retention_status;
+
+/* repo_dir and cfg must outlive the daemon.  0, or negative errno
+ * (-EINVAL when cfg has no interval or no rules). */
+int bfs_retention_start(const char *repo_dir, const bfs_transfer_config *cfg, bfs_retention_daemon **out);
+void bfs_retention_stop(bfs_retention_daemon *d); /* NULL ok */
+void bfs_retention_get_status(bfs_retention_daemon *d, bfs_retention_status *out);
 
 #endif

@@ -241,6 +241,7 @@ int bfs_transfer_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, c
         return 0;
     if (!bfs_yaml_is_map(y, section))
         return cfg_fail(errmsg, file, y, section, "(section)", "must be a mapping");
+    const bfs_yaml_node *interval = NULL; /* retention_interval, for its check below */
     for (size_t i = 0; i < bfs_yaml_len(y, section); i++) {
         const char *key = bfs_yaml_key(y, section, i);
         const bfs_yaml_node *v = bfs_yaml_item(y, section, i);
@@ -289,6 +290,11 @@ int bfs_transfer_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, c
             c->n_retention = (int)len;
             for (size_t k = 0; k < len && ret == 0; k++)
                 ret = cfg_retention(y, bfs_yaml_item(y, v, k), file, &c->retention[k], errmsg);
+        } else if (key && !strcmp(key, "retention_interval")) {
+            if (!s || !bfs_parse_duration_ms(s, &n) || (n != 0 && (n < 1000 || n > 30LL * 86400000)))
+                return cfg_fail(errmsg, file, y, v, key, "must be a duration from 1s to 30d, or 0 (off)");
+            c->retention_interval_ms = n;
+            interval = v;
         } else if (key && !strcmp(key, "verify")) {
             if (!s || (strcmp(s, "size") && strcmp(s, "readback")))
                 return cfg_fail(errmsg, file, y, v, key, "must be size or readback");
@@ -296,13 +302,16 @@ int bfs_transfer_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, c
         } else {
             bfs_set_errmsg(errmsg, "%s:%d: unknown key 'transfer.%s' (transfer takes: destinations, concurrency, "
                                    "max_attempts, backoff_max, request_timeout, verify, bandwidth, multipart_threshold, "
-                                   "multipart_part_size, retention)",
+                                   "multipart_part_size, retention, retention_interval)",
                            file, bfs_yaml_line(y, v), key ? key : "?");
             return -EINVAL;
         }
         if (ret < 0)
             return ret;
     }
+    if (c->retention_interval_ms > 0 && !c->n_retention)
+        return cfg_fail(errmsg, file, y, interval, "retention_interval",
+                        "needs retention: rules (what a mount's periodic run would remove)");
     return 0;
 }
 

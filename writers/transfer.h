@@ -65,6 +65,7 @@ typedef struct bfs_transfer_config {
     int64_t multipart_part_size; /* 16 MiB: the part size wanted (grown to fit 10000 parts) */
     bfs_retention_rule *retention; /* none: local retention is off */
     int n_retention;
+    int64_t retention_interval_ms; /* 0: an -o rw mount does not run retention by itself */
 } bfs_transfer_config;
 
 void bfs_transfer_config_defaults(bfs_transfer_config *c);

@@ -112,9 +112,11 @@ static void test_parse(void **state)
                            "    - collections: LSSTCam/raw/*\n"
                            "      dataset_types: [raw]\n"
                            "      age: 30d\n"
-                           "    - {collections: [\"*\"], age: 1h}\n",
+                           "    - {collections: [\"*\"], age: 1h}\n"
+                           "  retention_interval: 15m\n",
                            &c, &msg),
                      0);
+    assert_int_equal(c.retention_interval_ms, 15 * 60000);
     assert_string_equal(c.dests[0].template, "summit/{run}/{name}");
     assert_int_equal(c.n_retention, 2);
     assert_int_equal(c.retention[0].age_ms, 30LL * 86400000);
@@ -123,9 +125,10 @@ static void test_parse(void **state)
     assert_int_equal(c.retention[1].age_ms, 3600000);
     bfs_transfer_config_free(&c);
 
-    /* no retention: section, no rule */
+    /* no retention: section, no rule; a mount runs none by default */
     assert_int_equal(parse("transfer:\n  concurrency: 2\n", &c, &msg), 0);
     assert_null(bfs_retention_match(&c, "LSSTCam/raw/all", "raw"));
+    assert_int_equal(c.retention_interval_ms, 0);
     bfs_transfer_config_free(&c);
 
     static const struct {
@@ -142,6 +145,10 @@ static void test_parse(void **state)
         {"transfer:\n  retention:\n    - collections: x\n      age: 1d\n      colour: red\n",
          "t.yaml:5: unknown key 'transfer.retention.colour'"},
         {"transfer:\n  retention: 30d\n", "t.yaml:2: transfer.retention must be a non-empty list"},
+        {"transfer:\n  concurrency: 2\n  retention_interval: 1h\n",
+         "t.yaml:3: transfer.retention_interval needs retention: rules"},
+        {"transfer:\n  retention:\n    - {collections: x, age: 1d}\n  retention_interval: 500ms\n",
+         "t.yaml:4: transfer.retention_interval must be a duration from 1s to 30d, or 0"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         msg = NULL;

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# test_retention_mount.sh - an -o rw mount runs local retention by itself
+# (transfer.retention_interval; docs/transfer.md, "Local retention") against
+# nginx WebDAV on loopback: raws of a collection a destination takes are
+# uploaded (done) and then removed by the mount's own periodic pass (rows,
+# files, listing), while a raw of a collection no destination takes stays;
+# `butlerfs status --json` counts the removals; a `butlerfs retention` run
+# started while a pass holds the lock is told so; the configuration check
+# refuses an interval without rules.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/nginx.sh"
+skip_unless_fuse
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || skip "nginx is not installed"
+command -v python3 >/dev/null || skip "python3 not installed"
+trap 'nginx_stop; bfs_cleanup' EXIT
+T=$BFS_TMP
+mkdir -p "$T/www/archive" "$T/mnt"
+nginx_start "$T/www" || skip "nginx would not start"
+"$BFS_BIN" synth "$T/src" --exposures 1 --detectors 3 --fits >/dev/null 2>&1 || fail "synth"
+mapfile -t RAWS < <(find "$T/src/LSSTCam/raw/all" -name '*.fits' | sort)
+"$BFS_BIN" init "$T/repo" >/dev/null 2>&1 || fail "butlerfs init"
+DB=$T/repo/gen3.sqlite3
+cat >"$T/bfs.yaml" <<YAML
+transfer:
+  destinations:
+    - name: dbb
+      uri: $NGINX_URL/data/archive/
+      collections: ["LSSTCam/raw/*"]
+  request_timeout: 5s
+  backoff_max: 1s
+  retention:
+    - collections: ["LSSTCam/*"]
+      age: 0
+  retention_interval: 1s
+YAML
+sql() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])" "$DB" "$1"; }
+nfiles() { find "$T/repo/LSSTCam" -type f -name '*.fits' 2>/dev/null | wc -l; }
+
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/bfs.yaml" || finish
+mkdir -p "$T/mnt/LSSTCam/raw/all" "$T/mnt/LSSTCam/kept"
+cp "${RAWS[0]}" "${RAWS[1]}" "$T/mnt/LSSTCam/raw/all/" || fail "cp into LSSTCam/raw/all"
+cp "${RAWS[2]}" "$T/mnt/LSSTCam/kept/" || fail "cp into LSSTCam/kept"
+# the pass runs every second: the two transferred raws go once their jobs are done
+for _ in $(seq 150); do [ "$(sql 'SELECT count(*) FROM dataset')" = 1 ] && break; sleep 0.2; done
+expect "the mount removed the two transferred raws by itself (one dataset left)" \
+    test "$(sql 'SELECT count(*) FROM dataset')" = 1
+expect "... the one left is the raw no destination takes" \
+    test "$(sql "SELECT c.name FROM dataset d JOIN collection c ON c.collection_id = d.run_id")" = LSSTCam/kept
+expect "... their files are gone from the datastore (one left)" test "$(nfiles)" = 1
+expect "... both were uploaded first" test "$(find "$T/www/archive" -name '*.fits' | wc -l)" = 2
+for _ in $(seq 30); do
+    [ -z "$(ls "$T/mnt/LSSTCam/raw/all/raw" 2>/dev/null)" ] && break
+    sleep 0.2
+done
+expect "... and from the mount's listing" test -z "$(ls "$T/mnt/LSSTCam/raw/all/raw" 2>/dev/null)"
+expect "... the kept raw still reads back" \
+    bash -c "cmp '${RAWS[2]}' \"\$(find '$T/mnt/LSSTCam/kept/raw' -type f | head -1)\""
+for _ in $(seq 30); do
+    "$BFS_BIN" status --json "$T/mnt" >"$T/status.json" 2>/dev/null
+    python3 -c "import json,sys; r = json.load(open(sys.argv[1]))[0]['retention']; assert r['removed'] == 2" \
+        "$T/status.json" 2>/dev/null && break
+    sleep 0.5
+done
+expect "butlerfs status counts the mount's removals (2) and its passes" python3 -c "
+import json, sys
+r = json.load(open(sys.argv[1]))[0]['retention']
+assert r['removed'] == 2 and r['passes'] >= 1 and r['last_pass'] > 0 and r.get('last_error') is None, r
+" "$T/status.json"
+expect "the log says what a pass removed" grep -q 'retention: removed [12] datasets\? ' "$BFS_LOG"
+# the CLI while the mount's thread may hold the lock: never two runs at once
+exec 9>"$T/repo/.butlerfs/retention.lock"
+flock 9
+"$BFS_BIN" retention "$T/repo" --config "$T/bfs.yaml" >"$T/cli.out" 2>&1
+expect "a CLI run while another run holds the lock is refused in one sentence" \
+    grep -q 'another retention run of this repository is in progress' "$T/cli.out"
+exec 9>&-
+unmount
+
+printf 'transfer:\n  retention_interval: 1h\n' >"$T/norules.yaml"
+"$BFS_BIN" mount "$T/repo" "$T/mnt" -o "rw,config=$T/norules.yaml" >"$T/norules.out" 2>&1
+expect "an interval without retention rules is refused with file:line" \
+    grep -q 'norules.yaml:2: transfer.retention_interval needs retention: rules' "$T/norules.out"
+mountpoint -q "$T/mnt" && fusermount3 -u "$T/mnt"
+expect_no_sanitizer
+finish
