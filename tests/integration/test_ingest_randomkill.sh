@@ -3,9 +3,11 @@
 # while cp writes a 64 MiB file into it, then a clean remount.
 #
 # Checks, after every kill: the spool is empty (every upload was finished
-# by the remount), the run holds at most one dataset, a registered dataset's
-# bytes read back equal to what was written, and no file sits in the run's
-# datastore directory without its registry row (nothing half-done).
+# by the remount), the run holds at most one dataset, a cp that exited 0
+# has its dataset registered, a registered dataset's bytes read back equal
+# to what was written, a file not registered is quarantined as a prefix of
+# what was written, and no file sits in the run's datastore directory
+# without its registry row (nothing half-done).
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
 command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
@@ -19,7 +21,7 @@ EXP=${R% *}; DET=${R#* }
 head -c $((64 << 20)) /dev/urandom >"$T/big.dat"
 count() { sqlite3 "$DB" "SELECT count(*) FROM dataset d JOIN collection c ON c.collection_id = d.run_id WHERE c.name = '$1'" 2>/dev/null || echo 0; }
 
-bad=0 registered=0
+bad=0 registered=0 quarantined=0
 for i in $(seq "$ROUNDS"); do
     mount_repo "$T/repo" "$T/mnt" rw || finish
     d="$T/mnt/rk/$i/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
@@ -29,6 +31,7 @@ for i in $(seq "$ROUNDS"); do
     sleep "0.$(printf "%03d" $((RANDOM % 120)))"  # a cp of 64 MiB takes ~0.1 s here
     kill -9 "$BFS_PID"
     wait "$cpid" 2>/dev/null
+    cp_status=$?
     fusermount3 -u "$T/mnt" 2>/dev/null || fusermount3 -uz "$T/mnt" 2>/dev/null
     mount_repo "$T/repo" "$T/mnt" rw || finish
     n=$(count "rk/$i")
@@ -38,6 +41,17 @@ for i in $(seq "$ROUNDS"); do
     [ "$spool" = 0 ] || { echo "round $i: $spool files left in the spool"; ok=0; }
     [ "$n" -le 1 ] || { echo "round $i: $n datasets"; ok=0; }
     [ "$files" = "$n" ] || { echo "round $i: $files datastore files, $n registered"; ok=0; }
+    # a writer told 0 was promised its dataset: it must be registered now
+    [ "$cp_status" != 0 ] || [ "$n" = 1 ] || { echo "round $i: cp exited 0 but nothing is registered"; ok=0; }
+    # a file handed over and not registered is in quarantine, whole or as cut
+    qn=$(grep -lx "run: rk/$i" "$T/repo/.butlerfs/quarantine"/*/*.reason 2>/dev/null | wc -l)
+    [ "$n" = 1 ] || [ "$qn" -le 1 ] || { echo "round $i: $qn quarantined copies"; ok=0; }
+    if [ "$n" = 0 ] && [ "$qn" = 1 ]; then
+        q=$(grep -lx "run: rk/$i" "$T/repo/.butlerfs/quarantine"/*/*.reason)
+        quarantined=$((quarantined + 1))
+        cmp -s -n "$(stat -c %s "${q%.reason}.data")" "$T/big.dat" "${q%.reason}.data" ||
+            { echo "round $i: the quarantined bytes are not a prefix of what was written"; ok=0; }
+    fi
     if [ "$n" = 1 ]; then
         registered=$((registered + 1))
         cmp -s "$T/big.dat" "$(find "$T/mnt/rk/$i/raw" -type f | head -1)" || { echo "round $i: bytes differ"; ok=0; }
@@ -45,7 +59,7 @@ for i in $(seq "$ROUNDS"); do
     [ "$ok" = 1 ] || bad=$((bad + 1))
     unmount
 done
-echo "$ROUNDS kills: $registered rounds registered the file, $((ROUNDS - registered)) quarantined it or never began"
+echo "$ROUNDS kills: $registered rounds registered the file, $quarantined quarantined it, $((ROUNDS - registered - quarantined)) never began"
 expect "after $ROUNDS random kills nothing is half-done: spool empty, at most one dataset, no unregistered file, bytes equal" \
     test "$bad" = 0
 expect "some files were handed over before the kill and finished by the remount, or quarantined" \
