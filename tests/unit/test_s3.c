@@ -119,6 +119,30 @@ static void test_sigv4_s3_get_object_range(void **state)
                               "036bdb41");
 }
 
+/* AWS's "Example: PUT Object" (the same page and keys as GET Object
+ * above): a PutObject of "Welcome to Amazon S3." to the key
+ * "test$file.text" with a Date and an x-amz-storage-class header signed
+ * too: the canonical URI encodes '$' (%24), the payload's SHA-256 is
+ * signed.  Published signature 98ad7217.... */
+static void test_sigv4_s3_put_object(void **state)
+{
+    char uri[64], auth[512];
+    assert_true(bfs_s3_uri_encode("/test$file.text", 15, 1, uri, sizeof uri) > 0);
+    assert_string_equal(uri, "/test%24file.text");
+    const char *sha = "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072";
+    const char *names[] = {"date", "host", "x-amz-content-sha256", "x-amz-date", "x-amz-storage-class"};
+    const char *values[] = {"Fri, 24 May 2013 00:00:00 GMT", "examplebucket.s3.amazonaws.com", sha,
+                            "20130524T000000Z", "REDUCED_REDUNDANCY"};
+    assert_int_equal(bfs_sigv4_sign("PUT", uri, "", names, values, 5, sha, "20130524T000000Z", "us-east-1", "s3",
+                                    "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", auth,
+                                    sizeof auth),
+                     0);
+    assert_string_equal(auth, "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/"
+                              "us-east-1/s3/aws4_request, "
+                              "SignedHeaders=date;host;x-amz-content-sha256;x-amz-date;x-amz-storage-class, "
+                              "Signature=98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd");
+}
+
 /* AWS's "Example: GET Bucket Lifecycle" and "Example: Get Bucket (List
  * Objects)" (same page as the GET Object example above: examplebucket,
  * 20130524T000000Z, the same keys): a query parameter without a value
@@ -739,6 +763,7 @@ int main(void)
         cmocka_unit_test(test_sigv4_get_utf8),
         cmocka_unit_test(test_sigv4_header_value_trim),
         cmocka_unit_test(test_sigv4_s3_get_object_range),
+        cmocka_unit_test(test_sigv4_s3_put_object),
         cmocka_unit_test(test_sigv4_s3_query_vectors),
         cmocka_unit_test(test_canonical_query),
         cmocka_unit_test(test_xml_replies),
