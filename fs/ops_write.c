@@ -523,9 +523,41 @@ static void opw_statfs(fuse_req_t req, fuse_ino_t ino)
     fuse_reply_statfs(req, &sv);
 }
 
+/* The dataset of file name in dir (a RUN's dataId directory) is removed
+ * when ingest.allow_remove says so (bfs_ingest_remove); otherwise, and for
+ * a name still being ingested, a directory or a collection that is not a
+ * RUN, EPERM: datasets are removed through the Butler. */
+static int unlink_dataset(bfs_fs *fs, bfs_node *dir, const char *name)
+{
+    bfs_write_target wt;
+    bfs_upload *u = upload_at(fs, dir, name);
+    if (u) {
+        bfs_upload_put(u);
+        return -EPERM; /* an inbox name: the upload's, not a dataset's */
+    }
+    if (!fs->ing || bfs_tree_write_target(fs->tree, dir, &wt) < 0 || !wt.dataset_type || !wt.run_exists)
+        return -EPERM;
+    bfs_node *n;
+    struct stat st;
+    int ret = bfs_tree_lookup(fs->tree, dir, name, &n, &st);
+    if (ret < 0)
+        return ret;
+    const char *id = bfs_node_is_dir(n) ? NULL : bfs_node_dataset_id(n);
+    char idbuf[64];
+    snprintf(idbuf, sizeof idbuf, "%s", id ? id : "");
+    bfs_tree_forget(fs->tree, n, 1);
+    if (!id)
+        return -EISDIR;
+    ret = bfs_ingest_remove(fs->ing, wt.run, idbuf);
+    if (ret == 0)
+        bfs_tree_changed(fs->tree, dir);
+    return ret;
+}
+
 static void opw_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    fuse_reply_err(req, EPERM); /* datasets are removed through the Butler, not rm */
+    bfs_fs *fs = fs_of(req);
+    fuse_reply_err(req, -unlink_dataset(fs, bfs_tree_node(fs->tree, parent), name));
 }
 
 /* rename of a name just written, within its directory: what rsync does

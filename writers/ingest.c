@@ -76,6 +76,7 @@
 #include "sidecar.h"
 #include "clock.h"
 #include "log.h"
+#include "retention.h"
 #include "strutil.h"
 #include "template.h"
 #include "transfer.h"
@@ -355,6 +356,11 @@ int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, con
                 ret = cfg_fail(errmsg, file, y, v, "must be true or false", key);
             else
                 *(key[1] == 'r' ? &c->create_dataset_types : &c->check_amplifiers) = !strcmp(s, "true");
+        } else if (!strcmp(key, "allow_remove")) {
+            if (!s || (strcmp(s, "true") && strcmp(s, "false")))
+                ret = cfg_fail(errmsg, file, y, v, "must be true or false", key);
+            else
+                c->allow_remove = !strcmp(s, "true");
         } else if (!strcmp(key, "checksums")) {
             if (!s || (strcmp(s, "strict") && strcmp(s, "advisory")))
                 ret = cfg_fail(errmsg, file, y, v, "must be strict or advisory", key);
@@ -395,7 +401,7 @@ int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, con
                 c->workers = (int)n;
         } else {
             bfs_set_errmsg(errmsg, "%s:%d: unknown key 'ingest.%s' (ingest takes: readonly_collections, "
-                                   "create_dataset_types, default_storage_class, checksums, check_amplifiers, "
+                                   "create_dataset_types, default_storage_class, checksums, check_amplifiers, allow_remove, "
                                    "corrections, staging, quarantine, events, webhook, webhook_queue, "
                                    "header_service, inbox_ttl, registry_deadline, replica_wait, workers)",
                            file, bfs_yaml_line(y, v), key);
@@ -2790,6 +2796,23 @@ bool bfs_ingest_readonly(const bfs_ingest *ing, const char *run)
         if (fnmatch(ing->cfg->readonly_collections[i], run, 0) == 0)
             return true;
     return false;
+}
+
+int bfs_ingest_remove(bfs_ingest *ing, const char *run, const char *dataset_id)
+{
+    if (!ing->cfg->allow_remove)
+        return -EPERM;
+    if (bfs_ingest_readonly(ing, run))
+        return -EROFS;
+    char *msg = NULL;
+    int ret = bfs_retention_remove(ing->repo, ing->transfer ? bfs_transfer_cfg(ing->transfer) : NULL, run,
+                                   dataset_id, &msg);
+    if (ret == 0)
+        bfs_note(TAG, "removed dataset %s of %s (an unlink in the mount; ingest.allow_remove)", dataset_id, run);
+    else
+        bfs_warn(TAG, "not removing dataset %s of %s: %s", dataset_id, run, msg ? msg : strerror(-ret));
+    free(msg);
+    return ret;
 }
 
 int bfs_ingest_make_run(bfs_ingest *ing, const char *run)

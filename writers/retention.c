@@ -328,32 +328,55 @@ static int judge(struct run *r, size_t a, size_t b, int64_t now_ns, struct entry
     return 1;
 }
 
+/* Open r's registry and root, and finish an interrupted run's journal:
+ * 0, or negative errno with *errmsg (r is then closed). */
+static int run_open(struct run *r, char **errmsg)
+{
+    int ret = bfs_registry_open(r->repo, r->opts->dry_run ? BFS_REG_READONLY : BFS_REG_WRITE, &r->reg, errmsg);
+    if (ret < 0)
+        return ret;
+    r->root = bfs_registry_datastore_root(r->reg);
+    if (r->root[0] != '/') {
+        bfs_set_errmsg(errmsg, "the datastore of %s is remote (%s): local retention removes local files only",
+                       r->repo, r->root);
+        ret = -EINVAL;
+    } else if (!realpath(r->root, r->real_root)) {
+        ret = -errno;
+        bfs_set_errmsg(errmsg, "cannot resolve the datastore root %s: %s", r->root, strerror(-ret));
+    }
+    if (ret == 0) {
+        r->journal = bfs_asprintf("%s/.butlerfs/retention.journal", r->repo);
+        ret = r->journal ? journal_recover(r) : -ENOMEM;
+        if (ret < 0)
+            bfs_set_errmsg(errmsg, "cannot finish the interrupted run recorded in %s: %s",
+                           r->journal ? r->journal : r->repo, strerror(-ret));
+    }
+    if (ret < 0) {
+        free(r->journal);
+        r->journal = NULL;
+        bfs_registry_close(r->reg);
+        r->reg = NULL;
+    }
+    return ret;
+}
+
+static void run_close(struct run *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        free(r->files[i].id), free(r->files[i].run), free(r->files[i].dtype), free(r->files[i].path);
+    free(r->files);
+    free(r->journal);
+    bfs_registry_close(r->reg);
+}
+
 /* The run, under the lock (a dry run takes none: it changes nothing). */
 static int run_locked(const char *repo_dir, const bfs_transfer_config *cfg, const bfs_retention_opts *opts,
                       bfs_retention_cb cb, void *ctx, bfs_retention_stats *st, char **errmsg)
 {
     struct run r = {.repo = repo_dir, .cfg = cfg, .opts = opts, .cb = cb, .ctx = ctx, .st = st};
-    int ret = bfs_registry_open(repo_dir, opts->dry_run ? BFS_REG_READONLY : BFS_REG_WRITE, &r.reg, errmsg);
+    int ret = run_open(&r, errmsg);
     if (ret < 0)
         return ret;
-    r.root = bfs_registry_datastore_root(r.reg);
-    if (r.root[0] != '/') {
-        bfs_set_errmsg(errmsg, "the datastore of %s is remote (%s): local retention removes local files only",
-                       repo_dir, r.root);
-        bfs_registry_close(r.reg);
-        return -EINVAL;
-    }
-    if (!realpath(r.root, r.real_root)) {
-        ret = -errno;
-        bfs_set_errmsg(errmsg, "cannot resolve the datastore root %s: %s", r.root, strerror(-ret));
-        bfs_registry_close(r.reg);
-        return ret;
-    }
-    r.journal = bfs_asprintf("%s/.butlerfs/retention.journal", repo_dir);
-    ret = r.journal ? journal_recover(&r) : -ENOMEM;
-    if (ret < 0)
-        bfs_set_errmsg(errmsg, "cannot finish the interrupted run recorded in %s: %s",
-                       r.journal ? r.journal : repo_dir, strerror(-ret));
     if (ret == 0) {
         ret = bfs_registry_each_run_file(r.reg, "*", collect, &r);
         if (ret < 0)
@@ -393,11 +416,7 @@ static int run_locked(const char *repo_dir, const bfs_transfer_config *cfg, cons
             bfs_set_errmsg(errmsg, "retention in %s stopped: %s", repo_dir, strerror(-ret));
     }
     free(batch);
-    for (size_t i = 0; i < r.n; i++)
-        free(r.files[i].id), free(r.files[i].run), free(r.files[i].dtype), free(r.files[i].path);
-    free(r.files);
-    free(r.journal);
-    bfs_registry_close(r.reg);
+    run_close(&r);
     return ret;
 }
 
@@ -441,6 +460,117 @@ int bfs_retention_run(const char *repo_dir, const bfs_transfer_config *cfg, cons
         ret = run_locked(repo_dir, cfg, opts, cb, ctx, st, errmsg);
     if (lock >= 0)
         close(lock);
+    return ret;
+}
+
+/* ---- one dataset, asked for (an unlink in a mount with ingest.allow_remove) ---- */
+
+struct one {
+    struct run *r;
+    const char *id;
+};
+
+static int collect_id(void *arg, const bfs_run_file *f)
+{
+    struct one *o = arg;
+    struct run *r = o->r;
+    if (strcmp(f->dataset_id, o->id))
+        return 0;
+    if (bfs_grow((void **)&r->files, &r->cap, r->n + 1, sizeof *r->files) < 0)
+        return -ENOMEM;
+    struct rfile *x = &r->files[r->n];
+    *x = (struct rfile){strdup(f->dataset_id), strdup(f->run), strdup(f->dataset_type), strdup(f->path), f->size,
+                        f->ingest_ns};
+    if (!x->id || !x->run || !x->dtype || !x->path) {
+        free(x->id), free(x->run), free(x->dtype), free(x->path);
+        return -ENOMEM;
+    }
+    r->n++;
+    return 0;
+}
+
+/* run as a GLOB pattern that matches only itself ([*] for a literal *). */
+static char *glob_literal(const char *run)
+{
+    char *g = malloc(3 * strlen(run) + 1), *w = g;
+    if (!g)
+        return NULL;
+    for (const char *p = run; *p; p++) {
+        if (strchr("*?[", *p)) {
+            *w++ = '[';
+            *w++ = *p;
+            *w++ = ']';
+        } else {
+            *w++ = *p;
+        }
+    }
+    *w = '\0';
+    return g;
+}
+
+int bfs_retention_remove(const char *repo_dir, const bfs_transfer_config *cfg, const char *run,
+                         const char *dataset_id, char **errmsg)
+{
+    bfs_retention_opts opts = {0};
+    bfs_retention_stats st = {0};
+    struct run r = {.repo = repo_dir, .cfg = cfg, .opts = &opts, .st = &st};
+    int lock = -1;
+    int ret = take_lock(repo_dir, &lock, errmsg);
+    if (ret == 0 && (ret = run_open(&r, errmsg)) < 0) {
+        close(lock);
+        return ret;
+    }
+    if (ret < 0)
+        return ret;
+    /* the registry's form: 32 lowercase hex digits */
+    char id[33];
+    size_t k = 0;
+    for (const char *p = dataset_id; *p && k < 32; p++)
+        if (*p != '-')
+            id[k++] = (char)(*p >= 'A' && *p <= 'F' ? *p - 'A' + 'a' : *p);
+    id[k] = '\0';
+    char *glob = glob_literal(run);
+    struct one o = {&r, id};
+    ret = glob ? bfs_registry_each_run_file(r.reg, glob, collect_id, &o) : -ENOMEM;
+    free(glob);
+    if (ret < 0)
+        bfs_set_errmsg(errmsg, "cannot list the files of %s: %s", run, strerror(-ret));
+    else if (r.n == 0) {
+        ret = -ENOENT;
+        bfs_set_errmsg(errmsg, "no dataset %s in %s", dataset_id, run);
+    }
+    struct entry e = {0};
+    if (ret == 0) {
+        const struct rfile *f = &r.files[0];
+        e = (struct entry){.id = f->id, .run = f->run, .dtype = f->dtype, .ingest_ns = f->ingest_ns};
+        for (size_t i = 0; i < r.n && e.npaths < BFS_MAX_DIMS; i++) {
+            e.paths[e.npaths++] = r.files[i].path;
+            e.bytes += r.files[i].size > 0 ? r.files[i].size : 0;
+        }
+        /* a copy promised to a destination is kept until it is made: the
+         * same rule as retention's, without the age */
+        for (int d = 0; ret == 0 && cfg && d < cfg->n_dests && e.ndests < 64; d++) {
+            const bfs_transfer_dest *dest = &cfg->dests[d];
+            if (!bfs_transfer_matches(dest, f->run, f->dtype))
+                continue;
+            e.dests[e.ndests++] = dest->name;
+            int js = bfs_queue_job_state(repo_dir, f->id, dest->name);
+            if (js < 0)
+                ret = js;
+            else if (js != BFS_JOB_DONE) {
+                ret = -EBUSY;
+                bfs_set_errmsg(errmsg, "its transfer to %s is not done yet", dest->name);
+            }
+        }
+    }
+    if (ret == 0)
+        ret = remove_batch(&r, &e, 1);
+    if (ret == 0 && st.removed != 1) {
+        ret = -EIO;
+        bfs_set_errmsg(errmsg, "the registry kept dataset %s (see the log)", dataset_id);
+    }
+    run_close(&r);
+    close(lock);
     return ret;
 }
 

@@ -94,6 +94,15 @@ typedef struct bfs_retention_stats {
 int bfs_retention_run(const char *repo_dir, const bfs_transfer_config *cfg, const bfs_retention_opts *opts,
                       bfs_retention_cb cb, void *ctx, bfs_retention_stats *st, char **errmsg);
 
+/* Remove one dataset of run now, as a batch of one (the journal, one
+ * transaction, its files no other record names, its done records): an
+ * unlink in a mount with ingest.allow_remove.  No age applies, but a
+ * dataset a destination of cfg (may be NULL) takes is kept until its
+ * transfer there is done (-EBUSY with that sentence).  -ENOENT when run
+ * has no such dataset, -EBUSY when a retention run holds the lock. */
+int bfs_retention_remove(const char *repo_dir, const bfs_transfer_config *cfg, const char *run,
+                         const char *dataset_id, char **errmsg);
+
 /* ---- a mount's periodic run (transfer.retention_interval) ----
  *
  * A thread runs bfs_retention_run every cfg->retention_interval_ms, the

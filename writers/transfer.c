@@ -1437,3 +1437,8 @@ int bfs_queue_forget_done(const char *repo_dir, const char *dataset_id, const ch
     free(qdir);
     return ret;
 }
+
+const bfs_transfer_config *bfs_transfer_cfg(const bfs_transfer *t)
+{
+    return t->cfg;
+}

@@ -100,6 +100,8 @@ int bfs_transfer_open(const char *repo_dir, const char *datastore_root, const bf
                       bfs_http *http, const char *events_file, bfs_transfer **out, char **errmsg);
 /* Stop the workers (uploads in progress are abandoned and stay pending). */
 void bfs_transfer_close(bfs_transfer *t);
+/* The configuration t runs with (borrowed, as given to bfs_transfer_open). */
+const bfs_transfer_config *bfs_transfer_cfg(const bfs_transfer *t);
 
 typedef struct bfs_transfer_item {
     const char *dataset_id; /* 32 hex digits */

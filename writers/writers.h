@@ -40,6 +40,8 @@ typedef struct bfs_ingest_config {
     bool checksums_advisory;     /* a CHECKSUM/DATASUM mismatch is logged, not refused (false) */
     bool check_amplifiers;       /* a Rubin raw with fewer amplifier HDUs than its detector has is
                                   * refused (true; translate.h) */
+    bool allow_remove;           /* an unlink of a dataset's file in the mount removes the dataset
+                                  * (false: EPERM; bfs_ingest_remove) */
     char *default_storage_class; /* for a created type when the extension says nothing (NULL) */
     char **corrections;          /* directories of <instrument>-<obsid>.yaml header corrections (none;
                                   * $METADATA_CORRECTIONS_PATH is searched after them) */
@@ -120,6 +122,14 @@ int bfs_ingest_make_dataset_type(bfs_ingest *ing, const char *name, const char *
 
 /* True when run matches ingest.readonly_collections. */
 bool bfs_ingest_readonly(const bfs_ingest *ing, const char *run);
+
+/* Remove dataset_id of run (an unlink in the mount): its registry rows and
+ * its files, crash-safe as local retention removes (retention.h,
+ * bfs_retention_remove).  -EPERM unless ingest.allow_remove; -EROFS in a
+ * read-only collection; -EBUSY while a destination's transfer of it is not
+ * done (or a retention run holds the lock); -ENOENT.  Logged (a notice on
+ * success, a warning with the reason on failure). */
+int bfs_ingest_remove(bfs_ingest *ing, const char *run, const char *dataset_id);
 
 /* Where a file goes: a RUN collection, and either a dataset type with its
  * full dataId (path ingest) or no dataset type (raw ingest: the dataId

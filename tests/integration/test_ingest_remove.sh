@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# test_ingest_remove.sh - rm of a dataset's file in a writable mount
+# (ingest.allow_remove; docs/ingest.md, "Removing datasets").
+#
+# Checks: without allow_remove rm is EPERM and nothing changes; with it, rm
+# of a dataset whose transfer is not done is EBUSY (a destination that
+# refuses connections keeps its job pending) and the dataset stays; in a
+# collection no destination takes, rm removes the registry rows and the
+# datastore file, the name leaves the listing, and the same dataId can be
+# written again; a read-only collection is EROFS; a directory is refused.
+. "$(dirname "$0")/lib.sh"
+skip_unless_fuse
+command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
+T=$BFS_TMP
+"$BFS_BIN" synth "$T/repo" --exposures 1 --detectors 2 --fits >/dev/null 2>&1 || fail "synth"
+mkdir -p "$T/mnt"
+count() { sqlite3 "$T/repo/gen3.sqlite3" "SELECT count(*) FROM dataset d JOIN collection c ON c.collection_id = d.run_id WHERE c.name = '$1'"; }
+SRC=$(find "$T/repo/LSSTCam" -name '*.fits' | sort | head -1)
+R=$(sqlite3 "$T/repo/gen3.sqlite3" "SELECT exposure || ' ' || detector FROM dataset_tags_00000001 LIMIT 1")
+EXP=${R% *}; DET=${R#* }
+path() { echo "$T/mnt/$1/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"; }
+one_file() { find "$(path "$1")" -type f -name '*.fits' | head -1; }
+
+printf 'ingest:\n  readonly_collections: ["ro/*"]\n' >"$T/off.yaml"
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/off.yaml" || finish
+mkdir -p "$(path u/keep)" && cp "$SRC" "$(path u/keep)/a.fits" || fail "cp into u/keep"
+F=$(one_file u/keep)
+rm "$F" 2>"$T/err"
+expect "without ingest.allow_remove rm is refused (EPERM)" grep -q "Operation not permitted" "$T/err"
+expect "... and the dataset stays" test "$(count u/keep)" = 1
+unmount
+
+cat >"$T/on.yaml" <<'YAML'
+ingest:
+  allow_remove: true
+  readonly_collections: ["u/keep"]
+transfer:
+  destinations:
+    - {name: nowhere, uri: "http://127.0.0.1:9/archive/", collections: ["u/sent/*"]}
+  backoff_max: 1s
+YAML
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/on.yaml" || finish
+rm "$(one_file u/keep)" 2>"$T/err"
+expect "in a read-only collection rm is EROFS" grep -q "Read-only file system" "$T/err"
+mkdir -p "$(path u/sent/1)" && cp "$SRC" "$(path u/sent/1)/a.fits" || fail "cp into u/sent/1"
+rm "$(one_file u/sent/1)" 2>"$T/err"
+expect "a dataset whose transfer is not done is kept (EBUSY)" grep -q "Device or resource busy" "$T/err"
+expect "... still registered" test "$(count u/sent/1)" = 1
+expect "... and the log says why" grep -q "its transfer to nowhere is not done yet" "$BFS_LOG"
+mkdir -p "$(path u/mine)" && cp "$SRC" "$(path u/mine)/a.fits" || fail "cp into u/mine"
+F=$(one_file u/mine)
+rel=$(sqlite3 "$T/repo/gen3.sqlite3" "SELECT r.path FROM file_datastore_records r JOIN dataset d ON d.id = r.dataset_id JOIN collection c ON c.collection_id = d.run_id WHERE c.name = 'u/mine'")
+expect "the datastore file exists before" test -f "$T/repo/$rel"
+expect "with allow_remove rm of a dataset no destination takes succeeds" rm "$F"
+expect "... its registry rows are gone" test "$(count u/mine)" = 0
+expect "... no file record is left" \
+    test "$(sqlite3 "$T/repo/gen3.sqlite3" "SELECT count(*) FROM file_datastore_records WHERE path = '$rel'")" = 0
+expect "... its datastore file is gone" test ! -e "$T/repo/$rel"
+expect "... the name left the listing" test -z "$(one_file u/mine)"
+expect "... the log says so" grep -q "removed dataset .* of u/mine" "$BFS_LOG"
+expect "the same dataId can be written again" cp "$SRC" "$(path u/mine)/b.fits"
+expect "... and is registered" test "$(count u/mine)" = 1
+rm -r "$(path u/mine)" 2>"$T/err"
+expect "a dataId directory is not removed" test -d "$(path u/mine)"
+unmount
+expect_no_sanitizer
+finish
