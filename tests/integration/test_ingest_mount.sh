@@ -45,9 +45,17 @@ expect "the same bytes again succeed (an identical duplicate)" cp "$T/raw.fits" 
 expect "... and register nothing new" test "$(count u/me/run1)" = 1
 
 head -c 5000 "$T/raw.fits" >"$T/cut.fits"
-D2="$T/mnt/u/me/run1/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
+D2="$T/mnt/u/me/run2/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
+mkdir -p "$D2"
 cp "$T/cut.fits" "$D2/cut.fits" 2>"$T/err.txt"
-expect "a truncated FITS fails at close, with EINVAL or EEXIST" grep -Eq "Invalid argument|File exists" "$T/err.txt"
+expect "a truncated FITS at a free dataId fails at close with EINVAL" grep -q "Invalid argument" "$T/err.txt"
+expect "... its event says status 1, EINVAL, quarantined" python3 -c "
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+bad = [e for e in ev if e.get('run') == 'u/me/run2']
+assert len(bad) == 1 and bad[0]['status'] == 1 and bad[0]['errno'] == 'EINVAL' and bad[0]['outcome'] == 'quarantined', bad
+" "$T/repo/.butlerfs/events.jsonl"
+expect "... and nothing is registered there" test "$(count u/me/run2)" = 0
 OTHER=$(find "$T/mnt/LSSTCam/raw/all/raw" -name '*.fits' | sort | tail -1)
 cp "$OTHER" "$D/other.fits" 2>"$T/err.txt"
 expect "other bytes at a dataId that has a dataset fail with EEXIST" grep -q "File exists" "$T/err.txt"

@@ -7,7 +7,8 @@
 # refuses connections keeps its job pending) and the dataset stays; in a
 # collection no destination takes, rm removes the registry rows and the
 # datastore file, the name leaves the listing, and the same dataId can be
-# written again; a read-only collection is EROFS; a directory is refused.
+# written again; a read-only collection is EROFS (cp and rm); a
+# directory is refused.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
 command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
@@ -27,6 +28,11 @@ mkdir -p "$(path u/keep)" && cp "$SRC" "$(path u/keep)/a.fits" || fail "cp into 
 F=$(one_file u/keep)
 rm "$F" 2>"$T/err"
 expect "without ingest.allow_remove rm is refused (EPERM)" grep -q "Operation not permitted" "$T/err"
+mkdir -p "$(path ro/x)" # path levels only: the RUN would be registered by the first file
+cp "$SRC" "$(path ro/x)/a.fits" 2>"$T/err.ro"
+expect "a read-only collection (ingest.readonly_collections) refuses a file with EROFS" \
+    grep -q "Read-only file system" "$T/err.ro"
+expect "... and registers nothing" test "$(count ro/x)" = 0
 expect "... and the dataset stays" test "$(count u/keep)" = 1
 unmount
 
