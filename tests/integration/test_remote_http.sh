@@ -92,6 +92,11 @@ for i in range(300):
         sys.exit(f"pread({n}, {off}) gave {len(got)} bytes, want {len(ref[off:off + n])}")
 PY
 }
+# writes need a local datastore: -o rw on this one is refused before mounting
+"$BFS_BIN" mount "$T/repo" "$T/mnt" -o "rw,config=$T/config.yaml" >"$T/rw.out" 2>&1
+expect "-o rw on a repository whose datastore root is remote is refused in one sentence" \
+    grep -q "\-o rw needs a repository whose datastore root is a local directory" "$T/rw.out"
+expect "... and nothing was mounted" bash -c "! mountpoint -q '$T/mnt'"
 mount_repo "$T/repo" "$T/mnt" "config=$T/config.yaml,xattr" || finish
 mapfile -t FILES < <(cd "$T/mnt" && find "$RAW" -type f | sort)
 expect "six remote files listed" test "${#FILES[@]}" -eq 6
