@@ -8,7 +8,8 @@
 # collection no destination takes, rm removes the registry rows and the
 # datastore file, the name leaves the listing, and the same dataId can be
 # written again; a read-only collection is EROFS (cp and rm); a
-# directory is refused.
+# directory is refused; a staging tree on another file system is refused at
+# mount time.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
 command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
@@ -69,5 +70,15 @@ expect "... and is registered" test "$(count u/mine)" = 1
 rm -r "$(path u/mine)" 2>"$T/err"
 expect "a dataId directory is not removed" test -d "$(path u/mine)"
 unmount
+# a staging tree must take hard links: one on another file system is refused at mount time
+if [ -d /dev/shm ] && [ "$(stat -c %d /dev/shm)" != "$(stat -c %d "$T/repo")" ]; then
+    shm=$(mktemp -d /dev/shm/bfs-stage.XXXXXX)
+    printf 'ingest:\n  staging: ["%s"]\n' "$shm" >"$T/shm.yaml"
+    "$BFS_BIN" mount "$T/repo" "$T/mnt" -o "rw,config=$T/shm.yaml" >"$T/shm.out" 2>&1
+    expect "a staging tree on another file system is refused at mount time, in one sentence" \
+        grep -q "staging tree $shm is on another file system than the datastore" "$T/shm.out"
+    expect "... and nothing was mounted" bash -c "! mountpoint -q '$T/mnt'"
+    rm -rf "$shm"
+fi
 expect_no_sanitizer
 finish
