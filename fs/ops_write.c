@@ -326,20 +326,23 @@ static void opw_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     h->u = upload_of(ino);
     bfs_upload_get(h->u);
     h->writable = (fi->flags & O_ACCMODE) != O_RDONLY;
-    if (fi->flags & O_TRUNC) {
-        int ret = bfs_upload_truncate(h->u, 0);
-        if (ret < 0) {
-            bfs_upload_put(h->u);
-            free(h);
-            fuse_reply_err(req, -ret);
-            return;
-        }
-    }
-    fi->fh = (uint64_t)(uintptr_t)h;
-    fi->direct_io = 1;
-    if (fuse_reply_open(req, fi) != 0) {
+    int busy = h->writable ? bfs_upload_take_writer(h->u) : 0;
+    if (busy < 0) {
         bfs_upload_put(h->u);
         free(h);
+        fuse_reply_err(req, -busy);
+        return;
+    }
+    int ret = fi->flags & O_TRUNC ? bfs_upload_truncate(h->u, 0) : 0;
+    fi->fh = (uint64_t)(uintptr_t)h;
+    fi->direct_io = 1;
+    if (ret < 0 || fuse_reply_open(req, fi) != 0) {
+        if (h->writable)
+            bfs_upload_drop_writer(h->u);
+        bfs_upload_put(h->u);
+        free(h);
+        if (ret < 0)
+            fuse_reply_err(req, -ret);
     }
 }
 
@@ -475,6 +478,8 @@ static void opw_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
     }
     bfs_fs *fs = fs_of(req);
     struct upload_handle *h = handle_of(fi);
+    if (h->writable)
+        bfs_upload_drop_writer(h->u);
     bfs_upload_put(h->u);
     if (h->dir)
         bfs_node_release(fs->tree, h->dir);

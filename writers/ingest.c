@@ -126,6 +126,7 @@ struct bfs_upload {
     bool inbox;               /* written in a RUN's own directory (raw ingest) */
     char *shown;              /* under ing->lock: the name after a rename, or NULL (in the intent as "shown") */
     char *shown_old;          /* the one before (a stat snapshot may still point to it) */
+    bool writer_open;         /* under ing->lock: an open file for writing holds the slot */
     bool renaming;            /* under ing->lock: bfs_upload_rename is writing its intent */
     char *obs_id, *raft, *sensor; /* a raw's, from its headers (events), or NULL */
     char checksum[129];       /* BLAKE2b-512 of the bytes as placed ("" before SEALED is done) */
@@ -2931,6 +2932,7 @@ int bfs_upload_begin(bfs_ingest *ing, const bfs_ingest_target *t, uid_t uid, bfs
         return ret;
     }
     u->refs = 1;
+    u->writer_open = true; /* the creator's open file */
     pthread_mutex_lock(&ing->lock);
     u->next = ing->uploads;
     ing->uploads = u;
@@ -3006,6 +3008,22 @@ int bfs_upload_rename(bfs_upload *u, const char *name)
     pthread_mutex_unlock(&ing->lock);
     pthread_mutex_unlock(&ing->pair_lock);
     return ret;
+}
+
+int bfs_upload_take_writer(bfs_upload *u)
+{
+    pthread_mutex_lock(&u->ing->lock);
+    int ret = u->writer_open ? -ETXTBSY : 0;
+    u->writer_open = true;
+    pthread_mutex_unlock(&u->ing->lock);
+    return ret;
+}
+
+void bfs_upload_drop_writer(bfs_upload *u)
+{
+    pthread_mutex_lock(&u->ing->lock);
+    u->writer_open = false;
+    pthread_mutex_unlock(&u->ing->lock);
 }
 
 void bfs_upload_get(bfs_upload *u)

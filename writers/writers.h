@@ -177,6 +177,14 @@ int bfs_upload_find(bfs_ingest *ing, const bfs_ingest_target *t, bfs_upload **ou
  * intent's write (the old name stays). */
 int bfs_upload_rename(bfs_upload *u, const char *name);
 void bfs_upload_get(bfs_upload *u);
+/* One writer at a time: a descriptor opened for writing takes the upload's
+ * writer slot (bfs_upload_begin's creator holds it from the start) and
+ * gives it back when that open file is released.  -ETXTBSY while another
+ * open file holds it: a second process writing the same name would
+ * interleave its bytes, and its close would seal the first writer's file
+ * half-written.  (dup'd descriptors share one open file and one slot.) */
+int bfs_upload_take_writer(bfs_upload *u);
+void bfs_upload_drop_writer(bfs_upload *u);
 /* Drop a reference.  The last one of an upload never sealed and never
  * written is abandoned (its spool file removed: nothing was handed over);
  * one written but never sealed is sealed first (a writer that died). */

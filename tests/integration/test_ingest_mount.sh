@@ -79,7 +79,27 @@ expect "... and butlerfs status says it in words" \
     bash -c "'$BFS_BIN' status '$T/mnt' | grep -q '^  ingest       1 ingested, 1 duplicates, 2 quarantined'"
 expect "... with the node table" bash -c "'$BFS_BIN' status '$T/mnt' | grep -q '^  nodes        [0-9]* known to the kernel (cap 49152)'"
 rm -f "$F" 2>"$T/err.txt"
-expect "rm of a dataset is refused" test -e "$F"
+expect "rm of a dataset is refused (EPERM)" bash -c "test -e '$F' && grep -q 'Operation not permitted' '$T/err.txt'"
+
+# a name being written: a second open for writing is ETXTBSY (a second
+# writer's close would seal the first one's file half-written)
+D3="$T/mnt/u/me/run3/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
+mkdir -p "$D3"
+expect "a second open for writing of a name being written is ETXTBSY; the first writer's close is 0" \
+    python3 - "$D3" "$T/raw.fits" <<'PY'
+import errno, os, sys
+d, src = sys.argv[1], open(sys.argv[2], "rb").read()
+fd = os.open(d + "/y.fits", os.O_WRONLY | os.O_CREAT, 0o644)
+os.write(fd, src[: len(src) // 2])
+try:
+    os.open(d + "/y.fits", os.O_WRONLY)
+    sys.exit("a second open for writing succeeded")
+except OSError as e:
+    assert e.errno == errno.ETXTBSY, e
+os.write(fd, src[len(src) // 2:])
+os.close(fd)
+PY
+expect "... and the whole file is registered" test "$(count u/me/run3)" = 1
 
 # writers at once into RUNs that do not exist yet: each RUN is made once, every close is 0
 DETS=$(sqlite3 "$T/repo/gen3.sqlite3" "SELECT DISTINCT detector FROM dataset_tags_00000001")
