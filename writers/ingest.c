@@ -127,6 +127,7 @@ struct bfs_upload {
     char *shown;              /* under ing->lock: the name after a rename, or NULL (in the intent as "shown") */
     char *shown_old;          /* the one before (a stat snapshot may still point to it) */
     bool writer_open;         /* under ing->lock: an open file for writing holds the slot */
+    char *staging_note;       /* the staging links that failed ("TREE: why; ..."), or NULL */
     bool renaming;            /* under ing->lock: bfs_upload_rename is writing its intent */
     char *obs_id, *raft, *sensor; /* a raw's, from its headers (events), or NULL */
     char checksum[129];       /* BLAKE2b-512 of the bytes as placed ("" before SEALED is done) */
@@ -578,6 +579,7 @@ static void upload_free(struct bfs_upload *u)
     free(u->raft);
     free(u->sensor);
     free(u->hs_note);
+    free(u->staging_note);
     free(u->corrections);
     for (int i = 0; i < u->ndims; i++) {
         free(u->dim_names[i]);
@@ -858,7 +860,8 @@ static void append_event(bfs_ingest *ing, struct bfs_upload *u)
     for (int i = 0; i < u->ndims; i++)
         if (!strcmp(u->dim_names[i], "instrument"))
             instrument = u->dim_values[i];
-    char *description = ok ? bfs_asprintf("%s %s as %s", outcome, u->name, u->rel)
+    char *description = ok ? bfs_asprintf("%s %s as %s%s", outcome, u->name, u->rel,
+                                          u->staging_note ? "; a staging link failed" : "")
                            : bfs_asprintf("%s: %s", outcome, u->reason ? u->reason : "?");
     /* latency from the writer's close; unknown for an upload finished after a restart */
     json_t *latency = u->sealed_at > 0 ? json_integer((json_int_t)((bfs_mono_s() - u->sealed_at) * 1000.0))
@@ -876,6 +879,8 @@ static void append_event(bfs_ingest *ing, struct bfs_upload *u)
         json_object_set_new(j, "header_service", json_string(u->hs_note));
     if (j && u->corrections)
         json_object_set_new(j, "header_corrections", json_string(u->corrections));
+    if (j && u->staging_note)
+        json_object_set_new(j, "staging", json_sprintf("not staged: %s", u->staging_note));
     if (j && u->n_more)
         json_object_set_new(j, "datasets", json_integer(1 + u->n_more)); /* one per CCD, one file */
     free(description);
@@ -2131,6 +2136,35 @@ static int step_placed(bfs_ingest *ing, struct bfs_upload *u)
     return 0;
 }
 
+/* One staging link: dst names src's inode when this returns 0 (a link
+ * there already, onto the same inode, is success; onto another file it is
+ * -EEXIST).  Tried up to three times, 50 then 100 ms apart: a transient
+ * failure (a full inode table being freed, a directory being made by
+ * another writer) does not leave the dataset unstaged. */
+static int stage_link(const char *src, const char *dst)
+{
+    int ret = 0;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (attempt)
+            bfs_sleep_ms(50 << (attempt - 1));
+        ret = bfs_make_parents(dst, false);
+        if (ret == 0 && link(src, dst) < 0) {
+            ret = -errno;
+            struct stat a, b;
+            if (ret == -EEXIST && stat(src, &a) == 0 && stat(dst, &b) == 0)
+                ret = a.st_dev == b.st_dev && a.st_ino == b.st_ino ? 0 : -EEXIST;
+        }
+        if (ret == 0) {
+            char *d = bfs_dir_of(dst);
+            ret = d ? bfs_fsync_dir(d) : -ENOMEM;
+            free(d);
+        }
+        if (ret == 0 || ret == -EEXIST)
+            break; /* another file under that name stays another file */
+    }
+    return ret;
+}
+
 static int step_registered(bfs_ingest *ing, struct bfs_upload *u)
 {
     const bfs_ingest_config *c = ing->cfg;
@@ -2141,24 +2175,34 @@ static int step_registered(bfs_ingest *ing, struct bfs_upload *u)
     struct tm tm;
     strftime(day, sizeof day, "%Y-%m-%d", gmtime_r(&then, &tm));
     const char *base = strrchr(u->rel, '/') ? strrchr(u->rel, '/') + 1 : u->rel;
-    for (int i = 0; src && i < c->n_staging; i++) {
-        char *dst = bfs_asprintf("%s/%s/%s", c->staging[i], day, base);
-        int ret = dst ? bfs_make_parents(dst, false) : -ENOMEM;
-        if (ret == 0 && link(src, dst) < 0 && errno != EEXIST)
-            ret = -errno;
-        if (ret == 0) {
-            char *d = bfs_dir_of(dst);
-            bfs_fsync_dir(d);
-            free(d);
-        } else {
-            bfs_warn(TAG, "cannot link %s into staging tree %s: %s", u->rel, c->staging[i], strerror(-ret));
+    int failed = 0, first_err = 0;
+    free(u->staging_note);
+    u->staging_note = NULL;
+    for (int i = 0; i < c->n_staging; i++) {
+        char *dst = src ? bfs_asprintf("%s/%s/%s", c->staging[i], day, base) : NULL;
+        int ret = dst ? stage_link(src, dst) : -ENOMEM;
+        if (ret < 0) {
+            bfs_warn(TAG, "cannot link %s into staging tree %s: %s (the link is made again at the next mount)",
+                     u->rel, c->staging[i], ret == -EEXIST ? "another file has that name" : strerror(-ret));
+            char *note = bfs_asprintf("%s%s%s: %s", u->staging_note ? u->staging_note : "",
+                                      u->staging_note ? "; " : "", c->staging[i],
+                                      ret == -EEXIST ? "another file has that name" : strerror(-ret));
+            free(u->staging_note);
+            u->staging_note = note;
+            failed++;
+            if (!first_err)
+                first_err = ret;
         }
         free(dst);
     }
     free(src);
     if (u->duplicate)
         unlink(u->data_path); /* the copy of bytes already registered */
+    /* the event says what failed; the intent stays REGISTERED, so the next
+     * mount makes the missing links (and writes the event again) */
     append_event(ing, u);
+    if (failed)
+        return first_err;
     if (u->replica)
         finish_pair(ing, u);
     u->st = S_ANNOUNCED;

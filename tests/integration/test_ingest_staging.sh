@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# test_ingest_staging.sh - staging hard links that fail are reported and
+# completed later, never dropped silently (docs/ingest.md, "Staging").
+#
+# Two staging trees; in the second, the day's directory is blocked (a
+# regular file where <tree>/<YYYY-MM-DD> should be), so its link fails: the
+# writer's close is still 0 (the dataset is registered), the first tree has
+# its link, the event line says which tree was not staged and why, the log
+# warns, and the upload's intent stays.  With the block removed, the next
+# mount makes the missing link at start.
+. "$(dirname "$0")/lib.sh"
+skip_unless_fuse
+command -v python3 >/dev/null || skip "python3 not installed"
+T=$BFS_TMP
+"$BFS_BIN" synth "$T/src" --exposures 1 --detectors 2 --fits >/dev/null 2>&1 || fail "synth"
+mapfile -t RAWS < <(find "$T/src/LSSTCam/raw/all" -name '*.fits' | sort)
+"$BFS_BIN" init "$T/repo" >/dev/null 2>&1 || fail "butlerfs init"
+mkdir -p "$T/mnt" "$T/oods" "$T/archive"
+printf 'ingest:\n  staging: [%s, %s]\n' "$T/oods" "$T/archive" >"$T/cfg.yaml"
+day=$(date -u -d '-12 hours' +%F)
+: >"$T/archive/$day"   # a file where the day's directory belongs
+
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || finish
+mkdir -p "$T/mnt/LSSTCam/raw/all"
+expect "the raw is ingested although one staging link fails (close 0)" cp "${RAWS[0]}" "$T/mnt/LSSTCam/raw/all/"
+stored=$(find "$T/repo/LSSTCam" -type f -name '*.fits' | head -1)
+name=$(basename "$stored")
+expect "the first tree has its link (same inode)" \
+    test "$(stat -c %i "$stored")" = "$(stat -c %i "$T/oods/$day/$name" 2>/dev/null)"
+expect "the event says the second tree was not staged, and why" python3 -c "
+import json, sys
+e = [json.loads(l) for l in open(sys.argv[1])][-1]
+assert e['status'] == 0 and e['outcome'] == 'ingested', e
+assert e['staging'].startswith('not staged: ' + sys.argv[2]) and 'Not a directory' in e['staging'], e
+assert 'a staging link failed' in e['description'], e
+" "$T/repo/.butlerfs/events.jsonl" "$T/archive"
+expect "the log warns, naming the tree" grep -q "cannot link .* into staging tree $T/archive" "$BFS_LOG"
+expect "the upload's intent stays for the next mount" test -n "$(ls "$T/repo/.butlerfs/spool"/*.intent 2>/dev/null)"
+unmount
+
+rm "$T/archive/$day"
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || finish
+expect "the next mount makes the missing link at start" \
+    test "$(stat -c %i "$stored")" = "$(stat -c %i "$T/archive/$day/$name" 2>/dev/null)"
+expect "... and writes the event again, staged" python3 -c "
+import json, sys
+e = [json.loads(l) for l in open(sys.argv[1])][-1]
+assert e['status'] == 0 and 'staging' not in e, e
+" "$T/repo/.butlerfs/events.jsonl"
+expect "... and the intent is gone" test -z "$(ls "$T/repo/.butlerfs/spool"/*.intent 2>/dev/null)"
+
+unmount
+expect_no_sanitizer
+finish
