@@ -86,6 +86,7 @@ struct catchup {
     struct item {
         char *id, *run, *dtype, *path;
         int64_t size;
+        char *instrument; /* looked up when a destination has an instruments rule; NULL: none */
     } *items;
     size_t n, cap;
     int64_t skipped_uri, skipped_date;
@@ -105,7 +106,8 @@ static int collect(void *ctx, const bfs_run_file *f)
     if (bfs_grow((void **)&c->items, &c->cap, c->n + 1, sizeof *c->items) < 0)
         return -ENOMEM;
     struct item *it = &c->items[c->n];
-    *it = (struct item){strdup(f->dataset_id), strdup(f->run), strdup(f->dataset_type), strdup(f->path), f->size};
+    *it = (struct item){strdup(f->dataset_id), strdup(f->run), strdup(f->dataset_type), strdup(f->path), f->size,
+                        NULL};
     if (!it->id || !it->run || !it->dtype || !it->path) {
         free(it->id), free(it->run), free(it->dtype), free(it->path);
         return -ENOMEM;
@@ -177,7 +179,7 @@ static void verdict(struct catchup *c, const struct check *k, int err, int64_t r
         return;
     }
     c->missing += missing;
-    bfs_transfer_item ti = {it->id, it->run, it->dtype, it->path, it->size};
+    bfs_transfer_item ti = {it->id, it->run, it->dtype, it->path, it->size, it->instrument};
     int q = bfs_queue_add(c->repo, c->tcfg, k->dest, &ti);
     if (q < 0) {
         fprintf(stderr, "butlerfs: catchup: cannot queue %s for %s: %s\n", it->path, dest->name, strerror(-q));
@@ -193,7 +195,7 @@ static void verdict(struct catchup *c, const struct check *k, int err, int64_t r
 static void check_by_head(struct catchup *c, const struct check *k)
 {
     const struct item *it = &c->items[k->item];
-    bfs_transfer_item ti = {it->id, it->run, it->dtype, it->path, it->size};
+    bfs_transfer_item ti = {it->id, it->run, it->dtype, it->path, it->size, it->instrument};
     char *url = NULL;
     bfs_object obj = {.size = -1};
     int r = bfs_transfer_object_url(&c->tcfg->dests[k->dest], &ti, &url, NULL);
@@ -255,13 +257,13 @@ static int plan(struct catchup *c)
     for (size_t i = 0; i < c->n; i++) {
         const struct item *it = &c->items[i];
         for (int d = 0; d < c->tcfg->n_dests; d++) {
-            if (!bfs_transfer_matches(&c->tcfg->dests[d], it->run, it->dtype))
+            if (!bfs_transfer_matches(&c->tcfg->dests[d], it->run, it->dtype, it->instrument))
                 continue;
             if (bfs_grow((void **)&c->checks, &c->checks_cap, c->nchecks + 1, sizeof *c->checks) < 0)
                 return -ENOMEM;
             struct check *k = &c->checks[c->nchecks];
             *k = (struct check){.item = i, .dest = d};
-            bfs_transfer_item ti = {it->id, it->run, it->dtype, it->path, it->size};
+            bfs_transfer_item ti = {it->id, it->run, it->dtype, it->path, it->size, it->instrument};
             char *url = NULL, *why = NULL;
             int r = bfs_transfer_object_url(&c->tcfg->dests[d], &ti, &url, &why);
             if (r == 0)
@@ -345,6 +347,14 @@ int bfs_cmd_catchup(int argc, char **argv)
         goto out;
     }
     int ret = bfs_registry_each_run_file(reg, glob, collect, &c);
+    /* each dataset's instrument, after the walk (one statement at a time),
+     * only when a destination's rules name instruments */
+    for (size_t i = 0; ret == 0 && bfs_transfer_uses_instruments(&tcfg) && i < c.n; i++) {
+        char inst[BFS_MAX_VALUE];
+        ret = bfs_registry_dataset_instrument(reg, c.items[i].id, inst, sizeof inst);
+        if (ret == 0 && inst[0] && !(c.items[i].instrument = strdup(inst)))
+            ret = -ENOMEM;
+    }
     bfs_registry_close(reg);
     reg = NULL;
     if (ret < 0) {
@@ -387,7 +397,8 @@ int bfs_cmd_catchup(int argc, char **argv)
     status = c.errors ? 1 : 0;
 out:
     for (size_t i = 0; i < c.n; i++)
-        free(c.items[i].id), free(c.items[i].run), free(c.items[i].dtype), free(c.items[i].path);
+        free(c.items[i].id), free(c.items[i].run), free(c.items[i].dtype), free(c.items[i].path),
+            free(c.items[i].instrument);
     free(c.items);
     for (size_t i = 0; i < c.nchecks; i++)
         free(c.checks[i].dir), free(c.checks[i].name);

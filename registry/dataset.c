@@ -464,3 +464,30 @@ int bfs_registry_data_coordinate_json(bfs_registry *reg, const bfs_dataset_type 
     json_decref(records);
     return ret;
 }
+
+struct instrument_of {
+    char *out;
+    size_t outsz;
+    int ret;
+};
+
+static int instrument_cb(void *ctx, const bfs_dataset_record *r)
+{
+    struct instrument_of *o = ctx;
+    o->out[0] = '\0';
+    for (int i = 0; i < r->dt->ndims; i++)
+        if (!strcmp(r->dt->dims[i]->name, "instrument") &&
+            snprintf(o->out, o->outsz, "%s", r->values[i] ? r->values[i] : "") >= (int)o->outsz)
+            o->ret = -ENAMETOOLONG;
+    return 1; /* the first record says it */
+}
+
+int bfs_registry_dataset_instrument(bfs_registry *reg, const char *id, char *out, size_t outsz)
+{
+    if (!outsz)
+        return -EINVAL;
+    struct instrument_of o = {out, outsz, 0};
+    out[0] = '\0';
+    int ret = bfs_registry_dataset_records(reg, id, instrument_cb, &o);
+    return ret < 0 ? ret : o.ret;
+}

@@ -245,6 +245,10 @@ typedef int (*bfs_dataset_record_cb)(void *ctx, const bfs_dataset_record *r);
  * file record, or its type or run is not in the catalog even after a
  * refresh), negative errno on a database error. */
 int bfs_registry_dataset_records(bfs_registry *reg, const char *id, bfs_dataset_record_cb cb, void *ctx);
+/* The instrument of dataset id's dataId into out ("" when its dataset type
+ * has no instrument dimension): 0, or the errors above (-ENAMETOOLONG when
+ * it does not fit). */
+int bfs_registry_dataset_instrument(bfs_registry *reg, const char *id, char *out, size_t outsz);
 
 /* The dataId of a dataset of dt with the required values values[]
  * (parallel to dt->dims), expanded as daf_butler's

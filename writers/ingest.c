@@ -2111,8 +2111,12 @@ static int step_placed(bfs_ingest *ing, struct bfs_upload *u)
         ret = 0; /* the file at rel is this upload's bytes (step_prepared) */
     if (ret == 0 && ing->transfer) {
         /* the jobs before REGISTERED: a crash in between replays this step (docs/transfer.md) */
+        const char *instrument = NULL;
+        for (int i = 0; i < u->ndims; i++)
+            if (!strcmp(u->dim_names[i], "instrument"))
+                instrument = u->dim_values[i];
         bfs_transfer_item item = {.dataset_id = u->dataset_id, .run = u->run, .dataset_type = u->dtype,
-                                  .rel = u->rel, .size = u->size};
+                                  .rel = u->rel, .size = u->size, .instrument = instrument};
         ret = bfs_transfer_enqueue(ing->transfer, &item);
         if (ret < 0) {
             bfs_warn(TAG, "cannot queue the transfer of %s: %s; the upload stays PLACED and is retried at the "

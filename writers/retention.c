@@ -281,6 +281,20 @@ static int remove_batch(struct run *r, struct entry *e, int n)
     return 0;
 }
 
+/* The instrument of dataset id into *instrument (buf, or NULL when its
+ * dataId has none), looked up only when a destination has an instruments
+ * rule: 0 or negative errno. */
+static int instrument_of(struct run *r, const char *id, char *buf, size_t n, const char **instrument)
+{
+    *instrument = NULL;
+    if (!bfs_transfer_uses_instruments(r->cfg))
+        return 0;
+    int ret = bfs_registry_dataset_instrument(r->reg, id, buf, n);
+    if (ret == 0 && buf[0])
+        *instrument = buf;
+    return ret;
+}
+
 /* Judge the dataset of files [a, b): 1 eligible (into *e), 0 kept. */
 static int judge(struct run *r, size_t a, size_t b, int64_t now_ns, struct entry *e)
 {
@@ -303,10 +317,16 @@ static int judge(struct run *r, size_t a, size_t b, int64_t now_ns, struct entry
         e->paths[e->npaths++] = r->files[i].path;
         e->bytes += r->files[i].size > 0 ? r->files[i].size : 0;
     }
+    char inst[BFS_MAX_VALUE];
+    const char *instrument = NULL;
+    if (instrument_of(r, f->id, inst, sizeof inst, &instrument) < 0) {
+        st->not_transferred++; /* which destinations take it is not known: kept */
+        return 0;
+    }
     bool waiting = false, parked = false;
     for (int d = 0; d < r->cfg->n_dests && e->ndests < 64; d++) {
         const bfs_transfer_dest *dest = &r->cfg->dests[d];
-        if (!bfs_transfer_matches(dest, f->run, f->dtype))
+        if (!bfs_transfer_matches(dest, f->run, f->dtype, instrument))
             continue;
         e->dests[e->ndests++] = dest->name;
         int s = bfs_queue_job_state(r->repo, f->id, dest->name);
@@ -549,9 +569,13 @@ int bfs_retention_remove(const char *repo_dir, const bfs_transfer_config *cfg, c
         }
         /* a copy promised to a destination is kept until it is made: the
          * same rule as retention's, without the age */
+        char inst[BFS_MAX_VALUE];
+        const char *instrument = NULL;
+        if (cfg && (ret = instrument_of(&r, f->id, inst, sizeof inst, &instrument)) < 0)
+            bfs_set_errmsg(errmsg, "cannot read the dataId of %s: %s", f->id, strerror(-ret));
         for (int d = 0; ret == 0 && cfg && d < cfg->n_dests && e.ndests < 64; d++) {
             const bfs_transfer_dest *dest = &cfg->dests[d];
-            if (!bfs_transfer_matches(dest, f->run, f->dtype))
+            if (!bfs_transfer_matches(dest, f->run, f->dtype, instrument))
                 continue;
             e.dests[e.ndests++] = dest->name;
             int js = bfs_queue_job_state(repo_dir, f->id, dest->name);

@@ -106,6 +106,7 @@ void bfs_transfer_config_free(bfs_transfer_config *c)
         free(c->dests[i].uri);
         free_strings(c->dests[i].collections, c->dests[i].n_collections);
         free_strings(c->dests[i].dataset_types, c->dests[i].n_dataset_types);
+        free_strings(c->dests[i].instruments, c->dests[i].n_instruments);
         free(c->dests[i].template);
     }
     free(c->dests);
@@ -178,6 +179,8 @@ static int cfg_dest(const bfs_yaml *y, const bfs_yaml_node *m, const char *file,
         } else if (key && !strcmp(key, "dataset_types")) {
             ret = cfg_globs(y, v, file, "destinations.dataset_types", &d->dataset_types, &d->n_dataset_types,
                             errmsg);
+        } else if (key && !strcmp(key, "instruments")) {
+            ret = cfg_globs(y, v, file, "destinations.instruments", &d->instruments, &d->n_instruments, errmsg);
         } else if (key && !strcmp(key, "template")) {
             char *why = NULL;
             if (!s || bfs_transfer_template_check(s, &why) < 0) {
@@ -188,7 +191,7 @@ static int cfg_dest(const bfs_yaml *y, const bfs_yaml_node *m, const char *file,
             ret = (d->template = strdup(s)) ? 0 : -ENOMEM;
         } else {
             bfs_set_errmsg(errmsg, "%s:%d: unknown key 'transfer.destinations.%s' (a destination takes: name, uri, "
-                                   "collections, dataset_types, template)", file, bfs_yaml_line(y, v),
+                                   "collections, dataset_types, instruments, template)", file, bfs_yaml_line(y, v),
                            key ? key : "?");
             return -EINVAL;
         }
@@ -1155,10 +1158,20 @@ static bool matches(char *const *globs, int n, const char *s)
     return false;
 }
 
-bool bfs_transfer_matches(const bfs_transfer_dest *dest, const char *run, const char *dataset_type)
+bool bfs_transfer_matches(const bfs_transfer_dest *dest, const char *run, const char *dataset_type,
+                          const char *instrument)
 {
     return matches(dest->collections, dest->n_collections, run) &&
-           (!dest->n_dataset_types || matches(dest->dataset_types, dest->n_dataset_types, dataset_type));
+           (!dest->n_dataset_types || matches(dest->dataset_types, dest->n_dataset_types, dataset_type)) &&
+           (!dest->n_instruments || matches(dest->instruments, dest->n_instruments, instrument));
+}
+
+bool bfs_transfer_uses_instruments(const bfs_transfer_config *c)
+{
+    for (int i = 0; c && i < c->n_dests; i++)
+        if (c->dests[i].n_instruments)
+            return true;
+    return false;
 }
 
 const bfs_retention_rule *bfs_retention_match(const bfs_transfer_config *c, const char *run,
@@ -1206,7 +1219,7 @@ int bfs_transfer_enqueue(bfs_transfer *t, const bfs_transfer_item *item)
 {
     int ret = 0;
     for (int d = 0; ret >= 0 && d < t->cfg->n_dests; d++) {
-        if (!bfs_transfer_matches(&t->cfg->dests[d], item->run, item->dataset_type))
+        if (!bfs_transfer_matches(&t->cfg->dests[d], item->run, item->dataset_type, item->instrument))
             continue;
         struct job j;
         ret = new_job(t->qdir, t->cfg, d, item, false, &j);

@@ -37,6 +37,9 @@ typedef struct bfs_transfer_dest {
     int n_collections;
     char **dataset_types;  /* globs; none: every type */
     int n_dataset_types;
+    char **instruments;    /* globs of the dataId's instrument; none: any (a dataset whose dataId has no
+                            * instrument matches only a destination without instruments) */
+    int n_instruments;
     char *template;        /* the object key (bfs_transfer_object_key); NULL: "{path}" */
 } bfs_transfer_dest;
 
@@ -108,6 +111,7 @@ typedef struct bfs_transfer_item {
     const char *run, *dataset_type;
     const char *rel;        /* path relative to the datastore root */
     int64_t size;
+    const char *instrument; /* the dataId's instrument; NULL: none (or not known) */
 } bfs_transfer_item;
 
 /* Object names.  A destination's template is literal text and fields:
@@ -165,7 +169,11 @@ int bfs_queue_retry_parked(const char *repo_dir, int64_t *n);
 int bfs_queue_drop_parked(const char *repo_dir, int64_t *n);
 
 /* Whether a dataset of run and dataset_type goes to dest. */
-bool bfs_transfer_matches(const bfs_transfer_dest *dest, const char *run, const char *dataset_type);
+bool bfs_transfer_matches(const bfs_transfer_dest *dest, const char *run, const char *dataset_type,
+                          const char *instrument);
+/* Whether a destination of c has an instruments rule (then a caller that
+ * walks the registry looks each dataset's instrument up). */
+bool bfs_transfer_uses_instruments(const bfs_transfer_config *c);
 /* The URL of item's object at dest (dest->uri + bfs_transfer_object_key,
  * percent-encoded for http(s)) into *out (malloc'd); errors as
  * bfs_transfer_object_key. */

@@ -4,7 +4,8 @@
 # nginx WebDAV on loopback: raws of a collection a destination takes are
 # uploaded (done) and then removed by the mount's own periodic pass (rows,
 # files, listing), while a raw of a collection no destination takes stays;
-# `butlerfs status --json` counts the removals; a `butlerfs retention` run
+# a destination whose instruments rule does not take them gets no job and
+# does not hold them back; `butlerfs status --json` counts the removals; a `butlerfs retention` run
 # started while a pass holds the lock is told so; the configuration check
 # refuses an interval without rules.
 . "$(dirname "$0")/lib.sh"
@@ -26,6 +27,11 @@ transfer:
     - name: dbb
       uri: $NGINX_URL/data/archive/
       collections: ["LSSTCam/raw/*"]
+      instruments: [LSSTCam, LSSTComCam]
+    - name: auxtel
+      uri: $NGINX_URL/data/auxtel/
+      collections: ["LSSTCam/raw/*"]
+      instruments: ["LATISS"]
   request_timeout: 5s
   backoff_max: 1s
   retention:
@@ -48,6 +54,8 @@ expect "... the one left is the raw no destination takes" \
     test "$(sql "SELECT c.name FROM dataset d JOIN collection c ON c.collection_id = d.run_id")" = LSSTCam/kept
 expect "... their files are gone from the datastore (one left)" test "$(nfiles)" = 1
 expect "... both were uploaded first" test "$(find "$T/www/archive" -name '*.fits' | wc -l)" = 2
+expect "... and not to the destination whose instruments rule (LATISS) does not take LSSTCam raws" \
+    test "$(find "$T/www" -path '*auxtel*' -name '*.fits' | wc -l)" = 0
 for _ in $(seq 30); do
     [ -z "$(ls "$T/mnt/LSSTCam/raw/all/raw" 2>/dev/null)" ] && break
     sleep 0.2

@@ -118,11 +118,26 @@ static void test_parse(void **state)
                      0);
     assert_int_equal(c.retention_interval_ms, 15 * 60000);
     assert_string_equal(c.dests[0].template, "summit/{run}/{name}");
+    assert_false(bfs_transfer_uses_instruments(&c));
+    assert_true(bfs_transfer_matches(&c.dests[0], "LSSTCam/raw/all", "raw", NULL));
     assert_int_equal(c.n_retention, 2);
     assert_int_equal(c.retention[0].age_ms, 30LL * 86400000);
     assert_ptr_equal(bfs_retention_match(&c, "LSSTCam/raw/all", "raw"), &c.retention[0]);
     assert_ptr_equal(bfs_retention_match(&c, "LSSTCam/raw/all", "bias"), &c.retention[1]); /* the first that matches */
     assert_int_equal(c.retention[1].age_ms, 3600000);
+    bfs_transfer_config_free(&c);
+
+    /* instruments: a destination takes only datasets of those instruments */
+    assert_int_equal(parse("transfer:\n"
+                           "  destinations:\n"
+                           "    - {name: aux, uri: http://h/p, collections: [\"*\"], instruments: [LATISS, \"LSST*Cam\"]}\n",
+                           &c, &msg),
+                     0);
+    assert_true(bfs_transfer_uses_instruments(&c));
+    assert_true(bfs_transfer_matches(&c.dests[0], "a/run", "raw", "LATISS"));
+    assert_true(bfs_transfer_matches(&c.dests[0], "a/run", "raw", "LSSTComCam"));
+    assert_false(bfs_transfer_matches(&c.dests[0], "a/run", "raw", "DECam"));
+    assert_false(bfs_transfer_matches(&c.dests[0], "a/run", "skyMap", NULL)); /* no instrument in its dataId */
     bfs_transfer_config_free(&c);
 
     /* no retention: section, no rule; a mount runs none by default */
