@@ -5,6 +5,9 @@
 #ifndef BFS_CLI_H
 #define BFS_CLI_H
 
+#include <jansson.h>
+#include <stdbool.h>
+
 int bfs_cmd_mount(int argc, char **argv);
 int bfs_cmd_init(int argc, char **argv);
 int bfs_cmd_demo(int argc, char **argv, const char *self);
@@ -12,6 +15,10 @@ int bfs_cmd_synth(int argc, char **argv);
 int bfs_cmd_prefetch(int argc, char **argv);
 int bfs_cmd_cache(int argc, char **argv);
 int bfs_cmd_status(int argc, char **argv);
+/* The status objects of this user's running mounts (those named by
+ * wanted[], when nwanted > 0; found[] marks the ones seen), as
+ * `butlerfs status --json` prints them; NULL when out of memory. */
+json_t *bfs_status_running(char **wanted, int nwanted, bool *found);
 int bfs_cmd_queue(int argc, char **argv);
 int bfs_cmd_catchup(int argc, char **argv);
 int bfs_cmd_retention(int argc, char **argv);

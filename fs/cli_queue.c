@@ -1,5 +1,5 @@
 /*
- * cli_queue.c - `butlerfs queue [--json] REPO`, `queue retry REPO`,
+ * cli_queue.c - `butlerfs queue [--json] [REPO]`, `queue retry [REPO]`,
  * `queue drop-parked REPO`: the transfer queue of a repository
  * (writers/transfer.h), read from its store, with or without a running
  * mount.  The drain rate is the jobs done in the last hour per time since
@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,13 +21,14 @@
 #include <time.h>
 
 static const char queue_help[] =
-    "Usage: butlerfs queue [--json] REPO\n"
-    "       butlerfs queue retry REPO\n"
-    "       butlerfs queue drop-parked REPO\n"
+    "Usage: butlerfs queue [--json] [REPO]\n"
+    "       butlerfs queue retry [REPO]\n"
+    "       butlerfs queue drop-parked [REPO]\n"
     "\n"
     "The transfer queue of the repository REPO: the uploads of ingested files to the\n"
     "destinations of the configuration's transfer: section (docs/transfer.md).  It\n"
     "is read from REPO/.butlerfs/queue, so it works with or without a running mount.\n"
+    "Without REPO: the repository of this user's one running writable mount.\n"
     "\n"
     "  (no command)   pending, in flight, parked (each with its last error) and done\n"
     "                 jobs, the age of the oldest pending job, the drain rate over\n"
@@ -88,9 +90,35 @@ int bfs_cmd_queue(int argc, char **argv)
             return 2;
         }
     }
+    char repo_buf[PATH_MAX];
     if (!repo) {
-        fprintf(stderr, "butlerfs: queue needs a repository\n\n%s", queue_help);
-        return 2;
+        /* the repository of the one running writable mount */
+        json_t *all = bfs_status_running(NULL, 0, NULL);
+        int n = 0;
+        size_t i;
+        json_t *m;
+        json_array_foreach(all, i, m) {
+            if (!json_is_object(json_object_get(m, "ingest")))
+                continue; /* read-only: no queue */
+            const char *r = json_string_value(json_object_get(m, "repository"));
+            if (r && n++ == 0)
+                snprintf(repo_buf, sizeof repo_buf, "%s", r);
+        }
+        if (n != 1) {
+            fprintf(stderr, n ? "butlerfs: queue: %d writable mounts are running; name the repository:\n"
+                              : "butlerfs: queue: no writable butlerfs mount is running; name the repository\n",
+                    n);
+            json_array_foreach(all, i, m) {
+                if (json_is_object(json_object_get(m, "ingest")))
+                    fprintf(stderr, "  %s (mounted on %s)\n", json_string_value(json_object_get(m, "repository")),
+                            json_string_value(json_object_get(m, "mountpoint")));
+            }
+            fprintf(stderr, "\n%s", queue_help);
+            json_decref(all);
+            return 2;
+        }
+        json_decref(all);
+        repo = repo_buf;
     }
     if (cmd) {
         int64_t n = 0;

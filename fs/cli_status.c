@@ -252,6 +252,19 @@ static void collect(const char *dir, json_t *all, char **wanted, int nwanted, bo
     close(dfd);
 }
 
+json_t *bfs_status_running(char **wanted, int nwanted, bool *found)
+{
+    json_t *all = json_array();
+    char *dirs[2];
+    int ndirs = bfs_status_candidates(dirs);
+    for (int k = 0; k < ndirs; k++) {
+        if (all)
+            collect(dirs[k], all, wanted, nwanted, found);
+        free(dirs[k]);
+    }
+    return all;
+}
+
 /* Is MOUNTPOINT (as given) the mount j describes? */
 static bool names_mount(const char *given, json_t *j)
 {
@@ -283,14 +296,7 @@ int bfs_cmd_status(int argc, char **argv)
         }
     }
     bool *found = calloc((size_t)nwanted + 1, sizeof *found);
-    json_t *all = json_array();
-    char *dirs[2];
-    int ndirs = bfs_status_candidates(dirs);
-    for (int k = 0; k < ndirs; k++) {
-        if (found && all)
-            collect(dirs[k], all, wanted, nwanted, found);
-        free(dirs[k]);
-    }
+    json_t *all = found ? bfs_status_running(wanted, nwanted, found) : NULL;
     int status = 0;
     for (int w = 0; w < nwanted; w++)
         if (found && !found[w]) {

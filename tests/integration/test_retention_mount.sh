@@ -75,6 +75,14 @@ r = json.load(open(sys.argv[1]))[0]['retention']
 assert r['removed'] == 2 and r['passes'] >= 1 and r['last_pass'] > 0 and r.get('last_error') is None, r
 " "$T/status.json"
 expect "the log says what a pass removed" grep -q 'retention: removed [12] datasets\? ' "$BFS_LOG"
+# butlerfs queue without REPO: the one running writable mount's repository
+"$BFS_BIN" queue --json >"$T/q1.json" 2>"$T/q1.err"
+"$BFS_BIN" queue --json "$T/repo" >"$T/q2.json"
+expect "butlerfs queue without REPO reads the running writable mount's queue" python3 -c "
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+assert a['done'] == b['done'] and a['pending'] == b['pending'] and a['parked'] == b['parked'], (a, b)
+" "$T/q1.json" "$T/q2.json"
 # the CLI while the mount's thread may hold the lock: never two runs at once
 exec 9>"$T/repo/.butlerfs/retention.lock"
 flock 9
@@ -89,5 +97,8 @@ printf 'transfer:\n  retention_interval: 1h\n' >"$T/norules.yaml"
 expect "an interval without retention rules is refused with file:line" \
     grep -q 'norules.yaml:2: transfer.retention_interval needs retention: rules' "$T/norules.out"
 mountpoint -q "$T/mnt" && fusermount3 -u "$T/mnt"
+"$BFS_BIN" queue >"$T/q3.out" 2>&1
+expect "... and with no writable mount running it asks for REPO in one sentence" \
+    grep -q "no writable butlerfs mount is running; name the repository" "$T/q3.out"
 expect_no_sanitizer
 finish
