@@ -64,11 +64,9 @@ struct run {
     size_t n, cap;
 };
 
-static int collect(void *arg, const bfs_run_file *f)
+/* Keep a copy of f in r->files: 0 or -ENOMEM. */
+static int add_file(struct run *r, const bfs_run_file *f)
 {
-    struct run *r = arg;
-    if (!bfs_retention_match(r->cfg, f->run, f->dataset_type))
-        return 0;
     if (bfs_grow((void **)&r->files, &r->cap, r->n + 1, sizeof *r->files) < 0)
         return -ENOMEM;
     struct rfile *x = &r->files[r->n];
@@ -80,6 +78,12 @@ static int collect(void *arg, const bfs_run_file *f)
     }
     r->n++;
     return 0;
+}
+
+static int collect(void *arg, const bfs_run_file *f)
+{
+    struct run *r = arg;
+    return bfs_retention_match(r->cfg, f->run, f->dataset_type) ? add_file(r, f) : 0;
 }
 
 static int cmp_file(const void *a, const void *b)
@@ -493,20 +497,7 @@ struct one {
 static int collect_id(void *arg, const bfs_run_file *f)
 {
     struct one *o = arg;
-    struct run *r = o->r;
-    if (strcmp(f->dataset_id, o->id))
-        return 0;
-    if (bfs_grow((void **)&r->files, &r->cap, r->n + 1, sizeof *r->files) < 0)
-        return -ENOMEM;
-    struct rfile *x = &r->files[r->n];
-    *x = (struct rfile){strdup(f->dataset_id), strdup(f->run), strdup(f->dataset_type), strdup(f->path), f->size,
-                        f->ingest_ns};
-    if (!x->id || !x->run || !x->dtype || !x->path) {
-        free(x->id), free(x->run), free(x->dtype), free(x->path);
-        return -ENOMEM;
-    }
-    r->n++;
-    return 0;
+    return strcmp(f->dataset_id, o->id) ? 0 : add_file(o->r, f);
 }
 
 /* run as a GLOB pattern that matches only itself ([*] for a literal *). */

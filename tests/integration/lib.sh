@@ -323,6 +323,24 @@ expect_no_sanitizer()
     fi
 }
 
+# archive_fixture EXPOSURES: for the retention tests, in T=$BFS_TMP: nginx
+# WebDAV on loopback serving $T/www (with archive/; nginx.sh must be
+# sourced and the caller's EXIT trap stop it), synthetic FITS raws of
+# EXPOSURES exposures x 3 detectors in RAWS (sorted), an empty repository
+# $T/repo (butlerfs init; DB its SQLite) and a mountpoint $T/mnt.  Skips
+# (77) without nginx or python3.
+archive_fixture()
+{
+    command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || skip "nginx is not installed"
+    command -v python3 >/dev/null || skip "python3 not installed"
+    mkdir -p "$T/www/archive" "$T/mnt"
+    nginx_start "$T/www" || skip "nginx would not start"
+    "$BFS_BIN" synth "$T/src" --exposures "$1" --detectors 3 --fits >/dev/null 2>&1 || fail "synth"
+    mapfile -t RAWS < <(find "$T/src/LSSTCam/raw/all" -name '*.fits' | sort)
+    "$BFS_BIN" init "$T/repo" >/dev/null 2>&1 || fail "butlerfs init"
+    DB=$T/repo/gen3.sqlite3
+}
+
 # replica_fixture [N]: for the replica tests, in T=$BFS_TMP: N (default 4)
 # real FITS raws of one exposure synthesized in $T/src and exported with
 # their sidecars to $T/out, an empty repository $T/repo and a mountpoint

@@ -11,16 +11,9 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/nginx.sh"
 skip_unless_fuse
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || skip "nginx is not installed"
-command -v python3 >/dev/null || skip "python3 not installed"
 trap 'nginx_stop; bfs_cleanup' EXIT
 T=$BFS_TMP
-mkdir -p "$T/www/archive" "$T/mnt"
-nginx_start "$T/www" || skip "nginx would not start"
-"$BFS_BIN" synth "$T/src" --exposures 1 --detectors 3 --fits >/dev/null 2>&1 || fail "synth"
-mapfile -t RAWS < <(find "$T/src/LSSTCam/raw/all" -name '*.fits' | sort)
-"$BFS_BIN" init "$T/repo" >/dev/null 2>&1 || fail "butlerfs init"
-DB=$T/repo/gen3.sqlite3
+archive_fixture 1
 cat >"$T/bfs.yaml" <<YAML
 transfer:
   destinations:
