@@ -817,6 +817,16 @@ static int decide_path(bfs_ingest *ing, struct bfs_upload *u, struct tvals *t)
     return 0;
 }
 
+/* The instrument of u's dataId (owned by u), or NULL when it has none: the
+ * event's instrument field and the transfer rules' (instruments:). */
+static const char *upload_instrument(const struct bfs_upload *u)
+{
+    for (int i = 0; i < u->ndims; i++)
+        if (!strcmp(u->dim_names[i], "instrument"))
+            return u->dim_values[i];
+    return NULL;
+}
+
 /* The formatter recorded with an ingested file: a raw's camera's raw
  * formatter, else by the file's extension. */
 static const char *formatter_of(const struct bfs_upload *u)
@@ -856,10 +866,7 @@ static void append_event(bfs_ingest *ing, struct bfs_upload *u)
     bool ok = u->err == 0;
     const char *errname = ok ? NULL : strerrorname_np(u->err);
     const char *outcome = ok ? (u->duplicate ? "duplicate" : "ingested") : "quarantined";
-    const char *instrument = NULL;
-    for (int i = 0; i < u->ndims; i++)
-        if (!strcmp(u->dim_names[i], "instrument"))
-            instrument = u->dim_values[i];
+    const char *instrument = upload_instrument(u);
     char *description = ok ? bfs_asprintf("%s %s as %s%s", outcome, u->name, u->rel,
                                           u->staging_note ? "; a staging link failed" : "")
                            : bfs_asprintf("%s: %s", outcome, u->reason ? u->reason : "?");
@@ -2111,12 +2118,8 @@ static int step_placed(bfs_ingest *ing, struct bfs_upload *u)
         ret = 0; /* the file at rel is this upload's bytes (step_prepared) */
     if (ret == 0 && ing->transfer) {
         /* the jobs before REGISTERED: a crash in between replays this step (docs/transfer.md) */
-        const char *instrument = NULL;
-        for (int i = 0; i < u->ndims; i++)
-            if (!strcmp(u->dim_names[i], "instrument"))
-                instrument = u->dim_values[i];
         bfs_transfer_item item = {.dataset_id = u->dataset_id, .run = u->run, .dataset_type = u->dtype,
-                                  .rel = u->rel, .size = u->size, .instrument = instrument};
+                                  .rel = u->rel, .size = u->size, .instrument = upload_instrument(u)};
         ret = bfs_transfer_enqueue(ing->transfer, &item);
         if (ret < 0) {
             bfs_warn(TAG, "cannot queue the transfer of %s: %s; the upload stays PLACED and is retried at the "
