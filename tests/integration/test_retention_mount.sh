@@ -5,9 +5,11 @@
 # uploaded (done) and then removed by the mount's own periodic pass (rows,
 # files, listing), while a raw of a collection no destination takes stays;
 # a destination whose instruments rule does not take them gets no job and
-# does not hold them back; `butlerfs status --json` counts the removals; a `butlerfs retention` run
-# started while a pass holds the lock is told so; the configuration check
-# refuses an interval without rules.
+# does not hold them back; `butlerfs status --json` counts the removals;
+# `butlerfs queue` without REPO reads the one writable mount's queue and asks
+# for REPO when two or none are running; a `butlerfs retention` run started
+# while a pass holds the lock is told so; the configuration check refuses an
+# interval without rules.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/nginx.sh"
 skip_unless_fuse
@@ -76,6 +78,21 @@ import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
 assert a['done'] == b['done'] and a['pending'] == b['pending'] and a['parked'] == b['parked'], (a, b)
 " "$T/q1.json" "$T/q2.json"
+# a second writable mount (a status file whose lock this shell holds, as a
+# daemon holds its own): queue names both and asks for REPO
+st=$XDG_RUNTIME_DIR/butlerfs
+printf '{"version": 1, "mountpoint": "%s", "repository": "%s", "ingest": {}}\n' "$T/other-mnt" "$T/other-repo" \
+    >"$st/mount.$$.json"
+exec 8>"$st/mount.$$.lock"
+flock 8
+rc=0
+"$BFS_BIN" queue --json >"$T/q4.out" 2>"$T/q4.err" || rc=$?
+expect "... with two writable mounts running it exits 2 and prints no queue" test "$rc" = 2 -a ! -s "$T/q4.out"
+expect "... and names both repositories and asks for REPO" sh -c \
+    'grep -q "2 writable mounts are running; name the repository" "$1" && grep -q "^  $2 (mounted on $3)" "$1" &&
+     grep -q "^  $4 (mounted on $5)" "$1"' sh "$T/q4.err" "$T/repo" "$T/mnt" "$T/other-repo" "$T/other-mnt"
+exec 8>&-
+rm -f "$st/mount.$$.json" "$st/mount.$$.lock"
 # the CLI while the mount's thread may hold the lock: never two runs at once
 exec 9>"$T/repo/.butlerfs/retention.lock"
 flock 9
