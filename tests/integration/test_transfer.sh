@@ -7,7 +7,8 @@
 # mount still succeed at once, the queue grows; back up: it drains.  kill -9
 # of the daemon with jobs queued, remount: they are done, none twice.  A
 # destination that refuses everything: jobs are parked with the reason;
-# `butlerfs queue retry` and `drop-parked`.  An upload whose read-back
+# `butlerfs queue retry` and `drop-parked`.  catchup applies a destination's
+# instruments rule.  An upload whose read-back
 # differs (a proxy flipping bytes) is never counted done.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/nginx.sh"
@@ -133,6 +134,18 @@ expect "... (the lost object and the new dataset)" bash -c "cat '$T/repo/.butler
 "$BFS_BIN" catchup "$T/repo" --collection 'LSSTCam/*' --config "$T/bfs.yaml" >"$T/catchup2.txt" 2>/dev/null
 expect "a second catchup queues nothing twice" grep -q "^  queued before 2" "$T/catchup2.txt"
 expect "... (queued 0)" grep -q "^  queued       0" "$T/catchup2.txt"
+# catchup applies a destination's instruments rule (each dataset's instrument
+# read from the registry): LATISS takes none of these LSSTCam raws, LSSTCam all
+for inst in LATISS LSSTCam; do
+    sed "s|^      collections: .*|&\\n      instruments: [$inst]|" "$T/bfs.yaml" >"$T/inst-$inst.yaml"
+    "$BFS_BIN" catchup "$T/repo" --collection 'LSSTCam/*' --config "$T/inst-$inst.yaml" \
+        >"$T/catchup-$inst.txt" 2>"$T/catchup-$inst.err"
+done
+expect "catchup with a destination for LATISS only checks none of the LSSTCam raws" \
+    grep -Eq "^checked 0 files" "$T/catchup-LATISS.txt"
+expect "... and one for LSSTCam checks all 10 (2 queued before, 0 queued)" \
+    bash -c "grep -Eq '^checked 10 files' '$T/catchup-LSSTCam.txt' && grep -q '^  queued before 2' '$T/catchup-LSSTCam.txt' &&
+             grep -q '^  queued       0' '$T/catchup-LSSTCam.txt'"
 mount_repo "$T/repo" "$T/mnt" "rw,config=$T/bfs.yaml" || finish
 expect "the next mount drains them: every ingested file is in the archive" wait_done 10 60
 expect "... byte for byte" same_objects
