@@ -155,6 +155,21 @@ static void test_parse(void **state)
         {"transfer:\n  destinations:\n    - name: a\n      uri: http://h/\n      collections: x\n"
          "      template: \"../{path}\"\n",
          "t.yaml:6: transfer.destinations.template '../{path}' gives"},
+        {"transfer:\n  destinations:\n    - name: a\n      uri: http://h/\n      collections: x\n"
+         "      instrument: LATISS\n",
+         "t.yaml:6: unknown key 'transfer.destinations.instrument' (a destination takes: name, uri, collections, "
+         "dataset_types, instruments, template)"},
+        {"transfer:\n  destinations:\n    - name: a\n      uri: http://h/\n      collections: x\n"
+         "      instruments: []\n",
+         "t.yaml:6: transfer.destinations.instruments must be a glob or a non-empty list of globs"},
+        {"transfer:\n  destinations:\n    - name: a\n      uri: http://h/\n      collections: x\n"
+         "      instruments: [LATISS]\n      instruments: [LSSTCam]\n",
+         "t.yaml:7: transfer.destinations.instruments is given twice (first at line 6)"},
+        {"transfer:\n  retention:\n    - {collections: x, age: 1d, age: 2d}\n",
+         "t.yaml:3: transfer.retention.age is given twice (first at line 3)"},
+        {"transfer:\n  destinations:\n    - {name: a, uri: http://h/, collections: x}\n"
+         "  destinations:\n    - {name: b, uri: http://h/, collections: x}\n",
+         "t.yaml:5: transfer.destinations is given twice (first at line 3)"},
         {"transfer:\n  retention:\n    - collections: x\n", "t.yaml:3: transfer.retention rules each need"},
         {"transfer:\n  retention:\n    - collections: x\n      age: soon\n", "t.yaml:4: transfer.retention.age must"},
         {"transfer:\n  retention:\n    - collections: x\n      age: 1d\n      colour: red\n",
