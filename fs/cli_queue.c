@@ -1,6 +1,6 @@
 /*
  * cli_queue.c - `butlerfs queue [--json] [REPO]`, `queue retry [REPO]`,
- * `queue drop-parked REPO`: the transfer queue of a repository
+ * `queue drop-parked [REPO]`: the transfer queue of a repository
  * (writers/transfer.h), read from its store, with or without a running
  * mount.  The drain rate is the jobs done in the last hour per time since
  * the first of them (a minute at least); the time to empty is the pending
