@@ -91,9 +91,12 @@ static int load_values(bfs_registry *reg, const bfs_dataset_type *dt, const char
     return ret;
 }
 
-int bfs_registry_dataset_records(bfs_registry *reg, const char *id, bfs_dataset_record_cb cb, void *ctx)
+/* Dataset id's normalized form (hex), type and run (catalog entries, the
+ * catalog refreshed once when they were made since it loaded): 0, -EINVAL
+ * for a malformed id, -ENOENT, or a database error. */
+static int dataset_row(bfs_registry *reg, const char *id, char hex[33], const bfs_dataset_type **dt,
+                       const bfs_collection **run, int64_t *run_id)
 {
-    char hex[33];
     if (!id || reg_normalize_dataset_id(id, hex) < 0)
         return -EINVAL;
     db_stmt *st = reg_prepare(reg, "SELECT dataset_type_id, run_id FROM dataset WHERE id IN (?1, ?2)");
@@ -101,24 +104,36 @@ int bfs_registry_dataset_records(bfs_registry *reg, const char *id, bfs_dataset_
         return -EIO;
     bind_id(st, hex);
     int rc = db_step(st);
-    int64_t type_id = 0, run_id = 0;
+    int64_t type_id = 0;
+    *run_id = 0;
     if (rc == DB_ROW) {
         type_id = db_column_int64(st, 0);
-        run_id = db_column_int64(st, 1);
+        *run_id = db_column_int64(st, 1);
     }
     db_reset(st);
     if (rc != DB_ROW)
         return rc == DB_DONE ? -ENOENT : rc;
     const bfs_catalog *cat = bfs_registry_catalog(reg);
-    const bfs_dataset_type *dt = dtype_by_id(cat, type_id);
-    const bfs_collection *run = bfs_catalog_collection_by_id(cat, run_id);
-    if ((!dt || !run) && bfs_registry_refresh(reg) > 0) { /* made since the catalog loaded */
+    *dt = dtype_by_id(cat, type_id);
+    *run = bfs_catalog_collection_by_id(cat, *run_id);
+    if ((!*dt || !*run) && bfs_registry_refresh(reg) > 0) { /* made since the catalog loaded */
         cat = bfs_registry_catalog(reg);
-        dt = dtype_by_id(cat, type_id);
-        run = bfs_catalog_collection_by_id(cat, run_id);
+        *dt = dtype_by_id(cat, type_id);
+        *run = bfs_catalog_collection_by_id(cat, *run_id);
     }
-    if (!dt || !run)
-        return -ENOENT;
+    return *dt && *run ? 0 : -ENOENT;
+}
+
+int bfs_registry_dataset_records(bfs_registry *reg, const char *id, bfs_dataset_record_cb cb, void *ctx)
+{
+    char hex[33];
+    const bfs_dataset_type *dt;
+    const bfs_collection *run;
+    int64_t run_id;
+    int rc = dataset_row(reg, id, hex, &dt, &run, &run_id);
+    if (rc < 0)
+        return rc;
+    db_stmt *st;
     char (*vals)[BFS_MAX_VALUE] = calloc(BFS_MAX_DIMS, BFS_MAX_VALUE);
     if (!vals)
         return -ENOMEM;
@@ -465,29 +480,38 @@ int bfs_registry_data_coordinate_json(bfs_registry *reg, const bfs_dataset_type 
     return ret;
 }
 
-struct instrument_of {
-    char *out;
-    size_t outsz;
-    int ret;
-};
-
-static int instrument_cb(void *ctx, const bfs_dataset_record *r)
-{
-    struct instrument_of *o = ctx;
-    o->out[0] = '\0';
-    for (int i = 0; i < r->dt->ndims; i++)
-        if (!strcmp(r->dt->dims[i]->name, "instrument") &&
-            snprintf(o->out, o->outsz, "%s", r->values[i] ? r->values[i] : "") >= (int)o->outsz)
-            o->ret = -ENAMETOOLONG;
-    return 1; /* the first record says it */
-}
-
 int bfs_registry_dataset_instrument(bfs_registry *reg, const char *id, char *out, size_t outsz)
 {
+    /* the instrument column alone: over 18 900 raws (release build, SQLite)
+     * bfs_registry_dataset_records (the whole dataId and the file records)
+     * took 0.7-0.8 s of CPU, this 0.45 s, the walk without lookups 0.07 s */
     if (!outsz)
         return -EINVAL;
-    struct instrument_of o = {out, outsz, 0};
     out[0] = '\0';
-    int ret = bfs_registry_dataset_records(reg, id, instrument_cb, &o);
-    return ret < 0 ? ret : o.ret;
+    char hex[33];
+    const bfs_dataset_type *dt;
+    const bfs_collection *run;
+    int64_t run_id;
+    int ret = dataset_row(reg, id, hex, &dt, &run, &run_id);
+    bool has = false;
+    for (int i = 0; ret == 0 && i < dt->ndims; i++)
+        has = has || !strcmp(dt->dims[i]->name, "instrument");
+    if (ret < 0 || !has)
+        return ret;
+    char *t = reg_quote_ident(dt->tags_table);
+    char *sql = t ? bfs_asprintf("SELECT instrument FROM %s WHERE dataset_id IN (?1, ?2) AND collection_id = ?3", t)
+                  : NULL;
+    free(t);
+    db_stmt *st = sql ? reg_prepare(reg, sql) : NULL;
+    free(sql);
+    if (!st)
+        return -EIO;
+    bind_id(st, hex);
+    db_bind_int64(st, 3, run_id);
+    int rc = db_step(st);
+    const char *v = rc == DB_ROW ? db_column_text(st, 0) : NULL;
+    ret = rc == DB_ROW ? (snprintf(out, outsz, "%s", v ? v : "") >= (int)outsz ? -ENAMETOOLONG : 0)
+        : rc == DB_DONE ? -ENOENT : rc;
+    db_reset(st);
+    return ret;
 }
