@@ -13,10 +13,13 @@
 #   writes + fsync), which no implementation of a close can beat;
 #   per-file cp time (its close returns once the dataset is registered), p50/p99;
 #   the daemon's peak RSS (VmHWM) over the run;
-#   raw ingest (headers translated, records registered) of L synthetic FITS
-#   raws of ~1 MiB copied into a RUN's directory: close -> event latency
-#   (the event's latency_ms: from the writer's close to the event line),
-#   one writer (p50/p99, target p99 < 50 ms) and all L at once.
+#   raw ingest (headers translated, the Header Service document merged,
+#   records registered) of synthetic FITS raws of ~1 MiB copied into a RUN's
+#   directory, each one's Header Service document already in the configured
+#   header_service.dir: close -> event latency (the event's latency_ms: from
+#   the writer's close to the event line), one writer (L raws one after
+#   another, p50/p99, target p99 < 50 ms) and a focal plane of L raws of one
+#   exposure at once (default 189).
 #
 # Usage: bench/bench_ingest.sh [--files N] [--mib M] [--reps R] [--raws L] [--keep]
 # Env:   BFS_BIN (default build/fs/butlerfs), BENCH_DIR (default a new dir under /var/tmp)
@@ -24,7 +27,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BFS_BIN:-$here/build/fs/butlerfs}
-FILES=189 MIB=32 REPS=3 RAWS=50 KEEP=0
+FILES=189 MIB=32 REPS=3 RAWS=189 KEEP=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --files) FILES=$2; shift 2 ;;
@@ -58,7 +61,10 @@ mapfile -t DETS < <(sqlite3 "$DB" "SELECT DISTINCT detector FROM dataset_tags_00
 for i in $(seq 0 $((FILES - 1))); do head -c $((MIB << 20)) /dev/urandom >"$SRC/f$i.dat"; done
 sync
 
-"$BIN" mount "$WORK/repo" "$MNT" -o rw,log="$WORK/butlerfs.log"
+# the Header Service documents of the raw-latency section wait in this directory
+mkdir -p "$WORK/hs"
+printf 'ingest:\n  header_service: {dir: %s, wait: 10s}\n' "$WORK/hs" >"$WORK/bfs.yaml"
+"$BIN" mount "$WORK/repo" "$MNT" -o rw,config="$WORK/bfs.yaml",log="$WORK/butlerfs.log"
 pid=$(pgrep -n -f "butlerfs mount $WORK/repo")
 
 # one copy: cp; for "ceiling", cp with the promises a close in the mount
@@ -118,13 +124,50 @@ for r in $(seq "$REPS"); do
   [ "$n" = $((2 * FILES)) ] || { echo "run $r: $n datasets registered, want $((2 * FILES))" >&2; exit 1; }
 done
 hwm_fp=$(awk '/VmHWM/{print int($2/1024)}' "/proc/$pid/status")
-# raw ingest latency: synthetic raws of another day (their exposures are new)
-"$BIN" synth "$WORK/rawsrc" --day-obs 20250416 --exposures $(( (RAWS + 9) / 10 )) --detectors 10 --fits >/dev/null
-mapfile -t RAWF < <(find "$WORK/rawsrc/LSSTCam" -name '*.fits' | sort | head -n "$RAWS")
+# raw ingest latency: synthetic raws of another day (their exposures are
+# new), two exposures of RAWS detectors: the first one after another, the
+# second a focal plane at once; each exposure's Header Service document
+# (PRIMARY cards and every sensor's block) is written before its raws
+"$BIN" synth "$WORK/rawsrc" --day-obs 20250416 --exposures 2 --detectors "$RAWS" --fits >/dev/null
+python3 - "$WORK/rawsrc" "$WORK/hs" "$WORK" <<'PY'
+import collections, glob, os, sys
+def cards(path):
+    with open(path, "rb") as f:
+        head = f.read(2880 * 40)
+    out = {}
+    for i in range(0, len(head), 80):
+        c = head[i:i + 80].decode("ascii", "replace")
+        if c.startswith("END "):
+            break
+        if c[8:10] == "= ":
+            out[c[:8].strip()] = c[10:].split("/")[0].strip().strip("'").strip()
+    return out
+sensors = collections.defaultdict(set)
+for p in glob.glob(os.path.join(sys.argv[1], "**", "*.fits"), recursive=True):
+    h = cards(p)
+    sensors[h["OBSID"]].add(h["RAFTBAY"] + h["CCDSLOT"])
+paths = collections.defaultdict(list)
+for p in glob.glob(os.path.join(sys.argv[1], "**", "*.fits"), recursive=True):
+    paths[cards(p)["OBSID"]].append(p)
+for k, obsid in enumerate(sorted(paths)[:2]):  # the raws of each exposure, for the two rows
+    with open(os.path.join(sys.argv[3], f"raw{k + 1}.txt"), "w") as f:
+        f.write("\n".join(sorted(paths[obsid])) + "\n")
+for obsid, ss in sensors.items():
+    lines = ["PRIMARY:"]
+    for k in range(40):  # a Header Service document carries tens of PRIMARY cards
+        lines += [f"- keyword: HSKEY{k:03d}", f"  value: {k * 1.5}", "  comment: from the Header Service"]
+    for sn in sorted(ss):
+        lines += [f"{sn}_PRIMARY:", "- keyword: HSTEMP", "  value: -100.5", "  comment: the sensor's temperature"]
+    with open(os.path.join(sys.argv[2], obsid + ".yaml"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+PY
+mapfile -t RAW1 <"$WORK/raw1.txt"
+mapfile -t RAW2 <"$WORK/raw2.txt"
 mkdir -p "$MNT/bench/raw-serial" "$MNT/bench/raw-parallel"
-for f in "${RAWF[@]}"; do cp "$f" "$MNT/bench/raw-serial/"; done
-for f in "${RAWF[@]}"; do cp "$f" "$MNT/bench/raw-parallel/" & done
+for f in "${RAW1[@]}"; do cp "$f" "$MNT/bench/raw-serial/"; done
+for f in "${RAW2[@]}"; do cp "$f" "$MNT/bench/raw-parallel/" & done
 wait
+merged=$(grep -c '"header_service":"merged' "$WORK/repo/.butlerfs/events.jsonl" || true)
 lat() { python3 - "$WORK/repo/.butlerfs/events.jsonl" "$1" <<'PY'
 import json, sys
 lat = sorted(e["latency_ms"] for e in map(json.loads, open(sys.argv[1]))
@@ -161,5 +204,7 @@ printf "    durable write only (O_DIRECT 4 MiB + fsync) %.2f s: local cp / it %.
 printf "  one cp (write + close until registered): mount p50 %s ms p99 %s ms; local p50 %s ms p99 %s ms\n" \
   "$(p "$WORK/percp.mount" 0.5)" "$(p "$WORK/percp.mount" 0.99)" "$(p "$WORK/percp.native" 0.5)" "$(p "$WORK/percp.native" 0.99)"
 printf "  daemon peak RSS: %d MiB over the focal-plane passes, %d MiB over the whole run (target < 100 MiB)\n" "$hwm_fp" "$hwm"
-printf "  raw ingest, close -> event (%d synthetic FITS raws of ~1 MiB): one writer %s (target p99 < 50 ms); all at once %s\n" \
-  "${#RAWF[@]}" "$LAT_S" "$LAT_P"
+printf "  raw ingest, close -> event (synthetic FITS raws of ~1 MiB, Header Service documents present: %s of %d merged):\n" \
+  "$merged" $(( ${#RAW1[@]} + ${#RAW2[@]} ))
+printf "    one writer, %d raws one after another: %s (target p99 < 50 ms)\n" "${#RAW1[@]}" "$LAT_S"
+printf "    a focal plane of %d raws at once: %s\n" "${#RAW2[@]}" "$LAT_P"
