@@ -88,6 +88,8 @@ import json, sys
 r = json.load(open(sys.argv[1]))[0]['retention']
 assert r['removed'] == 2 and r['passes'] >= 1 and r['last_pass'] > 0 and r.get('last_error') is None, r
 " "$T/status.json"
+expect "... and so does its text, with the last pass's age" \
+    bash -c "'$BFS_BIN' status '$T/mnt' | grep -Eq 'retention +2 datasets removed in [0-9]+ passes, the last [0-9]+ s ago'"
 expect "the log says what a pass removed" grep -q 'retention: removed [12] datasets\? ' "$BFS_LOG"
 # butlerfs queue without REPO: the one running writable mount's repository
 "$BFS_BIN" queue --json >"$T/q1.json" 2>"$T/q1.err"
