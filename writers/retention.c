@@ -605,6 +605,7 @@ struct bfs_retention_daemon {
     const bfs_transfer_config *cfg;
     bfs_retention_removed_fn removed;
     void *removed_ud;
+    int64_t pass_max;    /* datasets a pass takes at most */
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake; /* CLOCK_MONOTONIC */
@@ -624,7 +625,7 @@ static bool daemon_stopping(void *ud)
 /* One pass: true when it stopped at its cap with datasets left to judge. */
 static bool daemon_pass(bfs_retention_daemon *d)
 {
-    bfs_retention_opts opts = {.stop = daemon_stopping, .stop_ud = d, .max_remove = BFS_RETENTION_PASS_MAX};
+    bfs_retention_opts opts = {.stop = daemon_stopping, .stop_ud = d, .max_remove = d->pass_max};
     bfs_retention_stats st;
     char *msg = NULL;
     int ret = bfs_retention_run(d->repo, d->cfg, &opts, NULL, NULL, &st, &msg);
@@ -635,12 +636,17 @@ static bool daemon_pass(bfs_retention_daemon *d)
     else if (st.removed || st.errors || st.recovered) {
         char size[32];
         bfs_format_bytes((double)st.bytes_removed, size, sizeof size);
+        char recovered[96] = "";
+        if (st.recovered)
+            snprintf(recovered, sizeof recovered, "; finished %lld of an interrupted run's journal",
+                     (long long)st.recovered);
         bfs_note(TAG, "removed %lld dataset%s (%lld files, %s) of %lld under a rule; %lld too young, %lld not "
-                      "transferred (%lld parked), %lld going nowhere%s%s",
+                      "transferred (%lld parked), %lld going nowhere%s%s%s",
                  (long long)st.removed, st.removed == 1 ? "" : "s", (long long)st.files_removed, size,
                  (long long)st.examined,
                  (long long)st.too_young, (long long)st.not_transferred, (long long)st.parked,
-                 (long long)st.no_destination, st.errors ? "; some could not be removed (see above)" : "",
+                 (long long)st.no_destination, recovered,
+                 st.errors ? "; some could not be removed (see above)" : "",
                  st.more ? "; the rest waits for the next pass" : "");
     }
     pthread_mutex_lock(&d->lock);
@@ -695,6 +701,11 @@ int bfs_retention_start(const char *repo_dir, const bfs_transfer_config *cfg, bf
     d->cfg = cfg;
     d->removed = removed;
     d->removed_ud = ud;
+    /* BFS_RETENTION_PASS_MAX (1..the default; a test knob), read once here */
+    const char *env = getenv("BFS_RETENTION_PASS_MAX");
+    int64_t v;
+    d->pass_max = env && bfs_parse_i64(env, &v) && v >= 1 && v <= BFS_RETENTION_PASS_MAX ? v
+                                                                                         : BFS_RETENTION_PASS_MAX;
     pthread_mutex_init(&d->lock, NULL);
     int ret = bfs_cond_init_mono(&d->wake);
     if (ret == 0)

@@ -113,7 +113,8 @@ int bfs_retention_remove(const char *repo_dir, const bfs_transfer_config *cfg, c
  * first time min(interval, 60 s) after the start (so a mount restarted
  * more often than the interval still runs it; that first pass also
  * finishes an interrupted run's journal).  Each pass takes at most
- * BFS_RETENTION_PASS_MAX datasets, so it holds the registry's writer for
+ * BFS_RETENTION_PASS_MAX datasets (the environment variable of that name
+ * sets a smaller cap, for tests), so it holds the registry's writer for
  * at most that many short batches; a pass that stopped at the cap is
  * followed by the next after min(interval, BFS_RETENTION_CATCHUP_MS).
  * A pass that removed something or failed logs one line; -EBUSY (a CLI
