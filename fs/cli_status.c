@@ -137,8 +137,12 @@ static void print_human(json_t *j)
     json_t *rt = json_object_get(j, "retention");
     if (json_is_object(rt)) {
         const char *err = json_string_value(json_object_get(rt, "last_error"));
-        printf("  retention    %lld datasets removed in %lld passes%s%s\n", (long long)int_of(rt, "removed"),
-               (long long)int_of(rt, "passes"), err ? "; last pass: " : "", err ? err : "");
+        double last = json_number_value(json_object_get(rt, "last_pass"));
+        char ago[48] = "";
+        if (last > 0)
+            snprintf(ago, sizeof ago, ", the last %.0f s ago", difftime(time(NULL), (time_t)last));
+        printf("  retention    %lld datasets removed in %lld passes%s%s%s\n", (long long)int_of(rt, "removed"),
+               (long long)int_of(rt, "passes"), ago, err ? "; last pass: " : "", err ? err : "");
     }
     json_t *f = json_object_get(j, "fetch");
     json_int_t hits = int_of(f, "cache_hits"), misses = int_of(f, "cache_misses");

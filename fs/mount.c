@@ -86,6 +86,12 @@ int bfs_mount_check(const bfs_mount_plan *p, bfs_ingest_config *icfg, bfs_transf
     return ret;
 }
 
+/* The mount's retention thread removed datasets: its listings go stale. */
+static void retention_removed(void *tree)
+{
+    bfs_tree_expire_listings(tree);
+}
+
 int bfs_mount_serve(const bfs_mount_plan *p, struct fuse_session *se, bfs_fs *fs)
 {
     bfs_registry *reg = NULL;
@@ -126,7 +132,7 @@ int bfs_mount_serve(const bfs_mount_plan *p, struct fuse_session *se, bfs_fs *fs
     /* after ingest: a retention pass must not start before an interrupted
      * upload of the last daemon is finished */
     if (p->rw && p->transfer->retention_interval_ms > 0 &&
-        bfs_retention_start(repo_dir, p->transfer, &retention) < 0)
+        bfs_retention_start(repo_dir, p->transfer, retention_removed, fs->tree, &retention) < 0)
         bfs_warn(TAG, "cannot start the periodic retention: `butlerfs retention` still works");
     fs->reg = reg;
     fs->se = se;

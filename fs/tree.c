@@ -115,6 +115,7 @@ struct bfs_tree {
     size_t nbuckets;
     size_t nnodes;
     double last_refresh;
+    double stale_before;       /* leaf sets built before this are stale (under lock; bfs_tree_expire_listings) */
 
     /* The node cap (see "trimming" below). */
     atomic_uint epoch;         /* advances every tick_every new nodes */
@@ -246,7 +247,7 @@ static int node_leaves(bfs_tree *t, bfs_node *n, struct leaf_set **out)
 {
     pthread_mutex_lock(&t->lock);
     struct leaf_set *s = n->leaves;
-    if (s && now_mono() - s->built <= t->opts.listing_ttl) {
+    if (s && now_mono() - s->built <= t->opts.listing_ttl && s->built > t->stale_before) {
         *out = leaf_set_get(s);
         pthread_mutex_unlock(&t->lock);
         return 0;
@@ -1783,6 +1784,17 @@ void bfs_tree_changed(bfs_tree *t, bfs_node *dir)
         dir->leaves = NULL;
     pthread_mutex_unlock(&t->lock);
     leaf_set_put(old);
+}
+
+void bfs_tree_expire_listings(bfs_tree *t)
+{
+    bfs_registry_refresh(t->reg);
+    double now = now_mono();
+    pthread_mutex_lock(&t->lock);
+    t->last_refresh = now;
+    t->stale_before = now;
+    t->db_checked = 0; /* directories show the new registry time at their next stat */
+    pthread_mutex_unlock(&t->lock);
 }
 
 /* ---- selections written as mount paths ---- */

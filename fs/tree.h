@@ -226,4 +226,11 @@ int bfs_tree_write_target(bfs_tree *t, bfs_node *dir, bfs_write_target *out);
  * reload the catalog now and forget dir's cached file list. */
 void bfs_tree_changed(bfs_tree *t, bfs_node *dir);
 
+/* Datasets were removed from the registry, anywhere (local retention in
+ * this process): reload the catalog now and treat every cached file list
+ * as stale, so each directory asks the registry at its next listing.  The
+ * kernel drops its own copy of a listing when the directory's mtime (the
+ * registry's last commit) is seen to change, within dir_timeout. */
+void bfs_tree_expire_listings(bfs_tree *t);
+
 #endif

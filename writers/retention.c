@@ -411,23 +411,32 @@ static int run_locked(const char *repo_dir, const bfs_transfer_config *cfg, cons
     if (ret == 0 && !batch)
         ret = -ENOMEM;
     if (ret == 0) {
-        qsort(r.files, r.n, sizeof *r.files, cmp_file);
+        if (r.n) /* none under a rule: files is NULL, which qsort may not be given */
+            qsort(r.files, r.n, sizeof *r.files, cmp_file);
         int64_t now_ns = bfs_unix_to_tai_ns(time(NULL), 0);
         bfs_progress bar;
         if (opts->progress)
             bfs_progress_start(&bar, opts->progress, "retention", (int64_t)r.n);
         int nb = 0;
+        int64_t taken = 0, judged = 0;
         for (size_t a = 0, b; ret == 0 && a < r.n; a = b) {
+            if ((opts->max_remove > 0 && taken == opts->max_remove) ||
+                (opts->stop && ++judged % 1024 == 0 && opts->stop(opts->stop_ud))) {
+                st->more = true; /* the rest waits for the next run */
+                break;
+            }
             for (b = a + 1; b < r.n && !strcmp(r.files[b].id, r.files[a].id); b++)
                 ;
             int j = judge(&r, a, b, now_ns, &batch[nb]);
             if (j < 0)
                 ret = j;
-            else if (j == 1 && ++nb == BATCH) {
+            else if (j == 1 && (taken++, ++nb == BATCH || taken == opts->max_remove)) {
                 ret = remove_batch(&r, batch, nb);
                 nb = 0;
-                if (ret == 0 && opts->stop && opts->stop(opts->stop_ud))
-                    break; /* asked to end: the rest waits for the next run */
+                if (ret == 0 && b < r.n && opts->stop && opts->stop(opts->stop_ud)) {
+                    st->more = true; /* asked to end: the rest waits for the next run */
+                    break;
+                }
             }
             if (opts->progress)
                 bfs_progress_update(&bar, (int64_t)b, 0);
@@ -594,6 +603,9 @@ int bfs_retention_remove(const char *repo_dir, const bfs_transfer_config *cfg, c
 struct bfs_retention_daemon {
     const char *repo;
     const bfs_transfer_config *cfg;
+    bfs_retention_removed_fn removed;
+    void *removed_ud;
+    int64_t pass_max;    /* datasets a pass takes at most */
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake; /* CLOCK_MONOTONIC */
@@ -610,9 +622,10 @@ static bool daemon_stopping(void *ud)
     return stop;
 }
 
-static void daemon_pass(bfs_retention_daemon *d)
+/* One pass: true when it stopped at its cap with datasets left to judge. */
+static bool daemon_pass(bfs_retention_daemon *d)
 {
-    bfs_retention_opts opts = {.stop = daemon_stopping, .stop_ud = d};
+    bfs_retention_opts opts = {.stop = daemon_stopping, .stop_ud = d, .max_remove = d->pass_max};
     bfs_retention_stats st;
     char *msg = NULL;
     int ret = bfs_retention_run(d->repo, d->cfg, &opts, NULL, NULL, &st, &msg);
@@ -623,12 +636,18 @@ static void daemon_pass(bfs_retention_daemon *d)
     else if (st.removed || st.errors || st.recovered) {
         char size[32];
         bfs_format_bytes((double)st.bytes_removed, size, sizeof size);
+        char recovered[96] = "";
+        if (st.recovered)
+            snprintf(recovered, sizeof recovered, "; finished %lld of an interrupted run's journal",
+                     (long long)st.recovered);
         bfs_note(TAG, "removed %lld dataset%s (%lld files, %s) of %lld under a rule; %lld too young, %lld not "
-                      "transferred (%lld parked), %lld going nowhere%s",
+                      "transferred (%lld parked), %lld going nowhere%s%s%s",
                  (long long)st.removed, st.removed == 1 ? "" : "s", (long long)st.files_removed, size,
                  (long long)st.examined,
                  (long long)st.too_young, (long long)st.not_transferred, (long long)st.parked,
-                 (long long)st.no_destination, st.errors ? "; some could not be removed (see above)" : "");
+                 (long long)st.no_destination, recovered,
+                 st.errors ? "; some could not be removed (see above)" : "",
+                 st.more ? "; the rest waits for the next pass" : "");
     }
     pthread_mutex_lock(&d->lock);
     bfs_retention_status *s = &d->status;
@@ -643,6 +662,9 @@ static void daemon_pass(bfs_retention_daemon *d)
              ret < 0 ? (msg ? msg : strerror(-ret)) : st.errors ? "some datasets could not be removed" : "");
     pthread_mutex_unlock(&d->lock);
     free(msg);
+    if ((st.removed || st.recovered) && d->removed)
+        d->removed(d->removed_ud);
+    return ret == 0 && st.more;
 }
 
 static void *daemon_main(void *arg)
@@ -658,15 +680,16 @@ static void *daemon_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&d->lock);
-        daemon_pass(d);
-        next = bfs_mono_ms() + every;
+        bool more = daemon_pass(d);
+        next = bfs_mono_ms() + (more && every > BFS_RETENTION_CATCHUP_MS ? BFS_RETENTION_CATCHUP_MS : every);
         pthread_mutex_lock(&d->lock);
     }
     pthread_mutex_unlock(&d->lock);
     return NULL;
 }
 
-int bfs_retention_start(const char *repo_dir, const bfs_transfer_config *cfg, bfs_retention_daemon **out)
+int bfs_retention_start(const char *repo_dir, const bfs_transfer_config *cfg, bfs_retention_removed_fn removed,
+                        void *ud, bfs_retention_daemon **out)
 {
     *out = NULL;
     if (cfg->retention_interval_ms <= 0 || !cfg->n_retention)
@@ -676,6 +699,13 @@ int bfs_retention_start(const char *repo_dir, const bfs_transfer_config *cfg, bf
         return -ENOMEM;
     d->repo = repo_dir;
     d->cfg = cfg;
+    d->removed = removed;
+    d->removed_ud = ud;
+    /* BFS_RETENTION_PASS_MAX (1..the default; a test knob), read once here */
+    const char *env = getenv("BFS_RETENTION_PASS_MAX");
+    int64_t v;
+    d->pass_max = env && bfs_parse_i64(env, &v) && v >= 1 && v <= BFS_RETENTION_PASS_MAX ? v
+                                                                                         : BFS_RETENTION_PASS_MAX;
     pthread_mutex_init(&d->lock, NULL);
     int ret = bfs_cond_init_mono(&d->wake);
     if (ret == 0)

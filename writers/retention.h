@@ -54,8 +54,11 @@
 typedef struct bfs_retention_opts {
     bool dry_run;   /* list what would go; change nothing (the journal of an interrupted run is left too) */
     FILE *progress; /* a progress bar (progress.h) over the datasets examined; NULL: none */
-    bool (*stop)(void *ud); /* asked between batches: true ends the run early (0); NULL: never */
+    bool (*stop)(void *ud); /* asked between batches and every 1024 datasets judged: true ends the run
+                             * early (0; st->more set); NULL: never */
     void *stop_ud;
+    int64_t max_remove;     /* take at most this many datasets in this run (st->more set when some
+                             * were left); 0: no cap */
 } bfs_retention_opts;
 
 /* One eligible dataset, as the callback sees it (valid during the call). */
@@ -83,6 +86,7 @@ typedef struct bfs_retention_stats {
     int64_t recovered;        /* datasets finished from an interrupted run's journal */
     int64_t journal_pending;  /* dry run: datasets an interrupted run's journal still lists */
     int64_t errors;           /* datasets that could not be removed (see the log) */
+    bool more;                /* the run ended early (opts->max_remove or opts->stop): not all were judged */
 } bfs_retention_stats;
 
 /* Apply cfg's retention rules to the repository at repo_dir.  cb (may be
@@ -107,10 +111,24 @@ int bfs_retention_remove(const char *repo_dir, const bfs_transfer_config *cfg, c
  *
  * A thread runs bfs_retention_run every cfg->retention_interval_ms, the
  * first time min(interval, 60 s) after the start (so a mount restarted
- * more often than the interval still runs it).  A pass that removed
- * something or failed logs one line; -EBUSY (a CLI run in progress) is
- * logged at info and the next pass tries again.  Stop asks the running
- * pass to end after its current batch and joins the thread. */
+ * more often than the interval still runs it; that first pass also
+ * finishes an interrupted run's journal).  Each pass takes at most
+ * BFS_RETENTION_PASS_MAX datasets (the environment variable of that name
+ * sets a smaller cap, for tests), so it holds the registry's writer for
+ * at most that many short batches; a pass that stopped at the cap is
+ * followed by the next after min(interval, BFS_RETENTION_CATCHUP_MS).
+ * A pass that removed something or failed logs one line; -EBUSY (a CLI
+ * run in progress) is logged at info and the next pass tries again.
+ * Stop asks the running pass to end after its current batch (or within
+ * 1024 datasets judged) and joins the thread.
+ *
+ * The registry is written through the pass's own connection, as by the
+ * CLI (SQLite's locking, no lock of the mount's ingest is taken), so a
+ * pass and the mount's ingest wait for each other at most for one batch
+ * and never deadlock. */
+#define BFS_RETENTION_PASS_MAX 1000
+#define BFS_RETENTION_CATCHUP_MS 5000
+
 typedef struct bfs_retention_daemon bfs_retention_daemon;
 
 typedef struct bfs_retention_status {
@@ -122,9 +140,14 @@ typedef struct bfs_retention_status {
     char last_error[256];     /* its sentence ("" when none) */
 } bfs_retention_status;
 
-/* repo_dir and cfg must outlive the daemon.  0, or negative errno
- * (-EINVAL when cfg has no interval or no rules). */
-int bfs_retention_start(const char *repo_dir, const bfs_transfer_config *cfg, bfs_retention_daemon **out);
+/* Called on the retention thread after a pass that removed datasets, so
+ * the mount drops what it cached of them (its listings). */
+typedef void (*bfs_retention_removed_fn)(void *ud);
+
+/* repo_dir, cfg and ud must outlive the daemon; removed may be NULL.  0,
+ * or negative errno (-EINVAL when cfg has no interval or no rules). */
+int bfs_retention_start(const char *repo_dir, const bfs_transfer_config *cfg, bfs_retention_removed_fn removed,
+                        void *ud, bfs_retention_daemon **out);
 void bfs_retention_stop(bfs_retention_daemon *d); /* NULL ok */
 void bfs_retention_get_status(bfs_retention_daemon *d, bfs_retention_status *out);
 

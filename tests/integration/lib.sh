@@ -341,6 +341,16 @@ archive_fixture()
     DB=$T/repo/gen3.sqlite3
 }
 
+# orphan_entry REL: make the datastore file $T/repo/REL of a dataset gone
+# from the registry (what kill -9 between a retention batch's commit and
+# its unlinks leaves behind) and print its retention.journal entry (JSON).
+orphan_entry()
+{
+    mkdir -p "$(dirname "$T/repo/$1")"
+    echo orphan >"$T/repo/$1"
+    printf '{"id": "00000000000000000000000000000001", "paths": ["%s"], "destinations": ["dbb"]}' "$1"
+}
+
 # replica_fixture [N]: for the replica tests, in T=$BFS_TMP: N (default 4)
 # real FITS raws of one exposure synthesized in $T/src and exported with
 # their sidecars to $T/out, an empty repository $T/repo and a mountpoint

@@ -114,12 +114,10 @@ sql "UPDATE dataset SET ingest_date = ingest_date + 4 * 86400 * 1000000000" >/de
 # whose file is still there (kill -9 between the commit and the unlink),
 # and a path that climbs out of the root; the next run removes the first
 # file and leaves the outside one
-mkdir -p "$T/repo/LSSTCam/raw/all/orphan"
-echo orphan >"$T/repo/LSSTCam/raw/all/orphan/x.fits"
 echo outside >"$T/outside.fits"
 ln -s "$T" "$T/repo/LSSTCam/raw/all/escape"
 cat >"$T/repo/.butlerfs/retention.journal" <<JSON
-{"datasets": [{"id": "00000000000000000000000000000001", "paths": ["LSSTCam/raw/all/orphan/x.fits"], "destinations": ["dbb"]},
+{"datasets": [$(orphan_entry LSSTCam/raw/all/orphan/x.fits),
               {"id": "00000000000000000000000000000002", "paths": ["../outside.fits", "LSSTCam/raw/all/escape/outside.fits"], "destinations": ["dbb"]},
               {"id": "${IDS[3]}", "paths": ["$(sql "SELECT path FROM file_datastore_records WHERE dataset_id = '${IDS[3]}'")"], "destinations": ["dbb"]}]}
 JSON
