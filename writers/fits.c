@@ -238,29 +238,33 @@ int bfs_fits_close(bfs_fits *f)
 /* ---- reading ------------------------------------------------------------ */
 
 /* Open path for reading, literally.  fits_open_diskfile skips the extended
- * file-name syntax; cfitsio still recognises a gzip stream by its magic and
- * gunzips it into memory. */
-static bool is_gzip(const char *path);
-
+ * file-name syntax, and cfitsio still recognises a gzip stream by its magic
+ * and gunzips it into memory.  But it picks its decoder by the name: a path
+ * with ".Z" anywhere in it (a directory "repo.Zeta", a mkdtemp suffix) is
+ * fed to its LZW decoder, which refuses a gzip stream.  So the file is
+ * opened here and cfitsio is given /proc/self/fd/N, a name without ".Z";
+ * the descriptor is closed once cfitsio holds its own. */
 static int open_read(const char *path, fitsfile **f, char **errmsg)
 {
     int st = 0;
     cfitsio_once();
-    errno = 0;
-    fits_open_diskfile(f, path, READONLY, &st);
-    if (st == MEMORY_ALLOCATION && is_gzip(path)) {
-        /* cfitsio gunzips a gzip-wrapped file whole into memory; one such
-         * allocation failed once under a loaded test run (not reproduced):
-         * try once more before calling a good file bad */
-        bfs_warn(TAG, "%s: cfitsio could not allocate memory to gunzip it; trying once more", path);
-        st = 0;
-        errno = 0;
-        fits_open_diskfile(f, path, READONLY, &st);
+    *f = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int rc = -errno;
+        bfs_set_errmsg(errmsg, "cannot open %s: %s", path, strerror(-rc));
+        return rc;
     }
+    char name[64];
+    snprintf(name, sizeof name, "/proc/self/fd/%d", fd);
+    errno = 0;
+    fits_open_diskfile(f, access(name, R_OK) == 0 ? name : path, READONLY, &st);
+    int sys_errno = errno;
+    close(fd);
     if (!st)
         return 0;
     char detail[FLEN_ERRMSG];
-    int rc = fits_errno(st, path, errno, true, detail);
+    int rc = fits_errno(st, path, sys_errno, true, detail);
     if (rc == -EBADMSG)
         bfs_set_errmsg(errmsg, "%s is not a FITS file: %s", path, detail);
     else

@@ -2539,11 +2539,40 @@ static int recover_one(bfs_ingest *ing, const char *uhex)
     return ret;
 }
 
+/* Whether name is "<32 hex>.<suffix>": a spool file of one upload. */
+static bool spool_name(const char *name, const char *suffix)
+{
+    return strlen(name) == 33 + strlen(suffix) && strspn(name, "0123456789abcdef") == 32 && name[32] == '.' &&
+           !strcmp(name + 33, suffix);
+}
+
+/* Remove the spool's half-made copies, left by a daemon killed while it
+ * wrote them: "U.intent.tmp" (bfs_durable_write renames it over U.intent
+ * only once it is whole) and "U.data.merge" (the Header Service merge
+ * renames it over U.data only once it is whole).  Neither is ever the only
+ * copy of anything: the intent before it and the bytes are still there. */
+static void remove_stale_copies(bfs_ingest *ing, DIR *d)
+{
+    struct dirent *de;
+    int n = 0;
+    while ((de = readdir(d)) != NULL && n < 200000) {
+        n++;
+        if (!spool_name(de->d_name, "intent.tmp") && !spool_name(de->d_name, "data.merge"))
+            continue;
+        if (unlinkat(ing->spool_fd, de->d_name, 0) == 0)
+            bfs_note(TAG, "removed %s/%s, a copy an earlier daemon stopped writing", ing->spool, de->d_name);
+        else
+            bfs_warn(TAG, "cannot remove %s/%s: %s", ing->spool, de->d_name, strerror(errno));
+    }
+    rewinddir(d);
+}
+
 static int recover(bfs_ingest *ing)
 {
     DIR *d = opendir(ing->spool);
     if (!d)
         return -errno;
+    remove_stale_copies(ing, d);
     struct dirent *de;
     int ret = 0, n = 0;
     while ((de = readdir(d)) != NULL && n < 100000) {

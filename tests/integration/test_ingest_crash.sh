@@ -8,7 +8,8 @@
 # exactly once (or, for a writer that never closed and for bad bytes,
 # quarantined with a reason), its bytes read back equal to what was written,
 # no intent record or spool file is left, and the event log holds a line
-# for it.
+# for it.  A half-made copy left in the spool (a kill inside a durable
+# write) is removed by the next mount.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
 command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
@@ -62,5 +63,20 @@ for state in OPEN QUARANTINED; do
     unmount
 done
 expect "the remount said what it finished" grep -q "left in state" "$T"/daemon.*.log
+
+# a kill inside a durable write leaves its half-made copy ("U.intent.tmp",
+# or "U.data.merge" of a Header Service merge) beside the real files: the
+# next mount removes it, and keeps the bytes of an upload it belongs to
+sp=$T/repo/.butlerfs/spool
+echo '{"state":' >"$sp/0123456789abcdef0123456789abcdef.intent.tmp"
+echo 'SIMPLE' >"$sp/0123456789abcdef0123456789abcdef.data.merge"
+echo 'not ours' >"$sp/notes.txt"
+mount_repo "$T/repo" "$T/mnt" rw || finish
+expect "a remount removes the half-made copies an earlier daemon left in the spool" \
+    test ! -e "$sp/0123456789abcdef0123456789abcdef.intent.tmp" -a ! -e "$sp/0123456789abcdef0123456789abcdef.data.merge"
+expect "... and leaves a file it did not make" test -e "$sp/notes.txt"
+expect "... and says so in its log" grep -q "an earlier daemon stopped writing" "$T"/daemon.*.log
+rm -f "$sp/notes.txt"
+unmount
 expect_no_sanitizer
 finish

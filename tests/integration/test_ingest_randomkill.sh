@@ -38,7 +38,7 @@ for i in $(seq "$ROUNDS"); do
     files=$(find "$T/repo/rk/$i" -type f 2>/dev/null | wc -l)
     spool=$(find "$T/repo/.butlerfs/spool" -type f | wc -l)
     ok=1
-    [ "$spool" = 0 ] || { echo "round $i: $spool files left in the spool"; ok=0; }
+    [ "$spool" = 0 ] || { echo "round $i: $spool files left in the spool:" $(ls "$T/repo/.butlerfs/spool"); ok=0; }
     [ "$n" -le 1 ] || { echo "round $i: $n datasets"; ok=0; }
     [ "$files" = "$n" ] || { echo "round $i: $files datastore files, $n registered"; ok=0; }
     # a writer told 0 was promised its dataset: it must be registered now

@@ -34,7 +34,9 @@
 #include "log.h"
 #include "nginx_fixture.h"
 
-static char dir[] = "/tmp/bfs_hdrsvcXXXXXX";
+/* ".Z" in the directory, as in test_fits.c: a gzip-wrapped input must not
+ * be taken for an LZW one by its path */
+static char dir[] = "/tmp/bfs_hdrsvc.Z_XXXXXX";
 
 static int setup(void **state)
 {
