@@ -521,6 +521,14 @@ int bfs_ops_evict(void *ctx, uint64_t parent_ino, const char *name)
     return fuse_lowlevel_notify_inval_entry(fs->se, (fuse_ino_t)parent_ino, name, strlen(name));
 }
 
+int bfs_ops_refresh_dir(void *ctx, uint64_t ino)
+{
+    bfs_fs *fs = ctx;
+    /* off 0, len 0: every page of the directory, which hold its listing */
+    int ret = fuse_lowlevel_notify_inval_inode(fs->se, (fuse_ino_t)ino, 0, 0);
+    return ret == -ENOENT || ret == -ENODEV ? 0 : ret;
+}
+
 const struct fuse_lowlevel_ops bfs_fuse_ops = {
     .init = op_init,
     .lookup = op_lookup,

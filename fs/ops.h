@@ -73,4 +73,14 @@ size_t bfs_opsw_readdir_inbox(fuse_req_t req, fuse_ino_t ino, char *buf, size_t 
  * the kernel may wait for that request to finish first. */
 int bfs_ops_evict(void *ctx, uint64_t parent_ino, const char *name);
 
+/* Asks the kernel to drop what it keeps of directory ino: its attributes
+ * and its cached listing.  The kernel keeps a directory's listing (it opens
+ * directories without asking when the daemon allows it, and then caches
+ * them) until the directory's attributes time out, so a listing taken while
+ * a file was being written into it stays empty after that file is ingested
+ * unless it is dropped.  0, or -errno of the notification; a directory the
+ * kernel no longer knows is 0.  The same rule as bfs_ops_evict: never from
+ * a request handler. */
+int bfs_ops_refresh_dir(void *ctx, uint64_t ino);
+
 #endif

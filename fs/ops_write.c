@@ -397,8 +397,14 @@ struct seal_ctx {
 static void seal_done(void *arg, int outcome)
 {
     struct seal_ctx *c = arg;
-    if (outcome == 0 && c->dir)
-        bfs_tree_changed(c->fs->tree, c->dir); /* the new file shows at once */
+    if (outcome == 0 && c->dir) {
+        /* the new file shows at once: in the daemon's listing, and in the
+         * kernel's copy of a listing taken while the file was written */
+        bfs_tree_changed(c->fs->tree, c->dir);
+        int ret = bfs_ops_refresh_dir(c->fs, bfs_node_ino(c->dir));
+        if (ret < 0)
+            bfs_warn(OPSW_TAG, "cannot drop a directory's listing from the kernel's cache: %s", strerror(-ret));
+    }
     /* the type's own directory replaces the level made for it: the kernel
      * asks again (no lock of that directory is held here) */
     if (outcome == 0 && c->type_entry)

@@ -9,7 +9,8 @@
 # dataId fail with EEXIST and are quarantined with a reason; a truncated FITS
 # fails with EINVAL and is quarantined; a CHAINED collection takes no files;
 # rm of a dataset is refused; an event line is written per outcome; a second
-# -o rw daemon on the same repository is refused; after a remount the
+# -o rw daemon on the same repository is refused; a listing taken while a
+# file was written shows the dataset right after close; after a remount the
 # dataset is still there; butlerfs status counts the outcomes.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
@@ -100,6 +101,24 @@ os.write(fd, src[len(src) // 2:])
 os.close(fd)
 PY
 expect "... and the whole file is registered" test "$(count u/me/run3)" = 1
+
+# a listing taken while a file is written into its dataId directory (empty
+# then) must not outlive the ingest: the kernel caches listings until the
+# directory's attributes time out (10 s) unless the daemon drops them
+D4="$T/mnt/u/me/run4/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
+mkdir -p "$D4"
+expect "a listing taken during a write shows the dataset right after close" \
+    python3 - "$D4" "$T/raw.fits" <<'PY'
+import os, sys
+d, src = sys.argv[1], open(sys.argv[2], "rb").read()
+with open(d + "/z.fits", "wb") as f:
+    f.write(src[: len(src) // 2])
+    f.flush()
+    before = os.listdir(d)
+    f.write(src[len(src) // 2:])
+after = os.listdir(d)
+assert len(after) == 1 and after[0].endswith(".fits"), (before, after)
+PY
 
 # writers at once into RUNs that do not exist yet: each RUN is made once, every close is 0
 DETS=$(sqlite3 "$T/repo/gen3.sqlite3" "SELECT DISTINCT detector FROM dataset_tags_00000001")
