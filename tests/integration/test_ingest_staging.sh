@@ -36,10 +36,26 @@ assert 'a staging link failed' in e['description'], e
 " "$T/repo/.butlerfs/events.jsonl" "$T/archive"
 expect "the log warns, naming the tree" grep -q "cannot link .* into staging tree $T/archive" "$BFS_LOG"
 expect "the upload's intent stays for the next mount" test -n "$(ls "$T/repo/.butlerfs/spool"/*.intent 2>/dev/null)"
+for _ in $(seq 30); do   # the status file is rewritten every few seconds
+    "$BFS_BIN" status --json "$T/mnt" >"$T/s.json" 2>/dev/null
+    grep -q '"staging_failed": *1' "$T/s.json" && break
+    sleep 0.2
+done
+expect "status --json counts the staging failure" python3 -c "
+import json, sys
+i = json.load(open(sys.argv[1]))[0]['ingest']
+assert (i['ingested'], i['staging_failed']) == (1, 1), i
+" "$T/s.json"
+expect "... and butlerfs status says it in words" \
+    bash -c "'$BFS_BIN' status '$T/mnt' | grep -q '1 not fully staged'"
 unmount
 
 rm "$T/archive/$day"
 mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || finish
+# the kernel mount appears before the daemon has finished starting (fs/main.c
+# mounts, then builds ingest and its recovery); the first request through
+# the mount is answered only after that
+ls "$T/mnt" >/dev/null
 expect "the next mount makes the missing link at start" \
     test "$(stat -c %i "$stored")" = "$(stat -c %i "$T/archive/$day/$name" 2>/dev/null)"
 expect "... and writes the event again, staged" python3 -c "
