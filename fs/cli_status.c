@@ -125,10 +125,10 @@ static void print_human(json_t *j)
     json_t *in = json_object_get(j, "ingest");
     if (json_is_object(in))
         printf("  ingest       %lld ingested, %lld duplicates, %lld quarantined, %lld in progress; "
-               "%lld finished after a restart\n",
+               "%lld finished after a restart; %lld not fully staged (made again at the next mount)\n",
                (long long)int_of(in, "ingested"), (long long)int_of(in, "duplicates"),
                (long long)int_of(in, "quarantined"), (long long)int_of(in, "in_flight"),
-               (long long)int_of(in, "recovered"));
+               (long long)int_of(in, "recovered"), (long long)int_of(in, "staging_failed"));
     json_t *tq = json_object_get(j, "transfer");
     if (json_is_object(tq))
         printf("  transfer     %lld pending (oldest %.0f s), %lld in flight, %lld done, %lld parked\n",

@@ -15,6 +15,7 @@
  *
  *   OPEN --seal--> SEALED --check, decide--> PREPARED --rename--> PLACED
  *     --one registry transaction--> REGISTERED --links, event--> ANNOUNCED --> (intent removed)
+ *   a staging link that still fails: the event says so and the upload stays REGISTERED
  *   any rejection: --> QUARANTINED --move, reason, event--> ANNOUNCED
  *
  * Write-ahead: the intent record names the state an upload is in, and it is
@@ -34,7 +35,8 @@
  * |             | been sealed yet (close() was told 0)        | QUARANTINED); replica_wait -> QUARANTINED        |
  * | PREPARED    | intent has id, path, size; bytes in U.data  | rename (no replace) to the path, fsync dir -> PLACED |
  * | PLACED      | the file at its path; maybe no registry row | add the dataset (EEXIST: it is ours) -> REGISTERED |
- * | REGISTERED  | the dataset is registered                   | staging links, event -> ANNOUNCED |
+ * | REGISTERED  | the dataset is registered                   | staging links, event -> ANNOUNCED; |
+ * |             |                                             | a link failed: event, stays (next mount) |
  * | QUARANTINED | the reason is in the intent                 | move U.data to quarantine, U.reason, event -> ANNOUNCED |
  * | ANNOUNCED   | everything done                             | unlink the intent                 |
  *
@@ -54,7 +56,11 @@
  * to replace).  A U.data with no intent (killed inside bfs_upload_begin) is
  * quarantined.  So every byte handed over is registered or quarantined, no
  * dataset is half-registered, and links and events are completed; an event
- * may be written twice (at-least-once, keyed by dataset id).
+ * may be written twice (at-least-once, keyed by dataset id).  A staging
+ * link that fails after its three tries (stage_link) is never dropped
+ * silently: the warning and the event line name the tree and the error,
+ * and the intent stays REGISTERED, so every later mount makes the missing
+ * links at start (and writes the event again) until they succeed.
  *
  * Test hook: with BFS_INGEST_KILL_AT=<STATE> in the environment the daemon
  * kills itself (SIGKILL) right after entering that state (its intent
@@ -2208,8 +2214,12 @@ static int step_registered(bfs_ingest *ing, struct bfs_upload *u)
     /* the event says what failed; the intent stays REGISTERED, so the next
      * mount makes the missing links (and writes the event again) */
     append_event(ing, u);
-    if (failed)
+    if (failed) {
+        pthread_mutex_lock(&ing->lock);
+        ing->stats.staging_failed++;
+        pthread_mutex_unlock(&ing->lock);
         return first_err;
+    }
     if (u->replica)
         finish_pair(ing, u);
     u->st = S_ANNOUNCED;

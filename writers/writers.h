@@ -228,6 +228,8 @@ int bfs_ingest_inbox(bfs_ingest *ing, const char *run, bfs_inbox_cb cb, void *ct
 /* Counters for the status file. */
 typedef struct bfs_ingest_stats {
     uint64_t ingested, duplicates, quarantined, in_flight, recovered;
+    uint64_t staging_failed; /* REGISTERED steps (at mount start or after a close) where a staging
+                              * link still failed after its tries; the intent is kept for the next mount */
 } bfs_ingest_stats;
 void bfs_ingest_stats_get(bfs_ingest *ing, bfs_ingest_stats *st);
 

@@ -8,14 +8,17 @@
 # exactly once (or, for a writer that never closed and for bad bytes,
 # quarantined with a reason), its bytes read back equal to what was written,
 # no intent record or spool file is left, and the event log holds a line
-# for it.  A half-made copy left in the spool (a kill inside a durable
-# write) is removed by the next mount.
+# for it; and the staging tree holds its hard link (the links are made
+# after REGISTERED, so a kill there leaves them to the remount).  A
+# half-made copy left in the spool (a kill inside a durable write) is
+# removed by the next mount.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
 command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
 T=$BFS_TMP
 "$BFS_BIN" synth "$T/repo" --exposures 1 --detectors 1 --fits >/dev/null 2>&1 || fail "synth"
-mkdir -p "$T/mnt"
+mkdir -p "$T/mnt" "$T/stage"
+printf 'ingest:\n  staging: [%s]\n' "$T/stage" >"$T/cfg.yaml"
 count() { sqlite3 "$T/repo/gen3.sqlite3" "SELECT count(*) FROM dataset d JOIN collection c ON c.collection_id = d.run_id WHERE c.name = '$1'"; }
 R=$(sqlite3 "$T/repo/gen3.sqlite3" "SELECT exposure || ' ' || detector FROM dataset_tags_00000001 LIMIT 1" 2>/dev/null)
 EXP=${R% *}; DET=${R#* }
@@ -29,14 +32,14 @@ head -c 5000 "$T/raw.fits" >"$T/cut.fits"
 crash()
 {
     local state=$1 file=$2 d
-    BFS_INGEST_KILL_AT=$state mount_repo "$T/repo" "$T/mnt" rw || return 1
+    BFS_INGEST_KILL_AT=$state mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || return 1
     d="$T/mnt/crash/$state/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
     mkdir -p "$d" || fail "$state: mkdir -p of the dataId path"
     cp "$file" "$d/x.fits" 2>/dev/null
     for _ in $(seq 50); do kill -0 "$BFS_PID" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$BFS_PID" 2>/dev/null && fail "$state: the daemon did not stop at the hook"
     fusermount3 -u "$T/mnt" 2>/dev/null || fusermount3 -uz "$T/mnt" 2>/dev/null
-    mount_repo "$T/repo" "$T/mnt" rw || return 1
+    mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || return 1
 }
 
 left_in_spool() { find "$T/repo/.butlerfs/spool" -type f | wc -l; }
@@ -48,6 +51,9 @@ for state in SEALED PREPARED PLACED REGISTERED ANNOUNCED; do
     expect "killed after $state: its bytes read back" \
         bash -c "cmp '$T/raw.fits' \"\$(find '$T/mnt/crash/$state/raw' -type f | head -1)\""
     expect "killed after $state: nothing is left in the spool" test "$(left_in_spool)" = 0
+    stored=$(find "$T/repo/crash/$state" -type f -name '*.fits' | head -1)
+    expect "killed after $state: the staging tree holds its link (same inode)" \
+        test -n "$(find "$T/stage" -type f -samefile "$stored" 2>/dev/null)"
     expect "killed after $state: an event names it" \
         grep -q "\"run\":\"crash/$state\".*\"outcome\":\"ingested\"\|\"outcome\":\"ingested\".*\"run\":\"crash/$state\"" \
         "$T/repo/.butlerfs/events.jsonl"

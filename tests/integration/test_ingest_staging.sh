@@ -36,6 +36,18 @@ assert 'a staging link failed' in e['description'], e
 " "$T/repo/.butlerfs/events.jsonl" "$T/archive"
 expect "the log warns, naming the tree" grep -q "cannot link .* into staging tree $T/archive" "$BFS_LOG"
 expect "the upload's intent stays for the next mount" test -n "$(ls "$T/repo/.butlerfs/spool"/*.intent 2>/dev/null)"
+for _ in $(seq 30); do   # the status file is rewritten every few seconds
+    "$BFS_BIN" status --json "$T/mnt" >"$T/s.json" 2>/dev/null
+    grep -q '"staging_failed": *1' "$T/s.json" && break
+    sleep 0.2
+done
+expect "status --json counts the staging failure" python3 -c "
+import json, sys
+i = json.load(open(sys.argv[1]))[0]['ingest']
+assert (i['ingested'], i['staging_failed']) == (1, 1), i
+" "$T/s.json"
+expect "... and butlerfs status says it in words" \
+    bash -c "'$BFS_BIN' status '$T/mnt' | grep -q '1 not fully staged'"
 unmount
 
 rm "$T/archive/$day"
