@@ -13,6 +13,12 @@
 # header's values, the file record's formatter is obs_decam's, both read back
 # byte for byte at their dataId paths, and one event line says 2 datasets;
 # a raw with a CCD the repository lacks is refused naming that detector.
+# Then, when ../shared/fixtures/headers holds them, raws built from the two
+# real DECam header dumps (each the primary and the CCD S1 extension of one
+# exposure; tests/tools/hdr2fits @dump): each lands at the dataId
+# astro_metadata_translator's tests/test_decam.py gives those headers
+# (exposure, detector 25, physical_filter, day_obs), passes fitsverify, and
+# reads back byte for byte through the mount.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
 skip_unless_hdr2fits
@@ -53,8 +59,10 @@ unmount
 q "INSERT INTO instrument (name, visit_max, visit_system, exposure_max, detector_max, class_name)
    VALUES ('DECam', 33554432, 0, 33554432, 64, 'lsst.obs.decam.DarkEnergyCamera');
    INSERT INTO detector (instrument, id, full_name, name_in_raft, raft, purpose) VALUES
-     ('DECam', 1, 'S29', '29', 'S', 'SCIENCE'), ('DECam', 2, 'S30', '30', 'S', 'SCIENCE');
-   INSERT INTO physical_filter (instrument, name, band) VALUES ('DECam', 'r DECam SDSS c0002 6415.0 1480.0', 'r');" ||
+     ('DECam', 1, 'S29', '29', 'S', 'SCIENCE'), ('DECam', 2, 'S30', '30', 'S', 'SCIENCE'),
+     ('DECam', 25, 'S1', '1', 'S', 'SCIENCE');
+   INSERT INTO physical_filter (instrument, name, band) VALUES ('DECam', 'r DECam SDSS c0002 6415.0 1480.0', 'r'),
+     ('DECam', 'g DECam SDSS c0001 4720.0 1520.0', 'g'), ('DECam', 'z DECam SDSS c0004 9260.0 1520.0', 'z');" ||
     fail "cannot insert DECam's records"
 mount_repo "$T/repo" "$T/mnt" rw || finish
 expect "with DECam's records, cp of the multi-extension raw succeeds" cp "$T/c4d.fits" "$T/mnt/DECam/raw/all/"
@@ -75,6 +83,34 @@ expect "one event line for the file, saying 2 datasets" \
 cp "$T/c4d_5.fits" "$T/mnt/DECam/raw/all/" 2>"$T/err.txt"
 expect "a raw with a CCD the repository lacks is refused (ENOENT)" grep -q "No such file" "$T/err.txt"
 expect "... naming that detector" bash -c "grep -rqs 'detector.*5\|5.*detector' '$T/repo/.butlerfs/quarantine'"
+
+# the real header dumps: file, exposure, detector, physical_filter, day_obs
+# (astro_metadata_translator tests/test_decam.py: exposure_id, detector_num,
+# physical_filter, observing_day)
+H=$BFS_SHARED/fixtures/headers
+if [ -r "$H/fitsheader-decam.yaml" ] && [ -r "$H/fitsheader-decam-raw_dec050441_25.yaml" ]; then
+    while IFS='|' read -r file exp det filter day; do
+        "$H2F" "$H/$file.yaml" "$T/$file.fits" @dump || { fail "hdr2fits @dump $file"; continue; }
+        cp "$T/$file.fits" "$T/mnt/DECam/raw/all/" 2>"$T/err.txt" ||
+            { fail "cp of $file: $(cat "$T/err.txt")"; tail -2 "$BFS_LOG"; continue; }
+        expect "$file: one raw dataset, exposure $exp detector $det" \
+            test "$(q "SELECT count(*) FROM dataset_tags_00000001 WHERE instrument = 'DECam' AND exposure = $exp AND detector = $det")" = 1
+        expect "$file: ... its exposure has physical_filter '$filter' and day_obs $day" \
+            test "$(q "SELECT physical_filter || '|' || day_obs FROM exposure WHERE instrument = 'DECam' AND id = $exp")" = "$filter|$day"
+        path=$(q "SELECT r.path FROM file_datastore_records r JOIN dataset_tags_00000001 t ON t.dataset_id = r.dataset_id WHERE t.exposure = $exp AND t.detector = $det")
+        if command -v fitsverify >/dev/null; then
+            expect "$file: fitsverify passes on the stored file" fitsverify -q -e "$T/repo/${path:-nonexistent}"
+        fi
+        sleep 1.2 # the tree reloads its catalog once a second
+        F=$(find "$T/mnt/DECam/raw/all/raw/instrument=DECam/detector=$det/exposure=$exp" -type f 2>/dev/null | head -1)
+        expect "$file: reads back byte for byte at its dataId path" cmp "$T/$file.fits" "${F:-/nonexistent}"
+    done <<'LIST'
+fitsheader-decam-raw_dec050441_25|177764|25|g DECam SDSS c0001 4720.0 1520.0|20130212
+fitsheader-decam|229388|25|z DECam SDSS c0004 9260.0 1520.0|20130831
+LIST
+else
+    echo "skipping the real DECam header dumps: $H lacks them"
+fi
 unmount
 expect_no_sanitizer
 finish

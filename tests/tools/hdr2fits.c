@@ -1,12 +1,14 @@
 /*
  * hdr2fits - a FITS raw from a header dump (a test tool, not installed).
  *
- *   hdr2fits HEADER.yaml OUT.fits [KEY=VALUE ...]
+ *   hdr2fits HEADER.yaml OUT.fits [KEY=VALUE ...] [@dump] [@N:NAME ...]
  *
- * HEADER.yaml is a plain-mapping dump of a raw's header, as in
- * ../shared/fixtures/headers (KEY: value per card).  OUT.fits gets a primary
- * HDU holding every card of it with the type its YAML value has (integer,
- * floating, logical, string; null and list values are left out), then the
+ * HEADER.yaml is a dump of a raw's header, as in ../shared/fixtures/headers:
+ * a plain mapping (KEY: value per card), or daf_base's PropertyList (a list
+ * of [KEY, Type, value, comment]).  OUT.fits gets a primary HDU holding
+ * every card of it with the type its YAML value has (integer, floating,
+ * logical, string; the PropertyList's Type and comment when given; null and
+ * list values are left out), then the
  * 16 amplifiers of a science sensor as small 32-bit image extensions, in a
  * real raw's order (Segment10..Segment17, Segment07..Segment00: raw ingest
  * refuses a raw with fewer than its detector has), with CHECKSUM and
@@ -17,7 +19,11 @@
  * KEY=VALUE arguments replace or add string cards (a focal plane is one
  * header with RAFTBAY/CCDSLOT varied).  @N:NAME arguments replace the 16
  * segments with one extension each, EXTNAME and DETPOS NAME and CCDNUM N
- * (a DECam multi-extension raw).  Exit 0, or 1 with a message.
+ * (a DECam multi-extension raw).  The argument @dump keeps the dump's HDUs
+ * apart instead of merging them: the cards before its XTENSION card go to
+ * the primary, the cards from XTENSION on (EXTNAME and INHERIT included) to
+ * one image extension, before any @N:NAME ones (a DECam raw with the
+ * dump's own CCD).  Exit 0, or 1 with a message.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -57,10 +63,72 @@ static const char *override(int argc, char **argv, const char *key)
     return NULL;
 }
 
+/* One card of the dump: type 'L' (logical), 'I' (integer), 'F' (floating),
+ * 'C' (string), or 0 to infer it from the text (true/false, an integer, a
+ * floating number, else a string). */
+struct card {
+    const char *key, *value, *comment;
+    char type;
+};
+
+/* Write one card into the current HDU, the value given on the command line
+ * replacing the dump's. */
+static void put_card(bfs_fits *f, const struct card *c, const char *o)
+{
+    const char *v = c->value;
+    char *end;
+    char t = c->type;
+    if (!t)
+        t = !strcmp(v, "true") || !strcmp(v, "false")           ? 'L'
+            : (strtoll(v, &end, 10), *v && !*end)                ? 'I'
+            : (strtod(v, &end), *v && !*end)                     ? 'F'
+                                                                 : 'C';
+    if (o)
+        bfs_fits_key_str(f, c->key, o, c->comment);
+    else if (t == 'L')
+        bfs_fits_key_log(f, c->key, v[0] == 't' || v[0] == 'T', c->comment);
+    else if (t == 'I')
+        bfs_fits_key_lng(f, c->key, strtoll(v, NULL, 10), c->comment);
+    else if (t == 'F')
+        bfs_fits_key_dbl(f, c->key, strtod(v, NULL), 15, c->comment);
+    else
+        bfs_fits_key_str(f, c->key, v, c->comment);
+}
+
+/* The cards of the dump in y, in its order, into cards (at most max);
+ * returns their number.  Null and list values are left out. */
+static size_t read_cards(const bfs_yaml *y, struct card *cards, size_t max)
+{
+    const bfs_yaml_node *root = bfs_yaml_root(y);
+    size_t n = 0;
+    for (size_t i = 0; i < bfs_yaml_len(y, root) && n < max; i++) {
+        const bfs_yaml_node *v = bfs_yaml_item(y, root, i);
+        struct card c = {0};
+        if (bfs_yaml_is_seq(y, root)) { /* PropertyList: [KEY, Type, value, comment] */
+            const char *type = bfs_yaml_scalar(y, bfs_yaml_item(y, v, 1));
+            c.key = bfs_yaml_scalar(y, bfs_yaml_item(y, v, 0));
+            c.value = bfs_yaml_scalar(y, bfs_yaml_item(y, v, 2));
+            c.comment = bfs_yaml_scalar(y, bfs_yaml_item(y, v, 3));
+            if (!type || bfs_yaml_is_null(y, bfs_yaml_item(y, v, 2)))
+                continue;
+            c.type = !strcmp(type, "Bool") ? 'L' : !strcmp(type, "Int") ? 'I'
+                   : !strcmp(type, "Double") ? 'F' : 'C';
+        } else {
+            if (bfs_yaml_is_null(y, v))
+                continue;
+            c.key = bfs_yaml_key(y, root, i);
+            c.value = bfs_yaml_scalar(y, v);
+        }
+        if (c.key && c.value)
+            cards[n++] = c;
+    }
+    return n;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: hdr2fits HEADER.yaml OUT.fits [KEY=VALUE ...]\n");
+        fprintf(stderr, "usage: hdr2fits HEADER.yaml OUT.fits [KEY=VALUE ...] [@dump] [@N:NAME ...]\n");
         return 1;
     }
     bfs_yaml *y = NULL;
@@ -69,32 +137,31 @@ int main(int argc, char **argv)
         fprintf(stderr, "hdr2fits: %s\n", msg ? msg : argv[1]);
         return 1;
     }
+    static struct card cards[1024];
+    size_t ncards = read_cards(y, cards, sizeof cards / sizeof *cards);
+    bool split = false;
+    for (int i = 3; i < argc; i++)
+        split |= !strcmp(argv[i], "@dump");
+    /* the first extension's cards start at XTENSION (all cards when merged) */
+    size_t xt = ncards;
+    for (size_t i = 0; split && i < ncards; i++)
+        if (!strcmp(cards[i].key, "XTENSION")) {
+            xt = i;
+            break;
+        }
+    if (split && xt == ncards) {
+        fprintf(stderr, "hdr2fits: @dump, but %s has no XTENSION card\n", argv[1]);
+        return 1;
+    }
     bfs_fits *f = NULL;
     if (bfs_fits_create(argv[2], &f) < 0) {
         fprintf(stderr, "hdr2fits: cannot create %s\n", argv[2]);
         return 1;
     }
     bfs_fits_add_image(f, 32, 0, NULL);
-    const bfs_yaml_node *root = bfs_yaml_root(y);
-    for (size_t i = 0; i < bfs_yaml_len(y, root); i++) {
-        const char *k = bfs_yaml_key(y, root, i);
-        const char *v = bfs_yaml_scalar(y, bfs_yaml_item(y, root, i));
-        if (!k || !v || strlen(k) > 8 || structural(k) || bfs_yaml_is_null(y, bfs_yaml_item(y, root, i)))
-            continue;
-        const char *o = override(argc, argv, k);
-        char *end;
-        if (o) {
-            bfs_fits_key_str(f, k, o, NULL);
-        } else if (!strcmp(v, "true") || !strcmp(v, "false")) {
-            bfs_fits_key_log(f, k, v[0] == 't', NULL);
-        } else if (strtoll(v, &end, 10), *v && !*end) {
-            bfs_fits_key_lng(f, k, strtoll(v, NULL, 10), NULL);
-        } else if (strtod(v, &end), *v && !*end) {
-            bfs_fits_key_dbl(f, k, strtod(v, NULL), 15, NULL);
-        } else {
-            bfs_fits_key_str(f, k, v, NULL);
-        }
-    }
+    for (size_t i = 0; i < xt; i++)
+        if (strlen(cards[i].key) <= 8 && !structural(cards[i].key))
+            put_card(f, &cards[i], override(argc, argv, cards[i].key));
     for (int i = 3; i < argc; i++) { /* overrides of keys the dump lacks */
         if (argv[i][0] == '@')
             continue;
@@ -103,10 +170,27 @@ int main(int argc, char **argv)
         if (!eq || eq - argv[i] >= (long)sizeof key)
             continue;
         snprintf(key, sizeof key, "%.*s", (int)(eq - argv[i]), argv[i]);
-        if (!bfs_yaml_get(y, root, key))
+        bool have = false;
+        for (size_t c = 0; c < ncards && !have; c++)
+            have = !strcmp(cards[c].key, key);
+        if (!have)
             bfs_fits_key_str(f, key, eq + 1, NULL);
     }
     bfs_fits_checksum(f);
+    long naxes[2] = {16, 8};
+    int32_t pix[16 * 8];
+    if (split) { /* the dump's own extension */
+        for (int p = 0; p < 16 * 8; p++)
+            pix[p] = 15000 + (p * 7) % 101;
+        bfs_fits_add_image(f, 32, 2, naxes);
+        for (size_t i = xt; i < ncards; i++) {
+            const char *k = cards[i].key;
+            if (strlen(k) <= 8 && (!structural(k) || !strcmp(k, "EXTNAME") || !strcmp(k, "INHERIT")))
+                put_card(f, &cards[i], override(argc, argv, k));
+        }
+        bfs_fits_write_i32(f, pix, 16 * 8);
+        bfs_fits_checksum(f);
+    }
     const char *segs[64] = {"Segment10", "Segment11", "Segment12", "Segment13", "Segment14", "Segment15",
                             "Segment16", "Segment17", "Segment07", "Segment06", "Segment05", "Segment04",
                             "Segment03", "Segment02", "Segment01", "Segment00"};
@@ -119,12 +203,10 @@ int main(int argc, char **argv)
             segs[nsegs++] = colon + 1;
         }
     }
-    bool decam = nsegs > 0;
+    bool decam = nsegs > 0 || split;
     if (!decam)
         nsegs = 16;
     for (int s = 0; s < nsegs; s++) {
-        long naxes[2] = {16, 8};
-        int32_t pix[16 * 8];
         for (int p = 0; p < 16 * 8; p++)
             pix[p] = 15000 + (p * 7 + s * 13) % 101;
         bfs_fits_add_image(f, 32, 2, naxes);
