@@ -521,6 +521,49 @@ int bfs_fits_each_header(const char *path, bfs_fits_header_cb cb, void *ctx, cha
     return rc;
 }
 
+int bfs_fits_extents(const char *path, bfs_fits_extent **out, int *n, char **errmsg)
+{
+    *out = NULL;
+    *n = 0;
+    if (errmsg)
+        *errmsg = NULL;
+    if (is_gzip(path)) {
+        bfs_set_errmsg(errmsg, "%s is gzip-wrapped: its HDUs have no offsets in the file", path);
+        return -EBADMSG;
+    }
+    fitsfile *f = NULL;
+    int rc = open_read(path, &f, errmsg);
+    if (rc)
+        return rc;
+    int nh = 0, st = 0;
+    fits_get_num_hdus(f, &nh, &st);
+    bfs_fits_extent *e = !st && nh > 0 ? calloc((size_t)nh, sizeof *e) : NULL;
+    if (!st && !e)
+        rc = -ENOMEM;
+    for (int hdu = 1; !st && !rc && hdu <= nh; hdu++) {
+        int type = 0;
+        errno = 0;
+        fits_movabs_hdu(f, hdu, &type, &st);
+        LONGLONG head = 0, data = 0, end = 0;
+        if (!st)
+            fits_get_hduaddrll(f, &head, &data, &end, &st);
+        e[hdu - 1] = (bfs_fits_extent){head, data, end};
+    }
+    if (st && !rc) {
+        char detail[FLEN_ERRMSG];
+        rc = fits_errno(st, path, errno, true, detail);
+        bfs_set_errmsg(errmsg, "%s: %s", path, detail);
+    }
+    close_read(f);
+    if (rc) {
+        free(e);
+        return rc;
+    }
+    *out = e;
+    *n = nh;
+    return 0;
+}
+
 const bfs_fits_card *bfs_fits_find(const bfs_fits_card *cards, size_t n, const char *key)
 {
     for (size_t i = 0; i < n; i++)

@@ -133,6 +133,18 @@ int bfs_fits_read_header(const char *path, int hdu, bfs_fits_card **cards, size_
 typedef int (*bfs_fits_header_cb)(void *ctx, int hdu, const bfs_fits_card *cards, size_t n);
 int bfs_fits_each_header(const char *path, bfs_fits_header_cb cb, void *ctx, char **errmsg);
 
+/* Where one HDU lies in a plain FITS file, in bytes from its start: its
+ * header's first byte, its data unit's first byte (the header's end, padding
+ * included) and the byte after its data unit (padding included). */
+typedef struct bfs_fits_extent {
+    long long head, data, end;
+} bfs_fits_extent;
+
+/* Every HDU's extent in path, in HDU order: *out is a malloc'd array of *n
+ * the caller frees.  -EBADMSG for a gzip-wrapped file (its offsets are not
+ * the file's), else 0 or -errno as bfs_fits_read_header. */
+int bfs_fits_extents(const char *path, bfs_fits_extent **out, int *n, char **errmsg);
+
 /* The first card named key (case-sensitive, as FITS keywords are upper
  * case), or NULL. */
 const bfs_fits_card *bfs_fits_find(const bfs_fits_card *cards, size_t n, const char *key);

@@ -678,6 +678,24 @@ static void normalize_sensor(const char *in, char *out, size_t size)
         snprintf(out, size, "%s", in);
 }
 
+/* The HDU (1 = primary) that the document's block name is merged into for
+ * sensor, given the file's EXTNAMEs (extname[hdu - 1]); 0 for a block of
+ * another sensor (*kind B_OTHER) or of an EXTNAME the file lacks (*ext
+ * names it). */
+static int block_hdu(const char *name, const char *sensor, char (*extname)[72], int n_hdus,
+                     enum block_kind *kind, const char **ext)
+{
+    *kind = classify(name, sensor, ext);
+    if (*kind == B_OTHER)
+        return 0;
+    if (*kind != B_EXT)
+        return 1;
+    for (int hdu = 1; hdu <= n_hdus; hdu++)
+        if (!strcmp(extname[hdu - 1], *ext))
+            return hdu;
+    return 0;
+}
+
 /* Run the blocks of the document over the open copy. */
 static int merge_blocks(struct merge *m, const char *sensor)
 {
@@ -690,29 +708,266 @@ static int merge_blocks(struct merge *m, const char *sensor)
         for (size_t i = 0; i < nb && !rc; i++) {
             const char *name = bfs_yaml_key(y, root, i), *ext;
             const bfs_yaml_node *list = bfs_yaml_item(y, root, i);
-            enum block_kind k = classify(name, sensor, &ext);
+            enum block_kind k;
+            int hdu = block_hdu(name, sensor, m->extname, m->n_hdus, &k, &ext);
             if ((pass == 0) != (k == B_PRIMARY) || (pass == 1) != (k == B_SENSOR_PRIMARY))
                 continue;
             if (k == B_OTHER) {
                 m->r->blocks_other++;
                 continue;
             }
-            int hdu = 1;
-            if (k == B_EXT) {
-                for (hdu = 1; hdu <= m->n_hdus && strcmp(m->extname[hdu - 1], ext); hdu++)
-                    ;
-                if (hdu > m->n_hdus) {
-                    m->r->blocks_without_hdu++;
-                    if (!m->r->first_missing[0])
-                        snprintf(m->r->first_missing, sizeof m->r->first_missing, "%s", name);
-                    bfs_info(TAG, "%s: no HDU with EXTNAME %s for the Header Service's %s", m->path,
-                             ext, name);
-                    continue;
-                }
+            if (hdu == 0) {
+                m->r->blocks_without_hdu++;
+                if (!m->r->first_missing[0])
+                    snprintf(m->r->first_missing, sizeof m->r->first_missing, "%s", name);
+                bfs_info(TAG, "%s: no HDU with EXTNAME %s for the Header Service's %s", m->path, ext, name);
+                continue;
             }
             rc = merge_block(m, hdu, list);
         }
     }
+    return rc;
+}
+
+/* ---- the working copy, with room in the headers the document changes ----
+ *
+ * cfitsio adds a card to a header in place while the header has blank
+ * records before its END; without them it inserts a 2880-byte block and
+ * shifts every byte after it.  So the copy is made with that room: each
+ * header the document adds cards to gets as many blank records before END
+ * as it may add (an estimate: too few and cfitsio shifts after all, too
+ * many and blank records stay before END; either is valid FITS).  One pass
+ * over the bytes instead of a copy and then a shift of the data. */
+
+/* The original's headers: EXTNAMEs and cards per HDU (bfs_fits_each_header). */
+struct orig {
+    int n;
+    char (*extname)[72];
+    bfs_fits_card **cards;
+    size_t *ncards;
+};
+
+static int orig_cb(void *ctx, int hdu, const bfs_fits_card *cards, size_t n)
+{
+    struct orig *o = ctx;
+    if (hdu != o->n + 1 || hdu > 10000)
+        return -EINVAL;
+    char (*en)[72] = realloc(o->extname, (size_t)hdu * sizeof *en);
+    if (en)
+        o->extname = en;
+    bfs_fits_card **cs = realloc(o->cards, (size_t)hdu * sizeof *cs);
+    if (cs)
+        o->cards = cs;
+    size_t *ns = realloc(o->ncards, (size_t)hdu * sizeof *ns);
+    if (ns)
+        o->ncards = ns;
+    bfs_fits_card *copy = n ? malloc(n * sizeof *copy) : NULL;
+    if (!en || !cs || !ns || (n && !copy)) {
+        free(copy);
+        return -ENOMEM;
+    }
+    if (n)
+        memcpy(copy, cards, n * sizeof *copy);
+    const bfs_fits_card *x = bfs_fits_find(cards, n, "EXTNAME");
+    snprintf(o->extname[hdu - 1], sizeof o->extname[hdu - 1], "%s", x ? x->value : "");
+    o->cards[hdu - 1] = copy;
+    o->ncards[hdu - 1] = n;
+    o->n = hdu;
+    return 0;
+}
+
+static void orig_free(struct orig *o)
+{
+    for (int i = 0; i < o->n; i++)
+        free(o->cards[i]);
+    free(o->cards);
+    free(o->ncards);
+    free(o->extname);
+}
+
+/* How many records the document's cards may add to each HDU (room[hdu - 1],
+ * n_hdus entries, zeroed by the caller): a card whose keyword the header
+ * lacks, or a commentary card, takes one record per 64 characters of its
+ * text (long strings go on in CONTINUE records); a header that gains any
+ * also gets two for CHECKSUM and DATASUM. */
+static void count_room(const bfs_yaml *y, const char *sensor, const struct orig *o, int *room)
+{
+    const bfs_yaml_node *root = bfs_yaml_root(y);
+    for (size_t i = 0; i < bfs_yaml_len(y, root); i++) {
+        const char *ext;
+        enum block_kind k;
+        int hdu = block_hdu(bfs_yaml_key(y, root, i), sensor, o->extname, o->n, &k, &ext);
+        const bfs_yaml_node *list = bfs_yaml_item(y, root, i);
+        for (size_t j = 0; hdu && j < bfs_yaml_len(y, list); j++) {
+            const bfs_yaml_node *item = bfs_yaml_item(y, list, j);
+            const bfs_yaml_node *kn = bfs_yaml_get(y, item, "keyword");
+            const bfs_yaml_node *vn = bfs_yaml_get(y, item, "value");
+            const bfs_yaml_node *cn = bfs_yaml_get(y, item, "comment");
+            const char *key = kn && !bfs_yaml_is_null(y, kn) ? bfs_yaml_scalar(y, kn) : NULL;
+            char up[72] = "";
+            for (size_t c = 0; key && key[c] && c + 1 < sizeof up; c++)
+                up[c] = strlen(key) <= 8 ? (char)toupper((unsigned char)key[c]) : key[c];
+            bool commentary = !up[0] || !strcmp(up, "COMMENT") || !strcmp(up, "HISTORY");
+            if (!commentary && bfs_fits_find(o->cards[hdu - 1], o->ncards[hdu - 1], up))
+                continue;
+            const char *v = vn && !bfs_yaml_is_null(y, vn) ? bfs_yaml_scalar(y, vn) : NULL;
+            const char *c = cn && !bfs_yaml_is_null(y, cn) ? bfs_yaml_scalar(y, cn) : NULL;
+            size_t text = strlen(up) + (v ? strlen(v) : 0) + (c ? strlen(c) : 0);
+            room[hdu - 1] += 1 + (int)(text / 64);
+        }
+    }
+    for (int h = 0; h < o->n; h++)
+        if (room[h])
+            room[h] += 2;
+}
+
+/* Write len bytes of in from off to out at its end: in the kernel where it
+ * can (copy_file_range), else through a buffer. */
+static int copy_range(int in, int out, off_t off, off_t len)
+{
+    off_t end = off + len;
+    while (off < end) {
+        ssize_t n = copy_file_range(in, &off, out, NULL, (size_t)(end - off), 0);
+        if (n > 0)
+            continue;
+        if (n == 0)
+            return -EIO; /* the file ended before its last HDU did */
+        if (errno == EINTR)
+            continue;
+        if (errno != EXDEV && errno != ENOSYS && errno != EOPNOTSUPP && errno != EINVAL)
+            return -errno;
+        char buf[1 << 16];
+        while (off < end) {
+            size_t want = end - off < (off_t)sizeof buf ? (size_t)(end - off) : sizeof buf;
+            ssize_t r = pread(in, buf, want, off);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                return r < 0 ? -errno : -EIO;
+            for (ssize_t o = 0; o < r;) {
+                ssize_t w = write(out, buf + o, (size_t)(r - o));
+                if (w < 0 && errno == EINTR)
+                    continue;
+                if (w < 0)
+                    return -errno;
+                o += w;
+            }
+            off += r;
+        }
+    }
+    return 0;
+}
+
+/* Write HDU e's header from in to out with extra blank records before its
+ * END, padded to whole 2880-byte blocks. */
+static int copy_header_with_room(int in, int out, const bfs_fits_extent *e, int extra)
+{
+    size_t hlen = (size_t)(e->data - e->head);
+    if (hlen == 0 || hlen % 2880 || hlen > (64u << 20))
+        return -EBADMSG;
+    size_t nrec = hlen / 80, endrec = nrec;
+    /* the END record ends the header's last block: the new header ends
+     * with the block that holds END's new place */
+    size_t olen = hlen + (size_t)extra * 80 + 2880;
+    char *h = malloc(olen);
+    if (!h)
+        return -ENOMEM;
+    int rc = pread(in, h, hlen, e->head) == (ssize_t)hlen ? 0 : -EIO;
+    for (size_t r = 0; !rc && r < nrec && endrec == nrec; r++) {
+        const char *rec = h + r * 80;
+        size_t blank = 3;
+        while (blank < 80 && rec[blank] == ' ')
+            blank++;
+        if (!memcmp(rec, "END", 3) && blank == 80)
+            endrec = r;
+    }
+    if (!rc && endrec == nrec)
+        rc = -EBADMSG;
+    olen = (endrec + (size_t)extra + 1 + 35) / 36 * 2880;
+    if (!rc) {
+        /* END moves down by extra records; blanks before and after it */
+        memset(h + endrec * 80, ' ', olen - endrec * 80);
+        memcpy(h + (endrec + (size_t)extra) * 80, "END", 3);
+        for (size_t o = 0; o < olen && !rc;) {
+            ssize_t w = write(out, h + o, olen - o);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0)
+                rc = -errno;
+            else
+                o += (size_t)w;
+        }
+    }
+    free(h);
+    return rc;
+}
+
+/* Copy src to dst (created or truncated, mode 0600) with room[hdu - 1]
+ * blank records added before each header's END; the data units and any
+ * bytes after the last one as they are.  -errno; dst is removed then. */
+static int copy_with_room(const char *src, const char *dst, const bfs_fits_extent *ext, int n,
+                          const int *room)
+{
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return -errno;
+    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (out < 0) {
+        int e = errno;
+        close(in);
+        return -e;
+    }
+    struct stat sb;
+    int rc = fstat(in, &sb) < 0 ? -errno : 0;
+    off_t at = 0;
+    for (int h = 0; h < n && !rc; h++) {
+        if (ext[h].head != at || ext[h].data < ext[h].head || ext[h].end < ext[h].data)
+            rc = -EBADMSG; /* not one HDU after another from the file's start */
+        else if (room[h] > 0 && (rc = copy_header_with_room(in, out, &ext[h], room[h])) == 0)
+            rc = copy_range(in, out, ext[h].data, ext[h].end - ext[h].data);
+        else if (room[h] <= 0)
+            rc = copy_range(in, out, ext[h].head, ext[h].end - ext[h].head);
+        at = ext[h].end;
+    }
+    if (!rc && sb.st_size > at)
+        rc = copy_range(in, out, at, sb.st_size - at);
+    close(in);
+    if (close(out) < 0 && !rc)
+        rc = -errno;
+    if (rc)
+        unlink(dst);
+    return rc;
+}
+
+/* The working copy of the plain FITS file path at copy, with room for
+ * what the document y adds (see above); a plain copy when the headers
+ * cannot be read for that. */
+static int make_working_copy(const char *path, const char *copy, const bfs_yaml *y, const char *sensor,
+                             char **errmsg)
+{
+    struct orig o = {0};
+    bfs_fits_extent *ext = NULL;
+    int n = 0, *room = NULL;
+    char *msg = NULL;
+    int rc = bfs_fits_each_header(path, orig_cb, &o, &msg);
+    if (!rc)
+        rc = bfs_fits_extents(path, &ext, &n, &msg);
+    if (!rc && n != o.n)
+        rc = -EBADMSG;
+    if (!rc && !(room = calloc((size_t)n, sizeof *room)))
+        rc = -ENOMEM;
+    if (!rc) {
+        count_room(y, sensor, &o, room);
+        rc = copy_with_room(path, copy, ext, n, room);
+    }
+    if (rc && rc != -ENOMEM) {
+        bfs_debug(TAG, "%s: no room made in its headers (%s): a plain copy", path, msg ? msg : strerror(-rc));
+        rc = copy_file(path, copy, errmsg);
+    }
+    free(msg);
+    free(room);
+    free(ext);
+    orig_free(&o);
     return rc;
 }
 
@@ -770,7 +1025,19 @@ int bfs_hs_merge(const char *path, const char *text, size_t len, const char *sen
     bool gz = fd >= 0 && read(fd, magic, 2) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
     if (fd >= 0)
         close(fd);
-    rc = gz ? bfs_fits_gunzip(path, copy, errmsg) : copy_file(path, copy, errmsg);
+    if (gz) {
+        /* inflated first, so that the copy gets the room a plain file gets
+         * (merging into it gives the same bytes as into the plain file) */
+        char *plain = bfs_asprintf("%s.plain", path);
+        rc = plain ? bfs_fits_gunzip(path, plain, errmsg) : -ENOMEM;
+        if (!rc)
+            rc = make_working_copy(plain, copy, y, sensor ? sens : NULL, errmsg);
+        if (plain)
+            unlink(plain);
+        free(plain);
+    } else {
+        rc = make_working_copy(path, copy, y, sensor ? sens : NULL, errmsg);
+    }
     if (rc < 0)
         goto out;
     char *fmsg = NULL;

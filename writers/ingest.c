@@ -2558,8 +2558,9 @@ static bool spool_name(const char *name, const char *suffix)
 
 /* Remove the spool's half-made copies, left by a daemon killed while it
  * wrote them: "U.intent.tmp" (bfs_durable_write renames it over U.intent
- * only once it is whole) and "U.data.merge" (the Header Service merge
- * renames it over U.data only once it is whole).  Neither is ever the only
+ * only once it is whole), "U.data.merge" (the Header Service merge renames
+ * it over U.data only once it is whole) and "U.data.plain" (the merge's
+ * inflated copy of a gzip-wrapped file, read to make U.data.merge).  Neither is ever the only
  * copy of anything: the intent before it and the bytes are still there. */
 static void remove_stale_copies(bfs_ingest *ing, DIR *d)
 {
@@ -2567,7 +2568,8 @@ static void remove_stale_copies(bfs_ingest *ing, DIR *d)
     int n = 0;
     while ((de = readdir(d)) != NULL && n < 200000) {
         n++;
-        if (!spool_name(de->d_name, "intent.tmp") && !spool_name(de->d_name, "data.merge"))
+        if (!spool_name(de->d_name, "intent.tmp") && !spool_name(de->d_name, "data.merge") &&
+            !spool_name(de->d_name, "data.plain"))
             continue;
         if (unlinkat(ing->spool_fd, de->d_name, 0) == 0)
             bfs_note(TAG, "removed %s/%s, a copy an earlier daemon stopped writing", ing->spool, de->d_name);

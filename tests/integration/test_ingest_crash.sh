@@ -71,15 +71,17 @@ done
 expect "the remount said what it finished" grep -q "left in state" "$T"/daemon.*.log
 
 # a kill inside a durable write leaves its half-made copy ("U.intent.tmp",
-# or "U.data.merge" of a Header Service merge) beside the real files: the
+# or "U.data.merge" and "U.data.plain" of a Header Service merge) beside the real files: the
 # next mount removes it, and keeps the bytes of an upload it belongs to
 sp=$T/repo/.butlerfs/spool
 echo '{"state":' >"$sp/0123456789abcdef0123456789abcdef.intent.tmp"
 echo 'SIMPLE' >"$sp/0123456789abcdef0123456789abcdef.data.merge"
+echo 'SIMPLE' >"$sp/0123456789abcdef0123456789abcdef.data.plain"
 echo 'not ours' >"$sp/notes.txt"
 mount_repo "$T/repo" "$T/mnt" rw || finish
 expect "a remount removes the half-made copies an earlier daemon left in the spool" \
-    test ! -e "$sp/0123456789abcdef0123456789abcdef.intent.tmp" -a ! -e "$sp/0123456789abcdef0123456789abcdef.data.merge"
+    test ! -e "$sp/0123456789abcdef0123456789abcdef.intent.tmp" -a ! -e "$sp/0123456789abcdef0123456789abcdef.data.merge" \
+    -a ! -e "$sp/0123456789abcdef0123456789abcdef.data.plain"
 expect "... and leaves a file it did not make" test -e "$sp/notes.txt"
 expect "... and says so in its log" grep -q "an earlier daemon stopped writing" "$T"/daemon.*.log
 rm -f "$sp/notes.txt"
