@@ -152,6 +152,41 @@ static char *cards_text(const char *path, int hdu, bool structural_only)
     return out;
 }
 
+/* Every HDU of b holds the same data unit as the same HDU of a (the merge
+ * copies them through, headers grown or not), and b is no bigger than its
+ * headers' growth: the copy had room where cards were added. */
+static void data_units_equal(const char *a, const char *b)
+{
+    bfs_fits_extent *ea = NULL, *eb = NULL;
+    int na = 0, nb = 0;
+    char *msg = NULL;
+    assert_int_equal(bfs_fits_extents(a, &ea, &na, &msg), 0);
+    assert_int_equal(bfs_fits_extents(b, &eb, &nb, &msg), 0);
+    assert_int_equal(na, nb);
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    assert_non_null(fa);
+    assert_non_null(fb);
+    for (int h = 0; h < na; h++) {
+        long long len = ea[h].end - ea[h].data;
+        assert_int_equal(len, eb[h].end - eb[h].data);
+        assert_true(eb[h].head == (h ? eb[h - 1].end : 0)); /* one HDU after another */
+        char *x = malloc((size_t)len + 1), *y = malloc((size_t)len + 1);
+        assert_non_null(x);
+        assert_non_null(y);
+        assert_int_equal(fseeko(fa, ea[h].data, SEEK_SET), 0);
+        assert_int_equal(fseeko(fb, eb[h].data, SEEK_SET), 0);
+        assert_int_equal(fread(x, 1, (size_t)len, fa), (size_t)len);
+        assert_int_equal(fread(y, 1, (size_t)len, fb), (size_t)len);
+        assert_memory_equal(x, y, (size_t)len);
+        free(x);
+        free(y);
+    }
+    fclose(fa);
+    fclose(fb);
+    free(ea);
+    free(eb);
+}
+
 static void checksums_ok(const char *path, int min_sums)
 {
     bfs_fits_summary sum;
@@ -399,6 +434,7 @@ static void test_synthetic(void **state)
     free(s1), free(s2), free(t1), free(t2);
     checksums_ok(path, 3);
     fitsverify(path);
+    data_units_equal(before, path);
 
     /* the COMMENT cards: the old one once, the new one once, the blank card */
     char *all = cards_text(path, 1, false);
@@ -479,6 +515,48 @@ static void test_gzip(void **state)
     assert_int_equal(merge(again, synthetic_doc, "R22S00", &r), 0);
     assert_false(r.decompressed);
     assert_true(same_bytes(path, again));
+}
+
+/* A document that adds many cards, long strings among them (CONTINUE
+ * records), to the primary and a segment header: every card lands, the
+ * checksums hold, the data units are the original's, and the headers grew
+ * by no more than the cards need (the copy was made with room, not padded
+ * beyond a block). */
+static void test_many_cards(void **state)
+{
+    (void)state;
+    char path[256], orig[256];
+    snprintf(path, sizeof path, "%s/many.fits", dir);
+    snprintf(orig, sizeof orig, "%s/many.orig", dir);
+    write_synthetic(path);
+    write_synthetic(orig);
+    size_t cap = 64 << 10, o = 0;
+    char *doc = malloc(cap);
+    assert_non_null(doc);
+    o += (size_t)snprintf(doc + o, cap - o, "PRIMARY:\n");
+    for (int k = 0; k < 150; k++)
+        o += (size_t)snprintf(doc + o, cap - o, "- keyword: MANY%03d\n  value: %d\n  comment: card %d\n", k, k, k);
+    o += (size_t)snprintf(doc + o, cap - o,
+                          "- keyword: LONGSTR\n  value: '%0150d'\n  comment: a string of 150 characters\n", 7);
+    o += (size_t)snprintf(doc + o, cap - o, "R22S00_Segment10:\n");
+    for (int k = 0; k < 40; k++)
+        o += (size_t)snprintf(doc + o, cap - o, "- keyword: SEG%03d\n  value: %d.5\n  comment: seg\n", k, k);
+    bfs_hs_report r;
+    assert_int_equal(merge(path, doc, "R22S00", &r), 0);
+    free(doc);
+    assert_int_equal(r.added, 191);
+    assert_string_equal(card(path, 1, "MANY149").value, "149");
+    assert_int_equal(strlen(card(path, 1, "LONGSTR").value) > 60, true);
+    assert_string_equal(card(path, 2, "SEG039").value, "39.5");
+    checksums_ok(path, 3);
+    fitsverify(path);
+    data_units_equal(orig, path);
+    /* 151 cards (the long string in 3 records) and 40: at most the blocks
+     * those records need, plus one each for the estimate's slack */
+    struct stat a, b;
+    assert_int_equal(stat(orig, &a), 0);
+    assert_int_equal(stat(path, &b), 0);
+    assert_true(b.st_size - a.st_size <= (off_t)((153 + 2 + 35) / 36 + 1 + (40 + 2 + 35) / 36 + 1) * 2880);
 }
 
 /* Refused documents and files leave the file alone. */
@@ -795,6 +873,7 @@ int main(void)
         cmocka_unit_test(test_synthetic),
         cmocka_unit_test(test_other_sensor),
         cmocka_unit_test(test_gzip),
+        cmocka_unit_test(test_many_cards),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_fixture_latiss),
         cmocka_unit_test(test_fixture_comcam),
