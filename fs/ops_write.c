@@ -388,11 +388,20 @@ struct seal_ctx {
     fuse_req_t req;
     bfs_fs *fs;
     bfs_node *dir; /* held until the reply, or NULL */
+    bfs_upload *u; /* referenced by the ingest until seal_done returns */
     uint64_t type_parent;
     const char *type_entry; /* the handle's (it lives until RELEASE, after this reply) */
     char *name;             /* the file's name in dir (owned), or NULL */
     bool replica;           /* dir is the replica directory */
 };
+
+/* bfs_tree_refresh_fn: the kernel drops directory ino's listing. */
+static void refresh_dir(void *ctx, uint64_t ino)
+{
+    int ret = bfs_ops_refresh_dir(ctx, ino);
+    if (ret < 0)
+        bfs_warn(OPSW_TAG, "cannot drop a directory's listing from the kernel's cache: %s", strerror(-ret));
+}
 
 static void seal_done(void *arg, int outcome)
 {
@@ -401,9 +410,14 @@ static void seal_done(void *arg, int outcome)
         /* the new file shows at once: in the daemon's listing, and in the
          * kernel's copy of a listing taken while the file was written */
         bfs_tree_changed(c->fs->tree, c->dir);
-        int ret = bfs_ops_refresh_dir(c->fs, bfs_node_ino(c->dir));
-        if (ret < 0)
-            bfs_warn(OPSW_TAG, "cannot drop a directory's listing from the kernel's cache: %s", strerror(-ret));
+        refresh_dir(c->fs, bfs_node_ino(c->dir));
+        /* and in the dataId directories listed before (a raw written into
+         * a RUN's directory lands at RUN/raw/instrument=.../...) */
+        bfs_upload_info info;
+        bfs_upload_stat(c->u, &info);
+        if (info.dataset_type)
+            bfs_tree_dataset_added(c->fs->tree, c->dir, info.dataset_type, info.ndims, info.dim_names,
+                                   info.dim_values, refresh_dir, c->fs);
     }
     /* the type's own directory replaces the level made for it: the kernel
      * asks again (no lock of that directory is held here) */
@@ -444,6 +458,7 @@ static void seal(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     c->req = req;
     c->fs = fs_of(req);
     c->dir = h->dir;
+    c->u = h->u;
     c->type_parent = h->type_parent;
     c->type_entry = h->type_entry;
     if (h->dir) {

@@ -1786,6 +1786,62 @@ void bfs_tree_changed(bfs_tree *t, bfs_node *dir)
     leaf_set_put(old);
 }
 
+/* Whether n (a K_DATA node of the dataset type) fixes no value that the
+ * dataId names[i] = values[i] contradicts, and lies below run_dir. */
+static bool holds_dataset(const bfs_node *n, const bfs_node *run_dir, int ndims, const char *const names[],
+                          const char *const values[])
+{
+    const bfs_node *p = n;
+    for (int depth = 0; p && p->kind == K_DATA && depth < 64; p = p->parent, depth++) {
+        if (p->k < 0)
+            continue; /* the dataset type's own directory */
+        const char *dim = p->dt->dims[p->k]->name;
+        int i = 0;
+        while (i < ndims && strcmp(names[i], dim))
+            i++;
+        if (i == ndims || strcmp(values[i], p->value))
+            return false;
+    }
+    /* above the dataId levels: the type's directory sits in the RUN's */
+    for (int depth = 0; p && depth < 64; p = p->parent, depth++)
+        if (p == run_dir)
+            return true;
+    return false;
+}
+
+int bfs_tree_dataset_added(bfs_tree *t, bfs_node *dir, const char *dtype, int ndims,
+                           const char *const names[], const char *const values[], bfs_tree_refresh_fn refresh,
+                           void *ctx)
+{
+    const bfs_node *run_dir = dir->kind == K_DATA ? data_coll_dir(dir) : dir;
+    if (dir->kind == K_FILE)
+        return 0;
+    enum { MAX = 64 };
+    uint64_t inos[MAX];
+    struct leaf_set *old[MAX];
+    int n = 0, nold = 0;
+    bfs_registry_refresh(t->reg);
+    pthread_mutex_lock(&t->lock);
+    for (size_t b = 0; b < t->nbuckets && n < MAX; b++) {
+        for (bfs_node *x = t->table[b]; x && n < MAX; x = x->hnext) {
+            if (x->kind != K_DATA || strcmp(x->dt->name, dtype) || !holds_dataset(x, run_dir, ndims, names, values))
+                continue;
+            inos[n++] = bfs_node_ino(x);
+            if (x->leaves) {
+                old[nold++] = x->leaves;
+                x->leaves = NULL;
+            }
+        }
+    }
+    t->last_refresh = now_mono();
+    pthread_mutex_unlock(&t->lock);
+    for (int i = 0; i < nold; i++)
+        leaf_set_put(old[i]);
+    for (int i = 0; i < n; i++)
+        refresh(ctx, inos[i]);
+    return n;
+}
+
 void bfs_tree_expire_listings(bfs_tree *t)
 {
     bfs_registry_refresh(t->reg);

@@ -226,6 +226,20 @@ int bfs_tree_write_target(bfs_tree *t, bfs_node *dir, bfs_write_target *out);
  * reload the catalog now and forget dir's cached file list. */
 void bfs_tree_changed(bfs_tree *t, bfs_node *dir);
 
+/* A dataset of type dtype with the dataId names[i] = values[i] (ndims of
+ * them) was just registered through a file written into dir (a RUN's own
+ * directory, or a dataId directory in it): drop the daemon's cached files
+ * of every dataId directory of that RUN that the
+ * kernel was given and that this dataset belongs in (whatever order its
+ * levels were walked in), and call refresh(ctx, ino) for each of them and
+ * their dataset type directory, outside the tree's lock, so that the kernel
+ * drops its copies of their listings too.  At most 64 directories (a
+ * dataset's levels are a handful).  The number refreshed. */
+typedef void (*bfs_tree_refresh_fn)(void *ctx, uint64_t ino);
+int bfs_tree_dataset_added(bfs_tree *t, bfs_node *dir, const char *dtype, int ndims,
+                           const char *const names[], const char *const values[], bfs_tree_refresh_fn refresh,
+                           void *ctx);
+
 /* Datasets were removed from the registry, anywhere (local retention in
  * this process): reload the catalog now and treat every cached file list
  * as stale, so each directory asks the registry at its next listing.  The

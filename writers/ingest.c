@@ -3223,6 +3223,12 @@ void bfs_upload_stat(bfs_upload *u, bfs_upload_info *info)
     *info = (bfs_upload_info){.upload = u, .run = u->run, .name = shown_name(u), .size = u->size, .mtime_ns = u->mtime_ns,
                               .sealed = u->finished, .outcome = u->outcome,
                               .dataset_id = u->finished && u->outcome == 0 ? u->dataset_id : NULL};
+    if (info->dataset_id && u->dtype) {
+        info->dataset_type = u->dtype;
+        info->ndims = u->ndims;
+        info->dim_names = (const char *const *)u->dim_names;
+        info->dim_values = (const char *const *)u->dim_values;
+    }
     pthread_mutex_unlock(&u->ing->lock);
 }
 

@@ -206,6 +206,11 @@ typedef struct bfs_upload_info {
     bool sealed;       /* a seal has finished */
     int outcome;       /* its result when sealed: 0 or -errno */
     const char *dataset_id; /* 32 hex when ingested, else NULL */
+    /* when ingested: its dataset type and dataId (ndims names and values),
+     * else NULL and 0 */
+    const char *dataset_type;
+    int ndims;
+    const char *const *dim_names, *const *dim_values;
 } bfs_upload_info;
 /* A snapshot of u (strings valid while the caller holds its reference). */
 void bfs_upload_stat(bfs_upload *u, bfs_upload_info *info);

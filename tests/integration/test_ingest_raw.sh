@@ -14,7 +14,8 @@
 # of '../x' (ENOENT, no such detector), a non-FITS file (EINVAL), a checksum
 # that does not match (EINVAL) unless `checksums: advisory`; a refused name
 # can be written again at once (a retry after a failed close).  rsync (a
-# temporary name renamed after its close) works.  With the
+# temporary name renamed after its close) works.  A dataId level listed
+# before a raw is written lists it right after close.  With the
 # fixtures present: the real LSSTComCam raw of ../shared/fixtures is ingested
 # and its exposure row equals the one the Python Butler wrote for it.
 . "$(dirname "$0")/lib.sh"
@@ -161,6 +162,19 @@ if [ -r "$REAL" ]; then
 else
     echo "fixtures absent: the real-raw checks are skipped"
 fi
+# a dataId level listed before a raw is written into the RUN's directory
+# lists it right after close (the kernel keeps listings until dir_timeout
+# unless the daemon drops them)
+mkdir -p "$T/mnt/LSSTCam/raw/fresh"
+mapfile -t PAIR < <(q "$T/src" "SELECT r.path FROM file_datastore_records r JOIN dataset_tags_00000001 t ON t.dataset_id = r.dataset_id WHERE t.detector = $det ORDER BY t.exposure")
+cp "$T/src/${PAIR[0]}" "$T/mnt/LSSTCam/raw/fresh/" || fail "cp of a raw into LSSTCam/raw/fresh"
+sleep 1.2
+L="$T/mnt/LSSTCam/raw/fresh/raw/instrument=LSSTCam/detector=$det"
+n_before=$(ls "$L" | wc -l)
+cp "$T/src/${PAIR[1]}" "$T/mnt/LSSTCam/raw/fresh/" || fail "cp of a second raw into LSSTCam/raw/fresh"
+n_after=$(ls "$L" | wc -l)
+expect "a dataId level listed before a raw of a new exposure was written lists it right after close ($n_before -> $n_after)" \
+    test "$n_before" = 1 -a "$n_after" = 2
 unmount
 
 # an existing repository of universe 7 written by the Python Butler (prompt_processing)
