@@ -696,6 +696,28 @@ static int block_hdu(const char *name, const char *sensor, char (*extname)[72], 
     return 0;
 }
 
+/* The one sensor the document's blocks name (`RxxSyy_...`, `PRIMARY_RxxSyy`)
+ * into out (7 bytes); false when they name none or more than one. */
+static bool document_sensor(const bfs_yaml *y, char *out)
+{
+    const bfs_yaml_node *root = bfs_yaml_root(y);
+    out[0] = '\0';
+    for (size_t i = 0; i < bfs_yaml_len(y, root); i++) {
+        const char *name = bfs_yaml_key(y, root, i), *s = NULL;
+        const char *us = strchr(name, '_');
+        if (us && sensor_like(name, (size_t)(us - name)))
+            s = name;
+        else if (!strncmp(name, "PRIMARY_", 8) && sensor_like(name + 8, strlen(name + 8)))
+            s = name + 8;
+        if (!s)
+            continue;
+        if (out[0] && strncmp(out, s, 6))
+            return false;
+        snprintf(out, 7, "%.6s", s);
+    }
+    return out[0] != '\0';
+}
+
 /* Run the blocks of the document over the open copy. */
 static int merge_blocks(struct merge *m, const char *sensor)
 {
@@ -1019,6 +1041,13 @@ int bfs_hs_merge(const char *path, const char *text, size_t len, const char *sen
         goto out;
     }
 
+    if (!sensor && document_sensor(y, sens)) {
+        /* a file that names no sensor (the 2019 LATISS raws have no RAFTBAY or
+         * CCDSLOT) takes the document's only one */
+        r->sensor_from_document = true;
+        sensor = sens;
+    }
+
     /* the working copy, plain FITS */
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     unsigned char magic[2] = {0, 0};
@@ -1059,6 +1088,7 @@ int bfs_hs_merge(const char *path, const char *text, size_t len, const char *sen
     }
     for (int h = 1; h <= m.n_hdus && !rc; h++)
         rc = bfs_fits_select(m.f, h, m.extname[h - 1], sizeof m.extname[h - 1]);
+    snprintf(r->sensor, sizeof r->sensor, "%s", sensor ? sens : "");
     if (!rc)
         rc = merge_blocks(&m, sensor ? sens : NULL);
     for (int h = 1; h <= m.n_hdus && !rc; h++) {
@@ -1144,10 +1174,12 @@ void bfs_hs_report_format(const bfs_hs_report *r, char *buf, size_t size)
     if (r->conflicts > r->n_listed)
         PUT(", ...");
     PUT("), %d unchanged, %d undefined, %d commentary, %d structural skipped, %d invalid; "
-        "%d blocks merged, %d without an HDU%s%s%s, %d of other sensors; %d HDUs changed%s%s",
+        "%d blocks merged, %d without an HDU%s%s%s, %d of other sensors%s%s%s; %d HDUs changed%s%s",
         r->unchanged, r->undefined, r->commentary, r->skipped_structural, r->invalid,
         r->blocks_merged, r->blocks_without_hdu, r->first_missing[0] ? " (first: " : "",
-        r->first_missing, r->first_missing[0] ? ")" : "", r->blocks_other, r->hdus_changed,
+        r->first_missing, r->first_missing[0] ? ")" : "", r->blocks_other,
+        r->sensor_from_document ? " (sensor " : "", r->sensor_from_document ? r->sensor : "",
+        r->sensor_from_document ? " from the document)" : "", r->hdus_changed,
         r->decompressed ? "; gzip-wrapped input decompressed" : "",
         r->rewritten ? "" : "; file not rewritten");
 #undef PUT

@@ -14,8 +14,11 @@
  * bfs_hs_merge() writes PRIMARY, then the sensor's primary block, into HDU 1
  * and each `<sensor>_<EXTNAME>` (or plain `<EXTNAME>`) block into the HDU of
  * that EXTNAME, in document order; blocks of other sensors (`RxxSyy_...`,
- * `PRIMARY_RxxSyy`) are ignored.  The rules (docs/ingest.md, "Header Service
- * merge"):
+ * `PRIMARY_RxxSyy`) are ignored.  A file that names no sensor (sensor NULL:
+ * the 2019 LATISS raws have no RAFTBAY or CCDSLOT) takes the sensor of a
+ * document whose sensor blocks all name the same one (curated_example.yml's
+ * R01S01); with several, only PRIMARY and unprefixed blocks apply.  The rules
+ * (docs/ingest.md, "Header Service merge"):
  *
  *  - The Header Service is the authority for the keywords it publishes: its
  *    value replaces the file's.  A replaced value that differed is a
@@ -134,6 +137,8 @@ typedef struct bfs_hs_report {
     int hdus_changed;         /* HDUs whose cards changed (sums restamped) */
     bool decompressed;        /* path was gzip-wrapped and is now plain FITS */
     bool rewritten;           /* path was replaced by the merged copy */
+    char sensor[8];           /* the sensor whose blocks were merged, "" for none */
+    bool sensor_from_document; /* ... the document's only one (sensor was NULL) */
     char first_missing[72];   /* name of the first block without an HDU, "" if none */
     int n_listed;             /* entries of conflict[] in use */
     bfs_hs_conflict conflict[BFS_HS_MAX_CONFLICTS];
@@ -141,7 +146,8 @@ typedef struct bfs_hs_report {
 
 /* Merge the document (len bytes at text, need not be NUL-terminated) into
  * the FITS file at path for sensor ("R22S00"; "R22_S00" is accepted too; NULL:
- * only PRIMARY and unprefixed blocks), as described above.  report (may be
+ * the document's only sensor, else only PRIMARY and unprefixed blocks), as
+ * described above.  report (may be
  * NULL) is zeroed and filled, also as far as it got on failure.
  *
  * Errors: -EINVAL for a document that is not YAML or not a mapping of lists

@@ -7,7 +7,9 @@
 # target_name comes from the document's OBJECT), the stored file passes
 # fitsverify, and the event says what happened.  A document that arrives
 # late is waited for; one that never arrives does not stop the ingest (the
-# file is stored as written, the event and the log say so).
+# file is stored as written, the event and the log say so).  The document
+# here is synthetic; test_ingest_hs_real.sh merges the real Header Service
+# documents of ../shared/fixtures/headerservice through a mount.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
 command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"

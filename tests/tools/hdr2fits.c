@@ -5,7 +5,11 @@
  *
  * HEADER.yaml is a dump of a raw's header, as in ../shared/fixtures/headers:
  * a plain mapping (KEY: value per card), or daf_base's PropertyList (a list
- * of [KEY, Type, value, comment]).  OUT.fits gets a primary HDU holding
+ * of [KEY, Type, value, comment]).  It may also be FITS header blocks (a
+ * file that starts with "SIMPLE  =", such as the Header Service's
+ * AT_O_20190531_000001.header): then the cards of its primary HDU are the
+ * dump, with their FITS types and comments (cards without a value left
+ * out), and its extensions are not read.  OUT.fits gets a primary HDU holding
  * every card of it with the type its YAML value has (integer, floating,
  * logical, string; the PropertyList's Type and comment when given; null and
  * list values are left out), then the
@@ -125,6 +129,37 @@ static size_t read_cards(const bfs_yaml *y, struct card *cards, size_t max)
     return n;
 }
 
+/* The valued cards of the primary HDU of the FITS file path into cards (at
+ * most max), pointing into *held (malloc'd, the caller frees); returns their
+ * number, or -1 with a message. */
+static long read_fits_cards(const char *path, bfs_fits_card **held, struct card *cards, size_t max)
+{
+    size_t n = 0, k = 0;
+    char *msg = NULL;
+    if (bfs_fits_read_header(path, 1, held, &n, &msg) < 0) {
+        fprintf(stderr, "hdr2fits: %s\n", msg ? msg : path);
+        free(msg);
+        return -1;
+    }
+    for (size_t i = 0; i < n && k < max; i++) {
+        const bfs_fits_card *c = &(*held)[i];
+        if (c->type == 'C' || c->type == 'L' || c->type == 'I' || c->type == 'F')
+            cards[k++] = (struct card){c->key, c->value, c->comment[0] ? c->comment : NULL, c->type};
+    }
+    return (long)k;
+}
+
+/* Whether path starts with a FITS primary header. */
+static bool is_fits(const char *path)
+{
+    char head[10] = "";
+    FILE *fp = fopen(path, "rb");
+    bool yes = fp && fread(head, 1, 9, fp) == 9 && !memcmp(head, "SIMPLE  =", 9);
+    if (fp)
+        fclose(fp);
+    return yes;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -132,13 +167,22 @@ int main(int argc, char **argv)
         return 1;
     }
     bfs_yaml *y = NULL;
+    bfs_fits_card *held = NULL;
     char *msg = NULL;
-    if (bfs_yaml_load_file(argv[1], &y, &msg) < 0) {
-        fprintf(stderr, "hdr2fits: %s\n", msg ? msg : argv[1]);
-        return 1;
-    }
     static struct card cards[1024];
-    size_t ncards = read_cards(y, cards, sizeof cards / sizeof *cards);
+    size_t ncards;
+    if (is_fits(argv[1])) {
+        long k = read_fits_cards(argv[1], &held, cards, sizeof cards / sizeof *cards);
+        if (k < 0)
+            return 1;
+        ncards = (size_t)k;
+    } else {
+        if (bfs_yaml_load_file(argv[1], &y, &msg) < 0) {
+            fprintf(stderr, "hdr2fits: %s\n", msg ? msg : argv[1]);
+            return 1;
+        }
+        ncards = read_cards(y, cards, sizeof cards / sizeof *cards);
+    }
     bool split = false;
     for (int i = 3; i < argc; i++)
         split |= !strcmp(argv[i], "@dump");
@@ -220,6 +264,7 @@ int main(int argc, char **argv)
     }
     bfs_yaml_free(y);
     int rc = bfs_fits_close(f);
+    free(held);
     if (rc < 0) {
         fprintf(stderr, "hdr2fits: writing %s failed (%d)\n", argv[2], rc);
         return 1;

@@ -479,6 +479,45 @@ static void test_other_sensor(void **state)
     assert_int_equal(r.hdus_changed, 0);
 }
 
+/* No sensor given and a document whose sensor blocks all name one sensor:
+ * that sensor's blocks apply (the 2019 LATISS raws name no RAFTBAY or
+ * CCDSLOT, their documents one sensor). */
+static void test_document_sensor(void **state)
+{
+    (void)state;
+    static const char doc[] = "PRIMARY:\n"
+                              "- {keyword: HSKEY, value: 1}\n"
+                              "PRIMARY_R01S01:\n"
+                              "- {keyword: CCD_MANU, value: ITL}\n"
+                              "R01S01_Segment10:\n"
+                              "- {keyword: GAIN, value: 1.5}\n"
+                              "R01S01_Segment11:\n"
+                              "- {keyword: GAIN, value: 2.5}\n";
+    char path[256];
+    snprintf(path, sizeof path, "%s/docsensor.fits", dir);
+    write_synthetic(path);
+    bfs_hs_report r;
+    assert_int_equal(merge(path, doc, NULL, &r), 0);
+    assert_true(r.sensor_from_document);
+    assert_string_equal(r.sensor, "R01S01");
+    assert_int_equal(r.blocks_merged, 4);
+    assert_int_equal(r.blocks_other, 0);
+    assert_string_equal(card(path, 1, "HSKEY").value, "1");
+    assert_string_equal(card(path, 1, "CCD_MANU").value, "ITL");
+    assert_string_equal(card(path, 2, "GAIN").value, "1.5");
+    assert_string_equal(card(path, 3, "GAIN").value, "2.5");
+    char line[2048];
+    bfs_hs_report_format(&r, line, sizeof line);
+    assert_non_null(strstr(line, "(sensor R01S01 from the document)"));
+    /* a sensor given is not overridden by the document's */
+    write_synthetic(path);
+    assert_int_equal(merge(path, doc, "R22S00", &r), 0);
+    assert_false(r.sensor_from_document);
+    assert_string_equal(r.sensor, "R22S00");
+    assert_int_equal(r.blocks_other, 3);
+    assert_int_equal(card(path, 1, "CCD_MANU").type, '\0');
+}
+
 /* A gzip-wrapped input becomes plain FITS at the same path. */
 static void test_gzip(void **state)
 {
@@ -690,6 +729,20 @@ static void test_fixture_latiss(void **state)
     assert_false(r.rewritten);
     assert_int_equal(r.added + r.replaced + r.commentary, 0);
     assert_true(same_bytes(path, once));
+
+    /* the ingest passes no sensor (the raw has no RAFTBAY or CCDSLOT): the
+     * document's only one, R01S01, is taken */
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s' && chmod u+w '%s'", src, path, path);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(bfs_hs_merge(path, doc, len, NULL, &r, &msg), 0);
+    bfs_hs_report_format(&r, line, sizeof line);
+    print_message("LATISS, no sensor given: %s\n", line);
+    assert_true(r.sensor_from_document);
+    assert_string_equal(r.sensor, "R01S01");
+    assert_int_equal(r.blocks_merged, 18);
+    assert_int_equal(r.blocks_other, 0);
+    assert_string_equal(card(path, 1, "LSST_NUM").value, "ITL-3800C-098");
+    assert_true(same_bytes(path, once)); /* as merged for R01S01 */
     free(doc);
 }
 
@@ -872,6 +925,7 @@ int main(void)
         cmocka_unit_test(test_yaml_types),
         cmocka_unit_test(test_synthetic),
         cmocka_unit_test(test_other_sensor),
+        cmocka_unit_test(test_document_sensor),
         cmocka_unit_test(test_gzip),
         cmocka_unit_test(test_many_cards),
         cmocka_unit_test(test_refused),
