@@ -345,14 +345,21 @@ static const char synthetic_doc[] =
     "Segment11:\n"
     "- {keyword: RDNOISE, value: 4.25}\n";
 
+/* <dir>/<stem>.fits to merge into and <dir>/<stem>.orig to compare with,
+ * both the synthetic file (path and orig: 256 bytes each). */
+static void synthetic_pair(const char *stem, char *path, char *orig)
+{
+    snprintf(path, 256, "%s/%s.fits", dir, stem);
+    snprintf(orig, 256, "%s/%s.orig", dir, stem);
+    write_synthetic(path);
+    write_synthetic(orig);
+}
+
 static void test_synthetic(void **state)
 {
     (void)state;
     char path[256], before[256];
-    snprintf(path, sizeof path, "%s/synth.fits", dir);
-    snprintf(before, sizeof before, "%s/synth.orig", dir);
-    write_synthetic(path);
-    write_synthetic(before);
+    synthetic_pair("synth", path, before);
     char *s1 = cards_text(path, 1, true), *s2 = cards_text(path, 2, true);
 
     bfs_hs_report r;
@@ -565,10 +572,7 @@ static void test_many_cards(void **state)
 {
     (void)state;
     char path[256], orig[256];
-    snprintf(path, sizeof path, "%s/many.fits", dir);
-    snprintf(orig, sizeof orig, "%s/many.orig", dir);
-    write_synthetic(path);
-    write_synthetic(orig);
+    synthetic_pair("many", path, orig);
     size_t cap = 64 << 10, o = 0;
     char *doc = malloc(cap);
     assert_non_null(doc);
