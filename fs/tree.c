@@ -1820,7 +1820,6 @@ int bfs_tree_dataset_added(bfs_tree *t, bfs_node *dir, const char *dtype, int nd
     uint64_t inos[MAX];
     struct leaf_set *old[MAX];
     int n = 0, nold = 0;
-    bfs_registry_refresh(t->reg);
     pthread_mutex_lock(&t->lock);
     for (size_t b = 0; b < t->nbuckets && n < MAX; b++) {
         for (bfs_node *x = t->table[b]; x && n < MAX; x = x->hnext) {
