@@ -96,10 +96,14 @@ proxy = json.loads(sys.argv[2])["faults"]
 reps = [r for r in st["replicas"] if r["faults"]]
 assert reps, st["replicas"]
 f = {k: sum(r["faults"].get(k, 0) for r in reps) for k in ("http_5xx", "reset", "short_body", "timeout")}
-# every 503 the proxy sent was seen; a reset or a truncation is seen as one or the other
-# every 503 the proxy sent is one http_5xx; every reset and truncation one reset or short_body
+# every 503 the proxy sent is one http_5xx; every reset and truncation that
+# reached the daemon one reset or short_body.  A read-ahead request the
+# daemon drops (its file closed) may end before its fault reaches it: the
+# proxy counted it, the daemon never saw it (a TSan run missed 1 of 18), so
+# resets and truncations are counted exactly up to two such, never more
 assert f["http_5xx"] == proxy["503"] >= 1, (f, proxy)
-assert f["reset"] + f["short_body"] == proxy["reset"] + proxy["truncate"] >= 2, (f, proxy)
+seen, sent = f["reset"] + f["short_body"], proxy["reset"] + proxy["truncate"]
+assert sent >= 2 and sent - 2 <= seen <= sent, (f, proxy)
 assert sum(r["retries"] for r in reps) >= f["http_5xx"], reps
 PY
 expect "... and the human status lists them per replica" grep -Eq "replica .*faults: .*http_5xx" "$T/status.txt"
