@@ -97,7 +97,7 @@ static int load_values(bfs_registry *reg, const bfs_dataset_type *dt, const char
 static int dataset_row(bfs_registry *reg, const char *id, char hex[33], const bfs_dataset_type **dt,
                        const bfs_collection **run, int64_t *run_id)
 {
-    if (!id || reg_normalize_dataset_id(id, hex) < 0)
+    if (!id || bfs_registry_normalize_id(id, hex) < 0)
         return -EINVAL;
     db_stmt *st = reg_prepare(reg, "SELECT dataset_type_id, run_id FROM dataset WHERE id IN (?1, ?2)");
     if (!st)

@@ -378,6 +378,9 @@ int bfs_registry_each_run_file(bfs_registry *reg, const char *run_glob, bfs_run_
  * still refers to it (a table with a foreign key that does not cascade).
  * Atomic; inside begin/commit a savepoint. */
 int bfs_registry_remove_dataset(bfs_registry *reg, const char *dataset_id);
+/* A dataset id as registries store it: 32 lowercase hex digits into out (a
+ * dashed or upper-case UUID is accepted).  0, or -EINVAL. */
+int bfs_registry_normalize_id(const char *in, char out[33]);
 /* 1 when the dataset exists, 0 when not, negative errno. */
 int bfs_registry_has_dataset(bfs_registry *reg, const char *dataset_id);
 /* 1 when a file record of any dataset has this datastore path, 0 when

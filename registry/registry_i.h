@@ -71,9 +71,6 @@ int reg_catalog_load(bfs_registry *reg, db_conn *db);
 /* Free every catalog snapshot (at close). */
 void reg_catalog_free_all(bfs_registry *reg);
 
-/* A dataset id as stored: 32 lowercase hex digits into out (a dashed or
- * upper-case UUID is accepted).  0, or -EINVAL. */
-int reg_normalize_dataset_id(const char *in, char out[33]);
 
 /* Quote an SQL identifier into a malloc'd string ("group" -> "\"group\""). */
 char *reg_quote_ident(const char *name);

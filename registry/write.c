@@ -1694,7 +1694,7 @@ int bfs_registry_set_chain(bfs_registry *reg, const char *parent, const char *co
     return wtx_end(&t, ret);
 }
 
-int reg_normalize_dataset_id(const char *in, char out[33])
+int bfs_registry_normalize_id(const char *in, char out[33])
 {
     int n = 0;
     for (const char *p = in; p && *p; p++) {
@@ -1726,7 +1726,7 @@ struct member {
 static int member_load(bfs_registry *reg, const char *dataset_id, struct member *m)
 {
     memset(&m->dt, 0, sizeof m->dt);
-    if (!dataset_id || reg_normalize_dataset_id(dataset_id, m->id) < 0) {
+    if (!dataset_id || bfs_registry_normalize_id(dataset_id, m->id) < 0) {
         bfs_info(REG_TAG, "%s is not a dataset id", dataset_id ? dataset_id : "(null)");
         return -EINVAL;
     }
@@ -1931,7 +1931,7 @@ static void bind_id(db_stmt *st, const void *p)
 int bfs_registry_has_dataset(bfs_registry *reg, const char *dataset_id)
 {
     char id[33];
-    if (!dataset_id || reg_normalize_dataset_id(dataset_id, id) < 0)
+    if (!dataset_id || bfs_registry_normalize_id(dataset_id, id) < 0)
         return -EINVAL;
     return exists_bound(reg, "SELECT 1 FROM dataset WHERE id = ?1", bind_id, id);
 }
@@ -1952,7 +1952,7 @@ int bfs_registry_path_referenced(bfs_registry *reg, const char *path)
 int bfs_registry_remove_dataset(bfs_registry *reg, const char *dataset_id)
 {
     char id[33];
-    if (!dataset_id || reg_normalize_dataset_id(dataset_id, id) < 0)
+    if (!dataset_id || bfs_registry_normalize_id(dataset_id, id) < 0)
         return -EINVAL;
     struct wtx t;
     int ret = wtx_begin(reg, &t);

@@ -174,6 +174,17 @@ static int finish_one(struct run *r, struct entry *e, int *files_removed)
     return 1;
 }
 
+/* Step 4: the journal removed, durably.  0 or negative errno. */
+static int journal_done(struct run *r)
+{
+    int ret = unlink(r->journal) < 0 ? -errno : 0;
+    char *dir = bfs_dir_of(r->journal);
+    if (dir)
+        bfs_fsync_dir(dir);
+    free(dir);
+    return ret;
+}
+
 /* Finish an interrupted run's journal (step 3 for each of its datasets,
  * then step 4).  0 when there is none. */
 static int journal_recover(struct run *r)
@@ -209,13 +220,8 @@ static int journal_recover(struct run *r)
         }
     }
     json_decref(o);
-    if (ret >= 0 && !r->opts->dry_run) {
-        ret = unlink(r->journal) < 0 ? -errno : 0;
-        char *dir = bfs_dir_of(r->journal);
-        if (dir)
-            bfs_fsync_dir(dir);
-        free(dir);
-    }
+    if (ret >= 0 && !r->opts->dry_run)
+        ret = journal_done(r);
     return ret < 0 ? ret : 0;
 }
 
@@ -268,14 +274,7 @@ static int remove_batch(struct run *r, struct entry *e, int n)
                 r->cb(r->ctx, &d);
             }
         }
-        if (ret == 0) {
-            ret = unlink(r->journal) < 0 ? -errno : 0;
-            char *dir = bfs_dir_of(r->journal);
-            if (dir)
-                bfs_fsync_dir(dir);
-            free(dir);
-        }
-        return ret;
+        return ret == 0 ? journal_done(r) : ret;
     }
     for (int i = 0; r->cb && i < n; i++) {
         bfs_retention_dataset d = {e[i].id, e[i].run, e[i].dtype, e[i].paths, e[i].npaths, e[i].bytes,
@@ -297,6 +296,30 @@ static int instrument_of(struct run *r, const char *id, char *buf, size_t n, con
     if (ret == 0 && buf[0])
         *instrument = buf;
     return ret;
+}
+
+/* The destinations that take dataset f (with that instrument, or NULL) into
+ * e->dests, and where its copies stand: *waiting the first one whose copy
+ * is not made yet (NULL when every copy is), *parked whether one is parked.
+ * A dataset is removed only once every copy is made.  0 or negative errno. */
+static int copies_of(struct run *r, const struct rfile *f, const char *instrument, struct entry *e,
+                     const char **waiting, bool *parked)
+{
+    *waiting = NULL;
+    *parked = false;
+    for (int d = 0; r->cfg && d < r->cfg->n_dests && e->ndests < 64; d++) {
+        const bfs_transfer_dest *dest = &r->cfg->dests[d];
+        if (!bfs_transfer_matches(dest, f->run, f->dtype, instrument))
+            continue;
+        e->dests[e->ndests++] = dest->name;
+        int s = bfs_queue_job_state(r->repo, f->id, dest->name);
+        if (s < 0)
+            return s;
+        if (s != BFS_JOB_DONE && !*waiting)
+            *waiting = dest->name;
+        *parked |= s == BFS_JOB_PARKED;
+    }
+    return 0;
 }
 
 /* Judge the dataset of files [a, b): 1 eligible (into *e), 0 kept. */
@@ -327,18 +350,11 @@ static int judge(struct run *r, size_t a, size_t b, int64_t now_ns, struct entry
         st->not_transferred++; /* which destinations take it is not known: kept */
         return 0;
     }
-    bool waiting = false, parked = false;
-    for (int d = 0; d < r->cfg->n_dests && e->ndests < 64; d++) {
-        const bfs_transfer_dest *dest = &r->cfg->dests[d];
-        if (!bfs_transfer_matches(dest, f->run, f->dtype, instrument))
-            continue;
-        e->dests[e->ndests++] = dest->name;
-        int s = bfs_queue_job_state(r->repo, f->id, dest->name);
-        if (s < 0)
-            return s;
-        waiting |= s != BFS_JOB_DONE;
-        parked |= s == BFS_JOB_PARKED;
-    }
+    const char *waiting = NULL;
+    bool parked = false;
+    int ret = copies_of(r, f, instrument, e, &waiting, &parked);
+    if (ret < 0)
+        return ret;
     if (!e->ndests) {
         st->no_destination++;
         return 0;
@@ -528,30 +544,22 @@ static char *glob_literal(const char *run)
     return g;
 }
 
-int bfs_retention_remove(const char *repo_dir, const bfs_transfer_config *cfg, const char *run,
+/* The removal of dataset_id, under the lock. */
+static int remove_locked(const char *repo_dir, const bfs_transfer_config *cfg, const char *run,
                          const char *dataset_id, char **errmsg)
 {
     bfs_retention_opts opts = {0};
     bfs_retention_stats st = {0};
     struct run r = {.repo = repo_dir, .cfg = cfg, .opts = &opts, .st = &st};
-    int lock = -1;
-    int ret = take_lock(repo_dir, &lock, errmsg);
-    if (ret == 0 && (ret = run_open(&r, errmsg)) < 0) {
-        close(lock);
-        return ret;
-    }
+    int ret = run_open(&r, errmsg);
     if (ret < 0)
         return ret;
-    /* the registry's form: 32 lowercase hex digits */
-    char id[33];
-    size_t k = 0;
-    for (const char *p = dataset_id; *p && k < 32; p++)
-        if (*p != '-')
-            id[k++] = (char)(*p >= 'A' && *p <= 'F' ? *p - 'A' + 'a' : *p);
-    id[k] = '\0';
-    char *glob = glob_literal(run);
+    char id[33], *glob = glob_literal(run);
     struct one o = {&r, id};
-    ret = glob ? bfs_registry_each_run_file(r.reg, glob, collect_id, &o) : -ENOMEM;
+    if (bfs_registry_normalize_id(dataset_id, id) < 0)
+        ret = 0; /* not an id: no file of the run has it */
+    else
+        ret = glob ? bfs_registry_each_run_file(r.reg, glob, collect_id, &o) : -ENOMEM;
     free(glob);
     if (ret < 0)
         bfs_set_errmsg(errmsg, "cannot list the files of %s: %s", run, strerror(-ret));
@@ -570,21 +578,13 @@ int bfs_retention_remove(const char *repo_dir, const bfs_transfer_config *cfg, c
         /* a copy promised to a destination is kept until it is made: the
          * same rule as retention's, without the age */
         char inst[BFS_MAX_VALUE];
-        const char *instrument = NULL;
+        const char *instrument = NULL, *waiting = NULL;
+        bool parked;
         if (cfg && (ret = instrument_of(&r, f->id, inst, sizeof inst, &instrument)) < 0)
             bfs_set_errmsg(errmsg, "cannot read the dataId of %s: %s", f->id, strerror(-ret));
-        for (int d = 0; ret == 0 && cfg && d < cfg->n_dests && e.ndests < 64; d++) {
-            const bfs_transfer_dest *dest = &cfg->dests[d];
-            if (!bfs_transfer_matches(dest, f->run, f->dtype, instrument))
-                continue;
-            e.dests[e.ndests++] = dest->name;
-            int js = bfs_queue_job_state(repo_dir, f->id, dest->name);
-            if (js < 0)
-                ret = js;
-            else if (js != BFS_JOB_DONE) {
-                ret = -EBUSY;
-                bfs_set_errmsg(errmsg, "its transfer to %s is not done yet", dest->name);
-            }
+        else if ((ret = copies_of(&r, f, instrument, &e, &waiting, &parked)) == 0 && waiting) {
+            ret = -EBUSY;
+            bfs_set_errmsg(errmsg, "its transfer to %s is not done yet", waiting);
         }
     }
     if (ret == 0)
@@ -594,7 +594,18 @@ int bfs_retention_remove(const char *repo_dir, const bfs_transfer_config *cfg, c
         bfs_set_errmsg(errmsg, "the registry kept dataset %s (see the log)", dataset_id);
     }
     run_close(&r);
-    close(lock);
+    return ret;
+}
+
+int bfs_retention_remove(const char *repo_dir, const bfs_transfer_config *cfg, const char *run,
+                         const char *dataset_id, char **errmsg)
+{
+    int lock = -1;
+    int ret = take_lock(repo_dir, &lock, errmsg);
+    if (ret == 0)
+        ret = remove_locked(repo_dir, cfg, run, dataset_id, errmsg);
+    if (lock >= 0)
+        close(lock);
     return ret;
 }
 
