@@ -2195,11 +2195,11 @@ static int step_registered(bfs_ingest *ing, struct bfs_upload *u)
         char *dst = src ? bfs_asprintf("%s/%s/%s", c->staging[i], day, base) : NULL;
         int ret = dst ? stage_link(src, dst) : -ENOMEM;
         if (ret < 0) {
+            const char *why = ret == -EEXIST ? "another file has that name" : strerror(-ret);
             bfs_warn(TAG, "cannot link %s into staging tree %s: %s (the link is made again at the next mount)",
-                     u->rel, c->staging[i], ret == -EEXIST ? "another file has that name" : strerror(-ret));
+                     u->rel, c->staging[i], why);
             char *note = bfs_asprintf("%s%s%s: %s", u->staging_note ? u->staging_note : "",
-                                      u->staging_note ? "; " : "", c->staging[i],
-                                      ret == -EEXIST ? "another file has that name" : strerror(-ret));
+                                      u->staging_note ? "; " : "", c->staging[i], why);
             free(u->staging_note);
             u->staging_note = note;
             failed++;
@@ -2560,8 +2560,9 @@ static bool spool_name(const char *name, const char *suffix)
  * wrote them: "U.intent.tmp" (bfs_durable_write renames it over U.intent
  * only once it is whole), "U.data.merge" (the Header Service merge renames
  * it over U.data only once it is whole) and "U.data.plain" (the merge's
- * inflated copy of a gzip-wrapped file, read to make U.data.merge).  Neither is ever the only
- * copy of anything: the intent before it and the bytes are still there. */
+ * inflated copy of a gzip-wrapped file, read to make U.data.merge).  None
+ * is ever the only copy of anything: the intent before it and the bytes
+ * are still there. */
 static void remove_stale_copies(bfs_ingest *ing, DIR *d)
 {
     struct dirent *de;
@@ -2588,8 +2589,7 @@ static int recover(bfs_ingest *ing)
     struct dirent *de;
     int ret = 0, n = 0;
     while ((de = readdir(d)) != NULL && n < 100000) {
-        size_t len = strlen(de->d_name);
-        if (len == 32 + 7 && !strcmp(de->d_name + 32, ".intent")) {
+        if (spool_name(de->d_name, "intent")) {
             char u[33];
             snprintf(u, sizeof u, "%.32s", de->d_name);
             if (recover_one(ing, u) < 0)
@@ -2600,8 +2600,7 @@ static int recover(bfs_ingest *ing)
     /* bytes with no intent: killed inside bfs_upload_begin */
     rewinddir(d);
     while ((de = readdir(d)) != NULL && n < 200000) {
-        size_t len = strlen(de->d_name);
-        if (len == 32 + 5 && !strcmp(de->d_name + 32, ".data")) {
+        if (spool_name(de->d_name, "data")) {
             struct bfs_upload *u = upload_new(ing, (char[33]){0});
             if (!u)
                 break;
