@@ -418,6 +418,31 @@ static void note_invalid(struct merge *m, int hdu, const char *key, const char *
              key && key[0] ? key : "(blank)", why);
 }
 
+/* The keyword an entry's "keyword" node kn names, as it is merged (one of
+ * up to 8 characters upper case, as FITS keywords are; a longer one is a
+ * HIERARCH keyword, kept as written), into key; "" for none (a blank
+ * commentary card).  NULL, or what the bad keyword is shown as. */
+static const char *entry_key(const bfs_yaml *y, const bfs_yaml_node *kn, char key[72])
+{
+    key[0] = '\0';
+    if (!kn || bfs_yaml_is_null(y, kn))
+        return NULL;
+    const char *k = bfs_yaml_scalar(y, kn);
+    if (!k || !*k || strlen(k) >= 72 || !printable(k))
+        return k ? "(unprintable)" : "(not a scalar)";
+    snprintf(key, 72, "%s", k);
+    if (strlen(key) <= 8)
+        for (char *p = key; *p; p++)
+            *p = (char)toupper((unsigned char)*p);
+    return NULL;
+}
+
+/* COMMENT, HISTORY and blank keywords: commentary cards, added as text. */
+static bool is_commentary(const char *key)
+{
+    return !key[0] || !strcmp(key, "COMMENT") || !strcmp(key, "HISTORY");
+}
+
 /* Merge one {keyword, value, comment} entry into the current HDU hdu. */
 static int merge_entry(struct merge *m, int hdu, const bfs_yaml_node *item)
 {
@@ -426,22 +451,16 @@ static int merge_entry(struct merge *m, int hdu, const bfs_yaml_node *item)
     const bfs_yaml_node *kn = bfs_yaml_get(y, item, "keyword");
     const bfs_yaml_node *vn = bfs_yaml_get(y, item, "value");
     const bfs_yaml_node *cn = bfs_yaml_get(y, item, "comment");
-    char key[72] = "", comment[80];
-    if (kn && !bfs_yaml_is_null(y, kn)) {
-        const char *k = bfs_yaml_scalar(y, kn);
-        if (!k || !*k || strlen(k) >= sizeof key || !printable(k)) {
-            note_invalid(m, hdu, k ? "(unprintable)" : "(not a scalar)", "bad keyword");
-            return 0;
-        }
-        snprintf(key, sizeof key, "%s", k);
-        if (strlen(key) <= 8)
-            for (char *p = key; *p; p++)
-                *p = (char)toupper((unsigned char)*p);
+    char key[72], comment[80];
+    const char *bad = entry_key(y, kn, key);
+    if (bad) {
+        note_invalid(m, hdu, bad, "bad keyword");
+        return 0;
     }
     card_comment(y, cn, comment, sizeof comment);
 
     /* commentary: appended unless present verbatim */
-    if (!key[0] || !strcmp(key, "COMMENT") || !strcmp(key, "HISTORY")) {
+    if (is_commentary(key)) {
         const char *textv = comment;
         if (!textv[0] && vn && !bfs_yaml_is_null(y, vn) && bfs_yaml_scalar(y, vn))
             textv = bfs_yaml_scalar(y, vn);
@@ -603,6 +622,52 @@ static int check_shape(const bfs_yaml *y, char **errmsg)
     return 0;
 }
 
+/* Write n bytes of buf to fd at its end: 0 or negative errno. */
+static int write_all(int fd, const char *buf, size_t n)
+{
+    for (size_t o = 0; o < n;) {
+        ssize_t w = write(fd, buf + o, n - o);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        o += (size_t)w;
+    }
+    return 0;
+}
+
+/* Write len bytes of in from off to out at its end: in the kernel where it
+ * can (copy_file_range), else through a buffer. */
+static int copy_range(int in, int out, off_t off, off_t len)
+{
+    off_t end = off + len;
+    while (off < end) {
+        ssize_t n = copy_file_range(in, &off, out, NULL, (size_t)(end - off), 0);
+        if (n > 0)
+            continue;
+        if (n == 0)
+            return -EIO; /* the file ended before its last HDU did */
+        if (errno == EINTR)
+            continue;
+        if (errno != EXDEV && errno != ENOSYS && errno != EOPNOTSUPP && errno != EINVAL)
+            return -errno;
+        char buf[1 << 16];
+        while (off < end) {
+            size_t want = end - off < (off_t)sizeof buf ? (size_t)(end - off) : sizeof buf;
+            ssize_t r = pread(in, buf, want, off);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                return r < 0 ? -errno : -EIO;
+            int rc = write_all(out, buf, (size_t)r);
+            if (rc < 0)
+                return rc;
+            off += r;
+        }
+    }
+    return 0;
+}
+
 /* Copy src to dst (created or truncated, mode 0600 until the caller sets
  * the final one). */
 static int copy_file(const char *src, const char *dst, char **errmsg)
@@ -620,40 +685,15 @@ static int copy_file(const char *src, const char *dst, char **errmsg)
         bfs_set_errmsg(errmsg, "cannot create %s: %s", dst, strerror(e));
         return -e;
     }
-    enum { CHUNK = 1 << 20 };
-    char *buf = malloc(CHUNK);
-    int rc = buf ? 0 : -ENOMEM;
-    while (!rc) {
-        ssize_t n = read(in, buf, CHUNK);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = -errno;
-            bfs_set_errmsg(errmsg, "cannot read %s: %s", src, strerror(-rc));
-            break;
-        }
-        if (n == 0)
-            break;
-        for (ssize_t o = 0; o < n && !rc;) {
-            ssize_t w = write(out, buf + o, (size_t)(n - o));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0) {
-                rc = -errno;
-                bfs_set_errmsg(errmsg, "cannot write %s: %s", dst, strerror(-rc));
-            } else {
-                o += w;
-            }
-        }
-    }
-    free(buf);
+    struct stat sb;
+    int rc = fstat(in, &sb) < 0 ? -errno : copy_range(in, out, 0, sb.st_size);
     close(in);
-    if (close(out) < 0 && !rc) {
+    if (close(out) < 0 && !rc)
         rc = -errno;
-        bfs_set_errmsg(errmsg, "cannot write %s: %s", dst, strerror(-rc));
-    }
-    if (rc)
+    if (rc) {
+        bfs_set_errmsg(errmsg, "cannot copy %s to %s: %s", src, dst, strerror(-rc));
         unlink(dst);
+    }
     return rc;
 }
 
@@ -825,13 +865,10 @@ static void count_room(const bfs_yaml *y, const char *sensor, const struct orig 
             const bfs_yaml_node *kn = bfs_yaml_get(y, item, "keyword");
             const bfs_yaml_node *vn = bfs_yaml_get(y, item, "value");
             const bfs_yaml_node *cn = bfs_yaml_get(y, item, "comment");
-            const char *key = kn && !bfs_yaml_is_null(y, kn) ? bfs_yaml_scalar(y, kn) : NULL;
-            char up[72] = "";
-            for (size_t c = 0; key && key[c] && c + 1 < sizeof up; c++)
-                up[c] = strlen(key) <= 8 ? (char)toupper((unsigned char)key[c]) : key[c];
-            bool commentary = !up[0] || !strcmp(up, "COMMENT") || !strcmp(up, "HISTORY");
-            if (!commentary && bfs_fits_find(o->cards[hdu - 1], o->ncards[hdu - 1], up))
-                continue;
+            char up[72];
+            if (entry_key(y, kn, up) ||
+                (!is_commentary(up) && bfs_fits_find(o->cards[hdu - 1], o->ncards[hdu - 1], up)))
+                continue; /* not merged, or replaces a card in place */
             const char *v = vn && !bfs_yaml_is_null(y, vn) ? bfs_yaml_scalar(y, vn) : NULL;
             const char *c = cn && !bfs_yaml_is_null(y, cn) ? bfs_yaml_scalar(y, cn) : NULL;
             size_t text = strlen(up) + (v ? strlen(v) : 0) + (c ? strlen(c) : 0);
@@ -841,43 +878,6 @@ static void count_room(const bfs_yaml *y, const char *sensor, const struct orig 
     for (int h = 0; h < o->n; h++)
         if (room[h])
             room[h] += 2;
-}
-
-/* Write len bytes of in from off to out at its end: in the kernel where it
- * can (copy_file_range), else through a buffer. */
-static int copy_range(int in, int out, off_t off, off_t len)
-{
-    off_t end = off + len;
-    while (off < end) {
-        ssize_t n = copy_file_range(in, &off, out, NULL, (size_t)(end - off), 0);
-        if (n > 0)
-            continue;
-        if (n == 0)
-            return -EIO; /* the file ended before its last HDU did */
-        if (errno == EINTR)
-            continue;
-        if (errno != EXDEV && errno != ENOSYS && errno != EOPNOTSUPP && errno != EINVAL)
-            return -errno;
-        char buf[1 << 16];
-        while (off < end) {
-            size_t want = end - off < (off_t)sizeof buf ? (size_t)(end - off) : sizeof buf;
-            ssize_t r = pread(in, buf, want, off);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r <= 0)
-                return r < 0 ? -errno : -EIO;
-            for (ssize_t o = 0; o < r;) {
-                ssize_t w = write(out, buf + o, (size_t)(r - o));
-                if (w < 0 && errno == EINTR)
-                    continue;
-                if (w < 0)
-                    return -errno;
-                o += w;
-            }
-            off += r;
-        }
-    }
-    return 0;
 }
 
 /* Write HDU e's header from in to out with extra blank records before its
@@ -910,15 +910,7 @@ static int copy_header_with_room(int in, int out, const bfs_fits_extent *e, int 
         /* END moves down by extra records; blanks before and after it */
         memset(h + endrec * 80, ' ', olen - endrec * 80);
         memcpy(h + (endrec + (size_t)extra) * 80, "END", 3);
-        for (size_t o = 0; o < olen && !rc;) {
-            ssize_t w = write(out, h + o, olen - o);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0)
-                rc = -errno;
-            else
-                o += (size_t)w;
-        }
+        rc = write_all(out, h, olen);
     }
     free(h);
     return rc;
