@@ -410,7 +410,6 @@ static void seal_done(void *arg, int outcome)
         /* the new file shows at once: in the daemon's listing, and in the
          * kernel's copy of a listing taken while the file was written */
         bfs_tree_changed(c->fs->tree, c->dir);
-        refresh_dir(c->fs, bfs_node_ino(c->dir));
         /* and in the dataId directories listed before (a raw written into
          * a RUN's directory lands at RUN/raw/instrument=.../...) */
         bfs_upload_info info;
@@ -418,6 +417,8 @@ static void seal_done(void *arg, int outcome)
         if (info.dataset_type)
             bfs_tree_dataset_added(c->fs->tree, c->dir, info.dataset_type, info.ndims, info.dim_names,
                                    info.dim_values, refresh_dir, c->fs);
+        else
+            refresh_dir(c->fs, bfs_node_ino(c->dir));
     }
     /* the type's own directory replaces the level made for it: the kernel
      * asks again (no lock of that directory is held here) */

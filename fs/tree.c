@@ -1817,13 +1817,14 @@ int bfs_tree_dataset_added(bfs_tree *t, bfs_node *dir, const char *dtype, int nd
     if (dir->kind == K_FILE)
         return 0;
     enum { MAX = 64 };
-    uint64_t inos[MAX];
+    uint64_t inos[MAX] = {bfs_node_ino(dir)}; /* dir itself first: its listing changed too */
     struct leaf_set *old[MAX];
-    int n = 0, nold = 0;
+    int n = 1, nold = 0;
     pthread_mutex_lock(&t->lock);
     for (size_t b = 0; b < t->nbuckets && n < MAX; b++) {
         for (bfs_node *x = t->table[b]; x && n < MAX; x = x->hnext) {
-            if (x->kind != K_DATA || strcmp(x->dt->name, dtype) || !holds_dataset(x, run_dir, ndims, names, values))
+            if (x == dir || x->kind != K_DATA || strcmp(x->dt->name, dtype) ||
+                !holds_dataset(x, run_dir, ndims, names, values))
                 continue;
             inos[n++] = bfs_node_ino(x);
             if (x->leaves) {

@@ -231,8 +231,9 @@ void bfs_tree_changed(bfs_tree *t, bfs_node *dir);
  * directory, or a dataId directory in it): drop the daemon's cached files
  * of every dataId directory of that RUN that the
  * kernel was given and that this dataset belongs in (whatever order its
- * levels were walked in), and call refresh(ctx, ino) for each of them and
- * their dataset type directory, outside the tree's lock, so that the kernel
+ * levels were walked in), and call refresh(ctx, ino) for dir and each of
+ * them and their dataset type directory, outside the tree's lock (dir's own
+ * files are dropped by bfs_tree_changed, called first), so that the kernel
  * drops its copies of their listings too.  At most 64 directories (a
  * dataset's levels are a handful).  The number refreshed. */
 typedef void (*bfs_tree_refresh_fn)(void *ctx, uint64_t ino);
