@@ -463,6 +463,11 @@ static void close_read(fitsfile *f)
         fits_clear_errmsg();
 }
 
+bool bfs_fits_is_commentary(const char *key)
+{
+    return !key[0] || !strcmp(key, "COMMENT") || !strcmp(key, "HISTORY");
+}
+
 int bfs_fits_read_header(const char *path, int hdu, bfs_fits_card **cards, size_t *n,
                          char **errmsg)
 {

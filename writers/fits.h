@@ -119,6 +119,10 @@ typedef struct bfs_fits_card {
     char type;
 } bfs_fits_card;
 
+/* Whether key names a commentary card (COMMENT, HISTORY, or blank): text,
+ * not a keyword with a value; a header may hold any number of them. */
+bool bfs_fits_is_commentary(const char *key);
+
 /* The cards of HDU hdu (1 = primary) of path, in file order.  On success
  * *cards is a malloc'd array of *n cards the caller frees. */
 int bfs_fits_read_header(const char *path, int hdu, bfs_fits_card **cards, size_t *n,

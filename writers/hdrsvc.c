@@ -437,12 +437,6 @@ static const char *entry_key(const bfs_yaml *y, const bfs_yaml_node *kn, char ke
     return NULL;
 }
 
-/* COMMENT, HISTORY and blank keywords: commentary cards, added as text. */
-static bool is_commentary(const char *key)
-{
-    return !key[0] || !strcmp(key, "COMMENT") || !strcmp(key, "HISTORY");
-}
-
 /* Merge one {keyword, value, comment} entry into the current HDU hdu. */
 static int merge_entry(struct merge *m, int hdu, const bfs_yaml_node *item)
 {
@@ -460,7 +454,7 @@ static int merge_entry(struct merge *m, int hdu, const bfs_yaml_node *item)
     card_comment(y, cn, comment, sizeof comment);
 
     /* commentary: appended unless present verbatim */
-    if (is_commentary(key)) {
+    if (bfs_fits_is_commentary(key)) {
         const char *textv = comment;
         if (!textv[0] && vn && !bfs_yaml_is_null(y, vn) && bfs_yaml_scalar(y, vn))
             textv = bfs_yaml_scalar(y, vn);
@@ -867,7 +861,7 @@ static void count_room(const bfs_yaml *y, const char *sensor, const struct orig 
             const bfs_yaml_node *cn = bfs_yaml_get(y, item, "comment");
             char up[72];
             if (entry_key(y, kn, up) ||
-                (!is_commentary(up) && bfs_fits_find(o->cards[hdu - 1], o->ncards[hdu - 1], up)))
+                (!bfs_fits_is_commentary(up) && bfs_fits_find(o->cards[hdu - 1], o->ncards[hdu - 1], up)))
                 continue; /* not merged, or replaces a card in place */
             const char *v = vn && !bfs_yaml_is_null(y, vn) ? bfs_yaml_scalar(y, vn) : NULL;
             const char *c = cn && !bfs_yaml_is_null(y, cn) ? bfs_yaml_scalar(y, cn) : NULL;

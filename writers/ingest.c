@@ -45,7 +45,9 @@
  *
  * Crash story (kill -9 anywhere, then a new -o rw mount): bfs_ingest_open
  * takes the lock and, before anything is served, steps every intent record
- * to its end.  OPEN: the writer never closed; quarantined ("the daemon
+ * to its end, after removing the half-made copies an earlier daemon may
+ * have left (U.intent.tmp, U.data.merge, U.data.plain: never the only copy
+ * of anything, see remove_stale_copies).  OPEN: the writer never closed; quarantined ("the daemon
  * stopped before the writer closed the file").  WAITING: kept, under the
  * name its intent holds (a rename of a replica or sidecar in SEALED or
  * WAITING is written there before it is answered), and paired or expired

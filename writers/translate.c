@@ -179,7 +179,7 @@ static int load(struct tx *t, const bfs_fits_card *cards, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         const bfs_fits_card *c = &cards[i];
-        if (!c->key[0] || !strcmp(c->key, "COMMENT") || !strcmp(c->key, "HISTORY"))
+        if (bfs_fits_is_commentary(c->key))
             continue;
         if (find(t, c->key))
             continue; /* the first card of a name wins, as in bfs_fits_find */
