@@ -478,13 +478,15 @@ int bfs_file_checksum(int fd, int64_t size, char out[129]);
  * appended in order with bfs_checksum_update, then bfs_checksum_hex.
  * new: NULL when out of memory; free: NULL is fine.  update and add:
  * 0, -ENOMEM (the state is then unusable: start again).  bfs_checksum_add
- * appends bytes [from, from + size) of fd, read with pread.  hex: 0, or
+ * appends bytes [from, from + size) of fd, read with pread into buf
+ * (buflen bytes, the caller's to reuse: a fresh buffer costs a page fault
+ * per page on every read), or into one of its own when buf is NULL.  hex: 0, or
  * negative errno; the state is finished either way (only free is left).
  * One thread at a time per state. */
 typedef struct bfs_checksum bfs_checksum;
 bfs_checksum *bfs_checksum_new(void);
 int bfs_checksum_update(bfs_checksum *c, const void *buf, size_t len);
-int bfs_checksum_add(bfs_checksum *c, int fd, int64_t from, int64_t size);
+int bfs_checksum_add(bfs_checksum *c, int fd, int64_t from, int64_t size, void *buf, size_t buflen);
 int bfs_checksum_hex(bfs_checksum *c, char out[129]);
 void bfs_checksum_free(bfs_checksum *c);
 

@@ -2139,20 +2139,23 @@ int bfs_checksum_update(bfs_checksum *c, const void *buf, size_t len)
     return EVP_DigestUpdate(c->md, buf, len) == 1 ? 0 : -ENOMEM;
 }
 
-int bfs_checksum_add(bfs_checksum *c, int fd, int64_t from, int64_t size)
+int bfs_checksum_add(bfs_checksum *c, int fd, int64_t from, int64_t size, void *buf, size_t buflen)
 {
-    enum { CHUNK = 1 << 20 };
-    unsigned char *buf = malloc(CHUNK);
+    unsigned char *own = NULL;
+    if (!buf || !buflen) {
+        buflen = 1 << 20;
+        buf = own = malloc(buflen);
+    }
     int ret = buf ? 0 : -ENOMEM;
     for (int64_t off = from; ret == 0 && off < from + size;) {
-        size_t want = (size_t)(from + size - off < CHUNK ? from + size - off : CHUNK);
+        size_t want = (size_t)(from + size - off < (int64_t)buflen ? from + size - off : (int64_t)buflen);
         ssize_t n = pread(fd, buf, want, off);
         if (n <= 0)
             ret = n < 0 ? -errno : -EIO;
         else if ((ret = bfs_checksum_update(c, buf, (size_t)n)) == 0)
             off += n;
     }
-    free(buf);
+    free(own);
     return ret;
 }
 
@@ -2170,7 +2173,7 @@ int bfs_checksum_hex(bfs_checksum *c, char out[129])
 int bfs_file_checksum(int fd, int64_t size, char out[129])
 {
     bfs_checksum *c = bfs_checksum_new();
-    int ret = c ? bfs_checksum_add(c, fd, 0, size) : -ENOMEM;
+    int ret = c ? bfs_checksum_add(c, fd, 0, size, NULL, 0) : -ENOMEM;
     if (ret == 0)
         ret = bfs_checksum_hex(c, out);
     bfs_checksum_free(c);
