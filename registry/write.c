@@ -419,24 +419,40 @@ static bfs_run_file run_file_of(db_stmt *st)
     };
 }
 
+/* The statement of the run-file walks, its rows read by run_file_of (and
+ * column 6, the stored id): the RUN collections' names GLOB ?1.  Whole
+ * (page false): every file, in no order.  A page: the files of the first
+ * ?2 datasets by the dataset table's key, after ?3 when after is set, in
+ * that order, and a dataset without files as one row of NULL path.  Ids
+ * in whichever form the registry stores them (db_sql_id_hex); ingest_date
+ * is TAI ns (universe 6+) or a TIMESTAMP (older), read by db_sql_time_ns. */
+static db_stmt *run_files_stmt(bfs_registry *reg, db_conn *db, bool page, bool after)
+{
+    char *id = db_sql_id_hex(db, "d.id"), *glob = db_sql_glob(db, page ? "pc.name" : "c.name", "?1");
+    char *when = db_sql_time_ns(db, "d.ingest_date"), *records = reg_quote_ident(reg->records_table);
+    char *from = !glob ? NULL : page ? bfs_asprintf("(SELECT p.id, p.run_id, p.dataset_type_id, p.ingest_date "
+                                                    "FROM dataset p JOIN collection pc ON pc.collection_id = "
+                                                    "p.run_id WHERE %s%s ORDER BY p.id LIMIT ?2) d",
+                                                    glob, after ? " AND p.id > ?3" : "")
+                                     : strdup("dataset d");
+    char *sql = !id || !from || !when || !records ? NULL :
+        bfs_asprintf("SELECT %s, c.name, t.name, r.path, coalesce(r.file_size, -1), %s, d.id "
+                     "FROM %s JOIN collection c ON c.collection_id = d.run_id "
+                     "JOIN dataset_type t ON t.id = d.dataset_type_id "
+                     "%sJOIN %s r ON r.dataset_id = d.id %s%s", id, when, from, page ? "LEFT " : "", records,
+                     page ? "ORDER BY d.id" : "WHERE ", page ? "" : glob);
+    free(when);
+    free(records);
+    free(from);
+    return prepare_built(db, sql, id, glob);
+}
+
 int bfs_registry_each_run_file(bfs_registry *reg, const char *run_glob, bfs_run_file_cb cb, void *ctx)
 {
-    /* ids in whichever form the registry stores them (db_sql_id_hex);
-     * ingest_date is TAI ns (universe 6+) or a TIMESTAMP (older), read by
-     * db_sql_time_ns. */
     db_conn *db = reg_db(reg);
     if (!db)
         return -EIO;
-    char *id = db_sql_id_hex(db, "d.id"), *glob = db_sql_glob(db, "c.name", "?1");
-    char *when = db_sql_time_ns(db, "d.ingest_date"), *records = reg_quote_ident(reg->records_table);
-    db_stmt *st = prepare_built(db, !id || !glob || !when || !records ? NULL :
-        bfs_asprintf("SELECT %s, c.name, t.name, r.path, coalesce(r.file_size, -1), %s "
-                     "FROM dataset d JOIN collection c ON c.collection_id = d.run_id "
-                     "JOIN dataset_type t ON t.id = d.dataset_type_id "
-                     "JOIN %s r ON r.dataset_id = d.id WHERE %s", id, when, records, glob),
-        id, glob);
-    free(when);
-    free(records);
+    db_stmt *st = run_files_stmt(reg, db, false, false);
     if (!st)
         return -EIO;
     db_bind_text(st, 1, run_glob, -1);
@@ -479,20 +495,8 @@ int bfs_registry_each_run_file_page(bfs_registry *reg, const char *run_glob, bfs
         return -EINVAL;
     /* the page's datasets first (the dataset table's primary key gives
      * the order and the start), then their files; a dataset without file
-     * records still moves the cursor (the LEFT JOIN gives it one row) */
-    char *id = db_sql_id_hex(db, "d.id"), *glob = db_sql_glob(db, "pc.name", "?1");
-    char *when = db_sql_time_ns(db, "d.ingest_date"), *records = reg_quote_ident(reg->records_table);
-    db_stmt *st = prepare_built(db, !id || !glob || !when || !records ? NULL :
-        bfs_asprintf("SELECT %s, c.name, t.name, r.path, coalesce(r.file_size, -1), %s, d.id "
-                     "FROM (SELECT p.id, p.run_id, p.dataset_type_id, p.ingest_date FROM dataset p "
-                     "JOIN collection pc ON pc.collection_id = p.run_id WHERE %s%s ORDER BY p.id LIMIT ?2) d "
-                     "JOIN collection c ON c.collection_id = d.run_id "
-                     "JOIN dataset_type t ON t.id = d.dataset_type_id "
-                     "LEFT JOIN %s r ON r.dataset_id = d.id ORDER BY d.id",
-                     id, when, glob, cursor->started ? " AND p.id > ?3" : "", records),
-        id, glob);
-    free(when);
-    free(records);
+     * records still moves the cursor */
+    db_stmt *st = run_files_stmt(reg, db, true, cursor->started);
     if (!st)
         return -EIO;
     db_bind_text(st, 1, run_glob, -1);

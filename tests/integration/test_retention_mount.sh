@@ -46,8 +46,6 @@ transfer:
       age: 3s
   retention_interval: 1s
 YAML
-sql() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])" "$DB" "$1"; }
-nfiles() { find "$T/repo/LSSTCam" -type f -name '*.fits' 2>/dev/null | wc -l; }
 nremoved() { grep -c 'retention: removed 1 dataset ' "$BFS_LOG"; }
 
 mkdir -p "$T/repo/.butlerfs"
@@ -97,9 +95,9 @@ for p in "${SEEN[@]}"; do
 done
 expect "... and from the mount's listings" test "$(listed)" = 0
 expect "two datasets are left: the raw no destination takes and the raw whose transfer is not done" \
-    test "$(sql "SELECT group_concat(name, ' ') FROM (SELECT c.name FROM dataset d JOIN collection c
+    test "$(repo_sql "SELECT group_concat(name, ' ') FROM (SELECT c.name FROM dataset d JOIN collection c
                  ON c.collection_id = d.run_id ORDER BY c.name)")" = "LSSTCam/held LSSTCam/kept"
-expect "... their files are left in the datastore (two), the others' gone" test "$(nfiles)" = 2
+expect "... their files are left in the datastore (two), the others' gone" test "$(repo_raws)" = 2
 expect "... the two removed were uploaded first" test "$(find "$T/www/archive" -name '*.fits' | wc -l)" = 2
 expect "... and not to the destination whose instruments rule (LATISS) does not take LSSTCam raws" \
     test "$(find "$T/www" -path '*auxtel*' -name '*.fits' | wc -l)" = 0
