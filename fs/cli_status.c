@@ -138,9 +138,10 @@ static void print_human(json_t *j)
     if (json_is_object(rt)) {
         const char *err = json_string_value(json_object_get(rt, "last_error"));
         double last = json_number_value(json_object_get(rt, "last_pass"));
-        char ago[48] = "";
+        char ago[80] = "";
         if (last > 0)
-            snprintf(ago, sizeof ago, ", the last %.0f s ago", difftime(time(NULL), (time_t)last));
+            snprintf(ago, sizeof ago, ", the last %.0f s ago (it removed %lld)", difftime(time(NULL), (time_t)last),
+                     (long long)int_of(rt, "last_removed"));
         printf("  retention    %lld datasets removed in %lld passes%s%s%s\n", (long long)int_of(rt, "removed"),
                (long long)int_of(rt, "passes"), ago, err ? "; last pass: " : "", err ? err : "");
     }

@@ -86,10 +86,16 @@ int bfs_mount_check(const bfs_mount_plan *p, bfs_ingest_config *icfg, bfs_transf
     return ret;
 }
 
-/* The mount's retention thread removed datasets: its listings go stale. */
-static void retention_removed(void *tree)
+/* The mount's retention thread removed datasets (on that thread): they
+ * leave the tree's caches and the kernel's at once (bfs_tree_datasets_gone:
+ * their dataId directories' files, the entries of their files and of those
+ * directories), and every listing goes stale (what ids does not name: the
+ * datasets a pass finished from an interrupted run's journal). */
+static void retention_removed(void *ctx, const char *const *ids, size_t n)
 {
-    bfs_tree_expire_listings(tree);
+    bfs_fs *fs = ctx;
+    bfs_tree_datasets_gone(fs->tree, ids, n, bfs_ops_evict, fs);
+    bfs_tree_expire_listings(fs->tree);
 }
 
 int bfs_mount_serve(const bfs_mount_plan *p, struct fuse_session *se, bfs_fs *fs)
@@ -129,13 +135,14 @@ int bfs_mount_serve(const bfs_mount_plan *p, struct fuse_session *se, bfs_fs *fs
         bfs_err(TAG, "cannot serve writes: %s", msg ? msg : "ingest did not start");
         goto out;
     }
-    /* after ingest: a retention pass must not start before an interrupted
-     * upload of the last daemon is finished */
-    if (p->rw && p->transfer->retention_interval_ms > 0 &&
-        bfs_retention_start(repo_dir, p->transfer, retention_removed, fs->tree, &retention) < 0)
-        bfs_warn(TAG, "cannot start the periodic retention: `butlerfs retention` still works");
     fs->reg = reg;
     fs->se = se;
+    /* after ingest: a retention pass must not start before an interrupted
+     * upload of the last daemon is finished; after fs->se: a pass asks the
+     * kernel to drop entries through it */
+    if (p->rw && p->transfer->retention_interval_ms > 0 &&
+        bfs_retention_start(repo_dir, p->transfer, retention_removed, fs, &retention) < 0)
+        bfs_warn(TAG, "cannot start the periodic retention: `butlerfs retention` still works");
     if (bfs_tree_trimmer_start(fs->tree, bfs_ops_evict, fs) < 0)
         bfs_warn(TAG, "cannot start the node trimmer: max_nodes=%lu will not be enforced", p->max_nodes);
     bfs_note(TAG, "mounted %s on %s (universe %s v%d, %zu collections, %zu dataset types)", repo_dir, p->mnt,
@@ -158,13 +165,17 @@ int bfs_mount_serve(const bfs_mount_plan *p, struct fuse_session *se, bfs_fs *fs
     int loop = p->single_thread ? fuse_session_loop(se) : fuse_session_loop_mt(se, lcfg);
     bfs_inval_stop(fs->inval);
     fs->inval = NULL;
-    bfs_status_stop(st);
+    bfs_status_stop(st); /* before the daemons it reads */
+    /* while the session lives: a pass asks the kernel to drop entries
+     * through it (a pass ends within 64 datasets and the batch it removes) */
+    bfs_retention_stop(retention);
+    retention = NULL;
     bfs_tree_trimmer_stop(fs->tree); /* before the session goes */
     fuse_loop_cfg_destroy(lcfg);
     status = loop == 0 ? 0 : 1;
     bfs_note(TAG, "unmounted %s", p->mnt);
 out:
-    bfs_retention_stop(retention); /* ends its pass after the current batch */
+    bfs_retention_stop(retention); /* NULL here unless a step after its start failed */
     bfs_ingest_close(fs->ing); /* seals in flight finish; before the tree they hold nodes of */
     fs->ing = NULL;
     bfs_transfer_close(transfer); /* after the ingest that enqueues; pending jobs stay on disk */

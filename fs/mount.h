@@ -10,10 +10,14 @@
  * -o rw, one bfs_http for uploads, webhook POSTs and Header Service GETs,
  * then the transfer queue, then the ingest (which enqueues into the queue,
  * and at open finishes what a killed daemon left, so the queue must exist
- * first); the node trimmer, the status file and the page-cache invalidator;
- * the FUSE loop.  Teardown: invalidator, status, trimmer, then the ingest
- * (its seals in flight finish and enqueue), the queue, the http, the tree,
- * the fetcher, the registry.  A piece that cannot start after daemonizing
+ * first), then with transfer.retention_interval the retention thread (its
+ * first pass must not come before the ingest finished what a killed daemon
+ * left); the node trimmer, the status file and the page-cache invalidator;
+ * the FUSE loop.  Teardown: invalidator, status (it reads the daemons),
+ * retention (while the session lives: a pass asks the kernel to drop the
+ * entries of what it removed), trimmer, then the ingest (its seals in
+ * flight finish and enqueue), the queue, the http, the tree, the fetcher,
+ * the registry.  A piece that cannot start after daemonizing
  * is one error line in the log and the mount ends (exit status 1).
  *
  * Ownership: the plan and the configurations it points to belong to the

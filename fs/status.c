@@ -218,9 +218,10 @@ static json_t *retention_json(bfs_status *s)
         return json_null();
     bfs_retention_status st;
     bfs_retention_get_status(r, &st);
-    return json_pack("{s:I, s:I, s:I, s:f, s:s?}", "passes", (json_int_t)st.passes, "removed",
-                     (json_int_t)st.removed, "bytes_removed", (json_int_t)st.bytes_removed, "last_pass",
-                     st.last_pass, "last_error", st.last_error[0] ? st.last_error : NULL);
+    return json_pack("{s:I, s:I, s:I, s:I, s:f, s:s?}", "passes", (json_int_t)st.passes, "removed",
+                     (json_int_t)st.removed, "bytes_removed", (json_int_t)st.bytes_removed, "last_removed",
+                     (json_int_t)st.last_removed, "last_pass", st.last_pass, "last_error",
+                     st.last_error[0] ? st.last_error : NULL);
 }
 
 /* The "transfer" object: the queue to the Data Backbone (transfer.h). */

@@ -28,8 +28,9 @@
  *   in_flight, recovered} (bfs_ingest_stats; null on a read-only mount);
  *   transfer {pending, in_flight, done, parked, bytes_pending,
  *   oldest_pending_s} (this daemon's queue; null without a transfer: section);
- *   retention {passes, removed, bytes_removed, last_pass (Unix seconds, 0
- *   before the first), last_error (absent when the last pass succeeded)}
+ *   retention {passes, removed, bytes_removed, last_removed (by the last
+ *   pass), last_pass (Unix seconds, 0 before the first), last_error (absent
+ *   when the last pass succeeded)}
  *   (bfs_retention_get_status; null unless transfer.retention_interval).
  * Strings that come from data (replica and host names) are escaped with
  * bfs_log_escape.

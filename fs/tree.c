@@ -1357,6 +1357,20 @@ struct victim {
     int rc;
 };
 
+/* Add n to the victims, pinned (so is its parent) until the kernel was
+ * asked: 0 or -ENOMEM. */
+static int add_victim(struct victim **v, size_t *nv, size_t *cap, bfs_node *n)
+{
+    if (bfs_grow((void **)v, cap, *nv + 1, sizeof **v) < 0)
+        return -ENOMEM;
+    if (!((*v)[*nv].name = strdup(n->name)))
+        return -ENOMEM;
+    (*v)[*nv].node = n;
+    (*v)[(*nv)++].rc = 0;
+    n->pins++; /* inode numbers stay theirs until we are done */
+    return 0;
+}
+
 /* Is an ancestor of n on its way out?  Then n goes with it. */
 static bool ancestor_evicting(const bfs_node *n)
 {
@@ -1426,22 +1440,8 @@ int bfs_tree_trim(bfs_tree *t, size_t target, bfs_tree_evict_fn evict, void *ctx
                 continue; /* goes with its parent */
             if (ancestor_evicting(n))
                 continue;
-            if (nv == cap) {
-                size_t ncap = cap ? 2 * cap : 256;
-                struct victim *nvv = realloc(v, ncap * sizeof *v);
-                if (!nvv) {
-                    ret = -ENOMEM;
-                    break;
-                }
-                v = nvv;
-                cap = ncap;
-            }
-            if (!(v[nv].name = strdup(n->name))) {
-                ret = -ENOMEM;
+            if ((ret = add_victim(&v, &nv, &cap, n)) < 0)
                 break;
-            }
-            v[nv++].node = n;
-            n->pins++; /* inode numbers stay theirs until we are done */
             n->evicting = true;
         }
     }
@@ -1851,6 +1851,71 @@ void bfs_tree_expire_listings(bfs_tree *t)
     t->stale_before = now;
     t->db_checked = 0; /* directories show the new registry time at their next stat */
     pthread_mutex_unlock(&t->lock);
+}
+
+/* ---- datasets removed behind the tree's back ---- */
+
+static bool id_in(const char *id, const char *const *sorted, size_t n)
+{
+    return bsearch(&id, sorted, n, sizeof *sorted, cmp_str) != NULL;
+}
+
+static bool leaves_hold(const struct leaf_set *s, const char *const *sorted, size_t n)
+{
+    for (size_t i = 0; s && i < s->n; i++)
+        if (id_in(s->files[i].id, sorted, n))
+            return true;
+    return false;
+}
+
+void bfs_tree_datasets_gone(bfs_tree *t, const char *const *ids, size_t n, bfs_tree_evict_fn evict, void *ctx)
+{
+    const char **sorted = n ? malloc(n * sizeof *sorted) : NULL;
+    if (!sorted)
+        return;
+    memcpy(sorted, ids, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, cmp_str);
+    struct victim *v = NULL;
+    size_t nv = 0, cap = 0, nold = 0, capold = 0;
+    struct leaf_set **old = NULL;
+    pthread_mutex_lock(&t->lock);
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        for (bfs_node *node = t->table[i]; node; node = node->hnext) {
+            /* a file of a gone dataset, or the dataId directory whose
+             * cached files hold one (its file list is read again) */
+            bool gone = node->kind == K_FILE ? id_in(node->f.id, sorted, n)
+                                             : node->kind == K_DATA && leaves_hold(node->leaves, sorted, n);
+            if (!gone)
+                continue;
+            if (node->kind == K_DATA) {
+                if (bfs_grow((void **)&old, &capold, nold + 1, sizeof *old) < 0)
+                    continue;
+                old[nold++] = node->leaves;
+                node->leaves = NULL;
+            }
+            if (evict && add_victim(&v, &nv, &cap, node) < 0)
+                evict = NULL; /* out of memory: the kernel keeps its entries until they time out */
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    for (size_t i = 0; i < nold; i++)
+        leaf_set_put(old[i]);
+    free(old);
+    /* No lock held: the kernel may need our workers to finish a request on
+     * the parent before it takes the entry away. */
+    for (size_t i = 0; i < nv; i++) {
+        if (evict)
+            evict(ctx, bfs_node_ino(v[i].node->parent), v[i].name);
+        free(v[i].name);
+    }
+    pthread_mutex_lock(&t->lock);
+    for (size_t i = 0; i < nv; i++) {
+        v[i].node->pins--;
+        maybe_free_locked(t, v[i].node);
+    }
+    pthread_mutex_unlock(&t->lock);
+    free(v);
+    free(sorted);
 }
 
 /* ---- selections written as mount paths ---- */

@@ -248,4 +248,13 @@ int bfs_tree_dataset_added(bfs_tree *t, bfs_node *dir, const char *dtype, int nd
  * registry's last commit) is seen to change, within dir_timeout. */
 void bfs_tree_expire_listings(bfs_tree *t);
 
+/* Datasets were removed from the registry by someone other than a FUSE
+ * request (local retention: the mount's own thread): ids are their ids
+ * (32 lowercase hex digits).  The file lists cached for their dataId
+ * directories are dropped (read again at the next listing), and evict (as
+ * the trimmer's, may be NULL) asks the kernel to drop the entries of their
+ * files and of those directories, so that neither a listing nor a path the
+ * kernel knew shows them.  Never call it from a request handler. */
+void bfs_tree_datasets_gone(bfs_tree *t, const char *const *ids, size_t n, bfs_tree_evict_fn evict, void *ctx);
+
 #endif

@@ -366,6 +366,32 @@ typedef struct bfs_run_file {
 typedef int (*bfs_run_file_cb)(void *ctx, const bfs_run_file *f);
 int bfs_registry_each_run_file(bfs_registry *reg, const char *run_glob, bfs_run_file_cb cb, void *ctx);
 
+/* The same walk in pages, for a walk that must not keep one read open over
+ * the whole registry (SQLite's rollback journal: an open read holds off
+ * every writer's commit) nor the whole registry in memory: the files of
+ * the next at most max_datasets datasets of RUN collections matching
+ * run_glob after *cursor, in the order of the dataset table's primary key
+ * (a dataset's files together), as one statement.  A zeroed cursor starts
+ * at the first dataset; each dataset delivered moves it past (before cb
+ * sees the dataset's first file, so a cursor copied there resumes after
+ * it).  A dataset without file records moves it too, unseen.  *ndatasets
+ * gets how many datasets the page held (fewer than max_datasets: the walk
+ * is at its end).  Returns 0, cb's non-zero return (the walk stopped
+ * inside the page), or negative errno (-ENOTSUP for a registry that stores
+ * ids as BLOBs, which daf_butler does not). */
+typedef struct bfs_dataset_cursor {
+    bool started;  /* false: from the first dataset */
+    char key[40];  /* the last dataset id as the registry stores it, bound
+                    * as text: 32 hex digits in SQLite; PostgreSQL's uuid
+                    * (read as 32 hex digits, which it takes back as uuid) */
+} bfs_dataset_cursor;
+int bfs_registry_each_run_file_page(bfs_registry *reg, const char *run_glob, bfs_dataset_cursor *cursor,
+                                    int max_datasets, bfs_run_file_cb cb, void *ctx, int *ndatasets);
+
+/* How many datasets the registry holds (every collection): 0 or negative
+ * errno. */
+int bfs_registry_count_datasets(bfs_registry *reg, int64_t *n);
+
 /* Remove a dataset (32 hex digits; dashes and upper case accepted) from
  * the registry, as the Butler's prune does with its records: its
  * dataset_location rows and file records (the datastore records table),

@@ -406,36 +406,59 @@ int bfs_registry_has_record(bfs_registry *reg, const char *element, const char *
     return -EINVAL;
 }
 
+/* A row of the run-file walks: id, run, type, path, size, ingest ns. */
+static bfs_run_file run_file_of(db_stmt *st)
+{
+    return (bfs_run_file){
+        .dataset_id = db_column_text(st, 0),
+        .run = db_column_text(st, 1),
+        .dataset_type = db_column_text(st, 2),
+        .path = db_column_text(st, 3),
+        .size = db_column_int64(st, 4),
+        .ingest_ns = db_column_int64(st, 5),
+    };
+}
+
+/* The statement of the run-file walks, its rows read by run_file_of (and
+ * column 6, the stored id): the RUN collections' names GLOB ?1.  Whole
+ * (page false): every file, in no order.  A page: the files of the first
+ * ?2 datasets by the dataset table's key, after ?3 when after is set, in
+ * that order, and a dataset without files as one row of NULL path.  Ids
+ * in whichever form the registry stores them (db_sql_id_hex); ingest_date
+ * is TAI ns (universe 6+) or a TIMESTAMP (older), read by db_sql_time_ns. */
+static db_stmt *run_files_stmt(bfs_registry *reg, db_conn *db, bool page, bool after)
+{
+    char *id = db_sql_id_hex(db, "d.id"), *glob = db_sql_glob(db, page ? "pc.name" : "c.name", "?1");
+    char *when = db_sql_time_ns(db, "d.ingest_date"), *records = reg_quote_ident(reg->records_table);
+    char *from = !glob ? NULL : page ? bfs_asprintf("(SELECT p.id, p.run_id, p.dataset_type_id, p.ingest_date "
+                                                    "FROM dataset p JOIN collection pc ON pc.collection_id = "
+                                                    "p.run_id WHERE %s%s ORDER BY p.id LIMIT ?2) d",
+                                                    glob, after ? " AND p.id > ?3" : "")
+                                     : strdup("dataset d");
+    char *sql = !id || !from || !when || !records ? NULL :
+        bfs_asprintf("SELECT %s, c.name, t.name, r.path, coalesce(r.file_size, -1), %s, d.id "
+                     "FROM %s JOIN collection c ON c.collection_id = d.run_id "
+                     "JOIN dataset_type t ON t.id = d.dataset_type_id "
+                     "%sJOIN %s r ON r.dataset_id = d.id %s%s", id, when, from, page ? "LEFT " : "", records,
+                     page ? "ORDER BY d.id" : "WHERE ", page ? "" : glob);
+    free(when);
+    free(records);
+    free(from);
+    return prepare_built(db, sql, id, glob);
+}
+
 int bfs_registry_each_run_file(bfs_registry *reg, const char *run_glob, bfs_run_file_cb cb, void *ctx)
 {
-    /* ids in whichever form the registry stores them (db_sql_id_hex);
-     * ingest_date is TAI ns (universe 6+) or a TIMESTAMP (older), read by
-     * db_sql_time_ns. */
     db_conn *db = reg_db(reg);
     if (!db)
         return -EIO;
-    char *id = db_sql_id_hex(db, "d.id"), *glob = db_sql_glob(db, "c.name", "?1");
-    char *when = db_sql_time_ns(db, "d.ingest_date");
-    db_stmt *st = prepare_built(db, !id || !glob || !when ? NULL :
-        bfs_asprintf("SELECT %s, c.name, t.name, r.path, coalesce(r.file_size, -1), %s "
-                     "FROM dataset d JOIN collection c ON c.collection_id = d.run_id "
-                     "JOIN dataset_type t ON t.id = d.dataset_type_id "
-                     "JOIN file_datastore_records r ON r.dataset_id = d.id WHERE %s", id, when, glob),
-        id, glob);
-    free(when);
+    db_stmt *st = run_files_stmt(reg, db, false, false);
     if (!st)
         return -EIO;
     db_bind_text(st, 1, run_glob, -1);
     int rc, ret = 0;
     while (ret == 0 && (rc = db_step(st)) == DB_ROW) {
-        bfs_run_file f = {
-            .dataset_id = db_column_text(st, 0),
-            .run = db_column_text(st, 1),
-            .dataset_type = db_column_text(st, 2),
-            .path = db_column_text(st, 3),
-            .size = db_column_int64(st, 4),
-            .ingest_ns = db_column_int64(st, 5),
-        };
+        bfs_run_file f = run_file_of(st);
         if (f.dataset_id && f.run && f.dataset_type && f.path)
             ret = cb(ctx, &f);
     }
@@ -443,6 +466,75 @@ int bfs_registry_each_run_file(bfs_registry *reg, const char *run_glob, bfs_run_
         ret = rc;
     db_reset(st);
     return ret;
+}
+
+/* The key of column i (the dataset id as stored: SQLite text, or the text
+ * PostgreSQL gives a uuid) into c, for the next page's "id > ?3". */
+static int cursor_set(db_stmt *st, int i, bfs_dataset_cursor *c)
+{
+    if (db_column_type(st, i) != DB_TEXT)
+        return -ENOTSUP; /* BLOB ids: a text bound would sort before every one of them */
+    const char *v = db_column_text(st, i);
+    int n = db_column_bytes(st, i);
+    if (!v || n <= 0 || (size_t)n >= sizeof c->key)
+        return -EINVAL;
+    memcpy(c->key, v, (size_t)n);
+    c->key[n] = '\0';
+    c->started = true;
+    return 0;
+}
+
+int bfs_registry_each_run_file_page(bfs_registry *reg, const char *run_glob, bfs_dataset_cursor *cursor,
+                                    int max_datasets, bfs_run_file_cb cb, void *ctx, int *ndatasets)
+{
+    *ndatasets = 0;
+    db_conn *db = reg_db(reg);
+    if (!db)
+        return -EIO;
+    if (max_datasets <= 0)
+        return -EINVAL;
+    /* the page's datasets first (the dataset table's primary key gives
+     * the order and the start), then their files; a dataset without file
+     * records still moves the cursor */
+    db_stmt *st = run_files_stmt(reg, db, true, cursor->started);
+    if (!st)
+        return -EIO;
+    db_bind_text(st, 1, run_glob, -1);
+    db_bind_int64(st, 2, max_datasets);
+    if (cursor->started)
+        db_bind_text(st, 3, cursor->key, -1);
+    int rc, ret = 0, n = 0;
+    char last[33] = "";
+    while (ret == 0 && (rc = db_step(st)) == DB_ROW) {
+        bfs_run_file f = run_file_of(st);
+        if (!f.dataset_id)
+            continue;
+        if (strcmp(f.dataset_id, last)) {
+            n++;
+            snprintf(last, sizeof last, "%s", f.dataset_id);
+            ret = cursor_set(st, 6, cursor);
+        }
+        if (ret == 0 && f.run && f.dataset_type && f.path)
+            ret = cb(ctx, &f);
+    }
+    if (ret == 0 && rc != DB_DONE)
+        ret = rc;
+    db_reset(st);
+    *ndatasets = n;
+    return ret;
+}
+
+int bfs_registry_count_datasets(bfs_registry *reg, int64_t *n)
+{
+    *n = 0;
+    db_stmt *st = reg_prepare(reg, "SELECT count(*) FROM dataset");
+    if (!st)
+        return -EIO;
+    int rc = db_step(st);
+    if (rc == DB_ROW)
+        *n = db_column_int64(st, 0);
+    db_reset(st);
+    return rc == DB_ROW ? 0 : rc < 0 ? rc : -EIO;
 }
 
 int bfs_registry_record_text(bfs_registry *reg, const char *element, const char *instrument,

@@ -2,10 +2,14 @@
  * retention.c - local retention (retention.h; docs/transfer.md, "Local
  * retention").  The rules and the crash story are in retention.h.
  *
- * The walk: every dataset file of the registry (bfs_registry_each_run_file)
- * whose dataset falls under a rule is collected (bounded by the registry),
- * sorted by dataset id so a dataset's files are adjacent, and each dataset
- * is judged once.  Eligible ones go in batches of BATCH.
+ * The walk goes through the registry in pages of PAGE datasets
+ * (bfs_registry_each_run_file_page: one short read each, so a walk holds
+ * no read open across the registry and keeps one page in memory); the
+ * files of each dataset under a rule arrive together, each dataset is
+ * judged once, and eligible ones go in batches of at most BATCH (a batch
+ * borrows the page's strings, so a page's last batch goes before the next
+ * page is read).  A run may stop early (opts.stop, opts.max_remove) and
+ * say where the next one goes on (opts.cursor).
  */
 #include "retention.h"
 
@@ -21,6 +25,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,11 +35,13 @@
 #include <unistd.h>
 
 #define TAG "retention"
-#define BATCH 256
+#define BATCH 256 /* datasets per registry transaction */
+#define PAGE 1024 /* datasets per registry read */
 
 struct rfile {
     char *id, *run, *dtype, *path;
     int64_t size, ingest_ns;
+    bfs_dataset_cursor after; /* a walk resumed here goes on after this dataset */
 };
 
 /* One dataset of a batch: its files and destinations (borrowed from the
@@ -55,6 +62,7 @@ struct run {
     const bfs_retention_opts *opts;
     bfs_registry *reg;
     const char *root;     /* the datastore root, absolute, ends in '/' */
+    const char *kill_at;  /* the test hook (retention.h): BFS_RETENTION_KILL_AT */
     char real_root[PATH_MAX];
     char *journal;        /* REPO/.butlerfs/retention.journal */
     bfs_retention_cb cb;
@@ -62,6 +70,9 @@ struct run {
     bfs_retention_stats *st;
     struct rfile *files;
     size_t n, cap;
+    char **dirty;         /* directories a file was unlinked from, to sync once per batch */
+    size_t ndirty, capdirty;
+    const bfs_dataset_cursor *page_cursor; /* the page walk's, past the dataset being read */
 };
 
 /* Keep a copy of f in r->files: 0 or -ENOMEM. */
@@ -71,7 +82,7 @@ static int add_file(struct run *r, const bfs_run_file *f)
         return -ENOMEM;
     struct rfile *x = &r->files[r->n];
     *x = (struct rfile){strdup(f->dataset_id), strdup(f->run), strdup(f->dataset_type), strdup(f->path), f->size,
-                        f->ingest_ns};
+                        f->ingest_ns, r->page_cursor ? *r->page_cursor : (bfs_dataset_cursor){0}};
     if (!x->id || !x->run || !x->dtype || !x->path) {
         free(x->id), free(x->run), free(x->dtype), free(x->path);
         return -ENOMEM;
@@ -84,11 +95,6 @@ static int collect(void *arg, const bfs_run_file *f)
 {
     struct run *r = arg;
     return bfs_retention_match(r->cfg, f->run, f->dataset_type) ? add_file(r, f) : 0;
-}
-
-static int cmp_file(const void *a, const void *b)
-{
-    return strcmp(((const struct rfile *)a)->id, ((const struct rfile *)b)->id);
 }
 
 /* ---- the journal ------------------------------------------------------------ */
@@ -124,6 +130,38 @@ static bool under_root(struct run *r, const char *full)
     return ok;
 }
 
+/* Remember the directory of path, to be synced by sync_dirty (a batch's
+ * files are mostly in a few directories: one sync each, not one per file).
+ * Out of memory: synced now. */
+static void note_dirty(struct run *r, const char *path)
+{
+    char *dir = bfs_dir_of(path);
+    if (!dir)
+        return;
+    for (size_t i = 0; i < r->ndirty; i++) {
+        if (!strcmp(r->dirty[i], dir)) {
+            free(dir);
+            return;
+        }
+    }
+    if (bfs_grow((void **)&r->dirty, &r->capdirty, r->ndirty + 1, sizeof *r->dirty) < 0) {
+        bfs_fsync_dir(dir);
+        free(dir);
+        return;
+    }
+    r->dirty[r->ndirty++] = dir;
+}
+
+/* Make the unlinks so far durable (before the journal that lists them goes). */
+static void sync_dirty(struct run *r)
+{
+    for (size_t i = 0; i < r->ndirty; i++) {
+        bfs_fsync_dir(r->dirty[i]);
+        free(r->dirty[i]);
+    }
+    r->ndirty = 0;
+}
+
 /* Step 3 for one dataset: when it is gone from the registry, unlink each of
  * its files no other record names, and forget its done records.  1 when it
  * is gone, 0 when it is still registered, negative errno. */
@@ -154,10 +192,7 @@ static int finish_one(struct run *r, struct entry *e, int *files_removed)
                 bfs_warn(TAG, "%s: %s is not under the datastore root %s; not removed", e->id, full, r->real_root);
         } else if (unlink(full) == 0) {
             (*files_removed)++;
-            char *dir = bfs_dir_of(full);
-            if (dir)
-                bfs_fsync_dir(dir);
-            free(dir);
+            note_dirty(r, full);
         } else if (errno != ENOENT) {
             int err = errno;
             bfs_warn(TAG, "cannot remove %s: %s", full, strerror(err));
@@ -174,9 +209,11 @@ static int finish_one(struct run *r, struct entry *e, int *files_removed)
     return 1;
 }
 
-/* Step 4: the journal removed, durably.  0 or negative errno. */
+/* Step 4: the unlinks made durable, then the journal removed, durably.
+ * 0 or negative errno. */
 static int journal_done(struct run *r)
 {
+    sync_dirty(r);
     int ret = unlink(r->journal) < 0 ? -errno : 0;
     char *dir = bfs_dir_of(r->journal);
     if (dir)
@@ -225,6 +262,13 @@ static int journal_recover(struct run *r)
     return ret < 0 ? ret : 0;
 }
 
+/* The test hook (retention.h): SIGKILL after the step r->kill_at names. */
+static void kill_point(const struct run *r, const char *step)
+{
+    if (r->kill_at && !strcmp(r->kill_at, step))
+        raise(SIGKILL);
+}
+
 /* Steps 1-4 for a batch of eligible datasets (in a dry run, only the
  * callback). */
 static int remove_batch(struct run *r, struct entry *e, int n)
@@ -239,6 +283,8 @@ static int remove_batch(struct run *r, struct entry *e, int n)
             bfs_err(TAG, "cannot write %s: %s", r->journal, strerror(-ret));
             return ret;
         }
+        kill_point(r, "journal");
+        int64_t t0 = bfs_mono_ms();
         ret = bfs_registry_begin(r->reg);
         for (int i = 0; ret == 0 && i < n; i++) {
             int rr = bfs_registry_remove_dataset(r->reg, e[i].id);
@@ -252,6 +298,8 @@ static int remove_batch(struct run *r, struct entry *e, int n)
             bfs_registry_rollback(r->reg);
             bfs_err(TAG, "the registry transaction failed: %s", strerror(-ret));
         }
+        int64_t t1 = bfs_mono_ms();
+        kill_point(r, "registry");
         /* steps 3 and 4 run whatever happened: they remove nothing of a
          * dataset still registered */
         for (int i = 0; i < n; i++) {
@@ -274,6 +322,10 @@ static int remove_batch(struct run *r, struct entry *e, int n)
                 r->cb(r->ctx, &d);
             }
         }
+        sync_dirty(r);
+        bfs_debug(TAG, "a batch of %d: the registry transaction took %lld ms, the files %lld ms", n,
+                  (long long)(t1 - t0), (long long)(bfs_mono_ms() - t1));
+        kill_point(r, "files");
         return ret == 0 ? journal_done(r) : ret;
     }
     for (int i = 0; r->cb && i < n; i++) {
@@ -372,6 +424,7 @@ static int judge(struct run *r, size_t a, size_t b, int64_t now_ns, struct entry
  * 0, or negative errno with *errmsg (r is then closed). */
 static int run_open(struct run *r, char **errmsg)
 {
+    r->kill_at = getenv("BFS_RETENTION_KILL_AT");
     int ret = bfs_registry_open(r->repo, r->opts->dry_run ? BFS_REG_READONLY : BFS_REG_WRITE, &r->reg, errmsg);
     if (ret < 0)
         return ret;
@@ -400,13 +453,66 @@ static int run_open(struct run *r, char **errmsg)
     return ret;
 }
 
-static void run_close(struct run *r)
+/* Free the collected files (a page's, or a single dataset's). */
+static void drop_files(struct run *r)
 {
     for (size_t i = 0; i < r->n; i++)
         free(r->files[i].id), free(r->files[i].run), free(r->files[i].dtype), free(r->files[i].path);
+    r->n = 0;
+}
+
+static void run_close(struct run *r)
+{
+    drop_files(r);
+    sync_dirty(r); /* nothing left in a run that finished its batches */
+    free(r->dirty);
     free(r->files);
     free(r->journal);
     bfs_registry_close(r->reg);
+}
+
+/* Whether the run should end before the next dataset (st->more then set):
+ * at its cap (opts.max_remove datasets found eligible), or asked to
+ * (opts.stop, asked at most every 64 datasets). */
+static bool run_ends(struct run *r, int64_t *asked)
+{
+    const bfs_retention_opts *o = r->opts;
+    if ((o->max_remove > 0 && r->st->eligible >= o->max_remove) ||
+        (o->stop && (*asked)++ % 64 == 0 && o->stop(o->stop_ud))) {
+        r->st->more = true;
+        return true;
+    }
+    return false;
+}
+
+/* Judge the datasets of the page just read and remove the eligible ones
+ * (every batch, the last one included, goes before this returns: they
+ * borrow the page's strings).  *ended: the run stopped inside the page, and
+ * *resume then says where the next run goes on; otherwise *resume is left
+ * as it is.  0 or negative errno. */
+static int run_page(struct run *r, struct entry *batch, int64_t now_ns, int64_t *asked, bool *ended,
+                    bfs_dataset_cursor *resume)
+{
+    int ret = 0, nb = 0;
+    for (size_t a = 0, b; ret == 0 && a < r->n; a = b) {
+        if (run_ends(r, asked)) {
+            *ended = true;
+            if (a > 0)
+                *resume = r->files[a - 1].after; /* else the page starts where the run stopped */
+            break;
+        }
+        for (b = a + 1; b < r->n && !strcmp(r->files[b].id, r->files[a].id); b++)
+            ;
+        int j = judge(r, a, b, now_ns, &batch[nb]);
+        if (j < 0)
+            ret = j;
+        else if (j == 1 && ++nb == BATCH) {
+            ret = remove_batch(r, batch, nb);
+            nb = 0;
+        }
+    }
+    int last = ret == 0 ? remove_batch(r, batch, nb) : 0;
+    return ret < 0 ? ret : last;
 }
 
 /* The run, under the lock (a dry run takes none: it changes nothing). */
@@ -417,53 +523,50 @@ static int run_locked(const char *repo_dir, const bfs_transfer_config *cfg, cons
     int ret = run_open(&r, errmsg);
     if (ret < 0)
         return ret;
-    if (ret == 0) {
-        ret = bfs_registry_each_run_file(r.reg, "*", collect, &r);
-        if (ret < 0)
-            bfs_set_errmsg(errmsg, "cannot list the datasets of %s: %s", repo_dir, strerror(-ret));
-    }
-    /* the batch loop: every dataset collected is judged once */
-    struct entry *batch = ret == 0 ? calloc(BATCH, sizeof *batch) : NULL;
-    if (ret == 0 && !batch)
+    struct entry *batch = calloc(BATCH, sizeof *batch);
+    if (!batch)
         ret = -ENOMEM;
-    if (ret == 0) {
-        if (r.n) /* none under a rule: files is NULL, which qsort may not be given */
-            qsort(r.files, r.n, sizeof *r.files, cmp_file);
-        int64_t now_ns = bfs_unix_to_tai_ns(time(NULL), 0);
-        bfs_progress bar;
-        if (opts->progress)
-            bfs_progress_start(&bar, opts->progress, "retention", (int64_t)r.n);
-        int nb = 0;
-        int64_t taken = 0, judged = 0;
-        for (size_t a = 0, b; ret == 0 && a < r.n; a = b) {
-            if ((opts->max_remove > 0 && taken == opts->max_remove) ||
-                (opts->stop && ++judged % 1024 == 0 && opts->stop(opts->stop_ud))) {
-                st->more = true; /* the rest waits for the next run */
-                break;
-            }
-            for (b = a + 1; b < r.n && !strcmp(r.files[b].id, r.files[a].id); b++)
-                ;
-            int j = judge(&r, a, b, now_ns, &batch[nb]);
-            if (j < 0)
-                ret = j;
-            else if (j == 1 && (taken++, ++nb == BATCH || taken == opts->max_remove)) {
-                ret = remove_batch(&r, batch, nb);
-                nb = 0;
-                if (ret == 0 && b < r.n && opts->stop && opts->stop(opts->stop_ud)) {
-                    st->more = true; /* asked to end: the rest waits for the next run */
-                    break;
-                }
-            }
-            if (opts->progress)
-                bfs_progress_update(&bar, (int64_t)b, 0);
+    bfs_progress bar;
+    bool bar_on = ret == 0 && opts->progress;
+    if (bar_on) {
+        int64_t total = 0;
+        if (bfs_registry_count_datasets(r.reg, &total) < 0)
+            total = 0; /* the bar shows no fraction */
+        bfs_progress_start(&bar, opts->progress, "retention", total);
+        bar.unit = "datasets";
+    }
+    /* the page walk: each dataset of the registry is read once, and each
+     * under a rule judged once */
+    bfs_dataset_cursor cur = opts->cursor ? *opts->cursor : (bfs_dataset_cursor){0}, resume = cur;
+    r.page_cursor = &cur;
+    int64_t now_ns = bfs_unix_to_tai_ns(time(NULL), 0), seen = 0, asked = 0;
+    bool ended = false, at_end = false;
+    while (ret == 0 && !ended && !at_end) {
+        if (run_ends(&r, &asked)) { /* at the cap with the last page: no page read for nothing */
+            ended = true;
+            break;
         }
-        if (ret == 0)
-            ret = remove_batch(&r, batch, nb);
-        if (opts->progress)
-            bfs_progress_finish(&bar);
+        int got = 0;
+        ret = bfs_registry_each_run_file_page(r.reg, "*", &cur, PAGE, collect, &r, &got);
+        if (ret < 0) {
+            bfs_set_errmsg(errmsg, "cannot list the datasets of %s: %s", repo_dir, strerror(-ret));
+            break;
+        }
+        at_end = got < PAGE;
+        ret = run_page(&r, batch, now_ns, &asked, &ended, &resume);
         if (ret < 0)
             bfs_set_errmsg(errmsg, "retention in %s stopped: %s", repo_dir, strerror(-ret));
+        else if (!ended)
+            resume = cur;
+        drop_files(&r);
+        seen += got;
+        if (bar_on)
+            bfs_progress_update(&bar, seen, 0);
     }
+    if (bar_on)
+        bfs_progress_finish(&bar);
+    if (opts->cursor && ret == 0)
+        *opts->cursor = at_end && !ended ? (bfs_dataset_cursor){0} : resume; /* at the end: from the start again */
     free(batch);
     run_close(&r);
     return ret;
@@ -617,6 +720,10 @@ struct bfs_retention_daemon {
     bfs_retention_removed_fn removed;
     void *removed_ud;
     int64_t pass_max;    /* datasets a pass takes at most */
+    /* the thread's own */
+    bfs_dataset_cursor cursor; /* where the next pass goes on */
+    char (*ids)[33];           /* the datasets the current pass removed */
+    size_t nids, cap_ids;
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake; /* CLOCK_MONOTONIC */
@@ -633,30 +740,64 @@ static bool daemon_stopping(void *ud)
     return stop;
 }
 
-/* One pass: true when it stopped at its cap with datasets left to judge. */
+/* The run's callback: keep the id of each dataset removed, for removed
+ * (one that cannot be kept stays in the mount's caches until they expire). */
+static void daemon_saw(void *ctx, const bfs_retention_dataset *ds)
+{
+    bfs_retention_daemon *d = ctx;
+    if (!ds->removed || !d->removed || bfs_grow((void **)&d->ids, &d->cap_ids, d->nids + 1, sizeof *d->ids) < 0)
+        return;
+    snprintf(d->ids[d->nids++], sizeof *d->ids, "%s", ds->dataset_id);
+}
+
+/* Tell removed what the pass removed (before its log line: what the line
+ * reports is gone from the mount too). */
+static void daemon_report(bfs_retention_daemon *d, const bfs_retention_stats *st)
+{
+    if (!d->removed || !(d->nids || st->recovered) || daemon_stopping(d))
+        return;
+    const char **ids = d->nids ? malloc(d->nids * sizeof *ids) : NULL;
+    for (size_t i = 0; ids && i < d->nids; i++)
+        ids[i] = d->ids[i];
+    d->removed(d->removed_ud, ids, ids ? d->nids : 0);
+    free(ids);
+}
+
+/* One pass: true when it stopped early (at its cap) with datasets left to
+ * judge; the next goes on from d->cursor. */
 static bool daemon_pass(bfs_retention_daemon *d)
 {
-    bfs_retention_opts opts = {.stop = daemon_stopping, .stop_ud = d, .max_remove = d->pass_max};
+    bfs_retention_opts opts = {.stop = daemon_stopping, .stop_ud = d, .max_remove = d->pass_max,
+                               .cursor = &d->cursor};
     bfs_retention_stats st;
     char *msg = NULL;
-    int ret = bfs_retention_run(d->repo, d->cfg, &opts, NULL, NULL, &st, &msg);
+    d->nids = 0;
+    int ret = bfs_retention_run(d->repo, d->cfg, &opts, daemon_saw, d, &st, &msg);
+    daemon_report(d, &st);
     if (ret == -EBUSY)
         bfs_info(TAG, "periodic run skipped: %s", msg ? msg : strerror(EBUSY));
     else if (ret < 0)
-        bfs_warn(TAG, "periodic run failed: %s", msg ? msg : strerror(-ret));
+        bfs_warn(TAG, "periodic run failed after removing %lld dataset%s: %s", (long long)st.removed,
+                 st.removed == 1 ? "" : "s", msg ? msg : strerror(-ret));
     else if (st.removed || st.errors || st.recovered) {
         char size[32];
         bfs_format_bytes((double)st.bytes_removed, size, sizeof size);
-        char recovered[96] = "";
-        if (st.recovered)
-            snprintf(recovered, sizeof recovered, "; finished %lld of an interrupted run's journal",
+        char extra[192] = "";
+        size_t k = 0;
+        if (st.outside_root)
+            k += (size_t)snprintf(extra, sizeof extra, ", %lld outside the root", (long long)st.outside_root);
+        if (st.files_shared && k < sizeof extra)
+            k += (size_t)snprintf(extra + k, sizeof extra - k, "; %lld shared files kept",
+                                  (long long)st.files_shared);
+        if (st.recovered && k < sizeof extra)
+            snprintf(extra + k, sizeof extra - k, "; finished %lld of an interrupted run's journal",
                      (long long)st.recovered);
         bfs_note(TAG, "removed %lld dataset%s (%lld files, %s) of %lld under a rule; %lld too young, %lld not "
                       "transferred (%lld parked), %lld going nowhere%s%s%s",
                  (long long)st.removed, st.removed == 1 ? "" : "s", (long long)st.files_removed, size,
                  (long long)st.examined,
                  (long long)st.too_young, (long long)st.not_transferred, (long long)st.parked,
-                 (long long)st.no_destination, recovered,
+                 (long long)st.no_destination, extra,
                  st.errors ? "; some could not be removed (see above)" : "",
                  st.more ? "; the rest waits for the next pass" : "");
     }
@@ -664,17 +805,14 @@ static bool daemon_pass(bfs_retention_daemon *d)
     bfs_retention_status *s = &d->status;
     s->passes++;
     s->last_pass = bfs_real_s();
-    if (ret == 0) {
-        s->removed += st.removed;
-        s->bytes_removed += st.bytes_removed;
-    }
+    s->last_removed = st.removed; /* a pass that failed may have removed some first */
+    s->removed += st.removed;
+    s->bytes_removed += st.bytes_removed;
     s->last_errno = ret < 0 ? -ret : st.errors ? EIO : 0;
     snprintf(s->last_error, sizeof s->last_error, "%s",
              ret < 0 ? (msg ? msg : strerror(-ret)) : st.errors ? "some datasets could not be removed" : "");
     pthread_mutex_unlock(&d->lock);
     free(msg);
-    if ((st.removed || st.recovered) && d->removed)
-        d->removed(d->removed_ud);
     return ret == 0 && st.more;
 }
 
@@ -719,8 +857,16 @@ int bfs_retention_start(const char *repo_dir, const bfs_transfer_config *cfg, bf
                                                                                          : BFS_RETENTION_PASS_MAX;
     pthread_mutex_init(&d->lock, NULL);
     int ret = bfs_cond_init_mono(&d->wake);
-    if (ret == 0)
+    if (ret == 0) {
+        /* signals belong to the FUSE loop */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
         ret = -pthread_create(&d->thread, NULL, daemon_main, d);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (ret < 0)
+            pthread_cond_destroy(&d->wake);
+    }
     if (ret < 0) {
         pthread_mutex_destroy(&d->lock);
         free(d);
@@ -741,6 +887,7 @@ void bfs_retention_stop(bfs_retention_daemon *d)
     pthread_join(d->thread, NULL);
     pthread_cond_destroy(&d->wake);
     pthread_mutex_destroy(&d->lock);
+    free(d->ids);
     free(d);
 }
 

@@ -14,24 +14,32 @@
  * root.  A dataset pending, in flight or parked anywhere, going nowhere, of
  * unknown ingest date or with a file outside the root is kept.
  *
- * How it goes, in batches of up to 256 datasets, in crash-safe order:
+ * How it goes: the registry is read in pages of 1024 datasets (one short
+ * read each, bfs_registry_each_run_file_page), and the eligible datasets
+ * of a page go in batches of up to 256, in crash-safe order:
  *   1. a journal, REPO/.butlerfs/retention.journal, lists the batch
  *      (dataset ids, their paths and destinations), written durably;
  *   2. one registry transaction removes the batch's datasets
  *      (bfs_registry_remove_dataset);
  *   3. for each dataset gone from the registry, each of its files that no
  *      other file record names is unlinked (after checking that its real
- *      directory is under the datastore root), the directories are synced,
- *      and its done records are forgotten;
+ *      directory is under the datastore root) and its done records are
+ *      forgotten; then each directory a file left is synced, once;
  *   4. the journal is removed.
  * kill -9 before 2 commits: the registry is as it was, and the next run
  * finishes the journal, which removes nothing of a dataset still
  * registered.  Between 2 and 4: the next run finishes the journal (step 3
  * again; a missing file is fine), so no orphan file stays behind.
  *
- * The registry is written through its own connection with SQLite's locking
- * (a busy timeout of 10 s), so a run may go while an -o rw mount of the
- * repository ingests.
+ * The registry is read and written through a connection of the run's own
+ * (bfs_registry_open: the database's locking, SQLite's busy timeout of
+ * 10 s), never a mount's, so a run may go while an -o rw mount of the
+ * repository ingests, whether the run is the CLI or that mount's thread:
+ * it holds a read for one page and the writer for one batch.
+ *
+ * Test hook: with BFS_RETENTION_KILL_AT=journal (after step 1), registry
+ * (after step 2) or files (after step 3) in the environment, a run that
+ * removes a batch SIGKILLs its process there.
  *
  * One run at a time per repository: a run holds an flock on
  * REPO/.butlerfs/retention.lock (the journal is per repository), and a run
@@ -45,6 +53,7 @@
 #ifndef BFS_RETENTION_H
 #define BFS_RETENTION_H
 
+#include "registry.h"
 #include "transfer.h"
 
 #include <stdbool.h>
@@ -53,12 +62,15 @@
 
 typedef struct bfs_retention_opts {
     bool dry_run;   /* list what would go; change nothing (the journal of an interrupted run is left too) */
-    FILE *progress; /* a progress bar (progress.h) over the datasets examined; NULL: none */
-    bool (*stop)(void *ud); /* asked between batches and every 1024 datasets judged: true ends the run
-                             * early (0; st->more set); NULL: never */
+    FILE *progress; /* a progress bar (progress.h) over the registry's datasets; NULL: none */
+    bool (*stop)(void *ud); /* asked every 64 datasets: true ends the run early (0; st->more
+                             * set); NULL: never */
     void *stop_ud;
-    int64_t max_remove;     /* take at most this many datasets in this run (st->more set when some
-                             * were left); 0: no cap */
+    int64_t max_remove;     /* the run ends once this many datasets were found eligible (st->more
+                             * set when some were left); 0: no cap */
+    bfs_dataset_cursor *cursor; /* in: where the walk starts (zeroed: the first dataset);
+                                 * out, after a 0 return: where the next run goes on (zeroed
+                                 * again once the walk reached the end); NULL: a whole walk */
 } bfs_retention_opts;
 
 /* One eligible dataset, as the callback sees it (valid during the call). */
@@ -116,11 +128,14 @@ int bfs_retention_remove(const char *repo_dir, const bfs_transfer_config *cfg, c
  * BFS_RETENTION_PASS_MAX datasets (the environment variable of that name
  * sets a smaller cap, for tests), so it holds the registry's writer for
  * at most that many short batches; a pass that stopped at the cap is
- * followed by the next after min(interval, BFS_RETENTION_CATCHUP_MS).
- * A pass that removed something or failed logs one line; -EBUSY (a CLI
- * run in progress) is logged at info and the next pass tries again.
- * Stop asks the running pass to end after its current batch (or within
- * 1024 datasets judged) and joins the thread.
+ * followed by the next after min(interval, BFS_RETENTION_CATCHUP_MS),
+ * which goes on from the dataset where it stopped (opts.cursor).  After a
+ * pass that removed datasets, removed (may be NULL) is told their ids, on
+ * the thread, before the pass's log line (a mount drops them from its
+ * caches).  A pass that removed something or failed logs one line; -EBUSY
+ * (a CLI run in progress) is logged at info and the next pass tries again.
+ * Stop asks the running pass to end (within 64 datasets, after the batch
+ * it is removing) and joins the thread.  The thread blocks signals.
  *
  * The registry is written through the pass's own connection, as by the
  * CLI (SQLite's locking, no lock of the mount's ingest is taken), so a
@@ -135,14 +150,18 @@ typedef struct bfs_retention_status {
     int64_t passes;           /* finished passes */
     int64_t removed;          /* datasets removed over all passes */
     int64_t bytes_removed;
+    int64_t last_removed;     /* by the last pass */
     double last_pass;         /* Unix time the last pass ended; 0: none yet */
     int last_errno;           /* of the last pass; 0: it succeeded */
     char last_error[256];     /* its sentence ("" when none) */
 } bfs_retention_status;
 
 /* Called on the retention thread after a pass that removed datasets, so
- * the mount drops what it cached of them (its listings). */
-typedef void (*bfs_retention_removed_fn)(void *ud);
+ * the mount drops what it cached of them: ids (32 lowercase hex digits,
+ * valid during the call; n may be 0, or fewer than removed when memory ran
+ * short) are the datasets the pass removed itself; those it finished from
+ * an interrupted run's journal are not named. */
+typedef void (*bfs_retention_removed_fn)(void *ud, const char *const *ids, size_t n);
 
 /* repo_dir, cfg and ud must outlive the daemon; removed may be NULL.  0,
  * or negative errno (-EINVAL when cfg has no interval or no rules). */

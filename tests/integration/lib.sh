@@ -341,6 +341,15 @@ archive_fixture()
     DB=$T/repo/gen3.sqlite3
 }
 
+# repo_sql SQL: run SQL on archive_fixture's registry ($DB), committed;
+# prints the rows on lines, columns joined by spaces.  repo_raws: how many
+# raw files its datastore holds.
+repo_sql()
+{
+    python3 -c "import sqlite3,sys; c = sqlite3.connect(sys.argv[1]); r = c.execute(sys.argv[2]).fetchall(); c.commit(); print('\n'.join(' '.join(map(str, x)) for x in r))" "$DB" "$1"
+}
+repo_raws() { find "$T/repo/LSSTCam" -type f -name '*.fits' 2>/dev/null | wc -l; }
+
 # orphan_entry REL: make the datastore file $T/repo/REL of a dataset gone
 # from the registry (what kill -9 between a retention batch's commit and
 # its unlinks leaves behind) and print its retention.journal entry (JSON).

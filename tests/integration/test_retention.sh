@@ -33,8 +33,6 @@ transfer:
 YAML
 sed "s|$NGINX_URL/data/archive/|$NGINX_URL/fail503/|" "$T/bfs.yaml" >"$T/bad.yaml"
 qfield() { "$BFS_BIN" queue --json "$T/repo" | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
-sql() { python3 -c "import sqlite3,sys; c = sqlite3.connect(sys.argv[1]); r = c.execute(sys.argv[2]).fetchall(); c.commit(); print('\n'.join(' '.join(map(str, x)) for x in r))" "$DB" "$1"; }
-nfiles() { find "$T/repo/LSSTCam" -type f -name '*.fits' | wc -l; }
 
 # four raws transferred (done), one parked, one never queued
 mount_repo "$T/repo" "$T/mnt" "rw,config=$T/bfs.yaml" || finish
@@ -52,13 +50,13 @@ printf 'ingest: {}\n' >"$T/none.yaml"
 mount_repo "$T/repo" "$T/mnt" "rw,config=$T/none.yaml" || finish
 cp "${RAWS[5]}" "$T/mnt/LSSTCam/raw/all/" || fail "cp 5"
 unmount
-expect "six datasets and six files" test "$(sql 'SELECT count(*) FROM dataset')$(nfiles)" = 66
+expect "six datasets and six files" test "$(repo_sql 'SELECT count(*) FROM dataset')$(repo_raws)" = 66
 
 # every dataset two days old, but the fourth transferred one (by ingest order) young again
-sql "UPDATE dataset SET ingest_date = ingest_date - 2 * 86400 * 1000000000" >/dev/null
-mapfile -t IDS < <(sql "SELECT id FROM dataset ORDER BY ingest_date")
-sql "UPDATE dataset SET ingest_date = ingest_date + 2 * 86400 * 1000000000 WHERE id = '${IDS[3]}'" >/dev/null
-mapfile -t OLD_PATHS < <(for id in "${IDS[@]:0:3}"; do sql "SELECT path FROM file_datastore_records WHERE dataset_id = '$id'"; done)
+repo_sql "UPDATE dataset SET ingest_date = ingest_date - 2 * 86400 * 1000000000" >/dev/null
+mapfile -t IDS < <(repo_sql "SELECT id FROM dataset ORDER BY ingest_date")
+repo_sql "UPDATE dataset SET ingest_date = ingest_date + 2 * 86400 * 1000000000 WHERE id = '${IDS[3]}'" >/dev/null
+mapfile -t OLD_PATHS < <(for id in "${IDS[@]:0:3}"; do repo_sql "SELECT path FROM file_datastore_records WHERE dataset_id = '$id'"; done)
 
 "$BFS_BIN" retention "$T/repo" --config "$T/bfs.yaml" --dry-run --json >"$T/dry.json" 2>"$T/dry.err" ||
     fail "retention --dry-run: $(cat "$T/dry.err")"
@@ -71,7 +69,7 @@ assert not any(x['removed'] for x in d['datasets'])
 s = d['summary']
 assert (s['examined'], s['eligible'], s['too_young'], s['not_transferred'], s['parked'], s['removed']) == (6, 3, 1, 2, 1, 0), s
 " "$T/dry.json" "${IDS[@]:0:3}"
-expect "... and removes nothing (six datasets, six files)" test "$(sql 'SELECT count(*) FROM dataset')$(nfiles)" = 66
+expect "... and removes nothing (six datasets, six files)" test "$(repo_sql 'SELECT count(*) FROM dataset')$(repo_raws)" = 66
 "$BFS_BIN" retention "$T/repo" --config "$T/bfs.yaml" --dry-run >"$T/dry.txt" 2>/dev/null
 cat "$T/dry.txt"
 expect "... in words: 'would remove' per file and in the summary" \
@@ -80,15 +78,15 @@ expect "... in words: 'would remove' per file and in the summary" \
 "$BFS_BIN" retention "$T/repo" --config "$T/bfs.yaml" >"$T/run.txt" 2>"$T/run.err" || fail "retention: $(cat "$T/run.err")"
 cat "$T/run.txt"
 expect "the real run removes the three (summary)" grep -q '^  removed         3 (3 files' "$T/run.txt"
-expect "... their registry rows are gone (dataset, file records, tags, locations)" test "$(sql "
+expect "... their registry rows are gone (dataset, file records, tags, locations)" test "$(repo_sql "
     SELECT (SELECT count(*) FROM dataset WHERE id IN ('${IDS[0]}', '${IDS[1]}', '${IDS[2]}'))
          + (SELECT count(*) FROM file_datastore_records WHERE dataset_id IN ('${IDS[0]}', '${IDS[1]}', '${IDS[2]}'))
          + (SELECT count(*) FROM dataset_location WHERE dataset_id IN ('${IDS[0]}', '${IDS[1]}', '${IDS[2]}'))")" = 0
-tags=$(sql "SELECT tag_association_table FROM dataset_type WHERE name = 'raw'")
-expect "... and their tag rows (cascade)" test "$(sql "SELECT count(*) FROM $tags")" = 3
+tags=$(repo_sql "SELECT tag_association_table FROM dataset_type WHERE name = 'raw'")
+expect "... and their tag rows (cascade)" test "$(repo_sql "SELECT count(*) FROM $tags")" = 3
 expect "... their files are gone" bash -c "for p in ${OLD_PATHS[*]}; do test ! -e '$T/repo/'\$p || exit 1; done"
 expect "... the young, parked and untransferred ones stay (3 datasets, 3 files)" \
-    test "$(sql 'SELECT count(*) FROM dataset')$(nfiles)" = 33
+    test "$(repo_sql 'SELECT count(*) FROM dataset')$(repo_raws)" = 33
 expect "... their done records are forgotten; the young one's stays" \
     test "$(ls "$T/repo/.butlerfs/queue/done" | wc -l)$(ls "$T/repo/.butlerfs/queue/done" | grep -c "${IDS[3]}")" = 11
 expect "... the archive still holds the removed ones' objects" \
@@ -102,13 +100,13 @@ unmount
 
 # a configuration whose destination takes no raw: nothing would go
 sed 's|collections: \["LSSTCam/\*"\]|collections: ["LSSTCam/*"]\n      dataset_types: [bias]|' "$T/bfs.yaml" >"$T/nodest.yaml"
-sql "UPDATE dataset SET ingest_date = ingest_date - 4 * 86400 * 1000000000" >/dev/null
+repo_sql "UPDATE dataset SET ingest_date = ingest_date - 4 * 86400 * 1000000000" >/dev/null
 "$BFS_BIN" retention "$T/repo" --config "$T/nodest.yaml" --dry-run --json >"$T/nodest.json" 2>/dev/null
 expect "datasets no destination takes are never removed" python3 -c "
 import json, sys
 s = json.load(open(sys.argv[1]))['summary']
 assert (s['eligible'], s['no_destination']) == (0, 3), s" "$T/nodest.json"
-sql "UPDATE dataset SET ingest_date = ingest_date + 4 * 86400 * 1000000000" >/dev/null
+repo_sql "UPDATE dataset SET ingest_date = ingest_date + 4 * 86400 * 1000000000" >/dev/null
 
 # an interrupted run: its journal names a dataset gone from the registry
 # whose file is still there (kill -9 between the commit and the unlink),
@@ -119,7 +117,7 @@ ln -s "$T" "$T/repo/LSSTCam/raw/all/escape"
 cat >"$T/repo/.butlerfs/retention.journal" <<JSON
 {"datasets": [$(orphan_entry LSSTCam/raw/all/orphan/x.fits),
               {"id": "00000000000000000000000000000002", "paths": ["../outside.fits", "LSSTCam/raw/all/escape/outside.fits"], "destinations": ["dbb"]},
-              {"id": "${IDS[3]}", "paths": ["$(sql "SELECT path FROM file_datastore_records WHERE dataset_id = '${IDS[3]}'")"], "destinations": ["dbb"]}]}
+              {"id": "${IDS[3]}", "paths": ["$(repo_sql "SELECT path FROM file_datastore_records WHERE dataset_id = '${IDS[3]}'")"], "destinations": ["dbb"]}]}
 JSON
 "$BFS_BIN" retention "$T/repo" --config "$T/bfs.yaml" --dry-run >"$T/jdry.txt" 2>/dev/null
 expect "a dry run reports the interrupted run and leaves its journal" \
@@ -128,7 +126,7 @@ expect "a dry run reports the interrupted run and leaves its journal" \
 cat "$T/jrun.txt"
 expect "the next run finishes the journal: the orphan file is removed" test ! -e "$T/repo/LSSTCam/raw/all/orphan/x.fits"
 expect "... nothing outside the datastore root is touched (../, or through a symbolic link)" test -e "$T/outside.fits"
-expect "... a dataset it lists that is still registered keeps its file" test "$(nfiles)" = 3
+expect "... a dataset it lists that is still registered keeps its file" test "$(repo_raws)" = 3
 expect "... and the journal is gone" test ! -e "$T/repo/.butlerfs/retention.journal"
 "$BFS_BIN" retention "$T/repo" --config "$T/none.yaml" >/dev/null 2>"$T/norules.err"
 rc=$?

@@ -2,15 +2,20 @@
 # test_retention_mount.sh - an -o rw mount runs local retention by itself
 # (transfer.retention_interval; docs/transfer.md, "Local retention") against
 # nginx WebDAV on loopback: raws of a collection a destination takes are
-# uploaded (done) and then removed by the mount's own periodic pass (rows,
-# files, listing), while a raw of a collection no destination takes stays;
-# a destination whose instruments rule does not take them gets no job and
-# does not hold them back; `butlerfs status --json` counts the removals;
+# uploaded (done), looked up and listed through the mount while younger
+# than the rule's age, and then removed by the mount's own periodic passes
+# (rows, files), and at once from the mount: a path the kernel had looked
+# up no longer stats and the dataId directory's listing is empty, though
+# file_timeout is a day, dir_timeout 10 s and listing_ttl 60 s (the pass
+# drops them from the tree's and the kernel's caches).  Kept: a raw of a collection no
+# destination takes, and a raw whose destination refuses every upload (a
+# dry run beside the mount says why); a destination whose instruments rule
+# does not take them gets no job and does not hold them back; `butlerfs
+# status --json` counts the removals and the last pass's;
 # `butlerfs queue` without REPO reads the one writable mount's queue and asks
 # for REPO when two or none are running; a `butlerfs retention` run started
 # while a pass holds the lock is told so; the configuration check refuses an
-# interval without rules.  The listings show the removal within dir_timeout
-# although listing_ttl is 60 s.  A journal left by a run killed mid-batch is
+# interval without rules.  A journal left by a run killed mid-batch is
 # finished by the mount's first pass, which finds no dataset under a rule
 # yet.  A pass stops at its cap (BFS_RETENTION_PASS_MAX) and the next one
 # takes the rest.
@@ -19,7 +24,7 @@
 skip_unless_fuse
 trap 'nginx_stop; bfs_cleanup' EXIT
 T=$BFS_TMP
-archive_fixture 1
+archive_fixture 2
 cat >"$T/bfs.yaml" <<YAML
 transfer:
   destinations:
@@ -31,6 +36,9 @@ transfer:
       uri: $NGINX_URL/data/auxtel/
       collections: ["LSSTCam/raw/*"]
       instruments: ["LATISS"]
+    - name: refusing
+      uri: $NGINX_URL/fail503/
+      collections: ["LSSTCam/held"]
   request_timeout: 5s
   backoff_max: 1s
   retention:
@@ -38,14 +46,13 @@ transfer:
       age: 3s
   retention_interval: 1s
 YAML
-sql() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])" "$DB" "$1"; }
-nfiles() { find "$T/repo/LSSTCam" -type f -name '*.fits' 2>/dev/null | wc -l; }
+nremoved() { grep -c 'retention: removed 1 dataset ' "$BFS_LOG"; }
 
 mkdir -p "$T/repo/.butlerfs"
 echo "{\"datasets\": [$(orphan_entry LSSTCam/raw/all/orphan/x.fits)]}" >"$T/repo/.butlerfs/retention.journal"
 # a pass takes one dataset at most: the second raw waits for the next pass
 export BFS_RETENTION_PASS_MAX=1
-mount_repo "$T/repo" "$T/mnt" "rw,config=$T/bfs.yaml,listing_ttl=60,dir_timeout=1" || finish
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/bfs.yaml,listing_ttl=60" || finish
 # retention_until PYEXPR: poll `butlerfs status --json` (5 s at most) until
 # PYEXPR holds of its "retention" object r; the last reply in $T/status.json
 retention_until()
@@ -66,37 +73,51 @@ expect "the first pass finished the interrupted run's journal: its orphan file i
 expect "... and so is the journal" test ! -e "$T/repo/.butlerfs/retention.journal"
 expect "... which the pass's log line says" \
     grep -q "retention: removed 0 datasets (1 files, .*; finished 1 of an interrupted run's journal$" "$BFS_LOG"
-mkdir -p "$T/mnt/LSSTCam/raw/all" "$T/mnt/LSSTCam/kept"
+mkdir -p "$T/mnt/LSSTCam/raw/all" "$T/mnt/LSSTCam/kept" "$T/mnt/LSSTCam/held"
 cp "${RAWS[0]}" "${RAWS[1]}" "$T/mnt/LSSTCam/raw/all/" || fail "cp into LSSTCam/raw/all"
-cp "${RAWS[2]}" "$T/mnt/LSSTCam/kept/" || fail "cp into LSSTCam/kept"
-# (age 3s: the listing below is made before any raw is due)
+# (age 3s: the look-ups below are made before any raw is due) the kernel and
+# the daemon now hold their entries and file lists (file_timeout: a day;
+# the dataId directory's files: listing_ttl 60 s)
 listed() { find "$T/mnt/LSSTCam/raw/all/raw" -name '*.fits' 2>/dev/null | wc -l; }
-expect "the mount lists both raws before the pass removes them" test "$(listed)" = 2
-# the pass runs every second: the two transferred raws go once their jobs are done
-for _ in $(seq 150); do [ "$(sql 'SELECT count(*) FROM dataset')" = 1 ] && break; sleep 0.2; done
-expect "the mount removed the two transferred raws by itself (one dataset left)" \
-    test "$(sql 'SELECT count(*) FROM dataset')" = 1
-expect "... the one left is the raw no destination takes" \
-    test "$(sql "SELECT c.name FROM dataset d JOIN collection c ON c.collection_id = d.run_id")" = LSSTCam/kept
-expect "... their files are gone from the datastore (one left)" test "$(nfiles)" = 1
-expect "... both were uploaded first" test "$(find "$T/www/archive" -name '*.fits' | wc -l)" = 2
+mapfile -t SEEN < <(find "$T/mnt/LSSTCam/raw/all/raw" -name '*.fits')
+expect "the mount lists both raws before the pass removes them" test "${#SEEN[@]}" = 2
+stat "${SEEN[@]}" >/dev/null || fail "stat of the listed raws"
+cp "${RAWS[2]}" "$T/mnt/LSSTCam/kept/" || fail "cp into LSSTCam/kept"
+cp "${RAWS[3]}" "$T/mnt/LSSTCam/held/" || fail "cp into LSSTCam/held"
+# a pass runs every second and takes one dataset: the two transferred raws
+# go in two passes once their jobs are done
+for _ in $(seq 150); do [ "$(nremoved)" -ge 2 ] && break; sleep 0.2; done
+expect "the mount removed the two transferred raws by itself, one per pass" test "$(nremoved)" = 2
+expect "... no pass removed more than one" bash -c "! grep -q 'retention: removed [2-9][0-9]* datasets' '$BFS_LOG'"
+for p in "${SEEN[@]}"; do
+    expect "... at once gone from a path the kernel had looked up ($(basename "$p"))" bash -c "! stat '$p' 2>/dev/null"
+    expect "... and from its dataId directory's listing" bash -c "! ls '$(dirname "$p")' 2>/dev/null | grep -q ."
+done
+expect "... and from the mount's listings" test "$(listed)" = 0
+expect "two datasets are left: the raw no destination takes and the raw whose transfer is not done" \
+    test "$(repo_sql "SELECT group_concat(name, ' ') FROM (SELECT c.name FROM dataset d JOIN collection c
+                 ON c.collection_id = d.run_id ORDER BY c.name)")" = "LSSTCam/held LSSTCam/kept"
+expect "... their files are left in the datastore (two), the others' gone" test "$(repo_raws)" = 2
+expect "... the two removed were uploaded first" test "$(find "$T/www/archive" -name '*.fits' | wc -l)" = 2
 expect "... and not to the destination whose instruments rule (LATISS) does not take LSSTCam raws" \
     test "$(find "$T/www" -path '*auxtel*' -name '*.fits' | wc -l)" = 0
-for _ in $(seq 25); do
-    [ "$(listed)" = 0 ] && break
-    sleep 0.2
-done
-expect "... and from the mount's listings within dir_timeout (1 s), though listing_ttl is 60 s" test "$(listed)" = 0
 expect "... the kept raw still reads back" \
     bash -c "cmp '${RAWS[2]}' \"\$(find '$T/mnt/LSSTCam/kept/raw' -type f | head -1)\""
+"$BFS_BIN" retention "$T/repo" --config "$T/bfs.yaml" --dry-run --json >"$T/dry.json" 2>/dev/null
+expect "a dry run beside the mount sees why they stay: one not transferred, one going nowhere" python3 -c "
+import json, sys
+s = json.load(open(sys.argv[1]))['summary']
+assert (s['examined'], s['eligible'], s['not_transferred'], s['no_destination']) == (2, 0, 1, 1), s
+" "$T/dry.json"
 retention_until "r['removed'] == 2"
-expect "butlerfs status counts the mount's removals (2) and its passes" python3 -c "
+expect "butlerfs status counts the mount's removals (2), its passes and the last one's" python3 -c "
 import json, sys
 r = json.load(open(sys.argv[1]))[0]['retention']
-assert r['removed'] == 2 and r['passes'] >= 1 and r['last_pass'] > 0 and r.get('last_error') is None, r
+assert r['removed'] == 2 and r['passes'] >= 2 and r['last_pass'] > 0 and r['last_removed'] in (0, 1), r
+assert r.get('last_error') is None, r
 " "$T/status.json"
-expect "... and so does its text, with the last pass's age" \
-    bash -c "'$BFS_BIN' status '$T/mnt' | grep -Eq 'retention +2 datasets removed in [0-9]+ passes, the last [0-9]+ s ago'"
+expect "... and so does its text, with the last pass's age and removals" \
+    bash -c "'$BFS_BIN' status '$T/mnt' | grep -Eq 'retention +2 datasets removed in [0-9]+ passes, the last [0-9]+ s ago \(it removed [01]\)'"
 expect "the log says what a pass removed, and that a pass at its cap left the rest for the next" \
     grep -q 'retention: removed 1 dataset .*; the rest waits for the next pass$' "$BFS_LOG"
 # butlerfs queue without REPO: the one running writable mount's repository

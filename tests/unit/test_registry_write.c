@@ -398,6 +398,108 @@ static void test_remove_dataset(void **state)
     bfs_registry_close(reg);
 }
 
+/* ---- the paged walk (bfs_registry_each_run_file_page) ---- */
+
+struct seen {
+    char ids[16][33];
+    int n, stop_at; /* stop_at > 0: the callback returns 7 at the first file of that dataset (1-based) */
+    bfs_dataset_cursor *cursor, at_stop;
+};
+
+static int seen_cb(void *ctx, const bfs_run_file *f)
+{
+    struct seen *s = ctx;
+    if (s->n == 0 || strcmp(s->ids[s->n - 1], f->dataset_id)) {
+        assert_true(s->n < 16);
+        snprintf(s->ids[s->n++], sizeof s->ids[0], "%s", f->dataset_id);
+        if (s->n == s->stop_at) {
+            s->at_stop = *s->cursor;
+            return 7;
+        }
+    }
+    return 0;
+}
+
+/* Walk run_glob in pages of page datasets: returns the calls made. */
+static int walk(bfs_registry *reg, const char *run_glob, int page, struct seen *s)
+{
+    bfs_dataset_cursor c = {0};
+    s->cursor = &c;
+    for (int calls = 1; calls < 20; calls++) {
+        int got = -1;
+        assert_int_equal(bfs_registry_each_run_file_page(reg, run_glob, &c, page, seen_cb, s, &got), 0);
+        assert_true(got >= 0 && got <= page);
+        if (got < page)
+            return calls;
+    }
+    fail_msg("the walk does not end");
+    return 0;
+}
+
+/* Each dataset once, in ascending order of its stored id, and all of them:
+ * want the number. */
+static void expect_each_once(const struct seen *s, int want)
+{
+    assert_int_equal(s->n, want);
+    for (int i = 0; i < s->n; i++)
+        for (int j = i + 1; j < s->n; j++)
+            assert_string_not_equal(s->ids[i], s->ids[j]);
+}
+
+static void test_run_file_pages(void **state)
+{
+    struct repo *r = *state;
+    char *msg = NULL;
+    assert_int_equal(bfs_registry_init(r->dir, &msg), 0);
+    populate(r->dir); /* a raw and a packages dataset */
+    bfs_registry *reg = NULL;
+    assert_int_equal(bfs_registry_open(r->dir, BFS_REG_WRITE, &reg, &msg), 0);
+    for (int i = 0; i < 8; i++) { /* one packages dataset per run: 10 datasets */
+        char run[32], path[64], id[33];
+        snprintf(run, sizeof run, "extra/r%d", i);
+        snprintf(path, sizeof path, "extra/r%d/packages.yaml", i);
+        assert_int_equal(bfs_registry_add_run(reg, run, NULL), 0);
+        bfs_new_dataset pk = {.dataset_type = "packages", .run = run, .path = path,
+                              .formatter = "lsst.daf.butler.formatters.packages.PackagesFormatter",
+                              .file_size = -1};
+        assert_int_equal(bfs_registry_add_dataset(reg, &pk, id), 0);
+    }
+    int64_t total = 0;
+    assert_int_equal(bfs_registry_count_datasets(reg, &total), 0);
+    assert_int_equal(total, 10);
+
+    struct seen s = {0};
+    assert_int_equal(walk(reg, "*", 3, &s), 4); /* 3 + 3 + 3 + 1 */
+    expect_each_once(&s, 10);
+    for (int i = 1; i < s.n; i++) /* text ids: the key's order is the hex order */
+        assert_true(strcmp(s.ids[i - 1], s.ids[i]) < 0);
+    memset(&s, 0, sizeof s);
+    assert_int_equal(walk(reg, "*", 5, &s), 3); /* 5 + 5 + an empty page */
+    expect_each_once(&s, 10);
+    memset(&s, 0, sizeof s);
+    assert_int_equal(walk(reg, "extra/*", 3, &s), 3); /* the glob picks the page's datasets: 3 + 3 + 2 */
+    expect_each_once(&s, 8);
+
+    /* a callback that stops: its return, and a cursor copied at a dataset
+     * resumes after it */
+    struct seen all = {0};
+    walk(reg, "*", 10, &all);
+    memset(&s, 0, sizeof s);
+    s.stop_at = 4;
+    bfs_dataset_cursor c = {0};
+    s.cursor = &c;
+    int got = 0;
+    assert_int_equal(bfs_registry_each_run_file_page(reg, "*", &c, 10, seen_cb, &s, &got), 7);
+    c = s.at_stop;
+    s.stop_at = 0;
+    s.n = 0;
+    assert_int_equal(bfs_registry_each_run_file_page(reg, "*", &c, 2, seen_cb, &s, &got), 0);
+    assert_int_equal(got, 2);
+    assert_string_equal(s.ids[0], all.ids[4]);
+    assert_string_equal(s.ids[1], all.ids[5]);
+    bfs_registry_close(reg);
+}
+
 static void test_dataset_id_v5(void **state)
 {
     (void)state;
@@ -472,6 +574,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_write_records, repo_setup, repo_teardown),
         cmocka_unit_test_setup_teardown(test_find_written_file, repo_setup, repo_teardown),
         cmocka_unit_test_setup_teardown(test_remove_dataset, repo_setup, repo_teardown),
+        cmocka_unit_test_setup_teardown(test_run_file_pages, repo_setup, repo_teardown),
         cmocka_unit_test(test_dataset_id_v5),
         cmocka_unit_test_setup_teardown(test_schema_matches_python_butler, repo_setup,
                                         repo_teardown),
