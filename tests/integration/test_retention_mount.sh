@@ -43,7 +43,7 @@ transfer:
   backoff_max: 1s
   retention:
     - collections: ["LSSTCam/*"]
-      age: 3s
+      age: 8s
   retention_interval: 1s
 YAML
 nremoved() { grep -c 'retention: removed 1 dataset ' "$BFS_LOG"; }
@@ -75,7 +75,8 @@ expect "... which the pass's log line says" \
     grep -q "retention: removed 0 datasets (1 files, .*; finished 1 of an interrupted run's journal$" "$BFS_LOG"
 mkdir -p "$T/mnt/LSSTCam/raw/all" "$T/mnt/LSSTCam/kept" "$T/mnt/LSSTCam/held"
 cp "${RAWS[0]}" "${RAWS[1]}" "$T/mnt/LSSTCam/raw/all/" || fail "cp into LSSTCam/raw/all"
-# (age 3s: the look-ups below are made before any raw is due) the kernel and
+# (age 8s: the look-ups below are made before any raw is due, even on a
+# loaded machine) the kernel and
 # the daemon now hold their entries and file lists (file_timeout: a day;
 # the dataId directory's files: listing_ttl 60 s)
 listed() { find "$T/mnt/LSSTCam/raw/all/raw" -name '*.fits' 2>/dev/null | wc -l; }
