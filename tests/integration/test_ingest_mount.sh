@@ -11,7 +11,9 @@
 # rm of a dataset is refused; an event line is written per outcome; a second
 # -o rw daemon on the same repository is refused; a listing taken while a
 # file was written shows the dataset right after close; after a remount the
-# dataset is still there; butlerfs status counts the outcomes.
+# dataset is still there; butlerfs status counts the outcomes; an inbox name
+# is read-only once ingested and leaves the listing after inbox_ttl; a file
+# created and never written leaves nothing in the spool at unmount.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
 command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
@@ -31,7 +33,8 @@ mkdir "$T/mnt/newrun" 2>"$T/err.txt"
 expect "a mount without -o rw refuses mkdir (EROFS)" grep -q "Read-only file system" "$T/err.txt"
 unmount
 
-mount_repo "$T/repo" "$T/mnt" rw || finish
+printf 'ingest:\n  inbox_ttl: 2s\n' >"$T/cfg.yaml"
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || finish
 D="$T/mnt/u/me/run1/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
 expect "mkdir -p of a new RUN and a full dataId path" mkdir -p "$D"
 expect "cp of a FITS file to the dataId path succeeds (close returned 0)" cp "$T/raw.fits" "$D/x.fits"
@@ -134,6 +137,31 @@ for k in 1 2 3 4 5; do
 done
 expect "parallel writers into new RUNs: every cp succeeds and every file is registered" test "$par_ok" = 1
 
+# a name written in a RUN's own directory (its inbox): read-only once
+# ingested, listed for ingest.inbox_ttl (2 s here) and no longer, although
+# the kernel keeps the references ls -l and stat gave it
+I="$T/mnt/u/me/inbox"
+mkdir -p "$I"
+"$BFS_BIN" synth "$T/src2" --exposures 1 --detectors 1 --first-seq 90 --fits >/dev/null 2>&1 || fail "synth of a raw of another exposure"
+expect "cp of a raw into a RUN's own directory succeeds" \
+    cp "$(find "$T/src2/LSSTCam/raw/all" -name '*.fits' | head -1)" "$I/r.fits"
+ls -l "$I" >/dev/null
+expect "an ingested inbox name cannot be opened for writing (EPERM), with or without O_TRUNC" \
+    python3 - "$I/r.fits" <<'PY'
+import errno, os, sys
+for flags in (os.O_WRONLY, os.O_RDWR, os.O_WRONLY | os.O_APPEND, os.O_WRONLY | os.O_TRUNC):
+    try:
+        os.close(os.open(sys.argv[1], flags))
+        sys.exit("open with flags %#o succeeded" % flags)
+    except OSError as e:
+        assert e.errno == errno.EPERM, (flags, e)
+PY
+touch "$I/empty.fits"
+sleep 2.5
+expect "the inbox name leaves the listing after ingest.inbox_ttl" bash -c "! ls '$I' | grep -q '^r.fits'"
+expect "... and is not found by name" bash -c "! stat '$I/r.fits' >/dev/null 2>&1"
+expect "... while the raw stays at its dataId path" test "$(count u/me/inbox)" = 1
+
 # a second writer daemon on the same repository
 timeout 20 "$BFS_BIN" mount "$T/repo" "$T/mnt2" -f -o rw,log="$T/second.log" </dev/null >"$T/second.err" 2>&1
 rc=$?
@@ -142,6 +170,8 @@ expect "... on the terminal, in one sentence, before mounting" \
     bash -c "grep -q '^butlerfs: another butlerfs -o rw mount serves $T/repo' '$T/second.err' && ! mountpoint -q '$T/mnt2'"
 fusermount3 -u "$T/mnt2" 2>/dev/null
 unmount
+expect "a file created and closed without bytes (touch) leaves nothing in the spool at unmount" \
+    test -z "$(ls "$T/repo/.butlerfs/spool")"
 
 mount_repo "$T/repo" "$T/mnt" || finish
 expect "after a remount the ingested dataset reads back" \
