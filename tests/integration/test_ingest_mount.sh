@@ -12,7 +12,8 @@
 # -o rw daemon on the same repository is refused; a listing taken while a
 # file was written shows the dataset right after close; after a remount the
 # dataset is still there; butlerfs status counts the outcomes; an inbox name
-# is read-only once ingested and leaves the listing after inbox_ttl; a file
+# is read-only once ingested and leaves the listing after inbox_ttl; mkdir'd
+# directories are listed before any file makes them real; a file
 # created and never written leaves nothing in the spool at unmount.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
@@ -37,6 +38,12 @@ printf 'ingest:\n  inbox_ttl: 2s\n' >"$T/cfg.yaml"
 mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || finish
 D="$T/mnt/u/me/run1/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
 expect "mkdir -p of a new RUN and a full dataId path" mkdir -p "$D"
+# directories made by mkdir are listed in their parents before any file makes them real
+mkdir -p "$T/mnt/made/level/one" "$D/../exposure=MC_O_20250415_000001"
+expect "ls shows the directories mkdir made (path levels, a RUN to be, a dimension value)" \
+    bash -c "ls '$T/mnt' | grep -qx made && test \"\$(ls '$T/mnt/made')\" = level &&
+             test \"\$(ls '$T/mnt/made/level')\" = one && ls '$T/mnt/u/me/run1/raw' | grep -qx instrument=LSSTCam &&
+             ls '$D/..' | grep -qx exposure=$EXP && ls '$D/..' | grep -qx exposure=MC_O_20250415_000001"
 expect "cp of a FITS file to the dataId path succeeds (close returned 0)" cp "$T/raw.fits" "$D/x.fits"
 expect "one dataset registered in RUN u/me/run1" test "$(count u/me/run1)" = 1
 sleep 0.2
