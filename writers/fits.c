@@ -383,7 +383,12 @@ int bfs_fits_validate(const char *path, const bfs_fits_rules *rules, bfs_fits_su
     }
     if (st) {
         char detail[FLEN_ERRMSG];
+        int read_st = st;
         rc = fits_errno(st, path, errno, true, detail);
+        /* a short read that is no I/O error: cfitsio's own words
+         * ("Error reading data buffer from file:") do not say the file is cut */
+        if (rc == -EBADMSG && (read_st == READ_ERROR || read_st == END_OF_FILE))
+            snprintf(detail, sizeof detail, "the file ends before this HDU does (truncated)");
         bfs_set_errmsg(errmsg, "%s: HDU %d%s%s%s: %s", path, hdu, extname[0] ? " (" : "",
                        extname, extname[0] ? ")" : "", detail);
     } else if (fault) {

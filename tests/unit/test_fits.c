@@ -209,6 +209,7 @@ static void test_truncated(void **state)
         assert_int_equal(bfs_fits_validate(path, NULL, NULL, &msg), -EBADMSG);
         assert_non_null(msg);
         assert_non_null(strstr(msg, "HDU 3"));
+        assert_non_null(strstr(msg, "truncated"));
         free(msg);
     }
 }
