@@ -620,6 +620,15 @@ static struct bfs_upload *upload_new(bfs_ingest *ing, const char *uid_hex)
     return u;
 }
 
+/* msg (from fits.h, which names the file it read) without u's spool path:
+ * a reason outlives that name (the bytes move to quarantine), and the
+ * reason, log and event name the upload already.  NULL stays NULL. */
+static const char *without_spool_path(const struct bfs_upload *u, const char *msg)
+{
+    size_t n = strlen(u->data_path);
+    return msg && !strncmp(msg, u->data_path, n) && msg[n] == ':' && msg[n + 1] == ' ' ? msg + n + 2 : msg;
+}
+
 static void quarantine_as(struct bfs_upload *u, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void quarantine_as(struct bfs_upload *u, int err, const char *fmt, ...)
@@ -1278,7 +1287,8 @@ static int prepare_raw(bfs_ingest *ing, struct bfs_upload *u, struct tvals *tv)
     if (ret < 0 || !cards) {
         free(cards);
         if (ret != -ENOMEM)
-            quarantine_as(u, EINVAL, "cannot read its headers: %s", msg ? msg : strerror(ret < 0 ? -ret : EIO));
+            quarantine_as(u, EINVAL, "cannot read its headers: %s",
+                          msg ? without_spool_path(u, msg) : strerror(ret < 0 ? -ret : EIO));
         free(msg);
         return ret == -ENOMEM ? ret : 0;
     }
@@ -1987,7 +1997,7 @@ static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
         bfs_fits_rules rules = {.sums_advisory = ing->cfg->checksums_advisory};
         int ret = bfs_fits_validate(u->data_path, &rules, NULL, &msg);
         if (ret < 0) {
-            quarantine_as(u, EINVAL, "not a valid FITS file: %s", msg ? msg : strerror(-ret));
+            quarantine_as(u, EINVAL, "not a valid FITS file: %s", msg ? without_spool_path(u, msg) : strerror(-ret));
             free(msg);
             return 0;
         }

@@ -60,11 +60,13 @@ D2="$T/mnt/u/me/run2/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
 mkdir -p "$D2"
 cp "$T/cut.fits" "$D2/cut.fits" 2>"$T/err.txt"
 expect "a truncated FITS at a free dataId fails at close with EINVAL" grep -q "Invalid argument" "$T/err.txt"
-expect "... its event says status 1, EINVAL, quarantined" python3 -c "
+expect "... its event says status 1, EINVAL, quarantined, truncated" python3 -c "
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1])]
 bad = [e for e in ev if e.get('run') == 'u/me/run2']
 assert len(bad) == 1 and bad[0]['status'] == 1 and bad[0]['errno'] == 'EINVAL' and bad[0]['outcome'] == 'quarantined', bad
+# the reason says what is wrong, and names no spool file (the bytes are in quarantine now)
+assert 'truncated' in bad[0]['description'] and '/spool/' not in bad[0]['description'], bad[0]['description']
 " "$T/repo/.butlerfs/events.jsonl"
 expect "... and nothing is registered there" test "$(count u/me/run2)" = 0
 OTHER=$(find "$T/mnt/LSSTCam/raw/all/raw" -name '*.fits' | sort | tail -1)
