@@ -93,6 +93,17 @@ expect "... and butlerfs status says it in words" \
 expect "... with the node table" bash -c "'$BFS_BIN' status '$T/mnt' | grep -q '^  nodes        [0-9]* known to the kernel (cap 49152)'"
 rm -f "$F" 2>"$T/err.txt"
 expect "rm of a dataset is refused (EPERM)" bash -c "test -e '$F' && grep -q 'Operation not permitted' '$T/err.txt'"
+expect "symlink, hard link and mkfifo in a RUN are refused with EPERM" python3 - "$T/mnt/u/me/run1" "$F" <<'PY'
+import errno, os, sys
+d, f = sys.argv[1], sys.argv[2]
+for what, call in (("symlink", lambda: os.symlink("x", d + "/s")), ("link", lambda: os.link(f, d + "/h")),
+                   ("mkfifo", lambda: os.mkfifo(d + "/p"))):
+    try:
+        call()
+        sys.exit(what + " succeeded")
+    except OSError as e:
+        assert e.errno == errno.EPERM, (what, e)
+PY
 
 # a name being written: a second open for writing is ETXTBSY (a second
 # writer's close would seal the first one's file half-written)
