@@ -605,6 +605,24 @@ static void opw_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
     fuse_reply_err(req, -ret);
 }
 
+/* Symbolic links, hard links and special files have no dataset to be:
+ * EPERM, as for a create of anything but a regular file (without these the
+ * writer got ENOSYS, "Function not implemented"). */
+static void opw_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+    fuse_reply_err(req, EPERM);
+}
+
+static void opw_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+    fuse_reply_err(req, EPERM);
+}
+
+static void opw_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+    fuse_reply_err(req, EPERM);
+}
+
 void bfs_ops_writable(struct fuse_lowlevel_ops *ops)
 {
     *ops = bfs_fuse_ops;
@@ -627,4 +645,7 @@ void bfs_ops_writable(struct fuse_lowlevel_ops *ops)
     ops->unlink = opw_unlink;
     ops->rmdir = opw_unlink;
     ops->rename = opw_rename;
+    ops->symlink = opw_symlink;
+    ops->mknod = opw_mknod;
+    ops->link = opw_link;
 }

@@ -82,6 +82,7 @@ struct bfs_node {
     int8_t k;          /* K_DATA: the dimension this node fixes, -1 for a dataset type */
     bool evicting;     /* the kernel was asked to drop it (under t->lock) */
     bool made;         /* made by mkdir (-o rw): the tree pins it while it lives */
+    bool has_made;     /* a child was made by mkdir (under t->lock; never cleared) */
     atomic_bool missing_logged;
     struct leaf_set *leaves;       /* K_DATA with every dimension fixed: cached files;
                                     * K_FILE: the set that owns f's strings */
@@ -1082,6 +1083,50 @@ int bfs_tree_lookup(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **
     return 0;
 }
 
+/* A copy of made node n, for a listing of its parent (readdirplus finds n
+ * again by name and kind, as a lookup does). */
+static bfs_node *proto_of_made(const bfs_node *n)
+{
+    bfs_node *p;
+    if (n->kind == K_COLL)
+        return proto_coll(n->parent, n->name, n->prefix, n->coll);
+    p = n->value ? proto_value(n->parent, n->name, n->k, n->value) : proto_new(n->parent, n->name, K_DATA);
+    if (p) {
+        p->c = n->c;
+        p->dt = n->dt;
+    }
+    return p;
+}
+
+/* The directories mkdir made in b's directory that the registry does not
+ * list (yet): a path level, a RUN to be, a dimension value with no dataset
+ * so far.  Without them `mkdir x; ls` would not show x. */
+static int list_made(struct listing_builder *b)
+{
+    bfs_tree *t = b->t;
+    bfs_node *dir = b->l->dir;
+    size_t listed = b->l->n;
+    int ret = 0;
+    pthread_mutex_lock(&t->lock);
+    if (!dir->has_made) {
+        pthread_mutex_unlock(&t->lock);
+        return 0;
+    }
+    for (size_t i = 0; i < t->nbuckets && ret == 0; i++) {
+        for (bfs_node *n = t->table[i]; n && ret == 0; n = n->hnext) {
+            if (!n->made || n->parent != dir)
+                continue;
+            bool dup = false;
+            for (size_t j = 2; j < listed && !dup; j++)
+                dup = !strcmp(b->l->protos[j]->name, n->name);
+            if (!dup)
+                ret = listing_push(b, proto_of_made(n));
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    return ret;
+}
+
 static int listing_build(bfs_tree *t, bfs_node *dir, bfs_listing **out)
 {
     if (dir->kind == K_FILE)
@@ -1101,6 +1146,8 @@ static int listing_build(bfs_tree *t, bfs_node *dir, bfs_listing **out)
     b.l->n = 2; /* "." and ".." */
     b.l->writable = t->opts.writable;
     int ret = dir->kind == K_COLL ? list_coll(&b) : list_data(&b);
+    if (ret == 0)
+        ret = list_made(&b);
     name_list_free(&b.segs);
     if (ret < 0) {
         listing_destroy(b.l);
@@ -1576,6 +1623,7 @@ static int made_insert(bfs_tree *t, bfs_node *proto, bfs_node **child, struct st
     if ((uintptr_t)n == want) { /* inserted, not found (a concurrent mkdir pinned that one) */
         pthread_mutex_lock(&t->lock);
         n->pins++; /* the tree's own pin: the directory lives until unmount */
+        n->parent->has_made = true; /* its listings show n (list_made) */
         pthread_mutex_unlock(&t->lock);
     }
     *child = n;

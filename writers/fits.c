@@ -260,13 +260,21 @@ static int open_read(const char *path, fitsfile **f, char **errmsg)
     errno = 0;
     fits_open_diskfile(f, access(name, R_OK) == 0 ? name : path, READONLY, &st);
     int sys_errno = errno;
+    /* a FITS file cut inside its primary header fails here with a short
+     * read, whose cfitsio message ("Error reading data buffer from file:")
+     * does not say so */
+    char head[9] = "";
+    bool fits_start = st && pread(fd, head, sizeof head, 0) == (ssize_t)sizeof head &&
+                      !memcmp(head, "SIMPLE  =", sizeof head);
     close(fd);
     if (!st)
         return 0;
     char detail[FLEN_ERRMSG];
     int rc = fits_errno(st, path, sys_errno, true, detail);
-    if (rc == -EBADMSG)
-        bfs_set_errmsg(errmsg, "%s is not a FITS file: %s", path, detail);
+    if (rc == -EBADMSG && fits_start && (st == READ_ERROR || st == END_OF_FILE))
+        bfs_set_errmsg(errmsg, "%s: the file ends inside its primary header (truncated)", path);
+    else if (rc == -EBADMSG)
+        bfs_set_errmsg(errmsg, "%s: not a FITS file: %s", path, detail);
     else
         bfs_set_errmsg(errmsg, "cannot open %s: %s (cfitsio status %d: %s)", path, strerror(-rc), st, detail);
     *f = NULL;
@@ -383,7 +391,12 @@ int bfs_fits_validate(const char *path, const bfs_fits_rules *rules, bfs_fits_su
     }
     if (st) {
         char detail[FLEN_ERRMSG];
+        int read_st = st;
         rc = fits_errno(st, path, errno, true, detail);
+        /* a short read that is no I/O error: cfitsio's own words
+         * ("Error reading data buffer from file:") do not say the file is cut */
+        if (rc == -EBADMSG && (read_st == READ_ERROR || read_st == END_OF_FILE))
+            snprintf(detail, sizeof detail, "the file ends before this HDU does (truncated)");
         bfs_set_errmsg(errmsg, "%s: HDU %d%s%s%s: %s", path, hdu, extname[0] ? " (" : "",
                        extname, extname[0] ? ")" : "", detail);
     } else if (fault) {

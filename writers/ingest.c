@@ -620,6 +620,15 @@ static struct bfs_upload *upload_new(bfs_ingest *ing, const char *uid_hex)
     return u;
 }
 
+/* msg (from fits.h, which names the file it read) without u's spool path:
+ * a reason outlives that name (the bytes move to quarantine), and the
+ * reason, log and event name the upload already.  NULL stays NULL. */
+static const char *without_spool_path(const struct bfs_upload *u, const char *msg)
+{
+    size_t n = strlen(u->data_path);
+    return msg && !strncmp(msg, u->data_path, n) && msg[n] == ':' && msg[n + 1] == ' ' ? msg + n + 2 : msg;
+}
+
 static void quarantine_as(struct bfs_upload *u, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void quarantine_as(struct bfs_upload *u, int err, const char *fmt, ...)
@@ -1278,7 +1287,8 @@ static int prepare_raw(bfs_ingest *ing, struct bfs_upload *u, struct tvals *tv)
     if (ret < 0 || !cards) {
         free(cards);
         if (ret != -ENOMEM)
-            quarantine_as(u, EINVAL, "cannot read its headers: %s", msg ? msg : strerror(ret < 0 ? -ret : EIO));
+            quarantine_as(u, EINVAL, "cannot read its headers: %s",
+                          msg ? without_spool_path(u, msg) : strerror(ret < 0 ? -ret : EIO));
         free(msg);
         return ret == -ENOMEM ? ret : 0;
     }
@@ -1987,7 +1997,7 @@ static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
         bfs_fits_rules rules = {.sums_advisory = ing->cfg->checksums_advisory};
         int ret = bfs_fits_validate(u->data_path, &rules, NULL, &msg);
         if (ret < 0) {
-            quarantine_as(u, EINVAL, "not a valid FITS file: %s", msg ? msg : strerror(-ret));
+            quarantine_as(u, EINVAL, "not a valid FITS file: %s", msg ? without_spool_path(u, msg) : strerror(-ret));
             free(msg);
             return 0;
         }
@@ -2808,9 +2818,16 @@ void bfs_ingest_close(bfs_ingest *ing)
         pthread_join(ing->hasher, NULL);
     bfs_webhook_free(ing->webhook); /* after the workers that post to it */
     /* uploads the kernel still references: their spool and intent stay
-     * for the next mount */
+     * for the next mount, except those never written (a `touch`, or a
+     * `>file` closed without bytes), which hand nothing over, as when their
+     * last reference goes (bfs_upload_put); left, the next mount would
+     * quarantine an empty file as one its writer never closed */
     for (struct bfs_upload *u = ing->uploads, *next; u; u = next) {
         next = u->next;
+        if (!u->written_ever && !u->finished && !u->busy) {
+            unlink(u->data_path);
+            unlink(u->intent_path);
+        }
         upload_free(u);
     }
     if (ing->lock_fd >= 0)
@@ -2942,6 +2959,14 @@ static bool refused(const struct bfs_upload *u)
     return u->finished && u->outcome != 0;
 }
 
+/* An ingested name leaves its inbox inbox_ttl after its seal, whether or not
+ * the kernel still holds a reference to it (it keeps one for as long as it
+ * caches the inode; only the memory waits for that) (under ing->lock). */
+static bool past_inbox_ttl(const bfs_ingest *ing, const struct bfs_upload *u, double now)
+{
+    return u->finished && !u->busy && !u->waiting && now - u->finished_at > ing->cfg->inbox_ttl_ms / 1000.0;
+}
+
 static bool same_target(const struct bfs_upload *u, const bfs_ingest_target *t)
 {
     if (strcmp(u->run, t->run) || strcmp(shown_name(u), t->name) || u->inbox != !t->dataset_type)
@@ -3044,8 +3069,9 @@ int bfs_upload_find(bfs_ingest *ing, const bfs_ingest_target *t, bfs_upload **ou
     pthread_mutex_lock(&ing->lock);
     purge_locked(ing);
     struct bfs_upload *found = NULL;
+    double now = bfs_mono_s();
     for (struct bfs_upload *u = ing->uploads; u && !found; u = u->next)
-        if (!refused(u) && same_target(u, t))
+        if (!refused(u) && !past_inbox_ttl(ing, u, now) && same_target(u, t))
             found = u; /* the newest of that name: the list is newest first */
     if (found)
         found->refs++;
@@ -3111,8 +3137,9 @@ int bfs_upload_rename(bfs_upload *u, const char *name)
 int bfs_upload_take_writer(bfs_upload *u)
 {
     pthread_mutex_lock(&u->ing->lock);
-    int ret = u->writer_open ? -ETXTBSY : 0;
-    u->writer_open = true;
+    int ret = u->finished || u->busy ? -EPERM : u->writer_open ? -ETXTBSY : 0;
+    if (ret == 0)
+        u->writer_open = true;
     pthread_mutex_unlock(&u->ing->lock);
     return ret;
 }
@@ -3310,13 +3337,14 @@ int bfs_ingest_inbox(bfs_ingest *ing, const char *run, bfs_inbox_cb cb, void *ct
     /* a snapshot under the lock, then the callbacks without it */
     pthread_mutex_lock(&ing->lock);
     purge_locked(ing);
+    double now = bfs_mono_s();
     size_t n = 0;
     for (struct bfs_upload *u = ing->uploads; u; u = u->next)
-        n += u->inbox && !refused(u) && !strcmp(u->run, run);
+        n += u->inbox && !refused(u) && !past_inbox_ttl(ing, u, now) && !strcmp(u->run, run);
     struct bfs_upload **list = calloc(n ? n : 1, sizeof *list);
     size_t k = 0;
     for (struct bfs_upload *u = ing->uploads; list && u; u = u->next) {
-        if (u->inbox && !refused(u) && !strcmp(u->run, run)) {
+        if (u->inbox && !refused(u) && !past_inbox_ttl(ing, u, now) && !strcmp(u->run, run)) {
             u->refs++;
             list[k++] = u;
         }

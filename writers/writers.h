@@ -182,7 +182,9 @@ void bfs_upload_get(bfs_upload *u);
  * gives it back when that open file is released.  -ETXTBSY while another
  * open file holds it: a second process writing the same name would
  * interleave its bytes, and its close would seal the first writer's file
- * half-written.  (dup'd descriptors share one open file and one slot.) */
+ * half-written.  (dup'd descriptors share one open file and one slot.)
+ * -EPERM once a seal has begun: the bytes are being ingested or were, and
+ * an ingested file is immutable (a write would only fail later, EBADF). */
 int bfs_upload_take_writer(bfs_upload *u);
 void bfs_upload_drop_writer(bfs_upload *u);
 /* Drop a reference.  The last one of an upload never sealed and never

@@ -11,7 +11,10 @@
 # rm of a dataset is refused; an event line is written per outcome; a second
 # -o rw daemon on the same repository is refused; a listing taken while a
 # file was written shows the dataset right after close; after a remount the
-# dataset is still there; butlerfs status counts the outcomes.
+# dataset is still there; butlerfs status counts the outcomes; an inbox name
+# is read-only once ingested and leaves the listing after inbox_ttl; mkdir'd
+# directories are listed before any file makes them real; a file
+# created and never written leaves nothing in the spool at unmount.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
 command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
@@ -31,9 +34,16 @@ mkdir "$T/mnt/newrun" 2>"$T/err.txt"
 expect "a mount without -o rw refuses mkdir (EROFS)" grep -q "Read-only file system" "$T/err.txt"
 unmount
 
-mount_repo "$T/repo" "$T/mnt" rw || finish
+printf 'ingest:\n  inbox_ttl: 2s\n' >"$T/cfg.yaml"
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || finish
 D="$T/mnt/u/me/run1/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
 expect "mkdir -p of a new RUN and a full dataId path" mkdir -p "$D"
+# directories made by mkdir are listed in their parents before any file makes them real
+mkdir -p "$T/mnt/made/level/one" "$D/../exposure=MC_O_20250415_000001"
+expect "ls shows the directories mkdir made (path levels, a RUN to be, a dimension value)" \
+    bash -c "ls '$T/mnt' | grep -qx made && test \"\$(ls '$T/mnt/made')\" = level &&
+             test \"\$(ls '$T/mnt/made/level')\" = one && ls '$T/mnt/u/me/run1/raw' | grep -qx instrument=LSSTCam &&
+             ls '$D/..' | grep -qx exposure=$EXP && ls '$D/..' | grep -qx exposure=MC_O_20250415_000001"
 expect "cp of a FITS file to the dataId path succeeds (close returned 0)" cp "$T/raw.fits" "$D/x.fits"
 expect "one dataset registered in RUN u/me/run1" test "$(count u/me/run1)" = 1
 sleep 0.2
@@ -50,11 +60,13 @@ D2="$T/mnt/u/me/run2/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
 mkdir -p "$D2"
 cp "$T/cut.fits" "$D2/cut.fits" 2>"$T/err.txt"
 expect "a truncated FITS at a free dataId fails at close with EINVAL" grep -q "Invalid argument" "$T/err.txt"
-expect "... its event says status 1, EINVAL, quarantined" python3 -c "
+expect "... its event says status 1, EINVAL, quarantined, truncated" python3 -c "
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1])]
 bad = [e for e in ev if e.get('run') == 'u/me/run2']
 assert len(bad) == 1 and bad[0]['status'] == 1 and bad[0]['errno'] == 'EINVAL' and bad[0]['outcome'] == 'quarantined', bad
+# the reason says what is wrong, and names no spool file (the bytes are in quarantine now)
+assert 'truncated' in bad[0]['description'] and '/spool/' not in bad[0]['description'], bad[0]['description']
 " "$T/repo/.butlerfs/events.jsonl"
 expect "... and nothing is registered there" test "$(count u/me/run2)" = 0
 OTHER=$(find "$T/mnt/LSSTCam/raw/all/raw" -name '*.fits' | sort | tail -1)
@@ -81,6 +93,17 @@ expect "... and butlerfs status says it in words" \
 expect "... with the node table" bash -c "'$BFS_BIN' status '$T/mnt' | grep -q '^  nodes        [0-9]* known to the kernel (cap 49152)'"
 rm -f "$F" 2>"$T/err.txt"
 expect "rm of a dataset is refused (EPERM)" bash -c "test -e '$F' && grep -q 'Operation not permitted' '$T/err.txt'"
+expect "symlink, hard link and mkfifo in a RUN are refused with EPERM" python3 - "$T/mnt/u/me/run1" "$F" <<'PY'
+import errno, os, sys
+d, f = sys.argv[1], sys.argv[2]
+for what, call in (("symlink", lambda: os.symlink("x", d + "/s")), ("link", lambda: os.link(f, d + "/h")),
+                   ("mkfifo", lambda: os.mkfifo(d + "/p"))):
+    try:
+        call()
+        sys.exit(what + " succeeded")
+    except OSError as e:
+        assert e.errno == errno.EPERM, (what, e)
+PY
 
 # a name being written: a second open for writing is ETXTBSY (a second
 # writer's close would seal the first one's file half-written)
@@ -134,6 +157,31 @@ for k in 1 2 3 4 5; do
 done
 expect "parallel writers into new RUNs: every cp succeeds and every file is registered" test "$par_ok" = 1
 
+# a name written in a RUN's own directory (its inbox): read-only once
+# ingested, listed for ingest.inbox_ttl (2 s here) and no longer, although
+# the kernel keeps the references ls -l and stat gave it
+I="$T/mnt/u/me/inbox"
+mkdir -p "$I"
+"$BFS_BIN" synth "$T/src2" --exposures 1 --detectors 1 --first-seq 90 --fits >/dev/null 2>&1 || fail "synth of a raw of another exposure"
+expect "cp of a raw into a RUN's own directory succeeds" \
+    cp "$(find "$T/src2/LSSTCam/raw/all" -name '*.fits' | head -1)" "$I/r.fits"
+ls -l "$I" >/dev/null
+expect "an ingested inbox name cannot be opened for writing (EPERM), with or without O_TRUNC" \
+    python3 - "$I/r.fits" <<'PY'
+import errno, os, sys
+for flags in (os.O_WRONLY, os.O_RDWR, os.O_WRONLY | os.O_APPEND, os.O_WRONLY | os.O_TRUNC):
+    try:
+        os.close(os.open(sys.argv[1], flags))
+        sys.exit("open with flags %#o succeeded" % flags)
+    except OSError as e:
+        assert e.errno == errno.EPERM, (flags, e)
+PY
+touch "$I/empty.fits"
+sleep 2.5
+expect "the inbox name leaves the listing after ingest.inbox_ttl" bash -c "! ls '$I' | grep -q '^r.fits'"
+expect "... and is not found by name" bash -c "! stat '$I/r.fits' >/dev/null 2>&1"
+expect "... while the raw stays at its dataId path" test "$(count u/me/inbox)" = 1
+
 # a second writer daemon on the same repository
 timeout 20 "$BFS_BIN" mount "$T/repo" "$T/mnt2" -f -o rw,log="$T/second.log" </dev/null >"$T/second.err" 2>&1
 rc=$?
@@ -142,6 +190,8 @@ expect "... on the terminal, in one sentence, before mounting" \
     bash -c "grep -q '^butlerfs: another butlerfs -o rw mount serves $T/repo' '$T/second.err' && ! mountpoint -q '$T/mnt2'"
 fusermount3 -u "$T/mnt2" 2>/dev/null
 unmount
+expect "a file created and closed without bytes (touch) leaves nothing in the spool at unmount" \
+    test -z "$(ls "$T/repo/.butlerfs/spool")"
 
 mount_repo "$T/repo" "$T/mnt" || finish
 expect "after a remount the ingested dataset reads back" \

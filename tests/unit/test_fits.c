@@ -209,8 +209,24 @@ static void test_truncated(void **state)
         assert_int_equal(bfs_fits_validate(path, NULL, NULL, &msg), -EBADMSG);
         assert_non_null(msg);
         assert_non_null(strstr(msg, "HDU 3"));
+        assert_non_null(strstr(msg, "truncated"));
         free(msg);
     }
+}
+
+/* cut inside the primary header: cfitsio fails to open it; the reason
+ * must still say truncated, not "not a FITS file" */
+static void test_truncated_header(void **state)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/trunchdr.fits", dir);
+    write_sample(path, 1);
+    assert_int_equal(truncate(path, 1000), 0);
+    char *msg = NULL;
+    assert_int_equal(bfs_fits_validate(path, NULL, NULL, &msg), -EBADMSG);
+    assert_non_null(msg);
+    assert_non_null(strstr(msg, "truncated"));
+    free(msg);
 }
 
 static void test_not_fits(void **state)
@@ -343,6 +359,7 @@ int main(void)
         cmocka_unit_test(test_flipped_data),
         cmocka_unit_test(test_flipped_header),
         cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_truncated_header),
         cmocka_unit_test(test_not_fits),
         cmocka_unit_test(test_too_many_hdus),
         cmocka_unit_test(test_gzip_and_compressed),
