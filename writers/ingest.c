@@ -185,6 +185,7 @@ struct bfs_upload {
     char dataset_id[33];
     char *rel;                /* datastore path, relative to the root */
     char *reason;
+    const char *quarantined;  /* the bytes' path in the quarantine while its event is written, or NULL */
     int err;                  /* with QUARANTINED */
     bool duplicate;
 };
@@ -907,6 +908,8 @@ static void append_event(bfs_ingest *ing, struct bfs_upload *u)
         json_object_set_new(j, "staging", json_sprintf("not staged: %s", u->staging_note));
     if (j && u->n_more)
         json_object_set_new(j, "datasets", json_integer(1 + u->n_more)); /* one per CCD, one file */
+    if (j && u->quarantined)
+        json_object_set_new(j, "quarantined", json_string(u->quarantined)); /* where the bytes are */
     free(description);
     char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
@@ -2252,8 +2255,13 @@ static int step_quarantined(bfs_ingest *ing, struct bfs_upload *u)
     char *qd = bfs_asprintf("%s/%s/%s.data", ing->quarantine, day, u->u);
     char *qr = bfs_asprintf("%s/%s/%s.reason", ing->quarantine, day, u->u);
     int ret = qd && qr ? bfs_make_parents(qd, true) : -ENOMEM;
-    if (ret == 0 && rename(u->data_path, qd) < 0 && errno != ENOENT)
-        ret = -errno;
+    bool moved = false; /* by this step (ENOENT: by one before a restart, maybe on another day) */
+    if (ret == 0) {
+        if (rename(u->data_path, qd) == 0)
+            moved = true;
+        else if (errno != ENOENT)
+            ret = -errno;
+    }
     if (ret == 0) {
         char *text = bfs_asprintf("%s\nrun: %s\ndataset type: %s\nname: %s\n", u->reason ? u->reason : "?",
                                   u->run, u->dtype ? u->dtype : "raw", u->name);
@@ -2268,7 +2276,9 @@ static int step_quarantined(bfs_ingest *ing, struct bfs_upload *u)
     if (ret == 0) {
         bfs_warn(TAG, "quarantined %s written as %s in %s: %s", u->u, u->name, u->run,
                  u->reason ? u->reason : "?");
+        u->quarantined = moved ? qd : NULL;
         append_event(ing, u);
+        u->quarantined = NULL;
         if (u->replica && u->pair[0]) /* a paired replica (a sidecar has no pair) */
             finish_pair(ing, u);
         u->st = S_ANNOUNCED;

@@ -67,7 +67,12 @@ bad = [e for e in ev if e.get('run') == 'u/me/run2']
 assert len(bad) == 1 and bad[0]['status'] == 1 and bad[0]['errno'] == 'EINVAL' and bad[0]['outcome'] == 'quarantined', bad
 # the reason says what is wrong, and names no spool file (the bytes are in quarantine now)
 assert 'truncated' in bad[0]['description'] and '/spool/' not in bad[0]['description'], bad[0]['description']
-" "$T/repo/.butlerfs/events.jsonl"
+# and says where the bytes went: the quarantined copy, whole, with its reason beside it
+q = bad[0]['quarantined']
+assert q.startswith(sys.argv[2] + '/') and q.endswith('.data'), q
+assert open(q, 'rb').read() == open(sys.argv[3], 'rb').read(), 'the quarantined bytes differ from the written ones'
+assert 'truncated' in open(q[:-len('.data')] + '.reason').read()
+" "$T/repo/.butlerfs/events.jsonl" "$T/repo/.butlerfs/quarantine" "$T/cut.fits"
 expect "... and nothing is registered there" test "$(count u/me/run2)" = 0
 OTHER=$(find "$T/mnt/LSSTCam/raw/all/raw" -name '*.fits' | sort | tail -1)
 cp "$OTHER" "$D/other.fits" 2>"$T/err.txt"
