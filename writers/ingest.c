@@ -185,7 +185,6 @@ struct bfs_upload {
     char dataset_id[33];
     char *rel;                /* datastore path, relative to the root */
     char *reason;
-    const char *quarantined;  /* the bytes' path in the quarantine while its event is written, or NULL */
     int err;                  /* with QUARANTINED */
     bool duplicate;
 };
@@ -872,7 +871,10 @@ static const char *formatter_of(const struct bfs_upload *u)
     return "lsst.daf.butler.formatters.file.FileFormatter";
 }
 
-static void append_event(bfs_ingest *ing, struct bfs_upload *u)
+/* u's outcome as one event line (events file and webhook); quarantined:
+ * where its bytes went, or NULL (not quarantined, or moved before a
+ * restart). */
+static void append_event(bfs_ingest *ing, struct bfs_upload *u, const char *quarantined)
 {
     json_t *id = json_object();
     for (int i = 0; i < u->ndims; i++)
@@ -908,8 +910,8 @@ static void append_event(bfs_ingest *ing, struct bfs_upload *u)
         json_object_set_new(j, "staging", json_sprintf("not staged: %s", u->staging_note));
     if (j && u->n_more)
         json_object_set_new(j, "datasets", json_integer(1 + u->n_more)); /* one per CCD, one file */
-    if (j && u->quarantined)
-        json_object_set_new(j, "quarantined", json_string(u->quarantined)); /* where the bytes are */
+    if (j && quarantined)
+        json_object_set_new(j, "quarantined", json_string(quarantined)); /* where the bytes are */
     free(description);
     char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
@@ -2233,7 +2235,7 @@ static int step_registered(bfs_ingest *ing, struct bfs_upload *u)
         unlink(u->data_path); /* the copy of bytes already registered */
     /* the event says what failed; the intent stays REGISTERED, so the next
      * mount makes the missing links (and writes the event again) */
-    append_event(ing, u);
+    append_event(ing, u, NULL);
     if (failed) {
         pthread_mutex_lock(&ing->lock);
         ing->stats.staging_failed++;
@@ -2276,9 +2278,7 @@ static int step_quarantined(bfs_ingest *ing, struct bfs_upload *u)
     if (ret == 0) {
         bfs_warn(TAG, "quarantined %s written as %s in %s: %s", u->u, u->name, u->run,
                  u->reason ? u->reason : "?");
-        u->quarantined = moved ? qd : NULL;
-        append_event(ing, u);
-        u->quarantined = NULL;
+        append_event(ing, u, moved ? qd : NULL);
         if (u->replica && u->pair[0]) /* a paired replica (a sidecar has no pair) */
             finish_pair(ing, u);
         u->st = S_ANNOUNCED;
