@@ -127,7 +127,8 @@ skip_unless_fuse()
 }
 
 # mount_repo REPO MNT [extra -o options]: start the daemon in the foreground
-# (in the background of this shell), wait up to 10 s for the mount.  Sets
+# (in the background of this shell), wait up to 10 s for the mount and then
+# until it answers a listing.  Sets
 # BFS_PID, BFS_LOG, BFS_ERR.  Returns non-zero (after fail) when it does not
 # come up.
 mount_repo()
@@ -143,7 +144,13 @@ mount_repo()
     BFS_PID=$!
     BFS_PIDS+=("$BFS_PID")
     for _ in $(seq 100); do
-        bfs_is_mounted "$mnt" && return 0
+        if bfs_is_mounted "$mnt"; then
+            # the mount appears before the daemon serves (a rw mount first
+            # finishes what an earlier daemon left): a listing waits for that,
+            # so a test that reads the registry directly sees the result
+            timeout 120 ls -a -- "$mnt" >/dev/null 2>&1
+            return 0
+        fi
         if ! kill -0 "$BFS_PID" 2>/dev/null; then
             fail "mount of $repo on $mnt: the daemon exited before mounting"
             bfs_show_log
