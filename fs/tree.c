@@ -74,6 +74,10 @@ struct leaf_set {
 struct bfs_node {
     bfs_node *parent;
     bfs_node *hnext;   /* hash chain */
+    /* the nodes in the table whose parent this is, a list under t->lock:
+     * walks of one directory or one RUN's subtree follow it instead of
+     * scanning the whole table (list_made, bfs_tree_dataset_added) */
+    bfs_node *child, *sib_next, *sib_prev;
     uint64_t nlookup;  /* under t->lock */
     uint32_t pins;     /* live children + open handles, under t->lock */
     uint32_t busy;     /* open handles in this subtree (trimming skips it), under t->lock */
@@ -427,6 +431,28 @@ static void touch(bfs_tree *t, bfs_node *n)
     }
 }
 
+/* Add n to (take it from) its parent's list of children; under t->lock. */
+static void children_link(bfs_node *n)
+{
+    bfs_node *p = n->parent;
+    n->sib_prev = NULL;
+    n->sib_next = p->child;
+    if (p->child)
+        p->child->sib_prev = n;
+    p->child = n;
+}
+
+static void children_unlink(bfs_node *n)
+{
+    if (n->sib_prev)
+        n->sib_prev->sib_next = n->sib_next;
+    else
+        n->parent->child = n->sib_next;
+    if (n->sib_next)
+        n->sib_next->sib_prev = n->sib_prev;
+    n->sib_next = n->sib_prev = NULL;
+}
+
 /* Hand proto to the kernel: find-or-insert under the lock.  Consumes proto. */
 static bfs_node *materialize(bfs_tree *t, bfs_node *proto)
 {
@@ -452,6 +478,7 @@ static bfs_node *materialize(bfs_tree *t, bfs_node *proto)
     proto->hnext = t->table[b];
     t->table[b] = proto;
     proto->parent->pins++;
+    children_link(proto);
     /* the kernel still uses what it was asked to drop (a cwd): count it as staying */
     for (bfs_node *p = proto->parent; p; p = p->parent)
         if (p->evicting)
@@ -486,6 +513,7 @@ static void maybe_free_locked(bfs_tree *t, bfs_node *n)
         t->nnodes--;
         bfs_node *parent = n->parent;
         parent->pins--;
+        children_unlink(n);
         node_free(n);
         n = parent;
     }
@@ -1112,16 +1140,14 @@ static int list_made(struct listing_builder *b)
         pthread_mutex_unlock(&t->lock);
         return 0;
     }
-    for (size_t i = 0; i < t->nbuckets && ret == 0; i++) {
-        for (bfs_node *n = t->table[i]; n && ret == 0; n = n->hnext) {
-            if (!n->made || n->parent != dir)
-                continue;
-            bool dup = false;
-            for (size_t j = 2; j < listed && !dup; j++)
-                dup = !strcmp(b->l->protos[j]->name, n->name);
-            if (!dup)
-                ret = listing_push(b, proto_of_made(n));
-        }
+    for (bfs_node *n = dir->child; n && ret == 0; n = n->sib_next) {
+        if (!n->made)
+            continue;
+        bool dup = false;
+        for (size_t j = 2; j < listed && !dup; j++)
+            dup = !strcmp(b->l->protos[j]->name, n->name);
+        if (!dup)
+            ret = listing_push(b, proto_of_made(n));
     }
     pthread_mutex_unlock(&t->lock);
     return ret;
@@ -1834,26 +1860,19 @@ void bfs_tree_changed(bfs_tree *t, bfs_node *dir)
     leaf_set_put(old);
 }
 
-/* Whether n (a K_DATA node of the dataset type) fixes no value that the
- * dataId names[i] = values[i] contradicts, and lies below run_dir. */
-static bool holds_dataset(const bfs_node *n, const bfs_node *run_dir, int ndims, const char *const names[],
-                          const char *const values[])
+/* Whether the K_DATA node n's own level is one of the dataset's: its
+ * dataset type's directory, or a value of the dataId names[i] = values[i]. */
+static bool level_holds(const bfs_node *n, const char *dtype, int ndims, const char *const names[],
+                        const char *const values[])
 {
-    const bfs_node *p = n;
-    for (int depth = 0; p && p->kind == K_DATA && depth < 64; p = p->parent, depth++) {
-        if (p->k < 0)
-            continue; /* the dataset type's own directory */
-        const char *dim = p->dt->dims[p->k]->name;
-        int i = 0;
-        while (i < ndims && strcmp(names[i], dim))
-            i++;
-        if (i == ndims || strcmp(values[i], p->value))
-            return false;
-    }
-    /* above the dataId levels: the type's directory sits in the RUN's */
-    for (int depth = 0; p && depth < 64; p = p->parent, depth++)
-        if (p == run_dir)
-            return true;
+    if (strcmp(n->dt->name, dtype))
+        return false;
+    if (n->k < 0)
+        return true;
+    const char *dim = n->dt->dims[n->k]->name;
+    for (int i = 0; i < ndims; i++)
+        if (!strcmp(names[i], dim))
+            return !strcmp(values[i], n->value);
     return false;
 }
 
@@ -1869,17 +1888,30 @@ int bfs_tree_dataset_added(bfs_tree *t, bfs_node *dir, const char *dtype, int nd
     struct leaf_set *old[MAX];
     int n = 1, nold = 0;
     pthread_mutex_lock(&t->lock);
-    for (size_t b = 0; b < t->nbuckets && n < MAX; b++) {
-        for (bfs_node *x = t->table[b]; x && n < MAX; x = x->hnext) {
-            if (x == dir || x->kind != K_DATA || strcmp(x->dt->name, dtype) ||
-                !holds_dataset(x, run_dir, ndims, names, values))
-                continue;
-            inos[n++] = bfs_node_ino(x);
-            if (x->leaves) {
-                old[nold++] = x->leaves;
-                x->leaves = NULL;
+    /* the directories below run_dir (and the collections under it) that
+     * hold the new dataset: a walk of its subtree that leaves a branch as
+     * soon as a level contradicts the dataId, so it sees the matching path
+     * and the siblings along it, not every node the kernel knows */
+    bfs_node *x = run_dir->child;
+    while (x && n < MAX) {
+        bool descend = x->kind == K_COLL;
+        if (x->kind == K_DATA && level_holds(x, dtype, ndims, names, values)) {
+            descend = true;
+            if (x != dir) {
+                inos[n++] = bfs_node_ino(x);
+                if (x->leaves) {
+                    old[nold++] = x->leaves;
+                    x->leaves = NULL;
+                }
             }
         }
+        if (descend && x->child) {
+            x = x->child;
+            continue;
+        }
+        while (x != run_dir && !x->sib_next)
+            x = x->parent;
+        x = x == run_dir ? NULL : x->sib_next;
     }
     t->last_refresh = now_mono();
     pthread_mutex_unlock(&t->lock);

@@ -352,6 +352,12 @@ typedef struct bfs_record_value {
  * repository's record is kept); -EINVAL for another element or a column
  * its table does not have (logged); negative errno. */
 int bfs_registry_add_record(bfs_registry *reg, const char *element, const bfs_record_value *v, int n);
+/* After one of the bfs_registry_add_* calls above returned -EEXIST (a
+ * record with the same key differs): the columns in which it differs from
+ * the repository's, comma separated ("observation_reason, timespan"), or ""
+ * when the probes for them failed.  Per thread; the string is the
+ * registry's, valid until this thread's next add call. */
+const char *bfs_registry_conflict(void);
 
 /* Every dataset file of the RUN collections whose names match run_glob
  * (SQLite GLOB: *, ?, [...]), in no particular order: its id (32 lowercase

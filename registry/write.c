@@ -186,18 +186,113 @@ struct record {
     bool span;
 };
 
+/* The calling thread's last conflict (bfs_registry_conflict): the columns a
+ * record differed in from the repository's, "" when unknown. */
+static _Thread_local char conflict[256];
+
+const char *bfs_registry_conflict(void) { return conflict; }
+
+/* "SELECT 1 FROM table WHERE" every column of rec equals its parameter (and
+ * the span its pair), except that the terms with free[i] set (i < ncols a
+ * column, ncols the span; free NULL: none) always hold: they still name
+ * their parameters, so that the statement takes the same ones (PostgreSQL
+ * needs each one's type).  NULL without memory. */
+static char *same_sql(db_conn *db, const struct record *rec, const char *qt, const bool *free_)
+{
+    char *sql = NULL, pb[16], pe[16];
+    size_t len = 0;
+    FILE *f = open_memstream(&sql, &len);
+    if (!f)
+        return NULL;
+    const char *is = db_sql_word(db, DB_WORD_IS);
+    bool ok = true;
+    fprintf(f, "SELECT 1 FROM %s WHERE ", qt);
+    for (int i = 0; i < rec->ncols; i++) {
+        char *qc = reg_quote_ident(rec->cols[i]);
+        ok = ok && qc;
+        bool skip = free_ && free_[i];
+        fprintf(f, "%s%s%s %s ?%d%s", i ? " AND " : "", skip ? "(" : "", qc ? qc : "", is, i + 1,
+                skip ? " OR 1 = 1)" : "");
+        free(qc);
+    }
+    if (rec->span) {
+        snprintf(pb, sizeof pb, "?%d", rec->ncols + 1);
+        snprintf(pe, sizeof pe, "?%d", rec->ncols + 2);
+        char *ssame = db_sql_span_same(db, "", pb, pe);
+        ok = ok && ssame;
+        fprintf(f, free_ && free_[rec->ncols] ? " AND (%s OR 1 = 1)" : " AND %s", ssame ? ssame : "");
+        free(ssame);
+    }
+    if (fclose(f) != 0 || !ok) {
+        free(sql);
+        return NULL;
+    }
+    return sql;
+}
+
+/* Whether the statement sql, with rec's parameters, finds a row: 1, 0, or
+ * negative errno. */
+static int finds_row(bfs_registry *reg, const struct record *rec, const char *sql)
+{
+    db_stmt *st = sql ? reg_prepare(reg, sql) : NULL;
+    if (!st)
+        return sql ? -EIO : -ENOMEM;
+    rec->bind(st, rec->ctx);
+    int rc = db_step(st);
+    db_reset(st);
+    return rc == DB_ROW ? 1 : rc == DB_DONE ? 0 : rc;
+}
+
+/* After rec conflicted: the columns in which it differs from the row it
+ * conflicts with, into conflict.  Every term starts free (any row matches);
+ * each in turn is made to hold again, and freed back when then no row
+ * matches: what stays free is where the closest row differs (the key
+ * columns come first in rec, so that row is the one with rec's key).  One
+ * probe per column, paid on the error path only. */
+static void describe_conflict(bfs_registry *reg, const struct record *rec, const char *qt)
+{
+    int nterms = rec->ncols + (rec->span ? 1 : 0);
+    bool free_[65];
+    size_t used = 0;
+    conflict[0] = '\0';
+    if (nterms > 65)
+        return;
+    for (int i = 0; i < nterms; i++)
+        free_[i] = true;
+    for (int i = 0; i < nterms; i++) {
+        free_[i] = false;
+        char *sql = same_sql(reg_db(reg), rec, qt, free_);
+        int found = finds_row(reg, rec, sql);
+        free(sql);
+        if (found < 0) {
+            conflict[0] = '\0';
+            return;
+        }
+        if (found == 1)
+            continue;
+        free_[i] = true;
+        int w = snprintf(conflict + used, sizeof conflict - used, "%s%s", used ? ", " : "",
+                         i < rec->ncols ? rec->cols[i] : "timespan");
+        if (w > 0 && used + (size_t)w < sizeof conflict)
+            used += (size_t)w;
+        else
+            conflict[used] = '\0'; /* no room for this name: the list ends before it */
+    }
+}
+
 /* Insert rec unless an equal row exists.  0 when inserted or identical,
- * -EEXIST when a row conflicts on a key but differs. */
+ * -EEXIST when a row conflicts on a key but differs (the columns it
+ * differs in, in conflict). */
 static int insert_same(bfs_registry *reg, const struct record *rec)
 {
+    conflict[0] = '\0';
     db_conn *db = reg_db(reg);
     if (!db)
         return -EIO;
-    char *ins = NULL, *sel = NULL;
-    size_t ins_len = 0, sel_len = 0;
+    char *ins = NULL;
+    size_t ins_len = 0;
     FILE *fi = open_memstream(&ins, &ins_len);
-    FILE *fs = open_memstream(&sel, &sel_len);
-    int ret = fi && fs ? 0 : -ENOMEM;
+    int ret = fi ? 0 : -ENOMEM;
     char *qt = reg_quote_ident(rec->table);
     /* the span's parameters follow the columns' */
     char pb[16], pe[16];
@@ -205,25 +300,19 @@ static int insert_same(bfs_registry *reg, const struct record *rec)
     snprintf(pe, sizeof pe, "?%d", rec->ncols + 2);
     char *scols = rec->span ? db_sql_span_columns(db, "") : NULL;
     char *svals = rec->span ? db_sql_span_values(db, pb, pe) : NULL;
-    char *ssame = rec->span ? db_sql_span_same(db, "", pb, pe) : NULL;
-    if (rec->span && (!scols || !svals || !ssame))
+    if (rec->span && (!scols || !svals))
         ret = -ENOMEM;
-    const char *is = db_sql_word(db, DB_WORD_IS);
-    if (fi && fs && qt) {
+    if (fi && qt) {
         fprintf(fi, "INSERT INTO %s (", qt);
-        fprintf(fs, "SELECT 1 FROM %s WHERE ", qt);
         for (int i = 0; i < rec->ncols; i++) {
             char *qc = reg_quote_ident(rec->cols[i]);
             if (!qc)
                 ret = -ENOMEM;
             fprintf(fi, "%s%s", i ? ", " : "", qc ? qc : "");
-            fprintf(fs, "%s%s %s ?%d", i ? " AND " : "", qc ? qc : "", is, i + 1);
             free(qc);
         }
-        if (rec->span && !ret) {
+        if (rec->span && !ret)
             fprintf(fi, ", %s", scols);
-            fprintf(fs, " AND %s", ssame);
-        }
         fputs(") VALUES (", fi);
         for (int i = 0; i < rec->ncols; i++)
             fprintf(fi, "%s?%d", i ? ", " : "", i + 1);
@@ -235,12 +324,8 @@ static int insert_same(bfs_registry *reg, const struct record *rec)
     }
     if (fi && fclose(fi) != 0)
         ret = -ENOMEM;
-    if (fs && fclose(fs) != 0)
-        ret = -ENOMEM;
-    free(qt);
     free(scols);
     free(svals);
-    free(ssame);
 
     db_stmt *st = ret ? NULL : reg_prepare(reg, ins);
     if (!ret && !st)
@@ -250,23 +335,20 @@ static int insert_same(bfs_registry *reg, const struct record *rec)
         ret = step_done(st, ins);
     }
     if (!ret && db_changes(db) == 0) {
-        st = reg_prepare(reg, sel);
-        if (!st) {
-            ret = -EIO;
-        } else {
-            rec->bind(st, rec->ctx);
-            int rc = db_step(st);
-            db_reset(st);
-            if (rc == DB_DONE) {
-                bfs_info(REG_TAG, "%s: a different record with the same key exists", rec->table);
-                ret = -EEXIST;
-            } else if (rc != DB_ROW) {
-                ret = rc;
-            }
+        char *sel = same_sql(db, rec, qt, NULL);
+        int found = finds_row(reg, rec, sel);
+        free(sel);
+        if (found == 0) {
+            describe_conflict(reg, rec, qt);
+            bfs_info(REG_TAG, "%s: a different record with the same key exists (differing: %s)", rec->table,
+                     conflict[0] ? conflict : "more than one column");
+            ret = -EEXIST;
+        } else if (found < 0) {
+            ret = found;
         }
     }
+    free(qt);
     free(ins);
-    free(sel);
     return ret;
 }
 

@@ -1032,7 +1032,8 @@ static int raw_records_tx(bfs_ingest *ing, void *ctx)
         ret = bfs_registry_add_exposure(reg, &t->exposure);
         if (ret == -EEXIST)
             rr->why = bfs_asprintf("the repository's record of %s exposure %lld differs from this file's "
-                                   "headers", t->instrument, (long long)t->exposure_id);
+                                   "headers%s%s", t->instrument, (long long)t->exposure_id,
+                                   *bfs_registry_conflict() ? " in: " : "", bfs_registry_conflict());
     }
     if (ret == 0)
         ret = bfs_registry_commit(reg);
@@ -1803,8 +1804,9 @@ static void add_sidecar_records(bfs_ingest *ing, const bfs_sidecar *sc)
     for (int i = 0; i < n; i++) {
         int ret = bfs_registry_add_record(ing->reg, recs[i]->element, recs[i]->v, recs[i]->n);
         if (ret == -EEXIST)
-            bfs_note(TAG, "the repository's %s record for %s differs from its sidecar's; the repository's is kept",
-                     recs[i]->element, sc->id);
+            bfs_note(TAG, "the repository's %s record for %s differs from its sidecar's (in: %s); the repository's "
+                          "is kept", recs[i]->element, sc->id,
+                     *bfs_registry_conflict() ? bfs_registry_conflict() : "more than one column");
         else if (ret < 0)
             bfs_info(TAG, "the %s record of %s's sidecar cannot be added: %s", recs[i]->element, sc->id,
                      strerror(-ret));

@@ -50,6 +50,7 @@
 #include "fits.h"
 #include "log.h"
 #include "strutil.h"
+#include "translate.h"
 
 #define TAG "writers"
 #define BATCH 1000
@@ -203,6 +204,10 @@ static double tai_mjd(int64_t tai_ns)
     return 40587.0 + (double)tai_ns / (86400.0 * NS_PER_S);
 }
 
+/* The decimals of the MJD cards (real LSSTCam headers write more; nine
+ * keep a card short and still resolve 0.1 ms). */
+enum { MJD_DECIMALS = 9 };
+
 int bfs_synth_describe(const bfs_synth_opts *opts, int index, int detector, bfs_synth_raw *r)
 {
     bfs_synth_opts o;
@@ -261,8 +266,10 @@ int bfs_synth_describe(const bfs_synth_opts *opts, int index, int detector, bfs_
     /* Dark time exceeds exposure time by the shutter and clear overheads;
      * the real timespan is DATE-BEG..DATE-END = dark time. */
     r->dark_time = r->exposure_time + 0.9487 * scale;
+    /* whole milliseconds, as DATE-BEG and DATE-END write them */
+    begin -= begin % 1000000;
     r->begin_tai_ns = begin;
-    r->end_tai_ns = begin + (int64_t)llround(r->dark_time * NS_PER_S);
+    r->end_tai_ns = begin + (int64_t)llround(r->dark_time * 1000) * 1000000;
     /* The group is created when the script starts, shortly before the
      * shutter opens; half a cadence keeps groups distinct and ordered. */
     tai_iso(begin - (int64_t)llround(CADENCE_S * scale * 0.5 * NS_PER_S), r->group,
@@ -439,15 +446,15 @@ static void write_primary(bfs_fits *f, const bfs_synth_raw *r, const seg_geom *g
     bfs_fits_add_image(f, 16, 0, NULL);
     bfs_fits_comment(f, "Synthetic data written by butlerfs; not a real observation.");
     bfs_fits_key_str(f, "DATE", end, "Creation Date and Time of File");
-    bfs_fits_key_dbl(f, "MJD", tai_mjd(r->end_tai_ns), 9, "Modified Julian Date of file creation");
+    bfs_fits_key_dbl(f, "MJD", tai_mjd(r->end_tai_ns), MJD_DECIMALS, "Modified Julian Date of file creation");
     bfs_fits_key_str(f, "IMGTYPE", r->img_type, "BIAS, DARK, FLAT, OBJECT");
     bfs_fits_key_str(f, "DATE-OBS", beg, "TAI date of start of observation");
-    bfs_fits_key_dbl(f, "MJD-OBS", tai_mjd(r->begin_tai_ns), 9, "MJD of start of observation");
+    bfs_fits_key_dbl(f, "MJD-OBS", tai_mjd(r->begin_tai_ns), MJD_DECIMALS, "MJD of start of observation");
     bfs_fits_key_str(f, "OBSID", r->obs_id, "ImageName from Camera StartIntegration");
     bfs_fits_key_str(f, "DATE-BEG", beg, "Time at the start of integration");
-    bfs_fits_key_dbl(f, "MJD-BEG", tai_mjd(r->begin_tai_ns), 9, "Modified Julian Date derived from DATE-BEG");
+    bfs_fits_key_dbl(f, "MJD-BEG", tai_mjd(r->begin_tai_ns), MJD_DECIMALS, "Modified Julian Date derived from DATE-BEG");
     bfs_fits_key_str(f, "DATE-END", end, "End date of the observation");
-    bfs_fits_key_dbl(f, "MJD-END", tai_mjd(r->end_tai_ns), 9, "Modified Julian Date derived from DATE-END");
+    bfs_fits_key_dbl(f, "MJD-END", tai_mjd(r->end_tai_ns), MJD_DECIMALS, "Modified Julian Date derived from DATE-END");
     bfs_fits_key_str(f, "BUNIT", "adu", "Brightness units for pixel array");
     bfs_fits_key_str(f, "TIMESYS", "TAI", "The time scale used");
     bfs_fits_key_str(f, "GROUPID", r->group, "imageSequenceName from StartIntegration");
@@ -466,6 +473,8 @@ static void write_primary(bfs_fits *f, const bfs_synth_raw *r, const seg_geom *g
     bfs_fits_key_dbl(f, "AMSTART", isnan(el) ? NAN : 1.0 / cos(r->zenith_angle * M_PI / 180.0), 6,
             "Airmass at start");
     bfs_fits_key_str(f, "TRACKSYS", r->can_see_sky ? "RADEC" : "LOCAL", "Tracking system");
+    /* what tells obs_lsst (and so a raw ingest) whether the sky was seen */
+    bfs_fits_key_str(f, "VIGN_MIN", r->can_see_sky ? "NO" : "FULLY", "Minimum vignetting of the focal plane");
     bfs_fits_key_str(f, "RADESYS", "ICRS", "Equatorial coordinate system");
     bfs_fits_key_str(f, "OBJECT", r->target_name, "Name of the observed object");
     bfs_fits_key_str(f, "CAMCODE", "MC", "Camera code");
@@ -646,35 +655,40 @@ static int make_dirs(char *path, size_t from)
     return 0;
 }
 
-static void fill_exposure(const bfs_synth_raw *r, bfs_exposure_record *e)
+/* The exposure record of r as a raw ingest makes it: r's primary header
+ * (write_primary) is written to a scratch file in dir, read back and
+ * translated.  So a raw synth wrote and then ingested again (into another
+ * RUN, through the mount) agrees with the record synth registered, to the
+ * nanosecond of the timespans read from MJD cards; a record made from r's
+ * numbers directly would not.  t holds the strings the record points to. */
+static int exposure_from_header(const bfs_synth_raw *r, const char *dir, bfs_raw_translation *t)
 {
-    *e = (bfs_exposure_record){
-        .instrument = r->instrument,
-        .id = r->exposure_id,
-        .obs_id = r->obs_id,
-        .physical_filter = r->physical_filter,
-        .group = r->group,
-        .day_obs = r->day_obs,
-        .seq_num = r->seq_num,
-        .exposure_time = r->exposure_time,
-        .dark_time = r->dark_time,
-        .observation_type = r->observation_type,
-        .observation_reason = r->observation_reason,
-        .target_name = r->target_name,
-        .science_program = r->science_program,
-        .tracking_ra = r->ra,
-        .tracking_dec = r->dec,
-        .sky_angle = r->rot_pa,
-        .azimuth = r->azimuth,
-        .zenith_angle = r->zenith_angle,
-        /* Synthetic, but the records mimic real controller-O data; tools
-         * that filter on has_simulated should see what they would at the
-         * summit. */
-        .has_simulated = false,
-        .can_see_sky = r->can_see_sky,
-        .timespan_begin = r->begin_tai_ns,
-        .timespan_end = r->end_tai_ns,
-    };
+    char *path = bfs_asprintf("%s/primary.fits", dir), *why = NULL;
+    if (!path)
+        return -ENOMEM;
+    seg_geom g;
+    seg_geometry(r->e2v, DEFAULT_FITS_PAYLOAD, &g);
+    bfs_fits *f = NULL;
+    bfs_fits_card *cards = NULL;
+    size_t n = 0;
+    unlink(path);
+    int rc = bfs_fits_create(path, &f);
+    if (rc == 0) {
+        write_primary(f, r, &g);
+        rc = bfs_fits_close(f);
+    }
+    if (rc == 0)
+        rc = bfs_fits_read_header(path, 1, &cards, &n, &why);
+    if (rc == 0)
+        rc = bfs_translate_raw(cards, n, NULL, t, &why);
+    if (rc < 0)
+        bfs_err(TAG, "synthetic exposure %s: its header does not translate: %s", r->obs_id,
+                why ? why : strerror(-rc));
+    unlink(path);
+    free(cards);
+    free(why);
+    free(path);
+    return rc;
 }
 
 /* Instrument, detectors, filters, exposures, run and dataset type: one
@@ -701,15 +715,25 @@ static int add_dimension_records(bfs_registry *reg, const bfs_synth_opts *o)
         if (rc == 0)
             rc = bfs_registry_add_detector(reg, &d);
     }
+    const char *tmpdir = getenv("TMPDIR");
+    char *tmpl = bfs_asprintf("%s/butlerfs-synth-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
+    char *dir = tmpl ? mkdtemp(tmpl) : NULL;
+    if (rc == 0 && !dir) {
+        rc = tmpl ? -errno : -ENOMEM;
+        bfs_err(TAG, "cannot make a scratch directory %s: %s", tmpl ? tmpl : "in $TMPDIR", strerror(-rc));
+    }
     for (int i = 0; i < o->n_exposures && rc == 0; i++) {
         bfs_synth_raw r;
-        bfs_exposure_record e;
+        bfs_raw_translation t;
         rc = bfs_synth_describe(o, i, 0, &r);
-        if (rc == 0) {
-            fill_exposure(&r, &e);
-            rc = bfs_registry_add_exposure(reg, &e);
-        }
+        if (rc == 0)
+            rc = exposure_from_header(&r, dir, &t);
+        if (rc == 0)
+            rc = bfs_registry_add_exposure(reg, &t.exposure);
     }
+    if (dir)
+        rmdir(dir);
+    free(tmpl);
     int64_t run_id;
     if (rc == 0)
         rc = bfs_registry_add_run(reg, o->run, &run_id);

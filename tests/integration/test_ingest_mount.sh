@@ -10,7 +10,8 @@
 # fails with EINVAL and is quarantined; a CHAINED collection takes no files;
 # rm of a dataset is refused; an event line is written per outcome; a second
 # -o rw daemon on the same repository is refused; a listing taken while a
-# file was written shows the dataset right after close; after a remount the
+# file was written shows the dataset right after close, and so do the
+# cached listings above a raw written in its RUN's directory; after a remount the
 # dataset is still there; butlerfs status counts the outcomes; an inbox name
 # is read-only once ingested and leaves the listing after inbox_ttl; mkdir'd
 # directories are listed before any file makes them real; a file
@@ -147,6 +148,18 @@ with open(d + "/z.fits", "wb") as f:
 after = os.listdir(d)
 assert len(after) == 1 and after[0].endswith(".fits"), (before, after)
 PY
+
+# a raw written in its RUN's own directory lands at a dataId path nobody
+# listed or made: the directories above it whose listings were cached
+# before (the type's, the instrument's) show it right after close
+mkdir -p "$T/mnt/u/me/run5"
+cp "$T/raw.fits" "$T/mnt/u/me/run5/first.fits"
+ls -R "$T/mnt/u/me/run5" >/dev/null
+DET2=$(basename "$(dirname "$(dirname "$OTHER")")" | sed 's/detector=//')
+cp "$OTHER" "$T/mnt/u/me/run5/second.fits"
+expect "listings cached before a raw was written in its RUN's directory show its dataId right after close" \
+    bash -c "test '$DET2' != '$DET' && ls '$T/mnt/u/me/run5/raw/instrument=LSSTCam' | grep -qx 'detector=$DET2' &&
+             ls '$T/mnt/u/me/run5/raw/instrument=LSSTCam/detector=$DET2' | grep -qx 'exposure=$EXP'"
 
 # writers at once into RUNs that do not exist yet: each RUN is made once, every close is 0
 DETS=$(sqlite3 "$T/repo/gen3.sqlite3" "SELECT DISTINCT detector FROM dataset_tags_00000001")

@@ -124,6 +124,7 @@ static void populate(const char *dir)
     assert_int_equal(bfs_registry_add_physical_filter(reg, "LSSTCam", "r_57", "r"), 0);
     assert_int_equal(bfs_registry_add_physical_filter(reg, "LSSTCam", "r_57", "r"), 0);
     assert_int_equal(bfs_registry_add_physical_filter(reg, "LSSTCam", "r_57", "g"), -EEXIST);
+    assert_string_equal(bfs_registry_conflict(), "band");
 
     bfs_exposure_record exp = {
         .instrument = "LSSTCam", .id = 2025041500060, .obs_id = "MC_O_20250415_000060",
@@ -139,6 +140,13 @@ static void populate(const char *dir)
     bfs_exposure_record exp2 = exp;
     exp2.seq_num = 61;
     assert_int_equal(bfs_registry_add_exposure(reg, &exp2), -EEXIST);
+    assert_string_equal(bfs_registry_conflict(), "seq_num, seq_start, seq_end"); /* what differs is named */
+    exp2.timespan_end += 1000000000;
+    exp2.observation_reason = "engineering";
+    assert_int_equal(bfs_registry_add_exposure(reg, &exp2), -EEXIST);
+    assert_string_equal(bfs_registry_conflict(), "observation_reason, seq_num, seq_start, seq_end, timespan");
+    assert_int_equal(bfs_registry_add_exposure(reg, &exp), 0);
+    assert_string_equal(bfs_registry_conflict(), "");
     bfs_exposure_record exp3 = exp;
     exp3.id = 2025041500099;
     exp3.obs_id = "MC_O_20250415_000099";
