@@ -354,8 +354,8 @@ typedef struct bfs_record_value {
 int bfs_registry_add_record(bfs_registry *reg, const char *element, const bfs_record_value *v, int n);
 /* After one of the bfs_registry_add_* calls above returned -EEXIST (a
  * record with the same key differs): the columns in which it differs from
- * the repository's, comma separated ("observation_reason, timespan"), or ""
- * when the probes for them failed.  Per thread; the string is the
+ * the repository's, comma separated ("observation_reason, timespan"; "..."
+ * ends a list too long to hold), or "" when the probes for them failed.  Per thread; the string is the
  * registry's, valid until this thread's next add call. */
 const char *bfs_registry_conflict(void);
 

@@ -184,6 +184,7 @@ struct record {
     void (*bind)(db_stmt *st, const void *ctx);
     const void *ctx;
     bool span;
+    bool conflict_expected; /* the caller takes -EEXIST as success: no probes for conflict */
 };
 
 /* The calling thread's last conflict (bfs_registry_conflict): the columns a
@@ -273,10 +274,11 @@ static void describe_conflict(bfs_registry *reg, const struct record *rec, const
         free_[i] = true;
         int w = snprintf(conflict + used, sizeof conflict - used, "%s%s", used ? ", " : "",
                          i < rec->ncols ? rec->cols[i] : "timespan");
-        if (w > 0 && used + (size_t)w < sizeof conflict)
-            used += (size_t)w;
-        else
-            conflict[used] = '\0'; /* no room for this name: the list ends before it */
+        if (w < 0 || used + (size_t)w + 4 >= sizeof conflict) {
+            snprintf(conflict + used, sizeof conflict - used, "%s...", used ? ", " : ""); /* no room for more */
+            return;
+        }
+        used += (size_t)w;
     }
 }
 
@@ -339,9 +341,11 @@ static int insert_same(bfs_registry *reg, const struct record *rec)
         int found = finds_row(reg, rec, sel);
         free(sel);
         if (found == 0) {
-            describe_conflict(reg, rec, qt);
-            bfs_info(REG_TAG, "%s: a different record with the same key exists (differing: %s)", rec->table,
-                     conflict[0] ? conflict : "more than one column");
+            if (!rec->conflict_expected) {
+                describe_conflict(reg, rec, qt);
+                bfs_info(REG_TAG, "%s: a different record with the same key exists (differing: %s)", rec->table,
+                         conflict[0] ? conflict : "unknown");
+            }
             ret = -EEXIST;
         } else if (found < 0) {
             ret = found;
@@ -423,6 +427,24 @@ int bfs_registry_add_record(bfs_registry *reg, const char *element, const bfs_re
         cols[k] = v[i].column;
         ordered[k++] = v[i];
     }
+    /* the key's columns first (the dimensions that key the table, then its
+     * own key): a conflict's description starts from the row with this key
+     * (describe_conflict), whatever order the sidecar gave */
+    for (int i = 0, front = 0; i < k; i++) {
+        bool key = d->key && !strcmp(cols[i], d->key);
+        for (int j = 0; j < d->n_requires && !key; j++)
+            key = !strcmp(cols[i], d->requires[j]->name);
+        if (!key)
+            continue;
+        const char *c = cols[i];
+        bfs_record_value v0 = ordered[i];
+        for (int j = i; j > front; j--) {
+            cols[j] = cols[j - 1];
+            ordered[j] = ordered[j - 1];
+        }
+        cols[front] = c;
+        ordered[front++] = v0;
+    }
     bool span = ib >= 0 || ie >= 0;
     if (span) {
         char *sc = db_sql_span_columns(reg_db(reg), "");
@@ -441,7 +463,7 @@ int bfs_registry_add_record(bfs_registry *reg, const char *element, const bfs_re
         ordered[k + 1] = v[ie];
     }
     struct value_list l = {ordered, k + (span ? 2 : 0)};
-    struct record rec = {element, cols, k, bind_values, &l, span};
+    struct record rec = {element, cols, k, bind_values, &l, span, false};
     return insert_same_atomic(reg, &rec);
 }
 
@@ -674,7 +696,7 @@ int bfs_registry_add_instrument(bfs_registry *reg, const bfs_instrument_record *
                                        "detector_max", "class_name"};
     if (!r || !r->name)
         return -EINVAL;
-    struct record rec = {"instrument", cols, 6, bind_instrument, r, false};
+    struct record rec = {"instrument", cols, 6, bind_instrument, r, false, false};
     return insert_same_atomic(reg, &rec);
 }
 
@@ -695,7 +717,7 @@ int bfs_registry_add_detector(bfs_registry *reg, const bfs_detector_record *r)
                                        "purpose"};
     if (!r || !r->instrument)
         return -EINVAL;
-    struct record rec = {"detector", cols, 6, bind_detector, r, false};
+    struct record rec = {"detector", cols, 6, bind_detector, r, false, false};
     return insert_same_atomic(reg, &rec);
 }
 
@@ -720,7 +742,7 @@ int bfs_registry_add_physical_filter(bfs_registry *reg, const char *instrument,
     if (!instrument || !name || !band)
         return -EINVAL;
     struct filter_args a = {instrument, name, band};
-    struct record rec = {"physical_filter", cols, 3, bind_filter, &a, false};
+    struct record rec = {"physical_filter", cols, 3, bind_filter, &a, false, false};
     return insert_same_atomic(reg, &rec);
 }
 
@@ -813,9 +835,9 @@ int bfs_registry_add_exposure(bfs_registry *reg, const bfs_exposure_record *r)
     if (!r || !r->instrument || !r->group || !r->physical_filter)
         return -EINVAL;
     struct day_obs_args day = {r->instrument, r->day_obs};
-    struct record day_rec = {"day_obs", day_cols, 2, bind_day_obs, &day, true};
-    struct record group_rec = {"group", group_cols, 2, bind_group, r, false};
-    struct record rec = {"exposure", cols, (int)(sizeof cols / sizeof cols[0]), bind_exposure, r, true};
+    struct record day_rec = {"day_obs", day_cols, 2, bind_day_obs, &day, true, true};
+    struct record group_rec = {"group", group_cols, 2, bind_group, r, false, false};
+    struct record rec = {"exposure", cols, (int)(sizeof cols / sizeof cols[0]), bind_exposure, r, true, false};
     struct wtx t;
     int ret = wtx_begin(reg, &t);
     if (ret)

@@ -1806,7 +1806,7 @@ static void add_sidecar_records(bfs_ingest *ing, const bfs_sidecar *sc)
         if (ret == -EEXIST)
             bfs_note(TAG, "the repository's %s record for %s differs from its sidecar's (in: %s); the repository's "
                           "is kept", recs[i]->element, sc->id,
-                     *bfs_registry_conflict() ? bfs_registry_conflict() : "more than one column");
+                     *bfs_registry_conflict() ? bfs_registry_conflict() : "unknown");
         else if (ret < 0)
             bfs_info(TAG, "the %s record of %s's sidecar cannot be added: %s", recs[i]->element, sc->id,
                      strerror(-ret));

@@ -660,7 +660,8 @@ static int make_dirs(char *path, size_t from)
  * translated.  So a raw synth wrote and then ingested again (into another
  * RUN, through the mount) agrees with the record synth registered, to the
  * nanosecond of the timespans read from MJD cards; a record made from r's
- * numbers directly would not.  t holds the strings the record points to. */
+ * numbers directly would not.  t holds the strings the record points to,
+ * but its instrument is r's (the caller keeps r while it uses t). */
 static int exposure_from_header(const bfs_synth_raw *r, const char *dir, bfs_raw_translation *t)
 {
     char *path = bfs_asprintf("%s/primary.fits", dir), *why = NULL;
@@ -671,16 +672,21 @@ static int exposure_from_header(const bfs_synth_raw *r, const char *dir, bfs_raw
     bfs_fits *f = NULL;
     bfs_fits_card *cards = NULL;
     size_t n = 0;
+    /* the camera is LSSTCam whatever the records are named (opts.instrument) */
+    bfs_synth_raw as_lsstcam = *r;
+    snprintf(as_lsstcam.instrument, sizeof as_lsstcam.instrument, "LSSTCam");
     unlink(path);
     int rc = bfs_fits_create(path, &f);
     if (rc == 0) {
-        write_primary(f, r, &g);
+        write_primary(f, &as_lsstcam, &g);
         rc = bfs_fits_close(f);
     }
     if (rc == 0)
         rc = bfs_fits_read_header(path, 1, &cards, &n, &why);
     if (rc == 0)
         rc = bfs_translate_raw(cards, n, NULL, t, &why);
+    if (rc == 0)
+        t->exposure.instrument = r->instrument; /* r outlives t's use (the caller's) */
     if (rc < 0)
         bfs_err(TAG, "synthetic exposure %s: its header does not translate: %s", r->obs_id,
                 why ? why : strerror(-rc));
