@@ -587,6 +587,30 @@ static void opw_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     fuse_reply_err(req, -unlink_dataset(fs, bfs_tree_node(fs->tree, parent), name));
 }
 
+/* rmdir undoes a mkdir: of a directory made in this mount with nothing in
+ * it, no file being written in it either (ENOTEMPTY).  What the registry
+ * knows is not removed (EPERM), a file is not a directory (ENOTDIR). */
+static void opw_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    bfs_fs *fs = fs_of(req);
+    bfs_node *dir = bfs_tree_node(fs->tree, parent), *n;
+    struct stat st;
+    int ret = bfs_tree_lookup(fs->tree, dir, name, &n, &st);
+    if (ret < 0) {
+        bfs_upload *u = upload_at(fs, dir, name);
+        if (u)
+            bfs_upload_put(u);
+        fuse_reply_err(req, u ? ENOTDIR : -ret);
+        return;
+    }
+    bfs_upload *u = bfs_node_is_dir(n) ? upload_at(fs, n, NULL) : NULL;
+    ret = !bfs_node_is_dir(n) ? -ENOTDIR : u ? -ENOTEMPTY : bfs_tree_unmake(fs->tree, n);
+    if (u)
+        bfs_upload_put(u);
+    bfs_tree_forget(fs->tree, n, 1);
+    fuse_reply_err(req, -ret);
+}
+
 /* rename of a name just written, within its directory: what rsync does
  * with its temporary file after the close that ingested it.  Datasets and
  * directories are not renamed (EPERM): their names come from the registry. */
@@ -643,7 +667,7 @@ void bfs_ops_writable(struct fuse_lowlevel_ops *ops)
     ops->listxattr = opw_listxattr;
     ops->statfs = opw_statfs;
     ops->unlink = opw_unlink;
-    ops->rmdir = opw_unlink;
+    ops->rmdir = opw_rmdir;
     ops->rename = opw_rename;
     ops->symlink = opw_symlink;
     ops->mknod = opw_mknod;

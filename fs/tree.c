@@ -1643,15 +1643,16 @@ void bfs_tree_node_stats(bfs_tree *t, bfs_node_stats *st)
 
 static int made_insert(bfs_tree *t, bfs_node *proto, bfs_node **child, struct stat *st)
 {
-    proto->made = true;
-    uintptr_t want = (uintptr_t)proto;
+    /* the node found may be a concurrent mkdir's (made already), or one an
+     * rmdir unmade that the kernel has not forgotten yet (made again) */
     bfs_node *n = materialize(t, proto);
-    if ((uintptr_t)n == want) { /* inserted, not found (a concurrent mkdir pinned that one) */
-        pthread_mutex_lock(&t->lock);
-        n->pins++; /* the tree's own pin: the directory lives until unmount */
+    pthread_mutex_lock(&t->lock);
+    if (!n->made) {
+        n->made = true;
+        n->pins++; /* the tree's own pin: the directory lives until unmount or rmdir */
         n->parent->has_made = true; /* its listings show n (list_made) */
-        pthread_mutex_unlock(&t->lock);
     }
+    pthread_mutex_unlock(&t->lock);
     *child = n;
     bfs_tree_stat(t, n, st);
     return 0;
@@ -1661,6 +1662,34 @@ static bool is_replica_dir(const bfs_tree *t, const bfs_node *n)
 {
     return t->opts.replica_dir && n->kind == K_COLL && n->parent == t->root && n->made &&
            !strcmp(n->prefix, t->opts.replica_dir);
+}
+
+int bfs_tree_unmake(bfs_tree *t, bfs_node *n)
+{
+    pthread_mutex_lock(&t->lock);
+    bool made = n->made;
+    pthread_mutex_unlock(&t->lock);
+    if (!made || is_replica_dir(t, n) || (n->kind == K_COLL && coll_of(t, n)))
+        return -EPERM;
+    bfs_listing *l;
+    int ret = listing_build(t, n, &l);
+    if (ret < 0)
+        return ret;
+    bool empty = l->n <= 2; /* "." and ".." */
+    listing_put(l);
+    if (!empty)
+        return -ENOTEMPTY;
+    pthread_mutex_lock(&t->lock);
+    if (!n->made)
+        ret = -ENOENT; /* another rmdir took it */
+    else if (n->child)
+        ret = -ENOTEMPTY; /* a node below it the kernel knows */
+    else {
+        n->made = false;
+        n->pins--; /* the tree's pin: freed once the kernel forgets it */
+    }
+    pthread_mutex_unlock(&t->lock);
+    return ret;
 }
 
 int bfs_tree_mkdir(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **child, struct stat *st)

@@ -177,7 +177,7 @@ void bfs_tree_node_stats(bfs_tree *t, bfs_node_stats *st);
  *
  * The tree turns a directory into where a file written there goes; writers/
  * never parses paths.  Directories made by mkdir live in this mount's
- * memory only (pinned until unmount) until files make them real: a
+ * memory only (pinned until unmount or rmdir) until files make them real: a
  * collection path level, a dataset type below a RUN, a dimension value below
  * a dataset type (an alternate key such as detector=R22_S11 is resolved, as
  * lookups resolve it). */
@@ -189,6 +189,16 @@ void bfs_tree_node_stats(bfs_tree *t, bfs_node_stats *st);
  * kind (below a full dataId; a dataset type below a collection that is not a
  * RUN); -EROFS when the tree is not writable. */
 int bfs_tree_mkdir(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **child, struct stat *st);
+
+/* Undo a mkdir (rmdir): n, a directory mkdir made (the caller holds a
+ * lookup on it), is no longer listed or found, and is freed once the kernel
+ * forgets it, if nothing is below it: no entry in its listing (a dataset,
+ * a collection, a value, a directory made below it) and no node below it
+ * the kernel knows.  The caller checks for files being written in it.  0;
+ * -EPERM when n was not made by mkdir, is the replica directory or has
+ * become a registered collection (a RUN stays once registered);
+ * -ENOTEMPTY; errors of listing it. */
+int bfs_tree_unmake(bfs_tree *t, bfs_node *n);
 
 /* Make opts.replica_dir at the root (at mount time), so that it is there
  * without a mkdir; nothing is made inside it.  0 or negative errno. */

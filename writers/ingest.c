@@ -2981,7 +2981,7 @@ static bool past_inbox_ttl(const bfs_ingest *ing, const struct bfs_upload *u, do
 
 static bool same_target(const struct bfs_upload *u, const bfs_ingest_target *t)
 {
-    if (strcmp(u->run, t->run) || strcmp(shown_name(u), t->name) || u->inbox != !t->dataset_type)
+    if (strcmp(u->run, t->run) || (t->name && strcmp(shown_name(u), t->name)) || u->inbox != !t->dataset_type)
         return false;
     if (u->inbox)
         return true;

@@ -164,7 +164,8 @@ int bfs_upload_begin(bfs_ingest *ing, const bfs_ingest_target *t, uid_t uid,
 /* Find the upload created at target t under the name t->name (or renamed
  * to it) that is open, being ingested, or ingested within inbox_ttl (a
  * refused one is not found: its name may be written again at once); the
- * newest of that name; one more reference.  -ENOENT. */
+ * newest of that name (t->name NULL: of any name at t's place); one more
+ * reference.  -ENOENT. */
 int bfs_upload_find(bfs_ingest *ing, const bfs_ingest_target *t, bfs_upload **out);
 /* Show u under another name in its directory (rsync renames its temporary
  * file after the close that ingested it).  Only the name changes: the

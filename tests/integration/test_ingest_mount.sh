@@ -14,7 +14,8 @@
 # cached listings above a raw written in its RUN's directory; after a remount the
 # dataset is still there; butlerfs status counts the outcomes; an inbox name
 # is read-only once ingested and leaves the listing after inbox_ttl; mkdir'd
-# directories are listed before any file makes them real; a file
+# directories are listed before any file makes them real, and rmdir
+# removes an empty one (not one holding anything); a file
 # created and never written leaves nothing in the spool at unmount.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
@@ -199,6 +200,42 @@ sleep 2.5
 expect "the inbox name leaves the listing after ingest.inbox_ttl" bash -c "! ls '$I' | grep -q '^r.fits'"
 expect "... and is not found by name" bash -c "! stat '$I/r.fits' >/dev/null 2>&1"
 expect "... while the raw stays at its dataId path" test "$(count u/me/inbox)" = 1
+
+# rmdir undoes a mkdir of an empty directory; a directory holding anything stays
+mkdir "$T/mnt/made/typo"
+expect "rmdir of an empty directory mkdir made removes it" \
+    bash -c "rmdir '$T/mnt/made/typo' && ! ls '$T/mnt/made' | grep -qx typo && test ! -e '$T/mnt/made/typo'"
+expect "... and mkdir makes it again" \
+    bash -c "mkdir '$T/mnt/made/typo' && ls '$T/mnt/made' | grep -qx typo && rmdir '$T/mnt/made/typo'"
+rmdir "$T/mnt/made/level" 2>"$T/err.txt"
+expect "rmdir of a made directory with a directory in it is ENOTEMPTY" grep -q "Directory not empty" "$T/err.txt"
+rmdir "$T/mnt/u/me/run1" 2>"$T/err.txt"
+expect "rmdir of a RUN that holds datasets is refused (EPERM)" grep -q "Operation not permitted" "$T/err.txt"
+rmdir "$D" 2>"$T/err.txt"
+expect "rmdir of a made dataId directory that now holds a dataset is ENOTEMPTY" \
+    grep -q "Directory not empty" "$T/err.txt"
+rmdir "$T/mnt/LSSTCam/raw/all/raw/instrument=LSSTCam/detector=$DET" 2>"$T/err.txt"
+expect "rmdir of a directory the registry holds (not made by mkdir) is EPERM" \
+    grep -q "Operation not permitted" "$T/err.txt"
+D6="$T/mnt/u/me/run1/raw/instrument=LSSTCam/detector=$DET/exposure=2025041500099"
+mkdir "$D6"
+expect "rmdir of a made dataId directory while a file is written in it is ENOTEMPTY" \
+    python3 - "$D6" <<'PY'
+import errno, os, sys
+fd = os.open(sys.argv[1] + "/w.fits", os.O_WRONLY | os.O_CREAT, 0o644)
+os.write(fd, b"SIMPLE")
+try:
+    os.rmdir(sys.argv[1])
+    sys.exit("rmdir succeeded under a writer")
+except OSError as e:
+    assert e.errno == errno.ENOTEMPTY, e
+finally:
+    try:
+        os.close(fd)  # a 6-byte file: refused and quarantined
+    except OSError:
+        pass
+PY
+expect "... and once that file is refused, rmdir removes the directory" rmdir "$D6"
 
 # a second writer daemon on the same repository
 timeout 20 "$BFS_BIN" mount "$T/repo" "$T/mnt2" -f -o rw,log="$T/second.log" </dev/null >"$T/second.err" 2>&1
