@@ -510,9 +510,9 @@ int bfs_file_checksum(int fd, int64_t size, char out[129]);
  * appended in order with bfs_checksum_update, then bfs_checksum_hex.
  * new: NULL when out of memory; free: NULL is fine.  update and add:
  * 0, -ENOMEM (the state is then unusable: start again).  bfs_checksum_add
- * appends bytes [from, from + size) of fd, read with pread into buf
- * (buflen bytes, the caller's to reuse: a fresh buffer costs a page fault
- * per page on every read), or into one of its own when buf is NULL.  hex: 0, or
+ * appends bytes [from, from + size) of fd, read as bfs_pread_chunks
+ * (common/fdio.h) reads them: into buf, the caller's to reuse, or one of
+ * its own when buf is NULL; -errno of the read, -EIO at an early end.  hex: 0, or
  * negative errno; the state is finished either way (only free is left).
  * One thread at a time per state. */
 typedef struct bfs_checksum bfs_checksum;

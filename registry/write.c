@@ -52,6 +52,7 @@
  */
 #include "registry_i.h"
 
+#include "fdio.h"
 #include "log.h"
 #include "strutil.h"
 
@@ -2335,24 +2336,14 @@ int bfs_checksum_update(bfs_checksum *c, const void *buf, size_t len)
     return EVP_DigestUpdate(c->md, buf, len) == 1 ? 0 : -ENOMEM;
 }
 
+static int checksum_chunk(void *ctx, const void *data, size_t n)
+{
+    return bfs_checksum_update(ctx, data, n);
+}
+
 int bfs_checksum_add(bfs_checksum *c, int fd, int64_t from, int64_t size, void *buf, size_t buflen)
 {
-    unsigned char *own = NULL;
-    if (!buf || !buflen) {
-        buflen = 1 << 20;
-        buf = own = malloc(buflen);
-    }
-    int ret = buf ? 0 : -ENOMEM;
-    for (int64_t off = from; ret == 0 && off < from + size;) {
-        size_t want = (size_t)(from + size - off < (int64_t)buflen ? from + size - off : (int64_t)buflen);
-        ssize_t n = pread(fd, buf, want, off);
-        if (n <= 0)
-            ret = n < 0 ? -errno : -EIO;
-        else if ((ret = bfs_checksum_update(c, buf, (size_t)n)) == 0)
-            off += n;
-    }
-    free(own);
-    return ret;
+    return bfs_pread_chunks(fd, from, size, buf, buflen, checksum_chunk, c);
 }
 
 int bfs_checksum_hex(bfs_checksum *c, char out[129])

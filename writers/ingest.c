@@ -83,6 +83,7 @@
 #include "hdrsvc.h"
 #include "sidecar.h"
 #include "clock.h"
+#include "fdio.h"
 #include "log.h"
 #include "retention.h"
 #include "strutil.h"
@@ -1706,6 +1707,11 @@ static int read_sidecar(const struct bfs_upload *side, char **out, size_t *len)
 
 /* Whether data's bytes have the sidecar's size and checksums; *why says
  * which differs. */
+static int sums_chunk(void *ctx, const void *data, size_t n)
+{
+    return bfs_sums_update(ctx, data, n);
+}
+
 static int check_sums(const struct bfs_upload *data, const bfs_sidecar *sc, char **why)
 {
     if (sc->size != data->size) {
@@ -1713,21 +1719,11 @@ static int check_sums(const struct bfs_upload *data, const bfs_sidecar *sc, char
         return -EBADMSG;
     }
     bfs_sums *sums = bfs_sums_new();
-    enum { CHUNK = 1 << 20 };
-    char *buf = malloc(CHUNK);
-    int ret = sums && buf ? 0 : -ENOMEM;
-    for (off_t off = 0; ret == 0 && off < data->size;) {
-        ssize_t n = pread(data->fd, buf, CHUNK, off);
-        if (n <= 0)
-            ret = n < 0 ? -errno : -EIO;
-        else if ((ret = bfs_sums_update(sums, buf, (size_t)n)) == 0)
-            off += n;
-    }
+    int ret = sums ? bfs_pread_chunks(data->fd, 0, data->size, NULL, 0, sums_chunk, sums) : -ENOMEM;
     bfs_file_sums got;
     if (ret == 0)
         ret = bfs_sums_final(sums, &got);
     bfs_sums_free(sums);
-    free(buf);
     if (ret == 0 && sc->adler32[0] && strcmp(sc->adler32, got.adler32)) {
         *why = bfs_asprintf("its adler32 is %s, its sidecar says %s", got.adler32, sc->adler32);
         ret = -EBADMSG;
