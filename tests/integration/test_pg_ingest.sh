@@ -9,7 +9,8 @@
 # ingest: the camera, exposure, day_obs and group records, the raw dataset
 # type and its tag table are made), one of them again (an identical
 # duplicate: close returns 0), one path-ingested file, a non-FITS file
-# (EINVAL, quarantined with the same reason).  Then the two mounted trees
+# (EINVAL, quarantined with the same reason), a raw whose exposure record
+# differs (EEXIST, the reason naming the column).  Then the two mounted trees
 # are equal (path, size, bytes), and the registries hold the same rows:
 # dataset ids (deterministic UUIDv5, equal to those synth gave the same
 # raws), tag rows (dataId), exposure and day_obs records with their
@@ -86,6 +87,21 @@ for side in sq pg; do
     expect "$side: mkdir -p of a dataId path in a new RUN" mkdir -p "$d"
     expect "$side: cp of a raw to the dataId path (path ingest)" cp "$first" "$d/x.fits"
 done
+# a raw of the same exposure whose header gives another exposure record (a
+# changed OBJECT): refused on both engines (EEXIST), the reason naming the
+# column that differs (the probes that find it run on PostgreSQL too)
+if [ -x "${BFS_HDR2FITS:-}" ]; then
+    head -c 57600 "$first" >"$T/first.hdr"
+    "$BFS_HDR2FITS" "$T/first.hdr" "$T/changed.fits" OBJECT=somewhere_else >/dev/null || fail "hdr2fits"
+    for side in sq pg; do
+        mkdir -p "$T/mnt-$side/u/me/run2"
+        cp "$T/changed.fits" "$T/mnt-$side/u/me/run2/changed.fits" 2>"$T/err.txt"
+        expect "$side: a raw whose exposure record differs from the repository's is refused (EEXIST)" \
+            grep -q "File exists" "$T/err.txt"
+        expect "$side: ... its reason names the column that differs (target_name)" \
+            bash -c "grep -rhq \"differs from this file's headers in: target_name\$\" '$T/$side/.butlerfs/quarantine'"
+    done
+fi
 sleep 1.5 # the trees refresh their catalogs once a second
 
 expect_same_trees "the PostgreSQL mount lists what the SQLite mount lists" "$T/mnt-sq" "$T/mnt-pg" "$T/tree"
