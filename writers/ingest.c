@@ -1705,13 +1705,13 @@ static int read_sidecar(const struct bfs_upload *side, char **out, size_t *len)
     return 0;
 }
 
-/* Whether data's bytes have the sidecar's size and checksums; *why says
- * which differs. */
 static int sums_chunk(void *ctx, const void *data, size_t n)
 {
     return bfs_sums_update(ctx, data, n);
 }
 
+/* Whether data's bytes have the sidecar's size and checksums; *why says
+ * which differs. */
 static int check_sums(const struct bfs_upload *data, const bfs_sidecar *sc, char **why)
 {
     if (sc->size != data->size) {
@@ -2975,6 +2975,13 @@ static bool past_inbox_ttl(const bfs_ingest *ing, const struct bfs_upload *u, do
     return u->finished && !u->busy && !u->waiting && now - u->finished_at > ing->cfg->inbox_ttl_ms / 1000.0;
 }
 
+/* Whether u is listed in run's own directory (an inbox name, not refused,
+ * its inbox_ttl not over) (under ing->lock). */
+static bool in_inbox(const bfs_ingest *ing, const struct bfs_upload *u, const char *run, double now)
+{
+    return u->inbox && !refused(u) && !past_inbox_ttl(ing, u, now) && !strcmp(u->run, run);
+}
+
 static bool same_target(const struct bfs_upload *u, const bfs_ingest_target *t)
 {
     if (strcmp(u->run, t->run) || (t->name && strcmp(shown_name(u), t->name)) || u->inbox != !t->dataset_type)
@@ -3000,8 +3007,7 @@ static void purge_locked(bfs_ingest *ing)
             u->expired = true;
             enqueue_locked(ing, u); /* a worker quarantines it */
         }
-        if (u->refs == 0 && !u->busy && !u->waiting && !u->held && u->finished &&
-            now - u->finished_at > ing->cfg->inbox_ttl_ms / 1000.0) {
+        if (u->refs == 0 && !u->held && past_inbox_ttl(ing, u, now)) {
             *pp = u->next;
             upload_free(u);
         } else {
@@ -3348,11 +3354,11 @@ int bfs_ingest_inbox(bfs_ingest *ing, const char *run, bfs_inbox_cb cb, void *ct
     double now = bfs_mono_s();
     size_t n = 0;
     for (struct bfs_upload *u = ing->uploads; u; u = u->next)
-        n += u->inbox && !refused(u) && !past_inbox_ttl(ing, u, now) && !strcmp(u->run, run);
+        n += in_inbox(ing, u, run, now);
     struct bfs_upload **list = calloc(n ? n : 1, sizeof *list);
     size_t k = 0;
     for (struct bfs_upload *u = ing->uploads; list && u; u = u->next) {
-        if (u->inbox && !refused(u) && !past_inbox_ttl(ing, u, now) && !strcmp(u->run, run)) {
+        if (in_inbox(ing, u, run, now)) {
             u->refs++;
             list[k++] = u;
         }
