@@ -38,6 +38,8 @@ struct bfs_fits {
     int sys_errno; /* errno right after that failure */
     int err;       /* a negative errno that did not come from cfitsio */
     bool created;  /* by bfs_fits_create: chmod at close, removed after an error */
+    void *mem;     /* by bfs_fits_create_mem: the file's bytes, freed at close */
+    size_t mem_size;
 };
 
 /*
@@ -123,6 +125,28 @@ int bfs_fits_create(const char *path, bfs_fits **out)
     f->created = true;
     if (f->st) {
         int rc = fits_errno(f->st, path, errno, false, NULL);
+        free(f->path);
+        free(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
+int bfs_fits_create_mem(bfs_fits **out)
+{
+    cfitsio_once();
+    *out = NULL;
+    bfs_fits *f = calloc(1, sizeof *f);
+    if (!f || !(f->path = strdup("(a file in memory)"))) {
+        free(f);
+        return -ENOMEM;
+    }
+    errno = 0;
+    fits_create_memfile(&f->f, &f->mem, &f->mem_size, 2880, realloc, &f->st);
+    if (f->st) {
+        int rc = fits_errno(f->st, f->path, errno, false, NULL);
+        free(f->mem);
         free(f->path);
         free(f);
         return rc;
@@ -230,6 +254,7 @@ int bfs_fits_close(bfs_fits *f)
     }
     if (rc && f->created)
         unlink(f->path);
+    free(f->mem); /* cfitsio leaves a memory file's buffer to its owner */
     free(f->path);
     free(f);
     return rc;
@@ -504,6 +529,16 @@ int bfs_fits_read_header(const char *path, int hdu, bfs_fits_card **cards, size_
     }
     close_read(f);
     return rc;
+}
+
+int bfs_fits_header(bfs_fits *f, bfs_fits_card **cards, size_t *n)
+{
+    *cards = NULL;
+    *n = 0;
+    if (f->err || f->st)
+        return bfs_fits_error(f);
+    int st = read_cards(f->f, cards, n);
+    return st ? fits_errno(st, f->path, errno, false, NULL) : 0;
 }
 
 int bfs_fits_each_header(const char *path, bfs_fits_header_cb cb, void *ctx, char **errmsg)

@@ -52,6 +52,10 @@ typedef struct bfs_fits bfs_fits;
  * handle the caller must pass to bfs_fits_close(). */
 int bfs_fits_create(const char *path, bfs_fits **out);
 
+/* The same, for a file that exists only in memory: its cards are read back
+ * with bfs_fits_header(), and bfs_fits_close() frees it. */
+int bfs_fits_create_mem(bfs_fits **out);
+
 /* Append an image HDU: bitpix as in FITS (16, 32, -32, ...), naxis 0 for a
  * header-only primary. */
 void bfs_fits_add_image(bfs_fits *f, int bitpix, int naxis, const long *naxes);
@@ -127,6 +131,11 @@ bool bfs_fits_is_commentary(const char *key);
  * *cards is a malloc'd array of *n cards the caller frees. */
 int bfs_fits_read_header(const char *path, int hdu, bfs_fits_card **cards, size_t *n,
                          char **errmsg);
+
+/* The cards of f's current HDU as written so far, as bfs_fits_read_header()
+ * reads them from a file.  The caller frees *cards.  After an earlier error
+ * on f, that error. */
+int bfs_fits_header(bfs_fits *f, bfs_fits_card **cards, size_t *n);
 
 /* Every HDU's cards of path, in HDU order (1 = primary), the file opened
  * once: cb gets each HDU's cards (valid during the call only).  A non-zero

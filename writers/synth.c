@@ -656,33 +656,30 @@ static int make_dirs(char *path, size_t from)
 }
 
 /* The exposure record of r as a raw ingest makes it: r's primary header
- * (write_primary) is written to a scratch file in dir, read back and
+ * (write_primary) is written to a FITS file in memory, read back and
  * translated.  So a raw synth wrote and then ingested again (into another
  * RUN, through the mount) agrees with the record synth registered, to the
  * nanosecond of the timespans read from MJD cards; a record made from r's
  * numbers directly would not.  t holds the strings the record points to,
  * but its instrument is r's (the caller keeps r while it uses t). */
-static int exposure_from_header(const bfs_synth_raw *r, const char *dir, bfs_raw_translation *t)
+static int exposure_from_header(const bfs_synth_raw *r, bfs_raw_translation *t)
 {
-    char *path = bfs_asprintf("%s/primary.fits", dir), *why = NULL;
-    if (!path)
-        return -ENOMEM;
     seg_geom g;
     seg_geometry(r->e2v, DEFAULT_FITS_PAYLOAD, &g);
     bfs_fits *f = NULL;
     bfs_fits_card *cards = NULL;
     size_t n = 0;
+    char *why = NULL;
     /* the camera is LSSTCam whatever the records are named (opts.instrument) */
     bfs_synth_raw as_lsstcam = *r;
     snprintf(as_lsstcam.instrument, sizeof as_lsstcam.instrument, "LSSTCam");
-    unlink(path);
-    int rc = bfs_fits_create(path, &f);
+    int rc = bfs_fits_create_mem(&f);
     if (rc == 0) {
         write_primary(f, &as_lsstcam, &g);
-        rc = bfs_fits_close(f);
+        rc = bfs_fits_header(f, &cards, &n);
+        int crc = bfs_fits_close(f);
+        rc = rc < 0 ? rc : crc;
     }
-    if (rc == 0)
-        rc = bfs_fits_read_header(path, 1, &cards, &n, &why);
     if (rc == 0)
         rc = bfs_translate_raw(cards, n, NULL, t, &why);
     if (rc == 0)
@@ -690,10 +687,8 @@ static int exposure_from_header(const bfs_synth_raw *r, const char *dir, bfs_raw
     if (rc < 0)
         bfs_err(TAG, "synthetic exposure %s: its header does not translate: %s", r->obs_id,
                 why ? why : strerror(-rc));
-    unlink(path);
     free(cards);
     free(why);
-    free(path);
     return rc;
 }
 
@@ -721,25 +716,15 @@ static int add_dimension_records(bfs_registry *reg, const bfs_synth_opts *o)
         if (rc == 0)
             rc = bfs_registry_add_detector(reg, &d);
     }
-    const char *tmpdir = getenv("TMPDIR");
-    char *tmpl = bfs_asprintf("%s/butlerfs-synth-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
-    char *dir = tmpl ? mkdtemp(tmpl) : NULL;
-    if (rc == 0 && !dir) {
-        rc = tmpl ? -errno : -ENOMEM;
-        bfs_err(TAG, "cannot make a scratch directory %s: %s", tmpl ? tmpl : "in $TMPDIR", strerror(-rc));
-    }
     for (int i = 0; i < o->n_exposures && rc == 0; i++) {
         bfs_synth_raw r;
         bfs_raw_translation t;
         rc = bfs_synth_describe(o, i, 0, &r);
         if (rc == 0)
-            rc = exposure_from_header(&r, dir, &t);
+            rc = exposure_from_header(&r, &t);
         if (rc == 0)
             rc = bfs_registry_add_exposure(reg, &t.exposure);
     }
-    if (dir)
-        rmdir(dir);
-    free(tmpl);
     int64_t run_id;
     if (rc == 0)
         rc = bfs_registry_add_run(reg, o->run, &run_id);

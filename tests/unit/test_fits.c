@@ -152,6 +152,41 @@ static void test_roundtrip(void **state)
     }
 }
 
+/* A header written to a file in memory reads back card for card as the
+ * same header written to disk and read from there. */
+static void test_memory_header(void **state)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/header.fits", dir);
+    bfs_fits *disk = NULL, *mem = NULL;
+    assert_int_equal(bfs_fits_create(path, &disk), 0);
+    assert_int_equal(bfs_fits_create_mem(&mem), 0);
+    bfs_fits *both[] = {disk, mem};
+    for (int i = 0; i < 2; i++) {
+        bfs_fits_add_image(both[i], 16, 0, NULL);
+        bfs_fits_key_str(both[i], "OBSID", "MC_O_20250415_000060", "image name");
+        bfs_fits_key_dbl(both[i], "MJD-BEG", 60780.123456789012, 12, NULL);
+        bfs_fits_key_lng(both[i], "SEQNUM", 60, NULL);
+        bfs_fits_key_log(both[i], "SIMULATE", false, NULL);
+    }
+    assert_int_equal(bfs_fits_close(disk), 0);
+    bfs_fits_card *want = NULL, *got = NULL;
+    size_t nwant = 0, ngot = 0;
+    char *msg = NULL;
+    assert_int_equal(bfs_fits_read_header(path, 1, &want, &nwant, &msg), 0);
+    assert_int_equal(bfs_fits_header(mem, &got, &ngot), 0);
+    assert_int_equal(bfs_fits_close(mem), 0);
+    assert_int_equal(ngot, nwant);
+    for (size_t i = 0; i < nwant; i++) {
+        assert_string_equal(got[i].key, want[i].key);
+        assert_string_equal(got[i].value, want[i].value);
+        assert_int_equal(got[i].type, want[i].type);
+    }
+    assert_non_null(bfs_fits_find(got, ngot, "MJD-BEG"));
+    free(want);
+    free(got);
+}
+
 static void test_flipped_data(void **state)
 {
     char path[256];
@@ -356,6 +391,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_memory_header),
         cmocka_unit_test(test_flipped_data),
         cmocka_unit_test(test_flipped_header),
         cmocka_unit_test(test_truncated),
