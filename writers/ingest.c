@@ -33,8 +33,11 @@
  * |             | is in the intent: never ingested)           | a replica or sidecar -> WAITING, or paired      |
  * | WAITING     | a replica or sidecar whose partner has not  | the partner's seal pairs them (-> PREPARED or   |
  * |             | been sealed yet (close() was told 0)        | QUARANTINED); replica_wait -> QUARANTINED        |
- * | PREPARED    | intent has id, path, size; bytes in U.data  | rename (no replace) to the path, fsync dir -> PLACED |
- * | PLACED      | the file at its path; maybe no registry row | add the dataset (EEXIST: it is ours) -> REGISTERED |
+ * | PREPARED    | intent has id, path, size; bytes in U.data  | the id registered at another path: compare  |
+ * |             |                                             | (duplicate -> PLACED, or QUARANTINED); else |
+ * |             |                                             | rename (no replace) to the path, fsync dir -> PLACED |
+ * | PLACED      | the file at its path; maybe no registry row | add the dataset (EEXIST: it is ours) -> REGISTERED; |
+ * |             |                                             | another id at the dataId: file back, QUARANTINED |
  * | REGISTERED  | the dataset is registered                   | staging links, event -> ANNOUNCED; |
  * |             |                                             | a link failed: event, stays (next mount) |
  * | QUARANTINED | the reason is in the intent                 | move U.data to quarantine, U.reason, event -> ANNOUNCED |
@@ -2043,12 +2046,86 @@ static int step_sealed_tail(bfs_ingest *ing, struct bfs_upload *u, struct tvals 
     return 0;
 }
 
+/* The file record of a dataset already registered under u's id. */
+struct registered {
+    const char *id;
+    char *path, *checksum; /* owned */
+    int64_t size;
+};
+
+static int registered_cb(void *ctx, const bfs_dataset_record *r)
+{
+    struct registered *g = ctx;
+    g->path = strdup(r->path);
+    g->checksum = r->checksum ? strdup(r->checksum) : NULL;
+    g->size = r->file_size;
+    return g->path && (g->checksum || !r->checksum) ? 1 : -ENOMEM; /* the first record is enough */
+}
+
+static int registered_tx(bfs_ingest *ing, void *ctx)
+{
+    int ret = bfs_registry_dataset_records(ing->reg, ((struct registered *)ctx)->id, registered_cb, ctx);
+    return ret == 1 ? 0 : ret;
+}
+
+/* PREPARED, before the rename: a dataset with u's id may be registered
+ * already at another path (the same dataId written under another
+ * extension, another file template, or stored by the Python Butler).  Its
+ * file, not a second copy, decides: the same bytes are a duplicate (u->rel
+ * becomes that path: its staging links and event), other bytes are
+ * refused.  Returns 1 when that settled u, 0 to go on placing, -errno. */
+static int check_registered(bfs_ingest *ing, struct bfs_upload *u)
+{
+    struct registered g = {.id = u->dataset_id};
+    int ret = with_registry(ing, registered_tx, &g);
+    if (ret == -ENOENT || (ret == 0 && !strcmp(g.path, u->rel))) {
+        free(g.path);
+        free(g.checksum);
+        return 0; /* not registered, or at this path: the rename decides (EEXIST) */
+    }
+    if (ret < 0)
+        return ret == -ENOMEM ? ret : -EIO; /* stays PREPARED, retried at the next mount */
+    int same = -ENOTSUP; /* cannot compare */
+    if (g.checksum && u->checksum[0])
+        same = g.size == u->size && !strcmp(g.checksum, u->checksum);
+    else if (bfs_is_relative_path(g.path) && !strstr(g.path, "://")) {
+        char *there = bfs_asprintf("%s%s", ing->root, g.path);
+        same = there ? same_bytes(u->data_path, there) : -ENOMEM;
+        free(there);
+    }
+    if (same == -ENOMEM) {
+        free(g.path);
+        free(g.checksum);
+        return -ENOMEM;
+    }
+    if (same == 1) {
+        u->duplicate = true;
+        free(u->rel);
+        u->rel = g.path;
+        g.path = NULL;
+        u->st = S_PLACED;
+    } else if (same == 0) {
+        quarantine_as(u, EEXIST, "dataset %s is registered already, with different bytes, at %s", u->dataset_id,
+                      g.path);
+    } else {
+        quarantine_as(u, EEXIST, "dataset %s is registered already, at %s, and these bytes cannot be compared "
+                                 "with it (%s)", u->dataset_id, g.path,
+                      same == -ENOTSUP ? "it has no checksum and is not a file of this datastore" : strerror(-same));
+    }
+    free(g.path);
+    free(g.checksum);
+    return 1;
+}
+
 static int step_prepared(bfs_ingest *ing, struct bfs_upload *u)
 {
+    int ret = check_registered(ing, u);
+    if (ret != 0)
+        return ret < 0 ? ret : 0;
     char *dst = bfs_asprintf("%s%s", ing->root, u->rel);
     if (!dst)
         return -ENOMEM;
-    int ret = bfs_make_parents(dst, false);
+    ret = bfs_make_parents(dst, false);
     if (ret == 0 && renameat2(AT_FDCWD, u->data_path, AT_FDCWD, dst, RENAME_NOREPLACE) < 0)
         ret = -errno;
     if (ret == -ENOENT) {
@@ -2083,34 +2160,44 @@ static int step_prepared(bfs_ingest *ing, struct bfs_upload *u)
 
 struct add_dataset {
     const bfs_new_dataset *d;
-    char id[33];
     /* a DECam raw: the other CCDs, each a dataset of the same file, with
      * their detector in dim_values[det] */
     const char **values;
     int det, n_more;
     const int64_t *more;
+    bool taken; /* out: another dataset (another id) has one of these dataIds in the RUN */
 };
 
+/* bfs_registry_add_dataset, where a dataset that exists already with this
+ * id is success (a replay after a crash, or a duplicate step_prepared
+ * compared), and another dataset at the same dataId sets ad->taken. */
+static int add_one_dataset(bfs_ingest *ing, struct add_dataset *ad)
+{
+    char id[33];
+    int ret = bfs_registry_add_dataset(ing->reg, ad->d, id);
+    if (ret != -EEXIST)
+        return ret;
+    ret = bfs_registry_has_dataset(ing->reg, id);
+    if (ret == 0)
+        ad->taken = true;
+    return ret == 1 ? 0 : ret == 0 ? -EEXIST : ret;
+}
+
 /* Every dataset of the upload in one transaction, so a file is never
- * registered for some of its CCDs only; each one that exists already
- * (EEXIST: a replay after a crash) is success. */
+ * registered for some of its CCDs only. */
 static int add_dataset_tx(bfs_ingest *ing, void *ctx)
 {
     struct add_dataset *ad = ctx;
     int ret = bfs_registry_begin(ing->reg);
     if (ret)
         return ret;
-    ret = bfs_registry_add_dataset(ing->reg, ad->d, ad->id);
-    if (ret == -EEXIST)
-        ret = 0;
+    ret = add_one_dataset(ing, ad);
     const char *first = ad->det >= 0 ? ad->values[ad->det] : NULL;
     for (int k = 0; ret == 0 && ad->det >= 0 && k < ad->n_more; k++) {
         char dv[32];
         snprintf(dv, sizeof dv, "%lld", (long long)ad->more[k]);
         ad->values[ad->det] = dv;
-        ret = bfs_registry_add_dataset(ing->reg, ad->d, NULL);
-        if (ret == -EEXIST)
-            ret = 0;
+        ret = add_one_dataset(ing, ad);
     }
     if (ad->det >= 0)
         ad->values[ad->det] = first;
@@ -2140,8 +2227,6 @@ static int step_placed(bfs_ingest *ing, struct bfs_upload *u)
     struct add_dataset ad = {.d = &d, .values = values, .det = u->n_more ? det : -1, .n_more = u->n_more,
                              .more = u->more_dets};
     int ret = with_registry(ing, add_dataset_tx, &ad); /* -EIO: stays PLACED, retried at the next mount */
-    if (ret == -EEXIST)
-        ret = 0; /* the file at rel is this upload's bytes (step_prepared) */
     if (ret == 0 && ing->transfer) {
         /* the jobs before REGISTERED: a crash in between replays this step (docs/transfer.md) */
         bfs_transfer_item item = {.dataset_id = u->dataset_id, .run = u->run, .dataset_type = u->dtype,
@@ -2153,14 +2238,19 @@ static int step_placed(bfs_ingest *ing, struct bfs_upload *u)
             return ret == -ENOMEM ? ret : -EIO;
         }
     }
-    if (ret == -ENOENT) {
-        /* an unknown dimension value or dataset type: the file goes back */
+    if (ret == -ENOENT || (ret == -EEXIST && ad.taken)) {
+        /* an unknown dimension value or dataset type, or a dataId another
+         * dataset holds: the file goes back */
         char *dst = bfs_asprintf("%s%s", ing->root, u->rel);
         if (dst && !u->duplicate)
             rename(dst, u->data_path);
         free(dst);
-        quarantine_as(u, ENOENT, "the registry has no record for part of this dataId, or no such "
-                                 "dataset type");
+        if (ret == -ENOENT)
+            quarantine_as(u, ENOENT, "the registry has no record for part of this dataId, or no such "
+                                     "dataset type");
+        else
+            quarantine_as(u, EEXIST, "another dataset (not %s) already has this dataId in %s", u->dataset_id,
+                          u->run);
         return 0;
     }
     if (ret < 0)

@@ -237,6 +237,23 @@ finally:
 PY
 expect "... and once that file is refused, rmdir removes the directory" rmdir "$D6"
 
+# a dataId another dataset holds (the Python Butler gives most dataset types
+# random ids, not butlerfs's UUIDv5): refused, the other one untouched
+D9="$T/mnt/u/me/run9/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
+mkdir -p "$D9" && cp "$T/raw.fits" "$D9/x.fits"
+# ids are 32 hex digits as text (butlerfs init) or 16-byte BLOBs: both handled
+old_id=$(sqlite3 "$T/repo/gen3.sqlite3" "SELECT CASE typeof(d.id) WHEN 'blob' THEN lower(hex(d.id)) ELSE d.id END FROM dataset d JOIN collection c ON c.collection_id = d.run_id WHERE c.name = 'u/me/run9'")
+new_id=0123456789abcdef0123456789abcdef
+set_id() { echo "UPDATE $1 SET $2 = CASE typeof($2) WHEN 'blob' THEN X'$new_id' ELSE '$new_id' END WHERE $2 = X'$old_id' OR $2 = '$old_id';"; }
+sqlite3 "$T/repo/gen3.sqlite3" "PRAGMA foreign_keys = OFF; BEGIN; $(set_id dataset id) $(set_id dataset_tags_00000001 dataset_id)
+    $(set_id file_datastore_records dataset_id) $(set_id dataset_location dataset_id) COMMIT;"
+cp "$T/raw.fits" "$D9/y.fit" 2>"$T/err.txt"
+expect "a file at a dataId held by a dataset of another id fails (EEXIST)" grep -q "File exists" "$T/err.txt"
+expect "... the reason says another dataset has the dataId" \
+    grep -q "another dataset (not $old_id) already has this dataId in u/me/run9" $T/repo/.butlerfs/quarantine/*/*.reason
+expect "... and the run still holds that one dataset, with one file" \
+    test "$(count u/me/run9)/$(find "$T/repo/u/me/run9" -type f | wc -l)" = 1/1
+
 # a second writer daemon on the same repository
 timeout 20 "$BFS_BIN" mount "$T/repo" "$T/mnt2" -f -o rw,log="$T/second.log" </dev/null >"$T/second.err" 2>&1
 rc=$?

@@ -148,6 +148,30 @@ expect "... the checksum named" grep -qi "sum" <<<"$reasons"
 expect "... not FITS named" grep -q "not a FITS file" <<<"$reasons"
 expect "still four datasets" test "$(q "$T/repo" "SELECT count(*) FROM dataset")" = 4
 
+# the same dataId under another extension: the registered file decides, not the new name
+expect "cp of a raw again under another extension succeeds (the same bytes: a duplicate)" \
+    cp "$src1" "$T/mnt/LSSTCam/raw/all/again.fit"
+expect "... and no second copy was placed" test -z "$(find "$T/repo/LSSTCam" -type f -name '*.fit')"
+expect "... its event says duplicate" \
+    bash -c "tail -1 '$T/repo/.butlerfs/events.jsonl' | grep -q '\"outcome\": *\"duplicate\"'"
+size=$(stat -c %s "$src1")
+python3 - "$src1" "$T/pix.fits" "$size" <<'PY'
+import sys
+src, dst, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+b = bytearray(open(src, 'rb').read())
+b[size - 3000] ^= 0x01  # a pixel of the last amplifier: a DATASUM (advisory here) no longer matches
+open(dst, 'wb').write(bytes(b))
+PY
+cp "$T/pix.fits" "$T/mnt/LSSTCam/raw/all/other.fit" 2>"$T/err.txt"
+expect "other bytes at a registered dataId, under another extension, fail (EEXIST)" grep -q "File exists" "$T/err.txt"
+expect "... and no second copy was placed" test -z "$(find "$T/repo/LSSTCam" -type f -name '*.fit')"
+expect "... the quarantine says the dataset is registered with different bytes" \
+    grep -q "registered already, with different bytes" $T/repo/.butlerfs/quarantine/*/*.reason
+cp "$T/pix.fits" "$T/mnt/LSSTCam/raw/all/other.fits" 2>"$T/err.txt"
+expect "other bytes at a registered dataId under the same extension fail (EEXIST)" grep -q "File exists" "$T/err.txt"
+expect "still four datasets, each with one file record" \
+    test "$(q "$T/repo" "SELECT count(*) FROM dataset")/$(q "$T/repo" "SELECT count(*) FROM file_datastore_records")" = 4/4
+
 # the real LSSTComCam raw the Python Butler ingested into the comCam fixture
 REAL=$BFS_SHARED/fixtures/repos/comCam/raw/2019-05-30/3019053000001/3019053000001-R22-S00-det000.fits
 if [ -r "$REAL" ]; then
