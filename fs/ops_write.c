@@ -326,7 +326,7 @@ static void opw_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     h->u = upload_of(ino);
     bfs_upload_get(h->u);
     h->writable = (fi->flags & O_ACCMODE) != O_RDONLY;
-    int busy = h->writable ? bfs_upload_take_writer(h->u) : 0;
+    int busy = h->writable ? bfs_upload_take_writer(h->u) : bfs_upload_take_reader(h->u);
     if (busy < 0) {
         bfs_upload_put(h->u);
         free(h);

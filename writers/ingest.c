@@ -3248,6 +3248,14 @@ int bfs_upload_take_writer(bfs_upload *u)
     return ret;
 }
 
+int bfs_upload_take_reader(bfs_upload *u)
+{
+    pthread_mutex_lock(&u->ing->lock);
+    int ret = !u->finished && u->written_ever ? -EBUSY : 0;
+    pthread_mutex_unlock(&u->ing->lock);
+    return ret;
+}
+
 void bfs_upload_drop_writer(bfs_upload *u)
 {
     pthread_mutex_lock(&u->ing->lock);

@@ -188,6 +188,11 @@ void bfs_upload_get(bfs_upload *u);
  * an ingested file is immutable (a write would only fail later, EBADF). */
 int bfs_upload_take_writer(bfs_upload *u);
 void bfs_upload_drop_writer(bfs_upload *u);
+/* A new read-only open of u: 0, or -EBUSY while u holds bytes not yet
+ * sealed (being written, or being ingested): a reader never sees a partial
+ * or unvalidated file.  The writer reads its own bytes through its own
+ * descriptor. */
+int bfs_upload_take_reader(bfs_upload *u);
 /* Drop a reference.  The last one of an upload never sealed and never
  * written is abandoned (its spool file removed: nothing was handed over);
  * one written but never sealed is sealed first (a writer that died). */

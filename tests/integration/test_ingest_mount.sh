@@ -116,7 +116,7 @@ PY
 # writer's close would seal the first one's file half-written)
 D3="$T/mnt/u/me/run3/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
 mkdir -p "$D3"
-expect "a second open for writing of a name being written is ETXTBSY; the first writer's close is 0" \
+expect "a second open for writing of a name being written is ETXTBSY, a read-only one EBUSY; the first writer's close is 0" \
     python3 - "$D3" "$T/raw.fits" <<'PY'
 import errno, os, sys
 d, src = sys.argv[1], open(sys.argv[2], "rb").read()
@@ -127,8 +127,16 @@ try:
     sys.exit("a second open for writing succeeded")
 except OSError as e:
     assert e.errno == errno.ETXTBSY, e
+# a reader never sees the half-written bytes: a read-only open is EBUSY
+try:
+    os.open(d + "/y.fits", os.O_RDONLY)
+    sys.exit("a read-only open of a half-written file succeeded")
+except OSError as e:
+    assert e.errno == errno.EBUSY, e
 os.write(fd, src[len(src) // 2:])
 os.close(fd)
+# once ingested, the name reads back as the dataset
+assert open(d + "/y.fits", "rb").read() == src
 PY
 expect "... and the whole file is registered" test "$(count u/me/run3)" = 1
 
