@@ -2778,43 +2778,83 @@ static int lock_repo(const char *repo_dir, const char *dir, const char *spool, c
 
 /* Each staging tree exists (made if missing) on the datastore's file
  * system: hard links cannot cross file systems. */
-static int check_staging(const bfs_ingest_config *cfg, const char *datastore_root, char **errmsg)
+/* The quarantine directory and the events file: the configuration's, or
+ * their defaults in the repository's .butlerfs.  NULL when out of memory. */
+static char *quarantine_of(const bfs_ingest_config *cfg, const char *repo_dir)
 {
-    struct stat root;
-    if (stat(datastore_root, &root) < 0)
+    return cfg->quarantine_dir ? strdup(cfg->quarantine_dir) : bfs_asprintf("%s/.butlerfs/quarantine", repo_dir);
+}
+
+static char *events_of(const bfs_ingest_config *cfg, const char *repo_dir)
+{
+    return cfg->events_file ? strdup(cfg->events_file) : bfs_asprintf("%s/.butlerfs/events.jsonl", repo_dir);
+}
+
+/* dir (made when missing) must be on the file system of ref: a directory
+ * whose files arrive by link or rename (how says which, for the message). */
+static int check_same_fs(const char *dir, const char *ref, const char *ref_kind, bool private_dirs,
+                         const char *kind, const char *how, char **errmsg)
+{
+    struct stat r, st;
+    if (stat(ref, &r) < 0)
         return -errno;
-    for (int i = 0; cfg && i < cfg->n_staging; i++) {
-        char *probe = bfs_asprintf("%s/x", cfg->staging[i]);
-        int ret = probe ? bfs_make_parents(probe, false) : -ENOMEM;
-        free(probe);
-        struct stat st;
-        if (ret == 0 && stat(cfg->staging[i], &st) < 0)
-            ret = -errno;
-        if (ret < 0) {
-            bfs_set_errmsg(errmsg, "cannot make staging tree %s: %s", cfg->staging[i], strerror(-ret));
-            return ret;
-        }
-        if (st.st_dev != root.st_dev) {
-            bfs_set_errmsg(errmsg, "staging tree %s is on another file system than the datastore %s "
-                                   "(files are hard-linked into staging trees, and links cannot cross "
-                                   "file systems)", cfg->staging[i], datastore_root);
-            return -EXDEV;
-        }
+    char *probe = bfs_asprintf("%s/x", dir);
+    int ret = probe ? bfs_make_parents(probe, private_dirs) : -ENOMEM;
+    free(probe);
+    if (ret == 0 && stat(dir, &st) < 0)
+        ret = -errno;
+    if (ret < 0) {
+        bfs_set_errmsg(errmsg, "cannot make %s %s: %s", kind, dir, strerror(-ret));
+        return ret;
+    }
+    if (st.st_dev != r.st_dev) {
+        bfs_set_errmsg(errmsg, "%s %s is on another file system than the %s %s (%s, which cannot cross file "
+                               "systems)", kind, dir, ref_kind, ref, how);
+        return -EXDEV;
     }
     return 0;
+}
+
+/* What the configuration names must work before anything is mounted:
+ * staging trees (hard links from the datastore), the quarantine (renames
+ * from the spool) and the events file (appended to). */
+static int check_places(const bfs_ingest_config *cfg, const char *datastore_root, const char *spool,
+                        const char *quarantine, const char *events, char **errmsg)
+{
+    int ret = 0;
+    for (int i = 0; ret == 0 && cfg && i < cfg->n_staging; i++)
+        ret = check_same_fs(cfg->staging[i], datastore_root, "datastore", false, "staging tree",
+                            "files are hard-linked into staging trees", errmsg);
+    if (ret == 0)
+        ret = check_same_fs(quarantine, spool, "spool", true, "quarantine directory",
+                            "refused files are renamed there from the spool, never copied", errmsg);
+    if (ret == 0) {
+        int fd = bfs_make_parents(events, false) == 0 ? open(events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)
+                                                      : -1;
+        if (fd < 0) {
+            ret = -errno;
+            bfs_set_errmsg(errmsg, "cannot open the events file %s: %s", events, strerror(errno));
+        } else {
+            close(fd);
+        }
+    }
+    return ret;
 }
 
 int bfs_ingest_check(const char *repo_dir, const char *datastore_root, const bfs_ingest_config *cfg,
                      char **errmsg)
 {
     char *dir = bfs_asprintf("%s/.butlerfs", repo_dir), *spool = bfs_asprintf("%s/.butlerfs/spool", repo_dir);
-    int ret = dir && spool ? lock_repo(repo_dir, dir, spool, datastore_root, errmsg) : -ENOMEM;
+    char *quarantine = quarantine_of(cfg, repo_dir), *events = events_of(cfg, repo_dir);
+    int ret = dir && spool && quarantine && events ? lock_repo(repo_dir, dir, spool, datastore_root, errmsg) : -ENOMEM;
     if (ret >= 0) {
         close(ret);
-        ret = check_staging(cfg, datastore_root, errmsg);
+        ret = check_places(cfg, datastore_root, spool, quarantine, events, errmsg);
     }
     free(dir);
     free(spool);
+    free(quarantine);
+    free(events);
     return ret;
 }
 
@@ -2847,8 +2887,8 @@ int bfs_ingest_open(const char *repo_dir, const char *datastore_root, bfs_regist
     ing->dir = bfs_asprintf("%s/.butlerfs", repo_dir);
     ing->spool = bfs_asprintf("%s/.butlerfs/spool", repo_dir);
     ing->reserve = bfs_asprintf("%s/.butlerfs/reserve", repo_dir);
-    ing->quarantine = cfg->quarantine_dir ? strdup(cfg->quarantine_dir) : bfs_asprintf("%s/.butlerfs/quarantine", repo_dir);
-    ing->events = cfg->events_file ? strdup(cfg->events_file) : bfs_asprintf("%s/.butlerfs/events.jsonl", repo_dir);
+    ing->quarantine = quarantine_of(cfg, repo_dir);
+    ing->events = events_of(cfg, repo_dir);
     int ret = 0;
     if (!ing->repo || !ing->root || !ing->dir || !ing->spool || !ing->reserve || !ing->quarantine || !ing->events) {
         ret = -ENOMEM;

@@ -78,6 +78,17 @@ if [ -d /dev/shm ] && [ "$(stat -c %d /dev/shm)" != "$(stat -c %d "$T/repo")" ];
     expect "a staging tree on another file system is refused at mount time, in one sentence" \
         grep -q "staging tree $shm is on another file system than the datastore" "$T/shm.out"
     expect "... and nothing was mounted" bash -c "! mountpoint -q '$T/mnt'"
+    # refused files are renamed from the spool into the quarantine: never copied
+    printf 'ingest:\n  quarantine: "%s"\n' "$shm/q" >"$T/shm.yaml"
+    "$BFS_BIN" mount "$T/repo" "$T/mnt" -o "rw,config=$T/shm.yaml" >"$T/shm.out" 2>&1
+    expect "a quarantine on another file system than the spool is refused at mount time, in one sentence" \
+        grep -q "quarantine directory $shm/q is on another file system than the spool" "$T/shm.out"
+    expect "... and nothing was mounted" bash -c "! mountpoint -q '$T/mnt'"
+    printf 'ingest:\n  events: "%s"\n' "$T/repo/gen3.sqlite3/events.jsonl" >"$T/ev.yaml"
+    "$BFS_BIN" mount "$T/repo" "$T/mnt" -o "rw,config=$T/ev.yaml" >"$T/ev.out" 2>&1
+    expect "an events file that cannot be opened is refused at mount time" \
+        grep -q "cannot open the events file $T/repo/gen3.sqlite3/events.jsonl" "$T/ev.out"
+    expect "... and nothing was mounted" bash -c "! mountpoint -q '$T/mnt'"
     rm -rf "$shm"
 fi
 expect_no_sanitizer
