@@ -226,6 +226,13 @@ struct bfs_ingest {
     pthread_t hasher;
     bool hasher_running;
     pthread_mutex_t pair_lock; /* one pairing decision at a time (a partner found, or WAITING) */
+    /* under lock: when the wait for each recent OBSID's Header Service
+     * document ends (hs_wait_for); the oldest entry is reused */
+    struct hs_wait {
+        char obsid[80];
+        double until; /* monotonic seconds */
+    } hs_waits[64];
+    int hs_next;
     bool stop;
     bfs_ingest_stats stats;
 };
@@ -1055,6 +1062,31 @@ static int raw_records_tx(bfs_ingest *ing, void *ctx)
  * by rename, so u->fd is reopened.  It is idempotent: a crash after it
  * and the step run again at the next mount change nothing more.  Negative
  * errno only for what must stop the step (memory, the spool file gone). */
+/* How long a raw of obsid may still wait for its Header Service document,
+ * in ms.  Every raw of one image waits for the same document, so the wait
+ * runs from the first one's arrival: the 189 sensors of an exposure whose
+ * document never comes take one wait in all, not one each behind the
+ * workers (later ones look once, with no wait). */
+static int64_t hs_wait_for(bfs_ingest *ing, const char *obsid)
+{
+    double now = bfs_mono_s(), wait = ing->cfg->hs_wait_ms / 1000.0;
+    size_t k = sizeof ing->hs_waits / sizeof ing->hs_waits[0];
+    pthread_mutex_lock(&ing->lock);
+    struct hs_wait *w = NULL;
+    for (size_t i = 0; i < k && !w; i++)
+        if (!strcmp(ing->hs_waits[i].obsid, obsid))
+            w = &ing->hs_waits[i];
+    if (!w) {
+        w = &ing->hs_waits[ing->hs_next];
+        ing->hs_next = (ing->hs_next + 1) % (int)k;
+        snprintf(w->obsid, sizeof w->obsid, "%s", obsid);
+        w->until = now + wait;
+    }
+    double left = w->until - now;
+    pthread_mutex_unlock(&ing->lock);
+    return left > 0 ? (int64_t)(left * 1000) : 0;
+}
+
 static int merge_header_service(bfs_ingest *ing, struct bfs_upload *u, bfs_fits_card **cards, size_t *n)
 {
     const bfs_fits_card *o = bfs_fits_find(*cards, *n, "OBSID");
@@ -1072,9 +1104,13 @@ static int merge_header_service(bfs_ingest *ing, struct bfs_upload *u, bfs_fits_
     snprintf(obsid, sizeof obsid, "%s", o->value);
     size_t len = 0;
     const bfs_ingest_config *c = ing->cfg;
-    int ret = bfs_hs_fetch_with(ing->http, c->hs_dir, c->hs_url, obsid, c->hs_wait_ms, &text, &len, &msg);
+    int64_t wait_ms = hs_wait_for(ing, obsid);
+    int ret = bfs_hs_fetch_with(ing->http, c->hs_dir, c->hs_url, obsid, wait_ms, &text, &len, &msg);
     if (ret < 0) {
-        u->hs_note = bfs_asprintf("not merged: %s", msg ? msg : strerror(-ret));
+        u->hs_note = bfs_asprintf("not merged: %s%s", msg ? msg : strerror(-ret),
+                                  ret == -ETIMEDOUT && wait_ms < c->hs_wait_ms
+                                      ? " (the wait for this image's document began with its first file)"
+                                      : "");
         bfs_warn(TAG, "%s (%s in %s) is stored without its Header Service document: %s", obsid, u->name,
                  u->run, msg ? msg : strerror(-ret));
         free(msg);
