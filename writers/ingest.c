@@ -946,18 +946,26 @@ static void append_event(bfs_ingest *ing, struct bfs_upload *u, const char *quar
 /* Whether u's bytes are to be read as FITS: they start as FITS does, or
  * they are gzip-wrapped (as many real raws are, whatever their name) and
  * either are meant as a raw or have a FITS name. */
+/* Whether u's name says FITS: .fits, .fit, .fits.fz, .fits.gz, .fz. */
+static bool named_fits(const struct bfs_upload *u)
+{
+    char ext[64];
+    extension_of(u->name, ext, sizeof ext);
+    return bfs_startswith(ext, ".fits") || bfs_startswith(ext, ".fit") || !strcmp(ext, ".fz");
+}
+
+/* Whether u is validated as FITS: its bytes begin as FITS does, or are
+ * gzip (written where a raw goes, or named FITS), or its name says FITS
+ * (bytes that are not then fail the validation rather than being stored
+ * unchecked under a FITS name). */
 static bool is_fits(const struct bfs_upload *u)
 {
     unsigned char magic[9] = {0};
-    if (pread(u->fd, magic, 9, 0) != 9)
-        return false;
-    if (!memcmp(magic, "SIMPLE  =", 9))
+    if (pread(u->fd, magic, 9, 0) == 9 && !memcmp(magic, "SIMPLE  =", 9))
         return true;
-    if (magic[0] != 0x1f || magic[1] != 0x8b)
-        return false;
-    char ext[64];
-    extension_of(u->name, ext, sizeof ext);
-    return u->inbox || bfs_startswith(ext, ".fits") || bfs_startswith(ext, ".fit") || !strcmp(ext, ".fz");
+    if (magic[0] == 0x1f && magic[1] == 0x8b && u->inbox)
+        return true;
+    return named_fits(u);
 }
 
 /* Run fn(ing, ctx) under the registry lock, again while the database is

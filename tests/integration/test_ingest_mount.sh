@@ -261,6 +261,13 @@ expect "... the reason says another dataset has the dataId" \
     grep -q "another dataset (not $old_id) already has this dataId in u/me/run9" $T/repo/.butlerfs/quarantine/*/*.reason
 expect "... and the run still holds that one dataset, with one file" \
     test "$(count u/me/run9)/$(find "$T/repo/u/me/run9" -type f | wc -l)" = 1/1
+# a name that says FITS is validated as FITS, whatever the bytes begin with
+D10="$T/mnt/u/me/run10/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
+mkdir -p "$D10"
+printf 'these bytes are no FITS file\n' >"$T/junk.fits"
+cp "$T/junk.fits" "$D10/junk.fits" 2>"$T/err.txt"
+expect "a file named .fits whose bytes are not FITS fails at a dataId path (EINVAL)" grep -q "Invalid argument" "$T/err.txt"
+expect "... and nothing is registered there" test "$(count u/me/run10)" = 0
 
 # a second writer daemon on the same repository
 timeout 20 "$BFS_BIN" mount "$T/repo" "$T/mnt2" -f -o rw,log="$T/second.log" </dev/null >"$T/second.err" 2>&1
