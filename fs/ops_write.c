@@ -269,8 +269,10 @@ static void opw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
     bfs_node *dir = bfs_tree_node(fs->tree, parent);
     bfs_write_target wt;
     int ret = S_ISREG(mode) ? bfs_tree_write_target(fs->tree, dir, &wt) : -EPERM;
-    if (ret == 0 && bfs_ingest_readonly(fs->ing, wt.run))
-        ret = -EROFS;
+    bfs_ingest_target it = {.run = wt.run, .dataset_type = wt.dataset_type, .dim_names = wt.dim_names,
+                            .dim_values = wt.dim_values, .ndims = wt.ndims, .name = name, .replica = wt.replica};
+    if (ret == 0)
+        ret = bfs_upload_may_begin(fs->ing, &it); /* before a RUN or type is made for it */
     if (ret == 0)
         ret = ensure_run(fs, dir, &wt);
     if (ret == 0)
@@ -278,12 +280,8 @@ static void opw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
     struct upload_handle *h = NULL;
     if (ret == 0)
         ret = (h = calloc(1, sizeof *h)) ? 0 : -ENOMEM;
-    if (ret == 0) {
-        bfs_ingest_target it = {.run = wt.run, .dataset_type = wt.dataset_type, .dim_names = wt.dim_names,
-                                .dim_values = wt.dim_values, .ndims = wt.ndims, .name = name,
-                                .replica = wt.replica};
+    if (ret == 0)
         ret = bfs_upload_begin(fs->ing, &it, fuse_req_ctx(req)->uid, &h->u);
-    }
     if (ret < 0) {
         free(h);
         fuse_reply_err(req, -ret);

@@ -191,6 +191,7 @@ struct bfs_upload {
     char *reason;
     int err;                  /* with QUARANTINED */
     bool duplicate;
+    bool refused;             /* refused at create, no bytes taken (refuse_create): its event only */
 };
 
 /* Append u to the queue head..tail linked through u->next (the worker and
@@ -896,7 +897,7 @@ static void append_event(bfs_ingest *ing, struct bfs_upload *u, const char *quar
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
     bool ok = u->err == 0;
     const char *errname = ok ? NULL : strerrorname_np(u->err);
-    const char *outcome = ok ? (u->duplicate ? "duplicate" : "ingested") : "quarantined";
+    const char *outcome = ok ? (u->duplicate ? "duplicate" : "ingested") : u->refused ? "refused" : "quarantined";
     const char *instrument = upload_instrument(u);
     char *description = ok ? bfs_asprintf("%s %s as %s%s", outcome, u->name, u->rel,
                                           u->staging_note ? "; a staging link failed" : "")
@@ -3190,11 +3191,37 @@ static void purge_locked(bfs_ingest *ing)
     }
 }
 
+/* A create refused before any byte was taken (a read-only collection):
+ * the writer's open fails, and the log and an event line say so. */
+static int refuse_create(bfs_ingest *ing, const bfs_ingest_target *t, int err, const char *why)
+{
+    struct bfs_upload r = {.ing = ing, .run = (char *)t->run, .dtype = (char *)t->dataset_type,
+                           .name = (char *)t->name, .err = err, .refused = true};
+    r.reason = bfs_asprintf("%s in %s: %s; no bytes were taken", t->name, t->run, why);
+    r.ndims = t->ndims;
+    for (int i = 0; i < t->ndims && i < BFS_MAX_DIMS; i++) {
+        r.dim_names[i] = (char *)t->dim_names[i];
+        r.dim_values[i] = (char *)t->dim_values[i];
+    }
+    bfs_warn(TAG, "refused %s", r.reason ? r.reason : why);
+    append_event(ing, &r, NULL);
+    free(r.reason);
+    return -err;
+}
+
+int bfs_upload_may_begin(bfs_ingest *ing, const bfs_ingest_target *t)
+{
+    if (bfs_ingest_readonly(ing, t->run))
+        return refuse_create(ing, t, EROFS, "a read-only collection (ingest.readonly_collections)");
+    return 0;
+}
+
 int bfs_upload_begin(bfs_ingest *ing, const bfs_ingest_target *t, uid_t uid, bfs_upload **out)
 {
     *out = NULL;
-    if (bfs_ingest_readonly(ing, t->run))
-        return -EROFS;
+    int ret = bfs_upload_may_begin(ing, t);
+    if (ret < 0)
+        return ret;
     if (!bfs_is_one_component(t->name) || t->ndims < 0 || t->ndims > BFS_MAX_DIMS)
         return -EINVAL;
     if (t->dataset_type && !bfs_catalog_dataset_type(bfs_registry_catalog(ing->reg), t->dataset_type))
@@ -3231,7 +3258,7 @@ int bfs_upload_begin(bfs_ingest *ing, const bfs_ingest_target *t, uid_t uid, bfs
     u->uid = uid;
     u->mtime_ns = now_ns();
     u->st = S_OPEN;
-    int ret = oom ? -ENOMEM : 0;
+    ret = oom ? -ENOMEM : 0;
     if (ret == 0 && (u->fd = open(u->data_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
         ret = -errno;
     if (ret == 0)

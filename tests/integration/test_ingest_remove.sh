@@ -34,6 +34,15 @@ cp "$SRC" "$(path ro/x)/a.fits" 2>"$T/err.ro"
 expect "a read-only collection (ingest.readonly_collections) refuses a file with EROFS" \
     grep -q "Read-only file system" "$T/err.ro"
 expect "... and registers nothing" test "$(count ro/x)" = 0
+expect "... and says so in the log and in an event line (outcome refused, EROFS)" python3 - "$T/repo/.butlerfs/events.jsonl" "$BFS_LOG" <<'PY'
+import json, sys
+ev = [e for e in map(json.loads, open(sys.argv[1])) if e.get("run") == "ro/x"]
+assert len(ev) == 1, ev
+e = ev[0]
+assert e["status"] == 1 and e["outcome"] == "refused" and e["errno"] == "EROFS" and e["name"] == "a.fits", e
+assert "read-only collection" in e["description"], e
+assert "refused a.fits in ro/x: a read-only collection" in open(sys.argv[2]).read()
+PY
 expect "... and the dataset stays" test "$(count u/keep)" = 1
 unmount
 
