@@ -681,13 +681,35 @@ static void fmt_value(enum kind kind, int64_t v, char *buf, size_t sz)
         snprintf(buf, sz, "%lld", (long long)v);
 }
 
+int bfs_parse_bool(const char *s)
+{
+    static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no", "off"};
+    for (int i = 0; s && i < 3; i++) {
+        if (!strcasecmp(s, yes[i]))
+            return 1;
+        if (!strcasecmp(s, no[i]))
+            return 0;
+    }
+    return -1;
+}
+
+int bfs_yaml_repeated(const bfs_yaml *y, const bfs_yaml_node *m, size_t i)
+{
+    const char *key = bfs_yaml_key(y, m, i);
+    for (size_t j = 0; key && j < i; j++) {
+        const char *k = bfs_yaml_key(y, m, j);
+        if (k && !strcmp(k, key))
+            return bfs_yaml_line(y, bfs_yaml_item(y, m, j));
+    }
+    return 0;
+}
+
 static const char *node_kind(const bfs_yaml *y, const bfs_yaml_node *n)
 {
     return bfs_yaml_is_map(y, n) ? "a mapping" : bfs_yaml_is_seq(y, n) ? "a list" : "a scalar";
 }
 
-/* "~", "~/x", "~user/x" -> home directory; anything else copied. */
-static int expand_tilde(const char *s, char **out)
+int bfs_expand_tilde(const char *s, char **out)
 {
     *out = NULL;
     if (s[0] != '~') {
@@ -726,7 +748,7 @@ static int expand_tilde(const char *s, char **out)
  * relative to where `butlerfs mount` was started would break there). */
 static int resolve_path(const char *file, const char *s, char **out)
 {
-    int ret = expand_tilde(s, out);
+    int ret = bfs_expand_tilde(s, out);
     if (ret < 0 || (*out)[0] == '/')
         return ret;
     const char *slash = strrchr(file, '/');
@@ -811,14 +833,7 @@ static int set_key(struct loader *L, const char *section, const struct key *k, c
         return 0;
     }
     case K_BOOL: {
-        static const char *yes[] = {"true", "yes", "on"}, *no[] = {"false", "no", "off"};
-        int b = -1;
-        for (int i = 0; i < 3; i++) {
-            if (!strcasecmp(s, yes[i]))
-                b = 1;
-            if (!strcasecmp(s, no[i]))
-                b = 0;
-        }
+        int b = bfs_parse_bool(s);
         if (b < 0)
             return fail(L, v, "%s.%s: expected true or false, found '%s'", section, k->name, s);
         *(bool *)field = b;
@@ -902,7 +917,7 @@ static int normalize_location(const char *s, bool replica, char **out, const cha
     *out = NULL;
     char *p = NULL;
     if (s[0] == '~') {
-        int ret = expand_tilde(s, &p);
+        int ret = bfs_expand_tilde(s, &p);
         if (ret == -ENOENT)
             *why = "cannot expand '~': no such user or no home directory";
         if (ret < 0)
@@ -1149,7 +1164,10 @@ static int load_document(struct loader *L)
             seen[si] = bfs_yaml_line(y, yaml_key_node(y, root, i));
             ret = load_section(L, si, v);
         } else if (name && (!strcmp(name, "ingest") || !strcmp(name, "transfer"))) {
-            ret = 0; /* owned by writers/ (ingest.c, transfer.c), read at an -o rw mount */
+            /* owned by writers/ (ingest.c, transfer.c), read at an -o rw mount */
+            int first = bfs_yaml_repeated(y, root, i);
+            ret = first ? fail(L, yaml_key_node(y, root, i), "%s is given twice (first at line %d)", name, first)
+                        : 0;
         } else {
             return fail(L, yaml_key_node(y, root, i),
                         "unknown key '%s' (the file takes: cache, fetch, registry, sources, allowed_roots, "
@@ -1174,7 +1192,7 @@ static char *default_path(void)
     if (xdg && xdg[0] == '/')
         return bfs_asprintf("%s/butlerfs/config.yaml", xdg);
     char *p = NULL;
-    if (expand_tilde("~/.config/butlerfs/config.yaml", &p) < 0)
+    if (bfs_expand_tilde("~/.config/butlerfs/config.yaml", &p) < 0)
         return NULL;
     return p;
 }
@@ -1185,7 +1203,7 @@ int bfs_config_load(const char *path, bfs_config *c, char **errmsg)
     bool explicit_path = path != NULL;
     char *file = NULL;
     if (explicit_path) {
-        int ret = expand_tilde(path, &file);
+        int ret = bfs_expand_tilde(path, &file);
         if (ret == -ENOENT)
             bfs_set_errmsg(errmsg, "%s: cannot expand '~': no such user or no home directory", path);
         if (ret < 0)

@@ -72,6 +72,18 @@ int bfs_yaml_line(const bfs_yaml *y, const bfs_yaml_node *n);
 /* True for a missing node and for a YAML null: an unquoted "", "~" or
  * "null" ("key:" with no value).  A quoted "~" is a string. */
 bool bfs_yaml_is_null(const bfs_yaml *y, const bfs_yaml_node *n);
+/* When key i of mapping m repeats an earlier key of m: the line of the
+ * first one (a repeated key is an error in every section, not the last one
+ * silently winning); else 0. */
+int bfs_yaml_repeated(const bfs_yaml *y, const bfs_yaml_node *m, size_t i);
+
+/* A boolean as the configuration file writes it: true/yes/on -> 1,
+ * false/no/off -> 0 (any case), anything else (or NULL) -> -1. */
+int bfs_parse_bool(const char *s);
+/* s with a leading "~", "~/x" or "~user/x" replaced by that home directory;
+ * anything else copied.  *out is malloc'd.  0, -ENOENT (no such user or
+ * home), -ENOMEM. */
+int bfs_expand_tilde(const char *s, char **out);
 
 /* The type a scalar has under YAML 1.1's implicit resolution as PyYAML
  * (which writes the Header Service's documents) applies it: an unquoted

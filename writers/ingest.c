@@ -311,6 +311,48 @@ static int cfg_strings(const bfs_yaml *y, const bfs_yaml_node *v, const char *fi
 }
 
 /* header_service: {dir: DIR | url: TEMPLATE, wait: DURATION} */
+/* An absolute path ("~" expanded) into *dst, replacing what was there. */
+static int cfg_path(const bfs_yaml *y, const bfs_yaml_node *v, const char *file, const char *key, char **dst,
+                    char **errmsg)
+{
+    const char *s = bfs_yaml_scalar(y, v);
+    char *p = NULL;
+    int ret = s && *s ? bfs_expand_tilde(s, &p) : -EINVAL;
+    if (ret == -ENOMEM)
+        return ret;
+    if (ret < 0 || p[0] != '/') {
+        free(p);
+        return cfg_fail(errmsg, file, y, v, "must be an absolute path (a leading ~ is expanded)", key);
+    }
+    free(*dst);
+    *dst = p;
+    return 0;
+}
+
+static int cfg_bool(const bfs_yaml *y, const bfs_yaml_node *v, const char *file, const char *key, bool *dst,
+                    char **errmsg)
+{
+    int b = bfs_parse_bool(bfs_yaml_scalar(y, v));
+    if (b < 0)
+        return cfg_fail(errmsg, file, y, v, "must be true or false", key);
+    *dst = b;
+    return 0;
+}
+
+/* The keys ingest: takes, for the message that names an unknown one. */
+static const char *const ingest_keys[] = {
+    "readonly_collections", "create_dataset_types", "default_storage_class", "checksums", "check_amplifiers",
+    "allow_remove", "corrections", "staging", "quarantine", "events", "webhook", "webhook_queue",
+    "header_service", "inbox_ttl", "registry_deadline", "replica_wait", "workers"};
+
+static bool ingest_key(const char *key)
+{
+    for (size_t i = 0; key && i < sizeof ingest_keys / sizeof ingest_keys[0]; i++)
+        if (!strcmp(key, ingest_keys[i]))
+            return true;
+    return false;
+}
+
 static int cfg_header_service(const bfs_yaml *y, const bfs_yaml_node *v, const char *file,
                               bfs_ingest_config *c, char **errmsg)
 {
@@ -321,12 +363,16 @@ static int cfg_header_service(const bfs_yaml *y, const bfs_yaml_node *v, const c
         const bfs_yaml_node *n = bfs_yaml_item(y, v, i);
         const char *s = bfs_yaml_scalar(y, n);
         int64_t ms;
+        int first = bfs_yaml_repeated(y, v, i);
+        if (first) {
+            bfs_set_errmsg(errmsg, "%s:%d: ingest.header_service.%s is given twice (first at line %d)", file,
+                           bfs_yaml_line(y, n), key, first);
+            return -EINVAL;
+        }
         if (key && !strcmp(key, "dir")) {
-            if (!s || s[0] != '/')
-                return cfg_fail(errmsg, file, y, n, "must be an absolute directory", "header_service.dir");
-            free(c->hs_dir);
-            if (!(c->hs_dir = strdup(s)))
-                return -ENOMEM;
+            int ret = cfg_path(y, n, file, "header_service.dir", &c->hs_dir, errmsg);
+            if (ret < 0)
+                return ret;
         } else if (key && !strcmp(key, "url")) {
             if (!s || (!bfs_startswith(s, "http://") && !bfs_startswith(s, "https://")) || !strstr(s, "{obsid}"))
                 return cfg_fail(errmsg, file, y, n, "must be an http(s) URL holding {obsid}", "header_service.url");
@@ -360,43 +406,51 @@ int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, con
         const char *key = bfs_yaml_key(y, section, i);
         const bfs_yaml_node *v = bfs_yaml_item(y, section, i);
         const char *s = bfs_yaml_scalar(y, v);
-        int ret = 0;
+        int ret = 0, first = bfs_yaml_repeated(y, section, i);
         int64_t n;
-        if (!key) {
+        if (first) {
+            bfs_set_errmsg(errmsg, "%s:%d: ingest.%s is given twice (first at line %d)", file, bfs_yaml_line(y, v),
+                           key, first);
+            ret = -EINVAL;
+        } else if (!key) {
             ret = cfg_fail(errmsg, file, y, v, "has a key that is not a string", "?");
+        } else if (ingest_key(key) && bfs_yaml_is_null(y, v)) {
+            ret = 0; /* "key:" keeps the default, as everywhere in the file */
         } else if (!strcmp(key, "readonly_collections")) {
             ret = cfg_strings(y, v, file, key, &c->readonly_collections, &c->n_readonly_collections, errmsg);
         } else if (!strcmp(key, "staging") || !strcmp(key, "corrections")) {
             char ***list = key[0] == 's' ? &c->staging : &c->corrections;
             int *nl = key[0] == 's' ? &c->n_staging : &c->n_corrections;
             ret = cfg_strings(y, v, file, key, list, nl, errmsg);
-            for (int k = 0; ret == 0 && k < *nl; k++)
-                if ((*list)[k][0] != '/')
-                    ret = cfg_fail(errmsg, file, y, v, "must hold absolute directories", key);
-        } else if (!strcmp(key, "create_dataset_types") || !strcmp(key, "check_amplifiers")) {
-            if (!s || (strcmp(s, "true") && strcmp(s, "false")))
-                ret = cfg_fail(errmsg, file, y, v, "must be true or false", key);
-            else
-                *(key[1] == 'r' ? &c->create_dataset_types : &c->check_amplifiers) = !strcmp(s, "true");
-        } else if (!strcmp(key, "allow_remove")) {
-            if (!s || (strcmp(s, "true") && strcmp(s, "false")))
-                ret = cfg_fail(errmsg, file, y, v, "must be true or false", key);
-            else
-                c->allow_remove = !strcmp(s, "true");
+            for (int k = 0; ret == 0 && k < *nl; k++) {
+                char *p = NULL;
+                int e = bfs_expand_tilde((*list)[k], &p);
+                if (e == -ENOMEM)
+                    return e;
+                if (e == 0) {
+                    free((*list)[k]);
+                    (*list)[k] = p;
+                }
+                if (e < 0 || (*list)[k][0] != '/')
+                    ret = cfg_fail(errmsg, file, y, v, "must hold absolute directories (a leading ~ is expanded)",
+                                   key);
+            }
+        } else if (!strcmp(key, "create_dataset_types") || !strcmp(key, "check_amplifiers") ||
+                   !strcmp(key, "allow_remove")) {
+            ret = cfg_bool(y, v, file, key,
+                           key[0] == 'a' ? &c->allow_remove
+                           : key[1] == 'r' ? &c->create_dataset_types : &c->check_amplifiers, errmsg);
         } else if (!strcmp(key, "checksums")) {
             if (!s || (strcmp(s, "strict") && strcmp(s, "advisory")))
                 ret = cfg_fail(errmsg, file, y, v, "must be strict or advisory", key);
             else
                 c->checksums_advisory = !strcmp(s, "advisory");
-        } else if (!strcmp(key, "default_storage_class") || !strcmp(key, "quarantine") ||
-                   !strcmp(key, "events")) {
-            char **dst = key[0] == 'd' ? &c->default_storage_class
-                       : key[0] == 'q' ? &c->quarantine_dir : &c->events_file;
+        } else if (!strcmp(key, "quarantine") || !strcmp(key, "events")) {
+            ret = cfg_path(y, v, file, key, key[0] == 'q' ? &c->quarantine_dir : &c->events_file, errmsg);
+        } else if (!strcmp(key, "default_storage_class")) {
             if (!s || !*s)
                 ret = cfg_fail(errmsg, file, y, v, "must be a non-empty string", key);
-            else if (key[0] != 'd' && s[0] != '/')
-                ret = cfg_fail(errmsg, file, y, v, "must be an absolute path", key);
-            else if (!(free(*dst), *dst = strdup(s)))
+            else if (!(free(c->default_storage_class), c->default_storage_class = strdup(s)))
                 ret = -ENOMEM;
         } else if (!strcmp(key, "inbox_ttl") || !strcmp(key, "registry_deadline") || !strcmp(key, "replica_wait")) {
             if (!s || !bfs_parse_duration_ms(s, &n) || n < 0 || n > 86400000)
@@ -422,11 +476,11 @@ int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, con
             else
                 c->workers = (int)n;
         } else {
-            bfs_set_errmsg(errmsg, "%s:%d: unknown key 'ingest.%s' (ingest takes: readonly_collections, "
-                                   "create_dataset_types, default_storage_class, checksums, check_amplifiers, allow_remove, "
-                                   "corrections, staging, quarantine, events, webhook, webhook_queue, "
-                                   "header_service, inbox_ttl, registry_deadline, replica_wait, workers)",
-                           file, bfs_yaml_line(y, v), key);
+            char takes[512] = "";
+            for (size_t k = 0; k < sizeof ingest_keys / sizeof ingest_keys[0]; k++)
+                snprintf(takes + strlen(takes), sizeof takes - strlen(takes), "%s%s", k ? ", " : "", ingest_keys[k]);
+            bfs_set_errmsg(errmsg, "%s:%d: unknown key 'ingest.%s' (ingest takes: %s)", file, bfs_yaml_line(y, v),
+                           key, takes);
             ret = -EINVAL;
         }
         if (ret < 0)

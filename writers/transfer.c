@@ -126,22 +126,15 @@ static int cfg_fail(char **errmsg, const char *file, const bfs_yaml *y, const bf
 }
 
 /* Whether the key at index i of mapping m was given before it (then
- * *errmsg says so with file:line): a repeated key is an error, not the
- * last one winning over the first (whose value would leak). */
+ * *errmsg says so with file:line). */
 static bool cfg_twice(const bfs_yaml *y, const bfs_yaml_node *m, size_t i, const char *file, const char *where,
                       char **errmsg)
 {
-    const char *key = bfs_yaml_key(y, m, i);
-    for (size_t j = 0; key && j < i; j++) {
-        const char *k = bfs_yaml_key(y, m, j);
-        if (k && !strcmp(k, key)) {
-            bfs_set_errmsg(errmsg, "%s:%d: transfer.%s%s is given twice (first at line %d)", file,
-                           bfs_yaml_line(y, bfs_yaml_item(y, m, i)), where, key,
-                           bfs_yaml_line(y, bfs_yaml_item(y, m, j)));
-            return true;
-        }
-    }
-    return false;
+    int first = bfs_yaml_repeated(y, m, i);
+    if (first)
+        bfs_set_errmsg(errmsg, "%s:%d: transfer.%s%s is given twice (first at line %d)", file,
+                       bfs_yaml_line(y, bfs_yaml_item(y, m, i)), where, bfs_yaml_key(y, m, i), first);
+    return first != 0;
 }
 
 /* A string, or a list of strings, into a new array. */

@@ -774,6 +774,7 @@ static void test_allowed_roots(void **state)
         {"allowed_roots:\n  - s3://b/x/\n", "expected a local directory; remote locations are allowed by mapping them under sources:"},
         {"allowed_roots:\n  - file://host/x/\n", "local absolute path"},
         {"allowed_roots: []\nallowed_roots: []\n", ":2: allowed_roots is given twice"},
+        {"ingest: {}\ntransfer: {}\ningest: {workers: 2}\n", ":3: ingest is given twice (first at line 1)"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         assert_int_equal(load_text(dir, bad[i][0], &c, &msg), -EINVAL);

@@ -8,8 +8,10 @@
 #include "repo_builder.h"
 
 #include "strutil.h"
+#include "transfer.h"
 #include "writers.h"
 
+#include <libgen.h>
 #include <sys/stat.h>
 
 static int parse(const char *text, bfs_ingest_config *c, char **msg)
@@ -71,7 +73,7 @@ static void test_config(void **state)
     assert_int_equal(c.hs_wait_ms, 10000); /* the default */
     bfs_ingest_config_free(&c);
     expect_bad("ingest:\n  header_service: {url: \"https://x/y\"}\n", "holding {obsid}");
-    expect_bad("ingest:\n  header_service: {dir: rel}\n", "must be an absolute directory");
+    expect_bad("ingest:\n  header_service: {dir: rel}\n", "ingest.header_service.dir must be an absolute path");
     expect_bad("ingest:\n  header_service: {wait: 5s}\n", "needs exactly one of dir and url");
     expect_bad("ingest:\n  header_service: {dir: /a, url: \"http://h/{obsid}\"}\n", "exactly one");
     expect_bad("ingest:\n  header_service: {dir: /a, timeout: 3s}\n", "'ingest.header_service.timeout'");
@@ -81,6 +83,59 @@ static void test_config(void **state)
     assert_true(c.create_dataset_types);
     bfs_ingest_config_free(&c);
     expect_bad("ingest:\n  check_amplifiers: maybe\n", "c.yaml:2: ingest.check_amplifiers must be true or false");
+    /* the rules of the whole file: a key given twice is an error, "key:" keeps
+     * the default, booleans as elsewhere, a leading ~ expanded */
+    expect_bad("ingest:\n  workers: 3\n  staging: [/a]\n  workers: 4\n",
+               "c.yaml:4: ingest.workers is given twice (first at line 2)");
+    expect_bad("ingest:\n  header_service:\n    dir: /a\n    dir: /b\n",
+               "c.yaml:4: ingest.header_service.dir is given twice (first at line 3)");
+    char *old_home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+    setenv("HOME", "/home/summit", 1);
+    assert_int_equal(parse("ingest:\n  workers:\n  allow_remove: yes\n  check_amplifiers: off\n"
+                           "  quarantine: ~/quarantine\n  staging: [~/oods]\n  header_service: {dir: ~/hs}\n",
+                           &c, &msg), 0);
+    assert_int_equal(c.workers, 2); /* the default kept */
+    assert_true(c.allow_remove);
+    assert_false(c.check_amplifiers);
+    assert_string_equal(c.quarantine_dir, "/home/summit/quarantine");
+    assert_string_equal(c.staging[0], "/home/summit/oods");
+    assert_string_equal(c.hs_dir, "/home/summit/hs");
+    bfs_ingest_config_free(&c);
+    if (old_home)
+        setenv("HOME", old_home, 1);
+    else
+        unsetenv("HOME");
+    free(old_home);
+}
+
+/* docs/butlerfs.example.yaml's ingest: and transfer: sections parse. */
+static void test_example_file(void **state)
+{
+    (void)state;
+    char *src = strdup(__FILE__), *path = NULL;
+    assert_true(asprintf(&path, "%s/../../docs/butlerfs.example.yaml", dirname(src)) > 0);
+    bfs_yaml *y = NULL;
+    char *msg = NULL;
+    assert_int_equal(bfs_yaml_load_file(path, &y, &msg), 0);
+    bfs_ingest_config c;
+    bfs_ingest_config_defaults(&c);
+    const bfs_yaml_node *sec = bfs_yaml_get(y, bfs_yaml_root(y), "ingest");
+    assert_non_null(sec);
+    if (bfs_ingest_config_parse(y, sec, path, &c, &msg) != 0)
+        fail_msg("%s", msg ? msg : "?");
+    assert_int_equal(c.n_staging, 2);
+    assert_non_null(c.hs_dir);
+    bfs_ingest_config_free(&c);
+    bfs_transfer_config t;
+    bfs_transfer_config_defaults(&t);
+    sec = bfs_yaml_get(y, bfs_yaml_root(y), "transfer");
+    assert_non_null(sec);
+    if (bfs_transfer_config_parse(y, sec, path, &t, &msg) != 0)
+        fail_msg("%s", msg ? msg : "?");
+    bfs_transfer_config_free(&t);
+    bfs_yaml_free(y);
+    free(path);
+    free(src);
 }
 
 struct ictx {
@@ -329,6 +384,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config),
+        cmocka_unit_test(test_example_file),
         cmocka_unit_test_setup_teardown(test_path_ingest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_streamed_checksum, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
