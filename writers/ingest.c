@@ -190,6 +190,12 @@ struct bfs_upload {
     char *rel;                /* datastore path, relative to the root */
     char *reason;
     int err;                  /* with QUARANTINED */
+    char stage_day[16];       /* the staging trees' <YYYY-MM-DD>, fixed when registered ("" before) */
+    /* under ing->lock: a staging link failed; purge_locked queues the
+     * REGISTERED step again at restage_at (monotonic s, 0: not due) */
+    double restage_at;
+    int restage_tries;
+    bool restaging;
     bool duplicate;
     bool refused;             /* refused at create, no bytes taken (refuse_create): its event only */
 };
@@ -254,6 +260,7 @@ void bfs_ingest_config_defaults(bfs_ingest_config *c)
     c->inbox_ttl_ms = 60000;
     c->replica_wait_ms = 3600000;
     c->registry_deadline_ms = 30000;
+    c->staging_retry_ms = 60000;
     c->workers = 2;
     c->hs_wait_ms = 10000;
     c->webhook_queue = 10000;
@@ -343,7 +350,7 @@ static int cfg_bool(const bfs_yaml *y, const bfs_yaml_node *v, const char *file,
 static const char *const ingest_keys[] = {
     "readonly_collections", "create_dataset_types", "default_storage_class", "checksums", "check_amplifiers",
     "allow_remove", "corrections", "staging", "quarantine", "events", "webhook", "webhook_queue",
-    "header_service", "inbox_ttl", "registry_deadline", "replica_wait", "workers"};
+    "header_service", "inbox_ttl", "registry_deadline", "replica_wait", "staging_retry", "workers"};
 
 static bool ingest_key(const char *key)
 {
@@ -458,6 +465,11 @@ int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, con
             else
                 *(key[0] == 'i' ? &c->inbox_ttl_ms : key[0] == 'r' && key[2] == 'g' ? &c->registry_deadline_ms
                                                                                    : &c->replica_wait_ms) = n;
+        } else if (!strcmp(key, "staging_retry")) {
+            if (!s || !bfs_parse_duration_ms(s, &n) || n < 1000 || n > 3600000)
+                ret = cfg_fail(errmsg, file, y, v, "must be a duration from 1s to 1h (e.g. 60s)", key);
+            else
+                c->staging_retry_ms = n;
         } else if (!strcmp(key, "webhook")) {
             if (!s || (!bfs_startswith(s, "http://") && !bfs_startswith(s, "https://")))
                 ret = cfg_fail(errmsg, file, y, v, "must be an http(s) URL", key);
@@ -608,6 +620,8 @@ static int write_intent(bfs_ingest *ing, struct bfs_upload *u)
                           "duplicate", u->duplicate, "replica", u->replica, "pair", u->pair[0] ? u->pair : NULL,
                           "waiting_since", u->waiting_since, "formatter", u->formatter,
                           "more_detectors", ints_json(u->more_dets, u->n_more), "write_errno", u->write_err);
+    if (j && u->stage_day[0])
+        json_object_set_new(j, "stage_day", json_string(u->stage_day));
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     free(shown);
@@ -1658,6 +1672,7 @@ static int step_sealed_tail(bfs_ingest *ing, struct bfs_upload *u, struct tvals 
 static void step_all(bfs_ingest *ing, struct bfs_upload *u, void (*told)(struct bfs_upload *, int));
 static const char *shown_name(const struct bfs_upload *u);
 static void enqueue_locked(bfs_ingest *ing, struct bfs_upload *u);
+static void purge_locked(bfs_ingest *ing);
 
 /* The waiting partner of u (a replica's sidecar, a sidecar's replica), or
  * NULL (under ing->lock). */
@@ -2307,6 +2322,15 @@ static int add_dataset_tx(bfs_ingest *ing, void *ctx)
     return ret;
 }
 
+/* The observing night's date, as the summit's staging trees name their
+ * directories: UTC now - 12 h, YYYY-MM-DD. */
+static void observing_day(char out[16])
+{
+    time_t then = time(NULL) - 12 * 3600;
+    struct tm tm;
+    strftime(out, 16, "%Y-%m-%d", gmtime_r(&then, &tm));
+}
+
 static int step_placed(bfs_ingest *ing, struct bfs_upload *u)
 {
     const char *names[BFS_MAX_DIMS], *values[BFS_MAX_DIMS];
@@ -2354,6 +2378,10 @@ static int step_placed(bfs_ingest *ing, struct bfs_upload *u)
     }
     if (ret < 0)
         return ret;
+    /* the staging trees' date is the registration's, in the REGISTERED
+     * intent: links made again after a restart on a later day go under the
+     * same night, next to the ones made before */
+    observing_day(u->stage_day);
     u->st = S_REGISTERED;
     return 0;
 }
@@ -2391,11 +2419,10 @@ static int step_registered(bfs_ingest *ing, struct bfs_upload *u)
 {
     const bfs_ingest_config *c = ing->cfg;
     char *src = bfs_asprintf("%s%s", ing->root, u->rel);
-    /* <tree>/<observing day: UTC now - 12 h>/<file>, as the summit's staging trees are */
-    char day[16];
-    time_t then = time(NULL) - 12 * 3600;
-    struct tm tm;
-    strftime(day, sizeof day, "%Y-%m-%d", gmtime_r(&then, &tm));
+    /* <tree>/<observing day: UTC - 12 h at registration>/<file>, as the summit's staging trees are */
+    if (!u->stage_day[0])
+        observing_day(u->stage_day); /* an intent of an older butlerfs */
+    const char *day = u->stage_day;
     const char *base = strrchr(u->rel, '/') ? strrchr(u->rel, '/') + 1 : u->rel;
     int failed = 0, first_err = 0;
     free(u->staging_note);
@@ -2425,9 +2452,19 @@ static int step_registered(bfs_ingest *ing, struct bfs_upload *u)
     append_event(ing, u, NULL);
     if (failed) {
         pthread_mutex_lock(&ing->lock);
-        ing->stats.staging_failed++;
+        if (u->restage_tries == 0)
+            ing->stats.staging_failed++; /* not fully staged now (until a retry succeeds) */
+        double wait = (double)ing->cfg->staging_retry_ms / 1000.0 * (double)(1 << (u->restage_tries < 12 ? u->restage_tries : 12));
+        u->restage_at = bfs_mono_s() + (wait < 3600 ? wait : 3600);
+        u->restage_tries++;
         pthread_mutex_unlock(&ing->lock);
         return first_err;
+    }
+    if (u->restage_tries > 0) {
+        pthread_mutex_lock(&ing->lock);
+        ing->stats.staging_failed--;
+        pthread_mutex_unlock(&ing->lock);
+        bfs_note(TAG, "%s is fully staged now (after %d tries)", u->rel, u->restage_tries + 1);
     }
     if (u->replica)
         finish_pair(ing, u);
@@ -2540,8 +2577,12 @@ static void step_all(bfs_ingest *ing, struct bfs_upload *u, void (*told)(struct 
                 told(u, outcome);
         }
         if (ret < 0) {
-            bfs_err(TAG, "upload %s (%s in %s) stopped in state %s: %s; it is finished at the next mount",
-                    u->u, u->name, u->run, state_names[u->st], strerror(-ret));
+            if (u->st == S_REGISTERED && u->restage_at > 0)
+                bfs_warn(TAG, "upload %s (%s in %s) is registered but not fully staged: the links are tried again "
+                              "in %.0f s, and at the next mount", u->u, u->name, u->run, u->restage_at - bfs_mono_s());
+            else
+                bfs_err(TAG, "upload %s (%s in %s) stopped in state %s: %s; it is finished at the next mount",
+                        u->u, u->name, u->run, state_names[u->st], strerror(-ret));
             if (!said && told)
                 told(u, ret == -ENOSPC ? -ENOSPC : -EIO);
             return;
@@ -2582,8 +2623,15 @@ static void *worker_main(void *arg)
     bfs_ingest *ing = arg;
     pthread_mutex_lock(&ing->lock);
     for (;;) {
-        while (!ing->qhead && !ing->stop)
-            pthread_cond_wait(&ing->cond, &ing->lock);
+        while (!ing->qhead && !ing->stop) {
+            /* once a second: due staging retries and replica waits, even
+             * when no writer comes (purge_locked) */
+            struct timespec at;
+            clock_gettime(CLOCK_REALTIME, &at);
+            at.tv_sec += 1;
+            if (pthread_cond_timedwait(&ing->cond, &ing->lock, &at) == ETIMEDOUT)
+                purge_locked(ing);
+        }
         if (!ing->qhead)
             break;
         struct bfs_upload *u = ing->qhead;
@@ -2593,6 +2641,14 @@ static void *worker_main(void *arg)
         ing->stats.in_flight++;
         pthread_mutex_unlock(&ing->lock);
 
+        pthread_mutex_lock(&ing->lock);
+        bool restaging = u->restaging;
+        u->restaging = false;
+        pthread_mutex_unlock(&ing->lock);
+        if (restaging) {
+            step_all(ing, u, NULL); /* REGISTERED: the links again, and the event */
+            goto stepped;
+        }
         if (u->expired) {
             pthread_mutex_lock(&ing->lock);
             bool side = is_sidecar_locked(u);
@@ -2698,6 +2754,9 @@ static int recover_one(bfs_ingest *ing, const char *uhex)
     u->sensor = j ? json_str(j, "sensor") : NULL;
     u->rel = j ? json_str(j, "path") : NULL;
     u->reason = j ? json_str(j, "reason") : NULL;
+    const char *day = j ? json_string_value(json_object_get(j, "stage_day")) : NULL;
+    if (day && strlen(day) == 10)
+        snprintf(u->stage_day, sizeof u->stage_day, "%s", day);
     const char *id = j ? json_string_value(json_object_get(j, "dataset_id")) : NULL;
     if (id)
         snprintf(u->dataset_id, sizeof u->dataset_id, "%s", id);
@@ -3236,7 +3295,12 @@ static void purge_locked(bfs_ingest *ing)
             u->expired = true;
             enqueue_locked(ing, u); /* a worker quarantines it */
         }
-        if (u->refs == 0 && !u->held && past_inbox_ttl(ing, u, now)) {
+        if (u->restage_at > 0 && !u->busy && now >= u->restage_at) {
+            u->restage_at = 0;
+            u->restaging = true;
+            enqueue_locked(ing, u); /* a worker makes the missing staging links */
+        }
+        if (u->refs == 0 && !u->held && !u->restage_at && past_inbox_ttl(ing, u, now)) {
             *pp = u->next;
             upload_free(u);
         } else {

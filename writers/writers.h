@@ -54,6 +54,7 @@ typedef struct bfs_ingest_config {
     int64_t webhook_queue;       /* 10000 lines at most waiting for the webhook */
     int64_t inbox_ttl_ms;        /* 60000: a written name stays listed in its run this long */
     int64_t registry_deadline_ms; /* 30000: a busy registry past this is EIO */
+    int64_t staging_retry_ms;    /* 60000: a failed staging link is tried again after this, doubling to 1 h */
     int workers;                 /* 2 threads validate and register */
     int64_t replica_wait_ms;     /* 3600000: a replica or sidecar whose partner has not come by then is quarantined */
     /* header_service: the per-image YAML merged into raws (docs/ingest.md) */
@@ -245,8 +246,9 @@ int bfs_ingest_inbox(bfs_ingest *ing, const char *run, bfs_inbox_cb cb, void *ct
 /* Counters for the status file. */
 typedef struct bfs_ingest_stats {
     uint64_t ingested, duplicates, quarantined, in_flight, recovered;
-    uint64_t staging_failed; /* REGISTERED steps (at mount start or after a close) where a staging
-                              * link still failed after its tries; the intent is kept for the next mount */
+    uint64_t staging_failed; /* datasets registered but not fully staged now: a staging link still
+                              * failed after its tries (tried again every ingest.staging_retry, doubling,
+                              * and at the next mount; the intent is kept until they succeed) */
 } bfs_ingest_stats;
 void bfs_ingest_stats_get(bfs_ingest *ing, bfs_ingest_stats *st);
 

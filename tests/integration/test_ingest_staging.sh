@@ -6,8 +6,10 @@
 # regular file where <tree>/<YYYY-MM-DD> should be), so its link fails: the
 # writer's close is still 0 (the dataset is registered), the first tree has
 # its link, the event line says which tree was not staged and why, the log
-# warns, and the upload's intent stays.  With the block removed, the next
-# mount makes the missing link at start.
+# warns, and the upload's intent stays.  Unblocked while mounted, the
+# retry (ingest.staging_retry) makes the link.  Blocked again for a second
+# raw: the intent keeps the registration's night, and the next mount makes
+# the missing links at start, under that night.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
 command -v python3 >/dev/null || skip "python3 not installed"
@@ -16,7 +18,7 @@ T=$BFS_TMP
 mapfile -t RAWS < <(find "$T/src/LSSTCam/raw/all" -name '*.fits' | sort)
 "$BFS_BIN" init "$T/repo" >/dev/null 2>&1 || fail "butlerfs init"
 mkdir -p "$T/mnt" "$T/oods" "$T/archive"
-printf 'ingest:\n  staging: [%s, %s]\n' "$T/oods" "$T/archive" >"$T/cfg.yaml"
+printf 'ingest:\n  staging: [%s, %s]\n  staging_retry: 1s\n' "$T/oods" "$T/archive" >"$T/cfg.yaml"
 day=$(date -u -d '-12 hours' +%F)
 : >"$T/archive/$day"   # a file where the day's directory belongs
 
@@ -48,15 +50,53 @@ assert (i['ingested'], i['staging_failed']) == (1, 1), i
 " "$T/s.json"
 expect "... and butlerfs status says it in words" \
     bash -c "'$BFS_BIN' status '$T/mnt' | grep -q '1 not fully staged'"
+
+# unblocked while mounted: the running mount makes the link by itself
+rm "$T/archive/$day"
+for _ in $(seq 100); do
+    [ "$(stat -c %i "$T/archive/$day/$name" 2>/dev/null)" = "$(stat -c %i "$stored")" ] &&
+        [ -z "$(ls "$T/repo/.butlerfs/spool"/*.intent 2>/dev/null)" ] && break
+    sleep 0.2
+done
+expect "unblocked while mounted, the retry makes the missing link (ingest.staging_retry)" \
+    test "$(stat -c %i "$stored")" = "$(stat -c %i "$T/archive/$day/$name" 2>/dev/null)"
+expect "... and the intent is gone" test -z "$(ls "$T/repo/.butlerfs/spool"/*.intent 2>/dev/null)"
+for _ in $(seq 30); do
+    "$BFS_BIN" status --json "$T/mnt" >"$T/s.json" 2>/dev/null
+    grep -q '"staging_failed": *0' "$T/s.json" && break
+    sleep 0.2
+done
+expect "... and status counts nothing not fully staged" grep -q '"staging_failed": *0' "$T/s.json"
+expect "... and the log says it is fully staged now" grep -q "is fully staged now" "$BFS_LOG"
+
+# blocked again, for the next mount: the second raw keeps its intent
+mv "$T/archive/$day" "$T/archive/first" && : >"$T/archive/$day"
+expect "a raw whose link fails again is ingested (close 0)" cp "${RAWS[1]}" "$T/mnt/LSSTCam/raw/all/"
+stored=$(find "$T/repo/LSSTCam" -type f -name '*.fits' -newer "$T/s.json" | head -1)
+name=$(basename "$stored")
 unmount
+intent=$(ls "$T/repo/.butlerfs/spool"/*.intent | head -1)
+expect "the intent holds the staging day of the registration" \
+    python3 -c "import json, sys; assert json.load(open(sys.argv[1]))['stage_day'] == sys.argv[2]" "$intent" "$day"
+# a restart on a later night links under the registration's night, beside
+# the links made then: here that night is made to be 2020-01-02 (and the
+# first tree's link is gone too, so both are made again)
+then=2020-01-02
+python3 -c "
+import json, sys
+j = json.load(open(sys.argv[1])); j['stage_day'] = sys.argv[2]
+open(sys.argv[1], 'w').write(json.dumps(j))" "$intent" "$then"
+rm "$T/oods/$day/$name"
 
 rm "$T/archive/$day"
 mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || finish
 # the kernel's mount shows before the daemon's start-up recovery ends; its
 # first answer comes after it
 ls "$T/mnt" >/dev/null
-expect "the next mount makes the missing link at start" \
-    test "$(stat -c %i "$stored")" = "$(stat -c %i "$T/archive/$day/$name" 2>/dev/null)"
+expect "the next mount makes the missing link at start, under the registration's night" \
+    test "$(stat -c %i "$stored")" = "$(stat -c %i "$T/archive/$then/$name" 2>/dev/null)"
+expect "... in both trees, none under today's" \
+    bash -c "test \"\$(stat -c %i '$stored')\" = \"\$(stat -c %i '$T/oods/$then/$name')\" && ! test -e '$T/archive/$day/$name'"
 expect "... and writes the event again, staged" python3 -c "
 import json, sys
 e = [json.loads(l) for l in open(sys.argv[1])][-1]
