@@ -70,11 +70,16 @@ if [ -x "${BFS_HDR2FITS:-}" ] && [ -r "$BFS_SHARED/fixtures/headers/lsstCam-MC_O
 fi
 # a bad file must be reported by each tool's exit status
 head -c 5000 "${RAWS[9]}" >"$T/cut.fits"
-for t in "cp" "dd" "install"; do
+mkdir -p "$T/bad" && cp "$T/cut.fits" "$T/bad/bad-tar.fits" && tar cf "$T/bad.tar" -C "$T/bad" bad-tar.fits
+for t in "cp" "cp -p" "dd" "install" "tar x" "rsync"; do
     case $t in
         cp) cp "$T/cut.fits" "$R/bad-cp.fits" 2>/dev/null ;;
+        "cp -p") cp -p "$T/cut.fits" "$R/bad-cpp.fits" 2>/dev/null ;;
         dd) dd if="$T/cut.fits" of="$R/bad-dd.fits" status=none 2>/dev/null ;;
         install) install "$T/cut.fits" "$R/bad-install.fits" 2>/dev/null ;;
+        "tar x") tar xf "$T/bad.tar" -C "$R" 2>/dev/null ;;
+        rsync) command -v rsync >/dev/null || continue
+               rsync "$T/cut.fits" "$R/bad-rsync.fits" 2>/dev/null ;;
     esac
     rc=$?
     expect "$t of a truncated FITS exits non-zero" test "$rc" -ne 0
@@ -88,6 +93,15 @@ except OSError as e:
     sys.exit(3)
 " "$T/cut.fits" "$R/bad-py.fits"
 expect "python's close of a truncated FITS raises OSError" test $? = 3
+if [ -x "${BFS_HDR2FITS:-}" ] && [ -r "$BFS_SHARED/fixtures/headers/lsstCam-MC_O_20250609_000578_R01_S01.yaml" ]; then
+    # cfitsio writing a raw the ingest refuses (a camera it does not know):
+    # the refusal reaches the program through cfitsio's close
+    sed 's/^INSTRUME: .*/INSTRUME: NoSuchCam/' "$BFS_SHARED/fixtures/headers/lsstCam-MC_O_20250609_000578_R01_S01.yaml" >"$T/nosuch.yaml"
+    "$BFS_HDR2FITS" "$T/nosuch.yaml" "$R/bad-cfitsio.fits" 2>/dev/null
+    expect "cfitsio's fits_close_file of a raw of an unknown camera fails (hdr2fits exits non-zero)" test $? -ne 0
+fi
+expect "every refused file is in the quarantine" \
+    test "$(find "$T/repo/.butlerfs/quarantine" -name '*.data' | wc -l)" -ge 6
 unmount
 check_log
 expect_no_sanitizer
