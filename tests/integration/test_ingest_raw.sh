@@ -183,6 +183,10 @@ if [ -r "$REAL" ]; then
     expect "its exposure row equals the one the Python Butler wrote" \
         test "$(q "$BFS_SHARED/fixtures/repos/comCam" "SELECT $cols FROM exposure")" = "$(q "$T/repo" "SELECT $cols FROM exposure WHERE instrument = 'LSSTComCam'")"
     expect "LSSTComCam was registered with its 9 detectors" test "$(q "$T/repo" "SELECT count(*) FROM detector WHERE instrument='LSSTComCam'")" = 9
+    # the Python Butler's raw ingest gave it a UUIDv5 over (raw, LSSTComCam/raw/all, dataId)
+    py_id=$(q "$BFS_SHARED/fixtures/repos/comCam" "SELECT d.id FROM dataset d JOIN dataset_type t ON t.id = d.dataset_type_id WHERE t.name = 'raw'")
+    our_id=$(q "$T/repo" "SELECT CASE typeof(d.id) WHEN 'blob' THEN lower(hex(d.id)) ELSE d.id END FROM dataset d JOIN collection c ON c.collection_id = d.run_id WHERE c.name = 'LSSTComCam/raw/all'")
+    expect "its dataset id equals the one the Python Butler gave it ($py_id)" test -n "$py_id" -a "${py_id//-/}" = "${our_id//-/}"
 else
     echo "fixtures absent: the real-raw checks are skipped"
 fi
