@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # test_ingest_randomkill.sh - kill -9 of an -o rw daemon at random moments
-# while cp writes a 64 MiB file into it, then a clean remount.
+# while cp writes a 64 MiB file at a dataId path (odd rounds) or a raw into
+# a RUN's own directory (even rounds: validation, header translation,
+# dimension records), then a clean remount.
 #
 # Checks, after every kill: the spool is empty (every upload was finished
 # by the remount), the run holds at most one dataset, a cp that exited 0
@@ -13,20 +15,27 @@ skip_unless_fuse
 command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
 T=$BFS_TMP
 ROUNDS=${BFS_KILL_ROUNDS:-12}
-"$BFS_BIN" synth "$T/repo" --exposures 1 --detectors 1 >/dev/null 2>&1 || fail "synth"
+"$BFS_BIN" synth "$T/repo" --exposures 1 --detectors 1 --fits >/dev/null 2>&1 || fail "synth"
 mkdir -p "$T/mnt"
 DB=$T/repo/gen3.sqlite3
 R=$(sqlite3 "$DB" "SELECT exposure || ' ' || detector FROM dataset_tags_00000001 LIMIT 1")
 EXP=${R% *}; DET=${R#* }
 head -c $((64 << 20)) /dev/urandom >"$T/big.dat"
+cp "$(find "$T/repo/LSSTCam" -type f -name '*.fits' | head -1)" "$T/raw.fits"
 count() { sqlite3 "$DB" "SELECT count(*) FROM dataset d JOIN collection c ON c.collection_id = d.run_id WHERE c.name = '$1'" 2>/dev/null || echo 0; }
 
 bad=0 registered=0 quarantined=0
 for i in $(seq "$ROUNDS"); do
     mount_repo "$T/repo" "$T/mnt" rw || finish
-    d="$T/mnt/rk/$i/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
+    # odd rounds: a 64 MiB file at a dataId path; even rounds: a raw into a
+    # RUN's own directory (validation, header translation, records)
+    if [ $((i % 2)) = 1 ]; then
+        run=rk/$i src=$T/big.dat d="$T/mnt/$run/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
+    else
+        run=rkraw/$i src=$T/raw.fits d="$T/mnt/$run"
+    fi
     mkdir -p "$d" || fail "round $i: mkdir -p"
-    cp "$T/big.dat" "$d/big.dat" 2>/dev/null &
+    cp "$src" "$d/$(basename "$src")" 2>/dev/null &
     cpid=$!
     sleep "0.$(printf "%03d" $((RANDOM % 120)))"  # a cp of 64 MiB takes ~0.1 s here
     kill -9 "$BFS_PID"
@@ -34,8 +43,8 @@ for i in $(seq "$ROUNDS"); do
     cp_status=$?
     fusermount3 -u "$T/mnt" 2>/dev/null || fusermount3 -uz "$T/mnt" 2>/dev/null
     mount_repo "$T/repo" "$T/mnt" rw || finish
-    n=$(count "rk/$i")
-    files=$(find "$T/repo/rk/$i" -type f 2>/dev/null | wc -l)
+    n=$(count "$run")
+    files=$(find "$T/repo/$run" -type f 2>/dev/null | wc -l)
     spool=$(find "$T/repo/.butlerfs/spool" -type f | wc -l)
     ok=1
     [ "$spool" = 0 ] || { echo "round $i: $spool files left in the spool:" $(ls "$T/repo/.butlerfs/spool"); ok=0; }
@@ -44,17 +53,17 @@ for i in $(seq "$ROUNDS"); do
     # a writer told 0 was promised its dataset: it must be registered now
     [ "$cp_status" != 0 ] || [ "$n" = 1 ] || { echo "round $i: cp exited 0 but nothing is registered"; ok=0; }
     # a file handed over and not registered is in quarantine, whole or as cut
-    qn=$(grep -lx "run: rk/$i" "$T/repo/.butlerfs/quarantine"/*/*.reason 2>/dev/null | wc -l)
+    qn=$(grep -lx "run: $run" "$T/repo/.butlerfs/quarantine"/*/*.reason 2>/dev/null | wc -l)
     [ "$n" = 1 ] || [ "$qn" -le 1 ] || { echo "round $i: $qn quarantined copies"; ok=0; }
     if [ "$n" = 0 ] && [ "$qn" = 1 ]; then
-        q=$(grep -lx "run: rk/$i" "$T/repo/.butlerfs/quarantine"/*/*.reason)
+        q=$(grep -lx "run: $run" "$T/repo/.butlerfs/quarantine"/*/*.reason)
         quarantined=$((quarantined + 1))
-        cmp -s -n "$(stat -c %s "${q%.reason}.data")" "$T/big.dat" "${q%.reason}.data" ||
+        cmp -s -n "$(stat -c %s "${q%.reason}.data")" "$src" "${q%.reason}.data" ||
             { echo "round $i: the quarantined bytes are not a prefix of what was written"; ok=0; }
     fi
     if [ "$n" = 1 ]; then
         registered=$((registered + 1))
-        cmp -s "$T/big.dat" "$(find "$T/mnt/rk/$i/raw" -type f | head -1)" || { echo "round $i: bytes differ"; ok=0; }
+        cmp -s "$src" "$(find "$T/mnt/$run/raw" -type f | head -1)" || { echo "round $i: bytes differ"; ok=0; }
     fi
     [ "$ok" = 1 ] || bad=$((bad + 1))
     unmount
