@@ -43,8 +43,21 @@ latiss-AT_O_20230321_000053 LATISS 2023032100053 0
 latiss-AT_O_20240624_000106_R00_S00 LATISS 2024062400106 0
 LIST
 sleep 1.2 # the tree reloads its catalog once a second
-F=$(find "$T/mnt/LATISS/raw/all/raw/instrument=LATISS/detector=0/exposure=2024062400106" -type f | head -1)
-expect "a raw reads back through the mount, byte for byte" cmp "$T/fits/latiss-AT_O_20240624_000106_R00_S00.fits" "$F"
+back=0
+while read -r file inst exp det; do
+    F=$(find "$T/mnt/$inst/raw/all/raw/instrument=$inst/detector=$det/exposure=$exp" -type f 2>/dev/null | head -1)
+    [ -n "$F" ] && cmp -s "$T/fits/$file.fits" "$F" && back=$((back + 1))
+done <<'LIST'
+lsstCam-MC_C_20190319_000001_R10_S02 LSSTCam 3019031900001 29
+lsstCam-MC_O_20250609_000578_R01_S01 LSSTCam 2025060900578 1
+lsstCam_MC_C_20231125_000600_R12_S10 LSSTCam 2023112500600 48
+comCam-CC_C_20190530_000001_R22_S00 LSSTComCam 3019053000001 0
+comCam-CC_O_20241108_000266_R22_S00 LSSTComCam 2024110800266 0
+latiss-AT_O_20220405_000348 LATISS 2022040500348 0
+latiss-AT_O_20230321_000053 LATISS 2023032100053 0
+latiss-AT_O_20240624_000106_R00_S00 LATISS 2024062400106 0
+LIST
+expect "each of the 8 raws reads back through the mount at its dataId path, byte for byte" test "$back" = 8
 
 # a focal plane: one exposure, 189 science detectors, all at once
 src=$H/lsstCam-MC_O_20250609_000578_R01_S01.yaml
@@ -81,6 +94,13 @@ if command -v fitsverify >/dev/null; then
         test "$(wc -l <"$T/fp-paths.txt") $(grep -c '^verification OK: ' "$T/fp-verify.txt")" = "189 189"
     grep -v '^verification OK: ' "$T/fp-verify.txt" | head -20
 fi
+sleep 1.2
+back=0
+while read -r id name; do
+    F=$(find "$T/mnt/LSSTCam/raw/fp/raw/instrument=LSSTCam/detector=$id/exposure=2025060900578" -type f 2>/dev/null | head -1)
+    [ -n "$F" ] && cmp -s "$T/fp/$name.fits" "$F" && back=$((back + 1))
+done < <(q "SELECT id || ' ' || raft || '_' || name_in_raft FROM detector WHERE instrument = 'LSSTCam' AND purpose = 'SCIENCE' ORDER BY id")
+expect "all 189 focal-plane raws read back through the mount at their dataId paths, byte for byte" test "$back" = 189
 python3 - "$T/repo/.butlerfs/events.jsonl" "$t0" "$t1" <<'PY'
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1]) if '"LSSTCam/raw/fp"' in l]
