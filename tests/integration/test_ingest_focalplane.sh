@@ -21,6 +21,16 @@ mkdir -p "$T/mnt" "$T/fits"
 mount_repo "$T/repo" "$T/mnt" rw || finish
 
 # header file, instrument, exposure id, detector (obs_lsst's tests/test_translator.py)
+cat >"$T/list.txt" <<'LIST'
+lsstCam-MC_C_20190319_000001_R10_S02 LSSTCam 3019031900001 29
+lsstCam-MC_O_20250609_000578_R01_S01 LSSTCam 2025060900578 1
+lsstCam_MC_C_20231125_000600_R12_S10 LSSTCam 2023112500600 48
+comCam-CC_C_20190530_000001_R22_S00 LSSTComCam 3019053000001 0
+comCam-CC_O_20241108_000266_R22_S00 LSSTComCam 2024110800266 0
+latiss-AT_O_20220405_000348 LATISS 2022040500348 0
+latiss-AT_O_20230321_000053 LATISS 2023032100053 0
+latiss-AT_O_20240624_000106_R00_S00 LATISS 2024062400106 0
+LIST
 while read -r file inst exp det; do
     "$BFS_HDR2FITS" "$H/$file.yaml" "$T/fits/$file.fits" || { fail "hdr2fits $file"; continue; }
     mkdir -p "$T/mnt/$inst/raw/all"
@@ -32,31 +42,13 @@ while read -r file inst exp det; do
     if command -v fitsverify >/dev/null; then
         expect "$file: fitsverify passes on the stored file" fitsverify -q -e "$T/repo/$path"
     fi
-done <<'LIST'
-lsstCam-MC_C_20190319_000001_R10_S02 LSSTCam 3019031900001 29
-lsstCam-MC_O_20250609_000578_R01_S01 LSSTCam 2025060900578 1
-lsstCam_MC_C_20231125_000600_R12_S10 LSSTCam 2023112500600 48
-comCam-CC_C_20190530_000001_R22_S00 LSSTComCam 3019053000001 0
-comCam-CC_O_20241108_000266_R22_S00 LSSTComCam 2024110800266 0
-latiss-AT_O_20220405_000348 LATISS 2022040500348 0
-latiss-AT_O_20230321_000053 LATISS 2023032100053 0
-latiss-AT_O_20240624_000106_R00_S00 LATISS 2024062400106 0
-LIST
+done <"$T/list.txt"
 sleep 1.2 # the tree reloads its catalog once a second
 back=0
 while read -r file inst exp det; do
     F=$(find "$T/mnt/$inst/raw/all/raw/instrument=$inst/detector=$det/exposure=$exp" -type f 2>/dev/null | head -1)
     [ -n "$F" ] && cmp -s "$T/fits/$file.fits" "$F" && back=$((back + 1))
-done <<'LIST'
-lsstCam-MC_C_20190319_000001_R10_S02 LSSTCam 3019031900001 29
-lsstCam-MC_O_20250609_000578_R01_S01 LSSTCam 2025060900578 1
-lsstCam_MC_C_20231125_000600_R12_S10 LSSTCam 2023112500600 48
-comCam-CC_C_20190530_000001_R22_S00 LSSTComCam 3019053000001 0
-comCam-CC_O_20241108_000266_R22_S00 LSSTComCam 2024110800266 0
-latiss-AT_O_20220405_000348 LATISS 2022040500348 0
-latiss-AT_O_20230321_000053 LATISS 2023032100053 0
-latiss-AT_O_20240624_000106_R00_S00 LATISS 2024062400106 0
-LIST
+done <"$T/list.txt"
 expect "each of the 8 raws reads back through the mount at its dataId path, byte for byte" test "$back" = 8
 
 # a focal plane: one exposure, 189 science detectors, all at once

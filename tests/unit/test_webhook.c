@@ -137,6 +137,17 @@ static bfs_http *new_http(void)
     return h;
 }
 
+/* A webhook of at most max_lines POSTing to port on loopback. */
+static bfs_webhook *webhook_to(int port, size_t max_lines, bfs_http **h)
+{
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/events", port);
+    *h = new_http();
+    bfs_webhook *w = NULL;
+    assert_int_equal(bfs_webhook_new(url, *h, max_lines, 5000, &w), 0);
+    return w;
+}
+
 /* Wait (at most limit_s) until the webhook has sent n lines. */
 static bool wait_sent(bfs_webhook *w, int64_t n, double limit_s)
 {
@@ -163,11 +174,8 @@ static void test_in_order(void **state)
     (void)state;
     struct post_server s;
     server_start(&s, 0);
-    char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/events", s.port);
-    bfs_http *h = new_http();
-    bfs_webhook *w = NULL;
-    assert_int_equal(bfs_webhook_new(url, h, 100, 5000, &w), 0);
+    bfs_http *h;
+    bfs_webhook *w = webhook_to(s.port, 100, &h);
     static const char *lines[] = {"{\"n\":1,\"status\":0}", "{\"n\":2,\"status\":1}", "{\"n\":3,\"status\":0}"};
     for (int i = 0; i < 3; i++)
         bfs_webhook_post(w, lines[i]);
@@ -188,11 +196,8 @@ static void test_retry(void **state)
     (void)state;
     struct post_server s;
     server_start(&s, 2);
-    char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/events", s.port);
-    bfs_http *h = new_http();
-    bfs_webhook *w = NULL;
-    assert_int_equal(bfs_webhook_new(url, h, 100, 5000, &w), 0);
+    bfs_http *h;
+    bfs_webhook *w = webhook_to(s.port, 100, &h);
     double t0 = now_s();
     bfs_webhook_post(w, "{\"n\":1}");
     bfs_webhook_post(w, "{\"n\":2}");
@@ -220,11 +225,8 @@ static void test_bounded(void **state)
     server_start(&s, 0);
     int port = s.port;
     server_stop(&s); /* the port is closed: every POST is refused */
-    char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/events", port);
-    bfs_http *h = new_http();
-    bfs_webhook *w = NULL;
-    assert_int_equal(bfs_webhook_new(url, h, 4, 2000, &w), 0);
+    bfs_http *h;
+    bfs_webhook *w = webhook_to(port, 4, &h);
     for (int i = 0; i < 10; i++) {
         char line[32];
         snprintf(line, sizeof line, "{\"n\":%d}", i);
