@@ -113,6 +113,7 @@ bfs_fuzz_run()
     [ "$jobs" -gt 1 ] && args+=(-fork="$jobs")
     local rc=0
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1 \
+    LSAN_OPTIONS=suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         "build-fuzz/tests/fuzz/$name" "${args[@]}" "$work" "tests/fuzz/corpus/$name" \
         </dev/null >"$log" 2>&1 || rc=$?
