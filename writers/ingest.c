@@ -974,13 +974,13 @@ static void append_event(bfs_ingest *ing, struct bfs_upload *u, const char *quar
     json_t *latency = u->sealed_at > 0 ? json_integer((json_int_t)((bfs_mono_s() - u->sealed_at) * 1000.0))
                                        : json_null();
     json_t *j = json_pack("{s:s, s:i, s:s?, s:s, s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:o, s:O, s:s?, s:s?, "
-                          "s:s, s:s?, s:s, s:o}",
+                          "s:s, s:s?, s:s?, s:o}",
                           "time", when, "status", ok ? 0 : 1, "description", description, "outcome", outcome,
                           "run", u->run, "dataset_type", u->dtype, "instrument", instrument,
                           "obs_id", u->obs_id, "raft", u->raft, "sensor", u->sensor, "dataId", id,
                           "data_id", id, "dataset_id", ok && u->dataset_id[0] ? u->dataset_id : NULL,
                           "path", ok ? u->rel : NULL, "name", u->name,
-                          "errno", ok ? NULL : (errname ? errname : "?"), "upload", u->u,
+                          "errno", ok ? NULL : (errname ? errname : "?"), "upload", u->u[0] ? u->u : NULL, /* none: refused at create */
                           "latency_ms", latency);
     if (j && u->hs_note)
         json_object_set_new(j, "header_service", json_string(u->hs_note));
@@ -1012,9 +1012,6 @@ static void append_event(bfs_ingest *ing, struct bfs_upload *u, const char *quar
 
 /* ---- the steps -------------------------------------------------------------- */
 
-/* Whether u's bytes are to be read as FITS: they start as FITS does, or
- * they are gzip-wrapped (as many real raws are, whatever their name) and
- * either are meant as a raw or have a FITS name. */
 /* Whether u's name says FITS: .fits, .fit, .fits.fz, .fits.gz, .fz. */
 static bool named_fits(const struct bfs_upload *u)
 {
@@ -3316,8 +3313,8 @@ static int refuse_create(bfs_ingest *ing, const bfs_ingest_target *t, int err, c
     struct bfs_upload r = {.ing = ing, .run = (char *)t->run, .dtype = (char *)t->dataset_type,
                            .name = (char *)t->name, .err = err, .refused = true};
     r.reason = bfs_asprintf("%s in %s: %s; no bytes were taken", t->name, t->run, why);
-    r.ndims = t->ndims;
-    for (int i = 0; i < t->ndims && i < BFS_MAX_DIMS; i++) {
+    r.ndims = t->ndims < BFS_MAX_DIMS ? t->ndims : BFS_MAX_DIMS;
+    for (int i = 0; i < r.ndims; i++) {
         r.dim_names[i] = (char *)t->dim_names[i];
         r.dim_values[i] = (char *)t->dim_values[i];
     }

@@ -40,6 +40,7 @@ ev = [e for e in map(json.loads, open(sys.argv[1])) if e.get("run") == "ro/x"]
 assert len(ev) == 1, ev
 e = ev[0]
 assert e["status"] == 1 and e["outcome"] == "refused" and e["errno"] == "EROFS" and e["name"] == "a.fits", e
+assert e["upload"] is None and e["path"] is None, e  # no bytes were taken: no spool id
 assert "read-only collection" in e["description"], e
 assert "refused a.fits in ro/x: a read-only collection" in open(sys.argv[2]).read()
 PY
