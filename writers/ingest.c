@@ -2412,10 +2412,40 @@ static int stage_link(const char *src, const char *dst)
     return ret;
 }
 
+static int has_dataset_tx(bfs_ingest *ing, void *ctx)
+{
+    return bfs_registry_has_dataset(ing->reg, ctx);
+}
+
+/* Whether u's dataset was removed since it was registered (an unlink in
+ * the mount with ingest.allow_remove, or the Python Butler): its file is
+ * gone and the registry no longer has it, so there is nothing left to
+ * stage.  Any doubt (an error) says no: the links are tried again. */
+static bool removed_since(bfs_ingest *ing, struct bfs_upload *u, const char *src)
+{
+    struct stat sb;
+    if (!src || stat(src, &sb) == 0 || errno != ENOENT || !u->dataset_id[0])
+        return false;
+    return with_registry(ing, has_dataset_tx, u->dataset_id) == 0;
+}
+
 static int step_registered(bfs_ingest *ing, struct bfs_upload *u)
 {
     const bfs_ingest_config *c = ing->cfg;
     char *src = bfs_asprintf("%s%s", ing->root, u->rel);
+    if (removed_since(ing, u, src)) {
+        free(src);
+        pthread_mutex_lock(&ing->lock);
+        if (u->restage_tries > 0)
+            ing->stats.staging_failed--; /* nothing left to stage */
+        pthread_mutex_unlock(&ing->lock);
+        bfs_note(TAG, "%s (dataset %s) was removed before all its staging links were made: no more tries",
+                 u->rel, u->dataset_id);
+        if (u->duplicate)
+            unlink(u->data_path);
+        u->st = S_ANNOUNCED;
+        return 0;
+    }
     /* <tree>/<observing day: UTC - 12 h at registration>/<file>, as the summit's staging trees are */
     if (!u->stage_day[0])
         observing_day(u->stage_day); /* an intent of an older butlerfs */

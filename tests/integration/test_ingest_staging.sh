@@ -9,12 +9,14 @@
 # warns, and the upload's intent stays.  Unblocked while mounted, the
 # retry (ingest.staging_retry) makes the link.  Blocked again for a second
 # raw: the intent keeps the registration's night, and the next mount makes
-# the missing links at start, under that night.
+# the missing links at start, under that night.  Last, with
+# ingest.allow_remove: a raw removed in the mount before its links were all
+# made is no longer retried, and its intent goes.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
 command -v python3 >/dev/null || skip "python3 not installed"
 T=$BFS_TMP
-"$BFS_BIN" synth "$T/src" --exposures 1 --detectors 2 --fits >/dev/null 2>&1 || fail "synth"
+"$BFS_BIN" synth "$T/src" --exposures 1 --detectors 3 --fits >/dev/null 2>&1 || fail "synth"
 mapfile -t RAWS < <(find "$T/src/LSSTCam/raw/all" -name '*.fits' | sort)
 "$BFS_BIN" init "$T/repo" >/dev/null 2>&1 || fail "butlerfs init"
 mkdir -p "$T/mnt" "$T/oods" "$T/archive"
@@ -103,7 +105,31 @@ e = [json.loads(l) for l in open(sys.argv[1])][-1]
 assert e['status'] == 0 and 'staging' not in e, e
 " "$T/repo/.butlerfs/events.jsonl"
 expect "... and the intent is gone" test -z "$(ls "$T/repo/.butlerfs/spool"/*.intent 2>/dev/null)"
+unmount
 
+# removed before it was fully staged: nothing left to stage, no more tries
+printf 'ingest:\n  staging: [%s, %s]\n  staging_retry: 1s\n  allow_remove: true\n' "$T/oods" "$T/archive" >"$T/cfg.yaml"
+: >"$T/archive/$day"
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || finish
+expect "a third raw whose link fails is ingested (close 0)" cp "${RAWS[2]}" "$T/mnt/LSSTCam/raw/all/"
+det=$(python3 -c "import json, sys; print([json.loads(l) for l in open(sys.argv[1])][-1]['dataId']['detector'])" \
+    "$T/repo/.butlerfs/events.jsonl")
+inmount=$(find "$T/mnt/LSSTCam/raw/all/raw/instrument=LSSTCam/detector=$det" -type f | head -1)
+expect "... and removed in the mount (ingest.allow_remove)" rm "$inmount"
+for _ in $(seq 50); do
+    [ -z "$(ls "$T/repo/.butlerfs/spool"/*.intent 2>/dev/null)" ] && break
+    sleep 0.2
+done
+expect "the retry sees the dataset removed and drops the intent" \
+    test -z "$(ls "$T/repo/.butlerfs/spool"/*.intent 2>/dev/null)"
+expect "... and the log says why" grep -q "was removed before all its staging links were made" "$BFS_LOG"
+for _ in $(seq 30); do
+    "$BFS_BIN" status --json "$T/mnt" >"$T/s.json" 2>/dev/null
+    grep -q '"staging_failed": *0' "$T/s.json" && break
+    sleep 0.2
+done
+expect "... and status counts nothing not fully staged" grep -q '"staging_failed": *0' "$T/s.json"
+rm "$T/archive/$day"
 unmount
 expect_no_sanitizer
 finish
