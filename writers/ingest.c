@@ -2429,21 +2429,32 @@ static bool removed_since(bfs_ingest *ing, struct bfs_upload *u, const char *src
     return with_registry(ing, has_dataset_tx, u->dataset_id) == 0;
 }
 
+/* REGISTERED ends: every link is made, or nothing is left to stage.
+ * Status stops counting u as not fully staged, a replica's held sidecar
+ * is finished, and u is ANNOUNCED. */
+static void staging_over(bfs_ingest *ing, struct bfs_upload *u)
+{
+    if (u->restage_tries > 0) {
+        pthread_mutex_lock(&ing->lock);
+        ing->stats.staging_failed--;
+        pthread_mutex_unlock(&ing->lock);
+    }
+    if (u->replica)
+        finish_pair(ing, u);
+    u->st = S_ANNOUNCED;
+}
+
 static int step_registered(bfs_ingest *ing, struct bfs_upload *u)
 {
     const bfs_ingest_config *c = ing->cfg;
     char *src = bfs_asprintf("%s%s", ing->root, u->rel);
     if (removed_since(ing, u, src)) {
         free(src);
-        pthread_mutex_lock(&ing->lock);
-        if (u->restage_tries > 0)
-            ing->stats.staging_failed--; /* nothing left to stage */
-        pthread_mutex_unlock(&ing->lock);
         bfs_note(TAG, "%s (dataset %s) was removed before all its staging links were made: no more tries",
                  u->rel, u->dataset_id);
         if (u->duplicate)
             unlink(u->data_path);
-        u->st = S_ANNOUNCED;
+        staging_over(ing, u);
         return 0;
     }
     /* <tree>/<observing day: UTC - 12 h at registration>/<file>, as the summit's staging trees are */
@@ -2487,15 +2498,9 @@ static int step_registered(bfs_ingest *ing, struct bfs_upload *u)
         pthread_mutex_unlock(&ing->lock);
         return first_err;
     }
-    if (u->restage_tries > 0) {
-        pthread_mutex_lock(&ing->lock);
-        ing->stats.staging_failed--;
-        pthread_mutex_unlock(&ing->lock);
+    if (u->restage_tries > 0)
         bfs_note(TAG, "%s is fully staged now (after %d tries)", u->rel, u->restage_tries + 1);
-    }
-    if (u->replica)
-        finish_pair(ing, u);
-    u->st = S_ANNOUNCED;
+    staging_over(ing, u);
     return 0;
 }
 
