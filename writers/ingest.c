@@ -39,7 +39,8 @@
  * | PLACED      | the file at its path; maybe no registry row | add the dataset (EEXIST: it is ours) -> REGISTERED; |
  * |             |                                             | another id at the dataId: file back, QUARANTINED |
  * | REGISTERED  | the dataset is registered                   | staging links, event -> ANNOUNCED; |
- * |             |                                             | a link failed: event, stays (next mount) |
+ * |             |                                             | a link failed: event, stays (retried, next mount) |
+ * |             |                                             | file gone, dataset removed: -> ANNOUNCED |
  * | QUARANTINED | the reason is in the intent                 | move U.data to quarantine, U.reason, event -> ANNOUNCED |
  * | ANNOUNCED   | everything done                             | unlink the intent                 |
  *
@@ -64,8 +65,10 @@
  * may be written twice (at-least-once, keyed by dataset id).  A staging
  * link that fails after its three tries (stage_link) is never dropped
  * silently: the warning and the event line name the tree and the error,
- * and the intent stays REGISTERED, so every later mount makes the missing
- * links at start (and writes the event again) until they succeed.
+ * and the intent stays REGISTERED, so the running mount (ingest.staging_retry)
+ * and every later mount make the missing links (and write the event again)
+ * until they succeed, or until the dataset is removed (its file gone and
+ * the registry without it: nothing is left to stage).
  *
  * Test hook: with BFS_INGEST_KILL_AT=<STATE> in the environment the daemon
  * kills itself (SIGKILL) right after entering that state (its intent
