@@ -54,8 +54,11 @@ static void upload_attr(bfs_fs *fs, bfs_upload *u, struct stat *st)
     bfs_upload_stat(u, &info);
     memset(st, 0, sizeof *st);
     st->st_ino = upload_ino(u);
-    /* an ingested file is immutable: read-only from then on */
-    st->st_mode = S_IFREG | (info.sealed && info.outcome == 0 ? 0444 : 0644);
+    /* an ingested file is immutable: read-only from then on, but for a
+     * raw's name in its RUN's directory, which may be written again (a
+     * new upload: bfs_upload_rewrite) */
+    bool immutable = info.sealed && info.outcome == 0 && !info.rewritable;
+    st->st_mode = S_IFREG | (immutable ? 0444 : 0644);
     st->st_nlink = 1;
     st->st_uid = getuid();
     st->st_gid = getgid();
@@ -306,6 +309,21 @@ static void opw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
     }
 }
 
+/* h->dir for an upload opened by name in its RUN's own directory, so that
+ * its seal updates the listings as a create's does (left NULL when the
+ * directory is gone: the listings then time out instead). */
+static void run_dir(bfs_fs *fs, struct upload_handle *h)
+{
+    bfs_upload_info info;
+    bfs_upload_stat(h->u, &info);
+    bfs_node *dir;
+    if (bfs_tree_resolve(fs->tree, info.run, &dir) == 0) {
+        bfs_node_hold(fs->tree, dir);
+        bfs_tree_forget(fs->tree, dir, 1);
+        h->dir = dir;
+    }
+}
+
 static void opw_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     if (!is_upload(ino)) {
@@ -325,19 +343,34 @@ static void opw_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     bfs_upload_get(h->u);
     h->writable = (fi->flags & O_ACCMODE) != O_RDONLY;
     int busy = h->writable ? bfs_upload_take_writer(h->u) : bfs_upload_take_reader(h->u);
+    bool fresh = false;
+    if (busy == -EPERM && (fi->flags & O_TRUNC)) {
+        /* an ingested raw's name written again (cp run twice): a new
+         * upload under that name; this inode still shows the first */
+        bfs_upload *again;
+        busy = bfs_upload_rewrite(h->u, fuse_req_ctx(req)->uid, &again);
+        if (busy == 0) {
+            bfs_upload_put(h->u);
+            h->u = again;
+            fresh = true;
+            run_dir(fs_of(req), h);
+        }
+    }
     if (busy < 0) {
         bfs_upload_put(h->u);
         free(h);
         fuse_reply_err(req, -busy);
         return;
     }
-    int ret = fi->flags & O_TRUNC ? bfs_upload_truncate(h->u, 0) : 0;
+    int ret = fi->flags & O_TRUNC && !fresh ? bfs_upload_truncate(h->u, 0) : 0;
     fi->fh = (uint64_t)(uintptr_t)h;
     fi->direct_io = 1;
     if (ret < 0 || fuse_reply_open(req, fi) != 0) {
         if (h->writable)
             bfs_upload_drop_writer(h->u);
         bfs_upload_put(h->u);
+        if (h->dir)
+            bfs_node_release(fs_of(req)->tree, h->dir);
         free(h);
         if (ret < 0)
             fuse_reply_err(req, -ret);

@@ -289,8 +289,11 @@ static int open_read(const char *path, fitsfile **f, char **errmsg)
      * read, whose cfitsio message ("Error reading data buffer from file:")
      * does not say so */
     char head[9] = "";
-    bool fits_start = st && pread(fd, head, sizeof head, 0) == (ssize_t)sizeof head &&
-                      !memcmp(head, "SIMPLE  =", sizeof head);
+    ssize_t got = st ? pread(fd, head, sizeof head, 0) : 0;
+    bool fits_start = got == (ssize_t)sizeof head && !memcmp(head, "SIMPLE  =", sizeof head);
+    bool compressed = got >= 2 && (unsigned char)head[0] == 0x1f && (unsigned char)head[1] == 0x8b;
+    struct stat sb;
+    long long size = st && fstat(fd, &sb) == 0 ? (long long)sb.st_size : -1;
     close(fd);
     if (!st)
         return 0;
@@ -298,6 +301,11 @@ static int open_read(const char *path, fitsfile **f, char **errmsg)
     int rc = fits_errno(st, path, sys_errno, true, detail);
     if (rc == -EBADMSG && fits_start && (st == READ_ERROR || st == END_OF_FILE))
         bfs_set_errmsg(errmsg, "%s: the file ends inside its primary header (truncated)", path);
+    else if (rc == -EBADMSG && !fits_start && !compressed && size >= 0)
+        /* cfitsio's own message for these ("Error reading data buffer from
+         * file:") names neither the file nor what is wrong with it */
+        bfs_set_errmsg(errmsg, "%s: not a FITS file: %lld bytes%s", path, size,
+                       size == 0 ? "" : ", not beginning with the card \"SIMPLE  =\" that every FITS file starts with");
     else if (rc == -EBADMSG)
         bfs_set_errmsg(errmsg, "%s: not a FITS file: %s", path, detail);
     else

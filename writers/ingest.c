@@ -2117,7 +2117,9 @@ static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
         bfs_fits_rules rules = {.sums_advisory = ing->cfg->checksums_advisory};
         int ret = bfs_fits_validate(u->data_path, &rules, NULL, &msg);
         if (ret < 0) {
-            quarantine_as(u, EINVAL, "not a valid FITS file: %s", msg ? without_spool_path(u, msg) : strerror(-ret));
+            const char *why = msg ? without_spool_path(u, msg) : strerror(-ret);
+            /* "not a FITS file: ..." says it already */
+            quarantine_as(u, EINVAL, "%s%s", strstr(why, "not a FITS file") ? "" : "not a valid FITS file: ", why);
             free(msg);
             return 0;
         }
@@ -3512,6 +3514,26 @@ int bfs_upload_take_writer(bfs_upload *u)
     return ret;
 }
 
+int bfs_upload_rewrite(bfs_upload *u, uid_t uid, bfs_upload **out)
+{
+    *out = NULL;
+    bfs_ingest *ing = u->ing;
+    pthread_mutex_lock(&ing->lock);
+    /* an ingested raw's inbox name; a worker may still make its staging
+     * links (busy), which does not change what the name is */
+    bool again = u->inbox && !u->replica && u->finished && u->outcome == 0;
+    char *run = again ? strdup(u->run) : NULL, *name = again ? strdup(shown_name(u)) : NULL;
+    pthread_mutex_unlock(&ing->lock);
+    int ret = !again ? -EPERM : !run || !name ? -ENOMEM : 0;
+    if (ret == 0) {
+        bfs_ingest_target t = {.run = run, .name = name};
+        ret = bfs_upload_begin(ing, &t, uid, out);
+    }
+    free(run);
+    free(name);
+    return ret;
+}
+
 int bfs_upload_take_reader(bfs_upload *u)
 {
     pthread_mutex_lock(&u->ing->lock);
@@ -3630,7 +3652,7 @@ void bfs_upload_stat(bfs_upload *u, bfs_upload_info *info)
 {
     pthread_mutex_lock(&u->ing->lock);
     *info = (bfs_upload_info){.upload = u, .run = u->run, .name = shown_name(u), .size = u->size, .mtime_ns = u->mtime_ns,
-                              .sealed = u->finished, .outcome = u->outcome,
+                              .sealed = u->finished, .rewritable = u->inbox && !u->replica, .outcome = u->outcome,
                               .dataset_id = u->finished && u->outcome == 0 ? u->dataset_id : NULL};
     if (info->dataset_id && u->dtype) {
         info->dataset_type = u->dtype;
@@ -3708,34 +3730,58 @@ int bfs_upload_seal_wait(bfs_upload *u)
     return w.outcome;
 }
 
+struct inbox_entry {
+    struct bfs_upload *u;
+    const char *name;
+    size_t age; /* its place in ing->uploads: 0 is the newest */
+};
+
+/* name order; of one name, the newest first */
+static int inbox_order(const void *a, const void *b)
+{
+    const struct inbox_entry *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : x->age < y->age ? -1 : x->age > y->age;
+}
+
 int bfs_ingest_inbox(bfs_ingest *ing, const char *run, bfs_inbox_cb cb, void *ctx)
 {
     /* a snapshot under the lock, then the callbacks without it */
     pthread_mutex_lock(&ing->lock);
     purge_locked(ing);
     double now = bfs_mono_s();
-    size_t n = 0;
+    size_t n = 0, age = 0;
     for (struct bfs_upload *u = ing->uploads; u; u = u->next)
         n += in_inbox(ing, u, run, now);
-    struct bfs_upload **list = calloc(n ? n : 1, sizeof *list);
+    struct inbox_entry *list = calloc(n ? n : 1, sizeof *list);
     size_t k = 0;
-    for (struct bfs_upload *u = ing->uploads; list && u; u = u->next) {
-        if (in_inbox(ing, u, run, now)) {
-            u->refs++;
-            list[k++] = u;
+    for (struct bfs_upload *u = ing->uploads; list && u; u = u->next, age++)
+        if (in_inbox(ing, u, run, now))
+            list[k++] = (struct inbox_entry){u, shown_name(u), age};
+    /* a name written again (bfs_upload_rewrite) is listed once: its newest
+     * upload; the name order keeps a listing's offsets stable while new
+     * names arrive */
+    size_t kept = 0;
+    if (list) {
+        qsort(list, k, sizeof *list, inbox_order);
+        for (size_t i = 0; i < k; i++) {
+            if (kept > 0 && !strcmp(list[kept - 1].name, list[i].name))
+                continue;
+            list[i].u->refs++;
+            list[kept++] = list[i];
         }
     }
     pthread_mutex_unlock(&ing->lock);
     if (!list)
         return -ENOMEM;
     int ret = 0;
-    for (size_t i = 0; i < k; i++) {
+    for (size_t i = 0; i < kept; i++) {
         bfs_upload_info info;
         if (ret == 0) {
-            bfs_upload_stat(list[i], &info);
+            bfs_upload_stat(list[i].u, &info);
             ret = cb(ctx, &info);
         }
-        bfs_upload_put(list[i]);
+        bfs_upload_put(list[i].u);
     }
     free(list);
     return ret;

@@ -193,6 +193,15 @@ void bfs_upload_get(bfs_upload *u);
  * an ingested file is immutable (a write would only fail later, EBADF). */
 int bfs_upload_take_writer(bfs_upload *u);
 void bfs_upload_drop_writer(bfs_upload *u);
+/* A writer opens the inbox name of an ingested raw again, with O_TRUNC
+ * (a copy run twice): a new upload under that name in u's RUN, as if the
+ * name had been created anew, with bfs_upload_begin's reference and
+ * writer slot in *out; u stays as it is.  Its close then ingests it: the
+ * same bytes are an idempotent success, a raw of the same dataId with
+ * other bytes is refused (EEXIST).  -EPERM for anything else (a file at a
+ * dataId path, a replica, a file not ingested), else bfs_upload_begin's
+ * errors (-ETXTBSY while that name is being written again already). */
+int bfs_upload_rewrite(bfs_upload *u, uid_t uid, bfs_upload **out);
 /* A new read-only open of u: 0, or -EBUSY while u holds bytes not yet
  * sealed (being written, or being ingested): a reader never sees a partial
  * or unvalidated file.  The writer reads its own bytes through its own
@@ -217,6 +226,8 @@ typedef struct bfs_upload_info {
     off_t size;
     int64_t mtime_ns;
     bool sealed;       /* a seal has finished */
+    bool rewritable;   /* a raw's name in its RUN's own directory: written again once
+                        * ingested, it is a new upload (bfs_upload_rewrite) */
     int outcome;       /* its result when sealed: 0 or -errno */
     const char *dataset_id; /* 32 hex when ingested, else NULL */
     /* when ingested: its dataset type and dataId (ndims names and values),
@@ -239,7 +250,7 @@ void bfs_upload_seal(bfs_upload *u, bfs_seal_done_fn done, void *ctx);
 int bfs_upload_seal_wait(bfs_upload *u);
 
 /* Call cb for each inbox name of run (open, in flight, or ingested within
- * inbox_ttl; not a refused one), in name order.  A non-zero return from cb stops and is returned. */
+ * inbox_ttl; not a refused one; of a name written again, the newest), in name order.  A non-zero return from cb stops and is returned. */
 typedef int (*bfs_inbox_cb)(void *ctx, const bfs_upload_info *info);
 int bfs_ingest_inbox(bfs_ingest *ing, const char *run, bfs_inbox_cb cb, void *ctx);
 

@@ -13,7 +13,8 @@
 # file was written shows the dataset right after close, and so do the
 # cached listings above a raw written in its RUN's directory; after a remount the
 # dataset is still there; butlerfs status counts the outcomes; an inbox name
-# is read-only once ingested and leaves the listing after inbox_ttl; mkdir'd
+# is not changed in place once ingested, written anew (cp again) it is a
+# duplicate or EEXIST, and it leaves the listing after inbox_ttl; mkdir'd
 # directories are listed before any file makes them real, and rmdir
 # removes an empty one (not one holding anything); a file
 # created and never written leaves nothing in the spool at unmount.
@@ -184,25 +185,41 @@ for k in 1 2 3 4 5; do
 done
 expect "parallel writers into new RUNs: every cp succeeds and every file is registered" test "$par_ok" = 1
 
-# a name written in a RUN's own directory (its inbox): read-only once
-# ingested, listed for ingest.inbox_ttl (2 s here) and no longer, although
-# the kernel keeps the references ls -l and stat gave it
+# a name written in a RUN's own directory (its inbox): listed for
+# ingest.inbox_ttl (2 s here) and no longer, although the kernel keeps the
+# references ls -l and stat gave it.  Until then it cannot be changed in
+# place, but written anew (O_TRUNC: a copy run twice) it is a new upload:
+# the same bytes a duplicate, other bytes of its dataId EEXIST
 I="$T/mnt/u/me/inbox"
 mkdir -p "$I"
 "$BFS_BIN" synth "$T/src2" --exposures 1 --detectors 1 --first-seq 90 --fits >/dev/null 2>&1 || fail "synth of a raw of another exposure"
-expect "cp of a raw into a RUN's own directory succeeds" \
-    cp "$(find "$T/src2/LSSTCam/raw/all" -name '*.fits' | head -1)" "$I/r.fits"
+R1=$(find "$T/src2/LSSTCam/raw/all" -name '*.fits' | head -1)
+expect "cp of a raw into a RUN's own directory succeeds" cp "$R1" "$I/r.fits"
 ls -l "$I" >/dev/null
-expect "an ingested inbox name cannot be opened for writing (EPERM), with or without O_TRUNC" \
+expect "an ingested inbox name cannot be changed in place (EPERM) without O_TRUNC" \
     python3 - "$I/r.fits" <<'PY'
 import errno, os, sys
-for flags in (os.O_WRONLY, os.O_RDWR, os.O_WRONLY | os.O_APPEND, os.O_WRONLY | os.O_TRUNC):
+for flags in (os.O_WRONLY, os.O_RDWR, os.O_WRONLY | os.O_APPEND):
     try:
         os.close(os.open(sys.argv[1], flags))
         sys.exit("open with flags %#o succeeded" % flags)
     except OSError as e:
         assert e.errno == errno.EPERM, (flags, e)
 PY
+expect "... and shows as writable (mode 644) while its dataId path is read-only (444)" \
+    test "$(stat -c %a "$I/r.fits")/$(stat -c %a "$(find "$T/mnt/u/me/inbox/raw" -type f | head -1)")" = 644/444
+expect "cp of the same raw to the same name again succeeds (a duplicate)" cp "$R1" "$I/r.fits"
+expect "... its event says duplicate" \
+    bash -c "tail -1 '$T/repo/.butlerfs/events.jsonl' | grep -q '\"outcome\": *\"duplicate\"'"
+expect "... and the name is listed once" test "$(ls "$I" | grep -c '^r.fits$')" = 1
+# the same exposure and detector, other pixels: a valid raw of the same dataId
+"$BFS_BIN" synth "$T/src3" --exposures 1 --detectors 1 --first-seq 90 --fits --payload 3000000 >/dev/null 2>&1 ||
+    fail "synth of a raw of the same dataId with other bytes"
+cp "$(find "$T/src3/LSSTCam/raw/all" -name '*.fits' | head -1)" "$I/r.fits" 2>"$T/err.txt"
+expect "other bytes of its dataId written to the same name fail (EEXIST)" grep -q "File exists" "$T/err.txt"
+expect "... the name still shows the ingested bytes" cmp -s "$R1" "$I/r.fits"
+expect "... and is listed once" test "$(ls "$I" | grep -c '^r.fits$')" = 1
+expect "... one dataset in that RUN" test "$(count u/me/inbox)" = 1
 touch "$I/empty.fits"
 sleep 2.5
 expect "the inbox name leaves the listing after ingest.inbox_ttl" bash -c "! ls '$I' | grep -q '^r.fits'"

@@ -43,8 +43,8 @@ done
 expect "four raws copied" test "$n" = 4
 expect "ls of the RUN's directory shows the names just written (the inbox)" \
     bash -c "ls '$T/mnt/LSSTCam/raw/all' | grep -c '^upload[1-4].fits\$' | grep -qx 4"
-expect "... and ls -l their sizes, read-only once ingested" \
-    bash -c "ls -l '$T/mnt/LSSTCam/raw/all' | grep -q '^-r--r--r-- .* $(stat -c %s "${f}") .* upload4.fits\$'"
+expect "... and ls -l their sizes (mode 644: a name that may be written again, docs/ingest.md)" \
+    bash -c "ls -l '$T/mnt/LSSTCam/raw/all' | grep -q '^-rw-r--r-- .* $(stat -c %s "${f}") .* upload4.fits\$'"
 expect "LSSTCam was registered with its 205 detectors" test "$(q "$T/repo" "SELECT count(*) FROM detector WHERE instrument='LSSTCam'")" = 205
 expect "... and its 276 physical filters" test "$(q "$T/repo" "SELECT count(*) FROM physical_filter WHERE instrument='LSSTCam'")" = 276
 expect "two exposure records" test "$(q "$T/repo" "SELECT count(*) FROM exposure")" = 2

@@ -275,12 +275,17 @@ static void test_not_fits(void **state)
     char *msg = NULL;
     assert_int_equal(bfs_fits_validate(path, NULL, NULL, &msg), -EBADMSG);
     assert_non_null(strstr(msg, "not a FITS file"));
+    /* says what is wrong, not cfitsio's "Error reading data buffer" */
+    assert_non_null(strstr(msg, "17 bytes"));
+    assert_non_null(strstr(msg, "SIMPLE"));
+    assert_null(strstr(msg, "data buffer"));
     free(msg);
 
     snprintf(path, sizeof path, "%s/empty.fits", dir);
     fp = fopen(path, "w");
     fclose(fp);
     assert_int_equal(bfs_fits_validate(path, NULL, NULL, &msg), -EBADMSG);
+    assert_non_null(strstr(msg, "not a FITS file: 0 bytes"));
     free(msg);
 
     snprintf(path, sizeof path, "%s/absent.fits", dir);
