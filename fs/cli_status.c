@@ -125,7 +125,7 @@ static void print_human(json_t *j)
     json_t *in = json_object_get(j, "ingest");
     if (json_is_object(in))
         printf("  ingest       %lld ingested, %lld duplicates, %lld quarantined, %lld in progress; "
-               "%lld finished after a restart; %lld not fully staged (made again at the next mount)\n",
+               "%lld finished after a restart; %lld not fully staged (tried again while mounted, and at the next mount)\n",
                (long long)int_of(in, "ingested"), (long long)int_of(in, "duplicates"),
                (long long)int_of(in, "quarantined"), (long long)int_of(in, "in_flight"),
                (long long)int_of(in, "recovered"), (long long)int_of(in, "staging_failed"));

@@ -66,9 +66,11 @@
  * link that fails after its three tries (stage_link) is never dropped
  * silently: the warning and the event line name the tree and the error,
  * and the intent stays REGISTERED, so the running mount (ingest.staging_retry)
- * and every later mount make the missing links (and write the event again)
- * until they succeed, or until the dataset is removed (its file gone and
- * the registry without it: nothing is left to stage).
+ * and every later mount (at start, then with the same retries) make the
+ * missing links (and write the event again) until they succeed, or until
+ * the dataset is removed (its file gone and the registry without it:
+ * nothing is left to stage).  A replica's sidecar ends with the replica's
+ * registration (finish_pair), not with its staging.
  *
  * Test hook: with BFS_INGEST_KILL_AT=<STATE> in the environment the daemon
  * kills itself (SIGKILL) right after entering that state (its intent
@@ -1646,9 +1648,10 @@ static int hash_finish(struct bfs_upload *u)
  * either order.  The first one sealed goes to WAITING (durable, close() 0);
  * the seal of the second pairs them: the replica's dataId, id and run come
  * from the sidecar (pair_prepare), and the replica goes on as any upload
- * (PREPARED ... ANNOUNCED); its end finishes the sidecar too (finish_pair):
- * removed after a registration, quarantined with the replica's reason after
- * a refusal.  The sidecar's writer, when it closed second, gets the pair's
+ * (PREPARED ... ANNOUNCED); its registration finishes the sidecar too
+ * (finish_pair, at the end of REGISTERED or, when a staging link failed and
+ * the replica waits there for its retries, at once): removed after a
+ * registration, quarantined with the replica's reason after a refusal.  The sidecar's writer, when it closed second, gets the pair's
  * outcome.  One nobody pairs within ingest.replica_wait is quarantined.
  * Crash story: WAITING intents are kept by the next mount (and paired then);
  * a replica past WAITING names its sidecar in its intent ("pair"), so its
@@ -1764,17 +1767,24 @@ static void finish_pair(bfs_ingest *ing, struct bfs_upload *data)
     bfs_upload_put(side);
 }
 
-/* A replica that stopped short of its end (not a refusal: it is finished
- * at the next mount, whose recovery of it finishes its sidecar) lets go of
- * the sidecar it holds, which is then as the sidecar closed second is in
- * that case (step_replica): finished with -EIO for now, so its name leaves
- * the replica directory with the replica's and either can be written and
- * paired again; its spool files stay for that recovery.  By the thread
- * that stepped data. */
+/* A replica that stopped short of its end lets go of the sidecar it holds.
+ * Stopped in REGISTERED (a staging link failed; the retries make it), it is
+ * registered, which is all its sidecar was kept for: the sidecar is
+ * finished now (finish_pair), as when the sidecar closed second
+ * (step_replica); otherwise it lets go of the sidecar (not a refusal: it is
+ * finished at the next mount, whose recovery of it finishes its sidecar),
+ * which is then as the sidecar closed second is in that case: finished
+ * with -EIO for now, so its name leaves the replica directory with the
+ * replica's and either can be written and paired again; its spool files
+ * stay for that recovery.  By the thread that stepped data. */
 static void release_pair(bfs_ingest *ing, struct bfs_upload *data)
 {
     if (!data->replica || !data->pair[0] || data->st == S_DONE)
         return;
+    if (data->st == S_REGISTERED) {
+        finish_pair(ing, data);
+        return;
+    }
     pthread_mutex_lock(&ing->lock);
     struct bfs_upload *side = NULL;
     for (struct bfs_upload *p = ing->uploads; p && !side; p = p->next)
@@ -2073,7 +2083,9 @@ static int step_replica(bfs_ingest *ing, struct bfs_upload *u)
      * sidecar too (finish_pair, or a new pairing when it stopped before its
      * PREPARED intent); until then the sidecar stays SEALED, its bytes kept,
      * and its writer is told the replica is not registered */
-    bool ended = ret == 0 && data->st == S_DONE;
+    /* registered is ended for the sidecar, also when a staging link failed
+     * and the replica waits in REGISTERED for its retry (release_pair) */
+    bool ended = ret == 0 && (data->st == S_DONE || data->st == S_REGISTERED);
     if (ended)
         finish_sidecar(ing, u, data);
     pthread_mutex_lock(&ing->lock);
@@ -2475,7 +2487,7 @@ static int step_registered(bfs_ingest *ing, struct bfs_upload *u)
         int ret = dst ? stage_link(src, dst) : -ENOMEM;
         if (ret < 0) {
             const char *why = ret == -EEXIST ? "another file has that name" : strerror(-ret);
-            bfs_warn(TAG, "cannot link %s into staging tree %s: %s (the link is made again at the next mount)",
+            bfs_warn(TAG, "cannot link %s into staging tree %s: %s (tried again while mounted, and at the next mount)",
                      u->rel, c->staging[i], why);
             char *note = bfs_asprintf("%s%s%s: %s", u->staging_note ? u->staging_note : "",
                                       u->staging_note ? "; " : "", c->staging[i], why);
@@ -2843,10 +2855,17 @@ static int recover_one(bfs_ingest *ing, const char *uhex)
              u->run, state_names[u->st]);
     step_all(ing, u, NULL);
     ing->stats.recovered++;
-    if (u->st == S_WAITING) {
-        /* still waiting for its partner: kept, listed, paired or expired later */
-        u->waiting = u->finished = true;
-        u->finished_at = bfs_mono_s();
+    bool restage = u->st == S_REGISTERED && u->restage_at > 0;
+    if (restage && u->replica)
+        finish_pair(ing, u); /* registered: its sidecar is done (release_pair) */
+    if (u->st == S_WAITING || restage) {
+        /* still waiting for its partner: kept, listed, paired or expired
+         * later; or registered with a staging link still failing: kept for
+         * the retries (purge_locked), as one ingested by this mount is, but
+         * not listed (its inbox time is over) */
+        u->waiting = u->st == S_WAITING;
+        u->finished = true;
+        u->finished_at = bfs_mono_s() - (restage ? ing->cfg->inbox_ttl_ms / 1000.0 + 1 : 0);
         pthread_mutex_lock(&ing->lock);
         u->next = ing->uploads;
         ing->uploads = u;

@@ -9,7 +9,8 @@
 # warns, and the upload's intent stays.  Unblocked while mounted, the
 # retry (ingest.staging_retry) makes the link.  Blocked again for a second
 # raw: the intent keeps the registration's night, and the next mount makes
-# the missing links at start, under that night.  Last, with
+# the missing links at start, under that night, and retries while mounted
+# those that still fail then.  Last, with
 # ingest.allow_remove: a raw removed in the mount before its links were all
 # made is no longer retried, and its intent goes.
 . "$(dirname "$0")/lib.sh"
@@ -94,11 +95,20 @@ open(sys.argv[1], 'w').write(json.dumps(j))" "$intent" "$then"
 rm "$T/oods/$day/$name"
 
 rm "$T/archive/$day"
+: >"$T/archive/$then" # still blocked at the restart, under that night
 mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || finish
 # the kernel's mount shows before the daemon's start-up recovery ends; its
 # first answer comes after it
 ls "$T/mnt" >/dev/null
-expect "the next mount makes the missing link at start, under the registration's night" \
+expect "the next mount makes the link it can at start (the first tree's)" \
+    test "$(stat -c %i "$stored")" = "$(stat -c %i "$T/oods/$then/$name" 2>/dev/null)"
+expect "... the other still failing, its intent stays" test -n "$(ls "$T/repo/.butlerfs/spool"/*.intent 2>/dev/null)"
+rm "$T/archive/$then"
+for _ in $(seq 100); do
+    [ -z "$(ls "$T/repo/.butlerfs/spool"/*.intent 2>/dev/null)" ] && break
+    sleep 0.2
+done
+expect "unblocked, the mount's retry makes the link the restart could not, under the registration's night" \
     test "$(stat -c %i "$stored")" = "$(stat -c %i "$T/archive/$then/$name" 2>/dev/null)"
 expect "... in both trees, none under today's" \
     bash -c "test \"\$(stat -c %i '$stored')\" = \"\$(stat -c %i '$T/oods/$then/$name')\" && ! test -e '$T/archive/$day/$name'"

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# test_replica_staging.sh - a replica from another site is staged like any
+# ingested file (docs/ingest.md, "Staging"), and a replica removed before its
+# staging links were all made stops being retried, its sidecar with it.
+#
+# The staging tree's day directory is blocked (a regular file where
+# <tree>/<YYYY-MM-DD> belongs), so the pair's link fails: the sidecar's close
+# is still 0 (registered), and the intents stay, the replica's and the
+# sidecar's it holds.  The dataset is then removed in the mount
+# (ingest.allow_remove): the next retry finds it gone and ends both intents,
+# and status counts nothing not fully staged.  The sidecar's own intent
+# ends at the registration, in both orders of the pair (it is not held
+# until the links are made).  A second pair, the sidecar first, is staged
+# by the retry once the tree is unblocked.
+. "$(dirname "$0")/lib.sh"
+skip_unless_fuse
+command -v python3 >/dev/null || skip "python3 not installed"
+replica_fixture 2
+mkdir -p "$T/oods"
+printf 'ingest:\n  staging: [%s]\n  staging_retry: 1s\n  allow_remove: true\n' "$T/oods" >"$T/cfg.yaml"
+day=$(date -u -d '-12 hours' +%F)
+: >"$T/oods/$day" # a file where the day's directory belongs
+intents() { find "$T/repo/.butlerfs/spool" -name '*.intent' 2>/dev/null | wc -l; }
+
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || finish
+R=$T/mnt/.replicas
+f=${FILES[0]}
+expect "a replica and its sidecar whose staging link fails are ingested (close 0)" \
+    bash -c "cp '$f' '$R/' && cp '$f.butler.json' '$R/'"
+expect "... registered" test "$(q "$T/repo" "SELECT count(*) FROM dataset")" = 1
+expect "... the event says the tree was not staged" python3 -c "
+import json, sys
+e = [json.loads(l) for l in open(sys.argv[1])][-1]
+assert e['status'] == 0 and 'staging' in e, e
+" "$T/repo/.butlerfs/events.jsonl"
+expect "... the replica's intent stays for the retries, its sidecar's is gone (registered)" test "$(intents)" = 1
+inmount=$(find "$T/mnt/LSSTCam/raw/all/raw" -type f | head -1)
+expect "the replica's dataset is removed in the mount (ingest.allow_remove)" rm "$inmount"
+for _ in $(seq 50); do
+    [ "$(intents)" = 0 ] && break
+    sleep 0.2
+done
+expect "the retry sees it removed and ends every intent of the pair" test "$(intents)" = 0
+expect "... and the log says why" grep -q "was removed before all its staging links were made" "$BFS_LOG"
+for _ in $(seq 30); do
+    "$BFS_BIN" status --json "$T/mnt" >"$T/s.json" 2>/dev/null
+    grep -q '"staging_failed": *0' "$T/s.json" && break
+    sleep 0.2
+done
+expect "... and status counts nothing not fully staged" grep -q '"staging_failed": *0' "$T/s.json"
+
+# the other order, the sidecar first: the replica's close is the pair's
+f=${FILES[1]}
+expect "the sidecar first, then its replica whose link fails: both closes 0" \
+    bash -c "cp '$f.butler.json' '$R/' && cp '$f' '$R/'"
+# the replica's writer is told at the registration; its worker then ends the sidecar
+for _ in $(seq 50); do
+    [ "$(intents)" = 1 ] && break
+    sleep 0.2
+done
+expect "... the replica's intent stays, its sidecar's is gone (found $(intents))" test "$(intents)" = 1
+rm "$T/oods/$day"
+for _ in $(seq 50); do
+    [ "$(intents)" = 0 ] && break
+    sleep 0.2
+done
+stored=$(find "$T/repo/LSSTCam" -type f -name '*.fits' | head -1) # the first one's file was removed
+expect "unblocked, the retry stages it: a hard link of the stored file" \
+    test -n "$stored" -a "$(stat -c %i "$stored" 2>/dev/null)" = "$(stat -c %i "$T/oods/$day/$(basename "$stored")" 2>/dev/null)"
+expect "... leaving no intent" test "$(intents)" = 0
+expect "... and no quarantine" test -z "$(find "$T/repo/.butlerfs/quarantine" -type f 2>/dev/null)"
+unmount
+expect_no_sanitizer
+finish
