@@ -583,15 +583,21 @@ static void opw_statfs(fuse_req_t req, fuse_ino_t ino)
 
 /* The dataset of file name in dir (a RUN's dataId directory) is removed
  * when ingest.allow_remove says so (bfs_ingest_remove); otherwise, and for
- * a name still being ingested, a directory or a collection that is not a
- * RUN, EPERM: datasets are removed through the Butler. */
+ * a name being written or ingested, a directory or a collection that is not
+ * a RUN, EPERM: datasets are removed through the Butler.  A name created
+ * and never written (touch) goes (bfs_upload_discard). */
 static int unlink_dataset(bfs_fs *fs, bfs_node *dir, const char *name)
 {
     bfs_write_target wt;
     bfs_upload *u = upload_at(fs, dir, name);
     if (u) {
+        /* a name being written or ingested: the upload's, not a dataset's;
+         * only one created and never written (touch) can go */
+        int ret = bfs_upload_discard(u);
         bfs_upload_put(u);
-        return -EPERM; /* an inbox name: the upload's, not a dataset's */
+        if (ret == 0)
+            bfs_tree_changed(fs->tree, dir);
+        return ret;
     }
     if (!fs->ing || bfs_tree_write_target(fs->tree, dir, &wt) < 0 || !wt.dataset_type || !wt.run_exists)
         return -EPERM;

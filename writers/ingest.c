@@ -203,6 +203,7 @@ struct bfs_upload {
     bool restaging;
     bool duplicate;
     bool refused;             /* refused at create, no bytes taken (refuse_create): its event only */
+    bool discarded;           /* under ing->lock: removed before any byte (bfs_upload_discard): no name */
 };
 
 /* Append u to the queue head..tail linked through u->next (the worker and
@@ -3323,7 +3324,7 @@ static bool past_inbox_ttl(const bfs_ingest *ing, const struct bfs_upload *u, do
  * its inbox_ttl not over) (under ing->lock). */
 static bool in_inbox(const bfs_ingest *ing, const struct bfs_upload *u, const char *run, double now)
 {
-    return u->inbox && !refused(u) && !past_inbox_ttl(ing, u, now) && !strcmp(u->run, run);
+    return u->inbox && !refused(u) && !u->discarded && !past_inbox_ttl(ing, u, now) && !strcmp(u->run, run);
 }
 
 static bool same_target(const struct bfs_upload *u, const bfs_ingest_target *t)
@@ -3404,7 +3405,7 @@ int bfs_upload_begin(bfs_ingest *ing, const bfs_ingest_target *t, uid_t uid, bfs
     purge_locked(ing);
     bool busy = false;
     for (struct bfs_upload *u = ing->uploads; u && !busy; u = u->next)
-        busy = !u->finished && same_target(u, t);
+        busy = !u->finished && !u->discarded && same_target(u, t);
     pthread_mutex_unlock(&ing->lock);
     if (busy)
         return -ETXTBSY;
@@ -3460,7 +3461,7 @@ int bfs_upload_find(bfs_ingest *ing, const bfs_ingest_target *t, bfs_upload **ou
     struct bfs_upload *found = NULL;
     double now = bfs_mono_s();
     for (struct bfs_upload *u = ing->uploads; u && !found; u = u->next)
-        if (!refused(u) && !past_inbox_ttl(ing, u, now) && same_target(u, t))
+        if (!refused(u) && !u->discarded && !past_inbox_ttl(ing, u, now) && same_target(u, t))
             found = u; /* the newest of that name: the list is newest first */
     if (found)
         found->refs++;
@@ -3557,6 +3558,16 @@ int bfs_upload_take_reader(bfs_upload *u)
 {
     pthread_mutex_lock(&u->ing->lock);
     int ret = !u->finished && u->written_ever ? -EBUSY : 0;
+    pthread_mutex_unlock(&u->ing->lock);
+    return ret;
+}
+
+int bfs_upload_discard(bfs_upload *u)
+{
+    pthread_mutex_lock(&u->ing->lock);
+    int ret = u->finished || u->written_ever ? -EPERM : u->writer_open || u->busy ? -EBUSY : 0;
+    if (ret == 0)
+        u->discarded = true; /* bfs_upload_put abandons it with its last reference */
     pthread_mutex_unlock(&u->ing->lock);
     return ret;
 }

@@ -16,7 +16,8 @@
 # is not changed in place once ingested, written anew (cp again) it is a
 # duplicate or EEXIST, and it leaves the listing after inbox_ttl; mkdir'd
 # directories are listed before any file makes them real, and rmdir
-# removes an empty one (not one holding anything); a file
+# removes an empty one (not one holding anything); a file created and
+# never written (touch) can be removed, one being written cannot; a file
 # created and never written leaves nothing in the spool at unmount.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
@@ -220,6 +221,29 @@ expect "other bytes of its dataId written to the same name fail (EEXIST)" grep -
 expect "... the name still shows the ingested bytes" cmp -s "$R1" "$I/r.fits"
 expect "... and is listed once" test "$(ls "$I" | grep -c '^r.fits$')" = 1
 expect "... one dataset in that RUN" test "$(count u/me/inbox)" = 1
+touch "$I/empty.fits"
+expect "a name created and never written (touch) is listed" bash -c "ls '$I' | grep -qx empty.fits"
+expect "... and rm removes it at once" bash -c "rm '$I/empty.fits' && ! ls '$I' | grep -qx empty.fits"
+expect "rm of a name open for writing with nothing written yet is EBUSY, of one with bytes EPERM" \
+    python3 - "$I/busy.fits" <<'PY'
+import errno, os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644)
+try:
+    os.unlink(sys.argv[1])
+    sys.exit("rm of a file open for writing succeeded")
+except OSError as e:
+    assert e.errno == errno.EBUSY, e
+os.write(fd, b"x" * 100)
+try:
+    os.unlink(sys.argv[1])
+    sys.exit("rm of a file with bytes succeeded")
+except OSError as e:
+    assert e.errno == errno.EPERM, e
+try:
+    os.close(fd)  # 100 bytes named .fits: not FITS, refused and quarantined
+except OSError as e:
+    assert e.errno == errno.EINVAL, e
+PY
 touch "$I/empty.fits"
 sleep 2.5
 expect "the inbox name leaves the listing after ingest.inbox_ttl" bash -c "! ls '$I' | grep -q '^r.fits'"
