@@ -320,7 +320,7 @@ typedef struct bfs_exposure_record {
 } bfs_exposure_record;
 
 /* Whether a dimension record exists: element "instrument" (key = its name,
- * instrument NULL), "detector" or "exposure" (key = the id, decimal) or
+ * instrument NULL), "detector", "exposure" or "visit" (key = the id, decimal) or
  * "physical_filter" (key = the name), of instrument.  1 when it exists, 0
  * when not, -EINVAL for another element, negative errno on failure. */
 int bfs_registry_has_record(bfs_registry *reg, const char *element, const char *instrument,

@@ -490,6 +490,7 @@ int bfs_registry_has_record(bfs_registry *reg, const char *element, const char *
         {"instrument", "SELECT 1 FROM instrument WHERE name = ?1", false},
         {"detector", "SELECT 1 FROM detector WHERE instrument = ?1 AND id = CAST(?2 AS BIGINT)", true},
         {"exposure", "SELECT 1 FROM exposure WHERE instrument = ?1 AND id = CAST(?2 AS BIGINT)", true},
+        {"visit", "SELECT 1 FROM visit WHERE instrument = ?1 AND id = CAST(?2 AS BIGINT)", true},
         {"physical_filter", "SELECT 1 FROM physical_filter WHERE instrument = ?1 AND name = ?2", true},
     };
     if (!element || !key)

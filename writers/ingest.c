@@ -2346,6 +2346,51 @@ static void observing_day(char out[16])
     strftime(out, 16, "%Y-%m-%d", gmtime_r(&then, &tm));
 }
 
+/* The dimension record of u's dataId the registry lacks, named for its
+ * reason (the elements bfs_registry_has_record knows: instrument, detector,
+ * exposure, visit, physical filter), into ctx (a char[256]; "" when none of
+ * those is missing). */
+static int missing_record_tx(bfs_ingest *ing, void *ctx)
+{
+    struct bfs_upload *u = ((void **)ctx)[0];
+    char *out = ((void **)ctx)[1];
+    const char *ins = upload_instrument(u);
+    if (ins && bfs_registry_has_record(ing->reg, "instrument", NULL, ins) == 0) {
+        snprintf(out, 256, "instrument %s", ins);
+        return 0;
+    }
+    for (int i = 0; ins && i < u->ndims; i++) {
+        const char *e = u->dim_names[i];
+        bool known = !strcmp(e, "detector") || !strcmp(e, "exposure") || !strcmp(e, "visit") ||
+                     !strcmp(e, "physical_filter");
+        if (known && bfs_registry_has_record(ing->reg, e, ins, u->dim_values[i]) == 0) {
+            snprintf(out, 256, "%s %s of %s", e, u->dim_values[i], ins);
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* Quarantine u, whose registration found no record for part of its dataId
+ * (or no dataset type), with a reason that says which when it can. */
+static void quarantine_missing(bfs_ingest *ing, struct bfs_upload *u)
+{
+    char missing[256] = "", dataid[512] = "";
+    void *ctx[2] = {u, missing};
+    with_registry(ing, missing_record_tx, ctx);
+    for (int i = 0, n = 0; i < u->ndims && n >= 0 && (size_t)n < sizeof dataid; i++)
+        n += snprintf(dataid + n, sizeof dataid - (size_t)n, "%s%s=%s", i ? ", " : "", u->dim_names[i],
+                      u->dim_values[i]);
+    if (missing[0])
+        quarantine_as(u, ENOENT, "the registry has no record of %s (dataId %s): dimension records come from "
+                                 "the repository (the Python Butler, or a raw of the instrument ingested here)",
+                      missing, dataid);
+    else if (u->dtype && !bfs_catalog_dataset_type(bfs_registry_catalog(ing->reg), u->dtype))
+        quarantine_as(u, ENOENT, "the registry has no dataset type %s", u->dtype);
+    else
+        quarantine_as(u, ENOENT, "the registry has no record for part of the dataId %s", dataid);
+}
+
 static int step_placed(bfs_ingest *ing, struct bfs_upload *u)
 {
     const char *names[BFS_MAX_DIMS], *values[BFS_MAX_DIMS];
@@ -2384,8 +2429,7 @@ static int step_placed(bfs_ingest *ing, struct bfs_upload *u)
             rename(dst, u->data_path);
         free(dst);
         if (ret == -ENOENT)
-            quarantine_as(u, ENOENT, "the registry has no record for part of this dataId, or no such "
-                                     "dataset type");
+            quarantine_missing(ing, u);
         else
             quarantine_as(u, EEXIST, "another dataset (not %s) already has this dataId in %s", u->dataset_id,
                           u->run);

@@ -11,7 +11,8 @@
 # without instrument) and a file of an extension with no storage class are
 # refused with EINVAL and a log line naming the fix; default_storage_class
 # then admits it; a path whose dimensions differ from the type's is
-# refused; after a remount, read-only, everything is there; the type's row
+# refused; a dataId with no exposure or detector record is refused (ENOENT)
+# with a reason naming the record; after a remount, read-only, everything is there; the type's row
 # has the dimension group and storage class the Butler would give it.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
@@ -56,6 +57,18 @@ mkdir -p "$P2"
 expect "a second file of the type, through the type's real directory" bash -c "echo 'b: 2' >'$P2/d.yaml'"
 expect "two datasets of mycat" \
     test "$(sqlite3 "$DB" "SELECT count(*) FROM dataset d JOIN dataset_type t ON t.id = d.dataset_type_id WHERE t.name = 'mycat'")" = 2
+# a dataId the repository has no dimension record for: ENOENT, the reason names the record
+P4="$T/mnt/run2/mycat/instrument=LSSTCam/detector=2/exposure=$((EXP + 7))"
+mkdir -p "$P4"
+echo 'c: 3' >"$T/e.yaml"
+cp "$T/e.yaml" "$P4/" 2>"$T/err4" # cp reports the close's error (a shell's redirection does not)
+expect "a file at a dataId whose exposure has no record is refused (ENOENT)" grep -q "No such file" "$T/err4"
+expect "... and the log names the missing record" grep -q "no record of exposure $((EXP + 7)) of LSSTCam" "$BFS_LOG"
+P5="$T/mnt/run2/mycat/instrument=LSSTCam/detector=9999/exposure=$EXP"
+mkdir -p "$P5"
+cp "$T/e.yaml" "$P5/" 2>"$T/err5"
+expect "... one whose detector has none, the same, naming the detector" \
+    bash -c "grep -q 'No such file' '$T/err5' && grep -q 'no record of detector 9999 of LSSTCam' '$BFS_LOG'"
 mkdir -p "$T/mnt/run2/bad/detector=1"
 echo x 2>"$T/err1" >"$T/mnt/run2/bad/detector=1/x.yaml"
 expect "a path without a required dimension is refused (EINVAL)" grep -q "Invalid argument" "$T/err1"
