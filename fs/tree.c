@@ -644,7 +644,11 @@ static void stat_dir(bfs_tree *t, const bfs_node *n, struct stat *st)
 {
     memset(st, 0, sizeof *st);
     st->st_ino = bfs_node_ino(n);
-    st->st_mode = S_IFDIR | 0555;
+    /* the owner's write bit on a writable mount: the kernel checks modes
+     * (default_permissions) before a mkdir or create reaches the daemon,
+     * and without it only root, which skips the check, could write; the
+     * daemon then refuses what is not a place for a file (EACCES, EROFS) */
+    st->st_mode = S_IFDIR | (t->opts.writable ? 0755 : 0555);
     st->st_nlink = 1; /* unknown subdirectory count: find(1) must not guess leaves */
     st->st_uid = t->opts.uid;
     st->st_gid = t->opts.gid;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # test_ingest_tools.sh - everyday tools writing raws into an -o rw mount:
 # cp, cp -p, install, dd, cat >, tar x, rsync, Python open/write/close, and
-# cfitsio's fits_create_file writing straight into the mount (hdr2fits).
+# cfitsio's fits_create_file writing straight into the mount (hdr2fits);
+# mkdir, cp, rsync, touch and rm again by the mount's owner without root's
+# override of file modes (the kernel checks the modes the mount shows).
 # Each writes one synthetic raw (its own exposure and detector) into a RUN's
 # directory; each must exit 0, and the raw must be registered once with the
 # bytes written.  A tool's failure must be reported by its exit status.
@@ -67,6 +69,20 @@ if [ -x "${BFS_HDR2FITS:-}" ] && [ -r "$BFS_SHARED/fixtures/headers/lsstCam-MC_O
     expect "cfitsio fits_create_file writing straight into the mount" \
         "$BFS_HDR2FITS" "$BFS_SHARED/fixtures/headers/lsstCam-MC_O_20250609_000578_R01_S01.yaml" "$R/cfitsio.fits"
     expect "... registers that raw" test "$(q "SELECT count(*) FROM dataset_tags_00000001 WHERE exposure = 2025060900578 AND detector = 1")" = 1
+fi
+# the mount's owner when it is not root: the kernel checks the modes the
+# mount shows (default_permissions) before a request reaches the daemon, a
+# check root's CAP_DAC_OVERRIDE skips; setpriv drops it for one command
+if command -v setpriv >/dev/null; then
+    nocap() { setpriv --bounding-set -dac_override,-dac_read_search --inh-caps -dac_override,-dac_read_search "$@"; }
+    touch_rm() { nocap touch "$1" && nocap rm "$1"; }
+    expect "without root's override of modes: mkdir -p of a new RUN" nocap mkdir -p "$T/mnt/u/owner/run"
+    expect "... touch and rm of a name in it" touch_rm "$T/mnt/u/owner/run/t.fits"
+    tool "... cp into a RUN" nocap cp "${RAWS[9]}" "$R/k.fits"
+    expect "... the same cp again (a duplicate)" nocap cp "${RAWS[9]}" "$R/k.fits"
+    if command -v rsync >/dev/null; then
+        tool "... rsync" nocap rsync "${RAWS[10]}" "$R/l.fits"
+    fi
 fi
 # a bad file must be reported by each tool's exit status
 head -c 5000 "${RAWS[9]}" >"$T/cut.fits"
