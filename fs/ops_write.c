@@ -585,14 +585,16 @@ static void opw_statfs(fuse_req_t req, fuse_ino_t ino)
  * when ingest.allow_remove says so (bfs_ingest_remove); otherwise, and for
  * a name being written or ingested, a directory or a collection that is not
  * a RUN, EPERM: datasets are removed through the Butler.  A name created
- * and never written (touch) goes (bfs_upload_discard). */
+ * and never written (touch), or an ingested raw's inbox name, goes
+ * (bfs_upload_discard). */
 static int unlink_dataset(bfs_fs *fs, bfs_node *dir, const char *name)
 {
     bfs_write_target wt;
     bfs_upload *u = upload_at(fs, dir, name);
     if (u) {
         /* a name being written or ingested: the upload's, not a dataset's;
-         * only one created and never written (touch) can go */
+         * one created and never written (touch) goes, and an ingested raw's
+         * inbox name goes alone (bfs_upload_discard) */
         int ret = bfs_upload_discard(u);
         bfs_upload_put(u);
         if (ret == 0)

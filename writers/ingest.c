@@ -3609,9 +3609,11 @@ int bfs_upload_take_reader(bfs_upload *u)
 int bfs_upload_discard(bfs_upload *u)
 {
     pthread_mutex_lock(&u->ing->lock);
-    int ret = u->finished || u->written_ever ? -EPERM : u->writer_open || u->busy ? -EBUSY : 0;
+    /* an ingested raw's inbox name only shows the dataset, which stays */
+    bool shown_only = u->inbox && !u->replica && u->finished && u->outcome == 0;
+    int ret = shown_only ? 0 : u->finished || u->written_ever ? -EPERM : u->writer_open || u->busy ? -EBUSY : 0;
     if (ret == 0)
-        u->discarded = true; /* bfs_upload_put abandons it with its last reference */
+        u->discarded = true; /* never written: bfs_upload_put abandons it with its last reference */
     pthread_mutex_unlock(&u->ing->lock);
     return ret;
 }

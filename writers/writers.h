@@ -193,12 +193,14 @@ void bfs_upload_get(bfs_upload *u);
  * an ingested file is immutable (a write would only fail later, EBADF). */
 int bfs_upload_take_writer(bfs_upload *u);
 void bfs_upload_drop_writer(bfs_upload *u);
-/* rm of a name created and never written (touch): the name goes at once
- * (no lookup or listing finds it, and it may be created again), and the
- * upload, which holds nothing, is dropped with its last reference.
- * -EBUSY while a descriptor holds it open for writing; -EPERM once it has
- * bytes or was sealed (what was handed over is ingested or quarantined,
- * never removed by a name). */
+/* rm of an inbox name: the name goes at once (no lookup or listing finds
+ * it, and it may be created again).  A name created and never written
+ * (touch) takes its upload, which holds nothing, with it (dropped with its
+ * last reference); an ingested raw's name goes alone, its dataset stays at
+ * its dataId path (tar x unlinks a name it extracts again).  -EBUSY while
+ * a descriptor holds it open for writing with nothing written; -EPERM for
+ * bytes not yet ingested (they are ingested or quarantined, never removed
+ * by a name). */
 int bfs_upload_discard(bfs_upload *u);
 /* A writer opens the inbox name of an ingested raw again, with O_TRUNC
  * (a copy run twice): a new upload under that name in u's RUN, as if the

@@ -47,6 +47,11 @@ tool "dd bs=1M" dd if="${RAWS[3]}" of="$R/d.fits" bs=1M status=none
 tool "cat >" bash -c "cat '${RAWS[4]}' >'$R/e.fits'"
 (cd "$(dirname "${RAWS[5]}")" && tar cf "$T/f.tar" "$(basename "${RAWS[5]}")")
 tool "tar x" tar xf "$T/f.tar" -C "$R"
+expect "tar x of the same archive again exits 0 (it unlinks the ingested name, then writes it anew)" \
+    tar xf "$T/f.tar" -C "$R"
+expect "rm of an ingested raw's name in its RUN's directory removes only that name" \
+    bash -c "rm '$R/$(basename "${RAWS[5]}")' && ! ls '$R' | grep -qx '$(basename "${RAWS[5]}")'"
+expect "... its dataset stays" registered 5
 if command -v rsync >/dev/null; then
     tool "rsync" rsync "${RAWS[6]}" "$R/g.fits"
 else
