@@ -2347,24 +2347,27 @@ static void observing_day(char out[16])
 }
 
 /* The dimension record of u's dataId the registry lacks, named for its
- * reason (the elements bfs_registry_has_record knows: instrument, detector,
- * exposure, visit, physical filter), into ctx (a char[256]; "" when none of
- * those is missing). */
+ * reason: its instrument, else the first of u's dimensions whose record
+ * bfs_registry_has_record can look up (detector, exposure, visit, physical
+ * filter; it refuses the others with -EINVAL) and finds missing; "" when
+ * none is. */
+struct missing_record {
+    const struct bfs_upload *u;
+    char text[256];
+};
+
 static int missing_record_tx(bfs_ingest *ing, void *ctx)
 {
-    struct bfs_upload *u = ((void **)ctx)[0];
-    char *out = ((void **)ctx)[1];
-    const char *ins = upload_instrument(u);
+    struct missing_record *m = ctx;
+    const char *ins = upload_instrument(m->u);
     if (ins && bfs_registry_has_record(ing->reg, "instrument", NULL, ins) == 0) {
-        snprintf(out, 256, "instrument %s", ins);
+        snprintf(m->text, sizeof m->text, "instrument %s", ins); /* the others are of it */
         return 0;
     }
-    for (int i = 0; ins && i < u->ndims; i++) {
-        const char *e = u->dim_names[i];
-        bool known = !strcmp(e, "detector") || !strcmp(e, "exposure") || !strcmp(e, "visit") ||
-                     !strcmp(e, "physical_filter");
-        if (known && bfs_registry_has_record(ing->reg, e, ins, u->dim_values[i]) == 0) {
-            snprintf(out, 256, "%s %s of %s", e, u->dim_values[i], ins);
+    for (int i = 0; ins && i < m->u->ndims; i++) {
+        const char *e = m->u->dim_names[i], *v = m->u->dim_values[i];
+        if (strcmp(e, "instrument") && bfs_registry_has_record(ing->reg, e, ins, v) == 0) {
+            snprintf(m->text, sizeof m->text, "%s %s of %s", e, v, ins);
             return 0;
         }
     }
@@ -2375,16 +2378,16 @@ static int missing_record_tx(bfs_ingest *ing, void *ctx)
  * (or no dataset type), with a reason that says which when it can. */
 static void quarantine_missing(bfs_ingest *ing, struct bfs_upload *u)
 {
-    char missing[256] = "", dataid[512] = "";
-    void *ctx[2] = {u, missing};
-    with_registry(ing, missing_record_tx, ctx);
+    struct missing_record m = {.u = u};
+    char dataid[512] = "";
+    with_registry(ing, missing_record_tx, &m);
     for (int i = 0, n = 0; i < u->ndims && n >= 0 && (size_t)n < sizeof dataid; i++)
         n += snprintf(dataid + n, sizeof dataid - (size_t)n, "%s%s=%s", i ? ", " : "", u->dim_names[i],
                       u->dim_values[i]);
-    if (missing[0])
+    if (m.text[0])
         quarantine_as(u, ENOENT, "the registry has no record of %s (dataId %s): dimension records come from "
                                  "the repository (the Python Butler, or a raw of the instrument ingested here)",
-                      missing, dataid);
+                      m.text, dataid);
     else if (u->dtype && !bfs_catalog_dataset_type(bfs_registry_catalog(ing->reg), u->dtype))
         quarantine_as(u, ENOENT, "the registry has no dataset type %s", u->dtype);
     else
@@ -3364,6 +3367,20 @@ static bool past_inbox_ttl(const bfs_ingest *ing, const struct bfs_upload *u, do
     return u->finished && !u->busy && !u->waiting && now - u->finished_at > ing->cfg->inbox_ttl_ms / 1000.0;
 }
 
+/* Whether u is a raw's name in its RUN's own directory (not a replica's),
+ * and whether it was ingested: such a name only shows its dataset, so it
+ * may be written anew (bfs_upload_rewrite) or removed alone
+ * (bfs_upload_discard) (under ing->lock). */
+static bool raw_inbox_name(const struct bfs_upload *u)
+{
+    return u->inbox && !u->replica;
+}
+
+static bool ingested_raw_inbox_name(const struct bfs_upload *u)
+{
+    return raw_inbox_name(u) && u->finished && u->outcome == 0;
+}
+
 /* Whether u is listed in run's own directory (an inbox name, not refused,
  * its inbox_ttl not over) (under ing->lock). */
 static bool in_inbox(const bfs_ingest *ing, const struct bfs_upload *u, const char *run, double now)
@@ -3583,9 +3600,9 @@ int bfs_upload_rewrite(bfs_upload *u, uid_t uid, bfs_upload **out)
     *out = NULL;
     bfs_ingest *ing = u->ing;
     pthread_mutex_lock(&ing->lock);
-    /* an ingested raw's inbox name; a worker may still make its staging
-     * links (busy), which does not change what the name is */
-    bool again = u->inbox && !u->replica && u->finished && u->outcome == 0;
+    /* a worker may still make its staging links (busy), which does not
+     * change what the name is */
+    bool again = ingested_raw_inbox_name(u);
     char *run = again ? strdup(u->run) : NULL, *name = again ? strdup(shown_name(u)) : NULL;
     pthread_mutex_unlock(&ing->lock);
     int ret = !again ? -EPERM : !run || !name ? -ENOMEM : 0;
@@ -3610,8 +3627,7 @@ int bfs_upload_discard(bfs_upload *u)
 {
     pthread_mutex_lock(&u->ing->lock);
     /* an ingested raw's inbox name only shows the dataset, which stays */
-    bool shown_only = u->inbox && !u->replica && u->finished && u->outcome == 0;
-    int ret = shown_only ? 0 : u->finished || u->written_ever ? -EPERM : u->writer_open || u->busy ? -EBUSY : 0;
+    int ret = ingested_raw_inbox_name(u) ? 0 : u->finished || u->written_ever ? -EPERM : u->writer_open || u->busy ? -EBUSY : 0;
     if (ret == 0)
         u->discarded = true; /* never written: bfs_upload_put abandons it with its last reference */
     pthread_mutex_unlock(&u->ing->lock);
@@ -3728,7 +3744,7 @@ void bfs_upload_stat(bfs_upload *u, bfs_upload_info *info)
 {
     pthread_mutex_lock(&u->ing->lock);
     *info = (bfs_upload_info){.upload = u, .run = u->run, .name = shown_name(u), .size = u->size, .mtime_ns = u->mtime_ns,
-                              .sealed = u->finished, .rewritable = u->inbox && !u->replica, .outcome = u->outcome,
+                              .sealed = u->finished, .rewritable = raw_inbox_name(u), .outcome = u->outcome,
                               .dataset_id = u->finished && u->outcome == 0 ? u->dataset_id : NULL};
     if (info->dataset_id && u->dtype) {
         info->dataset_type = u->dtype;
