@@ -48,6 +48,30 @@ struct upload_handle {
     char *type_entry; /* owned, or NULL */
 };
 
+/* A descriptor's handle is an upload's when its low bit is set (handles
+ * are allocations, so the read side's never has it): a dataset written
+ * again under its own name is an upload's descriptor on the dataset's
+ * inode, so the callbacks of descriptors ask the handle, not the inode. */
+static bool fh_is_upload(const struct fuse_file_info *fi) { return fi && (fi->fh & 1); }
+static struct upload_handle *handle_of(const struct fuse_file_info *fi)
+{
+    return (struct upload_handle *)(uintptr_t)(fi->fh & ~(uint64_t)1);
+}
+static void set_handle(struct fuse_file_info *fi, struct upload_handle *h) { fi->fh = (uint64_t)(uintptr_t)h | 1; }
+
+/* Drop a descriptor's handle: its writer slot, its reference and its
+ * directory. */
+static void release_handle(bfs_fs *fs, struct upload_handle *h)
+{
+    if (h->writable)
+        bfs_upload_drop_writer(h->u);
+    bfs_upload_put(h->u);
+    if (h->dir)
+        bfs_node_release(fs->tree, h->dir);
+    free(h->type_entry);
+    free(h);
+}
+
 static void upload_attr(bfs_fs *fs, bfs_upload *u, struct stat *st)
 {
     bfs_upload_info info;
@@ -203,7 +227,7 @@ static void opw_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 {
     bfs_fs *fs = fs_of(req);
     struct stat st;
-    if (!is_upload(ino)) {
+    if (!is_upload(ino) && !fh_is_upload(fi)) {
         bfs_node *n = bfs_tree_node(fs->tree, ino);
         if (to_set & FUSE_SET_ATTR_SIZE) {
             fuse_reply_err(req, EPERM);
@@ -213,7 +237,9 @@ static void opw_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
         fuse_reply_attr(req, &st, bfs_node_is_dir(n) ? fs->dir_timeout : fs->file_timeout);
         return;
     }
-    bfs_upload *u = upload_of(ino);
+    /* a file being written, or a dataset being written again through
+     * this descriptor (ftruncate of it) */
+    bfs_upload *u = fh_is_upload(fi) ? handle_of(fi)->u : upload_of(ino);
     if (to_set & FUSE_SET_ATTR_SIZE) {
         int ret = bfs_upload_truncate(u, attr->st_size);
         if (ret < 0) {
@@ -222,6 +248,7 @@ static void opw_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
         }
     }
     upload_attr(fs, u, &st);
+    st.st_ino = ino;
     fuse_reply_attr(req, &st, 0);
 }
 
@@ -299,7 +326,7 @@ static void opw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
     bfs_node_hold(fs->tree, dir);
     struct fuse_entry_param e;
     upload_entry(fs, h->u, &e);
-    fi->fh = (uint64_t)(uintptr_t)h;
+    set_handle(fi, h);
     fi->direct_io = 1; /* every write reaches the spool as it is made */
     if (fuse_reply_create(req, &e, fi) != 0) {
         bfs_upload_put(h->u); /* the entry's reference */
@@ -324,11 +351,53 @@ static void run_dir(bfs_fs *fs, struct upload_handle *h)
     }
 }
 
+/* A dataset's file opened for writing with O_TRUNC (a copy run twice to
+ * the dataset's own name): a new upload of that name at the dataset's
+ * dataId, whose close says whether the bytes are the dataset's (a
+ * duplicate: 0) or not (EEXIST); the dataset itself never changes.  EPERM
+ * for a file not in a RUN's dataId directory. */
+static int dataset_rewrite(fuse_req_t req, bfs_node *n, struct upload_handle **out)
+{
+    bfs_fs *fs = fs_of(req);
+    bfs_node *dir = bfs_node_is_dir(n) ? NULL : bfs_node_parent(n);
+    bfs_write_target wt;
+    if (!fs->ing || !dir || bfs_tree_write_target(fs->tree, dir, &wt) < 0 || !wt.dataset_type || !wt.run_exists ||
+        wt.replica)
+        return -EPERM;
+    bfs_ingest_target it = {.run = wt.run, .dataset_type = wt.dataset_type, .dim_names = wt.dim_names,
+                            .dim_values = wt.dim_values, .ndims = wt.ndims, .name = bfs_node_name(n)};
+    struct upload_handle *h = calloc(1, sizeof *h);
+    if (!h)
+        return -ENOMEM;
+    int ret = bfs_upload_begin(fs->ing, &it, fuse_req_ctx(req)->uid, &h->u);
+    if (ret < 0) {
+        free(h);
+        return ret;
+    }
+    h->writable = true;
+    h->dir = dir;
+    bfs_node_hold(fs->tree, dir);
+    *out = h;
+    return 0;
+}
+
 static void opw_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     if (!is_upload(ino)) {
         if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-            fuse_reply_err(req, EPERM); /* an ingested dataset is immutable */
+            /* an ingested dataset is immutable: only written again whole */
+            struct upload_handle *h = NULL;
+            int ret = fi->flags & O_TRUNC && (fi->flags & O_ACCMODE) != O_RDONLY
+                          ? dataset_rewrite(req, bfs_tree_node(fs_of(req)->tree, ino), &h)
+                          : -EPERM;
+            if (ret < 0) {
+                fuse_reply_err(req, -ret);
+                return;
+            }
+            set_handle(fi, h);
+            fi->direct_io = 1;
+            if (fuse_reply_open(req, fi) != 0)
+                release_handle(fs_of(req), h);
             return;
         }
         bfs_fuse_ops.open(req, ino, fi);
@@ -363,28 +432,18 @@ static void opw_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     int ret = fi->flags & O_TRUNC && !fresh ? bfs_upload_truncate(h->u, 0) : 0;
-    fi->fh = (uint64_t)(uintptr_t)h;
+    set_handle(fi, h);
     fi->direct_io = 1;
     if (ret < 0 || fuse_reply_open(req, fi) != 0) {
-        if (h->writable)
-            bfs_upload_drop_writer(h->u);
-        bfs_upload_put(h->u);
-        if (h->dir)
-            bfs_node_release(fs_of(req)->tree, h->dir);
-        free(h);
+        release_handle(fs_of(req), h);
         if (ret < 0)
             fuse_reply_err(req, -ret);
     }
 }
 
-static struct upload_handle *handle_of(struct fuse_file_info *fi)
-{
-    return (struct upload_handle *)(uintptr_t)fi->fh;
-}
-
 static void opw_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
-    if (!is_upload(ino)) {
+    if (!fh_is_upload(fi)) {
         bfs_fuse_ops.read(req, ino, size, off, fi);
         return;
     }
@@ -404,7 +463,7 @@ static void opw_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, str
 static void opw_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                       struct fuse_file_info *fi)
 {
-    if (!is_upload(ino)) {
+    if (!fh_is_upload(fi)) {
         fuse_reply_err(req, EBADF);
         return;
     }
@@ -507,7 +566,7 @@ static void seal(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void opw_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    if (!is_upload(ino)) {
+    if (!fh_is_upload(fi)) {
         fuse_reply_err(req, 0);
         return;
     }
@@ -516,7 +575,7 @@ static void opw_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void opw_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-    if (!is_upload(ino)) {
+    if (!fh_is_upload(fi)) {
         fuse_reply_err(req, 0); /* datasets are durable already */
         return;
     }
@@ -525,19 +584,11 @@ static void opw_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_
 
 static void opw_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    if (!is_upload(ino)) {
+    if (!fh_is_upload(fi)) {
         bfs_fuse_ops.release(req, ino, fi);
         return;
     }
-    bfs_fs *fs = fs_of(req);
-    struct upload_handle *h = handle_of(fi);
-    if (h->writable)
-        bfs_upload_drop_writer(h->u);
-    bfs_upload_put(h->u);
-    if (h->dir)
-        bfs_node_release(fs->tree, h->dir);
-    free(h->type_entry);
-    free(h);
+    release_handle(fs_of(req), handle_of(fi));
     fuse_reply_err(req, 0);
 }
 
@@ -585,33 +636,37 @@ static void opw_statfs(fuse_req_t req, fuse_ino_t ino)
  * when ingest.allow_remove says so (bfs_ingest_remove); otherwise, and for
  * a name being written or ingested, a directory or a collection that is not
  * a RUN, EPERM: datasets are removed through the Butler.  A name created
- * and never written (touch), or an ingested raw's inbox name, goes
- * (bfs_upload_discard). */
+ * and never written (touch), or the name a writer gave an ingested file
+ * (not the dataset's own), goes (bfs_upload_discard). */
 static int unlink_dataset(bfs_fs *fs, bfs_node *dir, const char *name)
 {
     bfs_write_target wt;
-    bfs_upload *u = upload_at(fs, dir, name);
-    if (u) {
+    bfs_node *n;
+    struct stat st;
+    /* what a lookup finds first: the tree's entry (a dataset written again
+     * under its own name is still that dataset), else a name written */
+    int ret = bfs_tree_lookup(fs->tree, dir, name, &n, &st);
+    if (ret == -ENOENT) {
+        bfs_upload *u = upload_at(fs, dir, name);
+        if (!u)
+            return ret;
         /* a name being written or ingested: the upload's, not a dataset's;
-         * one created and never written (touch) goes, and an ingested raw's
-         * inbox name goes alone (bfs_upload_discard) */
-        int ret = bfs_upload_discard(u);
+         * one created and never written (touch) goes, and an ingested
+         * name goes alone (bfs_upload_discard) */
+        ret = bfs_upload_discard(u);
         bfs_upload_put(u);
         if (ret == 0)
             bfs_tree_changed(fs->tree, dir);
         return ret;
     }
-    if (!fs->ing || bfs_tree_write_target(fs->tree, dir, &wt) < 0 || !wt.dataset_type || !wt.run_exists)
-        return -EPERM;
-    bfs_node *n;
-    struct stat st;
-    int ret = bfs_tree_lookup(fs->tree, dir, name, &n, &st);
     if (ret < 0)
         return ret;
     const char *id = bfs_node_is_dir(n) ? NULL : bfs_node_dataset_id(n);
     char idbuf[64];
     snprintf(idbuf, sizeof idbuf, "%s", id ? id : "");
     bfs_tree_forget(fs->tree, n, 1);
+    if (!fs->ing || bfs_tree_write_target(fs->tree, dir, &wt) < 0 || !wt.dataset_type || !wt.run_exists)
+        return -EPERM;
     if (!id)
         return -EISDIR;
     ret = bfs_ingest_remove(fs->ing, wt.run, idbuf);

@@ -567,6 +567,8 @@ bool bfs_node_is_dir(const bfs_node *n) { return n->kind != K_FILE; }
 const char *bfs_node_dataset_id(const bfs_node *n) { return n->kind == K_FILE ? n->f.id : NULL; }
 const char *bfs_node_location(const bfs_node *n) { return n->kind == K_FILE ? n->f.location : NULL; }
 int64_t bfs_node_recorded_size(const bfs_node *n) { return n->kind == K_FILE ? n->f.size : -1; }
+bfs_node *bfs_node_parent(const bfs_node *n) { return n->parent; }
+const char *bfs_node_name(const bfs_node *n) { return n->name; }
 
 /* st_ino of a file: stable across mounts (dataset id + location), with the
  * top bit set so it never equals a directory's (an address). */

@@ -113,6 +113,11 @@ const char *bfs_node_location(const bfs_node *n);
  * shows), or -1 when it records none (stat then asks the datastore). */
 int64_t bfs_node_recorded_size(const bfs_node *n);
 
+/* The directory n is in (NULL for the root) and n's name there: valid
+ * while n is held or looked up (a node pins its parent). */
+bfs_node *bfs_node_parent(const bfs_node *n);
+const char *bfs_node_name(const bfs_node *n);
+
 /* ---- selections written as mount paths (prefetch, export) ---- */
 
 /* Resolve a path below the mountpoint ("LSSTCam/raw/all/raw/detector=94",

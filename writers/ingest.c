@@ -3367,18 +3367,19 @@ static bool past_inbox_ttl(const bfs_ingest *ing, const struct bfs_upload *u, do
     return u->finished && !u->busy && !u->waiting && now - u->finished_at > ing->cfg->inbox_ttl_ms / 1000.0;
 }
 
-/* Whether u is a raw's name in its RUN's own directory (not a replica's),
- * and whether it was ingested: such a name only shows its dataset, so it
- * may be written anew (bfs_upload_rewrite) or removed alone
+/* Whether u is a name a writer gave (a raw's in its RUN's own directory, or
+ * a file's at a dataId path; not a replica's, which pairs with its sidecar
+ * by name), and whether it was ingested: such a name only shows its
+ * dataset, so it may be written anew (bfs_upload_rewrite) or removed alone
  * (bfs_upload_discard) (under ing->lock). */
-static bool raw_inbox_name(const struct bfs_upload *u)
+static bool writer_name(const struct bfs_upload *u)
 {
-    return u->inbox && !u->replica;
+    return !u->replica;
 }
 
-static bool ingested_raw_inbox_name(const struct bfs_upload *u)
+static bool ingested_writer_name(const struct bfs_upload *u)
 {
-    return raw_inbox_name(u) && u->finished && u->outcome == 0;
+    return writer_name(u) && u->finished && u->outcome == 0;
 }
 
 /* Whether u is listed in run's own directory (an inbox name, not refused,
@@ -3602,15 +3603,22 @@ int bfs_upload_rewrite(bfs_upload *u, uid_t uid, bfs_upload **out)
     pthread_mutex_lock(&ing->lock);
     /* a worker may still make its staging links (busy), which does not
      * change what the name is */
-    bool again = ingested_raw_inbox_name(u);
-    char *run = again ? strdup(u->run) : NULL, *name = again ? strdup(shown_name(u)) : NULL;
+    bool again = ingested_writer_name(u);
+    char *name = again ? strdup(shown_name(u)) : NULL;
     pthread_mutex_unlock(&ing->lock);
-    int ret = !again ? -EPERM : !run || !name ? -ENOMEM : 0;
+    int ret = !again ? -EPERM : !name ? -ENOMEM : 0;
     if (ret == 0) {
-        bfs_ingest_target t = {.run = run, .name = name};
+        /* the same place: the RUN's own directory, or the same dataId (a
+         * path upload's run, type and dataId are fixed at its begin) */
+        bfs_ingest_target t = {.run = u->run, .name = name};
+        if (!u->inbox) {
+            t.dataset_type = u->dtype;
+            t.ndims = u->ndims;
+            t.dim_names = (const char *const *)u->dim_names;
+            t.dim_values = (const char *const *)u->dim_values;
+        }
         ret = bfs_upload_begin(ing, &t, uid, out);
     }
-    free(run);
     free(name);
     return ret;
 }
@@ -3627,7 +3635,7 @@ int bfs_upload_discard(bfs_upload *u)
 {
     pthread_mutex_lock(&u->ing->lock);
     /* an ingested raw's inbox name only shows the dataset, which stays */
-    int ret = ingested_raw_inbox_name(u) ? 0 : u->finished || u->written_ever ? -EPERM : u->writer_open || u->busy ? -EBUSY : 0;
+    int ret = ingested_writer_name(u) ? 0 : u->finished || u->written_ever ? -EPERM : u->writer_open || u->busy ? -EBUSY : 0;
     if (ret == 0)
         u->discarded = true; /* never written: bfs_upload_put abandons it with its last reference */
     pthread_mutex_unlock(&u->ing->lock);
@@ -3744,7 +3752,7 @@ void bfs_upload_stat(bfs_upload *u, bfs_upload_info *info)
 {
     pthread_mutex_lock(&u->ing->lock);
     *info = (bfs_upload_info){.upload = u, .run = u->run, .name = shown_name(u), .size = u->size, .mtime_ns = u->mtime_ns,
-                              .sealed = u->finished, .rewritable = raw_inbox_name(u), .outcome = u->outcome,
+                              .sealed = u->finished, .rewritable = writer_name(u), .outcome = u->outcome,
                               .dataset_id = u->finished && u->outcome == 0 ? u->dataset_id : NULL};
     if (info->dataset_id && u->dtype) {
         info->dataset_type = u->dtype;

@@ -193,23 +193,24 @@ void bfs_upload_get(bfs_upload *u);
  * an ingested file is immutable (a write would only fail later, EBADF). */
 int bfs_upload_take_writer(bfs_upload *u);
 void bfs_upload_drop_writer(bfs_upload *u);
-/* rm of an inbox name: the name goes at once (no lookup or listing finds
- * it, and it may be created again).  A name created and never written
- * (touch) takes its upload, which holds nothing, with it (dropped with its
- * last reference); an ingested raw's name goes alone, its dataset stays at
- * its dataId path (tar x unlinks a name it extracts again).  -EBUSY while
+/* rm of a name a writer gave: the name goes at once (no lookup or listing
+ * finds it, and it may be created again).  A name created and never
+ * written (touch) takes its upload, which holds nothing, with it (dropped
+ * with its last reference); an ingested file's name goes alone, its dataset
+ * stays at its dataId path (tar x unlinks a name it extracts again).  -EBUSY while
  * a descriptor holds it open for writing with nothing written; -EPERM for
  * bytes not yet ingested (they are ingested or quarantined, never removed
  * by a name). */
 int bfs_upload_discard(bfs_upload *u);
-/* A writer opens the inbox name of an ingested raw again, with O_TRUNC
- * (a copy run twice): a new upload under that name in u's RUN, as if the
- * name had been created anew, with bfs_upload_begin's reference and
- * writer slot in *out; u stays as it is.  Its close then ingests it: the
- * same bytes are an idempotent success, a raw of the same dataId with
- * other bytes is refused (EEXIST).  -EPERM for anything else (a file at a
- * dataId path, a replica, a file not ingested), else bfs_upload_begin's
- * errors (-ETXTBSY while that name is being written again already). */
+/* A writer opens the name of an ingested file again, with O_TRUNC (a copy
+ * run twice): a new upload under that name at u's place (u's RUN's own
+ * directory for a raw, u's dataId for a file at a dataId path), as if the
+ * name had been created anew, with bfs_upload_begin's reference and writer
+ * slot in *out; u stays as it is.  Its close then ingests it: the same
+ * bytes are an idempotent success, other bytes at the same dataId are
+ * refused (EEXIST).  -EPERM for anything else (a replica, a file not
+ * ingested), else bfs_upload_begin's errors (-ETXTBSY while that name is
+ * being written again already). */
 int bfs_upload_rewrite(bfs_upload *u, uid_t uid, bfs_upload **out);
 /* A new read-only open of u: 0, or -EBUSY while u holds bytes not yet
  * sealed (being written, or being ingested): a reader never sees a partial
@@ -235,7 +236,7 @@ typedef struct bfs_upload_info {
     off_t size;
     int64_t mtime_ns;
     bool sealed;       /* a seal has finished */
-    bool rewritable;   /* a raw's name in its RUN's own directory: written again once
+    bool rewritable;   /* a name a writer gave (not a replica's): written again once
                         * ingested, it is a new upload (bfs_upload_rewrite) */
     int outcome;       /* its result when sealed: 0 or -errno */
     const char *dataset_id; /* 32 hex when ingested, else NULL */

@@ -14,7 +14,9 @@
 # cached listings above a raw written in its RUN's directory; after a remount the
 # dataset is still there; butlerfs status counts the outcomes; an inbox name
 # is not changed in place once ingested, written anew (cp again) it is a
-# duplicate or EEXIST, and it leaves the listing after inbox_ttl; mkdir'd
+# duplicate or EEXIST, and it leaves the listing after inbox_ttl; so does a
+# file at a dataId path written again, under its own name or the dataset's
+# (which a reader holding it open never sees change); mkdir'd
 # directories are listed before any file makes them real, and rmdir
 # removes an empty one (not one holding anything); a file created and
 # never written (touch) can be removed, one being written cannot; a file
@@ -221,6 +223,50 @@ expect "other bytes of its dataId written to the same name fail (EEXIST)" grep -
 expect "... the name still shows the ingested bytes" cmp -s "$R1" "$I/r.fits"
 expect "... and is listed once" test "$(ls "$I" | grep -c '^r.fits$')" = 1
 expect "... one dataset in that RUN" test "$(count u/me/inbox)" = 1
+
+# a file at a dataId path written again (a copy run twice): under the name
+# the writer gave, and under the dataset's own name; the same bytes are a
+# duplicate, other bytes EEXIST, and the dataset never changes.  A reader
+# that had the dataset open reads its bytes throughout.
+P="$T/mnt/u/me/again/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
+mkdir -p "$P"
+cp "$T/raw.fits" "$P/mine.fits"
+stat "$P/mine.fits" >/dev/null 2>&1 && within=1 || within=0   # still within inbox_ttl?
+expect "cp to a dataId path under the same name again succeeds (a duplicate; within the name's ttl: $within)" \
+    cp "$T/raw.fits" "$P/mine.fits"
+DS=$(find "$P" -type f -name '*.fits' ! -name mine.fits | head -1)
+expect "cp to the dataset's own name with the same bytes succeeds (a duplicate)" cp "$T/raw.fits" "$DS"
+expect "... its event says duplicate" \
+    bash -c "tail -1 '$T/repo/.butlerfs/events.jsonl' | grep -q '\"outcome\": *\"duplicate\"'"
+expect "cp -p to the dataset's own name succeeds too" cp -p "$T/raw.fits" "$DS"
+rm -f "$DS" 2>"$T/err.txt"
+expect "... and rm of the dataset's own name right after is still refused (EPERM), the dataset stays" \
+    bash -c "test -e '$DS' && grep -q 'Operation not permitted' '$T/err.txt'"
+expect "the dataset's own name with other bytes: EEXIST, the dataset unchanged, a reader undisturbed" \
+    python3 - "$DS" "$OTHER" "$T/raw.fits" <<'PY'
+import errno, os, sys
+ds, other, orig = sys.argv[1:]
+want = open(orig, "rb").read()
+reader = open(ds, "rb")
+head = reader.read(2880)
+fd = os.open(ds, os.O_WRONLY | os.O_TRUNC)
+os.write(fd, open(other, "rb").read())
+try:
+    os.close(fd)
+    sys.exit("close of other bytes at a dataset's own name succeeded")
+except OSError as e:
+    assert e.errno == errno.EEXIST, e
+assert head + reader.read() == want, "the open reader saw other bytes"
+assert os.stat(ds).st_size == len(want), os.stat(ds).st_size
+assert open(ds, "rb").read() == want, "the dataset changed"
+for flags in (os.O_WRONLY, os.O_RDWR, os.O_WRONLY | os.O_APPEND, os.O_RDONLY | os.O_TRUNC):
+    try:
+        os.close(os.open(ds, flags))
+        sys.exit("open of a dataset with flags %#o succeeded" % flags)
+    except OSError as e:
+        assert e.errno == errno.EPERM, (flags, e)
+PY
+expect "... one dataset in that RUN" test "$(count u/me/again)" = 1
 touch "$I/empty.fits"
 expect "a name created and never written (touch) is listed" bash -c "ls '$I' | grep -qx empty.fits"
 expect "... and rm removes it at once" bash -c "rm '$I/empty.fits' && ! ls '$I' | grep -qx empty.fits"
