@@ -11,11 +11,13 @@
 # and status counts nothing not fully staged.  The sidecar's own intent
 # ends at the registration, in both orders of the pair (it is not held
 # until the links are made).  A second pair, the sidecar first, is staged
-# by the retry once the tree is unblocked.
+# by the retry once the tree is unblocked.  A third pair whose daemon is
+# killed right after its registration, the tree blocked, is finished by
+# the remount: the sidecar ends, the replica is staged once unblocked.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
 command -v python3 >/dev/null || skip "python3 not installed"
-replica_fixture 2
+replica_fixture 3
 mkdir -p "$T/oods"
 printf 'ingest:\n  staging: [%s]\n  staging_retry: 1s\n  allow_remove: true\n' "$T/oods" >"$T/cfg.yaml"
 day=$(date -u -d '-12 hours' +%F)
@@ -69,6 +71,40 @@ expect "unblocked, the retry stages it: a hard link of the stored file" \
     test -n "$stored" -a "$(stat -c %i "$stored" 2>/dev/null)" = "$(stat -c %i "$T/oods/$day/$(basename "$stored")" 2>/dev/null)"
 expect "... leaving no intent" test "$(intents)" = 0
 expect "... and no quarantine" test -z "$(find "$T/repo/.butlerfs/quarantine" -type f 2>/dev/null)"
+
+# a kill -9 right after a replica's registration, the tree blocked again:
+# the remount finishes the sidecar (it does not wait for a partner that is
+# registered already, nor is it quarantined after replica_wait), keeps the
+# replica's intent while its link fails, and makes the link while mounted
+# once the tree is unblocked
+unmount
+rm -rf "${T:?}/oods/$day" && : >"$T/oods/$day"
+f=${FILES[2]}
+BFS_INGEST_KILL_AT=REGISTERED mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || finish
+cp "$f.butler.json" "$R/" 2>/dev/null
+cp "$f" "$R/" 2>/dev/null
+for _ in $(seq 50); do kill -0 "$BFS_PID" 2>/dev/null || break; sleep 0.1; done
+expect "a replica's daemon killed right after its registration (the test hook)" bash -c "! kill -0 $BFS_PID 2>/dev/null"
+kill_daemon "$T/mnt"
+expect "... leaves the intents of the pair" test "$(intents)" -ge 1
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || finish
+for _ in $(seq 50); do
+    [ "$(intents)" = 1 ] && break
+    sleep 0.2
+done
+expect "the remount with the tree still blocked keeps only the replica's intent (found $(intents))" test "$(intents)" = 1
+expect "... its dataset registered once" \
+    test "$(q "$T/repo" "SELECT count(*) FROM dataset")" = 2
+expect "... and quarantines nothing" test -z "$(find "$T/repo/.butlerfs/quarantine" -type f 2>/dev/null)"
+rm "$T/oods/$day"
+for _ in $(seq 50); do
+    [ "$(intents)" = 0 ] && break
+    sleep 0.2
+done
+linked=$(find "$T/oods/$day" -type f 2>/dev/null)
+expect "unblocked, the remounted daemon's retry stages the recovered replica (a hard link of a stored file), leaving no intent" \
+    test "$(echo "$linked" | grep -c .)" = 1 -a -n "$(find "$T/repo/LSSTCam" -samefile "$linked" 2>/dev/null)" \
+    -a "$(intents)" = 0
 unmount
 expect_no_sanitizer
 finish
