@@ -717,7 +717,12 @@ static void opw_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
         return;
     }
     bfs_upload *u = upload_at(fs, bfs_tree_node(fs->tree, parent), name);
-    int ret = !u ? -EPERM : newparent != parent ? -EXDEV : bfs_upload_rename(u, newname);
+    /* only a written name changes, in its own directory: a move to another
+     * directory would be another RUN or dataId, that is another dataset.
+     * Not EXDEV, which mv takes as "copy, then unlink": the copy would be
+     * ingested there and the unlink remove only the name, so mv would exit
+     * 0 with the dataset in both places */
+    int ret = !u || newparent != parent ? -EPERM : bfs_upload_rename(u, newname);
     if (u)
         bfs_upload_put(u);
     fuse_reply_err(req, -ret);

@@ -223,6 +223,12 @@ expect "other bytes of its dataId written to the same name fail (EEXIST)" grep -
 expect "... the name still shows the ingested bytes" cmp -s "$R1" "$I/r.fits"
 expect "... and is listed once" test "$(ls "$I" | grep -c '^r.fits$')" = 1
 expect "... one dataset in that RUN" test "$(count u/me/inbox)" = 1
+mkdir -p "$T/mnt/u/me/inbox2"
+cp "$R1" "$I/moved.fits"
+mv "$I/moved.fits" "$T/mnt/u/me/inbox2/" 2>"$T/err.txt"
+expect "mv of an ingested name to another RUN's directory fails (EPERM, not a copy and an unlink)" \
+    bash -c "grep -q 'Operation not permitted' '$T/err.txt' && test \"\$(ls '$T/mnt/u/me/inbox2')\" = ''"
+expect "... and ingests nothing there" test "$(count u/me/inbox2)" = 0
 
 # a file at a dataId path written again (a copy run twice): under the name
 # the writer gave, and under the dataset's own name; the same bytes are a
