@@ -3403,6 +3403,21 @@ static bool same_target(const struct bfs_upload *u, const bfs_ingest_target *t)
     return true;
 }
 
+/* The place u was written at, as a target (borrowing u's strings; under
+ * ing->lock, or for a path upload, whose place is fixed at its begin): its
+ * RUN's own directory for a raw, its dataId for a file at a dataId path. */
+static bfs_ingest_target place_of(const struct bfs_upload *u, const char *name)
+{
+    bfs_ingest_target t = {.run = u->run, .name = name};
+    if (!u->inbox) {
+        t.dataset_type = u->dtype;
+        t.ndims = u->ndims;
+        t.dim_names = (const char *const *)u->dim_names;
+        t.dim_values = (const char *const *)u->dim_values;
+    }
+    return t;
+}
+
 /* Free uploads nobody references whose inbox time is over (under ing->lock). */
 static void purge_locked(bfs_ingest *ing)
 {
@@ -3608,15 +3623,9 @@ int bfs_upload_rewrite(bfs_upload *u, uid_t uid, bfs_upload **out)
     pthread_mutex_unlock(&ing->lock);
     int ret = !again ? -EPERM : !name ? -ENOMEM : 0;
     if (ret == 0) {
-        /* the same place: the RUN's own directory, or the same dataId (a
-         * path upload's run, type and dataId are fixed at its begin) */
-        bfs_ingest_target t = {.run = u->run, .name = name};
-        if (!u->inbox) {
-            t.dataset_type = u->dtype;
-            t.ndims = u->ndims;
-            t.dim_names = (const char *const *)u->dim_names;
-            t.dim_values = (const char *const *)u->dim_values;
-        }
+        /* the same place (a path upload's is fixed at its begin, a raw's
+         * RUN too) */
+        bfs_ingest_target t = place_of(u, name);
         ret = bfs_upload_begin(ing, &t, uid, out);
     }
     free(name);
@@ -3634,10 +3643,19 @@ int bfs_upload_take_reader(bfs_upload *u)
 int bfs_upload_discard(bfs_upload *u)
 {
     pthread_mutex_lock(&u->ing->lock);
-    /* an ingested raw's inbox name only shows the dataset, which stays */
-    int ret = ingested_writer_name(u) ? 0 : u->finished || u->written_ever ? -EPERM : u->writer_open || u->busy ? -EBUSY : 0;
+    /* an ingested file's name only shows the dataset, which stays */
+    bool ingested = ingested_writer_name(u);
+    int ret = ingested ? 0 : u->finished || u->written_ever ? -EPERM : u->writer_open || u->busy ? -EBUSY : 0;
     if (ret == 0)
         u->discarded = true; /* never written: bfs_upload_put abandons it with its last reference */
+    if (ingested) {
+        /* the name goes: the earlier uploads of that name (a copy run
+         * twice) with it, or a lookup would find the one before */
+        bfs_ingest_target t = place_of(u, shown_name(u));
+        for (struct bfs_upload *v = u->ing->uploads; v; v = v->next)
+            if (v != u && ingested_writer_name(v) && same_target(v, &t))
+                v->discarded = true;
+    }
     pthread_mutex_unlock(&u->ing->lock);
     return ret;
 }

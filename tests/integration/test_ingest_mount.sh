@@ -229,6 +229,9 @@ mv "$I/moved.fits" "$T/mnt/u/me/inbox2/" 2>"$T/err.txt"
 expect "mv of an ingested name to another RUN's directory fails (EPERM, not a copy and an unlink)" \
     bash -c "grep -q 'Operation not permitted' '$T/err.txt' && test \"\$(ls '$T/mnt/u/me/inbox2')\" = ''"
 expect "... and ingests nothing there" test "$(count u/me/inbox2)" = 0
+cp "$R1" "$I/twice.fits" && cp "$R1" "$I/twice.fits"
+expect "rm of a name written twice removes the name (the first upload of it too)" \
+    bash -c "rm '$I/twice.fits' && ! ls '$I' | grep -qx twice.fits && ! stat '$I/twice.fits' 2>/dev/null"
 
 # a file at a dataId path written again (a copy run twice): under the name
 # the writer gave, and under the dataset's own name; the same bytes are a

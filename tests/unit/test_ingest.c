@@ -291,6 +291,61 @@ static void test_path_ingest(void **state)
     assert_int_equal(st.quarantined, 2);
 }
 
+/* A file at a dataId path written again under its name (a copy run twice):
+ * a new upload at the same dataId, whose seal compares; the first stays. */
+static void test_path_rewrite(void **state)
+{
+    struct ictx *c = *state;
+    const char *values[] = {"LSSTCam", "3", "r_57"};
+    bfs_ingest_target t = {.run = "B", .dataset_type = "flat", .dim_names = flat_dims, .dim_values = values,
+                           .ndims = 3, .name = "mine.txt"};
+    const char *text = "flat bytes\n", *other = "other bytes\n";
+    bfs_upload *u = NULL, *again = NULL, *third = NULL, *busy = NULL;
+    assert_int_equal(bfs_upload_begin(c->ing, &t, getuid(), &u), 0);
+    assert_int_equal(bfs_upload_rewrite(u, getuid(), &again), -EPERM); /* not ingested yet */
+    assert_int_equal(bfs_upload_pwrite(u, text, strlen(text), 0), (ssize_t)strlen(text));
+    assert_int_equal(bfs_upload_seal_wait(u), 0);
+    bfs_upload_info info;
+    bfs_upload_stat(u, &info);
+    assert_true(info.rewritable);
+    char id[33];
+    snprintf(id, sizeof id, "%s", info.dataset_id);
+
+    /* the same bytes again under the same name: a duplicate at the same dataId */
+    assert_int_equal(bfs_upload_rewrite(u, getuid(), &again), 0);
+    assert_int_equal(bfs_upload_rewrite(u, getuid(), &busy), -ETXTBSY); /* one writer of a name */
+    assert_int_equal(bfs_upload_pwrite(again, text, strlen(text), 0), (ssize_t)strlen(text));
+    assert_int_equal(bfs_upload_seal_wait(again), 0);
+    bfs_upload_stat(again, &info);
+    assert_string_equal(info.name, "mine.txt");
+    assert_string_equal(info.dataset_type, "flat");
+    assert_int_equal(info.ndims, 3);
+    assert_string_equal(info.dim_values[1], "3");
+    assert_string_equal(info.dataset_id, id);
+
+    /* other bytes: EEXIST, and the name still finds the ingested upload */
+    assert_int_equal(bfs_upload_rewrite(again, getuid(), &third), 0);
+    assert_int_equal(bfs_upload_pwrite(third, other, strlen(other), 0), (ssize_t)strlen(other));
+    assert_int_equal(bfs_upload_seal_wait(third), -EEXIST);
+    assert_int_equal(bfs_upload_rewrite(third, getuid(), &busy), -EPERM); /* refused: not a dataset's name */
+    bfs_upload *found = NULL;
+    assert_int_equal(bfs_upload_find(c->ing, &t, &found), 0);
+    assert_ptr_equal(found, again);
+    bfs_upload_put(found);
+
+    /* rm of the name removes the name alone */
+    assert_int_equal(bfs_upload_discard(again), 0);
+    assert_int_equal(bfs_upload_find(c->ing, &t, &found), -ENOENT);
+    bfs_ingest_stats st;
+    bfs_ingest_stats_get(c->ing, &st);
+    assert_int_equal(st.ingested, 1);
+    assert_int_equal(st.duplicates, 1);
+    assert_int_equal(st.quarantined, 1);
+    bfs_upload_put(third);
+    bfs_upload_put(again);
+    bfs_upload_put(u);
+}
+
 struct collect_ck {
     char checksum[129];
     char path[512];
@@ -386,6 +441,7 @@ int main(void)
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_example_file),
         cmocka_unit_test_setup_teardown(test_path_ingest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_path_rewrite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_streamed_checksum, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
     };
