@@ -72,6 +72,14 @@ expect "the file record's checksum is that of the merged file" python3 -c "
 import hashlib, sqlite3, sys
 ck = sqlite3.connect(sys.argv[1]).execute('SELECT checksum FROM file_datastore_records WHERE path = ?', (sys.argv[2],)).fetchone()[0]
 assert ck == hashlib.blake2b(open(sys.argv[3], 'rb').read()).hexdigest()" "$T/repo/gen3.sqlite3" "$path" "$stored"
+# a second later: a merge that stamped the time (a CHECKSUM card's comment
+# says when it was updated) would give other bytes
+cp "$stored" "$T/stored1.fits"
+sleep 1.1
+expect "the same raw copied again (the document merged again) is a duplicate, not EEXIST" \
+    cp "${RAWS[0]}" "$T/mnt/LSSTCam/raw/all/"
+expect "... its event says duplicate, and the stored file is unchanged" bash -c "
+    tail -1 '$T/repo/.butlerfs/events.jsonl' | grep -q '\"outcome\": *\"duplicate\"' && cmp -s '$stored' '$T/stored1.fits'"
 expect "the translation saw the merged header (target_name from the document)" \
     test "$(q "SELECT target_name FROM exposure WHERE obs_id = '$obs1'")" = merged-target
 expect "the event says the document was merged" python3 - "$T/repo/.butlerfs/events.jsonl" "$obs1" <<'PY'
