@@ -336,9 +336,12 @@ static void opw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
     }
 }
 
-/* h->dir for an upload opened by name in its RUN's own directory, so that
- * its seal updates the listings as a create's does (left NULL when the
- * directory is gone: the listings then time out instead). */
+/* h->dir for an upload opened by name (written again), so that its seal
+ * updates the listings as a create's does: its RUN's own directory, also
+ * for a file at a dataId path (bfs_tree_dataset_added finds the dataId
+ * directories from there; a refused one's name then keeps showing the
+ * ingested upload, which is right).  Left NULL when the directory is gone:
+ * the listings then time out instead. */
 static void run_dir(bfs_fs *fs, struct upload_handle *h)
 {
     bfs_upload_info info;
