@@ -1346,6 +1346,32 @@ static int read_one(void *arg, const char *name)
     return ret;
 }
 
+/* One pass over the state directories. */
+static int read_pass(const char *qdir, bfs_queue_stats *st, bfs_queue_cb cb, void *ctx)
+{
+    memset(st, 0, sizeof *st);
+    struct statvfs vf;
+    st->disk_free = statvfs(qdir, &vf) == 0 ? (int64_t)vf.f_bavail * (int64_t)vf.f_frsize : -1;
+    int ret = 0;
+    for (int s = 0; ret == 0 && s < STATES; s++) {
+        struct read_ctx c = {qdir, s, st, cb, ctx, bfs_real_s()};
+        ret = each_job(qdir, s, read_one, &c);
+    }
+    return ret;
+}
+
+static bool same_counts(const bfs_queue_stats *a, const bfs_queue_stats *b)
+{
+    return a->pending == b->pending && a->inflight == b->inflight && a->parked == b->parked && a->done == b->done;
+}
+
+/* A running mount moves jobs between the state directories while they are
+ * read, one after another, so one pass can miss a job (read in pending
+ * before it came back from inflight) or count it twice.  The counts are
+ * those of two passes in a row that agree (at most READ_PASSES passes, then
+ * the last); the jobs cb sees come from one more pass. */
+enum { READ_PASSES = 8 };
+
 int bfs_queue_read(const char *repo_dir, bfs_queue_stats *st, bfs_queue_cb cb, void *ctx)
 {
     memset(st, 0, sizeof *st);
@@ -1354,11 +1380,16 @@ int bfs_queue_read(const char *repo_dir, bfs_queue_stats *st, bfs_queue_cb cb, v
         return -ENOMEM;
     struct stat sb;
     int ret = stat(qdir, &sb) == 0 ? 0 : -ENOENT;
-    struct statvfs vf;
-    st->disk_free = ret == 0 && statvfs(qdir, &vf) == 0 ? (int64_t)vf.f_bavail * (int64_t)vf.f_frsize : -1;
-    for (int s = 0; ret == 0 && s < STATES; s++) {
-        struct read_ctx c = {qdir, s, st, cb, ctx, bfs_real_s()};
-        ret = each_job(qdir, s, read_one, &c);
+    bfs_queue_stats prev = {0};
+    for (int pass = 0; ret == 0 && pass < READ_PASSES; pass++) {
+        ret = read_pass(qdir, st, NULL, NULL);
+        if (ret == 0 && pass > 0 && same_counts(&prev, st))
+            break;
+        prev = *st;
+    }
+    if (ret == 0 && cb) {
+        bfs_queue_stats listed;
+        ret = read_pass(qdir, &listed, cb, ctx);
     }
     free(qdir);
     return ret;

@@ -161,7 +161,9 @@ typedef struct bfs_queue_job {
 typedef int (*bfs_queue_cb)(void *ctx, const bfs_queue_job *job);
 
 /* Count the jobs of repo_dir's queue; cb (may be NULL) sees every parked
- * and pending job.  -ENOENT when the repository has no queue. */
+ * and pending job.  A running mount moves jobs while they are read: the
+ * counts are those of two passes in a row that agree (a few passes at
+ * most).  -ENOENT when the repository has no queue. */
 int bfs_queue_read(const char *repo_dir, bfs_queue_stats *st, bfs_queue_cb cb, void *ctx);
 /* Parked jobs back to pending with no attempts (retry), or deleted
  * (drop).  *n gets how many. */
