@@ -105,6 +105,15 @@ static void upload_entry(bfs_fs *fs, bfs_upload *u, struct fuse_entry_param *e)
     e->attr_timeout = 0;  /* the size changes while it is written */
 }
 
+/* The ingest's target of a file called name where wt says it goes
+ * (borrowing wt's strings and name). */
+static bfs_ingest_target ingest_target(const bfs_write_target *wt, const char *name)
+{
+    return (bfs_ingest_target){.run = wt->run, .dataset_type = wt->dataset_type, .dim_names = wt->dim_names,
+                               .dim_values = wt->dim_values, .ndims = wt->ndims, .name = name,
+                               .replica = wt->replica};
+}
+
 /* The upload written as name in directory dir (one reference), or NULL. */
 static bfs_upload *upload_at(bfs_fs *fs, bfs_node *dir, const char *name)
 {
@@ -112,9 +121,7 @@ static bfs_upload *upload_at(bfs_fs *fs, bfs_node *dir, const char *name)
     bfs_upload *u;
     if (!fs->ing || bfs_tree_write_target(fs->tree, dir, &wt) < 0)
         return NULL;
-    bfs_ingest_target it = {.run = wt.run, .dataset_type = wt.dataset_type, .dim_names = wt.dim_names,
-                            .dim_values = wt.dim_values, .ndims = wt.ndims, .name = name,
-                                .replica = wt.replica};
+    bfs_ingest_target it = ingest_target(&wt, name);
     return bfs_upload_find(fs->ing, &it, &u) == 0 ? u : NULL;
 }
 
@@ -299,10 +306,11 @@ static void opw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
     bfs_node *dir = bfs_tree_node(fs->tree, parent);
     bfs_write_target wt;
     int ret = S_ISREG(mode) ? bfs_tree_write_target(fs->tree, dir, &wt) : -EPERM;
-    bfs_ingest_target it = {.run = wt.run, .dataset_type = wt.dataset_type, .dim_names = wt.dim_names,
-                            .dim_values = wt.dim_values, .ndims = wt.ndims, .name = name, .replica = wt.replica};
-    if (ret == 0)
+    bfs_ingest_target it = {0};
+    if (ret == 0) {
+        it = ingest_target(&wt, name);
         ret = bfs_upload_may_begin(fs->ing, &it); /* before a RUN or type is made for it */
+    }
     if (ret == 0)
         ret = ensure_run(fs, dir, &wt);
     if (ret == 0)
@@ -330,9 +338,7 @@ static void opw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
     fi->direct_io = 1; /* every write reaches the spool as it is made */
     if (fuse_reply_create(req, &e, fi) != 0) {
         bfs_upload_put(h->u); /* the entry's reference */
-        bfs_upload_put(h->u);
-        bfs_node_release(fs->tree, dir);
-        free(h);
+        release_handle(fs, h);
     }
 }
 
@@ -367,8 +373,7 @@ static int dataset_rewrite(fuse_req_t req, bfs_node *n, struct upload_handle **o
     if (!fs->ing || !dir || bfs_tree_write_target(fs->tree, dir, &wt) < 0 || !wt.dataset_type || !wt.run_exists ||
         wt.replica)
         return -EPERM;
-    bfs_ingest_target it = {.run = wt.run, .dataset_type = wt.dataset_type, .dim_names = wt.dim_names,
-                            .dim_values = wt.dim_values, .ndims = wt.ndims, .name = bfs_node_name(n)};
+    bfs_ingest_target it = ingest_target(&wt, bfs_node_name(n));
     struct upload_handle *h = calloc(1, sizeof *h);
     if (!h)
         return -ENOMEM;

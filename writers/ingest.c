@@ -3647,7 +3647,8 @@ int bfs_upload_discard(bfs_upload *u)
     bool ingested = ingested_writer_name(u);
     int ret = ingested ? 0 : u->finished || u->written_ever ? -EPERM : u->writer_open || u->busy ? -EBUSY : 0;
     if (ret == 0)
-        u->discarded = true; /* never written: bfs_upload_put abandons it with its last reference */
+        u->discarded = true; /* no lookup or listing finds it; one never written is abandoned by
+                              * bfs_upload_put with its last reference */
     if (ingested) {
         /* the name goes: the earlier uploads of that name (a copy run
          * twice) with it, or a lookup would find the one before */
