@@ -19,6 +19,13 @@ int bfs_cmd_status(int argc, char **argv);
  * wanted[], when nwanted > 0; found[] marks the ones seen), as
  * `butlerfs status --json` prints them; NULL when out of memory. */
 json_t *bfs_status_running(char **wanted, int nwanted, bool *found);
+/* The status object (one reference) of this user's running writable (-o
+ * rw) mount of the repository repo (real paths compared), or NULL when none
+ * runs.  repo NULL: of the one writable mount running; when none or several
+ * run, NULL after a message on stderr that starts "butlerfs: CMD: " and
+ * lists them. */
+json_t *bfs_status_rw_mount(const char *repo, const char *cmd);
+int bfs_cmd_quarantine(int argc, char **argv);
 int bfs_cmd_queue(int argc, char **argv);
 int bfs_cmd_catchup(int argc, char **argv);
 int bfs_cmd_retention(int argc, char **argv);

@@ -92,32 +92,13 @@ int bfs_cmd_queue(int argc, char **argv)
     }
     char repo_buf[PATH_MAX];
     if (!repo) {
-        /* the repository of the one running writable mount */
-        json_t *all = bfs_status_running(NULL, 0, NULL);
-        int n = 0;
-        size_t i;
-        json_t *m;
-        json_array_foreach(all, i, m) {
-            if (!json_is_object(json_object_get(m, "ingest")))
-                continue; /* read-only: no queue */
-            const char *r = json_string_value(json_object_get(m, "repository"));
-            if (r && n++ == 0)
-                snprintf(repo_buf, sizeof repo_buf, "%s", r);
-        }
-        if (n != 1) {
-            fprintf(stderr, n ? "butlerfs: queue: %d writable mounts are running; name the repository:\n"
-                              : "butlerfs: queue: no writable butlerfs mount is running; name the repository\n",
-                    n);
-            json_array_foreach(all, i, m) {
-                if (json_is_object(json_object_get(m, "ingest")))
-                    fprintf(stderr, "  %s (mounted on %s)\n", json_string_value(json_object_get(m, "repository")),
-                            json_string_value(json_object_get(m, "mountpoint")));
-            }
+        json_t *m = bfs_status_rw_mount(NULL, "queue");
+        if (!m) {
             fprintf(stderr, "\n%s", queue_help);
-            json_decref(all);
             return 2;
         }
-        json_decref(all);
+        snprintf(repo_buf, sizeof repo_buf, "%s", json_string_value(json_object_get(m, "repository")));
+        json_decref(m);
         repo = repo_buf;
     }
     if (cmd) {

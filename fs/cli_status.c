@@ -270,6 +270,39 @@ json_t *bfs_status_running(char **wanted, int nwanted, bool *found)
     return all;
 }
 
+json_t *bfs_status_rw_mount(const char *repo, const char *cmd)
+{
+    char want[PATH_MAX];
+    if (repo && !realpath(repo, want))
+        snprintf(want, sizeof want, "%s", repo);
+    json_t *all = bfs_status_running(NULL, 0, NULL);
+    json_t *found = NULL;
+    int n = 0;
+    size_t i;
+    json_t *m;
+    json_array_foreach(all, i, m) {
+        if (!json_is_object(json_object_get(m, "ingest")))
+            continue; /* read-only */
+        if (repo && strcmp(str_of(m, "repository"), want))
+            continue;
+        if (n++ == 0)
+            found = json_incref(m);
+    }
+    if (!repo && n != 1) {
+        fprintf(stderr, n ? "butlerfs: %s: %d writable mounts are running; name the repository:\n"
+                          : "butlerfs: %s: no writable butlerfs mount is running; name the repository\n",
+                cmd, n);
+        json_array_foreach(all, i, m) {
+            if (json_is_object(json_object_get(m, "ingest")))
+                fprintf(stderr, "  %s (mounted on %s)\n", str_of(m, "repository"), str_of(m, "mountpoint"));
+        }
+        json_decref(found);
+        found = NULL;
+    }
+    json_decref(all);
+    return found;
+}
+
 /* Is MOUNTPOINT (as given) the mount j describes? */
 static bool names_mount(const char *given, json_t *j)
 {

@@ -66,6 +66,9 @@ static const char usage_text[] =
     "        mount, files ingested, duplicates, quarantined, not fully staged.\n"
     "  queue [--json] REPO | queue retry REPO | queue drop-parked REPO\n"
     "        The uploads of ingested files to the Data Backbone (transfer: section).\n"
+    "  quarantine [--json] [REPO] | quarantine retry [REPO] ID...|--all\n"
+    "        The files a writable mount refused, with the reasons; write them into\n"
+    "        the mount again once the cause is fixed.\n"
     "  catchup REPO --collection GLOB [--since DATE] [--until DATE] [--check-sizes]\n"
     "        Queue the uploads of datasets the destinations do not hold.\n"
     "  export REPO [PATH...] --to DIR [--collection GLOB] [--dataset-type GLOB] [--dry-run]\n"
@@ -477,6 +480,8 @@ static int run_command(const char *self, int argc, char **argv)
         return bfs_cmd_status(argc, argv);
     if (!strcmp(cmd, "queue"))
         return bfs_cmd_queue(argc, argv);
+    if (!strcmp(cmd, "quarantine"))
+        return bfs_cmd_quarantine(argc, argv);
     if (!strcmp(cmd, "catchup"))
         return bfs_cmd_catchup(argc, argv);
     if (!strcmp(cmd, "export"))

@@ -14,10 +14,8 @@
 
 #define TAG "main"
 
-/* The configuration file's ingest: and transfer: sections (owned by
- * writers/), read at an -o rw mount. */
-static int load_write_config(const bfs_config *config, bfs_ingest_config *icfg, bfs_transfer_config *tcfg,
-                             char **msg)
+int bfs_mount_write_config(const bfs_config *config, bfs_ingest_config *icfg, bfs_transfer_config *tcfg,
+                           char **msg)
 {
     if (!config->path)
         return 0;
@@ -73,7 +71,7 @@ int bfs_mount_check(const bfs_mount_plan *p, bfs_ingest_config *icfg, bfs_transf
         fprintf(stderr, "butlerfs: -o rw needs a repository whose datastore root is a local directory; "
                         "%s's is %s\n", bfs_registry_repo_dir(reg), root);
         ret = -1;
-    } else if (p->rw && (load_write_config(p->config, icfg, tcfg, &msg) < 0 ||
+    } else if (p->rw && (bfs_mount_write_config(p->config, icfg, tcfg, &msg) < 0 ||
                          bfs_ingest_check(bfs_registry_repo_dir(reg), root, icfg, &msg) < 0)) {
         fprintf(stderr, "butlerfs: %s\n", msg ? msg : "cannot read the ingest: section");
         ret = -1;

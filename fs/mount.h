@@ -56,4 +56,11 @@ int bfs_mount_check(const bfs_mount_plan *p, bfs_ingest_config *icfg, bfs_transf
  * the exit status: 0 after a clean unmount, 1 otherwise. */
 int bfs_mount_serve(const bfs_mount_plan *p, struct fuse_session *se, bfs_fs *fs);
 
+/* The ingest: and transfer: sections of the configuration file config
+ * names (writers/ owns their parsing) into icfg and tcfg, which hold their
+ * defaults; nothing when config names no file.  0, or -errno with *msg
+ * "FILE:LINE: what". */
+int bfs_mount_write_config(const bfs_config *config, bfs_ingest_config *icfg, bfs_transfer_config *tcfg,
+                           char **msg);
+
 #endif

@@ -307,10 +307,13 @@ static void opw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
     bfs_write_target wt;
     int ret = S_ISREG(mode) ? bfs_tree_write_target(fs->tree, dir, &wt) : -EPERM;
     bfs_ingest_target it = {0};
+    char *where = NULL;
     if (ret == 0) {
         it = ingest_target(&wt, name);
         ret = bfs_upload_may_begin(fs->ing, &it); /* before a RUN or type is made for it */
     }
+    if (ret == 0)
+        ret = (it.dir = where = bfs_node_path(dir)) ? 0 : -ENOMEM;
     if (ret == 0)
         ret = ensure_run(fs, dir, &wt);
     if (ret == 0)
@@ -320,6 +323,7 @@ static void opw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
         ret = (h = calloc(1, sizeof *h)) ? 0 : -ENOMEM;
     if (ret == 0)
         ret = bfs_upload_begin(fs->ing, &it, fuse_req_ctx(req)->uid, &h->u);
+    free(where);
     if (ret < 0) {
         free(h);
         fuse_reply_err(req, -ret);
@@ -374,10 +378,15 @@ static int dataset_rewrite(fuse_req_t req, bfs_node *n, struct upload_handle **o
         wt.replica)
         return -EPERM;
     bfs_ingest_target it = ingest_target(&wt, bfs_node_name(n));
-    struct upload_handle *h = calloc(1, sizeof *h);
-    if (!h)
+    char *where = bfs_node_path(dir);
+    struct upload_handle *h = where ? calloc(1, sizeof *h) : NULL;
+    if (!h) {
+        free(where);
         return -ENOMEM;
+    }
+    it.dir = where;
     int ret = bfs_upload_begin(fs->ing, &it, fuse_req_ctx(req)->uid, &h->u);
+    free(where);
     if (ret < 0) {
         free(h);
         return ret;

@@ -25,7 +25,8 @@
  *   recent_failure_rate}] (see bfs_fetcher_faults); nodes {live, max_nodes,
  *   trims, victims, invalidations, inval_failed} (bfs_node_stats; null until
  *   bfs_status_watch_nodes); ingest {ingested, duplicates, quarantined,
- *   in_flight, recovered} (bfs_ingest_stats; null on a read-only mount);
+ *   in_flight, recovered, staging_failed, quarantine_dir (the directory)}
+ *   (bfs_ingest_stats; null on a read-only mount);
  *   transfer {pending, in_flight, done, parked, bytes_pending,
  *   oldest_pending_s} (this daemon's queue; null without a transfer: section);
  *   retention {passes, removed, bytes_removed, last_removed (by the last

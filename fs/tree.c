@@ -570,6 +570,26 @@ int64_t bfs_node_recorded_size(const bfs_node *n) { return n->kind == K_FILE ? n
 bfs_node *bfs_node_parent(const bfs_node *n) { return n->parent; }
 const char *bfs_node_name(const bfs_node *n) { return n->name; }
 
+char *bfs_node_path(const bfs_node *n)
+{
+    size_t len = 0;
+    for (const bfs_node *p = n; p && p->parent; p = p->parent)
+        len += strlen(p->name) + 1;
+    char *out = malloc(len + 1);
+    if (!out)
+        return NULL;
+    size_t end = len ? len - 1 : 0; /* no '/' after the last name */
+    out[end] = '\0';
+    for (const bfs_node *p = n; p && p->parent; p = p->parent) {
+        size_t k = strlen(p->name);
+        end -= k;
+        memcpy(out + end, p->name, k);
+        if (end > 0)
+            out[--end] = '/';
+    }
+    return out;
+}
+
 /* st_ino of a file: stable across mounts (dataset id + location), with the
  * top bit set so it never equals a directory's (an address). */
 static uint64_t file_ino(const struct file_info *fi)

@@ -117,6 +117,9 @@ int64_t bfs_node_recorded_size(const bfs_node *n);
  * while n is held or looked up (a node pins its parent). */
 bfs_node *bfs_node_parent(const bfs_node *n);
 const char *bfs_node_name(const bfs_node *n);
+/* n's path below the root ("LSSTCam/raw/all"; "" for the root), malloc'd
+ * (the caller frees it), or NULL when out of memory; n held or looked up. */
+char *bfs_node_path(const bfs_node *n);
 
 /* ---- selections written as mount paths (prefetch, export) ---- */
 

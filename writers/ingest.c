@@ -141,6 +141,8 @@ struct bfs_upload {
     char u[33];               /* upload id */
     char *run, *dtype, *name; /* dtype NULL: raw, not translated yet */
     bool inbox;               /* written in a RUN's own directory (raw ingest) */
+    char *dir;                /* the directory written in, relative to the mount's root, or NULL
+                               * (the quarantine's reason file: `butlerfs quarantine retry`) */
     char *shown;              /* under ing->lock: the name after a rename, or NULL (in the intent as "shown") */
     char *shown_old;          /* the one before (a stat snapshot may still point to it) */
     bool writer_open;         /* under ing->lock: an open file for writing holds the slot */
@@ -615,11 +617,11 @@ static int write_intent(bfs_ingest *ing, struct bfs_upload *u)
     pthread_mutex_unlock(&ing->lock);
     if (oom)
         return -ENOMEM;
-    json_t *j = json_pack("{s:s, s:s, s:s?, s:s?, s:b, s:s?, s:s?, s:s?, s:s, s:s?, s:o, s:o, s:I, s:s?, s:s?, s:I, "
+    json_t *j = json_pack("{s:s, s:s, s:s?, s:s?, s:b, s:s?, s:s?, s:s?, s:s, s:s?, s:s?, s:o, s:o, s:I, s:s?, s:s?, s:I, "
                           "s:s?, s:i, s:b, s:b, s:s?, s:f, s:s?, s:o, s:i}",
                           "state", state_names[u->st], "run", u->run, "dataset_type", u->dtype,
                           "checksum", u->checksum[0] ? u->checksum : NULL, "inbox", u->inbox, "obs_id", u->obs_id, "raft", u->raft, "sensor", u->sensor,
-                          "name", u->name, "shown", shown, "dim_names", strings_json(u->dim_names, u->ndims),
+                          "name", u->name, "shown", shown, "dir", u->dir, "dim_names", strings_json(u->dim_names, u->ndims),
                           "dim_values", strings_json(u->dim_values, u->ndims), "uid", (json_int_t)u->uid,
                           "dataset_id", u->dataset_id[0] ? u->dataset_id : NULL, "path", u->rel,
                           "size", (json_int_t)u->size, "reason", u->reason, "errno", u->err,
@@ -667,6 +669,7 @@ static void upload_free(struct bfs_upload *u)
     free(u->run);
     free(u->dtype);
     free(u->name);
+    free(u->dir);
     free(u->shown);
     free(u->shown_old);
     free(u->obs_id);
@@ -2569,6 +2572,31 @@ static int step_registered(bfs_ingest *ing, struct bfs_upload *u)
     return 0;
 }
 
+/* The reason file beside quarantined bytes (docs/ingest.md, "Quarantine"):
+ * the reason on its first line(s), then "key: value" lines that
+ * `butlerfs quarantine` reads back: run, dataset type, name (as created),
+ * errno (the name close(2) got), path (where the writer wrote it, relative
+ * to the mount's root, under the name it shows now; absent for an upload
+ * made before the key was recorded).  NULL when out of memory. */
+static char *reason_text(bfs_ingest *ing, const struct bfs_upload *u)
+{
+    pthread_mutex_lock(&ing->lock);
+    char *shown = strdup(shown_name(u));
+    pthread_mutex_unlock(&ing->lock);
+    if (!shown)
+        return NULL;
+    char *path = !u->dir ? strdup("") : u->dir[0] ? bfs_asprintf("path: %s/%s\n", u->dir, shown)
+                                                 : bfs_asprintf("path: %s\n", shown);
+    const char *errname = strerrorname_np(u->err);
+    char *text = path ? bfs_asprintf("%s\nrun: %s\ndataset type: %s\nname: %s\nerrno: %s\n%s",
+                                     u->reason ? u->reason : "?", u->run, u->dtype ? u->dtype : "raw", u->name,
+                                     errname ? errname : "?", path)
+                      : NULL;
+    free(path);
+    free(shown);
+    return text;
+}
+
 static int step_quarantined(bfs_ingest *ing, struct bfs_upload *u)
 {
     char day[16];
@@ -2586,8 +2614,7 @@ static int step_quarantined(bfs_ingest *ing, struct bfs_upload *u)
             ret = -errno;
     }
     if (ret == 0) {
-        char *text = bfs_asprintf("%s\nrun: %s\ndataset type: %s\nname: %s\n", u->reason ? u->reason : "?",
-                                  u->run, u->dtype ? u->dtype : "raw", u->name);
+        char *text = reason_text(ing, u);
         ret = text ? durable_write_reserved(ing, qr, text) : -ENOMEM;
         free(text);
     }
@@ -2843,6 +2870,7 @@ static int recover_one(bfs_ingest *ing, const char *uhex)
     u->inbox = inbox ? json_is_true(inbox) : !u->dtype; /* intents written before the key */
     u->name = j ? json_str(j, "name") : NULL;
     u->shown = j ? json_str(j, "shown") : NULL; /* renamed after the upload was made */
+    u->dir = j ? json_str(j, "dir") : NULL;     /* absent in intents written before the key */
     u->obs_id = j ? json_str(j, "obs_id") : NULL;
     const char *ck = j ? json_string_value(json_object_get(j, "checksum")) : NULL;
     if (ck && strlen(ck) == 128)
@@ -3408,7 +3436,7 @@ static bool same_target(const struct bfs_upload *u, const bfs_ingest_target *t)
  * RUN's own directory for a raw, its dataId for a file at a dataId path. */
 static bfs_ingest_target place_of(const struct bfs_upload *u, const char *name)
 {
-    bfs_ingest_target t = {.run = u->run, .name = name};
+    bfs_ingest_target t = {.run = u->run, .name = name, .dir = u->dir};
     if (!u->inbox) {
         t.dataset_type = u->dtype;
         t.ndims = u->ndims;
@@ -3497,11 +3525,12 @@ int bfs_upload_begin(bfs_ingest *ing, const bfs_ingest_target *t, uid_t uid, bfs
         return -ENOMEM;
     u->run = strdup(t->run);
     u->name = strdup(t->name);
+    u->dir = t->dir ? strdup(t->dir) : NULL;
     u->dtype = t->dataset_type ? strdup(t->dataset_type) : NULL;
     u->inbox = !t->dataset_type;
     u->replica = t->replica && !t->dataset_type;
     u->ndims = t->ndims;
-    bool oom = !u->run || !u->name || (t->dataset_type && !u->dtype);
+    bool oom = !u->run || !u->name || (t->dir && !u->dir) || (t->dataset_type && !u->dtype);
     for (int i = 0; i < t->ndims; i++) {
         u->dim_names[i] = strdup(t->dim_names[i]);
         u->dim_values[i] = strdup(t->dim_values[i]);
@@ -3905,6 +3934,8 @@ int bfs_ingest_inbox(bfs_ingest *ing, const char *run, bfs_inbox_cb cb, void *ct
     free(list);
     return ret;
 }
+
+const char *bfs_ingest_quarantine_dir(const bfs_ingest *ing) { return ing->quarantine; }
 
 void bfs_ingest_stats_get(bfs_ingest *ing, bfs_ingest_stats *st)
 {

@@ -142,6 +142,9 @@ typedef struct bfs_ingest_target {
     const char *const *dim_values;   /* ... and their values (aliases resolved) */
     int ndims;
     const char *name;                /* the file name the writer used (one component) */
+    const char *dir;                 /* the directory it was written in, relative to the mount's
+                                      * root ("" for the root), or NULL: recorded, not parsed
+                                      * (a quarantined file's reason file names it) */
     bool replica;                    /* written in BFS_REPLICA_DIR (run is that name): a replica,
                                       * or its sidecar NAME.butler.json (sidecar.h) */
 } bfs_ingest_target;
@@ -272,5 +275,8 @@ typedef struct bfs_ingest_stats {
                               * and at the next mount; the intent is kept until they succeed) */
 } bfs_ingest_stats;
 void bfs_ingest_stats_get(bfs_ingest *ing, bfs_ingest_stats *st);
+/* The directory quarantined bytes go to (ingest.quarantine, or its default
+ * REPO/.butlerfs/quarantine), owned by ing. */
+const char *bfs_ingest_quarantine_dir(const bfs_ingest *ing);
 
 #endif
