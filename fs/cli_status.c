@@ -129,6 +129,8 @@ static void print_human(json_t *j)
                (long long)int_of(in, "ingested"), (long long)int_of(in, "duplicates"),
                (long long)int_of(in, "quarantined"), (long long)int_of(in, "in_flight"),
                (long long)int_of(in, "recovered"), (long long)int_of(in, "staging_failed"));
+    if (json_is_object(in) && int_of(in, "quarantined") > 0)
+        printf("  quarantine   %s (butlerfs quarantine lists the files and why)\n", str_of(in, "quarantine_dir"));
     json_t *tq = json_object_get(j, "transfer");
     if (json_is_object(tq))
         printf("  transfer     %lld pending (oldest %.0f s), %lld in flight, %lld done, %lld parked\n",

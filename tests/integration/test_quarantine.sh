@@ -39,6 +39,16 @@ expect "quarantine without a repository lists the running mount's" grep -q "2 fi
 expect "... the raw where it was written, with its errno" grep -q "EINVAL  *LSSTCam/raw/all/$(basename "$raw0")" "$T/list.txt"
 expect "... and its reason, naming the corrections file" grep -q "LSSTCam-${OBS[0]}.yaml" "$T/list.txt"
 expect "... the junk in its nested RUN" grep -q "u/op/raws/junk.fits" "$T/list.txt"
+status_names_quarantine() # the status file is rewritten every 2 s
+{
+    for _ in $(seq 50); do
+        "$BFS_BIN" status "$T/mnt" | grep -q "quarantine   $T/repo/.butlerfs/quarantine (butlerfs quarantine lists" &&
+            return 0
+        sleep 0.1
+    done
+    return 1
+}
+expect "butlerfs status points at the quarantine" status_names_quarantine
 
 "$BFS_BIN" quarantine --json "$T/repo" >"$T/list.json"
 pyq() { python3 -c "import json,sys; d=json.load(open('$T/list.json')); $1"; }
