@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -650,9 +651,22 @@ int bfs_cmd_quarantine(int argc, char **argv)
             size_t want = 0, done = 0;
             for (size_t i = 0; i < l.n; i++)
                 want += chosen[i];
-            for (size_t i = 0; i < l.n; i++)
-                if (chosen[i])
-                    done += retry_one(&l.v[i], mnt, dir);
+            /* Ctrl-C or a kill between files, never inside one: a writer
+             * stopped mid-file would hand the mount a cut file to ingest */
+            sigset_t stop, old;
+            sigemptyset(&stop);
+            sigaddset(&stop, SIGINT);
+            sigaddset(&stop, SIGTERM);
+            sigaddset(&stop, SIGHUP);
+            sigaddset(&stop, SIGQUIT);
+            for (size_t i = 0; i < l.n; i++) {
+                if (!chosen[i])
+                    continue;
+                sigprocmask(SIG_BLOCK, &stop, &old);
+                done += retry_one(&l.v[i], mnt, dir);
+                fflush(stdout);
+                sigprocmask(SIG_SETMASK, &old, NULL); /* one that came meanwhile ends the command here */
+            }
             if (want != 1 || done != 1)
                 printf("%zu of %zu file%s ingested\n", done, want, want == 1 ? "" : "s");
             status = done == want ? 0 : 1;

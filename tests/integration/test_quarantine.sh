@@ -83,6 +83,26 @@ expect "... the new entry is named" test -n "$new_id"
 new_data=$(find "$T/repo/.butlerfs/quarantine" -name "${new_id:-none}*.data" | head -1)
 expect "... and holds the same bytes" cmp "$T/junk.fits" "${new_data:-/nonexistent}"
 expect "... at the same path" grep -qx "path: u/op/raws/junk.fits" "${new_data%.data}.reason"
+
+# a retry told to stop mid-file finishes that file first: the mount never
+# gets a cut copy, and one copy of the bytes stays in the quarantine
+head -c $((192 << 20)) /dev/urandom >"$T/big.fits"
+cp "$T/big.fits" "$T/mnt/u/op/raws/" 2>/dev/null
+big_id=$("$BFS_BIN" quarantine --json "$T/repo" | python3 -c "import json,sys; print([e['id'] for e in json.load(sys.stdin)['entries'] if e['path'].endswith('/big.fits')][0])")
+"$BFS_BIN" quarantine retry "$big_id" >"$T/retry4.txt" 2>&1 &
+pid=$!
+sleep 0.1
+kill -TERM "$pid" 2>/dev/null
+signalled=$?
+wait "$pid"
+rc=$?
+expect "a retry sent SIGTERM mid-file ends by it (status 143)" test "$signalled" = 0 -a "$rc" = 143
+expect "... after the file: refused again" grep -q "refused again (EINVAL)" "$T/retry4.txt"
+big_new=$(sed -n 's/^ *quarantined anew as \([0-9a-f]*\)$/\1/p' "$T/retry4.txt")
+big_data=$(find "$T/repo/.butlerfs/quarantine" -name "${big_new:-none}*.data" | head -1)
+expect "... the new entry holds every byte" cmp "$T/big.fits" "${big_data:-/nonexistent}"
+expect "... and the old one is gone" test -z "$(find "$T/repo/.butlerfs/quarantine" -name "$big_id.*")"
+rm -f "$big_data" "${big_data%.data}.reason" "$T/big.fits"
 unmount
 
 "$BFS_BIN" quarantine "$T/repo" >"$T/list2.txt" 2>&1
