@@ -39,6 +39,7 @@ struct bfs_status {
     pthread_mutex_t lock_m;
     pthread_cond_t cond; /* CLOCK_MONOTONIC */
     bool stop;
+    bool again;          /* a piece was attached: write at once, not at the next period */
     _Atomic(bfs_tree *) tree; /* bfs_status_watch_nodes */
     _Atomic(bfs_ingest *) ing; /* bfs_status_watch_ingest */
     _Atomic(bfs_transfer *) transfer; /* bfs_status_watch_transfer */
@@ -186,28 +187,48 @@ static json_t *replicas_json(bfs_fetcher *f)
     return list;
 }
 
+/* Have the writer write the file again now: the first one, written as
+ * the thread starts, may predate a piece attached since (a command such
+ * as `butlerfs queue` would take an -o rw mount for read-only for up to a
+ * period). */
+static void write_again(bfs_status *s)
+{
+    pthread_mutex_lock(&s->lock_m);
+    s->again = true;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock_m);
+}
+
 void bfs_status_watch_nodes(bfs_status *s, bfs_tree *t)
 {
-    if (s)
-        atomic_store(&s->tree, t);
+    if (!s)
+        return;
+    atomic_store(&s->tree, t);
+    write_again(s);
 }
 
 void bfs_status_watch_ingest(bfs_status *s, bfs_ingest *ing)
 {
-    if (s)
-        atomic_store(&s->ing, ing);
+    if (!s)
+        return;
+    atomic_store(&s->ing, ing);
+    write_again(s);
 }
 
 void bfs_status_watch_transfer(bfs_status *s, bfs_transfer *t)
 {
-    if (s)
-        atomic_store(&s->transfer, t);
+    if (!s)
+        return;
+    atomic_store(&s->transfer, t);
+    write_again(s);
 }
 
 void bfs_status_watch_retention(bfs_status *s, bfs_retention_daemon *r)
 {
-    if (s)
-        atomic_store(&s->retention, r);
+    if (!s)
+        return;
+    atomic_store(&s->retention, r);
+    write_again(s);
 }
 
 /* The "retention" object: the mount's periodic local retention. */
@@ -348,6 +369,7 @@ static void *status_main(void *arg)
     bool failing = false;
     pthread_mutex_lock(&s->lock_m);
     while (!s->stop) {
+        s->again = false;
         pthread_mutex_unlock(&s->lock_m);
         const char *why;
         int rc = status_write(s, &why);
@@ -359,7 +381,7 @@ static void *status_main(void *arg)
         failing = rc != 0;
         pthread_mutex_lock(&s->lock_m);
         struct timespec ts = bfs_mono_at(bfs_mono_ms() + BFS_STATUS_PERIOD_S * 1000);
-        while (!s->stop && pthread_cond_timedwait(&s->cond, &s->lock_m, &ts) != ETIMEDOUT)
+        while (!s->stop && !s->again && pthread_cond_timedwait(&s->cond, &s->lock_m, &ts) != ETIMEDOUT)
             ;
     }
     pthread_mutex_unlock(&s->lock_m);

@@ -34,6 +34,12 @@ mkdir -p "$T/mnt/LSSTCam/raw/all" "$T/mnt/u/op/raws"
 expect "a raw with a broken corrections file is refused" refused cp "$raw0" "$T/mnt/LSSTCam/raw/all/"
 expect "bytes that are not FITS are refused" refused cp "$T/junk.fits" "$T/mnt/u/op/raws/"
 
+# the close is answered once the refusal is durable; the move into the
+# quarantine directory follows a moment later
+for _ in $(seq 50); do
+    [ "$(find "$T/repo/.butlerfs/quarantine" -name '*.reason' | wc -l)" = 2 ] && break
+    sleep 0.1
+done
 "$BFS_BIN" quarantine >"$T/list.txt" 2>&1
 expect "quarantine without a repository lists the running mount's" grep -q "2 files" "$T/list.txt"
 expect "... the raw where it was written, with its errno" grep -q "EINVAL  *LSSTCam/raw/all/$(basename "$raw0")" "$T/list.txt"
