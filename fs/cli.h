@@ -26,6 +26,9 @@ json_t *bfs_status_running(char **wanted, int nwanted, bool *found);
  * lists them. */
 json_t *bfs_status_rw_mount(const char *repo, const char *cmd);
 int bfs_cmd_quarantine(int argc, char **argv);
+/* Print o (its reference taken; NULL: out of memory) as indented JSON on
+ * stdout, as every --json does: 0, or 1 when it could not be made. */
+int bfs_print_json(json_t *o);
 int bfs_cmd_queue(int argc, char **argv);
 int bfs_cmd_catchup(int argc, char **argv);
 int bfs_cmd_retention(int argc, char **argv);

@@ -334,13 +334,7 @@ static int print_list(const struct qlist *l, const char *repo, const char *dir, 
         json_t *o = arr ? json_pack("{s:s?, s:s, s:I, s:I, s:o}", "repository", repo, "quarantine_dir", dir, "count",
                                     (json_int_t)l->n, "bytes", (json_int_t)bytes, "entries", arr)
                         : NULL;
-        char *text = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
-        json_decref(o);
-        if (!text)
-            return 1;
-        puts(text);
-        free(text);
-        return 0;
+        return bfs_print_json(o);
     }
     char total[32];
     bfs_format_bytes((double)bytes, total, sizeof total);

@@ -136,13 +136,7 @@ int bfs_cmd_queue(int argc, char **argv)
                               (json_int_t)st.bytes_pending, "oldest_pending_s", st.oldest_pending_s,
                               "drain_per_hour", rate_h, "seconds_to_empty",
                               empty_s >= 0 ? json_real(empty_s) : json_null(), "parked_jobs", l.parked);
-        char *text = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
-        json_decref(o);
-        if (!text)
-            return 1;
-        puts(text);
-        free(text);
-        return 0;
+        return bfs_print_json(o);
     }
     char bytes[32], age[32], eta[32];
     bfs_format_bytes((double)st.bytes_pending, bytes, sizeof bytes);

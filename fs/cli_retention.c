@@ -126,11 +126,7 @@ int bfs_cmd_retention(int argc, char **argv)
             (json_int_t)st.parked, "no_destination", (json_int_t)st.no_destination, "outside_root",
             (json_int_t)st.outside_root, "recovered", (json_int_t)st.recovered, "journal_pending",
             (json_int_t)st.journal_pending, "errors", (json_int_t)st.errors);
-        char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
-        json_decref(j);
-        if (text)
-            puts(text);
-        free(text);
+        bfs_print_json(j);
     } else {
         char size[32];
         bfs_format_bytes((double)(o.dry ? 0 : st.bytes_removed), size, sizeof size);

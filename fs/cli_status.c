@@ -272,6 +272,17 @@ json_t *bfs_status_running(char **wanted, int nwanted, bool *found)
     return all;
 }
 
+int bfs_print_json(json_t *o)
+{
+    char *text = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
+    json_decref(o);
+    if (!text)
+        return 1;
+    puts(text);
+    free(text);
+    return 0;
+}
+
 json_t *bfs_status_rw_mount(const char *repo, const char *cmd)
 {
     char want[PATH_MAX];
@@ -344,10 +355,7 @@ int bfs_cmd_status(int argc, char **argv)
             status = 1;
         }
     if (as_json) {
-        char *text = all ? json_dumps(all, JSON_INDENT(2)) : NULL;
-        if (text)
-            puts(text);
-        free(text);
+        bfs_print_json(json_incref(all));
     } else if (json_array_size(all) == 0 && nwanted == 0) {
         printf("no butlerfs mounts of this user are running\n");
     } else {
