@@ -632,9 +632,9 @@ int bfs_cmd_quarantine(int argc, char **argv)
         goto out_mount;
     struct qlist l = {0};
     int ret = scan(dir, since, &l);
-    if (ret == -ENOENT && !retry) {
-        status = print_list(&l, repo_of, dir, json); /* nothing was ever quarantined */
-    } else if (ret < 0) {
+    if (ret == -ENOENT)
+        ret = 0; /* nothing was ever quarantined */
+    if (ret < 0) {
         fprintf(stderr, "butlerfs: quarantine: cannot read %s: %s\n", dir, strerror(-ret));
     } else if (!retry) {
         status = print_list(&l, repo_of, dir, json);

@@ -29,6 +29,8 @@ printf -- '- not\n- a mapping\n' >"$T/corr/LSSTCam-${OBS[0]}.yaml"
 printf 'ingest:\n  corrections: [%s]\n' "$T/corr" >"$T/cfg.yaml"
 head -c 20000 /dev/urandom >"$T/junk.fits"
 
+expect "a repository never mounted -o rw has an empty quarantine (exit 0)" \
+    grep -q ": 0 files, 0 B" <("$BFS_BIN" quarantine "$T/repo")
 mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || finish
 mkdir -p "$T/mnt/LSSTCam/raw/all" "$T/mnt/u/op/raws"
 expect "a raw with a broken corrections file is refused" refused cp "$raw0" "$T/mnt/LSSTCam/raw/all/"
