@@ -224,8 +224,9 @@ static int by_time(const void *a, const void *b)
 }
 
 /* Every entry of the quarantine directory dir on a day since (NULL: all)
- * or later, oldest first.  0, or -errno (-ENOENT: no such directory). */
-static int scan(const char *dir, const char *since, struct qlist *l)
+ * or later, oldest first, the reason files read of those quarantined at or
+ * after newer (0: all).  0, or -errno (-ENOENT: no such directory). */
+static int scan(const char *dir, const char *since, time_t newer, struct qlist *l)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -272,7 +273,8 @@ static int scan(const char *dir, const char *since, struct qlist *l)
     closedir(d);
     join_ids(l);
     for (size_t i = 0; ret == 0 && i < l->n; i++)
-        read_reason(&l->v[i]);
+        if (l->v[i].when >= newer)
+            read_reason(&l->v[i]);
     if (l->n)
         qsort(l->v, l->n, sizeof *l->v, by_time);
     return ret;
@@ -437,7 +439,7 @@ static char *find_requarantined(const char *dir, const char *old, const char *pa
     for (int waited = 0; waited <= NEW_REASON_WAIT_MS; waited += 50) {
         struct qlist l = {0};
         char *reason = NULL;
-        scan(dir, day, &l);
+        scan(dir, day, t, &l); /* only the new entries' reasons are read */
         for (size_t i = l.n; i-- > 0 && !reason;) {
             const struct qentry *e = &l.v[i];
             if (strcmp(e->id, old) && e->when >= t && e->path && !strcmp(e->path, path) && e->reason) {
@@ -631,7 +633,7 @@ int bfs_cmd_quarantine(int argc, char **argv)
     if (!dir)
         goto out_mount;
     struct qlist l = {0};
-    int ret = scan(dir, since, &l);
+    int ret = scan(dir, since, 0, &l);
     if (ret == -ENOENT)
         ret = 0; /* nothing was ever quarantined */
     if (ret < 0) {
