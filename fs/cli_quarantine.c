@@ -371,6 +371,10 @@ static int drop_entry(const struct qentry *e)
         ret = -errno;
     if (ret == 0 && e->reason_file && unlink(e->reason_file) < 0 && errno != ENOENT)
         ret = -errno;
+    char *mark = e->data ? bfs_quarantine_mark_path(e->data) : NULL;
+    if (mark)
+        unlink(mark); /* left by a retry the mount's stop cut (ENOENT: none) */
+    free(mark);
     const char *any = e->data ? e->data : e->reason_file;
     char *daydir = any ? bfs_dir_of(any) : NULL;
     if (ret == 0 && daydir) {
@@ -480,8 +484,20 @@ static bool retry_one(const struct qentry *e, const char *mnt, const char *dir)
         return false;
     time_t start = time(NULL);
     const char *stage;
-    int ret = write_into_mount(e->data, dst, &stage);
+    char *mark = NULL;
+    int ret = bfs_quarantine_mark_retry(e->data, at, &mark);
+    if (ret < 0) {
+        printf("%.12s: not written: cannot mark the entry as being retried: %s\n", e->id, strerror(-ret));
+        free(dst);
+        return false;
+    }
+    ret = write_into_mount(e->data, dst, &stage);
     free(dst);
+    /* the mount gone mid-file: the marker tells its next start that the
+     * upload it finds cut at this path is this entry's (writers.h) */
+    if (ret != -ENOTCONN && ret != -ECONNABORTED)
+        unlink(mark);
+    free(mark);
     if (ret == 0) {
         int d = drop_entry(e);
         /* the first of a replica and its sidecar waits for the other, durable in the spool */
@@ -502,7 +518,13 @@ static bool retry_one(const struct qentry *e, const char *mnt, const char *dir)
         free(why);
         return false;
     }
-    printf("%.12s: not ingested, the entry stays: %s of %s/%s failed: %s\n", e->id, stage, mnt, at, strerror(-ret));
+    if (ret == -ENOTCONN || ret == -ECONNABORTED)
+        printf("%.12s: not ingested, the entry stays: the mount went away during the %s of %s/%s (its daemon "
+               "stopped); once it is mounted again, retry (the copy it was given is dropped at its start)\n",
+               e->id, stage, mnt, at);
+    else
+        printf("%.12s: not ingested, the entry stays: %s of %s/%s failed: %s\n", e->id, stage, mnt, at,
+               strerror(-ret));
     return false;
 }
 

@@ -52,7 +52,9 @@
  * to its end, after removing the half-made copies an earlier daemon may
  * have left (U.intent.tmp, U.data.merge, U.data.plain: never the only copy
  * of anything, see remove_stale_copies).  OPEN: the writer never closed; quarantined ("the daemon
- * stopped before the writer closed the file").  WAITING: kept, under the
+ * stopped before the writer closed the file"), unless it was a `butlerfs
+ * quarantine retry` whose entry holds every byte of it (drop_cut_retry:
+ * then dropped, its intent ANNOUNCED, never written).  WAITING: kept, under the
  * name its intent holds (a rename of a replica or sidecar in SEALED or
  * WAITING is written there before it is answered), and paired or expired
  * later.  PREPARED after the rename:
@@ -511,31 +513,30 @@ int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, con
 
 /* ---- small file-system helpers -------------------------------------------- */
 
-
-
-
-/* 1 when the two files hold the same bytes, 0 when not, -errno. */
-static int same_bytes(const char *a, const char *b)
+/* 1 when the two files hold the same bytes (prefix: a's bytes are the
+ * first bytes of b), 0 when not, -errno. */
+static int same_bytes_as(const char *a, const char *b, bool prefix)
 {
     int fa = open(a, O_RDONLY | O_CLOEXEC), fb = open(b, O_RDONLY | O_CLOEXEC);
     int ret = fa < 0 || fb < 0 ? -errno : 1;
     struct stat sa, sb;
     if (ret == 1 && (fstat(fa, &sa) < 0 || fstat(fb, &sb) < 0))
         ret = -errno;
-    if (ret == 1 && sa.st_size != sb.st_size)
+    if (ret == 1 && (prefix ? sa.st_size > sb.st_size : sa.st_size != sb.st_size))
         ret = 0;
     static const size_t chunk = 1 << 16;
     char *x = ret == 1 ? malloc(2 * chunk) : NULL;
     if (ret == 1 && !x)
         ret = -ENOMEM;
-    while (ret == 1) {
-        ssize_t na = read(fa, x, chunk), nb = read(fb, x + chunk, chunk);
+    for (off_t left = ret == 1 ? sa.st_size : 0; ret == 1 && left > 0;) {
+        size_t want = left < (off_t)chunk ? (size_t)left : chunk;
+        ssize_t na = pread(fa, x, want, sa.st_size - left);
+        ssize_t nb = pread(fb, x + chunk, want, sa.st_size - left);
         if (na < 0 || nb < 0)
             ret = -EIO;
-        else if (na != nb || memcmp(x, x + chunk, (size_t)na) != 0)
-            ret = 0;
-        else if (na == 0)
-            break;
+        else if (na != (ssize_t)want || nb != (ssize_t)want || memcmp(x, x + chunk, want) != 0)
+            ret = 0; /* shorter than fstat said: changed under us */
+        left -= (off_t)want;
     }
     free(x);
     if (fa >= 0)
@@ -544,6 +545,8 @@ static int same_bytes(const char *a, const char *b)
         close(fb);
     return ret;
 }
+
+static int same_bytes(const char *a, const char *b) { return same_bytes_as(a, b, false); }
 
 /* ---- intent records ------------------------------------------------------- */
 
@@ -2572,6 +2575,20 @@ static int step_registered(bfs_ingest *ing, struct bfs_upload *u)
     return 0;
 }
 
+/* Where u was written, relative to the mountpoint ("dir/name"), malloc'd;
+ * NULL for an intent written before the "dir" key, or (*oom set) when out
+ * of memory. */
+static char *mount_path(bfs_ingest *ing, const struct bfs_upload *u, bool *oom)
+{
+    if (!u->dir)
+        return NULL;
+    pthread_mutex_lock(&ing->lock);
+    char *p = u->dir[0] ? bfs_asprintf("%s/%s", u->dir, shown_name(u)) : strdup(shown_name(u));
+    pthread_mutex_unlock(&ing->lock);
+    *oom = !p;
+    return p;
+}
+
 /* The reason file beside quarantined bytes (docs/ingest.md, "Quarantine"):
  * the reason on its first line(s), then "key: value" lines that
  * `butlerfs quarantine` reads back: run, dataset type, name (as created),
@@ -2580,21 +2597,117 @@ static int step_registered(bfs_ingest *ing, struct bfs_upload *u)
  * made before the key was recorded).  NULL when out of memory. */
 static char *reason_text(bfs_ingest *ing, const struct bfs_upload *u)
 {
-    pthread_mutex_lock(&ing->lock);
-    char *shown = strdup(shown_name(u));
-    pthread_mutex_unlock(&ing->lock);
-    if (!shown)
-        return NULL;
-    char *path = !u->dir ? strdup("") : u->dir[0] ? bfs_asprintf("path: %s/%s\n", u->dir, shown)
-                                                 : bfs_asprintf("path: %s\n", shown);
+    bool oom = false;
+    char *at = mount_path(ing, u, &oom);
+    char *path = oom ? NULL : at ? bfs_asprintf("path: %s\n", at) : strdup("");
     const char *errname = strerrorname_np(u->err);
     char *text = path ? bfs_asprintf("%s\nrun: %s\ndataset type: %s\nname: %s\nerrno: %s\n%s",
                                      u->reason ? u->reason : "?", u->run, u->dtype ? u->dtype : "raw", u->name,
                                      errname ? errname : "?", path)
                       : NULL;
     free(path);
-    free(shown);
+    free(at);
     return text;
+}
+
+char *bfs_quarantine_mark_path(const char *data)
+{
+    size_t n = strlen(data);
+    return n > 5 && !strcmp(data + n - 5, ".data") ? bfs_asprintf("%.*s%s", (int)(n - 5), data, BFS_RETRY_MARK_SUFFIX)
+                                                    : NULL;
+}
+
+int bfs_quarantine_mark_retry(const char *data, const char *at, char **mark)
+{
+    *mark = NULL;
+    if (strchr(data, '\n') || strchr(at, '\n'))
+        return -EINVAL;
+    char *m = bfs_quarantine_mark_path(data);
+    char *text = bfs_asprintf("data: %s\npath: %s\n", data, at);
+    int ret = m && text ? bfs_durable_write_mode(m, text, strlen(text), 0600) : -ENOMEM;
+    free(text);
+    if (ret == 0)
+        *mark = m;
+    else
+        free(m);
+    return ret;
+}
+
+/* A retry marker's text (at most 16 KiB), malloc'd, or NULL. */
+static char *read_marker(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    char *buf = f ? malloc(16384) : NULL;
+    size_t n = buf ? fread(buf, 1, 16383, f) : 0;
+    if (buf)
+        buf[n] = '\0';
+    if (f)
+        fclose(f);
+    return buf;
+}
+
+/* The value of "key: value\n" in text, malloc'd, or NULL. */
+static char *line_value(const char *text, const char *key)
+{
+    size_t k = strlen(key);
+    for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        if (!strncmp(l, key, k) && l[k] == ':' && l[k + 1] == ' ')
+            return strndup(l + k + 2, strcspn(l + k + 2, "\n"));
+    return NULL;
+}
+
+/* u, left OPEN by a daemon that died while `butlerfs quarantine retry`
+ * wrote an entry's bytes into the mount (bfs_quarantine_mark_retry): true,
+ * with u's spool bytes removed and u ANNOUNCED (nothing to announce), when
+ * a marker in the quarantine names u's path and u's bytes are the first
+ * bytes of the entry's, or are gone (the same drop, begun by a daemon killed
+ * in it).  The entry keeps every byte, so a cut second copy beside it would
+ * only mislead.  The marker stays: the command removes it with the entry. */
+static bool drop_cut_retry(bfs_ingest *ing, struct bfs_upload *u)
+{
+    bool oom = false, dropped = false;
+    char *at = mount_path(ing, u, &oom);
+    DIR *q = at ? opendir(ing->quarantine) : NULL;
+    struct dirent *de;
+    int seen = 0;
+    while (q && !dropped && (de = readdir(q)) != NULL && seen < 100000) {
+        if (de->d_name[0] == '.')
+            continue;
+        char *daydir = bfs_asprintf("%s/%s", ing->quarantine, de->d_name);
+        DIR *dd = daydir ? opendir(daydir) : NULL;
+        struct dirent *fe;
+        while (dd && !dropped && (fe = readdir(dd)) != NULL && ++seen < 100000) {
+            if (!bfs_endswith(fe->d_name, BFS_RETRY_MARK_SUFFIX))
+                continue;
+            char *mark = bfs_asprintf("%s/%s", daydir, fe->d_name);
+            char *text = mark ? read_marker(mark) : NULL;
+            char *data = text ? line_value(text, "data") : NULL, *path = text ? line_value(text, "path") : NULL;
+            if (data && path && !strcmp(path, at)) {
+                struct stat sb;
+                bool gone = stat(u->data_path, &sb) < 0 && errno == ENOENT;
+                if ((gone || same_bytes_as(u->data_path, data, true) == 1) &&
+                    (unlink(u->data_path) == 0 || errno == ENOENT)) {
+                    bfs_note(TAG, "dropped upload %s (%s): `butlerfs quarantine retry` was writing it when an "
+                                  "earlier daemon stopped, and quarantine entry %s holds every byte of it",
+                             u->u, at, data);
+                    dropped = true;
+                }
+            }
+            free(data);
+            free(path);
+            free(text);
+            free(mark);
+        }
+        if (dd)
+            closedir(dd);
+        free(daydir);
+    }
+    if (q)
+        closedir(q);
+    free(at);
+    if (dropped)
+        u->st = S_ANNOUNCED;
+    return dropped;
 }
 
 static int step_quarantined(bfs_ingest *ing, struct bfs_upload *u)
@@ -2643,7 +2756,8 @@ static int step(bfs_ingest *ing, struct bfs_upload *u)
     int ret;
     switch (u->st) {
     case S_OPEN:
-        quarantine_as(u, EIO, "the daemon stopped before the writer closed the file");
+        if (!drop_cut_retry(ing, u))
+            quarantine_as(u, EIO, "the daemon stopped before the writer closed the file");
         ret = 0;
         break;
     case S_SEALED: ret = step_sealed(ing, u); break;

@@ -279,4 +279,21 @@ void bfs_ingest_stats_get(bfs_ingest *ing, bfs_ingest_stats *st);
  * REPO/.butlerfs/quarantine), owned by ing. */
 const char *bfs_ingest_quarantine_dir(const bfs_ingest *ing);
 
+/* `butlerfs quarantine retry` and a daemon killed while it writes.  While
+ * the command writes quarantine entry U into the mount, it keeps
+ * DAY/U.retrying beside DAY/U.data: "data: <U.data>" and "path: <the path in
+ * the mount>".  The daemon's death leaves an upload OPEN at that path; the
+ * next -o rw mount, finding it, drops it when its bytes are the first bytes
+ * of U.data (the entry holds every one of them) instead of quarantining a
+ * cut second copy beside the entry.  bfs_quarantine_mark_retry writes the
+ * marker for the entry whose bytes are data (a path ending ".data"),
+ * written at at (relative to the mountpoint); *mark gets the marker's path
+ * (malloc'd: the caller removes the file once the outcome is known, and
+ * keeps it when the mount went away).  0 or -errno. */
+#define BFS_RETRY_MARK_SUFFIX ".retrying"
+int bfs_quarantine_mark_retry(const char *data, const char *at, char **mark);
+/* The marker's path for the entry whose bytes are data (malloc'd), or NULL
+ * when data does not end ".data" or out of memory. */
+char *bfs_quarantine_mark_path(const char *data);
+
 #endif

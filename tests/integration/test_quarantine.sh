@@ -9,8 +9,10 @@
 # the start of the id ingests the raw and removes the entry; a retry of
 # bytes refused for what they are is refused again, the old entry goes and
 # the mount's new one holds the same bytes; ids that name nothing are
-# refused; without a running mount the list still reads and a retry says
-# the mount is needed.
+# refused; a retry stopped by SIGTERM finishes its file first; a retry whose
+# mount's daemon is killed mid-file keeps the entry, and the next mount drops
+# the cut copy rather than quarantine it beside the entry; without a running
+# mount the list still reads and a retry says the mount is needed.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
 command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
@@ -111,6 +113,38 @@ big_data=$(find "$T/repo/.butlerfs/quarantine" -name "${big_new:-none}*.data" | 
 expect "... the new entry holds every byte" cmp "$T/big.fits" "${big_data:-/nonexistent}"
 expect "... and the old one is gone" test -z "$(find "$T/repo/.butlerfs/quarantine" -name "$big_id.*")"
 rm -f "$big_data" "${big_data%.data}.reason" "$T/big.fits"
+
+# the daemon killed while a retry writes: the command says the mount went
+# away and keeps the entry; the next mount drops the cut copy it was given
+# (the entry holds every byte) instead of quarantining it beside the entry
+head -c $((256 << 20)) /dev/urandom >"$T/big2.fits"
+cp "$T/big2.fits" "$T/mnt/u/op/raws/" 2>/dev/null
+big2_id=$("$BFS_BIN" quarantine --json "$T/repo" | python3 -c "import json,sys; print([e['id'] for e in json.load(sys.stdin)['entries'] if e['path'].endswith('/big2.fits')][0])")
+"$BFS_BIN" quarantine retry "$big2_id" >"$T/retry5.txt" 2>&1 &
+pid=$!
+for _ in $(seq 2000); do
+    [ -n "$(find "$T/repo/.butlerfs/spool" -name '*.data' -size +8M 2>/dev/null)" ] && break
+    sleep 0.005
+done
+kill_daemon
+wait "$pid"
+rc=$?
+expect "a retry whose mount's daemon is killed mid-file fails (1)" test "$rc" = 1
+expect "... saying the mount went away and the entry stays" grep -q "entry stays: the mount went away" "$T/retry5.txt"
+expect "... the spool holds the cut copy" test -n "$(find "$T/repo/.butlerfs/spool" -name '*.data' -size +8M)"
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || finish
+expect "the next mount drops the cut copy, naming the entry that holds its bytes" \
+    grep -q "dropped upload .*quarantine retry.*$big2_id.data holds every byte" "$BFS_LOG"
+expect "... the spool is empty" test -z "$(find "$T/repo/.butlerfs/spool" -type f)"
+expect "... and big2.fits has one entry, the first, with every byte" \
+    test "$("$BFS_BIN" quarantine --json "$T/repo" | python3 -c "import json,sys; print(' '.join(e['id'] + ':' + str(e['size']) for e in json.load(sys.stdin)['entries'] if e['path'].endswith('/big2.fits')))")" = "$big2_id:$((256 << 20))"
+"$BFS_BIN" quarantine retry "${big2_id:0:12}" >"$T/retry6.txt" 2>&1
+expect "a retry of it after the remount is refused again (junk)" grep -q "refused again (EINVAL)" "$T/retry6.txt"
+expect "... and leaves no marker behind" test -z "$(find "$T/repo/.butlerfs/quarantine" -name '*.retrying')"
+big2_new=$(sed -n 's/^ *quarantined anew as \([0-9a-f]*\)$/\1/p' "$T/retry6.txt")
+big2_data=$(find "$T/repo/.butlerfs/quarantine" -name "${big2_new:-none}*.data" | head -1)
+expect "... its new entry holds every byte" cmp "$T/big2.fits" "${big2_data:-/nonexistent}"
+rm -f "$big2_data" "${big2_data%.data}.reason" "$T/big2.fits"
 unmount
 
 "$BFS_BIN" quarantine "$T/repo" >"$T/list2.txt" 2>&1
