@@ -368,6 +368,7 @@ int bfs_fits_validate(const char *path, const bfs_fits_rules *rules, bfs_fits_su
         return rc;
 
     int st = 0, hdu = 0, type = 0;
+    long nextend = -1; /* the primary header's count of extensions, when it gives one */
     char extname[FLEN_VALUE] = "";
     const char *fault = NULL;
     for (hdu = 1;; hdu++) {
@@ -390,6 +391,11 @@ int bfs_fits_validate(const char *path, const bfs_fits_rules *rules, bfs_fits_su
         fits_read_key(f, TSTRING, "EXTNAME", extname, NULL, &kst);
         if (kst)
             fits_clear_errmsg();
+        kst = 0;
+        if (hdu == 1 && (fits_read_key(f, TLONG, "NEXTEND", &nextend, NULL, &kst), kst)) {
+            nextend = -1; /* absent (LSST raws have none) or not an integer */
+            fits_clear_errmsg();
+        }
         sum.n_hdus++;
 
         int datastatus = 0, hdustatus = 0;
@@ -437,6 +443,12 @@ int bfs_fits_validate(const char *path, const bfs_fits_rules *rules, bfs_fits_su
         bfs_info(TAG, "%s: HDU %d: %s", path, hdu, fault);
         bfs_set_errmsg(errmsg, "%s: HDU %d%s%s%s: %s", path, hdu, extname[0] ? " (" : "",
                        extname, extname[0] ? ")" : "", fault);
+    } else if (nextend > sum.n_hdus - 1) {
+        /* every HDU is whole, but fewer than the primary header announces:
+         * a file cut exactly at an HDU boundary (a writer killed there) */
+        rc = -EBADMSG;
+        bfs_set_errmsg(errmsg, "%s: the primary header's NEXTEND announces %ld extensions, the file ends after %d "
+                               "(truncated at an HDU boundary)", path, nextend, sum.n_hdus - 1);
     }
     int cst = 0;
     fits_close_file(f, &cst);

@@ -106,7 +106,10 @@ typedef struct bfs_fits_rules {
 } bfs_fits_rules;
 
 /* Read every HDU of path to its end: headers parse, data units are complete,
- * CHECKSUM/DATASUM match where present, tile-compressed images decompress.
+ * CHECKSUM/DATASUM match where present, tile-compressed images decompress,
+ * and there are at least as many extensions as the primary header's NEXTEND
+ * announces, when it has one (a file cut at an HDU boundary is otherwise
+ * whole).
  * On failure *errmsg (when not NULL) is a malloc'd sentence naming the HDU
  * and the fault, e.g. "HDU 3 (Segment12): DATASUM does not match the data";
  * the caller frees it.  rules and out may be NULL. */

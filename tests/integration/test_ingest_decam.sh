@@ -12,7 +12,9 @@
 # and 2, not the guide CCD) point at one file, the exposure row holds the
 # header's values, the file record's formatter is obs_decam's, both read back
 # byte for byte at their dataId paths, and one event line says 2 datasets;
-# a raw with a CCD the repository lacks is refused naming that detector.
+# a raw with a CCD the repository lacks is refused naming that detector; a
+# raw cut at an HDU boundary, short of the extensions its NEXTEND announces,
+# is refused (EINVAL) and the whole file then ingested under the same name.
 # Then, when ../shared/fixtures/headers holds them, raws built from the two
 # real DECam header dumps (each the primary and the CCD S1 extension of one
 # exposure; tests/tools/hdr2fits @dump): each lands at the dataId
@@ -83,6 +85,21 @@ expect "one event line for the file, saying 2 datasets" \
 cp "$T/c4d_5.fits" "$T/mnt/DECam/raw/all/" 2>"$T/err.txt"
 expect "a raw with a CCD the repository lacks is refused (ENOENT)" grep -q "No such file" "$T/err.txt"
 expect "... naming that detector" bash -c "grep -rqs 'detector.*5\|5.*detector' '$T/repo/.butlerfs/quarantine'"
+# a raw whose primary header counts its extensions (NEXTEND, as DECam's
+# do), cut exactly where its last extension begins: every HDU left is whole
+{ cat "$T/decam.yaml"; echo "NEXTEND: 3"; } >"$T/decam_n.yaml"
+"$H2F" "$T/decam_n.yaml" "$T/c4d_n.fits" EXPNUM=271002 OBSID=ct4m20140101t010500 @1:S29 @2:S30 @63:FS1 ||
+    fail "hdr2fits"
+python3 - "$T/c4d_n.fits" "$T/c4d_cut.fits" <<'PY'
+import sys
+data = open(sys.argv[1], "rb").read()
+last = max(i for i in range(2880, len(data), 2880) if data[i:i + 9] == b"XTENSION=")
+open(sys.argv[2], "wb").write(data[:last])
+PY
+cp "$T/c4d_cut.fits" "$T/mnt/DECam/raw/all/c4d_n.fits" 2>"$T/err.txt"
+expect "a raw cut at an HDU boundary, short of its NEXTEND, is refused (EINVAL)" grep -q "Invalid argument" "$T/err.txt"
+expect "... the reason says so" bash -c "grep -rqs 'NEXTEND announces 3 extensions, the file ends after 2' '$T/repo/.butlerfs/quarantine'"
+expect "... and the whole file then goes in under the same name" cp "$T/c4d_n.fits" "$T/mnt/DECam/raw/all/c4d_n.fits"
 
 # the real header dumps: file, exposure, detector, physical_filter, day_obs
 # (astro_metadata_translator tests/test_decam.py: exposure_id, detector_num,

@@ -19,7 +19,8 @@
  * DATASUM on every HDU.  Structural cards of the dump (SIMPLE, BITPIX, NAXIS*,
  * EXTEND, XTENSION, PCOUNT, GCOUNT, EXTNAME, CHECKSUM, DATASUM, table and
  * tile-compression cards; the dumps merge the first extension's cards into
- * the primary's) are not copied.
+ * the primary's) are not copied; a dump's NEXTEND becomes the count of
+ * extensions written.
  * KEY=VALUE arguments replace or add string cards (a focal plane is one
  * header with RAFTBAY/CCDSLOT varied).  @N:NAME arguments replace the 16
  * segments with one extension each, EXTNAME and DETPOS NAME and CCDNUM N
@@ -39,8 +40,8 @@
 
 static int structural(const char *k)
 {
-    static const char *const skip[] = {"SIMPLE", "BITPIX", "EXTEND", "XTENSION", "PCOUNT", "GCOUNT",
-                                       "EXTNAME", "CHECKSUM", "DATASUM", "COMMENT", "HISTORY", NULL};
+    static const char *const skip[] = {"SIMPLE", "BITPIX", "EXTEND", "XTENSION", "PCOUNT", "GCOUNT", "EXTNAME",
+                                       "NEXTEND", "CHECKSUM", "DATASUM", "COMMENT", "HISTORY", NULL};
     /* and the table and tile-compression cards some dumps carry */
     static const char *const prefixes[] = {"NAXIS", "TFIELDS", "TTYPE", "TFORM", "TUNIT", "TDIM", "TNULL",
                                            "TSCAL", "TZERO", "THEAP", "ZIMAGE", "ZBITPIX", "ZNAXIS", "ZTILE",
@@ -197,6 +198,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "hdr2fits: @dump, but %s has no XTENSION card\n", argv[1]);
         return 1;
     }
+    const char *segs[64] = {"Segment10", "Segment11", "Segment12", "Segment13", "Segment14", "Segment15",
+                            "Segment16", "Segment17", "Segment07", "Segment06", "Segment05", "Segment04",
+                            "Segment03", "Segment02", "Segment01", "Segment00"};
+    long ccds[64] = {0};
+    int nsegs = 0;
+    for (int i = 3; i < argc && nsegs < 64; i++) {
+        const char *colon = argv[i][0] == '@' ? strchr(argv[i], ':') : NULL;
+        if (colon) {
+            ccds[nsegs] = strtol(argv[i] + 1, NULL, 10);
+            segs[nsegs++] = colon + 1;
+        }
+    }
+    bool decam = nsegs > 0 || split;
+    if (!decam)
+        nsegs = 16;
     bfs_fits *f = NULL;
     if (bfs_fits_create(argv[2], &f) < 0) {
         fprintf(stderr, "hdr2fits: cannot create %s\n", argv[2]);
@@ -220,6 +236,11 @@ int main(int argc, char **argv)
         if (!have)
             bfs_fits_key_str(f, key, eq + 1, NULL);
     }
+    bool nextend = false; /* the dump's count is of its own file: give this file's */
+    for (size_t c = 0; c < ncards && !nextend; c++)
+        nextend = !strcmp(cards[c].key, "NEXTEND");
+    if (nextend)
+        bfs_fits_key_lng(f, "NEXTEND", nsegs + (split ? 1 : 0), "number of extensions");
     bfs_fits_checksum(f);
     long naxes[2] = {16, 8};
     int32_t pix[16 * 8];
@@ -235,21 +256,6 @@ int main(int argc, char **argv)
         bfs_fits_write_i32(f, pix, 16 * 8);
         bfs_fits_checksum(f);
     }
-    const char *segs[64] = {"Segment10", "Segment11", "Segment12", "Segment13", "Segment14", "Segment15",
-                            "Segment16", "Segment17", "Segment07", "Segment06", "Segment05", "Segment04",
-                            "Segment03", "Segment02", "Segment01", "Segment00"};
-    long ccds[64] = {0};
-    int nsegs = 0;
-    for (int i = 3; i < argc && nsegs < 64; i++) {
-        const char *colon = argv[i][0] == '@' ? strchr(argv[i], ':') : NULL;
-        if (colon) {
-            ccds[nsegs] = strtol(argv[i] + 1, NULL, 10);
-            segs[nsegs++] = colon + 1;
-        }
-    }
-    bool decam = nsegs > 0 || split;
-    if (!decam)
-        nsegs = 16;
     for (int s = 0; s < nsegs; s++) {
         for (int p = 0; p < 16 * 8; p++)
             pix[p] = 15000 + (p * 7 + s * 13) % 101;

@@ -39,12 +39,14 @@ static int teardown(void **state)
 }
 
 /* A primary header and two 64 x 32 image extensions with checksums;
- * sums: whether to stamp CHECKSUM/DATASUM. */
-static void write_sample(const char *path, bool sums)
+ * sums: whether to stamp CHECKSUM/DATASUM; nextend >= 0: a NEXTEND card. */
+static void write_sample_ext(const char *path, bool sums, long nextend)
 {
     bfs_fits *f = NULL;
     assert_int_equal(bfs_fits_create(path, &f), 0);
     bfs_fits_add_image(f, 16, 0, NULL);
+    if (nextend >= 0)
+        bfs_fits_key_lng(f, "NEXTEND", nextend, "number of extensions");
     bfs_fits_key_str(f, "OBSID", "MC_O_20250415_000060", "image name");
     bfs_fits_key_str(f, "QUOTED", "it's", NULL);
     bfs_fits_key_lng(f, "SEQNUM", 60, NULL);
@@ -67,6 +69,8 @@ static void write_sample(const char *path, bool sums)
     assert_int_equal(bfs_fits_error(f), 0);
     assert_int_equal(bfs_fits_close(f), 0);
 }
+
+static void write_sample(const char *path, bool sums) { write_sample_ext(path, sums, -1); }
 
 static off_t file_size(const char *path)
 {
@@ -249,6 +253,36 @@ static void test_truncated(void **state)
     }
 }
 
+/* cut exactly at an HDU boundary: every HDU left is whole, so only the
+ * primary header's NEXTEND can tell (a file without one passes) */
+static void test_cut_at_hdu_boundary(void **state)
+{
+    char path[256];
+    for (long nextend = -1; nextend <= 2; nextend += 3) {
+        snprintf(path, sizeof path, "%s/cut%ld.fits", dir, nextend);
+        write_sample_ext(path, true, nextend);
+        assert_int_equal(bfs_fits_validate(path, NULL, NULL, NULL), 0);
+        bfs_fits_extent *x = NULL;
+        int n = 0;
+        assert_int_equal(bfs_fits_extents(path, &x, &n, NULL), 0);
+        assert_int_equal(n, 3);
+        assert_int_equal(truncate(path, (off_t)x[2].head), 0); /* the last extension gone */
+        free(x);
+        char *msg = NULL;
+        bfs_fits_summary sum;
+        int rc = bfs_fits_validate(path, NULL, &sum, &msg);
+        if (nextend < 0) {
+            assert_int_equal(rc, 0);
+            assert_int_equal(sum.n_hdus, 2);
+        } else {
+            assert_int_equal(rc, -EBADMSG);
+            assert_non_null(msg);
+            assert_non_null(strstr(msg, "NEXTEND announces 2 extensions, the file ends after 1"));
+        }
+        free(msg);
+    }
+}
+
 /* cut inside the primary header: cfitsio fails to open it; the reason
  * must still say truncated, not "not a FITS file" */
 static void test_truncated_header(void **state)
@@ -401,6 +435,7 @@ int main(void)
         cmocka_unit_test(test_flipped_header),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_truncated_header),
+        cmocka_unit_test(test_cut_at_hdu_boundary),
         cmocka_unit_test(test_not_fits),
         cmocka_unit_test(test_too_many_hdus),
         cmocka_unit_test(test_gzip_and_compressed),
