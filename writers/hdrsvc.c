@@ -1074,7 +1074,7 @@ int bfs_hs_merge(const char *path, const char *text, size_t len, const char *sen
     }
     for (int h = 1; h <= m.n_hdus && !rc; h++)
         rc = bfs_fits_select(m.f, h, m.extname[h - 1], sizeof m.extname[h - 1]);
-    snprintf(r->sensor, sizeof r->sensor, "%s", sensor ? sens : "");
+    snprintf(r->sensor, sizeof r->sensor, "%.7s", sensor ? sens : ""); /* "R22_S11" */
     if (!rc)
         rc = merge_blocks(&m, sensor ? sens : NULL);
     for (int h = 1; h <= m.n_hdus && !rc; h++) {

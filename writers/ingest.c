@@ -2623,7 +2623,7 @@ int bfs_quarantine_mark_retry(const char *data, const char *at, char **mark)
     if (strchr(data, '\n') || strchr(at, '\n'))
         return -EINVAL;
     char *m = bfs_quarantine_mark_path(data);
-    char *text = bfs_asprintf("data: %s\npath: %s\n", data, at);
+    char *text = bfs_asprintf("path: %s\n", at);
     int ret = m && text ? bfs_durable_write_mode(m, text, strlen(text), 0600) : -ENOMEM;
     free(text);
     if (ret == 0)
@@ -2681,7 +2681,10 @@ static bool drop_cut_retry(bfs_ingest *ing, struct bfs_upload *u)
                 continue;
             char *mark = bfs_asprintf("%s/%s", daydir, fe->d_name);
             char *text = mark ? read_marker(mark) : NULL;
-            char *data = text ? line_value(text, "data") : NULL, *path = text ? line_value(text, "path") : NULL;
+            /* the entry's bytes: beside the marker, never a path read from it */
+            char *data =
+                text ? bfs_asprintf("%.*s.data", (int)(strlen(mark) - strlen(BFS_RETRY_MARK_SUFFIX)), mark) : NULL;
+            char *path = text ? line_value(text, "path") : NULL;
             if (data && path && !strcmp(path, at)) {
                 struct stat sb;
                 bool gone = stat(u->data_path, &sb) < 0 && errno == ENOENT;

@@ -281,8 +281,8 @@ const char *bfs_ingest_quarantine_dir(const bfs_ingest *ing);
 
 /* `butlerfs quarantine retry` and a daemon killed while it writes.  While
  * the command writes quarantine entry U into the mount, it keeps
- * DAY/U.retrying beside DAY/U.data: "data: <U.data>" and "path: <the path in
- * the mount>".  The daemon's death leaves an upload OPEN at that path; the
+ * DAY/U.retrying beside DAY/U.data, holding "path: <the path in the
+ * mount>".  The daemon's death leaves an upload OPEN at that path; the
  * next -o rw mount, finding it, drops it when its bytes are the first bytes
  * of U.data (the entry holds every one of them) instead of quarantining a
  * cut second copy beside the entry.  bfs_quarantine_mark_retry writes the
