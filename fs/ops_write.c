@@ -16,6 +16,7 @@
  * and is sent from the ingest's worker thread (libfuse allows a reply from
  * any thread), so no FUSE thread waits while a file is validated.
  */
+#include "caller.h"
 #include "ops.h"
 
 #include "log.h"
@@ -587,6 +588,10 @@ static void opw_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, 0);
         return;
     }
+    /* a close the kernel makes for a writer killed mid-file */
+    int sig = bfs_caller_killed_by(fuse_req_ctx(req)->pid);
+    if (sig > 0 && handle_of(fi)->writable)
+        bfs_upload_writer_killed(handle_of(fi)->u, sig);
     seal(req, ino, fi);
 }
 

@@ -1086,6 +1086,46 @@ static bfs_node *find_known(bfs_tree *t, bfs_node *parent, const char *name, boo
     return n;
 }
 
+/* A level made for a dataset type to be gives way to the type's directory
+ * (bfs_tree_lookup): make again below to what mkdir made below from (the
+ * rest of `mkdir -p RUN/type/instrument=X/detector=1 .../detector=2`,
+ * before the first file made the type), and unmake from's subtree, which
+ * the kernel then forgets.  depth bounds the walk (a dataId's levels). */
+static void remake_below(bfs_tree *t, bfs_node *from, bfs_node *to, int depth)
+{
+    char *names[64];
+    int n = 0;
+    pthread_mutex_lock(&t->lock);
+    for (bfs_node *c = from->child; c && n < 64; c = c->sib_next)
+        if (c->made && (names[n] = strdup(c->name)) != NULL)
+            n++;
+    pthread_mutex_unlock(&t->lock);
+    for (int i = 0; i < n; i++) {
+        bfs_node *old = find_known(t, from, names[i], true), *made = NULL;
+        struct stat st;
+        int ret = bfs_tree_mkdir(t, to, names[i], &made, &st);
+        if (ret == -EEXIST)
+            ret = bfs_tree_lookup(t, to, names[i], &made, &st);
+        if (ret == 0 && old && depth < BFS_MAX_DIMS && made->kind != K_FILE)
+            remake_below(t, old, made, depth + 1);
+        if (ret == 0)
+            bfs_tree_forget(t, made, 1); /* the kernel has not been given this lookup */
+        else
+            bfs_warn(TREE_TAG, "directory %s, made before dataset type %s existed, cannot be made below it: %s",
+                     names[i], to->name, strerror(-ret));
+        if (old) {
+            pthread_mutex_lock(&t->lock);
+            if (old->made) {
+                old->made = false;
+                old->pins--; /* the tree's pin (made_insert) */
+            }
+            pthread_mutex_unlock(&t->lock);
+            bfs_tree_forget(t, old, 1);
+        }
+        free(names[i]);
+    }
+}
+
 int bfs_tree_lookup(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **child, struct stat *st)
 {
     bfs_node *proto = NULL;
@@ -1104,8 +1144,16 @@ int bfs_tree_lookup(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **
         if (t->opts.create_types && (*child)->kind == K_COLL && parent->kind == K_COLL &&
             !strchr(name, '=') && resolve_in_coll(t, parent, name, &proto) == 0) {
             if (proto->kind == K_DATA) {
-                bfs_tree_forget(t, *child, 1);
+                bfs_node *made = *child;
                 *child = materialize(t, proto);
+                remake_below(t, made, *child, 0);
+                pthread_mutex_lock(&t->lock);
+                if (made->made) {
+                    made->made = false; /* the type's directory is what the name means now */
+                    made->pins--;
+                }
+                pthread_mutex_unlock(&t->lock);
+                bfs_tree_forget(t, made, 1);
             } else {
                 node_free(proto);
             }

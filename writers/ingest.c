@@ -31,6 +31,8 @@
  * | OPEN        | U.data, maybe incomplete                    | seal: fdatasync -> SEALED         |
  * | SEALED      | U.data complete and durable (a failed write | validate, id, path -> PREPARED, or QUARANTINED; |
  * |             | is in the intent: never ingested)           | a replica or sidecar -> WAITING, or paired      |
+ * |             | (so is a writer killed before its close:    |                                   |
+ * |             | killed_by, QUARANTINED with ECANCELED)      |                                   |
  * | WAITING     | a replica or sidecar whose partner has not  | the partner's seal pairs them (-> PREPARED or   |
  * |             | been sealed yet (close() was told 0)        | QUARANTINED); replica_wait -> QUARANTINED        |
  * | PREPARED    | intent has id, path, size; bytes in U.data  | the id registered at another path: compare  |
@@ -187,6 +189,8 @@ struct bfs_upload {
     bool written;             /* since the last seal */
     bool written_ever;
     int write_err;            /* a write or truncate that failed (ENOSPC, EIO): the bytes are not whole */
+    int killed_by;            /* the signal that killed the writer before it closed the file (the
+                               * kernel's FLUSH as it exited): the bytes may not be whole */
     bool busy;                /* queued or being stepped by a worker */
     bool finished;            /* a seal's outcome is known */
     int outcome;
@@ -631,6 +635,8 @@ static int write_intent(bfs_ingest *ing, struct bfs_upload *u)
                           "duplicate", u->duplicate, "replica", u->replica, "pair", u->pair[0] ? u->pair : NULL,
                           "waiting_since", u->waiting_since, "formatter", u->formatter,
                           "more_detectors", ints_json(u->more_dets, u->n_more), "write_errno", u->write_err);
+    if (j && u->killed_by)
+        json_object_set_new(j, "killed_by", json_integer(u->killed_by));
     if (j && u->stage_day[0])
         json_object_set_new(j, "stage_day", json_string(u->stage_day));
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -2111,10 +2117,16 @@ static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
 {
     hash_take(ing, u);
     pthread_mutex_lock(&ing->lock);
-    int werr = u->write_err;
+    int werr = u->write_err, sig = u->killed_by;
     pthread_mutex_unlock(&ing->lock);
     if (werr) {
         quarantine_as(u, werr, "a write into it failed (%s): the file is not whole", strerror(werr));
+        return 0;
+    }
+    if (sig) {
+        const char *abbrev = sigabbrev_np(sig);
+        quarantine_as(u, ECANCELED, "the writer was killed by %s%s (signal %d) before it closed the file: it may "
+                                    "not be whole", abbrev ? "SIG" : "a signal", abbrev ? abbrev : "", sig);
         return 0;
     }
     struct stat sb;
@@ -3012,6 +3024,7 @@ static int recover_one(bfs_ingest *ing, const char *uhex)
     u->waiting_since = j ? json_number_value(json_object_get(j, "waiting_since")) : 0;
     u->formatter = j ? json_str(j, "formatter") : NULL;
     u->write_err = j ? (int)json_integer_value(json_object_get(j, "write_errno")) : 0;
+    u->killed_by = j ? (int)json_integer_value(json_object_get(j, "killed_by")) : 0;
     json_t *more = j ? json_object_get(j, "more_detectors") : NULL;
     size_t nmore = json_array_size(more);
     if (nmore > 0 && nmore <= 1024 && (u->more_dets = calloc(nmore, sizeof *u->more_dets)) != NULL) {
@@ -3925,6 +3938,14 @@ void bfs_upload_stat(bfs_upload *u, bfs_upload_info *info)
         info->dim_names = (const char *const *)u->dim_names;
         info->dim_values = (const char *const *)u->dim_values;
     }
+    pthread_mutex_unlock(&u->ing->lock);
+}
+
+void bfs_upload_writer_killed(bfs_upload *u, int sig)
+{
+    pthread_mutex_lock(&u->ing->lock);
+    if (!u->finished && !u->busy && sig > 0)
+        u->killed_by = sig;
     pthread_mutex_unlock(&u->ing->lock);
 }
 

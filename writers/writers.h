@@ -259,6 +259,11 @@ void bfs_upload_stat(bfs_upload *u, bfs_upload_info *info);
  * referenced until done has returned. */
 typedef void (*bfs_seal_done_fn)(void *ctx, int outcome);
 void bfs_upload_seal(bfs_upload *u, bfs_seal_done_fn done, void *ctx);
+/* Before the seal of a close the kernel made for a writer that a signal is
+ * killing (fs/caller.h): the file is not the writer's whole file, and the
+ * seal quarantines it (ECANCELED, the reason naming the signal) instead of
+ * ingesting what came. */
+void bfs_upload_writer_killed(bfs_upload *u, int sig);
 /* The same, waiting for the outcome (tests, tools). */
 int bfs_upload_seal_wait(bfs_upload *u);
 

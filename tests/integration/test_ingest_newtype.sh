@@ -13,7 +13,9 @@
 # then admits it; a path whose dimensions differ from the type's is
 # refused; a dataId with no exposure or detector record is refused (ENOENT)
 # with a reason naming the record; after a remount, read-only, everything is there; the type's row
-# has the dimension group and storage class the Butler would give it.
+# has the dimension group and storage class the Butler would give it;
+# directories made with mkdir -p before the type's first file stay, below
+# the type's own directory, and take their files.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
 command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
@@ -94,6 +96,16 @@ mkdir -p "$P3"
 expect "with default_storage_class, the file of an unknown extension is ingested" bash -c "echo x >'$P3/x.bin'"
 expect "... as that storage class" \
     test "$(sqlite3 "$DB" "SELECT storage_class FROM dataset_type WHERE name = 'blob'")" = Blob
+# a script that makes all its directories first: the first file makes the
+# type, whose directory then holds the other directories made before it
+for d in 1 2; do mkdir -p "$T/mnt/run4/tree/instrument=LSSTCam/detector=$d/exposure=$EXP"; done
+expect "mkdir -p of two dataId directories of a new type, then a file in the first" \
+    cp "$T/e.yaml" "$T/mnt/run4/tree/instrument=LSSTCam/detector=1/exposure=$EXP/"
+expect "... the second directory is still there, below the type's own" \
+    test -d "$T/mnt/run4/tree/instrument=LSSTCam/detector=2/exposure=$EXP"
+expect "... and takes its file" cp "$T/e.yaml" "$T/mnt/run4/tree/instrument=LSSTCam/detector=2/exposure=$EXP/"
+expect "... two datasets of the type" \
+    test "$(sqlite3 "$DB" "SELECT count(*) FROM dataset d JOIN dataset_type t ON t.id = d.dataset_type_id WHERE t.name = 'tree'")" = 2
 unmount
 
 mount_repo "$T/repo" "$T/mnt" || finish
