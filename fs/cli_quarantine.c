@@ -37,7 +37,7 @@
 
 static const char quarantine_help[] =
     "Usage: butlerfs quarantine [--json] [--since DAY] [--dir DIR | --config FILE] [REPO]\n"
-    "       butlerfs quarantine retry [--dir DIR | --config FILE] [REPO] (ID... | --all)\n"
+    "       butlerfs quarantine retry [--force] [--dir DIR | --config FILE] [REPO] (ID... | --all)\n"
     "\n"
     "The files a writable (-o rw) mount of the repository REPO refused: not FITS, a\n"
     "bad checksum, a header it could not translate, other bytes at a dataId that\n"
@@ -54,6 +54,10 @@ static const char quarantine_help[] =
     "                 mount quarantined them anew with the new reason, and the old\n"
     "                 entry is removed.  Anything else keeps it.\n"
     "  retry --all    the same for every file in the quarantine\n"
+    "  retry --force  also files whose writer never finished them (errno ECANCELED:\n"
+    "                 the writer was killed, or the mount stopped, before the\n"
+    "                 close); without it they are skipped, as their bytes may be\n"
+    "                 cut\n"
     "\n"
     "Options:\n"
     "  --json         print one JSON object (the list)\n"
@@ -462,7 +466,16 @@ static char *find_requarantined(const char *dir, const char *old, const char *pa
 static bool refusal(int err) { return err == EINVAL || err == ENOENT || err == EEXIST; }
 
 /* Retry one entry through the mount at mnt; true when it was ingested. */
-static bool retry_one(const struct qentry *e, const char *mnt, const char *dir)
+/* Whether e's writer never finished it (killed, or the daemon stopped
+ * before the close): its bytes may be cut.  Older entries said so with EIO. */
+static bool unfinished(const struct qentry *e)
+{
+    return (e->errname && !strcmp(e->errname, "ECANCELED")) ||
+           (e->reason && (bfs_startswith(e->reason, "the daemon stopped before the writer closed the file") ||
+                          bfs_startswith(e->reason, "no intent record")));
+}
+
+static bool retry_one(const struct qentry *e, const char *mnt, const char *dir, bool force)
 {
     char buf[PATH_MAX];
     const char *at = written_at(e, buf, sizeof buf);
@@ -477,6 +490,12 @@ static bool retry_one(const struct qentry *e, const char *mnt, const char *dir)
     }
     if (!safe_rel_path(at)) {
         printf("%.12s: refusing the recorded path '%s': it would leave the mount\n", e->id, at);
+        return false;
+    }
+    if (unfinished(e) && !force) {
+        printf("%.12s: skipped: its writer never finished it (%s), so its %lld bytes may be cut; once you "
+               "know they are whole, retry it with --force\n", e->id, e->reason ? e->reason : "?",
+               (long long)e->size);
         return false;
     }
     char *dst = bfs_asprintf("%s/%s", mnt, at);
@@ -587,7 +606,7 @@ static char *quarantine_dir(const char *given, json_t *mount, const char *repo, 
 
 int bfs_cmd_quarantine(int argc, char **argv)
 {
-    bool json = false, retry = false, all = false;
+    bool json = false, retry = false, all = false, force = false;
     const char *repo = NULL, *since = NULL, *dir_opt = NULL, *config_path = NULL;
     char **ids = calloc((size_t)argc, sizeof *ids);
     int nids = 0;
@@ -605,6 +624,8 @@ int bfs_cmd_quarantine(int argc, char **argv)
             json = true;
         } else if (!strcmp(a, "--all")) {
             all = true;
+        } else if (!strcmp(a, "--force")) {
+            force = true;
         } else if (i + 1 < argc && !strcmp(a, "--since")) {
             since = argv[++i];
         } else if (i + 1 < argc && !strcmp(a, "--dir")) {
@@ -632,8 +653,8 @@ int bfs_cmd_quarantine(int argc, char **argv)
                 quarantine_help);
         goto out;
     }
-    if (!retry && all) {
-        fprintf(stderr, "butlerfs: quarantine: --all goes with retry\n\n%s", quarantine_help);
+    if (!retry && (all || force)) {
+        fprintf(stderr, "butlerfs: quarantine: %s goes with retry\n\n%s", all ? "--all" : "--force", quarantine_help);
         goto out;
     }
     status = 1;
@@ -681,7 +702,7 @@ int bfs_cmd_quarantine(int argc, char **argv)
                 if (!chosen[i])
                     continue;
                 sigprocmask(SIG_BLOCK, &stop, &old);
-                done += retry_one(&l.v[i], mnt, dir);
+                done += retry_one(&l.v[i], mnt, dir, force);
                 fflush(stdout);
                 sigprocmask(SIG_SETMASK, &old, NULL); /* one that came meanwhile ends the command here */
             }

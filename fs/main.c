@@ -66,7 +66,7 @@ static const char usage_text[] =
     "        mount, files ingested, duplicates, quarantined, not fully staged.\n"
     "  queue [--json] REPO | queue retry REPO | queue drop-parked REPO\n"
     "        The uploads of ingested files to the Data Backbone (transfer: section).\n"
-    "  quarantine [--json] [REPO] | quarantine retry [REPO] ID...|--all\n"
+    "  quarantine [--json] [REPO] | quarantine retry [--force] [REPO] ID...|--all\n"
     "        The files a writable mount refused, with the reasons; write them into\n"
     "        the mount again once the cause is fixed.\n"
     "  catchup REPO --collection GLOB [--since DATE] [--until DATE] [--check-sizes]\n"

@@ -2772,7 +2772,7 @@ static int step(bfs_ingest *ing, struct bfs_upload *u)
     switch (u->st) {
     case S_OPEN:
         if (!drop_cut_retry(ing, u))
-            quarantine_as(u, EIO, "the daemon stopped before the writer closed the file");
+            quarantine_as(u, ECANCELED, "the daemon stopped before the writer closed the file");
         ret = 0;
         break;
     case S_SEALED: ret = step_sealed(ing, u); break;
@@ -3148,7 +3148,7 @@ static int recover(bfs_ingest *ing)
             if (u->data_path && u->intent_path && stat(u->intent_path, &sb) < 0) {
                 u->run = strdup("?");
                 u->name = strdup("?");
-                quarantine_as(u, EIO, "no intent record (the daemon stopped while the file was created)");
+                quarantine_as(u, ECANCELED, "no intent record (the daemon stopped while the file was created)");
                 step_all(ing, u, NULL);
             }
             upload_free(u);

@@ -10,10 +10,11 @@
 # ITL)", an event line with status 1 and a log line, and nothing is
 # registered: no dataset, no exposure record.  The complete file written
 # afterwards under the same name (and so the same dataId) is ingested.
-# Cut points: after the primary only (0 amplifiers) and after 15 (cp), and
-# after 9 by a writer that SIGKILLs itself right after writing them (the
-# kernel's close seals what it wrote).  With `ingest.check_amplifiers:
-# false` a cut raw is ingested as it is.
+# Cut points: after the primary only (0 amplifiers), after 9 and after 15
+# (cp).  A writer that SIGKILLs itself right after writing 9 is refused
+# before the count (the kernel's close of a killed writer: ECANCELED, "the
+# writer was killed", test_ingest_killed.sh).  With
+# `ingest.check_amplifiers: false` a cut raw is ingested as it is.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
 command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
@@ -68,7 +69,7 @@ fi
 mount_repo "$T/repo" "$T/mnt" rw || finish
 mkdir -p "$T/mnt/LSSTCam/raw/all"
 R=$T/mnt/LSSTCam/raw/all/MC_O_20250415_000001_R01_S00.fits
-for amps in 0 15; do
+for amps in 0 9 15; do
     cp "$T/cut$amps.fits" "$R" 2>"$T/err.txt"
     expect "a raw cut after $amps amplifiers: cp fails with EINVAL ($(cat "$T/err.txt"))" \
         grep -q "Invalid argument" "$T/err.txt"
@@ -86,9 +87,13 @@ PY
 expect "the writer killed after 9 amplifiers died by SIGKILL (status 137)" test $? = 137
 reasons() { cat "$T"/repo/.butlerfs/quarantine/*/*.reason 2>/dev/null; }
 for _ in $(seq 100); do
-    reasons | grep -q "incomplete raw: 9 of" && break
+    reasons | grep -q "killed by SIGKILL" && break
     sleep 0.1
 done
+expect "... its file is quarantined as its writer's kill (ECANCELED), not counted" \
+    bash -c "for r in '$T'/repo/.butlerfs/quarantine/*/*.reason; do
+        grep -q 'killed by SIGKILL' \"\$r\" && grep -qx 'errno: ECANCELED' \"\$r\" &&
+        cmp -s \"\${r%.reason}.data\" '$T/cut9.fits' && exit 0; done; exit 1"
 for amps in 0 9 15; do
     expect "the quarantine says why: 'incomplete raw: $amps of 16 amplifier HDUs (detector R01_S00, ITL)'" \
         grep -qF "incomplete raw: $amps of 16 amplifier HDUs (detector R01_S00, ITL)" <<<"$(reasons)"
@@ -99,7 +104,7 @@ expect "three event lines with status 1, EINVAL, naming the count and the image 
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1])]
 bad = [e for e in ev if 'incomplete raw' in e['description']]
-assert len(bad) == 3 and len(ev) == 3, ev
+assert len(bad) == 3 and len(ev) == 4, ev
 assert all(e['status'] == 1 and e['errno'] == 'EINVAL' and e['outcome'] == 'quarantined' for e in bad), bad
 # each names the image (translated before the count), to match it with the retry
 assert all(e.get('obs_id') and e.get('raft') and e.get('sensor') for e in bad), bad
