@@ -1252,9 +1252,6 @@ static int merge_header_service(bfs_ingest *ing, struct bfs_upload *u, bfs_fits_
     return 0;
 }
 
-/* u's dataId := names/values (n of them), with the dataset type dtype and
- * the raft and sensor an event names (NULL when none): a raw's, a guider
- * file's.  0 or -ENOMEM. */
 /* The obs_id, raft and sensor u's events name (NULL: none); a failed copy
  * leaves NULL (the event then lacks it). */
 static void set_event_names(struct bfs_upload *u, const char *obs_id, const char *raft, const char *sensor)
@@ -1267,6 +1264,9 @@ static void set_event_names(struct bfs_upload *u, const char *obs_id, const char
     u->sensor = sensor ? strdup(sensor) : NULL;
 }
 
+/* u's dataId := names/values (n of them), with the dataset type dtype and
+ * the raft and sensor an event names (NULL when none): a raw's, a guider
+ * file's.  0 or -ENOMEM. */
 static int set_raw_data_id(struct bfs_upload *u, const char *dtype, const char *const *names,
                            const char *const *values, int n, const char *obs_id, const char *raft,
                            const char *sensor)
@@ -2113,6 +2113,26 @@ static int step_replica(bfs_ingest *ing, struct bfs_upload *u)
     return ended ? 0 : -EIO;
 }
 
+/* A raw whose writer was killed: the obs_id, raft and sensor its primary
+ * header gives, when it is whole enough to read, so that the event names
+ * the image (nothing else is read: the file is refused anyway). */
+static void name_killed_image(struct bfs_upload *u)
+{
+    if (u->dtype || !is_fits(u))
+        return;
+    bfs_fits_card *cards = NULL;
+    size_t n = 0;
+    char *msg = NULL;
+    if (bfs_fits_read_header(u->data_path, 1, &cards, &n, &msg) == 0) {
+        const bfs_fits_card *o = bfs_fits_find(cards, n, "OBSID");
+        const bfs_fits_card *rb = bfs_fits_find(cards, n, "RAFTBAY"), *cs = bfs_fits_find(cards, n, "CCDSLOT");
+        set_event_names(u, o && o->type == 'C' ? o->value : NULL, rb && rb->type == 'C' ? rb->value : NULL,
+                        cs && cs->type == 'C' ? cs->value : NULL);
+    }
+    free(cards);
+    free(msg);
+}
+
 static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
 {
     hash_take(ing, u);
@@ -2124,6 +2144,7 @@ static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
         return 0;
     }
     if (sig) {
+        name_killed_image(u);
         const char *abbrev = sigabbrev_np(sig);
         quarantine_as(u, ECANCELED, "the writer was killed by %s%s (signal %d) before it closed the file: it may "
                                     "not be whole", abbrev ? "SIG" : "a signal", abbrev ? abbrev : "", sig);

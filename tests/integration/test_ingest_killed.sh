@@ -89,6 +89,12 @@ EXP2=$(sqlite3 "$T/src/gen3.sqlite3" "SELECT max(id) FROM exposure")
 raws() { tagged raw LSSTCam/raw/all "g.exposure = $EXP2"; }
 expect "a raw whose writer is killed halfway is not registered" test "$(raws)" = 0
 expect "... it is quarantined as killed" quarantined "$(basename "$RAW")" "ECANCELED.*killed by SIGKILL"
+expect "... its event names the image (obs_id, raft, sensor from the header it has)" python3 - "$T/repo/.butlerfs/events.jsonl" <<'PY'
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+raw = [e for e in ev if e["errno"] == "ECANCELED" and e["run"] == "LSSTCam/raw/all"]
+assert len(raw) == 1 and raw[0]["obs_id"] and raw[0]["raft"] and raw[0]["sensor"], raw
+PY
 expect "the whole raw then goes in under the same name" cp "$RAW" "$T/mnt/LSSTCam/raw/all/"
 expect "... and is registered" test "$(raws)" = 1
 expect "the event lines of the four killed files say status 1" \
