@@ -3459,7 +3459,9 @@ int bfs_ingest_make_dataset_type(bfs_ingest *ing, const char *name, const char *
             }
         }
     }
-    const char *ext = strrchr(file_name, '.'), *sc = ing->cfg->default_storage_class;
+    char exts[NAME_MAX + 1];
+    extension_of(file_name, exts, sizeof exts); /* rsync's ".c.yaml.Ab3dE9" is a ".yaml" */
+    const char *ext = strrchr(exts, '.'), *sc = ing->cfg->default_storage_class;
     for (size_t i = 0; ext && i < sizeof class_by_ext / sizeof *class_by_ext; i++)
         if (!strcasecmp(ext, class_by_ext[i].ext))
             sc = class_by_ext[i].storage_class;

@@ -15,7 +15,8 @@
 # with a reason naming the record; after a remount, read-only, everything is there; the type's row
 # has the dimension group and storage class the Butler would give it;
 # directories made with mkdir -p before the type's first file stay, below
-# the type's own directory, and take their files.
+# the type's own directory, and take their files; rsync -a of a tree of a
+# new type works (its temporary names keep the extension).
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
 command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
@@ -106,6 +107,19 @@ expect "... the second directory is still there, below the type's own" \
 expect "... and takes its file" cp "$T/e.yaml" "$T/mnt/run4/tree/instrument=LSSTCam/detector=2/exposure=$EXP/"
 expect "... two datasets of the type" \
     test "$(sqlite3 "$DB" "SELECT count(*) FROM dataset d JOIN dataset_type t ON t.id = d.dataset_type_id WHERE t.name = 'tree'")" = 2
+# rsync -a of a tree of a new type: it makes every directory first, then
+# writes each file under a temporary name (".c.yaml.Ab3dE9") and renames it
+if command -v rsync >/dev/null; then
+    for d in 1 2; do
+        mkdir -p "$T/src/synced/instrument=LSSTCam/detector=$d/exposure=$EXP"
+        echo "d: $d" >"$T/src/synced/instrument=LSSTCam/detector=$d/exposure=$EXP/c.yaml"
+    done
+    expect "rsync -a of a tree of a new type into a new RUN exits 0" rsync -a "$T/src/" "$T/mnt/run5/"
+    expect "... the type's storage class comes from the extension under rsync's temporary name" \
+        test "$(sqlite3 "$DB" "SELECT storage_class FROM dataset_type WHERE name = 'synced'")" = StructuredDataDict
+    expect "... both files are datasets" test "$(find "$T/mnt/run5/synced" -type f | wc -l)" = 2
+    expect "... and rsync -a again exits 0 (the same bytes)" rsync -a "$T/src/" "$T/mnt/run5/"
+fi
 unmount
 
 mount_repo "$T/repo" "$T/mnt" || finish
