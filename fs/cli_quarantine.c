@@ -465,16 +465,16 @@ static char *find_requarantined(const char *dir, const char *old, const char *pa
 
 static bool refusal(int err) { return err == EINVAL || err == ENOENT || err == EEXIST; }
 
-/* Retry one entry through the mount at mnt; true when it was ingested. */
 /* Whether e's writer never finished it (killed, or the daemon stopped
  * before the close): its bytes may be cut.  Older entries said so with EIO. */
 static bool unfinished(const struct qentry *e)
 {
     return (e->errname && !strcmp(e->errname, "ECANCELED")) ||
-           (e->reason && (bfs_startswith(e->reason, "the daemon stopped before the writer closed the file") ||
-                          bfs_startswith(e->reason, "no intent record")));
+           (e->reason && (bfs_startswith(e->reason, BFS_REASON_DAEMON_STOPPED) ||
+                          bfs_startswith(e->reason, BFS_REASON_NO_INTENT)));
 }
 
+/* Retry one entry through the mount at mnt; true when it was ingested. */
 static bool retry_one(const struct qentry *e, const char *mnt, const char *dir, bool force)
 {
     char buf[PATH_MAX];

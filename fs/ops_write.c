@@ -588,9 +588,10 @@ static void opw_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, 0);
         return;
     }
-    /* a close the kernel makes for a writer killed mid-file */
-    int sig = bfs_caller_killed_by(fuse_req_ctx(req)->pid);
-    if (sig > 0 && handle_of(fi)->writable)
+    /* a close the kernel makes for a writer killed mid-file (a reader's
+     * close needs no look at /proc) */
+    int sig = handle_of(fi)->writable ? bfs_caller_killed_by(fuse_req_ctx(req)->pid) : 0;
+    if (sig > 0)
         bfs_upload_writer_killed(handle_of(fi)->u, sig);
     seal(req, ino, fi);
 }

@@ -1086,6 +1086,25 @@ static bfs_node *find_known(bfs_tree *t, bfs_node *parent, const char *name, boo
     return n;
 }
 
+/* n is no longer a directory mkdir made: the tree's pin (made_insert)
+ * goes, and n is freed once the kernel forgets it (under t->lock). */
+static void unmake_locked(bfs_node *n)
+{
+    if (n->made) {
+        n->made = false;
+        n->pins--;
+    }
+}
+
+/* Unmake n and drop the lookup the caller took on it. */
+static void unmake_and_forget(bfs_tree *t, bfs_node *n)
+{
+    pthread_mutex_lock(&t->lock);
+    unmake_locked(n);
+    pthread_mutex_unlock(&t->lock);
+    bfs_tree_forget(t, n, 1);
+}
+
 /* A level made for a dataset type to be gives way to the type's directory
  * (bfs_tree_lookup): make again below to what mkdir made below from (the
  * rest of `mkdir -p RUN/type/instrument=X/detector=1 .../detector=2`,
@@ -1113,15 +1132,8 @@ static void remake_below(bfs_tree *t, bfs_node *from, bfs_node *to, int depth)
         else
             bfs_warn(TREE_TAG, "directory %s, made before dataset type %s existed, cannot be made below it: %s",
                      names[i], to->name, strerror(-ret));
-        if (old) {
-            pthread_mutex_lock(&t->lock);
-            if (old->made) {
-                old->made = false;
-                old->pins--; /* the tree's pin (made_insert) */
-            }
-            pthread_mutex_unlock(&t->lock);
-            bfs_tree_forget(t, old, 1);
-        }
+        if (old)
+            unmake_and_forget(t, old);
         free(names[i]);
     }
 }
@@ -1147,13 +1159,7 @@ int bfs_tree_lookup(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **
                 bfs_node *made = *child;
                 *child = materialize(t, proto);
                 remake_below(t, made, *child, 0);
-                pthread_mutex_lock(&t->lock);
-                if (made->made) {
-                    made->made = false; /* the type's directory is what the name means now */
-                    made->pins--;
-                }
-                pthread_mutex_unlock(&t->lock);
-                bfs_tree_forget(t, made, 1);
+                unmake_and_forget(t, made); /* the type's directory is what the name means now */
             } else {
                 node_free(proto);
             }
@@ -1758,10 +1764,8 @@ int bfs_tree_unmake(bfs_tree *t, bfs_node *n)
         ret = -ENOENT; /* another rmdir took it */
     else if (n->child)
         ret = -ENOTEMPTY; /* a node below it the kernel knows */
-    else {
-        n->made = false;
-        n->pins--; /* the tree's pin: freed once the kernel forgets it */
-    }
+    else
+        unmake_locked(n);
     pthread_mutex_unlock(&t->lock);
     return ret;
 }

@@ -2650,13 +2650,16 @@ char *bfs_quarantine_mark_path(const char *data)
                                                     : NULL;
 }
 
+/* What a retry marker for the path at in the mount holds (malloc'd). */
+static char *marker_text(const char *at) { return bfs_asprintf("path: %s\n", at); }
+
 int bfs_quarantine_mark_retry(const char *data, const char *at, char **mark)
 {
     *mark = NULL;
     if (strchr(data, '\n') || strchr(at, '\n'))
         return -EINVAL;
     char *m = bfs_quarantine_mark_path(data);
-    char *text = bfs_asprintf("path: %s\n", at);
+    char *text = marker_text(at);
     int ret = m && text ? bfs_durable_write_mode(m, text, strlen(text), 0600) : -ENOMEM;
     free(text);
     if (ret == 0)
@@ -2679,16 +2682,6 @@ static char *read_marker(const char *path)
     return buf;
 }
 
-/* The value of "key: value\n" in text, malloc'd, or NULL. */
-static char *line_value(const char *text, const char *key)
-{
-    size_t k = strlen(key);
-    for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
-        if (!strncmp(l, key, k) && l[k] == ':' && l[k + 1] == ' ')
-            return strndup(l + k + 2, strcspn(l + k + 2, "\n"));
-    return NULL;
-}
-
 /* u, left OPEN by a daemon that died while `butlerfs quarantine retry`
  * wrote an entry's bytes into the mount (bfs_quarantine_mark_retry): true,
  * with u's spool bytes removed and u ANNOUNCED (nothing to announce), when
@@ -2700,7 +2693,8 @@ static bool drop_cut_retry(bfs_ingest *ing, struct bfs_upload *u)
 {
     bool oom = false, dropped = false;
     char *at = mount_path(ing, u, &oom);
-    DIR *q = at ? opendir(ing->quarantine) : NULL;
+    char *want = at ? marker_text(at) : NULL; /* a marker written for this path */
+    DIR *q = want ? opendir(ing->quarantine) : NULL;
     struct dirent *de;
     int seen = 0;
     while (q && !dropped && (de = readdir(q)) != NULL && seen < 100000) {
@@ -2717,8 +2711,7 @@ static bool drop_cut_retry(bfs_ingest *ing, struct bfs_upload *u)
             /* the entry's bytes: beside the marker, never a path read from it */
             char *data =
                 text ? bfs_asprintf("%.*s.data", (int)(strlen(mark) - strlen(BFS_RETRY_MARK_SUFFIX)), mark) : NULL;
-            char *path = text ? line_value(text, "path") : NULL;
-            if (data && path && !strcmp(path, at)) {
+            if (data && !strcmp(text, want)) {
                 struct stat sb;
                 bool gone = stat(u->data_path, &sb) < 0 && errno == ENOENT;
                 if ((gone || same_bytes_as(u->data_path, data, true) == 1) &&
@@ -2730,7 +2723,6 @@ static bool drop_cut_retry(bfs_ingest *ing, struct bfs_upload *u)
                 }
             }
             free(data);
-            free(path);
             free(text);
             free(mark);
         }
@@ -2740,6 +2732,7 @@ static bool drop_cut_retry(bfs_ingest *ing, struct bfs_upload *u)
     }
     if (q)
         closedir(q);
+    free(want);
     free(at);
     if (dropped)
         u->st = S_ANNOUNCED;
@@ -2793,7 +2786,7 @@ static int step(bfs_ingest *ing, struct bfs_upload *u)
     switch (u->st) {
     case S_OPEN:
         if (!drop_cut_retry(ing, u))
-            quarantine_as(u, ECANCELED, "the daemon stopped before the writer closed the file");
+            quarantine_as(u, ECANCELED, "%s", BFS_REASON_DAEMON_STOPPED);
         ret = 0;
         break;
     case S_SEALED: ret = step_sealed(ing, u); break;
@@ -3169,7 +3162,7 @@ static int recover(bfs_ingest *ing)
             if (u->data_path && u->intent_path && stat(u->intent_path, &sb) < 0) {
                 u->run = strdup("?");
                 u->name = strdup("?");
-                quarantine_as(u, ECANCELED, "no intent record (the daemon stopped while the file was created)");
+                quarantine_as(u, ECANCELED, "%s (the daemon stopped while the file was created)", BFS_REASON_NO_INTENT);
                 step_all(ing, u, NULL);
             }
             upload_free(u);

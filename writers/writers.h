@@ -296,6 +296,10 @@ const char *bfs_ingest_quarantine_dir(const bfs_ingest *ing);
  * (malloc'd: the caller removes the file once the outcome is known, and
  * keeps it when the mount went away).  0 or -errno. */
 #define BFS_RETRY_MARK_SUFFIX ".retrying"
+/* How the reasons of files a stopped daemon left unfinished begin (entries
+ * quarantined before ECANCELED said so carried EIO). */
+#define BFS_REASON_DAEMON_STOPPED "the daemon stopped before the writer closed the file"
+#define BFS_REASON_NO_INTENT "no intent record"
 int bfs_quarantine_mark_retry(const char *data, const char *at, char **mark);
 /* The marker's path for the entry whose bytes are data (malloc'd), or NULL
  * when data does not end ".data" or out of memory. */
