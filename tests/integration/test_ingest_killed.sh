@@ -35,7 +35,7 @@ tagged() {
         JOIN collection c ON c.collection_id = g.collection_id WHERE t.name = '$1' AND c.name = '$2' AND $3"
 }
 blobs() { tagged blob kt "g.detector = $1"; } # the blob datasets at detector $1
-# writer HOW PATH: write 300000 bytes, then end as HOW says, the file open
+# writer HOW PATH: write 299 780 bytes, then end as HOW says, the file open
 writer() {
     python3 - "$1" "$2" <<'PY'
 import os, signal, sys
