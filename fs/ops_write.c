@@ -300,6 +300,16 @@ static int ensure_type(bfs_fs *fs, bfs_node *dir, const bfs_write_target *wt, co
     return ret == -EPERM ? -EACCES : ret;
 }
 
+/* Say in the log why a file could not be created in dir: the writer gets
+ * only an errno.  (EROFS, the read-only mount, is not worth a line each.) */
+static void refused_create(bfs_fs *fs, bfs_node *dir, const char *name, const bfs_write_target *wt, int err)
+{
+    char *where = bfs_node_path(dir);
+    bfs_note(OPSW_TAG, "cannot create /%s%s%s in the mount (%s): %s", where ? where : "?", where && !*where ? "" : "/",
+             name, strerror(-err), wt->why ? wt->why : "refused");
+    free(where);
+}
+
 static void opw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                        struct fuse_file_info *fi)
 {
@@ -309,6 +319,8 @@ static void opw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
     int ret = S_ISREG(mode) ? bfs_tree_write_target(fs->tree, dir, &wt) : -EPERM;
     bfs_ingest_target it = {0};
     char *where = NULL;
+    if (ret < 0 && S_ISREG(mode) && ret != -EROFS)
+        refused_create(fs, dir, name, &wt, ret);
     if (ret == 0) {
         it = ingest_target(&wt, name);
         ret = bfs_upload_may_begin(fs->ing, &it); /* before a RUN or type is made for it */

@@ -729,6 +729,18 @@ static bool has_child_segment(const bfs_catalog *cat, const char *prefix, const 
     return false;
 }
 
+/* Whether a collection of cat is below prefix: a directory named prefix is a
+ * path level of existing collections, and takes no files. */
+static bool has_collections_below(const bfs_catalog *cat, const char *prefix)
+{
+    for (size_t i = 0; i < cat->ncollections; i++) {
+        size_t len;
+        if (child_segment(cat->collections[i].name, prefix, &len))
+            return true;
+    }
+    return false;
+}
+
 static char *join_prefix(const char *prefix, const char *seg)
 {
     return *prefix ? bfs_asprintf("%s/%s", prefix, seg) : strdup(seg);
@@ -1857,6 +1869,13 @@ int bfs_tree_make_replica_dir(bfs_tree *t)
     return ret == -EEXIST ? 0 : ret;
 }
 
+/* Refuse a write target with err, saying why (bfs_write_target.why). */
+static int refuse(bfs_write_target *out, int err, const char *why)
+{
+    out->why = why;
+    return err;
+}
+
 /* Whether dir ends a chain of made levels RUN/<type>/<dim>=<value>/... that
  * stands for a dataset type to be (see bfs_write_target): 1 and out filled,
  * 0 when it does not, -EINVAL when it does but cannot be one. */
@@ -1872,7 +1891,7 @@ static int made_type_chain(bfs_tree *t, const bfs_node *dir, bfs_write_target *o
             return 0;
         for (int i = 0; i < k; i++)
             if (dims[i] == dims[k])
-                return -EINVAL; /* detector=1/detector=2 */
+                return refuse(out, -EINVAL, "the path names one dimension twice");
         snprintf(out->value_buf[k], sizeof out->value_buf[k], "%s", value);
         k++;
     }
@@ -1883,6 +1902,8 @@ static int made_type_chain(bfs_tree *t, const bfs_node *dir, bfs_write_target *o
     const bfs_collection *rc = coll_of(t, rn);
     if (rc ? rc->type != BFS_COLL_RUN : !rn->made)
         return 0;
+    if (!rc && has_collections_below(bfs_registry_catalog(t->reg), rn->prefix))
+        return refuse(out, -EACCES, "the RUN of this new dataset type would be a path level of existing collections");
     /* the dimensions in the universe's order, as a dataset type has them */
     int order[BFS_MAX_DIMS];
     for (int i = 0; i < k; i++)
@@ -1895,11 +1916,11 @@ static int made_type_chain(bfs_tree *t, const bfs_node *dir, bfs_write_target *o
         }
     const bfs_dataset_type *dt = bfs_catalog_dataset_type(bfs_registry_catalog(t->reg), out->type_buf);
     if (dt && dt->ndims != k)
-        return -EINVAL;
+        return refuse(out, -EINVAL, "the path's dimensions are not those of the dataset type made since");
     for (int i = 0; i < k; i++) {
         const bfs_dimension *d = dims[order[i]];
         if (dt && dt->dims[i] != d)
-            return -EINVAL;
+            return refuse(out, -EINVAL, "the path's dimensions are not those of the dataset type made since");
         snprintf(out->name_buf[i], sizeof out->name_buf[i], "%s", d->name);
         out->dim_names[i] = out->name_buf[i];
         out->dim_values[i] = out->value_buf[order[i]];
@@ -1918,9 +1939,9 @@ int bfs_tree_write_target(bfs_tree *t, bfs_node *dir, bfs_write_target *out)
 {
     memset(out, 0, sizeof *out);
     if (!t->opts.writable)
-        return -EROFS;
+        return refuse(out, -EROFS, "the mount is read-only (mount with -o rw to write)");
     if (dir->kind == K_FILE)
-        return -ENOTDIR;
+        return refuse(out, -ENOTDIR, "not a directory");
     if (is_replica_dir(t, dir)) {
         out->run = dir->prefix;
         out->run_exists = true; /* no RUN of that name is made: each sidecar names its own */
@@ -1929,24 +1950,26 @@ int bfs_tree_write_target(bfs_tree *t, bfs_node *dir, bfs_write_target *out)
     }
     if (dir->kind == K_COLL) {
         int ret = made_type_chain(t, dir, out);
-        if (ret == 1 && !t->opts.create_types)
-            ret = -EACCES; /* an unknown dataset type, and none may be made (not a RUN named a=b) */
+        if (ret == 1 && !t->opts.create_types) /* (not a RUN named a=b either) */
+            ret = refuse(out, -EACCES, "no such dataset type, and ingest.create_dataset_types is off");
         if (ret != 0)
             return ret < 0 ? ret : 0;
         memset(out, 0, sizeof *out);
     }
     const bfs_node *cn = dir->kind == K_COLL ? dir : data_coll_dir(dir);
     const bfs_collection *c = coll_of(t, cn);
-    if (!c && !cn->made)
-        return -EACCES; /* the root, or a path level of existing collections */
+    if (!c && cn == t->root)
+        return refuse(out, -EACCES, "the mount's root takes no files: write into a RUN collection");
+    if (!c && (!cn->made || has_collections_below(bfs_registry_catalog(t->reg), cn->prefix)))
+        return refuse(out, -EACCES, "a path level of existing collections takes no files: write into a RUN");
     if (c && c->type != BFS_COLL_RUN)
-        return -EACCES; /* CHAINED, TAGGED and CALIBRATION collections take no files */
+        return refuse(out, -EACCES, "only a RUN collection takes files (this is CHAINED, TAGGED or CALIBRATION)");
     out->run = cn->prefix;
     out->run_exists = c != NULL;
     if (dir->kind == K_COLL)
         return 0; /* raw: the dataId comes from the headers */
     if (!all_fixed(dir))
-        return -EACCES; /* a file needs its full dataId */
+        return refuse(out, -EACCES, "a file needs its full dataId: this directory fixes only some of its dimensions");
     out->dataset_type = dir->dt->name;
     out->ndims = dir->dt->ndims;
     node_values(dir, out->dim_values);

@@ -233,11 +233,14 @@ typedef struct bfs_write_target {
     char type_buf[BFS_NAME_MAX];
     char name_buf[BFS_MAX_DIMS][64];
     char value_buf[BFS_MAX_DIMS][BFS_MAX_VALUE];
+    const char *why;            /* when refused: why, one static sentence for the log */
 } bfs_write_target;
 /* 0, -EACCES when dir takes no files (the root, a path level that is no
  * collection, a collection that is not a RUN, a partial dataId), -ENOTDIR,
  * -EROFS when the tree is not writable, -EINVAL for a dataset type to be
- * whose levels repeat a dimension or differ from the type made since. */
+ * whose levels repeat a dimension or differ from the type made since; out->why
+ * then says why in one sentence.  A directory made by mkdir that has a
+ * collection below it since is a path level, not a RUN to be. */
 int bfs_tree_write_target(bfs_tree *t, bfs_node *dir, bfs_write_target *out);
 
 /* The registry changed below dir (a RUN was registered, a file ingested):

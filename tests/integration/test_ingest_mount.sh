@@ -20,7 +20,9 @@
 # directories are listed before any file makes them real, and rmdir
 # removes an empty one (not one holding anything); a file created and
 # never written (touch) can be removed, one being written cannot; a file
-# created and never written leaves nothing in the spool at unmount.
+# created and never written leaves nothing in the spool at unmount; a made
+# path level with a RUN below it takes no files (EACCES), and every refused
+# create is logged with its reason.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
 command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
@@ -58,6 +60,17 @@ expect "the dataset shows under its dataId with the datastore's name" test -n "$
 expect "... and its bytes are the written bytes" cmp "$T/raw.fits" "$F"
 expect "the file is under the datastore root, in the run's directory" \
     bash -c "find '$T/repo/u/me/run1' -type f -name '*.fits' | grep -q ."
+# u/me was made by mkdir -p, and has the RUN u/me/run1 below it now: it is a
+# path level of existing collections, which takes no files (as after a
+# remount), and never becomes a RUN named u/me through a stray write
+printf 'notes\n' >"$T/notes.txt"
+cp "$T/notes.txt" "$T/mnt/u/me/" 2>"$T/err.txt"
+expect "a file written into a made path level that has a RUN below it is EACCES" grep -q "Permission denied" "$T/err.txt"
+expect "... it registers no collection u/me" \
+    test "$(sqlite3 "$T/repo/gen3.sqlite3" "SELECT count(*) FROM collection WHERE name = 'u/me'")" = 0
+expect "... and the log says why" grep -q "cannot create /u/me/notes.txt in the mount (Permission denied): a path level of existing collections" "$BFS_LOG"
+cp "$T/notes.txt" "$T/mnt/" 2>"$T/err.txt"
+expect "a file at the mount's root is refused, and the log says why" grep -q "cannot create /notes.txt in the mount (Permission denied): the mount's root" "$BFS_LOG"
 expect "the same bytes again succeed (an identical duplicate)" cp "$T/raw.fits" "$D/again.fits"
 expect "... and register nothing new" test "$(count u/me/run1)" = 1
 
