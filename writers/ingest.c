@@ -37,7 +37,7 @@
  * |             | been sealed yet (close() was told 0)        | QUARANTINED); replica_wait -> QUARANTINED        |
  * | PREPARED    | intent has id, path, size; bytes in U.data  | the id registered at another path: compare  |
  * |             |                                             | (duplicate -> PLACED, or QUARANTINED); else |
- * |             |                                             | rename (no replace) to the path, fsync dir -> PLACED |
+ * |             |                                             | chmod, rename (no replace) to the path, fsync dir -> PLACED |
  * | PLACED      | the file at its path; maybe no registry row | add the dataset (EEXIST: it is ours) -> REGISTERED; |
  * |             |                                             | another id at the dataId: file back, QUARANTINED |
  * | REGISTERED  | the dataset is registered                   | staging links, event -> ANNOUNCED; |
@@ -234,6 +234,7 @@ struct bfs_ingest {
     bfs_webhook *webhook;          /* NULL: no ingest.webhook */
     struct bfs_http *http;         /* borrowed: webhook POSTs and Header Service GETs, or NULL */
     int lock_fd, spool_fd;
+    mode_t placed_mode;        /* of a file placed in the datastore (placed_mode_of) */
     char *reserve;             /* REPO/.butlerfs/reserve: space held back for intents and quarantines */
     const char *kill_at;
     pthread_mutex_t lock;
@@ -2285,6 +2286,21 @@ static int check_registered(bfs_ingest *ing, struct bfs_upload *u)
     return 1;
 }
 
+/* The mode of a file placed in the datastore: read and write for its owner,
+ * and read for group and others as far as the datastore root lets them list
+ * it, as the Python Butler's own ingest leaves files under the usual umask.
+ * Other users' pipelines and the Python Butler read the repository directly,
+ * and staging trees (hard links: the same inode) are read by other services.
+ * A spool file stays 0600 (in a 0700 directory) until it is placed. */
+static mode_t placed_mode_of(const char *root)
+{
+    struct stat sb;
+    mode_t mode = S_IRUSR | S_IWUSR;
+    if (stat(root, &sb) == 0)
+        mode |= sb.st_mode & (S_IRGRP | S_IROTH);
+    return mode;
+}
+
 static int step_prepared(bfs_ingest *ing, struct bfs_upload *u)
 {
     int ret = check_registered(ing, u);
@@ -2294,6 +2310,8 @@ static int step_prepared(bfs_ingest *ing, struct bfs_upload *u)
     if (!dst)
         return -ENOMEM;
     ret = bfs_make_parents(dst, false);
+    if (ret == 0 && chmod(u->data_path, ing->placed_mode) < 0)
+        ret = -errno; /* ENOENT: renamed before a crash, below */
     if (ret == 0 && renameat2(AT_FDCWD, u->data_path, AT_FDCWD, dst, RENAME_NOREPLACE) < 0)
         ret = -errno;
     if (ret == -ENOENT) {
@@ -3323,6 +3341,7 @@ int bfs_ingest_open(const char *repo_dir, const char *datastore_root, bfs_regist
     ing->reserve = bfs_asprintf("%s/.butlerfs/reserve", repo_dir);
     ing->quarantine = quarantine_of(cfg, repo_dir);
     ing->events = events_of(cfg, repo_dir);
+    ing->placed_mode = placed_mode_of(ing->root);
     int ret = 0;
     if (!ing->repo || !ing->root || !ing->dir || !ing->spool || !ing->reserve || !ing->quarantine || !ing->events) {
         ret = -ENOMEM;

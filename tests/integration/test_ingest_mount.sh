@@ -29,6 +29,7 @@ command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
 T=$BFS_TMP
 "$BFS_BIN" synth "$T/repo" --exposures 1 --detectors 2 --fits >/dev/null 2>&1 || fail "synth"
 mkdir -p "$T/mnt" "$T/mnt2"
+chmod 755 "$T/repo"
 count() { sqlite3 "$T/repo/gen3.sqlite3" "SELECT count(*) FROM dataset d JOIN collection c ON c.collection_id = d.run_id WHERE c.name = '$1'"; }
 
 # read-only unless asked
@@ -60,6 +61,10 @@ expect "the dataset shows under its dataId with the datastore's name" test -n "$
 expect "... and its bytes are the written bytes" cmp "$T/raw.fits" "$F"
 expect "the file is under the datastore root, in the run's directory" \
     bash -c "find '$T/repo/u/me/run1' -type f -name '*.fits' | grep -q ."
+# the datastore root is 0755: others may read what is in it (the Python
+# Butler run by another user, staging trees read by other services)
+expect "... readable by others as the datastore root is (0644), not private like the spool" \
+    test "$(find "$T/repo/u/me/run1" -type f -name '*.fits' -printf '%m\n' | sort -u)" = 644
 # u/me was made by mkdir -p, and has the RUN u/me/run1 below it now: it is a
 # path level of existing collections, which takes no files (as after a
 # remount), and never becomes a RUN named u/me through a stray write
@@ -80,7 +85,7 @@ mkdir -p "$D2"
 cp "$T/cut.fits" "$D2/cut.fits" 2>"$T/err.txt"
 expect "a truncated FITS at a free dataId fails at close with EINVAL" grep -q "Invalid argument" "$T/err.txt"
 expect "... its event says status 1, EINVAL, quarantined, truncated" python3 -c "
-import json, sys
+import json, os, sys
 ev = [json.loads(l) for l in open(sys.argv[1])]
 bad = [e for e in ev if e.get('run') == 'u/me/run2']
 assert len(bad) == 1 and bad[0]['status'] == 1 and bad[0]['errno'] == 'EINVAL' and bad[0]['outcome'] == 'quarantined', bad
@@ -91,6 +96,8 @@ q = bad[0]['quarantined']
 assert q.startswith(sys.argv[2] + '/') and q.endswith('.data'), q
 assert open(q, 'rb').read() == open(sys.argv[3], 'rb').read(), 'the quarantined bytes differ from the written ones'
 assert 'truncated' in open(q[:-len('.data')] + '.reason').read()
+# and it stays private, as it was in the spool
+assert os.stat(q).st_mode & 0o777 == 0o600, oct(os.stat(q).st_mode)
 " "$T/repo/.butlerfs/events.jsonl" "$T/repo/.butlerfs/quarantine" "$T/cut.fits"
 expect "... and nothing is registered there" test "$(count u/me/run2)" = 0
 OTHER=$(find "$T/mnt/LSSTCam/raw/all/raw" -name '*.fits' | sort | tail -1)
