@@ -21,22 +21,6 @@ int bfs_fsync_dir(const char *dir)
     return ret;
 }
 
-int bfs_make_parents(const char *path, bool private_dirs)
-{
-    char *p = strdup(path);
-    if (!p)
-        return -ENOMEM;
-    int ret = 0;
-    for (char *s = strchr(p + 1, '/'); s && ret == 0; s = strchr(s + 1, '/')) {
-        *s = '\0';
-        if (mkdir(p, private_dirs ? 0700 : 0755) < 0 && errno != EEXIST)
-            ret = -errno;
-        *s = '/';
-    }
-    free(p);
-    return ret;
-}
-
 char *bfs_dir_of(const char *path)
 {
     const char *slash = strrchr(path, '/');
@@ -46,8 +30,26 @@ char *bfs_dir_of(const char *path)
 static int fsync_parent(const char *path)
 {
     char *d = bfs_dir_of(path);
-    int ret = d ? bfs_fsync_dir(d) : -ENOMEM;
+    int ret = d ? bfs_fsync_dir(*d ? d : "/") : -ENOMEM; /* "/a": the root's entry */
     free(d);
+    return ret;
+}
+
+int bfs_make_parents(const char *path, bool private_dirs)
+{
+    char *p = strdup(path);
+    if (!p)
+        return -ENOMEM;
+    int ret = 0;
+    for (char *s = strchr(p + 1, '/'); s && ret == 0; s = strchr(s + 1, '/')) {
+        *s = '\0';
+        if (mkdir(p, private_dirs ? 0700 : 0755) == 0)
+            ret = fsync_parent(p); /* the new entry is durable before anything is put below it */
+        else if (errno != EEXIST)
+            ret = -errno;
+        *s = '/';
+    }
+    free(p);
     return ret;
 }
 

@@ -24,7 +24,9 @@ int bfs_durable_write_mode(const char *path, const char *text, size_t len, mode_
 int bfs_durable_move(const char *from, const char *to);
 /* fsync of a directory; 0 or -errno. */
 int bfs_fsync_dir(const char *dir);
-/* mkdir -p of the directories above path (0755; 0700 when private_dirs). */
+/* mkdir -p of the directories above path (0755; 0700 when private_dirs),
+ * each new one's entry made durable (its parent fsync'd), so that a file
+ * put below and made durable is found after a power cut too. */
 int bfs_make_parents(const char *path, bool private_dirs);
 /* The directory part of path (malloc'd; "." when none). */
 char *bfs_dir_of(const char *path);
