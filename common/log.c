@@ -4,6 +4,7 @@
  * fast path that checks the level.
  */
 #include "log.h"
+#include "strutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -65,32 +66,6 @@ int bfs_log_to_file(const char *path)
 
 unsigned long bfs_log_error_count(void) { return atomic_load(&log_errors); }
 
-/* The length of the valid UTF-8 character at s (n bytes left), or 0 when
- * s does not start one (a stray continuation byte, an overlong form, a
- * surrogate, a code point above U+10FFFF, a cut sequence). */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xbf; /* the allowed range of the second byte */
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-    else
-        return 0;
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    return len;
-}
-
 /* Valid UTF-8 that a terminal or a viewer acts on: the C1 controls
  * (U+0080..U+009F, CSI among them), the line and paragraph separators
  * (U+2028, U+2029) and the bidirectional embeddings, overrides and
@@ -112,7 +87,7 @@ size_t bfs_log_escape(char *dst, size_t dstsz, const char *src, size_t n)
     const unsigned char *s = (const unsigned char *)src;
     size_t o = 0;
     for (size_t i = 0; i < n;) {
-        size_t len = utf8_len(s + i, n - i);
+        size_t len = bfs_utf8_len(s + i, n - i);
         bool escape = len == 0 || (len == 1 && (s[i] < 0x20 || s[i] == 0x7f)) || utf8_active(s + i, len);
         if (len == 0)
             len = 1;

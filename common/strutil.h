@@ -39,6 +39,15 @@ int bfs_name_escape(const char *in, char *out, size_t outsz);
  * -ENAMETOOLONG when it does not fit. */
 int bfs_name_unescape(const char *in, char *out, size_t outsz);
 
+/* The length of the valid UTF-8 character at s (n > 0 bytes left), or 0
+ * when s does not start one (a stray continuation byte, an overlong form, a
+ * surrogate, a code point above U+10FFFF, a cut sequence). */
+size_t bfs_utf8_len(const unsigned char *s, size_t n);
+
+/* True when the string s is valid UTF-8: JSON text (an intent record, an
+ * event) can hold it as it is. */
+bool bfs_is_utf8(const char *s);
+
 /* True when s may become one path component as it is: not empty, "." or
  * "..", no '/', no control character (0x00-0x1f, 0x7f).  Values from data
  * that are stored literally (not escaped) must pass it. */

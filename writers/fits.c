@@ -352,6 +352,33 @@ static void read_compressed(fitsfile *f, int *st)
     free(buf);
 }
 
+/* The first card of the current HDU's header that holds a byte FITS
+ * forbids (only printable ASCII, 0x20 to 0x7e: FITS standard 4.1.2), said
+ * in buf; NULL when there is none.  Such a byte would reach a dataId, a
+ * path or an event's JSON text, so the file is refused, as fitsverify does. */
+static const char *bad_card(fitsfile *f, char *buf, size_t size, int *st)
+{
+    int nkeys = 0;
+    if (fits_get_hdrspace(f, &nkeys, NULL, st))
+        return NULL;
+    for (int i = 1; i <= nkeys; i++) {
+        char card[FLEN_CARD];
+        if (fits_read_record(f, i, card, st))
+            return NULL;
+        for (const unsigned char *p = (const unsigned char *)card; *p; p++) {
+            if (*p >= 0x20 && *p <= 0x7e)
+                continue;
+            snprintf(buf, size, "header card %d (%.8s) holds the byte 0x%02x: FITS headers are printable ASCII", i,
+                     card, *p);
+            for (char *q = buf; *q; q++)
+                if ((unsigned char)*q < 0x20 || (unsigned char)*q > 0x7e)
+                    *q = '?'; /* the keyword's own bytes too */
+            return buf;
+        }
+    }
+    return NULL;
+}
+
 int bfs_fits_validate(const char *path, const bfs_fits_rules *rules, bfs_fits_summary *out,
                       char **errmsg)
 {
@@ -369,7 +396,7 @@ int bfs_fits_validate(const char *path, const bfs_fits_rules *rules, bfs_fits_su
 
     int st = 0, hdu = 0, type = 0;
     long nextend = -1; /* the primary header's count of extensions, when it gives one */
-    char extname[FLEN_VALUE] = "";
+    char extname[FLEN_VALUE] = "", faultbuf[160];
     const char *fault = NULL;
     for (hdu = 1;; hdu++) {
         errno = 0;
@@ -397,6 +424,8 @@ int bfs_fits_validate(const char *path, const bfs_fits_rules *rules, bfs_fits_su
             fits_clear_errmsg();
         }
         sum.n_hdus++;
+        if ((fault = bad_card(f, faultbuf, sizeof faultbuf, &st)) != NULL || st)
+            break;
 
         int datastatus = 0, hdustatus = 0;
         fits_verify_chksum(f, &datastatus, &hdustatus, &st);

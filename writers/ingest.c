@@ -3661,14 +3661,42 @@ int bfs_upload_may_begin(bfs_ingest *ing, const bfs_ingest_target *t)
     return 0;
 }
 
+/* Whether name can be a written file's name: one path component, and
+ * JSON text (the intent record and the event hold it).  0, or -EINVAL or
+ * -EILSEQ (not UTF-8: what file systems that take only UTF-8 names say)
+ * with *why set. */
+static int name_fault(const char *name, const char **why)
+{
+    if (!bfs_is_one_component(name)) {
+        *why = "a name must not be empty, . or .., nor hold a control character";
+        return -EINVAL;
+    }
+    if (!bfs_is_utf8(name)) {
+        *why = "the name is not valid UTF-8";
+        return -EILSEQ;
+    }
+    return 0;
+}
+
 int bfs_upload_begin(bfs_ingest *ing, const bfs_ingest_target *t, uid_t uid, bfs_upload **out)
 {
     *out = NULL;
     int ret = bfs_upload_may_begin(ing, t);
     if (ret < 0)
         return ret;
-    if (!bfs_is_one_component(t->name) || t->ndims < 0 || t->ndims > BFS_MAX_DIMS)
+    if (t->ndims < 0 || t->ndims > BFS_MAX_DIMS)
         return -EINVAL;
+    const char *why = NULL;
+    ret = name_fault(t->name, &why);
+    for (int i = 0; i < t->ndims && ret == 0; i++)
+        if (!bfs_is_utf8(t->dim_values[i])) {
+            why = "a value of its dataId is not valid UTF-8";
+            ret = -EILSEQ;
+        }
+    if (ret < 0) {
+        bfs_warn(TAG, "refused a file named %s in %s: %s; no bytes were taken", t->name, t->run, why);
+        return ret;
+    }
     if (t->dataset_type && !bfs_catalog_dataset_type(bfs_registry_catalog(ing->reg), t->dataset_type))
         return -ENOENT; /* a type the path creates is made before (bfs_ingest_make_dataset_type) */
     pthread_mutex_lock(&ing->lock);
@@ -3752,8 +3780,12 @@ int bfs_upload_find(bfs_ingest *ing, const bfs_ingest_target *t, bfs_upload **ou
  * invalidates a name in that directory (fs/ops_write.c, seal_done). */
 int bfs_upload_rename(bfs_upload *u, const char *name)
 {
-    if (!bfs_is_one_component(name))
-        return -EINVAL;
+    const char *why = NULL;
+    int ret = name_fault(name, &why);
+    if (ret < 0) {
+        bfs_warn(TAG, "refused to rename a file of %s to %s: %s", u->run, name, why);
+        return ret;
+    }
     char *copy = strdup(name);
     if (!copy)
         return -ENOMEM;
@@ -3777,7 +3809,7 @@ int bfs_upload_rename(bfs_upload *u, const char *name)
         u->waiting = false;
     }
     pthread_mutex_unlock(&ing->lock);
-    int ret = durable ? write_intent(ing, u) : 0;
+    ret = durable ? write_intent(ing, u) : 0;
     pthread_mutex_lock(&ing->pair_lock); /* the new name may pair it */
     pthread_mutex_lock(&ing->lock);
     if (ret < 0) {

@@ -13,7 +13,9 @@
 # outside the datastore: a camera butlerfs does not know (ENOENT), a RAFTBAY
 # of '../x' (ENOENT, no such detector), a non-FITS file (EINVAL), a checksum
 # that does not match (EINVAL) unless `checksums: advisory`; a refused name
-# can be written again at once (a retry after a failed close).  rsync (a
+# can be written again at once (a retry after a failed close); a header
+# byte that is not printable ASCII (EINVAL); a name that is not UTF-8, at
+# create or rename (EILSEQ).  rsync (a
 # temporary name renamed after its close) works.  A tile-compressed raw
 # (fpack) is ingested as .fits.fz with the uncompressed raw's dataId.  The
 # same dataId written under another extension is compared with the
@@ -142,6 +144,31 @@ cp "$T/hsc.fits" "$T/mnt/LSSTCam/raw/all/hsc.fits" 2>"$T/err.txt"
 expect "with checksums advisory, a camera butlerfs does not know fails (ENOENT)" grep -q "No such file" "$T/err.txt"
 cp "$T/raft.fits" "$T/mnt/LSSTCam/raw/all/raft.fits" 2>"$T/err.txt"
 expect "a RAFTBAY of '../x...' is no detector (ENOENT)" grep -q "No such file" "$T/err.txt"
+# a byte FITS forbids in a header (not printable ASCII) would reach the
+# dataId, the event's JSON and the intent record: refused, also with the
+# checksums advisory, and never left half-done in the spool
+python3 - "$src1" "$T/byte.fits" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+i = b.find(b"OBSID   = '")
+assert i >= 0
+b[i + 13] = 0xff
+open(sys.argv[2], 'wb').write(bytes(b))
+PY
+cp "$T/byte.fits" "$T/mnt/LSSTCam/raw/all/byte.fits" 2>"$T/err.txt"
+expect "a header byte that is not printable ASCII fails (EINVAL)" grep -q "Invalid argument" "$T/err.txt"
+expect "... the quarantine names the card and the byte" \
+    bash -c "cat '$T'/repo/.butlerfs/quarantine/*/*.reason | grep -q 'header card [0-9]* (OBSID   ) holds the byte 0xff'"
+expect "... and nothing is left in the spool" test -z "$(ls -A "$T/repo/.butlerfs/spool")"
+# names are JSON text in the intent and the event: a name that is not UTF-8
+# is refused as file systems that take only UTF-8 names refuse it (EILSEQ)
+bad=$(printf 'bad\xffname.fits')
+cp "$src1" "$T/mnt/LSSTCam/raw/all/$bad" 2>"$T/err.txt"
+expect "a name that is not valid UTF-8 is refused (EILSEQ)" grep -q "Invalid or incomplete multibyte" "$T/err.txt"
+expect "... and the log says why" grep -q 'refused a file named bad\\xffname.fits in LSSTCam/raw/all: the name is not valid UTF-8' "$BFS_LOG"
+cp "$src1" "$T/mnt/LSSTCam/raw/all/.tmp.fits"
+mv "$T/mnt/LSSTCam/raw/all/.tmp.fits" "$T/mnt/LSSTCam/raw/all/$bad" 2>"$T/err.txt"
+expect "... and so is a rename to it (EILSEQ)" grep -q "Invalid or incomplete multibyte" "$T/err.txt"
 expect "nothing was placed outside the runs' directories" \
     bash -c "! find '$T/repo' -name '*raw_*' | grep -v '^$T/repo/LSSTCam/raw/all/raw/' | grep -q ."
 reasons=$(cat "$T"/repo/.butlerfs/quarantine/*/*.reason)

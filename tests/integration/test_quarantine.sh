@@ -101,7 +101,12 @@ cp "$T/big.fits" "$T/mnt/u/op/raws/" 2>/dev/null
 big_id=$("$BFS_BIN" quarantine --json "$T/repo" | python3 -c "import json,sys; print([e['id'] for e in json.load(sys.stdin)['entries'] if e['path'].endswith('/big.fits')][0])")
 "$BFS_BIN" quarantine retry "$big_id" >"$T/retry4.txt" 2>&1 &
 pid=$!
-sleep 0.1
+# mid-file: once the mount has some of its bytes (not before the command
+# has begun, which a loaded machine can make later than any fixed sleep)
+for _ in $(seq 2000); do
+    [ -n "$(find "$T/repo/.butlerfs/spool" -name '*.data' -size +1M 2>/dev/null)" ] && break
+    sleep 0.005
+done
 kill -TERM "$pid" 2>/dev/null
 signalled=$?
 wait "$pid"

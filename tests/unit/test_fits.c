@@ -237,6 +237,30 @@ static void test_flipped_header(void **state)
     free(msg);
 }
 
+/* A header byte FITS forbids (not printable ASCII) is refused, with the
+ * card named, also when checksums are advisory and when there are none. */
+static void test_header_byte(void **state)
+{
+    (void)state;
+    for (int sums = 0; sums <= 1; sums++) {
+        char path[256];
+        snprintf(path, sizeof path, "%s/hbyte%d.fits", dir, sums);
+        write_sample(path, sums);
+        int fd = open(path, O_RDWR);
+        char hdr[2880];
+        assert_int_equal(read(fd, hdr, sizeof hdr), 2880);
+        char *p = memmem(hdr, sizeof hdr, "MC_O_2025", 9);
+        assert_non_null(p);
+        assert_int_equal(pwrite(fd, "\xff", 1, (p - hdr) + 3), 1);
+        close(fd);
+        char *msg = NULL;
+        assert_int_equal(bfs_fits_validate(path, &(bfs_fits_rules){.sums_advisory = true}, NULL, &msg), -EBADMSG);
+        assert_non_null(strstr(msg, "HDU 1"));
+        assert_non_null(strstr(msg, "(OBSID   ) holds the byte 0xff"));
+        free(msg);
+    }
+}
+
 static void test_truncated(void **state)
 {
     char path[256];
@@ -433,6 +457,7 @@ int main(void)
         cmocka_unit_test(test_memory_header),
         cmocka_unit_test(test_flipped_data),
         cmocka_unit_test(test_flipped_header),
+        cmocka_unit_test(test_header_byte),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_truncated_header),
         cmocka_unit_test(test_cut_at_hdu_boundary),

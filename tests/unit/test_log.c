@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "log.h"
+#include "strutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,12 +90,28 @@ static void test_log_line_cannot_be_forged(void **state)
     assert_non_null(strstr(buf, "x.fits\\x0a2026-01-01T00:00:00.000Z butlerfs[1] error fetch: forged\\x1b]0;owned"));
 }
 
+/* bfs_is_utf8: what JSON text (intents, events) can hold as it is. */
+static void test_is_utf8(void **state)
+{
+    (void)state;
+    assert_true(bfs_is_utf8(""));
+    assert_true(bfs_is_utf8("raw_LSSTCam_94.fits"));
+    assert_true(bfs_is_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\xad"));
+    assert_false(bfs_is_utf8("bad\xffname"));
+    assert_false(bfs_is_utf8("\xc3("));           /* a cut sequence */
+    assert_false(bfs_is_utf8("x\xc3"));           /* cut at the end */
+    assert_false(bfs_is_utf8("\xc0\xaf"));        /* an overlong '/' */
+    assert_false(bfs_is_utf8("\xed\xa0\x80"));    /* a surrogate */
+    assert_false(bfs_is_utf8("\xf4\x90\x80\x80")); /* above U+10FFFF */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_escape_exact),
         cmocka_unit_test(test_escape_truncates_whole),
         cmocka_unit_test(test_log_line_cannot_be_forged),
+        cmocka_unit_test(test_is_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
