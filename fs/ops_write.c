@@ -327,10 +327,10 @@ static void opw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
     }
     if (ret == 0)
         ret = (it.dir = where = bfs_node_path(dir)) ? 0 : -ENOMEM;
+    if (ret == 0) /* the type first: a type that cannot be made leaves no empty RUN behind */
+        ret = ensure_type(fs, dir, &wt, name);
     if (ret == 0)
         ret = ensure_run(fs, dir, &wt);
-    if (ret == 0)
-        ret = ensure_type(fs, dir, &wt, name);
     struct upload_handle *h = NULL;
     if (ret == 0)
         ret = (h = calloc(1, sizeof *h)) ? 0 : -ENOMEM;

@@ -9,7 +9,8 @@
 # under the type's own directory; a second file of the type goes through the
 # real type's directory; a path that lacks a required dimension (detector
 # without instrument) and a file of an extension with no storage class are
-# refused with EINVAL and a log line naming the fix; default_storage_class
+# refused with EINVAL and a log line naming the fix (and leave no RUN
+# registered for them); default_storage_class
 # then admits it; a path whose dimensions differ from the type's is
 # refused; a dataId with no exposure or detector record is refused (ENOENT)
 # with a reason naming the record; after a remount, read-only, everything is there; the type's row
@@ -80,6 +81,10 @@ mkdir -p "$T/mnt/run2/blob/instrument=LSSTCam/detector=1"
 echo x 2>"$T/err2" >"$T/mnt/run2/blob/instrument=LSSTCam/detector=1/x.bin"
 expect "an extension with no storage class is refused (EINVAL)" grep -q "Invalid argument" "$T/err2"
 expect "... and the log names the key to set" grep -q "set ingest.default_storage_class" "$BFS_LOG"
+mkdir -p "$T/mnt/run9/blob/instrument=LSSTCam/detector=1"
+echo x 2>/dev/null >"$T/mnt/run9/blob/instrument=LSSTCam/detector=1/x.bin"
+expect "... and a type that cannot be made leaves no empty RUN registered for it" \
+    test "$(sqlite3 "$DB" "SELECT count(*) FROM collection WHERE name = 'run9'")" = 0
 mkdir -p "$T/mnt/run3/mycat/instrument=LSSTCam/detector=1"
 echo x 2>"$T/err3" >"$T/mnt/run3/mycat/instrument=LSSTCam/detector=1/x.yaml"
 expect "a path whose dimensions differ from the type's is refused" test -s "$T/err3"
