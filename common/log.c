@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -52,16 +53,61 @@ void bfs_log_to_syslog(const char *ident)
     atomic_store(&log_syslog, true);
 }
 
-int bfs_log_to_file(const char *path)
+/* The log file's absolute path, for bfs_log_reopen (set before any signal
+ * can ask for it: bfs_log_to_file is called once, at start). */
+static char log_path[PATH_MAX];
+
+/* Open log_path and put it behind the log's descriptor number, so that a
+ * thread writing a line at that moment writes it whole to the old file or
+ * to the new one, never to a closed or reused descriptor.  Only
+ * async-signal-safe calls. */
+static int open_log_path(void)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
-    int old = atomic_exchange(&log_fd, fd);
-    if (old > 2)
-        close(old);
+    int cur = atomic_load(&log_fd);
+    if (cur <= 2) {
+        atomic_store(&log_fd, fd); /* the first file: nothing to replace */
+        return 0;
+    }
+    int ret = dup3(fd, cur, O_CLOEXEC) < 0 ? -errno : 0;
+    close(fd);
+    return ret;
+}
+
+int bfs_log_to_file(const char *path)
+{
+    int n;
+    if (path[0] == '/') {
+        n = snprintf(log_path, sizeof log_path, "%s", path);
+    } else {
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof cwd))
+            return -errno;
+        n = snprintf(log_path, sizeof log_path, "%s/%s", cwd, path); /* a daemon leaves its cwd */
+    }
+    if (n < 0 || (size_t)n >= sizeof log_path) {
+        log_path[0] = '\0';
+        return -ENAMETOOLONG;
+    }
+    int ret = open_log_path();
+    if (ret < 0) {
+        log_path[0] = '\0';
+        return ret;
+    }
     atomic_store(&log_syslog, false);
     return 0;
+}
+
+int bfs_log_reopen(void)
+{
+    if (!log_path[0])
+        return 0;
+    int saved = errno;
+    int ret = open_log_path();
+    errno = saved;
+    return ret;
 }
 
 unsigned long bfs_log_error_count(void) { return atomic_load(&log_errors); }

@@ -35,8 +35,16 @@ int bfs_log_level_from_name(const char *name);
 /* Send further messages to syslog(3) with this ident instead of stderr. */
 void bfs_log_to_syslog(const char *ident);
 
-/* Send further messages to a file (append); 0 or -errno. */
+/* Send further messages to a file (append; a relative path is taken from
+ * the current directory now); 0 or -errno.  Called once, at start. */
 int bfs_log_to_file(const char *path);
+
+/* Open the log file named to bfs_log_to_file again, by its name: after a
+ * rotation (logrotate renamed it), further lines go to a new file of that
+ * name.  Async-signal-safe (a SIGUSR1 handler calls it); a line being
+ * written meanwhile goes whole to one file or the other.  0 (also when not
+ * logging to a file) or -errno (the old file is kept). */
+int bfs_log_reopen(void);
 
 /* Count of messages logged at LOG_ERR or worse since start (for tests and status). */
 unsigned long bfs_log_error_count(void);

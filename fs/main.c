@@ -25,6 +25,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <malloc.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -299,6 +300,22 @@ static const struct fuse_opt mount_optspec[] = {
     FUSE_OPT_END,
 };
 
+static void on_sigusr1(int sig)
+{
+    (void)sig;
+    (void)bfs_log_reopen();
+}
+
+/* kill -USR1 of the daemon opens -o log=FILE again by its name, so that
+ * logrotate can rename the file (as nginx's USR1; SIGHUP, SIGINT and
+ * SIGTERM stay libfuse's: unmount and exit). */
+static void reopen_log_on_sigusr1(void)
+{
+    struct sigaction sa = {.sa_handler = on_sigusr1, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
 int bfs_cmd_mount(int argc, char **argv)
 {
     /* argv: "mount" REPO MOUNTPOINT [options]; options may come anywhere */
@@ -427,6 +444,7 @@ int bfs_cmd_mount(int argc, char **argv)
             fprintf(stderr, "butlerfs: cannot open log file %s: %s\n", mo.log, strerror(-r));
             goto out_unmount;
         }
+        reopen_log_on_sigusr1();
     }
     char *sdir = NULL;
     const char *swhy = NULL;

@@ -22,7 +22,7 @@
 # never written (touch) can be removed, one being written cannot; a file
 # created and never written leaves nothing in the spool at unmount; a made
 # path level with a RUN below it takes no files (EACCES), and every refused
-# create is logged with its reason.
+# create is logged with its reason; SIGUSR1 opens a rotated log file anew.
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
 command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
@@ -76,6 +76,15 @@ expect "... it registers no collection u/me" \
 expect "... and the log says why" grep -q "cannot create /u/me/notes.txt in the mount (Permission denied): a path level of existing collections" "$BFS_LOG"
 cp "$T/notes.txt" "$T/mnt/" 2>"$T/err.txt"
 expect "a file at the mount's root is refused, and the log says why" grep -q "cannot create /notes.txt in the mount (Permission denied): the mount's root" "$BFS_LOG"
+# log rotation: logrotate renames the file, then kill -USR1 opens it again by its name
+mv "$BFS_LOG" "$BFS_LOG.1"
+kill -USR1 "$BFS_PID"
+for _ in $(seq 100); do [ -e "$BFS_LOG" ] && break; sleep 0.05; done
+cp "$T/notes.txt" "$T/mnt/u/" 2>/dev/null
+expect "after a rename of the log and SIGUSR1, new lines go to a new file of the log's name" \
+    bash -c "grep -q 'cannot create /u/notes.txt' '$BFS_LOG' && ! grep -q 'cannot create /u/notes.txt' '$BFS_LOG.1'"
+expect "... the old file kept the earlier lines" grep -q 'cannot create /notes.txt' "$BFS_LOG.1"
+expect "... and the mount is still served (SIGUSR1 does not stop the daemon)" bfs_is_mounted "$T/mnt"
 expect "the same bytes again succeed (an identical duplicate)" cp "$T/raw.fits" "$D/again.fits"
 expect "... and register nothing new" test "$(count u/me/run1)" = 1
 
