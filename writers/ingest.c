@@ -3654,12 +3654,6 @@ static int refuse_create(bfs_ingest *ing, const bfs_ingest_target *t, int err, c
     return -err;
 }
 
-int bfs_upload_may_begin(bfs_ingest *ing, const bfs_ingest_target *t)
-{
-    if (bfs_ingest_readonly(ing, t->run))
-        return refuse_create(ing, t, EROFS, "a read-only collection (ingest.readonly_collections)");
-    return 0;
-}
 
 /* Whether name can be a written file's name: one path component, and
  * JSON text (the intent record and the event hold it).  0, or -EINVAL or
@@ -3678,25 +3672,32 @@ static int name_fault(const char *name, const char **why)
     return 0;
 }
 
+int bfs_upload_may_begin(bfs_ingest *ing, const bfs_ingest_target *t)
+{
+    if (t->ndims < 0 || t->ndims > BFS_MAX_DIMS)
+        return -EINVAL;
+    const char *why = NULL;
+    int ret = name_fault(t->name, &why);
+    for (int i = 0; i < t->ndims && ret == 0; i++)
+        if (!bfs_is_utf8(t->dim_values[i])) {
+            why = "a value of its dataId is not valid UTF-8";
+            ret = -EILSEQ;
+        }
+    if (ret < 0) { /* no event: its JSON could not hold the name */
+        bfs_warn(TAG, "refused a file named %s in %s: %s; no bytes were taken", t->name, t->run, why);
+        return ret;
+    }
+    if (bfs_ingest_readonly(ing, t->run))
+        return refuse_create(ing, t, EROFS, "a read-only collection (ingest.readonly_collections)");
+    return 0;
+}
+
 int bfs_upload_begin(bfs_ingest *ing, const bfs_ingest_target *t, uid_t uid, bfs_upload **out)
 {
     *out = NULL;
     int ret = bfs_upload_may_begin(ing, t);
     if (ret < 0)
         return ret;
-    if (t->ndims < 0 || t->ndims > BFS_MAX_DIMS)
-        return -EINVAL;
-    const char *why = NULL;
-    ret = name_fault(t->name, &why);
-    for (int i = 0; i < t->ndims && ret == 0; i++)
-        if (!bfs_is_utf8(t->dim_values[i])) {
-            why = "a value of its dataId is not valid UTF-8";
-            ret = -EILSEQ;
-        }
-    if (ret < 0) {
-        bfs_warn(TAG, "refused a file named %s in %s: %s; no bytes were taken", t->name, t->run, why);
-        return ret;
-    }
     if (t->dataset_type && !bfs_catalog_dataset_type(bfs_registry_catalog(ing->reg), t->dataset_type))
         return -ENOENT; /* a type the path creates is made before (bfs_ingest_make_dataset_type) */
     pthread_mutex_lock(&ing->lock);

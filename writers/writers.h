@@ -165,8 +165,11 @@ typedef struct bfs_upload bfs_upload;
 int bfs_upload_begin(bfs_ingest *ing, const bfs_ingest_target *t, uid_t uid,
                      bfs_upload **out);
 /* The checks bfs_upload_begin makes first, before anything is made for
- * t (its RUN, its dataset type): 0, or -EROFS for a read-only collection,
- * which the log and an event line ("outcome": "refused") record. */
+ * t (its RUN, its dataset type): 0; -EINVAL for a name that is no path
+ * component (empty, . or .., a control character), -EILSEQ for a name or
+ * dataId value that is not valid UTF-8 (both logged); -EROFS for a
+ * read-only collection, which the log and an event line ("outcome":
+ * "refused") record. */
 int bfs_upload_may_begin(bfs_ingest *ing, const bfs_ingest_target *t);
 
 /* Find the upload created at target t under the name t->name (or renamed

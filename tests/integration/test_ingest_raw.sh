@@ -169,6 +169,10 @@ expect "... and the log says why" grep -q 'refused a file named bad\\xffname.fit
 cp "$src1" "$T/mnt/LSSTCam/raw/all/.tmp.fits"
 mv "$T/mnt/LSSTCam/raw/all/.tmp.fits" "$T/mnt/LSSTCam/raw/all/$bad" 2>"$T/err.txt"
 expect "... and so is a rename to it (EILSEQ)" grep -q "Invalid or incomplete multibyte" "$T/err.txt"
+mkdir -p "$T/mnt/LSSTCam/raw/badname"
+cp "$src1" "$T/mnt/LSSTCam/raw/badname/$bad" 2>/dev/null
+expect "... and a refused name in a new RUN's directory registers no RUN" \
+    test "$(q "$T/repo" "SELECT count(*) FROM collection WHERE name = 'LSSTCam/raw/badname'")" = 0
 expect "nothing was placed outside the runs' directories" \
     bash -c "! find '$T/repo' -name '*raw_*' | grep -v '^$T/repo/LSSTCam/raw/all/raw/' | grep -q ."
 reasons=$(cat "$T"/repo/.butlerfs/quarantine/*/*.reason)
