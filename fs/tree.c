@@ -1950,7 +1950,8 @@ int bfs_tree_write_target(bfs_tree *t, bfs_node *dir, bfs_write_target *out)
     }
     if (dir->kind == K_COLL) {
         int ret = made_type_chain(t, dir, out);
-        if (ret == 1 && !t->opts.create_types) /* (not a RUN named a=b either) */
+        if (ret == 1 && !t->opts.create_types && /* (not a RUN named a=b either) */
+            !bfs_catalog_dataset_type(bfs_registry_catalog(t->reg), out->dataset_type)) /* made since */
             ret = refuse(out, -EACCES, "no such dataset type, and ingest.create_dataset_types is off");
         if (ret != 0)
             return ret < 0 ? ret : 0;

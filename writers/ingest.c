@@ -944,12 +944,13 @@ static const char *upload_instrument(const struct bfs_upload *u)
 }
 
 /* The formatter recorded with an ingested file: a raw's camera's raw
- * formatter, else by the file's extension. */
+ * formatter (written in the RUN's directory or at its dataId path), else by
+ * the file's extension. */
 static const char *formatter_of(const struct bfs_upload *u)
 {
     if (u->formatter)
         return u->formatter;
-    if (u->inbox && u->dtype && !strcmp(u->dtype, "raw") && u->ndims > 0) {
+    if (u->dtype && !strcmp(u->dtype, "raw") && u->ndims > 0) {
         const bfs_camera *cam = bfs_camera_find(u->dim_values[0]);
         if (cam)
             return bfs_camera_raw_formatter(cam);
@@ -1416,8 +1417,19 @@ static int raw_headers_cb(void *ctx, int hdu, const bfs_fits_card *cards, size_t
  * file under the same dataId.  The records are registered before the file is
  * placed and are idempotent, so a crash between the two, and the step run
  * again at the next mount, leave nothing half-done. */
+/* Raw ingest writes the dimension records (day_obs, group, the exposure's
+ * columns) of universes 6 and later, as the issue's repositories have. */
+#define RAW_MIN_UNIVERSE 6
+
 static int prepare_raw(bfs_ingest *ing, struct bfs_upload *u, struct tvals *tv)
 {
+    int uv = bfs_registry_universe_version(ing->reg);
+    if (uv < RAW_MIN_UNIVERSE) {
+        quarantine_as(u, ENOTSUP, "raw ingest writes the dimension records of universe %d and later, and this "
+                                  "repository's is %s v%d: ingest its raws with the Python Butler",
+                      RAW_MIN_UNIVERSE, bfs_registry_universe_namespace(ing->reg), uv);
+        return 0;
+    }
     char *msg = NULL;
     struct raw_headers h = {.count_amps = ing->cfg->check_amplifiers && !is_guider_name(u->name)};
     int ret = bfs_fits_each_header(u->data_path, raw_headers_cb, &h, &msg);
@@ -2134,6 +2146,57 @@ static void name_killed_image(struct bfs_upload *u)
     free(msg);
 }
 
+/* Whether u is a raw written at its dataId path, of an instrument whose
+ * headers butlerfs translates: its dataId comes from its headers, as in the
+ * RUN's own directory (Header Service merge, corrections, exposure record,
+ * the camera's raw formatter), and the path must agree (check_raw_path).
+ * A raw of another instrument, or in a repository of a universe older than
+ * raw ingest writes, keeps the path's dataId. */
+static bool is_translated_raw_path(const struct bfs_upload *u)
+{
+    if (!u->dtype || strcmp(u->dtype, "raw") || u->inbox || u->replica ||
+        bfs_registry_universe_version(u->ing->reg) < RAW_MIN_UNIVERSE)
+        return false;
+    const char *ins = upload_instrument(u);
+    return ins && (bfs_camera_find(ins) || !strcmp(ins, BFS_DECAM_INSTRUMENT));
+}
+
+/* u's dataId as "name=value, ...", in the order of the names, so that two
+ * dataIds compare as texts (malloc'd), or NULL. */
+static char *data_id_text(const struct bfs_upload *u)
+{
+    int order[BFS_MAX_DIMS];
+    for (int i = 0; i < u->ndims; i++) {
+        int j = i;
+        for (; j > 0 && strcmp(u->dim_names[order[j - 1]], u->dim_names[i]) > 0; j--)
+            order[j] = order[j - 1];
+        order[j] = i;
+    }
+    char buf[1024];
+    buf[0] = '\0';
+    for (int i = 0, n = 0; i < u->ndims && n >= 0 && (size_t)n < sizeof buf; i++)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "%s%s=%s", i ? ", " : "", u->dim_names[order[i]],
+                      u->dim_values[order[i]]);
+    return strdup(buf);
+}
+
+/* After prepare_raw gave u the dataId of its headers: quarantine u unless
+ * that is the dataId of the path it was written at (path_text), one raw. */
+static void check_raw_path(struct bfs_upload *u, const char *path_text)
+{
+    char *heads = data_id_text(u);
+    bool same = heads && !strcmp(u->dtype, "raw") && u->n_more == 0 && !strcmp(heads, path_text);
+    if (!same && u->n_more > 0)
+        quarantine_as(u, EINVAL, "a raw's dataId comes from its headers, and this file holds %d CCDs: write it "
+                                 "into the RUN's own directory", u->n_more + 1);
+    else if (!same)
+        quarantine_as(u, EINVAL, "a raw's dataId comes from its headers, which give %s%s%s (%s), not %s as its "
+                                 "path says: write it into the RUN's own directory, or at its own dataId",
+                      strcmp(u->dtype, "raw") ? u->dtype : "", strcmp(u->dtype, "raw") ? " " : "",
+                      heads ? heads : "?", u->obs_id ? u->obs_id : "no OBSID", path_text);
+    free(heads);
+}
+
 static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
 {
     hash_take(ing, u);
@@ -2178,9 +2241,16 @@ static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
         }
     }
     struct tvals raw_tv, *raw_values = NULL;
-    if (!u->dtype) {
+    bool raw_at_path = fits && is_translated_raw_path(u);
+    if (!u->dtype || raw_at_path) {
+        char *path_text = raw_at_path ? data_id_text(u) : NULL;
+        if (raw_at_path && !path_text)
+            return -ENOMEM;
         raw_tv.n = 0;
         int ret = prepare_raw(ing, u, &raw_tv);
+        if (ret == 0 && raw_at_path && u->st != S_QUARANTINED)
+            check_raw_path(u, path_text);
+        free(path_text);
         if (ret < 0 || u->st == S_QUARANTINED)
             return ret;
         raw_values = &raw_tv;

@@ -6,7 +6,8 @@
 # new RUN and a full dataId path, then cp of a FITS file, registers one
 # dataset whose bytes read back through the mount and sit under the datastore
 # root; the same bytes again succeed (a duplicate); other bytes at the same
-# dataId fail with EEXIST and are quarantined with a reason; a truncated FITS
+# dataId fail with EEXIST and are quarantined with a reason (a raw whose
+# headers give another dataId than its path fails with EINVAL); a truncated FITS
 # fails with EINVAL and is quarantined; a CHAINED collection takes no files;
 # rm of a dataset is refused; an event line is written per outcome; a second
 # -o rw daemon on the same repository is refused; a listing taken while a
@@ -110,8 +111,16 @@ assert os.stat(q).st_mode & 0o777 == 0o600, oct(os.stat(q).st_mode)
 " "$T/repo/.butlerfs/events.jsonl" "$T/repo/.butlerfs/quarantine" "$T/cut.fits"
 expect "... and nothing is registered there" test "$(count u/me/run2)" = 0
 OTHER=$(find "$T/mnt/LSSTCam/raw/all/raw" -name '*.fits' | sort | tail -1)
-cp "$OTHER" "$D/other.fits" 2>"$T/err.txt"
+# a raw's headers give its dataId, also at a path: other bytes of the same
+# dataId are a raw of the same exposure and detector with other pixels
+"$BFS_BIN" synth "$T/src-px" --exposures 1 --detectors 2 --fits --payload 3000000 >/dev/null 2>&1 ||
+    fail "synth of raws of the same dataIds with other bytes"
+SAME_OTHER=$T/src-px/$(sqlite3 "$T/src-px/gen3.sqlite3" "SELECT r.path FROM file_datastore_records r JOIN dataset_tags_00000001 t ON t.dataset_id = r.dataset_id WHERE t.detector = $DET AND t.exposure = $EXP")
+cmp -s "$SAME_OTHER" "$T/raw.fits" && fail "the raw with other pixels has the same bytes"
+cp "$SAME_OTHER" "$D/other.fits" 2>"$T/err.txt"
 expect "other bytes at a dataId that has a dataset fail with EEXIST" grep -q "File exists" "$T/err.txt"
+cp "$OTHER" "$D/wrong.fits" 2>"$T/err.txt"
+expect "a raw whose headers give another dataId than its path fails with EINVAL" grep -q "Invalid argument" "$T/err.txt"
 expect "rejected bytes are quarantined with a reason" \
     bash -c "test \$(find '$T/repo/.butlerfs/quarantine' -name '*.data' | wc -l) -ge 2 &&
              test \$(find '$T/repo/.butlerfs/quarantine' -name '*.reason' | wc -l) -ge 2"
@@ -120,16 +129,16 @@ expect "an event line per outcome" \
     bash -c "test \$(wc -l <'$T/repo/.butlerfs/events.jsonl') -ge 3 && python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' '$T/repo/.butlerfs/events.jsonl'"
 for _ in $(seq 30); do   # the status file is rewritten every few seconds
     "$BFS_BIN" status --json "$T/mnt" >"$T/s.json" 2>/dev/null
-    grep -q '"quarantined": *2' "$T/s.json" && break
+    grep -q '"quarantined": *3' "$T/s.json" && break
     sleep 0.2
 done
-expect "status --json counts the outcomes (1 ingested, 1 duplicate, 2 quarantined)" python3 - "$T/s.json" <<'PY'
+expect "status --json counts the outcomes (1 ingested, 1 duplicate, 3 quarantined)" python3 - "$T/s.json" <<'PY'
 import json, sys
 i = json.load(open(sys.argv[1]))[0]["ingest"]
-assert (i["ingested"], i["duplicates"], i["quarantined"], i["in_flight"]) == (1, 1, 2, 0), i
+assert (i["ingested"], i["duplicates"], i["quarantined"], i["in_flight"]) == (1, 1, 3, 0), i
 PY
 expect "... and butlerfs status says it in words" \
-    bash -c "'$BFS_BIN' status '$T/mnt' | grep -q '^  ingest       1 ingested, 1 duplicates, 2 quarantined'"
+    bash -c "'$BFS_BIN' status '$T/mnt' | grep -q '^  ingest       1 ingested, 1 duplicates, 3 quarantined'"
 expect "... with the node table" bash -c "'$BFS_BIN' status '$T/mnt' | grep -q '^  nodes        [0-9]* known to the kernel (cap 49152)'"
 rm -f "$F" 2>"$T/err.txt"
 expect "rm of a dataset is refused (EPERM)" bash -c "test -e '$F' && grep -q 'Operation not permitted' '$T/err.txt'"
@@ -210,7 +219,8 @@ for k in 1 2 3 4 5; do
     pids=()
     for det in $DETS; do
         pd="$T/mnt/par/$k/raw/instrument=LSSTCam/detector=$det/exposure=$EXP"
-        mkdir -p "$pd" && { cp "$T/raw.fits" "$pd/x.fits" & pids+=($!); }
+        own=$(find "$T/mnt/LSSTCam/raw/all/raw/instrument=LSSTCam/detector=$det/exposure=$EXP" -type f | head -1)
+        mkdir -p "$pd" && { cp "$own" "$pd/x.fits" & pids+=($!); }
     done
     for p in "${pids[@]}"; do wait "$p" || par_ok=0; done
     [ "$(count "par/$k")" = "$(echo "$DETS" | wc -w)" ] || par_ok=0
@@ -281,7 +291,7 @@ rm -f "$DS" 2>"$T/err.txt"
 expect "... and rm of the dataset's own name right after is still refused (EPERM), the dataset stays" \
     bash -c "test -e '$DS' && grep -q 'Operation not permitted' '$T/err.txt'"
 expect "the dataset's own name with other bytes: EEXIST, the dataset unchanged, a reader undisturbed" \
-    python3 - "$DS" "$OTHER" "$T/raw.fits" <<'PY'
+    python3 - "$DS" "$SAME_OTHER" "$T/raw.fits" <<'PY'
 import errno, os, sys
 ds, other, orig = sys.argv[1:]
 want = open(orig, "rb").read()

@@ -15,7 +15,9 @@
 # that does not match (EINVAL) unless `checksums: advisory`; a refused name
 # can be written again at once (a retry after a failed close); a header
 # byte that is not printable ASCII (EINVAL); a name that is not UTF-8, at
-# create or rename (EILSEQ).  rsync (a
+# create or rename (EILSEQ); a raw at a dataId path its headers do not give
+# (EINVAL), while one at its own is ingested as in the RUN's directory; a raw
+# into a repository of universe 1 (the lsstCam fixture) is ENOTSUP.  rsync (a
 # temporary name renamed after its close) works.  A tile-compressed raw
 # (fpack) is ingested as .fits.fz with the uncompressed raw's dataId.  The
 # same dataId written under another extension is compared with the
@@ -222,6 +224,21 @@ nds=$(q "$T/repo" "SELECT count(*) FROM dataset")
 expect "no dataset added by the refusals, each with one file record" \
     test "$nds/$(q "$T/repo" "SELECT count(*) FROM file_datastore_records")" = "$nds/$nds" -a "$nds" -le 5
 
+# a raw written at a dataId path: its headers decide, as in the RUN's own
+# directory, and the path must say the same
+wrong="$T/mnt/LSSTCam/raw/bypath/raw/instrument=LSSTCam/detector=$((det + 1))/exposure=$exp"
+right="$T/mnt/LSSTCam/raw/bypath/raw/instrument=LSSTCam/detector=$det/exposure=$exp"
+mkdir -p "$wrong" "$right"
+cp "$src1" "$wrong/" 2>"$T/err.txt"
+expect "a raw at a dataId path its headers do not give is refused (EINVAL)" grep -q "Invalid argument" "$T/err.txt"
+expect "... the reason gives both dataIds" \
+    grep -q "which give detector=$det, exposure=$exp, instrument=LSSTCam (.*), not detector=$((det + 1)), exposure=$exp, instrument=LSSTCam as its path says" "$BFS_LOG"
+expect "... and nothing is registered in that RUN" \
+    test "$(q "$T/repo" "SELECT count(*) FROM dataset d JOIN collection c ON c.collection_id = d.run_id WHERE c.name = 'LSSTCam/raw/bypath'")" = 0
+expect "a raw at its own dataId path is ingested" cp "$src1" "$right/"
+expect "... with its camera's raw formatter, as in the RUN's own directory" \
+    test "$(q "$T/repo" "SELECT r.formatter FROM file_datastore_records r JOIN dataset d ON d.id = r.dataset_id JOIN collection c ON c.collection_id = d.run_id WHERE c.name = 'LSSTCam/raw/bypath'")" = lsst.obs.lsst.rawFormatter.LsstCamRawFormatter
+
 # the real LSSTComCam raw the Python Butler ingested into the comCam fixture
 REAL=$BFS_SHARED/fixtures/repos/comCam/raw/2019-05-30/3019053000001/3019053000001-R22-S00-det000.fits
 if [ -r "$REAL" ]; then
@@ -272,6 +289,23 @@ if [ -r "$PP/gen3.sqlite3" ]; then
     id=$(q "$T/src" "SELECT lower(hex(dataset_id)) FROM dataset_tags_00000001 WHERE exposure = $exp AND detector = $det")
     expect "... and the same dataset id as in the synthetic repository" \
         test "$(q "$T/pp" "SELECT count(*) FROM dataset WHERE lower(hex(id)) = '$id'")" = 1
+    unmount
+fi
+
+# a repository of a universe older than raw ingest writes (the lsstCam
+# fixture, universe 1): a raw is refused with the reason, never left in the
+# spool; a raw at a dataId path keeps the path's dataId there
+OLD=$BFS_SHARED/fixtures/repos/lsstCam
+if [ -r "$OLD/gen3.sqlite3" ]; then
+    cp -r "$OLD" "$T/old"
+    chmod -R u+w "$T/old"
+    mount_repo "$T/old" "$T/mnt" rw || finish
+    mkdir -p "$T/mnt/u/test/raws"
+    cp "$src1" "$T/mnt/u/test/raws/" 2>"$T/err.txt"
+    expect "a raw into a repository of universe 1 is refused (ENOTSUP)" grep -q "Operation not supported" "$T/err.txt"
+    expect "... the reason names the universes raw ingest writes" \
+        bash -c "cat '$T'/old/.butlerfs/quarantine/*/*.reason | grep -q 'universe 6 and later, and this repository.s is daf_butler v1'"
+    expect "... and nothing is left in the spool" test -z "$(ls -A "$T/old/.butlerfs/spool")"
     unmount
 fi
 check_log
