@@ -16,7 +16,8 @@
 # can be written again at once (a retry after a failed close); a header
 # byte that is not printable ASCII (EINVAL); a name that is not UTF-8, at
 # create or rename (EILSEQ); a raw at a dataId path its headers do not give
-# (EINVAL), while one at its own is ingested as in the RUN's directory; a raw
+# (EINVAL), while one at its own is ingested as in the RUN's directory, also
+# at a path made before the raw type existed; a raw
 # into a repository of universe 1 (the lsstCam fixture) is ENOTSUP.  rsync (a
 # temporary name renamed after its close) works.  A tile-compressed raw
 # (fpack) is ingested as .fits.fz with the uncompressed raw's dataId.  The
@@ -38,6 +39,9 @@ q() { sqlite3 "$1/gen3.sqlite3" "$2"; }
 printf 'ingest:\n  staging: [%s]\n' "$T/staging" >"$T/stage.yaml"
 mount_repo "$T/repo" "$T/mnt" "rw,config=$T/stage.yaml" || finish
 expect "mkdir -p of a new RUN collection" mkdir -p "$T/mnt/LSSTCam/raw/all"
+# a dataId path made before the raw dataset type exists (a script's mkdir -p)
+EARLY="$T/mnt/LSSTCam/raw/all/raw/instrument=LSSTCam/detector=$(q "$T/src" "SELECT min(detector) FROM dataset_tags_00000001")/exposure=$(q "$T/src" "SELECT min(exposure) FROM dataset_tags_00000001")"
+mkdir -p "$EARLY"
 n=0
 for f in $(find "$T/src/LSSTCam/raw/all" -name '*.fits' | sort); do
     n=$((n + 1))
@@ -45,6 +49,8 @@ for f in $(find "$T/src/LSSTCam/raw/all" -name '*.fits' | sort); do
         { fail "cp of synthetic raw $n into the RUN's directory: $(cat "$T/err.txt")"; bfs_show_log; }
 done
 expect "four raws copied" test "$n" = 4
+expect "a raw at a dataId path made before the raw type existed is taken (a duplicate), create_dataset_types off" \
+    cp "$(find "$T/src/LSSTCam/raw/all" -name '*.fits' | sort | head -1)" "$EARLY/"
 expect "ls of the RUN's directory shows the names just written (the inbox)" \
     bash -c "ls '$T/mnt/LSSTCam/raw/all' | grep -c '^upload[1-4].fits\$' | grep -qx 4"
 expect "... and ls -l their sizes (mode 644: a name that may be written again, docs/ingest.md)" \
@@ -86,7 +92,7 @@ expect "an event line per raw with the keys operators rely on" python3 - "$T/rep
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1])]
 raws = [e for e in ev if e.get("dataset_type") == "raw"]
-assert len(raws) == 4, raws
+assert len(raws) == 5, raws  # the four, and the one again at its dataId path (a duplicate)
 for e in raws:
     for k in ("status", "description", "instrument", "obs_id", "raft", "sensor", "dataset_id", "dataId", "path", "latency_ms"):
         assert k in e, (k, e)
