@@ -944,13 +944,18 @@ static const char *upload_instrument(const struct bfs_upload *u)
 }
 
 /* The formatter recorded with an ingested file: a raw's camera's raw
- * formatter (written in the RUN's directory or at its dataId path), else by
- * the file's extension. */
+ * formatter (written in the RUN's directory, or a FITS file at its dataId
+ * path), else by the file's extension. */
 static const char *formatter_of(const struct bfs_upload *u)
 {
     if (u->formatter)
         return u->formatter;
-    if (u->dtype && !strcmp(u->dtype, "raw") && u->ndims > 0) {
+    const char *ext = strrchr(u->rel, '.');
+    bool fits_name = ext && (!strcmp(ext, ".fits") || !strcmp(ext, ".fz") || !strcmp(ext, ".fit") ||
+                             !strcmp(ext, ".gz"));
+    /* a raw at its dataId path was translated when it is FITS (is_translated_raw_path);
+     * other bytes there (a benchmark's payload) are stored as they are */
+    if (u->dtype && !strcmp(u->dtype, "raw") && u->ndims > 0 && (u->inbox || fits_name)) {
         const bfs_camera *cam = bfs_camera_find(u->dim_values[0]);
         if (cam)
             return bfs_camera_raw_formatter(cam);
@@ -959,7 +964,6 @@ static const char *formatter_of(const struct bfs_upload *u)
     }
     if (u->inbox && u->dtype && !strcmp(u->dtype, "guider_raw"))
         return "lsst.obs.base.formatters.fitsGeneric.FitsGenericFormatter"; /* as ingest_guider */
-    const char *ext = strrchr(u->rel, '.');
     if (ext && (!strcmp(ext, ".fits") || !strcmp(ext, ".fz") || !strcmp(ext, ".fit")))
         return "lsst.obs.base.formatters.fitsExposure.FitsExposureFormatter";
     if (ext && (!strcmp(ext, ".parq") || !strcmp(ext, ".parquet")))
