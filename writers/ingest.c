@@ -153,6 +153,7 @@ struct bfs_upload {
     char *staging_note;       /* the staging links that failed ("TREE: why; ..."), or NULL */
     bool renaming;            /* under ing->lock: bfs_upload_rename is writing its intent */
     char *obs_id, *raft, *sensor; /* a raw's, from its headers (events), or NULL */
+    char *raw_headers_id;     /* a raw at a dataId path its headers do not give: theirs, or NULL */
     char checksum[129];       /* BLAKE2b-512 of the bytes as placed ("" before SEALED is done) */
     /* the checksum built while the bytes arrive, by the hasher thread
      * (under ing->lock, except hash itself: the hasher's while hashing,
@@ -688,6 +689,7 @@ static void upload_free(struct bfs_upload *u)
     free(u->hs_note);
     free(u->staging_note);
     free(u->corrections);
+    free(u->raw_headers_id);
     for (int i = 0; i < u->ndims; i++) {
         free(u->dim_names[i]);
         free(u->dim_values[i]);
@@ -1273,10 +1275,45 @@ static void set_event_names(struct bfs_upload *u, const char *obs_id, const char
 /* u's dataId := names/values (n of them), with the dataset type dtype and
  * the raft and sensor an event names (NULL when none): a raw's, a guider
  * file's.  0 or -ENOMEM. */
+/* A dataId as "name=value, ...", in the order of the names, so that two
+ * dataIds compare as texts (malloc'd), or NULL. */
+static char *data_id_text(char *const *names, char *const *values, int n)
+{
+    int order[BFS_MAX_DIMS];
+    for (int i = 0; i < n; i++) {
+        int j = i;
+        for (; j > 0 && strcmp(names[order[j - 1]], names[i]) > 0; j--)
+            order[j] = order[j - 1];
+        order[j] = i;
+    }
+    char buf[1024];
+    buf[0] = '\0';
+    for (int i = 0, k = 0; i < n && k >= 0 && (size_t)k < sizeof buf; i++)
+        k += snprintf(buf + k, sizeof buf - (size_t)k, "%s%s=%s", i ? ", " : "", names[order[i]], values[order[i]]);
+    return strdup(buf);
+}
+
 static int set_raw_data_id(struct bfs_upload *u, const char *dtype, const char *const *names,
                            const char *const *values, int n, const char *obs_id, const char *raft,
                            const char *sensor)
 {
+    if (!u->inbox) {
+        /* a raw at its dataId path: its place (type and dataId) was fixed at
+         * its begin and other threads read it (place_of, same_target), so it
+         * is compared, never changed; check_raw_path refuses a difference */
+        set_event_names(u, obs_id, raft, sensor);
+        char *want = data_id_text(u->dim_names, u->dim_values, u->ndims);
+        char *got = data_id_text((char *const *)names, (char *const *)values, n);
+        int ret = want && got ? 0 : -ENOMEM;
+        if (ret == 0 && (strcmp(u->dtype, dtype) || strcmp(want, got))) {
+            free(u->raw_headers_id);
+            u->raw_headers_id = strcmp(u->dtype, dtype) ? bfs_asprintf("%s %s", dtype, got) : strdup(got);
+            ret = u->raw_headers_id ? 0 : -ENOMEM;
+        }
+        free(want);
+        free(got);
+        return ret;
+    }
     free(u->dtype);
     u->dtype = strdup(dtype);
     set_event_names(u, obs_id, raft, sensor);
@@ -2165,40 +2202,20 @@ static bool is_translated_raw_path(const struct bfs_upload *u)
     return ins && (bfs_camera_find(ins) || !strcmp(ins, BFS_DECAM_INSTRUMENT));
 }
 
-/* u's dataId as "name=value, ...", in the order of the names, so that two
- * dataIds compare as texts (malloc'd), or NULL. */
-static char *data_id_text(const struct bfs_upload *u)
+/* After prepare_raw compared the dataId of u's headers with its path's
+ * (set_raw_data_id): quarantine u unless they are one and the same raw. */
+static void check_raw_path(struct bfs_upload *u)
 {
-    int order[BFS_MAX_DIMS];
-    for (int i = 0; i < u->ndims; i++) {
-        int j = i;
-        for (; j > 0 && strcmp(u->dim_names[order[j - 1]], u->dim_names[i]) > 0; j--)
-            order[j] = order[j - 1];
-        order[j] = i;
-    }
-    char buf[1024];
-    buf[0] = '\0';
-    for (int i = 0, n = 0; i < u->ndims && n >= 0 && (size_t)n < sizeof buf; i++)
-        n += snprintf(buf + n, sizeof buf - (size_t)n, "%s%s=%s", i ? ", " : "", u->dim_names[order[i]],
-                      u->dim_values[order[i]]);
-    return strdup(buf);
-}
-
-/* After prepare_raw gave u the dataId of its headers: quarantine u unless
- * that is the dataId of the path it was written at (path_text), one raw. */
-static void check_raw_path(struct bfs_upload *u, const char *path_text)
-{
-    char *heads = data_id_text(u);
-    bool same = heads && !strcmp(u->dtype, "raw") && u->n_more == 0 && !strcmp(heads, path_text);
-    if (!same && u->n_more > 0)
+    if (u->n_more > 0) {
         quarantine_as(u, EINVAL, "a raw's dataId comes from its headers, and this file holds %d CCDs: write it "
                                  "into the RUN's own directory", u->n_more + 1);
-    else if (!same)
-        quarantine_as(u, EINVAL, "a raw's dataId comes from its headers, which give %s%s%s (%s), not %s as its "
-                                 "path says: write it into the RUN's own directory, or at its own dataId",
-                      strcmp(u->dtype, "raw") ? u->dtype : "", strcmp(u->dtype, "raw") ? " " : "",
-                      heads ? heads : "?", u->obs_id ? u->obs_id : "no OBSID", path_text);
-    free(heads);
+    } else if (u->raw_headers_id) {
+        char *path = data_id_text(u->dim_names, u->dim_values, u->ndims);
+        quarantine_as(u, EINVAL, "a raw's dataId comes from its headers, which give %s (%s), not %s as its path "
+                                 "says: write it into the RUN's own directory, or at its own dataId",
+                      u->raw_headers_id, u->obs_id ? u->obs_id : "no OBSID", path ? path : "?");
+        free(path);
+    }
 }
 
 static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
@@ -2247,14 +2264,10 @@ static int step_sealed(bfs_ingest *ing, struct bfs_upload *u)
     struct tvals raw_tv, *raw_values = NULL;
     bool raw_at_path = fits && is_translated_raw_path(u);
     if (!u->dtype || raw_at_path) {
-        char *path_text = raw_at_path ? data_id_text(u) : NULL;
-        if (raw_at_path && !path_text)
-            return -ENOMEM;
         raw_tv.n = 0;
         int ret = prepare_raw(ing, u, &raw_tv);
         if (ret == 0 && raw_at_path && u->st != S_QUARANTINED)
-            check_raw_path(u, path_text);
-        free(path_text);
+            check_raw_path(u);
         if (ret < 0 || u->st == S_QUARANTINED)
             return ret;
         raw_values = &raw_tv;
