@@ -718,24 +718,15 @@ static const char *child_segment(const char *name, const char *prefix, size_t *l
     return rest;
 }
 
+/* Whether a collection of cat is below prefix through the child segment
+ * seg, or through any (seg NULL: a directory named prefix is then a path
+ * level of existing collections, which takes no files). */
 static bool has_child_segment(const bfs_catalog *cat, const char *prefix, const char *seg)
 {
     for (size_t i = 0; i < cat->ncollections; i++) {
         size_t len;
         const char *s = child_segment(cat->collections[i].name, prefix, &len);
-        if (s && strlen(seg) == len && !strncmp(s, seg, len))
-            return true;
-    }
-    return false;
-}
-
-/* Whether a collection of cat is below prefix: a directory named prefix is a
- * path level of existing collections, and takes no files. */
-static bool has_collections_below(const bfs_catalog *cat, const char *prefix)
-{
-    for (size_t i = 0; i < cat->ncollections; i++) {
-        size_t len;
-        if (child_segment(cat->collections[i].name, prefix, &len))
+        if (s && (!seg || (strlen(seg) == len && !strncmp(s, seg, len))))
             return true;
     }
     return false;
@@ -1902,7 +1893,7 @@ static int made_type_chain(bfs_tree *t, const bfs_node *dir, bfs_write_target *o
     const bfs_collection *rc = coll_of(t, rn);
     if (rc ? rc->type != BFS_COLL_RUN : !rn->made)
         return 0;
-    if (!rc && has_collections_below(bfs_registry_catalog(t->reg), rn->prefix))
+    if (!rc && has_child_segment(bfs_registry_catalog(t->reg), rn->prefix, NULL))
         return refuse(out, -EACCES, "the RUN of this new dataset type would be a path level of existing collections");
     /* the dimensions in the universe's order, as a dataset type has them */
     int order[BFS_MAX_DIMS];
@@ -1961,7 +1952,7 @@ int bfs_tree_write_target(bfs_tree *t, bfs_node *dir, bfs_write_target *out)
     const bfs_collection *c = coll_of(t, cn);
     if (!c && cn == t->root)
         return refuse(out, -EACCES, "the mount's root takes no files: write into a RUN collection");
-    if (!c && (!cn->made || has_collections_below(bfs_registry_catalog(t->reg), cn->prefix)))
+    if (!c && (!cn->made || has_child_segment(bfs_registry_catalog(t->reg), cn->prefix, NULL)))
         return refuse(out, -EACCES, "a path level of existing collections takes no files: write into a RUN");
     if (c && c->type != BFS_COLL_RUN)
         return refuse(out, -EACCES, "only a RUN collection takes files (this is CHAINED, TAGGED or CALIBRATION)");

@@ -945,6 +945,14 @@ static const char *upload_instrument(const struct bfs_upload *u)
     return NULL;
 }
 
+/* Whether u's name says FITS: .fits, .fit, .fits.fz, .fits.gz, .fz. */
+static bool named_fits(const struct bfs_upload *u)
+{
+    char ext[64];
+    extension_of(u->name, ext, sizeof ext);
+    return bfs_startswith(ext, ".fits") || bfs_startswith(ext, ".fit") || !strcmp(ext, ".fz");
+}
+
 /* The formatter recorded with an ingested file: a raw's camera's raw
  * formatter (written in the RUN's directory, or a FITS file at its dataId
  * path), else by the file's extension. */
@@ -952,12 +960,9 @@ static const char *formatter_of(const struct bfs_upload *u)
 {
     if (u->formatter)
         return u->formatter;
-    const char *ext = strrchr(u->rel, '.');
-    bool fits_name = ext && (!strcmp(ext, ".fits") || !strcmp(ext, ".fz") || !strcmp(ext, ".fit") ||
-                             !strcmp(ext, ".gz"));
     /* a raw at its dataId path was translated when it is FITS (is_translated_raw_path);
      * other bytes there (a benchmark's payload) are stored as they are */
-    if (u->dtype && !strcmp(u->dtype, "raw") && u->ndims > 0 && (u->inbox || fits_name)) {
+    if (u->dtype && !strcmp(u->dtype, "raw") && u->ndims > 0 && (u->inbox || named_fits(u))) {
         const bfs_camera *cam = bfs_camera_find(u->dim_values[0]);
         if (cam)
             return bfs_camera_raw_formatter(cam);
@@ -966,6 +971,7 @@ static const char *formatter_of(const struct bfs_upload *u)
     }
     if (u->inbox && u->dtype && !strcmp(u->dtype, "guider_raw"))
         return "lsst.obs.base.formatters.fitsGeneric.FitsGenericFormatter"; /* as ingest_guider */
+    const char *ext = strrchr(u->rel, '.');
     if (ext && (!strcmp(ext, ".fits") || !strcmp(ext, ".fz") || !strcmp(ext, ".fit")))
         return "lsst.obs.base.formatters.fitsExposure.FitsExposureFormatter";
     if (ext && (!strcmp(ext, ".parq") || !strcmp(ext, ".parquet")))
@@ -1037,14 +1043,6 @@ static void append_event(bfs_ingest *ing, struct bfs_upload *u, const char *quar
 }
 
 /* ---- the steps -------------------------------------------------------------- */
-
-/* Whether u's name says FITS: .fits, .fit, .fits.fz, .fits.gz, .fz. */
-static bool named_fits(const struct bfs_upload *u)
-{
-    char ext[64];
-    extension_of(u->name, ext, sizeof ext);
-    return bfs_startswith(ext, ".fits") || bfs_startswith(ext, ".fit") || !strcmp(ext, ".fz");
-}
 
 /* Whether u is validated as FITS: its bytes begin as FITS does, or are
  * gzip (written where a raw goes, or named FITS), or its name says FITS
@@ -1272,17 +1270,14 @@ static void set_event_names(struct bfs_upload *u, const char *obs_id, const char
     u->sensor = sensor ? strdup(sensor) : NULL;
 }
 
-/* u's dataId := names/values (n of them), with the dataset type dtype and
- * the raft and sensor an event names (NULL when none): a raw's, a guider
- * file's.  0 or -ENOMEM. */
-/* A dataId as "name=value, ...", in the order of the names, so that two
- * dataIds compare as texts (malloc'd), or NULL. */
-static char *data_id_text(char *const *names, char *const *values, int n)
+/* A dataId as "name=value, ..." (malloc'd), or NULL: in its own order, or
+ * in the order of the names (by_name), so that two dataIds compare as texts. */
+static char *data_id_text(char *const *names, char *const *values, int n, bool by_name)
 {
     int order[BFS_MAX_DIMS];
     for (int i = 0; i < n; i++) {
         int j = i;
-        for (; j > 0 && strcmp(names[order[j - 1]], names[i]) > 0; j--)
+        for (; by_name && j > 0 && strcmp(names[order[j - 1]], names[i]) > 0; j--)
             order[j] = order[j - 1];
         order[j] = i;
     }
@@ -1293,6 +1288,10 @@ static char *data_id_text(char *const *names, char *const *values, int n)
     return strdup(buf);
 }
 
+/* u's dataId := names/values (n of them), with the dataset type dtype and
+ * the raft and sensor an event names (NULL when none): a raw's, a guider
+ * file's.  A raw at its dataId path keeps its own, and the headers' goes to
+ * raw_headers_id when it differs.  0 or -ENOMEM. */
 static int set_raw_data_id(struct bfs_upload *u, const char *dtype, const char *const *names,
                            const char *const *values, int n, const char *obs_id, const char *raft,
                            const char *sensor)
@@ -1302,8 +1301,8 @@ static int set_raw_data_id(struct bfs_upload *u, const char *dtype, const char *
          * its begin and other threads read it (place_of, same_target), so it
          * is compared, never changed; check_raw_path refuses a difference */
         set_event_names(u, obs_id, raft, sensor);
-        char *want = data_id_text(u->dim_names, u->dim_values, u->ndims);
-        char *got = data_id_text((char *const *)names, (char *const *)values, n);
+        char *want = data_id_text(u->dim_names, u->dim_values, u->ndims, true);
+        char *got = data_id_text((char *const *)names, (char *const *)values, n, true);
         int ret = want && got ? 0 : -ENOMEM;
         if (ret == 0 && (strcmp(u->dtype, dtype) || strcmp(want, got))) {
             free(u->raw_headers_id);
@@ -1449,7 +1448,12 @@ static int raw_headers_cb(void *ctx, int hdu, const bfs_fits_card *cards, size_t
     return h->count_amps && !bfs_decam_is(cards, n) ? 0 : 1; /* 1: stop here */
 }
 
-/* SEALED, for a file written in a RUN's own directory: its dataId and
+/* Raw ingest writes the dimension records (day_obs, group, the exposure's
+ * columns) of universes 6 and later, as the issue's repositories have. */
+#define RAW_MIN_UNIVERSE 6
+
+/* SEALED, for a file written in a RUN's own directory (or a raw at its
+ * dataId path, is_translated_raw_path, compared there): its dataId and
  * dimension records from its primary header (writers/translate.c), then on
  * as a dataset of type raw.  A raw of a Rubin camera must carry its
  * detector's amplifier HDUs (unless ingest.check_amplifiers is false): a
@@ -1458,10 +1462,6 @@ static int raw_headers_cb(void *ctx, int hdu, const bfs_fits_card *cards, size_t
  * file under the same dataId.  The records are registered before the file is
  * placed and are idempotent, so a crash between the two, and the step run
  * again at the next mount, leave nothing half-done. */
-/* Raw ingest writes the dimension records (day_obs, group, the exposure's
- * columns) of universes 6 and later, as the issue's repositories have. */
-#define RAW_MIN_UNIVERSE 6
-
 static int prepare_raw(bfs_ingest *ing, struct bfs_upload *u, struct tvals *tv)
 {
     int uv = bfs_registry_universe_version(ing->reg);
@@ -2210,7 +2210,7 @@ static void check_raw_path(struct bfs_upload *u)
         quarantine_as(u, EINVAL, "a raw's dataId comes from its headers, and this file holds %d CCDs: write it "
                                  "into the RUN's own directory", u->n_more + 1);
     } else if (u->raw_headers_id) {
-        char *path = data_id_text(u->dim_names, u->dim_values, u->ndims);
+        char *path = data_id_text(u->dim_names, u->dim_values, u->ndims, true);
         quarantine_as(u, EINVAL, "a raw's dataId comes from its headers, which give %s (%s), not %s as its path "
                                  "says: write it into the RUN's own directory, or at its own dataId",
                       u->raw_headers_id, u->obs_id ? u->obs_id : "no OBSID", path ? path : "?");
@@ -2523,19 +2523,17 @@ static int missing_record_tx(bfs_ingest *ing, void *ctx)
 static void quarantine_missing(bfs_ingest *ing, struct bfs_upload *u)
 {
     struct missing_record m = {.u = u};
-    char dataid[512] = "";
     with_registry(ing, missing_record_tx, &m);
-    for (int i = 0, n = 0; i < u->ndims && n >= 0 && (size_t)n < sizeof dataid; i++)
-        n += snprintf(dataid + n, sizeof dataid - (size_t)n, "%s%s=%s", i ? ", " : "", u->dim_names[i],
-                      u->dim_values[i]);
+    char *dataid = data_id_text(u->dim_names, u->dim_values, u->ndims, false);
     if (m.text[0])
         quarantine_as(u, ENOENT, "the registry has no record of %s (dataId %s): dimension records come from "
                                  "the repository (the Python Butler, or a raw of the instrument ingested here)",
-                      m.text, dataid);
+                      m.text, dataid ? dataid : "?");
     else if (u->dtype && !bfs_catalog_dataset_type(bfs_registry_catalog(ing->reg), u->dtype))
         quarantine_as(u, ENOENT, "the registry has no dataset type %s", u->dtype);
     else
-        quarantine_as(u, ENOENT, "the registry has no record for part of the dataId %s", dataid);
+        quarantine_as(u, ENOENT, "the registry has no record for part of the dataId %s", dataid ? dataid : "?");
+    free(dataid);
 }
 
 static int step_placed(bfs_ingest *ing, struct bfs_upload *u)
@@ -3740,7 +3738,6 @@ static int refuse_create(bfs_ingest *ing, const bfs_ingest_target *t, int err, c
     free(r.reason);
     return -err;
 }
-
 
 /* Whether name can be a written file's name: one path component, and
  * JSON text (the intent record and the event hold it).  0, or -EINVAL or
