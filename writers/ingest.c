@@ -32,7 +32,8 @@
  * | SEALED      | U.data complete and durable (a failed write | validate, id, path -> PREPARED, or QUARANTINED; |
  * |             | is in the intent: never ingested)           | a replica or sidecar -> WAITING, or paired      |
  * |             | (so is a writer killed before its close:    |                                   |
- * |             | killed_by, QUARANTINED with ECANCELED)      |                                   |
+ * |             | killed_by, QUARANTINED with ECANCELED)      | (a raw at a dataId path: its headers must give it; |
+ * |             |                                             | the path's dataId is kept, never rewritten) |
  * | WAITING     | a replica or sidecar whose partner has not  | the partner's seal pairs them (-> PREPARED or   |
  * |             | been sealed yet (close() was told 0)        | QUARANTINED); replica_wait -> QUARANTINED        |
  * | PREPARED    | intent has id, path, size; bytes in U.data  | the id registered at another path: compare  |
