@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test_ingest_randomkill.sh - kill -9 of an -o rw daemon at random moments
-# while cp writes a 64 MiB file at a dataId path (odd rounds) or a raw into
-# a RUN's own directory (even rounds: validation, header translation,
-# dimension records), then a clean remount.
+# while cp writes one of three files, in turn: a 64 MiB file at a raw dataId
+# path (stored as it is), a raw FITS into a RUN's own directory (validation,
+# header translation, dimension records), or that raw at its own dataId path
+# (translated, then compared with the path), then a clean remount.
 #
 # Checks, after every kill: the spool is empty (every upload was finished
 # by the remount), the run holds at most one dataset, a cp that exited 0
@@ -14,7 +15,7 @@
 skip_unless_fuse
 command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
 T=$BFS_TMP
-ROUNDS=${BFS_KILL_ROUNDS:-12}
+ROUNDS=${BFS_KILL_ROUNDS:-15}
 "$BFS_BIN" synth "$T/repo" --exposures 1 --detectors 1 --fits >/dev/null 2>&1 || fail "synth"
 mkdir -p "$T/mnt"
 DB=$T/repo/gen3.sqlite3
@@ -27,13 +28,11 @@ count() { sqlite3 "$DB" "SELECT count(*) FROM dataset d JOIN collection c ON c.c
 bad=0 registered=0 quarantined=0
 for i in $(seq "$ROUNDS"); do
     mount_repo "$T/repo" "$T/mnt" rw || finish
-    # odd rounds: a 64 MiB file at a dataId path; even rounds: a raw into a
-    # RUN's own directory (validation, header translation, records)
-    if [ $((i % 2)) = 1 ]; then
-        run=rk/$i src=$T/big.dat d="$T/mnt/$run/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
-    else
-        run=rkraw/$i src=$T/raw.fits d="$T/mnt/$run"
-    fi
+    case $((i % 3)) in
+    1) run=rk/$i src=$T/big.dat d="$T/mnt/$run/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP" ;;
+    2) run=rkraw/$i src=$T/raw.fits d="$T/mnt/$run" ;;
+    0) run=rkpath/$i src=$T/raw.fits d="$T/mnt/$run/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP" ;;
+    esac
     mkdir -p "$d" || fail "round $i: mkdir -p"
     cp "$src" "$d/$(basename "$src")" 2>/dev/null &
     cpid=$!
@@ -64,6 +63,11 @@ for i in $(seq "$ROUNDS"); do
     if [ "$n" = 1 ]; then
         registered=$((registered + 1))
         cmp -s "$src" "$(find "$T/mnt/$run/raw" -type f | head -1)" || { echo "round $i: bytes differ"; ok=0; }
+        # a raw FITS is translated wherever it was written: the camera's formatter
+        if [ "$src" = "$T/raw.fits" ]; then
+            f=$(sqlite3 "$DB" "SELECT formatter FROM file_datastore_records r JOIN dataset d ON d.id = r.dataset_id JOIN collection c ON c.collection_id = d.run_id WHERE c.name = '$run'")
+            case $f in *LsstCamRawFormatter) ;; *) echo "round $i: $run's raw has formatter '$f'"; ok=0 ;; esac
+        fi
     fi
     [ "$ok" = 1 ] || bad=$((bad + 1))
     unmount
