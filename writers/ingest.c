@@ -2188,19 +2188,23 @@ static void name_killed_image(struct bfs_upload *u)
     free(msg);
 }
 
-/* Whether u is a raw written at its dataId path, of an instrument whose
- * headers butlerfs translates: its dataId comes from its headers, as in the
- * RUN's own directory (Header Service merge, corrections, exposure record,
- * the camera's raw formatter), and the path must agree (check_raw_path).
- * A raw of another instrument, or in a repository of a universe older than
- * raw ingest writes, keeps the path's dataId. */
+/* Whether a file of type dtype at a dataId path of instrument is a raw of
+ * an instrument whose headers butlerfs translates: when it is FITS, its
+ * dataId comes from its headers, as in the RUN's own directory (Header
+ * Service merge, corrections, exposure record, the camera's raw formatter),
+ * and the path must agree (check_raw_path); the records it needs may not
+ * exist before.  A raw of another instrument, or in a repository of a
+ * universe older than raw ingest writes, keeps the path's dataId. */
+static bool translates_raw_at(bfs_ingest *ing, const char *dtype, const char *instrument)
+{
+    return dtype && !strcmp(dtype, "raw") && instrument &&
+           bfs_registry_universe_version(ing->reg) >= RAW_MIN_UNIVERSE &&
+           (bfs_camera_find(instrument) || !strcmp(instrument, BFS_DECAM_INSTRUMENT));
+}
+
 static bool is_translated_raw_path(const struct bfs_upload *u)
 {
-    if (!u->dtype || strcmp(u->dtype, "raw") || u->inbox || u->replica ||
-        bfs_registry_universe_version(u->ing->reg) < RAW_MIN_UNIVERSE)
-        return false;
-    const char *ins = upload_instrument(u);
-    return ins && (bfs_camera_find(ins) || !strcmp(ins, BFS_DECAM_INSTRUMENT));
+    return !u->inbox && !u->replica && translates_raw_at(u->ing, u->dtype, upload_instrument(u));
 }
 
 /* After prepare_raw compared the dataId of u's headers with its path's
@@ -2491,45 +2495,63 @@ static void observing_day(char out[16])
     strftime(out, 16, "%Y-%m-%d", gmtime_r(&then, &tm));
 }
 
-/* The dimension record of u's dataId the registry lacks, named for its
- * reason: its instrument, else the first of u's dimensions whose record
- * bfs_registry_has_record can look up (detector, exposure, visit, physical
- * filter; it refuses the others with -EINVAL) and finds missing; "" when
- * none is. */
+/* The first dimension record of a dataId (n names and values) the
+ * registry lacks, named for a reason: its instrument, else the first of
+ * its dimensions whose record bfs_registry_has_record can look up
+ * (detector, exposure, visit, physical filter; it refuses the others with
+ * -EINVAL) and finds missing; "" when none is, or when the registry cannot
+ * say. */
 struct missing_record {
-    const struct bfs_upload *u;
+    const char *const *names, *const *values;
+    int n;
+    /* a raw the ingest translates: its headers bring the exposure record,
+     * and the instrument's records when the repository has none yet */
+    bool from_headers;
     char text[256];
 };
 
 static int missing_record_tx(bfs_ingest *ing, void *ctx)
 {
     struct missing_record *m = ctx;
-    const char *ins = upload_instrument(m->u);
-    if (ins && bfs_registry_has_record(ing->reg, "instrument", NULL, ins) == 0) {
-        snprintf(m->text, sizeof m->text, "instrument %s", ins); /* the others are of it */
-        return 0;
-    }
-    for (int i = 0; ins && i < m->u->ndims; i++) {
-        const char *e = m->u->dim_names[i], *v = m->u->dim_values[i];
-        if (strcmp(e, "instrument") && bfs_registry_has_record(ing->reg, e, ins, v) == 0) {
-            snprintf(m->text, sizeof m->text, "%s %s of %s", e, v, ins);
+    const char *ins = NULL;
+    for (int i = 0; i < m->n; i++)
+        if (!strcmp(m->names[i], "instrument"))
+            ins = m->values[i];
+    /* the instrument first: the others are of it */
+    for (int i = -1; ins && i < m->n; i++) {
+        const char *e = i < 0 ? "instrument" : m->names[i], *v = i < 0 ? ins : m->values[i];
+        bool skip = (i >= 0 && !strcmp(e, "instrument")) || (m->from_headers && !strcmp(e, "exposure"));
+        int ret = skip ? 1 : bfs_registry_has_record(ing->reg, e, i < 0 ? NULL : ins, v);
+        if (ret == -EBUSY || ret == -EAGAIN)
+            return ret; /* with_registry asks again */
+        if (ret == 0 && i < 0 && m->from_headers)
+            return 0; /* a camera new to the repository: registered from its headers */
+        if (ret == 0) {
+            if (i < 0)
+                snprintf(m->text, sizeof m->text, "instrument %s", ins);
+            else
+                snprintf(m->text, sizeof m->text, "%s %s of %s", e, v, ins);
             return 0;
         }
     }
     return 0;
 }
 
+/* The reason text for a dataId's missing record m->text. */
+#define MISSING_RECORD_WHY                                                                         \
+    "the registry has no record of %s (dataId %s): dimension records come from the repository " \
+    "(the Python Butler, or a raw of the instrument ingested here)"
+
 /* Quarantine u, whose registration found no record for part of its dataId
  * (or no dataset type), with a reason that says which when it can. */
 static void quarantine_missing(bfs_ingest *ing, struct bfs_upload *u)
 {
-    struct missing_record m = {.u = u};
+    struct missing_record m = {.names = (const char *const *)u->dim_names,
+                               .values = (const char *const *)u->dim_values, .n = u->ndims};
     with_registry(ing, missing_record_tx, &m);
     char *dataid = data_id_text(u->dim_names, u->dim_values, u->ndims, false);
     if (m.text[0])
-        quarantine_as(u, ENOENT, "the registry has no record of %s (dataId %s): dimension records come from "
-                                 "the repository (the Python Butler, or a raw of the instrument ingested here)",
-                      m.text, dataid ? dataid : "?");
+        quarantine_as(u, ENOENT, MISSING_RECORD_WHY, m.text, dataid ? dataid : "?");
     else if (u->dtype && !bfs_catalog_dataset_type(bfs_registry_catalog(ing->reg), u->dtype))
         quarantine_as(u, ENOENT, "the registry has no dataset type %s", u->dtype);
     else
@@ -3757,7 +3779,35 @@ static int name_fault(const char *name, const char **why)
     return 0;
 }
 
-int bfs_upload_may_begin(bfs_ingest *ing, const bfs_ingest_target *t)
+/* A file at a dataId path whose dimension records the registry lacks
+ * (an unknown detector, exposure, visit...) is refused at its create, not
+ * after its bytes were copied: -ENOENT, logged, with an event line.  A raw
+ * the ingest translates is checked only for what its headers cannot bring
+ * (a detector of an instrument the repository has).  0 too when the
+ * registry cannot say; the registration then decides. */
+static int path_records_fault(bfs_ingest *ing, const bfs_ingest_target *t)
+{
+    const char *ins = NULL;
+    for (int i = 0; i < t->ndims; i++)
+        if (!strcmp(t->dim_names[i], "instrument"))
+            ins = t->dim_values[i];
+    if (!t->dataset_type || t->replica)
+        return 0;
+    struct missing_record m = {.names = t->dim_names, .values = t->dim_values, .n = t->ndims,
+                               .from_headers = translates_raw_at(ing, t->dataset_type, ins)};
+    if (with_registry(ing, missing_record_tx, &m) < 0 || !m.text[0])
+        return 0;
+    char *dataid = data_id_text((char *const *)t->dim_names, (char *const *)t->dim_values, t->ndims, false);
+    char *why = bfs_asprintf(MISSING_RECORD_WHY, m.text, dataid ? dataid : "?");
+    int ret = refuse_create(ing, t, ENOENT, why ? why : "the registry has no record of part of the dataId");
+    free(why);
+    free(dataid);
+    return ret;
+}
+
+/* bfs_upload_may_begin's checks but the registry's (bfs_upload_begin makes
+ * them for every file, also one written again at its own place). */
+static int begin_fault(bfs_ingest *ing, const bfs_ingest_target *t)
 {
     if (t->ndims < 0 || t->ndims > BFS_MAX_DIMS)
         return -EINVAL;
@@ -3777,10 +3827,16 @@ int bfs_upload_may_begin(bfs_ingest *ing, const bfs_ingest_target *t)
     return 0;
 }
 
+int bfs_upload_may_begin(bfs_ingest *ing, const bfs_ingest_target *t)
+{
+    int ret = begin_fault(ing, t);
+    return ret < 0 ? ret : path_records_fault(ing, t);
+}
+
 int bfs_upload_begin(bfs_ingest *ing, const bfs_ingest_target *t, uid_t uid, bfs_upload **out)
 {
     *out = NULL;
-    int ret = bfs_upload_may_begin(ing, t);
+    int ret = begin_fault(ing, t);
     if (ret < 0)
         return ret;
     if (t->dataset_type && !bfs_catalog_dataset_type(bfs_registry_catalog(ing->reg), t->dataset_type))

@@ -164,12 +164,14 @@ typedef struct bfs_upload bfs_upload;
  * -EEXIST when a dataset already exists at a path-ingest target. */
 int bfs_upload_begin(bfs_ingest *ing, const bfs_ingest_target *t, uid_t uid,
                      bfs_upload **out);
-/* The checks bfs_upload_begin makes first, before anything is made for
- * t (its RUN, its dataset type): 0; -EINVAL for a name that is no path
- * component (empty, . or .., a control character), -EILSEQ for a name or
- * dataId value that is not valid UTF-8 (both logged); -EROFS for a
- * read-only collection, which the log and an event line ("outcome":
- * "refused") record. */
+/* The checks a create makes before anything is made for t (its RUN, its
+ * dataset type): 0; -EINVAL for a name that is no path component (empty,
+ * . or .., a control character), -EILSEQ for a name or dataId value that
+ * is not valid UTF-8 (both logged); -EROFS for a read-only collection and
+ * -ENOENT for a dataId path whose dimension records the registry lacks
+ * (but a raw whose headers may bring them), which the log and an event
+ * line ("outcome": "refused") record.  bfs_upload_begin makes all but the
+ * registry's again. */
 int bfs_upload_may_begin(bfs_ingest *ing, const bfs_ingest_target *t);
 
 /* Find the upload created at target t under the name t->name (or renamed

@@ -12,7 +12,7 @@
 # refused with EINVAL and a log line naming the fix (and leave no RUN
 # registered for them); default_storage_class
 # then admits it; a path whose dimensions differ from the type's is
-# refused; a dataId with no exposure or detector record is refused (ENOENT)
+# refused; a dataId with no exposure or detector record is refused (ENOENT) at its create
 # with a reason naming the record; after a remount, read-only, everything is there; the type's row
 # has the dimension group and storage class the Butler would give it;
 # directories made with mkdir -p before the type's first file stay, below
@@ -66,13 +66,20 @@ P4="$T/mnt/run2/mycat/instrument=LSSTCam/detector=2/exposure=$((EXP + 7))"
 mkdir -p "$P4"
 echo 'c: 3' >"$T/e.yaml"
 cp "$T/e.yaml" "$P4/" 2>"$T/err4" # cp reports the close's error (a shell's redirection does not)
-expect "a file at a dataId whose exposure has no record is refused (ENOENT)" grep -q "No such file" "$T/err4"
+expect "a file at a dataId whose exposure has no record is refused at its create (ENOENT), before any byte" \
+    grep -q "cannot create regular file.*No such file" "$T/err4"
 expect "... and the log names the missing record" grep -q "no record of exposure $((EXP + 7)) of LSSTCam" "$BFS_LOG"
-P5="$T/mnt/run2/mycat/instrument=LSSTCam/detector=9999/exposure=$EXP"
+expect "... and an event line says refused" \
+    bash -c "grep '\"outcome\":\"refused\"' '$T/repo/.butlerfs/events.jsonl' | grep -q 'no record of exposure $((EXP + 7))'"
+P5="$T/mnt/run7/mycat/instrument=LSSTCam/detector=9999/exposure=$EXP"
 mkdir -p "$P5"
 cp "$T/e.yaml" "$P5/" 2>"$T/err5"
 expect "... one whose detector has none, the same, naming the detector" \
-    bash -c "grep -q 'No such file' '$T/err5' && grep -q 'no record of detector 9999 of LSSTCam' '$BFS_LOG'"
+    bash -c "grep -q 'cannot create regular file.*No such file' '$T/err5' && grep -q 'no record of detector 9999 of LSSTCam' '$BFS_LOG'"
+expect "... and its new RUN was not registered for it" \
+    test "$(sqlite3 "$DB" "SELECT count(*) FROM collection WHERE name = 'run7'")" = 0
+expect "... and nothing was quarantined: no bytes were taken" \
+    test "$(find "$T/repo/.butlerfs/quarantine" -name '*.reason' 2>/dev/null | wc -l)" = 0
 mkdir -p "$T/mnt/run2/bad/detector=1"
 echo x 2>"$T/err1" >"$T/mnt/run2/bad/detector=1/x.yaml"
 expect "a path without a required dimension is refused (EINVAL)" grep -q "Invalid argument" "$T/err1"
