@@ -260,13 +260,26 @@ static void opw_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
     fuse_reply_attr(req, &st, 0);
 }
 
+/* Say in the log why name could not be made in dir: the caller gets only
+ * an errno.  (EROFS, the read-only mount, is not worth a line each.) */
+static void refused_name(bfs_node *dir, const char *what, const char *name, int err, const char *why)
+{
+    char *where = bfs_node_path(dir);
+    bfs_note(OPSW_TAG, "cannot create %s /%s%s%s in the mount (%s): %s", what, where ? where : "?",
+             where && !*where ? "" : "/", name, strerror(-err), why ? why : "refused");
+    free(where);
+}
+
 static void opw_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
     bfs_fs *fs = fs_of(req);
     bfs_node *dir = bfs_tree_node(fs->tree, parent), *child;
     struct stat st;
-    int ret = bfs_tree_mkdir(fs->tree, dir, name, &child, &st);
+    const char *why = NULL;
+    int ret = bfs_tree_mkdir(fs->tree, dir, name, &child, &st, &why);
     if (ret < 0) {
+        if (why)
+            refused_name(dir, "directory", name, ret, why);
         fuse_reply_err(req, -ret);
         return;
     }
@@ -300,16 +313,6 @@ static int ensure_type(bfs_fs *fs, bfs_node *dir, const bfs_write_target *wt, co
     return ret == -EPERM ? -EACCES : ret;
 }
 
-/* Say in the log why a file could not be created in dir: the writer gets
- * only an errno.  (EROFS, the read-only mount, is not worth a line each.) */
-static void refused_create(bfs_fs *fs, bfs_node *dir, const char *name, const bfs_write_target *wt, int err)
-{
-    char *where = bfs_node_path(dir);
-    bfs_note(OPSW_TAG, "cannot create /%s%s%s in the mount (%s): %s", where ? where : "?", where && !*where ? "" : "/",
-             name, strerror(-err), wt->why ? wt->why : "refused");
-    free(where);
-}
-
 static void opw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                        struct fuse_file_info *fi)
 {
@@ -320,7 +323,7 @@ static void opw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
     bfs_ingest_target it = {0};
     char *where = NULL;
     if (ret < 0 && S_ISREG(mode) && ret != -EROFS)
-        refused_create(fs, dir, name, &wt, ret);
+        refused_name(dir, "file", name, ret, wt.why);
     if (ret == 0) {
         it = ingest_target(&wt, name);
         ret = bfs_upload_may_begin(fs->ing, &it); /* before a RUN or type is made for it */

@@ -1125,7 +1125,7 @@ static void remake_below(bfs_tree *t, bfs_node *from, bfs_node *to, int depth)
     for (int i = 0; i < n; i++) {
         bfs_node *old = find_known(t, from, names[i], true), *made = NULL;
         struct stat st;
-        int ret = bfs_tree_mkdir(t, to, names[i], &made, &st);
+        int ret = bfs_tree_mkdir(t, to, names[i], &made, &st, NULL);
         if (ret == -EEXIST)
             ret = bfs_tree_lookup(t, to, names[i], &made, &st);
         if (ret == 0 && old && depth < BFS_MAX_DIMS && made->kind != K_FILE)
@@ -1773,16 +1773,23 @@ int bfs_tree_unmake(bfs_tree *t, bfs_node *n)
     return ret;
 }
 
-int bfs_tree_mkdir(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **child, struct stat *st)
+int bfs_tree_mkdir(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **child, struct stat *st,
+                   const char **why)
 {
+    const char *no_why;
+    if (!why)
+        why = &no_why;
+    *why = NULL;
     if (!t->opts.writable)
         return -EROFS;
     if (parent->kind == K_FILE)
         return -ENOTDIR;
     if (strlen(name) >= BFS_NAME_MAX)
         return -ENAMETOOLONG;
-    if (is_replica_dir(t, parent))
-        return -EACCES; /* replicas arrive flat, each beside its sidecar */
+    if (is_replica_dir(t, parent)) {
+        *why = "replicas arrive flat, each beside its sidecar";
+        return -EACCES;
+    }
     bfs_node *existing;
     if (bfs_tree_lookup(t, parent, name, &existing, st) == 0) {
         bfs_tree_forget(t, existing, 1);
@@ -1793,14 +1800,17 @@ int bfs_tree_mkdir(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **c
     bfs_node *proto = NULL;
     const bfs_dataset_type *dt = NULL;
     if (parent->kind == K_COLL) {
-        if (bfs_names_unescape(name, seg, sizeof seg) < 0 || !strcmp(seg, ".") || !strcmp(seg, ".."))
+        if (bfs_names_unescape(name, seg, sizeof seg) < 0 || !strcmp(seg, ".") || !strcmp(seg, "..")) {
+            *why = "not a collection name segment (docs/paths.md gives the escapes)";
             return -EINVAL;
+        }
         const bfs_collection *pc = coll_of(t, parent);
         dt = bfs_catalog_dataset_type(cat, seg);
         if (dt && pc && pc->type == BFS_COLL_RUN) {
             proto = proto_dtype(parent, pc, name, dt);
         } else if (pc && pc->type != BFS_COLL_RUN) {
-            return -EACCES; /* nothing is made inside a CHAINED, TAGGED or CALIBRATION collection */
+            *why = "nothing is made inside a CHAINED, TAGGED or CALIBRATION collection";
+            return -EACCES;
         } else if (!strchr(seg, '=') || !parent->made || pc ||
                    !(dt = bfs_catalog_dataset_type(cat, parent->name))) {
             /* a path level, or the directory of a RUN to be */
@@ -1813,30 +1823,40 @@ int bfs_tree_mkdir(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **c
         /* else "dim=value" below a made path level named like a dataset type:
          * that level stands for the type, its parent for the RUN (below) */
     } else {
-        if (all_fixed(parent))
-            return -EACCES; /* below a full dataId there are files only */
+        if (all_fixed(parent)) {
+            *why = "below a full dataId there are files only";
+            return -EACCES;
+        }
         dt = parent->dt;
     }
     if (!proto) {
         char dim[64], value[BFS_MAX_VALUE];
-        if (bfs_names_parse_dim(name, dim, sizeof dim, value, sizeof value) < 0)
+        if (bfs_names_parse_dim(name, dim, sizeof dim, value, sizeof value) < 0) {
+            *why = "a level below a dataset type is named dimension=value";
             return -EINVAL;
+        }
         int k = dim_slot(dt, dim);
         const char *vals[BFS_MAX_DIMS] = {0};
         if (parent->kind == K_DATA)
             node_values(parent, vals);
-        if (k < 0 || vals[k])
-            return -EINVAL; /* not a dimension of the type, or fixed already */
+        if (k < 0 || vals[k]) {
+            *why = k < 0 ? "not a dimension of the dataset type" : "that dimension has a value above already";
+            return -EINVAL;
+        }
         const bfs_dimension *d = dt->dims[k];
         int64_t num;
         if (d->type == BFS_KEY_INT && bfs_parse_i64(value, &num)) {
-            if (!bfs_names_int_canonical(value))
-                return -EINVAL; /* detector=094 is no name of detector 94 (docs/paths.md) */
+            if (!bfs_names_int_canonical(value)) { /* detector=094 is no name of detector 94 */
+                *why = "an integer is written as printf %lld writes it: no leading zeros, no + (docs/paths.md)";
+                return -EINVAL;
+            }
         } else if (d->type == BFS_KEY_INT) {
             /* an alternate key (exposure=MC_O_..., detector=R22_S11) */
             char primary[BFS_MAX_VALUE];
-            if (bfs_registry_resolve_alias(t->reg, dt, vals, d, value, primary, sizeof primary) < 0)
+            if (bfs_registry_resolve_alias(t->reg, dt, vals, d, value, primary, sizeof primary) < 0) {
+                *why = "neither an integer nor a name the registry knows for that dimension";
                 return -EINVAL;
+            }
             snprintf(value, sizeof value, "%s", primary);
         }
         proto = proto_value(parent, name, k, value);
@@ -1854,7 +1874,7 @@ int bfs_tree_make_replica_dir(bfs_tree *t)
         return 0;
     bfs_node *n;
     struct stat st;
-    int ret = bfs_tree_mkdir(t, t->root, t->opts.replica_dir, &n, &st);
+    int ret = bfs_tree_mkdir(t, t->root, t->opts.replica_dir, &n, &st, NULL);
     if (ret == 0)
         bfs_tree_forget(t, n, 1); /* the lookup mkdir counts for the kernel; the tree's pin stays */
     return ret == -EEXIST ? 0 : ret;

@@ -195,8 +195,10 @@ void bfs_tree_node_stats(bfs_tree *t, bfs_node_stats *st);
  * name that cannot be a collection segment, a dimension of the type, or a
  * known alternate key; -EACCES where the layout has no directories of that
  * kind (below a full dataId; a dataset type below a collection that is not a
- * RUN); -EROFS when the tree is not writable. */
-int bfs_tree_mkdir(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **child, struct stat *st);
+ * RUN); -EROFS when the tree is not writable.  When why is not NULL, an
+ * -EINVAL or -EACCES sets *why to a static sentence for the log. */
+int bfs_tree_mkdir(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **child, struct stat *st,
+                   const char **why);
 
 /* Undo a mkdir (rmdir): n, a directory mkdir made (the caller holds a
  * lookup on it), is no longer listed or found, and is freed once the kernel

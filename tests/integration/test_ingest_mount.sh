@@ -54,6 +54,12 @@ expect "ls shows the directories mkdir made (path levels, a RUN to be, a dimensi
     bash -c "ls '$T/mnt' | grep -qx made && test \"\$(ls '$T/mnt/made')\" = level &&
              test \"\$(ls '$T/mnt/made/level')\" = one && ls '$T/mnt/u/me/run1/raw' | grep -qx instrument=LSSTCam &&
              ls '$D/..' | grep -qx exposure=$EXP && ls '$D/..' | grep -qx exposure=MC_O_20250415_000001"
+mkdir "$D/../../detector=0$DET" 2>"$T/err.txt"
+expect "mkdir of a dimension value with a leading zero is EINVAL" grep -q "Invalid argument" "$T/err.txt"
+expect "... and the log says why" grep -q "cannot create directory /u/me/run1/raw/instrument=LSSTCam/detector=0$DET in the mount (Invalid argument): an integer is written as printf" "$BFS_LOG"
+mkdir "$D/sub" 2>"$T/err.txt"
+expect "mkdir below a full dataId is EACCES, and the log says why" \
+    bash -c "grep -q 'Permission denied' '$T/err.txt' && grep -q 'cannot create directory /u/me/run1/.*/sub in the mount (Permission denied): below a full dataId there are files only' '$BFS_LOG'"
 expect "cp of a FITS file to the dataId path succeeds (close returned 0)" cp "$T/raw.fits" "$D/x.fits"
 expect "one dataset registered in RUN u/me/run1" test "$(count u/me/run1)" = 1
 sleep 0.2
@@ -74,17 +80,17 @@ cp "$T/notes.txt" "$T/mnt/u/me/" 2>"$T/err.txt"
 expect "a file written into a made path level that has a RUN below it is EACCES" grep -q "Permission denied" "$T/err.txt"
 expect "... it registers no collection u/me" \
     test "$(sqlite3 "$T/repo/gen3.sqlite3" "SELECT count(*) FROM collection WHERE name = 'u/me'")" = 0
-expect "... and the log says why" grep -q "cannot create /u/me/notes.txt in the mount (Permission denied): a path level of existing collections" "$BFS_LOG"
+expect "... and the log says why" grep -q "cannot create file /u/me/notes.txt in the mount (Permission denied): a path level of existing collections" "$BFS_LOG"
 cp "$T/notes.txt" "$T/mnt/" 2>"$T/err.txt"
-expect "a file at the mount's root is refused, and the log says why" grep -q "cannot create /notes.txt in the mount (Permission denied): the mount's root" "$BFS_LOG"
+expect "a file at the mount's root is refused, and the log says why" grep -q "cannot create file /notes.txt in the mount (Permission denied): the mount's root" "$BFS_LOG"
 # log rotation: logrotate renames the file, then kill -USR1 opens it again by its name
 mv "$BFS_LOG" "$BFS_LOG.1"
 kill -USR1 "$BFS_PID"
 for _ in $(seq 100); do [ -e "$BFS_LOG" ] && break; sleep 0.05; done
 cp "$T/notes.txt" "$T/mnt/u/" 2>/dev/null
 expect "after a rename of the log and SIGUSR1, new lines go to a new file of the log's name" \
-    bash -c "grep -q 'cannot create /u/notes.txt' '$BFS_LOG' && ! grep -q 'cannot create /u/notes.txt' '$BFS_LOG.1'"
-expect "... the old file kept the earlier lines" grep -q 'cannot create /notes.txt' "$BFS_LOG.1"
+    bash -c "grep -q 'cannot create file /u/notes.txt' '$BFS_LOG' && ! grep -q 'cannot create file /u/notes.txt' '$BFS_LOG.1'"
+expect "... the old file kept the earlier lines" grep -q 'cannot create file /notes.txt' "$BFS_LOG.1"
 expect "... and the mount is still served (SIGUSR1 does not stop the daemon)" bfs_is_mounted "$T/mnt"
 expect "the same bytes again succeed (an identical duplicate)" cp "$T/raw.fits" "$D/again.fits"
 expect "... and register nothing new" test "$(count u/me/run1)" = 1

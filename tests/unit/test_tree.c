@@ -498,7 +498,7 @@ static bfs_node *mk(struct tctx *c, bfs_node *parent, const char *name, int want
 {
     struct stat st;
     bfs_node *n = NULL;
-    int rc = bfs_tree_mkdir(c->t, parent, name, &n, &st);
+    int rc = bfs_tree_mkdir(c->t, parent, name, &n, &st, NULL);
     if (rc != want)
         print_error("mkdir %s: %d, want %d\n", name, rc, want);
     assert_int_equal(rc, want);
@@ -610,7 +610,7 @@ static void test_readonly_tree(void **state)
     bfs_node *n = NULL;
     struct stat st;
     assert_int_equal(bfs_tree_write_target(c->t, walk(c, "A", NULL), &wt), -EROFS);
-    assert_int_equal(bfs_tree_mkdir(c->t, root(c), "new", &n, &st), -EROFS);
+    assert_int_equal(bfs_tree_mkdir(c->t, root(c), "new", &n, &st, NULL), -EROFS);
     forget_all(c);
 }
 
