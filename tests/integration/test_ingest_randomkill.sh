@@ -11,19 +11,35 @@
 # to what was written, a file not registered is quarantined as a prefix of
 # what was written, and no file sits in the run's datastore directory
 # without its registry row (nothing half-done).
-. "$(dirname "$0")/lib.sh"
+#
+# With BFS_RK_PG=1 (test_pg_randomkill.sh) the registry is PostgreSQL behind
+# PgBouncer (transaction pooling): a kill mid-transaction leaves the server
+# to roll it back when the client's connection goes.
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
 skip_unless_fuse
 command -v sqlite3 >/dev/null || skip "sqlite3 CLI not installed"
 T=$BFS_TMP
 ROUNDS=${BFS_KILL_ROUNDS:-15}
-"$BFS_BIN" synth "$T/repo" --exposures 1 --detectors 1 --fits >/dev/null 2>&1 || fail "synth"
+"$BFS_BIN" synth "$T/src" --exposures 1 --detectors 1 --fits >/dev/null 2>&1 || fail "synth"
 mkdir -p "$T/mnt"
-DB=$T/repo/gen3.sqlite3
-R=$(sqlite3 "$DB" "SELECT exposure || ' ' || detector FROM dataset_tags_00000001 LIMIT 1")
+R=$(sqlite3 "$T/src/gen3.sqlite3" "SELECT exposure || ' ' || detector FROM dataset_tags_00000001 LIMIT 1")
 EXP=${R% *}; DET=${R#* }
 head -c $((64 << 20)) /dev/urandom >"$T/big.dat"
-cp "$(find "$T/repo/LSSTCam" -type f -name '*.fits' | head -1)" "$T/raw.fits"
-count() { sqlite3 "$DB" "SELECT count(*) FROM dataset d JOIN collection c ON c.collection_id = d.run_id WHERE c.name = '$1'" 2>/dev/null || echo 0; }
+cp "$(find "$T/src/LSSTCam" -type f -name '*.fits' | head -1)" "$T/raw.fits"
+if [ "${BFS_RK_PG:-}" = 1 ]; then
+    . "$here/pg.sh"
+    trap 'pg_stop; bfs_cleanup' EXIT
+    pg_test_servers bouncer
+    export PGPASSWORD=$PG_PASSWORD # libpq's convention: never on a command line
+    "$BFS_BIN" copy-registry "$T/src" "$T/repo" --db "$PGBOUNCER_URL" --namespace rk --root "$T/repo" \
+        >"$T/copy.out" 2>&1 || { cat "$T/copy.out" >&2; fail "copy-registry into PostgreSQL"; finish; }
+    sql() { pg_psql -At -c "SET search_path TO rk; $1"; }
+else
+    mv "$T/src" "$T/repo"
+    sql() { sqlite3 "$T/repo/gen3.sqlite3" "$1"; }
+fi
+count() { sql "SELECT count(*) FROM dataset d JOIN collection c ON c.collection_id = d.run_id WHERE c.name = '$1'" 2>/dev/null || echo 0; }
 
 bad=0 registered=0 quarantined=0
 for i in $(seq "$ROUNDS"); do
@@ -65,7 +81,7 @@ for i in $(seq "$ROUNDS"); do
         cmp -s "$src" "$(find "$T/mnt/$run/raw" -type f | head -1)" || { echo "round $i: bytes differ"; ok=0; }
         # a raw FITS is translated wherever it was written: the camera's formatter
         if [ "$src" = "$T/raw.fits" ]; then
-            f=$(sqlite3 "$DB" "SELECT formatter FROM file_datastore_records r JOIN dataset d ON d.id = r.dataset_id JOIN collection c ON c.collection_id = d.run_id WHERE c.name = '$run'")
+            f=$(sql "SELECT formatter FROM file_datastore_records r JOIN dataset d ON d.id = r.dataset_id JOIN collection c ON c.collection_id = d.run_id WHERE c.name = '$run'")
             case $f in *LsstCamRawFormatter) ;; *) echo "round $i: $run's raw has formatter '$f'"; ok=0 ;; esac
         fi
     fi
