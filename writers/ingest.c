@@ -780,6 +780,12 @@ static void append_event(bfs_ingest *ing, struct bfs_upload *u, const char *quar
     char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     int fd = line ? open(ing->events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600) : -1;
+    if (fd < 0 && line && errno == ENOENT && bfs_make_parents(ing->events, false) == 0) {
+        /* its directory was removed under the mount (a clean-up): made
+         * again, as at mount time, rather than losing the line */
+        bfs_warn(TAG, "the directory of %s was gone; made again", ing->events);
+        fd = open(ing->events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    }
     if (line)
         bfs_webhook_post(ing->webhook, line);
     if (fd >= 0) {

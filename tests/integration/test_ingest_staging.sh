@@ -140,5 +140,16 @@ status_until 0
 expect "... and status counts nothing not fully staged" grep -q '"staging_failed": *0' "$T/s.json"
 rm "$T/archive/$day"
 unmount
+
+# an events file whose directory a clean-up removed while mounted: the
+# directory is made again, and the line is not lost
+printf 'ingest:\n  staging: [%s]\n  events: %s\n' "$T/oods" "$T/ev/events.jsonl" >"$T/cfg.yaml"
+mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || finish
+rm -r "$T/ev"
+cp "${RAWS[0]}" "$T/mnt/LSSTCam/raw/all/again.fits"
+expect "an event line is written although its directory was removed under the mount" \
+    grep -q '"name":"again.fits"' "$T/ev/events.jsonl"
+expect "... and the log says the directory was made again" grep -q "the directory of $T/ev/events.jsonl was gone" "$BFS_LOG"
+unmount
 expect_no_sanitizer
 finish
