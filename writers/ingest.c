@@ -3634,6 +3634,12 @@ int bfs_upload_begin(bfs_ingest *ing, const bfs_ingest_target *t, uid_t uid, bfs
     ret = oom ? -ENOMEM : 0;
     if (ret == 0 && (u->fd = open(u->data_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
         ret = -errno;
+    if (ret == -ENOENT && bfs_make_parents(u->data_path, true) == 0) {
+        /* the spool was removed under the mount (a clean-up): made again,
+         * private, rather than refusing every file */
+        bfs_warn(TAG, "the spool %s was gone; made again", ing->spool);
+        ret = (u->fd = open(u->data_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0 ? -errno : 0;
+    }
     if (ret == 0)
         ret = write_intent(ing, u);
     if (ret < 0) {

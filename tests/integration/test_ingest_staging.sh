@@ -142,7 +142,7 @@ rm "$T/archive/$day"
 unmount
 
 # an events file whose directory a clean-up removed while mounted: the
-# directory is made again, and the line is not lost
+# directory is made again, and the line is not lost; the same for the spool
 printf 'ingest:\n  staging: [%s]\n  events: %s\n' "$T/oods" "$T/ev/events.jsonl" >"$T/cfg.yaml"
 mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || finish
 rm -r "$T/ev"
@@ -150,6 +150,11 @@ cp "${RAWS[0]}" "$T/mnt/LSSTCam/raw/all/again.fits"
 expect "an event line is written although its directory was removed under the mount" \
     grep -q '"name":"again.fits"' "$T/ev/events.jsonl"
 expect "... and the log says the directory was made again" grep -q "the directory of $T/ev/events.jsonl was gone" "$BFS_LOG"
+rm -r "$T/repo/.butlerfs/spool"
+expect "a file is taken although the spool was removed under the mount (close 0)" \
+    cp "${RAWS[1]}" "$T/mnt/LSSTCam/raw/all/again2.fits"
+expect "... the spool is made again, private, and the log says so" \
+    bash -c "test \"\$(stat -c %a '$T/repo/.butlerfs/spool')\" = 700 && grep -q 'the spool .* was gone; made again' '$BFS_LOG'"
 unmount
 expect_no_sanitizer
 finish
