@@ -77,7 +77,6 @@ static int cfg_strings(const bfs_yaml *y, const bfs_yaml_node *v, const char *fi
     return 0;
 }
 
-/* header_service: {dir: DIR | url: TEMPLATE, wait: DURATION} */
 /* An absolute path ("~" expanded) into *dst, replacing what was there. */
 static int cfg_path(const bfs_yaml *y, const bfs_yaml_node *v, const char *file, const char *key, char **dst,
                     char **errmsg)
@@ -120,6 +119,7 @@ static bool ingest_key(const char *key)
     return false;
 }
 
+/* header_service: {dir: DIR | url: TEMPLATE, wait: DURATION} */
 static int cfg_header_service(const bfs_yaml *y, const bfs_yaml_node *v, const char *file,
                               bfs_ingest_config *c, char **errmsg)
 {
