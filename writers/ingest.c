@@ -2265,6 +2265,7 @@ struct missing_record {
      * and the instrument's records when the repository has none yet */
     bool from_headers;
     char text[256];
+    const char *source; /* where such a record comes from, for the reason */
 };
 
 static int missing_record_tx(bfs_ingest *ing, void *ctx)
@@ -2288,16 +2289,19 @@ static int missing_record_tx(bfs_ingest *ing, void *ctx)
                 snprintf(m->text, sizeof m->text, "instrument %s", ins);
             else
                 snprintf(m->text, sizeof m->text, "%s %s of %s", e, v, ins);
+            m->source = !strcmp(e, "visit") ? "visits are defined from exposures by the Python Butler "
+                                              "(butler define-visits)"
+                                            : "dimension records come from the repository (the Python "
+                                              "Butler, or a raw of the instrument ingested here)";
             return 0;
         }
     }
     return 0;
 }
 
-/* The reason text for a dataId's missing record m->text. */
-#define MISSING_RECORD_WHY                                                                         \
-    "the registry has no record of %s (dataId %s): dimension records come from the repository " \
-    "(the Python Butler, or a raw of the instrument ingested here)"
+/* The reason text for a dataId's missing record m->text, its dataId and
+ * m->source. */
+#define MISSING_RECORD_WHY "the registry has no record of %s (dataId %s): %s"
 
 /* Quarantine u, whose registration found no record for part of its dataId
  * (or no dataset type), with a reason that says which when it can. */
@@ -2308,7 +2312,7 @@ static void quarantine_missing(bfs_ingest *ing, struct bfs_upload *u)
     with_registry(ing, missing_record_tx, &m);
     char *dataid = data_id_text(u->dim_names, u->dim_values, u->ndims, false);
     if (m.text[0])
-        quarantine_as(u, ENOENT, MISSING_RECORD_WHY, m.text, dataid ? dataid : "?");
+        quarantine_as(u, ENOENT, MISSING_RECORD_WHY, m.text, dataid ? dataid : "?", m.source);
     else if (u->dtype && !bfs_catalog_dataset_type(bfs_registry_catalog(ing->reg), u->dtype))
         quarantine_as(u, ENOENT, "the registry has no dataset type %s", u->dtype);
     else
@@ -3555,7 +3559,7 @@ static int path_records_fault(bfs_ingest *ing, const bfs_ingest_target *t)
     if (with_registry(ing, missing_record_tx, &m) < 0 || !m.text[0])
         return 0;
     char *dataid = data_id_text((char *const *)t->dim_names, (char *const *)t->dim_values, t->ndims, false);
-    char *why = bfs_asprintf(MISSING_RECORD_WHY, m.text, dataid ? dataid : "?");
+    char *why = bfs_asprintf(MISSING_RECORD_WHY, m.text, dataid ? dataid : "?", m.source);
     int ret = refuse_create(ing, t, ENOENT, why ? why : "the registry has no record of part of the dataId");
     free(why);
     free(dataid);
