@@ -277,6 +277,17 @@ static void opw_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     struct stat st;
     const char *why = NULL;
     int ret = bfs_tree_mkdir(fs->tree, dir, name, &child, &st, &why);
+    bfs_write_target wt;
+    if (ret == 0)
+        bfs_tree_write_target(fs->tree, child, &wt); /* wt.run: also below a partial dataId */
+    if (ret == 0 && wt.run && bfs_ingest_readonly(fs->ing, wt.run)) {
+        /* in a read-only collection, or one to be: no file could be
+         * written below it, so it is not made */
+        bfs_tree_unmake(fs->tree, child);
+        bfs_tree_forget(fs->tree, child, 1);
+        why = "a read-only collection (ingest.readonly_collections)";
+        ret = -EROFS;
+    }
     if (ret < 0) {
         if (why)
             refused_name(dir, "directory", name, ret, why);

@@ -218,7 +218,7 @@ int bfs_tree_make_replica_dir(bfs_tree *t);
  * ancestors and from the registry's catalog: valid while the caller holds
  * dir (a FUSE request on it does). */
 typedef struct bfs_write_target {
-    const char *run;            /* the RUN collection's name */
+    const char *run;            /* the RUN collection's name (set for a partial dataId too, refused) */
     bool run_exists;            /* false: a path level made by mkdir; register the RUN first */
     const char *dataset_type;   /* NULL: dir is the run's own directory (raw ingest) */
     bool replica;               /* dir is opts.replica_dir (run is its name): replicas and their sidecars */

@@ -23,20 +23,31 @@ EXP=${R% *}; DET=${R#* }
 path() { echo "$T/mnt/$1/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"; }
 one_file() { find "$(path "$1")" -type f -name '*.fits' | head -1; }
 
+# the RUN ro/x, written before it was made read-only
+mount_repo "$T/repo" "$T/mnt" rw || finish
+mkdir -p "$(path ro/x)" && cp "$SRC" "$(path ro/x)/first.fits" || fail "cp into ro/x"
+unmount
 printf 'ingest:\n  readonly_collections: ["ro/*"]\n' >"$T/off.yaml"
 mount_repo "$T/repo" "$T/mnt" "rw,config=$T/off.yaml" || finish
 mkdir -p "$(path u/keep)" && cp "$SRC" "$(path u/keep)/a.fits" || fail "cp into u/keep"
 F=$(one_file u/keep)
 rm "$F" 2>"$T/err"
 expect "without ingest.allow_remove rm is refused (EPERM)" grep -q "Operation not permitted" "$T/err"
-mkdir -p "$(path ro/x)" # path levels only: the RUN would be registered by the first file
+mkdir -p "$(path ro/new)" 2>"$T/err.mk"
+expect "mkdir of a new collection a read-only glob matches is refused (EROFS)" \
+    grep -q "cannot create directory.*ro/new.*Read-only file system" "$T/err.mk"
+expect "... and the log says why" \
+    grep -q "cannot create directory /ro/new in the mount (Read-only file system): a read-only collection" "$BFS_LOG"
+mkdir "$(path ro/x)/../../detector=$((DET + 1))" 2>"$T/err.mk2"
+expect "... and so is a directory below a read-only RUN (a partial dataId)" \
+    grep -q "Read-only file system" "$T/err.mk2"
 cp "$SRC" "$(path ro/x)/a.fits" 2>"$T/err.ro"
 expect "a read-only collection (ingest.readonly_collections) refuses a file with EROFS" \
     grep -q "Read-only file system" "$T/err.ro"
-expect "... and registers nothing" test "$(count ro/x)" = 0
+expect "... and registers nothing more" test "$(count ro/x)" = 1
 expect "... and says so in the log and in an event line (outcome refused, EROFS)" python3 - "$T/repo/.butlerfs/events.jsonl" "$BFS_LOG" <<'PY'
 import json, sys
-ev = [e for e in map(json.loads, open(sys.argv[1])) if e.get("run") == "ro/x"]
+ev = [e for e in map(json.loads, open(sys.argv[1])) if e.get("run") == "ro/x" and e.get("outcome") != "ingested"]
 assert len(ev) == 1, ev
 e = ev[0]
 assert e["status"] == 1 and e["outcome"] == "refused" and e["errno"] == "EROFS" and e["name"] == "a.fits", e
