@@ -124,10 +124,10 @@ static void print_human(json_t *j)
                (long long)int_of(n, "invalidations"));
     json_t *in = json_object_get(j, "ingest");
     if (json_is_object(in))
-        printf("  ingest       %lld ingested, %lld duplicates, %lld quarantined, %lld in progress; "
+        printf("  ingest       %lld ingested, %lld duplicates, %lld quarantined, %lld refused at create, %lld in progress; "
                "%lld finished after a restart; %lld not fully staged (tried again while mounted, and at the next mount)\n",
                (long long)int_of(in, "ingested"), (long long)int_of(in, "duplicates"),
-               (long long)int_of(in, "quarantined"), (long long)int_of(in, "in_flight"),
+               (long long)int_of(in, "quarantined"), (long long)int_of(in, "refused"), (long long)int_of(in, "in_flight"),
                (long long)int_of(in, "recovered"), (long long)int_of(in, "staging_failed"));
     if (json_is_object(in) && int_of(in, "quarantined") > 0)
         printf("  quarantine   %s (butlerfs quarantine lists the files and why)\n", str_of(in, "quarantine_dir"));

@@ -266,8 +266,9 @@ static json_t *ingest_json(bfs_status *s)
         return json_null();
     bfs_ingest_stats st;
     bfs_ingest_stats_get(ing, &st);
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "ingested", (json_int_t)st.ingested, "duplicates",
-                     (json_int_t)st.duplicates, "quarantined", (json_int_t)st.quarantined, "in_flight",
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "ingested", (json_int_t)st.ingested, "duplicates",
+                     (json_int_t)st.duplicates, "quarantined", (json_int_t)st.quarantined, "refused",
+                     (json_int_t)st.refused, "in_flight",
                      (json_int_t)st.in_flight, "recovered", (json_int_t)st.recovered, "staging_failed",
                      (json_int_t)st.staging_failed, "quarantine_dir", bfs_ingest_quarantine_dir(ing));
 }

@@ -3505,8 +3505,9 @@ static void purge_locked(bfs_ingest *ing)
     }
 }
 
-/* A create refused before any byte was taken (a read-only collection):
- * the writer's open fails, and the log and an event line say so. */
+/* A create refused before any byte was taken (a read-only collection, a
+ * dataId without records): the writer's open fails, and the log and an event
+ * line say so, and the status counts it. */
 static int refuse_create(bfs_ingest *ing, const bfs_ingest_target *t, int err, const char *why)
 {
     struct bfs_upload r = {.ing = ing, .run = (char *)t->run, .dtype = (char *)t->dataset_type,
@@ -3519,6 +3520,9 @@ static int refuse_create(bfs_ingest *ing, const bfs_ingest_target *t, int err, c
     }
     bfs_warn(TAG, "refused %s", r.reason ? r.reason : why);
     append_event(ing, &r, NULL);
+    pthread_mutex_lock(&ing->lock);
+    ing->stats.refused++;
+    pthread_mutex_unlock(&ing->lock);
     free(r.reason);
     return -err;
 }

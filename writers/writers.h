@@ -280,6 +280,7 @@ int bfs_ingest_inbox(bfs_ingest *ing, const char *run, bfs_inbox_cb cb, void *ct
 /* Counters for the status file. */
 typedef struct bfs_ingest_stats {
     uint64_t ingested, duplicates, quarantined, in_flight, recovered;
+    uint64_t refused; /* creates refused before any byte was taken (a read-only collection, no records) */
     uint64_t staging_failed; /* datasets registered but not fully staged now: a staging link still
                               * failed after its tries (tried again every ingest.staging_retry, doubling,
                               * and at the next mount; the intent is kept until they succeed) */
