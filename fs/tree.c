@@ -1115,14 +1115,22 @@ static void unmake_and_forget(bfs_tree *t, bfs_node *n)
  * the kernel then forgets.  depth bounds the walk (a dataId's levels). */
 static void remake_below(bfs_tree *t, bfs_node *from, bfs_node *to, int depth)
 {
-    char *names[64];
-    int n = 0;
+    /* every made child (a focal plane's 189 detector levels, say): their
+     * names copied under the lock, made again without it */
+    size_t n = 0, cap = 0;
+    char **names = NULL;
     pthread_mutex_lock(&t->lock);
-    for (bfs_node *c = from->child; c && n < 64; c = c->sib_next)
+    for (bfs_node *c = from->child; c; c = c->sib_next)
+        cap += c->made;
+    names = cap ? malloc(cap * sizeof *names) : NULL;
+    for (bfs_node *c = from->child; c && n < cap && names; c = c->sib_next)
         if (c->made && (names[n] = strdup(c->name)) != NULL)
             n++;
     pthread_mutex_unlock(&t->lock);
-    for (int i = 0; i < n; i++) {
+    if (n < cap)
+        bfs_warn(TREE_TAG, "out of memory: %zu directories made before dataset type %s existed are lost below it",
+                 cap - n, to->name);
+    for (size_t i = 0; i < n; i++) {
         bfs_node *old = find_known(t, from, names[i], true), *made = NULL;
         struct stat st;
         int ret = bfs_tree_mkdir(t, to, names[i], &made, &st, NULL);
@@ -1139,6 +1147,7 @@ static void remake_below(bfs_tree *t, bfs_node *from, bfs_node *to, int depth)
             unmake_and_forget(t, old);
         free(names[i]);
     }
+    free(names);
 }
 
 int bfs_tree_lookup(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **child, struct stat *st)

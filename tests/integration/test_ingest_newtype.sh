@@ -16,7 +16,8 @@
 # with a reason naming the record; after a remount, read-only, everything is there; the type's row
 # has the dimension group and storage class the Butler would give it;
 # directories made with mkdir -p before the type's first file stay, below
-# the type's own directory, and take their files; rsync -a of a tree of a
+# the type's own directory, and take their files (189 of them, written at
+# once); rsync -a of a tree of a
 # new type works (its temporary names keep the extension).
 . "$(dirname "$0")/lib.sh"
 skip_unless_fuse
@@ -148,6 +149,25 @@ unmount
 mount_repo "$T/repo" "$T/mnt" || finish
 expect "after a remount (read-only), the files of the created types read back" \
     test "$(find "$T/mnt/run2" -type f | wc -l)" = 3
+unmount
+
+# a focal plane of a new type: mkdir -p of 189 dataId directories, then
+# 189 writers at once; the first file makes the type, and every directory
+# made before it (not just the first 64) stays below the type's own
+"$BFS_BIN" synth "$T/fp" --exposures 1 --detectors 189 >/dev/null 2>&1 || fail "synth of 189 detectors"
+FEXP=$(sqlite3 "$T/fp/gen3.sqlite3" "SELECT id FROM exposure LIMIT 1")
+mount_repo "$T/fp" "$T/mnt" "rw,config=$T/cfg.yaml" || finish
+for d in $(seq 0 188); do mkdir -p "$T/mnt/fprun/fpcat/instrument=LSSTCam/detector=$d/exposure=$FEXP"; done
+pids=()
+for d in $(seq 0 188); do
+    cp "$T/e.yaml" "$T/mnt/fprun/fpcat/instrument=LSSTCam/detector=$d/exposure=$FEXP/" 2>>"$T/fp.err" &
+    pids+=($!)
+done
+wait "${pids[@]}" # not the daemon, also this shell's child
+expect "189 writers at once into 189 directories made before their new type: every cp exits 0" \
+    test ! -s "$T/fp.err"
+expect "... and 189 datasets of the type" \
+    test "$(sqlite3 "$T/fp/gen3.sqlite3" "SELECT count(*) FROM dataset d JOIN dataset_type t ON t.id = d.dataset_type_id WHERE t.name = 'fpcat'")" = 189
 unmount
 expect_no_sanitizer
 finish
