@@ -85,7 +85,13 @@ struct bfs_node {
     uint8_t kind;      /* enum kind */
     int8_t k;          /* K_DATA: the dimension this node fixes, -1 for a dataset type */
     bool evicting;     /* the kernel was asked to drop it (under t->lock) */
-    bool made;         /* made by mkdir (-o rw): the tree pins it while it lives */
+    /* made by mkdir (-o rw): the tree pins it while it lives.  Written
+     * under t->lock, read without it too (atomic). */
+    atomic_bool made;
+    /* made, then given way to its dataset type's directory (remake_below):
+     * the kernel's entry for it, until dropped, still means the same
+     * dataId, so a create through it is taken (made_type_chain) */
+    atomic_bool replaced;
     bool has_made;     /* a child was made by mkdir (under t->lock; never cleared) */
     atomic_bool missing_logged;
     struct leaf_set *leaves;       /* K_DATA with every dimension fixed: cached files;
@@ -1099,11 +1105,13 @@ static void unmake_locked(bfs_node *n)
     }
 }
 
-/* Unmake n and drop the lookup the caller took on it. */
-static void unmake_and_forget(bfs_tree *t, bfs_node *n)
+/* Unmake n, which a level made below its dataset type's directory now
+ * stands for (n->replaced), and drop the lookup the caller took on it. */
+static void replace_and_forget(bfs_tree *t, bfs_node *n)
 {
     pthread_mutex_lock(&t->lock);
     unmake_locked(n);
+    n->replaced = true;
     pthread_mutex_unlock(&t->lock);
     bfs_tree_forget(t, n, 1);
 }
@@ -1144,7 +1152,7 @@ static void remake_below(bfs_tree *t, bfs_node *from, bfs_node *to, int depth)
             bfs_warn(TREE_TAG, "directory %s, made before dataset type %s existed, cannot be made below it: %s",
                      names[i], to->name, strerror(-ret));
         if (old)
-            unmake_and_forget(t, old);
+            replace_and_forget(t, old);
         free(names[i]);
     }
     free(names);
@@ -1171,7 +1179,7 @@ int bfs_tree_lookup(bfs_tree *t, bfs_node *parent, const char *name, bfs_node **
                 bfs_node *made = *child;
                 *child = materialize(t, proto);
                 remake_below(t, made, *child, 0);
-                unmake_and_forget(t, made); /* the type's directory is what the name means now */
+                replace_and_forget(t, made); /* the type's directory is what the name means now */
             } else {
                 node_free(proto);
             }
@@ -1896,7 +1904,7 @@ static int refuse(bfs_write_target *out, int err, const char *why)
     return err;
 }
 
-/* Whether dir ends a chain of made levels RUN/<type>/<dim>=<value>/... that
+/* Whether dir ends a chain of made (or replaced) levels RUN/<type>/<dim>=<value>/... that
  * stands for a dataset type to be (see bfs_write_target): 1 and out filled,
  * 0 when it does not, -EINVAL when it does but cannot be one. */
 static int made_type_chain(bfs_tree *t, const bfs_node *dir, bfs_write_target *out)
@@ -1905,7 +1913,8 @@ static int made_type_chain(bfs_tree *t, const bfs_node *dir, bfs_write_target *o
     int k = 0;
     const bfs_dimension *dims[BFS_MAX_DIMS];
     char dim[64], value[BFS_MAX_VALUE];
-    for (; n && n->kind == K_COLL && n->made && !coll_of(t, n) && strchr(n->name, '='); n = n->parent) {
+    for (; n && n->kind == K_COLL && (n->made || n->replaced) && !coll_of(t, n) && strchr(n->name, '=');
+         n = n->parent) {
         if (k == BFS_MAX_DIMS || bfs_names_parse_dim(n->name, dim, sizeof dim, value, sizeof value) < 0 ||
             !(dims[k] = bfs_registry_dimension_by_name(t->reg, dim)))
             return 0;
@@ -1916,7 +1925,7 @@ static int made_type_chain(bfs_tree *t, const bfs_node *dir, bfs_write_target *o
         k++;
     }
     const bfs_node *tn = n, *rn = n ? n->parent : NULL;
-    if (k == 0 || !tn || tn->kind != K_COLL || !tn->made || coll_of(t, tn) || !rn || rn == t->root ||
+    if (k == 0 || !tn || tn->kind != K_COLL || !(tn->made || tn->replaced) || coll_of(t, tn) || !rn || rn == t->root ||
         rn->kind != K_COLL || bfs_names_unescape(tn->name, out->type_buf, sizeof out->type_buf) < 0)
         return 0;
     const bfs_collection *rc = coll_of(t, rn);
