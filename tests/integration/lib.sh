@@ -319,6 +319,19 @@ expect_no_secret()
 
 # expect_no_sanitizer [FILES...]: fail when any of FILES (by default every
 # log and stderr of the daemons this test started) holds a sanitizer report.
+# status_until MNT OUT REGEX: `butlerfs status --json MNT` into OUT until
+# it matches REGEX (the status file is rewritten every few seconds; 6 s at
+# most); OUT then holds the last reply.
+status_until()
+{
+    for _ in $(seq 30); do
+        "$BFS_BIN" status --json "$1" >"$2" 2>/dev/null
+        grep -q "$3" "$2" && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
 expect_no_sanitizer()
 {
     [ $# -gt 0 ] || set -- "$BFS_TMP"/daemon.*.log "$BFS_TMP"/daemon.*.stderr

@@ -133,11 +133,7 @@ expect "rejected bytes are quarantined with a reason" \
 expect "the quarantine is private" test "$(stat -c %a "$T/repo/.butlerfs")" = 700
 expect "an event line per outcome" \
     bash -c "test \$(wc -l <'$T/repo/.butlerfs/events.jsonl') -ge 3 && python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' '$T/repo/.butlerfs/events.jsonl'"
-for _ in $(seq 30); do   # the status file is rewritten every few seconds
-    "$BFS_BIN" status --json "$T/mnt" >"$T/s.json" 2>/dev/null
-    grep -q '"quarantined": *3' "$T/s.json" && break
-    sleep 0.2
-done
+status_until "$T/mnt" "$T/s.json" '"quarantined": *3'
 expect "status --json counts the outcomes (1 ingested, 1 duplicate, 3 quarantined)" python3 - "$T/s.json" <<'PY'
 import json, sys
 i = json.load(open(sys.argv[1]))[0]["ingest"]

@@ -81,11 +81,7 @@ expect "... and its new RUN was not registered for it" \
     test "$(sqlite3 "$DB" "SELECT count(*) FROM collection WHERE name = 'run7'")" = 0
 expect "... and nothing was quarantined: no bytes were taken" \
     test "$(find "$T/repo/.butlerfs/quarantine" -name '*.reason' 2>/dev/null | wc -l)" = 0
-for _ in $(seq 30); do   # the status file is rewritten every few seconds
-    "$BFS_BIN" status --json "$T/mnt" >"$T/s.json" 2>/dev/null
-    grep -q '"refused": *2' "$T/s.json" && break
-    sleep 0.2
-done
+status_until "$T/mnt" "$T/s.json" '"refused": *2'
 expect "status counts the two refused at create, none quarantined" python3 - "$T/s.json" <<'PY'
 import json, sys
 i = json.load(open(sys.argv[1]))[0]["ingest"]

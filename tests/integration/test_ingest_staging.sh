@@ -25,17 +25,6 @@ printf 'ingest:\n  staging: [%s, %s]\n  staging_retry: 1s\n' "$T/oods" "$T/archi
 day=$(date -u -d '-12 hours' +%F)
 : >"$T/archive/$day"   # a file where the day's directory belongs
 
-# status_until N: butlerfs status --json into $T/s.json until it counts N
-# not fully staged (the status file is rewritten every few seconds)
-status_until()
-{
-    for _ in $(seq 30); do
-        "$BFS_BIN" status --json "$T/mnt" >"$T/s.json" 2>/dev/null
-        grep -q "\"staging_failed\": *$1" "$T/s.json" && return
-        sleep 0.2
-    done
-}
-
 mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || finish
 mkdir -p "$T/mnt/LSSTCam/raw/all"
 expect "the raw is ingested although one staging link fails (close 0)" cp "${RAWS[0]}" "$T/mnt/LSSTCam/raw/all/"
@@ -52,7 +41,7 @@ assert 'a staging link failed' in e['description'], e
 " "$T/repo/.butlerfs/events.jsonl" "$T/archive"
 expect "the log warns, naming the tree" grep -q "cannot link .* into staging tree $T/archive" "$BFS_LOG"
 expect "the upload's intent stays for the next mount" test -n "$(ls "$T/repo/.butlerfs/spool"/*.intent 2>/dev/null)"
-status_until 1
+status_until "$T/mnt" "$T/s.json" '"staging_failed": *1'
 expect "status --json counts the staging failure" python3 -c "
 import json, sys
 i = json.load(open(sys.argv[1]))[0]['ingest']
@@ -71,7 +60,7 @@ done
 expect "unblocked while mounted, the retry makes the missing link (ingest.staging_retry)" \
     test "$(stat -c %i "$stored")" = "$(stat -c %i "$T/archive/$day/$name" 2>/dev/null)"
 expect "... and the intent is gone" test -z "$(ls "$T/repo/.butlerfs/spool"/*.intent 2>/dev/null)"
-status_until 0
+status_until "$T/mnt" "$T/s.json" '"staging_failed": *0'
 expect "... and status counts nothing not fully staged" grep -q '"staging_failed": *0' "$T/s.json"
 expect "... and the log says it is fully staged now" grep -q "is fully staged now" "$BFS_LOG"
 
@@ -136,7 +125,7 @@ done
 expect "the retry sees the dataset removed and drops the intent" \
     test -z "$(ls "$T/repo/.butlerfs/spool"/*.intent 2>/dev/null)"
 expect "... and the log says why" grep -q "was removed before all its staging links were made" "$BFS_LOG"
-status_until 0
+status_until "$T/mnt" "$T/s.json" '"staging_failed": *0'
 expect "... and status counts nothing not fully staged" grep -q '"staging_failed": *0' "$T/s.json"
 rm "$T/archive/$day"
 unmount

@@ -44,11 +44,7 @@ for _ in $(seq 50); do
 done
 expect "the retry sees it removed and ends every intent of the pair" test "$(intents)" = 0
 expect "... and the log says why" grep -q "was removed before all its staging links were made" "$BFS_LOG"
-for _ in $(seq 30); do
-    "$BFS_BIN" status --json "$T/mnt" >"$T/s.json" 2>/dev/null
-    grep -q '"staging_failed": *0' "$T/s.json" && break
-    sleep 0.2
-done
+status_until "$T/mnt" "$T/s.json" '"staging_failed": *0'
 expect "... and status counts nothing not fully staged" grep -q '"staging_failed": *0' "$T/s.json"
 
 # the other order, the sidecar first: the replica's close is the pair's
