@@ -687,14 +687,21 @@ static int decide_path(bfs_ingest *ing, struct bfs_upload *u, struct tvals *t)
     return 0;
 }
 
+/* The value of dimension dim in a dataId of n names and values, or NULL. */
+static const char *dim_value(const char *const *names, const char *const *values, int n, const char *dim)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(names[i], dim))
+            return values[i];
+    return NULL;
+}
+
 /* The instrument of u's dataId (owned by u), or NULL when it has none: the
  * event's instrument field and the transfer rules' (instruments:). */
 static const char *upload_instrument(const struct bfs_upload *u)
 {
-    for (int i = 0; i < u->ndims; i++)
-        if (!strcmp(u->dim_names[i], "instrument"))
-            return u->dim_values[i];
-    return NULL;
+    return dim_value((const char *const *)u->dim_names, (const char *const *)u->dim_values, u->ndims,
+                     "instrument");
 }
 
 /* Whether u's name says FITS: .fits, .fit, .fits.fz, .fits.gz, .fz. */
@@ -2271,10 +2278,7 @@ struct missing_record {
 static int missing_record_tx(bfs_ingest *ing, void *ctx)
 {
     struct missing_record *m = ctx;
-    const char *ins = NULL;
-    for (int i = 0; i < m->n; i++)
-        if (!strcmp(m->names[i], "instrument"))
-            ins = m->values[i];
+    const char *ins = dim_value(m->names, m->values, m->n, "instrument");
     /* the instrument first: the others are of it */
     for (int i = -1; ins && i < m->n; i++) {
         const char *e = i < 0 ? "instrument" : m->names[i], *v = i < 0 ? ins : m->values[i];
@@ -3552,12 +3556,9 @@ static int name_fault(const char *name, const char **why)
  * registry cannot say; the registration then decides. */
 static int path_records_fault(bfs_ingest *ing, const bfs_ingest_target *t)
 {
-    const char *ins = NULL;
-    for (int i = 0; i < t->ndims; i++)
-        if (!strcmp(t->dim_names[i], "instrument"))
-            ins = t->dim_values[i];
     if (!t->dataset_type || t->replica)
         return 0;
+    const char *ins = dim_value(t->dim_names, t->dim_values, t->ndims, "instrument");
     struct missing_record m = {.names = t->dim_names, .values = t->dim_values, .n = t->ndims,
                                .from_headers = translates_raw_at(ing, t->dataset_type, ins)};
     if (with_registry(ing, missing_record_tx, &m) < 0 || !m.text[0])
