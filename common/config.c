@@ -704,6 +704,16 @@ int bfs_yaml_repeated(const bfs_yaml *y, const bfs_yaml_node *m, size_t i)
     return 0;
 }
 
+bool bfs_yaml_twice(const bfs_yaml *y, const bfs_yaml_node *m, size_t i, const char *file, const char *where,
+                    char **errmsg)
+{
+    int first = bfs_yaml_repeated(y, m, i);
+    if (first)
+        bfs_set_errmsg(errmsg, "%s:%d: %s%s is given twice (first at line %d)", file,
+                       bfs_yaml_line(y, bfs_yaml_item(y, m, i)), where, bfs_yaml_key(y, m, i), first);
+    return first != 0;
+}
+
 static const char *node_kind(const bfs_yaml *y, const bfs_yaml_node *n)
 {
     return bfs_yaml_is_map(y, n) ? "a mapping" : bfs_yaml_is_seq(y, n) ? "a list" : "a scalar";

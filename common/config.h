@@ -76,6 +76,11 @@ bool bfs_yaml_is_null(const bfs_yaml *y, const bfs_yaml_node *n);
  * first one (a repeated key is an error in every section, not the last one
  * silently winning); else 0. */
 int bfs_yaml_repeated(const bfs_yaml *y, const bfs_yaml_node *m, size_t i);
+/* The same for a section's own parser: true when key i of mapping m
+ * repeats an earlier one, *errmsg then "FILE:LINE: WHEREKEY is given twice
+ * (first at line N)" (where: the key's section prefix, "ingest." say). */
+bool bfs_yaml_twice(const bfs_yaml *y, const bfs_yaml_node *m, size_t i, const char *file, const char *where,
+                    char **errmsg);
 
 /* A boolean as the configuration file writes it: true/yes/on -> 1,
  * false/no/off -> 0 (any case), anything else (or NULL) -> -1. */

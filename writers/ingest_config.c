@@ -130,12 +130,8 @@ static int cfg_header_service(const bfs_yaml *y, const bfs_yaml_node *v, const c
         const bfs_yaml_node *n = bfs_yaml_item(y, v, i);
         const char *s = bfs_yaml_scalar(y, n);
         int64_t ms;
-        int first = bfs_yaml_repeated(y, v, i);
-        if (first) {
-            bfs_set_errmsg(errmsg, "%s:%d: ingest.header_service.%s is given twice (first at line %d)", file,
-                           bfs_yaml_line(y, n), key, first);
+        if (bfs_yaml_twice(y, v, i, file, "ingest.header_service.", errmsg))
             return -EINVAL;
-        }
         if (key && !strcmp(key, "dir")) {
             int ret = cfg_path(y, n, file, "header_service.dir", &c->hs_dir, errmsg);
             if (ret < 0)
@@ -173,11 +169,9 @@ int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, con
         const char *key = bfs_yaml_key(y, section, i);
         const bfs_yaml_node *v = bfs_yaml_item(y, section, i);
         const char *s = bfs_yaml_scalar(y, v);
-        int ret = 0, first = bfs_yaml_repeated(y, section, i);
+        int ret = 0;
         int64_t n;
-        if (first) {
-            bfs_set_errmsg(errmsg, "%s:%d: ingest.%s is given twice (first at line %d)", file, bfs_yaml_line(y, v),
-                           key, first);
+        if (bfs_yaml_twice(y, section, i, file, "ingest.", errmsg)) {
             ret = -EINVAL;
         } else if (!key) {
             ret = cfg_fail(errmsg, file, y, v, "has a key that is not a string", "?");

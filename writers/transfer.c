@@ -125,18 +125,6 @@ static int cfg_fail(char **errmsg, const char *file, const bfs_yaml *y, const bf
     return -EINVAL;
 }
 
-/* Whether the key at index i of mapping m was given before it (then
- * *errmsg says so with file:line). */
-static bool cfg_twice(const bfs_yaml *y, const bfs_yaml_node *m, size_t i, const char *file, const char *where,
-                      char **errmsg)
-{
-    int first = bfs_yaml_repeated(y, m, i);
-    if (first)
-        bfs_set_errmsg(errmsg, "%s:%d: transfer.%s%s is given twice (first at line %d)", file,
-                       bfs_yaml_line(y, bfs_yaml_item(y, m, i)), where, bfs_yaml_key(y, m, i), first);
-    return first != 0;
-}
-
 /* A string, or a list of strings, into a new array. */
 static int cfg_globs(const bfs_yaml *y, const bfs_yaml_node *v, const char *file, const char *key, char ***out,
                      int *n, char **errmsg)
@@ -174,7 +162,7 @@ static int cfg_dest(const bfs_yaml *y, const bfs_yaml_node *m, const char *file,
         const bfs_yaml_node *v = bfs_yaml_item(y, m, i);
         const char *s = bfs_yaml_scalar(y, v);
         int ret = 0;
-        if (cfg_twice(y, m, i, file, "destinations.", errmsg))
+        if (bfs_yaml_twice(y, m, i, file, "transfer.destinations.", errmsg))
             return -EINVAL;
         if (key && !strcmp(key, "name")) {
             if (!s || !bfs_is_one_component(s) || strchr(s, '.'))
@@ -228,7 +216,7 @@ static int cfg_retention(const bfs_yaml *y, const bfs_yaml_node *m, const char *
         const bfs_yaml_node *v = bfs_yaml_item(y, m, i);
         const char *s = bfs_yaml_scalar(y, v);
         int ret = 0;
-        if (cfg_twice(y, m, i, file, "retention.", errmsg))
+        if (bfs_yaml_twice(y, m, i, file, "transfer.retention.", errmsg))
             return -EINVAL;
         if (key && !strcmp(key, "collections")) {
             ret = cfg_globs(y, v, file, "retention.collections", &r->collections, &r->n_collections, errmsg);
@@ -267,7 +255,7 @@ int bfs_transfer_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, c
         const char *s = bfs_yaml_scalar(y, v);
         int64_t n;
         int ret = 0;
-        if (cfg_twice(y, section, i, file, "", errmsg))
+        if (bfs_yaml_twice(y, section, i, file, "transfer.", errmsg))
             return -EINVAL;
         if (key && !strcmp(key, "destinations")) {
             if (!bfs_yaml_is_seq(y, v) || !bfs_yaml_len(y, v))
