@@ -17,6 +17,9 @@
  *     --one registry transaction--> REGISTERED --links, event--> ANNOUNCED --> (intent removed)
  *   a staging link that still fails: the event says so and the upload stays REGISTERED
  *   any rejection: --> QUARANTINED --move, reason, event--> ANNOUNCED
+ *   a create refused before OPEN (bfs_upload_may_begin: a name that cannot
+ *   be one, a read-only collection, a dataId without records): no upload, no
+ *   intent, no spool file; an event line only, so nothing to recover
  *
  * Write-ahead: the intent record names the state an upload is in, and it is
  * written (tmp file, fdatasync, rename, fsync of the spool directory) before
