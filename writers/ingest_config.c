@@ -25,6 +25,7 @@ void bfs_ingest_config_defaults(bfs_ingest_config *c)
     c->hs_wait_ms = 10000;
     c->webhook_queue = 10000;
     c->check_amplifiers = true;
+    c->drop_pages = true;
 }
 
 void bfs_ingest_config_free(bfs_ingest_config *c)
@@ -206,6 +207,11 @@ int bfs_ingest_config_parse(const bfs_yaml *y, const bfs_yaml_node *section, con
                 ret = cfg_fail(errmsg, file, y, v, "must be strict or advisory", key);
             else
                 c->checksums_advisory = !strcmp(s, "advisory");
+        } else if (!strcmp(key, "page_cache")) {
+            if (!s || (strcmp(s, "drop") && strcmp(s, "keep")))
+                ret = cfg_fail(errmsg, file, y, v, "must be drop or keep", key);
+            else
+                c->drop_pages = !strcmp(s, "drop");
         } else if (!strcmp(key, "quarantine") || !strcmp(key, "events")) {
             ret = cfg_path(y, v, file, key, key[0] == 'q' ? &c->quarantine_dir : &c->events_file, errmsg);
         } else if (!strcmp(key, "default_storage_class")) {

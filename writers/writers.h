@@ -38,6 +38,8 @@ typedef struct bfs_ingest_config {
     int n_readonly_collections;
     bool create_dataset_types;   /* path ingest may create an unknown dataset type (false) */
     bool checksums_advisory;     /* a CHECKSUM/DATASUM mismatch is logged, not refused (false) */
+    bool drop_pages;             /* page_cache: drop (true): a file's pages leave the page cache once
+                                  * it is ingested or quarantined (ingest.c, drop_pages) */
     bool check_amplifiers;       /* a Rubin raw with fewer amplifier HDUs than its detector has is
                                   * refused (true; translate.h) */
     bool allow_remove;           /* an unlink of a dataset's file in the mount removes the dataset

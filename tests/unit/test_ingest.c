@@ -53,6 +53,7 @@ static void test_config(void **state)
     assert_int_equal(c.registry_deadline_ms, 30000); /* a default kept */
     assert_true(c.check_amplifiers);                 /* the default */
     assert_false(c.create_dataset_types);
+    assert_true(c.drop_pages);                       /* page_cache: drop */
     bfs_ingest_config_free(&c);
     expect_bad("ingest:\n  workers: 3\n  stagin: [/x]\n", "c.yaml:3: unknown key 'ingest.stagin'");
     expect_bad("ingest:\n  inbox_ttl: soon\n", "ingest.inbox_ttl must be a duration");
@@ -78,6 +79,10 @@ static void test_config(void **state)
     expect_bad("ingest:\n  header_service: {dir: /a, url: \"http://h/{obsid}\"}\n", "exactly one");
     expect_bad("ingest:\n  header_service: {dir: /a, timeout: 3s}\n", "'ingest.header_service.timeout'");
     expect_bad("ingest:\n  checksums: maybe\n", "must be strict or advisory");
+    assert_int_equal(parse("ingest:\n  page_cache: keep\n", &c, &msg), 0);
+    assert_false(c.drop_pages);
+    bfs_ingest_config_free(&c);
+    expect_bad("ingest:\n  page_cache: maybe\n", "c.yaml:2: ingest.page_cache must be drop or keep");
     assert_int_equal(parse("ingest:\n  check_amplifiers: false\n  create_dataset_types: true\n", &c, &msg), 0);
     assert_false(c.check_amplifiers);
     assert_true(c.create_dataset_types);
