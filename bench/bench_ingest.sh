@@ -201,6 +201,8 @@ echo "machine: $(nproc) cores $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f
 printf "focal plane, %d files x %d MiB, median of %d\n" "$FILES" "$MIB" "$REPS"
 printf "  cp one after another: mount %.2f s (%.0f MiB/s), local disk %.2f s (%.0f MiB/s): ratio %.2f (target >= 0.8)\n" \
   "$S_M" "$(echo "$mb / $S_M" | bc -l)" "$S_N" "$(echo "$mb / $S_N" | bc -l)" "$(echo "$S_N / $S_M" | bc -l)"
+[ "$REPS" -gt 1 ] && printf "    each run: local %s s; mount %s s\n" "$(printf '%.2f ' "${sn[@]}" | sed 's/ $//')" \
+  "$(printf '%.2f ' "${sm[@]}" | sed 's/ $//')"
 printf "  all cps at once:      mount %.2f s (%.0f MiB/s), local disk %.2f s (%.0f MiB/s): ratio %.2f\n" \
   "$P_M" "$(echo "$mb / $P_M" | bc -l)" "$P_N" "$(echo "$mb / $P_N" | bc -l)" "$(echo "$P_N / $P_M" | bc -l)"
 printf "  ceiling (local cp + b2sum + sync of each file: a mount close's promises, without FUSE or registry):\n"
