@@ -48,7 +48,7 @@
  * |             |                                             | a link failed: event, stays (retried, next mount) |
  * |             |                                             | file gone, dataset removed: -> ANNOUNCED |
  * | QUARANTINED | the reason is in the intent                 | move U.data to quarantine, U.reason, event -> ANNOUNCED |
- * | ANNOUNCED   | everything done                             | unlink the intent                 |
+ * | ANNOUNCED   | everything done                             | drop its pages (page_cache), unlink the intent |
  *
  * The writer's seal is answered when REGISTERED (0) or a quarantine is
  * complete (-errno): what was promised is on disk by then.
@@ -2672,7 +2672,6 @@ static int step_quarantined(bfs_ingest *ing, struct bfs_upload *u)
     return ret;
 }
 
-/* One step out of u->st; the new state is durable when it returns 0. */
 /* ANNOUNCED: nothing reads u's bytes through the daemon any more (the
  * seal's checks, the hash and the merge are done, and they are durable),
  * so their pages leave the page cache now instead of aging out of it.  A
@@ -2688,6 +2687,7 @@ static void drop_pages(struct bfs_upload *u)
         (void)posix_fadvise(u->fd, 0, 0, POSIX_FADV_DONTNEED);
 }
 
+/* One step out of u->st; the new state is durable when it returns 0. */
 static int step(bfs_ingest *ing, struct bfs_upload *u)
 {
     enum state from = u->st;
