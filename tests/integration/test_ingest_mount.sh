@@ -44,7 +44,7 @@ mkdir "$T/mnt/newrun" 2>"$T/err.txt"
 expect "a mount without -o rw refuses mkdir (EROFS)" grep -q "Read-only file system" "$T/err.txt"
 unmount
 
-printf 'ingest:\n  inbox_ttl: 2s\n' >"$T/cfg.yaml"
+printf 'ingest:\n  inbox_ttl: 5s\n' >"$T/cfg.yaml"
 mount_repo "$T/repo" "$T/mnt" "rw,config=$T/cfg.yaml" || finish
 D="$T/mnt/u/me/run1/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
 expect "mkdir -p of a new RUN and a full dataId path" mkdir -p "$D"
@@ -230,7 +230,7 @@ done
 expect "parallel writers into new RUNs: every cp succeeds and every file is registered" test "$par_ok" = 1
 
 # a name written in a RUN's own directory (its inbox): listed for
-# ingest.inbox_ttl (2 s here) and no longer, although the kernel keeps the
+# ingest.inbox_ttl (5 s here) and no longer, although the kernel keeps the
 # references ls -l and stat gave it.  Until then it cannot be changed in
 # place, but written anew (O_TRUNC: a copy run twice) it is a new upload:
 # the same bytes a duplicate, other bytes of its dataId EEXIST
@@ -238,6 +238,11 @@ I="$T/mnt/u/me/inbox"
 mkdir -p "$I"
 "$BFS_BIN" synth "$T/src2" --exposures 1 --detectors 1 --first-seq 90 --fits >/dev/null 2>&1 || fail "synth of a raw of another exposure"
 R1=$(find "$T/src2/LSSTCam/raw/all" -name '*.fits' | head -1)
+# the same exposure and detector, other pixels: a valid raw of the same dataId
+# (made before the writes below: the checks after them must fall within
+# the 5 s inbox_ttl of this test's configuration)
+"$BFS_BIN" synth "$T/src3" --exposures 1 --detectors 1 --first-seq 90 --fits --payload 3000000 >/dev/null 2>&1 ||
+    fail "synth of a raw of the same dataId with other bytes"
 expect "cp of a raw into a RUN's own directory succeeds" cp "$R1" "$I/r.fits"
 ls -l "$I" >/dev/null
 expect "an ingested inbox name cannot be changed in place (EPERM) without O_TRUNC" \
@@ -256,9 +261,6 @@ expect "cp of the same raw to the same name again succeeds (a duplicate)" cp "$R
 expect "... its event says duplicate" \
     bash -c "tail -1 '$T/repo/.butlerfs/events.jsonl' | grep -q '\"outcome\": *\"duplicate\"'"
 expect "... and the name is listed once" test "$(ls "$I" | grep -c '^r.fits$')" = 1
-# the same exposure and detector, other pixels: a valid raw of the same dataId
-"$BFS_BIN" synth "$T/src3" --exposures 1 --detectors 1 --first-seq 90 --fits --payload 3000000 >/dev/null 2>&1 ||
-    fail "synth of a raw of the same dataId with other bytes"
 cp "$(find "$T/src3/LSSTCam/raw/all" -name '*.fits' | head -1)" "$I/r.fits" 2>"$T/err.txt"
 expect "other bytes of its dataId written to the same name fail (EEXIST)" grep -q "File exists" "$T/err.txt"
 expect "... the name still shows the ingested bytes" cmp -s "$R1" "$I/r.fits"
@@ -337,7 +339,7 @@ assert errno_of(os.unlink, sys.argv[1]) == errno.EPERM, "with bytes"
 assert errno_of(os.close, fd) == errno.EINVAL
 PY
 touch "$I/empty.fits"
-sleep 2.5
+sleep 5.5
 expect "the inbox name leaves the listing after ingest.inbox_ttl" bash -c "! ls '$I' | grep -q '^r.fits'"
 expect "... and is not found by name" bash -c "! stat '$I/r.fits' >/dev/null 2>&1"
 expect "... while the raw stays at its dataId path" test "$(count u/me/inbox)" = 1
