@@ -317,8 +317,6 @@ expect_no_secret()
     fi
 }
 
-# expect_no_sanitizer [FILES...]: fail when any of FILES (by default every
-# log and stderr of the daemons this test started) holds a sanitizer report.
 # status_until MNT OUT REGEX: `butlerfs status --json MNT` into OUT until
 # it matches REGEX (the status file is rewritten every few seconds; 6 s at
 # most); OUT then holds the last reply.
@@ -332,6 +330,20 @@ status_until()
     return 1
 }
 
+# spool_settled REPO SECONDS: wait until REPO's spool holds no intent record
+# (every upload finished), polling every 0.1 s for at most SECONDS; returns
+# non-zero when one is still there.
+spool_settled()
+{
+    for _ in $(seq $(($2 * 10))); do
+        ls "$1/.butlerfs/spool/"*.intent >/dev/null 2>&1 || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# expect_no_sanitizer [FILES...]: fail when any of FILES (by default every
+# log and stderr of the daemons this test started) holds a sanitizer report.
 expect_no_sanitizer()
 {
     [ $# -gt 0 ] || set -- "$BFS_TMP"/daemon.*.log "$BFS_TMP"/daemon.*.stderr

@@ -27,14 +27,6 @@ resident() {
     f=$(find "$T/repo/$1" -type f -name '*.dat' | head -1)
     [ -n "$f" ] && fincore -n -b -o RES "$f" | tr -d ' '
 }
-# wait until the spool holds no intent (every upload done)
-settled() {
-    for _ in $(seq 50); do
-        ls "$T/repo/.butlerfs/spool/"*.intent >/dev/null 2>&1 || return 0
-        sleep 0.1
-    done
-    return 1
-}
 write_one() { # RUN
     local d="$T/mnt/$1/raw/instrument=LSSTCam/detector=$DET/exposure=$EXP"
     mkdir -p "$d" && cp "$T/f.dat" "$d/"
@@ -42,7 +34,7 @@ write_one() { # RUN
 
 mount_repo "$T/repo" "$T/mnt" rw || finish
 expect "cp of 8 MiB to a dataId path succeeds" write_one drop/run
-expect "... and the upload finishes (no intent left in the spool)" settled
+expect "... and the upload finishes (no intent left in the spool)" spool_settled "$T/repo" 5
 expect "with the default (page_cache: drop) none of the placed file's pages is resident" \
     test "$(resident drop/run)" = 0
 expect "... and its bytes read back whole" \
@@ -52,7 +44,7 @@ unmount
 printf 'ingest:\n  page_cache: keep\n' >"$T/keep.yaml"
 mount_repo "$T/repo" "$T/mnt" "rw,config=$T/keep.yaml" || finish
 expect "with page_cache: keep, cp succeeds" write_one keep/run
-settled
+spool_settled "$T/repo" 5
 sleep 0.5
 expect "... and the placed file's pages stay resident" test "$(resident keep/run)" -gt 0
 unmount

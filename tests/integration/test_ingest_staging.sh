@@ -93,10 +93,7 @@ expect "the next mount makes the link it can at start (the first tree's)" \
     test "$(stat -c %i "$stored")" = "$(stat -c %i "$T/oods/$then/$name" 2>/dev/null)"
 expect "... the other still failing, its intent stays" test -n "$(ls "$T/repo/.butlerfs/spool"/*.intent 2>/dev/null)"
 rm "$T/archive/$then"
-for _ in $(seq 100); do
-    [ -z "$(ls "$T/repo/.butlerfs/spool"/*.intent 2>/dev/null)" ] && break
-    sleep 0.2
-done
+spool_settled "$T/repo" 20
 expect "unblocked, the mount's retry makes the link the restart could not, under the registration's night" \
     test "$(stat -c %i "$stored")" = "$(stat -c %i "$T/archive/$then/$name" 2>/dev/null)"
 expect "... in both trees, none under today's" \
@@ -118,10 +115,7 @@ det=$(python3 -c "import json, sys; print([json.loads(l) for l in open(sys.argv[
     "$T/repo/.butlerfs/events.jsonl")
 inmount=$(find "$T/mnt/LSSTCam/raw/all/raw/instrument=LSSTCam/detector=$det" -type f | head -1)
 expect "... and removed in the mount (ingest.allow_remove)" rm "$inmount"
-for _ in $(seq 50); do
-    [ -z "$(ls "$T/repo/.butlerfs/spool"/*.intent 2>/dev/null)" ] && break
-    sleep 0.2
-done
+spool_settled "$T/repo" 10
 expect "the retry sees the dataset removed and drops the intent" \
     test -z "$(ls "$T/repo/.butlerfs/spool"/*.intent 2>/dev/null)"
 expect "... and the log says why" grep -q "was removed before all its staging links were made" "$BFS_LOG"
